@@ -1,0 +1,63 @@
+"""The `yurthub` command line: help, version, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from yurthub import __version__
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "yurthub", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"yurthub {__version__}"
+
+
+def test_help_lists_commands():
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("serve", "sandbox", "demo", "check-config"):
+        assert cmd in r.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--bogus",), "error"),
+    (("serve", "--no-such-flag"), "unrecognized arguments: --no-such-flag"),
+    (("serve", "--proxy-port", "99999"), "--proxy-port: proxy_port = '99999'"),
+    (("serve", "--lb-mode", "random"), "must be one of rr, priority"),
+    (("check-config", "--config", "/nonexistent/yurthub.conf"), "cannot read config file"),
+])
+def test_bad_input_exits_2_with_one_clear_line(args, fragment):
+    r = run(*args)
+    assert r.returncode == 2
+    assert fragment in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_config_prints_effective_values(tmp_path):
+    conf = tmp_path / "y.conf"
+    conf.write_text("[yurthub]\nproxy_port = 20261\n")
+    r = run("check-config", "--config", str(conf), "--node-name", "edge-7",
+            "--disk-cache-path", str(tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr
+    values = {k.strip(): v.strip() for k, v in
+              (line.split(" = ", 1) for line in r.stdout.splitlines())}
+    assert values["proxy_port"] == "20261"
+    assert values["node_name"] == "edge-7"
+    assert values["serve_port"] == "10267"
+
+
+def test_check_config_names_bad_key(tmp_path):
+    conf = tmp_path / "y.conf"
+    conf.write_text("[yurthub]\nproxy_port = 20261\ncolour = blue\n")
+    r = run("check-config", "--config", str(conf))
+    assert r.returncode == 2
+    assert str(conf) in r.stderr and "colour" in r.stderr and "blue" in r.stderr

@@ -1,0 +1,105 @@
+"""Settings: defaults, INI file, flags, and the errors an operator sees for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from yurthub import config
+from yurthub.errors import ConfigError
+
+
+def write(tmp_path, text: str) -> str:
+    p = tmp_path / "yurthub.conf"
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_follow_yurthub():
+    cfg = config.load(None, {"node_name": "edge-1"})
+    assert (cfg.bind_address, cfg.proxy_port, cfg.serve_port) == ("127.0.0.1", 10261, 10267)
+    assert cfg.lb_mode == "rr"
+    assert (cfg.heartbeat_interval_seconds, cfg.heartbeat_timeout_seconds,
+            cfg.heartbeat_failed_retry, cfg.heartbeat_healthy_threshold) == (10, 2, 3, 2)
+    assert cfg.threads == 256
+    assert {"kubelet", "kube-proxy", "coredns", "flanneld"} <= cfg.effective_cache_agents
+
+
+def test_flags_override_ini_which_overrides_defaults(tmp_path):
+    path = write(tmp_path, "[yurthub]\nproxy_port = 20261\nlb_mode = priority\n")
+    cfg = config.load(path, {"proxy_port": "30261"})
+    assert cfg.proxy_port == 30261
+    assert cfg.lb_mode == "priority"
+
+
+def test_ini_accepts_dashed_keys_and_lists(tmp_path):
+    path = write(tmp_path, "[yurthub]\nserver-addr = https://10.0.0.1:6443, 10.0.0.2:6443\n"
+                           "cache_agents = calico,*\n")
+    cfg = config.load(path)
+    assert cfg.server_addr == ("https://10.0.0.1:6443", "https://10.0.0.2:6443")
+    assert "*" in cfg.effective_cache_agents and "calico" in cfg.effective_cache_agents
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[yurthub]\nprox_port = 1\n", "unknown key 'prox_port'"),
+    ("[yurthub]\nproxy_port = 70000\n", "proxy_port = '70000': must be between 1 and 65535"),
+    ("[yurthub]\nproxy_port = http\n", "proxy_port = 'http': not an integer"),
+    ("[yurthub]\nlb_mode = random\n", "lb_mode = 'random': must be one of rr, priority"),
+    ("[yurthub]\nserver_addr = ftp://x\n", "is not an http(s) URL"),
+    ("[yurthub]\nbind_address = localhost\n", "not an IP address"),
+    ("[yurthub]\ndisk_cache_path = relative/dir\n", "must be an absolute path"),
+    ("[other]\nx = 1\n", "unknown section [other]"),
+    ("proxy_port = 1\n", "not a valid INI file"),
+    ("[yurthub]\nnode_name = Not_A_Name\n", "not a valid node name"),
+    ("[yurthub]\nproxy_port = 10267\n", "proxy_port and serve_port are both 10267"),
+])
+def test_bad_ini_names_file_key_and_value(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert fragment in str(e.value)
+    assert path in str(e.value) or "serve_port" in str(e.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        config.load(str(tmp_path / "nope.conf"))
+
+
+def test_bad_flag_value_names_the_flag():
+    with pytest.raises(ConfigError, match=r"--heartbeat-interval-seconds: .*'0'"):
+        config.load(None, {"heartbeat_interval_seconds": "0"})
+
+
+def test_size_settings_accept_units():
+    cfg = config.load(None, {"cache_tee_budget": "16Mi"})
+    assert cfg.cache_tee_budget == 16 * 2**20
+
+
+def test_node_name_defaults_to_host_name():
+    assert config.load().node_name
+
+
+def test_check_files_reports_unreadable_credentials(tmp_path):
+    cfg = config.load(None, {"ca_file": str(tmp_path / "missing.crt"),
+                             "disk_cache_path": str(tmp_path / "cache")})
+    with pytest.raises(ConfigError, match=r"ca_file = .*does not exist"):
+        config.check_files(cfg)
+
+
+def test_check_files_reports_cache_path_under_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    cfg = config.load(None, {"disk_cache_path": str(f / "cache")})
+    with pytest.raises(ConfigError, match="is not a directory"):
+        config.check_files(cfg)
+
+
+def test_default_ini_loads_back_to_the_defaults(tmp_path):
+    text = config.default_ini()
+    # Uncomment every key: the shipped file with all defaults spelled out must load unchanged.
+    uncommented = "\n".join(line[1:] if line.startswith("#") and " = " in line else line
+                            for line in text.splitlines())
+    path = write(tmp_path, uncommented)
+    assert config.load(path, {"node_name": "n"}) == config.load(None, {"node_name": "n"})
+    for f in config.settings():
+        assert f"#{f.name} =" in text

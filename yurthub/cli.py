@@ -1,0 +1,113 @@
+"""The ``yurthub`` command: serve, sandbox, demo and check-config.
+
+Usage errors (unknown flags, bad values, bad config files) print one line and exit 2; a
+runtime failure prints one line and exits 1; nothing here prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from yurthub import __version__, config
+from yurthub.errors import ConfigError, YurthubError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n"
+                              f"Try '{self.prog} --help' for more information.\n")
+
+
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="INI file with a [yurthub] section; flags override it")
+    for f in config.settings():
+        p.add_argument("--" + config.flag_name(f), dest=f.name, metavar=f.metadata["metavar"],
+                       default=None, help=f"{f.metadata['help']} "
+                       f"(default: {config.render_value(f, f.default) or 'unset'})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="yurthub", description=(
+        "Edge-autonomy gateway for Kubernetes: a caching reverse proxy between a node's "
+        "components and the cloud kube-apiserver."))
+    parser.add_argument("--version", action="version", version=f"yurthub {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the gateway in the foreground (under gunicorn)",
+                           description="Run the gateway in the foreground under gunicorn.")
+    _add_setting_flags(serve)
+
+    check = sub.add_parser("check-config", help="print the effective settings and check them",
+                           description="Print the effective settings; exit 2 naming the "
+                           "file, key and value of anything invalid.")
+    _add_setting_flags(check)
+    check.add_argument("--print-defaults", action="store_true",
+                       help="print the default INI file instead")
+
+    from yurthub.sandbox import cli as sandbox_cli
+    sandbox = sub.add_parser("sandbox", help="run the simulated kube-apiserver",
+                             description="Run the sandbox kube-apiserver in the foreground.")
+    sandbox_cli.add_arguments(sandbox)
+
+    from yurthub import demo
+    demo_p = sub.add_parser("demo", help="run a sandbox and a gateway together",
+                            description="Run a sandbox apiserver and a gateway in front of "
+                            "it, seed a node with pods and print what to try.")
+    demo.add_arguments(demo_p)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    overrides = {f.name: getattr(args, f.name) for f in config.settings()
+                 if getattr(args, f.name, None) is not None}
+    return config.load(args.config, overrides)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    if args.print_defaults:
+        sys.stdout.write(config.default_ini())
+        return 0
+    cfg = load_config(args)
+    config.check_files(cfg)
+    width = max(len(f.name) for f in config.settings())
+    for key, value, _help in config.describe(cfg):
+        print(f"{key:<{width}} = {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args)
+        if args.command == "serve":
+            cfg = load_config(args)
+            from yurthub import service
+            return service.serve(cfg)
+        if args.command == "sandbox":
+            from yurthub.sandbox import cli as sandbox_cli
+            return sandbox_cli.main(args)
+        if args.command == "demo":
+            from yurthub import demo
+            return demo.main(args)
+    except ConfigError as e:
+        print(f"yurthub: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except YurthubError as e:
+        print(f"yurthub: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

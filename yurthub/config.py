@@ -1,0 +1,389 @@
+"""Settings: each declared once (name, type, default, validation, help) on the Config dataclass.
+
+The same declarations build the command-line flags, read the INI file (section ``[yurthub]``,
+keys named like the flags with ``_`` for ``-``), generate ``etc/yurthub/yurthub.conf`` and
+drive ``yurthub check-config``.  Values come from defaults, then the INI file, then flags;
+an unknown key or a bad value is a ConfigError naming the source, the key and the value.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from yurthub.errors import ConfigError
+
+SECTION = "yurthub"
+DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
+
+# YurtHub's built-in cache agents; the cache-agents setting extends them.
+DEFAULT_CACHE_AGENTS = (
+    "kubelet", "kube-proxy", "flanneld", "coredns", "raven-agent-ds", "yurttunnel-agent", "yurthub",
+)
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SIZE = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|K|M|G)?$")
+_SIZE_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+_BOOL = {"1": True, "true": True, "yes": True, "on": True,
+         "0": False, "false": False, "no": False, "off": False}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+# -- parsers: str -> value, raising ValueError with a reason ---------------------------------
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _path(value: str) -> str:
+    value = value.strip()
+    if "\0" in value:
+        raise ValueError("contains a NUL byte")
+    return value
+
+
+def _abs_path(value: str) -> str:
+    value = _path(value)
+    if not os.path.isabs(value):
+        raise ValueError("must be an absolute path")
+    return os.path.normpath(value)
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value.strip(), 10)
+        except ValueError:
+            raise ValueError("not an integer") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return n
+    return parse
+
+
+def _port(value: str) -> int:
+    return _int_range(1, 65535)(value)
+
+
+def _size(value: str) -> int:
+    m = _SIZE.match(value.strip())
+    if not m:
+        raise ValueError("not a size (e.g. 67108864, 64Mi, 1Gi)")
+    n = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if n < 1024 * 1024:
+        raise ValueError("must be at least 1Mi")
+    return n
+
+
+def _bool(value: str) -> bool:
+    try:
+        return _BOOL[value.strip().lower()]
+    except KeyError:
+        raise ValueError("not a boolean (true/false)") from None
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        v = value.strip()
+        if v not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return v
+    return parse
+
+
+def _ip(value: str) -> str:
+    v = value.strip()
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ValueError("not an IP address") from None
+    return v
+
+
+def _split(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _server_addrs(value: str) -> tuple[str, ...]:
+    out = []
+    for item in _split(value):
+        url = item if "://" in item else "https://" + item
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{item!r} is not an http(s) URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{item!r} must not carry a query, fragment or user info")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"{item!r} has a bad port") from None
+        out.append(url.rstrip("/"))
+    return tuple(out)
+
+
+def _agents(value: str) -> tuple[str, ...]:
+    out = []
+    for item in _split(value):
+        a = item.lower()
+        if a != "*" and not re.match(r"^[a-z0-9][a-z0-9._-]*$", a):
+            raise ValueError(f"{item!r} is not a User-Agent name")
+        out.append(a)
+    return tuple(out)
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(_split(value))
+
+
+def _node_name(value: str) -> str:
+    v = value.strip()
+    if v and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
+        raise ValueError("not a valid node name (lower-case DNS subdomain)")
+    return v
+
+
+def _log_level(value: str) -> str:
+    v = value.strip().upper()
+    if v not in _LOG_LEVELS:
+        raise ValueError("must be one of " + ", ".join(_LOG_LEVELS))
+    return v
+
+
+# -- declarations ---------------------------------------------------------------------------
+
+def setting(default: Any, parse: Callable[[str], Any], help: str, *, metavar: str = "VALUE",
+            render: Callable[[Any], str] | None = None) -> Any:
+    """Declare one setting: its default, how a string becomes a value, and one line of help."""
+    return field(default=default, metadata={
+        "parse": parse, "help": help, "metavar": metavar, "render": render or _render,
+    })
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The gateway's effective settings.  Built by ``load``; passed in, never global."""
+
+    server_addr: tuple[str, ...] = setting(
+        (), _server_addrs, "kube-apiserver URL(s), comma-separated (https:// is assumed)",
+        metavar="URL[,URL...]")
+    kubeconfig: str = setting(
+        "", _path, "kubeconfig giving the server, CA and the hub's credentials", metavar="FILE")
+    node_name: str = setting(
+        "", _node_name, "this node's name (default: the host name)", metavar="NAME")
+    working_mode: str = setting(
+        "edge", _choice("edge", "cloud"),
+        "edge serves from the cache when the cloud is unreachable; cloud only proxies",
+        metavar="edge|cloud")
+    bind_address: str = setting(
+        "127.0.0.1", _ip, "address the proxy and hub ports listen on", metavar="IP")
+    proxy_port: int = setting(10261, _port, "port of the API proxy", metavar="PORT")
+    serve_port: int = setting(
+        10267, _port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics)", metavar="PORT")
+    disk_cache_path: str = setting(
+        "/var/lib/yurthub/cache", _abs_path, "root of the cache tree", metavar="DIR")
+    cache_agents: tuple[str, ...] = setting(
+        (), _agents, "User-Agents cached besides YurtHub's defaults; * caches every component",
+        metavar="A[,B...]")
+    lb_mode: str = setting(
+        "rr", _choice("rr", "priority"), "how requests spread over healthy servers",
+        metavar="rr|priority")
+    heartbeat_interval_seconds: int = setting(
+        10, _int_range(1, 3600), "seconds between health probes (node Lease renewals)",
+        metavar="SECONDS")
+    heartbeat_timeout_seconds: int = setting(
+        2, _int_range(1, 300), "timeout of one health probe", metavar="SECONDS")
+    heartbeat_failed_retry: int = setting(
+        3, _int_range(1, 100), "attempts of one probe before the server counts as failed",
+        metavar="N")
+    heartbeat_healthy_threshold: int = setting(
+        2, _int_range(1, 100), "successful probes before an unhealthy server is used again",
+        metavar="N")
+    kubelet_health_grace_period: int = setting(
+        40, _int_range(1, 86400),
+        "stop renewing the node Lease when kubelet sent no lease request for this many seconds",
+        metavar="SECONDS")
+    ca_file: str = setting(
+        "", _path, "CA bundle that signs the apiserver's certificate", metavar="FILE")
+    client_cert_file: str = setting(
+        "", _path, "the hub's client certificate for the apiserver", metavar="FILE")
+    client_key_file: str = setting(
+        "", _path, "private key of the hub's client certificate", metavar="FILE")
+    token_file: str = setting(
+        "", _path, "file holding the hub's bearer token for the apiserver", metavar="FILE")
+    insecure_skip_tls_verify: bool = setting(
+        False, _bool, "do not verify the apiserver's certificate (testing only)",
+        metavar="true|false")
+    threads: int = setting(
+        256, _int_range(4, 4096), "request threads; every open watch holds one", metavar="N")
+    max_watches: int = setting(
+        0, _int_range(0, 4096),
+        "open watches allowed before new ones get 429 (0: threads minus 16)", metavar="N")
+    graceful_timeout: int = setting(
+        20, _int_range(1, 600), "seconds open requests get to finish on shutdown",
+        metavar="SECONDS")
+    client_send_timeout: int = setting(
+        30, _int_range(1, 3600), "seconds a client may stop reading before it is cut off",
+        metavar="SECONDS")
+    min_request_timeout: int = setting(
+        1800, _int_range(1, 86400),
+        "offline watches without timeoutSeconds last this long times (1 + rand)",
+        metavar="SECONDS")
+    cache_tee_budget: int = setting(
+        64 * 2**20, _size, "bytes a response may run ahead of the cache writer before its "
+        "cache entry is dropped", metavar="BYTES", render=lambda v: f"{v // 2**20}Mi")
+    watch_history_size: int = setting(
+        1024, _int_range(16, 1_000_000),
+        "watch events kept per cached collection for offline watch resume", metavar="N")
+    enable_resource_filter: bool = setting(
+        True, _bool, "run the response filters", metavar="true|false")
+    disabled_resource_filters: tuple[str, ...] = setting(
+        (), _names, "filters not to run (* disables all)", metavar="F[,G...]")
+    log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
+
+    @property
+    def effective_cache_agents(self) -> frozenset[str]:
+        return frozenset(DEFAULT_CACHE_AGENTS) | frozenset(self.cache_agents)
+
+    @property
+    def effective_max_watches(self) -> int:
+        return self.max_watches or max(1, self.threads - 16)
+
+
+def settings() -> tuple[dataclasses.Field[Any], ...]:
+    """Every declared setting, in declaration order."""
+    return dataclasses.fields(Config)
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    return f.name.replace("_", "-")
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str, source: str) -> Any:
+    try:
+        return f.metadata["parse"](raw)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {f.name} = {raw!r}: {e}") from None
+
+
+def render_value(f: dataclasses.Field[Any], value: Any) -> str:
+    return str(f.metadata["render"](value))
+
+
+def read_ini(path: str) -> dict[str, str]:
+    """The raw ``[yurthub]`` key/values of an INI file; unknown sections or keys are errors."""
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
+    except (configparser.Error, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid INI file: {first}") from None
+    known = {f.name for f in settings()}
+    for section in parser.sections():
+        if section != SECTION:
+            raise ConfigError(f"{path}: unknown section [{section}] (expected [{SECTION}])")
+    values: dict[str, str] = {}
+    if parser.has_section(SECTION):
+        for key, raw in parser.items(SECTION):
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"{path}: unknown key {key!r} (value {raw!r}) in [{SECTION}]")
+            values[name] = raw
+    return values
+
+
+def load(path: str | None = None, overrides: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the INI file at ``path`` (if given), then ``overrides`` (flag values)."""
+    by_name = {f.name: f for f in settings()}
+    values: dict[str, Any] = {}
+    if path:
+        for name, raw in read_ini(path).items():
+            values[name] = parse_value(by_name[name], raw, path)
+    for name, raw in (overrides or {}).items():
+        f = by_name.get(name)
+        if f is None:
+            raise ConfigError(f"command line: unknown setting {name!r}")
+        values[name] = parse_value(f, raw, "--" + flag_name(f))
+    cfg = Config(**values)
+    if not cfg.node_name:
+        cfg = dataclasses.replace(cfg, node_name=_default_node_name())
+    _check(cfg, path or "command line")
+    return cfg
+
+
+def _default_node_name() -> str:
+    return socket.gethostname().split(".")[0].lower()
+
+
+def _check(cfg: Config, source: str) -> None:
+    """Cross-setting rules that no single parser can see."""
+    if cfg.proxy_port == cfg.serve_port:
+        raise ConfigError(f"{source}: proxy_port and serve_port are both {cfg.proxy_port}")
+    if bool(cfg.client_cert_file) != bool(cfg.client_key_file):
+        raise ConfigError(f"{source}: client_cert_file and client_key_file must be set together")
+
+
+def check_files(cfg: Config) -> None:
+    """Checks that need the file system: credentials readable, cache root writable.
+
+    Run by the service before it binds its ports, so a bad setting stops it with one line.
+    """
+    for name in ("kubeconfig", "ca_file", "client_cert_file", "client_key_file", "token_file"):
+        p = getattr(cfg, name)
+        if p and not os.access(p, os.R_OK):
+            why = "does not exist" if not os.path.exists(p) else "is not readable"
+            raise ConfigError(f"{name} = {p!r}: file {why}")
+    root = cfg.disk_cache_path
+    probe = root
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ConfigError(f"disk_cache_path = {root!r}: {probe!r} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"disk_cache_path = {root!r}: {probe!r} is not writable")
+
+
+def describe(cfg: Config) -> Iterable[tuple[str, str, str]]:
+    """(key, effective value, help) of every setting, for ``check-config``."""
+    for f in settings():
+        yield f.name, render_value(f, getattr(cfg, f.name)), str(f.metadata["help"])
+
+
+def default_ini() -> str:
+    """The text of ``etc/yurthub/yurthub.conf``: every setting, commented, with its default."""
+    lines = [
+        "# yurthub settings.  Every key is shown with its default value, commented out.",
+        "# Keys are the command-line flags of `yurthub serve` with '_' for '-'.",
+        "# Check a file with: yurthub check-config --config /etc/yurthub/yurthub.conf",
+        "",
+        f"[{SECTION}]",
+    ]
+    for f in settings():
+        default = f.default
+        lines.append(f"# {f.metadata['help']}")
+        lines.append(f"#{f.name} = {render_value(f, default)}".rstrip())
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""The exception tree of yurthub: every error the gateway raises derives from YurthubError.
+
+API errors carry the HTTP code and the Kubernetes ``StatusReason`` they become on the wire;
+they are turned into ``metav1.Status`` bodies in one place (``kube.status``), never by the
+code that raises them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class YurthubError(Exception):
+    """Root of every error raised by yurthub."""
+
+
+class ConfigError(YurthubError):
+    """A setting is unknown or has a bad value; the message names the source, key and value."""
+
+
+class UpstreamError(YurthubError):
+    """The cloud kube-apiserver could not be reached or broke the connection."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No connection could be made to any healthy server (the request was never sent)."""
+
+
+class StorageError(YurthubError):
+    """The cache tree could not be read or written."""
+
+
+class InvalidKeyError(StorageError):
+    """A cache key segment is not a valid Kubernetes name (or would escape the cache root)."""
+
+
+class DecodeError(YurthubError):
+    """A body or stream from the apiserver is not what its Content-Type promises."""
+
+
+class ApiError(YurthubError):
+    """An error that is answered to the client as a ``metav1.Status``.
+
+    ``details`` follows ``metav1.StatusDetails`` (name, group, kind, causes, retryAfterSeconds).
+    """
+
+    code = 500
+    reason = "InternalError"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 code: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code is not None:
+            self.code = code
+        if reason is not None:
+            self.reason = reason
+
+
+class BadRequest(ApiError):
+    code = 400
+    reason = "BadRequest"
+
+
+class Unauthorized(ApiError):
+    code = 401
+    reason = "Unauthorized"
+
+
+class Forbidden(ApiError):
+    code = 403
+    reason = "Forbidden"
+
+
+class NotFound(ApiError):
+    code = 404
+    reason = "NotFound"
+
+
+class MethodNotAllowed(ApiError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
+class NotAcceptable(ApiError):
+    code = 406
+    reason = "NotAcceptable"
+
+
+class AlreadyExists(ApiError):
+    code = 409
+    reason = "AlreadyExists"
+
+
+class Conflict(ApiError):
+    code = 409
+    reason = "Conflict"
+
+
+class Gone(ApiError):
+    """A resourceVersion or continue token that is too old (``410 Expired``)."""
+
+    code = 410
+    reason = "Expired"
+
+
+class UnsupportedMediaType(ApiError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class Invalid(ApiError):
+    code = 422
+    reason = "Invalid"
+
+
+class TooManyRequests(ApiError):
+    code = 429
+    reason = "TooManyRequests"
+
+
+class InternalError(ApiError):
+    code = 500
+    reason = "InternalError"
+
+
+class ServiceUnavailable(ApiError):
+    code = 503
+    reason = "ServiceUnavailable"
+
+
+class GatewayTimeout(ApiError):
+    code = 504
+    reason = "Timeout"

@@ -1,0 +1,4 @@
+"""The pure Kubernetes core: request classification, selectors, patches, framing, Status bodies.
+
+Nothing in this package touches sockets, files, threads or clocks.
+"""

@@ -1,0 +1,173 @@
+"""The built-in resources a node's components use: kind, scope, verbs, short names, fields.
+
+One table feeds the sandbox's discovery documents and the offline reader's list kinds, so the
+two never disagree about what ``pods`` is.  Custom resources are described by the same
+``ResourceType`` built from a CustomResourceDefinition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+OBJECT_META_FIELDS = ("metadata.name", "metadata.namespace")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One REST resource of one group/version, as discovery describes it."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    subresources: tuple[str, ...] = ()
+    # Field selectors kube-apiserver accepts for this resource (besides metadata.*).
+    fields: tuple[str, ...] = ()
+    singular: str = ""
+    categories: tuple[str, ...] = ()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def selectable_fields(self) -> tuple[str, ...]:
+        """Every field selector key kube-apiserver accepts for this resource.
+
+        Cluster-scoped resources accept ``metadata.namespace`` too (always empty), as
+        kube-apiserver's generic registry does for every type.
+        """
+        return OBJECT_META_FIELDS + self.fields
+
+    def discovery_entry(self) -> dict[str, Any]:
+        """The ``APIResource`` entry of ``/api/v1`` or ``/apis/<g>/<v>``."""
+        entry: dict[str, Any] = {
+            "name": self.resource,
+            "singularName": self.singular or self.kind.lower(),
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": list(self.verbs),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        return entry
+
+
+_POD_FIELDS = (
+    "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+    "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+)
+_EVENT_FIELDS = (
+    "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+    "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+    "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+)
+
+BUILTIN: tuple[ResourceType, ...] = (
+    ResourceType("", "v1", "pods", "Pod", True, ("po",), subresources=("status",),
+                 fields=_POD_FIELDS, categories=("all",)),
+    ResourceType("", "v1", "nodes", "Node", False, ("no",), subresources=("status",),
+                 fields=("spec.unschedulable",)),
+    ResourceType("", "v1", "services", "Service", True, ("svc",), subresources=("status",),
+                 fields=("spec.clusterIP", "spec.type"), categories=("all",)),
+    ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), singular="endpoints"),
+    ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    ResourceType("", "v1", "secrets", "Secret", True, fields=("type",)),
+    ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), subresources=("status",),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+                 fields=("status.phase",)),
+    ResourceType("", "v1", "events", "Event", True, ("ev",), fields=_EVENT_FIELDS),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                 "CustomResourceDefinition", False, ("crd", "crds"), subresources=("status",)),
+)
+
+_BY_GVR: dict[tuple[str, str, str], ResourceType] = {
+    (t.group, t.version, t.resource): t for t in BUILTIN
+}
+
+
+def builtin(group: str, version: str, resource: str) -> ResourceType | None:
+    """The built-in type for a group/version/resource, or None."""
+    return _BY_GVR.get((group, version, resource))
+
+
+# Kinds of other well-known built-in resources that clients list through the gateway even
+# though the sandbox does not serve them; the offline reader needs their list kinds.
+_OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("", "persistentvolumes"): ("PersistentVolume", False),
+    ("", "persistentvolumeclaims"): ("PersistentVolumeClaim", True),
+    ("", "replicationcontrollers"): ("ReplicationController", True),
+    ("", "resourcequotas"): ("ResourceQuota", True),
+    ("", "limitranges"): ("LimitRange", True),
+    ("", "podtemplates"): ("PodTemplate", True),
+    ("apps", "deployments"): ("Deployment", True),
+    ("apps", "daemonsets"): ("DaemonSet", True),
+    ("apps", "replicasets"): ("ReplicaSet", True),
+    ("apps", "statefulsets"): ("StatefulSet", True),
+    ("batch", "jobs"): ("Job", True),
+    ("batch", "cronjobs"): ("CronJob", True),
+    ("events.k8s.io", "events"): ("Event", True),
+    ("node.k8s.io", "runtimeclasses"): ("RuntimeClass", False),
+    ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),
+    ("storage.k8s.io", "csinodes"): ("CSINode", False),
+    ("storage.k8s.io", "storageclasses"): ("StorageClass", False),
+    ("storage.k8s.io", "volumeattachments"): ("VolumeAttachment", False),
+    ("networking.k8s.io", "networkpolicies"): ("NetworkPolicy", True),
+    ("networking.k8s.io", "ingresses"): ("Ingress", True),
+    ("networking.k8s.io", "ingressclasses"): ("IngressClass", False),
+    ("rbac.authorization.k8s.io", "roles"): ("Role", True),
+    ("rbac.authorization.k8s.io", "rolebindings"): ("RoleBinding", True),
+    ("rbac.authorization.k8s.io", "clusterroles"): ("ClusterRole", False),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): ("ClusterRoleBinding", False),
+    ("scheduling.k8s.io", "priorityclasses"): ("PriorityClass", False),
+    ("policy", "poddisruptionbudgets"): ("PodDisruptionBudget", True),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
+        ("MutatingWebhookConfiguration", False),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
+        ("ValidatingWebhookConfiguration", False),
+}
+
+
+def known_kind(group: str, resource: str) -> tuple[str, bool] | None:
+    """(kind, namespaced) of a well-known built-in resource of any version, or None."""
+    for t in BUILTIN:
+        if t.group == group and t.resource == resource:
+            return t.kind, t.namespaced
+    return _OTHER_KINDS.get((group, resource))
+
+
+def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
+    """The ResourceTypes a CustomResourceDefinition serves, one per served version."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    out = []
+    for v in spec.get("versions") or []:
+        if not v.get("served", True):
+            continue
+        subresources = tuple(sorted((v.get("subresources") or {}).keys()))
+        out.append(ResourceType(
+            group=spec.get("group", ""),
+            version=v.get("name", ""),
+            resource=names.get("plural", ""),
+            kind=names.get("kind", ""),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            short_names=tuple(names.get("shortNames") or ()),
+            subresources=subresources,
+            singular=names.get("singular", ""),
+            categories=tuple(names.get("categories") or ()),
+        ))
+    return out

@@ -1,0 +1,1 @@
+"""The sandbox kube-apiserver: a real HTTP server that behaves like kube-apiserver for a node."""
