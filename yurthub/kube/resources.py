@@ -30,6 +30,9 @@ class ResourceType:
     fields: tuple[str, ...] = ()
     singular: str = ""
     categories: tuple[str, ...] = ()
+    # The metadata field selectors it accepts: kube-apiserver's Node and Namespace
+    # conversions accept only metadata.name; every other type accepts both.
+    meta_fields: tuple[str, ...] = OBJECT_META_FIELDS
 
     @property
     def group_version(self) -> str:
@@ -44,9 +47,10 @@ class ResourceType:
         """Every field selector key kube-apiserver accepts for this resource.
 
         Cluster-scoped resources accept ``metadata.namespace`` too (always empty), as
-        kube-apiserver's generic registry does for every type.
+        kube-apiserver's default field label conversion does, except nodes and namespaces
+        whose own conversions accept only ``metadata.name``.
         """
-        return OBJECT_META_FIELDS + self.fields
+        return self.meta_fields + self.fields
 
     def discovery_entry(self) -> dict[str, Any]:
         """The ``APIResource`` entry of ``/api/v1`` or ``/apis/<g>/<v>``."""
@@ -78,7 +82,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "pods", "Pod", True, ("po",), subresources=("status",),
                  fields=_POD_FIELDS, categories=("all",)),
     ResourceType("", "v1", "nodes", "Node", False, ("no",), subresources=("status",),
-                 fields=("spec.unschedulable",)),
+                 fields=("spec.unschedulable",), meta_fields=("metadata.name",)),
     ResourceType("", "v1", "services", "Service", True, ("svc",), subresources=("status",),
                  fields=("spec.clusterIP", "spec.type"), categories=("all",)),
     ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), singular="endpoints"),
@@ -86,7 +90,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "secrets", "Secret", True, fields=("type",)),
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), subresources=("status",),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
-                 fields=("status.phase",)),
+                 fields=("status.phase",), meta_fields=("metadata.name",)),
     ResourceType("", "v1", "events", "Event", True, ("ev",), fields=_EVENT_FIELDS),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),

@@ -1,0 +1,376 @@
+"""Label selectors as kube-apiserver parses, validates and evaluates them.
+
+``parse("app=web,tier in (a,b),!canary")`` gives a :class:`Selector` whose requirements are
+normalized (``==`` is ``=``, a one-value ``in`` is ``=``, a one-value ``notin`` is ``!=``) so
+that two spellings of the same condition compare equal: a cached view selected by A covers a
+request selected by B when ``A.requirements <= B.requirements``.  Syntax errors and invalid keys
+or values raise :class:`yurthub.errors.BadRequest` with kube-apiserver's wording.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from yurthub.errors import BadRequest
+
+EQUALS = "="
+NOT_EQUALS = "!="
+IN = "in"
+NOT_IN = "notin"
+EXISTS = "exists"
+DOES_NOT_EXIST = "!"
+GREATER_THAN = "gt"
+LESS_THAN = "lt"
+
+# The operators as the parser reports them when it expected one (apimachinery's order).
+_BINARY_OPERATORS = "in, notin, =, ==, !=, gt, lt"
+
+_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_QNAME_RE = re.compile(f"^{_QNAME_FMT}$")
+_LABEL_VALUE_FMT = f"({_QNAME_FMT})?"
+_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
+_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
+_DNS1123_SUBDOMAIN_RE = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
+
+
+def regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """apimachinery's ``RegexError``: the message, examples and the regex it failed."""
+    if not examples:
+        return f"{msg} (regex used for validation is '{fmt}')"
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+def go_quote(value: str) -> str:
+    """A string quoted as Go's ``%q`` prints it (close enough for ASCII and UTF-8 text)."""
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    """Why ``value`` is not a lowercase RFC 1123 subdomain (empty when it is one)."""
+    errs = []
+    if len(value) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _DNS1123_SUBDOMAIN_RE.match(value):
+        errs.append(regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character",
+            DNS1123_SUBDOMAIN_FMT, "example.com"))
+    return errs
+
+
+def qualified_name_errors(value: str) -> list[str]:
+    """Why ``value`` is not a qualified name (a label or annotation key)."""
+    msg = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+           "with an alphanumeric character")
+    parts = value.split("/")
+    errs: list[str] = []
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs.extend("prefix part " + e for e in dns1123_subdomain_errors(prefix))
+    else:
+        return ["a qualified name " + regex_error(msg, _QNAME_FMT, "MyName", "my.name", "123-abc")
+                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    if not _QNAME_RE.match(name):
+        errs.append("name part " + regex_error(msg, _QNAME_FMT, "MyName", "my.name", "123-abc"))
+    return errs
+
+
+def label_value_errors(value: str) -> list[str]:
+    """Why ``value`` is not a valid label value (empty when it is one)."""
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _LABEL_VALUE_RE.match(value):
+        errs.append(regex_error(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+            "'_' or '.', and must start and end with an alphanumeric character",
+            _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
+    return errs
+
+
+def invalid(path: str, value: str, errs: list[str]) -> str:
+    """A ``field.Invalid`` error as Go prints it."""
+    return f"{path}: Invalid value: {go_quote(value)}: {'; '.join(errs)}"
+
+
+@dataclass(frozen=True, order=True)
+class Requirement:
+    """One normalized condition on one label key; ``values`` are sorted and distinct."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        op = self.operator
+        if op == EXISTS:
+            return self.key in labels
+        if op == DOES_NOT_EXIST:
+            return self.key not in labels
+        value = labels.get(self.key)
+        if op in (EQUALS, IN):
+            return value is not None and value in self.values
+        if op in (NOT_EQUALS, NOT_IN):
+            return value is None or value not in self.values
+        if value is None or not _INT_RE.match(value):
+            return False
+        bound = int(self.values[0])
+        return int(value) > bound if op == GREATER_THAN else int(value) < bound
+
+    def __str__(self) -> str:
+        op = self.operator
+        if op == EXISTS:
+            return self.key
+        if op == DOES_NOT_EXIST:
+            return "!" + self.key
+        if op in (IN, NOT_IN):
+            return f"{self.key} {op} ({','.join(self.values)})"
+        sym = {EQUALS: "=", NOT_EQUALS: "!=", GREATER_THAN: ">", LESS_THAN: "<"}[op]
+        return f"{self.key}{sym}{self.values[0]}"
+
+
+def requirement(key: str, operator: str, values: Iterable[str] = ()) -> Requirement:
+    """A normalized requirement (no validation: the parser validates)."""
+    vals = tuple(sorted(set(values)))
+    if operator == "==":
+        operator = EQUALS
+    if operator == IN and len(vals) == 1:
+        operator = EQUALS
+    elif operator == NOT_IN and len(vals) == 1:
+        operator = NOT_EQUALS
+    return Requirement(key, operator, vals)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A conjunction of requirements; the empty selector matches everything."""
+
+    requirements: frozenset[Requirement] = field(default_factory=frozenset)
+
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
+    def matches(self, labels: Mapping[str, str] | None) -> bool:
+        labels = labels or {}
+        return all(r.matches(labels) for r in self.requirements)
+
+    def covers(self, other: Selector) -> bool:
+        """True when every object ``other`` selects is selected by this selector too."""
+        return self.requirements <= other.requirements
+
+    def exact(self, key: str) -> str | None:
+        """The one value ``key`` must have, when the selector pins it."""
+        for r in self.requirements:
+            if r.key == key and r.operator == EQUALS:
+                return r.values[0]
+        return None
+
+    @property
+    def canonical(self) -> str:
+        return ",".join(str(r) for r in sorted(self.requirements))
+
+    def __str__(self) -> str:
+        return self.canonical
+
+
+EVERYTHING = Selector()
+
+
+def from_set(labels: Mapping[str, str]) -> Selector:
+    """The selector that matches exactly the given labels (``matchLabels``)."""
+    return Selector(frozenset(Requirement(k, EQUALS, (v,)) for k, v in labels.items()))
+
+
+def parse(text: str | None) -> Selector:
+    """Parse a ``labelSelector`` query value; raise BadRequest as kube-apiserver does."""
+    if not text or not text.strip():
+        return EVERYTHING
+    return Selector(frozenset(_Parser(text).parse()))
+
+
+# -- lexer and parser ------------------------------------------------------------------------
+
+_SPECIAL = frozenset("=!(),><")
+_WHITESPACE = frozenset(" \t\r\n")
+_SYMBOLS = frozenset({"=", "==", "!=", "!", "(", ")", ",", ">", "<"})
+_IDENT, _KEYWORD, _SYMBOL, _END = "ident", "keyword", "symbol", "end"
+
+
+def _lex(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in _WHITESPACE:
+            i += 1
+        if i >= n:
+            tokens.append((_END, ""))
+            return tokens
+        if text[i] in _SPECIAL:
+            # Longest run of special characters that is still an operator.
+            j = i + 1
+            while j < n and text[j] in _SPECIAL and text[i:j + 1] in _SYMBOLS:
+                j += 1
+            tokens.append((_SYMBOL, text[i:j]))
+            i = j
+            continue
+        j = i
+        while j < n and text[j] not in _SPECIAL and text[j] not in _WHITESPACE:
+            j += 1
+        word = text[i:j]
+        tokens.append((_KEYWORD if word in (IN, NOT_IN) else _IDENT, word))
+        i = j
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _lex(text)
+        self.pos = 0
+
+    def peek(self, values: bool = True) -> tuple[str, str]:
+        kind, lit = self.tokens[self.pos]
+        # In value position the keywords are ordinary identifiers ("x in (in)").
+        return (_IDENT if values and kind == _KEYWORD else kind), lit
+
+    def take(self, values: bool = True) -> tuple[str, str]:
+        tok = self.peek(values)
+        self.pos += 1
+        return tok
+
+    def parse(self) -> list[Requirement]:
+        reqs: list[Requirement] = []
+        while True:
+            kind, lit = self.peek()
+            if kind == _END:
+                return reqs
+            if kind != _IDENT and lit != "!":
+                raise BadRequest(f"found '{lit}', expected: !, identifier, or 'end of string'")
+            try:
+                reqs.append(self.requirement())
+            except _ParseError as e:
+                raise BadRequest(f"unable to parse requirement: {e}") from None
+            kind, lit = self.take()
+            if kind == _END:
+                return reqs
+            if lit != ",":
+                raise BadRequest(f"found '{lit}', expected: ',' or 'end of string'")
+            kind, lit = self.peek()
+            if kind != _IDENT and lit != "!":
+                raise BadRequest(f"found '{lit}', expected: identifier after ','")
+
+    def requirement(self) -> Requirement:
+        negated = False
+        kind, key = self.take()
+        if kind == _SYMBOL and key == "!":
+            negated = True
+            kind, key = self.take()
+        if kind != _IDENT:
+            raise _ParseError(f"found '{key}', expected: identifier")
+        errs = qualified_name_errors(key)
+        if errs:
+            raise _ParseError(invalid("<nil>", key, errs))
+        if negated:
+            # "!key" takes no operator; whatever follows must be "," or the end.
+            return requirement(key, DOES_NOT_EXIST)
+        nxt_kind, nxt = self.peek()
+        if nxt_kind == _END or nxt == ",":
+            return requirement(key, EXISTS)
+        return self._binary(key)
+
+    def _binary(self, key: str) -> Requirement:
+        kind, lit = self.take(values=False)
+        ops = {"in": IN, "notin": NOT_IN, "=": EQUALS, "==": EQUALS, "!=": NOT_EQUALS,
+               ">": GREATER_THAN, "<": LESS_THAN}
+        if kind not in (_KEYWORD, _SYMBOL) or lit not in ops:
+            raise _ParseError(f"found '{lit}', expected: {_BINARY_OPERATORS}")
+        op = ops[lit]
+        values = self._set_values() if op in (IN, NOT_IN) else self._exact_value()
+        ordered = sorted(values)
+        errs = []
+        for i, v in enumerate(ordered):
+            if op in (GREATER_THAN, LESS_THAN) and not _INT_RE.match(v):
+                errs.append(f"values[{i}]: Invalid value: {go_quote(v)}: for 'Gt', 'Lt' "
+                            "operators, the value must be an integer")
+            bad = label_value_errors(v)
+            if bad:
+                errs.append(invalid(f"values[{i}][{key}]", v, bad))
+        if errs:
+            raise _ParseError(errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]")
+        return requirement(key, op, values)
+
+    def _exact_value(self) -> set[str]:
+        kind, lit = self.peek()
+        if kind == _END or lit == ",":
+            return {""}
+        kind, lit = self.take()
+        if kind == _IDENT:
+            return {lit}
+        raise _ParseError(f"found '{lit}', expected: identifier")
+
+    def _set_values(self) -> set[str]:
+        kind, lit = self.take()
+        if lit != "(" or kind != _SYMBOL:
+            raise _ParseError(f"found '{lit}' expected: '('")
+        kind, lit = self.peek()
+        if kind == _SYMBOL and lit == ")":
+            self.take()
+            return {""}
+        if kind != _IDENT and lit != ",":
+            raise _ParseError(f"found '{lit}', expected: ',', ')' or identifier")
+        values: set[str] = set()
+        while True:
+            kind, lit = self.take()
+            if kind == _IDENT:
+                values.add(lit)
+                _, lit2 = self.peek()
+                if lit2 == ",":
+                    continue
+                if lit2 == ")":
+                    break
+                raise _ParseError(f"found '{lit2}', expected: ',' or ')'")
+            if lit == ",":
+                # An empty item: "(,a)", "(a,,b)" and "(a,)" all include "".
+                _, lit2 = self.peek()
+                if not values or lit2 in (")", ","):
+                    values.add("")
+                if lit2 == ")":
+                    break
+                continue
+            raise _ParseError(f"found '{lit}', expected: ',', or identifier")
+        kind, lit = self.take()
+        if lit != ")":
+            raise _ParseError(f"found '{lit}', expected: ')'")
+        return values
+
+
+class _ParseError(Exception):
+    """A requirement that does not parse; the parser wraps it in kube-apiserver's prefix."""
