@@ -1,0 +1,31 @@
+"""The crash-safe, transactional cache tree: keys, the disk store, its index, history and recovery.
+
+``DiskStore`` implements the ``Store`` protocol; the cache package gives it meaning.
+"""
+
+from yurthub.storage.disk import DiskStore
+from yurthub.storage.history import HistorySlice
+from yurthub.storage.keys import CollectionKey, validate_name
+from yurthub.storage.store import (
+    CollectionStats,
+    Entry,
+    RecoveryReport,
+    Store,
+    StoreStats,
+    Transaction,
+)
+from yurthub.storage.txn import DiskTransaction
+
+__all__ = [
+    "CollectionKey",
+    "CollectionStats",
+    "DiskStore",
+    "DiskTransaction",
+    "Entry",
+    "HistorySlice",
+    "RecoveryReport",
+    "Store",
+    "StoreStats",
+    "Transaction",
+    "validate_name",
+]

@@ -1,0 +1,309 @@
+"""DiskStore: the cache tree on local disk, with its indexes, states and histories.
+
+Layout under the root: ``<component>/<resource>.<version>.<group|core>/[<namespace>/]<name>``
+holds each object's JSON exactly as committed; each collection directory also holds
+``_collection`` (its key), ``_index``, ``_state``, ``_history`` and, during a commit,
+``_journal`` and ``.stage.<id>/``.  ``_nonresource/`` holds ``/version`` and discovery
+documents, ``_quarantine/`` what startup refused to serve, ``_lock`` the owner's flock.
+The writer/reader split is described in storage.store; commits in storage.txn.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from yurthub.errors import StorageError
+from yurthub.storage import collection as coll_mod
+from yurthub.storage import files
+from yurthub.storage.collection import Collection
+from yurthub.storage.history import History, HistorySlice
+from yurthub.storage.index import Index
+from yurthub.storage.keys import CollectionKey, nonresource_filename
+from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
+from yurthub.storage.store import (
+    CollectionStats,
+    Entry,
+    RecoveryReport,
+    StoreStats,
+)
+from yurthub.storage.txn import DiskTransaction, Settings, Shared
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "_lock"
+DURABILITY = ("syncfs", "fsync")
+_EMPTY: Mapping[tuple[str, str], Entry] = MappingProxyType({})
+
+
+class DiskStore:
+    """The crash-safe cache tree (implements storage.store.Store).
+
+    ``meta_loader(ck, body)`` rebuilds an object's index metadata when startup finds a file
+    the saved index does not vouch for; it raises ValueError for a body it cannot index
+    (the file is then quarantined).  Without it such entries get ``{}``.  ``index_interval``
+    bounds how long a changed index waits before it is written; ``lock_timeout`` how long
+    open() waits for another process to release the root.
+    """
+
+    def __init__(self, root: str, *, history_limit: int = 1024, durability: str = "syncfs",
+                 meta_loader: MetaLoader | None = None, index_interval: float = 5.0,
+                 lock_timeout: float = 10.0) -> None:
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
+        if history_limit < 1:
+            raise ValueError("history_limit must be at least 1")
+        if durability == "syncfs" and not files.have_syncfs():
+            log.warning("syncfs(2) is not available: committing with an fsync per file")
+            durability = "fsync"
+        self.root = os.path.abspath(root)
+        self.history_limit = history_limit
+        self.meta_loader = meta_loader
+        self.lock_timeout = lock_timeout
+        self._settings = Settings(durability, index_interval)
+        self._shared = Shared()
+        self._colls: dict[tuple[str, str], Collection] = {}   # replaced, never mutated
+        self._root_fd = -1
+        self._lock_fd = -1
+        self._nonres_fd = -1
+        self._open = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def open(self) -> RecoveryReport:
+        if self._open:
+            raise StorageError(f"{self.root} is already open")
+        started = time.monotonic()
+        report = RecoveryReport()
+        try:
+            self._open_root()
+            rec = Recovery(self._root_fd, self.history_limit,
+                           self._settings.durability == "syncfs", self.meta_loader, report)
+            self._colls = rec.run()
+        except OSError as e:
+            self._close_fds()
+            raise StorageError(f"cannot open the cache at {self.root}: {e}") from e
+        except BaseException:
+            self._close_fds()
+            raise
+        self._shared.quarantined += report.quarantined
+        self._open = True
+        report.seconds = time.monotonic() - started
+        log.info("cache %s: %d collections, %d objects; rolled forward %d, swept %d, "
+                 "reindexed %d, quarantined %d (%.2fs)", self.root, report.collections,
+                 report.objects, report.rolled_forward, report.swept, report.reindexed,
+                 report.quarantined, report.seconds)
+        return report
+
+    def _open_root(self) -> None:
+        parent = os.path.dirname(self.root)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+        try:
+            os.mkdir(self.root, files.DIR_MODE)
+            os.chmod(self.root, files.DIR_MODE)
+        except FileExistsError:
+            pass
+        # The root itself may be reached through a symlink (an operator's choice); nothing
+        # under it is.
+        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                files.FILE_MODE, dir_fd=self._root_fd)
+        os.fchmod(self._lock_fd, files.FILE_MODE)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StorageError(f"the cache at {self.root} is in use by another "
+                                       "process") from None
+                time.sleep(0.05)
+        self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)
+
+    def flush(self) -> None:
+        """Housekeeping for an idle writer: finish deferred cleanup, write changed indexes.
+
+        Call it every few seconds when the writer has nothing to do; never raises.
+        """
+        self._empty_trash()
+        for coll in self._colls.values():
+            if coll.index.unsaved:
+                try:
+                    coll.index.persist(coll.fd)
+                except OSError as e:
+                    log.warning("cannot write the index of %s: %s", coll.key, e)
+
+    def _empty_trash(self) -> None:
+        trash = self._shared.trash
+        while trash:
+            fd, name = trash.pop()
+            try:
+                files.remove_any(fd, name)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("cannot remove %s (startup will): %s", name, e)
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self.flush()
+        self._open = False
+        colls, self._colls = self._colls, {}
+        for coll in colls.values():
+            _close_quietly(coll.fd)
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._nonres_fd, self._lock_fd, self._root_fd):
+            if fd >= 0:
+                _close_quietly(fd)   # closing the lock fd releases the flock
+        self._nonres_fd = self._lock_fd = self._root_fd = -1
+
+    def __enter__(self) -> DiskStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads (any thread) -----------------------------------------------------------------
+
+    def _get(self, ck: CollectionKey) -> Collection | None:
+        coll = self._colls.get(ck.path)
+        return coll if coll is not None and coll.key.namespaced == ck.namespaced else None
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StorageError(f"the cache at {self.root} is not open")
+
+    def read(self, ck: CollectionKey, namespace: str, name: str) -> bytes | None:
+        ck.check_object(namespace, name)
+        self._check_open()
+        coll = self._get(ck)
+        if coll is None:
+            return None
+        try:
+            if not ck.namespaced:
+                return files.read_optional(coll.fd, name)
+            try:
+                ns_fd = os.open(namespace, files.O_DIR, dir_fd=coll.fd)
+            except FileNotFoundError:
+                return None
+            try:
+                return files.read_optional(ns_fd, name)
+            finally:
+                os.close(ns_fd)
+        except OSError as e:
+            raise StorageError(f"cannot read {ck.object_relpath(namespace, name)}: "
+                               f"{e.strerror or e}") from e
+
+    def entries(self, ck: CollectionKey) -> Mapping[tuple[str, str], Entry]:
+        coll = self._get(ck)
+        return coll.index.snapshot if coll is not None else _EMPTY
+
+    def state(self, ck: CollectionKey) -> dict[str, Any]:
+        coll = self._get(ck)
+        return coll.state() if coll is not None else {}
+
+    def history_after(self, ck: CollectionKey, rv: int) -> HistorySlice:
+        coll = self._get(ck)
+        if coll is None:
+            return HistorySlice(None, [], complete=False, dropped_rv=None)
+        try:
+            return coll.history.slice_after(coll.fd, rv)
+        except OSError as e:
+            raise StorageError(f"cannot read the history of {ck}: {e}") from e
+
+    def collections(self) -> list[CollectionKey]:
+        return [c.key for c in self._colls.values()]
+
+    def read_nonresource(self, path: str) -> bytes | None:
+        name = nonresource_filename(path)
+        self._check_open()
+        try:
+            return files.read_optional(self._nonres_fd, name)
+        except OSError as e:
+            raise StorageError(f"cannot read the cached {path}: {e}") from e
+
+    def stats(self) -> StoreStats:
+        per = {c.key: CollectionStats(len(c.index), c.index.bytes)
+               for c in self._colls.values()}
+        return StoreStats(per, sum(s.objects for s in per.values()),
+                          sum(s.bytes for s in per.values()), self._shared.commits,
+                          self._shared.write_errors, self._shared.quarantined)
+
+    # -- writes (the writer thread) --------------------------------------------------------------
+
+    def write_nonresource(self, path: str, body: bytes) -> None:
+        name = nonresource_filename(path)
+        self._check_open()
+        try:
+            files.replace_file(self._nonres_fd, name, bytes(body), fsync=True)
+        except OSError as e:
+            self._shared.write_errors += 1
+            raise StorageError(f"cannot store {path}: {e}") from e
+
+    def transaction(self, ck: CollectionKey) -> DiskTransaction:
+        self._check_open()
+        coll = self._colls.get(ck.path)
+        if coll is None:
+            coll = self._create(ck)
+        if coll.key.namespaced != ck.namespaced:
+            raise StorageError(f"{ck} exists with namespaced={coll.key.namespaced}")
+        if coll.needs_recovery:
+            self._recover(coll)
+        if len(self._shared.trash) > 4:
+            self._empty_trash()  # the writer never idles: keep the disk space bounded
+        return DiskTransaction(coll, self._settings, self._shared)
+
+    def _create(self, ck: CollectionKey) -> Collection:
+        try:
+            fd = coll_mod.create(self._root_fd, ck)
+        except OSError as e:
+            self._shared.write_errors += 1
+            raise StorageError(f"cannot create the collection {ck}: {e}") from e
+        coll = Collection(ck, fd, Index(), History.load(fd, self.history_limit)[0])
+        colls = dict(self._colls)
+        colls[ck.path] = coll
+        self._colls = colls
+        return coll
+
+    def _recover(self, coll: Collection) -> None:
+        """Roll a collection forward after a failed rollback, and reload it."""
+        report = RecoveryReport()
+        rec = Recovery(self._root_fd, self.history_limit, self._settings.durability == "syncfs",
+                       self.meta_loader, report)
+        try:
+            comp_fd, _ = files.open_dir(coll.key.component, self._root_fd)
+            try:
+                # A duplicate: recovery closes the fd it is given when it gives up.
+                fresh = rec.collection(comp_fd, coll.key.component, coll.key.dirname,
+                                       os.dup(coll.fd))
+            finally:
+                os.close(comp_fd)
+        except OSError as e:
+            raise StorageError(f"cannot recover {coll.key}: {e}") from e
+        if fresh is None:
+            raise StorageError(f"{coll.key} vanished during recovery")
+        os.close(fresh.fd)
+        coll.index, coll.history, coll.state_json = fresh.index, fresh.history, fresh.state_json
+        coll.needs_recovery = False
+        self._shared.quarantined += report.quarantined
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass

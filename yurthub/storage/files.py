@@ -1,0 +1,209 @@
+"""File-system primitives of the store: directory-fd relative, symlink-refusing, mode-exact.
+
+Every path the store touches is resolved one segment at a time from an open directory
+descriptor with ``O_NOFOLLOW``, so a symlink planted anywhere under the cache root is
+refused rather than followed.  Also here: ``syncfs(2)`` and the checksummed framing of our
+bookkeeping documents (journal, index).  Functions raise plain ``OSError``/``ValueError``;
+the store translates them into StorageError at its boundary.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import json
+import logging
+import os
+import shutil
+import stat
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted in the tree must not hang a reader; it is refused below.
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+READ_CHUNK = 1 << 20
+
+
+def _load_syncfs() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
+
+
+def have_syncfs() -> bool:
+    return _SYNCFS is not None
+
+
+def syncfs(fd: int) -> None:
+    """Flush every dirty page and inode of the file system holding ``fd`` (one call)."""
+    if _SYNCFS is None:
+        raise OSError(errno.ENOSYS, "syncfs is not available")
+    if _SYNCFS(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def open_dir(name: str, dir_fd: int | None = None, *, create: bool = False) -> tuple[int, bool]:
+    """Open directory ``name`` (relative to ``dir_fd``) without following a symlink.
+
+    With ``create``, a missing directory is made with mode 0700 whatever the umask.
+    Returns (fd, created).  A symlink raises OSError (ELOOP or ENOTDIR).
+    """
+    try:
+        return os.open(name, O_DIR, dir_fd=dir_fd), False
+    except FileNotFoundError:
+        if not create:
+            raise
+    try:
+        os.mkdir(name, DIR_MODE, dir_fd=dir_fd)
+        created = True
+    except FileExistsError:
+        created = False
+    fd = os.open(name, O_DIR, dir_fd=dir_fd)
+    if created:
+        try:
+            os.fchmod(fd, DIR_MODE)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd, created
+
+
+def write_new(dir_fd: int, name: str, chunks: Iterable[bytes], *,
+              fsync: bool = False) -> os.stat_result:
+    """Create ``name`` (which must not exist), mode 0600, holding ``chunks``; its fstat.
+
+    On failure the partial file is removed before the error propagates.
+    """
+    fd = os.open(name, O_NEW, FILE_MODE, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        for chunk in chunks:
+            write_all(fd, chunk)
+        if fsync:
+            os.fsync(fd)
+        return os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        fd = -1
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        view = view[n:]
+        if offset is not None:
+            offset += n
+
+
+def replace_file(dir_fd: int, name: str, data: bytes, *, fsync: bool = True) -> None:
+    """Atomically replace ``name`` with ``data``: temp file, (fsync,) rename, (fsync dir)."""
+    tmp = f".{name}.tmp"
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    write_new(dir_fd, tmp, [data], fsync=fsync)
+    try:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+    if fsync:
+        os.fsync(dir_fd)
+
+
+def read_file(dir_fd: int, name: str) -> bytes:
+    """The whole content of regular file ``name``; OSError(ELOOP/EINVAL) for anything else."""
+    fd = os.open(name, O_READ, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        # Our files are immutable once renamed into place: read what fstat promised.
+        parts = []
+        left = st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, READ_CHUNK))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def read_optional(dir_fd: int, name: str) -> bytes | None:
+    try:
+        return read_file(dir_fd, name)
+    except FileNotFoundError:
+        return None
+
+
+def unlink_optional(dir_fd: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def remove_any(dir_fd: int, name: str) -> None:
+    """Remove a file, symlink or whole directory tree, never following a symlink."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def frame(magic: str, doc: Any) -> bytes:
+    """A bookkeeping document: ``<magic> <length> <crc32>\\n<json>``, torn writes detectable."""
+    body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    return b"%s %d %08x\n" % (magic.encode(), len(body), zlib.crc32(body)) + body
+
+
+def unframe(magic: str, data: bytes) -> Any:
+    """Inverse of frame; ValueError when the document is torn, damaged or of another kind."""
+    head, sep, body = data.partition(b"\n")
+    parts = head.split(b" ")
+    if not sep or len(parts) != 3 or parts[0] != magic.encode():
+        raise ValueError(f"not a {magic} document")
+    try:
+        length, crc = int(parts[1]), int(parts[2], 16)
+    except ValueError:
+        raise ValueError(f"bad {magic} header") from None
+    if length != len(body) or crc != zlib.crc32(body):
+        raise ValueError(f"{magic} document is torn or damaged")
+    return json.loads(body)

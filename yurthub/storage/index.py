@@ -1,0 +1,93 @@
+"""The per-collection index: (namespace, name) -> Entry(meta, size), with copy-on-write snapshots.
+
+Readers take ``snapshot`` (a read-only mapping that is never mutated once published); the
+writer builds the next dict on commit and swaps it in.  The index is persisted lazily to
+``_index`` with each file's (inode, size, mtime_ns) so that startup can trust an entry
+without reading its file; it is never required to be current.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from yurthub.storage import files
+from yurthub.storage.store import Entry
+
+log = logging.getLogger(__name__)
+
+FILE = "_index"
+MAGIC = "yurthub-index"
+
+Key = tuple[str, str]
+Stat = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns) of the object file
+
+
+class Index:
+    """Writer-side index of one collection."""
+
+    def __init__(self, entries: dict[Key, Entry] | None = None,
+                 stats: dict[Key, Stat] | None = None) -> None:
+        self._entries: dict[Key, Entry] = entries if entries is not None else {}
+        self.stats: dict[Key, Stat] = stats if stats is not None else {}
+        self.snapshot: Mapping[Key, Entry] = MappingProxyType(self._entries)
+        self.bytes = sum(e.size for e in self._entries.values())
+        self.unsaved = 0               # changes since the last persist
+        self.saved_at = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def update(self, puts: Iterable[tuple[Key, Entry, Stat]], deletes: Iterable[Key]) -> None:
+        """Apply a committed transaction and publish the new snapshot."""
+        new = dict(self._entries)
+        size = self.bytes
+        n = 0
+        for key, entry, st in puts:
+            old = new.get(key)
+            if old is not None:
+                size -= old.size
+            new[key] = entry
+            self.stats[key] = st
+            size += entry.size
+            n += 1
+        for key in deletes:
+            old = new.pop(key, None)
+            self.stats.pop(key, None)
+            if old is not None:
+                size -= old.size
+            n += 1
+        self._entries = new
+        self.bytes = size
+        self.unsaved += n
+        self.snapshot = MappingProxyType(new)
+
+    def encode(self) -> bytes:
+        rows = []
+        for (ns, name), e in self._entries.items():
+            ino, size, mtime = self.stats[(ns, name)]
+            rows.append([ns, name, size, ino, mtime, e.meta])
+        return files.frame(MAGIC, {"v": 1, "entries": rows})
+
+    @staticmethod
+    def decode(data: bytes) -> dict[Key, tuple[Entry, Stat]]:
+        """Entries of a persisted index; ValueError when it is damaged or of another version."""
+        doc: Any = files.unframe(MAGIC, data)
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise ValueError("unknown index version")
+        out: dict[Key, tuple[Entry, Stat]] = {}
+        for ns, name, size, ino, mtime, meta in doc["entries"]:
+            out[(ns, name)] = (Entry(meta, size), (ino, size, mtime))
+        return out
+
+    def persist(self, coll_fd: int) -> None:
+        """Write ``_index`` (temp file and rename; no fsync: a lost index is only slower)."""
+        files.replace_file(coll_fd, FILE, self.encode(), fsync=False)
+        self.unsaved = 0
+        self.saved_at = time.monotonic()

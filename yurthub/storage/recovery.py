@@ -1,0 +1,319 @@
+"""Startup: roll committed journals forward, sweep staging debris, rebuild and check indexes.
+
+For each collection: a valid ``_journal`` is applied (a torn one is discarded), every
+``.``-prefixed entry is removed, and the persisted ``_index`` is checked against a scan of
+the directory: an entry whose file still has the recorded (inode, size, mtime_ns) is kept
+without reading the file; files that changed or appeared are re-read and re-indexed;
+files that are not valid JSON objects, symlinks and misplaced entries are moved to
+``<root>/_quarantine/`` and never served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from yurthub.errors import InvalidKeyError
+from yurthub.storage import collection as coll_mod
+from yurthub.storage import files, history, journal
+from yurthub.storage.collection import Collection
+from yurthub.storage.history import History
+from yurthub.storage.index import Index, Key, Stat
+from yurthub.storage.keys import (
+    CollectionKey,
+    check_component,
+    check_name,
+    check_namespace,
+    is_bookkeeping,
+)
+from yurthub.storage.store import Entry, RecoveryReport
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "_quarantine"
+NONRESOURCE = "_nonresource"
+MetaLoader = Callable[[CollectionKey, bytes], dict[str, Any]]
+
+
+@dataclass
+class Recovery:
+    root_fd: int
+    history_limit: int
+    use_syncfs: bool
+    meta_loader: MetaLoader | None
+    report: RecoveryReport
+
+    # -- the root ---------------------------------------------------------------------------
+
+    def run(self) -> dict[tuple[str, str], Collection]:
+        found: dict[tuple[str, str], Collection] = {}
+        for entry in sorted(os.scandir(self.root_fd), key=lambda e: e.name):
+            name = entry.name
+            if name.startswith("."):
+                self._sweep(self.root_fd, name, name)
+            elif name == NONRESOURCE and entry.is_dir(follow_symlinks=False):
+                fd, _ = files.open_dir(name, self.root_fd)
+                try:
+                    for e in os.scandir(fd):
+                        if e.name.startswith("."):
+                            self._sweep(fd, e.name, f"{name}/{e.name}")
+                finally:
+                    os.close(fd)
+            elif is_bookkeeping(name):
+                continue
+            elif not entry.is_dir(follow_symlinks=False) or not _valid(check_component, name):
+                log.warning("ignoring %r in the cache root: not a component directory", name)
+            else:
+                self._component(name, found)
+        return found
+
+    def _component(self, component: str, found: dict[tuple[str, str], Collection]) -> None:
+        comp_fd, _ = files.open_dir(component, self.root_fd)
+        try:
+            for entry in sorted(os.scandir(comp_fd), key=lambda e: e.name):
+                name, where = entry.name, f"{component}/{entry.name}"
+                if name.startswith("."):
+                    self._sweep(comp_fd, name, where)
+                    continue
+                try:
+                    CollectionKey.from_dirname(component, name, True)
+                except InvalidKeyError:
+                    if not is_bookkeeping(name):
+                        log.warning("ignoring %r: not a <resource>.<version>.<group> dir", where)
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    log.warning("ignoring %r: not a directory", where)
+                    continue
+                coll = self.collection(comp_fd, component, name)
+                if coll is not None:
+                    found[coll.key.path] = coll
+        finally:
+            os.close(comp_fd)
+
+    # -- one collection ----------------------------------------------------------------------
+
+    def collection(self, comp_fd: int, component: str, dirname: str,
+                   coll_fd: int | None = None) -> Collection | None:
+        """Recover one collection; None if its directory held nothing worth keeping."""
+        if coll_fd is None:
+            coll_fd, _ = files.open_dir(dirname, comp_fd)
+        try:
+            return self._collection(coll_fd, comp_fd, component, dirname)
+        except BaseException:
+            os.close(coll_fd)
+            raise
+
+    def _collection(self, coll_fd: int, comp_fd: int, component: str,
+                    dirname: str) -> Collection | None:
+        where = f"{component}/{dirname}"
+        key = coll_mod.read_key(coll_fd, component, dirname)
+        if key is None:
+            namespaced = self._infer_scope(coll_fd)
+            if namespaced is None:
+                log.info("removing %s: an empty collection left by a crash", where)
+                os.close(coll_fd)
+                files.remove_any(comp_fd, dirname)
+                self.report.swept += 1
+                return None
+            key = CollectionKey.from_dirname(component, dirname, namespaced)
+            coll_mod.write_key(coll_fd, key)
+        self._roll_forward(coll_fd, key)
+        for name in [n for n in os.listdir(coll_fd) if n.startswith(".")]:
+            self._sweep(coll_fd, name, f"{where}/{name}")
+        state = self._state(coll_fd, key)
+        hist, damaged = History.load(coll_fd, self.history_limit)
+        if damaged:
+            self._quarantine(coll_fd, history.FILE, key, "", history.FILE)
+        index = self._index(coll_fd, key)
+        self.report.collections += 1
+        self.report.objects += len(index)
+        return Collection(key, coll_fd, index, hist, state)
+
+    def _infer_scope(self, coll_fd: int) -> bool | None:
+        kinds = {e.is_dir(follow_symlinks=False) for e in os.scandir(coll_fd)
+                 if not is_bookkeeping(e.name)}
+        return None if not kinds else (True in kinds)
+
+    def _roll_forward(self, coll_fd: int, key: CollectionKey) -> None:
+        data = files.read_optional(coll_fd, journal.FILE)
+        if data is None:
+            return
+        try:
+            j = journal.Journal.decode(data, key.namespaced)
+        except ValueError as e:
+            log.info("%s: discarding an incomplete journal (%s)", key, e)
+            os.unlink(journal.FILE, dir_fd=coll_fd)
+            self.report.discarded += 1
+            return
+        try:
+            stage_fd: int | None = files.open_dir(j.stage, coll_fd)[0]
+        except FileNotFoundError:
+            stage_fd = None
+        applier = journal.Applier(coll_fd, j, stage_fd, undo=False)
+        try:
+            applier.run()
+            applier.sync(self.use_syncfs, stage=True)
+        finally:
+            applier.close()
+            if stage_fd is not None:
+                os.close(stage_fd)
+        os.unlink(journal.FILE, dir_fd=coll_fd)
+        os.fsync(coll_fd)
+        log.info("%s: rolled a committed transaction forward", key)
+        self.report.rolled_forward += 1
+
+    def _state(self, coll_fd: int, key: CollectionKey) -> bytes:
+        data = files.read_optional(coll_fd, journal.STATE_FILE)
+        if data is None:
+            return coll_mod.EMPTY_STATE
+        try:
+            if isinstance(json.loads(data), dict):
+                return data
+        except ValueError:
+            pass
+        self._quarantine(coll_fd, journal.STATE_FILE, key, "", journal.STATE_FILE)
+        return coll_mod.EMPTY_STATE
+
+    # -- the index -------------------------------------------------------------------------
+
+    def _index(self, coll_fd: int, key: CollectionKey) -> Index:
+        saved: dict[Key, tuple[Entry, Stat]] = {}
+        data = files.read_optional(coll_fd, "_index")
+        if data is not None:
+            try:
+                saved = Index.decode(data)
+            except (ValueError, TypeError) as e:
+                log.warning("%s: the saved index is unusable (%s); rebuilding it", key, e)
+        entries: dict[Key, Entry] = {}
+        stats: dict[Key, Stat] = {}
+        ns_fds: list[int] = []
+        try:
+            on_disk = self._scan(coll_fd, key, ns_fds)
+            changed = data is None or len(saved) != len(on_disk)
+            for k, (dir_fd, st) in on_disk.items():
+                known = saved.get(k)
+                if known is not None and known[1] == st:
+                    entries[k], stats[k] = known
+                    continue
+                changed = True
+                entry = self._reindex(dir_fd, key, k)
+                if entry is not None:
+                    entries[k], stats[k] = entry, st
+        finally:
+            for fd in ns_fds:
+                os.close(fd)
+        index = Index(entries, stats)
+        if changed:
+            index.unsaved = 1
+            try:
+                index.persist(coll_fd)
+            except OSError as e:
+                log.warning("%s: cannot write the index: %s", key, e)
+        return index
+
+    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> Entry | None:
+        ns, name = k
+        body = files.read_file(dir_fd, name)
+        self.report.reindexed += 1
+        try:
+            if not isinstance(json.loads(body), dict):
+                raise ValueError("not a JSON object")
+            meta = self.meta_loader(key, body) if self.meta_loader is not None else {}
+        except ValueError as e:
+            log.warning("%s/%s/%s is not a valid object (%s)", key, ns, name, e)
+            self._quarantine(dir_fd, name, key, ns, name)
+            return None
+        return Entry(meta, len(body))
+
+    def _scan(self, coll_fd: int, key: CollectionKey,
+              ns_fds: list[int]) -> dict[Key, tuple[int, Stat]]:
+        """Every object file: (namespace, name) -> (its directory's fd, its stat).
+
+        The namespace directories' fds are appended to ``ns_fds`` for the caller to close.
+        """
+        out: dict[Key, tuple[int, Stat]] = {}
+        if not key.namespaced:
+            self._scan_dir(coll_fd, key, "", out)
+            return out
+        for e in sorted(os.scandir(coll_fd), key=lambda e: e.name):
+            if is_bookkeeping(e.name):
+                continue
+            if not e.is_dir(follow_symlinks=False) or not _valid(check_namespace, e.name):
+                self._quarantine(coll_fd, e.name, key, "", e.name)
+                continue
+            ns_fd, _ = files.open_dir(e.name, coll_fd)
+            ns_fds.append(ns_fd)
+            if not self._scan_dir(ns_fd, key, e.name, out):
+                try:
+                    os.rmdir(e.name, dir_fd=coll_fd)
+                except OSError:
+                    pass
+        return out
+
+    def _scan_dir(self, dir_fd: int, key: CollectionKey, ns: str,
+                  out: dict[Key, tuple[int, Stat]]) -> int:
+        n = 0
+        for e in os.scandir(dir_fd):
+            name = e.name
+            if name.startswith(".") and ns:
+                self._sweep(dir_fd, name, f"{key}/{ns}/{name}")
+                continue
+            if is_bookkeeping(name) and not ns:
+                continue
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or not _valid(check_name, name):
+                self._quarantine(dir_fd, name, key, ns, name)
+                continue
+            out[(ns, name)] = (dir_fd, (st.st_ino, st.st_size, st.st_mtime_ns))
+            n += 1
+        return n
+
+    # -- sweeping and quarantine -----------------------------------------------------------------
+
+    def _sweep(self, dir_fd: int, name: str, where: str) -> None:
+        try:
+            files.remove_any(dir_fd, name)
+        except FileNotFoundError:
+            return
+        log.debug("swept %s", where)
+        self.report.swept += 1
+
+    def _quarantine(self, dir_fd: int, name: str, key: CollectionKey, ns: str,
+                    target: str) -> None:
+        """Move ``name`` to ``_quarantine/<component>/<dirname>/[<ns>/]<target>[.<n>]``."""
+        parts = [QUARANTINE, key.component, key.dirname] + ([ns] if ns else [])
+        fds: list[int] = []
+        try:
+            fd = self.root_fd
+            for p in parts:
+                fd, _ = files.open_dir(p, fd, create=True)
+                fds.append(fd)
+            dest, n = target, 0
+            while True:
+                try:
+                    os.stat(dest, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    break
+                n += 1
+                dest = f"{target}.{n}"
+            os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=fd)
+        finally:
+            for f in fds:
+                os.close(f)
+        path = "/".join([*parts, dest])
+        log.warning("quarantined %s", path)
+        self.report.quarantined += 1
+        self.report.quarantined_paths.append(path)
+
+
+def _valid(check: Callable[[str], str], value: str) -> bool:
+    try:
+        check(value)
+        return True
+    except InvalidKeyError:
+        return False

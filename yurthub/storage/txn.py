@@ -1,0 +1,352 @@
+"""Transactions on one collection: staged writes and the group commit that makes them durable.
+
+design: a transaction writes each put as it comes into a fresh staging directory inside the
+collection (``.stage.<id>/p<n>``, mode 0600), so a 50 MB list is never held in memory.
+commit() then (1) makes the staging directory durable with one ``syncfs(2)`` of the file
+system (or, for a handful of files or with ``durability="fsync"``, an fsync of each staged
+file and of the directories), (2) writes and fsyncs ``_journal`` naming every rename,
+delete, the new ``_state`` and the history change, and fsyncs the collection directory:
+this is the commit point; (3) applies the journal: a hard link keeps each replaced file and
+deleted files are renamed into the staging directory, so the step can be undone; (4)
+syncs again (syncfs, or fsync of every touched directory) and (5) removes the journal and
+the staging directory, then publishes the new index, state and history to readers.  A
+crash before (2) leaves staging debris that startup sweeps; a crash after it leaves a
+journal that startup rolls forward (applying is idempotent).  An I/O error before (2)
+discards the staging directory; an error in (3) or (4) undoes the applied steps, syncs,
+and removes the journal, so the previous state stays and the store stays usable.  Only the
+single writer thread runs transactions; readers see the new snapshot after (5).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from yurthub.errors import StorageError
+from yurthub.storage import files, journal
+from yurthub.storage.collection import Collection
+from yurthub.storage.history import Plan, encode_record
+from yurthub.storage.index import Key, Stat
+from yurthub.storage.journal import Applier, Journal
+from yurthub.storage.store import Entry
+
+log = logging.getLogger(__name__)
+
+# Up to this many staged files, fsync each rather than flush the whole file system.
+SMALL_TXN = 8
+# A commit with this many changes writes the index at once, instead of within index_interval.
+BIG_TXN = 1000
+# A commit with more changes than this leaves its staging dir for DiskStore.flush().
+DEFER_CLEANUP = 64
+_ids = itertools.count()
+
+
+@dataclass
+class Shared:
+    """What the store shares with its transactions: counters, and deferred cleanup."""
+
+    commits: int = 0
+    write_errors: int = 0
+    quarantined: int = 0
+    # Staging dirs of big commits still holding the replaced files: freeing thousands of
+    # inodes takes long (~80 us each with online discard), so it waits for DiskStore.flush().
+    trash: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settings:
+    durability: str          # "syncfs" or "fsync"
+    index_interval: float    # seconds a dirty index may wait before it is written
+
+
+def _json(value: Any, what: str) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} is not JSON-serializable: {e}") from None
+
+
+class DiskTransaction:
+    """A transaction of DiskStore (see storage.store.Transaction for the contract)."""
+
+    def __init__(self, coll: Collection, settings: Settings, shared: Shared) -> None:
+        self._coll = coll
+        self._settings = settings
+        self._shared = shared
+        self._id = f"{os.getpid()}.{time.time_ns():x}.{next(_ids)}"
+        self._stage = journal.STAGE_PREFIX + self._id
+        self._stage_fd: int | None = None
+        self._dirs: dict[str, int] = {}            # namespace -> dir fd, opened while staging
+        self._puts: dict[Key, tuple[str, Entry, Stat]] = {}
+        self._deletes: dict[Key, None] = {}        # ordered set
+        self._state: bytes | None = None
+        self._hist_fd: int | None = None
+        self._hist_rvs: list[int] = []
+        self._hist_lengths: list[int] = []
+        self._reset: int | None = None
+        self._seq = 0
+        self._done = False
+
+    # -- staging --------------------------------------------------------------------------
+
+    def _live(self) -> None:
+        if self._done:
+            raise StorageError(f"transaction on {self._coll.key} is finished")
+
+    def _stage_dir(self) -> int:
+        if self._stage_fd is None:
+            self._stage_fd, _ = files.open_dir(self._stage, self._coll.fd, create=True)
+        return self._stage_fd
+
+    def _staging_failed(self, what: str, e: OSError) -> StorageError:
+        self._shared.write_errors += 1
+        self.abort()
+        log.warning("staging %s in %s failed: %s", what, self._coll.key, e)
+        return StorageError(f"cannot stage {what} in {self._coll.key}: {e}")
+
+    def put(self, namespace: str, name: str, body: bytes, meta: dict[str, Any]) -> None:
+        self._live()
+        self._coll.key.check_object(namespace, name)
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError("body must be bytes")
+        _json(meta, "meta")
+        key = (namespace, name)
+        staged = f"p{self._seq}"
+        self._seq += 1
+        try:
+            stage_fd = self._stage_dir()
+            if namespace and namespace not in self._dirs:
+                self._dirs[namespace], _ = files.open_dir(namespace, self._coll.fd, create=True)
+            st = files.write_new(stage_fd, staged, [bytes(body)],
+                                 fsync=self._settings.durability == "fsync")
+            old = self._puts.pop(key, None)
+            if old is not None:
+                files.unlink_optional(stage_fd, old[0])
+        except OSError as e:
+            raise self._staging_failed(f"{namespace}/{name}", e) from e
+        self._deletes.pop(key, None)
+        self._puts[key] = (staged, Entry(meta, st.st_size), (st.st_ino, st.st_size,
+                                                               st.st_mtime_ns))
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._live()
+        self._coll.key.check_object(namespace, name)
+        key = (namespace, name)
+        old = self._puts.pop(key, None)
+        if old is not None and self._stage_fd is not None:
+            try:
+                files.unlink_optional(self._stage_fd, old[0])
+            except OSError as e:
+                raise self._staging_failed(f"{namespace}/{name}", e) from e
+        self._deletes[key] = None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._live()
+        self._state = _json(state, "state")
+
+    def append_history(self, records: list[dict[str, Any]]) -> None:
+        self._live()
+        encoded = [encode_record(r) for r in records]
+        if not encoded:
+            return
+        try:
+            if self._hist_fd is None:
+                self._hist_fd = os.open("h", files.O_NEW, files.FILE_MODE,
+                                        dir_fd=self._stage_dir())
+                os.fchmod(self._hist_fd, files.FILE_MODE)
+            files.write_all(self._hist_fd, b"".join(line for _, line in encoded))
+        except OSError as e:
+            raise self._staging_failed("history", e) from e
+        self._hist_rvs += [rv for rv, _ in encoded]
+        self._hist_lengths += [len(line) for _, line in encoded]
+
+    def reset_history(self, dropped_rv: int) -> None:
+        self._live()
+        if not isinstance(dropped_rv, int) or isinstance(dropped_rv, bool):
+            raise ValueError("dropped_rv must be an int")
+        if self._hist_fd is not None:
+            try:
+                os.ftruncate(self._hist_fd, 0)
+                os.lseek(self._hist_fd, 0, os.SEEK_SET)
+            except OSError as e:
+                raise self._staging_failed("history", e) from e
+        self._hist_rvs, self._hist_lengths = [], []
+        self._reset = dropped_rv if self._reset is None else max(self._reset, dropped_rv)
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        self._live()
+        coll = self._coll
+        if not (self._puts or self._deletes or self._state is not None or self._hist_rvs
+                or self._reset is not None):
+            self._finish()
+            return
+        syncfs = self._settings.durability == "syncfs"
+        small = len(self._puts) <= SMALL_TXN
+        journal_written = False
+        plan: Plan | None = None
+        try:
+            j, plan = self._prepare()
+            self._make_durable(use_syncfs=syncfs and not small)
+            files.unlink_optional(coll.fd, journal.FILE)  # left by a failed cleanup
+            journal_written = True
+            files.write_new(coll.fd, journal.FILE, [j.encode()], fsync=True)
+            os.fsync(coll.fd)
+        except OSError as e:
+            self._shared.write_errors += 1
+            self._discard(journal_written)
+            raise StorageError(f"commit to {coll.key} failed before its commit point: "
+                               f"{e}") from e
+        applier = Applier(coll.fd, j, self._stage_fd, undo=True, dirs=self._dirs)
+        try:
+            applier.run()
+            applier.sync(syncfs and len(self._puts) + len(self._deletes) > SMALL_TXN)
+        except OSError as e:
+            self._shared.write_errors += 1
+            self._undo(applier)
+            raise StorageError(f"commit to {coll.key} failed and was rolled back: {e}") from e
+        finally:
+            applier.close()
+        try:
+            os.unlink(journal.FILE, dir_fd=coll.fd)
+            if len(self._puts) + len(self._deletes) > DEFER_CLEANUP:
+                self._shared.trash.append((coll.fd, self._stage))
+            else:
+                files.remove_any(coll.fd, self._stage)
+        except OSError as e:
+            log.warning("cleanup after a commit to %s failed (startup will finish it): %s",
+                        coll.key, e)
+        self._publish(plan)
+        self._finish()
+
+    def _prepare(self) -> tuple[Journal, Plan | None]:
+        """Write the remaining staged files; the journal that will apply them."""
+        coll = self._coll
+        stage_fd = self._stage_dir()
+        inline_fsync = self._settings.durability == "fsync"
+        if self._state is not None:
+            files.write_new(stage_fd, "s", [self._state], fsync=inline_fsync)
+        plan = None
+        hist: dict[str, Any] | None = None
+        if self._hist_rvs or self._reset is not None:
+            plan = coll.history.plan(self._hist_rvs, self._hist_lengths, self._reset)
+            if plan.mode == "append":
+                hist = {"mode": "append", "file": "h", "base": plan.base}
+            else:
+                coll.history.build(coll.fd, stage_fd, "h" if self._hist_rvs else None, "H",
+                                   plan)
+                hist = {"mode": "replace", "file": "H"}
+        puts = [(ns, name, staged) for (ns, name), (staged, _, _) in self._puts.items()]
+        j = Journal(self._stage, puts, list(self._deletes), "s" if self._state else None, hist)
+        return j, plan
+
+    def _make_durable(self, use_syncfs: bool) -> None:
+        """Staged files and their directory entries reach the disk before the journal."""
+        assert self._stage_fd is not None
+        if use_syncfs:
+            files.syncfs(self._stage_fd)
+            return
+        names = ["h", "H"]  # history files are never fsynced while staged
+        if self._settings.durability != "fsync":  # a small syncfs-mode transaction
+            names += [s for s, _, _ in self._puts.values()] + (["s"] if self._state else [])
+        for name in names:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=self._stage_fd)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.fsync(self._stage_fd)
+        os.fsync(self._coll.fd)  # the staging dir's entry and new namespace dirs
+
+    def _discard(self, journal_written: bool) -> None:
+        """Undo a commit that failed before (or while) its journal was written."""
+        coll = self._coll
+        if journal_written:
+            try:
+                files.unlink_optional(coll.fd, journal.FILE)
+                os.fsync(coll.fd)
+            except OSError as e:
+                # The journal may yet be valid: let recovery decide, and keep the staging dir.
+                log.error("cannot remove the journal of a failed commit to %s: %s", coll.key, e)
+                coll.needs_recovery = True
+                self._finish()
+                return
+        self.abort()
+
+    def _undo(self, applier: Applier) -> None:
+        coll = self._coll
+        syncfs = self._settings.durability == "syncfs"
+        try:
+            applier.rollback()
+            applier.sync(syncfs and len(self._puts) + len(self._deletes) > SMALL_TXN,
+                         stage=True)
+            os.unlink(journal.FILE, dir_fd=coll.fd)
+            os.fsync(coll.fd)
+        except OSError as e:
+            log.error("rolling back a failed commit to %s failed too (%s); it will be rolled "
+                      "forward from its journal", coll.key, e)
+            coll.needs_recovery = True
+            self._finish()
+            return
+        log.warning("a commit to %s failed and was rolled back", coll.key)
+        self.abort()
+
+    def _publish(self, plan: Plan | None) -> None:
+        coll = self._coll
+        coll.index.update(((k, e, st) for k, (_, e, st) in self._puts.items()), self._deletes)
+        if self._state is not None:
+            coll.state_json = self._state
+        if plan is not None:
+            coll.history.committed(plan)
+        self._shared.commits += 1
+        idx = coll.index
+        if idx.unsaved >= BIG_TXN or (
+                idx.unsaved and time.monotonic() - idx.saved_at >= self._settings.index_interval):
+            try:
+                idx.persist(coll.fd)
+            except OSError as e:
+                log.warning("cannot write the index of %s (startup will rebuild it): %s",
+                            coll.key, e)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Release descriptors; the staging dir (if any) is left to abort or startup."""
+        if self._done:
+            return
+        self._done = True
+        for fd in [self._hist_fd, self._stage_fd, *self._dirs.values()]:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._hist_fd = self._stage_fd = None
+        self._dirs.clear()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._finish()
+        try:
+            files.remove_any(self._coll.fd, self._stage)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("cannot remove staging dir of %s (startup will): %s", self._coll.key, e)
+
+    def __enter__(self) -> DiskTransaction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
