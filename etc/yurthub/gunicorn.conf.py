@@ -1,0 +1,30 @@
+"""gunicorn settings of the yurthub service.
+
+systemd runs ``python3 -m gunicorn --config /etc/yurthub/gunicorn.conf.py
+yurthub.wsgi:application``; gunicorn executes this file in its master process before it
+binds a port.  Every value comes from yurthub's own settings (``$YURTHUB_CONFIG``, by
+default ``/etc/yurthub/yurthub.conf``), so change that file, not this one.
+
+A bad setting, unreadable credentials, an unusable cache directory or a port that another
+process holds stops the start here with one line on stderr and exit status 78
+(EX_CONFIG), before gunicorn forks its worker.
+"""
+
+import sys
+
+from yurthub import service
+from yurthub.errors import YurthubError
+
+_EX_CONFIG = 78
+
+try:
+    _cfg = service.load_config()
+    service.configure_logging(_cfg)
+    service.preflight(_cfg)
+except YurthubError as _e:
+    print(f"yurthub: {_e}", file=sys.stderr)
+    sys.exit(_EX_CONFIG)
+
+# gthread, one worker, threads, graceful timeout, the worker hooks, stderr logging and
+# max_requests = 0: gunicorn reads them from this module's globals.
+globals().update(service.gunicorn_settings(_cfg))
