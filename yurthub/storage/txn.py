@@ -200,6 +200,8 @@ class DiskTransaction:
             os.fsync(coll.fd)
         except OSError as e:
             self._shared.write_errors += 1
+            log.warning("a commit to %s failed before its commit point, nothing changed: %s",
+                        coll.key, e)
             self._discard(journal_written)
             raise StorageError(f"commit to {coll.key} failed before its commit point: "
                                f"{e}") from e

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage import CollectionKey, DiskStore, RecoveryReport
 
 PODS = CollectionKey("kubelet", "", "v1", "pods", True)
 NODES = CollectionKey("kubelet", "", "v1", "nodes", False)
@@ -31,6 +31,13 @@ def open_store(root: Any, **kw: Any) -> DiskStore:
     store = DiskStore(str(root), **kw)
     store.open()
     return store
+
+
+def reopen(root: Any, **kw: Any) -> tuple[DiskStore, RecoveryReport]:
+    """A store on root, opened, and the report of that open."""
+    kw.setdefault("meta_loader", meta_loader)
+    store = DiskStore(str(root), **kw)
+    return store, store.open()
 
 
 def tree(root: Any) -> dict[str, int]:

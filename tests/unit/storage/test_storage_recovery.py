@@ -1,0 +1,179 @@
+"""Startup: quarantine of torn files, reindexing after outside changes, sweeping debris."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from storage_support import NODES, PODS, body, leftovers, open_store, reopen
+
+from yurthub.storage import CollectionKey
+
+
+def fill(store, n=5, ck=PODS, tx=1):
+    ns = "default" if ck.namespaced else ""
+    with store.transaction(ck) as txn:
+        for i in range(n):
+            txn.put(ns, f"pod-{i}", body(f"pod-{i}", ns, tx=tx), {"tx": tx, "labels": {}})
+        txn.commit()
+
+
+def test_torn_object_file_is_quarantined_never_served(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    store.close()
+    path = tmp_path / "c" / "kubelet" / "pods.v1.core" / "default" / "pod-1"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    (tmp_path / "c" / "kubelet" / "pods.v1.core" / "default" / "pod-2").write_bytes(b"")
+    (tmp_path / "c" / "kubelet" / "pods.v1.core" / "default" / "pod-3").write_bytes(b"[1]")
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined == 3 and store.stats().quarantined == 3
+    assert sorted(report.quarantined_paths) == [
+        f"_quarantine/kubelet/pods.v1.core/default/pod-{i}" for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        assert store.read(PODS, "default", f"pod-{i}") is None
+    assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-4")}
+    qdir = tmp_path / "c" / "_quarantine" / "kubelet" / "pods.v1.core" / "default"
+    assert (qdir / "pod-1").read_bytes() == data[: len(data) // 2]
+    store.close()
+    # Quarantining the same name again keeps both copies.
+    path.write_bytes(b"{")
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core/default/pod-1.1"]
+    store.close()
+
+
+def test_open_reports_what_it_did(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    (coll / "default" / "pod-0").write_bytes(b"not json")
+    (coll / "default" / "pod-1").write_bytes(body("pod-1", "default", tx=3))
+    (coll / ".stage.123.abc.0").mkdir()
+    (coll / ".stage.123.abc.0" / "p0").write_bytes(b"{}")
+    (coll / "default" / ".pod-3.tmp").write_bytes(b"{}")
+    store, report = reopen(tmp_path / "c")
+    assert (report.quarantined, report.reindexed, report.swept) == (1, 2, 2)
+    assert (report.collections, report.objects) == (1, 4)
+    assert (report.rolled_forward, report.discarded) == (0, 0)
+    assert report.seconds >= 0
+    store.close()
+
+
+def test_reindex_after_files_changed_behind_the_stores_back(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    store.close()
+    ns_dir = tmp_path / "c" / "kubelet" / "pods.v1.core" / "default"
+    changed = json.dumps({"kind": "Pod", "apiVersion": "v1", "tx": 9,
+                          "metadata": {"name": "pod-1", "labels": {"app": "edited"}}})
+    (ns_dir / "pod-1").write_text(changed)
+    (ns_dir / "pod-2").unlink()
+    os.mkdir(ns_dir.parent / "other")
+    (ns_dir.parent / "other" / "new-pod").write_bytes(body("new-pod", "other", tx=5))
+    store = open_store(tmp_path / "c")
+    entries = store.entries(PODS)
+    assert set(entries) == {("default", "pod-0"), ("default", "pod-1"), ("default", "pod-3"),
+                            ("default", "pod-4"), ("other", "new-pod")}
+    assert entries[("default", "pod-1")].meta == {"tx": 9, "labels": {"app": "edited"}}
+    assert entries[("default", "pod-1")].size == len(changed)
+    assert entries[("other", "new-pod")].meta == {"tx": 5, "labels": {}}
+    # Untouched files kept the meta the writer gave them (not what the loader would say).
+    assert entries[("default", "pod-0")].meta == {"tx": 1, "labels": {}}
+    store.close()
+    # The rebuilt index was saved: the next start reads nothing.
+    store, report = reopen(tmp_path / "c")
+    assert report.reindexed == 0
+    assert store.entries(PODS)[("default", "pod-1")].meta["labels"] == {"app": "edited"}
+    store.close()
+
+
+def test_lost_or_damaged_index_is_rebuilt(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store, n=20)
+    store.close()
+    idx = tmp_path / "c" / "kubelet" / "pods.v1.core" / "_index"
+    for damage in (lambda: idx.unlink(), lambda: idx.write_bytes(idx.read_bytes()[:-9])):
+        damage()
+        store = open_store(tmp_path / "c")
+        assert len(store.entries(PODS)) == 20
+        assert {e.meta["tx"] for e in store.entries(PODS).values()} == {1}
+        store.close()
+
+
+def test_index_is_written_lazily_and_a_stale_one_is_not_trusted(tmp_path):
+    store = open_store(tmp_path / "c", index_interval=3600)
+    fill(store, n=3)
+    store.flush()
+    idx = tmp_path / "c" / "kubelet" / "pods.v1.core" / "_index"
+    stale = idx.read_bytes()
+    for i in range(10):  # single-object commits do not rewrite the index
+        with store.transaction(PODS) as txn:
+            txn.put("default", f"pod-{i}", body(f"pod-{i}", tx=2), {"tx": 2, "labels": {}})
+            txn.commit()
+    assert idx.read_bytes() == stale
+    store.close()
+    # As after a crash: the index on disk is older than the files.
+    idx.write_bytes(stale)
+    store, report = reopen(tmp_path / "c")
+    assert report.reindexed == 10
+    assert len(store.entries(PODS)) == 10
+    assert {e.meta["tx"] for e in store.entries(PODS).values()} == {2}
+    store.close()
+
+
+def test_debris_is_swept_and_misplaced_entries_quarantined(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    fill(store, ck=NODES)
+    store.close()
+    c = tmp_path / "c"
+    coll = c / "kubelet" / "pods.v1.core"
+    (coll / ".stage.1.2.3").mkdir()
+    (coll / ".stage.1.2.3" / "p0").write_bytes(b"{}")
+    (coll / "._index.tmp").write_bytes(b"x")
+    (coll / "_journal").write_bytes(b"yurthub-journal 999 00000000\n{")  # torn
+    (coll / "default" / ".tmp").write_bytes(b"x")
+    (coll / "stray-file").write_bytes(b"{}")           # a file where namespaces live
+    (coll / "default" / "Bad_Name").write_bytes(b"{}")  # not a Kubernetes name
+    (coll / "default" / "subdir").mkdir()              # a dir where objects live
+    (c / "kubelet" / "nodes.v1.core" / "node-dir").mkdir()
+    (c / ".leftover").write_bytes(b"x")
+    (c / "_nonresource" / ".%2Fversion.tmp").write_bytes(b"x")
+    (c / "NotAComponent").mkdir()
+    store = open_store(c)
+    assert leftovers(c) == []
+    assert set(store.entries(PODS)) == {("default", f"pod-{i}") for i in range(5)}
+    assert len(store.entries(NODES)) == 5
+    q = c / "_quarantine" / "kubelet"
+    assert (q / "pods.v1.core" / "stray-file").exists()
+    assert (q / "pods.v1.core" / "default" / "Bad_Name").exists()
+    assert (q / "pods.v1.core" / "default" / "subdir").is_dir()
+    assert (q / "nodes.v1.core" / "node-dir").is_dir()
+    assert (c / "NotAComponent").is_dir()  # not ours to judge: left alone
+    store.close()
+
+
+def test_collection_without_its_key_file(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    fill(store, ck=NODES)
+    ck = CollectionKey("kubelet", "", "v1", "secrets", True)
+    with store.transaction(ck) as txn:
+        txn.commit()
+    store.close()
+    kubelet = tmp_path / "c" / "kubelet"
+    (kubelet / "pods.v1.core" / "_collection").unlink()
+    (kubelet / "nodes.v1.core" / "_collection").write_text("garbage")
+    (kubelet / "secrets.v1.core" / "_collection").unlink()  # empty: a crash during create
+    store = open_store(tmp_path / "c")
+    assert sorted(map(str, store.collections())) == ["kubelet/nodes.v1.core",
+                                                     "kubelet/pods.v1.core"]
+    assert len(store.entries(PODS)) == 5 and len(store.entries(NODES)) == 5
+    assert not (kubelet / "secrets.v1.core").exists()
+    store.close()
+    store = open_store(tmp_path / "c")
+    assert len(store.entries(PODS)) == 5
+    store.close()
