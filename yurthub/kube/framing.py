@@ -1,0 +1,359 @@
+"""Streaming decoders that the cache writer feeds with teed bytes: list bodies, watch streams, gzip.
+
+design: bytes arrive in whatever pieces the tee hands over. ``ListParser`` never builds the
+whole body. It decodes one list item at a time, at item boundaries, and keeps only the
+unconsumed tail, so memory follows the largest item rather than the body. An incomplete item
+is tried again only once its available bytes have doubled, or when a chunk ends in ``}`` (the
+end of a body always does). So an item of N bytes costs O(N) whatever the chunk size, and
+the end of a body never waits. Items keep their exact raw bytes, to be written to disk as-is.
+With ``msgspec`` importable (PyPI only), item boundaries are found without building objects,
+and ``Item.obj`` is decoded on first use. The stdlib path is the reference and keeps the same
+contract (the scanning itself is in ``jsonscan``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from yurthub.errors import DecodeError
+from yurthub.kube.jsonscan import (
+    HAVE_MSGSPEC,
+    BytesBuffer,
+    TextBuffer,
+    decode_object,
+    msgspec,
+    object_members,
+)
+from yurthub.kube.meta import rv_int
+
+__all__ = ["HAVE_MSGSPEC", "WATCH_EVENT_TYPES", "Decompressor", "Event", "Item", "ListInfo",
+           "ListParser", "WatchFramer"]
+
+WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+
+
+class Item:
+    """One object of a list's ``items``: its exact raw JSON bytes and its decoded dict.
+
+    ``raw`` is byte for byte what the apiserver sent. ``obj`` is decoded on first use when the
+    parser did not decode it already (the msgspec path). Treat both as read-only.
+    """
+
+    __slots__ = ("_obj", "raw")
+
+    def __init__(self, raw: bytes, obj: dict[str, Any] | None = None) -> None:
+        self.raw = raw
+        self._obj = obj
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        if self._obj is None:
+            self._obj = decode_object(self.raw)
+        return self._obj
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.raw[:60]!r}...)"
+
+
+class Event(Item):
+    """One watch event: ``type`` (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR) and its object."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: str, raw: bytes, obj: dict[str, Any] | None = None) -> None:
+        super().__init__(raw, obj)
+        self.type = type
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """What a list body said about itself, known only once the whole body arrived.
+
+    ``status`` is set (and ``items`` absent) when the body was a ``metav1.Status`` rather
+    than a list. Such a body is never cached.
+    """
+
+    kind: str
+    api_version: str
+    resource_version: str = ""
+    continue_token: str = ""
+    remaining_item_count: int | None = None
+    item_count: int = 0
+    status: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def is_status(self) -> bool:
+        return self.status is not None
+
+    @property
+    def resource_version_int(self) -> int:
+        """``resource_version`` as an integer; DecodeError when it is not a valid one."""
+        return rv_int(self.resource_version)
+
+
+(_START, _KEY_FIRST, _KEY, _COLON, _VALUE, _AFTER_MEMBER,
+ _ITEMS, _ITEM_FIRST, _ITEM, _AFTER_ITEM, _DONE) = range(11)
+
+
+def _use_msgspec(accelerate: bool | None) -> bool:
+    if accelerate and not HAVE_MSGSPEC:
+        raise ValueError("msgspec is not installed")
+    return HAVE_MSGSPEC if accelerate is None else accelerate
+
+
+class ListParser:
+    """Incremental parser of one list response body (JSON).
+
+    Call ``feed(chunk)`` with each piece of the body. It returns the items completed so far,
+    in order. Then call ``close()``, which returns the list's ``ListInfo`` or raises
+    ``DecodeError`` when the body is incomplete or invalid. A torn body never looks whole.
+    Top-level keys may come in any order: built-in lists send ``kind, apiVersion, metadata,
+    items``, unstructured (CRD) lists sort them. ``kind`` and ``api_version`` are available as
+    soon as they have been read (before the items, for built-in lists). After a DecodeError
+    the parser stays failed. ``accelerate``: None uses msgspec when it is installed.
+    """
+
+    def __init__(self, *, accelerate: bool | None = None) -> None:
+        self._b: TextBuffer | BytesBuffer = (
+            BytesBuffer() if _use_msgspec(accelerate) else TextBuffer())
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 0  # buffered bytes/chars to wait for before trying again
+        self._state = _START
+        self._key = ""
+        self._members: dict[str, Any] = {}
+        self._count = 0
+        self._error: DecodeError | None = None
+
+    @property
+    def kind(self) -> str | None:
+        kind = self._members.get("kind")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def api_version(self) -> str | None:
+        version = self._members.get("apiVersion")
+        return version if isinstance(version, str) else None
+
+    def head(self) -> dict[str, Any]:
+        """The top-level members read so far (kind, apiVersion, metadata...), never items."""
+        return {k: v for k, v in self._members.items() if k != "items"}
+
+    def feed(self, data: bytes) -> list[Item]:
+        """The items that ``data`` completed (often none). Raises DecodeError on bad input."""
+        if self._error:
+            raise self._error
+        if not data:
+            return []
+        self._pending.append(data)
+        self._pending_len += len(data)
+        if (len(self._b.buf) + self._pending_len < self._need
+                and not data.rstrip(b" \t\r\n").endswith(b"}")):
+            return []
+        return self._guarded(final=False)
+
+    def close(self) -> ListInfo:
+        """End of body. Returns the ListInfo, or raises DecodeError if the body is not whole."""
+        if self._error:
+            raise self._error
+        if self._guarded(final=True):
+            # Unreachable for a valid body, whose last chunk ends in "}" and so is always parsed.
+            self._error = DecodeError("list items were left unparsed until the end of the body")
+            raise self._error
+        m = self._members
+        meta = {} if m.get("metadata") is None else m["metadata"]
+        if not isinstance(m.get("kind", ""), str) or not isinstance(meta, dict):
+            raise DecodeError("list body has a malformed kind or metadata")
+        if self._state != _DONE or self._b.buf.strip():
+            raise DecodeError("list body ended early (torn)")
+        if "items" not in m:
+            if m.get("kind") == "Status":
+                return ListInfo("Status", str(m.get("apiVersion", "")), status=m)
+            raise DecodeError(f"response is not a list (kind {m.get('kind')!r}, no items)")
+        remaining = meta.get("remainingItemCount")
+        return ListInfo(
+            kind=m.get("kind", ""), api_version=str(m.get("apiVersion", "")),
+            resource_version=str(meta.get("resourceVersion", "")),
+            continue_token=str(meta.get("continue", "")),
+            remaining_item_count=remaining if type(remaining) is int else None,
+            item_count=self._count,
+        )
+
+    def _guarded(self, final: bool) -> list[Item]:
+        try:
+            return self._parse(final)
+        except DecodeError as e:
+            self._error = e
+            raise
+
+    def _parse(self, final: bool) -> list[Item]:
+        b = self._b
+        if self._pending or final:
+            b.extend(b"".join(self._pending), final)
+            self._pending, self._pending_len = [], 0
+        items: list[Item] = []
+        pos, state, need = 0, self._state, 0
+        while True:
+            pos = b.skip(pos)
+            c = b.char(pos)
+            if not c:
+                break
+            if state in (_ITEM, _ITEM_FIRST) and not (state == _ITEM_FIRST and c == "]"):
+                found = b.item(pos, final)
+                if found is None:
+                    need = 2 * (len(b.buf) - pos)
+                    break
+                obj, end = found
+                items.append(Item(b.raw(pos, end), obj))
+                pos = end
+                self._count += 1
+                state = _AFTER_ITEM
+            elif state == _START:
+                if c != "{":
+                    raise DecodeError("response body is not a JSON object")
+                pos, state = pos + 1, _KEY_FIRST
+            elif state == _KEY_FIRST and c == "}":
+                pos, state = pos + 1, _DONE
+            elif state in (_KEY_FIRST, _KEY, _VALUE) or (state == _ITEMS and c != "["):
+                if state in (_KEY_FIRST, _KEY) and c != '"':
+                    raise DecodeError("expected a key in the list object")
+                got = b.value(pos, final)
+                if got is None:
+                    need = 2 * (len(b.buf) - pos)
+                    break
+                value, pos = got
+                if state in (_KEY_FIRST, _KEY):
+                    self._key, state = value, _COLON
+                elif state == _ITEMS and value is not None:
+                    raise DecodeError("items is neither an array nor null")
+                else:
+                    self._members[self._key], state = value, _AFTER_MEMBER
+            elif state == _ITEMS:  # c == "["
+                self._members["items"], pos, state = None, pos + 1, _ITEM_FIRST
+            elif state == _COLON and c == ":":
+                if self._key == "items" and "items" in self._members:
+                    raise DecodeError("list body has two items arrays")
+                pos, state = pos + 1, _ITEMS if self._key == "items" else _VALUE
+            elif state == _ITEM_FIRST or (state == _AFTER_ITEM and c == "]"):
+                pos, state = pos + 1, _AFTER_MEMBER
+            elif state == _AFTER_ITEM and c == ",":
+                pos, state = pos + 1, _ITEM
+            elif state == _AFTER_MEMBER and c in ",}":
+                pos, state = pos + 1, _KEY if c == "," else _DONE
+            else:
+                raise DecodeError(f"unexpected {c!r} in list body")
+        b.drop(pos)
+        self._state, self._need = state, need
+        return items
+
+
+class WatchFramer:
+    """Splits a JSON watch stream into events: one JSON object per line.
+
+    ``feed(chunk)`` returns the events that the chunk completed. Events may span chunks, and
+    ``\\r\\n`` is accepted. An event whose type is unknown, or whose object isn't a JSON
+    object, raises DecodeError. ``close()`` raises DecodeError if a partial frame remains:
+    kube-apiserver ends every event with a newline, so a final event without one is torn.
+    """
+
+    def __init__(self, *, accelerate: bool | None = None) -> None:
+        self._msgspec = _use_msgspec(accelerate)
+        self._pending: list[bytes] = []
+        self._error: DecodeError | None = None
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._error:
+            raise self._error
+        if b"\n" not in data:
+            if data:
+                self._pending.append(data)
+            return []
+        self._pending.append(data)
+        *lines, tail = b"".join(self._pending).split(b"\n")
+        self._pending = [tail] if tail else []
+        try:
+            return [self._event(line) for line in lines if line.strip()]
+        except DecodeError as e:
+            self._error = e
+            raise
+
+    def close(self) -> None:
+        if self._error:
+            raise self._error
+        if b"".join(self._pending).strip():
+            raise DecodeError("watch stream ended inside an event (torn frame)")
+
+    def _event(self, line: bytes) -> Event:
+        if self._msgspec:
+            try:
+                if not line.isascii():
+                    line.decode()  # msgspec does not check the UTF-8 of what it skips
+                wire = _decode_wire_event(line)
+            except (msgspec.DecodeError, UnicodeDecodeError) as e:
+                raise DecodeError(f"invalid watch event: {e}") from e
+            ev = Event(wire.type, bytes(wire.object))
+        else:
+            ev = self._event_stdlib(line)
+        if ev.type not in WATCH_EVENT_TYPES:
+            raise DecodeError(f"unknown watch event type {ev.type!r}")
+        if ev.raw[:1] != b"{":
+            raise DecodeError("watch event object is not a JSON object")
+        return ev
+
+    def _event_stdlib(self, line: bytes) -> Event:
+        try:
+            text = line.decode()
+        except UnicodeDecodeError as e:
+            raise DecodeError(f"watch event is not UTF-8: {e.reason}") from e
+        members = object_members(text)
+        type_ = members.get("type", (None, 0, 0))[0]
+        obj, start, end = members.get("object", (None, 0, 0))
+        if not isinstance(type_, str) or not isinstance(obj, dict):
+            raise DecodeError("watch event without a type or an object")
+        return Event(type_, text[start:end].encode(), obj)
+
+
+if HAVE_MSGSPEC:
+    class _WireEvent(msgspec.Struct):
+        type: str
+        object: msgspec.Raw
+
+    _decode_wire_event = msgspec.json.Decoder(_WireEvent).decode
+
+
+class Decompressor:
+    """gzip to bytes, for the cache side of a ``Content-Encoding: gzip`` response.
+
+    Several concatenated gzip members are accepted, as Go's reader accepts them. ``close()``
+    returns the last bytes, or raises DecodeError when the stream was cut short or never
+    started.
+    """
+
+    def __init__(self) -> None:
+        self._z: Any = None
+        self._members = 0
+
+    def feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._z is None:
+                self._z = zlib.decompressobj(wbits=31)
+            try:
+                out.append(self._z.decompress(data))
+            except zlib.error as e:
+                raise DecodeError(f"invalid gzip data: {e}") from e
+            if not self._z.eof:
+                break
+            data, self._z = self._z.unused_data, None
+            self._members += 1
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        """Always ``b""`` today (feed returns everything); kept so callers need not know."""
+        if self._z is not None:  # feed() retires every member that reached its end
+            raise DecodeError("gzip stream is truncated")
+        if not self._members:
+            raise DecodeError("gzip stream is empty")
+        return b""
