@@ -9,7 +9,12 @@ from the top of the repository with
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +70,61 @@ def test_unit_state_directory_holds_the_default_cache():
     default = next(f.default for f in config.settings() if f.name == "disk_cache_path")
     state = "/var/lib/" + unit_service_section()["StateDirectory"]
     assert default.startswith(state + "/")
+
+
+GUNICORN_CONF = ROOT / "etc" / "yurthub" / "gunicorn.conf.py"
+
+# Executes gunicorn.conf.py as gunicorn does (as a module, in a fresh interpreter), then
+# hands every gunicorn setting it defines to gunicorn's own Config, which validates them.
+_LOAD_GUNICORN_CONF = """
+import json, runpy, sys
+import gunicorn.config
+names = {s.name for s in gunicorn.config.KNOWN_SETTINGS}
+module = runpy.run_path(sys.argv[1])
+settings = {k: v for k, v in module.items() if k in names}
+c = gunicorn.config.Config()
+for k, v in settings.items():
+    c.set(k, v)
+print(json.dumps({k: (v if not callable(v) else v.__name__) for k, v in settings.items()}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_gunicorn_conf(tmp_path: Path, ini: str) -> subprocess.CompletedProcess[str]:
+    conf = tmp_path / "yurthub.conf"
+    conf.write_text(ini)
+    env = {**os.environ, "YURTHUB_CONFIG": str(conf)}
+    return subprocess.run([sys.executable, "-c", _LOAD_GUNICORN_CONF, str(GUNICORN_CONF)],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_gunicorn_conf_takes_every_setting_from_yurthub_conf(tmp_path):
+    proxy, serve = free_port(), free_port()
+    r = load_gunicorn_conf(tmp_path, (
+        f"[yurthub]\nserver_addr = http://127.0.0.1:9\nnode_name = edge-1\n"
+        f"proxy_port = {proxy}\nserve_port = {serve}\nthreads = 64\ngraceful_timeout = 7\n"
+        f"disk_cache_path = {tmp_path / 'cache'}\n"))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["bind"] == [f"127.0.0.1:{proxy}", f"127.0.0.1:{serve}"]
+    assert (got["worker_class"], got["workers"], got["threads"]) == ("gthread", 1, 64)
+    assert (got["graceful_timeout"], got["max_requests"], got["errorlog"]) == (7, 0, "-")
+    assert (got["post_worker_init"], got["worker_exit"]) == ("post_worker_init", "worker_exit")
+
+
+@pytest.mark.parametrize("ini, fragment", [
+    ("[yurthub]\nserver_addr = http://127.0.0.1:9\ncolour = blue\n", "unknown key 'colour'"),
+    ("[yurthub]\nserver_addr = http://127.0.0.1:9\nproxy_port = 0\n", "proxy_port = '0'"),
+    ("[yurthub]\nserver_addr = http://127.0.0.1:9\nca_file = /nonexistent/ca.crt\n",
+     "ca_file = '/nonexistent/ca.crt': file does not exist"),
+])
+def test_gunicorn_conf_stops_with_one_line_and_ex_config(tmp_path, ini, fragment):
+    r = load_gunicorn_conf(tmp_path, ini)
+    assert r.returncode == 78
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("yurthub: "), r.stderr
+    assert fragment in r.stderr
