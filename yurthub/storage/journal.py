@@ -161,8 +161,10 @@ class Applier:
         data = files.read_optional(self.stage_fd, staged)
         if data is None:
             return
-        fd = os.open(history.FILE, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=self.coll_fd)
+        # O_CREAT: should the file be gone, what gets written is unreadable, so the next
+        # load marks the history lost, the safe answer.
+        fd = os.open(history.FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     files.FILE_MODE, dir_fd=self.coll_fd)
         self.history_fd = fd
         self.undo.append(("hist", base))
         os.ftruncate(fd, base)  # a roll-forward may find part of it written already

@@ -52,6 +52,15 @@ class Recovery:
 
     def run(self) -> dict[tuple[str, str], Collection]:
         found: dict[tuple[str, str], Collection] = {}
+        try:
+            self._root(found)
+        except BaseException:
+            for coll in found.values():
+                os.close(coll.fd)
+            raise
+        return found
+
+    def _root(self, found: dict[tuple[str, str], Collection]) -> None:
         for entry in sorted(os.scandir(self.root_fd), key=lambda e: e.name):
             name = entry.name
             if name.startswith("."):
@@ -70,7 +79,6 @@ class Recovery:
                 log.warning("ignoring %r in the cache root: not a component directory", name)
             else:
                 self._component(name, found)
-        return found
 
     def _component(self, component: str, found: dict[tuple[str, str], Collection]) -> None:
         comp_fd, _ = files.open_dir(component, self.root_fd)
@@ -89,7 +97,13 @@ class Recovery:
                 if not entry.is_dir(follow_symlinks=False):
                     log.warning("ignoring %r: not a directory", where)
                     continue
-                coll = self.collection(comp_fd, component, name)
+                try:
+                    coll = self.collection(comp_fd, component, name)
+                except OSError as e:
+                    # A cache can lose a collection; the gateway must still start.
+                    log.error("cannot recover %s (%s): moving it to quarantine", where, e)
+                    self._quarantine(comp_fd, name, [component, name + ".broken"])
+                    continue
                 if coll is not None:
                     found[coll.key.path] = coll
         finally:
@@ -103,22 +117,23 @@ class Recovery:
         if coll_fd is None:
             coll_fd, _ = files.open_dir(dirname, comp_fd)
         try:
-            return self._collection(coll_fd, comp_fd, component, dirname)
+            coll = self._collection(coll_fd, component, dirname)
         except BaseException:
             os.close(coll_fd)
             raise
+        if coll is None:
+            log.info("removing %s/%s: an empty collection left by a crash", component, dirname)
+            os.close(coll_fd)
+            files.remove_any(comp_fd, dirname)
+            self.report.swept += 1
+        return coll
 
-    def _collection(self, coll_fd: int, comp_fd: int, component: str,
-                    dirname: str) -> Collection | None:
+    def _collection(self, coll_fd: int, component: str, dirname: str) -> Collection | None:
         where = f"{component}/{dirname}"
         key = coll_mod.read_key(coll_fd, component, dirname)
         if key is None:
             namespaced = self._infer_scope(coll_fd)
             if namespaced is None:
-                log.info("removing %s: an empty collection left by a crash", where)
-                os.close(coll_fd)
-                files.remove_any(comp_fd, dirname)
-                self.report.swept += 1
                 return None
             key = CollectionKey.from_dirname(component, dirname, namespaced)
             coll_mod.write_key(coll_fd, key)
@@ -128,7 +143,7 @@ class Recovery:
         state = self._state(coll_fd, key)
         hist, damaged = History.load(coll_fd, self.history_limit)
         if damaged:
-            self._quarantine(coll_fd, history.FILE, key, "", history.FILE)
+            self._quarantine(coll_fd, history.FILE, [*key.path, history.FILE])
         index = self._index(coll_fd, key)
         self.report.collections += 1
         self.report.objects += len(index)
@@ -176,7 +191,7 @@ class Recovery:
                 return data
         except ValueError:
             pass
-        self._quarantine(coll_fd, journal.STATE_FILE, key, "", journal.STATE_FILE)
+        self._quarantine(coll_fd, journal.STATE_FILE, [*key.path, journal.STATE_FILE])
         return coll_mod.EMPTY_STATE
 
     # -- the index -------------------------------------------------------------------------
@@ -226,7 +241,7 @@ class Recovery:
             meta = self.meta_loader(key, body) if self.meta_loader is not None else {}
         except ValueError as e:
             log.warning("%s/%s/%s is not a valid object (%s)", key, ns, name, e)
-            self._quarantine(dir_fd, name, key, ns, name)
+            self._quarantine(dir_fd, name, _where(key, ns, name))
             return None
         return Entry(meta, len(body))
 
@@ -244,7 +259,7 @@ class Recovery:
             if is_bookkeeping(e.name):
                 continue
             if not e.is_dir(follow_symlinks=False) or not _valid(check_namespace, e.name):
-                self._quarantine(coll_fd, e.name, key, "", e.name)
+                self._quarantine(coll_fd, e.name, [*key.path, e.name])
                 continue
             ns_fd, _ = files.open_dir(e.name, coll_fd)
             ns_fds.append(ns_fd)
@@ -267,7 +282,7 @@ class Recovery:
                 continue
             st = e.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or not _valid(check_name, name):
-                self._quarantine(dir_fd, name, key, ns, name)
+                self._quarantine(dir_fd, name, _where(key, ns, name))
                 continue
             out[(ns, name)] = (dir_fd, (st.st_ino, st.st_size, st.st_mtime_ns))
             n += 1
@@ -283,10 +298,9 @@ class Recovery:
         log.debug("swept %s", where)
         self.report.swept += 1
 
-    def _quarantine(self, dir_fd: int, name: str, key: CollectionKey, ns: str,
-                    target: str) -> None:
-        """Move ``name`` to ``_quarantine/<component>/<dirname>/[<ns>/]<target>[.<n>]``."""
-        parts = [QUARANTINE, key.component, key.dirname] + ([ns] if ns else [])
+    def _quarantine(self, dir_fd: int, name: str, where: list[str]) -> None:
+        """Move ``name`` to ``_quarantine/<where...>`` (with ``.<n>`` if that is taken)."""
+        parts, target = [QUARANTINE, *where[:-1]], where[-1]
         fds: list[int] = []
         try:
             fd = self.root_fd
@@ -309,6 +323,10 @@ class Recovery:
         log.warning("quarantined %s", path)
         self.report.quarantined += 1
         self.report.quarantined_paths.append(path)
+
+
+def _where(key: CollectionKey, ns: str, name: str) -> list[str]:
+    return [*key.path, *([ns] if ns else []), name]
 
 
 def _valid(check: Callable[[str], str], value: str) -> bool:

@@ -143,7 +143,11 @@ class Store(Protocol):
         """An immutable snapshot of the collection's index; empty if unknown.  Never raises."""
 
     def state(self, ck: CollectionKey) -> dict[str, Any]:
-        """A fresh copy of the collection's state as last committed, ``{}`` if none."""
+        """A fresh copy of the collection's state as last committed, ``{}`` if none.
+
+        A commit publishes the objects, then the history, then the state: read the state
+        first, and the entries and history read after it are at least as new.  Never raises.
+        """
 
     def history_after(self, ck: CollectionKey, rv: int) -> HistorySlice:
         """Records with ``record["rv"] > rv`` in commit order, read lazily from disk.

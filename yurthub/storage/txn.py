@@ -304,12 +304,14 @@ class DiskTransaction:
         self.abort()
 
     def _publish(self, plan: Plan | None) -> None:
+        # Objects, then history, then state: a reader that reads the state first never
+        # finds objects or history older than the state claims.
         coll = self._coll
         coll.index.update(((k, e, st) for k, (_, e, st) in self._puts.items()), self._deletes)
-        if self._state is not None:
-            coll.state_json = self._state
         if plan is not None:
             coll.history.committed(plan)
+        if self._state is not None:
+            coll.state_json = self._state
         self._shared.commits += 1
         idx = coll.index
         if idx.unsaved >= BIG_TXN or (

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import threading
 
 import pytest
 from storage_support import LEASES, NODES, PODS, body, leftovers, open_store, tree
@@ -300,3 +302,50 @@ def test_bad_constructor_arguments():
         DiskStore("/tmp/x", durability="none")
     with pytest.raises(ValueError):
         DiskStore("/tmp/x", history_limit=0)
+
+
+def test_readers_see_whole_snapshots_while_the_writer_commits(tmp_path):
+    store = open_store(tmp_path / "c")
+    names = [f"pod-{i}" for i in range(40)]
+    stop = threading.Event()
+    problems: list[str] = []
+    reads = [0]
+
+    def reader() -> None:
+        while not stop.is_set():
+            state = store.state(PODS)
+            snap = store.entries(PODS)
+            txs = {e.meta["tx"] for e in snap.values()}
+            if len(txs) > 1:
+                problems.append(f"mixed snapshot {txs}")
+            for (ns, name), entry in snap.items():
+                raw = store.read(PODS, ns, name)
+                reads[0] += 1
+                if raw is None:
+                    continue  # deleted since the snapshot was taken
+                tx = json.loads(raw)["tx"]  # never a torn body
+                if tx < entry.meta["tx"]:
+                    problems.append(f"{name}: body of tx {tx} older than its entry")
+            if state and state["tx"] > min(txs, default=0):
+                problems.append("a state newer than the objects read after it")
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for tx in range(1, 40):
+            with store.transaction(PODS) as txn:
+                for i, name in enumerate(names):
+                    if (i + tx) % 4:
+                        txn.put("default", name, body(name, tx=tx), {"tx": tx})
+                    else:
+                        txn.delete("default", name)
+                txn.set_state({"tx": tx})
+                txn.commit()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    store.close()
+    assert problems == []
+    assert reads[0] > 0

@@ -7,7 +7,7 @@ import os
 
 from storage_support import NODES, PODS, body, leftovers, open_store, reopen
 
-from yurthub.storage import CollectionKey
+from yurthub.storage import CollectionKey, files, journal
 
 
 def fill(store, n=5, ck=PODS, tx=1):
@@ -177,3 +177,65 @@ def test_collection_without_its_key_file(tmp_path):
     store = open_store(tmp_path / "c")
     assert len(store.entries(PODS)) == 5
     store.close()
+
+
+def test_a_collection_that_cannot_be_recovered_is_quarantined_not_fatal(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    fill(store, ck=NODES)
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    # A committed journal whose namespace directory turned into a file: it cannot apply.
+    (coll / ".stage.9").mkdir()
+    (coll / ".stage.9" / "p0").write_bytes(body("a", "ns1"))
+    (coll / "ns1").write_bytes(b"in the way")
+    (coll / "_journal").write_bytes(files.frame(journal.MAGIC, {
+        "v": 1, "stage": ".stage.9", "puts": [["ns1", "a", "p0"]], "deletes": [],
+        "state": None, "history": None}))
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core.broken"]
+    assert store.collections() == [NODES] and len(store.entries(NODES)) == 5
+    fill(store, n=2)  # the collection starts afresh
+    assert len(store.entries(PODS)) == 2
+    store.close()
+
+
+def test_crafted_journal_is_rolled_forward(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store, n=3)
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    # As a crash after the commit point leaves it: pod-0 already renamed, pod-1 not yet.
+    (coll / ".stage.7").mkdir()
+    (coll / ".stage.7" / "p1").write_bytes(body("pod-1", "default", tx=2))
+    (coll / ".stage.7" / "s").write_bytes(b'{"tx": 2}')
+    (coll / "default" / "pod-0").write_bytes(body("pod-0", "default", tx=2))
+    (coll / "_journal").write_bytes(files.frame(journal.MAGIC, {
+        "v": 1, "stage": ".stage.7", "puts": [["default", "pod-0", "p0"],
+                                              ["default", "pod-1", "p1"]],
+        "deletes": [["default", "pod-2"]], "state": "s", "history": None}))
+    store, report = reopen(tmp_path / "c")
+    assert (report.rolled_forward, report.discarded) == (1, 0)
+    assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-1")}
+    assert {e.meta["tx"] for e in store.entries(PODS).values()} == {2}
+    assert store.state(PODS) == {"tx": 2}
+    assert leftovers(tmp_path / "c") == []
+    store.close()
+
+
+def test_journal_naming_unsafe_paths_is_refused(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store, n=1)
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for doc in ({"stage": "../../../outside", "puts": []},
+                {"stage": ".stage.1", "puts": [["..", "x", "p0"]]},
+                {"stage": ".stage.1", "puts": [["default", "x", "../../p0"]]}):
+        (coll / "_journal").write_bytes(files.frame(journal.MAGIC, {
+            "v": 1, "deletes": [], "state": None, "history": None, **doc}))
+        store, report = reopen(tmp_path / "c")
+        assert report.discarded == 1 and report.rolled_forward == 0
+        store.close()
+    assert list(outside.iterdir()) == []
