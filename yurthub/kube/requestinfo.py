@@ -63,6 +63,9 @@ class RequestInfo:
     allow_watch_bookmarks: bool = False
     send_initial_events: bool | None = None
     dry_run: tuple[str, ...] = ()
+    # The HTTP method, upper-cased. kube's RequestInfo does not keep it, but a HEAD has no
+    # body to cache even though its verb is "get".
+    method: str = ""
 
     @property
     def gvr(self) -> tuple[str, str, str]:
@@ -234,16 +237,16 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
       ``metadata.name`` field selector below, but it also rejects the whole request with
       400, and nothing is cached from a 400.
     """
-    verb = method.lower()
+    verb, method = method.lower(), method.upper()
     q = parse_query(query)
     segments = _path_segments(path)
     if len(segments) < 3 or segments[0] not in API_PREFIXES:
-        return RequestInfo(False, path, verb)
+        return RequestInfo(False, path, verb, method=method)
     prefix, rest = segments[0], segments[1:]
     group = ""
     if prefix not in GROUPLESS_API_PREFIXES:
         if len(rest) < 3:
-            return RequestInfo(False, path, verb)  # /apis/<group>/<version>: discovery
+            return RequestInfo(False, path, verb, method=method)  # /apis/<g>/<v>: discovery
         group, rest = rest[0], rest[1:]
     version, rest = rest[0], rest[1:]
 
@@ -253,7 +256,7 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
             raise BadRequest(f"unable to determine kind and namespace from url {path!r}")
         verb, rest = rest[0], rest[1:]
     else:
-        verb = _METHOD_VERBS.get(method.upper(), "")
+        verb = _METHOD_VERBS.get(method, "")
 
     namespace = ""
     if rest[0] == "namespaces" and len(rest) > 1:
@@ -292,4 +295,5 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         allow_watch_bookmarks=_bool_option(q.get("allowWatchBookmarks")),
         send_initial_events=_bool_option(send_initial) if send_initial else None,
         dry_run=tuple(v for v in q.get("dryRun", ()) if v),
+        method=method,
     )

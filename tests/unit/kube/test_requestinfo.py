@@ -153,6 +153,7 @@ RESOURCE_CASES = [
 def test_resource_requests(method, path, query, expected):
     info = parse_request_info(method, path, query)
     assert info.is_resource_request
+    assert info.method == method
     got = (info.verb, info.api_prefix, info.api_group, info.api_version, info.namespace,
            info.resource, info.subresource, info.name, list(info.parts))
     assert got == expected
@@ -186,6 +187,7 @@ def test_non_resource_requests(method, path, verb):
     assert not info.is_resource_request
     assert (info.verb, info.path, info.resource, info.api_prefix, info.parts) == (
         verb, path, "", "", ())
+    assert info.method == method
 
 
 @pytest.mark.parametrize("path", [
@@ -330,6 +332,11 @@ def test_exact_name_from_field_selector(selector, name):
 ])
 def test_component_from_user_agent(user_agent, component):
     assert component_from_user_agent(user_agent) == component
+
+
+def test_method_is_kept_upper_cased():
+    info = parse_request_info("head", "/api/v1/pods", "")
+    assert (info.method, info.verb) == ("HEAD", "list")
 
 
 def test_request_info_is_frozen_and_hashable():
