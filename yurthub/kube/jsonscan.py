@@ -74,9 +74,12 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def object_members(text: str) -> dict[str, tuple[Any, int, int]]:
-    """key -> (value, start, end) for each member of the complete JSON object ``text``."""
-    scan = scanner()
+def object_members(text: str, scan: Any = None) -> dict[str, tuple[Any, int, int]]:
+    """key -> (value, start, end) for each member of the complete JSON object ``text``.
+
+    ``scan`` is a ``scanner()`` to reuse; one per caller, as a scanner keeps state per call.
+    """
+    scan = scan or scanner()
     members: dict[str, tuple[Any, int, int]] = {}
     try:
         pos = skip_ws(text, 0)
