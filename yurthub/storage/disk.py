@@ -31,6 +31,7 @@ from yurthub.storage.store import (
     CollectionStats,
     Entry,
     RecoveryReport,
+    Store,
     StoreStats,
 )
 from yurthub.storage.txn import DiskTransaction, Settings, Shared
@@ -42,12 +43,13 @@ DURABILITY = ("syncfs", "fsync")
 _EMPTY: Mapping[tuple[str, str], Entry] = MappingProxyType({})
 
 
-class DiskStore:
-    """The crash-safe cache tree (implements storage.store.Store).
+class DiskStore(Store):
+    """The crash-safe cache tree.  The contract of each method is in storage.store.Store.
 
     ``meta_loader(ck, body)`` rebuilds an object's index metadata when startup finds a file
-    the saved index does not vouch for; it raises ValueError for a body it cannot index
-    (the file is then quarantined).  Without it such entries get ``{}``.  ``index_interval``
+    the saved index does not vouch for (it runs in open(), before any reader); a body it
+    raises for is quarantined like one that is not a JSON object.  Without it such entries
+    get ``{}``.  ``index_interval``
     bounds how long a changed index waits before it is written; ``lock_timeout`` how long
     open() waits for another process to release the root.
     """
@@ -131,10 +133,6 @@ class DiskStore:
         self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)
 
     def flush(self) -> None:
-        """Housekeeping for an idle writer: finish deferred cleanup, write changed indexes.
-
-        Call it every few seconds when the writer has nothing to do; never raises.
-        """
         self._empty_trash()
         for coll in self._colls.values():
             if coll.index.unsaved:

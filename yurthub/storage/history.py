@@ -35,6 +35,8 @@ def encode_record(record: dict[str, Any]) -> tuple[int, bytes]:
     rv = record.get("rv") if isinstance(record, dict) else None
     if not isinstance(rv, int) or isinstance(rv, bool):
         raise ValueError("every history record needs an int 'rv'")
+    if not -(2**63) <= rv < 2**63:
+        raise ValueError(f"history record rv {rv} does not fit in 64 bits")
     body = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
     head = b"%d " % rv
     return rv, head + b"%08x " % zlib.crc32(head + body) + body + b"\n"
@@ -98,11 +100,12 @@ class HistorySlice:
                 got_rv, body = _decode_line(line)
                 if got_rv != rv:
                     raise ValueError("history record moved")
-                yield json.loads(body)
+                record = json.loads(body)
             except OSError as e:
                 raise StorageError(f"cannot read history record rv={rv}: {e}") from e
             except ValueError as e:
                 raise StorageError(f"history record rv={rv} is damaged: {e}") from e
+            yield record
 
     def close(self) -> None:
         if self._finalizer is not None:

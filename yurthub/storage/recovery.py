@@ -68,7 +68,7 @@ class Recovery:
             elif name == NONRESOURCE and entry.is_dir(follow_symlinks=False):
                 fd, _ = files.open_dir(name, self.root_fd)
                 try:
-                    for e in os.scandir(fd):
+                    for e in list(os.scandir(fd)):
                         if e.name.startswith("."):
                             self._sweep(fd, e.name, f"{name}/{e.name}")
                 finally:
@@ -202,7 +202,7 @@ class Recovery:
         if data is not None:
             try:
                 saved = Index.decode(data)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, KeyError) as e:
                 log.warning("%s: the saved index is unusable (%s); rebuilding it", key, e)
         entries: dict[Key, Entry] = {}
         stats: dict[Key, Stat] = {}
@@ -239,8 +239,9 @@ class Recovery:
             if not isinstance(json.loads(body), dict):
                 raise ValueError("not a JSON object")
             meta = self.meta_loader(key, body) if self.meta_loader is not None else {}
-        except ValueError as e:
-            log.warning("%s/%s/%s is not a valid object (%s)", key, ns, name, e)
+        except Exception as e:  # a loader failing on one file costs that file, no more
+            log.warning("%s/%s/%s is not a valid object (%s: %s)", key, ns, name,
+                        type(e).__name__, e)
             self._quarantine(dir_fd, name, _where(key, ns, name))
             return None
         return Entry(meta, len(body))
@@ -273,7 +274,7 @@ class Recovery:
     def _scan_dir(self, dir_fd: int, key: CollectionKey, ns: str,
                   out: dict[Key, tuple[int, Stat]]) -> int:
         n = 0
-        for e in os.scandir(dir_fd):
+        for e in list(os.scandir(dir_fd)):  # listed first: entries move away as we go
             name = e.name
             if name.startswith(".") and ns:
                 self._sweep(dir_fd, name, f"{key}/{ns}/{name}")

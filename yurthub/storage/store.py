@@ -130,6 +130,12 @@ class Store(Protocol):
     def close(self) -> None:
         """Persist dirty indexes and release the root.  Never raises; idempotent."""
 
+    def flush(self) -> None:
+        """Housekeeping for an idle writer: write changed indexes, finish deferred cleanup.
+
+        The writer calls it every few seconds when it has nothing to commit.  Never raises.
+        """
+
     def read(self, ck: CollectionKey, namespace: str, name: str) -> bytes | None:
         """The object's body as last committed, or None.
 

@@ -33,7 +33,7 @@ from yurthub.storage.collection import Collection
 from yurthub.storage.history import Plan, encode_record
 from yurthub.storage.index import Key, Stat
 from yurthub.storage.journal import Applier, Journal
-from yurthub.storage.store import Entry
+from yurthub.storage.store import Entry, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def _json(value: Any, what: str) -> bytes:
         raise TypeError(f"{what} is not JSON-serializable: {e}") from None
 
 
-class DiskTransaction:
-    """A transaction of DiskStore (see storage.store.Transaction for the contract)."""
+class DiskTransaction(Transaction):
+    """A transaction of DiskStore; the contract of each method is in storage.store."""
 
     def __init__(self, coll: Collection, settings: Settings, shared: Shared) -> None:
         self._coll = coll
@@ -167,8 +167,9 @@ class DiskTransaction:
 
     def reset_history(self, dropped_rv: int) -> None:
         self._live()
-        if not isinstance(dropped_rv, int) or isinstance(dropped_rv, bool):
-            raise ValueError("dropped_rv must be an int")
+        if not isinstance(dropped_rv, int) or isinstance(dropped_rv, bool) or not (
+                -(2**63) <= dropped_rv < 2**63):
+            raise ValueError("dropped_rv must be a 64-bit int")
         if self._hist_fd is not None:
             try:
                 os.ftruncate(self._hist_fd, 0)

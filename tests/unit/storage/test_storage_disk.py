@@ -235,6 +235,10 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path):
             txn.append_history([{"no": "rv"}])
         with pytest.raises(ValueError):
             txn.append_history([{"rv": "12"}])
+        with pytest.raises(ValueError):
+            txn.append_history([{"rv": 2**64}])
+        with pytest.raises(ValueError):
+            txn.reset_history(True)
         txn.commit()
     assert store.entries(PODS) == {}
     store.close()

@@ -239,3 +239,15 @@ def test_journal_naming_unsafe_paths_is_refused(tmp_path):
         assert report.discarded == 1 and report.rolled_forward == 0
         store.close()
     assert list(outside.iterdir()) == []
+
+
+def test_a_file_the_meta_loader_fails_on_is_quarantined_alone(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store, n=3)
+    store.close()
+    (tmp_path / "c" / "kubelet" / "pods.v1.core" / "default" / "pod-1").write_bytes(
+        b'{"metadata": 5}')  # the loader's .get() raises AttributeError
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core/default/pod-1"]
+    assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-2")}
+    store.close()
