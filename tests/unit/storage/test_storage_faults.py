@@ -111,8 +111,9 @@ def run_case(root, name: str, nth: int, changes: int, records: int, limit: int) 
 
 SMALL = (4, 1, 1024)   # fsync per file; the history is appended (pwrite, ftruncate)
 BIG = (30, 20, 2)      # one syncfs; the history file is rewritten (compaction)
-CASES = [(name, SMALL) for name in OS_CALLS] + [
-    (name, BIG) for name in [*OS_CALLS, "syncfs"] if name not in ("pwrite", "ftruncate")]
+CASES = [pytest.param(name, SMALL, id=f"{name}-small") for name in OS_CALLS] + [
+    pytest.param(name, BIG, id=f"{name}-big")
+    for name in [*OS_CALLS, "syncfs"] if name not in ("pwrite", "ftruncate")]
 
 
 @pytest.mark.parametrize("name,scenario", CASES)
