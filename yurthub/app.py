@@ -1,0 +1,134 @@
+"""The composition root: builds every part of the hub from a Config, in numbered steps.
+
+Nothing here runs at import; ``Hub`` constructs objects (no threads), ``start`` opens the
+cache tree and starts the background threads, ``begin_shutdown`` ends open streams
+cleanly, ``stop`` stops the threads.  Nothing imports this module but the entry points.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from yurthub import upstream as up
+from yurthub.cache.collection import load_meta
+from yurthub.cache.manager import CacheManager
+from yurthub.config import Config
+from yurthub.credentials import CredentialStore
+from yurthub.health import HealthChecker
+from yurthub.hubserver import HubServer
+from yurthub.metrics import Metrics
+from yurthub.proxy.local import LocalProxy
+from yurthub.proxy.remote import RemoteProxy
+from yurthub.proxy.router import ProxyApp
+from yurthub.proxy.streams import Reason, StreamRegistry
+from yurthub.proxy.watchdog import Watchdog
+from yurthub.storage import DiskStore
+
+log = logging.getLogger(__name__)
+
+
+class _AlwaysHealthy:
+    """Cloud mode: no health checking, every configured server is trusted."""
+
+    def __init__(self, upstream: up.Upstream) -> None:
+        self.upstream = upstream
+
+    def cloud_healthy(self) -> bool:
+        return self.upstream.any_healthy()
+
+
+class Hub:
+    """Everything one gunicorn worker serves: the API proxy and the hub server."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        # 1. metrics
+        self.metrics = Metrics()
+        # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
+        self.credentials = CredentialStore(cfg)
+        creds = self.credentials.load()
+        # 3. connection pools and server selection
+        self.upstream = up.Upstream(cfg, creds)
+        # 4. the cache tree and its writer
+        self.store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
+                               meta_loader=load_meta)
+        self.cache = CacheManager(cfg, self.store, self.metrics)
+        # 5. streams, watchdog
+        self.streams = StreamRegistry()
+        self.watchdog = Watchdog()
+        # 6. health checking (edge mode): which servers to use, and the node Lease
+        self.health: HealthChecker | None = None
+        if cfg.working_mode == "edge":
+            self.health = HealthChecker(cfg, self.upstream, self.metrics,
+                                        on_change=self._cloud_changed, on_lease=self._lease)
+        # 7. proxies and routing
+        self.remote = RemoteProxy(
+            self.upstream, self.cache, self.watchdog, self.streams, self.metrics,
+            send_timeout=cfg.client_send_timeout, max_watches=cfg.effective_max_watches,
+            on_transport_error=self.health.suspect if self.health else None)
+        self.local: LocalProxy | None = None
+        if self.health is not None:
+            self.local = LocalProxy(cfg, self.cache, self.streams, self.watchdog, self.metrics,
+                                    kubelet_seen=self.health.kubelet_lease_seen)
+        cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
+        self.proxy_app = ProxyApp(self.remote, self.local, cloud)
+        # 8. the hub server
+        self.hub_app = HubServer(self.metrics, self.readiness)
+        self._ready = threading.Event()
+        self._not_ready_reason = "starting: the cache tree is being recovered"
+
+    def start(self) -> None:
+        report = self.store.open()
+        log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
+        self.cache.start()
+        self.watchdog.start()
+        if self.health is not None:
+            self.health.start()
+        self._ready.set()
+        log.info("yurthub serving: proxy %s:%d -> %s, hub server %s:%d",
+                 self.cfg.bind_address, self.cfg.proxy_port,
+                 ", ".join(s.url for s in self.upstream.servers),
+                 self.cfg.bind_address, self.cfg.serve_port)
+
+    def _cloud_changed(self, healthy: bool) -> None:
+        """Move open watches to where they should now be served."""
+        if healthy:
+            n = self.streams.interrupt_all(Reason.CLOUD_UP, source="local")
+        else:
+            n = self.streams.interrupt_all(Reason.CLOUD_DOWN, source="remote")
+        if n:
+            log.info("ended %d watch(es) so their clients re-watch %s", n,
+                     "upstream" if healthy else "from the cache")
+
+    def _lease(self, body: bytes) -> None:
+        """The node Lease the health checker renewed: kubelet's lease requests get it."""
+        self.cache.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
+
+    def readiness(self) -> str | None:
+        return None if self._ready.is_set() else self._not_ready_reason
+
+    def begin_shutdown(self) -> None:
+        """End open watches cleanly so clients re-watch at once (safe in a signal handler)."""
+        n = self.streams.shutdown()
+        if n:
+            log.info("shutting down: ended %d open stream(s)", n)
+
+    def stop(self) -> None:
+        self.begin_shutdown()
+        if self.health is not None:
+            self.health.stop()
+        self.cache.stop()
+        self.watchdog.stop()
+        self.upstream.close()
+        self.store.close()
+        self.credentials.close()
+        log.info("yurthub stopped")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """The WSGI app of both ports: the hub server by its port, the API proxy otherwise."""
+        if environ.get("SERVER_PORT") == str(self.cfg.serve_port):
+            return self.hub_app(environ, start_response)
+        return self.proxy_app(environ, start_response)

@@ -1,0 +1,318 @@
+"""One cached collection (component + resource): the commit rules of the cache.
+
+design: the writer thread owns one CollectionWriter per collection.  Mutations of a batch
+(watch events, single objects) go into one storage transaction that the writer commits
+at the end of each round (a group commit).  A list is assembled into its own transaction
+page by page; while it is open, every other mutation of the collection is deferred and
+applied after it, so the list's snapshot never overwrites something newer and rules stay
+simple: an object is upserted only when its resourceVersion is not older than the stored
+one, and removed only when the stored copy is older than the removal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from yurthub.cache.views import CollectionState, Selectors, View, ViewKey, covers, parse_selectors
+from yurthub.errors import BadRequest, InvalidKeyError, StorageError
+from yurthub.kube import fields as kfields
+from yurthub.kube.resources import ResourceType, builtin
+from yurthub.storage import CollectionKey, DiskStore, Transaction
+
+log = logging.getLogger(__name__)
+
+Meta = dict[str, Any]
+
+
+def index_meta(obj: dict[str, Any], rt: ResourceType) -> Meta:
+    """What the offline reader selects on, without opening the object's file."""
+    md = obj.get("metadata") or {}
+    values = kfields.selectable_values(obj, rt)
+    return {"rv": rv_of(md.get("resourceVersion")), "labels": dict(md.get("labels") or {}),
+            "fields": {k: v for k, v in values.items() if not k.startswith("metadata.")}}
+
+
+def load_meta(ck: CollectionKey, body: bytes) -> Meta:
+    """Rebuild an object's index meta from its file (the store calls it at recovery)."""
+    obj = json.loads(body)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    rt = builtin(ck.group, ck.version, ck.resource) or ResourceType(
+        ck.group, ck.version, ck.resource, str(obj.get("kind", "")), ck.namespaced)
+    return index_meta(obj, rt)
+
+
+def rv_of(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+@dataclass
+class Mutation:
+    """A change decided by a handler, applied by ``CollectionWriter.apply``."""
+
+    op: str                      # "upsert", "delete", "event", "bookmark", "stale"
+    view: ViewKey | None = None
+    namespace: str = ""
+    name: str = ""
+    raw: bytes = b""
+    meta: Meta = field(default_factory=dict)
+    event_type: str = ""
+    rv: int = 0
+    why: str = ""
+
+
+@dataclass
+class ListAssembly:
+    """A list being committed, possibly over several ``continue`` pages."""
+
+    view: ViewKey
+    selectors: Selectors
+    txn: Transaction
+    list_rv: int = 0
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    expected_token: str = ""
+    touched: float = field(default_factory=time.monotonic)
+    objects: int = 0
+
+
+class CollectionWriter:
+    """Applies mutations to one collection; only the writer thread calls it."""
+
+    def __init__(self, store: DiskStore, ck: CollectionKey, rt: ResourceType,
+                 on_commit: Callable[[str, int], None] | None = None) -> None:
+        self.store = store
+        self.ck = ck
+        self.rt = rt
+        self.state = CollectionState.from_json(store.state(ck) or {})
+        self._txn: Transaction | None = None
+        self._overlay: dict[tuple[str, str], Meta | None] = {}
+        self._history: list[dict[str, Any]] = []
+        self._state_dirty = False
+        self.assembly: ListAssembly | None = None
+        self.deferred: list[Mutation] = []
+        self._view_selectors: dict[ViewKey, Selectors] = {}
+        self._on_commit = on_commit or (lambda kind, n: None)
+
+    # -- reading what is stored -------------------------------------------------------------
+
+    def stored_meta(self, namespace: str, name: str) -> Meta | None:
+        key = (namespace, name)
+        if key in self._overlay:
+            return self._overlay[key]
+        entry = self.store.entries(self.ck).get(key)
+        return entry.meta if entry is not None else None
+
+    def view_selectors(self, key: ViewKey) -> Selectors | None:
+        sel = self._view_selectors.get(key)
+        if sel is None:
+            try:
+                sel = parse_selectors(key.namespace, key.labels, key.fields, self.rt)
+            except BadRequest:
+                return None
+            self._view_selectors[key] = sel
+        return sel
+
+    def learn_type(self, kind: str, api_version: str) -> None:
+        if kind and (kind != self.state.kind or api_version != self.state.api_version):
+            self.state.kind, self.state.api_version = kind, api_version
+            self.state.list_kind = kind + "List"
+            self._state_dirty = True
+
+    # -- batched mutations ------------------------------------------------------------------
+
+    def apply(self, m: Mutation) -> None:
+        if self.assembly is not None:
+            self.deferred.append(m)
+            return
+        if m.op == "upsert":
+            self._upsert(m.namespace, m.name, m.raw, m.meta)
+        elif m.op == "delete":
+            self._delete(m.namespace, m.name, m.rv)
+        elif m.op == "event":
+            self._event(m)
+        elif m.op == "bookmark":
+            if m.view is not None and self._extends(m.view, m.rv):
+                self.state.advance(m.view, m.rv)
+                self._state_dirty = True
+        elif m.op == "stale" and m.view is not None:
+            self._mark_stale(m.view, m.why)
+
+    def _txn_for_batch(self) -> Transaction:
+        if self._txn is None:
+            self._txn = self.store.transaction(self.ck)
+        return self._txn
+
+    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta) -> bool:
+        old = self.stored_meta(ns, name)
+        if old is not None and old.get("rv", 0) > meta["rv"]:
+            return False  # we already hold something newer
+        self._txn_for_batch().put(ns, name, raw, meta)
+        self._overlay[(ns, name)] = meta
+        return True
+
+    def _delete(self, ns: str, name: str, rv: int) -> bool:
+        old = self.stored_meta(ns, name)
+        if old is None or (rv and old.get("rv", 0) >= rv):
+            return False  # gone already, or recreated/updated after this removal
+        self._txn_for_batch().delete(ns, name)
+        self._overlay[(ns, name)] = None
+        return True
+
+    def _extends(self, key: ViewKey, rv: int) -> bool:
+        view = self.state.views.get(key)
+        return view is not None and not view.stale and rv > view.rv
+
+    def _event(self, m: Mutation) -> None:
+        prev = self.stored_meta(m.namespace, m.name)
+        if m.event_type == "DELETED":
+            changed = self._delete(m.namespace, m.name, m.rv)
+        else:
+            changed = self._upsert(m.namespace, m.name, m.raw, m.meta)
+        if m.view is not None and self._extends(m.view, m.rv):
+            self.state.advance(m.view, m.rv)
+            self._state_dirty = True
+        if changed:
+            self._history.append({
+                "rv": m.rv, "type": m.event_type, "ns": m.namespace, "name": m.name,
+                "object": m.raw.decode("utf-8"),
+                "meta": {"labels": m.meta.get("labels", {}), "fields": m.meta.get("fields", {})},
+                "prev": None if prev is None else {"labels": prev.get("labels", {}),
+                                                   "fields": prev.get("fields", {})},
+            })
+
+    def _mark_stale(self, key: ViewKey, why: str) -> None:
+        view = self.state.views.get(key)
+        if view is not None and not view.stale:
+            log.warning("cache view %s %s is stale: %s", self.ck, key, why)
+            self.state.mark_stale(key, why)
+            self._state_dirty = True
+
+    def pending(self) -> bool:
+        return self._txn is not None or self._state_dirty or bool(self._history)
+
+    def flush(self) -> int:
+        """Commit the batch; returns the number of changed objects (raises StorageError)."""
+        if not self.pending():
+            return 0
+        txn = self._txn_for_batch()
+        n = len(self._overlay)
+        try:
+            if self._history:
+                txn.append_history(self._history)
+            if self._state_dirty:
+                txn.set_state(self.state.to_json())
+            txn.commit()
+        except StorageError:
+            txn.abort()
+            # What is on disk is the truth again: forget the batch, reload the state.
+            self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+            raise
+        finally:
+            self._txn = None
+            self._overlay.clear()
+            self._history = []
+            self._state_dirty = False
+        self._on_commit("batch", n)
+        return n
+
+    # -- lists ------------------------------------------------------------------------------
+
+    def begin_list(self, view: ViewKey, selectors: Selectors) -> ListAssembly:
+        """Start assembling a list (the batch is flushed first, so the snapshot is current)."""
+        self.flush()
+        self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck))
+        return self.assembly
+
+    def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
+        entries = self.store.entries(self.ck)
+        for ns, name, raw, meta in items:
+            a.seen.add((ns, name))
+            a.objects += 1
+            old = entries.get((ns, name))
+            if old is not None and old.meta.get("rv", 0) >= meta["rv"]:
+                continue  # unchanged (or newer) on disk: nothing to write
+            a.txn.put(ns, name, raw, meta)
+        a.touched = time.monotonic()
+
+    def commit_list(self, a: ListAssembly) -> int:
+        """The terminal page arrived whole: swap the list in atomically."""
+        entries = self.store.entries(self.ck)
+        removed = 0
+        doubtful: set[ViewKey] = set()
+        for (ns, name), entry in entries.items():
+            if (ns, name) in a.seen:
+                continue
+            meta = entry.meta
+            if not a.selectors.matches(ns, name, meta.get("labels", {}), meta.get("fields", {})):
+                continue
+            if meta.get("rv", 0) >= a.list_rv > 0:
+                continue  # written after this snapshot
+            a.txn.delete(ns, name)
+            removed += 1
+            if not a.view.unselected:
+                doubtful.update(self._other_views_holding(a, ns, name, meta))
+        now = time.time()
+        self.state.synced(a.view, a.list_rv, now)
+        for key, view in list(self.state.views.items()):
+            sel = self.view_selectors(key)
+            if key != a.view and sel is not None and view.rv < a.list_rv \
+                    and covers(self.state.views[a.view], sel, a.selectors):
+                self.state.synced(key, a.list_rv, now)  # a subset of a fresh list is fresh
+        for key in doubtful:
+            self.state.mark_stale(key, f"an object left {a.view} and may still belong here")
+        try:
+            a.txn.set_state(self.state.to_json())
+            a.txn.commit()
+        except StorageError:
+            a.txn.abort()
+            self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+            raise
+        finally:
+            self.assembly = None
+        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed)",
+                 self.ck, a.view, a.objects, a.list_rv, removed)
+        self._on_commit("list", a.objects)
+        self._replay_deferred()
+        return a.objects
+
+    def abort_list(self, a: ListAssembly, why: str) -> None:
+        if self.assembly is a:
+            a.txn.abort()
+            self.assembly = None
+            log.info("list of %s %s not cached: %s", self.ck, a.view, why)
+            self._replay_deferred()
+
+    def _other_views_holding(self, a: ListAssembly, ns: str, name: str, meta: Meta
+                             ) -> list[ViewKey]:
+        out = []
+        for key in self.state.views:
+            sel = self.view_selectors(key)
+            if key == a.view or sel is None:
+                continue
+            if covers(View(key=a.view), sel, a.selectors):
+                continue  # a subset of the listed view: the object left it too
+            if sel.matches(ns, name, meta.get("labels", {}), meta.get("fields", {})):
+                out.append(key)
+        return out
+
+    def _replay_deferred(self) -> None:
+        deferred, self.deferred = self.deferred, []
+        for m in deferred:
+            self.apply(m)
+
+
+def split_key(meta_source: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of a decoded object; raises InvalidKeyError when it has no name."""
+    md = meta_source.get("metadata") or {}
+    name = md.get("name") or ""
+    if not name:
+        raise InvalidKeyError("object has no metadata.name")
+    return md.get("namespace") or "", name

@@ -1,0 +1,330 @@
+"""Turning one teed response body into cache mutations: an object, a list, or a watch.
+
+Each handler is fed the bytes of its tee as they come out of the pipe (gzip is undone
+here, never on the client's path), frames them, and hands finished objects to the
+collection writer.  ``finish`` is told whether the tee saw the body end whole; only then
+may a list be committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta
+from yurthub.cache.tee import Outcome, Tee
+from yurthub.cache.views import Selectors
+from yurthub.errors import DecodeError, InvalidKeyError
+from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
+from yurthub.kube.meta import is_unassigned_pod, with_type_meta
+from yurthub.kube.resources import ResourceType
+from yurthub.kube.status import is_status
+from yurthub.storage import validate_name
+
+if TYPE_CHECKING:
+    from yurthub.cache.writer import CacheWriter
+
+log = logging.getLogger(__name__)
+
+MAX_OBJECT_BYTES = 8 << 20
+
+
+@dataclass
+class Entry:
+    """What a tee carries, decided when the response headers arrived."""
+
+    kind: str                    # "object", "list", "watch"
+    component: str
+    group: str
+    version: str
+    resource: str
+    rt: ResourceType
+    selectors: Selectors | None  # list/watch: namespace + selectors of the request
+    gzip: bool
+    continue_token: str = ""     # list: the request's continue parameter
+    start_rv: int = 0            # watch: the request's resourceVersion
+    describe: str = ""
+    doc_key: str = ""            # nonresource: where the document is stored
+
+    def __str__(self) -> str:
+        return self.describe
+
+
+class Handler:
+    """Base: decompression, the outcome check, and the link to the collection."""
+
+    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+        self.writer = writer
+        self.tee = tee
+        self.entry = entry
+        self.dead = False
+        self._gunzip = Decompressor() if entry.gzip else None
+
+    def collection(self) -> CollectionWriter:
+        return self.writer.collection(self.entry)
+
+    def feed(self, data: bytes) -> None:
+        if self.dead:
+            return
+        try:
+            if self._gunzip is not None:
+                data = self._gunzip.feed(data)
+            if data:
+                self.consume(data)
+        except (DecodeError, InvalidKeyError) as e:
+            self.fail(f"cannot cache: {e}")
+
+    def finish(self, outcome: Outcome) -> None:
+        if self.dead:
+            return
+        try:
+            if self._gunzip is not None and outcome is Outcome.WHOLE:
+                rest = self._gunzip.close()
+                if rest:
+                    self.consume(rest)
+            self.end(outcome)
+        except (DecodeError, InvalidKeyError) as e:
+            self.fail(f"cannot cache: {e}")
+
+    def fail(self, why: str) -> None:
+        if not self.dead:
+            self.dead = True
+            self.writer.dropped(self.entry, "undecodable", why)
+            self.on_fail(why)
+            self.tee.abandon()
+
+    def ready(self) -> bool:
+        """False while the handler must wait for another one (see ListHandler)."""
+        return True
+
+    def consume(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self, outcome: Outcome) -> None:
+        raise NotImplementedError
+
+    def on_fail(self, why: str) -> None:
+        """Undo what the handler started."""
+
+    def to_item(self, obj: dict, raw: bytes, kind: str, api_version: str
+                ) -> tuple[str, str, bytes, dict] | None:
+        """(namespace, name, file bytes, index meta), or None when it must not be cached."""
+        if is_status(obj):
+            return None
+        if self.entry.resource == "pods" and is_unassigned_pod(obj, kind or None):
+            return None
+        md = obj.get("metadata") or {}
+        ns, name = md.get("namespace") or "", md.get("name") or ""
+        try:
+            validate_name(ns, name)
+        except InvalidKeyError as e:
+            self.writer.invalid_key(self.entry, str(e))
+            return None
+        if kind and not obj.get("kind"):
+            raw = with_type_meta(raw, kind, api_version, obj)
+        return ns, name, raw, index_meta(obj, self.entry.rt)
+
+
+class ObjectHandler(Handler):
+    """get/create/update/patch: one object, committed when the body is whole."""
+
+    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+        super().__init__(writer, tee, entry)
+        self._buf = bytearray()
+
+    def consume(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > MAX_OBJECT_BYTES:
+            self.fail(f"object larger than {MAX_OBJECT_BYTES} bytes")
+
+    def end(self, outcome: Outcome) -> None:
+        if outcome is not Outcome.WHOLE:
+            self.writer.dropped(self.entry, outcome.value, "response did not end whole")
+            return
+        raw = bytes(self._buf).strip()
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:
+            raise DecodeError(f"object body is not JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise DecodeError("object body is not a JSON object")
+        item = self.to_item(obj, raw, obj.get("kind", ""), obj.get("apiVersion", ""))
+        if item is None:
+            return
+        coll = self.collection()
+        coll.learn_type(obj.get("kind", ""), obj.get("apiVersion", ""))
+        ns, name, body, meta = item
+        coll.apply(Mutation("upsert", namespace=ns, name=name, raw=body, meta=meta))
+
+
+class ListHandler(Handler):
+    """list: items stream into a list assembly; the terminal page commits it atomically."""
+
+    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+        super().__init__(writer, tee, entry)
+        self._parser = ListParser()
+        self.assembly: ListAssembly | None = None
+        self._kind = ""
+        self._api_version = ""
+
+    def ready(self) -> bool:
+        """Attach to (or start) the collection's list assembly, or wait for the page before."""
+        if self.assembly is not None:
+            return True
+        coll = self.collection()
+        sel = self.entry.selectors
+        assert sel is not None
+        current = coll.assembly
+        if self.entry.continue_token:
+            if current is not None and current.view == sel.key \
+                    and current.expected_token == self.entry.continue_token:
+                self.assembly = current
+                current.expected_token = ""
+                return True
+            if current is not None and current.view == sel.key and not current.expected_token:
+                return False  # the page before is still being read: wait for it
+            self.fail("a continue page whose earlier pages were not cached")
+            return True
+        if current is not None:
+            return False  # another list of this collection is being assembled
+        self.assembly = coll.begin_list(sel.key, sel)
+        return True
+
+    def consume(self, data: bytes) -> None:
+        items = []
+        for item in self._parser.feed(data):
+            kind, api_version = self._item_type()
+            entry = self.to_item(item.obj, item.raw, kind, api_version)
+            if entry is not None:
+                items.append(entry)
+        if items and self.assembly is not None:
+            self.collection().list_items(self.assembly, items)
+
+    def _item_type(self) -> tuple[str, str]:
+        if not self._kind:
+            head = self._parser.head()
+            kind = head.get("kind", "")
+            self._kind = kind[:-4] if kind.endswith("List") else kind
+            self._api_version = head.get("apiVersion", "")
+        return self._kind, self._api_version
+
+    def end(self, outcome: Outcome) -> None:
+        a = self.assembly
+        if a is None:
+            return
+        coll = self.collection()
+        if outcome is not Outcome.WHOLE:
+            coll.abort_list(a, f"response {outcome.value}")
+            self.writer.dropped(self.entry, outcome.value, "list did not end whole")
+            return
+        info = self._parser.close()
+        if info.is_status:
+            coll.abort_list(a, "the apiserver answered a Status")
+            return
+        kind, api_version = self._item_type()
+        coll.learn_type(kind, api_version)
+        if not a.list_rv:
+            a.list_rv = info.resource_version_int
+        if info.continue_token:
+            a.expected_token = info.continue_token  # more pages follow
+            return
+        coll.commit_list(a)
+
+    def on_fail(self, why: str) -> None:
+        if self.assembly is not None:
+            self.collection().abort_list(self.assembly, why)
+
+
+class WatchHandler(Handler):
+    """watch: events applied in order; a gap, an ERROR or a torn frame marks the view stale."""
+
+    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+        super().__init__(writer, tee, entry)
+        self._framer = WatchFramer()
+        self._decided = False
+
+    def ready(self) -> bool:
+        """Decide once whether this watch continues its view without a gap."""
+        if self._decided:
+            return True
+        coll = self.collection()
+        sel = self.entry.selectors
+        assert sel is not None
+        view = coll.state.views.get(sel.key)
+        start = self.entry.start_rv
+        if view is not None and not view.stale and start > view.rv:
+            if self.writer.other_open_watch(self, sel.key):
+                return False  # the watch before may still carry the missing events
+            coll.apply(Mutation("stale", view=sel.key,
+                                why=f"watch resumed at {start} after {view.rv}"))
+        elif view is not None and start == 0:
+            coll.apply(Mutation("stale", view=sel.key, why="watch without resourceVersion"))
+        self._decided = True
+        return True
+
+    def consume(self, data: bytes) -> None:
+        coll = self.collection()
+        sel = self.entry.selectors
+        assert sel is not None
+        for ev in self._framer.feed(data):
+            if ev.type == "BOOKMARK":
+                rv = int((ev.obj.get("metadata") or {}).get("resourceVersion") or 0)
+                coll.apply(Mutation("bookmark", view=sel.key, rv=rv))
+                continue
+            if ev.type == "ERROR":
+                coll.apply(Mutation("stale", view=sel.key, why=f"watch error: "
+                                    f"{(ev.obj or {}).get('message', 'unknown')}"))
+                continue
+            item = self.to_item(ev.obj, ev.raw, self.entry.rt.kind, self.entry.rt.group_version)
+            if item is None:
+                continue
+            ns, name, raw, meta = item
+            coll.learn_type(ev.obj.get("kind", ""), ev.obj.get("apiVersion", ""))
+            coll.apply(Mutation("event", view=sel.key, namespace=ns, name=name, raw=raw,
+                                meta=meta, event_type=ev.type, rv=meta["rv"]))
+
+    def end(self, outcome: Outcome) -> None:
+        sel = self.entry.selectors
+        assert sel is not None
+        if outcome is Outcome.OVERFLOW:
+            self.collection().apply(Mutation("stale", view=sel.key,
+                                             why="watch events dropped: cache writer behind"))
+            self.writer.dropped(self.entry, outcome.value, "watch overflowed")
+            return
+        try:
+            self._framer.close()
+        except DecodeError:
+            self.collection().apply(Mutation("stale", view=sel.key, why="torn watch frame"))
+
+    def on_fail(self, why: str) -> None:
+        sel = self.entry.selectors
+        if sel is not None:
+            self.collection().apply(Mutation("stale", view=sel.key, why=why))
+
+
+class NonResourceHandler(Handler):
+    """``/version`` and discovery documents: stored whole, for every component at once."""
+
+    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+        super().__init__(writer, tee, entry)
+        self._buf = bytearray()
+
+    def collection(self) -> CollectionWriter:  # pragma: no cover - never a collection
+        raise InvalidKeyError("a non-resource document has no collection")
+
+    def consume(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > MAX_OBJECT_BYTES:
+            self.fail(f"document larger than {MAX_OBJECT_BYTES} bytes")
+
+    def end(self, outcome: Outcome) -> None:
+        if outcome is not Outcome.WHOLE:
+            return
+        body = bytes(self._buf)
+        try:
+            doc = json.loads(body)
+        except ValueError as e:
+            raise DecodeError(f"discovery document is not JSON: {e}") from None
+        self.writer.nonresource(self.entry, body, doc)

@@ -1,0 +1,346 @@
+"""The cache's front door: decides what a response becomes in the cache, and opens its tee.
+
+It owns the writer thread and knows each resource's scope (namespaced or not): from the
+built-in table, from collections already on disk, and — for custom resources — from the
+request and the objects themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from yurthub.cache.handlers import Entry
+from yurthub.cache.policy import cache_resource, cacheable
+from yurthub.cache.reader import CacheReader
+from yurthub.cache.tee import Budget, Tee
+from yurthub.cache.views import parse_selectors
+from yurthub.cache.writer import CacheWriter
+from yurthub.config import Config
+from yurthub.errors import ApiError, InvalidKeyError, StorageError, YurthubError
+from yurthub.kube.accept import is_json_content_type, parse_accept
+from yurthub.kube.requestinfo import RequestInfo
+from yurthub.kube.resources import ResourceType, builtin, known_kind
+from yurthub.metrics import Metrics
+from yurthub.storage import CollectionKey, DiskStore
+
+log = logging.getLogger(__name__)
+
+_ENTRY_KIND = {"get": "object", "create": "object", "update": "object", "patch": "object",
+               "list": "list", "watch": "watch"}
+# /version and the discovery documents that kubectl, coredns and informers need offline.
+_DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[a-z0-9.-]+|apis/[a-z0-9.-]+/[a-z0-9]+)$")
+_AGGREGATED = "APIGroupDiscoveryList"
+LOCAL_WRITE_TIMEOUT = 10.0
+
+
+class LocalWriteError(YurthubError):
+    """An offline write could not be committed to the cache."""
+
+
+class CacheManager:
+    """Creates tees for cacheable responses and hands them to the writer."""
+
+    def __init__(self, cfg: Config, store: DiskStore, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.metrics = metrics
+        self.agents = cfg.effective_cache_agents
+        self.budget = Budget(cfg.cache_tee_budget)
+        self.writer = CacheWriter(store, metrics, self.collection_key, self.learn_discovery)
+        self.reader = CacheReader(store)
+        self.started_at = time.time()
+        self._scopes: dict[tuple[str, str], bool] = {}
+        self._kinds: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """After the store has been opened: learn scopes from disk, start the writer."""
+        for ck in self.store.collections():
+            self._scopes.setdefault((ck.group, ck.resource), ck.namespaced)
+        for key in ("/api/v1", f"/api;{_AGGREGATED};v2", f"/apis;{_AGGREGATED};v2",
+                    f"/apis;{_AGGREGATED};v2beta1"):
+            body = self.store.read_nonresource(key)
+            if body is not None:
+                try:
+                    self.learn_discovery(key, json.loads(body))
+                except ValueError:
+                    log.warning("cached discovery document %s is not JSON; ignored", key)
+        self.started_at = time.time()
+        self.writer.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.writer.wait_idle(timeout)
+        self.writer.stop()
+
+    # -- scopes and types -------------------------------------------------------------------
+
+    def resource_type(self, group: str, version: str, resource: str,
+                      namespace_hint: bool | None = None) -> ResourceType | None:
+        """The type of a resource, or None while its scope is unknown (then it is not cached).
+
+        ``namespace_hint`` is True when the request named a namespace (so the resource is
+        namespaced) and False for an object request without one (cluster-scoped).
+        """
+        rt = builtin(group, version, resource)
+        if rt is not None:
+            return rt
+        base = partial_metadata_base(group)
+        if base is not None:  # metadata-only copies share the scope of the full objects
+            full = self.resource_type(base, version, resource, namespace_hint)
+            if full is None:
+                return None
+            return ResourceType(group, version, resource, "PartialObjectMetadata",
+                                full.namespaced)
+        known = known_kind(group, resource)
+        with self._lock:
+            namespaced = self._scopes.get((group, resource))
+            if namespaced is None:
+                if known is not None:
+                    namespaced = known[1]
+                elif namespace_hint is not None:
+                    namespaced = namespace_hint
+                else:
+                    return None
+                self._scopes[(group, resource)] = namespaced
+            kind = self._kinds.get((group, resource)) or (known[0] if known else "")
+        return ResourceType(group, version, resource, kind, namespaced)
+
+    def learn_resource(self, group: str, resource: str, kind: str, namespaced: bool) -> None:
+        """Record what discovery says about a resource (custom resources included)."""
+        with self._lock:
+            self._scopes[(group, resource)] = namespaced
+            if kind:
+                self._kinds[(group, resource)] = kind
+
+    def collection_key(self, entry: Entry) -> CollectionKey:
+        return CollectionKey(entry.component, entry.group, entry.version, entry.resource,
+                             entry.rt.namespaced)
+
+    # -- the request path -------------------------------------------------------------------
+
+    def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
+                headers: Mapping[str, str]) -> Tee | None:
+        """A tee for this response when it is to be cached, else None.  Never raises."""
+        if not 200 <= status < 300:
+            return None
+        if not info.is_resource_request or _DISCOVERY.match(info.path):
+            return self._document_tee(info, status, headers)
+        decision = cacheable(info, component, self.agents, accept)
+        if not decision.ok:
+            return None
+        if not is_json_content_type(headers.get("Content-Type", "")):
+            return None
+        encoding = (headers.get("Content-Encoding") or "").strip().lower()
+        if encoding not in ("", "identity", "gzip"):
+            return None
+        try:
+            entry = self._entry(info, component, accept, encoding == "gzip")
+        except (ApiError, InvalidKeyError) as e:
+            self.metrics.cache_invalid_keys.labels(component).inc()
+            log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
+            return None
+        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget)
+        self.writer.submit(tee, entry)
+        return tee
+
+    def _entry(self, info: RequestInfo, component: str, accept: str, gzip: bool) -> Entry:
+        group, version, resource = cache_resource(info, accept)
+        kind = _ENTRY_KIND[info.verb]
+        hint = bool(info.namespace) if info.namespace or kind == "object" else None
+        rt = self.resource_type(group, version, resource, hint)
+        if rt is None:
+            raise InvalidKeyError(f"the scope of {resource}.{group} is not known yet")
+        CollectionKey(component, group, version, resource, rt.namespaced)  # validates
+        selectors = None
+        if kind in ("list", "watch"):
+            selectors = parse_selectors(info.namespace, info.label_selector,
+                                        info.field_selector, rt)
+        return Entry(
+            kind=kind, component=component, group=group, version=version, resource=resource,
+            rt=rt, selectors=selectors, gzip=gzip, continue_token=info.continue_token,
+            start_rv=_int(info.resource_version),
+            describe=f"{component} {info.verb} {info.path}",
+        )
+
+    # -- discovery documents ----------------------------------------------------------------
+
+    def is_discovery_path(self, path: str) -> bool:
+        return bool(_DISCOVERY.match(path))
+
+    def _document_tee(self, info: RequestInfo, status: int, headers: Mapping[str, str]
+                      ) -> Tee | None:
+        if info.verb != "get" or not _DISCOVERY.match(info.path):
+            return None
+        ctype = headers.get("Content-Type", "")
+        if not is_json_content_type(ctype) or headers.get("Content-Encoding", "") not in ("",
+                                                                                     "identity"):
+            return None
+        variant = _variant(ctype)
+        if variant is None:
+            return None
+        key = info.path + variant
+        entry = Entry(kind="nonresource", component="", group="", version="", resource="",
+                      rt=ResourceType("", "", "", "", False), selectors=None, gzip=False,
+                      describe=f"document {key}", doc_key=key)
+        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget)
+        self.writer.submit(tee, entry)
+        return tee
+
+    def read_discovery(self, path: str, accept: str) -> tuple[bytes, str] | None:
+        """A cached discovery document for ``path`` in a form ``accept`` allows."""
+        wanted: list[str] = []
+        for mr in parse_accept(accept or "*/*"):
+            params = dict(mr.params)
+            if params.get("as") == _AGGREGATED and params.get("g") == "apidiscovery.k8s.io":
+                wanted.append(f";{_AGGREGATED};{params.get('v', 'v2')}")
+            elif mr.media_type in ("application/json", "application/*", "*/*") \
+                    and "as" not in params:
+                wanted.append("")
+        for variant in wanted or [""]:
+            try:
+                body = self.store.read_nonresource(path + variant)
+            except InvalidKeyError:
+                return None
+            if body is not None:
+                if variant:
+                    v = variant.rsplit(";", 1)[1]
+                    return body, (f"application/json;g=apidiscovery.k8s.io;v={v};"
+                                  f"as={_AGGREGATED}")
+                return body, "application/json"
+        return None
+
+    def learn_discovery(self, key: str, doc: Any) -> None:
+        """Learn kinds and scopes of resources from discovery documents passing through."""
+        if not isinstance(doc, dict):
+            return
+        if doc.get("kind") == "APIResourceList":
+            group, _, _version = str(doc.get("groupVersion", "")).rpartition("/")
+            for r in doc.get("resources") or []:
+                name = r.get("name", "")
+                if name and "/" not in name:
+                    self.learn_resource(group, name, r.get("kind", ""), bool(r.get("namespaced")))
+        elif doc.get("kind") == _AGGREGATED:
+            for g in doc.get("items") or []:
+                group = (g.get("metadata") or {}).get("name", "")
+                for v in g.get("versions") or []:
+                    for r in v.get("resources") or []:
+                        self.learn_resource(group, r.get("resource", ""),
+                                            (r.get("responseKind") or {}).get("kind", ""),
+                                            r.get("scope") == "Namespaced")
+
+    # -- the local proxy's side -------------------------------------------------------------
+
+    def read_target(self, info: RequestInfo, component: str, accept: str
+                    ) -> tuple[CollectionKey, ResourceType] | None:
+        """The collection a request reads offline, or None when nothing can be cached for it."""
+        if not component:
+            return None
+        group, version, resource = cache_resource(info, accept)
+        rt = self.resource_type(group, version, resource,
+                                bool(info.namespace) if info.namespace else None)
+        if rt is None:
+            return None
+        try:
+            return CollectionKey(component, group, version, resource, rt.namespaced), rt
+        except InvalidKeyError:
+            return None
+
+    def kind_of(self, info: RequestInfo, component: str, accept: str) -> str:
+        target = self.read_target(info, component, accept)
+        if target is None:
+            return ""
+        state = self.store.state(target[0]) or {}
+        return str(state.get("kind") or target[1].kind)
+
+    def has_object(self, component: str, group: str, version: str, resource: str,
+                   namespace: str, name: str) -> bool:
+        rt = self.resource_type(group, version, resource, bool(namespace))
+        if rt is None:
+            return False
+        try:
+            ck = CollectionKey(component, group, version, resource, rt.namespaced)
+        except InvalidKeyError:
+            return False
+        return (namespace, name) in self.store.entries(ck)
+
+    def write_local(self, info: RequestInfo, component: str, accept: str, name: str,
+                    change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> bytes:
+        """Apply an offline write to the cache; ApiErrors from ``change`` pass through."""
+        group, version, resource = cache_resource(info, accept)
+        rt = self.resource_type(group, version, resource, bool(info.namespace))
+        if rt is None or not component:
+            raise LocalWriteError(f"{resource} is not cached for {component or 'this client'}")
+        entry = Entry(kind="object", component=component, group=group, version=version,
+                      resource=resource, rt=rt, selectors=None, gzip=False,
+                      describe=f"{component} local {info.verb} {info.path}")
+
+        def guarded(old: dict[str, Any] | None) -> dict[str, Any]:
+            if old is None and info.verb != "create":
+                from yurthub.errors import NotFound
+                from yurthub.kube.status import not_found_message, resource_details
+                raise NotFound(not_found_message(group, resource, name),
+                               details=resource_details(name, group, resource))
+            return change(old)
+
+        future = self.writer.submit_local(entry, info.namespace, name, guarded)
+        try:
+            return future.result(LOCAL_WRITE_TIMEOUT)
+        except FutureTimeout:
+            raise LocalWriteError("the cache writer did not answer in time") from None
+        except (StorageError, InvalidKeyError) as e:
+            raise LocalWriteError(str(e)) from e
+
+    def store_object(self, component: str, group: str, version: str, resource: str,
+                     body: bytes) -> None:
+        """Cache an object the hub fetched itself (e.g. the node Lease it renewed)."""
+        try:
+            obj = json.loads(body)
+            namespace = (obj.get("metadata") or {}).get("namespace", "")
+        except (ValueError, AttributeError):
+            return
+        rt = self.resource_type(group, version, resource, bool(namespace))
+        if rt is None:
+            return
+        entry = Entry(kind="object", component=component, group=group, version=version,
+                      resource=resource, rt=rt, selectors=None, gzip=False,
+                      describe=f"hub {resource}")
+        name = (obj.get("metadata") or {}).get("name", "")
+        self.writer.submit_local(entry, namespace, name, lambda _old: obj)
+
+    def describe(self) -> dict[str, Any]:
+        return {"pending_tee_bytes": self.budget.used}
+
+
+def partial_metadata_base(group: str) -> str | None:
+    """The group of the full objects behind a PartialObjectMetadata collection, else None."""
+    head, sep, _tail = group.partition(".partialobjectmetadatas.")
+    if not sep or not group.endswith(".meta.k8s.io"):
+        return None
+    return "" if head == "core" else head
+
+
+def _variant(content_type: str) -> str | None:
+    """"" for a plain JSON document, ";APIGroupDiscoveryList;<v>" for aggregated discovery."""
+    params = {}
+    for part in content_type.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        params[k.lower()] = v.strip()
+    if "as" not in params:
+        return ""
+    if params.get("as") == _AGGREGATED and params.get("g") == "apidiscovery.k8s.io":
+        return f";{_AGGREGATED};{params.get('v', 'v2')}"
+    return None
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,246 @@
+"""Answering get, list and watch from the cache, as the apiserver would have answered them.
+
+design: a list is answered only from a view that covers it (see views.py), by evaluating
+the request's exact namespace, label and field selectors on the index of stored objects,
+in the apiserver's order (namespace, name), with ``limit``/``continue`` paging; bodies are
+read from disk lazily while the response streams.  A watch replays, from the persisted
+history, the events after the requested resourceVersion that concern the request's
+selectors (an object that leaves the selector arrives as DELETED, one that enters as
+ADDED), or answers 410 Expired when that history is gone.  Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from yurthub.cache.views import CollectionState, Selectors, View, covers, parse_selectors
+from yurthub.errors import BadRequest, Gone, NotFound, ServiceUnavailable
+from yurthub.kube.resources import ResourceType
+from yurthub.kube.status import not_found_message, resource_details
+from yurthub.storage import CollectionKey, DiskStore
+
+
+@dataclass
+class Freshness:
+    """How old the answer is; becomes the response's Warning header."""
+
+    updated_at: float
+    stale: str = ""
+
+    def warning(self, now: float | None = None) -> str:
+        age = max(0, int((time.time() if now is None else now) - self.updated_at))
+        text = f"served from the yurthub cache, age {_human(age)}"
+        if self.stale:
+            text += f"; may be incomplete: {self.stale}"
+        return f'299 - "{text}"'
+
+
+def _human(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
+
+
+@dataclass
+class ListPage:
+    kind: str
+    api_version: str
+    resource_version: int
+    keys: list[tuple[str, str]]
+    continue_token: str
+    remaining: int
+    freshness: Freshness
+
+
+@dataclass
+class WatchStart:
+    """What a local watch sends first, and the version it then waits at."""
+
+    events: list[tuple[str, bytes]]   # (type, object JSON)
+    resource_version: int
+    freshness: Freshness
+
+
+class CacheReader:
+    """Read-only queries over the store for the local proxy."""
+
+    def __init__(self, store: DiskStore) -> None:
+        self.store = store
+
+    def _state(self, ck: CollectionKey) -> CollectionState:
+        return CollectionState.from_json(self.store.state(ck) or {})
+
+    # -- get --------------------------------------------------------------------------------
+
+    def get(self, ck: CollectionKey, namespace: str, name: str) -> tuple[bytes, Freshness]:
+        body = self.store.read(ck, namespace, name)
+        if body is None:
+            raise NotFound(not_found_message(ck.group, ck.resource, name),
+                           details=resource_details(name, ck.group, ck.resource))
+        state = self._state(ck)
+        updated = max((v.updated_at for v in state.views.values()), default=0.0)
+        return body, Freshness(updated or _mtime_fallback())
+
+    # -- list -------------------------------------------------------------------------------
+
+    def covering_view(self, ck: CollectionKey, rt: ResourceType, want: Selectors,
+                      state: CollectionState) -> View | None:
+        best: View | None = None
+        for view in state.views.values():
+            try:
+                sel = parse_selectors(view.key.namespace, view.key.labels, view.key.fields, rt)
+            except BadRequest:
+                continue
+            if not covers(view, want, sel):
+                continue
+            if best is None or (bool(best.stale), -best.rv) > (bool(view.stale), -view.rv):
+                best = view
+        return best
+
+    def list(self, ck: CollectionKey, rt: ResourceType, want: Selectors, *,
+             limit: int | None, continue_token: str, pinned_name: str = "") -> ListPage:
+        """The keys of one page of a list (bodies are read with ``bodies``).
+
+        Raises ServiceUnavailable when no complete list covering the request was cached,
+        and Gone for a continue token that does not fit the cache.
+        """
+        state = self._state(ck)
+        view = self.covering_view(ck, rt, want, state)
+        entries = self.store.entries(ck)
+        if view is None:
+            if not (pinned_name and (want.namespace, pinned_name) in entries):
+                raise ServiceUnavailable(
+                    f"the cloud is unreachable and the cache of {ck.component!r} holds no "
+                    f"complete list of {_describe(ck, want)}; retry when the cloud is back",
+                    details={"retryAfterSeconds": 5})
+            freshness = Freshness(_mtime_fallback())
+            rv = 0
+        else:
+            freshness = Freshness(view.updated_at or view.synced_at, view.stale)
+            rv = view.rv
+        keys = []
+        for (ns, name), entry in entries.items():
+            meta = entry.meta
+            if want.matches(ns, name, meta.get("labels") or {}, meta.get("fields") or {}):
+                keys.append((ns, name))
+                rv = max(rv, int(meta.get("rv", 0)))
+        keys.sort()
+        start_after, token_rv = _decode_continue(continue_token)
+        if token_rv:
+            rv = token_rv
+        if start_after is not None:
+            keys = [k for k in keys if k > start_after]
+        remaining = 0
+        token = ""
+        if limit and len(keys) > limit:
+            remaining = len(keys) - limit
+            keys = keys[:limit]
+            token = _encode_continue(keys[-1], rv)
+        kind = state.kind or rt.kind
+        return ListPage(kind=(kind + "List") if kind else "List",
+                        api_version=state.api_version or rt.group_version,
+                        resource_version=rv, keys=keys, continue_token=token,
+                        remaining=remaining, freshness=freshness)
+
+    def bodies(self, ck: CollectionKey, keys: Iterable[tuple[str, str]]) -> Iterator[bytes]:
+        """Object bodies in order; objects removed meanwhile are skipped."""
+        for ns, name in keys:
+            body = self.store.read(ck, ns, name)
+            if body is not None:
+                yield body
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def watch_start(self, ck: CollectionKey, rt: ResourceType, want: Selectors,
+                    since: str) -> WatchStart:
+        """Events a watch from ``since`` must see first (410 Expired when they are gone)."""
+        state = self._state(ck)
+        view = self.covering_view(ck, rt, want, state)
+        if view is None:
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and the cache of {ck.component!r} holds no "
+                f"complete list of {_describe(ck, want)} to watch",
+                details={"retryAfterSeconds": 5})
+        freshness = Freshness(view.updated_at or view.synced_at, view.stale)
+        if since in ("", "0"):
+            page = self.list(ck, rt, want, limit=None, continue_token="")
+            added = [("ADDED", b) for b in self.bodies(ck, page.keys)]
+            return WatchStart(added, page.resource_version, freshness)
+        try:
+            rv = int(since)
+        except ValueError:
+            raise BadRequest(f"invalid resource version: {since!r}") from None
+        current = max(view.rv, self._max_rv(ck))
+        if rv >= current:
+            return WatchStart([], rv, freshness)
+        if view.stale or rv < view.from_rv:
+            raise Gone(f"too old resource version: {rv} ({view.from_rv})")
+        events: list[tuple[str, bytes]] = []
+        with self.store.history_after(ck, rv) as history:
+            if not history.complete:
+                raise Gone(f"too old resource version: {rv} ({view.from_rv})")
+            for rec in history:
+                ev = _event_for(rec, want)
+                if ev is not None:
+                    events.append(ev)
+        return WatchStart(events, current, freshness)
+
+    def _max_rv(self, ck: CollectionKey) -> int:
+        return max((int(e.meta.get("rv", 0)) for e in self.store.entries(ck).values()),
+                   default=0)
+
+
+def _event_for(rec: dict[str, Any], want: Selectors) -> tuple[str, bytes] | None:
+    """The event a watcher with ``want`` sees for one history record, if any."""
+    obj = (rec.get("object") or "").encode()
+    ns, name = rec.get("ns", ""), rec.get("name", "")
+    prev, cur = rec.get("prev"), rec.get("meta") or {}
+    was = prev is not None and want.matches(ns, name, prev.get("labels") or {},
+                                            prev.get("fields") or {})
+    if rec.get("type") == "DELETED":
+        # Without a previous state we cannot tell: a DELETED for an unknown object is harmless.
+        return ("DELETED", obj) if (was or prev is None) else None
+    is_now = want.matches(ns, name, cur.get("labels") or {}, cur.get("fields") or {})
+    if is_now:
+        return ("MODIFIED" if was else "ADDED", obj)
+    return ("DELETED", obj) if was else None
+
+
+def _describe(ck: CollectionKey, want: Selectors) -> str:
+    what = ck.resource + (f".{ck.group}" if ck.group else "")
+    if want.namespace:
+        what += f" in namespace {want.namespace!r}"
+    sel = [s for s in (str(want.labels), str(want.fields)) if s]
+    if sel:
+        what += " matching " + ",".join(sel)
+    return what
+
+
+def _encode_continue(last: tuple[str, str], rv: int) -> str:
+    doc = json.dumps({"v": "yurthub/1", "rv": rv, "ns": last[0], "name": last[1]})
+    return base64.urlsafe_b64encode(doc.encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[tuple[str, str] | None, int]:
+    if not token:
+        return None, 0
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if doc.get("v") != "yurthub/1":
+            raise ValueError("not ours")
+        return (str(doc["ns"]), str(doc["name"])), int(doc["rv"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Gone("The provided continue parameter is too old to display a consistent list "
+                   "result. You can start a new list without the continue parameter.") from None
+
+
+def _mtime_fallback() -> float:
+    return time.time()

@@ -1,0 +1,145 @@
+"""Views: the record of which collections (namespace + selectors) were fully synced.
+
+Objects are stored once per component and resource.  A *view* says "every object in this
+namespace matching these selectors was in the cache as of resourceVersion rv": it is
+created by a complete list, kept current by the watch that follows it, and marked stale
+when a gap or a torn stream makes that claim doubtful.  An offline list is answered only
+from a view that *covers* it (same or wider namespace, a subset of its selector
+requirements), by evaluating the request's exact selectors on the stored objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from yurthub.kube import fields as kfields
+from yurthub.kube import labels as klabels
+from yurthub.kube.resources import ResourceType
+
+
+@dataclass(frozen=True)
+class Selectors:
+    """A request's parsed namespace and selectors, with their canonical text."""
+
+    namespace: str
+    labels: klabels.Selector
+    fields: kfields.Selector
+
+    @property
+    def key(self) -> ViewKey:
+        return ViewKey(self.namespace, str(self.labels), str(self.fields))
+
+    def matches(self, namespace: str, name: str, labels: Mapping[str, str],
+                values: Mapping[str, str]) -> bool:
+        """Does an object (its stored labels and selectable field values) match?"""
+        if self.namespace and namespace != self.namespace:
+            return False
+        if not self.labels.matches(labels):
+            return False
+        if self.fields.empty:
+            return True
+        return self.fields.matches({**values, "metadata.name": name,
+                                    "metadata.namespace": namespace})
+
+
+def parse_selectors(namespace: str, label_selector: str, field_selector: str,
+                    rt: ResourceType) -> Selectors:
+    """Parse a request's selectors (raises BadRequest exactly as kube-apiserver would)."""
+    return Selectors(namespace, klabels.parse(label_selector or ""),
+                     kfields.parse(field_selector or "", rt))
+
+
+@dataclass(frozen=True)
+class ViewKey:
+    namespace: str   # "" for all namespaces (and for cluster-scoped resources)
+    labels: str      # canonical label selector ("" = everything)
+    fields: str      # canonical field selector
+
+    def __str__(self) -> str:
+        parts = [self.namespace or "*"]
+        if self.labels:
+            parts.append(f"l:{self.labels}")
+        if self.fields:
+            parts.append(f"f:{self.fields}")
+        return "/".join(parts)
+
+    @property
+    def unselected(self) -> bool:
+        """True when the view holds every object of its namespace: a DELETED is a delete."""
+        return not self.labels and not self.fields
+
+
+@dataclass
+class View:
+    """One synced collection and how far its watch has carried it."""
+
+    key: ViewKey
+    rv: int = 0              # the view is complete as of this resourceVersion
+    synced_rv: int = 0       # resourceVersion of the last complete list
+    from_rv: int = 0         # watch resume is possible from here on (history contiguity)
+    synced_at: float = 0.0   # wall time of the last complete list
+    updated_at: float = 0.0  # wall time rv last moved
+    stale: str = ""          # why the view can no longer claim completeness ("" = fresh)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["key"] = asdict(self.key)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> View:
+        return cls(key=ViewKey(**d["key"]), **{k: v for k, v in d.items() if k != "key"})
+
+
+def covers(view: View, want: Selectors, view_sel: Selectors) -> bool:
+    """True when ``view`` holds every object ``want`` can select.
+
+    ``view_sel`` is the view's own parsed selectors.  A view of all namespaces covers any
+    namespace; selector requirements must be a subset of the request's (a request asks
+    for at least what the view asked, so it selects a subset of the view's objects).
+    """
+    if view.key.namespace and view.key.namespace != want.namespace:
+        return False
+    return (view_sel.labels.requirements <= want.labels.requirements
+            and view_sel.fields.requirements <= want.fields.requirements)
+
+
+@dataclass
+class CollectionState:
+    """Persisted per (component, resource): what the objects are and which views exist."""
+
+    kind: str = ""
+    api_version: str = ""
+    list_kind: str = ""
+    views: dict[ViewKey, View] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "apiVersion": self.api_version, "listKind": self.list_kind,
+                "views": [v.to_json() for v in self.views.values()]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CollectionState:
+        views = [View.from_json(v) for v in d.get("views", [])]
+        return cls(kind=d.get("kind", ""), api_version=d.get("apiVersion", ""),
+                   list_kind=d.get("listKind", ""), views={v.key: v for v in views})
+
+    def synced(self, key: ViewKey, rv: int, now: float | None = None) -> View:
+        """Record a complete list of ``key`` at ``rv``."""
+        t = time.time() if now is None else now
+        view = View(key=key, rv=rv, synced_rv=rv, from_rv=rv, synced_at=t, updated_at=t)
+        self.views[key] = view
+        return view
+
+    def advance(self, key: ViewKey, rv: int, now: float | None = None) -> None:
+        view = self.views.get(key)
+        if view is not None and rv > view.rv:
+            self.views[key] = replace(view, rv=rv,
+                                      updated_at=time.time() if now is None else now)
+
+    def mark_stale(self, key: ViewKey, why: str) -> None:
+        view = self.views.get(key)
+        if view is not None and not view.stale:
+            self.views[key] = replace(view, stale=why)

@@ -1,0 +1,322 @@
+"""The cache writer: the one thread that reads every tee and owns every write to the cache.
+
+design: tees are registered through a queue and a wake-up pipe; the thread waits in a
+``selectors`` loop on the read ends of all pipes.  Each readable pipe is drained (up to a
+slice, so one big list cannot starve the watches), its bytes fed to the entry's handler,
+and the tee pumped so its backlog moves into the pipe.  At end of file the tee's outcome
+(whole, broken, overflow) decides what may be committed.  After every round the
+collections' batched mutations are committed together (a group commit).  A handler that
+must wait for another one (a continue page, a watch that may follow the one before it)
+is parked: its pipe is left unread until the other handler finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from yurthub.cache.collection import CollectionWriter, Mutation, index_meta
+from yurthub.cache.handlers import (
+    Entry,
+    Handler,
+    ListHandler,
+    NonResourceHandler,
+    ObjectHandler,
+    WatchHandler,
+)
+from yurthub.cache.tee import Outcome, Tee
+from yurthub.cache.views import ViewKey
+from yurthub.errors import InvalidKeyError, NotFound, StorageError
+from yurthub.metrics import Metrics
+from yurthub.storage import CollectionKey, DiskStore
+from yurthub.threads import BackgroundThread
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1 << 20
+SLICE_BYTES = 4 << 20        # per pipe per round
+PAGE_TIMEOUT = 60.0          # an abandoned paged list is dropped after this long
+HOUSEKEEPING_INTERVAL = 5.0
+_HANDLERS: dict[str, type[Handler]] = {
+    "object": ObjectHandler, "list": ListHandler, "watch": WatchHandler,
+    "nonresource": NonResourceHandler,
+}
+
+
+@dataclass
+class LocalWrite:
+    """A change made by the local proxy (offline): applied and committed by the writer."""
+
+    entry: Entry
+    namespace: str
+    name: str
+    change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    future: Future[bytes]
+
+
+class CacheWriter(BackgroundThread):
+    """Reads all tees; the single owner of the cache tree's writes."""
+
+    name = "yurthub-cache-writer"
+
+    def __init__(self, store: DiskStore, metrics: Metrics,
+                 collection_key: Callable[[Entry], CollectionKey],
+                 on_document: Callable[[str, Any], None] | None = None) -> None:
+        super().__init__()
+        self._on_document = on_document or (lambda key, doc: None)
+        self.store = store
+        self.metrics = metrics
+        self._collection_key = collection_key
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._incoming: deque[Handler | LocalWrite | Callable[[], None]] = deque()
+        self._lock = threading.Lock()
+        self._handlers: set[Handler] = set()
+        self._parked: list[Handler] = []
+        self._collections: dict[CollectionKey, CollectionWriter] = {}
+        self.idle = threading.Event()
+        self.idle.set()
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def submit(self, tee: Tee, entry: Entry) -> None:
+        """Hand a new tee to the writer thread."""
+        handler = _HANDLERS[entry.kind](self, tee, entry)
+        with self._lock:
+            self.idle.clear()
+            self._incoming.append(handler)
+        self.wake()
+
+    def submit_local(self, entry: Entry, namespace: str, name: str,
+                     change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> Future[bytes]:
+        """Apply ``change`` (old object or None -> new object) and commit it durably.
+
+        The future gives the new object's JSON, or raises NotFound / StorageError.
+        """
+        future: Future[bytes] = Future()
+        with self._lock:
+            self.idle.clear()
+            self._incoming.append(LocalWrite(entry, namespace, name, change, future))
+        self.wake()
+        return future
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the writer thread (for writes that are not responses)."""
+        with self._lock:
+            self.idle.clear()
+            self._incoming.append(fn)
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # why: a wake-up is already pending
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Tests and shutdown: wait until every submitted tee has been handled."""
+        return self.idle.wait(timeout)
+
+    # -- writer thread ----------------------------------------------------------------------
+
+    def collection(self, entry: Entry) -> CollectionWriter:
+        ck = self._collection_key(entry)
+        coll = self._collections.get(ck)
+        if coll is None:
+            coll = CollectionWriter(self.store, ck, entry.rt, self._count_commit)
+            self._collections[ck] = coll
+        return coll
+
+    def other_open_watch(self, handler: Handler, view: ViewKey) -> bool:
+        return any(h is not handler and isinstance(h, WatchHandler) and not h.dead
+                   and h.entry.selectors is not None and h.entry.selectors.key == view
+                   and self._collection_key(h.entry) == self._collection_key(handler.entry)
+                   for h in self._handlers)
+
+    def dropped(self, entry: Entry, reason: str, why: str) -> None:
+        self.metrics.cache_entries_dropped.labels(entry.component, entry.resource, reason).inc()
+        if reason == Outcome.OVERFLOW.value:
+            self.metrics.cache_overflows.inc()
+        log.debug("not cached: %s: %s", entry, why)
+
+    def invalid_key(self, entry: Entry, why: str) -> None:
+        self.metrics.cache_invalid_keys.labels(entry.component).inc()
+        log.warning("not caching an object of %s: %s", entry, why)
+
+    def nonresource(self, entry: Entry, body: bytes, doc: Any) -> None:
+        """Store a discovery document (durably) and let the manager learn from it."""
+        try:
+            self.store.write_nonresource(entry.doc_key, body)
+        except (StorageError, InvalidKeyError) as e:
+            self.metrics.cache_write_errors.inc()
+            log.error("caching %s failed: %s", entry.doc_key, e)
+            return
+        self._on_document(entry.doc_key, doc)
+
+    def _count_commit(self, kind: str, n: int) -> None:
+        self.metrics.cache_commits.labels(kind).inc()
+
+    def run(self) -> None:
+        housekeeping = time.monotonic()
+        while not self.stopping.is_set():
+            timeout = 1.0 if not self._parked else 0.05
+            ready = self._selector.select(timeout)
+            if time.monotonic() - housekeeping > HOUSEKEEPING_INTERVAL:
+                housekeeping = time.monotonic()
+                self.store.flush()  # persist indexes while nothing else is pressing
+            for key, _mask in ready:
+                if key.data is None:
+                    self._accept_new()
+                else:
+                    self._read(key.data)
+            self._retry_parked()
+            self._flush()
+            self._expire_pages()
+            with self._lock:
+                if not self._handlers and not self._incoming and not self._parked:
+                    self.idle.set()
+        self._shutdown()
+
+    def _accept_new(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass  # why: drained
+        while True:
+            with self._lock:
+                if not self._incoming:
+                    return
+                item = self._incoming.popleft()
+            if isinstance(item, LocalWrite):
+                self._local_write(item)
+            elif isinstance(item, Handler):
+                self._handlers.add(item)
+                self._start(item)
+            else:
+                try:
+                    item()
+                except (StorageError, InvalidKeyError) as e:
+                    self.metrics.cache_write_errors.inc()
+                    log.error("cache write failed: %s", e)
+
+    def _local_write(self, w: LocalWrite) -> None:
+        if not w.future.set_running_or_notify_cancel():
+            return
+        try:
+            coll = self.collection(w.entry)
+            coll.flush()
+            raw = self.store.read(coll.ck, w.namespace, w.name)
+            old = json.loads(raw) if raw is not None else None
+            new = w.change(old)
+            if not isinstance(new, dict):
+                raise NotFound(f"{w.entry.resource} {w.name!r} is not cached")
+            body = json.dumps(new, separators=(",", ":")).encode()
+            md = new.get("metadata") or {}
+            coll.apply(Mutation("upsert", namespace=md.get("namespace") or w.namespace,
+                                name=md.get("name") or w.name, raw=body,
+                                meta=index_meta(new, w.entry.rt)))
+            coll.flush()
+        except Exception as e:  # the caller gets every failure, the writer goes on
+            w.future.set_exception(e)
+            return
+        w.future.set_result(body)
+
+    def _start(self, handler: Handler) -> None:
+        try:
+            ready = handler.ready()
+        except (InvalidKeyError, StorageError) as e:
+            handler.fail(str(e))
+            ready = True
+        if handler.dead:
+            self._forget(handler)
+        elif ready:
+            self._selector.register(handler.tee.read_fd, selectors.EVENT_READ, handler)
+        else:
+            self._parked.append(handler)
+
+    def _retry_parked(self) -> None:
+        if not self._parked:
+            return
+        parked, self._parked = self._parked, []
+        for handler in parked:
+            self._start(handler)
+
+    def _read(self, handler: Handler) -> None:
+        tee = handler.tee
+        budget = SLICE_BYTES
+        while budget > 0:
+            try:
+                data = os.read(tee.read_fd, READ_SIZE)
+            except BlockingIOError:
+                tee.pump()
+                return
+            if not data:
+                self._end(handler)
+                return
+            budget -= len(data)
+            handler.feed(data)
+            tee.pump()
+            if handler.dead:
+                self._forget(handler)
+                return
+
+    def _end(self, handler: Handler) -> None:
+        outcome = handler.tee.outcome
+        if outcome is Outcome.OPEN:  # write end closed without an outcome: treat as broken
+            outcome = Outcome.BROKEN
+        try:
+            handler.finish(outcome)
+        except StorageError as e:
+            self.metrics.cache_write_errors.inc()
+            log.error("cache commit for %s failed: %s", handler.entry, e)
+        self._forget(handler)
+
+    def _forget(self, handler: Handler) -> None:
+        tee = handler.tee
+        if tee.read_fd >= 0:
+            try:
+                self._selector.unregister(tee.read_fd)
+            except (KeyError, ValueError):
+                pass  # why: it was parked, never registered
+            if not handler.dead:
+                tee.close_read()
+            else:
+                tee.abandon()
+        self._handlers.discard(handler)
+
+    def _flush(self) -> None:
+        for coll in self._collections.values():
+            if coll.pending():
+                try:
+                    coll.flush()
+                except StorageError as e:
+                    self.metrics.cache_write_errors.inc()
+                    log.error("cache commit for %s failed: %s", coll.ck, e)
+
+    def _expire_pages(self) -> None:
+        now = time.monotonic()
+        for coll in self._collections.values():
+            a = coll.assembly
+            if a is not None and a.expected_token and now - a.touched > PAGE_TIMEOUT:
+                coll.abort_list(a, "the next page never came")
+
+    def _shutdown(self) -> None:
+        for handler in list(self._handlers) + self._parked:
+            handler.tee.abandon()
+        self._flush()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)

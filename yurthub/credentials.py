@@ -1,0 +1,167 @@
+"""The hub's own identity towards the cloud: servers, CA, client certificate and bearer token.
+
+They come from the settings (``ca_file``, ``client_cert_file``/``client_key_file``,
+``token_file``) or from a kubeconfig; explicit settings win over the kubeconfig.  Inline
+``*-data`` fields of a kubeconfig are written to a private directory (0700, files 0600)
+because Python's ssl module loads certificates only from files.  Secrets never reach a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import shutil
+import ssl
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from yurthub.config import Config
+from yurthub.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Everything upstream.py needs to open verified connections to the cloud."""
+
+    servers: tuple[str, ...]
+    ca_file: str = ""
+    client_cert_file: str = ""
+    client_key_file: str = ""
+    token_file: str = ""
+    token: str = ""
+    insecure: bool = False
+
+    def bearer_token(self) -> str:
+        """The current bearer token; a token file is re-read so rotation needs no restart."""
+        if self.token_file:
+            try:
+                with open(self.token_file, encoding="utf-8") as fh:
+                    return fh.read().strip()
+            except OSError as e:
+                log.warning("cannot read token_file %s: %s", self.token_file, e.strerror)
+                return ""
+        return self.token
+
+
+class CredentialStore:
+    """Loads Credentials and owns the private directory that inline kubeconfig data needs."""
+
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self._tmpdir = ""
+
+    def load(self) -> Credentials:
+        """Read the kubeconfig (if any) and the settings; check that every file can be used.
+
+        Raises ConfigError naming the file and what is wrong with it.
+        """
+        cfg = self._cfg
+        kc: dict[str, Any] = self._kubeconfig(cfg.kubeconfig) if cfg.kubeconfig else {}
+        servers = cfg.server_addr or tuple(s for s in [kc.get("server", "")] if s)
+        if not servers:
+            raise ConfigError("no apiserver: set server_addr or a kubeconfig with a server")
+        creds = Credentials(
+            servers=tuple(s.rstrip("/") for s in servers),
+            ca_file=cfg.ca_file or kc.get("ca_file", ""),
+            client_cert_file=cfg.client_cert_file or kc.get("client_cert_file", ""),
+            client_key_file=cfg.client_key_file or kc.get("client_key_file", ""),
+            token_file=cfg.token_file or kc.get("token_file", ""),
+            token="" if cfg.token_file else kc.get("token", ""),
+            insecure=cfg.insecure_skip_tls_verify or bool(kc.get("insecure", False)),
+        )
+        _check_tls_files(creds)
+        return creds
+
+    def close(self) -> None:
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = ""
+
+    def _private_file(self, name: str, data: bytes) -> str:
+        if not self._tmpdir:
+            self._tmpdir = tempfile.mkdtemp(prefix="yurthub-credentials-")
+            os.chmod(self._tmpdir, 0o700)
+        path = os.path.join(self._tmpdir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return path
+
+    def _kubeconfig(self, path: str) -> dict[str, Any]:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh)
+        except OSError as e:
+            raise ConfigError(f"kubeconfig = {path!r}: cannot read: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            first = str(e).splitlines()[0]
+            raise ConfigError(f"kubeconfig = {path!r}: not valid YAML: {first}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig")
+        base = os.path.dirname(os.path.abspath(path))
+        try:
+            cluster, user = _current(doc)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"kubeconfig = {path!r}: {e}") from None
+        out: dict[str, Any] = {"server": cluster.get("server", "")}
+        out["insecure"] = bool(cluster.get("insecure-skip-tls-verify", False))
+        for key, data_key, field, fname in (
+            ("certificate-authority", "certificate-authority-data", "ca_file", "ca.crt"),
+            ("client-certificate", "client-certificate-data", "client_cert_file", "client.crt"),
+            ("client-key", "client-key-data", "client_key_file", "client.key"),
+        ):
+            src = cluster if field == "ca_file" else user
+            if src.get(data_key):
+                try:
+                    raw = base64.b64decode(src[data_key], validate=True)
+                except (binascii.Error, ValueError):
+                    raise ConfigError(f"kubeconfig = {path!r}: {data_key} is not base64") from None
+                out[field] = self._private_file(fname, raw)
+            elif src.get(key):
+                out[field] = os.path.join(base, src[key])
+        if user.get("tokenFile"):
+            out["token_file"] = os.path.join(base, user["tokenFile"])
+        elif user.get("token"):
+            out["token"] = str(user["token"])
+        return out
+
+
+def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster and user of the kubeconfig's current context (or its only context)."""
+    contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+    name = doc.get("current-context") or (next(iter(contexts)) if len(contexts) == 1 else "")
+    if name not in contexts:
+        raise ValueError(f"current-context {name!r} not found")
+    ctx = contexts[name]
+    clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
+    users = {u["name"]: u.get("user") or {} for u in doc.get("users") or []}
+    if ctx.get("cluster") not in clusters:
+        raise ValueError(f"cluster {ctx.get('cluster')!r} of context {name!r} not found")
+    return clusters[ctx["cluster"]], users.get(ctx.get("user", ""), {})
+
+
+def _check_tls_files(creds: Credentials) -> None:
+    """Load the CA and key pair once, so a bad file stops the hub at start with its name."""
+    ctx = ssl.create_default_context()
+    if creds.ca_file:
+        try:
+            ctx.load_verify_locations(cafile=creds.ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"ca_file = {creds.ca_file!r}: not a usable CA bundle: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+    if creds.client_cert_file:
+        try:
+            ctx.load_cert_chain(creds.client_cert_file, creds.client_key_file or None)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"client_cert_file = {creds.client_cert_file!r}: not a usable "
+                              f"certificate/key pair: {getattr(e, 'strerror', None) or e}"
+                              ) from None
+    if creds.token_file and not os.access(creds.token_file, os.R_OK):
+        raise ConfigError(f"token_file = {creds.token_file!r}: not readable")

@@ -1,0 +1,286 @@
+"""The local proxy: answers a node's components from the cache while the cloud is away.
+
+Reads are answered as the apiserver would have answered them (see cache/reader.py), each
+with a ``Warning: 299`` header giving the age of the data.  Writes: this node's own truth
+(its Node and node status, its pods' status, its Lease) is applied to the cache and
+answered with the patched object, so the offline view follows the node; Events are
+accepted with 201; deletes get 403 (kubelet retries them after reconnect); any other
+write gets 503.  Nothing written here is claimed to have reached the cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from yurthub.cache.manager import CacheManager, LocalWriteError
+from yurthub.cache.reader import Freshness
+from yurthub.cache.views import parse_selectors
+from yurthub.config import Config
+from yurthub.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from yurthub.kube import patch as kpatch
+from yurthub.kube.status import status_object
+from yurthub.metrics import Metrics
+from yurthub.proxy.context import RequestContext
+from yurthub.proxy.localwatch import LocalWatch
+from yurthub.proxy.streams import StreamRegistry
+from yurthub.proxy.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+LEASE_NAMESPACE = "kube-node-lease"
+_PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/json-patch+json": "json",
+}
+
+
+class LocalProxy:
+    """Serves requests from the cache (the cloud is unhealthy or unreachable)."""
+
+    def __init__(self, cfg: Config, cache: CacheManager, streams: StreamRegistry,
+                 watchdog: Watchdog, metrics: Metrics, *, bookmark_interval: float = 30.0,
+                 kubelet_seen: Any = None) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.reader = cache.reader
+        self.streams = streams
+        self.watchdog = watchdog
+        self.metrics = metrics
+        self.bookmark_interval = bookmark_interval
+        self.kubelet_seen = kubelet_seen or (lambda: None)
+
+    # -- routing helpers --------------------------------------------------------------------
+
+    def can_serve(self, ctx: RequestContext) -> bool:
+        info = ctx.info
+        if not info.is_resource_request:
+            return ctx.method in ("GET", "HEAD") and self.cache.is_discovery_path(info.path)
+        return info.verb in ("get", "list", "watch")
+
+    def is_kubelet_lease(self, ctx: RequestContext) -> bool:
+        info = ctx.info
+        return (ctx.component == "kubelet" and info.is_resource_request
+                and info.api_group == "coordination.k8s.io" and info.resource == "leases"
+                and info.namespace == LEASE_NAMESPACE
+                and info.name in ("", self.cfg.node_name))
+
+    def serves_kubelet_lease(self, ctx: RequestContext) -> bool:
+        """YurtHub's edge mode: kubelet's Lease is answered locally once the hub holds it."""
+        if not self.is_kubelet_lease(ctx):
+            return False
+        self.kubelet_seen()
+        return self.cache.has_object("kubelet", "coordination.k8s.io", "v1", "leases",
+                                     LEASE_NAMESPACE, self.cfg.node_name)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, ctx: RequestContext, why: str) -> Response:
+        info = ctx.info
+        if not info.is_resource_request:
+            return self._nonresource(ctx)
+        verb = info.verb
+        self.metrics.requests.labels(ctx.component or "unknown", verb, "cache", "-").inc()
+        log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
+        if verb == "get":
+            return self._get(ctx)
+        if verb == "list":
+            return self._list(ctx)
+        if verb == "watch":
+            return self._watch(ctx)
+        if verb in ("delete", "deletecollection"):
+            raise Forbidden(f"{verb} is not supported while the cloud is unreachable "
+                            "(yurthub local cache); retry when it is back")
+        if verb == "create":
+            return self._create(ctx)
+        if verb in ("update", "patch"):
+            return self._write(ctx)
+        raise MethodNotAllowed(f"{verb} is not supported while the cloud is unreachable")
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _target(self, ctx: RequestContext) -> Any:
+        info = ctx.info
+        target = self.cache.read_target(info, ctx.component, ctx.accept)
+        if target is None:
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and {info.resource or info.path} is not cached for "
+                f"{ctx.component or 'clients without a User-Agent'}",
+                details={"retryAfterSeconds": 5})
+        return target
+
+    def _get(self, ctx: RequestContext) -> Response:
+        ck, _rt = self._target(ctx)
+        info = ctx.info
+        body, fresh = self.reader.get(ck, info.namespace, info.name)
+        return _json(body, 200, fresh)
+
+    def _list(self, ctx: RequestContext) -> Response:
+        ck, rt = self._target(ctx)
+        info = ctx.info
+        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        page = self.reader.list(ck, rt, want, limit=info.limit,
+                                continue_token=info.continue_token, pinned_name=info.name)
+        meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+            meta["remainingItemCount"] = page.remaining
+        head = json.dumps({"kind": page.kind, "apiVersion": page.api_version,
+                           "metadata": meta}, separators=(",", ":"))
+        prefix = head[:-1].encode() + b',"items":['
+
+        def body() -> Iterator[bytes]:
+            yield prefix
+            first = True
+            for item in self.reader.bodies(ck, page.keys):
+                yield item if first else b"," + item
+                first = False
+            yield b"]}\n"
+        return _json(body(), 200, page.freshness)
+
+    def _watch(self, ctx: RequestContext) -> Response:
+        ck, rt = self._target(ctx)
+        info = ctx.info
+        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        timeout = info.timeout_seconds
+        if timeout is None:
+            timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
+        try:
+            start = self.reader.watch_start(ck, rt, want, info.resource_version)
+        except ApiError as e:
+            if e.code != 410:
+                raise
+            line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
+            return Response([line], status=200, content_type=JSON,
+                            headers=[("Warning", Freshness(0).warning())])
+        stream = LocalWatch(self, ctx, start, timeout=timeout,
+                            bookmarks=info.allow_watch_bookmarks)
+        headers = [("Warning", start.freshness.warning())]
+        return Response(stream, status=200, content_type=JSON, headers=headers,
+                        direct_passthrough=True)
+
+    def _nonresource(self, ctx: RequestContext) -> Response:
+        body = self.cache.read_discovery(ctx.info.path, ctx.accept)
+        if body is None:
+            raise NotFound(f"{ctx.info.path} is not cached and the cloud is unreachable")
+        doc, content_type = body
+        return Response(doc, status=200, content_type=content_type,
+                        headers=[("Warning", Freshness(self.cache.started_at).warning())])
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _create(self, ctx: RequestContext) -> Response:
+        info = ctx.info
+        body = ctx.read_body()
+        if self.is_kubelet_lease(ctx):
+            obj = _decode(body)
+            return self._commit(ctx, obj.get("metadata", {}).get("name", ""),
+                                lambda _old: obj, status=201)
+        if info.resource == "events" and not info.subresource:
+            # Accepted and dropped: node events are advisory and the cloud is away.
+            return Response(body, status=201, content_type=JSON,
+                            headers=[("Warning", '299 - "yurthub: the cloud is unreachable; '
+                                      'this event was not recorded"')])
+        raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
+
+    def _write(self, ctx: RequestContext) -> Response:
+        info = ctx.info
+        if not self._owned(ctx):
+            raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
+        body = ctx.read_body()
+        status_only = info.subresource == "status"
+        if info.verb == "update":
+            new = _decode(body)
+
+            def change(old: dict[str, Any]) -> dict[str, Any]:
+                if status_only:
+                    return {**old, "status": new.get("status", old.get("status"))}
+                out = dict(new)
+                out.setdefault("metadata", {})["resourceVersion"] = \
+                    (old.get("metadata") or {}).get("resourceVersion", "")
+                return out
+        else:
+            ptype = _PATCH_TYPES.get(ctx.request.mimetype)
+            if ptype is None:
+                raise UnsupportedMediaType(
+                    f"the body of the request was in an unknown format - accepted media types "
+                    f"include: {', '.join(_PATCH_TYPES)}")
+            doc = kpatch.decode(body)
+
+            def change(old: dict[str, Any]) -> dict[str, Any]:
+                if ptype == "merge":
+                    out = kpatch.apply_merge_patch(old, doc)
+                elif ptype == "json":
+                    out = kpatch.apply_json_patch(old, doc)
+                else:
+                    out = kpatch.apply_strategic_merge_patch(old, doc, old.get("kind", ""))
+                if status_only:
+                    out = {**old, "status": out.get("status", old.get("status"))}
+                out.setdefault("metadata", {})["resourceVersion"] = \
+                    (old.get("metadata") or {}).get("resourceVersion", "")
+                return out
+        return self._commit(ctx, info.name, change, status=200)
+
+    def _owned(self, ctx: RequestContext) -> bool:
+        """This node's own objects: its Node, its pods' status, its Lease."""
+        info = ctx.info
+        node = self.cfg.node_name
+        if info.api_group == "" and info.resource == "nodes":
+            return info.name == node
+        if info.api_group == "" and info.resource == "pods" and info.subresource == "status":
+            target = self.cache.read_target(info, ctx.component, ctx.accept)
+            if target is None:
+                return False
+            try:
+                raw, _ = self.reader.get(target[0], info.namespace, info.name)
+            except NotFound:
+                return False
+            return bool(_decode(raw).get("spec", {}).get("nodeName") == node)
+        return self.is_kubelet_lease(ctx) and info.name == node
+
+    def _commit(self, ctx: RequestContext, name: str, change: Any, status: int) -> Response:
+        info = ctx.info
+        try:
+            body = self.cache.write_local(info, ctx.component, ctx.accept, name, change)
+        except LocalWriteError as e:
+            raise ServiceUnavailable(f"cannot apply {info.verb} to the local cache: {e}",
+                                     details={"retryAfterSeconds": 5}) from e
+        warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
+                   'only, not sent to the cloud"')
+        return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
+
+
+def _json(body: Any, status: int, fresh: Freshness) -> Response:
+    return Response(body, status=status, content_type=JSON,
+                    headers=[("Warning", fresh.warning())], direct_passthrough=True)
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body)
+    except ValueError as e:
+        raise BadRequest(f"the request body is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("the request body is not a JSON object")
+    return obj
+
+
+def _no_writes(ctx: RequestContext) -> str:
+    what = ctx.info.resource + (f"/{ctx.info.subresource}" if ctx.info.subresource else "")
+    return (f"the cloud is unreachable: {ctx.info.verb} of {what} cannot be accepted by the "
+            "yurthub cache (only this node's own status is); retry when the cloud is back")

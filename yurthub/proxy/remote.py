@@ -1,0 +1,181 @@
+"""The remote proxy: forward a request to a healthy cloud server and stream the answer back.
+
+design: the request thread reads the upstream body once, chunk by chunk, yields each chunk
+to gunicorn (which writes it to the client at once) and then offers it to the cache tee.
+The tee never blocks, so the client goes at the cloud's pace, not the disk's.  A watch
+registers with the watchdog (client gone -> upstream read interrupted) and with the stream
+registry (shutdown and health changes end it cleanly, on an event boundary, so client-go
+re-watches at once from its last resourceVersion).  A body that breaks mid-way is never
+made to look complete: the client connection is aborted and the tee told it was broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from yurthub import upstream as up
+from yurthub.cache.manager import CacheManager
+from yurthub.cache.tee import Tee
+from yurthub.errors import ServiceUnavailable, TooManyRequests, UpstreamError, UpstreamUnavailable
+from yurthub.kube.accept import upstream_accept
+from yurthub.metrics import Metrics
+from yurthub.proxy.context import HOP_BY_HOP, RequestContext
+from yurthub.proxy.streams import Reason, StreamRegistry
+from yurthub.proxy.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+
+class RemoteProxy:
+    """Sends requests to the cloud; raises UpstreamUnavailable when no server can be reached."""
+
+    def __init__(self, upstream: up.Upstream, cache: CacheManager, watchdog: Watchdog,
+                 streams: StreamRegistry, metrics: Metrics, *, send_timeout: float,
+                 max_watches: int, on_transport_error: Any = None) -> None:
+        self.upstream = upstream
+        self.cache = cache
+        self.watchdog = watchdog
+        self.streams = streams
+        self.metrics = metrics
+        self.send_timeout = send_timeout
+        self.max_watches = max_watches
+        self.on_transport_error = on_transport_error
+
+    def handle(self, ctx: RequestContext) -> Response:
+        info = ctx.info
+        watch = info.verb == "watch"
+        follow = ctx.request.args.get("follow") in ("true", "1")
+        if watch and self.streams.count() >= self.max_watches:
+            raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
+                                  details={"retryAfterSeconds": 1})
+        if self.streams.shutting_down.is_set():
+            raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
+        headers = ctx.forward_headers()
+        accept = headers.get("Accept")
+        if accept:
+            headers["Accept"] = upstream_accept(accept)
+        body = ctx.body_for_upstream()
+        timeout = up.read_timeout_for(watch, info.timeout_seconds, follow)
+        resp = self._send(ctx, headers, body, timeout)
+
+        tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp.headers)
+        out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
+        stream = ProxiedStream(self, ctx, resp, tee, long_lived=watch or follow)
+        self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
+                                     str(resp.status)).inc()
+        return Response(stream, status=resp.status, headers=out_headers,
+                        direct_passthrough=True)
+
+    def _send(self, ctx: RequestContext, headers: dict[str, str], body: Any,
+              timeout: float | None) -> up.UpstreamResponse:
+        servers = self.upstream.candidates()
+        if not servers:
+            raise UpstreamUnavailable("no healthy apiserver")
+        last: UpstreamUnavailable | None = None
+        for server in servers:
+            try:
+                return self.upstream.send(server, ctx.method, ctx.path_qs, headers, body,
+                                          read_timeout=timeout)
+            except UpstreamUnavailable as e:
+                log.warning("%s %s %s: %s", ctx.component or "-", ctx.info.verb, ctx.path_qs, e)
+                if self.on_transport_error is not None:
+                    self.on_transport_error(server)
+                last = e
+                if body is not None and not isinstance(body, bytes):
+                    break  # a streamed body cannot be sent twice
+        assert last is not None
+        raise last
+
+
+class ProxiedStream:
+    """The response body: upstream chunks to the client first, then to the tee."""
+
+    source = "remote"
+
+    def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
+                 tee: Tee | None, long_lived: bool) -> None:
+        self.proxy = proxy
+        self.ctx = ctx
+        self.resp = resp
+        self.tee = tee
+        self.long_lived = long_lived
+        self.reason: Reason | None = None
+        self.whole = False
+        self.sent = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._watch_token: int | None = None
+        self._labels = (ctx.component or "unknown", ctx.info.verb, ctx.info.resource,
+                        ctx.info.subresource)
+
+    def interrupt(self, reason: Reason) -> None:
+        with self._lock:
+            if self._closed or self.reason is not None:
+                return
+            self.reason = reason
+        up.interrupt(self.resp)
+
+    def __iter__(self) -> Iterator[bytes]:
+        sock = self.ctx.client_socket
+        if sock is not None:
+            sock.settimeout(self.proxy.send_timeout)
+        metrics = self.proxy.metrics
+        metrics.in_flight.inc()
+        if self.long_lived:
+            self.proxy.streams.add(self)
+            if sock is not None:
+                self._watch_token = self.proxy.watchdog.watch(
+                    sock, lambda: self.interrupt(Reason.CLIENT_GONE))
+        aligned = True
+        try:
+            for chunk in up.stream(self.resp):
+                yield chunk
+                self.sent += len(chunk)
+                aligned = chunk.endswith(b"\n")
+                if self.tee is not None:
+                    self.tee.write(chunk)
+            self.whole = self.reason is None
+        except UpstreamError as e:
+            if self.reason in (Reason.SHUTDOWN, Reason.CLOUD_DOWN) and aligned:
+                # A clean end on an event boundary: client-go re-watches from its last RV.
+                log.info("%s %s %s: ended (%s)", self.ctx.component or "-", self.ctx.info.verb,
+                         self.ctx.path_qs, self.reason.value)
+                return
+            if self.reason is not Reason.CLIENT_GONE:
+                log.warning("%s %s %s: upstream broke after %d bytes: %s",
+                            self.ctx.component or "-", self.ctx.info.verb, self.ctx.path_qs,
+                            self.sent, e)
+            self._abort_client()
+        finally:
+            metrics.in_flight.dec()
+            metrics.traffic.labels(*self._labels).inc(self.sent)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.proxy.watchdog.unwatch(self._watch_token)
+        if self.long_lived:
+            self.proxy.streams.remove(self)
+        if self.tee is not None:
+            self.tee.close(self.whole)
+        up.finish(self.resp, self.whole)
+        log.debug("%s %s %s %d bytes in %.3fs", self.ctx.component or "-", self.ctx.info.verb,
+                  self.ctx.path_qs, self.sent, time.monotonic() - self.ctx.started)
+
+    def _abort_client(self) -> None:
+        """Make the client see a broken body, never a short one that looks complete."""
+        sock = self.ctx.client_socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # why: the client is already gone

@@ -1,0 +1,73 @@
+"""The API proxy's WSGI app: parse once, route to the cloud or to the cache, answer errors.
+
+Routing follows YurtHub: a healthy cloud gets the request; when no server is healthy, or a
+get/list/watch cannot reach any server, the local proxy answers from the cache.  Every
+failure becomes a ``metav1.Status`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from werkzeug.wrappers import Request, Response
+
+from yurthub.errors import ApiError, ServiceUnavailable, UpstreamUnavailable
+from yurthub.proxy.context import RequestContext, build_context
+from yurthub.proxy.remote import RemoteProxy
+from yurthub.proxy.responses import internal_error, status_response
+
+log = logging.getLogger(__name__)
+
+
+class LocalHandler(Protocol):
+    def can_serve(self, ctx: RequestContext) -> bool:
+        """True when the cache can answer this request while the cloud is away."""
+
+    def serves_kubelet_lease(self, ctx: RequestContext) -> bool:
+        """True for kubelet's own Lease requests once the hub holds the Lease (edge mode)."""
+
+    def handle(self, ctx: RequestContext, why: str) -> Response:
+        """Answer from the cache; raises ApiError subclasses for what it cannot answer."""
+
+
+class CloudState(Protocol):
+    def cloud_healthy(self) -> bool:
+        """True while at least one server is healthy (or no health checking is done)."""
+
+
+class ProxyApp:
+    """WSGI app of port 10261."""
+
+    def __init__(self, remote: RemoteProxy, local: LocalHandler | None,
+                 cloud: CloudState) -> None:
+        self.remote = remote
+        self.local = local
+        self.cloud = cloud
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            ctx = build_context(request)
+            response = self.route(ctx)
+        except ApiError as e:
+            response = status_response(e)
+        except Exception:
+            response = internal_error(f"serving {request.method} {request.full_path}")
+        return response(environ, start_response)
+
+    def route(self, ctx: RequestContext) -> Response:
+        local = self.local
+        if local is not None:
+            if local.serves_kubelet_lease(ctx):
+                return local.handle(ctx, "kubelet's lease is renewed by the hub")
+            if not self.cloud.cloud_healthy():
+                return local.handle(ctx, "cloud unhealthy")
+        try:
+            return self.remote.handle(ctx)
+        except UpstreamUnavailable as e:
+            if local is not None and local.can_serve(ctx):
+                return local.handle(ctx, str(e))
+            raise ServiceUnavailable(f"the cloud apiserver is unreachable: {e}",
+                                     details={"retryAfterSeconds": 1}) from e

@@ -1,0 +1,161 @@
+"""gunicorn glue: the settings, the worker hooks, preflight checks and the in-process server.
+
+Production runs ``gunicorn --config /etc/yurthub/gunicorn.conf.py yurthub.wsgi:application``;
+that config file takes its settings from ``gunicorn_settings`` here, and ``yurthub serve``
+runs the same settings in-process, so both paths behave alike.  Background threads start
+in the worker (``post_worker_init``), never at import; SIGTERM first ends open watches
+cleanly, then lets gunicorn drain the rest within ``graceful_timeout``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from yurthub import config
+from yurthub.app import Hub
+from yurthub.config import Config
+from yurthub.credentials import CredentialStore
+from yurthub.errors import ConfigError, YurthubError
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "YURTHUB_CONFIG"
+_hub: Hub | None = None
+_cfg: Config | None = None
+
+
+def configure_logging(cfg: Config) -> None:
+    """Module loggers to stderr (journald adds the time); idempotent."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_yurthub", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._yurthub = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(cfg.log_level)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _host(addr: str) -> str:
+    return f"[{addr}]" if ":" in addr else addr
+
+
+def gunicorn_settings(cfg: Config) -> dict[str, Any]:
+    """Every gunicorn setting yurthub relies on."""
+    return {
+        "bind": [f"{_host(cfg.bind_address)}:{cfg.proxy_port}",
+                 f"{_host(cfg.bind_address)}:{cfg.serve_port}"],
+        "worker_class": "gthread",
+        "workers": 1,               # one process owns the cache tree
+        "threads": cfg.threads,     # every open watch holds one
+        "worker_connections": max(1000, 2 * cfg.threads + 64),
+        "timeout": 60,
+        "graceful_timeout": cfg.graceful_timeout,
+        "keepalive": 30,
+        "max_requests": 0,          # a worker restart would cut every watch
+        "preload_app": False,       # threads started before the fork would not survive it
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": cfg.log_level.lower(),
+        "proc_name": "yurthub",
+        "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
+    }
+
+
+def load_config(path: str | None = None) -> Config:
+    """The settings of a production start: the INI file (``$YURTHUB_CONFIG`` or the default)."""
+    global _cfg
+    if _cfg is None:
+        path = path or os.environ.get(CONFIG_ENV) or config.DEFAULT_CONFIG_FILE
+        _cfg = config.load(path)
+    return _cfg
+
+
+def preflight(cfg: Config) -> None:
+    """Checks that turn a bad setting into one clear line before gunicorn starts.
+
+    Raises ConfigError naming the problem: unreadable credentials, an unusable cache
+    directory, a port another process holds.
+    """
+    config.check_files(cfg)
+    creds = CredentialStore(cfg)
+    try:
+        creds.load()
+    finally:
+        creds.close()
+    for port in (cfg.proxy_port, cfg.serve_port):
+        _check_port(cfg.bind_address, port)
+
+
+def _check_port(addr: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((addr, port))
+        except OSError as e:
+            hint = " (is another yurthub running?)" if e.errno == errno.EADDRINUSE else ""
+            raise ConfigError(f"cannot listen on {_host(addr)}:{port}: "
+                              f"{e.strerror}{hint}") from None
+
+
+def build_hub(cfg: Config) -> Hub:
+    """Construct the hub in the worker (no threads yet)."""
+    global _hub
+    configure_logging(cfg)
+    _hub = Hub(cfg)
+    return _hub
+
+
+def post_worker_init(worker: Any) -> None:
+    """gunicorn hook, in the worker: open the cache, start threads, chain SIGTERM."""
+    hub = _hub
+    if hub is None:
+        return
+    hub.start()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        hub.begin_shutdown()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in the worker, after it stopped serving."""
+    if _hub is not None:
+        _hub.stop()
+
+
+def serve(cfg: Config) -> int:
+    """``yurthub serve``: gunicorn in this process with the production settings."""
+    from gunicorn.app.base import BaseApplication
+
+    configure_logging(cfg)
+    preflight(cfg)
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_settings(cfg).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Hub:
+            return build_hub(cfg)
+
+    try:
+        Application().run()
+    except SystemExit as e:
+        return int(e.code or 0)
+    except YurthubError as e:
+        print(f"yurthub: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,256 @@
+"""Connections to the cloud kube-apiservers: urllib3 pools, TLS, timeouts, server selection.
+
+design: one pair of connection pools per server — one presenting the hub's client
+certificate, one without it for requests that carry their own ``Authorization`` (the
+caller's token is forwarded as-is, as YurtHub does).  Pools never block (``block=False``):
+every open watch holds one connection for its whole life.  Only connect errors are retried
+(the request never left); a streamed body is never retried.  The read timeout is an idle
+timeout, so watches get ``timeoutSeconds + 30 s`` and TCP keepalive catches dead links.
+Works on urllib3 1.26 (Debian 12) and 2.x.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.util.retry import Retry
+
+from yurthub.config import Config
+from yurthub.credentials import Credentials
+from yurthub.errors import UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+REQUEST_READ_TIMEOUT = 60.0
+WATCH_TIMEOUT_SLACK = 30.0
+STREAM_CHUNK = 64 * 1024
+
+_KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+if hasattr(socket, "TCP_KEEPIDLE"):
+    _KEEPALIVE += [(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30),
+                   (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10),
+                   (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)]
+# Extend urllib3's defaults so TCP_NODELAY stays on.
+SOCKET_OPTIONS = list(HTTPConnection.default_socket_options) + _KEEPALIVE
+
+# Retry only what never reached the server.
+# urllib3 1.26's HTTPResponse or 2.x's BaseHTTPResponse: the same API for what we use.
+UpstreamResponse = Any
+
+_RETRY = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0,
+               raise_on_redirect=False, raise_on_status=False, backoff_factor=0.1)
+
+
+@dataclass
+class Server:
+    """One ``--server-addr`` entry and whether the health checker currently trusts it."""
+
+    url: str
+    healthy: bool = True
+    host: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.host = urlsplit(self.url).netloc
+
+
+class Upstream:
+    """The cloud: pick a healthy server, send a request, stream the response back."""
+
+    def __init__(self, cfg: Config, creds: Credentials) -> None:
+        self._creds = creds
+        self._lb_mode = cfg.lb_mode
+        self.servers = [Server(url) for url in creds.servers]
+        self._rr = itertools.count()
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[str, bool], urllib3.HTTPConnectionPool] = {}
+        self._maxsize = cfg.threads
+
+    # -- server selection -------------------------------------------------------------------
+
+    def healthy_servers(self) -> list[Server]:
+        return [s for s in self.servers if s.healthy]
+
+    def any_healthy(self) -> bool:
+        return any(s.healthy for s in self.servers)
+
+    def candidates(self) -> list[Server]:
+        """Healthy servers in the order to try them: rotated (rr) or in flag order (priority)."""
+        healthy = self.healthy_servers()
+        if not healthy or self._lb_mode == "priority":
+            return healthy
+        start = next(self._rr) % len(healthy)
+        return healthy[start:] + healthy[:start]
+
+    def token(self) -> str:
+        """The hub's own bearer token (empty when it authenticates by certificate only)."""
+        return self._creds.bearer_token()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def pool(self, server: Server, identity: bool) -> urllib3.HTTPConnectionPool:
+        """The pool for ``server``; ``identity`` presents the hub's client certificate."""
+        key = (server.url, identity)
+        pool = self._pools.get(key)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(key)
+                if pool is None:
+                    pool = self._new_pool(server.url, identity)
+                    self._pools[key] = pool
+        return pool
+
+    def _new_pool(self, url: str, identity: bool) -> urllib3.HTTPConnectionPool:
+        kw: dict[str, Any] = {"maxsize": self._maxsize, "block": False,
+                              "socket_options": SOCKET_OPTIONS, "retries": _RETRY}
+        if url.startswith("https://"):
+            c = self._creds
+            if c.insecure:
+                kw["cert_reqs"] = "CERT_NONE"
+                kw["assert_hostname"] = False
+            else:
+                kw["cert_reqs"] = "CERT_REQUIRED"
+                if c.ca_file:
+                    kw["ca_certs"] = c.ca_file
+            if identity and c.client_cert_file:
+                kw["cert_file"] = c.client_cert_file
+                kw["key_file"] = c.client_key_file or None
+        return urllib3.connection_from_url(url, **kw)
+
+    def send(self, server: Server, method: str, path_qs: str, headers: Mapping[str, str],
+             body: bytes | Iterable[bytes] | None, *, read_timeout: float | None,
+             ) -> UpstreamResponse:
+        """Send one request to ``server`` and return the response with its body unread.
+
+        The client's own ``Authorization`` goes through untouched; otherwise the hub's
+        credentials are used.  Raises UpstreamUnavailable when no connection could be made
+        (the request never left: safe to answer from the cache or try another server) and
+        UpstreamError for any other transport failure before the response headers.
+        """
+        out = dict(headers)
+        identity = "authorization" not in {k.lower() for k in out}
+        if identity:
+            token = self._creds.bearer_token()
+            if token:
+                out["Authorization"] = "Bearer " + token
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout)
+        chunked = body is not None and not isinstance(body, bytes)
+        try:
+            resp = self.pool(server, identity).urlopen(
+                method, path_qs, body=body, headers=out, redirect=False,
+                assert_same_host=False, timeout=timeout, preload_content=False,
+                decode_content=False, release_conn=False, chunked=chunked)
+        except MaxRetryError as e:
+            reason: BaseException = e.reason or e
+            if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+                raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(reason)}"
+                                          ) from e
+            if isinstance(reason, SSLError):
+                raise UpstreamUnavailable(f"{server.host}: TLS failed: {_short(reason)}") from e
+            raise UpstreamError(f"{server.host}: {_short(reason)}") from e
+        except (NewConnectionError, ConnectTimeoutError) as e:
+            raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(e)}") from e
+        except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
+            raise UpstreamError(f"{server.host}: {_short(e)}") from e
+        return resp
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()
+
+
+def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = False
+                     ) -> float | None:
+    """Idle timeout of a request: watches live as long as they asked for, plus slack."""
+    if watch:
+        return None if timeout_seconds is None else timeout_seconds + WATCH_TIMEOUT_SLACK
+    if follow:
+        return None
+    return REQUEST_READ_TIMEOUT
+
+
+def stream(resp: UpstreamResponse) -> Iterator[bytes]:
+    """The body exactly as it arrives (one item per upstream chunk), compressed or not.
+
+    Raises UpstreamError when the connection breaks before the body ended.
+    """
+    try:
+        for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
+            if chunk:
+                yield chunk
+    except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
+        # ValueError: urllib3 1.26 reading from a socket that another thread shut down.
+        raise UpstreamError(f"response broken: {_short(e)}") from e
+
+
+def interrupt(resp: UpstreamResponse) -> None:
+    """Wake a thread blocked reading ``resp`` (from any thread): its read ends at once."""
+    shutdown = getattr(resp, "shutdown", None)
+    if shutdown is not None:  # urllib3 >= 2.3
+        try:
+            shutdown()
+            return
+        except OSError:
+            return
+    sock = _sock_of(resp)
+    if sock is not None:
+        try:
+            # The base class' shutdown: SSLSocket's own drops its SSL object first.
+            socket.socket.shutdown(sock, socket.SHUT_RD)
+        except OSError:
+            return  # why: already closed; nothing left to wake
+
+
+def _sock_of(resp: UpstreamResponse) -> socket.socket | None:
+    conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    fp = getattr(resp, "_fp", None)
+    raw = getattr(getattr(fp, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def finish(resp: UpstreamResponse, whole: bool) -> None:
+    """Return the connection to the pool after a whole body, otherwise close it."""
+    try:
+        if whole:
+            resp.release_conn()
+        else:
+            resp.close()
+            conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
+            if conn is not None:
+                conn.close()
+    except (OSError, HTTPError):
+        log.debug("closing an upstream response failed", exc_info=True)
+
+
+def _short(e: BaseException) -> str:
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, BaseException) and reason is not e:
+        return _short(reason)
+    text = str(e) or type(e).__name__
+    if ">: " in text:  # urllib3's "<urllib3.connection.HTTPConnection object at 0x..>: msg"
+        text = text.split(">: ", 1)[1]
+    return text
