@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures import K8S_TESTDATA
 from yurthub.errors import BadRequest
 from yurthub.kube import fields
 from yurthub.kube.resources import BUILTIN, builtin, from_crd
 
-FIXTURES = Path("/work/shared/fixtures/k8s-api-testdata")
+FIXTURES = K8S_TESTDATA
 PODS = builtin("", "v1", "pods")
 NODES = builtin("", "v1", "nodes")
 NAMESPACES = builtin("", "v1", "namespaces")

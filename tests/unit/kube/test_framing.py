@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures import K8S_TESTDATA
 from yurthub.errors import DecodeError
 from yurthub.kube import framing
 from yurthub.kube.framing import (
@@ -22,7 +22,7 @@ from yurthub.kube.framing import (
     WatchFramer,
 )
 
-TESTDATA = Path("/work/shared/fixtures/k8s-api-testdata")
+TESTDATA = K8S_TESTDATA
 TYPED = sorted(p for p in TESTDATA.glob("*.json") if p.name != "core.v1.WatchEvent.json")
 BACKENDS = [pytest.param(False, id="stdlib")] + (
     [pytest.param(True, id="msgspec")] if HAVE_MSGSPEC else [])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures import K8S_TESTDATA
 from yurthub.errors import DecodeError
 from yurthub.kube.meta import is_unassigned_pod, object_meta, rv_int, with_type_meta
 
-TESTDATA = Path("/work/shared/fixtures/k8s-api-testdata")
+TESTDATA = K8S_TESTDATA
 FIXTURES = sorted(TESTDATA.glob("*.json"))
 TYPED = [p for p in FIXTURES if p.name != "core.v1.WatchEvent.json"]
 

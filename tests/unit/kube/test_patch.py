@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.fixtures import K8S_TESTDATA
 from yurthub.errors import BadRequest, Invalid, UnsupportedMediaType
 from yurthub.kube import patch as P
 
-FIXTURES = Path("/work/shared/fixtures/k8s-api-testdata")
+FIXTURES = K8S_TESTDATA
 
 
 def fixture(name: str) -> dict:

@@ -1,0 +1,209 @@
+"""Responses teed into the cache and read back as the apiserver would answer them.
+
+Everything is real here but the network: real tees and pipes, the writer thread, the
+DiskStore on tmp_path, the offline reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from tests.unit.cache.conftest import PODS, event_line, list_body, pod
+from yurthub.cache.views import parse_selectors
+from yurthub.errors import Gone, NotFound, ServiceUnavailable
+from yurthub.kube.resources import builtin
+
+POD_RT = builtin("", "v1", "pods")
+NODE_SEL = "fieldSelector=spec.nodeName%3Dnode-a"
+
+
+def stored(manager) -> dict[tuple[str, str], int]:
+    return {k: e.meta["rv"] for k, e in manager.store.entries(PODS).items()}
+
+
+def listed(manager, ns="", labels="", fields="", limit=None, cont=""):
+    want = parse_selectors(ns, labels, fields, POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=limit, continue_token=cont)
+    return page, [json.loads(b) for b in manager.reader.bodies(PODS, page.keys)]
+
+
+def test_list_is_cached_whole_with_type_meta(manager, feed):
+    pods = [pod("a", rv=5), pod("b", rv=6), pod("c", node="node-b", rv=7)]
+    assert feed.respond("/api/v1/pods", list_body(pods, 9))
+    assert stored(manager) == {("default", "a"): 5, ("default", "b"): 6, ("default", "c"): 7}
+    body = manager.store.read(PODS, "default", "a")
+    obj = json.loads(body)
+    assert obj["kind"] == "Pod" and obj["apiVersion"] == "v1"
+    expected = {k: v for k, v in pods[0].items() if k not in ("kind", "apiVersion")}
+    assert {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")} == expected
+    page, items = listed(manager, fields="spec.nodeName=node-a")
+    assert [i["metadata"]["name"] for i in items] == ["a", "b"]
+    assert page.kind == "PodList" and page.resource_version == 9
+
+
+def test_files_and_directories_are_private(manager, feed, tmp_path):
+    feed.respond("/api/v1/pods", list_body([pod("a")], 3))
+    root = tmp_path / "c"
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            assert stat.S_IMODE(os.stat(os.path.join(dirpath, d)).st_mode) == 0o700
+        for f in filenames:
+            assert stat.S_IMODE(os.stat(os.path.join(dirpath, f)).st_mode) == 0o600, f
+
+
+def test_relist_removes_what_is_gone_and_keeps_what_is_newer(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
+    # A watch event (rv 12) lands before a relist snapshot taken at rv 11.
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("MODIFIED", pod("a", rv=12, phase="Failed")))
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=8)], 11))
+    assert stored(manager) == {("default", "a"): 12}
+    assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Failed"
+
+
+def test_an_empty_list_is_an_empty_collection_not_a_missing_one(manager, feed):
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([], 4))
+    page, items = listed(manager, fields="spec.nodeName=node-a")
+    assert items == [] and page.resource_version == 4
+    with pytest.raises(ServiceUnavailable):  # a wider question was never answered
+        listed(manager)
+
+
+def test_lists_with_different_selectors_do_not_corrupt_each_other(manager, feed):
+    a = [pod("a1", labels={"app": "a"}), pod("a2", labels={"app": "a"}, node="node-b")]
+    b = [pod("b1", labels={"app": "b"})]
+    feed.respond("/api/v1/pods?labelSelector=app%3Da", list_body(a, 20))
+    feed.respond("/api/v1/pods?labelSelector=app%3Db", list_body(b, 21))
+    _, got_a = listed(manager, labels="app=a")
+    _, got_b = listed(manager, labels="app=b")
+    assert [i["metadata"]["name"] for i in got_a] == ["a1", "a2"]
+    assert [i["metadata"]["name"] for i in got_b] == ["b1"]
+    # A narrower question is answered from the wider view, with the exact selectors.
+    _, narrow = listed(manager, labels="app=a", fields="spec.nodeName=node-b")
+    assert [i["metadata"]["name"] for i in narrow] == ["a2"]
+    # A relist of app=a that lost a2 removes a2 but leaves app=b alone.
+    feed.respond("/api/v1/pods?labelSelector=app%3Da", list_body(a[:1], 22))
+    assert {n for _, n in stored(manager)} == {"a1", "b1"}
+    with pytest.raises(ServiceUnavailable):
+        listed(manager, labels="app=c")
+
+
+def test_paged_list_is_committed_only_after_the_last_page(manager, feed):
+    pods = [pod(f"p{i}", rv=i + 1) for i in range(5)]
+    feed.respond("/api/v1/pods?limit=2", list_body(pods[:2], 30, cont="t1"))
+    assert stored(manager) == {}  # nothing of a list is visible before its end
+    feed.respond("/api/v1/pods?limit=2&continue=t1", list_body(pods[2:4], 30, cont="t2"))
+    feed.respond("/api/v1/pods?limit=2&continue=t2", list_body(pods[4:], 30))
+    assert sorted(n for _, n in stored(manager)) == ["p0", "p1", "p2", "p3", "p4"]
+    page, items = listed(manager, limit=2)
+    assert len(items) == 2 and page.continue_token and page.remaining == 3
+    _, rest = listed(manager, limit=10, cont=page.continue_token)
+    assert [i["metadata"]["name"] for i in rest] == ["p2", "p3", "p4"]
+
+
+def test_a_broken_list_leaves_the_previous_state_intact(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
+    full = list_body([pod("a", rv=15), pod("c", rv=16)], 19)
+    feed.respond("/api/v1/pods", [full[: len(full) // 2]], whole=False)
+    assert stored(manager) == {("default", "a"): 5, ("default", "b"): 6}
+    page, _ = listed(manager)
+    assert page.resource_version == 9
+
+
+def test_a_torn_body_that_claims_to_be_whole_is_not_committed(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    body = list_body([pod("z", rv=15)], 19)
+    feed.respond("/api/v1/pods", body[:-3])  # the stream ended cleanly but the JSON did not
+    assert stored(manager) == {("default", "a"): 5}
+
+
+def test_gzip_bodies_are_decompressed_on_the_cache_side(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("g", rv=4)], 4), gz=True)
+    assert stored(manager) == {("default", "g"): 4}
+
+
+def test_watch_events_update_the_cache_and_its_history(manager, feed):
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    stream = (event_line("ADDED", pod("b", rv=10)) + event_line("MODIFIED", pod("a", rv=11))
+              + event_line("DELETED", pod("b", rv=12))
+              + event_line("BOOKMARK", {"kind": "Pod", "apiVersion": "v1",
+                                        "metadata": {"resourceVersion": "14"}}))
+    half = len(stream) // 2
+    feed.respond("/api/v1/pods?watch=1&resourceVersion=9&" + NODE_SEL,
+                 [stream[:half], stream[half:]])
+    assert stored(manager) == {("default", "a"): 11}
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    start = manager.reader.watch_start(PODS, POD_RT, want, "9")
+    assert [(t, json.loads(o)["metadata"]["resourceVersion"]) for t, o in start.events] == [
+        ("ADDED", "10"), ("MODIFIED", "11"), ("DELETED", "12")]
+    assert start.resource_version == 14
+    assert manager.reader.watch_start(PODS, POD_RT, want, "11").events[0][0] == "DELETED"
+    with pytest.raises(Gone):
+        manager.reader.watch_start(PODS, POD_RT, want, "8")
+
+
+def test_replay_follows_objects_in_and_out_of_a_selector(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5, labels={"app": "x"})], 9))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("MODIFIED", pod("a", rv=10, labels={"app": "y"}))
+                 + event_line("MODIFIED", pod("a", rv=11, labels={"app": "x"})))
+    want = parse_selectors("", "app=x", "", POD_RT)
+    start = manager.reader.watch_start(PODS, POD_RT, want, "9")
+    assert [t for t, _ in start.events] == ["DELETED", "ADDED"]
+
+
+def test_a_watch_error_or_torn_frame_marks_the_view_stale(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=10)) + b'{"type":"ADDED","obj')
+    want = parse_selectors("", "", "", POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert "torn" in page.freshness.stale
+    assert "may be incomplete" in page.freshness.warning()
+    with pytest.raises(Gone):  # history after a gap cannot be trusted
+        manager.reader.watch_start(PODS, POD_RT, want, "9")
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=10)], 20))
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert page.freshness.stale == ""
+
+
+def test_what_must_never_be_cached(manager, feed):
+    unassigned = pod("pending", node="")
+    del unassigned["spec"]["nodeName"]
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
+    feed.respond("/api/v1/pods", list_body([pod("ok"), unassigned], 9))
+    assert {n for _, n in stored(manager)} == {"ok"}
+    feed.respond("/api/v1/namespaces/default/pods/x", json.dumps(status).encode())
+    bad = pod("Not_A_Name")
+    feed.respond("/api/v1/namespaces/default/pods/Not_A_Name", json.dumps(bad).encode())
+    assert {n for _, n in stored(manager)} == {"ok"}
+    assert not feed.respond("/api/v1/pods", list_body([pod("other")], 9), ua="curl/8")
+    assert not feed.respond("/api/v1/namespaces/default/pods/ok", b"{}", method="DELETE")
+    assert not feed.respond("/api/v1/pods", list_body([pod("t")], 9),
+                            accept="application/json;as=Table;v=v1;g=meta.k8s.io")
+
+
+def test_single_objects_and_their_status_patches(manager, feed):
+    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(pod("a", rv=5)).encode())
+    newer = pod("a", rv=7, phase="Succeeded")
+    feed.respond("/api/v1/namespaces/default/pods/a/status", json.dumps(newer).encode(),
+                 method="PATCH")
+    older = pod("a", rv=6, phase="Pending")
+    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(older).encode())
+    body, _ = manager.reader.get(PODS, "default", "a")
+    assert json.loads(body)["status"]["phase"] == "Succeeded"
+    with pytest.raises(NotFound) as e:
+        manager.reader.get(PODS, "default", "nope")
+    assert e.value.details["name"] == "nope"
+
+
+def test_pinned_name_list_is_answered_from_a_cached_object(manager, feed):
+    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(pod("a", rv=5)).encode())
+    want = parse_selectors("default", "", "metadata.name=a", POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="",
+                               pinned_name="a")
+    assert page.keys == [("default", "a")]
