@@ -47,7 +47,14 @@ def _host(addr: str) -> str:
 
 
 def gunicorn_settings(cfg: Config) -> dict[str, Any]:
-    """Every gunicorn setting yurthub relies on."""
+    """Every gunicorn setting yurthub relies on (only those this gunicorn knows)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    known = {s.name for s in KNOWN_SETTINGS}
+    return {k: v for k, v in _settings(cfg).items() if k in known}
+
+
+def _settings(cfg: Config) -> dict[str, Any]:
     return {
         "bind": [f"{_host(cfg.bind_address)}:{cfg.proxy_port}",
                  f"{_host(cfg.bind_address)}:{cfg.serve_port}"],
@@ -66,6 +73,8 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
         "proc_name": "yurthub",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
+        # gunicorn >= 24 opens a control socket under $HOME; the service has no use for it.
+        "control_socket_disable": True,
     }
 
 
