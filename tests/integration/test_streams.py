@@ -1,0 +1,87 @@
+"""Long-lived responses under gunicorn: vanished clients, stalled clients, shutdown, no cloud."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from tests.integration.conftest import http, wait_for
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+
+
+def open_watch(port: int, path: str, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {KUBELET}\r\n\r\n".encode())
+    return sock
+
+
+def current_rv(sandbox) -> int:
+    return int(sandbox.resource_version)
+
+
+def test_a_client_that_disconnects_ends_its_upstream_watch_within_2s(sandbox, hub):
+    sock = open_watch(hub.proxy_port, f"/api/v1/pods?watch=true&timeoutSeconds=600"
+                                      f"&resourceVersion={current_rv(sandbox)}")
+    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    sock.close()
+    gone = time.monotonic()
+    wait_for(lambda: sandbox.open_watches == 0, timeout=5,
+             what="the upstream watch to end after its client left")
+    assert time.monotonic() - gone < 2.5
+
+
+def test_a_client_that_stops_reading_is_cut_after_the_send_timeout(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--client-send-timeout", "1"])
+    sock = open_watch(hub.proxy_port, f"/api/v1/configmaps?watch=true&timeoutSeconds=600"
+                                      f"&resourceVersion={current_rv(sandbox)}", rcvbuf=4096)
+    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    blob = "x" * 60_000
+    for i in range(200):  # 12 MB of events nobody reads: every buffer on the way fills up
+        sandbox.put({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": f"big-{i}", "namespace": "default"},
+                     "data": {"blob": blob}})
+        if sandbox.open_watches == 0:
+            break
+    wait_for(lambda: sandbox.open_watches == 0, timeout=15,
+             what="the stalled client to be cut and its upstream watch ended")
+    # The hub keeps serving everyone else.
+    assert http(hub.url + "/version")[0] == 200
+    sock.close()
+
+
+def test_shutdown_ends_open_watches_cleanly_and_exits_0(sandbox, hub):
+    sock = open_watch(hub.proxy_port, f"/api/v1/pods?watch=true&timeoutSeconds=600"
+                                      f"&resourceVersion={current_rv(sandbox)}")
+    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    sock.settimeout(10)
+    started = time.monotonic()
+    hub.proc.send_signal(15)  # SIGTERM, as systemd stops the service
+    data = b""
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.endswith(b"0\r\n\r\n"), "the watch did not end with the terminating chunk"
+    assert time.monotonic() - started < 4  # well before the 5 s graceful timeout
+    assert hub.proc.wait(15) == 0
+    sock.close()
+
+
+def test_an_unreachable_cloud_gives_a_503_status(tmp_path, hub_factory):
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there
+    hub = hub_factory(f"http://127.0.0.1:{port}", extra=["--working-mode", "cloud"])
+    status, headers, body = hub.get("/api/v1/pods")
+    assert status == 503
+    doc = json.loads(body)
+    assert doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable"
+    assert "unreachable" in doc["message"]
+    assert headers.get("Retry-After") is None or int(headers["Retry-After"]) >= 1
