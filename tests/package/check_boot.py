@@ -1,0 +1,160 @@
+"""Inside a booted container (systemd as PID 1): yurthub.service as systemd really runs it.
+
+.ci/package-test installs the package in a Debian 12 tree, boots it with systemd-nspawn and
+has a oneshot unit run this script, which writes "ok: ..." lines and then "passed" or
+"FAIL: ..." to the file given as its argument and powers the container off.  It proves
+what running ExecStart by hand cannot: Type=notify, the StateDirectory, and that the
+service still works inside its sandbox (ProtectSystem=strict, the system call filter,
+syncfs on the cache).  Standard library only; not a pytest module.
+"""
+
+from __future__ import annotations
+
+import glob
+import http.client
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+CONF = "/etc/yurthub/yurthub.conf"
+PODS = "/var/lib/yurthub/cache/kubelet/pods.v1.core"
+SANDBOX_PORT = 16443
+NODE = "node-0000"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(cond: object, what: str) -> None:
+    if not cond:
+        raise CheckFailed(what)
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def show(prop: str) -> str:
+    return run("systemctl", "show", "yurthub", "-p", prop, "--value").stdout.strip()
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def poll(what: str, fn: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(0.3)
+    raise CheckFailed(f"{what}: not within {timeout} s (last: {last!r})")
+
+
+def checks(out: TextIO) -> None:
+    def ok(what: str) -> None:
+        out.write(f"ok: {what}\n")
+        out.flush()
+
+    state = poll("yurthub.service settles", lambda: show("ActiveState") in (
+        "active", "failed") and show("ActiveState"), 60)
+    check(state == "active", f"yurthub.service is {state}:\n"
+          + run("journalctl", "-u", "yurthub", "-o", "cat").stdout)
+    check(show("Type") == "notify" and "booted" in show("StatusText"),
+          f"Type={show('Type')}, STATUS={show('StatusText')!r}")
+    ok(f"yurthub.service active after boot, READY=1 via NOTIFY_SOCKET "
+       f"(STATUS={show('StatusText')!r})")
+
+    pid = int(show("MainPID"))
+    with open(f"/proc/{pid}/status") as fh:
+        proc = dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
+    uid = int(proc["Uid"].split()[0])
+    sandboxed = (pwd.getpwuid(uid).pw_name, proc["NoNewPrivs"], proc["Seccomp"], proc["CapBnd"])
+    check(sandboxed == ("yurthub", "1", "2", "0000000000000000"),
+          f"user, NoNewPrivs, Seccomp, CapBnd of the main process: {sandboxed}")
+    ok("runs as yurthub with NoNewPrivs, a seccomp filter and no capabilities")
+
+    sandbox = subprocess.Popen(
+        ["/usr/bin/yurthub", "sandbox", "--port", str(SANDBOX_PORT), "--nodes", "1",
+         "--pods-per-node", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        path = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"
+        kubelet = {"User-Agent": "kubelet/v1.32", "Accept": "application/json"}
+        poll("the sandbox apiserver answers", lambda: get(SANDBOX_PORT, "/version")[0] == 200,
+             20)
+        poll("GET /v1/readyz -> 200", lambda: get(10267, "/v1/readyz")[0] == 200, 30)
+
+        def pod_list() -> bytes | None:
+            status_code, body = get(10261, path, kubelet)
+            return body if status_code == 200 else None
+
+        def cached() -> list[str] | None:
+            files = glob.glob(f"{PODS}/*/*")
+            return files if len(files) == 3 else None
+
+        body = poll("a pod list through the proxy", pod_list, 30)
+        check(len(json.loads(body)["items"]) == 3, "3 pods through the proxy")
+        files = poll("3 pods cached", cached, 15)
+        ok(f"a kubelet pod list proxied and cached inside the sandbox: {sorted(files)}")
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+
+    t0 = time.monotonic()
+    check(run("systemctl", "stop", "yurthub").returncode == 0, "systemctl stop")
+    took = time.monotonic() - t0
+    result = (show("Result"), show("ExecMainStatus"))
+    check(result == ("success", "0"), f"Result, ExecMainStatus after stop: {result}")
+    ok(f"systemctl stop: clean exit 0 after {took:.1f} s")
+
+    shutil.copy(CONF, CONF + ".orig")
+    try:
+        with open(CONF, "a") as fh:
+            fh.write("colour = blue\n")
+        check(run("systemctl", "start", "yurthub").returncode != 0,
+              "systemctl start fails with a bad setting")
+        code, main_pid = show("ExecMainStatus"), show("ExecMainPID")
+        run("systemctl", "stop", "yurthub")
+        log = run("journalctl", f"_PID={main_pid}", "-o", "cat").stdout
+        lines = log.splitlines()
+        check(code == "78" and len(lines) == 1 and lines[0].startswith("yurthub: ")
+              and "colour" in lines[0], f"exit {code}, journal of pid {main_pid}:\n{log}")
+        ok(f"a bad setting: exit 78 and one line in the journal: {lines[0]}")
+    finally:
+        os.replace(CONF + ".orig", CONF)
+        run("systemctl", "reset-failed", "yurthub")
+
+
+def main() -> int:
+    with open(sys.argv[1], "w") as out:
+        try:
+            checks(out)
+        except (CheckFailed, OSError, subprocess.SubprocessError) as e:
+            out.write(f"FAIL: {e}\n")
+            return 1
+        out.write("passed\n")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    subprocess.run(["systemctl", "--no-block", "poweroff"], check=False)
+    sys.exit(code)
