@@ -26,6 +26,10 @@ class UpstreamUnavailable(UpstreamError):
     """No connection could be made to any healthy server (the request was never sent)."""
 
 
+class UpstreamBroken(UpstreamError):
+    """The connection broke after the request was sent, before any of the body arrived."""
+
+
 class StorageError(YurthubError):
     """The cache tree could not be read or written."""
 
@@ -122,6 +126,11 @@ class TooManyRequests(ApiError):
 
 class InternalError(ApiError):
     code = 500
+    reason = "InternalError"
+
+
+class BadGateway(ApiError):
+    code = 502
     reason = "InternalError"
 
 

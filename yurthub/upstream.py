@@ -157,7 +157,10 @@ class Upstream:
             resp = self.pool(server, identity).urlopen(
                 method, path_qs, body=body, headers=out, redirect=False,
                 assert_same_host=False, timeout=timeout, preload_content=False,
-                decode_content=False, release_conn=False, chunked=chunked)
+                decode_content=False, release_conn=False, chunked=chunked,
+                # A body shorter than its Content-Length is an error, not an end
+                # (urllib3 1.26 does not check this by default).
+                enforce_content_length=True)
         except MaxRetryError as e:
             reason: BaseException = e.reason or e
             if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):

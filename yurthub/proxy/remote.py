@@ -11,6 +11,7 @@ made to look complete: the client connection is aborted and the tee told it was 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -23,7 +24,13 @@ from werkzeug.wrappers import Response
 from yurthub import upstream as up
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Tee
-from yurthub.errors import ServiceUnavailable, TooManyRequests, UpstreamError, UpstreamUnavailable
+from yurthub.errors import (
+    ServiceUnavailable,
+    TooManyRequests,
+    UpstreamBroken,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from yurthub.kube.accept import upstream_accept
 from yurthub.metrics import Metrics
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
@@ -64,10 +71,20 @@ class RemoteProxy:
         body = ctx.body_for_upstream()
         timeout = up.read_timeout_for(watch, info.timeout_seconds, follow)
         resp = self._send(ctx, headers, body, timeout)
+        chunks = up.stream(resp)
+        first = b""
+        if not (watch or follow):
+            # Read the first chunk before answering: if the connection breaks before any
+            # byte, the client gets a Status (or the cache) instead of a reset.
+            try:
+                first = next(chunks, b"")
+            except UpstreamError as e:
+                up.finish(resp, False)
+                raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
 
         tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp.headers)
         out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
-        stream = ProxiedStream(self, ctx, resp, tee, long_lived=watch or follow)
+        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow)
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
                                      str(resp.status)).inc()
         return Response(stream, status=resp.status, headers=out_headers,
@@ -100,15 +117,19 @@ class ProxiedStream:
     source = "remote"
 
     def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
-                 tee: Tee | None, long_lived: bool) -> None:
+                 tee: Tee | None, chunks: Iterator[bytes], first: bytes, *,
+                 long_lived: bool) -> None:
         self.proxy = proxy
         self.ctx = ctx
         self.resp = resp
         self.tee = tee
+        self.chunks = chunks
+        self.first = first
         self.long_lived = long_lived
         self.reason: Reason | None = None
         self.whole = False
         self.sent = 0
+        self.expected = _content_length(resp.headers.get("Content-Length"))
         self._closed = False
         self._lock = threading.Lock()
         self._watch_token: int | None = None
@@ -135,12 +156,14 @@ class ProxiedStream:
                     sock, lambda: self.interrupt(Reason.CLIENT_GONE))
         aligned = True
         try:
-            for chunk in up.stream(self.resp):
+            for chunk in itertools.chain((self.first,) if self.first else (), self.chunks):
                 yield chunk
                 self.sent += len(chunk)
                 aligned = chunk.endswith(b"\n")
                 if self.tee is not None:
                     self.tee.write(chunk)
+            if self.expected is not None and self.sent != self.expected:
+                raise UpstreamError(f"body of {self.sent} bytes, {self.expected} announced")
             self.whole = self.reason is None
         except UpstreamError as e:
             if self.reason in (Reason.SHUTDOWN, Reason.CLOUD_DOWN) and aligned:
@@ -179,3 +202,10 @@ class ProxiedStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # why: the client is already gone
+
+
+def _content_length(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
-from yurthub.errors import ApiError, ServiceUnavailable, UpstreamUnavailable
+from yurthub.errors import (
+    ApiError,
+    BadGateway,
+    ServiceUnavailable,
+    UpstreamBroken,
+    UpstreamUnavailable,
+)
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import internal_error, status_response
@@ -71,3 +77,8 @@ class ProxyApp:
                 return local.handle(ctx, str(e))
             raise ServiceUnavailable(f"the cloud apiserver is unreachable: {e}",
                                      details={"retryAfterSeconds": 1}) from e
+        except UpstreamBroken as e:
+            if local is not None and ctx.info.verb in ("get", "list") and local.can_serve(ctx):
+                return local.handle(ctx, str(e))
+            raise BadGateway(f"the connection to the cloud apiserver broke before its answer "
+                             f"arrived: {e}", details={"retryAfterSeconds": 1}) from e

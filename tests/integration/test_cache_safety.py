@@ -1,0 +1,222 @@
+"""Nothing partial, nothing torn, nothing outside the cache root: whatever the cloud or we do."""
+
+from __future__ import annotations
+
+import http.client as httpclient
+import json
+import os
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Hub, http, wait_for
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = Path(p).read_bytes()
+    return out
+
+
+def objects(root: Path, component: str = "kubelet", gvr: str = "pods.v1.core") -> set[str]:
+    """Committed object files (staging and bookkeeping left out), as <ns>/<name>."""
+    base = root / component / gvr
+    out = set()
+    for dirpath, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        out.update(os.path.relpath(os.path.join(dirpath, f), base) for f in files
+                   if not f.startswith(("_", ".")))
+    return out
+
+
+def pod(name: str, node: str = "node-0000", pad: int = 0) -> dict:
+    p = {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": name, "namespace": "default", "labels": {"app": "bulk"}},
+         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]}}
+    if pad:
+        p["metadata"]["annotations"] = {"pad": "p" * pad}
+    return p
+
+
+def test_a_list_reset_mid_body_leaves_the_previous_cache_intact(sandbox, hub):
+    assert hub.get("/api/v1/pods")[0] == 200
+    before = wait_for(lambda: objects(hub.cache_dir) if len(objects(hub.cache_dir)) == 6
+                      else None, what="the first list in the cache")
+    for i in range(30):
+        sandbox.put(pod(f"new-{i}", pad=8000))
+    # Part of the body goes out, then the apiserver's connection dies mid-body.
+    sandbox.stall_next(after_bytes=150_000, match="/api/v1/pods")
+    conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=20)
+    conn.request("GET", "/api/v1/pods", headers={"User-Agent": KUBELET})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert len(resp.read(100_000)) == 100_000  # the client is streaming ...
+    sandbox.cut_connections()
+    with pytest.raises((httpclient.IncompleteRead, ConnectionError)):
+        resp.read()  # ... and sees the break: the body never looks complete
+    conn.close()
+    sandbox.release()
+    status, _, body = hub.get("/version")  # let the writer finish with the broken entry
+    assert status == 200
+    assert objects(hub.cache_dir) == before
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: len(objects(hub.cache_dir)) == 36, what="the next whole list")
+
+
+def test_a_list_reset_before_its_first_bytes_is_answered_from_the_cache(sandbox, hub):
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: len(objects(hub.cache_dir)) == 6, what="the first list in the cache")
+    sandbox.put(pod("late"))
+    sandbox.reset_next(after_bytes=0, match="/api/v1/pods")
+    status, headers, body = hub.get("/api/v1/pods")
+    assert status == 200
+    assert "served from the yurthub cache" in headers["Warning"]
+    assert {i["metadata"]["name"] for i in json.loads(body)["items"]} == \
+        {n.split("/")[1] for n in objects(hub.cache_dir)}
+
+
+def test_a_writer_far_behind_never_truncates_the_client_nor_commits_a_part(sandbox,
+                                                                          hub_factory):
+    for i in range(1500):
+        sandbox.put(pod(f"big-{i:04d}", pad=10_000))
+    hub = hub_factory(sandbox.url, extra=["--cache-tee-budget", "1Mi"])
+    status, _, through = hub.get("/api/v1/pods")
+    assert status == 200
+    assert through == http(sandbox.url + "/api/v1/pods", headers={"User-Agent": KUBELET})[2]
+    assert hub.get("/version")[0] == 200
+    overflowed = hub.metric("yurthub_cache_tee_overflows_total")
+    if overflowed:
+        # The writer fell behind past the budget: the entry was dropped, never half-written.
+        assert objects(hub.cache_dir) == set()
+        assert hub.metric("yurthub_cache_entries_dropped_total", reason="overflow") >= 1
+    else:
+        wait_for(lambda: len(objects(hub.cache_dir)) == 1506, what="the whole list")
+
+
+def test_kill_9_during_heavy_commits_leaves_no_torn_or_leftover_files(sandbox, hub_factory,
+                                                                      tmp_path):
+    for i in range(1500):
+        sandbox.put(pod(f"heavy-{i:04d}", pad=3000))
+    cache = tmp_path / "cache"
+    rng = random.Random(7)
+    for _round in range(3):
+        hub = hub_factory(sandbox.url, cache_dir=cache)
+        done = threading.Event()
+
+        def hammer(h: Hub = hub) -> None:
+            while not done.is_set():
+                try:
+                    h.get("/api/v1/pods")
+                except (OSError, httpclient.HTTPException):
+                    return  # the hub was killed under us: that is the point
+        workers = [threading.Thread(target=hammer, daemon=True) for _ in range(2)]
+        for w in workers:
+            w.start()
+        threading.Event().wait(0.8 + rng.random())
+        hub.kill()
+        done.set()
+        for w in workers:
+            w.join(10)
+    hub = hub_factory(sandbox.url, cache_dir=cache)  # recovery runs before readiness
+    files = tree(cache)
+    leftovers = [k for k in files if any(part.startswith(".") for part in k.split("/"))]
+    assert leftovers == []
+    assert not any(k.endswith("_journal") for k in files)
+    names = set()
+    for rel, body in files.items():
+        base = os.path.basename(rel)
+        if base.startswith("_") or rel.startswith("_"):
+            continue
+        obj = json.loads(body)  # every object file is whole JSON
+        assert obj["kind"] == "Pod"
+        names.add(obj["metadata"]["name"])
+    # A list commit is atomic: the pods are all there, or none are.
+    assert len([n for n in names if n.startswith("heavy-")]) in (0, 1500)
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: len(objects(cache)) == 1506, timeout=30, what="a whole list after all")
+
+
+class _Crafted(BaseHTTPRequestHandler):
+    """A misbehaving apiserver: objects whose names try to leave the cache root."""
+
+    protocol_version = "HTTP/1.1"
+    bodies: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.bodies.get(self.path, b'{"kind":"Status","apiVersion":"v1","code":404}')
+        self.send_response(200 if self.path in self.bodies else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def evil_pod(ns: str, name: str) -> dict:
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": "5"},
+            "spec": {"nodeName": "node-0000"}}
+
+
+@pytest.mark.parametrize("ns, name", [
+    ("default", "../../../../escape"),
+    ("..", "passwd"),
+    ("default", "a/b"),
+    ("default", "nul\u0000byte"),
+    ("default", ".hidden"),
+    ("default", "_index"),
+    ("default", ""),
+    ("Default", "upper"),
+    ("default", "x" * 300),
+])
+def test_names_that_would_leave_or_confuse_the_cache_are_never_cached(tmp_path, hub_factory,
+                                                                      ns, name):
+    good = evil_pod("default", "fine")
+    bad = evil_pod(ns, name)
+    _Crafted.bodies = {
+        "/api/v1/pods": json.dumps({"kind": "PodList", "apiVersion": "v1",
+                                    "metadata": {"resourceVersion": "9"},
+                                    "items": [good, bad]}).encode(),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Crafted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cache = tmp_path / "deep" / "cache"
+    hub = hub_factory(f"http://127.0.0.1:{server.server_port}", cache_dir=cache,
+                      extra=["--working-mode", "cloud"])
+    status, _, body = hub.get("/api/v1/pods")
+    assert status == 200 and json.loads(body)["items"][1]["metadata"]["name"] == name
+    wait_for(lambda: objects(cache) == {"default/fine"}, what="only the valid pod cached")
+    assert hub.metric("yurthub_cache_invalid_keys_total", component="kubelet") >= 1
+    for dirpath, _dirs, files in os.walk(tmp_path):
+        for f in files:
+            p = Path(dirpath, f)
+            assert p.is_relative_to(cache) or p.name.startswith(("hub-", "kubeconfig")), p
+    server.shutdown()
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/namespaces/%2e%2e/pods/x",
+    "/api/v1/namespaces/default/pods/%2e%2e%2f%2e%2e%2fetc",
+    "/api/v1/namespaces/default/pods/a%2Fb",
+    "/api/v1/namespaces/default/pods/a%00b",
+    "/api/v1/namespaces/default/pods/..",
+    "/api/v1/nodes/%2e%2e",
+])
+def test_traversal_in_the_url_is_proxied_but_never_cached(sandbox, hub, path, tmp_path):
+    status, _, body = hub.get(path)
+    assert status in (400, 404, 422), body
+    assert json.loads(body)["kind"] == "Status"
+    assert http(hub.url + "/version")[0] == 200
+    files = tree(hub.cache_dir) if hub.cache_dir.exists() else {}
+    assert not any(".." in k or "etc" in k.split("/") for k in files)
