@@ -111,7 +111,7 @@ def test_kill_9_during_heavy_commits_leaves_no_torn_or_leftover_files(sandbox, h
         hub = hub_factory(sandbox.url, cache_dir=cache)
         done = threading.Event()
 
-        def hammer(h: Hub = hub) -> None:
+        def hammer(h: Hub = hub, done: threading.Event = done) -> None:
             while not done.is_set():
                 try:
                     h.get("/api/v1/pods")
@@ -150,7 +150,7 @@ class _Crafted(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     bodies: dict[str, bytes] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = self.bodies.get(self.path, b'{"kind":"Status","apiVersion":"v1","code":404}')
         self.send_response(200 if self.path in self.bodies else 404)
         self.send_header("Content-Type", "application/json")
