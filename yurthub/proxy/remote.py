@@ -166,10 +166,13 @@ class ProxiedStream:
                 raise UpstreamError(f"body of {self.sent} bytes, {self.expected} announced")
             self.whole = self.reason is None
         except UpstreamError as e:
-            if self.reason in (Reason.SHUTDOWN, Reason.CLOUD_DOWN) and aligned:
-                # A clean end on an event boundary: client-go re-watches from its last RV.
-                log.info("%s %s %s: ended (%s)", self.ctx.component or "-", self.ctx.info.verb,
-                         self.ctx.path_qs, self.reason.value)
+            if self.long_lived and aligned and self.reason is not Reason.CLIENT_GONE:
+                # End on an event boundary, as the apiserver ends a watch: client-go simply
+                # re-watches from the last resourceVersion it saw (from the cache if the
+                # cloud is gone).
+                why = self.reason.value if self.reason else f"upstream ended: {e}"
+                log.info("%s %s %s: ended (%s)", self.ctx.component or "-",
+                         self.ctx.info.verb, self.ctx.path_qs, why)
                 return
             if self.reason is not Reason.CLIENT_GONE:
                 log.warning("%s %s %s: upstream broke after %d bytes: %s",

@@ -1,0 +1,145 @@
+"""Offline autonomy: with the cloud gone, real clients get the answers they got before."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from tests.integration.conftest import Kubectl, wait_for
+
+OPERATOR = "edge-operator/1.0"
+COLUMNS = ("custom-columns=NS:.metadata.namespace,NAME:.metadata.name,"
+           "NODE:.spec.nodeName,RV:.metadata.resourceVersion")
+
+
+@pytest.fixture
+def edge_hub(sandbox, hub_factory):
+    return hub_factory(sandbox.url, extra=["--cache-agents", "kubectl,edge-operator"])
+
+
+def go_offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+
+
+def api(hub) -> client.CoreV1Api:
+    conf = client.Configuration()
+    conf.host = hub.url
+    conf.retries = False
+    c = client.ApiClient(conf)
+    c.user_agent = OPERATOR
+    return client.CoreV1Api(c)
+
+
+def test_kubectl_gets_the_same_answers_offline(sandbox, edge_hub, tmp_path):
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    pod = sandbox.list_objects("pods", "default")[0]["metadata"]["name"]
+    commands = [
+        ("get", "pods", "-A", "-o", COLUMNS),
+        ("get", "pods", "-A", "-l", "app=web", "-o", COLUMNS),
+        ("get", "pods", "-A", "--field-selector", "spec.nodeName=node-0001", "-o", COLUMNS),
+        ("get", "pods", "-A", "--chunk-size=2", "-o", COLUMNS),
+        ("get", "pod", pod, "-n", "default", "-o", "yaml"),
+        ("get", "nodes", "-o", "name"),
+        ("get", "--raw", "/version"),
+        ("api-resources",),
+    ]
+    online = [kubectl(*c).stdout for c in commands]
+    assert all(online)
+    go_offline(sandbox, edge_hub)
+    for cmd, before in zip(commands, online):
+        r = kubectl(*cmd)
+        assert r.stdout == before, cmd
+        if cmd[0] == "get" and cmd[1] != "--raw":
+            assert "served from the yurthub cache" in r.stderr, cmd
+    # Writes that are not this node's own truth are refused, clearly.
+    r = kubectl("create", "configmap", "offline-cm", "--from-literal=a=b", check=False)
+    assert r.returncode != 0 and "cloud is unreachable" in r.stderr
+    r = kubectl("delete", "pod", pod, "-n", "default", check=False)
+    assert r.returncode != 0 and "Forbidden" in r.stderr
+    # A narrower question is answered from the wider list, with its exact selector ...
+    r = kubectl("get", "pods", "-A", "-l", "never=asked")
+    assert "No resources found" in r.stderr
+    # ... but a question never answered online is not answered with a made-up empty list.
+    r = kubectl("get", "configmaps", "-A", check=False)
+    assert r.returncode != 0 and "no complete list" in r.stderr
+
+
+def _watch_events(v1, rv: str, out: list, stop: threading.Event) -> None:
+    w = watch.Watch()
+    for ev in w.stream(v1.list_pod_for_all_namespaces, resource_version=rv,
+                       timeout_seconds=30):
+        out.append((ev["type"], ev["object"].metadata.name,
+                    ev["object"].metadata.resource_version))
+        if stop.is_set():
+            w.stop()
+    # The watch ends cleanly when the cloud goes away: an error here fails the test.
+
+
+def test_watch_resumes_offline_with_exactly_the_missed_events(sandbox, edge_hub):
+    v1 = api(edge_hub)
+    listing = v1.list_pod_for_all_namespaces()
+    rv0 = listing.metadata.resource_version
+    seen: list = []
+    stop = threading.Event()
+    t = threading.Thread(target=_watch_events, args=(v1, rv0, seen, stop), daemon=True)
+    t.start()
+    time.sleep(0.5)
+    for i in range(3):
+        sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": f"late-{i}", "namespace": "default"},
+                     "spec": {"nodeName": "node-0000",
+                              "containers": [{"name": "c", "image": "nginx"}]}})
+    sandbox.delete("pods", "late-0", namespace="default")
+    wait_for(lambda: len(seen) == 4, what="four events through the hub")
+    stop.set()
+    time.sleep(0.5)  # the cache writer commits the events
+    missed_after = seen[0][2]  # the client saw only the first event before it lost the watch
+    go_offline(sandbox, edge_hub)
+    resumed = []
+    w = watch.Watch()
+    for ev in w.stream(v1.list_pod_for_all_namespaces, resource_version=missed_after,
+                       timeout_seconds=2):
+        resumed.append((ev["type"], ev["object"].metadata.name,
+                        ev["object"].metadata.resource_version))
+    assert resumed == seen[1:]
+    # A version older than the cache's history: 410, then a relist works offline.
+    with pytest.raises(ApiException) as e:
+        for _ in watch.Watch().stream(v1.list_pod_for_all_namespaces, resource_version="1",
+                                      timeout_seconds=2):
+            pass
+    assert e.value.status == 410
+    relist = v1.list_pod_for_all_namespaces()
+    names = {p.metadata.name for p in relist.items}
+    assert {"late-1", "late-2"} <= names and "late-0" not in names
+    assert int(relist.metadata.resource_version) >= int(seen[-1][2])
+
+
+def test_list_with_limit_and_continue_offline(sandbox, edge_hub):
+    v1 = api(edge_hub)
+    full = [p.metadata.name for p in v1.list_pod_for_all_namespaces().items]
+    go_offline(sandbox, edge_hub)
+    names, token = [], None
+    while True:
+        page = v1.list_pod_for_all_namespaces(limit=2, _continue=token)
+        names += [p.metadata.name for p in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert names == full
+
+
+def test_discovery_and_version_are_served_offline(sandbox, edge_hub):
+    online = {p: edge_hub.get(p, ua=OPERATOR)[2] for p in ("/version", "/api", "/apis",
+                                                             "/api/v1")}
+    go_offline(sandbox, edge_hub)
+    for path, body in online.items():
+        status, headers, got = edge_hub.get(path, ua="coredns/1.11")
+        assert status == 200 and json.loads(got) == json.loads(body), path
+        assert "yurthub cache" in headers.get("Warning", "")
