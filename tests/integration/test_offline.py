@@ -53,7 +53,7 @@ def test_kubectl_gets_the_same_answers_offline(sandbox, edge_hub, tmp_path):
     online = [kubectl(*c).stdout for c in commands]
     assert all(online)
     go_offline(sandbox, edge_hub)
-    for cmd, before in zip(commands, online):
+    for cmd, before in zip(commands, online, strict=True):
         r = kubectl(*cmd)
         assert r.stdout == before, cmd
         if cmd[0] == "get" and cmd[1] != "--raw":
