@@ -128,3 +128,14 @@ def test_gunicorn_conf_stops_with_one_line_and_ex_config(tmp_path, ini, fragment
     assert r.returncode == 78
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("yurthub: "), r.stderr
     assert fragment in r.stderr
+
+
+def test_debian_maintainer_scripts_use_declared_settings_and_defaults():
+    postinst = (ROOT / "debian" / "postinst").read_text()
+    names = {f.name for f in config.settings()}
+    used = set(re.findall(r"\bconf_[gs]et ([a-z_]+)", postinst))
+    used |= set(re.findall(r"\bconf_get ([a-z_]+)", (ROOT / "debian" / "config").read_text()))
+    assert {"server_addr", "node_name", "cache_agents", "disk_cache_path"} <= used <= names
+    default_cache = next(f.default for f in config.settings() if f.name == "disk_cache_path")
+    assert f"DEFAULT_CACHE={default_cache}\n" in postinst
+    assert f"CONF={config.DEFAULT_CONFIG_FILE}\n" in postinst
