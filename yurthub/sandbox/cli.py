@@ -1,16 +1,133 @@
-"""``yurthub sandbox``: flags and the foreground runner of the sandbox apiserver."""
+"""``yurthub sandbox``: flags and the foreground runner of the sandbox apiserver.
+
+Runs until SIGINT or SIGTERM, logging one line per request.  A bad flag exits 2 (argparse or
+ConfigError, handled by ``yurthub.cli``); a port that cannot be bound exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from yurthub.errors import ConfigError, YurthubError
+from yurthub.sandbox import seed
+from yurthub.sandbox.server import Sandbox, SandboxOptions
+
+log = logging.getLogger(__name__)
+
+
+def _bounded_int(low: int, high: int) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+    return parse  # type: ignore[return-value]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=16443, help="port to listen on")
-    p.add_argument("--nodes", type=int, default=0, help="nodes to seed")
-    p.add_argument("--pods-per-node", type=int, default=0, help="pods to seed per node")
+    port = _bounded_int(0, 65535)
+    p.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="address to listen on")
+    p.add_argument("--port", type=port, default=16443, help="API port (0 picks a free one)")
+    p.add_argument("--control-port", type=port, default=None, metavar="PORT",
+                   help="separate port for /_sandbox/ controls that stays up while offline")
+    p.add_argument("--nodes", type=_bounded_int(0, seed.MAX_NODES), default=0,
+                   help="nodes to seed (with their leases)")
+    p.add_argument("--pods-per-node", type=_bounded_int(0, seed.MAX_PODS_PER_NODE), default=0,
+                   metavar="M", help="pods to seed per node (about 5 KB each)")
+    p.add_argument("--history-size", type=_bounded_int(1, 10_000_000), default=10000,
+                   metavar="N", help="events kept for watch resumption and continue tokens")
+    p.add_argument("--bookmark-interval", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="seconds between watch bookmarks (when clients ask for them)")
+    p.add_argument("--watch-timeout", type=_positive_float, default=1800.0, metavar="SECONDS",
+                   help="server-side watch timeout when a client sets none")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", default=None, help="require this bearer token")
+    auth.add_argument("--token-file", default=None, metavar="FILE",
+                      help="require the bearer token in FILE (keeps it out of ps)")
+    p.add_argument("--tls-cert-file", default=None, metavar="FILE", help="serving certificate")
+    p.add_argument("--tls-private-key-file", default=None, metavar="FILE",
+                   help="serving certificate's private key")
+    p.add_argument("--client-ca-file", default=None, metavar="FILE",
+                   help="accept client certificates signed by this CA")
+    p.add_argument("--self-signed-dir", default=None, metavar="DIR",
+                   help="make (or reuse) a CA, serving and client certificates in DIR and "
+                        "serve TLS with them")
+    p.add_argument("--kubeconfig-out", default=None, metavar="FILE",
+                   help="write a kubeconfig for this sandbox to FILE")
+
+
+def options_from(args: argparse.Namespace) -> SandboxOptions:
+    token = args.token
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"--token-file: cannot read {args.token_file}: {e}") from None
+        if not token:
+            raise ConfigError(f"--token-file: {args.token_file} is empty")
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        raise ConfigError("--tls-cert-file and --tls-private-key-file go together")
+    if args.self_signed_dir and args.tls_cert_file:
+        raise ConfigError("--self-signed-dir and --tls-cert-file exclude each other")
+    if args.client_ca_file and not (args.tls_cert_file or args.self_signed_dir):
+        raise ConfigError("--client-ca-file needs TLS (--tls-cert-file or --self-signed-dir)")
+    return SandboxOptions(
+        host=args.bind, port=args.port, control_port=args.control_port, nodes=args.nodes,
+        pods_per_node=args.pods_per_node, history_size=args.history_size,
+        bookmark_interval=args.bookmark_interval, watch_timeout=args.watch_timeout,
+        token=token, tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_private_key_file, client_ca_file=args.client_ca_file,
+        self_signed_dir=args.self_signed_dir)
 
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError("the sandbox apiserver is being built (issue 2)")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = options_from(args)
+    sandbox = Sandbox(options)
+    try:
+        sandbox.start()
+    except OSError as e:
+        raise YurthubError(f"cannot listen on {options.host}:{options.port}: {e}") from e
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("got %s, stopping", signal.Signals(signum).name)
+        done.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.kubeconfig_out:
+            sandbox.write_kubeconfig(args.kubeconfig_out)
+        print(f"sandbox apiserver: {sandbox.url}", flush=True)
+        if sandbox.control_port is not None:
+            print(f"control plane: {sandbox.control_url}/_sandbox/state", flush=True)
+        if options.token:
+            log.info("bearer-token authentication is on")
+        while not done.wait(3600):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sandbox.stop()
+    return 0

@@ -1,0 +1,84 @@
+"""Seed data: realistic shapes, the fields selection needs, sizes, and scale."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yurthub.kube import fields
+from yurthub.kube.resources import builtin
+from yurthub.sandbox import seed
+from yurthub.sandbox.objects import make_entry
+
+PODS = builtin("", "v1", "pods")
+
+
+def test_pods_are_about_5kb_and_shaped_like_real_pods():
+    entries, last = seed.pod_entries(2, 3, 100, ts="2030-01-02T03:04:05Z")
+    assert last == 106 and [e.rv for e in entries] == list(range(101, 107))
+    sizes = [len(e.data) for e in entries]
+    assert all(4000 <= s <= 6500 for s in sizes), sizes
+    pod = json.loads(entries[4].data)
+    meta = pod["metadata"]
+    assert (pod["kind"], pod["apiVersion"]) == ("Pod", "v1")
+    assert meta["resourceVersion"] == str(entries[4].rv)
+    assert meta["creationTimestamp"] == "2030-01-02T03:04:05Z"
+    assert meta["ownerReferences"][0]["kind"] == "ReplicaSet"
+    assert meta["managedFields"] and meta["labels"]["pod-template-hash"]
+    c = pod["spec"]["containers"][0]
+    assert c["env"] and c["ports"] and c["livenessProbe"] and c["volumeMounts"]
+    st = pod["status"]
+    assert st["podIP"] == st["podIPs"][0]["ip"] and st["containerStatuses"][0]["ready"]
+    assert {x["type"] for x in st["conditions"]} >= {"Ready", "PodScheduled"}
+    assert pod["spec"]["nodeName"] == "node-0001"
+    # the precomputed selection data equals what the object itself gives
+    for e in entries:
+        obj = json.loads(e.data)
+        assert e.fields == fields.selectable_values(obj, PODS)
+        assert e.labels == obj["metadata"]["labels"]
+        assert json.loads(b"".join(e.item())) == {k: v for k, v in obj.items()
+                                                  if k not in ("kind", "apiVersion")}
+        assert e.data == make_entry(obj, PODS, e.rv).data
+
+
+def test_names_and_ips_are_unique_and_stable():
+    a, _ = seed.pod_entries(20, 50, 0)
+    b, _ = seed.pod_entries(20, 50, 0)
+    assert [e.name for e in a] == [e.name for e in b]
+    assert len({e.name for e in a}) == 1000
+    assert len({e.fields["status.podIP"] for e in a}) == 1000
+
+
+def test_seed_has_the_cluster_basics_nodes_and_leases():
+    groups, last = seed.seed_entries("127.0.0.1", 6443, 3, 2, 10)
+    by = {rt.resource: entries for rt, entries in groups}
+    assert {e.name for e in by["namespaces"]} == {"default", "kube-system", "kube-public",
+                                                 "kube-node-lease"}
+    assert [e.name for e in by["nodes"]] == ["node-0000", "node-0001", "node-0002"]
+    assert {e.namespace for e in by["leases"]} == {"kube-node-lease"}
+    assert len(by["pods"]) == 6
+    node = json.loads(by["nodes"][1].data)
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "node-0001"
+    assert {a["type"] for a in node["status"]["addresses"]} == {"InternalIP", "Hostname"}
+    assert node["status"]["capacity"]["pods"] == "110"
+    slice_ = json.loads(by["endpointslices"][0].data)
+    assert slice_["ports"][0]["port"] == 6443
+    assert slice_["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+    svc = json.loads(by["services"][0].data)
+    assert svc["spec"]["clusterIP"] == "10.96.0.1"
+    rvs = sorted(e.rv for entries in by.values() for e in entries)
+    assert rvs == list(range(11, last + 1))
+
+
+def test_ten_thousand_pods():
+    entries, _ = seed.pod_entries(100, 100, 0)
+    assert len(entries) == 10000
+    assert 40_000_000 < sum(len(e.data) for e in entries) < 65_000_000
+
+
+@pytest.mark.parametrize("nodes, pods", [(-1, 0), (0, -1), (seed.MAX_NODES + 1, 0),
+                                         (1, seed.MAX_PODS_PER_NODE + 1)])
+def test_limits(nodes, pods):
+    with pytest.raises(ValueError):
+        seed.seed_entries("127.0.0.1", 1, nodes, pods, 0)

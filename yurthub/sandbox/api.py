@@ -1,0 +1,90 @@
+"""The Kubernetes API of the sandbox: one request in, one response out.
+
+``Api.handle`` routes a request to discovery, health or a resource verb; it raises
+:class:`yurthub.errors.ApiError` for every failure (the HTTP layer turns it into a Status).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from yurthub.errors import MethodNotAllowed
+from yurthub.kube.resources import ResourceType
+from yurthub.sandbox import discovery, openapi
+from yurthub.sandbox.discovery import Registry
+from yurthub.sandbox.rest import Reader, Selection, resolve
+from yurthub.sandbox.routing import NOT_ALLOWED, Route, route
+from yurthub.sandbox.store import Store
+from yurthub.sandbox.watch import WatchOptions, WatchStream
+from yurthub.sandbox.wire import Request, Response, json_response, negotiate, text_response
+from yurthub.sandbox.writes import Writer
+
+
+class Api:
+    """Discovery, health and the resource verbs over one store."""
+
+    def __init__(self, store: Store, registry: Registry, *, bookmark_interval: float = 60.0,
+                 watch_timeout: float = 1800.0,
+                 server_address: Callable[[], str] = lambda: "127.0.0.1:0") -> None:
+        self.store = store
+        self.registry = registry
+        self.reader = Reader(store, registry)
+        self.writer = Writer(store, registry, self.reader)
+        self.bookmark_interval = bookmark_interval
+        self.watch_timeout = watch_timeout
+        self.server_address = server_address
+
+    def handle(self, req: Request, is_closed: Callable[[], bool] = lambda: False) -> Response:
+        if req.path == "/openapi/v3" or req.path.startswith("/openapi/v3/"):
+            negotiate(req.headers.get("Accept"))
+            return json_response(openapi.document(self.registry, req.path))
+        r = route(req.method, req.path, req.query)
+        if r.doc == "health":
+            return text_response("ok")
+        negotiate(req.headers.get("Accept"))
+        if r.is_discovery:
+            if req.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(NOT_ALLOWED)
+            return self._discovery(r)
+        rt = resolve(self.registry, r)
+        if r.verb == "get":
+            return self.reader.read_one(rt, r)
+        if r.verb == "list":
+            return self.reader.read_list(rt, r, req)
+        if r.verb == "watch":
+            return self.watch(rt, r, req, is_closed)
+        if r.verb == "create":
+            return self.writer.create(rt, r, req)
+        if r.verb == "update":
+            return self.writer.update(rt, r, req)
+        if r.verb == "patch":
+            return self.writer.patch(rt, r, req)
+        if r.verb == "delete":
+            return self.writer.delete(rt, r, req)
+        return self.writer.deletecollection(rt, r, req)
+
+    def _discovery(self, r: Route) -> Response:
+        if r.doc == "version":
+            return json_response(discovery.version_document())
+        if r.doc == "api":
+            return json_response(discovery.api_versions_document(self.server_address()))
+        if r.doc == "apis":
+            return json_response(discovery.api_group_list_document(self.registry))
+        if r.doc == "group":
+            return json_response(discovery.api_group_document(self.registry, r.group))
+        return json_response(discovery.resource_list_document(self.registry, r.group,
+                                                              r.version))
+
+    def watch(self, rt: ResourceType, r: Route, req: Request,
+              is_closed: Callable[[], bool]) -> Response:
+        send_initial = req.param("sendInitialEvents")
+        opts = WatchOptions(
+            resource_version=req.param("resourceVersion") or "",
+            bookmarks=req.flag("allowWatchBookmarks"),
+            timeout=float(req.int_param("timeoutSeconds") or 0),
+            send_initial_events=None if send_initial is None else send_initial == "true",
+        )
+        stream = WatchStream(self.store, self.reader, rt, Selection.of(r, req, rt), opts,
+                             bookmark_interval=self.bookmark_interval,
+                             max_timeout=self.watch_timeout, is_closed=is_closed)
+        return Response(200, stream=iter(stream))
