@@ -10,11 +10,14 @@ cut a connection from another thread (offline, stop) and lets a watch notice a v
 
 from __future__ import annotations
 
+import array
 import email.utils
+import fcntl
 import logging
 import select
 import socket
 import struct
+import termios
 import threading
 import time
 import uuid
@@ -86,8 +89,22 @@ class Conn:
             pass
 
     def reset(self) -> None:
-        """Abort with a TCP RST (SO_LINGER 0 and close)."""
+        """Abort with a TCP RST (SO_LINGER 0 and close) once what was sent has left.
+
+        An abortive close drops unsent data, so wait (up to a second) for the send queue to
+        drain: the client then sees exactly the bytes sent before the reset.
+        """
         self.closed = True
+        queued = array.array("i", [0])
+        deadline = time.monotonic() + 1.0
+        try:
+            while time.monotonic() < deadline:
+                fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, queued)
+                if queued[0] == 0:
+                    break
+                threading.Event().wait(0.002)
+        except OSError:
+            pass
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.sock.close()
