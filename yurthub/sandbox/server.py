@@ -149,14 +149,18 @@ class Sandbox:
         self.store.load(self.registry.storage("", "pods"), [], last)
 
     def stop(self) -> None:
-        """Stop listening, cut every connection and end every watch."""
+        """Stop listening, end every watch cleanly, then cut every connection."""
         self.stopping.set()
         for listener in (self._listener, self._control):
             if listener is not None:
                 listener.stop()
         self._listener = self._control = None
-        self.store.close()
+        self.store.close()  # watches end with their terminal chunk
         self.faults.release()
+        ended = threading.Event()
+        for _ in range(50):
+            if self.open_watches == 0 or ended.wait(0.02):
+                break
         for t in self._snapshot_threads():
             t.stop()
         for t in self._snapshot_threads():

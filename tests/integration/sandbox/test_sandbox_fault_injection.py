@@ -22,6 +22,8 @@ from sandbox_wire_helpers import (
     send,
 )
 
+from yurthub.sandbox.server import Sandbox
+
 PODS = "/api/v1/namespaces/default/pods"
 
 
@@ -209,3 +211,16 @@ def test_control_plane_objects_requests_and_errors(sandbox):
     state = request(sandbox.url, "GET", "/_sandbox/state").json()  # also on the API port
     assert state["historyFloor"] == rv
     json.dumps(state)
+
+
+def test_stop_ends_open_watches_cleanly():
+    sb = Sandbox().start()
+    watch = open_watch(sb.url, "/api/v1/namespaces/default/configmaps")
+    wait_for(lambda: sb.open_watches == 1)
+    sb.stop()
+    watch.settimeout(5)
+    r = read_response(watch)
+    watch.close()
+    assert r.status == 200 and r.complete  # the terminal chunk: client-go re-watches at once
+    with pytest.raises(ConnectionRefusedError):
+        request(sb.url, "GET", "/version")
