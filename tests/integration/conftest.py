@@ -188,6 +188,36 @@ def hub(sandbox: Sandbox, hub_factory: Callable[..., Hub]) -> Hub:
     return hub_factory(sandbox.url, extra=["--cache-agents", "kubectl,python"])
 
 
+def read_watch_events(sock: socket.socket, out: list[tuple[float, dict]]) -> None:
+    """Parse a chunked watch response from ``sock`` into (arrival time, event) pairs.
+
+    Returns when the response ends, cleanly or not (a reset counts as an end, as a
+    client-go reflector treats it).
+    """
+    try:
+        f = sock.makefile("rb")
+        while True:  # headers
+            line = f.readline()
+            if not line or line in (b"\r\n", b"\n"):
+                break
+        buf = b""
+        while True:
+            size_line = f.readline()
+            if not size_line:
+                return
+            size = int(size_line.strip() or b"0", 16)
+            if size == 0:
+                return
+            buf += f.read(size)
+            f.readline()
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    out.append((time.monotonic(), json.loads(line)))
+    except OSError:
+        return
+
+
 def write_kubeconfig(path: Path, server: str) -> Path:
     path.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",

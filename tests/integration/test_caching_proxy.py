@@ -9,9 +9,8 @@ import socket
 import stat
 import threading
 import time
-from pathlib import Path
 
-from tests.integration.conftest import Hub, http, wait_for
+from tests.integration.conftest import Hub, http, read_watch_events, wait_for
 from yurthub.sandbox.server import Sandbox
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
@@ -86,7 +85,7 @@ def test_watch_streams_events_at_once_and_the_cache_follows(sandbox, hub):
     sock.sendall((f"GET /api/v1/pods?watch=true&resourceVersion={rv}&timeoutSeconds=30&"
                   "fieldSelector=spec.nodeName%3Dnode-0000 HTTP/1.1\r\nHost: x\r\n"
                   f"User-Agent: {KUBELET}\r\n\r\n").encode())
-    reader = threading.Thread(target=_read_events, args=(sock, events), daemon=True)
+    reader = threading.Thread(target=read_watch_events, args=(sock, events), daemon=True)
     reader.start()
     time.sleep(0.3)
     sent = time.monotonic()
@@ -175,29 +174,3 @@ def _pod(name: str, node: str, size: int = 0) -> dict:
     if size:
         pod["metadata"]["annotations"] = {"padding": "x" * size}
     return pod
-
-
-def _read_events(sock: socket.socket, out: list[tuple[float, dict]]) -> None:
-    f = sock.makefile("rb")
-    while True:  # headers
-        line = f.readline()
-        if not line or line in (b"\r\n", b"\n"):
-            break
-    buf = b""
-    while True:
-        size_line = f.readline()
-        if not size_line:
-            return
-        size = int(size_line.strip() or b"0", 16)
-        if size == 0:
-            return
-        buf += f.read(size)
-        f.readline()
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            if line.strip():
-                out.append((time.monotonic(), json.loads(line)))
-
-
-def _cache_path(hub: Hub, rel: str) -> Path:
-    return hub.cache_dir / rel

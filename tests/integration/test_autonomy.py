@@ -1,0 +1,124 @@
+"""A node keeps working through outages, flaps and hub restarts, and converges afterwards."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.integration.conftest import http, wait_for
+from tests.integration.kubeletlike import UA, KubeletLike
+from yurthub.sandbox.server import Sandbox
+
+NODE = "node-0000"
+
+
+def direct_pods(sandbox: Sandbox) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["metadata"]["resourceVersion"]
+            for p in sandbox.list_objects("pods") if p["spec"].get("nodeName") == NODE}
+
+
+@pytest.mark.slow
+def test_a_kubelet_rides_out_a_60s_outage_and_a_hub_restart(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE)
+    kubelet = KubeletLike(hub.url, NODE).start()
+    wait_for(lambda: kubelet.rounds >= 5, what="kubelet to run online")
+    wait_for(lambda: sandbox.get("leases", NODE, "kube-node-lease") is not None, timeout=10,
+             what="the hub to renew the node Lease upstream for kubelet")
+    sandbox.offline()
+    outage = time.monotonic()
+    time.sleep(25)
+    assert hub.stop() == 0
+    restarted = time.monotonic()
+    hub.start(wait=False)
+    # Serving from disk within 2 s of the start, the cloud still away.
+    wait_for(lambda: http(hub.url + f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}",
+                          headers={"User-Agent": UA}, timeout=1)[0] == 200 if _up(hub) else False,
+             timeout=2.5, interval=0.05, what="pods served from disk after the restart")
+    assert time.monotonic() - restarted < 2.5
+    time.sleep(max(0.0, 60 - (time.monotonic() - outage)))
+    sandbox.online()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, timeout=10,
+             what="the cloud healthy again")
+    time.sleep(3)
+    kubelet.stop()
+    assert kubelet.errors == []
+    assert kubelet.gone == set()
+    assert kubelet.rounds > 100
+    # Online again: the node's view converges to the cloud's.
+    kubelet.relist()
+    assert {n: p["metadata"]["resourceVersion"] for n, p in kubelet.pods.items()} == \
+        direct_pods(sandbox)
+    lease = sandbox.get("leases", NODE, "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == NODE
+
+
+def _up(hub) -> bool:
+    try:
+        return http(hub.hub_url + "/v1/healthz", timeout=0.5)[0] == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_clients_converge_after_a_minute_of_flapping(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE)
+    kubelet = KubeletLike(hub.url, NODE).start()
+    wait_for(lambda: kubelet.rounds >= 3, what="kubelet to run online")
+    end = time.monotonic() + 60
+    n = 0
+    while time.monotonic() < end:
+        sandbox.offline()
+        time.sleep(2.5)
+        sandbox.online()
+        # The cloud changes while the node flaps.
+        sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                     "metadata": {"name": f"flap-{n}", "namespace": "default"},
+                     "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "x"}]}})
+        if n >= 2:
+            sandbox.delete("pods", f"flap-{n - 2}", namespace="default")
+        n += 1
+        time.sleep(2.5)
+    sandbox.online()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud healthy again")
+
+    def converged() -> bool:
+        have = {k: v["metadata"]["resourceVersion"] for k, v in kubelet.pods.items()}
+        return have == direct_pods(sandbox)
+    wait_for(converged, timeout=30, what="the watch-built view to equal the cloud's pods")
+    kubelet.stop()
+    assert kubelet.errors == []
+    assert not kubelet.gone & set(direct_pods(sandbox))  # a 404 only for pods really gone
+    status, _, body = http(hub.url + f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}",
+                           headers={"User-Agent": UA})
+    assert {p["metadata"]["name"] for p in json.loads(body)["items"]} == set(direct_pods(sandbox))
+
+
+def test_traffic_moves_to_the_other_server_when_one_dies(hub_factory, tmp_path):
+    a = Sandbox(nodes=1, control_port=0).start()
+    b = Sandbox(nodes=1, control_port=0).start()
+    try:
+        for sb, who in ((a, "a"), (b, "b")):
+            sb.put({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "whoami", "namespace": "default"},
+                    "data": {"server": who}})
+        hub = hub_factory(f"{a.url},{b.url}", node=NODE, extra=["--lb-mode", "priority"])
+
+        def server() -> str:
+            status, _, body = http(hub.url + "/api/v1/namespaces/default/configmaps/whoami",
+                                   headers={"User-Agent": "curl/8"})
+            return json.loads(body)["data"]["server"] if status == 200 else ""
+        assert server() == "a"
+        a.offline()
+        wait_for(lambda: server() == "b", timeout=10, what="traffic to move to server b")
+        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status", server=a.url) == 0,
+                 timeout=10, what="server a marked unhealthy")
+        assert hub.metric("node_yurthub_server_healthy_status", server=b.url) == 1
+        assert server() == "b"
+        a.online()
+        wait_for(lambda: server() == "a", timeout=15, what="traffic back on the first server")
+    finally:
+        a.stop()
+        b.stop()
