@@ -209,7 +209,32 @@ def _pod_defaults(obj: dict[str, Any]) -> None:
                      "Always" if image.endswith(":latest") or ":" not in image else "IfNotPresent")
     status = obj.setdefault("status", {})
     status.setdefault("phase", "Pending")
-    status.setdefault("qosClass", "BestEffort")
+    status.setdefault("qosClass", qos_class(spec))
+
+
+def qos_class(spec: dict[str, Any]) -> str:
+    """The pod's QoS class, as kube-apiserver computes it from its containers' resources."""
+    containers = [c for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                  if isinstance(c, dict)]
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                return "Burstable"
+    return "Guaranteed"
+
+
+def reset_status_on_create(obj: dict[str, Any], rt: ResourceType, custom: bool) -> None:
+    """What kube-apiserver's create strategies do to a client-sent status."""
+    if rt.group == "" and rt.resource == "pods":
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    elif rt.group == "" and rt.resource == "services":
+        obj["status"] = {"loadBalancer": {}}
+    elif custom and "status" in rt.subresources:
+        obj.pop("status", None)
 
 
 def _namespace_defaults(obj: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from yurthub.sandbox.objects import (
     generate_name,
     new_uid,
     now_rfc3339,
+    reset_status_on_create,
     validate_metadata,
 )
 from yurthub.sandbox.rest import Reader, Selection, details, not_found
@@ -93,7 +94,9 @@ class Writer:
     # -- the HTTP verbs ---------------------------------------------------------------------
 
     def create(self, rt: ResourceType, route: Route, req: Request) -> Response:
-        obj = decode_object(req.body, rt, self.registry.is_custom(rt))
+        custom = self.registry.is_custom(rt)
+        obj = decode_object(req.body, rt, custom)
+        reset_status_on_create(obj, rt, custom)
         meta = obj.setdefault("metadata", {})
         if rt.namespaced:
             if meta.get("namespace") and meta["namespace"] != route.namespace:

@@ -39,6 +39,19 @@ def test_create_sets_server_fields_and_defaults(call):
     assert svc.body["spec"]["ports"][0]["targetPort"] == 80
 
 
+@pytest.mark.parametrize("resources, qos", [
+    ({}, "BestEffort"),
+    ({"requests": {"cpu": "1"}}, "Burstable"),
+    ({"limits": {"cpu": "1", "memory": "1Gi"}}, "Guaranteed"),
+    ({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}, "Burstable"),
+])
+def test_pod_status_is_reset_on_create(call, resources, qos):
+    body = pod(status={"phase": "Running", "podIP": "1.2.3.4"})
+    body["spec"]["containers"][0]["resources"] = resources
+    r = call("POST", PODS, body)
+    assert r.body["status"] == {"phase": "Pending", "qosClass": qos}
+
+
 def test_create_errors(call):
     call("POST", CMS, {"metadata": {"name": "dup"}})
     dup = call("POST", CMS, {"metadata": {"name": "dup"}})
@@ -262,8 +275,13 @@ def test_crd_lifecycle(call):
     assert [x["name"] for x in res] == ["widgets", "widgets/status"]
     base = "/apis/example.com/v1/namespaces/default/widgets"
     w = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
-         "spec": {"size": 1}}
-    assert call("POST", base, w).status == 201
+         "spec": {"size": 1}, "status": {"ready": True}}
+    created = call("POST", base, w)
+    assert created.status == 201 and "status" not in created.body  # a status subresource
+    st = call("PUT", f"{base}/w1/status", {**created.body, "status": {"ready": True},
+                                          "metadata": {**created.body["metadata"],
+                                                       "labels": {"ignored": "yes"}}})
+    assert st.body["status"] == {"ready": True} and "labels" not in st.body["metadata"]
     listed = call("GET", base).body
     assert listed["kind"] == "WidgetList"
     # custom resource lists keep kind/apiVersion on their items
