@@ -110,7 +110,7 @@ class Demo:
         r = subprocess.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir",
                             str(self.dir / "kubectl-cache"), *args],
                            capture_output=True, text=True, timeout=60)
-        return (r.stdout + r.stderr).rstrip()
+        return (r.stderr + r.stdout).rstrip()
 
     def cloud_healthy(self) -> bool | None:
         """What the gateway's /metrics says about the cloud (None if it cannot be read)."""
@@ -131,8 +131,8 @@ class Demo:
     def tour(self) -> bool:
         assert self.sandbox is not None
         _say("\n== 1. kubectl through the gateway (cloud online)")
-        _say("$ kubectl get pods -A -o wide")
-        online = self.kubectl("get", "pods", "-A", "-o", "wide")
+        _say("$ kubectl get pods -A")
+        online = self.kubectl("get", "pods", "-A")
         _say(online)
         _wait(lambda: len(self.cached_files()) >= self.args.pods, 10)
         files = self.cached_files()
@@ -144,8 +144,8 @@ class Demo:
         _say("\n== 3. the cloud goes away")
         self.sandbox.offline()
         _wait(lambda: self.cloud_healthy() is False, 10)
-        _say("$ kubectl get pods -A -o wide     # answered from the cache")
-        offline = self.kubectl("get", "pods", "-A", "-o", "wide")
+        _say("$ kubectl get pods -A     # answered from the cache")
+        offline = self.kubectl("get", "pods", "-A")
         _say(offline)
         self.sandbox.online()
         _say("\n== 4. the cloud is back; the gateway proxies again")

@@ -132,16 +132,19 @@ class CacheManager:
             return None
         if not info.is_resource_request or _DISCOVERY.match(info.path):
             return self._document_tee(info, status, headers)
-        decision = cacheable(info, component, self.agents, accept)
-        if not decision.ok:
+        # What the server sent decides, not what the client asked for: a Table request
+        # answered with a plain list is a plain list.
+        served = headers.get("Content-Type", "")
+        if not is_json_content_type(served):
             return None
-        if not is_json_content_type(headers.get("Content-Type", "")):
+        decision = cacheable(info, component, self.agents, served)
+        if not decision.ok:
             return None
         encoding = (headers.get("Content-Encoding") or "").strip().lower()
         if encoding not in ("", "identity", "gzip"):
             return None
         try:
-            entry = self._entry(info, component, accept, encoding == "gzip")
+            entry = self._entry(info, component, served, encoding == "gzip")
         except (ApiError, InvalidKeyError) as e:
             self.metrics.cache_invalid_keys.labels(component).inc()
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)

@@ -145,6 +145,22 @@ def transform(accept: str | None) -> Transform | None:
     return n.transform if n else None
 
 
+def accepts_plain_json(accept: str | None) -> bool:
+    """True when a plain JSON object (no ``as=`` transform) is acceptable to the client.
+
+    kubectl asks for a Table but ends its Accept with ``application/json``, so a plain list is
+    an answer it takes; a client that lists only transforms does not.
+    """
+    if not accept:
+        return True
+    for mr in parse_accept(accept):
+        if mr.q <= 0 or any(k == "as" for k, _ in mr.params):
+            continue
+        if mr.media_type in (JSON, "application/*", "*/*"):
+            return True
+    return False
+
+
 def is_json_content_type(content_type: str | None) -> bool:
     """True for ``application/json`` with any parameters (``;stream=watch``, ``;charset=``)."""
     if not content_type:

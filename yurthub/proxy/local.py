@@ -27,11 +27,13 @@ from yurthub.errors import (
     BadRequest,
     Forbidden,
     MethodNotAllowed,
+    NotAcceptable,
     NotFound,
     ServiceUnavailable,
     UnsupportedMediaType,
 )
 from yurthub.kube import patch as kpatch
+from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy.context import RequestContext
@@ -126,12 +128,14 @@ class LocalProxy:
 
     def _get(self, ctx: RequestContext) -> Response:
         ck, _rt = self._target(ctx)
+        content_type = _content_type(ctx.accept, listing=False)
         info = ctx.info
         body, fresh = self.reader.get(ck, info.namespace, info.name)
-        return _json(body, 200, fresh)
+        return _json(body, 200, fresh, content_type)
 
     def _list(self, ctx: RequestContext) -> Response:
         ck, rt = self._target(ctx)
+        content_type = _content_type(ctx.accept, listing=True)
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         page = self.reader.list(ck, rt, want, limit=info.limit,
@@ -151,7 +155,7 @@ class LocalProxy:
                 yield item if first else b"," + item
                 first = False
             yield b"]}\n"
-        return _json(body(), 200, page.freshness)
+        return _json(body(), 200, page.freshness, content_type)
 
     def _watch(self, ctx: RequestContext) -> Response:
         ck, rt = self._target(ctx)
@@ -265,9 +269,26 @@ class LocalProxy:
         return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
 
 
-def _json(body: Any, status: int, fresh: Freshness) -> Response:
-    return Response(body, status=status, content_type=JSON,
+def _json(body: Any, status: int, fresh: Freshness, content_type: str = JSON) -> Response:
+    return Response(body, status=status, content_type=content_type,
                     headers=[("Warning", fresh.warning())], direct_passthrough=True)
+
+
+def _content_type(accept: str, listing: bool) -> str:
+    """The media type of an answer from the cache, or NotAcceptable.
+
+    The cache holds plain objects (and PartialObjectMetadata where that was asked for);
+    a Table is not rendered offline, so a client asking for one must also accept JSON.
+    """
+    n = negotiate(accept)
+    t = n.transform if n is not None else None
+    if t is not None and t.is_partial_metadata:
+        kind = "PartialObjectMetadataList" if listing else "PartialObjectMetadata"
+        return f"{JSON};as={kind};g={t.group};v={t.version}"
+    if (n is None or t is not None) and not accepts_plain_json(accept):
+        raise NotAcceptable("only application/json is served from the yurthub cache while "
+                            "the cloud is unreachable")
+    return JSON
 
 
 def _decode(body: bytes) -> dict[str, Any]:
