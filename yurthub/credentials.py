@@ -66,7 +66,8 @@ class CredentialStore:
         kc: dict[str, Any] = self._kubeconfig(cfg.kubeconfig) if cfg.kubeconfig else {}
         servers = cfg.server_addr or tuple(s for s in [kc.get("server", "")] if s)
         if not servers:
-            raise ConfigError("no apiserver: set server_addr or a kubeconfig with a server")
+            raise ConfigError("no apiserver: set server_addr (--server-addr or the config file) "
+                              "or kubeconfig to a kubeconfig naming a server")
         creds = Credentials(
             servers=tuple(s.rstrip("/") for s in servers),
             ca_file=cfg.ca_file or kc.get("ca_file", ""),
@@ -85,13 +86,17 @@ class CredentialStore:
             self._tmpdir = ""
 
     def _private_file(self, name: str, data: bytes) -> str:
-        if not self._tmpdir:
-            self._tmpdir = tempfile.mkdtemp(prefix="yurthub-credentials-")
-            os.chmod(self._tmpdir, 0o700)
-        path = os.path.join(self._tmpdir, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            if not self._tmpdir:
+                self._tmpdir = tempfile.mkdtemp(prefix="yurthub-credentials-")
+                os.chmod(self._tmpdir, 0o700)
+            path = os.path.join(self._tmpdir, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as e:
+            raise ConfigError(f"kubeconfig = {self._cfg.kubeconfig!r}: cannot write its inline "
+                              f"{name} to a private temporary file: {e.strerror}") from None
         return path
 
     def _kubeconfig(self, path: str) -> dict[str, Any]:

@@ -15,17 +15,19 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from yurthub import config
 from yurthub.app import Hub
 from yurthub.config import Config
 from yurthub.credentials import CredentialStore
 from yurthub.errors import ConfigError, YurthubError
+from yurthub.storage import root_in_use
 
 log = logging.getLogger(__name__)
 
 CONFIG_ENV = "YURTHUB_CONFIG"
+WORKER_BOOT_ERROR = 3  # gunicorn's arbiter stops when a worker exits with this
 _hub: Hub | None = None
 _cfg: Config | None = None
 
@@ -101,6 +103,9 @@ def preflight(cfg: Config) -> None:
         creds.close()
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.bind_address, port)
+    if root_in_use(cfg.disk_cache_path):
+        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
+                          "another yurthub process")
 
 
 def _check_port(addr: str, port: int) -> None:
@@ -119,8 +124,18 @@ def build_hub(cfg: Config) -> Hub:
     """Construct the hub in the worker (no threads yet)."""
     global _hub
     configure_logging(cfg)
-    _hub = Hub(cfg)
+    try:
+        _hub = Hub(cfg)
+    except YurthubError as e:
+        _boot_failed(e)
     return _hub
+
+
+def _boot_failed(e: YurthubError) -> NoReturn:
+    """One line, then the exit code that makes gunicorn's master give up (not a traceback)."""
+    log.critical("cannot start: %s", e)
+    logging.shutdown()
+    os._exit(WORKER_BOOT_ERROR)
 
 
 def post_worker_init(worker: Any) -> None:
@@ -128,7 +143,10 @@ def post_worker_init(worker: Any) -> None:
     hub = _hub
     if hub is None:
         return
-    hub.start()
+    try:
+        hub.start()
+    except YurthubError as e:
+        _boot_failed(e)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:

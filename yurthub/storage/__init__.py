@@ -3,7 +3,7 @@
 ``DiskStore`` implements the ``Store`` protocol; the cache package gives it meaning.
 """
 
-from yurthub.storage.disk import DiskStore
+from yurthub.storage.disk import DiskStore, root_in_use
 from yurthub.storage.history import HistorySlice
 from yurthub.storage.keys import CollectionKey, validate_name
 from yurthub.storage.store import (
@@ -27,5 +27,6 @@ __all__ = [
     "Store",
     "StoreStats",
     "Transaction",
+    "root_in_use",
     "validate_name",
 ]

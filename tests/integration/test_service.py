@@ -1,0 +1,38 @@
+"""`yurthub serve` as a service: one owner per cache and port, one clear line on failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.integration.conftest import Hub, free_port
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "yurthub", "serve", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_instance_on_the_same_port_stops_with_one_line(sandbox, hub, tmp_path):
+    r = serve("--server-addr", sandbox.url, "--proxy-port", str(hub.proxy_port),
+              "--serve-port", str(free_port()), "--disk-cache-path", str(tmp_path / "other"))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert f"cannot listen on 127.0.0.1:{hub.proxy_port}" in r.stderr
+    assert "another yurthub" in r.stderr
+    assert hub.get("/version")[0] == 200  # the first one keeps serving
+
+
+def test_a_second_instance_on_the_same_cache_stops_with_one_line(sandbox, hub: Hub):
+    r = serve("--server-addr", sandbox.url, "--proxy-port", str(free_port()),
+              "--serve-port", str(free_port()), "--disk-cache-path", str(hub.cache_dir))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "the cache is in use by another yurthub process" in r.stderr
+
+
+def test_serve_without_an_apiserver_says_what_is_missing(tmp_path):
+    r = serve("--disk-cache-path", str(tmp_path / "c"), "--proxy-port", str(free_port()),
+              "--serve-port", str(free_port()))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "no apiserver" in r.stderr
