@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
 
 from yurthub import upstream as up
 from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.views import CollectionState
 from yurthub.config import Config
 from yurthub.credentials import CredentialStore
 from yurthub.health import HealthChecker
@@ -75,6 +79,7 @@ class Hub:
                                     kubelet_seen=self.health.kubelet_lease_seen)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud)
+        self.metrics.add_collector(self._cache_metrics)
         # 8. the hub server
         self.hub_app = HubServer(self.metrics, self.readiness)
         self._ready = threading.Event()
@@ -106,6 +111,32 @@ class Hub:
     def _lease(self, body: bytes) -> None:
         """The node Lease the health checker renewed: kubelet's lease requests get it."""
         self.cache.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
+
+    def _cache_metrics(self) -> Iterable[GaugeMetricFamily]:
+        """The cache's size and freshness, computed at scrape time from the store."""
+        labels = ["component", "resource"]
+        objects = GaugeMetricFamily("yurthub_cache_objects", "objects in the cache", labels=labels)
+        size = GaugeMetricFamily("yurthub_cache_bytes", "bytes of cached objects", labels=labels)
+        age = GaugeMetricFamily(
+            "yurthub_cache_sync_age_seconds", "seconds since a cached view was last listed "
+            "completely", labels=[*labels, "view"])
+        stale = GaugeMetricFamily("yurthub_cache_view_stale", "1 when a cached view may be "
+                                  "incomplete until its next list", labels=[*labels, "view"])
+        quarantined = GaugeMetricFamily("yurthub_cache_quarantined_files",
+                                        "files moved aside because they could not be trusted")
+        if not self._ready.is_set():
+            return [objects, size, age, stale, quarantined]
+        stats = self.store.stats()
+        now = time.time()
+        for ck, cs in stats.collections.items():
+            objects.add_metric([ck.component, ck.dirname], cs.objects)
+            size.add_metric([ck.component, ck.dirname], cs.bytes)
+            for view in CollectionState.from_json(self.store.state(ck) or {}).views.values():
+                key = [ck.component, ck.dirname, str(view.key)]
+                age.add_metric(key, max(0.0, now - view.synced_at))
+                stale.add_metric(key, 1 if view.stale else 0)
+        quarantined.add_metric([], stats.quarantined)
+        return [objects, size, age, stale, quarantined]
 
     def readiness(self) -> str | None:
         return None if self._ready.is_set() else self._not_ready_reason

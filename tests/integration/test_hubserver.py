@@ -1,0 +1,30 @@
+"""The hub's own port: health, readiness and the metrics an operator watches."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import http, wait_for
+
+
+def test_health_readiness_and_unknown_paths(hub):
+    assert http(hub.hub_url + "/v1/healthz") == (200, http(hub.hub_url + "/v1/healthz")[1], b"OK")
+    status, _, body = http(hub.hub_url + "/v1/readyz")
+    assert (status, body) == (200, b"OK")
+    assert http(hub.hub_url + "/nope")[0] == 404
+    assert http(hub.hub_url + "/v1/healthz", method="POST", body=b"")[0] == 405
+    # The API port does not answer for the hub's endpoints, and vice versa.
+    assert http(hub.url + "/v1/healthz")[0] == 404
+
+
+def test_metrics_show_traffic_health_and_the_cache(sandbox, hub):
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") == 6, what="cache size in /metrics")
+    assert hub.metric("node_yurthub_server_healthy_status", server=sandbox.url) == 1
+    assert hub.metric("node_yurthub_proxy_traffic_collector_total", client="kubelet",
+                      verb="list", resource="pods") > 1000
+    assert hub.metric("yurthub_cache_bytes", component="kubelet", resource="pods.v1.core") > 0
+    assert 0 <= hub.metric("yurthub_cache_sync_age_seconds", component="kubelet",
+                           resource="pods.v1.core") < 60
+    assert hub.metric("yurthub_cache_view_stale", component="kubelet",
+                      resource="pods.v1.core") == 0
+    assert hub.metric("yurthub_requests_total", client="kubelet", source="remote") >= 1
