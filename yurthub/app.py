@@ -76,6 +76,7 @@ class Hub:
         self.local: LocalProxy | None = None
         if self.health is not None:
             self.local = LocalProxy(cfg, self.cache, self.streams, self.watchdog, self.metrics,
+                                    bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud)

@@ -245,6 +245,9 @@ class Config:
         1800, _int_range(1, 86400),
         "offline watches without timeoutSeconds last this long times (1 + rand)",
         metavar="SECONDS")
+    watch_bookmark_interval: int = setting(
+        60, _int_range(1, 3600), "seconds between BOOKMARK events of watches served from the "
+        "cache (to clients that allow bookmarks)", metavar="SECONDS")
     cache_tee_budget: int = setting(
         64 * 2**20, _size, "bytes a response may run ahead of the cache writer before its "
         "cache entry is dropped", metavar="BYTES", render=lambda v: f"{v // 2**20}Mi")

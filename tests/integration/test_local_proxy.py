@@ -1,0 +1,161 @@
+"""What the local proxy does with writes and watches while the cloud is away."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import http, read_watch_events, wait_for
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+NODE = "node-0000"
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+
+
+def call(hub, method: str, path: str, body=None, ctype: str = "application/json",
+         ua: str = KUBELET):
+    data = json.dumps(body).encode() if body is not None else None
+    status, headers, raw = http(hub.url + path, method=method, body=data,
+                                headers={"User-Agent": ua, "Content-Type": ctype})
+    return status, headers, (json.loads(raw) if raw else None)
+
+
+@pytest.fixture
+def edge(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--watch-bookmark-interval", "1"])
+    # What kubelet does at start: its pods, its node, its lease.
+    assert hub.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")[0] == 200
+    assert hub.get(f"/api/v1/nodes?fieldSelector=metadata.name%3D{NODE}")[0] == 200
+    assert hub.get(f"/api/v1/nodes/{NODE}")[0] == 200
+    assert hub.get(LEASE)[0] == 200
+    wait_for(lambda: (hub.cache_dir / "kubelet/leases.v1.coordination.k8s.io/kube-node-lease"
+                      / NODE).exists(), what="the lease in the cache")
+    return hub
+
+
+def my_pods(sandbox) -> list[dict]:
+    return [p for p in sandbox.list_objects("pods") if p["spec"].get("nodeName") == NODE]
+
+
+def offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice")
+
+
+def test_kubelets_lease_is_answered_locally_and_renewed_upstream(sandbox, edge):
+    sandbox.clear_requests()
+    status, _, lease = call(edge, "GET", LEASE)
+    assert status == 200
+    lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+    status, headers, got = call(edge, "PUT", LEASE, lease)
+    assert status == 200 and got["spec"]["renewTime"] == "2030-01-01T00:00:00.000000Z"
+    # kubelet's own lease requests never reached the cloud; the hub's renewals did.
+    wait_for(lambda: any(r.method == "PUT" and "leases" in r.path
+                         for r in sandbox.requests()), what="the hub renewing the lease")
+    assert not any(r.user_agent.startswith("kubelet") and "leases" in r.path
+                   for r in sandbox.requests())
+
+
+def test_offline_status_patches_of_this_nodes_pods_follow_the_node(sandbox, edge):
+    pod = my_pods(sandbox)[0]
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    offline(sandbox, edge)
+    patch = {"status": {"$setElementOrder/conditions": [{"type": "Ready"}],
+                        "conditions": [{"type": "Ready", "status": "False", "reason": "Gone"}],
+                        "phase": "Failed"}}
+    status, headers, got = call(edge, "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
+                                patch, "application/strategic-merge-patch+json")
+    assert status == 200, got
+    assert got["status"]["phase"] == "Failed"
+    assert {"type": "Ready", "status": "False", "reason": "Gone"} in [
+        {k: c.get(k) for k in ("type", "status", "reason")} for c in got["status"]["conditions"]]
+    assert got["spec"] == pod["spec"]  # a status patch touches only the status
+    assert "not sent to the cloud" in headers["Warning"]
+    status, _, again = call(edge, "GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+    assert again["status"]["phase"] == "Failed"
+    listed = call(edge, "GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")[2]
+    assert {p["metadata"]["name"]: p["status"]["phase"] for p in listed["items"]}[name] == \
+        "Failed"
+    # JSON patch and merge patch on the node's own status.
+    status, _, node = call(edge, "PATCH", f"/api/v1/nodes/{NODE}/status",
+                           [{"op": "add", "path": "/metadata/labels/offline", "value": "yes"},
+                            {"op": "add", "path": "/status/phase", "value": "Running"}],
+                           "application/json-patch+json")
+    assert status == 200 and node["status"]["phase"] == "Running"
+    assert "offline" not in node["metadata"].get("labels", {})  # status only
+    status, _, node = call(edge, "PATCH", f"/api/v1/nodes/{NODE}",
+                           {"metadata": {"labels": {"offline": "yes"}}},
+                           "application/merge-patch+json")
+    assert status == 200 and node["metadata"]["labels"]["offline"] == "yes"
+    # Once the cloud is back the cloud's truth wins again.
+    sandbox.online()
+    wait_for(lambda: edge.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud back")
+    status, _, fresh = call(edge, "GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+    assert fresh["status"]["phase"] == sandbox.get("pods", name, ns)["status"]["phase"]
+
+
+@pytest.mark.parametrize("method, path, body, ctype, code, reason", [
+    ("PATCH", "/api/v1/nodes/node-0001/status", {"status": {}},
+     "application/merge-patch+json", 503, "ServiceUnavailable"),
+    ("DELETE", "/api/v1/namespaces/default/pods/whatever", None, "application/json", 403,
+     "Forbidden"),
+    ("POST", "/api/v1/namespaces/default/configmaps",
+     {"metadata": {"name": "x"}, "data": {}}, "application/json", 503, "ServiceUnavailable"),
+    ("PATCH", f"/api/v1/nodes/{NODE}/status", {"status": {}}, "text/plain", 415,
+     "UnsupportedMediaType"),
+])
+def test_offline_writes_that_are_not_the_nodes_truth(sandbox, edge, method, path, body, ctype,
+                                                     code, reason):
+    offline(sandbox, edge)
+    status, _, doc = call(edge, method, path, body, ctype)
+    assert status == code and doc["kind"] == "Status" and doc["reason"] == reason, doc
+
+
+def test_offline_events_are_accepted(sandbox, edge):
+    offline(sandbox, edge)
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "e1.abc", "namespace": "default"}, "reason": "Started"}
+    status, headers, got = call(edge, "POST", "/api/v1/namespaces/default/events", event)
+    assert status == 201 and got["metadata"]["name"] == "e1.abc"
+
+
+def open_watch(hub, query: str) -> tuple[socket.socket, list, threading.Thread]:
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    sock.sendall(f"GET /api/v1/pods?watch=true&{query} HTTP/1.1\r\nHost: x\r\n"
+                 f"User-Agent: {KUBELET}\r\n\r\n".encode())
+    events: list = []
+    t = threading.Thread(target=read_watch_events, args=(sock, events), daemon=True)
+    t.start()
+    return sock, events, t
+
+
+def test_offline_watches_keep_time_send_bookmarks_and_end_when_the_cloud_returns(sandbox, edge):
+    rv = call(edge, "GET", f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")[2][
+        "metadata"]["resourceVersion"]
+    offline(sandbox, edge)
+    query = f"fieldSelector=spec.nodeName%3D{NODE}&resourceVersion={rv}"
+    started = time.monotonic()
+    sock, events, t = open_watch(edge, query + "&timeoutSeconds=2")
+    t.join(10)
+    assert not t.is_alive() and 1.5 < time.monotonic() - started < 5
+    sock.close()
+    sock, events, t = open_watch(edge, query + "&allowWatchBookmarks=true&timeoutSeconds=60")
+    wait_for(lambda: any(e["type"] == "BOOKMARK" for _, e in events), timeout=5,
+             what="a BOOKMARK from the cache")
+    bookmark = next(e for _, e in events if e["type"] == "BOOKMARK")
+    assert bookmark["object"]["kind"] == "Pod"
+    assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(rv)
+    sandbox.online()
+    wait_for(lambda: edge.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud healthy again")
+    healthy_at = time.monotonic()
+    t.join(10)
+    assert not t.is_alive()
+    assert time.monotonic() - healthy_at < 2.5  # clients re-watch upstream promptly
+    sock.close()
