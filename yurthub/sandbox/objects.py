@@ -201,6 +201,8 @@ def _pod_defaults(obj: dict[str, Any]) -> None:
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     spec.setdefault("priority", 0)
     for c in spec.get("containers") or []:
+        for port in c.get("ports") or []:
+            port.setdefault("protocol", "TCP")
         c.setdefault("resources", {})
         c.setdefault("terminationMessagePath", "/dev/termination-log")
         c.setdefault("terminationMessagePolicy", "File")

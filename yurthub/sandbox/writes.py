@@ -15,10 +15,10 @@ import itertools
 import json
 from typing import Any
 
-from yurthub.errors import AlreadyExists, BadRequest, Conflict, NotFound
+from yurthub.errors import AlreadyExists, BadRequest, Conflict, NotFound, UnsupportedMediaType
 from yurthub.kube import patch as kpatch
 from yurthub.kube.resources import ResourceType
-from yurthub.sandbox import crds
+from yurthub.sandbox import crds, protobuf
 from yurthub.sandbox.discovery import Registry
 from yurthub.sandbox.objects import (
     Entry,
@@ -47,8 +47,16 @@ def _summary(body: bytes) -> str:
     return text[:30] + " ..." if len(text) > 30 else text
 
 
-def decode_object(body: bytes, rt: ResourceType, custom: bool) -> dict[str, Any]:
+def decode_object(body: bytes, rt: ResourceType, custom: bool,
+                  content_type: str = "application/json") -> dict[str, Any]:
     """The request body as an object of ``rt``; 400 in kube-apiserver's words otherwise."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == protobuf.PROTOBUF and not custom:
+        return _checked(protobuf.decode_object(body), body, rt, custom)
+    if media not in ("", "application/json", "*/*"):
+        raise UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/vnd.kubernetes.protobuf")
     try:
         obj = kpatch.decode(body)
     except ValueError as e:
@@ -60,6 +68,11 @@ def decode_object(body: bytes, rt: ResourceType, custom: bool) -> dict[str, Any]
                          f"couldn't get version/kind; json parse error: json: cannot unmarshal "
                          f"{type(obj).__name__} into Go value of type struct "
                          f"({_summary(body)})")
+    return _checked(obj, body, rt, custom)
+
+
+def _checked(obj: dict[str, Any], body: bytes, rt: ResourceType,
+             custom: bool) -> dict[str, Any]:
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     if custom and not kind:
         raise BadRequest(f"Object 'Kind' is missing in '{body.decode('utf-8', 'replace')}'")
@@ -95,7 +108,7 @@ class Writer:
 
     def create(self, rt: ResourceType, route: Route, req: Request) -> Response:
         custom = self.registry.is_custom(rt)
-        obj = decode_object(req.body, rt, custom)
+        obj = decode_object(req.body, rt, custom, req.content_type)
         reset_status_on_create(obj, rt, custom)
         meta = obj.setdefault("metadata", {})
         if rt.namespaced:
@@ -107,7 +120,7 @@ class Writer:
         return Response(201, [self.reader.view(entry, rt)])
 
     def update(self, rt: ResourceType, route: Route, req: Request) -> Response:
-        obj = decode_object(req.body, rt, self.registry.is_custom(rt))
+        obj = decode_object(req.body, rt, self.registry.is_custom(rt), req.content_type)
         self._check_identity(rt, route, obj)
         with self.store.lock:
             current = self.store.get(rt, route.namespace, route.name)

@@ -160,3 +160,27 @@ def test_delete_of_a_pod_does_not_wait_forever(sandbox, kubectl):
     started = time.monotonic()
     assert kubectl("delete", "pod", "short", timeout=20).stdout.strip() == 'pod "short" deleted'
     assert time.monotonic() - started < 20
+
+
+def test_typed_creates_send_protobuf_and_work(sandbox, kubectl):
+    # kubectl's generators use typed clients, whose bodies are protobuf.
+    sandbox.clear_requests()
+    kubectl("create", "configmap", "conf", "--from-literal=a=b")
+    kubectl("create", "secret", "generic", "pw", "--from-literal=pw=hunter2")
+    kubectl("create", "namespace", "team")
+    kubectl("create", "serviceaccount", "bot", "-n", "team")
+    kubectl("create", "service", "clusterip", "web", "--tcp=80:8080")
+    kubectl("run", "nginx", "--image=nginx:1.27", "--labels=app=nginx", "--env=A=1",
+            "--port=80")
+    assert sandbox.get("configmaps", "conf", "default")["data"] == {"a": "b"}
+    assert sandbox.get("secrets", "pw", "default")["data"] == {"pw": "aHVudGVyMg=="}
+    assert sandbox.get("serviceaccounts", "bot", "team") is not None
+    svc = sandbox.get("services", "web", "default")
+    assert svc["spec"]["ports"] == [{"name": "80-8080", "port": 80, "protocol": "TCP",
+                                     "targetPort": 8080}]
+    pod = sandbox.get("pods", "nginx", "default")
+    c = pod["spec"]["containers"][0]
+    assert (c["image"], c["env"], c["ports"]) == (
+        "nginx:1.27", [{"name": "A", "value": "1"}], [{"containerPort": 80, "protocol": "TCP"}])
+    assert pod["metadata"]["labels"] == {"app": "nginx"} and pod["status"]["phase"] == "Pending"
+    assert all(r.status == 201 for r in sandbox.requests("POST "))
