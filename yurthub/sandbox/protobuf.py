@@ -111,10 +111,14 @@ NODE: Schema = {
                               4: ("kernelVersion", "s"), 5: ("osImage", "s"),
                               6: ("containerRuntimeVersion", "s"), 7: ("kubeletVersion", "s"),
                               8: ("kubeProxyVersion", "s"), 9: ("operatingSystem", "s"),
-                              10: ("architecture", "s")}),
+                              10: ("architecture", "s"),
+                              11: ("swap", "m", {1: ("capacity", "?i")})}),
         8: ("images", "m*", {1: ("names", "s*"), 2: ("sizeBytes", "i")}),
         9: ("volumesInUse", "s*"),
         10: ("volumesAttached", "m*", {1: ("name", "s"), 2: ("devicePath", "s")}),
+        12: ("runtimeHandlers", "m*", {1: ("name", "s"), 2: ("features", "m", {
+            1: ("recursiveReadOnlyMounts", "?bool"), 2: ("userNamespaces", "?bool")})}),
+        13: ("features", "m", {1: ("supplementalGroupsPolicy", "?bool")}),
     }),
 }
 FIELD_REF: Schema = {1: ("apiVersion", "s"), 2: ("fieldPath", "s")}
