@@ -196,6 +196,9 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # each watch event goes out at once
+    # Idle keep-alive connections close after this long, and a client that stops reading
+    # a response for this long is dropped (a send timeout), so no thread waits forever.
+    timeout = 600
 
     def __init__(self, conn: Conn, addr: Any, host: Host) -> None:
         self.conn = conn
