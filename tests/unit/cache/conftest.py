@@ -65,10 +65,11 @@ class Feeder:
 
     def respond(self, path: str, body: bytes | list[bytes], *, method: str = "GET",
                 ua: str = "kubelet/v1.32.0", whole: bool = True, gz: bool = False,
-                status: int = 200, accept: str = "application/json") -> bool:
+                status: int = 200, accept: str = "application/json",
+                content_type: str = "application/json") -> bool:
         p, _, q = path.partition("?")
         info = parse_request_info(method, p, q)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": content_type}
         chunks = body if isinstance(body, list) else [body]
         if gz:
             chunks = [gzip.compress(b"".join(chunks))]
