@@ -187,7 +187,8 @@ def test_what_must_never_be_cached(manager, feed):
     assert not feed.respond("/api/v1/pods", b'{"kind":"Table"}', accept=table,
                             content_type=table)
     # ... but a Table request that the server answered with a plain list is a plain list.
-    assert feed.respond("/api/v1/pods", list_body([pod("ok")], 9), accept=table + ",application/json")
+    assert feed.respond("/api/v1/pods", list_body([pod("ok")], 9),
+                        accept=table + ",application/json")
 
 
 def test_single_objects_and_their_status_patches(manager, feed):
