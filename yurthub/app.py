@@ -21,6 +21,7 @@ from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState
 from yurthub.config import Config
 from yurthub.credentials import CredentialStore
+from yurthub.filters.chain import FilterChain, ObjectFilter
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
 from yurthub.metrics import Metrics
@@ -47,7 +48,7 @@ class _AlwaysHealthy:
 class Hub:
     """Everything one gunicorn worker serves: the API proxy and the hub server."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
         self.cfg = cfg
         # 1. metrics
         self.metrics = Metrics()
@@ -68,10 +69,13 @@ class Hub:
         if cfg.working_mode == "edge":
             self.health = HealthChecker(cfg, self.upstream, self.metrics,
                                         on_change=self._cloud_changed, on_lease=self._lease)
-        # 7. proxies and routing
+        # 7. response filters (none is built in yet; the chain is where they plug in)
+        self.filters = FilterChain(cfg, filters)
+        # 8. proxies and routing
         self.remote = RemoteProxy(
             self.upstream, self.cache, self.watchdog, self.streams, self.metrics,
             send_timeout=cfg.client_send_timeout, max_watches=cfg.effective_max_watches,
+            filters=self.filters,
             on_transport_error=self.health.suspect if self.health else None)
         self.local: LocalProxy | None = None
         if self.health is not None:
@@ -81,7 +85,7 @@ class Hub:
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud)
         self.metrics.add_collector(self._cache_metrics)
-        # 8. the hub server
+        # 9. the hub server
         self.hub_app = HubServer(self.metrics, self.readiness)
         self._ready = threading.Event()
         self._not_ready_reason = "starting: the cache tree is being recovered"

@@ -25,15 +25,18 @@ from yurthub import upstream as up
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Tee
 from yurthub.errors import (
+    NotFound,
     ServiceUnavailable,
     TooManyRequests,
     UpstreamBroken,
     UpstreamError,
     UpstreamUnavailable,
 )
-from yurthub.kube.accept import upstream_accept
+from yurthub.filters.chain import Chain, FilterChain
+from yurthub.kube.accept import is_json_content_type, upstream_accept
 from yurthub.metrics import Metrics
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
+from yurthub.proxy.filtering import filter_body, filter_watch
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
 
@@ -45,7 +48,8 @@ class RemoteProxy:
 
     def __init__(self, upstream: up.Upstream, cache: CacheManager, watchdog: Watchdog,
                  streams: StreamRegistry, metrics: Metrics, *, send_timeout: float,
-                 max_watches: int, on_transport_error: Any = None) -> None:
+                 max_watches: int, filters: FilterChain,
+                 on_transport_error: Any = None) -> None:
         self.upstream = upstream
         self.cache = cache
         self.watchdog = watchdog
@@ -53,6 +57,7 @@ class RemoteProxy:
         self.metrics = metrics
         self.send_timeout = send_timeout
         self.max_watches = max_watches
+        self.filters = filters
         self.on_transport_error = on_transport_error
 
     def handle(self, ctx: RequestContext) -> Response:
@@ -73,7 +78,13 @@ class RemoteProxy:
         resp = self._send(ctx, headers, body, timeout)
         chunks = up.stream(resp)
         first = b""
-        if not (watch or follow):
+        resp_headers = dict(resp.headers.items())
+        chain = None
+        if 200 <= resp.status < 300 and is_json_content_type(resp_headers.get("Content-Type")):
+            chain = self.filters.for_request(ctx.component, info.verb, info.resource)
+        if chain is not None:
+            chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers)
+        elif not (watch or follow):
             # Read the first chunk before answering: if the connection breaks before any
             # byte, the client gets a Status (or the cache) instead of a reset.
             try:
@@ -82,13 +93,36 @@ class RemoteProxy:
                 up.finish(resp, False)
                 raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
 
-        tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp.headers)
-        out_headers = [(k, v) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP]
-        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow)
+        tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp_headers)
+        out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
+        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow,
+                               content_length=resp_headers.get("Content-Length"))
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
                                      str(resp.status)).inc()
         return Response(stream, status=resp.status, headers=out_headers,
                         direct_passthrough=True)
+
+    def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
+                  chain: Chain, headers: dict[str, str]
+                  ) -> tuple[Iterator[bytes], bytes, dict[str, str]]:
+        """Run the response filters: the client and the cache get the filtered body."""
+        gzip = headers.get("Content-Encoding", "").lower() == "gzip"
+        out = {k: v for k, v in headers.items()
+               if k.lower() not in ("content-length", "content-encoding")}
+        log.debug("%s %s %s: filters %s", ctx.component, ctx.info.verb, ctx.path_qs,
+                  chain.names)
+        if ctx.info.verb == "watch":
+            return filter_watch(chunks, chain, gzip), b"", out
+        try:
+            body = filter_body(chunks, chain, gzip, listing=ctx.info.verb == "list")
+        except UpstreamError as e:
+            up.finish(resp, False)
+            raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
+        except NotFound:
+            up.finish(resp, True)
+            raise
+        out["Content-Length"] = str(len(body))
+        return iter(()), body, out
 
     def _send(self, ctx: RequestContext, headers: dict[str, str], body: Any,
               timeout: float | None) -> up.UpstreamResponse:
@@ -118,7 +152,7 @@ class ProxiedStream:
 
     def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
                  tee: Tee | None, chunks: Iterator[bytes], first: bytes, *,
-                 long_lived: bool) -> None:
+                 long_lived: bool, content_length: str | None) -> None:
         self.proxy = proxy
         self.ctx = ctx
         self.resp = resp
@@ -129,7 +163,7 @@ class ProxiedStream:
         self.reason: Reason | None = None
         self.whole = False
         self.sent = 0
-        self.expected = _content_length(resp.headers.get("Content-Length"))
+        self.expected = _content_length(content_length)
         self._closed = False
         self._lock = threading.Lock()
         self._watch_token: int | None = None

@@ -1,0 +1,1 @@
+"""Response filters: they change what a client sees *and* what is cached (one per module)."""
