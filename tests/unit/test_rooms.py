@@ -1,0 +1,81 @@
+"""The import rooms of docs/ARCHITECTURE.md, held by a test: imports point one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "yurthub"
+
+# room -> the rooms it may import (besides itself, the stdlib and third-party libraries)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "threads": set(),
+    "metrics": set(),
+    "config": {"errors"},
+    "kube": {"errors"},
+    "storage": {"errors"},
+    "credentials": {"config", "errors"},
+    "upstream": {"config", "credentials", "errors", "metrics"},
+    "health": {"upstream", "config", "errors", "kube", "metrics", "threads"},
+    "cache": {"storage", "kube", "errors", "config", "metrics", "threads"},
+    "filters": {"kube", "errors", "config"},
+    "hubserver": {"metrics"},
+    "proxy": {"cache", "filters", "upstream", "health", "kube", "errors", "config", "metrics",
+              "threads"},
+    "sandbox": {"kube", "errors"},
+    "app": {"*"},
+    "service": {"app", "config", "credentials", "errors", "storage"},
+    "wsgi": {"service"},
+    "demo": {"errors", "sandbox"},
+    "cli": {"config", "errors", "service", "sandbox", "demo"},
+    "__init__": set(),
+    "__main__": {"cli"},
+}
+
+
+def room_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported_rooms(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "yurthub" and len(parts) > 1:
+                out.add(parts[1])
+    return out
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_module_imports_only_what_its_room_allows(path: Path):
+    room = room_of(path)
+    assert room in ALLOWED, f"{room} is not in the rooms table"
+    allowed = ALLOWED[room]
+    if "*" in allowed:
+        return
+    stray = {r for r in imported_rooms(path) - {room} if r not in allowed
+             and r != "__init__"}
+    # `from yurthub import __version__` names the package itself, which every room may.
+    stray.discard("__version__")
+    assert not stray, f"{path.name} ({room}) imports {sorted(stray)}"
+
+
+def test_nothing_imports_the_composition_root():
+    for path in MODULES:
+        if room_of(path) in ("app", "service"):
+            continue
+        assert "app" not in imported_rooms(path), path
