@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_OBJECT_BYTES = 8 << 20
+PARK_LIMIT = 2.0  # seconds a watch waits for the one before it to catch its view up
 
 
 @dataclass
@@ -244,6 +246,7 @@ class WatchHandler(Handler):
         super().__init__(writer, tee, entry)
         self._framer = WatchFramer()
         self._decided = False
+        self._parked_at: float | None = None
 
     def ready(self) -> bool:
         """Decide once whether this watch continues its view without a gap."""
@@ -255,7 +258,10 @@ class WatchHandler(Handler):
         view = coll.state.views.get(sel.key)
         start = self.entry.start_rv
         if view is not None and not view.stale and start > view.rv:
-            if self.writer.other_open_watch(self, sel.key):
+            now = time.monotonic()
+            if self._parked_at is None:
+                self._parked_at = now
+            if self.writer.other_open_watch(self, sel.key) and now - self._parked_at < PARK_LIMIT:
                 return False  # the watch before may still carry the missing events
             coll.apply(Mutation("stale", view=sel.key,
                                 why=f"watch resumed at {start} after {view.rv}"))

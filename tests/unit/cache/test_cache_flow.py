@@ -211,3 +211,17 @@ def test_pinned_name_list_is_answered_from_a_cached_object(manager, feed):
     page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="",
                                pinned_name="a")
     assert page.keys == [("default", "a")]
+
+
+def test_a_watch_that_resumes_after_a_gap_marks_the_view_stale(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=10)))
+    want = parse_selectors("", "", "", POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert page.freshness.stale == "" and page.resource_version == 10
+    # The client saw events up to 30 through another path; the cache did not.
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=30",
+                 event_line("ADDED", pod("c", rv=31)))
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert "watch resumed at 30 after 10" in page.freshness.stale
