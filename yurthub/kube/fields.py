@@ -94,8 +94,12 @@ class Selector:
         return self.requirements <= other.requirements
 
     def exact(self, name: str) -> str | None:
-        """The one value field ``name`` must have, when the selector pins it."""
-        for r in self.requirements:
+        """The one value field ``name`` must have, when the selector pins it.
+
+        Requirements are looked at in sorted order, as ``RequiresExactMatch`` sees the terms
+        of a parsed selector.
+        """
+        for r in sorted(self.requirements):
             if r.field == name and r.operator == EQUALS:
                 return r.value
         return None

@@ -190,7 +190,7 @@ class Selector:
 
     def exact(self, key: str) -> str | None:
         """The one value ``key`` must have, when the selector pins it."""
-        for r in self.requirements:
+        for r in sorted(self.requirements):
             if r.key == key and r.operator == EQUALS:
                 return r.values[0]
         return None

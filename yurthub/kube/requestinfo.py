@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from yurthub.errors import BadRequest
+from yurthub.kube import fields
 
 API_PREFIXES = frozenset({"api", "apis"})
 GROUPLESS_API_PREFIXES = frozenset({"api"})
@@ -149,48 +150,6 @@ def _int_option(query: dict[str, list[str]], key: str, strict: bool) -> int | No
     return None
 
 
-def _split_terms(selector: str) -> list[str]:
-    """Split a field selector on commas that are not escaped (fields.splitTerms)."""
-    terms, start, escaped = [], 0, False
-    for i, c in enumerate(selector):
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == ",":
-            terms.append(selector[start:i])
-            start = i + 1
-    terms.append(selector[start:])
-    return terms
-
-
-def _unescape_field_value(value: str) -> str | None:
-    """fields.UnescapeValue, or None where it fails (unknown escape, bare ``,`` or ``=``)."""
-    out, escaped = [], False
-    for c in value:
-        if escaped:
-            if c not in "\\,=":
-                return None
-            out.append(c)
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c in ",=":
-            return None
-        else:
-            out.append(c)
-    return None if escaped else "".join(out)
-
-
-def _split_term(term: str) -> tuple[str, str, str] | None:
-    """(field, operator, raw value): the term split at its first operator (fields.splitTerm)."""
-    for i in range(len(term)):
-        for op in ("!=", "==", "="):
-            if term.startswith(op, i):
-                return term[:i], op, term[i + len(op):]
-    return None
-
-
 def exact_name_from_field_selector(selector: str) -> str | None:
     """The name a field selector pins with ``metadata.name=X`` (or ``==``), or None.
 
@@ -198,20 +157,10 @@ def exact_name_from_field_selector(selector: str) -> str | None:
     sorted before the first match wins. A selector that fails to parse pins nothing, because
     kube-apiserver then drops the whole ListOptions.
     """
-    found: str | None = None
-    for term in sorted(_split_terms(selector)):
-        if not term:
-            continue
-        split = _split_term(term)
-        if split is None:
-            return None
-        field, op, raw = split
-        value = _unescape_field_value(raw)
-        if value is None:
-            return None
-        if found is None and op != "!=" and field == "metadata.name":
-            found = value
-    return found
+    try:
+        return fields.parse(selector).exact("metadata.name")
+    except BadRequest:
+        return None
 
 
 def _is_path_segment_name(name: str) -> bool:
