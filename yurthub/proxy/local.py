@@ -264,8 +264,12 @@ class LocalProxy:
         except LocalWriteError as e:
             raise ServiceUnavailable(f"cannot apply {info.verb} to the local cache: {e}",
                                      details={"retryAfterSeconds": 5}) from e
-        warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
-                   'only, not sent to the cloud"')
+        if self.is_kubelet_lease(ctx):
+            warning = ('299 - "yurthub: kubelet\'s Lease is kept by the hub, which renews it in '
+                       'the cloud while kubelet is alive"')
+        else:
+            warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
+                       'only, not sent to the cloud"')
         return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
 
 
