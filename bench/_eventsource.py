@@ -1,0 +1,151 @@
+"""A watch event source for the latency benchmark: cheap enough never to be the bottleneck.
+
+Run as its own process (``python bench/_eventsource.py [--rate 10]``); it prints
+``eventsource <port>`` once it listens.  Every ``GET ...?watch=true...`` (or ``watch=1``)
+gets a chunked 200 response that stays open; one sender thread then writes, to each open
+stream in turn, ``rate`` events a second, each its own chunk and its own line::
+
+    {"type":"MODIFIED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":
+     "cm-<i>","namespace":"default","resourceVersion":"<increasing>"},"data":{"ts":"<t>"}}}
+
+``<t>`` is ``time.time()`` just before the write, so a slow sender never inflates the
+latency a client computes.  ``cm-<i>`` is taken from the request's
+``fieldSelector=metadata.name=cm-<i>`` when there is one (so the events match the watch).
+``/readyz``, ``/healthz`` and ``/livez`` answer 200; anything else is a 404 Status.
+Connections are served by one thread each (a blocking ``recv`` notices a closed watch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import sys
+import threading
+import time
+from urllib.parse import parse_qs, unquote, urlsplit
+
+NOT_FOUND = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+             b'"message":"not found","reason":"NotFound","code":404}')
+
+
+class Streams:
+    """The open watch streams, and the one thread that feeds them at a fixed rate."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.lock = threading.Lock()
+        self.streams: list[tuple[socket.socket, bytes]] = []
+        self.rv = 1_000_000
+        self.sent = 0
+
+    def add(self, sock: socket.socket, name: str) -> None:
+        with self.lock:
+            self.streams.append((sock, name.encode()))
+
+    def remove(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.streams = [s for s in self.streams if s[0] is not sock]
+
+    def run(self) -> None:
+        """Round-robin over the streams, one event every 1/(rate * streams) seconds."""
+        next_at = time.monotonic()
+        i = 0
+        while True:
+            with self.lock:
+                streams = self.streams
+            if not streams:
+                time.sleep(0.01)
+                next_at = time.monotonic()
+                continue
+            interval = 1.0 / (self.rate * len(streams))
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.5:
+                next_at = time.monotonic()  # far behind (a pause): do not burst to catch up
+            i = (i + 1) % len(streams)
+            sock, name = streams[i]
+            self.rv += 1
+            line = (b'{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"ConfigMap",'
+                    b'"metadata":{"name":"' + name + b'","namespace":"default",'
+                    b'"resourceVersion":"' + str(self.rv).encode() + b'"},"data":{"ts":"'
+                    + repr(time.time()).encode() + b'"}}}\n')
+            try:
+                sock.sendall(b"%X\r\n%s\r\n" % (len(line), line))
+                self.sent += 1
+            except OSError:
+                self.remove(sock)
+
+
+def serve_conn(sock: socket.socket, streams: Streams, counter: list[int]) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if m:  # a body we do not need
+                need = int(m.group(1))
+                while len(buf) < need:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf[need:]
+            url = urlsplit(target)
+            query = parse_qs(url.query)
+            if query.get("watch", [""])[0] in ("true", "1"):
+                fs = unquote(query.get("fieldSelector", [""])[0])
+                m2 = re.search(r"metadata\.name=([a-z0-9.-]+)", fs)
+                counter[0] += 1
+                name = m2.group(1) if m2 else f"cm-{counter[0]}"
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Cache-Control: no-cache, private\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                streams.add(sock, name)
+                try:
+                    while sock.recv(65536):
+                        pass  # a client sends nothing more on a watch; EOF ends it
+                finally:
+                    streams.remove(sock)
+                return
+            if url.path in ("/readyz", "/healthz", "/livez"):
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 2\r\n\r\nok")
+            else:
+                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(NOT_FOUND), NOT_FOUND))
+    except OSError:
+        return
+    finally:
+        sock.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--rate", type=float, default=10.0, help="events per second per stream")
+    args = p.parse_args()
+    streams = Streams(args.rate)
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", args.port))
+    lsock.listen(1024)
+    threading.Thread(target=streams.run, name="sender", daemon=True).start()
+    print(f"eventsource {lsock.getsockname()[1]}", flush=True)
+    counter = [0]
+    while True:
+        conn, _ = lsock.accept()
+        threading.Thread(target=serve_conn, args=(conn, streams, counter), daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
