@@ -248,10 +248,14 @@ http {{
         self.proc = subprocess.Popen(
             [NGINX, "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"],
             stdout=subprocess.DEVNULL, stderr=open(self.prefix / "stderr.log", "wb"))
-        wait_for(lambda: (self.prefix / "nginx.pid").exists() or self._died(), 10,
-                 f"nginx {self.name}")
-        time.sleep(0.05)
-        self._died()
+        try:
+            wait_for(lambda: (self.prefix / "nginx.pid").exists() or self._died(), 10,
+                     f"nginx {self.name}")
+            time.sleep(0.05)
+            self._died()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _died(self) -> bool:
@@ -325,7 +329,11 @@ class HubProcess:
                                      cwd=ROOT, env=env)
         log.close()
         if wait:
-            wait_for(self.ready, 30, f"hub ready (log {self.log_path})")
+            try:
+                wait_for(self.ready, 30, f"hub ready (log {self.log_path})")
+            except BaseException:
+                self.stop(5)
+                raise
         return self
 
     def ready(self) -> bool:

@@ -143,8 +143,6 @@ def restart(work: Path, server: str, cache_dir: Path, node: str, nodes: list[str
                      extra=["--threads", "256", "--heartbeat-interval-seconds", "1"])
     hub.start(wait=False)
     t0 = hub.started
-    wait_for(hub.ready, 30, "the restarted hub's /v1/readyz", interval=0.005)
-    ready = time.monotonic() - t0
 
     def listed() -> bool:
         try:
@@ -153,8 +151,14 @@ def restart(work: Path, server: str, cache_dir: Path, node: str, nodes: list[str
             return False
         return status == 200
 
-    wait_for(listed, 30, "the first offline list after the restart", interval=0.005)
-    first = time.monotonic() - t0
+    try:
+        wait_for(hub.ready, 30, "the restarted hub's /v1/readyz", interval=0.005)
+        ready = time.monotonic() - t0
+        wait_for(listed, 30, "the first offline list after the restart", interval=0.005)
+        first = time.monotonic() - t0
+    except BaseException:
+        hub.stop(5)
+        raise
     m = re.findall(r"RecoveryReport\(.*seconds=([0-9.e-]+)\)", hub.log())
     return hub, ready, first, float(m[-1]) if m else float("nan")
 

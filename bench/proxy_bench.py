@@ -186,6 +186,8 @@ class ListFigures:
         self.idle: list[float] = []
         self.idle_hwm: list[float] = []
         self.notes: list[str] = []
+        self.generation = 0   # of the resourceVersions published last
+        self.gz_size = 0
 
     def add(self, key: str, seconds: float, size: int) -> None:
         self.times.setdefault(key, []).append(seconds)
@@ -211,65 +213,77 @@ def hub_list(hub: HubProcess, fig: ListFigures, key: str, headers: dict[str, str
     fig.objects_per_s.setdefault(key, []).append(objects / (committed - start))
 
 
+PLAIN = {"User-Agent": KUBELET_UA, "Accept": "application/json", "Accept-Encoding": "identity"}
+GZIP = {**PLAIN, "Accept-Encoding": "gzip"}
+
+
+def list_round(args: argparse.Namespace, fig: ListFigures, hub: HubProcess, rnd: int,
+               data_dir: Path, base: bytes, objects: int, ports: dict[str, int]) -> None:
+    """One fresh hub's share: idle RSS, two changing lists, a relist, a gzip list; each
+    interleaved with the same GET direct, through nginx and through the hub as a plain proxy."""
+    time.sleep(1.0)
+    rss, hwm = mem_mb(hub.worker)
+    fig.idle.append(rss)
+    fig.idle_hwm.append(hwm)
+    spy = PySpy(args.py_spy, hub.worker, f"list-round{rnd}", 60) if rnd == 0 else None
+    try:
+        for rep in range(2):
+            fig.generation += 1
+            publish(data_dir, "pods.json", with_new_rvs(base, fig.generation))
+            cases = (*CASES, "hub, not cached")
+            for case in cases[rep % 4:] + cases[:rep % 4]:
+                if case == "hub":
+                    key = "hub (new cache)" if rep == 0 else "hub (all objects changed)"
+                    hub_list(hub, fig, key, PLAIN, objects)
+                elif case == "hub, not cached":
+                    start, end, size, _ = timed_get(hub.proxy_port, "/api/v1/pods",
+                                                    {**PLAIN, "User-Agent": "bench/1.0"})
+                    fig.add("hub (not a cache agent)", end - start, size)
+                else:
+                    start, end, size, _ = timed_get(ports[case], "/api/v1/pods", PLAIN)
+                    fig.add(case, end - start, size)
+        # kubelet relisting after a restart: nothing changed
+        hub_list(hub, fig, "hub (relist, unchanged)", PLAIN, objects)
+        # gzip: the hub passes the compressed body through and decompresses on the cache side
+        fig.generation += 1
+        body = with_new_rvs(base, fig.generation)
+        gz_body = gzip.compress(body, compresslevel=1)  # kube-apiserver compresses at level 1
+        fig.gz_size = len(gz_body)
+        publish(data_dir, "pods.json.gz", gz_body)
+        publish(data_dir, "pods.json", body)
+        for case in CASES[rnd % 3:] + CASES[:rnd % 3]:
+            if case == "hub":
+                hub_list(hub, fig, "hub gzip (all objects changed)", GZIP, objects)
+            else:
+                start, end, size, _ = timed_get(ports[case], "/api/v1/pods", GZIP)
+                fig.add(f"{case} gzip", end - start, size)
+        (data_dir / "pods.json.gz").unlink()
+    finally:
+        if spy is not None:
+            spy.stop()
+
+
 def bench_list(args: argparse.Namespace, work: Path, up_port: int, peer_port: int,
                data_dir: Path, base: bytes) -> None:
     objects = base.count(b'"kind":"Pod"') or base.count(b'"resourceVersion"') - 1
     print(f"\n== big list: GET /api/v1/pods, {objects} pods, {len(base) / 1e6:.1f} MB "
           f"({len(base) / max(objects, 1) / 1e3:.1f} KB/pod) ==")
     fig = ListFigures()
-    plain = {"User-Agent": KUBELET_UA, "Accept": "application/json",
-             "Accept-Encoding": "identity"}
-    gz = {**plain, "Accept-Encoding": "gzip"}
-    generation = 0
-    gz_size = 0
+    ports = {"direct": up_port, "nginx": peer_port}
     for rnd in range(args.rounds):
-        hub = HubProcess(work, f"http://127.0.0.1:{up_port}", work / f"cache-list-{rnd}",
+        cache = work / f"cache-list-{rnd}"
+        hub = HubProcess(work, f"http://127.0.0.1:{up_port}", cache,
                          extra=["--threads", "256"]).start()
-        time.sleep(1.0)
-        rss, hwm = mem_mb(hub.worker)
-        fig.idle.append(rss)
-        fig.idle_hwm.append(hwm)
-        spy = PySpy(args.py_spy, hub.worker, f"list-round{rnd}", 60) if rnd == 0 else None
-        for rep in range(2):
-            generation += 1
-            publish(data_dir, "pods.json", with_new_rvs(base, generation))
-            cases = (*CASES, "hub, not cached")
-            order = cases[rep % 4:] + cases[:rep % 4]
-            for case in order:
-                if case == "hub":
-                    key = "hub (new cache)" if rep == 0 else "hub (all objects changed)"
-                    hub_list(hub, fig, key, plain, objects)
-                elif case == "hub, not cached":
-                    start, end, size, _ = timed_get(hub.proxy_port, "/api/v1/pods",
-                                                    {**plain, "User-Agent": "bench/1.0"})
-                    fig.add("hub (not a cache agent)", end - start, size)
-                else:
-                    port = up_port if case == "direct" else peer_port
-                    start, end, size, _ = timed_get(port, "/api/v1/pods", plain)
-                    fig.add(case, end - start, size)
-        # kubelet relisting after a restart: nothing changed
-        hub_list(hub, fig, "hub (relist, unchanged)", plain, objects)
-        # gzip: the hub passes the compressed body through and decompresses on the cache side
-        generation += 1
-        body = with_new_rvs(base, generation)
-        gz_body = gzip.compress(body, compresslevel=1)  # kube-apiserver compresses at level 1
-        gz_size = len(gz_body)
-        publish(data_dir, "pods.json.gz", gz_body)
-        publish(data_dir, "pods.json", body)
-        for case in CASES[rnd % 3:] + CASES[:rnd % 3]:
-            if case == "hub":
-                hub_list(hub, fig, "hub gzip (all objects changed)", gz, objects)
-            else:
-                port = up_port if case == "direct" else peer_port
-                start, end, size, _ = timed_get(port, "/api/v1/pods", gz)
-                fig.add(f"{case} gzip", end - start, size)
-        (data_dir / "pods.json.gz").unlink()
-        if spy is not None:
-            spy.stop()
-        hub.stop()
+        try:
+            list_round(args, fig, hub, rnd, data_dir, base, objects, ports)
+        finally:
+            hub.stop()
         if not args.keep:
-            shutil.rmtree(work / f"cache-list-{rnd}", ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
+    print_list(fig, len(base))
 
+
+def print_list(fig: ListFigures, size_plain: int) -> None:
     def row(key: str, peer: str = "nginx") -> None:
         t = fig.times.get(key)
         if not t:
@@ -281,8 +295,8 @@ def bench_list(args: argparse.Namespace, work: Path, up_port: int, peer_port: in
             line += f"  {med(t) / med(fig.times[peer]):5.2f}x {peer}"
         print(line)
 
-    print(f"client-visible time of the whole body (median (min-max, n)); plain {len(base):,} B,"
-          f" gzip {gz_size:,} B")
+    print(f"client-visible time of the whole body (median (min-max, n)); plain "
+          f"{size_plain:,} B, gzip {fig.gz_size:,} B")
     for key in ("direct", "nginx", "hub (not a cache agent)", "hub (new cache)",
                 "hub (all objects changed)", "hub (relist, unchanged)"):
         row(key)
@@ -423,11 +437,20 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
     src = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_eventsource.py"),
                             "--rate", str(rate)], stdout=subprocess.PIPE, text=True)
     assert src.stdout is not None
-    src_port = int(src.stdout.readline().split()[1])
-    peer_port = free_port()
-    peer = Nginx(work, "watch-peer", proxy_server_block(peer_port, src_port, "events")).start()
-    hub = HubProcess(work, f"http://127.0.0.1:{src_port}", work / "cache-watch",
-                     extra=["--threads", "256"]).start()
+    peer: Nginx | None = None
+    try:
+        src_port = int(src.stdout.readline().split()[1])
+        peer_port = free_port()
+        peer = Nginx(work, "watch-peer", proxy_server_block(peer_port, src_port, "events"))
+        peer.start()
+        hub = HubProcess(work, f"http://127.0.0.1:{src_port}", work / "cache-watch",
+                         extra=["--threads", "256"]).start()
+    except BaseException:
+        if peer is not None:
+            peer.stop()
+        src.kill()
+        src.wait()
+        raise
     lat: dict[str, list[list[float]]] = {c: [] for c in CASES}
     counts: dict[str, list[int]] = {c: [] for c in CASES}
     hub_rss: list[float] = []
@@ -435,9 +458,9 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
     hub_cpu: list[float] = []
     src_cpu: list[float] = []
     problems: list[str] = []
-    batches0 = hub.metric("yurthub_cache_commits_total", kind="batch")
     spy = None
     try:
+        batches0 = hub.metric("yurthub_cache_commits_total", kind="batch")
         for rep in range(args.rounds):
             for case in CASES[rep % 3:] + CASES[:rep % 3]:
                 port = {"direct": src_port, "nginx": peer_port, "hub": hub.proxy_port}[case]
@@ -494,8 +517,8 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
         d99 = [pct(a, 0.99) - pct(b, 0.99) for a, b in zip(lat[case], lat["direct"],
                                                             strict=True)]
         target = "  [target: hub p99 added <= 5 ms]" if case == "hub" else ""
-        print(f"  {case:<8} p50 +{spread(d50, 1000, '{:.2f}')}   "
-              f"p99 +{spread(d99, 1000, '{:.2f}')}{target}")
+        print(f"  {case:<8} p50 {spread(d50, 1000, '{:+.2f}')}   "
+              f"p99 {spread(d99, 1000, '{:+.2f}')}{target}")
     print(f"hub worker with {args.watches} watches: RSS {spread(hub_rss, 1, '{:.1f}')} MB, "
           f"{spread(hub_threads, 1, '{:.0f}')} threads, CPU "
           f"{spread(hub_cpu, 100, '{:.0f}')}% of one core; event source CPU "
@@ -571,10 +594,10 @@ def bench_get(args: argparse.Namespace, work: Path, up_port: int, peer_port: int
     svc: dict[str, list[list[float]]] = {c: [] for c in cases}
     errors: dict[str, int] = dict.fromkeys(cases, 0)
     names = list(cases)
-    commits0 = hub.metric("yurthub_cache_commits_total", kind="batch")
     hub_cpu: list[float] = []
     spy = None
     try:
+        commits0 = hub.metric("yurthub_cache_commits_total", kind="batch")
         for rep in range(args.rounds):
             for case in names[rep % len(names):] + names[:rep % len(names)]:
                 port, headers = cases[case]
@@ -610,8 +633,8 @@ def bench_get(args: argparse.Namespace, work: Path, up_port: int, peer_port: int
         d99 = [pct(a, 0.99) - pct(b, 0.99) for a, b in zip(due[case], due["direct"],
                                                             strict=True)]
         target = "  [target: p50 <= 1 ms, p99 <= 5 ms]" if case == "hub" else ""
-        print(f"  {case:<16} p50 +{spread(d50, 1000, '{:.2f}')}   "
-              f"p99 +{spread(d99, 1000, '{:.2f}')}{target}")
+        print(f"  {case:<16} p50 {spread(d50, 1000, '{:+.2f}')}   "
+              f"p99 {spread(d99, 1000, '{:+.2f}')}{target}")
     print(f"hub worker CPU during the hub runs: {spread(hub_cpu, 100, '{:.0f}')}% of one core; "
           f"cache batch commits: {commits:.0f} for "
           f"{args.rounds * args.get_rate * args.get_seconds:.0f} cached GETs")
@@ -643,9 +666,11 @@ def main() -> int:
     publish(data_dir, "pods.json", base)
     publish(data_dir, "cm-0.json", configmap_json())
     up_port, peer_port = free_port(), free_port()
-    upstream = Nginx(work, "upstream", upstream_server_block(up_port, data_dir)).start()
-    peer = Nginx(work, "peer", proxy_server_block(peer_port, up_port, "static")).start()
+    upstream = Nginx(work, "upstream", upstream_server_block(up_port, data_dir))
+    peer = Nginx(work, "peer", proxy_server_block(peer_port, up_port, "static"))
     try:
+        upstream.start()
+        peer.start()
         if "list" in only:
             bench_list(args, work, up_port, peer_port, data_dir, base)
         if "watch" in only:
