@@ -6,6 +6,8 @@ import json
 import socket
 import time
 
+import pytest
+
 from tests.integration.conftest import http, wait_for
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
@@ -85,3 +87,20 @@ def test_an_unreachable_cloud_gives_a_503_status(tmp_path, hub_factory):
     assert doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable"
     assert "unreachable" in doc["message"]
     assert headers.get("Retry-After") is None or int(headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_watch_headers_arrive_before_any_event(sandbox, hub, offline):
+    status, _, body = hub.get("/api/v1/pods")
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    if offline:
+        sandbox.offline()
+        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+                 what="the hub to notice the cloud is gone")
+    sock = open_watch(hub.proxy_port, f"/api/v1/pods?watch=true&timeoutSeconds=60"
+                                      f"&resourceVersion={rv}")
+    sock.settimeout(3)
+    head = sock.recv(4096)  # nothing happens upstream: only the headers can come
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Transfer-Encoding: chunked" in head
+    sock.close()

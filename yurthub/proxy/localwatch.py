@@ -61,6 +61,7 @@ class LocalWatch:
 
     def __iter__(self) -> Iterator[bytes]:
         proxy = self.proxy
+        yield b""  # the headers go out now, as kube-apiserver sends them, not with an event
         for etype, raw in self.start.events:
             yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
         while self.reason is None:

@@ -190,6 +190,8 @@ class ProxiedStream:
                     sock, lambda: self.interrupt(Reason.CLIENT_GONE))
         aligned = True
         try:
+            if self.long_lived:
+                yield b""  # headers at once, as kube-apiserver does, not with the first event
             for chunk in itertools.chain((self.first,) if self.first else (), self.chunks):
                 yield chunk
                 self.sent += len(chunk)
