@@ -47,6 +47,19 @@ def load_meta(ck: CollectionKey, body: bytes) -> Meta:
     return index_meta(obj, rt)
 
 
+def is_current(stored: Meta, rv: int) -> bool:
+    """Should an object at ``rv`` replace the stored one?
+
+    Not when the stored one is newer, nor when it is this very version (a relist or a
+    repeated get then costs no write) — unless the stored copy was changed offline, which
+    the cloud's version must replace.  Objects without a resourceVersion always replace.
+    """
+    old = int(stored.get("rv", 0))
+    if rv <= 0 or stored.get("local"):
+        return True
+    return rv > old
+
+
 def rv_of(value: Any) -> int:
     try:
         return int(value)
@@ -67,6 +80,7 @@ class Mutation:
     event_type: str = ""
     rv: int = 0
     why: str = ""
+    local: bool = False          # an offline write: same resourceVersion, new content
 
 
 @dataclass
@@ -133,7 +147,7 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta)
+            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
@@ -150,10 +164,12 @@ class CollectionWriter:
             self._txn = self.store.transaction(self.ck)
         return self._txn
 
-    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta) -> bool:
+    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False) -> bool:
         old = self.stored_meta(ns, name)
-        if old is not None and old.get("rv", 0) > meta["rv"]:
-            return False  # we already hold something newer
+        if local:
+            meta = {**meta, "local": True}
+        elif old is not None and not is_current(old, meta["rv"]):
+            return False  # we hold something newer, or this very version already
         self._txn_for_batch().put(ns, name, raw, meta)
         self._overlay[(ns, name)] = meta
         return True
@@ -237,7 +253,7 @@ class CollectionWriter:
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
-            if old is not None and old.meta.get("rv", 0) >= meta["rv"]:
+            if old is not None and not is_current(old.meta, meta["rv"]):
                 continue  # unchanged (or newer) on disk: nothing to write
             a.txn.put(ns, name, raw, meta)
         a.touched = time.monotonic()

@@ -315,7 +315,7 @@ class CacheManager:
                       resource=resource, rt=rt, selectors=None, gzip=False,
                       describe=f"hub {resource}")
         name = (obj.get("metadata") or {}).get("name", "")
-        self.writer.submit_local(entry, namespace, name, lambda _old: obj)
+        self.writer.submit_local(entry, namespace, name, lambda _old: obj, local=False)
 
     def describe(self) -> dict[str, Any]:
         return {"pending_tee_bytes": self.budget.used}

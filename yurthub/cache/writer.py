@@ -61,6 +61,7 @@ class LocalWrite:
     name: str
     change: Callable[[dict[str, Any] | None], dict[str, Any]]
     future: Future[bytes]
+    local: bool = True   # False: the cloud's own object (the hub's renewed Lease)
 
 
 class CacheWriter(BackgroundThread):
@@ -100,7 +101,8 @@ class CacheWriter(BackgroundThread):
         self.wake()
 
     def submit_local(self, entry: Entry, namespace: str, name: str,
-                     change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> Future[bytes]:
+                     change: Callable[[dict[str, Any] | None], dict[str, Any]], *,
+                     local: bool = True) -> Future[bytes]:
         """Apply ``change`` (old object or None -> new object) and commit it durably.
 
         The future gives the new object's JSON, or raises NotFound / StorageError.
@@ -108,7 +110,7 @@ class CacheWriter(BackgroundThread):
         future: Future[bytes] = Future()
         with self._lock:
             self.idle.clear()
-            self._incoming.append(LocalWrite(entry, namespace, name, change, future))
+            self._incoming.append(LocalWrite(entry, namespace, name, change, future, local))
         self.wake()
         return future
 
@@ -227,7 +229,7 @@ class CacheWriter(BackgroundThread):
             md = new.get("metadata") or {}
             coll.apply(Mutation("upsert", namespace=md.get("namespace") or w.namespace,
                                 name=md.get("name") or w.name, raw=body,
-                                meta=index_meta(new, w.entry.rt)))
+                                meta=index_meta(new, w.entry.rt), local=w.local))
             coll.flush()
         except Exception as e:  # the caller gets every failure, the writer goes on
             w.future.set_exception(e)

@@ -225,3 +225,24 @@ def test_a_watch_that_resumes_after_a_gap_marks_the_view_stale(manager, feed):
                  event_line("ADDED", pod("c", rv=31)))
     page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
     assert "watch resumed at 30 after 10" in page.freshness.stale
+
+
+def test_the_same_version_again_costs_no_commit_unless_changed_offline(manager, feed):
+    body = json.dumps(pod("a", rv=5)).encode()
+    feed.respond("/api/v1/namespaces/default/pods/a", body)
+    commits = manager.store.stats().commits
+    for _ in range(3):  # kubelet gets its objects over and over
+        feed.respond("/api/v1/namespaces/default/pods/a", body)
+    assert manager.store.stats().commits == commits
+    # An offline change keeps the resourceVersion but changes the content ...
+    from yurthub.cache.handlers import Entry
+    entry = Entry(kind="object", component="kubelet", group="", version="v1",
+                  resource="pods", rt=POD_RT, selectors=None, gzip=False)
+    manager.writer.submit_local(entry, "default", "a", lambda old: {
+        **old, "status": {"phase": "Failed"}}).result(10)
+    assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Failed"
+    # ... so the cloud's copy of that same version replaces it once the cloud answers again.
+    feed.respond("/api/v1/namespaces/default/pods/a", body)
+    assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Running"
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert manager.store.entries(PODS)[("default", "a")].meta.get("local") is None
