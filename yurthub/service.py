@@ -10,6 +10,7 @@ cleanly, then lets gunicorn drain the rest within ``graceful_timeout``.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import signal
@@ -147,6 +148,9 @@ def post_worker_init(worker: Any) -> None:
         hub.start()
     except YurthubError as e:
         _boot_failed(e)
+    # Everything allocated so far lives as long as the worker: keep the cyclic collector
+    # from walking it again and again (full collections paused watches for ~30 ms).
+    gc.freeze()
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:

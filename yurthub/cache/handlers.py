@@ -71,10 +71,13 @@ class Handler:
         if self.dead:
             return
         try:
-            if self._gunzip is not None:
-                data = self._gunzip.feed(data)
-            if data:
+            if self._gunzip is None:
                 self.consume(data)
+            else:
+                for piece in self._gunzip.pieces(data):
+                    self.consume(piece)
+                    if self.dead:
+                        return
         except (DecodeError, InvalidKeyError) as e:
             self.fail(f"cannot cache: {e}")
 

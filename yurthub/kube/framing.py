@@ -14,6 +14,7 @@ contract (the scanning itself is in ``jsonscan``).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,6 +361,24 @@ class Decompressor:
             data, self._z = self._z.unused_data, None
             self._members += 1
         return b"".join(out)
+
+    def pieces(self, data: bytes, max_piece: int = 256 << 10) -> Iterator[bytes]:
+        """Like ``feed``, but in pieces of at most ``max_piece`` bytes, so that a small gzip
+        input that inflates to many megabytes never sits in memory at once."""
+        while data:
+            if self._z is None:
+                self._z = zlib.decompressobj(wbits=31)
+            try:
+                piece = self._z.decompress(data, max_piece)
+            except zlib.error as e:
+                raise DecodeError(f"invalid gzip data: {e}") from e
+            if piece:
+                yield piece
+            if self._z.eof:
+                data, self._z = self._z.unused_data, None
+                self._members += 1
+            else:
+                data = self._z.unconsumed_tail
 
     def close(self) -> bytes:
         """Always ``b""`` today (feed returns everything); kept so callers need not know."""

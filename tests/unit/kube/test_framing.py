@@ -418,3 +418,17 @@ def test_gzip_into_the_list_parser(accelerate):
     items += p.feed(d.close())
     assert [it.obj for it in items] == ITEMS
     assert p.close().item_count == len(ITEMS)
+
+
+def test_decompressor_pieces_bound_every_piece_and_equal_feed():
+    body = json.dumps({"items": ["x" * 1000] * 5000}).encode()  # ~5 MB of text
+    packed = gzip.compress(body) + gzip.compress(b"tail")
+    d = Decompressor()
+    out = []
+    for i in range(0, len(packed), 1000):
+        out += list(d.pieces(packed[i:i + 1000], max_piece=64 << 10))
+    assert d.close() == b""
+    assert all(len(p) <= 64 << 10 for p in out)
+    assert b"".join(out) == body + b"tail"
+    with pytest.raises(DecodeError):
+        list(Decompressor().pieces(b"not gzip at all"))
