@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 5.0
 REQUEST_READ_TIMEOUT = 60.0
 WATCH_TIMEOUT_SLACK = 30.0
-STREAM_CHUNK = 64 * 1024
+STREAM_CHUNK = 256 * 1024
 
 _KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 if hasattr(socket, "TCP_KEEPIDLE"):

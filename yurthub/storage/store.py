@@ -131,10 +131,11 @@ class Store(Protocol):
         """Persist dirty indexes and release the root.  Never raises; idempotent."""
 
     def flush(self) -> None:
-        """Housekeeping for an idle writer: write changed indexes, finish deferred cleanup.
+        """Write changed indexes and finish deferred cleanup, before returning.  Never raises."""
 
-        The writer calls it every few seconds when it has nothing to commit.  Never raises.
-        """
+    def tidy(self) -> None:
+        """Housekeeping for the writer, every few seconds: write changed indexes and start
+        deferred cleanup (removing replaced files) in the background.  Never raises."""
 
     def read(self, ck: CollectionKey, namespace: str, name: str) -> bytes | None:
         """The object's body as last committed, or None.

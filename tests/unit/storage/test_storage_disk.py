@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 from storage_support import LEASES, NODES, PODS, body, leftovers, open_store, tree
@@ -353,3 +354,25 @@ def test_readers_see_whole_snapshots_while_the_writer_commits(tmp_path):
     store.close()
     assert problems == []
     assert reads[0] > 0
+
+
+def test_tidy_removes_replaced_files_in_the_background(tmp_path):
+    store = open_store(tmp_path / "c")
+    for tx in (1, 2):
+        with store.transaction(PODS) as txn:
+            for i in range(300):
+                txn.put("ns", f"pod-{i}", body(f"pod-{i}", tx=tx), {"tx": tx})
+            txn.commit()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+
+    def staged() -> list[str]:
+        return [n for n in os.listdir(coll) if n.startswith(".")]
+    assert staged() != []  # the replaced files wait in a staging dir
+    store.tidy()
+    for _ in range(200):
+        if not staged():
+            break
+        time.sleep(0.05)
+    assert staged() == []
+    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=2)
+    store.close()
