@@ -43,6 +43,7 @@ CONNECT_TIMEOUT = 5.0
 REQUEST_READ_TIMEOUT = 60.0
 WATCH_TIMEOUT_SLACK = 30.0
 STREAM_CHUNK = 256 * 1024
+LEGACY_CHUNK = 64 * 1024
 
 _KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 if hasattr(socket, "TCP_KEEPIDLE"):
@@ -193,14 +194,26 @@ def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = Fa
 
 
 def stream(resp: UpstreamResponse) -> Iterator[bytes]:
-    """The body exactly as it arrives (one item per upstream chunk), compressed or not.
+    """The body as it arrives, compressed or not, never waiting to fill a buffer.
 
+    Chunked bodies (watches) come one item per upstream chunk.  Bodies with a length come
+    in pieces of up to 256 KiB with urllib3 2's ``read1`` (whatever has arrived); urllib3
+    1.26 has no ``read1``, and its ``read`` waits for the whole amount, so 64 KiB there.
     Raises UpstreamError when the connection breaks before the body ended.
     """
     try:
-        for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
-            if chunk:
-                yield chunk
+        read1 = getattr(resp, "read1", None)
+        if getattr(resp, "chunked", False) or read1 is None:
+            amt = STREAM_CHUNK if getattr(resp, "chunked", False) else LEGACY_CHUNK
+            for chunk in resp.stream(amt, decode_content=False):
+                if chunk:
+                    yield chunk
+            return
+        while True:
+            chunk = read1(STREAM_CHUNK, decode_content=False)
+            if not chunk:
+                return
+            yield chunk
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
         # ValueError: urllib3 1.26 reading from a socket that another thread shut down.
         raise UpstreamError(f"response broken: {_short(e)}") from e
