@@ -166,7 +166,7 @@ class DiskStore(Store):
         while trash:
             fd, name = trash.pop()
             try:
-                files.remove_any(fd, name)
+                files.remove_tree_gently(fd, name)
             except FileNotFoundError:
                 pass
             except OSError as e:
