@@ -18,7 +18,7 @@ from yurthub.errors import DecodeError
 try:
     import msgspec
 except ImportError:  # Debian 12 packages no msgspec; the stdlib path is complete without it
-    msgspec = None  # type: ignore[assignment]
+    msgspec = None  # type: ignore[assignment, unused-ignore]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _WS_BYTES = re.compile(rb"[ \t\n\r]*")
