@@ -202,21 +202,48 @@ def stream(resp: UpstreamResponse) -> Iterator[bytes]:
     Raises UpstreamError when the connection breaks before the body ended.
     """
     try:
+        chunked = bool(getattr(resp, "chunked", False))
         read1 = getattr(resp, "read1", None)
-        if getattr(resp, "chunked", False) or read1 is None:
-            amt = STREAM_CHUNK if getattr(resp, "chunked", False) else LEGACY_CHUNK
-            for chunk in resp.stream(amt, decode_content=False):
+        if chunked:
+            for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
                 if chunk:
                     yield chunk
-            return
-        while True:
-            chunk = read1(STREAM_CHUNK, decode_content=False)
-            if not chunk:
-                return
-            yield chunk
+        elif read1 is not None:
+            while True:
+                chunk = read1(STREAM_CHUNK, decode_content=False)
+                if not chunk:
+                    return
+                yield chunk
+        else:
+            yield from _legacy_read1(resp)
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
         # ValueError: urllib3 1.26 reading from a socket that another thread shut down.
         raise UpstreamError(f"response broken: {_short(e)}") from e
+
+
+def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
+    """urllib3 1.26: read what has arrived through http.client's own ``read1``.
+
+    urllib3 1.26's ``read(amt)`` waits for ``amt`` bytes, so a big body would stream in
+    64 KiB steps and a stalled one would hold back what already arrived.  http.client's
+    response (``_fp``) has ``read1`` and keeps its own count of the Content-Length; at the
+    end it is closed so the connection can go back to the pool.
+    """
+    fp: Any = getattr(resp, "_fp", None)
+    raw_read1 = getattr(fp, "read1", None)
+    if fp is None or raw_read1 is None:
+        for chunk in resp.stream(LEGACY_CHUNK, decode_content=False):
+            if chunk:
+                yield chunk
+        return
+    while True:
+        chunk = raw_read1(STREAM_CHUNK)
+        if not chunk:
+            break
+        yield chunk
+    if getattr(fp, "length", None):  # bytes still announced: the body was cut short
+        raise ProtocolError(f"body ended {fp.length} bytes short of its Content-Length")
+    fp.close()
 
 
 def interrupt(resp: UpstreamResponse) -> None:
