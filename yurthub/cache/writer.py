@@ -2,9 +2,10 @@
 
 design: tees are registered through a queue and a wake-up pipe; the thread waits in a
 ``selectors`` loop on the read ends of all pipes.  Each readable pipe is drained (up to a
-slice, so one big list cannot starve the watches), its bytes fed to the entry's handler,
-and the tee pumped so its backlog moves into the pipe.  At end of file the tee's outcome
-(whole, broken, overflow) decides what may be committed.  After every round the
+slice, so one big list cannot starve the watches) and the tee pumped so its backlog moves
+into the pipe: a list body is spliced into its spool file inside the kernel and decoded
+at its end, other bodies are fed to their handler as they come.  At end of file the
+tee's outcome (whole, broken, overflow) decides what may be committed.  After every round the
 collections' batched mutations are committed together (a group commit).  A handler that
 must wait for another one (a continue page, a watch that may follow the one before it)
 is parked: its pipe is left unread until the other handler finishes.
