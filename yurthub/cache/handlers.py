@@ -25,7 +25,7 @@ from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import is_status
-from yurthub.storage import validate_name
+from yurthub.storage import CollectionKey, validate_name
 
 if TYPE_CHECKING:
     from yurthub.cache.writer import CacheWriter
@@ -41,18 +41,23 @@ PARK_LIMIT = 2.0  # seconds a watch waits for the one before it to catch its vie
 class Entry:
     """What a tee carries, decided when the response headers arrived."""
 
-    kind: str                    # "object", "list", "watch"
-    component: str
-    group: str
-    version: str
-    resource: str
+    kind: str                    # "object", "list", "watch", "nonresource"
+    ck: CollectionKey | None     # the collection it is filed under (None: nonresource)
     rt: ResourceType
-    selectors: Selectors | None  # list/watch: namespace + selectors of the request
-    gzip: bool
+    selectors: Selectors | None = None  # list/watch: namespace + selectors of the request
+    gzip: bool = False
     continue_token: str = ""     # list: the request's continue parameter
     start_rv: int = 0            # watch: the request's resourceVersion
     describe: str = ""
     doc_key: str = ""            # nonresource: where the document is stored
+
+    @property
+    def component(self) -> str:
+        return self.ck.component if self.ck is not None else ""
+
+    @property
+    def resource(self) -> str:
+        return self.ck.resource if self.ck is not None else ""
 
     def __str__(self) -> str:
         return self.describe

@@ -23,10 +23,11 @@ from yurthub.cache.tee import Budget, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
-from yurthub.errors import ApiError, InvalidKeyError, StorageError, YurthubError
+from yurthub.errors import ApiError, InvalidKeyError, NotFound, StorageError, YurthubError
 from yurthub.kube.accept import is_json_content_type, parse_accept
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
+from yurthub.kube.status import not_found_message, resource_details
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore
 
@@ -53,7 +54,7 @@ class CacheManager:
         self.metrics = metrics
         self.agents = cfg.effective_cache_agents
         self.budget = Budget(cfg.cache_tee_budget)
-        self.writer = CacheWriter(store, metrics, self.collection_key, self.learn_discovery)
+        self.writer = CacheWriter(store, metrics, self.learn_discovery)
         self.reader = CacheReader(store)
         self.started_at = time.time()
         self._scopes: dict[tuple[str, str], bool] = {}
@@ -119,10 +120,6 @@ class CacheManager:
             if kind:
                 self._kinds[(group, resource)] = kind
 
-    def collection_key(self, entry: Entry) -> CollectionKey:
-        return CollectionKey(entry.component, entry.group, entry.version, entry.resource,
-                             entry.rt.namespaced)
-
     # -- the request path -------------------------------------------------------------------
 
     def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
@@ -160,14 +157,14 @@ class CacheManager:
         rt = self.resource_type(group, version, resource, hint)
         if rt is None:
             raise InvalidKeyError(f"the scope of {resource}.{group} is not known yet")
-        CollectionKey(component, group, version, resource, rt.namespaced)  # validates
+        ck = CollectionKey(component, group, version, resource, rt.namespaced)  # validates
         selectors = None
         if kind in ("list", "watch"):
             selectors = parse_selectors(info.namespace, info.label_selector,
                                         info.field_selector, rt)
         return Entry(
-            kind=kind, component=component, group=group, version=version, resource=resource,
-            rt=rt, selectors=selectors, gzip=gzip, continue_token=info.continue_token,
+            kind=kind, ck=ck, rt=rt, selectors=selectors, gzip=gzip,
+            continue_token=info.continue_token,
             start_rv=_int(info.resource_version),
             describe=f"{component} {info.verb} {info.path}",
         )
@@ -189,8 +186,7 @@ class CacheManager:
         if variant is None:
             return None
         key = info.path + variant
-        entry = Entry(kind="nonresource", component="", group="", version="", resource="",
-                      rt=ResourceType("", "", "", "", False), selectors=None, gzip=False,
+        entry = Entry(kind="nonresource", ck=None, rt=ResourceType("", "", "", "", False),
                       describe=f"document {key}", doc_key=key)
         tee = Tee(entry, self.budget, self.cfg.cache_tee_budget)
         self.writer.submit(tee, entry)
@@ -243,11 +239,16 @@ class CacheManager:
     def read_target(self, info: RequestInfo, component: str, accept: str
                     ) -> tuple[CollectionKey, ResourceType] | None:
         """The collection a request reads offline, or None when nothing can be cached for it."""
+        group, version, resource = cache_resource(info, accept)
+        return self._collection(component, group, version, resource,
+                                bool(info.namespace) if info.namespace else None)
+
+    def _collection(self, component: str, group: str, version: str, resource: str,
+                    namespaced_hint: bool | None) -> tuple[CollectionKey, ResourceType] | None:
+        """The collection a component's objects of a resource are filed under, if any."""
         if not component:
             return None
-        group, version, resource = cache_resource(info, accept)
-        rt = self.resource_type(group, version, resource,
-                                bool(info.namespace) if info.namespace else None)
+        rt = self.resource_type(group, version, resource, namespaced_hint)
         if rt is None:
             return None
         try:
@@ -264,30 +265,20 @@ class CacheManager:
 
     def has_object(self, component: str, group: str, version: str, resource: str,
                    namespace: str, name: str) -> bool:
-        rt = self.resource_type(group, version, resource, bool(namespace))
-        if rt is None:
-            return False
-        try:
-            ck = CollectionKey(component, group, version, resource, rt.namespaced)
-        except InvalidKeyError:
-            return False
-        return (namespace, name) in self.store.entries(ck)
+        target = self._collection(component, group, version, resource, bool(namespace))
+        return target is not None and (namespace, name) in self.store.entries(target[0])
 
     def write_local(self, info: RequestInfo, component: str, accept: str, name: str,
                     change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> bytes:
         """Apply an offline write to the cache; ApiErrors from ``change`` pass through."""
         group, version, resource = cache_resource(info, accept)
-        rt = self.resource_type(group, version, resource, bool(info.namespace))
-        if rt is None or not component:
+        entry = self._object_entry(component, group, version, resource, bool(info.namespace),
+                                   f"{component} local {info.verb} {info.path}")
+        if entry is None:
             raise LocalWriteError(f"{resource} is not cached for {component or 'this client'}")
-        entry = Entry(kind="object", component=component, group=group, version=version,
-                      resource=resource, rt=rt, selectors=None, gzip=False,
-                      describe=f"{component} local {info.verb} {info.path}")
 
         def guarded(old: dict[str, Any] | None) -> dict[str, Any]:
             if old is None and info.verb != "create":
-                from yurthub.errors import NotFound
-                from yurthub.kube.status import not_found_message, resource_details
                 raise NotFound(not_found_message(group, resource, name),
                                details=resource_details(name, group, resource))
             return change(old)
@@ -308,17 +299,20 @@ class CacheManager:
             namespace = (obj.get("metadata") or {}).get("namespace", "")
         except (ValueError, AttributeError):
             return
-        rt = self.resource_type(group, version, resource, bool(namespace))
-        if rt is None:
+        entry = self._object_entry(component, group, version, resource, bool(namespace),
+                                   f"hub {resource}")
+        if entry is None:
             return
-        entry = Entry(kind="object", component=component, group=group, version=version,
-                      resource=resource, rt=rt, selectors=None, gzip=False,
-                      describe=f"hub {resource}")
         name = (obj.get("metadata") or {}).get("name", "")
         self.writer.submit_local(entry, namespace, name, lambda _old: obj, local=False)
 
-    def describe(self) -> dict[str, Any]:
-        return {"pending_tee_bytes": self.budget.used}
+    def _object_entry(self, component: str, group: str, version: str, resource: str,
+                      namespaced_hint: bool, describe: str) -> Entry | None:
+        """The entry of one object the hub writes itself, or None when it cannot be filed."""
+        target = self._collection(component, group, version, resource, namespaced_hint)
+        if target is None:
+            return None
+        return Entry(kind="object", ck=target[0], rt=target[1], describe=describe)
 
 
 def partial_metadata_base(group: str) -> str | None:

@@ -71,13 +71,11 @@ class CacheWriter(BackgroundThread):
     name = "yurthub-cache-writer"
 
     def __init__(self, store: DiskStore, metrics: Metrics,
-                 collection_key: Callable[[Entry], CollectionKey],
                  on_document: Callable[[str, Any], None] | None = None) -> None:
         super().__init__()
         self._on_document = on_document or (lambda key, doc: None)
         self.store = store
         self.metrics = metrics
-        self._collection_key = collection_key
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -135,7 +133,9 @@ class CacheWriter(BackgroundThread):
     # -- writer thread ----------------------------------------------------------------------
 
     def collection(self, entry: Entry) -> CollectionWriter:
-        ck = self._collection_key(entry)
+        ck = entry.ck
+        if ck is None:
+            raise InvalidKeyError(f"{entry} is not filed under a collection")
         coll = self._collections.get(ck)
         if coll is None:
             coll = CollectionWriter(self.store, ck, entry.rt, self._count_commit)
@@ -145,7 +145,7 @@ class CacheWriter(BackgroundThread):
     def other_open_watch(self, handler: Handler, view: ViewKey) -> bool:
         return any(h is not handler and isinstance(h, WatchHandler) and not h.dead
                    and h.entry.selectors is not None and h.entry.selectors.key == view
-                   and self._collection_key(h.entry) == self._collection_key(handler.entry)
+                   and h.entry.ck == handler.entry.ck
                    for h in self._handlers)
 
     def dropped(self, entry: Entry, reason: str, why: str) -> None:

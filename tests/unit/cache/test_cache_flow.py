@@ -236,8 +236,7 @@ def test_the_same_version_again_costs_no_commit_unless_changed_offline(manager, 
     assert manager.store.stats().commits == commits
     # An offline change keeps the resourceVersion but changes the content ...
     from yurthub.cache.handlers import Entry
-    entry = Entry(kind="object", component="kubelet", group="", version="v1",
-                  resource="pods", rt=POD_RT, selectors=None, gzip=False)
+    entry = Entry(kind="object", ck=PODS, rt=POD_RT)
     manager.writer.submit_local(entry, "default", "a", lambda old: {
         **old, "status": {"phase": "Failed"}}).result(10)
     assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Failed"
