@@ -95,8 +95,7 @@ class RemoteProxy:
 
         tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp_headers)
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
-        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow,
-                               content_length=resp_headers.get("Content-Length"))
+        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow)
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
                                      str(resp.status)).inc()
         return Response(stream, status=resp.status, headers=out_headers,
@@ -152,7 +151,7 @@ class ProxiedStream:
 
     def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
                  tee: Tee | None, chunks: Iterator[bytes], first: bytes, *,
-                 long_lived: bool, content_length: str | None) -> None:
+                 long_lived: bool) -> None:
         self.proxy = proxy
         self.ctx = ctx
         self.resp = resp
@@ -163,7 +162,6 @@ class ProxiedStream:
         self.reason: Reason | None = None
         self.whole = False
         self.sent = 0
-        self.expected = _content_length(content_length)
         self._closed = False
         self._lock = threading.Lock()
         self._watch_token: int | None = None
@@ -198,8 +196,6 @@ class ProxiedStream:
                 aligned = chunk.endswith(b"\n")
                 if self.tee is not None:
                     self.tee.write(chunk)
-            if self.expected is not None and self.sent != self.expected:
-                raise UpstreamError(f"body of {self.sent} bytes, {self.expected} announced")
             self.whole = self.reason is None
         except UpstreamError as e:
             if self.long_lived and aligned and self.reason is not Reason.CLIENT_GONE:
@@ -241,10 +237,3 @@ class ProxiedStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # why: the client is already gone
-
-
-def _content_length(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
