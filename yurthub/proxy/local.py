@@ -32,6 +32,7 @@ from yurthub.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.status import status_object
@@ -44,7 +45,6 @@ from yurthub.proxy.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-LEASE_NAMESPACE = "kube-node-lease"
 _PATCH_TYPES = {
     "application/merge-patch+json": "merge",
     "application/strategic-merge-patch+json": "strategic",
