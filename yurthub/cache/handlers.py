@@ -21,6 +21,8 @@ from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, i
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError
+from yurthub.kube import skeleton
+from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.resources import ResourceType
@@ -107,7 +109,7 @@ class Handler:
             self.dead = True
             self.writer.dropped(self.entry, "undecodable", why)
             self.on_fail(why)
-            self.tee.abandon()
+            self.tee.give_up()  # the writer's _forget unregisters and closes the pipe
 
     def ready(self) -> bool:
         """False while the handler must wait for another one (see ListHandler)."""
@@ -122,14 +124,21 @@ class Handler:
     def on_fail(self, why: str) -> None:
         """Undo what the handler started."""
 
-    def to_item(self, obj: dict, raw: bytes, kind: str, api_version: str
-                ) -> tuple[str, str, bytes, dict] | None:
-        """(namespace, name, file bytes, index meta), or None when it must not be cached."""
+    def to_item(self, obj: dict, raw: bytes, kind: str, api_version: str, *,
+                whole: bool = True) -> tuple[str, str, bytes, dict] | None:
+        """(namespace, name, file bytes, index meta), or None when it must not be cached.
+
+        ``whole`` False: ``obj`` is a skeleton (``yurthub.kube.skeleton``) of ``raw``.
+        """
         if is_status(obj):
             return None
         if self.entry.resource == "pods" and is_unassigned_pod(obj, kind or None):
             return None
         md = obj.get("metadata") or {}
+        labels = md.get("labels") if isinstance(md, dict) else None
+        if not isinstance(md, dict) or not isinstance(labels or {}, dict):
+            # The apiserver validates metadata; this is not one of its objects.
+            raise DecodeError("an object whose metadata or labels are not a JSON object")
         ns, name = md.get("namespace") or "", md.get("name") or ""
         try:
             validate_name(ns, name)
@@ -137,7 +146,9 @@ class Handler:
             self.writer.invalid_key(self.entry, str(e))
             return None
         if kind and not obj.get("kind"):
-            raw = with_type_meta(raw, kind, api_version, obj)
+            # Splicing the type in needs only kind/apiVersion; re-encoding needs everything.
+            known = whole or ("kind" not in obj and "apiVersion" not in obj)
+            raw = with_type_meta(raw, kind, api_version, obj if known else None)
         return ns, name, raw, index_meta(obj, self.entry.rt)
 
 
@@ -189,6 +200,10 @@ class ListHandler(Handler):
             dir=writer.store.root, prefix=".spool-", buffering=0)
         self.spool_fd = self._spool.fileno()
         self._parser = ListParser()
+        # msgspec: build only what the index needs of each item (None: the stdlib path,
+        # whose parser has built every item already).
+        paths = read_paths(entry.rt) + (("spec.nodeName",) if entry.rt.kind == "Pod" else ())
+        self._skeleton = skeleton.decoder(paths)
         self.assembly: ListAssembly | None = None
         self._kind = ""
         self._api_version = ""
@@ -263,9 +278,13 @@ class ListHandler(Handler):
 
     def consume(self, data: bytes) -> None:
         items = []
+        decode = self._skeleton
         for item in self._parser.feed(data):
             kind, api_version = self._item_type()
-            entry = self.to_item(item.obj, item.raw, kind, api_version)
+            if decode is None or item.decoded:
+                entry = self.to_item(item.obj, item.raw, kind, api_version)
+            else:
+                entry = self.to_item(decode(item.raw), item.raw, kind, api_version, whole=False)
             if entry is not None:
                 items.append(entry)
         if items and self.assembly is not None:

@@ -117,11 +117,16 @@ class Tee:
             if self._backlog:
                 self._pump_locked()
 
-    def abandon(self) -> None:
-        """The writer gives up on this entry (it cannot use it): stop feeding the pipe."""
+    def give_up(self) -> None:
+        """The writer cannot use this entry: stop feeding the pipe (its read end stays open
+        until the writer has unregistered it, so its number cannot be reused meanwhile)."""
         with self._lock:
             if self.outcome is Outcome.OPEN:
                 self._finish_locked(Outcome.BROKEN)
+
+    def abandon(self) -> None:
+        """``give_up`` and close the read end."""
+        self.give_up()
         self.close_read()
 
     def close_read(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from yurthub.errors import BadRequest
@@ -169,10 +170,10 @@ def parse(text: str | None, rt: ResourceType | None = None) -> Selector:
     return selector.validate(rt) if rt is not None else selector
 
 
-def _lookup(obj: Mapping[str, Any], path: str) -> Any:
+def _lookup(obj: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     cur: Any = obj
-    for part in path.split("."):
-        if not isinstance(cur, Mapping):
+    for part in path:
+        if type(cur) is not dict and not isinstance(cur, Mapping):
             return None
         cur = cur.get(part)
     return cur
@@ -181,45 +182,84 @@ def _lookup(obj: Mapping[str, Any], path: str) -> Any:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
+    if type(value) is str:
+        return value
     if isinstance(value, (dict, list)):
         return ""
     return str(value)
 
 
 def _pod_ip(obj: Mapping[str, Any]) -> str:
-    status = obj.get("status") or {}
-    ips = status.get("podIPs") or []
-    if ips and isinstance(ips[0], Mapping):
+    status = obj.get("status")
+    if not isinstance(status, Mapping):
+        return ""
+    ips = status.get("podIPs")
+    if isinstance(ips, list) and ips and isinstance(ips[0], Mapping):
         return _text(ips[0].get("ip"))
     return _text(status.get("podIP"))
 
 
 def _event_source(obj: Mapping[str, Any]) -> str:
-    source = _text(_lookup(obj, "source.component"))
+    source = _text(_lookup(obj, ("source", "component")))
     return source or _text(obj.get("reportingComponent"))
 
 
 # Fields whose value is not simply the text at their path (per kube-apiserver's
-# ToSelectableFields: booleans print as "true"/"false", absent ones as "false").
-_COMPUTED: dict[str, Any] = {
-    "spec.hostNetwork": lambda o: _text(bool(_lookup(o, "spec.hostNetwork"))),
-    "spec.unschedulable": lambda o: _text(bool(_lookup(o, "spec.unschedulable"))),
-    "status.podIP": _pod_ip,
-    "source": _event_source,
+# ToSelectableFields: booleans print as "true"/"false", absent ones as "false"), and the
+# object paths each one reads.
+_COMPUTED: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "spec.hostNetwork": (lambda o: _text(bool(_lookup(o, ("spec", "hostNetwork")))),
+                         ("spec.hostNetwork",)),
+    "spec.unschedulable": (lambda o: _text(bool(_lookup(o, ("spec", "unschedulable")))),
+                           ("spec.unschedulable",)),
+    "status.podIP": (_pod_ip, ("status.podIP", "status.podIPs")),
+    "source": (_event_source, ("source.component", "reportingComponent")),
 }
+
+# One step of a plan: (field, constant value or None, compute function or None, path).
+_Step = tuple[str, "str | None", Any, tuple[str, ...]]
+
+
+@lru_cache(maxsize=512)
+def _plan(rt: ResourceType) -> tuple[_Step, ...]:
+    """How to compute each selectable field of ``rt``, decided once per resource type."""
+    steps: list[_Step] = []
+    for name in rt.selectable_fields:
+        computed = _COMPUTED.get(name)
+        if name == "metadata.namespace" and not rt.namespaced:
+            steps.append((name, "", None, ()))
+        elif computed is not None and rt.kind in ("Pod", "Node", "Event"):
+            steps.append((name, None, computed[0], ()))
+        else:
+            steps.append((name, None, None, tuple(name.split("."))))
+    return tuple(steps)
 
 
 def selectable_values(obj: Mapping[str, Any], rt: ResourceType) -> dict[str, str]:
     """Every selectable field of ``obj`` as kube-apiserver computes it (missing is ``""``)."""
     out = {}
-    for name in rt.selectable_fields:
-        compute = _COMPUTED.get(name)
-        if name == "metadata.namespace" and not rt.namespaced:
-            out[name] = ""
-        elif compute is not None and (rt.kind in ("Pod", "Node", "Event")):
+    for name, constant, compute, path in _plan(rt):
+        if constant is not None:
+            out[name] = constant
+        elif compute is not None:
             out[name] = compute(obj)
         else:
-            out[name] = _text(_lookup(obj, name))
+            out[name] = _text(_lookup(obj, path))
     return out
+
+
+@lru_cache(maxsize=512)
+def read_paths(rt: ResourceType) -> tuple[str, ...]:
+    """The dotted object paths that :func:`selectable_values` reads for ``rt``.
+
+    A decoder that builds only these (and ``metadata``) gives the same values as a full
+    decode; ``yurthub.kube.skeleton`` uses it to skip the rest of big objects.
+    """
+    paths: list[str] = []
+    for name, constant, compute, _path in _plan(rt):
+        if constant is not None:
+            continue
+        paths.extend(_COMPUTED[name][1] if compute is not None else [name])
+    return tuple(dict.fromkeys(paths))

@@ -50,6 +50,11 @@ class Item:
         self._obj = obj
 
     @property
+    def decoded(self) -> bool:
+        """True when ``obj`` costs nothing (the parser built it already)."""
+        return self._obj is not None
+
+    @property
     def obj(self) -> dict[str, Any]:
         if self._obj is None:
             self._obj = decode_object(self.raw)

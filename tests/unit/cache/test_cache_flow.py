@@ -245,3 +245,48 @@ def test_the_same_version_again_costs_no_commit_unless_changed_offline(manager, 
     assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Running"
     feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
     assert manager.store.entries(PODS)[("default", "a")].meta.get("local") is None
+
+
+def test_offline_field_selectors_see_every_selectable_field_of_list_items(manager, feed):
+    """Lists are indexed from a partial decode where msgspec is there: each selectable
+    field must still answer as kube-apiserver would, item shapes odd or not."""
+    a = pod("a", phase="Pending")
+    a["spec"]["hostNetwork"] = True
+    a["spec"]["restartPolicy"] = "Never"
+    a["status"]["podIPs"] = [{"ip": "10.0.0.7"}]
+    b = pod("b", node="node-b", phase="Running")
+    b["spec"].pop("hostNetwork", None)
+    b["status"] = None
+    c = pod("c")
+    c["spec"]["nodeName"] = ""  # unassigned: never cached
+    feed.respond("/api/v1/pods", list_body([a, b, c], 40))
+    assert set(stored(manager)) == {("default", "a"), ("default", "b")}
+    for selector, names in [
+        ("spec.hostNetwork=true", ["a"]), ("spec.hostNetwork=false", ["b"]),
+        ("status.podIP=10.0.0.7", ["a"]), ("status.phase=Pending", ["a"]),
+        ("status.phase=", ["b"]), ("spec.restartPolicy=Never", ["a"]),
+        ("spec.nodeName=node-b", ["b"]), ("metadata.name=b", ["b"]),
+    ]:
+        _, items = listed(manager, fields=selector)
+        assert [i["metadata"]["name"] for i in items] == names, selector
+    # The files hold the whole objects, not the parts the index needed.
+    assert json.loads(manager.store.read(PODS, "default", "a"))["spec"] == a["spec"]
+
+
+@pytest.mark.parametrize("breakage", [
+    {"metadata": "a-string"}, {"metadata": {"name": "x", "labels": ["a"]}},
+    {"status": 7}, {"spec": []},
+])
+def test_a_misshapen_item_drops_its_list_and_the_writer_goes_on(manager, feed, breakage):
+    feed.respond("/api/v1/pods", list_body([pod("old")], 50))
+    odd = pod("odd")
+    odd.update(breakage)
+    feed.respond("/api/v1/pods", list_body([pod("new"), odd], 51))
+    want = {"old"}  # bad metadata: the list is not cached at all
+    if "status" in breakage:
+        want = {"new", "odd"}  # an odd status: cached, its status fields select as empty
+    elif "spec" in breakage:
+        want = {"new"}  # no spec.nodeName: an unassigned pod, never cached
+    assert {n for _, n in stored(manager)} == want
+    feed.respond("/api/v1/pods", list_body([pod("later")], 52))  # the writer is alive
+    assert {n for _, n in stored(manager)} == {"later"}

@@ -135,6 +135,11 @@ def test_pod_fixture_values():
     ({"status": {"podIP": "10.0.0.1"}}, "status.podIP", "10.0.0.1"),
     ({"status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "fd00::1"}]}}, "status.podIP", "fd00::1"),
     ({"metadata": {"name": "p", "namespace": "ns"}}, "metadata.namespace", "ns"),
+    # Odd shapes (a CRD-like mistake, a broken object) never crash the writer thread.
+    ({"status": 7}, "status.podIP", ""),
+    ({"status": {"podIP": "10.0.0.1", "podIPs": {"ip": "x"}}}, "status.podIP", "10.0.0.1"),
+    ({"status": {"podIPs": "10.0.0.2"}}, "status.podIP", ""),
+    ({"spec": "x"}, "spec.nodeName", ""),
 ])
 def test_pod_computed_values(pod, field, value):
     assert fields.selectable_values(pod, PODS)[field] == value
