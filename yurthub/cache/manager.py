@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import lru_cache
 from typing import Any
 
 from yurthub.cache.handlers import Entry
@@ -146,7 +147,7 @@ class CacheManager:
             self.metrics.cache_invalid_keys.labels(component).inc()
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
             return None
-        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget)
+        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=entry.kind != "object")
         self.writer.submit(tee, entry)
         return tee
 
@@ -157,7 +158,7 @@ class CacheManager:
         rt = self.resource_type(group, version, resource, hint)
         if rt is None:
             raise InvalidKeyError(f"the scope of {resource}.{group} is not known yet")
-        ck = CollectionKey(component, group, version, resource, rt.namespaced)  # validates
+        ck = _collection_key(component, group, version, resource, rt.namespaced)
         selectors = None
         if kind in ("list", "watch"):
             selectors = parse_selectors(info.namespace, info.label_selector,
@@ -313,6 +314,13 @@ class CacheManager:
         if target is None:
             return None
         return Entry(kind="object", ck=target[0], rt=target[1], describe=describe)
+
+
+@lru_cache(maxsize=1024)
+def _collection_key(component: str, group: str, version: str, resource: str,
+                    namespaced: bool) -> CollectionKey:
+    """CollectionKey validates its segments when built: once per distinct key is enough."""
+    return CollectionKey(component, group, version, resource, namespaced)
 
 
 def partial_metadata_base(group: str) -> str | None:

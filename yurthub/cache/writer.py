@@ -96,8 +96,12 @@ class CacheWriter(BackgroundThread):
         handler = _HANDLERS[entry.kind](self, tee, entry)
         with self._lock:
             self.idle.clear()
+            # A wake-up is pending while earlier submissions wait: the writer takes every
+            # one of them when it wakes (its drain loop runs until the queue is empty).
+            pending = bool(self._incoming)
             self._incoming.append(handler)
-        self.wake()
+        if not pending:
+            self.wake()
 
     def submit_local(self, entry: Entry, namespace: str, name: str,
                      change: Callable[[dict[str, Any] | None], dict[str, Any]], *,

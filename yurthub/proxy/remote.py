@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -93,9 +93,14 @@ class RemoteProxy:
                 up.finish(resp, False)
                 raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
 
-        tee = self.cache.tee_for(info, ctx.component, ctx.accept, resp.status, resp_headers)
+        status = resp.status
+
+        def open_tee() -> Tee | None:
+            return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers)
+
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
-        stream = ProxiedStream(self, ctx, resp, tee, chunks, first, long_lived=watch or follow)
+        stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
+                               long_lived=watch or follow)
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
                                      str(resp.status)).inc()
         return Response(stream, status=resp.status, headers=out_headers,
@@ -145,17 +150,22 @@ class RemoteProxy:
 
 
 class ProxiedStream:
-    """The response body: upstream chunks to the client first, then to the tee."""
+    """The response body: upstream chunks to the client first, then to the tee.
+
+    The tee is opened once the first chunk has gone to the client: a small object's whole
+    answer never waits for the pipe and the writer's bookkeeping.
+    """
 
     source = "remote"
 
     def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
-                 tee: Tee | None, chunks: Iterator[bytes], first: bytes, *,
+                 open_tee: Callable[[], Tee | None], chunks: Iterator[bytes], first: bytes, *,
                  long_lived: bool) -> None:
         self.proxy = proxy
         self.ctx = ctx
         self.resp = resp
-        self.tee = tee
+        self.open_tee: Callable[[], Tee | None] | None = open_tee
+        self.tee: Tee | None = None
         self.chunks = chunks
         self.first = first
         self.long_lived = long_lived
@@ -194,6 +204,8 @@ class ProxiedStream:
                 yield chunk
                 self.sent += len(chunk)
                 aligned = chunk.endswith(b"\n")
+                if self.open_tee is not None:
+                    self.tee, self.open_tee = self.open_tee(), None
                 if self.tee is not None:
                     self.tee.write(chunk)
             self.whole = self.reason is None
