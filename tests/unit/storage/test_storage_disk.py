@@ -226,8 +226,10 @@ def test_two_open_transactions_on_one_collection(tmp_path):
 def test_bad_values_are_refused_before_anything_is_written(tmp_path):
     store = open_store(tmp_path / "c")
     with store.transaction(PODS) as txn:
-        with pytest.raises(TypeError):
-            txn.put("default", "a", body("a"), {"x": object()})
+        for meta in ({"x": object()}, {"x": [1, {"y": float("nan")}]}, {1: "k"},
+                     {"x": {"y": {2, 3}}}, {"x": float("inf")}):
+            with pytest.raises(TypeError):
+                txn.put("default", "a", body("a"), meta)  # type: ignore[dict-item]
         with pytest.raises(TypeError):
             txn.put("default", "a", "not bytes", {})  # type: ignore[arg-type]
         with pytest.raises(TypeError):
@@ -242,6 +244,11 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path):
             txn.reset_history(True)
         txn.commit()
     assert store.entries(PODS) == {}
+    meta = {"rv": 3, "labels": {"a": "b"}, "f": [1.5, None, True]}
+    with store.transaction(PODS) as txn:
+        txn.put("default", "ok", body("ok"), meta)
+        txn.commit()
+    assert store.entries(PODS)[("default", "ok")].meta == meta
     store.close()
 
 
