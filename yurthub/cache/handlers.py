@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta
+from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta, rv_of
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError
@@ -359,8 +359,10 @@ class WatchHandler(Handler):
         assert sel is not None
         for ev in self._framer.feed(data):
             if ev.type == "BOOKMARK":
-                rv = int((ev.obj.get("metadata") or {}).get("resourceVersion") or 0)
-                coll.apply(Mutation("bookmark", view=sel.key, rv=rv))
+                md = ev.obj.get("metadata")
+                rv = rv_of(md.get("resourceVersion")) if isinstance(md, dict) else 0
+                if rv > 0:  # a bookmark without a usable version says nothing
+                    coll.apply(Mutation("bookmark", view=sel.key, rv=rv))
                 continue
             if ev.type == "ERROR":
                 coll.apply(Mutation("stale", view=sel.key, why=f"watch error: "

@@ -290,3 +290,17 @@ def test_a_misshapen_item_drops_its_list_and_the_writer_goes_on(manager, feed, b
     assert {n for _, n in stored(manager)} == want
     feed.respond("/api/v1/pods", list_body([pod("later")], 52))  # the writer is alive
     assert {n for _, n in stored(manager)} == {"later"}
+
+
+def test_odd_bookmarks_are_ignored_and_the_watch_goes_on(manager, feed):
+    """A bookmark whose metadata or resourceVersion makes no sense advances nothing, and
+    never takes the writer (and with it the hub) down."""
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    stream = (event_line("BOOKMARK", {"kind": "Pod", "apiVersion": "v1", "metadata": "x"})
+              + event_line("BOOKMARK", {"kind": "Pod", "apiVersion": "v1",
+                                        "metadata": {"resourceVersion": "abc"}})
+              + event_line("MODIFIED", pod("a", rv=11)))
+    feed.respond("/api/v1/pods?watch=1&resourceVersion=9&" + NODE_SEL, stream)
+    assert stored(manager) == {("default", "a"): 11}
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    assert manager.reader.watch_start(PODS, POD_RT, want, "9").resource_version == 11
