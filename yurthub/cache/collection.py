@@ -135,6 +135,8 @@ class CollectionWriter:
         return sel
 
     def learn_type(self, kind: str, api_version: str) -> None:
+        if not isinstance(kind, str) or not isinstance(api_version, str):
+            return  # not what an apiserver sends; never worth a crash of the writer
         if kind and (kind != self.state.kind or api_version != self.state.api_version):
             self.state.kind, self.state.api_version = kind, api_version
             self.state.list_kind = kind + "List"

@@ -217,23 +217,33 @@ class CacheManager:
         return None
 
     def learn_discovery(self, key: str, doc: Any) -> None:
-        """Learn kinds and scopes of resources from discovery documents passing through."""
+        """Learn kinds and scopes of resources from discovery documents passing through.
+
+        Whatever the document's shape, this never raises: it runs on the writer thread.
+        """
         if not isinstance(doc, dict):
             return
         if doc.get("kind") == "APIResourceList":
             group, _, _version = str(doc.get("groupVersion", "")).rpartition("/")
-            for r in doc.get("resources") or []:
-                name = r.get("name", "")
-                if name and "/" not in name:
-                    self.learn_resource(group, name, r.get("kind", ""), bool(r.get("namespaced")))
+            for r in _dicts(doc.get("resources")):
+                name, kind = r.get("name"), r.get("kind")
+                if isinstance(name, str) and name and "/" not in name:
+                    self.learn_resource(group, name, kind if isinstance(kind, str) else "",
+                                        bool(r.get("namespaced")))
         elif doc.get("kind") == _AGGREGATED:
-            for g in doc.get("items") or []:
-                group = (g.get("metadata") or {}).get("name", "")
-                for v in g.get("versions") or []:
-                    for r in v.get("resources") or []:
-                        self.learn_resource(group, r.get("resource", ""),
-                                            (r.get("responseKind") or {}).get("kind", ""),
-                                            r.get("scope") == "Namespaced")
+            for g in _dicts(doc.get("items")):
+                md = g.get("metadata")
+                gname = md.get("name") if isinstance(md, dict) else None
+                if not isinstance(gname, str):
+                    continue
+                for v in _dicts(g.get("versions")):
+                    for r in _dicts(v.get("resources")):
+                        name, rk = r.get("resource"), r.get("responseKind")
+                        kind = rk.get("kind") if isinstance(rk, dict) else None
+                        if isinstance(name, str) and name:
+                            self.learn_resource(gname, name,
+                                                kind if isinstance(kind, str) else "",
+                                                r.get("scope") == "Namespaced")
 
     # -- the local proxy's side -------------------------------------------------------------
 
@@ -321,6 +331,11 @@ def _collection_key(component: str, group: str, version: str, resource: str,
                     namespaced: bool) -> CollectionKey:
     """CollectionKey validates its segments when built: once per distinct key is enough."""
     return CollectionKey(component, group, version, resource, namespaced)
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON array; nothing for anything else."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def partial_metadata_base(group: str) -> str | None:

@@ -304,3 +304,30 @@ def test_odd_bookmarks_are_ignored_and_the_watch_goes_on(manager, feed):
     assert stored(manager) == {("default", "a"): 11}
     want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
     assert manager.reader.watch_start(PODS, POD_RT, want, "9").resource_version == 11
+
+
+def test_odd_discovery_documents_and_kinds_never_stop_the_writer(manager, feed):
+    odd = [
+        {"kind": "APIResourceList", "groupVersion": "x.io/v1", "resources": ["a", 3, None]},
+        {"kind": "APIResourceList", "groupVersion": "x.io/v1", "resources": {"name": "w"}},
+        {"kind": "APIResourceList", "groupVersion": "x.io/v1",
+         "resources": [{"name": 5, "kind": []}, {"name": "widgets", "kind": 7}]},
+        {"kind": "APIGroupDiscoveryList", "items": [{"metadata": "m"}, 1,
+                                                    {"metadata": {"name": "y.io"},
+                                                     "versions": [{"resources": [
+                                                         {"resource": "gadgets",
+                                                          "responseKind": "x"}]}]}]},
+    ]
+    for doc in odd:
+        feed.respond("/apis/x.io/v1", json.dumps(doc).encode())
+    feed.respond("/apis/x.io/v1", json.dumps({
+        "kind": "APIResourceList", "groupVersion": "x.io/v1",
+        "resources": [{"name": "things", "kind": "Thing", "namespaced": False}]}).encode())
+    assert manager.resource_type("x.io", "v1", "things").namespaced is False
+    assert manager.resource_type("x.io", "v1", "widgets").namespaced is False
+    # An object whose kind is not a string is still stored; its type is not learned from it.
+    weird = pod("k", rv=3)
+    weird["kind"] = 12
+    feed.respond("/api/v1/namespaces/default/pods/k", json.dumps(weird).encode())
+    feed.respond("/api/v1/pods", list_body([pod("after", rv=4)], 60))  # the writer is alive
+    assert ("default", "after") in stored(manager)
