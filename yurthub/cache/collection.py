@@ -216,6 +216,18 @@ class CollectionWriter:
     def pending(self) -> bool:
         return self._txn is not None or self._state_dirty or bool(self._history)
 
+    def discard(self) -> None:
+        """Throw away everything not committed (after a bug): the disk is the truth again."""
+        for txn in (self._txn, self.assembly.txn if self.assembly is not None else None):
+            if txn is not None:
+                txn.abort()
+        self._txn, self.assembly = None, None
+        self._overlay.clear()
+        self._history = []
+        self.deferred = []
+        self._state_dirty = False
+        self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+
     def flush(self) -> int:
         """Commit the batch; returns the number of changed objects (raises StorageError)."""
         if not self.pending():

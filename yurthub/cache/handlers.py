@@ -104,10 +104,10 @@ class Handler:
         except (DecodeError, InvalidKeyError) as e:
             self.fail(f"cannot cache: {e}")
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str, reason: str = "undecodable") -> None:
         if not self.dead:
             self.dead = True
-            self.writer.dropped(self.entry, "undecodable", why)
+            self.writer.dropped(self.entry, reason, why)
             self.on_fail(why)
             self.tee.give_up()  # the writer's _forget unregisters and closes the pipe
 

@@ -187,7 +187,7 @@ class CacheWriter(BackgroundThread):
                 if key.data is None:
                     self._accept_new()
                 else:
-                    self._read(key.data)
+                    self._safely(key.data, self._read)
             self._retry_parked()
             self._flush()
             self._expire_pages()
@@ -211,7 +211,7 @@ class CacheWriter(BackgroundThread):
                 self._local_write(item)
             elif isinstance(item, Handler):
                 self._handlers.add(item)
-                self._start(item)
+                self._safely(item, self._start)
             else:
                 try:
                     item()
@@ -259,7 +259,39 @@ class CacheWriter(BackgroundThread):
             return
         parked, self._parked = self._parked, []
         for handler in parked:
-            self._start(handler)
+            self._safely(handler, self._start)
+
+    def _safely(self, handler: Handler, step: Callable[[Handler], None]) -> None:
+        """Run one step of a handler; a bug drops that entry, not the hub.
+
+        Crashing the process (as other background threads do) would make one poisonous
+        response a crash loop: every relist would bring it back.  The entry's collection
+        forgets what it had not committed and marks its views stale until their next list.
+        """
+        try:
+            step(handler)
+        except Exception:
+            log.exception("bug while caching %s: the entry is dropped and its collection "
+                          "reloaded from disk", handler.entry)
+            self.metrics.cache_write_errors.inc()
+            try:
+                handler.fail("internal error", reason="internal")
+            except Exception:
+                log.exception("dropping %s failed too", handler.entry)
+            self._forget(handler)
+            self._reload(handler.entry)
+
+    def _reload(self, entry: Entry) -> None:
+        coll = self._collections.pop(entry.ck, None) if entry.ck is not None else None
+        if coll is None:
+            return
+        try:
+            coll.discard()
+            fresh = self.collection(entry)
+            for view in list(fresh.state.views):
+                fresh.apply(Mutation("stale", view=view, why="an internal error lost events"))
+        except Exception:
+            log.exception("reloading %s failed", entry.ck)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):

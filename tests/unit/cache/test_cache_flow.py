@@ -331,3 +331,34 @@ def test_odd_discovery_documents_and_kinds_never_stop_the_writer(manager, feed):
     feed.respond("/api/v1/namespaces/default/pods/k", json.dumps(weird).encode())
     feed.respond("/api/v1/pods", list_body([pod("after", rv=4)], 60))  # the writer is alive
     assert ("default", "after") in stored(manager)
+
+
+def test_a_bug_on_one_entry_drops_that_entry_not_the_hub(manager, feed, monkeypatch, caplog):
+    """A response that trips a bug must not crash-loop the hub (every relist would bring it
+    back): the entry is dropped, its collection reloaded from disk, the writer goes on."""
+    from yurthub.cache import handlers
+
+    real = handlers.index_meta
+
+    def buggy(obj, rt):
+        if obj["metadata"]["name"] == "boom":
+            raise RuntimeError("a bug")
+        return real(obj, rt)
+
+    feed.respond("/api/v1/pods", list_body([pod("old", rv=5)], 9))
+    monkeypatch.setattr(handlers, "index_meta", buggy)
+    errors = manager.metrics.cache_write_errors._value.get()
+    feed.respond("/api/v1/pods", list_body([pod("new", rv=10), pod("boom", rv=11)], 12))
+    assert stored(manager) == {("default", "old"): 5}  # the previous list, whole
+    assert manager.metrics.cache_write_errors._value.get() == errors + 1
+    assert "bug while caching" in caplog.text and "a bug" in caplog.text
+    # The same bug in a watch event: that watch is dropped; the view is served from what
+    # was committed, flagged as possibly incomplete, until its next list.
+    feed.respond("/api/v1/pods?watch=1&resourceVersion=9",
+                 event_line("ADDED", pod("w", rv=13)) + event_line("MODIFIED", pod("boom", rv=14)))
+    page, items = listed(manager)
+    assert page.freshness.stale and [i["metadata"]["name"] for i in items] == ["old"]
+    monkeypatch.setattr(handlers, "index_meta", real)
+    feed.respond("/api/v1/pods", list_body([pod("later", rv=20)], 21))
+    assert stored(manager) == {("default", "later"): 20}
+    assert not listed(manager)[0].freshness.stale
