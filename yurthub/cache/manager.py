@@ -147,7 +147,17 @@ class CacheManager:
             self.metrics.cache_invalid_keys.labels(component).inc()
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
             return None
-        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=entry.kind != "object")
+        return self._open(entry, big=entry.kind != "object")
+
+    def _open(self, entry: Entry, big: bool) -> Tee | None:
+        """The tee itself; without a pipe (no descriptors left) the response is not cached."""
+        try:
+            tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=big)
+        except OSError as e:
+            self.metrics.cache_entries_dropped.labels(entry.component, entry.resource,
+                                                      "no-pipe").inc()
+            log.warning("%s: not cached, no pipe for its tee: %s", entry, e)
+            return None
         self.writer.submit(tee, entry)
         return tee
 
@@ -189,9 +199,7 @@ class CacheManager:
         key = info.path + variant
         entry = Entry(kind="nonresource", ck=None, rt=ResourceType("", "", "", "", False),
                       describe=f"document {key}", doc_key=key)
-        tee = Tee(entry, self.budget, self.cfg.cache_tee_budget)
-        self.writer.submit(tee, entry)
-        return tee
+        return self._open(entry, big=False)
 
     def read_discovery(self, path: str, accept: str) -> tuple[bytes, str] | None:
         """A cached discovery document for ``path`` in a form ``accept`` allows."""

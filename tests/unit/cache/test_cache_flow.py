@@ -362,3 +362,20 @@ def test_a_bug_on_one_entry_drops_that_entry_not_the_hub(manager, feed, monkeypa
     feed.respond("/api/v1/pods", list_body([pod("later", rv=20)], 21))
     assert stored(manager) == {("default", "later"): 20}
     assert not listed(manager)[0].freshness.stale
+
+
+def test_without_a_pipe_the_answer_is_simply_not_cached(manager, feed, monkeypatch):
+    import errno
+
+    from yurthub.cache import tee as teemod
+
+    def no_pipe(flags):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(teemod.os, "pipe2", no_pipe)
+    assert not feed.respond("/api/v1/pods", list_body([pod("a")], 3))
+    dropped = manager.metrics.cache_entries_dropped.labels("kubelet", "pods", "no-pipe")
+    assert dropped._value.get() == 1
+    monkeypatch.undo()
+    assert feed.respond("/api/v1/pods", list_body([pod("a")], 3))
+    assert stored(manager) == {("default", "a"): 10}
