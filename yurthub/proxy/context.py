@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,15 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "proxy-connection",
 })
+
+
+_DROPPED = HOP_BY_HOP | {"host", "content-length"}
+
+
+@lru_cache(maxsize=512)
+def _header_name(environ_key: str) -> str:
+    """``X_REMOTE_USER`` -> ``X-Remote-User``, as werkzeug's EnvironHeaders names it."""
+    return environ_key.replace("_", "-").title()
 
 
 @dataclass
@@ -48,7 +58,23 @@ class RequestContext:
 
     @property
     def accept(self) -> str:
-        return self.request.headers.get("Accept", "")
+        return self.environ.get("HTTP_ACCEPT", "")
+
+    def header(self, name: str) -> str:
+        """A request header ("" when absent), read from the environ: werkzeug's header
+        mapping builds a KeyError for every header that is missing."""
+        return self.environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.environ.get("CONTENT_LENGTH", "")
+        if not value:
+            return None
+        try:
+            n = int(value)
+        except ValueError:
+            return None
+        return n if n >= 0 else None
 
     @property
     def client_socket(self) -> socket.socket | None:
@@ -56,26 +82,42 @@ class RequestContext:
         return sock if isinstance(sock, socket.socket) else None
 
     def forward_headers(self) -> dict[str, str]:
-        """The request headers to send upstream: hop-by-hop and Host removed."""
-        drop = set(HOP_BY_HOP)
-        conn = self.request.headers.get("Connection", "")
-        drop.update(t.strip().lower() for t in conn.split(",") if t.strip())
-        drop.update({"host", "content-length"})
-        out = {k: v for k, v in self.request.headers.items() if k.lower() not in drop}
-        if self.request.content_length is not None and self.request.content_length > 0:
-            out["Content-Length"] = str(self.request.content_length)
+        """The request headers to send upstream: hop-by-hop and Host removed.
+
+        Names are spelled as werkzeug spells them (``X-Remote-User``); built from the
+        environ directly, which costs a fifth of werkzeug's header mapping.
+        """
+        drop = _DROPPED
+        conn = self.environ.get("HTTP_CONNECTION")
+        if conn:
+            drop = drop | {t.strip().lower() for t in conn.split(",") if t.strip()}
+        out = {}
+        for key, value in self.environ.items():
+            if key.startswith("HTTP_"):
+                if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                    continue
+                name = _header_name(key[5:])
+            elif key == "CONTENT_TYPE" and value:
+                name = "Content-Type"
+            else:
+                continue
+            if name.lower() not in drop:
+                out[name] = value
+        length = self.content_length
+        if length:
+            out["Content-Length"] = str(length)
         return out
 
     def has_body(self) -> bool:
-        if self.request.content_length:
+        if self.content_length:
             return True
-        return "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        return "chunked" in self.header("Transfer-Encoding").lower()
 
     def body_for_upstream(self) -> bytes | Iterator[bytes] | None:
         """The request body: bytes when small and of known length, else a chunk iterator."""
         if not self.has_body():
             return None
-        length = self.request.content_length
+        length = self.content_length
         if length is not None and length <= BUFFERED_BODY_LIMIT:
             return self.read_body(BUFFERED_BODY_LIMIT)
         stream = self.request.stream
@@ -110,6 +152,6 @@ def build_context(request: Request) -> RequestContext:
         path = quote(path.encode("latin-1").decode("utf-8", "replace"), safe="/:@!$&'()*+,;=~")
         query = environ.get("QUERY_STRING", "")
     info = parse_request_info(request.method, path, query)
-    component = component_from_user_agent(request.headers.get("User-Agent"))
+    component = component_from_user_agent(environ.get("HTTP_USER_AGENT"))
     path_qs = path + ("?" + query if query else "")
     return RequestContext(request=request, info=info, component=component, path_qs=path_qs)

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from werkzeug.wrappers import Response
-
 from yurthub import upstream as up
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Tee
@@ -37,6 +35,7 @@ from yurthub.kube.accept import is_json_content_type, upstream_accept
 from yurthub.metrics import Metrics
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
 from yurthub.proxy.filtering import filter_body, filter_watch
+from yurthub.proxy.responses import Answer, Passthrough
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
 
@@ -60,10 +59,11 @@ class RemoteProxy:
         self.filters = filters
         self.on_transport_error = on_transport_error
 
-    def handle(self, ctx: RequestContext) -> Response:
+    def handle(self, ctx: RequestContext) -> Answer:
         info = ctx.info
         watch = info.verb == "watch"
-        follow = ctx.request.args.get("follow") in ("true", "1")
+        # Only pods/log streams with follow=true (parsing the query costs every request).
+        follow = info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1")
         if watch and self.streams.count() >= self.max_watches:
             raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
                                   details={"retryAfterSeconds": 1})
@@ -103,8 +103,7 @@ class RemoteProxy:
                                long_lived=watch or follow)
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
                                      str(resp.status)).inc()
-        return Response(stream, status=resp.status, headers=out_headers,
-                        direct_passthrough=True)
+        return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
                   chain: Chain, headers: dict[str, str]

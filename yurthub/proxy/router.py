@@ -22,7 +22,7 @@ from yurthub.errors import (
 )
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
-from yurthub.proxy.responses import internal_error, status_response
+from yurthub.proxy.responses import Answer, internal_error, status_response
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ProxyApp:
             response = internal_error(f"serving {request.method} {request.full_path}")
         return response(environ, start_response)
 
-    def route(self, ctx: RequestContext) -> Response:
+    def route(self, ctx: RequestContext) -> Answer:
         local = self.local
         if local is not None:
             if local.serves_kubelet_lease(ctx):
