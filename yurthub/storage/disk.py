@@ -157,9 +157,18 @@ class DiskStore(Store):
         where it would delay the next commit and compete with the request threads."""
         if not self._shared.trash or (self._janitor is not None and self._janitor.is_alive()):
             return
-        self._janitor = threading.Thread(target=self._empty_trash, name="yurthub-cache-janitor",
-                                         daemon=True)
+        self._janitor = threading.Thread(target=self._empty_trash_niced,
+                                         name="yurthub-cache-janitor", daemon=True)
         self._janitor.start()
+
+    def _empty_trash_niced(self) -> None:
+        """The janitor's thread: at the lowest CPU priority (Linux nices threads one by one),
+        so unlinking thousands of files never takes a core from a client being served."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (OSError, AttributeError):
+            pass  # why: not Linux, or not allowed: it still runs, only at normal priority
+        self._empty_trash()
 
     def _empty_trash(self) -> None:
         trash = self._shared.trash

@@ -383,3 +383,42 @@ def test_tidy_removes_replaced_files_in_the_background(tmp_path):
     assert staged() == []
     assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=2)
     store.close()
+
+
+def _nice(tid: int) -> int:
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[16])
+
+
+def test_the_janitor_removes_replaced_files_at_the_lowest_cpu_priority(tmp_path, monkeypatch):
+    """Unlinking thousands of replaced files must not take a core from clients being
+    served: the background janitor runs niced to 19; the thread calling tidy() is not."""
+    store = open_store(tmp_path / "c")
+    for gen in range(2):
+        with store.transaction(PODS) as txn:
+            for i in range(200):
+                txn.put("default", f"p{i}", body(f"p{i}", v=str(gen)), {})
+            txn.commit()
+    seen: list[int] = []
+    gate = threading.Event()
+    real = store._empty_trash
+
+    def held() -> None:
+        seen.append(_nice(threading.get_native_id()))
+        gate.wait(10)
+        real()
+
+    monkeypatch.setattr(store, "_empty_trash", held)
+    mine = _nice(threading.get_native_id())
+    store.tidy()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    store.flush()
+    assert seen[0] == 19
+    assert seen[1:] == [mine] * (len(seen) - 1)  # flush() empties the trash in its caller
+    assert _nice(threading.get_native_id()) == mine
+    assert leftovers(tmp_path / "c") == []
+    assert [json.loads(store.read(PODS, "default", "p7"))] == [json.loads(body("p7", v="1"))]
+    store.close()
