@@ -282,16 +282,24 @@ class CacheWriter(BackgroundThread):
             self._reload(handler.entry)
 
     def _reload(self, entry: Entry) -> None:
-        coll = self._collections.pop(entry.ck, None) if entry.ck is not None else None
+        if entry.ck is not None:
+            self._reload_collection(entry.ck)
+
+    def _reload_collection(self, ck: CollectionKey) -> None:
+        """Forget what a collection had not committed; mark its views stale (events may have
+        been lost) so offline answers say so until the next list."""
+        coll = self._collections.pop(ck, None)
         if coll is None:
             return
         try:
             coll.discard()
-            fresh = self.collection(entry)
+            fresh = CollectionWriter(self.store, ck, coll.rt, self._count_commit)
+            self._collections[ck] = fresh
             for view in list(fresh.state.views):
                 fresh.apply(Mutation("stale", view=view, why="an internal error lost events"))
+            fresh.flush()  # the stale marks are on disk before anyone reads the view
         except Exception:
-            log.exception("reloading %s failed", entry.ck)
+            log.exception("reloading %s failed", ck)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):
@@ -359,13 +367,19 @@ class CacheWriter(BackgroundThread):
         self._handlers.discard(handler)
 
     def _flush(self) -> None:
-        for coll in self._collections.values():
+        for ck, coll in list(self._collections.items()):
             if coll.pending():
                 try:
                     coll.flush()
                 except StorageError as e:
                     self.metrics.cache_write_errors.inc()
                     log.error("cache commit for %s failed: %s", coll.ck, e)
+                except Exception:
+                    # A bug: as in _safely, that collection starts again from the disk.
+                    self.metrics.cache_write_errors.inc()
+                    log.exception("bug while committing %s: its batch is dropped and the "
+                                  "collection reloaded from disk", ck)
+                    self._reload_collection(ck)
 
     def _expire_pages(self) -> None:
         now = time.monotonic()

@@ -379,3 +379,27 @@ def test_without_a_pipe_the_answer_is_simply_not_cached(manager, feed, monkeypat
     monkeypatch.undo()
     assert feed.respond("/api/v1/pods", list_body([pod("a")], 3))
     assert stored(manager) == {("default", "a"): 10}
+
+
+def test_a_bug_while_committing_a_batch_reloads_the_collection(manager, feed, monkeypatch):
+    from yurthub.cache.collection import CollectionWriter
+
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    real = CollectionWriter.flush
+    calls = []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the commit")
+        return real(self)
+
+    monkeypatch.setattr(CollectionWriter, "flush", flaky)
+    feed.respond("/api/v1/pods?watch=1&resourceVersion=9&" + NODE_SEL,
+                 event_line("MODIFIED", pod("a", rv=11)))
+    assert stored(manager) == {("default", "a"): 5}  # the batch was lost...
+    page, _ = listed(manager, fields="spec.nodeName=node-a")
+    assert page.freshness.stale  # ...and the view says it may be incomplete
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=12)], 13))
+    assert stored(manager) == {("default", "a"): 12}
+    assert not listed(manager, fields="spec.nodeName=node-a")[0].freshness.stale
