@@ -271,7 +271,7 @@ class CacheManager:
         if rt is None:
             return None
         try:
-            return CollectionKey(component, group, version, resource, rt.namespaced), rt
+            return _collection_key(component, group, version, resource, rt.namespaced), rt
         except InvalidKeyError:
             return None
 

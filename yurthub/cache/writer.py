@@ -279,11 +279,8 @@ class CacheWriter(BackgroundThread):
             except Exception:
                 log.exception("dropping %s failed too", handler.entry)
             self._forget(handler)
-            self._reload(handler.entry)
-
-    def _reload(self, entry: Entry) -> None:
-        if entry.ck is not None:
-            self._reload_collection(entry.ck)
+            if handler.entry.ck is not None:
+                self._reload_collection(handler.entry.ck)
 
     def _reload_collection(self, ck: CollectionKey) -> None:
         """Forget what a collection had not committed; mark its views stale (events may have
