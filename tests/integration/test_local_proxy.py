@@ -159,3 +159,24 @@ def test_offline_watches_keep_time_send_bookmarks_and_end_when_the_cloud_returns
     assert not t.is_alive()
     assert time.monotonic() - healthy_at < 2.5  # clients re-watch upstream promptly
     sock.close()
+
+
+def test_the_nodes_writes_that_find_the_cloud_gone_are_applied_at_once(sandbox, hub_factory):
+    """Between the cloud going away and the health checker seeing it, a write whose
+    connection was refused never reached the cloud: the node's own status is applied locally
+    (what the next moment would do) instead of failing; other writes still get a 503."""
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--heartbeat-interval-seconds", "60"])
+    assert hub.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")[0] == 200
+    pod = my_pods(sandbox)[0]
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    wait_for(lambda: (hub.cache_dir / "kubelet/pods.v1.core" / ns / name).exists(),
+             what="the pod in the cache")
+    sandbox.offline()
+    status, headers, got = call(hub, "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
+                                {"status": {"phase": "Failed"}},
+                                "application/merge-patch+json")
+    assert status == 200, got
+    assert got["status"]["phase"] == "Failed" and "not sent to the cloud" in headers["Warning"]
+    status, _, got = call(hub, "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}",
+                          {"metadata": {"labels": {"x": "y"}}}, "application/merge-patch+json")
+    assert status == 503 and got["kind"] == "Status"

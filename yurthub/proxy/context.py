@@ -130,6 +130,11 @@ class RequestContext:
                 yield data
         return chunks()
 
+    @property
+    def body_buffered(self) -> bool:
+        """True once the body was read whole (small bodies are, before forwarding)."""
+        return self._body is not None
+
     def read_body(self, limit: int = MAX_LOCAL_BODY) -> bytes:
         """The whole request body (at most ``limit`` bytes, else 413-like BadRequest)."""
         if self._body is None:

@@ -75,6 +75,20 @@ class LocalProxy:
             return ctx.method in ("GET", "HEAD") and self.cache.is_discovery_path(info.path)
         return info.verb in ("get", "list", "watch")
 
+    def takes_write(self, ctx: RequestContext) -> bool:
+        """A write the cache applies while the cloud is away (this node's own truth, node
+        events), whose body is at hand: after a connect failure nothing reached the cloud,
+        so it is answered as it would be a moment later, once the cloud is seen unhealthy."""
+        info = ctx.info
+        if not info.is_resource_request or (ctx.has_body() and not ctx.body_buffered):
+            return False
+        if info.verb in ("update", "patch"):
+            return self._owned(ctx)
+        if info.verb == "create":
+            return self.is_kubelet_lease(ctx) or (info.resource == "events"
+                                                  and not info.subresource)
+        return False
+
     def is_kubelet_lease(self, ctx: RequestContext) -> bool:
         info = ctx.info
         return (ctx.component == "kubelet" and info.is_resource_request

@@ -31,6 +31,9 @@ class LocalHandler(Protocol):
     def can_serve(self, ctx: RequestContext) -> bool:
         """True when the cache can answer this request while the cloud is away."""
 
+    def takes_write(self, ctx: RequestContext) -> bool:
+        """True for a write the cache applies while the cloud is away (body at hand)."""
+
     def serves_kubelet_lease(self, ctx: RequestContext) -> bool:
         """True for kubelet's own Lease requests once the hub holds the Lease (edge mode)."""
 
@@ -73,7 +76,9 @@ class ProxyApp:
         try:
             return self.remote.handle(ctx)
         except UpstreamUnavailable as e:
-            if local is not None and local.can_serve(ctx):
+            # Nothing reached the cloud: answer as the next moment will, once the health
+            # checker has seen it go (reads from the cache, the node's own writes applied).
+            if local is not None and (local.can_serve(ctx) or local.takes_write(ctx)):
                 return local.handle(ctx, str(e))
             raise ServiceUnavailable(f"the cloud apiserver is unreachable: {e}",
                                      details={"retryAfterSeconds": 1}) from e
