@@ -1,7 +1,8 @@
 """The API proxy's WSGI app: parse once, route to the cloud or to the cache, answer errors.
 
 Routing follows YurtHub: a healthy cloud gets the request; when no server is healthy, or a
-get/list/watch cannot reach any server, the local proxy answers from the cache.  Every
+request cannot reach any server (nothing was sent), the local proxy answers it from the
+cache if it can: reads, and the writes it applies while the cloud is away.  Every
 failure becomes a ``metav1.Status`` here and nowhere else.
 """
 
