@@ -71,7 +71,8 @@ def write_key(coll_fd: int, key: CollectionKey) -> None:
 
 
 def create(root_fd: int, key: CollectionKey) -> int:
-    """Make ``<root>/<component>/<dirname>/`` with its ``_collection`` file, durably.
+    """Make ``<root>/<component>/<dirname>/`` with its ``_collection`` file, durably, and
+    new directories under it spread over the file system where that is possible.
 
     Returns the collection's directory fd.  Raises OSError.
     """
@@ -79,6 +80,7 @@ def create(root_fd: int, key: CollectionKey) -> int:
     try:
         coll_fd, _ = files.open_dir(key.dirname, comp_fd, create=True)
         try:
+            files.spread_subdirs(coll_fd)  # its staging dirs: see files.spread_subdirs
             write_key(coll_fd, key)
             os.fsync(comp_fd)
             if comp_created:

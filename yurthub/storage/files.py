@@ -9,9 +9,11 @@ the store translates them into StorageError at its boundary.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -58,6 +60,42 @@ def syncfs(fd: int) -> None:
     if _SYNCFS(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS are _IOR/_IOW('f', 1/2, long): their numbers carry
+# sizeof(long), and the generic ioctl encoding is only that of the architectures listed.
+_LONG = ctypes.sizeof(ctypes.c_long)
+_GETFLAGS = (2 << 30) | (_LONG << 16) | (ord("f") << 8) | 1
+_SETFLAGS = (1 << 30) | (_LONG << 16) | (ord("f") << 8) | 2
+_GENERIC_IOCTL = {"x86_64", "i386", "i486", "i586", "i686", "aarch64", "aarch64_be",
+                  "armv6l", "armv7l", "armv8l", "riscv64", "s390x", "loongarch64"}
+TOPDIR_FL = 0x00020000
+
+
+def spread_subdirs(dir_fd: int) -> bool:
+    """Ask the file system to place new subdirectories of ``dir_fd`` apart (ext2/3/4's
+    "top of directory hierarchy" flag, ``chattr +T``); True when the flag is set.
+
+    why: a commit stages its files in a new subdirectory.  ext4 without a journal skips
+    inodes freed in the last minute or more when it allocates, scanning past each of them
+    for every new file; placed next to the files the previous commit just freed, staging
+    10,000 objects took 0.9-2 s instead of 0.12 s (measured on this project's VMs).  With the
+    flag, each staging directory starts in a block group of its own.  Anything that cannot
+    take the flag (another file system or architecture) is left as it is.
+    """
+    if os.uname().machine not in _GENERIC_IOCTL:
+        return False
+    flags = array.array("i", [0])
+    try:
+        fcntl.ioctl(dir_fd, _GETFLAGS, flags, True)
+        if flags[0] & TOPDIR_FL:
+            return True
+        flags[0] |= TOPDIR_FL
+        fcntl.ioctl(dir_fd, _SETFLAGS, flags, True)
+    except OSError as e:
+        log.debug("no spreading of new directories here: %s", e)
+        return False
+    return True
 
 
 def open_dir(name: str, dir_fd: int | None = None, *, create: bool = False) -> tuple[int, bool]:

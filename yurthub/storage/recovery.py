@@ -137,6 +137,7 @@ class Recovery:
                 return None
             key = CollectionKey.from_dirname(component, dirname, namespaced)
             coll_mod.write_key(coll_fd, key)
+        files.spread_subdirs(coll_fd)  # a cache made before the flag was set
         self._roll_forward(coll_fd, key)
         for name in [n for n in os.listdir(coll_fd) if n.startswith(".")]:
             self._sweep(coll_fd, name, f"{where}/{name}")

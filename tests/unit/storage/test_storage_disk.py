@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -422,3 +425,61 @@ def test_the_janitor_removes_replaced_files_at_the_lowest_cpu_priority(tmp_path,
     assert leftovers(tmp_path / "c") == []
     assert [json.loads(store.read(PODS, "default", "p7"))] == [json.loads(body("p7", v="1"))]
     store.close()
+
+
+def _takes_topdir(parent) -> bool:
+    """Whether the file system under ``parent`` takes ``chattr +T`` (ext4 does, tmpfs not)."""
+    probe = os.path.join(str(parent), "probe")
+    os.mkdir(probe)
+    try:
+        return subprocess.run(["chattr", "+T", probe], capture_output=True).returncode == 0
+    finally:
+        os.rmdir(probe)
+
+
+def _attrs(path) -> str:
+    r = subprocess.run(["lsattr", "-d", str(path)], capture_output=True, text=True)
+    return r.stdout.split()[0] if r.returncode == 0 else ""
+
+
+def test_collections_ask_for_their_staging_dirs_to_be_spread(tmp_path):
+    """ext4 without a journal scans past every inode freed in the last minute or more when
+    it allocates one: staging 10,000 objects next to the files the last commit freed took
+    1-2 s instead of 0.15 s.  Each collection directory carries ext4's "top of a directory
+    hierarchy" flag (lsattr shows T), so every staging dir starts in a block group of its
+    own; a cache made before the flag existed gets it when it is opened."""
+    store = open_store(tmp_path / "c")
+    with store.transaction(PODS) as txn:
+        txn.put("ns", "p", body("p", "ns"), {})
+        txn.commit()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    takes = _takes_topdir(tmp_path)
+    assert ("T" in _attrs(coll)) is takes
+    store.close()
+    if takes:
+        subprocess.run(["chattr", "-T", str(coll)], check=True)
+        assert "T" not in _attrs(coll)
+    store = open_store(tmp_path / "c")
+    assert ("T" in _attrs(coll)) is takes
+    assert store.read(PODS, "ns", "p") == body("p", "ns")
+    store.close()
+
+
+def test_a_cache_where_the_flag_is_refused_works_the_same(tmp_path):
+    """tmpfs refuses chattr +T: the cache is made, committed and read all the same."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path)
+    root = tempfile.mkdtemp(prefix="yurthub-test-", dir=shm)
+    try:
+        store = open_store(os.path.join(root, "c"))
+        with store.transaction(PODS) as txn:
+            for i in range(40):
+                txn.put("ns", f"p{i}", body(f"p{i}", "ns"), {"tx": i})
+            txn.commit()
+        coll = os.path.join(root, "c", "kubelet", "pods.v1.core")
+        assert ("T" in _attrs(coll)) is _takes_topdir(root)
+        assert store.read(PODS, "ns", "p39") == body("p39", "ns")
+        assert len(store.entries(PODS)) == 40
+        store.close()
+        assert leftovers(os.path.join(root, "c")) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
