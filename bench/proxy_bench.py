@@ -270,15 +270,21 @@ def bench_list(args: argparse.Namespace, work: Path, up_port: int, peer_port: in
           f"({len(base) / max(objects, 1) / 1e3:.1f} KB/pod) ==")
     fig = ListFigures()
     ports = {"direct": up_port, "nginx": peer_port}
+    caches = []
     for rnd in range(args.rounds):
         cache = work / f"cache-list-{rnd}"
+        caches.append(cache)
         hub = HubProcess(work, f"http://127.0.0.1:{up_port}", cache,
                          extra=["--threads", "256"]).start()
         try:
             list_round(args, fig, hub, rnd, data_dir, base, objects, ports)
         finally:
             hub.stop()
-        if not args.keep:
+    # why: removed at the end, not between rounds: a round's "new cache" fill must not
+    # measure the file system digesting the 40,000 files of the round before (on ext4
+    # without a journal, freshly freed inodes slow down new ones; see bench/README.md).
+    if not args.keep:
+        for cache in caches:
             shutil.rmtree(cache, ignore_errors=True)
     print_list(fig, len(base))
 
