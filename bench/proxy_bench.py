@@ -648,6 +648,24 @@ def bench_get(args: argparse.Namespace, work: Path, up_port: int, peer_port: int
 
 # -- main ---------------------------------------------------------------------------------
 
+def fs_banner(path: str) -> str:
+    """The file system holding ``path``, and whether ext4 journals it (which changes how
+    fast new files are created right after many were deleted: see bench/README.md)."""
+    best = ("", "?", "")
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if (path + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best[0]):
+                best = (mnt, fstype, dev)
+    mnt, fstype, dev = best
+    if fstype == "ext4":
+        name = os.path.basename(os.path.realpath(dev))
+        journal = any(d.startswith(name + "-") for d in os.listdir("/proc/fs/jbd2")) \
+            if os.path.isdir("/proc/fs/jbd2") else False
+        return f"ext4 on {dev} at {mnt}, {'with' if journal else 'WITHOUT'} a journal"
+    return f"{fstype} on {dev} at {mnt}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="list,watch,get")
@@ -659,12 +677,16 @@ def main() -> int:
     p.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
                    help="record py-spy profiles of the hub worker into DIR")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, caches)")
+    p.add_argument("--dir", default="/var/tmp",
+                   help="where the temp dir (and so the hub's caches) goes: the file system "
+                        "the cache would live on (default /var/tmp)")
     args = p.parse_args()
     only = set(args.only.split(","))
     started = time.monotonic()
     print(stack_banner())
     print(ensure_nginx())
-    work = Path(tempfile.mkdtemp(prefix="yurthub-proxy-bench-", dir="/var/tmp"))
+    print(f"caches under {args.dir}: {fs_banner(args.dir)}")
+    work = Path(tempfile.mkdtemp(prefix="yurthub-proxy-bench-", dir=args.dir))
     data_dir = work / "data"
     data_dir.mkdir()
     os.chmod(work, 0o755)
