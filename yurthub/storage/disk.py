@@ -35,7 +35,7 @@ from yurthub.storage.store import (
     Store,
     StoreStats,
 )
-from yurthub.storage.txn import DiskTransaction, Settings, Shared
+from yurthub.storage.txn import DiskTransaction, Settings, Shared, Trash
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class DiskStore(Store):
     def flush(self) -> None:
         if self._janitor is not None:
             self._janitor.join()
-        self._empty_trash()
+        self._remove_trash(self._shared.take_trash(everything=True))
         self._persist_indexes()
 
     def tidy(self) -> None:
@@ -154,32 +154,34 @@ class DiskStore(Store):
 
     def _empty_trash_in_background(self) -> None:
         """Unlinking 10,000 replaced files takes about a second: not on the writer thread,
-        where it would delay the next commit and compete with the request threads."""
-        if not self._shared.trash or (self._janitor is not None and self._janitor.is_alive()):
+        where it would delay the next commit and compete with the request threads.  The
+        newest trash stays: it holds the spare inodes of the next big commit."""
+        if self._janitor is not None and self._janitor.is_alive():
             return
-        self._janitor = threading.Thread(target=self._empty_trash_niced,
+        drop = self._shared.take_trash(everything=False)
+        if not drop:
+            return
+        self._janitor = threading.Thread(target=self._remove_trash_niced, args=(drop,),
                                          name="yurthub-cache-janitor", daemon=True)
         self._janitor.start()
 
-    def _empty_trash_niced(self) -> None:
+    def _remove_trash_niced(self, drop: list[Trash]) -> None:
         """The janitor's thread: at the lowest CPU priority (Linux nices threads one by one),
         so unlinking thousands of files never takes a core from a client being served."""
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except (OSError, AttributeError):
             pass  # why: not Linux, or not allowed: it still runs, only at normal priority
-        self._empty_trash()
+        self._remove_trash(drop)
 
-    def _empty_trash(self) -> None:
-        trash = self._shared.trash
-        while trash:
-            fd, name = trash.pop()
+    def _remove_trash(self, drop: list[Trash]) -> None:
+        for t in drop:
             try:
-                files.remove_tree_gently(fd, name)
+                files.remove_tree_gently(t.coll_fd, t.stage)
             except FileNotFoundError:
                 pass
             except OSError as e:
-                log.warning("cannot remove %s (startup will): %s", name, e)
+                log.warning("cannot remove %s (startup will): %s", t.stage, e)
 
     def close(self) -> None:
         if not self._open:
@@ -220,6 +222,7 @@ class DiskStore(Store):
         coll = self._get(ck)
         if coll is None:
             return None
+        epoch = self._shared.pin()  # no commit rewrites a file this read may have opened
         try:
             if not ck.namespaced:
                 return files.read_optional(coll.fd, name)
@@ -234,6 +237,8 @@ class DiskStore(Store):
         except OSError as e:
             raise StorageError(f"cannot read {ck.object_relpath(namespace, name)}: "
                                f"{e.strerror or e}") from e
+        finally:
+            self._shared.unpin(epoch)
 
     def entries(self, ck: CollectionKey) -> Mapping[tuple[str, str], Entry]:
         coll = self._get(ck)

@@ -170,6 +170,11 @@ class Applier:
         os.ftruncate(fd, base)  # a roll-forward may find part of it written already
         files.write_all(fd, data, base)
 
+    def kept(self) -> int:
+        """How many replaced or deleted files run() kept in the staging dir."""
+        return sum(1 for step in self.undo
+                   if step[0] == "del" or (step[0] == "put" and step[4] is not None))
+
     def sync(self, use_syncfs: bool, *, stage: bool = False) -> None:
         """Make what run() (or rollback()) did durable: one syncfs, or fsync each dir."""
         if use_syncfs:

@@ -9,7 +9,9 @@ delete, the new ``_state`` and the history change, and fsyncs the collection dir
 this is the commit point; (3) applies the journal: a hard link keeps each replaced file and
 deleted files are renamed into the staging directory, so the step can be undone; (4)
 syncs again (syncfs, or fsync of every touched directory) and (5) removes the journal and
-the staging directory, then publishes the new index, state and history to readers.  A
+the staging directory (a big commit's stays a while: its replaced files are the spare
+inodes of the next big commit, see Shared), then publishes the new index, state and
+history to readers.  A
 crash before (2) leaves staging debris that startup sweeps; a crash after it leaves a
 journal that startup rolls forward (applying is idempotent).  An I/O error before (2)
 discards the staging directory; an error in (3) or (4) undoes the applied steps, syncs,
@@ -23,6 +25,8 @@ import itertools
 import json
 import logging
 import os
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,21 +45,106 @@ log = logging.getLogger(__name__)
 SMALL_TXN = 8
 # A commit with this many changes writes the index at once, instead of within index_interval.
 BIG_TXN = 1000
-# A commit with more changes than this leaves its staging dir for DiskStore.flush().
+# A commit with more changes than this leaves its staging dir as trash (see Shared).
 DEFER_CLEANUP = 64
 _ids = itertools.count()
 
 
+# A transaction stages its first puts in new files; past this many it takes spare inodes.
+REUSE_AFTER = DEFER_CLEANUP
+# The replaced files of the newest big commits are kept as spare inodes this long.
+SPARE_SECONDS = 600.0
+KEEP_TRASH = 2
+# Names the Applier gives replaced ("b" + "p<n>") and deleted ("d<n>") objects in a staging
+# dir: only those become spares (a replaced _state or _history is never rewritten).
+_SPARE_PREFIXES = ("bp", "d")
+
+
+@dataclass
+class Trash:
+    """The staging dir of a finished big commit, holding the files it replaced or deleted."""
+
+    coll_fd: int
+    stage: str
+    retired: int          # the epoch from which no new reader can reach its files
+    at: float             # time.monotonic() when it was retired
+    claimed: bool = False
+
+
 @dataclass
 class Shared:
-    """What the store shares with its transactions: counters, and deferred cleanup."""
+    """What the store shares with its transactions: counters, trash, and reader epochs.
+
+    design: a big commit replaces thousands of files.  Freeing their inodes costs the janitor
+    ~80 us each (online discard), and on ext4 without a journal every inode freed in the
+    last minute slows each new one allocated near it; so the next big commit takes them as
+    spares: it renames one into its staging dir and rewrites it, instead of creating a file.
+    A spare may still be open in a reader that looked its name up before the commit: readers
+    pin the epoch they started in, every commit that retires files advances it, and trash is
+    reused only once no reader older than its retirement is left.
+    """
 
     commits: int = 0
     write_errors: int = 0
     quarantined: int = 0
-    # Staging dirs of big commits still holding the replaced files: freeing thousands of
-    # inodes takes long (~80 us each with online discard), so it waits for DiskStore.flush().
-    trash: list[tuple[int, str]] = field(default_factory=list)
+    # Staging dirs of big commits still holding the replaced files: spares for the next big
+    # commit, removed by the janitor when old or when newer ones exist, and by flush().
+    trash: list[Trash] = field(default_factory=list)
+    epoch: int = 0
+    pins: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pin(self) -> int:
+        with self.lock:
+            e = self.epoch
+            self.pins[e] = self.pins.get(e, 0) + 1
+            return e
+
+    def unpin(self, e: int) -> None:
+        with self.lock:
+            n = self.pins[e] - 1
+            if n:
+                self.pins[e] = n
+            else:
+                del self.pins[e]
+
+    def retire(self, coll_fd: int, stage: str) -> None:
+        """Queue a big commit's staging dir as trash, after its renames are done."""
+        with self.lock:
+            self.epoch += 1
+            self.trash.append(Trash(coll_fd, stage, self.epoch, time.monotonic()))
+
+    def claim(self) -> Trash | None:
+        """The newest trash no reader can still hold a file of, marked claimed; or None."""
+        with self.lock:
+            oldest = min(self.pins) if self.pins else None
+            for t in reversed(self.trash):
+                if not t.claimed and (oldest is None or oldest >= t.retired):
+                    t.claimed = True
+                    return t
+        return None
+
+    def release(self, t: Trash) -> None:
+        with self.lock:
+            t.claimed = False
+
+    def take_trash(self, everything: bool) -> list[Trash]:
+        """Remove from the list and return the trash to delete now: all of it that is not
+        claimed, or (``everything=False``) what is old or beyond the newest KEEP_TRASH."""
+        now = time.monotonic()
+        with self.lock:
+            keep: list[Trash] = []
+            drop: list[Trash] = []
+            free = [t for t in self.trash if not t.claimed]
+            newest = {id(t) for t in free[-KEEP_TRASH:]}
+            for t in self.trash:
+                if t.claimed or (not everything and id(t) in newest
+                                 and now - t.at < SPARE_SECONDS):
+                    keep.append(t)
+                else:
+                    drop.append(t)
+            self.trash[:] = keep
+            return drop
 
 
 @dataclass(frozen=True)
@@ -115,6 +204,10 @@ class DiskTransaction(Transaction):
         self._reset: int | None = None
         self._seq = 0
         self._done = False
+        self._spare: Trash | None = None           # claimed trash this one takes inodes from
+        self._spare_fd: int | None = None
+        self._spare_names: Any = None              # os.scandir of the claimed trash dir
+        self._spares_done = False
 
     # -- staging --------------------------------------------------------------------------
 
@@ -146,8 +239,10 @@ class DiskTransaction(Transaction):
             stage_fd = self._stage_dir()
             if namespace and namespace not in self._dirs:
                 self._dirs[namespace], _ = files.open_dir(namespace, self._coll.fd, create=True)
-            st = files.write_new(stage_fd, staged, [bytes(body)],
-                                 fsync=self._settings.durability == "fsync")
+            fsync = self._settings.durability == "fsync"
+            st = self._reuse(stage_fd, staged, body, fsync) if self._seq > REUSE_AFTER else None
+            if st is None:
+                st = files.write_new(stage_fd, staged, [bytes(body)], fsync=fsync)
             old = self._puts.pop(key, None)
             if old is not None:
                 files.unlink_optional(stage_fd, old[0])
@@ -156,6 +251,59 @@ class DiskTransaction(Transaction):
         self._deletes.pop(key, None)
         self._puts[key] = (staged, Entry(meta, st.st_size), (st.st_ino, st.st_size,
                                                                st.st_mtime_ns))
+
+    def _reuse(self, stage_fd: int, staged: str, body: bytes,
+               fsync: bool) -> os.stat_result | None:
+        """Stage ``body`` in a spare inode from the trash (see Shared); None when there is
+        no spare to take, and the caller creates a file."""
+        if self._spares_done:
+            return None
+        if self._spare is None:
+            self._spare = self._shared.claim()
+            if self._spare is None:
+                self._spares_done = True
+                return None
+            try:
+                self._spare_fd, _ = files.open_dir(self._spare.stage, self._spare.coll_fd)
+                self._spare_names = os.scandir(self._spare_fd)
+            except OSError as e:
+                log.debug("no spares from %s: %s", self._spare.stage, e)
+                self._spares_done = True
+                return None
+        for entry in self._spare_names:
+            if not entry.name.startswith(_SPARE_PREFIXES):
+                continue
+            try:
+                os.rename(entry.name, staged, src_dir_fd=self._spare_fd, dst_dir_fd=stage_fd)
+            except FileNotFoundError:
+                continue
+            st = self._rewrite(stage_fd, staged, body, fsync)
+            if st is not None:
+                return st
+        self._spares_done = True
+        return None
+
+    @staticmethod
+    def _rewrite(stage_fd: int, staged: str, body: bytes,
+                 fsync: bool) -> os.stat_result | None:
+        """Overwrite the spare just renamed to ``staged``; None (and it is gone) unless it
+        is a plain file with one link, as the Applier leaves them."""
+        fd = os.open(staged, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=stage_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                os.unlink(staged, dir_fd=stage_fd)
+                return None
+            if stat.S_IMODE(st.st_mode) != files.FILE_MODE:
+                os.fchmod(fd, files.FILE_MODE)
+            files.write_all(fd, body, 0)
+            os.ftruncate(fd, len(body))
+            if fsync:
+                os.fsync(fd)
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
 
     def delete(self, namespace: str, name: str) -> None:
         self._live()
@@ -234,6 +382,7 @@ class DiskTransaction(Transaction):
         try:
             applier.run()
             applier.sync(syncfs and len(self._puts) + len(self._deletes) > SMALL_TXN)
+            kept = applier.kept()
         except OSError as e:
             self._shared.write_errors += 1
             self._undo(applier)
@@ -242,8 +391,8 @@ class DiskTransaction(Transaction):
             applier.close()
         try:
             os.unlink(journal.FILE, dir_fd=coll.fd)
-            if len(self._puts) + len(self._deletes) > DEFER_CLEANUP:
-                self._shared.trash.append((coll.fd, self._stage))
+            if kept > DEFER_CLEANUP:
+                self._shared.retire(coll.fd, self._stage)
             else:
                 files.remove_any(coll.fd, self._stage)
         except OSError as e:
@@ -294,6 +443,8 @@ class DiskTransaction(Transaction):
                 os.close(fd)
         os.fsync(self._stage_fd)
         os.fsync(self._coll.fd)  # the staging dir's entry and new namespace dirs
+        if self._spare_fd is not None:
+            os.fsync(self._spare_fd)  # the spares renamed out of it
 
     def _discard(self, journal_written: bool) -> None:
         """Undo a commit that failed before (or while) its journal was written."""
@@ -354,13 +505,19 @@ class DiskTransaction(Transaction):
         if self._done:
             return
         self._done = True
-        for fd in [self._hist_fd, self._stage_fd, *self._dirs.values()]:
+        if self._spare_names is not None:
+            self._spare_names.close()
+            self._spare_names = None
+        if self._spare is not None:
+            self._shared.release(self._spare)
+            self._spare = None
+        for fd in [self._hist_fd, self._stage_fd, self._spare_fd, *self._dirs.values()]:
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self._hist_fd = self._stage_fd = None
+        self._hist_fd = self._stage_fd = self._spare_fd = None
         self._dirs.clear()
 
     def abort(self) -> None:

@@ -12,10 +12,11 @@ import threading
 import time
 
 import pytest
-from storage_support import LEASES, NODES, PODS, body, leftovers, open_store, tree
+from storage_support import LEASES, NODES, PODS, body, leftovers, open_store, reopen, tree
 
 from yurthub.errors import StorageError
 from yurthub.storage import CollectionKey, DiskStore, Entry
+from yurthub.storage import txn as txn_mod
 
 
 def test_put_read_delete_round_trip(tmp_path):
@@ -366,26 +367,145 @@ def test_readers_see_whole_snapshots_while_the_writer_commits(tmp_path):
     assert reads[0] > 0
 
 
-def test_tidy_removes_replaced_files_in_the_background(tmp_path):
+def _replace_all(store, gen: int, n: int = 300) -> None:
+    with store.transaction(PODS) as txn:
+        for i in range(n):
+            txn.put("ns", f"pod-{i}", body(f"pod-{i}", tx=gen), {"tx": gen})
+        txn.commit()
+
+
+def _inodes(coll) -> dict[str, int]:
+    return {n: os.stat(coll / "ns" / n).st_ino for n in os.listdir(coll / "ns")}
+
+
+def test_replaced_files_are_kept_a_while_as_spares_then_removed(tmp_path, monkeypatch):
+    """The newest big commits' replaced files stay (for the next big commit to reuse);
+    older ones are removed in the background by tidy(), young ones once they age, and
+    everything by flush()."""
     store = open_store(tmp_path / "c")
-    for tx in (1, 2):
-        with store.transaction(PODS) as txn:
-            for i in range(300):
-                txn.put("ns", f"pod-{i}", body(f"pod-{i}", tx=tx), {"tx": tx})
-            txn.commit()
     coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
 
     def staged() -> list[str]:
         return [n for n in os.listdir(coll) if n.startswith(".")]
-    assert staged() != []  # the replaced files wait in a staging dir
+
+    _replace_all(store, 1)
+    assert staged() == []  # a first fill replaced nothing: nothing is kept
+    for gen in (2, 3, 4):
+        _replace_all(store, gen)
+    assert len(staged()) == 3
+    store.tidy()
+    for _ in range(200):
+        if len(staged()) == 2:
+            break
+        time.sleep(0.05)
+    assert len(staged()) == 2  # the two newest stay
+    monkeypatch.setattr(txn_mod, "SPARE_SECONDS", 0.0)
     store.tidy()
     for _ in range(200):
         if not staged():
             break
         time.sleep(0.05)
     assert staged() == []
-    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=2)
+    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=4)
+    _replace_all(store, 5)
+    _replace_all(store, 6)
+    assert staged() != []
+    store.flush()
+    assert staged() == []
     store.close()
+
+
+def test_a_big_commit_rewrites_the_inodes_the_one_before_replaced(tmp_path):
+    """Freeing 10,000 inodes costs the janitor a second, and on ext4 without a journal
+    slows every file created near them for a minute: the next big commit takes them."""
+    store = open_store(tmp_path / "c")
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    _replace_all(store, 1)
+    first = set(_inodes(coll).values())
+    _replace_all(store, 2)   # gen 1's files are now spares
+    _replace_all(store, 3)
+    third = set(_inodes(coll).values())
+    assert len(third & first) >= 300 - txn_mod.REUSE_AFTER - 1
+    for i in range(300):
+        assert store.read(PODS, "ns", f"pod-{i}") == body(f"pod-{i}", tx=3)
+    assert {m["tx"] for m in (e.meta for e in store.entries(PODS).values())} == {3}
+    for p in (coll / "ns").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600 and p.stat().st_nlink == 1
+    store.close()
+    store, report = reopen(tmp_path / "c")
+    assert report.reindexed == 0 and report.quarantined == 0
+    assert store.read(PODS, "ns", "pod-299") == body("pod-299", tx=3)
+    store.close()
+
+
+def test_no_spare_is_rewritten_while_a_reader_may_hold_it(tmp_path):
+    """A reader that looked a name up before a commit may still read the replaced file:
+    while any reader older than that commit is reading, its files are not reused."""
+    store = open_store(tmp_path / "c")
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    _replace_all(store, 1)
+    first = set(_inodes(coll).values())
+    reader = store._shared.pin()       # a read that began before gen 2's commit
+    _replace_all(store, 2)
+    second = set(_inodes(coll).values())
+    _replace_all(store, 3)
+    assert not set(_inodes(coll).values()) & (first | second)
+    store._shared.unpin(reader)
+    _replace_all(store, 4)              # what gens 2 and 3 replaced is free now
+    assert len(set(_inodes(coll).values()) & (first | second)) >= 300 - txn_mod.REUSE_AFTER - 1
+    store.close()
+
+
+def test_readers_never_see_a_rewritten_spare(tmp_path, monkeypatch):
+    """Readers hammering objects while big commits replace them and reuse the inodes:
+    every body read is one whole version of the object asked for.  Each reader dawdles
+    40 ms between opening a file and reading it, so a reused inode would be caught."""
+    real_fstat = os.fstat
+
+    def dawdling_fstat(fd):
+        result = real_fstat(fd)
+        if threading.current_thread().name.startswith("reader"):
+            time.sleep(0.04)
+        return result
+
+    monkeypatch.setattr(os, "fstat", dawdling_fstat)
+    store = open_store(tmp_path / "c")
+    _replace_all(store, 0, 200)
+    stop = threading.Event()
+    bad: list[bytes] = []
+    reads = [0]
+
+    def read_loop(seed: int) -> None:
+        i = seed
+        while not stop.is_set():
+            i = (i * 7 + 3) % 200
+            raw = store.read(PODS, "ns", f"pod-{i}")
+            reads[0] += 1
+            try:
+                obj = json.loads(raw or b"")
+                ok = obj["metadata"]["name"] == f"pod-{i}" and raw == body(f"pod-{i}",
+                                                                        tx=obj["tx"])
+            except (ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                bad.append(raw or b"")
+
+    threads = [threading.Thread(target=read_loop, args=(s,), name=f"reader-{s}")
+               for s in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        gen = 1
+        while reads[0] < 200 and gen < 400:
+            _replace_all(store, gen, 200)
+            gen += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    store.close()
+    assert reads[0] >= 200 and gen > 3
+    assert bad == []
 
 
 def _nice(tid: int) -> int:
@@ -404,14 +524,15 @@ def test_the_janitor_removes_replaced_files_at_the_lowest_cpu_priority(tmp_path,
             txn.commit()
     seen: list[int] = []
     gate = threading.Event()
-    real = store._empty_trash
+    real = store._remove_trash
 
-    def held() -> None:
+    def held(drop) -> None:
         seen.append(_nice(threading.get_native_id()))
         gate.wait(10)
-        real()
+        real(drop)
 
-    monkeypatch.setattr(store, "_empty_trash", held)
+    monkeypatch.setattr(store, "_remove_trash", held)
+    monkeypatch.setattr(txn_mod, "SPARE_SECONDS", 0.0)
     mine = _nice(threading.get_native_id())
     store.tidy()
     deadline = time.monotonic() + 10

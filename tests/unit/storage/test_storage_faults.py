@@ -12,6 +12,7 @@ from storage_support import PODS, leftovers, open_store
 
 from yurthub.errors import StorageError
 from yurthub.storage import files
+from yurthub.storage import txn as txn_mod
 
 # Calls a commit makes; each one is failed once, at each of its calls in turn.
 OS_CALLS = ["write", "pwrite", "open", "replace", "rename", "link", "unlink", "fsync",
@@ -192,3 +193,50 @@ def test_failed_rollback_is_rolled_forward_before_the_next_transaction(tmp_path)
     store = open_store(tmp_path / "c")
     model.check(store)
     store.close()
+
+
+@pytest.mark.parametrize("name", ["rename", "open", "fstat", "pwrite", "ftruncate", "scandir"])
+def test_a_failure_while_reusing_a_spare_leaves_the_store_whole(tmp_path, name):
+    """A big commit rewrites the files the one before replaced (spare inodes): an error at
+    any call of that path either falls back to a new file or fails the transaction, and
+    the previous state, the store and the next commits stay whole."""
+    model = Model()
+    store = open_store(tmp_path / "c")
+    for tx in (1, 2):   # tx 2 replaces or deletes 100 objects: 100 spares
+        txn, done = model.stage(store, tx, 100, 1)
+        txn.commit()
+        done()
+    txn = store.transaction(PODS)
+    puts = [f"o{i}" for i in range(300, 300 + txn_mod.REUSE_AFTER + 20)]
+    for n in puts[:txn_mod.REUSE_AFTER]:
+        txn.put("default", n, obj(n, 3), {"tx": 3})
+    failed = False
+    with pytest.MonkeyPatch.context() as m:
+        calls = fail_nth(m, name, 1, errno.EIO)
+        try:
+            for n in puts[txn_mod.REUSE_AFTER:]:
+                txn.put("default", n, obj(n, 3), {"tx": 3})
+        except StorageError as e:
+            assert "cannot stage" in str(e)
+            failed = True
+    assert calls[0] >= 1, f"{name} is not called when reusing a spare"
+    if failed:
+        txn.abort()
+        assert store.stats().write_errors == 1
+    else:
+        txn.set_state({"tx": 3})
+        txn.append_history([{"rv": 301}])
+        txn.commit()
+        for n in puts:
+            model.objects[n] = 3
+        model.tx, model.last_rv = 3, 301
+    model.check(store)
+    txn, done = model.stage(store, 4, 100, 1)   # the store is still usable
+    txn.commit()
+    done()
+    model.check(store)
+    store.close()
+    store = open_store(tmp_path / "c")
+    model.check(store)
+    store.close()
+    assert leftovers(tmp_path / "c") == []
