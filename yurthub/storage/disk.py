@@ -3,8 +3,10 @@
 Layout under the root: ``<component>/<resource>.<version>.<group|core>/[<namespace>/]<name>``
 holds each object's JSON exactly as committed; each collection directory also holds
 ``_collection`` (its key), ``_index``, ``_state``, ``_history`` and, during a commit,
-``_journal`` and ``.stage.<id>/``.  ``_nonresource/`` holds ``/version`` and discovery
-documents, ``_quarantine/`` what startup refused to serve, ``_lock`` the owner's flock.
+``_journal`` and ``.stage.<id>/``, and after a big commit ``.spare.<id>/`` (the files it
+replaced, rewritten by the next big commit instead of new ones: storage.txn.Shared).
+``_nonresource/`` holds ``/version`` and discovery documents, ``_quarantine/`` what startup
+refused to serve, ``_lock`` the owner's flock.
 The writer/reader split is described in storage.store; commits in storage.txn.
 """
 
@@ -87,8 +89,10 @@ class DiskStore(Store):
         report = RecoveryReport()
         try:
             self._open_root()
+            spares: list[tuple[int, str]] = []
             rec = Recovery(self._root_fd, self.history_limit,
-                           self._settings.durability == "syncfs", self.meta_loader, report)
+                           self._settings.durability == "syncfs", self.meta_loader, report,
+                           spares)
             self._colls = rec.run()
         except OSError as e:
             self._close_fds()
@@ -98,6 +102,9 @@ class DiskStore(Store):
             raise
         self._shared.quarantined += report.quarantined
         self._open = True
+        for coll_fd, name in spares:
+            self._shared.adopt(coll_fd, name)
+        self._empty_trash_in_background()  # spares beyond what is kept
         report.seconds = time.monotonic() - started
         log.info("cache %s: %d collections, %d objects; rolled forward %d, swept %d, "
                  "reindexed %d, quarantined %d (%.2fs)", self.root, report.collections,
@@ -137,7 +144,7 @@ class DiskStore(Store):
     def flush(self) -> None:
         if self._janitor is not None:
             self._janitor.join()
-        self._remove_trash(self._shared.take_trash(everything=True))
+        self._remove_trash(self._shared.take_trash())
         self._persist_indexes()
 
     def tidy(self) -> None:
@@ -158,7 +165,7 @@ class DiskStore(Store):
         newest trash stays: it holds the spare inodes of the next big commit."""
         if self._janitor is not None and self._janitor.is_alive():
             return
-        drop = self._shared.take_trash(everything=False)
+        drop = self._shared.take_trash()
         if not drop:
             return
         self._janitor = threading.Thread(target=self._remove_trash_niced, args=(drop,),

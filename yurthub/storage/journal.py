@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 FILE = "_journal"
 MAGIC = "yurthub-journal"
 STAGE_PREFIX = ".stage."
+# A big commit's staging dir, once committed, holding the files it replaced: spare inodes
+# for the next big commit (storage.txn.Shared); startup keeps these, and sweeps the rest.
+SPARE_PREFIX = ".spare."
 STATE_FILE = "_state"
 _STAGED_OK = frozenset("0123456789phsH")
 

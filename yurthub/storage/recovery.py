@@ -47,6 +47,9 @@ class Recovery:
     use_syncfs: bool
     meta_loader: MetaLoader | None
     report: RecoveryReport
+    # When a list: the spare dirs found (collection fd, name), kept for the store to reuse;
+    # otherwise they are swept like staging debris.
+    spares: list[tuple[int, str]] | None = None
 
     # -- the root ---------------------------------------------------------------------------
 
@@ -139,8 +142,14 @@ class Recovery:
             coll_mod.write_key(coll_fd, key)
         files.spread_subdirs(coll_fd)  # a cache made before the flag was set
         self._roll_forward(coll_fd, key)
+        kept: list[str] = []
         for name in [n for n in os.listdir(coll_fd) if n.startswith(".")]:
-            self._sweep(coll_fd, name, f"{where}/{name}")
+            if (self.spares is not None and name.startswith(journal.SPARE_PREFIX)
+                    and stat.S_ISDIR(os.stat(name, dir_fd=coll_fd,
+                                             follow_symlinks=False).st_mode)):
+                kept.append(name)
+            else:
+                self._sweep(coll_fd, name, f"{where}/{name}")
         state = self._state(coll_fd, key)
         hist, damaged = History.load(coll_fd, self.history_limit)
         if damaged:
@@ -148,6 +157,8 @@ class Recovery:
         index = self._index(coll_fd, key)
         self.report.collections += 1
         self.report.objects += len(index)
+        if self.spares is not None:
+            self.spares += [(coll_fd, name) for name in kept]
         return Collection(key, coll_fd, index, hist, state)
 
     def _infer_scope(self, coll_fd: int) -> bool | None:

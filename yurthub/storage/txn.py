@@ -87,8 +87,9 @@ class Shared:
     commits: int = 0
     write_errors: int = 0
     quarantined: int = 0
-    # Staging dirs of big commits still holding the replaced files: spares for the next big
-    # commit, removed by the janitor when old or when newer ones exist, and by flush().
+    # Dirs of big commits still holding the replaced files (``.spare.<id>``): spares for the
+    # next big commit, removed by the janitor when old or when newer ones exist; close()
+    # leaves the young ones for the next open() to adopt.
     trash: list[Trash] = field(default_factory=list)
     epoch: int = 0
     pins: dict[int, int] = field(default_factory=dict)
@@ -114,6 +115,11 @@ class Shared:
             self.epoch += 1
             self.trash.append(Trash(coll_fd, stage, self.epoch, time.monotonic()))
 
+    def adopt(self, coll_fd: int, name: str) -> None:
+        """Queue spares a previous run of the store left (no reader of this run holds them)."""
+        with self.lock:
+            self.trash.append(Trash(coll_fd, name, 0, time.monotonic()))
+
     def claim(self) -> Trash | None:
         """The newest trash no reader can still hold a file of, marked claimed; or None."""
         with self.lock:
@@ -128,9 +134,9 @@ class Shared:
         with self.lock:
             t.claimed = False
 
-    def take_trash(self, everything: bool) -> list[Trash]:
-        """Remove from the list and return the trash to delete now: all of it that is not
-        claimed, or (``everything=False``) what is old or beyond the newest KEEP_TRASH."""
+    def take_trash(self) -> list[Trash]:
+        """Remove from the list and return the trash to delete now: what is not claimed and
+        is older than SPARE_SECONDS or beyond the newest KEEP_TRASH."""
         now = time.monotonic()
         with self.lock:
             keep: list[Trash] = []
@@ -138,8 +144,7 @@ class Shared:
             free = [t for t in self.trash if not t.claimed]
             newest = {id(t) for t in free[-KEEP_TRASH:]}
             for t in self.trash:
-                if t.claimed or (not everything and id(t) in newest
-                                 and now - t.at < SPARE_SECONDS):
+                if t.claimed or (id(t) in newest and now - t.at < SPARE_SECONDS):
                     keep.append(t)
                 else:
                     drop.append(t)
@@ -392,7 +397,9 @@ class DiskTransaction(Transaction):
         try:
             os.unlink(journal.FILE, dir_fd=coll.fd)
             if kept > DEFER_CLEANUP:
-                self._shared.retire(coll.fd, self._stage)
+                spare = journal.SPARE_PREFIX + self._id
+                os.rename(self._stage, spare, src_dir_fd=coll.fd, dst_dir_fd=coll.fd)
+                self._shared.retire(coll.fd, spare)
             else:
                 files.remove_any(coll.fd, self._stage)
         except OSError as e:

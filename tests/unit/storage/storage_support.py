@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Any
 
 from yurthub.storage import CollectionKey, DiskStore, RecoveryReport
@@ -50,7 +51,18 @@ def tree(root: Any) -> dict[str, int]:
     return out
 
 
+def spares(root: Any) -> list[str]:
+    """The spare dirs (``.spare.<id>``: files a big commit replaced, kept for the next)."""
+    return [p for p in tree(root) if os.path.basename(p).startswith(".spare.")]
+
+
 def leftovers(root: Any) -> list[str]:
-    """Transient names (staging dirs, temp files, journals) anywhere in the tree."""
-    return [p for p in tree(root)
-            if os.path.basename(p).startswith(".") or os.path.basename(p) == "_journal"]
+    """Transient names (staging dirs, temp files, journals) anywhere in the tree; spare
+    dirs are not leftovers, but must hold nothing but plain files."""
+    found = tree(root)
+    kept = spares(root)
+    for p, mode in found.items():
+        if any(p.startswith(s + "/") for s in kept):
+            assert stat.S_ISREG(mode), f"{p} in a spare dir is not a plain file"
+    return [p for p in found if not any(p == s or p.startswith(s + "/") for s in kept)
+            and (os.path.basename(p).startswith(".") or os.path.basename(p) == "_journal")]

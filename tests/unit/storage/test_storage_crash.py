@@ -21,9 +21,10 @@ from pathlib import Path
 import crash_worker
 import pytest
 from crash_worker import COLLECTIONS, expected, namespace
-from storage_support import leftovers, open_store, reopen
+from storage_support import leftovers, open_store, reopen, spares
 
 from yurthub.storage import RecoveryReport
+from yurthub.storage import txn as txn_mod
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]
@@ -39,7 +40,8 @@ def spawn(root: Path, durability: str, *extra: str) -> subprocess.Popen[bytes]:
 def objects_on_disk(root: Path, ck) -> set[tuple[str, str]]:
     coll = root / ck.component / ck.dirname
     out = set()
-    for dirpath, _, filenames in os.walk(coll):
+    for dirpath, dirnames, filenames in os.walk(coll):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # spare dirs
         rel = os.path.relpath(dirpath, coll)
         for f in filenames:
             if not f.startswith(("_", ".")):
@@ -68,7 +70,9 @@ def check_consistent(root: Path) -> tuple[RecoveryReport, dict[str, int]]:
                 assert entries[key].size == len(raw) and entries[key].meta["tx"] == tx
             with store.history_after(ck, tx - 1) as h:
                 assert h.rvs == [tx]
+        store.flush()  # the janitor has removed the spares beyond those kept
         assert leftovers(root) == []
+        assert len(spares(root)) <= txn_mod.KEEP_TRASH
     finally:
         store.close()
     return report, seen
