@@ -55,7 +55,7 @@ def big_commits(root: str, durability: str, n: int, size: int, rounds: int) -> N
             txn.commit()
         t2 = time.perf_counter()
         cpu = time.process_time() - c0
-        store.flush()  # frees the spares beyond those kept (storage.txn.Shared), timed apart
+        store.flush()  # frees the spares beyond those kept (storage.shared.Shared), timed apart
         t3 = time.perf_counter()
         what = "new" if gen == 0 else "replace"
         print(f"  {durability:6} {what:7} {n} objects ({n * size / 1e6:.0f} MB): "

@@ -4,7 +4,7 @@ Layout under the root: ``<component>/<resource>.<version>.<group|core>/[<namespa
 holds each object's JSON exactly as committed; each collection directory also holds
 ``_collection`` (its key), ``_index``, ``_state``, ``_history`` and, during a commit,
 ``_journal`` and ``.stage.<id>/``, and after a big commit ``.spare.<id>/`` (the files it
-replaced, rewritten by the next big commit instead of new ones: storage.txn.Shared).
+replaced, rewritten by the next big commit instead of new ones: storage.shared.Shared).
 ``_nonresource/`` holds ``/version`` and discovery documents, ``_quarantine/`` what startup
 refused to serve, ``_lock`` the owner's flock.
 The writer/reader split is described in storage.store; commits in storage.txn.
@@ -30,6 +30,7 @@ from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.keys import CollectionKey, nonresource_filename
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
+from yurthub.storage.shared import Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
     Entry,
@@ -37,7 +38,7 @@ from yurthub.storage.store import (
     Store,
     StoreStats,
 )
-from yurthub.storage.txn import DiskTransaction, Settings, Shared, Trash
+from yurthub.storage.txn import DiskTransaction, Settings
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ FILE = "_journal"
 MAGIC = "yurthub-journal"
 STAGE_PREFIX = ".stage."
 # A big commit's staging dir, once committed, holding the files it replaced: spare inodes
-# for the next big commit (storage.txn.Shared); startup keeps these, and sweeps the rest.
+# for the next big commit (storage.shared.Shared); startup keeps these, and sweeps the rest.
 SPARE_PREFIX = ".spare."
 STATE_FILE = "_state"
 _STAGED_OK = frozenset("0123456789phsH")

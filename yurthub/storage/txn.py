@@ -10,7 +10,7 @@ this is the commit point; (3) applies the journal: a hard link keeps each replac
 deleted files are renamed into the staging directory, so the step can be undone; (4)
 syncs again (syncfs, or fsync of every touched directory) and (5) removes the journal and
 the staging directory (a big commit's stays a while: its replaced files are the spare
-inodes of the next big commit, see Shared), then publishes the new index, state and
+inodes of the next big commit, see storage.shared), then publishes the new index, state and
 history to readers.  A
 crash before (2) leaves staging debris that startup sweeps; a crash after it leaves a
 journal that startup rolls forward (applying is idempotent).  An I/O error before (2)
@@ -26,9 +26,8 @@ import json
 import logging
 import os
 import stat
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from yurthub.errors import StorageError
@@ -37,6 +36,7 @@ from yurthub.storage.collection import Collection
 from yurthub.storage.history import Plan, encode_record
 from yurthub.storage.index import Key, Stat
 from yurthub.storage.journal import Applier, Journal
+from yurthub.storage.shared import REUSE_AFTER, SPARE_PREFIXES, Shared, Trash
 from yurthub.storage.store import Entry, Transaction
 
 log = logging.getLogger(__name__)
@@ -45,111 +45,9 @@ log = logging.getLogger(__name__)
 SMALL_TXN = 8
 # A commit with this many changes writes the index at once, instead of within index_interval.
 BIG_TXN = 1000
-# A commit with more changes than this leaves its staging dir as trash (see Shared).
+# A commit that replaced or deleted more files than this keeps them as spares (storage.shared).
 DEFER_CLEANUP = 64
 _ids = itertools.count()
-
-
-# A transaction stages its first puts in new files; past this many it takes spare inodes.
-REUSE_AFTER = DEFER_CLEANUP
-# The replaced files of the newest big commits are kept as spare inodes this long.
-SPARE_SECONDS = 600.0
-KEEP_TRASH = 2
-# Names the Applier gives replaced ("b" + "p<n>") and deleted ("d<n>") objects in a staging
-# dir: only those become spares (a replaced _state or _history is never rewritten).
-_SPARE_PREFIXES = ("bp", "d")
-
-
-@dataclass
-class Trash:
-    """The staging dir of a finished big commit, holding the files it replaced or deleted."""
-
-    coll_fd: int
-    stage: str
-    retired: int          # the epoch from which no new reader can reach its files
-    at: float             # time.monotonic() when it was retired
-    claimed: bool = False
-
-
-@dataclass
-class Shared:
-    """What the store shares with its transactions: counters, trash, and reader epochs.
-
-    design: a big commit replaces thousands of files.  Freeing their inodes costs the janitor
-    ~80 us each (online discard), and on ext4 without a journal every inode freed in the
-    last minute slows each new one allocated near it; so the next big commit takes them as
-    spares: it renames one into its staging dir and rewrites it, instead of creating a file.
-    A spare may still be open in a reader that looked its name up before the commit: readers
-    pin the epoch they started in, every commit that retires files advances it, and trash is
-    reused only once no reader older than its retirement is left.
-    """
-
-    commits: int = 0
-    write_errors: int = 0
-    quarantined: int = 0
-    # Dirs of big commits still holding the replaced files (``.spare.<id>``): spares for the
-    # next big commit, removed by the janitor when old or when newer ones exist; close()
-    # leaves the young ones for the next open() to adopt.
-    trash: list[Trash] = field(default_factory=list)
-    epoch: int = 0
-    pins: dict[int, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def pin(self) -> int:
-        with self.lock:
-            e = self.epoch
-            self.pins[e] = self.pins.get(e, 0) + 1
-            return e
-
-    def unpin(self, e: int) -> None:
-        with self.lock:
-            n = self.pins[e] - 1
-            if n:
-                self.pins[e] = n
-            else:
-                del self.pins[e]
-
-    def retire(self, coll_fd: int, stage: str) -> None:
-        """Queue a big commit's staging dir as trash, after its renames are done."""
-        with self.lock:
-            self.epoch += 1
-            self.trash.append(Trash(coll_fd, stage, self.epoch, time.monotonic()))
-
-    def adopt(self, coll_fd: int, name: str) -> None:
-        """Queue spares a previous run of the store left (no reader of this run holds them)."""
-        with self.lock:
-            self.trash.append(Trash(coll_fd, name, 0, time.monotonic()))
-
-    def claim(self) -> Trash | None:
-        """The newest trash no reader can still hold a file of, marked claimed; or None."""
-        with self.lock:
-            oldest = min(self.pins) if self.pins else None
-            for t in reversed(self.trash):
-                if not t.claimed and (oldest is None or oldest >= t.retired):
-                    t.claimed = True
-                    return t
-        return None
-
-    def release(self, t: Trash) -> None:
-        with self.lock:
-            t.claimed = False
-
-    def take_trash(self) -> list[Trash]:
-        """Remove from the list and return the trash to delete now: what is not claimed and
-        is older than SPARE_SECONDS or beyond the newest KEEP_TRASH."""
-        now = time.monotonic()
-        with self.lock:
-            keep: list[Trash] = []
-            drop: list[Trash] = []
-            free = [t for t in self.trash if not t.claimed]
-            newest = {id(t) for t in free[-KEEP_TRASH:]}
-            for t in self.trash:
-                if t.claimed or (id(t) in newest and now - t.at < SPARE_SECONDS):
-                    keep.append(t)
-                else:
-                    drop.append(t)
-            self.trash[:] = keep
-            return drop
 
 
 @dataclass(frozen=True)
@@ -259,7 +157,7 @@ class DiskTransaction(Transaction):
 
     def _reuse(self, stage_fd: int, staged: str, body: bytes,
                fsync: bool) -> os.stat_result | None:
-        """Stage ``body`` in a spare inode from the trash (see Shared); None when there is
+        """Stage ``body`` in a spare inode from the trash (see storage.shared); None when there is
         no spare to take, and the caller creates a file."""
         if self._spares_done:
             return None
@@ -276,7 +174,7 @@ class DiskTransaction(Transaction):
                 self._spares_done = True
                 return None
         for entry in self._spare_names:
-            if not entry.name.startswith(_SPARE_PREFIXES):
+            if not entry.name.startswith(SPARE_PREFIXES):
                 continue
             try:
                 os.rename(entry.name, staged, src_dir_fd=self._spare_fd, dst_dir_fd=stage_fd)

@@ -24,7 +24,7 @@ from crash_worker import COLLECTIONS, expected, namespace
 from storage_support import leftovers, open_store, reopen, spares
 
 from yurthub.storage import RecoveryReport
-from yurthub.storage import txn as txn_mod
+from yurthub.storage import shared as shared_mod
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]
@@ -72,7 +72,7 @@ def check_consistent(root: Path) -> tuple[RecoveryReport, dict[str, int]]:
                 assert h.rvs == [tx]
         store.flush()  # the janitor has removed the spares beyond those kept
         assert leftovers(root) == []
-        assert len(spares(root)) <= txn_mod.KEEP_TRASH
+        assert len(spares(root)) <= shared_mod.KEEP_TRASH
     finally:
         store.close()
     return report, seen

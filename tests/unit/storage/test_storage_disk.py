@@ -26,7 +26,7 @@ from storage_support import (
 
 from yurthub.errors import StorageError
 from yurthub.storage import CollectionKey, DiskStore, Entry
-from yurthub.storage import txn as txn_mod
+from yurthub.storage import shared as shared_mod
 
 
 def test_put_read_delete_round_trip(tmp_path):
@@ -409,7 +409,7 @@ def test_replaced_files_are_kept_a_while_as_spares_then_removed(tmp_path, monkey
             break
         time.sleep(0.05)
     assert len(staged()) == 2  # the two newest stay
-    monkeypatch.setattr(txn_mod, "SPARE_SECONDS", 0.0)
+    monkeypatch.setattr(shared_mod, "SPARE_SECONDS", 0.0)
     store.tidy()
     for _ in range(200):
         if not staged():
@@ -435,7 +435,7 @@ def test_a_big_commit_rewrites_the_inodes_the_one_before_replaced(tmp_path):
     _replace_all(store, 2)   # gen 1's files are now spares
     _replace_all(store, 3)
     third = set(_inodes(coll).values())
-    assert len(third & first) >= 300 - txn_mod.REUSE_AFTER - 1
+    assert len(third & first) >= 300 - shared_mod.REUSE_AFTER - 1
     for i in range(300):
         assert store.read(PODS, "ns", f"pod-{i}") == body(f"pod-{i}", tx=3)
     assert {m["tx"] for m in (e.meta for e in store.entries(PODS).values())} == {3}
@@ -463,7 +463,7 @@ def test_spares_outlive_a_restart(tmp_path):
     store, report = reopen(tmp_path / "c")
     assert report.reindexed == 0
     _replace_all(store, 3)
-    assert len(set(_inodes(coll).values()) & first) >= 300 - txn_mod.REUSE_AFTER - 1
+    assert len(set(_inodes(coll).values()) & first) >= 300 - shared_mod.REUSE_AFTER - 1
     assert store.read(PODS, "ns", "pod-5") == body("pod-5", tx=3)
     store.close()
 
@@ -482,7 +482,7 @@ def test_no_spare_is_rewritten_while_a_reader_may_hold_it(tmp_path):
     assert not set(_inodes(coll).values()) & (first | second)
     store._shared.unpin(reader)
     _replace_all(store, 4)              # what gens 2 and 3 replaced is free now
-    assert len(set(_inodes(coll).values()) & (first | second)) >= 300 - txn_mod.REUSE_AFTER - 1
+    assert len(set(_inodes(coll).values()) & (first | second)) >= 300 - shared_mod.REUSE_AFTER - 1
     store.close()
 
 
@@ -562,7 +562,7 @@ def test_the_janitor_removes_replaced_files_at_the_lowest_cpu_priority(tmp_path,
         real(drop)
 
     monkeypatch.setattr(store, "_remove_trash", held)
-    monkeypatch.setattr(txn_mod, "SPARE_SECONDS", 0.0)
+    monkeypatch.setattr(shared_mod, "SPARE_SECONDS", 0.0)
     mine = _nice(threading.get_native_id())
     store.tidy()
     deadline = time.monotonic() + 10

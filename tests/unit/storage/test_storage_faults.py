@@ -12,7 +12,7 @@ from storage_support import PODS, leftovers, open_store
 
 from yurthub.errors import StorageError
 from yurthub.storage import files
-from yurthub.storage import txn as txn_mod
+from yurthub.storage import shared as shared_mod
 
 # Calls a commit makes; each one is failed once, at each of its calls in turn.
 OS_CALLS = ["write", "pwrite", "open", "replace", "rename", "link", "unlink", "fsync",
@@ -207,14 +207,14 @@ def test_a_failure_while_reusing_a_spare_leaves_the_store_whole(tmp_path, name):
         txn.commit()
         done()
     txn = store.transaction(PODS)
-    puts = [f"o{i}" for i in range(300, 300 + txn_mod.REUSE_AFTER + 20)]
-    for n in puts[:txn_mod.REUSE_AFTER]:
+    puts = [f"o{i}" for i in range(300, 300 + shared_mod.REUSE_AFTER + 20)]
+    for n in puts[:shared_mod.REUSE_AFTER]:
         txn.put("default", n, obj(n, 3), {"tx": 3})
     failed = False
     with pytest.MonkeyPatch.context() as m:
         calls = fail_nth(m, name, 1, errno.EIO)
         try:
-            for n in puts[txn_mod.REUSE_AFTER:]:
+            for n in puts[shared_mod.REUSE_AFTER:]:
                 txn.put("default", n, obj(n, 3), {"tx": 3})
         except StorageError as e:
             assert "cannot stage" in str(e)
