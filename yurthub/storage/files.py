@@ -151,6 +151,29 @@ def write_new(dir_fd: int, name: str, chunks: Iterable[bytes], *,
             os.close(fd)
 
 
+def rewrite_spare(dir_fd: int, name: str, body: bytes, *,
+                  fsync: bool = False) -> os.stat_result | None:
+    """Overwrite the existing file ``name`` with ``body`` in place (a spare inode: see
+    storage.shared); its fstat, or None (and the name removed) unless it is a plain file
+    with one link.  Like write_new, the file ends mode 0600."""
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.unlink(name, dir_fd=dir_fd)
+            return None
+        if stat.S_IMODE(st.st_mode) != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+        write_all(fd, body, 0)
+        os.ftruncate(fd, len(body))
+        if fsync:
+            os.fsync(fd)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def write_all(fd: int, data: bytes, offset: int | None = None) -> None:
     view = memoryview(data)
     while view:

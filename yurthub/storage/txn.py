@@ -10,13 +10,13 @@ this is the commit point; (3) applies the journal: a hard link keeps each replac
 deleted files are renamed into the staging directory, so the step can be undone; (4)
 syncs again (syncfs, or fsync of every touched directory) and (5) removes the journal and
 the staging directory (a big commit's stays a while: its replaced files are the spare
-inodes of the next big commit, see storage.shared), then publishes the new index, state and
-history to readers.  A
-crash before (2) leaves staging debris that startup sweeps; a crash after it leaves a
-journal that startup rolls forward (applying is idempotent).  An I/O error before (2)
-discards the staging directory; an error in (3) or (4) undoes the applied steps, syncs,
-and removes the journal, so the previous state stays and the store stays usable.  Only the
-single writer thread runs transactions; readers see the new snapshot after (5).
+inodes of the next big commit, see storage.shared), then publishes the new index, state
+and history to readers.  A crash before (2) leaves staging debris that startup sweeps; a
+crash after it leaves a journal that startup rolls forward (applying is idempotent).  An
+I/O error before (2) discards the staging directory; an error in (3) or (4) undoes the
+applied steps, syncs, and removes the journal, so the previous state stays and the store
+stays usable.  Only the single writer thread runs transactions; readers see the new
+snapshot after (5).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import os
-import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -180,33 +179,11 @@ class DiskTransaction(Transaction):
                 os.rename(entry.name, staged, src_dir_fd=self._spare_fd, dst_dir_fd=stage_fd)
             except FileNotFoundError:
                 continue
-            st = self._rewrite(stage_fd, staged, body, fsync)
+            st = files.rewrite_spare(stage_fd, staged, body, fsync=fsync)
             if st is not None:
                 return st
         self._spares_done = True
         return None
-
-    @staticmethod
-    def _rewrite(stage_fd: int, staged: str, body: bytes,
-                 fsync: bool) -> os.stat_result | None:
-        """Overwrite the spare just renamed to ``staged``; None (and it is gone) unless it
-        is a plain file with one link, as the Applier leaves them."""
-        fd = os.open(staged, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=stage_fd)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                os.unlink(staged, dir_fd=stage_fd)
-                return None
-            if stat.S_IMODE(st.st_mode) != files.FILE_MODE:
-                os.fchmod(fd, files.FILE_MODE)
-            files.write_all(fd, body, 0)
-            os.ftruncate(fd, len(body))
-            if fsync:
-                os.fsync(fd)
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
 
     def delete(self, namespace: str, name: str) -> None:
         self._live()
