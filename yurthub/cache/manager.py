@@ -20,7 +20,7 @@ from typing import Any
 from yurthub.cache.handlers import Entry
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
-from yurthub.cache.tee import Budget, Tee
+from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
@@ -152,7 +152,8 @@ class CacheManager:
     def _open(self, entry: Entry, big: bool) -> Tee | None:
         """The tee itself; without a pipe (no descriptors left) the response is not cached."""
         try:
-            tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=big)
+            tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=big,
+                      gather=GATHER if entry.kind == "list" else 0)
         except OSError as e:
             self.metrics.cache_entries_dropped.labels(entry.component, entry.resource,
                                                       "no-pipe").inc()

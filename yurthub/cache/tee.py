@@ -2,16 +2,26 @@
 
 design: the request thread yields each chunk to the client first and then calls
 ``write``, which puts the chunk into a pipe whose write end is non-blocking.  When the pipe
-is full (the cache writer is behind), the rest waits in a small in-memory backlog that the
+is full (the cache writer is behind), the rest waits in a small in-memory queue that the
 writer thread pumps into the pipe as it drains it; the client is never held up.  If the
-backlog of one tee would pass the byte budget, or all tees together would pass the global
-budget, the tee *overflows*: its backlog is freed, the pipe is closed, and the writer learns
+queue of one tee would pass the byte budget, or all tees together would pass the global
+budget, the tee *overflows*: its queue is freed, the pipe is closed, and the writer learns
 out of band (``outcome``) that the entry is incomplete, so nothing partial is committed.
 A tee's outcome is decided once, when the request thread closes it or it overflows.
+
+Big bodies go into the pipe by reference, not by copy: vmsplice(2) puts the chunks' own
+pages into the pipe, so the request thread copies nothing.  A chunk is an immutable bytes
+object, held in ``_lent`` until the writer reports (``pump(taken)``) that it took those
+bytes out of the pipe; only then may its memory be freed and reused.  A list's chunks are
+also gathered into batches of ``GATHER`` bytes first (one system call and one wake-up of
+the writer per batch, not per TLS record); that delays only the cache, which commits a
+list at its end anyway.  Where vmsplice is refused (seccomp, gVisor) chunks are copied
+with writev as before.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -24,7 +34,33 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20  # asked for; unprivileged users get 64 KiB once past their pipe quota
+GATHER = 256 << 10   # a list's chunks are piped in batches of at least this much
+LEND_MIN = 32 << 10  # smaller batches (watch events, objects) are copied into the pipe
+MAX_IOV = 64         # chunks per system call
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_F_NONBLOCK = 2
+
+
+class _IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+def _load_vmsplice() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).vmsplice
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.POINTER(_IOVec), ctypes.c_size_t, ctypes.c_uint]
+    fn.restype = ctypes.c_ssize_t
+    return fn
+
+
+_vmsplice = _load_vmsplice()
+
+
+def _address(chunk: bytes) -> int:
+    """Where a bytes object keeps its data (c_char_p points into it; nothing is copied)."""
+    return ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value or 0
 
 
 class Outcome(Enum):
@@ -35,7 +71,7 @@ class Outcome(Enum):
 
 
 class Budget:
-    """Bytes waiting in all tee backlogs together; shared by every tee of one writer."""
+    """Bytes waiting in all tee queues together; shared by every tee of one writer."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -58,23 +94,30 @@ class Tee:
     """One cache entry's copy of a response body; ``context`` tells the writer what it is."""
 
     def __init__(self, context: Any, budget: Budget, per_entry_limit: int, *,
-                 big: bool = True) -> None:
-        """``big`` False (a single object) keeps the default 64 KiB pipe: one syscall less."""
+                 big: bool = True, gather: int = 0) -> None:
+        """``big`` False (a single object) keeps the default 64 KiB pipe and copies: one
+        system call less.  ``gather``: bytes to collect before piping (0: pipe at once)."""
         self.context = context
         self._budget = budget
         self._limit = per_entry_limit
+        self._gather = gather
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         if big:
             try:
                 fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
                 pass  # why: the per-user pipe quota is used up; 64 KiB pipes work too
-        self._backlog: deque[memoryview] = deque()
-        self._backlog_bytes = 0
+        self._queue: deque[tuple[bytes, int]] = deque()  # (chunk, first byte not piped)
+        self._queued = 0
         self._lock = threading.Lock()
         self._closing = False
         self.outcome = Outcome.OPEN
         self.bytes_in = 0
+        self._lend = big and _vmsplice is not None
+        self._lent: deque[tuple[int, bytes]] = deque()  # (pipe offset of its end, chunk)
+        self._piped = 0      # bytes put into the pipe
+        self._taken = 0      # bytes the writer took out of it
+        self._iov: Any = None
 
     # -- request thread ---------------------------------------------------------------------
 
@@ -84,19 +127,12 @@ class Tee:
             if self.outcome is not Outcome.OPEN or self._closing:
                 return
             self.bytes_in += len(chunk)
-            if self._backlog:
-                self._queue(memoryview(chunk))
+            if self._lend and type(chunk) is not bytes:
+                chunk = bytes(chunk)  # why: only an immutable object may be lent
+            if not self._enqueue(chunk):
+                return
+            if self._queued >= self._gather:
                 self._pump_locked()
-                return
-            try:
-                n = os.write(self._write_fd, chunk)
-            except BlockingIOError:
-                n = 0
-            except OSError as e:
-                self._broken_locked(e)
-                return
-            if n < len(chunk):
-                self._queue(memoryview(chunk)[n:])
 
     def close(self, whole: bool) -> None:
         """The response ended: ``whole`` when the body arrived complete and was all sent."""
@@ -107,15 +143,20 @@ class Tee:
                 self._finish_locked(Outcome.BROKEN)
                 return
             self._closing = True
-            if not self._backlog:
-                self._finish_locked(Outcome.WHOLE)
+            self._pump_locked()  # the last gathered chunks; the writer pumps what won't fit
 
     # -- writer thread ----------------------------------------------------------------------
 
-    def pump(self) -> None:
-        """Move backlog into the pipe; called by the writer after it read from the pipe."""
+    def pump(self, taken: int = 0) -> None:
+        """The writer took ``taken`` bytes out of the pipe: free the chunks lent to it, and
+        move queued chunks into the room it made."""
         with self._lock:
-            if self._backlog:
+            if taken:
+                self._taken += taken
+                lent = self._lent
+                while lent and lent[0][0] <= self._taken:
+                    lent.popleft()
+            if self._queue and (self._closing or self._queued >= self._gather):
                 self._pump_locked()
 
     def give_up(self) -> None:
@@ -134,37 +175,79 @@ class Tee:
         if self.read_fd >= 0:
             os.close(self.read_fd)
             self.read_fd = -1
+        with self._lock:
+            self._lent.clear()  # nobody can read the pipe's pages any more
 
     # -- internals (lock held) --------------------------------------------------------------
 
-    def _queue(self, data: memoryview) -> None:
-        n = len(data)
-        if self._backlog_bytes + n > self._limit or not self._budget.take(n):
+    def _enqueue(self, chunk: bytes) -> bool:
+        n = len(chunk)
+        if self._queued + n > self._limit or not self._budget.take(n):
             log.warning("cache writer fell behind by more than %d bytes; dropping cache entry "
                         "%s", self._limit, self.context)
             self._finish_locked(Outcome.OVERFLOW)
-            return
-        self._backlog.append(data)
-        self._backlog_bytes += n
+            return False
+        self._queue.append((chunk, 0))
+        self._queued += n
+        return True
 
     def _pump_locked(self) -> None:
-        while self._backlog:
-            head = self._backlog[0]
+        queue = self._queue
+        while queue:
+            batch = [queue[i] for i in range(min(len(queue), MAX_IOV))]
             try:
-                n = os.write(self._write_fd, head)
+                n = self._put(batch)
             except BlockingIOError:
                 return
             except OSError as e:
                 self._broken_locked(e)
                 return
+            self._piped += n
             self._budget.give(n)
-            self._backlog_bytes -= n
-            if n < len(head):
-                self._backlog[0] = head[n:]
-                return
-            self._backlog.popleft()
+            self._queued -= n
+            while n:
+                chunk, start = queue[0]
+                left = len(chunk) - start
+                if n < left:
+                    queue[0] = (chunk, start + n)
+                    return  # the pipe is full
+                n -= left
+                queue.popleft()
+            if len(batch) < MAX_IOV and queue:
+                return  # a short write that ended on a chunk's end: the pipe is full
         if self._closing:
             self._finish_locked(Outcome.WHOLE)
+
+    def _put(self, batch: list[tuple[bytes, int]]) -> int:
+        """Put as much of ``batch`` into the pipe as fits; BlockingIOError when nothing."""
+        size = sum(len(chunk) - start for chunk, start in batch)
+        if not (self._lend and size >= LEND_MIN):
+            return os.writev(self._write_fd, [memoryview(c)[s:] for c, s in batch])
+        if self._iov is None:
+            self._iov = (_IOVec * MAX_IOV)()
+        iov = self._iov
+        for i, (chunk, start) in enumerate(batch):
+            iov[i].base = _address(chunk) + start
+            iov[i].len = len(chunk) - start
+        n = int(_vmsplice(self._write_fd, iov, len(batch), _SPLICE_F_NONBLOCK))
+        if n < 0:
+            err = ctypes.get_errno()
+            if err in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+                log.info("vmsplice refused (%s): cache tees copy instead", os.strerror(err))
+                self._lend = False
+                return self._put(batch)
+            raise OSError(err, os.strerror(err))  # EAGAIN becomes BlockingIOError
+        # Hold every chunk the pipe now refers to until the writer has taken its end.
+        offset = self._piped
+        left = n
+        for chunk, start in batch:
+            if left <= 0:
+                break
+            step = min(left, len(chunk) - start)
+            offset += step
+            left -= step
+            self._lent.append((offset, chunk))
+        return n
 
     def _broken_locked(self, e: OSError) -> None:
         if e.errno != errno.EPIPE:
@@ -173,10 +256,10 @@ class Tee:
 
     def _finish_locked(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        if self._backlog_bytes:
-            self._budget.give(self._backlog_bytes)
-        self._backlog.clear()
-        self._backlog_bytes = 0
+        if self._queued:
+            self._budget.give(self._queued)
+        self._queue.clear()
+        self._queued = 0
         if self._write_fd >= 0:
             os.close(self._write_fd)
             self._write_fd = -1

@@ -314,8 +314,8 @@ class CacheWriter(BackgroundThread):
                 self._end(handler)
                 return
             budget -= len(data)
+            tee.pump(len(data))
             handler.feed(data)
-            tee.pump()
             if handler.dead:
                 self._forget(handler)
                 return
@@ -337,7 +337,7 @@ class CacheWriter(BackgroundThread):
                 self._forget(handler)
                 return
             budget -= n
-            tee.pump()
+            tee.pump(n)
 
     def _end(self, handler: Handler) -> None:
         outcome = handler.tee.outcome

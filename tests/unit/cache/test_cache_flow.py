@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
+import time
 
 import pytest
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod
 from yurthub.cache.views import parse_selectors
 from yurthub.errors import Gone, NotFound, ServiceUnavailable
+from yurthub.kube.requestinfo import parse_request_info
 from yurthub.kube.resources import builtin
 
 POD_RT = builtin("", "v1", "pods")
@@ -403,3 +406,29 @@ def test_a_bug_while_committing_a_batch_reloads_the_collection(manager, feed, mo
     feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=12)], 13))
     assert stored(manager) == {("default", "a"): 12}
     assert not listed(manager, fields="spec.nodeName=node-a")[0].freshness.stale
+
+
+def test_a_long_watch_gives_big_events_memory_back_as_the_writer_reads_them(manager, feed):
+    """Events of 32 KiB and more are lent to the pipe, not copied: the writer must report
+    what it read, or an open watch would hold every big event it ever carried."""
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    info = parse_request_info("GET", "/api/v1/pods", "watch=1&resourceVersion=9&" + NODE_SEL)
+    tee = manager.tee_for(info, "kubelet", "application/json", 200,
+                          {"Content-Type": "application/json"})
+    assert tee is not None
+    events = []
+    for rv in range(10, 40):
+        big = pod("a", rv=rv)
+        big["metadata"]["annotations"] = {"blob": "x" * 40_000}
+        events.append(event_line("MODIFIED", big))
+    baseline = [sys.getrefcount(e) for e in events]
+    for e in events:
+        tee.write(e)
+    del e
+    deadline = time.monotonic() + 10
+    while stored(manager) != {("default", "a"): 39} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stored(manager) == {("default", "a"): 39}  # the watch is still open ...
+    assert [sys.getrefcount(e) for e in events] == baseline  # ... and holds none of them
+    tee.close(whole=True)
+    assert manager.writer.wait_idle(10)

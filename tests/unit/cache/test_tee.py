@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import sys
 import threading
 import time
 
-from yurthub.cache.tee import Budget, Outcome, Tee
+import pytest
+
+from yurthub.cache import tee as tee_mod
+from yurthub.cache.tee import GATHER, Budget, Outcome, Tee
 
 MiB = 1 << 20
 
@@ -24,7 +30,7 @@ def drain(tee: Tee) -> bytes:
         if not data:
             return bytes(out)
         out += data
-        tee.pump()
+        tee.pump(len(data))
 
 
 def test_whole_body_arrives_and_is_marked_whole():
@@ -91,3 +97,110 @@ def test_abandon_stops_the_feed_without_blocking():
     tee.write(b"ignored")
     tee.close(whole=True)
     assert tee.outcome is Outcome.BROKEN
+
+
+def test_lent_chunks_stay_intact_until_the_writer_took_them():
+    """Big chunks go into the pipe by reference (vmsplice): the pipe shows the chunk's own
+    memory, so the tee must hold each chunk until the writer has read it, even after the
+    request thread dropped it and new chunks of the same size took the freed memory."""
+    assert tee_mod._vmsplice is not None  # Linux: the lending path is the one under test
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB)
+    want = bytearray()
+    for _ in range(12):  # 768 KiB: all of it sits in the 1 MiB pipe, none is read yet
+        chunk = os.urandom(64 << 10)
+        want += chunk
+        tee.write(chunk)
+        del chunk  # the request thread lets go; the next urandom may reuse the memory
+    scribble = [bytes([i]) * (64 << 10) for i in range(32)]  # reuse freed memory
+    tee.close(whole=True)
+    assert drain(tee) == bytes(want)
+    assert tee.outcome is Outcome.WHOLE
+    del scribble
+    tee.close_read()
+
+
+def test_a_lent_chunk_is_let_go_once_read():
+    """No chunk is kept longer than the pipe holds it: memory goes back at once."""
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB)
+    chunk = os.urandom(300_000)
+    baseline = sys.getrefcount(chunk)
+    tee.write(chunk)
+    assert sys.getrefcount(chunk) > baseline  # held while its pages are in the pipe
+    got = os.read(tee.read_fd, 1 << 20)
+    while len(got) < len(chunk):
+        got += os.read(tee.read_fd, 1 << 20)
+    tee.pump(len(got))
+    assert got == chunk
+    assert sys.getrefcount(chunk) == baseline
+    tee.close(whole=True)
+    tee.close_read()
+
+
+def test_a_chunk_larger_than_the_pipe_is_lent_in_parts():
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB)
+    body = os.urandom(5 * MiB + 123)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(drain(tee)))
+    reader.start()
+    tee.write(body)
+    tee.close(whole=True)
+    reader.join(10)
+    assert got == [body]
+    assert tee.outcome is Outcome.WHOLE
+    tee.close_read()
+
+
+def test_a_list_tee_gathers_small_chunks_and_close_sends_the_rest():
+    """TLS records arrive 16 KiB at a time: the writer is woken per batch, not per record."""
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB, gather=GATHER)
+    records = [os.urandom(16 << 10) for _ in range(40)]  # 640 KiB
+    per_batch = GATHER // (16 << 10)
+    for r in records[:per_batch - 1]:
+        tee.write(r)
+    with pytest.raises(BlockingIOError):  # under one batch: nothing in the pipe yet
+        os.read(tee.read_fd, 1 << 20)
+    tee.write(records[per_batch - 1])
+    first = os.read(tee.read_fd, 1 << 20)
+    assert first == b"".join(records[:per_batch])  # one batch, in order
+    tee.pump(len(first))
+    for r in records[per_batch:]:
+        tee.write(r)
+    tee.close(whole=True)  # the last, short batch goes in at close
+    assert drain(tee) == b"".join(records[per_batch:])
+    assert tee.outcome is Outcome.WHOLE
+    tee.close_read()
+
+
+def test_a_gathering_tee_still_overflows_within_its_budget():
+    budget = Budget(2 * MiB)
+    tee = Tee("t", budget, 2 * MiB, gather=GATHER)
+    for _ in range(300):  # 4.7 MiB, never read: past the pipe and the budget
+        tee.write(b"z" * (16 << 10))
+    assert tee.outcome is Outcome.OVERFLOW
+    assert budget.used == 0
+    tee.close_read()
+
+
+def test_without_vmsplice_chunks_are_copied(monkeypatch):
+    """A sandbox that refuses vmsplice (seccomp, gVisor): the tee copies and works."""
+    calls = []
+
+    def refused(fd, iov, n, flags):
+        calls.append(n)
+        ctypes.set_errno(errno.EPERM)
+        return -1
+
+    monkeypatch.setattr(tee_mod, "_vmsplice", refused)
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB, gather=GATHER)
+    body = [os.urandom(100_000) for _ in range(30)]
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(drain(tee)))
+    reader.start()
+    for c in body:
+        tee.write(c)
+    tee.close(whole=True)
+    reader.join(10)
+    assert got == [b"".join(body)]
+    assert tee.outcome is Outcome.WHOLE
+    assert calls == [3]  # tried once, then copies only
+    tee.close_read()
