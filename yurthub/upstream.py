@@ -37,7 +37,7 @@ from urllib3.util.retry import Retry
 
 from yurthub.config import Config
 from yurthub.credentials import Credentials
-from yurthub.errors import UpstreamError, UpstreamUnavailable
+from yurthub.errors import UpstreamBroken, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,9 @@ class Upstream:
         The client's own ``Authorization`` goes through untouched; otherwise the hub's
         credentials are used.  Raises UpstreamUnavailable when no connection could be made
         (the request never left: safe to answer from the cache or try another server) and
-        UpstreamError for any other transport failure before the response headers.
+        UpstreamBroken for any other transport failure before the response headers (the
+        request may have arrived: a read may be answered from the cache, a write may not be
+        sent again).
         """
         out = dict(headers)
         identity = "authorization" not in {k.lower() for k in out}
@@ -174,11 +176,11 @@ class Upstream:
                                           ) from e
             if isinstance(reason, SSLError):
                 raise UpstreamUnavailable(f"{server.host}: TLS failed: {_short(reason)}") from e
-            raise UpstreamError(f"{server.host}: {_short(reason)}") from e
+            raise UpstreamBroken(f"{server.host}: {_short(reason)}") from e
         except (NewConnectionError, ConnectTimeoutError) as e:
             raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(e)}") from e
         except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
-            raise UpstreamError(f"{server.host}: {_short(e)}") from e
+            raise UpstreamBroken(f"{server.host}: {_short(e)}") from e
         return resp
 
     def close(self) -> None:

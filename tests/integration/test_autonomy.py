@@ -122,3 +122,31 @@ def test_traffic_moves_to_the_other_server_when_one_dies(hub_factory, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_connection_reset_before_the_answer_is_served_from_the_cache_or_a_502(sandbox,
+                                                                                hub_factory):
+    """The cloud dies while a request is in flight (accepted, then reset before any byte):
+    a cached read is answered from the cache, a write gets a 502 Status; never a 500."""
+    hub = hub_factory(sandbox.url, node=NODE)
+    path = f"/api/v1/nodes/{NODE}"
+    status, _, cached = http(hub.url + path, headers={"User-Agent": UA})
+    assert status == 200
+    wait_for(lambda: (hub.cache_dir / "kubelet" / "nodes.v1.core" / NODE).exists(),
+             what="the node in the cache")
+    sandbox.drop_next(match=path)
+    status, _, body = http(hub.url + path, headers={"User-Agent": UA})
+    assert status == 200
+    assert json.loads(body)["metadata"]["name"] == NODE
+    # A write may have arrived: it is not sent again, the client learns what happened.
+    cms = "/api/v1/namespaces/default/configmaps"
+    cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "reset-test"}}).encode()
+    headers = {"User-Agent": "other/1.0", "Content-Type": "application/json"}
+    sandbox.drop_next(match=cms)
+    status, _, body = http(hub.url + cms, method="POST", headers=headers, body=cm)
+    assert status == 502
+    st = json.loads(body)
+    assert st["kind"] == "Status" and st["code"] == 502 and "broke" in st["message"]
+    status, _, _ = http(hub.url + cms, method="POST", headers=headers, body=cm)
+    assert status == 201  # the next request goes through again
