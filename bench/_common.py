@@ -54,10 +54,18 @@ def stack_banner() -> str:
 
 # -- small helpers ------------------------------------------------------------------------
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port not handed out before in this run (the kernel may offer one twice)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str,
@@ -274,7 +282,7 @@ http {{
                 self.proc.wait()
 
 
-def proxy_server_block(port: int, upstream_port: int, name: str) -> str:
+def proxy_server_block(port: int, upstream_port: int, name: str, scheme: str = "http") -> str:
     """nginx as a streaming reverse proxy, the peer of the hub: HTTP/1.1 keep-alive to the
     upstream, no response buffering (the hub streams too), 64 KiB reads like the hub's."""
     return f"""
@@ -282,7 +290,7 @@ def proxy_server_block(port: int, upstream_port: int, name: str) -> str:
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
-            proxy_pass http://{name};
+            proxy_pass {scheme}://{name};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
