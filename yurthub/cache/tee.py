@@ -58,6 +58,15 @@ def _load_vmsplice() -> Any:
 _vmsplice = _load_vmsplice()
 
 
+def _refused(err: int) -> None:
+    """vmsplice is refused (seccomp, gVisor): every tee from now on copies; said once."""
+    global _vmsplice
+    if _vmsplice is not None:
+        _vmsplice = None
+        log.warning("vmsplice refused (%s): cache tees copy list bodies instead (slower)",
+                    os.strerror(err))
+
+
 def _address(chunk: bytes) -> int:
     """Where a bytes object keeps its data (c_char_p points into it; nothing is copied)."""
     return ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value or 0
@@ -233,7 +242,7 @@ class Tee:
         if n < 0:
             err = ctypes.get_errno()
             if err in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
-                log.info("vmsplice refused (%s): cache tees copy instead", os.strerror(err))
+                _refused(err)
                 self._lend = False
                 return self._put(batch)
             raise OSError(err, os.strerror(err))  # EAGAIN becomes BlockingIOError

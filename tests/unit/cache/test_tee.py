@@ -204,3 +204,9 @@ def test_without_vmsplice_chunks_are_copied(monkeypatch):
     assert tee.outcome is Outcome.WHOLE
     assert calls == [3]  # tried once, then copies only
     tee.close_read()
+    later = Tee("t2", Budget(64 * MiB), 64 * MiB, gather=GATHER)
+    later.write(body[0] * 3)
+    later.close(whole=True)
+    assert drain(later) == body[0] * 3
+    assert calls == [3]  # later tees do not try again (and the warning is said once)
+    later.close_read()
