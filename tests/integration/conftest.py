@@ -21,24 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import free_port
 from yurthub.sandbox.server import Sandbox
 
 KUBECTL = "/usr/bin/kubectl"
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port never handed out before in this run (the kernel may offer a port it just
-    gave us again: a hub's proxy and serve ports once came out equal)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,

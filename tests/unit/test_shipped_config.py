@@ -12,13 +12,13 @@ import configparser
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures import free_port
 from yurthub import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,12 +87,6 @@ for k, v in settings.items():
     c.set(k, v)
 print(json.dumps({k: (v if not callable(v) else v.__name__) for k, v in settings.items()}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_gunicorn_conf(tmp_path: Path, ini: str) -> subprocess.CompletedProcess[str]:

@@ -33,9 +33,8 @@ def drain(tee: Tee) -> bytes:
         tee.pump(len(data))
 
 
-def test_whole_body_arrives_and_is_marked_whole():
-    tee = Tee("t", Budget(64 * MiB), 64 * MiB)
-    chunks = [bytes([i % 251]) * 70_000 for i in range(40)]  # far more than a pipe holds
+def through(tee: Tee, chunks: list[bytes]) -> list[bytes]:
+    """Write a whole body while a writer-like thread drains the pipe; what it read."""
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(drain(tee)))
     reader.start()
@@ -43,7 +42,13 @@ def test_whole_body_arrives_and_is_marked_whole():
         tee.write(c)
     tee.close(whole=True)
     reader.join(10)
-    assert got == [b"".join(chunks)]
+    return got
+
+
+def test_whole_body_arrives_and_is_marked_whole():
+    tee = Tee("t", Budget(64 * MiB), 64 * MiB)
+    chunks = [bytes([i % 251]) * 70_000 for i in range(40)]  # far more than a pipe holds
+    assert through(tee, chunks) == [b"".join(chunks)]
     assert tee.outcome is Outcome.WHOLE
     tee.close_read()
 
@@ -139,13 +144,7 @@ def test_a_lent_chunk_is_let_go_once_read():
 def test_a_chunk_larger_than_the_pipe_is_lent_in_parts():
     tee = Tee("t", Budget(64 * MiB), 64 * MiB)
     body = os.urandom(5 * MiB + 123)
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(drain(tee)))
-    reader.start()
-    tee.write(body)
-    tee.close(whole=True)
-    reader.join(10)
-    assert got == [body]
+    assert through(tee, [body]) == [body]
     assert tee.outcome is Outcome.WHOLE
     tee.close_read()
 
@@ -193,14 +192,7 @@ def test_without_vmsplice_chunks_are_copied(monkeypatch):
     monkeypatch.setattr(tee_mod, "_vmsplice", refused)
     tee = Tee("t", Budget(64 * MiB), 64 * MiB, gather=GATHER)
     body = [os.urandom(100_000) for _ in range(30)]
-    got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(drain(tee)))
-    reader.start()
-    for c in body:
-        tee.write(c)
-    tee.close(whole=True)
-    reader.join(10)
-    assert got == [b"".join(body)]
+    assert through(tee, body) == [b"".join(body)]
     assert tee.outcome is Outcome.WHOLE
     assert calls == [3]  # tried once, then copies only
     tee.close_read()
