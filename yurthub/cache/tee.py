@@ -138,10 +138,20 @@ class Tee:
             self.bytes_in += len(chunk)
             if self._lend and type(chunk) is not bytes:
                 chunk = bytes(chunk)  # why: only an immutable object may be lent
-            if not self._enqueue(chunk):
+            if self._queue or self._gather:
+                if self._enqueue(chunk, 0) and self._queued >= self._gather:
+                    self._pump_locked()
                 return
-            if self._queued >= self._gather:
-                self._pump_locked()
+            # Nothing waits (a watch event, mostly): straight into the pipe.
+            try:
+                n = self._put([(chunk, 0)])
+            except BlockingIOError:
+                n = 0
+            except OSError as e:
+                self._broken_locked(e)
+                return
+            if n < len(chunk):
+                self._enqueue(chunk, n)
 
     def close(self, whole: bool) -> None:
         """The response ended: ``whole`` when the body arrived complete and was all sent."""
@@ -189,14 +199,14 @@ class Tee:
 
     # -- internals (lock held) --------------------------------------------------------------
 
-    def _enqueue(self, chunk: bytes) -> bool:
-        n = len(chunk)
+    def _enqueue(self, chunk: bytes, start: int) -> bool:
+        n = len(chunk) - start
         if self._queued + n > self._limit or not self._budget.take(n):
             log.warning("cache writer fell behind by more than %d bytes; dropping cache entry "
                         "%s", self._limit, self.context)
             self._finish_locked(Outcome.OVERFLOW)
             return False
-        self._queue.append((chunk, 0))
+        self._queue.append((chunk, start))
         self._queued += n
         return True
 
@@ -211,7 +221,6 @@ class Tee:
             except OSError as e:
                 self._broken_locked(e)
                 return
-            self._piped += n
             self._budget.give(n)
             self._queued -= n
             while n:
@@ -231,7 +240,12 @@ class Tee:
         """Put as much of ``batch`` into the pipe as fits; BlockingIOError when nothing."""
         size = sum(len(chunk) - start for chunk, start in batch)
         if not (self._lend and size >= LEND_MIN):
-            return os.writev(self._write_fd, [memoryview(c)[s:] for c, s in batch])
+            if len(batch) == 1 and not batch[0][1]:
+                n = os.write(self._write_fd, batch[0][0])
+            else:
+                n = os.writev(self._write_fd, [memoryview(c)[s:] for c, s in batch])
+            self._piped += n
+            return n
         if self._iov is None:
             self._iov = (_IOVec * MAX_IOV)()
         iov = self._iov
@@ -256,6 +270,7 @@ class Tee:
             offset += step
             left -= step
             self._lent.append((offset, chunk))
+        self._piped += n
         return n
 
     def _broken_locked(self, e: OSError) -> None:
