@@ -10,7 +10,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # yurthub itself, and the helpers the test suites share
+from tests.fixtures import free_port  # noqa: E402  (re-exported to the benches)
+
 OUT = ROOT / "bench" / "out"
 NGINX = "/usr/sbin/nginx"
 KUBELET_UA = "kubelet/v1.32.4 (linux/amd64) kubernetes/1234567"
@@ -53,20 +55,6 @@ def stack_banner() -> str:
 
 
 # -- small helpers ------------------------------------------------------------------------
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A free port not handed out before in this run (the kernel may offer one twice)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str,
              interval: float = 0.02) -> Any:
