@@ -216,7 +216,7 @@ def stream(resp: UpstreamResponse) -> Iterator[bytes]:
                 if chunk:
                     yield chunk
         elif read1 is not None:
-            yield from _joined(lambda n: read1(n, decode_content=False), _sock_of(resp))
+            yield from _joined(lambda n: read1(n, decode_content=False), resp)
         else:
             yield from _legacy_read1(resp)
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
@@ -239,13 +239,13 @@ def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
             if chunk:
                 yield chunk
         return
-    yield from _joined(raw_read1, _sock_of(resp))
+    yield from _joined(raw_read1, resp)
     if getattr(fp, "length", None):  # bytes still announced: the body was cut short
         raise ProtocolError(f"body ended {fp.length} bytes short of its Content-Length")
     fp.close()
 
 
-def _joined(read1: Any, sock: socket.socket | None) -> Iterator[bytes]:
+def _joined(read1: Any, resp: UpstreamResponse) -> Iterator[bytes]:
     """Pieces of a body with a length, up to STREAM_CHUNK each, never waiting for data that
     has not arrived.
 
@@ -253,23 +253,25 @@ def _joined(read1: Any, sock: socket.socket | None) -> Iterator[bytes]:
     50 MB list would make 3,000 trips through the client send and the tee.  The records
     already waiting (decrypted in the SSL object, or in the socket) are read at once and
     joined: one trip per MiB, as over plain TCP, whose reads return all that has arrived.
+    A body read whole at once (most answers) costs no check at all.
     """
-    ready = None
-    if isinstance(sock, ssl.SSLSocket):
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        pending = sock.pending
-
-        def ready() -> bool:
-            return bool(pending() or poller.poll(0))
+    sock = _sock_of(resp)
+    if not isinstance(sock, ssl.SSLSocket):
+        yield from iter(lambda: read1(STREAM_CHUNK), b"")
+        return
+    fp = getattr(resp, "_fp", None)  # http.client's response: ``length`` is what is left
+    poller = None
     while True:
         chunk = read1(STREAM_CHUNK)
         if not chunk:
             return
-        if ready is not None and len(chunk) < JOIN_BELOW:
+        if len(chunk) < JOIN_BELOW and getattr(fp, "length", None) != 0:
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
             pieces = [chunk]
             size = len(chunk)
-            while size < STREAM_CHUNK and ready():
+            while size < STREAM_CHUNK and (sock.pending() or poller.poll(0)):
                 more = read1(STREAM_CHUNK - size)
                 if not more:
                     break
