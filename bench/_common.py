@@ -14,13 +14,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # yurthub itself, and the helpers the test suites share
 from tests.fixtures import free_port  # noqa: E402  (re-exported to the benches)
+from tests.fixtures.waiting import wait_for  # noqa: E402  (re-exported to the benches)
 
 OUT = ROOT / "bench" / "out"
 NGINX = "/usr/sbin/nginx"
@@ -55,18 +55,6 @@ def stack_banner() -> str:
 
 
 # -- small helpers ------------------------------------------------------------------------
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None,
              timeout: float = 30.0) -> tuple[int, bytes]:

@@ -51,7 +51,7 @@ from _common import (
 from proxy_bench import timed_get, wait_commit
 
 sys.path.insert(0, str(ROOT))
-from yurthub.sandbox.server import Sandbox
+from kubesandbox.server import Sandbox
 
 APOS = "'"
 KUBELET = {"User-Agent": KUBELET_UA, "Accept": "application/json",

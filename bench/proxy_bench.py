@@ -85,7 +85,7 @@ def podlist_bytes() -> bytes:
     if PODLIST.exists():
         return PODLIST.read_bytes()
     sys.path.insert(0, str(ROOT))
-    from yurthub.sandbox.server import Sandbox
+    from kubesandbox.server import Sandbox
 
     sb = Sandbox(nodes=100, pods_per_node=100, port=0).start()
     try:
@@ -337,7 +337,7 @@ def print_list(fig: ListFigures, size_plain: int) -> None:
 # -- the list over TLS --------------------------------------------------------------------
 
 def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: bytes) -> None:
-    from yurthub.sandbox import tls  # the sandbox's self-signed CA and server certificate
+    from kubesandbox import tls  # the sandbox's self-signed CA and server certificate
 
     objects = base.count(b'"kind":"Pod"') or base.count(b'"resourceVersion"') - 1
     print(f"\n== big list over TLS: GET /api/v1/pods from an HTTPS upstream, "

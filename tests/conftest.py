@@ -7,3 +7,6 @@ import os
 _LOOPBACK = "127.0.0.1,localhost,::1"
 for _var in ("no_proxy", "NO_PROXY"):
     os.environ[_var] = ",".join(filter(None, [os.environ.get(_var, ""), _LOOPBACK]))
+
+# The shared fixtures (sandbox, hub_factory, hub) and helpers live in tests/fixtures/.
+pytest_plugins = ["tests.fixtures.plugin"]

@@ -7,13 +7,33 @@ runtime failure prints one line and exits 1; nothing here prints a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from yurthub import __version__, config
 from yurthub.errors import ConfigError, YurthubError
 
 EXIT_USAGE = 2
+# The sandbox apiserver and the demo live in the separate package ``kubesandbox``, which the
+# Debian package does not ship to edge nodes.  They are found at run time, never imported by
+# the product's modules.
+SANDBOX_MISSING = ("the sandbox apiserver is not installed here (it is not shipped to edge "
+                   "nodes); from a yurthub checkout: pip install '.[sandbox]'")
+
+
+_SANDBOX_COMMANDS = {"sandbox": "cli", "demo": "demo"}
+
+
+def _sandbox_module(name: str) -> ModuleType | None:
+    """``kubesandbox.<name>``, or None when the sandbox package is not installed."""
+    try:
+        return importlib.import_module(f"kubesandbox.{name}")
+    except ModuleNotFoundError as e:
+        if e.name in ("kubesandbox", f"kubesandbox.{name}"):
+            return None
+        raise
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,16 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--print-defaults", action="store_true",
                        help="print the default INI file instead")
 
-    from yurthub.sandbox import cli as sandbox_cli
     sandbox = sub.add_parser("sandbox", help="run the simulated kube-apiserver",
                              description="Run the sandbox kube-apiserver in the foreground.")
-    sandbox_cli.add_arguments(sandbox)
-
-    from yurthub import demo
     demo_p = sub.add_parser("demo", help="run a sandbox and a gateway together",
                             description="Run a sandbox apiserver and a gateway in front of "
                             "it, seed a node with pods and print what to try.")
-    demo.add_arguments(demo_p)
+    for p, command in ((sandbox, "sandbox"), (demo_p, "demo")):
+        module = _sandbox_module(_SANDBOX_COMMANDS[command])
+        if module is not None:
+            module.add_arguments(p)
     return parser
 
 
@@ -82,6 +101,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command in _SANDBOX_COMMANDS and "-h" not in argv and "--help" not in argv \
+            and _sandbox_module(_SANDBOX_COMMANDS[command]) is None:
+        print(f"yurthub {command}: {SANDBOX_MISSING}", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -91,12 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(args)
             from yurthub import service
             return service.serve(cfg)
-        if args.command == "sandbox":
-            from yurthub.sandbox import cli as sandbox_cli
-            return sandbox_cli.main(args)
-        if args.command == "demo":
-            from yurthub import demo
-            return demo.main(args)
+        if args.command in _SANDBOX_COMMANDS:
+            module = _sandbox_module(_SANDBOX_COMMANDS[args.command])
+            assert module is not None  # checked before parsing
+            return int(module.main(args))
     except ConfigError as e:
         print(f"yurthub: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from tests.integration.conftest import http, wait_for
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 from tests.integration.kubeletlike import UA, KubeletLike
-from yurthub.sandbox.server import Sandbox
 
 NODE = "node-0000"
 

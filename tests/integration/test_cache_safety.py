@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Hub, http, wait_for
+from tests.fixtures.hub import Hub
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 

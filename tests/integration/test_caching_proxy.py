@@ -10,8 +10,10 @@ import stat
 import threading
 import time
 
-from tests.integration.conftest import Hub, http, read_watch_events, wait_for
-from yurthub.sandbox.server import Sandbox
+from kubesandbox.server import Sandbox
+from tests.fixtures.hub import Hub
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http, read_watch_events
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 

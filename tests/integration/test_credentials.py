@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import http
-from yurthub.sandbox.server import Sandbox
-from yurthub.sandbox.tls import make_self_signed
+from kubesandbox.server import Sandbox
+from kubesandbox.tls import make_self_signed
+from tests.fixtures.web import http
 
 TOKEN = "s3cret-token-never-logged"
 

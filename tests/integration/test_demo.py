@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.integration.conftest import free_port
+from tests.fixtures import free_port
 
 
 def test_the_demo_tour_fills_the_cache_and_answers_offline(tmp_path):

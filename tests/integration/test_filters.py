@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
-from tests.integration.conftest import http, read_watch_events, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http, read_watch_events
 from yurthub import config
 from yurthub.app import Hub
 

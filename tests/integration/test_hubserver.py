@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import http, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 
 def test_health_readiness_and_unknown_paths(hub):

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.integration.conftest import http, read_watch_events, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http, read_watch_events
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 NODE = "node-0000"

@@ -10,7 +10,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tests.integration.conftest import Kubectl, wait_for
+from tests.fixtures.kubectl import Kubectl
+from tests.fixtures.waiting import wait_for
 
 OPERATOR = "edge-operator/1.0"
 COLUMNS = ("custom-columns=NS:.metadata.namespace,NAME:.metadata.name,"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.integration.conftest import Hub, free_port
+from tests.fixtures import free_port
+from tests.fixtures.hub import Hub
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.integration.conftest import http, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 

@@ -93,9 +93,12 @@ def checks(out: TextIO) -> None:
           f"user, NoNewPrivs, Seccomp, CapBnd of the main process: {sandboxed}")
     ok("runs as yurthub with NoNewPrivs, a seccomp filter and no capabilities")
 
+    # The package does not ship the sandbox: .ci/package-test copied the checkout's
+    # kubesandbox to /root, and it runs on the installed yurthub's pure modules.
     sandbox = subprocess.Popen(
-        ["/usr/bin/yurthub", "sandbox", "--port", str(SANDBOX_PORT), "--nodes", "1",
-         "--pods-per-node", str(POD_COUNT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ["/usr/bin/python3", "-m", "kubesandbox", "--port", str(SANDBOX_PORT), "--nodes", "1",
+         "--pods-per-node", str(POD_COUNT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd="/root", env={**os.environ, "PYTHONPATH": "/root"})
     try:
         path = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"
         kubelet = {"User-Agent": "kubelet/v1.32", "Accept": "application/json"}

@@ -257,15 +257,28 @@ def check_install(args: argparse.Namespace) -> None:
     link = "/etc/systemd/system/multi-user.target.wants/yurthub.service"
     check(os.path.realpath(link) == os.path.realpath(UNIT), f"{link} -> {UNIT}")
     ok("yurthub.service is enabled (multi-user.target.wants)")
+    shipped = subprocess.run(["dpkg-query", "-L", "yurthub"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    stray = [f for f in shipped if "kubesandbox" in f or "/sandbox" in f]
+    check(not stray, f"the package ships the sandbox: {stray[:5]}")
+    ok("the package ships no sandbox module")
+    r = subprocess.run(["/usr/bin/yurthub", "sandbox", "--port", "1"], capture_output=True,
+                       text=True, timeout=30)
+    lines = r.stderr.strip().splitlines()
+    check(r.returncode == 2 and len(lines) == 1 and "pip install" in lines[0],
+          f"`yurthub sandbox` on a node: exit {r.returncode}, {r.stderr!r}")
+    ok(f"`yurthub sandbox` on a node says how to get it (exit 2): {lines[0]}")
 
 
 @contextmanager
 def sandbox(args: argparse.Namespace) -> Iterator[str]:
-    """The installed `yurthub sandbox`; yields the name of its first node."""
+    """The sandbox apiserver from the checkout (the package does not ship it), on Debian's
+    python3; yields the name of its first node."""
     proc = subprocess.Popen(
-        ["/usr/bin/yurthub", "sandbox", "--port", str(args.sandbox_port), "--nodes", "1",
-         "--pods-per-node", "3"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True)
+        ["/usr/bin/python3", "-m", "kubesandbox", "--port", str(args.sandbox_port),
+         "--nodes", "1", "--pods-per-node", "3"], stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=args.checkout, env={**os.environ, "PYTHONPATH": args.checkout})
     try:
         addr = ("127.0.0.1", args.sandbox_port)
 
@@ -443,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node", required=True, help="the preseeded yurthub/node-name")
     p.add_argument("--agents", required=True, help="the preseeded yurthub/cache-agents")
     p.add_argument("--sandbox-port", type=int, required=True)
+    p.add_argument("--checkout", required=True,
+                   help="the source tree, whose kubesandbox runs the sandbox apiserver")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("run as root")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -61,3 +62,28 @@ def test_check_config_names_bad_key(tmp_path):
     r = run("check-config", "--config", str(conf))
     assert r.returncode == 2
     assert str(conf) in r.stderr and "colour" in r.stderr and "blue" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["sandbox", "demo"])
+def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
+    """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.
+
+    A module named ``kubesandbox`` that refuses to import stands in for its absence."""
+    blocker = tmp_path / "kubesandbox"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError('No module named kubesandbox', name='kubesandbox')\n")
+    r = subprocess.run([sys.executable, "-m", "yurthub", command, "--port", "1"],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install '.[sandbox]'" in lines[0], r.stderr
+    assert f"yurthub {command}:" in lines[0]
+
+
+def test_python_m_kubesandbox_rejects_a_bad_flag_with_exit_2():
+    r = subprocess.run([sys.executable, "-m", "kubesandbox", "--nodes", "x"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "--nodes" in r.stderr and "Traceback" not in r.stderr

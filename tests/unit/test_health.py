@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
+from kubesandbox.server import Sandbox
 from yurthub import config
 from yurthub.credentials import Credentials
 from yurthub.health import HealthChecker
 from yurthub.metrics import Metrics
-from yurthub.sandbox.server import Sandbox
 from yurthub.upstream import Upstream
 
 NODE = "node-0000"
@@ -20,13 +18,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def sandbox():
-    sb = Sandbox(nodes=1).start()
-    yield sb
-    sb.stop()
 
 
 def checker(sb: Sandbox, clock: Clock, **settings: str):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "yurthub"
+SANDBOX = PACKAGE.parent / "kubesandbox"
 
 # room -> the rooms it may import (besides itself, the stdlib and third-party libraries)
 ALLOWED: dict[str, set[str]] = {
@@ -25,12 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "hubserver": {"metrics"},
     "proxy": {"cache", "filters", "upstream", "health", "kube", "errors", "config", "metrics",
               "threads"},
-    "sandbox": {"kube", "errors"},
     "app": {"*"},
     "service": {"app", "config", "credentials", "errors", "storage"},
     "wsgi": {"service"},
-    "demo": {"errors", "sandbox"},
-    "cli": {"config", "errors", "service", "sandbox", "demo"},
+    "cli": {"config", "errors", "service"},
     "__init__": set(),
     "__main__": {"cli"},
 }
@@ -79,3 +78,27 @@ def test_nothing_imports_the_composition_root():
         if room_of(path) in ("app", "service"):
             continue
         assert "app" not in imported_rooms(path), path
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def test_the_product_never_imports_the_sandbox():
+    """The .deb ships yurthub without kubesandbox; `yurthub sandbox` finds it at run time."""
+    for path in MODULES:
+        assert not any(m.split(".")[0] == "kubesandbox" for m in _imported_modules(path)), path
+
+
+@pytest.mark.parametrize("path", sorted(SANDBOX.rglob("*.py")), ids=lambda p: p.name)
+def test_the_sandbox_imports_only_what_is_pure_and_shared(path: Path):
+    stray = {m for m in _imported_modules(path) if m.split(".")[0] == "yurthub"
+             and m.split(".")[:2] not in (["yurthub", "kube"], ["yurthub", "errors"])}
+    assert not stray, f"{path.name} imports {sorted(stray)}"

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import pytest
 import urllib3
 
+from kubesandbox import tls
 from yurthub import upstream as up
-from yurthub.sandbox import tls
 
 MiB = 1 << 20
 

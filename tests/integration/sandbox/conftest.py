@@ -1,5 +1,5 @@
-"""Fixtures of the sandbox integration tests: a live sandbox, kubectl and the Python client
-pointed at it (each with its own kubeconfig and cache under tmp_path)."""
+"""Fixtures of the sandbox integration tests: kubectl and the Python client pointed at the
+shared ``sandbox`` fixture (each with its own kubeconfig and cache under tmp_path)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from yurthub.sandbox.server import Sandbox
-
-KUBECTL = "/usr/bin/kubectl"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    sb = Sandbox(nodes=2, pods_per_node=3, bookmark_interval=0.3, control_port=0).start()
-    yield sb
-    sb.stop()
+from kubesandbox.server import Sandbox
+from tests.fixtures.kubectl import KUBECTL
 
 
 def kubectl_runner(sb: Sandbox, tmp_path: Path,

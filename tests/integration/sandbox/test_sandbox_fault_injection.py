@@ -7,7 +7,6 @@ import http.client
 import io
 import json
 import socket
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -22,7 +21,8 @@ from sandbox_wire_helpers import (
     send,
 )
 
-from yurthub.sandbox.server import Sandbox
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -32,14 +32,6 @@ def open_watch(url: str, path: str = PODS) -> socket.socket:
     sock = connect(url)
     send(sock, "GET", f"{path}?watch=1&resourceVersion={rv}")
     return sock
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        threading.Event().wait(0.02)
 
 
 def test_offline_refuses_connects_and_cuts_open_watches_then_online_again(sandbox):

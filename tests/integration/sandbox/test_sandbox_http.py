@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from sandbox_wire_helpers import connect, request, send
 
-from yurthub.sandbox.server import Sandbox
+from kubesandbox.server import Sandbox
 
 CMS = "/api/v1/namespaces/default/configmaps"
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from sandbox_wire_helpers import request
 
-from yurthub.sandbox.testing import SandboxProcess, running
+from tests.fixtures.sandboxes import SandboxProcess, running
 
 
 def test_running_context_manager():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sandbox_api_helpers import Client, make_api
 
-from yurthub.sandbox.api import Api
+from kubesandbox.api import Api
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from kubesandbox import seed
+from kubesandbox.api import Api
+from kubesandbox.discovery import Registry
+from kubesandbox.store import Store
+from kubesandbox.wire import Request, Response, status_response
 from yurthub.errors import ApiError
-from yurthub.sandbox import seed
-from yurthub.sandbox.api import Api
-from yurthub.sandbox.discovery import Registry
-from yurthub.sandbox.store import Store
-from yurthub.sandbox.wire import Request, Response, status_response
 
 
 @dataclass

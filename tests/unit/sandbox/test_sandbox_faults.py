@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yurthub.sandbox.faults import DROP, FAIL, RESET, STALL, Faults, reason_for
+from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults, reason_for
 
 
 def test_rules_are_consumed_in_order_and_by_match():

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from kubesandbox import protobuf
 from yurthub.errors import BadRequest, UnsupportedMediaType
-from yurthub.sandbox import protobuf
 
 FIXTURES = Path("/work/shared/fixtures/k8s-api-testdata")
 KINDS = {

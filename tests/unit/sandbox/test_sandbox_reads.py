@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yurthub.sandbox import rest
+from kubesandbox import rest
 
 PODS = "/api/v1/namespaces/default/pods"
 EXPIRED = ("The provided continue parameter is too old to display a consistent list result. "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubesandbox.routing import route
 from yurthub.errors import MethodNotAllowed, NotFound
-from yurthub.sandbox.routing import route
 
 
 @pytest.mark.parametrize("method, path, query, expected", [

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from kubesandbox import seed
+from kubesandbox.objects import make_entry
 from yurthub.kube import fields
 from yurthub.kube.resources import builtin
-from yurthub.sandbox import seed
-from yurthub.sandbox.objects import make_entry
 
 PODS = builtin("", "v1", "pods")
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from kubesandbox.history import EventLog
+from kubesandbox.objects import make_entry, render
+from kubesandbox.store import Store
 from yurthub.kube.resources import builtin
-from yurthub.sandbox.history import EventLog
-from yurthub.sandbox.objects import make_entry, render
-from yurthub.sandbox.store import Store
 
 CM = builtin("", "v1", "configmaps")
 NODES = builtin("", "v1", "nodes")

@@ -9,8 +9,8 @@ import threading
 import pytest
 from sandbox_api_helpers import Client, make_api
 
+from kubesandbox.wire import Request
 from yurthub.errors import BadRequest
-from yurthub.sandbox.wire import Request
 
 CMS = "/api/v1/namespaces/default/configmaps"
 MERGE = "application/merge-patch+json"

@@ -15,16 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubesandbox.discovery import Registry
+from kubesandbox.objects import Entry, render
+from kubesandbox.routing import NOT_ALLOWED, NOT_FOUND, Route
+from kubesandbox.store import Store
+from kubesandbox.wire import Request, Response
 from yurthub.errors import BadRequest, GatewayTimeout, Gone, Invalid, MethodNotAllowed, NotFound
 from yurthub.kube import fields as kfields
 from yurthub.kube import labels as klabels
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message
-from yurthub.sandbox.discovery import Registry
-from yurthub.sandbox.objects import Entry, render
-from yurthub.sandbox.routing import NOT_ALLOWED, NOT_FOUND, Route
-from yurthub.sandbox.store import Store
-from yurthub.sandbox.wire import Request, Response
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can "

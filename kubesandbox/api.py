@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kubesandbox import discovery, openapi
+from kubesandbox.discovery import Registry
+from kubesandbox.rest import Reader, Selection, resolve
+from kubesandbox.routing import NOT_ALLOWED, Route, route
+from kubesandbox.store import Store
+from kubesandbox.watch import WatchOptions, WatchStream
+from kubesandbox.wire import Request, Response, json_response, negotiate, text_response
+from kubesandbox.writes import Writer
 from yurthub.errors import MethodNotAllowed
 from yurthub.kube.resources import ResourceType
-from yurthub.sandbox import discovery, openapi
-from yurthub.sandbox.discovery import Registry
-from yurthub.sandbox.rest import Reader, Selection, resolve
-from yurthub.sandbox.routing import NOT_ALLOWED, Route, route
-from yurthub.sandbox.store import Store
-from yurthub.sandbox.watch import WatchOptions, WatchStream
-from yurthub.sandbox.wire import Request, Response, json_response, negotiate, text_response
-from yurthub.sandbox.writes import Writer
 
 
 class Api:

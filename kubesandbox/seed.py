@@ -14,8 +14,8 @@ import uuid
 import zlib
 from typing import Any
 
+from kubesandbox.objects import Entry, make_entry
 from yurthub.kube.resources import ResourceType, builtin
-from yurthub.sandbox.objects import Entry, make_entry
 
 _APPS = ("web", "api", "cache", "worker")
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from kubesandbox.history import Event
+from kubesandbox.objects import Entry, render
+from kubesandbox.rest import Reader, Selection, parse_rv
+from kubesandbox.store import ADDED, DELETED, MODIFIED, Store
 from yurthub.errors import BadRequest, Gone
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import status_object
-from yurthub.sandbox.history import Event
-from yurthub.sandbox.objects import Entry, render
-from yurthub.sandbox.rest import Reader, Selection, parse_rv
-from yurthub.sandbox.store import ADDED, DELETED, MODIFIED, Store
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kubesandbox.server import Sandbox
 from yurthub.errors import YurthubError
-from yurthub.sandbox.server import Sandbox
 
 NODE = "node-0000"
 KUBECTL = shutil.which("kubectl") or ""

@@ -15,12 +15,9 @@ import itertools
 import json
 from typing import Any
 
-from yurthub.errors import AlreadyExists, BadRequest, Conflict, NotFound, UnsupportedMediaType
-from yurthub.kube import patch as kpatch
-from yurthub.kube.resources import ResourceType
-from yurthub.sandbox import crds, protobuf
-from yurthub.sandbox.discovery import Registry
-from yurthub.sandbox.objects import (
+from kubesandbox import crds, protobuf
+from kubesandbox.discovery import Registry
+from kubesandbox.objects import (
     Entry,
     apply_create_defaults,
     generate_name,
@@ -29,10 +26,13 @@ from yurthub.sandbox.objects import (
     reset_status_on_create,
     validate_metadata,
 )
-from yurthub.sandbox.rest import Reader, Selection, details, not_found
-from yurthub.sandbox.routing import Route
-from yurthub.sandbox.store import Store
-from yurthub.sandbox.wire import Request, Response, json_response
+from kubesandbox.rest import Reader, Selection, details, not_found
+from kubesandbox.routing import Route
+from kubesandbox.store import Store
+from kubesandbox.wire import Request, Response, json_response
+from yurthub.errors import AlreadyExists, BadRequest, Conflict, NotFound, UnsupportedMediaType
+from yurthub.kube import patch as kpatch
+from yurthub.kube.resources import ResourceType
 
 # Types whose delete answers with the deleted object (ReturnDeletedObject in kube-apiserver);
 # the others answer with a Success Status.

@@ -2,7 +2,7 @@
 
 Served on the API port (while online) and on the separate control port, which stays up while
 the sandbox is offline.  Every endpoint mirrors a method of
-:class:`yurthub.sandbox.server.Sandbox`:
+:class:`kubesandbox.server.Sandbox`:
 
 =====================================================  ========================================
 ``GET  /_sandbox/state``                               online, resourceVersion, faults, watches
@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from kubesandbox.wire import Request, Response, json_response
 from yurthub.errors import BadRequest, MethodNotAllowed, NotFound
 from yurthub.kube.patch import decode
-from yurthub.sandbox.wire import Request, Response, json_response
 
 
 class Controller(Protocol):

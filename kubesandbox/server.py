@@ -5,7 +5,7 @@ listeners: the API port (closed while offline, reopened on the same port) and an
 control port for ``/_sandbox/...`` that never goes offline.  Every accepted connection gets a
 :class:`ConnectionThread`; going offline closes the API listener and cuts every API connection,
 open watches included.  Tests drive it from Python (``start()``, ``offline()``, ``fail_next()``,
-``put()``...) or over HTTP (``yurthub.sandbox.control``).
+``put()``...) or over HTTP (``kubesandbox.control``).
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
+from kubesandbox import control, seed, tls
+from kubesandbox.api import Api
+from kubesandbox.connection import Conn, Handler, RequestRecord
+from kubesandbox.discovery import Registry
+from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults
+from kubesandbox.listener import Listener, bind
+from kubesandbox.objects import now_rfc3339
+from kubesandbox.store import Store
+from kubesandbox.wire import Headers, Request, Response
 from yurthub.errors import ApiError, NotFound
 from yurthub.kube import patch as kpatch
 from yurthub.kube.resources import ResourceType
-from yurthub.sandbox import control, seed, tls
-from yurthub.sandbox.api import Api
-from yurthub.sandbox.connection import Conn, Handler, RequestRecord
-from yurthub.sandbox.discovery import Registry
-from yurthub.sandbox.faults import DROP, FAIL, RESET, STALL, Faults
-from yurthub.sandbox.listener import Listener, bind
-from yurthub.sandbox.objects import now_rfc3339
-from yurthub.sandbox.store import Store
-from yurthub.sandbox.wire import Headers, Request, Response
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from yurthub.sandbox.objects import Entry
+from kubesandbox.objects import Entry
 
 GroupResource = tuple[str, str]
 

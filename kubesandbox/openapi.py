@@ -14,10 +14,10 @@ import hashlib
 import json
 from typing import Any
 
+from kubesandbox.discovery import KUBE_VERSION, Registry
+from kubesandbox.routing import NOT_FOUND
 from yurthub.errors import NotFound
 from yurthub.kube.resources import ResourceType
-from yurthub.sandbox.discovery import KUBE_VERSION, Registry
-from yurthub.sandbox.routing import NOT_FOUND
 
 _QUERY_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
 

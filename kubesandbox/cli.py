@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from kubesandbox import seed
+from kubesandbox.server import Sandbox, SandboxOptions
 from yurthub.errors import ConfigError, YurthubError
-from yurthub.sandbox import seed
-from yurthub.sandbox.server import Sandbox, SandboxOptions
 
 log = logging.getLogger(__name__)
 

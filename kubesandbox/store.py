@@ -1,7 +1,7 @@
 """The sandbox's etcd: objects per collection, one global resourceVersion, the event history.
 
 design: one lock guards everything; a write bumps the revision, stores a new immutable
-:class:`~yurthub.sandbox.objects.Entry`, appends an event and wakes every watcher through the
+:class:`~kubesandbox.objects.Entry`, appends an event and wakes every watcher through the
 ``changed`` condition.  Readers take the lock only to pick entries (cheap: entries are
 pre-rendered bytes), and join bytes after releasing it.  A list at an older revision (a
 ``continue`` token, ``resourceVersionMatch=Exact``) is rebuilt by rolling the history back,
@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kubesandbox.history import Event, EventLog, GroupResource
+from kubesandbox.objects import Entry, make_entry
 from yurthub.kube.resources import ResourceType
-from yurthub.sandbox.history import Event, EventLog, GroupResource
-from yurthub.sandbox.objects import Entry, make_entry
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 

@@ -28,9 +28,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults, Rule, reason_for
+from kubesandbox.wire import GZIP_THRESHOLD, Headers, Request, Response, status_response
 from yurthub.errors import ApiError, BadRequest, InternalError, Unauthorized
-from yurthub.sandbox.faults import DROP, FAIL, RESET, STALL, Faults, Rule, reason_for
-from yurthub.sandbox.wire import GZIP_THRESHOLD, Headers, Request, Response, status_response
 
 log = logging.getLogger(__name__)
 
