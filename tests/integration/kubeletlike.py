@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.integration.conftest import http, read_watch_events
+from tests.fixtures.web import http, read_watch_events
 
 UA = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -61,9 +61,11 @@ class KubeletLike:
     def _error(self, what: str) -> None:
         self.errors.append(f"{time.strftime('%H:%M:%S')} {what}")
 
-    def _failed(self, status: int, what: str, doc: Any) -> None:
-        """A non-2xx answer is an error; no answer at all (status 0) is retried."""
-        if status == 0:
+    def _failed(self, status: int, what: str, doc: Any, *, write: bool = False) -> None:
+        """A non-2xx answer is an error; no answer at all (status 0) is retried, and so is a
+        write answered 502: the cloud went away while it was in flight, so the hub cannot
+        know whether it arrived and says so (kubelet retries it at its next sync)."""
+        if status == 0 or (write and status == 502):
             self.unreachable += 1
         else:
             self._error(f"{what}: {status} {doc}")
@@ -88,7 +90,7 @@ class KubeletLike:
                      "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40}}
             status, lease = self._call("POST", LEASES, lease)
             if status != 201:
-                self._failed(status, "create lease", lease)
+                self._failed(status, "create lease", lease, write=True)
             return
         if status != 200:
             self._failed(status, "get lease", lease)
@@ -96,7 +98,7 @@ class KubeletLike:
         lease["spec"]["renewTime"] = _now()
         status, doc = self._call("PUT", f"{LEASES}/{self.node}", lease)
         if status != 200:
-            self._failed(status, "renew lease", doc)
+            self._failed(status, "renew lease", doc, write=True)
 
     def report(self) -> None:
         status, node = self._call("GET", f"/api/v1/nodes/{self.node}")
@@ -117,7 +119,7 @@ class KubeletLike:
             self.gone.add(name)
             self.pods.pop(name, None)
         elif status != 200:
-            self._failed(status, f"patch pod status {name}", doc)
+            self._failed(status, f"patch pod status {name}", doc, write=True)
 
     def _watch_loop(self) -> None:
         while not self._stop.is_set():
