@@ -75,7 +75,9 @@ def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command,
         "raise ModuleNotFoundError('No module named kubesandbox', name='kubesandbox')\n")
     r = subprocess.run([sys.executable, "-m", "yurthub", command, "--port", "1"],
                        capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                           filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))},
+                       cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install '.[sandbox]'" in lines[0], r.stderr
