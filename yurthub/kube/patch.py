@@ -1,12 +1,13 @@
 """The three patch types kube-apiserver applies: merge (RFC 7386), JSON (RFC 6902), strategic.
 
-Every function is pure: it never mutates its inputs and returns a new document.  Errors are
-raised as kube-apiserver answers them: an undecodable patch is ``400 BadRequest``, a JSON patch
-that does not apply is ``422 Invalid`` with kube-apiserver's generic message (the detail is
-kept on the exception as ``detail``), a malformed strategic-merge directive is ``400``.
-The strategic merge patch knows the merge keys of the built-in types a node uses (the
-``patchStrategy``/``patchMergeKey`` tags of their Go types, tabled at the end of this module);
-custom resources accept no strategic merge patch (415).
+Every function is pure: it never mutates its inputs and returns a new document.  The merge
+and JSON patches follow the library kube-apiserver applies them with (evanphx/json-patch v4),
+corners included, because kube-apiserver's answer is the one a client expects; the strategic
+merge patch lives in :mod:`yurthub.kube.strategic`.  Errors are raised as kube-apiserver
+answers them: an undecodable patch is ``400 BadRequest``, a JSON patch that does not apply is
+``422 Invalid`` with kube-apiserver's generic message and the library's reason as the cause
+(also kept on the exception as ``detail``).  Custom resources accept no strategic merge
+patch (415).  ``tests/golden/`` holds the upstream tables these functions are checked against.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from yurthub.errors import BadRequest, Invalid, UnsupportedMediaType
-from yurthub.kube.patchschema import DEFAULT_FIELD, PatchField, schema_for
+from yurthub.kube import strategic
+from yurthub.kube.patchschema import PatchField, schema_for
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -26,17 +28,15 @@ PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 
 GENERIC_INVALID = "the server rejected our request due to an error in our request"
 
-_DIRECTIVE = "$patch"
-_RETAIN_KEYS = "$retainKeys"
-_ORDER_PREFIX = "$setElementOrder/"
-_DELETE_PREFIX = "$deleteFromPrimitiveList/"
+MERGE_PATCH_INVALID = "Invalid JSON Patch"
 
 
 class JSONPatchFailed(Invalid):
     """A JSON patch operation that does not apply; ``detail`` says why (kube-apiserver won't)."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(GENERIC_INVALID)
+        super().__init__(GENERIC_INVALID, details={"causes": [
+            {"reason": "UnexpectedServerResponse", "message": detail}]})
         self.detail = detail
 
 
@@ -90,336 +90,325 @@ def decode(body: bytes | str) -> Any:
         raise ValueError("invalid character in JSON input") from e
 
 
-# -- RFC 7386 -------------------------------------------------------------------------------
+# -- RFC 7386, as evanphx/json-patch (v4) applies it -------------------------------------------
 
 def apply_merge_patch(obj: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge, ``null`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy_json(patch)
-    out = {k: copy_json(v) for k, v in obj.items()} if isinstance(obj, dict) else {}
+    """RFC 7386 JSON merge patch as kube-apiserver's library applies it.
+
+    Objects merge and ``null`` deletes; a patch value put where the target has no object
+    has its nulls pruned (also inside objects in arrays, unlike the RFC); an array patch
+    replaces the document; a ``null`` or scalar patch is ``400 Invalid JSON Patch``.
+    """
+    if patch is None or not isinstance(patch, (dict, list)):
+        raise BadRequest(MERGE_PATCH_INVALID)
+    patch = copy_json(patch)
+    if isinstance(patch, list):
+        return _prune_nulls(patch)
+    if not isinstance(obj, dict):
+        return _prune_nulls(patch)
+    doc = copy_json(obj)
+    _merge_docs(doc, patch)
+    return doc
+
+
+def _merge_docs(doc: dict[str, Any], patch: dict[str, Any]) -> None:
     for key, value in patch.items():
         if value is None:
-            out.pop(key, None)
+            doc.pop(key, None)
+            continue
+        current = doc.get(key)
+        if current is None:
+            doc[key] = _prune_nulls(value)
+        elif not isinstance(current, dict):
+            doc[key] = _prune_nulls(value)
+        elif not isinstance(value, dict):
+            doc[key] = value  # the library prunes nothing here
         else:
-            out[key] = apply_merge_patch(out.get(key), value)
-    return out
+            _merge_docs(current, value)
 
 
-# -- RFC 6902 -------------------------------------------------------------------------------
-
-def _pointer(path: Any) -> list[str]:
-    if not isinstance(path, str):
-        raise JSONPatchFailed(f"path is not a string: {path!r}")
-    if path == "":
-        return []
-    if not path.startswith("/"):
-        raise JSONPatchFailed(f"JSON pointer must be empty or start with '/': {path!r}")
-    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
-
-
-def _index(segment: str, size: int, *, insert: bool) -> int:
-    if insert and segment == "-":  # the end of the array
-        return size
-    digits = segment[1:] if segment.startswith("-") else segment
-    if not digits.isdigit():
-        raise JSONPatchFailed(f"invalid array index: {segment!r}")
-    idx = int(segment)
-    if idx < 0:
-        idx += size  # evanphx/json-patch accepts negative indices, as kube-apiserver does
-    limit = size if insert else size - 1
-    if idx < 0 or idx > limit:
-        raise JSONPatchFailed(f"array index out of bounds: {segment}")
-    return idx
+def _prune_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v is None]:
+            del value[key]
+        for v in value.values():
+            _prune_nulls(v)
+    elif isinstance(value, list):
+        for v in value:
+            if v is not None:
+                _prune_nulls(v)
+    return value
 
 
-def _parent(doc: Any, parts: list[str]) -> Any:
+# -- RFC 6902, as evanphx/json-patch (v4) applies it -------------------------------------------
+# kube-apiserver's library has its own corners, kept here because kube-apiserver wins: no
+# operation but ``test`` and ``replace`` takes the root ("") as a path; ``replace`` of a
+# missing member adds it; ``copy`` from a missing member copies null; a missing ``value`` is
+# null; ``-1`` as an ``add`` index appends; scalars compare by their JSON text.
+
+_INT64 = 2 ** 63
+
+
+def _atoi(text: str) -> int:
+    """``strconv.Atoi``: an optional sign and decimal digits, in range, else ValueError."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body or not body.isascii() or not body.isdigit():
+        raise ValueError(f'strconv.Atoi: parsing {_go_quote(text)}: invalid syntax')
+    value = int(text)
+    if not -_INT64 <= value < _INT64:
+        raise ValueError(f'strconv.Atoi: parsing {_go_quote(text)}: value out of range')
+    return value
+
+
+def _go_quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _bad_index(idx: int) -> JSONPatchFailed:
+    return JSONPatchFailed(f"Unable to access invalid index: {idx}: invalid index referenced")
+
+
+def _decode_key(key: str) -> str:
+    return key.replace("~1", "/").replace("~0", "~") if "~" in key else key
+
+
+def _find(doc: Any, path: str) -> tuple[Any, str] | None:
+    """``findObject``: the container that holds the last token of ``path``, and that token."""
+    split = path.split("/")
+    if len(split) < 2:
+        return None
     cur = doc
-    for token in parts[:-1]:
-        if isinstance(cur, dict):
-            if token not in cur:
-                raise JSONPatchFailed(f"missing path segment {token!r}")
-            cur = cur[token]
-        elif isinstance(cur, list):
-            cur = cur[_index(token, len(cur), insert=False)]
+    for part in split[1:-1]:
+        try:
+            nxt = _get(cur, _decode_key(part))
+        except (JSONPatchFailed, ValueError):
+            return None
+        if not isinstance(nxt, (dict, list)):
+            return None
+        cur = nxt
+    return cur, _decode_key(split[-1])
+
+
+def _get(con: Any, key: str) -> Any:
+    """A member (None when an object lacks it) or an element (bad indices raise)."""
+    if isinstance(con, dict):
+        return con.get(key)
+    idx = _atoi(key)
+    if idx < 0:
+        if idx < -len(con):
+            raise _bad_index(idx)
+        idx += len(con)
+    if idx >= len(con):
+        raise _bad_index(idx)
+    return con[idx]
+
+
+def _set(con: Any, key: str, value: Any) -> None:
+    if isinstance(con, dict):
+        con[key] = value
+        return
+    idx = _atoi(key)
+    if idx < 0:
+        if idx < -len(con):
+            raise _bad_index(idx)
+        idx += len(con)
+    con[idx] = value
+
+
+def _add(con: Any, key: str, value: Any) -> None:
+    if isinstance(con, dict):
+        con[key] = value
+        return
+    if key == "-":
+        con.append(value)
+        return
+    try:
+        idx = _atoi(key)
+    except ValueError as e:
+        raise JSONPatchFailed(f"value was not a proper array index: '{key}': {e}") from None
+    size = len(con) + 1
+    if idx >= size:
+        raise _bad_index(idx)
+    if idx < 0:
+        if idx < -size:
+            raise _bad_index(idx)
+        idx += size
+    con.insert(idx, value)
+
+
+def _remove(con: Any, key: str) -> None:
+    if isinstance(con, dict):
+        if key not in con:
+            raise JSONPatchFailed(f"Unable to remove nonexistent key: {key}: missing value")
+        del con[key]
+        return
+    idx = _atoi(key)
+    if idx >= len(con):
+        raise _bad_index(idx)
+    if idx < 0:
+        if idx < -len(con):
+            raise _bad_index(idx)
+        idx += len(con)
+    del con[idx]
+
+
+def _raw_equal(a: Any, b: Any) -> bool:
+    """``lazyNode.equal``: objects and arrays structurally, scalars by their JSON text."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and \
+            all(_raw_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
+            all(_raw_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _field(op: dict[str, Any], name: str, verb: str, what: str = "path") -> str:
+    value = op.get(name)
+    if not isinstance(value, str):
+        missing = "missing value" if value is None else "json: cannot unmarshal into string"
+        raise JSONPatchFailed(f"{verb} operation failed to decode {what}: {missing}")
+    return value
+
+
+def _container(doc: Any, path: str, verb: str, what: str) -> tuple[Any, str]:
+    found = _find(doc, path)
+    if found is None:
+        shown = f'"{path}"' if verb in ("add", "remove") else path
+        raise JSONPatchFailed(f"{verb} operation does not apply: doc is missing {what}: "
+                              f"{shown}: missing value")
+    return found
+
+
+def _wrap(prefix: str, action: Any) -> Any:
+    try:
+        return action()
+    except ValueError as e:
+        raise JSONPatchFailed(f"{prefix}{e}") from None
+    except JSONPatchFailed as e:
+        raise JSONPatchFailed(f"{prefix}{e.detail}") from None
+
+
+def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
+    kind = op.get("op")
+    kind = kind if isinstance(kind, str) else "unknown"
+    value = copy_json(op.get("value"))
+    if kind == "add":
+        path = _field(op, "path", "add")
+        con, key = _container(doc, path, "add", "path")
+        _wrap(f"error in add for path: '{path}': ", lambda: _add(con, key, value))
+    elif kind == "remove":
+        path = _field(op, "path", "remove")
+        con, key = _container(doc, path, "remove", "path")
+        _wrap(f"error in remove for path: '{path}': ", lambda: _remove(con, key))
+    elif kind == "replace":
+        path = _field(op, "path", "replace")
+        if path == "":
+            if not isinstance(value, (dict, list)):
+                raise JSONPatchFailed("replace operation value must be object or array: "
+                                      "%!w(<nil>)")
+            return value
+        con, key = _container(doc, path, "replace", "path")
+        _wrap(f"replace operation does not apply: doc is missing key: {path}: ",
+              lambda: _get(con, key))
+        _wrap(f"error in remove for path: '{path}': ", lambda: _set(con, key, value))
+    elif kind in ("move", "copy"):
+        source = _field(op, "from", kind, "from")
+        con, key = _container(doc, source, kind, "from path")
+        where = key if kind == "move" else source
+        prefix = f"error in {kind} for path: '{where}': " if kind == "move" else \
+            f"error in copy for from: '{where}': "
+        moved = _wrap(prefix, lambda: _get(con, key))
+        if kind == "move":
+            _wrap(prefix, lambda: _remove(con, key))
         else:
-            raise JSONPatchFailed(f"cannot traverse into a scalar at {token!r}")
-    return cur
-
-
-def _get(doc: Any, parts: list[str]) -> Any:
-    if not parts:
-        return doc
-    parent, last = _parent(doc, parts), parts[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JSONPatchFailed(f"missing key {last!r}")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(last, len(parent), insert=False)]
-    raise JSONPatchFailed("cannot index a scalar")
-
-
-def _add(doc: Any, parts: list[str], value: Any) -> Any:
-    if not parts:
-        return value
-    parent, last = _parent(doc, parts), parts[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(last, len(parent), insert=True), value)
+            moved = copy_json(moved)
+        path = _field(op, "path", kind)
+        con, key = _container(doc, path, kind, "destination path")
+        prefix = f"error in move for path: '{path}': " if kind == "move" else \
+            "error while adding value during copy: "
+        _wrap(prefix, lambda: _add(con, key, moved))
+    elif kind == "test":
+        _test(doc, op)
     else:
-        raise JSONPatchFailed("cannot add to a scalar")
+        raise JSONPatchFailed(f"Unexpected kind: {kind}")
     return doc
 
 
-def _remove(doc: Any, parts: list[str]) -> Any:
-    if not parts:
-        raise JSONPatchFailed("cannot remove the whole document")
-    parent, last = _parent(doc, parts), parts[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JSONPatchFailed(f"remove of missing key {last!r}")
-        del parent[last]
-    elif isinstance(parent, list):
-        del parent[_index(last, len(parent), insert=False)]
-    else:
-        raise JSONPatchFailed("cannot remove from a scalar")
-    return doc
+def _test(doc: Any, op: dict[str, Any]) -> None:
+    path = _field(op, "path", "test")
+    has_value = op.get("value") is not None
+    if path == "":
+        if _raw_equal(doc, op.get("value")):
+            return
+        raise JSONPatchFailed(f"testing value {path} failed: test failed")
+    found = _find(doc, path)
+    if found is None:
+        raise JSONPatchFailed(f"test operation does not apply: is missing path: {path}: "
+                              "missing value")
+    con, key = found
+    current = _wrap(f"error in test for path: '{path}': ", lambda: _get(con, key))
+    if current is None:
+        if not has_value:
+            return
+    elif has_value and _raw_equal(current, op["value"]):
+        return
+    raise JSONPatchFailed(f"testing value {path} failed: test failed")
 
 
 def apply_json_patch(obj: Any, patch: Any) -> Any:
-    """RFC 6902: apply every operation in order, or none (422 on the first that fails)."""
+    """RFC 6902 as kube-apiserver applies it: every operation in order, or none (422)."""
     if not isinstance(patch, list):
-        raise BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        raise BadRequest(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type "
+                         "jsonpatch.Patch")
+    for op in patch:
+        if op is not None and not isinstance(op, dict):
+            raise BadRequest(f"json: cannot unmarshal {_json_kind(op)} into Go value of type "
+                             "jsonpatch.Operation")
     doc = copy_json(obj)
     for op in patch:
-        if not isinstance(op, dict):
-            raise BadRequest("json: cannot unmarshal non-object into Go value of type "
-                             "jsonpatch.Operation")
-        kind = op.get("op")
-        parts = _pointer(op.get("path"))
-        if kind in ("add", "replace", "test") and "value" not in op:
-            raise JSONPatchFailed(f"{kind} operation has no value")
-        if kind == "add":
-            doc = _add(doc, parts, copy_json(op["value"]))
-        elif kind == "remove":
-            doc = _remove(doc, parts)
-        elif kind == "replace":
-            _get(doc, parts)  # must exist
-            doc = _add(_remove(doc, parts), parts, copy_json(op["value"])) if parts else \
-                copy_json(op["value"])
-        elif kind in ("move", "copy"):
-            source = _pointer(op.get("from"))
-            value = _get(doc, source)
-            if kind == "move":
-                if parts[:len(source)] == source and len(parts) > len(source):
-                    raise JSONPatchFailed("cannot move a value into one of its children")
-                doc = _remove(doc, source) if source else doc
-            doc = _add(doc, parts, copy_json(value))
-        elif kind == "test":
-            try:
-                current = _get(doc, parts)
-            except JSONPatchFailed:
-                if op["value"] is None:
-                    continue
-                raise
-            if not json_equal(current, op["value"]):
-                raise JSONPatchFailed(f"testing value {op.get('path')} failed")
-        else:
-            raise JSONPatchFailed(f"Unexpected kind: {kind}")
+        doc = _apply_op(doc, op or {})
     return doc
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    return "array"
 
 
 # -- strategic merge patch ------------------------------------------------------------------
 
-def apply_strategic_merge_patch(obj: Mapping[str, Any], patch: Any, kind: str) -> dict[str, Any]:
-    """Kubernetes' strategic merge patch of a built-in object of ``kind``."""
-    if not isinstance(patch, dict):
-        raise BadRequest("json: cannot unmarshal array into Go value of type "
-                         "map[string]interface {}")
-    return _merge_map(copy_json(dict(obj)), patch, schema_for(kind))
+def apply_strategic_merge_patch(obj: Mapping[str, Any], patch: Any, kind: str, *,
+                                schema: Mapping[str, PatchField] | None = None,
+                                ) -> dict[str, Any]:
+    """Kubernetes' strategic merge patch of a built-in object of ``kind``.
 
-
-def _merge_map(original: dict[str, Any], patch: Mapping[str, Any],
-               schema: Mapping[str, PatchField]) -> dict[str, Any]:
-    """Merge ``patch`` into ``original`` (which this call owns and may change)."""
-    directive = patch.get(_DIRECTIVE)
-    if directive == "replace":
-        return _fresh_map({k: v for k, v in patch.items() if k != _DIRECTIVE}, schema)
-    if directive == "delete":
-        return {}
-    if directive not in (None, "merge"):
-        raise BadRequest(f"unknown patch type: {directive} in map: {dict(patch)}")
-    pending = {k: v for k, v in patch.items() if k != _DIRECTIVE}
-
-    if _RETAIN_KEYS in pending:
-        keep = pending.pop(_RETAIN_KEYS)
-        if not isinstance(keep, list):
-            raise BadRequest("invalid patch format of retainKeys")
-        for k, v in pending.items():
-            if v is not None and not k.startswith(("$", )) and k not in keep:
-                raise BadRequest("invalid patch format of retainKeys")
-        for k in [k for k in original if k not in keep]:
-            del original[k]
-
-    for key in [k for k in pending if k.startswith(_DELETE_PREFIX)]:
-        doomed = pending.pop(key)
-        name = key[len(_DELETE_PREFIX):]
-        if not isinstance(doomed, list) or not name:
-            raise BadRequest("invalid patch format of primitive list")
-        current = original.get(name)
-        if isinstance(current, list):
-            original[name] = [x for x in current if not any(json_equal(x, d) for d in doomed)]
-
-    for key in [k for k in pending if k.startswith(_ORDER_PREFIX)]:
-        order = pending.pop(key)
-        name = key[len(_ORDER_PREFIX):]
-        if not isinstance(order, list) or not name:
-            raise BadRequest("invalid patch format of setElementOrder list")
-        fld = schema.get(name, DEFAULT_FIELD)
-        current, change = original.get(name), pending.pop(name, None)
-        if (current is not None and not isinstance(current, list)) or \
-                (change is not None and not isinstance(change, list)):
-            raise BadRequest("invalid patch format of setElementOrder list")
-        if current is None and change is None:
-            continue
-        if change is None:
-            merged = list(current or [])
-        else:
-            merged = _merge_list(list(current or []), change, fld)
-        original[name] = _ordered(merged, order, list(current or []), fld.key)
-
-    for key, value in pending.items():
-        if value is None:
-            original.pop(key, None)
-            continue
-        fld = schema.get(key, DEFAULT_FIELD)
-        current = original.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            original[key] = _fresh_map(value, fld.fields) if fld.strategy == "replace" \
-                else _merge_map(current, value, fld.fields)
-        elif isinstance(current, list) and isinstance(value, list):
-            original[key] = _merge_list(current, value, fld)
-        else:
-            original[key] = _fresh(value, fld)
-    return original
-
-
-def _fresh(value: Any, fld: PatchField) -> Any:
-    """A patch value for a key the original lacks: merged into an empty value."""
-    if isinstance(value, dict):
-        return _fresh_map(value, fld.fields)
-    if isinstance(value, list):
-        return _merge_list([], value, fld)
-    return value
-
-
-def _fresh_map(value: Mapping[str, Any], schema: Mapping[str, PatchField]) -> dict[str, Any]:
-    return _merge_map({}, value, schema)
-
-
-def _merge_list(original: list[Any], patch: list[Any], fld: PatchField) -> list[Any]:
-    if fld.strategy != "merge":
-        return [_fresh(v, DEFAULT_FIELD) if isinstance(v, dict) else copy_json(v)
-                for v in patch]
-    if not original and not patch:
-        return original
-    if any(isinstance(v, list) for v in (*original, *patch)):
-        raise Invalid(GENERIC_INVALID)  # "lists of lists are not supported"
-    if any(isinstance(v, dict) for v in (*original, *patch)):
-        return _merge_map_list(original, patch, fld)
-    merged: list[Any] = []
-    for v in (*original, *patch):
-        if not any(json_equal(v, m) for m in merged):
-            merged.append(v)
-    return _ordered(merged, patch, original, "")
-
-
-def _key_of(item: Any, key: str) -> Any:
-    if not isinstance(item, dict) or key not in item:
-        raise BadRequest(f"map: {item} does not contain declared merge key: {key}")
-    return item[key]
-
-
-def _merge_map_list(original: list[Any], patch: list[Any], fld: PatchField) -> list[Any]:
-    key = fld.key
-    if not key:
-        raise BadRequest("cannot merge lists without merge key for type map")
-    plain: list[dict[str, Any]] = []
-    replace = False
-    for item in patch:
-        if not isinstance(item, dict):
-            raise BadRequest("list element types are not identical")
-        directive = item.get(_DIRECTIVE)
-        if directive is None:
-            plain.append(item)
-        elif directive == "delete":
-            doomed = _key_of(item, key)
-            original = [o for o in original if not json_equal(_key_of(o, key), doomed)]
-        elif directive == "replace":
-            replace = True
-        elif directive == "merge":
-            raise BadRequest("merging lists cannot yet be specified in the patch")
-        else:
-            raise BadRequest(f"unknown patch type: {directive} in map: {item}")
-    if replace:
-        return [_fresh_map(item, fld.fields) for item in plain]
-    merged = list(original)
-    for item in plain:
-        wanted = _key_of(item, key)
-        for i, current in enumerate(merged):
-            if isinstance(current, dict) and key in current and json_equal(current[key], wanted):
-                merged[i] = _merge_map(current, item, fld.fields)
-                break
-        else:
-            merged.append(_fresh_map(item, fld.fields))
-    return _ordered(merged, plain, original, key)
-
-
-def _position(items: list[Any], item: Any, key: str) -> int:
-    wanted = item.get(key) if key and isinstance(item, dict) else item
-    for i, candidate in enumerate(items):
-        value = candidate.get(key) if key and isinstance(candidate, dict) else candidate
-        if json_equal(value, wanted):
-            return i
-    return -1
-
-
-def _ordered(merged: list[Any], order: list[Any], server: list[Any], key: str) -> list[Any]:
-    """Order a merged list as kube-apiserver does.
-
-    Items named in ``order`` (the patch list or ``$setElementOrder``) come in that order;
-    items only the server had keep their relative order and are slotted in before the first
-    patch item that the server had listed after them.
+    ``schema`` replaces the built-in table of ``kind`` (tests use the tables of
+    apimachinery's own test types).
     """
-    in_patch = [m for m in merged if _position(order, m, key) >= 0]
-    server_only = [m for m in merged if _position(order, m, key) < 0]
-    in_patch.sort(key=lambda m: _position(order, m, key))
-    server_only.sort(key=lambda m: (_position(server, m, key) < 0, _position(server, m, key)))
-    out: list[Any] = []
-    i = j = 0
-    while i < len(server_only) and j < len(in_patch):
-        left = _position(server, server_only[i], key)
-        right = _position(server, in_patch[j], key)
-        if left >= 0 and right >= 0 and left < right:
-            out.append(server_only[i])
-            i += 1
-        else:
-            out.append(in_patch[j])
-            j += 1
-    out.extend(server_only[i:])
-    out.extend(in_patch[j:])
-    return out
+    if not isinstance(patch, dict):
+        raise BadRequest(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type "
+                         "map[string]interface {}")
+    return strategic.apply(obj, patch, schema if schema is not None else schema_for(kind))
 
 
 # -- one entry point for a PATCH request ------------------------------------------------------
 
 def apply_patch(obj: Mapping[str, Any], body: bytes, content_type: str,
-                kind: str | None) -> dict[str, Any]:
+                kind: str | None, *, schema: Mapping[str, PatchField] | None = None,
+                ) -> dict[str, Any]:
     """Apply a PATCH request body of ``content_type`` to ``obj``.
 
     ``kind`` is the built-in kind (strategic merge patch needs it) or None for a custom
-    resource, which accepts no strategic merge patch.
+    resource, which accepts no strategic merge patch.  ``schema``, when given, is the
+    strategic merge metadata to use instead of the built-in table of ``kind``.
     """
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH) or \
@@ -435,13 +424,19 @@ def apply_patch(obj: Mapping[str, Any], body: bytes, content_type: str,
     except ValueError as e:
         if media == JSON_PATCH:
             raise BadRequest(str(e)) from e
-        raise BadRequest("Invalid JSON Patch" if media == MERGE_PATCH else str(e)) from e
+        raise BadRequest(MERGE_PATCH_INVALID if media == MERGE_PATCH else str(e)) from e
     if media == JSON_PATCH:
         result = apply_json_patch(obj, patch)
     elif media == MERGE_PATCH:
         result = apply_merge_patch(obj, patch)
     else:
-        result = apply_strategic_merge_patch(obj, patch, kind or "")
+        result = apply_strategic_merge_patch(obj, patch, kind or "", schema=schema)
     if not isinstance(result, dict):
-        raise BadRequest("the patched object is not a JSON object")
+        # kube-apiserver cannot decode the patched document into an object: 422.
+        shown = json.dumps(json.dumps(result, separators=(",", ":")))
+        raise Invalid(f' "" is invalid: patch: Invalid value: {shown}: couldn\'t get '
+                      "version/kind; json parse error: json: cannot unmarshal "
+                      f"{_json_kind(result)} into Go value of type struct {{ APIVersion string "
+                      '"json:\\"apiVersion,omitempty\\""; Kind string '
+                      '"json:\\"kind,omitempty\\"" }')
     return result

@@ -18,8 +18,9 @@ def status_object(err: ApiError) -> dict[str, Any]:
         "metadata": {},
         "status": "Failure",
         "message": err.message,
-        "reason": err.reason,
     }
+    if err.reason:  # metav1.Status omits an empty (unknown) reason
+        body["reason"] = err.reason
     if err.details:
         body["details"] = err.details
     body["code"] = err.code

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.fixtures import K8S_TESTDATA
-from yurthub.errors import BadRequest, Invalid, UnsupportedMediaType
+from yurthub.errors import ApiError, BadRequest, Invalid, UnsupportedMediaType
 from yurthub.kube import patch as P
 
 FIXTURES = K8S_TESTDATA
@@ -32,8 +32,6 @@ def fixture(name: str) -> dict:
     ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
     (["a", "b"], ["c", "d"], ["c", "d"]),
     ({"a": "b"}, ["c"], ["c"]),
-    ({"a": "foo"}, None, None),
-    ({"a": "foo"}, "bar", "bar"),
     ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
     ([1, 2], {"a": "b", "c": None}, {"a": "b"}),
     ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
@@ -42,6 +40,21 @@ def test_merge_patch_rfc7386(target, patch, result):
     before = copy.deepcopy(target)
     assert P.apply_merge_patch(target, patch) == result
     assert target == before
+
+
+@pytest.mark.parametrize("patch", [None, "bar", 1, True])
+def test_merge_patch_that_is_null_or_a_scalar_is_a_bad_request(patch):
+    # RFC 7386 would answer the patch itself; kube-apiserver's library refuses it.
+    with pytest.raises(BadRequest) as e:
+        P.apply_merge_patch({"a": "foo"}, patch)
+    assert e.value.message == "Invalid JSON Patch"
+
+
+def test_merge_patch_prunes_nulls_in_objects_it_adds_even_inside_arrays():
+    # evanphx/json-patch prunes the nulls of a value that has nothing to merge into.
+    assert P.apply_merge_patch({}, {"a": [{"b": None, "c": 1}, None]}) == {"a": [{"c": 1}, None]}
+    # ...but not of an array that replaces an object
+    assert P.apply_merge_patch({"a": {}}, {"a": [{"b": None}]}) == {"a": [{"b": None}]}
 
 
 # -- RFC 6902 ---------------------------------------------------------------------------------
@@ -73,7 +86,12 @@ def test_merge_patch_rfc7386(target, patch, result):
     ({"a": {"b": 1}}, [{"op": "copy", "from": "/a", "path": "/c"}], {"a": {"b": 1}, "c": {"b": 1}}),
     ({"a": 1}, [{"op": "replace", "path": "", "value": {"b": 2}}], {"b": 2}),
     ({"a": [1, 2, 3]}, [{"op": "remove", "path": "/a/-1"}], {"a": [1, 2]}),
-    ({"a": 1}, [{"op": "test", "path": "/a", "value": 1.0}], {"a": 1}),
+    # kube-apiserver's library corners (evanphx/json-patch v4): replace of a missing member
+    # adds it, a missing value is null, -1 appends, copy from a missing member copies null
+    ({"foo": "bar"}, [{"op": "replace", "path": "/baz", "value": 1}], {"foo": "bar", "baz": 1}),
+    ({"foo": 1}, [{"op": "add", "path": "/x"}], {"foo": 1, "x": None}),
+    ({"a": [1, 2]}, [{"op": "add", "path": "/a/-1", "value": 3}], {"a": [1, 2, 3]}),
+    ({"a": 1}, [{"op": "copy", "from": "/nope", "path": "/b"}], {"a": 1, "b": None}),
     ({"metadata": {"labels": {"a": "1"}}},
      [{"op": "add", "path": "/metadata/labels/example.com~1role", "value": "edge"}],
      {"metadata": {"labels": {"a": "1", "example.com/role": "edge"}}}),
@@ -89,7 +107,9 @@ def test_json_patch_rfc6902(doc, ops, result):
     ({"a": 1}, [{"op": "test", "path": "/a", "value": True}]),  # true is not 1
     ({"foo": "bar"}, [{"op": "add", "path": "/baz/bat", "value": "qux"}]),
     ({"foo": "bar"}, [{"op": "remove", "path": "/baz"}]),
-    ({"foo": "bar"}, [{"op": "replace", "path": "/baz", "value": 1}]),
+    ({"a": 1}, [{"op": "test", "path": "/a", "value": 1.0}]),  # 1 and 1.0 differ as text
+    ({"a": 1}, [{"op": "add", "path": "", "value": {}}]),  # only replace and test take ""
+    ({"a": 1}, [{"op": "remove", "path": ""}]),
     ({"foo": [1]}, [{"op": "add", "path": "/foo/5", "value": 1}]),
     ({"foo": [1]}, [{"op": "add", "path": "/foo/x", "value": 1}]),
     ({"foo": 1}, [{"op": "move", "from": "/nope", "path": "/x"}]),
@@ -97,7 +117,6 @@ def test_json_patch_rfc6902(doc, ops, result):
     ({"foo": 1}, [{"op": "frobnicate", "path": "/foo"}]),
     ({"foo": 1}, [{"path": "/foo"}]),
     ({"foo": 1}, [{"op": "add", "path": "foo", "value": 1}]),
-    ({"foo": 1}, [{"op": "add", "path": "/x"}]),
 ])
 def test_json_patch_that_does_not_apply_is_422_with_kube_apiservers_message(doc, ops):
     with pytest.raises(Invalid) as e:
@@ -242,7 +261,9 @@ def test_kubelet_pod_status_patch():
     st = result["status"]
     assert [c["type"] for c in st["conditions"]] == [
         "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
-    assert "lastProbeTime" not in st["conditions"][0]  # nulls of new items are dropped
+    # An item a merge appends is taken as it is, nulls included (apimachinery; kube-apiserver
+    # serves such a condition with "lastProbeTime": null too).
+    assert st["conditions"][0]["lastProbeTime"] is None
     assert st["conditions"][1] == {"type": "Initialized", "status": "True"}
     assert (st["phase"], st["podIPs"]) == ("Running", [{"ip": "10.244.1.5"}])
     assert result["spec"] == POD["spec"]
@@ -318,21 +339,36 @@ def test_service_ports_by_port_and_generic_kinds():
                       "list": [2]}
 
 
-@pytest.mark.parametrize("patch, error", [
-    ({"metadata": {"labels": {"$patch": "explode"}}}, BadRequest),
-    ({"spec": {"containers": [{"image": "no-name"}]}}, BadRequest),
-    ({"spec": {"containers": [{"$patch": "delete"}]}}, BadRequest),
-    ({"spec": {"volumes": [{"name": "data", "hostPath": {}, "$retainKeys": ["name"]}]}},
-     BadRequest),
-    ({"spec": {"$retainKeys": "nope"}}, BadRequest),
-    ({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}, BadRequest),
-    ({"metadata": {"$setElementOrder/finalizers": "a"}}, BadRequest),
-    ({"metadata": {"finalizers": [["a"]]}}, Invalid),
-    ([{"op": "add"}], BadRequest),
+@pytest.mark.parametrize("patch, code", [
+    # apimachinery's unclassified errors: kube-apiserver answers 500 with no reason
+    ({"metadata": {"labels": {"$patch": "explode"}}}, 500),
+    ({"spec": {"containers": [{"image": "no-name"}]}}, 500),
+    ({"spec": {"containers": [{"$patch": "delete"}]}}, 500),
+    ({"metadata": {"$setElementOrder/finalizers": "a"}}, 500),
+    ({"metadata": {"finalizers": [["a"]]}}, 500),  # element types differ (string, list)
+    # the directive errors kube-apiserver classifies as bad requests
+    ({"spec": {"volumes": [{"name": "data", "hostPath": {}, "$retainKeys": ["name"]}]}}, 400),
+    ({"spec": {"$retainKeys": "nope"}}, 400),
+    ({"metadata": {"$setElementOrderfinalizers": ["a"]}}, 400),
+    ({"metadata": {"$deleteFromPrimitiveListfinalizers": ["a"]}}, 400),
+    # lists of lists are 422
+    ({"spec": {"podCIDRs": [["a"]]}}, 422),
+    ([{"op": "add"}], 400),
 ])
-def test_strategic_merge_patch_errors(patch, error):
-    with pytest.raises(error):
-        P.apply_strategic_merge_patch(POD, patch, "Pod")
+def test_strategic_merge_patch_errors(patch, code):
+    target = dict(POD, spec={**POD["spec"], "podCIDRs": []})
+    with pytest.raises(ApiError) as e:
+        P.apply_strategic_merge_patch(target, patch, "Node" if "podCIDRs" in str(patch)
+                                      else "Pod")
+    assert e.value.code == code
+    assert (e.value.reason == "") is (code == 500)
+
+
+def test_strategic_merge_patch_ignores_a_delete_list_of_the_wrong_type():
+    # apimachinery skips a $deleteFromPrimitiveList whose value is not a list (no error).
+    result = P.apply_strategic_merge_patch(
+        POD, {"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}}, "Pod")
+    assert result["metadata"]["finalizers"] == ["a", "b"]
 
 
 def test_fixture_pod_kubelet_status_patch():
