@@ -128,7 +128,10 @@ class Selector:
 EVERYTHING = Selector()
 
 
-def _split_terms(text: str) -> list[str]:
+def split_terms(text: str) -> list[str]:
+    """``splitTerms``: the comma-separated terms (a backslash-escaped comma is data)."""
+    if not text:
+        return []
     terms: list[str] = []
     start = 0
     escaped = False
@@ -144,7 +147,8 @@ def _split_terms(text: str) -> list[str]:
     return terms
 
 
-def _split_term(term: str) -> tuple[str, str, str] | None:
+def split_term(term: str) -> tuple[str, str, str] | None:
+    """``splitTerm``: (field, operator, raw value) of a term, or None without an operator."""
     # The first operator wins, scanning left to right; "!=" and "==" before "=".
     for i in range(len(term)):
         for op in ("!=", "==", "="):
@@ -158,10 +162,10 @@ def parse(text: str | None, rt: ResourceType | None = None) -> Selector:
     if not text:
         return EVERYTHING
     reqs = set()
-    for term in sorted(_split_terms(text)):
+    for term in sorted(split_terms(text)):
         if not term:
             continue
-        parts = _split_term(term)
+        parts = split_term(term)
         if parts is None:
             raise BadRequest(f"invalid selector: '{text}'; can't understand '{term}'")
         lhs, op, rhs = parts

@@ -141,10 +141,10 @@ class Requirement:
             return value is not None and value in self.values
         if op in (NOT_EQUALS, NOT_IN):
             return value is None or value not in self.values
-        if value is None or not _INT_RE.match(value):
+        have, bound = parse_int64(value), parse_int64(self.values[0])
+        if have is None or bound is None:
             return False
-        bound = int(self.values[0])
-        return int(value) > bound if op == GREATER_THAN else int(value) < bound
+        return have > bound if op == GREATER_THAN else have < bound
 
     def __str__(self) -> str:
         op = self.operator
@@ -156,6 +156,74 @@ class Requirement:
             return f"{self.key} {op} ({','.join(self.values)})"
         sym = {EQUALS: "=", NOT_EQUALS: "!=", GREATER_THAN: ">", LESS_THAN: "<"}[op]
         return f"{self.key}{sym}{self.values[0]}"
+
+
+def parse_int64(text: str | None) -> int | None:
+    """``strconv.ParseInt(text, 10, 64)``, or None where Go fails (syntax or range)."""
+    if text is None or not _INT_RE.match(text):
+        return None
+    value = int(text)
+    return value if -2 ** 63 <= value < 2 ** 63 else None
+
+
+_OPERATORS = ("in", "notin", "=", "==", "!=", "exists", "!", "gt", "lt")
+
+
+def _go_strings(values: list[str]) -> str:
+    return "[]string{" + ", ".join(go_quote(v) for v in values) + "}"
+
+
+def requirement_errors(key: str, operator: str, values: list[str], *,
+                       check_key: bool = True) -> list[str]:
+    """What ``NewRequirement`` finds wrong with a requirement, in its order and words."""
+    errs = []
+    if check_key:
+        bad = qualified_name_errors(key)
+        if bad:
+            errs.append(invalid("key", key, bad))
+    if operator in (IN, NOT_IN):
+        if not values:
+            errs.append(f"values: Invalid value: {_go_strings(values)}: for 'in', 'notin' "
+                        "operators, values set can't be empty")
+    elif operator in (EQUALS, "==", NOT_EQUALS):
+        if len(values) != 1:
+            errs.append(f"values: Invalid value: {_go_strings(values)}: exact-match "
+                        "compatibility requires one single value")
+    elif operator in (EXISTS, DOES_NOT_EXIST):
+        if values:
+            errs.append(f"values: Invalid value: {_go_strings(values)}: values set must be "
+                        "empty for exists and does not exist")
+    elif operator in (GREATER_THAN, LESS_THAN):
+        if len(values) != 1:
+            errs.append(f"values: Invalid value: {_go_strings(values)}: for 'Gt', 'Lt' "
+                        "operators, exactly one value is required")
+        errs.extend(f"values[{i}]: Invalid value: {go_quote(v)}: for 'Gt', 'Lt' operators, "
+                    "the value must be an integer"
+                    for i, v in enumerate(values) if parse_int64(v) is None)
+    else:
+        supported = ", ".join(go_quote(o) for o in _OPERATORS)
+        errs.append(f"operator: Unsupported value: {go_quote(operator)}: supported values: "
+                    f"{supported}")
+    for i, v in enumerate(values):
+        bad = label_value_errors(v)
+        if bad:
+            errs.append(invalid(f"values[{i}][{key}]", v, bad))
+    return errs
+
+
+def aggregate(errs: list[str]) -> str:
+    """An ``utilerrors.Aggregate`` message: one error as it is, several in brackets."""
+    unique = list(dict.fromkeys(errs))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+
+
+def new_requirement(key: str, operator: str, values: Iterable[str] = ()) -> Requirement:
+    """A validated requirement (``matchExpressions``), or BadRequest in apimachinery's words."""
+    listed = list(values)
+    errs = requirement_errors(key, operator, listed)
+    if errs:
+        raise BadRequest(aggregate(errs))
+    return requirement(key, operator, listed)
 
 
 def requirement(key: str, operator: str, values: Iterable[str] = ()) -> Requirement:
@@ -314,17 +382,9 @@ class _Parser:
             raise _ParseError(f"found '{lit}', expected: {_BINARY_OPERATORS}")
         op = ops[lit]
         values = self._set_values() if op in (IN, NOT_IN) else self._exact_value()
-        ordered = sorted(values)
-        errs = []
-        for i, v in enumerate(ordered):
-            if op in (GREATER_THAN, LESS_THAN) and not _INT_RE.match(v):
-                errs.append(f"values[{i}]: Invalid value: {go_quote(v)}: for 'Gt', 'Lt' "
-                            "operators, the value must be an integer")
-            bad = label_value_errors(v)
-            if bad:
-                errs.append(invalid(f"values[{i}][{key}]", v, bad))
+        errs = requirement_errors(key, op, sorted(values), check_key=False)
         if errs:
-            raise _ParseError(errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]")
+            raise _ParseError(aggregate(errs))
         return requirement(key, op, values)
 
     def _exact_value(self) -> set[str]:
