@@ -1,4 +1,4 @@
-"""apimachinery's field selector tables (tests/golden/fields.json) through ``yurthub.kube.fields``."""
+"""apimachinery's field selector tables (tests/golden/fields.json) through yurthub.kube.fields."""
 
 from __future__ import annotations
 

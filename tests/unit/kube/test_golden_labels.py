@@ -1,4 +1,4 @@
-"""apimachinery's label selector tables (tests/golden/labels.json) through ``yurthub.kube.labels``."""
+"""apimachinery's label selector tables (tests/golden/labels.json) through yurthub.kube.labels."""
 
 from __future__ import annotations
 
