@@ -9,9 +9,11 @@ created so far; the ``*_document`` functions render ``/version``, ``/api``, ``/a
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from yurthub.errors import NotFound
+from yurthub.kube.patchschema import PatchField
 from yurthub.kube.resources import BUILTIN, ResourceType, from_crd
 
 KUBE_VERSION = {
@@ -40,6 +42,24 @@ class Registry:
         self._types: dict[tuple[str, str, str], ResourceType] = {
             (t.group, t.version, t.resource): t for t in BUILTIN}
         self._custom: dict[str, list[ResourceType]] = {}  # CRD name -> its types
+        # Strategic merge metadata a test gave a resource (see set_patch_schema).
+        self._patch_schemas: dict[GroupResource, Mapping[str, PatchField]] = {}
+
+    def set_patch_schema(self, group: str, resource: str,
+                         schema: Mapping[str, PatchField]) -> None:
+        """Accept strategic merge patches for ``group``/``resource`` with this metadata.
+
+        kube-apiserver takes strategic merge patches only for types compiled into it; this
+        lets a test serve one more such type (the golden tables use the Go test types of
+        apimachinery's strategicpatch package), custom resource or not.
+        """
+        with self._lock:
+            self._patch_schemas[(group, resource)] = schema
+
+    def patch_schema(self, rt: ResourceType) -> Mapping[str, PatchField] | None:
+        """The strategic merge metadata a test set for ``rt``, if any."""
+        with self._lock:
+            return self._patch_schemas.get((rt.group, rt.resource))
 
     def lookup(self, group: str, version: str, resource: str) -> ResourceType | None:
         with self._lock:

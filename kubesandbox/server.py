@@ -368,13 +368,14 @@ class Sandbox:
         rt = self.registry.resolve(resource)
         media = {"strategic": kpatch.STRATEGIC_MERGE_PATCH, "merge": kpatch.MERGE_PATCH,
                  "json": kpatch.JSON_PATCH}[patch_type]
-        kind = None if self.registry.is_custom(rt) else rt.kind
+        schema = self.registry.patch_schema(rt)
+        kind = None if self.registry.is_custom(rt) and schema is None else rt.kind
         with self.store.lock:
             current = self.store.get(rt, namespace, name)
             if current is None:
                 raise NotFound(f'{rt.resource} "{name}" not found')
             body = json.dumps(patch).encode()
-            obj = kpatch.apply_patch(current.obj(), body, media, kind)
+            obj = kpatch.apply_patch(current.obj(), body, media, kind, schema=schema)
             return self.api.writer.update_object(rt, current, obj, subresource).obj()
 
     def delete(self, resource: str, name: str, namespace: str = "") -> dict[str, Any] | None:

@@ -131,14 +131,16 @@ class Writer:
         return Response(200, [self.reader.view(entry, rt)])
 
     def patch(self, rt: ResourceType, route: Route, req: Request) -> Response:
-        kind = None if self.registry.is_custom(rt) else rt.kind
+        schema = self.registry.patch_schema(rt)
+        kind = None if self.registry.is_custom(rt) and schema is None else rt.kind
         with self.store.lock:
             current = self.store.get(rt, route.namespace, route.name)
             if current is None:
                 # kube-apiserver checks the media type before it looks the object up
-                kpatch.apply_patch({}, b"{}", req.content_type, kind)
+                kpatch.apply_patch({}, b"{}", req.content_type, kind, schema=schema)
                 raise not_found(rt, route.name)
-            obj = kpatch.apply_patch(current.obj(), req.body, req.content_type, kind)
+            obj = kpatch.apply_patch(current.obj(), req.body, req.content_type, kind,
+                                     schema=schema)
             self._check_identity(rt, route, obj)
             entry = self.update_object(rt, current, obj, route.subresource,
                                        dry_run=req.param("dryRun") == "All")
