@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from kubesandbox.objects import invalid
-from yurthub.kube.labels import go_quote
 from yurthub.kube.resources import ResourceType
+from yurthub.kube.validation import go_quote
 
 GROUP = "apiextensions.k8s.io"
 

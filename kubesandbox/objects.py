@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 from yurthub.errors import Invalid
 from yurthub.kube import fields as kfields
-from yurthub.kube import labels as klabels
+from yurthub.kube import validation as kvalid
 from yurthub.kube.resources import ResourceType
 
 _META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
@@ -110,35 +109,13 @@ def make_entry(obj: dict[str, Any], rt: ResourceType, rv: int,
 
 # -- validation -------------------------------------------------------------------------------
 
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL_FMT}$")
-_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
-_DNS1035_LABEL_RE = re.compile(f"^{_DNS1035_LABEL_FMT}$")
-
-
-def _label_name_errors(value: str, regex: re.Pattern[str], msg: str, fmt: str,
-                       *examples: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not regex.match(value):
-        errs.append(klabels.regex_error(msg, fmt, *examples))
-    return errs
-
-
 def name_errors(rt: ResourceType, name: str) -> list[str]:
     """Why ``name`` is not a valid name for ``rt`` (kube-apiserver's per-type rules)."""
     if rt.group == "" and rt.resource == "services":
-        return _label_name_errors(
-            name, _DNS1035_LABEL_RE, "a DNS-1035 label must consist of lower case alphanumeric "
-            "characters or '-', start with an alphabetic character, and end with an "
-            "alphanumeric character", _DNS1035_LABEL_FMT, "my-name", "abc-123")
+        return kvalid.dns1035_label_errors(name)
     if rt.group == "" and rt.resource == "namespaces":
-        return _label_name_errors(
-            name, _DNS1123_LABEL_RE, "a lowercase RFC 1123 label must consist of lower case "
-            "alphanumeric characters or '-', and must start and end with an alphanumeric "
-            "character", _DNS1123_LABEL_FMT, "my-name", "123-abc")
-    return klabels.dns1123_subdomain_errors(name)
+        return kvalid.dns1123_label_errors(name)
+    return kvalid.dns1123_subdomain_errors(name)
 
 
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> Invalid:
@@ -152,7 +129,7 @@ def invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> 
     details["kind"] = rt.kind
     details["causes"] = [{"reason": reason, "message": msg, "field": path}
                          for path, reason, msg in causes]
-    return Invalid(f"{qualified} {klabels.go_quote(name)} is invalid: {joined}", details=details)
+    return Invalid(f"{qualified} {kvalid.go_quote(name)} is invalid: {joined}", details=details)
 
 
 def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -167,22 +144,22 @@ def validate_metadata(rt: ResourceType, obj: dict[str, Any]) -> None:
         errs = name_errors(rt, name)
         if errs:
             causes.append(("metadata.name", "FieldValueInvalid",
-                           f"Invalid value: {klabels.go_quote(name)}: {'; '.join(errs)}"))
+                           f"Invalid value: {kvalid.go_quote(name)}: {'; '.join(errs)}"))
     for key, value in (meta.get("labels") or {}).items():
-        errs = klabels.qualified_name_errors(key)
+        errs = kvalid.qualified_name_errors(key)
         if errs:
             causes.append(("metadata.labels", "FieldValueInvalid",
-                           f"Invalid value: {klabels.go_quote(key)}: {'; '.join(errs)}"))
-        errs = klabels.label_value_errors(value) if isinstance(value, str) else \
+                           f"Invalid value: {kvalid.go_quote(key)}: {'; '.join(errs)}"))
+        errs = kvalid.label_value_errors(value) if isinstance(value, str) else \
             ["must be a string"]
         if errs:
             causes.append(("metadata.labels", "FieldValueInvalid",
-                           f"Invalid value: {klabels.go_quote(str(value))}: {'; '.join(errs)}"))
+                           f"Invalid value: {kvalid.go_quote(str(value))}: {'; '.join(errs)}"))
     for key in meta.get("annotations") or {}:
-        errs = klabels.qualified_name_errors(key)
+        errs = kvalid.qualified_name_errors(key)
         if errs:
             causes.append(("metadata.annotations", "FieldValueInvalid",
-                           f"Invalid value: {klabels.go_quote(key)}: {'; '.join(errs)}"))
+                           f"Invalid value: {kvalid.go_quote(key)}: {'; '.join(errs)}"))
     if causes:
         raise invalid(rt, name, causes)
 

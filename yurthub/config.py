@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from yurthub.errors import ConfigError
+from yurthub.kube.validation import is_dns1123_subdomain
 
 SECTION = "yurthub"
 DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
@@ -29,8 +30,6 @@ DEFAULT_CACHE_AGENTS = (
     "kubelet", "kube-proxy", "flanneld", "coredns", "raven-agent-ds", "yurttunnel-agent", "yurthub",
 )
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SIZE = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|K|M|G)?$")
 _SIZE_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 _BOOL = {"1": True, "true": True, "yes": True, "on": True,
@@ -146,7 +145,7 @@ def _names(value: str) -> tuple[str, ...]:
 
 def _node_name(value: str) -> str:
     v = value.strip()
-    if v and (len(v) > 253 or not _DNS_SUBDOMAIN.match(v)):
+    if v and not is_dns1123_subdomain(v):
         raise ValueError("not a valid node name (lower-case DNS subdomain)")
     return v
 

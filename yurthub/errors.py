@@ -30,12 +30,20 @@ class UpstreamBroken(UpstreamError):
     """The connection broke after the request was sent, before any of the body arrived."""
 
 
+class ProbeFailed(UpstreamError):
+    """A health probe (or the node Lease renewal) of one server did not succeed."""
+
+
 class StorageError(YurthubError):
     """The cache tree could not be read or written."""
 
 
 class InvalidKeyError(StorageError):
     """A cache key segment is not a valid Kubernetes name (or would escape the cache root)."""
+
+
+class LocalWriteError(StorageError):
+    """A write the local proxy applies while the cloud is away could not be committed."""
 
 
 class DecodeError(YurthubError):

@@ -26,6 +26,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from yurthub.config import Config
+from yurthub.errors import ProbeFailed
 from yurthub.metrics import Metrics
 from yurthub.threads import BackgroundThread
 from yurthub.upstream import Server, Upstream
@@ -37,10 +38,6 @@ LEASE_NAMESPACE = "kube-node-lease"
 
 def _now_micro() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class ProbeFailed(Exception):
-    """One probe attempt failed (the message says why)."""
 
 
 class HealthChecker(BackgroundThread):

@@ -24,7 +24,7 @@ from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
-from yurthub.errors import ApiError, InvalidKeyError, NotFound, StorageError, YurthubError
+from yurthub.errors import ApiError, InvalidKeyError, LocalWriteError, NotFound, StorageError
 from yurthub.kube.accept import is_json_content_type, parse_accept
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
@@ -40,10 +40,6 @@ _ENTRY_KIND = {"get": "object", "create": "object", "update": "object", "patch":
 _DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[a-z0-9.-]+|apis/[a-z0-9.-]+/[a-z0-9]+)$")
 _AGGREGATED = "APIGroupDiscoveryList"
 LOCAL_WRITE_TIMEOUT = 10.0
-
-
-class LocalWriteError(YurthubError):
-    """An offline write could not be committed to the cache."""
 
 
 class CacheManager:

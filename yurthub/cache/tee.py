@@ -21,7 +21,6 @@ with writev as before.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import logging
@@ -31,45 +30,26 @@ from collections import deque
 from enum import Enum
 from typing import Any
 
+from yurthub import linux
+
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20  # asked for; unprivileged users get 64 KiB once past their pipe quota
 GATHER = 256 << 10   # a list's chunks are piped in batches of at least this much
 LEND_MIN = 32 << 10  # smaller batches (watch events, objects) are copied into the pipe
-MAX_IOV = 64         # chunks per system call
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_SPLICE_F_NONBLOCK = 2
 
 
-class _IOVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-def _load_vmsplice() -> Any:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).vmsplice
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.POINTER(_IOVec), ctypes.c_size_t, ctypes.c_uint]
-    fn.restype = ctypes.c_ssize_t
-    return fn
-
-
-_vmsplice = _load_vmsplice()
+_vmsplice_ok = linux.have_vmsplice()
 
 
 def _refused(err: int) -> None:
     """vmsplice is refused (seccomp, gVisor): every tee from now on copies; said once."""
-    global _vmsplice
-    if _vmsplice is not None:
-        _vmsplice = None
+    global _vmsplice_ok
+    if _vmsplice_ok:
+        _vmsplice_ok = False
         log.warning("vmsplice refused (%s): cache tees copy list bodies instead (slower)",
                     os.strerror(err))
-
-
-def _address(chunk: bytes) -> int:
-    """Where a bytes object keeps its data (c_char_p points into it; nothing is copied)."""
-    return ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value or 0
 
 
 class Outcome(Enum):
@@ -122,7 +102,7 @@ class Tee:
         self._closing = False
         self.outcome = Outcome.OPEN
         self.bytes_in = 0
-        self._lend = big and _vmsplice is not None
+        self._lend = big and _vmsplice_ok
         self._lent: deque[tuple[int, bytes]] = deque()  # (pipe offset of its end, chunk)
         self._piped = 0      # bytes put into the pipe
         self._taken = 0      # bytes the writer took out of it
@@ -213,7 +193,7 @@ class Tee:
     def _pump_locked(self) -> None:
         queue = self._queue
         while queue:
-            batch = [queue[i] for i in range(min(len(queue), MAX_IOV))]
+            batch = [queue[i] for i in range(min(len(queue), linux.MAX_IOV))]
             try:
                 n = self._put(batch)
             except BlockingIOError:
@@ -231,7 +211,7 @@ class Tee:
                     return  # the pipe is full
                 n -= left
                 queue.popleft()
-            if len(batch) < MAX_IOV and queue:
+            if len(batch) < linux.MAX_IOV and queue:
                 return  # a short write that ended on a chunk's end: the pipe is full
         if self._closing:
             self._finish_locked(Outcome.WHOLE)
@@ -247,19 +227,15 @@ class Tee:
             self._piped += n
             return n
         if self._iov is None:
-            self._iov = (_IOVec * MAX_IOV)()
-        iov = self._iov
-        for i, (chunk, start) in enumerate(batch):
-            iov[i].base = _address(chunk) + start
-            iov[i].len = len(chunk) - start
-        n = int(_vmsplice(self._write_fd, iov, len(batch), _SPLICE_F_NONBLOCK))
-        if n < 0:
-            err = ctypes.get_errno()
-            if err in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
-                _refused(err)
+            self._iov = linux.iovecs()
+        try:
+            n = linux.vmsplice(self._write_fd, self._iov, batch)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+                _refused(e.errno)
                 self._lend = False
                 return self._put(batch)
-            raise OSError(err, os.strerror(err))  # EAGAIN becomes BlockingIOError
+            raise  # EAGAIN is BlockingIOError
         # Hold every chunk the pipe now refers to until the writer has taken its end.
         offset = self._piped
         left = n

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from yurthub.errors import BadRequest
+from yurthub.kube.validation import go_quote, invalid, label_value_errors, qualified_name_errors
 
 EQUALS = "="
 NOT_EQUALS = "!="
@@ -27,99 +28,7 @@ LESS_THAN = "lt"
 # The operators as the parser reports them when it expected one (apimachinery's order).
 _BINARY_OPERATORS = "in, notin, =, ==, !=, gt, lt"
 
-_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QNAME_RE = re.compile(f"^{_QNAME_FMT}$")
-_LABEL_VALUE_FMT = f"({_QNAME_FMT})?"
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
 _INT_RE = re.compile(r"^[-+]?[0-9]+$")
-
-
-def regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """apimachinery's ``RegexError``: the message, examples and the regex it failed."""
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{e}', " for e in examples)
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def go_quote(value: str) -> str:
-    """A string quoted as Go's ``%q`` prints it (close enough for ASCII and UTF-8 text)."""
-    out = ['"']
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    """Why ``value`` is not a lowercase RFC 1123 subdomain (empty when it is one)."""
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
-        errs.append(regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-            "'-' or '.', and must start and end with an alphanumeric character",
-            DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """Why ``value`` is not a qualified name (a label or annotation key)."""
-    msg = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-           "with an alphanumeric character")
-    parts = value.split("/")
-    errs: list[str] = []
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + e for e in dns1123_subdomain_errors(prefix))
-    else:
-        return ["a qualified name " + regex_error(msg, _QNAME_FMT, "MyName", "my.name", "123-abc")
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > 63:
-        errs.append("name part must be no more than 63 characters")
-    if not _QNAME_RE.match(name):
-        errs.append("name part " + regex_error(msg, _QNAME_FMT, "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Why ``value`` is not a valid label value (empty when it is one)."""
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(regex_error(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', "
-            "'_' or '.', and must start and end with an alphanumeric character",
-            _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
-
-
-def invalid(path: str, value: str, errs: list[str]) -> str:
-    """A ``field.Invalid`` error as Go prints it."""
-    return f"{path}: Invalid value: {go_quote(value)}: {'; '.join(errs)}"
 
 
 @dataclass(frozen=True, order=True)

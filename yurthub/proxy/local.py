@@ -18,7 +18,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from yurthub.cache.manager import CacheManager, LocalWriteError
+from yurthub.cache.manager import CacheManager
 from yurthub.cache.reader import Freshness
 from yurthub.cache.views import parse_selectors
 from yurthub.config import Config
@@ -26,6 +26,7 @@ from yurthub.errors import (
     ApiError,
     BadRequest,
     Forbidden,
+    LocalWriteError,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,

@@ -16,7 +16,6 @@ import errno
 import fcntl
 import logging
 import os
-import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -28,6 +27,7 @@ from yurthub.storage import files
 from yurthub.storage.collection import Collection
 from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
+from yurthub.storage.janitor import Janitor
 from yurthub.storage.keys import CollectionKey, nonresource_filename
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
 from yurthub.storage.shared import Shared, Trash
@@ -79,7 +79,7 @@ class DiskStore(Store):
         self._lock_fd = -1
         self._nonres_fd = -1
         self._open = False
-        self._janitor: threading.Thread | None = None
+        self._janitor: Janitor | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -103,6 +103,8 @@ class DiskStore(Store):
             raise
         self._shared.quarantined += report.quarantined
         self._open = True
+        self._janitor = Janitor(lambda drop: self._remove_trash(drop))
+        self._janitor.start()
         for coll_fd, name in spares:
             self._shared.adopt(coll_fd, name)
         self._empty_trash_in_background()  # spares beyond what is kept
@@ -144,7 +146,7 @@ class DiskStore(Store):
 
     def flush(self) -> None:
         if self._janitor is not None:
-            self._janitor.join()
+            self._janitor.wait_idle()
         self._remove_trash(self._shared.take_trash())
         self._persist_indexes()
 
@@ -161,26 +163,14 @@ class DiskStore(Store):
                     log.warning("cannot write the index of %s: %s", coll.key, e)
 
     def _empty_trash_in_background(self) -> None:
-        """Unlinking 10,000 replaced files takes about a second: not on the writer thread,
-        where it would delay the next commit and compete with the request threads.  The
-        newest trash stays: it holds the spare inodes of the next big commit."""
-        if self._janitor is not None and self._janitor.is_alive():
+        """Replaced files go to the janitor (storage/janitor.py), unless it is still busy
+        with the last batch; the newest trash stays: it holds the spare inodes of the next
+        big commit."""
+        if self._janitor is None or self._janitor.busy:
             return
         drop = self._shared.take_trash()
-        if not drop:
-            return
-        self._janitor = threading.Thread(target=self._remove_trash_niced, args=(drop,),
-                                         name="yurthub-cache-janitor", daemon=True)
-        self._janitor.start()
-
-    def _remove_trash_niced(self, drop: list[Trash]) -> None:
-        """The janitor's thread: at the lowest CPU priority (Linux nices threads one by one),
-        so unlinking thousands of files never takes a core from a client being served."""
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):
-            pass  # why: not Linux, or not allowed: it still runs, only at normal priority
-        self._remove_trash(drop)
+        if drop:
+            self._janitor.submit(drop)
 
     def _remove_trash(self, drop: list[Trash]) -> None:
         for t in drop:
@@ -195,6 +185,9 @@ class DiskStore(Store):
         if not self._open:
             return
         self.flush()  # waits for the janitor: it uses the collections' descriptors
+        if self._janitor is not None:
+            self._janitor.stop()
+            self._janitor = None
         self._open = False
         colls, self._colls = self._colls, {}
         for coll in colls.values():

@@ -9,11 +9,7 @@ the store translates them into StorageError at its boundary.
 
 from __future__ import annotations
 
-import array
-import ctypes
-import ctypes.util
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -23,6 +19,8 @@ import time
 import zlib
 from collections.abc import Iterable
 from typing import Any
+
+from yurthub import linux
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +33,13 @@ O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 READ_CHUNK = 1 << 20
 
 
-def _load_syncfs() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_SYNCFS = _load_syncfs()
-
-
 def have_syncfs() -> bool:
-    return _SYNCFS is not None
+    return linux.have_syncfs()
 
 
 def syncfs(fd: int) -> None:
     """Flush every dirty page and inode of the file system holding ``fd`` (one call)."""
-    if _SYNCFS is None:
-        raise OSError(errno.ENOSYS, "syncfs is not available")
-    if _SYNCFS(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS are _IOR/_IOW('f', 1/2, long): their numbers carry
-# sizeof(long), and the generic ioctl encoding is only that of the architectures listed.
-_LONG = ctypes.sizeof(ctypes.c_long)
-_GETFLAGS = (2 << 30) | (_LONG << 16) | (ord("f") << 8) | 1
-_SETFLAGS = (1 << 30) | (_LONG << 16) | (ord("f") << 8) | 2
-_GENERIC_IOCTL = {"x86_64", "i386", "i486", "i586", "i686", "aarch64", "aarch64_be",
-                  "armv6l", "armv7l", "armv8l", "riscv64", "s390x", "loongarch64"}
-TOPDIR_FL = 0x00020000
+    linux.syncfs(fd)
 
 
 def spread_subdirs(dir_fd: int) -> bool:
@@ -83,15 +53,13 @@ def spread_subdirs(dir_fd: int) -> bool:
     flag, each staging directory starts in a block group of its own.  Anything that cannot
     take the flag (another file system or architecture) is left as it is.
     """
-    if os.uname().machine not in _GENERIC_IOCTL:
+    if not linux.have_inode_flags():
         return False
-    flags = array.array("i", [0])
     try:
-        fcntl.ioctl(dir_fd, _GETFLAGS, flags, True)
-        if flags[0] & TOPDIR_FL:
+        flags = linux.get_inode_flags(dir_fd)
+        if flags & linux.TOPDIR_FL:
             return True
-        flags[0] |= TOPDIR_FL
-        fcntl.ioctl(dir_fd, _SETFLAGS, flags, True)
+        linux.set_inode_flags(dir_fd, flags | linux.TOPDIR_FL)
     except OSError as e:
         log.debug("no spreading of new directories here: %s", e)
         return False

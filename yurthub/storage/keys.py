@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from yurthub.errors import InvalidKeyError
+from yurthub.kube.validation import is_dns1035_label, is_dns1123_label, is_dns1123_subdomain
 
 # Names beginning with these are ours: "." transient (swept at startup), "_" bookkeeping.
 TRANSIENT_PREFIX = "."
@@ -22,38 +24,34 @@ CORE_GROUP_DIR = "core"
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs)
 
 _COMPONENT = re.compile(r"[a-z0-9][a-z0-9._-]*")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# A resource version name: DNS-1035 label (v1, v1beta1, v2alpha1; CRDs may use others).
-_VERSION = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _NONRESOURCE_MAX = 1024
 
 
-def _check(kind: str, value: object, pattern: re.Pattern[str], max_len: int) -> str:
+def _check(kind: str, value: object, valid: Callable[[str], bool], max_len: int) -> str:
     if not isinstance(value, str):
         raise InvalidKeyError(f"{kind} must be a string, not {type(value).__name__}")
     if not value:
         raise InvalidKeyError(f"{kind} is empty")
     if len(value) > max_len:
         raise InvalidKeyError(f"{kind} {value[:40]!r}... is longer than {max_len} characters")
-    if not pattern.fullmatch(value):
+    if not valid(value):
         raise InvalidKeyError(f"{kind} {value!r} is not a valid name")
     return value
 
 
 def check_component(value: str) -> str:
     """A component (the User-Agent up to the first ``/``): ``[a-z0-9][a-z0-9._-]*``."""
-    return _check("component", value, _COMPONENT, 253)
+    return _check("component", value, lambda v: bool(_COMPONENT.fullmatch(v)), 253)
 
 
 def check_namespace(value: str) -> str:
     """A namespace: a DNS-1123 label of at most 63 characters."""
-    return _check("namespace", value, _DNS_LABEL, 63)
+    return _check("namespace", value, is_dns1123_label, 63)
 
 
 def check_name(value: str) -> str:
     """An object name: a DNS-1123 subdomain of at most 253 characters."""
-    return _check("name", value, _DNS_SUBDOMAIN, 253)
+    return _check("name", value, is_dns1123_subdomain, 253)
 
 
 def validate_name(namespace: str, name: str) -> None:
@@ -84,12 +82,13 @@ class CollectionKey:
 
     def __post_init__(self) -> None:
         check_component(self.component)
-        _check("resource", self.resource, _DNS_LABEL, 63)
-        _check("version", self.version, _VERSION, 63)
+        _check("resource", self.resource, is_dns1123_label, 63)
+        # An API version is a DNS-1035 label (v1, v1beta1, v2alpha1).
+        _check("version", self.version, is_dns1035_label, 63)
         if self.group == CORE_GROUP_DIR:
             object.__setattr__(self, "group", "")
         if self.group != "":
-            _check("group", self.group, _DNS_SUBDOMAIN, 253)
+            _check("group", self.group, is_dns1123_subdomain, 253)
         if not isinstance(self.namespaced, bool):
             raise InvalidKeyError("namespaced must be a bool")
         if len(self.dirname.encode()) > NAME_MAX:

@@ -1,0 +1,125 @@
+"""The Linux system calls Python's os module lacks: ``syncfs``, ``vmsplice`` and the ext2/3/4
+inode flags (``FS_IOC_GETFLAGS``/``FS_IOC_SETFLAGS``).  libc is loaded once, here.
+
+Each call raises ``OSError`` with the kernel's errno; where the C library lacks a call,
+``have_*`` says so and the call raises ``OSError(ENOSYS)``.  Policy (what to do when a call is
+refused) belongs to the callers.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+from typing import Any
+
+SPLICE_F_NONBLOCK = 2
+MAX_IOV = 64  # chunks per vmsplice call
+TOPDIR_FL = 0x00020000  # ext2/3/4 "top of directory hierarchies" (chattr +T)
+
+
+def _load_libc() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _function(name: str, argtypes: list[Any], restype: Any) -> Any:
+    fn = getattr(_LIBC, name, None) if _LIBC is not None else None
+    if fn is None:
+        return None
+    fn.argtypes = argtypes
+    fn.restype = restype
+    return fn
+
+
+class IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_SYNCFS = _function("syncfs", [ctypes.c_int], ctypes.c_int)
+_VMSPLICE = _function("vmsplice", [ctypes.c_int, ctypes.POINTER(IOVec), ctypes.c_size_t,
+                                   ctypes.c_uint], ctypes.c_ssize_t)
+
+
+def _raise_errno() -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err))
+
+
+def have_syncfs() -> bool:
+    return _SYNCFS is not None
+
+
+def syncfs(fd: int) -> None:
+    """Flush every dirty page and inode of the file system holding ``fd`` (one call)."""
+    if _SYNCFS is None:
+        raise OSError(errno.ENOSYS, "syncfs is not available")
+    if _SYNCFS(fd) != 0:
+        _raise_errno()
+
+
+def have_vmsplice() -> bool:
+    return _VMSPLICE is not None
+
+
+def iovecs() -> Any:
+    """A reusable array of MAX_IOV iovecs for ``vmsplice``."""
+    return (IOVec * MAX_IOV)()
+
+
+def address(chunk: bytes) -> int:
+    """Where a bytes object keeps its data (c_char_p points into it; nothing is copied)."""
+    return ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value or 0
+
+
+def vmsplice(fd: int, iov: Any, batch: list[tuple[bytes, int]]) -> int:
+    """Put the pages of ``batch`` (chunks and the offset each starts at) into pipe ``fd`` by
+    reference, without blocking; returns the bytes taken.  The caller must keep every chunk
+    alive, unchanged, until the reader has taken those bytes out of the pipe.  EAGAIN is
+    raised as BlockingIOError."""
+    if _VMSPLICE is None:
+        raise OSError(errno.ENOSYS, "vmsplice is not available")
+    for i, (chunk, start) in enumerate(batch):
+        iov[i].base = address(chunk) + start
+        iov[i].len = len(chunk) - start
+    n = int(_VMSPLICE(fd, iov, len(batch), SPLICE_F_NONBLOCK))
+    if n < 0:
+        _raise_errno()
+    return n
+
+
+# FS_IOC_GETFLAGS / FS_IOC_SETFLAGS are _IOR/_IOW('f', 1/2, long): their numbers carry
+# sizeof(long), and the generic ioctl encoding is only that of the architectures listed.
+_LONG = ctypes.sizeof(ctypes.c_long)
+_GETFLAGS = (2 << 30) | (_LONG << 16) | (ord("f") << 8) | 1
+_SETFLAGS = (1 << 30) | (_LONG << 16) | (ord("f") << 8) | 2
+_GENERIC_IOCTL = {"x86_64", "i386", "i486", "i586", "i686", "aarch64", "aarch64_be",
+                  "armv6l", "armv7l", "armv8l", "riscv64", "s390x", "loongarch64"}
+
+
+def have_inode_flags() -> bool:
+    return os.uname().machine in _GENERIC_IOCTL
+
+
+def get_inode_flags(fd: int) -> int:
+    """The inode flags of ``fd`` (``lsattr``); OSError where the file system has none."""
+    if not have_inode_flags():
+        raise OSError(errno.ENOTTY, "inode flags are not known on this architecture")
+    flags = array.array("i", [0])
+    fcntl.ioctl(fd, _GETFLAGS, flags, True)
+    return int(flags[0])
+
+
+def set_inode_flags(fd: int, value: int) -> None:
+    """Set the inode flags of ``fd`` (``chattr``); OSError where the file system refuses."""
+    if not have_inode_flags():
+        raise OSError(errno.ENOTTY, "inode flags are not known on this architecture")
+    fcntl.ioctl(fd, _SETFLAGS, array.array("i", [value]), True)
