@@ -14,23 +14,18 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta, rv_of
+from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.tee import Outcome, Tee
-from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
-from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import is_status
-from yurthub.storage import CollectionKey, validate_name
-
-if TYPE_CHECKING:
-    from yurthub.cache.writer import CacheWriter
+from yurthub.storage import validate_name
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +34,10 @@ SPOOL_BLOCK = 256 << 10
 PARK_LIMIT = 2.0  # seconds a watch waits for the one before it to catch its view up
 
 
-@dataclass
-class Entry:
-    """What a tee carries, decided when the response headers arrived."""
-
-    kind: str                    # "object", "list", "watch", "nonresource"
-    ck: CollectionKey | None     # the collection it is filed under (None: nonresource)
-    rt: ResourceType
-    selectors: Selectors | None = None  # list/watch: namespace + selectors of the request
-    gzip: bool = False
-    continue_token: str = ""     # list: the request's continue parameter
-    start_rv: int = 0            # watch: the request's resourceVersion
-    describe: str = ""
-    doc_key: str = ""            # nonresource: where the document is stored
-
-    @property
-    def component(self) -> str:
-        return self.ck.component if self.ck is not None else ""
-
-    @property
-    def resource(self) -> str:
-        return self.ck.resource if self.ck is not None else ""
-
-    def __str__(self) -> str:
-        return self.describe
-
-
 class Handler:
     """Base: decompression, the outcome check, and the link to the collection."""
 
-    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+    def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         self.writer = writer
         self.tee = tee
         self.entry = entry
@@ -155,7 +124,7 @@ class Handler:
 class ObjectHandler(Handler):
     """get/create/update/patch: one object, committed when the body is whole."""
 
-    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+    def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         super().__init__(writer, tee, entry)
         self._buf = bytearray()
 
@@ -193,11 +162,11 @@ class ListHandler(Handler):
     thread wait for the GIL after every send, and the client with it.
     """
 
-    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+    def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         super().__init__(writer, tee, entry)
         # An unnamed file in the cache's file system; the writer splices the pipe into it.
         self._spool: IO[bytes] = tempfile.TemporaryFile(  # closed by finish or on_fail
-            dir=writer.store.root, prefix=".spool-", buffering=0)
+            dir=writer.spool_dir, prefix=".spool-", buffering=0)
         self.spool_fd = self._spool.fileno()
         self._parser = ListParser()
         # msgspec: build only what the index needs of each item (None: the stdlib path,
@@ -325,7 +294,7 @@ class ListHandler(Handler):
 class WatchHandler(Handler):
     """watch: events applied in order; a gap, an ERROR or a torn frame marks the view stale."""
 
-    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+    def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         super().__init__(writer, tee, entry)
         self._framer = WatchFramer()
         self._decided = False
@@ -344,7 +313,8 @@ class WatchHandler(Handler):
             now = time.monotonic()
             if self._parked_at is None:
                 self._parked_at = now
-            if self.writer.other_open_watch(self, sel.key) and now - self._parked_at < PARK_LIMIT:
+            if now - self._parked_at < PARK_LIMIT \
+                    and self.writer.other_open_watch(self, self.entry.ck, sel.key):
                 return False  # the watch before may still carry the missing events
             coll.apply(Mutation("stale", view=sel.key,
                                 why=f"watch resumed at {start} after {view.rv}"))
@@ -398,7 +368,7 @@ class WatchHandler(Handler):
 class NonResourceHandler(Handler):
     """``/version`` and discovery documents: stored whole, for every component at once."""
 
-    def __init__(self, writer: CacheWriter, tee: Tee, entry: Entry) -> None:
+    def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         super().__init__(writer, tee, entry)
         self._buf = bytearray()
 

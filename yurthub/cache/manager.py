@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from typing import Any
 
-from yurthub.cache.handlers import Entry
+from yurthub.cache.entry import Entry
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
 from yurthub.cache.tee import GATHER, Budget, Tee

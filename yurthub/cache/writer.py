@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from yurthub.cache.collection import CollectionWriter, Mutation, index_meta
+from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import (
-    Entry,
     Handler,
     ListHandler,
     NonResourceHandler,
@@ -136,6 +136,10 @@ class CacheWriter(BackgroundThread):
 
     # -- writer thread ----------------------------------------------------------------------
 
+    @property
+    def spool_dir(self) -> str:
+        return self.store.root
+
     def collection(self, entry: Entry) -> CollectionWriter:
         ck = entry.ck
         if ck is None:
@@ -146,10 +150,10 @@ class CacheWriter(BackgroundThread):
             self._collections[ck] = coll
         return coll
 
-    def other_open_watch(self, handler: Handler, view: ViewKey) -> bool:
-        return any(h is not handler and isinstance(h, WatchHandler) and not h.dead
+    def other_open_watch(self, me: object, ck: CollectionKey | None, view: ViewKey) -> bool:
+        return any(h is not me and isinstance(h, WatchHandler) and not h.dead
                    and h.entry.selectors is not None and h.entry.selectors.key == view
-                   and h.entry.ck == handler.entry.ck
+                   and h.entry.ck == ck
                    for h in self._handlers)
 
     def dropped(self, entry: Entry, reason: str, why: str) -> None:

@@ -238,7 +238,7 @@ def test_the_same_version_again_costs_no_commit_unless_changed_offline(manager, 
         feed.respond("/api/v1/namespaces/default/pods/a", body)
     assert manager.store.stats().commits == commits
     # An offline change keeps the resourceVersion but changes the content ...
-    from yurthub.cache.handlers import Entry
+    from yurthub.cache.entry import Entry
     entry = Entry(kind="object", ck=PODS, rt=POD_RT)
     manager.writer.submit_local(entry, "default", "a", lambda old: {
         **old, "status": {"phase": "Failed"}}).result(10)
