@@ -62,8 +62,8 @@ class Hub:
                                meta_loader=load_meta)
         self.cache = CacheManager(cfg, self.store, self.metrics)
         # 5. streams, watchdog
-        self.streams = StreamRegistry()
         self.watchdog = Watchdog()
+        self.streams = StreamRegistry(self.watchdog, self.metrics, cfg.client_send_timeout)
         # 6. health checking (edge mode): which servers to use, and the node Lease
         self.health: HealthChecker | None = None
         if cfg.working_mode == "edge":
@@ -73,13 +73,13 @@ class Hub:
         self.filters = FilterChain(cfg, filters)
         # 8. proxies and routing
         self.remote = RemoteProxy(
-            self.upstream, self.cache, self.watchdog, self.streams, self.metrics,
-            send_timeout=cfg.client_send_timeout, max_watches=cfg.effective_max_watches,
+            self.upstream, self.cache, self.streams, self.metrics,
+            max_watches=cfg.effective_max_watches,
             filters=self.filters,
             on_transport_error=self.health.suspect if self.health else None)
         self.local: LocalProxy | None = None
         if self.health is not None:
-            self.local = LocalProxy(cfg, self.cache, self.streams, self.watchdog, self.metrics,
+            self.local = LocalProxy(cfg, self.cache, self.streams, self.metrics,
                                     bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)

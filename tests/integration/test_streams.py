@@ -105,3 +105,38 @@ def test_watch_headers_arrive_before_any_event(sandbox, hub, offline):
     assert head.startswith(b"HTTP/1.1 200")
     assert b"Transfer-Encoding: chunked" in head
     sock.close()
+
+
+def test_open_watches_are_counted_by_source_and_released_when_clients_go(sandbox, hub):
+    """yurthub_open_watches counts watches proxied from the cloud (remote) and served from the
+    cache (local), and each count goes back down when its client goes, even a client that
+    vanished without a word while its watch was idle."""
+    status, _, body = hub.get("/api/v1/pods")
+    assert status == 200
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    path = f"/api/v1/pods?watch=true&timeoutSeconds=600&resourceVersion={rv}"
+    remote = [open_watch(hub.proxy_port, path) for _ in range(3)]
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") == 3,
+             what="three remote watches counted")
+    assert hub.metric("yurthub_open_watches", source="local") == 0
+    remote.pop().close()  # vanishes while idle: the watchdog notices
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") == 2,
+             what="the vanished client's watch uncounted")
+
+    sandbox.offline()  # remote watches end; clients would re-watch from the cache
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") == 0,
+             what="remote watches ended when the cloud went")
+    for s in remote:
+        s.close()
+    local = [open_watch(hub.proxy_port, path) for _ in range(2)]
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="local") == 2,
+             what="two local watches counted")
+    local.pop().close()
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="local") == 1,
+             what="the vanished client's local watch uncounted")
+    local.pop().close()
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="local") == 0,
+             what="no local watch left")
+    assert hub.metric("yurthub_open_watches", source="remote") == 0

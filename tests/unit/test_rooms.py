@@ -1,39 +1,58 @@
-"""The import rooms of docs/ARCHITECTURE.md, held by a test: imports point one way."""
+"""The import rooms of docs/ARCHITECTURE.md, held by a test: imports point one way, and no
+module imports itself back through others (``TYPE_CHECKING`` imports count).
+
+The table is read from docs/ARCHITECTURE.md, the one copy of it.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "yurthub"
-SANDBOX = PACKAGE.parent / "kubesandbox"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "yurthub"
+SANDBOX = ROOT / "kubesandbox"
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 
-# room -> the rooms it may import (besides itself, the stdlib and third-party libraries)
-ALLOWED: dict[str, set[str]] = {
-    "errors": set(),
-    "threads": set(),
-    "linux": set(),
-    "metrics": set(),
-    "config": {"errors", "kube"},
-    "kube": {"errors"},
-    "storage": {"errors", "kube", "linux", "threads"},
-    "credentials": {"config", "errors"},
-    "upstream": {"config", "credentials", "errors", "metrics"},
-    "health": {"upstream", "config", "errors", "kube", "metrics", "threads"},
-    "cache": {"storage", "kube", "errors", "config", "metrics", "threads", "linux"},
-    "filters": {"kube", "errors", "config"},
-    "hubserver": {"metrics"},
-    "proxy": {"cache", "filters", "upstream", "health", "kube", "errors", "config", "metrics",
-              "threads"},
-    "app": {"*"},
-    "service": {"app", "config", "credentials", "errors", "storage"},
-    "wsgi": {"service"},
-    "cli": {"config", "errors", "service"},
-    "__init__": set(),
-    "__main__": {"cli"},
-}
+_ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|[^|]*\|\s*([^|]*?)\s*\|\s*$")
+
+
+def rooms_table(text: str) -> dict[str, set[str]]:
+    """room -> the rooms it may import, from the markdown table headed ``| module | room |``.
+
+    ``—`` (or ``-``) is nothing, ``everything`` is ``*``; a module ``x.py`` is room ``x``,
+    a package ``x/`` is room ``x``.
+    """
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines)
+                     if line.replace(" ", "").startswith("|module|room|mayimport|"))
+    except StopIteration:
+        raise AssertionError("no '| module | room | may import |' table") from None
+    table: dict[str, set[str]] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        m = _ROW.match(line)
+        assert m, f"unreadable rooms row: {line!r}"
+        name = m.group(1).rstrip("/")
+        room = name[:-3] if name.endswith(".py") else name
+        allowed = m.group(2).strip()
+        if allowed in ("—", "-", ""):
+            table[room] = set()
+        elif allowed == "everything":
+            table[room] = {"*"}
+        else:
+            table[room] = {a.strip() for a in allowed.split(",") if a.strip()}
+    return table
+
+
+ALLOWED = rooms_table(ARCHITECTURE.read_text())
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 
 
 def room_of(path: Path) -> str:
@@ -41,23 +60,83 @@ def room_of(path: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def imported_rooms(path: Path) -> set[str]:
+def module_name(path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> Iterable[tuple[str, list[str]]]:
+    """(module, names) of every absolute import in ``path``, TYPE_CHECKING blocks included."""
     tree = ast.parse(path.read_text(), str(path))
-    out = set()
     for node in ast.walk(tree):
-        names: list[str] = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            for a in node.names:
+                yield a.name, []
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
+            yield node.module, [a.name for a in node.names]
+
+
+def imported_rooms(path: Path) -> set[str]:
+    out = set()
+    for module, names in _imports(path):
+        for name in [module] + [f"{module}.{n}" for n in names]:
             parts = name.split(".")
             if parts[0] == "yurthub" and len(parts) > 1:
                 out.add(parts[1])
     return out
 
 
-MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+def module_graph(files: Iterable[Path], root: Path = ROOT) -> dict[str, set[str]]:
+    """module -> the project modules it imports (``from pkg import sub`` names ``pkg.sub``)."""
+    files = list(files)
+    known = {module_name(p, root) for p in files}
+    graph: dict[str, set[str]] = {}
+    for path in files:
+        edges = set()
+        for module, names in _imports(path):
+            subs = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
+            if subs:
+                edges.update(subs)
+            if module in known and (not names or len(subs) < len(names)):
+                edges.add(module)  # a name defined in the module (or its package __init__)
+        me = module_name(path, root)
+        graph[me] = edges - {me}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (as a list of modules, first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_every_room_has_a_row():
+    rooms = {room_of(p) for p in MODULES}
+    assert rooms <= set(ALLOWED), f"no row in docs/ARCHITECTURE.md for {rooms - set(ALLOWED)}"
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -81,15 +160,28 @@ def test_nothing_imports_the_composition_root():
         assert "app" not in imported_rooms(path), path
 
 
+@pytest.mark.parametrize("tree", [PACKAGE, SANDBOX], ids=["yurthub", "kubesandbox"])
+def test_no_module_imports_itself_back(tree: Path):
+    cycle = find_cycle(module_graph(tree.rglob("*.py")))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_check_sees_a_planted_cycle_through_type_checking(tmp_path):
+    """The check itself: a cycle hidden behind TYPE_CHECKING is still a cycle."""
+    pkg = tmp_path / "yurthub"
+    (pkg / "cache").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cache" / "__init__.py").write_text("")
+    (pkg / "cache" / "a.py").write_text("from yurthub.cache.b import B\n")
+    (pkg / "cache" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from yurthub.cache import a\n")
+    cycle = find_cycle(module_graph(pkg.rglob("*.py"), tmp_path))
+    assert cycle == ["yurthub.cache.a", "yurthub.cache.b", "yurthub.cache.a"]
+
+
 def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), str(path))
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-    return out
+    return {module for module, _ in _imports(path)}
 
 
 def test_the_product_never_imports_the_sandbox():

@@ -39,9 +39,8 @@ from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.localwatch import LocalWatch
+from yurthub.proxy.localwatch import LocalWatch, bookmark_event
 from yurthub.proxy.streams import StreamRegistry
-from yurthub.proxy.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +56,12 @@ class LocalProxy:
     """Serves requests from the cache (the cloud is unhealthy or unreachable)."""
 
     def __init__(self, cfg: Config, cache: CacheManager, streams: StreamRegistry,
-                 watchdog: Watchdog, metrics: Metrics, *, bookmark_interval: float = 30.0,
+                 metrics: Metrics, *, bookmark_interval: float = 30.0,
                  kubelet_seen: Any = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.reader = cache.reader
         self.streams = streams
-        self.watchdog = watchdog
         self.metrics = metrics
         self.bookmark_interval = bookmark_interval
         self.kubelet_seen = kubelet_seen or (lambda: None)
@@ -187,8 +185,12 @@ class LocalProxy:
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
             return Response([line], status=200, content_type=JSON,
                             headers=[("Warning", Freshness(0).warning())])
-        stream = LocalWatch(self, ctx, start, timeout=timeout,
-                            bookmarks=info.allow_watch_bookmarks)
+        bookmark = None
+        if info.allow_watch_bookmarks:
+            kind = self.cache.kind_of(info, ctx.component, ctx.accept)
+            bookmark = bookmark_event(kind, info.group_version, start.resource_version)
+        stream = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
+                            bookmark_interval=self.bookmark_interval)
         headers = [("Warning", start.freshness.warning())]
         return Response(stream, status=200, content_type=JSON, headers=headers,
                         direct_passthrough=True)

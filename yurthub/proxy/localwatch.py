@@ -2,7 +2,8 @@
 
 It ends at ``timeoutSeconds``, when the client goes away, on shutdown, and within a moment
 of the cloud turning healthy again (the health checker interrupts every local watch), so
-clients re-watch upstream from their last resourceVersion.
+clients re-watch upstream from their last resourceVersion.  It takes only what it needs:
+the stream registry (its lifecycle), the request, where to start and the bookmark to send.
 """
 
 from __future__ import annotations
@@ -11,39 +12,40 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from yurthub.cache.reader import WatchStart
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.streams import Reason
+from yurthub.proxy.streams import Reason, StreamRegistry
 
-if TYPE_CHECKING:
-    from yurthub.proxy.local import LocalProxy
+
+def bookmark_event(kind: str, api_version: str, resource_version: int) -> bytes:
+    """A BOOKMARK watch event line at ``resource_version``, as kube-apiserver sends it."""
+    obj = {"kind": kind, "apiVersion": api_version,
+           "metadata": {"resourceVersion": str(resource_version)}}
+    return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() \
+        + b"\n"
 
 
 class LocalWatch:
-    """The body of a local watch response; registered as a stream of source ``local``."""
+    """The body of a local watch response; registered as a stream of source ``local``.
+
+    ``bookmark`` is the event line sent every ``bookmark_interval`` seconds while nothing
+    else happens (None: the client did not allow bookmarks).
+    """
 
     source = "local"
 
-    def __init__(self, proxy: LocalProxy, ctx: RequestContext, start: WatchStart, *,
-                 timeout: int, bookmarks: bool) -> None:
-        self.proxy = proxy
+    def __init__(self, streams: StreamRegistry, ctx: RequestContext, start: WatchStart, *,
+                 timeout: int, bookmark: bytes | None, bookmark_interval: float) -> None:
         self.ctx = ctx
         self.start = start
         self.deadline = time.monotonic() + max(0, timeout)
-        self.bookmarks = bookmarks
+        self.bookmark = bookmark
+        self.bookmark_interval = bookmark_interval
         self.reason: Reason | None = None
         self._wake = threading.Event()
-        self._closed = False
-        proxy.streams.add(self)
-        proxy.metrics.open_watches.labels("local").inc()
-        sock = ctx.client_socket
-        self._token: int | None = None
-        if sock is not None:
-            sock.settimeout(proxy.cfg.client_send_timeout)
-            self._token = proxy.watchdog.watch(sock, lambda: self.interrupt(Reason.CLIENT_GONE))
-        if proxy.streams.shutting_down.is_set():
+        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True)
+        if streams.shutting_down.is_set():
             self.reason = Reason.SHUTDOWN
 
     def interrupt(self, reason: Reason) -> None:
@@ -51,16 +53,7 @@ class LocalWatch:
             self.reason = reason
         self._wake.set()
 
-    def _bookmark(self) -> bytes:
-        info = self.ctx.info
-        kind = self.proxy.cache.kind_of(info, self.ctx.component, self.ctx.accept)
-        obj = {"kind": kind, "apiVersion": info.group_version,
-               "metadata": {"resourceVersion": str(self.start.resource_version)}}
-        return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() \
-            + b"\n"
-
     def __iter__(self) -> Iterator[bytes]:
-        proxy = self.proxy
         yield b""  # the headers go out now, as kube-apiserver sends them, not with an event
         for etype, raw in self.start.events:
             yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
@@ -68,16 +61,11 @@ class LocalWatch:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 return
-            wait = min(left, proxy.bookmark_interval) if self.bookmarks else left
+            wait = min(left, self.bookmark_interval) if self.bookmark is not None else left
             if self._wake.wait(wait):
                 return
-            if self.bookmarks and time.monotonic() < self.deadline:
-                yield self._bookmark()
+            if self.bookmark is not None and time.monotonic() < self.deadline:
+                yield self.bookmark
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.proxy.watchdog.unwatch(self._token)
-        self.proxy.streams.remove(self)
-        self.proxy.metrics.open_watches.labels("local").dec()
+        self._life.close()

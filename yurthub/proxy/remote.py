@@ -36,8 +36,7 @@ from yurthub.metrics import Metrics
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
 from yurthub.proxy.filtering import filter_body, filter_watch
 from yurthub.proxy.responses import Answer, Passthrough
-from yurthub.proxy.streams import Reason, StreamRegistry
-from yurthub.proxy.watchdog import Watchdog
+from yurthub.proxy.streams import OpenStream, Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +44,13 @@ log = logging.getLogger(__name__)
 class RemoteProxy:
     """Sends requests to the cloud; raises UpstreamUnavailable when no server can be reached."""
 
-    def __init__(self, upstream: up.Upstream, cache: CacheManager, watchdog: Watchdog,
-                 streams: StreamRegistry, metrics: Metrics, *, send_timeout: float,
-                 max_watches: int, filters: FilterChain,
+    def __init__(self, upstream: up.Upstream, cache: CacheManager, streams: StreamRegistry,
+                 metrics: Metrics, *, max_watches: int, filters: FilterChain,
                  on_transport_error: Any = None) -> None:
         self.upstream = upstream
         self.cache = cache
-        self.watchdog = watchdog
         self.streams = streams
         self.metrics = metrics
-        self.send_timeout = send_timeout
         self.max_watches = max_watches
         self.filters = filters
         self.on_transport_error = on_transport_error
@@ -173,7 +169,7 @@ class ProxiedStream:
         self.sent = 0
         self._closed = False
         self._lock = threading.Lock()
-        self._watch_token: int | None = None
+        self._life: OpenStream | None = None
         self._labels = (ctx.component or "unknown", ctx.info.verb, ctx.info.resource,
                         ctx.info.subresource)
 
@@ -185,16 +181,11 @@ class ProxiedStream:
         up.interrupt(self.resp)
 
     def __iter__(self) -> Iterator[bytes]:
-        sock = self.ctx.client_socket
-        if sock is not None:
-            sock.settimeout(self.proxy.send_timeout)
+        self._life = self.proxy.streams.open(self, self.ctx.client_socket,
+                                             long_lived=self.long_lived,
+                                             watch=self.ctx.info.verb == "watch")
         metrics = self.proxy.metrics
         metrics.in_flight.inc()
-        if self.long_lived:
-            self.proxy.streams.add(self)
-            if sock is not None:
-                self._watch_token = self.proxy.watchdog.watch(
-                    sock, lambda: self.interrupt(Reason.CLIENT_GONE))
         aligned = True
         try:
             if self.long_lived:
@@ -231,9 +222,8 @@ class ProxiedStream:
             if self._closed:
                 return
             self._closed = True
-        self.proxy.watchdog.unwatch(self._watch_token)
-        if self.long_lived:
-            self.proxy.streams.remove(self)
+        if self._life is not None:
+            self._life.close()
         if self.tee is not None:
             self.tee.close(self.whole)
         up.finish(self.resp, self.whole)

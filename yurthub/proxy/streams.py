@@ -1,15 +1,23 @@
-"""Open long-lived responses (watches, followed logs) and the reasons one may be ended early.
+"""Open long-lived responses (watches, followed logs) and the one lifecycle they all share.
 
-Every streaming response registers here, so that shutdown, a cloud that turns unhealthy or
-healthy again, and a client that went away can each end exactly the streams they concern —
-cleanly when the client should simply re-watch.
+Every response body opens its place here with ``StreamRegistry.open`` and closes it once:
+the client socket gets the send timeout (a client that stops reading is cut off), and a
+long-lived stream is registered so that shutdown, a cloud that turns unhealthy or healthy
+again, and a client that went away (the watchdog) can each end exactly the streams they
+concern — cleanly when the client should simply re-watch — and watches are counted in
+``yurthub_open_watches`` by source (remote: proxied from the cloud, local: from the cache).
+Remote, local, filtered and shared streams use this one lifecycle; none sets it up alone.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from enum import Enum
 from typing import Protocol
+
+from yurthub.metrics import Metrics
+from yurthub.proxy.watchdog import Watchdog
 
 
 class Reason(Enum):
@@ -26,13 +34,69 @@ class Stream(Protocol):
         """End the stream from another thread; must not block."""
 
 
-class StreamRegistry:
-    """The set of open streams, and a shutdown flag checked by new ones."""
+class OpenStream:
+    """One response's place among the open streams, from ``open`` to ``close``.
 
-    def __init__(self) -> None:
+    ``close`` is idempotent and safe from any thread; a ``with`` block closes it too.
+    """
+
+    __slots__ = ("_closed", "_counted", "_lock", "_registered", "_registry", "_stream",
+                 "_token")
+
+    def __init__(self, registry: StreamRegistry, stream: Stream, sock: socket.socket | None,
+                 *, long_lived: bool, watch: bool) -> None:
+        self._registry = registry
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._closed = False
+        self._token: int | None = None
+        self._registered = long_lived
+        self._counted = watch and long_lived
+        if sock is not None:
+            sock.settimeout(registry.send_timeout)
+        if long_lived:
+            registry.add(stream)
+            if sock is not None:
+                self._token = registry.watchdog.watch(
+                    sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
+        if self._counted:
+            registry.metrics.open_watches.labels(stream.source).inc()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        registry = self._registry
+        registry.watchdog.unwatch(self._token)
+        if self._registered:
+            registry.remove(self._stream)
+        if self._counted:
+            registry.metrics.open_watches.labels(self._stream.source).dec()
+
+    def __enter__(self) -> OpenStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StreamRegistry:
+    """The set of open streams, a shutdown flag checked by new ones, and what every stream
+    needs for its lifecycle: the watchdog, the client send timeout, the watch gauge."""
+
+    def __init__(self, watchdog: Watchdog, metrics: Metrics, send_timeout: float) -> None:
+        self.watchdog = watchdog
+        self.metrics = metrics
+        self.send_timeout = send_timeout
         self._streams: set[Stream] = set()
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
+
+    def open(self, stream: Stream, sock: socket.socket | None, *, long_lived: bool,
+             watch: bool) -> OpenStream:
+        """Start the lifecycle of one response body (see ``OpenStream``)."""
+        return OpenStream(self, stream, sock, long_lived=long_lived, watch=watch)
 
     def add(self, stream: Stream) -> None:
         with self._lock:
