@@ -13,6 +13,14 @@ from tests.fixtures.web import http
 from tests.integration.kubeletlike import UA, KubeletLike
 
 NODE = "node-0000"
+# The scenarios' durations come from the hub's heartbeat settings, not from wall-clock
+# minutes: what they prove holds for any setting, and these keep the suite fast.
+HEARTBEAT = 1   # --heartbeat-interval-seconds of every test hub (tests/fixtures/hub.py)
+GRACE = 6       # --kubelet-health-grace-period given below: the hub renews kubelet's Lease
+                # upstream this long after kubelet's last lease request
+FLAP = 2.5 * HEARTBEAT  # each offline and each online spell of the flapping scenario:
+                        # long enough for the health checker to see it (probe + threshold)
+FLAPS = 6
 
 
 def direct_pods(sandbox: Sandbox) -> dict[str, str]:
@@ -21,15 +29,18 @@ def direct_pods(sandbox: Sandbox) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_kubelet_rides_out_a_60s_outage_and_a_hub_restart(sandbox, hub_factory):
-    hub = hub_factory(sandbox.url, node=NODE)
+def test_a_kubelet_rides_out_an_outage_and_a_hub_restart(sandbox, hub_factory):
+    """An outage of three grace periods with a hub restart in the middle of it."""
+    hub = hub_factory(sandbox.url, node=NODE,
+                      extra=["--kubelet-health-grace-period", str(GRACE)])
     kubelet = KubeletLike(hub.url, NODE).start()
     wait_for(lambda: kubelet.rounds >= 5, what="kubelet to run online")
     wait_for(lambda: sandbox.get("leases", NODE, "kube-node-lease") is not None, timeout=10,
              what="the hub to renew the node Lease upstream for kubelet")
     sandbox.offline()
     outage = time.monotonic()
-    time.sleep(25)
+    rounds_before = kubelet.rounds
+    time.sleep(1.5 * GRACE)
     assert hub.stop() == 0
     restarted = time.monotonic()
     hub.start(wait=False)
@@ -38,7 +49,8 @@ def test_a_kubelet_rides_out_a_60s_outage_and_a_hub_restart(sandbox, hub_factory
                           headers={"User-Agent": UA}, timeout=1)[0] == 200 if _up(hub) else False,
              timeout=2.5, interval=0.05, what="pods served from disk after the restart")
     assert time.monotonic() - restarted < 2.5
-    time.sleep(max(0.0, 60 - (time.monotonic() - outage)))
+    time.sleep(max(0.0, 3 * GRACE - (time.monotonic() - outage)))
+    offline_rounds = kubelet.rounds - rounds_before
     sandbox.online()
     wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, timeout=10,
              what="the cloud healthy again")
@@ -46,7 +58,8 @@ def test_a_kubelet_rides_out_a_60s_outage_and_a_hub_restart(sandbox, hub_factory
     kubelet.stop()
     assert kubelet.errors == []
     assert kubelet.gone == set()
-    assert kubelet.rounds > 100
+    # kubelet kept going from the cache the whole time (a round takes about 0.3 s).
+    assert offline_rounds > 3 * GRACE
     # Online again: the node's view converges to the cloud's.
     kubelet.relist()
     assert {n: p["metadata"]["resourceVersion"] for n, p in kubelet.pods.items()} == \
@@ -63,15 +76,13 @@ def _up(hub) -> bool:
 
 
 @pytest.mark.slow
-def test_clients_converge_after_a_minute_of_flapping(sandbox, hub_factory):
+def test_clients_converge_after_flapping(sandbox, hub_factory):
     hub = hub_factory(sandbox.url, node=NODE)
     kubelet = KubeletLike(hub.url, NODE).start()
     wait_for(lambda: kubelet.rounds >= 3, what="kubelet to run online")
-    end = time.monotonic() + 60
-    n = 0
-    while time.monotonic() < end:
+    for n in range(FLAPS):
         sandbox.offline()
-        time.sleep(2.5)
+        time.sleep(FLAP)
         sandbox.online()
         # The cloud changes while the node flaps.
         sandbox.put({"apiVersion": "v1", "kind": "Pod",
@@ -79,8 +90,7 @@ def test_clients_converge_after_a_minute_of_flapping(sandbox, hub_factory):
                      "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "x"}]}})
         if n >= 2:
             sandbox.delete("pods", f"flap-{n - 2}", namespace="default")
-        n += 1
-        time.sleep(2.5)
+        time.sleep(FLAP)
     sandbox.online()
     wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
              what="the cloud healthy again")
