@@ -45,8 +45,6 @@ class LocalWatch:
         self.reason: Reason | None = None
         self._wake = threading.Event()
         self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True)
-        if streams.shutting_down.is_set():
-            self.reason = Reason.SHUTDOWN
 
     def interrupt(self, reason: Reason) -> None:
         if self.reason is None:

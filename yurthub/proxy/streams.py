@@ -61,6 +61,10 @@ class OpenStream:
                     sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
         if self._counted:
             registry.metrics.open_watches.labels(stream.source).inc()
+        if long_lived and registry.shutting_down.is_set():
+            # Shutdown began between the request and its body's first byte: it ended the
+            # streams registered then, so this one ends itself (cleanly, at once).
+            stream.interrupt(Reason.SHUTDOWN)
 
     def close(self) -> None:
         with self._lock:
