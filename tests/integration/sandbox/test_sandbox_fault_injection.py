@@ -188,7 +188,9 @@ def test_control_plane_objects_requests_and_errors(sandbox):
     assert sandbox.get("configmaps", "via-control", "default") is not None
     request(ctl, "DELETE", "/_sandbox/requests")
     request(sandbox.url, "GET", "/api/v1/nodes?limit=1")
-    logged = request(ctl, "GET", "/_sandbox/requests?match=nodes").json()["items"]
+    # The record lands once the response went out: the client may ask before that.
+    logged = wait_for(lambda: request(ctl, "GET", "/_sandbox/requests?match=nodes")
+                      .json()["items"], what="the request record")
     assert [(r["method"], r["path"], r["query"], r["status"]) for r in logged] == [
         ("GET", "/api/v1/nodes", "limit=1", 200)]
     gone = request(ctl, "DELETE", "/_sandbox/objects?resource=configmaps&namespace=default"
