@@ -93,7 +93,7 @@ class Hub:
     def start(self) -> None:
         report = self.store.open()
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
-        self.cache.start()
+        self.cache.start(report.lost)
         self.watchdog.start()
         if self.health is not None:
             self.health.start()
@@ -127,10 +127,15 @@ class Hub:
             "completely", labels=[*labels, "view"])
         stale = GaugeMetricFamily("yurthub_cache_view_stale", "1 when a cached view may be "
                                   "incomplete until its next list", labels=[*labels, "view"])
+        incomplete = GaugeMetricFamily(
+            "yurthub_cache_view_incomplete", "1 when a cached view lost a member (a damaged "
+            "file set aside): offline lists it would answer are refused until its next list",
+            labels=[*labels, "view"])
         quarantined = GaugeMetricFamily("yurthub_cache_quarantined_files",
                                         "files moved aside because they could not be trusted")
+        families = [objects, size, age, stale, incomplete, quarantined]
         if not self._ready.is_set():
-            return [objects, size, age, stale, quarantined]
+            return families
         stats = self.store.stats()
         now = time.time()
         for ck, cs in stats.collections.items():
@@ -140,11 +145,28 @@ class Hub:
                 key = [ck.component, ck.dirname, str(view.key)]
                 age.add_metric(key, max(0.0, now - view.synced_at))
                 stale.add_metric(key, 1 if view.stale else 0)
+                incomplete.add_metric(key, 1 if view.incomplete else 0)
         quarantined.add_metric([], stats.quarantined)
-        return [objects, size, age, stale, quarantined]
+        return families
 
     def readiness(self) -> str | None:
-        return None if self._ready.is_set() else self._not_ready_reason
+        if not self._ready.is_set():
+            return self._not_ready_reason
+        return self._incomplete_views()
+
+    def _incomplete_views(self) -> str | None:
+        """Views that lost a member: the hub could not answer their lists offline."""
+        found = []
+        for ck in self.store.collections():
+            state = CollectionState.from_json(self.store.state(ck) or {})
+            found += [f"{ck.component}/{ck.dirname} {view.key} ({view.incomplete})"
+                      for view in state.views.values() if view.incomplete]
+        if not found:
+            return None
+        shown = "; ".join(found[:10]) + (f"; and {len(found) - 10} more" if len(found) > 10
+                                         else "")
+        return (f"{len(found)} incomplete cache view(s), refused offline until the next list "
+                f"from the cloud heals them: {shown}")
 
     def begin_shutdown(self) -> None:
         """End open watches cleanly so clients re-watch at once (safe in a signal handler)."""

@@ -42,6 +42,11 @@ class InvalidKeyError(StorageError):
     """A cache key segment is not a valid Kubernetes name (or would escape the cache root)."""
 
 
+class DamagedObject(StorageError):
+    """A cached object's file cannot be trusted: missing while the index lists it, not a
+    regular file, unreadable, torn, or holding another object than its path names."""
+
+
 class LocalWriteError(StorageError):
     """A write the local proxy applies while the cloud is away could not be committed."""
 

@@ -45,6 +45,10 @@ class Metrics:
         self.cache_invalid_keys = Counter(
             "yurthub_cache_invalid_keys", "responses not cached because a name or path "
             "segment is not a valid cache key", ["component"], registry=r)
+        self.cache_damaged = Counter(
+            "yurthub_cache_damaged_files", "cached files found damaged while the hub ran "
+            "(torn, replaced, naming another object) and set aside",
+            ["component", "resource"], registry=r)
         self.cache_overflows = Counter(
             "yurthub_cache_tee_overflows", "responses whose cache copy overflowed the tee "
             "budget", registry=r)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yurthub.cache.integrity import key_problem
 from yurthub.cache.views import CollectionState, Selectors, View, ViewKey, covers, parse_selectors
 from yurthub.errors import BadRequest, InvalidKeyError, StorageError
 from yurthub.kube import fields as kfields
@@ -37,11 +38,13 @@ def index_meta(obj: dict[str, Any], rt: ResourceType) -> Meta:
             "fields": {k: v for k, v in values.items() if not k.startswith("metadata.")}}
 
 
-def load_meta(ck: CollectionKey, body: bytes) -> Meta:
-    """Rebuild an object's index meta from its file (the store calls it at recovery)."""
+def load_meta(ck: CollectionKey, namespace: str, name: str, body: bytes) -> Meta:
+    """Rebuild an object's index meta from its file (the store calls it at recovery);
+    ValueError when the file does not hold the object its path names."""
     obj = json.loads(body)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
+    problem = key_problem(ck, namespace, name, obj)
+    if problem:
+        raise ValueError(problem)
     rt = builtin(ck.group, ck.version, ck.resource) or ResourceType(
         ck.group, ck.version, ck.resource, str(obj.get("kind", "")), ck.namespaced)
     return index_meta(obj, rt)
@@ -71,7 +74,7 @@ def rv_of(value: Any) -> int:
 class Mutation:
     """A change decided by a handler, applied by ``CollectionWriter.apply``."""
 
-    op: str                      # "upsert", "delete", "event", "bookmark", "stale"
+    op: str                      # "upsert", "delete", "event", "bookmark", "stale", "lost"
     view: ViewKey | None = None
     namespace: str = ""
     name: str = ""
@@ -160,6 +163,8 @@ class CollectionWriter:
                 self._state_dirty = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
+        elif m.op == "lost":
+            self._lost(m.namespace, m.name, m.meta or None, m.why)
 
     def _txn_for_batch(self) -> Transaction:
         if self._txn is None:
@@ -174,7 +179,25 @@ class CollectionWriter:
             return False  # we hold something newer, or this very version already
         self._txn_for_batch().put(ns, name, raw, meta)
         self._overlay[(ns, name)] = meta
+        if self.state.lost.pop((ns, name), None) is not None:
+            self._state_dirty = True  # cached whole again
         return True
+
+    def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
+        """An object's file was quarantined: every view that held it is incomplete (those
+        its stored labels and fields matched; every view of its namespace when they are
+        not known), and a get of it is answered 503 until it is cached again."""
+        for key in list(self.state.views):
+            sel = self.view_selectors(key)
+            if meta is not None and sel is not None:
+                held = sel.matches(ns, name, meta.get("labels") or {}, meta.get("fields") or {})
+            else:
+                held = not key.namespace or key.namespace == ns
+            if held:
+                log.warning("cache view %s %s is incomplete: %s", self.ck, key, why)
+                self.state.mark_incomplete(key, why)
+        self.state.lost[(ns, name)] = why
+        self._state_dirty = True
 
     def _delete(self, ns: str, name: str, rv: int) -> bool:
         old = self.stored_meta(ns, name)
@@ -291,6 +314,10 @@ class CollectionWriter:
                 doubtful.update(self._other_views_holding(a, ns, name, meta))
         now = time.time()
         self.state.synced(a.view, a.list_rv, now)
+        for ns, name in list(self.state.lost):
+            # Listed again (and so written), or gone from the cloud: no longer lost.
+            if (ns, name) in a.seen or (a.view.unselected and a.view.namespace in ("", ns)):
+                del self.state.lost[(ns, name)]
         for key, view in list(self.state.views.items()):
             sel = self.view_selectors(key)
             if key != a.view and sel is not None and view.rv < a.list_rv \

@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from typing import Any
 
+from yurthub.cache.damage import Damage
 from yurthub.cache.entry import Entry
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
@@ -30,7 +31,7 @@ from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
 from yurthub.kube.status import not_found_message, resource_details
 from yurthub.metrics import Metrics
-from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage import CollectionKey, DiskStore, LostObject
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,19 @@ class CacheManager:
         self.agents = cfg.effective_cache_agents
         self.budget = Budget(cfg.cache_tee_budget)
         self.writer = CacheWriter(store, metrics, self.learn_discovery)
-        self.reader = CacheReader(store)
+        self.damage = Damage(store, metrics, self._type_of)
+        self.reader = CacheReader(store, on_damaged=self._damaged)
         self.started_at = time.time()
         self._scopes: dict[tuple[str, str], bool] = {}
         self._kinds: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """After the store has been opened: learn scopes from disk, start the writer."""
+    def start(self, lost: list[LostObject] | None = None) -> None:
+        """After the store has been opened: learn scopes from disk, mark the views that lost
+        objects at recovery incomplete (``lost``), start the writer."""
         for ck in self.store.collections():
             self._scopes.setdefault((ck.group, ck.resource), ck.namespaced)
+        self.damage.apply_recovery(lost or [])
         for key in ("/api/v1", f"/api;{_AGGREGATED};v2", f"/apis;{_AGGREGATED};v2",
                     f"/apis;{_AGGREGATED};v2beta1"):
             body = self.store.read_nonresource(key)
@@ -109,6 +113,12 @@ class CacheManager:
                 self._scopes[(group, resource)] = namespaced
             kind = self._kinds.get((group, resource)) or (known[0] if known else "")
         return ResourceType(group, version, resource, kind, namespaced)
+
+    def _type_of(self, ck: CollectionKey) -> ResourceType | None:
+        return self.resource_type(ck.group, ck.version, ck.resource, ck.namespaced)
+
+    def _damaged(self, ck: CollectionKey, ns: str, name: str, why: str) -> None:
+        self.damage.report(ck, ns, name, why, self.writer.call, self.writer.collection)
 
     def learn_resource(self, group: str, resource: str, kind: str, namespaced: bool) -> None:
         """Record what discovery says about a resource (custom resources included)."""

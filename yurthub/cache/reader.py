@@ -7,6 +7,16 @@ read from disk lazily while the response streams.  A watch replays, from the per
 history, the events after the requested resourceVersion that concern the request's
 selectors (an object that leaves the selector arrives as DELETED, one that enters as
 ADDED), or answers 410 Expired when that history is gone.  Nothing here writes.
+
+Every file is checked before it is served (cache/integrity.py): one lstat per object
+against the index before a list is answered, and the content of any file that is not the
+one the store wrote.  A damaged file is reported (``on_damaged``: the writer thread
+quarantines it and marks the views that held it incomplete) and the request gets a 503
+Status naming the reason, never a shorter list or another object under its name.  A list
+whose covering views are all incomplete is refused the same way.  A watch *resumed* from a
+resourceVersion over an incomplete view is still served from the history when it covers
+that version: the events are whole, and the client already holds the state they apply
+to; a watch that needs the current state (no resourceVersion) lists, and is refused.
 """
 
 from __future__ import annotations
@@ -15,12 +25,13 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from yurthub.cache.integrity import body_problem
 from yurthub.cache.views import CollectionState, Selectors, View, covers, parse_selectors
-from yurthub.errors import BadRequest, Gone, NotFound, ServiceUnavailable
+from yurthub.errors import BadRequest, DamagedObject, Gone, NotFound, ServiceUnavailable
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message, resource_details
 from yurthub.storage import CollectionKey, DiskStore
@@ -58,6 +69,7 @@ class ListPage:
     continue_token: str
     remaining: int
     freshness: Freshness
+    item_kind: str = ""   # the kind of the items ("" when not known)
 
 
 @dataclass
@@ -69,11 +81,49 @@ class WatchStart:
     freshness: Freshness
 
 
+# (collection, namespace, name, why): a file that cannot be trusted was found.
+DamageReport = Callable[[CollectionKey, str, str, str], None]
+
+
 class CacheReader:
     """Read-only queries over the store for the local proxy."""
 
-    def __init__(self, store: DiskStore) -> None:
+    def __init__(self, store: DiskStore, on_damaged: DamageReport | None = None) -> None:
         self.store = store
+        self.on_damaged = on_damaged or (lambda ck, ns, name, why: None)
+
+    def _damaged(self, ck: CollectionKey, ns: str, name: str, why: str) -> ServiceUnavailable:
+        """Report a damaged file; the 503 the request gets instead of a wrong answer."""
+        self.on_damaged(ck, ns, name, why)
+        what = f"{ns}/{name}" if ns else name
+        return ServiceUnavailable(
+            f"the cloud is unreachable and the cached {ck.resource} {what!r} of "
+            f"{ck.component!r} cannot be trusted ({why}); it was set aside, retry when the "
+            "cloud is back", details={"retryAfterSeconds": 5})
+
+    def read(self, ck: CollectionKey, ns: str, name: str, kind: str = "") -> bytes | None:
+        """One object's body, checked (None when the cache does not hold it); raises
+        ServiceUnavailable (and reports it) when its file is damaged."""
+        try:
+            body, trusted = self.store.read_object(ck, ns, name)
+        except DamagedObject as e:
+            raise self._damaged(ck, ns, name, str(e)) from None
+        if body is not None and not trusted:
+            problem = body_problem(ck, ns, name, body, kind)
+            if problem:
+                raise self._damaged(ck, ns, name, problem)
+        return body
+
+    def check_files(self, ck: CollectionKey, keys: list[tuple[str, str]],
+                    kind: str = "") -> None:
+        """Before a list is answered: every file still the one the store wrote (one lstat
+        each), or its content checked; ServiceUnavailable for the first damaged one."""
+        for (ns, name), why in sorted(self.store.suspects(ck, keys).items()):
+            if why == "changed":
+                self.read(ck, ns, name, kind)  # raises when the content is wrong
+                continue
+            raise self._damaged(ck, ns, name, f"{ck.object_relpath(ns, name)}: its file is "
+                                              f"{why}")
 
     def _state(self, ck: CollectionKey) -> CollectionState:
         return CollectionState.from_json(self.store.state(ck) or {})
@@ -81,19 +131,30 @@ class CacheReader:
     # -- get --------------------------------------------------------------------------------
 
     def get(self, ck: CollectionKey, namespace: str, name: str) -> tuple[bytes, Freshness]:
-        body = self.store.read(ck, namespace, name)
+        state = self._state(ck)
+        body = self.read(ck, namespace, name, state.kind)
         if body is None:
+            why = state.lost.get((namespace, name))
+            if why:
+                what = f"{namespace}/{name}" if namespace else name
+                raise ServiceUnavailable(
+                    f"the cloud is unreachable and the cached {ck.resource} {what!r} of "
+                    f"{ck.component!r} was set aside as damaged ({why}); it may well exist in "
+                    "the cloud: retry when the cloud is back", details={"retryAfterSeconds": 5})
             raise NotFound(not_found_message(ck.group, ck.resource, name),
                            details=resource_details(name, ck.group, ck.resource))
-        state = self._state(ck)
         updated = max((v.updated_at for v in state.views.values()), default=0.0)
         return body, Freshness(updated or _mtime_fallback())
 
     # -- list -------------------------------------------------------------------------------
 
     def covering_view(self, ck: CollectionKey, rt: ResourceType, want: Selectors,
-                      state: CollectionState) -> View | None:
+                      state: CollectionState, *, resume: bool = False) -> View | None:
+        """The best complete view covering ``want`` (fresh before stale, newest first), or
+        None; ServiceUnavailable when the only views covering it lost a member, except for
+        a watch ``resume`` (its events are whole; see the module's docstring)."""
         best: View | None = None
+        incomplete: View | None = None
         for view in state.views.values():
             try:
                 sel = parse_selectors(view.key.namespace, view.key.labels, view.key.fields, rt)
@@ -101,8 +162,19 @@ class CacheReader:
                 continue
             if not covers(view, want, sel):
                 continue
+            if view.incomplete:
+                incomplete = incomplete or view
+                continue
             if best is None or (bool(best.stale), -best.rv) > (bool(view.stale), -view.rv):
                 best = view
+        if best is None and incomplete is not None:
+            if resume:
+                return incomplete
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and the cached list of {_describe(ck, want)} of "
+                f"{ck.component!r} is incomplete: {incomplete.incomplete}; an incomplete list "
+                "is never served, retry when the cloud is back",
+                details={"retryAfterSeconds": 5})
         return best
 
     def list(self, ck: CollectionKey, rt: ResourceType, want: Selectors, *,
@@ -144,16 +216,20 @@ class CacheReader:
             remaining = len(keys) - limit
             keys = keys[:limit]
             token = _encode_continue(keys[-1], rv)
+        self.check_files(ck, keys, state.kind)
         kind = state.kind or rt.kind
-        return ListPage(kind=(kind + "List") if kind else "List",
+        return ListPage(kind=(kind + "List") if kind else "List", item_kind=kind,
                         api_version=state.api_version or rt.group_version,
                         resource_version=rv, keys=keys, continue_token=token,
                         remaining=remaining, freshness=freshness)
 
-    def bodies(self, ck: CollectionKey, keys: Iterable[tuple[str, str]]) -> Iterator[bytes]:
-        """Object bodies in order; objects removed meanwhile are skipped."""
+    def bodies(self, ck: CollectionKey, keys: Iterable[tuple[str, str]],
+               kind: str = "") -> Iterator[bytes]:
+        """Object bodies in order; objects a commit removed meanwhile are skipped.  A file
+        damaged since ``list`` checked it raises ServiceUnavailable (and is reported): the
+        caller must break the response, never end it short."""
         for ns, name in keys:
-            body = self.store.read(ck, ns, name)
+            body = self.read(ck, ns, name, kind)
             if body is not None:
                 yield body
 
@@ -163,7 +239,7 @@ class CacheReader:
                     since: str) -> WatchStart:
         """Events a watch from ``since`` must see first (410 Expired when they are gone)."""
         state = self._state(ck)
-        view = self.covering_view(ck, rt, want, state)
+        view = self.covering_view(ck, rt, want, state, resume=since not in ("", "0"))
         if view is None:
             raise ServiceUnavailable(
                 f"the cloud is unreachable and the cache of {ck.component!r} holds no "
@@ -172,7 +248,7 @@ class CacheReader:
         freshness = Freshness(view.updated_at or view.synced_at, view.stale)
         if since in ("", "0"):
             page = self.list(ck, rt, want, limit=None, continue_token="")
-            added = [("ADDED", b) for b in self.bodies(ck, page.keys)]
+            added = [("ADDED", b) for b in self.bodies(ck, page.keys, state.kind)]
             return WatchStart(added, page.resource_version, freshness)
         try:
             rv = int(since)

@@ -83,6 +83,9 @@ class View:
     synced_at: float = 0.0   # wall time of the last complete list
     updated_at: float = 0.0  # wall time rv last moved
     stale: str = ""          # why the view can no longer claim completeness ("" = fresh)
+    # Why the view lost a member it had (a quarantined, unreadable file): an offline list
+    # that needs it is refused until a complete list heals it ("" = whole).
+    incomplete: str = ""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,16 +118,26 @@ class CollectionState:
     api_version: str = ""
     list_kind: str = ""
     views: dict[ViewKey, View] = field(default_factory=dict)
+    # Objects whose files were quarantined: (namespace, name) -> why.  A get of one is
+    # answered 503 (it may well exist in the cloud), not 404, until it is cached again or a
+    # complete list shows it is gone.
+    lost: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "apiVersion": self.api_version, "listKind": self.list_kind,
-                "views": [v.to_json() for v in self.views.values()]}
+        doc: dict[str, Any] = {"kind": self.kind, "apiVersion": self.api_version,
+                               "listKind": self.list_kind,
+                               "views": [v.to_json() for v in self.views.values()]}
+        if self.lost:
+            doc["lost"] = [[ns, name, why] for (ns, name), why in self.lost.items()]
+        return doc
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CollectionState:
         views = [View.from_json(v) for v in d.get("views", [])]
+        lost = {(str(ns), str(name)): str(why) for ns, name, why in d.get("lost", [])}
         return cls(kind=d.get("kind", ""), api_version=d.get("apiVersion", ""),
-                   list_kind=d.get("listKind", ""), views={v.key: v for v in views})
+                   list_kind=d.get("listKind", ""), views={v.key: v for v in views},
+                   lost=lost)
 
     def synced(self, key: ViewKey, rv: int, now: float | None = None) -> View:
         """Record a complete list of ``key`` at ``rv``."""
@@ -143,3 +156,8 @@ class CollectionState:
         view = self.views.get(key)
         if view is not None and not view.stale:
             self.views[key] = replace(view, stale=why)
+
+    def mark_incomplete(self, key: ViewKey, why: str) -> None:
+        view = self.views.get(key)
+        if view is not None and not view.incomplete:
+            self.views[key] = replace(view, incomplete=why)

@@ -34,9 +34,10 @@ from yurthub.cache.handlers import (
     ObjectHandler,
     WatchHandler,
 )
+from yurthub.cache.integrity import body_problem
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import ViewKey
-from yurthub.errors import InvalidKeyError, NotFound, StorageError
+from yurthub.errors import DamagedObject, InvalidKeyError, NotFound, StorageError
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.threads import BackgroundThread
@@ -229,7 +230,11 @@ class CacheWriter(BackgroundThread):
         try:
             coll = self.collection(w.entry)
             coll.flush()
-            raw = self.store.read(coll.ck, w.namespace, w.name)
+            raw, trusted = self.store.read_object(coll.ck, w.namespace, w.name)
+            if raw is not None and not trusted:
+                problem = body_problem(coll.ck, w.namespace, w.name, raw, coll.state.kind)
+                if problem:
+                    raise DamagedObject(f"the cached object cannot be trusted: {problem}")
             old = json.loads(raw) if raw is not None else None
             new = w.change(old)
             if not isinstance(new, dict):

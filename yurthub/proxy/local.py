@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,9 +165,17 @@ class LocalProxy:
         def body() -> Iterator[bytes]:
             yield prefix
             first = True
-            for item in self.reader.bodies(ck, page.keys):
-                yield item if first else b"," + item
-                first = False
+            try:
+                for item in self.reader.bodies(ck, page.keys, page.item_kind):
+                    yield item if first else b"," + item
+                    first = False
+            except ServiceUnavailable as e:
+                # A file damaged after the list was checked: the answer is broken off, never
+                # ended short (a shorter pod list makes kubelet kill pods).
+                log.warning("%s list %s: broken off: %s", ctx.component or "-", ctx.path_qs,
+                            e.message)
+                _abort(ctx)
+                return
             yield b"]}\n"
         return _json(body(), 200, page.freshness, content_type)
 
@@ -288,6 +297,16 @@ class LocalProxy:
             warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
                        'only, not sent to the cloud"')
         return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
+
+
+def _abort(ctx: RequestContext) -> None:
+    """Make the client see a broken body (the connection is shut down mid-answer)."""
+    sock = ctx.client_socket
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # why: the client is already gone
 
 
 def _json(body: Any, status: int, fresh: Freshness, content_type: str = JSON) -> Response:

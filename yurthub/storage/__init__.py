@@ -9,6 +9,7 @@ from yurthub.storage.keys import CollectionKey, validate_name
 from yurthub.storage.store import (
     CollectionStats,
     Entry,
+    LostObject,
     RecoveryReport,
     Store,
     StoreStats,
@@ -23,6 +24,7 @@ __all__ = [
     "DiskTransaction",
     "Entry",
     "HistorySlice",
+    "LostObject",
     "RecoveryReport",
     "Store",
     "StoreStats",

@@ -175,6 +175,16 @@ def replace_file(dir_fd: int, name: str, data: bytes, *, fsync: bool = True) -> 
 
 def read_file(dir_fd: int, name: str) -> bytes:
     """The whole content of regular file ``name``; OSError(ELOOP/EINVAL) for anything else."""
+    return read_file_stat(dir_fd, name)[0]
+
+
+def stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    """What the index records of a file to trust it without reading it."""
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_file_stat(dir_fd: int, name: str) -> tuple[bytes, tuple[int, int, int]]:
+    """``read_file`` and the (inode, size, mtime_ns) of the file that was read."""
     fd = os.open(name, O_READ, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
@@ -189,7 +199,7 @@ def read_file(dir_fd: int, name: str) -> bytes:
                 break
             parts.append(chunk)
             left -= len(chunk)
-        return b"".join(parts)
+        return b"".join(parts), stat_key(st)
     finally:
         os.close(fd)
 

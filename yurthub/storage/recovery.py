@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yurthub.errors import InvalidKeyError
@@ -31,13 +31,15 @@ from yurthub.storage.keys import (
     check_namespace,
     is_bookkeeping,
 )
-from yurthub.storage.store import Entry, RecoveryReport
+from yurthub.storage.quarantine import move_to_quarantine
+from yurthub.storage.store import Entry, LostObject, RecoveryReport
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "_quarantine"
 NONRESOURCE = "_nonresource"
-MetaLoader = Callable[[CollectionKey, bytes], dict[str, Any]]
+# (collection, namespace, name, file content) -> the object's index meta.  Raises (anything)
+# when the content is not the object its path names: the file is then quarantined.
+MetaLoader = Callable[[CollectionKey, str, str, bytes], dict[str, Any]]
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Recovery:
     # When a list: the spare dirs found (collection fd, name), kept for the store to reuse;
     # otherwise they are swept like staging debris.
     spares: list[tuple[int, str]] | None = None
+    # Objects of the collection being recovered that were quarantined: (ns, name, why).
+    _lost: list[tuple[str, str, str]] = field(default_factory=list)
 
     # -- the root ---------------------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class Recovery:
         entries: dict[Key, Entry] = {}
         stats: dict[Key, Stat] = {}
         ns_fds: list[int] = []
+        self._lost = []
         try:
             on_disk = self._scan(coll_fd, key, ns_fds)
             changed = data is None or len(saved) != len(on_disk)
@@ -234,6 +239,12 @@ class Recovery:
         finally:
             for fd in ns_fds:
                 os.close(fd)
+            for ns, name, why in self._lost:
+                # What the saved index knew of it (its labels, fields), if anything: the
+                # cache marks exactly the views that held it incomplete.
+                known_meta = saved[(ns, name)][0].meta if (ns, name) in saved else None
+                self.report.lost.append(LostObject(key, ns, name, known_meta, why))
+            self._lost = []
         index = Index(entries, stats)
         if changed:
             index.unsaved = 1
@@ -250,11 +261,9 @@ class Recovery:
         try:
             if not isinstance(json.loads(body), dict):
                 raise ValueError("not a JSON object")
-            meta = self.meta_loader(key, body) if self.meta_loader is not None else {}
+            meta = self.meta_loader(key, ns, name, body) if self.meta_loader is not None else {}
         except Exception as e:  # a loader failing on one file costs that file, no more
-            log.warning("%s/%s/%s is not a valid object (%s: %s)", key, ns, name,
-                        type(e).__name__, e)
-            self._quarantine(dir_fd, name, _where(key, ns, name))
+            self._lose(dir_fd, key, ns, name, f"not a valid object: {type(e).__name__}: {e}")
             return None
         return Entry(meta, len(body))
 
@@ -294,8 +303,11 @@ class Recovery:
             if is_bookkeeping(name) and not ns:
                 continue
             st = e.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or not _valid(check_name, name):
-                self._quarantine(dir_fd, name, _where(key, ns, name))
+            if not _valid(check_name, name):
+                self._quarantine(dir_fd, name, _where(key, ns, name))  # never one of ours
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                self._lose(dir_fd, key, ns, name, f"not a regular file ({_file_type(st)})")
                 continue
             out[(ns, name)] = (dir_fd, (st.st_ino, st.st_size, st.st_mtime_ns))
             n += 1
@@ -313,29 +325,15 @@ class Recovery:
 
     def _quarantine(self, dir_fd: int, name: str, where: list[str]) -> None:
         """Move ``name`` to ``_quarantine/<where...>`` (with ``.<n>`` if that is taken)."""
-        parts, target = [QUARANTINE, *where[:-1]], where[-1]
-        fds: list[int] = []
-        try:
-            fd = self.root_fd
-            for p in parts:
-                fd, _ = files.open_dir(p, fd, create=True)
-                fds.append(fd)
-            dest, n = target, 0
-            while True:
-                try:
-                    os.stat(dest, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    break
-                n += 1
-                dest = f"{target}.{n}"
-            os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=fd)
-        finally:
-            for f in fds:
-                os.close(f)
-        path = "/".join([*parts, dest])
-        log.warning("quarantined %s", path)
+        path = move_to_quarantine(self.root_fd, dir_fd, name, where)
         self.report.quarantined += 1
         self.report.quarantined_paths.append(path)
+
+    def _lose(self, dir_fd: int, key: CollectionKey, ns: str, name: str, why: str) -> None:
+        """Quarantine an object file and report the object as lost to its collection."""
+        log.warning("%s/%s/%s cannot be trusted: %s", key, ns or "-", name, why)
+        self._quarantine(dir_fd, name, _where(key, ns, name))
+        self._lost.append((ns, name, why))
 
 
 def _where(key: CollectionKey, ns: str, name: str) -> list[str]:
@@ -348,3 +346,12 @@ def _valid(check: Callable[[str], str], value: str) -> bool:
         return True
     except InvalidKeyError:
         return False
+
+
+def _file_type(st: os.stat_result) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(st.st_mode):
+            return what
+    return "of an unknown type"

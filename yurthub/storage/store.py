@@ -46,6 +46,21 @@ class StoreStats:
     quarantined: int
 
 
+@dataclass(frozen=True)
+class LostObject:
+    """An object file that startup could not trust and quarantined.
+
+    ``meta`` is what the saved index knew of the object (labels, selectable fields), or None
+    when nothing was known; ``why`` says what was wrong.
+    """
+
+    key: CollectionKey
+    namespace: str
+    name: str
+    meta: dict[str, Any] | None
+    why: str
+
+
 @dataclass
 class RecoveryReport:
     """What ``open()`` found and did."""
@@ -58,6 +73,8 @@ class RecoveryReport:
     reindexed: int = 0           # object files re-read because the index did not vouch for them
     quarantined: int = 0         # files moved to <root>/_quarantine/
     quarantined_paths: list[str] = field(default_factory=list)
+    # quarantined objects, per collection (not in the repr: logged one by one)
+    lost: list[LostObject] = field(default_factory=list, repr=False)
     seconds: float = 0.0
 
 

@@ -19,7 +19,7 @@ def body(name: str, ns: str = "", **extra: Any) -> bytes:
     return json.dumps({"kind": "Pod", "apiVersion": "v1", "metadata": md, **extra}).encode()
 
 
-def meta_loader(ck: CollectionKey, raw: bytes) -> dict[str, Any]:
+def meta_loader(ck: CollectionKey, ns: str, name: str, raw: bytes) -> dict[str, Any]:
     """Rebuilds what the tests put as meta: the object's "tx" and "labels"."""
     obj = json.loads(raw)
     if "metadata" not in obj:

@@ -1,0 +1,218 @@
+"""A damaged cache file never silently shrinks or alters an offline answer (issue 18).
+
+The hub caches ten pods for kubelet; then files are damaged, with the hub stopped (startup
+recovery finds them) or while it runs offline (the reader finds them).  kubelet's offline
+list must never come back shorter or with a pod under another name: it gets a 503 Status
+naming the reason, a get of a set-aside pod gets 503 (not 404), readyz and /metrics name
+the incomplete view, and the cloud's next list heals it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+NODE = "node-0000"
+PODS = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"
+GVR = "pods.v1.core"
+
+
+def pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "nginx"}]}}
+
+
+def cached(hub, name: str) -> Path:
+    return hub.cache_dir / "kubelet" / GVR / "default" / name
+
+
+def kubelet_list(hub) -> tuple[int, dict]:
+    status, _, body = http(hub.url + PODS, headers={"User-Agent": KUBELET}, timeout=10)
+    return status, json.loads(body)
+
+
+def kubelet_get(hub, name: str) -> tuple[int, dict]:
+    status, _, body = http(hub.url + f"/api/v1/namespaces/default/pods/{name}",
+                           headers={"User-Agent": KUBELET}, timeout=10)
+    return status, json.loads(body)
+
+
+@pytest.fixture
+def node(sandbox, hub_factory):
+    """A hub whose cache holds kubelet's ten pods of node-0000 (and their view)."""
+    for p in sandbox.list_objects("pods"):
+        sandbox.delete("pods", p["metadata"]["name"], namespace=p["metadata"]["namespace"])
+    for i in range(10):
+        sandbox.put(pod(f"p{i}"))
+    hub = hub_factory(sandbox.url, node=NODE)
+    status, doc = kubelet_list(hub)
+    assert status == 200 and len(doc["items"]) == 10
+    wait_for(lambda: all(cached(hub, f"p{i}").exists() for i in range(10)),
+             what="the ten pods on disk")
+    hub.get("/version")  # the writer took the list's entry
+    return hub
+
+
+def go_offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+
+
+def restart_offline(sandbox, hub) -> None:
+    """The hub is stopped; start it again with the cloud gone (it cannot become ready)."""
+    sandbox.offline()
+    hub.start(wait=False)
+    wait_for(lambda: _healthz(hub), timeout=20, what="the restarted hub's healthz")
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the restarted hub to see the cloud gone")
+
+
+def _healthz(hub) -> bool:
+    try:
+        return http(hub.hub_url + "/v1/healthz", timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
+def assert_refused(status: int, doc: dict, *words: str) -> None:
+    assert status == 503, doc
+    assert doc["kind"] == "Status" and doc["reason"] == "ServiceUnavailable", doc
+    for w in words:
+        assert w in doc["message"], doc["message"]
+
+
+def test_torn_and_misnamed_files_found_at_startup_refuse_the_list_not_shorten_it(
+        sandbox, node):
+    hub = node
+    assert hub.stop() == 0
+    cached(hub, "p3").write_bytes(b'{"kind": "Pod", "metad')
+    other = pod("p7")
+    other["metadata"].update(namespace="x", name="intruder")
+    cached(hub, "p7").write_text(json.dumps(other))
+    restart_offline(sandbox, hub)
+
+    status, doc = kubelet_list(hub)
+    assert_refused(status, doc, "incomplete", "damaged")  # never 200 with 8 or 9 items
+    assert_refused(*kubelet_get(hub, "p3"), "damaged")      # not 404: it may well exist
+    assert_refused(*kubelet_get(hub, "p7"), "damaged")
+    status, good = kubelet_get(hub, "p5")
+    assert status == 200 and good["metadata"]["name"] == "p5"
+    # Nothing is ever served under another name.
+    assert not cached(hub, "p7").exists()
+    quarantine = hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default"
+    assert sorted(os.listdir(quarantine)) == ["p3", "p7"]
+    assert hub.metric("yurthub_cache_quarantined_files") == 2
+    assert hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                      resource=GVR) == 1
+    status, _, body = http(hub.hub_url + "/v1/readyz")
+    assert status == 503 and b"incomplete" in body and GVR.encode() in body
+
+    # The cloud returns: the next list heals the view and the answers are whole again.
+    sandbox.online()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud healthy again")
+    status, doc = kubelet_list(hub)
+    assert status == 200 and len(doc["items"]) == 10
+    wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                                resource=GVR) == 0, what="the view healed")
+    wait_for(lambda: http(hub.hub_url + "/v1/readyz")[0] == 200, what="readyz 200 again")
+    go_offline(sandbox, hub)
+    status, doc = kubelet_list(hub)
+    assert status == 200
+    assert sorted(p["metadata"]["name"] for p in doc["items"]) == [f"p{i}" for i in range(10)]
+    assert kubelet_get(hub, "p7")[1]["metadata"]["namespace"] == "default"
+
+
+@pytest.mark.parametrize("replacement", ["directory", "fifo"])
+def test_a_file_replaced_by_a_directory_or_a_fifo_is_set_aside_at_startup(
+        sandbox, node, replacement):
+    hub = node
+    assert hub.stop() == 0
+    target = cached(hub, "p4")
+    target.unlink()
+    if replacement == "directory":
+        target.mkdir()
+    else:
+        os.mkfifo(target)
+    restart_offline(sandbox, hub)  # a FIFO must not hang recovery
+    assert_refused(*kubelet_list(hub), "incomplete", "p4")
+    assert_refused(*kubelet_get(hub, "p4"), "damaged")
+    assert not target.exists()
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default" / "p4").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])
+def test_a_file_damaged_while_the_hub_runs_is_never_served(sandbox, node, damage):
+    hub = node
+    go_offline(sandbox, hub)
+    assert kubelet_list(hub)[0] == 200  # whole, before the damage
+    target = cached(hub, "p6")
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:40])
+    elif damage == "misnamed":
+        other = json.loads(target.read_bytes())
+        other["metadata"]["name"] = "someone-else"
+        target.write_text(json.dumps(other))
+    else:
+        target.unlink()
+        if damage == "directory":
+            target.mkdir()
+        elif damage == "fifo":
+            os.mkfifo(target)
+    # The first list after the damage already refuses: files are checked before answering.
+    assert_refused(*kubelet_list(hub), "p6")
+    assert_refused(*kubelet_get(hub, "p6"))
+    # The writer sets the file aside and marks the view incomplete; it stays refused.
+    wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                                resource=GVR) == 1, what="the view marked incomplete")
+    assert_refused(*kubelet_list(hub), "incomplete", "p6")
+    assert_refused(*kubelet_get(hub, "p6"), "damaged")
+    assert kubelet_get(hub, "p2")[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_damaged_files_total", component="kubelet",
+                                resource=GVR) == 1, what="the damage counted")
+
+
+def test_a_watch_resumes_over_an_incomplete_view_but_never_starts_from_it(sandbox, node):
+    """Resuming from a resourceVersion the history covers is served (the events are whole);
+    a watch that needs the current state first (no resourceVersion) is refused."""
+    hub = node
+    status, doc = kubelet_list(hub)
+    rv = doc["metadata"]["resourceVersion"]
+    online: dict[str, bytes] = {}
+
+    def watch() -> None:  # kubelet's watch after its list: the change lands in the history
+        online["body"] = http(hub.url + PODS + f"&watch=true&resourceVersion={rv}"
+                              "&timeoutSeconds=3", headers={"User-Agent": KUBELET})[2]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    wait_for(lambda: sandbox.open_watches >= 1, what="kubelet's watch upstream")
+    changed = pod("p1")
+    changed["metadata"]["labels"]["v"] = "2"
+    sandbox.put(changed)
+    watcher.join(10)
+    assert b'"MODIFIED"' in online["body"]
+    wait_for(lambda: json.loads(cached(hub, "p1").read_bytes())["metadata"]["labels"]
+             .get("v") == "2", what="the change cached")
+    go_offline(sandbox, hub)
+    cached(hub, "p8").write_bytes(b"{")
+    assert kubelet_list(hub)[0] == 503
+    wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                                resource=GVR) == 1, what="the view marked incomplete")
+    status, _, body = http(hub.url + PODS + f"&watch=true&resourceVersion={rv}"
+                           "&timeoutSeconds=1", headers={"User-Agent": KUBELET})
+    assert status == 200
+    events = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("MODIFIED", "p1")]
+    status, _, body = http(hub.url + PODS + "&watch=true&timeoutSeconds=1",
+                           headers={"User-Agent": KUBELET})
+    assert_refused(status, json.loads(body), "incomplete")

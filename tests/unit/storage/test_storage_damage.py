@@ -1,0 +1,90 @@
+"""The store's side of damaged files: what read_object trusts, what suspects() flags without
+reading, what quarantine_object moves, and the objects recovery reports lost."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from storage_support import NODES, PODS, body, open_store, reopen
+
+from yurthub.errors import DamagedObject
+
+
+def fill(store, names=("a", "b", "c"), ck=PODS):
+    ns = "default" if ck.namespaced else ""
+    with store.transaction(ck) as txn:
+        for n in names:
+            txn.put(ns, n, body(n, ns), {"labels": {"app": n}})
+        txn.commit()
+
+
+def path(root, name, ck=PODS):
+    base = root / ck.component / ck.dirname
+    return base / "default" / name if ck.namespaced else base / name
+
+
+def test_a_file_the_store_wrote_is_trusted_and_a_changed_one_is_not(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    got, trusted = store.read_object(PODS, "default", "a")
+    assert got == body("a", "default") and trusted
+    assert store.read_object(PODS, "default", "zzz") == (None, True)  # not cached at all
+    path(tmp_path, "b").write_bytes(body("b", "default") + b" ")  # same object, touched
+    got, trusted = store.read_object(PODS, "default", "b")
+    assert got is not None and not trusted  # the caller checks the content
+    assert store.suspects(PODS, [("default", n) for n in "abc"]) == {("default", "b"): "changed"}
+    store.close()
+
+
+@pytest.mark.parametrize("damage, why", [
+    ("missing", "missing"), ("directory", "not a regular file"), ("fifo", "not a regular file"),
+])
+def test_a_file_that_is_gone_or_not_a_file_is_damaged_not_absent(tmp_path, damage, why):
+    store = open_store(tmp_path)
+    fill(store)
+    p = path(tmp_path, "b")
+    p.unlink()
+    if damage == "directory":
+        p.mkdir()
+    elif damage == "fifo":
+        os.mkfifo(p)  # read without blocking: O_NONBLOCK, then refused as not a file
+    with pytest.raises(DamagedObject, match=r"pods\.v1\.core/default/b"):
+        store.read_object(PODS, "default", "b")
+    assert store.suspects(PODS, [("default", n) for n in "abc"]) == {("default", "b"): why}
+    store.close()
+
+
+def test_quarantine_object_moves_whatever_is_there_and_forgets_the_entry(tmp_path):
+    store = open_store(tmp_path)
+    fill(store, ck=NODES)
+    p = path(tmp_path, "b", NODES)
+    p.unlink()
+    p.mkdir()
+    (p / "inside").write_text("x")
+    moved = store.quarantine_object(NODES, "", "b")
+    assert moved == "_quarantine/kubelet/nodes.v1.core/b"
+    assert (tmp_path / moved / "inside").read_text() == "x"
+    assert ("", "b") not in store.entries(NODES) and not p.exists()
+    assert store.read_object(NODES, "", "b") == (None, True)
+    assert store.quarantine_object(NODES, "", "b") is None  # nothing left to move
+    assert store.stats().quarantined == 1
+    store.close()
+
+
+def test_recovery_reports_the_objects_it_set_aside_with_what_the_index_knew(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()  # the index is persisted: recovery knows each object's labels
+    path(tmp_path, "a").write_bytes(b'{"metad')
+    p = path(tmp_path, "c")
+    p.unlink()
+    os.mkfifo(p)
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", "a"), ("default", "c")}
+    assert lost[("default", "a")].meta == {"labels": {"app": "a"}}
+    assert lost[("default", "a")].key == PODS and "not a valid object" in lost[("default", "a")].why
+    assert "FIFO" in lost[("default", "c")].why
+    assert set(store.entries(PODS)) == {("default", "b")}
+    store.close()
