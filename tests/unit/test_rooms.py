@@ -68,20 +68,30 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> Iterable[tuple[str, list[str]]]:
-    """(module, names) of every absolute import in ``path``, TYPE_CHECKING blocks included."""
+def _imports(path: Path, root: Path = ROOT) -> Iterable[tuple[str, list[str]]]:
+    """(module, names) of every import in ``path``, TYPE_CHECKING blocks included; a relative
+    import (``from . import x``) is named absolutely, so it cannot slip past the rooms."""
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 yield a.name, []
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module, [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module:
+                    yield node.module, [a.name for a in node.names]
+                continue
+            package = module_name(path, root).split(".")
+            if path.name != "__init__.py":
+                package.pop()  # a module's relative imports start from its package
+            base = package[:len(package) - (node.level - 1)]
+            module = ".".join(base + ([node.module] if node.module else []))
+            yield module, [a.name for a in node.names]
 
 
-def imported_rooms(path: Path) -> set[str]:
+def imported_rooms(path: Path, root: Path = ROOT) -> set[str]:
     out = set()
-    for module, names in _imports(path):
+    for module, names in _imports(path, root):
         for name in [module] + [f"{module}.{n}" for n in names]:
             parts = name.split(".")
             if parts[0] == "yurthub" and len(parts) > 1:
@@ -96,7 +106,7 @@ def module_graph(files: Iterable[Path], root: Path = ROOT) -> dict[str, set[str]
     graph: dict[str, set[str]] = {}
     for path in files:
         edges = set()
-        for module, names in _imports(path):
+        for module, names in _imports(path, root):
             subs = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
             if subs:
                 edges.update(subs)
@@ -178,6 +188,31 @@ def test_the_cycle_check_sees_a_planted_cycle_through_type_checking(tmp_path):
         "    from yurthub.cache import a\n")
     cycle = find_cycle(module_graph(pkg.rglob("*.py"), tmp_path))
     assert cycle == ["yurthub.cache.a", "yurthub.cache.b", "yurthub.cache.a"]
+
+
+def test_the_cycle_check_sees_a_cycle_through_relative_imports(tmp_path):
+    """``from . import a`` and ``from ..cache.a import A`` are edges like absolute imports."""
+    pkg = tmp_path / "yurthub"
+    (pkg / "cache").mkdir(parents=True)
+    (pkg / "proxy").mkdir()
+    for init in (pkg / "__init__.py", pkg / "cache" / "__init__.py",
+                 pkg / "proxy" / "__init__.py"):
+        init.write_text("")
+    (pkg / "cache" / "a.py").write_text("from ..proxy.b import B\n")
+    (pkg / "proxy" / "b.py").write_text("from . import c\n")
+    (pkg / "proxy" / "c.py").write_text("from ..cache import a\n")
+    graph = module_graph(pkg.rglob("*.py"), tmp_path)
+    assert graph["yurthub.proxy.b"] == {"yurthub.proxy.c"}
+    assert find_cycle(graph) == ["yurthub.cache.a", "yurthub.proxy.b", "yurthub.proxy.c",
+                                 "yurthub.cache.a"]
+
+
+def test_a_relative_import_is_held_to_its_room(tmp_path):
+    """A room that may not import another cannot do it with a relative import either."""
+    (tmp_path / "yurthub" / "storage").mkdir(parents=True)
+    path = tmp_path / "yurthub" / "storage" / "x.py"
+    path.write_text("from ..cache import views\nfrom . import keys\n")
+    assert imported_rooms(path, tmp_path) == {"cache", "storage"}
 
 
 def _imported_modules(path: Path) -> set[str]:
