@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from yurthub.errors import ConfigError
-from yurthub.kube.validation import is_dns1123_subdomain
+from yurthub.kube.validation import is_component, is_dns1123_subdomain
 
 SECTION = "yurthub"
 DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
@@ -133,7 +133,7 @@ def _agents(value: str) -> tuple[str, ...]:
     out = []
     for item in _split(value):
         a = item.lower()
-        if a != "*" and not re.match(r"^[a-z0-9][a-z0-9._-]*$", a):
+        if a != "*" and not is_component(a):
             raise ValueError(f"{item!r} is not a User-Agent name")
         out.append(a)
     return tuple(out)

@@ -1,8 +1,10 @@
 """Kubernetes' name rules, declared once: DNS-1123 labels and subdomains, DNS-1035 labels,
-qualified names and label values, with apimachinery's wording for why a value is not one.
+qualified names and label values, with apimachinery's wording for why a value is not one;
+and the one name rule of our own, a cache component (the User-Agent's first word).
 
-Used by the settings (node names), the cache's keys (namespaces, names, groups, resources)
-and the selectors (label keys and values).  Pure: strings in, booleans and messages out.
+Used by the settings (node names, cache agents), the cache's keys (components, namespaces,
+names, groups, resources) and the selectors (label keys and values).  Pure: strings in,
+booleans and messages out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _DNS1035_LABEL_RE = re.compile(DNS1035_LABEL_FMT)
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
+# A cache component: what a client's User-Agent says before its first "/", lower-cased
+# ("kubelet", "kube-proxy", "coredns"), as the first segment of the cache tree names it.
+COMPONENT_FMT = "[a-z0-9][a-z0-9._-]*"
+_COMPONENT_RE = re.compile(COMPONENT_FMT)
 
 
 def is_dns1123_label(value: str) -> bool:
@@ -39,6 +45,11 @@ def is_dns1123_subdomain(value: str) -> bool:
 def is_dns1035_label(value: str) -> bool:
     """An RFC 1035 label of at most 63 characters (an API version)."""
     return len(value) <= DNS1123_LABEL_MAX and bool(_DNS1035_LABEL_RE.fullmatch(value))
+
+
+def is_component(value: str) -> bool:
+    """A cache component name (``kubelet``, ``kube-proxy``): ``[a-z0-9][a-z0-9._-]*``."""
+    return bool(_COMPONENT_RE.fullmatch(value))
 
 
 def regex_error(msg: str, fmt: str, *examples: str) -> str:

@@ -9,13 +9,17 @@ begin with our bookkeeping prefixes ``.`` and ``_`` gets through.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from yurthub.errors import InvalidKeyError
-from yurthub.kube.validation import is_dns1035_label, is_dns1123_label, is_dns1123_subdomain
+from yurthub.kube.validation import (
+    is_component,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+)
 
 # Names beginning with these are ours: "." transient (swept at startup), "_" bookkeeping.
 TRANSIENT_PREFIX = "."
@@ -23,7 +27,6 @@ BOOKKEEPING_PREFIX = "_"
 CORE_GROUP_DIR = "core"
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs)
 
-_COMPONENT = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _NONRESOURCE_MAX = 1024
 
 
@@ -41,7 +44,7 @@ def _check(kind: str, value: object, valid: Callable[[str], bool], max_len: int)
 
 def check_component(value: str) -> str:
     """A component (the User-Agent up to the first ``/``): ``[a-z0-9][a-z0-9._-]*``."""
-    return _check("component", value, lambda v: bool(_COMPONENT.fullmatch(v)), 253)
+    return _check("component", value, is_component, 253)
 
 
 def check_namespace(value: str) -> str:
