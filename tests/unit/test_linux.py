@@ -1,0 +1,90 @@
+"""linux.py: the system calls os lacks, in one module that loads libc once; each call either
+does what the kernel does or raises OSError with the kernel's errno."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from yurthub import linux
+
+PACKAGE = Path(__file__).resolve().parents[2] / "yurthub"
+
+
+def test_only_linux_py_reaches_libc():
+    """libc is loaded once: no other module imports ctypes (or loads a C library itself)."""
+    users = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "ctypes" for n in names):
+                users.add(str(path.relative_to(PACKAGE)))
+    assert users == {"linux.py"}
+
+
+def test_syncfs_flushes_the_file_system_of_a_descriptor(tmp_path):
+    assert linux.have_syncfs()
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        linux.syncfs(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as e:
+        linux.syncfs(fd)  # closed: the kernel's EBADF, not a ctypes return code
+    assert e.value.errno == errno.EBADF
+
+
+def test_vmsplice_puts_the_chunks_into_the_pipe_and_says_when_it_is_full():
+    assert linux.have_vmsplice()
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        iov = linux.iovecs()
+        chunks = [(b"hello, ", 0), (b"xxworld\n", 2)]  # the second from its offset 2
+        assert linux.vmsplice(w, iov, chunks) == len(b"hello, world\n")
+        assert os.read(r, 100) == b"hello, world\n"
+        big = b"z" * (1 << 20)
+        taken = 0
+        with pytest.raises(BlockingIOError):  # EAGAIN, never a blocked request thread
+            while True:
+                taken += linux.vmsplice(w, iov, [(big, taken % len(big))])
+        assert taken > 0
+        os.set_blocking(r, False)
+        got = 0
+        while got < taken:
+            got += len(os.read(r, 1 << 16))
+        assert got == taken
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _chattr(path: Path, flag: str) -> bool:
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+
+
+def test_inode_flags_agree_with_chattr(tmp_path):
+    """Where the file system has inode flags (ext4), ours read what chattr set and chattr's
+    lsattr reads what we set; where it has none (tmpfs), both say so."""
+    d = tmp_path / "d"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if not _chattr(d, "+T"):
+            with pytest.raises(OSError):
+                linux.get_inode_flags(fd)
+            return
+        flags = linux.get_inode_flags(fd)
+        assert flags & linux.TOPDIR_FL
+        linux.set_inode_flags(fd, flags & ~linux.TOPDIR_FL)
+        shown = subprocess.run(["lsattr", "-d", str(d)], capture_output=True, text=True)
+        assert "T" not in shown.stdout.split()[0]
+        assert not linux.get_inode_flags(fd) & linux.TOPDIR_FL
+    finally:
+        os.close(fd)
