@@ -27,8 +27,11 @@ class Reason(Enum):
     CLOUD_UP = "cloud healthy"         # local watches end; clients re-watch upstream
 
 
+SOURCES = ("remote", "local")  # proxied from the cloud, served from the cache
+
+
 class Stream(Protocol):
-    source: str  # "remote" or "local"
+    source: str  # one of SOURCES
 
     def interrupt(self, reason: Reason) -> None:
         """End the stream from another thread; must not block."""
@@ -96,6 +99,8 @@ class StreamRegistry:
         self._streams: set[Stream] = set()
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
+        for source in SOURCES:  # both series exist from the start, at 0
+            metrics.open_watches.labels(source)
 
     def open(self, stream: Stream, sock: socket.socket | None, *, long_lived: bool,
              watch: bool) -> OpenStream:
