@@ -36,6 +36,7 @@ class KubeletLike:
         self.pods: dict[str, dict[str, Any]] = {}
         self.rv = ""
         self.rounds = 0
+        self.answered = 0  # calls answered 2xx (from the cloud or from the hub's cache)
         self.watch_events = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -53,6 +54,8 @@ class KubeletLike:
                                   timeout=10)
         except OSError as e:
             return 0, str(e)
+        if 200 <= status < 300:
+            self.answered += 1
         try:
             return status, json.loads(raw) if raw else None
         except ValueError:
