@@ -27,7 +27,10 @@ class Reason(Enum):
     CLOUD_UP = "cloud healthy"         # local watches end; clients re-watch upstream
 
 
-SOURCES = ("remote", "local")  # proxied from the cloud, served from the cache
+# Where a stream is served from, which decides the health change that ends it: "remote"
+# (proxied from the cloud) ends when the cloud turns unhealthy, "local" (from the cache)
+# when it turns healthy.  A stream that neither should end adds a source of its own here.
+SOURCES = ("remote", "local")
 
 
 class Stream(Protocol):
