@@ -100,6 +100,7 @@ def test_clients_converge_after_flapping(sandbox, hub_factory):
     it (a heartbeat or two), and changes while the node flaps; kubelet is answered from the
     cache in every outage and its watch-built view converges to the cloud's afterwards."""
     hub = hub_factory(sandbox.url, node=NODE, extra=SETTINGS)
+    pods_dir = hub.cache_dir / "kubelet" / "pods.v1.core" / "default"
     kubelet = KubeletLike(hub.url, NODE).start()
     wait_for(lambda: kubelet.rounds >= 3, what="kubelet to run online")
     for n in range(FLAPS):
@@ -118,6 +119,12 @@ def test_clients_converge_after_flapping(sandbox, hub_factory):
             sandbox.delete("pods", f"flap-{n - 2}", namespace="default")
         wait_for(lambda: cloud_healthy(hub), timeout=15,
                  what=f"flap {n}: the hub to see the cloud back")
+        # The client is answered before the cache applies what it was sent (it never waits
+        # on the cache; a watch resuming past its view may even park up to 2 s): the next
+        # outage starts once the hub has cached the new pod, or kubelet could know a pod
+        # whose status the hub refuses offline (503, retry later) because it is not cached.
+        wait_for(lambda: (pods_dir / f"flap-{n}").exists(), timeout=15,  # noqa: B023
+                 what=f"flap {n}: the new pod in the hub's cache")
 
     def converged() -> bool:
         have = {k: v["metadata"]["resourceVersion"] for k, v in kubelet.pods.items()}
