@@ -55,6 +55,10 @@ class DecodeError(YurthubError):
     """A body or stream from the apiserver is not what its Content-Type promises."""
 
 
+class JSONPathError(YurthubError):
+    """A JSONPath template (a CRD's printer column) does not parse or cannot be evaluated."""
+
+
 class ApiError(YurthubError):
     """An error that is answered to the client as a ``metav1.Status``.
 
