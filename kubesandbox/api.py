@@ -13,6 +13,7 @@ from kubesandbox.discovery import Registry
 from kubesandbox.rest import Reader, Selection, resolve
 from kubesandbox.routing import NOT_ALLOWED, Route, route
 from kubesandbox.store import Store
+from kubesandbox.tables import Tables, table_request
 from kubesandbox.watch import WatchOptions, WatchStream
 from kubesandbox.wire import Request, Response, json_response, negotiate, text_response
 from kubesandbox.writes import Writer
@@ -30,6 +31,7 @@ class Api:
         self.registry = registry
         self.reader = Reader(store, registry)
         self.writer = Writer(store, registry, self.reader)
+        self.tables = Tables(store, registry, self.reader)
         self.bookmark_interval = bookmark_interval
         self.watch_timeout = watch_timeout
         self.server_address = server_address
@@ -47,6 +49,17 @@ class Api:
                 raise MethodNotAllowed(NOT_ALLOWED)
             return self._discovery(r)
         rt = resolve(self.registry, r)
+        if r.verb in ("get", "list", "watch") and not r.subresource:
+            table = table_request(req)
+            if table is not None:
+                if r.verb == "get":
+                    return self.tables.get(rt, r, req, table)
+                if r.verb == "list":
+                    return self.tables.list(rt, r, req, table)
+                resp = self.watch(rt, r, req, is_closed)
+                assert resp.stream is not None
+                resp.stream = self.tables.watch(rt, req, table, resp.stream)
+                return resp
         if r.verb == "get":
             return self.reader.read_one(rt, r)
         if r.verb == "list":

@@ -18,7 +18,7 @@ from typing import Any
 from kubesandbox.discovery import Registry
 from kubesandbox.objects import Entry, render
 from kubesandbox.routing import NOT_ALLOWED, NOT_FOUND, Route
-from kubesandbox.store import Store
+from kubesandbox.store import Page, Store
 from kubesandbox.wire import Request, Response
 from yurthub.errors import BadRequest, GatewayTimeout, Gone, Invalid, MethodNotAllowed, NotFound
 from yurthub.kube import fields as kfields
@@ -150,6 +150,12 @@ class Reader:
         return Response(200, [self.view(entry, rt)])
 
     def read_list(self, rt: ResourceType, route: Route, req: Request) -> Response:
+        page, sel, token = self.list_page(rt, route, req)
+        return self.render_list(rt, page.rv, page.items, sel, token, page.remaining)
+
+    def list_page(self, rt: ResourceType, route: Route, req: Request
+                  ) -> tuple[Page, Selection, str]:
+        """The page a list request selects, its selection, and the continue token to send."""
         sel = Selection.of(route, req, rt)
         limit = req.int_param("limit") or 0
         if limit < 0:
@@ -192,9 +198,8 @@ class Reader:
                 raise Gone("The resourceVersion for the provided list is too old.")
             page = self.store.page(rt, rv=at, namespace=sel.namespace or None,
                                    match=sel.matcher(), start=start, limit=limit)
-        return self.render_list(rt, page.rv, page.items, sel,
-                                encode_continue(page.rv, page.continue_key)
-                                if page.continue_key else "", page.remaining)
+        token = encode_continue(page.rv, page.continue_key) if page.continue_key else ""
+        return page, sel, token
 
     def render_list(self, rt: ResourceType, rv: int, items: list[Entry], sel: Selection | None,
                     continue_token: str = "", remaining: int = 0) -> Response:
