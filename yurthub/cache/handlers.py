@@ -25,6 +25,7 @@ from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
+from yurthub.kube.table import is_table
 from yurthub.storage import validate_name
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,8 @@ class Handler:
 
         ``whole`` False: ``obj`` is a skeleton (``yurthub.kube.skeleton``) of ``raw``.
         """
-        if is_status(obj):
-            return None
+        if is_status(obj) or is_table(obj):
+            return None  # a Table is what kubectl asked to see, not an object to store
         if self.entry.resource == "pods" and is_unassigned_pod(obj, kind or None):
             return None
         md = obj.get("metadata") or {}
@@ -275,6 +276,11 @@ class ListHandler(Handler):
         if outcome is not Outcome.WHOLE:
             coll.abort_list(a, f"response {outcome.value}")
             self.writer.dropped(self.entry, outcome.value, "list did not end whole")
+            return
+        if is_table(self._parser.head()):
+            # kube-apiserver sends a Table as plain application/json: not a list to store.
+            coll.abort_list(a, "the apiserver answered a Table")
+            self.writer.dropped(self.entry, "table", "a Table, not a list")
             return
         info = self._parser.close()
         if info.is_status:

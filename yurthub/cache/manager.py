@@ -26,7 +26,7 @@ from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
 from yurthub.errors import ApiError, InvalidKeyError, LocalWriteError, NotFound, StorageError
-from yurthub.kube.accept import is_json_content_type, parse_accept
+from yurthub.kube.accept import is_json_content_type, parse_accept, transform
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
 from yurthub.kube.status import not_found_message, resource_details
@@ -40,6 +40,7 @@ _ENTRY_KIND = {"get": "object", "create": "object", "update": "object", "patch":
 # /version and the discovery documents that kubectl, coredns and informers need offline.
 _DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[a-z0-9.-]+|apis/[a-z0-9.-]+/[a-z0-9]+)$")
 _AGGREGATED = "APIGroupDiscoveryList"
+CRD_GROUP = "apiextensions.k8s.io"
 LOCAL_WRITE_TIMEOUT = 10.0
 
 
@@ -140,6 +141,9 @@ class CacheManager:
         # answered with a plain list is a plain list.
         served = headers.get("Content-Type", "")
         if not is_json_content_type(served):
+            return None
+        if info.verb == "watch" and _asks_table(accept):
+            # kube-apiserver labels Table events plain JSON: they are rows, not objects.
             return None
         decision = cacheable(info, component, self.agents, served)
         if not decision.ok:
@@ -289,6 +293,26 @@ class CacheManager:
         state = self.store.state(target[0]) or {}
         return str(state.get("kind") or target[1].kind)
 
+    def crd(self, group: str, resource: str, component: str) -> dict[str, Any] | None:
+        """The CustomResourceDefinition of ``<resource>.<group>`` as the cache holds it.
+
+        The asking component's copy comes first, then any other component's: the local
+        proxy needs only its printer columns, which say nothing about any object.
+        """
+        name = f"{resource}.{group}"
+        found = [ck for ck in self.store.collections()
+                 if ck.group == CRD_GROUP and ck.resource == "customresourcedefinitions"]
+        found.sort(key=lambda ck: (ck.component != component, ck.version != "v1"))
+        for ck in found:
+            try:
+                body = self.store.read(ck, "", name)
+                obj = json.loads(body) if body else None
+            except (StorageError, InvalidKeyError, ValueError):
+                continue
+            if isinstance(obj, dict):
+                return obj
+        return None
+
     def has_object(self, component: str, group: str, version: str, resource: str,
                    namespace: str, name: str) -> bool:
         target = self._collection(component, group, version, resource, bool(namespace))
@@ -372,6 +396,12 @@ def _variant(content_type: str) -> str | None:
     if params.get("as") == _AGGREGATED and params.get("g") == "apidiscovery.k8s.io":
         return f";{_AGGREGATED};{params.get('v', 'v2')}"
     return None
+
+
+def _asks_table(accept: str) -> bool:
+    """True when kube-apiserver would answer this Accept header with Tables."""
+    t = transform(accept)
+    return t is not None and t.is_table
 
 
 def _int(value: str | None) -> int:

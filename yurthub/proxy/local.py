@@ -42,6 +42,7 @@ from yurthub.metrics import Metrics
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.localwatch import LocalWatch, bookmark_event
 from yurthub.proxy.streams import StreamRegistry
+from yurthub.proxy.tables import LocalTables, requested_table
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class LocalProxy:
         self.metrics = metrics
         self.bookmark_interval = bookmark_interval
         self.kubelet_seen = kubelet_seen or (lambda: None)
+        self.tables = LocalTables(cache)
 
     # -- routing helpers --------------------------------------------------------------------
 
@@ -141,19 +143,29 @@ class LocalProxy:
         return target
 
     def _get(self, ctx: RequestContext) -> Response:
-        ck, _rt = self._target(ctx)
-        content_type = _content_type(ctx.accept, listing=False)
+        ck, rt = self._target(ctx)
+        table = requested_table(ctx.accept)
+        content_type = JSON if table else _content_type(ctx.accept, listing=False)
         info = ctx.info
         body, fresh = self.reader.get(ck, info.namespace, info.name)
+        if table is not None:  # kubectl's columns, printed as kube-apiserver prints them
+            body = self.tables.one(ctx, rt, table, body)
         return _json(body, 200, fresh, content_type)
 
     def _list(self, ctx: RequestContext) -> Response:
         ck, rt = self._target(ctx)
-        content_type = _content_type(ctx.accept, listing=True)
+        table = requested_table(ctx.accept)
+        content_type = JSON if table else _content_type(ctx.accept, listing=True)
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         page = self.reader.list(ck, rt, want, limit=info.limit,
                                 continue_token=info.continue_token, pinned_name=info.name)
+        if table is not None:
+            rows = self.tables.rows(ctx, rt, table, str(page.resource_version),
+                                    page.continue_token,
+                                    page.remaining if page.continue_token else None,
+                                    self.reader.bodies(ck, page.keys))
+            return _json(rows, 200, page.freshness, content_type)
         meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             meta["continue"] = page.continue_token
@@ -198,8 +210,11 @@ class LocalProxy:
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
             bookmark = bookmark_event(kind, info.group_version, start.resource_version)
-        stream = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
-                            bookmark_interval=self.bookmark_interval)
+        stream: Any = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
+                                 bookmark_interval=self.bookmark_interval)
+        table = requested_table(ctx.accept)
+        if table is not None:
+            stream = self.tables.watch(ctx, rt, table, stream)
         headers = [("Warning", start.freshness.warning())]
         return Response(stream, status=200, content_type=JSON, headers=headers,
                         direct_passthrough=True)
@@ -318,7 +333,7 @@ def _content_type(accept: str, listing: bool) -> str:
     """The media type of an answer from the cache, or NotAcceptable.
 
     The cache holds plain objects (and PartialObjectMetadata where that was asked for);
-    a Table is not rendered offline, so a client asking for one must also accept JSON.
+    Tables are printed by ``yurthub.proxy.tables`` before this is asked.
     """
     n = negotiate(accept)
     t = n.transform if n is not None else None

@@ -194,6 +194,29 @@ def test_what_must_never_be_cached(manager, feed):
                         accept=table + ",application/json")
 
 
+def test_tables_that_kube_apiserver_labels_plain_json_are_never_stored(manager, feed):
+    """kube-apiserver answers ``as=Table`` with ``Content-Type: application/json``: the
+    body, not the header, says it is a Table, and a Table must not pass for an empty list."""
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    table_accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    table = {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+             "metadata": {"resourceVersion": "12"}, "columnDefinitions": [],
+             "rows": [{"cells": ["b"], "object": {"kind": "PartialObjectMetadata",
+                                                   "apiVersion": "meta.k8s.io/v1",
+                                                   "metadata": {"name": "b"}}}]}
+    feed.respond("/api/v1/pods", json.dumps(table).encode(), accept=table_accept)
+    feed.respond("/api/v1/namespaces/default/pods/b", json.dumps(table).encode(),
+                 accept=table_accept)
+    page, items = listed(manager)
+    assert [i["metadata"]["name"] for i in items] == ["a"] and page.resource_version == 9
+    assert stored(manager) == {("default", "a"): 5}
+    # A watch asking for Tables sends Tables (its bookmarks too): it is not cached at all.
+    bookmark = dict(table, rows=[])
+    assert not feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                            event_line("BOOKMARK", bookmark), accept=table_accept)
+    assert listed(manager)[0].resource_version == 9
+
+
 def test_single_objects_and_their_status_patches(manager, feed):
     feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(pod("a", rv=5)).encode())
     newer = pod("a", rv=7, phase="Succeeded")

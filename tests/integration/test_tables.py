@@ -1,0 +1,226 @@
+"""kubectl's columns offline: the hub answers ``as=Table`` from its cache with the Table the
+cloud's kube-apiserver (here the sandbox) printed online.
+
+The real kubectl runs the same commands through the real hub twice: online (the sandbox's
+Tables pass through) and offline (the cloud cut, the hub prints from the cache), and the two
+outputs are compared as text, column by column.  Ages move between the two runs: an age cell
+may differ, but only by what the clock moved between the runs, measured, at the resolution
+the age is printed with (``3h30m`` is known to the minute).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.fixtures.kubectl import Kubectl
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.golden.tables import table_golden
+
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+OPERATOR = "kubectl/v1.32.4 (linux/amd64) kubernetes/59526cd"
+_COLUMN = re.compile(r"\S+(?: \S+)*")
+_AGE = re.compile(r"^\(?(\d+)([smhdy])(?:(\d+)([smhd]))?\)?$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+
+
+def ago(**kw: float) -> str:
+    return (datetime.now(UTC) - timedelta(**kw)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def go_offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+
+
+def cells(text: str) -> tuple[list[str], list[list[str]]]:
+    """kubectl's table output as (header, rows), cut at the header's column starts."""
+    lines = text.splitlines()
+    starts = [m.start() for m in _COLUMN.finditer(lines[0])]
+    ends = [*starts[1:], None]
+
+    def cut(line: str) -> list[str]:
+        return [line[s:e].strip() for s, e in zip(starts, ends, strict=True)]
+    return cut(lines[0]), [cut(line) for line in lines[1:]]
+
+
+def age_range(token: str) -> tuple[int, int] | None:
+    """The ages (seconds) a printed age stands for: ``3h30m`` is [12600, 12660)."""
+    m = _AGE.match(token)
+    if m is None:
+        return None
+    n1, u1, n2, u2 = m.groups()
+    low = int(n1) * _UNIT[u1] + (int(n2) * _UNIT[u2] if n2 else 0)
+    return low, low + _UNIT[u2 or u1]
+
+
+def same_cell(online: str, offline: str, moved: float) -> bool:
+    """Equal, or ages the clock's movement between the two runs explains."""
+    if online == offline:
+        return True
+    a, b = online.split(), offline.split()
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            continue
+        rx, ry = age_range(x), age_range(y)
+        if rx is None or ry is None:
+            return False
+        # offline age = online age + t, 0 <= t <= moved, for some ages they print.
+        if not (ry[1] > rx[0] and ry[0] < rx[1] + moved):
+            return False
+    return True
+
+
+def assert_same_table(online: str, offline: str, moved: float, what: tuple) -> None:
+    head_on, rows_on = cells(online)
+    head_off, rows_off = cells(offline)
+    assert head_off == head_on, what
+    assert len(rows_off) == len(rows_on), what
+    for r_on, r_off in zip(rows_on, rows_off, strict=True):
+        assert all(same_cell(a, b, moved) for a, b in zip(r_on, r_off, strict=True)), \
+            (what, r_on, r_off)
+
+
+@pytest.fixture
+def edge(sandbox, hub):
+    """A node's world: pods that restarted, a load balancer, events kubelet recorded."""
+    sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "flaky", "namespace": "default"},
+                 "spec": {"nodeName": "node-0000",
+                          "containers": [{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]},
+                 "status": {"phase": "Running", "podIP": "10.9.0.7", "containerStatuses": [
+                     {"name": "a", "ready": True, "restartCount": 4, "state": {"running": {}},
+                      "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(hours=5)}}},
+                     {"name": "b", "ready": False, "restartCount": 1,
+                      "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})
+    sandbox.put({"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "front", "namespace": "default"},
+                 "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                          "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]},
+                 "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}})
+    for i, (reason, kind, name) in enumerate([("BackOff", "Pod", "flaky"),
+                                              ("NodeHasSufficientMemory", "Node", "node-0000")]):
+        sandbox.put({"apiVersion": "v1", "kind": "Event",
+                     "metadata": {"name": f"ev-{i}", "namespace": "default"},
+                     "involvedObject": {"kind": kind, "name": name, "namespace": "default",
+                                        "fieldPath": "spec.containers{b}" if i == 0 else ""},
+                     "reason": reason, "message": f"  {reason} happened  ", "type": "Warning",
+                     "source": {"component": "kubelet", "host": "node-0000"},
+                     "firstTimestamp": ago(hours=26), "lastTimestamp": ago(hours=3, minutes=30),
+                     "count": 7 + i})
+    return hub
+
+
+COMMANDS = [(res, *wide) for res in ("pods", "nodes", "services", "events")
+            for wide in ((), ("-o", "wide"))]
+
+
+def test_kubectl_prints_the_same_columns_online_and_offline(sandbox, edge, tmp_path):
+    kubectl = Kubectl(tmp_path, edge.url)
+    for res in ("pods", "nodes", "services", "events"):  # what kubectl has cached
+        kubectl("get", res, "-A", "-o", "json")
+    started = time.monotonic()
+    online = [kubectl("get", *cmd[:1], "-A", *cmd[1:]).stdout for cmd in COMMANDS]
+    go_offline(sandbox, edge)
+    offline = [kubectl("get", *cmd[:1], "-A", *cmd[1:]) for cmd in COMMANDS]
+    moved = time.monotonic() - started + 1  # a second more: the printers' clocks are theirs
+    for cmd, before, after in zip(COMMANDS, online, offline, strict=True):
+        assert "served from the yurthub cache" in after.stderr, cmd
+        assert_same_table(before, after.stdout, moved, cmd)
+    # kubectl's columns, not its NAME/AGE fallback: the values come from the printers.
+    header, rows = cells(offline[1].stdout)
+    assert header == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE",
+                      "NOMINATED NODE", "READINESS GATES"]
+    flaky = next(r for r in rows if r[1] == "flaky")
+    assert flaky[2:5] == ["1/2", "CrashLoopBackOff", flaky[4]]
+    assert flaky[4].startswith("5 (5h") and flaky[6:] == ["10.9.0.7", "node-0000", "<none>",
+                                                          "<none>"]
+    header, rows = cells(offline[4].stdout)
+    front = next(r for r in rows if r[1] == "front")
+    assert front[2:6] == ["LoadBalancer", front[3], "203.0.113.9", "80:30080/TCP"]
+    header, rows = cells(offline[7].stdout)
+    assert header[:5] == ["NAMESPACE", "LAST SEEN", "TYPE", "REASON", "OBJECT"]
+    backoff = next(r for r in rows if r[4] == "pod/flaky")
+    assert backoff[3] == "BackOff" and backoff[5:8] == ["spec.containers{b}",
+                                                        "kubelet, node-0000",
+                                                        "BackOff happened"]
+    assert backoff[8].startswith(("26h", "1d")) and backoff[9:] == ["7", "ev-0"]
+
+
+def test_custom_resources_print_their_crds_columns_offline(sandbox, hub, tmp_path):
+    golden, _ = table_golden("crd")
+    case = golden["integration"][0]
+    sandbox.create(case["crd"])
+    obj = json.loads(json.dumps(case["object"]))
+    obj["metadata"] = {"name": "foo"}
+    sandbox.create(obj)
+    kubectl = Kubectl(tmp_path, hub.url)
+    kubectl("get", "crd", "-o", "json")  # the CRD, for its printer columns ...
+    kubectl("get", "tables.mygroup.example.com", "-o", "json")  # ... and the objects
+    started = time.monotonic()
+    online = kubectl("get", "tables.mygroup.example.com", "-o", "wide").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", "tables.mygroup.example.com", "-o", "wide").stdout
+    assert_same_table(online, offline, time.monotonic() - started + 1, ("tables",))
+    header, rows = cells(offline)
+    assert header == ["NAME", "AGE", "ALPHA", "BETA", "GAMMA", "EPSILON", "ZETA"]
+    # GAMMA holds a string in an integer column: kube-apiserver sends null, kubectl "".
+    assert rows[0][0] == "foo" and rows[0][2:] == ["foo_123", "10", "", "[1,2,3]", "5"]
+
+
+def table_of(hub, path: str, **headers: str) -> tuple[int, dict, dict]:
+    status, hdrs, body = http(hub.url + path, headers={"User-Agent": OPERATOR,
+                                                       "Accept": TABLE, **headers})
+    return status, hdrs, json.loads(body)
+
+
+def test_table_requests_offline_over_http(sandbox, hub):
+    pods = "/api/v1/namespaces/default/pods"
+    assert http(hub.url + pods, headers={"User-Agent": OPERATOR})[0] == 200  # cached
+    status, _, online = table_of(hub, pods)
+    assert status == 200 and online["kind"] == "Table"
+    go_offline(sandbox, hub)
+    status, headers, offline = table_of(hub, pods)
+    assert status == 200 and "Warning" in headers
+    assert offline["columnDefinitions"] == online["columnDefinitions"]
+    assert [r["cells"][:4] for r in offline["rows"]] == [r["cells"][:4] for r in online["rows"]]
+    assert [r["object"] for r in offline["rows"]] == [r["object"] for r in online["rows"]]
+    assert offline["metadata"]["resourceVersion"]
+    name = offline["rows"][0]["cells"][0]
+    # A get is a one-row Table; includeObject=Object embeds the cached object itself.
+    status, _, one = table_of(hub, f"{pods}/{name}?includeObject=Object")
+    assert status == 200 and len(one["rows"]) == 1
+    assert one["rows"][0]["object"]["kind"] == "Pod"
+    assert one["rows"][0]["object"]["metadata"]["name"] == name
+    status, _, none = table_of(hub, f"{pods}?includeObject=None")
+    assert status == 200 and all(r["object"] is None for r in none["rows"])
+    status, _, bad = table_of(hub, f"{pods}?includeObject=Everything")
+    assert status == 400 and bad["kind"] == "Status" and "includeObject" in bad["message"]
+    status, _, refused = table_of(hub, pods, Accept="application/json;as=Table;v=v1alpha1;"
+                                  "g=meta.k8s.io")
+    assert status == 406 and refused["reason"] == "NotAcceptable"
+
+
+def test_a_watch_for_tables_offline_gets_one_table_per_event(sandbox, hub):
+    pods = "/api/v1/namespaces/default/pods"
+    status, _, body = http(hub.url + pods, headers={"User-Agent": OPERATOR})
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    go_offline(sandbox, hub)
+    status, _, raw = http(f"{hub.url}{pods}?watch=true&resourceVersion=0&timeoutSeconds=1",
+                          headers={"User-Agent": OPERATOR, "Accept": TABLE})
+    assert status == 200 and rv
+    events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    assert events and all(e["type"] == "ADDED" and e["object"]["kind"] == "Table"
+                          for e in events)
+    assert [c["name"] for c in events[0]["object"]["columnDefinitions"]][:3] == [
+        "Name", "Ready", "Status"]
+    assert all(e["object"]["columnDefinitions"] is None for e in events[1:])
+    assert all(len(e["object"]["rows"]) == 1 for e in events)
