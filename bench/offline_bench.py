@@ -6,7 +6,8 @@ the hub as kubelet); the sandbox then goes offline and the script waits until ``
 shows ``node_yurthub_server_healthy_status`` 0.  Then, printing median and min-max spread
 over several runs and asserting nothing (the machine is shared):
 
-- the client-visible time of an offline list of the 10,000 cached pods, and of one node's
+- the client-visible time of an offline list of the 10,000 cached pods (plain, and as the
+  Table kubectl asks for, printed by the hub, run by run side by side), and of one node's
   pods (``fieldSelector=spec.nodeName=<node>``, 100 of them), in the hub that filled the
   cache and again after a restart;
 - start -> ready with 10,000 cached objects, cloud still offline: process start ->
@@ -56,6 +57,7 @@ from kubesandbox.server import Sandbox
 APOS = "'"
 KUBELET = {"User-Agent": KUBELET_UA, "Accept": "application/json",
            "Accept-Encoding": "identity"}
+TABLE = {**KUBELET, "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
 
 
 def node_path(node: str) -> str:
@@ -73,6 +75,12 @@ def offline_lists(hub: HubProcess, nodes: list[str], repeat: int, label: str,
         out.setdefault(f"{label}: all pods", []).append(end - start)
         if status != 200:
             notes.append(f"{label}: full list answered {status}")
+        # The same list as kubectl asks for it: a Table the hub prints from the cache.
+        start, end, tsize, status = timed_get(hub.proxy_port, "/api/v1/pods", TABLE)
+        out.setdefault(f"{label}: all pods as a Table", []).append(end - start)
+        out.setdefault("size: all pods as a Table", []).append(tsize)
+        if status != 200:
+            notes.append(f"{label}: Table answered {status}")
         if i == 0:
             _, body = http_get(hub.proxy_port, "/api/v1/pods", KUBELET, timeout=60)
             doc = json.loads(body)

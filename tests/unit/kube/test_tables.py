@@ -1,0 +1,153 @@
+"""yurthub.kube's Table pieces beyond the golden cases: timestamps, Go's formatting, the
+streamed Table, CRD columns that kube-apiserver would not parse, and every printer on the
+objects Kubernetes itself serializes (tests/fixtures/k8s-api-testdata)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.fixtures import K8S_TESTDATA
+from yurthub.errors import JSONPathError
+from yurthub.kube import gofmt
+from yurthub.kube.humantime import NS, parse_rfc3339, since, timestamp
+from yurthub.kube.jsonpath import JSONPath
+from yurthub.kube.printers import PRINTERS
+from yurthub.kube.table import (
+    DEFAULT,
+    NAME_AGE,
+    TableWriter,
+    crd_printer,
+    is_table,
+    list_meta,
+    printer,
+)
+
+NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z
+FIXTURES = {
+    ("", "pods"): "core.v1.Pod", ("", "nodes"): "core.v1.Node",
+    ("", "services"): "core.v1.Service", ("", "endpoints"): "core.v1.Endpoints",
+    ("", "events"): "core.v1.Event", ("", "namespaces"): "core.v1.Namespace",
+    ("", "secrets"): "core.v1.Secret", ("", "serviceaccounts"): "core.v1.ServiceAccount",
+    ("", "configmaps"): "core.v1.ConfigMap",
+    ("discovery.k8s.io", "endpointslices"): "discovery.k8s.io.v1.EndpointSlice",
+    ("coordination.k8s.io", "leases"): "coordination.k8s.io.v1.Lease",
+}
+
+
+@pytest.mark.parametrize("text,ns", [
+    ("1970-01-01T00:00:00Z", 0),
+    ("2025-06-15T15:06:40Z", int(NOW) * NS),
+    ("2025-06-15T17:06:40+02:00", int(NOW) * NS),
+    ("2025-06-15T15:06:40.123456Z", int(NOW) * NS + 123_456_000),
+    ("0001-01-01T00:00:00Z", None),  # Go's zero time
+])
+def test_rfc3339_timestamps(text, ns):
+    assert parse_rfc3339(text) == ns
+
+
+@pytest.mark.parametrize("text", ["2025-06-15", "2025-06-15 15:06:40Z", "2025-13-01T00:00:00Z",
+                                  "yesterday", "2025-06-15T15:06:40"])
+def test_malformed_timestamps_are_errors_or_zero(text):
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+    assert timestamp(text) is None
+    assert since(text, NOW) == "<unknown>"
+
+
+@pytest.mark.parametrize("value,text", [
+    (1.0, "1"), (1e6, "1e+06"), (123456.0, "123456"), (1234567.0, "1.234567e+06"),
+    (0.0001, "0.0001"), (0.00001, "1e-05"), (-2.5, "-2.5"), (math.inf, "+Inf"),
+])
+def test_go_prints_floats_with_v(value, text):
+    assert gofmt.float_v(value) == text
+
+
+@pytest.mark.parametrize("value,text", [
+    ({"b": 1, "a": [1.0, "<&>", None, True]}, '{"a":[1,"\\u003c\\u0026\\u003e",null,true],"b":1}'),
+    (1e21, "1e+21"), (1e-7, "1e-7"), (1e20, "100000000000000000000"), ("\x01\n", '"\\u0001\\n"'),
+])
+def test_go_writes_json(value, text):
+    assert gofmt.to_json(value) == text
+
+
+def test_a_table_streams_one_row_per_object():
+    writer = TableWriter(printer("", "configmaps", "v1", None), now=NOW)
+    objects = ({"metadata": {"name": f"cm{i}", "resourceVersion": str(i)}, "data": {"k": "v"}}
+               for i in range(3))
+    pieces = list(writer.table(objects, list_meta("7", "tok", 4)))
+    assert len(pieces) == 5  # head, three rows, tail
+    table = json.loads(b"".join(pieces))
+    assert table["metadata"] == {"resourceVersion": "7", "continue": "tok",
+                                 "remainingItemCount": 4}
+    assert [r["cells"] for r in table["rows"]] == [[f"cm{i}", 1, "<unknown>"] for i in range(3)]
+    assert is_table(table) and not is_table({"kind": "Table", "apiVersion": "example.com/v1"})
+    empty = json.loads(b"".join(writer.table([], list_meta("8"))))
+    assert empty["rows"] == [] and empty["metadata"] == {"resourceVersion": "8"}
+
+
+def test_a_status_in_a_table_watch_passes_through():
+    writer = TableWriter(DEFAULT, now=NOW)
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
+    line = writer.watch_event("ERROR", status, headers=True)
+    assert json.loads(line) == {"type": "ERROR", "object": status}
+
+
+def test_a_crd_column_that_does_not_parse_ends_the_columns_there():
+    crd = {"spec": {"versions": [{"name": "v1", "additionalPrinterColumns": [
+        {"name": "A", "type": "string", "jsonPath": ".spec.a"},
+        {"name": "Bad", "type": "string", "jsonPath": ".spec[?(@.x"},
+        {"name": "C", "type": "string", "jsonPath": ".spec.c"}]}]}}
+    p = crd_printer(crd, "v1")
+    assert [c.name for c in p.columns] == ["Name", "A"]
+    assert p.row({"metadata": {"name": "x"}, "spec": {"a": 1.5, "c": "c"}}, True, NOW).cells == \
+        ["x", "1.5"]
+
+
+def test_crd_string_columns_print_go_values():
+    crd = {"spec": {"versions": [{"name": "v1", "additionalPrinterColumns": [
+        {"name": "Ready", "type": "string",
+         "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Null", "type": "string", "jsonPath": ".spec.nothing"},
+        {"name": "Missing", "type": "string", "jsonPath": ".spec.missing"},
+        {"name": "Big", "type": "string", "jsonPath": ".spec.big"}]}]}}
+    obj = {"metadata": {"name": "x"}, "spec": {"nothing": None, "big": 2.5e6},
+           "status": {"conditions": [{"type": "Synced", "status": "False"},
+                                     {"type": "Ready", "status": "True"}]}}
+    assert crd_printer(crd, "v1").row(obj, True, NOW).cells == \
+        ["x", "True", "<no value>", None, "2.5e+06"]
+
+
+def test_resources_without_a_printer():
+    assert printer("apps", "deployments", "v1", None) is NAME_AGE
+    assert printer("apps", "deployments", "v1", None, fallback=DEFAULT) is DEFAULT
+    row = DEFAULT.row({"metadata": {"name": "d",
+                                    "creationTimestamp": "2025-06-15T17:06:40+02:00"}}, True, NOW)
+    assert row.cells == ["d", "2025-06-15T15:06:40Z"]
+    assert DEFAULT.row({"metadata": {"name": "d"}}, True, NOW).cells == \
+        ["d", "0001-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("key", sorted(FIXTURES), ids=lambda k: k[1])
+def test_every_printer_prints_what_kubernetes_serializes(key):
+    obj = json.loads((K8S_TESTDATA / f"{FIXTURES[key]}.json").read_text())
+    p = PRINTERS[key]
+    for wide in (True, False):
+        row = p.row(obj, wide, NOW)
+        assert len(row.cells) == len([c for c in p.columns if wide or c.priority == 0])
+        assert all(isinstance(c, (str, int)) for c in row.cells)
+    table = json.loads(b"".join(TableWriter(p, include="Object", now=NOW).table([obj], {})))
+    assert table["rows"][0]["object"] == obj
+
+
+@pytest.mark.parametrize("template,error", [
+    ("{.a", "unclosed action"), ("{.a[1}", "unterminated array"), ("{@x}", None),
+    ("{range .a}{end}", "not supported"), ("{.a[x]}", "invalid array index x"),
+])
+def test_jsonpath_errors(template, error):
+    with pytest.raises(JSONPathError) as e:
+        JSONPath(template).execute({"a": [1]})
+    if error:
+        assert error in str(e.value)
