@@ -1,10 +1,11 @@
 """The local proxy: answers a node's components from the cache while the cloud is away.
 
 Reads are answered as the apiserver would have answered them (see cache/reader.py), each
-with a ``Warning: 299`` header giving the age of the data.  Writes: this node's own truth
-(its Node and node status, its pods' status, its Lease) is applied to the cache and
-answered with the patched object, so the offline view follows the node; Events are
-accepted with 201; deletes get 403 (kubelet retries them after reconnect); any other
+with a ``Warning: 299`` header giving the age of the data; one that asks for a Table (as
+kubectl does) gets the Table kube-apiserver prints (see proxy/tables.py).  Writes: this
+node's own truth (its Node and node status, its pods' status, its Lease) is applied to the
+cache and answered with the patched object, so the offline view follows the node; Events
+are accepted with 201; deletes get 403 (kubelet retries them after reconnect); any other
 write gets 503.  Nothing written here is claimed to have reached the cloud.
 """
 
