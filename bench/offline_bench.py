@@ -262,6 +262,11 @@ def main() -> int:
               f"{spread(fig[f'{label}: all pods'], 1000, '{:.0f}'):>24} ms  "
               f"{size / 1e6 / med(fig[f'{label}: all pods']):5.0f} MB/s"
               f"  [target <= 500 ms]")
+        tables = fig[f"{label}: all pods as a Table"]
+        print(f"  {label + ': the same as a Table':<36} "
+              f"{spread(tables, 1000, '{:.0f}'):>24} ms  "
+              f"x{med(tables) / med(fig[f'{label}: all pods']):.2f} of the plain list, "
+              f"{fig['size: all pods as a Table'][0]:,} B")
         print(f"  {label + ': one node, ' + str(int(n_node)) + ' pods':<36} "
               f"{spread(fig[f'{label}: one node{APOS}s pods'], 1000, '{:.1f}'):>24} ms"
               f"  [target <= 200 ms]")

@@ -120,11 +120,12 @@ def edge(sandbox, hub):
 
 
 COMMANDS = [(res, *wide) for res in ("pods", "nodes", "services", "events")
-            for wide in ((), ("-o", "wide"))]
+            for wide in ((), ("-o", "wide"))] + [("pods", "--show-labels")]
 
 
 def test_kubectl_prints_the_same_columns_online_and_offline(sandbox, edge, tmp_path):
     kubectl = Kubectl(tmp_path, edge.url)
+    # LABELS come from each row's object: its PartialObjectMetadata.
     for res in ("pods", "nodes", "services", "events"):  # what kubectl has cached
         kubectl("get", res, "-A", "-o", "json")
     started = time.monotonic()
