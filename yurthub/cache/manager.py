@@ -17,16 +17,27 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from typing import Any
 
+from yurthub.cache.collection import index_meta
 from yurthub.cache.damage import Damage
 from yurthub.cache.entry import Entry
+from yurthub.cache.integrity import body_problem
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
 from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
-from yurthub.cache.writer import CacheWriter
+from yurthub.cache.writer import CacheWriter, StaleLocalWrite
 from yurthub.config import Config
-from yurthub.errors import ApiError, InvalidKeyError, LocalWriteError, NotFound, StorageError
+from yurthub.errors import (
+    ApiError,
+    Conflict,
+    DamagedObject,
+    InvalidKeyError,
+    LocalWriteError,
+    NotFound,
+    StorageError,
+)
 from yurthub.kube.accept import is_json_content_type, parse_accept, transform
+from yurthub.kube.patchlimits import MAX_REQUEST_BYTES, check_result
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
 from yurthub.kube.status import not_found_message, resource_details
@@ -42,6 +53,9 @@ _DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[a-z0-9.-]+|apis/[a-z0
 _AGGREGATED = "APIGroupDiscoveryList"
 CRD_GROUP = "apiextensions.k8s.io"
 LOCAL_WRITE_TIMEOUT = 10.0
+LOCAL_WRITE_ATTEMPTS = 3
+# An offline write may not make an object larger than kube-apiserver takes a request body.
+MAX_LOCAL_OBJECT_BYTES = MAX_REQUEST_BYTES
 
 
 class CacheManager:
@@ -319,42 +333,69 @@ class CacheManager:
         return target is not None and (namespace, name) in self.store.entries(target[0])
 
     def write_local(self, info: RequestInfo, component: str, accept: str, name: str,
-                    change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> bytes:
-        """Apply an offline write to the cache; ApiErrors from ``change`` pass through."""
+                    change: Callable[[dict[str, Any] | None], dict[str, Any]], *,
+                    max_bytes: int = MAX_LOCAL_OBJECT_BYTES) -> bytes:
+        """Apply an offline write to the cache; returns the new object's JSON.
+
+        ``change`` (the stored object, or None for a create -> the new object) runs here, on
+        the calling request thread: a patch is the client's work and never the writer's,
+        which only commits the result, if the object is still the one ``change`` saw (else
+        this tries again).  ApiErrors from ``change`` pass through; a result larger than
+        ``max_bytes`` (or than the stored object, if that is larger) is 413.
+        """
         group, version, resource = cache_resource(info, accept)
         entry = self._object_entry(component, group, version, resource, bool(info.namespace),
                                    f"{component} local {info.verb} {info.path}")
-        if entry is None:
+        if entry is None or entry.ck is None:
             raise LocalWriteError(f"{resource} is not cached for {component or 'this client'}")
-
-        def guarded(old: dict[str, Any] | None) -> dict[str, Any]:
+        missing = NotFound(not_found_message(group, resource, name),
+                           details=resource_details(name, group, resource))
+        for _attempt in range(LOCAL_WRITE_ATTEMPTS):
+            try:
+                raw, trusted = self.store.read_object(entry.ck, info.namespace, name)
+                if raw is not None and not trusted:
+                    problem = body_problem(entry.ck, info.namespace, name, raw, entry.rt.kind)
+                    if problem:
+                        raise DamagedObject(f"the cached object cannot be trusted: {problem}")
+                old = json.loads(raw) if raw is not None else None
+            except InvalidKeyError:
+                raise missing from None
+            except (StorageError, ValueError) as e:
+                raise LocalWriteError(f"cannot read the cached object: {e}") from e
             if old is None and info.verb != "create":
-                raise NotFound(not_found_message(group, resource, name),
-                               details=resource_details(name, group, resource))
-            return change(old)
-
-        future = self.writer.submit_local(entry, info.namespace, name, guarded)
-        try:
-            return future.result(LOCAL_WRITE_TIMEOUT)
-        except FutureTimeout:
-            raise LocalWriteError("the cache writer did not answer in time") from None
-        except (StorageError, InvalidKeyError) as e:
-            raise LocalWriteError(str(e)) from e
+                raise missing
+            new = change(old)
+            body = check_result(new, max(max_bytes, len(raw or b"")))
+            future = self.writer.submit_local(entry, info.namespace, name, body,
+                                              index_meta(new, entry.rt), expect=raw)
+            try:
+                return future.result(LOCAL_WRITE_TIMEOUT)
+            except StaleLocalWrite:
+                continue  # the cloud's copy or another write landed meanwhile: again
+            except FutureTimeout:
+                raise LocalWriteError("the cache writer did not answer in time") from None
+            except (StorageError, InvalidKeyError) as e:
+                raise LocalWriteError(str(e)) from e
+        qualified = f"{resource}.{group}" if group else resource
+        raise Conflict(f'Operation cannot be fulfilled on {qualified} "{name}": the object has '
+                       "been modified; please apply your changes to the latest version and "
+                       "try again", details=resource_details(name, group, resource))
 
     def store_object(self, component: str, group: str, version: str, resource: str,
                      body: bytes) -> None:
         """Cache an object the hub fetched itself (e.g. the node Lease it renewed)."""
         try:
             obj = json.loads(body)
-            namespace = (obj.get("metadata") or {}).get("namespace", "")
+            md = obj.get("metadata") or {}
+            namespace, name = md.get("namespace", ""), md.get("name", "")
         except (ValueError, AttributeError):
             return
         entry = self._object_entry(component, group, version, resource, bool(namespace),
                                    f"hub {resource}")
         if entry is None:
             return
-        name = (obj.get("metadata") or {}).get("name", "")
-        self.writer.submit_local(entry, namespace, name, lambda _old: obj, local=False)
+        self.writer.submit_local(entry, namespace, name, body, index_meta(obj, entry.rt),
+                                 local=False)
 
     def _object_entry(self, component: str, group: str, version: str, resource: str,
                       namespaced_hint: bool, describe: str) -> Entry | None:

@@ -13,7 +13,6 @@ is parked: its pipe is left unread until the other handler finishes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import selectors
@@ -25,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from yurthub.cache.collection import CollectionWriter, Mutation, index_meta
+from yurthub.cache.collection import CollectionWriter, Mutation
 from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import (
     Handler,
@@ -34,10 +33,9 @@ from yurthub.cache.handlers import (
     ObjectHandler,
     WatchHandler,
 )
-from yurthub.cache.integrity import body_problem
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import ViewKey
-from yurthub.errors import DamagedObject, InvalidKeyError, NotFound, StorageError
+from yurthub.errors import InvalidKeyError, StorageError, YurthubError
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.threads import BackgroundThread
@@ -54,16 +52,26 @@ _HANDLERS: dict[str, type[Handler]] = {
 }
 
 
+ANY = object()  # LocalWrite.expect: commit whatever the object is now
+
+
+class StaleLocalWrite(YurthubError):
+    """The object changed between the read a local write was computed from and its commit."""
+
+
 @dataclass
 class LocalWrite:
-    """A change made by the local proxy (offline): applied and committed by the writer."""
+    """An object the hub writes itself (an offline write, the renewed Lease): committed by the
+    writer as it is.  The work that made it (a patch) was done by the thread that asks."""
 
     entry: Entry
     namespace: str
     name: str
-    change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    body: bytes
+    meta: dict[str, Any]
     future: Future[bytes]
     local: bool = True   # False: the cloud's own object (the hub's renewed Lease)
+    expect: Any = ANY    # the stored body the write was computed from (None: absent)
 
 
 class CacheWriter(BackgroundThread):
@@ -104,17 +112,20 @@ class CacheWriter(BackgroundThread):
         if not pending:
             self.wake()
 
-    def submit_local(self, entry: Entry, namespace: str, name: str,
-                     change: Callable[[dict[str, Any] | None], dict[str, Any]], *,
-                     local: bool = True) -> Future[bytes]:
-        """Apply ``change`` (old object or None -> new object) and commit it durably.
+    def submit_local(self, entry: Entry, namespace: str, name: str, body: bytes,
+                     meta: dict[str, Any], *, local: bool = True,
+                     expect: Any = ANY) -> Future[bytes]:
+        """Commit ``body`` (with its index ``meta``) as the object ``namespace/name``, durably.
 
-        The future gives the new object's JSON, or raises NotFound / StorageError.
+        With ``expect`` (the stored body the write was computed from, None for "absent") the
+        write is committed only if the object is still that; else the future raises
+        StaleLocalWrite.  The future gives ``body``, or raises StorageError.
         """
         future: Future[bytes] = Future()
+        w = LocalWrite(entry, namespace, name, body, meta, future, local, expect)
         with self._lock:
             self.idle.clear()
-            self._incoming.append(LocalWrite(entry, namespace, name, change, future, local))
+            self._incoming.append(w)
         self.wake()
         return future
 
@@ -230,25 +241,16 @@ class CacheWriter(BackgroundThread):
         try:
             coll = self.collection(w.entry)
             coll.flush()
-            raw, trusted = self.store.read_object(coll.ck, w.namespace, w.name)
-            if raw is not None and not trusted:
-                problem = body_problem(coll.ck, w.namespace, w.name, raw, coll.state.kind)
-                if problem:
-                    raise DamagedObject(f"the cached object cannot be trusted: {problem}")
-            old = json.loads(raw) if raw is not None else None
-            new = w.change(old)
-            if not isinstance(new, dict):
-                raise NotFound(f"{w.entry.resource} {w.name!r} is not cached")
-            body = json.dumps(new, separators=(",", ":")).encode()
-            md = new.get("metadata") or {}
-            coll.apply(Mutation("upsert", namespace=md.get("namespace") or w.namespace,
-                                name=md.get("name") or w.name, raw=body,
-                                meta=index_meta(new, w.entry.rt), local=w.local))
+            if w.expect is not ANY and self.store.read(coll.ck, w.namespace, w.name) != w.expect:
+                raise StaleLocalWrite(f"{w.entry.resource} {w.name!r} changed meanwhile")
+            # The URL's namespace and name, never the body's: the caller checked they agree.
+            coll.apply(Mutation("upsert", namespace=w.namespace, name=w.name, raw=w.body,
+                                meta=w.meta, local=w.local))
             coll.flush()
         except Exception as e:  # the caller gets every failure, the writer goes on
             w.future.set_exception(e)
             return
-        w.future.set_result(body)
+        w.future.set_result(w.body)
 
     def _start(self, handler: Handler) -> None:
         try:

@@ -28,6 +28,7 @@ from yurthub.errors import (
     ApiError,
     BadRequest,
     Forbidden,
+    InvalidKeyError,
     LocalWriteError,
     MethodNotAllowed,
     NotAcceptable,
@@ -38,9 +39,16 @@ from yurthub.errors import (
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
-from yurthub.kube.status import status_object
+from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
+from yurthub.kube.patchlimits import (
+    apply_json_patch,
+    check_json_patch,
+    check_merge_work,
+    decode_patch,
+)
+from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
-from yurthub.proxy.context import RequestContext
+from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
 from yurthub.proxy.localwatch import LocalWatch, bookmark_event
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.proxy.tables import LocalTables, requested_table
@@ -48,11 +56,7 @@ from yurthub.proxy.tables import LocalTables, requested_table
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
-_PATCH_TYPES = {
-    "application/merge-patch+json": "merge",
-    "application/strategic-merge-patch+json": "strategic",
-    "application/json-patch+json": "json",
-}
+_PATCH_TYPES = (kpatch.MERGE_PATCH, kpatch.STRATEGIC_MERGE_PATCH, kpatch.JSON_PATCH)
 
 
 class LocalProxy:
@@ -100,8 +104,14 @@ class LocalProxy:
                 and info.name in ("", self.cfg.node_name))
 
     def serves_kubelet_lease(self, ctx: RequestContext) -> bool:
-        """YurtHub's edge mode: kubelet's Lease is answered locally once the hub holds it."""
+        """YurtHub's edge mode: kubelet's Lease is answered locally once the hub holds it.
+
+        A create names its Lease in the body: only this node's own is answered here, any
+        other goes where any other write goes (the cloud decides, or 503 offline).
+        """
         if not self.is_kubelet_lease(ctx):
+            return False
+        if ctx.info.verb == "create" and self._created_name(ctx) != self.cfg.node_name:
             return False
         self.kubelet_seen()
         return self.cache.has_object("kubelet", "coordination.k8s.io", "v1", "leases",
@@ -144,11 +154,17 @@ class LocalProxy:
         return target
 
     def _get(self, ctx: RequestContext) -> Response:
+        info = ctx.info
+        check_path_name(info.name)
         ck, rt = self._target(ctx)
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=False)
-        info = ctx.info
-        body, fresh = self.reader.get(ck, info.namespace, info.name)
+        try:
+            body, fresh = self.reader.get(ck, info.namespace, info.name)
+        except InvalidKeyError:  # not a name the cache can hold: it holds no such object
+            raise NotFound(not_found_message(info.api_group, info.resource, info.name),
+                           details=resource_details(info.name, info.api_group,
+                                                    info.resource)) from None
         if table is not None:  # kubectl's columns, printed as kube-apiserver prints them
             body = self.tables.one(ctx, rt, table, body)
         return _json(body, 200, fresh, content_type)
@@ -230,13 +246,27 @@ class LocalProxy:
 
     # -- writes -----------------------------------------------------------------------------
 
+    def _created_name(self, ctx: RequestContext) -> str | None:
+        """The name a small create body gives its object (None: not readable as one)."""
+        length = ctx.content_length
+        if length is None or length > BUFFERED_BODY_LIMIT:
+            return None  # a Lease is small; a big or chunked body streams to the cloud
+        try:
+            md = json.loads(ctx.read_body(BUFFERED_BODY_LIMIT)).get("metadata") or {}
+            name = md.get("name")
+        except (ValueError, AttributeError, ApiError):
+            return None
+        return name if isinstance(name, str) else None
+
     def _create(self, ctx: RequestContext) -> Response:
         info = ctx.info
         body = ctx.read_body()
         if self.is_kubelet_lease(ctx):
             obj = _decode(body)
-            return self._commit(ctx, obj.get("metadata", {}).get("name", ""),
-                                lambda _old: obj, status=201)
+            ensure_namespace(obj, info.namespace)
+            if obj.get("metadata", {}).get("name") != self.cfg.node_name:
+                raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
+            return self._commit(ctx, self.cfg.node_name, lambda _old: obj, status=201)
         if info.resource == "events" and not info.subresource:
             # Accepted and dropped: node events are advisory and the cloud is away.
             return Response(body, status=201, content_type=JSON,
@@ -246,14 +276,19 @@ class LocalProxy:
 
     def _write(self, ctx: RequestContext) -> Response:
         info = ctx.info
+        check_path_name(info.name)
         if not self._owned(ctx):
             raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
         body = ctx.read_body()
         status_only = info.subresource == "status"
+        namespaced = bool(info.namespace)
         if info.verb == "update":
             new = _decode(body)
+            check_name(new, info.name, info.namespace)
+            ensure_namespace(new, info.namespace if namespaced else "")
 
-            def change(old: dict[str, Any]) -> dict[str, Any]:
+            def change(old: dict[str, Any] | None) -> dict[str, Any]:
+                assert old is not None  # write_local answers 404 for a missing object
                 if status_only:
                     return {**old, "status": new.get("status", old.get("status"))}
                 out = dict(new)
@@ -261,20 +296,19 @@ class LocalProxy:
                     (old.get("metadata") or {}).get("resourceVersion", "")
                 return out
         else:
-            ptype = _PATCH_TYPES.get(ctx.request.mimetype)
-            if ptype is None:
+            media = (ctx.request.mimetype or "").lower()
+            if media not in _PATCH_TYPES:
                 raise UnsupportedMediaType(
                     f"the body of the request was in an unknown format - accepted media types "
                     f"include: {', '.join(_PATCH_TYPES)}")
-            doc = kpatch.decode(body)
+            doc = decode_patch(body, media)  # 400 before any object is read
+            check_json_patch(doc if media == kpatch.JSON_PATCH else None)
 
-            def change(old: dict[str, Any]) -> dict[str, Any]:
-                if ptype == "merge":
-                    out = kpatch.apply_merge_patch(old, doc)
-                elif ptype == "json":
-                    out = kpatch.apply_json_patch(old, doc)
-                else:
-                    out = kpatch.apply_strategic_merge_patch(old, doc, old.get("kind", ""))
+            def change(old: dict[str, Any] | None) -> dict[str, Any]:
+                assert old is not None
+                out = _patched(old, doc, media)
+                ensure_namespace(out, info.namespace if namespaced else "")
+                check_name(out, info.name, info.namespace)
                 if status_only:
                     out = {**old, "status": out.get("status", old.get("status"))}
                 out.setdefault("metadata", {})["resourceVersion"] = \
@@ -294,7 +328,7 @@ class LocalProxy:
                 return False
             try:
                 raw, _ = self.reader.get(target[0], info.namespace, info.name)
-            except NotFound:
+            except (NotFound, InvalidKeyError):
                 return False
             return bool(_decode(raw).get("spec", {}).get("nodeName") == node)
         return self.is_kubelet_lease(ctx) and info.name == node
@@ -323,6 +357,20 @@ def _abort(ctx: RequestContext) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # why: the client is already gone
+
+
+def _patched(old: dict[str, Any], doc: Any, media: str) -> dict[str, Any]:
+    """``old`` with the decoded patch ``doc`` applied, within kube-apiserver's bounds."""
+    if media == kpatch.JSON_PATCH:
+        out = apply_json_patch(old, doc)
+    elif media == kpatch.MERGE_PATCH:
+        out = kpatch.apply_merge_patch(old, doc)
+    else:
+        check_merge_work(old, doc)
+        out = kpatch.apply_strategic_merge_patch(old, doc, str(old.get("kind") or ""))
+    if not isinstance(out, dict):
+        raise BadRequest("the patched object is not a JSON object")
+    return out
 
 
 def _json(body: Any, status: int, fresh: Freshness, content_type: str = JSON) -> Response:

@@ -263,8 +263,9 @@ def test_the_same_version_again_costs_no_commit_unless_changed_offline(manager, 
     # An offline change keeps the resourceVersion but changes the content ...
     from yurthub.cache.entry import Entry
     entry = Entry(kind="object", ck=PODS, rt=POD_RT)
-    manager.writer.submit_local(entry, "default", "a", lambda old: {
-        **old, "status": {"phase": "Failed"}}).result(10)
+    changed = {**pod("a", rv=5), "status": {"phase": "Failed"}}
+    manager.writer.submit_local(entry, "default", "a", json.dumps(changed).encode(),
+                                {"rv": 5, "labels": {}, "fields": {}}).result(10)
     assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Failed"
     # ... so the cloud's copy of that same version replaces it once the cloud answers again.
     feed.respond("/api/v1/namespaces/default/pods/a", body)
