@@ -13,6 +13,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -33,12 +34,32 @@ _hub: Hub | None = None
 _cfg: Config | None = None
 
 
+# Control characters (line breaks above all) and Unicode line separators in a message.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group()
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}" if ord(c) < 256
+                                                         else f"\\u{ord(c):04x}")
+
+
+class EscapingFormatter(logging.Formatter):
+    """One record, one line: a message never carries a raw line break or control character,
+    whatever a client put in a path, a User-Agent or a name that ends up in it (a forged log
+    line would otherwise be one ``%0A`` away).  Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _UNSAFE.sub(_escape, record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(cfg: Config) -> None:
     """Module loggers to stderr (journald adds the time); idempotent."""
     root = logging.getLogger()
     if not any(getattr(h, "_yurthub", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
         handler._yurthub = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(cfg.log_level)

@@ -64,7 +64,9 @@ class ProxyApp:
         except ApiError as e:
             response = status_response(e)
         except Exception:
-            response = internal_error(f"serving {request.method} {request.full_path}")
+            # The raw (still percent-encoded) target: a decoded one could carry a line break.
+            target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+            response = internal_error(f"serving {request.method} {target!r}")
         return response(environ, start_response)
 
     def route(self, ctx: RequestContext) -> Answer:
