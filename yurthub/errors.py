@@ -126,6 +126,13 @@ class Gone(ApiError):
     reason = "Expired"
 
 
+class RequestEntityTooLarge(ApiError):
+    """413; kube-apiserver's message begins ``Request entity too large: ``."""
+
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+
 class UnsupportedMediaType(ApiError):
     code = 415
     reason = "UnsupportedMediaType"

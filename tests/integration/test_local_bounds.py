@@ -98,6 +98,12 @@ def test_too_many_json_patch_operations_are_413(edge):
                               "JSON patch is 10000, got 10001")
 
 
+def test_a_body_over_kube_apiservers_limit_is_413(edge):
+    lease = {"metadata": {"name": NODE}, "spec": {"holderIdentity": "x" * (3 << 20)}}
+    status, _, doc = call(edge, "PUT", LEASE, lease)
+    assert status == 413 and doc["message"] == "Request entity too large: limit is 3145728"
+
+
 @pytest.mark.parametrize("method, path, body, ctype, message", [
     ("PUT", f"/api/v1/nodes/{NODE}", {"metadata": {"name": "node-0001"}},
      "application/json", "the name of the object (node-0001) does not match the name on the "

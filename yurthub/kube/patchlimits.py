@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from yurthub.errors import ApiError, BadRequest
+from yurthub.errors import BadRequest, RequestEntityTooLarge
 from yurthub.kube import patch as kpatch
 
 MAX_JSON_PATCH_OPERATIONS = 10_000      # kube-apiserver's maxJSONPatchOperations
@@ -37,14 +37,9 @@ _ORDER_PREFIX = "$setElementOrder/"
 _DELETE_PREFIX = "$deleteFromPrimitiveList/"
 
 
-class RequestEntityTooLarge(ApiError):
+def too_large(message: str) -> RequestEntityTooLarge:
     """kube-apiserver's ``NewRequestEntityTooLargeError``: 413 with its message prefix."""
-
-    code = 413
-    reason = "RequestEntityTooLarge"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"Request entity too large: {message}")
+    return RequestEntityTooLarge(f"Request entity too large: {message}")
 
 
 def json_size(value: Any) -> int:
@@ -56,7 +51,7 @@ def check_json_patch(ops: Any) -> None:
     """413 for more operations than kube-apiserver applies; anything else is left to the
     patch itself (a body that is not a list is its 400)."""
     if isinstance(ops, list) and len(ops) > MAX_JSON_PATCH_OPERATIONS:
-        raise RequestEntityTooLarge(
+        raise too_large(
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
             f"got {len(ops)}")
 
@@ -77,7 +72,7 @@ def apply_json_patch(obj: Any, ops: Any,
         if i > start:
             sliced += estimate
             if sliced > MAX_SLICING_BYTES:
-                raise RequestEntityTooLarge(
+                raise too_large(
                     f"the {len(copies)} copy operations of this JSON patch would need more "
                     f"than {MAX_SLICING_BYTES} bytes of copying to apply")
             estimate += sum(_added(op) for op in ops[start:i])
@@ -139,7 +134,7 @@ def check_merge_work(obj: Mapping[str, Any], patch: Any) -> None:
     _list_lengths(obj, (), longest)
     work = _patch_work(patch, (), longest)
     if work > MAX_MERGE_WORK:
-        raise RequestEntityTooLarge(
+        raise too_large(
             f"merging this strategic merge patch would take {work} comparisons of list items, "
             f"more than the {MAX_MERGE_WORK} allowed")
 
@@ -174,7 +169,7 @@ def check_result(result: Any, limit: int) -> bytes:
     """The patched object as JSON bytes; 413 when it is larger than ``limit``."""
     body = json.dumps(result, separators=(",", ":")).encode()
     if len(body) > limit:
-        raise RequestEntityTooLarge(f"the patched object would be {len(body)} bytes, the limit "
+        raise too_large(f"the patched object would be {len(body)} bytes, the limit "
                                     f"is {limit}")
     return body
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Request
 
-from yurthub.errors import BadRequest
+from yurthub.kube.patchlimits import too_large
 from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
 
 # Bodies up to this size are read before forwarding, so a connect failure can be retried on
@@ -136,12 +136,11 @@ class RequestContext:
         return self._body is not None
 
     def read_body(self, limit: int = MAX_LOCAL_BODY) -> bytes:
-        """The whole request body (at most ``limit`` bytes, else 413-like BadRequest)."""
+        """The whole request body (at most ``limit`` bytes, else 413 RequestEntityTooLarge)."""
         if self._body is None:
             data = self.request.stream.read(limit + 1) if self.has_body() else b""
             if len(data) > limit:
-                raise BadRequest(f"request body larger than {limit} bytes",
-                                 code=413, reason="RequestEntityTooLarge")
+                raise too_large(f"limit is {limit}")  # kube-apiserver's words
             self._body = data
         return self._body
 
