@@ -30,10 +30,16 @@ from yurthub.kube.jsonscan import (
 )
 from yurthub.kube.meta import rv_int
 
-__all__ = ["HAVE_MSGSPEC", "WATCH_EVENT_TYPES", "Decompressor", "Event", "Item", "ListInfo",
-           "ListParser", "WatchFramer"]
+__all__ = ["HAVE_MSGSPEC", "MAX_INFLATED_BYTES", "MAX_OBJECT_BYTES", "WATCH_EVENT_TYPES",
+           "Decompressor", "Event", "Item", "ListInfo", "ListParser", "WatchFramer"]
 
 WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+# The largest object the cache takes (etcd refuses values over 1.5 MiB; JSON is larger).
+MAX_OBJECT_BYTES = 8 << 20
+# Room for a watch event's envelope ({"type":"MODIFIED","object":...}) around its object.
+_EVENT_ENVELOPE = 4096
+# What a gzip body may inflate to unless its reader says otherwise (a 1 MiB bomb is 1 GiB).
+MAX_INFLATED_BYTES = 64 << 20
 
 
 class Item:
@@ -125,7 +131,9 @@ class ListParser:
     what the pipe holds (kilobytes), not single bytes of a megabyte item.
     """
 
-    def __init__(self, *, accelerate: bool | None = None) -> None:
+    def __init__(self, *, accelerate: bool | None = None,
+                 max_item: int = MAX_OBJECT_BYTES) -> None:
+        self._max_item = max_item
         self._b: TextBuffer | BytesBuffer = (
             BytesBuffer() if _use_msgspec(accelerate) else TextBuffer())
         self._pending: list[bytes] = []
@@ -159,10 +167,17 @@ class ListParser:
             return []
         self._pending.append(data)
         self._pending_len += len(data)
-        if (len(self._b.buf) + self._pending_len < self._need
+        waiting = len(self._b.buf) + self._pending_len
+        if (waiting < self._need and waiting <= self._max_item
                 and not data.rstrip(b" \t\r\n").endswith(b"}")):
             return []
-        return self._guarded(final=False)
+        items = self._guarded(final=False)
+        if len(self._b.buf) > self._max_item:
+            # What is left unparsed is one unfinished item (or value): larger than any object
+            # the cache takes, so no memory is spent on the rest of it.
+            self._error = DecodeError(f"a list item larger than {self._max_item} bytes")
+            raise self._error
+        return items
 
     def close(self) -> ListInfo:
         """End of body. Returns the ListInfo, or raises DecodeError if the body is not whole."""
@@ -272,12 +287,17 @@ class WatchFramer:
     ``\\r\\n`` is accepted. An event whose type is unknown, or whose object isn't a JSON
     object, raises DecodeError. ``close()`` raises DecodeError if a partial frame remains:
     kube-apiserver ends every event with a newline, so a final event without one is torn.
+    An event whose object is larger than ``max_object`` bytes is a DecodeError as soon as that
+    many of its bytes are buffered.
     """
 
-    def __init__(self, *, accelerate: bool | None = None) -> None:
+    def __init__(self, *, accelerate: bool | None = None,
+                 max_object: int = MAX_OBJECT_BYTES) -> None:
         self._msgspec = _use_msgspec(accelerate)
         self._scan = None if self._msgspec else scanner()
         self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._max_line = max_object + _EVENT_ENVELOPE
         self._error: DecodeError | None = None
 
     def feed(self, data: bytes) -> list[Event]:
@@ -286,15 +306,28 @@ class WatchFramer:
         if b"\n" not in data:
             if data:
                 self._pending.append(data)
+                self._pending_len += len(data)
+                if self._pending_len > self._max_line:
+                    raise self._fail(DecodeError(
+                        f"a watch event larger than {self._max_line} bytes"))
             return []
         self._pending.append(data)
         *lines, tail = b"".join(self._pending).split(b"\n")
         self._pending = [tail] if tail else []
+        self._pending_len = len(tail)
         try:
+            if self._pending_len > self._max_line or any(len(x) > self._max_line for x in lines):
+                raise DecodeError(f"a watch event larger than {self._max_line} bytes")
             return [self._event(line) for line in lines if line.strip()]
         except DecodeError as e:
-            self._error = e
+            self._fail(e)
             raise
+
+    def _fail(self, e: DecodeError) -> DecodeError:
+        """Remember ``e`` (the stream stays failed) and keep nothing more of it."""
+        self._error = e
+        self._pending, self._pending_len = [], 0  # nothing more is kept for a failed stream
+        return e
 
     def close(self) -> None:
         if self._error:
@@ -345,27 +378,27 @@ class Decompressor:
 
     Several concatenated gzip members are accepted, as Go's reader accepts them. ``close()``
     returns the last bytes, or raises DecodeError when the stream was cut short or never
-    started.
+    started.  Inflation is bounded: once more than ``limit`` bytes came out in all (None: no
+    total limit, for streams whose readers bound each piece) ``feed`` and ``pieces`` raise
+    DecodeError, and no call ever holds more than that in memory (a gzip bomb inflates 1 MiB
+    to 1 GiB).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = MAX_INFLATED_BYTES) -> None:
         self._z: Any = None
         self._members = 0
+        self._limit = limit
+        self.inflated = 0
+
+    def _count(self, n: int) -> None:
+        self.inflated += n
+        if self._limit is not None and self.inflated > self._limit:
+            raise DecodeError(f"gzip body inflates to more than {self._limit} bytes")
 
     def feed(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            if self._z is None:
-                self._z = zlib.decompressobj(wbits=31)
-            try:
-                out.append(self._z.decompress(data))
-            except zlib.error as e:
-                raise DecodeError(f"invalid gzip data: {e}") from e
-            if not self._z.eof:
-                break
-            data, self._z = self._z.unused_data, None
-            self._members += 1
-        return b"".join(out)
+        """Everything ``data`` inflates to (at most the limit, else DecodeError)."""
+        cap = MAX_INFLATED_BYTES if self._limit is None else self._limit
+        return b"".join(self.pieces(data, max_piece=max(1, min(cap, 4 << 20))))
 
     def pieces(self, data: bytes, max_piece: int = 256 << 10) -> Iterator[bytes]:
         """Like ``feed``, but in pieces of at most ``max_piece`` bytes, so that a small gzip
@@ -378,6 +411,7 @@ class Decompressor:
             except zlib.error as e:
                 raise DecodeError(f"invalid gzip data: {e}") from e
             if piece:
+                self._count(len(piece))
                 yield piece
             if self._z.eof:
                 data, self._z = self._z.unused_data, None

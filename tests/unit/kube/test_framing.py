@@ -432,3 +432,70 @@ def test_decompressor_pieces_bound_every_piece_and_equal_feed():
     assert b"".join(out) == body + b"tail"
     with pytest.raises(DecodeError):
         list(Decompressor().pieces(b"not gzip at all"))
+
+
+# -- size caps: nothing from upstream grows memory past the largest object ----------------
+
+def test_a_gzip_bomb_stops_at_the_inflation_limit_without_inflating_it():
+    bomb = gzip.compress(b"\0" * (64 << 20), 9)  # 64 KiB that inflate to 64 MiB
+    d = Decompressor(limit=1 << 20)
+    got = 0
+    with pytest.raises(DecodeError, match="inflates to more than 1048576 bytes"):
+        for piece in d.pieces(bomb, max_piece=256 << 10):
+            got += len(piece)
+    assert got <= 1 << 20 and d.inflated <= (1 << 20) + (256 << 10)
+    with pytest.raises(DecodeError):
+        Decompressor(limit=1 << 20).feed(bomb)
+
+
+def test_the_default_inflation_limit_holds_for_feed_too():
+    d = Decompressor()
+    chunk = gzip.compress(b" " * (framing.MAX_INFLATED_BYTES + 1), 9)
+    with pytest.raises(DecodeError):
+        d.feed(chunk)
+    stream = Decompressor(limit=None)  # a stream: no total, every piece bounded by its reader
+    assert len(stream.feed(gzip.compress(b"x" * (3 << 20)))) == 3 << 20
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
+def test_a_list_item_larger_than_any_object_is_refused_while_it_streams(accelerate):
+    p = ListParser(accelerate=accelerate, max_item=1 << 20)
+    assert p.feed(b'{"kind":"PodList","items":[{"a":1},{"b":[') != []
+    with pytest.raises(DecodeError, match="larger than 1048576"):
+        for _ in range(100):  # never a "}" at the end of a chunk: no early retry helps
+            p.feed(b'"' + b"y" * (64 << 10) + b'",')
+    with pytest.raises(DecodeError):
+        p.feed(b"}")  # it stays failed
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
+def test_a_big_item_under_the_cap_still_passes(accelerate):
+    big = {"metadata": {"name": "big"}, "data": {"k": "v" * (900 << 10)}}
+    body = b'{"kind":"ConfigMapList","items":[' + compact(big) + b"]}"
+    p = ListParser(accelerate=accelerate, max_item=1 << 20)
+    items = []
+    for i in range(0, len(body), 4096):
+        items += p.feed(body[i:i + 4096])
+    assert [it.obj for it in items] == [big]
+    assert p.close().item_count == 1
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
+def test_a_watch_event_larger_than_any_object_is_refused_while_it_streams(accelerate):
+    w = WatchFramer(accelerate=accelerate, max_object=1 << 20)
+    w.feed(b'{"type":"ADDED","object":{"a":"')
+    with pytest.raises(DecodeError, match="larger than"):
+        for _ in range(40):
+            w.feed(b"z" * (64 << 10))
+    assert w._pending_len == 0  # nothing is kept of a failed stream
+    with pytest.raises(DecodeError):
+        w.feed(b'"}}\n')
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
+def test_a_whole_watch_event_larger_than_any_object_is_refused(accelerate):
+    w = WatchFramer(accelerate=accelerate, max_object=1 << 20)
+    small = b'{"type":"ADDED","object":{"a":"b"}}\n'
+    assert len(w.feed(small)) == 1
+    with pytest.raises(DecodeError, match="larger than"):
+        w.feed(small + b'{"type":"ADDED","object":{"a":"' + b"z" * (2 << 20) + b'"}}\n')
