@@ -6,6 +6,7 @@
 from yurthub.storage.disk import DiskStore, root_in_use
 from yurthub.storage.history import HistorySlice
 from yurthub.storage.keys import CollectionKey, validate_name
+from yurthub.storage.quota import Quota, QuotaExceeded
 from yurthub.storage.store import (
     CollectionStats,
     Entry,
@@ -25,6 +26,8 @@ __all__ = [
     "Entry",
     "HistorySlice",
     "LostObject",
+    "Quota",
+    "QuotaExceeded",
     "RecoveryReport",
     "Store",
     "StoreStats",

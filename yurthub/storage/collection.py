@@ -36,6 +36,12 @@ class Collection:
         self.history = history
         self.state_json = state_json
         self.needs_recovery = False    # a rollback failed: roll forward before the next one
+        self.last_used = 0.0           # wall time of the last read or commit (the LRU order)
+
+    @property
+    def used_bytes(self) -> int:
+        """What the collection counts against the quota: its objects and its history."""
+        return self.index.bytes + self.history.size
 
     def state(self) -> dict[str, Any]:
         value = json.loads(self.state_json)

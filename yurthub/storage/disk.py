@@ -18,7 +18,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -26,11 +26,13 @@ from yurthub.errors import DamagedObject, StorageError
 from yurthub.storage import collection as coll_mod
 from yurthub.storage import files
 from yurthub.storage.collection import Collection
+from yurthub.storage.evict import Evicted, Evictions
 from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.janitor import Janitor
 from yurthub.storage.keys import CollectionKey, nonresource_filename
 from yurthub.storage.quarantine import move_to_quarantine
+from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
 from yurthub.storage.shared import Shared, Trash
 from yurthub.storage.store import (
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = "_lock"
 DURABILITY = ("syncfs", "fsync")
+# A collection read or written this recently is never evicted: a reader may be walking it.
+EVICT_MIN_IDLE = 30.0
 _EMPTY: Mapping[tuple[str, str], Entry] = MappingProxyType({})
 
 
@@ -57,12 +61,15 @@ class DiskStore(Store):
     raises for is quarantined like one that is not a JSON object.  Without it such entries
     get ``{}``.  ``index_interval``
     bounds how long a changed index waits before it is written; ``lock_timeout`` how long
-    open() waits for another process to release the root.
+    open() waits for another process to release the root.  With a ``quota`` (storage.quota)
+    a commit that would pass it evicts idle collections, least recently used first, or
+    fails with QuotaExceeded; ``clock`` (wall time) orders the collections by last use.
     """
 
     def __init__(self, root: str, *, history_limit: int = 1024, durability: str = "syncfs",
                  meta_loader: MetaLoader | None = None, index_interval: float = 5.0,
-                 lock_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, quota: Quota | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         if history_limit < 1:
@@ -82,6 +89,13 @@ class DiskStore(Store):
         self._nonres_fd = -1
         self._open = False
         self._janitor: Janitor | None = None
+        self.quota = quota
+        self.clock = clock
+        self._evictions = Evictions(self._shared)
+        self._busy: Callable[[CollectionKey], bool] = lambda ck: False
+        self._on_evict: Callable[[CollectionKey, str], None] = lambda ck, why: None
+        if quota is not None:
+            self._shared.admit = self._admit
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -107,6 +121,8 @@ class DiskStore(Store):
         self._open = True
         self._janitor = Janitor(lambda drop: self._remove_trash(drop))
         self._janitor.start()
+        for coll in self._colls.values():
+            coll.last_used = _mtime(coll.fd)
         for coll_fd, name in spares:
             self._shared.adopt(coll_fd, name)
         self._empty_trash_in_background()  # spares beyond what is kept
@@ -149,7 +165,7 @@ class DiskStore(Store):
     def flush(self) -> None:
         if self._janitor is not None:
             self._janitor.wait_idle()
-        self._remove_trash(self._shared.take_trash())
+        self._remove_trash(self._shared.take_trash() + self._evictions.reapable())
         self._persist_indexes()
 
     def tidy(self) -> None:
@@ -171,11 +187,15 @@ class DiskStore(Store):
         if self._janitor is None or self._janitor.busy:
             return
         drop = self._shared.take_trash()
+        drop += self._evictions.reapable()
         if drop:
             self._janitor.submit(drop)
 
     def _remove_trash(self, drop: list[Trash]) -> None:
         for t in drop:
+            if isinstance(t, Evicted):
+                Evictions.remove(self._root_fd, [t])
+                continue
             try:
                 files.remove_tree_gently(t.coll_fd, t.stage)
             except FileNotFoundError:
@@ -194,6 +214,7 @@ class DiskStore(Store):
         colls, self._colls = self._colls, {}
         for coll in colls.values():
             _close_quietly(coll.fd)
+        self._evictions.close()
         self._close_fds()
 
     def _close_fds(self) -> None:
@@ -211,9 +232,15 @@ class DiskStore(Store):
 
     # -- reads (any thread) -----------------------------------------------------------------
 
-    def _get(self, ck: CollectionKey) -> Collection | None:
+    def _get(self, ck: CollectionKey, use: bool = True) -> Collection | None:
+        """The collection, marked as used now unless ``use`` is False (a look at its state,
+        as a metrics scrape takes, is no use: it must not keep a collection from eviction)."""
         coll = self._colls.get(ck.path)
-        return coll if coll is not None and coll.key.namespaced == ck.namespaced else None
+        if coll is None or coll.key.namespaced != ck.namespaced:
+            return None
+        if use:
+            coll.last_used = self.clock()
+        return coll
 
     def _check_open(self) -> None:
         if not self._open:
@@ -357,17 +384,20 @@ class DiskStore(Store):
         return coll.index.snapshot if coll is not None else _EMPTY
 
     def state(self, ck: CollectionKey) -> dict[str, Any]:
-        coll = self._get(ck)
+        coll = self._get(ck, use=False)
         return coll.state() if coll is not None else {}
 
     def history_after(self, ck: CollectionKey, rv: int) -> HistorySlice:
         coll = self._get(ck)
         if coll is None:
             return HistorySlice(None, [], complete=False, dropped_rv=None)
+        epoch = self._shared.pin()  # an eviction does not close coll.fd under this open
         try:
             return coll.history.slice_after(coll.fd, rv)
         except OSError as e:
             raise StorageError(f"cannot read the history of {ck}: {e}") from e
+        finally:
+            self._shared.unpin(epoch)
 
     def collections(self) -> list[CollectionKey]:
         return [c.key for c in self._colls.values()]
@@ -381,7 +411,7 @@ class DiskStore(Store):
             raise StorageError(f"cannot read the cached {path}: {e}") from e
 
     def stats(self) -> StoreStats:
-        per = {c.key: CollectionStats(len(c.index), c.index.bytes)
+        per = {c.key: CollectionStats(len(c.index), c.index.bytes, c.history.size)
                for c in self._colls.values()}
         return StoreStats(per, sum(s.objects for s in per.values()),
                           sum(s.bytes for s in per.values()), self._shared.commits,
@@ -403,6 +433,7 @@ class DiskStore(Store):
         coll = self._colls.get(ck.path)
         if coll is None:
             coll = self._create(ck)
+        coll.last_used = self.clock()
         if coll.key.namespaced != ck.namespaced:
             raise StorageError(f"{ck} exists with namespaced={coll.key.namespaced}")
         if coll.needs_recovery:
@@ -412,6 +443,9 @@ class DiskStore(Store):
         return DiskTransaction(coll, self._settings, self._shared)
 
     def _create(self, ck: CollectionKey) -> Collection:
+        if self.quota is not None:
+            for victim in plan_new_collection(self.quota, self.usage(), self._evictable):
+                self.evict(victim, "collections")
         try:
             fd = coll_mod.create(self._root_fd, ck)
         except OSError as e:
@@ -422,6 +456,63 @@ class DiskStore(Store):
         colls[ck.path] = coll
         self._colls = colls
         return coll
+
+    # -- quota and eviction (the writer thread) ---------------------------------------------
+
+    def set_eviction_hooks(self, busy: Callable[[CollectionKey], bool],
+                           on_evict: Callable[[CollectionKey, str], None]) -> None:
+        """``busy(ck)``: the caller is using the collection (never evict it); ``on_evict``
+        is told of every eviction, on the writer thread, as it happens."""
+        self._busy, self._on_evict = busy, on_evict
+
+    def usage(self) -> dict[CollectionKey, Use]:
+        """Bytes and last use of every collection."""
+        return {c.key: Use(c.used_bytes, c.last_used) for c in self._colls.values()}
+
+    def room(self, component: str) -> int | None:
+        """Bytes a collection of ``component`` may still grow by (None: no quota)."""
+        if self.quota is None:
+            return None
+        use = [(c.key.component, c.used_bytes) for c in self._colls.values()]
+        total = sum(n for _, n in use)
+        mine = sum(n for comp, n in use if comp == component)
+        return min(self.quota.total - total, self.quota.per_component - mine)
+
+    def can_create(self) -> bool:
+        """True when one more collection fits the quota, evicting an idle one if need be."""
+        if self.quota is None or len(self._colls) < self.quota.max_collections:
+            return True
+        return any(self._evictable(c.key) for c in self._colls.values())
+
+    def _evictable(self, ck: CollectionKey) -> bool:
+        coll = self._colls.get(ck.path)
+        if coll is None or self._shared.open_txns.get(ck.path) or self._busy(ck):
+            return False
+        if self.clock() - coll.last_used < EVICT_MIN_IDLE:
+            return False
+        return not any(t.claimed and t.coll_fd == coll.fd for t in self._shared.trash)
+
+    def _admit(self, coll: Collection, growth: int) -> None:
+        """A commit to ``coll`` would grow it by ``growth`` bytes: make room or refuse."""
+        assert self.quota is not None
+        for victim in plan(self.quota, self.usage(), coll.key, growth, self._evictable):
+            self.evict(victim, "quota")
+
+    def evict(self, ck: CollectionKey, why: str) -> None:
+        """Take a collection out of the cache (raises StorageError; nothing changed then)."""
+        coll = self._colls.get(ck.path)
+        if coll is None:
+            return
+        try:
+            self._evictions.evict(self._root_fd, coll)
+        except OSError as e:
+            raise StorageError(f"cannot evict {ck}: {e}") from e
+        colls = dict(self._colls)
+        del colls[ck.path]
+        self._colls = colls
+        log.info("cache: evicted %s (%d objects, %d bytes): %s", ck, len(coll.index),
+                 coll.used_bytes, why)
+        self._on_evict(ck, why)
 
     def _recover(self, coll: Collection) -> None:
         """Roll a collection forward after a failed rollback, and reload it."""
@@ -451,6 +542,13 @@ def _close_quietly(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+def _mtime(fd: int) -> float:
+    try:
+        return os.fstat(fd).st_mtime
+    except OSError:
+        return 0.0
 
 
 def root_in_use(root: str) -> bool:

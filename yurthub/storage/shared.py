@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # A transaction stages its first puts in new files; past this many it takes spare inodes.
 REUSE_AFTER = 64  # so a small commit (a batch of watch events) never looks for spares
@@ -54,6 +56,11 @@ class Shared:
     epoch: int = 0
     pins: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Transactions not yet finished, per collection path: such a collection is never evicted.
+    open_txns: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Called by a commit that grows its collection, before its commit point: (collection,
+    # bytes); raises QuotaExceeded when the quota cannot take them (the store sets it).
+    admit: Callable[[Any, int], None] | None = None
 
     def pin(self) -> int:
         with self.lock:

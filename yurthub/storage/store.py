@@ -31,7 +31,8 @@ class Entry:
 @dataclass(frozen=True)
 class CollectionStats:
     objects: int
-    bytes: int
+    bytes: int              # of its objects
+    history_bytes: int = 0  # of its watch history file
 
 
 @dataclass(frozen=True)

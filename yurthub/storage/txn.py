@@ -110,6 +110,8 @@ class DiskTransaction(Transaction):
         self._spare_fd: int | None = None
         self._spare_names: Any = None              # os.scandir of the claimed trash dir
         self._spares_done = False
+        path = coll.key.path
+        shared.open_txns[path] = shared.open_txns.get(path, 0) + 1
 
     # -- staging --------------------------------------------------------------------------
 
@@ -240,6 +242,13 @@ class DiskTransaction(Transaction):
                 or self._reset is not None):
             self._finish()
             return
+        growth = self.growth()
+        if growth > 0 and self._shared.admit is not None:
+            try:
+                self._shared.admit(coll, growth)  # may evict idle collections to make room
+            except StorageError:
+                self.abort()  # over the quota: nothing of it is committed
+                raise
         syncfs = self._settings.durability == "syncfs"
         small = len(self._puts) <= SMALL_TXN
         journal_written = False
@@ -282,6 +291,19 @@ class DiskTransaction(Transaction):
                         coll.key, e)
         self._publish(plan)
         self._finish()
+
+    def growth(self) -> int:
+        """Bytes the commit would add to its collection (negative: it frees some); the
+        history counts as appended, an upper bound (it is trimmed to its limit)."""
+        entries = self._coll.index.snapshot
+        grown = sum(self._hist_lengths)
+        for key, (_, entry, _) in self._puts.items():
+            old = entries.get(key)
+            grown += entry.size - (old.size if old is not None else 0)
+        for key in self._deletes:
+            old = entries.get(key)
+            grown -= old.size if old is not None else 0
+        return grown
 
     def _prepare(self) -> tuple[Journal, Plan | None]:
         """Write the remaining staged files; the journal that will apply them."""
@@ -387,6 +409,12 @@ class DiskTransaction(Transaction):
         if self._done:
             return
         self._done = True
+        path = self._coll.key.path
+        left = self._shared.open_txns.get(path, 1) - 1
+        if left > 0:
+            self._shared.open_txns[path] = left
+        else:
+            self._shared.open_txns.pop(path, None)
         if self._spare_names is not None:
             self._spare_names.close()
             self._spare_names = None
