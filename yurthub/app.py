@@ -24,15 +24,21 @@ from yurthub.credentials import CredentialStore
 from yurthub.filters.chain import FilterChain, ObjectFilter
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
-from yurthub.metrics import Metrics
+from yurthub.kube.resources import BUILTIN, ResourceType
+from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
 from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
-from yurthub.storage import DiskStore
+from yurthub.storage import DiskStore, Quota
 
 log = logging.getLogger(__name__)
+
+
+def _dirname(rt: ResourceType) -> str:
+    """The cache's directory name of a resource (``pods.v1.core``)."""
+    return f"{rt.resource}.{rt.version}.{rt.group or 'core'}"
 
 
 class _AlwaysHealthy:
@@ -50,8 +56,11 @@ class Hub:
 
     def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
         self.cfg = cfg
-        # 1. metrics
-        self.metrics = Metrics()
+        # 1. metrics (labels that clients choose are bounded: the known values and a few)
+        self.metrics = Metrics(components=cfg.effective_cache_agents - {"*"},
+                               resources={r.resource for r in BUILTIN})
+        self._collection_label = self.metrics.bounded_label(
+            "collection", {_dirname(r) for r in BUILTIN}, EXTRA_RESOURCES)
         # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
         self.credentials = CredentialStore(cfg)
         creds = self.credentials.load()
@@ -59,7 +68,9 @@ class Hub:
         self.upstream = up.Upstream(cfg, creds)
         # 4. the cache tree and its writer
         self.store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                               meta_loader=load_meta)
+                               meta_loader=load_meta,
+                               quota=Quota(cfg.cache_quota, cfg.cache_component_quota,
+                                           cfg.cache_max_collections))
         self.cache = CacheManager(cfg, self.store, self.metrics)
         # 5. streams, watchdog
         self.watchdog = Watchdog()
@@ -118,10 +129,16 @@ class Hub:
         self.cache.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
 
     def _cache_metrics(self) -> Iterable[GaugeMetricFamily]:
-        """The cache's size and freshness, computed at scrape time from the store."""
+        """The cache's size and freshness, computed at scrape time from the store.
+
+        Collections of components and resources beyond the labels' bounds are summed up
+        under ``other`` (and their views not shown), so the output stays bounded.
+        """
         labels = ["component", "resource"]
         objects = GaugeMetricFamily("yurthub_cache_objects", "objects in the cache", labels=labels)
         size = GaugeMetricFamily("yurthub_cache_bytes", "bytes of cached objects", labels=labels)
+        history = GaugeMetricFamily("yurthub_cache_history_bytes", "bytes of watch history "
+                                    "kept for offline watch resume", labels=labels)
         age = GaugeMetricFamily(
             "yurthub_cache_sync_age_seconds", "seconds since a cached view was last listed "
             "completely", labels=[*labels, "view"])
@@ -133,26 +150,50 @@ class Hub:
             labels=[*labels, "view"])
         quarantined = GaugeMetricFamily("yurthub_cache_quarantined_files",
                                         "files moved aside because they could not be trusted")
-        families = [objects, size, age, stale, incomplete, quarantined]
+        quota = GaugeMetricFamily("yurthub_cache_quota_bytes", "the cache's quota",
+                                  labels=["scope"])
+        used = GaugeMetricFamily("yurthub_cache_used_bytes", "bytes the cache holds against "
+                                 "its quota (objects and history)")
+        collections = GaugeMetricFamily("yurthub_cache_collections", "collections in the cache")
+        scopes = GaugeMetricFamily("yurthub_cache_learned_scopes", "resources whose scope the "
+                                   "cache learned (bounded, least recently used forgotten)")
+        out = [objects, size, history, age, stale, incomplete, quarantined, quota, used,
+               collections, scopes]
+        quota.add_metric(["total"], self.cfg.cache_quota)
+        quota.add_metric(["component"], self.cfg.cache_component_quota)
+        scopes.add_metric([], len(self.cache.scopes))
         if not self._ready.is_set():
-            return families
+            return out
         stats = self.store.stats()
         now = time.time()
+        sums: dict[tuple[str, str], list[int]] = {}
         for ck, cs in stats.collections.items():
-            objects.add_metric([ck.component, ck.dirname], cs.objects)
-            size.add_metric([ck.component, ck.dirname], cs.bytes)
+            key = (self.metrics.component(ck.component), self._collection_label(ck.dirname))
+            total = sums.setdefault(key, [0, 0, 0])
+            total[0] += cs.objects
+            total[1] += cs.bytes
+            total[2] += cs.history_bytes
+            if OTHER in key:
+                continue
             for view in CollectionState.from_json(self.store.state(ck) or {}).views.values():
-                key = [ck.component, ck.dirname, str(view.key)]
-                age.add_metric(key, max(0.0, now - view.synced_at))
-                stale.add_metric(key, 1 if view.stale else 0)
-                incomplete.add_metric(key, 1 if view.incomplete else 0)
+                vkey = [*key, str(view.key)]
+                age.add_metric(vkey, max(0.0, now - view.synced_at))
+                stale.add_metric(vkey, 1 if view.stale else 0)
+                incomplete.add_metric(vkey, 1 if view.incomplete else 0)
+        for key, (n, b, h) in sums.items():
+            objects.add_metric(list(key), n)
+            size.add_metric(list(key), b)
+            history.add_metric(list(key), h)
+        used.add_metric([], sum(cs.bytes + cs.history_bytes
+                                for cs in stats.collections.values()))
+        collections.add_metric([], len(stats.collections))
         quarantined.add_metric([], stats.quarantined)
-        return families
+        return out
 
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
-        return self._incomplete_views()
+        return self.cache.not_ready() or self._incomplete_views()
 
     def _incomplete_views(self) -> str | None:
         """Views that lost a member: the hub could not answer their lists offline."""

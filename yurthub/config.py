@@ -83,6 +83,13 @@ def _size(value: str) -> int:
     return n
 
 
+def _render_size(value: int) -> str:
+    for unit, n in (("Gi", 2**30), ("Mi", 2**20)):
+        if value % n == 0:
+            return f"{value // n}{unit}"
+    return str(value)
+
+
 def _bool(value: str) -> bool:
     try:
         return _BOOL[value.strip().lower()]
@@ -250,6 +257,15 @@ class Config:
     cache_tee_budget: int = setting(
         64 * 2**20, _size, "bytes a response may run ahead of the cache writer before its "
         "cache entry is dropped", metavar="BYTES", render=lambda v: f"{v // 2**20}Mi")
+    cache_quota: int = setting(
+        2**30, _size, "bytes the cache may hold (objects, watch history); idle collections "
+        "are evicted, least recently used first", metavar="BYTES", render=_render_size)
+    cache_component_quota: int = setting(
+        512 * 2**20, _size, "bytes the cache may hold for one component (User-Agent)",
+        metavar="BYTES", render=_render_size)
+    cache_max_collections: int = setting(
+        1000, _int_range(1, 100_000), "collections (component, resource) the cache may hold",
+        metavar="N")
     watch_history_size: int = setting(
         1024, _int_range(16, 1_000_000),
         "watch events kept per cached collection for offline watch resume", metavar="N")

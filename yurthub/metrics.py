@@ -1,25 +1,90 @@
 """Prometheus metrics: YurtHub's names where the meaning matches, plus the cache's own.
 
 Each hub owns a private registry (tests run several hubs in one process).  Counters carry
-the ``_total`` suffix that the Python client adds to every counter.
+the ``_total`` suffix that the Python client adds to every counter.  Label values that a
+client chooses (its User-Agent, the resource in its URL) pass through a ``BoundedLabel``:
+known values always, a few others first come first served, then ``other``; so ``/metrics``
+stays the same size whatever clients send.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "OTHER", "BoundedLabel", "Metrics"]
+
+OTHER = "other"
+# How many values beyond the known ones each client-chosen label may take.
+EXTRA_COMPONENTS = 16
+EXTRA_RESOURCES = 16
+EXTRA_SUBRESOURCES = 4
+KNOWN_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete",
+               "deletecollection", "head", "options", "proxy", "connect")
+KNOWN_SUBRESOURCES = ("", "-", "status", "log", "exec", "attach", "portforward", "proxy",
+                      "binding", "eviction", "scale", "token", "approval", "finalize",
+                      "ephemeralcontainers", "resize")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+class BoundedLabel:
+    """Keeps one label's distinct values bounded: ``known`` values pass, then the first
+    ``extra`` other values that look like names (at most 63 characters of ``[a-z0-9._-]``),
+    and everything else becomes ``other``.  Safe from any thread."""
+
+    def __init__(self, name: str, known: Iterable[str] = (), extra: int = 0,
+                 on_fold: Callable[[str], None] | None = None) -> None:
+        self.name = name
+        self.extra = extra
+        self._known = frozenset(known)
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._on_fold = on_fold or (lambda name: None)
+
+    def __call__(self, value: str) -> str:
+        if value in self._known or value in self._seen:
+            return value
+        if _NAME.fullmatch(value):
+            with self._lock:
+                if value in self._seen:
+                    return value
+                if len(self._seen) < self.extra:
+                    self._seen.add(value)
+                    return value
+        self._on_fold(self.name)
+        return OTHER
+
+    @property
+    def values(self) -> frozenset[str]:
+        """Every value that passes as itself."""
+        with self._lock:
+            return self._known | frozenset(self._seen)
 
 
 class Metrics:
-    """Every collector of one hub."""
+    """Every collector of one hub.
 
-    def __init__(self) -> None:
+    ``components`` and ``resources`` are the values their labels always take as they are
+    (the cache agents, the built-in resources); a few more are let through as they come.
+    """
+
+    def __init__(self, components: Iterable[str] = (), resources: Iterable[str] = ()) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self.labels_folded = Counter(
+            "yurthub_metrics_labels_folded", "label values reported as 'other' because too "
+            "many distinct ones came from clients", ["label"], registry=r)
+        fold = self._folded
+        self.component = BoundedLabel("component", {*components, "unknown"},
+                                      EXTRA_COMPONENTS, fold)
+        self.resource = BoundedLabel("resource", {*resources, ""}, EXTRA_RESOURCES, fold)
+        self.subresource = BoundedLabel("subresource", KNOWN_SUBRESOURCES, EXTRA_SUBRESOURCES,
+                                        fold)
+        self.verb = BoundedLabel("verb", KNOWN_VERBS, 0, fold)
         self.server_healthy = Gauge(
             "node_yurthub_server_healthy_status", "1 when the cloud server is healthy",
             ["server"], registry=r)
@@ -52,6 +117,27 @@ class Metrics:
         self.cache_overflows = Counter(
             "yurthub_cache_tee_overflows", "responses whose cache copy overflowed the tee "
             "budget", registry=r)
+        self.cache_evictions = Counter(
+            "yurthub_cache_evictions", "what the cache's bounds made it forget: collections "
+            "(quota, collections), views of a collection, learned resource scopes",
+            ["what", "reason"], registry=r)
+        self.cache_stopped = Gauge(
+            "yurthub_cache_stopped", "1 while caching is stopped (quota, collections, "
+            "no-space); the hub goes on proxying", ["reason"], registry=r)
+        self.insecure_upstream = Gauge(
+            "yurthub_insecure_upstream", "1 for a cloud server reached without a verified "
+            "TLS connection", ["server", "reason"], registry=r)
+
+    def _folded(self, label: str) -> None:
+        self.labels_folded.labels(label).inc()
+
+    def bounded_label(self, name: str, known: Iterable[str], extra: int) -> BoundedLabel:
+        """Another bounded label whose folds are counted with the others."""
+        return BoundedLabel(name, known, extra, self._folded)
+
+    def request_labels(self, component: str, verb: str) -> tuple[str, str]:
+        """(client, verb) label values of a request, bounded."""
+        return self.component(component or "unknown"), self.verb(verb)
 
     def add_collector(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
         """Metrics computed at scrape time (cache sizes, sync ages) from a callback."""

@@ -103,3 +103,12 @@ def test_default_ini_loads_back_to_the_defaults(tmp_path):
     assert config.load(path, {"node_name": "n"}) == config.load(None, {"node_name": "n"})
     for f in config.settings():
         assert f"#{f.name} =" in text
+
+
+def test_quota_settings():
+    cfg = config.load(None, {"node_name": "n", "cache_quota": "2Gi",
+                             "cache_component_quota": "100Mi", "cache_max_collections": "50"})
+    assert (cfg.cache_quota, cfg.cache_component_quota, cfg.cache_max_collections) == (
+        2 << 30, 100 << 20, 50)
+    with pytest.raises(ConfigError, match="at least 1Mi"):
+        config.load(None, {"node_name": "n", "cache_quota": "1000"})

@@ -104,7 +104,8 @@ class CollectionWriter:
     """Applies mutations to one collection; only the writer thread calls it."""
 
     def __init__(self, store: DiskStore, ck: CollectionKey, rt: ResourceType,
-                 on_commit: Callable[[str, int], None] | None = None) -> None:
+                 on_commit: Callable[[str, int], None] | None = None,
+                 on_views_forgotten: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.ck = ck
         self.rt = rt
@@ -117,6 +118,7 @@ class CollectionWriter:
         self.deferred: list[Mutation] = []
         self._view_selectors: dict[ViewKey, Selectors] = {}
         self._on_commit = on_commit or (lambda kind, n: None)
+        self._on_views_forgotten = on_views_forgotten or (lambda n: None)
 
     # -- reading what is stored -------------------------------------------------------------
 
@@ -325,6 +327,9 @@ class CollectionWriter:
                 self.state.synced(key, a.list_rv, now)  # a subset of a fresh list is fresh
         for key in doubtful:
             self.state.mark_stale(key, f"an object left {a.view} and may still belong here")
+        forgotten = self.state.bound(a.view)
+        for key in forgotten:
+            self._view_selectors.pop(key, None)
         try:
             a.txn.set_state(self.state.to_json())
             a.txn.commit()
@@ -336,6 +341,8 @@ class CollectionWriter:
             self.assembly = None
         log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed)",
                  self.ck, a.view, a.objects, a.list_rv, removed)
+        if forgotten:
+            self._on_views_forgotten(len(forgotten))
         self._on_commit("list", a.objects)
         self._replay_deferred()
         return a.objects

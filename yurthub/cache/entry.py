@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.views import Selectors, ViewKey
+from yurthub.errors import StorageError
 from yurthub.kube.resources import ResourceType
 from yurthub.storage import CollectionKey
 
@@ -64,3 +65,16 @@ class Sink(Protocol):
 
     def nonresource(self, entry: Entry, body: bytes, doc: Any) -> None:
         """Store a discovery document and learn from it."""
+
+    @property
+    def max_list_bytes(self) -> int:
+        """The largest list worth spooling or inflating: one the quota could take."""
+
+    def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
+                       growth: int = 0) -> None:
+        """A write (or a spool) failed: a quota or a full disk stops caching, anything else
+        is counted and logged as an error."""
+
+    def space_problem(self, err: OSError) -> str:
+        """The drop reason of an entry whose spool could not be written ("no-space" stops
+        caching)."""

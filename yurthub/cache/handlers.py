@@ -22,15 +22,14 @@ from yurthub.cache.tee import Outcome, Tee
 from yurthub.errors import DecodeError, InvalidKeyError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
-from yurthub.kube.framing import Decompressor, ListParser, WatchFramer
+from yurthub.kube.framing import MAX_OBJECT_BYTES, Decompressor, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table
-from yurthub.storage import validate_name
+from yurthub.storage import QuotaExceeded, validate_name
 
 log = logging.getLogger(__name__)
 
-MAX_OBJECT_BYTES = 8 << 20
 SPOOL_BLOCK = 256 << 10
 PARK_LIMIT = 2.0  # seconds a watch waits for the one before it to catch its view up
 
@@ -43,7 +42,11 @@ class Handler:
         self.tee = tee
         self.entry = entry
         self.dead = False
-        self._gunzip = Decompressor() if entry.gzip else None
+        self._gunzip = Decompressor(self.inflate_limit()) if entry.gzip else None
+
+    def inflate_limit(self) -> int | None:
+        """What a gzip body may inflate to: a whole object, unless the handler says."""
+        return MAX_OBJECT_BYTES + 1
 
     def collection(self) -> CollectionWriter:
         return self.writer.collection(self.entry)
@@ -177,6 +180,10 @@ class ListHandler(Handler):
         self.assembly: ListAssembly | None = None
         self._kind = ""
         self._api_version = ""
+        self.spooled = 0
+
+    def inflate_limit(self) -> int | None:
+        return self.writer.max_list_bytes
 
     def ready(self) -> bool:
         """Attach to (or start) the collection's list assembly, or wait for the page before."""
@@ -215,13 +222,25 @@ class ListHandler(Handler):
         is empty for now.
         """
         try:
-            return os.splice(self.tee.read_fd, self.spool_fd, limit,
-                             flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
+            n = os.splice(self.tee.read_fd, self.spool_fd, limit,
+                          flags=os.SPLICE_F_NONBLOCK | os.SPLICE_F_MOVE)
         except BlockingIOError:
             raise
         except OSError as e:
-            self.fail(f"cannot spool the list: {e}")
+            self.fail(f"cannot spool the list: {e}", reason=self.writer.space_problem(e))
             return -1
+        self.spooled += n
+        limit = self.writer.max_list_bytes
+        if self.spooled > limit:
+            # It could never be committed, and the spool is on the cache's own disk.
+            why = f"a list of {self.entry.ck} larger than the cache quota ({limit} bytes)"
+            self.writer.storage_failed(QuotaExceeded(why, "component", self.spooled - limit,
+                                                     component=self.entry.component,
+                                                     growth=self.spooled),
+                                       self.entry, self.entry.ck)
+            self.fail(why, reason="too-large")
+            return -1
+        return n
 
     def finish(self, outcome: Outcome) -> None:
         if self.dead:
@@ -299,6 +318,9 @@ class ListHandler(Handler):
 
 class WatchHandler(Handler):
     """watch: events applied in order; a gap, an ERROR or a torn frame marks the view stale."""
+
+    def inflate_limit(self) -> int | None:
+        return None  # a stream: the framer bounds every event
 
     def __init__(self, writer: Sink, tee: Tee, entry: Entry) -> None:
         super().__init__(writer, tee, entry)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -23,6 +22,7 @@ from yurthub.cache.entry import Entry
 from yurthub.cache.integrity import body_problem
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
+from yurthub.cache.scopes import Scopes
 from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter, StaleLocalWrite
@@ -68,18 +68,19 @@ class CacheManager:
         self.agents = cfg.effective_cache_agents
         self.budget = Budget(cfg.cache_tee_budget)
         self.writer = CacheWriter(store, metrics, self.learn_discovery)
+        if store.quota is not None:
+            self.writer.max_list_bytes = min(store.quota.total, store.quota.per_component)
         self.damage = Damage(store, metrics, self._type_of)
         self.reader = CacheReader(store, on_damaged=self._damaged)
         self.started_at = time.time()
-        self._scopes: dict[tuple[str, str], bool] = {}
-        self._kinds: dict[tuple[str, str], str] = {}
-        self._lock = threading.Lock()
+        self.scopes = Scopes(metrics)
 
     def start(self, lost: list[LostObject] | None = None) -> None:
         """After the store has been opened: learn scopes from disk, mark the views that lost
         objects at recovery incomplete (``lost``), start the writer."""
         for ck in self.store.collections():
-            self._scopes.setdefault((ck.group, ck.resource), ck.namespaced)
+            if builtin(ck.group, ck.version, ck.resource) is None:
+                self.scopes.learn(ck.group, ck.resource, ck.namespaced)
         self.damage.apply_recovery(lost or [])
         for key in ("/api/v1", f"/api;{_AGGREGATED};v2", f"/apis;{_AGGREGATED};v2",
                     f"/apis;{_AGGREGATED};v2beta1"):
@@ -92,6 +93,10 @@ class CacheManager:
         self.started_at = time.time()
         self.writer.start()
 
+    def not_ready(self) -> str | None:
+        """Why the cache is not doing its job (caching stopped), or None."""
+        return self.writer.space.reason()
+
     def stop(self, timeout: float = 10.0) -> None:
         self.writer.wait_idle(timeout)
         self.writer.stop()
@@ -99,34 +104,37 @@ class CacheManager:
     # -- scopes and types -------------------------------------------------------------------
 
     def resource_type(self, group: str, version: str, resource: str,
-                      namespace_hint: bool | None = None) -> ResourceType | None:
+                      namespace_hint: bool | None = None, *,
+                      learn: bool = False) -> ResourceType | None:
         """The type of a resource, or None while its scope is unknown (then it is not cached).
 
         ``namespace_hint`` is True when the request named a namespace (so the resource is
-        namespaced) and False for an object request without one (cluster-scoped).
+        namespaced) and False for an object request without one (cluster-scoped); it is
+        remembered (``learn``) only once the cloud answered the request 2xx.
         """
         rt = builtin(group, version, resource)
         if rt is not None:
             return rt
         base = partial_metadata_base(group)
         if base is not None:  # metadata-only copies share the scope of the full objects
-            full = self.resource_type(base, version, resource, namespace_hint)
+            full = self.resource_type(base, version, resource, namespace_hint, learn=learn)
             if full is None:
                 return None
             return ResourceType(group, version, resource, "PartialObjectMetadata",
                                 full.namespaced)
         known = known_kind(group, resource)
-        with self._lock:
-            namespaced = self._scopes.get((group, resource))
-            if namespaced is None:
-                if known is not None:
-                    namespaced = known[1]
-                elif namespace_hint is not None:
-                    namespaced = namespace_hint
-                else:
-                    return None
-                self._scopes[(group, resource)] = namespaced
-            kind = self._kinds.get((group, resource)) or (known[0] if known else "")
+        learned = self.scopes.get(group, resource)
+        kind = (learned[1] if learned else "") or (known[0] if known else "")
+        if learned is not None:
+            namespaced = learned[0]
+        elif known is not None:
+            namespaced = known[1]
+        elif namespace_hint is not None:
+            namespaced = namespace_hint
+            if learn:
+                self.scopes.learn(group, resource, namespaced)
+        else:
+            return None
         return ResourceType(group, version, resource, kind, namespaced)
 
     def _type_of(self, ck: CollectionKey) -> ResourceType | None:
@@ -137,18 +145,15 @@ class CacheManager:
 
     def learn_resource(self, group: str, resource: str, kind: str, namespaced: bool) -> None:
         """Record what discovery says about a resource (custom resources included)."""
-        with self._lock:
-            self._scopes[(group, resource)] = namespaced
-            if kind:
-                self._kinds[(group, resource)] = kind
+        self.scopes.learn(group, resource, namespaced, kind)
 
     # -- the request path -------------------------------------------------------------------
 
     def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
                 headers: Mapping[str, str]) -> Tee | None:
         """A tee for this response when it is to be cached, else None.  Never raises."""
-        if not 200 <= status < 300:
-            return None
+        if not 200 <= status < 300 or not self.writer.space.accepting:
+            return None  # (a full disk: nothing would land; the response passes untouched)
         if not info.is_resource_request or _DISCOVERY.match(info.path):
             return self._document_tee(info, status, headers)
         # What the server sent decides, not what the client asked for: a Table request
@@ -168,7 +173,7 @@ class CacheManager:
         try:
             entry = self._entry(info, component, served, encoding == "gzip")
         except (ApiError, InvalidKeyError) as e:
-            self.metrics.cache_invalid_keys.labels(component).inc()
+            self.metrics.cache_invalid_keys.labels(self.metrics.component(component)).inc()
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
             return None
         return self._open(entry, big=entry.kind != "object")
@@ -179,7 +184,8 @@ class CacheManager:
             tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=big,
                       gather=GATHER if entry.kind == "list" else 0)
         except OSError as e:
-            self.metrics.cache_entries_dropped.labels(entry.component, entry.resource,
+            self.metrics.cache_entries_dropped.labels(self.metrics.component(entry.component),
+                                                      self.metrics.resource(entry.resource),
                                                       "no-pipe").inc()
             log.warning("%s: not cached, no pipe for its tee: %s", entry, e)
             return None
@@ -190,7 +196,7 @@ class CacheManager:
         group, version, resource = cache_resource(info, accept)
         kind = _ENTRY_KIND[info.verb]
         hint = bool(info.namespace) if info.namespace or kind == "object" else None
-        rt = self.resource_type(group, version, resource, hint)
+        rt = self.resource_type(group, version, resource, hint, learn=True)
         if rt is None:
             raise InvalidKeyError(f"the scope of {resource}.{group} is not known yet")
         ck = _collection_key(component, group, version, resource, rt.namespaced)

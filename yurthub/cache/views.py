@@ -19,6 +19,10 @@ from yurthub.kube import fields as kfields
 from yurthub.kube import labels as klabels
 from yurthub.kube.resources import ResourceType
 
+# Views one collection keeps: every distinct selector a client lists with makes one, so the
+# least recently synced or advanced are forgotten past this many.
+MAX_VIEWS = 32
+
 
 @dataclass(frozen=True)
 class Selectors:
@@ -145,6 +149,17 @@ class CollectionState:
         view = View(key=key, rv=rv, synced_rv=rv, from_rv=rv, synced_at=t, updated_at=t)
         self.views[key] = view
         return view
+
+    def bound(self, keep: ViewKey, limit: int = MAX_VIEWS) -> list[ViewKey]:
+        """Forget the least recently used views beyond ``limit`` (never ``keep``)."""
+        if len(self.views) <= limit:
+            return []
+        order = sorted((v for k, v in self.views.items() if k != keep),
+                       key=lambda v: max(v.synced_at, v.updated_at))
+        gone = [v.key for v in order[:len(self.views) - limit]]
+        for key in gone:
+            del self.views[key]
+        return gone
 
     def advance(self, key: ViewKey, rv: int, now: float | None = None) -> None:
         view = self.views.get(key)

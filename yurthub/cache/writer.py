@@ -33,6 +33,7 @@ from yurthub.cache.handlers import (
     ObjectHandler,
     WatchHandler,
 )
+from yurthub.cache.space import SpaceGuard, is_no_space
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import ViewKey
 from yurthub.errors import InvalidKeyError, StorageError, YurthubError
@@ -97,6 +98,11 @@ class CacheWriter(BackgroundThread):
         self._collections: dict[CollectionKey, CollectionWriter] = {}
         self.idle = threading.Event()
         self.idle.set()
+        # The largest list worth spooling (or inflating): one that could be committed.
+        self.max_list_bytes = 1 << 40
+        self.space = SpaceGuard(store, metrics)
+        self._stale_later: dict[CollectionKey, str] = {}
+        store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
 
@@ -158,9 +164,46 @@ class CacheWriter(BackgroundThread):
             raise InvalidKeyError(f"{entry} is not filed under a collection")
         coll = self._collections.get(ck)
         if coll is None:
-            coll = CollectionWriter(self.store, ck, entry.rt, self._count_commit)
-            self._collections[ck] = coll
+            coll = self._new_collection(ck, entry.rt)
         return coll
+
+    def _new_collection(self, ck: CollectionKey, rt: Any) -> CollectionWriter:
+        def committed(kind: str, n: int) -> None:
+            self.metrics.cache_commits.labels(kind).inc()
+            if kind == "list":
+                self.space.committed(ck)
+
+        forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
+        coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
+                                                        forgotten)
+        return coll
+
+    def busy(self, ck: CollectionKey) -> bool:
+        """The store may not evict ``ck``: something is being written to it or streams in."""
+        coll = self._collections.get(ck)
+        if coll is not None and (coll.pending() or coll.assembly is not None or coll.deferred):
+            return True
+        return any(h.entry.ck == ck for h in (*self._handlers, *self._parked))
+
+    def _evicted(self, ck: CollectionKey, why: str) -> None:
+        self._collections.pop(ck, None)
+        self._stale_later.pop(ck, None)
+        self.metrics.cache_evictions.labels("collection", why).inc()
+
+    def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
+                       growth: int = 0) -> None:
+        """A write failed: a quota or a full disk stops caching (SpaceGuard), else it is an
+        error worth an ERROR line."""
+        if not self.space.failed(err, ck, growth):  # a refusal for room is no write error
+            self.metrics.cache_write_errors.inc()
+            log.error("cache commit for %s failed: %s", what, err)
+
+    def space_problem(self, err: OSError) -> str:
+        """The drop reason of an entry whose spool could not be written."""
+        if is_no_space(err):
+            self.space.failed(err)
+            return "no-space"
+        return "undecodable"
 
     def other_open_watch(self, me: object, ck: CollectionKey | None, view: ViewKey) -> bool:
         return any(h is not me and isinstance(h, WatchHandler) and not h.dead
@@ -169,13 +212,15 @@ class CacheWriter(BackgroundThread):
                    for h in self._handlers)
 
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
-        self.metrics.cache_entries_dropped.labels(entry.component, entry.resource, reason).inc()
+        m = self.metrics
+        m.cache_entries_dropped.labels(m.component(entry.component), m.resource(entry.resource),
+                                       reason).inc()
         if reason == Outcome.OVERFLOW.value:
             self.metrics.cache_overflows.inc()
         log.debug("not cached: %s: %s", entry, why)
 
     def invalid_key(self, entry: Entry, why: str) -> None:
-        self.metrics.cache_invalid_keys.labels(entry.component).inc()
+        self.metrics.cache_invalid_keys.labels(self.metrics.component(entry.component)).inc()
         log.warning("not caching an object of %s: %s", entry, why)
 
     def nonresource(self, entry: Entry, body: bytes, doc: Any) -> None:
@@ -183,13 +228,9 @@ class CacheWriter(BackgroundThread):
         try:
             self.store.write_nonresource(entry.doc_key, body)
         except (StorageError, InvalidKeyError) as e:
-            self.metrics.cache_write_errors.inc()
-            log.error("caching %s failed: %s", entry.doc_key, e)
+            self.storage_failed(e, entry.doc_key, growth=len(body))
             return
         self._on_document(entry.doc_key, doc)
-
-    def _count_commit(self, kind: str, n: int) -> None:
-        self.metrics.cache_commits.labels(kind).inc()
 
     def run(self) -> None:
         housekeeping = time.monotonic()
@@ -199,6 +240,7 @@ class CacheWriter(BackgroundThread):
             if time.monotonic() - housekeeping > HOUSEKEEPING_INTERVAL:
                 housekeeping = time.monotonic()
                 self.store.tidy()  # indexes to disk; replaced files removed in the background
+            self.space.check()
             for key, _mask in ready:
                 if key.data is None:
                     self._accept_new()
@@ -232,8 +274,7 @@ class CacheWriter(BackgroundThread):
                 try:
                     item()
                 except (StorageError, InvalidKeyError) as e:
-                    self.metrics.cache_write_errors.inc()
-                    log.error("cache write failed: %s", e)
+                    self.storage_failed(e, "a write of the hub")
 
     def _local_write(self, w: LocalWrite) -> None:
         if not w.future.set_running_or_notify_cancel():
@@ -248,6 +289,8 @@ class CacheWriter(BackgroundThread):
                                 meta=w.meta, local=w.local))
             coll.flush()
         except Exception as e:  # the caller gets every failure, the writer goes on
+            if isinstance(e, StorageError) and w.entry.ck is not None:
+                self.space.failed(e, w.entry.ck, len(w.body))
             w.future.set_exception(e)
             return
         w.future.set_result(w.body)
@@ -256,6 +299,8 @@ class CacheWriter(BackgroundThread):
         try:
             ready = handler.ready()
         except (InvalidKeyError, StorageError) as e:
+            if isinstance(e, StorageError) and not isinstance(e, InvalidKeyError):
+                self.space.failed(e, handler.entry.ck)
             handler.fail(str(e))
             ready = True
         if handler.dead:
@@ -293,7 +338,8 @@ class CacheWriter(BackgroundThread):
             if handler.entry.ck is not None:
                 self._reload_collection(handler.entry.ck)
 
-    def _reload_collection(self, ck: CollectionKey) -> None:
+    def _reload_collection(self, ck: CollectionKey,
+                           why: str = "an internal error lost events") -> None:
         """Forget what a collection had not committed; mark its views stale (events may have
         been lost) so offline answers say so until the next list."""
         coll = self._collections.pop(ck, None)
@@ -301,13 +347,28 @@ class CacheWriter(BackgroundThread):
             return
         try:
             coll.discard()
-            fresh = CollectionWriter(self.store, ck, coll.rt, self._count_commit)
-            self._collections[ck] = fresh
-            for view in list(fresh.state.views):
-                fresh.apply(Mutation("stale", view=view, why="an internal error lost events"))
-            fresh.flush()  # the stale marks are on disk before anyone reads the view
+            fresh = self._new_collection(ck, coll.rt)
         except Exception:
             log.exception("reloading %s failed", ck)
+            return
+        self._mark_stale(fresh, why)
+
+    def _mark_stale(self, coll: CollectionWriter, why: str) -> None:
+        """Mark every view of ``coll`` stale, on disk before anyone reads it; while that
+        cannot be written (a full disk) it is tried again every round."""
+        try:
+            for view in list(coll.state.views):
+                coll.apply(Mutation("stale", view=view, why=why))
+            coll.flush()
+        except StorageError as e:
+            if coll.ck not in self._stale_later:
+                log.warning("cannot mark the views of %s stale yet (%s); trying again once "
+                            "there is room", coll.ck, e)
+            self._stale_later[coll.ck] = why
+            return
+        except Exception:
+            log.exception("marking the views of %s stale failed", coll.ck)
+        self._stale_later.pop(coll.ck, None)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):
@@ -357,8 +418,7 @@ class CacheWriter(BackgroundThread):
         try:
             handler.finish(outcome)
         except StorageError as e:
-            self.metrics.cache_write_errors.inc()
-            log.error("cache commit for %s failed: %s", handler.entry, e)
+            self.storage_failed(e, handler.entry, handler.entry.ck)
         self._forget(handler)
 
     def _forget(self, handler: Handler) -> None:
@@ -375,13 +435,20 @@ class CacheWriter(BackgroundThread):
         self._handlers.discard(handler)
 
     def _flush(self) -> None:
+        for ck, why in list(self._stale_later.items() if self.space.accepting else ()):
+            later = self._collections.get(ck)
+            if later is None:
+                del self._stale_later[ck]  # evicted meanwhile: no view is left to trust
+            elif later.assembly is None:
+                self._mark_stale(later, why)
         for ck, coll in list(self._collections.items()):
             if coll.pending():
                 try:
                     coll.flush()
                 except StorageError as e:
-                    self.metrics.cache_write_errors.inc()
-                    log.error("cache commit for %s failed: %s", coll.ck, e)
+                    self.storage_failed(e, coll.ck, coll.ck)
+                    # Its events are lost: its views may no longer claim to be complete.
+                    self._reload_collection(ck, f"a commit failed: {e}")
                 except Exception:
                     # A bug: as in _safely, that collection starts again from the disk.
                     self.metrics.cache_write_errors.inc()

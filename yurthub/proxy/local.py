@@ -124,7 +124,8 @@ class LocalProxy:
         if not info.is_resource_request:
             return self._nonresource(ctx)
         verb = info.verb
-        self.metrics.requests.labels(ctx.component or "unknown", verb, "cache", "-").inc()
+        self.metrics.requests.labels(*self.metrics.request_labels(ctx.component, verb), "cache",
+                                     "-").inc()
         log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
         if verb == "get":
             return self._get(ctx)

@@ -97,8 +97,8 @@ class RemoteProxy:
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
                                long_lived=watch or follow)
-        self.metrics.requests.labels(ctx.component or "unknown", info.verb, "remote",
-                                     str(resp.status)).inc()
+        client, verb = self.metrics.request_labels(ctx.component, info.verb)
+        self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
         return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
@@ -170,8 +170,9 @@ class ProxiedStream:
         self._closed = False
         self._lock = threading.Lock()
         self._life: OpenStream | None = None
-        self._labels = (ctx.component or "unknown", ctx.info.verb, ctx.info.resource,
-                        ctx.info.subresource)
+        m = proxy.metrics
+        self._labels = (*m.request_labels(ctx.component, ctx.info.verb),
+                        m.resource(ctx.info.resource), m.subresource(ctx.info.subresource))
 
     def interrupt(self, reason: Reason) -> None:
         with self._lock:

@@ -1,0 +1,190 @@
+"""The cache's bounds seen from its front door: the quota stops and resumes caching, a full
+disk (ENOSPC injected at the process edge) does too, views and learned scopes are LRU."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.unit.cache.conftest import PODS, Feeder, list_body, pod
+from yurthub import config
+from yurthub.cache import space as space_mod
+from yurthub.cache.collection import load_meta
+from yurthub.cache.manager import CacheManager
+from yurthub.cache.views import MAX_VIEWS
+from yurthub.metrics import OTHER, BoundedLabel, Metrics
+from yurthub.storage import DiskStore, Quota, files
+
+MI = 1 << 20
+
+
+def make(tmp_path: Path, quota: Quota | None = None) -> CacheManager:
+    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c"),
+                             "cache_agents": "kubectl"})
+    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
+                      meta_loader=load_meta, quota=quota)
+    store.open()
+    m = CacheManager(cfg, store, Metrics())
+    m.start()
+    return m
+
+
+@pytest.fixture
+def small(tmp_path):
+    m = make(tmp_path, Quota(total=MI, per_component=MI, max_collections=100))
+    m.writer.space.clock = lambda: float("inf")  # every check() looks at once
+    yield m
+    m.stop()
+    m.store.close()
+
+
+def big_pods(n: int, pad: int) -> list[dict]:
+    pods = []
+    for i in range(n):
+        p = pod(f"p{i}", rv=10 + i)
+        p["metadata"]["annotations"] = {"pad": "x" * pad}
+        pods.append(p)
+    return pods
+
+
+def sample(m: CacheManager, name: str, **labels: str) -> float:
+    for metric in m.metrics.registry.collect():
+        for s in metric.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def test_a_list_over_the_quota_stops_caching_until_one_fits(small):
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body(big_pods(10, 1000), 50))  # ~330 KB
+    feed.respond("/api/v1/pods", list_body(big_pods(20, 1000), 50), ua="kubectl/1")  # ~660 KB
+    assert len(small.store.entries(PODS)) == 10 and small.not_ready() is None
+    # The other collection was used a moment ago: nothing may be evicted for this one.
+    feed.respond("/api/v1/pods", list_body(big_pods(20, 1000), 60))
+    assert small.store.entries(PODS)[("default", "p0")].meta["rv"] == 10  # the old list stays
+    assert len(small.store.entries(PODS)) == 10
+    reason = small.not_ready()
+    assert reason is not None and "caching stopped (quota)" in reason
+    assert sample(small, "yurthub_cache_stopped", reason="quota") == 1
+    # Still over: a look changes nothing.
+    small.writer.space.check()
+    assert small.not_ready() is not None
+    # The cloud's list shrinks (objects deleted): it fits, caching goes on by itself.
+    feed.respond("/api/v1/pods", list_body(big_pods(5, 1000), 70))
+    assert small.not_ready() is None and len(small.store.entries(PODS)) == 5
+    assert sample(small, "yurthub_cache_stopped", reason="quota") == 0
+
+
+def test_a_list_larger_than_the_quota_is_not_even_spooled(small):
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body(big_pods(40, 1000), 60))  # 1.3 MB > 1 MiB
+    assert small.store.entries(PODS) == {}
+    assert sample(small, "yurthub_cache_entries_dropped_total", reason="too-large") == 1
+    assert not [p for p in os.listdir(small.store.root) if p.startswith(".spool")]
+    assert "larger than the cache quota" in (small.not_ready() or "")
+    feed.respond("/api/v1/pods", list_body(big_pods(3, 1000), 70))
+    assert small.not_ready() is None and len(small.store.entries(PODS)) == 3
+
+
+def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
+    feed = Feeder(small)
+    real = files.write_new
+    free = {"bytes": 0}
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_new", full)
+    monkeypatch.setattr(space_mod.SpaceGuard, "_free_bytes", lambda self: free["bytes"])
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert small.store.entries(PODS) == {}
+    assert "caching stopped (no-space)" in (small.not_ready() or "")
+    assert sample(small, "yurthub_cache_stopped", reason="no-space") == 1
+    # While the disk is full no entry is even opened: the response passes untouched.
+    assert not feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    monkeypatch.setattr(files, "write_new", real)
+    small.writer.space.check()
+    assert small.not_ready() is not None  # the disk is still full
+    free["bytes"] = 100 * MI
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert ("default", "a") in small.store.entries(PODS)
+
+
+def test_idle_collections_make_room_for_new_ones(tmp_path):
+    m = make(tmp_path, Quota(total=1 << 30, per_component=1 << 30, max_collections=2))
+    try:
+        feed = Feeder(m)
+        now = [1_000_000.0]
+        m.store.clock = lambda: now[0]
+        feed.respond("/api/v1/namespaces/default/configmaps", b'{"kind":"ConfigMapList",'
+                     b'"apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}',
+                     ua="kubectl/1")
+        now[0] += 1
+        feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+        now[0] += 100
+        feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9), ua="kubectl/1")
+        assert {ck.component + "/" + ck.resource for ck in m.store.collections()} == {
+            "kubelet/pods", "kubectl/pods"}
+        assert sample(m, "yurthub_cache_evictions_total", what="collection",
+                      reason="collections") == 1
+    finally:
+        m.stop()
+        m.store.close()
+
+
+def test_views_of_a_collection_are_bounded_least_recently_used_first(tmp_path):
+    m = make(tmp_path)
+    try:
+        feed = Feeder(m)
+        for i in range(MAX_VIEWS + 5):
+            feed.respond(f"/api/v1/pods?labelSelector=app%3Dv{i}", list_body([], 10 + i))
+        views = json.loads(json.dumps(m.store.state(PODS)))["views"]
+        assert len(views) == MAX_VIEWS
+        kept = {v["key"]["labels"] for v in views}
+        assert "app=v0" not in kept and f"app=v{MAX_VIEWS + 4}" in kept
+        assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 5
+    finally:
+        m.stop()
+        m.store.close()
+
+
+def test_learned_scopes_are_bounded_and_only_what_the_cloud_answered(tmp_path, monkeypatch):
+    m = make(tmp_path)
+    try:
+        # A request the cloud did not answer teaches nothing.
+        assert m.read_target(
+            *_info("/apis/made.up/v1/namespaces/x/things"), "kubectl", "") is not None
+        assert len(m.scopes) == 0
+        small = type(m.scopes)(m.metrics, maxsize=3)
+        monkeypatch.setattr(m, "scopes", small)
+        for i in range(5):
+            assert m.resource_type("x.io", "v1", f"r{i}", True, learn=True) is not None
+        assert len(m.scopes) == 3
+        assert m.resource_type("x.io", "v1", "r0") is None  # forgotten (least recently used)
+        assert m.resource_type("x.io", "v1", "r4").namespaced is True
+        assert sample(m, "yurthub_cache_evictions_total", what="scope", reason="lru") == 2
+    finally:
+        m.stop()
+        m.store.close()
+
+
+def _info(path: str) -> tuple:
+    from yurthub.kube.requestinfo import parse_request_info
+    return (parse_request_info("GET", path, ""),)
+
+
+def test_a_bounded_label_keeps_known_values_a_few_more_then_other():
+    folded = []
+    label = BoundedLabel("component", {"kubelet"}, 2, folded.append)
+    assert [label(v) for v in ["kubelet", "a", "b", "c", "a", "kubelet", "Bad Value",
+                               "x" * 64]] == ["kubelet", "a", "b", OTHER, "a", "kubelet",
+                                              OTHER, OTHER]
+    assert folded == ["component"] * 3
+    assert label.values == {"kubelet", "a", "b"}

@@ -1,0 +1,133 @@
+"""Whether the cache may write: stopped by its quota or a full disk, resumed once room returns.
+
+design: the writer reports every storage failure here.  A commit the quota cannot take
+(storage.quota) or a write that found the disk full (ENOSPC, EDQUOT) stops caching: the
+hub keeps proxying, ``/v1/readyz`` says why and ``yurthub_cache_stopped{reason}`` is 1.  A
+full disk stops new cache entries altogether (nothing would land); over the quota the
+entries go on, because a relist that shrank may fit and a delete frees room.  The writer
+asks ``check`` every round; at most once a second it looks whether what failed would fit
+now (the quota's room, or the file system's free bytes) and resumes by itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from yurthub.errors import StorageError
+from yurthub.metrics import Metrics
+from yurthub.storage import CollectionKey, DiskStore, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+REASONS = ("quota", "collections", "no-space")
+RESUME_FREE_BYTES = 4 << 20   # free bytes a full disk needs again before caching resumes
+CHECK_INTERVAL = 1.0
+
+
+def is_no_space(err: BaseException | None) -> bool:
+    """True for an error (or the OSError it was raised from) that says the disk is full."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in NO_SPACE:
+            return True
+        err = err.__cause__
+    return False
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why caching stopped, and how to tell that it may go on."""
+
+    reason: str                  # one of REASONS
+    message: str
+    fits: Callable[[], bool]
+    ck: CollectionKey | None = None  # the collection whose commit was refused
+
+
+class SpaceGuard:
+    """The cache's stop/resume state (the writer thread changes it; anyone may read it)."""
+
+    def __init__(self, store: DiskStore, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.stopped: Stop | None = None
+        self._checked = 0.0
+        for reason in REASONS:
+            metrics.cache_stopped.labels(reason).set(0)
+
+    @property
+    def accepting(self) -> bool:
+        """False while the disk is full: no new cache entry is opened."""
+        stop = self.stopped
+        return stop is None or stop.reason != "no-space"
+
+    def reason(self) -> str | None:
+        stop = self.stopped
+        if stop is None:
+            return None
+        return f"caching stopped ({stop.reason}): {stop.message}; the hub goes on proxying"
+
+    def failed(self, err: BaseException, ck: CollectionKey | None = None,
+               growth: int = 0) -> bool:
+        """Classify a storage failure; True (and caching stopped) when it was about room."""
+        if isinstance(err, QuotaExceeded):
+            if err.scope == "collections":
+                self._stop(Stop("collections", str(err), self.store.can_create))
+            else:
+                component, wanted = err.component, err.growth
+                self._stop(Stop("quota", str(err),
+                                lambda: (self.store.room(component) or 0) >= wanted, ck))
+            return True
+        if is_no_space(err):
+            need = max(RESUME_FREE_BYTES, 2 * growth)
+            self._stop(Stop("no-space", f"the disk of {self.store.root} is full ({err})",
+                            lambda: self._free_bytes() >= need, ck))
+            return True
+        return False
+
+    def committed(self, ck: CollectionKey) -> None:
+        """A list of ``ck`` was committed: if the quota had refused ``ck``, it fits now."""
+        stop = self.stopped
+        if stop is not None and stop.reason == "quota" and stop.ck == ck:
+            self._resume(stop, "the collection it refused fits now")
+
+    def check(self) -> None:
+        """Resume when what stopped caching would fit now (looked at once a second)."""
+        stop = self.stopped
+        if stop is None or self.clock() - self._checked < CHECK_INTERVAL:
+            return
+        self._checked = self.clock()
+        try:
+            fits = stop.fits()
+        except (OSError, StorageError) as e:
+            log.debug("cannot tell whether the cache has room again: %s", e)
+            return
+        if fits:
+            self._resume(stop, "there is room again")
+
+    def _resume(self, stop: Stop, why: str) -> None:
+        self.stopped = None
+        self.metrics.cache_stopped.labels(stop.reason).set(0)
+        log.warning("caching resumed (%s): %s", stop.reason, why)
+
+    def _stop(self, stop: Stop) -> None:
+        first = self.stopped is None or self.stopped.reason != stop.reason
+        if self.stopped is not None and first:
+            self.metrics.cache_stopped.labels(self.stopped.reason).set(0)
+        self.stopped = stop
+        self._checked = self.clock()
+        self.metrics.cache_stopped.labels(stop.reason).set(1)
+        if first:
+            log.warning("caching stopped (%s): %s; the hub goes on proxying", stop.reason,
+                        stop.message)
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.store.root)
+        return st.f_bavail * st.f_frsize
