@@ -102,6 +102,12 @@ class Hub:
         self._not_ready_reason = "starting: the cache tree is being recovered"
 
     def start(self) -> None:
+        for server, why in self.upstream.insecure_servers():
+            self.metrics.insecure_upstream.labels(server, why).set(1)
+            log.warning("cloud server %s is reached %s: its answers (and the credentials sent "
+                        "to it) are not protected; use https:// with a verified certificate",
+                        server, "over plain HTTP" if why == "http" else
+                        "without checking its certificate (insecure_skip_tls_verify)")
         report = self.store.open()
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
         self.cache.start(report.lost)
@@ -110,9 +116,13 @@ class Hub:
             self.health.start()
         self._ready.set()
         log.info("yurthub serving: proxy %s:%d -> %s, hub server %s:%d",
-                 self.cfg.bind_address, self.cfg.proxy_port,
+                 self.cfg.plain_bind_address, self.cfg.proxy_port,
                  ", ".join(s.url for s in self.upstream.servers),
-                 self.cfg.bind_address, self.cfg.serve_port)
+                 self.cfg.plain_bind_address, self.cfg.serve_port)
+        if self.cfg.secure_bind_address != self.cfg.plain_bind_address:
+            log.warning("bind_address %s is for the TLS proxy port only, which this version "
+                        "does not serve yet; the plain-HTTP ports listen on %s",
+                        self.cfg.secure_bind_address, self.cfg.plain_bind_address)
 
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""

@@ -198,7 +198,12 @@ class Config:
         "edge serves from the cache when the cloud is unreachable; cloud only proxies",
         metavar="edge|cloud")
     bind_address: str = setting(
-        "127.0.0.1", _ip, "address the proxy and hub ports listen on", metavar="IP")
+        "127.0.0.1", _ip, "address the ports listen on; a loopback address unless "
+        "allow_non_loopback_bind", metavar="IP")
+    allow_non_loopback_bind: bool = setting(
+        False, _bool, "accept a bind_address beyond loopback, for the TLS proxy port only: "
+        "the plain-HTTP ports (proxy, hub server) always stay on loopback",
+        metavar="true|false")
     proxy_port: int = setting(10261, _port, "port of the API proxy", metavar="PORT")
     serve_port: int = setting(
         10267, _port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics)", metavar="PORT")
@@ -280,6 +285,21 @@ class Config:
         return frozenset(DEFAULT_CACHE_AGENTS) | frozenset(self.cache_agents)
 
     @property
+    def plain_bind_address(self) -> str:
+        """Where the plain-HTTP ports (the proxy, the hub server) listen: ``bind_address``
+        when it is a loopback address, else the loopback address of its family.  The plain
+        proxy answers any client with the hub's own credentials: it never listens beyond
+        the node itself, whatever the settings say."""
+        if ipaddress.ip_address(self.bind_address).is_loopback:
+            return self.bind_address
+        return "::1" if ":" in self.bind_address else "127.0.0.1"
+
+    @property
+    def secure_bind_address(self) -> str:
+        """Where the TLS proxy port listens (``bind_address``, checked by ``load``)."""
+        return self.bind_address
+
+    @property
     def effective_max_watches(self) -> int:
         return self.max_watches or max(1, self.threads - 16)
 
@@ -359,6 +379,13 @@ def _check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: proxy_port and serve_port are both {cfg.proxy_port}")
     if bool(cfg.client_cert_file) != bool(cfg.client_key_file):
         raise ConfigError(f"{source}: client_cert_file and client_key_file must be set together")
+    if not ipaddress.ip_address(cfg.bind_address).is_loopback and \
+            not cfg.allow_non_loopback_bind:
+        raise ConfigError(
+            f"{source}: bind_address = {cfg.bind_address!r} is not a loopback address: the "
+            f"plain-HTTP proxy (port {cfg.proxy_port}) serves every client with the hub's own "
+            "credentials and never listens beyond loopback; set allow_non_loopback_bind = "
+            "true to offer other addresses the TLS proxy port only")
 
 
 def check_files(cfg: Config) -> None:

@@ -80,8 +80,9 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
 
 def _settings(cfg: Config) -> dict[str, Any]:
     return {
-        "bind": [f"{_host(cfg.bind_address)}:{cfg.proxy_port}",
-                 f"{_host(cfg.bind_address)}:{cfg.serve_port}"],
+        # Plain HTTP never beyond loopback (config.Config.plain_bind_address).
+        "bind": [f"{_host(cfg.plain_bind_address)}:{cfg.proxy_port}",
+                 f"{_host(cfg.plain_bind_address)}:{cfg.serve_port}"],
         "worker_class": "gthread",
         "workers": 1,               # one process owns the cache tree
         "threads": cfg.threads,     # every open watch holds one
@@ -124,7 +125,7 @@ def preflight(cfg: Config) -> None:
     finally:
         creds.close()
     for port in (cfg.proxy_port, cfg.serve_port):
-        _check_port(cfg.bind_address, port)
+        _check_port(cfg.plain_bind_address, port)
     if root_in_use(cfg.disk_cache_path):
         raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
                           "another yurthub process")

@@ -110,6 +110,17 @@ class Upstream:
         """The hub's own bearer token (empty when it authenticates by certificate only)."""
         return self._creds.bearer_token()
 
+    def insecure_servers(self) -> list[tuple[str, str]]:
+        """(server, why) for every server reached without a verified TLS connection: ``http``
+        (plain HTTP) or ``insecure-skip-tls-verify`` (its certificate is not checked)."""
+        out = []
+        for s in self.servers:
+            if s.url.startswith("http://"):
+                out.append((s.url, "http"))
+            elif self._creds.insecure:
+                out.append((s.url, "insecure-skip-tls-verify"))
+        return out
+
     # -- requests ---------------------------------------------------------------------------
 
     def pool(self, server: Server, identity: bool) -> urllib3.HTTPConnectionPool:

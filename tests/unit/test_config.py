@@ -105,6 +105,33 @@ def test_default_ini_loads_back_to_the_defaults(tmp_path):
         assert f"#{f.name} =" in text
 
 
+@pytest.mark.parametrize("address", ["0.0.0.0", "10.0.0.5", "::", "fd00::1", "169.254.2.1"])
+def test_a_bind_address_beyond_loopback_is_refused_by_default(address):
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"node_name": "n", "bind_address": address})
+    assert f"bind_address = {address!r} is not a loopback address" in str(e.value)
+    assert "allow_non_loopback_bind" in str(e.value)
+
+
+@pytest.mark.parametrize("address, plain", [
+    ("0.0.0.0", "127.0.0.1"), ("10.0.0.5", "127.0.0.1"), ("::", "::1"), ("fd00::1", "::1"),
+    ("127.0.0.1", "127.0.0.1"), ("127.0.0.53", "127.0.0.53"), ("::1", "::1"),
+])
+def test_accepted_non_loopback_addresses_never_reach_the_plain_ports(address, plain):
+    cfg = config.load(None, {"node_name": "n", "bind_address": address,
+                             "allow_non_loopback_bind": "true"})
+    assert cfg.plain_bind_address == plain
+    assert cfg.secure_bind_address == address
+
+
+def test_the_plain_ports_listen_on_loopback_whatever_the_settings():
+    from yurthub.service import _settings
+    cfg = config.load(None, {"node_name": "n", "bind_address": "0.0.0.0",
+                             "allow_non_loopback_bind": "true"})
+    assert _settings(cfg)["bind"] == [f"127.0.0.1:{cfg.proxy_port}",
+                                      f"127.0.0.1:{cfg.serve_port}"]
+
+
 def test_quota_settings():
     cfg = config.load(None, {"node_name": "n", "cache_quota": "2Gi",
                              "cache_component_quota": "100Mi", "cache_max_collections": "50"})

@@ -1,0 +1,62 @@
+"""What the hub exposes and what it trusts: the plain proxy never beyond loopback, insecure
+ways to the cloud said aloud at start and in /metrics (issue 13, section 3)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from tests.fixtures import free_port
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "yurthub", "serve", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def outward_address() -> str:
+    """An address of this machine that is not loopback (the one its default route uses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        return str(s.getsockname()[0])
+
+
+def test_a_bind_address_beyond_loopback_stops_serve_with_one_line(sandbox, tmp_path):
+    r = serve("--server-addr", sandbox.url, "--bind-address", "0.0.0.0",
+              "--proxy-port", str(free_port()), "--serve-port", str(free_port()),
+              "--disk-cache-path", str(tmp_path / "c"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "bind_address = '0.0.0.0' is not a loopback address" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_accepted_outward_address_leaves_the_plain_ports_on_loopback(sandbox,
+                                                                          hub_factory):
+    address = outward_address()
+    assert address != "127.0.0.1"
+    hub = hub_factory(sandbox.url, extra=["--bind-address", "0.0.0.0",
+                                          "--allow-non-loopback-bind", "true"])
+    assert hub.get("/version")[0] == 200
+    for port in (hub.proxy_port, hub.serve_port):
+        with socket.socket() as s:
+            s.settimeout(2)
+            assert s.connect_ex((address, port)) != 0, f"port {port} answers on {address}"
+    assert "is for the TLS proxy port only" in hub.log()
+
+
+def test_a_plain_http_cloud_is_a_warning_and_a_metric(sandbox, hub_factory):
+    assert sandbox.url.startswith("http://")
+    hub = hub_factory(sandbox.url)
+    assert f"WARNING yurthub.app: cloud server {sandbox.url} is reached over plain HTTP" in \
+        hub.log()
+    assert hub.metric("yurthub_insecure_upstream", server=sandbox.url, reason="http") == 1
+
+
+def test_skipping_tls_verification_is_a_warning_and_a_metric(sandbox, hub_factory):
+    server = sandbox.url.replace("http://", "https://")  # never reached: only named
+    hub = hub_factory(server, extra=["--insecure-skip-tls-verify", "true",
+                                     "--working-mode", "cloud"])
+    assert "without checking its certificate (insecure_skip_tls_verify)" in hub.log()
+    assert hub.metric("yurthub_insecure_upstream", server=server,
+                      reason="insecure-skip-tls-verify") == 1
