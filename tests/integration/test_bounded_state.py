@@ -1,0 +1,159 @@
+"""Nothing a local process sends grows the hub without bound: /metrics under thousands of
+User-Agents, the disk under a quota, and a full disk (issue 13, section 3)."""
+
+from __future__ import annotations
+
+import http.client as httpclient
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from tests.fixtures.hub import Hub
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+
+KUBECTL = "kubectl/v1.32.4 (linux/amd64) kubernetes/abc"
+
+
+def metrics_size(hub: Hub) -> int:
+    status, _, body = http(hub.hub_url + "/metrics")
+    assert status == 200
+    return len(body)
+
+
+def readyz(hub: Hub) -> tuple[int, str]:
+    status, _, body = http(hub.hub_url + "/v1/readyz")
+    return status, body.decode()
+
+
+def user_agents(n: int, rng: random.Random) -> list[str]:
+    """What a careless or hostile local process might send as User-Agents."""
+    out = []
+    for i in range(n):
+        tag = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
+        out.append(rng.choice([
+            f"agent-{tag}/1.{i}",
+            f"Mozilla/5.0 ({tag}) Gecko/{i}",
+            f"{tag.upper()}-{'x' * rng.randint(1, 200)}/{i}",
+            f"{tag}.{i}/v1 (linux/amd64)",
+        ]))
+    return out
+
+
+def burst(hub: Hub, agents: list[str]) -> None:
+    """One request per agent on a kept-alive connection: mostly discovery, some lists."""
+    conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
+    try:
+        for i, ua in enumerate(agents):
+            path = "/api/v1/namespaces/default/configmaps" if i % 10 == 0 else "/version"
+            conn.request("GET", path + ("?limit=5" if i % 20 == 0 else ""),
+                         headers={"User-Agent": ua})
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+    finally:
+        conn.close()
+
+
+def test_metrics_stay_bounded_whatever_user_agents_clients_send(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "*",
+                                          "--cache-max-collections", "64"])
+    rng = random.Random(13)
+    burst(hub, user_agents(40, rng))
+    after_40 = metrics_size(hub)
+    burst(hub, user_agents(2000, rng))
+    after_2040 = metrics_size(hub)
+    print(f"/metrics: {after_40} bytes after 40 User-Agents, {after_2040} after 2,040")
+    assert after_2040 < 64 << 10
+    assert after_2040 - after_40 < 4 << 10  # the bound was reached within the first 40
+    assert hub.metric("yurthub_metrics_labels_folded_total", label="component") > 1900
+    assert hub.metric("yurthub_cache_collections") <= 64
+    assert hub.metric("yurthub_requests_total", client="other") > 1000
+    assert hub.get("/version", ua=KUBECTL)[0] == 200
+
+
+def test_a_full_quota_stops_caching_keeps_proxying_and_resumes(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "kubectl", "--cache-quota", "1Mi",
+                                          "--cache-component-quota", "1Mi"])
+    big = [{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"big-{i}", "namespace": "default"},
+            "data": {"blob": "x" * (100 << 10)}} for i in range(15)]  # 1.5 MB in all
+    for cm in big:
+        sandbox.create(cm)
+    status, _, body = hub.get("/api/v1/namespaces/default/configmaps", ua=KUBECTL)
+    assert status == 200 and body.count(b'"big-') == 15  # proxying goes on
+    status, why = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readyz(hub)),
+                           what="readyz to say caching stopped")
+    assert "caching stopped (quota)" in why and "the hub goes on proxying" in why
+    assert hub.metric("yurthub_cache_stopped", reason="quota") == 1
+    assert not (hub.cache_dir / "kubectl/configmaps.v1.core").exists() or not list(
+        (hub.cache_dir / "kubectl/configmaps.v1.core/default").glob("big-*"))
+    assert hub.get("/api/v1/namespaces/default/pods", ua=KUBECTL)[0] == 200
+    # Space returns: the cloud's configmaps shrink, the next list fits and is cached.
+    for cm in big[5:]:
+        sandbox.delete("configmaps", cm["metadata"]["name"], "default")
+    assert hub.get("/api/v1/namespaces/default/configmaps", ua=KUBECTL)[0] == 200
+    wait_for(lambda: readyz(hub)[0] == 200, what="caching to resume")
+    assert hub.metric("yurthub_cache_stopped", reason="quota") == 0
+    wait_for(lambda: len(list((hub.cache_dir / "kubectl/configmaps.v1.core/default")
+                              .glob("big-*"))) == 5, what="the list cached")
+
+
+def _can_mount() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+        capture_output=True).returncode == 0
+
+
+class TmpfsHub(Hub):
+    """A hub whose cache is a small tmpfs of its own mount namespace, mostly filled."""
+
+    def __init__(self, *args, size_kb: int, filler_kb: int, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.size_kb, self.filler_kb = size_kb, filler_kb
+
+    def args(self) -> list[str]:
+        cache = str(self.cache_dir)
+        script = (f'mkdir -p "{cache}" && mount -t tmpfs -o size={self.size_kb}k tmpfs '
+                  f'"{cache}" && dd if=/dev/zero of="{cache}/_filler" bs=1k '
+                  f'count={self.filler_kb} 2>/dev/null; exec "$@"')
+        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "hub",
+                *super().args()]
+
+    def in_namespace(self, *cmd: str) -> None:
+        assert self.proc is not None
+        subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", *cmd], check=True)
+
+
+def test_a_full_disk_stops_caching_keeps_proxying_and_resumes_when_space_returns(
+        sandbox, tmp_path):
+    if not _can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=15700,
+                   extra=["--cache-agents", "kubectl"])
+    try:
+        hub.start()
+        for i in range(8):
+            sandbox.create({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": f"fill-{i}", "namespace": "default"},
+                            "data": {"blob": "y" * (100 << 10)}})
+        status, _, body = hub.get("/api/v1/namespaces/default/configmaps", ua=KUBECTL)
+        assert status == 200 and body.count(b'"fill-') == 8  # proxying goes on
+        status, why = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readyz(hub)),
+                               what="readyz to say the disk is full")
+        assert "caching stopped (no-space)" in why
+        assert hub.metric("yurthub_cache_stopped", reason="no-space") == 1
+        assert hub.get("/api/v1/namespaces/default/pods", ua=KUBECTL)[0] == 200
+        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
+        wait_for(lambda: readyz(hub)[0] == 200, timeout=15, what="caching to resume")
+        assert hub.get("/api/v1/namespaces/default/configmaps", ua=KUBECTL)[0] == 200
+        wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubectl",
+                                    resource="configmaps.v1.core") >= 8,
+                 what="the list cached once there is room")
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()
+
