@@ -213,7 +213,7 @@ class ListHandler(Handler):
             try:
                 self._spool.write(data)
             except OSError as e:
-                self.fail(f"cannot spool the list: {e}")
+                self.fail(f"cannot spool the list: {e}", reason=self.writer.space_problem(e))
 
     def splice(self, limit: int) -> int:
         """Move up to ``limit`` bytes from the pipe to the spool inside the kernel.
