@@ -282,11 +282,10 @@ class LocalProxy:
             raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
         body = ctx.read_body()
         status_only = info.subresource == "status"
-        namespaced = bool(info.namespace)
         if info.verb == "update":
             new = _decode(body)
             check_name(new, info.name, info.namespace)
-            ensure_namespace(new, info.namespace if namespaced else "")
+            ensure_namespace(new, info.namespace)
 
             def change(old: dict[str, Any] | None) -> dict[str, Any]:
                 assert old is not None  # write_local answers 404 for a missing object
@@ -308,7 +307,7 @@ class LocalProxy:
             def change(old: dict[str, Any] | None) -> dict[str, Any]:
                 assert old is not None
                 out = _patched(old, doc, media)
-                ensure_namespace(out, info.namespace if namespaced else "")
+                ensure_namespace(out, info.namespace)
                 check_name(out, info.name, info.namespace)
                 if status_only:
                     out = {**old, "status": out.get("status", old.get("status"))}
