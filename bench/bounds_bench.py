@@ -107,7 +107,7 @@ def agents(n: int, rng: random.Random) -> list[str]:
 
 def metrics_under_agents(hub: HubProcess, total: int) -> None:
     rng = random.Random(13)
-    print(f"\n/metrics size under random User-Agents (--cache-agents '*'):")
+    print("\n/metrics size under random User-Agents (--cache-agents '*'):")
     sent = 0
     conn = http.client.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
     size = len(http_get(hub.serve_port, "/metrics")[1])
