@@ -141,7 +141,8 @@ def test_only_this_nodes_lease_is_created_by_the_hub(sandbox, edge):
     sandbox.clear_requests()
     status, _, _ = call(edge, "POST", LEASES, other)
     assert status in (201, 409)
-    assert any(r.method == "POST" and "leases" in r.path for r in sandbox.requests())
+    wait_for(lambda: any(r.method == "POST" and "leases" in r.path  # logged after it answers
+                         for r in sandbox.requests()), what="the create in the cloud")
     # Offline the hub creates none but its own.
     offline(sandbox, edge)
     status, _, doc = call(edge, "POST", LEASES, {**other, "metadata": {
