@@ -19,7 +19,7 @@ from typing import IO
 from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta, rv_of
 from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.tee import Outcome, Tee
-from yurthub.errors import DecodeError, InvalidKeyError
+from yurthub.errors import DecodeError, InvalidKeyError, StorageError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import MAX_OBJECT_BYTES, Decompressor, ListParser, WatchFramer
@@ -64,6 +64,9 @@ class Handler:
                         return
         except (DecodeError, InvalidKeyError) as e:
             self.fail(f"cannot cache: {e}")
+        except StorageError as e:  # a new collection the quota or a full disk refused
+            self.writer.storage_failed(e, self.entry, self.entry.ck)
+            self.fail(f"cannot cache: {e}", reason="storage")
 
     def finish(self, outcome: Outcome) -> None:
         if self.dead:

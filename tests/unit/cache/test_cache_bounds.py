@@ -188,3 +188,21 @@ def test_a_bounded_label_keeps_known_values_a_few_more_then_other():
                                               OTHER, OTHER]
     assert folded == ["component"] * 3
     assert label.values == {"kubelet", "a", "b"}
+
+
+def test_a_watch_that_would_need_a_collection_past_the_bound_is_dropped_not_a_bug(
+        tmp_path, caplog):
+    m = make(tmp_path, Quota(total=1 << 30, per_component=1 << 30, max_collections=1))
+    try:
+        feed = Feeder(m)
+        feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+        from tests.unit.cache.conftest import event_line
+        feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                     event_line("ADDED", pod("b", rv=11)), ua="kubectl/1")
+        assert len(m.store.collections()) == 1
+        assert "caching stopped (collections)" in (m.not_ready() or "")
+        assert "bug while caching" not in caplog.text
+        assert sample(m, "yurthub_cache_entries_dropped_total", reason="storage") == 1
+    finally:
+        m.stop()
+        m.store.close()
