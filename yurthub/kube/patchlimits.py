@@ -180,5 +180,5 @@ def decode_patch(body: bytes, media: str) -> Any:
         return kpatch.decode(body)
     except ValueError as e:
         if media == kpatch.MERGE_PATCH:
-            raise BadRequest("Invalid JSON Patch") from e
+            raise BadRequest(kpatch.MERGE_PATCH_INVALID) from e
         raise BadRequest(str(e)) from e

@@ -306,7 +306,7 @@ class LocalProxy:
 
             def change(old: dict[str, Any] | None) -> dict[str, Any]:
                 assert old is not None
-                out = _patched(old, doc, media)
+                out = _patched(old, body, doc, media)
                 ensure_namespace(out, info.namespace)
                 check_name(out, info.name, info.namespace)
                 if status_only:
@@ -359,18 +359,16 @@ def _abort(ctx: RequestContext) -> None:
             pass  # why: the client is already gone
 
 
-def _patched(old: dict[str, Any], doc: Any, media: str) -> dict[str, Any]:
-    """``old`` with the decoded patch ``doc`` applied, within kube-apiserver's bounds."""
+def _patched(old: dict[str, Any], body: bytes, doc: Any, media: str) -> dict[str, Any]:
+    """``old`` with the PATCH ``body`` (decoded: ``doc``) applied, within kube-apiserver's
+    bounds; what a patch means and how it fails is ``kube.patch.apply_patch``'s."""
     if media == kpatch.JSON_PATCH:
-        out = apply_json_patch(old, doc)
-    elif media == kpatch.MERGE_PATCH:
-        out = kpatch.apply_merge_patch(old, doc)
-    else:
+        out = apply_json_patch(old, doc)  # its copies measured before they are made
+        if isinstance(out, dict):
+            return out
+    elif media == kpatch.STRATEGIC_MERGE_PATCH:
         check_merge_work(old, doc)
-        out = kpatch.apply_strategic_merge_patch(old, doc, str(old.get("kind") or ""))
-    if not isinstance(out, dict):
-        raise BadRequest("the patched object is not a JSON object")
-    return out
+    return kpatch.apply_patch(old, body, media, str(old.get("kind") or "") or None)
 
 
 def _json(body: Any, status: int, fresh: Freshness, content_type: str = JSON) -> Response:
