@@ -336,6 +336,10 @@ class CollectionWriter:
         except StorageError:
             a.txn.abort()
             self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+            self.assembly = None
+            # What arrived while the list was assembled is newer than the disk: apply it
+            # (a quota or a full disk now refuses lists more often than I/O errors did).
+            self._replay_deferred()
             raise
         finally:
             self.assembly = None

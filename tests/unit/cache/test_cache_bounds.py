@@ -206,3 +206,25 @@ def test_a_watch_that_would_need_a_collection_past_the_bound_is_dropped_not_a_bu
     finally:
         m.stop()
         m.store.close()
+
+
+def test_events_held_back_by_a_list_the_quota_refuses_are_still_applied(small):
+    from tests.unit.cache.conftest import event_line
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body(big_pods(12, 1000), 40), ua="kubectl/1")  # ~400 KB
+    feed.respond("/api/v1/pods?limit=2", list_body(big_pods(2, 1000), 50, cont="tok"))
+    assert small.writer.collection(_entry()).assembly is not None  # the next page is awaited
+    late = pod("late", rv=55)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=50", event_line("ADDED", late))
+    # ~900 KB more: under the quota as a list, over it with the other collection.
+    feed.respond("/api/v1/pods?limit=2&continue=tok", list_body(big_pods(27, 1000), 51))
+    assert "caching stopped (quota)" in (small.not_ready() or "")
+    assert ("default", "late") in small.store.entries(PODS)  # the event was not lost
+
+
+def _entry():
+    from yurthub.cache.handlers import Entry
+    from yurthub.kube.resources import builtin
+    rt = builtin("", "v1", "pods")
+    assert rt is not None
+    return Entry(kind="list", ck=PODS, rt=rt)
