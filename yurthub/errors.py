@@ -34,6 +34,10 @@ class ProbeFailed(UpstreamError):
     """A health probe (or the node Lease renewal) of one server did not succeed."""
 
 
+class PeerLookupError(YurthubError):
+    """The kernel could not be asked which user owns the other end of a connection."""
+
+
 class StorageError(YurthubError):
     """The cache tree could not be read or written."""
 
