@@ -8,19 +8,22 @@ cleanly, ``stop`` stops the threads.  Nothing imports this module but the entry 
 from __future__ import annotations
 
 import logging
+import pwd
 import threading
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from yurthub import upstream as up
 from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState
 from yurthub.config import Config
+from yurthub.connection import Role, connection_of
 from yurthub.credentials import CredentialStore
+from yurthub.errors import ConfigError
 from yurthub.filters.chain import FilterChain, ObjectFilter
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
@@ -32,6 +35,7 @@ from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
 from yurthub.storage import DiskStore, Quota
+from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,14 @@ class Hub:
 
     def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
         self.cfg = cfg
-        # 1. metrics (labels that clients choose are bounded: the known values and a few)
+        # 1. metrics (labels that clients choose are bounded: the known values and a few),
+        # and what the gunicorn worker needs (ConfigError: unknown kubelet_user)
         self.metrics = Metrics(components=cfg.effective_cache_agents - {"*"},
                                resources={r.resource for r in BUILTIN})
         self._collection_label = self.metrics.bounded_label(
             "collection", {_dirname(r) for r in BUILTIN}, EXTRA_RESOURCES)
+        self.worker_settings = worker_settings(cfg, kubelet_uid(cfg))
+        self._connections: ConnectionStats | None = None
         # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
         self.credentials = CredentialStore(cfg)
         creds = self.credentials.load()
@@ -96,6 +103,7 @@ class Hub:
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud)
         self.metrics.add_collector(self._cache_metrics)
+        self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
         self.hub_app = HubServer(self.metrics, self.readiness)
         self._ready = threading.Event()
@@ -200,6 +208,29 @@ class Hub:
         quarantined.add_metric([], stats.quarantined)
         return out
 
+    def attach_worker(self, stats: ConnectionStats) -> None:
+        """The gunicorn worker's connection counts, for /metrics (called by the worker)."""
+        self._connections = stats
+
+    def _connection_metrics(self) -> Iterable[Metric]:
+        stats = self._connections
+        opened = GaugeMetricFamily("yurthub_connections_open", "client connections open, by "
+                                   "listener", labels=["listener"])
+        refused = CounterMetricFamily(
+            "yurthub_connections_refused", "client connections refused or cut off by the "
+            "worker: over capacity (overall or per user), owner unknown, request head too "
+            "slow or too large, TLS handshake failed", labels=["reason"])
+        busy = GaugeMetricFamily("yurthub_request_threads_busy", "requests given to a thread "
+                                 "pool and not finished, by pool", labels=["pool"])
+        if stats is not None:
+            for role, n in sorted(stats.open.items()):
+                opened.add_metric([role], n)
+            for reason, n in sorted(stats.refused.items()):
+                refused.add_metric([reason], n)
+            for lane, n in sorted(stats.busy.items()):
+                busy.add_metric([lane], n)
+        return [opened, refused, busy]
+
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
@@ -237,7 +268,37 @@ class Hub:
         log.info("yurthub stopped")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        """The WSGI app of both ports: the hub server by its port, the API proxy otherwise."""
-        if environ.get("SERVER_PORT") == str(self.cfg.serve_port):
+        """The WSGI app of every listener: the hub server by its role (by its port under
+        another server than yurthub's worker), the API proxy otherwise."""
+        conn = connection_of(environ)
+        if conn is not None:
+            hub_server = conn.role is Role.HUB_SERVER
+        else:
+            hub_server = environ.get("SERVER_PORT") == str(self.cfg.serve_port)
+        if hub_server:
             return self.hub_app(environ, start_response)
         return self.proxy_app(environ, start_response)
+
+
+def kubelet_uid(cfg: Config) -> int:
+    """The UID of ``kubelet_user``; ConfigError when it is no user of this host."""
+    if cfg.kubelet_user.isdigit():
+        return int(cfg.kubelet_user)
+    try:
+        return pwd.getpwnam(cfg.kubelet_user).pw_uid
+    except KeyError:
+        raise ConfigError(f"kubelet_user = {cfg.kubelet_user!r}: no such user on this host"
+                          ) from None
+
+
+def worker_settings(cfg: Config, kubelet_uid: int) -> WorkerSettings:
+    """What the gunicorn worker takes from the settings: its listeners' roles, its timeouts,
+    its connection limits and who kubelet is."""
+    return WorkerSettings(
+        listeners=(ListenerSpec(cfg.proxy_port, Role.PROXY),
+                   ListenerSpec(cfg.serve_port, Role.HUB_SERVER)),
+        peer_lookup=cfg.peer_lookup, kubelet_uid=kubelet_uid,
+        header_timeout=cfg.client_header_timeout, body_timeout=cfg.client_body_timeout,
+        send_timeout=cfg.client_send_timeout,
+        limits=Limits(max_connections=cfg.max_connections,
+                      per_uid=cfg.max_connections_per_uid))

@@ -157,6 +157,16 @@ def _node_name(value: str) -> str:
     return v
 
 
+_USER = re.compile(r"^([a-z_][a-z0-9_.-]*[$]?|[0-9]+)$")
+
+
+def _user(value: str) -> str:
+    v = value.strip()
+    if not _USER.match(v):
+        raise ValueError(f"{v!r} is not a user name or a numeric UID")
+    return v
+
+
 def _log_level(value: str) -> str:
     v = value.strip().upper()
     if v not in _LOG_LEVELS:
@@ -252,6 +262,27 @@ class Config:
     client_send_timeout: int = setting(
         30, _int_range(1, 3600), "seconds a client may stop reading before it is cut off",
         metavar="SECONDS")
+    client_header_timeout: int = setting(
+        10, _int_range(1, 600), "seconds a client has to send a whole request head, from "
+        "connecting (or from the first byte of the next request on a kept-alive connection)",
+        metavar="SECONDS")
+    client_body_timeout: int = setting(
+        30, _int_range(1, 3600), "seconds a client may stop sending a request body before it "
+        "is cut off", metavar="SECONDS")
+    max_connections: int = setting(
+        4096, _int_range(16, 1_000_000), "open connections to the proxy port; more are refused "
+        "with 429 (kubelet's user has a reserve beyond it)", metavar="N")
+    max_connections_per_uid: int = setting(
+        1024, _int_range(1, 1_000_000), "open connections to the proxy port from one user "
+        "(the owner of the client's socket)", metavar="N")
+    peer_lookup: str = setting(
+        "auto", _choice("auto", "netlink", "proc", "off"),
+        "how the user owning each connection is learnt: auto (netlink sock_diag, else "
+        "/proc/net/tcp), netlink, proc, or off (every local process is trusted; not for "
+        "production)", metavar="auto|netlink|proc|off")
+    kubelet_user: str = setting(
+        "root", _user, "the user kubelet runs as: its node-Lease requests have threads of "
+        "their own", metavar="USER")
     min_request_timeout: int = setting(
         1800, _int_range(1, 86400),
         "offline watches without timeoutSeconds last this long times (1 + rand)",

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "OTHER", "BoundedLabel", "Metrics"]
@@ -139,14 +139,14 @@ class Metrics:
         """(client, verb) label values of a request, bounded."""
         return self.component(component or "unknown"), self.verb(verb)
 
-    def add_collector(self, collect: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+    def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Metrics computed at scrape time (cache sizes, sync ages) from a callback."""
 
         class _Collector:
-            def collect(self) -> Iterable[GaugeMetricFamily]:
+            def collect(self) -> Iterable[Metric]:
                 return collect()
 
-            def describe(self) -> Iterable[GaugeMetricFamily]:
+            def describe(self) -> Iterable[Metric]:
                 return []
 
         self.registry.register(_Collector())

@@ -20,10 +20,11 @@ import sys
 from typing import Any, NoReturn
 
 from yurthub import config
-from yurthub.app import Hub
+from yurthub.app import Hub, kubelet_uid
 from yurthub.config import Config
 from yurthub.credentials import CredentialStore
 from yurthub.errors import ConfigError, YurthubError
+from yurthub.peercred import open_lookup
 from yurthub.storage import root_in_use
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ def _settings(cfg: Config) -> dict[str, Any]:
         # Plain HTTP never beyond loopback (config.Config.plain_bind_address).
         "bind": [f"{_host(cfg.plain_bind_address)}:{cfg.proxy_port}",
                  f"{_host(cfg.plain_bind_address)}:{cfg.serve_port}"],
-        "worker_class": "gthread",
+        # gthread's pool and request handling behind a loop idle clients cannot freeze.
+        "worker_class": "yurthub.worker.YurthubWorker",
         "workers": 1,               # one process owns the cache tree
         "threads": cfg.threads,     # every open watch holds one
         "worker_connections": max(1000, 2 * cfg.threads + 64),
@@ -116,9 +118,14 @@ def preflight(cfg: Config) -> None:
     """Checks that turn a bad setting into one clear line before gunicorn starts.
 
     Raises ConfigError naming the problem: unreadable credentials, an unusable cache
-    directory, a port another process holds.
+    directory, a port another process holds, a kubelet_user that is no user here; and
+    PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
     config.check_files(cfg)
+    kubelet_uid(cfg)
+    lookup = open_lookup(cfg.peer_lookup)
+    if lookup is not None:
+        lookup.close()
     creds = CredentialStore(cfg)
     try:
         creds.load()

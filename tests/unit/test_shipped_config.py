@@ -106,7 +106,8 @@ def test_gunicorn_conf_takes_every_setting_from_yurthub_conf(tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert got["bind"] == [f"127.0.0.1:{proxy}", f"127.0.0.1:{serve}"]
-    assert (got["worker_class"], got["workers"], got["threads"]) == ("gthread", 1, 64)
+    assert (got["worker_class"], got["workers"], got["threads"]) == (
+        "yurthub.worker.YurthubWorker", 1, 64)
     assert (got["graceful_timeout"], got["max_requests"], got["errorlog"]) == (7, 0, "-")
     assert (got["post_worker_init"], got["worker_exit"]) == ("post_worker_init", "worker_exit")
 

@@ -1,0 +1,244 @@
+"""yurthub's gunicorn worker under real gunicorn, with a small app (tests/fixtures/workerapp):
+idle and slow clients hold no thread, limits per user and overall, kubelet's Lease and the
+hub server have threads of their own, TLS listeners, send timeouts, keep-alive."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+
+import pytest
+
+from kubesandbox.tls import make_self_signed
+from tests.fixtures.peers import NOBODY, request_as_nobody, spawn_as_nobody
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.workerapp import WorkerServer
+
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-0000"
+
+
+@pytest.fixture
+def worker_factory(tmp_path):
+    servers: list[WorkerServer] = []
+
+    def make(**kw) -> WorkerServer:
+        w = WorkerServer(tmp_path, **kw).start()
+        servers.append(w)
+        return w
+    yield make
+    for w in servers:
+        w.stop()
+
+
+def get(port: int, path: str, method: str = "GET", body: bytes | None = None,
+        conn: http.client.HTTPConnection | None = None) -> tuple[int, dict]:
+    c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    c.request(method, path, body=body)
+    r = c.getresponse()
+    data = r.read()
+    if conn is None:
+        c.close()
+    return r.status, json.loads(data)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(20)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_300_idle_connections_hold_no_thread(worker_factory):
+    w = worker_factory(threads=2)
+    idle = [socket.create_connection(("127.0.0.1", w.proxy_port)) for _ in range(300)]
+    idle += [socket.create_connection(("127.0.0.1", w.hub_port)) for _ in range(10)]
+    try:
+        # Two threads, 310 silent connections: every kind of request is still answered.
+        status, body = get(w.proxy_port, "/whoami")
+        assert status == 200 and body["thread"].startswith("yurthub-req")
+        status, body = get(w.proxy_port, LEASE, "PUT", b"{}")
+        assert status == 200 and body["thread"].startswith("yurthub-lease")
+        status, body = get(w.hub_port, "/whoami")
+        assert status == 200 and body["thread"].startswith("yurthub-hubsrv")
+        assert body["role"] == "hub-server"
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_silent_or_slow_head_is_cut_off_with_408(worker_factory):
+    w = worker_factory(header_timeout=1)
+    silent = socket.create_connection(("127.0.0.1", w.proxy_port))
+    slow = socket.create_connection(("127.0.0.1", w.proxy_port))
+    slow.sendall(b"GET /whoami HTTP/1.1\r\nHo")
+    for s in (silent, slow):
+        answer = read_all(s)       # ends: the worker closed it
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        status = json.loads(answer.partition(b"\r\n\r\n")[2])
+        assert status["kind"] == "Status" and status["code"] == 408
+        s.close()
+    assert get(w.proxy_port, "/whoami")[0] == 200
+
+
+def test_an_oversized_head_gets_431(worker_factory):
+    w = worker_factory()
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"GET /whoami HTTP/1.1\r\n" + b"X-Big: " + b"a" * 40000 + b"\r\n")
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == \
+        "RequestHeaderFieldsTooLarge"
+
+
+_HOLD = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+extra = socket.create_connection(("127.0.0.1", port))
+extra.settimeout(20)
+print(extra.recv(65536).split(b"\r\n")[0].decode(), flush=True)
+s = held[-1]
+s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+s.settimeout(20)
+print(s.recv(65536).split(b"\r\n")[0].decode(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_connections_are_capped_per_user_and_overall_with_a_reserve_for_kubelet(
+        worker_factory):
+    w = worker_factory(limits={"max_connections": 8, "per_uid": 5, "kubelet_reserve": 2})
+    nobody = spawn_as_nobody(_HOLD, str(w.proxy_port), "5")
+    try:
+        assert nobody.stdout is not None and nobody.stdin is not None
+        assert nobody.stdout.readline().startswith("HTTP/1.1 429 ")   # the sixth of nobody
+        assert nobody.stdout.readline().startswith("HTTP/1.1 200 ")   # the fifth works
+        # Root is kubelet's user here: 3 within the total, 2 more from the reserve.
+        mine = [socket.create_connection(("127.0.0.1", w.proxy_port)) for _ in range(5)]
+        conn = http.client.HTTPConnection("127.0.0.1", w.proxy_port, timeout=20)
+        conn.sock = mine[-1]
+        assert get(w.proxy_port, "/whoami", conn=conn)[0] == 200
+        with socket.create_connection(("127.0.0.1", w.proxy_port)) as over:
+            answer = read_all(over)
+        assert answer.startswith(b"HTTP/1.1 429 ")
+        assert b"too many open connections" in answer and b"Retry-After: 1" in answer
+        # The hub server has slots of its own.
+        assert get(w.hub_port, "/whoami")[0] == 200
+        for s in mine:
+            s.close()
+    finally:
+        nobody.kill()
+        nobody.wait()
+
+
+def test_the_lease_and_the_hub_server_have_threads_no_flood_can_take(worker_factory):
+    w = worker_factory(threads=2)
+    done: list[str] = []
+
+    def sleeper() -> None:
+        get(w.proxy_port, "/sleep?s=3")
+        done.append("sleep")
+
+    sleepers = [threading.Thread(target=sleeper) for _ in range(3)]
+    for t in sleepers:
+        t.start()
+    # Every general thread sleeps (and one more request waits for one): the Lease and the
+    # hub server are answered at once, by threads of their own.
+    status, lease = get(w.proxy_port, LEASE, "PUT", b"{}")
+    done.append("lease")
+    status2, hub = get(w.hub_port, "/whoami")
+    done.append("hub")
+    for t in sleepers:
+        t.join()
+    assert (status, status2) == (200, 200)
+    assert lease["thread"].startswith("yurthub-lease") and hub["thread"].startswith("yurthub-hub")
+    assert done[:2] == ["lease", "hub"]
+
+
+def test_the_lease_lane_is_kubelets_user_only(worker_factory):
+    w = worker_factory()
+    status, body = request_as_nobody(f"http://127.0.0.1:{w.proxy_port}{LEASE}", method="PUT",
+                                     body="{}")
+    assert status == 200 and body["thread"].startswith("yurthub-req")
+    assert body["uid"] == NOBODY
+
+
+def test_keep_alive_pipelining_and_unread_bodies(worker_factory):
+    w = worker_factory()
+    conn = http.client.HTTPConnection("127.0.0.1", w.proxy_port, timeout=20)
+    _, first = get(w.proxy_port, "/whoami", "POST", b"x" * 5000, conn=conn)  # body unread
+    _, second = get(w.proxy_port, "/echo", "POST", b"y" * 100_000, conn=conn)
+    _, third = get(w.proxy_port, "/whoami", conn=conn)
+    assert first["id"] == second["id"] == third["id"]
+    assert (first["requests"], second["requests"], third["requests"]) == (0, 1, 2)
+    assert second["read"] == 100_000
+    # More unread body than is worth draining: answered, then the connection closes.
+    status, _ = get(w.proxy_port, "/whoami", "POST", b"z" * 200_000, conn=conn)
+    assert status == 200
+    with pytest.raises((http.client.HTTPException, OSError)):
+        get(w.proxy_port, "/whoami", conn=conn)
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_all(s).count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(worker_factory):
+    w = worker_factory(threads=1, send_timeout=1)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", w.proxy_port))
+    stalled.sendall(b"GET /big?mb=64 HTTP/1.1\r\nHost: x\r\n\r\n")
+    # The only thread is stuck sending until the timeout frees it; then it serves others.
+    status, body = get(w.proxy_port, "/whoami")
+    assert status == 200
+    assert "client stopped sending or reading" in w.log()
+    stalled.close()
+
+
+def test_a_tls_listener_handshakes_in_the_loop(worker_factory, tmp_path):
+    tls = make_self_signed(tmp_path / "tls")
+    w = worker_factory(tls=(tls.server_cert, tls.server_key), header_timeout=2)
+    assert w.tls_port is not None
+    # A client that connects and never says hello holds nothing, and is closed in time.
+    mute = socket.create_connection(("127.0.0.1", w.tls_port))
+    ctx = ssl.create_default_context(cafile=tls.ca_cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", w.tls_port, timeout=20, context=ctx)
+    _, first = get(w.tls_port, "/whoami", conn=conn)
+    _, second = get(w.tls_port, "/echo", "POST", b"q" * 70_000, conn=conn)
+    assert first["role"] == "secure-proxy" and first["tls"] and first["scheme"] == "https"
+    assert first["uid"] == 0 and first["id"] == second["id"] and second["read"] == 70_000
+    assert read_all(mute) == b""
+    mute.close()
+    # The plain listeners stay plain.
+    assert get(w.proxy_port, "/whoami")[1]["tls"] is False
+
+
+def test_the_owner_of_each_connection_reaches_the_app(worker_factory):
+    w = worker_factory()
+    status, body = request_as_nobody(f"http://127.0.0.1:{w.proxy_port}/whoami")
+    assert status == 200 and body["uid"] == NOBODY and body["identified"] is True
+    off = worker_factory(lookup="off")
+    status, body = request_as_nobody(f"http://127.0.0.1:{off.proxy_port}/whoami")
+    assert body["uid"] is None and body["identified"] is False
+    assert "peer_lookup = off" in off.log()
+
+
+def test_a_request_in_flight_finishes_on_sigterm(worker_factory):
+    w = worker_factory()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(get(w.proxy_port, "/sleep?s=2")[0]))
+    t.start()
+    idle = socket.create_connection(("127.0.0.1", w.proxy_port))
+    wait_for(lambda: get(w.hub_port, "/whoami")[1]["sleeping"] == 1, what="the request")
+    w.stop()
+    t.join()
+    assert result == [200]
+    assert read_all(idle) == b""
+    idle.close()

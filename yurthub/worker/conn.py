@@ -1,0 +1,154 @@
+"""One client connection in the worker's loop: its state, its request head being read, its
+deadline, and the non-blocking TLS handshake of a wrapped listener.
+
+A connection takes a thread only once its whole request head has arrived.  Until then it
+lives here, read by the loop thread with non-blocking ``recv``: an idle or slow client costs
+a descriptor and a small buffer, never a thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+import ssl
+from typing import Any
+
+from yurthub.connection import ConnectionInfo
+from yurthub.worker.limits import MAX_HEAD, Lane, head_end, skip_empty_lines
+from yurthub.worker.settings import ListenerSpec
+
+_RECV = 64 * 1024
+_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+
+
+class State(enum.Enum):
+    HANDSHAKE = "handshake"   # TLS handshake under way (wrapped listeners only)
+    HEAD = "head"             # reading a request head
+    IDLE = "idle"             # kept alive, waiting for the next request
+    BUSY = "busy"             # a thread has it (queued in a pool, or serving)
+    CLOSED = "closed"
+
+
+class Read(enum.Enum):
+    MORE = "more"             # wait for more bytes
+    COMPLETE = "complete"     # the head is whole: hand the connection to a thread
+    CLOSED = "closed"         # the client closed (or reset) the connection
+    TOO_LARGE = "too-large"   # the head outgrew MAX_HEAD
+    WANT_WRITE = "want-write"  # TLS needs to write before it can read
+
+
+class Conn:
+    """A connection of the worker.  ``sock``, ``client`` and ``server`` are what gunicorn's
+    request handling reads from its own connection objects."""
+
+    def __init__(self, sock: socket.socket, client: Any, server: Any, listener: ListenerSpec,
+                 info: ConnectionInfo) -> None:
+        self.sock = sock
+        self.client = client
+        self.server = server
+        self.listener = listener
+        self.info = info
+        self.state = State.HEAD
+        self.buf = bytearray()
+        self._searched = 0
+        self.head_len = 0
+        self.deadline = 0.0
+        self.generation = 0          # bumped whenever the deadline changes
+        self.lane: Lane | None = None
+        self.registered = 0          # selector events registered for (0: none)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def set_deadline(self, when: float) -> int:
+        self.deadline = when
+        self.generation += 1
+        return self.generation
+
+    # -- reading the head (loop thread, non-blocking socket) ----------------------------------
+
+    def read_head(self) -> Read:
+        """Take what has arrived; say whether the head is whole yet."""
+        while True:
+            try:
+                data = self.sock.recv(_RECV)
+            except ssl.SSLWantReadError:
+                return Read.MORE
+            except ssl.SSLWantWriteError:
+                return Read.WANT_WRITE
+            except (ssl.SSLError, ConnectionError):
+                return Read.CLOSED
+            except OSError as e:
+                if e.errno in _AGAIN:
+                    return Read.MORE
+                return Read.CLOSED
+            if not data:
+                return Read.CLOSED
+            self.buf += data
+            if self._searched == 0:
+                skip_empty_lines(self.buf)
+            end = head_end(self.buf, self._searched)
+            if end >= 0:
+                self.head_len = end
+                return Read.COMPLETE
+            self._searched = len(self.buf)
+            if len(self.buf) > MAX_HEAD:
+                return Read.TOO_LARGE
+            # A TLS record may hold more than one recv returned; the socket will not show
+            # readable for bytes the SSL object already decrypted.
+            if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+                return Read.MORE
+
+    def take_buffer(self) -> bytes:
+        """The bytes read so far (the head, and whatever followed it); the buffer empties."""
+        data = bytes(self.buf)
+        self.buf.clear()
+        self._searched = 0
+        self.head_len = 0
+        return data
+
+    def refill(self, data: bytes) -> Read:
+        """Bytes a thread read past the end of its request (a pipelined next request)."""
+        self.buf[:] = data
+        self._searched = 0
+        skip_empty_lines(self.buf)
+        if not self.buf:
+            return Read.MORE
+        end = head_end(self.buf, 0)
+        if end >= 0:
+            self.head_len = end
+            return Read.COMPLETE
+        self._searched = len(self.buf)
+        return Read.TOO_LARGE if len(self.buf) > MAX_HEAD else Read.MORE
+
+    # -- TLS (loop thread) ----------------------------------------------------------------------
+
+    def handshake(self) -> Read:
+        """One step of the handshake: MORE (wait to read), WANT_WRITE, or COMPLETE.
+
+        Raises ssl.SSLError or OSError when the handshake fails.
+        """
+        assert isinstance(self.sock, ssl.SSLSocket)
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return Read.MORE
+        except ssl.SSLWantWriteError:
+            return Read.WANT_WRITE
+        return Read.COMPLETE
+
+    def send_quietly(self, data: bytes) -> None:
+        """Best effort, never blocking: an answer sent before closing (a refusal, a 431)."""
+        try:
+            self.sock.setblocking(False)
+            self.sock.send(data)
+        except (OSError, ValueError):
+            pass  # why: the client is gone or not reading; it gets the close instead
+
+    def close(self) -> None:
+        self.state = State.CLOSED
+        try:
+            self.sock.close()
+        except OSError:
+            pass  # why: closing twice, or a reset; nothing to report

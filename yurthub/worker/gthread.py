@@ -1,0 +1,486 @@
+"""yurthub's gunicorn worker: gthread's thread pool and request handling, with a connection
+loop that idle or slow clients cannot freeze.
+
+design: gunicorn's gthread worker hands every accepted connection to a pool thread that then
+blocks reading the request head, so a few hundred idle TCP connections take every thread and
+both ports stop answering (and with them kubelet's Lease).  This subclass of its
+``ThreadWorker`` keeps gthread's pool and its ``handle_request`` (the WSGI call and the
+response writing, the same on gunicorn 20.1 and 2x) and replaces the loop around them:
+
+- The loop thread accepts, asks the kernel once which user owns the client's socket
+  (``yurthub.peercred``), gives the connection a slot (``Admission``: per listener group,
+  per UID, with a reserve for kubelet's UID) or refuses it with a 429 Status, and reads
+  request heads itself, non-blocking, under a deadline (``header_timeout``, 408 after it;
+  431 past ``MAX_HEAD``).  A TLS listener's sockets are wrapped here and their handshake
+  is driven by the same loop, non-blocking, under the same deadline.
+- Only a whole head goes to a thread, in one of three pools (``Lane``): the general one
+  (``threads``), kubelet's node-Lease requests, and the hub server, so neither a flood of
+  requests nor every thread held by watches keeps the Lease or healthz waiting.
+- The thread parses the head with gunicorn's parser, reads the body with ``body_timeout``
+  per read, runs the app with the connection's facts in the environ
+  (``yurthub.connection``), and sends the answer with ``send_timeout`` per write, the same
+  for answers from the cache as for streamed upstream ones.  A body the app did not read is
+  drained (up to 64 KiB) before the connection is kept alive; bytes read past the request
+  (a pipelined next one) go back to the loop with it.
+- Kept-alive connections wait in the loop, not in a thread, for ``keepalive`` seconds.
+
+Extension points: a listener's role and TLS wrapper come from ``WorkerSettings.listeners``
+(the app's ``worker_settings``); a request's pool is chosen in ``limits.lane_for``.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import logging
+import os
+import queue
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from gunicorn import http
+from gunicorn.workers.gthread import ThreadWorker
+
+from yurthub.connection import ConnectionInfo
+from yurthub.errors import PeerLookupError
+from yurthub.peercred import PeerLookup, open_lookup, owner_of
+from yurthub.worker import limits
+from yurthub.worker.conn import Conn, Read, State
+from yurthub.worker.limits import Admission, Lane
+from yurthub.worker.settings import ListenerSpec, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+WORKER_BOOT_ERROR = 3    # gunicorn's arbiter stops when a worker exits with this
+DRAIN_MAX = 64 * 1024    # unread request body drained before a connection is kept alive
+ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
+
+
+class ConnectionStats:
+    """What the loop counts; read at scrape time by the app's metrics (``attach_worker``)."""
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()        # by listener role
+        self.refused: Counter[str] = Counter()     # by reason
+        self.busy: Counter[str] = Counter()        # requests in a pool, by lane
+
+
+class YurthubWorker(ThreadWorker):
+    """gthread with a connection loop that idle clients cannot freeze (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = WorkerSettings()
+        self.stats = ConnectionStats()
+        self.lookup: PeerLookup | None = None
+        # gthread's handle_request compares the number of kept-alive connections with
+        # max_keepalived (20.1 calls them _keep, 2x keepalived_conns); the loop keeps its
+        # own, bounded by Admission, so gthread's stay empty.
+        self._keep: deque[Any] = deque()
+        self.keepalived_conns: deque[Any] = deque()
+        self._conns: dict[int, Conn] = {}
+        self._deadlines: list[tuple[float, int, int, Conn]] = []
+        self._tiebreak = itertools.count()
+        self._ids = itertools.count(1)
+        self._done: queue.SimpleQueue[tuple[Conn, bool, bytes]] = queue.SimpleQueue()
+        self._local = threading.local()
+        self._wake_r = self._wake_w = -1
+        self._pools: dict[Lane, ThreadPoolExecutor] = {}
+        self._admission = Admission(self.settings.limits, self.settings.kubelet_uid)
+        self._listeners: list[tuple[Any, ListenerSpec]] = []
+
+    # -- start ------------------------------------------------------------------------------
+
+    def get_thread_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="yurthub-req")
+
+    def load_wsgi(self) -> None:
+        """After the app is loaded (before post_worker_init starts the hub): take the app's
+        settings and open the peer lookup, or stop the worker with one line."""
+        super().load_wsgi()
+        app: Any = getattr(self, "wsgi", None)
+        settings = getattr(app, "worker_settings", None)
+        if isinstance(settings, WorkerSettings):
+            self.settings = settings
+        self._admission = Admission(self.settings.limits, self.settings.kubelet_uid)
+        try:
+            self.lookup = open_lookup(self.settings.peer_lookup)
+        except PeerLookupError as e:
+            log.critical("cannot start: %s (set peer_lookup = off to serve without knowing "
+                         "who connects)", e)
+            logging.shutdown()
+            os._exit(WORKER_BOOT_ERROR)
+        if self.lookup is None:
+            log.warning("peer_lookup = off: every local process may use the hub's credentials")
+        attach = getattr(app, "attach_worker", None)
+        if callable(attach):
+            attach(self.stats)
+        self._app = app
+        self.wsgi = self._call_app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.alive = False   # the signal wakes the loop through gunicorn's wakeup pipe
+
+    def run(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.poller.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self.poller.register(self.PIPE[0], selectors.EVENT_READ, self._on_signal)
+        self._pools = {Lane.GENERAL: self.tpool,
+                       Lane.LEASE: ThreadPoolExecutor(self.settings.lease_threads,
+                                                      thread_name_prefix="yurthub-lease"),
+                       Lane.HUB: ThreadPoolExecutor(self.settings.hub_threads,
+                                                    thread_name_prefix="yurthub-hubsrv")}
+        for listener in self.sockets:
+            listener.setblocking(False)
+            spec = self.settings.listener(listener.getsockname()[1])
+            self._listeners.append((listener, spec))
+            self.poller.register(listener, selectors.EVENT_READ, self._accepter(listener, spec))
+        try:
+            while self.alive:
+                self.notify()
+                self._tick(self._next_timeout())
+                if not self.is_parent_alive():
+                    break
+            self._shutdown()
+        finally:
+            for pool in self._pools.values():
+                pool.shutdown(wait=False)
+            if self.lookup is not None:
+                self.lookup.close()
+
+    def _tick(self, timeout: float) -> None:
+        try:
+            events = self.poller.select(timeout)
+        except OSError as e:
+            if e.errno != errno.EINTR:
+                raise
+            events = []
+        for key, mask in events:
+            key.data(key.fileobj, mask)
+        self._finish_done()
+        self._expire(time.monotonic())
+
+    def _next_timeout(self) -> float:
+        if not self._deadlines:
+            return 1.0
+        return max(0.0, min(1.0, self._deadlines[0][0] - time.monotonic()))
+
+    # -- accept -----------------------------------------------------------------------------
+
+    def _accepter(self, listener: Any, spec: ListenerSpec) -> Any:
+        server = listener.getsockname()
+
+        def accept(_fileobj: Any, _mask: int) -> None:
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    sock, client = listener.accept()
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED,
+                                       errno.EPROTO, errno.EINTR):
+                        log.warning("accept on %s: %s", spec.role.value, e)
+                    return
+                self._accepted(sock, client, server, spec)
+        return accept
+
+    def _accepted(self, sock: socket.socket, client: Any, server: Any,
+                  spec: ListenerSpec) -> None:
+        sock.setblocking(False)
+        uid: int | None = None
+        if self.lookup is not None:
+            try:
+                uid = owner_of(self.lookup, sock)
+            except (PeerLookupError, OSError) as e:
+                # Fail closed: a connection whose owner cannot be learnt is not served.
+                self.stats.refused["lookup-failed"] += 1
+                log.warning("refusing a connection from %s: %s", client, e)
+                sock.close()
+                return
+        identified = self.lookup is not None
+        info = ConnectionInfo(next(self._ids), spec.role, client, uid, identified,
+                              time.monotonic(), tls=spec.wrap is not None)
+        conn = Conn(sock, client, server, spec, info)
+        refused = self._admission.admit(spec.role, uid, identified)
+        if refused is not None:
+            self.stats.refused[refused] += 1
+            log.debug("refusing a connection of user %s to %s: %s", uid, spec.role.value,
+                      refused)
+            conn.send_quietly(limits.too_many_connections(refused, uid))
+            conn.close()
+            return
+        self.stats.open[spec.role.value] += 1
+        self._conns[id(conn)] = conn
+        self._deadline(conn, time.monotonic() + self.settings.header_timeout)
+        if spec.wrap is not None:
+            try:
+                conn.sock = spec.wrap(sock)
+            except (OSError, ValueError) as e:
+                log.warning("cannot set up TLS for %s: %s", client, e)
+                self._close(conn, "handshake-failed")
+                return
+            conn.state = State.HANDSHAKE
+            self._step_handshake(conn)
+            return
+        conn.state = State.HEAD
+        self._watch(conn, selectors.EVENT_READ)
+
+    # -- connections in the loop ------------------------------------------------------------
+
+    def _watch(self, conn: Conn, events: int) -> None:
+        if conn.registered == events:
+            return
+        if conn.registered:
+            self.poller.modify(conn.sock, events, self._on_conn(conn))
+        else:
+            self.poller.register(conn.sock, events, self._on_conn(conn))
+        conn.registered = events
+
+    def _unwatch(self, conn: Conn) -> None:
+        if conn.registered:
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass  # why: the socket was closed under us; the selector forgot it
+            conn.registered = 0
+
+    def _on_conn(self, conn: Conn) -> Any:
+        def event(_fileobj: Any, _mask: int) -> None:
+            if conn.state is State.HANDSHAKE:
+                self._step_handshake(conn)
+            elif conn.state in (State.HEAD, State.IDLE):
+                if conn.state is State.IDLE:
+                    conn.state = State.HEAD
+                    self._deadline(conn, time.monotonic() + self.settings.header_timeout)
+                self._step_head(conn, conn.read_head())
+        return event
+
+    def _step_handshake(self, conn: Conn) -> None:
+        try:
+            step = conn.handshake()
+        except (ssl.SSLError, OSError) as e:
+            log.debug("TLS handshake with %s failed: %s", conn.client, e)
+            self._close(conn, "handshake-failed")
+            return
+        if step is Read.COMPLETE:
+            conn.state = State.HEAD
+            self._step_head(conn, conn.read_head())
+        else:
+            self._watch(conn, selectors.EVENT_WRITE if step is Read.WANT_WRITE
+                        else selectors.EVENT_READ)
+
+    def _step_head(self, conn: Conn, result: Read) -> None:
+        if result is Read.COMPLETE:
+            self._unwatch(conn)
+            self._submit(conn)
+        elif result is Read.MORE:
+            self._watch(conn, selectors.EVENT_READ)
+        elif result is Read.WANT_WRITE:
+            self._watch(conn, selectors.EVENT_WRITE)
+        elif result is Read.TOO_LARGE:
+            conn.send_quietly(limits.head_too_large())
+            self._close(conn, "header-too-large")
+        else:
+            self._close(conn, None)
+
+    def _deadline(self, conn: Conn, when: float) -> None:
+        gen = conn.set_deadline(when)
+        heapq.heappush(self._deadlines, (when, next(self._tiebreak), gen, conn))
+
+    def _expire(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, gen, conn = heapq.heappop(heap)
+            if gen != conn.generation or conn.state in (State.BUSY, State.CLOSED):
+                continue
+            if conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
+                conn.send_quietly(limits.head_timeout(self.settings.header_timeout))
+                self._close(conn, "header-timeout")
+            elif conn.state is State.HANDSHAKE:
+                self._close(conn, "handshake-timeout")
+            else:
+                self._close(conn, None)   # an idle kept-alive connection: nothing to say
+
+    def _close(self, conn: Conn, reason: str | None) -> None:
+        if conn.state is State.CLOSED:
+            return
+        if reason is not None:
+            self.stats.refused[reason] += 1
+        self._unwatch(conn)
+        conn.close()
+        if self._conns.pop(id(conn), None) is not None:
+            info = conn.info
+            self.stats.open[info.role.value] -= 1
+            self._admission.release(info.role, info.uid, info.identified)
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def _submit(self, conn: Conn) -> None:
+        info = conn.info
+        lane = limits.lane_for(info.role, conn.buf, info.uid, info.identified,
+                               self.settings.kubelet_uid)
+        conn.lane = lane
+        conn.state = State.BUSY
+        try:
+            self._pools[lane].submit(self._job, conn)
+        except RuntimeError:   # the pool is shutting down
+            self._close(conn, None)
+            return
+        self.stats.busy[lane.value] += 1
+
+    def _job(self, conn: Conn) -> None:
+        keepalive, rest = False, b""
+        try:
+            keepalive, rest = self._serve(conn)
+        finally:
+            self._done.put((conn, keepalive, rest))
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:
+                pass  # why: the pipe is full, so the loop is already due to wake up
+
+    def _serve(self, conn: Conn) -> tuple[bool, bytes]:
+        """One request, on a pool thread: gthread's ``handle`` around its ``handle_request``."""
+        req = None
+        sock = conn.sock
+        try:
+            sock.settimeout(self.settings.body_timeout)
+            parser = http.RequestParser(self.cfg, sock, conn.client)
+            parser.unreader.unread(conn.take_buffer())
+            req = next(parser)
+            if not req:
+                return False, b""
+            self._local.conn = conn
+            keepalive = self.handle_request(req, conn)
+            if not (keepalive and self.alive and self._drain(req, sock)):
+                return False, b""
+            return True, parser.unreader.buf.getvalue()
+        except http.errors.NoMoreData as e:
+            log.debug("client closed early: %s", e)
+        except StopIteration as e:
+            log.debug("closing connection: %s", e)
+        except ssl.SSLError as e:
+            log.debug("TLS error from %s: %s", conn.client, e)
+        except OSError as e:
+            if isinstance(e, TimeoutError):
+                log.info("%s %s: client stopped sending or reading; connection closed",
+                         conn.info.role.value, _request_line(req))
+            elif e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                log.warning("socket error serving %s: %s", _request_line(req), e)
+        except Exception as e:
+            self.handle_error(req, sock, conn.client, e)
+        finally:
+            self._local.conn = None
+        return False, b""
+
+    def _drain(self, req: Any, sock: socket.socket) -> bool:
+        """Read what the app left of the request body; False when too much is left."""
+        body = getattr(req, "body", None)
+        if body is None:
+            return True
+        sock.settimeout(self.settings.body_timeout)
+        left = DRAIN_MAX
+        while True:
+            data = body.read(8192)
+            if not data:
+                return True
+            left -= len(data)
+            if left < 0:
+                return False
+
+    def _call_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """The WSGI app as the threads call it: the connection's facts in, a send timeout out."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            environ.update(conn.info.environ())
+            if conn.info.tls:
+                environ["wsgi.url_scheme"] = "https"
+                environ["HTTPS"] = "on"
+        result = self._app(environ, start_response)
+        if conn is not None:
+            # From here on the answer is being sent: one write may wait send_timeout, for
+            # answers from the cache as for streamed upstream ones.
+            try:
+                conn.sock.settimeout(self.settings.send_timeout)
+            except OSError:
+                pass  # why: the client is gone; the first write will say so
+        return result
+
+    def _on_wake(self, _fileobj: Any, _mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except OSError:
+            pass  # why: drained (EAGAIN)
+
+    def _on_signal(self, _fileobj: Any, _mask: int) -> None:
+        try:
+            while os.read(self.PIPE[0], 4096):
+                pass
+        except OSError:
+            pass  # why: drained (EAGAIN)
+
+    def _finish_done(self) -> None:
+        """Connections whose request is over: back to the loop (kept alive) or closed."""
+        while True:
+            try:
+                conn, keepalive, rest = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if conn.lane is not None:
+                self.stats.busy[conn.lane.value] -= 1
+            conn.info.requests += 1
+            if not (keepalive and self.alive):
+                self._close(conn, None)
+                continue
+            try:
+                conn.sock.setblocking(False)
+            except OSError:
+                self._close(conn, None)
+                continue
+            result = conn.refill(rest)
+            if result is Read.MORE and not conn.buf:
+                conn.state = State.IDLE
+                self._deadline(conn, time.monotonic() + self.cfg.keepalive)
+                self._watch(conn, selectors.EVENT_READ)
+            else:
+                conn.state = State.HEAD
+                self._deadline(conn, time.monotonic() + self.settings.header_timeout)
+                self._step_head(conn, result)
+
+    # -- stop -------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        """Stop accepting, close what waits in the loop, let requests in threads finish."""
+        for listener, _spec in self._listeners:
+            try:
+                self.poller.unregister(listener)
+            except (KeyError, ValueError):
+                pass  # why: never registered
+        for conn in list(self._conns.values()):
+            if conn.state is not State.BUSY:
+                self._close(conn, None)
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while self._conns and time.monotonic() < deadline:
+            self.notify()
+            self._tick(min(1.0, max(0.0, deadline - time.monotonic())))
+        for conn in list(self._conns.values()):
+            self._close(conn, None)
+        for listener, _spec in self._listeners:
+            listener.close()
+
+
+def _request_line(req: Any) -> str:
+    if req is None:
+        return "-"
+    return f"{getattr(req, 'method', '?')} {getattr(req, 'uri', '?')}"
+
+
+__all__ = ["ConnectionStats", "YurthubWorker"]

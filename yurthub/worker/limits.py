@@ -1,0 +1,141 @@
+"""The worker's decisions, without sockets: which connections get a slot, where a request head
+ends, which threads serve a request, and the answers sent without the app.
+
+Pure: bytes, counts and settings in, values out; ``tests/unit/worker`` runs them alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import Enum
+
+from yurthub.connection import Role
+from yurthub.errors import ApiError, BadRequest, TooManyRequests
+from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
+from yurthub.worker.settings import Limits
+
+# A request head longer than this is refused (431) before any thread sees it.  Go's
+# http.Server allows 1 MiB; ours are loopback clients whose heads hold a token at most, and
+# every connection reading a head may hold this much.
+MAX_HEAD = 32 * 1024
+HEAD_END = b"\r\n\r\n"
+# kubelet's heartbeat: GET/PUT (and POST on first start) of the node's Lease.
+LEASE_PREFIX = b"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+UNCOUNTED = "-"   # the per-UID key when the peer lookup is off
+
+
+class Lane(Enum):
+    """The thread pools.  ``general`` serves the proxy (``threads`` threads, every open watch
+    holds one); ``lease`` serves kubelet's node-Lease requests and ``hub`` the hub server, each
+    with a few threads nothing else can take."""
+
+    GENERAL = "general"
+    LEASE = "lease"
+    HUB = "hub"
+
+
+class Admission:
+    """Connection slots per listener group and per peer UID (see ``Limits``).
+
+    ``admit`` returns None when the connection gets a slot (then ``release`` must follow),
+    else the reason it is refused: ``capacity`` or ``uid-capacity``.
+    """
+
+    def __init__(self, limits: Limits, kubelet_uid: int | None) -> None:
+        self.limits = limits
+        self.kubelet_uid = kubelet_uid
+        self.open: Counter[str] = Counter()
+        self.per_uid: Counter[tuple[str, object]] = Counter()
+
+    @staticmethod
+    def group(role: Role) -> str:
+        return "hub" if role is Role.HUB_SERVER else "proxy"
+
+    def _caps(self, group: str, uid: int | None, identified: bool) -> tuple[int, int]:
+        lim = self.limits
+        if group == "hub":
+            return lim.hub_max_connections, lim.hub_per_uid
+        if identified and uid is not None and uid == self.kubelet_uid:
+            return lim.max_connections + lim.kubelet_reserve, lim.per_uid + lim.kubelet_reserve
+        return lim.max_connections, lim.per_uid
+
+    def admit(self, role: Role, uid: int | None, identified: bool) -> str | None:
+        group = self.group(role)
+        total_cap, uid_cap = self._caps(group, uid, identified)
+        key = (group, uid if identified else UNCOUNTED)
+        if identified and self.per_uid[key] >= uid_cap:
+            return "uid-capacity"
+        if self.open[group] >= total_cap:
+            return "capacity"
+        self.open[group] += 1
+        self.per_uid[key] += 1
+        return None
+
+    def release(self, role: Role, uid: int | None, identified: bool) -> None:
+        group = self.group(role)
+        key = (group, uid if identified else UNCOUNTED)
+        self.open[group] -= 1
+        self.per_uid[key] -= 1
+        if self.per_uid[key] <= 0:
+            del self.per_uid[key]
+
+
+def head_end(buf: bytes | bytearray, searched: int) -> int:
+    """The offset just past the request head in ``buf`` (-1 while it has not all arrived);
+    ``searched`` bytes were already looked at (the end may straddle two reads)."""
+    at = buf.find(HEAD_END, max(0, searched - 3))
+    return -1 if at < 0 else at + len(HEAD_END)
+
+
+def skip_empty_lines(buf: bytearray) -> None:
+    """Drop the empty lines a client may send before a request line (RFC 9112, 2.2)."""
+    n = 0
+    while n < len(buf) and buf[n] in (0x0D, 0x0A):
+        n += 1
+    if n:
+        del buf[:n]
+
+
+def lane_for(role: Role, head: bytes | bytearray, uid: int | None, identified: bool,
+             kubelet_uid: int | None) -> Lane:
+    """The pool that serves a request, from its listener, its request line and its peer."""
+    if role is Role.HUB_SERVER:
+        return Lane.HUB
+    if identified and (uid is None or uid != kubelet_uid):
+        return Lane.GENERAL
+    line = bytes(head[:256]).split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    if len(parts) == 3 and parts[1].startswith(LEASE_PREFIX):
+        return Lane.LEASE
+    return Lane.GENERAL
+
+
+def canned(err: ApiError, *, retry_after: int | None = None) -> bytes:
+    """A whole HTTP/1.1 answer carrying ``err``'s Status, closing the connection."""
+    body = status_bytes(err)
+    reason = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
+              431: "Request Header Fields Too Large"}.get(err.code, "Error")
+    head = [f"HTTP/1.1 {err.code} {reason}", f"Content-Type: {STATUS_CONTENT_TYPE}",
+            f"Content-Length: {len(body)}", "Connection: close"]
+    if retry_after is not None:
+        head.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def too_many_connections(reason: str, uid: int | None) -> bytes:
+    who = "this user" if uid is None else f"user {uid}"
+    why = (f"too many connections from {who}" if reason == "uid-capacity"
+           else "too many open connections")
+    return canned(TooManyRequests(f"yurthub: {why}; retry later",
+                                  details={"retryAfterSeconds": 1}), retry_after=1)
+
+
+def head_too_large() -> bytes:
+    return canned(BadRequest(f"yurthub: the request head is larger than {MAX_HEAD} bytes",
+                             code=431, reason="RequestHeaderFieldsTooLarge"))
+
+
+def head_timeout(seconds: float) -> bytes:
+    return canned(BadRequest(f"yurthub: the request head did not arrive within {seconds:g}s",
+                             code=408, reason="Timeout"))
