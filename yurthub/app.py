@@ -8,7 +8,6 @@ cleanly, ``stop`` stops the threads.  Nothing imports this module but the entry 
 from __future__ import annotations
 
 import logging
-import pwd
 import threading
 import time
 from collections.abc import Iterable
@@ -17,13 +16,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from yurthub import upstream as up
+from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState
 from yurthub.config import Config
 from yurthub.connection import Role, connection_of
 from yurthub.credentials import CredentialStore
-from yurthub.errors import ConfigError
 from yurthub.filters.chain import FilterChain, ObjectFilter
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
@@ -61,12 +60,13 @@ class Hub:
     def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
         self.cfg = cfg
         # 1. metrics (labels that clients choose are bounded: the known values and a few),
-        # and what the gunicorn worker needs (ConfigError: unknown kubelet_user)
+        # and who may use the hub (raises ConfigError for an unknown kubelet_user)
         self.metrics = Metrics(components=cfg.effective_cache_agents - {"*"},
                                resources={r.resource for r in BUILTIN})
         self._collection_label = self.metrics.bounded_label(
             "collection", {_dirname(r) for r in BUILTIN}, EXTRA_RESOURCES)
-        self.worker_settings = worker_settings(cfg, kubelet_uid(cfg))
+        self.guard = AccessGuard(cfg, self.metrics)
+        self.worker_settings = worker_settings(cfg, self.guard.kubelet_uid)
         self._connections: ConnectionStats | None = None
         # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
         self.credentials = CredentialStore(cfg)
@@ -93,7 +93,7 @@ class Hub:
         self.remote = RemoteProxy(
             self.upstream, self.cache, self.streams, self.metrics,
             max_watches=cfg.effective_max_watches,
-            filters=self.filters,
+            filters=self.filters, guard=self.guard,
             on_transport_error=self.health.suspect if self.health else None)
         self.local: LocalProxy | None = None
         if self.health is not None:
@@ -101,7 +101,7 @@ class Hub:
                                     bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
-        self.proxy_app = ProxyApp(self.remote, self.local, cloud)
+        self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard)
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
@@ -118,6 +118,7 @@ class Hub:
                         "without checking its certificate (insecure_skip_tls_verify)")
         report = self.store.open()
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
+        self.guard.start(self.store)
         self.cache.start(report.lost)
         self.watchdog.start()
         if self.health is not None:
@@ -261,6 +262,7 @@ class Hub:
         if self.health is not None:
             self.health.stop()
         self.cache.stop()
+        self.guard.stop()
         self.watchdog.stop()
         self.upstream.close()
         self.store.close()
@@ -278,17 +280,6 @@ class Hub:
         if hub_server:
             return self.hub_app(environ, start_response)
         return self.proxy_app(environ, start_response)
-
-
-def kubelet_uid(cfg: Config) -> int:
-    """The UID of ``kubelet_user``; ConfigError when it is no user of this host."""
-    if cfg.kubelet_user.isdigit():
-        return int(cfg.kubelet_user)
-    try:
-        return pwd.getpwnam(cfg.kubelet_user).pw_uid
-    except KeyError:
-        raise ConfigError(f"kubelet_user = {cfg.kubelet_user!r}: no such user on this host"
-                          ) from None
 
 
 def worker_settings(cfg: Config, kubelet_uid: int) -> WorkerSettings:

@@ -167,6 +167,10 @@ def _user(value: str) -> str:
     return v
 
 
+def _users(value: str) -> tuple[str, ...]:
+    return tuple(_user(item) for item in _split(value))
+
+
 def _log_level(value: str) -> str:
     v = value.strip().upper()
     if v not in _LOG_LEVELS:
@@ -280,9 +284,20 @@ class Config:
         "how the user owning each connection is learnt: auto (netlink sock_diag, else "
         "/proc/net/tcp), netlink, proc, or off (every local process is trusted; not for "
         "production)", metavar="auto|netlink|proc|off")
+    allowed_users: tuple[str, ...] = setting(
+        ("root", "kube-proxy"), _users, "users (names or UIDs) whose processes may use the "
+        "hub's own credentials, i.e. send requests without Authorization; names that are not "
+        "users on this host are ignored", metavar="USER[,USER...]")
     kubelet_user: str = setting(
-        "root", _user, "the user kubelet runs as: its node-Lease requests have threads of "
-        "their own", metavar="USER")
+        "root", _user, "the user kubelet runs as: only its requests count as kubelet's "
+        "(the node Lease heartbeat, kubelet's cache)", metavar="USER")
+    token_memory_ttl: int = setting(
+        86400, _int_range(60, 31_536_000), "seconds after the cloud last accepted a bearer "
+        "token that it is still honoured offline (a JWT with an expiry: until that expiry)",
+        metavar="SECONDS")
+    token_memory_size: int = setting(
+        1024, _int_range(1, 1_000_000), "bearer tokens remembered for offline checks (the "
+        "least recently accepted are forgotten first)", metavar="N")
     min_request_timeout: int = setting(
         1800, _int_range(1, 86400),
         "offline watches without timeoutSeconds last this long times (1 + rand)",

@@ -114,6 +114,11 @@ class Metrics:
             "yurthub_cache_damaged_files", "cached files found damaged while the hub ran "
             "(torn, replaced, naming another object) and set aside",
             ["component", "resource"], registry=r)
+        self.requests_refused = Counter(
+            "yurthub_requests_refused", "requests refused for who sent them: a user not "
+            "allowed the hub's credentials, the node Lease from another user than kubelet's, "
+            "a token offline that the cloud was never seen to accept for it", ["reason"],
+            registry=r)
         self.cache_overflows = Counter(
             "yurthub_cache_tee_overflows", "responses whose cache copy overflowed the tee "
             "budget", registry=r)

@@ -20,7 +20,8 @@ import sys
 from typing import Any, NoReturn
 
 from yurthub import config
-from yurthub.app import Hub, kubelet_uid
+from yurthub.access.guard import kubelet_uid
+from yurthub.app import Hub
 from yurthub.config import Config
 from yurthub.credentials import CredentialStore
 from yurthub.errors import ConfigError, YurthubError

@@ -75,7 +75,8 @@ def cacheable(info: RequestInfo, component: str, agents: frozenset[str],
     """
     if not component:
         return _no("no-component")
-    if component not in agents and "*" not in agents:
+    # "kubelet@1000" is kubelet's name said by user 1000: the agent list names the agent.
+    if component.partition("@")[0] not in agents and "*" not in agents:
         return _no("not-a-cache-agent")
     if not info.is_resource_request:
         return _no("non-resource")

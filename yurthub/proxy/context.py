@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Request
 
+from yurthub.access.guard import Caller
+from yurthub.access.keys import component_key
 from yurthub.kube.patchlimits import too_large
 from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
 
@@ -37,16 +39,38 @@ def _header_name(environ_key: str) -> str:
     return environ_key.replace("_", "-").title()
 
 
+# Who sent a request: from the peer's connection and its User-Agent (access.AccessGuard).
+Identify = Callable[[dict[str, Any], str], Caller]
+
+
+def _anyone(environ: dict[str, Any], agent: str) -> Caller:
+    """Without a guard (tests of single parts): a trusted caller known by its agent only."""
+    return Caller(None, False, environ.get("HTTP_AUTHORIZATION", ""), agent,
+                  component_key(agent, None, False, frozenset()), True, agent == "kubelet")
+
+
 @dataclass
 class RequestContext:
-    """One proxied request, parsed once; handlers read it, never re-parse the environ."""
+    """One proxied request, parsed once; handlers read it, never re-parse the environ.
+
+    ``component`` is the cache component (the User-Agent's name, ``@<uid>`` after it for a
+    peer that is not a trusted user); ``agent`` the name alone, for filters, metrics and logs.
+    """
 
     request: Request
     info: RequestInfo
-    component: str
+    caller: Caller
     path_qs: str
     started: float = field(default_factory=time.monotonic)
     _body: bytes | None = None
+
+    @property
+    def component(self) -> str:
+        return self.caller.component
+
+    @property
+    def agent(self) -> str:
+        return self.caller.agent
 
     @property
     def environ(self) -> dict[str, Any]:
@@ -145,7 +169,7 @@ class RequestContext:
         return self._body
 
 
-def build_context(request: Request) -> RequestContext:
+def build_context(request: Request, identify: Identify = _anyone) -> RequestContext:
     """Parse a WSGI request once (raises BadRequest for an unparseable query)."""
     environ = request.environ
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
@@ -156,6 +180,7 @@ def build_context(request: Request) -> RequestContext:
         path = quote(path.encode("latin-1").decode("utf-8", "replace"), safe="/:@!$&'()*+,;=~")
         query = environ.get("QUERY_STRING", "")
     info = parse_request_info(request.method, path, query)
-    component = component_from_user_agent(environ.get("HTTP_USER_AGENT"))
+    agent = component_from_user_agent(environ.get("HTTP_USER_AGENT"))
     path_qs = path + ("?" + query if query else "")
-    return RequestContext(request=request, info=info, component=component, path_qs=path_qs)
+    return RequestContext(request=request, info=info, caller=identify(environ, agent),
+                          path_qs=path_qs)

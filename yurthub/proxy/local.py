@@ -98,7 +98,7 @@ class LocalProxy:
 
     def is_kubelet_lease(self, ctx: RequestContext) -> bool:
         info = ctx.info
-        return (ctx.component == "kubelet" and info.is_resource_request
+        return (ctx.caller.kubelet and info.is_resource_request
                 and info.api_group == "coordination.k8s.io" and info.resource == "leases"
                 and info.namespace == LEASE_NAMESPACE
                 and info.name in ("", self.cfg.node_name))
@@ -124,7 +124,7 @@ class LocalProxy:
         if not info.is_resource_request:
             return self._nonresource(ctx)
         verb = info.verb
-        self.metrics.requests.labels(*self.metrics.request_labels(ctx.component, verb), "cache",
+        self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, verb), "cache",
                                      "-").inc()
         log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
         if verb == "get":

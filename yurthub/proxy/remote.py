@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from yurthub import upstream as up
+from yurthub.access.guard import AccessGuard
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Tee
 from yurthub.errors import (
@@ -46,6 +47,7 @@ class RemoteProxy:
 
     def __init__(self, upstream: up.Upstream, cache: CacheManager, streams: StreamRegistry,
                  metrics: Metrics, *, max_watches: int, filters: FilterChain,
+                 guard: AccessGuard | None = None,
                  on_transport_error: Any = None) -> None:
         self.upstream = upstream
         self.cache = cache
@@ -53,6 +55,7 @@ class RemoteProxy:
         self.metrics = metrics
         self.max_watches = max_watches
         self.filters = filters
+        self.guard = guard
         self.on_transport_error = on_transport_error
 
     def handle(self, ctx: RequestContext) -> Answer:
@@ -72,12 +75,14 @@ class RemoteProxy:
         body = ctx.body_for_upstream()
         timeout = up.read_timeout_for(watch, info.timeout_seconds, follow)
         resp = self._send(ctx, headers, body, timeout)
+        if self.guard is not None:
+            self.guard.record(ctx.caller, info, resp.status)
         chunks = up.stream(resp)
         first = b""
         resp_headers = dict(resp.headers.items())
         chain = None
         if 200 <= resp.status < 300 and is_json_content_type(resp_headers.get("Content-Type")):
-            chain = self.filters.for_request(ctx.component, info.verb, info.resource)
+            chain = self.filters.for_request(ctx.agent, info.verb, info.resource)
         if chain is not None:
             chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers)
         elif not (watch or follow):
@@ -97,7 +102,7 @@ class RemoteProxy:
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
                                long_lived=watch or follow)
-        client, verb = self.metrics.request_labels(ctx.component, info.verb)
+        client, verb = self.metrics.request_labels(ctx.agent, info.verb)
         self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
         return Passthrough(stream, resp.status, out_headers)
 
@@ -171,7 +176,7 @@ class ProxiedStream:
         self._lock = threading.Lock()
         self._life: OpenStream | None = None
         m = proxy.metrics
-        self._labels = (*m.request_labels(ctx.component, ctx.info.verb),
+        self._labels = (*m.request_labels(ctx.agent, ctx.info.verb),
                         m.resource(ctx.info.resource), m.subresource(ctx.info.subresource))
 
     def interrupt(self, reason: Reason) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
+from yurthub.access.guard import AccessGuard
 from yurthub.errors import (
     ApiError,
     BadGateway,
@@ -51,15 +52,17 @@ class ProxyApp:
     """WSGI app of port 10261."""
 
     def __init__(self, remote: RemoteProxy, local: LocalHandler | None,
-                 cloud: CloudState) -> None:
+                 cloud: CloudState, guard: AccessGuard) -> None:
         self.remote = remote
         self.local = local
         self.cloud = cloud
+        self.guard = guard
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         try:
-            ctx = build_context(request)
+            ctx = build_context(request, self.guard.caller)
+            self.guard.admit(ctx.caller, ctx.info)
             response = self.route(ctx)
         except ApiError as e:
             response = status_response(e)
@@ -75,18 +78,23 @@ class ProxyApp:
             if local.serves_kubelet_lease(ctx):
                 return local.handle(ctx, "kubelet's lease is renewed by the hub")
             if not self.cloud.cloud_healthy():
-                return local.handle(ctx, "cloud unhealthy")
+                return self._local(local, ctx, "cloud unhealthy")
         try:
             return self.remote.handle(ctx)
         except UpstreamUnavailable as e:
             # Nothing reached the cloud: answer as the next moment will, once the health
             # checker has seen it go (reads from the cache, the node's own writes applied).
             if local is not None and (local.can_serve(ctx) or local.takes_write(ctx)):
-                return local.handle(ctx, str(e))
+                return self._local(local, ctx, str(e))
             raise ServiceUnavailable(f"the cloud apiserver is unreachable: {e}",
                                      details={"retryAfterSeconds": 1}) from e
         except UpstreamBroken as e:
             if local is not None and ctx.info.verb in ("get", "list") and local.can_serve(ctx):
-                return local.handle(ctx, str(e))
+                return self._local(local, ctx, str(e))
             raise BadGateway(f"the connection to the cloud apiserver broke before its answer "
                              f"arrived: {e}", details={"retryAfterSeconds": 1}) from e
+
+    def _local(self, local: LocalHandler, ctx: RequestContext, why: str) -> Answer:
+        """The cache answers only what the cloud was seen to allow this caller."""
+        self.guard.check_offline(ctx.caller, ctx.info)
+        return local.handle(ctx, why)

@@ -30,7 +30,7 @@ from yurthub.storage.evict import Evicted, Evictions
 from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.janitor import Janitor
-from yurthub.storage.keys import CollectionKey, nonresource_filename
+from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_filename
 from yurthub.storage.quarantine import move_to_quarantine
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
@@ -428,6 +428,29 @@ class DiskStore(Store):
             self._shared.write_errors += 1
             raise StorageError(f"cannot store {path}: {e}") from e
 
+    def read_bookkeeping(self, name: str) -> Any:
+        """The JSON document ``_<name>`` at the cache root, None when absent.
+
+        Raises StorageError when it cannot be read, ValueError when it is torn or damaged.
+        """
+        fname = _bookkeeping_file(name)
+        self._check_open()
+        try:
+            data = files.read_optional(self._root_fd, fname)
+        except OSError as e:
+            raise StorageError(f"cannot read {fname}: {e}") from e
+        return None if data is None else files.unframe(name, data)
+
+    def write_bookkeeping(self, name: str, doc: Any) -> None:
+        """Replace ``_<name>`` at the cache root with ``doc`` (framed, 0600, atomically)."""
+        fname = _bookkeeping_file(name)
+        self._check_open()
+        try:
+            files.replace_file(self._root_fd, fname, files.frame(name, doc), fsync=True)
+        except OSError as e:
+            self._shared.write_errors += 1
+            raise StorageError(f"cannot write {fname}: {e}") from e
+
     def transaction(self, ck: CollectionKey) -> DiskTransaction:
         self._check_open()
         coll = self._colls.get(ck.path)
@@ -549,6 +572,12 @@ def _mtime(fd: int) -> float:
         return os.fstat(fd).st_mtime
     except OSError:
         return 0.0
+
+
+def _bookkeeping_file(name: str) -> str:
+    if not name.isidentifier() or not name.islower():
+        raise ValueError(f"{name!r} is not a bookkeeping document name")
+    return BOOKKEEPING_PREFIX + name
 
 
 def root_in_use(root: str) -> bool:

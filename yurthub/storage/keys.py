@@ -9,6 +9,7 @@ begin with our bookkeeping prefixes ``.`` and ``_`` gets through.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -27,6 +28,9 @@ BOOKKEEPING_PREFIX = "_"
 CORE_GROUP_DIR = "core"
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs)
 
+# A peer that is not a trusted user has "@<uid>" after its User-Agent's name
+# (access/keys.py): "@" is never part of a name, so the two cannot collide.
+_UID_SUFFIX = re.compile(r"@[0-9]{1,10}")
 _NONRESOURCE_MAX = 1024
 
 
@@ -43,8 +47,14 @@ def _check(kind: str, value: object, valid: Callable[[str], bool], max_len: int)
 
 
 def check_component(value: str) -> str:
-    """A component (the User-Agent up to the first ``/``): ``[a-z0-9][a-z0-9._-]*``."""
-    return _check("component", value, is_component, 253)
+    """A component: the User-Agent up to the first ``/`` (``[a-z0-9][a-z0-9._-]*``), with
+    ``@<uid>`` after it for a peer that is not a trusted user (``kubelet@1000``)."""
+    return _check("component", value, _component_key, 253)
+
+
+def _component_key(value: str) -> bool:
+    name, at, uid = value.partition("@")
+    return is_component(name) and (not at or bool(_UID_SUFFIX.fullmatch(at + uid)))
 
 
 def check_namespace(value: str) -> str:

@@ -634,3 +634,33 @@ def test_a_cache_where_the_flag_is_refused_works_the_same(tmp_path):
         assert leftovers(os.path.join(root, "c")) == []
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_bookkeeping_documents_round_trip_privately_and_survive_recovery(tmp_path):
+    store = open_store(tmp_path / "c")
+    assert store.read_bookkeeping("access") is None
+    store.write_bookkeeping("access", {"a": [1, 2]})
+    store.write_bookkeeping("access", {"a": [3]})
+    assert store.read_bookkeeping("access") == {"a": [3]}
+    path = tmp_path / "c" / "_access"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store.close()
+    store, _ = reopen(tmp_path / "c")
+    assert store.read_bookkeeping("access") == {"a": [3]}
+    path.write_bytes(path.read_bytes()[:-2])          # torn
+    with pytest.raises(ValueError, match="torn or damaged"):
+        store.read_bookkeeping("access")
+    with pytest.raises(ValueError):
+        store.write_bookkeeping("../x", {})
+
+
+def test_a_component_of_another_user_is_a_collection_like_any(tmp_path):
+    store = open_store(tmp_path / "c")
+    ck = CollectionKey("kubelet@1000", "", "v1", "pods", True)
+    with store.transaction(ck) as txn:
+        txn.put("default", "p", body("p", "default"), {})
+        txn.commit()
+    store.close()
+    store, _ = reopen(tmp_path / "c")
+    assert ck in store.collections()
+    assert (tmp_path / "c" / "kubelet@1000" / "pods.v1.core" / "default" / "p").is_file()

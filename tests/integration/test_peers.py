@@ -1,0 +1,215 @@
+"""Who may use the hub, with a real hub, real sockets and clients of another user (nobody):
+the hub's credentials for allowed users only, a forged User-Agent is not the component it
+names, tokens offline only for what the cloud accepted, kubelet's heartbeat from kubelet's
+user only, and idle connections that stop nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+
+import pytest
+
+from kubesandbox.server import Sandbox
+from tests.fixtures.peers import NOBODY, request_as_nobody, spawn_as_nobody
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+CALICO = "calico-node/v3.27.0 (linux/amd64) kubernetes/abc"
+NODE = "node-0000"
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+SECRET = "/api/v1/namespaces/kube-system/secrets/node-secret"
+
+
+def _jwt(claims: dict) -> str:
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.c2lnbmF0dXJlLW5vdC1jaGVja2Vk"
+
+
+# The cloud's only valid token here: a service account's JWT, valid until 2100.
+TOKEN = _jwt({"sub": "system:serviceaccount:kube-system:calico-node", "exp": 4102444800})
+
+
+def offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+
+
+def secret() -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "node-secret", "namespace": "kube-system"},
+            "data": {"password": base64.b64encode(b"hunter2").decode()}}
+
+
+def test_other_users_may_not_use_the_hubs_credentials(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE)
+    status, body = request_as_nobody(hub.url + "/api/v1/namespaces/default/pods",
+                                     headers={"User-Agent": KUBELET})
+    assert status == 403 and body["kind"] == "Status" and body["reason"] == "Forbidden"
+    assert f"user {NOBODY} may not use the hub's credentials" in body["message"]
+    assert hub.metric("yurthub_requests_refused_total", reason="user-not-allowed") == 1
+    # With a token of its own it goes through (the cloud decides), and what it reads is
+    # filed under its own component key, never kubelet's.
+    status, body = request_as_nobody(hub.url + "/api/v1/namespaces/default/pods",
+                                     headers={"User-Agent": KUBELET,
+                                              "Authorization": "Bearer its-own"})
+    assert status == 200 and body["kind"] == "PodList"
+    wait_for((hub.cache_dir / f"kubelet@{NOBODY}" / "pods.v1.core").is_dir,
+             what="nobody's pods in a cache of its own")
+    assert not (hub.cache_dir / "kubelet").exists()
+    # root (kubelet's user, allowed by default) uses the hub's credentials as before.
+    assert hub.get("/api/v1/namespaces/default/pods")[0] == 200
+
+
+def test_offline_a_forged_user_agent_from_another_user_reads_no_secret(sandbox, hub_factory):
+    sandbox.put(secret())
+    hub = hub_factory(sandbox.url, node=NODE)
+    assert hub.get(SECRET)[0] == 200                  # kubelet (root) reads it online
+    wait_for((hub.cache_dir / "kubelet/secrets.v1.core/kube-system/node-secret").exists,
+             what="the secret in kubelet's cache")
+    offline(sandbox, hub)
+    status, _, body = hub.get(SECRET)                 # kubelet itself still gets it
+    assert status == 200 and json.loads(body)["data"]["password"]
+    status, body = request_as_nobody(hub.url + SECRET, headers={"User-Agent": KUBELET})
+    assert status == 403 and "may not use the hub's credentials" in body["message"]
+    status, body = request_as_nobody(hub.url + SECRET, headers={
+        "User-Agent": KUBELET, "Authorization": "Bearer forged"})
+    assert status == 401 and body["reason"] == "Unauthorized" and "hunter2" not in str(body)
+
+
+@pytest.fixture
+def secure_sandbox():
+    sb = Sandbox(nodes=1, pods_per_node=2, token=TOKEN, bookmark_interval=0.3,
+                 control_port=0).start()
+    yield sb
+    sb.stop()
+
+
+def test_tokens_offline_only_for_what_the_cloud_accepted_even_after_a_restart(
+        secure_sandbox, hub_factory, tmp_path):
+    sandbox = secure_sandbox
+    sandbox.put(secret())
+    token_file = tmp_path / "hub-token"
+    token_file.write_text(TOKEN)
+    extra = ["--token-file", str(token_file), "--cache-agents", "calico-node"]
+    hub = hub_factory(sandbox.url, node=NODE, extra=extra)
+    mine = {"User-Agent": CALICO, "Authorization": f"Bearer {TOKEN}"}
+    bogus = {"User-Agent": CALICO, "Authorization": "Bearer bogus"}
+    # Online the cloud decides: the token is accepted for the secrets of kube-system ...
+    assert http(hub.url + "/api/v1/namespaces/kube-system/secrets", headers=mine)[0] == 200
+    assert http(hub.url + SECRET, headers=bogus)[0] == 401
+    # ... and the hub's own identity (no token, root) lists configmaps for calico-node.
+    assert hub.get("/api/v1/configmaps", ua=CALICO)[0] == 200
+    wait_for((hub.cache_dir / "calico-node/configmaps.v1.core").is_dir, what="configmaps")
+    wait_for((hub.cache_dir / "calico-node/secrets.v1.core").is_dir, what="secrets")
+    offline(sandbox, hub)
+
+    def check() -> None:
+        status, headers, body = http(hub.url + SECRET, headers=mine)
+        assert status == 200 and "yurthub" in headers.get("Warning", "")
+        assert json.loads(body)["metadata"]["name"] == "node-secret"
+        status, _, body = http(hub.url + SECRET, headers=bogus)
+        assert status == 401 and json.loads(body)["message"] == "Unauthorized"
+        status, _, body = http(hub.url + "/api/v1/configmaps", headers=mine)
+        st = json.loads(body)
+        assert status == 403 and st["reason"] == "Forbidden"
+        assert st["message"].startswith('configmaps is forbidden: User "system:serviceaccount:'
+                                        'kube-system:calico-node" cannot list resource')
+        assert hub.get("/api/v1/configmaps", ua=CALICO)[0] == 200
+        # The hub's own identity never read calico's secrets: not without a token either.
+        status, _, body = hub.get(SECRET, ua=CALICO)
+        assert status == 403 and "the hub's identity cannot get" in json.loads(body)["message"]
+
+    check()
+    assert hub.metric("yurthub_requests_refused_total", reason="token-unknown") == 1
+    # Restarted while the cloud is away: the memory was kept with the cache.
+    hub.stop()
+    memory = hub.cache_dir / "_access"
+    assert stat.S_IMODE(memory.stat().st_mode) == 0o600
+    assert TOKEN.encode() not in memory.read_bytes()
+    assert TOKEN.split(".")[1].encode() not in memory.read_bytes()
+    hub.start()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, what="offline")
+    check()
+
+
+def lease_renewed(sandbox) -> str:
+    return sandbox.get("leases", NODE, "kube-node-lease")["spec"]["renewTime"]
+
+
+def test_a_forged_kubelet_heartbeat_from_another_user_does_not_keep_the_node_alive(
+        sandbox, hub_factory):
+    # nobody may even use the hub's credentials here: still not for kubelet's heartbeat.
+    hub = hub_factory(sandbox.url, node=NODE, extra=[
+        "--allowed-users", "root,nobody", "--kubelet-health-grace-period", "2"])
+    assert hub.get(LEASE)[0] == 200                       # kubelet: alive
+    wait_for(lambda: (hub.cache_dir / "kubelet/leases.v1.coordination.k8s.io/kube-node-lease"
+                      / NODE).exists(), what="the hub holding the lease")
+    first = lease_renewed(sandbox)
+    wait_for(lambda: lease_renewed(sandbox) != first, what="the hub renewing the lease")
+    lease = json.loads(hub.get(LEASE)[2])
+
+    def forge() -> list[int]:
+        got = [request_as_nobody(hub.url + LEASE, method="PUT", body=json.dumps(lease),
+                                 headers={"User-Agent": KUBELET,
+                                          "Content-Type": "application/json"})[0]]
+        got.append(request_as_nobody(hub.url + LEASE, headers={"User-Agent": KUBELET})[0])
+        return got
+
+    # kubelet goes quiet; a process of nobody keeps "heartbeating" as kubelet.
+    assert forge() == [403, 200]
+    assert hub.metric("yurthub_requests_refused_total", reason="lease-not-kubelet") >= 1
+
+    def probes() -> int:
+        return len(sandbox.requests("GET /readyz"))
+
+    def stalled() -> bool:
+        # Over two health-checker ticks spent forging, the Lease did not move: the hub
+        # probed with /readyz instead of renewing (while it renews, it never does).
+        before, ticks = lease_renewed(sandbox), probes()
+        wait_for(lambda: forge() and probes() >= ticks + 2, timeout=30, interval=0,
+                 what="two probes without a renewal")
+        return lease_renewed(sandbox) == before
+
+    wait_for(stalled, timeout=60, interval=0, what="the renewals to stop")
+    # The real kubelet speaks again: renewals resume (so the wait above could fail).
+    stopped_at = lease_renewed(sandbox)
+    assert hub.get(LEASE)[0] == 200
+    wait_for(lambda: lease_renewed(sandbox) != stopped_at, what="renewals to resume")
+
+
+_HOLD = r"""
+import socket, sys
+proxy, hub = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("127.0.0.1", proxy)) for _ in range(300)]
+held += [socket.create_connection(("127.0.0.1", hub)) for _ in range(16)]
+print("holding", len(held), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_300_idle_connections_stop_neither_kubelets_lease_nor_healthz(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE)
+    assert hub.get(LEASE)[0] == 200
+    # Another user holds 300 silent connections to the proxy and its share of the hub
+    # server's (the hub runs 64 threads here, 256 in production).
+    flood = spawn_as_nobody(_HOLD, str(hub.proxy_port), str(hub.serve_port))
+    try:
+        assert flood.stdout is not None and flood.stdout.readline() == "holding 316\n"
+        wait_for(lambda: hub.metric("yurthub_connections_open", listener="proxy") >= 300,
+                 what="the flood accepted")
+        status, _, body = hub.get(LEASE)
+        assert status == 200 and json.loads(body)["metadata"]["name"] == NODE
+        lease = json.loads(body)
+        status, _, _ = http(hub.url + LEASE, method="PUT", body=json.dumps(lease).encode(),
+                            headers={"User-Agent": KUBELET, "Content-Type": "application/json"})
+        assert status == 200
+        assert http(hub.hub_url + "/v1/healthz", timeout=5)[:3:2] == (200, b"OK")
+        assert hub.get("/api/v1/namespaces/default/pods")[0] == 200
+    finally:
+        flood.kill()
+        flood.wait()

@@ -1,0 +1,160 @@
+"""The token memory: what the cloud allowed whom, bounded in age and count, never the token."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from yurthub.access.keys import AccessKey
+from yurthub.access.memory import TokenMemory
+
+SECRET = AccessKey("get", "", "secrets", "", "ns", "s1")
+OTHER = AccessKey("get", "", "secrets", "", "ns", "s2")
+PODS = AccessKey("list", "", "pods", "", "", "")
+TOKEN = "Bearer 0123456789abcdef0123456789abcdef"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jwt(exp: float) -> str:
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).decode().rstrip("=")
+    return f"Bearer eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def memory(clock: Clock, **kw) -> TokenMemory:
+    return TokenMemory(kw.pop("ttl", 3600), kw.pop("max_tokens", 8), clock=clock, **kw)
+
+
+def test_a_token_is_honoured_for_what_it_was_seen_allowed_only(clock):
+    m = memory(clock)
+    assert not m.knows(TOKEN)
+    m.remember(TOKEN, "calico-node", SECRET)
+    assert m.knows(TOKEN)
+    assert m.allows(TOKEN, "calico-node", SECRET)
+    assert not m.allows(TOKEN, "calico-node", OTHER)
+    assert not m.allows(TOKEN, "flanneld", SECRET)          # another component's cache
+    assert not m.allows("Bearer other", "calico-node", SECRET)
+
+
+def test_a_list_allows_the_objects_it_listed(clock):
+    m = memory(clock)
+    m.remember(TOKEN, "kube-proxy", PODS)
+    assert m.allows(TOKEN, "kube-proxy", AccessKey("get", "", "pods", "", "default", "p"))
+    assert m.allows(TOKEN, "kube-proxy", AccessKey("list", "", "pods", "", "default", ""))
+    assert not m.allows(TOKEN, "kube-proxy", AccessKey("patch", "", "pods", "", "default", "p"))
+
+
+def test_an_opaque_token_is_honoured_ttl_after_it_was_last_accepted(clock):
+    m = memory(clock, ttl=100)
+    m.remember(TOKEN, "c", SECRET)
+    clock.now += 90
+    m.remember(TOKEN, "c", SECRET)        # accepted again: honoured for another ttl
+    clock.now += 90
+    assert m.allows(TOKEN, "c", SECRET)
+    clock.now += 11
+    assert not m.knows(TOKEN) and not m.allows(TOKEN, "c", SECRET)
+
+
+def test_a_jwt_is_honoured_until_its_expiry(clock):
+    m = memory(clock, ttl=100)
+    token = jwt(clock.now + 1000)
+    m.remember(token, "c", SECRET)
+    clock.now += 999
+    assert m.allows(token, "c", SECRET)
+    clock.now += 1
+    assert not m.knows(token)
+    m.remember(jwt(clock.now - 1), "c", SECRET)      # already expired: not remembered
+    assert not m.knows(jwt(clock.now - 1))
+
+
+def test_the_least_recently_accepted_tokens_are_forgotten_first(clock):
+    m = memory(clock, max_tokens=2)
+    for t in ("Bearer a", "Bearer b", "Bearer c"):
+        m.remember(t, "c", SECRET)
+    assert not m.knows("Bearer a") and m.knows("Bearer b") and m.knows("Bearer c")
+
+
+def test_each_token_keeps_a_bounded_number_of_keys(clock):
+    m = memory(clock, max_keys=2)
+    for name in ("s1", "s2", "s3"):
+        m.remember(TOKEN, "c", SECRET._replace(name=name))
+    assert not m.allows(TOKEN, "c", SECRET) and m.allows(TOKEN, "c", SECRET._replace(name="s3"))
+
+
+def test_the_hubs_own_identity(clock):
+    m = memory(clock)
+    # Never seen online (a hub upgraded from before this memory): nothing is refused.
+    assert m.allows("", "kubelet", SECRET)
+    m.remember("", "kubelet", PODS)
+    assert m.hub_known
+    assert m.allows("", "kubelet", AccessKey("get", "", "pods", "", "ns", "p"))
+    assert not m.allows("", "kubelet", SECRET)
+    clock.now += 10 * 365 * 86400        # no age bound for the hub's own identity
+    assert m.allows("", "kubelet", PODS)
+
+
+def test_what_anyone_was_allowed(clock):
+    m = memory(clock)
+    assert not m.anyone_allowed("c", SECRET)
+    m.remember(TOKEN, "c", AccessKey("list", "", "secrets", "", "ns", ""))
+    assert m.anyone_allowed("c", SECRET) and not m.anyone_allowed("d", SECRET)
+
+
+def test_the_document_holds_salted_hashes_never_tokens_and_survives_a_restart(clock):
+    m = memory(clock)
+    m.remember(TOKEN, "c", SECRET)
+    m.remember("", "kubelet", PODS)
+    assert m.dirty
+    doc = m.to_doc()
+    assert not m.dirty
+    text = json.dumps(doc)
+    assert "0123456789abcdef" not in text
+    again = memory(clock)
+    assert again.load_doc(json.loads(text)) == 1
+    assert again.allows(TOKEN, "c", SECRET) and not again.allows(TOKEN, "c", OTHER)
+    assert again.hub_known and again.allows("", "kubelet", PODS)
+    assert again.anyone_allowed("c", SECRET)
+    # Another memory (another salt) does not recognise the same token.
+    other = memory(clock)
+    other.remember("Bearer x", "c", SECRET)
+    assert other.to_doc()["tokens"][0][0] != doc["tokens"][0][0]
+
+
+def test_expired_tokens_are_not_loaded(clock):
+    m = memory(clock, ttl=100)
+    m.remember(TOKEN, "c", SECRET)
+    doc = m.to_doc()
+    clock.now += 101
+    assert memory(clock).load_doc(doc) == 0
+
+
+@pytest.mark.parametrize("doc", [None, [], {"format": 2}, {"format": 1, "salt": "zz"},
+                                 {"format": 1, "salt": "00", "tokens": [["h", 1.0, [["x"]]]],
+                                  "hub": []}])
+def test_a_damaged_document_is_refused(clock, doc):
+    with pytest.raises(ValueError):
+        memory(clock).load_doc(doc)
+
+
+def test_only_news_makes_the_memory_dirty(clock):
+    m = memory(clock, ttl=1000)
+    m.remember(TOKEN, "c", SECRET)
+    m.to_doc()
+    m.remember(TOKEN, "c", SECRET)
+    assert not m.dirty
+    clock.now += 20
+    m.remember(TOKEN, "c", SECRET)      # the expiry moved by more than ttl/100
+    assert m.dirty

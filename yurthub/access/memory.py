@@ -1,0 +1,182 @@
+"""What the cloud allowed, remembered for when it is away: per principal, the access keys it
+was seen authorized for.
+
+A principal is either a bearer token, known only by a salted hash (HMAC-SHA256 with a random
+salt kept beside the memory; the token itself is never stored or logged), or the hub's own
+identity (requests without Authorization).  A token is remembered until its JWT ``exp``, or,
+when it is not a JWT with an expiry, ``ttl`` seconds after the cloud last accepted it; at
+most ``max_tokens`` of them, least recently accepted forgotten first (``cachetools``), and
+``max_keys`` access keys each.  The hub's own identity is remembered without an age bound
+(its credentials are the node's and renew themselves) but with a count bound.
+
+The memory is a JSON document (``to_doc``/``load_doc``); the guard persists it with the
+cache so that an offline restart keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cachetools import LRUCache, TLRUCache
+
+from yurthub.access.keys import AccessKey, bearer_expiry
+
+FORMAT = 1
+Entry = tuple[str, AccessKey]     # (component, key)
+
+
+class Grants:
+    """The access keys one token was seen allowed, and until when it is honoured."""
+
+    __slots__ = ("expires", "keys")
+
+    def __init__(self, expires: float, max_keys: int) -> None:
+        self.expires = expires
+        self.keys: LRUCache[Entry, bool] = LRUCache(max_keys)
+
+
+class TokenMemory:
+    """Thread-safe; every method is cheap (a hash and a few dictionary lookups)."""
+
+    def __init__(self, ttl: float, max_tokens: int, *, max_keys: int = 512,
+                 max_hub_keys: int = 16384, clock: Callable[[], float] = time.time,
+                 salt: bytes | None = None) -> None:
+        self.ttl = ttl
+        self.max_keys = max_keys
+        self.clock = clock
+        self._salt = salt or os.urandom(32)
+        self._tokens: TLRUCache[str, Grants] = TLRUCache(
+            maxsize=max_tokens, ttu=lambda _k, g, _now: g.expires, timer=clock)
+        self._hub: LRUCache[Entry, bool] = LRUCache(max_hub_keys)
+        # Everything any principal was seen allowed: the cache can hold only that, so a key
+        # nobody was ever allowed is "not cached", not "forbidden".
+        self._any: LRUCache[Entry, bool] = LRUCache(2 * max_hub_keys)
+        self._lock = threading.Lock()
+        self.dirty = False
+        # False until the hub's identity was seen allowed anything (online) or a memory was
+        # loaded: a hub upgraded from a version without this memory must not start offline
+        # refusing what kubelet needs.
+        self.hub_known = False
+
+    def _hash(self, authorization: str) -> str:
+        return hmac.new(self._salt, authorization.strip().encode("utf-8", "replace"),
+                        hashlib.sha256).hexdigest()
+
+    # -- online: the cloud allowed something -------------------------------------------------
+
+    def remember(self, authorization: str, component: str, key: AccessKey) -> None:
+        """The cloud allowed ``key`` to ``authorization`` ("" for the hub's own identity)."""
+        entry = (component, key)
+        with self._lock:
+            if entry not in self._any:
+                self.dirty = True
+            self._any[entry] = True
+            if not authorization:
+                if entry not in self._hub:
+                    self.dirty = True
+                self._hub[entry] = True
+                self.hub_known = True
+                return
+            now = self.clock()
+            exp = bearer_expiry(authorization)
+            expires = exp if exp is not None else now + self.ttl
+            if expires <= now:
+                return
+            h = self._hash(authorization)
+            grants = self._tokens.get(h)
+            if grants is None:
+                grants = Grants(expires, self.max_keys)
+                self.dirty = True
+            elif exp is None and expires - grants.expires > self.ttl / 100:
+                self.dirty = True   # why: persist a moved expiry, not every request's
+            grants.expires = max(grants.expires, expires) if exp is None else expires
+            if entry not in grants.keys:
+                self.dirty = True
+            grants.keys[entry] = True
+            self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
+
+    # -- offline: may the cache answer? -------------------------------------------------------
+
+    def knows(self, authorization: str) -> bool:
+        """True when the cloud accepted this token (for anything) and it is still honoured."""
+        with self._lock:
+            return self._tokens.get(self._hash(authorization)) is not None
+
+    def allows(self, authorization: str, component: str, key: AccessKey) -> bool:
+        """True when the cloud allowed ``key`` (or a list covering it) to this principal."""
+        with self._lock:
+            if authorization:
+                grants = self._tokens.get(self._hash(authorization))
+                if grants is None:
+                    return False
+                seen: Any = grants.keys
+            else:
+                if not self.hub_known:
+                    return True
+                seen = self._hub
+            return any((component, k) in seen for k in key.covering())
+
+    def anyone_allowed(self, component: str, key: AccessKey) -> bool:
+        """True when some principal was seen allowed ``key`` (or a list covering it) for
+        ``component``: only then can the cache hold an answer to refuse."""
+        with self._lock:
+            return any((component, k) in self._any for k in key.covering())
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_doc(self) -> dict[str, Any]:
+        with self._lock:
+            self._tokens.expire()
+            tokens = [[h, g.expires, [[c, *k] for c, k in g.keys.keys()]]
+                      for h, g in self._tokens.items()]
+            hub = [[c, *k] for c, k in self._hub.keys()]
+            anyone = [[c, *k] for c, k in self._any.keys()]
+            self.dirty = False
+            return {"format": FORMAT, "salt": self._salt.hex(), "tokens": tokens, "hub": hub,
+                    "any": anyone, "hub_known": self.hub_known}
+
+    def load_doc(self, doc: Any) -> int:
+        """Take a persisted memory; returns how many tokens it held.  ValueError when the
+        document is not one (it is then ignored: the memory starts empty)."""
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError("not a token memory document")
+        try:
+            salt = bytes.fromhex(doc["salt"])
+            tokens = [(str(h), float(exp), [_entry(e) for e in entries])
+                      for h, exp, entries in doc["tokens"]]
+            hub = [_entry(e) for e in doc["hub"]]
+            anyone = [_entry(e) for e in doc.get("any", [])]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"damaged token memory: {e}") from None
+        with self._lock:
+            self._salt = salt
+            self._tokens.clear()
+            now = self.clock()
+            for h, exp, entries in tokens:
+                if exp <= now:
+                    continue
+                grants = Grants(exp, self.max_keys)
+                for entry in entries:
+                    grants.keys[entry] = True
+                self._tokens[h] = grants
+            self._hub.clear()
+            for entry in hub:
+                self._hub[entry] = True
+            self._any.clear()
+            for entry in anyone:
+                self._any[entry] = True
+            self.hub_known = bool(doc.get("hub_known")) or bool(hub)
+            self.dirty = False
+            return len(self._tokens)
+
+
+def _entry(raw: Any) -> Entry:
+    if not isinstance(raw, list) or len(raw) != 7 or not all(isinstance(x, str) for x in raw):
+        raise ValueError("bad access key")
+    return raw[0], AccessKey(*raw[1:])
