@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import stat
 
 import pytest
@@ -213,3 +214,19 @@ def test_300_idle_connections_stop_neither_kubelets_lease_nor_healthz(sandbox, h
     finally:
         flood.kill()
         flood.wait()
+
+
+def test_a_request_body_that_stops_arriving_gets_408(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--client-body-timeout", "1"])
+    with socket.create_connection(("127.0.0.1", hub.proxy_port)) as s:
+        s.sendall(b"PATCH /api/v1/nodes/" + NODE.encode() + b"/status HTTP/1.1\r\n"
+                  b"Host: x\r\nUser-Agent: kubelet/1\r\nContent-Type: "
+                  b"application/merge-patch+json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        s.settimeout(20)
+        answer = b""
+        while chunk := s.recv(65536):   # until the hub closes: the body will not come
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    status = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert status["reason"] == "Timeout" and "did not arrive" in status["message"]
+    assert "Traceback" not in hub.log()

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Request
 
 from yurthub.access.guard import Caller
 from yurthub.access.keys import component_key
+from yurthub.errors import BadRequest
 from yurthub.kube.patchlimits import too_large
 from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
 
@@ -162,7 +163,12 @@ class RequestContext:
     def read_body(self, limit: int = MAX_LOCAL_BODY) -> bytes:
         """The whole request body (at most ``limit`` bytes, else 413 RequestEntityTooLarge)."""
         if self._body is None:
-            data = self.request.stream.read(limit + 1) if self.has_body() else b""
+            try:
+                data = self.request.stream.read(limit + 1) if self.has_body() else b""
+            except OSError as e:
+                # The worker's client_body_timeout (or the client went away mid-body).
+                raise BadRequest(f"the request body did not arrive: {e or 'timed out'}",
+                                 code=408, reason="Timeout") from None
             if len(data) > limit:
                 raise too_large(f"limit is {limit}")  # kube-apiserver's words
             self._body = data
