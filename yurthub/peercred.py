@@ -97,7 +97,6 @@ class NetlinkLookup:
         try:
             self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
                                        NETLINK_SOCK_DIAG)
-            self._sock.bind((0, 0))
             self._sock.settimeout(1.0)
         except (OSError, AttributeError) as e:
             raise PeerLookupError(f"netlink sock_diag is not available: {_why(e)}") from None
@@ -216,16 +215,26 @@ def open_lookup(mode: str) -> PeerLookup | None:
             reasons.append(f"{lookup.name}: {e}")
             continue
         if reasons:
-            log.info("peer lookup: using %s (%s)", lookup.name, "; ".join(reasons))
+            log.info("peer lookup: %s (%s)", lookup.name, "; ".join(reasons))
         return lookup
     raise PeerLookupError("cannot learn which user owns a loopback connection: "
                           + "; ".join(reasons))
 
 
 def _self_test(lookup: PeerLookup) -> None:
-    """Connect to ourselves over loopback and check the kernel names our own UID."""
+    """Connect to ourselves over loopback and check the kernel names our own UID.
+
+    Where binding a port is refused (systemd's ``SocketBindDeny=`` allows the service its
+    own ports only), ask for a socket that cannot exist instead: the kernel must answer.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
+        try:
+            listener.bind(("127.0.0.1", 0))
+        except PermissionError:
+            if lookup.owner(socket.AF_INET, ("127.0.0.1", 1), ("127.0.0.1", 1)) is not None:
+                raise PeerLookupError("the kernel named an owner of a socket that does not "
+                                      "exist") from None
+            return
         listener.listen(1)
         with socket.create_connection(listener.getsockname(), timeout=2):
             server, _ = listener.accept()

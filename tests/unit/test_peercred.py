@@ -102,3 +102,16 @@ def test_proc_addresses_are_spelled_as_the_kernel_does():
     assert peercred._proc_address(socket.AF_INET, ("127.0.0.1", 10261)) == b"0100007F:2815"
     assert peercred._proc_address(socket.AF_INET6, ("::1", 80)) == \
         b"00000000000000000000000001000000:0050"
+
+
+def test_where_binding_is_refused_the_self_test_asks_for_a_socket_that_cannot_exist(
+        monkeypatch):
+    # systemd's SocketBindDeny= refuses the self-test's bind of an ephemeral port.
+    def refused(self, address):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(socket.socket, "bind", refused)
+    for mode in ("netlink", "proc"):
+        found = peercred.open_lookup(mode)
+        assert found is not None and found.name == mode
+        found.close()

@@ -119,6 +119,9 @@ class YurthubWorker(ThreadWorker):
             os._exit(WORKER_BOOT_ERROR)
         if self.lookup is None:
             log.warning("peer_lookup = off: every local process may use the hub's credentials")
+        else:
+            log.info("the owner of each connection is asked of the kernel (%s)",
+                     self.lookup.name)
         attach = getattr(app, "attach_worker", None)
         if callable(attach):
             attach(self.stats)
