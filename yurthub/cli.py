@@ -1,4 +1,4 @@
-"""The ``yurthub`` command: serve, sandbox, demo and check-config.
+"""The ``yurthub`` command: serve, sandbox, demo, check-config and prepare-dir.
 
 Usage errors (unknown flags, bad values, bad config files) print one line and exit 2; a
 runtime failure prints one line and exits 1; nothing here prints a traceback.
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pwd
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from yurthub import __version__, config
+from yurthub import __version__, config, dirs
 from yurthub.errors import ConfigError, YurthubError
 
 EXIT_USAGE = 2
@@ -70,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--print-defaults", action="store_true",
                        help="print the default INI file instead")
 
+    prep = sub.add_parser(
+        "prepare-dir", help="create a directory for the service, never following a symlink "
+        "(for the package's postinst)",
+        description="Create DIR (and missing parents, as root 0755) and give it OWNER and "
+        "MODE, refusing a symlink that someone other than root could have made.")
+    prep.add_argument("path", metavar="DIR")
+    prep.add_argument("--owner", required=True, metavar="USER",
+                      help="the directory's owner; its group is the user's group")
+    prep.add_argument("--mode", default="0700", metavar="MODE", help="octal (default 0700)")
+
     sandbox = sub.add_parser("sandbox", help="run the simulated kube-apiserver",
                              description="Run the sandbox kube-apiserver in the foreground.")
     demo_p = sub.add_parser("demo", help="run a sandbox and a gateway together",
@@ -93,10 +104,26 @@ def _check_config(args: argparse.Namespace) -> int:
         sys.stdout.write(config.default_ini())
         return 0
     cfg = load_config(args)
-    config.check_files(cfg)
+    from yurthub import service
+    service.check_settings(cfg)
     width = max(len(f.name) for f in config.settings())
     for key, value, _help in config.describe(cfg):
         print(f"{key:<{width}} = {value}")
+    return 0
+
+
+def _prepare_dir(args: argparse.Namespace) -> int:
+    try:
+        pw = pwd.getpwnam(args.owner)
+    except KeyError:
+        raise ConfigError(f"--owner {args.owner!r}: no such user") from None
+    try:
+        mode = int(args.mode, 8)
+    except ValueError:
+        raise ConfigError(f"--mode {args.mode!r}: not an octal mode") from None
+    if not 0 <= mode <= 0o7777:
+        raise ConfigError(f"--mode {args.mode!r}: not a file mode")
+    dirs.prepare_dir(args.path, pw.pw_uid, pw.pw_gid, mode)
     return 0
 
 
@@ -112,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "prepare-dir":
+            return _prepare_dir(args)
         if args.command == "serve":
             cfg = load_config(args)
             from yurthub import service

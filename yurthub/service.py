@@ -115,6 +115,17 @@ def load_config(path: str | None = None) -> Config:
     return _cfg
 
 
+def check_settings(cfg: Config) -> None:
+    """What ``check-config`` checks beyond the values, as the user running it: credentials
+    readable, the cache directory writable, kubelet_user a user here, and the peer lookup
+    usable (PeerLookupError: fail closed)."""
+    config.check_files(cfg)
+    kubelet_uid(cfg)
+    lookup = open_lookup(cfg.peer_lookup)
+    if lookup is not None:
+        lookup.close()
+
+
 def preflight(cfg: Config) -> None:
     """Checks that turn a bad setting into one clear line before gunicorn starts.
 
@@ -122,11 +133,7 @@ def preflight(cfg: Config) -> None:
     directory, a port another process holds, a kubelet_user that is no user here; and
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
-    config.check_files(cfg)
-    kubelet_uid(cfg)
-    lookup = open_lookup(cfg.peer_lookup)
-    if lookup is not None:
-        lookup.close()
+    check_settings(cfg)
     creds = CredentialStore(cfg)
     try:
         creds.load()
