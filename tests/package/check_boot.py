@@ -29,6 +29,16 @@ NODE = "node-0000"
 POD_COUNT = 40  # ~150 KB: past the tee's LEND_MIN, so the list is vmspliced
 
 
+NOBODY_GET = """
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=10)
+    print("200")
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"""
+
+
 class CheckFailed(Exception):
     pass
 
@@ -92,6 +102,9 @@ def checks(out: TextIO) -> None:
     check(sandboxed == ("yurthub", "1", "2", "0000000000000000"),
           f"user, NoNewPrivs, Seccomp, CapBnd of the main process: {sandboxed}")
     ok("runs as yurthub with NoNewPrivs, a seccomp filter and no capabilities")
+    limits = (show("MemoryMax"), show("TasksMax"))
+    check(limits == (str(300 * 2**20), "512"), f"MemoryMax, TasksMax: {limits}")
+    ok(f"MemoryMax={limits[0]} (300 MiB), TasksMax={limits[1]}")
 
     # The package does not ship the sandbox: .ci/package-test copied the checkout's
     # kubesandbox to /root, and it runs on the installed yurthub's pure modules.
@@ -114,6 +127,16 @@ def checks(out: TextIO) -> None:
             files = glob.glob(f"{PODS}/*/*")
             return files if len(files) == POD_COUNT else None
 
+        # Who connects is asked of the kernel inside the unit's sandbox (AF_NETLINK allowed,
+        # ProcSubset=pid): another user may not use the hub's credentials.
+        r = run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "/usr/bin/python3", "-c", NOBODY_GET, "http://127.0.0.1:10261" + path)
+        check(r.stdout.startswith("403 ") and "user 65534 may not use" in r.stdout,
+              f"a request of nobody: {r.stdout!r} {r.stderr!r}")
+        log = run("journalctl", "-u", "yurthub", "-o", "cat").stdout
+        check("asked of the kernel (netlink)" in log, f"the peer lookup in the journal:\n{log}")
+        ok("a request of nobody without a token: 403 (its owner learnt with netlink sock_diag "
+           "inside the unit's sandbox)")
         body = poll("a pod list through the proxy", pod_list, 30)
         check(len(json.loads(body)["items"]) == POD_COUNT, f"{POD_COUNT} pods through the proxy")
         files = poll(f"{POD_COUNT} pods cached", cached, 15)

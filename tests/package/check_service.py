@@ -73,12 +73,18 @@ class Unit:
     notify_access: str
 
 
+# Keys systemd takes repeated (one rule per line); none decides how ExecStart runs here.
+REPEATED = ("SocketBindAllow",)
+
+
 def read_unit(path: str = UNIT) -> Unit:
-    """The [Service] settings that decide how ExecStart runs (strict: no repeated keys)."""
+    """The [Service] settings that decide how ExecStart runs (strict: no other repeated
+    keys)."""
     parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     with open(path, encoding="utf-8") as fh:
-        parser.read_file(fh)
+        parser.read_string("\n".join(line for line in fh.read().splitlines()
+                                     if not line.startswith(REPEATED)))
     s = parser["Service"]
     argv = shlex.split(s["ExecStart"])
     check(argv[0].startswith("/"), f"ExecStart without prefixes and an absolute path: {argv}")
@@ -327,6 +333,27 @@ def check_cache_tree(items: list[dict[str, Any]]) -> None:
     ok("cache tree: owner yurthub, directories 0700, files 0600")
 
 
+_NOBODY_GET = """
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=10)
+    print(200)
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"""
+
+
+def check_peers(path: str) -> None:
+    """The service (user yurthub) learns who connects: nobody may not use its credentials."""
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        "/usr/bin/python3", "-c", _NOBODY_GET,
+                        f"http://{PROXY[0]}:{PROXY[1]}{path}"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.stdout.startswith("403 ") and "user 65534 may not use" in r.stdout,
+          f"a request of nobody without a token: {r.stdout!r} {r.stderr!r}")
+    ok("a request of nobody without a token -> 403 naming user 65534")
+
+
 def one_line_error(run: Run, fragment: str, timeout: float = 30) -> str:
     try:
         code = run.proc.wait(timeout=timeout)
@@ -376,6 +403,7 @@ def check_service(unit: Unit, workdir: str, node: str) -> None:
               f"3 pods of {node} through the proxy, got {len(items)}")
         ok(f"GET :10261{path} as kubelet -> 200, the node's 3 pods")
         check_cache_tree(items)
+        check_peers(path)
 
         second = run_unit(unit, workdir)
         ok("second instance: " + one_line_error(second, "Address already in use"))
@@ -396,6 +424,10 @@ def check_service(unit: Unit, workdir: str, node: str) -> None:
             raise CheckFailed("the open watch was cut, not ended cleanly") from None
         conn.close()
         ok("the open watch ended cleanly (terminal chunk)")
+        memory = os.path.join(CACHE, "_access")
+        check(owner_mode(memory) == ("yurthub", "yurthub", 0o600),
+              f"{memory}: {owner_mode(memory) if os.path.exists(memory) else 'missing'}")
+        ok(f"the token memory was saved on stop: {memory}, yurthub 0600")
         check(not leftover(run), "no process of the service left after the main one exited")
         ok("no process left behind")
         err = run.stderr_text()
@@ -440,6 +472,7 @@ def check_bad_input(unit: Unit, workdir: str) -> None:
         ("unreadable ca_file", {"ca_file": unreadable}, "is not readable"),
         ("non-PEM ca_file", {"ca_file": garbage}, "not a usable CA bundle"),
         ("unwritable cache", {"disk_cache_path": readonly + "/cache"}, "is not writable"),
+        ("unknown kubelet_user", {"kubelet_user": "no-such-kubelet"}, "no such user"),
     ]
     if int(open("/proc/sys/net/ipv4/ip_unprivileged_port_start").read()) > 80:
         cases.append(("privileged port", {"proxy_port": "80"},

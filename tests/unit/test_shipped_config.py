@@ -27,11 +27,33 @@ UNIT = ROOT / "etc" / "systemd" / "yurthub.service"
 REGENERATE = "yurthub check-config --print-defaults > etc/yurthub/yurthub.conf"
 
 
+# Keys systemd takes repeated (one rule per line); every other key must appear once.
+REPEATED = ("SocketBindAllow",)
+
+
 def unit_service_section() -> configparser.SectionProxy:
     parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(UNIT.read_text())
+    text = "\n".join(line for line in UNIT.read_text().splitlines()
+                     if not line.startswith(REPEATED))
+    parser.read_string(text)
     return parser["Service"]
+
+
+def unit_values(key: str) -> list[str]:
+    """Every value of a key of the unit, in order."""
+    return [line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+            if line.split("=", 1)[0] == key]
+
+
+def test_unit_binds_exactly_the_default_ports_and_limits_memory_and_tasks():
+    cfg = config.Config()
+    assert unit_values("SocketBindAllow") == [f"tcp:{cfg.proxy_port}", f"tcp:{cfg.serve_port}"]
+    assert unit_values("SocketBindDeny") == ["any"]
+    service = unit_service_section()
+    assert service["MemoryMax"] == "300M" and int(service["TasksMax"]) > cfg.threads + 16
+    assert "AF_NETLINK" in service["RestrictAddressFamilies"].split()
+    assert service["ProcSubset"] == "pid"
 
 
 def test_shipped_ini_is_the_generated_default_ini():
