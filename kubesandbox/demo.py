@@ -87,7 +87,9 @@ class Demo:
             [sys.executable, "-m", "yurthub", "serve", "--server-addr", self.sandbox.url,
              "--node-name", NODE, "--disk-cache-path", str(self.cache),
              "--cache-agents", "kubectl", "--proxy-port", str(a.proxy_port),
-             "--serve-port", str(a.serve_port), "--heartbeat-interval-seconds", "2"],
+             "--serve-port", str(a.serve_port), "--heartbeat-interval-seconds", "2",
+             # The tour's kubectl runs as whoever runs the demo: let it use the hub.
+             "--allowed-users", f"root,kube-proxy,{os.getuid()}"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if not _wait(lambda: _get(self.serve_url + "/v1/readyz")[0] == 200, 20) \
