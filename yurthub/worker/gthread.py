@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 WORKER_BOOT_ERROR = 3    # gunicorn's arbiter stops when a worker exits with this
 DRAIN_MAX = 64 * 1024    # unread request body drained before a connection is kept alive
 ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
+WARN_EVERY = 10.0        # seconds between two warnings of the loop
 
 
 class ConnectionStats:
@@ -95,6 +96,7 @@ class YurthubWorker(ThreadWorker):
         self._pools: dict[Lane, ThreadPoolExecutor] = {}
         self._admission = Admission(self.settings.limits, self.settings.kubelet_uid)
         self._listeners: list[tuple[Any, ListenerSpec]] = []
+        self._warned = -WARN_EVERY
 
     # -- start ------------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class YurthubWorker(ThreadWorker):
                 except OSError as e:
                     if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED,
                                        errno.EPROTO, errno.EINTR):
-                        log.warning("accept on %s: %s", spec.role.value, e)
+                        self._warn(f"accept on {spec.role.value}: {e}")   # EMFILE...
                     return
                 self._accepted(sock, client, server, spec)
         return accept
@@ -201,11 +203,14 @@ class YurthubWorker(ThreadWorker):
         if self.lookup is not None:
             try:
                 uid = owner_of(self.lookup, sock)
-            except (PeerLookupError, OSError) as e:
+            except PeerLookupError as e:
                 # Fail closed: a connection whose owner cannot be learnt is not served.
                 self.stats.refused["lookup-failed"] += 1
-                log.warning("refusing a connection from %s: %s", client, e)
+                self._warn(f"refusing a connection from {client}: {e}")
                 sock.close()
+                return
+            except OSError:
+                sock.close()   # why: reset before we looked (getpeername: ENOTCONN)
                 return
         identified = self.lookup is not None
         info = ConnectionInfo(next(self._ids), spec.role, client, uid, identified,
@@ -234,6 +239,13 @@ class YurthubWorker(ThreadWorker):
             return
         conn.state = State.HEAD
         self._watch(conn, selectors.EVENT_READ)
+
+    def _warn(self, message: str) -> None:
+        """A WARNING at most every 10 s: a condition that repeats must not flood the log."""
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("%s", message)
 
     # -- connections in the loop ------------------------------------------------------------
 
