@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control-port", type=port, default=None, metavar="PORT",
                    help="separate port for /_sandbox/ controls that stays up while offline")
     p.add_argument("--nodes", type=_bounded_int(0, seed.MAX_NODES), default=0,
-                   help="nodes to seed (with their leases)")
+                   help="nodes to seed (with their leases; in two node pools, pool-a and "
+                        "pool-b, with Services of every type and their EndpointSlices)")
     p.add_argument("--pods-per-node", type=_bounded_int(0, seed.MAX_PODS_PER_NODE), default=0,
                    metavar="M", help="pods to seed per node (about 5 KB each)")
     p.add_argument("--history-size", type=_bounded_int(1, 10_000_000), default=10000,

@@ -14,7 +14,10 @@ import uuid
 import zlib
 from typing import Any
 
+from kubesandbox import openyurt
+from kubesandbox.discovery import Registry
 from kubesandbox.objects import Entry, make_entry
+from kubesandbox.store import Store
 from yurthub.kube.resources import ResourceType, builtin
 
 _APPS = ("web", "api", "cache", "worker")
@@ -42,7 +45,8 @@ def _uid(kind: str, key: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{kind}/{key}"))
 
 
-def node_object(i: int, ts: str = _TS) -> dict[str, Any]:
+def node_object(i: int, ts: str = _TS, nodes: int = 0) -> dict[str, Any]:
+    """Node ``i``; of ``nodes`` (when given), with the pool and zone labels of its half."""
     name = node_name(i)
     ip = str(ipaddress.IPv4Address(_NODE_BASE + 10 + i))
     cidr = f"{ipaddress.IPv4Address(_POD_BASE + i * 1024)}/22"
@@ -62,7 +66,8 @@ def node_object(i: int, ts: str = _TS) -> dict[str, Any]:
             "name": name, "uid": _uid("node", name), "creationTimestamp": ts,
             "labels": {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
                        "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
-                       "kubernetes.io/os": "linux", "openyurt.io/is-edge-worker": "true"},
+                       "kubernetes.io/os": "linux", "openyurt.io/is-edge-worker": "true",
+                       **(openyurt.node_labels(i, nodes) if nodes else {})},
             "annotations": {"node.alpha.kubernetes.io/ttl": "0",
                             "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
         },
@@ -284,10 +289,13 @@ def base_objects(host: str, port: int) -> list[dict[str, Any]]:
 
 
 def _type_of(obj: dict[str, Any]) -> ResourceType:
+    if obj["kind"] == "NodePool":
+        return openyurt.nodepool_type()
     group, _, version = obj["apiVersion"].rpartition("/")
     plural = {"Namespace": "namespaces", "ServiceAccount": "serviceaccounts",
               "ConfigMap": "configmaps", "Service": "services", "Endpoints": "endpoints",
-              "EndpointSlice": "endpointslices", "Node": "nodes", "Lease": "leases"}[obj["kind"]]
+              "EndpointSlice": "endpointslices", "Node": "nodes", "Lease": "leases",
+              "CustomResourceDefinition": "customresourcedefinitions"}[obj["kind"]]
     rt = builtin(group, version, plural)
     assert rt is not None
     return rt
@@ -302,8 +310,15 @@ def seed_entries(host: str, port: int, nodes: int, pods_per_node: int, first_rv:
     if not 0 <= pods_per_node <= MAX_PODS_PER_NODE:
         raise ValueError(f"pods per node must be between 0 and {MAX_PODS_PER_NODE}")
     objs = base_objects(host, port)
-    objs += [node_object(i, ts) for i in range(nodes)]
+    address = host if host not in ("", "0.0.0.0", "::", "localhost") else "127.0.0.1"
+    objs += openyurt.configmaps(f"{address}:{port}")
+    objs.append(openyurt.nodepool_crd())
+    objs += [node_object(i, ts, nodes) for i in range(nodes)]
     objs += [lease_object(i, ts) for i in range(nodes)]
+    if nodes:
+        names = [node_name(i) for i in range(nodes)]
+        objs += openyurt.nodepools(names)
+        objs += openyurt.services(names)
     grouped: dict[str, tuple[ResourceType, list[Entry]]] = {}
     rv = first_rv
     for obj in objs:
@@ -312,6 +327,9 @@ def seed_entries(host: str, port: int, nodes: int, pods_per_node: int, first_rv:
         key = f"{meta.get('namespace', '')}/{meta['name']}"
         meta.setdefault("uid", _uid(obj["kind"], key))
         meta.setdefault("creationTimestamp", ts)
+        for ref in meta.get("ownerReferences") or ():
+            if not ref.get("uid"):
+                ref["uid"] = _uid(ref["kind"], f"{meta.get('namespace', '')}/{ref['name']}")
         meta["resourceVersion"] = str(rv)
         rt = _type_of(obj)
         grouped.setdefault(rt.resource, (rt, []))[1].append(make_entry(obj, rt, rv))
@@ -330,3 +348,16 @@ def pod_object_size() -> int:
     return len(entries[0].data)
 
 
+
+
+def install(store: Store, registry: Registry, host: str, port: int, nodes: int,
+            pods_per_node: int, ts: str = _TS) -> None:
+    """Load the seed into a store (CRDs served from the start, as if created before)."""
+    groups, last = seed_entries(host, port, nodes, pods_per_node, store.rv, ts)
+    for rt, entries in groups:
+        if rt.resource == "customresourcedefinitions":
+            for entry in entries:
+                registry.add_crd(entry.obj())
+    for rt, entries in groups:
+        store.load(rt, entries, last)
+    store.load(registry.storage("", "pods"), [], last)

@@ -142,11 +142,8 @@ class Sandbox:
 
     def _seed(self) -> None:
         o = self.options
-        groups, last = seed.seed_entries(o.host, self.port, o.nodes, o.pods_per_node,
-                                         self.store.rv, now_rfc3339())
-        for rt, entries in groups:
-            self.store.load(rt, entries, last)
-        self.store.load(self.registry.storage("", "pods"), [], last)
+        seed.install(self.store, self.registry, o.host, self.port, o.nodes, o.pods_per_node,
+                     now_rfc3339())
 
     def stop(self) -> None:
         """Stop listening, end every watch cleanly, then cut every connection."""

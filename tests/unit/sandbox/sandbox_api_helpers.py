@@ -57,8 +57,7 @@ class Client:
 
 def make_api(nodes: int = 2, pods_per_node: int = 3, history_size: int = 1000) -> Api:
     store = Store(history_size=history_size)
-    api = Api(store, Registry(), bookmark_interval=0.05, watch_timeout=5)
-    groups, last = seed.seed_entries("127.0.0.1", 6443, nodes, pods_per_node, store.rv)
-    for rt, entries in groups:
-        store.load(rt, entries, last)
+    registry = Registry()
+    api = Api(store, registry, bookmark_interval=0.05, watch_timeout=5)
+    seed.install(store, registry, "127.0.0.1", 6443, nodes, pods_per_node)
     return api

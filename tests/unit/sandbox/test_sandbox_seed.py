@@ -82,3 +82,40 @@ def test_ten_thousand_pods():
 def test_limits(nodes, pods):
     with pytest.raises(ValueError):
         seed.seed_entries("127.0.0.1", 1, nodes, pods, 0)
+
+
+def test_seed_has_what_yurthubs_filters_need():
+    groups, _ = seed.seed_entries("127.0.0.1", 6443, 3, 1, 0)
+    by = {rt.resource: (rt, entries) for rt, entries in groups}
+    crd = json.loads(by["customresourcedefinitions"][1][0].data)
+    assert crd["metadata"]["name"] == "nodepools.apps.openyurt.io"
+    assert crd["spec"]["scope"] == "Cluster" and crd["spec"]["versions"][0]["name"] == "v1beta2"
+    rt, pools = by["nodepools"]
+    assert (rt.group, rt.version, rt.namespaced) == ("apps.openyurt.io", "v1beta2", False)
+    assert {e.name: json.loads(e.data)["status"]["nodes"] for e in pools} == {
+        "pool-a": ["node-0000", "node-0001"], "pool-b": ["node-0002"]}
+    labels = {e.name: json.loads(e.data)["metadata"]["labels"] for e in by["nodes"][1]}
+    assert [(lb["apps.openyurt.io/nodepool"], lb["topology.kubernetes.io/zone"])
+            for lb in labels.values()] == [("pool-a", "zone-a")] * 2 + [("pool-b", "zone-b")]
+    services = {e.name: json.loads(e.data) for e in by["services"][1]}
+    assert {s["spec"]["type"] for s in services.values()} == {
+        "ClusterIP", "NodePort", "LoadBalancer", "ExternalName"}
+    assert services["web-lb"]["metadata"]["annotations"] == {"svc.openyurt.io/discard": "true"}
+    slices = {e.name: json.loads(e.data) for e in by["endpointslices"][1]}
+    pool_slice = slices["web-pool-sbx01"]
+    assert [ep["nodeName"] for ep in pool_slice["endpoints"]] == [
+        "node-0000", "node-0001", "node-0002"]
+    assert pool_slice["metadata"]["ownerReferences"][0]["uid"] == \
+        services["web-pool"]["metadata"]["uid"]
+    assert {e.name for e in by["endpoints"][1]} >= {"web-pool", "web-hostname"}
+    cms = {(e.namespace, e.name): json.loads(e.data) for e in by["configmaps"][1]}
+    assert "  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n" in \
+        cms[("kube-system", "kube-proxy")]["data"]["config.conf"]
+    assert ("kube-system", "yurt-hub-cfg") in cms
+
+
+def test_without_nodes_there_are_no_pools_or_app_services():
+    groups, _ = seed.seed_entries("127.0.0.1", 6443, 0, 0, 0)
+    by = {rt.resource: entries for rt, entries in groups}
+    assert "nodepools" not in by and [e.name for e in by["services"]] == ["kubernetes"]
+    assert [e.name for e in by["customresourcedefinitions"]] == ["nodepools.apps.openyurt.io"]
