@@ -179,6 +179,38 @@ class ListParser:
             raise self._error
         return items
 
+    def feed_pieces(self, data: bytes) -> list[Item | bytes]:
+        """Like ``feed``, with the bytes between items as well: every byte of the body
+        comes back once, in order, either inside an ``Item`` (its ``raw``) or as ``bytes``
+        (the list's head, the commas between items, its tail).  Joining them gives the
+        body back exactly, so a filter can rebuild it around the items it changes."""
+        if self._error:
+            raise self._error
+        if not data:
+            return []
+        self._pending.append(data)
+        self._pending_len += len(data)
+        if (len(self._b.buf) + self._pending_len < self._need
+                and not data.rstrip(b" \t\r\n").endswith(b"}")):
+            return []
+        pieces: list[Item | bytes] = []
+        try:
+            self._parse(final=False, pieces=pieces)
+        except DecodeError as e:
+            self._error = e
+            raise
+        return pieces
+
+    def close_pieces(self) -> tuple[list[Item | bytes], ListInfo]:
+        """``close`` for ``feed_pieces``: the last pieces and the ListInfo."""
+        pieces: list[Item | bytes] = []
+        if self._error is None:
+            try:
+                return pieces, self._finish(pieces)
+            except DecodeError as e:
+                self._error = e
+        raise self._error
+
     def close(self) -> ListInfo:
         """End of body. Returns the ListInfo, or raises DecodeError if the body is not whole."""
         if self._error is None:
@@ -188,8 +220,8 @@ class ListParser:
                 self._error = e
         raise self._error
 
-    def _finish(self) -> ListInfo:
-        late = self._parse(final=True)
+    def _finish(self, pieces: list[Item | bytes] | None = None) -> ListInfo:
+        late = self._parse(final=True, pieces=pieces)
         if self._state != _DONE or self._b.buf.strip():
             raise DecodeError("list body ended early (torn)")
         if late:
@@ -219,13 +251,16 @@ class ListParser:
             self._error = e
             raise
 
-    def _parse(self, final: bool) -> list[Item]:
+    def _parse(self, final: bool, pieces: list[Item | bytes] | None = None) -> list[Item]:
+        """Parse what is buffered; with ``pieces``, also append to it every consumed byte
+        (items and the bytes between them), in order."""
         b = self._b
         if self._pending or final:
             b.extend(b"".join(self._pending), final)
             self._pending, self._pending_len = [], 0
         items: list[Item] = []
         pos, state, need = 0, self._state, 0
+        mark = 0  # with pieces: where the bytes not yet handed out begin
         while True:
             pos = b.skip(pos)
             c = b.char(pos)
@@ -237,7 +272,13 @@ class ListParser:
                     need = 2 * (len(b.buf) - pos)
                     break
                 obj, end = found
-                items.append(Item(b.raw(pos, end), obj))
+                item = Item(b.raw(pos, end), obj)
+                items.append(item)
+                if pieces is not None:
+                    if pos > mark:
+                        pieces.append(b.raw(mark, pos))
+                    pieces.append(item)
+                    mark = end
                 pos = end
                 self._count += 1
                 state = _AFTER_ITEM
@@ -275,6 +316,8 @@ class ListParser:
                 pos, state = pos + 1, _KEY if c == "," else _DONE
             else:
                 raise DecodeError(f"unexpected {c!r} in list body")
+        if pieces is not None and pos > mark:
+            pieces.append(b.raw(mark, pos))
         b.drop(pos)
         self._state, self._need = state, need
         return items

@@ -499,3 +499,31 @@ def test_a_whole_watch_event_larger_than_any_object_is_refused(accelerate):
     assert len(w.feed(small)) == 1
     with pytest.raises(DecodeError, match="larger than"):
         w.feed(small + b'{"type":"ADDED","object":{"a":"' + b"z" * (2 << 20) + b'"}}\n')
+@pytest.mark.parametrize("accelerate", BACKENDS)
+@pytest.mark.parametrize("order", ["builtin", "unstructured", "items-first"])
+@pytest.mark.parametrize("size", [1, 3, 64, 1 << 30])
+def test_pieces_give_back_every_byte_in_order(accelerate, order, size):
+    """feed_pieces: items and the bytes between them, joined, are the body exactly."""
+    raws = [compact(o) for o in [*TRICKY, *ITEMS]]
+    for body in (body_of(raws, order),
+                 json.dumps({"kind": "PodList", "items": [*TRICKY, *ITEMS]},
+                            indent=2, ensure_ascii=False).encode() + b"\n"):
+        p = ListParser(accelerate=accelerate)
+        pieces: list = []
+        for i in range(0, len(body), size):
+            pieces += p.feed_pieces(body[i:i + size])
+        last, info = p.close_pieces()
+        pieces += last
+        assert b"".join(x.raw if isinstance(x, Item) else x for x in pieces) == body
+        items = [x for x in pieces if isinstance(x, Item)]
+        assert [it.obj for it in items] == [*TRICKY, *ITEMS]
+        assert info.item_count == len(items)
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
+def test_pieces_of_a_torn_body_are_an_error(accelerate):
+    body = body_of([compact(o) for o in ITEMS], "builtin")
+    p = ListParser(accelerate=accelerate)
+    p.feed_pieces(body[:-3])
+    with pytest.raises(DecodeError):
+        p.close_pieces()
