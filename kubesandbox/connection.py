@@ -77,6 +77,7 @@ class Conn:
         self.control_only = control_only
         self.closed = False
         self.watching = False
+        self.watcher = ""  # the User-Agent of the watch being served
         self._peer_checked = 0.0
         self._peer_gone = False
 
@@ -295,6 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             resp = status_response(InternalError("an error on the server has prevented the "
                                                  "request from succeeding"))
         watch = resp.stream is not None
+        self.conn.watcher = req.user_agent
         try:
             self._write(resp, rule, _wants_gzip(headers) and not watch)
         except (ConnectionCut, OSError):

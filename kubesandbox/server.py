@@ -402,6 +402,13 @@ class Sandbox:
     def open_watches(self) -> int:
         return sum(1 for t in self._snapshot_threads() if t.conn.watching)
 
+    @property
+    def client_watches(self) -> int:
+        """Open watches other than a yurthub's own (its filters' inputs), which a hub
+        keeps open as long as it runs."""
+        return sum(1 for t in self._snapshot_threads()
+                   if t.conn.watching and not t.conn.watcher.startswith("yurthub"))
+
     def state(self) -> dict[str, Any]:
         return {
             "url": self.url,
@@ -410,6 +417,7 @@ class Sandbox:
             "historyFloor": self.store.log.floor,
             "connections": sum(1 for t in self._snapshot_threads() if not t.conn.control_only),
             "openWatches": self.open_watches,
+            "clientWatches": self.client_watches,
             "faults": self.faults.describe(),
         }
 

@@ -23,11 +23,13 @@ from yurthub.cache.views import CollectionState
 from yurthub.config import Config
 from yurthub.connection import Role, connection_of
 from yurthub.credentials import CredentialStore
-from yurthub.filters.chain import FilterChain, ObjectFilter
+from yurthub.filters.manager import FilterManager
+from yurthub.filtersource import PERSIST_KEY, FilterSource
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
 from yurthub.kube.resources import BUILTIN, ResourceType
 from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
+from yurthub.proxy import filtering
 from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.router import ProxyApp
@@ -57,7 +59,7 @@ class _AlwaysHealthy:
 class Hub:
     """Everything one gunicorn worker serves: the API proxy and the hub server."""
 
-    def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         # 1. metrics (labels that clients choose are bounded: the known values and a few),
         # and who may use the hub (raises ConfigError for an unknown kubelet_user)
@@ -87,8 +89,12 @@ class Hub:
         if cfg.working_mode == "edge":
             self.health = HealthChecker(cfg, self.upstream, self.metrics,
                                         on_change=self._cloud_changed, on_lease=self._lease)
-        # 7. response filters (none is built in yet; the chain is where they plug in)
-        self.filters = FilterChain(cfg, filters)
+        # 7. response filters: who gets which, and what they depend on (watched by the hub)
+        self.filters = FilterManager(cfg)
+        self.filters.on_change(self._filters_changed)
+        self.filters.on_cache_agents(self.cache.set_extra_agents)
+        self.filter_source = FilterSource(self.filters, self.upstream, cfg.node_name,
+                                          self.cache.store_document)
         # 8. proxies and routing
         self.remote = RemoteProxy(
             self.upstream, self.cache, self.streams, self.metrics,
@@ -99,7 +105,8 @@ class Hub:
         if self.health is not None:
             self.local = LocalProxy(cfg, self.cache, self.streams, self.metrics,
                                     bookmark_interval=cfg.watch_bookmark_interval,
-                                    kubelet_seen=self.health.kubelet_lease_seen)
+                                    kubelet_seen=self.health.kubelet_lease_seen,
+                                    filters=self.filters)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard)
         self.metrics.add_collector(self._cache_metrics)
@@ -120,6 +127,9 @@ class Hub:
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
         self.guard.start(self.store)
         self.cache.start(report.lost)
+        self.filter_source.load(self.cache.read_document(PERSIST_KEY))
+        self.cache.set_extra_agents(self.filters.cache_agents())
+        self.filter_source.start()
         self.watchdog.start()
         if self.health is not None:
             self.health.start()
@@ -142,6 +152,13 @@ class Hub:
         if n:
             log.info("ended %d watch(es) so their clients re-watch %s", n,
                      "upstream" if healthy else "from the cache")
+
+    def _filters_changed(self, clients: set[tuple[str, str, str]], why: str) -> None:
+        """What some clients should see changed: they relist, their cached views are stale."""
+        n = self.streams.interrupt_where(Reason.FILTERS_CHANGED, filtering.streams_of(clients))
+        if n:
+            log.info("ended %d watch(es) whose filters changed (%s)", n, why)
+        self.cache.mark_stale(clients, f"the response filters changed ({why})")
 
     def _lease(self, body: bytes) -> None:
         """The node Lease the health checker renewed: kubelet's lease requests get it."""
@@ -235,7 +252,8 @@ class Hub:
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
-        return self.cache.not_ready() or self._incomplete_views()
+        return (self.cache.not_ready() or self.filters.not_ready()
+                or self._incomplete_views())
 
     def _incomplete_views(self) -> str | None:
         """Views that lost a member: the hub could not answer their lists offline."""
@@ -261,6 +279,7 @@ class Hub:
         self.begin_shutdown()
         if self.health is not None:
             self.health.stop()
+        self.filter_source.stop()
         self.cache.stop()
         self.guard.stop()
         self.watchdog.stop()

@@ -30,6 +30,10 @@ DEFAULT_CACHE_AGENTS = (
     "kubelet", "kube-proxy", "flanneld", "coredns", "raven-agent-ds", "yurttunnel-agent", "yurthub",
 )
 
+# YurtHub's response filters, in its order (yurthub.filters.settings registers them).
+FILTER_NAMES = ("servicetopology", "masterservice", "discardcloudservice", "inclusterconfig",
+                "nodeportisolation", "forwardkubesvctraffic", "serviceenvupdater")
+
 _SIZE = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|K|M|G)?$")
 _SIZE_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
 _BOOL = {"1": True, "true": True, "yes": True, "on": True,
@@ -146,8 +150,14 @@ def _agents(value: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(_split(value))
+def _filter_names(value: str) -> tuple[str, ...]:
+    out = []
+    for item in _split(value):
+        if item != "*" and item not in FILTER_NAMES:
+            raise ValueError(f"{item!r} is not a filter (one of {', '.join(FILTER_NAMES)}, "
+                             "or * for all)")
+        out.append(item)
+    return tuple(out)
 
 
 def _node_name(value: str) -> str:
@@ -169,6 +179,13 @@ def _user(value: str) -> str:
 
 def _users(value: str) -> tuple[str, ...]:
     return tuple(_user(item) for item in _split(value))
+
+
+def _pool_name(value: str) -> str:
+    v = value.strip()
+    if v and not is_dns1123_subdomain(v):
+        raise ValueError("not a valid node pool name (lower-case DNS subdomain)")
+    return v
 
 
 def _log_level(value: str) -> str:
@@ -323,7 +340,16 @@ class Config:
     enable_resource_filter: bool = setting(
         True, _bool, "run the response filters", metavar="true|false")
     disabled_resource_filters: tuple[str, ...] = setting(
-        (), _names, "filters not to run (* disables all)", metavar="F[,G...]")
+        (), _filter_names, "filters not to run (* disables all)", metavar="F[,G...]")
+    nodepool_name: str = setting(
+        "", _pool_name, "this node's pool (default: its Node's apps.openyurt.io/nodepool "
+        "label)", metavar="NAME")
+    hub_serving_address: str = setting(
+        "169.254.2.1", _ip, "address pods reach the hub at; the filters point the kubernetes "
+        "Service, its EndpointSlice and pods' KUBERNETES_SERVICE_HOST there", metavar="IP")
+    secure_proxy_port: int = setting(
+        10268, _port, "the hub's HTTPS proxy port; the filters point the kubernetes Service's "
+        "https port and KUBERNETES_SERVICE_PORT there", metavar="PORT")
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     @property

@@ -53,8 +53,10 @@ def test_tls_is_verified_unless_explicitly_disabled(secure, hub_factory, tmp_pat
     other = make_self_signed(tmp_path / "other-pki")
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
+    # Filters off: a hub that cannot reach the cloud would not be ready with them.
     hub = hub_factory(secure.url, extra=["--token-file", str(token_file), "--ca-file",
-                                         other.ca_cert, "--working-mode", "cloud"])
+                                         other.ca_cert, "--working-mode", "cloud",
+                                         "--enable-resource-filter", "false"])
     status, _, body = hub.get("/api/v1/nodes")
     assert status == 503
     assert "certificate verify failed" in json.loads(body)["message"].lower()

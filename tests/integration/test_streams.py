@@ -30,10 +30,10 @@ def current_rv(sandbox) -> int:
 def test_a_client_that_disconnects_ends_its_upstream_watch_within_2s(sandbox, hub):
     sock = open_watch(hub.proxy_port, f"/api/v1/pods?watch=true&timeoutSeconds=600"
                                       f"&resourceVersion={current_rv(sandbox)}")
-    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    wait_for(lambda: sandbox.client_watches == 1, what="the watch to reach the sandbox")
     sock.close()
     gone = time.monotonic()
-    wait_for(lambda: sandbox.open_watches == 0, timeout=5,
+    wait_for(lambda: sandbox.client_watches == 0, timeout=5,
              what="the upstream watch to end after its client left")
     assert time.monotonic() - gone < 2.5
 
@@ -42,15 +42,15 @@ def test_a_client_that_stops_reading_is_cut_after_the_send_timeout(sandbox, hub_
     hub = hub_factory(sandbox.url, extra=["--client-send-timeout", "1"])
     sock = open_watch(hub.proxy_port, f"/api/v1/configmaps?watch=true&timeoutSeconds=600"
                                       f"&resourceVersion={current_rv(sandbox)}", rcvbuf=4096)
-    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    wait_for(lambda: sandbox.client_watches == 1, what="the watch to reach the sandbox")
     blob = "x" * 60_000
     for i in range(200):  # 12 MB of events nobody reads: every buffer on the way fills up
         sandbox.put({"apiVersion": "v1", "kind": "ConfigMap",
                      "metadata": {"name": f"big-{i}", "namespace": "default"},
                      "data": {"blob": blob}})
-        if sandbox.open_watches == 0:
+        if sandbox.client_watches == 0:
             break
-    wait_for(lambda: sandbox.open_watches == 0, timeout=15,
+    wait_for(lambda: sandbox.client_watches == 0, timeout=15,
              what="the stalled client to be cut and its upstream watch ended")
     # The hub keeps serving everyone else.
     assert http(hub.url + "/version")[0] == 200
@@ -60,7 +60,7 @@ def test_a_client_that_stops_reading_is_cut_after_the_send_timeout(sandbox, hub_
 def test_shutdown_ends_open_watches_cleanly_and_exits_0(sandbox, hub):
     sock = open_watch(hub.proxy_port, f"/api/v1/pods?watch=true&timeoutSeconds=600"
                                       f"&resourceVersion={current_rv(sandbox)}")
-    wait_for(lambda: sandbox.open_watches == 1, what="the watch to reach the sandbox")
+    wait_for(lambda: sandbox.client_watches == 1, what="the watch to reach the sandbox")
     sock.settimeout(10)
     started = time.monotonic()
     hub.proc.send_signal(15)  # SIGTERM, as systemd stops the service
@@ -81,7 +81,10 @@ def test_an_unreachable_cloud_gives_a_503_status(tmp_path, hub_factory):
     dead.bind(("127.0.0.1", 0))
     port = dead.getsockname()[1]
     dead.close()  # nothing listens there
-    hub = hub_factory(f"http://127.0.0.1:{port}", extra=["--working-mode", "cloud"])
+    # Without filters: with them, a hub that never reached the cloud is not ready (and
+    # answers a 503 of its own to what they would filter).
+    hub = hub_factory(f"http://127.0.0.1:{port}", extra=["--working-mode", "cloud",
+                                                         "--enable-resource-filter", "false"])
     status, headers, body = hub.get("/api/v1/pods")
     assert status == 503
     doc = json.loads(body)

@@ -284,6 +284,36 @@ class CacheManager:
                                                 kind if isinstance(kind, str) else "",
                                                 r.get("scope") == "Namespaced")
 
+    # -- what the response filters need of the cache ---------------------------------------
+
+    def set_extra_agents(self, agents: frozenset[str]) -> None:
+        """Cache agents named by the cluster (yurt-hub-cfg) besides the configured ones."""
+        self.agents = self.cfg.effective_cache_agents | agents
+
+    def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
+        """Mark every cached view of these (component, group, resource) stale: what they
+        hold was filtered under a configuration that no longer holds."""
+        entries = []
+        for ck in self.store.collections():
+            if (ck.component, ck.group, ck.resource) not in targets:
+                continue
+            rt = self.resource_type(ck.group, ck.version, ck.resource, ck.namespaced)
+            if rt is not None:
+                entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
+        if entries:
+            self.writer.call(lambda: self.writer.mark_views_stale(entries, why))
+
+    def store_document(self, key: str, body: bytes) -> None:
+        """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""
+        self.writer.call(lambda: self.store.write_nonresource(key, body))
+
+    def read_document(self, key: str) -> bytes | None:
+        try:
+            return self.store.read_nonresource(key)
+        except (StorageError, InvalidKeyError) as e:
+            log.warning("cannot read %s from the cache: %s", key, e)
+            return None
+
     # -- the local proxy's side -------------------------------------------------------------
 
     def read_target(self, info: RequestInfo, component: str, accept: str

@@ -232,6 +232,13 @@ class CacheWriter(BackgroundThread):
             return
         self._on_document(entry.doc_key, doc)
 
+    def mark_views_stale(self, entries: list[Entry], why: str) -> None:
+        """Writer thread: every view of these entries' collections becomes stale."""
+        for entry in entries:
+            coll = self.collection(entry)
+            for view in list(coll.state.views):
+                coll.apply(Mutation("stale", view=view, why=why))
+
     def run(self) -> None:
         housekeeping = time.monotonic()
         while not self.stopping.is_set():

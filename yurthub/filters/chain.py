@@ -1,71 +1,141 @@
-"""The filter chain and its approver: which filters run for a request, and how objects pass.
+"""The filter chain: the filters that apply to one request, run in order on decoded objects.
 
-A filter sees decoded objects of the responses it applies to and returns the object
-(changed or not) or None to drop it.  The chain runs on the request path, before the tee,
-so the client and the cache see the same filtered data (YurtHub's order): in a list a
-dropped item is removed, in a watch a dropped object becomes a DELETED event, BOOKMARK and
-ERROR events pass untouched.  The hub's own requests are never filtered.
+A filter sees one object of the resource a request is about and returns it unchanged (the
+same dict), a changed copy, or None to drop it.  It never changes the object it was given:
+the same decoded object may be shared by several clients with different filters (a shared
+upstream watch), and each must get its own answer.  ``Chain.apply`` is the whole API on
+decoded objects; ``Chain.apply_raw`` adds the bytes side: an object no filter can change
+is passed on as the very bytes it came in, without being decoded at all when every
+filter's ``may_change`` says so from the bytes.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from yurthub.config import Config
+from yurthub.errors import DecodeError
+from yurthub.filters.context import FilterContext
+from yurthub.kube.jsonscan import HAVE_MSGSPEC, decode_object
 
-log = logging.getLogger(__name__)
+if HAVE_MSGSPEC:
+    import msgspec
 
-HUB_AGENTS = ("yurthub",)
+    _encode = msgspec.json.Encoder().encode
+else:
+    def _encode(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+Obj = dict[str, Any]
+
+
+def encode(obj: Any) -> bytes:
+    """Compact JSON of a filtered object (UTF-8, key order kept)."""
+    return _encode(obj)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one filtering pass is about: the resource being served and the cluster snapshot."""
+
+    group: str
+    version: str
+    resource: str
+    ctx: FilterContext = field(default_factory=FilterContext)
 
 
 class ObjectFilter(Protocol):
-    """One filter; ``name`` is what ``disabled_resource_filters`` refers to."""
+    """One of YurtHub's response filters; ``name`` is what yurt-hub-cfg and
+    ``disabled_resource_filters`` call it."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
-    def applies(self, component: str, verb: str, resource: str) -> bool:
-        """True when responses of this request go through the filter."""
+    @property
+    def resources(self) -> Mapping[tuple[str, str], tuple[str, ...]]:
+        """(group, resource) -> the verbs whose responses go through the filter."""
 
-    def filter(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        """The object to pass on, or None to drop it.  Must not raise for odd objects."""
+    @property
+    def default_components(self) -> tuple[str, ...]:
+        """The User-Agent names (before "/") that get the filter without yurt-hub-cfg."""
+
+    @property
+    def drops(self) -> bool:
+        """Whether it ever drops an object (else it only changes objects)."""
+
+    def filter(self, obj: Obj, scope: Scope) -> Obj | None:
+        """The object to pass on (``obj`` itself when unchanged), or None to drop it.
+
+        Must not change ``obj`` and must not raise for objects of an unexpected shape.
+        """
+
+    def may_change(self, raw: bytes, scope: Scope) -> bool:
+        """False only when ``filter`` would certainly return the object unchanged, judged
+        from its JSON bytes alone (a necessary condition, checked without decoding)."""
+
+    def depends(self, old: FilterContext, new: FilterContext) -> bool:
+        """True when going from ``old`` to ``new`` may change what the filter returns."""
+
+
+def escaped(raw: bytes) -> bool:
+    """True when ``raw`` holds a ``\\u`` escape, which could hide any byte pattern."""
+    return b"\\u" in raw
 
 
 class Chain:
-    """The filters that apply to one request, applied in order."""
+    """The filters of one request, bound to one scope (resource + cluster snapshot)."""
 
-    def __init__(self, filters: Sequence[ObjectFilter]) -> None:
-        self.filters = list(filters)
+    def __init__(self, filters: Sequence[ObjectFilter], scope: Scope) -> None:
+        self.filters = tuple(filters)
+        self.scope = scope
 
     @property
     def names(self) -> str:
         return ",".join(f.name for f in self.filters)
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        out: dict[str, Any] | None = obj
+    @property
+    def drops(self) -> bool:
+        """True when some filter of the chain may drop objects (not only change them)."""
+        return any(f.drops for f in self.filters)
+
+    def apply(self, obj: Obj) -> Obj | None:
+        """The object as this client must see it, or None when it must not see it.
+
+        ``obj`` is never changed; the result is ``obj`` itself when no filter changed it.
+        """
+        scope = self.scope
         for f in self.filters:
+            out = f.filter(obj, scope)
             if out is None:
                 return None
-            out = f.filter(out)
-        return out
+            obj = out
+        return obj
 
+    def may_change(self, raw: bytes) -> bool:
+        scope = self.scope
+        return any(f.may_change(raw, scope) for f in self.filters)
 
-class FilterChain:
-    """All registered filters, minus the disabled ones; picks those a request needs."""
-
-    def __init__(self, cfg: Config, filters: Iterable[ObjectFilter] = ()) -> None:
-        disabled = set(cfg.disabled_resource_filters)
-        if not cfg.enable_resource_filter or "*" in disabled:
-            self.filters: list[ObjectFilter] = []
-        else:
-            self.filters = [f for f in filters if f.name not in disabled]
-        if self.filters:
-            log.info("response filters: %s", ", ".join(f.name for f in self.filters))
-
-    def for_request(self, component: str, verb: str, resource: str) -> Chain | None:
-        """The chain for a request, or None when nothing applies (the common case)."""
-        if not self.filters or not component or component.startswith(HUB_AGENTS):
+    def apply_raw(self, raw: bytes, obj: Obj | None = None) -> bytes | None:
+        """``apply`` on an object's JSON: the same bytes when nothing changed, new bytes
+        when something did, None when the object is dropped.  ``obj`` is the decoded
+        object when the caller has it already.  Raises DecodeError for bytes that are
+        not a JSON object, when they have to be decoded.
+        """
+        if obj is None:
+            if not self.may_change(raw):
+                return raw
+            obj = decode_object(raw)
+        out = self.apply(obj)
+        if out is None:
             return None
-        picked = [f for f in self.filters if f.applies(component, verb, resource)]
-        return Chain(picked) if picked else None
+        return raw if out is obj else encode(out)
+
+
+def decode(raw: bytes) -> Obj:
+    """An object's JSON decoded (DecodeError when it is not a JSON object)."""
+    return decode_object(raw)
+
+
+__all__ = ["Chain", "DecodeError", "ObjectFilter", "Scope", "decode", "encode", "escaped"]

@@ -1,78 +1,158 @@
-"""Running the response filters on a proxied body, before the client and the tee see it.
+"""The response filters on the proxy's path: before the tee, so client and cache agree.
 
-Watches are filtered event by event as they stream; a get or a list is read whole (only
-the few resources with filters go this way), filtered, and sent re-encoded without gzip.
+design: the filters themselves are pure (``yurthub.filters``); this module puts them on a
+response.  A list streams through ``filter_list`` item by item and a watch through
+``filter_watch`` event by event, so neither is ever held whole; a get (or kubelet's pod
+patch) is one object, read whole (bounded) and filtered.  gzip from upstream is undone
+first and, when the client asked for gzip, the filtered answer is compressed again (a watch
+flushed at every event, so nothing waits in the compressor).  The headers follow: no
+Content-Length for a stream whose length changed.  The local proxy runs the same filters
+on what it serves from the cache (``refilter``): what an older configuration (or an older
+hub) cached is served as the current configuration wants it.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from typing import Any
+import logging
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 
 from yurthub.errors import DecodeError, NotFound, UpstreamError
 from yurthub.filters.chain import Chain
-from yurthub.kube.framing import Decompressor, WatchFramer
+from yurthub.filters.context import namespace_name
+from yurthub.filters.liststream import filter_list
+from yurthub.filters.visibility import ClientView
+from yurthub.filters.watchstream import filter_watch
+from yurthub.kube.accept import is_json_content_type, transform
+from yurthub.kube.framing import Decompressor
+from yurthub.kube.jsonscan import decode_object
+from yurthub.proxy.streams import Stream
 
-MAX_FILTERED_BODY = 64 << 20
+log = logging.getLogger(__name__)
+
+MAX_FILTERED_OBJECT = 16 << 20   # a single object (get, patch) is read whole to filter it
+FILTERED_SUBRESOURCES = frozenset({"", "status"})
+GZIP_LEVEL = 1                   # kube-apiserver's level: speed over size
 
 
-def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+def filterable(content_type: str | None, content_encoding: str | None) -> bool:
+    """True for a response the filters can read: plain JSON objects, not a Table or
+    PartialObjectMetadata (``as=``), identity or gzip."""
+    if not is_json_content_type(content_type) or transform(content_type) is not None:
+        return False
+    return (content_encoding or "").strip().lower() in ("", "identity", "gzip")
 
 
-def filter_watch(chunks: Iterable[bytes], chain: Chain, gzip: bool) -> Iterator[bytes]:
-    """Filtered watch lines; an object a filter drops becomes a DELETED event."""
-    gunzip = Decompressor() if gzip else None
-    framer = WatchFramer()
+def accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            q = params.strip().lower()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
+
+
+def gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    d = Decompressor()
+    for chunk in chunks:
+        yield from d.pieces(chunk)
+    d.close()
+
+
+def gzip(chunks: Iterable[bytes], *, flush_each: bool) -> Iterator[bytes]:
+    """gzip the chunks; ``flush_each`` makes each input chunk decodable at once (watches)."""
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = z.compress(chunk)
+        if flush_each:
+            out += z.flush(zlib.Z_SYNC_FLUSH)
+        if out:
+            yield out
+    yield z.flush()
+
+
+def _decode_errors(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """Upstream bytes that the filters cannot read end the body as a broken one."""
     try:
-        for chunk in chunks:
-            data = gunzip.feed(chunk) if gunzip is not None else chunk
-            out = []
-            for ev in framer.feed(data):
-                if ev.type in ("BOOKMARK", "ERROR"):
-                    out.append(b'{"type":"' + ev.type.encode() + b'","object":' + ev.raw + b"}\n")
-                    continue
-                obj = chain.apply(ev.obj)
-                if obj is None:
-                    out.append(b'{"type":"DELETED","object":' + ev.raw + b"}\n")
-                else:
-                    out.append(_dump({"type": ev.type, "object": obj}) + b"\n")
-            if out:
-                yield b"".join(out)
-        framer.close()
+        yield from chunks
     except DecodeError as e:
-        raise UpstreamError(f"cannot filter the watch stream: {e}") from e
+        raise UpstreamError(f"cannot filter the {what}: {e}") from e
 
 
-def filter_body(chunks: Iterable[bytes], chain: Chain, gzip: bool, listing: bool) -> bytes:
-    """A whole get or list body, filtered (NotFound when a filter drops a got object)."""
+def filter_object(body: bytes, chain: Chain) -> bytes:
+    """One object (get, patch) filtered; NotFound when the filter drops it."""
+    try:
+        obj = decode_object(body)
+    except DecodeError as e:
+        raise UpstreamError(f"cannot filter the response: {e}") from e
+    if obj.get("kind") == "Status":
+        return body
+    out = chain.apply_raw(body, obj)
+    if out is None:
+        _ns, name = namespace_name(obj)
+        raise NotFound(f'"{name}" not found')
+    return out
+
+
+def read_whole(chunks: Iterable[bytes], limit: int = MAX_FILTERED_OBJECT) -> bytes:
     buf = bytearray()
     for chunk in chunks:
         buf += chunk
-        if len(buf) > MAX_FILTERED_BODY:
-            raise UpstreamError(f"a filtered body may not exceed {MAX_FILTERED_BODY} bytes")
-    data = bytes(buf)
+        if len(buf) > limit:
+            raise UpstreamError(f"an object to filter may not exceed {limit} bytes")
+    return bytes(buf)
+
+
+def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: bool,
+                  gzip_out: bool, visibility: ClientView | None = None
+                  ) -> tuple[Iterator[bytes], bytes | None]:
+    """(body chunks, whole body or None) of a filtered response.
+
+    A get or patch answer is filtered whole (returned as bytes, so the caller can set
+    Content-Length; NotFound or UpstreamError raised here); a list or watch is returned as
+    a lazy iterator that raises UpstreamError when the upstream body cannot be filtered.
+    """
+    source: Iterator[bytes] = gunzip(chunks) if gzipped else chunks
+    if verb == "watch":
+        out: Iterator[bytes] = filter_watch(source, chain, visibility)
+        out = _decode_errors(out, "watch stream")
+        return (gzip(out, flush_each=True) if gzip_out else out), None
+    if verb == "list":
+        on_dropped: Callable[[tuple[str, str]], None] | None = None
+        if visibility is not None and chain.drops:
+            view = visibility
+
+            def on_dropped(key: tuple[str, str]) -> None:
+                view.mark(key, True)
+        out = _decode_errors(filter_list(source, chain, on_dropped=on_dropped), "list")
+        return (gzip(out, flush_each=False) if gzip_out else out), None
     try:
-        if gzip:
-            gunzip = Decompressor()
-            data = gunzip.feed(data) + gunzip.close()
-        doc = json.loads(data)
-    except (DecodeError, ValueError) as e:
+        body = read_whole(source)
+    except DecodeError as e:
         raise UpstreamError(f"cannot filter the response: {e}") from e
-    if not isinstance(doc, dict) or doc.get("kind") == "Status":
-        return data
-    if listing:
-        items = doc.get("items") or []
-        kept = []
-        for item in items:
-            out = chain.apply(item)
-            if out is not None:
-                kept.append(out)
-        doc["items"] = kept
-        return _dump(doc)
-    out = chain.apply(doc)
-    if out is None:
-        md = doc.get("metadata") or {}
-        raise NotFound(f'"{md.get("name", "")}" not found')
-    return _dump(out)
+    body = filter_object(body, chain)
+    if gzip_out:
+        body = b"".join(gzip([body], flush_each=False))
+    return iter(()), body
+
+
+def refilter_item(raw: bytes, chain: Chain) -> bytes | None:
+    """A cached object as the client must see it now (None: not at all).  An object the
+    cache cannot decode is served as it is stored (the cache wrote it; it is JSON)."""
+    try:
+        return chain.apply_raw(raw)
+    except DecodeError:
+        log.warning("a cached object could not be filtered; served as stored")
+        return raw
+
+
+def streams_of(clients: set[tuple[str, str, str]]) -> Callable[[Stream], bool]:
+    """A predicate for StreamRegistry: the open streams of these (component, group,
+    resource)."""
+    def match(stream: Stream) -> bool:
+        ctx = getattr(stream, "ctx", None)
+        info = getattr(ctx, "info", None)
+        if ctx is None or info is None:
+            return False
+        return (ctx.component, info.api_group, info.resource) in clients
+    return match

@@ -36,9 +36,13 @@ from yurthub.errors import (
     ServiceUnavailable,
     UnsupportedMediaType,
 )
+from yurthub.filters.chain import Chain
+from yurthub.filters.manager import FilterManager
+from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
+from yurthub.kube.framing import Event
 from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
@@ -48,6 +52,7 @@ from yurthub.kube.patchlimits import (
 )
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
+from yurthub.proxy import filtering
 from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
 from yurthub.proxy.localwatch import LocalWatch, bookmark_event
 from yurthub.proxy.streams import StreamRegistry
@@ -64,7 +69,7 @@ class LocalProxy:
 
     def __init__(self, cfg: Config, cache: CacheManager, streams: StreamRegistry,
                  metrics: Metrics, *, bookmark_interval: float = 30.0,
-                 kubelet_seen: Any = None) -> None:
+                 kubelet_seen: Any = None, filters: FilterManager | None = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.reader = cache.reader
@@ -73,6 +78,7 @@ class LocalProxy:
         self.bookmark_interval = bookmark_interval
         self.kubelet_seen = kubelet_seen or (lambda: None)
         self.tables = LocalTables(cache)
+        self.filters = filters
 
     # -- routing helpers --------------------------------------------------------------------
 
@@ -154,18 +160,34 @@ class LocalProxy:
                 details={"retryAfterSeconds": 5})
         return target
 
+    def _chain(self, ctx: RequestContext) -> Chain | None:
+        """The filters for what the cache serves (it may hold what an older configuration
+        or an older hub cached); raises 503 while the configuration is unknown."""
+        info = ctx.info
+        if self.filters is None or info.subresource not in filtering.FILTERED_SUBRESOURCES \
+                or not _plain(ctx.accept):
+            return None
+        return self.filters.chain_for(ctx.agent, info.verb, info.api_group,
+                                      info.api_version, info.resource)
+
     def _get(self, ctx: RequestContext) -> Response:
         info = ctx.info
         check_path_name(info.name)
         ck, rt = self._target(ctx)
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=False)
+        chain = self._chain(ctx)
+        missing = NotFound(not_found_message(info.api_group, info.resource, info.name),
+                           details=resource_details(info.name, info.api_group, info.resource))
         try:
             body, fresh = self.reader.get(ck, info.namespace, info.name)
         except InvalidKeyError:  # not a name the cache can hold: it holds no such object
-            raise NotFound(not_found_message(info.api_group, info.resource, info.name),
-                           details=resource_details(info.name, info.api_group,
-                                                    info.resource)) from None
+            raise missing from None
+        if chain is not None:
+            out = filtering.refilter_item(body, chain)
+            if out is None:
+                raise missing
+            body = out
         if table is not None:  # kubectl's columns, printed as kube-apiserver prints them
             body = self.tables.one(ctx, rt, table, body)
         return _json(body, 200, fresh, content_type)
@@ -191,12 +213,18 @@ class LocalProxy:
         head = json.dumps({"kind": page.kind, "apiVersion": page.api_version,
                            "metadata": meta}, separators=(",", ":"))
         prefix = head[:-1].encode() + b',"items":['
+        chain = self._chain(ctx)
 
         def body() -> Iterator[bytes]:
             yield prefix
             first = True
             try:
                 for item in self.reader.bodies(ck, page.keys, page.item_kind):
+                    if chain is not None:
+                        kept = filtering.refilter_item(item, chain)
+                        if kept is None:
+                            continue
+                        item = kept
                     yield item if first else b"," + item
                     first = False
             except ServiceUnavailable as e:
@@ -216,6 +244,7 @@ class LocalProxy:
         timeout = info.timeout_seconds
         if timeout is None:
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
+        chain = self._chain(ctx)
         try:
             start = self.reader.watch_start(ck, rt, want, info.resource_version)
         except ApiError as e:
@@ -224,6 +253,11 @@ class LocalProxy:
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
             return Response([line], status=200, content_type=JSON,
                             headers=[("Warning", Freshness(0).warning())])
+        if chain is not None:
+            wf = WatchFilter(chain, self.filters.visibility.view(
+                (ctx.component, info.api_group, info.resource)) if self.filters else None)
+            events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
+            start.events = [e for e in events if e is not None]
         bookmark = None
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
@@ -391,6 +425,12 @@ def _content_type(accept: str, listing: bool) -> str:
         raise NotAcceptable("only application/json is served from the yurthub cache while "
                             "the cloud is unreachable")
     return JSON
+
+
+def _plain(accept: str) -> bool:
+    """Plain objects are served (not PartialObjectMetadata): the filters apply."""
+    n = negotiate(accept)
+    return n is None or n.transform is None
 
 
 def _decode(body: bytes) -> dict[str, Any]:

@@ -31,11 +31,12 @@ from yurthub.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from yurthub.filters.chain import Chain, FilterChain
-from yurthub.kube.accept import is_json_content_type, upstream_accept
+from yurthub.filters.chain import Chain
+from yurthub.filters.manager import FilterManager
+from yurthub.kube.accept import upstream_accept
 from yurthub.metrics import Metrics
+from yurthub.proxy import filtering
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
-from yurthub.proxy.filtering import filter_body, filter_watch
 from yurthub.proxy.responses import Answer, Passthrough
 from yurthub.proxy.streams import OpenStream, Reason, StreamRegistry
 
@@ -46,7 +47,7 @@ class RemoteProxy:
     """Sends requests to the cloud; raises UpstreamUnavailable when no server can be reached."""
 
     def __init__(self, upstream: up.Upstream, cache: CacheManager, streams: StreamRegistry,
-                 metrics: Metrics, *, max_watches: int, filters: FilterChain,
+                 metrics: Metrics, *, max_watches: int, filters: FilterManager,
                  guard: AccessGuard | None = None,
                  on_transport_error: Any = None) -> None:
         self.upstream = upstream
@@ -68,6 +69,12 @@ class RemoteProxy:
                                   details={"retryAfterSeconds": 1})
         if self.streams.shutting_down.is_set():
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
+        # Before anything is sent: until the filter configuration is known, a request some
+        # filter could apply to gets a 503 (never unfiltered data).
+        chain = None
+        if info.subresource in filtering.FILTERED_SUBRESOURCES:
+            chain = self.filters.chain_for(ctx.agent, info.verb, info.api_group,
+                                           info.api_version, info.resource)
         headers = ctx.forward_headers()
         accept = headers.get("Accept")
         if accept:
@@ -80,9 +87,9 @@ class RemoteProxy:
         chunks = up.stream(resp)
         first = b""
         resp_headers = dict(resp.headers.items())
-        chain = None
-        if 200 <= resp.status < 300 and is_json_content_type(resp_headers.get("Content-Type")):
-            chain = self.filters.for_request(ctx.agent, info.verb, info.resource)
+        if chain is not None and not (200 <= resp.status < 300 and filtering.filterable(
+                resp_headers.get("Content-Type"), resp_headers.get("Content-Encoding"))):
+            chain = None
         if chain is not None:
             chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers)
         elif not (watch or follow):
@@ -110,23 +117,39 @@ class RemoteProxy:
                   chain: Chain, headers: dict[str, str]
                   ) -> tuple[Iterator[bytes], bytes, dict[str, str]]:
         """Run the response filters: the client and the cache get the filtered body."""
-        gzip = headers.get("Content-Encoding", "").lower() == "gzip"
+        gzipped = headers.get("Content-Encoding", "").strip().lower() == "gzip"
+        verb = ctx.info.verb
+        gzip_out = gzipped and verb != "watch" and filtering.accepts_gzip(
+            ctx.header("Accept-Encoding"))
         out = {k: v for k, v in headers.items()
                if k.lower() not in ("content-length", "content-encoding")}
-        log.debug("%s %s %s: filters %s", ctx.component, ctx.info.verb, ctx.path_qs,
-                  chain.names)
-        if ctx.info.verb == "watch":
-            return filter_watch(chunks, chain, gzip), b"", out
+        if gzip_out:
+            out["Content-Encoding"] = "gzip"
+        log.debug("%s %s %s: filters %s", ctx.component, verb, ctx.path_qs, chain.names)
+        view = self.filters.visibility.view((ctx.component, ctx.info.api_group,
+                                             ctx.info.resource))
         try:
-            body = filter_body(chunks, chain, gzip, listing=ctx.info.verb == "list")
+            body, whole = filtering.filter_stream(verb, chunks, chain, gzipped=gzipped,
+                                                  gzip_out=gzip_out, visibility=view)
         except UpstreamError as e:
             up.finish(resp, False)
-            raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
+            raise UpstreamBroken(f"{verb} {ctx.path_qs}: {e}") from e
         except NotFound:
             up.finish(resp, True)
             raise
-        out["Content-Length"] = str(len(body))
-        return iter(()), body, out
+        if whole is not None:
+            out["Content-Length"] = str(len(whole))
+            return iter(()), whole, out
+        first = b""
+        if verb != "watch":
+            # As unfiltered: the first bytes before answering, so a connection that breaks
+            # before any byte gets a Status (or the cache) instead of a reset.
+            try:
+                first = next(body, b"")
+            except UpstreamError as e:
+                up.finish(resp, False)
+                raise UpstreamBroken(f"{verb} {ctx.path_qs}: {e}") from e
+        return body, first, out
 
     def _send(self, ctx: RequestContext, headers: dict[str, str], body: Any,
               timeout: float | None) -> up.UpstreamResponse:

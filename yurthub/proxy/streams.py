@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
 
@@ -25,6 +26,7 @@ class Reason(Enum):
     SHUTDOWN = "shutting down"
     CLOUD_DOWN = "cloud unhealthy"     # remote watches end; clients re-watch from the cache
     CLOUD_UP = "cloud healthy"         # local watches end; clients re-watch upstream
+    FILTERS_CHANGED = "response filters changed"  # the client relists what it should see
 
 
 # Where a stream is served from, which decides the health change that ends it: "remote"
@@ -126,6 +128,14 @@ class StreamRegistry:
         """Interrupt every open stream (of ``source``); returns how many were interrupted."""
         with self._lock:
             targets = [s for s in self._streams if source is None or s.source == source]
+        for s in targets:
+            s.interrupt(reason)
+        return len(targets)
+
+    def interrupt_where(self, reason: Reason, match: Callable[[Stream], bool]) -> int:
+        """Interrupt every open stream ``match`` selects; returns how many."""
+        with self._lock:
+            targets = [s for s in self._streams if match(s)]
         for s in targets:
             s.interrupt(reason)
         return len(targets)

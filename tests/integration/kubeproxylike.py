@@ -1,0 +1,89 @@
+"""kube-proxy's view of EndpointSlices through the hub, kept by the real ``kubernetes`` client.
+
+An informer as client-go's reflector runs it: list, then watch from the list's
+resourceVersion; a watch that ends (cleanly or not) leads to a relist, as after a watch
+the hub ended because what the client should see changed.  The client's User-Agent says
+which component it is (``kube-proxy/...`` by default).  Every event and relist is recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubernetes import client, watch
+
+KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+
+
+def api_client(url: str, user_agent: str) -> client.ApiClient:
+    conf = client.Configuration()
+    conf.host = url
+    conf.retries = False
+    c = client.ApiClient(conf)
+    c.user_agent = user_agent
+    return c
+
+
+def addresses(es: Any) -> list[str]:
+    return [a for ep in (es.endpoints or []) for a in ep.addresses]
+
+
+class EndpointSliceInformer:
+    """EndpointSlices of every namespace as one client sees them: name -> addresses."""
+
+    def __init__(self, url: str, user_agent: str = KUBE_PROXY) -> None:
+        self.api = client.DiscoveryV1Api(api_client(url, user_agent))
+        self.slices: dict[str, list[str]] = {}
+        self.ports: dict[str, list[int]] = {}
+        self.events: list[tuple[str, str, list[str]]] = []
+        self.relists = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="informer")
+
+    def start(self) -> EndpointSliceInformer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+        self._thread.join(15)
+
+    def snapshot(self) -> dict[str, list[str]]:
+        with self._lock:
+            return dict(self.slices)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                listed = self.api.list_endpoint_slice_for_all_namespaces()
+            except Exception as e:  # the hub restarting, a 503 while it is not ready
+                self.errors.append(f"list: {e}")
+                self._stop.wait(0.3)
+                continue
+            with self._lock:
+                self.slices = {s.metadata.name: addresses(s) for s in listed.items}
+                self.ports = {s.metadata.name: [p.port for p in (s.ports or [])]
+                              for s in listed.items}
+                self.relists += 1
+            self._watch = watch.Watch()
+            try:
+                for ev in self._watch.stream(self.api.list_endpoint_slice_for_all_namespaces,
+                                             resource_version=listed.metadata.resource_version,
+                                             timeout_seconds=120):
+                    obj = ev["object"]
+                    with self._lock:
+                        name = obj.metadata.name
+                        if ev["type"] == "DELETED":
+                            self.slices.pop(name, None)
+                        else:
+                            self.slices[name] = addresses(obj)
+                        self.events.append((ev["type"], name, addresses(obj)))
+            except Exception as e:  # a broken stream: relist, as client-go does
+                self.errors.append(f"watch: {e}")
+            # A watch that ended (cleanly: the hub ends it when the filters change): relist.

@@ -1,0 +1,305 @@
+"""YurtHub's filters end to end: a real hub (gunicorn) on node-0001 of a four-node sandbox
+(node-0000/0001 in pool-a, node-0002/0003 in pool-b), real clients.
+
+Endpoint addresses follow the sandbox's layout: web-pool's endpoint on node-000N is
+10.128.(4N).206, web-hostname's 10.128.(4N).201 (kubesandbox.openyurt).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+
+import pytest
+from kubernetes import client
+
+from tests.fixtures.hub import Hub
+from tests.fixtures.kubectl import Kubectl
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http, read_watch_events
+from tests.integration.kubeproxylike import EndpointSliceInformer, api_client
+
+NODE = "node-0001"
+KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+ALL_WEB_POOL = ["10.128.0.206", "10.128.4.206", "10.128.8.206", "10.128.12.206"]
+SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+
+
+@pytest.fixture
+def sandbox4():
+    from kubesandbox.server import Sandbox
+    sb = Sandbox(nodes=4, pods_per_node=1, bookmark_interval=0.3, control_port=0).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def hub(sandbox4, hub_factory):
+    return hub_factory(sandbox4.url, node=NODE, extra=["--cache-agents", "edge-proxy"])
+
+
+def go_offline(sandbox, hub) -> None:
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+
+
+def expected_kube_proxy_view() -> dict[str, list[str]]:
+    return {
+        "kubernetes": ["169.254.2.1"],
+        "web-hostname-sbx01": ["10.128.4.201"],
+        "web-pool-sbx01": ["10.128.0.206", "10.128.4.206"],
+        "web-zone-sbx01": ["10.128.0.207", "10.128.4.207"],
+        "web-plain-sbx01": ["10.128.0.205", "10.128.4.205", "10.128.8.205", "10.128.12.205"],
+        "web-lb-sbx01": ["10.128.0.202", "10.128.4.202", "10.128.8.202", "10.128.12.202"],
+        "web-lb-kept-sbx01": ["10.128.0.203", "10.128.4.203", "10.128.8.203",
+                              "10.128.12.203"],
+        "web-nodeport-sbx01": ["10.128.0.204", "10.128.4.204", "10.128.8.204",
+                               "10.128.12.204"],
+    }
+
+
+def test_kube_proxy_sees_topology_online_offline_and_endpoints_moving(sandbox4, hub):
+    informer = EndpointSliceInformer(hub.url).start()
+    try:
+        wait_for(lambda: informer.snapshot() == expected_kube_proxy_view(),
+                 what=f"kube-proxy's filtered view (now {informer.snapshot()})")
+        assert informer.ports["kubernetes"] == [10268]
+        # node-0000's web-pool endpoint moves to node-0003 (pool-b): it goes from the view;
+        # node-0002's moves to node-0000 (pool-a): it comes in.
+        s = sandbox4.get("endpointslices", "web-pool-sbx01", "default")
+        s["endpoints"][0]["nodeName"] = "node-0003"
+        sandbox4.put(s)
+        wait_for(lambda: informer.snapshot()["web-pool-sbx01"] == ["10.128.4.206"],
+                 what="the moved endpoint to leave kube-proxy's view")
+        s = sandbox4.get("endpointslices", "web-pool-sbx01", "default")
+        s["endpoints"][2]["nodeName"] = "node-0000"
+        sandbox4.put(s)
+        wait_for(lambda: informer.snapshot()["web-pool-sbx01"] == [
+            "10.128.4.206", "10.128.8.206"], what="the moved endpoint to join")
+        moves = [e for e in informer.events if e[1] == "web-pool-sbx01"]
+        assert moves[-2:] == [("MODIFIED", "web-pool-sbx01", ["10.128.4.206"]),
+                              ("MODIFIED", "web-pool-sbx01", ["10.128.4.206", "10.128.8.206"])]
+        online = informer.snapshot()
+        relists = informer.relists
+        go_offline(sandbox4, hub)
+        wait_for(lambda: informer.relists > relists, what="kube-proxy to relist from the cache")
+        assert informer.snapshot() == online
+        # A hub restart with the cloud still away: the filters' inputs come from the cache.
+        informer.stop()
+        hub.stop()
+        hub.start()
+        body = json.loads(hub.get(SLICES, ua=KUBE_PROXY)[2])
+        assert {i["metadata"]["name"]: [a for ep in i["endpoints"] for a in ep["addresses"]]
+                for i in body["items"]} == online
+    finally:
+        informer.stop()
+
+
+def test_kubectl_is_not_filtered_and_coredns_gets_untouched_bytes(sandbox4, hub, tmp_path):
+    kubectl = Kubectl(tmp_path, hub.url)
+    r = kubectl("get", "endpointslices", "-A", "-o", "json")
+    got = {i["metadata"]["name"]: [a for ep in i["endpoints"] for a in ep["addresses"]]
+           for i in json.loads(r.stdout)["items"]}
+    assert got["web-pool-sbx01"] == ALL_WEB_POOL
+    assert got["kubernetes"] == ["127.0.0.1"]
+    # coredns gets servicetopology, which leaves a Service without topology alone: the very
+    # bytes kube-apiserver sent.
+    path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=" \
+           "kubernetes.io%2Fservice-name%3Dweb-plain"
+    through = hub.get(path, ua="coredns/1.11")[2]
+    direct = http(sandbox4.url + path, headers={"User-Agent": "coredns/1.11"})[2]
+    assert through == direct
+
+
+def test_kubelet_sees_the_hub_as_the_kubernetes_service_configmap_and_pod_env(sandbox4, hub):
+    core = client.CoreV1Api(api_client(hub.url, KUBELET))
+    svc = core.read_namespaced_service("kubernetes", "default")
+    assert svc.spec.cluster_ip == "10.96.0.1"  # a get is not filtered (YurtHub's verbs)
+    svcs = {s.metadata.name: s for s in core.list_service_for_all_namespaces().items}
+    k = svcs["kubernetes"]
+    assert k.spec.cluster_ip == "169.254.2.1"
+    assert [(p.name, p.port) for p in k.spec.ports] == [("https", 10268)]
+    raw = json.loads(hub.get("/api/v1/services", ua=KUBELET)[2])
+    spec = next(i["spec"] for i in raw["items"] if i["metadata"]["name"] == "kubernetes")
+    assert spec["clusterIPs"] == ["169.254.2.1"]
+    assert svcs["web-lb"].spec.type == "LoadBalancer"  # discardcloudservice is kube-proxy's
+    cm = core.read_namespaced_config_map("kube-proxy", "kube-system")
+    assert "  #kubeconfig: /var/lib/kube-proxy/kubeconfig.conf\n" in cm.data["config.conf"]
+    sandbox4.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "flannel-x", "namespace": "kube-system"}, "spec": {
+        "nodeName": NODE, "hostNetwork": True, "containers": [{
+            "name": "flannel", "image": "flannel", "env": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": "443"},
+                {"name": "POD_NAME", "value": "x"}]}]}})
+    pod = core.read_namespaced_pod("flannel-x", "kube-system")
+    assert [(e.name, e.value) for e in pod.spec.containers[0].env] == [
+        ("KUBERNETES_SERVICE_HOST", "169.254.2.1"), ("KUBERNETES_SERVICE_PORT", "10268"),
+        ("POD_NAME", "x")]
+    pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={NODE}").items
+    flannel = next(p for p in pods if p.metadata.name == "flannel-x")
+    assert flannel.spec.containers[0].env[0].value == "169.254.2.1"
+    # The cache holds what kubelet saw: the offline answer is the same.
+    path = hub.cache_dir / "kubelet/pods.v1.core/kube-system/flannel-x"
+    wait_for(path.exists, what="the pod in kubelet's cache")
+    assert json.loads(path.read_bytes())["spec"]["containers"][0]["env"][1]["value"] == "10268"
+    go_offline(sandbox4, hub)
+    offline = core.read_namespaced_pod("flannel-x", "kube-system")
+    assert offline.spec.containers[0].env[0].value == "169.254.2.1"
+    cm = core.read_namespaced_config_map("kube-proxy", "kube-system")
+    assert "  #kubeconfig:" in cm.data["config.conf"]
+
+
+def test_yurt_hub_cfg_adding_a_client_takes_effect_without_a_restart(sandbox4, hub):
+    # edge-proxy (a cache agent) lists and watches on a raw socket; edge-lb runs an informer.
+    listed = json.loads(hub.get(SLICES, ua="edge-proxy/1.0")[2])
+    assert len([ep for i in listed["items"] if i["metadata"]["name"] == "web-pool-sbx01"
+                for ep in i["endpoints"]]) == 4
+    rv = listed["metadata"]["resourceVersion"]
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="edge-proxy") == 8,
+             what="edge-proxy's list in the cache")
+    assert hub.metric("yurthub_cache_view_stale", component="edge-proxy") == 0
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    sock.sendall(f"GET {SLICES}?watch=true&resourceVersion={rv}&timeoutSeconds=60 HTTP/1.1\r\n"
+                 f"Host: x\r\nUser-Agent: edge-proxy/1.0\r\n\r\n".encode())
+    sock.settimeout(20)
+    informer = EndpointSliceInformer(hub.url, "edge-lb/2.0").start()
+    try:
+        wait_for(lambda: informer.snapshot().get("web-pool-sbx01") == ALL_WEB_POOL,
+                 what="edge-lb's unfiltered view")
+        relists = informer.relists
+        cfg = sandbox4.get("configmaps", "yurt-hub-cfg", "kube-system")
+        cfg["data"]["servicetopology"] = "edge-proxy, edge-lb"
+        sandbox4.put(cfg)
+        wait_for(lambda: informer.snapshot().get("web-pool-sbx01") == [
+            "10.128.0.206", "10.128.4.206"], what="edge-lb's view filtered")
+        assert informer.relists > relists, "the open watch was not ended"
+        assert not [e for e in informer.errors if "watch" in e], informer.errors
+    finally:
+        informer.stop()
+    # edge-proxy's watch ended cleanly (the terminating chunk), and its cached view, filtered
+    # under the old settings, is marked stale until it lists again.
+    data = b""
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = sock.recv(65536)
+        assert chunk, f"the watch was cut instead of ended: {data[-200:]!r}"
+        data += chunk
+    sock.close()
+    wait_for(lambda: hub.metric("yurthub_cache_view_stale", component="edge-proxy") == 1,
+             what="edge-proxy's cached view marked stale")
+    relisted = json.loads(hub.get(SLICES, ua="edge-proxy/1.0")[2])
+    assert [a for i in relisted["items"] if i["metadata"]["name"] == "web-pool-sbx01"
+            for ep in i["endpoints"] for a in ep["addresses"]] == ["10.128.0.206",
+                                                                   "10.128.4.206"]
+    wait_for(lambda: hub.metric("yurthub_cache_view_stale", component="edge-proxy") == 0,
+             what="the fresh list to replace the stale view")
+
+
+def test_pool_membership_and_annotations_changing_end_watches_and_refilter(sandbox4, hub):
+    informer = EndpointSliceInformer(hub.url).start()
+    try:
+        wait_for(lambda: informer.snapshot() == expected_kube_proxy_view(),
+                 what="kube-proxy's filtered view")
+        relists = informer.relists
+        pool = sandbox4.get("nodepools", "pool-a")
+        pool["status"]["nodes"] = ["node-0001", "node-0002"]
+        sandbox4.patch("nodepools", "pool-a", {"status": {"nodes": ["node-0001", "node-0002"]}},
+                       patch_type="merge", subresource="status")
+        wait_for(lambda: informer.snapshot()["web-pool-sbx01"] == [
+            "10.128.4.206", "10.128.8.206"], what="the new pool members' endpoints")
+        assert informer.relists > relists
+        relists = informer.relists
+        sandbox4.patch("services", "web-plain", {"metadata": {"annotations": {
+            "openyurt.io/topologyKeys": "kubernetes.io/hostname"}}}, namespace="default")
+        wait_for(lambda: informer.snapshot()["web-plain-sbx01"] == ["10.128.4.205"],
+                 what="a Service's new topology annotation to apply")
+        assert informer.relists > relists
+        relists = informer.relists
+        node = sandbox4.get("nodes", NODE)
+        node["metadata"]["labels"]["apps.openyurt.io/nodepool"] = "pool-b"
+        sandbox4.put(node)
+        wait_for(lambda: informer.snapshot()["web-pool-sbx01"] == [
+            "10.128.8.206", "10.128.12.206"], what="this node's new pool")
+        assert informer.relists > relists
+    finally:
+        informer.stop()
+
+
+def test_a_dropped_service_is_deleted_only_for_who_had_it(sandbox4, hub):
+    status, _, body = hub.get("/api/v1/services", ua=KUBE_PROXY)
+    listed = json.loads(body)
+    names = {i["metadata"]["name"] for i in listed["items"]}
+    assert "web-lb" not in names and "web-lb-kept" in names  # discardcloudservice
+    assert "web-nodeport" in names  # listen: pool-a, and node-0001 is in pool-a
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    rv = listed["metadata"]["resourceVersion"]
+    sock.sendall(f"GET /api/v1/services?watch=true&resourceVersion={rv}&timeoutSeconds=30 "
+                 f"HTTP/1.1\r\nHost: x\r\nUser-Agent: {KUBE_PROXY}\r\n\r\n".encode())
+    events: list = []
+    threading.Thread(target=read_watch_events, args=(sock, events), daemon=True).start()
+    ann = {"svc.openyurt.io/discard": "true", "touched": "1"}
+    sandbox4.patch("services", "web-lb", {"metadata": {"annotations": ann}}, namespace="default")
+    sandbox4.patch("services", "web-lb", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "false"}}}, namespace="default")
+    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "true"}}}, namespace="default")
+    sandbox4.patch("services", "web-nodeport", {"metadata": {"labels": {"x": "y"}}},
+                   namespace="default")
+    wait_for(lambda: len(events) >= 3, what="three events")
+    got = [(e["type"], e["object"]["metadata"]["name"]) for _, e in events]
+    # web-lb changed while discarded: nothing; then it passes: ADDED; web-lb-kept becomes
+    # discarded: DELETED; web-nodeport changes as usual.
+    assert got == [("ADDED", "web-lb"), ("DELETED", "web-lb-kept"),
+                   ("MODIFIED", "web-nodeport")]
+    sock.close()
+
+
+def test_not_ready_until_the_configuration_is_known_then_filtered(sandbox4, tmp_path):
+    sandbox4.fail_next(10_000, 503, match="yurt-hub-cfg")
+    h = Hub(tmp_path, sandbox4.url, node=NODE).start(wait=False)
+    try:
+        wait_for(lambda: _readyz(h) is not None, what="the hub to serve")
+        status, body = _readyz(h)
+        assert status == 503 and "yurt-hub-cfg" in body
+        status, _, raw = h.get(SLICES, ua=KUBE_PROXY)
+        doc = json.loads(raw)
+        assert status == 503 and doc["kind"] == "Status" and "yurt-hub-cfg" in doc["message"]
+        # What no filter touches is served meanwhile.
+        assert h.get("/api/v1/namespaces/default/secrets", ua=KUBE_PROXY)[0] == 200
+        sandbox4.clear_faults()
+        wait_for(lambda: _readyz(h) == (200, "OK"), timeout=30,
+                 what="ready once yurt-hub-cfg is read")
+        body = json.loads(h.get(SLICES, ua=KUBE_PROXY)[2])
+        slices = {i["metadata"]["name"]: i for i in body["items"]}
+        assert slices["kubernetes"]["endpoints"][0]["addresses"] == ["169.254.2.1"]
+    finally:
+        h.kill()
+
+
+def _readyz(h: Hub) -> tuple[int, str] | None:
+    try:
+        status, _, body = http(h.hub_url + "/v1/readyz", timeout=2)
+    except OSError:
+        return None
+    return status, body.decode()
+
+
+def test_gzip_lists_are_filtered_and_compressed_again(sandbox4, hub):
+    for i in range(150):
+        s = sandbox4.get("endpointslices", "web-pool-sbx01", "default")
+        s["metadata"] = {"name": f"web-pool-extra-{i:03d}", "namespace": "default",
+                         "labels": s["metadata"]["labels"], "annotations": {"pad": "p" * 800}}
+        sandbox4.put(s)
+    status, headers, body = hub.get(SLICES, ua=KUBE_PROXY, **{"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("Content-Encoding") == "gzip"
+    doc = json.loads(gzip.decompress(body))
+    extra = [i for i in doc["items"] if i["metadata"]["name"].startswith("web-pool-extra")]
+    assert len(extra) == 150
+    assert {a for i in extra for ep in i["endpoints"] for a in ep["addresses"]} == {
+        "10.128.0.206", "10.128.4.206"}
+    status, headers, body = hub.get(SLICES, ua=KUBE_PROXY)
+    assert "Content-Encoding" not in headers and len(json.loads(body)["items"]) == 158

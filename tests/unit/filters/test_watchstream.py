@@ -1,0 +1,134 @@
+"""The watch filter: what each upstream event becomes for one client (rules by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.filters.sandbox_objects import ctx, list_body, obj, scope
+from yurthub.errors import DecodeError
+from yurthub.filters.chain import Chain
+from yurthub.filters.discardcloudservice import DiscardCloudService
+from yurthub.filters.liststream import filter_list
+from yurthub.filters.masterservice import MasterService
+from yurthub.filters.servicetopology import ServiceTopology
+from yurthub.filters.visibility import Visibility
+from yurthub.filters.watchstream import filter_watch
+
+SVC = ("", "v1", "services")
+KUBE_PROXY = ("kube-proxy", "", "services")
+
+
+def ev(etype: str, o: dict) -> bytes:
+    return json.dumps({"type": etype, "object": o}, separators=(",", ":")).encode() + b"\n"
+
+
+def lb(discard: bool, rv: int) -> dict:
+    o = obj("services", "default", "web-lb")
+    o["metadata"]["resourceVersion"] = str(rv)
+    o["metadata"]["annotations"] = {"svc.openyurt.io/discard": "true" if discard else "false"}
+    return o
+
+
+def run(lines: list[bytes], chain: Chain, visibility=None, size: int = 0) -> list[tuple]:
+    body = b"".join(lines)
+    chunks = [body[i:i + size] for i in range(0, len(body), size)] if size else lines
+    out = b"".join(filter_watch(chunks, chain, visibility))
+    events = [json.loads(line) for line in out.splitlines()]
+    return [(e["type"], e["object"]["metadata"].get("name"),
+             e["object"]["metadata"].get("resourceVersion")) for e in events]
+
+
+def discard_chain() -> Chain:
+    return Chain([DiscardCloudService()], scope(*SVC))
+
+
+@pytest.mark.parametrize("size", [0, 1, 50])
+def test_drop_and_pass_again(size):
+    # The client listed web-lb while it passed (discard=false), then it is discarded, changed
+    # while discarded, passes again, and is deleted.
+    lines = [ev("MODIFIED", lb(True, 11)), ev("MODIFIED", lb(True, 12)),
+             ev("MODIFIED", lb(False, 13)), ev("MODIFIED", lb(False, 14)),
+             ev("DELETED", lb(False, 15))]
+    assert run(lines, discard_chain(), size=size) == [
+        ("DELETED", "web-lb", "11"),     # dropped: the client had it, so it goes
+        ("ADDED", "web-lb", "13"),       # passes again: new to the client
+        ("MODIFIED", "web-lb", "14"),
+        ("DELETED", "web-lb", "15"),
+    ]
+
+
+def test_added_while_dropped_is_never_seen_and_its_delete_neither():
+    lines = [ev("ADDED", lb(True, 11)), ev("MODIFIED", lb(True, 12)),
+             ev("DELETED", lb(True, 13))]
+    assert run(lines, discard_chain()) == []
+
+
+def test_what_the_list_dropped_is_not_deleted_again():
+    vis = Visibility()
+    view = vis.view(KUBE_PROXY)
+    body = list_body("/api/v1/services")
+    list(filter_list([body], discard_chain(), on_dropped=lambda k: view.mark(k, True)))
+    assert view.is_dropped(("default", "web-lb"))
+    # The seeded web-lb (discard=true) changes while still discarded: nothing for the client.
+    assert run([ev("MODIFIED", lb(True, 50))], discard_chain(), view) == []
+    # Then it stops being discarded: it arrives as ADDED, and the ledger forgets it.
+    assert run([ev("MODIFIED", lb(False, 51))], discard_chain(), view) == [
+        ("ADDED", "web-lb", "51")]
+    assert not view.is_dropped(("default", "web-lb"))
+    # Another client's record is its own.
+    assert not vis.view(("kubelet", "", "services")).is_dropped(("default", "web-lb"))
+
+
+def test_bookmark_and_error_pass_untouched_and_unchanged_events_keep_their_bytes():
+    bookmark = b'{"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1",' \
+               b'"metadata":{"resourceVersion":"77"}}}\n'
+    error = b'{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},' \
+            b'"status":"Failure","message":"too old","reason":"Expired","code":410}}\n'
+    plain = ev("MODIFIED", obj("services", "default", "web-plain"))
+    body = bookmark + plain + error
+    for chain in (discard_chain(), Chain([MasterService()], scope(*SVC))):
+        assert b"".join(filter_watch([body], chain)) == body
+
+
+def test_changing_filters_rewrite_and_keep_types():
+    chain = Chain([MasterService()], scope(*SVC, ctx(hub_host="169.254.2.1")))
+    k = obj("services", "default", "kubernetes")
+    out = b"".join(filter_watch([ev("ADDED", k), ev("MODIFIED", k), ev("DELETED", k)], chain))
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    assert {e["object"]["spec"]["clusterIP"] for e in events} == {"169.254.2.1"}
+
+
+def test_topology_events_as_kube_proxy():
+    context = ctx(node_name="node-0001", pool="pool-a",
+                  pool_nodes=frozenset({"node-0000", "node-0001"}),
+                  service_topology={("default", "web-pool"): "openyurt.io/nodepool"})
+    chain = Chain([ServiceTopology()], scope("discovery.k8s.io", "v1", "endpointslices",
+                                             context))
+    s = obj("endpointslices", "default", "web-pool-sbx01")
+    moved = json.loads(json.dumps(s))
+    moved["endpoints"][0]["nodeName"] = "node-0003"  # node-0000's endpoint moves to pool-b
+    out = b"".join(filter_watch([ev("ADDED", s), ev("MODIFIED", moved)], chain))
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [(e["type"], [a for ep in e["object"]["endpoints"] for a in ep["addresses"]])
+            for e in events] == [("ADDED", ["10.128.0.206", "10.128.4.206"]),
+                                 ("MODIFIED", ["10.128.4.206"])]
+
+
+def test_a_torn_or_bad_stream_is_an_error():
+    with pytest.raises(DecodeError):
+        list(filter_watch([ev("ADDED", lb(False, 1))[:-5]], discard_chain()))
+    with pytest.raises(DecodeError):
+        list(filter_watch([b'{"type":"NOPE","object":{}}\n'], discard_chain()))
+
+
+def test_visibility_is_bounded_and_forgets_clients():
+    vis = Visibility(maxsize=3)
+    for i in range(5):
+        vis.mark(KUBE_PROXY, ("ns", str(i)), True)
+    assert len(vis) == 3 and vis.is_dropped(KUBE_PROXY, ("ns", "4"))
+    assert not vis.is_dropped(KUBE_PROXY, ("ns", "0"))
+    vis.forget({KUBE_PROXY})
+    assert len(vis) == 0

@@ -1,0 +1,126 @@
+"""The hub's own watches of what the filters depend on, against a live sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
+from yurthub import config
+from yurthub import upstream as up
+from yurthub.credentials import CredentialStore
+from yurthub.filters.manager import FilterManager, Inputs
+from yurthub.filtersource import PERSIST_KEY, FilterSource
+
+NODE = "node-0001"
+
+
+@pytest.fixture
+def sandbox4():
+    sb = Sandbox(nodes=4, pods_per_node=0, bookmark_interval=0.3).start()
+    yield sb
+    sb.stop()
+
+
+class Source:
+    def __init__(self, sandbox: Sandbox, **settings: str) -> None:
+        self.cfg = config.load(None, {"server_addr": sandbox.url, "node_name": NODE,
+                                      **settings})
+        self.creds = CredentialStore(self.cfg)
+        self.upstream = up.Upstream(self.cfg, self.creds.load())
+        self.manager = FilterManager(self.cfg)
+        self.persisted: list[tuple[str, bytes]] = []
+        self.changes: list = []
+        self.manager.on_change(lambda clients, why: self.changes.append((clients, why)))
+        self.source = FilterSource(self.manager, self.upstream, NODE,
+                                   lambda k, b: self.persisted.append((k, b)))
+
+    def __enter__(self) -> Source:
+        self.source.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.source.stop()
+        self.upstream.close()
+        self.creds.close()
+
+
+def test_every_input_is_listed_then_watched_and_persisted(sandbox4):
+    with Source(sandbox4) as s:
+        wait_for(lambda: s.manager.not_ready() is None, what="the filter configuration")
+        ctx = s.manager.snapshot.ctx
+        assert (ctx.pool, ctx.pool_nodes, ctx.zone) == (
+            "pool-a", frozenset({"node-0000", "node-0001"}), "zone-a")
+        assert dict(ctx.service_topology) == {
+            ("default", "web-hostname"): "kubernetes.io/hostname",
+            ("default", "web-pool"): "openyurt.io/nodepool",
+            ("default", "web-zone"): "kubernetes.io/zone"}
+        assert s.manager.inputs.configmap == {"cache_agents": ""}
+        key, body = s.persisted[-1]
+        assert key == PERSIST_KEY and Inputs.from_json(json.loads(body)) == s.manager.inputs
+        # Watched: a NodePool's members, yurt-hub-cfg, a Service, this Node.
+        sandbox4.patch("nodepools", "pool-a", {"status": {"nodes": ["node-0001"]}},
+                       patch_type="merge", subresource="status")
+        wait_for(lambda: s.manager.snapshot.ctx.pool_nodes == frozenset({"node-0001"}),
+                 what="the new members")
+        sandbox4.patch("configmaps", "yurt-hub-cfg", {"data": {"cache_agents": "kubectl"}},
+                       namespace="kube-system")
+        wait_for(lambda: s.manager.cache_agents() == {"kubectl"}, what="the new cache agents")
+        sandbox4.delete("services", "web-zone", "default")
+        wait_for(lambda: ("default", "web-zone") not in s.manager.snapshot.ctx.service_topology,
+                 what="the deleted Service's annotation gone")
+        sandbox4.patch("nodes", NODE, {"metadata": {"labels": {
+            "apps.openyurt.io/nodepool": "pool-b"}}})
+        wait_for(lambda: s.manager.snapshot.ctx.pool == "pool-b", what="this node's new pool")
+        assert [why for _, why in s.changes] == [
+            "nodepools", "services' topology annotations", f"node {NODE}"]
+        assert Inputs.from_json(json.loads(s.persisted[-1][1])) == s.manager.inputs
+        # The hub's own requests are its own: none went through a filter or a cache agent.
+        assert {r.user_agent for r in sandbox4.requests()} == {"yurthub/filters"}
+
+
+def test_a_cluster_without_openyurt_and_a_node_not_registered_yet(sandbox4):
+    sandbox4.delete("customresourcedefinitions", "nodepools.apps.openyurt.io")
+    sandbox4.delete("nodes", NODE)
+    with Source(sandbox4) as s:
+        wait_for(lambda: s.manager.not_ready() is None, what="the filter configuration")
+        assert s.manager.inputs.nodepools == {} and s.manager.inputs.node == ("", "")
+        sandbox4.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": NODE, "labels": {"apps.openyurt.io/nodepool": "pool-b"}}})
+        wait_for(lambda: s.manager.snapshot.ctx.pool == "pool-b", what="the Node registering")
+
+
+def test_only_what_the_active_filters_need_is_watched(sandbox4):
+    with Source(sandbox4, disabled_resource_filters="servicetopology",
+                nodepool_name="pool-x") as s:
+        assert [r.name for r in s.source.reflectors] == ["yurthub-watch-yurt-hub-cfg"]
+        wait_for(lambda: s.manager.not_ready() is None, what="the filter configuration")
+        assert s.manager.snapshot.ctx.pool == "pool-x"
+
+
+def test_a_compacted_history_relists_and_an_outage_keeps_what_was_known(sandbox4):
+    with Source(sandbox4) as s:
+        wait_for(lambda: s.manager.not_ready() is None, what="the filter configuration")
+        lists = _lists(sandbox4)
+        sandbox4.patch("nodepools", "pool-a", {"status": {"nodes": ["node-0000"]}},
+                       patch_type="merge", subresource="status")
+        wait_for(lambda: s.manager.snapshot.ctx.pool_nodes == frozenset({"node-0000"}),
+                 what="the change")
+        sandbox4.offline()
+        sandbox4.compact()
+        known = s.manager.inputs
+        sandbox4.patch("nodepools", "pool-a", {"status": {"nodes": ["node-0003"]}},
+                       patch_type="merge", subresource="status")
+        assert s.manager.inputs == known and s.manager.not_ready() is None
+        sandbox4.compact()
+        sandbox4.online()
+        wait_for(lambda: s.manager.snapshot.ctx.pool_nodes == frozenset({"node-0003"}),
+                 timeout=30, what="the change made while the hub could not watch")
+        assert _lists(sandbox4) > lists  # the old version was gone (410): listed again
+
+
+def _lists(sandbox: Sandbox) -> int:
+    return sum(1 for r in sandbox.requests("GET /apis/apps.openyurt.io/v1beta2/nodepools?")
+               if "watch=true" not in r.query)
