@@ -138,9 +138,11 @@ class Reflector(BackgroundThread):
         whole = False
         try:
             if resp.status == 404 and self.absent_is_empty:
+                for _ in self._chunks(resp):
+                    pass  # read to its end: the connection goes back to the pool clean
+                whole = True
                 self.objects = {}
                 self._synced(None)
-                whole = True
                 return None
             self._status(resp)
             parser = ListParser()

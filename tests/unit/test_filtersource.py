@@ -124,3 +124,49 @@ def test_a_compacted_history_relists_and_an_outage_keeps_what_was_known(sandbox4
 def _lists(sandbox: Sandbox) -> int:
     return sum(1 for r in sandbox.requests("GET /apis/apps.openyurt.io/v1beta2/nodepools?")
                if "watch=true" not in r.query)
+
+
+def test_a_404_is_read_to_its_end_before_its_connection_is_reused(tmp_path):
+    """A server without the resource (404 with a body, keep-alive): the connection goes
+    back to the pool clean, so the next request on it gets its own answer."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            ok = self.path.startswith("/ok")
+            body = b'{"kind":"ConfigMap"}' if ok else b'{"kind":"Status","code":404}' * 50
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not ok:
+                time.sleep(0.3)  # the body comes later than the headers
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = config.load(None, {"server_addr": f"http://127.0.0.1:{server.server_port}",
+                             "node_name": NODE, "disabled_resource_filters": "*"})
+    creds = CredentialStore(cfg)
+    upstream = up.Upstream(cfg, creds.load())
+    manager = FilterManager(cfg)
+    source = FilterSource(manager, upstream, NODE, lambda k, b: None)
+    source.start()
+    try:
+        wait_for(lambda: manager.inputs.configmap == {}, what="yurt-hub-cfg known (absent)")
+        for _ in range(5):
+            resp = upstream.send(upstream.servers[0], "GET", "/ok", {}, None, read_timeout=5)
+            assert resp.status == 200 and b"".join(up.stream(resp)) == b'{"kind":"ConfigMap"}'
+            up.finish(resp, True)
+    finally:
+        source.stop()
+        upstream.close()
+        creds.close()
+        server.shutdown()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from yurthub.errors import DecodeError
 from yurthub.filters.context import FilterContext
+from yurthub.kube.bulk import Interest, hides
 from yurthub.kube.jsonscan import HAVE_MSGSPEC, decode_object
 
 if HAVE_MSGSPEC:
@@ -75,13 +76,17 @@ class ObjectFilter(Protocol):
         """False only when ``filter`` would certainly return the object unchanged, judged
         from its JSON bytes alone (a necessary condition, checked without decoding)."""
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        """ASCII byte patterns one of which every object the filter may change contains
+        (() when it changes nothing in this scope, None when no pattern says it)."""
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         """True when going from ``old`` to ``new`` may change what the filter returns."""
 
 
 def escaped(raw: bytes) -> bool:
-    """True when ``raw`` holds a ``\\u`` escape, which could hide any byte pattern."""
-    return b"\\u" in raw
+    """True when ``raw`` holds a ``\\u`` escape that could hide a byte pattern."""
+    return hides(raw)
 
 
 class Chain:
@@ -116,6 +121,16 @@ class Chain:
     def may_change(self, raw: bytes) -> bool:
         scope = self.scope
         return any(f.may_change(raw, scope) for f in self.filters)
+
+    def interest(self) -> Interest:
+        """What a list reader must look at item by item for this chain (kube.bulk)."""
+        patterns: list[str] = []
+        for f in self.filters:
+            got = f.interest(self.scope)
+            if got is None:
+                return Interest(None)
+            patterns += got
+        return Interest(patterns)
 
     def apply_raw(self, raw: bytes, obj: Obj | None = None) -> bytes | None:
         """``apply`` on an object's JSON: the same bytes when nothing changed, new bytes

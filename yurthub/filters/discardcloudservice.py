@@ -37,5 +37,8 @@ class DiscardCloudService:
         return (b'"LoadBalancer"' in raw or b"x-tunnel-server-internal-svc" in raw
                 or escaped(raw))
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        return ('"LoadBalancer"', "x-tunnel-server-internal-svc")
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return False

@@ -55,5 +55,8 @@ class ForwardKubeSvcTraffic:
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         return b'"kubernetes"' in raw or escaped(raw)
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        return ('"kubernetes"',)
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return (old.hub_host, old.hub_port) != (new.hub_host, new.hub_port)

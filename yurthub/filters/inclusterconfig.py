@@ -53,5 +53,8 @@ class InClusterConfig:
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         return b'"kube-proxy"' in raw or escaped(raw)
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        return ('"kube-proxy"',)
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return False

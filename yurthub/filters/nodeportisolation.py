@@ -66,5 +66,8 @@ class NodePortIsolation:
             return False
         return b"nodeport.openyurt.io/listen" in raw or escaped(raw)
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        return ("nodeport.openyurt.io/listen",) if scope.ctx.pool else ()
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return old.pool != new.pool

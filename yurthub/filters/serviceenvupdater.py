@@ -63,5 +63,8 @@ class ServiceEnvUpdater:
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         return b"KUBERNETES_SERVICE_" in raw or escaped(raw)
 
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        return ("KUBERNETES_SERVICE_",)
+
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return (old.hub_host, old.hub_port) != (new.hub_host, new.hub_port)

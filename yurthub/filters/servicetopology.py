@@ -29,6 +29,7 @@ HOSTNAME = "kubernetes.io/hostname"
 ZONE = "kubernetes.io/zone"
 NODEPOOL = "openyurt.io/nodepool"
 
+MAX_PATTERNS = 32  # more annotated Services: every slice is looked at (may_change)
 _SERVICE_LABEL = re.compile(rb'"kubernetes\.io/service-name":"([^"\\]*)"')
 
 Keep = Callable[[dict[str, Any]], bool]
@@ -135,6 +136,15 @@ class ServiceTopology:
             return True  # written in a way the pattern does not read: decode to be sure
         names = scope.ctx.topology_names
         return any(name.decode("utf-8", "replace") in names for name in found)
+
+    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+        names = scope.ctx.topology_names
+        if not names:
+            return ()
+        if len(names) > MAX_PATTERNS:
+            return ('"kubernetes.io/service-name"',) if scope.resource == "endpointslices" \
+                else None
+        return tuple(f'"{n}"' for n in names)
 
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return (old.pool, old.pool_nodes, old.zone, old.node_name, old.service_topology) != (

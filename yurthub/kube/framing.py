@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yurthub.errors import DecodeError
+from yurthub.kube.bulk import Bulk, Interest, find_run, separator_of
 from yurthub.kube.jsonscan import (
     HAVE_MSGSPEC,
     BytesBuffer,
@@ -31,7 +32,8 @@ from yurthub.kube.jsonscan import (
 from yurthub.kube.meta import rv_int
 
 __all__ = ["HAVE_MSGSPEC", "MAX_INFLATED_BYTES", "MAX_OBJECT_BYTES", "WATCH_EVENT_TYPES",
-           "Decompressor", "Event", "Item", "ListInfo", "ListParser", "WatchFramer"]
+           "Bulk", "Decompressor", "Event", "Interest", "Item", "ListInfo", "ListParser",
+           "WatchFramer"]
 
 WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 # The largest object the cache takes (etcd refuses values over 1.5 MiB; JSON is larger).
@@ -131,11 +133,15 @@ class ListParser:
     what the pipe holds (kilobytes), not single bytes of a megabyte item.
     """
 
-    def __init__(self, *, accelerate: bool | None = None,
+    def __init__(self, *, accelerate: bool | None = None, bulk: Interest | None = None,
                  max_item: int = MAX_OBJECT_BYTES) -> None:
         self._max_item = max_item
-        self._b: TextBuffer | BytesBuffer = (
-            BytesBuffer() if _use_msgspec(accelerate) else TextBuffer())
+        self._exact = _use_msgspec(accelerate)
+        self._b: TextBuffer | BytesBuffer = BytesBuffer() if self._exact else TextBuffer()
+        # feed_pieces only: runs of items of no interest come out as one Bulk (kube.bulk)
+        self._bulk = bulk if bulk is not None and not bulk.everything else None
+        self._sep: bytes | str | None = None
+        self._no_run_before = 0  # buffer offset before which no run is tried again
         self._pending: list[bytes] = []
         self._pending_len = 0
         self._need = 0  # buffered bytes/chars to wait for before trying again
@@ -179,31 +185,58 @@ class ListParser:
             raise self._error
         return items
 
-    def feed_pieces(self, data: bytes) -> list[Item | bytes]:
+    def feed_pieces(self, data: bytes) -> list[Item | Bulk | bytes]:
         """Like ``feed``, with the bytes between items as well: every byte of the body
         comes back once, in order, either inside an ``Item`` (its ``raw``) or as ``bytes``
         (the list's head, the commas between items, its tail).  Joining them gives the
-        body back exactly, so a filter can rebuild it around the items it changes."""
+        body back exactly, so a filter can rebuild it around the items it changes.  With
+        ``bulk``, runs of whole items that hold nothing of interest come as one ``Bulk``."""
         if self._error:
             raise self._error
         if not data:
             return []
         self._pending.append(data)
         self._pending_len += len(data)
-        if (len(self._b.buf) + self._pending_len < self._need
+        waiting = len(self._b.buf) + self._pending_len
+        if (waiting < self._need and waiting <= self._max_item
                 and not data.rstrip(b" \t\r\n").endswith(b"}")):
             return []
-        pieces: list[Item | bytes] = []
+        pieces: list[Item | Bulk | bytes] = []
         try:
             self._parse(final=False, pieces=pieces)
         except DecodeError as e:
             self._error = e
             raise
+        if len(self._b.buf) > self._max_item:  # as in feed: one unfinished, oversized item
+            self._error = DecodeError(f"a list item larger than {self._max_item} bytes")
+            raise self._error
         return pieces
 
-    def close_pieces(self) -> tuple[list[Item | bytes], ListInfo]:
+    @property
+    def separator(self) -> bytes | None:
+        """What separates two items, learned from the first one (with ``bulk``)."""
+        return self._sep.encode() if isinstance(self._sep, str) else self._sep
+
+    def detach(self) -> tuple[bytes, bool] | None:
+        """Inside the items array, between items: hand back the bytes not parsed yet, and
+        whether they begin at an item (the separator before it was handed out already)
+        rather than right after one.  The parser forgets them, so a reader can skip ahead
+        and ``feed_pieces`` again from a later point right after an item (kube.bulk).
+        None anywhere else."""
+        b = self._b
+        if self._error or self._state not in (_AFTER_ITEM, _ITEM) or not b.whole_chars():
+            return None
+        at_item = self._state == _ITEM
+        data = b.raw(0, len(b.buf)) + b"".join(self._pending)
+        b.drop(len(b.buf))
+        self._pending, self._pending_len, self._need = [], 0, 0
+        self._no_run_before = 0
+        self._state = _AFTER_ITEM
+        return data, at_item
+
+    def close_pieces(self) -> tuple[list[Item | Bulk | bytes], ListInfo]:
         """``close`` for ``feed_pieces``: the last pieces and the ListInfo."""
-        pieces: list[Item | bytes] = []
+        pieces: list[Item | Bulk | bytes] = []
         if self._error is None:
             try:
                 return pieces, self._finish(pieces)
@@ -220,7 +253,7 @@ class ListParser:
                 self._error = e
         raise self._error
 
-    def _finish(self, pieces: list[Item | bytes] | None = None) -> ListInfo:
+    def _finish(self, pieces: list[Item | Bulk | bytes] | None = None) -> ListInfo:
         late = self._parse(final=True, pieces=pieces)
         if self._state != _DONE or self._b.buf.strip():
             raise DecodeError("list body ended early (torn)")
@@ -251,7 +284,8 @@ class ListParser:
             self._error = e
             raise
 
-    def _parse(self, final: bool, pieces: list[Item | bytes] | None = None) -> list[Item]:
+    def _parse(self, final: bool, pieces: list[Item | Bulk | bytes] | None = None
+               ) -> list[Item]:
         """Parse what is buffered; with ``pieces``, also append to it every consumed byte
         (items and the bytes between them), in order."""
         b = self._b
@@ -267,6 +301,20 @@ class ListParser:
             if not c:
                 break
             if state in (_ITEM, _ITEM_FIRST) and not (state == _ITEM_FIRST and c == "]"):
+                if pieces is not None and self._bulk is not None and self._sep is not None \
+                        and pos >= self._no_run_before:
+                    run = find_run(b.buf, pos, self._sep, self._bulk, exact=self._exact)
+                    if isinstance(run, tuple):
+                        end, n = run
+                        if pos > mark:
+                            pieces.append(b.raw(mark, pos))
+                        pieces.append(Bulk(b.raw(pos, end), n))
+                        self._count += n
+                        pos = mark = end
+                        state = _AFTER_ITEM
+                        continue
+                    if run is not None:
+                        self._no_run_before = run
                 found = b.item(pos, final)
                 if found is None:
                     need = 2 * (len(b.buf) - pos)
@@ -274,6 +322,8 @@ class ListParser:
                 obj, end = found
                 item = Item(b.raw(pos, end), obj)
                 items.append(item)
+                if self._sep is None and self._bulk is not None:
+                    self._sep = separator_of(b.buf[pos:end])
                 if pieces is not None:
                     if pos > mark:
                         pieces.append(b.raw(mark, pos))
@@ -319,6 +369,7 @@ class ListParser:
         if pieces is not None and pos > mark:
             pieces.append(b.raw(mark, pos))
         b.drop(pos)
+        self._no_run_before = max(0, self._no_run_before - pos)
         self._state, self._need = state, need
         return items
 

@@ -128,6 +128,10 @@ class TextBuffer:
     def drop(self, pos: int) -> None:
         self.buf = self.buf[pos:]
 
+    def whole_chars(self) -> bool:
+        """True when no partial UTF-8 character waits in the decoder."""
+        return not self._utf8.getstate()[0]
+
     def char(self, pos: int) -> str:
         return self.buf[pos:pos + 1]
 
@@ -188,6 +192,10 @@ class BytesBuffer:
 
     def drop(self, pos: int) -> None:
         self.buf = self.buf[pos:]
+
+    def whole_chars(self) -> bool:
+        """True when no partial UTF-8 character waits in the validating decoder."""
+        return not self._utf8.getstate()[0]
 
     def char(self, pos: int) -> str:
         return self.buf[pos:pos + 1].decode("latin-1")

@@ -1,0 +1,104 @@
+"""Runs of whole list items found without parsing them one by one (kube.bulk)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yurthub.kube.bulk import Bulk, Interest, find_run, hides, separator_of
+from yurthub.kube.framing import HAVE_MSGSPEC, Item, ListParser
+
+EXACT = [False, True] if HAVE_MSGSPEC else [False]
+
+
+@pytest.mark.parametrize("text, hidden", [
+    ('"a\\u0026b"', False), ('"\\u003cx\\u003e"', False), ('"caf\\u00e9"', False),
+    ('"\\u4e2d"', False), ('"KUBERNETES\\u005fSERVICE"', True), ('"kubernet\\u0065s"', True),
+    ('"\\u0022quoted"', True), ('"x\\u002dy"', True), ('"\\u0041"', True), ('"plain"', False),
+])
+def test_hides_only_escapes_of_what_a_pattern_may_hold(text, hidden):
+    assert hides(text) is hidden and hides(text.encode()) is hidden
+
+
+def test_interest_finds_the_first_hit():
+    i = Interest(['"kubernetes"', "KUBERNETES_SERVICE_"])
+    body = b'{"a":"x"},{"b":"KUBERNETES_SERVICE_HOST"},{"name":"kubernetes"}'
+    assert i.find(body) == body.index(b"KUBERNETES")
+    assert i.find(body.decode(), 20) == body.index(b'"kubernetes"')
+    assert i.find(body, 0, 20) == -1
+    assert i.find(b'{"k":"kubern\\u0065tes"}') == 12
+    assert Interest(None).find(b"anything", 3) == 3 and Interest(None).everything
+    assert Interest([]).nothing and Interest([]).find(b'"\\u0041"') == -1
+
+
+def items(n: int, extra: dict | None = None, odd: str = "{[]}") -> list[bytes]:
+    """Pod-like items; ``odd`` is a string value with brackets in it."""
+    out = []
+    for i in range(n):
+        o = {"metadata": {"name": f"p{i}", "labels": {"a": odd}},
+             "spec": {"containers": [{"name": "c", "env": [{"name": "X", "value": "v"}]}]}}
+        if extra and i in extra:
+            o["spec"]["containers"][0]["env"].append(extra[i])
+        out.append(json.dumps(o, separators=(",", ":")).encode())
+    return out
+
+
+@pytest.mark.parametrize("exact", EXACT)
+def test_a_run_ends_before_the_first_item_of_interest(exact):
+    raws = items(6, {4: {"name": "KUBERNETES_SERVICE_HOST", "value": "1"}})
+    buf = b",".join(raws) + b",{"
+    sep = separator_of(raws[0])
+    assert sep == b'},{"metadata":'
+    got = find_run(buf, 0, sep, Interest(["KUBERNETES_SERVICE_"]), exact=exact)
+    assert got == (len(b",".join(raws[:4])), 4)
+    # Without interest: up to the last separator (the last item may not be whole yet).
+    assert find_run(buf, 0, sep, Interest([]), exact=exact) == (len(b",".join(raws[:5])), 5)
+
+
+@pytest.mark.parametrize("exact", EXACT)
+def test_brackets_in_strings_that_do_not_balance_mean_item_by_item_without_msgspec(exact):
+    raws = items(4, odd="{[")
+    buf = b",".join(raws) + b",{"
+    got = find_run(buf, 0, separator_of(raws[0]), Interest([]), exact=exact)
+    if exact:
+        assert got == (len(b",".join(raws[:3])), 3)
+    else:
+        assert got == len(b",".join(raws[:3]))  # not a run: go item by item up to there
+
+
+@pytest.mark.parametrize("exact", EXACT)
+def test_a_separator_inside_an_item_is_not_a_run(exact):
+    nested = json.dumps({"metadata": {"name": "x"}, "spec": {"list": [
+        {"metadata": {"a": 1}}, {"metadata": {"b": 2}}]}}, separators=(",", ":")).encode()
+    buf = nested + b',{"metadata":'
+    sep = b'},{"metadata":'
+    # The last separator is the real one: one whole item.
+    end, count = find_run(buf, 0, sep, Interest([]), exact=exact)
+    assert end == len(nested)
+    assert count == 1 or not exact  # without msgspec the count is of separators
+    # Cut inside the item (the next item not there yet): never handed out as a run.
+    cut = nested[: nested.index(b'},{"metadata":{"b"') + 14]
+    assert not isinstance(find_run(cut, 0, sep, Interest([]), exact=exact), tuple)
+
+
+@pytest.mark.parametrize("exact", EXACT)
+@pytest.mark.parametrize("size", [1, 100, 4096, 1 << 20])
+def test_list_parser_hands_out_runs_and_items_of_interest(exact, size):
+    env = {"name": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1"}
+    raws = items(300, {7: env, 150: env, 299: env})
+    body = (b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5"},'
+            b'"items":[' + b",".join(raws) + b"]}\n")
+    p = ListParser(accelerate=exact, bulk=Interest(["KUBERNETES_SERVICE_"]))
+    pieces: list = []
+    for i in range(0, len(body), size):
+        pieces += p.feed_pieces(body[i:i + size])
+    last, info = p.close_pieces()
+    pieces += last
+    assert b"".join(x if isinstance(x, bytes) else x.raw for x in pieces) == body
+    assert info.item_count == 300
+    singles = [json.loads(x.raw)["metadata"]["name"] for x in pieces if isinstance(x, Item)]
+    assert {"p7", "p150", "p299"} <= set(singles)
+    if size >= 4096:
+        assert len(singles) < 30  # the rest came in runs
+        assert sum(x.count for x in pieces if isinstance(x, Bulk)) == 300 - len(singles)
