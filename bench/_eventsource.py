@@ -13,6 +13,13 @@ latency a client computes.  ``cm-<i>`` is taken from the request's
 ``fieldSelector=metadata.name=cm-<i>`` when there is one (so the events match the watch).
 ``/readyz``, ``/healthz`` and ``/livez`` answer 200; anything else is a 404 Status.
 Connections are served by one thread each (a blocking ``recv`` notices a closed watch).
+
+``--kind endpointslice`` (the filter benchmark) sends kube-proxy's events instead: an
+EndpointSlice of Service ``<name>`` with ``--endpoints`` endpoints on nodes node-0000 to
+node-0015 in turn, ``ts`` in an annotation, and only to watches of endpointslices; other
+watches (a hub's own, of what its filters depend on) stay open and silent.
+``--static DIR`` answers a plain GET with the file named after its path (``/`` as ``_``),
+so those watches' lists can be served too.
 """
 
 from __future__ import annotations
@@ -29,10 +36,24 @@ NOT_FOUND = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failur
              b'"message":"not found","reason":"NotFound","code":404}')
 
 
+def slice_event(name: bytes, rv: int, endpoints: int) -> bytes:
+    eps = b",".join(
+        b'{"addresses":["10.%d.%d.%d"],"conditions":{"ready":true,"serving":true,'
+        b'"terminating":false},"nodeName":"node-%04d","zone":"zone-a"}'
+        % (rv % 200, i, rv % 250, i % 16) for i in range(endpoints))
+    return (b'{"type":"MODIFIED","object":{"metadata":{"name":"' + name + b'-x1","namespace":'
+            b'"default","resourceVersion":"' + str(rv).encode() + b'","labels":{'
+            b'"kubernetes.io/service-name":"' + name + b'"},"annotations":{"ts":"'
+            + repr(time.time()).encode() + b'"}},"addressType":"IPv4","endpoints":[' + eps
+            + b'],"ports":[{"name":"http","protocol":"TCP","port":8080}]}}\n')
+
+
 class Streams:
     """The open watch streams, and the one thread that feeds them at a fixed rate."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, kind: str = "configmap", endpoints: int = 20) -> None:
+        self.kind = kind
+        self.endpoints = endpoints
         self.rate = rate
         self.lock = threading.Lock()
         self.streams: list[tuple[socket.socket, bytes]] = []
@@ -68,10 +89,13 @@ class Streams:
             i = (i + 1) % len(streams)
             sock, name = streams[i]
             self.rv += 1
-            line = (b'{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"ConfigMap",'
-                    b'"metadata":{"name":"' + name + b'","namespace":"default",'
-                    b'"resourceVersion":"' + str(self.rv).encode() + b'"},"data":{"ts":"'
-                    + repr(time.time()).encode() + b'"}}}\n')
+            if self.kind == "endpointslice":
+                line = slice_event(name, self.rv, self.endpoints)
+            else:
+                line = (b'{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"ConfigMap",'
+                        b'"metadata":{"name":"' + name + b'","namespace":"default",'
+                        b'"resourceVersion":"' + str(self.rv).encode() + b'"},"data":{"ts":"'
+                        + repr(time.time()).encode() + b'"}}}\n')
             try:
                 sock.sendall(b"%X\r\n%s\r\n" % (len(line), line))
                 self.sent += 1
@@ -79,7 +103,8 @@ class Streams:
                 self.remove(sock)
 
 
-def serve_conn(sock: socket.socket, streams: Streams, counter: list[int]) -> None:
+def serve_conn(sock: socket.socket, streams: Streams, counter: list[int],
+               static: str | None = None) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = b""
     try:
@@ -110,6 +135,10 @@ def serve_conn(sock: socket.socket, streams: Streams, counter: list[int]) -> Non
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Cache-Control: no-cache, private\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")
+                if streams.kind == "endpointslice" and "endpointslices" not in url.path:
+                    while sock.recv(65536):
+                        pass  # a watch that gets no events: open until the client leaves
+                    return
                 streams.add(sock, name)
                 try:
                     while sock.recv(65536):
@@ -117,9 +146,13 @@ def serve_conn(sock: socket.socket, streams: Streams, counter: list[int]) -> Non
                 finally:
                     streams.remove(sock)
                 return
+            body = _static(static, url.path)
             if url.path in ("/readyz", "/healthz", "/livez"):
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                              b"Content-Length: 2\r\n\r\nok")
+            elif body is not None:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(body) + body)
             else:
                 sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (len(NOT_FOUND), NOT_FOUND))
@@ -129,12 +162,26 @@ def serve_conn(sock: socket.socket, streams: Streams, counter: list[int]) -> Non
         sock.close()
 
 
+def _static(directory: str | None, path: str) -> bytes | None:
+    if directory is None or ".." in path:
+        return None
+    try:
+        with open(f"{directory}/{path.replace('/', '_')}", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--rate", type=float, default=10.0, help="events per second per stream")
+    p.add_argument("--kind", choices=("configmap", "endpointslice"), default="configmap")
+    p.add_argument("--endpoints", type=int, default=20, help="endpoints per EndpointSlice")
+    p.add_argument("--static", default=None, metavar="DIR",
+                   help="answer plain GETs with DIR/<path, / as _>")
     args = p.parse_args()
-    streams = Streams(args.rate)
+    streams = Streams(args.rate, args.kind, args.endpoints)
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind(("127.0.0.1", args.port))
@@ -144,7 +191,8 @@ def main() -> int:
     counter = [0]
     while True:
         conn, _ = lsock.accept()
-        threading.Thread(target=serve_conn, args=(conn, streams, counter), daemon=True).start()
+        threading.Thread(target=serve_conn, args=(conn, streams, counter, args.static),
+                         daemon=True).start()
 
 
 if __name__ == "__main__":

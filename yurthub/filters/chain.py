@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from yurthub.errors import DecodeError
 from yurthub.filters.context import FilterContext
-from yurthub.kube.bulk import Interest, hides
+from yurthub.kube.bulk import Interest, Keyed, hides
 from yurthub.kube.jsonscan import HAVE_MSGSPEC, decode_object
 
 if HAVE_MSGSPEC:
@@ -76,9 +76,10 @@ class ObjectFilter(Protocol):
         """False only when ``filter`` would certainly return the object unchanged, judged
         from its JSON bytes alone (a necessary condition, checked without decoding)."""
 
-    def interest(self, scope: Scope) -> tuple[str, ...] | None:
-        """ASCII byte patterns one of which every object the filter may change contains
-        (() when it changes nothing in this scope, None when no pattern says it)."""
+    def interest(self, scope: Scope) -> tuple[str | Keyed, ...] | None:
+        """ASCII byte patterns (or Keyed ones) one of which every object the filter may
+        change contains (() when it changes nothing in this scope, None when no pattern
+        says it)."""
 
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         """True when going from ``old`` to ``new`` may change what the filter returns."""
@@ -124,7 +125,7 @@ class Chain:
 
     def interest(self) -> Interest:
         """What a list reader must look at item by item for this chain (kube.bulk)."""
-        patterns: list[str] = []
+        patterns: list[str | Keyed] = []
         for f in self.filters:
             got = f.interest(self.scope)
             if got is None:

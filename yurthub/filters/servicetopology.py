@@ -22,6 +22,7 @@ from typing import Any
 
 from yurthub.filters.chain import Obj, Scope, escaped
 from yurthub.filters.context import FilterContext, labels_of, namespace_name
+from yurthub.kube.bulk import Keyed
 
 NAME = "servicetopology"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -29,8 +30,9 @@ HOSTNAME = "kubernetes.io/hostname"
 ZONE = "kubernetes.io/zone"
 NODEPOOL = "openyurt.io/nodepool"
 
-MAX_PATTERNS = 32  # more annotated Services: every slice is looked at (may_change)
-_SERVICE_LABEL = re.compile(rb'"kubernetes\.io/service-name":"([^"\\]*)"')
+SERVICE_LABEL_REGEX = r'"kubernetes\.io/service-name":"([^"\\]*)"'
+NAME_REGEX = r'"name":"([^"\\]*)"'
+_SERVICE_LABEL = re.compile(SERVICE_LABEL_REGEX.encode())
 
 Keep = Callable[[dict[str, Any]], bool]
 
@@ -44,23 +46,36 @@ def _node_of_endpoint(ep: dict[str, Any], v1beta1: bool) -> str | None:
     return node if isinstance(node, str) and node else None
 
 
+class _OnNodes:
+    """Keep the endpoints on these nodes (a node name that is a non-empty string)."""
+
+    def __init__(self, nodes: frozenset[str], v1beta1: bool) -> None:
+        self.nodes = nodes
+        self.v1beta1 = v1beta1
+
+    def __call__(self, ep: dict[str, Any]) -> bool:
+        return _node_of_endpoint(ep, self.v1beta1) in self.nodes
+
+
+def _nodes_of(keep: Keep) -> frozenset[str] | None:
+    return keep.nodes if isinstance(keep, _OnNodes) else None
+
+
 def keeper(topology: str, ctx: FilterContext, v1beta1: bool = False) -> Keep | None:
     """Which endpoints to keep for a Service of ``topology``, or None to keep them all."""
     if topology == HOSTNAME:
-        node = ctx.node_name
-        return lambda ep: _node_of_endpoint(ep, v1beta1) == node
+        return _OnNodes(frozenset({ctx.node_name}) - {""}, v1beta1)
     if topology not in (NODEPOOL, ZONE):
         return None
     if ctx.pool:
         members = ctx.pool_nodes
         if members is None:
             return None  # YurtHub: the pool's nodes cannot be read, the slice passes as is
-        return lambda ep: _node_of_endpoint(ep, v1beta1) in members
+        return _OnNodes(frozenset(members) - {""}, v1beta1)
     if topology == ZONE and ctx.zone and not v1beta1:
         zone = ctx.zone
         return lambda ep: _node_of_endpoint(ep, False) is not None and ep.get("zone") == zone
-    node = ctx.node_name
-    return lambda ep: _node_of_endpoint(ep, v1beta1) == node
+    return _OnNodes(frozenset({ctx.node_name}) - {""}, v1beta1)
 
 
 class ServiceTopology:
@@ -89,7 +104,12 @@ class ServiceTopology:
         endpoints = obj.get("endpoints")
         if not isinstance(endpoints, list):
             endpoints = []
-        kept = [ep for ep in endpoints if isinstance(ep, dict) and keep(ep)]
+        nodes = _nodes_of(keep)
+        if nodes is not None and scope.version != "v1beta1":
+            # the common cases (this node, this node's pool), without a call per endpoint
+            kept = [ep for ep in endpoints if type(ep) is dict and ep.get("nodeName") in nodes]
+        else:
+            kept = [ep for ep in endpoints if isinstance(ep, dict) and keep(ep)]
         if len(kept) == len(endpoints) and isinstance(obj.get("endpoints"), list):
             return obj
         return {**obj, "endpoints": kept}
@@ -137,14 +157,13 @@ class ServiceTopology:
         names = scope.ctx.topology_names
         return any(name.decode("utf-8", "replace") in names for name in found)
 
-    def interest(self, scope: Scope) -> tuple[str, ...] | None:
+    def interest(self, scope: Scope) -> tuple[str | Keyed, ...] | None:
         names = scope.ctx.topology_names
         if not names:
             return ()
-        if len(names) > MAX_PATTERNS:
-            return ('"kubernetes.io/service-name"',) if scope.resource == "endpointslices" \
-                else None
-        return tuple(f'"{n}"' for n in names)
+        if scope.resource == "endpointslices":
+            return (Keyed(SERVICE_LABEL_REGEX, names),)
+        return (Keyed(NAME_REGEX, names),)  # Endpoints are named after their Service
 
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return (old.pool, old.pool_nodes, old.zone, old.node_name, old.service_topology) != (

@@ -35,21 +35,72 @@ def hides(raw: bytes | str) -> bool:
     return _HIDING_STR.search(raw) is not None
 
 
+class Keyed:
+    """A pattern with one group, that counts only when the group's text is in ``values``
+    (``"kubernetes.io/service-name":"(...)"`` for the Services that have a topology)."""
+
+    def __init__(self, regex: str, values: Iterable[str]) -> None:
+        self.regex = regex
+        self.values = frozenset(values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Keyed) and (self.regex, self.values) == (other.regex,
+                                                                           other.values)
+
+    def __hash__(self) -> int:
+        return hash((self.regex, self.values))
+
+
+class _Searcher:
+    """One thing to look for, in str and bytes buffers alike."""
+
+    def __init__(self, what: str | Keyed | None) -> None:
+        self.what = what
+        if isinstance(what, str):
+            self.width = len(what.encode())
+        elif isinstance(what, Keyed):
+            self.width = 256  # a key and a value: a match may span that much
+            self._re = (re.compile(what.regex), re.compile(what.regex.encode()))
+            self._values = (what.values, frozenset(v.encode() for v in what.values))
+        else:
+            self.width = 6    # \u00XX
+        self._lit = (what, what.encode()) if isinstance(what, str) else None
+
+    def search(self, buf: bytes | str, start: int, end: int) -> int:
+        b = isinstance(buf, bytes)
+        if self._lit is not None:
+            return buf.find(self._lit[b], start, end)  # type: ignore[arg-type]
+        if self.what is None:
+            backslash: Any = b"\\" if b else "\\"
+            if buf.find(backslash, start, end) < 0:  # escapes are rare: memchr first
+                return -1
+            m = (_HIDING_BYTES if b else _HIDING_STR).search(buf, start, end)  # type: ignore[arg-type]
+            return m.start() if m is not None else -1
+        values = self._values[b]
+        for m in self._re[b].finditer(buf, start, end):  # type: ignore[arg-type]
+            if m.group(1) in values:
+                return m.start()
+        return -1
+
+
 class Interest:
-    """What a reader must see item by item: any of ``patterns`` (ASCII), or an escape that
-    could hide one.  ``None`` means everything (no run is ever skipped); no patterns, nothing.
+    """What a reader must see item by item: any of ``patterns`` (ASCII literals, or Keyed),
+    or an escape that could hide one.  ``None`` means everything (no run is ever skipped);
+    no patterns, nothing.
     """
 
-    def __init__(self, patterns: Iterable[str] | None) -> None:
+    def __init__(self, patterns: Iterable[str | Keyed] | None) -> None:
         self.everything = patterns is None
-        self._str = tuple(sorted(set(patterns or ())))
-        self._bytes = tuple(p.encode() for p in self._str)
-        # the longest thing searched for: a pattern, or an escape (\u00XX)
-        self.longest = max([6, *(len(p) for p in self._bytes)])
+        unique = sorted(set(patterns or ()), key=lambda p: (isinstance(p, Keyed), str(p)))
+        self.searchers = [_Searcher(p) for p in unique]
+        if self.searchers:
+            self.searchers.append(_Searcher(None))
+        # the longest thing searched for (a pattern across two chunks)
+        self.longest = max([6, *(s.width for s in self.searchers)])
 
     @property
     def nothing(self) -> bool:
-        return not self.everything and not self._str
+        return not self.everything and not self.searchers
 
     def find(self, region: bytes | str, start: int = 0, end: int | None = None) -> int:
         """Offset of the first byte of interest in ``region[start:end]`` (-1: none)."""
@@ -57,20 +108,48 @@ class Interest:
             return start
         if end is None:
             end = len(region)
-        hits = []
-        patterns: tuple[Any, ...] = self._bytes if isinstance(region, bytes) else self._str
-        for p in patterns:
-            i = region.find(p, start, end)
+        best = -1
+        for s in self.searchers:
+            i = s.search(region, start, end)
             if i >= 0:
-                hits.append(i)
-                end = i  # only an earlier hit matters now
-        backslash: Any = "\\" if isinstance(region, str) else b"\\"
-        if patterns and region.find(backslash, start, end) >= 0:  # escapes are rare: memchr
-            regex: Any = _HIDING_BYTES if isinstance(region, bytes) else _HIDING_STR
-            m = regex.search(region, start, end)
-            if m is not None:
-                hits.append(m.start())
-        return min(hits) if hits else -1
+                best = end = i  # only an earlier hit matters now
+        return best
+
+
+class Finder:
+    """``Interest.find`` over one parser's buffer as it grows and is consumed: each byte is
+    searched once per pattern, whatever the number of runs tried (a list whose every item
+    holds a pattern would otherwise search the rest of the buffer once per item).  The
+    ``start`` of successive calls never moves back, as a parser's position does not."""
+
+    def __init__(self, interest: Interest) -> None:
+        self.interest = interest
+        self.base = 0                          # stream offset of the buffer's start
+        n = len(interest.searchers)
+        self._next: list[int] = [-1] * n       # stream offset of the next hit (-1: none)
+        self._upto: list[int] = [0] * n        # resolved up to here (stream offset)
+
+    def consumed(self, n: int) -> None:
+        """The buffer's first ``n`` bytes (or characters) were dropped."""
+        self.base += n
+
+    def find(self, buf: bytes | str, start: int, end: int) -> int:
+        """The first offset of interest in ``buf[start:end]`` (-1: none)."""
+        it = self.interest
+        if it.everything:
+            return start
+        base, best = self.base, -1
+        for i, s in enumerate(it.searchers):
+            nxt = self._next[i]
+            if nxt < base + start:  # not known past start: search on from where we were
+                frm = max(base + start, self._upto[i] - s.width + 1) - base
+                r = s.search(buf, frm, len(buf))
+                # resolved up to the hit (nothing before it), or to the end of the buffer
+                self._upto[i] = base + (r + 1 if r >= 0 else len(buf))
+                self._next[i] = nxt = base + r if r >= 0 else -1
+            if nxt >= 0 and nxt - base < end and (best < 0 or nxt - base < best):
+                best = nxt - base
+        return best
 
 
 class Bulk:
@@ -106,7 +185,7 @@ if HAVE_MSGSPEC:
     _decode_raw_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
-def find_run(buf: bytes | str, pos: int, sep: bytes | str, interest: Interest, *,
+def find_run(buf: bytes | str, pos: int, sep: bytes | str, finder: Finder, *,
              exact: bool) -> tuple[int, int] | int | None:
     """A run of whole items of no interest that starts at ``pos`` (an item's first byte)
     and ends before a separator: ``(end, items)`` (without msgspec, ``items`` counts the
@@ -117,7 +196,7 @@ def find_run(buf: bytes | str, pos: int, sep: bytes | str, interest: Interest, *
     cand = buf.rfind(sep, pos)  # type: ignore[arg-type]
     if cand <= pos:
         return None
-    hit = interest.find(buf, pos, cand + 1)
+    hit = finder.find(buf, pos, cand + 1)
     if hit >= 0:
         cand = buf.rfind(sep, pos, hit)  # type: ignore[arg-type]
         if cand <= pos:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yurthub.errors import DecodeError
-from yurthub.kube.bulk import Bulk, Interest, find_run, separator_of
+from yurthub.kube.bulk import Bulk, Finder, Interest, find_run, separator_of
 from yurthub.kube.jsonscan import (
     HAVE_MSGSPEC,
     BytesBuffer,
@@ -139,7 +139,7 @@ class ListParser:
         self._exact = _use_msgspec(accelerate)
         self._b: TextBuffer | BytesBuffer = BytesBuffer() if self._exact else TextBuffer()
         # feed_pieces only: runs of items of no interest come out as one Bulk (kube.bulk)
-        self._bulk = bulk if bulk is not None and not bulk.everything else None
+        self._bulk = Finder(bulk) if bulk is not None and not bulk.everything else None
         self._sep: bytes | str | None = None
         self._no_run_before = 0  # buffer offset before which no run is tried again
         self._pending: list[bytes] = []
@@ -228,6 +228,8 @@ class ListParser:
             return None
         at_item = self._state == _ITEM
         data = b.raw(0, len(b.buf)) + b"".join(self._pending)
+        if self._bulk is not None:
+            self._bulk = Finder(self._bulk.interest)  # what comes next is another stream
         b.drop(len(b.buf))
         self._pending, self._pending_len, self._need = [], 0, 0
         self._no_run_before = 0
@@ -370,6 +372,8 @@ class ListParser:
             pieces.append(b.raw(mark, pos))
         b.drop(pos)
         self._no_run_before = max(0, self._no_run_before - pos)
+        if self._bulk is not None:
+            self._bulk.consumed(pos)
         self._state, self._need = state, need
         return items
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from yurthub.kube.bulk import Bulk, Interest, find_run, hides, separator_of
+from yurthub.kube.bulk import Bulk, Finder, Interest, Keyed, find_run, hides, separator_of
 from yurthub.kube.framing import HAVE_MSGSPEC, Item, ListParser
 
 EXACT = [False, True] if HAVE_MSGSPEC else [False]
@@ -50,17 +50,18 @@ def test_a_run_ends_before_the_first_item_of_interest(exact):
     buf = b",".join(raws) + b",{"
     sep = separator_of(raws[0])
     assert sep == b'},{"metadata":'
-    got = find_run(buf, 0, sep, Interest(["KUBERNETES_SERVICE_"]), exact=exact)
+    got = find_run(buf, 0, sep, Finder(Interest(["KUBERNETES_SERVICE_"])), exact=exact)
     assert got == (len(b",".join(raws[:4])), 4)
     # Without interest: up to the last separator (the last item may not be whole yet).
-    assert find_run(buf, 0, sep, Interest([]), exact=exact) == (len(b",".join(raws[:5])), 5)
+    assert find_run(buf, 0, sep, Finder(Interest([])), exact=exact) == (
+        len(b",".join(raws[:5])), 5)
 
 
 @pytest.mark.parametrize("exact", EXACT)
 def test_brackets_in_strings_that_do_not_balance_mean_item_by_item_without_msgspec(exact):
     raws = items(4, odd="{[")
     buf = b",".join(raws) + b",{"
-    got = find_run(buf, 0, separator_of(raws[0]), Interest([]), exact=exact)
+    got = find_run(buf, 0, separator_of(raws[0]), Finder(Interest([])), exact=exact)
     if exact:
         assert got == (len(b",".join(raws[:3])), 3)
     else:
@@ -74,12 +75,12 @@ def test_a_separator_inside_an_item_is_not_a_run(exact):
     buf = nested + b',{"metadata":'
     sep = b'},{"metadata":'
     # The last separator is the real one: one whole item.
-    end, count = find_run(buf, 0, sep, Interest([]), exact=exact)
+    end, count = find_run(buf, 0, sep, Finder(Interest([])), exact=exact)
     assert end == len(nested)
     assert count == 1 or not exact  # without msgspec the count is of separators
     # Cut inside the item (the next item not there yet): never handed out as a run.
     cut = nested[: nested.index(b'},{"metadata":{"b"') + 14]
-    assert not isinstance(find_run(cut, 0, sep, Interest([]), exact=exact), tuple)
+    assert not isinstance(find_run(cut, 0, sep, Finder(Interest([])), exact=exact), tuple)
 
 
 @pytest.mark.parametrize("exact", EXACT)
@@ -102,3 +103,41 @@ def test_list_parser_hands_out_runs_and_items_of_interest(exact, size):
     if size >= 4096:
         assert len(singles) < 30  # the rest came in runs
         assert sum(x.count for x in pieces if isinstance(x, Bulk)) == 300 - len(singles)
+
+
+def test_keyed_patterns_count_only_listed_values():
+    label = r'"kubernetes\.io/service-name":"([^"\\]*)"'
+    i = Interest([Keyed(label, {"web", "db"})])
+    body = (b'{"metadata":{"labels":{"kubernetes.io/service-name":"other"}}},'
+            b'{"metadata":{"labels":{"kubernetes.io/service-name":"db"}}}')
+    assert i.find(body) == body.index(b'"kubernetes.io/service-name":"db"')
+    assert i.find(body.decode(), 0, 60) == -1
+    assert Interest([Keyed(label, {"nope"})]).find(body) == -1
+    assert i.longest >= 256  # a key and its value may run across two chunks
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_finder_agrees_with_a_fresh_search_as_the_buffer_moves(seed):
+    import random
+    rnd = random.Random(seed)
+    words = [b"x" * 50, b'"kubernetes"', b"KUBERNETES_SERVICE_HOST", b"\\u0041",
+             b'"kubernetes.io/service-name":"web"', b'"kubernetes.io/service-name":"no"']
+    stream = b"".join(rnd.choice(words) for _ in range(3000))
+    interest = Interest(['"kubernetes"', "KUBERNETES_SERVICE_",
+                         Keyed(r'"kubernetes\.io/service-name":"([^"\\]*)"', {"web"})])
+    finder = Finder(interest)
+    buf, fed, start = b"", 0, 0  # start only moves forward, as a parser's position does
+    while fed < len(stream) or buf:
+        n = rnd.randint(1, 400)
+        buf += stream[fed:fed + n]
+        fed += n
+        for _ in range(3):
+            start = rnd.randint(start, len(buf))
+            end = rnd.randint(start, len(buf))
+            # a hit counts when it starts before ``end`` (the item it is in is of interest)
+            first = interest.find(buf, start, len(buf))
+            assert finder.find(buf, start, end) == (first if first < end else -1)
+        drop = rnd.randint(0, start) if fed < len(stream) else len(buf)
+        buf = buf[drop:]
+        start = max(0, start - drop)
+        finder.consumed(drop)

@@ -1,0 +1,366 @@
+"""Figures for the response filters, side by side in one run: filtering hub vs unfiltered.
+
+Two real hubs on node-0001 (pool-a: node-0000..0003), both caching what kube-proxy and
+kubelet get: one with YurtHub's default filters ("filtered"), one with
+``--enable-resource-filter false`` ("unfiltered pass-through").  The upstream is a private
+nginx serving pre-rendered lists; everything else (what the filters depend on:
+yurt-hub-cfg, the Node, the NodePools, the Services) comes from ``_eventsource.py
+--static``, whose watches stay open and silent, so the hubs are as a node's hub is.
+
+Sections (``--only list,watch``):
+
+- list: ``GET /apis/discovery.k8s.io/v1/endpointslices`` as kube-proxy, 5,000 slices of 50
+  endpoints on 16 nodes (~50 MB), every Service with ``openyurt.io/topologyKeys:
+  openyurt.io/nodepool``: a quarter of the endpoints are in this node's pool, so every
+  slice is rewritten (the worst case).  Also the same list when no Service has a topology
+  (the check alone), and kubelet's 10,000-pod list (48 MB; serviceenvupdater scans it).
+  Client-visible time (request sent -> last byte, 1 MiB reads, new connection), the
+  cache's durable commit after the client's read, and the worker's peak RSS (VmHWM reset
+  before each list).  Every round moves the resourceVersions up, so both hubs really
+  rewrite every object.  nginx ``proxy_pass`` is shown as a reference.
+- watch: 200 kube-proxy-like watches of EndpointSlices (one Service each, 20 endpoints),
+  10 events/s each = 2,000 events/s; latency from the event source's ``time.time()``
+  stamp to the client's read, p50/p99, and what the hub adds to a direct connection.
+
+Usage: python bench/filter_bench.py [--only list,watch] [--rounds 3] [--watches 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    KUBELET_UA,
+    HubProcess,
+    Nginx,
+    ensure_nginx,
+    free_port,
+    mem_mb,
+    pct,
+    proxy_server_block,
+    reset_hwm,
+    spread,
+    stack_banner,
+    wait_for,
+)
+from proxy_bench import WatchReader, podlist_bytes, publish, timed_get, wait_commit
+
+KUBE_PROXY_UA = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/1234567"
+SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+PODS = "/api/v1/pods"
+NODE = "node-0001"
+POOL_A = [f"node-{i:04d}" for i in range(4)]
+SERVICES = 5000
+ENDPOINTS = 50
+_RV = re.compile(rb'"resourceVersion":"(\d+)"')
+
+
+# -- data ---------------------------------------------------------------------------------
+
+def slice_list(services: int, endpoints: int, prefix: str) -> bytes:
+    """An EndpointSliceList as kube-apiserver renders it: one slice per Service, endpoints
+    on node-0000..node-0015 in turn (a quarter in pool-a)."""
+    items = []
+    ep = (b'{"addresses":["10.%d.%d.%d"],"conditions":{"ready":true,"serving":true,'
+          b'"terminating":false},"targetRef":{"kind":"Pod","namespace":"default",'
+          b'"name":"%s-%05d-%03d","uid":"6f1b3c2a-%04x-4c1d-9e5f-%012x"},'
+          b'"nodeName":"node-%04d","zone":"zone-%s"}')
+    pre = prefix.encode()
+    for s in range(services):
+        name = b"%s-%05d" % (pre, s)
+        eps = b",".join(ep % (s // 250, s % 250, e, pre, s, e, e, s * 64 + e, e % 16,
+                              b"a" if e % 16 < 8 else b"b") for e in range(endpoints))
+        items.append(
+            b'{"metadata":{"name":"%s-7kx2p","generateName":"%s-","namespace":"default",'
+            b'"uid":"0c5d8e1f-%04x-4b2a-8c3d-%012x","resourceVersion":"%d","generation":3,'
+            b'"creationTimestamp":"2026-11-20T10:00:00Z","labels":{'
+            b'"endpointslice.kubernetes.io/managed-by":"endpointslice-controller.k8s.io",'
+            b'"kubernetes.io/service-name":"%s"},"annotations":{'
+            b'"endpoints.kubernetes.io/last-change-trigger-time":"2026-11-20T10:00:00Z"}},'
+            b'"addressType":"IPv4","endpoints":[%s],"ports":[{"name":"http",'
+            b'"protocol":"TCP","port":8080}]}' % (name, name, s % 65536, s, 1000 + s, name, eps))
+    return (b'{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":'
+            b'{"resourceVersion":"99999"},"items":[' + b",".join(items) + b"]}\n")
+
+
+def with_new_rvs(base: bytes, generation: int) -> bytes:
+    shift = generation * 10_000_000
+    return _RV.sub(lambda m: b'"resourceVersion":"%d"' % (int(m.group(1)) + shift), base)
+
+
+def inputs(static: Path, services: int) -> None:
+    """What the hubs' filters depend on, as the eventsource serves it."""
+    def put(path: str, doc: dict) -> None:
+        (static / path.replace("/", "_")).write_bytes(json.dumps(doc).encode())
+
+    put("/api/v1/namespaces/kube-system/configmaps", {
+        "kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+        "items": [{"metadata": {"name": "yurt-hub-cfg", "namespace": "kube-system",
+                                "resourceVersion": "10"}, "data": {"cache_agents": ""}}]})
+    put("/api/v1/nodes", {
+        "kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+        "items": [{"metadata": {"name": NODE, "resourceVersion": "10", "labels": {
+            "apps.openyurt.io/nodepool": "pool-a", "topology.kubernetes.io/zone": "zone-a"}}}]})
+    put("/apis/apps.openyurt.io/v1beta2/nodepools", {
+        "kind": "NodePoolList", "apiVersion": "apps.openyurt.io/v1beta2",
+        "metadata": {"resourceVersion": "10"},
+        "items": [{"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
+                   "metadata": {"name": "pool-a", "resourceVersion": "10"},
+                   "status": {"nodes": POOL_A}}]})
+    put("/api/v1/services", {
+        "kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+        "items": [{"metadata": {"name": f"svc-{s:05d}", "namespace": "default",
+                                "resourceVersion": "10", "annotations": {
+                                    "openyurt.io/topologyKeys": "openyurt.io/nodepool"}},
+                   "spec": {"type": "ClusterIP"}} for s in range(services)]})
+
+
+def upstream_block(port: int, data_dir: Path, src_port: int) -> str:
+    return f"""
+    upstream inputs {{ server 127.0.0.1:{src_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        types {{ }}
+        default_type application/json;
+        location = /readyz {{ default_type text/plain; return 200 "ok"; }}
+        location = {SLICES} {{ alias {data_dir}/slices.json; }}
+        location = {PODS} {{ alias {data_dir}/pods.json; }}
+        location / {{
+            proxy_pass http://inputs;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+"""
+
+
+def start_source(static: Path | None, rate: int, kind: str) -> tuple[subprocess.Popen, int]:
+    argv = [sys.executable, str(Path(__file__).parent / "_eventsource.py"), "--rate", str(rate),
+            "--kind", kind]
+    if static is not None:
+        argv += ["--static", str(static)]
+    src = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert src.stdout is not None
+    return src, int(src.stdout.readline().split()[1])
+
+
+# -- lists --------------------------------------------------------------------------------
+
+def one_list(hub: HubProcess, path: str, ua: str) -> tuple[float, int, float | None, float]:
+    """(client seconds, bytes, commit seconds after the read or None, peak RSS MB)."""
+    worker = hub.worker
+    before = hub.metric("yurthub_cache_commits_total", kind="list")
+    reset_hwm(worker)
+    start, end, size, status = timed_get(hub.proxy_port, path, {
+        "User-Agent": ua, "Accept": "application/json", "Accept-Encoding": "identity"})
+    if status != 200:
+        raise SystemExit(f"{path}: HTTP {status} (log {hub.log_path})")
+    committed, why = wait_commit(hub, before)
+    peak = mem_mb(worker)[1]
+    if committed is None:
+        print(f"  note: not committed ({why})")
+    return end - start, size, (committed - end) if committed else None, peak
+
+
+def bench_list(args: argparse.Namespace, work: Path) -> None:
+    data_dir = work / "data"
+    data_dir.mkdir()
+    static = work / "static"
+    static.mkdir()
+    inputs(static, SERVICES)
+    topo = slice_list(SERVICES, ENDPOINTS, "svc")
+    plain = slice_list(SERVICES, ENDPOINTS, "plain")
+    pods = podlist_bytes()
+    src, src_port = start_source(static, 1, "endpointslice")
+    up_port, peer_port = free_port(), free_port()
+    upstream = Nginx(work, "upstream", upstream_block(up_port, data_dir, src_port))
+    peer = Nginx(work, "peer", proxy_server_block(peer_port, up_port, "static"))
+    hubs: dict[str, HubProcess] = {}
+    try:
+        publish(data_dir, "slices.json", topo)
+        publish(data_dir, "pods.json", pods)
+        upstream.start()
+        peer.start()
+        server = f"http://127.0.0.1:{up_port}"
+        hubs["filtered"] = HubProcess(work, server, work / "cache-f", node=NODE).start()
+        hubs["unfiltered"] = HubProcess(work, server, work / "cache-u", node=NODE,
+                                        extra=["--enable-resource-filter", "false"]).start()
+        time.sleep(1.0)
+        print(f"\n== lists as kube-proxy / kubelet, node {NODE} in pool-a "
+              f"({len(topo) / 1e6:.1f} MB of EndpointSlices: {SERVICES} x {ENDPOINTS} "
+              f"endpoints; {len(pods) / 1e6:.1f} MB of pods) ==")
+        cases = [("slices, every Service pool topology", topo, SLICES, KUBE_PROXY_UA),
+                 ("slices, no Service with a topology", plain, SLICES, KUBE_PROXY_UA),
+                 ("kubelet's 10,000 pods", pods, PODS, KUBELET_UA)]
+        generation = 0
+        for label, body, path, ua in cases:
+            times: dict[str, list[float]] = {}
+            commits: dict[str, list[float]] = {}
+            peaks: dict[str, list[float]] = {}
+            sizes: dict[str, int] = {}
+            for rnd in range(args.rounds):
+                generation += 1
+                publish(data_dir, "slices.json" if path == SLICES else "pods.json",
+                        with_new_rvs(body, generation))
+                order = ["nginx", "unfiltered", "filtered"]
+                order = order[rnd % 3:] + order[:rnd % 3]
+                for case in order:
+                    if case == "nginx":
+                        s, e, size, _ = timed_get(peer_port, path, {"User-Agent": ua})
+                        times.setdefault(case, []).append(e - s)
+                        sizes[case] = size
+                        continue
+                    t, size, commit, peak = one_list(hubs[case], path, ua)
+                    times.setdefault(case, []).append(t)
+                    sizes[case] = size
+                    if commit is not None:
+                        commits.setdefault(case, []).append(commit)
+                    peaks.setdefault(case, []).append(peak)
+            print(f"{label}:")
+            for case in ("nginx", "unfiltered", "filtered"):
+                extra = ""
+                if case != "nginx":
+                    extra = (f"; committed {spread(commits.get(case, []), 1, '{:.2f}')} s "
+                             f"after; peak RSS {spread(peaks[case], 1, '{:.0f}')} MB")
+                print(f"  {case:<11} {spread(times[case], 1000, '{:.0f}')} ms, "
+                      f"{sizes[case] / 1e6:.1f} MB{extra}")
+            ratio = [f / u for f, u in zip(times["filtered"], times["unfiltered"],
+                                           strict=True)]
+            target = "  [target <= 1.5x, commit <= 3 s, peak <= 150 MB]" \
+                if "pool topology" in label else ""
+            print(f"  filtered / unfiltered, paired per round: {spread(ratio, 1, '{:.2f}')}x"
+                  f"{target}")
+    finally:
+        for hub in hubs.values():
+            hub.stop()
+        peer.stop()
+        upstream.stop()
+        src.kill()
+        src.wait()
+
+
+# -- watches ------------------------------------------------------------------------------
+
+def run_slice_watches(port: int, watches: int, seconds: float, warmup: float = 1.0
+                      ) -> tuple[list[float], str]:
+    import socket
+    socks = []
+    for i in range(watches):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall((f"GET {SLICES}?watch=true&allowWatchBookmarks=true&resourceVersion=1000&"
+                   f"timeoutSeconds=300&fieldSelector=metadata.name%3Dsvc-{i:05d} HTTP/1.1\r\n"
+                   f"Host: bench\r\nUser-Agent: {KUBE_PROXY_UA}\r\nAccept: application/json"
+                   "\r\n\r\n").encode())
+        socks.append(s)
+    reader = WatchReader(socks)
+    reader.start()
+    try:
+        wait_for(lambda: reader.headers_seen >= watches, 30, f"{watches} watch responses")
+        reader.record_after = time.time() + warmup
+        time.sleep(warmup + seconds)
+        reader.record_after = float("inf")
+        problems = []
+        if reader.bad_status:
+            problems.append(f"{reader.bad_status} non-200")
+        if reader.closed:
+            problems.append(f"{reader.closed} closed early")
+        return list(reader.latencies), ", ".join(problems)
+    finally:
+        reader.stop_event.set()
+        reader.join(2)
+        for s in socks:
+            s.close()
+
+
+def bench_watch(args: argparse.Namespace, work: Path) -> None:
+    rate = 10
+    static = work / "static-watch"
+    static.mkdir()
+    inputs(static, args.watches)
+    src, src_port = start_source(static, rate, "endpointslice")
+    hubs: dict[str, HubProcess] = {}
+    try:
+        server = f"http://127.0.0.1:{src_port}"
+        hubs["filtered"] = HubProcess(work, server, work / "cache-wf", node=NODE).start()
+        hubs["unfiltered"] = HubProcess(work, server, work / "cache-wu", node=NODE,
+                                        extra=["--enable-resource-filter", "false"]).start()
+        print(f"\n== watch latency: {args.watches} kube-proxy watches of EndpointSlices x "
+              f"{rate} events/s = {args.watches * rate} events/s (20 endpoints each, pool "
+              f"topology: 5 kept), {args.watch_seconds:.0f} s per run ==")
+        lat: dict[str, list[list[float]]] = {"direct": [], "unfiltered": [], "filtered": []}
+        notes = []
+        for rep in range(args.rounds):
+            order = ["direct", "unfiltered", "filtered"]
+            for case in order[rep % 3:] + order[:rep % 3]:
+                port = src_port if case == "direct" else hubs[case].proxy_port
+                values, why = run_slice_watches(port, args.watches, args.watch_seconds)
+                lat[case].append(values)
+                if why:
+                    notes.append(f"{case} run {rep + 1}: {why}")
+                time.sleep(0.5)
+        print("latency, ms: p50 / p99 per run, median (min-max)")
+        for case, runs in lat.items():
+            print(f"  {case:<11} p50 {spread([pct(r, 0.5) for r in runs], 1000, '{:.2f}')}"
+                  f"   p99 {spread([pct(r, 0.99) for r in runs], 1000, '{:.2f}')}"
+                  f"   events {spread([len(r) for r in runs], 1, '{:.0f}')}")
+        for case in ("unfiltered", "filtered"):
+            d99 = [pct(a, 0.99) - pct(b, 0.99) for a, b in zip(lat[case], lat["direct"],
+                                                                strict=True)]
+            d50 = [pct(a, 0.5) - pct(b, 0.5) for a, b in zip(lat[case], lat["direct"],
+                                                              strict=True)]
+            target = "  [target: p99 added <= 5 ms]" if case == "filtered" else ""
+            print(f"  {case:<11} added p50 {spread(d50, 1000, '{:+.2f}')}   p99 "
+                  f"{spread(d99, 1000, '{:+.2f}')}{target}")
+        for n in notes:
+            print(f"  note: {n}")
+    finally:
+        for hub in hubs.values():
+            hub.stop()
+        src.kill()
+        src.wait()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default="list,watch")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--watches", type=int, default=200)
+    p.add_argument("--watch-seconds", type=float, default=5.0)
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--dir", default="/var/tmp")
+    args = p.parse_args()
+    only = set(args.only.split(","))
+    started = time.monotonic()
+    print(stack_banner())
+    print(ensure_nginx())
+    work = Path(tempfile.mkdtemp(prefix="yurthub-filter-bench-", dir=args.dir))
+    os.chmod(work, 0o755)
+    try:
+        if "list" in only:
+            bench_list(args, work)
+        if "watch" in only:
+            bench_watch(args, work)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"\ntotal {time.monotonic() - started:.0f} s; load {os.getloadavg()[0]:.2f}; "
+          "figures only, nothing asserted")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
