@@ -62,6 +62,9 @@ POOL_A = [f"node-{i:04d}" for i in range(4)]
 SERVICES = 5000
 ENDPOINTS = 50
 _RV = re.compile(rb'"resourceVersion":"(\d+)"')
+# kube-apiserver sends a big list chunked (Go's server, no Content-Length set): nginx's SSI
+# filter (which finds nothing to include in JSON) drops the length the same way.
+CHUNKED = " ssi on; ssi_types *;"
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -132,8 +135,8 @@ def upstream_block(port: int, data_dir: Path, src_port: int) -> str:
         types {{ }}
         default_type application/json;
         location = /readyz {{ default_type text/plain; return 200 "ok"; }}
-        location = {SLICES} {{ alias {data_dir}/slices.json; }}
-        location = {PODS} {{ alias {data_dir}/pods.json; }}
+        location = {SLICES} {{ alias {data_dir}/slices.json;{CHUNKED} }}
+        location = {PODS} {{ alias {data_dir}/pods.json;{CHUNKED} }}
         location / {{
             proxy_pass http://inputs;
             proxy_http_version 1.1;

@@ -303,3 +303,17 @@ def test_gzip_lists_are_filtered_and_compressed_again(sandbox4, hub):
         "10.128.0.206", "10.128.4.206"}
     status, headers, body = hub.get(SLICES, ua=KUBE_PROXY)
     assert "Content-Encoding" not in headers and len(json.loads(body)["items"]) == 158
+
+
+def test_yurt_hub_cfg_cache_agents_are_cached_without_a_restart(sandbox4, hub):
+    assert hub.get("/api/v1/namespaces/default/configmaps", ua="edge-x/1.0")[0] == 200
+    assert hub.metric("yurthub_cache_objects", component="edge-x") == 0
+    cfg = sandbox4.get("configmaps", "yurt-hub-cfg", "kube-system")
+    cfg["data"]["cache_agents"] = "edge-x"
+    sandbox4.put(cfg)
+
+    def cached() -> bool:
+        hub.get("/api/v1/namespaces/default/configmaps", ua="edge-x/1.0")
+        return hub.metric("yurthub_cache_objects", component="edge-x") >= 1
+
+    wait_for(cached, what="edge-x's answers in the cache")
