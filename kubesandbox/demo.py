@@ -170,6 +170,8 @@ Try it yourself (Ctrl-C stops the demo):
   kubectl get pods -A                               # still answered, from the cache
   curl -X POST {ctl}/_sandbox/online                # and bring it back
   curl {self.serve_url}/metrics | grep yurthub      # the gateway's metrics
+  curl -A kube-proxy/demo {self.hub_url}/api/v1/services   # filtered as kube-proxy's
+  curl -A kubelet/demo {self.hub_url}/api/v1/services      # kubernetes at the hub's address
 Logs: {self.dir}/gateway.log""")
 
     def stop(self) -> None:
