@@ -48,7 +48,7 @@ Key = tuple[str, str]
 Objects = dict[Key, dict[str, Any]]
 
 
-class Gone(Exception):
+class _Relist(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
@@ -93,7 +93,7 @@ class Reflector(BackgroundThread):
                     continue
                 while not self.stopping.is_set():
                     rv = self._watch(rv)
-            except Gone:
+            except _Relist:
                 log.info("%s: resourceVersion too old, listing again", self.name)
                 continue
             except (UpstreamError, DecodeError, OSError) as e:
@@ -127,7 +127,7 @@ class Reflector(BackgroundThread):
 
     def _status(self, resp: Any) -> None:
         if resp.status == 410:
-            raise Gone()
+            raise _Relist()
         if resp.status != 200:
             body = b"".join(up.stream(resp))[:300]
             raise UpstreamError(f"{self.path}: HTTP {resp.status}: "
@@ -188,7 +188,7 @@ class Reflector(BackgroundThread):
         rv = md.get("resourceVersion", "") if isinstance(md, dict) else ""
         if etype == "ERROR":
             if obj.get("code") == 410:
-                raise Gone()
+                raise _Relist()
             raise UpstreamError(f"{self.path}: watch error: {obj.get('message', obj)}")
         if etype == "BOOKMARK":
             return str(rv)
