@@ -56,6 +56,7 @@ def test_a_plain_http_cloud_is_a_warning_and_a_metric(sandbox, hub_factory):
 def test_skipping_tls_verification_is_a_warning_and_a_metric(sandbox, hub_factory):
     server = sandbox.url.replace("http://", "https://")  # never reached: only named
     hub = hub_factory(server, extra=["--insecure-skip-tls-verify", "true",
+                                     "--enable-resource-filter", "false",
                                      "--working-mode", "cloud"])
     assert "without checking its certificate (insecure_skip_tls_verify)" in hub.log()
     assert hub.metric("yurthub_insecure_upstream", server=server,

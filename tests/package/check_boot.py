@@ -117,7 +117,18 @@ def checks(out: TextIO) -> None:
         kubelet = {"User-Agent": "kubelet/v1.32", "Accept": "application/json"}
         poll("the sandbox apiserver answers", lambda: get(SANDBOX_PORT, "/version")[0] == 200,
              20)
-        poll("GET /v1/readyz -> 200", lambda: get(10267, "/v1/readyz")[0] == 200, 30)
+        readyz: list[bytes] = [b""]
+
+        def ready() -> bool:
+            status_code, readyz[0] = get(10267, "/v1/readyz")
+            return status_code == 200
+
+        try:
+            poll("GET /v1/readyz -> 200", ready, 30)
+        except CheckFailed as e:
+            raise CheckFailed(f"{e}: {readyz[0][:400]!r}\n"
+                              + run("journalctl", "-u", "yurthub", "-o", "cat").stdout[-3000:]
+                              ) from None
 
         def pod_list() -> bytes | None:
             status_code, body = get(10261, path, kubelet)
