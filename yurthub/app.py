@@ -146,6 +146,7 @@ class Hub:
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""
         if healthy:
+            self.filter_source.cloud_healthy()
             n = self.streams.interrupt_all(Reason.CLOUD_UP, source="local")
         else:
             n = self.streams.interrupt_all(Reason.CLOUD_DOWN, source="remote")

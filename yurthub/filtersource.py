@@ -75,8 +75,14 @@ class Reflector(BackgroundThread):
         self._resp: Any = None
         self._lock = threading.Lock()
         self.synced = threading.Event()
+        self._retry_now = threading.Event()  # cuts a backoff short (the cloud is back)
+
+    def retry_now(self) -> None:
+        """The cloud is healthy again: end a backoff wait at once (a watch keeps going)."""
+        self._retry_now.set()
 
     def wake(self) -> None:
+        self._retry_now.set()
         with self._lock:
             resp = self._resp
         if resp is not None:
@@ -103,7 +109,8 @@ class Reflector(BackgroundThread):
                 failures += 1
                 log.log(logging.INFO if failures > 1 else logging.WARNING,
                         "%s: %s (again in %.1fs)", self.name, e, delay)
-                self.stopping.wait(delay)
+                self._retry_now.clear()
+                self._retry_now.wait(delay)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -251,6 +258,12 @@ class FilterSource:
     def start(self) -> None:
         for r in self.reflectors:
             r.start()
+
+    def cloud_healthy(self) -> None:
+        """The cloud is back: reflectors waiting out a backoff try again now, so the
+        configuration is known (and the hub ready) as soon as the cloud answers."""
+        for r in self.reflectors:
+            r.retry_now()
 
     def stop(self) -> None:
         for r in self.reflectors:

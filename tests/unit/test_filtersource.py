@@ -121,6 +121,23 @@ def test_a_compacted_history_relists_and_an_outage_keeps_what_was_known(sandbox4
         assert _lists(sandbox4) > lists  # the old version was gone (410): listed again
 
 
+def test_the_cloud_coming_back_ends_every_backoff_at_once(sandbox4, monkeypatch, caplog):
+    """A hub started before its network (an edge node's boot) is ready as soon as the cloud
+    answers, not after the reflectors' longest backoff."""
+    monkeypatch.setattr("yurthub.filtersource.BACKOFF", (3600.0,))
+    sandbox4.offline()
+    with Source(sandbox4) as s:
+        waiting = lambda: {r.getMessage().split(":")[0] for r in caplog.records  # noqa: E731
+                           if "again in 3600" in r.getMessage()}
+        wait_for(lambda: len(waiting()) == len(s.source.reflectors),
+                 what="every reflector to wait out its backoff")
+        assert s.manager.not_ready() is not None
+        sandbox4.online()
+        s.source.cloud_healthy()  # what the hub's health checker calls
+        wait_for(lambda: s.manager.not_ready() is None,
+                 what="the configuration, well before an hour's backoff")
+
+
 def _lists(sandbox: Sandbox) -> int:
     return sum(1 for r in sandbox.requests("GET /apis/apps.openyurt.io/v1beta2/nodepools?")
                if "watch=true" not in r.query)
