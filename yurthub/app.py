@@ -36,6 +36,7 @@ from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
 from yurthub.storage import DiskStore, Quota
+from yurthub.storage.admintoken import write_admin_token
 from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,10 @@ class Hub:
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
-        self.hub_app = HubServer(self.metrics, self.readiness)
+        self._admin_token = ""
+        self.hub_app = HubServer(self.metrics, self.readiness, purge=self.purge,
+                                 cache_root=cfg.disk_cache_path,
+                                 admin_token=lambda: self._admin_token)
         self._ready = threading.Event()
         self._not_ready_reason = "starting: the cache tree is being recovered"
 
@@ -130,6 +134,10 @@ class Hub:
         self.filter_source.load(self.cache.read_document(PERSIST_KEY))
         self.cache.set_extra_agents(self.filters.cache_agents())
         self.filter_source.start()
+        try:
+            self._admin_token = write_admin_token(self.cfg.disk_cache_path)
+        except OSError as e:  # the hub serves without it; only a purge through it is refused
+            log.error("cannot write the admin token in %s: %s", self.cfg.disk_cache_path, e)
         self.watchdog.start()
         if self.health is not None:
             self.health.start()
@@ -249,6 +257,14 @@ class Hub:
             for lane, n in sorted(stats.busy.items()):
                 busy.add_metric([lane], n)
         return [opened, refused, busy]
+
+    def purge(self, paths: list[tuple[str, str]]) -> int:
+        """Empty the named collections (``yurthub cache purge`` beside this hub)."""
+        by_path = {ck.path: ck for ck in self.store.collections()}
+        keys = [by_path[p] for p in paths if p in by_path]
+        removed = self.cache.writer.purge(keys).result(timeout=120)
+        log.warning("purged %d object(s) in %d collection(s) on request", removed, len(keys))
+        return removed
 
     def readiness(self) -> str | None:
         if not self._ready.is_set():

@@ -1,4 +1,4 @@
-"""The ``yurthub`` command: serve, sandbox, demo, check-config and prepare-dir.
+"""The ``yurthub`` command: serve, cache, sandbox, demo, check-config and prepare-dir.
 
 Usage errors (unknown flags, bad values, bad config files) print one line and exit 2; a
 runtime failure prints one line and exits 1; nothing here prints a traceback.
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from yurthub import __version__, config, dirs
+from yurthub import __version__, cachecli, config, dirs
 from yurthub.errors import ConfigError, YurthubError
 
 EXIT_USAGE = 2
@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--owner", required=True, metavar="USER",
                       help="the directory's owner; its group is the user's group")
     prep.add_argument("--mode", default="0700", metavar="MODE", help="octal (default 0700)")
+    cache = sub.add_parser("cache", help="list, show, verify or purge the cache tree",
+                           description="Inspect the cache tree of a stopped or running hub "
+                           "(read-only), or purge it.")
+    cachecli.add_arguments(cache, _Parser)
 
     sandbox = sub.add_parser("sandbox", help="run the simulated kube-apiserver",
                              description="Run the sandbox kube-apiserver in the foreground.")
@@ -145,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(args)
             from yurthub import service
             return service.serve(cfg)
+        if args.command == "cache":
+            return cachecli.main(args)
         if args.command in _SANDBOX_COMMANDS:
             module = _sandbox_module(_SANDBOX_COMMANDS[args.command])
             assert module is not None  # checked before parsing

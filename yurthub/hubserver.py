@@ -1,24 +1,46 @@
-"""The hub's own server on port 10267: ``/v1/healthz``, ``/v1/readyz`` and ``/metrics``."""
+"""The hub's own server on port 10267: health, readiness, metrics and purge.
+
+``/v1/healthz``, ``/v1/readyz`` and ``/metrics`` answer anyone the port is reachable from.
+``POST /v1/cache/purge`` changes what the node holds: it answers loopback clients only,
+whatever ``bind_address`` is, and refuses others with a 403 that says so.  The purge also needs the
+admin token the hub keeps in its cache tree (storage/admintoken.py), so a
+web page a browser on the node loads cannot ask for it.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import json
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from yurthub.errors import YurthubError
 from yurthub.metrics import CONTENT_TYPE_LATEST, Metrics
 
 # Returns None when ready, else the reason the hub cannot serve yet.
 ReadinessCheck = Callable[[], "str | None"]
+# (component, collection directory) pairs -> objects removed; raises on failure
+Purger = Callable[[list[tuple[str, str]]], int]
+
+PURGE_PATH = "/v1/cache/purge"
+_MAX_PURGE_BODY = 1 << 20
 
 
 class HubServer:
     """A tiny WSGI app; everything else on this port is 404."""
 
-    def __init__(self, metrics: Metrics, readiness: ReadinessCheck) -> None:
+    def __init__(self, metrics: Metrics, readiness: ReadinessCheck,
+                 purge: Purger | None = None,
+                 cache_root: str = "", admin_token: Callable[[], str] = lambda: "") -> None:
         self.metrics = metrics
         self.readiness = readiness
+        self.purge = purge
+        self.cache_root = os.path.realpath(cache_root) if cache_root else ""
+        self.admin_token = admin_token
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -26,10 +48,12 @@ class HubServer:
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
+        path = request.path
+        if path == PURGE_PATH:
+            return self._purge(request)
         if request.method not in ("GET", "HEAD"):
             return Response("method not allowed\n", status=405, mimetype="text/plain",
                             headers=[("Allow", "GET, HEAD")])
-        path = request.path
         if path == "/v1/healthz":
             return Response("OK", mimetype="text/plain")
         if path == "/v1/readyz":
@@ -40,3 +64,52 @@ class HubServer:
         if path == "/metrics":
             return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
         return Response("not found\n", status=404, mimetype="text/plain")
+
+    def _purge(self, request: Request) -> Response:
+        if self.purge is None:
+            return Response("not found\n", status=404, mimetype="text/plain")
+        if request.method != "POST":
+            return Response("method not allowed\n", status=405, mimetype="text/plain",
+                            headers=[("Allow", "POST")])
+        refused = _not_loopback(request)
+        if refused is not None:
+            return refused
+        token = self.admin_token()
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return _text(401, "a purge needs the admin token in the cache tree (run yurthub "
+                         "cache purge as the hub's user or root)")
+        if (request.content_length or 0) > _MAX_PURGE_BODY:
+            return _text(413, "request body too large")
+        try:
+            doc = json.loads(request.get_data(cache=False))
+            root = doc["cacheRoot"]
+            pairs = [(str(c), str(d)) for c, d in doc["collections"]]
+        except (ValueError, KeyError, TypeError) as e:
+            return _text(400, f"bad purge request: {e}")
+        if os.path.realpath(str(root)) != self.cache_root:
+            return _text(409, f"this hub's cache is {self.cache_root}, not {root}")
+        try:
+            removed = self.purge(pairs)
+        except (YurthubError, TimeoutError) as e:
+            return _text(500, f"purge failed: {e}")
+        return Response(json.dumps({"objects": removed, "collections": len(pairs)}) + "\n",
+                        mimetype="application/json")
+
+
+def _not_loopback(request: Request) -> Response | None:
+    addr = (request.remote_addr or "").split("%")[0]
+    try:
+        ip = ipaddress.ip_address(addr)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return None
+    except ValueError:
+        pass
+    return _text(403, f"{request.path} is served only to clients on this node's loopback "
+                 f"interface (127.0.0.1 or ::1), not to {addr or 'an unknown address'}")
+
+
+def _text(status: int, message: str) -> Response:
+    return Response(message + "\n", status=status, mimetype="text/plain")

@@ -19,11 +19,12 @@ import selectors
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from yurthub.cache import inventory
 from yurthub.cache.collection import CollectionWriter, Mutation
 from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import (
@@ -141,6 +142,31 @@ class CacheWriter(BackgroundThread):
             self.idle.clear()
             self._incoming.append(fn)
         self.wake()
+
+    def purge(self, keys: Iterable[CollectionKey]) -> Future[int]:
+        """Empty collections on the writer thread (``yurthub cache purge`` through the hub):
+        responses being cached into them are dropped, what their writers held is forgotten,
+        then inventory.purge commits.  The future holds the number of objects removed."""
+        wanted = set(keys)
+        future: Future[int] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                for h in [h for h in (*self._handlers, *self._parked) if h.entry.ck in wanted]:
+                    h.fail("its collection was purged", reason="purged")
+                    self._forget(h)
+                self._parked = [h for h in self._parked if h.entry.ck not in wanted]
+                for ck in wanted:
+                    coll = self._collections.pop(ck, None)
+                    if coll is not None:
+                        coll.discard()
+                future.set_result(inventory.purge(self.store, wanted))
+            except BaseException as e:  # the caller waits on the future: it gets the error
+                future.set_exception(e)
+        self.call(run)
+        return future
 
     def wake(self) -> None:
         try:

@@ -1,0 +1,94 @@
+"""``yurthub cache`` beside a running hub: read-only commands read its tree as it serves, and
+a purge is done by the hub itself (``POST /v1/cache/purge``), never behind its back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from werkzeug.test import Client
+
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from yurthub.hubserver import HubServer
+from yurthub.metrics import Metrics
+
+
+def cache(hub, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "YURTHUB_CONFIG"}
+    return subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path",
+                           str(hub.cache_dir), "--serve-port", str(hub.serve_port), *args],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def pods_cached(hub) -> int:
+    return hub.metric("yurthub_cache_objects", component="kubelet", resource="pods.v1.core")
+
+
+def test_read_beside_a_running_hub_then_purge_through_it(sandbox, hub):
+    status, _, body = hub.get("/api/v1/pods")
+    assert status == 200
+    pod = json.loads(body)["items"][0]
+    wait_for(lambda: pods_cached(hub) == 6, what="pods cached")
+
+    r = cache(hub, "ls", "kubelet")
+    assert r.returncode == 0, r.stderr
+    row = r.stdout.splitlines()[1].split()
+    assert row[:3] == ["kubelet", "pods", "6"] and row[-1] == "no"
+    md = pod["metadata"]
+    r = cache(hub, "show", "kubelet", "pods", f"{md['namespace']}/{md['name']}")
+    assert json.loads(r.stdout) == {"kind": "Pod", "apiVersion": "v1", **pod}
+    r = cache(hub, "verify")
+    assert r.returncode == 0, r.stdout
+    assert "a hub is running on this tree" in r.stderr
+
+    r = cache(hub, "purge", "kubelet", "pods", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "purged 6 object(s) in 1 collection(s) of kubelet/pods (by the running hub)" \
+        in r.stdout
+    assert pods_cached(hub) == 0
+    assert json.loads(cache(hub, "ls", "-o", "json").stdout)["items"][0]["views"] == []
+    # The hub goes on serving and caching: the next list fills the collection again.
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: pods_cached(hub) == 6, what="pods cached again")
+    assert "purged 6 object(s) in 1 collection(s) on request" in hub.log()
+
+
+def test_purge_endpoint_wants_the_token_and_this_hubs_tree(hub):
+    url = hub.hub_url + "/v1/cache/purge"
+    body = json.dumps({"cacheRoot": str(hub.cache_dir), "collections": []}).encode()
+    status, _, text = http(url, method="POST", body=body)
+    assert status == 401 and b"admin token" in text
+    token = (hub.cache_dir / "_admin_token").read_text()
+    assert (hub.cache_dir / "_admin_token").stat().st_mode & 0o777 == 0o600
+    auth = {"Authorization": f"Bearer {token}"}
+    status, _, text = http(url, method="POST", body=json.dumps(
+        {"cacheRoot": "/var/lib/other", "collections": []}).encode(), headers=auth)
+    assert status == 409 and str(hub.cache_dir).encode() in text
+    status, _, text = http(url, method="POST", body=b"{", headers=auth)
+    assert status == 400
+    assert http(url)[0] == 405
+    status, _, text = http(url, method="POST", body=body, headers=auth)
+    assert (status, json.loads(text)) == (200, {"objects": 0, "collections": 0})
+
+
+def test_purge_answers_loopback_clients_only():
+    calls = []
+    server = HubServer(Metrics(), lambda: None, purge=lambda p: calls.append(p) or 0,
+                       cache_root="/tmp", admin_token=lambda: "secret")
+    client = Client(server)
+    for addr in ("10.1.2.3", "192.168.0.7", "::ffff:10.0.0.1", "fe80::1"):
+        r = client.post("/v1/cache/purge", data=b'{"cacheRoot": "/tmp", "collections": []}',
+                        headers={"Authorization": "Bearer secret"},
+                        environ_base={"REMOTE_ADDR": addr})
+        assert r.status_code == 403
+        assert b"only to clients on this node's loopback" in r.get_data()
+    for addr in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        r = client.post("/v1/cache/purge", data=b'{"cacheRoot": "/tmp", "collections": []}',
+                        headers={"Authorization": "Bearer secret"},
+                        environ_base={"REMOTE_ADDR": addr})
+        assert r.status_code == 200, (addr, r.get_data())
+    assert len(calls) == 3

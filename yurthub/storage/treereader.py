@@ -1,0 +1,417 @@
+"""A cache tree read without opening it: for ``yurthub cache`` beside a hub or on a stopped one.
+
+``TreeReader`` never writes, never takes the lock and never recovers (DiskStore.open would
+roll journals forward and sweep debris); it reads what is committed.  Every file an object
+lives in is renamed into place whole, so a reader beside a running hub sees each object
+either before or after a commit, never torn.  ``audit`` walks the whole tree and reports
+what is wrong with its structure (modes, owners, debris, bookkeeping that does not parse);
+the caller checks each object's content (the storage room does not know what an object is).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from yurthub.errors import InvalidKeyError, StorageError
+from yurthub.storage import collection as coll_mod
+from yurthub.storage import files, history, journal
+from yurthub.storage.disk import LOCK_FILE, root_in_use
+from yurthub.storage.history import History
+from yurthub.storage.index import FILE as INDEX_FILE
+from yurthub.storage.index import Index
+from yurthub.storage.keys import (
+    CollectionKey,
+    check_component,
+    check_name,
+    check_namespace,
+    is_bookkeeping,
+)
+from yurthub.storage.quarantine import QUARANTINE
+from yurthub.storage.recovery import NONRESOURCE
+
+# (collection, namespace, name, body) -> why the body is not that object ("" when it is)
+BodyCheck = Callable[[CollectionKey, str, str, bytes], str]
+_BOOKKEEPING = {coll_mod.KEY_FILE, INDEX_FILE, journal.STATE_FILE, history.FILE, journal.FILE}
+
+
+@dataclass(frozen=True)
+class ObjectFile:
+    namespace: str
+    name: str
+    size: int
+    mtime: float
+
+
+class TreeReader:
+    """Read-only access to the cache tree at ``root``.  Raises StorageError when it is not a
+    readable directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        try:
+            # The root may be reached through a symlink (an operator's choice); nothing under it.
+            self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise StorageError(f"cannot read the cache at {self.root}: "
+                               f"{e.strerror or e}") from e
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> TreeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def in_use(self) -> bool:
+        """True while a hub (or a purge) holds the tree's lock."""
+        return root_in_use(self.root)
+
+    # -- collections --------------------------------------------------------------------------
+
+    def components(self) -> list[str]:
+        out = []
+        for e in _scan(self.fd):
+            if not is_bookkeeping(e.name) and e.is_dir(follow_symlinks=False) \
+                    and _valid(check_component, e.name):
+                out.append(e.name)
+        return sorted(out)
+
+    def collections(self, component: str | None = None) -> list[CollectionKey]:
+        """Every collection (of ``component``), as its ``_collection`` file names it."""
+        keys = []
+        for comp in self.components():
+            if component is not None and comp != component:
+                continue
+            with _Dir(self.fd, comp) as comp_fd:
+                for e in _scan(comp_fd):
+                    if is_bookkeeping(e.name) or not e.is_dir(follow_symlinks=False):
+                        continue
+                    with _Dir(comp_fd, e.name) as coll_fd:
+                        key = self._key(coll_fd, comp, e.name)
+                    if key is not None:
+                        keys.append(key)
+        return sorted(keys, key=lambda k: (k.component, k.resource, k.group, k.version))
+
+    def _key(self, coll_fd: int, component: str, dirname: str) -> CollectionKey | None:
+        try:
+            key = coll_mod.read_key(coll_fd, component, dirname)
+            if key is None:  # as recovery does: the scope from what the directory holds
+                kinds = {e.is_dir(follow_symlinks=False) for e in _scan(coll_fd)
+                         if not is_bookkeeping(e.name)}
+                if kinds:
+                    key = CollectionKey.from_dirname(component, dirname, True in kinds)
+        except (InvalidKeyError, OSError):
+            return None
+        return key
+
+    def state(self, ck: CollectionKey) -> dict[str, Any]:
+        """The collection's committed state, ``{}`` when it has none or it does not parse."""
+        try:
+            with self._coll(ck) as fd:
+                data = files.read_optional(fd, journal.STATE_FILE)
+            value = json.loads(data) if data else {}
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def objects(self, ck: CollectionKey) -> list[ObjectFile]:
+        """The object files of ``ck`` (regular files with valid names), from the directory."""
+        out: list[ObjectFile] = []
+        try:
+            with self._coll(ck) as fd:
+                if not ck.namespaced:
+                    out += _files(fd, "")
+                else:
+                    for e in _scan(fd):
+                        if not is_bookkeeping(e.name) and e.is_dir(follow_symlinks=False) \
+                                and _valid(check_namespace, e.name):
+                            with _Dir(fd, e.name) as ns_fd:
+                                out += _files(ns_fd, e.name)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StorageError(f"cannot read {ck}: {e.strerror or e}") from e
+        return out
+
+    def read(self, ck: CollectionKey, namespace: str, name: str) -> bytes | None:
+        """The object's committed body, or None.  InvalidKeyError for a bad name."""
+        rel = ck.object_relpath(namespace, name).split("/")
+        fds: list[int] = []
+        try:
+            fd = self.fd
+            for part in rel[:-1]:
+                fd, _ = files.open_dir(part, fd)
+                fds.append(fd)
+            return files.read_file(fd, rel[-1])
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StorageError(f"cannot read {'/'.join(rel)}: {e.strerror or e}") from e
+        finally:
+            for f in fds:
+                os.close(f)
+
+    def _coll(self, ck: CollectionKey) -> _Dir:
+        return _Dir(self.fd, ck.component, ck.dirname)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def count_files(self) -> int:
+        """How many object files ``audit`` will read (for a progress bar)."""
+        return sum(len(self.objects(ck)) for ck in self.collections())
+
+    def audit(self, check: BodyCheck, progress: Callable[[], None] = lambda: None
+              ) -> Iterator[str]:
+        """Every problem of the tree, one line each (paths relative to the root).
+
+        While a hub owns the tree, its commits in progress (staging directories, journals,
+        temporary files) are not debris and are not reported.
+        """
+        busy = self.in_use()
+        st = os.fstat(self.fd)
+        self._uid = st.st_uid
+        yield from self._mode(".", st, files.DIR_MODE)
+        for e in _scan(self.fd):
+            name, est = e.name, e.stat(follow_symlinks=False)
+            if name.startswith("."):
+                if not busy:
+                    yield f"{name}: debris (a crash's leftover; the next start removes it)"
+            elif name == LOCK_FILE:
+                yield from self._mode(name, est, files.FILE_MODE)
+            elif name in (NONRESOURCE, QUARANTINE):
+                if not stat.S_ISDIR(est.st_mode):
+                    yield f"{name}: not a directory"
+                elif name == NONRESOURCE:
+                    yield from self._plain_dir(name, est, busy)
+            elif is_bookkeeping(name):
+                continue
+            elif not stat.S_ISDIR(est.st_mode) or not _valid(check_component, name):
+                yield f"{name}: not a component directory"
+            else:
+                yield from self._component(name, est, check, progress, busy)
+
+    def quarantined(self) -> list[str]:
+        """Paths of the files startup set aside in ``_quarantine/`` (relative to the root)."""
+        out: list[str] = []
+        try:
+            top = os.path.join(self.root, QUARANTINE)
+            for dirpath, _dirs, names in os.walk(top):
+                out += [os.path.relpath(os.path.join(dirpath, n), self.root) for n in names]
+        except OSError:
+            pass
+        return sorted(out)
+
+    def _mode(self, where: str, st: os.stat_result, want: int) -> Iterator[str]:
+        kind = "directory" if want == files.DIR_MODE else "file"
+        if want == files.DIR_MODE and not stat.S_ISDIR(st.st_mode):
+            yield f"{where}: not a directory"
+            return
+        if want == files.FILE_MODE and not stat.S_ISREG(st.st_mode):
+            yield f"{where}: not a regular file ({_file_type(st)})"
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        if mode != want:
+            yield f"{where}: {kind} mode {mode:04o}, not {want:04o}"
+        if st.st_uid != self._uid:
+            yield f"{where}: owned by uid {st.st_uid}, not the cache's owner (uid {self._uid})"
+
+    def _plain_dir(self, where: str, st: os.stat_result, busy: bool) -> Iterator[str]:
+        yield from self._mode(where, st, files.DIR_MODE)
+        with _Dir(self.fd, where) as fd:
+            for e in _scan(fd):
+                if e.name.startswith("."):
+                    if not busy:
+                        yield f"{where}/{e.name}: debris (a crash's leftover)"
+                    continue
+                yield from self._mode(f"{where}/{e.name}", e.stat(follow_symlinks=False),
+                                      files.FILE_MODE)
+
+    def _component(self, comp: str, st: os.stat_result, check: BodyCheck,
+                   progress: Callable[[], None], busy: bool) -> Iterator[str]:
+        yield from self._mode(comp, st, files.DIR_MODE)
+        with _Dir(self.fd, comp) as comp_fd:
+            for e in _scan(comp_fd):
+                where, est = f"{comp}/{e.name}", e.stat(follow_symlinks=False)
+                if e.name.startswith("."):
+                    if not busy:
+                        yield f"{where}: debris (a crash's leftover; the next start removes it)"
+                    continue
+                if is_bookkeeping(e.name):
+                    continue
+                try:
+                    CollectionKey.from_dirname(comp, e.name, True)
+                except InvalidKeyError:
+                    yield f"{where}: not a <resource>.<version>.<group> directory"
+                    continue
+                if not stat.S_ISDIR(est.st_mode):
+                    yield f"{where}: not a directory"
+                    continue
+                with _Dir(comp_fd, e.name) as coll_fd:
+                    yield from self._collection(coll_fd, comp, e.name, est, check, progress,
+                                                busy)
+
+    def _collection(self, fd: int, comp: str, dirname: str, st: os.stat_result,
+                    check: BodyCheck, progress: Callable[[], None], busy: bool
+                    ) -> Iterator[str]:
+        where = f"{comp}/{dirname}"
+        yield from self._mode(where, st, files.DIR_MODE)
+        key = coll_mod.read_key(fd, comp, dirname)
+        if key is None:
+            yield f"{where}/{coll_mod.KEY_FILE}: missing or does not name this collection"
+            key = self._key(fd, comp, dirname)
+            if key is None:
+                return
+        yield from self._bookkeeping(fd, where, busy)
+        if not key.namespaced:
+            yield from self._objects(fd, key, "", where, check, progress, busy)
+            return
+        for e in _scan(fd):
+            if is_bookkeeping(e.name):
+                continue
+            est = e.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(est.st_mode) or not _valid(check_namespace, e.name):
+                yield f"{where}/{e.name}: not a namespace directory"
+                continue
+            yield from self._mode(f"{where}/{e.name}", est, files.DIR_MODE)
+            with _Dir(fd, e.name) as ns_fd:
+                yield from self._objects(ns_fd, key, e.name, f"{where}/{e.name}", check,
+                                         progress, busy)
+
+    def _bookkeeping(self, fd: int, where: str, busy: bool) -> Iterator[str]:
+        for e in _scan(fd):
+            name, path = e.name, f"{where}/{e.name}"
+            if name.startswith("."):
+                if not busy and not (name.startswith(journal.SPARE_PREFIX)
+                                     and e.is_dir(follow_symlinks=False)):
+                    yield f"{path}: debris (a crash's leftover; the next start removes it)"
+                continue
+            if not is_bookkeeping(name):
+                continue
+            est = e.stat(follow_symlinks=False)
+            if name == journal.FILE:
+                if not busy:
+                    yield f"{path}: a commit a crash interrupted (the next start applies it)"
+                continue
+            if name not in _BOOKKEEPING:
+                yield f"{path}: unknown bookkeeping file"
+                continue
+            yield from self._mode(path, est, files.FILE_MODE)
+            if stat.S_ISREG(est.st_mode):
+                yield from _parses(fd, name, path)
+
+    def _objects(self, fd: int, key: CollectionKey, ns: str, where: str, check: BodyCheck,
+                 progress: Callable[[], None], busy: bool) -> Iterator[str]:
+        for e in _scan(fd):
+            name, path = e.name, f"{where}/{e.name}"
+            if not ns and is_bookkeeping(name):
+                continue
+            if name.startswith("."):
+                if not busy:
+                    yield f"{path}: debris (a crash's leftover; the next start removes it)"
+                continue
+            try:
+                est = e.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # replaced by a commit while we looked
+            if not _valid(check_name, name):
+                yield f"{path}: not a valid object name"
+                continue
+            problems = list(self._mode(path, est, files.FILE_MODE))
+            if stat.S_ISREG(est.st_mode):
+                try:
+                    why = check(key, ns, name, files.read_file(fd, name))
+                except FileNotFoundError:
+                    why = ""
+                except OSError as err:
+                    why = f"unreadable ({err.strerror or err})"
+                if why:
+                    problems.append(f"{path}: {why}")
+            progress()
+            yield from problems
+
+
+class _Dir:
+    """A directory opened segment by segment without following symlinks, closed on exit."""
+
+    def __init__(self, base: int, *names: str) -> None:
+        self.base, self.names, self.fds = base, names, []  # type: ignore[var-annotated]
+
+    def __enter__(self) -> int:
+        fd = self.base
+        try:
+            for n in self.names:
+                fd, _ = files.open_dir(n, fd)
+                self.fds.append(fd)
+        except BaseException:
+            self.__exit__()
+            raise
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in reversed(self.fds):
+            os.close(fd)
+        self.fds = []
+
+
+def _scan(fd: int) -> list[os.DirEntry[str]]:
+    return sorted(os.scandir(fd), key=lambda e: e.name)
+
+
+def _files(fd: int, ns: str) -> list[ObjectFile]:
+    out = []
+    for e in _scan(fd):
+        if is_bookkeeping(e.name) or not _valid(check_name, e.name):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out.append(ObjectFile(ns, e.name, st.st_size, st.st_mtime))
+    return out
+
+
+def _parses(fd: int, name: str, path: str) -> Iterator[str]:
+    try:
+        data = files.read_file(fd, name)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield f"{path}: unreadable ({e.strerror or e})"
+        return
+    try:
+        if name == INDEX_FILE:
+            Index.decode(data)
+        elif name == history.FILE:
+            if History.load(fd, 1_000_000)[1]:
+                yield f"{path}: damaged (offline watch resumes from before it are refused)"
+        elif data and not isinstance(json.loads(data), dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError, KeyError) as e:
+        yield f"{path}: does not parse ({e})"
+
+
+def _valid(check: Callable[[str], str], value: str) -> bool:
+    try:
+        check(value)
+        return True
+    except InvalidKeyError:
+        return False
+
+
+def _file_type(st: os.stat_result) -> str:
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return what
+    return "a device or unknown type"
+
