@@ -35,6 +35,8 @@ from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
+from yurthub.recorder import Recorder
+from yurthub.status import StatusSource
 from yurthub.storage import DiskStore, Quota
 from yurthub.storage.admintoken import write_admin_token
 from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
@@ -73,7 +75,7 @@ class Hub:
         self._connections: ConnectionStats | None = None
         # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
         self.credentials = CredentialStore(cfg)
-        creds = self.credentials.load()
+        creds = self.creds = self.credentials.load()
         # 3. connection pools and server selection
         self.upstream = up.Upstream(cfg, creds)
         # 4. the cache tree and its writer
@@ -109,15 +111,20 @@ class Hub:
                                     kubelet_seen=self.health.kubelet_lease_seen,
                                     filters=self.filters)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
-        self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard)
+        self.recorder = Recorder()
+        self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder)
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
         self._admin_token = ""
-        self.hub_app = HubServer(self.metrics, self.readiness, purge=self.purge,
+        self._ready = threading.Event()
+        self.status = StatusSource(cfg, self.upstream, self.health, self.store, self.streams,
+                                   self.recorder, self.metrics, self.filters, creds,
+                                   ready=self._ready.is_set)
+        self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
+                                 purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
                                  admin_token=lambda: self._admin_token)
-        self._ready = threading.Event()
         self._not_ready_reason = "starting: the cache tree is being recovered"
 
     def start(self) -> None:

@@ -301,7 +301,7 @@ def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
 
 def _purge_through_hub(cfg: config.Config, keys: list[CollectionKey]) -> int:
     token = read_admin_token(cfg.disk_cache_path)
-    host = "127.0.0.1" if cfg.bind_address in ("0.0.0.0", "::") else cfg.bind_address
+    host = "127.0.0.1" if cfg.plain_bind_address in ("0.0.0.0", "::") else cfg.plain_bind_address
     host = f"[{host}]" if ":" in host else host
     url = f"http://{host}:{cfg.serve_port}{PURGE_PATH}"
     body = json.dumps({"cacheRoot": os.path.realpath(cfg.disk_cache_path),

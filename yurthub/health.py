@@ -61,6 +61,7 @@ class HealthChecker(BackgroundThread):
         self._known: dict[str, bool] = {}
         self._kubelet_seen: float | None = None
         self._was_healthy: bool | None = None
+        self.cloud_since = 0.0   # wall time the cloud last went healthy or unhealthy
         self.probes = 0
         for s in upstream.servers:
             metrics.server_healthy.labels(s.url).set(1 if s.healthy else 0)
@@ -105,6 +106,7 @@ class HealthChecker(BackgroundThread):
         self.probes += 1
         healthy = self.upstream.any_healthy()
         if healthy != self._was_healthy:
+            self.cloud_since = time.time()
             if self._was_healthy is not None:
                 log.warning("cloud is now %s", "healthy" if healthy else "UNHEALTHY; serving "
                             "from the cache")
@@ -113,6 +115,8 @@ class HealthChecker(BackgroundThread):
 
     def _record(self, server: Server, ok: bool) -> None:
         first = server.url not in self._known
+        was = server.healthy
+        server.last_probe = time.time()
         self._known[server.url] = True
         if ok:
             n = self._successes.get(server.url, 0) + 1
@@ -125,6 +129,8 @@ class HealthChecker(BackgroundThread):
             if server.healthy or first:
                 log.warning("server %s is unhealthy", server.url)
             server.healthy = False
+        if first or server.healthy != was:
+            server.since = server.last_probe
         self.metrics.server_healthy.labels(server.url).set(1 if server.healthy else 0)
 
     def _probe(self, server: Server, renew_lease: bool) -> bool:
@@ -134,8 +140,10 @@ class HealthChecker(BackgroundThread):
                     self._renew_lease(server)
                 else:
                     self._readyz(server)
+                server.last_error = ""
                 return True
             except ProbeFailed as e:
+                server.last_error = str(e)[:300]
                 log.debug("probe %d of %s failed: %s", attempt + 1, server.url, e)
                 if server.url not in self._known or self.stopping.is_set():
                     return False  # the first probe decides fast: serving must not wait

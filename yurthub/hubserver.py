@@ -1,8 +1,9 @@
-"""The hub's own server on port 10267: health, readiness, metrics and purge.
+"""The hub's own server on port 10267: health, readiness, metrics, the status page and purge.
 
 ``/v1/healthz``, ``/v1/readyz`` and ``/metrics`` answer anyone the port is reachable from.
-``POST /v1/cache/purge`` changes what the node holds: it answers loopback clients only,
-whatever ``bind_address`` is, and refuses others with a 403 that says so.  The purge also needs the
+``/status`` (HTML), ``/v1/status`` (the same document as JSON) and ``POST /v1/cache/purge``
+say what the node holds and change it: they answer loopback clients only, whatever
+``bind_address`` is, and refuse others with a 403 that says so.  The purge also needs the
 admin token the hub keeps in its cache tree (storage/admintoken.py), so a
 web page a browser on the node loads cannot ask for it.
 """
@@ -20,9 +21,11 @@ from werkzeug.wrappers import Request, Response
 
 from yurthub.errors import YurthubError
 from yurthub.metrics import CONTENT_TYPE_LATEST, Metrics
+from yurthub.statuspage import render
 
 # Returns None when ready, else the reason the hub cannot serve yet.
 ReadinessCheck = Callable[[], "str | None"]
+StatusSource = Callable[[], dict[str, Any]]
 # (component, collection directory) pairs -> objects removed; raises on failure
 Purger = Callable[[list[tuple[str, str]]], int]
 
@@ -34,10 +37,11 @@ class HubServer:
     """A tiny WSGI app; everything else on this port is 404."""
 
     def __init__(self, metrics: Metrics, readiness: ReadinessCheck,
-                 purge: Purger | None = None,
+                 status: StatusSource | None = None, purge: Purger | None = None,
                  cache_root: str = "", admin_token: Callable[[], str] = lambda: "") -> None:
         self.metrics = metrics
         self.readiness = readiness
+        self.status = status
         self.purge = purge
         self.cache_root = os.path.realpath(cache_root) if cache_root else ""
         self.admin_token = admin_token
@@ -63,6 +67,20 @@ class HubServer:
             return Response(f"not ready: {reason}\n", status=503, mimetype="text/plain")
         if path == "/metrics":
             return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        if path in ("/status", "/v1/status") and self.status is not None:
+            refused = _not_loopback(request)
+            if refused is not None:
+                return refused
+            doc = self.status()
+            headers = [("Cache-Control", "no-store")]
+            if path == "/v1/status":
+                return Response(json.dumps(doc, indent=1) + "\n", mimetype="application/json",
+                                headers=headers)
+            refresh = _refresh(request.args.get("refresh", ""))
+            return Response(render(doc, refresh), mimetype="text/html", headers=[
+                *headers, ("Content-Security-Policy",
+                           "default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+                ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY")])
         return Response("not found\n", status=404, mimetype="text/plain")
 
     def _purge(self, request: Request) -> Response:
@@ -109,6 +127,15 @@ def _not_loopback(request: Request) -> Response | None:
         pass
     return _text(403, f"{request.path} is served only to clients on this node's loopback "
                  f"interface (127.0.0.1 or ::1), not to {addr or 'an unknown address'}")
+
+
+def _refresh(value: str) -> int:
+    """Auto-refresh seconds from ``?refresh=N`` (off by default; 2..3600)."""
+    try:
+        n = int(value)
+    except ValueError:
+        return 0
+    return min(max(n, 2), 3600) if n > 0 else 0
 
 
 def _text(status: int, message: str) -> Response:

@@ -73,6 +73,10 @@ class Server:
     url: str
     healthy: bool = True
     host: str = field(init=False)
+    # What the health checker last saw (wall times; 0 = never): for the status page.
+    last_probe: float = field(default=0.0, init=False)
+    last_error: str = field(default="", init=False)   # "" when the last probe succeeded
+    since: float = field(default=0.0, init=False)     # when ``healthy`` last changed
 
     def __post_init__(self) -> None:
         self.host = urlsplit(self.url).netloc

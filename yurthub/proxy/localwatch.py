@@ -44,7 +44,8 @@ class LocalWatch:
         self.bookmark_interval = bookmark_interval
         self.reason: Reason | None = None
         self._wake = threading.Event()
-        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True)
+        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True,
+                                  component=ctx.component)
 
     def interrupt(self, reason: Reason) -> None:
         if self.reason is None:

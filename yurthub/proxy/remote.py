@@ -212,7 +212,8 @@ class ProxiedStream:
     def __iter__(self) -> Iterator[bytes]:
         self._life = self.proxy.streams.open(self, self.ctx.client_socket,
                                              long_lived=self.long_lived,
-                                             watch=self.ctx.info.verb == "watch")
+                                             watch=self.ctx.info.verb == "watch",
+                                             component=self.ctx.component)
         metrics = self.proxy.metrics
         metrics.in_flight.inc()
         aligned = True

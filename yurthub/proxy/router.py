@@ -25,8 +25,12 @@ from yurthub.errors import (
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import Answer, internal_error, status_response
+from yurthub.recorder import FALLBACK, REFUSAL, Recorder
 
 log = logging.getLogger(__name__)
+
+# Statuses that mean "the hub would not do it", as opposed to an answer (404, 410, 400...).
+_REFUSALS = frozenset({401, 403, 405, 408, 413, 429, 500, 502, 503, 504})
 
 
 class LocalHandler(Protocol):
@@ -52,19 +56,26 @@ class ProxyApp:
     """WSGI app of port 10261."""
 
     def __init__(self, remote: RemoteProxy, local: LocalHandler | None,
-                 cloud: CloudState, guard: AccessGuard) -> None:
+                 cloud: CloudState, guard: AccessGuard, recorder: Recorder | None = None
+                 ) -> None:
         self.remote = remote
         self.local = local
         self.cloud = cloud
         self.guard = guard
+        self.recorder = recorder or Recorder()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
+        ctx: RequestContext | None = None
         try:
             ctx = build_context(request, self.guard.caller)
             self.guard.admit(ctx.caller, ctx.info)
             response = self.route(ctx)
         except ApiError as e:
+            if e.code in _REFUSALS:
+                target = environ.get("RAW_URI") or request.full_path.rstrip("?")
+                self.recorder.record(REFUSAL, ctx.component if ctx else "",
+                                     f"{request.method} {target}", str(e), e.code)
             response = status_response(e)
         except Exception:
             # The raw (still percent-encoded) target: a decoded one could carry a line break.
@@ -85,16 +96,20 @@ class ProxyApp:
             # Nothing reached the cloud: answer as the next moment will, once the health
             # checker has seen it go (reads from the cache, the node's own writes applied).
             if local is not None and (local.can_serve(ctx) or local.takes_write(ctx)):
-                return self._local(local, ctx, str(e))
+                return self._local(local, ctx, f"cloud unreachable: {e}")
             raise ServiceUnavailable(f"the cloud apiserver is unreachable: {e}",
                                      details={"retryAfterSeconds": 1}) from e
         except UpstreamBroken as e:
             if local is not None and ctx.info.verb in ("get", "list") and local.can_serve(ctx):
-                return self._local(local, ctx, str(e))
+                return self._local(local, ctx, f"connection to the cloud broke: {e}")
             raise BadGateway(f"the connection to the cloud apiserver broke before its answer "
                              f"arrived: {e}", details={"retryAfterSeconds": 1}) from e
 
     def _local(self, local: LocalHandler, ctx: RequestContext, why: str) -> Answer:
-        """The cache answers only what the cloud was seen to allow this caller."""
+        """Answer from the cache instead of the cloud, only what the cloud was seen to allow
+        this caller, and say so on the status page (a refusal is recorded by ``__call__``)."""
         self.guard.check_offline(ctx.caller, ctx.info)
-        return local.handle(ctx, why)
+        response = local.handle(ctx, why)
+        self.recorder.record(FALLBACK, ctx.component, f"{ctx.method} {ctx.path_qs}", why,
+                             response.status_code)
+        return response

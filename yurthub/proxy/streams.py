@@ -48,12 +48,13 @@ class OpenStream:
     ``close`` is idempotent and safe from any thread; a ``with`` block closes it too.
     """
 
-    __slots__ = ("_closed", "_counted", "_lock", "_registered", "_registry", "_stream",
-                 "_token")
+    __slots__ = ("_closed", "_component", "_counted", "_lock", "_registered", "_registry",
+                 "_stream", "_token")
 
     def __init__(self, registry: StreamRegistry, stream: Stream, sock: socket.socket | None,
-                 *, long_lived: bool, watch: bool) -> None:
+                 *, long_lived: bool, watch: bool, component: str = "") -> None:
         self._registry = registry
+        self._component = component
         self._stream = stream
         self._lock = threading.Lock()
         self._closed = False
@@ -69,6 +70,7 @@ class OpenStream:
                     sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
         if self._counted:
             registry.metrics.open_watches.labels(stream.source).inc()
+            registry.count_watch(component, stream.source, 1)
         if long_lived and registry.shutting_down.is_set():
             # Shutdown began between the request and its body's first byte: it ended the
             # streams registered then, so this one ends itself (cleanly, at once).
@@ -85,6 +87,7 @@ class OpenStream:
             registry.remove(self._stream)
         if self._counted:
             registry.metrics.open_watches.labels(self._stream.source).dec()
+            registry.count_watch(self._component, self._stream.source, -1)
 
     def __enter__(self) -> OpenStream:
         return self
@@ -102,15 +105,31 @@ class StreamRegistry:
         self.metrics = metrics
         self.send_timeout = send_timeout
         self._streams: set[Stream] = set()
+        self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
         for source in SOURCES:  # both series exist from the start, at 0
             metrics.open_watches.labels(source)
 
     def open(self, stream: Stream, sock: socket.socket | None, *, long_lived: bool,
-             watch: bool) -> OpenStream:
+             watch: bool, component: str = "") -> OpenStream:
         """Start the lifecycle of one response body (see ``OpenStream``)."""
-        return OpenStream(self, stream, sock, long_lived=long_lived, watch=watch)
+        return OpenStream(self, stream, sock, long_lived=long_lived, watch=watch,
+                          component=component)
+
+    def count_watch(self, component: str, source: str, delta: int) -> None:
+        with self._lock:
+            key = (component, source)
+            n = self._watches.get(key, 0) + delta
+            if n > 0:
+                self._watches[key] = n
+            else:
+                self._watches.pop(key, None)
+
+    def open_watches(self) -> dict[tuple[str, str], int]:
+        """Open watches per (component, source): for the status page."""
+        with self._lock:
+            return dict(self._watches)
 
     def add(self, stream: Stream) -> None:
         with self._lock:

@@ -1,0 +1,128 @@
+"""``/status`` and ``/v1/status``: what an operator sees on a node whose cloud link is down,
+read in a real headless Chromium (rendered text and a screenshot), and the same facts as
+JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+
+import pytest
+
+from tests.fixtures.browser import Browser
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http, read_watch_events
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+
+
+def status(hub) -> dict:
+    code, headers, body = http(hub.hub_url + "/v1/status")
+    assert code == 200 and headers["Content-Type"].startswith("application/json")
+    return json.loads(body)
+
+
+def open_watch(hub, path: str, ua: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\n\r\n".encode())
+    threading.Thread(target=read_watch_events, args=(sock, []), daemon=True).start()
+    return sock
+
+
+@pytest.fixture
+def browser(tmp_path):
+    b = Browser(tmp_path)
+    yield b
+    b.quit()
+
+
+def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_path):
+    assert hub.get("/api/v1/pods")[0] == 200
+    assert hub.get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")[0] == 200
+    wait_for(lambda: any(c["objects"] == 6 for c in status(hub)["cache"]["collections"]),
+             what="pods cached")
+    watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
+    try:
+        wait_for(lambda: status(hub)["watches"] == [
+            {"component": "kubelet", "remote": 1, "local": 0}], what="the remote watch")
+        doc = status(hub)
+        assert doc["cloud"]["online"] is True
+        assert doc["cloud"]["servers"][0]["healthy"] is True
+        sandbox.offline()
+        wait_for(lambda: not status(hub)["cloud"]["online"], what="the hub to see the cut")
+        # The hub ends watches on the cloud when it goes: their clients re-watch locally.
+        wait_for(lambda: status(hub)["watches"] == [], what="the remote watch ended")
+    finally:
+        watch.close()
+    assert hub.get("/api/v1/pods")[0] == 200                            # from the cache
+    assert hub.get("/api/v1/namespaces/default/configmaps")[0] == 503   # never cached
+    watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
+    try:
+        wait_for(lambda: status(hub)["watches"] == [
+            {"component": "kubelet", "remote": 0, "local": 1}], what="the local watch")
+    finally:
+        watch.close()
+
+    doc = status(hub)
+    server = doc["cloud"]["servers"][0]
+    assert server["url"] == sandbox.url and server["healthy"] is False
+    assert server["reason"] and server["lastProbe"] and doc["cloud"]["since"]
+    pods = next(c for c in doc["cache"]["collections"] if c["resource"] == "pods")
+    # The cut tore the watch that kept the views current: stale, and the page says why.
+    assert (pods["component"], pods["objects"], pods["stale"]) == ("kubelet", 6, True)
+    stale_why = next(v["staleReason"] for v in pods["views"] if v["stale"])
+    assert pods["staleReason"].endswith(stale_why) and stale_why
+    assert pods["bytes"] > 0 and pods["lastSync"]
+    assert sorted(v["selector"] for v in pods["views"]) == ["*", "default/l:app=web"]
+    assert doc["cache"]["disk"]["freeBytes"] > 0
+    kinds = {(e["kind"], e["component"], e["request"], e["code"]) for e in doc["events"]}
+    assert ("fallback", "kubelet", "GET /api/v1/pods", 200) in kinds
+    assert ("refusal", "kubelet", "GET /api/v1/namespaces/default/configmaps", 503) in kinds
+    refusal = next(e for e in doc["events"] if e["kind"] == "refusal")
+    assert "holds no complete list of configmaps" in refusal["reason"]
+    assert doc["tee"]["overflows"] == 0
+    assert doc["identity"]["method"] == "none (anonymous)"
+
+    # The same facts, as a person sees them in a browser.
+    code, headers, html = http(hub.hub_url + "/status")
+    assert code == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"<script" not in html and not re.search(rb'(src|href)="(https?:)?//', html)
+    assert b"http-equiv=\"refresh\"" not in html  # auto-refresh is off by default
+    browser.open(hub.hub_url + "/status")
+    assert browser.title() == "yurthub node-0000: OFFLINE"
+    text = browser.text()
+    assert "yurthub on node-0000 OFFLINE" in text
+    assert "cloud unreachable since" in text
+    assert re.search(rf"{re.escape(sandbox.url)}\s+unhealthy", text)
+    assert re.search(r"kubelet\s+pods\s+6\s+[\d.]+ KiB\s+\S+ ago\s+stale", text)
+    assert f"stale: {stale_why}" in text
+    assert "default/l:app=web" in text
+    assert re.search(r"refused\s+503\s+kubelet\s+GET /api/v1/namespaces/default/configmaps",
+                     text)
+    assert re.search(r"from cache\s+200\s+kubelet\s+GET /api/v1/pods", text)
+    assert re.search(r"disk [\d.]+ \w+ free of", text)
+    png = browser.screenshot(tmp_path / "status.png")
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+    browser.open(hub.hub_url + "/status?refresh=5")
+    assert "auto-refresh every 5s" in browser.text()
+
+
+def test_status_is_for_loopback_clients_only(hub):
+    from werkzeug.test import Client
+
+    from yurthub.hubserver import HubServer
+    from yurthub.metrics import Metrics
+    server = HubServer(Metrics(), lambda: None, status=lambda: {"node": "n"})
+    client = Client(server)
+    for path in ("/status", "/v1/status"):
+        r = client.get(path, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+        assert r.status_code == 403
+        assert b"only to clients on this node's loopback interface" in r.get_data()
+        assert b"10.0.0.9" in r.get_data()
+        assert client.get(path.replace("status", "healthz") if path == "/v1/status" else
+                          "/v1/healthz", environ_base={"REMOTE_ADDR": "10.0.0.9"}
+                          ).status_code == 200
+    assert http(hub.hub_url + "/v1/status")[0] == 200  # the real hub, from 127.0.0.1

@@ -1,0 +1,55 @@
+"""The status page's parts that need no hub: the bounded recorder and the page's escaping."""
+
+from __future__ import annotations
+
+import threading
+
+from yurthub.recorder import FALLBACK, REFUSAL, Recorder
+from yurthub.statuspage import render
+
+
+def test_recorder_keeps_the_last_50_newest_first_and_bounds_text():
+    r = Recorder()
+    threads = [threading.Thread(target=lambda k=k: [
+        r.record(FALLBACK if i % 2 else REFUSAL, "kubelet", f"GET /api/v1/pods/{k}-{i}",
+                 "x" * 10_000, 503) for i in range(100)]) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = r.recent()
+    assert len(events) == 50
+    assert all(len(e.reason) == 300 and e.reason.endswith("...") for e in events)
+    assert [e.time for e in events] == sorted((e.time for e in events), reverse=True)
+    assert r.counts == {FALLBACK: 200, REFUSAL: 200}
+
+
+def doc(**over):
+    base = {
+        "node": "edge-1", "version": "0", "time": "2026-01-01T00:00:00Z", "mode": "edge",
+        "cloud": {"online": True, "since": None, "sinceSeconds": None, "healthChecked": True,
+                  "servers": []},
+        "cache": {"root": "/c", "disk": {"freeBytes": 1, "totalBytes": 100,
+                                         "freePercent": 1.0},
+                  "objects": 0, "bytes": 0, "quarantined": 0, "collections": []},
+        "watches": [], "events": [], "eventCounts": {"fallbacks": 0, "refusals": 0},
+        "tee": {"overflows": 0, "budgetBytes": 1, "dropped": []},
+        "filters": {"enabled": True, "disabled": [], "active": [], "pool": None,
+                    "zone": None, "notReady": None},
+        "identity": {"method": "none", "tls": "verified"},
+    }
+    base.update(over)
+    return base
+
+
+def test_every_value_is_escaped_and_refresh_is_off_unless_asked():
+    evil = '<script>alert(1)</script>"'
+    page = render(doc(node=evil, events=[{
+        "time": "2026-01-01T00:00:00Z", "kind": "refusal", "component": evil,
+        "request": f"GET /api/v1/pods?x={evil}", "reason": evil, "code": 503,
+        "ageSeconds": 1}], eventCounts={"fallbacks": 0, "refusals": 1}))
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in page
+    assert 'http-equiv="refresh"' not in page
+    assert '<meta http-equiv="refresh" content="30">' in render(doc(), refresh=30)
+    assert "1 B free of 100 B (1.0%)" in page
