@@ -8,6 +8,7 @@ cleanly, ``stop`` stops the threads.  Nothing imports this module but the entry 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -214,6 +215,17 @@ class Hub:
         quota.add_metric(["total"], self.cfg.cache_quota)
         quota.add_metric(["component"], self.cfg.cache_component_quota)
         scopes.add_metric([], len(self.cache.scopes))
+        disk_free = GaugeMetricFamily("yurthub_cache_disk_free_bytes", "bytes available to the "
+                                      "hub on the cache's file system")
+        disk_size = GaugeMetricFamily("yurthub_cache_disk_size_bytes",
+                                      "size of the cache's file system")
+        out += [disk_free, disk_size]
+        try:
+            st = os.statvfs(self.cfg.disk_cache_path)
+            disk_free.add_metric([], st.f_bavail * st.f_frsize)
+            disk_size.add_metric([], st.f_blocks * st.f_frsize)
+        except OSError:
+            pass  # no samples: an alert on the ratio stays silent, the status page says why
         if not self._ready.is_set():
             return out
         stats = self.store.stats()

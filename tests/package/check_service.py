@@ -268,6 +268,13 @@ def check_install(args: argparse.Namespace) -> None:
     stray = [f for f in shipped if "kubesandbox" in f or "/sandbox" in f]
     check(not stray, f"the package ships the sandbox: {stray[:5]}")
     ok("the package ships no sandbox module")
+    for name, load in (("yurthub-dashboard.json", json.load), ("yurthub-alerts.yml", None)):
+        path = f"/usr/share/yurthub/{name}"
+        check(os.path.isfile(path) and os.path.getsize(path) > 0, f"{path} is not installed")
+        if load is not None:
+            with open(path, encoding="utf-8") as fh:
+                check(bool(load(fh).get("panels")), f"{path} has no panels")
+    ok("the Grafana dashboard and the alert rules are in /usr/share/yurthub")
     r = subprocess.run(["/usr/bin/yurthub", "sandbox", "--port", "1"], capture_output=True,
                        text=True, timeout=30)
     lines = r.stderr.strip().splitlines()
@@ -404,6 +411,21 @@ def check_service(unit: Unit, workdir: str, node: str) -> None:
         ok(f"GET :10261{path} as kubelet -> 200, the node's 3 pods")
         check_cache_tree(items)
         check_peers(path)
+        status, body = get(HUB, "/v1/status")
+        check(status == 200 and json.loads(body)["node"] == node, f"GET /v1/status -> {status}")
+        status, body = get(HUB, "/status")
+        check(status == 200 and b"<h1>yurthub on " in body, f"GET /status -> {status}")
+        ok("GET :10267/status and /v1/status -> 200 (loopback)")
+        r = subprocess.run(["/usr/bin/yurthub", "cache", "ls", "kubelet"], capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0 and any(line.split()[:3] == ["kubelet", "pods", "3"]
+                                        for line in r.stdout.splitlines()),
+              f"`yurthub cache ls kubelet` beside the service: {r.returncode} {r.stdout!r} "
+              f"{r.stderr!r}")
+        r = subprocess.run(["/usr/bin/yurthub", "cache", "verify"], capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0, f"`yurthub cache verify`: {r.returncode} {r.stdout!r}")
+        ok("`yurthub cache ls` and `verify` read the service's tree beside it")
 
         second = run_unit(unit, workdir)
         ok("second instance: " + one_line_error(second, "Address already in use"))
