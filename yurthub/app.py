@@ -30,6 +30,7 @@ from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
 from yurthub.kube.resources import BUILTIN, ResourceType
 from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
+from yurthub.nodecondition import AutonomyReporter
 from yurthub.proxy import filtering
 from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.remote import RemoteProxy
@@ -119,9 +120,16 @@ class Hub:
         # 9. the hub server
         self._admin_token = ""
         self._ready = threading.Event()
+        # 10. the node's Autonomy condition (edge mode, as YurtHub)
+        self.autonomy: AutonomyReporter | None = None
+        if self.health is not None:
+            self.autonomy = AutonomyReporter(cfg, self.store, self.upstream,
+                                             self.health.cloud_healthy, self._ready.is_set)
         self.status = StatusSource(cfg, self.upstream, self.health, self.store, self.streams,
                                    self.recorder, self.metrics, self.filters, creds,
-                                   ready=self._ready.is_set)
+                                   ready=self._ready.is_set,
+                                   autonomy=self.autonomy.status if self.autonomy else
+                                   lambda: None)
         self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
@@ -150,6 +158,8 @@ class Hub:
         if self.health is not None:
             self.health.start()
         self._ready.set()
+        if self.autonomy is not None:
+            self.autonomy.start()
         log.info("yurthub serving: proxy %s:%d -> %s, hub server %s:%d",
                  self.cfg.plain_bind_address, self.cfg.proxy_port,
                  ", ".join(s.url for s in self.upstream.servers),
@@ -316,6 +326,8 @@ class Hub:
         if self.health is not None:
             self.health.stop()
         self.filter_source.stop()
+        if self.autonomy is not None:
+            self.autonomy.stop()
         self.cache.stop()
         self.guard.stop()
         self.watchdog.stop()

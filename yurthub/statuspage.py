@@ -87,10 +87,13 @@ def _table(head: list[str], rows: list[list[str]], numeric: frozenset[int] = fro
 def _autonomy(a: dict[str, Any] | None) -> str:
     if a is None:
         return ""
-    head = ("<h2>Autonomy</h2><p>" + (_badge("True", "ok") if a["status"] == "True"
+    reported = ("on the Node since " + _e(a["reportedAt"]) if a["reportedToNode"]
+                else f'<span class="why">not on the Node yet: {_e(a["reportError"])}</span>'
+                if a["reportError"] else "not on the Node yet (the cloud is away)")
+    return ("<h2>Autonomy</h2><p>" + (_badge("True", "ok") if a["status"] == "True"
                                        else _badge(a["status"], "bad")) +
-            f' <b>{_e(a["reason"])}</b> <span class="small">{_e(a["message"])}</span></p>')
-    return head
+            f' <b>{_e(a["reason"])}</b> <span class="small">{_e(a["message"])}</span></p>'
+            f'<p class="muted small">condition {reported}</p>')
 
 
 def _servers(cloud: dict[str, Any]) -> str:

@@ -103,6 +103,10 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
                      text)
     assert re.search(r"from cache\s+200\s+kubelet\s+GET /api/v1/pods", text)
     assert re.search(r"disk [\d.]+ \w+ free of", text)
+    # kubelet cached all pods but never listed its node: the node could not restart offline.
+    assert doc["autonomy"]["status"] == "False"
+    assert "kubelet: nodes not cached" in doc["autonomy"]["message"]
+    assert re.search(r"Autonomy\s+False EssentialCacheMissing .*kubelet: nodes not cached", text)
     png = browser.screenshot(tmp_path / "status.png")
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
 

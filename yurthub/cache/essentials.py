@@ -1,0 +1,178 @@
+"""Could this node keep running if the cloud went now?  The verdict of the Autonomy condition.
+
+YurtHub reports ``Autonomy`` True while its cache had fewer than 3 write errors in a row;
+that says nothing about whether what a restarting component needs is there.  Here the
+condition is True only when every cached component's *essential* collections have a
+complete view on disk that is neither stale nor incomplete:
+
+- kubelet: the pods of this node, this node, services, and every ConfigMap and Secret its
+  (non-terminal) pods use — volumes, projected sources, env and envFrom, unless optional;
+- kube-proxy and coredns: services and endpointslices.
+
+kubelet is always essential (a node without its cache cannot restart a pod offline);
+kube-proxy and coredns are when they have something cached.  False names what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from yurthub.cache.views import CollectionState, View
+from yurthub.errors import StorageError
+from yurthub.storage import CollectionKey, DiskStore
+
+TRUE, FALSE = "True", "False"
+_MESSAGE_ITEMS = 6
+_ALL, _NODE_PODS, _OWN_NODE = "all", "pods of this node", "this node"
+_EP = "discovery.k8s.io"
+ESSENTIAL: dict[str, list[tuple[str, str, str]]] = {
+    "kubelet": [("", "pods", _NODE_PODS), ("", "nodes", _OWN_NODE), ("", "services", _ALL)],
+    "kube-proxy": [("", "services", _ALL), (_EP, "endpointslices", _ALL)],
+    "coredns": [("", "services", _ALL), (_EP, "endpointslices", _ALL)],
+}
+_ALWAYS = frozenset({"kubelet"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+    message: str
+    missing: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "message": self.message,
+                "missing": list(self.missing)}
+
+
+def evaluate(store: DiskStore, node: str) -> Verdict:
+    """The Autonomy verdict for ``node`` from what ``store`` holds now.  Never raises."""
+    keys = store.collections()
+    components = {ck.component for ck in keys}
+    missing: list[str] = []
+    checked = []
+    for component, needs in ESSENTIAL.items():
+        if component not in components and component not in _ALWAYS:
+            continue
+        checked.append(component)
+        for group, resource, want in needs:
+            missing += _collection(store, keys, node, component, group, resource, want)
+    missing += list(_mounted(store, keys, node))
+    if missing:
+        shown = "; ".join(missing[:_MESSAGE_ITEMS])
+        more = len(missing) - _MESSAGE_ITEMS
+        return Verdict(FALSE, "EssentialCacheMissing",
+                       shown + (f"; and {more} more" if more > 0 else ""), missing)
+    return Verdict(TRUE, "EssentialCacheFresh",
+                   f"fresh, complete views on disk of everything {', '.join(checked)} need "
+                   "to run without the cloud")
+
+
+def _collection(store: DiskStore, keys: list[CollectionKey], node: str, component: str,
+                group: str, resource: str, want: str) -> list[str]:
+    what = f"{resource}.{group}" if group else resource
+    cks = [ck for ck in keys if (ck.component, ck.group, ck.resource)
+           == (component, group, resource)]
+    if not cks:
+        return [f"{component}: {what} not cached"]
+    covering: list[View] = []
+    for ck in cks:
+        state = CollectionState.from_json(store.state(ck) or {})
+        covering += [v for v in state.views.values() if _covers(v, want, node)]
+        if want == _OWN_NODE and any(v.key.namespace == "" for v in state.views.values()) \
+                and ("", node) not in store.entries(ck):
+            return [f"{component}: node {node} not in its cached nodes"]
+    label = what if want == _ALL else f"{what} ({want})"
+    if not covering:
+        return [f"{component}: no complete list of {label}"]
+    if any(not v.stale and not v.incomplete for v in covering):
+        return []
+    v = covering[0]
+    if v.incomplete:
+        return [f"{component}: {label} incomplete ({v.incomplete})"]
+    return [f"{component}: {label} stale ({v.stale})"]
+
+
+def _covers(view: View, want: str, node: str) -> bool:
+    key = view.key
+    if key.namespace:
+        return False
+    if want == _ALL:
+        return True  # the component's own selectors (kube-proxy's labels) are its business
+    name = "spec.nodeName" if want == _NODE_PODS else "metadata.name"
+    return not key.labels and key.fields in ("", f"{name}={node}")
+
+
+def _mounted(store: DiskStore, keys: list[CollectionKey], node: str) -> Iterator[str]:
+    """ConfigMaps and Secrets the node's pods use that kubelet's cache lacks."""
+    pods = [ck for ck in keys if (ck.component, ck.group, ck.resource) == ("kubelet", "",
+                                                                           "pods")]
+    by_kind = {r: [ck for ck in keys if (ck.component, ck.group, ck.resource)
+                   == ("kubelet", "", r)] for r in ("configmaps", "secrets")}
+    seen: set[tuple[str, str, str]] = set()
+    for ck in pods:
+        for (ns, name), entry in store.entries(ck).items():
+            if (entry.meta.get("fields") or {}).get("spec.nodeName") != node:
+                continue
+            try:
+                body = store.read(ck, ns, name)
+                pod = json.loads(body) if body is not None else None
+            except (StorageError, ValueError):
+                continue  # the damage check reports it; the pods view says incomplete
+            if not isinstance(pod, dict) or \
+                    (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            for resource, ref in _references(pod):
+                if (resource, ns, ref) in seen:
+                    continue
+                seen.add((resource, ns, ref))
+                problem = _has(store, by_kind[resource], ns, ref)
+                if problem:
+                    kind = resource[:-1]
+                    yield f"kubelet: {kind} {ns}/{ref} (used by pod {name}) {problem}"
+
+
+def _has(store: DiskStore, cks: list[CollectionKey], ns: str, name: str) -> str:
+    for ck in cks:
+        if (ns, name) in store.entries(ck):
+            state = CollectionState.from_json(store.state(ck) or {})
+            views = [v for v in state.views.values()
+                     if v.key.namespace in ("", ns) and not v.key.labels
+                     and v.key.fields in ("", f"metadata.name={name}")]
+            if views and all(v.stale or v.incomplete for v in views):
+                v = views[0]
+                return f"stale ({v.stale or v.incomplete})"
+            return ""
+        state = CollectionState.from_json(store.state(ck) or {})
+        if (ns, name) in state.lost:
+            return f"set aside as damaged ({state.lost[(ns, name)]})"
+    return "not cached"
+
+
+def _references(pod: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(configmaps|secrets, name) of every non-optional ConfigMap and Secret a pod uses."""
+    spec = pod.get("spec") or {}
+    for vol in spec.get("volumes") or []:
+        yield from _source(vol.get("configMap"), "configmaps", "name")
+        yield from _source(vol.get("secret"), "secrets", "secretName")
+        for src in ((vol.get("projected") or {}).get("sources") or []):
+            yield from _source(src.get("configMap"), "configmaps", "name")
+            yield from _source(src.get("secret"), "secrets", "name")
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    for c in containers:
+        for env in c.get("envFrom") or []:
+            yield from _source(env.get("configMapRef"), "configmaps", "name")
+            yield from _source(env.get("secretRef"), "secrets", "name")
+        for env in c.get("env") or []:
+            ref = env.get("valueFrom") or {}
+            yield from _source(ref.get("configMapKeyRef"), "configmaps", "name")
+            yield from _source(ref.get("secretKeyRef"), "secrets", "name")
+
+
+def _source(src: Any, resource: str, key: str) -> Iterator[tuple[str, str]]:
+    if isinstance(src, dict) and not src.get("optional") and isinstance(src.get(key), str) \
+            and src[key]:
+        yield resource, src[key]
