@@ -229,7 +229,13 @@ class Hub:
                                       "hub on the cache's file system")
         disk_size = GaugeMetricFamily("yurthub_cache_disk_size_bytes",
                                       "size of the cache's file system")
-        out += [disk_free, disk_size]
+        autonomy = GaugeMetricFamily("yurthub_node_autonomy", "1 while the node's Autonomy "
+                                     "condition is True: everything its components need to run "
+                                     "without the cloud is cached, fresh and complete")
+        out += [disk_free, disk_size, autonomy]
+        verdict = self.autonomy.verdict if self.autonomy is not None else None
+        if verdict is not None:
+            autonomy.add_metric([], 1 if verdict.status == "True" else 0)
         try:
             st = os.statvfs(self.cfg.disk_cache_path)
             disk_free.add_metric([], st.f_bavail * st.f_frsize)

@@ -63,6 +63,7 @@ def test_autonomy_condition_follows_the_cache_on_the_node(sandbox, hub):
     assert kubelet_conditions(sandbox) == before
     page = on_status_page(hub)
     assert (page["status"], page["reportedToNode"]) == ("True", True)
+    assert hub.metric("yurthub_node_autonomy") == 1
 
     # A pod that mounts a ConfigMap and takes a Secret from env: kubelet needs both offline.
     pod = {**_first_pod(sandbox), "apiVersion": "v1", "kind": "Pod"}
@@ -85,6 +86,9 @@ def test_autonomy_condition_follows_the_cache_on_the_node(sandbox, hub):
         in cond["message"]
     assert "kubelet: secret default/app-secret (used by pod app) not cached" in cond["message"]
     assert "nope" not in cond["message"]        # optional: not essential
+    wait_for(lambda: hub.metric("yurthub_node_autonomy") == 0 and
+             "yurthub_node_autonomy 0.0" in http(hub.hub_url + "/metrics")[2].decode(),
+             what="the metric follows the condition")
     transition = cond["lastTransitionTime"]
 
     for path in ("/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dapp-config",
