@@ -237,7 +237,8 @@ class Config:
         metavar="true|false")
     proxy_port: int = setting(10261, _port, "port of the API proxy", metavar="PORT")
     serve_port: int = setting(
-        10267, _port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics)", metavar="PORT")
+        10267, _port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics; /status and "
+        "/v1/status on loopback)", metavar="PORT")
     disk_cache_path: str = setting(
         "/var/lib/yurthub/cache", _abs_path, "root of the cache tree", metavar="DIR")
     cache_agents: tuple[str, ...] = setting(

@@ -6,7 +6,9 @@ it back with ``UpdateStatus`` (racing kubelet's own status updates), it sends a 
 merge patch of ``status.conditions`` holding only the ``Autonomy`` entry: conditions merge
 by ``type``, so kubelet's conditions are never replaced or reordered.  The verdict (see
 cache/essentials.py) is evaluated every heartbeat interval; it is sent when it changes,
-and every 5 minutes to renew ``lastHeartbeatTime``, whenever the cloud is healthy.
+and every 5 minutes to renew ``lastHeartbeatTime``, whenever the cloud is healthy.  A
+refused or failed report (no RBAC for ``nodes/status``, a server going away) is retried
+after a pause and logged once per distinct error, not at every tick.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class AutonomyReporter(BackgroundThread):
         self.report_error = ""
         self._sent_at = 0.0             # monotonic
         self._transition = ""           # lastTransitionTime of the status on the Node
+        self._retry_at = 0.0            # monotonic: no report before this after a failure
+        self._pause = max(5.0, min(60.0, 6.0 * cfg.heartbeat_interval_seconds))
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -71,7 +75,7 @@ class AutonomyReporter(BackgroundThread):
             self.verdict = verdict
         due = (self.reported is None or self.reported != verdict
                or time.monotonic() - self._sent_at >= RENEW_SECONDS)
-        if due and self.cloud_healthy():
+        if due and time.monotonic() >= self._retry_at and self.cloud_healthy():
             self._report(verdict)
 
     def status(self) -> dict[str, Any] | None:
@@ -101,8 +105,12 @@ class AutonomyReporter(BackgroundThread):
             if status != 200:
                 raise OSError(f"PATCH {path}: HTTP {status}: {body[:200]!r}")
         except (OSError, HTTPError, ValueError) as e:
-            self.report_error = str(e)[:300]
-            log.warning("cannot report the Autonomy condition of node %s: %s", node, e)
+            error = str(e)[:300]
+            if error != self.report_error:
+                log.warning("cannot report the Autonomy condition of node %s (retrying every "
+                            "%.0fs): %s", node, self._pause, error)
+            self.report_error = error
+            self._retry_at = time.monotonic() + self._pause
             return
         if self.reported is None or self.reported.status != verdict.status:
             log.info("node %s: Autonomy=%s (%s): %s", node, verdict.status, verdict.reason,

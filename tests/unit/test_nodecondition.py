@@ -1,0 +1,73 @@
+"""The Autonomy reporter against a real sandbox: what reaches the Node, when, and what a
+refused report costs (one log line and a pause, not a request and a warning every tick)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
+from yurthub import config
+from yurthub.credentials import Credentials
+from yurthub.nodecondition import AutonomyReporter
+from yurthub.storage import DiskStore
+from yurthub.upstream import Upstream
+
+NODE = "node-0000"
+
+
+@pytest.fixture
+def reporter(sandbox: Sandbox, tmp_path):
+    cfg = config.load(None, {"server_addr": sandbox.url, "node_name": NODE,
+                             "heartbeat_interval_seconds": "1"})
+    store = DiskStore(str(tmp_path / "cache"))
+    store.open()
+    r = AutonomyReporter(cfg, store, Upstream(cfg, Credentials(servers=(sandbox.url,))),
+                         cloud_healthy=lambda: True, ready=lambda: True)
+    yield r
+    store.close()
+
+
+def condition(sandbox: Sandbox) -> dict | None:
+    node = sandbox.get("nodes", NODE)
+    return next((c for c in node["status"]["conditions"] if c["type"] == "Autonomy"), None)
+
+
+def test_a_refused_report_pauses_and_logs_once(sandbox, reporter, caplog):
+    sandbox.fail_next(100, status=403, match=f"/nodes/{NODE}/status")
+    caplog.set_level(logging.WARNING, logger="yurthub.nodecondition")
+    sandbox.clear_requests()
+    for _ in range(5):
+        reporter.tick()
+    assert condition(sandbox) is None
+    assert "403" in reporter.status()["reportError"]
+    assert reporter.status()["reportedToNode"] is False
+    assert len(sandbox.requests(f"/nodes/{NODE}/status")) == 1   # then it waits
+    assert len([r for r in caplog.records if "cannot report" in r.getMessage()]) == 1
+    sandbox.clear_faults()
+    reporter._retry_at = 0.0  # the pause is over
+    reporter.tick()
+    cond = condition(sandbox)
+    assert cond is not None and cond["status"] == "False"
+    assert "kubelet: pods not cached" in cond["message"]
+    assert reporter.status()["reportedToNode"] is True and reporter.status()["reportError"] == ""
+
+
+def test_an_unchanged_verdict_is_not_resent_and_keeps_its_transition_time(sandbox, reporter):
+    kubelet = [c for c in sandbox.get("nodes", NODE)["status"]["conditions"]]
+    reporter.tick()
+    first = condition(sandbox)
+    sandbox.clear_requests()
+    for _ in range(3):
+        reporter.tick()
+    assert sandbox.requests(f"/nodes/{NODE}") == []       # nothing changed: nothing sent
+    reporter._sent_at -= 10_000                             # five minutes later: renewed
+    reporter.tick()
+    wait_for(lambda: sandbox.requests(f"/nodes/{NODE}/status"), what="the renewal")
+    again = condition(sandbox)
+    assert again["lastTransitionTime"] == first["lastTransitionTime"]
+    others = [c for c in sandbox.get("nodes", NODE)["status"]["conditions"]
+              if c["type"] != "Autonomy"]
+    assert others == kubelet                                # kubelet's, untouched
