@@ -44,6 +44,8 @@ def test_a_refused_report_pauses_and_logs_once(sandbox, reporter, caplog):
     assert condition(sandbox) is None
     assert "403" in reporter.status()["reportError"]
     assert reporter.status()["reportedToNode"] is False
+    # The sandbox logs a request just after answering it.
+    wait_for(lambda: sandbox.requests(f"/nodes/{NODE}/status"), what="the refused report")
     assert len(sandbox.requests(f"/nodes/{NODE}/status")) == 1   # then it waits
     assert len([r for r in caplog.records if "cannot report" in r.getMessage()]) == 1
     sandbox.clear_faults()
@@ -59,6 +61,8 @@ def test_an_unchanged_verdict_is_not_resent_and_keeps_its_transition_time(sandbo
     kubelet = [c for c in sandbox.get("nodes", NODE)["status"]["conditions"]]
     reporter.tick()
     first = condition(sandbox)
+    wait_for(lambda: len(sandbox.requests(f"/nodes/{NODE}/status")) == 2,
+             what="the first report (GET, PATCH) in the sandbox's log")
     sandbox.clear_requests()
     for _ in range(3):
         reporter.tick()
