@@ -191,16 +191,17 @@ def ensure_nginx() -> str:
 
 
 class Nginx:
-    """One private nginx (one worker process): its own prefix, config, pid and temp dirs.
+    """One private nginx (one worker unless told): its own prefix, config, pid and temp dirs.
 
     ``servers`` is the text of the ``server {}`` / ``upstream {}`` blocks of the http
     context.  It never reads or writes /etc/nginx.
     """
 
-    def __init__(self, prefix: Path, name: str, servers: str) -> None:
+    def __init__(self, prefix: Path, name: str, servers: str, workers: int = 1) -> None:
         self.prefix = prefix / f"nginx-{name}"
         self.name = name
         self.servers = servers
+        self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def conf(self) -> str:
@@ -208,7 +209,7 @@ class Nginx:
         user = "user root root;\n" if os.geteuid() == 0 else ""
         temps = "\n".join(f"    {k}_temp_path {p}/tmp/{k};"
                           for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        return f"""{user}worker_processes 1;
+        return f"""{user}worker_processes {self.workers};
 pid {p}/nginx.pid;
 lock_file {p}/nginx.lock;
 error_log {p}/error.log warn;
@@ -258,9 +259,11 @@ http {{
                 self.proc.wait()
 
 
-def proxy_server_block(port: int, upstream_port: int, name: str, scheme: str = "http") -> str:
+def proxy_server_block(port: int, upstream_port: int, name: str, scheme: str = "http",
+                       buffer_kib: int = 64) -> str:
     """nginx as a streaming reverse proxy, the peer of the hub: HTTP/1.1 keep-alive to the
-    upstream, no response buffering (the hub streams too), 64 KiB reads like the hub's."""
+    upstream, no response buffering (the hub streams too), ``buffer_kib`` KiB buffers."""
+    b = buffer_kib
     return f"""
     upstream {name} {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
     server {{
@@ -271,9 +274,9 @@ def proxy_server_block(port: int, upstream_port: int, name: str, scheme: str = "
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_request_buffering off;
-            proxy_buffer_size 64k;
-            proxy_buffers 4 64k;
-            proxy_busy_buffers_size 128k;
+            proxy_buffer_size {b}k;
+            proxy_buffers 4 {b}k;
+            proxy_busy_buffers_size {2 * b}k;
             proxy_read_timeout 600s;
         }}
     }}
@@ -286,8 +289,10 @@ class HubProcess:
     """``python -m yurthub serve`` as a child (gunicorn master + one gthread worker)."""
 
     def __init__(self, workdir: Path, server: str, cache_dir: Path, *,
-                 node: str = "node-0000", extra: Sequence[str] = ()) -> None:
+                 node: str = "node-0000", extra: Sequence[str] = (), root: Path = ROOT) -> None:
+        """``root``: the source tree whose yurthub runs (another checkout: a baseline)."""
         self.workdir = workdir
+        self.root = root
         self.server = server
         self.cache_dir = cache_dir
         self.node = node
@@ -307,10 +312,10 @@ class HubProcess:
     def start(self, wait: bool = True) -> HubProcess:
         log = open(self.log_path, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+               "PYTHONPATH": os.pathsep.join([str(self.root), os.environ.get("PYTHONPATH", "")])}
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=ROOT, env=env)
+                                     cwd=self.root, env=env)
         log.close()
         if wait:
             try:

@@ -47,7 +47,7 @@ WATCH_TIMEOUT_SLACK = 30.0
 # Reads of up to 1 MiB: a big list costs a quarter of the iterations (recv, send to the
 # client, tee) that 256 KiB did, and a read never waits for more than has arrived.
 STREAM_CHUNK = 1 << 20
-JOIN_BELOW = 64 << 10  # a read shorter than this (a TLS record) is joined with what waits
+JOIN_BELOW = 64 << 10  # TLS bodies longer than this are read from the socket directly
 LEGACY_CHUNK = 64 * 1024
 
 _KEEPALIVE = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
@@ -219,23 +219,27 @@ def stream(resp: UpstreamResponse) -> Iterator[bytes]:
     """The body as it arrives, compressed or not, never waiting to fill a buffer.
 
     Chunked bodies (watches) come one item per upstream chunk.  Bodies with a length come
-    in pieces of up to STREAM_CHUNK, whatever has arrived: urllib3 2's ``read1``, or on
-    urllib3 1.26 (whose ``read`` waits for the whole amount) http.client's.
+    in pieces of up to STREAM_CHUNK, whatever has arrived: over TLS read from the socket
+    directly (``_direct``), otherwise through urllib3 2's ``read1`` or, on urllib3 1.26
+    (whose ``read`` waits for the whole amount), http.client's.
     Raises UpstreamError when the connection breaks before the body ended.
     """
     try:
         chunked = bool(getattr(resp, "chunked", False))
         read1 = getattr(resp, "read1", None)
+        direct = None if chunked else _direct(resp)
         if chunked:
             for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
                 if chunk:
                     yield chunk
+        elif direct is not None:
+            yield from direct
         elif read1 is not None:
-            yield from _joined(lambda n: read1(n, decode_content=False), resp)
+            yield from iter(lambda: read1(STREAM_CHUNK, decode_content=False), b"")
         else:
             yield from _legacy_read1(resp)
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
-        # ValueError: urllib3 1.26 reading from a socket that another thread shut down.
+        # ValueError: reading from a (TLS) socket that another thread shut down.
         raise UpstreamError(f"response broken: {_short(e)}") from e
 
 
@@ -254,47 +258,90 @@ def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
             if chunk:
                 yield chunk
         return
-    yield from _joined(raw_read1, resp)
+    yield from iter(lambda: raw_read1(STREAM_CHUNK), b"")
     if getattr(fp, "length", None):  # bytes still announced: the body was cut short
         raise ProtocolError(f"body ended {fp.length} bytes short of its Content-Length")
     fp.close()
 
 
-def _joined(read1: Any, resp: UpstreamResponse) -> Iterator[bytes]:
-    """Pieces of a body with a length, up to STREAM_CHUNK each, never waiting for data that
-    has not arrived.
+def _direct(resp: UpstreamResponse) -> Iterator[bytes] | None:
+    """A reader of a TLS body with a length straight from the socket, or None where that
+    does not apply (plain TCP, no length, small, already partly read).
 
-    Over TLS a read returns one record (16 KiB at most) however much has arrived, and a
-    50 MB list would make 3,000 trips through the client send and the tee.  The records
-    already waiting (decrypted in the SSL object, or in the socket) are read at once and
-    joined: one trip per MiB, as over plain TCP, whose reads return all that has arrived.
-    A body read whole at once (most answers) costs no check at all.
+    Through urllib3 and http.client every 16 KiB TLS record costs a stack of Python calls
+    (a 48 MB list: 3,000 of them, most of the hub's CPU over TLS).  Once http.client has
+    parsed the headers, the body is the next ``length`` bytes of the connection: the bytes
+    its buffered reader already holds, then the socket's.  Records are decrypted straight
+    into one reused buffer, as many as have arrived (the socket is non-blocking meanwhile;
+    waits use its own timeout), and each piece is handed on as a new ``bytes``.
+    http.client's ``length`` is kept current; at the end its response is closed, so
+    urllib3 puts the connection back into the pool as after any read.
     """
+    fp: Any = getattr(resp, "_fp", None)  # http.client's response (urllib3 1.26 and 2.x)
+    left = getattr(fp, "length", None)
     sock = _sock_of(resp)
-    if not isinstance(sock, ssl.SSLSocket):
-        yield from iter(lambda: read1(STREAM_CHUNK), b"")
-        return
-    fp = getattr(resp, "_fp", None)  # http.client's response: ``length`` is what is left
-    poller = None
-    while True:
-        chunk = read1(STREAM_CHUNK)
-        if not chunk:
-            return
-        if len(chunk) < JOIN_BELOW and getattr(fp, "length", None) != 0:
-            if poller is None:
-                poller = select.poll()
-                poller.register(sock.fileno(), select.POLLIN)
-            pieces = [chunk]
-            size = len(chunk)
-            while size < STREAM_CHUNK and (sock.pending() or poller.poll(0)):
-                more = read1(STREAM_CHUNK - size)
-                if not more:
-                    break
-                pieces.append(more)
-                size += len(more)
-            if len(pieces) > 1:
-                chunk = b"".join(pieces)
-        yield chunk
+    if (not isinstance(sock, ssl.SSLSocket) or not isinstance(left, int)
+            or left <= JOIN_BELOW or getattr(fp, "chunked", True)
+            or getattr(fp, "fp", None) is None or getattr(resp, "_fp_bytes_read", 0)):
+        return None
+    return _read_direct(resp, fp, sock, left)
+
+
+def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
+                 ) -> Iterator[bytes]:
+    timeout = sock.gettimeout()
+    # First what the buffered reader holds (after read1 of at least that much it is
+    # empty), or one record when it holds nothing.
+    pending = fp.fp.read1(min(left, STREAM_CHUNK))
+    if not pending:
+        raise ProtocolError(f"body ended {left} bytes short of its Content-Length")
+    buf = bytearray(min(left, STREAM_CHUNK))
+    view = memoryview(buf)
+    sock.settimeout(0.0)
+    try:
+        while left:
+            size = min(left, STREAM_CHUNK)
+            got = len(pending)
+            if got:
+                view[:got] = pending
+                pending = b""
+            while got < size:
+                try:
+                    n = sock.recv_into(view[got:size], size - got)
+                except ssl.SSLWantReadError:
+                    if got:
+                        break  # hand on what has arrived
+                    _wait(sock, select.POLLIN, timeout)
+                    continue
+                except ssl.SSLWantWriteError:  # a TLS 1.2 renegotiation
+                    _wait(sock, select.POLLOUT, timeout)
+                    continue
+                if not n:
+                    raise ProtocolError(f"body ended {left - got} bytes short of its "
+                                        "Content-Length")
+                got += n
+            left -= got
+            fp.length = left
+            yield bytes(view[:got])
+    finally:
+        view.release()
+        try:
+            sock.settimeout(timeout)
+        except OSError:
+            pass  # why: the connection was closed meanwhile; it is not reused
+    fp.close()  # the body ended at its length: the connection may be reused ...
+    if sock.pending():  # ... unless the server sent more than it announced
+        conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
+        if conn is not None:
+            conn.close()  # why: the pool opens a new one; stray bytes are never an answer
+
+
+def _wait(sock: socket.socket, event: int, timeout: float | None) -> None:
+    """Wait for ``sock`` to be ready, as a blocking read with ``timeout`` would."""
+    poller = select.poll()
+    poller.register(sock.fileno(), event)
+    if not poller.poll(None if timeout is None else timeout * 1000):
+        raise TimeoutError(f"read timed out after {timeout} s")
 
 
 def interrupt(resp: UpstreamResponse) -> None:
