@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
-from kubesandbox import discovery, openapi
+from kubesandbox import discovery, openapi, protobuf
 from kubesandbox.discovery import Registry
 from kubesandbox.rest import Reader, Selection, resolve
 from kubesandbox.routing import NOT_ALLOWED, Route, route
@@ -18,6 +19,8 @@ from kubesandbox.watch import WatchOptions, WatchStream
 from kubesandbox.wire import Request, Response, json_response, negotiate, text_response
 from kubesandbox.writes import Writer
 from yurthub.errors import MethodNotAllowed
+from yurthub.kube.accept import PROTOBUF
+from yurthub.kube.accept import negotiate as served_media
 from yurthub.kube.resources import ResourceType
 
 
@@ -61,9 +64,9 @@ class Api:
                 resp.stream = self.tables.watch(rt, req, table, resp.stream)
                 return resp
         if r.verb == "get":
-            return self.reader.read_one(rt, r)
+            return _as_asked(self.reader.read_one(rt, r), req)
         if r.verb == "list":
-            return self.reader.read_list(rt, r, req)
+            return _as_asked(self.reader.read_list(rt, r, req), req)
         if r.verb == "watch":
             return self.watch(rt, r, req, is_closed)
         if r.verb == "create":
@@ -101,3 +104,17 @@ class Api:
                              bookmark_interval=self.bookmark_interval,
                              max_timeout=self.watch_timeout, is_closed=is_closed)
         return Response(200, stream=iter(stream))
+
+
+def _as_asked(resp: Response, req: Request) -> Response:
+    """A get or list answered in protobuf when the client prefers it (client-go asks
+    ``application/vnd.kubernetes.protobuf, application/json``) and the kind is in the
+    sandbox's protobuf table; JSON otherwise, which such a client also accepts."""
+    n = served_media(req.headers.get("Accept"))
+    if n is None or n.media_type != PROTOBUF or n.transform is not None or resp.status != 200:
+        return resp
+    try:
+        data = protobuf.encode(json.loads(b"".join(resp.body)))
+    except protobuf.NotEncodable:
+        return resp
+    return Response(resp.status, [data], PROTOBUF, resp.headers)

@@ -149,6 +149,13 @@ class CacheManager:
 
     # -- the request path -------------------------------------------------------------------
 
+    def may_cache(self, info: RequestInfo, component: str, accept: str | None) -> bool:
+        """Whether a 2xx JSON answer to this request would be cached (``tee_for`` opens a
+        tee), from the request alone: a request that may not be cached needs no JSON."""
+        if not info.is_resource_request or _DISCOVERY.match(info.path):
+            return info.verb == "get" and bool(_DISCOVERY.match(info.path))
+        return cacheable(info, component, self.agents, accept).ok
+
     def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
                 headers: Mapping[str, str]) -> Tee | None:
         """A tee for this response when it is to be cached, else None.  Never raises."""

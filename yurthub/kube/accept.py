@@ -1,9 +1,12 @@
 """Accept headers: ask upstream for JSON instead of protobuf, and work out ``as=`` transforms.
 
-The cache decodes JSON only, so protobuf media ranges are rewritten to JSON before a request
-goes upstream. Their ``as=;g=;v=`` parameters are kept. client-go decodes by the response's
-Content-Type, so it accepts the JSON. ``negotiate`` picks the entry kube-apiserver would serve,
-and reports any transform it asks for: a PartialObjectMetadata(List), a Table, or none.
+The cache and the response filters decode JSON only, so for requests the hub caches or
+filters (and watches, which it ends on JSON event boundaries) protobuf media ranges are
+rewritten to JSON before the request goes upstream (``upstream_accept``); every other request
+keeps its Accept (the remote proxy decides). Their ``as=;g=;v=`` parameters are kept.
+client-go decodes by the response's Content-Type, so it accepts the JSON. ``negotiate``
+picks the entry kube-apiserver would serve, and reports any transform it asks for: a
+PartialObjectMetadata(List), a Table, or none.
 """
 
 from __future__ import annotations

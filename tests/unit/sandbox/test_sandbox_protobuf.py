@@ -78,3 +78,28 @@ def test_zero_values_are_omitted_as_go_json_does():
         b"\x12" + bytes([len(raw)]) + raw
     assert protobuf.decode_object(body) == {"kind": "ConfigMap", "apiVersion": "v1",
                                             "metadata": {"name": "a"}}
+
+
+@pytest.mark.parametrize("name", ["core.v1.ConfigMap", "core.v1.Secret", "core.v1.Namespace",
+                                  "core.v1.ServiceAccount", "coordination.k8s.io.v1.Lease"])
+def test_answers_encode_byte_for_byte_as_kubernetes_does(name):
+    """The sandbox's protobuf answers: the fixture's JSON encodes to the fixture's bytes."""
+    obj = json.loads((FIXTURES / f"{name}.json").read_text())
+    assert protobuf.encode(obj) == (FIXTURES / f"{name}.pb").read_bytes()
+
+
+def test_a_list_encodes_its_items_and_decodes_back():
+    cm = json.loads((FIXTURES / "core.v1.ConfigMap.json").read_text())
+    item = {k: v for k, v in cm.items() if k not in ("kind", "apiVersion")}
+    body = protobuf.encode({"kind": "ConfigMapList", "apiVersion": "v1",
+                            "metadata": {"resourceVersion": "42"}, "items": [item, item]})
+    single = protobuf.encode(cm)
+    assert body.startswith(b"k8s\x00") and len(body) > 2 * (len(single) - 30)
+
+
+def test_an_object_with_a_field_the_table_lacks_is_not_encoded():
+    cm = json.loads((FIXTURES / "core.v1.ConfigMap.json").read_text())
+    with pytest.raises(protobuf.NotEncodable):
+        protobuf.encode({**cm, "unknownField": 1})
+    with pytest.raises(protobuf.NotEncodable):
+        protobuf.encode({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {}})
