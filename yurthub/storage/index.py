@@ -73,7 +73,7 @@ class Index:
         for (ns, name), e in self._entries.items():
             ino, size, mtime = self.stats[(ns, name)]
             rows.append([ns, name, size, ino, mtime, e.meta])
-        return files.frame(MAGIC, {"v": 1, "entries": rows})
+        return files.frame(MAGIC, {"v": 1, "entries": rows}, rows="entries")
 
     @staticmethod
     def decode(data: bytes) -> dict[Key, tuple[Entry, Stat]]:

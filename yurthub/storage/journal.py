@@ -42,7 +42,7 @@ class Journal:
     def encode(self) -> bytes:
         return files.frame(MAGIC, {"v": 1, "stage": self.stage, "puts": self.puts,
                                    "deletes": self.deletes, "state": self.state,
-                                   "history": self.history})
+                                   "history": self.history}, rows="puts")
 
     @classmethod
     def decode(cls, data: bytes, namespaced: bool) -> Journal:

@@ -456,3 +456,33 @@ def test_a_long_watch_gives_big_events_memory_back_as_the_writer_reads_them(mana
     assert [sys.getrefcount(e) for e in events] == baseline  # ... and holds none of them
     tee.close(whole=True)
     assert manager.writer.wait_idle(10)
+
+
+def test_a_big_list_leaves_the_collectors_generations_and_reopens_intact(manager, feed,
+                                                                         tmp_path):
+    """After a list of more than FREEZE_ABOVE objects its index is frozen (no full
+    collection walks it), and the index, encoded in pieces, reads back whole."""
+    import gc
+
+    from yurthub.cache.collection import FREEZE_ABOVE
+    from yurthub.storage import DiskStore
+
+    pods = [pod(f"p-{i}", rv=100 + i, ns=f"ns-{i % 7}") for i in range(FREEZE_ABOVE + 300)]
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        assert feed.respond("/api/v1/pods", list_body(pods, 5000))
+        assert gc.get_freeze_count() > FREEZE_ABOVE
+    finally:
+        gc.unfreeze()
+    want = {(p["metadata"]["namespace"], p["metadata"]["name"]): p["metadata"]["resourceVersion"]
+            for p in pods}
+    assert stored(manager) == {k: int(v) for k, v in want.items()}
+    manager.store.close()
+    again = DiskStore(manager.store.root)
+    again.open()
+    try:
+        assert {k: e.meta["rv"] for k, e in again.entries(PODS).items()} == \
+            {k: int(v) for k, v in want.items()}
+    finally:
+        again.close()

@@ -664,3 +664,17 @@ def test_a_component_of_another_user_is_a_collection_like_any(tmp_path):
     store, _ = reopen(tmp_path / "c")
     assert ck in store.collections()
     assert (tmp_path / "c" / "kubelet@1000" / "pods.v1.core" / "default" / "p").is_file()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 255, 256, 257, 1000])
+def test_a_framed_document_with_rows_reads_back_as_it_was(rows):
+    from yurthub.storage import files
+
+    doc = {"v": 1, "stage": ".stage.7", "puts": [["ns", f"n-{i}", f"p{i}", {"é": i / 3}]
+                                                  for i in range(rows)], "state": None}
+    data = files.frame("yurthub-test", doc, rows="puts")
+    assert files.unframe("yurthub-test", data) == doc
+    assert files.unframe("yurthub-test", files.frame("yurthub-test", doc)) == doc
+    torn = data[:-1]
+    with pytest.raises(ValueError):
+        files.unframe("yurthub-test", torn)
