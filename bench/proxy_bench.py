@@ -361,6 +361,7 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
     upstream.start()
     peer.start()
     hubs: dict[str, HubProcess] = {}
+    cpu: dict[str, list[float]] = {}  # CPU seconds of a hub's worker per list
     roots = {"hub": ROOT, **({"baseline hub": args.baseline} if args.baseline else {})}
     try:
         for name, root in roots.items():
@@ -375,9 +376,13 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
             k = rep % len(cases)
             for case in cases[k:] + cases[:k]:
                 name = case.removesuffix(" not cached")
+                worker = hubs[name].worker if name in hubs else 0
+                cpu0 = cpu_seconds(worker) if worker else 0.0
                 if case in hubs:
-                    hub_list(hubs[case], fig, f"{case} caching (all objects changed)", PLAIN,
-                             objects)
+                    key = f"{case} caching (all objects changed)"
+                    hub_list(hubs[case], fig, key, PLAIN, objects)
+                    # the worker's CPU until the durable commit (the writer's share too)
+                    cpu.setdefault(key, []).append(cpu_seconds(worker) - cpu0)
                     continue
                 if case == "direct":
                     port, ua, ctx = up_port, KUBELET_UA, client_tls
@@ -387,6 +392,8 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
                     port, ua, ctx = hubs[name].proxy_port, "bench/1.0", None
                 start, end, size, status = timed_get(port, "/api/v1/pods",
                                                      {**PLAIN, "User-Agent": ua}, ctx)
+                if worker:
+                    cpu.setdefault(case, []).append(cpu_seconds(worker) - cpu0)
                 if status != 200:
                     fig.notes.append(f"{case}: HTTP {status}")
                 fig.add(case, end - start, size)
@@ -402,6 +409,11 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
         ratio = f"  {med(t) / med(fig.times['nginx']):5.2f}x nginx" if key != "nginx" else ""
         print(f"  {key:<40} {spread(t, 1000, '{:.0f}'):>24} ms  "
               f"{fig.sizes[key] / 1e6 / med(t):6.0f} MB/s{ratio}")
+    print("CPU of the hub's worker per list (user + system; less sensitive to a loaded machine "
+          "than the time)")
+    for key, values in cpu.items():
+        print(f"  {key:<40} {spread(values, 1000, '{:.0f}'):>24} ms CPU"
+              + ("  (until the durable commit)" if "caching" in key else ""))
     for key in fig.commit_after:
         print(f"  {key}: commit {spread(fig.commit_after[key], 1, '{:.2f}')} s after the "
               f"response, {spread(fig.objects_per_s[key], 1, '{:,.0f}')} objects/s")
@@ -560,6 +572,11 @@ def run_watches(port: int, watches: int, seconds: float, warmup: float = 1.0
 
 
 def bench_watch(args: argparse.Namespace, work: Path) -> None:
+    """Also over TLS: an nginx terminating TLS in front of the event source is the upstream
+    of a second hub and of an nginx proxying it (``proxy_pass https://``), as the cloud's
+    apiserver would be."""
+    from kubesandbox import tls
+
     rate = 10
     print(f"\n== watch latency: {args.watches} watches x {rate} events/s = "
           f"{args.watches * rate} events/s, {args.watch_seconds:.0f} s per run "
@@ -567,22 +584,39 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
     src = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_eventsource.py"),
                             "--rate", str(rate)], stdout=subprocess.PIPE, text=True)
     assert src.stdout is not None
-    peer: Nginx | None = None
+    nginxes: list[Nginx] = []
+    hubs: list[HubProcess] = []
+    cases = (*CASES, "nginx over TLS", "hub over TLS")
     try:
         src_port = int(src.stdout.readline().split()[1])
-        peer_port = free_port()
-        peer = Nginx(work, "watch-peer", proxy_server_block(peer_port, src_port, "events"))
-        peer.start()
+        peer_port, tls_port, tls_peer_port = free_port(), free_port(), free_port()
+        pki = tls.make_self_signed(work / "pki-watch")
+        plain = f"listen 127.0.0.1:{tls_port} backlog=4096;"
+        nginxes.append(Nginx(work, "watch-peer",
+                             proxy_server_block(peer_port, src_port, "events")).start())
+        nginxes.append(Nginx(work, "watch-tls", proxy_server_block(
+            tls_port, src_port, "events").replace(plain, f"listen 127.0.0.1:{tls_port} ssl "
+                                                  f"backlog=4096; ssl_certificate "
+                                                  f"{pki.server_cert}; ssl_certificate_key "
+                                                  f"{pki.server_key};")).start())
+        nginxes.append(Nginx(work, "watch-tls-peer", proxy_server_block(
+            tls_peer_port, tls_port, "eventstls", "https")).start())
         hub = HubProcess(work, f"http://127.0.0.1:{src_port}", work / "cache-watch",
                          extra=["--threads", "256"]).start()
+        hubs.append(hub)
+        tls_hub = HubProcess(work, f"https://127.0.0.1:{tls_port}", work / "cache-watch-tls",
+                             extra=["--threads", "256", "--ca-file", pki.ca_cert]).start()
+        hubs.append(tls_hub)
     except BaseException:
-        if peer is not None:
-            peer.stop()
+        for h in hubs:
+            h.stop()
+        for n in nginxes:
+            n.stop()
         src.kill()
         src.wait()
         raise
-    lat: dict[str, list[list[float]]] = {c: [] for c in CASES}
-    counts: dict[str, list[int]] = {c: [] for c in CASES}
+    lat: dict[str, list[list[float]]] = {c: [] for c in cases}
+    counts: dict[str, list[int]] = {c: [] for c in cases}
     hub_rss: list[float] = []
     hub_threads: list[int] = []
     hub_cpu: list[float] = []
@@ -592,9 +626,11 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
     try:
         batches0 = hub.metric("yurthub_cache_commits_total", kind="batch")
         for rep in range(args.rounds):
-            for case in CASES[rep % 3:] + CASES[:rep % 3]:
-                port = {"direct": src_port, "nginx": peer_port, "hub": hub.proxy_port}[case]
-                worker = hub.worker
+            for case in cases[rep % 5:] + cases[:rep % 5]:
+                port = {"direct": src_port, "nginx": peer_port, "hub": hub.proxy_port,
+                        "nginx over TLS": tls_peer_port,
+                        "hub over TLS": tls_hub.proxy_port}[case]
+                worker = (tls_hub if case == "hub over TLS" else hub).worker
                 c0, s0, t0 = cpu_seconds(worker), cpu_seconds(src.pid), time.monotonic()
                 if case == "hub" and rep == 0:
                     spy = PySpy(args.py_spy, worker, "watch", args.watch_seconds + 3)
@@ -627,27 +663,30 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
         batches = hub.metric("yurthub_cache_commits_total", kind="batch") - batches0
         dropped = hub.metric("yurthub_cache_entries_dropped_total")
     finally:
-        hub.stop()
-        peer.stop()
+        for h in hubs:
+            h.stop()
+        for n in nginxes:
+            n.stop()
         src.kill()
         src.wait()
     expected = args.watches * rate * args.watch_seconds
     print(f"latency from the upstream's time.time() stamp to the client's read, ms "
           f"(per-run figure: median (min-max) over {args.rounds} runs)")
-    print(f"  {'':8} {'p50':>22} {'p99':>22} {'max':>22}  events/run (expected ~{expected:.0f})")
-    for case in CASES:
+    print(f"  {'':14} {'p50':>22} {'p99':>22} {'max':>22}  events/run (expected ~{expected:.0f})")
+    for case in cases:
         runs = lat[case]
-        print(f"  {case:<8} {spread([pct(r, 0.5) for r in runs], 1000, '{:.2f}'):>22} "
+        print(f"  {case:<14} {spread([pct(r, 0.5) for r in runs], 1000, '{:.2f}'):>22} "
               f"{spread([pct(r, 0.99) for r in runs], 1000, '{:.2f}'):>22} "
               f"{spread([max(r, default=float('nan')) for r in runs], 1000, '{:.1f}'):>22}  "
               f"{spread(counts[case], 1, '{:.0f}')}")
-    print("added latency, paired per run (case - direct), ms")
-    for case in ("nginx", "hub"):
+    print("added latency, paired per run (case - direct), ms; over TLS the upstream is an "
+          "nginx terminating TLS in front of the same source")
+    for case in ("nginx", "hub", "nginx over TLS", "hub over TLS"):
         d50 = [pct(a, 0.5) - pct(b, 0.5) for a, b in zip(lat[case], lat["direct"], strict=True)]
         d99 = [pct(a, 0.99) - pct(b, 0.99) for a, b in zip(lat[case], lat["direct"],
                                                             strict=True)]
-        target = "  [target: hub p99 added <= 5 ms]" if case == "hub" else ""
-        print(f"  {case:<8} p50 {spread(d50, 1000, '{:+.2f}')}   "
+        target = "  [target: hub p99 added <= 5 ms]" if case.startswith("hub") else ""
+        print(f"  {case:<14} p50 {spread(d50, 1000, '{:+.2f}')}   "
               f"p99 {spread(d99, 1000, '{:+.2f}')}{target}")
     print(f"hub worker with {args.watches} watches: RSS {spread(hub_rss, 1, '{:.1f}')} MB, "
           f"{spread(hub_threads, 1, '{:.0f}')} threads, CPU "
