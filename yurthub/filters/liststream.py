@@ -109,8 +109,12 @@ class ListFilter:
                     self._held = []
                 if self._interest.find(rest) >= 0:
                     out += self._pieces(self._parser.feed_pieces(rest))
-                else:
-                    self._scan, self._start = rest, 0
+                else:  # whole items of no interest go at once; the last one may run on
+                    b = rest.rfind(TRUSTED_SEPARATOR) + 1
+                    if b:
+                        out.append(rest[:b])
+                        self.stats.scanned += b
+                    self._scan, self._start = rest[b:], 0
         return out
 
     def _pieces(self, pieces: list[Item | Bulk | bytes]) -> list[bytes]:
@@ -180,8 +184,13 @@ class ListFilter:
         hit = find(c, fs + 1)
         self.stats.scanned += len(held)
         if hit < 0:
-            self._scan, self._start = c, fs + 1
-            return [held]
+            # Nothing of interest in c: send it up to its last item boundary at once, keep
+            # only the item running on into the next chunk (a slow upstream's client sees
+            # every whole item it has sent, not one chunk less).
+            b = c.rfind(TRUSTED_SEPARATOR, fs) + 1
+            self.stats.scanned += b
+            self._scan, self._start = c[b:], 0
+            return [held + c[:b]]
         r = c.rfind(TRUSTED_SEPARATOR, fs, hit)
         if r < 0:
             return self._to_parsing(held, c)

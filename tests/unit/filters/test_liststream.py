@@ -15,6 +15,7 @@ from yurthub.filters.forwardkubesvctraffic import ForwardKubeSvcTraffic
 from yurthub.filters.liststream import ListFilter, ListStats, filter_list
 from yurthub.filters.masterservice import MasterService
 from yurthub.filters.servicetopology import ServiceTopology
+from yurthub.kube.bulk import TRUSTED_SEPARATOR
 from yurthub.kube.framing import HAVE_MSGSPEC
 
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
@@ -195,6 +196,33 @@ def test_a_big_list_is_never_held_whole():
         tracemalloc.stop()
     assert total < len(body) * 0.6         # half of the endpoints (pool-b's) went
     assert peak < 3 << 20, f"peak {peak} bytes while filtering a {len(body)} byte list"
+
+
+@pytest.mark.parametrize("accelerate", PARSERS)
+def test_whole_items_of_no_interest_go_out_with_their_chunk(accelerate):
+    """A slow upstream (a list that stalls mid-body): the client already has every item the
+    hub received up to the last item boundary; only the item running on is held."""
+    doc = json.loads(list_body(SLICES))
+    plain = next(i for i in doc["items"] if i["metadata"]["name"] == "web-lb-sbx01")
+    items = []
+    for n in range(60):
+        i = json.loads(json.dumps(plain))
+        i["metadata"]["name"] = f"plain-{n:03d}"
+        items.append(json.dumps(i, separators=(",", ":")).encode())
+    body = (b'{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":'
+            b'{"resourceVersion":"9"},"items":[' + b",".join(items) + b"]}\n")
+    # Feed the body in uneven pieces and check what is out after each one.
+    lf = ListFilter(kube_proxy_slices_chain(), accelerate=accelerate)
+    sent, fed = b"", 0
+    for cut in (len(body) // 7, len(body) // 3, (len(body) * 4) // 5):
+        sent += b"".join(lf.feed(body[fed:cut]))
+        fed = cut
+        # The end of the last item whose following separator was received in full.
+        whole = body[:cut].rfind(TRUSTED_SEPARATOR) + 1
+        assert body[:whole] == sent[:whole] and len(sent) >= whole, \
+            f"{whole - len(sent)} bytes of whole items held back after {cut} bytes"
+    sent += b"".join(lf.feed(body[fed:])) + b"".join(lf.close())
+    assert sent == body  # nothing filtered: byte-identical
 
 
 def reference(body: bytes, chain: Chain) -> list:
