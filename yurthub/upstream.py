@@ -350,9 +350,11 @@ def interrupt(resp: UpstreamResponse) -> None:
     if shutdown is not None:  # urllib3 >= 2.3
         try:
             shutdown()
-            return
-        except OSError:
-            return
+        except (OSError, ValueError, RuntimeError):
+            # why: the body already ended (RuntimeError: its connection is back in the
+            # pool; ValueError: it has no socket any more): there is nothing to wake
+            pass
+        return
     sock = _sock_of(resp)
     if sock is not None:
         try:

@@ -283,3 +283,18 @@ def test_a_tls_read_blocked_mid_body_is_interrupted_from_another_thread(material
         release.set()
         up.finish(resp, False)
     assert 0 < len(got) <= 100_000
+
+
+def test_interrupting_a_response_that_already_ended_is_harmless(material, pool_for):
+    """A watch's reader may end (the body closed, its connection back in the pool) just as
+    another thread interrupts it, e.g. a reflector being stopped: nothing to wake, no error."""
+    def small(s: ssl.SSLSocket) -> None:
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+    server = KeepAliveServer(material, [small])
+    pool = pool_for(server)
+    resp = pool.urlopen("GET", "/", preload_content=False, release_conn=False,
+                        decode_content=False, timeout=urllib3.Timeout(connect=5, read=10))
+    assert b"".join(up.stream(resp)) == b"hello"
+    up.finish(resp, True)
+    up.interrupt(resp)  # must not raise
