@@ -33,6 +33,7 @@ from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
 from yurthub.nodecondition import AutonomyReporter
 from yurthub.proxy import filtering
 from yurthub.proxy.local import LocalProxy
+from yurthub.proxy.mux import Multiplexer
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -114,7 +115,15 @@ class Hub:
                                     filters=self.filters)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.recorder = Recorder()
-        self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder)
+        # 8b. the multiplexer: one upstream list+watch per pool-scoped resource, fed through
+        # the proxy app itself (so it is cached, and served from the cache offline)
+        self.mux: Multiplexer | None = None
+        if cfg.pool_scope_resources:
+            self.mux = Multiplexer(cfg, self.streams, self.filters, self.metrics)
+        self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder,
+                                  self.mux)
+        if self.mux is not None:
+            self.mux.attach(self.proxy_app)
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
@@ -323,12 +332,16 @@ class Hub:
 
     def begin_shutdown(self) -> None:
         """End open watches cleanly so clients re-watch at once (safe in a signal handler)."""
+        if self.mux is not None:
+            self.mux.begin_shutdown()
         n = self.streams.shutdown()
         if n:
             log.info("shutting down: ended %d open stream(s)", n)
 
     def stop(self) -> None:
         self.begin_shutdown()
+        if self.mux is not None:
+            self.mux.stop()
         if self.health is not None:
             self.health.stop()
         self.filter_source.stop()

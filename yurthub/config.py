@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from yurthub.errors import ConfigError
+from yurthub.kube.resources import builtin
 from yurthub.kube.validation import is_component, is_dns1123_subdomain
 
 SECTION = "yurthub"
@@ -28,7 +29,11 @@ DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
 # YurtHub's built-in cache agents; the cache-agents setting extends them.
 DEFAULT_CACHE_AGENTS = (
     "kubelet", "kube-proxy", "flanneld", "coredns", "raven-agent-ds", "yurttunnel-agent", "yurthub",
+    "yurthub-multiplexer",
 )
+# The component (User-Agent name) of the multiplexer's own list+watch through the proxy: its
+# objects are cached once, under this name, and never filtered (it starts with "yurthub").
+MULTIPLEXER_AGENT = "yurthub-multiplexer"
 
 # YurtHub's response filters, in its order (yurthub.filters.settings registers them).
 FILTER_NAMES = ("servicetopology", "masterservice", "discardcloudservice", "inclusterconfig",
@@ -157,6 +162,21 @@ def _filter_names(value: str) -> tuple[str, ...]:
             raise ValueError(f"{item!r} is not a filter (one of {', '.join(FILTER_NAMES)}, "
                              "or * for all)")
         out.append(item)
+    return tuple(out)
+
+
+def _pool_resources(value: str) -> tuple[str, ...]:
+    """``group/version/resource`` items (an empty group is the core group: ``/v1/services``);
+    each must be a built-in resource whose list and watch the multiplexer can answer."""
+    out = []
+    for item in _split(value):
+        parts = item.split("/")
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(f"{item!r} is not group/version/resource (core: /v1/services)")
+        if builtin(*parts) is None:
+            raise ValueError(f"{item!r} is not a built-in resource")
+        if item not in out:
+            out.append(item)
     return tuple(out)
 
 
@@ -351,6 +371,10 @@ class Config:
     secure_proxy_port: int = setting(
         10268, _port, "the hub's HTTPS proxy port; the filters point the kubernetes Service's "
         "https port and KUBERNETES_SERVICE_PORT there", metavar="PORT")
+    pool_scope_resources: tuple[str, ...] = setting(
+        ("/v1/services", "discovery.k8s.io/v1/endpointslices"), _pool_resources,
+        "resources whose lists and watches every local client gets from one shared upstream "
+        "list+watch (group/version/resource; empty: none)", metavar="G/V/R[,...]")
     log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     @property

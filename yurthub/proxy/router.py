@@ -47,6 +47,16 @@ class LocalHandler(Protocol):
         """Answer from the cache; raises ApiError subclasses for what it cannot answer."""
 
 
+class SharedLists(Protocol):
+    """The multiplexer (proxy/mux.py): lists and watches of pool-scoped resources."""
+
+    def takes(self, ctx: RequestContext) -> Any:
+        """What answers this request (None: it goes the usual way)."""
+
+    def handle(self, ctx: RequestContext, shared: Any) -> Response:
+        """Answer from the shared state; raises ApiError subclasses."""
+
+
 class CloudState(Protocol):
     def cloud_healthy(self) -> bool:
         """True while at least one server is healthy (or no health checking is done)."""
@@ -56,13 +66,14 @@ class ProxyApp:
     """WSGI app of port 10261."""
 
     def __init__(self, remote: RemoteProxy, local: LocalHandler | None,
-                 cloud: CloudState, guard: AccessGuard, recorder: Recorder | None = None
-                 ) -> None:
+                 cloud: CloudState, guard: AccessGuard, recorder: Recorder | None = None,
+                 mux: SharedLists | None = None) -> None:
         self.remote = remote
         self.local = local
         self.cloud = cloud
         self.guard = guard
         self.recorder = recorder or Recorder()
+        self.mux = mux
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -84,6 +95,11 @@ class ProxyApp:
         return response(environ, start_response)
 
     def route(self, ctx: RequestContext) -> Answer:
+        if self.mux is not None:
+            # Online and offline alike: the shared state answers, wherever it was fed from.
+            shared = self.mux.takes(ctx)
+            if shared is not None:
+                return self.mux.handle(ctx, shared)
         local = self.local
         if local is not None:
             if local.serves_kubelet_lease(ctx):

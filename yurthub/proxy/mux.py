@@ -1,0 +1,365 @@
+"""The node-level multiplexer: every local client's list and watch of a pool-scoped resource
+answered from one shared state, fed by one upstream list+watch (YurtHub's multiplexer).
+
+For each resource of ``pool_scope_resources`` the first client's request starts a Feed
+(proxy/muxfeed.py); until its first list arrives clients wait a moment, then get 429 with
+``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
+label and field selectors; a list "not older than" a resourceVersion waits for it (504
+after 3 s, as the watch cache does) and ``limit`` is ignored (the whole list is one
+consistent page, as the watch cache serves it); a watch without a resourceVersion starts
+with ADDED events of what exists, a watch from a version gets every change after it, or
+410 Expired as an ERROR event when the history no longer holds them; objects entering or
+leaving a selection arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
+Filters run per client on the way out and never change the shared objects.
+
+Requests it does not take go the ordinary way: the multiplexer's own, exact historical
+lists, ``continue`` pages, a watch of one named object, Table and metadata-only answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from yurthub.cache.policy import is_historical_list
+from yurthub.cache.views import Selectors, parse_selectors
+from yurthub.config import MULTIPLEXER_AGENT, Config
+from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, TooManyRequests
+from yurthub.filters.chain import Chain, FilterChain
+from yurthub.kube.accept import transform
+from yurthub.kube.meta import rv_int
+from yurthub.kube.resources import builtin
+from yurthub.kube.status import status_object
+from yurthub.metrics import Metrics
+from yurthub.proxy.context import RequestContext
+from yurthub.proxy.localwatch import bookmark_event
+from yurthub.proxy.muxfeed import Feed, WsgiApp
+from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
+from yurthub.proxy.streams import Reason, StreamRegistry
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+SYNC_WAIT = 10.0          # how long a first request waits for the first list
+TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _line(etype: str, raw: bytes) -> bytes:
+    return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
+
+
+class Shared:
+    """One pool-scoped resource: its state and the feed that keeps it current."""
+
+    def __init__(self, key: str, state: SharedState, feed: Feed) -> None:
+        self.key = key
+        self.state = state
+        self.feed = feed
+
+
+class Multiplexer:
+    """Takes the list and watch requests of pool-scoped resources and answers them."""
+
+    def __init__(self, cfg: Config, streams: StreamRegistry, filters: FilterChain,
+                 metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.streams = streams
+        self.filters = filters
+        self.metrics = metrics
+        self.resources = frozenset(cfg.pool_scope_resources)
+        self.app: WsgiApp | None = None
+        self._shared: dict[str, Shared] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def attach(self, app: WsgiApp) -> None:
+        """The proxy app the feeds send their list and watch through."""
+        self.app = app
+
+    def begin_shutdown(self) -> None:
+        """The feeds stop retrying (safe in a signal handler: it only sets flags)."""
+        for s in list(self._shared.values()):
+            s.feed.stopping.set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            shared = list(self._shared.values())
+        for s in shared:
+            s.feed.stop()
+
+    # -- which requests ---------------------------------------------------------------------
+
+    def takes(self, ctx: RequestContext) -> Shared | None:
+        """The shared resource that answers this request, or None (it goes the usual way)."""
+        info = ctx.info
+        if (not info.is_resource_request or info.verb not in ("list", "watch")
+                or info.subresource or info.name or ctx.method != "GET"):
+            return None
+        key = f"{info.api_group}/{info.api_version}/{info.resource}"
+        if key not in self.resources or ctx.component == MULTIPLEXER_AGENT:
+            return None
+        if info.verb == "list" and (info.continue_token or is_historical_list(info)):
+            return None
+        if transform(ctx.accept) is not None:
+            return None  # Tables and metadata-only answers go upstream as before
+        return self._get(key)
+
+    def _get(self, key: str) -> Shared | None:
+        with self._lock:
+            shared = self._shared.get(key)
+            if shared is not None or self._stopped or self.app is None:
+                return shared
+            group, version, resource = key.split("/")
+            rt = builtin(group, version, resource)
+            if rt is None:
+                return None
+            prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            state = SharedState(rt, self.cfg.watch_history_size)
+            feed = Feed(self.app, state, f"{prefix}/{resource}", self.cfg.node_name)
+            shared = self._shared[key] = Shared(key, state, feed)
+            log.info("shared %s: first client request; starting the upstream list+watch", key)
+            feed.start()
+            return shared
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def handle(self, ctx: RequestContext, shared: Shared) -> Response:
+        info = ctx.info
+        state = shared.state
+        want = parse_selectors(info.namespace, info.label_selector, info.field_selector,
+                               state.rt)
+        if not state.wait_synced(SYNC_WAIT):
+            raise TooManyRequests(f"the shared list of {info.resource} is being loaded; "
+                                  "retry in a moment", details={"retryAfterSeconds": 1})
+        self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
+                                     "200").inc()
+        chain = self._chain(ctx)
+        if info.verb == "list":
+            return self._list(ctx, state, want, chain)
+        return self._watch(ctx, state, want, chain)
+
+    def _chain(self, ctx: RequestContext) -> Chain | None:
+        return self.filters.for_request(ctx.component, ctx.info.verb, ctx.info.resource)
+
+    def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
+              chain: Chain | None) -> Response:
+        rv_param = ctx.info.resource_version
+        if rv_param not in ("", "0"):
+            rv = _rv(rv_param)
+            if not state.wait_rv(rv, TOO_LARGE_WAIT):
+                raise GatewayTimeout(
+                    f"Too large resource version: {rv}, current: {state.rv}",
+                    details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                         "message": "Too large resource version"}],
+                             "retryAfterSeconds": 1})
+        rv, objs, _ = state.snapshot()
+        rt = state.rt
+        head = _dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
+                      "metadata": {"resourceVersion": str(rv)}})
+        prefix = head[:-1] + b',"items":['
+
+        def body() -> Iterator[bytes]:
+            out: list[bytes] = [prefix]
+            first = True
+            for o in objs:
+                if not _selected(want, o):
+                    continue
+                raw = o.item if chain is None else _filtered_item(chain, o)
+                if raw is None:
+                    continue
+                out.append(raw if first else b"," + raw)
+                first = False
+                if len(out) >= 256:
+                    yield b"".join(out)
+                    out = []
+            out.append(b"]}\n")
+            yield b"".join(out)
+        return Response(body(), status=200, content_type=JSON, direct_passthrough=True)
+
+    def _watch(self, ctx: RequestContext, state: SharedState, want: Selectors,
+               chain: Chain | None) -> Response:
+        info = ctx.info
+        rv_param = info.resource_version
+        initial = info.send_initial_events
+        if initial and not info.allow_watch_bookmarks:
+            raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
+        if initial is None:
+            initial = rv_param in ("", "0")
+        timeout = info.timeout_seconds
+        if timeout is None:
+            timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
+        first: list[Obj] = []
+        if initial:
+            rv, objs, seq = state.snapshot()
+            first = [o for o in objs if _selected(want, o)]
+            start_rv = rv
+        else:
+            start_rv = _rv(rv_param) if rv_param not in ("", "0") else state.rv
+            got = state.seq_after(start_rv)
+            if got is None:
+                err = Gone(f"too old resource version: {start_rv} ({state.base_rv})")
+                line = _line("ERROR", _dump(status_object(err)))
+                return Response([line], status=200, content_type=JSON)
+            seq = got
+        stream = SharedWatch(self, ctx, state, want, chain, seq=seq, initial=first,
+                             start_rv=start_rv, timeout=timeout,
+                             end_initial=bool(info.send_initial_events))
+        return Response(stream, status=200, content_type=JSON, direct_passthrough=True)
+
+
+class SharedWatch:
+    """One client's watch of a shared resource; a stream of source ``shared`` (it is not
+    ended when the cloud goes or comes back: its events do not depend on where they came
+    from)."""
+
+    source = "shared"
+
+    def __init__(self, mux: Multiplexer, ctx: RequestContext, state: SharedState,
+                 want: Selectors, chain: Chain | None, *, seq: int, initial: list[Obj],
+                 start_rv: int, timeout: int, end_initial: bool) -> None:
+        self.ctx = ctx
+        self.state = state
+        self.want = want
+        self.chain = chain
+        self.seq = seq
+        self.initial = initial
+        self.rv = start_rv
+        self.end_initial = end_initial
+        self.deadline = time.monotonic() + max(0, timeout)
+        info = ctx.info
+        self.bookmarks = info.allow_watch_bookmarks
+        self.bookmark_interval = float(mux.cfg.watch_bookmark_interval)
+        self.reason: Reason | None = None
+        self.dropped: set[tuple[str, str]] = set()  # objects the filters kept from the client
+        self._life = mux.streams.open(self, ctx.client_socket, long_lived=True, watch=True)
+
+    def interrupt(self, reason: Reason) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.state.wake()
+
+    def _bookmark(self, initial_end: bool = False) -> bytes:
+        rt = self.state.rt
+        if not initial_end:
+            return bookmark_event(rt.kind, rt.group_version, self.rv)
+        obj = {"kind": rt.kind, "apiVersion": rt.group_version,
+               "metadata": {"resourceVersion": str(self.rv),
+                            "annotations": {INITIAL_EVENTS_END: "true"}}}
+        return _line("BOOKMARK", _dump(obj))
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b""  # the headers go out now, as kube-apiserver sends them
+        out = []
+        for o in self.initial:
+            line = self._out("ADDED", o.event, o)
+            if line is not None:
+                out.append(line)
+        self.initial = []
+        if self.end_initial:
+            out.append(self._bookmark(initial_end=True))
+        if out:
+            yield b"".join(out)
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        stop = self._should_stop
+        while not stop():
+            now = time.monotonic()
+            wait = self.deadline - now
+            if self.bookmarks:
+                wait = min(wait, next_bookmark - now)
+            got = self.state.read(self.seq, max(0.0, min(wait, 5.0)), stop)
+            if got.lost:
+                log.info("%s watch of %s fell behind the shared history; ending it",
+                         self.ctx.component or "-", self.state.rt.resource)
+                return
+            self.seq = got.next_seq
+            lines = [line for c in got.changes if (line := self._change(c)) is not None]
+            if lines:
+                yield b"".join(lines)
+            if self.bookmarks and got.caught_up and time.monotonic() >= next_bookmark \
+                    and not stop():
+                self.rv = max(self.rv, got.rv)
+                yield self._bookmark()
+                next_bookmark = time.monotonic() + self.bookmark_interval
+
+    def _should_stop(self) -> bool:
+        return self.reason is not None or time.monotonic() >= self.deadline
+
+    def _change(self, c: Change) -> bytes | None:
+        """The line this client gets for one change of the shared state, or None."""
+        self.rv = c.rv
+        want = self.want
+        rt = self.state.rt
+        now = c.type != "DELETED" and _selected(want, c.obj)
+        was = _selected(want, c.prev) if c.prev is not None else False
+        if c.type == "DELETED":
+            # Without a previous state (never listed): the object itself decides.
+            if not (was if c.prev is not None else _selected(want, c.obj)):
+                return None
+            return self._out("DELETED", c.obj.event, c.obj)
+        if now:
+            return self._out("MODIFIED" if was else "ADDED", c.obj.event, c.obj)
+        if was and c.prev is not None:
+            # It left the selection: DELETED with its last content at this event's version.
+            return self._out("DELETED", at_version(c.prev, rt, c.rv).event, None)
+        return None
+
+    def _out(self, etype: str, raw: bytes, obj: Obj | None) -> bytes | None:
+        """The event as this client's filters make it (they never change shared objects)."""
+        chain = self.chain
+        if chain is None:
+            return _line(etype, raw)
+        body = copy.deepcopy(dict(obj.body)) if obj is not None else json.loads(raw)
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        out = chain.apply(body)
+        if etype == "DELETED":
+            had = key not in self.dropped
+            self.dropped.discard(key)
+            return _line("DELETED", raw) if had else None
+        if out is None:
+            if key in self.dropped:
+                return None
+            self.dropped.add(key)
+            return _line("DELETED", raw) if etype == "MODIFIED" else None
+        if key in self.dropped:
+            self.dropped.discard(key)
+            etype = "ADDED"
+        return _line(etype, _dump(out))
+
+    def close(self) -> None:
+        self._life.close()
+
+
+def _selected(want: Selectors, o: Obj) -> bool:
+    return want.matches(o.namespace, o.name, o.labels, o.fields)
+
+
+def _filtered_item(chain: Chain, o: Obj) -> bytes | None:
+    out = chain.apply(copy.deepcopy(dict(o.body)))
+    if out is None:
+        return None
+    return _dump({k: v for k, v in out.items() if k not in ("kind", "apiVersion")})
+
+
+def _rv(text: str) -> int:
+    try:
+        return rv_int(text)
+    except DecodeError:
+        raise BadRequest(f"invalid resource version: {text!r}") from None
+
+
+__all__ = ["Multiplexer", "Shared", "SharedWatch"]

@@ -1,0 +1,184 @@
+"""The multiplexer's one list+watch of a resource, through the hub's own proxy, in-process.
+
+design: the feed asks the proxy app directly (a WSGI call in this process, no socket) with
+the User-Agent ``yurthub-multiplexer/<node>``, under the hub's own identity.  So its list
+and watch take the path every request takes: to the cloud while it is healthy (and the
+cache tees them: the shared state is the cache, one copy under the component
+``yurthub-multiplexer``), from the cache while it is not, and after a restart without the
+cloud the first list comes from the cache.  When the cloud goes away or comes back the
+proxy ends the feed's watch (as it ends every client's) and the feed re-watches from the
+state's resourceVersion, so local clients notice nothing.
+
+A watch that ends or breaks is resumed from the last version the state holds (an event
+torn mid-way is not applied and comes again); a 410 makes the feed list again, and the
+state turns the difference into events.  Failures are retried with a capped backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+from werkzeug.test import EnvironBuilder
+
+from yurthub.config import MULTIPLEXER_AGENT
+from yurthub.errors import DecodeError
+from yurthub.kube.framing import ListParser, WatchFramer
+from yurthub.kube.meta import rv_int
+from yurthub.proxy.muxstate import SharedState, make_obj
+from yurthub.threads import BackgroundThread
+
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+# The feed's watch lasts 5-10 minutes, then is renewed (as client-go's reflector does).
+WATCH_TIMEOUT = 300
+MAX_BACKOFF = 10.0
+
+
+class _Expired(Exception):
+    """The upstream cannot resume from the state's version: list again."""
+
+
+class _Failed(Exception):
+    """A list or watch that did not work out; retried after a backoff."""
+
+
+class Feed(BackgroundThread):
+    """Keeps one SharedState current with one list+watch of ``path`` (the collection URL)."""
+
+    def __init__(self, app: WsgiApp, state: SharedState, path: str, node: str) -> None:
+        super().__init__()
+        self.app = app
+        self.state = state
+        self.path = path
+        self.user_agent = f"{MULTIPLEXER_AGENT}/{node or 'node'}"
+        self.name = f"yurthub-mux-{state.rt.resource}"
+        self.lists = 0     # complete lists taken (first + relists), for logs and tests
+        self.watches = 0
+
+    def run(self) -> None:
+        backoff = 0.5
+        relist = True
+        while not self.stopping.is_set():
+            try:
+                if relist or not self.state.synced:
+                    self._list()
+                    relist = False
+                self._watch()
+                backoff = 0.5
+            except _Expired as e:
+                log.info("shared %s: %s; listing again", self.state.rt.resource, e)
+                relist = True
+            except _Failed as e:
+                if self.stopping.is_set():
+                    return
+                log.warning("shared %s: %s; retrying in %.1fs", self.state.rt.resource, e,
+                            backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def wake(self) -> None:
+        self.state.wake()
+
+    # -- one request through the proxy ------------------------------------------------------
+
+    def _call(self, query: dict[str, str]) -> tuple[int, Iterator[bytes], Callable[[], None]]:
+        qs = urlencode(query)
+        env = EnvironBuilder(path=self.path, query_string=qs).get_environ()
+        env["HTTP_USER_AGENT"] = self.user_agent
+        env["HTTP_ACCEPT"] = "application/json"
+        # werkzeug's test environ gives the URI without its query; the proxy reads the URI.
+        env["RAW_URI"] = env["REQUEST_URI"] = self.path + ("?" + qs if qs else "")
+        got: list[int] = []
+
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+            got.append(int(status.split(" ", 1)[0]))
+
+        body = self.app(env, start_response)
+        close = getattr(body, "close", None)
+        return got[0] if got else 500, iter(body), close if close is not None else _nothing
+
+    # -- list -------------------------------------------------------------------------------
+
+    def _list(self) -> None:
+        status, chunks, close = self._call({})
+        parser = ListParser()
+        items = []
+        try:
+            if status != 200:
+                raise _Failed(f"list answered {status}: {_text(chunks)}")
+            for chunk in chunks:
+                items += parser.feed(chunk)
+            info = parser.close()
+            if info.is_status:
+                raise _Failed(f"list answered a Status: {info.status}")
+            objs = [make_obj(self.state.rt, it.obj, item=it.raw) for it in items]
+            list_rv = info.resource_version_int
+        except DecodeError as e:
+            raise _Failed(f"unusable list: {e}") from e
+        finally:
+            close()
+        made = self.state.replace(objs, list_rv)
+        self.lists += 1
+        log.info("shared %s: listed %d object(s) at %d%s", self.state.rt.resource, len(objs),
+                 list_rv, f" ({made} change(s) sent to local watches)" if made else "")
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        state = self.state
+        timeout = int(WATCH_TIMEOUT * (1 + random.random()))  # noqa: S311
+        status, chunks, close = self._call({
+            "watch": "true", "resourceVersion": str(state.rv), "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout)})
+        framer = WatchFramer()
+        self.watches += 1
+        try:
+            if status == 410:
+                raise _Expired(f"watch from {state.rv} answered 410")
+            if status != 200:
+                raise _Failed(f"watch answered {status}: {_text(chunks)}")
+            for chunk in chunks:
+                for ev in framer.feed(chunk):
+                    self._event(ev.type, ev.raw, ev.obj)
+                if self.stopping.is_set():
+                    return
+        except DecodeError as e:
+            # A torn or garbled event is not applied: the next watch resumes before it.
+            raise _Failed(f"watch stream unusable: {e}") from e
+        finally:
+            close()
+
+    def _event(self, etype: str, raw: bytes, obj: dict[str, Any]) -> None:
+        state = self.state
+        if etype == "BOOKMARK":
+            meta = obj.get("metadata") or {}
+            state.bookmark(rv_int(str(meta.get("resourceVersion", ""))))
+            return
+        if etype == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired(f"watch from {state.rv}: {obj.get('message', 'expired')}")
+            raise _Failed(f"watch error: {obj.get('message', obj)}")
+        state.apply(etype, make_obj(state.rt, obj, event=raw))
+
+
+def _text(chunks: Iterator[bytes]) -> str:
+    """A short description of an error body (its Status message when it has one)."""
+    data = b"".join(chunks)[:4096]
+    try:
+        doc = json.loads(data)
+        if isinstance(doc, dict) and doc.get("message"):
+            return str(doc["message"])
+    except ValueError:
+        pass
+    return data[:200].decode("utf-8", "replace")
+
+
+def _nothing() -> None:
+    return None
