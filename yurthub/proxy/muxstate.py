@@ -74,11 +74,14 @@ def make_obj(rt: ResourceType, body: dict[str, Any], event: bytes | None = None,
         labels = {}
     bare = {k: v for k, v in body.items() if k not in ("kind", "apiVersion")}
     typed = {"kind": rt.kind, "apiVersion": rt.group_version, **bare}
-    if item is None:
-        item = _dump(bare)
     if event is None or body.get("kind") != rt.kind \
             or body.get("apiVersion") != rt.group_version:
         event = _dump(typed)
+    if item is None or "kind" in body or "apiVersion" in body:
+        # The bytes of the event without its type meta, when it leads as the apiserver
+        # writes it; else encoded anew.
+        head = b'{"kind":%s,"apiVersion":%s,' % (_dump(rt.kind), _dump(rt.group_version))
+        item = b"{" + event[len(head):] if event.startswith(head) else _dump(bare)
     return Obj(namespace=str(meta.get("namespace") or ""), name=meta["name"], rv=rv,
                body=typed, labels=labels, fields=selectable_values(typed, rt),
                event=event, item=item)
