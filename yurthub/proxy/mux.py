@@ -244,7 +244,13 @@ class SharedWatch:
         self.bookmarks = info.allow_watch_bookmarks
         self.bookmark_interval = float(mux.cfg.watch_bookmark_interval)
         self.reason: Reason | None = None
-        self.dropped: set[tuple[str, str]] = set()  # objects the filters kept from the client
+        # Objects the filters keep from this client.  A watch from a version starts with
+        # those they kept from it at that version (its list): one that starts passing
+        # later is new to the client (ADDED), one that stays dropped is never mentioned.
+        self.dropped: set[tuple[str, str]] = set()
+        if chain is not None and not initial:
+            self.dropped = {o.key for o in state.objects_at(seq)
+                            if _selected(want, o) and _filtered_item(chain, o) is None}
         self._life = mux.streams.open(self, ctx.client_socket, long_lived=True, watch=True)
 
     def interrupt(self, reason: Reason) -> None:

@@ -243,6 +243,18 @@ class SharedState:
             i = bisect.bisect_right(self._rvs, rv)
             return self._first_seq + i
 
+    def objects_at(self, seq: int) -> list[Obj]:
+        """The objects as they were before change ``seq`` (a watch's starting point): the
+        current ones with the held changes from ``seq`` on undone, newest first."""
+        with self.cond:
+            objects = dict(self.objects)
+            for c in reversed(self._changes[max(0, seq - self._first_seq):]):
+                if c.prev is None:
+                    objects.pop(c.obj.key, None)
+                else:
+                    objects[c.obj.key] = c.prev
+        return list(objects.values())
+
     def read(self, seq: int, timeout: float, stop: Any = None) -> Read:
         """Changes from ``seq`` on, waiting up to ``timeout`` seconds when there are none.
 

@@ -1,0 +1,89 @@
+"""The multiplexer's shared state: versions, history, relist differences, resume points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from yurthub.kube.resources import builtin
+from yurthub.proxy.muxstate import SharedState, make_obj
+
+RT = builtin("", "v1", "services")
+assert RT is not None
+
+
+def svc(name: str, rv: int, ns: str = "default", **labels: str) -> Any:
+    body = {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
+                         "labels": labels}, "spec": {"type": "ClusterIP"}}
+    return make_obj(RT, body)
+
+
+def changes(state: SharedState, seq: int = 0) -> list[tuple[str, str, int]]:
+    return [(c.type, c.obj.name, c.rv) for c in state.read(seq, 0).changes]
+
+
+def test_encodings_with_and_without_type_meta():
+    o = svc("a", 5, app="web")
+    assert o.event.startswith(b'{"kind":"Service","apiVersion":"v1",')
+    assert o.item.startswith(b'{"metadata":')
+    assert o.fields["spec.type"] == "ClusterIP" and o.labels == {"app": "web"}
+    # A list item (no type meta) gets it for events.
+    item = make_obj(RT, {"metadata": {"name": "b", "namespace": "x", "resourceVersion": "7"}},
+                    item=b'{"metadata":{"name":"b","namespace":"x","resourceVersion":"7"}}')
+    assert item.event.startswith(b'{"kind":"Service","apiVersion":"v1","metadata"')
+
+
+def test_events_apply_in_order_and_stale_ones_are_ignored():
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5)], 10)
+    assert state.apply("ADDED", svc("b", 11))
+    assert not state.apply("MODIFIED", svc("b", 11))   # a duplicate after a re-watch
+    assert not state.apply("MODIFIED", svc("a", 9))    # older than the state
+    assert state.apply("DELETED", svc("a", 12))
+    assert changes(state) == [("ADDED", "b", 11), ("DELETED", "a", 12)]
+    assert state.rv == 12 and sorted(state.objects) == [("default", "b")]
+    state.bookmark(20)
+    assert state.rv == 20
+
+
+def test_relist_sends_the_differences_deletions_last_at_the_list_version():
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5), svc("b", 6), svc("c", 7)], 10)
+    made = state.replace([svc("a", 5), svc("b", 14), svc("d", 12)], 20)
+    assert made == 3
+    assert changes(state) == [("ADDED", "d", 12), ("MODIFIED", "b", 14), ("DELETED", "c", 20)]
+    deleted = state.read(0, 0).changes[-1]
+    assert deleted.obj.body["metadata"]["resourceVersion"] == "20"
+    assert deleted.prev is not None and deleted.prev.rv == 7
+    assert state.rv == 20
+
+
+def test_resume_points_and_the_history_window():
+    state = SharedState(RT, 16)
+    state.replace([], 100)
+    assert state.seq_after(100) == 0 and state.seq_after(99) is None
+    for i in range(40):
+        state.apply("ADDED", svc(f"s{i}", 101 + i))
+    assert state.base_rv > 100
+    assert state.seq_after(100) is None                 # too old: the watch gets 410
+    seq = state.seq_after(state.base_rv)
+    assert seq is not None
+    got = state.read(seq, 0)
+    assert [c.rv for c in got.changes] == list(range(state.base_rv + 1, 141))
+    assert state.read(0, 0).lost                        # a watcher left behind must end
+    assert state.seq_after(500) == got.next_seq         # a future version: wait for it
+
+
+def test_objects_at_a_past_version():
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5, app="web"), svc("b", 6)], 10)
+    seq = state.seq_after(10)
+    assert seq == 0
+    state.apply("MODIFIED", svc("a", 11, app="db"))
+    state.apply("ADDED", svc("c", 12))
+    state.apply("DELETED", svc("b", 13))
+    past = {o.name: o for o in state.objects_at(seq)}
+    assert sorted(past) == ["a", "b"] and past["a"].labels == {"app": "web"}
+    later = state.seq_after(12)
+    assert later is not None
+    assert sorted(o.name for o in state.objects_at(later)) == ["a", "b", "c"]
