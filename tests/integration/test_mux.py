@@ -299,3 +299,41 @@ def test_offline_restart_answers_from_the_shared_cache(sandbox, hub_factory, tmp
             if ev["type"] != "BOOKMARK":
                 assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "web-b")
                 break
+
+
+def test_cloud_goes_and_comes_back_under_open_watches(sandbox, mux_hub):
+    sandbox.put(service("a", app="web"))
+    _, _, body = mux_hub.get(SVC, ua="kube-proxy/1")
+    listed = json.loads(body)
+    seen: list[dict] = []
+    ended = threading.Event()
+
+    def follow() -> None:
+        with watch_lines(mux_hub.url, SVC, "kube-proxy/1",
+                         resourceVersion=listed["metadata"]["resourceVersion"],
+                         allowWatchBookmarks="true", timeoutSeconds="60") as lines:
+            for ev in lines:
+                seen.append(ev)
+                if ev["type"] == "ADDED":
+                    return
+        ended.set()
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    wait_for(lambda: mux_hub.metric("yurthub_open_watches", source="shared") == 1, 10,
+             what="the client's watch is open")
+    sandbox.offline()
+    wait_for(lambda: mux_hub.metric("node_yurthub_server_healthy_status") == 0, 20,
+             what="the hub sees the cloud gone")
+    # Offline, the same answers; the client's watch stays open (it gets bookmarks).
+    n = len(seen)
+    wait_for(lambda: len(seen) > n, 10, what="a bookmark while offline")
+    assert not ended.is_set() and {e["type"] for e in seen} == {"BOOKMARK"}
+    status, _, body = mux_hub.get(SVC, ua="coredns/1")
+    assert status == 200 and json.loads(body)["items"] == listed["items"]
+    sandbox.online()
+    wait_for(lambda: mux_hub.metric("node_yurthub_server_healthy_status") == 1, 20,
+             what="the hub sees the cloud back")
+    sandbox.put(service("b", app="web"))
+    t.join(20)
+    assert seen[-1]["type"] == "ADDED" and seen[-1]["object"]["metadata"]["name"] == "b"
+    assert not ended.is_set()  # one watch, from before the cloud went to after it came back

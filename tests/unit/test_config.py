@@ -51,6 +51,8 @@ def test_ini_accepts_dashed_keys_and_lists(tmp_path):
     ("proxy_port = 1\n", "not a valid INI file"),
     ("[yurthub]\nnode_name = Not_A_Name\n", "not a valid node name"),
     ("[yurthub]\nproxy_port = 10267\n", "proxy_port and serve_port are both 10267"),
+    ("[yurthub]\npool_scope_resources = v1/services\n", "is not group/version/resource"),
+    ("[yurthub]\npool_scope_resources = /v1/widgets\n", "'/v1/widgets' is not a built-in"),
 ])
 def test_bad_ini_names_file_key_and_value(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -68,6 +70,14 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_bad_flag_value_names_the_flag():
     with pytest.raises(ConfigError, match=r"--heartbeat-interval-seconds: .*'0'"):
         config.load(None, {"heartbeat_interval_seconds": "0"})
+
+
+def test_pool_scope_resources_default_and_empty():
+    assert config.load(None).pool_scope_resources == (
+        "/v1/services", "discovery.k8s.io/v1/endpointslices")
+    assert config.load(None, {"pool_scope_resources": ""}).pool_scope_resources == ()
+    assert config.load(None, {"pool_scope_resources": "/v1/services,/v1/services"}
+                       ).pool_scope_resources == ("/v1/services",)
 
 
 def test_size_settings_accept_units():
