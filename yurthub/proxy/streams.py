@@ -32,7 +32,8 @@ class Reason(Enum):
 # Where a stream is served from, which decides the health change that ends it: "remote"
 # (proxied from the cloud) ends when the cloud turns unhealthy, "local" (from the cache)
 # when it turns healthy.  A stream that neither should end adds a source of its own here.
-SOURCES = ("remote", "local")
+# "shared" (the multiplexer's answers, proxy/mux.py) ends on neither: its feed re-watches.
+SOURCES = ("remote", "local", "shared")
 
 
 class Stream(Protocol):
@@ -108,7 +109,7 @@ class StreamRegistry:
         self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
-        for source in SOURCES:  # both series exist from the start, at 0
+        for source in SOURCES:  # every series exists from the start, at 0
             metrics.open_watches.labels(source)
 
     def open(self, stream: Stream, sock: socket.socket | None, *, long_lived: bool,
