@@ -337,3 +337,19 @@ def test_cloud_goes_and_comes_back_under_open_watches(sandbox, mux_hub):
     t.join(20)
     assert seen[-1]["type"] == "ADDED" and seen[-1]["object"]["metadata"]["name"] == "b"
     assert not ended.is_set()  # one watch, from before the cloud went to after it came back
+
+
+def test_hub_refused_the_list_clients_go_the_usual_way(sandbox, mux_hub):
+    # The hub's own list is refused (RBAC, say): the client is not kept waiting for a
+    # shared state; its request goes upstream as before, and the feed keeps trying.
+    sandbox.fail_next(1, status=403, match="GET /api/v1/services")
+    status, _, body = mux_hub.get(SVC, ua="kube-proxy/1")
+    assert status == 200, body
+    users = [r.user_agent for r in cloud_requests(sandbox, SVC)]
+    assert users[0].startswith(MUX) and "kube-proxy/1" in users
+    assert "list answered 403" in mux_hub.log()
+    # Once the feed's list works, the shared state answers.
+    wait_for(lambda: "listed" in mux_hub.log(), 10, what="the feed's next list")
+    sandbox.clear_requests()
+    assert mux_hub.get(SVC, ua="kube-proxy/1")[0] == 200
+    assert not [r for r in cloud_requests(sandbox, SVC) if r.user_agent == "kube-proxy/1"]

@@ -137,12 +137,20 @@ class Multiplexer:
 
     # -- answers ----------------------------------------------------------------------------
 
-    def handle(self, ctx: RequestContext, shared: Shared) -> Response:
+    def handle(self, ctx: RequestContext, shared: Shared) -> Response | None:
+        """The answer from the shared state; None when the hub itself may not list the
+        resource (the request then goes the usual way, with the client's credentials)."""
         info = ctx.info
         state = shared.state
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector,
                                state.rt)
-        if not state.wait_synced(SYNC_WAIT):
+        feed = shared.feed
+        if not state.synced and not feed.refused:
+            state.wait_for(lambda: state.synced or bool(feed.refused), SYNC_WAIT)
+        if not state.synced:
+            if feed.refused:
+                log.debug("shared %s: not used (%s)", shared.key, feed.refused)
+                return None
             raise TooManyRequests(f"the shared list of {info.resource} is being loaded; "
                                   "retry in a moment", details={"retryAfterSeconds": 1})
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",

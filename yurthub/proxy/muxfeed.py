@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 from werkzeug.test import EnvironBuilder
 
 from yurthub.config import MULTIPLEXER_AGENT
-from yurthub.errors import DecodeError
+from yurthub.errors import DecodeError, YurthubError
 from yurthub.kube.framing import ListParser, WatchFramer
 from yurthub.kube.meta import rv_int
 from yurthub.proxy.muxstate import SharedState, make_obj
@@ -48,6 +48,16 @@ class _Expired(Exception):
 class _Failed(Exception):
     """A list or watch that did not work out; retried after a backoff."""
 
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# Answers that say the hub's identity may not list this resource at all (not a passing
+# failure): until a list works, clients' requests go the usual way, with their own
+# credentials, instead of waiting for a shared state that will not come.
+REFUSED = frozenset({401, 403, 404, 405, 406})
+
 
 class Feed(BackgroundThread):
     """Keeps one SharedState current with one list+watch of ``path`` (the collection URL)."""
@@ -61,6 +71,7 @@ class Feed(BackgroundThread):
         self.name = f"yurthub-mux-{state.rt.resource}"
         self.lists = 0     # complete lists taken (first + relists), for logs and tests
         self.watches = 0
+        self.refused = ""  # why the upstream refused the hub's list ("" when it did not)
 
     def run(self) -> None:
         backoff = 0.5
@@ -75,9 +86,12 @@ class Feed(BackgroundThread):
             except _Expired as e:
                 log.info("shared %s: %s; listing again", self.state.rt.resource, e)
                 relist = True
-            except _Failed as e:
+            except (_Failed, YurthubError) as e:
                 if self.stopping.is_set():
                     return
+                if isinstance(e, _Failed) and e.status in REFUSED and not self.state.synced:
+                    self.refused = str(e)
+                    self.state.wake()
                 log.warning("shared %s: %s; retrying in %.1fs", self.state.rt.resource, e,
                             backoff)
                 self.stopping.wait(backoff)
@@ -112,7 +126,7 @@ class Feed(BackgroundThread):
         items = []
         try:
             if status != 200:
-                raise _Failed(f"list answered {status}: {_text(chunks)}")
+                raise _Failed(f"list answered {status}: {_text(chunks)}", status)
             for chunk in chunks:
                 items += parser.feed(chunk)
             info = parser.close()
@@ -125,6 +139,7 @@ class Feed(BackgroundThread):
         finally:
             close()
         made = self.state.replace(objs, list_rv)
+        self.refused = ""
         self.lists += 1
         log.info("shared %s: listed %d object(s) at %d%s", self.state.rt.resource, len(objs),
                  list_rv, f" ({made} change(s) sent to local watches)" if made else "")

@@ -20,7 +20,7 @@ import bisect
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,9 +218,10 @@ class SharedState:
 
     # -- the clients' side ------------------------------------------------------------------
 
-    def wait_synced(self, timeout: float) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate`` (read under the lock) holds; wake() makes it look."""
         with self.cond:
-            return self.cond.wait_for(lambda: self.synced, timeout)
+            return self.cond.wait_for(predicate, timeout)
 
     def wait_rv(self, rv: int, timeout: float) -> bool:
         """Wait until the state is at least at ``rv`` (a list "not older than" it)."""

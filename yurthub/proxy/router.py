@@ -53,8 +53,9 @@ class SharedLists(Protocol):
     def takes(self, ctx: RequestContext) -> Any:
         """What answers this request (None: it goes the usual way)."""
 
-    def handle(self, ctx: RequestContext, shared: Any) -> Response:
-        """Answer from the shared state; raises ApiError subclasses."""
+    def handle(self, ctx: RequestContext, shared: Any) -> Response | None:
+        """Answer from the shared state (None: the usual way after all); raises ApiError
+        subclasses."""
 
 
 class CloudState(Protocol):
@@ -99,7 +100,9 @@ class ProxyApp:
             # Online and offline alike: the shared state answers, wherever it was fed from.
             shared = self.mux.takes(ctx)
             if shared is not None:
-                return self.mux.handle(ctx, shared)
+                answer = self.mux.handle(ctx, shared)
+                if answer is not None:
+                    return answer
         local = self.local
         if local is not None:
             if local.serves_kubelet_lease(ctx):
