@@ -353,3 +353,27 @@ def test_hub_refused_the_list_clients_go_the_usual_way(sandbox, mux_hub):
     sandbox.clear_requests()
     assert mux_hub.get(SVC, ua="kube-proxy/1")[0] == 200
     assert not [r for r in cloud_requests(sandbox, SVC) if r.user_agent == "kube-proxy/1"]
+
+
+def test_upgraded_while_offline_components_keep_their_own_cache(sandbox, hub_factory,
+                                                                 tmp_path):
+    # A hub without the multiplexer cached kube-proxy's Services; the node restarts with it
+    # while the cloud is away: no shared copy exists yet, so kube-proxy is answered from
+    # its own, as before, not told to wait for a shared list that cannot come.
+    sandbox.put(service("web-a", app="web"))
+    old = hub_factory(sandbox.url, extra=[*HUB_ARGS, "--pool-scope-resources", ""])
+    _, _, body = old.get(SVC, ua="kube-proxy/1")
+    online = json.loads(body)
+    wait_for(lambda: (tmp_path / "cache" / "kube-proxy" / "services.v1.core" / "default" /
+                      "web-a").exists(), 10, what="kube-proxy's list cached")
+    old.stop()
+    sandbox.offline()
+    new = hub_factory(sandbox.url, extra=HUB_ARGS, cache_dir=tmp_path / "cache")
+    status, _, body = new.get(SVC, ua="kube-proxy/1")
+    assert status == 200, body
+
+    def versions(doc: dict) -> list[tuple[str, str]]:
+        return [(o["metadata"]["name"], o["metadata"]["resourceVersion"])
+                for o in doc["items"]]
+    assert versions(json.loads(body)) == versions(online)
+    assert "list answered 503" in new.log()

@@ -343,7 +343,9 @@ class SharedWatch:
         if etype == "DELETED":
             had = key not in self.dropped
             self.dropped.discard(key)
-            return _line("DELETED", raw) if had else None
+            if not had:
+                return None
+            return _line("DELETED", raw if out is None else _dump(out))
         if out is None:
             if key in self.dropped:
                 return None

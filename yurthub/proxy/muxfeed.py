@@ -53,12 +53,6 @@ class _Failed(Exception):
         self.status = status
 
 
-# Answers that say the hub's identity may not list this resource at all (not a passing
-# failure): until a list works, clients' requests go the usual way, with their own
-# credentials, instead of waiting for a shared state that will not come.
-REFUSED = frozenset({401, 403, 404, 405, 406})
-
-
 class Feed(BackgroundThread):
     """Keeps one SharedState current with one list+watch of ``path`` (the collection URL)."""
 
@@ -71,7 +65,12 @@ class Feed(BackgroundThread):
         self.name = f"yurthub-mux-{state.rt.resource}"
         self.lists = 0     # complete lists taken (first + relists), for logs and tests
         self.watches = 0
-        self.refused = ""  # why the upstream refused the hub's list ("" when it did not)
+        # Why the last list failed before the state had any ("" otherwise).  Until a list
+        # works, clients' requests go the usual way instead of waiting for a shared state
+        # that may not come: with their own credentials when the hub's identity may not
+        # list the resource, from their own cached copy when the cloud is away and the
+        # shared one was never made (a hub upgraded while offline).
+        self.refused = ""
 
     def run(self) -> None:
         backoff = 0.5
@@ -89,7 +88,7 @@ class Feed(BackgroundThread):
             except (_Failed, YurthubError) as e:
                 if self.stopping.is_set():
                     return
-                if isinstance(e, _Failed) and e.status in REFUSED and not self.state.synced:
+                if not self.state.synced:
                     self.refused = str(e)
                     self.state.wake()
                 log.warning("shared %s: %s; retrying in %.1fs", self.state.rt.resource, e,
