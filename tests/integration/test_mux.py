@@ -130,12 +130,13 @@ def test_components_share_one_upstream_list_and_watch(sandbox, mux_hub, informer
     sandbox.put(service("db-b", app="db"))
     sandbox.put(service("edge-c", ns="edge", app="web"))
     sandbox.clear_requests()
-    # Five components, three selections of Services, two of EndpointSlices.
+    # Five components, three selections of Services, two of EndpointSlices (named so that
+    # no response filter applies: their views are the apiserver's own).
     views = {
-        "kube-proxy/v1.32": (SVC, {}),
+        "proxy-agent/v1.32": (SVC, {}),
         "ingress/v1": (SVC, {"label_selector": "app=web"}),
         "cni-agent/v2": (SVC, {"field_selector": "metadata.namespace=edge"}),
-        "coredns/v1.11": (EPS, {}),
+        "dns-agent/v1.11": (EPS, {}),
         "mesh/v1": (EPS, {"label_selector": "kubernetes.io/service-name=web-a"}),
     }
     infs = {ua: start(informers, mux_hub.url, ua, "services" if p == SVC else "slices",
@@ -177,25 +178,25 @@ def test_components_share_one_upstream_list_and_watch(sandbox, mux_hub, informer
 
 def test_list_and_watch_options(sandbox, mux_hub):
     sandbox.put(service("web-a", app="web"))
-    status, _, body = mux_hub.get(SVC + "?labelSelector=app%3Dweb&limit=1", ua="kube-proxy/1")
+    status, _, body = mux_hub.get(SVC + "?labelSelector=app%3Dweb&limit=1", ua="proxy-agent/1")
     assert status == 200
     doc = json.loads(body)
     assert [o["metadata"]["name"] for o in doc["items"]] == ["web-a"]
     assert "kind" not in doc["items"][0]  # items as kube-apiserver sends them
     rv = int(doc["metadata"]["resourceVersion"])
     # Not older than a version the state has: answered; far in the future: 504 in time.
-    status, _, _ = mux_hub.get(f"{SVC}?resourceVersion={rv}", ua="kube-proxy/1")
+    status, _, _ = mux_hub.get(f"{SVC}?resourceVersion={rv}", ua="proxy-agent/1")
     assert status == 200
-    status, _, body = mux_hub.get(f"{SVC}?resourceVersion={rv + 1000}", ua="kube-proxy/1")
+    status, _, body = mux_hub.get(f"{SVC}?resourceVersion={rv + 1000}", ua="proxy-agent/1")
     assert status == 504 and json.loads(body)["reason"] == "Timeout"
-    status, _, body = mux_hub.get(SVC + "?labelSelector=a%3D%3D%3Db", ua="kube-proxy/1")
+    status, _, body = mux_hub.get(SVC + "?labelSelector=a%3D%3D%3Db", ua="proxy-agent/1")
     assert status == 400, body
     # A watch from a version older than the shared history: an ERROR event with 410.
-    with watch_lines(mux_hub.url, SVC, "kube-proxy/1", resourceVersion="1") as lines:
+    with watch_lines(mux_hub.url, SVC, "proxy-agent/1", resourceVersion="1") as lines:
         ev = next(lines)
     assert ev["type"] == "ERROR" and ev["object"]["code"] == 410
     # sendInitialEvents: the objects, then a bookmark that says they are all there.
-    with watch_lines(mux_hub.url, SVC, "kube-proxy/1", sendInitialEvents="true",
+    with watch_lines(mux_hub.url, SVC, "proxy-agent/1", sendInitialEvents="true",
                      allowWatchBookmarks="true", resourceVersionMatch="NotOlderThan",
                      labelSelector="app=web") as lines:
         first, second = next(lines), next(lines)
@@ -212,13 +213,13 @@ def test_list_and_watch_options(sandbox, mux_hub):
 
 def test_upstream_watch_breaks_local_watches_go_on(sandbox, mux_hub):
     sandbox.put(service("a", app="web"))
-    _, _, body = mux_hub.get(SVC, ua="kube-proxy/1")
+    _, _, body = mux_hub.get(SVC, ua="proxy-agent/1")
     rv0 = json.loads(body)["metadata"]["resourceVersion"]
     seen: list[dict] = []
     done = threading.Event()
 
     def follow() -> None:
-        with watch_lines(mux_hub.url, SVC, "kube-proxy/1", resourceVersion=rv0,
+        with watch_lines(mux_hub.url, SVC, "proxy-agent/1", resourceVersion=rv0,
                          allowWatchBookmarks="true", timeoutSeconds="60") as lines:
             for ev in lines:
                 if ev["type"] != "BOOKMARK":
@@ -261,7 +262,7 @@ def test_upstream_watch_breaks_local_watches_go_on(sandbox, mux_hub):
     assert "listing again" in mux_hub.log()
     # The shared history still holds everything after rv0: a client resuming there is
     # served the same events, not told 410.
-    with watch_lines(mux_hub.url, SVC, "coredns/1", resourceVersion=rv0) as lines:
+    with watch_lines(mux_hub.url, SVC, "dns-agent/1", resourceVersion=rv0) as lines:
         again = [(e["type"], e["object"]["metadata"]["name"])
                  for e, _ in zip(lines, range(6), strict=False)]
     assert again == got[:6]
@@ -271,9 +272,9 @@ def test_offline_restart_answers_from_the_shared_cache(sandbox, hub_factory, tmp
     sandbox.put(service("web-a", app="web"))
     sandbox.put(slice_("web-a"))
     first = hub_factory(sandbox.url, extra=HUB_ARGS)
-    _, _, body = first.get(SVC, ua="kube-proxy/1")
+    _, _, body = first.get(SVC, ua="proxy-agent/1")
     online = json.loads(body)
-    _, _, eps = first.get(EPS, ua="coredns/1")
+    _, _, eps = first.get(EPS, ua="dns-agent/1")
     wait_for(lambda: (tmp_path / "cache" / MUX / "services.v1.core" / "default" /
                       "web-a").exists(), 10, what="the shared list cached")
     first.stop()
@@ -282,14 +283,14 @@ def test_offline_restart_answers_from_the_shared_cache(sandbox, hub_factory, tmp
                   if not p.name.startswith((".", "_"))) == [MUX]
     sandbox.offline()
     again = hub_factory(sandbox.url, extra=HUB_ARGS, cache_dir=tmp_path / "cache")
-    for ua in ("kube-proxy/1", "ingress/1"):
+    for ua in ("proxy-agent/1", "ingress/1"):
         status, _, body = again.get(SVC, ua=ua)
         assert status == 200, body
         assert json.loads(body)["items"] == online["items"]
-    status, _, body = again.get(EPS, ua="coredns/1")
+    status, _, body = again.get(EPS, ua="dns-agent/1")
     assert status == 200 and json.loads(body)["items"] == json.loads(eps)["items"]
     rv = online["metadata"]["resourceVersion"]
-    with watch_lines(again.url, SVC, "kube-proxy/1", resourceVersion=rv,
+    with watch_lines(again.url, SVC, "proxy-agent/1", resourceVersion=rv,
                      allowWatchBookmarks="true", timeoutSeconds="30") as lines:
         assert next(lines)["type"] == "BOOKMARK"  # resumed from the cache, no 410
         # The cloud comes back: the same watch carries its changes.
@@ -303,13 +304,13 @@ def test_offline_restart_answers_from_the_shared_cache(sandbox, hub_factory, tmp
 
 def test_cloud_goes_and_comes_back_under_open_watches(sandbox, mux_hub):
     sandbox.put(service("a", app="web"))
-    _, _, body = mux_hub.get(SVC, ua="kube-proxy/1")
+    _, _, body = mux_hub.get(SVC, ua="proxy-agent/1")
     listed = json.loads(body)
     seen: list[dict] = []
     ended = threading.Event()
 
     def follow() -> None:
-        with watch_lines(mux_hub.url, SVC, "kube-proxy/1",
+        with watch_lines(mux_hub.url, SVC, "proxy-agent/1",
                          resourceVersion=listed["metadata"]["resourceVersion"],
                          allowWatchBookmarks="true", timeoutSeconds="60") as lines:
             for ev in lines:
@@ -328,7 +329,7 @@ def test_cloud_goes_and_comes_back_under_open_watches(sandbox, mux_hub):
     n = len(seen)
     wait_for(lambda: len(seen) > n, 10, what="a bookmark while offline")
     assert not ended.is_set() and {e["type"] for e in seen} == {"BOOKMARK"}
-    status, _, body = mux_hub.get(SVC, ua="coredns/1")
+    status, _, body = mux_hub.get(SVC, ua="dns-agent/1")
     assert status == 200 and json.loads(body)["items"] == listed["items"]
     sandbox.online()
     wait_for(lambda: mux_hub.metric("node_yurthub_server_healthy_status") == 1, 20,
@@ -343,33 +344,34 @@ def test_hub_refused_the_list_clients_go_the_usual_way(sandbox, mux_hub):
     # The hub's own list is refused (RBAC, say): the client is not kept waiting for a
     # shared state; its request goes upstream as before, and the feed keeps trying.
     sandbox.fail_next(1, status=403, match="GET /api/v1/services")
-    status, _, body = mux_hub.get(SVC, ua="kube-proxy/1")
+    status, _, body = mux_hub.get(SVC, ua="proxy-agent/1")
     assert status == 200, body
     users = [r.user_agent for r in cloud_requests(sandbox, SVC)]
-    assert users[0].startswith(MUX) and "kube-proxy/1" in users
+    assert users[0].startswith(MUX) and "proxy-agent/1" in users
     assert "list answered 403" in mux_hub.log()
     # Once the feed's list works, the shared state answers.
     wait_for(lambda: "listed" in mux_hub.log(), 10, what="the feed's next list")
     sandbox.clear_requests()
-    assert mux_hub.get(SVC, ua="kube-proxy/1")[0] == 200
-    assert not [r for r in cloud_requests(sandbox, SVC) if r.user_agent == "kube-proxy/1"]
+    assert mux_hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    assert not [r for r in cloud_requests(sandbox, SVC) if r.user_agent == "proxy-agent/1"]
 
 
 def test_upgraded_while_offline_components_keep_their_own_cache(sandbox, hub_factory,
                                                                  tmp_path):
-    # A hub without the multiplexer cached kube-proxy's Services; the node restarts with it
-    # while the cloud is away: no shared copy exists yet, so kube-proxy is answered from
+    extra = [*HUB_ARGS, "--cache-agents", "proxy-agent"]
+    # A hub without the multiplexer cached proxy-agent's Services; the node restarts with it
+    # while the cloud is away: no shared copy exists yet, so proxy-agent is answered from
     # its own, as before, not told to wait for a shared list that cannot come.
     sandbox.put(service("web-a", app="web"))
-    old = hub_factory(sandbox.url, extra=[*HUB_ARGS, "--pool-scope-resources", ""])
-    _, _, body = old.get(SVC, ua="kube-proxy/1")
+    old = hub_factory(sandbox.url, extra=[*extra, "--pool-scope-resources", ""])
+    _, _, body = old.get(SVC, ua="proxy-agent/1")
     online = json.loads(body)
-    wait_for(lambda: (tmp_path / "cache" / "kube-proxy" / "services.v1.core" / "default" /
-                      "web-a").exists(), 10, what="kube-proxy's list cached")
+    wait_for(lambda: (tmp_path / "cache" / "proxy-agent" / "services.v1.core" / "default" /
+                      "web-a").exists(), 10, what="proxy-agent's list cached")
     old.stop()
     sandbox.offline()
-    new = hub_factory(sandbox.url, extra=HUB_ARGS, cache_dir=tmp_path / "cache")
-    status, _, body = new.get(SVC, ua="kube-proxy/1")
+    new = hub_factory(sandbox.url, extra=extra, cache_dir=tmp_path / "cache")
+    status, _, body = new.get(SVC, ua="proxy-agent/1")
     assert status == 200, body
 
     def versions(doc: dict) -> list[tuple[str, str]]:
