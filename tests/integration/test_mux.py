@@ -208,7 +208,9 @@ def test_list_and_watch_options(sandbox, mux_hub):
     status, _, body = mux_hub.get(SVC, ua="kubectl/1",
                                   Accept="application/json;as=Table;v=v1;g=meta.k8s.io")
     assert status == 200
-    assert [r.user_agent for r in cloud_requests(sandbox, SVC)].count("kubectl/1") == 1
+    # (the sandbox records a request after its response)
+    wait_for(lambda: [r.user_agent for r in cloud_requests(sandbox, SVC)].count("kubectl/1")
+             == 1, 10, what="kubectl's Table request upstream")
 
 
 def test_upstream_watch_breaks_local_watches_go_on(sandbox, mux_hub):
@@ -257,8 +259,10 @@ def test_upstream_watch_breaks_local_watches_go_on(sandbox, mux_hub):
     assert got[5] == ("DELETED", "c")  # deletions come last, at the list's version
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in seen]
     assert rvs == sorted(rvs)
-    lists = [r for r in cloud_requests(sandbox, SVC) if "watch=true" not in r.query]
-    assert len(lists) == 2, lists  # the first list and the relist
+    def lists() -> list[Any]:
+        return [r for r in cloud_requests(sandbox, SVC) if "watch=true" not in r.query]
+    wait_for(lambda: len(lists()) >= 2, 10, what="the relist recorded")
+    assert len(lists()) == 2, lists()  # the first list and the relist
     assert "listing again" in mux_hub.log()
     # The shared history still holds everything after rv0: a client resuming there is
     # served the same events, not told 410.
@@ -346,8 +350,9 @@ def test_hub_refused_the_list_clients_go_the_usual_way(sandbox, mux_hub):
     sandbox.fail_next(1, status=403, match="GET /api/v1/services")
     status, _, body = mux_hub.get(SVC, ua="proxy-agent/1")
     assert status == 200, body
-    users = [r.user_agent for r in cloud_requests(sandbox, SVC)]
-    assert users[0].startswith(MUX) and "proxy-agent/1" in users
+    wait_for(lambda: "proxy-agent/1" in [r.user_agent for r in cloud_requests(sandbox, SVC)],
+             10, what="the client's own list upstream")
+    assert cloud_requests(sandbox, SVC)[0].user_agent.startswith(MUX)
     assert "list answered 403" in mux_hub.log()
     # Once the feed's list works, the shared state answers.
     wait_for(lambda: "listed" in mux_hub.log(), 10, what="the feed's next list")
