@@ -22,7 +22,7 @@ from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState
 from yurthub.config import Config
-from yurthub.connection import Role, connection_of
+from yurthub.connection import ConnectionInfo, Role, connection_of
 from yurthub.credentials import CredentialStore
 from yurthub.filters.manager import FilterManager
 from yurthub.filtersource import PERSIST_KEY, FilterSource
@@ -119,7 +119,12 @@ class Hub:
         # the proxy app itself (so it is cached, and served from the cache offline)
         self.mux: Multiplexer | None = None
         if cfg.pool_scope_resources:
-            self.mux = Multiplexer(cfg, self.streams, self.filters, self.metrics)
+            # The feed's requests come from the hub itself: a connection whose owner is not
+            # looked up (trusted), not one the worker accepted.
+            itself = ConnectionInfo(id=0, role=Role.PROXY, peer="yurthub", uid=None,
+                                    identified=False, accepted_at=time.monotonic())
+            self.mux = Multiplexer(cfg, self.streams, self.filters, self.metrics,
+                                   guard=self.guard, feed_environ=itself.environ())
         self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder,
                                   self.mux)
         if self.mux is not None:

@@ -56,8 +56,10 @@ class _Failed(Exception):
 class Feed(BackgroundThread):
     """Keeps one SharedState current with one list+watch of ``path`` (the collection URL)."""
 
-    def __init__(self, app: WsgiApp, state: SharedState, path: str, node: str) -> None:
+    def __init__(self, app: WsgiApp, state: SharedState, path: str, node: str,
+                 environ: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.environ = dict(environ or {})  # what the worker would say of a connection
         self.app = app
         self.state = state
         self.path = path
@@ -106,6 +108,7 @@ class Feed(BackgroundThread):
         env = EnvironBuilder(path=self.path, query_string=qs).get_environ()
         env["HTTP_USER_AGENT"] = self.user_agent
         env["HTTP_ACCEPT"] = "application/json"
+        env.update(self.environ)
         # werkzeug's test environ gives the URI without its query; the proxy reads the URI.
         env["RAW_URI"] = env["REQUEST_URI"] = self.path + ("?" + qs if qs else "")
         got: list[int] = []

@@ -47,7 +47,7 @@ class Obj:
     namespace: str
     name: str
     rv: int
-    body: Mapping[str, Any]
+    body: dict[str, Any]
     labels: Mapping[str, str]
     fields: Mapping[str, str]
     event: bytes
