@@ -9,6 +9,7 @@ must relist after a 410, then the hub restarts without the cloud.
 
 from __future__ import annotations
 
+import gzip
 import http.client as httpclient
 import json
 import threading
@@ -207,6 +208,20 @@ def test_list_and_watch_options(sandbox, mux_hub):
     assert first["object"]["kind"] == "Service"
     assert second["type"] == "BOOKMARK"
     assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    # A big answer is compressed for a client that accepts gzip, as kube-apiserver does.
+    for i in range(20):
+        big = service(f"pad-{i:02d}", app="pad")
+        big["metadata"]["annotations"] = {"pad": "p" * 8000}
+        sandbox.put(big)
+    wait_for(lambda: len(json.loads(mux_hub.get(SVC + "?labelSelector=app%3Dpad",
+                                                ua="proxy-agent/1")[2])["items"]) == 20,
+             10, what="the padded Services in the shared state")
+    status, headers, body = mux_hub.get(SVC, ua="proxy-agent/1", **{"Accept-Encoding": "gzip"})
+    assert status == 200 and headers.get("Content-Encoding") == "gzip"
+    assert len(json.loads(gzip.decompress(body))["items"]) == 22
+    status, headers, body = mux_hub.get(SVC + "?labelSelector=app%3Dweb", ua="proxy-agent/1",
+                                        **{"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in headers and len(json.loads(body)["items"]) == 1
     # A Table goes to the cloud as before (the shared state serves objects only).
     status, _, body = mux_hub.get(SVC, ua="kubectl/1",
                                   Accept="application/json;as=Table;v=v1;g=meta.k8s.io")

@@ -23,6 +23,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,7 @@ JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
 
 
 def _dump(obj: Any) -> bytes:
@@ -193,25 +195,28 @@ class Multiplexer:
         rt = state.rt
         head = _dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
                       "metadata": {"resourceVersion": str(rv)}})
-        prefix = head[:-1] + b',"items":['
-
-        def body() -> Iterator[bytes]:
-            out: list[bytes] = [prefix]
-            first = True
-            for o in objs:
-                if not _selected(want, o):
-                    continue
-                raw = o.item if chain is None else _filtered_item(chain, o)
-                if raw is None:
-                    continue
-                out.append(raw if first else b"," + raw)
-                first = False
-                if len(out) >= 256:
-                    yield b"".join(out)
-                    out = []
-            out.append(b"]}\n")
-            yield b"".join(out)
-        return Response(body(), status=200, content_type=JSON, direct_passthrough=True)
+        pieces = [head[:-1], b',"items":[']
+        sep = b""
+        for o in objs:
+            if not _selected(want, o):
+                continue
+            raw = o.item if chain is None else _filtered_item(chain, o)
+            if raw is None:
+                continue
+            pieces += (sep, raw)
+            sep = b","
+        pieces.append(b"]}")
+        headers = []
+        body: Iterator[bytes]
+        if _accepts_gzip(ctx.header("Accept-Encoding")) and \
+                sum(map(len, pieces)) >= GZIP_MIN:
+            # As kube-apiserver: a big answer is compressed for a client that accepts it.
+            headers = [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+            body = _gzipped(pieces)
+        else:
+            body = (b"".join(pieces[i:i + 512]) for i in range(0, len(pieces), 512))
+        return Response(body, status=200, content_type=JSON, headers=headers,
+                        direct_passthrough=True)
 
     def _watch(self, ctx: RequestContext, state: SharedState, want: Selectors,
                chain: Chain | None) -> Response:
@@ -386,6 +391,29 @@ def _filtered_item(chain: Chain, o: Obj) -> bytes | None:
     if out is o.body:
         return o.item
     return _dump({k: v for k, v in out.items() if k not in ("kind", "apiVersion")})
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
+
+
+def _gzipped(pieces: list[bytes]) -> Iterator[bytes]:
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip framing, fast level
+    out = []
+    for piece in pieces:
+        got = z.compress(piece)
+        if got:
+            out.append(got)
+            if len(out) >= 64:
+                yield b"".join(out)
+                out = []
+    out.append(z.flush())
+    yield b"".join(out)
 
 
 def _rv(text: str) -> int:
