@@ -1,9 +1,9 @@
-"""Filters per client on the multiplexer's answers: each component gets its own view of the
+"""YurtHub's filters on the multiplexer's answers: each component gets its own view of the
 one shared state, which no filter changes (it is cached unfiltered, once).
 
-No filter ships on this branch's base yet, so this runs an in-process hub with a test
-filter (the composition root takes filters) behind werkzeug's threaded server, as
-test_filters.py does.
+A real hub on node-0001 of a four-node sandbox (node-0000/0001 in pool-a, node-0002/0003 in
+pool-b): kube-proxy gets servicetopology (web-pool's endpoints of its own pool only), a
+component no filter applies to gets every endpoint.
 """
 
 from __future__ import annotations
@@ -13,92 +13,95 @@ import threading
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.web import http
-from tests.integration.test_mux import SVC, service, watch_lines
-from yurthub import config
-from yurthub.app import Hub
+from tests.integration.test_mux import MUX, watch_lines
 
-
-class HideSecretServices:
-    """For kube-proxy only: drops Services labelled secret=yes, annotates the others (in
-    place: the multiplexer must hand it a copy)."""
-
-    name = "hidesecretservices"
-
-    def applies(self, component: str, verb: str, resource: str) -> bool:
-        return component == "kube-proxy" and resource == "services"
-
-    def filter(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        md = obj.get("metadata") or {}
-        if (md.get("labels") or {}).get("secret") == "yes":
-            return None
-        md.setdefault("annotations", {})["filtered"] = "yes"
-        return obj
+NODE = "node-0001"
+KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+OTHER = "edge-x/1.0"
+SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+ALL_WEB_POOL = ["10.128.0.206", "10.128.4.206", "10.128.8.206", "10.128.12.206"]
+POOL_A = ["10.128.0.206", "10.128.4.206"]
 
 
 @pytest.fixture
-def filtered_mux(sandbox, tmp_path):
-    cfg = config.load(None, {"server_addr": sandbox.url, "node_name": "node-0000",
-                             "disk_cache_path": str(tmp_path / "cache"),
-                             "heartbeat_interval_seconds": "1",
-                             "watch_bookmark_interval": "1"})
-    hub = Hub(cfg, filters=[HideSecretServices()])
-    hub.start()
-    server = make_server("127.0.0.1", 0, hub.proxy_app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.port}", tmp_path / "cache"
-    hub.begin_shutdown()
-    server.shutdown()
-    hub.stop()
+def sandbox4():
+    from kubesandbox.server import Sandbox
+    sb = Sandbox(nodes=4, pods_per_node=1, bookmark_interval=0.3, control_port=0).start()
+    yield sb
+    sb.stop()
 
 
-def names(body: bytes) -> dict[str, dict[str, Any]]:
-    return {i["metadata"]["name"]: i for i in json.loads(body)["items"]}
+@pytest.fixture
+def hub(sandbox4, hub_factory):
+    return hub_factory(sandbox4.url, node=NODE, extra=["--watch-bookmark-interval", "1"])
 
 
-def test_each_client_gets_its_filters_the_shared_state_none(sandbox, filtered_mux):
-    url, cache = filtered_mux
-    sandbox.put(service("hidden", secret="yes"))
-    sandbox.put(service("shown", secret="no"))
-    proxy = names(http(url + SVC, headers={"User-Agent": "kube-proxy/1"})[2])
-    assert "hidden" not in proxy and proxy["shown"]["metadata"]["annotations"] == \
-        {"filtered": "yes"}
-    other = names(http(url + SVC, headers={"User-Agent": "coredns/1"})[2])
-    assert "hidden" in other and "annotations" not in other["shown"]["metadata"]
-    # The filter changed kube-proxy's copy, never the shared object: ask again.
-    again = names(http(url + SVC, headers={"User-Agent": "coredns/1"})[2])
-    assert again == other
-    shared = cache / "yurthub-multiplexer/services.v1.core/default/shown"
+def web_pool(doc: dict[str, Any]) -> list[str]:
+    return [a for i in doc["items"] if i["metadata"]["name"] == "web-pool-sbx01"
+            for ep in i["endpoints"] for a in ep["addresses"]]
+
+
+def addresses(obj: dict[str, Any]) -> list[str]:
+    return [a for ep in obj.get("endpoints") or [] for a in ep["addresses"]]
+
+
+def test_each_client_gets_its_filters_the_shared_state_none(sandbox4, hub, tmp_path):
+    proxy = json.loads(hub.get(SLICES, ua=KUBE_PROXY)[2])
+    other = json.loads(hub.get(SLICES, ua=OTHER)[2])
+    assert web_pool(proxy) == POOL_A and web_pool(other) == ALL_WEB_POOL
+    # One copy on disk, unfiltered, under the multiplexer; none for the clients.
+    shared = (tmp_path / "cache" / MUX / "endpointslices.v1.discovery.k8s.io" / "default" /
+              "web-pool-sbx01")
     wait_for(shared.exists, what="the shared list in the cache")
-    assert "annotations" not in json.loads(shared.read_bytes())["metadata"]
-    assert not (cache / "kube-proxy").exists()
+    assert addresses(json.loads(shared.read_bytes())) == ALL_WEB_POOL
+    assert not (tmp_path / "cache" / "kube-proxy" /
+                "endpointslices.v1.discovery.k8s.io").exists()
 
-    rv = json.loads(http(url + SVC, headers={"User-Agent": "coredns/1"})[2])[
-        "metadata"]["resourceVersion"]
-    got: dict[str, list[tuple[str, str, dict]]] = {"kube-proxy/1": [], "coredns/1": []}
+    # Watches from the lists' version: node-0000's endpoint moves to node-0003 (pool-b).
+    got: dict[str, list[tuple[str, list[str]]]] = {KUBE_PROXY: [], OTHER: []}
 
-    def follow(ua: str) -> None:
-        with watch_lines(url, SVC, ua, resourceVersion=rv, timeoutSeconds="20") as lines:
+    def follow(ua: str, rv: str) -> None:
+        with watch_lines(hub.url, SLICES, ua, resourceVersion=rv,
+                         timeoutSeconds="20") as lines:
             for ev in lines:
-                got[ua].append((ev["type"], ev["object"]["metadata"]["name"],
-                                ev["object"]["metadata"].get("annotations") or {}))
-                if len(got[ua]) == 3:
+                if ev["object"]["metadata"]["name"] == "web-pool-sbx01":
+                    got[ua].append((ev["type"], addresses(ev["object"])))
                     return
-    threads = [threading.Thread(target=follow, args=(ua,), daemon=True) for ua in got]
+    threads = [threading.Thread(target=follow, args=(ua, doc["metadata"]["resourceVersion"]),
+                                daemon=True) for ua, doc in ((KUBE_PROXY, proxy), (OTHER, other))]
     for t in threads:
         t.start()
-    wait_for(lambda: http(url + "/api/v1/namespaces/default/services/shown",
-                          headers={"User-Agent": "x/1"})[0] == 200, what="hub up")
-    sandbox.put(service("shown", secret="yes"))     # kube-proxy: it goes away
-    sandbox.put(service("hidden", secret="no"))     # kube-proxy: it appears
-    sandbox.put(service("hidden", secret="no", v="2"))
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="shared") == 2,
+             what="both watches open")
+    s = sandbox4.get("endpointslices", "web-pool-sbx01", "default")
+    s["endpoints"][0]["nodeName"] = "node-0003"
+    sandbox4.put(s)
     for t in threads:
         t.join(20)
-    assert got["kube-proxy/1"] == [
-        ("DELETED", "shown", {}), ("ADDED", "hidden", {"filtered": "yes"}),
-        ("MODIFIED", "hidden", {"filtered": "yes"})]
-    assert got["coredns/1"] == [("MODIFIED", "shown", {}), ("MODIFIED", "hidden", {}),
-                                ("MODIFIED", "hidden", {})]
+    assert got[KUBE_PROXY] == [("MODIFIED", ["10.128.4.206"])]
+    assert got[OTHER] == [("MODIFIED", ALL_WEB_POOL)]
+
+
+def test_a_client_given_filters_live_relists_into_its_filtered_view(sandbox4, hub):
+    listed = json.loads(hub.get(SLICES, ua=OTHER)[2])
+    assert web_pool(listed) == ALL_WEB_POOL
+    ended = threading.Event()
+
+    def follow() -> None:
+        with watch_lines(hub.url, SLICES, OTHER, resourceVersion=listed["metadata"][
+                "resourceVersion"], timeoutSeconds="60") as lines:
+            for _ in lines:
+                pass
+        ended.set()  # the stream ended cleanly (a cut would have raised)
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="shared") == 1,
+             what="the watch open")
+    cfg = sandbox4.get("configmaps", "yurt-hub-cfg", "kube-system")
+    cfg["data"]["servicetopology"] = "edge-x"
+    sandbox4.put(cfg)
+    wait_for(ended.is_set, 20, what="the shared watch ended for its new filters")
+    wait_for(lambda: web_pool(json.loads(hub.get(SLICES, ua=OTHER)[2])) == POOL_A, 10,
+             what="the relist filtered")
