@@ -203,7 +203,10 @@ def main() -> None:
     args = ap.parse_args()
     print(stack_banner())
     work = Path(tempfile.mkdtemp(prefix="mux-bench-", dir="/var/tmp"))
-    sb = SandboxProcess(history_size=100_000, bookmark_interval=60.0).start()
+    # One node (the hub's): what the response filters need to know of it exists, so
+    # kube-proxy and coredns are answered as on a real node.
+    sb = SandboxProcess(nodes=1, pods_per_node=0, history_size=100_000,
+                        bookmark_interval=60.0).start()
     try:
         for i in range(args.services):
             sb.put(service(i))
