@@ -74,6 +74,12 @@ class RequestInfo:
         return self.api_group, self.api_version, self.resource
 
     @property
+    def gvr_key(self) -> str:
+        """``group/version/resource`` (``/v1/services`` for the core group), as settings
+        name resources."""
+        return f"{self.api_group}/{self.api_version}/{self.resource}"
+
+    @property
     def group_version(self) -> str:
         return f"{self.api_group}/{self.api_version}" if self.api_group else self.api_version
 

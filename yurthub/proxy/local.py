@@ -22,8 +22,8 @@ from werkzeug.wrappers import Response
 
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.reader import Freshness
-from yurthub.cache.views import parse_selectors
-from yurthub.config import Config
+from yurthub.cache.views import CollectionState, parse_selectors
+from yurthub.config import MULTIPLEXER_AGENT, Config
 from yurthub.errors import (
     ApiError,
     BadRequest,
@@ -153,6 +153,14 @@ class LocalProxy:
     def _target(self, ctx: RequestContext) -> Any:
         info = ctx.info
         target = self.cache.read_target(info, ctx.component, ctx.accept)
+        if target is not None and info.gvr_key in self.cfg.pool_scope_resources:
+            # A pool-scoped resource: the one shared copy (the multiplexer's) answers, as it
+            # answered online, gets and Tables too; a component's own copy only while no
+            # shared one was made (a hub upgraded while offline).
+            shared = self.cache.read_target(info, MULTIPLEXER_AGENT, ctx.accept)
+            if shared is not None and CollectionState.from_json(
+                    self.cache.store.state(shared[0]) or {}).views:
+                target = shared
         if target is None:
             raise ServiceUnavailable(
                 f"the cloud is unreachable and {info.resource or info.path} is not cached for "

@@ -116,7 +116,7 @@ class Multiplexer:
         if (not info.is_resource_request or info.verb not in ("list", "watch")
                 or info.subresource or info.name or ctx.method != "GET"):
             return None
-        key = f"{info.api_group}/{info.api_version}/{info.resource}"
+        key = info.gvr_key
         if key not in self.resources or ctx.agent == MULTIPLEXER_AGENT:
             return None
         if info.verb == "list" and (info.continue_token or is_historical_list(info)):
