@@ -150,6 +150,9 @@ def test_kubelet_sees_the_hub_as_the_kubernetes_service_configmap_and_pod_env(sa
     # The cache holds what kubelet saw: the offline answer is the same.
     path = hub.cache_dir / "kubelet/pods.v1.core/kube-system/flannel-x"
     wait_for(path.exists, what="the pod in kubelet's cache")
+    # (the ConfigMap read above is written by the cache writer in its own time)
+    wait_for((hub.cache_dir / "kubelet/configmaps.v1.core/kube-system/kube-proxy").exists,
+             what="the ConfigMap in kubelet's cache")
     assert json.loads(path.read_bytes())["spec"]["containers"][0]["env"][1]["value"] == "10268"
     go_offline(sandbox4, hub)
     offline = core.read_namespaced_pod("flannel-x", "kube-system")
