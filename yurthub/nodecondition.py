@@ -70,7 +70,8 @@ class AutonomyReporter(BackgroundThread):
     def tick(self) -> None:
         if not self.ready():
             return
-        verdict = evaluate(self.store, self.cfg.node_name)
+        verdict = evaluate(self.store, self.cfg.node_name,
+                           frozenset(self.cfg.pool_scope_resources))
         with self._lock:
             self.verdict = verdict
         due = (self.reported is None or self.reported != verdict

@@ -99,14 +99,13 @@ def test_autonomy_condition_follows_the_cache_on_the_node(sandbox, hub):
     assert cond["lastTransitionTime"] >= transition
     assert kubelet_conditions(sandbox) == before
 
-    # kube-proxy caches services but not endpointslices yet: it is essential too.
+    # kube-proxy's lists come from the multiplexer's one copy of services and endpointslices
+    # (kube-proxy caches none of its own): each shared copy, once made, is essential.
     assert hub.get("/api/v1/services", ua=PROXY)[0] == 200
-    cond = wait_for(lambda: (c := autonomy(sandbox)) and c["status"] == "False" and c,
-                    what="Autonomy=False for kube-proxy")
-    assert "kube-proxy: endpointslices.discovery.k8s.io not cached" in cond["message"]
     assert hub.get("/apis/discovery.k8s.io/v1/endpointslices", ua=PROXY)[0] == 200
-    wait_for(lambda: (c := autonomy(sandbox)) and c["status"] == "True",
-             what="Autonomy=True with kube-proxy's endpointslices")
+    wait_for(lambda: (c := autonomy(sandbox)) and c["status"] == "True"
+             and "yurthub-multiplexer" in c["message"],
+             what="Autonomy=True with the shared copies kube-proxy is answered from")
     assert kubelet_conditions(sandbox) == before
 
 

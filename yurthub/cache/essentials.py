@@ -10,7 +10,9 @@ complete view on disk that is neither stale nor incomplete:
 - kube-proxy and coredns: services and endpointslices.
 
 kubelet is always essential (a node without its cache cannot restart a pod offline);
-kube-proxy and coredns are when they have something cached.  False names what is missing.
+kube-proxy and coredns are when they have something cached.  Pool-scoped resources (the
+multiplexer's) are read from its one shared copy, which every component is answered from;
+each shared copy, once made, is essential too.  False names what is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yurthub.cache.views import CollectionState, View
+from yurthub.config import MULTIPLEXER_AGENT
 from yurthub.errors import StorageError
 from yurthub.storage import CollectionKey, DiskStore
 
@@ -48,8 +51,12 @@ class Verdict:
                 "missing": list(self.missing)}
 
 
-def evaluate(store: DiskStore, node: str) -> Verdict:
-    """The Autonomy verdict for ``node`` from what ``store`` holds now.  Never raises."""
+def evaluate(store: DiskStore, node: str, shared: frozenset[str] = frozenset()) -> Verdict:
+    """The Autonomy verdict for ``node`` from what ``store`` holds now.  Never raises.
+
+    ``shared`` names the pool-scoped resources (``group/version/resource``): every component
+    reads those from the multiplexer's one copy (its own only while there is none).
+    """
     keys = store.collections()
     components = {ck.component for ck in keys}
     missing: list[str] = []
@@ -59,7 +66,19 @@ def evaluate(store: DiskStore, node: str) -> Verdict:
             continue
         checked.append(component)
         for group, resource, want in needs:
-            missing += _collection(store, keys, node, component, group, resource, want)
+            owner = component
+            if any(k.split("/")[0] == group and k.split("/")[-1] == resource for k in shared) \
+                    and any((ck.component, ck.group, ck.resource) ==
+                            (MULTIPLEXER_AGENT, group, resource) for ck in keys):
+                owner = MULTIPLEXER_AGENT
+            missing += _collection(store, keys, node, owner, group, resource, want)
+    for key in sorted(shared):  # the shared copies every component is answered from
+        group, resource = key.split("/")[0], key.split("/")[-1]
+        if any((ck.component, ck.group, ck.resource) == (MULTIPLEXER_AGENT, group, resource)
+               for ck in keys):
+            if MULTIPLEXER_AGENT not in checked:
+                checked.append(MULTIPLEXER_AGENT)
+            missing += _collection(store, keys, node, MULTIPLEXER_AGENT, group, resource, _ALL)
     missing += list(_mounted(store, keys, node))
     if missing:
         shown = "; ".join(missing[:_MESSAGE_ITEMS])
