@@ -1,9 +1,9 @@
-"""TLS and authentication: serving contexts, self-signed material made with ``openssl``, tokens.
+"""TLS and authentication: serving contexts, self-signed material, tokens.
 
-``make_self_signed(dir)`` writes a CA, a serving certificate for 127.0.0.1/localhost/::1 and
-a client certificate (``O=system:nodes, CN=system:node:<name>``, as a kubelet's) signed by
-that CA, using the ``openssl`` command (no Python dependency).  Tokens are compared in constant
-time and never logged.
+``make_self_signed(dir)`` writes a CA, a serving certificate for 127.0.0.1/localhost/::1, a
+client certificate (``O=system:nodes, CN=system:node:<name>``, as a kubelet's) and an admin
+client certificate (``O=system:masters``) signed by that CA, made with ``cryptography``
+(``kubesandbox.pki``).  Tokens are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import hmac
 import logging
 import os
 import ssl
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubesandbox import pki
 from yurthub.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-_EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+TEN_YEARS = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -34,52 +34,40 @@ class TLSMaterial:
     server_key: str
     client_cert: str
     client_key: str
+    admin_cert: str
+    admin_key: str
 
 
-def _openssl(*args: str) -> None:
-    try:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-    except FileNotFoundError as e:
-        raise ConfigError("the openssl command is needed to make TLS material") from e
-    except subprocess.CalledProcessError as e:
-        raise ConfigError(f"openssl {args[0]} failed: {e.stderr.decode(errors='replace')}") \
-            from e
-
-
-def _sign(d: Path, name: str, subject: str, extensions: str) -> None:
-    _openssl("req", *_EC, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
-             "-subj", subject)
-    ext = d / f"{name}.ext"
-    ext.write_text(extensions)
-    _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"),
-             "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "3650", "-sha256",
-             "-extfile", str(ext), "-out", str(d / f"{name}.crt"))
-    (d / f"{name}.csr").unlink()
-    ext.unlink()
+def _write_pair(d: Path, stem: str, cert: Any, key: pki.PrivateKey) -> None:
+    pki.write_private(d / f"{stem}.key", pki.key_pem(key))
+    (d / f"{stem}.crt").write_bytes(pki.cert_pem(cert))
 
 
 def make_self_signed(directory: str | os.PathLike[str], *,
                      client_name: str = "sandbox-node") -> TLSMaterial:
-    """Write ca.crt/key, server.crt/key and client.crt/key into ``directory`` (kept if there)."""
+    """Write ca, server, client and admin ``.crt``/``.key`` into ``directory`` (kept if there)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     material = TLSMaterial(*(str(d / n) for n in (
-        "ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")))
+        "ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key",
+        "admin.crt", "admin.key")))
     if all(Path(p).exists() for p in vars(material).values()):
         return material
-    _openssl("req", "-x509", *_EC, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
-             "-days", "3650", "-subj", "/CN=yurthub-sandbox-ca",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    _sign(d, "server", "/CN=yurthub-sandbox",
-          "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-          "extendedKeyUsage=serverAuth\n"
-          "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n")
-    _sign(d, "client", f"/O=system:nodes/CN=system:node:{client_name}",
-          "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-          "extendedKeyUsage=clientAuth\n")
-    for key in (material.ca_key, material.server_key, material.client_key):
-        os.chmod(key, 0o600)
+    ca = pki.Authority.create()
+    _write_pair(d, "ca", ca.cert, ca.key)
+    server = ca.issue_pair(pki.name("yurthub-sandbox"),
+                           usages=("digital signature", "key encipherment", "server auth"),
+                           lifetime=TEN_YEARS,
+                           alt_names=pki.sans(["localhost"], ["127.0.0.1", "::1"]))
+    _write_pair(d, "server", *server)
+    client = ca.issue_pair(pki.name(f"system:node:{client_name}", ["system:nodes"]),
+                           usages=("digital signature", "key encipherment", "client auth"),
+                           lifetime=TEN_YEARS)
+    _write_pair(d, "client", *client)
+    admin = ca.issue_pair(pki.name("kubernetes-admin", ["system:masters"]),
+                          usages=("digital signature", "key encipherment", "client auth"),
+                          lifetime=TEN_YEARS)
+    _write_pair(d, "admin", *admin)
     log.info("wrote a self-signed CA and certificates to %s", d)
     return material
 
