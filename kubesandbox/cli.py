@@ -17,6 +17,7 @@ from types import FrameType
 from kubesandbox import seed
 from kubesandbox.server import Sandbox, SandboxOptions
 from yurthub.errors import ConfigError, YurthubError
+from yurthub.kube import bootstraptoken as bt
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,21 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
     return value
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value == "true"
+
+
+def _bootstrap_token(text: str) -> str:
+    try:
+        bt.parse_token(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text.strip()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,6 +90,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "serve TLS with them")
     p.add_argument("--kubeconfig-out", default=None, metavar="FILE",
                    help="write a kubeconfig for this sandbox to FILE")
+    p.add_argument("--bootstrap-token", action="append", default=[], metavar="ID.SECRET",
+                   type=_bootstrap_token,
+                   help="a join token nodes may bootstrap with (repeatable; turns "
+                        "authentication on)")
+    p.add_argument("--csr-auto-approve", type=_bool, default=True, metavar="true|false",
+                   help="approve yurthub's CertificateSigningRequests as yurt-manager does")
+    p.add_argument("--cert-lifetime", type=_positive_float, default=365 * 86400.0,
+                   metavar="SECONDS", help="lifetime of the certificates the CSR signer issues")
 
 
 def options_from(args: argparse.Namespace) -> SandboxOptions:
@@ -97,7 +121,8 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
         bookmark_interval=args.bookmark_interval, watch_timeout=args.watch_timeout,
         token=token, tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_private_key_file, client_ca_file=args.client_ca_file,
-        self_signed_dir=args.self_signed_dir)
+        self_signed_dir=args.self_signed_dir, bootstrap_tokens=tuple(args.bootstrap_token),
+        csr_auto_approve=args.csr_auto_approve, cert_lifetime=args.cert_lifetime)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -123,6 +148,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"sandbox apiserver: {sandbox.url}", flush=True)
         if sandbox.control_port is not None:
             print(f"control plane: {sandbox.control_url}/_sandbox/state", flush=True)
+        if sandbox.tls is not None:
+            print(f"ca hash: {sandbox.ca_hash}", flush=True)
         if options.token:
             log.info("bearer-token authentication is on")
         while not done.wait(3600):

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024 * 1024
 CONTROL_PREFIX = "/_sandbox"
-_ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _PEER_CHECK_INTERVAL = 1.0
 
 
@@ -55,6 +54,8 @@ class RequestRecord:
     duration: float
     user_agent: str
     watch: bool
+    user: str = ""
+    credential: str = ""
 
 
 class Host(Protocol):
@@ -65,7 +66,8 @@ class Host(Protocol):
 
     def handle_api(self, req: Request, is_closed: Callable[[], bool]) -> Response: ...
     def handle_control(self, req: Request) -> Response: ...
-    def authenticated(self, headers: Headers, peercert: Any) -> bool: ...
+    def authenticate(self, headers: Headers, peercert: Any, method: str,
+                     path: str) -> Any: ...
     def record(self, rec: RequestRecord) -> None: ...
 
 
@@ -265,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             req.body = self._read_body()
             if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
-                if not self.conn.control_only and not self._authenticated(path):
+                if not self.conn.control_only and self._authenticate(path) is None:
                     raise Unauthorized("Unauthorized")
                 self._write(self.host.handle_control(req), None, False)
                 return
@@ -282,7 +284,8 @@ class Handler(BaseHTTPRequestHandler):
             if rule is not None and rule.kind == FAIL:
                 resp = _fail_response(rule)
             else:
-                if not self._authenticated(path):
+                req.user = self._authenticate(path)
+                if req.user is None:
                     raise Unauthorized("Unauthorized")
                 resp = self.host.handle_api(req, self._watch_closed)
         except ApiError as e:
@@ -304,14 +307,13 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self._record(req, resp.status, started, watch)
 
-    def _authenticated(self, path: str) -> bool:
-        if path in _ANONYMOUS_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
-            return True
+    def _authenticate(self, path: str) -> Any:
+        """The request's User (kubesandbox.auth), or None: 401."""
         peercert = None
         getpeercert = getattr(self.conn.sock, "getpeercert", None)
         if getpeercert is not None:
             peercert = getpeercert()
-        return self.host.authenticated(self.headers, peercert)
+        return self.host.authenticate(self.headers, peercert, self.command, path)
 
     def _watch_closed(self) -> bool:
         return self.conn.closed or self.host.stopping.is_set() or self.conn.peer_gone()
@@ -320,8 +322,11 @@ class Handler(BaseHTTPRequestHandler):
         duration = time.monotonic() - started
         if not req.path.startswith(CONTROL_PREFIX):
             log.info("%s %s %d %.1fms", req.method, self.path, status, duration * 1000)
+            user = req.user
             self.host.record(RequestRecord(req.method, req.path, self.path.partition("?")[2],
-                                           status, duration, req.user_agent, watch))
+                                           status, duration, req.user_agent, watch,
+                                           getattr(user, "name", ""),
+                                           getattr(user, "credential", "")))
 
     def _write(self, resp: Response, rule: Rule | None, gzip_ok: bool) -> None:
         extra = list(resp.headers)

@@ -217,11 +217,23 @@ POD: Schema = {
         16: ("hostIPs", "m*", {1: ("ip", "s")})}),
 }
 
+CSR: Schema = {
+    1: ("metadata", "m", META),
+    2: ("spec", "m", {1: ("request", "b"), 7: ("signerName", "s"),
+                      8: ("expirationSeconds", "?i"), 5: ("usages", "s*"),
+                      2: ("username", "s"), 3: ("uid", "s"), 4: ("groups", "s*")}),
+    3: ("status", "m", {1: ("conditions", "m*", {
+        1: ("type", "s"), 6: ("status", "s"), 2: ("reason", "s"), 3: ("message", "s"),
+        4: ("lastUpdateTime", "t"), 5: ("lastTransitionTime", "t")}),
+        2: ("certificate", "b")}),
+}
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("v1", "ConfigMap"): CONFIG_MAP, ("v1", "Secret"): SECRET, ("v1", "Namespace"): NAMESPACE,
     ("v1", "ServiceAccount"): SERVICE_ACCOUNT, ("v1", "Service"): SERVICE,
     ("v1", "Event"): EVENT, ("v1", "Node"): NODE, ("v1", "Pod"): POD,
     ("coordination.k8s.io/v1", "Lease"): LEASE,
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): CSR,
 }
 
 

@@ -21,16 +21,22 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kubesandbox import control, seed, tls
+from kubesandbox import bootstrap, control, seed, tls
 from kubesandbox.api import Api
+from kubesandbox.auth import Authenticator, User
 from kubesandbox.connection import Conn, Handler, RequestRecord
+from kubesandbox.controllers import Controllers
 from kubesandbox.discovery import Registry
 from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults
+from kubesandbox.identity import IdentityControls
 from kubesandbox.listener import Listener, bind
 from kubesandbox.objects import now_rfc3339
+from kubesandbox.pki import Authority
+from kubesandbox.satokens import TokenSigner
 from kubesandbox.store import Store
 from kubesandbox.wire import Headers, Request, Response
 from yurthub.errors import ApiError, NotFound
+from yurthub.kube import bootstraptoken as bt
 from yurthub.kube import patch as kpatch
 from yurthub.kube.resources import ResourceType
 
@@ -55,6 +61,10 @@ class SandboxOptions:
     client_ca_file: str | None = None
     self_signed_dir: str | None = None
     request_log_size: int = 10000
+    bootstrap_tokens: tuple[str, ...] = ()  # join tokens (turn authentication on)
+    csr_auto_approve: bool = True     # yurt-manager's CSR approver
+    cert_lifetime: float = 365 * 86400.0  # seconds the CSR signer's certificates last
+    sign_cluster_info: bool = True    # the bootstrap signer keeps cluster-info's JWS current
 
 
 class ConnectionThread:
@@ -91,7 +101,7 @@ class ConnectionThread:
         self.conn.cut()
 
 
-class Sandbox:
+class Sandbox(IdentityControls):
     """A running (after ``start()``) sandbox kube-apiserver.  Thread-safe."""
 
     def __init__(self, options: SandboxOptions | None = None, **overrides: Any) -> None:
@@ -105,6 +115,13 @@ class Sandbox:
         self.stopping = threading.Event()
         self.ssl_context: ssl.SSLContext | None = None
         self.tls: tls.TLSMaterial | None = None
+        self.ca: Authority | None = None
+        self.token_signer = TokenSigner()
+        self.authenticator = Authenticator(
+            enabled=bool(o.token or o.client_ca_file or o.self_signed_dir or
+                         o.bootstrap_tokens),
+            static_token=o.token, lookup=self._lookup, signer=self.token_signer)
+        self.controllers: Controllers | None = None
         self.port = o.port
         self.control_port: int | None = None
         self._listener: Listener | None = None
@@ -119,10 +136,15 @@ class Sandbox:
     def start(self) -> Sandbox:
         o = self.options
         cert, key, client_ca = o.tls_cert_file, o.tls_key_file, o.client_ca_file
+        for token in o.bootstrap_tokens:
+            bt.parse_token(token)  # a bad token is a ValueError before anything starts
         if o.self_signed_dir:
             self.tls = tls.make_self_signed(o.self_signed_dir)
             cert, key = self.tls.server_cert, self.tls.server_key
             client_ca = client_ca or self.tls.ca_cert
+            self.ca = Authority.load(self.tls.ca_cert, self.tls.ca_key)
+        else:
+            self.ca = Authority.create()  # signs CSRs; nothing verifies it over plain HTTP
         if cert or key:
             if not (cert and key):
                 raise ValueError("TLS needs both a certificate and a private key")
@@ -132,6 +154,11 @@ class Sandbox:
         sock = bind(o.host, o.port)
         self.port = int(sock.getsockname()[1])
         self._seed()
+        self._seed_identity()
+        self.controllers = Controllers(
+            self.store, self.registry, self.api.writer, ca=self.ca,
+            cert_lifetime=o.cert_lifetime, auto_approve=o.csr_auto_approve,
+            sign_cluster_info=o.sign_cluster_info).start()
         self._listener = Listener(sock, self._on_api, "sandbox-listener").start()
         if o.control_port is not None:
             csock = bind(o.host, o.control_port)
@@ -145,9 +172,18 @@ class Sandbox:
         seed.install(self.store, self.registry, o.host, self.port, o.nodes, o.pods_per_node,
                      now_rfc3339())
 
+    def _seed_identity(self) -> None:
+        """cluster-info (the cluster's kubeconfig) and a Secret per bootstrap token."""
+        ca_pem = open(self.tls.ca_cert, "rb").read() if self.tls is not None else None
+        self.create(bootstrap.cluster_info(self.url, ca_pem))
+        for token in self.options.bootstrap_tokens:
+            self.add_bootstrap_token(token)
+
     def stop(self) -> None:
         """Stop listening, end every watch cleanly, then cut every connection."""
         self.stopping.set()
+        if self.controllers is not None:
+            self.controllers.stop()
         for listener in (self._listener, self._control):
             if listener is not None:
                 listener.stop()
@@ -189,8 +225,9 @@ class Sandbox:
         return f"http://{host}:{self.control_port}"
 
     def write_kubeconfig(self, path: str | os.PathLike[str], *, token: str | None = None,
-                         client_cert: bool = True) -> str:
-        """Write a kubeconfig for this sandbox (its CA, token and client cert when it has them)."""
+                         client_cert: bool = True, admin: bool = False) -> str:
+        """Write a kubeconfig for this sandbox (its CA, token and client cert when it has them;
+        ``admin`` uses the ``system:masters`` certificate instead of the node's)."""
         cluster = [f"    server: {self.url}"]
         if self.tls is not None:
             cluster.append(f"    certificate-authority: {self.tls.ca_cert}")
@@ -200,9 +237,10 @@ class Sandbox:
         token = token if token is not None else self.options.token
         if token:
             user.append(f"    token: {token}")
-        if client_cert and self.tls is not None:
-            user += [f"    client-certificate: {self.tls.client_cert}",
-                     f"    client-key: {self.tls.client_key}"]
+        if (client_cert or admin) and self.tls is not None:
+            cert, key = ((self.tls.admin_cert, self.tls.admin_key) if admin else
+                         (self.tls.client_cert, self.tls.client_key))
+            user += [f"    client-certificate: {cert}", f"    client-key: {key}"]
         text = "\n".join([
             "apiVersion: v1", "kind: Config", "clusters:", "- name: sandbox", "  cluster:",
             *cluster, "users:", "- name: sandbox", "  user:" + ("" if user else " {}"), *user,
@@ -242,14 +280,13 @@ class Sandbox:
     def handle_control(self, req: Request) -> Response:
         return control.handle(self, req)
 
-    def authenticated(self, headers: Headers, peercert: Any) -> bool:
-        o = self.options
-        client_ca = o.client_ca_file or (self.tls.ca_cert if self.tls else None)
-        if not o.token and not client_ca:
-            return True
-        if o.token and tls.token_matches(headers.get("Authorization"), o.token):
-            return True
-        return bool(client_ca) and tls.has_client_cert(peercert)
+    def authenticate(self, headers: Headers, peercert: Any, method: str,
+                     path: str) -> User | None:
+        return self.authenticator.authenticate(headers.get("Authorization"), peercert,
+                                               method, path)
+
+    def _lookup(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(resource, name, namespace)
 
     def record(self, rec: RequestRecord) -> None:
         self._requests.append(rec)
@@ -346,6 +383,16 @@ class Sandbox:
             if "status" in rt.subresources and "status" in obj:
                 entry = self.api.writer.update_object(rt, entry, new, "status")
             return entry.obj()
+
+    def put_subresource(self, obj: dict[str, Any], subresource: str) -> dict[str, Any]:
+        """Write ``obj``'s ``status`` (or approval conditions) as that subresource would."""
+        rt = self._type_of(obj)
+        meta = obj.get("metadata") or {}
+        with self.store.lock:
+            current = self.store.get(rt, meta.get("namespace", ""), meta.get("name", ""))
+            if current is None:
+                raise NotFound(f'{rt.resource} "{meta.get("name")}" not found')
+            return self.api.writer.update_object(rt, current, obj, subresource).obj()
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         return self.api.writer.create_object(self._type_of(obj), obj).obj()

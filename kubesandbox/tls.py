@@ -1,14 +1,12 @@
-"""TLS and authentication: serving contexts, self-signed material, tokens.
+"""TLS: the serving context and self-signed material.
 
 ``make_self_signed(dir)`` writes a CA, a serving certificate for 127.0.0.1/localhost/::1, a
 client certificate (``O=system:nodes, CN=system:node:<name>``, as a kubelet's) and an admin
 client certificate (``O=system:masters``) signed by that CA, made with ``cryptography``
-(``kubesandbox.pki``).  Tokens are compared in constant time and never logged.
-"""
+(``kubesandbox.pki``).  """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import ssl
@@ -83,15 +81,3 @@ def server_context(cert_file: str, key_file: str, client_ca_file: str | None) ->
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"cannot load TLS material: {e}") from e
     return ctx
-
-
-def token_matches(authorization: str | None, token: str) -> bool:
-    """Whether an Authorization header carries ``Bearer <token>``."""
-    if not authorization or not authorization.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(authorization[len("Bearer "):].strip().encode(), token.encode())
-
-
-def has_client_cert(peercert: Any) -> bool:
-    """A verified client certificate (only verified ones reach here, or none at all)."""
-    return bool(peercert)

@@ -37,6 +37,7 @@ class Request:
     headers: Headers
     body: bytes = b""
     user_agent: str = ""
+    user: Any = None  # kubesandbox.auth.User, set once the request is authenticated
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)

@@ -272,6 +272,12 @@ class Writer:
 
     def _merged(self, rt: ResourceType, old: dict[str, Any], obj: dict[str, Any],
                 subresource: str) -> dict[str, Any]:
+        if subresource == "approval":
+            # Only the Approved/Denied conditions change through .../approval.
+            new = dict(old)
+            status = new["status"] = dict(old.get("status") or {})
+            status["conditions"] = (obj.get("status") or {}).get("conditions") or []
+            return new
         if subresource == "status":
             new = dict(old)
             new["status"] = obj.get("status", {})

@@ -95,6 +95,9 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType("certificates.k8s.io", "v1", "certificatesigningrequests",
+                 "CertificateSigningRequest", False, ("csr",),
+                 subresources=("approval", "status"), fields=("spec.signerName",)),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                  "CustomResourceDefinition", False, ("crd", "crds"), subresources=("status",)),
 )
