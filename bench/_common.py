@@ -307,7 +307,9 @@ class HubProcess:
         return [sys.executable, "-m", "yurthub", "serve", "--server-addr", self.server,
                 "--node-name", self.node, "--disk-cache-path", str(self.cache_dir),
                 "--proxy-port", str(self.proxy_port), "--serve-port", str(self.serve_port),
-                "--working-mode", "edge", *self.extra]
+                "--working-mode", "edge", "--bootstrap-mode", "credentials",
+                "--secure-proxy-port", "0", "--root-dir", str(self.cache_dir) + "-root",
+                *self.extra]
 
     def start(self, wait: bool = True) -> HubProcess:
         log = open(self.log_path, "ab")

@@ -89,7 +89,10 @@ class Demo:
              "--cache-agents", "kubectl", "--proxy-port", str(a.proxy_port),
              "--serve-port", str(a.serve_port), "--heartbeat-interval-seconds", "2",
              # The tour's kubectl runs as whoever runs the demo: let it use the hub.
-             "--allowed-users", f"root,kube-proxy,{os.getuid()}"],
+             "--allowed-users", f"root,kube-proxy,{os.getuid()}",
+             # the demo's sandbox asks for no credentials; no HTTPS port either
+             "--bootstrap-mode", "credentials", "--secure-proxy-port", "0",
+             "--root-dir", str(self.dir / "root")],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if not _wait(lambda: _get(self.serve_url + "/v1/readyz")[0] == 200, 20) \

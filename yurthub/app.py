@@ -23,11 +23,11 @@ from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState
 from yurthub.config import Config
 from yurthub.connection import ConnectionInfo, Role, connection_of
-from yurthub.credentials import CredentialStore
 from yurthub.filters.manager import FilterManager
 from yurthub.filtersource import PERSIST_KEY, FilterSource
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
+from yurthub.identity.hub import HubIdentity
 from yurthub.kube.resources import BUILTIN, ResourceType
 from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
 from yurthub.nodecondition import AutonomyReporter
@@ -36,6 +36,7 @@ from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.mux import Multiplexer
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.router import ProxyApp
+from yurthub.proxy.secure import secure_request_identity
 from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.watchdog import Watchdog
 from yurthub.recorder import Recorder
@@ -43,6 +44,7 @@ from yurthub.status import StatusSource
 from yurthub.storage import DiskStore, Quota
 from yurthub.storage.admintoken import write_admin_token
 from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
+from yurthub.worker.settings import Wrapper
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +76,16 @@ class Hub:
         self._collection_label = self.metrics.bounded_label(
             "collection", {_dirname(r) for r in BUILTIN}, EXTRA_RESOURCES)
         self.guard = AccessGuard(cfg, self.metrics)
-        self.worker_settings = worker_settings(cfg, self.guard.kubelet_uid)
+        # 2. the hub's identity towards the cloud and its serving certificate (raises
+        #    ConfigError naming a bad file); no thread yet.  The worker wraps the secure
+        #    proxy port's connections with the serving context of the moment.
+        self.identity = HubIdentity(cfg)
+        serving = self.identity.serving_tls
+        self.worker_settings = worker_settings(cfg, self.guard.kubelet_uid,
+                                               serving.wrap if serving else None)
         self._connections: ConnectionStats | None = None
-        # 2. the hub's identity towards the cloud (raises ConfigError naming a bad file)
-        self.credentials = CredentialStore(cfg)
-        creds = self.creds = self.credentials.load()
         # 3. connection pools and server selection
-        self.upstream = up.Upstream(cfg, creds)
+        self.upstream = up.Upstream(cfg, self.identity.source)
         # 4. the cache tree and its writer
         self.store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
                                meta_loader=load_meta,
@@ -140,14 +145,16 @@ class Hub:
             self.autonomy = AutonomyReporter(cfg, self.store, self.upstream,
                                              self.health.cloud_healthy, self._ready.is_set)
         self.status = StatusSource(cfg, self.upstream, self.health, self.store, self.streams,
-                                   self.recorder, self.metrics, self.filters, creds,
+                                   self.recorder, self.metrics, self.filters,
+                                   self.identity.source,
                                    ready=self._ready.is_set,
                                    autonomy=self.autonomy.status if self.autonomy else
                                    lambda: None)
         self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
-                                 admin_token=lambda: self._admin_token)
+                                 admin_token=lambda: self._admin_token,
+                                 update_token=self.identity.update_token)
         self._not_ready_reason = "starting: the cache tree is being recovered"
 
     def start(self) -> None:
@@ -160,6 +167,7 @@ class Hub:
         report = self.store.open()
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
         self.guard.start(self.store)
+        self.identity.start()
         self.cache.start(report.lost)
         self.filter_source.load(self.cache.read_document(PERSIST_KEY))
         self.cache.set_extra_agents(self.filters.cache_agents())
@@ -178,10 +186,10 @@ class Hub:
                  self.cfg.plain_bind_address, self.cfg.proxy_port,
                  ", ".join(s.url for s in self.upstream.servers),
                  self.cfg.plain_bind_address, self.cfg.serve_port)
-        if self.cfg.secure_bind_address != self.cfg.plain_bind_address:
-            log.warning("bind_address %s is for the TLS proxy port only, which this version "
-                        "does not serve yet; the plain-HTTP ports listen on %s",
-                        self.cfg.secure_bind_address, self.cfg.plain_bind_address)
+        if self.identity.serving_tls is not None:
+            log.info("yurthub serving HTTPS: secure proxy %s:%d (identity: %s)",
+                     ", ".join(self.cfg.secure_addresses), self.cfg.secure_proxy_port,
+                     self.identity.mode)
 
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""
@@ -318,7 +326,7 @@ class Hub:
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
-        return (self.cache.not_ready() or self.filters.not_ready()
+        return (self.identity.problem() or self.cache.not_ready() or self.filters.not_ready()
                 or self._incomplete_views())
 
     def _incomplete_views(self) -> str | None:
@@ -355,9 +363,9 @@ class Hub:
         self.cache.stop()
         self.guard.stop()
         self.watchdog.stop()
+        self.identity.stop()
         self.upstream.close()
         self.store.close()
-        self.credentials.close()
         log.info("yurthub stopped")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -370,15 +378,22 @@ class Hub:
             hub_server = environ.get("SERVER_PORT") == str(self.cfg.serve_port)
         if hub_server:
             return self.hub_app(environ, start_response)
+        if conn is not None and conn.role is Role.SECURE_PROXY:
+            secure_request_identity(environ, self.cfg.node_name)
         return self.proxy_app(environ, start_response)
 
 
-def worker_settings(cfg: Config, kubelet_uid: int) -> WorkerSettings:
-    """What the gunicorn worker takes from the settings: its listeners' roles, its timeouts,
-    its connection limits and who kubelet is."""
+def worker_settings(cfg: Config, kubelet_uid: int, wrap: Wrapper | None = None
+                    ) -> WorkerSettings:
+    """What the gunicorn worker takes from the settings: its listeners' roles (and the TLS
+    wrapper of the secure proxy port), its timeouts, its connection limits and who kubelet
+    is."""
+    listeners = [ListenerSpec(cfg.proxy_port, Role.PROXY),
+                 ListenerSpec(cfg.serve_port, Role.HUB_SERVER)]
+    if cfg.secure_proxy_port and wrap is not None:
+        listeners.append(ListenerSpec(cfg.secure_proxy_port, Role.SECURE_PROXY, wrap))
     return WorkerSettings(
-        listeners=(ListenerSpec(cfg.proxy_port, Role.PROXY),
-                   ListenerSpec(cfg.serve_port, Role.HUB_SERVER)),
+        listeners=tuple(listeners),
         peer_lookup=cfg.peer_lookup, kubelet_uid=kubelet_uid,
         header_timeout=cfg.client_header_timeout, body_timeout=cfg.client_body_timeout,
         send_timeout=cfg.client_send_timeout,

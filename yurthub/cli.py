@@ -49,7 +49,9 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
     for f in config.settings():
         p.add_argument("--" + config.flag_name(f), dest=f.name, metavar=f.metadata["metavar"],
                        default=None, help=f"{f.metadata['help']} "
-                       f"(default: {config.render_value(f, f.default) or 'unset'})")
+                       f"(default: {config.render_value(f, f.default) or 'unset'})"
+                       + (" (may be repeated)" if f.metadata["repeatable"] else ""),
+                       action="append" if f.metadata["repeatable"] else "store")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> config.Config:
-    overrides = {f.name: getattr(args, f.name) for f in config.settings()
-                 if getattr(args, f.name, None) is not None}
+    overrides = {}
+    for f in config.settings():
+        value = getattr(args, f.name, None)
+        if value is not None:
+            overrides[f.name] = ",".join(value) if isinstance(value, list) else value
     return config.load(args.config, overrides)
 
 

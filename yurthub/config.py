@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from yurthub.errors import ConfigError
+from yurthub.kube import bootstraptoken
 from yurthub.kube.resources import builtin
 from yurthub.kube.validation import is_component, is_dns1123_subdomain
 
@@ -208,6 +209,25 @@ def _pool_name(value: str) -> str:
     return v
 
 
+def _ip_or_empty(value: str) -> str:
+    return _ip(value) if value.strip() else ""
+
+
+def _join_token(value: str) -> str:
+    v = value.strip()
+    if v:
+        bootstraptoken.parse_token(v)
+    return v
+
+
+def _organizations(value: str) -> tuple[str, ...]:
+    return tuple(_split(value))
+
+
+def _ca_hashes(value: str) -> tuple[str, ...]:
+    return tuple(bootstraptoken.normalize_pin(p) for p in _split(value))
+
+
 def _log_level(value: str) -> str:
     v = value.strip().upper()
     if v not in _LOG_LEVELS:
@@ -218,10 +238,16 @@ def _log_level(value: str) -> str:
 # -- declarations ---------------------------------------------------------------------------
 
 def setting(default: Any, parse: Callable[[str], Any], help: str, *, metavar: str = "VALUE",
-            render: Callable[[Any], str] | None = None) -> Any:
-    """Declare one setting: its default, how a string becomes a value, and one line of help."""
+            render: Callable[[Any], str] | None = None, secret: bool = False,
+            repeatable: bool = False) -> Any:
+    """Declare one setting: its default, how a string becomes a value, and one line of help.
+
+    A ``secret`` is never printed (check-config shows whether it is set); a ``repeatable``
+    flag may be given several times (the values join as a comma-separated list).
+    """
     return field(default=default, metadata={
         "parse": parse, "help": help, "metavar": metavar, "render": render or _render,
+        "secret": secret, "repeatable": repeatable,
     })
 
 
@@ -365,12 +391,52 @@ class Config:
     nodepool_name: str = setting(
         "", _pool_name, "this node's pool (default: its Node's apps.openyurt.io/nodepool "
         "label)", metavar="NAME")
+    root_dir: str = setting(
+        "/var/lib/yurthub", _abs_path, "the hub's working directory: pki/ (CA, certificates, "
+        "keys) and the bootstrap and hub kubeconfigs", metavar="DIR")
+    bootstrap_mode: str = setting(
+        "auto", _choice("auto", "token", "kubeletcertificate", "credentials"),
+        "how the hub gets its identity: token (bootstrap token and CSRs), kubeletcertificate "
+        "(kubelet's client certificate), credentials (kubeconfig, client_cert_file, "
+        "token_file, ca_file, or none); auto: credentials when any is set, else token",
+        metavar="auto|token|kubeletcertificate|credentials")
+    join_token: str = setting(
+        "", _join_token, "bootstrap token (ID.SECRET) to join with; prefer join_token_file or "
+        "bootstrap_file, which keep it out of this file and of ps", metavar="TOKEN",
+        secret=True)
+    join_token_file: str = setting(
+        "", _path, "file holding the bootstrap token to join with", metavar="FILE")
+    bootstrap_file: str = setting(
+        "", _path, "bootstrap kubeconfig holding a bootstrap token (and the cluster's CA)",
+        metavar="FILE")
+    discovery_token_ca_cert_hash: tuple[str, ...] = setting(
+        (), _ca_hashes, "pin(s) of the cluster CA (sha256:<hex of its SubjectPublicKeyInfo>) "
+        "that cluster-info must match", metavar="sha256:HEX[,...]", repeatable=True)
+    discovery_token_unsafe_skip_ca_verification: bool = setting(
+        False, _bool, "trust cluster-info's CA without a pin (unsafe)", metavar="true|false")
+    hub_cert_organizations: tuple[str, ...] = setting(
+        (), _organizations, "extra organizations (O) of the hub's client certificate",
+        metavar="O[,O...]")
+    kubelet_conf: str = setting(
+        "/etc/kubernetes/kubelet.conf", _abs_path,
+        "kubelet's kubeconfig (bootstrap_mode kubeletcertificate)", metavar="FILE")
+    kubelet_client_certificate: str = setting(
+        "/var/lib/kubelet/pki/kubelet-client-current.pem", _abs_path,
+        "kubelet's client certificate and key (bootstrap_mode kubeletcertificate)",
+        metavar="FILE")
+    kubelet_ca_file: str = setting(
+        "/etc/kubernetes/pki/ca.crt", _abs_path, "the cluster CA when kubelet's kubeconfig "
+        "names none (bootstrap_mode kubeletcertificate)", metavar="FILE")
+    node_ip: str = setting(
+        "", _ip_or_empty, "this node's IP, in the serving certificate (default: the local "
+        "address that routes to the apiserver)", metavar="IP")
     hub_serving_address: str = setting(
         "169.254.2.1", _ip, "address pods reach the hub at; the filters point the kubernetes "
         "Service, its EndpointSlice and pods' KUBERNETES_SERVICE_HOST there", metavar="IP")
     secure_proxy_port: int = setting(
-        10268, _port, "the hub's HTTPS proxy port; the filters point the kubernetes Service's "
-        "https port and KUBERNETES_SERVICE_PORT there", metavar="PORT")
+        10268, _int_range(0, 65535), "the hub's HTTPS proxy port (on hub_serving_address; 0 "
+        "turns it off); the filters point the kubernetes Service's https port and "
+        "KUBERNETES_SERVICE_PORT there", metavar="PORT")
     pool_scope_resources: tuple[str, ...] = setting(
         ("/v1/services", "discovery.k8s.io/v1/endpointslices"), _pool_resources,
         "resources whose lists and watches every local client gets from one shared upstream "
@@ -393,12 +459,32 @@ class Config:
 
     @property
     def secure_bind_address(self) -> str:
-        """Where the TLS proxy port listens (``bind_address``, checked by ``load``)."""
+        """``bind_address`` (checked by ``load``): beyond loopback, for the TLS port only."""
         return self.bind_address
+
+    @property
+    def secure_addresses(self) -> tuple[str, ...]:
+        """Where the TLS proxy port listens: ``hub_serving_address`` (where pods reach the
+        hub, as YurtHub's dummy interface address), and ``bind_address`` too when it is
+        beyond loopback (``allow_non_loopback_bind``)."""
+        out = [self.hub_serving_address]
+        if self.secure_bind_address != self.plain_bind_address and \
+                self.secure_bind_address not in out:
+            out.append(self.secure_bind_address)
+        return tuple(out)
 
     @property
     def effective_max_watches(self) -> int:
         return self.max_watches or max(1, self.threads - 16)
+
+    @property
+    def effective_bootstrap_mode(self) -> str:
+        """``auto`` resolved: explicit credentials when any is set, else token."""
+        if self.bootstrap_mode != "auto":
+            return self.bootstrap_mode
+        if self.kubeconfig or self.client_cert_file or self.token_file or self.ca_file:
+            return "credentials"
+        return "token"
 
 
 def settings() -> tuple[dataclasses.Field[Any], ...]:
@@ -414,7 +500,8 @@ def parse_value(f: dataclasses.Field[Any], raw: str, source: str) -> Any:
     try:
         return f.metadata["parse"](raw)
     except ValueError as e:
-        raise ConfigError(f"{source}: {f.name} = {raw!r}: {e}") from None
+        shown = "(not shown)" if f.metadata["secret"] else repr(raw)
+        raise ConfigError(f"{source}: {f.name} = {shown}: {e}") from None
 
 
 def render_value(f: dataclasses.Field[Any], value: Any) -> str:
@@ -474,6 +561,9 @@ def _check(cfg: Config, source: str) -> None:
     """Cross-setting rules that no single parser can see."""
     if cfg.proxy_port == cfg.serve_port:
         raise ConfigError(f"{source}: proxy_port and serve_port are both {cfg.proxy_port}")
+    if cfg.secure_proxy_port in (cfg.proxy_port, cfg.serve_port):
+        raise ConfigError(f"{source}: secure_proxy_port {cfg.secure_proxy_port} is also "
+                          "proxy_port or serve_port")
     if bool(cfg.client_cert_file) != bool(cfg.client_key_file):
         raise ConfigError(f"{source}: client_cert_file and client_key_file must be set together")
     if not ipaddress.ip_address(cfg.bind_address).is_loopback and \
@@ -483,6 +573,18 @@ def _check(cfg: Config, source: str) -> None:
             f"plain-HTTP proxy (port {cfg.proxy_port}) serves every client with the hub's own "
             "credentials and never listens beyond loopback; set allow_non_loopback_bind = "
             "true to offer other addresses the TLS proxy port only")
+    mode = cfg.effective_bootstrap_mode
+    if mode != "credentials":
+        for name in ("kubeconfig", "client_cert_file", "token_file", "ca_file"):
+            if getattr(cfg, name):
+                raise ConfigError(f"{source}: {name} is set, but bootstrap_mode is {mode}: "
+                                  "set bootstrap_mode = credentials or unset it")
+    if sum(bool(v) for v in (cfg.join_token, cfg.join_token_file, cfg.bootstrap_file)) > 1:
+        raise ConfigError(f"{source}: set only one of join_token, join_token_file and "
+                          "bootstrap_file")
+    if cfg.discovery_token_ca_cert_hash and cfg.discovery_token_unsafe_skip_ca_verification:
+        raise ConfigError(f"{source}: discovery_token_ca_cert_hash and "
+                          "discovery_token_unsafe_skip_ca_verification exclude each other")
 
 
 def check_files(cfg: Config) -> None:
@@ -490,28 +592,34 @@ def check_files(cfg: Config) -> None:
 
     Run by the service before it binds its ports, so a bad setting stops it with one line.
     """
-    for name in ("kubeconfig", "ca_file", "client_cert_file", "client_key_file", "token_file"):
+    files = ["kubeconfig", "ca_file", "client_cert_file", "client_key_file", "token_file",
+             "join_token_file", "bootstrap_file"]
+    for name in files:
         p = getattr(cfg, name)
         if p and not os.access(p, os.R_OK):
             why = "does not exist" if not os.path.exists(p) else "is not readable"
             raise ConfigError(f"{name} = {p!r}: file {why}")
-    root = cfg.disk_cache_path
-    probe = root
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ConfigError(f"disk_cache_path = {root!r}: {probe!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"disk_cache_path = {root!r}: {probe!r} is not writable")
+    for name in ("disk_cache_path", "root_dir"):
+        root = getattr(cfg, name)
+        probe = root
+        while not os.path.exists(probe):
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        if not os.path.isdir(probe):
+            raise ConfigError(f"{name} = {root!r}: {probe!r} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError(f"{name} = {root!r}: {probe!r} is not writable")
 
 
 def describe(cfg: Config) -> Iterable[tuple[str, str, str]]:
     """(key, effective value, help) of every setting, for ``check-config``."""
     for f in settings():
-        yield f.name, render_value(f, getattr(cfg, f.name)), str(f.metadata["help"])
+        value = render_value(f, getattr(cfg, f.name))
+        if f.metadata["secret"] and value:
+            value = "(set, not shown)"
+        yield f.name, value, str(f.metadata["help"])
 
 
 def default_ini() -> str:

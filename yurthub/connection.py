@@ -23,6 +23,9 @@ from typing import Any
 ENV_CONNECTION = "yurthub.connection"
 ENV_PEER_UID = "yurthub.peer_uid"
 ENV_LISTENER = "yurthub.listener"
+# True on a secure-proxy request whose TLS client certificate is this node's own (set by the
+# app, ``proxy/secure.py``): the one peer of 10268 that may use the hub's credentials.
+ENV_NODE_CERTIFICATE = "yurthub.node_certificate"
 
 
 class Role(Enum):

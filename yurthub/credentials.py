@@ -15,8 +15,8 @@ import os
 import shutil
 import ssl
 import tempfile
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import yaml
 
@@ -26,9 +26,56 @@ from yurthub.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+class CredentialSource(Protocol):
+    """What upstream.py needs of the hub's identity towards the cloud.
+
+    ``generation`` changes whenever the contexts change (a rotated certificate): upstream
+    then builds new connection pools, so new connections present the new certificate while
+    open ones (watches) go on with the old until they end.
+    """
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The apiserver URLs."""
+
+    @property
+    def insecure(self) -> bool:
+        """True when the apiserver's certificate is not verified (testing only)."""
+
+    @property
+    def generation(self) -> int:
+        """Bumped on every change of the TLS contexts."""
+
+    def ssl_context(self, identity: bool) -> ssl.SSLContext:
+        """The CA (and, with ``identity``, the hub's client certificate when it has one)."""
+
+    def bearer_token(self) -> str:
+        """The hub's bearer token ("" when it authenticates by certificate only)."""
+
+    def identity_problem(self) -> str | None:
+        """None while the hub can act as itself; otherwise why not (for 503s and readyz)."""
+
+
+def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
+                insecure: bool = False, cadata: str = "") -> ssl.SSLContext:
+    """A client context: the CA (or the system's), optionally a certificate and key.
+
+    Raises OSError or ssl.SSLError for files that cannot be used.
+    """
+    ctx = ssl.create_default_context()
+    if insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif ca_file or cadata:
+        ctx = ssl.create_default_context(cafile=ca_file or None, cadata=cadata or None)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file or None)
+    return ctx
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """Everything upstream.py needs to open verified connections to the cloud."""
+    """Explicit credentials (flags or a kubeconfig): a CredentialSource that never changes."""
 
     servers: tuple[str, ...]
     ca_file: str = ""
@@ -37,6 +84,23 @@ class Credentials:
     token_file: str = ""
     token: str = ""
     insecure: bool = False
+    _contexts: dict[bool, ssl.SSLContext] = field(default_factory=dict, compare=False,
+                                                  repr=False)
+
+    @property
+    def generation(self) -> int:
+        return 0
+
+    def ssl_context(self, identity: bool) -> ssl.SSLContext:
+        ctx = self._contexts.get(identity)
+        if ctx is None:
+            ctx = tls_context(self.ca_file, self.client_cert_file if identity else "",
+                              self.client_key_file, insecure=self.insecure)
+            self._contexts[identity] = ctx
+        return ctx
+
+    def identity_problem(self) -> str | None:
+        return None
 
     def bearer_token(self) -> str:
         """The current bearer token; a token file is re-read so rotation needs no restart."""
@@ -117,20 +181,20 @@ class CredentialStore:
             raise ConfigError(f"kubeconfig = {path!r}: {e}") from None
         out: dict[str, Any] = {"server": cluster.get("server", "")}
         out["insecure"] = bool(cluster.get("insecure-skip-tls-verify", False))
-        for key, data_key, field, fname in (
+        for key, data_key, attr, fname in (
             ("certificate-authority", "certificate-authority-data", "ca_file", "ca.crt"),
             ("client-certificate", "client-certificate-data", "client_cert_file", "client.crt"),
             ("client-key", "client-key-data", "client_key_file", "client.key"),
         ):
-            src = cluster if field == "ca_file" else user
+            src = cluster if attr == "ca_file" else user
             if src.get(data_key):
                 try:
                     raw = base64.b64decode(src[data_key], validate=True)
                 except (binascii.Error, ValueError):
                     raise ConfigError(f"kubeconfig = {path!r}: {data_key} is not base64") from None
-                out[field] = self._private_file(fname, raw)
+                out[attr] = self._private_file(fname, raw)
             elif src.get(key):
-                out[field] = os.path.join(base, src[key])
+                out[attr] = os.path.join(base, src[key])
         if user.get("tokenFile"):
             out["token_file"] = os.path.join(base, user["tokenFile"])
         elif user.get("token"):

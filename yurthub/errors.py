@@ -38,6 +38,22 @@ class PeerLookupError(YurthubError):
     """The kernel could not be asked which user owns the other end of a connection."""
 
 
+class IdentityUnavailable(UpstreamUnavailable):
+    """The hub has no usable client identity yet (bootstrapping, or its certificate expired)."""
+
+
+class IdentityError(YurthubError):
+    """The hub could not get or renew a certificate (the message says what the cloud said)."""
+
+
+class CredentialRejected(IdentityError):
+    """The cloud refused the credential the hub asked with (401/403): e.g. an expired token."""
+
+
+class DiscoveryRefused(ConfigError):
+    """cluster-info cannot be trusted: bad signature, wrong CA pin, unknown token id."""
+
+
 class StorageError(YurthubError):
     """The cache tree could not be read or written."""
 

@@ -95,7 +95,8 @@ class HealthChecker(BackgroundThread):
             self._wake.clear()
 
     def probe_all(self) -> None:
-        renew = self.kubelet_alive()
+        # No lease renewal without the hub's own identity (bootstrapping, expired).
+        renew = self.kubelet_alive() and self.upstream.identity_problem() is None
         for server in self.upstream.servers:
             if self.stopping.is_set():
                 return

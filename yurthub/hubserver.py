@@ -6,6 +6,11 @@ say what the node holds and change it: they answer loopback clients only, whatev
 ``bind_address`` is, and refuse others with a 403 that says so.  The purge also needs the
 admin token the hub keeps in its cache tree (storage/admintoken.py), so a
 web page a browser on the node loads cannot ask for it.
+
+``POST`` (or ``PUT``) ``/v1/token`` with ``{"jointoken": "<id>.<secret>"}`` gives the hub a
+new bootstrap token, as YurtHub's does: used when its certificate expired while the old
+token expired too.  The token is checked against cluster-info (JWS and CA pin) before it is
+stored; it never reaches a log or an answer.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from yurthub.errors import YurthubError
+from yurthub.errors import ConfigError, UpstreamUnavailable, YurthubError
 from yurthub.metrics import CONTENT_TYPE_LATEST, Metrics
 from yurthub.statuspage import render
+
+log = logging.getLogger(__name__)
 
 # Returns None when ready, else the reason the hub cannot serve yet.
 ReadinessCheck = Callable[[], "str | None"]
@@ -31,6 +39,9 @@ Purger = Callable[[list[tuple[str, str]]], int]
 
 PURGE_PATH = "/v1/cache/purge"
 _MAX_PURGE_BODY = 1 << 20
+# Takes a new join token; raises YurthubError (ConfigError: the token was refused).
+TokenUpdate = Callable[[str], None]
+MAX_TOKEN_BODY = 4096
 
 
 class HubServer:
@@ -38,13 +49,15 @@ class HubServer:
 
     def __init__(self, metrics: Metrics, readiness: ReadinessCheck,
                  status: StatusSource | None = None, purge: Purger | None = None,
-                 cache_root: str = "", admin_token: Callable[[], str] = lambda: "") -> None:
+                 cache_root: str = "", admin_token: Callable[[], str] = lambda: "",
+                 update_token: TokenUpdate | None = None) -> None:
         self.metrics = metrics
         self.readiness = readiness
         self.status = status
         self.purge = purge
         self.cache_root = os.path.realpath(cache_root) if cache_root else ""
         self.admin_token = admin_token
+        self.update_token = update_token
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -55,6 +68,8 @@ class HubServer:
         path = request.path
         if path == PURGE_PATH:
             return self._purge(request)
+        if path == "/v1/token":
+            return self.token(request)
         if request.method not in ("GET", "HEAD"):
             return Response("method not allowed\n", status=405, mimetype="text/plain",
                             headers=[("Allow", "GET, HEAD")])
@@ -113,6 +128,36 @@ class HubServer:
             return _text(500, f"purge failed: {e}")
         return Response(json.dumps({"objects": removed, "collections": len(pairs)}) + "\n",
                         mimetype="application/json")
+
+
+    def token(self, request: Request) -> Response:
+        if request.method not in ("POST", "PUT"):
+            return Response("method not allowed\n", status=405, mimetype="text/plain",
+                            headers=[("Allow", "POST, PUT")])
+        if self.update_token is None:
+            return Response("this hub takes no join token\n", status=404, mimetype="text/plain")
+        raw = request.stream.read(MAX_TOKEN_BODY + 1)
+        try:
+            body = json.loads(raw) if len(raw) <= MAX_TOKEN_BODY else None
+        except ValueError:
+            body = None
+        token = body.get("jointoken") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            return Response('could not decode tokens: send {"jointoken": "<id>.<secret>"}\n',
+                            status=400, mimetype="text/plain")
+        try:
+            self.update_token(token)
+        except ConfigError as e:
+            log.warning("POST /v1/token: refused: %s", e)
+            return Response(f"join token refused: {e}\n", status=400, mimetype="text/plain")
+        except UpstreamUnavailable as e:
+            return Response(f"cannot check the join token now: {e}\n", status=503,
+                            mimetype="text/plain")
+        except YurthubError as e:
+            return Response(f"could not update bootstrap token: {e}\n", status=500,
+                            mimetype="text/plain")
+        log.info("POST /v1/token: a new join token was verified and stored")
+        return Response("update bootstrap token successfully\n", mimetype="text/plain")
 
 
 def _not_loopback(request: Request) -> Response | None:

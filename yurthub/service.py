@@ -23,8 +23,8 @@ from yurthub import config
 from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
-from yurthub.credentials import CredentialStore
 from yurthub.errors import ConfigError, YurthubError
+from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
 from yurthub.storage import root_in_use
 
@@ -81,11 +81,17 @@ def gunicorn_settings(cfg: Config) -> dict[str, Any]:
 
 
 def _settings(cfg: Config) -> dict[str, Any]:
+    # Plain HTTP never beyond loopback (config.Config.plain_bind_address).
+    bind = [f"{_host(cfg.plain_bind_address)}:{cfg.proxy_port}",
+            f"{_host(cfg.plain_bind_address)}:{cfg.serve_port}"]
+    if cfg.secure_proxy_port:
+        # gunicorn adopts either descriptors or addresses, not both: yurthub binds them all
+        # (10268 with IP_FREEBIND).  No certfile: the worker wraps 10268's connections.
+        bind = [f"fd://{fd}" for fd in listener_fds(cfg)]
     return {
-        # Plain HTTP never beyond loopback (config.Config.plain_bind_address).
-        "bind": [f"{_host(cfg.plain_bind_address)}:{cfg.proxy_port}",
-                 f"{_host(cfg.plain_bind_address)}:{cfg.serve_port}"],
-        # gthread's pool and request handling behind a loop idle clients cannot freeze.
+        "bind": bind,
+        # gthread's pool and request handling behind a loop idle clients cannot freeze; it
+        # wraps the secure proxy port's connections in TLS (app.worker_settings).
         "worker_class": "yurthub.worker.YurthubWorker",
         "workers": 1,               # one process owns the cache tree
         "threads": cfg.threads,     # every open watch holds one
@@ -104,6 +110,52 @@ def _settings(cfg: Config) -> dict[str, Any]:
         # gunicorn >= 24 opens a control socket under $HOME; the service has no use for it.
         "control_socket_disable": True,
     }
+
+
+_listener_fds: dict[tuple[object, ...], list[int]] = {}
+
+
+def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if freebind:
+            # hub_serving_address (169.254.2.1) may appear later, on a dummy interface the
+            # operator sets up: bind before it exists, as systemd's FreeBind= does.
+            level = socket.IPPROTO_IPV6 if family == socket.AF_INET6 else socket.IPPROTO_IP
+            s.setsockopt(level, _IP_FREEBIND, 1)
+        s.bind((addr, port))
+    except OSError as e:
+        s.close()
+        hint = " (is another yurthub running?)" if e.errno == errno.EADDRINUSE else ""
+        raise ConfigError(f"cannot listen on {_host(addr)}:{port}: {e.strerror}{hint}") from None
+    return s
+
+
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def listener_fds(cfg: Config) -> list[int]:
+    """The listening sockets of the proxy and the hub server (on ``plain_bind_address``) and
+    of the secure proxy (on each of ``secure_addresses``, with IP_FREEBIND) as descriptors
+    gunicorn adopts (``fd://N``); made once per process."""
+    key = (cfg.plain_bind_address, cfg.proxy_port, cfg.serve_port, cfg.secure_proxy_port,
+           cfg.secure_addresses)
+    fds = _listener_fds.get(key)
+    if fds is None:
+        fds = []
+        wanted = [(cfg.plain_bind_address, cfg.proxy_port, False),
+                  (cfg.plain_bind_address, cfg.serve_port, False)]
+        wanted += [(addr, cfg.secure_proxy_port, True) for addr in cfg.secure_addresses]
+        for addr, port, freebind in wanted:
+            s = _listen(addr, port, freebind=freebind)
+            s.listen(2048)
+            fd = s.detach()
+            os.set_inheritable(fd, True)
+            fds.append(fd)
+        _listener_fds[key] = fds
+    return fds
 
 
 def load_config(path: str | None = None) -> Config:
@@ -134,28 +186,20 @@ def preflight(cfg: Config) -> None:
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
     check_settings(cfg)
-    creds = CredentialStore(cfg)
-    try:
-        creds.load()
-    finally:
-        creds.close()
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
+    if cfg.secure_proxy_port:
+        for addr in cfg.secure_addresses:
+            _listen(addr, cfg.secure_proxy_port, freebind=True).close()
     if root_in_use(cfg.disk_cache_path):
         raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
                           "another yurthub process")
+    # Last: it may talk to the cloud (token discovery) and write the pinned CA.
+    identity.preflight(cfg)
 
 
 def _check_port(addr: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((addr, port))
-        except OSError as e:
-            hint = " (is another yurthub running?)" if e.errno == errno.EADDRINUSE else ""
-            raise ConfigError(f"cannot listen on {_host(addr)}:{port}: "
-                              f"{e.strerror}{hint}") from None
+    _listen(addr, port, freebind=False).close()
 
 
 def build_hub(cfg: Config) -> Hub:

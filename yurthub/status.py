@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from yurthub import __version__
 from yurthub.cache.inventory import iso, store_rows
 from yurthub.config import Config
-from yurthub.credentials import Credentials
+from yurthub.credentials import CredentialSource
 from yurthub.filters.manager import FilterManager
 from yurthub.health import HealthChecker
 from yurthub.metrics import Metrics
@@ -42,7 +42,7 @@ class StatusSource:
     recorder: Recorder
     metrics: Metrics
     filters: FilterManager
-    credentials: Credentials
+    credentials: CredentialSource
     ready: Callable[[], bool]
     autonomy: Callable[[], dict[str, Any] | None] = lambda: None
 
@@ -123,18 +123,23 @@ class StatusSource:
 
     def _identity(self) -> dict[str, Any]:
         c = self.credentials
-        if c.client_cert_file:
+        cert_file = str(getattr(c, "client_cert_file", "") or "")
+        token_file = str(getattr(c, "token_file", "") or "")
+        ca_file = str(getattr(c, "ca_file", "") or "")
+        if cert_file:
             method = "client certificate"
-        elif c.token_file or c.token:
+        elif token_file or getattr(c, "token", ""):
             method = "bearer token"
         else:
             method = "none (anonymous)"
         out: dict[str, Any] = {"method": method,
                                "tls": ("NOT verified (insecure_skip_tls_verify)" if c.insecure
-                                       else f"verified with {c.ca_file}" if c.ca_file
+                                       else f"verified with {ca_file}" if ca_file
                                        else "verified with the system's CAs")}
-        for key, path in (("clientCertificate", c.client_cert_file),
-                          ("tokenFile", c.token_file)):
+        problem = c.identity_problem()
+        if problem:
+            out["problem"] = problem
+        for key, path in (("clientCertificate", cert_file), ("tokenFile", token_file)):
             if path:
                 try:
                     out[key] = {"file": path, "modified": iso(os.stat(path).st_mtime)}

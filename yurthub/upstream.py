@@ -2,7 +2,11 @@
 
 design: one pair of connection pools per server — one presenting the hub's client
 certificate, one without it for requests that carry their own ``Authorization`` (the
-caller's token is forwarded as-is, as YurtHub does).  Pools never block (``block=False``):
+caller's token is forwarded as-is, as YurtHub does).  When the hub's certificate rotates
+(the credential source's ``generation`` changes), new pools are built with the new TLS
+context and the old ones retired: requests already on them (open watches) finish there, new
+ones take the new certificate, and a retired pool is closed a minute later, by which time no
+thread can still be about to use it.  Pools never block (``block=False``):
 every open watch holds one connection for its whole life.  Only connect errors are retried
 (the request never left); a streamed body is never retried.  The read timeout is an idle
 timeout, so watches get ``timeoutSeconds + 30 s`` and TCP keepalive catches dead links.
@@ -17,6 +21,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,8 +41,8 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from yurthub.config import Config
-from yurthub.credentials import Credentials
-from yurthub.errors import UpstreamBroken, UpstreamError, UpstreamUnavailable
+from yurthub.credentials import CredentialSource
+from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,7 @@ UpstreamResponse = Any
 
 _RETRY = Retry(total=1, connect=1, read=0, status=0, other=0, redirect=0,
                raise_on_redirect=False, raise_on_status=False, backoff_factor=0.1)
+RETIRED_POOL_GRACE = 60.0  # seconds a replaced pool stays open for the threads that hold it
 
 
 @dataclass
@@ -85,13 +91,15 @@ class Server:
 class Upstream:
     """The cloud: pick a healthy server, send a request, stream the response back."""
 
-    def __init__(self, cfg: Config, creds: Credentials) -> None:
+    def __init__(self, cfg: Config, creds: CredentialSource) -> None:
         self._creds = creds
         self._lb_mode = cfg.lb_mode
         self.servers = [Server(url) for url in creds.servers]
         self._rr = itertools.count()
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, bool], urllib3.HTTPConnectionPool] = {}
+        self._generation = creds.generation
+        self._retired: list[tuple[float, urllib3.HTTPConnectionPool]] = []
         self._maxsize = cfg.threads
 
     # -- server selection -------------------------------------------------------------------
@@ -125,11 +133,17 @@ class Upstream:
                 out.append((s.url, "insecure-skip-tls-verify"))
         return out
 
+    def identity_problem(self) -> str | None:
+        """None while the hub can act as itself upstream, else why not."""
+        return self._creds.identity_problem()
+
     # -- requests ---------------------------------------------------------------------------
 
     def pool(self, server: Server, identity: bool) -> urllib3.HTTPConnectionPool:
         """The pool for ``server``; ``identity`` presents the hub's client certificate."""
         key = (server.url, identity)
+        if self._creds.generation != self._generation:
+            self._rotate()
         pool = self._pools.get(key)
         if pool is None:
             with self._lock:
@@ -139,21 +153,32 @@ class Upstream:
                     self._pools[key] = pool
         return pool
 
+    def _rotate(self) -> None:
+        """New credentials: retire every pool (new ones get the new TLS context)."""
+        now = time.monotonic()
+        with self._lock:
+            generation = self._creds.generation
+            if generation == self._generation:
+                return
+            self._generation = generation
+            self._retired += [(now, p) for p in self._pools.values()]
+            self._pools = {}
+            expired = [p for t, p in self._retired if now - t > RETIRED_POOL_GRACE]
+            self._retired = [(t, p) for t, p in self._retired if now - t <= RETIRED_POOL_GRACE]
+        for p in expired:
+            p.close()  # idle connections only: those in use close when released
+        log.info("new hub credentials: new upstream connections use them (open ones finish)")
+
     def _new_pool(self, url: str, identity: bool) -> urllib3.HTTPConnectionPool:
         kw: dict[str, Any] = {"maxsize": self._maxsize, "block": False,
                               "socket_options": SOCKET_OPTIONS, "retries": _RETRY}
         if url.startswith("https://"):
-            c = self._creds
-            if c.insecure:
+            kw["ssl_context"] = self._creds.ssl_context(identity)
+            if self._creds.insecure:
                 kw["cert_reqs"] = "CERT_NONE"
                 kw["assert_hostname"] = False
             else:
                 kw["cert_reqs"] = "CERT_REQUIRED"
-                if c.ca_file:
-                    kw["ca_certs"] = c.ca_file
-            if identity and c.client_cert_file:
-                kw["cert_file"] = c.client_cert_file
-                kw["key_file"] = c.client_key_file or None
         return urllib3.connection_from_url(url, **kw)
 
     def send(self, server: Server, method: str, path_qs: str, headers: Mapping[str, str],
@@ -162,8 +187,9 @@ class Upstream:
         """Send one request to ``server`` and return the response with its body unread.
 
         The client's own ``Authorization`` goes through untouched; otherwise the hub's
-        credentials are used.  Raises UpstreamUnavailable when no connection could be made
-        (the request never left: safe to answer from the cache or try another server) and
+        credentials are used (IdentityUnavailable while the hub has none to lend).  Raises
+        UpstreamUnavailable when no connection could be made (the request never left: safe
+        to answer from the cache or try another server) and
         UpstreamBroken for any other transport failure before the response headers (the
         request may have arrived: a read may be answered from the cache, a write may not be
         sent again).
@@ -171,6 +197,9 @@ class Upstream:
         out = dict(headers)
         identity = "authorization" not in {k.lower() for k in out}
         if identity:
+            problem = self._creds.identity_problem()
+            if problem is not None:
+                raise IdentityUnavailable(problem)
             token = self._creds.bearer_token()
             if token:
                 out["Authorization"] = "Bearer " + token
@@ -200,9 +229,10 @@ class Upstream:
 
     def close(self) -> None:
         with self._lock:
-            for pool in self._pools.values():
+            for pool in [*self._pools.values(), *(p for _, p in self._retired)]:
                 pool.close()
             self._pools.clear()
+            self._retired.clear()
 
 
 def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = False

@@ -10,7 +10,8 @@ from tests.fixtures.hub import Hub
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "yurthub", "serve", *args],
+    return subprocess.run([sys.executable, "-m", "yurthub", "serve", "--bootstrap-mode",
+                           "credentials", "--secure-proxy-port", "0", *args],
                           capture_output=True, text=True, timeout=60)
 
 

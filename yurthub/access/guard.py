@@ -30,7 +30,7 @@ from yurthub.access.keys import (
 )
 from yurthub.access.memory import TokenMemory
 from yurthub.config import Config
-from yurthub.connection import connection_of
+from yurthub.connection import ENV_NODE_CERTIFICATE, Role, connection_of
 from yurthub.errors import ConfigError, Forbidden, StorageError, Unauthorized
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.metrics import Metrics
@@ -152,6 +152,13 @@ class AccessGuard:
             return Caller(None, False, authorization, agent,
                           component_key(agent, None, False, self.trusted), True,
                           agent == "kubelet")
+        if conn.role is Role.SECURE_PROXY:
+            # A pod (no local UID): cached by its User-Agent as on 10261, offline only what
+            # the cloud allowed its token; the hub's credentials only for this node's own
+            # client certificate (proxy/secure.py).
+            node = bool(environ.get(ENV_NODE_CERTIFICATE))
+            return Caller(None, True, authorization, agent,
+                          component_key(agent, None, False, self.trusted), node, False)
         uid = conn.uid
         trusted = uid is not None and uid in self.trusted
         return Caller(uid, True, authorization, agent,

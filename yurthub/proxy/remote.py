@@ -24,6 +24,7 @@ from yurthub.access.guard import AccessGuard
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Tee
 from yurthub.errors import (
+    IdentityUnavailable,
     NotFound,
     ServiceUnavailable,
     TooManyRequests,
@@ -165,6 +166,8 @@ class RemoteProxy:
             try:
                 return self.upstream.send(server, ctx.method, ctx.path_qs, headers, body,
                                           read_timeout=timeout)
+            except IdentityUnavailable:
+                raise  # the hub itself is not ready: no server would do better
             except UpstreamUnavailable as e:
                 log.warning("%s %s %s: %s", ctx.component or "-", ctx.info.verb, ctx.path_qs, e)
                 if self.on_transport_error is not None:

@@ -18,6 +18,7 @@ from yurthub.access.guard import AccessGuard
 from yurthub.errors import (
     ApiError,
     BadGateway,
+    IdentityUnavailable,
     ServiceUnavailable,
     UpstreamBroken,
     UpstreamUnavailable,
@@ -111,6 +112,13 @@ class ProxyApp:
                 return self._local(local, ctx, "cloud unhealthy")
         try:
             return self.remote.handle(ctx)
+        except IdentityUnavailable as e:
+            # The hub has no certificate to act with (bootstrapping, or expired): the cache
+            # answers what it can; anything else waits for the identity.
+            if local is not None and local.can_serve(ctx):
+                return self._local(local, ctx, str(e))
+            raise ServiceUnavailable(f"yurthub has no identity towards the cloud yet: {e}",
+                                     details={"retryAfterSeconds": 5}) from e
         except UpstreamUnavailable as e:
             # Nothing reached the cloud: answer as the next moment will, once the health
             # checker has seen it go (reads from the cache, the node's own writes applied).

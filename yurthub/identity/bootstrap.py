@@ -1,0 +1,218 @@
+"""Token bootstrap: the join token, the pinned CA and ``bootstrap-hub.conf``.
+
+The join token comes from ``join_token``, ``join_token_file`` or ``bootstrap_file`` (a
+kubeconfig holding one), or later from ``POST /v1/token``.  Discovery (``discovery.py``)
+proves the cluster CA with it; then ``pki/ca.crt`` and ``bootstrap-hub.conf`` (server, CA
+and token, 0600) are written, and later starts reuse them, as YurtHub does.  A bootstrap
+file with a CA and no pins is trusted as given (an operator wrote it, as kubelet's
+``--bootstrap-kubeconfig``); with pins, its token is used for discovery like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from dataclasses import dataclass
+
+import yaml
+
+from yurthub.config import Config
+from yurthub.errors import ConfigError, CredentialRejected, IdentityError
+from yurthub.identity import discovery
+from yurthub.identity.apiclient import ApiClient
+from yurthub.identity.csr import CLIENT_SIGNER, CLIENT_USAGES, CertificateRequest
+from yurthub.identity.files import IdentityFiles
+from yurthub.kube import bootstraptoken as bt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """What a bootstrap kubeconfig holds."""
+
+    server: str
+    ca_pem: bytes | None
+    token: str
+
+
+def kubeconfig_text(server: str, ca_pem: bytes | None, *, token: str = "",
+                    pair_file: str = "") -> str:
+    """A kubeconfig (YAML) for ``server`` with a bearer token or a client certificate pair."""
+    cluster: dict[str, str] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    user: dict[str, str] = {}
+    if token:
+        user["token"] = token
+    if pair_file:
+        user["client-certificate"] = pair_file
+        user["client-key"] = pair_file
+    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "yurthub",
+           "clusters": [{"name": "cluster", "cluster": cluster}],
+           "users": [{"name": "yurthub", "user": user}],
+           "contexts": [{"name": "yurthub", "context": {"cluster": "cluster",
+                                                        "user": "yurthub"}}]}
+    return str(yaml.safe_dump(doc, default_flow_style=False, sort_keys=False))
+
+
+def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
+    """Raises ConfigError naming ``source`` (never the token) when it is not usable."""
+    try:
+        doc = yaml.safe_load(text)
+        server, ca_pem = discovery.parse_cluster(text)
+        users = doc.get("users") or []
+        user = (users[0].get("user") or {}) if users else {}
+    except (ValueError, AttributeError, TypeError, yaml.YAMLError):
+        raise ConfigError(f"{source}: not a bootstrap kubeconfig") from None
+    token = str(user.get("token") or "")
+    if not token and user.get("tokenFile"):
+        try:
+            with open(user["tokenFile"], encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as e:
+            raise ConfigError(f"{source}: cannot read its tokenFile: {e.strerror}") from None
+    try:
+        bt.parse_token(token)
+    except ValueError as e:
+        raise ConfigError(f"{source}: its user holds no bootstrap token: {e}") from None
+    return BootstrapConfig(server, ca_pem, token)
+
+
+class Bootstrap:
+    """The bootstrap credential: discovery once, then ``bootstrap-hub.conf``."""
+
+    def __init__(self, cfg: Config, files: IdentityFiles, servers: tuple[str, ...]) -> None:
+        self.cfg = cfg
+        self.files = files
+        self.servers = servers
+        self.token_changed = threading.Event()
+        self._lock = threading.Lock()
+
+    def configured_token(self) -> BootstrapConfig | None:
+        """The join token of the settings (with the bootstrap file's CA), or None."""
+        cfg = self.cfg
+        if cfg.bootstrap_file:
+            try:
+                with open(cfg.bootstrap_file, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise ConfigError(f"bootstrap_file = {cfg.bootstrap_file!r}: cannot read: "
+                                  f"{e.strerror}") from None
+            return parse_bootstrap_kubeconfig(text, f"bootstrap_file = {cfg.bootstrap_file!r}")
+        token = cfg.join_token
+        if cfg.join_token_file:
+            try:
+                with open(cfg.join_token_file, encoding="utf-8") as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: cannot read: "
+                                  f"{e.strerror}") from None
+            try:
+                bt.parse_token(token)
+            except ValueError as e:
+                raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: {e}") from None
+        return BootstrapConfig("", None, token) if token else None
+
+    def stored(self) -> BootstrapConfig | None:
+        data = self.files.read(self.files.bootstrap_conf)
+        if data is None:
+            return None
+        try:
+            return parse_bootstrap_kubeconfig(data.decode("utf-8", "replace"),
+                                              self.files.bootstrap_conf)
+        except ConfigError as e:
+            log.warning("%s; bootstrapping again", e)
+            return None
+
+    def ensure(self) -> BootstrapConfig:
+        """The stored bootstrap credential, after discovery with the configured token if
+        there is none yet.  Raises ConfigError (no token, DiscoveryRefused) or
+        UpstreamUnavailable."""
+        with self._lock:
+            stored = self.stored()
+            if stored is not None and stored.ca_pem:
+                return stored
+            given = self.configured_token()
+            if given is None:
+                raise ConfigError("the hub has no certificate and no join token: set "
+                                  "join_token_file (or join_token, bootstrap_file), or POST "
+                                  '{"jointoken": "..."} to /v1/token on the serve port')
+            return self._adopt(given)
+
+    def update_token(self, token: str) -> BootstrapConfig:
+        """``POST /v1/token``: discovery with a new token, then store it."""
+        try:
+            bt.parse_token(token)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        with self._lock:
+            conf = self._adopt(BootstrapConfig("", None, token), force_discovery=True)
+        self.token_changed.set()
+        return conf
+
+    def _adopt(self, given: BootstrapConfig, force_discovery: bool = False) -> BootstrapConfig:
+        cfg = self.cfg
+        servers = self.servers or ((given.server,) if given.server else ())
+        if given.ca_pem and not cfg.discovery_token_ca_cert_hash and not force_discovery:
+            ca_pem = given.ca_pem
+            log.info("using the CA of bootstrap_file %s", cfg.bootstrap_file)
+        else:
+            info = discovery.discover(servers, given.token, cfg.discovery_token_ca_cert_hash,
+                                      cfg.discovery_token_unsafe_skip_ca_verification)
+            ca_pem = info.ca_pem
+        conf = BootstrapConfig(servers[0], ca_pem, given.token)
+        self.files.write(self.files.ca, ca_pem)
+        self.files.write(self.files.bootstrap_conf, kubeconfig_text(
+            conf.server, ca_pem, token=given.token).encode())
+        log.info("bootstrap credential stored in %s", self.files.bootstrap_conf)
+        return conf
+
+    def client(self) -> ApiClient:
+        """An apiserver client authenticated by the bootstrap token."""
+        conf = self.ensure()
+        assert conf.ca_pem is not None
+        return ApiClient(self.servers, discovery.ca_context(conf.ca_pem), token=conf.token)
+
+
+class ClientRenewal:
+    """The hub's client certificate: CN ``system:node:<node>``, O ``openyurt:yurthub``,
+    ``system:nodes`` and ``hub_cert_organizations``; asked with the current certificate
+    while it is valid, else with the bootstrap token."""
+
+    def __init__(self, cfg: Config, files: IdentityFiles, bootstrap: Bootstrap,
+                 servers: tuple[str, ...]) -> None:
+        self.cfg = cfg
+        self.files = files
+        self.bootstrap = bootstrap
+        self.servers = servers
+        self._current_refused = False
+
+    def request(self) -> CertificateRequest:
+        orgs = ["openyurt:yurthub", "system:nodes"]
+        orgs += [o for o in self.cfg.hub_cert_organizations if o not in orgs]
+        return CertificateRequest(f"system:node:{self.cfg.node_name}", tuple(orgs),
+                                  CLIENT_SIGNER, CLIENT_USAGES)
+
+    def client(self, current_valid: bool) -> ApiClient:
+        if current_valid and not self._current_refused:
+            ca = self.files.read(self.files.ca) or b""
+            ctx = discovery.ca_context(ca)
+            ctx.load_cert_chain(self.files.client_pair)
+            return ApiClient(self.servers, ctx)
+        self.bootstrap.token_changed.clear()
+        client = self.bootstrap.client()
+        self._current_refused = False  # the certificate this brings is tried next time
+        return client
+
+    def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
+        if current_valid and not self._current_refused:
+            self._current_refused = True  # next try: the bootstrap token
+            log.warning("the cloud refused the hub's certificate (%s); bootstrapping again", e)
+            return
+        self._current_refused = False
+        raise IdentityError(f"the bootstrap token was refused ({e}): it has expired or was "
+                            "deleted; POST {\"jointoken\": \"<new token>\"} to /v1/token on "
+                            "the serve port") from e
+

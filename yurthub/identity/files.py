@@ -1,0 +1,120 @@
+"""The hub's identity on disk, under ``root_dir``: atomic, private, kept across restarts.
+
+Layout (YurtHub's names)::
+
+    <root_dir>/bootstrap-hub.conf          kubeconfig with the bootstrap token (0600)
+    <root_dir>/yurthub.conf                kubeconfig of the hub's own identity (0600)
+    <root_dir>/pki/                        0700
+    <root_dir>/pki/ca.crt                  the cluster CA, pinned at discovery
+    <root_dir>/pki/yurthub-current.pem     client certificate + key (0600)
+    <root_dir>/pki/yurthub-server-current.pem  serving certificate + key (0600)
+
+Every write goes to a temporary file in the same directory, is fsynced, renamed over the old
+one and the directory fsynced: a crash leaves the old file or the new one, never half of one.
+Leftover temporary files are swept when the directory is opened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from yurthub.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PKI = "pki"
+CA = "ca.crt"
+CLIENT_PAIR = "yurthub-current.pem"
+SERVING_PAIR = "yurthub-server-current.pem"
+BOOTSTRAP_CONF = "bootstrap-hub.conf"
+HUB_CONF = "yurthub.conf"
+_TMP = ".tmp-"
+
+
+class IdentityFiles:
+    """Paths under ``root_dir`` and their atomic, private writes."""
+
+    def __init__(self, root_dir: str) -> None:
+        self.root = root_dir
+        self.pki = os.path.join(root_dir, PKI)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def pki_path(self, name: str) -> str:
+        return os.path.join(self.pki, name)
+
+    @property
+    def ca(self) -> str:
+        return self.pki_path(CA)
+
+    @property
+    def client_pair(self) -> str:
+        return self.pki_path(CLIENT_PAIR)
+
+    @property
+    def serving_pair(self) -> str:
+        return self.pki_path(SERVING_PAIR)
+
+    @property
+    def bootstrap_conf(self) -> str:
+        return self.path(BOOTSTRAP_CONF)
+
+    @property
+    def hub_conf(self) -> str:
+        return self.path(HUB_CONF)
+
+    def prepare(self) -> None:
+        """Create ``root_dir`` and ``pki/`` (0700), tighten them, sweep temporary files.
+
+        Raises ConfigError naming the directory when it cannot be made private.
+        """
+        for d in (self.root, self.pki):
+            try:
+                os.makedirs(d, mode=0o700, exist_ok=True)
+                if os.path.islink(d) or not os.path.isdir(d):
+                    raise ConfigError(f"root_dir: {d!r} is not a directory")
+                os.chmod(d, 0o700)
+                for name in os.listdir(d):
+                    if name.startswith(_TMP):
+                        os.unlink(os.path.join(d, name))
+            except OSError as e:
+                raise ConfigError(f"root_dir: cannot prepare {d!r}: {e.strerror}") from None
+
+    def read(self, path: str) -> bytes | None:
+        """A file's bytes, or None when it does not exist."""
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def write(self, path: str, data: bytes) -> None:
+        """Replace ``path`` with ``data`` atomically, mode 0600 from the first byte."""
+        directory = os.path.dirname(path)
+        tmp = os.path.join(directory, f"{_TMP}{os.path.basename(path)}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

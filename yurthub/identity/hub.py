@@ -1,0 +1,224 @@
+"""The hub's identity, composed from the settings: who it is towards the cloud and to pods.
+
+``bootstrap_mode`` picks the client identity: ``credentials`` (a kubeconfig or files, as
+given), ``kubeletcertificate`` (kubelet's rotating certificate) or ``token`` (bootstrap token,
+discovery, CSRs and rotation, state under ``root_dir``).  With ``secure_proxy_port`` set, a
+serving certificate for 10268 is kept too.  ``preflight`` runs before gunicorn starts (in the
+master): it refuses a cluster-info that cannot be trusted with one line, and bootstraps when it
+can; the worker's ``HubIdentity`` then only loads, waits and renews.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from typing import Protocol
+
+from yurthub.config import Config
+from yurthub.credentials import CredentialSource, CredentialStore, tls_context
+from yurthub.errors import ConfigError, UpstreamUnavailable
+from yurthub.identity import certs
+from yurthub.identity.bootstrap import Bootstrap, ClientRenewal, kubeconfig_text
+from yurthub.identity.files import IdentityFiles
+from yurthub.identity.kubelet import KubeletIdentity
+from yurthub.identity.manager import CertificateManager
+from yurthub.identity.serving import ServingRenewal, ServingTLS
+
+log = logging.getLogger(__name__)
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def token_servers(cfg: Config, bootstrap: Bootstrap) -> tuple[str, ...]:
+    if cfg.server_addr:
+        return cfg.server_addr
+    for conf in (bootstrap.stored(), bootstrap.configured_token()):
+        if conf is not None and conf.server:
+            return (conf.server,)
+    raise ConfigError("no apiserver: set server_addr (bootstrap_mode token)")
+
+
+class TokenCredentials:
+    """The CredentialSource of token mode: ``pki/ca.crt`` and the managed client pair."""
+
+    def __init__(self, files: IdentityFiles, servers: tuple[str, ...],
+                 manager: CertificateManager) -> None:
+        self.files = files
+        self._servers = servers
+        self.manager = manager
+        self._lock = threading.Lock()
+        self._contexts: dict[tuple[int, bool], ssl.SSLContext] = {}
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self._servers
+
+    @property
+    def insecure(self) -> bool:
+        return False
+
+    @property
+    def client_cert_file(self) -> str:
+        return self.files.client_pair if self.manager.current is not None else ""
+
+    @property
+    def ca_file(self) -> str:
+        return self.files.ca
+
+    @property
+    def generation(self) -> int:
+        return self.manager.generation
+
+    def ssl_context(self, identity: bool) -> ssl.SSLContext:
+        key = (self.manager.generation, identity and self.manager.valid())
+        with self._lock:
+            ctx = self._contexts.get(key)
+            if ctx is None:
+                ca = self.files.read(self.files.ca)
+                ctx = tls_context(cadata=ca.decode("ascii", "replace") if ca else "",
+                                  cert_file=self.files.client_pair if key[1] else "")
+                self._contexts = {k: v for k, v in self._contexts.items() if k[0] == key[0]}
+                self._contexts[key] = ctx
+            return ctx
+
+    def bearer_token(self) -> str:
+        return ""
+
+    def identity_problem(self) -> str | None:
+        return self.manager.problem()
+
+
+class HubIdentity:
+    """The client identity (``source``) and the serving certificate (``serving_tls``)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.mode = cfg.effective_bootstrap_mode
+        self.files = IdentityFiles(cfg.root_dir)
+        self.threads: list[Startable] = []
+        self.bootstrap: Bootstrap | None = None
+        self.client_manager: CertificateManager | None = None
+        self._store: CredentialStore | None = None
+        if self.mode == "token" or cfg.secure_proxy_port:
+            self.files.prepare()
+        self.source: CredentialSource
+        if self.mode == "credentials":
+            self._store = CredentialStore(cfg)
+            creds = self._store.load()
+            self.source = creds
+            ca_file = creds.ca_file
+            self._ca = lambda: _read(ca_file) if ca_file else None
+        elif self.mode == "kubeletcertificate":
+            kubelet = KubeletIdentity(cfg)
+            self.source = kubelet
+            self.threads.append(kubelet)
+            self._ca = lambda: kubelet.ca_pem
+        else:
+            self.bootstrap = Bootstrap(cfg, self.files, cfg.server_addr)
+            servers = token_servers(cfg, self.bootstrap)
+            self.bootstrap.servers = servers
+            manager = CertificateManager(
+                "client", self.files, self.files.client_pair,
+                ClientRenewal(cfg, self.files, self.bootstrap, servers),
+                on_change=self._client_changed)
+            self.client_manager = manager
+            self.source = TokenCredentials(self.files, servers, manager)
+            manager.load()
+            self.threads.append(manager)
+            self._ca = lambda: self.files.read(self.files.ca)
+        self.serving_tls: ServingTLS | None = None
+        self.serving_manager: CertificateManager | None = None
+        if cfg.secure_proxy_port:
+            self.serving_tls = ServingTLS(self.files.serving_pair, self._ca)
+            self.serving_manager = CertificateManager(
+                "serving", self.files, self.files.serving_pair,
+                ServingRenewal(cfg, self.source), on_change=self.serving_tls.reload)
+            self.serving_manager.load()
+            self.threads.append(self.serving_manager)
+
+    def _client_changed(self) -> None:
+        """A new client certificate: keep ``yurthub.conf`` (for operators' kubectl) in step."""
+        ca = self.files.read(self.files.ca)
+        server = self.source.servers[0] if getattr(self, "source", None) else ""
+        if server:
+            self.files.write(self.files.hub_conf, kubeconfig_text(
+                server, ca, pair_file=self.files.client_pair).encode())
+        if self.serving_manager is not None and not self.serving_manager.valid():
+            self.serving_manager.wake()  # it was waiting for this identity
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        for t in self.threads:
+            t.stop()
+        if self._store is not None:
+            self._store.close()
+
+    def problem(self) -> str | None:
+        """None when the hub can act as itself (and serve 10268), else what it waits for."""
+        problem = self.source.identity_problem()
+        if problem is not None:
+            return problem
+        if self.serving_manager is not None:
+            return self.serving_manager.problem()
+        return None
+
+    def update_token(self, token: str) -> None:
+        """``POST /v1/token``: adopt a new join token and bootstrap with it now.
+
+        Raises ConfigError (not token mode, a bad token, a cluster-info that does not
+        verify) or UpstreamUnavailable."""
+        if self.bootstrap is None or self.client_manager is None:
+            raise ConfigError(f"bootstrap_mode is {self.mode}: the hub takes no join token")
+        self.bootstrap.update_token(token)
+        self.client_manager.wake()
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def preflight(cfg: Config) -> None:
+    """Before the ports open: credentials usable; in token mode, bootstrap if needed.
+
+    Raises ConfigError (one line, exit 78 under systemd) for a token or cluster-info that
+    cannot be trusted; an unreachable cloud only logs a WARNING (the worker keeps trying).
+    """
+    mode = cfg.effective_bootstrap_mode
+    files = IdentityFiles(cfg.root_dir)
+    if mode == "credentials":
+        store = CredentialStore(cfg)
+        try:
+            store.load()
+        finally:
+            store.close()
+    elif mode == "kubeletcertificate":
+        KubeletIdentity(cfg)
+    if mode != "token":
+        if cfg.secure_proxy_port:
+            files.prepare()
+        return
+    files.prepare()
+    bootstrap = Bootstrap(cfg, files, cfg.server_addr)
+    bootstrap.servers = token_servers(cfg, bootstrap)
+    pair = files.read(files.client_pair)
+    if pair is not None:
+        try:
+            certs.load_pair(pair)
+            return  # valid or expired: the worker starts with it (offline start)
+        except certs.CertificateError as e:
+            log.warning("%s: %s", files.client_pair, e)
+    try:
+        bootstrap.ensure()
+    except UpstreamUnavailable as e:
+        log.warning("cannot bootstrap now (%s); the hub starts and keeps trying", e)

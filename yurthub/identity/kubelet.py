@@ -1,0 +1,140 @@
+"""``bootstrap_mode = kubeletcertificate``: the hub acts with kubelet's own client certificate.
+
+kubelet's kubeconfig (``kubelet_conf``) names the server and the CA (or ``kubelet_ca_file``);
+its client certificate and key are ``kubelet_client_certificate``, a symlink that kubelet
+points at a new file when it rotates.  A thread looks at that file every two seconds (its
+target, inode, size and mtime) and installs a new pair the moment it changes, so the hub
+follows kubelet's rotations without a restart; ``generation`` then makes new upstream
+connections present it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+import time
+
+from yurthub.config import Config
+from yurthub.credentials import tls_context
+from yurthub.errors import ConfigError
+from yurthub.identity import certs, discovery
+from yurthub.threads import BackgroundThread
+
+log = logging.getLogger(__name__)
+
+POLL = 2.0
+
+
+def _stamp(path: str) -> tuple[str, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class KubeletIdentity(BackgroundThread):
+    """A CredentialSource backed by kubelet's kubeconfig and rotating client certificate."""
+
+    name = "yurthub-kubelet-cert"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        try:
+            with open(cfg.kubelet_conf, encoding="utf-8") as f:
+                server, ca_pem = discovery.parse_cluster(f.read())
+        except OSError as e:
+            raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r}: cannot read: "
+                              f"{e.strerror}") from None
+        except ValueError as e:
+            raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r}: {e}") from None
+        if ca_pem is None:
+            try:
+                with open(cfg.kubelet_ca_file, "rb") as f:
+                    ca_pem = f.read()
+            except OSError as e:
+                raise ConfigError(f"kubelet_ca_file = {cfg.kubelet_ca_file!r}: cannot read: "
+                                  f"{e.strerror}") from None
+        self.ca_pem = ca_pem
+        self._servers = cfg.server_addr or ((server,) if server else ())
+        if not self._servers:
+            raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r} names no server; set "
+                              "server_addr")
+        self.path = cfg.kubelet_client_certificate
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._stamp: tuple[str, int, int, int] | None = None
+        self._info: certs.CertInfo | None = None
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._problem: str | None = "kubelet's client certificate is not loaded yet"
+        self.reload()
+        if self._info is None:
+            raise ConfigError(f"kubelet_client_certificate = {self.path!r}: {self._problem}")
+
+    # -- CredentialSource -------------------------------------------------------------------
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self._servers
+
+    @property
+    def insecure(self) -> bool:
+        return False
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def ssl_context(self, identity: bool) -> ssl.SSLContext:
+        with self._lock:
+            return self._contexts[identity]
+
+    def bearer_token(self) -> str:
+        return ""
+
+    def identity_problem(self) -> str | None:
+        info = self._info
+        if info is not None and info.expired(time.time()):
+            return f"kubelet's client certificate {self.path} has expired; waiting for " \
+                   "kubelet to rotate it"
+        return self._problem
+
+    @property
+    def certificate(self) -> certs.CertInfo | None:
+        return self._info
+
+    # -- following kubelet ------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Install the file's pair if it changed; True when a new one was installed."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp and self._info is not None:
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+            _, info = certs.load_pair(data)
+            client = tls_context(cert_file=self.path, cadata=self.ca_pem.decode("ascii"))
+            plain = tls_context(cadata=self.ca_pem.decode("ascii"))
+        except (OSError, ValueError, ssl.SSLError) as e:
+            self._problem = f"cannot use kubelet's client certificate {self.path}: {e}"
+            if stamp != self._stamp:
+                log.warning("%s", self._problem)
+            self._stamp = stamp
+            return False
+        with self._lock:
+            self._contexts = {True: client, False: plain}
+            self._info = info
+            self._stamp = stamp
+            self._problem = None
+            self._generation += 1
+        log.info("using kubelet's client certificate %s (serial %s, %s)", self.path,
+                 info.serial, info.common_name)
+        return True
+
+    def run(self) -> None:
+        while not self.stopping.wait(POLL):
+            self.reload()
