@@ -58,7 +58,9 @@ class CredentialSource(Protocol):
 
 def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
                 insecure: bool = False, cadata: str = "") -> ssl.SSLContext:
-    """A client context: the CA (or the system's), optionally a certificate and key.
+    """A client context for urllib3: the CA (or the system's), optionally a certificate and
+    key.  urllib3 checks the host name itself (1.26 passes no server_hostname for an IP
+    address, which a context that checks host names refuses), so the context does not.
 
     Raises OSError or ssl.SSLError for files that cannot be used.
     """
@@ -68,6 +70,7 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
         ctx.verify_mode = ssl.CERT_NONE
     elif ca_file or cadata:
         ctx = ssl.create_default_context(cafile=ca_file or None, cadata=cadata or None)
+    ctx.check_hostname = False
     if cert_file:
         ctx.load_cert_chain(cert_file, key_file or None)
     return ctx

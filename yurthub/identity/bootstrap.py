@@ -163,6 +163,7 @@ class Bootstrap:
                                       cfg.discovery_token_unsafe_skip_ca_verification)
             ca_pem = info.ca_pem
         conf = BootstrapConfig(servers[0], ca_pem, given.token)
+        self.files.prepare()
         self.files.write(self.files.ca, ca_pem)
         self.files.write(self.files.bootstrap_conf, kubeconfig_text(
             conf.server, ca_pem, token=given.token).encode())

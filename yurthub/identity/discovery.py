@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from yurthub.credentials import tls_context
 from yurthub.errors import DiscoveryRefused, IdentityError, UpstreamUnavailable
 from yurthub.identity import certs
 from yurthub.identity.apiclient import ApiClient, status_message
@@ -70,9 +71,8 @@ def parse_cluster(kubeconfig: str) -> tuple[str, bytes | None]:
 
 
 def ca_context(ca_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
-    return ctx
+    """A context for urllib3 that trusts ``ca_pem`` (urllib3 checks the host name)."""
+    return tls_context(cadata=ca_pem.decode("ascii", "replace"))
 
 
 def discover(servers: tuple[str, ...], token: str, pins: tuple[str, ...],

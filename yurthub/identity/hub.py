@@ -208,7 +208,7 @@ def preflight(cfg: Config) -> None:
         if cfg.secure_proxy_port:
             files.prepare()
         return
-    files.prepare()
+    # Nothing is written before discovery has proven the CA: a refused token leaves no trace.
     bootstrap = Bootstrap(cfg, files, cfg.server_addr)
     bootstrap.servers = token_servers(cfg, bootstrap)
     pair = files.read(files.client_pair)

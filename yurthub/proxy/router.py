@@ -116,7 +116,10 @@ class ProxyApp:
             # The hub has no certificate to act with (bootstrapping, or expired): the cache
             # answers what it can; anything else waits for the identity.
             if local is not None and local.can_serve(ctx):
-                return self._local(local, ctx, str(e))
+                try:
+                    return self._local(local, ctx, str(e))
+                except ApiError:
+                    pass  # the cache cannot answer it: say what the hub is waiting for
             raise ServiceUnavailable(f"yurthub has no identity towards the cloud yet: {e}",
                                      details={"retryAfterSeconds": 5}) from e
         except UpstreamUnavailable as e:

@@ -1,0 +1,150 @@
+"""Joining with a bootstrap token: discovery with the CA pin, the CSR, the files it leaves."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+from cryptography import x509
+
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.integration.identity.conftest import TOKEN, readyz, serve_once, token_args
+from yurthub.kube import bootstraptoken as bt
+
+CSR = "certificatesigningrequests.certificates.k8s.io"
+
+
+def _readyz_saying(hub, words: str):
+    try:
+        status, text = readyz(hub)
+    except OSError:
+        return None  # not listening yet
+    return (status, text) if words in text else None
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_join_token_with_the_right_pin_gives_the_hub_its_identity(cluster, joining_hub):
+    hub = joining_hub()
+    root = hub.root_dir
+    # the files, private
+    assert _mode(root) == 0o700 and _mode(root / "pki") == 0o700
+    for name in ("pki/yurthub-current.pem", "pki/ca.crt", "bootstrap-hub.conf", "yurthub.conf"):
+        assert _mode(root / name) == 0o600, name
+    assert (root / "pki" / "ca.crt").read_bytes() == open(cluster.tls.ca_cert, "rb").read()
+    pem = (root / "pki" / "yurthub-current.pem").read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    assert cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value == \
+        "system:node:node-0000"
+    assert [a.value for a in cert.subject.get_attributes_for_oid(
+        x509.oid.NameOID.ORGANIZATION_NAME)] == ["openyurt:yurthub", "system:nodes"]
+    # the CSR was made with the bootstrap token; requests now carry the certificate
+    csrs = cluster.csrs()
+    assert [c["spec"]["username"] for c in csrs] == ["system:bootstrap:abcdef"]
+    assert csrs[0]["spec"]["usages"] == ["digital signature", "key encipherment", "client auth"]
+    cluster.clear_requests()
+    status, _, body = hub.get("/api/v1/nodes")
+    assert status == 200, body
+    served = cluster.requests("/api/v1/nodes")
+    assert served and served[-1].user == "system:node:node-0000"
+    assert served[-1].credential == f"x509:{cert.serial_number:x}"
+    # secrets stay out of logs and of the hub's own kubeconfig
+    assert TOKEN not in hub.log() and "0123456789abcdef" not in hub.log()
+    assert TOKEN not in (root / "yurthub.conf").read_text()
+    assert TOKEN in (root / "bootstrap-hub.conf").read_text()
+
+
+def test_check_config_does_not_print_the_token(cluster, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", "--join-token", TOKEN,
+                        "--root-dir", str(tmp_path), "--disk-cache-path", str(tmp_path / "c")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and TOKEN not in r.stdout and "(set, not shown)" in r.stdout
+
+
+def _refused(result, root) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert not root.exists() or not any(root.rglob("*")), sorted(root.rglob("*"))
+    assert "0123456789abcdef" not in result.stderr
+    return lines[0]
+
+
+def test_a_wrong_pin_is_refused_with_one_line_and_nothing_written(cluster, tmp_path):
+    wrong = "sha256:" + "ab" * 32
+    line = _refused(serve_once(cluster, tmp_path, *token_args(cluster, tmp_path, pin=wrong)),
+                    tmp_path / "root")
+    assert f"the cluster CA's hash {cluster.ca_hash} matches no discovery_token_ca_cert_hash" \
+        in line
+
+
+def test_a_tampered_cluster_info_is_refused(cluster, tmp_path):
+    cluster.controllers.sign_cluster_info = False
+    cm = cluster.get("configmaps", bt.CLUSTER_INFO_NAME, bt.CLUSTER_INFO_NAMESPACE)
+    cm["data"]["kubeconfig"] = cm["data"]["kubeconfig"].replace("server: https://",
+                                                                "server: https://evil.")
+    cluster.put(cm)
+    line = _refused(serve_once(cluster, tmp_path, *token_args(cluster, tmp_path)),
+                    tmp_path / "root")
+    assert "cluster-info's signature for token id 'abcdef' does not verify" in line
+
+
+def test_an_unknown_token_id_is_refused(cluster, tmp_path):
+    line = _refused(serve_once(cluster, tmp_path, *token_args(
+        cluster, tmp_path, token="zzzzzz.0123456789abcdef")), tmp_path / "root")
+    assert "cluster-info has no signature for token id 'zzzzzz'" in line
+
+
+def test_a_wrong_token_secret_is_refused(cluster, tmp_path):
+    line = _refused(serve_once(cluster, tmp_path, *token_args(
+        cluster, tmp_path, token="abcdef.ffffffffffffffff")), tmp_path / "root")
+    assert "does not verify" in line
+
+
+def test_no_pin_is_refused_unless_explicitly_unsafe(cluster, tmp_path, hub_factory, caplog):
+    args = ["--bootstrap-mode", "token", "--join-token-file",
+            token_args(cluster, tmp_path)[3]]
+    line = _refused(serve_once(cluster, tmp_path, *args), tmp_path / "root")
+    assert "no CA pin" in line and cluster.ca_hash in line
+    hub = hub_factory(cluster.url, extra=[*args, "--discovery-token-unsafe-skip-ca-"
+                                                 "verification", "true"])
+    assert "WARNING" in hub.log() and "without a pin" in hub.log()
+    assert readyz(hub)[0] == 200
+
+
+def test_an_unapproved_csr_shows_in_readyz_until_approved_by_hand(cluster, joining_hub,
+                                                                  tmp_path):
+    cluster.csr_auto_approve = False
+    hub = joining_hub(wait=False)
+    status, text = wait_for(lambda: _readyz_saying(hub, "to be approved"), 30,
+                            "readyz to name the CSR")
+    assert status == 503
+    assert "waiting for CertificateSigningRequest csr-" in text
+    name = text.split("CertificateSigningRequest ")[1].split()[0]
+    assert [c["metadata"]["name"] for c in cluster.csrs()] == [name]
+    # the proxy answers, and says why it cannot act for the node yet
+    status, _, body = hub.get("/api/v1/nodes")
+    assert status == 503 and "no identity" in json.loads(body)["message"]
+    import subprocess
+    admin = cluster.write_kubeconfig(tmp_path / "admin.kubeconfig", admin=True)
+    r = subprocess.run(["/usr/bin/kubectl", "--kubeconfig", admin, "certificate", "approve",
+                        name], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_for(hub.ready, 30, "the hub to go ready once the CSR is approved")
+    assert hub.get("/api/v1/nodes")[0] == 200
+    assert "client certificate installed" in hub.log()
+
+
+def test_a_denied_csr_is_reported(cluster, joining_hub):
+    cluster.csr_auto_approve = False
+    hub = joining_hub(wait=False)
+    name = wait_for(lambda: [c["metadata"]["name"] for c in cluster.csrs()], 30, "a CSR")[0]
+    cluster.deny_csr(name, "not this node")
+    wait_for(lambda: _readyz_saying(hub, "was denied: not this node"), 30, "readyz: denied")
+    status, _, _ = http(hub.hub_url + "/v1/healthz")
+    assert status == 200
