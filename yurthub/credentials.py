@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import os
 import shutil
 import ssl
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
@@ -87,8 +88,8 @@ class Credentials:
     token_file: str = ""
     token: str = ""
     insecure: bool = False
-    _contexts: dict[bool, ssl.SSLContext] = field(default_factory=dict, compare=False,
-                                                  repr=False)
+    _contexts: dict[bool, ssl.SSLContext] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False)
 
     @property
     def generation(self) -> int:

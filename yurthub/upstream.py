@@ -187,12 +187,11 @@ class Upstream:
         """Send one request to ``server`` and return the response with its body unread.
 
         The client's own ``Authorization`` goes through untouched; otherwise the hub's
-        credentials are used (IdentityUnavailable while the hub has none to lend).  Raises
-        UpstreamUnavailable when no connection could be made (the request never left: safe
-        to answer from the cache or try another server) and
-        UpstreamBroken for any other transport failure before the response headers (the
-        request may have arrived: a read may be answered from the cache, a write may not be
-        sent again).
+        credentials are used.  Raises IdentityUnavailable when the hub has no identity to
+        lend yet, UpstreamUnavailable when no connection could be made (the request never
+        left: safe to answer from the cache or try another server) and UpstreamBroken for any
+        other transport failure before the response headers (the request may have arrived: a
+        read may be answered from the cache, a write may not be sent again).
         """
         out = dict(headers)
         identity = "authorization" not in {k.lower() for k in out}
