@@ -1,0 +1,74 @@
+"""``bootstrap_mode = kubeletcertificate``: the hub follows kubelet's certificate rotations."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from kubesandbox import pki
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
+
+
+def _kubelet_pair(sb: Sandbox, path: Path) -> str:
+    cert, key = sb.ca.issue_pair(pki.name("system:node:node-0000", ["system:nodes"]),
+                                 usages=["digital signature", "key encipherment",
+                                         "client auth"], lifetime=3600)
+    path.write_bytes(pki.cert_pem(cert) + pki.key_pem(key))
+    path.chmod(0o600)
+    return f"x509:{cert.serial_number:x}"
+
+
+def _point(link: Path, target: Path) -> None:
+    """Swap the symlink atomically, as kubelet's certificate store does."""
+    tmp = link.with_name(link.name + ".new")
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
+def test_the_hub_uses_kubelets_certificate_and_its_replacement(tmp_path, hub_factory):
+    with Sandbox(self_signed_dir=str(tmp_path / "pki"), nodes=1, pods_per_node=1) as sb:
+        kubelet = tmp_path / "kubelet"
+        kubelet.mkdir()
+        ca = base64.b64encode(Path(sb.tls.ca_cert).read_bytes()).decode()
+        (kubelet / "kubelet.conf").write_text(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+            f"    server: {sb.url}\n    certificate-authority-data: {ca}\n"
+            "users:\n- name: u\n  user:\n"
+            f"    client-certificate: {kubelet}/kubelet-client-current.pem\n"
+            f"    client-key: {kubelet}/kubelet-client-current.pem\n"
+            "contexts:\n- name: k\n  context: {cluster: c, user: u}\ncurrent-context: k\n")
+        first = _kubelet_pair(sb, kubelet / "kubelet-client-1.pem")
+        _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-1.pem")
+        hub = hub_factory(sb.url, extra=[
+            "--bootstrap-mode", "kubeletcertificate",
+            "--kubelet-conf", str(kubelet / "kubelet.conf"),
+            "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
+        sb.clear_requests()
+        assert hub.get("/api/v1/nodes")[0] == 200
+        assert {r.credential for r in sb.requests("/api/v1/nodes")} == {first}
+        assert not sb.csrs()  # kubelet's certificate is used as it is: no CSR
+
+        second = _kubelet_pair(sb, kubelet / "kubelet-client-2.pem")
+        _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-2.pem")
+
+        def uses_second() -> bool:
+            sb.clear_requests()
+            assert hub.get("/api/v1/nodes")[0] == 200
+            return {r.credential for r in sb.requests("/api/v1/nodes")} == {second}
+        wait_for(uses_second, 15, "the hub to present kubelet's new certificate")
+        assert hub.ready()
+        assert "using kubelet's client certificate" in hub.log()
+
+
+def test_missing_kubelet_files_stop_serve_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
+                        "https://127.0.0.1:1", "--bootstrap-mode", "kubeletcertificate",
+                        "--kubelet-conf", str(tmp_path / "nope.conf"), "--secure-proxy-port",
+                        "0", "--root-dir", str(tmp_path / "r"), "--disk-cache-path",
+                        str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert f"kubelet_conf = '{tmp_path / 'nope.conf'}': cannot read" in r.stderr
