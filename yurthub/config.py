@@ -398,7 +398,8 @@ class Config:
         "auto", _choice("auto", "token", "kubeletcertificate", "credentials"),
         "how the hub gets its identity: token (bootstrap token and CSRs), kubeletcertificate "
         "(kubelet's client certificate), credentials (kubeconfig, client_cert_file, "
-        "token_file, ca_file, or none); auto: credentials when any is set, else token",
+        "token_file, ca_file, or none); auto: credentials when any is set, token when a join "
+        "token is set or a server is https, else none (plain HTTP)",
         metavar="auto|token|kubeletcertificate|credentials")
     join_token: str = setting(
         "", _join_token, "bootstrap token (ID.SECRET) to join with; prefer join_token_file or "
@@ -479,10 +480,16 @@ class Config:
 
     @property
     def effective_bootstrap_mode(self) -> str:
-        """``auto`` resolved: explicit credentials when any is set, else token."""
+        """``auto`` resolved: explicit credentials when any is set; token when a join token
+        or bootstrap file is set, or some server is https (a bootstrap token needs TLS to
+        pin the CA); else (plain-HTTP servers only) credentials, i.e. none at all."""
         if self.bootstrap_mode != "auto":
             return self.bootstrap_mode
         if self.kubeconfig or self.client_cert_file or self.token_file or self.ca_file:
+            return "credentials"
+        if self.join_token or self.join_token_file or self.bootstrap_file:
+            return "token"
+        if self.server_addr and all(s.startswith("http://") for s in self.server_addr):
             return "credentials"
         return "token"
 

@@ -119,15 +119,21 @@ def load_gunicorn_conf(tmp_path: Path, ini: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_gunicorn_conf_takes_every_setting_from_yurthub_conf(tmp_path):
-    proxy, serve = free_port(), free_port()
+@pytest.mark.parametrize("secure", [False, True])
+def test_gunicorn_conf_takes_every_setting_from_yurthub_conf(tmp_path, secure):
+    proxy, serve, tls = free_port(), free_port(), free_port() if secure else 0
     r = load_gunicorn_conf(tmp_path, (
         f"[yurthub]\nserver_addr = http://127.0.0.1:9\nnode_name = edge-1\n"
         f"proxy_port = {proxy}\nserve_port = {serve}\nthreads = 64\ngraceful_timeout = 7\n"
-        f"disk_cache_path = {tmp_path / 'cache'}\n"))
+        f"disk_cache_path = {tmp_path / 'cache'}\nroot_dir = {tmp_path / 'root'}\n"
+        f"secure_proxy_port = {tls}\nhub_serving_address = 127.0.0.1\n"))
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
-    assert got["bind"] == [f"127.0.0.1:{proxy}", f"127.0.0.1:{serve}"]
+    if secure:
+        # yurthub binds the three listeners itself; its worker wraps 10268's in TLS
+        assert len(got["bind"]) == 3 and all(b.startswith("fd://") for b in got["bind"])
+    else:
+        assert got["bind"] == [f"127.0.0.1:{proxy}", f"127.0.0.1:{serve}"]
     assert (got["worker_class"], got["workers"], got["threads"]) == (
         "yurthub.worker.YurthubWorker", 1, 64)
     assert (got["graceful_timeout"], got["max_requests"], got["errorlog"]) == (7, 0, "-")

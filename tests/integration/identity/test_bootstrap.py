@@ -30,6 +30,8 @@ def _mode(path) -> int:
 def test_a_join_token_with_the_right_pin_gives_the_hub_its_identity(cluster, joining_hub):
     hub = joining_hub()
     root = hub.root_dir
+    wait_for(lambda: (root / "yurthub.conf").exists(), 10, "yurthub.conf (written just after "
+             "the certificate is installed)")
     # the files, private
     assert _mode(root) == 0o700 and _mode(root / "pki") == 0o700
     for name in ("pki/yurthub-current.pem", "pki/ca.crt", "bootstrap-hub.conf", "yurthub.conf"):

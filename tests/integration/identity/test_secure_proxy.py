@@ -1,0 +1,175 @@
+"""Port 10268: the proxy over HTTPS for pods, with the serving certificate from the cluster."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.config.incluster_config import InClusterConfigLoader
+
+from kubesandbox import pki
+from tests.fixtures.kubectl import KUBECTL
+from tests.fixtures.waiting import wait_for
+
+AGENTS = ["--cache-agents", "kubectl,openapi-generator"]
+
+
+def _context(cluster, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)
+    ctx.check_hostname = False  # the tests below check names where they mean to
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    return ctx
+
+
+def _get(hub, path: str, ctx: ssl.SSLContext, token: str = "") -> tuple[int, dict]:
+    import http.client
+    conn = http.client.HTTPSConnection("127.0.0.1", hub.secure_port, context=ctx, timeout=20)
+    try:
+        headers = {"User-Agent": "kubectl/v1.32.4", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def secure_hub(cluster, joining_hub):
+    return joining_hub(secure=True, extra=AGENTS)
+
+
+def test_the_serving_certificate_verifies_for_the_kubernetes_service_names(cluster,
+                                                                          secure_hub):
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)
+    for name in ("kubernetes.default.svc", "kubernetes", "kubernetes.default.svc.cluster.local"):
+        with socket.create_connection(("127.0.0.1", secure_hub.secure_port), timeout=10) as s, \
+                ctx.wrap_socket(s, server_hostname=name) as tls:
+            cert = tls.getpeercert()
+    sans = {v for _, v in cert["subjectAltName"]}
+    assert {"10.96.0.1", "127.0.0.1", "kubernetes.default"} <= sans
+    assert dict(x[0] for x in cert["subject"])["commonName"] == "system:node:node-0000"
+    csr = [c for c in cluster.csrs() if c["spec"]["signerName"] ==
+           "kubernetes.io/kubelet-serving"]
+    assert len(csr) == 1 and csr[0]["spec"]["username"] == "system:node:node-0000"
+    mode = (secure_hub.root_dir / "pki" / "yurthub-server-current.pem").stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_kubectl_with_a_service_account_token_online_and_offline(cluster, secure_hub,
+                                                                 tmp_path):
+    token = cluster.service_account_token("default", "default")
+    kubeconfig = tmp_path / "pod.kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+        "clusters": [{"name": "hub", "cluster": {
+            "server": secure_hub.secure_url, "certificate-authority": cluster.tls.ca_cert,
+            "tls-server-name": "kubernetes.default.svc"}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "pod", "context": {"cluster": "hub", "user": "sa",
+                                                 "namespace": "default"}}]}))
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir",
+                               str(tmp_path / "kc"), "--request-timeout", "20s", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    cluster.clear_requests()
+    online = kubectl("get", "pods", "-o", "name")
+    assert online.returncode == 0 and online.stdout.split(), online.stderr
+    users = {r.user for r in cluster.requests("/api/v1/namespaces/default/pods")}
+    assert users == {"system:serviceaccount:default:default"}  # the token went upstream
+    assert token not in secure_hub.log()
+    # a watch through 10268 sees a change
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir",
+                             str(tmp_path / "kc"), "get", "configmaps", "-w", "-o", "name"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: cluster.open_watches >= 1, 20, "kubectl's watch upstream")
+        cluster.put({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "seen-by-a-pod", "namespace": "default"}})
+        lines = []
+        while "configmap/seen-by-a-pod" not in lines:
+            lines.append(proc.stdout.readline().strip())
+            assert lines[-1] or proc.poll() is None, proc.stderr.read()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    cluster.offline()
+    offline = kubectl("get", "pods", "-o", "name")
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.split() == online.stdout.split()
+
+
+def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(cluster.service_account_token("default", "default"))
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(Path(cluster.tls.ca_cert).read_bytes())
+    cfg = client.Configuration()
+    InClusterConfigLoader(token_filename=str(token_file), cert_filename=str(ca_file),
+                          environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                                   "KUBERNETES_SERVICE_PORT": str(secure_hub.secure_port)}
+                          ).load_and_set(cfg)
+    assert cfg.host == secure_hub.secure_url
+    with client.ApiClient(cfg) as api:
+        v1 = client.CoreV1Api(api)
+        listed = v1.list_namespaced_config_map("default")
+        names = {c.metadata.name for c in listed.items}
+        w = watch.Watch()
+        got = []
+        cluster.put({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "from-the-cloud", "namespace": "default"}})
+        for event in w.stream(v1.list_namespaced_config_map, "default", timeout_seconds=5,
+                              resource_version=listed.metadata.resource_version):
+            got.append(event["object"].metadata.name)
+            if "from-the-cloud" in got:
+                w.stop()
+        assert "from-the-cloud" in got
+        v1.list_namespaced_config_map("default")  # the cache takes this list ...
+        wait_for(lambda: secure_hub.metric("yurthub_cache_objects",
+                                           component="openapi-generator") >= len(names) + 1,
+                 20, "the list in the cache")  # ... a moment after it was answered
+        cluster.offline()
+        offline = v1.list_namespaced_config_map("default")
+        assert {c.metadata.name for c in offline.items} == names | {"from-the-cloud"}
+        ended = list(watch.Watch().stream(v1.list_namespaced_config_map, "default",
+                                          timeout_seconds=2,
+                                          resource_version=offline.metadata.resource_version))
+        assert all(e["type"] in ("BOOKMARK", "ADDED", "MODIFIED") for e in ended)
+
+
+def test_who_a_request_on_10268_acts_as(cluster, secure_hub, tmp_path):
+    # no credentials: never the hub's identity; the apiserver sees an anonymous client
+    cluster.clear_requests()
+    status, body = _get(secure_hub, "/api/v1/nodes", _context(cluster))
+    assert status == 401, body
+    # this node's own client certificate (kubelet's) is the hub's principal: allowed
+    mine = []
+    for who, stem in (("system:node:node-0000", "mine"), ("system:node:other", "other")):
+        cert, key = cluster.ca.issue_pair(pki.name(who, ["system:nodes"]), usages=[
+            "digital signature", "key encipherment", "client auth"], lifetime=600)
+        (tmp_path / f"{stem}.crt").write_bytes(pki.cert_pem(cert))
+        (tmp_path / f"{stem}.key").write_bytes(pki.key_pem(key))
+        mine.append((tmp_path / f"{stem}.crt", tmp_path / f"{stem}.key"))
+    status, body = _get(secure_hub, "/api/v1/nodes", _context(cluster, mine[0]))
+    assert status == 200 and body["items"]
+    # another node's certificate is not lent the hub's identity
+    status, _ = _get(secure_hub, "/api/v1/nodes", _context(cluster, mine[1]))
+    assert status == 401
+    # plain HTTP on 10268 gets no answer; 10261 stays plain HTTP
+    with socket.create_connection(("127.0.0.1", secure_hub.secure_port), timeout=10) as s:
+        s.sendall(b"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            answer = s.recv(100)
+        except ConnectionResetError:
+            answer = b""  # the failed handshake closed it
+        assert not answer.startswith(b"HTTP/")
+    assert secure_hub.get("/api/v1/nodes")[0] == 200
