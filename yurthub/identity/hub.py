@@ -103,6 +103,9 @@ class HubIdentity:
         self.bootstrap: Bootstrap | None = None
         self.client_manager: CertificateManager | None = None
         self._store: CredentialStore | None = None
+        # before any certificate is loaded: loading one calls _client_changed
+        self.serving_tls: ServingTLS | None = None
+        self.serving_manager: CertificateManager | None = None
         if self.mode == "token" or cfg.secure_proxy_port:
             self.files.prepare()
         self.source: CredentialSource
@@ -130,8 +133,6 @@ class HubIdentity:
             manager.load()
             self.threads.append(manager)
             self._ca = lambda: self.files.read(self.files.ca)
-        self.serving_tls: ServingTLS | None = None
-        self.serving_manager: CertificateManager | None = None
         if cfg.secure_proxy_port:
             self.serving_tls = ServingTLS(self.files.serving_pair, self._ca)
             self.serving_manager = CertificateManager(
