@@ -1,0 +1,78 @@
+"""An expired certificate and a token the cloud no longer knows: readyz says to POST a new
+join token to /v1/token, and the hub re-bootstraps with it (as YurtHub's /v1/token)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from cryptography import x509
+
+from kubesandbox.server import Sandbox
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.integration.identity.conftest import TOKEN, readyz, token_args
+from yurthub.identity import certs
+
+NEW_TOKEN = "ghijkl.0123456789ghijkl"
+
+
+def _expired(pem_file) -> bool:
+    return certs.load_pair(pem_file.read_bytes())[1].expired(time.time())
+
+
+def _serials(csr: dict) -> set[int]:
+    issued = (csr.get("status") or {}).get("certificate")
+    if not issued:
+        return set()
+    return {x509.load_pem_x509_certificate(base64.b64decode(issued)).serial_number}
+
+
+def _readyz_saying(hub, words: str) -> tuple[int, str] | None:
+    try:
+        status, text = readyz(hub)
+    except OSError:
+        return None  # not listening yet
+    return (status, text) if words in text else None
+
+
+def _post_token(hub, body: object) -> tuple[int, str]:
+    status, _, text = http(hub.hub_url + "/v1/token", method="POST",
+                           body=json.dumps(body).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=30)
+    return status, text.decode()
+
+
+def test_a_new_join_token_posted_to_v1_token_re_bootstraps_the_hub(tmp_path, hub_factory):
+    with Sandbox(self_signed_dir=str(tmp_path / "pki"), bootstrap_tokens=(TOKEN,), nodes=1,
+                 pods_per_node=1, cert_lifetime=3.0) as sb:
+        hub = hub_factory(sb.url, extra=token_args(sb, tmp_path), wait=False)
+        pem = hub.root_dir / "pki" / "yurthub-current.pem"
+        wait_for(pem.exists, 30, "the first certificate")
+        assert hub.stop() == 0
+        wait_for(lambda: _expired(pem), 30, "the stored certificate to expire")
+        sb.remove_bootstrap_token(TOKEN.split(".")[0])  # the old token is gone
+        sb.add_bootstrap_token(NEW_TOKEN)
+        sb.controllers.cert_lifetime = 3600.0
+
+        hub.start(wait=False)  # an expired certificate: the start needs no cloud
+        status, text = wait_for(lambda: _readyz_saying(hub, "/v1/token"), 30,
+                                "readyz to ask for a new join token")
+        assert status == 503 and "expired" in text, text
+        # a token the cloud does not know is refused; a malformed one too
+        assert _post_token(hub, {"jointoken": "zzzzzz.0123456789zzzzzz"})[0] == 400
+        assert _post_token(hub, {"jointoken": "not a token"})[0] == 400
+        assert _post_token(hub, {"token": NEW_TOKEN})[0] == 400
+        status, text = _post_token(hub, {"jointoken": NEW_TOKEN})
+        assert status == 200, text
+        wait_for(hub.ready, 30, "the hub to go ready with a certificate from the new token")
+        assert not _expired(pem)
+        # the certificate in use came from a CSR the new token made
+        current = x509.load_pem_x509_certificate(pem.read_bytes()).serial_number
+        makers = {c["spec"]["username"] for c in sb.csrs() if current in _serials(c)}
+        assert makers == {"system:bootstrap:" + NEW_TOKEN[:6]}
+        sb.clear_requests()
+        assert hub.get("/api/v1/nodes")[0] == 200
+        assert sb.requests("/api/v1/nodes")[-1].user == "system:node:node-0000"
+        assert NEW_TOKEN[7:] not in hub.log()
