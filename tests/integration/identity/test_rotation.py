@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from tests.integration.identity.conftest import TOKEN, token_args
 
 WATCHES = 20
 LIFETIME = 6.0  # seconds: a renewal every 4-5.5 s
+# The serving certificate is asked for with the client one, which renews too: a little more
+# room, so that a loaded machine does not let both lapse at once.
+SERVING_LIFETIME = 10.0
 
 
 def _watch(port: int, out: list) -> socket.socket:
@@ -87,3 +91,50 @@ def test_rotation_every_few_seconds_loses_no_request_and_no_watch(tmp_path, hub_
         assert hub.log().count("client certificate installed") >= 2
         for s in socks:
             s.close()
+
+
+def _serving_serial(port: int, ca: str) -> int:
+    """The serial of the certificate a new connection to 10268 is shown (verified)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            ctx.wrap_socket(raw, server_hostname="kubernetes.default.svc") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_the_serving_certificate_rotates_without_a_restart_or_a_cut_watch(tmp_path,
+                                                                          hub_factory):
+    with Sandbox(self_signed_dir=str(tmp_path / "pki"), bootstrap_tokens=(TOKEN,), nodes=1,
+                 pods_per_node=1, cert_lifetime=SERVING_LIFETIME) as sb:
+        hub = hub_factory(sb.url, extra=token_args(sb, tmp_path), secure=True)
+        ca = sb.tls.ca_cert
+        wait_for(lambda: (hub.root_dir / "pki" / "yurthub-server-current.pem").exists(), 20,
+                 "the serving certificate")
+        first = _serving_serial(hub.secure_port, ca)
+        # a pod's watch over TLS, opened with the first certificate
+        token = sb.service_account_token("default", "default")
+        ctx = ssl.create_default_context(cafile=ca)
+        raw = socket.create_connection(("127.0.0.1", hub.secure_port), timeout=60)
+        tls = ctx.wrap_socket(raw, server_hostname="kubernetes.default.svc")
+        tls.sendall(b"GET /api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=300 "
+                    b"HTTP/1.1\r\nHost: kubernetes.default.svc\r\nUser-Agent: pod/1.0\r\n"
+                    b"Authorization: Bearer " + token.encode() + b"\r\n"
+                    b"Accept: application/json\r\n\r\n")
+        events: list = []
+        reader = threading.Thread(target=read_watch_events, args=(tls, events), daemon=True)
+        reader.start()
+        wait_for(lambda: sb.open_watches >= 1, 20, "the pod's watch upstream")
+        # new connections get the renewed certificate, with no restart
+        seen = {first}
+        wait_for(lambda: seen.add(_serving_serial(hub.secure_port, ca)) or len(seen) >= 2,
+                 4 * SERVING_LIFETIME, "a serving certificate renewal")
+        assert hub.proc is not None and hub.proc.poll() is None
+        assert hub.log().count("serving certificate installed") >= 2
+        # the watch opened before them is intact
+        sb.put({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "after-rotation", "namespace": "default"}})
+        wait_for(lambda: any(e["object"]["metadata"]["name"] == "after-rotation"
+                             for _, e in events), 20, "the old watch to see the change")
+        assert reader.is_alive()
+        tls.close()
