@@ -132,10 +132,11 @@ class ServingTLS:
         with self._lock:
             return self._ctx
 
-    def wrap(self, sock: socket.socket) -> ssl.SSLSocket | None:
+    def wrap(self, sock: socket.socket) -> ssl.SSLSocket:
         """``sock`` as a server-side TLS socket whose handshake has not run yet (the caller
-        drives it), with the current certificate; None while there is none."""
+        drives it), with the current certificate.  Raises ValueError while there is none
+        (the worker then closes the connection)."""
         ctx = self.context()
         if ctx is None:
-            return None
+            raise ValueError("no serving certificate yet")
         return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
