@@ -50,7 +50,8 @@ def test_a_join_token_with_the_right_pin_gives_the_hub_its_identity(cluster, joi
     cluster.clear_requests()
     status, _, body = hub.get("/api/v1/nodes")
     assert status == 200, body
-    served = cluster.requests("/api/v1/nodes")
+    served = wait_for(lambda: cluster.requests("/api/v1/nodes"), 10,
+                      "the request record (written after the response)")
     assert served and served[-1].user == "system:node:node-0000"
     assert served[-1].credential == f"x509:{cert.serial_number:x}"
     # secrets stay out of logs and of the hub's own kubeconfig

@@ -47,7 +47,8 @@ def test_the_hub_uses_kubelets_certificate_and_its_replacement(tmp_path, hub_fac
             "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
         sb.clear_requests()
         assert hub.get("/api/v1/nodes")[0] == 200
-        assert {r.credential for r in sb.requests("/api/v1/nodes")} == {first}
+        assert {r.credential for r in wait_for(lambda: sb.requests("/api/v1/nodes"), 10,
+                                               "the request record")} == {first}
         assert not sb.csrs()  # kubelet's certificate is used as it is: no CSR
 
         second = _kubelet_pair(sb, kubelet / "kubelet-client-2.pem")

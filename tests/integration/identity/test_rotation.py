@@ -86,7 +86,8 @@ def test_rotation_every_few_seconds_loses_no_request_and_no_watch(tmp_path, hub_
         sb.clear_requests()
         before = _serial(hub.root_dir)
         assert hub.get("/api/v1/nodes")[0] == 200
-        sent = {r.credential for r in sb.requests("/api/v1/nodes")}
+        sent = {r.credential for r in wait_for(lambda: sb.requests("/api/v1/nodes"), 10,
+                                               "the request record")}
         assert sent and sent <= {before, _serial(hub.root_dir)}  # (a renewal may fall between)
         assert hub.log().count("client certificate installed") >= 2
         for s in socks:

@@ -84,7 +84,8 @@ def test_kubectl_with_a_service_account_token_online_and_offline(cluster, secure
     cluster.clear_requests()
     online = kubectl("get", "pods", "-o", "name")
     assert online.returncode == 0 and online.stdout.split(), online.stderr
-    users = {r.user for r in cluster.requests("/api/v1/namespaces/default/pods")}
+    users = {r.user for r in wait_for(lambda: cluster.requests(
+        "/api/v1/namespaces/default/pods"), 10, "the request record")}
     assert users == {"system:serviceaccount:default:default"}  # the token went upstream
     assert token not in secure_hub.log()
     # a watch through 10268 sees a change
