@@ -50,6 +50,14 @@ class CredentialRejected(IdentityError):
     """The cloud refused the credential the hub asked with (401/403): e.g. an expired token."""
 
 
+class CertificateError(IdentityError, ValueError):
+    """A PEM that is not the certificate or key it should be (the message says why)."""
+
+
+class BadSignature(YurthubError, ValueError):
+    """A JWS that is not well formed, names another key, or does not verify."""
+
+
 class DiscoveryRefused(ConfigError):
     """cluster-info cannot be trusted: bad signature, wrong CA pin, unknown token id."""
 

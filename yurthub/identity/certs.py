@@ -20,14 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from yurthub.errors import CertificateError
 from yurthub.kube import bootstraptoken
 
 PrivateKey = ec.EllipticCurvePrivateKey
 _CERT_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.S)
-
-
-class CertificateError(ValueError):
-    """A PEM that is not the certificate or key it should be (the message says why)."""
 
 
 def new_key() -> PrivateKey:

@@ -17,6 +17,8 @@ import hmac
 import json
 import re
 
+from yurthub.errors import BadSignature
+
 CLUSTER_INFO_NAMESPACE = "kube-public"
 CLUSTER_INFO_NAME = "cluster-info"
 CLUSTER_INFO_PATH = f"/api/v1/namespaces/{CLUSTER_INFO_NAMESPACE}/configmaps/{CLUSTER_INFO_NAME}"
@@ -32,10 +34,6 @@ BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
 _TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 _TOKEN_ID = re.compile(r"^[a-z0-9]{6}$")
 _PIN = re.compile(r"^sha256:([0-9a-f]{64})$")
-
-
-class BadSignature(ValueError):
-    """A JWS that is not well formed, names another key, or does not verify."""
 
 
 def parse_token(token: str) -> tuple[str, str]:
