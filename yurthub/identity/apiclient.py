@@ -11,6 +11,7 @@ import json
 import logging
 import ssl
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -26,8 +27,11 @@ TIMEOUT = 10.0
 class ApiClient:
     """JSON requests to the first server that answers."""
 
-    def __init__(self, servers: tuple[str, ...], context: ssl.SSLContext | None, *,
+    def __init__(self, servers: tuple[str, ...],
+                 context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None, *,
                  token: str = "", timeout: float = TIMEOUT) -> None:
+        """``context`` may be a function giving the context of the moment: a client that
+        waits long (a CSR's approval) then presents a credential that rotated meanwhile."""
         self.servers = servers
         self.context = context
         self.token = token
@@ -43,11 +47,12 @@ class ApiClient:
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
         errors = []
+        context = self.context() if callable(self.context) else self.context
         for server in self.servers:
             kw: dict[str, Any] = {}
             if server.startswith("https://"):
-                kw["ssl_context"] = self.context or _unverified()
-                if self.context is None or self.context.verify_mode == ssl.CERT_NONE:
+                kw["ssl_context"] = context or _unverified()
+                if context is None or context.verify_mode == ssl.CERT_NONE:
                     kw["cert_reqs"] = "CERT_NONE"
                     kw["assert_hostname"] = False
             pool = urllib3.connection_from_url(server, maxsize=1, **kw)

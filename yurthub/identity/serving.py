@@ -79,7 +79,9 @@ class ServingRenewal:
         problem = self.source.identity_problem()
         if problem is not None:
             raise IdentityError(f"waiting for the hub's client identity: {problem}")
-        return ApiClient(self.source.servers, self.source.ssl_context(True),
+        # The client certificate may rotate while a CSR waits: each request takes the
+        # context of the moment, so the wait does not outlive the certificate it began with.
+        return ApiClient(self.source.servers, lambda: self.source.ssl_context(True),
                          token=self.source.bearer_token())
 
     def request(self) -> CertificateRequest:
