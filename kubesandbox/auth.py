@@ -167,8 +167,11 @@ def _certificate_user(peercert: dict[str, Any]) -> User | None:
                 orgs.append(value)
     if not cn:
         return None
-    return User(cn, (*orgs, AUTHENTICATED),
-                credential=f"x509:{peercert.get('serialNumber', '').lower()}")
+    try:  # the serial as a number in hex: getpeercert pads it to whole bytes
+        serial = format(int(peercert.get("serialNumber", ""), 16), "x")
+    except ValueError:
+        serial = ""
+    return User(cn, (*orgs, AUTHENTICATED), credential=f"x509:{serial}")
 
 
 # -- authorization ----------------------------------------------------------------------------

@@ -467,12 +467,13 @@ class Config:
     def secure_addresses(self) -> tuple[str, ...]:
         """Where the TLS proxy port listens: ``hub_serving_address`` (where pods reach the
         hub, as YurtHub's dummy interface address), and ``bind_address`` too when it is
-        beyond loopback (``allow_non_loopback_bind``)."""
-        out = [self.hub_serving_address]
-        if self.secure_bind_address != self.plain_bind_address and \
-                self.secure_bind_address not in out:
-            out.append(self.secure_bind_address)
-        return tuple(out)
+        beyond loopback (``allow_non_loopback_bind``; a wildcard covers both)."""
+        extra = self.secure_bind_address
+        if extra == self.plain_bind_address or extra == self.hub_serving_address:
+            return (self.hub_serving_address,)
+        if ipaddress.ip_address(extra).is_unspecified:
+            return (extra,)  # every address, the serving address included
+        return (self.hub_serving_address, extra)
 
     @property
     def effective_max_watches(self) -> int:

@@ -137,9 +137,34 @@ def test_accepted_non_loopback_addresses_never_reach_the_plain_ports(address, pl
 def test_the_plain_ports_listen_on_loopback_whatever_the_settings():
     from yurthub.service import _settings
     cfg = config.load(None, {"node_name": "n", "bind_address": "0.0.0.0",
-                             "allow_non_loopback_bind": "true"})
+                             "allow_non_loopback_bind": "true", "secure_proxy_port": "0"})
     assert _settings(cfg)["bind"] == [f"127.0.0.1:{cfg.proxy_port}",
                                       f"127.0.0.1:{cfg.serve_port}"]
+
+
+def test_the_tls_port_listens_on_the_serving_address_and_a_non_loopback_bind_address():
+    import socket
+
+    from tests.fixtures import free_port
+    from yurthub.service import _settings
+    proxy, serve, tls = free_port(), free_port(), free_port()
+    # 192.0.2.10 (TEST-NET-1) needs not exist: the TLS port binds with IP_FREEBIND
+    cfg = config.load(None, {"node_name": "n", "bind_address": "192.0.2.10",
+                             "allow_non_loopback_bind": "true", "proxy_port": str(proxy),
+                             "serve_port": str(serve), "secure_proxy_port": str(tls),
+                             "hub_serving_address": "127.0.0.1"})
+    binds = _settings(cfg)["bind"]
+    socks = [socket.socket(fileno=int(b.removeprefix("fd://"))) for b in binds]
+    try:
+        assert [s.getsockname() for s in socks] == [
+            ("127.0.0.1", proxy), ("127.0.0.1", serve), ("127.0.0.1", tls), ("192.0.2.10", tls)]
+    finally:
+        for s in socks:
+            s.close()
+    wildcard = config.load(None, {"node_name": "n", "bind_address": "::",
+                                  "allow_non_loopback_bind": "true"})
+    assert wildcard.secure_addresses == ("::",)  # the serving address is one of them
+    assert config.load(None, {"node_name": "n"}).secure_addresses == ("169.254.2.1",)
 
 
 def test_quota_settings():

@@ -90,13 +90,20 @@ class Snapshot:
 Listener = Callable[[set[Client], str], None]
 
 
+# The filters that send pods to the hub's HTTPS port (hub_serving_address:secure_proxy_port).
+HUB_POINTING_FILTERS = ("masterservice", "forwardkubesvctraffic", "serviceenvupdater")
+
+
 class FilterManager:
     """Answers "which chain for this request" and notices what a change of inputs touches."""
 
     def __init__(self, cfg: Config, *, visibility: Visibility | None = None) -> None:
         self.cfg = cfg
-        self.active = active_filters(cfg.enable_resource_filter,
-                                     cfg.disabled_resource_filters, cfg.working_mode)
+        disabled = tuple(cfg.disabled_resource_filters)
+        if not cfg.secure_proxy_port:
+            # No HTTPS port (secure_proxy_port = 0): nothing to point pods at.
+            disabled += HUB_POINTING_FILTERS
+        self.active = active_filters(cfg.enable_resource_filter, disabled, cfg.working_mode)
         self.visibility = visibility or Visibility()
         self._inputs = Inputs()
         self._lock = threading.Lock()

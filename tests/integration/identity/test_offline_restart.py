@@ -43,7 +43,11 @@ def test_a_restart_without_the_cloud_keeps_the_identity_and_serves_the_cache(clu
     client_pem = (pki / "yurthub-current.pem").read_bytes()
     serving_pem = (pki / "yurthub-server-current.pem").read_bytes()
     csrs = len(cluster.csrs())
-    token = cluster.service_account_token("default", "default")  # a pod's
+    # a pod reads the nodes over 10268 with its token: offline the hub answers that token
+    # only what the cloud was seen to allow it (and remembers it across the restart)
+    token = cluster.service_account_token("default", "default")
+    status, body, _ = _https_get(hub, cluster, "/api/v1/nodes", token)
+    assert status == 200 and _names(body) == online
     assert hub.stop() == 0
 
     cluster.offline()

@@ -148,10 +148,11 @@ def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tm
 
 
 def test_who_a_request_on_10268_acts_as(cluster, secure_hub, tmp_path):
-    # no credentials: never the hub's identity; the apiserver sees an anonymous client
+    # no credentials: a pod may not use the hub's identity (even from the node's own
+    # loopback, where the tests connect from: on 10268 the socket's owner does not count)
     cluster.clear_requests()
     status, body = _get(secure_hub, "/api/v1/nodes", _context(cluster))
-    assert status == 401, body
+    assert status == 403 and "may not use the hub's credentials" in body["message"], body
     # this node's own client certificate (kubelet's) is the hub's principal: allowed
     mine = []
     for who, stem in (("system:node:node-0000", "mine"), ("system:node:other", "other")):
@@ -164,7 +165,9 @@ def test_who_a_request_on_10268_acts_as(cluster, secure_hub, tmp_path):
     assert status == 200 and body["items"]
     # another node's certificate is not lent the hub's identity
     status, _ = _get(secure_hub, "/api/v1/nodes", _context(cluster, mine[1]))
-    assert status == 401
+    assert status == 403
+    assert not cluster.requests("/api/v1/nodes") or {
+        r.user for r in cluster.requests("/api/v1/nodes")} == {"system:node:node-0000"}
     # plain HTTP on 10268 gets no answer; 10261 stays plain HTTP
     with socket.create_connection(("127.0.0.1", secure_hub.secure_port), timeout=10) as s:
         s.sendall(b"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -116,3 +116,11 @@ def test_first_knowledge_and_a_persisted_baseline_tell_nobody():
 def test_a_bad_persisted_copy_is_an_error(bad):
     with pytest.raises(ValueError, match="not a persisted filter configuration"):
         Inputs.from_json({"configmap": {}, **bad})
+
+
+def test_no_https_port_no_filter_points_pods_at_it():
+    on = {f.name for f in manager().active}
+    off = {f.name for f in manager(secure_proxy_port="0").active}
+    pointing = {"masterservice", "forwardkubesvctraffic", "serviceenvupdater"}
+    assert pointing <= on
+    assert off == on - pointing
