@@ -190,6 +190,10 @@ class Hub:
             log.info("yurthub serving HTTPS: secure proxy %s:%d (identity: %s)",
                      ", ".join(self.cfg.secure_addresses), self.cfg.secure_proxy_port,
                      self.identity.mode)
+        elif self.cfg.secure_bind_address != self.cfg.plain_bind_address:
+            log.warning("bind_address %s is for the TLS proxy port only, which is off "
+                        "(secure_proxy_port = 0); the plain-HTTP ports listen on %s",
+                        self.cfg.secure_bind_address, self.cfg.plain_bind_address)
 
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""

@@ -90,8 +90,9 @@ class Snapshot:
 Listener = Callable[[set[Client], str], None]
 
 
-# The filters that send pods to the hub's HTTPS port (hub_serving_address:secure_proxy_port).
-HUB_POINTING_FILTERS = ("masterservice", "forwardkubesvctraffic", "serviceenvupdater")
+# Where the filters point pods when this hub serves no HTTPS (secure_proxy_port = 0): YurtHub's
+# port, on hub_serving_address (a TLS front the operator runs there, or a hub that will).
+DEFAULT_SECURE_PROXY_PORT = 10268
 
 
 class FilterManager:
@@ -99,11 +100,8 @@ class FilterManager:
 
     def __init__(self, cfg: Config, *, visibility: Visibility | None = None) -> None:
         self.cfg = cfg
-        disabled = tuple(cfg.disabled_resource_filters)
-        if not cfg.secure_proxy_port:
-            # No HTTPS port (secure_proxy_port = 0): nothing to point pods at.
-            disabled += HUB_POINTING_FILTERS
-        self.active = active_filters(cfg.enable_resource_filter, disabled, cfg.working_mode)
+        self.active = active_filters(cfg.enable_resource_filter,
+                                     cfg.disabled_resource_filters, cfg.working_mode)
         self.visibility = visibility or Visibility()
         self._inputs = Inputs()
         self._lock = threading.Lock()
@@ -153,7 +151,8 @@ class FilterManager:
             members = inputs.nodepools.get(pool)
         ctx = FilterContext(
             node_name=cfg.node_name, hub_host=cfg.hub_serving_address,
-            hub_port=cfg.secure_proxy_port, pool=pool, pool_nodes=members, zone=zone,
+            hub_port=cfg.secure_proxy_port or DEFAULT_SECURE_PROXY_PORT, pool=pool,
+            pool_nodes=members, zone=zone,
             service_topology=dict(inputs.services or {}))
         settings = FilterSettings.build(self.active, inputs.configmap)
         return Snapshot(settings, ctx, self._missing(inputs))

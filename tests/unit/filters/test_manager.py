@@ -118,9 +118,7 @@ def test_a_bad_persisted_copy_is_an_error(bad):
         Inputs.from_json({"configmap": {}, **bad})
 
 
-def test_no_https_port_no_filter_points_pods_at_it():
-    on = {f.name for f in manager().active}
-    off = {f.name for f in manager(secure_proxy_port="0").active}
-    pointing = {"masterservice", "forwardkubesvctraffic", "serviceenvupdater"}
-    assert pointing <= on
-    assert off == on - pointing
+
+def test_no_https_port_here_the_filters_still_point_at_yurthubs_port():
+    assert ready(manager(secure_proxy_port="0")).snapshot.ctx.hub_port == 10268
+    assert ready(manager(secure_proxy_port="20268")).snapshot.ctx.hub_port == 20268
