@@ -132,6 +132,13 @@ class Metrics:
         self.insecure_upstream = Gauge(
             "yurthub_insecure_upstream", "1 for a cloud server reached without a verified "
             "TLS connection", ["server", "reason"], registry=r)
+        self.cache_watch_events = Counter(
+            "yurthub_cache_watch_events", "watch events read by the cache writer: applied, "
+            "or skipped as the duplicate of one another watch of the same view applied",
+            ["result"], registry=r)
+        self.cache_tee_backlog = Gauge(
+            "yurthub_cache_tee_backlog_bytes", "bytes of response copies waiting in memory "
+            "for the cache writer (all tees together)", registry=r)
 
     def _folded(self, label: str) -> None:
         self.labels_folded.labels(label).inc()

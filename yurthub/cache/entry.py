@@ -60,6 +60,9 @@ class Sink(Protocol):
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
         """Count and log an entry that will not be committed."""
 
+    def watch_events(self, result: str, n: int) -> None:
+        """Count ``n`` watch events read: ``applied`` or ``duplicate`` (skipped)."""
+
     def invalid_key(self, entry: Entry, why: str) -> None:
         """Count and log an object skipped because its name is not a valid cache key."""
 

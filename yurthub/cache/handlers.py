@@ -358,7 +358,10 @@ class WatchHandler(Handler):
         coll = self.collection()
         sel = self.entry.selectors
         assert sel is not None
-        for ev in self._framer.feed(data):
+        events = self._framer.feed(data)
+        if events:
+            self.writer.watch_events("applied", len(events))
+        for ev in events:
             if ev.type == "BOOKMARK":
                 md = ev.obj.get("metadata")
                 rv = rv_of(md.get("resourceVersion")) if isinstance(md, dict) else 0

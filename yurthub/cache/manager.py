@@ -67,6 +67,7 @@ class CacheManager:
         self.metrics = metrics
         self.agents = cfg.effective_cache_agents
         self.budget = Budget(cfg.cache_tee_budget)
+        metrics.cache_tee_backlog.set_function(lambda: self.budget.used)
         self.writer = CacheWriter(store, metrics, self.learn_discovery)
         if store.quota is not None:
             self.writer.max_list_bytes = min(store.quota.total, store.quota.per_component)

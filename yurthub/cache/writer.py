@@ -245,6 +245,9 @@ class CacheWriter(BackgroundThread):
             self.metrics.cache_overflows.inc()
         log.debug("not cached: %s: %s", entry, why)
 
+    def watch_events(self, result: str, n: int) -> None:
+        self.metrics.cache_watch_events.labels(result).inc(n)
+
     def invalid_key(self, entry: Entry, why: str) -> None:
         self.metrics.cache_invalid_keys.labels(self.metrics.component(entry.component)).inc()
         log.warning("not caching an object of %s: %s", entry, why)

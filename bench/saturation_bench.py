@@ -1,0 +1,237 @@
+"""The hub under saturation (issue 17): 200 pod watches, the cloud patching one pod every
+50 ms, small GETs alongside; two rounds per case, side by side with 1,000 events/s.
+
+Every process is separate, so no client is the bottleneck: the cloud (``_podcloud.py``,
+one event per patch fanned out to every watch), the hub (``python -m yurthub serve``, one
+gthread worker), four watch-client processes of 50 watches each (two as ``kubelet``, two
+spreading the other seven cached components) and one small-GET process (20/s, open loop,
+latency from each request's due time).  Per round: the worker's RSS (peak sampled every
+0.25 s, and 5 s after the clients left), its open fds 5 s after the clients left (and
+when they return to idle), the writer's events/s and lag (events the clients had received
+minus events the cache writer had read, when they left; the tee backlog's peak), drops,
+and the GETs' p50/p99/max and how many were answered.
+
+    .venv/bin/python bench/saturation_bench.py               # 2 cases x 2 rounds x 120 s
+    .venv/bin/python bench/saturation_bench.py --seconds 30 --intervals 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import KUBELET_UA, HubProcess, http_get, mem_mb, pct, stack_banner, wait_for
+
+HERE = Path(__file__).resolve().parent
+AGENTS = ["kube-proxy/v1.32.4", "flanneld/0.25", "coredns/1.11", "raven-agent-ds/1.4",
+          "yurttunnel-agent/1.4", "yurthub/1.4", "bench-agent/1.0"]
+WATCH_PATH = ("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000&watch=true"
+              "&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3600")
+
+
+def fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+class Sampler:
+    """The worker's peak RSS and the tee backlog's peak while a round runs."""
+
+    def __init__(self, hub: HubProcess, pid: int) -> None:
+        self.hub, self.pid = hub, pid
+        self.rss_peak = 0.0
+        self.backlog_peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(0.25):
+            try:
+                self.rss_peak = max(self.rss_peak, mem_mb(self.pid)[0])
+            except OSError:
+                return
+            n += 1
+            if n % 4 == 0:
+                try:
+                    b = self.hub.metric("yurthub_cache_tee_backlog_bytes")
+                except OSError:
+                    continue
+                self.backlog_peak = max(self.backlog_peak, b)
+
+
+def cloud_stats(port: int) -> dict:
+    return json.loads(http_get(port, "/_cloud/stats", timeout=10)[1])
+
+
+def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_fds: int,
+              watches: int) -> dict:
+    py = sys.executable
+    rv = cloud_stats(cloud_port)["rv"]
+    path = WATCH_PATH.format(rv=rv)
+    per = watches // 4
+    groups = [KUBELET_UA, KUBELET_UA, ",".join(AGENTS), ",".join(reversed(AGENTS))]
+    before = hub.metrics_text()
+    ev0 = hub.metric("yurthub_cache_watch_events_total", before)
+    dropped0 = hub.metric("yurthub_cache_entries_dropped_total", before)
+    clients = [subprocess.Popen([py, str(HERE / "_loadclients.py"), "watch",
+                                 "--port", str(hub.proxy_port), "--count", str(per),
+                                 "--agents", agents, "--path", path],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+               for agents in groups]
+    wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") >= per * 4, 60,
+             "all watches open")
+    out: dict = {}
+    with Sampler(hub, pid) as sampler:
+        getter = subprocess.Popen([py, str(HERE / "_loadclients.py"), "get", "--port",
+                                   str(hub.proxy_port), "--seconds", str(seconds),
+                                   "--agents", KUBELET_UA], stdout=subprocess.PIPE)
+        t0 = time.monotonic()
+        s0 = cloud_stats(cloud_port)
+        got = json.loads(getter.communicate()[0])
+        elapsed = time.monotonic() - t0
+        s1 = cloud_stats(cloud_port)
+        # The clients go away, all at once.
+        results = []
+        for c in clients:
+            assert c.stdin is not None
+            c.stdin.close()
+        for c in clients:
+            assert c.stdout is not None
+            results.append(json.loads(c.stdout.read()))
+            c.wait()
+        gone = time.monotonic()
+        text = hub.metrics_text()
+    received = sum(r["events"] for r in results)
+    read = hub.metric("yurthub_cache_watch_events_total", text) - ev0
+    released_at = None
+    while time.monotonic() - gone < 60:
+        n = fds(pid)
+        if released_at is None and n <= idle_fds + 4:
+            released_at = time.monotonic() - gone
+        if time.monotonic() - gone >= 5 and (released_at is not None
+                                              or time.monotonic() - gone >= 30):
+            break
+        time.sleep(0.1)
+    time.sleep(max(0.0, gone + 5 - time.monotonic()))
+    out["fds_5s"] = fds(pid)
+    out["released_s"] = released_at
+    out["rss_peak"] = sampler.rss_peak
+    out["rss_after"] = mem_mb(pid)[0]
+    out["events_per_s"] = (s1["events_sent"] - s0["events_sent"]) / elapsed
+    out["writer_per_s"] = read / elapsed
+    out["writer_lag_events"] = received - read
+    out["backlog_peak_mb"] = sampler.backlog_peak / 2**20
+    text = hub.metrics_text()
+    out["dropped"] = hub.metric("yurthub_cache_entries_dropped_total", text) - dropped0
+    out["applied"] = hub.metric("yurthub_cache_watch_events_total", text, result="applied")
+    out["duplicate"] = hub.metric("yurthub_cache_watch_events_total", text,
+                                  result="duplicate")
+    lat = sorted(got["latencies"])
+    out["gets"] = f"{got['answered']}/{got['asked']}"
+    out["get_p50"] = pct(lat, 0.50) * 1000 if lat else float("nan")
+    out["get_p99"] = pct(lat, 0.99) * 1000 if lat else float("nan")
+    out["get_max"] = lat[-1] * 1000 if lat else float("nan")
+    out["get_dropped"] = got["dropped"][:3]
+    out["cloud_backlog_kb"] = s1["max_backlog"] / 1024
+    return out
+
+
+def run_case(interval: float, seconds: float, rounds: int, watches: int,
+             extra: list[str]) -> list[dict]:
+    py = sys.executable
+    cloud = subprocess.Popen([py, str(HERE / "_podcloud.py"), "--interval", str(interval)],
+                             stdout=subprocess.PIPE, text=True)
+    assert cloud.stdout is not None
+    cloud_port = int(cloud.stdout.readline().split()[1])
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="satbench-") as tmp:
+        hub = HubProcess(Path(tmp), f"http://127.0.0.1:{cloud_port}", Path(tmp) / "cache",
+                         extra=["--threads", "256", "--cache-agents", "bench-agent", *extra])
+        hub.start()
+        try:
+            pid = hub.worker
+            time.sleep(1.0)
+            idle_rss, idle_fds = mem_mb(pid)[0], fds(pid)
+            print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds", flush=True)
+            out = []
+            for r in range(rounds):
+                res = run_round(hub, pid, cloud_port, seconds, idle_fds, watches)
+                res["idle_rss"], res["idle_fds"] = idle_rss, idle_fds
+                out.append(res)
+                print(f"  round {r + 1}: {json.dumps(res)}", flush=True)
+            drops = [line for line in hub.log().splitlines()
+                     if "dropping cache entry" in line or "tee memory" in line]
+            print(f"  hub log: {len(drops)} drop lines", flush=True)
+            for line in drops[:3]:
+                print(f"    {line[:200]}")
+            return out
+        finally:
+            hub.stop()
+            cloud.terminate()
+            cloud.wait()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=120.0, help="length of one round")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--watches", type=int, default=200)
+    p.add_argument("--intervals", default="0.05,0.2",
+                   help="seconds between patches, one case each (0.05: ~4,000 events/s)")
+    p.add_argument("--hub-arg", action="append", default=[], help="extra flag for the hub")
+    args = p.parse_args()
+    print(stack_banner(), flush=True)
+    cases = {}
+    for interval in (float(x) for x in args.intervals.split(",")):
+        print(f"case: a patch every {interval * 1000:.0f} ms, {args.watches} watches", flush=True)
+        cases[interval] = run_case(interval, args.seconds, args.rounds, args.watches,
+                                   args.hub_arg)
+    rows = [("events/s leaving the hub", "events_per_s", "{:.0f}"),
+            ("writer events read/s", "writer_per_s", "{:.0f}"),
+            ("writer lag at the end (events)", "writer_lag_events", "{:.0f}"),
+            ("tee backlog peak (MB)", "backlog_peak_mb", "{:.1f}"),
+            ("entries dropped", "dropped", "{:.0f}"),
+            ("worker RSS idle (MB)", "idle_rss", "{:.0f}"),
+            ("worker RSS peak (MB)", "rss_peak", "{:.0f}"),
+            ("worker RSS 5 s after (MB)", "rss_after", "{:.0f}"),
+            ("fds idle", "idle_fds", "{}"),
+            ("fds 5 s after clients left", "fds_5s", "{}"),
+            ("fds back to idle after (s)", "released_s", "{:.1f}"),
+            ("small GETs answered", "gets", "{}"),
+            ("small GET p50 (ms)", "get_p50", "{:.1f}"),
+            ("small GET p99 (ms)", "get_p99", "{:.1f}"),
+            ("small GET max (ms)", "get_max", "{:.1f}")]
+    heads = [f"{1 / i * args.watches:.0f} ev/s r{r + 1}" for i in cases
+             for r in range(args.rounds)]
+    print()
+    print(f"| {'':32} | " + " | ".join(f"{h:>14}" for h in heads) + " |")
+    print(f"|{'-' * 34}|" + "|".join("-" * 16 for _ in heads) + "|")
+    for label, key, fmt in rows:
+        cells = []
+        for res in cases.values():
+            for r in res:
+                v = r.get(key)
+                cells.append("-" if v is None else fmt.format(v))
+        print(f"| {label:32} | " + " | ".join(f"{c:>14}" for c in cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
