@@ -381,6 +381,10 @@ class Config:
     cache_max_collections: int = setting(
         1000, _int_range(1, 100_000), "collections (component, resource) the cache may hold",
         metavar="N")
+    cache_memory_limit: int = setting(
+        32 * 2**20, _size, "bytes all responses together may hold in memory waiting for the "
+        "cache writer; past it the largest backlog's cache entry is dropped (its view "
+        "marked stale until the next list)", metavar="BYTES", render=_render_size)
     watch_history_size: int = setting(
         1024, _int_range(16, 1_000_000),
         "watch events kept per cached collection for offline watch resume", metavar="N")

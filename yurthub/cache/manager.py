@@ -66,7 +66,7 @@ class CacheManager:
         self.store = store
         self.metrics = metrics
         self.agents = cfg.effective_cache_agents
-        self.budget = Budget(cfg.cache_tee_budget)
+        self.budget = Budget(cfg.cache_memory_limit)
         metrics.cache_tee_backlog.set_function(lambda: self.budget.used)
         self.writer = CacheWriter(store, metrics, self.learn_discovery)
         if store.quota is not None:
@@ -189,7 +189,8 @@ class CacheManager:
     def _open(self, entry: Entry, big: bool) -> Tee | None:
         """The tee itself; without a pipe (no descriptors left) the response is not cached."""
         try:
-            tee = Tee(entry, self.budget, self.cfg.cache_tee_budget, big=big,
+            tee = Tee(entry, self.budget, min(self.cfg.cache_tee_budget, self.budget.limit),
+                      big=big,
                       gather=GATHER if entry.kind == "list" else 0)
         except OSError as e:
             self.metrics.cache_entries_dropped.labels(self.metrics.component(entry.component),

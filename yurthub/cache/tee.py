@@ -4,9 +4,10 @@ design: the request thread yields each chunk to the client first and then calls
 ``write``, which puts the chunk into a pipe whose write end is non-blocking.  When the pipe
 is full (the cache writer is behind), the rest waits in a small in-memory queue that the
 writer thread pumps into the pipe as it drains it; the client is never held up.  If the
-queue of one tee would pass the byte budget, or all tees together would pass the global
-budget, the tee *overflows*: its queue is freed, the pipe is closed, and the writer learns
-out of band (``outcome``) that the entry is incomplete, so nothing partial is committed.
+queue of one tee would pass the byte budget, the tee *overflows*: its queue is freed, the
+pipe is closed, and the writer learns out of band (``outcome``) that the entry is
+incomplete, so nothing partial is committed.  All tees together are held to one memory
+limit (``Budget``): past it the largest backlog overflows, whichever tee is writing.
 A tee's outcome is decided once, when the request thread closes it or it overflows.
 
 Big bodies go into the pipe by reference, not by copy: vmsplice(2) puts the chunks' own
@@ -60,23 +61,68 @@ class Outcome(Enum):
 
 
 class Budget:
-    """Bytes waiting in all tee queues together; shared by every tee of one writer."""
+    """The one bound on the bytes waiting in memory in all tees together.
+
+    design: when a tee's backlog would pass the limit, the tee with the **largest** backlog
+    is dropped (overflowed), not the oldest and not necessarily the one writing: one drop
+    frees the most memory, so the fewest views go stale, and the largest backlog is the
+    entry the writer is furthest behind on (its copy would be the latest to be committed
+    anyway).  A victim busy in its own ``write`` at that moment is skipped for the next
+    largest (its lock is only tried, never waited for), so no client is ever held up.
+    The first drop of an episode is logged; the next ones are only counted, until the
+    backlog falls below half the limit again.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.drops = 0
         self._lock = threading.Lock()
+        self._holders: dict[Tee, None] = {}  # tees with a backlog, oldest first
+        self._warned = False
 
-    def take(self, n: int) -> bool:
-        with self._lock:
-            if self.used + n > self.limit:
+    def take(self, n: int, tee: Tee | None = None) -> bool:
+        """Reserve ``n`` bytes for ``tee``'s backlog, dropping larger backlogs to make room;
+        False when ``tee`` itself is to drop (its backlog is the largest)."""
+        for _ in range(8):
+            with self._lock:
+                if self.used + n <= self.limit:
+                    self.used += n
+                    if tee is not None:
+                        self._holders[tee] = None
+                    return True
+                victims = sorted((t for t in self._holders if t is not tee),
+                                 key=lambda t: t.queued, reverse=True)
+            mine = tee.queued + n if tee is not None else n
+            for victim in victims:
+                if victim.queued <= mine:
+                    return False  # this tee holds the largest backlog: it goes
+                if victim.evict():
+                    break
+            else:
                 return False
-            self.used += n
-            return True
+        return False
 
-    def give(self, n: int) -> None:
+    def give(self, n: int, tee: Tee | None = None, *, empty: bool = False) -> None:
         with self._lock:
             self.used -= n
+            if empty and tee is not None:
+                self._holders.pop(tee, None)
+            if self._warned and self.used < self.limit // 2:
+                self._warned = False
+
+    def overflowed(self, tee: Tee, why: str) -> None:
+        """Count a dropped entry; log the first of an episode, the rest at debug level."""
+        with self._lock:
+            self.drops += 1
+            first = not self._warned
+            self._warned = True
+        if first:
+            log.warning("cache writer behind: %s; dropping cache entry %s and marking its "
+                        "view stale (further drops are only counted, in "
+                        "yurthub_cache_tee_overflows_total)", why, tee.context)
+        else:
+            log.debug("dropping cache entry %s: %s", tee.context, why)
 
 
 class Tee:
@@ -179,11 +225,37 @@ class Tee:
 
     # -- internals (lock held) --------------------------------------------------------------
 
+    @property
+    def queued(self) -> int:
+        """Bytes in this tee's backlog (read without the lock: an estimate for the budget)."""
+        return self._queued
+
+    def evict(self) -> bool:
+        """The budget drops this entry to make room; False when its lock is busy (the
+        budget then tries the next one, never waiting)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.outcome is not Outcome.OPEN or not self._queued:
+                return False
+            self._budget.overflowed(self, f"all cache backlogs reached the limit of "
+                                          f"{self._budget.limit} bytes (largest dropped first)")
+            self._finish_locked(Outcome.OVERFLOW)
+            return True
+        finally:
+            self._lock.release()
+
     def _enqueue(self, chunk: bytes, start: int) -> bool:
         n = len(chunk) - start
-        if self._queued + n > self._limit or not self._budget.take(n):
-            log.warning("cache writer fell behind by more than %d bytes; dropping cache entry "
-                        "%s", self._limit, self.context)
+        if self._queued + n > self._limit:
+            why = f"one response ran more than {self._limit} bytes ahead"
+        elif not self._budget.take(n, self):
+            why = (f"all cache backlogs reached the limit of {self._budget.limit} bytes "
+                   f"(largest dropped first)")
+        else:
+            why = ""
+        if why:
+            self._budget.overflowed(self, why)
             self._finish_locked(Outcome.OVERFLOW)
             return False
         self._queue.append((chunk, start))
@@ -201,8 +273,8 @@ class Tee:
             except OSError as e:
                 self._broken_locked(e)
                 return
-            self._budget.give(n)
             self._queued -= n
+            self._budget.give(n, self, empty=not self._queued)
             while n:
                 chunk, start = queue[0]
                 left = len(chunk) - start
@@ -257,7 +329,7 @@ class Tee:
     def _finish_locked(self, outcome: Outcome) -> None:
         self.outcome = outcome
         if self._queued:
-            self._budget.give(self._queued)
+            self._budget.give(self._queued, self, empty=True)
         self._queue.clear()
         self._queued = 0
         if self._write_fd >= 0:

@@ -202,3 +202,68 @@ def test_without_vmsplice_chunks_are_copied(monkeypatch):
     assert drain(later) == body[0] * 3
     assert calls == [3]  # later tees do not try again (and the warning is said once)
     later.close_read()
+
+
+def test_past_the_memory_limit_the_largest_backlog_is_dropped_not_the_writer(caplog):
+    """One limit for all tees: the tee holding the most goes, whichever tee is writing."""
+    budget = Budget(2 * MiB)
+    big, small, late = (Tee(n, budget, 64 * MiB, big=False) for n in ("big", "small", "late"))
+    # Nobody reads the pipes (a writer far behind): past 64 KiB each, chunks wait in memory.
+    for _ in range(24):
+        big.write(b"b" * 65536)           # ~1.5 MiB waiting
+    for _ in range(4):
+        small.write(b"s" * 65536)         # ~0.2 MiB waiting
+    with caplog.at_level("DEBUG", logger="yurthub.cache.tee"):
+        for _ in range(10):
+            late.write(b"l" * 65536)      # needs room: the largest backlog makes it
+    assert big.outcome is Outcome.OVERFLOW
+    assert small.outcome is Outcome.OPEN and late.outcome is Outcome.OPEN
+    assert budget.used == small.queued + late.queued <= budget.limit
+    assert budget.drops == 1
+    for t in (big, small, late):
+        t.close_read()
+
+
+def test_drops_are_counted_each_but_logged_once_per_episode(caplog):
+    budget = Budget(MiB)
+    tees = [Tee(f"t{i}", budget, 64 * MiB, big=False) for i in range(6)]
+    with caplog.at_level("WARNING", logger="yurthub.cache.tee"):
+        for _ in range(40):
+            for t in tees:
+                t.write(b"z" * 32768)
+    dropped = [t for t in tees if t.outcome is Outcome.OVERFLOW]
+    assert len(dropped) >= 2
+    assert budget.drops == len(dropped)
+    warnings = [r for r in caplog.records if "dropping cache entry" in r.getMessage()]
+    assert len(warnings) == 1
+    assert budget.used <= budget.limit
+    for t in tees:
+        t.close_read()
+
+
+def test_a_victim_busy_writing_is_passed_over_and_no_writer_waits():
+    """The budget only tries a victim's lock: a tee held by its own request thread is
+    skipped and the writing tee drops instead; nothing blocks."""
+    budget = Budget(MiB)
+    busy, writer = Tee("busy", budget, 64 * MiB, big=False), Tee("w", budget, 64 * MiB,
+                                                                   big=False)
+    for _ in range(14):
+        busy.write(b"b" * 65536)
+    held = busy._lock  # the request thread of ``busy`` is inside write() right now
+    held.acquire()
+    done = threading.Event()
+
+    def client() -> None:
+        for _ in range(6):
+            writer.write(b"w" * 65536)
+        done.set()
+
+    threading.Thread(target=client, daemon=True).start()
+    try:
+        assert done.wait(10), "a tee waited for another tee's lock"
+    finally:
+        held.release()
+    assert busy.outcome is Outcome.OPEN
+    assert writer.outcome is Outcome.OVERFLOW
+    busy.close_read()
+    writer.close_read()

@@ -1,0 +1,126 @@
+"""A cache writer far behind many watches: one memory bound for all of them, and
+identical events of several watches of one view applied once.
+
+Everything is real but the network: tees and pipes, the writer thread (held back by a
+task of its own queue where a test needs it behind), the DiskStore on tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.unit.cache.conftest import PODS, event_line, list_body, pod
+from yurthub import config
+from yurthub.cache.collection import load_meta
+from yurthub.cache.manager import CacheManager
+from yurthub.cache.tee import Outcome, Tee
+from yurthub.cache.views import parse_selectors
+from yurthub.kube.requestinfo import parse_request_info
+from yurthub.kube.resources import builtin
+from yurthub.metrics import Metrics
+from yurthub.storage import CollectionKey, DiskStore
+
+POD_RT = builtin("", "v1", "pods")
+NODE_SEL = "fieldSelector=spec.nodeName%3Dnode-a"
+PROXY_PODS = CollectionKey("kube-proxy", "", "v1", "pods", True)
+MiB = 1 << 20
+
+
+@pytest.fixture
+def small_manager(tmp_path: Path) -> Iterator[CacheManager]:
+    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c"),
+                             "cache_memory_limit": "1Mi"})
+    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
+                      meta_loader=load_meta)
+    store.open()
+    m = CacheManager(cfg, store, Metrics())
+    m.start()
+    yield m
+    m.stop()
+    store.close()
+
+
+def respond(m: CacheManager, path: str, body: bytes, ua: str = "kubelet") -> None:
+    tee = open_tee(m, path, ua)
+    tee.write(body)
+    tee.close(True)
+    assert m.writer.wait_idle(10)
+
+
+def open_tee(m: CacheManager, path: str, ua: str = "kubelet") -> Tee:
+    p, _, q = path.partition("?")
+    tee = m.tee_for(parse_request_info("GET", p, q), ua, "application/json", 200,
+                    {"Content-Type": "application/json"})
+    assert tee is not None
+    return tee
+
+
+def hold_writer(m: CacheManager, gate: threading.Event) -> None:
+    """Keep the writer thread busy (a task of its own queue) until ``gate`` is set."""
+
+    def hold() -> None:
+        gate.wait(30)
+
+    m.writer.call(hold)
+
+
+def freshness(m: CacheManager, ck: CollectionKey, fields: str = "") -> str:
+    want = parse_selectors("", "", fields, POD_RT)
+    return m.reader.list(ck, POD_RT, want, limit=None, continue_token="").freshness.stale
+
+
+def metric(m: CacheManager, name: str, **labels: str) -> float:
+    value = m.metrics.registry.get_sample_value(name, labels or None)
+    return value or 0.0
+
+
+def padded(name: str, rv: int) -> bytes:
+    """A MODIFIED event of about 30 KB (copied into the pipe, not lent)."""
+    line = event_line("MODIFIED", pod(name, rv=rv))
+    assert 20_000 < len(line) < 32_768
+    return line
+
+
+def test_past_the_memory_limit_the_largest_watch_backlog_goes_and_its_view_is_stale(
+        small_manager, caplog):
+    m = small_manager
+    respond(m, "/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    respond(m, "/api/v1/pods", list_body([pod("a", rv=5)], 9), ua="kube-proxy")
+    gate = threading.Event()
+    hold_writer(m, gate)
+    kubelet = open_tee(m, "/api/v1/pods?watch=1&resourceVersion=9&" + NODE_SEL)
+    proxy = open_tee(m, "/api/v1/pods?watch=1&resourceVersion=9", ua="kube-proxy")
+    rv = 10
+    try:
+        while kubelet.queued < 600_000:  # past what its pipe holds, then in memory
+            kubelet.write(padded("a", rv))
+            rv += 1
+        while proxy.queued < 300_000:
+            proxy.write(padded("a", rv))
+            rv += 1
+        assert kubelet.outcome is Outcome.OPEN and proxy.outcome is Outcome.OPEN
+        with caplog.at_level("WARNING", logger="yurthub.cache.tee"):
+            while proxy.queued < 700_000 and kubelet.outcome is Outcome.OPEN:
+                proxy.write(padded("a", rv))  # past the limit of 1 MiB for all tees
+                rv += 1
+    finally:
+        gate.set()
+    assert kubelet.outcome is Outcome.OVERFLOW  # the largest went; the writing tee stayed
+    assert proxy.outcome is Outcome.OPEN
+    assert m.budget.used <= m.budget.limit
+    kubelet.close(True)
+    proxy.close(True)
+    assert m.writer.wait_idle(20)
+    assert "cache writer behind" in freshness(m, PODS, "spec.nodeName=node-a")
+    assert freshness(m, PROXY_PODS) == ""
+    assert m.store.entries(PROXY_PODS)[("default", "a")].meta["rv"] == rv - 1
+    assert metric(m, "yurthub_cache_tee_overflows_total") == 1
+    assert metric(m, "yurthub_cache_entries_dropped_total", component="kubelet",
+                  resource="pods", reason="overflow") == 1
+    assert len([r for r in caplog.records if "dropping cache entry" in r.getMessage()]) == 1
+    assert json.loads(m.store.read(PROXY_PODS, "default", "a"))["kind"] == "Pod"
