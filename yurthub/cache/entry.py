@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from yurthub.cache.collection import CollectionWriter
-from yurthub.cache.views import Selectors, ViewKey
+from yurthub.cache.views import RecentEvents, Selectors, ViewKey
 from yurthub.errors import StorageError
 from yurthub.kube.resources import ResourceType
 from yurthub.storage import CollectionKey
@@ -59,6 +59,9 @@ class Sink(Protocol):
 
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
         """Count and log an entry that will not be committed."""
+
+    def recent_events(self, ck: CollectionKey | None, view: ViewKey) -> RecentEvents:
+        """The lines lately applied to a view by any of its watches (see RecentEvents)."""
 
     def watch_events(self, result: str, n: int) -> None:
         """Count ``n`` watch events read: ``applied`` or ``duplicate`` (skipped)."""

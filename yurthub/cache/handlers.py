@@ -19,10 +19,11 @@ from typing import IO
 from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta, rv_of
 from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.tee import Outcome, Tee
+from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError, StorageError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
-from yurthub.kube.framing import MAX_OBJECT_BYTES, Decompressor, ListParser, WatchFramer
+from yurthub.kube.framing import MAX_OBJECT_BYTES, Decompressor, Event, ListParser, WatchFramer
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table
@@ -358,27 +359,40 @@ class WatchHandler(Handler):
         coll = self.collection()
         sel = self.entry.selectors
         assert sel is not None
-        events = self._framer.feed(data)
-        if events:
-            self.writer.watch_events("applied", len(events))
-        for ev in events:
-            if ev.type == "BOOKMARK":
-                md = ev.obj.get("metadata")
-                rv = rv_of(md.get("resourceVersion")) if isinstance(md, dict) else 0
-                if rv > 0:  # a bookmark without a usable version says nothing
-                    coll.apply(Mutation("bookmark", view=sel.key, rv=rv))
+        lines = self._framer.lines(data)
+        if not lines:
+            return
+        recent = self.writer.recent_events(self.entry.ck, sel.key)
+        seen = [line for line in lines if recent.seen(line)]
+        if seen:
+            self.writer.watch_events("duplicate", len(seen))
+            if len(seen) == len(lines):
+                return
+        self.writer.watch_events("applied", len(lines) - len(seen))
+        for line in lines:
+            if seen and recent.seen(line):
                 continue
-            if ev.type == "ERROR":
-                coll.apply(Mutation("stale", view=sel.key, why=f"watch error: "
-                                    f"{(ev.obj or {}).get('message', 'unknown')}"))
-                continue
-            item = self.to_item(ev.obj, ev.raw, self.entry.rt.kind, self.entry.rt.group_version)
-            if item is None:
-                continue
-            ns, name, raw, meta = item
-            coll.learn_type(ev.obj.get("kind", ""), ev.obj.get("apiVersion", ""))
-            coll.apply(Mutation("event", view=sel.key, namespace=ns, name=name, raw=raw,
-                                meta=meta, event_type=ev.type, rv=meta["rv"]))
+            self._apply(coll, sel, self._framer.event(line))
+            recent.add(line)
+
+    def _apply(self, coll: CollectionWriter, sel: Selectors, ev: Event) -> None:
+        if ev.type == "BOOKMARK":
+            md = ev.obj.get("metadata")
+            rv = rv_of(md.get("resourceVersion")) if isinstance(md, dict) else 0
+            if rv > 0:  # a bookmark without a usable version says nothing
+                coll.apply(Mutation("bookmark", view=sel.key, rv=rv))
+            return
+        if ev.type == "ERROR":
+            coll.apply(Mutation("stale", view=sel.key, why=f"watch error: "
+                                f"{(ev.obj or {}).get('message', 'unknown')}"))
+            return
+        item = self.to_item(ev.obj, ev.raw, self.entry.rt.kind, self.entry.rt.group_version)
+        if item is None:
+            return
+        ns, name, raw, meta = item
+        coll.learn_type(ev.obj.get("kind", ""), ev.obj.get("apiVersion", ""))
+        coll.apply(Mutation("event", view=sel.key, namespace=ns, name=name, raw=raw,
+                            meta=meta, event_type=ev.type, rv=meta["rv"]))
 
     def end(self, outcome: Outcome) -> None:
         sel = self.entry.selectors

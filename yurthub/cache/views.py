@@ -101,6 +101,41 @@ class View:
         return cls(key=ViewKey(**d["key"]), **{k: v for k, v in d.items() if k != "key"})
 
 
+# Lines a watch of the apiserver's JSON encoding starts with, when they carry an object's
+# change or a bookmark: the same line from two watches of one view is the same event.
+_SHAREABLE = (b'{"type":"ADDED",', b'{"type":"MODIFIED",', b'{"type":"DELETED",',
+              b'{"type":"BOOKMARK",')
+
+
+class RecentEvents:
+    """The watch event lines lately applied to one view, so that the same event delivered
+    by other open watches of that view (same object, same resourceVersion: the apiserver
+    encodes it to the very same bytes) is applied once.
+
+    design: keys are (hash, length) of the raw line, the last ``size`` of them: a watch
+    lagging further behind its twins than that applies its events again, which is correct
+    (an event no newer than the stored object changes nothing), only slower.  ERROR
+    events and lines not in the apiserver's shape are never skipped.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._keys: dict[tuple[int, int], None] = {}
+
+    def seen(self, line: bytes) -> bool:
+        """True when ``line`` was applied to the view lately (by any of its watches)."""
+        return line.startswith(_SHAREABLE) and (hash(line), len(line)) in self._keys
+
+    def add(self, line: bytes) -> None:
+        """``line`` was applied (remembered after it was, so a line that broke its watch
+        is not skipped by the others)."""
+        if line.startswith(_SHAREABLE):
+            keys = self._keys
+            keys[(hash(line), len(line))] = None
+            if len(keys) > self.size:
+                del keys[next(iter(keys))]
+
+
 def covers(view: View, want: Selectors, view_sel: Selectors) -> bool:
     """True when ``view`` holds every object ``want`` can select.
 

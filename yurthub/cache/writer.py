@@ -36,7 +36,7 @@ from yurthub.cache.handlers import (
 )
 from yurthub.cache.space import SpaceGuard, is_no_space
 from yurthub.cache.tee import Outcome, Tee
-from yurthub.cache.views import ViewKey
+from yurthub.cache.views import RecentEvents, ViewKey
 from yurthub.errors import InvalidKeyError, StorageError, YurthubError
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore
@@ -97,6 +97,7 @@ class CacheWriter(BackgroundThread):
         self._handlers: set[Handler] = set()
         self._parked: list[Handler] = []
         self._collections: dict[CollectionKey, CollectionWriter] = {}
+        self._recent: dict[tuple[CollectionKey | None, ViewKey], RecentEvents] = {}
         self.idle = threading.Event()
         self.idle.set()
         # The largest list worth spooling (or inflating): one that could be committed.
@@ -213,6 +214,7 @@ class CacheWriter(BackgroundThread):
 
     def _evicted(self, ck: CollectionKey, why: str) -> None:
         self._collections.pop(ck, None)
+        self._forget_recent(ck)
         self._stale_later.pop(ck, None)
         self.metrics.cache_evictions.labels("collection", why).inc()
 
@@ -244,6 +246,12 @@ class CacheWriter(BackgroundThread):
         if reason == Outcome.OVERFLOW.value:
             self.metrics.cache_overflows.inc()
         log.debug("not cached: %s: %s", entry, why)
+
+    def recent_events(self, ck: CollectionKey | None, view: ViewKey) -> RecentEvents:
+        recent = self._recent.get((ck, view))
+        if recent is None:
+            recent = self._recent[(ck, view)] = RecentEvents()
+        return recent
 
     def watch_events(self, result: str, n: int) -> None:
         self.metrics.cache_watch_events.labels(result).inc(n)
@@ -378,6 +386,7 @@ class CacheWriter(BackgroundThread):
                            why: str = "an internal error lost events") -> None:
         """Forget what a collection had not committed; mark its views stale (events may have
         been lost) so offline answers say so until the next list."""
+        self._forget_recent(ck)  # what was applied but not committed is gone: apply again
         coll = self._collections.pop(ck, None)
         if coll is None:
             return
@@ -388,6 +397,11 @@ class CacheWriter(BackgroundThread):
             log.exception("reloading %s failed", ck)
             return
         self._mark_stale(fresh, why)
+
+    def _forget_recent(self, ck: CollectionKey) -> None:
+        """The twin-event keys of a collection whose applied events were lost or removed."""
+        for key in [k for k in self._recent if k[0] == ck]:
+            del self._recent[key]
 
     def _mark_stale(self, coll: CollectionWriter, why: str) -> None:
         """Mark every view of ``coll`` stale, on disk before anyone reads it; while that
@@ -469,6 +483,10 @@ class CacheWriter(BackgroundThread):
             else:
                 tee.abandon()
         self._handlers.discard(handler)
+        sel = handler.entry.selectors
+        if isinstance(handler, WatchHandler) and sel is not None \
+                and not self.other_open_watch(handler, handler.entry.ck, sel.key):
+            self._recent.pop((handler.entry.ck, sel.key), None)  # the view's last watch
 
     def _flush(self) -> None:
         for ck, why in list(self._stale_later.items() if self.space.accepting else ()):

@@ -399,6 +399,10 @@ class WatchFramer:
         self._error: DecodeError | None = None
 
     def feed(self, data: bytes) -> list[Event]:
+        return [self.event(line) for line in self.lines(data)]
+
+    def lines(self, data: bytes) -> list[bytes]:
+        """The event lines ``data`` completed, not yet decoded (see ``event``)."""
         if self._error:
             raise self._error
         if b"\n" not in data:
@@ -413,10 +417,14 @@ class WatchFramer:
         *lines, tail = b"".join(self._pending).split(b"\n")
         self._pending = [tail] if tail else []
         self._pending_len = len(tail)
+        if self._pending_len > self._max_line or any(len(x) > self._max_line for x in lines):
+            raise self._fail(DecodeError(f"a watch event larger than {self._max_line} bytes"))
+        return [line for line in lines if line.strip()]
+
+    def event(self, line: bytes) -> Event:
+        """Decode one line of ``lines``; a DecodeError also ends the stream."""
         try:
-            if self._pending_len > self._max_line or any(len(x) > self._max_line for x in lines):
-                raise DecodeError(f"a watch event larger than {self._max_line} bytes")
-            return [self._event(line) for line in lines if line.strip()]
+            return self._event(line)
         except DecodeError as e:
             self._fail(e)
             raise

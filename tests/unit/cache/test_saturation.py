@@ -124,3 +124,88 @@ def test_past_the_memory_limit_the_largest_watch_backlog_goes_and_its_view_is_st
                   resource="pods", reason="overflow") == 1
     assert len([r for r in caplog.records if "dropping cache entry" in r.getMessage()]) == 1
     assert json.loads(m.store.read(PROXY_PODS, "default", "a"))["kind"] == "Pod"
+
+
+@pytest.fixture
+def fresh_manager(tmp_path: Path) -> Iterator[CacheManager]:
+    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c")})
+    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
+                      meta_loader=load_meta)
+    store.open()
+    m = CacheManager(cfg, store, Metrics())
+    m.start()
+    yield m
+    m.stop()
+    store.close()
+
+
+def watch_all(m: CacheManager, bodies: dict[str, list[bytes]], whole: dict[str, bool]
+              | None = None) -> None:
+    """Open one watch per path at once (``#n`` suffixes tell twins apart), write each its
+    events, close them: the writer reads the pipes in whatever order it likes."""
+    tees = {key: open_tee(m, key.split("#")[0]) for key in bodies}
+    for key, lines in bodies.items():
+        for line in lines:
+            tees[key].write(line)
+    for key, tee in tees.items():
+        tee.close((whole or {}).get(key, True))
+    assert m.writer.wait_idle(20)
+
+
+def stream(*rvs: int, name: str = "a") -> list[bytes]:
+    return [event_line("MODIFIED", pod(name, rv=rv)) for rv in rvs]
+
+
+def test_identical_events_of_many_watches_of_one_view_are_applied_once(fresh_manager):
+    m = fresh_manager
+    respond(m, "/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    events = stream(*range(10, 30))
+    watch_all(m, {f"/api/v1/pods?watch=1&resourceVersion=9&{NODE_SEL}#{i}": events
+                  for i in range(10)})
+    assert metric(m, "yurthub_cache_watch_events_total", result="applied") == 20
+    assert metric(m, "yurthub_cache_watch_events_total", result="duplicate") == 180
+    assert m.store.entries(PODS)[("default", "a")].meta["rv"] == 29
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    start = m.reader.watch_start(PODS, POD_RT, want, "9")
+    assert [json.loads(o)["metadata"]["resourceVersion"] for _, o in start.events] == \
+        [str(rv) for rv in range(10, 30)]  # each event once in the history
+    assert start.resource_version == 29
+
+
+def test_watches_with_other_selectors_keep_their_own_views_current(fresh_manager):
+    m = fresh_manager
+    respond(m, "/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
+    respond(m, "/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    events = stream(*range(10, 20))
+    watch_all(m, {f"/api/v1/pods?watch=1&resourceVersion=9&{NODE_SEL}": events,
+                  f"/api/v1/pods?watch=1&resourceVersion=9&{NODE_SEL}#2": events,
+                  "/api/v1/pods?watch=1&resourceVersion=9": events})
+    # The same bytes in another view are that view's events: applied there too.
+    assert metric(m, "yurthub_cache_watch_events_total", result="applied") == 20
+    assert metric(m, "yurthub_cache_watch_events_total", result="duplicate") == 10
+    for fields in ("", "spec.nodeName=node-a"):
+        assert freshness(m, PODS, fields) == ""
+        want = parse_selectors("", "", fields, POD_RT)
+        assert m.reader.watch_start(PODS, POD_RT, want, "9").resource_version == 19
+
+
+def test_a_watch_that_started_later_or_broke_takes_nothing_from_its_twins(fresh_manager):
+    m = fresh_manager
+    respond(m, "/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5), pod("b", rv=6)], 9))
+    early = stream(*range(10, 16))
+    late = stream(*range(13, 16)) + stream(16, 17, name="b")
+    broken = stream(10, 11, 12)  # then its client went away
+    base = f"/api/v1/pods?watch=1&{NODE_SEL}&resourceVersion="
+    watch_all(m, {base + "9": early, base + "12": late, base + "9#b": broken},
+              whole={base + "9#b": False})
+    entries = m.store.entries(PODS)
+    assert entries[("default", "a")].meta["rv"] == 15
+    assert entries[("default", "b")].meta["rv"] == 17  # only the later watch carried these
+    assert metric(m, "yurthub_cache_watch_events_total", result="applied") == 8
+    assert metric(m, "yurthub_cache_watch_events_total", result="duplicate") == 6
+    assert freshness(m, PODS, "spec.nodeName=node-a") == ""
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    start = m.reader.watch_start(PODS, POD_RT, want, "9")
+    assert [(json.loads(o)["metadata"]["name"], json.loads(o)["metadata"]["resourceVersion"])
+            for _, o in start.events] == [("a", str(rv)) for rv in range(10, 16)] + \
+        [("b", "16"), ("b", "17")]
