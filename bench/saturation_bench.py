@@ -43,6 +43,24 @@ def fds(pid: int) -> int:
         return -1
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """Open fds by kind: pipe, socket, file, other."""
+    out: dict[str, int] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for n in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{n}")
+        except OSError:
+            continue
+        kind = target.split(":")[0] if ":" in target else ("file" if target.startswith("/")
+                                                          else "other")
+        out[kind] = out.get(kind, 0) + 1
+    return out
+
+
 class Sampler:
     """The worker's peak RSS and the tee backlog's peak while a round runs."""
 
@@ -132,6 +150,7 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_f
         time.sleep(0.1)
     time.sleep(max(0.0, gone + 5 - time.monotonic()))
     out["fds_5s"] = fds(pid)
+    out["fd_kinds_5s"] = fd_kinds(pid)
     out["released_s"] = released_at
     out["rss_peak"] = sampler.rss_peak
     out["rss_after"] = mem_mb(pid)[0]
@@ -169,7 +188,7 @@ def run_case(interval: float, seconds: float, rounds: int, watches: int,
             pid = hub.worker
             time.sleep(1.0)
             idle_rss, idle_fds = mem_mb(pid)[0], fds(pid)
-            print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds", flush=True)
+            print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds {fd_kinds(pid)}", flush=True)
             out = []
             for r in range(rounds):
                 res = run_round(hub, pid, cloud_port, seconds, idle_fds, watches)
