@@ -43,8 +43,19 @@ def fds(pid: int) -> int:
         return -1
 
 
-def fd_kinds(pid: int) -> dict[str, int]:
-    """Open fds by kind: pipe, socket, file, other."""
+def fd_kinds(pid: int, proxy_port: int = 0, cloud_port: int = 0) -> dict[str, int]:
+    """Open fds by kind: pipe, file, anon_inode; sockets split into client (to the proxy
+    port), upstream (to the cloud) and other (listeners, the hub's own)."""
+    tcp: dict[str, tuple[int, int]] = {}  # socket inode -> (local port, remote port)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    tcp[parts[9]] = (int(parts[1].rsplit(":", 1)[1], 16),
+                                     int(parts[2].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
     out: dict[str, int] = {}
     try:
         names = os.listdir(f"/proc/{pid}/fd")
@@ -55,10 +66,26 @@ def fd_kinds(pid: int) -> dict[str, int]:
             target = os.readlink(f"/proc/{pid}/fd/{n}")
         except OSError:
             continue
-        kind = target.split(":")[0] if ":" in target else ("file" if target.startswith("/")
-                                                          else "other")
+        if target.startswith("socket:["):
+            local, remote = tcp.get(target[8:-1], (0, 0))
+            kind = ("client" if local == proxy_port and remote else
+                    "upstream" if remote == cloud_port else "socket")
+        elif ":" in target:
+            kind = target.split(":")[0]
+        else:
+            kind = "file" if target.startswith("/") else "other"
         out[kind] = out.get(kind, 0) + 1
     return out
+
+
+def released(hub: HubProcess, pid: int, idle: dict[str, int]) -> bool:
+    """No client socket, no pipe beyond idle, no watch open, nothing in flight."""
+    kinds = fd_kinds(pid, hub.proxy_port)
+    if kinds.get("client", 0) or kinds.get("pipe", 0) > idle.get("pipe", 0):
+        return False
+    text = hub.metrics_text()
+    return (hub.metric("yurthub_open_watches", text) == 0
+            and hub.metric("node_yurthub_in_flight_requests_total", text) == 0)
 
 
 class Sampler:
@@ -99,8 +126,8 @@ def cloud_stats(port: int) -> dict:
     return json.loads(http_get(port, "/_cloud/stats", timeout=10)[1])
 
 
-def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_fds: int,
-              watches: int) -> dict:
+def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float,
+              idle: dict[str, int], watches: int) -> dict:
     py = sys.executable
     rv = cloud_stats(cloud_port)["rv"]
     path = WATCH_PATH.format(rv=rv)
@@ -121,9 +148,15 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_f
         getter = subprocess.Popen([py, str(HERE / "_loadclients.py"), "get", "--port",
                                    str(hub.proxy_port), "--seconds", str(seconds),
                                    "--agents", KUBELET_UA], stdout=subprocess.PIPE)
+        # The same GETs straight to the cloud, at the same time: what the machine's load
+        # alone costs a request (the machine is shared).
+        direct = subprocess.Popen([py, str(HERE / "_loadclients.py"), "get", "--port",
+                                   str(cloud_port), "--seconds", str(seconds),
+                                   "--agents", KUBELET_UA], stdout=subprocess.PIPE)
         t0 = time.monotonic()
         s0 = cloud_stats(cloud_port)
         got = json.loads(getter.communicate()[0])
+        base = json.loads(direct.communicate()[0])
         elapsed = time.monotonic() - t0
         s1 = cloud_stats(cloud_port)
         # The clients go away, all at once.
@@ -140,17 +173,14 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_f
     received = sum(r["events"] for r in results)
     read = hub.metric("yurthub_cache_watch_events_total", text) - ev0
     released_at = None
-    while time.monotonic() - gone < 60:
-        n = fds(pid)
-        if released_at is None and n <= idle_fds + 4:
+    while time.monotonic() - gone < 30:
+        if released(hub, pid, idle):
             released_at = time.monotonic() - gone
-        if time.monotonic() - gone >= 5 and (released_at is not None
-                                              or time.monotonic() - gone >= 30):
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     time.sleep(max(0.0, gone + 5 - time.monotonic()))
     out["fds_5s"] = fds(pid)
-    out["fd_kinds_5s"] = fd_kinds(pid)
+    out["fd_kinds_5s"] = fd_kinds(pid, hub.proxy_port, cloud_port)
     out["released_s"] = released_at
     out["rss_peak"] = sampler.rss_peak
     out["rss_after"] = mem_mb(pid)[0]
@@ -169,6 +199,9 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float, idle_f
     out["get_p99"] = pct(lat, 0.99) * 1000 if lat else float("nan")
     out["get_max"] = lat[-1] * 1000 if lat else float("nan")
     out["get_dropped"] = got["dropped"][:3]
+    blat = sorted(base["latencies"])
+    out["direct_p50"] = pct(blat, 0.50) * 1000 if blat else float("nan")
+    out["direct_p99"] = pct(blat, 0.99) * 1000 if blat else float("nan")
     out["cloud_backlog_kb"] = s1["max_backlog"] / 1024
     return out
 
@@ -188,11 +221,17 @@ def run_case(interval: float, seconds: float, rounds: int, watches: int,
             pid = hub.worker
             time.sleep(1.0)
             idle_rss, idle_fds = mem_mb(pid)[0], fds(pid)
-            print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds {fd_kinds(pid)}", flush=True)
+            idle = fd_kinds(pid, hub.proxy_port, cloud_port)
+            print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds {idle}", flush=True)
             out = []
             for r in range(rounds):
-                res = run_round(hub, pid, cloud_port, seconds, idle_fds, watches)
+                res = run_round(hub, pid, cloud_port, seconds, idle, watches)
                 res["idle_rss"], res["idle_fds"] = idle_rss, idle_fds
+                k = res["fd_kinds_5s"]
+                res["client_5s"] = k.get("client", 0)
+                res["pipes_5s"] = k.get("pipe", 0) - idle.get("pipe", 0)
+                res["upstream_5s"] = k.get("upstream", 0)
+                res["files_5s"] = k.get("file", 0)
                 out.append(res)
                 print(f"  round {r + 1}: {json.dumps(res)}", flush=True)
             drops = [line for line in hub.log().splitlines()
@@ -232,23 +271,29 @@ def main() -> int:
             ("worker RSS 5 s after (MB)", "rss_after", "{:.0f}"),
             ("fds idle", "idle_fds", "{}"),
             ("fds 5 s after clients left", "fds_5s", "{}"),
-            ("fds back to idle after (s)", "released_s", "{:.1f}"),
+            ("  of which client sockets", "client_5s", "{}"),
+            ("  of which tee pipes (beyond idle)", "pipes_5s", "{}"),
+            ("  upstream keep-alive (pool)", "upstream_5s", "{}"),
+            ("  collection dirs, files", "files_5s", "{}"),
+            ("clients' resources released (s)", "released_s", "{:.2f}"),
             ("small GETs answered", "gets", "{}"),
             ("small GET p50 (ms)", "get_p50", "{:.1f}"),
             ("small GET p99 (ms)", "get_p99", "{:.1f}"),
-            ("small GET max (ms)", "get_max", "{:.1f}")]
+            ("small GET max (ms)", "get_max", "{:.1f}"),
+            ("same GETs to the cloud p50 (ms)", "direct_p50", "{:.1f}"),
+            ("same GETs to the cloud p99 (ms)", "direct_p99", "{:.1f}")]
     heads = [f"{1 / i * args.watches:.0f} ev/s r{r + 1}" for i in cases
              for r in range(args.rounds)]
     print()
-    print(f"| {'':32} | " + " | ".join(f"{h:>14}" for h in heads) + " |")
-    print(f"|{'-' * 34}|" + "|".join("-" * 16 for _ in heads) + "|")
+    print(f"| {'':36} | " + " | ".join(f"{h:>14}" for h in heads) + " |")
+    print(f"|{'-' * 38}|" + "|".join("-" * 16 for _ in heads) + "|")
     for label, key, fmt in rows:
         cells = []
         for res in cases.values():
             for r in res:
                 v = r.get(key)
                 cells.append("-" if v is None else fmt.format(v))
-        print(f"| {label:32} | " + " | ".join(f"{c:>14}" for c in cells) + " |")
+        print(f"| {label:36} | " + " | ".join(f"{c:>14}" for c in cells) + " |")
     return 0
 
 

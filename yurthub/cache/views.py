@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from yurthub.kube import fields as kfields
@@ -32,8 +33,9 @@ class Selectors:
     labels: klabels.Selector
     fields: kfields.Selector
 
-    @property
+    @cached_property
     def key(self) -> ViewKey:
+        """Computed once: the writer asks for it with every read of a watch's pipe."""
         return ViewKey(self.namespace, str(self.labels), str(self.fields))
 
     def matches(self, namespace: str, name: str, labels: Mapping[str, str],
