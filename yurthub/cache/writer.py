@@ -98,6 +98,7 @@ class CacheWriter(BackgroundThread):
         self._parked: list[Handler] = []
         self._collections: dict[CollectionKey, CollectionWriter] = {}
         self._recent: dict[tuple[CollectionKey | None, ViewKey], RecentEvents] = {}
+        self._event_counters: dict[str, Any] = {}
         self.idle = threading.Event()
         self.idle.set()
         # The largest list worth spooling (or inflating): one that could be committed.
@@ -254,7 +255,11 @@ class CacheWriter(BackgroundThread):
         return recent
 
     def watch_events(self, result: str, n: int) -> None:
-        self.metrics.cache_watch_events.labels(result).inc(n)
+        counter = self._event_counters.get(result)
+        if counter is None:  # a label lookup takes a lock: once per result, not per read
+            counter = self._event_counters[result] = \
+                self.metrics.cache_watch_events.labels(result)
+        counter.inc(n)
 
     def invalid_key(self, entry: Entry, why: str) -> None:
         self.metrics.cache_invalid_keys.labels(self.metrics.component(entry.component)).inc()
