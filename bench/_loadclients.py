@@ -24,14 +24,15 @@ import threading
 import time
 
 
-def watch(port: int, count: int, agents: list[str], path: str) -> int:
+def watch(port: int, count: int, agents: list[str], path: str, first: int) -> int:
     socks: dict[int, socket.socket] = {}
     ep = select.epoll()
     opened = 0
     for i in range(count):
         agent = agents[i % len(agents)]
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {agent}\r\n"
+        target = path.replace("{i}", str(first + i))  # one view per watch, if asked
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {agent}\r\n"
                   f"Accept: application/json\r\n\r\n".encode())
         s.setblocking(False)
         socks[s.fileno()] = s
@@ -131,14 +132,15 @@ def main() -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--count", type=int, default=50)
     p.add_argument("--agents", default="kubelet/v1.32.4")
-    p.add_argument("--path", default="")
+    p.add_argument("--path", default="", help="{i} is replaced by the watch's number")
+    p.add_argument("--first", type=int, default=0, help="the number of the first watch")
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--timeout", type=float, default=10.0)
     args = p.parse_args()
     if args.mode == "watch":
-        return watch(args.port, args.count, args.agents.split(","), args.path)
+        return watch(args.port, args.count, args.agents.split(","), args.path, args.first)
     return get(args.port, args.rate, args.seconds, args.conns,
                args.path or "/api/v1/namespaces/default/configmaps/small", args.agents,
                args.timeout)

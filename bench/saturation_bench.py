@@ -127,10 +127,12 @@ def cloud_stats(port: int) -> dict:
 
 
 def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float,
-              idle: dict[str, int], watches: int) -> dict:
+              idle: dict[str, int], watches: int, distinct: bool) -> dict:
     py = sys.executable
     rv = cloud_stats(cloud_port)["rv"]
     path = WATCH_PATH.format(rv=rv)
+    if distinct:  # every watch its own view: nothing for the writer to share
+        path += "&labelSelector=bench%21%3D{i}"
     per = watches // 4
     groups = [KUBELET_UA, KUBELET_UA, ",".join(AGENTS), ",".join(reversed(AGENTS))]
     before = hub.metrics_text()
@@ -138,9 +140,10 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float,
     dropped0 = hub.metric("yurthub_cache_entries_dropped_total", before)
     clients = [subprocess.Popen([py, str(HERE / "_loadclients.py"), "watch",
                                  "--port", str(hub.proxy_port), "--count", str(per),
-                                 "--agents", agents, "--path", path],
+                                 "--agents", agents, "--path", path,
+                                 "--first", str(n * per)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-               for agents in groups]
+               for n, agents in enumerate(groups)]
     wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") >= per * 4, 60,
              "all watches open")
     out: dict = {}
@@ -207,7 +210,7 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float,
 
 
 def run_case(interval: float, seconds: float, rounds: int, watches: int,
-             extra: list[str]) -> list[dict]:
+             extra: list[str], distinct: bool) -> list[dict]:
     py = sys.executable
     cloud = subprocess.Popen([py, str(HERE / "_podcloud.py"), "--interval", str(interval)],
                              stdout=subprocess.PIPE, text=True)
@@ -225,7 +228,7 @@ def run_case(interval: float, seconds: float, rounds: int, watches: int,
             print(f"  idle: RSS {idle_rss:.0f} MB, {idle_fds} fds {idle}", flush=True)
             out = []
             for r in range(rounds):
-                res = run_round(hub, pid, cloud_port, seconds, idle, watches)
+                res = run_round(hub, pid, cloud_port, seconds, idle, watches, distinct)
                 res["idle_rss"], res["idle_fds"] = idle_rss, idle_fds
                 k = res["fd_kinds_5s"]
                 res["client_5s"] = k.get("client", 0)
@@ -254,13 +257,16 @@ def main() -> int:
     p.add_argument("--intervals", default="0.05,0.2",
                    help="seconds between patches, one case each (0.05: ~4,000 events/s)")
     p.add_argument("--hub-arg", action="append", default=[], help="extra flag for the hub")
+    p.add_argument("--distinct", action="store_true",
+                   help="every watch its own label selector (200 views): the worst case "
+                        "for the writer, where no two watches share events")
     args = p.parse_args()
     print(stack_banner(), flush=True)
     cases = {}
     for interval in (float(x) for x in args.intervals.split(",")):
         print(f"case: a patch every {interval * 1000:.0f} ms, {args.watches} watches", flush=True)
         cases[interval] = run_case(interval, args.seconds, args.rounds, args.watches,
-                                   args.hub_arg)
+                                   args.hub_arg, args.distinct)
     rows = [("events/s leaving the hub", "events_per_s", "{:.0f}"),
             ("writer events read/s", "writer_per_s", "{:.0f}"),
             ("writer lag at the end (events)", "writer_lag_events", "{:.0f}"),
