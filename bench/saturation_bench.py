@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -210,7 +211,7 @@ def run_round(hub: HubProcess, pid: int, cloud_port: int, seconds: float,
 
 
 def run_case(interval: float, seconds: float, rounds: int, watches: int,
-             extra: list[str], distinct: bool) -> list[dict]:
+             extra: list[str], distinct: bool, keep_log: str) -> list[dict]:
     py = sys.executable
     cloud = subprocess.Popen([py, str(HERE / "_podcloud.py"), "--interval", str(interval)],
                              stdout=subprocess.PIPE, text=True)
@@ -240,6 +241,9 @@ def run_case(interval: float, seconds: float, rounds: int, watches: int,
             drops = [line for line in hub.log().splitlines()
                      if "dropping cache entry" in line or "tee memory" in line]
             print(f"  hub log: {len(drops)} drop lines", flush=True)
+            if keep_log:
+                shutil.copy(hub.log_path, keep_log)
+                print(f"  hub log kept in {keep_log}", flush=True)
             for line in drops[:3]:
                 print(f"    {line[:200]}")
             return out
@@ -257,6 +261,9 @@ def main() -> int:
     p.add_argument("--intervals", default="0.05,0.2",
                    help="seconds between patches, one case each (0.05: ~4,000 events/s)")
     p.add_argument("--hub-arg", action="append", default=[], help="extra flag for the hub")
+    p.add_argument("--keep-log", default="", metavar="PATH",
+                   help="copy the hub's log to PATH.<interval> (with --hub-arg=--log-level=DEBUG "
+                        "it times every request inside the hub)")
     p.add_argument("--distinct", action="store_true",
                    help="every watch its own label selector (200 views): the worst case "
                         "for the writer, where no two watches share events")
@@ -266,7 +273,8 @@ def main() -> int:
     for interval in (float(x) for x in args.intervals.split(",")):
         print(f"case: a patch every {interval * 1000:.0f} ms, {args.watches} watches", flush=True)
         cases[interval] = run_case(interval, args.seconds, args.rounds, args.watches,
-                                   args.hub_arg, args.distinct)
+                                   args.hub_arg, args.distinct,
+                                   args.keep_log and f"{args.keep_log}.{interval}")
     rows = [("events/s leaving the hub", "events_per_s", "{:.0f}"),
             ("writer events read/s", "writer_per_s", "{:.0f}"),
             ("writer lag at the end (events)", "writer_lag_events", "{:.0f}"),
