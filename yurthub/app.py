@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from yurthub import linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
@@ -69,6 +70,9 @@ class Hub:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        # Hundreds of threads (one per watch) would each get a malloc arena of their own,
+        # and each arena keeps what was freed in it: a backlog once held stays as RSS.
+        linux.limit_malloc_arenas(2)
         # 1. metrics (labels that clients choose are bounded: the known values and a few),
         # and who may use the hub (raises ConfigError for an unknown kubelet_user)
         self.metrics = Metrics(components=cfg.effective_cache_agents - {"*"},

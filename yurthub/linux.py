@@ -1,5 +1,6 @@
-"""The Linux system calls Python's os module lacks: ``syncfs``, ``vmsplice`` and the ext2/3/4
-inode flags (``FS_IOC_GETFLAGS``/``FS_IOC_SETFLAGS``).  libc is loaded once, here.
+"""The Linux system calls Python's os module lacks: ``syncfs``, ``vmsplice``, the ext2/3/4
+inode flags (``FS_IOC_GETFLAGS``/``FS_IOC_SETFLAGS``) and glibc's malloc tuning
+(``mallopt``, ``malloc_trim``).  libc is loaded once, here.
 
 Each call raises ``OSError`` with the kernel's errno; where the C library lacks a call,
 ``have_*`` says so and the call raises ``OSError(ENOSYS)``.  Policy (what to do when a call is
@@ -45,6 +46,9 @@ class IOVec(ctypes.Structure):
 
 
 _SYNCFS = _function("syncfs", [ctypes.c_int], ctypes.c_int)
+_MALLOPT = _function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+_MALLOC_TRIM = _function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+M_ARENA_MAX = -8  # glibc's mallopt parameter
 _VMSPLICE = _function("vmsplice", [ctypes.c_int, ctypes.POINTER(IOVec), ctypes.c_size_t,
                                    ctypes.c_uint], ctypes.c_ssize_t)
 
@@ -64,6 +68,18 @@ def syncfs(fd: int) -> None:
         raise OSError(errno.ENOSYS, "syncfs is not available")
     if _SYNCFS(fd) != 0:
         _raise_errno()
+
+
+def limit_malloc_arenas(n: int) -> bool:
+    """At most ``n`` glibc malloc arenas for all threads (the default is 8 per core: with
+    hundreds of threads each arena keeps its own freed memory).  False where not glibc."""
+    return _MALLOPT is not None and _MALLOPT(M_ARENA_MAX, n) == 1
+
+
+def malloc_trim() -> bool:
+    """Give the free memory of every malloc arena back to the kernel; False where not glibc
+    or nothing was released."""
+    return _MALLOC_TRIM is not None and _MALLOC_TRIM(0) == 1
 
 
 def have_vmsplice() -> bool:

@@ -7,6 +7,7 @@ import ast
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,21 @@ def test_inode_flags_agree_with_chattr(tmp_path):
         assert not linux.get_inode_flags(fd) & linux.TOPDIR_FL
     finally:
         os.close(fd)
+
+
+def test_malloc_arenas_are_bounded_and_freed_memory_goes_back_to_the_kernel():
+    """In a child (the bound is process-wide): freed big blocks leave the RSS on a trim."""
+    code = (
+        "import os\n"
+        "from yurthub import linux\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGESIZE')\n"
+        "assert linux.limit_malloc_arenas(2)\n"
+        "blocks = [bytearray(100_000) for _ in range(800)]\n"
+        "del blocks[::2]\n"  # holes in the heap: free() alone keeps them
+        "held = rss()\n"
+        "assert linux.malloc_trim()\n"
+        "print(held - rss())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True).stdout
+    assert int(out) > 20_000_000  # about 40 MB were free inside the heap

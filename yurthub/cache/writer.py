@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from yurthub import linux
 from yurthub.cache import inventory
 from yurthub.cache.collection import CollectionWriter, Mutation
 from yurthub.cache.entry import Entry
@@ -289,6 +290,7 @@ class CacheWriter(BackgroundThread):
             if time.monotonic() - housekeeping > HOUSEKEEPING_INTERVAL:
                 housekeeping = time.monotonic()
                 self.store.tidy()  # indexes to disk; replaced files removed in the background
+                linux.malloc_trim()  # a backlog the tees held and freed is given back
             self.space.check()
             for key, _mask in ready:
                 if key.data is None:
