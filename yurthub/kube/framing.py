@@ -167,23 +167,30 @@ class ListParser:
 
     def feed(self, data: bytes) -> list[Item]:
         """The items that ``data`` completed (often none). Raises DecodeError on bad input."""
+        if not self._take(data):
+            return []
+        items = self._guarded(final=False)
+        self._check_unfinished()
+        return items
+
+    def _take(self, data: bytes) -> bool:
+        """Queue ``data``; True when enough has arrived to be worth parsing again."""
         if self._error:
             raise self._error
         if not data:
-            return []
+            return False
         self._pending.append(data)
         self._pending_len += len(data)
         waiting = len(self._b.buf) + self._pending_len
-        if (waiting < self._need and waiting <= self._max_item
-                and not data.rstrip(b" \t\r\n").endswith(b"}")):
-            return []
-        items = self._guarded(final=False)
+        return not (waiting < self._need and waiting <= self._max_item
+                    and not data.rstrip(b" \t\r\n").endswith(b"}"))
+
+    def _check_unfinished(self) -> None:
+        """What is left unparsed is one unfinished item (or value): past the cap it is larger
+        than any object the cache takes, so no memory is spent on the rest of it."""
         if len(self._b.buf) > self._max_item:
-            # What is left unparsed is one unfinished item (or value): larger than any object
-            # the cache takes, so no memory is spent on the rest of it.
             self._error = DecodeError(f"a list item larger than {self._max_item} bytes")
             raise self._error
-        return items
 
     def feed_pieces(self, data: bytes) -> list[Item | Bulk | bytes]:
         """Like ``feed``, with the bytes between items as well: every byte of the body
@@ -191,15 +198,7 @@ class ListParser:
         (the list's head, the commas between items, its tail).  Joining them gives the
         body back exactly, so a filter can rebuild it around the items it changes.  With
         ``bulk``, runs of whole items that hold nothing of interest come as one ``Bulk``."""
-        if self._error:
-            raise self._error
-        if not data:
-            return []
-        self._pending.append(data)
-        self._pending_len += len(data)
-        waiting = len(self._b.buf) + self._pending_len
-        if (waiting < self._need and waiting <= self._max_item
-                and not data.rstrip(b" \t\r\n").endswith(b"}")):
+        if not self._take(data):
             return []
         pieces: list[Item | Bulk | bytes] = []
         try:
@@ -207,9 +206,7 @@ class ListParser:
         except DecodeError as e:
             self._error = e
             raise
-        if len(self._b.buf) > self._max_item:  # as in feed: one unfinished, oversized item
-            self._error = DecodeError(f"a list item larger than {self._max_item} bytes")
-            raise self._error
+        self._check_unfinished()
         return pieces
 
     @property
