@@ -12,17 +12,14 @@ import configparser
 import dataclasses
 import ipaddress
 import os
-import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from yurthub import configvalues as v
+from yurthub.configvalues import FILTER_NAMES as FILTER_NAMES  # the filters' names, re-exported
 from yurthub.errors import ConfigError
-from yurthub.kube import bootstraptoken
-from yurthub.kube.resources import builtin
-from yurthub.kube.validation import is_component, is_dns1123_subdomain
 
 SECTION = "yurthub"
 DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
@@ -36,204 +33,6 @@ DEFAULT_CACHE_AGENTS = (
 # objects are cached once, under this name, and never filtered (it starts with "yurthub").
 MULTIPLEXER_AGENT = "yurthub-multiplexer"
 
-# YurtHub's response filters, in its order (yurthub.filters.settings registers them).
-FILTER_NAMES = ("servicetopology", "masterservice", "discardcloudservice", "inclusterconfig",
-                "nodeportisolation", "forwardkubesvctraffic", "serviceenvupdater")
-
-_SIZE = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|K|M|G)?$")
-_SIZE_UNITS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-_BOOL = {"1": True, "true": True, "yes": True, "on": True,
-         "0": False, "false": False, "no": False, "off": False}
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-# -- parsers: str -> value, raising ValueError with a reason ---------------------------------
-
-def _text(value: str) -> str:
-    return value.strip()
-
-
-def _path(value: str) -> str:
-    value = value.strip()
-    if "\0" in value:
-        raise ValueError("contains a NUL byte")
-    return value
-
-
-def _abs_path(value: str) -> str:
-    value = _path(value)
-    if not os.path.isabs(value):
-        raise ValueError("must be an absolute path")
-    return os.path.normpath(value)
-
-
-def _int_range(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            n = int(value.strip(), 10)
-        except ValueError:
-            raise ValueError("not an integer") from None
-        if not lo <= n <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return n
-    return parse
-
-
-def _port(value: str) -> int:
-    return _int_range(1, 65535)(value)
-
-
-def _size(value: str) -> int:
-    m = _SIZE.match(value.strip())
-    if not m:
-        raise ValueError("not a size (e.g. 67108864, 64Mi, 1Gi)")
-    n = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
-    if n < 1024 * 1024:
-        raise ValueError("must be at least 1Mi")
-    return n
-
-
-def _render_size(value: int) -> str:
-    for unit, n in (("Gi", 2**30), ("Mi", 2**20)):
-        if value % n == 0:
-            return f"{value // n}{unit}"
-    return str(value)
-
-
-def _bool(value: str) -> bool:
-    try:
-        return _BOOL[value.strip().lower()]
-    except KeyError:
-        raise ValueError("not a boolean (true/false)") from None
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        v = value.strip()
-        if v not in choices:
-            raise ValueError("must be one of " + ", ".join(choices))
-        return v
-    return parse
-
-
-def _ip(value: str) -> str:
-    v = value.strip()
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        raise ValueError("not an IP address") from None
-    return v
-
-
-def _split(value: str) -> list[str]:
-    return [p.strip() for p in value.split(",") if p.strip()]
-
-
-def _server_addrs(value: str) -> tuple[str, ...]:
-    out = []
-    for item in _split(value):
-        url = item if "://" in item else "https://" + item
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{item!r} is not an http(s) URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{item!r} must not carry a query, fragment or user info")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"{item!r} has a bad port") from None
-        out.append(url.rstrip("/"))
-    return tuple(out)
-
-
-def _agents(value: str) -> tuple[str, ...]:
-    out = []
-    for item in _split(value):
-        a = item.lower()
-        if a != "*" and not is_component(a):
-            raise ValueError(f"{item!r} is not a User-Agent name")
-        out.append(a)
-    return tuple(out)
-
-
-def _filter_names(value: str) -> tuple[str, ...]:
-    out = []
-    for item in _split(value):
-        if item != "*" and item not in FILTER_NAMES:
-            raise ValueError(f"{item!r} is not a filter (one of {', '.join(FILTER_NAMES)}, "
-                             "or * for all)")
-        out.append(item)
-    return tuple(out)
-
-
-def _pool_resources(value: str) -> tuple[str, ...]:
-    """``group/version/resource`` items (an empty group is the core group: ``/v1/services``);
-    each must be a built-in resource whose list and watch the multiplexer can answer."""
-    out = []
-    for item in _split(value):
-        parts = item.split("/")
-        if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise ValueError(f"{item!r} is not group/version/resource (core: /v1/services)")
-        if builtin(*parts) is None:
-            raise ValueError(f"{item!r} is not a built-in resource")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _node_name(value: str) -> str:
-    v = value.strip()
-    if v and not is_dns1123_subdomain(v):
-        raise ValueError("not a valid node name (lower-case DNS subdomain)")
-    return v
-
-
-_USER = re.compile(r"^([a-z_][a-z0-9_.-]*[$]?|[0-9]+)$")
-
-
-def _user(value: str) -> str:
-    v = value.strip()
-    if not _USER.match(v):
-        raise ValueError(f"{v!r} is not a user name or a numeric UID")
-    return v
-
-
-def _users(value: str) -> tuple[str, ...]:
-    return tuple(_user(item) for item in _split(value))
-
-
-def _pool_name(value: str) -> str:
-    v = value.strip()
-    if v and not is_dns1123_subdomain(v):
-        raise ValueError("not a valid node pool name (lower-case DNS subdomain)")
-    return v
-
-
-def _ip_or_empty(value: str) -> str:
-    return _ip(value) if value.strip() else ""
-
-
-def _join_token(value: str) -> str:
-    v = value.strip()
-    if v:
-        bootstraptoken.parse_token(v)
-    return v
-
-
-def _organizations(value: str) -> tuple[str, ...]:
-    return tuple(_split(value))
-
-
-def _ca_hashes(value: str) -> tuple[str, ...]:
-    return tuple(bootstraptoken.normalize_pin(p) for p in _split(value))
-
-
-def _log_level(value: str) -> str:
-    v = value.strip().upper()
-    if v not in _LOG_LEVELS:
-        raise ValueError("must be one of " + ", ".join(_LOG_LEVELS))
-    return v
-
 
 # -- declarations ---------------------------------------------------------------------------
 
@@ -246,17 +45,9 @@ def setting(default: Any, parse: Callable[[str], Any], help: str, *, metavar: st
     flag may be given several times (the values join as a comma-separated list).
     """
     return field(default=default, metadata={
-        "parse": parse, "help": help, "metavar": metavar, "render": render or _render,
+        "parse": parse, "help": help, "metavar": metavar, "render": render or v.render,
         "secret": secret, "repeatable": repeatable,
     })
-
-
-def _render(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -264,189 +55,189 @@ class Config:
     """The gateway's effective settings.  Built by ``load``; passed in, never global."""
 
     server_addr: tuple[str, ...] = setting(
-        (), _server_addrs, "kube-apiserver URL(s), comma-separated (https:// is assumed)",
+        (), v.server_addrs, "kube-apiserver URL(s), comma-separated (https:// is assumed)",
         metavar="URL[,URL...]")
     kubeconfig: str = setting(
-        "", _path, "kubeconfig giving the server, CA and the hub's credentials", metavar="FILE")
+        "", v.path, "kubeconfig giving the server, CA and the hub's credentials", metavar="FILE")
     node_name: str = setting(
-        "", _node_name, "this node's name (default: the host name)", metavar="NAME")
+        "", v.dns_name("node"), "this node's name (default: the host name)", metavar="NAME")
     working_mode: str = setting(
-        "edge", _choice("edge", "cloud"),
+        "edge", v.choice("edge", "cloud"),
         "edge serves from the cache when the cloud is unreachable; cloud only proxies",
         metavar="edge|cloud")
     bind_address: str = setting(
-        "127.0.0.1", _ip, "address the ports listen on; a loopback address unless "
+        "127.0.0.1", v.ip, "address the ports listen on; a loopback address unless "
         "allow_non_loopback_bind", metavar="IP")
     allow_non_loopback_bind: bool = setting(
-        False, _bool, "accept a bind_address beyond loopback, for the TLS proxy port only: "
+        False, v.boolean, "accept a bind_address beyond loopback, for the TLS proxy port only: "
         "the plain-HTTP ports (proxy, hub server) always stay on loopback",
         metavar="true|false")
-    proxy_port: int = setting(10261, _port, "port of the API proxy", metavar="PORT")
+    proxy_port: int = setting(10261, v.port, "port of the API proxy", metavar="PORT")
     serve_port: int = setting(
-        10267, _port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics; /status and "
+        10267, v.port, "port of the hub server (/v1/healthz, /v1/readyz, /metrics; /status and "
         "/v1/status on loopback)", metavar="PORT")
     disk_cache_path: str = setting(
-        "/var/lib/yurthub/cache", _abs_path, "root of the cache tree", metavar="DIR")
+        "/var/lib/yurthub/cache", v.abs_path, "root of the cache tree", metavar="DIR")
     cache_agents: tuple[str, ...] = setting(
-        (), _agents, "User-Agents cached besides YurtHub's defaults; * caches every component",
+        (), v.agents, "User-Agents cached besides YurtHub's defaults; * caches every component",
         metavar="A[,B...]")
     lb_mode: str = setting(
-        "rr", _choice("rr", "priority"), "how requests spread over healthy servers",
+        "rr", v.choice("rr", "priority"), "how requests spread over healthy servers",
         metavar="rr|priority")
     heartbeat_interval_seconds: int = setting(
-        10, _int_range(1, 3600), "seconds between health probes (node Lease renewals)",
+        10, v.int_range(1, 3600), "seconds between health probes (node Lease renewals)",
         metavar="SECONDS")
     heartbeat_timeout_seconds: int = setting(
-        2, _int_range(1, 300), "timeout of one health probe", metavar="SECONDS")
+        2, v.int_range(1, 300), "timeout of one health probe", metavar="SECONDS")
     heartbeat_failed_retry: int = setting(
-        3, _int_range(1, 100), "attempts of one probe before the server counts as failed",
+        3, v.int_range(1, 100), "attempts of one probe before the server counts as failed",
         metavar="N")
     heartbeat_healthy_threshold: int = setting(
-        2, _int_range(1, 100), "successful probes before an unhealthy server is used again",
+        2, v.int_range(1, 100), "successful probes before an unhealthy server is used again",
         metavar="N")
     kubelet_health_grace_period: int = setting(
-        40, _int_range(1, 86400),
+        40, v.int_range(1, 86400),
         "stop renewing the node Lease when kubelet sent no lease request for this many seconds",
         metavar="SECONDS")
     ca_file: str = setting(
-        "", _path, "CA bundle that signs the apiserver's certificate", metavar="FILE")
+        "", v.path, "CA bundle that signs the apiserver's certificate", metavar="FILE")
     client_cert_file: str = setting(
-        "", _path, "the hub's client certificate for the apiserver", metavar="FILE")
+        "", v.path, "the hub's client certificate for the apiserver", metavar="FILE")
     client_key_file: str = setting(
-        "", _path, "private key of the hub's client certificate", metavar="FILE")
+        "", v.path, "private key of the hub's client certificate", metavar="FILE")
     token_file: str = setting(
-        "", _path, "file holding the hub's bearer token for the apiserver", metavar="FILE")
+        "", v.path, "file holding the hub's bearer token for the apiserver", metavar="FILE")
     insecure_skip_tls_verify: bool = setting(
-        False, _bool, "do not verify the apiserver's certificate (testing only)",
+        False, v.boolean, "do not verify the apiserver's certificate (testing only)",
         metavar="true|false")
     threads: int = setting(
-        256, _int_range(4, 4096), "request threads; every open watch holds one", metavar="N")
+        256, v.int_range(4, 4096), "request threads; every open watch holds one", metavar="N")
     max_watches: int = setting(
-        0, _int_range(0, 4096),
+        0, v.int_range(0, 4096),
         "open watches allowed before new ones get 429 (0: threads minus 16)", metavar="N")
     graceful_timeout: int = setting(
-        20, _int_range(1, 600), "seconds open requests get to finish on shutdown",
+        20, v.int_range(1, 600), "seconds open requests get to finish on shutdown",
         metavar="SECONDS")
     client_send_timeout: int = setting(
-        30, _int_range(1, 3600), "seconds a client may stop reading before it is cut off",
+        30, v.int_range(1, 3600), "seconds a client may stop reading before it is cut off",
         metavar="SECONDS")
     client_header_timeout: int = setting(
-        10, _int_range(1, 600), "seconds a client has to send a whole request head, from "
+        10, v.int_range(1, 600), "seconds a client has to send a whole request head, from "
         "connecting (or from the first byte of the next request on a kept-alive connection)",
         metavar="SECONDS")
     client_body_timeout: int = setting(
-        30, _int_range(1, 3600), "seconds a client may stop sending a request body before it "
+        30, v.int_range(1, 3600), "seconds a client may stop sending a request body before it "
         "is cut off", metavar="SECONDS")
     max_connections: int = setting(
-        4096, _int_range(16, 1_000_000), "open connections to the proxy port; more are refused "
+        4096, v.int_range(16, 1_000_000), "open connections to the proxy port; more are refused "
         "with 429 (kubelet's user has a reserve beyond it)", metavar="N")
     max_connections_per_uid: int = setting(
-        1024, _int_range(1, 1_000_000), "open connections to the proxy port from one user "
+        1024, v.int_range(1, 1_000_000), "open connections to the proxy port from one user "
         "(the owner of the client's socket)", metavar="N")
     peer_lookup: str = setting(
-        "auto", _choice("auto", "netlink", "proc", "off"),
+        "auto", v.choice("auto", "netlink", "proc", "off"),
         "how the user owning each connection is learnt: auto (netlink sock_diag, else "
         "/proc/net/tcp), netlink, proc, or off (every local process is trusted; not for "
         "production)", metavar="auto|netlink|proc|off")
     allowed_users: tuple[str, ...] = setting(
-        ("root", "kube-proxy"), _users, "users (names or UIDs) whose processes may use the "
+        ("root", "kube-proxy"), v.users, "users (names or UIDs) whose processes may use the "
         "hub's own credentials, i.e. send requests without Authorization; names that are not "
         "users on this host are ignored", metavar="USER[,USER...]")
     kubelet_user: str = setting(
-        "root", _user, "the user kubelet runs as: only its requests count as kubelet's "
+        "root", v.user, "the user kubelet runs as: only its requests count as kubelet's "
         "(the node Lease heartbeat, kubelet's cache)", metavar="USER")
     token_memory_ttl: int = setting(
-        86400, _int_range(60, 31_536_000), "seconds after the cloud last accepted a bearer "
+        86400, v.int_range(60, 31_536_000), "seconds after the cloud last accepted a bearer "
         "token that it is still honoured offline (a JWT with an expiry: until that expiry)",
         metavar="SECONDS")
     token_memory_size: int = setting(
-        1024, _int_range(1, 1_000_000), "bearer tokens remembered for offline checks (the "
+        1024, v.int_range(1, 1_000_000), "bearer tokens remembered for offline checks (the "
         "least recently accepted are forgotten first)", metavar="N")
     min_request_timeout: int = setting(
-        1800, _int_range(1, 86400),
+        1800, v.int_range(1, 86400),
         "offline watches without timeoutSeconds last this long times (1 + rand)",
         metavar="SECONDS")
     watch_bookmark_interval: int = setting(
-        60, _int_range(1, 3600), "seconds between BOOKMARK events of watches served from the "
+        60, v.int_range(1, 3600), "seconds between BOOKMARK events of watches served from the "
         "cache (to clients that allow bookmarks)", metavar="SECONDS")
     cache_tee_budget: int = setting(
-        64 * 2**20, _size, "bytes a response may run ahead of the cache writer before its "
+        64 * 2**20, v.size, "bytes a response may run ahead of the cache writer before its "
         "cache entry is dropped", metavar="BYTES", render=lambda v: f"{v // 2**20}Mi")
     cache_quota: int = setting(
-        2**30, _size, "bytes the cache may hold (objects, watch history); idle collections "
-        "are evicted, least recently used first", metavar="BYTES", render=_render_size)
+        2**30, v.size, "bytes the cache may hold (objects, watch history); idle collections "
+        "are evicted, least recently used first", metavar="BYTES", render=v.render_size)
     cache_component_quota: int = setting(
-        512 * 2**20, _size, "bytes the cache may hold for one component (User-Agent)",
-        metavar="BYTES", render=_render_size)
+        512 * 2**20, v.size, "bytes the cache may hold for one component (User-Agent)",
+        metavar="BYTES", render=v.render_size)
     cache_max_collections: int = setting(
-        1000, _int_range(1, 100_000), "collections (component, resource) the cache may hold",
+        1000, v.int_range(1, 100_000), "collections (component, resource) the cache may hold",
         metavar="N")
     cache_memory_limit: int = setting(
-        64 * 2**20, _size, "bytes all responses together may hold in memory waiting for the "
+        64 * 2**20, v.size, "bytes all responses together may hold in memory waiting for the "
         "cache writer; past it the largest backlog's cache entry is dropped (its view "
-        "marked stale until the next list)", metavar="BYTES", render=_render_size)
+        "marked stale until the next list)", metavar="BYTES", render=v.render_size)
     watch_history_size: int = setting(
-        1024, _int_range(16, 1_000_000),
+        1024, v.int_range(16, 1_000_000),
         "watch events kept per cached collection for offline watch resume", metavar="N")
     enable_resource_filter: bool = setting(
-        True, _bool, "run the response filters", metavar="true|false")
+        True, v.boolean, "run the response filters", metavar="true|false")
     disabled_resource_filters: tuple[str, ...] = setting(
-        (), _filter_names, "filters not to run (* disables all)", metavar="F[,G...]")
+        (), v.filter_names, "filters not to run (* disables all)", metavar="F[,G...]")
     nodepool_name: str = setting(
-        "", _pool_name, "this node's pool (default: its Node's apps.openyurt.io/nodepool "
-        "label)", metavar="NAME")
+        "", v.dns_name("node pool"),
+        "this node's pool (default: its Node's apps.openyurt.io/nodepool label)", metavar="NAME")
     root_dir: str = setting(
-        "/var/lib/yurthub", _abs_path, "the hub's working directory: pki/ (CA, certificates, "
+        "/var/lib/yurthub", v.abs_path, "the hub's working directory: pki/ (CA, certificates, "
         "keys) and the bootstrap and hub kubeconfigs", metavar="DIR")
     bootstrap_mode: str = setting(
-        "auto", _choice("auto", "token", "kubeletcertificate", "credentials"),
+        "auto", v.choice("auto", "token", "kubeletcertificate", "credentials"),
         "how the hub gets its identity: token (bootstrap token and CSRs), kubeletcertificate "
         "(kubelet's client certificate), credentials (kubeconfig, client_cert_file, "
         "token_file, ca_file, or none); auto: credentials when any is set, token when a join "
         "token is set or a server is https, else none (plain HTTP)",
         metavar="auto|token|kubeletcertificate|credentials")
     join_token: str = setting(
-        "", _join_token, "bootstrap token (ID.SECRET) to join with; prefer join_token_file or "
+        "", v.join_token, "bootstrap token (ID.SECRET) to join with; prefer join_token_file or "
         "bootstrap_file, which keep it out of this file and of ps", metavar="TOKEN",
         secret=True)
     join_token_file: str = setting(
-        "", _path, "file holding the bootstrap token to join with", metavar="FILE")
+        "", v.path, "file holding the bootstrap token to join with", metavar="FILE")
     bootstrap_file: str = setting(
-        "", _path, "bootstrap kubeconfig holding a bootstrap token (and the cluster's CA)",
+        "", v.path, "bootstrap kubeconfig holding a bootstrap token (and the cluster's CA)",
         metavar="FILE")
     discovery_token_ca_cert_hash: tuple[str, ...] = setting(
-        (), _ca_hashes, "pin(s) of the cluster CA (sha256:<hex of its SubjectPublicKeyInfo>) "
+        (), v.ca_hashes, "pin(s) of the cluster CA (sha256:<hex of its SubjectPublicKeyInfo>) "
         "that cluster-info must match", metavar="sha256:HEX[,...]", repeatable=True)
     discovery_token_unsafe_skip_ca_verification: bool = setting(
-        False, _bool, "trust cluster-info's CA without a pin (unsafe)", metavar="true|false")
+        False, v.boolean, "trust cluster-info's CA without a pin (unsafe)", metavar="true|false")
     hub_cert_organizations: tuple[str, ...] = setting(
-        (), _organizations, "extra organizations (O) of the hub's client certificate",
+        (), v.organizations, "extra organizations (O) of the hub's client certificate",
         metavar="O[,O...]")
     kubelet_conf: str = setting(
-        "/etc/kubernetes/kubelet.conf", _abs_path,
+        "/etc/kubernetes/kubelet.conf", v.abs_path,
         "kubelet's kubeconfig (bootstrap_mode kubeletcertificate)", metavar="FILE")
     kubelet_client_certificate: str = setting(
-        "/var/lib/kubelet/pki/kubelet-client-current.pem", _abs_path,
+        "/var/lib/kubelet/pki/kubelet-client-current.pem", v.abs_path,
         "kubelet's client certificate and key (bootstrap_mode kubeletcertificate)",
         metavar="FILE")
     kubelet_ca_file: str = setting(
-        "/etc/kubernetes/pki/ca.crt", _abs_path, "the cluster CA when kubelet's kubeconfig "
+        "/etc/kubernetes/pki/ca.crt", v.abs_path, "the cluster CA when kubelet's kubeconfig "
         "names none (bootstrap_mode kubeletcertificate)", metavar="FILE")
     node_ip: str = setting(
-        "", _ip_or_empty, "this node's IP, in the serving certificate (default: the local "
+        "", v.ip_or_empty, "this node's IP, in the serving certificate (default: the local "
         "address that routes to the apiserver)", metavar="IP")
     hub_serving_address: str = setting(
-        "169.254.2.1", _ip, "address pods reach the hub at; the filters point the kubernetes "
+        "169.254.2.1", v.ip, "address pods reach the hub at; the filters point the kubernetes "
         "Service, its EndpointSlice and pods' KUBERNETES_SERVICE_HOST there", metavar="IP")
     secure_proxy_port: int = setting(
-        10268, _int_range(0, 65535), "the hub's HTTPS proxy port (on hub_serving_address; 0 "
+        10268, v.int_range(0, 65535), "the hub's HTTPS proxy port (on hub_serving_address; 0 "
         "turns it off); the filters point the kubernetes Service's https port and "
         "KUBERNETES_SERVICE_PORT there", metavar="PORT")
     pool_scope_resources: tuple[str, ...] = setting(
-        ("/v1/services", "discovery.k8s.io/v1/endpointslices"), _pool_resources,
+        ("/v1/services", "discovery.k8s.io/v1/endpointslices"), v.pool_resources,
         "resources whose lists and watches every local client gets from one shared upstream "
         "list+watch (group/version/resource; empty: none)", metavar="G/V/R[,...]")
-    log_level: str = setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
+    log_level: str = setting("INFO", v.log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     @property
     def effective_cache_agents(self) -> frozenset[str]:
