@@ -80,43 +80,42 @@ def go_quote(value: str) -> str:
     return "".join(out)
 
 
+def _name_errors(value: str, max_len: int, pattern: re.Pattern[str], msg: str, fmt: str,
+                 *examples: str) -> list[str]:
+    """apimachinery's shape for a name rule: a length error, then the pattern's error."""
+    errs = []
+    if len(value) > max_len:
+        errs.append(f"must be no more than {max_len} characters")
+    if not pattern.fullmatch(value):
+        errs.append(regex_error(msg, fmt, *examples))
+    return errs
+
+
 def dns1123_subdomain_errors(value: str) -> list[str]:
     """Why ``value`` is not a lowercase RFC 1123 subdomain (empty when it is one)."""
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
-        errs.append(regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-            "'-' or '.', and must start and end with an alphanumeric character",
-            DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
+    return _name_errors(
+        value, 253, _DNS1123_SUBDOMAIN_RE,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+        "'-' or '.', and must start and end with an alphanumeric character",
+        DNS1123_SUBDOMAIN_FMT, "example.com")
 
 
 def dns1123_label_errors(value: str) -> list[str]:
     """Why ``value`` is not a lowercase RFC 1123 label (empty when it is one)."""
-    errs = []
-    if len(value) > DNS1123_LABEL_MAX:
-        errs.append("must be no more than 63 characters")
-    if not _DNS1123_LABEL_RE.fullmatch(value):
-        errs.append(regex_error(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-            "'-', and must start and end with an alphanumeric character",
-            DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return errs
+    return _name_errors(
+        value, DNS1123_LABEL_MAX, _DNS1123_LABEL_RE,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+        "'-', and must start and end with an alphanumeric character",
+        DNS1123_LABEL_FMT, "my-name", "123-abc")
 
 
 def dns1035_label_errors(value: str) -> list[str]:
     """Why ``value`` is not an RFC 1035 label (empty when it is one)."""
-    errs = []
-    if len(value) > DNS1123_LABEL_MAX:
-        errs.append("must be no more than 63 characters")
-    if not _DNS1035_LABEL_RE.fullmatch(value):
-        errs.append(regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-            "start with an alphabetic character, and end with an alphanumeric character",
-            DNS1035_LABEL_FMT, "my-name", "abc-123"))
-    return errs
+    return _name_errors(
+        value, DNS1123_LABEL_MAX, _DNS1035_LABEL_RE,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
+        "start with an alphabetic character, and end with an alphanumeric character",
+        DNS1035_LABEL_FMT, "my-name", "abc-123")
 
 
 def qualified_name_errors(value: str) -> list[str]:
