@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
 from urllib3.exceptions import HTTPError
 
 from yurthub.config import Config
@@ -154,24 +153,15 @@ class HealthChecker(BackgroundThread):
 
     def _request(self, server: Server, method: str, path: str, body: Any = None
                  ) -> tuple[int, bytes]:
-        headers = {"Accept": "application/json", "User-Agent": "yurthub/health"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        token = self.upstream.token()
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        timeout = urllib3.Timeout(total=self.cfg.heartbeat_timeout_seconds)
         try:
-            resp = self.upstream.pool(server, identity=True).urlopen(
-                method, path, body=data, headers=headers, timeout=timeout, retries=False,
-                redirect=False, assert_same_host=False)
+            status, data = self.upstream.own_request(
+                server, method, path, body, agent="yurthub/health",
+                timeout=self.cfg.heartbeat_timeout_seconds)
         except (HTTPError, OSError) as e:
             raise ProbeFailed(str(e)) from e
-        if resp.status >= 500 or resp.status == 429:
-            raise ProbeFailed(f"{method} {path}: HTTP {resp.status}")
-        return resp.status, resp.data
+        if status >= 500 or status == 429:
+            raise ProbeFailed(f"{method} {path}: HTTP {status}")
+        return status, data
 
     def _readyz(self, server: Server) -> None:
         status, _ = self._request(server, "GET", "/readyz")

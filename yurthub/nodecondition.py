@@ -21,7 +21,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
 from urllib3.exceptions import HTTPError
 
 from yurthub.cache.essentials import Verdict, evaluate
@@ -134,16 +133,7 @@ class AutonomyReporter(BackgroundThread):
         servers = self.upstream.candidates()
         if not servers:
             raise OSError("no healthy cloud server")
-        headers = {"Accept": "application/json", "User-Agent": "yurthub/autonomy"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/strategic-merge-patch+json"
-        token = self.upstream.token()
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        resp = self.upstream.pool(servers[0], identity=True).urlopen(
-            method, path, body=data, headers=headers, retries=False, redirect=False,
-            timeout=urllib3.Timeout(total=self.cfg.heartbeat_timeout_seconds * 2),
-            assert_same_host=False)
-        return resp.status, resp.data
+        return self.upstream.own_request(
+            servers[0], method, path, body, agent="yurthub/autonomy",
+            content_type="application/strategic-merge-patch+json",
+            timeout=self.cfg.heartbeat_timeout_seconds * 2)

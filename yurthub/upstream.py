@@ -16,6 +16,7 @@ Works on urllib3 1.26 (Debian 12) and 2.x.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import select
 import socket
@@ -225,6 +226,25 @@ class Upstream:
         except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
             raise UpstreamBroken(f"{server.host}: {_short(e)}") from e
         return resp
+
+    def own_request(self, server: Server, method: str, path: str, body: Any = None, *,
+                    agent: str, content_type: str = "application/json",
+                    timeout: float) -> tuple[int, bytes]:
+        """One small JSON request of the hub's own (health probes, the Lease, the node's
+        condition), with its identity; returns the status and the whole body.  Transport
+        failures raise urllib3's HTTPError or OSError for the caller to judge."""
+        headers = {"Accept": "application/json", "User-Agent": agent}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        token = self.token()
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        resp = self.pool(server, identity=True).urlopen(
+            method, path, body=data, headers=headers, retries=False, redirect=False,
+            timeout=urllib3.Timeout(total=timeout), assert_same_host=False)
+        return resp.status, resp.data
 
     def close(self) -> None:
         with self._lock:
