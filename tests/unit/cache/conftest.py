@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import json
@@ -17,7 +18,7 @@ from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.metrics import Metrics
-from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage import CollectionKey, DiskStore, Quota
 
 FIXTURES = K8S_TESTDATA
 
@@ -84,18 +85,29 @@ class Feeder:
         return True
 
 
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[CacheManager]:
+@contextlib.contextmanager
+def running_manager(tmp_path: Path, quota: Quota | None = None,
+                    **settings: str) -> Iterator[CacheManager]:
+    """A started CacheManager on a DiskStore under ``tmp_path`` (node ``node-a``), with any
+    extra settings; stopped and closed on exit."""
     cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c"),
-                             "cache_agents": "kubectl"})
+                             **settings})
     store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                      meta_loader=load_meta)
+                      meta_loader=load_meta, quota=quota)
     store.open()
     m = CacheManager(cfg, store, Metrics())
     m.start()
-    yield m
-    m.stop()
-    store.close()
+    try:
+        yield m
+    finally:
+        m.stop()
+        store.close()
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[CacheManager]:
+    with running_manager(tmp_path, cache_agents="kubectl") as m:
+        yield m
 
 
 @pytest.fixture

@@ -6,40 +6,30 @@ from __future__ import annotations
 import errno
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.unit.cache.conftest import PODS, Feeder, list_body, pod
-from yurthub import config
+from tests.unit.cache.conftest import PODS, Feeder, list_body, pod, running_manager
 from yurthub.cache import space as space_mod
-from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import MAX_VIEWS
-from yurthub.metrics import OTHER, BoundedLabel, Metrics
-from yurthub.storage import DiskStore, Quota, files
+from yurthub.metrics import OTHER, BoundedLabel
+from yurthub.storage import Quota, files
 
 MI = 1 << 20
 
 
-def make(tmp_path: Path, quota: Quota | None = None) -> CacheManager:
-    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c"),
-                             "cache_agents": "kubectl"})
-    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                      meta_loader=load_meta, quota=quota)
-    store.open()
-    m = CacheManager(cfg, store, Metrics())
-    m.start()
-    return m
+def _only_collections(n: int) -> Quota:
+    """A quota that bounds only the number of collections."""
+    return Quota(total=1 << 30, per_component=1 << 30, max_collections=n)
 
 
 @pytest.fixture
 def small(tmp_path):
-    m = make(tmp_path, Quota(total=MI, per_component=MI, max_collections=100))
-    m.writer.space.clock = lambda: float("inf")  # every check() looks at once
-    yield m
-    m.stop()
-    m.store.close()
+    with running_manager(tmp_path, Quota(total=MI, per_component=MI, max_collections=100),
+                         cache_agents="kubectl") as m:
+        m.writer.space.clock = lambda: float("inf")  # every check() looks at once
+        yield m
 
 
 def big_pods(n: int, pad: int) -> list[dict]:
@@ -118,8 +108,7 @@ def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
 
 
 def test_idle_collections_make_room_for_new_ones(tmp_path):
-    m = make(tmp_path, Quota(total=1 << 30, per_component=1 << 30, max_collections=2))
-    try:
+    with running_manager(tmp_path, _only_collections(2), cache_agents="kubectl") as m:
         feed = Feeder(m)
         now = [1_000_000.0]
         m.store.clock = lambda: now[0]
@@ -134,14 +123,10 @@ def test_idle_collections_make_room_for_new_ones(tmp_path):
             "kubelet/pods", "kubectl/pods"}
         assert sample(m, "yurthub_cache_evictions_total", what="collection",
                       reason="collections") == 1
-    finally:
-        m.stop()
-        m.store.close()
 
 
 def test_views_of_a_collection_are_bounded_least_recently_used_first(tmp_path):
-    m = make(tmp_path)
-    try:
+    with running_manager(tmp_path, cache_agents="kubectl") as m:
         feed = Feeder(m)
         for i in range(MAX_VIEWS + 5):
             feed.respond(f"/api/v1/pods?labelSelector=app%3Dv{i}", list_body([], 10 + i))
@@ -150,14 +135,10 @@ def test_views_of_a_collection_are_bounded_least_recently_used_first(tmp_path):
         kept = {v["key"]["labels"] for v in views}
         assert "app=v0" not in kept and f"app=v{MAX_VIEWS + 4}" in kept
         assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 5
-    finally:
-        m.stop()
-        m.store.close()
 
 
 def test_learned_scopes_are_bounded_and_only_what_the_cloud_answered(tmp_path, monkeypatch):
-    m = make(tmp_path)
-    try:
+    with running_manager(tmp_path, cache_agents="kubectl") as m:
         # A request the cloud did not answer teaches nothing.
         assert m.read_target(
             *_info("/apis/made.up/v1/namespaces/x/things"), "kubectl", "") is not None
@@ -170,9 +151,6 @@ def test_learned_scopes_are_bounded_and_only_what_the_cloud_answered(tmp_path, m
         assert m.resource_type("x.io", "v1", "r0") is None  # forgotten (least recently used)
         assert m.resource_type("x.io", "v1", "r4").namespaced is True
         assert sample(m, "yurthub_cache_evictions_total", what="scope", reason="lru") == 2
-    finally:
-        m.stop()
-        m.store.close()
 
 
 def _info(path: str) -> tuple:
@@ -192,8 +170,7 @@ def test_a_bounded_label_keeps_known_values_a_few_more_then_other():
 
 def test_a_watch_that_would_need_a_collection_past_the_bound_is_dropped_not_a_bug(
         tmp_path, caplog):
-    m = make(tmp_path, Quota(total=1 << 30, per_component=1 << 30, max_collections=1))
-    try:
+    with running_manager(tmp_path, _only_collections(1), cache_agents="kubectl") as m:
         feed = Feeder(m)
         feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
         from tests.unit.cache.conftest import event_line
@@ -203,9 +180,6 @@ def test_a_watch_that_would_need_a_collection_past_the_bound_is_dropped_not_a_bu
         assert "caching stopped (collections)" in (m.not_ready() or "")
         assert "bug while caching" not in caplog.text
         assert sample(m, "yurthub_cache_entries_dropped_total", reason="storage") == 1
-    finally:
-        m.stop()
-        m.store.close()
 
 
 def test_events_held_back_by_a_list_the_quota_refuses_are_still_applied(small):

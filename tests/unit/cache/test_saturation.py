@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.cache.conftest import PODS, event_line, list_body, pod
-from yurthub import config
-from yurthub.cache.collection import load_meta
+from tests.unit.cache.conftest import PODS, event_line, list_body, pod, running_manager
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.kube.resources import builtin
-from yurthub.metrics import Metrics
-from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage import CollectionKey
 
 POD_RT = builtin("", "v1", "pods")
 NODE_SEL = "fieldSelector=spec.nodeName%3Dnode-a"
@@ -33,16 +30,8 @@ MiB = 1 << 20
 
 @pytest.fixture
 def small_manager(tmp_path: Path) -> Iterator[CacheManager]:
-    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c"),
-                             "cache_memory_limit": "1Mi"})
-    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                      meta_loader=load_meta)
-    store.open()
-    m = CacheManager(cfg, store, Metrics())
-    m.start()
-    yield m
-    m.stop()
-    store.close()
+    with running_manager(tmp_path, cache_memory_limit="1Mi") as m:
+        yield m
 
 
 def respond(m: CacheManager, path: str, body: bytes, ua: str = "kubelet") -> None:
@@ -128,15 +117,8 @@ def test_past_the_memory_limit_the_largest_watch_backlog_goes_and_its_view_is_st
 
 @pytest.fixture
 def fresh_manager(tmp_path: Path) -> Iterator[CacheManager]:
-    cfg = config.load(None, {"node_name": "node-a", "disk_cache_path": str(tmp_path / "c")})
-    store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                      meta_loader=load_meta)
-    store.open()
-    m = CacheManager(cfg, store, Metrics())
-    m.start()
-    yield m
-    m.stop()
-    store.close()
+    with running_manager(tmp_path) as m:
+        yield m
 
 
 def watch_all(m: CacheManager, bodies: dict[str, list[bytes]], whole: dict[str, bool]
