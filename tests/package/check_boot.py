@@ -11,7 +11,6 @@ syncfs on the cache).  Standard library only; not a pytest module.
 from __future__ import annotations
 
 import glob
-import http.client
 import json
 import os
 import pwd
@@ -19,12 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
+
+from checkkit import CheckFailed, check, get, poll
 
 CONF = "/etc/yurthub/yurthub.conf"
 PODS = "/var/lib/yurthub/cache/kubelet/pods.v1.core"
 SANDBOX_PORT = 16443
+LOCAL = "127.0.0.1"
 NODE = "node-0000"
 POD_COUNT = 40  # ~150 KB: past the tee's LEND_MIN, so the list is vmspliced
 
@@ -39,45 +40,12 @@ except urllib.error.HTTPError as e:
 """
 
 
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond: object, what: str) -> None:
-    if not cond:
-        raise CheckFailed(what)
-
-
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
 def show(prop: str) -> str:
     return run("systemctl", "show", "yurthub", "-p", prop, "--value").stdout.strip()
-
-
-def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def poll(what: str, fn: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except OSError as e:
-            last = e
-        time.sleep(0.3)
-    raise CheckFailed(f"{what}: not within {timeout} s (last: {last!r})")
 
 
 def checks(out: TextIO) -> None:
@@ -115,12 +83,12 @@ def checks(out: TextIO) -> None:
     try:
         path = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"
         kubelet = {"User-Agent": "kubelet/v1.32", "Accept": "application/json"}
-        poll("the sandbox apiserver answers", lambda: get(SANDBOX_PORT, "/version")[0] == 200,
-             20)
+        poll("the sandbox apiserver answers",
+             lambda: get((LOCAL, SANDBOX_PORT), "/version")[0] == 200, 20)
         readyz: list[bytes] = [b""]
 
         def ready() -> bool:
-            status_code, readyz[0] = get(10267, "/v1/readyz")
+            status_code, readyz[0] = get((LOCAL, 10267), "/v1/readyz")
             return status_code == 200
 
         try:
@@ -131,7 +99,7 @@ def checks(out: TextIO) -> None:
                               ) from None
 
         def pod_list() -> bytes | None:
-            status_code, body = get(10261, path, kubelet)
+            status_code, body = get((LOCAL, 10261), path, kubelet)
             return body if status_code == 200 else None
 
         def cached() -> list[str] | None:

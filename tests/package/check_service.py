@@ -31,10 +31,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from checkkit import CheckFailed, check, get, poll
 
 UNIT = "/lib/systemd/system/yurthub.service"
 CONF = "/etc/yurthub/yurthub.conf"
@@ -46,17 +48,8 @@ SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _runs = itertools.count()
 
 
-class CheckFailed(Exception):
-    pass
-
-
 def ok(what: str) -> None:
     print(f"ok: {what}", flush=True)
-
-
-def check(cond: object, what: str) -> None:
-    if not cond:
-        raise CheckFailed(what)
 
 
 # -- the unit, run by hand -------------------------------------------------------------------
@@ -197,31 +190,6 @@ def leftover(run: Run) -> bool:
 
 
 # -- HTTP ------------------------------------------------------------------------------------
-
-def get(addr: tuple[str, int], path: str, headers: dict[str, str] | None = None,
-        timeout: float = 10) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(*addr, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def poll(what: str, fn: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except OSError as e:
-            last = e
-        time.sleep(0.2)
-    raise CheckFailed(f"{what}: not within {timeout} s (last: {last!r})")
-
 
 def port_free(addr: tuple[str, int]) -> bool:
     with socket.socket() as s:
