@@ -356,6 +356,8 @@ class SharedWatch:
         chain = self.chain
         if chain is None:
             return _line(etype, raw)
+        if obj is not None and obj.key not in self.dropped and not chain.may_change(obj.item):
+            return _line(etype, raw)  # nothing in it this client's filters would change
         body = obj.body if obj is not None else json.loads(raw)
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -385,10 +387,13 @@ def _selected(want: Selectors, o: Obj) -> bool:
 
 
 def _filtered_item(chain: Chain, o: Obj) -> bytes | None:
-    out = chain.apply(o.body)
+    if not chain.may_change(o.item):
+        return o.item
+    body = o.body
+    out = chain.apply(body)
     if out is None:
         return None
-    if out is o.body:
+    if out is body:
         return o.item
     return _dump({k: v for k, v in out.items() if k not in ("kind", "apiVersion")})
 

@@ -125,16 +125,17 @@ class Feed(BackgroundThread):
     def _list(self) -> None:
         status, chunks, close = self._call({})
         parser = ListParser()
-        items = []
+        rt = self.state.rt
+        objs = []
         try:
             if status != 200:
                 raise _Failed(f"list answered {status}: {_text(chunks)}", status)
             for chunk in chunks:
-                items += parser.feed(chunk)
+                # Each item is kept as its bytes only: the decoded objects go as they come.
+                objs += [make_obj(rt, it.obj, item=it.raw) for it in parser.feed(chunk)]
             info = parser.close()
             if info.is_status:
                 raise _Failed(f"list answered a Status: {info.status}")
-            objs = [make_obj(self.state.rt, it.obj, item=it.raw) for it in items]
             list_rv = info.resource_version_int
         except DecodeError as e:
             raise _Failed(f"unusable list: {e}") from e

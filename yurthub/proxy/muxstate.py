@@ -24,8 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
+
 from yurthub.errors import DecodeError
 from yurthub.kube.fields import selectable_values
+from yurthub.kube.jsonscan import decode_object
 from yurthub.kube.meta import rv_int
 from yurthub.kube.resources import ResourceType
 
@@ -40,22 +43,63 @@ def _dump(obj: Any) -> bytes:
 class Obj:
     """One object as the shared state holds it (read-only: many clients read it at once).
 
-    ``event`` is its JSON with ``kind`` and ``apiVersion`` (as watch events carry it),
-    ``item`` its JSON without them (as built-in lists carry their items).
+    Only its JSON is kept, once: ``item`` is the object without ``kind`` and ``apiVersion``
+    (as built-in lists carry their items), ``head`` the type meta an event puts in front of
+    it (one bytes object per resource, shared).  The decoded object is made again when a
+    filter needs it: holding every object decoded cost six to eight times the bytes (a
+    65 MB EndpointSlices list held ~500 MB), far past the hub's memory goal.  What selectors
+    read (labels and selectable fields) is kept decoded.
     """
 
     namespace: str
     name: str
     rv: int
-    body: dict[str, Any]
     labels: Mapping[str, str]
     fields: Mapping[str, str]
-    event: bytes
+    head: bytes
     item: bytes
 
     @property
     def key(self) -> Key:
         return self.namespace, self.name
+
+    @property
+    def event(self) -> bytes:
+        """Its JSON with ``kind`` and ``apiVersion`` leading, as watch events carry it."""
+        rest = self.item[1:].lstrip()
+        if rest.startswith(b"}"):
+            return self.head[:-1] + rest
+        return self.head + rest
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The object decoded, ``kind`` and ``apiVersion`` included; read-only (an event
+        fanning out to many filtered watches is decoded once: see _decoded)."""
+        with _decoded_lock:
+            got = _decoded.get(self.item)
+        if got is None:
+            got = decode_object(self.event)
+            with _decoded_lock:
+                _decoded[self.item] = got
+        return got
+
+
+# The last objects decoded, keyed by their bytes (equal bytes decode equal, so a hit is
+# always right); small, as it only has to span one event's fan-out to the watches.
+_decoded: LRUCache[bytes, dict[str, Any]] = LRUCache(maxsize=32)
+_decoded_lock = threading.Lock()
+
+
+_HEADS: dict[tuple[str, str], bytes] = {}
+
+
+def _head(rt: ResourceType) -> bytes:
+    key = (rt.kind, rt.group_version)
+    head = _HEADS.get(key)
+    if head is None:
+        head = _HEADS.setdefault(
+            key, b'{"kind":%s,"apiVersion":%s,' % (_dump(rt.kind), _dump(rt.group_version)))
+    return head
 
 
 def make_obj(rt: ResourceType, body: dict[str, Any], event: bytes | None = None,
@@ -72,19 +116,19 @@ def make_obj(rt: ResourceType, body: dict[str, Any], event: bytes | None = None,
     labels = meta.get("labels")
     if not isinstance(labels, dict):
         labels = {}
-    bare = {k: v for k, v in body.items() if k not in ("kind", "apiVersion")}
-    typed = {"kind": rt.kind, "apiVersion": rt.group_version, **bare}
-    if event is None or body.get("kind") != rt.kind \
-            or body.get("apiVersion") != rt.group_version:
-        event = _dump(typed)
+    head = _head(rt)
+    typed = body
+    if body.get("kind") != rt.kind or body.get("apiVersion") != rt.group_version:
+        typed = {**body, "kind": rt.kind, "apiVersion": rt.group_version}
     if item is None or "kind" in body or "apiVersion" in body:
         # The bytes of the event without its type meta, when it leads as the apiserver
         # writes it; else encoded anew.
-        head = b'{"kind":%s,"apiVersion":%s,' % (_dump(rt.kind), _dump(rt.group_version))
-        item = b"{" + event[len(head):] if event.startswith(head) else _dump(bare)
+        if event is not None and typed is body and event.startswith(head):
+            item = b"{" + event[len(head):]
+        else:
+            item = _dump({k: v for k, v in body.items() if k not in ("kind", "apiVersion")})
     return Obj(namespace=str(meta.get("namespace") or ""), name=meta["name"], rv=rv,
-               body=typed, labels=labels, fields=selectable_values(typed, rt),
-               event=event, item=item)
+               labels=labels, fields=selectable_values(typed, rt), head=head, item=item)
 
 
 def at_version(obj: Obj, rt: ResourceType, rv: int) -> Obj:
