@@ -196,9 +196,14 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
         upstream.start()
         peer.start()
         server = f"http://127.0.0.1:{up_port}"
-        hubs["filtered"] = HubProcess(work, server, work / "cache-f", node=NODE).start()
+        # The multiplexer is off: its shared state needs a watchable upstream (nginx serves
+        # files) and answers from memory; this measures the filters on the proxied stream.
+        no_mux = ["--pool-scope-resources", ""]
+        hubs["filtered"] = HubProcess(work, server, work / "cache-f", node=NODE,
+                                      extra=no_mux).start()
         hubs["unfiltered"] = HubProcess(work, server, work / "cache-u", node=NODE,
-                                        extra=["--enable-resource-filter", "false"]).start()
+                                        extra=["--enable-resource-filter", "false", *no_mux]
+                                        ).start()
         time.sleep(1.0)
         print(f"\n== lists as kube-proxy / kubelet, node {NODE} in pool-a "
               f"({len(topo) / 1e6:.1f} MB of EndpointSlices: {SERVICES} x {ENDPOINTS} "
