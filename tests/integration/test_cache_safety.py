@@ -20,11 +20,16 @@ KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` and its bytes; a file the running hub replaced while the walk
+    went by (its temporary file renamed away) is left out."""
     out = {}
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             p = os.path.join(dirpath, f)
-            out[os.path.relpath(p, root)] = Path(p).read_bytes()
+            try:
+                out[os.path.relpath(p, root)] = Path(p).read_bytes()
+            except FileNotFoundError:
+                continue
     return out
 
 
