@@ -16,12 +16,12 @@ response writing, the same on gunicorn 20.1 and 2x) and replaces the loop around
 - Only a whole head goes to a thread, in one of three pools (``Lane``): the general one
   (``threads``), kubelet's node-Lease requests, and the hub server, so neither a flood of
   requests nor every thread held by watches keeps the Lease or healthz waiting.
-- The thread parses the head with gunicorn's parser, reads the body with ``body_timeout``
-  per read, runs the app with the connection's facts in the environ
-  (``yurthub.connection``), and sends the answer with ``send_timeout`` per write, the same
-  for answers from the cache as for streamed upstream ones.  A body the app did not read is
-  drained (up to 64 KiB) before the connection is kept alive; bytes read past the request
-  (a pipelined next one) go back to the loop with it.
+- The thread (``serving.ThreadSide``, mixed in) parses the head with gunicorn's parser,
+  reads the body with ``body_timeout`` per read, runs the app with the connection's facts
+  in the environ (``yurthub.connection``), and sends the answer with ``send_timeout`` per
+  write, the same for answers from the cache as for streamed upstream ones.  A body the
+  app did not read is drained (up to 64 KiB) before the connection is kept alive; bytes
+  read past the request (a pipelined next one) go back to the loop with it.
 - Kept-alive connections wait in the loop, not in a thread, for ``keepalive`` seconds.
 
 Extension points: a listener's role and TLS wrapper come from ``WorkerSettings.listeners``
@@ -45,7 +45,6 @@ from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gunicorn import http
 from gunicorn.workers.gthread import ThreadWorker
 
 from yurthub.connection import ConnectionInfo
@@ -54,12 +53,12 @@ from yurthub.peercred import PeerLookup, open_lookup, owner_of
 from yurthub.worker import limits
 from yurthub.worker.conn import Conn, Read, State
 from yurthub.worker.limits import Admission, Lane
+from yurthub.worker.serving import ThreadSide
 from yurthub.worker.settings import ListenerSpec, WorkerSettings
 
 log = logging.getLogger(__name__)
 
 WORKER_BOOT_ERROR = 3    # gunicorn's arbiter stops when a worker exits with this
-DRAIN_MAX = 64 * 1024    # unread request body drained before a connection is kept alive
 ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
 WARN_EVERY = 10.0        # seconds between two warnings of the loop
 
@@ -73,7 +72,7 @@ class ConnectionStats:
         self.busy: Counter[str] = Counter()        # requests in a pool, by lane
 
 
-class YurthubWorker(ThreadWorker):
+class YurthubWorker(ThreadSide, ThreadWorker):
     """gthread with a connection loop that idle clients cannot freeze (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -361,73 +360,6 @@ class YurthubWorker(ThreadWorker):
             except OSError:
                 pass  # why: the pipe is full, so the loop is already due to wake up
 
-    def _serve(self, conn: Conn) -> tuple[bool, bytes]:
-        """One request, on a pool thread: gthread's ``handle`` around its ``handle_request``."""
-        req = None
-        sock = conn.sock
-        try:
-            sock.settimeout(self.settings.body_timeout)
-            parser = http.RequestParser(self.cfg, sock, conn.client)
-            parser.unreader.unread(conn.take_buffer())
-            req = next(parser)
-            if not req:
-                return False, b""
-            self._local.conn = conn
-            keepalive = self.handle_request(req, conn)
-            if not (keepalive and self.alive and self._drain(req, sock)):
-                return False, b""
-            return True, parser.unreader.buf.getvalue()
-        except http.errors.NoMoreData as e:
-            log.debug("client closed early: %s", e)
-        except StopIteration as e:
-            log.debug("closing connection: %s", e)
-        except ssl.SSLError as e:
-            log.debug("TLS error from %s: %s", conn.client, e)
-        except OSError as e:
-            if isinstance(e, TimeoutError):
-                log.info("%s %s: client stopped sending or reading; connection closed",
-                         conn.info.role.value, _request_line(req))
-            elif e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
-                log.warning("socket error serving %s: %s", _request_line(req), e)
-        except Exception as e:
-            self.handle_error(req, sock, conn.client, e)
-        finally:
-            self._local.conn = None
-        return False, b""
-
-    def _drain(self, req: Any, sock: socket.socket) -> bool:
-        """Read what the app left of the request body; False when too much is left."""
-        body = getattr(req, "body", None)
-        if body is None:
-            return True
-        sock.settimeout(self.settings.body_timeout)
-        left = DRAIN_MAX
-        while True:
-            data = body.read(8192)
-            if not data:
-                return True
-            left -= len(data)
-            if left < 0:
-                return False
-
-    def _call_app(self, environ: dict[str, Any], start_response: Any) -> Any:
-        """The WSGI app as the threads call it: the connection's facts in, a send timeout out."""
-        conn: Conn | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            environ.update(conn.info.environ())
-            if conn.info.tls:
-                environ["wsgi.url_scheme"] = "https"
-                environ["HTTPS"] = "on"
-        result = self._app(environ, start_response)
-        if conn is not None:
-            # From here on the answer is being sent: one write may wait send_timeout, for
-            # answers from the cache as for streamed upstream ones.
-            try:
-                conn.sock.settimeout(self.settings.send_timeout)
-            except OSError:
-                pass  # why: the client is gone; the first write will say so
-        return result
-
     def _on_wake(self, _fileobj: Any, _mask: int) -> None:
         try:
             while os.read(self._wake_r, 4096):
@@ -490,12 +422,6 @@ class YurthubWorker(ThreadWorker):
             self._close(conn, None)
         for listener, _spec in self._listeners:
             listener.close()
-
-
-def _request_line(req: Any) -> str:
-    if req is None:
-        return "-"
-    return f"{getattr(req, 'method', '?')} {getattr(req, 'uri', '?')}"
 
 
 __all__ = ["ConnectionStats", "YurthubWorker"]

@@ -1,0 +1,118 @@
+"""The thread side of yurthub's worker: one request on a pool thread, from its head to its
+last byte (gthread's ``handle`` around its ``handle_request``), the connection's facts in
+the environ, a send timeout once the answer starts, and the unread body drained.
+
+design: split out of ``gthread.py`` by responsibility: that module is the connection loop
+(accept, admission, heads, deadlines, keep-alive), this one what a pool thread does with a
+connection the loop handed it.  ``ThreadSide`` is a mixin that ``YurthubWorker`` puts before
+gunicorn's ``ThreadWorker``; it only names (does not define) what it uses of that class.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn import http
+
+from yurthub.worker.conn import Conn
+from yurthub.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+DRAIN_MAX = 64 * 1024    # unread request body drained before a connection is kept alive
+
+
+class ThreadSide:
+    """What a pool thread does with one connection (mixed into ``YurthubWorker``)."""
+
+    # Set by YurthubWorker or gunicorn's ThreadWorker; annotations only, so the MRO finds
+    # gunicorn's methods.
+    cfg: Any
+    alive: bool
+    settings: WorkerSettings
+    _local: threading.local
+    _app: Callable[..., Any]
+    handle_request: Callable[..., bool]
+    handle_error: Callable[..., None]
+
+    def _serve(self, conn: Conn) -> tuple[bool, bytes]:
+        """One request, on a pool thread: gthread's ``handle`` around its ``handle_request``."""
+        req = None
+        sock = conn.sock
+        try:
+            sock.settimeout(self.settings.body_timeout)
+            parser = http.RequestParser(self.cfg, sock, conn.client)
+            parser.unreader.unread(conn.take_buffer())
+            req = next(parser)
+            if not req:
+                return False, b""
+            self._local.conn = conn
+            keepalive = self.handle_request(req, conn)
+            if not (keepalive and self.alive and self._drain(req, sock)):
+                return False, b""
+            return True, parser.unreader.buf.getvalue()
+        except http.errors.NoMoreData as e:
+            log.debug("client closed early: %s", e)
+        except StopIteration as e:
+            log.debug("closing connection: %s", e)
+        except ssl.SSLError as e:
+            log.debug("TLS error from %s: %s", conn.client, e)
+        except OSError as e:
+            if isinstance(e, TimeoutError):
+                log.info("%s %s: client stopped sending or reading; connection closed",
+                         conn.info.role.value, request_line(req))
+            elif e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                log.warning("socket error serving %s: %s", request_line(req), e)
+        except Exception as e:
+            self.handle_error(req, sock, conn.client, e)
+        finally:
+            self._local.conn = None
+        return False, b""
+
+    def _drain(self, req: Any, sock: socket.socket) -> bool:
+        """Read what the app left of the request body; False when too much is left."""
+        body = getattr(req, "body", None)
+        if body is None:
+            return True
+        sock.settimeout(self.settings.body_timeout)
+        left = DRAIN_MAX
+        while True:
+            data = body.read(8192)
+            if not data:
+                return True
+            left -= len(data)
+            if left < 0:
+                return False
+
+    def _call_app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """The WSGI app as the threads call it: the connection's facts in, a send timeout out."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            environ.update(conn.info.environ())
+            if conn.info.tls:
+                environ["wsgi.url_scheme"] = "https"
+                environ["HTTPS"] = "on"
+        result = self._app(environ, start_response)
+        if conn is not None:
+            # From here on the answer is being sent: one write may wait send_timeout, for
+            # answers from the cache as for streamed upstream ones.
+            try:
+                conn.sock.settimeout(self.settings.send_timeout)
+            except OSError:
+                pass  # why: the client is gone; the first write will say so
+        return result
+
+
+def request_line(req: Any) -> str:
+    if req is None:
+        return "-"
+    return f"{getattr(req, 'method', '?')} {getattr(req, 'uri', '?')}"
+
+
+__all__ = ["DRAIN_MAX", "ThreadSide", "request_line"]
