@@ -23,7 +23,8 @@ from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError, StorageError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
-from yurthub.kube.framing import MAX_OBJECT_BYTES, Decompressor, Event, ListParser, WatchFramer
+from yurthub.kube.framing import MAX_OBJECT_BYTES, Event, ListParser, WatchFramer
+from yurthub.kube.gunzip import Decompressor
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table

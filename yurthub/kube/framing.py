@@ -1,4 +1,5 @@
-"""Streaming decoders that the cache writer feeds with teed bytes: list bodies, watch streams, gzip.
+"""Streaming decoders that the cache writer feeds with teed bytes: list bodies, watch streams
+(gzip is ``kube/gunzip.py``).
 
 design: bytes arrive in whatever pieces the tee hands over. ``ListParser`` never builds the
 whole body. It decodes one list item at a time, at item boundaries, and keeps only the
@@ -13,8 +14,6 @@ contract (the scanning itself is in ``jsonscan``).
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,17 +30,14 @@ from yurthub.kube.jsonscan import (
 )
 from yurthub.kube.meta import rv_int
 
-__all__ = ["HAVE_MSGSPEC", "MAX_INFLATED_BYTES", "MAX_OBJECT_BYTES", "WATCH_EVENT_TYPES",
-           "Bulk", "Decompressor", "Event", "Interest", "Item", "ListInfo", "ListParser",
-           "WatchFramer"]
+__all__ = ["HAVE_MSGSPEC", "MAX_OBJECT_BYTES", "WATCH_EVENT_TYPES", "Bulk", "Event", "Interest",
+           "Item", "ListInfo", "ListParser", "WatchFramer"]
 
 WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
 # The largest object the cache takes (etcd refuses values over 1.5 MiB; JSON is larger).
 MAX_OBJECT_BYTES = 8 << 20
 # Room for a watch event's envelope ({"type":"MODIFIED","object":...}) around its object.
 _EVENT_ENVELOPE = 4096
-# What a gzip body may inflate to unless its reader says otherwise (a 1 MiB bomb is 1 GiB).
-MAX_INFLATED_BYTES = 64 << 20
 
 
 class Item:
@@ -474,58 +470,3 @@ if HAVE_MSGSPEC:
         object: msgspec.Raw
 
     _decode_wire_event = msgspec.json.Decoder(_WireEvent).decode
-
-
-class Decompressor:
-    """gzip to bytes, for the cache side of a ``Content-Encoding: gzip`` response.
-
-    Several concatenated gzip members are accepted, as Go's reader accepts them. ``close()``
-    returns the last bytes, or raises DecodeError when the stream was cut short or never
-    started.  Inflation is bounded: once more than ``limit`` bytes came out in all (None: no
-    total limit, for streams whose readers bound each piece) ``feed`` and ``pieces`` raise
-    DecodeError, and no call ever holds more than that in memory (a gzip bomb inflates 1 MiB
-    to 1 GiB).
-    """
-
-    def __init__(self, limit: int | None = MAX_INFLATED_BYTES) -> None:
-        self._z: Any = None
-        self._members = 0
-        self._limit = limit
-        self.inflated = 0
-
-    def _count(self, n: int) -> None:
-        self.inflated += n
-        if self._limit is not None and self.inflated > self._limit:
-            raise DecodeError(f"gzip body inflates to more than {self._limit} bytes")
-
-    def feed(self, data: bytes) -> bytes:
-        """Everything ``data`` inflates to (at most the limit, else DecodeError)."""
-        cap = MAX_INFLATED_BYTES if self._limit is None else self._limit
-        return b"".join(self.pieces(data, max_piece=max(1, min(cap, 4 << 20))))
-
-    def pieces(self, data: bytes, max_piece: int = 256 << 10) -> Iterator[bytes]:
-        """Like ``feed``, but in pieces of at most ``max_piece`` bytes, so that a small gzip
-        input that inflates to many megabytes never sits in memory at once."""
-        while data:
-            if self._z is None:
-                self._z = zlib.decompressobj(wbits=31)
-            try:
-                piece = self._z.decompress(data, max_piece)
-            except zlib.error as e:
-                raise DecodeError(f"invalid gzip data: {e}") from e
-            if piece:
-                self._count(len(piece))
-                yield piece
-            if self._z.eof:
-                data, self._z = self._z.unused_data, None
-                self._members += 1
-            else:
-                data = self._z.unconsumed_tail
-
-    def close(self) -> bytes:
-        """Always ``b""`` today (feed returns everything); kept so callers need not know."""
-        if self._z is not None:  # feed() retires every member that reached its end
-            raise DecodeError("gzip stream is truncated")
-        if not self._members:
-            raise DecodeError("gzip stream is empty")
-        return b""

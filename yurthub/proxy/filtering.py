@@ -24,7 +24,7 @@ from yurthub.filters.liststream import filter_list
 from yurthub.filters.visibility import ClientView
 from yurthub.filters.watchstream import filter_watch
 from yurthub.kube.accept import is_json_content_type, transform
-from yurthub.kube.framing import Decompressor
+from yurthub.kube.gunzip import Decompressor
 from yurthub.kube.jsonscan import decode_object
 from yurthub.proxy.streams import Stream
 

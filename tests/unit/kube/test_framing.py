@@ -15,12 +15,12 @@ from yurthub.errors import DecodeError
 from yurthub.kube import framing
 from yurthub.kube.framing import (
     HAVE_MSGSPEC,
-    Decompressor,
     Event,
     Item,
     ListParser,
     WatchFramer,
 )
+from yurthub.kube.gunzip import Decompressor
 
 TESTDATA = K8S_TESTDATA
 TYPED = sorted(p for p in TESTDATA.glob("*.json") if p.name != "core.v1.WatchEvent.json")
@@ -369,43 +369,9 @@ def test_invalid_watch_events_are_refused(accelerate, line):
         w.feed(stream_of(WATCH_OBJECTS[:1]))
 
 
-# -- gzip ------------------------------------------------------------------------------------
+# -- gzip into the list parser (the inflating itself: test_gunzip.py) ----------------------
 
 BODY = body_of([compact(o) for o in ITEMS])
-
-
-@pytest.mark.parametrize("size", [1, 100, 65536, 1 << 30])
-def test_gzip_round_trip(size):
-    packed = gzip.compress(BODY)
-    d = Decompressor()
-    out = b"".join(d.feed(packed[i:i + size]) for i in range(0, len(packed), size))
-    assert out + d.close() == BODY
-
-
-def test_gzip_members_are_concatenated():
-    d = Decompressor()
-    out = d.feed(gzip.compress(b"first,") + gzip.compress(b"second"))
-    assert out + d.close() == b"first,second"
-
-
-@pytest.mark.parametrize("cut", [1, 10, 100, -8, -4, -1])
-def test_a_truncated_gzip_stream_is_refused(cut):
-    packed = gzip.compress(BODY)
-    d = Decompressor()
-    d.feed(packed[:cut])
-    with pytest.raises(DecodeError):
-        d.close()
-
-
-def test_an_empty_gzip_stream_is_refused():
-    with pytest.raises(DecodeError):
-        Decompressor().close()
-
-
-@pytest.mark.parametrize("data", [b"not gzip at all", gzip.compress(b"ok") + b"garbage!!"])
-def test_invalid_gzip_data_is_refused(data):
-    with pytest.raises(DecodeError):
-        Decompressor().feed(data)
 
 
 @pytest.mark.parametrize("accelerate", BACKENDS)
@@ -420,42 +386,7 @@ def test_gzip_into_the_list_parser(accelerate):
     assert p.close().item_count == len(ITEMS)
 
 
-def test_decompressor_pieces_bound_every_piece_and_equal_feed():
-    body = json.dumps({"items": ["x" * 1000] * 5000}).encode()  # ~5 MB of text
-    packed = gzip.compress(body) + gzip.compress(b"tail")
-    d = Decompressor()
-    out = []
-    for i in range(0, len(packed), 1000):
-        out += list(d.pieces(packed[i:i + 1000], max_piece=64 << 10))
-    assert d.close() == b""
-    assert all(len(p) <= 64 << 10 for p in out)
-    assert b"".join(out) == body + b"tail"
-    with pytest.raises(DecodeError):
-        list(Decompressor().pieces(b"not gzip at all"))
-
-
 # -- size caps: nothing from upstream grows memory past the largest object ----------------
-
-def test_a_gzip_bomb_stops_at_the_inflation_limit_without_inflating_it():
-    bomb = gzip.compress(b"\0" * (64 << 20), 9)  # 64 KiB that inflate to 64 MiB
-    d = Decompressor(limit=1 << 20)
-    got = 0
-    with pytest.raises(DecodeError, match="inflates to more than 1048576 bytes"):
-        for piece in d.pieces(bomb, max_piece=256 << 10):
-            got += len(piece)
-    assert got <= 1 << 20 and d.inflated <= (1 << 20) + (256 << 10)
-    with pytest.raises(DecodeError):
-        Decompressor(limit=1 << 20).feed(bomb)
-
-
-def test_the_default_inflation_limit_holds_for_feed_too():
-    d = Decompressor()
-    chunk = gzip.compress(b" " * (framing.MAX_INFLATED_BYTES + 1), 9)
-    with pytest.raises(DecodeError):
-        d.feed(chunk)
-    stream = Decompressor(limit=None)  # a stream: no total, every piece bounded by its reader
-    assert len(stream.feed(gzip.compress(b"x" * (3 << 20)))) == 3 << 20
-
 
 @pytest.mark.parametrize("accelerate", BACKENDS)
 def test_a_list_item_larger_than_any_object_is_refused_while_it_streams(accelerate):
