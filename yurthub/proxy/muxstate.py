@@ -17,6 +17,7 @@ contiguous.  Nothing here does I/O; the lock is one Condition that watches wait 
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import threading
 import time
@@ -65,8 +66,12 @@ class Obj:
 
     @property
     def event(self) -> bytes:
-        """Its JSON with ``kind`` and ``apiVersion`` leading, as watch events carry it."""
-        rest = self.item[1:].lstrip()
+        """Its JSON with ``kind`` and ``apiVersion`` leading, as watch events carry it (made
+        for every event a watch sends: one copy of the item, no more)."""
+        item = self.item
+        if item[1:2] == b'"':  # compact JSON, a member follows: the common case
+            return self.head + memoryview(item)[1:]
+        rest = item[1:].lstrip()
         if rest.startswith(b"}"):
             return self.head[:-1] + rest
         return self.head + rest
@@ -90,16 +95,10 @@ _decoded: LRUCache[bytes, dict[str, Any]] = LRUCache(maxsize=32)
 _decoded_lock = threading.Lock()
 
 
-_HEADS: dict[tuple[str, str], bytes] = {}
-
-
-def _head(rt: ResourceType) -> bytes:
-    key = (rt.kind, rt.group_version)
-    head = _HEADS.get(key)
-    if head is None:
-        head = _HEADS.setdefault(
-            key, b'{"kind":%s,"apiVersion":%s,' % (_dump(rt.kind), _dump(rt.group_version)))
-    return head
+@functools.cache
+def _head(kind: str, group_version: str) -> bytes:
+    """The type meta an event puts before an item: one bytes object per resource."""
+    return b'{"kind":%s,"apiVersion":%s,' % (_dump(kind), _dump(group_version))
 
 
 def make_obj(rt: ResourceType, body: dict[str, Any], event: bytes | None = None,
@@ -116,7 +115,7 @@ def make_obj(rt: ResourceType, body: dict[str, Any], event: bytes | None = None,
     labels = meta.get("labels")
     if not isinstance(labels, dict):
         labels = {}
-    head = _head(rt)
+    head = _head(rt.kind, rt.group_version)
     typed = body
     if body.get("kind") != rt.kind or body.get("apiVersion") != rt.group_version:
         typed = {**body, "kind": rt.kind, "apiVersion": rt.group_version}

@@ -36,6 +36,11 @@ def test_encodings_with_and_without_type_meta():
     item = make_obj(RT, {"metadata": {"name": "b", "namespace": "x", "resourceVersion": "7"}},
                     item=b'{"metadata":{"name":"b","namespace":"x","resourceVersion":"7"}}')
     assert item.event.startswith(b'{"kind":"Service","apiVersion":"v1","metadata"')
+    # A pretty-printed item (as some list bodies come) still makes a valid event.
+    pretty = b'{\n  "metadata": {"name": "c", "namespace": "x", "resourceVersion": "8"}\n}'
+    o = make_obj(RT, json.loads(pretty), item=pretty)
+    assert json.loads(o.event) == {"kind": "Service", "apiVersion": "v1", **json.loads(pretty)}
+    assert o.event.startswith(b'{"kind":"Service","apiVersion":"v1","metadata"')
 
 
 def test_events_apply_in_order_and_stale_ones_are_ignored():
