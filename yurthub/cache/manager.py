@@ -20,12 +20,13 @@ from yurthub.cache.collection import index_meta
 from yurthub.cache.damage import Damage
 from yurthub.cache.entry import Entry
 from yurthub.cache.integrity import body_problem
+from yurthub.cache.localwrites import StaleLocalWrite
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
 from yurthub.cache.scopes import Scopes
 from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
-from yurthub.cache.writer import CacheWriter, StaleLocalWrite
+from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
 from yurthub.errors import (
     ApiError,

@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from yurthub import linux
@@ -35,10 +34,11 @@ from yurthub.cache.handlers import (
     ObjectHandler,
     WatchHandler,
 )
+from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
 from yurthub.cache.space import SpaceGuard, is_no_space
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import RecentEvents, ViewKey
-from yurthub.errors import InvalidKeyError, StorageError, YurthubError
+from yurthub.errors import InvalidKeyError, StorageError
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.threads import BackgroundThread
@@ -53,28 +53,6 @@ _HANDLERS: dict[str, type[Handler]] = {
     "object": ObjectHandler, "list": ListHandler, "watch": WatchHandler,
     "nonresource": NonResourceHandler,
 }
-
-
-ANY = object()  # LocalWrite.expect: commit whatever the object is now
-
-
-class StaleLocalWrite(YurthubError):
-    """The object changed between the read a local write was computed from and its commit."""
-
-
-@dataclass
-class LocalWrite:
-    """An object the hub writes itself (an offline write, the renewed Lease): committed by the
-    writer as it is.  The work that made it (a patch) was done by the thread that asks."""
-
-    entry: Entry
-    namespace: str
-    name: str
-    body: bytes
-    meta: dict[str, Any]
-    future: Future[bytes]
-    local: bool = True   # False: the cloud's own object (the hub's renewed Lease)
-    expect: Any = ANY    # the stored body the write was computed from (None: absent)
 
 
 class CacheWriter(BackgroundThread):
@@ -317,7 +295,7 @@ class CacheWriter(BackgroundThread):
                     return
                 item = self._incoming.popleft()
             if isinstance(item, LocalWrite):
-                self._local_write(item)
+                commit_local(self, item)
             elif isinstance(item, Handler):
                 self._handlers.add(item)
                 self._safely(item, self._start)
@@ -326,25 +304,6 @@ class CacheWriter(BackgroundThread):
                     item()
                 except (StorageError, InvalidKeyError) as e:
                     self.storage_failed(e, "a write of the hub")
-
-    def _local_write(self, w: LocalWrite) -> None:
-        if not w.future.set_running_or_notify_cancel():
-            return
-        try:
-            coll = self.collection(w.entry)
-            coll.flush()
-            if w.expect is not ANY and self.store.read(coll.ck, w.namespace, w.name) != w.expect:
-                raise StaleLocalWrite(f"{w.entry.resource} {w.name!r} changed meanwhile")
-            # The URL's namespace and name, never the body's: the caller checked they agree.
-            coll.apply(Mutation("upsert", namespace=w.namespace, name=w.name, raw=w.body,
-                                meta=w.meta, local=w.local))
-            coll.flush()
-        except Exception as e:  # the caller gets every failure, the writer goes on
-            if isinstance(e, StorageError) and w.entry.ck is not None:
-                self.space.failed(e, w.entry.ck, len(w.body))
-            w.future.set_exception(e)
-            return
-        w.future.set_result(w.body)
 
     def _start(self, handler: Handler) -> None:
         try:
