@@ -6,13 +6,16 @@ the same decoded object may be shared by several clients with different filters 
 upstream watch), and each must get its own answer.  ``Chain.apply`` is the whole API on
 decoded objects; ``Chain.apply_raw`` adds the bytes side: an object no filter can change
 is passed on as the very bytes it came in, without being decoded at all when every
-filter's ``may_change`` says so from the bytes.
+filter's ``may_change`` says so from the bytes.  A filter may also offer
+``bytes_filter(scope)``: None, or its ``filter`` done on the bytes for that scope (the new
+bytes, ``raw`` when unchanged, None when the object must be decoded; never a drop), whose
+result decodes to exactly what ``filter`` returns (servicetopology on v1 EndpointSlices).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +33,7 @@ else:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 Obj = dict[str, Any]
+OnBytes = Callable[[bytes], "bytes | None"]
 
 
 def encode(obj: Any) -> bytes:
@@ -96,6 +100,11 @@ class Chain:
     def __init__(self, filters: Sequence[ObjectFilter], scope: Scope) -> None:
         self.filters = tuple(filters)
         self.scope = scope
+        # each filter's byte-level version in this scope (None: it only has may_change)
+        self._on_bytes: tuple[OnBytes | None, ...] = tuple(
+            _bytes_filter(f, scope) for f in self.filters)
+        # True when some filter of the chain can change objects on their bytes alone
+        self.on_bytes = any(f is not None for f in self._on_bytes)
 
     @property
     def names(self) -> str:
@@ -140,13 +149,37 @@ class Chain:
         not a JSON object, when they have to be decoded.
         """
         if obj is None:
-            if not self.may_change(raw):
-                return raw
+            done = self.apply_bytes(raw)
+            if done is not None:
+                return done
             obj = decode_object(raw)
         out = self.apply(obj)
         if out is None:
             return None
         return raw if out is obj else encode(out)
+
+    def apply_bytes(self, raw: bytes) -> bytes | None:
+        """``apply`` on an object's JSON without decoding it: the bytes to send (``raw``
+        itself when nothing changes), or None when some filter must see the decoded object
+        (``apply`` then runs on it from the first filter on).  Never a drop."""
+        if not self.on_bytes:
+            return None if self.may_change(raw) else raw
+        scope = self.scope
+        out = raw
+        for f, on_bytes in zip(self.filters, self._on_bytes, strict=True):
+            if on_bytes is not None:
+                got = on_bytes(out)
+                if got is None:
+                    return None
+                out = got
+            elif f.may_change(out, scope):
+                return None
+        return out
+
+
+def _bytes_filter(f: ObjectFilter, scope: Scope) -> OnBytes | None:
+    make = getattr(f, "bytes_filter", None)
+    return None if make is None else make(scope)
 
 
 def decode(raw: bytes) -> Obj:

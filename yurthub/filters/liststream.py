@@ -26,6 +26,9 @@ from yurthub.filters.context import namespace_name
 from yurthub.kube.bulk import TRUSTED_SEPARATOR
 from yurthub.kube.framing import Bulk, Item, ListInfo, ListParser
 
+# What follows an item when the next one is written as kube-apiserver writes it.
+_NEXT_ITEM = TRUSTED_SEPARATOR[1:]
+
 # Called with each dropped item's (namespace, name).
 OnDropped = Callable[[tuple[str, str]], None]
 
@@ -71,11 +74,16 @@ class ListFilter:
         self._scan: bytes | None = None
         self._start = 0
         self._margin = self._interest.longest + 8  # a pattern across two chunks
+        # items by their separators, each through the chain's byte path (see _split)
+        self._split_on = chain.on_bytes and not chain.drops
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The filtered bytes ``chunk`` completes, in pieces (often none); DecodeError on a
         body that is not a JSON list."""
         if self._scan is not None:
+            if self._split_on:
+                held, self._scan = self._scan, None
+                return self._split(held + chunk)
             return self._scan_feed(chunk)
         return self._parse(chunk)
 
@@ -107,7 +115,9 @@ class ListFilter:
                 if at_item:  # the separator before that item was held back: it goes first
                     rest = b"".join(self._held) + rest
                     self._held = []
-                if self._interest.find(rest) >= 0:
+                if self._split_on:
+                    out += self._split(rest)
+                elif self._interest.find(rest) >= 0:
                     out += self._pieces(self._parser.feed_pieces(rest))
                 else:  # whole items of no interest go at once; the last one may run on
                     b = rest.rfind(TRUSTED_SEPARATOR) + 1
@@ -159,6 +169,40 @@ class ListFilter:
         elif raw is not item.raw:
             stats.changed += 1
         return raw
+
+    # -- splitting ---------------------------------------------------------------------------
+
+    def _split(self, data: bytes) -> list[bytes]:
+        """Splitting (a chain that can work on bytes and never drops): ``data`` begins right
+        after an item; each whole item in it (up to the last separator) goes through
+        ``Chain.apply_raw`` without the parser, which for servicetopology's EndpointSlices
+        splices bytes instead of decoding (filters/slicebytes.py); the item running on waits
+        for the next chunk.  Items not written as kube-apiserver writes them (anything but
+        ``,{"metadata":`` between two) hand the list back to the parser for good."""
+        out: list[bytes] = []
+        apply = self.chain.apply_raw
+        stats = self.stats
+        pos = 0
+        sep = TRUSTED_SEPARATOR
+        while True:
+            nxt = data.find(sep, pos)
+            if nxt < 0:
+                break
+            if not data.startswith(_NEXT_ITEM, pos):
+                self._split_on = False
+                return [b"".join(out), *self._parse(data[pos:])]
+            item = data[pos + 1:nxt + 1]
+            new = apply(item)
+            if new is None:  # cannot happen: the chain never drops
+                raise DecodeError("a filter that never drops dropped a list item")
+            stats.items += 1
+            stats.inspected += 1
+            if new is not item:
+                stats.changed += 1
+            out.append(new)
+            pos = nxt + 1
+        self._scan, self._start = data[pos:], 0
+        return [b"," + b",".join(out)] if out else []
 
     # -- scanning ---------------------------------------------------------------------------
 

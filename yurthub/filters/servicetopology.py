@@ -22,6 +22,7 @@ from typing import Any
 
 from yurthub.filters.chain import Obj, Scope, escaped
 from yurthub.filters.context import FilterContext, labels_of, namespace_name
+from yurthub.filters.slicebytes import UNDECIDED, Undecided, filter_slice
 from yurthub.kube.bulk import Keyed
 
 NAME = "servicetopology"
@@ -144,6 +145,24 @@ class ServiceTopology:
         if not changed:
             return obj
         return {**obj, "subsets": out}
+
+    def bytes_filter(self, scope: Scope) -> Callable[[bytes], bytes | None] | None:
+        """``filter`` on a v1 EndpointSlice's bytes (filters/slicebytes.py), for this scope:
+        the new bytes, or None when the object must be decoded.  None for other resources."""
+        ctx = scope.ctx
+        if (scope.group, scope.version, scope.resource) != ("discovery.k8s.io", "v1",
+                                                            "endpointslices") \
+                or not ctx.service_topology:
+            return None
+
+        def lookup(namespace: str, service: str) -> frozenset[str] | Undecided | None:
+            keep = keeper(ctx.topology_of(namespace, service), ctx)
+            if keep is None:
+                return None
+            nodes = _nodes_of(keep)
+            return UNDECIDED if nodes is None else nodes
+
+        return lambda raw: filter_slice(raw, lookup)
 
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         topologies = scope.ctx.service_topology

@@ -31,8 +31,9 @@ _HIDING_BYTES = re.compile(_HIDING.encode())
 def hides(raw: bytes | str) -> bool:
     """True when ``raw`` holds an escape that could hide an ASCII pattern."""
     if isinstance(raw, bytes):
-        return _HIDING_BYTES.search(raw) is not None
-    return _HIDING_STR.search(raw) is not None
+        # escapes are rare: a memchr for the backslash first, the pattern only if found
+        return b"\\" in raw and _HIDING_BYTES.search(raw) is not None
+    return "\\" in raw and _HIDING_STR.search(raw) is not None
 
 
 class Keyed:

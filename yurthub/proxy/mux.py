@@ -356,8 +356,10 @@ class SharedWatch:
         chain = self.chain
         if chain is None:
             return _line(etype, raw)
-        if obj is not None and obj.key not in self.dropped and not chain.may_change(obj.item):
-            return _line(etype, raw)  # nothing in it this client's filters would change
+        if obj is not None and obj.key not in self.dropped:
+            done = chain.apply_bytes(raw)  # raw is obj.event
+            if done is not None:  # filtered on its bytes, or nothing in it would change
+                return _line(etype, done)
         body = obj.body if obj is not None else json.loads(raw)
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
@@ -387,8 +389,9 @@ def _selected(want: Selectors, o: Obj) -> bool:
 
 
 def _filtered_item(chain: Chain, o: Obj) -> bytes | None:
-    if not chain.may_change(o.item):
-        return o.item
+    done = chain.apply_bytes(o.item)
+    if done is not None:
+        return done
     body = o.body
     out = chain.apply(body)
     if out is None:

@@ -1,0 +1,194 @@
+"""servicetopology on EndpointSlice bytes gives exactly what the object path gives.
+
+The slices are built from the Kubernetes project's own v1 EndpointSlice (every field, in
+the order Go writes them), with random endpoints, nodes, topologies and pools, and random
+departures from kube-apiserver's writing: pretty-printing, escapes, unicode, other key
+orders, hints, deprecatedTopology, strings holding the separators, a missing or repeated
+nodeName.  Where the byte path answers, its bytes must decode to the object path's result;
+where it cannot be sure it must decline (None), never pass the slice through unfiltered.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.filters.sandbox_objects import ctx, scope
+from yurthub.filters.chain import Chain
+from yurthub.filters.forwardkubesvctraffic import ForwardKubeSvcTraffic
+from yurthub.filters.liststream import ListFilter
+from yurthub.filters.servicetopology import ServiceTopology
+from yurthub.filters.slicebytes import filter_slice
+
+FIXTURE = Path(__file__).parents[2] / "fixtures/k8s-api-testdata" \
+    / "discovery.k8s.io.v1.EndpointSlice.json"
+NODES = [f"node-{i:04d}" for i in range(8)] + ["édge-ü", "node-0001x", "node-000"]
+TOPOLOGIES = ["kubernetes.io/hostname", "openyurt.io/nodepool", "kubernetes.io/zone", "",
+              "other"]
+ODD_STRINGS = ["},{", "}]", '},{"addresses":[', "a}],\"ports\":", '"nodeName":"node-0001"',
+               "ü", "\u2028", "<&>", "{", "}", "\\", "\n"]
+
+
+def fixture_slice() -> dict[str, Any]:
+    return json.loads(FIXTURE.read_bytes())
+
+
+def compact(obj: Any) -> bytes:
+    """As Go's encoding/json writes it (minus its HTML escapes, which the byte path declines)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def random_endpoint(rng: random.Random, template: dict[str, Any]) -> dict[str, Any]:
+    ep = json.loads(json.dumps(template))
+    ep["addresses"] = [f"10.0.{rng.randrange(256)}.{rng.randrange(256)}"
+                       for _ in range(rng.randint(1, 2))]
+    ep["nodeName"] = rng.choice(NODES)
+    ep["zone"] = rng.choice(["zone-a", "zone-b"])
+    for key in ("hostname", "targetRef", "hints", "deprecatedTopology"):
+        if rng.random() < 0.6:
+            ep.pop(key, None)
+    if rng.random() < 0.05:
+        del ep["nodeName"]
+    elif rng.random() < 0.03:
+        ep["nodeName"] = rng.choice([None, 7, ""])
+    if "targetRef" in ep and rng.random() < 0.1:
+        ep["targetRef"]["fieldPath"] = rng.choice(ODD_STRINGS)
+    if "deprecatedTopology" in ep and rng.random() < 0.5:
+        ep["deprecatedTopology"] = {"nodeName": rng.choice(NODES)}
+    return ep
+
+
+def random_slice(rng: random.Random, typed: bool) -> dict[str, Any]:
+    base = fixture_slice()
+    template = base["endpoints"][0]
+    s = base if typed else {k: v for k, v in base.items() if k not in ("kind", "apiVersion")}
+    meta = s["metadata"]
+    meta["namespace"] = rng.choice(["default", "kube-system", "ns-ü"])
+    meta["labels"] = {"app": "x", "kubernetes.io/service-name": rng.choice(
+        ["svc-a", "svc-b", "svc-c", ""])}
+    if rng.random() < 0.1:
+        del meta["labels"]["kubernetes.io/service-name"]
+    if rng.random() < 0.05:
+        meta["annotations"] = {"kubernetes.io/service-name": "svc-a"}
+    if rng.random() < 0.1:
+        meta["annotations"] = {"note": rng.choice(ODD_STRINGS)}
+    s["addressType"] = "IPv4"
+    s["endpoints"] = [random_endpoint(rng, template) for _ in range(rng.randint(0, 12))]
+    if rng.random() < 0.03:
+        s["endpoints"] = None
+    if rng.random() < 0.1:
+        del s["ports"]
+    return s
+
+
+def variants(rng: random.Random, s: dict[str, Any]) -> bytes:
+    """The slice's bytes, mostly as kube-apiserver writes them, sometimes not."""
+    roll = rng.random()
+    if roll < 0.04:
+        return json.dumps(s, indent=2).encode()
+    if roll < 0.08:
+        return json.dumps(s, separators=(",", ":")).encode()  # \\u escapes for unicode
+    if roll < 0.12:
+        return json.dumps(s, separators=(", ", ": "), ensure_ascii=False).encode()
+    if roll < 0.16 and s.get("endpoints"):
+        eps = [dict(reversed(list(ep.items()))) for ep in s["endpoints"]]
+        return compact({**s, "endpoints": eps})
+    raw = compact(s)
+    if roll < 0.2 and b'"nodeName":"' in raw:  # a repeated key in one endpoint
+        raw = raw.replace(b'"nodeName":"', b'"nodeName":"node-0005","nodeName":"', 1)
+    return raw
+
+
+def contexts(rng: random.Random) -> Any:
+    pool = rng.choice(["", "pool-a"])
+    members = rng.choice([None, frozenset(rng.sample(NODES, rng.randint(0, 5)))])
+    topology = {(ns, svc): rng.choice(TOPOLOGIES) for ns in ("default", "kube-system", "ns-ü")
+                for svc in ("svc-a", "svc-b", "svc-c")}
+    return ctx(node_name=rng.choice(NODES), pool=pool, pool_nodes=members if pool else None,
+               zone=rng.choice(["", "zone-a"]), service_topology=topology)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bytes_decode_to_what_the_object_path_returns(seed):
+    rng = random.Random(seed)
+    answered = declined = 0
+    for _ in range(250):
+        context = contexts(rng)
+        sc = scope("discovery.k8s.io", "v1", "endpointslices", context)
+        flt = ServiceTopology().bytes_filter(sc)
+        assert flt is not None
+        s = random_slice(rng, typed=rng.random() < 0.3)
+        raw = variants(rng, s)
+        expected = ServiceTopology().filter(json.loads(raw), sc)
+        got = flt(raw)
+        if got is None:
+            declined += 1
+            continue
+        answered += 1
+        assert json.loads(got) == expected, raw
+        if expected is not None and expected == json.loads(raw):
+            assert got is raw  # nothing changed: the very bytes
+    assert answered > 100, (answered, declined)  # the byte path did most of the work
+
+
+def plain_slice(endpoints: list[tuple[str, str]]) -> bytes:
+    eps = [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node}
+           for ip, node in endpoints]
+    return compact({"metadata": {"name": "web-1", "namespace": "default",
+                                 "labels": {"kubernetes.io/service-name": "web"}},
+                    "addressType": "IPv4", "endpoints": eps,
+                    "ports": [{"name": "http", "port": 80}]})
+
+
+def pool_lookup(nodes: frozenset[str] | None):
+    return lambda namespace, service: nodes if (namespace, service) == ("default", "web") \
+        else None
+
+
+def test_kept_endpoints_are_spliced_by_hand():
+    raw = plain_slice([("10.0.0.1", "n1"), ("10.0.0.2", "n2"), ("10.0.0.3", "n1"),
+                       ("10.0.0.4", "n3")])
+    got = filter_slice(raw, pool_lookup(frozenset({"n1", "n3"})))
+    assert [ep["addresses"] for ep in json.loads(got)["endpoints"]] == [
+        ["10.0.0.1"], ["10.0.0.3"], ["10.0.0.4"]]
+    assert json.loads(filter_slice(raw, pool_lookup(frozenset())))["endpoints"] == []
+    assert filter_slice(raw, pool_lookup(frozenset({"n1", "n2", "n3"}))) is raw
+    assert filter_slice(raw, pool_lookup(None)) is raw  # no topology: as it is
+
+
+def test_what_it_cannot_read_goes_to_the_object_path():
+    raw = plain_slice([("10.0.0.1", "n1"), ("10.0.0.2", "n2")])
+    nodes = pool_lookup(frozenset({"n1"}))
+    assert filter_slice(raw.replace(b"n2", b"n\\u0032"), nodes) is None
+    for spaced in (b'"nodeName": "n1"', b'"nodeName" :"n1"', b'"nodeName":\t"n1"'):
+        # a kept endpoint the pattern would not see: never dropped by mistake
+        assert filter_slice(raw.replace(b'"nodeName":"n1"', spaced), nodes) is None
+    assert filter_slice(raw.replace(b'"nodeName":"n1"', b'"nodeName":"n1","nodeName":"n2"'),
+                        nodes) is None
+    assert filter_slice(raw[:-1] + b"\xff}", nodes) is None
+
+
+def test_a_list_of_slices_is_filtered_through_the_byte_path():
+    items = [plain_slice([(f"10.0.{i}.{j}", f"node-{j % 4:04d}") for j in range(8)])
+             for i in range(200)]
+    body = b'{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{' \
+        b'"resourceVersion":"5"},"items":[' + b",".join(items) + b"]}"
+    context = ctx(node_name="node-0001", pool="pool-a",
+                  pool_nodes=frozenset({"node-0000", "node-0001"}),
+                  service_topology={("default", "web"): "openyurt.io/nodepool"})
+    chain = Chain([ServiceTopology(), ForwardKubeSvcTraffic()],
+                  scope("discovery.k8s.io", "v1", "endpointslices", context))
+    for size in (1000, 1 << 16, 1 << 20):
+        lf = ListFilter(chain)
+        out = b"".join(b"".join(lf.feed(body[i:i + size])) for i in range(0, len(body), size))
+        out += b"".join(lf.close())
+        doc = json.loads(out)
+        assert len(doc["items"]) == 200
+        for item in doc["items"]:
+            assert [ep["nodeName"] for ep in item["endpoints"]] == [
+                "node-0000", "node-0001", "node-0000", "node-0001"]
+        assert lf.stats.changed == 200
