@@ -9,6 +9,7 @@ Disabled in ``--working-mode cloud``, as in YurtHub.
 from __future__ import annotations
 
 from yurthub.filters.chain import Obj, Scope, escaped
+from yurthub.filters.common import ServiceDropper
 from yurthub.filters.context import FilterContext, annotations_of, namespace_name
 
 NAME = "discardcloudservice"
@@ -16,22 +17,15 @@ DISCARD_ANNOTATION = "svc.openyurt.io/discard"
 CLOUD_SERVICES = frozenset({("kube-system", "x-tunnel-server-internal-svc")})
 
 
-class DiscardCloudService:
+class DiscardCloudService(ServiceDropper):
     name = NAME
-    resources = {("", "services"): ("list", "watch")}
-    default_components = ("kube-proxy",)
-    drops = True
 
-    def filter(self, obj: Obj, scope: Scope) -> Obj | None:
-        if scope.resource != "services" or scope.group != "":
-            return obj
+    def keeps(self, obj: Obj, scope: Scope) -> bool:
         spec = obj.get("spec")
         if isinstance(spec, dict) and spec.get("type") == "LoadBalancer" \
                 and annotations_of(obj).get(DISCARD_ANNOTATION) == "true":
-            return None
-        if namespace_name(obj) in CLOUD_SERVICES:
-            return None
-        return obj
+            return False
+        return namespace_name(obj) not in CLOUD_SERVICES
 
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         return (b'"LoadBalancer"' in raw or b"x-tunnel-server-internal-svc" in raw

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from yurthub.filters.chain import Obj, Scope, escaped
-from yurthub.filters.context import FilterContext, namespace_name
+from yurthub.filters.chain import Obj, Scope
+from yurthub.filters.common import KubernetesToHub, https_port
+from yurthub.filters.context import namespace_name
 
 NAME = "forwardkubesvctraffic"
 SLICE = ("default", "kubernetes")
-PORT_NAME = "https"
 
 
 def address_type(host: str) -> str:
@@ -27,11 +27,10 @@ def address_type(host: str) -> str:
         return "IPv4"
 
 
-class ForwardKubeSvcTraffic:
+class ForwardKubeSvcTraffic(KubernetesToHub):
     name = NAME
     resources = {("discovery.k8s.io", "endpointslices"): ("list", "watch")}
     default_components = ("kube-proxy",)
-    drops = False
 
     def filter(self, obj: Obj, scope: Scope) -> Obj | None:
         if scope.resource != "endpointslices" or scope.group != "discovery.k8s.io" \
@@ -44,19 +43,5 @@ class ForwardKubeSvcTraffic:
                                           "conditions": {"ready": True}}]}
         ports = obj.get("ports")
         if isinstance(ports, list):
-            new_ports = list(ports)
-            for i, p in enumerate(ports):
-                if isinstance(p, dict) and p.get("name") == PORT_NAME:
-                    new_ports[i] = {**p, "port": port}
-                    break
-            new["ports"] = new_ports
+            new["ports"] = https_port(ports, port)
         return obj if new == obj else new
-
-    def may_change(self, raw: bytes, scope: Scope) -> bool:
-        return b'"kubernetes"' in raw or escaped(raw)
-
-    def interest(self, scope: Scope) -> tuple[str, ...] | None:
-        return ('"kubernetes"',)
-
-    def depends(self, old: FilterContext, new: FilterContext) -> bool:
-        return (old.hub_host, old.hub_port) != (new.hub_host, new.hub_port)

@@ -10,20 +10,19 @@ Every other Service passes unchanged.
 
 from __future__ import annotations
 
-from yurthub.filters.chain import Obj, Scope, escaped
-from yurthub.filters.context import FilterContext, namespace_name
+from yurthub.filters.chain import Obj, Scope
+from yurthub.filters.common import KubernetesToHub, https_port
+from yurthub.filters.context import namespace_name
 
 NAME = "masterservice"
 NAMESPACE = "default"
 SERVICE = "kubernetes"
-PORT_NAME = "https"
 
 
-class MasterService:
+class MasterService(KubernetesToHub):
     name = NAME
     resources = {("", "services"): ("list", "watch")}
     default_components = ("kubelet",)
-    drops = False
 
     def filter(self, obj: Obj, scope: Scope) -> Obj | None:
         if scope.resource != "services" or scope.group != "" \
@@ -36,21 +35,7 @@ class MasterService:
         new_spec = {**spec, "clusterIP": host, "clusterIPs": [host]}
         ports = spec.get("ports")
         if isinstance(ports, list):
-            new_ports = list(ports)
-            for i, p in enumerate(ports):
-                if isinstance(p, dict) and p.get("name") == PORT_NAME:
-                    new_ports[i] = {**p, "port": port}
-                    break
-            new_spec["ports"] = new_ports
+            new_spec["ports"] = https_port(ports, port)
         if new_spec == spec:
             return obj  # already the hub's (a cached copy filtered before)
         return {**obj, "spec": new_spec}
-
-    def may_change(self, raw: bytes, scope: Scope) -> bool:
-        return b'"kubernetes"' in raw or escaped(raw)
-
-    def interest(self, scope: Scope) -> tuple[str, ...] | None:
-        return ('"kubernetes"',)
-
-    def depends(self, old: FilterContext, new: FilterContext) -> bool:
-        return (old.hub_host, old.hub_port) != (new.hub_host, new.hub_port)

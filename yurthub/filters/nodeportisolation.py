@@ -10,6 +10,7 @@ no pool sees every Service; a Service without the annotation is never dropped.
 from __future__ import annotations
 
 from yurthub.filters.chain import Obj, Scope, escaped
+from yurthub.filters.common import ServiceDropper
 from yurthub.filters.context import FilterContext, annotations_of
 
 NAME = "nodeportisolation"
@@ -37,29 +38,20 @@ def pool_enabled(settings: frozenset[str], pool: str) -> bool:
     return "*" in settings
 
 
-class NodePortIsolation:
+class NodePortIsolation(ServiceDropper):
     name = NAME
-    resources = {("", "services"): ("list", "watch")}
-    default_components = ("kube-proxy",)
-    drops = True
 
-    def filter(self, obj: Obj, scope: Scope) -> Obj | None:
-        if scope.resource != "services" or scope.group != "":
-            return obj
+    def keeps(self, obj: Obj, scope: Scope) -> bool:
         spec = obj.get("spec")
         if not isinstance(spec, dict) or spec.get("type") not in ("NodePort", "LoadBalancer"):
-            return obj
+            return True
         ann = annotations_of(obj)
-        if LISTEN_ANNOTATION not in ann:
-            return obj
         pool = scope.ctx.pool
-        if not pool:
-            return obj
+        if LISTEN_ANNOTATION not in ann or not pool:
+            return True
         value = ann.get(LISTEN_ANNOTATION)
         settings = pool_settings(value if isinstance(value, str) else "")
-        if settings and pool_enabled(settings, pool):
-            return obj
-        return None
+        return bool(settings) and pool_enabled(settings, pool)
 
     def may_change(self, raw: bytes, scope: Scope) -> bool:
         if not scope.ctx.pool:
