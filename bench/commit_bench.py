@@ -43,7 +43,7 @@ from _common import (
     spread,
     stack_banner,
 )
-from proxy_bench import (
+from _proxydata import (
     CM_PATH,
     GZIP,
     PLAIN,

@@ -52,7 +52,8 @@ from _common import (
     stack_banner,
     wait_for,
 )
-from proxy_bench import WatchReader, podlist_bytes, publish, timed_get, wait_commit
+from _proxydata import podlist_bytes, publish, timed_get, wait_commit
+from _watchbench import WatchReader
 
 KUBE_PROXY_UA = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/1234567"
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"

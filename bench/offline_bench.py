@@ -49,7 +49,7 @@ from _common import (
     threads_of,
     wait_for,
 )
-from proxy_bench import timed_get, wait_commit
+from _proxydata import timed_get, wait_commit
 
 sys.path.insert(0, str(ROOT))
 from kubesandbox.server import Sandbox
