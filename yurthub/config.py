@@ -173,7 +173,7 @@ class Config:
         1000, v.int_range(1, 100_000), "collections (component, resource) the cache may hold",
         metavar="N")
     cache_memory_limit: int = setting(
-        64 * 2**20, v.size, "bytes all responses together may hold in memory waiting for the "
+        48 * 2**20, v.size, "bytes all responses together may hold in memory waiting for the "
         "cache writer; past it the largest backlog's cache entry is dropped (its view "
         "marked stale until the next list)", metavar="BYTES", render=v.render_size)
     watch_history_size: int = setting(
