@@ -30,10 +30,19 @@ import socket
 import sys
 import threading
 import time
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, unquote
 
-NOT_FOUND = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
-             b'"message":"not found","reason":"NotFound","code":404}')
+from _httpsource import (
+    Handler,
+    Query,
+    health,
+    hold,
+    is_watch,
+    not_found,
+    respond,
+    serve,
+    start_watch,
+)
 
 
 def slice_event(name: bytes, rv: int, endpoints: int) -> bytes:
@@ -103,63 +112,34 @@ class Streams:
                 self.remove(sock)
 
 
-def serve_conn(sock: socket.socket, streams: Streams, counter: list[int],
-               static: str | None = None) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = b""
-    try:
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, buf = buf.split(b"\r\n\r\n", 1)
-            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
-            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if m:  # a body we do not need
-                need = int(m.group(1))
-                while len(buf) < need:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf[need:]
-            url = urlsplit(target)
-            query = parse_qs(url.query)
-            if query.get("watch", [""])[0] in ("true", "1"):
-                fs = unquote(query.get("fieldSelector", [""])[0])
-                m2 = re.search(r"metadata\.name=([a-z0-9.-]+)", fs)
-                counter[0] += 1
-                name = m2.group(1) if m2 else f"cm-{counter[0]}"
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Cache-Control: no-cache, private\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n")
-                if streams.kind == "endpointslice" and "endpointslices" not in url.path:
-                    while sock.recv(65536):
-                        pass  # a watch that gets no events: open until the client leaves
-                    return
-                streams.add(sock, name)
-                try:
-                    while sock.recv(65536):
-                        pass  # a client sends nothing more on a watch; EOF ends it
-                finally:
-                    streams.remove(sock)
-                return
-            body = _static(static, url.path)
-            if url.path in ("/readyz", "/healthz", "/livez"):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                             b"Content-Length: 2\r\n\r\nok")
-            elif body is not None:
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            else:
-                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(NOT_FOUND), NOT_FOUND))
-    except OSError:
-        return
-    finally:
-        sock.close()
+def handler(streams: Streams, static: str | None) -> Handler:
+    counter = [0]
+
+    def handle(sock: socket.socket, url: SplitResult, query: Query) -> bool:
+        if is_watch(query):
+            fs = unquote(query.get("fieldSelector", [""])[0])
+            m = re.search(r"metadata\.name=([a-z0-9.-]+)", fs)
+            counter[0] += 1
+            name = m.group(1) if m else f"cm-{counter[0]}"
+            start_watch(sock)
+            if streams.kind == "endpointslice" and "endpointslices" not in url.path:
+                hold(sock)  # a watch that gets no events: open until the client leaves
+                return True
+            streams.add(sock, name)
+            try:
+                hold(sock)
+            finally:
+                streams.remove(sock)
+            return True
+        body = _static(static, url.path)
+        if health(sock, url):
+            pass
+        elif body is not None:
+            respond(sock, body)
+        else:
+            not_found(sock)
+        return False
+    return handle
 
 
 def _static(directory: str | None, path: str) -> bytes | None:
@@ -182,17 +162,9 @@ def main() -> int:
                    help="answer plain GETs with DIR/<path, / as _>")
     args = p.parse_args()
     streams = Streams(args.rate, args.kind, args.endpoints)
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", args.port))
-    lsock.listen(1024)
     threading.Thread(target=streams.run, name="sender", daemon=True).start()
-    print(f"eventsource {lsock.getsockname()[1]}", flush=True)
-    counter = [0]
-    while True:
-        conn, _ = lsock.accept()
-        threading.Thread(target=serve_conn, args=(conn, streams, counter, args.static),
-                         daemon=True).start()
+    serve(args.port, "eventsource", handler(streams, args.static))
+    return 0
 
 
 if __name__ == "__main__":

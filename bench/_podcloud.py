@@ -24,13 +24,23 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _httpsource import (
+    Handler,
+    Query,
+    health,
+    hold,
+    is_watch,
+    not_found,
+    respond,
+    serve,
+    start_watch,
+)
+
 from kubesandbox.seed import pod_entries
 
-NOT_FOUND = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
-             b'"message":"not found","reason":"NotFound","code":404}')
 PODS = 10
 FIRST_RV = 1_000_000
 
@@ -104,61 +114,32 @@ class Cloud:
                            "max_backlog": self.max_backlog}).encode()
 
 
-def serve_conn(sock: socket.socket, cloud: Cloud) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    buf = b""
-    try:
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buf += data
-            head, buf = buf.split(b"\r\n\r\n", 1)
-            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
-            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            if m:  # a body we do not need
-                need = int(m.group(1))
-                while len(buf) < need:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                buf = buf[need:]
-            url = urlsplit(target)
-            query = parse_qs(url.query)
-            if query.get("watch", [""])[0] in ("true", "1"):
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Cache-Control: no-cache, private\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n")
-                cloud.add(sock)
-                try:
-                    while sock.recv(65536):
-                        pass  # a client sends nothing more on a watch; EOF ends it
-                finally:
-                    cloud.remove(sock)
-                return
-            cm = re.fullmatch(r"/api/v1/namespaces/default/configmaps/([a-z0-9-]+)", url.path)
-            if url.path in ("/readyz", "/healthz", "/livez"):
-                body, ctype, status = b"ok", b"text/plain", b"200 OK"
-            elif url.path == "/_cloud/stats":
-                body, ctype, status = cloud.stats(), b"application/json", b"200 OK"
-            elif cm:
-                body = json.dumps({
-                    "kind": "ConfigMap", "apiVersion": "v1",
-                    "metadata": {"name": cm.group(1), "namespace": "default",
-                                 "uid": "0f8e3c1a-1111-4222-8333-444455556666",
-                                 "resourceVersion": "42"},
-                    "data": {"key": "value"}}, separators=(",", ":")).encode()
-                ctype, status = b"application/json", b"200 OK"
-            else:
-                body, ctype, status = NOT_FOUND, b"application/json", b"404 Not Found"
-            sock.sendall(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-                         % (status, ctype, len(body), body))
-    except OSError:
-        return
-    finally:
-        sock.close()
+def handler(cloud: Cloud) -> Handler:
+    def handle(sock: socket.socket, url: SplitResult, query: Query) -> bool:
+        if is_watch(query):
+            start_watch(sock)
+            cloud.add(sock)
+            try:
+                hold(sock)
+            finally:
+                cloud.remove(sock)
+            return True
+        cm = re.fullmatch(r"/api/v1/namespaces/default/configmaps/([a-z0-9-]+)", url.path)
+        if health(sock, url):
+            pass
+        elif url.path == "/_cloud/stats":
+            respond(sock, cloud.stats())
+        elif cm:
+            respond(sock, json.dumps({
+                "kind": "ConfigMap", "apiVersion": "v1",
+                "metadata": {"name": cm.group(1), "namespace": "default",
+                             "uid": "0f8e3c1a-1111-4222-8333-444455556666",
+                             "resourceVersion": "42"},
+                "data": {"key": "value"}}, separators=(",", ":")).encode())
+        else:
+            not_found(sock)
+        return False
+    return handle
 
 
 def main() -> int:
@@ -167,15 +148,9 @@ def main() -> int:
     p.add_argument("--interval", type=float, default=0.05, help="seconds between patches")
     args = p.parse_args()
     cloud = Cloud(args.interval)
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", args.port))
-    lsock.listen(1024)
     threading.Thread(target=cloud.run, name="patcher", daemon=True).start()
-    print(f"podcloud {lsock.getsockname()[1]}", flush=True)
-    while True:
-        conn, _ = lsock.accept()
-        threading.Thread(target=serve_conn, args=(conn, cloud), daemon=True).start()
+    serve(args.port, "podcloud", handler(cloud))
+    return 0
 
 
 if __name__ == "__main__":
