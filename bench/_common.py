@@ -25,6 +25,7 @@ from tests.fixtures.waiting import wait_for  # noqa: E402  (re-exported to the b
 OUT = ROOT / "bench" / "out"
 NGINX = "/usr/sbin/nginx"
 KUBELET_UA = "kubelet/v1.32.4 (linux/amd64) kubernetes/1234567"
+KUBE_PROXY_UA = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/1234567"
 
 
 # -- the stack ----------------------------------------------------------------------------

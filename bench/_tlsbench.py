@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 from _common import (
+    KUBE_PROXY_UA,
     KUBELET_UA,
     ROOT,
     HubProcess,
@@ -61,18 +62,22 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
                                     extra=["--threads", "256", "--ca-file", pki.ca_cert],
                                     root=root).start()
         cases = ["direct", "nginx"] + [f"{name}{kind}" for name in hubs
-                                       for kind in (" not cached", "")]
+                                       for kind in (" not cached", "", " unfiltered")]
         for rep in range(2 * args.rounds):
             fig.generation += 1
             publish(data_dir, "pods.json", with_new_rvs(base, fig.generation))
             k = rep % len(cases)
             for case in cases[k:] + cases[:k]:
-                name = case.removesuffix(" not cached")
+                name = case.removesuffix(" not cached").removesuffix(" unfiltered")
                 worker = hubs[name].worker if name in hubs else 0
                 cpu0 = cpu_seconds(worker) if worker else 0.0
-                if case in hubs:
-                    key = f"{case} caching (all objects changed)"
-                    hub_list(hubs[case], fig, key, PLAIN, objects)
+                if case in hubs or case.endswith(" unfiltered"):
+                    # kubelet's list goes through serviceenvupdater's scan; kube-proxy's is
+                    # cached too, with no filter on pods: the difference is the filter's
+                    key = (f"{name} caching (all objects changed)" if case in hubs else
+                           f"{name} caching, no filter (kube-proxy)")
+                    ua = KUBELET_UA if case in hubs else KUBE_PROXY_UA
+                    hub_list(hubs[name], fig, key, {**PLAIN, "User-Agent": ua}, objects)
                     # the worker's CPU until the durable commit (the writer's share too)
                     cpu.setdefault(key, []).append(cpu_seconds(worker) - cpu0)
                     continue

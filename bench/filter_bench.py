@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    KUBE_PROXY_UA,
     KUBELET_UA,
     HubProcess,
     Nginx,
@@ -55,7 +56,6 @@ from _common import (
 from _proxydata import podlist_bytes, publish, timed_get, wait_commit
 from _watchbench import WatchReader
 
-KUBE_PROXY_UA = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/1234567"
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
 PODS = "/api/v1/pods"
 NODE = "node-0001"
