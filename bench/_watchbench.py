@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,16 +102,24 @@ class WatchReader(threading.Thread):
                 self.latencies.append(now - ts)
 
 
-def run_watches(port: int, watches: int, seconds: float, warmup: float = 1.0
+def configmap_watch(i: int) -> bytes:
+    """Watch number ``i`` as kubelet: one ConfigMap of the event source."""
+    return (f"GET /api/v1/namespaces/default/configmaps?watch=true&"
+            f"allowWatchBookmarks=true&resourceVersion=1000&timeoutSeconds=300&"
+            f"fieldSelector=metadata.name%3Dcm-{i} HTTP/1.1\r\nHost: bench\r\n"
+            f"User-Agent: {KUBELET_UA}\r\nAccept: application/json\r\n\r\n").encode()
+
+
+def run_watches(port: int, watches: int, seconds: float, warmup: float = 1.0,
+                request: Callable[[int], bytes] = configmap_watch
                 ) -> tuple[list[float], int, str]:
+    """Open ``watches`` watches (``request(i)`` each), record each event's latency for
+    ``seconds`` after ``warmup``: (latencies, responses seen, problems)."""
     socks = []
     for i in range(watches):
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall((f"GET /api/v1/namespaces/default/configmaps?watch=true&"
-                   f"allowWatchBookmarks=true&resourceVersion=1000&timeoutSeconds=300&"
-                   f"fieldSelector=metadata.name%3Dcm-{i} HTTP/1.1\r\nHost: bench\r\n"
-                   f"User-Agent: {KUBELET_UA}\r\nAccept: application/json\r\n\r\n").encode())
+        s.sendall(request(i))
         socks.append(s)
     reader = WatchReader(socks)
     reader.start()
@@ -130,6 +139,15 @@ def run_watches(port: int, watches: int, seconds: float, warmup: float = 1.0
         reader.join(2)
         for s in socks:
             s.close()
+
+
+def _stop(hubs: list[HubProcess], nginxes: list[Nginx], src: subprocess.Popen[str]) -> None:
+    for h in hubs:
+        h.stop()
+    for n in nginxes:
+        n.stop()
+    src.kill()
+    src.wait()
 
 
 def bench_watch(args: argparse.Namespace, work: Path) -> None:
@@ -169,12 +187,7 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
                              extra=["--threads", "256", "--ca-file", pki.ca_cert]).start()
         hubs.append(tls_hub)
     except BaseException:
-        for h in hubs:
-            h.stop()
-        for n in nginxes:
-            n.stop()
-        src.kill()
-        src.wait()
+        _stop(hubs, nginxes, src)
         raise
     lat: dict[str, list[list[float]]] = {c: [] for c in cases}
     counts: dict[str, list[int]] = {c: [] for c in cases}
@@ -224,12 +237,7 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
         batches = hub.metric("yurthub_cache_commits_total", kind="batch") - batches0
         dropped = hub.metric("yurthub_cache_entries_dropped_total")
     finally:
-        for h in hubs:
-            h.stop()
-        for n in nginxes:
-            n.stop()
-        src.kill()
-        src.wait()
+        _stop(hubs, nginxes, src)
     expected = args.watches * rate * args.watch_seconds
     print(f"latency from the upstream's time.time() stamp to the client's read, ms "
           f"(per-run figure: median (min-max) over {args.rounds} runs)")

@@ -51,10 +51,9 @@ from _common import (
     reset_hwm,
     spread,
     stack_banner,
-    wait_for,
 )
 from _proxydata import podlist_bytes, publish, timed_get, wait_commit
-from _watchbench import WatchReader
+from _watchbench import run_watches
 
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
 PODS = "/api/v1/pods"
@@ -261,36 +260,12 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
 
 # -- watches ------------------------------------------------------------------------------
 
-def run_slice_watches(port: int, watches: int, seconds: float, warmup: float = 1.0
-                      ) -> tuple[list[float], str]:
-    import socket
-    socks = []
-    for i in range(watches):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.sendall((f"GET {SLICES}?watch=true&allowWatchBookmarks=true&resourceVersion=1000&"
-                   f"timeoutSeconds=300&fieldSelector=metadata.name%3Dsvc-{i:05d} HTTP/1.1\r\n"
-                   f"Host: bench\r\nUser-Agent: {KUBE_PROXY_UA}\r\nAccept: application/json"
-                   "\r\n\r\n").encode())
-        socks.append(s)
-    reader = WatchReader(socks)
-    reader.start()
-    try:
-        wait_for(lambda: reader.headers_seen >= watches, 30, f"{watches} watch responses")
-        reader.record_after = time.time() + warmup
-        time.sleep(warmup + seconds)
-        reader.record_after = float("inf")
-        problems = []
-        if reader.bad_status:
-            problems.append(f"{reader.bad_status} non-200")
-        if reader.closed:
-            problems.append(f"{reader.closed} closed early")
-        return list(reader.latencies), ", ".join(problems)
-    finally:
-        reader.stop_event.set()
-        reader.join(2)
-        for s in socks:
-            s.close()
+def slice_watch(i: int) -> bytes:
+    """Watch number ``i`` as kube-proxy: the EndpointSlice of Service ``svc-<i>``."""
+    return (f"GET {SLICES}?watch=true&allowWatchBookmarks=true&resourceVersion=1000&"
+            f"timeoutSeconds=300&fieldSelector=metadata.name%3Dsvc-{i:05d} HTTP/1.1\r\n"
+            f"Host: bench\r\nUser-Agent: {KUBE_PROXY_UA}\r\nAccept: application/json"
+            "\r\n\r\n").encode()
 
 
 def bench_watch(args: argparse.Namespace, work: Path) -> None:
@@ -314,7 +289,8 @@ def bench_watch(args: argparse.Namespace, work: Path) -> None:
             order = ["direct", "unfiltered", "filtered"]
             for case in order[rep % 3:] + order[:rep % 3]:
                 port = src_port if case == "direct" else hubs[case].proxy_port
-                values, why = run_slice_watches(port, args.watches, args.watch_seconds)
+                values, _opened, why = run_watches(port, args.watches, args.watch_seconds,
+                                                   request=slice_watch)
                 lat[case].append(values)
                 if why:
                     notes.append(f"{case} run {rep + 1}: {why}")

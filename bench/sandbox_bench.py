@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import selectors
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from urllib.parse import urlsplit
 
 import urllib3
+from _watchbench import WatchReader
 
 
 def rss_mb(pid: int) -> float:
@@ -78,61 +77,6 @@ def bench_lists(url: str, repeat: int) -> None:
               f"best {best * 1000:7.1f} ms  {payload / 1e6 / median:8.0f} MB/s")
 
 
-class WatchReader(threading.Thread):
-    """Reads many chunked watch streams on one thread; records (latency, name) per event."""
-
-    def __init__(self, socks: list[socket.socket]) -> None:
-        super().__init__(name="watch-reader", daemon=True)
-        self.sel = selectors.DefaultSelector()
-        self.buffers: dict[socket.socket, bytearray] = {}
-        for s in socks:
-            s.setblocking(False)
-            self.sel.register(s, selectors.EVENT_READ)
-            self.buffers[s] = bytearray()
-        self.latencies: list[float] = []
-        self.headers_seen = 0
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            for key, _ in self.sel.select(0.2):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                try:
-                    data = sock.recv(1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    self.sel.unregister(sock)
-                    continue
-                self._feed(sock, data)
-
-    def _feed(self, sock: socket.socket, data: bytes) -> None:
-        now = time.time()
-        buf = self.buffers[sock]
-        buf += data
-        if buf.startswith(b"HTTP/"):
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            del buf[:end + 4]
-            self.headers_seen += 1
-        while True:
-            nl = buf.find(b"\r\n")
-            if nl < 0:
-                return
-            size = int(buf[:nl], 16)
-            if len(buf) < nl + 2 + size + 2:
-                return
-            chunk = bytes(buf[nl + 2:nl + 2 + size])
-            del buf[:nl + 2 + size + 2]
-            if not size:
-                continue
-            event = json.loads(chunk)
-            ts = float(event["object"]["data"]["ts"])
-            self.latencies.append(now - ts)
-
-
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else float("nan")
@@ -156,6 +100,7 @@ def bench_watches(url: str, pid: int, watches: int, rates: list[int], seconds: f
                       .encode())
             socks.append(s)
         reader = WatchReader(socks)
+        reader.record_after = 0.0  # every event counts
         reader.start()
         deadline = time.monotonic() + 10
         while reader.headers_seen < watches and time.monotonic() < deadline:
