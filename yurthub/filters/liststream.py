@@ -201,8 +201,15 @@ class ListFilter:
                 stats.changed += 1
             out.append(new)
             pos = nxt + 1
-        self._scan, self._start = data[pos:], 0
-        return [b"," + b",".join(out)] if out else []
+        done = [b"," + b",".join(out)] if out else []
+        rest = data[pos:]
+        if len(rest) >= len(_NEXT_ITEM) and not rest.startswith(_NEXT_ITEM):
+            # not an item as kube-apiserver writes one: the parser takes over now (holding
+            # every chunk until a trusted separator showed up could hold the whole list)
+            self._split_on = False
+            return [*done, *self._parse(rest)]
+        self._scan, self._start = rest, 0
+        return done
 
     # -- scanning ---------------------------------------------------------------------------
 

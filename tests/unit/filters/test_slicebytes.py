@@ -172,11 +172,14 @@ def test_what_it_cannot_read_goes_to_the_object_path():
     assert filter_slice(raw[:-1] + b"\xff}", nodes) is None
 
 
-def test_a_list_of_slices_is_filtered_through_the_byte_path():
+@pytest.mark.parametrize("separators", ["go", "spaced after 3"])
+def test_a_list_of_slices_is_filtered_through_the_byte_path(separators):
     items = [plain_slice([(f"10.0.{i}.{j}", f"node-{j % 4:04d}") for j in range(8)])
              for i in range(200)]
+    joined = b",".join(items) if separators == "go" else \
+        b",".join(items[:3]) + b", " + b", ".join(items[3:])  # not as kube-apiserver writes
     body = b'{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{' \
-        b'"resourceVersion":"5"},"items":[' + b",".join(items) + b"]}"
+        b'"resourceVersion":"5"},"items":[' + joined + b"]}"
     context = ctx(node_name="node-0001", pool="pool-a",
                   pool_nodes=frozenset({"node-0000", "node-0001"}),
                   service_topology={("default", "web"): "openyurt.io/nodepool"})
