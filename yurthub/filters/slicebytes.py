@@ -12,11 +12,14 @@ It is exact for a ``discovery.k8s.io/v1`` EndpointSlice written as kube-apiserve
 one (Go's encoding/json: compact, fields in declaration order, only the type's fields).
 Every assumption is checked, and whatever does not hold answers None, so the caller
 decodes the object instead (never the unfiltered bytes): any backslash (no escape can hide
-a key, and every ``"`` delimits a string); a newline (``?pretty``); another field order;
-``deprecatedTopology`` before a kept ``nodeName`` (its keys are free); two ``nodeName`` in
-one endpoint; ``},{`` or ``}]`` inside a kept endpoint (``hints``' arrays, a string holding
-them); an item that is not valid UTF-8.  ``tests/unit/filters/test_slicebytes.py`` checks
-on random slices that the result decodes to exactly what the object path returns.
+a key, and every ``"`` delimits a string); a newline (``?pretty``) or any whitespace
+among the endpoints (a kept ``"nodeName": "x"`` would go unseen); another field order; a
+last endpoint that is not one whole JSON object (a field between the endpoints and the
+ports, which would go with it); ``deprecatedTopology`` before a kept ``nodeName`` (its keys
+are free); two ``nodeName`` in one endpoint; ``},{`` or ``}]`` inside a kept endpoint
+(``hints``' arrays, a string holding them); an item that is not valid UTF-8.
+``tests/unit/filters/test_slicebytes.py`` checks on random slices that the result decodes
+to exactly what the object path returns.
 
 Why the readings hold, given no backslash: a pattern that starts and ends with ``"`` and
 has ``":`` inside can only be a key (a string cannot hold a ``"``, and a value is never
@@ -31,6 +34,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+
+from yurthub.errors import DecodeError
+from yurthub.kube.jsonscan import decode_object
 
 _HEAD = b'{"metadata":{'
 _TYPED_HEAD = b'{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1","metadata":{'
@@ -112,7 +118,16 @@ def _endpoints_span(raw: bytes, meta_end: int) -> tuple[int, int] | None:
         if not raw.endswith(_LAST):
             return None
         close = len(raw) - len(_LAST)
-    return start, close + 1
+    end = close + 1
+    # The last element must be whole: a field between the endpoints and the ports (not in
+    # the type) would otherwise pass for part of it, and go with it if it is dropped.
+    last = raw.rfind(_SEPARATOR, start, end)
+    last = start if last < 0 else last + 2
+    try:  # one endpoint is a few hundred bytes: a microsecond or two
+        decode_object(raw[last:end])
+    except DecodeError:
+        return None
+    return start, end
 
 
 def keep_endpoints(raw: bytes, start: int, end: int, nodes: frozenset[str]) -> bytes | None:

@@ -170,6 +170,16 @@ def test_what_it_cannot_read_goes_to_the_object_path():
     assert filter_slice(raw.replace(b'"nodeName":"n1"', b'"nodeName":"n1","nodeName":"n2"'),
                         nodes) is None
     assert filter_slice(raw[:-1] + b"\xff}", nodes) is None
+    # a field between the endpoints and the ports (not in the type): where the endpoints
+    # end is not where the bytes suggest, and the field must not go with a dropped endpoint
+    for field in (b'"extra":[{"a":1}]', b'"extra":[{"nodeName":"n1"},{"a":[]}]'):
+        extra = raw.replace(b'],"ports":', b'],' + field + b',"ports":')
+        want = ServiceTopology().filter(json.loads(extra), scope(
+            "discovery.k8s.io", "v1", "endpointslices", ctx(
+                pool="pool-a", pool_nodes=frozenset({"n1"}),
+                service_topology={("default", "web"): "openyurt.io/nodepool"})))
+        got = filter_slice(extra, nodes)
+        assert got is None or json.loads(got) == want
 
 
 @pytest.mark.parametrize("separators", ["go", "spaced after 3"])
