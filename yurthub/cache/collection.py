@@ -25,6 +25,7 @@ from yurthub.errors import BadRequest, InvalidKeyError, StorageError
 from yurthub.kube import fields as kfields
 from yurthub.kube.resources import ResourceType, builtin
 from yurthub.storage import CollectionKey, DiskStore, Transaction
+from yurthub.threads import pace
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,7 @@ class CollectionWriter:
     def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
         entries = self.store.entries(self.ck)
         for ns, name, raw, meta in items:
+            pace()
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
@@ -321,6 +323,7 @@ class CollectionWriter:
         removed = 0
         doubtful: set[ViewKey] = set()
         for (ns, name), entry in entries.items():
+            pace()
             if (ns, name) in a.seen:
                 continue
             meta = entry.meta

@@ -29,6 +29,7 @@ from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table
 from yurthub.storage import QuotaExceeded, validate_name
+from yurthub.threads import long_job, pace
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,10 @@ class ListHandler(Handler):
     def finish(self, outcome: Outcome) -> None:
         if self.dead:
             return
+        with long_job():
+            self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> None:
         spool, self._spool = self._spool, io.BytesIO()
         try:
             if outcome is Outcome.WHOLE:
@@ -274,6 +279,7 @@ class ListHandler(Handler):
         items = []
         decode = self._skeleton
         for item in self._parser.feed(data):
+            pace()
             kind, api_version = self._item_type()
             if decode is None or item.decoded:
                 entry = self.to_item(item.obj, item.raw, kind, api_version)

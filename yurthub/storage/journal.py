@@ -18,6 +18,7 @@ from typing import Any
 from yurthub.errors import InvalidKeyError
 from yurthub.storage import files, history
 from yurthub.storage.keys import check_name, check_namespace
+from yurthub.threads import pace
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class Applier:
     def run(self) -> None:
         j = self.j
         for ns, name, staged in j.puts:
+            pace()
             self._replace(ns, name, staged)
         for i, (ns, name) in enumerate(j.deletes):
             d = self._dir(ns, create=False)

@@ -458,6 +458,44 @@ def test_a_long_watch_gives_big_events_memory_back_as_the_writer_reads_them(mana
     assert manager.writer.wait_idle(10)
 
 
+def test_a_big_list_commits_without_a_full_collection_and_restores_the_collector(manager,
+                                                                                   feed):
+    """A full collection holds the GIL for milliseconds per 10,000 index entries: none may
+    start while a big list is committed, and the collector and switch interval must be
+    as before afterwards, for a list that committed and for one that broke off."""
+    import gc
+
+    from yurthub.cache.collection import FREEZE_ABOVE
+
+    before = (gc.get_threshold(), sys.getswitchinterval())
+    full: list[int] = []
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(info["generation"])
+
+    pods = [pod(f"p-{i}", rv=100 + i, ns=f"ns-{i % 7}") for i in range(FREEZE_ABOVE + 300)]
+    body = list_body(pods, 5000)
+    gc.freeze()  # as the service does at startup: what lives now is out of the generations
+    gc.collect()  # and the next full collection is due as soon as anything survives
+    gc.callbacks.append(watch)
+    try:
+        gc.set_threshold(50, 2, 2)  # without the pause, this list would run many
+        assert feed.respond("/api/v1/pods", body)
+        assert full == []
+        assert gc.get_threshold() == (50, 2, 2)
+        assert sys.getswitchinterval() == before[1]
+        assert feed.respond("/api/v1/pods", body[:len(body) // 2] + b"}}not json")
+        assert full == []
+        assert gc.get_threshold() == (50, 2, 2)
+        assert sys.getswitchinterval() == before[1]
+    finally:
+        gc.callbacks.remove(watch)
+        gc.set_threshold(*before[0])
+        gc.unfreeze()
+    assert len(stored(manager)) == len(pods)
+
+
 def test_a_big_list_leaves_the_collectors_generations_and_reopens_intact(manager, feed,
                                                                          tmp_path):
     """After a list of more than FREEZE_ABOVE objects its index is frozen (no full
