@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from yurthub import linux
+from yurthub import gil, linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
@@ -70,6 +70,7 @@ class Hub:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self._counted = gil.counted(self._dispatch)
         # Hundreds of threads (one per watch) would each get a malloc arena of their own,
         # and each arena keeps what was freed in it: a backlog once held stays as RSS.
         linux.limit_malloc_arenas(2)
@@ -377,8 +378,13 @@ class Hub:
         log.info("yurthub stopped")
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        """The WSGI app of every listener: the hub server by its role (by its port under
-        another server than yurthub's worker), the API proxy otherwise."""
+        """The WSGI app of every listener; short requests are counted in gil.foreground, so
+        that the cache writer's long jobs give them the GIL."""
+        return self._counted(environ, start_response)
+
+    def _dispatch(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """The hub server by its role (by its port under another server than yurthub's
+        worker), the API proxy otherwise."""
         conn = connection_of(environ)
         if conn is not None:
             hub_server = conn.role is Role.HUB_SERVER

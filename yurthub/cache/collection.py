@@ -22,10 +22,10 @@ from typing import Any
 from yurthub.cache.integrity import key_problem
 from yurthub.cache.views import CollectionState, Selectors, View, ViewKey, covers, parse_selectors
 from yurthub.errors import BadRequest, InvalidKeyError, StorageError
+from yurthub.gil import pace
 from yurthub.kube import fields as kfields
 from yurthub.kube.resources import ResourceType, builtin
 from yurthub.storage import CollectionKey, DiskStore, Transaction
-from yurthub.threads import pace
 
 log = logging.getLogger(__name__)
 

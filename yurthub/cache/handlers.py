@@ -21,6 +21,7 @@ from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError, StorageError
+from yurthub.gil import long_job, pace
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import MAX_OBJECT_BYTES, Event, ListParser, WatchFramer
@@ -29,7 +30,6 @@ from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table
 from yurthub.storage import QuotaExceeded, validate_name
-from yurthub.threads import long_job, pace
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from yurthub.errors import InvalidKeyError
+from yurthub.gil import pace
 from yurthub.storage import files, history
 from yurthub.storage.keys import check_name, check_namespace
-from yurthub.threads import pace
 
 log = logging.getLogger(__name__)
 
