@@ -28,8 +28,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from yurthub import linux
+
 PACE_EVERY = 0.001
-PACE_PAUSE = 0.0001           # a real sleep: time.sleep(0) hands the GIL to no one
+PACE_PAUSE = 0.00005          # a real sleep: time.sleep(0) hands the GIL to no one
+PACE_SLACK_NS = 1000          # the job's thread sleeps that long, not 130 us (linux timer slack)
 LONG_JOB_SWITCH = 0.0005      # sys.setswitchinterval while a long job runs
 NO_FULL_COLLECTION = 1 << 30  # the oldest generation's threshold while a long job runs
 RECENT = 0.1                  # a short request that left this long ago still counts
@@ -82,6 +85,7 @@ def long_job() -> Iterator[None]:
     threshold = gc.get_threshold()
     interval = sys.getswitchinterval()
     gc.set_threshold(threshold[0], threshold[1], NO_FULL_COLLECTION)
+    linux.set_timer_slack(PACE_SLACK_NS)
     sys.setswitchinterval(min(interval, LONG_JOB_SWITCH))
     try:
         yield
