@@ -10,12 +10,14 @@ commit.  So, while a long job runs (``long_job``):
 - no full collection starts (the young generations are still collected; the caller
   freezes what survives, see cache.collection.freeze_long_lived);
 - the switch interval is 0.5 ms, so a waiting thread gets the GIL sooner;
-- between its small steps the job calls ``pace()``, which sleeps 0.1 ms every 1 ms while
+- between its small steps the job calls ``pace()``, which sleeps 50 us every 1 ms while
   short requests are being served (``foreground``: one is in the app, or one left it less
   than RECENT ago, as the next request of a keep-alive connection is read before it reaches
-  the app), so their threads run at once.  Pacing costs the job ~15%, so it stays off on a
-  quiet node and while only watches are open: their threads need the GIL once per event,
-  which the short switch interval serves.
+  the app), so their threads run at once.  The job's thread asks for 1 us of timer slack
+  (kept for the thread's life: only its own sleeps and waits end closer to their time), so
+  a pause takes ~90 us, ~9% of the job.  Pacing stays off on a quiet node and while only
+  watches are open: their threads need the GIL once per event, which the short switch
+  interval serves.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from yurthub import linux
+from yurthub.kube.requestinfo import bool_option
 
 PACE_EVERY = 0.001
 PACE_PAUSE = 0.00005          # a real sleep: time.sleep(0) hands the GIL to no one
-PACE_SLACK_NS = 1000          # the job's thread sleeps that long, not 130 us (linux timer slack)
+PACE_SLACK_NS = 1000          # the job thread's timer slack: a pause takes ~90 us, not ~130
 LONG_JOB_SWITCH = 0.0005      # sys.setswitchinterval while a long job runs
 NO_FULL_COLLECTION = 1 << 30  # the oldest generation's threshold while a long job runs
 RECENT = 0.1                  # a short request that left this long ago still counts
@@ -80,7 +83,8 @@ def pace() -> None:
 @contextlib.contextmanager
 def long_job() -> Iterator[None]:
     """Run a job that keeps the GIL busy for seconds (see the module's doc); the collector's
-    threshold and the switch interval are restored however it ends.  Only one thread (the
+    threshold and the switch interval are restored however it ends (the timer slack is the
+    thread's own and stays).  Only one thread (the
     cache writer) runs long jobs."""
     threshold = gc.get_threshold()
     interval = sys.getswitchinterval()
@@ -95,16 +99,17 @@ def long_job() -> Iterator[None]:
 
 
 def streams(environ: dict[str, Any]) -> bool:
-    """True for a request whose response may stream for long: a watch, a followed log, an
-    upgraded connection (exec, attach, port-forward)."""
+    """True for a request whose response may stream for long: a watch (``watch`` read as
+    kube-apiserver reads it), a followed log, an upgraded connection (exec, attach,
+    port-forward)."""
     if environ.get("HTTP_UPGRADE") or "/watch/" in environ.get("PATH_INFO", ""):
         return True
     query = environ.get("QUERY_STRING", "")
-    if "watch=" not in query and "follow=" not in query:
+    if "watch" not in query and "follow" not in query:  # most requests: no parsing
         return False
     for part in query.split("&"):
         key, _, value = part.partition("=")
-        if key in ("watch", "follow") and value.lower() not in ("", "0", "false"):
+        if key in ("watch", "follow") and bool_option([value]):
             return True
     return False
 

@@ -21,7 +21,9 @@ from yurthub import gil
     ("/api/v1/pods", "watch=True", "", True),
     ("/api/v1/pods", "watch=false", "", False),
     ("/api/v1/pods", "watch=0", "", False),
-    ("/api/v1/pods", "watch=", "", False),
+    ("/api/v1/pods", "watch=", "", True),  # kube-apiserver: anything but 0 or false
+    ("/api/v1/pods", "limit=5&watch", "", True),
+    ("/api/v1/pods", "watch=FALSE", "", False),
     ("/api/v1/pods", "allowWatchBookmarks=true", "", False),
     ("/api/v1/pods", "labelSelector=watch%3Dtrue", "", False),
     ("/api/v1/watch/pods", "", "", True),

@@ -137,8 +137,9 @@ def _path_segments(path: str) -> list[str]:
     return segments
 
 
-def _bool_option(values: list[str] | None) -> bool:
-    # runtime.Convert_Slice_string_To_bool: anything but "0" or "false" is true, even "".
+def bool_option(values: list[str] | None) -> bool:
+    """A boolean query parameter's values as kube-apiserver reads them
+    (runtime.Convert_Slice_string_To_bool): anything but "0" or "false" is true, even ""."""
     if not values:
         return False
     return values[0] != "0" and values[0].lower() != "false"
@@ -227,7 +228,7 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
 
     field_selector = (q.get("fieldSelector") or [""])[0]
     if not name and verb == "get":
-        verb = "watch" if _bool_option(q.get("watch")) else "list"
+        verb = "watch" if bool_option(q.get("watch")) else "list"
         pinned = exact_name_from_field_selector(field_selector)
         if pinned and _is_path_segment_name(pinned):
             name = pinned
@@ -247,8 +248,8 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         limit=_int_option(q, "limit", strict),
         continue_token=(q.get("continue") or [""])[0],
         timeout_seconds=_int_option(q, "timeoutSeconds", strict),
-        allow_watch_bookmarks=_bool_option(q.get("allowWatchBookmarks")),
-        send_initial_events=_bool_option(send_initial) if send_initial else None,
+        allow_watch_bookmarks=bool_option(q.get("allowWatchBookmarks")),
+        send_initial_events=bool_option(send_initial) if send_initial else None,
         dry_run=tuple(v for v in q.get("dryRun", ()) if v),
         method=method,
     )
