@@ -137,10 +137,15 @@ class KubeletLike:
                 time.sleep(0.2)
                 continue
             sock.settimeout(None)
-            sock.sendall((f"GET /api/v1/pods?watch=true&resourceVersion={self.rv}"
-                          f"&allowWatchBookmarks=true&timeoutSeconds=20"
-                          f"&fieldSelector=spec.nodeName%3D{self.node} HTTP/1.1\r\n"
-                          f"Host: x\r\nUser-Agent: {UA}\r\n\r\n").encode())
+            try:
+                sock.sendall((f"GET /api/v1/pods?watch=true&resourceVersion={self.rv}"
+                              f"&allowWatchBookmarks=true&timeoutSeconds=20"
+                              f"&fieldSelector=spec.nodeName%3D{self.node} HTTP/1.1\r\n"
+                              f"Host: x\r\nUser-Agent: {UA}\r\n\r\n").encode())
+            except OSError:  # the hub went away between accept and send: retry, as kubelet does
+                sock.close()
+                time.sleep(0.2)
+                continue
             events: list[tuple[float, dict]] = []
             reader = threading.Thread(target=read_watch_events, args=(sock, events), daemon=True)
             reader.start()
