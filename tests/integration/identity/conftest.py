@@ -19,6 +19,7 @@ import pytest
 from kubesandbox.server import Sandbox
 from tests.fixtures import free_port
 from tests.fixtures.hub import Hub
+from tests.fixtures.waiting import WaitTimeout, wait_for
 from tests.fixtures.web import http
 
 TOKEN = "abcdef.0123456789abcdef"
@@ -57,6 +58,27 @@ def joining_hub(cluster: Sandbox, hub_factory: Callable[..., Hub], tmp_path: Pat
 def readyz(hub: Hub) -> tuple[int, str]:
     status, _, body = http(hub.hub_url + "/v1/readyz", timeout=5)
     return status, body.decode()
+
+
+def readyz_saying(hub: Hub, words: str, timeout: float = 30) -> tuple[int, str]:
+    """The hub's readyz once it says ``words``; on a timeout, what it said and its log."""
+    seen = ["nothing (the port never answered)"]
+
+    def saying() -> tuple[int, str] | None:
+        if hub.proc is not None and hub.proc.poll() is not None:
+            pytest.fail(f"the hub exited with {hub.proc.returncode}: {hub.log()[-3000:]}")
+        try:
+            status, text = readyz(hub)
+        except OSError:
+            return None  # not listening yet
+        seen[0] = f"{status} {text}"
+        return (status, text) if words in text else None
+
+    try:
+        return wait_for(saying, timeout, f"readyz to say {words!r}")
+    except WaitTimeout:
+        pytest.fail(f"readyz never said {words!r} in {timeout}s; it last said {seen[0]}; "
+                    f"the hub's log ends: {hub.log()[-3000:]}")
 
 
 def serve_once(sb: Sandbox, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -9,18 +9,10 @@ from cryptography import x509
 
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
-from tests.integration.identity.conftest import TOKEN, readyz, serve_once, token_args
+from tests.integration.identity.conftest import TOKEN, readyz, readyz_saying, serve_once, token_args
 from yurthub.kube import bootstraptoken as bt
 
 CSR = "certificatesigningrequests.certificates.k8s.io"
-
-
-def _readyz_saying(hub, words: str):
-    try:
-        status, text = readyz(hub)
-    except OSError:
-        return None  # not listening yet
-    return (status, text) if words in text else None
 
 
 def _mode(path) -> int:
@@ -124,8 +116,7 @@ def test_an_unapproved_csr_shows_in_readyz_until_approved_by_hand(cluster, joini
                                                                   tmp_path):
     cluster.csr_auto_approve = False
     hub = joining_hub(wait=False)
-    status, text = wait_for(lambda: _readyz_saying(hub, "to be approved"), 30,
-                            "readyz to name the CSR")
+    status, text = readyz_saying(hub, "to be approved")
     assert status == 503
     assert "waiting for CertificateSigningRequest csr-" in text
     name = text.split("CertificateSigningRequest ")[1].split()[0]
@@ -148,6 +139,6 @@ def test_a_denied_csr_is_reported(cluster, joining_hub):
     hub = joining_hub(wait=False)
     name = wait_for(lambda: [c["metadata"]["name"] for c in cluster.csrs()], 30, "a CSR")[0]
     cluster.deny_csr(name, "not this node")
-    wait_for(lambda: _readyz_saying(hub, "was denied: not this node"), 30, "readyz: denied")
+    readyz_saying(hub, "was denied: not this node")
     status, _, _ = http(hub.hub_url + "/v1/healthz")
     assert status == 200

@@ -12,7 +12,7 @@ from cryptography import x509
 from kubesandbox.server import Sandbox
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
-from tests.integration.identity.conftest import TOKEN, readyz, token_args
+from tests.integration.identity.conftest import TOKEN, readyz_saying, token_args
 from yurthub.identity import certs
 
 NEW_TOKEN = "ghijkl.0123456789ghijkl"
@@ -27,14 +27,6 @@ def _serials(csr: dict) -> set[int]:
     if not issued:
         return set()
     return {x509.load_pem_x509_certificate(base64.b64decode(issued)).serial_number}
-
-
-def _readyz_saying(hub, words: str) -> tuple[int, str] | None:
-    try:
-        status, text = readyz(hub)
-    except OSError:
-        return None  # not listening yet
-    return (status, text) if words in text else None
 
 
 def _post_token(hub, body: object) -> tuple[int, str]:
@@ -57,8 +49,7 @@ def test_a_new_join_token_posted_to_v1_token_re_bootstraps_the_hub(tmp_path, hub
         sb.controllers.cert_lifetime = 3600.0
 
         hub.start(wait=False)  # an expired certificate: the start needs no cloud
-        status, text = wait_for(lambda: _readyz_saying(hub, "/v1/token"), 30,
-                                "readyz to ask for a new join token")
+        status, text = readyz_saying(hub, "/v1/token")  # asking for a new join token
         assert status == 503 and "expired" in text, text
         # a token the cloud does not know is refused; a malformed one too
         assert _post_token(hub, {"jointoken": "zzzzzz.0123456789zzzzzz"})[0] == 400
