@@ -8,16 +8,20 @@ other step of a proxied list together.  This module reads only what the decision
 on a kept node begins and ends) and joins the kept endpoints' bytes, in a handful of C
 calls per slice and a few per kept endpoint; a dropped endpoint is never looked at.
 
-It is exact for a ``discovery.k8s.io/v1`` EndpointSlice written as kube-apiserver writes
-one (Go's encoding/json: compact, fields in declaration order, only the type's fields).
-Every assumption is checked, and whatever does not hold answers None, so the caller
-decodes the object instead (never the unfiltered bytes): any backslash (no escape can hide
-a key, and every ``"`` delimits a string); a newline (``?pretty``) or any whitespace
+It is exact for a ``discovery.k8s.io/v1`` EndpointSlice written as kube-apiserver writes one
+(Go's encoding/json: compact, fields in declaration order, only the type's fields). Every
+assumption but one (below) is checked, and whatever does not hold answers None, so the
+caller decodes the object instead (never the unfiltered bytes): any backslash (no escape can
+hide a key, and every ``"`` delimits a string); a newline (``?pretty``) or any whitespace
 among the endpoints (a kept ``"nodeName": "x"`` would go unseen); another field order; a
 last endpoint that is not one whole JSON object (a field between the endpoints and the
-ports, which would go with it); ``deprecatedTopology`` before a kept ``nodeName`` (its keys
-are free); two ``nodeName`` in one endpoint; ``},{`` or ``}]`` inside a kept endpoint
-(``hints``' arrays, a string holding them); an item that is not valid UTF-8.
+ports, which would go with it); ``deprecatedTopology`` in a kept endpoint (its keys are
+free); two ``nodeName`` in one endpoint; ``},{`` or ``}]`` inside a kept endpoint
+(``hints``' arrays, a string holding them); an item that is not valid UTF-8. Not checked:
+that an endpoint holds only the type's fields.  kube-apiserver writes the typed object, and
+the type has no array of objects with an ``addresses`` key, in which a separator could
+hide; a field outside the type holding one could cut an endpoint in two unseen.  Checking
+it would take a parse of every endpoint, which is what this module avoids.
 ``tests/unit/filters/test_slicebytes.py`` checks on random slices that the result decodes
 to exactly what the object path returns.
 
