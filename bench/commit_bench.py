@@ -11,7 +11,11 @@ For each: end of the client's read -> durable commit (``yurthub_cache_commits_to
 polled every 20 ms) and objects/s (request start -> durable commit) [targets <= 3 s,
 >= 5,000 objects/s], and the latency of small GETs (kubelet, one ConfigMap, 200 req/s,
 open loop, 8 keep-alive connections) while the hub commits, against the same GETs while
-it is idle [target: p99 <= 5 ms added].  ``--loop`` (root) adds two loop-mounted ext4
+it is idle [target: p99 <= 5 ms added].  Where the time went, for the same span: the hub
+worker's CPU seconds, and the share of it in which some task of the machine was stalled
+on I/O (``/proc/pressure/io``): a commit much longer than its CPU, with a high stall, waited
+for the disk.  Each case starts after a ``sync``, so that the one before's writeback is not
+counted in it.  ``--loop`` (root) adds two loop-mounted ext4
 images, with and without a journal; ``--baseline SRC`` runs the hub of another source
 tree side by side.  The first line says which stack ran; the last, the load.
 
@@ -37,6 +41,7 @@ from _common import (
     ROOT,
     HubProcess,
     Nginx,
+    cpu_seconds,
     ensure_nginx,
     free_port,
     pct,
@@ -77,10 +82,23 @@ def bigger_list(base: bytes, pods: int) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
+def io_stall_seconds() -> float | None:
+    """Seconds in which some task was stalled on I/O since boot (None without PSI)."""
+    try:
+        with open("/proc/pressure/io") as f:
+            some = f.readline().split()
+    except OSError:
+        return None
+    total = [w for w in some if w.startswith("total=")]
+    return int(total[0][6:]) / 1e6 if total else None
+
+
 class Figures:
     def __init__(self) -> None:
         self.after: dict[str, list[float]] = {}
         self.rate: dict[str, list[float]] = {}
+        self.cpu: dict[str, list[float]] = {}    # worker CPU s, request start -> commit
+        self.stall: dict[str, list[float]] = {}  # I/O stall share of that span
         self.gets: dict[str, list[list[float]]] = {}
         self.notes: list[str] = []
 
@@ -88,6 +106,9 @@ class Figures:
 def one_list(hub: HubProcess, fig: Figures, key: str, headers: dict[str, str], objects: int,
              rate: float) -> None:
     before = hub.metric("yurthub_cache_commits_total", kind="list")
+    os.sync()  # the case before's writeback is not this case's
+    worker = hub.worker
+    cpu0, stall0 = cpu_seconds(worker), io_stall_seconds()
     start, end, _, status = timed_get(hub.proxy_port, "/api/v1/pods", headers)
     got: list[list[float]] = []
     gets = threading.Thread(target=lambda: got.append(
@@ -102,6 +123,10 @@ def one_list(hub: HubProcess, fig: Figures, key: str, headers: dict[str, str], o
     else:
         fig.after.setdefault(key, []).append(committed - end)
         fig.rate.setdefault(key, []).append(objects / (committed - start))
+        fig.cpu.setdefault(key, []).append(cpu_seconds(worker) - cpu0)
+        stall = io_stall_seconds()
+        if stall is not None and stall0 is not None:
+            fig.stall.setdefault(key, []).append((stall - stall0) / (committed - start))
     fig.gets.setdefault(key, []).append(got[0])
 
 
@@ -160,6 +185,8 @@ def loop_fs(work: Path, name: str, journal: bool) -> Path | None:
 def print_figures(fig: Figures) -> None:
     print("  case                                          commit after response   "
           "objects/s                 small GETs during the commit: p50 / p99 (ms)")
+    print("  (then, request start -> commit: the worker's CPU seconds, and the share of that "
+          "time with some task stalled on I/O)")
     idle = {k.split(": ")[0]: v for k, v in fig.gets.items() if k.endswith(": idle")}
     for key, lat in fig.gets.items():
         if key.endswith(": idle"):
@@ -173,6 +200,10 @@ def print_figures(fig: Figures) -> None:
                  f"+{(pct(flat, 0.99) - pct(base, 0.99)) * 1e3:.2f} over idle)") if base else ""
         print(f"  {key:<45} {after:<23} {rate:<25} {pct(flat, 0.5) * 1e3:.2f} / "
               f"{pct(flat, 0.99) * 1e3:.2f}{added}")
+        if key in fig.cpu:
+            stall = (", I/O stall " + spread([x * 100 for x in fig.stall[key]], 1, "{:.0f}")
+                     + " %") if key in fig.stall else ""
+            print(f"  {'':<45} CPU {spread(fig.cpu[key], 1, '{:.2f}')} s{stall}")
     for hub, lat in idle.items():
         flat = [x for run in lat for x in run]
         print(f"  {hub + ': idle':<45} {'':<23} {'':<25} {pct(flat, 0.5) * 1e3:.2f} / "
