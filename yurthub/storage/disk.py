@@ -33,7 +33,7 @@ from yurthub.storage.janitor import Janitor
 from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_filename
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
-from yurthub.storage.shared import Shared, Trash
+from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
     Entry,
@@ -164,7 +164,10 @@ class DiskStore(DamageChecks, Store):
     def flush(self) -> None:
         if self._janitor is not None:
             self._janitor.wait_idle()
-        self._remove_trash(self._shared.take_trash() + self._evictions.reapable())
+        drop: list[Trash | Aged] = []
+        drop += self._shared.take_trash()
+        drop += self._evictions.reapable()
+        self._remove_trash(drop)
         self._persist_indexes()
 
     def tidy(self) -> None:
@@ -182,16 +185,21 @@ class DiskStore(DamageChecks, Store):
     def _empty_trash_in_background(self) -> None:
         """Replaced files go to the janitor (storage/janitor.py), unless it is still busy
         with the last batch; the newest trash stays: it holds the spare inodes of the next
-        big commit."""
+        big commit (emptied of their bytes once they waited long: storage.shared)."""
         if self._janitor is None or self._janitor.busy:
             return
-        drop = self._shared.take_trash()
+        drop: list[Trash | Aged] = []
+        drop += self._shared.take_trash()
         drop += self._evictions.reapable()
+        drop += [Aged(t) for t in self._shared.take_aged()]
         if drop:
             self._janitor.submit(drop)
 
-    def _remove_trash(self, drop: list[Trash]) -> None:
+    def _remove_trash(self, drop: list[Trash | Aged]) -> None:
         for t in drop:
+            if isinstance(t, Aged):
+                self._empty_spares(t.trash)
+                continue
             if isinstance(t, Evicted):
                 Evictions.remove(self._root_fd, [t])
                 continue
@@ -201,6 +209,15 @@ class DiskStore(DamageChecks, Store):
                 pass
             except OSError as e:
                 log.warning("cannot remove %s (startup will): %s", t.stage, e)
+
+    def _empty_spares(self, t: Trash) -> None:
+        try:
+            freed = files.empty_files_gently(t.coll_fd, t.stage, SPARE_PREFIXES)
+            log.debug("emptied the spares in %s: %d bytes freed", t.stage, freed)
+        except OSError as e:
+            log.warning("cannot empty the spares in %s (they are kept): %s", t.stage, e)
+        finally:
+            self._shared.emptied(t)
 
     def close(self) -> None:
         if not self._open:

@@ -1,4 +1,5 @@
-"""The cache's janitor: removes the files that commits replaced, in the background.
+"""The cache's janitor: removes the files that commits replaced, in the background, and
+empties the spare inodes kept too long (storage.shared).
 
 design: unlinking 10,000 replaced files takes about a second.  Done on the writer thread it
 would delay the next commit; done at normal priority it would compete with the request
@@ -15,22 +16,23 @@ import os
 import threading
 from collections.abc import Callable
 
-from yurthub.storage.shared import Trash
+from yurthub.storage.shared import Aged, Trash
 from yurthub.threads import BackgroundThread
 
 log = logging.getLogger(__name__)
 
 
 class Janitor(BackgroundThread):
-    """Runs ``remove(batch)`` for every submitted batch of trash, one batch at a time."""
+    """Runs ``remove(batch)`` for every submitted batch of trash (to remove) and aged trash (to
+    empty), one batch at a time."""
 
     name = "yurthub-cache-janitor"
 
-    def __init__(self, remove: Callable[[list[Trash]], None]) -> None:
+    def __init__(self, remove: Callable[[list[Trash | Aged]], None]) -> None:
         super().__init__()
         self._remove = remove
         self._lock = threading.Lock()
-        self._queue: list[Trash] = []
+        self._queue: list[Trash | Aged] = []
         self._work = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -39,7 +41,7 @@ class Janitor(BackgroundThread):
     def busy(self) -> bool:
         return not self._idle.is_set()
 
-    def submit(self, drop: list[Trash]) -> None:
+    def submit(self, drop: list[Trash | Aged]) -> None:
         with self._lock:
             self._queue.extend(drop)
             self._idle.clear()

@@ -35,10 +35,23 @@ def _inodes(coll) -> dict[str, int]:
     return {n: os.stat(coll / "ns" / n).st_ino for n in os.listdir(coll / "ns")}
 
 
-def test_replaced_files_are_kept_a_while_as_spares_then_removed(tmp_path, monkeypatch):
+def _wait(predicate, what: str) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _spare_sizes(coll) -> dict[str, int]:
+    return {f"{d}/{n}": os.stat(coll / d / n).st_size
+            for d in os.listdir(coll) if d.startswith(".spare.")
+            for n in os.listdir(coll / d)}
+
+
+def test_replaced_files_are_kept_as_spares_and_older_ones_removed(tmp_path):
     """The newest big commits' replaced files stay (for the next big commit to reuse);
-    older ones are removed in the background by tidy(), young ones once they age, and
-    everything by flush()."""
+    older ones are removed in the background by tidy()."""
     store = open_store(tmp_path / "c")
     coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
 
@@ -51,24 +64,51 @@ def test_replaced_files_are_kept_a_while_as_spares_then_removed(tmp_path, monkey
         _replace_all(store, gen)
     assert len(staged()) == 3
     store.tidy()
-    for _ in range(200):
-        if len(staged()) == 2:
-            break
-        time.sleep(0.05)
-    assert len(staged()) == 2  # the two newest stay
+    _wait(lambda: len(staged()) == 2, "the oldest spares to go")
+    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=4)
+    store.close()
+
+
+def test_spares_kept_long_are_emptied_not_removed_and_still_reused(tmp_path, monkeypatch):
+    """Spares that waited SPARE_SECONDS lose their bytes but keep their inodes: removing
+    them would make the next big commit create every file next to thousands of freshly
+    freed inodes (slow on ext4 without a journal).  The next big commit rewrites them."""
+    store = open_store(tmp_path / "c")
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    _replace_all(store, 1)
+    first = set(_inodes(coll).values())
+    _replace_all(store, 2)              # gen 1's files are now spares, with their bytes
+    assert all(_spare_sizes(coll).values()) and len(_spare_sizes(coll)) >= 300
     monkeypatch.setattr(shared_mod, "SPARE_SECONDS", 0.0)
     store.tidy()
-    for _ in range(200):
-        if not staged():
-            break
-        time.sleep(0.05)
-    assert staged() == []
-    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=4)
-    _replace_all(store, 5)
-    _replace_all(store, 6)
-    assert staged() != []
+    _wait(lambda: not any(_spare_sizes(coll).values()), "the spares to be emptied")
+    assert len(_spare_sizes(coll)) >= 300  # every spare is still there, holding nothing
+    assert store.read(PODS, "ns", "pod-7") == body("pod-7", tx=2)
+    store.tidy()                        # emptied ones are not taken again
     store.flush()
-    assert staged() == []
+    assert len(_spare_sizes(coll)) >= 300
+    _replace_all(store, 3)
+    assert len(set(_inodes(coll).values()) & first) >= 300 - shared_mod.REUSE_AFTER - 1
+    for i in range(300):
+        assert store.read(PODS, "ns", f"pod-{i}") == body(f"pod-{i}", tx=3)
+    store.close()
+
+
+def test_spares_a_reader_may_hold_are_not_emptied(tmp_path, monkeypatch):
+    """A reader that looked a name up before a commit may still read the replaced file:
+    its bytes stay until no reader older than that commit is left."""
+    store = open_store(tmp_path / "c")
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    _replace_all(store, 1)
+    reader = store._shared.pin()        # a read that began before gen 2's commit
+    _replace_all(store, 2)
+    monkeypatch.setattr(shared_mod, "SPARE_SECONDS", 0.0)
+    store.tidy()
+    store.flush()                       # waits for the janitor
+    assert len(_spare_sizes(coll)) >= 300 and all(_spare_sizes(coll).values())
+    store._shared.unpin(reader)
+    store.tidy()
+    _wait(lambda: not any(_spare_sizes(coll).values()), "the spares to be emptied")
     store.close()
 
 
