@@ -84,8 +84,7 @@ def pace() -> None:
 def long_job() -> Iterator[None]:
     """Run a job that keeps the GIL busy for seconds (see the module's doc); the collector's
     threshold and the switch interval are restored however it ends (the timer slack is the
-    thread's own and stays).  Only one thread (the
-    cache writer) runs long jobs."""
+    thread's own and stays).  Only one thread (the cache writer) runs long jobs."""
     threshold = gc.get_threshold()
     interval = sys.getswitchinterval()
     gc.set_threshold(threshold[0], threshold[1], NO_FULL_COLLECTION)

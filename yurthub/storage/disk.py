@@ -17,7 +17,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -164,10 +164,7 @@ class DiskStore(DamageChecks, Store):
     def flush(self) -> None:
         if self._janitor is not None:
             self._janitor.wait_idle()
-        drop: list[Trash | Aged] = []
-        drop += self._shared.take_trash()
-        drop += self._evictions.reapable()
-        self._remove_trash(drop)
+        self._remove_trash([*self._shared.take_trash(), *self._evictions.reapable()])
         self._persist_indexes()
 
     def tidy(self) -> None:
@@ -188,14 +185,12 @@ class DiskStore(DamageChecks, Store):
         big commit (emptied of their bytes once they waited long: storage.shared)."""
         if self._janitor is None or self._janitor.busy:
             return
-        drop: list[Trash | Aged] = []
-        drop += self._shared.take_trash()
-        drop += self._evictions.reapable()
-        drop += [Aged(t) for t in self._shared.take_aged()]
+        drop: list[Trash | Aged] = [*self._shared.take_trash(), *self._evictions.reapable(),
+                                    *(Aged(t) for t in self._shared.take_aged())]
         if drop:
             self._janitor.submit(drop)
 
-    def _remove_trash(self, drop: list[Trash | Aged]) -> None:
+    def _remove_trash(self, drop: Sequence[Trash | Aged]) -> None:
         for t in drop:
             if isinstance(t, Aged):
                 self._empty_spares(t.trash)

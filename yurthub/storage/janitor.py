@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from yurthub.storage.shared import Aged, Trash
 from yurthub.threads import BackgroundThread
@@ -28,7 +28,7 @@ class Janitor(BackgroundThread):
 
     name = "yurthub-cache-janitor"
 
-    def __init__(self, remove: Callable[[list[Trash | Aged]], None]) -> None:
+    def __init__(self, remove: Callable[[Sequence[Trash | Aged]], None]) -> None:
         super().__init__()
         self._remove = remove
         self._lock = threading.Lock()
@@ -41,7 +41,7 @@ class Janitor(BackgroundThread):
     def busy(self) -> bool:
         return not self._idle.is_set()
 
-    def submit(self, drop: list[Trash | Aged]) -> None:
+    def submit(self, drop: Sequence[Trash | Aged]) -> None:
         with self._lock:
             self._queue.extend(drop)
             self._idle.clear()

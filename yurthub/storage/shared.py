@@ -30,7 +30,7 @@ class Trash:
     coll_fd: int
     stage: str
     retired: int          # the epoch from which no new reader can reach its files
-    at: float             # time.monotonic() when it was retired (or emptied)
+    at: float             # time.monotonic() when it was retired
     claimed: bool = False
     emptied: bool = False  # its spares hold no bytes any more (``take_aged``)
 
@@ -152,5 +152,4 @@ class Shared:
         """``t``'s spares were emptied (or could not be): it is kept, and may be taken again."""
         with self.lock:
             t.emptied = True
-            t.at = time.monotonic()
             t.claimed = False
