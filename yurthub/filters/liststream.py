@@ -28,6 +28,9 @@ from yurthub.kube.framing import Bulk, Item, ListInfo, ListParser
 
 # What follows an item when the next one is written as kube-apiserver writes it.
 _NEXT_ITEM = TRUSTED_SEPARATOR[1:]
+# The opening key of every item of kube-apiserver's built-in lists (no type the filters
+# read has a nested "metadata" member; a string value is never followed by a colon).
+_METADATA = b'"metadata":'
 
 # Called with each dropped item's (namespace, name).
 OnDropped = Callable[[tuple[str, str]], None]
@@ -174,23 +177,38 @@ class ListFilter:
 
     def _split(self, data: bytes) -> list[bytes]:
         """Splitting (a chain that can work on bytes and never drops): ``data`` begins right
-        after an item; each whole item in it (up to the last separator) goes through
-        ``Chain.apply_raw`` without the parser, which for servicetopology's EndpointSlices
-        splices bytes instead of decoding (filters/slicebytes.py); the item running on waits
-        for the next chunk.  Items not written as kube-apiserver writes them (anything but
-        ``,{"metadata":`` between two) hand the list back to the parser for good."""
+        after an item; each whole item in it (up to the last separator) that holds something
+        of interest goes through ``Chain.apply_raw`` without the parser, which for
+        servicetopology's EndpointSlices splices bytes instead of decoding
+        (filters/slicebytes.py); runs of whole items holding nothing of interest (the
+        slices of Services without a topology) go out as they came, unread; the item
+        running on waits for the next chunk.  Items not written as kube-apiserver writes
+        them (anything but ``,{"metadata":`` between two) hand the list back to the parser
+        for good."""
         out: list[bytes] = []
         apply = self.chain.apply_raw
+        of_interest = self._interest.in_item
         stats = self.stats
-        pos = 0
+        pos = run = 0  # run: where the items of no interest not sent yet begin
         sep = TRUSTED_SEPARATOR
-        while True:
-            nxt = data.find(sep, pos)
-            if nxt < 0:
-                break
-            if not data.startswith(_NEXT_ITEM, pos):
+        whole = data.rfind(sep) + 1  # the end of the last whole item (0: none)
+        while pos < whole:
+            # The item ends where the next "metadata" key begins the next item: one item
+            # that is not (another separator, spaced or not, went unseen; a label named
+            # "metadata") hands the list to the parser, never two items to the filters.
+            nxt = data.find(_METADATA, pos + len(_NEXT_ITEM)) - 3
+            if not data.startswith(_NEXT_ITEM, pos) or not data.startswith(sep, nxt):
+                if run < pos:
+                    out.append(data[run:pos])
+                    stats.scanned += pos - run
                 self._split_on = False
                 return [b"".join(out), *self._parse(data[pos:])]
+            if not of_interest(data, pos, nxt + 1):
+                pos = nxt + 1  # as it came, with the run it belongs to
+                continue
+            if run < pos:
+                out.append(data[run:pos])
+                stats.scanned += pos - run
             item = data[pos + 1:nxt + 1]
             new = apply(item)
             if new is None:  # cannot happen: the chain never drops
@@ -199,9 +217,12 @@ class ListFilter:
             stats.inspected += 1
             if new is not item:
                 stats.changed += 1
-            out.append(new)
-            pos = nxt + 1
-        done = [b"," + b",".join(out)] if out else []
+            out += (b",", new)
+            pos = run = nxt + 1
+        if run < pos:
+            out.append(data[run:pos])
+            stats.scanned += pos - run
+        done = [b"".join(out)] if out else []
         rest = data[pos:]
         if len(rest) >= len(_NEXT_ITEM) and not rest.startswith(_NEXT_ITEM):
             # not an item as kube-apiserver writes one: the parser takes over now (holding

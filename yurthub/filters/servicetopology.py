@@ -23,7 +23,7 @@ from typing import Any
 from yurthub.filters.chain import Obj, Scope, escaped
 from yurthub.filters.context import FilterContext, labels_of, namespace_name
 from yurthub.filters.slicebytes import UNDECIDED, Undecided, filter_slice
-from yurthub.kube.bulk import Keyed
+from yurthub.kube.bulk import Keyed, keyed_regex
 
 NAME = "servicetopology"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -31,9 +31,8 @@ HOSTNAME = "kubernetes.io/hostname"
 ZONE = "kubernetes.io/zone"
 NODEPOOL = "openyurt.io/nodepool"
 
-SERVICE_LABEL_REGEX = r'"kubernetes\.io/service-name":"([^"\\]*)"'
-NAME_REGEX = r'"name":"([^"\\]*)"'
-_SERVICE_LABEL = re.compile(SERVICE_LABEL_REGEX.encode())
+SERVICE_LABEL_KEY = f'"{SERVICE_NAME_LABEL}"'
+_SERVICE_LABEL = re.compile(keyed_regex(SERVICE_LABEL_KEY).encode())
 
 Keep = Callable[[dict[str, Any]], bool]
 
@@ -181,8 +180,8 @@ class ServiceTopology:
         if not names:
             return ()
         if scope.resource == "endpointslices":
-            return (Keyed(SERVICE_LABEL_REGEX, names),)
-        return (Keyed(NAME_REGEX, names),)  # Endpoints are named after their Service
+            return (Keyed(SERVICE_LABEL_KEY, names),)
+        return (Keyed('"name"', names),)  # Endpoints are named after their Service
 
     def depends(self, old: FilterContext, new: FilterContext) -> bool:
         return (old.pool, old.pool_nodes, old.zone, old.node_name, old.service_topology) != (

@@ -21,9 +21,9 @@ from typing import Any
 from yurthub.kube.jsonscan import HAVE_MSGSPEC, msgspec
 
 # A \u escape of a character that a pattern may contain ("-./0-9:A-Z_a-z and the rest of
-# 0x40-0x7f): it could hide a pattern.  kube-apiserver's own escapes (&, <, >: \u0026,
-# \u003c, \u003e) and of non-ASCII characters cannot, and do not count.
-_HIDING = r"\\u00(?:2[2dDeEfF]|3[0-9aA]|[4-7][0-9a-fA-F])"
+# 0x40-0x7f), or JSON's \/: it could hide a pattern.  kube-apiserver's own escapes (&, <, >:
+# \u0026, \u003c, \u003e) and of non-ASCII characters cannot, and do not count.
+_HIDING = r"\\(?:/|u00(?:2[2dDeEfF]|3[0-9aA]|[4-7][0-9a-fA-F]))"
 _HIDING_STR = re.compile(_HIDING)
 _HIDING_BYTES = re.compile(_HIDING.encode())
 
@@ -36,20 +36,38 @@ def hides(raw: bytes | str) -> bool:
     return "\\" in raw and _HIDING_STR.search(raw) is not None
 
 
-class Keyed:
-    """A pattern with one group, that counts only when the group's text is in ``values``
-    (``"kubernetes.io/service-name":"(...)"`` for the Services that have a topology)."""
+# JSON's whitespace, as a Keyed regex allows it around a colon.
+WS = r"[ \t\n\r]*"
+# Where a Keyed pattern is looked for, any raw tab, newline or carriage return (never
+# inside a JSON string: always whitespace) and any run of 16 spaces is of interest by
+# itself (an item holding one is read through, as kube-apiserver's compact lists never
+# hold one), so a Keyed match is never longer than its searcher's width and none is missed
+# across two chunks.
+_SPACING = ("\t", "\n", "\r", " " * 16)
 
-    def __init__(self, regex: str, values: Iterable[str]) -> None:
-        self.regex = regex
+
+class Keyed:
+    """A JSON member with the string key ``key`` (as written, quotes included:
+    ``"kubernetes.io/service-name"``) and a string value, that counts only when the value is
+    in ``values`` (the Services that have a topology).  JSON's whitespace may stand around
+    its colon: the lists it reads are mostly compact, not always."""
+
+    def __init__(self, key: str, values: Iterable[str]) -> None:
+        self.key = key
         self.values = frozenset(values)
+        self.regex = keyed_regex(key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Keyed) and (self.regex, self.values) == (other.regex,
-                                                                           other.values)
+        return isinstance(other, Keyed) and (self.key, self.values) == (other.key,
+                                                                         other.values)
 
     def __hash__(self) -> int:
-        return hash((self.regex, self.values))
+        return hash((self.key, self.values))
+
+
+def keyed_regex(key: str) -> str:
+    """The member ``key``: <string value>, its value as the one group (no escapes in it)."""
+    return re.escape(key) + WS + ":" + WS + r'"([^"\\]*)"'
 
 
 class _Searcher:
@@ -60,7 +78,10 @@ class _Searcher:
         if isinstance(what, str):
             self.width = len(what.encode())
         elif isinstance(what, Keyed):
-            self.width = 256  # a key and a value: a match may span that much
+            # a key, a value (a Kubernetes name: at most 253 bytes; a longer one is in no
+            # ``values``) and short whitespace (_SPACING): a match may span that much
+            self.width = 512
+            self._key = (what.key, what.key.encode())
             self._re = (re.compile(what.regex), re.compile(what.regex.encode()))
             self._values = (what.values, frozenset(v.encode() for v in what.values))
         else:
@@ -77,11 +98,21 @@ class _Searcher:
                 return -1
             m = (_HIDING_BYTES if b else _HIDING_STR).search(buf, start, end)  # type: ignore[arg-type]
             return m.start() if m is not None else -1
-        values = self._values[b]
-        for m in self._re[b].finditer(buf, start, end):  # type: ignore[arg-type]
-            if m.group(1) in values:
-                return m.start()
-        return -1
+        return keyed_find(buf, self._key[b], self._re[b], self._values[b], start, end)
+
+
+def keyed_find(buf: Any, key: Any, rx: re.Pattern[Any], values: frozenset[Any], start: int,
+               end: int) -> int:
+    """The first member ``key`` in ``buf[start:end]`` whose value is in ``values`` (-1:
+    none): the key found by ``find`` (far faster than the regex engine's scan), then
+    matched where it is."""
+    i = buf.find(key, start, end)
+    while i >= 0:
+        m = rx.match(buf, i, end)
+        if m is not None and m.group(1) in values:
+            return i
+        i = buf.find(key, i + 1, end)
+    return -1
 
 
 class Interest:
@@ -92,12 +123,22 @@ class Interest:
 
     def __init__(self, patterns: Iterable[str | Keyed] | None) -> None:
         self.everything = patterns is None
-        unique = sorted(set(patterns or ()), key=lambda p: (isinstance(p, Keyed), str(p)))
+        wanted = set(patterns or ())
+        if any(isinstance(p, Keyed) for p in wanted):
+            wanted.update(_SPACING)
+        unique = sorted(wanted, key=lambda p: (isinstance(p, Keyed), str(p)))
         self.searchers = [_Searcher(p) for p in unique]
         if self.searchers:
             self.searchers.append(_Searcher(None))
         # the longest thing searched for (a pattern across two chunks)
         self.longest = max([6, *(s.width for s in self.searchers)])
+        # for whole items (``in_item``): the Keyed patterns apart, and the rest without
+        # _SPACING
+        self.keyed = [(p.key.encode(), re.compile(p.regex.encode()),
+                       frozenset(v.encode() for v in p.values))
+                      for p in unique if isinstance(p, Keyed)]
+        self._unkeyed = [s for s in self.searchers
+                         if not isinstance(s.what, Keyed) and s.what not in _SPACING]
 
     @property
     def nothing(self) -> bool:
@@ -115,6 +156,18 @@ class Interest:
             if i >= 0:
                 best = end = i  # only an earlier hit matters now
         return best
+
+
+    def in_item(self, buf: bytes, start: int, end: int) -> bool:
+        """Whether the whole item ``buf[start:end]`` holds something of interest (the
+        patterns apart from _SPACING, which only bounds a match's length across two
+        chunks)."""
+        if self.everything:
+            return True
+        for key, rx, values in self.keyed:
+            if keyed_find(buf, key, rx, values, start, end) >= 0:
+                return True
+        return any(s.search(buf, start, end) >= 0 for s in self._unkeyed)
 
 
 class Finder:

@@ -292,3 +292,43 @@ def test_scanning_with_dropped_items_keeps_valid_json(size, accelerate):
     out, stats = run(body, chain, size, accelerate)
     assert json.loads(out)["items"] == reference(body, chain)
     assert stats.dropped == len([n for n in range(400) if n % 7 == 0])
+
+
+@pytest.mark.parametrize("accelerate", PARSERS)
+@pytest.mark.parametrize("seed_", range(4))
+def test_a_mostly_compact_list_with_some_items_written_otherwise_is_still_filtered(
+        seed_, accelerate):
+    """Endpoints named after Services with and without a topology, mostly compact as
+    kube-apiserver writes them, a few with JSON's whitespace around their colons, indented
+    deep, or with their name's key escaped: each one of them is filtered as the decoded item
+    would be (none slips through unread for not looking like the pattern)."""
+    import random
+
+    rnd = random.Random(seed_)
+    topology = {("default", f"svc-{n}"): "kubernetes.io/hostname" for n in range(0, 40, 2)}
+    chain = Chain([ServiceTopology()], scope("", "v1", "endpoints", ctx(
+        node_name="node-0001", pool="", service_topology=topology)))
+    items = []
+    for n in range(40):
+        ep = {"metadata": {"name": f"svc-{n}", "namespace": "default",
+                           "annotations": {"pad": "x" * rnd.randint(0, 3000)}},
+              "subsets": [{"addresses": [{"ip": f"10.0.{n}.{i}", "nodeName": f"node-000{i}"}
+                                         for i in range(3)], "ports": [{"port": 80}]}]}
+        roll = rnd.random()
+        if roll < 0.15:
+            raw = json.dumps(ep, separators=(",", " : "))
+        elif roll < 0.25:
+            raw = json.dumps(ep, indent=40)
+        elif roll < 0.3:
+            raw = json.dumps(ep, separators=(",", ":")).replace('"name"', '"n\\u0061me"')
+        else:
+            raw = json.dumps(ep, separators=(",", ":"))
+        items.append(raw)
+    body = (b'{"kind":"EndpointsList","apiVersion":"v1","metadata":{"resourceVersion":"3"},'
+            b'"items":[' + ",".join(items).encode() + b"]}")
+    for size in (rnd.randint(100, 5000), 1 << 16):
+        out, _ = run(body, chain, size, accelerate)
+        got = json.loads(out)["items"]
+        assert got == reference(body, chain)
+        assert all(a["nodeName"] == "node-0001" for i in got[0::2]
+                   for s in i["subsets"] for a in s["addresses"])

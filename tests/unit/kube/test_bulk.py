@@ -106,7 +106,7 @@ def test_list_parser_hands_out_runs_and_items_of_interest(exact, size):
 
 
 def test_keyed_patterns_count_only_listed_values():
-    label = r'"kubernetes\.io/service-name":"([^"\\]*)"'
+    label = '"kubernetes.io/service-name"'
     i = Interest([Keyed(label, {"web", "db"})])
     body = (b'{"metadata":{"labels":{"kubernetes.io/service-name":"other"}}},'
             b'{"metadata":{"labels":{"kubernetes.io/service-name":"db"}}}')
@@ -124,7 +124,7 @@ def test_the_finder_agrees_with_a_fresh_search_as_the_buffer_moves(seed):
              b'"kubernetes.io/service-name":"web"', b'"kubernetes.io/service-name":"no"']
     stream = b"".join(rnd.choice(words) for _ in range(3000))
     interest = Interest(['"kubernetes"', "KUBERNETES_SERVICE_",
-                         Keyed(r'"kubernetes\.io/service-name":"([^"\\]*)"', {"web"})])
+                         Keyed('"kubernetes.io/service-name"', {"web"})])
     finder = Finder(interest)
     buf, fed, start = b"", 0, 0  # start only moves forward, as a parser's position does
     while fed < len(stream) or buf:
