@@ -157,7 +157,6 @@ class Interest:
                 best = end = i  # only an earlier hit matters now
         return best
 
-
     def in_item(self, buf: bytes, start: int, end: int) -> bool:
         """Whether the whole item ``buf[start:end]`` holds something of interest (the
         patterns apart from _SPACING, which only bounds a match's length across two
