@@ -262,7 +262,7 @@ class ListFilter:
             b = c.rfind(TRUSTED_SEPARATOR, fs) + 1
             self.stats.scanned += b
             self._scan, self._start = c[b:], 0
-            return [held + c[:b]]
+            return [b"".join((held, memoryview(c)[:b]))]
         r = c.rfind(TRUSTED_SEPARATOR, fs, hit)
         if r < 0:
             return self._to_parsing(held, c)
