@@ -192,23 +192,27 @@ class ListFilter:
         pos = run = 0  # run: where the items of no interest not sent yet begin
         sep = TRUSTED_SEPARATOR
         whole = data.rfind(sep) + 1  # the end of the last whole item (0: none)
+
+        def send_run() -> None:  # the items of no interest up to pos, as they came
+            if run < pos:
+                out.append(data[run:pos])
+                stats.scanned += pos - run
+
+        # Each item after the first begins with ``,{"metadata":`` by construction (below).
+        ok = whole == 0 or data.startswith(_NEXT_ITEM)
         while pos < whole:
             # The item ends where the next "metadata" key begins the next item: one item
             # that is not (another separator, spaced or not, went unseen; a label named
             # "metadata") hands the list to the parser, never two items to the filters.
             nxt = data.find(_METADATA, pos + len(_NEXT_ITEM)) - 3
-            if not data.startswith(_NEXT_ITEM, pos) or not data.startswith(sep, nxt):
-                if run < pos:
-                    out.append(data[run:pos])
-                    stats.scanned += pos - run
+            if not ok or nxt < pos or not data.startswith(sep, nxt):
+                send_run()
                 self._split_on = False
                 return [b"".join(out), *self._parse(data[pos:])]
             if not of_interest(data, pos, nxt + 1):
                 pos = nxt + 1  # as it came, with the run it belongs to
                 continue
-            if run < pos:
-                out.append(data[run:pos])
-                stats.scanned += pos - run
+            send_run()
             item = data[pos + 1:nxt + 1]
             new = apply(item)
             if new is None:  # cannot happen: the chain never drops
@@ -219,9 +223,7 @@ class ListFilter:
                 stats.changed += 1
             out += (b",", new)
             pos = run = nxt + 1
-        if run < pos:
-            out.append(data[run:pos])
-            stats.scanned += pos - run
+        send_run()
         done = [b"".join(out)] if out else []
         rest = data[pos:]
         if len(rest) >= len(_NEXT_ITEM) and not rest.startswith(_NEXT_ITEM):

@@ -98,21 +98,16 @@ class _Searcher:
                 return -1
             m = (_HIDING_BYTES if b else _HIDING_STR).search(buf, start, end)  # type: ignore[arg-type]
             return m.start() if m is not None else -1
-        return keyed_find(buf, self._key[b], self._re[b], self._values[b], start, end)
-
-
-def keyed_find(buf: Any, key: Any, rx: re.Pattern[Any], values: frozenset[Any], start: int,
-               end: int) -> int:
-    """The first member ``key`` in ``buf[start:end]`` whose value is in ``values`` (-1:
-    none): the key found by ``find`` (far faster than the regex engine's scan), then
-    matched where it is."""
-    i = buf.find(key, start, end)
-    while i >= 0:
-        m = rx.match(buf, i, end)
-        if m is not None and m.group(1) in values:
-            return i
-        i = buf.find(key, i + 1, end)
-    return -1
+        # the key found by ``find`` (far faster than the regex engine's own scan), then
+        # matched where it is
+        key, rx, values = self._key[b], self._re[b], self._values[b]
+        i = buf.find(key, start, end)  # type: ignore[arg-type]
+        while i >= 0:
+            m = rx.match(buf, i, end)  # type: ignore[arg-type]
+            if m is not None and m.group(1) in values:
+                return i
+            i = buf.find(key, i + 1, end)  # type: ignore[arg-type]
+        return -1
 
 
 class Interest:
@@ -132,13 +127,10 @@ class Interest:
             self.searchers.append(_Searcher(None))
         # the longest thing searched for (a pattern across two chunks)
         self.longest = max([6, *(s.width for s in self.searchers)])
-        # for whole items (``in_item``): the Keyed patterns apart, and the rest without
-        # _SPACING
-        self.keyed = [(p.key.encode(), re.compile(p.regex.encode()),
-                       frozenset(v.encode() for v in p.values))
-                      for p in unique if isinstance(p, Keyed)]
-        self._unkeyed = [s for s in self.searchers
-                         if not isinstance(s.what, Keyed) and s.what not in _SPACING]
+        # for whole items (``in_item``): all but _SPACING, Keyed first (an item read one by
+        # one has its Keyed hit near its start: no need to scan it for the rest)
+        self._in_item = sorted((s for s in self.searchers if s.what not in _SPACING),
+                               key=lambda s: not isinstance(s.what, Keyed))
 
     @property
     def nothing(self) -> bool:
@@ -161,12 +153,7 @@ class Interest:
         """Whether the whole item ``buf[start:end]`` holds something of interest (the
         patterns apart from _SPACING, which only bounds a match's length across two
         chunks)."""
-        if self.everything:
-            return True
-        for key, rx, values in self.keyed:
-            if keyed_find(buf, key, rx, values, start, end) >= 0:
-                return True
-        return any(s.search(buf, start, end) >= 0 for s in self._unkeyed)
+        return self.everything or any(s.search(buf, start, end) >= 0 for s in self._in_item)
 
 
 class Finder:
