@@ -1,6 +1,7 @@
 """The Linux system calls Python's os module lacks: ``syncfs``, ``vmsplice``, the ext2/3/4
 inode flags (``FS_IOC_GETFLAGS``/``FS_IOC_SETFLAGS``) and glibc's malloc tuning
-(``mallopt``, ``malloc_trim``).  libc is loaded once, here.
+(``mallopt``, ``malloc_trim``).  libc is loaded once, here.  Also the one kernel table that is
+better grown before threads start: the file-descriptor table (``reserve_fd_table``).
 
 Each call raises ``OSError`` with the kernel's errno; where the C library lacks a call,
 ``have_*`` says so and the call raises ``OSError(ENOSYS)``.  Policy (what to do when a call is
@@ -148,3 +149,31 @@ def set_inode_flags(fd: int, value: int) -> None:
     if not have_inode_flags():
         raise OSError(errno.ENOTTY, "inode flags are not known on this architecture")
     fcntl.ioctl(fd, _SETFLAGS, array.array("i", [value]), True)
+
+
+def reserve_fd_table(n: int) -> None:
+    """Make this process's file-descriptor table hold ``n`` descriptors now.
+
+    The kernel grows the table, doubling it, when a new descriptor does not fit; in a
+    process with threads it then waits for an RCU grace period (10-20 ms seen here) and
+    every thread that opens a descriptor meanwhile (accept, pipe, open) waits with it.  A
+    table never shrinks: one descriptor taken at ``n - 1`` (the lowest free one from there,
+    so none in use is touched) and closed again sizes it for good.  OSError (EINVAL) when
+    ``n`` exceeds RLIMIT_NOFILE."""
+    fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.close(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, n - 1))
+    finally:
+        os.close(fd)
+
+
+def fd_table_size(pid: int | str = "self") -> int | None:
+    """The size of a process's file-descriptor table (``FDSize`` in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("FDSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None

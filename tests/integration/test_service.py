@@ -7,6 +7,7 @@ import sys
 
 from tests.fixtures import free_port
 from tests.fixtures.hub import Hub
+from yurthub import linux
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,3 +39,17 @@ def test_serve_without_an_apiserver_says_what_is_missing(tmp_path):
               "--serve-port", str(free_port()))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "no apiserver" in r.stderr
+
+
+def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hub):
+    """The gunicorn worker's descriptor table holds as many descriptors as it may open (its
+    RLIMIT_NOFILE, at most 65536) from the start: grown later, each doubling would stall
+    every thread that accepts a connection or opens a tee's pipe for an RCU grace period."""
+    assert hub.get("/api/v1/namespaces/default/configmaps")[0] == 200
+    out = subprocess.run(["pgrep", "-P", str(hub.proc.pid)], capture_output=True, text=True)
+    worker = int(out.stdout.split()[0])
+    with open(f"/proc/{worker}/limits") as f:
+        soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
+    want = 65536 if soft == "unlimited" else min(int(soft), 65536)
+    size = linux.fd_table_size(worker)
+    assert size is not None and size >= want

@@ -107,3 +107,36 @@ def test_malloc_arenas_are_bounded_and_freed_memory_goes_back_to_the_kernel():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=PACKAGE.parent, check=True).stdout
     assert int(out) > 20_000_000  # about 40 MB were free inside the heap
+
+
+def test_the_descriptor_table_is_grown_once_and_no_descriptor_in_use_is_touched():
+    """In a child (the table is process-wide and never shrinks): FDSize holds n after the
+    call; a descriptor already open at n - 1 stays what it was; more than RLIMIT_NOFILE is
+    refused with the kernel's error."""
+    code = (
+        "import os, resource\n"
+        "from yurthub import linux\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (6000, 6000))\n"
+        "before = linux.fd_table_size()\n"
+        "r, w = os.pipe()\n"
+        "os.dup2(w, 4999)\n"          # in use at n - 1: must survive
+        "os.close(w)\n"
+        "linux.reserve_fd_table(5000)\n"
+        "os.write(4999, b'still mine')\n"
+        "assert os.read(r, 64) == b'still mine'\n"
+        "os.close(4999)\n"
+        "linux.reserve_fd_table(5500)\n"
+        "after = linux.fd_table_size()\n"
+        "try:\n"
+        "    linux.reserve_fd_table(7000)\n"
+        "    refused = 0\n"
+        "except OSError as e:\n"
+        "    refused = e.errno\n"
+        "open_fds = sorted(int(n) for n in os.listdir('/proc/self/fd'))\n"
+        "print(before, after, refused, open_fds[-1])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True).stdout.split()
+    before, after, refused, highest = (int(x) for x in out)
+    assert before < 5000 <= 5500 <= after
+    assert refused == errno.EINVAL
+    assert highest < 1000  # the descriptors taken to size the table were closed
