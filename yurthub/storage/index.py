@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from yurthub.gil import pace
 from yurthub.storage import files
 from yurthub.storage.store import Entry
 
@@ -50,6 +51,7 @@ class Index:
         size = self.bytes
         n = 0
         for key, entry, st in puts:
+            pace()  # a list's commit: 10,000 entries; request threads get the GIL meanwhile
             old = new.get(key)
             if old is not None:
                 size -= old.size
@@ -68,12 +70,14 @@ class Index:
         self.unsaved += n
         self.snapshot = MappingProxyType(new)
 
-    def encode(self) -> bytes:
+    def encode(self) -> list[bytes]:
+        """The persisted index, in pieces (``files.frame_pieces``)."""
         rows = []
         for (ns, name), e in self._entries.items():
+            pace()
             ino, size, mtime = self.stats[(ns, name)]
             rows.append([ns, name, size, ino, mtime, e.meta])
-        return files.frame(MAGIC, {"v": 1, "entries": rows}, rows="entries")
+        return files.frame_pieces(MAGIC, {"v": 1, "entries": rows}, rows="entries")
 
     @staticmethod
     def decode(data: bytes) -> dict[Key, tuple[Entry, Stat]]:

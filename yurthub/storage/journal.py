@@ -40,8 +40,9 @@ class Journal:
     state: str | None = None                    # staged file that becomes _state
     history: dict[str, Any] | None = None       # {"mode", "file", "base"}
 
-    def encode(self) -> bytes:
-        return files.frame(MAGIC, {"v": 1, "stage": self.stage, "puts": self.puts,
+    def encode(self) -> list[bytes]:
+        """The journal, in pieces (``files.frame_pieces``)."""
+        return files.frame_pieces(MAGIC, {"v": 1, "stage": self.stage, "puts": self.puts,
                                    "deletes": self.deletes, "state": self.state,
                                    "history": self.history}, rows="puts")
 

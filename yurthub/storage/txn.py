@@ -258,7 +258,7 @@ class DiskTransaction(Transaction):
             self._make_durable(use_syncfs=syncfs and not small)
             files.unlink_optional(coll.fd, journal.FILE)  # left by a failed cleanup
             journal_written = True
-            files.write_new(coll.fd, journal.FILE, [j.encode()], fsync=True)
+            files.write_new(coll.fd, journal.FILE, j.encode(), fsync=True)
             os.fsync(coll.fd)
         except OSError as e:
             self._shared.write_errors += 1

@@ -409,6 +409,11 @@ def test_a_framed_document_with_rows_reads_back_as_it_was(rows):
                                                   for i in range(rows)], "state": None}
     data = files.frame("yurthub-test", doc, rows="puts")
     assert files.unframe("yurthub-test", data) == doc
+    # written in pieces: no one buffer (or call) of a big document's size
+    pieces = files.frame_pieces("yurthub-test", doc, rows="puts")
+    assert b"".join(pieces) == data
+    if rows > 2 * files.ROWS_PER_CALL:
+        assert max(map(len, pieces)) < len(data) // 2
     assert files.unframe("yurthub-test", files.frame("yurthub-test", doc)) == doc
     torn = data[:-1]
     with pytest.raises(ValueError):
