@@ -176,8 +176,10 @@ def hub_list(hub: HubProcess, fig: ListFigures, key: str, headers: dict[str, str
 # -- small GETs ---------------------------------------------------------------------------
 
 def paced_gets(port: int, path: str, headers: dict[str, str], rate: float, seconds: float,
-               conns: int = 8) -> tuple[list[float], list[float], int]:
-    """Open loop: request j is due at t0 + j/rate, on connection j % conns (keep-alive).
+               conns: int = 8, stop: threading.Event | None = None
+               ) -> tuple[list[float], list[float], int]:
+    """Open loop: request j is due at t0 + j/rate, on connection j % conns (keep-alive), for
+    ``seconds`` or until ``stop`` is set (no request is sent after it).
 
     Returns (latency from the due time, latency from the actual send, errors).
     """
@@ -197,6 +199,8 @@ def paced_gets(port: int, path: str, headers: dict[str, str], rate: float, secon
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if stop is not None and stop.is_set():
+                break
             sent = time.monotonic()
             try:
                 conn.request("GET", path, headers=headers)
