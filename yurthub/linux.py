@@ -166,14 +166,3 @@ def reserve_fd_table(n: int) -> None:
     finally:
         os.close(fd)
 
-
-def fd_table_size(pid: int | str = "self") -> int | None:
-    """The size of a process's file-descriptor table (``FDSize`` in /proc/PID/status)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("FDSize:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None

@@ -7,7 +7,7 @@ import sys
 
 from tests.fixtures import free_port
 from tests.fixtures.hub import Hub
-from yurthub import linux
+from tests.fixtures.procfs import fd_table_size
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,5 +51,4 @@ def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hu
     with open(f"/proc/{worker}/limits") as f:
         soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
     want = 65536 if soft == "unlimited" else min(int(soft), 65536)
-    size = linux.fd_table_size(worker)
-    assert size is not None and size >= want
+    assert fd_table_size(worker) >= want

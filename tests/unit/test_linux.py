@@ -116,8 +116,9 @@ def test_the_descriptor_table_is_grown_once_and_no_descriptor_in_use_is_touched(
     code = (
         "import os, resource\n"
         "from yurthub import linux\n"
+        "from tests.fixtures.procfs import fd_table_size\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (6000, 6000))\n"
-        "before = linux.fd_table_size()\n"
+        "before = fd_table_size()\n"
         "r, w = os.pipe()\n"
         "os.dup2(w, 4999)\n"          # in use at n - 1: must survive
         "os.close(w)\n"
@@ -126,7 +127,7 @@ def test_the_descriptor_table_is_grown_once_and_no_descriptor_in_use_is_touched(
         "assert os.read(r, 64) == b'still mine'\n"
         "os.close(4999)\n"
         "linux.reserve_fd_table(5500)\n"
-        "after = linux.fd_table_size()\n"
+        "after = fd_table_size()\n"
         "try:\n"
         "    linux.reserve_fd_table(7000)\n"
         "    refused = 0\n"
