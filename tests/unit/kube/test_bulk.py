@@ -117,6 +117,32 @@ def test_keyed_patterns_count_only_listed_values():
 
 
 @pytest.mark.parametrize("seed", range(5))
+def test_patterns_sharing_a_prefix_are_found_as_if_each_were_looked_for_alone(seed):
+    # "kubernetes" and the Keyed "kubernetes.io/service-name" are looked for in one pass
+    # (their common prefix); the first hit must be the earliest of the patterns' own.
+    import random
+    rnd = random.Random(seed)
+    words = [b"x" * 30, b'"kubernetes"', b'"kubernetes', b'"kubernetes.io/', b'"kube',
+             b'"kubernetes.io/service-name":"web"', b'"kubernetes.io/service-name":"no"',
+             b'"kubernetes.io/service-name" : "db"', b'"kubernetes.io/service-name":',
+             b'"kubernetes.io/hostname":"web"', b"KUBERNETES_SERVICE_"]
+    stream = b"".join(rnd.choice(words) for _ in range(2000))
+    patterns = ['"kubernetes"', "KUBERNETES_SERVICE_",
+                Keyed('"kubernetes.io/service-name"', {"web", "db"}),
+                Keyed('"kubernetes.io/hostname"', {"web"})]
+    together = Interest(patterns)
+    alone = [Interest([p]) for p in patterns]
+    for _ in range(300):
+        start = rnd.randint(0, len(stream))
+        end = rnd.randint(start, len(stream))
+        hits = [i.find(stream, start, end) for i in alone]
+        want = min([h for h in hits if h >= 0], default=-1)
+        assert together.find(stream, start, end) == want
+        assert together.find(stream.decode(), start, end) == want
+        assert together.in_item(stream, start, end) == (want >= 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
 def test_the_finder_agrees_with_a_fresh_search_as_the_buffer_moves(seed):
     import random
     rnd = random.Random(seed)
