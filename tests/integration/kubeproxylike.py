@@ -1,8 +1,9 @@
 """kube-proxy's view of EndpointSlices through the hub, kept by the real ``kubernetes`` client.
 
 An informer as client-go's reflector runs it: list, then watch from the list's
-resourceVersion; a watch that ends (cleanly or not) leads to a relist, as after a watch
-the hub ended because what the client should see changed.  The client's User-Agent says
+resourceVersion; a watch that ends cleanly is resumed from the last resourceVersion seen
+(no relist: only 410 Expired or a failure lists again, as the hub makes a watch end when
+what the client should see changed).  The client's User-Agent says
 which component it is (``kube-proxy/...`` by default).  Every event and relist is recorded.
 """
 
@@ -71,19 +72,30 @@ class EndpointSliceInformer:
                 self.ports = {s.metadata.name: [p.port for p in (s.ports or [])]
                               for s in listed.items}
                 self.relists += 1
+            self._watch_from(listed.metadata.resource_version)
+
+    def _watch_from(self, rv: str) -> None:
+        """Watch from ``rv`` until the watch fails: a watch that merely ends is resumed from
+        the last resourceVersion seen, as client-go's reflector does (no relist); 410
+        Expired (or any other failure) returns, and the caller lists again."""
+        while not self._stop.is_set():
             self._watch = watch.Watch()
             try:
                 for ev in self._watch.stream(self.api.list_endpoint_slice_for_all_namespaces,
-                                             resource_version=listed.metadata.resource_version,
-                                             timeout_seconds=120):
+                                             resource_version=rv, timeout_seconds=120):
                     obj = ev["object"]
                     with self._lock:
                         name = obj.metadata.name
+                        rv = obj.metadata.resource_version
                         if ev["type"] == "DELETED":
                             self.slices.pop(name, None)
                         else:
                             self.slices[name] = addresses(obj)
                         self.events.append((ev["type"], name, addresses(obj)))
+            except client.ApiException as e:
+                if e.status != 410:
+                    self.errors.append(f"watch: {e}")
+                return
             except Exception as e:  # a broken stream: relist, as client-go does
                 self.errors.append(f"watch: {e}")
-            # A watch that ended (cleanly: the hub ends it when the filters change): relist.
+                return

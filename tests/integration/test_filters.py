@@ -333,3 +333,44 @@ def test_yurt_hub_cfg_cache_agents_are_cached_without_a_restart(sandbox4, hub):
         return hub.metric("yurthub_cache_objects", component="edge-x") >= 1
 
     wait_for(cached, what="edge-x's answers in the cache")
+
+
+def _watch_lines(hub: Hub, path: str, rv: str, ua: str) -> list[dict]:
+    """The events of a short watch from ``rv`` (it ends after 2 s unless ended sooner)."""
+    status, _, body = hub.get(f"{path}?watch=true&resourceVersion={rv}&timeoutSeconds=2",
+                              ua=ua)
+    assert status == 200, body
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def _web_plain(doc: dict, slices: bool) -> list[str]:
+    if slices:
+        return [a for i in doc["items"] if i["metadata"]["name"] == "web-plain-sbx01"
+                for ep in i["endpoints"] for a in ep["addresses"]]
+    return [a["ip"] for i in doc["items"] if i["metadata"]["name"] == "web-plain"
+            for s in i.get("subsets", []) for a in s.get("addresses", [])]
+
+
+@pytest.mark.parametrize("path", [SLICES, "/api/v1/endpoints"])
+def test_a_watch_from_a_list_filtered_before_a_change_is_told_to_list_again(sandbox4, hub,
+                                                                             path):
+    # kube-proxy lists; a Service's topology then changes before it watches.  Its list was
+    # filtered the old way and nothing in it changes upstream, so a watch from the list's
+    # version would never correct it: the hub answers 410 Expired (client-go lists again),
+    # then serves the watch from the new list.  EndpointSlices come through the
+    # multiplexer, Endpoints from the cloud directly.
+    slices = path == SLICES
+    listed = json.loads(hub.get(path, ua=KUBE_PROXY)[2])
+    assert len(_web_plain(listed, slices)) == 4  # no topology yet
+    sandbox4.patch("services", "web-plain", {"metadata": {"annotations": {
+        "openyurt.io/topologyKeys": "kubernetes.io/hostname"}}}, namespace="default")
+    # coredns gets the same filter: its answer shows when the hub has the change
+    wait_for(lambda: _web_plain(json.loads(hub.get(path, ua="coredns/1.11")[2]), slices)
+             == ["10.128.4.205"], what="the hub to apply the new topology")
+    events = _watch_lines(hub, path, listed["metadata"]["resourceVersion"], KUBE_PROXY)
+    assert [(e["type"], e["object"].get("code"), e["object"].get("reason"))
+            for e in events] == [("ERROR", 410, "Expired")]
+    relisted = json.loads(hub.get(path, ua=KUBE_PROXY)[2])
+    assert _web_plain(relisted, slices) == ["10.128.4.205"]
+    events = _watch_lines(hub, path, relisted["metadata"]["resourceVersion"], KUBE_PROXY)
+    assert [e for e in events if e["type"] == "ERROR"] == []

@@ -30,7 +30,7 @@ from yurthub.filters.settings import (
     affected,
     cache_agents,
 )
-from yurthub.filters.visibility import Visibility
+from yurthub.filters.visibility import ClientView, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,17 @@ class FilterManager:
         if not filters:
             return None
         return Chain(filters, Scope(group, version, resource, snap.ctx))
+
+    def client_view(self, component: str, verb: str, group: str, resource: str
+                    ) -> ClientView | None:
+        """The client's part of ``visibility`` for a list or watch that some filter could
+        apply to, whether or not one applies to this client now (a change may give it one);
+        None for anything else.  Take it before ``chain_for``."""
+        if verb not in ("list", "watch") or not component or component.startswith(HUB_AGENTS):
+            return None
+        if not self._snapshot.settings.may_filter(verb, group, resource):
+            return None
+        return self.visibility.view((component, group, resource))
 
     def cache_agents(self) -> frozenset[str]:
         return cache_agents(self._inputs.configmap)

@@ -7,6 +7,17 @@ the events it sent itself; what the list before it dropped is recorded here, per
 dropped objects are recorded (few: most filters never drop), in a bounded LRU; an entry
 that fell out makes the watch assume the client has the object, which costs at most a
 DELETED for an object the client does not know (client-go ignores those), as YurtHub does.
+
+It also records which answers a client was given under which filter configuration, so
+that no client keeps data filtered under an older one.  Each client's configuration has a
+generation, moved on by every change that touches it (``forget``); every list served (and
+every watch that ends, at the resourceVersion it ended at) leaves a *resume point*: the
+resourceVersion the client may watch from next, and the generation it was filtered under.
+A watch from a resume point of an older generation would build on data filtered the old
+way (the objects did not change, so no event would correct them): it is answered 410
+Expired, and client-go lists again.  Resume points are kept in a bounded LRU; one that fell
+out is served as any resourceVersion (the watches open at a change are ended with 410
+anyway, so only a list followed by a watch across a change relies on it).
 """
 
 from __future__ import annotations
@@ -19,17 +30,38 @@ Client = tuple[str, str, str]            # (component, group, resource)
 ObjectKey = tuple[str, str]              # (namespace, name)
 
 DEFAULT_SIZE = 100_000
+RESUME_POINTS = 20_000
 
 
 class Visibility:
     """Thread-safe record of (client, object) pairs whose object was dropped."""
 
-    def __init__(self, maxsize: int = DEFAULT_SIZE) -> None:
+    def __init__(self, maxsize: int = DEFAULT_SIZE, resume_points: int = RESUME_POINTS
+                 ) -> None:
         self._dropped: LRUCache[tuple[Client, ObjectKey], bool] = LRUCache(maxsize=maxsize)
+        self._generation: dict[Client, int] = {}
+        self._served: LRUCache[tuple[Client, str], int] = LRUCache(maxsize=resume_points)
         self._lock = threading.Lock()
 
     def view(self, client: Client) -> ClientView:
-        return ClientView(self, client)
+        """The client's part, at its configuration's current generation: take it before
+        the request's filter chain, so the chain is never older than the generation."""
+        return ClientView(self, client, self.generation(client))
+
+    def generation(self, client: Client) -> int:
+        return self._generation.get(client, 0)
+
+    def served(self, client: Client, rv: str, generation: int) -> None:
+        """The client may watch from ``rv`` next, with data filtered at ``generation``."""
+        if rv:
+            with self._lock:
+                self._served[(client, rv)] = generation
+
+    def outdated(self, client: Client, rv: str) -> bool:
+        """Whether ``rv`` was served to the client under an older configuration."""
+        with self._lock:
+            got = self._served.get((client, rv))
+            return got is not None and got != self._generation.get(client, 0)
 
     def is_dropped(self, client: Client, key: ObjectKey) -> bool:
         with self._lock:
@@ -43,10 +75,13 @@ class Visibility:
                 self._dropped.pop((client, key), None)
 
     def forget(self, clients: set[Client]) -> None:
-        """Drop everything known of ``clients`` (their filters changed: they relist)."""
+        """Drop everything known of ``clients`` (their filters changed: they relist) and
+        move their configurations to a new generation."""
         with self._lock:
             for k in [k for k in self._dropped if k[0] in clients]:
                 del self._dropped[k]
+            for c in clients:
+                self._generation[c] = self._generation.get(c, 0) + 1
 
     def __len__(self) -> int:
         with self._lock:
@@ -56,9 +91,21 @@ class Visibility:
 class ClientView:
     """One client's part of a Visibility."""
 
-    def __init__(self, visibility: Visibility, client: Client) -> None:
+    def __init__(self, visibility: Visibility, client: Client, generation: int) -> None:
         self._v = visibility
         self.client = client
+        self.generation = generation
+
+    def changed(self) -> bool:
+        """Whether the client's configuration changed since this view was taken."""
+        return self._v.generation(self.client) != self.generation
+
+    def served(self, rv: str) -> None:
+        """A resume point: ``rv``, filtered at this view's generation."""
+        self._v.served(self.client, rv, self.generation)
+
+    def outdated(self, rv: str) -> bool:
+        return self._v.outdated(self.client, rv)
 
     def is_dropped(self, key: ObjectKey) -> bool:
         return self._v.is_dropped(self.client, key)

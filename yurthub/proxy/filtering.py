@@ -13,19 +13,22 @@ hub) cached is served as the current configuration wants it.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 
-from yurthub.errors import DecodeError, NotFound, UpstreamError
+from yurthub.errors import DecodeError, Gone, NotFound, UpstreamError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
-from yurthub.filters.liststream import filter_list
+from yurthub.filters.liststream import ListStats, filter_list
 from yurthub.filters.visibility import ClientView
 from yurthub.filters.watchstream import filter_watch
 from yurthub.kube.accept import is_json_content_type, transform
 from yurthub.kube.gunzip import Decompressor
 from yurthub.kube.jsonscan import decode_object
+from yurthub.kube.status import status_object
 from yurthub.proxy.streams import Stream
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,15 @@ def _decode_errors(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
         raise UpstreamError(f"cannot filter the {what}: {e}") from e
 
 
+def _then_served(chunks: Iterator[bytes], stats: ListStats, view: ClientView
+                 ) -> Iterator[bytes]:
+    """The list's chunks; once the whole list went by, its resourceVersion is a resume
+    point (at the generation the view was taken at, whatever changed meanwhile)."""
+    yield from chunks
+    if stats.info is not None and stats.info.resource_version:
+        view.served(stats.info.resource_version)
+
+
 def filter_object(body: bytes, chain: Chain) -> bytes:
     """One object (get, patch) filtered; NotFound when the filter drops it."""
     try:
@@ -124,7 +136,11 @@ def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: 
 
             def on_dropped(key: tuple[str, str]) -> None:
                 view.mark(key, True)
-        out = _decode_errors(filter_list(source, chain, on_dropped=on_dropped), "list")
+        stats = ListStats()
+        out = _decode_errors(filter_list(source, chain, on_dropped=on_dropped, stats=stats),
+                             "list")
+        if visibility is not None:
+            out = _then_served(out, stats, visibility)
         return (gzip(out, flush_each=False) if gzip_out else out), None
     try:
         body = read_whole(source)
@@ -134,6 +150,32 @@ def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: 
     if gzip_out:
         body = b"".join(gzip([body], flush_each=False))
     return iter(()), body
+
+
+def outdated_event(rv: str) -> bytes:
+    """The ERROR event (410 Expired) that ends a watch whose client holds data filtered
+    under an older configuration (``rv``: where it watched from, or got to): client-go
+    lists again, as after any expired resourceVersion.  A watch that merely ended would be
+    resumed from its last resourceVersion, keeping what it had."""
+    err = Gone(f"too old resource version: {rv} (the response filters for this client "
+               "changed: list again)")
+    return json.dumps({"type": "ERROR", "object": status_object(err)}).encode() + b"\n"
+
+
+# The list's own resourceVersion: the first in its body, as kube-apiserver writes the
+# list's metadata before its items.
+_LIST_RV = re.compile(rb'^\{[^\[]{0,512}?"resourceVersion":"([0-9]{1,20})"')
+
+
+def served_list_head(view: ClientView, first: bytes, headers: dict[str, str]) -> None:
+    """Record the resume point of an unfiltered list from its first bytes (not when they
+    are compressed or do not begin as kube-apiserver writes a list)."""
+    encoding = {k.lower(): v for k, v in headers.items()}.get("content-encoding", "")
+    if encoding.strip().lower() not in ("", "identity"):
+        return
+    m = _LIST_RV.match(first)
+    if m is not None:
+        view.served(m.group(1).decode())
 
 
 def refilter_item(raw: bytes, chain: Chain) -> bytes | None:

@@ -38,6 +38,7 @@ from yurthub.errors import (
 )
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
+from yurthub.filters.visibility import ClientView
 from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
@@ -178,6 +179,14 @@ class LocalProxy:
         return self.filters.chain_for(ctx.agent, info.verb, info.api_group,
                                       info.api_version, info.resource)
 
+    def _view(self, ctx: RequestContext) -> ClientView | None:
+        """The client's resume points (filters.visibility); taken before its chain."""
+        info = ctx.info
+        if self.filters is None:
+            return None
+        return self.filters.client_view(ctx.component, info.verb, info.api_group,
+                                        info.resource)
+
     def _get(self, ctx: RequestContext) -> Response:
         info = ctx.info
         check_path_name(info.name)
@@ -206,8 +215,11 @@ class LocalProxy:
         content_type = JSON if table else _content_type(ctx.accept, listing=True)
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        view = self._view(ctx)
         page = self.reader.list(ck, rt, want, limit=info.limit,
                                 continue_token=info.continue_token, pinned_name=info.name)
+        if view is not None:
+            view.served(str(page.resource_version))
         if table is not None:
             rows = self.tables.rows(ctx, rt, table, str(page.resource_version),
                                     page.continue_token,
@@ -252,6 +264,10 @@ class LocalProxy:
         timeout = info.timeout_seconds
         if timeout is None:
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
+        view = self._view(ctx)
+        if view is not None and view.outdated(info.resource_version):
+            return Response([filtering.outdated_event(info.resource_version)], status=200,
+                            content_type=JSON)
         chain = self._chain(ctx)
         try:
             start = self.reader.watch_start(ck, rt, want, info.resource_version)
@@ -271,7 +287,7 @@ class LocalProxy:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
             bookmark = bookmark_event(kind, info.group_version, start.resource_version)
         stream: Any = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
-                                 bookmark_interval=self.bookmark_interval)
+                                 bookmark_interval=self.bookmark_interval, view=view)
         table = requested_table(ctx.accept)
         if table is not None:
             stream = self.tables.watch(ctx, rt, table, stream)

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 
 from yurthub.cache.reader import WatchStart
+from yurthub.filters.visibility import ClientView
 from yurthub.proxy.context import RequestContext
+from yurthub.proxy.filtering import outdated_event
 from yurthub.proxy.streams import Reason, StreamRegistry
 
 
@@ -36,8 +38,10 @@ class LocalWatch:
     source = "local"
 
     def __init__(self, streams: StreamRegistry, ctx: RequestContext, start: WatchStart, *,
-                 timeout: int, bookmark: bytes | None, bookmark_interval: float) -> None:
+                 timeout: int, bookmark: bytes | None, bookmark_interval: float,
+                 view: ClientView | None = None) -> None:
         self.ctx = ctx
+        self.view = view
         self.start = start
         self.deadline = time.monotonic() + max(0, timeout)
         self.bookmark = bookmark
@@ -54,6 +58,17 @@ class LocalWatch:
 
     def __iter__(self) -> Iterator[bytes]:
         yield b""  # the headers go out now, as kube-apiserver sends them, not with an event
+        view = self.view
+        # Registered (in __init__) before this check: a change after it interrupts us.
+        if view is None or not view.changed():
+            yield from self._events()
+        rv = str(self.start.resource_version)
+        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
+            yield outdated_event(rv)
+        elif view is not None:
+            view.served(rv)  # where the client may resume (its last bookmark)
+
+    def _events(self) -> Iterator[bytes]:
         for etype, raw in self.start.events:
             yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
         while self.reason is None:

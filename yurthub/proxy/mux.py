@@ -37,11 +37,13 @@ from yurthub.config import MULTIPLEXER_AGENT, Config
 from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
+from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import transform
 from yurthub.kube.meta import rv_int
 from yurthub.kube.resources import builtin
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
+from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.localwatch import bookmark_event
 from yurthub.proxy.muxfeed import Feed, WsgiApp
@@ -170,10 +172,12 @@ class Multiplexer:
                                   "retry in a moment", details={"retryAfterSeconds": 1})
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
                                      "200").inc()
+        view = self.filters.client_view(ctx.component, info.verb, info.api_group,
+                                        info.resource)
         chain = self._chain(ctx)
         if info.verb == "list":
-            return self._list(ctx, state, want, chain)
-        return self._watch(ctx, state, want, chain)
+            return self._list(ctx, state, want, chain, view)
+        return self._watch(ctx, state, want, chain, view)
 
     def _chain(self, ctx: RequestContext) -> Chain | None:
         info = ctx.info
@@ -181,7 +185,7 @@ class Multiplexer:
                                       info.resource)
 
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
-              chain: Chain | None) -> Response:
+              chain: Chain | None, view: ClientView | None) -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
             rv = _rv(rv_param)
@@ -192,6 +196,8 @@ class Multiplexer:
                                          "message": "Too large resource version"}],
                              "retryAfterSeconds": 1})
         rv, objs, _ = state.snapshot()
+        if view is not None:
+            view.served(str(rv))
         rt = state.rt
         head = _dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
                       "metadata": {"resourceVersion": str(rv)}})
@@ -219,7 +225,7 @@ class Multiplexer:
                         direct_passthrough=True)
 
     def _watch(self, ctx: RequestContext, state: SharedState, want: Selectors,
-               chain: Chain | None) -> Response:
+               chain: Chain | None, view: ClientView | None) -> Response:
         info = ctx.info
         rv_param = info.resource_version
         initial = info.send_initial_events
@@ -236,6 +242,9 @@ class Multiplexer:
             first = [o for o in objs if _selected(want, o)]
             start_rv = rv
         else:
+            if view is not None and view.outdated(rv_param):
+                return Response([filtering.outdated_event(rv_param)], status=200,
+                                content_type=JSON)
             start_rv = _rv(rv_param) if rv_param not in ("", "0") else state.rv
             got = state.seq_after(start_rv)
             if got is None:
@@ -243,7 +252,7 @@ class Multiplexer:
                 line = _line("ERROR", _dump(status_object(err)))
                 return Response([line], status=200, content_type=JSON)
             seq = got
-        stream = SharedWatch(self, ctx, state, want, chain, seq=seq, initial=first,
+        stream = SharedWatch(self, ctx, state, want, chain, view, seq=seq, initial=first,
                              start_rv=start_rv, timeout=timeout,
                              end_initial=bool(info.send_initial_events))
         return Response(stream, status=200, content_type=JSON, direct_passthrough=True)
@@ -257,12 +266,13 @@ class SharedWatch:
     source = "shared"
 
     def __init__(self, mux: Multiplexer, ctx: RequestContext, state: SharedState,
-                 want: Selectors, chain: Chain | None, *, seq: int, initial: list[Obj],
-                 start_rv: int, timeout: int, end_initial: bool) -> None:
+                 want: Selectors, chain: Chain | None, view: ClientView | None, *, seq: int,
+                 initial: list[Obj], start_rv: int, timeout: int, end_initial: bool) -> None:
         self.ctx = ctx
         self.state = state
         self.want = want
         self.chain = chain
+        self.view = view
         self.seq = seq
         self.initial = initial
         self.rv = start_rv
@@ -297,6 +307,16 @@ class SharedWatch:
 
     def __iter__(self) -> Iterator[bytes]:
         yield b""  # the headers go out now, as kube-apiserver sends them
+        view = self.view
+        # Registered (in __init__) before this check: a change after it interrupts us.
+        if view is None or not view.changed():
+            yield from self._events()
+        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
+            yield filtering.outdated_event(str(self.rv))
+        elif view is not None:
+            view.served(str(self.rv))  # where the client may resume
+
+    def _events(self) -> Iterator[bytes]:
         out = []
         for o in self.initial:
             line = self._out("ADDED", o.event, o)

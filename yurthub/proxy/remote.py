@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from werkzeug.wrappers import Response
+
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.manager import CacheManager
@@ -34,6 +36,7 @@ from yurthub.errors import (
 )
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
+from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import upstream_accept
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -72,8 +75,13 @@ class RemoteProxy:
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
         # Before anything is sent: until the filter configuration is known, a request some
         # filter could apply to gets a 503 (never unfiltered data).
-        chain = None
+        chain = view = None
         if info.subresource in filtering.FILTERED_SUBRESOURCES:
+            view = self.filters.client_view(ctx.component, info.verb, info.api_group,
+                                            info.resource)
+            if watch and view is not None and view.outdated(info.resource_version):
+                return Response([filtering.outdated_event(info.resource_version)],
+                                status=200, content_type="application/json")
             chain = self.filters.chain_for(ctx.agent, info.verb, info.api_group,
                                            info.api_version, info.resource)
         headers = ctx.forward_headers()
@@ -96,7 +104,8 @@ class RemoteProxy:
                 resp_headers.get("Content-Type"), resp_headers.get("Content-Encoding"))):
             chain = None
         if chain is not None:
-            chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers)
+            chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers,
+                                                         view)
         elif not (watch or follow):
             # Read the first chunk before answering: if the connection breaks before any
             # byte, the client gets a Status (or the cache) instead of a reset.
@@ -105,6 +114,10 @@ class RemoteProxy:
             except UpstreamError as e:
                 up.finish(resp, False)
                 raise UpstreamBroken(f"{ctx.info.verb} {ctx.path_qs}: {e}") from e
+            if view is not None and resp.status == 200:
+                # Not filtered now, but a change may give this client a filter: its list
+                # is a resume point too (read from the list's head, when not compressed).
+                filtering.served_list_head(view, first, resp_headers)
 
         status = resp.status
 
@@ -113,13 +126,13 @@ class RemoteProxy:
 
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
-                               long_lived=watch or follow)
+                               long_lived=watch or follow, view=view if watch else None)
         client, verb = self.metrics.request_labels(ctx.agent, info.verb)
         self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
         return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
-                  chain: Chain, headers: dict[str, str]
+                  chain: Chain, headers: dict[str, str], view: ClientView | None
                   ) -> tuple[Iterator[bytes], bytes, dict[str, str]]:
         """Run the response filters: the client and the cache get the filtered body."""
         gzipped = headers.get("Content-Encoding", "").strip().lower() == "gzip"
@@ -131,8 +144,9 @@ class RemoteProxy:
         if gzip_out:
             out["Content-Encoding"] = "gzip"
         log.debug("%s %s %s: filters %s", ctx.component, verb, ctx.path_qs, chain.names)
-        view = self.filters.visibility.view((ctx.component, ctx.info.api_group,
-                                             ctx.info.resource))
+        if view is None:  # a get or patch: only what was dropped is tracked
+            view = self.filters.visibility.view((ctx.component, ctx.info.api_group,
+                                                 ctx.info.resource))
         try:
             body, whole = filtering.filter_stream(verb, chunks, chain, gzipped=gzipped,
                                                   gzip_out=gzip_out, visibility=view)
@@ -190,8 +204,9 @@ class ProxiedStream:
 
     def __init__(self, proxy: RemoteProxy, ctx: RequestContext, resp: up.UpstreamResponse,
                  open_tee: Callable[[], Tee | None], chunks: Iterator[bytes], first: bytes, *,
-                 long_lived: bool) -> None:
+                 long_lived: bool, view: ClientView | None = None) -> None:
         self.proxy = proxy
+        self.view = view  # a watch's client, whose filters may change under it
         self.ctx = ctx
         self.resp = resp
         self.open_tee: Callable[[], Tee | None] | None = open_tee
@@ -227,6 +242,11 @@ class ProxiedStream:
         try:
             if self.long_lived:
                 yield b""  # headers at once, as kube-apiserver does, not with the first event
+            if self.view is not None and self.view.changed():
+                # Changed after the view was taken, before this stream was registered (a
+                # change after it interrupts the stream): not one event of the old filters.
+                yield filtering.outdated_event(self.ctx.info.resource_version)
+                return
             for chunk in itertools.chain((self.first,) if self.first else (), self.chunks):
                 yield chunk
                 self.sent += len(chunk)
@@ -244,6 +264,8 @@ class ProxiedStream:
                 why = self.reason.value if self.reason else f"upstream ended: {e}"
                 log.info("%s %s %s: ended (%s)", self.ctx.component or "-",
                          self.ctx.info.verb, self.ctx.path_qs, why)
+                if self.reason is Reason.FILTERS_CHANGED:
+                    yield filtering.outdated_event(self.ctx.info.resource_version)
                 return
             if self.reason is not Reason.CLIENT_GONE:
                 log.warning("%s %s %s: upstream broke after %d bytes: %s",
