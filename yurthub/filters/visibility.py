@@ -7,6 +7,10 @@ the events it sent itself; what the list before it dropped is recorded here, per
 dropped objects are recorded (few: most filters never drop), in a bounded LRU; an entry
 that fell out makes the watch assume the client has the object, which costs at most a
 DELETED for an object the client does not know (client-go ignores those), as YurtHub does.
+Several watches of one client may run at once (other selectors): each entry keeps the
+value before its last change and when that change was made, so a watch reads the record
+as it stood when the watch began, never a decision another watch made after that (which
+would make it skip the DELETED its own client needs); its own decisions it keeps itself.
 
 It also records which answers a client was given under which filter configuration, so
 that no client keeps data filtered under an older one.  Each client's configuration has a
@@ -38,7 +42,10 @@ class Visibility:
 
     def __init__(self, maxsize: int = DEFAULT_SIZE, resume_points: int = RESUME_POINTS
                  ) -> None:
-        self._dropped: LRUCache[tuple[Client, ObjectKey], bool] = LRUCache(maxsize=maxsize)
+        # (dropped, sequence number of the change, dropped before that change)
+        self._dropped: LRUCache[tuple[Client, ObjectKey], tuple[bool, int, bool]] = \
+            LRUCache(maxsize=maxsize)
+        self._seq = 0
         self._generation: dict[Client, int] = {}
         self._served: LRUCache[tuple[Client, str], int] = LRUCache(maxsize=resume_points)
         self._lock = threading.Lock()
@@ -46,7 +53,9 @@ class Visibility:
     def view(self, client: Client) -> ClientView:
         """The client's part, at its configuration's current generation: take it before
         the request's filter chain, so the chain is never older than the generation."""
-        return ClientView(self, client, self.generation(client))
+        with self._lock:
+            seq = self._seq
+        return ClientView(self, client, self.generation(client), seq)
 
     def generation(self, client: Client) -> int:
         return self._generation.get(client, 0)
@@ -63,16 +72,24 @@ class Visibility:
             got = self._served.get((client, rv))
             return got is not None and got != self._generation.get(client, 0)
 
-    def is_dropped(self, client: Client, key: ObjectKey) -> bool:
+    def is_dropped(self, client: Client, key: ObjectKey, as_of: int | None = None) -> bool:
+        """Whether the object was dropped for the client (``as_of``: as the record stood
+        at that sequence number, a view's start)."""
         with self._lock:
-            return self._dropped.get((client, key), False)
+            got = self._dropped.get((client, key))
+        if got is None:
+            return False
+        dropped, seq, before = got
+        return dropped if as_of is None or seq <= as_of else before
 
     def mark(self, client: Client, key: ObjectKey, dropped: bool) -> None:
         with self._lock:
-            if dropped:
-                self._dropped[(client, key)] = True
-            else:
-                self._dropped.pop((client, key), None)
+            got = self._dropped.get((client, key))
+            if got is None and not dropped:
+                return  # kept, as everything not recorded is: the record stays small
+            self._seq += 1
+            self._dropped[(client, key)] = (dropped, self._seq,
+                                            got[0] if got is not None else False)
 
     def forget(self, clients: set[Client]) -> None:
         """Drop everything known of ``clients`` (their filters changed: they relist) and
@@ -91,10 +108,12 @@ class Visibility:
 class ClientView:
     """One client's part of a Visibility."""
 
-    def __init__(self, visibility: Visibility, client: Client, generation: int) -> None:
+    def __init__(self, visibility: Visibility, client: Client, generation: int,
+                 start: int = 0) -> None:
         self._v = visibility
         self.client = client
         self.generation = generation
+        self.start = start  # the record's sequence number when the view was taken
 
     def changed(self) -> bool:
         """Whether the client's configuration changed since this view was taken."""
@@ -108,7 +127,8 @@ class ClientView:
         return self._v.outdated(self.client, rv)
 
     def is_dropped(self, key: ObjectKey) -> bool:
-        return self._v.is_dropped(self.client, key)
+        """As the record stood when this view was taken (what the client's list left)."""
+        return self._v.is_dropped(self.client, key, self.start)
 
     def mark(self, key: ObjectKey, dropped: bool) -> None:
         self._v.mark(self.client, key, dropped)

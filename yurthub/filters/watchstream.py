@@ -37,7 +37,8 @@ class WatchFilter:
         self.chain = chain
         self.visibility = visibility
         self._tracking = chain.drops
-        self._dropped: set[tuple[str, str]] = set()  # what this watch kept from the client
+        # what this watch decided itself: object -> kept from the client
+        self._own: dict[tuple[str, str], bool] = {}
 
     def event(self, ev: Event) -> bytes | None:
         """The line to send for an upstream event, or None to send nothing."""
@@ -58,7 +59,7 @@ class WatchFilter:
         had = self._had(key, etype)
         out = chain.apply(obj)
         if etype == "DELETED":
-            self._mark(key, False)  # a new object of that name starts afresh
+            self._mark(key, False, gone=True)
             if not had:
                 return None
             return "DELETED", ev.raw if out is None or out is obj else encode(out)
@@ -70,17 +71,18 @@ class WatchFilter:
 
     def _had(self, key: tuple[str, str], etype: str) -> bool:
         """Does the client have the object?  An ADDED is new to it unless shown otherwise."""
-        if key in self._dropped:
-            return False
+        own = self._own.get(key)
+        if own is not None:
+            return not own and etype != "ADDED"
         if self.visibility is not None and self.visibility.is_dropped(key):
             return False
         return etype != "ADDED"
 
-    def _mark(self, key: tuple[str, str], dropped: bool) -> None:
-        if dropped:
-            self._dropped.add(key)
+    def _mark(self, key: tuple[str, str], dropped: bool, gone: bool = False) -> None:
+        if gone:
+            self._own.pop(key, None)  # a new object of that name starts afresh
         else:
-            self._dropped.discard(key)
+            self._own[key] = dropped
         if self.visibility is not None:
             self.visibility.mark(key, dropped)
 

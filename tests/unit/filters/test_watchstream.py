@@ -70,15 +70,36 @@ def test_what_the_list_dropped_is_not_deleted_again():
     view = vis.view(KUBE_PROXY)
     body = list_body("/api/v1/services")
     list(filter_list([body], discard_chain(), on_dropped=lambda k: view.mark(k, True)))
-    assert view.is_dropped(("default", "web-lb"))
+    # (each watch reads the record as it stood when it began: after the list)
+    assert vis.view(KUBE_PROXY).is_dropped(("default", "web-lb"))
     # The seeded web-lb (discard=true) changes while still discarded: nothing for the client.
-    assert run([ev("MODIFIED", lb(True, 50))], discard_chain(), view) == []
+    assert run([ev("MODIFIED", lb(True, 50))], discard_chain(), vis.view(KUBE_PROXY)) == []
     # Then it stops being discarded: it arrives as ADDED, and the ledger forgets it.
-    assert run([ev("MODIFIED", lb(False, 51))], discard_chain(), view) == [
+    assert run([ev("MODIFIED", lb(False, 51))], discard_chain(), vis.view(KUBE_PROXY)) == [
         ("ADDED", "web-lb", "51")]
-    assert not view.is_dropped(("default", "web-lb"))
+    assert not vis.view(KUBE_PROXY).is_dropped(("default", "web-lb"))
     # Another client's record is its own.
     assert not vis.view(("kubelet", "", "services")).is_dropped(("default", "web-lb"))
+
+
+def test_two_watches_of_one_client_each_delete_what_they_had():
+    # kube-proxy watches Services twice (two selectors) from a list that kept web-lb; it is
+    # then discarded.  The first watch's decision must not make the second one skip the
+    # DELETED its client needs (it would keep a discarded Service for good).
+    from yurthub.filters.watchstream import WatchFilter
+    from yurthub.kube.framing import WatchFramer
+    vis = Visibility()
+    first = WatchFilter(discard_chain(), vis.view(KUBE_PROXY))
+    second = WatchFilter(discard_chain(), vis.view(KUBE_PROXY))
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(True, 20)))
+    assert first.decide(event)[0] == "DELETED"
+    assert second.decide(event)[0] == "DELETED"
+    # A watch begun after that (the client resumed) knows the client no longer has it.
+    third = WatchFilter(discard_chain(), vis.view(KUBE_PROXY))
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(True, 21)))
+    assert third.decide(event) is None
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(False, 22)))
+    assert third.decide(event)[0] == "ADDED"
 
 
 def test_bookmark_and_error_pass_untouched_and_unchanged_events_keep_their_bytes():
