@@ -8,7 +8,9 @@ first and, when the client asked for gzip, the filtered answer is compressed aga
 flushed at every event, so nothing waits in the compressor).  The headers follow: no
 Content-Length for a stream whose length changed.  The local proxy runs the same filters
 on what it serves from the cache (``refilter``): what an older configuration (or an older
-hub) cached is served as the current configuration wants it.
+hub) cached is served as the current configuration wants it.  A client that asked for a
+Table gets the Table of the filtered objects (``table``: the cloud was asked for JSON, see
+proxy/tables.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from yurthub.kube.accept import is_json_content_type, transform
 from yurthub.kube.gunzip import Decompressor
 from yurthub.kube.jsonscan import decode_object
 from yurthub.kube.status import status_object
+from yurthub.kube.table import TableWriter
+from yurthub.proxy import tables
 from yurthub.proxy.streams import Stream
 
 log = logging.getLogger(__name__)
@@ -106,6 +110,13 @@ def filter_object(body: bytes, chain: Chain) -> bytes:
     return out
 
 
+def _is_status(body: bytes) -> bool:
+    try:
+        return decode_object(body).get("kind") == "Status"
+    except DecodeError:
+        return False
+
+
 def read_whole(chunks: Iterable[bytes], limit: int = MAX_FILTERED_OBJECT) -> bytes:
     buf = bytearray()
     for chunk in chunks:
@@ -116,17 +127,24 @@ def read_whole(chunks: Iterable[bytes], limit: int = MAX_FILTERED_OBJECT) -> byt
 
 
 def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: bool,
-                  gzip_out: bool, visibility: ClientView | None = None
+                  gzip_out: bool, visibility: ClientView | None = None,
+                  table: TableWriter | None = None,
+                  item_type: tuple[str, str] | None = None
                   ) -> tuple[Iterator[bytes], bytes | None]:
     """(body chunks, whole body or None) of a filtered response.
 
     A get or patch answer is filtered whole (returned as bytes, so the caller can set
     Content-Length; NotFound or UpstreamError raised here); a list or watch is returned as
     a lazy iterator that raises UpstreamError when the upstream body cannot be filtered.
+    With ``table`` the (JSON) upstream answer is filtered and printed as a Table, each
+    watch event's object a one-row Table; ``item_type`` is the (kind, apiVersion) of a
+    list's items.
     """
     source: Iterator[bytes] = gunzip(chunks) if gzipped else chunks
     if verb == "watch":
         out: Iterator[bytes] = filter_watch(source, chain, visibility)
+        if table is not None:
+            out = tables.table_events(out, table)
         out = _decode_errors(out, "watch stream")
         return (gzip(out, flush_each=True) if gzip_out else out), None
     if verb == "list":
@@ -136,17 +154,23 @@ def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: 
 
             def on_dropped(key: tuple[str, str]) -> None:
                 view.mark(key, True)
-        stats = ListStats()
-        out = _decode_errors(filter_list(source, chain, on_dropped=on_dropped, stats=stats),
-                             "list")
-        if visibility is not None:
-            out = _then_served(out, stats, visibility)
+        if table is not None:
+            out = tables.filtered_list(source, chain, table, item_type, on_dropped,
+                                       served=visibility.served if visibility else None)
+        else:
+            stats = ListStats()
+            out = filter_list(source, chain, on_dropped=on_dropped, stats=stats)
+            if visibility is not None:
+                out = _then_served(out, stats, visibility)
+        out = _decode_errors(out, "list")
         return (gzip(out, flush_each=False) if gzip_out else out), None
     try:
         body = read_whole(source)
     except DecodeError as e:
         raise UpstreamError(f"cannot filter the response: {e}") from e
     body = filter_object(body, chain)
+    if table is not None and not _is_status(body):
+        body = tables.one_table(body, table)
     if gzip_out:
         body = b"".join(gzip([body], flush_each=False))
     return iter(()), body

@@ -2,7 +2,8 @@
 
 Reads are answered as the apiserver would have answered them (see cache/reader.py), each
 with a ``Warning: 299`` header giving the age of the data; one that asks for a Table (as
-kubectl does) gets the Table kube-apiserver prints (see proxy/tables.py).  Writes: this
+kubectl does) gets the Table kube-apiserver prints (see proxy/tables.py), of the objects
+the response filters leave the client, as a JSON answer would hold them.  Writes: this
 node's own truth (its Node and node status, its pods' status, its Lease) is applied to the
 cache and answered with the patched object, so the offline view follows the node; Events
 are accepted with 201; deletes get 403 (kubelet retries them after reconnect); any other
@@ -174,8 +175,8 @@ class LocalProxy:
         or an older hub cached); raises 503 while the configuration is unknown."""
         info = ctx.info
         if self.filters is None or info.subresource not in filtering.FILTERED_SUBRESOURCES \
-                or not _plain(ctx.accept):
-            return None
+                or not (_plain(ctx.accept) or requested_table(ctx.accept) is not None):
+            return None  # a Table is printed from the filtered objects
         return self.filters.chain_for(ctx.agent, info.verb, info.api_group,
                                       info.api_version, info.resource)
 
@@ -220,11 +221,16 @@ class LocalProxy:
                                 continue_token=info.continue_token, pinned_name=info.name)
         if view is not None:
             view.served(str(page.resource_version))
+        chain = self._chain(ctx)
         if table is not None:
+            bodies = self.reader.bodies(ck, page.keys)
+            if chain is not None:  # the rows of what the JSON list would hold
+                bodies = (out for b in bodies
+                          if (out := filtering.refilter_item(b, chain)) is not None)
             rows = self.tables.rows(ctx, rt, table, str(page.resource_version),
                                     page.continue_token,
                                     page.remaining if page.continue_token else None,
-                                    self.reader.bodies(ck, page.keys))
+                                    bodies)
             return _json(rows, 200, page.freshness, content_type)
         meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
@@ -233,7 +239,6 @@ class LocalProxy:
         head = json.dumps({"kind": page.kind, "apiVersion": page.api_version,
                            "metadata": meta}, separators=(",", ":"))
         prefix = head[:-1].encode() + b',"items":['
-        chain = self._chain(ctx)
 
         def body() -> Iterator[bytes]:
             yield prefix

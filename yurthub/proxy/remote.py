@@ -37,9 +37,11 @@ from yurthub.errors import (
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
-from yurthub.kube.accept import upstream_accept
+from yurthub.kube.accept import JSON, upstream_accept
+from yurthub.kube.resources import builtin
+from yurthub.kube.table import TableWriter
 from yurthub.metrics import Metrics
-from yurthub.proxy import filtering
+from yurthub.proxy import filtering, tables
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
 from yurthub.proxy.responses import Answer, Passthrough
 from yurthub.proxy.streams import OpenStream, Reason, StreamRegistry
@@ -86,8 +88,16 @@ class RemoteProxy:
                                            info.api_version, info.resource)
         headers = ctx.forward_headers()
         accept = headers.get("Accept")
-        if accept and (watch or chain is not None
-                       or self.cache.may_cache(info, ctx.component, accept)):
+        table: TableWriter | None = None
+        wants_table = tables.requested_table(accept) if chain is not None and accept else None
+        if wants_table is not None:
+            # The cloud's Table cannot be filtered (its rows hold no objects): the cloud is
+            # asked for JSON, which is filtered and printed here (proxy/tables.py).  The
+            # writer is made first: a bad includeObject is a 400 before anything is sent.
+            table = tables.table_writer(self.cache, ctx, wants_table)
+            headers["Accept"] = JSON
+        elif accept and (watch or chain is not None
+                         or self.cache.may_cache(info, ctx.component, accept)):
             # The cache and the filters read JSON only, and a watch is ended on an event
             # boundary found in JSON lines: those ask for JSON instead of protobuf.  Every
             # other request keeps the client's Accept (protobuf: a third of the bytes).
@@ -102,10 +112,10 @@ class RemoteProxy:
         resp_headers = dict(resp.headers.items())
         if chain is not None and not (200 <= resp.status < 300 and filtering.filterable(
                 resp_headers.get("Content-Type"), resp_headers.get("Content-Encoding"))):
-            chain = None
+            chain = table = None  # an error Status passes through as it is
         if chain is not None:
             chunks, first, resp_headers = self._filtered(ctx, resp, chunks, chain, resp_headers,
-                                                         view)
+                                                         view, table)
         elif not (watch or follow):
             # Read the first chunk before answering: if the connection breaks before any
             # byte, the client gets a Status (or the cache) instead of a reset.
@@ -122,6 +132,8 @@ class RemoteProxy:
         status = resp.status
 
         def open_tee() -> Tee | None:
+            if table is not None:
+                return None  # a Table the hub printed: the cache keeps objects only
             return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers)
 
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
@@ -132,9 +144,11 @@ class RemoteProxy:
         return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
-                  chain: Chain, headers: dict[str, str], view: ClientView | None
+                  chain: Chain, headers: dict[str, str], view: ClientView | None,
+                  table: TableWriter | None = None
                   ) -> tuple[Iterator[bytes], bytes, dict[str, str]]:
-        """Run the response filters: the client and the cache get the filtered body."""
+        """Run the response filters: the client and the cache get the filtered body (the
+        client its Table, with ``table``)."""
         gzipped = headers.get("Content-Encoding", "").strip().lower() == "gzip"
         verb = ctx.info.verb
         gzip_out = gzipped and verb != "watch" and filtering.accepts_gzip(
@@ -147,9 +161,11 @@ class RemoteProxy:
         if view is None:  # a get or patch: only what was dropped is tracked
             view = self.filters.visibility.view((ctx.component, ctx.info.api_group,
                                                  ctx.info.resource))
+        rt = builtin(ctx.info.api_group, ctx.info.api_version, ctx.info.resource)
         try:
-            body, whole = filtering.filter_stream(verb, chunks, chain, gzipped=gzipped,
-                                                  gzip_out=gzip_out, visibility=view)
+            body, whole = filtering.filter_stream(
+                verb, chunks, chain, gzipped=gzipped, gzip_out=gzip_out, visibility=view,
+                table=table, item_type=(rt.kind, rt.group_version) if rt else None)
         except UpstreamError as e:
             up.finish(resp, False)
             raise UpstreamBroken(f"{verb} {ctx.path_qs}: {e}") from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip as gz
 import json
+import time
 import zlib
 
 import pytest
@@ -13,6 +14,8 @@ from yurthub.errors import NotFound, UpstreamError
 from yurthub.filters.chain import Chain
 from yurthub.filters.discardcloudservice import DiscardCloudService
 from yurthub.filters.masterservice import MasterService
+from yurthub.kube.printers import printer_for
+from yurthub.kube.table import TableWriter
 from yurthub.proxy import filtering
 
 SVC = ("", "v1", "services")
@@ -99,3 +102,62 @@ def test_refilter_serves_what_it_cannot_decode_as_stored():
         b'{"metadata":{"name":"kubernetes"'
     assert json.loads(filtering.refilter_item(raw("services", "default", "kubernetes"),
                                               chain))["spec"]["clusterIP"] == "169.254.2.1"
+
+
+def _writer(include: str = "Metadata") -> TableWriter:
+    return TableWriter(printer_for("", "services"), include=include, now=time.time())
+
+
+def test_a_table_is_printed_from_the_filtered_list():
+    body = list_body("/api/v1/services")
+    zipped = gz.compress(body, 1)
+    chain = Chain([MasterService(), DiscardCloudService()], scope(*SVC))
+    chunks = [zipped[i:i + 100] for i in range(0, len(zipped), 100)]
+    out, whole = filtering.filter_stream("list", iter(chunks), chain, gzipped=True,
+                                         gzip_out=False, table=_writer("Object"),
+                                         item_type=("Service", "v1"))
+    assert whole is None
+    doc = json.loads(b"".join(out))
+    listed = json.loads(body)
+    assert doc["kind"] == "Table" and doc["metadata"] == {
+        "resourceVersion": listed["metadata"]["resourceVersion"]}
+    assert [c["name"] for c in doc["columnDefinitions"]][:3] == ["Name", "Type", "Cluster-IP"]
+    assert [r["cells"][0] for r in doc["rows"]] == [
+        i["metadata"]["name"] for i in listed["items"] if i["metadata"]["name"] != "web-lb"]
+    k = next(r for r in doc["rows"] if r["cells"][0] == "kubernetes")
+    assert k["cells"][2] == "169.254.2.1"  # masterservice's object, printed
+    assert (k["object"]["kind"], k["object"]["apiVersion"]) == ("Service", "v1")
+    assert k["object"]["spec"]["clusterIP"] == "169.254.2.1"
+    # A torn list is still an error, never a shorter Table; a Status passes as it is.
+    out, _ = filtering.filter_stream("list", iter([body[:len(body) // 2]]), chain,
+                                     gzipped=False, gzip_out=False, table=_writer())
+    with pytest.raises(UpstreamError):
+        list(out)
+    status = b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","code":410}'
+    out, _ = filtering.filter_stream("list", iter([status]), chain, gzipped=False,
+                                     gzip_out=False, table=_writer())
+    assert json.loads(b"".join(out))["code"] == 410
+
+
+def test_a_table_watch_gets_one_row_tables_of_what_the_filters_let_through():
+    def line(etype: str, name: str) -> bytes:
+        return json.dumps({"type": etype, "object": obj("services", "default", name)}
+                          ).encode() + b"\n"
+    chain = Chain([DiscardCloudService()], scope(*SVC))
+    out, _ = filtering.filter_stream(
+        "watch", iter([line("ADDED", "web-lb") + line("ADDED", "web-plain"),
+                       line("MODIFIED", "web-lb-kept")]),
+        chain, gzipped=False, gzip_out=False, table=_writer())
+    events = [json.loads(x) for chunk in out for x in chunk.splitlines()]
+    assert [(e["type"], [r["cells"][0] for r in e["object"]["rows"]]) for e in events] == [
+        ("ADDED", ["web-plain"]), ("MODIFIED", ["web-lb-kept"])]
+    assert events[0]["object"]["columnDefinitions"] and \
+        events[1]["object"]["columnDefinitions"] is None
+
+
+def test_a_table_of_one_filtered_object():
+    chain = Chain([MasterService()], scope(*SVC))
+    _, body = filtering.filter_stream("get", iter([raw("services", "default", "kubernetes")]),
+                                      chain, gzipped=False, gzip_out=False, table=_writer())
+    doc = json.loads(body)
+    assert doc["kind"] == "Table" and [r["cells"][2] for r in doc["rows"]] == ["169.254.2.1"]
