@@ -90,11 +90,11 @@ class Feed(BackgroundThread):
             except (_Failed, YurthubError) as e:
                 if self.stopping.is_set():
                     return
-                if not self.state.synced:
-                    self.refused = str(e)
-                    self.state.wake()
                 log.warning("shared %s: %s; retrying in %.1fs", self.state.rt.resource, e,
                             backoff)
+                if not self.state.synced:  # said first: the clients it wakes go elsewhere
+                    self.refused = str(e)
+                    self.state.wake()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
