@@ -100,9 +100,9 @@ def test_kube_proxy_tables_hold_its_filtered_objects_online_and_offline(sandbox4
             shared_copy_cached(hub, "services.v1.core", SERVICES)
             shared_copy_cached(hub, "endpointslices.v1.discovery.k8s.io", SLICES)
             kubelets = len(listed(hub, CONFIGMAPS, KUBELET)["items"])
-            wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
-                                        resource="configmaps.v1.core") == kubelets,
-                     what="kubelet's configmaps in the cache")
+            wait_for(lambda n=kubelets: hub.metric(
+                "yurthub_cache_objects", component="kubelet", resource="configmaps.v1.core") == n,
+                what="kubelet's configmaps in the cache")
             go_offline(sandbox4, hub)
         svc = assert_table_is_the_filtered_list(hub, SERVICES, KUBE_PROXY)
         assert "web-lb" not in rows(svc) and "web-lb-kept" in rows(svc), phase

@@ -91,6 +91,15 @@ class Visibility:
             self._dropped[(client, key)] = (dropped, self._seq,
                                             got[0] if got is not None else False)
 
+    def relisted(self, client: Client, namespace: str, before: int) -> None:
+        """A whole list of the client's objects in ``namespace`` ("": all) went out; it
+        began at sequence number ``before``.  What the record held from before it is
+        superseded: the list marked again what it dropped, and the rest it showed."""
+        with self._lock:
+            for k in [k for k, (_, seq, _) in self._dropped.items() if k[0] == client
+                      and seq <= before and namespace in ("", k[1][0])]:
+                del self._dropped[k]
+
     def forget(self, clients: set[Client]) -> None:
         """Drop everything known of ``clients`` (their filters changed: they relist) and
         move their configurations to a new generation."""
@@ -114,14 +123,20 @@ class ClientView:
         self.client = client
         self.generation = generation
         self.start = start  # the record's sequence number when the view was taken
+        # For a list of every object of a namespace ("": of all), without selectors or
+        # pages: what the client was shown is then all that counts (``relisted``).
+        self.covers: str | None = None
 
     def changed(self) -> bool:
         """Whether the client's configuration changed since this view was taken."""
         return self._v.generation(self.client) != self.generation
 
     def served(self, rv: str) -> None:
-        """A resume point: ``rv``, filtered at this view's generation."""
+        """A resume point: ``rv``, filtered at this view's generation (and, for a whole
+        list, the end of what the record held before it)."""
         self._v.served(self.client, rv, self.generation)
+        if self.covers is not None:
+            self._v.relisted(self.client, self.covers, self.start)
 
     def outdated(self, rv: str) -> bool:
         return self._v.outdated(self.client, rv)

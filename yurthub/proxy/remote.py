@@ -81,6 +81,10 @@ class RemoteProxy:
         if info.subresource in filtering.FILTERED_SUBRESOURCES:
             view = self.filters.client_view(ctx.component, info.verb, info.api_group,
                                             info.resource)
+            if view is not None and info.verb == "list" and not (
+                    info.label_selector or info.field_selector or info.limit
+                    or info.continue_token):
+                view.covers = info.namespace  # every object there: the drops start afresh
             if watch and view is not None and view.outdated(info.resource_version):
                 return Response([filtering.outdated_event(info.resource_version)],
                                 status=200, content_type="application/json")

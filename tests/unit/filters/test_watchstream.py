@@ -153,3 +153,21 @@ def test_visibility_is_bounded_and_forgets_clients():
     assert not vis.is_dropped(KUBE_PROXY, ("ns", "0"))
     vis.forget({KUBE_PROXY})
     assert len(vis) == 0
+
+
+def test_a_whole_list_replaces_what_earlier_answers_dropped():
+    # web-lb was dropped (discarded), passed again while no watch saw it, and a new list
+    # showed it: the watch after that list must delete it when it is discarded again.
+    vis = Visibility()
+    vis.view(KUBE_PROXY).mark(("default", "web-lb"), True)
+    relist = vis.view(KUBE_PROXY)
+    relist.covers = ""           # every namespace, no selectors: the whole truth
+    relist.served("60")
+    assert run([ev("MODIFIED", lb(True, 61))], discard_chain(), vis.view(KUBE_PROXY)) == [
+        ("DELETED", "web-lb", "61")]
+    # A list with a selector (or of another namespace) shows only part: the record stays.
+    vis.view(KUBE_PROXY).mark(("default", "web-lb"), True)
+    partial = vis.view(KUBE_PROXY)
+    partial.covers = "other"
+    partial.served("62")
+    assert vis.view(KUBE_PROXY).is_dropped(("default", "web-lb"))
