@@ -5,8 +5,13 @@ design: the writer thread owns one CollectionWriter per collection.  Mutations o
 at the end of each round (a group commit).  A list is assembled into its own transaction
 page by page; while it is open, every other mutation of the collection is deferred and
 applied after it, so the list's snapshot never overwrites something newer and rules stay
-simple: an object is upserted only when its resourceVersion is not older than the stored
-one, and removed only when the stored copy is older than the removal.
+simple: an object is upserted only when its resourceVersion is newer than the stored
+one, and removed only when the stored copy is older than the removal.  The cache holds
+*filtered* objects, so a change of a client's response filters changes bytes without
+changing versions: it marks the collection's views stale and to be rewritten ("refilter"),
+and until those views are listed again each object is written once more at the version
+stored (``CollectionWriter.replaces``); otherwise a relist of unchanged objects costs no
+write.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def freeze_long_lived() -> None:
 class Mutation:
     """A change decided by a handler, applied by ``CollectionWriter.apply``."""
 
-    op: str                      # "upsert", "delete", "event", "bookmark", "stale", "lost"
+    op: str  # "upsert", "delete", "event", "bookmark", "stale", "refilter", "lost"
     view: ViewKey | None = None
     namespace: str = ""
     name: str = ""
@@ -117,6 +122,7 @@ class ListAssembly:
     expected_token: str = ""
     touched: float = field(default_factory=time.monotonic)
     objects: int = 0
+    rewritten: list[tuple[str, str]] = field(default_factory=list)  # at the version stored
 
 
 class CollectionWriter:
@@ -136,6 +142,10 @@ class CollectionWriter:
         self.assembly: ListAssembly | None = None
         self.deferred: list[Mutation] = []
         self._view_selectors: dict[ViewKey, Selectors] = {}
+        # Objects written again at their stored version since the views were marked to be
+        # rewritten (state.rewrite), so that repeated gets and lists do it once each; in
+        # memory only: after a restart each is written once more, which is merely slower.
+        self._rewritten: set[tuple[str, str]] = set()
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)
 
@@ -147,6 +157,15 @@ class CollectionWriter:
             return self._overlay[key]
         entry = self.store.entries(self.ck).get(key)
         return entry.meta if entry is not None else None
+
+    def replaces(self, ns: str, name: str, stored: Meta, rv: int) -> bool:
+        """Should an object at ``rv`` replace the stored one?  When ``is_current`` says so,
+        and also at the very version stored while a view of the collection waits to be
+        rewritten under new response filters (once per object: its bytes may differ)."""
+        if is_current(stored, rv):
+            return True
+        return (bool(self.state.rewrite) and rv == int(stored.get("rv", 0))
+                and (ns, name) not in self._rewritten)
 
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
@@ -184,6 +203,8 @@ class CollectionWriter:
                 self._state_dirty = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
+        elif m.op == "refilter" and m.view is not None:
+            self._mark_refiltered(m.view, m.why)
         elif m.op == "lost":
             self._lost(m.namespace, m.name, m.meta or None, m.why)
 
@@ -196,8 +217,10 @@ class CollectionWriter:
         old = self.stored_meta(ns, name)
         if local:
             meta = {**meta, "local": True}
-        elif old is not None and not is_current(old, meta["rv"]):
+        elif old is not None and not self.replaces(ns, name, old, meta["rv"]):
             return False  # we hold something newer, or this very version already
+        elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
+            self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
         self._txn_for_batch().put(ns, name, raw, meta)
         self._overlay[(ns, name)] = meta
         if self.state.lost.pop((ns, name), None) is not None:
@@ -257,6 +280,16 @@ class CollectionWriter:
             self.state.mark_stale(key, why)
             self._state_dirty = True
 
+    def _mark_refiltered(self, key: ViewKey, why: str) -> None:
+        if key not in self.state.views:
+            return
+        self._rewritten.clear()  # what was rewritten before this change is old again
+        if key not in self.state.rewrite:
+            log.warning("cache view %s %s is stale until its next list rewrites it: %s",
+                        self.ck, key, why)
+            self.state.mark_refiltered(key, why)
+            self._state_dirty = True
+
     def pending(self) -> bool:
         return self._txn is not None or self._state_dirty or bool(self._history)
 
@@ -270,6 +303,7 @@ class CollectionWriter:
         self._history = []
         self.deferred = []
         self._state_dirty = False
+        self._rewritten.clear()
         self.state = CollectionState.from_json(self.store.state(self.ck) or {})
 
     def flush(self) -> int:
@@ -288,6 +322,7 @@ class CollectionWriter:
             txn.abort()
             # What is on disk is the truth again: forget the batch, reload the state.
             self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+            self._rewritten.clear()
             raise
         finally:
             self._txn = None
@@ -312,8 +347,11 @@ class CollectionWriter:
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
-            if old is not None and not is_current(old.meta, meta["rv"]):
-                continue  # unchanged (or newer) on disk: nothing to write
+            if old is not None:
+                if not self.replaces(ns, name, old.meta, meta["rv"]):
+                    continue  # unchanged (or newer) on disk: nothing to write
+                if old.meta.get("rv") == meta["rv"]:
+                    a.rewritten.append((ns, name))
             a.txn.put(ns, name, raw, meta)
         a.touched = time.monotonic()
 
@@ -364,8 +402,13 @@ class CollectionWriter:
             raise
         finally:
             self.assembly = None
-        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed)",
-                 self.ck, a.view, a.objects, a.list_rv, removed)
+        if self.state.rewrite:
+            self._rewritten.update(a.rewritten)
+        else:
+            self._rewritten.clear()  # every view is rewritten: nothing is left to do twice
+        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed%s)",
+                 self.ck, a.view, a.objects, a.list_rv, removed,
+                 f", {len(a.rewritten)} rewritten" if a.rewritten else "")
         if forgotten:
             self._on_views_forgotten(len(forgotten))
         self._on_commit("list", a.objects)

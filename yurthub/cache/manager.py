@@ -302,7 +302,8 @@ class CacheManager:
 
     def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
         """Mark every cached view of these (component, group, resource) stale: what they
-        hold was filtered under a configuration that no longer holds."""
+        hold was filtered under a configuration that no longer holds, so their next lists
+        rewrite every object (writer.mark_views_refiltered)."""
         entries = []
         for ck in self.store.collections():
             if (ck.component, ck.group, ck.resource) not in targets:
@@ -311,7 +312,7 @@ class CacheManager:
             if rt is not None:
                 entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
         if entries:
-            self.writer.call(lambda: self.writer.mark_views_stale(entries, why))
+            self.writer.call(lambda: self.writer.mark_views_refiltered(entries, why))
 
     def store_document(self, key: str, body: bytes) -> None:
         """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""
