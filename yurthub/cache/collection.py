@@ -11,7 +11,8 @@ one, and removed only when the stored copy is older than the removal.  The cache
 changing versions: it marks the collection's views stale and to be rewritten ("refilter"),
 and until those views are listed again each object is written once more at the version
 stored (``CollectionWriter.replaces``); otherwise a relist of unchanged objects costs no
-write.
+write.  An answer asked for before the change (``asked_at``) was filtered the old way: it
+neither rewrites nor makes a view marked so fresh.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class Mutation:
     rv: int = 0
     why: str = ""
     local: bool = False          # an offline write: same resourceVersion, new content
+    asked_at: float = 0.0        # upsert/event: when its filters were chosen (Entry)
 
 
 @dataclass
@@ -123,6 +125,7 @@ class ListAssembly:
     touched: float = field(default_factory=time.monotonic)
     objects: int = 0
     rewritten: list[tuple[str, str]] = field(default_factory=list)  # at the version stored
+    asked_at: float = 0.0        # when its (first page's) filters were chosen (Entry)
 
 
 class CollectionWriter:
@@ -146,6 +149,9 @@ class CollectionWriter:
         # rewritten (state.rewrite), so that repeated gets and lists do it once each; in
         # memory only: after a restart each is written once more, which is merely slower.
         self._rewritten: set[tuple[str, str]] = set()
+        # When (monotonic) and why the client's filters last changed in this process
+        # (writer.mark_views_refiltered): answers asked for before were filtered the old way.
+        self.refiltered: tuple[float, str] = (0.0, "")
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)
 
@@ -158,14 +164,15 @@ class CollectionWriter:
         entry = self.store.entries(self.ck).get(key)
         return entry.meta if entry is not None else None
 
-    def replaces(self, ns: str, name: str, stored: Meta, rv: int) -> bool:
+    def replaces(self, ns: str, name: str, stored: Meta, rv: int, asked_at: float) -> bool:
         """Should an object at ``rv`` replace the stored one?  When ``is_current`` says so,
         and also at the very version stored while a view of the collection waits to be
-        rewritten under new response filters (once per object: its bytes may differ)."""
+        rewritten under new response filters (once per object: its bytes may differ),
+        if it was asked for since they changed."""
         if is_current(stored, rv):
             return True
         return (bool(self.state.rewrite) and rv == int(stored.get("rv", 0))
-                and (ns, name) not in self._rewritten)
+                and asked_at >= self.refiltered[0] and (ns, name) not in self._rewritten)
 
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
@@ -192,7 +199,7 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local)
+            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
@@ -213,11 +220,12 @@ class CollectionWriter:
             self._txn = self.store.transaction(self.ck)
         return self._txn
 
-    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False) -> bool:
+    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False,
+                asked_at: float = 0.0) -> bool:
         old = self.stored_meta(ns, name)
         if local:
             meta = {**meta, "local": True}
-        elif old is not None and not self.replaces(ns, name, old, meta["rv"]):
+        elif old is not None and not self.replaces(ns, name, old, meta["rv"], asked_at):
             return False  # we hold something newer, or this very version already
         elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
             self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
@@ -260,7 +268,7 @@ class CollectionWriter:
         if m.event_type == "DELETED":
             changed = self._delete(m.namespace, m.name, m.rv)
         else:
-            changed = self._upsert(m.namespace, m.name, m.raw, m.meta)
+            changed = self._upsert(m.namespace, m.name, m.raw, m.meta, asked_at=m.asked_at)
         if m.view is not None and self._extends(m.view, m.rv):
             self.state.advance(m.view, m.rv)
             self._state_dirty = True
@@ -334,10 +342,13 @@ class CollectionWriter:
 
     # -- lists ------------------------------------------------------------------------------
 
-    def begin_list(self, view: ViewKey, selectors: Selectors) -> ListAssembly:
-        """Start assembling a list (the batch is flushed first, so the snapshot is current)."""
+    def begin_list(self, view: ViewKey, selectors: Selectors,
+                   asked_at: float | None = None) -> ListAssembly:
+        """Start assembling a list (the batch is flushed first, so the snapshot is current);
+        ``asked_at`` as Entry's (None: now)."""
         self.flush()
-        self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck))
+        self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck),
+                                     asked_at=time.monotonic() if asked_at is None else asked_at)
         return self.assembly
 
     def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
@@ -348,7 +359,7 @@ class CollectionWriter:
             a.objects += 1
             old = entries.get((ns, name))
             if old is not None:
-                if not self.replaces(ns, name, old.meta, meta["rv"]):
+                if not self.replaces(ns, name, old.meta, meta["rv"], a.asked_at):
                     continue  # unchanged (or newer) on disk: nothing to write
                 if old.meta.get("rv") == meta["rv"]:
                     a.rewritten.append((ns, name))
@@ -374,6 +385,11 @@ class CollectionWriter:
             if not a.view.unselected:
                 doubtful.update(self._other_views_holding(a, ns, name, meta))
         now = time.time()
+        # A list asked for before the client's filters last changed: what it holds is
+        # committed, but the views it would make fresh stay (or, new, become) marked.
+        keep: dict[ViewKey, str] = {} if a.asked_at >= self.refiltered[0] else {
+            a.view: self.refiltered[1], **{k: self.state.views[k].stale
+                                           for k in self.state.rewrite}}
         self.state.synced(a.view, a.list_rv, now)
         for ns, name in list(self.state.lost):
             # Listed again (and so written), or gone from the cloud: no longer lost.
@@ -384,6 +400,8 @@ class CollectionWriter:
             if key != a.view and sel is not None and view.rv < a.list_rv \
                     and covers(self.state.views[a.view], sel, a.selectors):
                 self.state.synced(key, a.list_rv, now)  # a subset of a fresh list is fresh
+        for key, why in keep.items():
+            self.state.mark_refiltered(key, why)
         for key in doubtful:
             self.state.mark_stale(key, f"an object left {a.view} and may still belong here")
         forgotten = self.state.bound(a.view)

@@ -84,6 +84,8 @@ class CacheWriter(BackgroundThread):
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
         self._stale_later: dict[CollectionKey, tuple[str, str]] = {}  # (why, op)
+        # (component, group, resource) -> when and why its response filters last changed
+        self._refiltered: dict[tuple[str, str, str], tuple[float, str]] = {}
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -183,6 +185,8 @@ class CacheWriter(BackgroundThread):
         forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
         coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
                                                         forgotten)
+        coll.refiltered = self._refiltered.get((ck.component, ck.group, ck.resource),
+                                               coll.refiltered)
         return coll
 
     def busy(self, ck: CollectionKey) -> bool:
@@ -253,12 +257,22 @@ class CacheWriter(BackgroundThread):
             return
         self._on_document(entry.doc_key, doc)
 
-    def mark_views_refiltered(self, entries: list[Entry], why: str) -> None:
-        """Writer thread: the response filters of these entries' collections changed; every
-        view becomes stale and is rewritten by its next list (committed at once: the new
-        filter inputs, persisted after this, must never be on disk without the marks)."""
-        for entry in entries:
-            self._mark_stale(self.collection(entry), why, op="refilter")
+    def mark_views_refiltered(self, targets: set[tuple[str, str, str]], entries: list[Entry],
+                              why: str, at: float) -> None:
+        """Writer thread: the response filters of these (component, group, resource) changed
+        at ``at``; every view of their collections (``entries``: those on disk) becomes stale
+        and is rewritten by its next list (committed at once: the new filter inputs,
+        persisted after this, must never be on disk without the marks).  Answers asked for
+        before ``at`` were filtered the old way, also those of a collection's first list
+        still streaming in: what they make is marked too (``CollectionWriter.refiltered``)."""
+        for target in targets:
+            self._refiltered[target] = (at, why)
+        colls = {e.ck: self.collection(e) for e in entries if e.ck is not None}
+        colls.update((ck, c) for ck, c in self._collections.items()
+                     if (ck.component, ck.group, ck.resource) in targets)
+        for coll in colls.values():
+            coll.refiltered = max(coll.refiltered, (at, why))
+            self._mark_stale(coll, why, op="refilter")
 
     def run(self) -> None:
         housekeeping = time.monotonic()

@@ -71,7 +71,9 @@ class RemoteProxy:
         if self.streams.shutting_down.is_set():
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
         # Before anything is sent: until the filter configuration is known, a request some
-        # filter could apply to gets a 503 (never unfiltered data).
+        # filter could apply to gets a 503 (never unfiltered data).  The cache is told when
+        # the filters were chosen: an answer filtered before they changed is no fresh one.
+        asked_at = time.monotonic()
         chain = None
         if info.subresource in filtering.FILTERED_SUBRESOURCES:
             chain = self.filters.chain_for(ctx.agent, info.verb, info.api_group,
@@ -109,7 +111,8 @@ class RemoteProxy:
         status = resp.status
 
         def open_tee() -> Tee | None:
-            return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers)
+            return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers,
+                                      asked_at)
 
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,

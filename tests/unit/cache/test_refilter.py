@@ -4,9 +4,12 @@ relists (same resourceVersions, other bytes) must replace what was filtered befo
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod, running_manager
 from yurthub.cache.views import parse_selectors
+from yurthub.kube.requestinfo import parse_request_info
 from yurthub.kube.resources import builtin
 
 POD_RT = builtin("", "v1", "pods")
@@ -98,6 +101,36 @@ def test_a_view_listed_while_another_waits_is_rewritten_too(manager, feed):
                  list_body([filtered("a", "10.96.0.1")], 9))
     assert host_of(manager, "a") == "10.96.0.1"
     assert WHY in freshness(manager)  # the unselected view was not listed yet
+
+
+def _answer_asked_before_the_change(manager, body: bytes) -> None:
+    asked = time.monotonic()  # kubelet's list picks its filters ...
+    info = parse_request_info("GET", "/api/v1/pods", "")
+    tee = manager.tee_for(info, "kubelet", "application/json", 200,
+                          {"Content-Type": "application/json"}, asked_at=asked)
+    tee.write(body[:20])
+    manager.mark_stale(KUBELET_PODS, WHY)  # ... then they change, before its answer is cached
+    marked = threading.Event()
+    manager.writer.call(marked.set)  # (the writer takes calls in order)
+    assert marked.wait(10)
+    tee.write(body[20:])
+    tee.close(True)
+    assert manager.writer.wait_idle(10)
+
+
+def test_an_answer_filtered_before_the_change_neither_rewrites_nor_freshens(manager, feed):
+    feed.respond("/api/v1/pods", list_body([filtered("a", "169.254.2.1")], 9))
+    _answer_asked_before_the_change(manager, list_body([filtered("a", "169.254.2.2")], 9))
+    assert host_of(manager, "a") == "169.254.2.1" and WHY in freshness(manager)
+    feed.respond("/api/v1/pods", list_body([filtered("a", "10.96.0.1")], 9))
+    assert host_of(manager, "a") == "10.96.0.1" and freshness(manager) == ""
+
+
+def test_a_first_list_filtered_before_the_change_is_cached_marked(manager, feed):
+    _answer_asked_before_the_change(manager, list_body([filtered("a", "169.254.2.1")], 9))
+    assert host_of(manager, "a") == "169.254.2.1" and WHY in freshness(manager)
+    feed.respond("/api/v1/pods", list_body([filtered("a", "10.96.0.1")], 9))
+    assert host_of(manager, "a") == "10.96.0.1" and freshness(manager) == ""
 
 
 def _feeder(manager):
