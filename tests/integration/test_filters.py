@@ -352,9 +352,11 @@ def test_offline_lists_give_what_was_last_listed_after_a_topology_change(sandbox
     sandbox4.patch("services", "web-pool", {"metadata": {"annotations": {
         "openyurt.io/topologyKeys": None}}}, namespace="default", patch_type="merge")
 
-    def relisted() -> bool:  # online, and its view in the cache fresh again
-        return _endpoints_of(hub, "web-pool")[0] == sorted(ALL_WEB_POOL) and hub.metric(
-            "yurthub_cache_view_stale", component="kube-proxy", resource="endpoints.v1.core") == 0
+    def relisted() -> bool:  # online, and its view in the cache (written) fresh again
+        cached = {"component": "kube-proxy", "resource": "endpoints.v1.core"}
+        return _endpoints_of(hub, "web-pool")[0] == sorted(ALL_WEB_POOL) \
+            and hub.metric("yurthub_cache_objects", **cached) == 8 \
+            and hub.metric("yurthub_cache_view_stale", **cached) == 0
     wait_for(relisted, what="kube-proxy's relist of every endpoint, cached")
     go_offline(sandbox4, hub)
     addresses, warning = _endpoints_of(hub, "web-pool")
