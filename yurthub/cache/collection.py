@@ -353,16 +353,16 @@ class CollectionWriter:
 
     def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
         entries = self.store.entries(self.ck)
+        rewriting = bool(self.state.rewrite)  # (the common relist asks no more than before)
         for ns, name, raw, meta in items:
             pace()
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
-            if old is not None:
-                if not self.replaces(ns, name, old.meta, meta["rv"], a.asked_at):
+            if old is not None and not is_current(old.meta, meta["rv"]):
+                if not (rewriting and self.replaces(ns, name, old.meta, meta["rv"], a.asked_at)):
                     continue  # unchanged (or newer) on disk: nothing to write
-                if old.meta.get("rv") == meta["rv"]:
-                    a.rewritten.append((ns, name))
+                a.rewritten.append((ns, name))  # the very version stored, filtered anew
             a.txn.put(ns, name, raw, meta)
         a.touched = time.monotonic()
 
