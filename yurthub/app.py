@@ -175,6 +175,9 @@ class Hub:
         self.identity.start()
         self.cache.start(report.lost)
         self.filter_source.load(self.cache.read_document(PERSIST_KEY))
+        # A start with other filter settings than the cache was written under marks views:
+        # on disk before the first request, so no offline answer passes them for fresh.
+        self.cache.settle()
         self.cache.set_extra_agents(self.filters.cache_agents())
         self.filter_source.start()
         try:

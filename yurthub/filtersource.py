@@ -10,8 +10,10 @@ hands the manager its whole part (a dict) after the list and after every event t
 changes it; the manager swaps its snapshot and tells who is touched.  NodePools answered
 with 404 (OpenYurt's CRD is not installed) count as known and empty, and are listed again
 now and then.  After each change the manager's inputs are persisted (``persist``), so a
-restart while the cloud is away starts from them.  Only the Services with the
-``openyurt.io/topologyKeys`` annotation are kept in memory.
+restart while the cloud is away starts from them; with them the hub's own settings they
+were filtered under, so that a start with other settings marks what those touch (and
+persists the new ones after the marks: the writer thread runs both in order).  Only the
+Services with the ``openyurt.io/topologyKeys`` annotation are kept in memory.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from yurthub.filters.context import (
     pool_members,
     service_topology,
 )
-from yurthub.filters.manager import FilterManager, Inputs
+from yurthub.filters.manager import FilterManager, Inputs, Own
 from yurthub.filters.settings import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE
 from yurthub.kube.framing import ListParser, WatchFramer
 from yurthub.threads import BackgroundThread
@@ -248,12 +250,25 @@ class FilterSource:
         if body is None:
             return
         try:
-            inputs = Inputs.from_json(json.loads(body))
+            doc = json.loads(body)
+            inputs = Inputs.from_json(doc)
         except ValueError as e:
             log.warning("the persisted filter configuration is unreadable (%s); "
                         "waiting for the cloud's", e)
             return
-        self.manager.load(inputs)
+        own: Own | None = None
+        try:
+            own = Own.from_json(doc["own"])
+        except KeyError:
+            # Written by a hub that did not record its settings: they are taken to be the
+            # same (marking every filtered view stale would cost each a relist for nothing).
+            log.info("the persisted filter configuration does not say which settings it was "
+                     "filtered under; taking this start's")
+        except ValueError as e:
+            log.warning("%s; taking this start's", e)
+        self.manager.load(inputs, own)
+        if own != self.manager.own:
+            self._persist()
 
     def start(self) -> None:
         for r in self.reflectors:
@@ -279,8 +294,11 @@ class FilterSource:
         self.manager.update(why, **part)
         after = self.manager.inputs
         if after != before:
-            self.persist(PERSIST_KEY, json.dumps(after.to_json(),
-                                                 separators=(",", ":")).encode())
+            self._persist()
+
+    def _persist(self) -> None:
+        self.persist(PERSIST_KEY, json.dumps(self.manager.persisted(),
+                                             separators=(",", ":")).encode())
 
     def _configmap(self, objects: dict[Key, Any] | None) -> None:
         cm = (objects or {}).get((CONFIGMAP_NAMESPACE, CONFIGMAP_NAME))

@@ -374,3 +374,71 @@ def test_a_watch_from_a_list_filtered_before_a_change_is_told_to_list_again(sand
     assert _web_plain(relisted, slices) == ["10.128.4.205"]
     events = _watch_lines(hub, path, relisted["metadata"]["resourceVersion"], KUBE_PROXY)
     assert [e for e in events if e["type"] == "ERROR"] == []
+
+
+def _endpoints_of(hub, name: str) -> tuple[list[str], str]:
+    """kube-proxy's list of Endpoints: ``name``'s addresses, and the answer's Warning."""
+    status, headers, body = hub.get("/api/v1/endpoints", ua=KUBE_PROXY)
+    assert status == 200, body[:300]
+    item = next(i for i in json.loads(body)["items"] if i["metadata"]["name"] == name)
+    return sorted(a["ip"] for s in item.get("subsets") or [] for a in s.get("addresses", [])), \
+        headers.get("Warning", "")
+
+
+def test_offline_lists_give_what_was_last_listed_after_a_topology_change(sandbox4,
+                                                                        hub_without_mux):
+    # kube-proxy's Endpoints are its own cached copy; the topology changes, not the versions.
+    hub = hub_without_mux
+    assert _endpoints_of(hub, "web-pool")[0] == ["10.128.0.206", "10.128.4.206"]
+    sandbox4.patch("services", "web-pool", {"metadata": {"annotations": {
+        "openyurt.io/topologyKeys": None}}}, namespace="default", patch_type="merge")
+
+    def relisted() -> bool:  # online, and its view in the cache (written) fresh again
+        cached = {"component": "kube-proxy", "resource": "endpoints.v1.core"}
+        return _endpoints_of(hub, "web-pool")[0] == sorted(ALL_WEB_POOL) \
+            and hub.metric("yurthub_cache_objects", **cached) == 8 \
+            and hub.metric("yurthub_cache_view_stale", **cached) == 0
+    wait_for(relisted, what="kube-proxy's relist of every endpoint, cached")
+    go_offline(sandbox4, hub)
+    addresses, warning = _endpoints_of(hub, "web-pool")
+    assert addresses == sorted(ALL_WEB_POOL)
+    assert "served from the yurthub cache" in warning and "incomplete" not in warning
+    hub.stop()
+    hub.start()  # still offline
+    assert _endpoints_of(hub, "web-pool")[0] == sorted(ALL_WEB_POOL)
+
+
+def _env_of(hub, pod: str) -> tuple[str, str]:
+    """kubelet's list of its pods: ``pod``'s KUBERNETES_SERVICE_HOST, and the Warning."""
+    status, headers, body = hub.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")
+    assert status == 200, body[:300]
+    item = next(i for i in json.loads(body)["items"] if i["metadata"]["name"] == pod)
+    return item["spec"]["containers"][0]["env"][0]["value"], headers.get("Warning", "")
+
+
+def test_a_restart_with_other_filter_settings_rewrites_what_they_touch(sandbox4, hub):
+    sandbox4.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "env-x", "namespace": "default"}, "spec": {
+        "nodeName": NODE, "containers": [{"name": "a", "image": "busybox", "env": [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "10.96.0.1"}]}]}})
+    assert _env_of(hub, "env-x")[0] == "169.254.2.1"  # serviceenvupdater
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") >= 1, what="kubelet's pods cached")
+    hub.stop()
+    hub.extra += ["--disabled-resource-filters", "serviceenvupdater"]
+    # Started without the cloud: what the cache holds was filtered under other settings,
+    # and the offline answer says so.
+    sandbox4.offline()
+    hub.start()
+    value, warning = _env_of(hub, "env-x")
+    assert value == "169.254.2.1" and "the response filters changed" in warning
+    hub.stop()
+    sandbox4.online()
+    hub.start()
+    online = _env_of(hub, "env-x")
+    assert online[0] == "10.96.0.1" and not online[1]
+    wait_for(lambda: hub.metric("yurthub_cache_view_stale", component="kubelet",
+                                resource="pods.v1.core") == 0, what="kubelet's relist cached")
+    go_offline(sandbox4, hub)
+    value, warning = _env_of(hub, "env-x")
+    assert value == "10.96.0.1" and "incomplete" not in warning

@@ -189,3 +189,26 @@ def test_a_404_is_read_to_its_end_before_its_connection_is_reused(tmp_path):
         upstream.close()
         creds.close()
         server.shutdown()
+
+
+def test_a_start_with_other_settings_marks_and_persists_them_at_once(sandbox4):
+    with Source(sandbox4) as s:
+        wait_for(lambda: s.manager.not_ready() is None, what="the filter configuration")
+        body = s.persisted[-1][1]
+    assert json.loads(body)["own"]["filters"][-1] == "serviceenvupdater"
+    same = Source(sandbox4)
+    same.source.load(body)
+    assert same.changes == [] and same.persisted == []
+    older = Source(sandbox4)  # a copy without the settings: taken as this start's
+    older.source.load(json.dumps({k: v for k, v in json.loads(body).items()
+                                  if k != "own"}).encode())
+    assert older.changes == [] and json.loads(older.persisted[0][1])["own"]
+    other = Source(sandbox4, disabled_resource_filters="serviceenvupdater")
+    other.source.load(body)
+    [(clients, why)] = other.changes
+    assert ("kubelet", "", "pods") in clients and "serviceenvupdater" in why
+    [(key, persisted)] = other.persisted
+    assert key == PERSIST_KEY and "serviceenvupdater" not in json.loads(persisted)["own"]["filters"]
+    for src in (same, older, other):
+        src.upstream.close()
+        src.creds.close()

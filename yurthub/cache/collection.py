@@ -5,8 +5,14 @@ design: the writer thread owns one CollectionWriter per collection.  Mutations o
 at the end of each round (a group commit).  A list is assembled into its own transaction
 page by page; while it is open, every other mutation of the collection is deferred and
 applied after it, so the list's snapshot never overwrites something newer and rules stay
-simple: an object is upserted only when its resourceVersion is not older than the stored
-one, and removed only when the stored copy is older than the removal.
+simple: an object is upserted only when its resourceVersion is newer than the stored
+one, and removed only when the stored copy is older than the removal.  The cache holds
+*filtered* objects, so a change of a client's response filters changes bytes without
+changing versions: it marks the collection's views stale and to be rewritten ("refilter"),
+and until those views are listed again each object is written once more at the version
+stored (``CollectionWriter.replaces``); otherwise a relist of unchanged objects costs no
+write.  An answer asked for before the change (``asked_at``) was filtered the old way: it
+neither rewrites nor makes a view marked so fresh.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ def freeze_long_lived() -> None:
 class Mutation:
     """A change decided by a handler, applied by ``CollectionWriter.apply``."""
 
-    op: str                      # "upsert", "delete", "event", "bookmark", "stale", "lost"
+    op: str  # "upsert", "delete", "event", "bookmark", "stale", "refilter", "lost"
     view: ViewKey | None = None
     namespace: str = ""
     name: str = ""
@@ -103,6 +109,7 @@ class Mutation:
     rv: int = 0
     why: str = ""
     local: bool = False          # an offline write: same resourceVersion, new content
+    asked_at: float = 0.0        # upsert/event: when its filters were chosen (Entry)
 
 
 @dataclass
@@ -117,6 +124,8 @@ class ListAssembly:
     expected_token: str = ""
     touched: float = field(default_factory=time.monotonic)
     objects: int = 0
+    rewritten: list[tuple[str, str]] = field(default_factory=list)  # at the version stored
+    asked_at: float = 0.0        # when its (first page's) filters were chosen (Entry)
 
 
 class CollectionWriter:
@@ -136,6 +145,13 @@ class CollectionWriter:
         self.assembly: ListAssembly | None = None
         self.deferred: list[Mutation] = []
         self._view_selectors: dict[ViewKey, Selectors] = {}
+        # Objects written again at their stored version since the views were marked to be
+        # rewritten (state.rewrite), so that repeated gets and lists do it once each; in
+        # memory only: after a restart each is written once more, which is merely slower.
+        self._rewritten: set[tuple[str, str]] = set()
+        # When (monotonic) and why the client's filters last changed in this process
+        # (writer.mark_views_refiltered): answers asked for before were filtered the old way.
+        self.refiltered: tuple[float, str] = (0.0, "")
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)
 
@@ -147,6 +163,16 @@ class CollectionWriter:
             return self._overlay[key]
         entry = self.store.entries(self.ck).get(key)
         return entry.meta if entry is not None else None
+
+    def replaces(self, ns: str, name: str, stored: Meta, rv: int, asked_at: float) -> bool:
+        """Should an object at ``rv`` replace the stored one?  When ``is_current`` says so,
+        and also at the very version stored while a view of the collection waits to be
+        rewritten under new response filters (once per object: its bytes may differ),
+        if it was asked for since they changed."""
+        if is_current(stored, rv):
+            return True
+        return (bool(self.state.rewrite) and rv == int(stored.get("rv", 0))
+                and asked_at >= self.refiltered[0] and (ns, name) not in self._rewritten)
 
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
@@ -173,7 +199,7 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local)
+            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
@@ -184,6 +210,8 @@ class CollectionWriter:
                 self._state_dirty = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
+        elif m.op == "refilter" and m.view is not None:
+            self._mark_refiltered(m.view, m.why)
         elif m.op == "lost":
             self._lost(m.namespace, m.name, m.meta or None, m.why)
 
@@ -192,12 +220,15 @@ class CollectionWriter:
             self._txn = self.store.transaction(self.ck)
         return self._txn
 
-    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False) -> bool:
+    def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False,
+                asked_at: float = 0.0) -> bool:
         old = self.stored_meta(ns, name)
         if local:
             meta = {**meta, "local": True}
-        elif old is not None and not is_current(old, meta["rv"]):
+        elif old is not None and not self.replaces(ns, name, old, meta["rv"], asked_at):
             return False  # we hold something newer, or this very version already
+        elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
+            self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
         self._txn_for_batch().put(ns, name, raw, meta)
         self._overlay[(ns, name)] = meta
         if self.state.lost.pop((ns, name), None) is not None:
@@ -237,7 +268,7 @@ class CollectionWriter:
         if m.event_type == "DELETED":
             changed = self._delete(m.namespace, m.name, m.rv)
         else:
-            changed = self._upsert(m.namespace, m.name, m.raw, m.meta)
+            changed = self._upsert(m.namespace, m.name, m.raw, m.meta, asked_at=m.asked_at)
         if m.view is not None and self._extends(m.view, m.rv):
             self.state.advance(m.view, m.rv)
             self._state_dirty = True
@@ -257,6 +288,16 @@ class CollectionWriter:
             self.state.mark_stale(key, why)
             self._state_dirty = True
 
+    def _mark_refiltered(self, key: ViewKey, why: str) -> None:
+        if key not in self.state.views:
+            return
+        self._rewritten.clear()  # what was rewritten before this change is old again
+        if key not in self.state.rewrite:
+            log.warning("cache view %s %s is stale until its next list rewrites it: %s",
+                        self.ck, key, why)
+            self.state.mark_refiltered(key, why)
+            self._state_dirty = True
+
     def pending(self) -> bool:
         return self._txn is not None or self._state_dirty or bool(self._history)
 
@@ -270,6 +311,7 @@ class CollectionWriter:
         self._history = []
         self.deferred = []
         self._state_dirty = False
+        self._rewritten.clear()
         self.state = CollectionState.from_json(self.store.state(self.ck) or {})
 
     def flush(self) -> int:
@@ -288,6 +330,7 @@ class CollectionWriter:
             txn.abort()
             # What is on disk is the truth again: forget the batch, reload the state.
             self.state = CollectionState.from_json(self.store.state(self.ck) or {})
+            self._rewritten.clear()
             raise
         finally:
             self._txn = None
@@ -299,21 +342,27 @@ class CollectionWriter:
 
     # -- lists ------------------------------------------------------------------------------
 
-    def begin_list(self, view: ViewKey, selectors: Selectors) -> ListAssembly:
-        """Start assembling a list (the batch is flushed first, so the snapshot is current)."""
+    def begin_list(self, view: ViewKey, selectors: Selectors,
+                   asked_at: float | None = None) -> ListAssembly:
+        """Start assembling a list (the batch is flushed first, so the snapshot is current);
+        ``asked_at`` as Entry's (None: now)."""
         self.flush()
-        self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck))
+        self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck),
+                                     asked_at=time.monotonic() if asked_at is None else asked_at)
         return self.assembly
 
     def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
         entries = self.store.entries(self.ck)
+        rewriting = bool(self.state.rewrite)  # (the common relist asks no more than before)
         for ns, name, raw, meta in items:
             pace()
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
             if old is not None and not is_current(old.meta, meta["rv"]):
-                continue  # unchanged (or newer) on disk: nothing to write
+                if not (rewriting and self.replaces(ns, name, old.meta, meta["rv"], a.asked_at)):
+                    continue  # unchanged (or newer) on disk: nothing to write
+                a.rewritten.append((ns, name))  # the very version stored, filtered anew
             a.txn.put(ns, name, raw, meta)
         a.touched = time.monotonic()
 
@@ -336,6 +385,11 @@ class CollectionWriter:
             if not a.view.unselected:
                 doubtful.update(self._other_views_holding(a, ns, name, meta))
         now = time.time()
+        # A list asked for before the client's filters last changed: what it holds is
+        # committed, but the views it would make fresh stay (or, new, become) marked.
+        keep: dict[ViewKey, str] = {} if a.asked_at >= self.refiltered[0] else {
+            a.view: self.refiltered[1], **{k: self.state.views[k].stale
+                                           for k in self.state.rewrite}}
         self.state.synced(a.view, a.list_rv, now)
         for ns, name in list(self.state.lost):
             # Listed again (and so written), or gone from the cloud: no longer lost.
@@ -346,6 +400,8 @@ class CollectionWriter:
             if key != a.view and sel is not None and view.rv < a.list_rv \
                     and covers(self.state.views[a.view], sel, a.selectors):
                 self.state.synced(key, a.list_rv, now)  # a subset of a fresh list is fresh
+        for key, why in keep.items():
+            self.state.mark_refiltered(key, why)
         for key in doubtful:
             self.state.mark_stale(key, f"an object left {a.view} and may still belong here")
         forgotten = self.state.bound(a.view)
@@ -364,8 +420,13 @@ class CollectionWriter:
             raise
         finally:
             self.assembly = None
-        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed)",
-                 self.ck, a.view, a.objects, a.list_rv, removed)
+        if self.state.rewrite:
+            self._rewritten.update(a.rewritten)
+        else:
+            self._rewritten.clear()  # every view is rewritten: nothing is left to do twice
+        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed%s)",
+                 self.ck, a.view, a.objects, a.list_rv, removed,
+                 f", {len(a.rewritten)} rewritten" if a.rewritten else "")
         if forgotten:
             self._on_views_forgotten(len(forgotten))
         self._on_commit("list", a.objects)

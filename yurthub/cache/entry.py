@@ -7,7 +7,8 @@ owns the collections and the pipes.  Both import this module, never each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from yurthub.cache.collection import CollectionWriter
@@ -30,6 +31,9 @@ class Entry:
     start_rv: int = 0            # watch: the request's resourceVersion
     describe: str = ""
     doc_key: str = ""            # nonresource: where the document is stored
+    # When the request's response filters were chosen (monotonic): an answer asked for
+    # before its client's filters changed holds what the old ones gave (CollectionWriter).
+    asked_at: float = field(default_factory=time.monotonic)
 
     @property
     def component(self) -> str:

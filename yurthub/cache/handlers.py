@@ -160,7 +160,8 @@ class ObjectHandler(Handler):
         coll = self.collection()
         coll.learn_type(obj.get("kind", ""), obj.get("apiVersion", ""))
         ns, name, body, meta = item
-        coll.apply(Mutation("upsert", namespace=ns, name=name, raw=body, meta=meta))
+        coll.apply(Mutation("upsert", namespace=ns, name=name, raw=body, meta=meta,
+                            asked_at=self.entry.asked_at))
 
 
 class ListHandler(Handler):
@@ -211,7 +212,7 @@ class ListHandler(Handler):
             return True
         if current is not None:
             return False  # another list of this collection is being assembled
-        self.assembly = coll.begin_list(sel.key, sel)
+        self.assembly = coll.begin_list(sel.key, sel, self.entry.asked_at)
         return True
 
     def feed(self, data: bytes) -> None:
@@ -399,7 +400,8 @@ class WatchHandler(Handler):
         ns, name, raw, meta = item
         coll.learn_type(ev.obj.get("kind", ""), ev.obj.get("apiVersion", ""))
         coll.apply(Mutation("event", view=sel.key, namespace=ns, name=name, raw=raw,
-                            meta=meta, event_type=ev.type, rv=meta["rv"]))
+                            meta=meta, event_type=ev.type, rv=meta["rv"],
+                            asked_at=self.entry.asked_at))
 
     def end(self, outcome: Outcome) -> None:
         sel = self.entry.selectors

@@ -99,6 +99,10 @@ class CacheManager:
         """Why the cache is not doing its job (caching stopped), or None."""
         return self.writer.space.reason()
 
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until the writer has done what it was handed (False: not within ``timeout``)."""
+        return self.writer.wait_idle(timeout)
+
     def stop(self, timeout: float = 10.0) -> None:
         self.writer.wait_idle(timeout)
         self.writer.stop()
@@ -159,8 +163,12 @@ class CacheManager:
         return cacheable(info, component, self.agents, accept).ok
 
     def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
-                headers: Mapping[str, str]) -> Tee | None:
-        """A tee for this response when it is to be cached, else None.  Never raises."""
+                headers: Mapping[str, str], asked_at: float | None = None) -> Tee | None:
+        """A tee for this response when it is to be cached, else None.  Never raises.
+
+        ``asked_at``: when the request's response filters were chosen (``time.monotonic``;
+        None: now), so that an answer filtered before a change of them never passes for
+        one filtered after it (``mark_stale``)."""
         if not 200 <= status < 300 or not self.writer.space.accepting:
             return None  # (a full disk: nothing would land; the response passes untouched)
         if not info.is_resource_request or _DISCOVERY.match(info.path):
@@ -181,6 +189,8 @@ class CacheManager:
             return None
         try:
             entry = self._entry(info, component, served, encoding == "gzip")
+            if asked_at is not None:
+                entry.asked_at = asked_at
         except (ApiError, InvalidKeyError) as e:
             self.metrics.cache_invalid_keys.labels(self.metrics.component(component)).inc()
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
@@ -302,7 +312,10 @@ class CacheManager:
 
     def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
         """Mark every cached view of these (component, group, resource) stale: what they
-        hold was filtered under a configuration that no longer holds."""
+        hold was filtered under a configuration that no longer holds, so their next lists
+        rewrite every object (writer.mark_views_refiltered).  Called right after the
+        filters' snapshot changed: answers asked for before now may hold the old one's."""
+        at = time.monotonic()
         entries = []
         for ck in self.store.collections():
             if (ck.component, ck.group, ck.resource) not in targets:
@@ -310,8 +323,8 @@ class CacheManager:
             rt = self.resource_type(ck.group, ck.version, ck.resource, ck.namespaced)
             if rt is not None:
                 entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
-        if entries:
-            self.writer.call(lambda: self.writer.mark_views_stale(entries, why))
+        if targets:
+            self.writer.call(lambda: self.writer.mark_views_refiltered(targets, entries, why, at))
 
     def store_document(self, key: str, body: bytes) -> None:
         """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""

@@ -168,6 +168,11 @@ class CollectionState:
     # answered 503 (it may well exist in the cloud), not 404, until it is cached again or a
     # complete list shows it is gone.
     lost: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Views whose objects were filtered under response-filter settings that no longer hold
+    # (they are stale too): until such a view is listed again, an object is written even
+    # at the resourceVersion stored (see CollectionWriter.replaces).  Kept beside the views,
+    # not in them, so that a hub that knows nothing of it still reads the state.
+    rewrite: set[ViewKey] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"kind": self.kind, "apiVersion": self.api_version,
@@ -175,21 +180,25 @@ class CollectionState:
                                "views": [v.to_json() for v in self.views.values()]}
         if self.lost:
             doc["lost"] = [[ns, name, why] for (ns, name), why in self.lost.items()]
+        if self.rewrite:
+            doc["rewrite"] = sorted([k.namespace, k.labels, k.fields] for k in self.rewrite)
         return doc
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> CollectionState:
         views = [View.from_json(v) for v in d.get("views", [])]
         lost = {(str(ns), str(name)): str(why) for ns, name, why in d.get("lost", [])}
+        rewrite = {ViewKey(str(ns), str(lb), str(fs)) for ns, lb, fs in d.get("rewrite", [])}
         return cls(kind=d.get("kind", ""), api_version=d.get("apiVersion", ""),
                    list_kind=d.get("listKind", ""), views={v.key: v for v in views},
-                   lost=lost)
+                   lost=lost, rewrite=rewrite & {v.key for v in views})
 
     def synced(self, key: ViewKey, rv: int, now: float | None = None) -> View:
         """Record a complete list of ``key`` at ``rv``."""
         t = time.time() if now is None else now
         view = View(key=key, rv=rv, synced_rv=rv, from_rv=rv, synced_at=t, updated_at=t)
         self.views[key] = view
+        self.rewrite.discard(key)  # every object it holds was just written
         return view
 
     def bound(self, keep: ViewKey, limit: int = MAX_VIEWS) -> list[ViewKey]:
@@ -201,6 +210,7 @@ class CollectionState:
         gone = [v.key for v in order[:len(self.views) - limit]]
         for key in gone:
             del self.views[key]
+            self.rewrite.discard(key)
         return gone
 
     def advance(self, key: ViewKey, rv: int, now: float | None = None) -> None:
@@ -213,6 +223,13 @@ class CollectionState:
         view = self.views.get(key)
         if view is not None and not view.stale:
             self.views[key] = replace(view, stale=why)
+
+    def mark_refiltered(self, key: ViewKey, why: str) -> None:
+        """The response filters of the view's client changed: stale, and rewritten by its
+        next list (its objects' resourceVersions did not change, their filtered bytes may)."""
+        if key in self.views:
+            self.mark_stale(key, why)
+            self.rewrite.add(key)
 
     def mark_incomplete(self, key: ViewKey, why: str) -> None:
         view = self.views.get(key)

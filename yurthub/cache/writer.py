@@ -83,7 +83,9 @@ class CacheWriter(BackgroundThread):
         # The largest list worth spooling (or inflating): one that could be committed.
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
-        self._stale_later: dict[CollectionKey, str] = {}
+        self._stale_later: dict[CollectionKey, tuple[str, str]] = {}  # (why, op)
+        # (component, group, resource) -> when and why its response filters last changed
+        self._refiltered: dict[tuple[str, str, str], tuple[float, str]] = {}
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -183,6 +185,8 @@ class CacheWriter(BackgroundThread):
         forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
         coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
                                                         forgotten)
+        coll.refiltered = self._refiltered.get((ck.component, ck.group, ck.resource),
+                                               coll.refiltered)
         return coll
 
     def busy(self, ck: CollectionKey) -> bool:
@@ -253,12 +257,22 @@ class CacheWriter(BackgroundThread):
             return
         self._on_document(entry.doc_key, doc)
 
-    def mark_views_stale(self, entries: list[Entry], why: str) -> None:
-        """Writer thread: every view of these entries' collections becomes stale."""
-        for entry in entries:
-            coll = self.collection(entry)
-            for view in list(coll.state.views):
-                coll.apply(Mutation("stale", view=view, why=why))
+    def mark_views_refiltered(self, targets: set[tuple[str, str, str]], entries: list[Entry],
+                              why: str, at: float) -> None:
+        """Writer thread: the response filters of these (component, group, resource) changed
+        at ``at``; every view of their collections (``entries``: those on disk) becomes stale
+        and is rewritten by its next list (committed at once: the new filter inputs,
+        persisted after this, must never be on disk without the marks).  Answers asked for
+        before ``at`` were filtered the old way, also those of a collection's first list
+        still streaming in: what they make is marked too (``CollectionWriter.refiltered``)."""
+        for target in targets:
+            self._refiltered[target] = (at, why)
+        colls = {e.ck: self.collection(e) for e in entries if e.ck is not None}
+        colls.update((ck, c) for ck, c in self._collections.items()
+                     if (ck.component, ck.group, ck.resource) in targets)
+        for coll in colls.values():
+            coll.refiltered = max(coll.refiltered, (at, why))
+            self._mark_stale(coll, why, op="refilter")
 
     def run(self) -> None:
         housekeeping = time.monotonic()
@@ -369,18 +383,21 @@ class CacheWriter(BackgroundThread):
         for key in [k for k in self._recent if k[0] == ck]:
             del self._recent[key]
 
-    def _mark_stale(self, coll: CollectionWriter, why: str) -> None:
-        """Mark every view of ``coll`` stale, on disk before anyone reads it; while that
-        cannot be written (a full disk) it is tried again every round."""
+    def _mark_stale(self, coll: CollectionWriter, why: str, op: str = "stale") -> None:
+        """Mark every view of ``coll`` stale (``op``: "stale" or "refilter"), on disk before
+        anyone reads it; while that cannot be written (a full disk) it is tried again every
+        round."""
         try:
             for view in list(coll.state.views):
-                coll.apply(Mutation("stale", view=view, why=why))
+                coll.apply(Mutation(op, view=view, why=why))
             coll.flush()
         except StorageError as e:
             if coll.ck not in self._stale_later:
                 log.warning("cannot mark the views of %s stale yet (%s); trying again once "
                             "there is room", coll.ck, e)
-            self._stale_later[coll.ck] = why
+            # A refilter waiting includes the plain marking; it is never downgraded.
+            if self._stale_later.get(coll.ck, ("", ""))[1] != "refilter":
+                self._stale_later[coll.ck] = (why, op)
             return
         except Exception:
             log.exception("marking the views of %s stale failed", coll.ck)
@@ -455,12 +472,12 @@ class CacheWriter(BackgroundThread):
             self._recent.pop((handler.entry.ck, sel.key), None)  # the view's last watch
 
     def _flush(self) -> None:
-        for ck, why in list(self._stale_later.items() if self.space.accepting else ()):
+        for ck, (why, op) in list(self._stale_later.items() if self.space.accepting else ()):
             later = self._collections.get(ck)
             if later is None:
                 del self._stale_later[ck]  # evicted meanwhile: no view is left to trust
             elif later.assembly is None:
-                self._mark_stale(later, why)
+                self._mark_stale(later, why, op)
         for ck, coll in list(self._collections.items()):
             if coll.pending():
                 try:

@@ -2,7 +2,9 @@
 
 design: what the filters depend on arrives piece by piece from the hub's own watches
 (yurt-hub-cfg, this Node, the NodePools, the Services with a topology annotation) or, at
-start, from the copy persisted in the cache.  Each piece replaces its part of ``Inputs``;
+start, from the copy persisted in the cache, which also records the hub's own settings the
+filters were built from (``Own``: a start with others tells who they touch, as a change of
+the cluster's pieces does).  Each piece replaces its part of ``Inputs``;
 the manager rebuilds the immutable ``FilterSettings`` and ``FilterContext`` from them and
 swaps both in at once, so a request sees one consistent pair.  It then works out which
 clients' answers may differ — (component, group, resource) triples — and tells the
@@ -25,6 +27,7 @@ from yurthub.errors import ServiceUnavailable
 from yurthub.filters.chain import Chain, Scope
 from yurthub.filters.context import FilterContext
 from yurthub.filters.settings import (
+    BY_NAME,
     FilterSettings,
     active_filters,
     affected,
@@ -81,6 +84,47 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class Own:
+    """What the hub's own settings give the filters: which run (``enable_resource_filter``,
+    ``disabled_resource_filters``, ``working_mode``), this node and its pool setting, and
+    where pods are pointed at the hub.  Persisted with the inputs: the cache holds what was
+    filtered under them."""
+
+    filters: tuple[str, ...]
+    node_name: str
+    nodepool_name: str
+    hub_host: str
+    hub_port: int
+
+    @classmethod
+    def of(cls, cfg: Config) -> Own:
+        active = active_filters(cfg.enable_resource_filter, cfg.disabled_resource_filters,
+                                cfg.working_mode)
+        return cls(tuple(f.name for f in active), cfg.node_name, cfg.nodepool_name,
+                   cfg.hub_serving_address, cfg.secure_proxy_port or DEFAULT_SECURE_PROXY_PORT)
+
+    def to_json(self) -> dict[str, object]:
+        return {"filters": list(self.filters), "nodeName": self.node_name,
+                "nodepoolName": self.nodepool_name, "hubHost": self.hub_host,
+                "hubPort": self.hub_port}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Own:
+        """The persisted copy; ValueError when it is not one."""
+        try:
+            return cls(tuple(str(n) for n in d["filters"] if str(n) in BY_NAME),
+                       str(d["nodeName"]), str(d["nodepoolName"]), str(d["hubHost"]),
+                       int(d["hubPort"]))
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError(f"not persisted filter settings: {e!r}") from None
+
+    def differences(self, other: Own) -> str:
+        """What differs, for a log line and the views' stale reason."""
+        mine, theirs = self.to_json(), other.to_json()
+        return ", ".join(f"{k} {mine[k]} -> {theirs[k]}" for k in mine if mine[k] != theirs[k])
+
+
+@dataclass(frozen=True)
 class Snapshot:
     settings: FilterSettings
     ctx: FilterContext
@@ -100,8 +144,8 @@ class FilterManager:
 
     def __init__(self, cfg: Config, *, visibility: Visibility | None = None) -> None:
         self.cfg = cfg
-        self.active = active_filters(cfg.enable_resource_filter,
-                                     cfg.disabled_resource_filters, cfg.working_mode)
+        self.own = Own.of(cfg)
+        self.active = tuple(BY_NAME[n] for n in self.own.filters)
         self.visibility = visibility or Visibility()
         self._inputs = Inputs()
         self._lock = threading.Lock()
@@ -116,23 +160,23 @@ class FilterManager:
     @property
     def needs_pool(self) -> bool:
         """Whether this node's pool matters (and must be read from its Node)."""
-        names = {f.name for f in self.active}
-        return bool(names & {"servicetopology", "nodeportisolation"})
+        return _needs_pool(self.own.filters)
 
     @property
     def needs_topology(self) -> bool:
         """Whether NodePools and Services' topology annotations matter."""
-        return any(f.name == "servicetopology" for f in self.active)
+        return "servicetopology" in self.own.filters
 
-    def _missing(self, inputs: Inputs) -> tuple[str, ...]:
-        if not self.active:
+    @staticmethod
+    def _missing(inputs: Inputs, own: Own) -> tuple[str, ...]:
+        if not own.filters:
             return ()
         out = []
         if inputs.configmap is None:
             out.append("kube-system/yurt-hub-cfg")
-        if self.needs_pool and not self.cfg.nodepool_name and inputs.node is None:
-            out.append(f"node {self.cfg.node_name}")
-        if self.needs_topology:
+        if _needs_pool(own.filters) and not own.nodepool_name and inputs.node is None:
+            out.append(f"node {own.node_name}")
+        if "servicetopology" in own.filters:
             if inputs.nodepools is None:
                 out.append("nodepools")
             if inputs.services is None:
@@ -141,21 +185,21 @@ class FilterManager:
 
     # -- building ---------------------------------------------------------------------------
 
-    def _build(self, inputs: Inputs) -> Snapshot:
-        cfg = self.cfg
+    def _build(self, inputs: Inputs, own: Own | None = None) -> Snapshot:
+        own = own or self.own
         pool, zone = inputs.node or ("", "")
-        if cfg.nodepool_name:
-            pool = cfg.nodepool_name
+        if own.nodepool_name:
+            pool = own.nodepool_name
         members = None
         if pool and inputs.nodepools is not None:
             members = inputs.nodepools.get(pool)
         ctx = FilterContext(
-            node_name=cfg.node_name, hub_host=cfg.hub_serving_address,
-            hub_port=cfg.secure_proxy_port or DEFAULT_SECURE_PROXY_PORT, pool=pool,
+            node_name=own.node_name, hub_host=own.hub_host, hub_port=own.hub_port, pool=pool,
             pool_nodes=members, zone=zone,
             service_topology=dict(inputs.services or {}))
-        settings = FilterSettings.build(self.active, inputs.configmap)
-        return Snapshot(settings, ctx, self._missing(inputs))
+        settings = FilterSettings.build(tuple(BY_NAME[n] for n in own.filters),
+                                        inputs.configmap)
+        return Snapshot(settings, ctx, self._missing(inputs, own))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -166,6 +210,10 @@ class FilterManager:
     @property
     def inputs(self) -> Inputs:
         return self._inputs
+
+    def persisted(self) -> dict[str, object]:
+        """The copy to persist: the inputs and the settings they are filtered under."""
+        return {**self._inputs.to_json(), "own": self.own.to_json()}
 
     def not_ready(self) -> str | None:
         """Why filtered requests cannot be served yet (None once the configuration is known)."""
@@ -216,14 +264,23 @@ class FilterManager:
     def on_cache_agents(self, listener: Callable[[frozenset[str]], None]) -> None:
         self._agent_listeners.append(listener)
 
-    def load(self, inputs: Inputs) -> None:
-        """Start from a persisted copy (no listener is told: it is the baseline the cache
-        was written under)."""
+    def load(self, inputs: Inputs, own: Own | None = None) -> set[Client]:
+        """Start from a persisted copy: the baseline the cache was written under, so no
+        listener is told, unless the hub's own settings it was filtered under (``own``;
+        None when the copy does not say) differ from this start's.  Returns the clients
+        told."""
         with self._lock:
             self._inputs = inputs
-            self._snapshot = self._build(inputs)
-        if not self._snapshot.missing:
+            self._snapshot = new = self._build(inputs)
+        if not new.missing:
             log.info("filter configuration loaded from the cache")
+        if own is None or own == self.own:
+            return set()
+        why = f"the hub's settings changed since the cache was written: {own.differences(self.own)}"
+        touched = self._touched(self._build(inputs, own), new)
+        if touched:
+            self._tell(touched, why)
+        return touched
 
     def update(self, why: str, **parts: object) -> set[Client]:
         """Replace parts of the inputs (``configmap=``, ``node=``, ``nodepools=``,
@@ -240,15 +297,18 @@ class FilterManager:
             log.info("filter configuration known (%s)", why)
         agents_changed = cache_agents(old_inputs.configmap) != cache_agents(inputs.configmap)
         if touched:
-            log.info("filters changed (%s): ending the watches and marking the cached views "
-                     "of %s", why, ", ".join(sorted(_describe(c) for c in touched)))
-            self.visibility.forget(touched)
-            for listener in self._listeners:
-                listener(touched, why)
+            self._tell(touched, why)
         if agents_changed:
             for agent_listener in self._agent_listeners:
                 agent_listener(self.cache_agents())
         return touched
+
+    def _tell(self, touched: set[Client], why: str) -> None:
+        log.info("filters changed (%s): ending the watches and marking the cached views "
+                 "of %s", why, ", ".join(sorted(_describe(c) for c in touched)))
+        self.visibility.forget(touched)
+        for listener in self._listeners:
+            listener(touched, why)
 
     def _touched(self, old: Snapshot, new: Snapshot) -> set[Client]:
         if old.missing:
@@ -261,6 +321,10 @@ class FilterManager:
         if changed:
             out |= new.settings.clients_of(changed)
         return out
+
+
+def _needs_pool(filters: tuple[str, ...]) -> bool:
+    return bool({"servicetopology", "nodeportisolation"} & set(filters))
 
 
 def _describe(client: Client) -> str:

@@ -76,7 +76,9 @@ class RemoteProxy:
         if self.streams.shutting_down.is_set():
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
         # Before anything is sent: until the filter configuration is known, a request some
-        # filter could apply to gets a 503 (never unfiltered data).
+        # filter could apply to gets a 503 (never unfiltered data).  The cache is told when
+        # the filters were chosen: an answer filtered before they changed is no fresh one.
+        asked_at = time.monotonic()
         chain = view = None
         if info.subresource in filtering.FILTERED_SUBRESOURCES:
             view = self.filters.client_view(ctx.component, info.verb, info.api_group,
@@ -138,7 +140,8 @@ class RemoteProxy:
         def open_tee() -> Tee | None:
             if table is not None:
                 return None  # a Table the hub printed: the cache keeps objects only
-            return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers)
+            return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers,
+                                      asked_at)
 
         out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,

@@ -6,7 +6,7 @@ import pytest
 
 from yurthub import config
 from yurthub.errors import ServiceUnavailable
-from yurthub.filters.manager import FilterManager, Inputs
+from yurthub.filters.manager import FilterManager, Inputs, Own
 
 POOLS = {"pool-a": frozenset({"node-0000", "node-0001"}), "pool-b": frozenset({"node-0002"})}
 TOPO = {("default", "web-pool"): "openyurt.io/nodepool"}
@@ -109,6 +109,28 @@ def test_first_knowledge_and_a_persisted_baseline_tell_nobody():
     assert restored.not_ready() is None and restored.inputs == m.inputs and seen == []
     restored.update("cloud", services={})
     assert seen and ("kube-proxy", "discovery.k8s.io", "endpointslices") in seen[0]
+
+
+def test_a_start_with_other_settings_than_the_cache_was_filtered_under_tells_who():
+    before = ready(manager())
+    doc = before.persisted()
+    assert Own.from_json(doc["own"]) == before.own
+    inputs = Inputs.from_json(doc)
+    seen: list = []
+    same = manager()
+    same.on_change(lambda clients, why: seen.append(clients))
+    assert same.load(inputs, Own.from_json(doc["own"])) == set() and seen == []
+    assert manager().load(inputs, None) == set()  # an older hub's copy: taken as the same
+    off = manager(disabled_resource_filters="serviceenvupdater")
+    off.on_change(lambda clients, why: seen.append((clients, why)))
+    touched = off.load(inputs, before.own)
+    assert ("kubelet", "", "pods") in touched and seen[0][0] == touched
+    assert "serviceenvupdater" in seen[0][1]
+    assert ("kube-proxy", "discovery.k8s.io", "endpointslices") not in touched
+    moved = manager(hub_serving_address="169.254.2.9", nodepool_name="pool-b")
+    touched = moved.load(inputs, before.own)
+    assert {("kubelet", "", "pods"), ("kube-proxy", "discovery.k8s.io", "endpointslices"),
+            ("kube-proxy", "", "services")} <= touched
 
 
 @pytest.mark.parametrize("bad", [{"node": 5}, {"services": [["a"]]}, {"nodepools": [1]},
