@@ -155,6 +155,30 @@ def test_only_this_nodes_lease_is_created_by_the_hub(sandbox, edge):
     assert status == 201 and doc["metadata"] == {"name": NODE, "namespace": "kube-node-lease"}
 
 
+def _nested(depth: int) -> bytes:
+    return ('{"a":' * depth + "1" + "}" * depth).encode()
+
+
+@pytest.mark.parametrize("method, path, body, ctype", [
+    ("PATCH", f"/api/v1/nodes/{NODE}/status", b'{"status":' + _nested(5000) + b"}",
+     "application/merge-patch+json"),
+    ("PATCH", f"/api/v1/nodes/{NODE}/status", b'{"status":' + _nested(5000) + b"}",
+     "application/strategic-merge-patch+json"),
+    ("PATCH", f"/api/v1/nodes/{NODE}/status",
+     b'[{"op":"add","path":"/status/a","value":' + _nested(5000) + b"}]",
+     "application/json-patch+json"),
+    ("PUT", LEASE, b'{"metadata":{"name":"node-0000"},"spec":' + _nested(5000) + b"}",
+     "application/json"),
+])
+def test_offline_writes_nested_too_deep_are_400_not_500(sandbox, edge, method, path, body,
+                                                        ctype):
+    offline(sandbox, edge)
+    status, _, doc = call(edge, method, path, body, ctype)
+    assert status == 400 and doc["reason"] == "BadRequest", doc
+    assert "exceeded max depth" in doc["message"]
+    assert "RecursionError" not in edge.log() and "Traceback" not in edge.log()
+
+
 @pytest.mark.parametrize("path, code", [
     ("/api/v1/namespaces/default/pods/Not-A-Name", 404),
     ("/api/v1/namespaces/default/pods/" + "a" * 300, 404),

@@ -38,6 +38,7 @@ from yurthub.errors import (
     StorageError,
 )
 from yurthub.kube.accept import is_json_content_type, parse_accept, transform
+from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.patchlimits import MAX_REQUEST_BYTES, check_result
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
@@ -403,6 +404,8 @@ class CacheManager:
                     problem = body_problem(entry.ck, info.namespace, name, raw, entry.rt.kind)
                     if problem:
                         raise DamagedObject(f"the cached object cannot be trusted: {problem}")
+                if raw is not None:
+                    check_depth(raw, "the cached object")
                 old = json.loads(raw) if raw is not None else None
             except InvalidKeyError:
                 raise missing from None

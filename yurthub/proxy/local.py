@@ -31,6 +31,7 @@ from yurthub.errors import (
     InvalidKeyError,
     LocalWriteError,
     MethodNotAllowed,
+    NestingTooDeep,
     NotAcceptable,
     NotFound,
     ServiceUnavailable,
@@ -44,6 +45,7 @@ from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
+from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
@@ -459,7 +461,10 @@ def _plain(accept: str) -> bool:
 
 def _decode(body: bytes) -> dict[str, Any]:
     try:
+        check_depth(body)
         obj = json.loads(body)
+    except NestingTooDeep as e:
+        raise BadRequest(str(e)) from None
     except ValueError as e:
         raise BadRequest(f"the request body is not JSON: {e}") from None
     if not isinstance(obj, dict):
