@@ -84,6 +84,10 @@ class CacheWriter(BackgroundThread):
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
         self._stale_later: dict[CollectionKey, str] = {}
+        # Collections whose views could not follow the cloud (a list or watch passed while a
+        # full disk stopped caching) and are not yet marked stale on disk: the offline reader
+        # takes their views as stale meanwhile.  Request threads add, this thread removes.
+        self.unsynced: dict[CollectionKey, str] = {}
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -196,6 +200,7 @@ class CacheWriter(BackgroundThread):
         self._collections.pop(ck, None)
         self._forget_recent(ck)
         self._stale_later.pop(ck, None)
+        self.unsynced.pop(ck, None)
         self.metrics.cache_evictions.labels("collection", why).inc()
 
     def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
@@ -369,6 +374,12 @@ class CacheWriter(BackgroundThread):
         for key in [k for k in self._recent if k[0] == ck]:
             del self._recent[key]
 
+    def missed(self, entry: Entry, why: str) -> None:
+        """Writer thread: a list or watch of ``entry``'s collection passed uncached (the
+        disk is full), so its views no longer follow the cloud: stale, on disk when there is
+        room (``unsynced`` holds it in memory until then)."""
+        self._mark_stale(self.collection(entry), why)
+
     def _mark_stale(self, coll: CollectionWriter, why: str) -> None:
         """Mark every view of ``coll`` stale, on disk before anyone reads it; while that
         cannot be written (a full disk) it is tried again every round."""
@@ -385,6 +396,7 @@ class CacheWriter(BackgroundThread):
         except Exception:
             log.exception("marking the views of %s stale failed", coll.ck)
         self._stale_later.pop(coll.ck, None)
+        self.unsynced.pop(coll.ck, None)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):
