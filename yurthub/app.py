@@ -43,7 +43,7 @@ from yurthub.proxy.watchdog import Watchdog
 from yurthub.recorder import Recorder
 from yurthub.status import StatusSource
 from yurthub.storage import DiskStore, Quota
-from yurthub.storage.admintoken import write_admin_token
+from yurthub.storage.admintoken import AdminToken
 from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
 from yurthub.worker.settings import Wrapper
 
@@ -142,7 +142,7 @@ class Hub:
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
         # 9. the hub server
-        self._admin_token = ""
+        self.admin_token = AdminToken(cfg.disk_cache_path)
         self._ready = threading.Event()
         # 10. the node's Autonomy condition (edge mode, as YurtHub)
         self.autonomy: AutonomyReporter | None = None
@@ -158,7 +158,7 @@ class Hub:
         self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
-                                 admin_token=lambda: self._admin_token,
+                                 admin_token=lambda: self.admin_token.value,
                                  update_token=self.identity.update_token)
         self._not_ready_reason = "starting: the cache tree is being recovered"
 
@@ -180,10 +180,10 @@ class Hub:
         self.cache.settle()
         self.cache.set_extra_agents(self.filters.cache_agents())
         self.filter_source.start()
-        try:
-            self._admin_token = write_admin_token(self.cfg.disk_cache_path)
-        except OSError as e:  # the hub serves without it; only a purge through it is refused
-            log.error("cannot write the admin token in %s: %s", self.cfg.disk_cache_path, e)
+        if not self.admin_token.ensure():
+            # The hub serves without it (a full disk); only a purge through it is refused,
+            # until the cache writer's retries write it.
+            self.cache.writer.space.retry(self.admin_token.ensure)
         self.watchdog.start()
         if self.health is not None:
             self.health.start()

@@ -402,6 +402,10 @@ def check_files(cfg: Config) -> None:
         if p and not os.access(p, os.R_OK):
             why = "does not exist" if not os.path.exists(p) else "is not readable"
             raise ConfigError(f"{name} = {p!r}: file {why}")
+        if p and os.path.isdir(p):
+            # readable as a directory, unreadable as the file it names: serve would run
+            # without the credentials and warn at every request
+            raise ConfigError(f"{name} = {p!r}: is a directory, not a file")
     for name in ("disk_cache_path", "root_dir"):
         root = getattr(cfg, name)
         probe = root

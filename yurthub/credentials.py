@@ -236,5 +236,6 @@ def _check_tls_files(creds: Credentials) -> None:
             raise ConfigError(f"client_cert_file = {creds.client_cert_file!r}: not a usable "
                               f"certificate/key pair: {getattr(e, 'strerror', None) or e}"
                               ) from None
-    if creds.token_file and not os.access(creds.token_file, os.R_OK):
-        raise ConfigError(f"token_file = {creds.token_file!r}: not readable")
+    if creds.token_file and (not os.access(creds.token_file, os.R_OK)
+                             or os.path.isdir(creds.token_file)):
+        raise ConfigError(f"token_file = {creds.token_file!r}: not a readable file")

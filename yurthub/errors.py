@@ -83,6 +83,11 @@ class DecodeError(YurthubError):
     """A body or stream from the apiserver is not what its Content-Type promises."""
 
 
+class NestingTooDeep(DecodeError, ValueError):
+    """A JSON text nests deeper than the hub decodes (``kube.jsondepth``); a ValueError, as
+    every JSON decoding error."""
+
+
 class JSONPathError(YurthubError):
     """A JSONPath template (a CRD's printer column) does not parse or cannot be evaluated."""
 

@@ -108,8 +108,12 @@ class HubServer:
         if refused is not None:
             return refused
         token = self.admin_token()
+        if not token:
+            return _text(503, "the hub has not been able to write its admin token in the "
+                         "cache tree (is the disk full?); it tries again every second: retry "
+                         "once there is room")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        if not hmac.compare_digest(given.encode(), token.encode()):
             return _text(401, "a purge needs the admin token in the cache tree (run yurthub "
                          "cache purge as the hub's user or root)")
         if (request.content_length or 0) > _MAX_PURGE_BODY:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import http.client as httpclient
 import random
-import shutil
-import subprocess
 
 import pytest
 
 from tests.fixtures.hub import Hub
+from tests.fixtures.tmpfs import TmpfsHub, can_mount
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
@@ -101,35 +100,9 @@ def test_a_full_quota_stops_caching_keeps_proxying_and_resumes(sandbox, hub_fact
                               .glob("big-*"))) == 5, what="the list cached")
 
 
-def _can_mount() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(
-        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
-        capture_output=True).returncode == 0
-
-
-class TmpfsHub(Hub):
-    """A hub whose cache is a small tmpfs of its own mount namespace, mostly filled."""
-
-    def __init__(self, *args, size_kb: int, filler_kb: int, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.size_kb, self.filler_kb = size_kb, filler_kb
-
-    def args(self) -> list[str]:
-        cache = str(self.cache_dir)
-        script = (f'mkdir -p "{cache}" && mount -t tmpfs -o size={self.size_kb}k tmpfs '
-                  f'"{cache}" && dd if=/dev/zero of="{cache}/_filler" bs=1k '
-                  f'count={self.filler_kb} 2>/dev/null; exec "$@"')
-        return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "hub",
-                *super().args()]
-
-    def in_namespace(self, *cmd: str) -> None:
-        assert self.proc is not None
-        subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", *cmd], check=True)
-
-
 def test_a_full_disk_stops_caching_keeps_proxying_and_resumes_when_space_returns(
         sandbox, tmp_path):
-    if not _can_mount():
+    if not can_mount():
         pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
                     "(CI does)")
     hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=15700,

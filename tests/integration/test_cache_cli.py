@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from werkzeug.test import Client
 
 from tests.fixtures.waiting import wait_for
@@ -92,3 +93,44 @@ def test_purge_answers_loopback_clients_only():
                         environ_base={"REMOTE_ADDR": addr})
         assert r.status_code == 200, (addr, r.get_data())
     assert len(calls) == 3
+
+
+def test_a_hub_restarted_on_a_full_disk_takes_purges_once_there_is_room(sandbox, tmp_path):
+    from tests.fixtures.tmpfs import TmpfsHub, can_mount
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=8192, filler_kb=0)
+
+    def purge() -> subprocess.CompletedProcess[str]:
+        # The tree is the hub's tmpfs: seen from its mount namespace only.
+        assert hub.proc is not None
+        return subprocess.run(
+            ["nsenter", "-t", str(hub.proc.pid), "-m", sys.executable, "-m", "yurthub",
+             "cache", "--disk-cache-path", str(hub.cache_dir), "--serve-port",
+             str(hub.serve_port), "purge", "--yes"],
+            capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+    try:
+        hub.start()
+        assert hub.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000")[0] == 200
+        wait_for(lambda: pods_cached(hub) > 0, what="pods cached")
+        hub.in_namespace("sh", "-c", f"dd if=/dev/zero of={hub.cache_dir}/_filler bs=64k "
+                         "2>/dev/null; true")
+        # gunicorn restarts a worker that died: the hub starts again on a full disk.
+        workers = subprocess.run(["pgrep", "-P", str(hub.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        os.kill(int(workers[0]), 9)
+        wait_for(lambda: hub.log().count("yurthub serving") == 2, timeout=30,
+                 what="the hub serving again")
+        assert "cannot write the admin token" in hub.log()
+        r = purge()
+        assert r.returncode != 0 and "not been able to write its admin token" in r.stderr, r
+        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
+        # The hub writes its token within a second or two, and the purge goes through.
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(purge()),
+                     timeout=15, what="a purge through the hub")
+        assert "by the running hub" in r.stdout
+        assert "the admin token is written" in hub.log()
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()

@@ -155,6 +155,61 @@ def test_only_this_nodes_lease_is_created_by_the_hub(sandbox, edge):
     assert status == 201 and doc["metadata"] == {"name": NODE, "namespace": "kube-node-lease"}
 
 
+@pytest.mark.parametrize("method, path, body, ctype, message", [
+    ("PUT", LEASE, {"kind": "Pod", "apiVersion": "v1", "metadata": {
+        "name": NODE, "namespace": "kube-node-lease"}, "spec": {"containers": []}},
+     "application/json", "the API version in the data (v1) does not match the expected API "
+     "version (coordination.k8s.io/v1)"),
+    ("PUT", LEASE, {"kind": "Pod", "apiVersion": "coordination.k8s.io/v1",
+                    "metadata": {"name": NODE}}, "application/json",
+     'Pod in version "v1" cannot be handled as a Lease: no kind "Pod" is registered for '
+     'version "coordination.k8s.io/v1"'),
+    ("POST", LEASES, {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": NODE}},
+     "application/json", "the API version in the data (v1) does not match the expected API "
+     "version (coordination.k8s.io/v1)"),
+    ("PATCH", LEASE, {"kind": "Pod"}, "application/merge-patch+json",
+     'Pod in version "v1" cannot be handled as a Lease: no kind "Pod" is registered for '
+     'version "coordination.k8s.io/v1"'),
+    ("PUT", f"/api/v1/nodes/{NODE}/status", {"kind": "Lease", "metadata": {"name": NODE}},
+     "application/json", 'Lease in version "v1" cannot be handled as a Node: no kind "Lease" '
+     'is registered for version "v1"'),
+])
+def test_offline_writes_of_another_kind_are_400(sandbox, edge, method, path, body, ctype,
+                                                message):
+    offline(sandbox, edge)
+    status, _, doc = call(edge, method, path, body, ctype)
+    assert status == 400 and doc["reason"] == "BadRequest" and doc["message"] == message, doc
+    status, _, lease = call(edge, "GET", LEASE)
+    assert status == 200 and lease["kind"] == "Lease", lease
+    stored = json.loads((edge.cache_dir / "kubelet/leases.v1.coordination.k8s.io"
+                         / "kube-node-lease" / NODE).read_bytes())
+    assert stored["kind"] == "Lease"
+
+
+def _nested(depth: int) -> bytes:
+    return ('{"a":' * depth + "1" + "}" * depth).encode()
+
+
+@pytest.mark.parametrize("method, path, body, ctype", [
+    ("PATCH", f"/api/v1/nodes/{NODE}/status", b'{"status":' + _nested(5000) + b"}",
+     "application/merge-patch+json"),
+    ("PATCH", f"/api/v1/nodes/{NODE}/status", b'{"status":' + _nested(5000) + b"}",
+     "application/strategic-merge-patch+json"),
+    ("PATCH", f"/api/v1/nodes/{NODE}/status",
+     b'[{"op":"add","path":"/status/a","value":' + _nested(5000) + b"}]",
+     "application/json-patch+json"),
+    ("PUT", LEASE, b'{"metadata":{"name":"node-0000"},"spec":' + _nested(5000) + b"}",
+     "application/json"),
+])
+def test_offline_writes_nested_too_deep_are_400_not_500(sandbox, edge, method, path, body,
+                                                        ctype):
+    offline(sandbox, edge)
+    status, _, doc = call(edge, method, path, body, ctype)
+    assert status == 400 and doc["reason"] == "BadRequest", doc
+    assert "exceeded max depth" in doc["message"]
+    assert "RecursionError" not in edge.log() and "Traceback" not in edge.log()
+
+
 @pytest.mark.parametrize("path, code", [
     ("/api/v1/namespaces/default/pods/Not-A-Name", 404),
     ("/api/v1/namespaces/default/pods/" + "a" * 300, 404),

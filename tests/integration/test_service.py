@@ -52,3 +52,19 @@ def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hu
         soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
     want = 65536 if soft == "unlimited" else min(int(soft), 65536)
     assert fd_table_size(worker) >= want
+
+
+def test_heads_kube_apiserver_takes_pass_through_the_hub(sandbox, hub: Hub):
+    # gunicorn's defaults answered these with HTML 414 and 431.
+    from tests.fixtures.web import http
+    selector = "app+in+(" + ",".join(f"v{i}" for i in range(1, 901)) + ")"
+    status, headers, _ = http(f"{hub.url}/api/v1/pods?labelSelector={selector}",
+                              headers={"User-Agent": "kubelet/v1.32.4"})
+    assert status == 200, headers
+    status, headers, _ = http(f"{hub.url}/api/v1/namespaces",
+                              headers={"Authorization": "Bearer " + "a" * 9000})
+    assert status in (200, 401), status         # the sandbox decides, not gunicorn
+    status, headers, body = http(f"{hub.url}/api/v1/namespaces",
+                                 headers={"X-Big": "a" * (1 << 20)})
+    assert status == 431 and headers["Content-Type"] == "application/json", headers
+    assert b'"kind":"Status"' in body.replace(b" ", b"")

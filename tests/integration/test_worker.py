@@ -86,14 +86,75 @@ def test_a_silent_or_slow_head_is_cut_off_with_408(worker_factory):
     assert get(w.proxy_port, "/whoami")[0] == 200
 
 
-def test_an_oversized_head_gets_431(worker_factory):
+def status_of(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/json" in head.lower(), head
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_heads_kube_apiserver_takes_pass_and_an_oversized_head_gets_431(worker_factory):
     w = worker_factory()
+    # A 4.4 KB label selector and a 9 KB bearer token (gunicorn's defaults refuse both),
+    # and 900 KB of headers: kube-apiserver takes up to 1 MiB.
+    selector = "app+in+(" + ",".join(f"v{i}" for i in range(1, 901)) + ")"
+    assert get(w.proxy_port, f"/whoami?labelSelector={selector}")[0] == 200
+    # past the 8190 bytes both gunicorns cap a request line limit at
+    assert get(w.proxy_port, "/whoami?labelSelector=" + "a" * 100_000)[0] == 200
+    c = http.client.HTTPConnection("127.0.0.1", w.proxy_port, timeout=20)
+    c.request("GET", "/whoami", headers={"Authorization": "Bearer " + "a" * 9000,
+                                         **{f"X-H{i}": "b" * 9000 for i in range(100)}})
+    r = c.getresponse()
+    assert r.status == 200, r.read()
+    c.close()
     with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
-        s.sendall(b"GET /whoami HTTP/1.1\r\n" + b"X-Big: " + b"a" * 40000 + b"\r\n")
+        s.sendall(b"GET /whoami HTTP/1.1\r\n" + b"X-Big: " + b"a" * (1 << 20) + b"\r\n")
         answer = read_all(s)
     assert answer.startswith(b"HTTP/1.1 431 ")
-    assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == \
-        "RequestHeaderFieldsTooLarge"
+    assert status_of(answer)[1]["reason"] == "RequestHeaderFieldsTooLarge"
+
+
+def test_what_gunicorns_parser_refuses_is_a_status(worker_factory):
+    w = worker_factory()
+    for head, code in [
+            # more fields than gunicorn's parser takes (32,768), well within 1 MiB
+            (b"GET /whoami HTTP/1.1\r\n" + b"a:b\r\n" * 33000 + b"\r\n", 431),
+            (b"GET /who ami HTTP/1.1\r\n\r\n", 400),
+            (b"GET /whoami HTTP/1.1\r\nBad Name: x\r\n\r\n", 400)]:
+        with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+            s.sendall(head)
+            answer = read_all(s)
+        status, body = status_of(answer)
+        assert status == code and body["kind"] == "Status" and body["code"] == code, body
+    assert get(w.proxy_port, "/whoami")[0] == 200
+
+
+def test_large_heads_share_one_budget(worker_factory):
+    w = worker_factory()
+    part = b"GET /whoami HTTP/1.1\r\nX-Big: " + b"a" * (900 << 10)
+    held, answers = [], []
+    try:
+        for _ in range(24):      # 24 x 900 KiB unfinished heads, beyond the 16 MiB budget
+            s = socket.create_connection(("127.0.0.1", w.proxy_port))
+            s.sendall(part)
+            held.append(s)
+        for s in held:
+            s.settimeout(0.5)
+            try:
+                answers.append(s.recv(65536))
+            except TimeoutError:
+                answers.append(b"")
+        refused = [a for a in answers if a]
+        assert refused and all(a.startswith(b"HTTP/1.1 429 ") for a in refused), answers
+        assert len(refused) <= 24 - 16
+        # Small heads are never refused for it, and the held ones still finish.
+        assert get(w.proxy_port, "/whoami")[0] == 200
+        waiting = [s for s, a in zip(held, answers, strict=True) if not a]
+        waiting[0].sendall(b"\r\n\r\n")
+        waiting[0].settimeout(20)
+        assert waiting[0].recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for s in held:
+            s.close()
 
 
 _HOLD = r"""

@@ -64,6 +64,13 @@ def test_check_config_names_bad_key(tmp_path):
     assert str(conf) in r.stderr and "colour" in r.stderr and "blue" in r.stderr
 
 
+def test_check_config_refuses_a_token_file_that_is_a_directory(tmp_path):
+    r = run("check-config", "--server-addr", "http://127.0.0.1:1", "--token-file",
+            str(tmp_path))
+    assert r.returncode == 2 and "is a directory, not a file" in r.stderr, r
+    assert "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("command", ["sandbox", "demo"])
 def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
     """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.

@@ -96,6 +96,14 @@ def test_check_files_reports_unreadable_credentials(tmp_path):
         config.check_files(cfg)
 
 
+@pytest.mark.parametrize("name", ["token_file", "ca_file", "kubeconfig"])
+def test_check_files_reports_a_directory_given_as_a_file(tmp_path, name):
+    # A directory is readable, but serve would run without the credentials it names.
+    cfg = config.load(None, {name: str(tmp_path), "disk_cache_path": str(tmp_path / "cache")})
+    with pytest.raises(ConfigError, match=f"{name} = .*: is a directory, not a file"):
+        config.check_files(cfg)
+
+
 def test_check_files_reports_cache_path_under_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("")

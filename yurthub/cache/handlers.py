@@ -26,6 +26,7 @@ from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
 from yurthub.kube.framing import MAX_OBJECT_BYTES, Event, ListParser, WatchFramer
 from yurthub.kube.gunzip import Decompressor
+from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.meta import is_unassigned_pod, with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table
@@ -149,6 +150,7 @@ class ObjectHandler(Handler):
             return
         raw = bytes(self._buf).strip()
         try:
+            check_depth(raw, "the object")
             obj = json.loads(raw)
         except ValueError as e:
             raise DecodeError(f"object body is not JSON: {e}") from None

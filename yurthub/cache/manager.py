@@ -38,6 +38,7 @@ from yurthub.errors import (
     StorageError,
 )
 from yurthub.kube.accept import is_json_content_type, parse_accept, transform
+from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.patchlimits import MAX_REQUEST_BYTES, check_result
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import ResourceType, builtin, known_kind
@@ -73,7 +74,8 @@ class CacheManager:
         if store.quota is not None:
             self.writer.max_list_bytes = min(store.quota.total, store.quota.per_component)
         self.damage = Damage(store, metrics, self._type_of)
-        self.reader = CacheReader(store, on_damaged=self._damaged)
+        self.reader = CacheReader(store, on_damaged=self._damaged,
+                                  unsynced=self.writer.unsynced)
         self.started_at = time.time()
         self.scopes = Scopes(metrics)
 
@@ -169,8 +171,13 @@ class CacheManager:
         ``asked_at``: when the request's response filters were chosen (``time.monotonic``;
         None: now), so that an answer filtered before a change of them never passes for
         one filtered after it (``mark_stale``)."""
-        if not 200 <= status < 300 or not self.writer.space.accepting:
-            return None  # (a full disk: nothing would land; the response passes untouched)
+        if not 200 <= status < 300:
+            return None
+        if not self.writer.space.accepting:
+            # A full disk: nothing would land; the response passes untouched, and the views
+            # it would have kept current no longer are.
+            self._missed(info, component, headers)
+            return None
         if not info.is_resource_request or _DISCOVERY.match(info.path):
             return self._document_tee(info, status, headers)
         # What the server sent decides, not what the client asked for: a Table request
@@ -196,6 +203,28 @@ class CacheManager:
             log.warning("%s %s %s: not cached: %s", component, info.verb, info.path, e)
             return None
         return self._open(entry, big=entry.kind != "object")
+
+    def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str]) -> None:
+        """A list or watch that would have been cached passed while caching is stopped for a
+        full disk: its collection's views become stale (``CacheWriter.missed``), so offline
+        answers never pass them off as current (the cloud may have deleted what they hold)."""
+        if info.verb not in ("list", "watch") or not info.is_resource_request:
+            return
+        served = headers.get("Content-Type", "")
+        if not is_json_content_type(served) or not cacheable(info, component, self.agents,
+                                                               served).ok:
+            return
+        try:
+            entry = self._entry(info, component, served, False)
+        except (ApiError, InvalidKeyError):
+            return
+        ck = entry.ck
+        unsynced = self.writer.unsynced
+        if ck is None or ck in unsynced or ck not in set(self.store.collections()):
+            return
+        why = "caching stopped (no-space) while the cloud's answers for it passed"
+        unsynced[ck] = why
+        self.writer.call(lambda: self.writer.missed(entry, why))
 
     def _open(self, entry: Entry, big: bool) -> Tee | None:
         """The tee itself; without a pipe (no descriptors left) the response is not cached."""
@@ -416,6 +445,8 @@ class CacheManager:
                     problem = body_problem(entry.ck, info.namespace, name, raw, entry.rt.kind)
                     if problem:
                         raise DamagedObject(f"the cached object cannot be trusted: {problem}")
+                if raw is not None:
+                    check_depth(raw, "the cached object")
                 old = json.loads(raw) if raw is not None else None
             except InvalidKeyError:
                 raise missing from None

@@ -25,7 +25,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +88,12 @@ DamageReport = Callable[[CollectionKey, str, str, str], None]
 class CacheReader:
     """Read-only queries over the store for the local proxy."""
 
-    def __init__(self, store: DiskStore, on_damaged: DamageReport | None = None) -> None:
+    def __init__(self, store: DiskStore, on_damaged: DamageReport | None = None,
+                 unsynced: Mapping[CollectionKey, str] | None = None) -> None:
         self.store = store
         self.on_damaged = on_damaged or (lambda ck, ns, name, why: None)
+        # collections whose views are stale but not yet marked so on disk (a full disk)
+        self.unsynced: Mapping[CollectionKey, str] = unsynced if unsynced is not None else {}
 
     def _damaged(self, ck: CollectionKey, ns: str, name: str, why: str) -> ServiceUnavailable:
         """Report a damaged file; the 503 the request gets instead of a wrong answer."""
@@ -126,7 +129,12 @@ class CacheReader:
                                               f"{why}")
 
     def _state(self, ck: CollectionKey) -> CollectionState:
-        return CollectionState.from_json(self.store.state(ck) or {})
+        state = CollectionState.from_json(self.store.state(ck) or {})
+        why = self.unsynced.get(ck)
+        if why:
+            for view in state.views.values():
+                view.stale = view.stale or why
+        return state
 
     # -- get --------------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ hub keeps proxying, ``/v1/readyz`` says why and ``yurthub_cache_stopped{reason}`
 full disk stops new cache entries altogether (nothing would land); over the quota the
 entries go on, because a relist that shrank may fit and a delete frees room.  The writer
 asks ``check`` every round; at most once a second it looks whether what failed would fit
-now (the quota's room, or the file system's free bytes) and resumes by itself.
+now (the quota's room, or the file system's free bytes) and resumes by itself.  Other
+writes that wait for room (the hub's admin token) are retried from the same ``check``, at
+most once a second, until they succeed (``retry``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +62,9 @@ class SpaceGuard:
         self.clock = clock
         self.stopped: Stop | None = None
         self._checked = 0.0
+        self._retries: list[Callable[[], bool]] = []
+        self._retried = 0.0
+        self._retry_lock = threading.Lock()
         for reason in REASONS:
             metrics.cache_stopped.labels(reason).set(0)
 
@@ -98,8 +104,33 @@ class SpaceGuard:
         if stop is not None and stop.reason == "quota" and stop.ck == ck:
             self._resume(stop, "the collection it refused fits now")
 
+    def retry(self, attempt: Callable[[], bool]) -> None:
+        """Call ``attempt`` from ``check`` (the writer's thread), at most once a second,
+        until it returns True: a write outside the cache that found no room."""
+        with self._retry_lock:
+            self._retries.append(attempt)
+
+    def _run_retries(self) -> None:
+        if not self._retries or self.clock() - self._retried < CHECK_INTERVAL:
+            return
+        self._retried = self.clock()
+        with self._retry_lock:
+            pending = list(self._retries)
+        done = []
+        for attempt in pending:
+            try:
+                if attempt():
+                    done.append(attempt)
+            except Exception:  # a bug in one retry must not stop the cache writer
+                log.exception("retrying a write failed")
+                done.append(attempt)
+        with self._retry_lock:
+            self._retries = [a for a in self._retries if a not in done]
+
     def check(self) -> None:
-        """Resume when what stopped caching would fit now (looked at once a second)."""
+        """Resume when what stopped caching would fit now (looked at once a second); retry
+        the writes that wait for room."""
+        self._run_retries()
         stop = self.stopped
         if stop is None or self.clock() - self._checked < CHECK_INTERVAL:
             return

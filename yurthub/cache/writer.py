@@ -86,6 +86,10 @@ class CacheWriter(BackgroundThread):
         self._stale_later: dict[CollectionKey, tuple[str, str]] = {}  # (why, op)
         # (component, group, resource) -> when and why its response filters last changed
         self._refiltered: dict[tuple[str, str, str], tuple[float, str]] = {}
+        # Collections whose views could not follow the cloud (a list or watch passed while a
+        # full disk stopped caching) and are not yet marked stale on disk: the offline reader
+        # takes their views as stale meanwhile.  Request threads add, this thread removes.
+        self.unsynced: dict[CollectionKey, str] = {}
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -200,6 +204,7 @@ class CacheWriter(BackgroundThread):
         self._collections.pop(ck, None)
         self._forget_recent(ck)
         self._stale_later.pop(ck, None)
+        self.unsynced.pop(ck, None)
         self.metrics.cache_evictions.labels("collection", why).inc()
 
     def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
@@ -383,6 +388,12 @@ class CacheWriter(BackgroundThread):
         for key in [k for k in self._recent if k[0] == ck]:
             del self._recent[key]
 
+    def missed(self, entry: Entry, why: str) -> None:
+        """Writer thread: a list or watch of ``entry``'s collection passed uncached (the
+        disk is full), so its views no longer follow the cloud: stale, on disk when there is
+        room (``unsynced`` holds it in memory until then)."""
+        self._mark_stale(self.collection(entry), why)
+
     def _mark_stale(self, coll: CollectionWriter, why: str, op: str = "stale") -> None:
         """Mark every view of ``coll`` stale (``op``: "stale" or "refilter"), on disk before
         anyone reads it; while that cannot be written (a full disk) it is tried again every
@@ -402,6 +413,7 @@ class CacheWriter(BackgroundThread):
         except Exception:
             log.exception("marking the views of %s stale failed", coll.ck)
         self._stale_later.pop(coll.ck, None)
+        self.unsynced.pop(coll.ck, None)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):

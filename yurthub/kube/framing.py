@@ -440,7 +440,7 @@ class WatchFramer:
                 if not line.isascii():
                     line.decode()  # msgspec does not check the UTF-8 of what it skips
                 wire = _decode_wire_event(line)
-            except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise DecodeError(f"invalid watch event: {e}") from e
             ev = Event(wire.type, bytes(wire.object))
         else:

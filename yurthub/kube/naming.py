@@ -1,10 +1,13 @@
-"""An object's name and namespace against the request's: kube-apiserver's checks and words.
+"""An object's type, name and namespace against the request's: kube-apiserver's checks and
+words.
 
 A write names its object twice, in the URL and in the body; kube-apiserver answers ``400``
 when they disagree (``checkName`` and ``EnsureObjectNamespaceMatchesRequestNamespace`` in
 k8s.io/apiserver), and ``400`` for a name that cannot be a path segment
-(``IsValidPathSegmentName``).  The local proxy applies the same rules offline, so an offline
-write can never land on another object than the one its URL names.
+(``IsValidPathSegmentName``).  The body's ``apiVersion`` and ``kind`` must be the
+resource's too (its decoder: ``400`` for a Pod sent to the leases endpoint).  The local proxy
+applies the same rules offline, so an offline write can never land on another object than
+the one its URL names, nor store another kind than its collection holds.
 """
 
 from __future__ import annotations
@@ -45,6 +48,27 @@ def _string(md: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"metadata.{key} of the object is not a string")
     return value
+
+
+def check_type(obj: Any, group_version: str, kind: str | None) -> None:
+    """kube-apiserver's decoding of a write's body for a resource of ``group_version`` and
+    ``kind`` (None: not known, only the version is checked): an ``apiVersion`` or ``kind``
+    the body leaves out is the resource's, one it gives must be the resource's (400)."""
+    if not isinstance(obj, dict):
+        return
+    given_version, given_kind = obj.get("apiVersion"), obj.get("kind")
+    for key, value in (("apiVersion", given_version), ("kind", given_kind)):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{key} of the object is not a string")
+    version = given_version or group_version
+    body_kind = given_kind or kind
+    if version != group_version:
+        raise BadRequest(f"the API version in the data ({version}) does not match the "
+                         f"expected API version ({group_version})")
+    if kind is not None and body_kind != kind:
+        raise BadRequest(f'{body_kind} in version "{version.rpartition("/")[2]}" cannot be '
+                         f'handled as a {kind}: no kind "{body_kind}" is registered for '
+                         f'version "{version}"')
 
 
 def check_name(obj: Any, name: str, namespace: str) -> None:

@@ -16,8 +16,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from yurthub.errors import BadRequest, Invalid, UnsupportedMediaType
+from yurthub.errors import BadRequest, Invalid, NestingTooDeep, UnsupportedMediaType
 from yurthub.kube import strategic
+from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.patchschema import PatchField, schema_for
 
 JSON_PATCH = "application/json-patch+json"
@@ -81,7 +82,9 @@ def json_error_message(err: json.JSONDecodeError) -> str:
 
 
 def decode(body: bytes | str) -> Any:
-    """Decode a JSON body; a syntax error is a ValueError with Go's wording."""
+    """Decode a JSON body; a syntax error is a ValueError with Go's wording, a text nested
+    too deep for the hub is ``NestingTooDeep`` (a ValueError too)."""
+    check_depth(body)
     try:
         return json.loads(body)
     except json.JSONDecodeError as e:
@@ -421,6 +424,8 @@ def apply_patch(obj: Mapping[str, Any], body: bytes, content_type: str,
             "include: " + ", ".join(accepted))
     try:
         patch = decode(body)
+    except NestingTooDeep as e:
+        raise BadRequest(str(e)) from e
     except ValueError as e:
         if media == JSON_PATCH:
             raise BadRequest(str(e)) from e

@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from yurthub.errors import BadRequest, RequestEntityTooLarge
+from yurthub.errors import BadRequest, NestingTooDeep, RequestEntityTooLarge
 from yurthub.kube import patch as kpatch
 
 MAX_JSON_PATCH_OPERATIONS = 10_000      # kube-apiserver's maxJSONPatchOperations
@@ -178,6 +178,8 @@ def decode_patch(body: bytes, media: str) -> Any:
     """The decoded patch, with the 400 ``kube.patch`` gives for a body that is not JSON."""
     try:
         return kpatch.decode(body)
+    except NestingTooDeep as e:
+        raise BadRequest(str(e)) from e
     except ValueError as e:
         if media == kpatch.MERGE_PATCH:
             raise BadRequest(kpatch.MERGE_PATCH_INVALID) from e

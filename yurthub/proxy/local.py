@@ -32,6 +32,7 @@ from yurthub.errors import (
     InvalidKeyError,
     LocalWriteError,
     MethodNotAllowed,
+    NestingTooDeep,
     NotAcceptable,
     NotFound,
     ServiceUnavailable,
@@ -45,13 +46,16 @@ from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
-from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
+from yurthub.kube.jsondepth import check_depth
+from yurthub.kube.naming import check_name, check_path_name, check_type, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
     check_json_patch,
     check_merge_work,
     decode_patch,
 )
+from yurthub.kube.requestinfo import RequestInfo
+from yurthub.kube.resources import known_kind
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -327,6 +331,7 @@ class LocalProxy:
         body = ctx.read_body()
         if self.is_kubelet_lease(ctx):
             obj = _decode(body)
+            _check_type(obj, info)
             ensure_namespace(obj, info.namespace)
             if obj.get("metadata", {}).get("name") != self.cfg.node_name:
                 raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
@@ -347,6 +352,7 @@ class LocalProxy:
         status_only = info.subresource == "status"
         if info.verb == "update":
             new = _decode(body)
+            _check_type(new, info)
             check_name(new, info.name, info.namespace)
             ensure_namespace(new, info.namespace)
 
@@ -370,6 +376,7 @@ class LocalProxy:
             def change(old: dict[str, Any] | None) -> dict[str, Any]:
                 assert old is not None
                 out = _patched(old, body, doc, media)
+                _check_type(out, info)
                 ensure_namespace(out, info.namespace)
                 check_name(out, info.name, info.namespace)
                 if status_only:
@@ -410,6 +417,12 @@ class LocalProxy:
             warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
                        'only, not sent to the cloud"')
         return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
+
+
+def _check_type(obj: dict[str, Any], info: RequestInfo) -> None:
+    """The body's (or patched object's) apiVersion and kind are the resource's (400)."""
+    known = known_kind(info.api_group, info.resource)
+    check_type(obj, info.group_version, known[0] if known else None)
 
 
 def _abort(ctx: RequestContext) -> None:
@@ -464,7 +477,10 @@ def _plain(accept: str) -> bool:
 
 def _decode(body: bytes) -> dict[str, Any]:
     try:
+        check_depth(body)
         obj = json.loads(body)
+    except NestingTooDeep as e:
+        raise BadRequest(str(e)) from None
     except ValueError as e:
         raise BadRequest(f"the request body is not JSON: {e}") from None
     if not isinstance(obj, dict):

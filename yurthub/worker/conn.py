@@ -15,7 +15,7 @@ import ssl
 from typing import Any
 
 from yurthub.connection import ConnectionInfo
-from yurthub.worker.limits import MAX_HEAD, Lane, head_end, skip_empty_lines
+from yurthub.worker.limits import MAX_HEAD, HeadBudget, Lane, head_end, skip_empty_lines
 from yurthub.worker.settings import ListenerSpec
 
 _RECV = 64 * 1024
@@ -35,6 +35,7 @@ class Read(enum.Enum):
     COMPLETE = "complete"     # the head is whole: hand the connection to a thread
     CLOSED = "closed"         # the client closed (or reset) the connection
     TOO_LARGE = "too-large"   # the head outgrew MAX_HEAD
+    CROWDED = "crowded"       # the head outgrew SMALL_HEAD and the HeadBudget is spent
     WANT_WRITE = "want-write"  # TLS needs to write before it can read
 
 
@@ -43,7 +44,7 @@ class Conn:
     request handling reads from its own connection objects."""
 
     def __init__(self, sock: socket.socket, client: Any, server: Any, listener: ListenerSpec,
-                 info: ConnectionInfo) -> None:
+                 info: ConnectionInfo, heads: HeadBudget | None = None) -> None:
         self.sock = sock
         self.client = client
         self.server = server
@@ -57,6 +58,8 @@ class Conn:
         self.generation = 0          # bumped whenever the deadline changes
         self.lane: Lane | None = None
         self.registered = 0          # selector events registered for (0: none)
+        self.heads = heads if heads is not None else HeadBudget()
+        self.charged = 0             # bytes of self.heads this connection's head holds
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -88,13 +91,9 @@ class Conn:
             self.buf += data
             if self._searched == 0:
                 skip_empty_lines(self.buf)
-            end = head_end(self.buf, self._searched)
-            if end >= 0:
-                self.head_len = end
-                return Read.COMPLETE
-            self._searched = len(self.buf)
-            if len(self.buf) > MAX_HEAD:
-                return Read.TOO_LARGE
+            result = self._measure()
+            if result is not Read.MORE:
+                return result
             # A TLS record may hold more than one recv returned; the socket will not show
             # readable for bytes the SSL object already decrypted.
             if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
@@ -115,12 +114,29 @@ class Conn:
         skip_empty_lines(self.buf)
         if not self.buf:
             return Read.MORE
-        end = head_end(self.buf, 0)
+        return self._measure()
+
+    def _measure(self) -> Read:
+        """Where the head in ``buf`` stands: whole, too large, or more to come; its bytes
+        beyond SMALL_HEAD are charged to the shared budget (CROWDED when it has no room)."""
+        end = head_end(self.buf, self._searched)
+        size = end if end >= 0 else len(self.buf)
+        if size > MAX_HEAD:
+            return Read.TOO_LARGE
+        charged = self.heads.charge(self.charged, size)
+        if charged is None:
+            return Read.CROWDED
+        self.charged = charged
         if end >= 0:
             self.head_len = end
             return Read.COMPLETE
         self._searched = len(self.buf)
-        return Read.TOO_LARGE if len(self.buf) > MAX_HEAD else Read.MORE
+        return Read.MORE
+
+    def release_head(self) -> None:
+        """The head is served (or the connection closed): its bytes leave the budget."""
+        self.heads.release(self.charged)
+        self.charged = 0
 
     # -- TLS (loop thread) ----------------------------------------------------------------------
 
@@ -148,6 +164,7 @@ class Conn:
 
     def close(self) -> None:
         self.state = State.CLOSED
+        self.release_head()
         try:
             self.sock.close()
         except OSError:

@@ -11,7 +11,8 @@ response writing, the same on gunicorn 20.1 and 2x) and replaces the loop around
   (``yurthub.peercred``), gives the connection a slot (``Admission``: per listener group,
   per UID, with a reserve for kubelet's UID) or refuses it with a 429 Status, and reads
   request heads itself, non-blocking, under a deadline (``header_timeout``, 408 after it;
-  431 past ``MAX_HEAD``).  A TLS listener's sockets are wrapped here and their handshake
+  431 past ``MAX_HEAD``, kube-apiserver's 1 MiB; heads beyond 32 KiB share one budget, 429
+  past it).  A TLS listener's sockets are wrapped here and their handshake
   is driven by the same loop, non-blocking, under the same deadline.
 - Only a whole head goes to a thread, in one of three pools (``Lane``): the general one
   (``threads``), kubelet's node-Lease requests, and the hub server, so neither a flood of
@@ -96,6 +97,11 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         self._admission = Admission(self.settings.limits, self.settings.kubelet_uid)
         self._listeners: list[tuple[Any, ListenerSpec]] = []
         self._warned = -WARN_EVERY
+        self._heads = limits.HeadBudget()
+        # gunicorn's parser must take every head the loop accepts (up to MAX_HEAD, like
+        # kube-apiserver), whatever the gunicorn settings say; its own refusals are HTML.
+        for name, value in limits.PARSER_LIMITS.items():
+            self.cfg.set(name, value)
 
     # -- start ------------------------------------------------------------------------------
 
@@ -214,7 +220,7 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         identified = self.lookup is not None
         info = ConnectionInfo(next(self._ids), spec.role, client, uid, identified,
                               time.monotonic(), tls=spec.wrap is not None)
-        conn = Conn(sock, client, server, spec, info)
+        conn = Conn(sock, client, server, spec, info, self._heads)
         refused = self._admission.admit(spec.role, uid, identified)
         if refused is not None:
             self.stats.refused[refused] += 1
@@ -301,6 +307,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         elif result is Read.TOO_LARGE:
             conn.send_quietly(limits.head_too_large())
             self._close(conn, "header-too-large")
+        elif result is Read.CROWDED:
+            conn.send_quietly(limits.heads_crowded())
+            self._close(conn, "large-heads")
         else:
             self._close(conn, None)
 
@@ -384,6 +393,7 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             if conn.lane is not None:
                 self.stats.busy[conn.lane.value] -= 1
             conn.info.requests += 1
+            conn.release_head()
             if not (keepalive and self.alive):
                 self._close(conn, None)
                 continue

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import Enum
+from http import HTTPStatus
 
 from yurthub.connection import Role
 from yurthub.errors import ApiError, BadRequest, TooManyRequests
 from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
 from yurthub.worker.settings import Limits
 
-# A request head longer than this is refused (431) before any thread sees it.  Go's
-# http.Server allows 1 MiB; ours are loopback clients whose heads hold a token at most, and
-# every connection reading a head may hold this much.
-MAX_HEAD = 32 * 1024
+# A request head longer than this is refused (431) before any thread sees it: kube-apiserver's
+# (Go's http.Server, MaxHeaderBytes 1 << 20), so a long label selector or a large OIDC token
+# passes here as it passes there.
+MAX_HEAD = 1024 * 1024
+# Every connection may hold a head this long; the bytes of longer heads come out of one
+# budget shared by all connections (``HeadBudget``), so a local process opening connections
+# with 1 MiB heads holds HEAD_BUDGET at most, not MAX_HEAD for each of thousands of slots.
+SMALL_HEAD = 32 * 1024
+HEAD_BUDGET = 16 * 1024 * 1024
+# gunicorn's parser reads the head the loop accepted: it must not refuse what kube-apiserver
+# takes.  0 means no limit for the request line in gunicorn 20.1 and 2x alike (a value of
+# 8190 or more is cut to 8190 in both); 0 means *no limit* for a field in 20.1 but 8190 in
+# 2x, so the field size is given; 32768 fields is both versions' maximum.  MAX_HEAD bounds
+# all three, since the parser never sees more than the loop read.
+PARSER_LIMITS = {"limit_request_line": 0, "limit_request_field_size": MAX_HEAD,
+                 "limit_request_fields": 32768}
 HEAD_END = b"\r\n\r\n"
 # kubelet's heartbeat: GET/PUT (and POST on first start) of the node's Lease.
 LEASE_PREFIX = b"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -81,6 +94,29 @@ class Admission:
             del self.per_uid[key]
 
 
+class HeadBudget:
+    """The bytes of request heads beyond ``SMALL_HEAD``, summed over every connection that
+    holds one (read by the loop or parsed by a thread), bounded by ``limit``."""
+
+    def __init__(self, limit: int = HEAD_BUDGET) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def charge(self, held: int, size: int) -> int | None:
+        """A connection charged ``held`` bytes now holds a head of ``size`` bytes: its new
+        charge, or None when the budget has no room for it (the charge stays ``held``)."""
+        want = max(0, size - SMALL_HEAD)
+        if want <= held:
+            return held
+        if self.used + want - held > self.limit:
+            return None
+        self.used += want - held
+        return want
+
+    def release(self, held: int) -> None:
+        self.used -= held
+
+
 def head_end(buf: bytes | bytearray, searched: int) -> int:
     """The offset just past the request head in ``buf`` (-1 while it has not all arrived);
     ``searched`` bytes were already looked at (the end may straddle two reads)."""
@@ -114,8 +150,10 @@ def lane_for(role: Role, head: bytes | bytearray, uid: int | None, identified: b
 def canned(err: ApiError, *, retry_after: int | None = None) -> bytes:
     """A whole HTTP/1.1 answer carrying ``err``'s Status, closing the connection."""
     body = status_bytes(err)
-    reason = {400: "Bad Request", 408: "Request Timeout", 429: "Too Many Requests",
-              431: "Request Header Fields Too Large"}.get(err.code, "Error")
+    try:
+        reason = HTTPStatus(err.code).phrase
+    except ValueError:
+        reason = "Error"
     head = [f"HTTP/1.1 {err.code} {reason}", f"Content-Type: {STATUS_CONTENT_TYPE}",
             f"Content-Length: {len(body)}", "Connection: close"]
     if retry_after is not None:
@@ -134,6 +172,12 @@ def too_many_connections(reason: str, uid: int | None) -> bytes:
 def head_too_large() -> bytes:
     return canned(BadRequest(f"yurthub: the request head is larger than {MAX_HEAD} bytes",
                              code=431, reason="RequestHeaderFieldsTooLarge"))
+
+
+def heads_crowded() -> bytes:
+    return canned(TooManyRequests("yurthub: too many large request heads are being read; "
+                                  "retry later", details={"retryAfterSeconds": 1}),
+                  retry_after=1)
 
 
 def head_timeout(seconds: float) -> bytes:

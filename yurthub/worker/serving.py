@@ -19,7 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from gunicorn import http
+from gunicorn.http import errors as http_errors
 
+from yurthub.errors import ApiError, BadRequest, Forbidden, InternalError
+from yurthub.worker import limits
 from yurthub.worker.conn import Conn
 from yurthub.worker.settings import WorkerSettings
 
@@ -39,7 +42,6 @@ class ThreadSide:
     _local: threading.local
     _app: Callable[..., Any]
     handle_request: Callable[..., bool]
-    handle_error: Callable[..., None]
 
     def _serve(self, conn: Conn) -> tuple[bool, bytes]:
         """One request, on a pool thread: gthread's ``handle`` around its ``handle_request``."""
@@ -75,6 +77,20 @@ class ThreadSide:
             self._local.conn = None
         return False, b""
 
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's answer to a request it could not parse or serve, as a Status (gunicorn
+        writes an HTML page): clients of the hub are Kubernetes clients."""
+        err = parse_error(exc)
+        if err is None:
+            log.error("error serving %s", request_line(req), exc_info=exc)
+            err = InternalError("yurthub failed while serving the request; see its log")
+        else:
+            log.debug("bad request from %s: %s", addr, exc)
+        try:
+            client.sendall(limits.canned(err))
+        except (OSError, ValueError):
+            pass  # why: the client is gone; it gets the close instead
+
     def _drain(self, req: Any, sock: socket.socket) -> bool:
         """Read what the app left of the request body; False when too much is left."""
         body = getattr(req, "body", None)
@@ -109,10 +125,34 @@ class ThreadSide:
         return result
 
 
+# gunicorn's parse errors (some only in 2x) and the codes it answers them with.
+_PARSE_CODES = {"LimitRequestLine": (414, "RequestURITooLong"),
+                "LimitRequestHeaders": (431, "RequestHeaderFieldsTooLarge"),
+                "UnsupportedTransferCoding": (501, "NotImplemented"),
+                "ExpectationFailed": (417, "ExpectationFailed")}
+
+
+def parse_error(exc: BaseException) -> ApiError | None:
+    """The Status for one of gunicorn's errors about the client's request (None: a bug)."""
+    if isinstance(exc, (http_errors.ForbiddenProxyRequest, ssl.SSLError)):
+        return Forbidden(f"yurthub: {exc}")
+    response_errors = tuple(getattr(http_errors, name) for name in
+                            ("InvalidResponseHeader", "InvalidResponseHeaderName")
+                            if hasattr(http_errors, name))
+    if response_errors and isinstance(exc, response_errors):
+        return None   # the app's header: not the client's fault
+    if not isinstance(exc, (http_errors.ParseException, http_errors.InvalidChunkSize,
+                            http_errors.ChunkMissingTerminator)):
+        return None
+    code, reason = _PARSE_CODES.get(type(exc).__name__, (400, "BadRequest"))
+    message = (str(exc) or type(exc).__name__)[:256]
+    return BadRequest(f"yurthub: invalid request: {message}", code=code, reason=reason)
+
+
 def request_line(req: Any) -> str:
     if req is None:
         return "-"
     return f"{getattr(req, 'method', '?')} {getattr(req, 'uri', '?')}"
 
 
-__all__ = ["DRAIN_MAX", "ThreadSide", "request_line"]
+__all__ = ["DRAIN_MAX", "ThreadSide", "parse_error", "request_line"]

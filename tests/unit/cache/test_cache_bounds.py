@@ -202,3 +202,43 @@ def _entry():
     rt = builtin("", "v1", "pods")
     assert rt is not None
     return Entry(kind="list", ck=PODS, rt=rt)
+
+
+def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkeypatch):
+    from tests.fixtures.waiting import wait_for
+    from yurthub.cache.views import parse_selectors
+    from yurthub.kube.resources import builtin
+    rt = builtin("", "v1", "pods")
+    assert rt is not None
+    want = parse_selectors("", "", "", rt)
+    feed = Feeder(small)
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
+    assert not small.reader.list(PODS, rt, want, limit=None, continue_token="").freshness.stale
+    real = files.write_new
+    free = {"bytes": 0}
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "write_new", full)
+    monkeypatch.setattr(space_mod.SpaceGuard, "_free_bytes", lambda self: free["bytes"])
+    feed.respond("/api/v1/configmaps", b'{"kind":"ConfigMapList","apiVersion":"v1",'
+                 b'"metadata":{"resourceVersion":"9"},"items":[]}')
+    assert "caching stopped (no-space)" in (small.not_ready() or "")
+    # The cloud deleted b; the relist passes uncached: the view no longer follows the cloud.
+    assert not feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
+    assert PODS in small.writer.unsynced      # the disk cannot take the mark: memory holds it
+    page = small.reader.list(PODS, rt, want, limit=None, continue_token="")
+    assert "caching stopped (no-space)" in page.freshness.stale
+    # Room again: the stale mark reaches the disk (memory forgets it), until a list heals it.
+    monkeypatch.setattr(files, "write_new", real)
+    free["bytes"] = 100 * MI
+    small.writer.space.check()
+    small.writer.wake()
+    wait_for(lambda: not small.writer.unsynced, what="the stale mark on disk")
+    page = small.reader.list(PODS, rt, want, limit=None, continue_token="")
+    assert "caching stopped (no-space)" in page.freshness.stale
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
+    wait_for(lambda: not small.reader.list(PODS, rt, want, limit=None,
+                                           continue_token="").freshness.stale,
+             what="the view healed by a list")

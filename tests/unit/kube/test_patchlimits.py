@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from yurthub.errors import Invalid, RequestEntityTooLarge
+from yurthub.errors import BadRequest, Invalid, RequestEntityTooLarge
 from yurthub.kube import patch as kpatch
 from yurthub.kube import patchlimits as pl
-from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
+from yurthub.kube.naming import check_name, check_path_name, check_type, ensure_namespace
 
 LEASE = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
          "metadata": {"name": "node-0000", "namespace": "kube-node-lease"},
@@ -183,3 +183,25 @@ def test_names_that_cannot_be_path_segments(name, message):
 @pytest.mark.parametrize("name", ["a", "Foo", "x" * 300, "a.b", "", "ünï"])
 def test_names_that_can_be_path_segments(name):
     check_path_name(name)
+
+
+@pytest.mark.parametrize("obj, message", [
+    ({"metadata": {}}, None),                                            # the resource's type
+    ({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1"}, None),
+    ({"kind": "", "apiVersion": ""}, None),
+    ({"kind": "Pod", "apiVersion": "v1"}, "the API version in the data (v1) does not match "
+     "the expected API version (coordination.k8s.io/v1)"),
+    ({"kind": "Pod"}, 'Pod in version "v1" cannot be handled as a Lease: no kind "Pod" is '
+     'registered for version "coordination.k8s.io/v1"'),
+    ({"apiVersion": "coordination.k8s.io/v1beta1"}, "the API version in the data "
+     "(coordination.k8s.io/v1beta1) does not match the expected API version "
+     "(coordination.k8s.io/v1)"),
+    ({"kind": 7}, "kind of the object is not a string"),
+])
+def test_a_body_of_another_type_is_400(obj, message):
+    if message is None:
+        check_type(obj, "coordination.k8s.io/v1", "Lease")
+        return
+    with pytest.raises(BadRequest) as e:
+        check_type(obj, "coordination.k8s.io/v1", "Lease")
+    assert e.value.message == message

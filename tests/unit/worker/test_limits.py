@@ -129,3 +129,37 @@ def test_an_unknown_port_is_a_plain_proxy_listener():
     s = WorkerSettings(listeners=(ListenerSpec(10267, Role.HUB_SERVER),))
     assert s.listener(10267).role is Role.HUB_SERVER
     assert s.listener(1).role is Role.PROXY and s.listener(1).wrap is None
+
+
+def test_heads_beyond_the_small_size_share_one_budget():
+    budget = limits.HeadBudget(limit=100)
+    small = limits.SMALL_HEAD
+    assert budget.charge(0, small) == 0 and budget.used == 0      # small heads cost nothing
+    a = budget.charge(0, small + 60)
+    assert a == 60 and budget.used == 60
+    assert budget.charge(0, small + 50) is None and budget.used == 60   # no room: refused
+    assert budget.charge(a, small + 90) == 90 and budget.used == 90     # one head grows
+    assert budget.charge(90, small + 10) == 90                          # never shrinks by itself
+    budget.release(90)
+    assert budget.used == 0 and budget.charge(0, small + 50) == 50
+
+
+def test_the_parser_limits_take_what_the_loop_takes():
+    # 0 is "no limit" for the request line in gunicorn 20.1 and 2x; a field is given a size
+    # (0 means 8190 in 2x), the field count is both versions' maximum.
+    assert limits.PARSER_LIMITS == {"limit_request_line": 0,
+                                    "limit_request_field_size": limits.MAX_HEAD,
+                                    "limit_request_fields": 32768}
+    assert limits.MAX_HEAD == 1 << 20     # kube-apiserver's MaxHeaderBytes
+
+
+def test_gunicorns_parse_errors_become_statuses():
+    from gunicorn.http import errors
+
+    from yurthub.worker.serving import parse_error
+    assert parse_error(errors.LimitRequestHeaders("limit request headers fields")).code == 431
+    assert parse_error(errors.LimitRequestLine(9000, 8190)).code == 414
+    err = parse_error(errors.InvalidRequestLine("x" * 5000))
+    assert err is not None and err.code == 400 and len(err.message) < 300
+    assert parse_error(errors.InvalidHeaderName("Bad Name")).code == 400
+    assert parse_error(RuntimeError("a bug")) is None
