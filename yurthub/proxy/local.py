@@ -262,7 +262,8 @@ class LocalProxy:
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         timeout = info.timeout_seconds
-        if timeout is None:
+        if not timeout:
+            # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         view = self._view(ctx)
         if view is not None and view.outdated(info.resource_version):

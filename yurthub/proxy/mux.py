@@ -234,7 +234,8 @@ class Multiplexer:
         if initial is None:
             initial = rv_param in ("", "0")
         timeout = info.timeout_seconds
-        if timeout is None:
+        if not timeout:
+            # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         first: list[Obj] = []
         if initial:

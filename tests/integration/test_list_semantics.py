@@ -1,0 +1,82 @@
+"""What kube-apiserver answers to a list's or a watch's options, the hub answers too: through
+the multiplexer, from the cache while the cloud is away, and once it is back.
+
+Each case here was a tester's report: ``timeoutSeconds=0`` ended watches at once, list
+options the cloud refuses were answered 200, ``limit=-1`` offline dropped items, the cache's
+continue token went to the cloud (400), and a watch-list "not older than" a version sent an
+older state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.integration.test_mux import SVC, service, watch_lines
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+PODS = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
+
+
+def answer(base: Any, path: str, ua: str = KUBELET) -> tuple[int, dict[str, Any]]:
+    status, _, body = http(base + path, headers={"User-Agent": ua})
+    return status, json.loads(body)
+
+
+def outcome(base: Any, path: str, ua: str = KUBELET) -> tuple[int, str, str]:
+    status, doc = answer(base, path, ua)
+    if doc.get("kind") == "Status":
+        return status, doc["reason"], doc["message"]
+    return status, doc["kind"], ""
+
+
+def names(doc: dict[str, Any]) -> list[str]:
+    return [i["metadata"]["name"] for i in doc["items"]]
+
+
+def healthy(hub: Any, up: bool) -> None:
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == (1 if up else 0),
+             20, what=f"the hub to see the cloud {'back' if up else 'gone'}")
+
+
+def bookmarks(lines: Any, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` events of a watch."""
+    got = []
+    for ev in lines:
+        got.append(ev)
+        if len(got) == n:
+            break
+    return got
+
+
+def test_timeout_seconds_zero_is_unset(sandbox, hub_factory):
+    """kube-apiserver: timeoutSeconds=0 is minRequestTimeout * [1, 2), not "end now"."""
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    sandbox.put(service("quiet", app="quiet"))
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    assert hub.get(PODS)[0] == 200
+    started = time.monotonic()
+    with watch_lines(hub.url, SVC, "proxy-agent/1", timeoutSeconds="0",
+                     allowWatchBookmarks="true", resourceVersion="0",
+                     labelSelector="app=quiet") as lines:
+        got = bookmarks(lines, 4)  # ADDED quiet, then bookmarks a second apart
+    assert [e["type"] for e in got] == ["ADDED", "BOOKMARK", "BOOKMARK", "BOOKMARK"]
+    assert time.monotonic() - started > 2
+
+
+def test_timeout_seconds_zero_is_unset_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(PODS)[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    rv = answer(hub.url, PODS)[1]["metadata"]["resourceVersion"]
+    started = time.monotonic()
+    with watch_lines(hub.url, PODS.split("?")[0], KUBELET, timeoutSeconds="0",
+                     allowWatchBookmarks="true", resourceVersion=rv,
+                     fieldSelector="spec.nodeName=node-0000") as lines:
+        got = bookmarks(lines, 3)
+    assert [e["type"] for e in got] == ["BOOKMARK"] * 3
+    assert time.monotonic() - started > 1.5
