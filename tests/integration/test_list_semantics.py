@@ -19,6 +19,8 @@ from tests.integration.test_mux import SVC, service, watch_lines
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 PODS = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
+BAD_OPTIONS = ["resourceVersionMatch=NotOlderThan", "resourceVersionMatch=bogus",
+               "resourceVersion=0&resourceVersionMatch=Exact", "resourceVersion=abc"]
 
 
 def answer(base: Any, path: str, ua: str = KUBELET) -> tuple[int, dict[str, Any]]:
@@ -80,3 +82,26 @@ def test_timeout_seconds_zero_is_unset_offline(sandbox, hub_factory):
         got = bookmarks(lines, 3)
     assert [e["type"] for e in got] == ["BOOKMARK"] * 3
     assert time.monotonic() - started > 1.5
+
+
+def test_list_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    for q in BAD_OPTIONS:
+        cloud = outcome(sandbox.url, f"{SVC}?{q}")
+        assert cloud[0] in (400, 422), (q, cloud)
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
+        assert outcome(hub.url, f"{PODS}&{q}") == outcome(sandbox.url, f"{PODS}&{q}"), q
+
+
+def test_list_options_are_checked_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(PODS)[0] == 200
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    for q in BAD_OPTIONS:
+        status, reason, message = outcome(hub.url, f"{PODS}&{q}")
+        assert (status, reason) == ((400, "BadRequest") if "abc" in q else (422, "Invalid")), q
+        assert message, q
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1")[:2] == (status, reason), q

@@ -44,6 +44,7 @@ from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
+from yurthub.kube.listoptions import check_list_options
 from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
@@ -210,6 +211,7 @@ class LocalProxy:
         return _json(body, 200, fresh, content_type)
 
     def _list(self, ctx: RequestContext) -> Response:
+        check_list_options(ctx.info)  # 422/400 as the cloud answers them
         ck, rt = self._target(ctx)
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=True)

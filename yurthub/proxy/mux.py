@@ -34,12 +34,12 @@ from yurthub.access.keys import access_key
 from yurthub.cache.policy import is_historical_list
 from yurthub.cache.views import Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
-from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, TooManyRequests
+from yurthub.errors import BadRequest, GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import transform
-from yurthub.kube.meta import rv_int
+from yurthub.kube.listoptions import check_list_options, parse_resource_version
 from yurthub.kube.resources import builtin
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
@@ -161,6 +161,8 @@ class Multiplexer:
             # A token the cloud was never seen to allow this: the usual way decides (online
             # the cloud, whose answer the guard remembers; offline the guard refuses it).
             return None
+        if info.verb == "list":
+            check_list_options(info)  # 422/400 as the cloud answers, before any wait
         feed = shared.feed
         if not state.synced and not feed.refused:
             state.wait_for(lambda: state.synced or bool(feed.refused), SYNC_WAIT)
@@ -446,10 +448,7 @@ def _gzipped(pieces: list[bytes]) -> Iterator[bytes]:
 
 
 def _rv(text: str) -> int:
-    try:
-        return rv_int(text)
-    except DecodeError:
-        raise BadRequest(f"invalid resource version: {text!r}") from None
+    return parse_resource_version(text)
 
 
 __all__ = ["Multiplexer", "Shared", "SharedWatch"]
