@@ -105,3 +105,16 @@ def test_list_options_are_checked_offline(sandbox, hub_factory):
         assert (status, reason) == ((400, "BadRequest") if "abc" in q else (422, "Invalid")), q
         assert message, q
         assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1")[:2] == (status, reason), q
+
+
+def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url)
+    full = names(answer(hub.url, PODS)[1])
+    assert len(full) >= 2
+    sandbox.offline()
+    healthy(hub, False)
+    # limit <= 0 is no limit (Python's keys[:-1] dropped the last pod: kubelet kills it).
+    for limit in ("-1", "-4", "0"):
+        status, doc = answer(hub.url, f"{PODS}&limit={limit}")
+        assert status == 200 and names(doc) == full, limit
+        assert "continue" not in doc["metadata"]

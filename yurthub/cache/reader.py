@@ -212,7 +212,7 @@ class CacheReader:
             keys = [k for k in keys if k > start_after]
         remaining = 0
         token = ""
-        if limit and len(keys) > limit:
+        if limit is not None and 0 < limit < len(keys):  # <= 0: no limit, as kube's
             remaining = len(keys) - limit
             keys = keys[:limit]
             token = _encode_continue(keys[-1], rv)

@@ -6,7 +6,7 @@ used without a ``resourceVersion``, with a ``continue`` token, with an unknown v
 ``Exact`` with ``resourceVersion=0``; a ``resourceVersion`` that is not a number is 400 (its
 storage cannot parse it).  Whatever answers a list in the hub's stead (the multiplexer, the
 cache while the cloud is away) asks these first, so a client gets the answer the cloud gives.
-Pure.
+``limit`` of zero or less means no limit, as there.  Pure.
 """
 
 from __future__ import annotations
@@ -56,4 +56,10 @@ def parse_resource_version(text: str) -> int:
                      "invalid syntax")
 
 
-__all__ = ["EXACT", "NOT_OLDER_THAN", "check_list_options", "parse_resource_version"]
+def effective_limit(limit: int | None) -> int | None:
+    """``limit`` as kube-apiserver applies it: zero or less is no limit (None)."""
+    return limit if limit is not None and limit > 0 else None
+
+
+__all__ = ["EXACT", "NOT_OLDER_THAN", "check_list_options", "effective_limit",
+           "parse_resource_version"]

@@ -44,7 +44,7 @@ from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
-from yurthub.kube.listoptions import check_list_options
+from yurthub.kube.listoptions import check_list_options, effective_limit
 from yurthub.kube.naming import check_name, check_path_name, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
@@ -218,7 +218,7 @@ class LocalProxy:
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         view = self._view(ctx)
-        page = self.reader.list(ck, rt, want, limit=info.limit,
+        page = self.reader.list(ck, rt, want, limit=effective_limit(info.limit),
                                 continue_token=info.continue_token, pinned_name=info.name)
         if view is not None:
             view.served(str(page.resource_version))

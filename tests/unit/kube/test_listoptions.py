@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from yurthub.errors import BadRequest, Invalid
-from yurthub.kube.listoptions import check_list_options
+from yurthub.kube.listoptions import check_list_options, effective_limit
 from yurthub.kube.requestinfo import parse_request_info
 
 
@@ -40,4 +40,8 @@ def test_a_resource_version_that_is_no_number_is_400(rv):
                                    "resourceVersion=12&resourceVersionMatch=Exact"])
 def test_valid_options_pass(query):
     check_list_options(info(query))
+
+
+def test_limit_zero_or_less_is_no_limit():
+    assert [effective_limit(x) for x in (None, 0, -1, 1, 500)] == [None, None, None, 1, 500]
 
