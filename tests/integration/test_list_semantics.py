@@ -10,6 +10,7 @@ older state.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -37,6 +38,27 @@ def outcome(base: Any, path: str, ua: str = KUBELET) -> tuple[int, str, str]:
 
 def names(doc: dict[str, Any]) -> list[str]:
     return [i["metadata"]["name"] for i in doc["items"]]
+
+
+def stall_feed(sandbox: Any, hub: Any) -> None:
+    """Make the multiplexer's upstream watch of Services stall (the cloud answers all else).
+
+    Its watch is cut and the re-watch stalled; a canary written then must not reach the
+    shared state (the re-watch may find a pooled connection the cut closed and come again,
+    past the stall: then once more).
+    """
+    for attempt in range(3):
+        sandbox.stall_next(match="/api/v1/services?watch=true&resourceVersion=")
+        sandbox.cut_connections()
+        time.sleep(1.5)
+        sandbox.put(service(f"canary-{attempt}", app="canary"))
+        time.sleep(1.5)
+        doc = answer(hub.url, SVC + "?resourceVersion=0&labelSelector=app%3Dcanary",
+                     "proxy-agent/1")[1]  # "any" version: the state as it is
+        if f"canary-{attempt}" not in names(doc):
+            return
+        sandbox.clear_faults()
+    raise AssertionError("the multiplexer's watch could not be stalled")
 
 
 def healthy(hub: Any, up: bool) -> None:
@@ -139,3 +161,32 @@ def test_a_continue_token_of_the_cache_is_expired_once_the_cloud_is_back(sandbox
     status, page = answer(hub.url, PODS + "&limit=1")
     status, rest = answer(hub.url, f"{PODS}&limit=5&continue={page['metadata']['continue']}")
     assert status == 200 and names(page) + names(rest) == full
+
+
+def test_watch_list_not_older_than_waits_for_the_version(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    stall_feed(sandbox, hub)  # the shared state lags the next write
+    x = sandbox.put(service("late", app="late"))["metadata"]["resourceVersion"]
+    query = {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
+             "resourceVersionMatch": "NotOlderThan", "resourceVersion": x,
+             "labelSelector": "app=late", "timeoutSeconds": "10"}
+    started = time.monotonic()
+    with watch_lines(hub.url, SVC, "proxy-agent/1", **query) as lines:
+        first = next(lines)
+    # Not an older state: 504 Too large resource version after the watch cache's 3 s.
+    assert first["type"] == "ERROR" and first["object"]["code"] == 504, first
+    assert 2.5 < time.monotonic() - started < 8
+    got: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        with watch_lines(hub.url, SVC, "proxy-agent/1", **query) as lines:
+            got.extend([next(lines), next(lines)])
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(1)
+    sandbox.release()
+    t.join(15)
+    assert [e["type"] for e in got] == ["ADDED", "BOOKMARK"], got
+    assert got[0]["object"]["metadata"]["name"] == "late"
+    assert int(got[1]["object"]["metadata"]["resourceVersion"]) >= int(x)

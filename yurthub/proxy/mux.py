@@ -186,17 +186,21 @@ class Multiplexer:
         return self.filters.chain_for(ctx.agent, info.verb, info.api_group, info.api_version,
                                       info.resource)
 
+    @staticmethod
+    def _wait_rv(state: SharedState, rv: int) -> None:
+        """Wait for the state to reach ``rv``; 504 after the watch cache's wait."""
+        if not state.wait_rv(rv, TOO_LARGE_WAIT):
+            raise GatewayTimeout(
+                f"Too large resource version: {rv}, current: {state.rv}",
+                details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                     "message": "Too large resource version"}],
+                         "retryAfterSeconds": 1})
+
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
               chain: Chain | None, view: ClientView | None) -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
-            rv = _rv(rv_param)
-            if not state.wait_rv(rv, TOO_LARGE_WAIT):
-                raise GatewayTimeout(
-                    f"Too large resource version: {rv}, current: {state.rv}",
-                    details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                         "message": "Too large resource version"}],
-                             "retryAfterSeconds": 1})
+            self._wait_rv(state, _rv(rv_param))
         rv, objs, _ = state.snapshot()
         if view is not None:
             view.served(str(rv))
@@ -241,6 +245,15 @@ class Multiplexer:
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         first: list[Obj] = []
         if initial:
+            if rv_param not in ("", "0"):  # (a watch-list, resourceVersionMatch=NotOlderThan)
+                # Initial events "not older than" a version: the state must reach it first,
+                # as a list at that version waits for it; kube-apiserver's watch cache ends
+                # such a watch with an ERROR event (504 Too large resource version).
+                try:
+                    self._wait_rv(state, _rv(rv_param))
+                except GatewayTimeout as e:
+                    line = _line("ERROR", _dump(status_object(e)))
+                    return Response([line], status=200, content_type=JSON)
             rv, objs, seq = state.snapshot()
             first = [o for o in objs if _selected(want, o)]
             start_rv = rv
