@@ -40,6 +40,13 @@ def names(doc: dict[str, Any]) -> list[str]:
     return [i["metadata"]["name"] for i in doc["items"]]
 
 
+def feed_requests(sandbox: Any, verb: str) -> list[Any]:
+    """The multiplexer's lists ("") or watches ("watch") of Services in the cloud."""
+    return [r for r in sandbox.requests("GET /api/v1/services?")
+            if r.user_agent.startswith("yurthub-multiplexer")
+            and (r.query.startswith("watch=") if verb else not r.query)]
+
+
 def stall_feed(sandbox: Any, hub: Any) -> None:
     """Make the multiplexer's upstream watch of Services stall (the cloud answers all else).
 
@@ -190,3 +197,50 @@ def test_watch_list_not_older_than_waits_for_the_version(sandbox, hub_factory):
     assert [e["type"] for e in got] == ["ADDED", "BOOKMARK"], got
     assert got[0]["object"]["metadata"]["name"] == "late"
     assert int(got[1]["object"]["metadata"]["resourceVersion"]) >= int(x)
+
+
+def test_a_list_without_resource_version_is_a_consistent_read(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    time.sleep(1)  # the feed learns the apiserver's bookmark cadence (0.3 s here)
+    stall_feed(sandbox, hub)  # the state lags the cloud for as long
+    lists = len(feed_requests(sandbox, ""))
+    sandbox.put(service("fresh", app="fresh"))
+    started = time.monotonic()
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dfresh", "proxy-agent/1")
+    assert status == 200 and names(doc) == ["fresh"]  # from the cloud
+    assert time.monotonic() - started < 3
+    # The feed's stalled watch was ended (silent past its bookmark cadence): it watched
+    # again from its version (no list), so the shared state, watches included, caught up
+    # and the next lists are answered from it at once.  (The stalled request is still
+    # open in the sandbox, which logs a request once it has answered it.)
+    wait_for(lambda: "fresh" in names(answer(
+        hub.url, SVC + "?resourceVersion=0&labelSelector=app%3Dfresh", "proxy-agent/1")[1]),
+        5, what="the shared state caught up")
+    assert len(feed_requests(sandbox, "")) == lists
+    # Read-your-writes: an object written just before the list is in it; each list costs
+    # the cloud one small probe (a list of one item), and no list.
+    probes = len(sandbox.requests("limit=1"))
+    took = []
+    for i in range(20):
+        sandbox.put(service(f"ryw-{i}", app="ryw"))
+        started = time.monotonic()
+        status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dryw", "proxy-agent/1")
+        took.append(time.monotonic() - started)
+        assert status == 200 and f"ryw-{i}" in names(doc), (i, names(doc))
+    assert sorted(took)[len(took) // 2] < 0.5, took
+    wait_for(lambda: len(sandbox.requests("limit=1")) == probes + 20, 5, what="20 probes")
+    assert len(feed_requests(sandbox, "")) == lists
+    assert not [r for r in sandbox.requests() if r.path == SVC
+                and r.user_agent.startswith("proxy-agent")
+                and "fresh" not in r.query]
+    # A list from "any" version (resourceVersion=0) is not a consistent read: no probe.
+    probes = len(sandbox.requests("limit=1"))
+    assert answer(hub.url, SVC + "?resourceVersion=0", "proxy-agent/1")[0] == 200
+    time.sleep(0.2)
+    assert len(sandbox.requests("limit=1")) == probes
+    # Offline, the state answers as it is.
+    sandbox.offline()
+    healthy(hub, False)
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dryw", "proxy-agent/1")
+    assert status == 200 and len(names(doc)) == 20
