@@ -239,6 +239,23 @@ def test_a_list_without_resource_version_is_a_consistent_read(sandbox, hub_facto
     assert answer(hub.url, SVC + "?resourceVersion=0", "proxy-agent/1")[0] == 200
     time.sleep(0.2)
     assert len(sandbox.requests("limit=1")) == probes
+    # Ten clients at once (a slow cloud: each request takes 0.3 s) share their probes: the
+    # first one's, and one sent once it answered, for all who asked meanwhile.
+    sandbox.set_latency(300)
+    probes = len(sandbox.requests("limit=1"))
+    got: list[int] = []
+
+    def one(ua: str) -> None:
+        got.append(len(names(answer(hub.url, SVC + "?labelSelector=app%3Dryw", ua)[1])))
+    threads = [threading.Thread(target=one, args=(f"agent-{i}/1",)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    sandbox.set_latency(0)
+    assert got == [20] * 10
+    time.sleep(0.2)
+    assert 1 <= len(sandbox.requests("limit=1")) - probes <= 3
     # Offline, the state answers as it is.
     sandbox.offline()
     healthy(hub, False)
