@@ -134,7 +134,8 @@ class Hub:
             itself = ConnectionInfo(id=0, role=Role.PROXY, peer="yurthub", uid=None,
                                     identified=False, accepted_at=time.monotonic())
             self.mux = Multiplexer(cfg, self.streams, self.filters, self.metrics,
-                                   guard=self.guard, feed_environ=itself.environ())
+                                   guard=self.guard, feed_environ=itself.environ(),
+                                   upstream=self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder,
                                   self.mux)
         if self.mux is not None:

@@ -258,7 +258,11 @@ def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = Fa
                      ) -> float | None:
     """Idle timeout of a request: watches live as long as they asked for, plus slack."""
     if watch:
-        return None if timeout_seconds is None else timeout_seconds + WATCH_TIMEOUT_SLACK
+        # timeoutSeconds=0 is unset to kube-apiserver (minRequestTimeout * [1, 2)), and a
+        # negative one ends the watch at once: neither bounds how long it may stay idle.
+        if timeout_seconds is None or timeout_seconds <= 0:
+            return None
+        return timeout_seconds + WATCH_TIMEOUT_SLACK
     if follow:
         return None
     return REQUEST_READ_TIMEOUT

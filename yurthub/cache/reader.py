@@ -220,7 +220,7 @@ class CacheReader:
             keys = [k for k in keys if k > start_after]
         remaining = 0
         token = ""
-        if limit and len(keys) > limit:
+        if limit is not None and 0 < limit < len(keys):  # <= 0: no limit, as kube's
             remaining = len(keys) - limit
             keys = keys[:limit]
             token = _encode_continue(keys[-1], rv)
@@ -313,6 +313,19 @@ def _encode_continue(last: tuple[str, str], rv: int) -> str:
     return base64.urlsafe_b64encode(doc.encode()).decode()
 
 
+def is_local_continue(token: str) -> bool:
+    """A continue token the cache handed out (``yurthub/1``): the cloud cannot read it."""
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, binascii.Error):
+        return False
+    return isinstance(doc, dict) and doc.get("v") == "yurthub/1"
+
+
+CONTINUE_EXPIRED = ("The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.")
+
+
 def _decode_continue(token: str) -> tuple[tuple[str, str] | None, int]:
     if not token:
         return None, 0
@@ -322,8 +335,7 @@ def _decode_continue(token: str) -> tuple[tuple[str, str] | None, int]:
             raise ValueError("not ours")
         return (str(doc["ns"]), str(doc["name"])), int(doc["rv"])
     except (ValueError, KeyError, TypeError, binascii.Error):
-        raise Gone("The provided continue parameter is too old to display a consistent list "
-                   "result. You can start a new list without the continue parameter.") from None
+        raise Gone(CONTINUE_EXPIRED) from None
 
 
 def _mtime_fallback() -> float:

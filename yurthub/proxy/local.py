@@ -47,6 +47,7 @@ from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
 from yurthub.kube.jsondepth import check_depth
+from yurthub.kube.listoptions import check_list_options, effective_limit
 from yurthub.kube.naming import check_name, check_path_name, check_type, ensure_namespace
 from yurthub.kube.patchlimits import (
     apply_json_patch,
@@ -215,13 +216,14 @@ class LocalProxy:
         return _json(body, 200, fresh, content_type)
 
     def _list(self, ctx: RequestContext) -> Response:
+        check_list_options(ctx.info)  # 422/400 as the cloud answers them
         ck, rt = self._target(ctx)
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=True)
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         view = self._view(ctx)
-        page = self.reader.list(ck, rt, want, limit=info.limit,
+        page = self.reader.list(ck, rt, want, limit=effective_limit(info.limit),
                                 continue_token=info.continue_token, pinned_name=info.name)
         if view is not None:
             view.served(str(page.resource_version))
@@ -271,7 +273,8 @@ class LocalProxy:
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
         timeout = info.timeout_seconds
-        if timeout is None:
+        if not timeout:
+            # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         view = self._view(ctx)
         if view is not None and view.outdated(info.resource_version):

@@ -6,7 +6,10 @@ For each resource of ``pool_scope_resources`` the first client's request starts 
 ``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
 label and field selectors; a list "not older than" a resourceVersion waits for it (504
 after 3 s, as the watch cache does) and ``limit`` is ignored (the whole list is one
-consistent page, as the watch cache serves it); a watch without a resourceVersion starts
+consistent page, as the watch cache serves it); a list without a resourceVersion (and a
+watch-list without one) is a consistent read: while the cloud answers, the state must first
+reach the cloud's current resourceVersion (see ``Multiplexer._consistent``); a watch
+without a resourceVersion starts
 with ADDED events of what exists, a watch from a version gets every change after it, or
 410 Expired as an ERROR event when the history no longer holds them; objects entering or
 leaving a selection arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
@@ -34,19 +37,19 @@ from yurthub.access.keys import access_key
 from yurthub.cache.policy import is_historical_list
 from yurthub.cache.views import Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
-from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, TooManyRequests
+from yurthub.errors import BadRequest, GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import transform
-from yurthub.kube.meta import rv_int
+from yurthub.kube.listoptions import check_list_options, parse_resource_version
 from yurthub.kube.resources import builtin
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.localwatch import bookmark_event
-from yurthub.proxy.muxfeed import Feed, WsgiApp
+from yurthub.proxy.muxfeed import Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
 from yurthub.proxy.streams import Reason, StreamRegistry
 
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
+CONSISTENT_WAIT = 1.0     # a consistent read waits this long for the cloud's version
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
 
@@ -70,10 +74,12 @@ def _line(etype: str, raw: bytes) -> bytes:
 class Shared:
     """One pool-scoped resource: its state and the feed that keeps it current."""
 
-    def __init__(self, key: str, state: SharedState, feed: Feed) -> None:
+    def __init__(self, key: str, state: SharedState, feed: Feed,
+                 latest: Latest | None = None) -> None:
         self.key = key
         self.state = state
         self.feed = feed
+        self.latest = latest  # None: consistent reads are answered from the state as it is
 
 
 class Multiplexer:
@@ -81,8 +87,9 @@ class Multiplexer:
 
     def __init__(self, cfg: Config, streams: StreamRegistry, filters: FilterManager,
                  metrics: Metrics, *, guard: AccessGuard | None = None,
-                 feed_environ: dict[str, Any] | None = None) -> None:
+                 feed_environ: dict[str, Any] | None = None, upstream: Any = None) -> None:
         self.cfg = cfg
+        self.upstream = upstream  # for the cloud's current resourceVersion (muxfeed.Latest)
         self.streams = streams
         self.filters = filters
         self.guard = guard
@@ -140,7 +147,10 @@ class Multiplexer:
             state = SharedState(rt, self.cfg.watch_history_size)
             feed = Feed(self.app, state, f"{prefix}/{resource}", self.cfg.node_name,
                         self.feed_environ)
-            shared = self._shared[key] = Shared(key, state, feed)
+            latest = None
+            if self.upstream is not None:
+                latest = Latest(self.upstream, f"{prefix}/{resource}", feed.user_agent)
+            shared = self._shared[key] = Shared(key, state, feed, latest)
             log.info("shared %s: first client request; starting the upstream list+watch", key)
             feed.start()
             return shared
@@ -161,6 +171,8 @@ class Multiplexer:
             # A token the cloud was never seen to allow this: the usual way decides (online
             # the cloud, whose answer the guard remembers; offline the guard refuses it).
             return None
+        if info.verb == "list":
+            check_list_options(info)  # 422/400 as the cloud answers, before any wait
         feed = shared.feed
         if not state.synced and not feed.refused:
             state.wait_for(lambda: state.synced or bool(feed.refused), SYNC_WAIT)
@@ -170,6 +182,9 @@ class Multiplexer:
                 return None
             raise TooManyRequests(f"the shared list of {info.resource} is being loaded; "
                                   "retry in a moment", details={"retryAfterSeconds": 1})
+        if not info.resource_version and (info.verb == "list" or info.send_initial_events) \
+                and not self._consistent(shared):
+            return None  # the state could not catch up: the cloud answers this one
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
                                      "200").inc()
         view = self.filters.client_view(ctx.component, info.verb, info.api_group,
@@ -184,17 +199,52 @@ class Multiplexer:
         return self.filters.chain_for(ctx.agent, info.verb, info.api_group, info.api_version,
                                       info.resource)
 
+    def _consistent(self, shared: Shared) -> bool:
+        """Wait until the state holds what the cloud holds now: a consistent read.
+
+        kube-apiserver's watch cache asks etcd for its current revision and waits for it
+        (etcd's progress notifications move it on when nothing changes).  Here a probe
+        (muxfeed.Latest, a list with limit=1) gives the cloud's current resourceVersion and
+        the state is waited for, briefly.  It gets there when the change is on its way, or
+        was made before the last bookmark; a quiet collection in a busy cluster (the version
+        moved with other resources) only reaches it at the apiserver's next bookmark: False
+        then, and the request goes the usual way (the cloud answers it, as kube-apiserver
+        answered every consistent list from etcd before it could do it from its cache).  A
+        feed whose watch has gone silent for longer than its bookmark cadence is stalled:
+        its watch is ended, and it watches again from the state's version.  While the cloud
+        is away (no probe answers) the state is the newest there is: True at once.
+        """
+        if shared.latest is None:
+            return True
+        state, feed = shared.state, shared.feed
+        rv = shared.latest.get()
+        if rv is None or state.wait_rv(rv, CONSISTENT_WAIT):
+            return True
+        if feed.stalled():
+            n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
+            log.warning("shared %s: at %d, behind the cloud's %d, and its upstream watch has "
+                        "been silent for %.0fs; watching again (%d ended)", shared.key,
+                        state.rv, rv, time.monotonic() - feed.heard_at, n)
+        else:
+            log.debug("shared %s: at %d, behind the cloud's %d; a consistent read goes to "
+                      "the cloud", shared.key, state.rv, rv)
+        return False
+
+    @staticmethod
+    def _wait_rv(state: SharedState, rv: int) -> None:
+        """Wait for the state to reach ``rv``; 504 after the watch cache's wait."""
+        if not state.wait_rv(rv, TOO_LARGE_WAIT):
+            raise GatewayTimeout(
+                f"Too large resource version: {rv}, current: {state.rv}",
+                details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                     "message": "Too large resource version"}],
+                         "retryAfterSeconds": 1})
+
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
               chain: Chain | None, view: ClientView | None) -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
-            rv = _rv(rv_param)
-            if not state.wait_rv(rv, TOO_LARGE_WAIT):
-                raise GatewayTimeout(
-                    f"Too large resource version: {rv}, current: {state.rv}",
-                    details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                         "message": "Too large resource version"}],
-                             "retryAfterSeconds": 1})
+            self._wait_rv(state, _rv(rv_param))
         rv, objs, _ = state.snapshot()
         if view is not None:
             view.served(str(rv))
@@ -234,10 +284,20 @@ class Multiplexer:
         if initial is None:
             initial = rv_param in ("", "0")
         timeout = info.timeout_seconds
-        if timeout is None:
+        if not timeout:
+            # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         first: list[Obj] = []
         if initial:
+            if rv_param not in ("", "0"):  # (a watch-list, resourceVersionMatch=NotOlderThan)
+                # Initial events "not older than" a version: the state must reach it first,
+                # as a list at that version waits for it; kube-apiserver's watch cache ends
+                # such a watch with an ERROR event (504 Too large resource version).
+                try:
+                    self._wait_rv(state, _rv(rv_param))
+                except GatewayTimeout as e:
+                    line = _line("ERROR", _dump(status_object(e)))
+                    return Response([line], status=200, content_type=JSON)
             rv, objs, seq = state.snapshot()
             first = [o for o in objs if _selected(want, o)]
             start_rv = rv
@@ -404,6 +464,15 @@ class SharedWatch:
         self._life.close()
 
 
+def _feed_watch(key: str) -> Any:
+    """Selects the upstream watch a feed is in (through the proxy: a remote stream)."""
+    def match(stream: Any) -> bool:
+        ctx = getattr(stream, "ctx", None)
+        return (stream.source == "remote" and ctx is not None and ctx.agent == MULTIPLEXER_AGENT
+                and ctx.info.verb == "watch" and ctx.info.gvr_key == key)
+    return match
+
+
 def _selected(want: Selectors, o: Obj) -> bool:
     return want.matches(o.namespace, o.name, o.labels, o.fields)
 
@@ -445,10 +514,7 @@ def _gzipped(pieces: list[bytes]) -> Iterator[bytes]:
 
 
 def _rv(text: str) -> int:
-    try:
-        return rv_int(text)
-    except DecodeError:
-        raise BadRequest(f"invalid resource version: {text!r}") from None
+    return parse_resource_version(text)
 
 
 __all__ = ["Multiplexer", "Shared", "SharedWatch"]

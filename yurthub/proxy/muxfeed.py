@@ -12,6 +12,11 @@ state's resourceVersion, so local clients notice nothing.
 A watch that ends or breaks is resumed from the last version the state holds (an event
 torn mid-way is not applied and comes again); a 410 makes the feed list again, and the
 state turns the difference into events.  Failures are retried with a capped backoff.
+
+``Latest`` learns the cloud's current resourceVersion for a consistent read (a list without
+a resourceVersion): a list with ``limit=1``, metadata only, straight to the cloud under the
+hub's identity (not through the proxy: it must not be cached), shared by the clients that
+ask at the same time.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.test import EnvironBuilder
 
+from yurthub import upstream as up
 from yurthub.config import MULTIPLEXER_AGENT
 from yurthub.errors import DecodeError, YurthubError
 from yurthub.kube.framing import ListParser, WatchFramer
@@ -39,6 +47,7 @@ WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 # The feed's watch lasts 5-10 minutes, then is renewed (as client-go's reflector does).
 WATCH_TIMEOUT = 300
 MAX_BACKOFF = 10.0
+STALL_SILENCE = 150.0  # silence that means a stalled watch before a bookmark cadence is known
 
 
 class _Expired(Exception):
@@ -73,6 +82,13 @@ class Feed(BackgroundThread):
         # list the resource, from their own cached copy when the cloud is away and the
         # shared one was never made (a hub upgraded while offline).
         self.refused = ""
+        # When the upstream watch last said anything (an event or a bookmark; its start
+        # counts), and how far apart its last two bookmarks came: the apiserver's cadence,
+        # against which a silence tells a stalled watch (``stalled``).
+        self.watching = False
+        self.heard_at = time.monotonic()
+        self.bookmark_gap = 0.0
+        self._bookmark_at = 0.0
 
     def run(self) -> None:
         backoff = 0.5
@@ -100,6 +116,15 @@ class Feed(BackgroundThread):
 
     def wake(self) -> None:
         self.state.wake()
+
+    def stalled(self) -> bool:
+        """The watch has been silent for over twice the apiserver's bookmark cadence (it
+        sends bookmarks to a watch that allows them, about once a minute in kube), or for
+        STALL_SILENCE while no cadence is known yet."""
+        if not self.watching:
+            return False
+        limit = 2 * self.bookmark_gap + 2.0 if self.bookmark_gap else STALL_SILENCE
+        return time.monotonic() - self.heard_at > limit
 
     # -- one request through the proxy ------------------------------------------------------
 
@@ -162,6 +187,8 @@ class Feed(BackgroundThread):
                 raise _Expired(f"watch from {state.rv} answered 410")
             if status != 200:
                 raise _Failed(f"watch answered {status}: {_text(chunks)}")
+            self.heard_at = time.monotonic()
+            self.watching = True
             for chunk in chunks:
                 for ev in framer.feed(chunk):
                     self._event(ev.type, ev.raw, ev.obj)
@@ -171,11 +198,16 @@ class Feed(BackgroundThread):
             # A torn or garbled event is not applied: the next watch resumes before it.
             raise _Failed(f"watch stream unusable: {e}") from e
         finally:
+            self.watching = False
             close()
 
     def _event(self, etype: str, raw: bytes, obj: dict[str, Any]) -> None:
         state = self.state
+        self.heard_at = now = time.monotonic()
         if etype == "BOOKMARK":
+            if self._bookmark_at:
+                self.bookmark_gap = now - self._bookmark_at
+            self._bookmark_at = now
             meta = obj.get("metadata") or {}
             state.bookmark(rv_int(str(meta.get("resourceVersion", ""))))
             return
@@ -184,6 +216,71 @@ class Feed(BackgroundThread):
                 raise _Expired(f"watch from {state.rv}: {obj.get('message', 'expired')}")
             raise _Failed(f"watch error: {obj.get('message', obj)}")
         state.apply(etype, make_obj(state.rt, obj, event=raw))
+
+
+PROBE_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, "
+                "application/json")
+PROBE_BYTES = 1 << 20
+PROBE_TIMEOUT = 5.0  # a cloud this slow to say its version: the state answers as it is
+
+
+class Latest:
+    """The cloud's current resourceVersion of one collection (a consistent read's target).
+
+    ``get()`` answers with a probe sent after it was called (a probe in flight when it was
+    called may predate a write the caller saw: it is not enough), so callers at the same
+    moment share one probe and the cloud sees one small list for a burst of them.
+    """
+
+    def __init__(self, upstream: Any, path: str, user_agent: str) -> None:
+        self.upstream = upstream
+        self.path = path
+        self.user_agent = user_agent
+        self._lock = threading.Lock()
+        self._sent_at = 0.0
+        self._rv: int | None = None
+        self.probes = 0  # sent, for tests and logs
+
+    def get(self) -> int | None:
+        """The cloud's resourceVersion now; None when no healthy cloud answered it."""
+        asked = time.monotonic()
+        with self._lock:
+            if self._sent_at >= asked:
+                return self._rv  # a probe sent after we asked has answered meanwhile
+            self._sent_at = time.monotonic()
+            self._rv = self._probe()
+            return self._rv
+
+    def _probe(self) -> int | None:
+        servers = self.upstream.candidates()
+        if not servers:
+            return None  # offline: the state is the newest there is
+        headers = {"Accept": PROBE_ACCEPT, "User-Agent": self.user_agent}
+        self.probes += 1
+        try:
+            resp = self.upstream.send(servers[0], "GET", f"{self.path}?limit=1", headers,
+                                      None, read_timeout=PROBE_TIMEOUT)
+        except YurthubError as e:
+            log.debug("%s: no current resourceVersion: %s", self.path, e)
+            return None
+        whole = False
+        try:
+            data = b""
+            for piece in up.stream(resp):
+                data += piece
+                if len(data) > PROBE_BYTES:
+                    return None
+            whole = True
+            if resp.status != 200:
+                log.debug("%s: limit=1 list answered %d", self.path, resp.status)
+                return None
+            meta = json.loads(data).get("metadata") or {}
+            return rv_int(str(meta.get("resourceVersion", "")))
+        except (YurthubError, ValueError, AttributeError) as e:
+            log.debug("%s: no current resourceVersion: %s", self.path, e)
+            return None
+        finally:
+            up.finish(resp, whole)
 
 
 def _text(chunks: Iterator[bytes]) -> str:

@@ -15,9 +15,11 @@ from typing import Any, Protocol
 from werkzeug.wrappers import Request, Response
 
 from yurthub.access.guard import AccessGuard
+from yurthub.cache.reader import CONTINUE_EXPIRED, is_local_continue
 from yurthub.errors import (
     ApiError,
     BadGateway,
+    Gone,
     IdentityUnavailable,
     ServiceUnavailable,
     UpstreamBroken,
@@ -110,6 +112,11 @@ class ProxyApp:
                 return local.handle(ctx, "kubelet's lease is renewed by the hub")
             if not self.cloud.cloud_healthy():
                 return self._local(local, ctx, "cloud unhealthy")
+        token = ctx.info.continue_token
+        if token and ctx.info.verb == "list" and is_local_continue(token):
+            # A page the cache began while the cloud was away: the cloud cannot read the
+            # token (400).  410 makes client-go's pager and kubectl list again from the start.
+            raise Gone(CONTINUE_EXPIRED)
         try:
             return self.remote.handle(ctx)
         except IdentityUnavailable as e:

@@ -27,6 +27,7 @@ class Reason(Enum):
     CLOUD_DOWN = "cloud unhealthy"     # remote watches end; clients re-watch from the cache
     CLOUD_UP = "cloud healthy"         # local watches end; clients re-watch upstream
     FILTERS_CHANGED = "response filters changed"  # the client relists what it should see
+    STATE_BEHIND = "shared state behind the cloud"  # the multiplexer's feed lists again
 
 
 # Where a stream is served from, which decides the health change that ends it: "remote"

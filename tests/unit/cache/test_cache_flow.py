@@ -524,3 +524,12 @@ def test_a_big_list_leaves_the_collectors_generations_and_reopens_intact(manager
             {k: int(v) for k, v in want.items()}
     finally:
         again.close()
+
+
+def test_a_limit_of_zero_or_less_is_no_limit(manager, feed):
+    # kube-apiserver ignores limit <= 0; keys[:-1] dropped the last pod (kubelet kills it).
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
+    for limit in (0, -1, -4):
+        page, items = listed(manager, limit=limit)
+        assert [i["metadata"]["name"] for i in items] == ["a", "b"], limit
+        assert page.continue_token == ""

@@ -1,0 +1,263 @@
+"""What kube-apiserver answers to a list's or a watch's options, the hub answers too: through
+the multiplexer, from the cache while the cloud is away, and once it is back.
+
+Each case here was a tester's report: ``timeoutSeconds=0`` ended watches at once, list
+options the cloud refuses were answered 200, ``limit=-1`` offline dropped items, the cache's
+continue token went to the cloud (400), and a watch-list "not older than" a version sent an
+older state.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.integration.test_mux import SVC, service, watch_lines
+
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+PODS = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
+BAD_OPTIONS = ["resourceVersionMatch=NotOlderThan", "resourceVersionMatch=bogus",
+               "resourceVersion=0&resourceVersionMatch=Exact", "resourceVersion=abc"]
+
+
+def answer(base: Any, path: str, ua: str = KUBELET) -> tuple[int, dict[str, Any]]:
+    status, _, body = http(base + path, headers={"User-Agent": ua})
+    return status, json.loads(body)
+
+
+def outcome(base: Any, path: str, ua: str = KUBELET) -> tuple[int, str, str]:
+    status, doc = answer(base, path, ua)
+    if doc.get("kind") == "Status":
+        return status, doc["reason"], doc["message"]
+    return status, doc["kind"], ""
+
+
+def names(doc: dict[str, Any]) -> list[str]:
+    return [i["metadata"]["name"] for i in doc["items"]]
+
+
+def feed_requests(sandbox: Any, verb: str) -> list[Any]:
+    """The multiplexer's lists ("") or watches ("watch") of Services in the cloud."""
+    return [r for r in sandbox.requests("GET /api/v1/services?")
+            if r.user_agent.startswith("yurthub-multiplexer")
+            and (r.query.startswith("watch=") if verb else not r.query)]
+
+
+def stall_feed(sandbox: Any, hub: Any) -> None:
+    """Make the multiplexer's upstream watch of Services stall (the cloud answers all else).
+
+    Its watch is cut and the re-watch stalled; a canary written then must not reach the
+    shared state (the re-watch may find a pooled connection the cut closed and come again,
+    past the stall: then once more).
+    """
+    for attempt in range(3):
+        sandbox.stall_next(match="/api/v1/services?watch=true&resourceVersion=")
+        sandbox.cut_connections()
+        time.sleep(1.5)
+        sandbox.put(service(f"canary-{attempt}", app="canary"))
+        time.sleep(1.5)
+        doc = answer(hub.url, SVC + "?resourceVersion=0&labelSelector=app%3Dcanary",
+                     "proxy-agent/1")[1]  # "any" version: the state as it is
+        if f"canary-{attempt}" not in names(doc):
+            return
+        sandbox.clear_faults()
+    raise AssertionError("the multiplexer's watch could not be stalled")
+
+
+def healthy(hub: Any, up: bool) -> None:
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == (1 if up else 0),
+             20, what=f"the hub to see the cloud {'back' if up else 'gone'}")
+
+
+def bookmarks(lines: Any, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` events of a watch."""
+    got = []
+    for ev in lines:
+        got.append(ev)
+        if len(got) == n:
+            break
+    return got
+
+
+def test_timeout_seconds_zero_is_unset(sandbox, hub_factory):
+    """kube-apiserver: timeoutSeconds=0 is minRequestTimeout * [1, 2), not "end now"."""
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    sandbox.put(service("quiet", app="quiet"))
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    assert hub.get(PODS)[0] == 200
+    started = time.monotonic()
+    with watch_lines(hub.url, SVC, "proxy-agent/1", timeoutSeconds="0",
+                     allowWatchBookmarks="true", resourceVersion="0",
+                     labelSelector="app=quiet") as lines:
+        got = bookmarks(lines, 4)  # ADDED quiet, then bookmarks a second apart
+    assert [e["type"] for e in got] == ["ADDED", "BOOKMARK", "BOOKMARK", "BOOKMARK"]
+    assert time.monotonic() - started > 2
+
+
+def test_timeout_seconds_zero_is_unset_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(PODS)[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    rv = answer(hub.url, PODS)[1]["metadata"]["resourceVersion"]
+    started = time.monotonic()
+    with watch_lines(hub.url, PODS.split("?")[0], KUBELET, timeoutSeconds="0",
+                     allowWatchBookmarks="true", resourceVersion=rv,
+                     fieldSelector="spec.nodeName=node-0000") as lines:
+        got = bookmarks(lines, 3)
+    assert [e["type"] for e in got] == ["BOOKMARK"] * 3
+    assert time.monotonic() - started > 1.5
+
+
+def test_list_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    for q in BAD_OPTIONS:
+        cloud = outcome(sandbox.url, f"{SVC}?{q}")
+        assert cloud[0] in (400, 422), (q, cloud)
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
+        assert outcome(hub.url, f"{PODS}&{q}") == outcome(sandbox.url, f"{PODS}&{q}"), q
+
+
+def test_list_options_are_checked_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(PODS)[0] == 200
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    for q in BAD_OPTIONS:
+        status, reason, message = outcome(hub.url, f"{PODS}&{q}")
+        assert (status, reason) == ((400, "BadRequest") if "abc" in q else (422, "Invalid")), q
+        assert message, q
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1")[:2] == (status, reason), q
+
+
+def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url)
+    full = names(answer(hub.url, PODS)[1])
+    assert len(full) >= 2
+    sandbox.offline()
+    healthy(hub, False)
+    # limit <= 0 is no limit (Python's keys[:-1] dropped the last pod: kubelet kills it).
+    for limit in ("-1", "-4", "0"):
+        status, doc = answer(hub.url, f"{PODS}&limit={limit}")
+        assert status == 200 and names(doc) == full, limit
+        assert "continue" not in doc["metadata"]
+
+
+def test_a_continue_token_of_the_cache_is_expired_once_the_cloud_is_back(sandbox,
+                                                                         hub_factory):
+    hub = hub_factory(sandbox.url)
+    full = names(answer(hub.url, PODS)[1])
+    sandbox.offline()
+    healthy(hub, False)
+    status, page = answer(hub.url, PODS + "&limit=1")
+    token = page["metadata"]["continue"]
+    assert status == 200 and token
+    sandbox.online()
+    healthy(hub, True)
+    status, doc = answer(hub.url, f"{PODS}&limit=1&continue={token}")
+    # 410 (not the cloud's 400 for a token it cannot read): client-go's pager lists again.
+    assert (status, doc["reason"]) == (410, "Expired"), doc
+    assert not sandbox.requests("continue=")
+    # The cloud's own tokens still go to the cloud.
+    status, page = answer(hub.url, PODS + "&limit=1")
+    status, rest = answer(hub.url, f"{PODS}&limit=5&continue={page['metadata']['continue']}")
+    assert status == 200 and names(page) + names(rest) == full
+
+
+def test_watch_list_not_older_than_waits_for_the_version(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    stall_feed(sandbox, hub)  # the shared state lags the next write
+    x = sandbox.put(service("late", app="late"))["metadata"]["resourceVersion"]
+    query = {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
+             "resourceVersionMatch": "NotOlderThan", "resourceVersion": x,
+             "labelSelector": "app=late", "timeoutSeconds": "10"}
+    started = time.monotonic()
+    with watch_lines(hub.url, SVC, "proxy-agent/1", **query) as lines:
+        first = next(lines)
+    # Not an older state: 504 Too large resource version after the watch cache's 3 s.
+    assert first["type"] == "ERROR" and first["object"]["code"] == 504, first
+    assert 2.5 < time.monotonic() - started < 8
+    got: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        with watch_lines(hub.url, SVC, "proxy-agent/1", **query) as lines:
+            got.extend([next(lines), next(lines)])
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(1)
+    sandbox.release()
+    t.join(15)
+    assert [e["type"] for e in got] == ["ADDED", "BOOKMARK"], got
+    assert got[0]["object"]["metadata"]["name"] == "late"
+    assert int(got[1]["object"]["metadata"]["resourceVersion"]) >= int(x)
+
+
+def test_a_list_without_resource_version_is_a_consistent_read(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    time.sleep(1)  # the feed learns the apiserver's bookmark cadence (0.3 s here)
+    stall_feed(sandbox, hub)  # the state lags the cloud for as long
+    lists = len(feed_requests(sandbox, ""))
+    sandbox.put(service("fresh", app="fresh"))
+    started = time.monotonic()
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dfresh", "proxy-agent/1")
+    assert status == 200 and names(doc) == ["fresh"]  # from the cloud
+    assert time.monotonic() - started < 3
+    # The feed's stalled watch was ended (silent past its bookmark cadence): it watched
+    # again from its version (no list), so the shared state, watches included, caught up
+    # and the next lists are answered from it at once.  (The stalled request is still
+    # open in the sandbox, which logs a request once it has answered it.)
+    wait_for(lambda: "fresh" in names(answer(
+        hub.url, SVC + "?resourceVersion=0&labelSelector=app%3Dfresh", "proxy-agent/1")[1]),
+        5, what="the shared state caught up")
+    assert len(feed_requests(sandbox, "")) == lists
+    # Read-your-writes: an object written just before the list is in it; each list costs
+    # the cloud one small probe (a list of one item), and no list.
+    probes = len(sandbox.requests("limit=1"))
+    took = []
+    for i in range(20):
+        sandbox.put(service(f"ryw-{i}", app="ryw"))
+        started = time.monotonic()
+        status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dryw", "proxy-agent/1")
+        took.append(time.monotonic() - started)
+        assert status == 200 and f"ryw-{i}" in names(doc), (i, names(doc))
+    assert sorted(took)[len(took) // 2] < 0.5, took
+    wait_for(lambda: len(sandbox.requests("limit=1")) == probes + 20, 5, what="20 probes")
+    assert len(feed_requests(sandbox, "")) == lists
+    assert not [r for r in sandbox.requests() if r.path == SVC
+                and r.user_agent.startswith("proxy-agent")
+                and "fresh" not in r.query]
+    # A list from "any" version (resourceVersion=0) is not a consistent read: no probe.
+    probes = len(sandbox.requests("limit=1"))
+    assert answer(hub.url, SVC + "?resourceVersion=0", "proxy-agent/1")[0] == 200
+    time.sleep(0.2)
+    assert len(sandbox.requests("limit=1")) == probes
+    # Ten clients at once (a slow cloud: each request takes 0.3 s) share their probes: the
+    # first one's, and one sent once it answered, for all who asked meanwhile.
+    sandbox.set_latency(300)
+    probes = len(sandbox.requests("limit=1"))
+    got: list[int] = []
+
+    def one(ua: str) -> None:
+        got.append(len(names(answer(hub.url, SVC + "?labelSelector=app%3Dryw", ua)[1])))
+    threads = [threading.Thread(target=one, args=(f"agent-{i}/1",)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    sandbox.set_latency(0)
+    assert got == [20] * 10
+    time.sleep(0.2)
+    assert 1 <= len(sandbox.requests("limit=1")) - probes <= 3
+    # Offline, the state answers as it is.
+    sandbox.offline()
+    healthy(hub, False)
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dryw", "proxy-agent/1")
+    assert status == 200 and len(names(doc)) == 20
