@@ -151,6 +151,36 @@ def test_a_file_replaced_by_a_directory_or_a_fifo_is_set_aside_at_startup(
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default" / "p4").exists()
 
 
+@pytest.mark.parametrize("damage", ["deleted", "namespace-file", "namespace-symlink"])
+def test_an_indexed_file_gone_at_startup_refuses_the_list_not_shortens_it(
+        sandbox, node, tmp_path, damage):
+    """The saved index listed the pod; its file (or its whole namespace directory) is gone
+    or replaced when the hub starts: lost, like a quarantined one, never just absent."""
+    hub = node
+    assert hub.stop() == 0
+    target = cached(hub, "p4")
+    if damage == "deleted":
+        target.unlink()
+    else:
+        ns_dir = target.parent
+        ns_dir.rename(tmp_path / "moved")
+        if damage == "namespace-file":
+            ns_dir.write_text("x")
+        else:
+            ns_dir.symlink_to(tmp_path / "moved")
+    restart_offline(sandbox, hub)
+    status, doc = kubelet_list(hub)
+    # never 200 with 9 (or 0) items
+    assert_refused(status, doc, "incomplete", "p4" if damage == "deleted" else "default/p0")
+    assert_refused(*kubelet_get(hub, "p4"), "damaged")  # not 404: it may well exist
+    if damage != "deleted":
+        assert_refused(*kubelet_get(hub, "p0"), "namespace directory")
+    assert hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                      resource=GVR) == 1
+    status, _, body = http(hub.hub_url + "/v1/readyz")
+    assert status == 503 and b"incomplete" in body and GVR.encode() in body
+
+
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])
 def test_a_file_damaged_while_the_hub_runs_is_never_served(sandbox, node, damage):
     hub = node

@@ -219,6 +219,26 @@ def test_verify_lists_every_problem_and_exits_1(tree):
     assert (pods / ".stage.7").is_dir() and (pods / "default/evil").is_symlink()
 
 
+def test_verify_names_indexed_objects_whose_files_are_gone(tree):
+    """What the hub's start reports lost (a deleted file, a namespace directory replaced by
+    a file) verify names too; it never says ok about them."""
+    pods = tree / "kubelet/pods.v1.core"
+    (pods / "default/web-1").unlink()
+    (tree / "kubelet/nodes.v1.core/node-a").unlink()
+    for f in (pods / "kube-system").iterdir():
+        f.unlink()
+    (pods / "kube-system").rmdir()
+    (pods / "kube-system").write_text("x")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    out = r.stdout
+    assert ("kubelet/pods.v1.core/default/web-1: listed in the index but its file is missing"
+            in out)
+    assert "kubelet/nodes.v1.core/node-a: listed in the index but its file is missing" in out
+    assert ("kubelet/pods.v1.core/kube-system: 1 object(s) listed in the index have no "
+            "namespace directory") in out
+
+
 def test_verify_shows_a_progress_bar_on_a_terminal_only(tree):
     master, slave = pty.openpty()
     try:

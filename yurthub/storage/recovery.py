@@ -5,7 +5,12 @@ For each collection: a valid ``_journal`` is applied (a torn one is discarded), 
 the directory: an entry whose file still has the recorded (inode, size, mtime_ns) is kept
 without reading the file; files that changed or appeared are re-read and re-indexed;
 files that are not valid JSON objects, symlinks and misplaced entries are moved to
-``<root>/_quarantine/`` and never served.
+``<root>/_quarantine/`` and never served.  An object the saved index lists whose file is
+gone (deleted, or its namespace directory replaced by a file or a symlink and set aside) is
+reported lost like a quarantined one: the views that held it become incomplete, never
+shorter.  design: after a crash the index may predate a commit that deleted an object (it
+is written lazily); that object is then reported lost too, which costs its views' offline
+answers until the next list from the cloud, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class Recovery:
     spares: list[tuple[int, str]] | None = None
     # Objects of the collection being recovered that were quarantined: (ns, name, why).
     _lost: list[tuple[str, str, str]] = field(default_factory=list)
+    # Namespace entries of that collection set aside whole (not a directory): ns -> why.
+    _lost_ns: dict[str, str] = field(default_factory=dict)
 
     # -- the root ---------------------------------------------------------------------------
 
@@ -224,9 +231,11 @@ class Recovery:
         stats: dict[Key, Stat] = {}
         ns_fds: list[int] = []
         self._lost = []
+        self._lost_ns = {}
         try:
             on_disk = self._scan(coll_fd, key, ns_fds)
             changed = data is None or len(saved) != len(on_disk)
+            self._missing(key, saved, on_disk)
             for k, (dir_fd, st) in on_disk.items():
                 known = saved.get(k)
                 if known is not None and known[1] == st:
@@ -245,6 +254,7 @@ class Recovery:
                 known_meta = saved[(ns, name)][0].meta if (ns, name) in saved else None
                 self.report.lost.append(LostObject(key, ns, name, known_meta, why))
             self._lost = []
+            self._lost_ns = {}
         index = Index(entries, stats)
         if changed:
             index.unsaved = 1
@@ -253,6 +263,19 @@ class Recovery:
             except OSError as e:
                 log.warning("%s: cannot write the index: %s", key, e)
         return index
+
+    def _missing(self, key: CollectionKey, saved: dict[Key, tuple[Entry, Stat]],
+                 on_disk: dict[Key, tuple[int, Stat]]) -> None:
+        """Objects the saved index lists whose files are gone (deleted, or their namespace
+        directory set aside) are lost, like quarantined ones: a view that held one must not
+        answer a list without it (kubelet takes a pod missing from its list as deleted)."""
+        already = {(ns, name) for ns, name, _ in self._lost}
+        for ns, name in sorted(saved.keys() - on_disk.keys() - already):
+            why = self._lost_ns.get(ns)
+            if why is None:
+                why = "its file is missing"
+                log.warning("%s/%s/%s: %s", key, ns or "-", name, why)
+            self._lost.append((ns, name, why))
 
     def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> Entry | None:
         ns, name = k
@@ -281,7 +304,14 @@ class Recovery:
             if is_bookkeeping(e.name):
                 continue
             if not e.is_dir(follow_symlinks=False) or not _valid(check_namespace, e.name):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    why = "its namespace directory has an invalid name"
+                else:
+                    why = f"its namespace directory was not a directory ({_file_type(st)})"
+                log.warning("%s/%s set aside with its objects: %s", key, e.name, why)
                 self._quarantine(coll_fd, e.name, [*key.path, e.name])
+                self._lost_ns[e.name] = why
                 continue
             ns_fd, _ = files.open_dir(e.name, coll_fd)
             ns_fds.append(ns_fd)
@@ -349,8 +379,9 @@ def _valid(check: Callable[[str], str], value: str) -> bool:
 
 
 def _file_type(st: os.stat_result) -> str:
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket"),
+    for test, what in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symlink"),
+                       (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
         if test(st.st_mode):
             return what

@@ -271,6 +271,8 @@ class TreeReader:
             if key is None:
                 return
         yield from self._bookkeeping(fd, where, busy)
+        if not busy:  # a running hub's index lags its commits: only a stopped one vouches
+            yield from _unfiled(fd, key, where)
         if not key.namespaced:
             yield from self._objects(fd, key, "", where, check, progress, busy)
             return
@@ -378,6 +380,37 @@ def _files(fd: int, ns: str) -> list[ObjectFile]:
         if stat.S_ISREG(st.st_mode):
             out.append(ObjectFile(ns, e.name, st.st_size, st.st_mtime))
     return out
+
+
+def _unfiled(coll_fd: int, key: CollectionKey, where: str) -> Iterator[str]:
+    """Objects the saved index lists whose files are gone: the hub reports them lost at
+    its start (lists that need them are refused until the cloud's next list)."""
+    try:
+        saved = Index.decode(files.read_file(coll_fd, INDEX_FILE))
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # no usable index: nothing vouches for what should be there
+    by_ns: dict[str, list[str]] = {}
+    for ns, name in saved:
+        by_ns.setdefault(ns, []).append(name)
+    lost = "listed in the index but its file is missing (the hub sets it aside as lost)"
+    for ns, names in sorted(by_ns.items()):
+        ns_fd = coll_fd
+        if key.namespaced:
+            try:
+                ns_fd, _ = files.open_dir(ns, coll_fd)
+            except OSError:
+                yield (f"{where}/{ns}: {len(names)} object(s) listed in the index have no "
+                       "namespace directory (the hub sets them aside as lost)")
+                continue
+        try:
+            for name in sorted(names):
+                try:
+                    os.stat(name, dir_fd=ns_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    yield f"{where}/{ns}/{name}: {lost}" if ns else f"{where}/{name}: {lost}"
+        finally:
+            if ns_fd != coll_fd:
+                os.close(ns_fd)
 
 
 def _parses(fd: int, name: str, path: str) -> Iterator[str]:

@@ -88,3 +88,48 @@ def test_recovery_reports_the_objects_it_set_aside_with_what_the_index_knew(tmp_
     assert "FIFO" in lost[("default", "c")].why
     assert set(store.entries(PODS)) == {("default", "b")}
     store.close()
+
+
+def test_recovery_reports_an_indexed_object_whose_file_is_missing_as_lost(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()  # the saved index lists a, b and c
+    path(tmp_path, "b").unlink()
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", "b")}
+    assert lost[("default", "b")].meta == {"labels": {"app": "b"}}
+    assert "missing" in lost[("default", "b")].why
+    assert set(store.entries(PODS)) == {("default", "a"), ("default", "c")}
+    store.close()
+    store, report = reopen(tmp_path)  # reported once: the rebuilt index no longer lists it
+    assert report.lost == []
+    store.close()
+
+
+@pytest.mark.parametrize("replacement", ["file", "symlink"])
+def test_recovery_reports_the_objects_of_a_namespace_dir_set_aside_as_lost(tmp_path,
+                                                                           replacement):
+    store = open_store(tmp_path)
+    fill(store)
+    with store.transaction(PODS) as txn:
+        txn.put("other", "d", body("d", "other"), {"labels": {"app": "d"}})
+        txn.commit()
+    store.close()
+    ns_dir = tmp_path / "kubelet" / "pods.v1.core" / "default"
+    moved = tmp_path.parent / f"moved-{replacement}"
+    ns_dir.rename(moved)
+    if replacement == "file":
+        ns_dir.write_text("x")
+    else:
+        ns_dir.symlink_to(moved)
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", n) for n in "abc"}
+    assert lost[("default", "a")].meta == {"labels": {"app": "a"}}
+    assert "namespace directory" in lost[("default", "a")].why
+    assert replacement in lost[("default", "a")].why
+    assert set(store.entries(PODS)) == {("other", "d")}
+    assert (tmp_path / "_quarantine" / "kubelet" / "pods.v1.core" / "default").is_symlink() \
+        == (replacement == "symlink")
+    store.close()
