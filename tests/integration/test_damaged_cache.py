@@ -9,6 +9,7 @@ the incomplete view, and the cloud's next list heals it.
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import os
 import threading
@@ -179,6 +180,56 @@ def test_an_indexed_file_gone_at_startup_refuses_the_list_not_shortens_it(
                       resource=GVR) == 1
     status, _, body = http(hub.hub_url + "/v1/readyz")
     assert status == 503 and b"incomplete" in body and GVR.encode() in body
+
+
+def rot(target: Path, damage: str) -> None:
+    """Bit rot: the bytes change, the inode, size and mtime the index recorded do not."""
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    if damage == "name":
+        i = data.index(b'"name":"p3"') + len(b'"name":"p')
+        data[i:i + 1] = b"9"
+    elif damage == "kind":
+        i = data.index(b'"kind":"Pod"') + len(b'"kind":"Po')
+        data[i:i + 1] = b"x"
+    else:  # a torn tail of the same size
+        data[-3:] = b"\x00\x00\x00"
+    with open(target, "r+b") as f:
+        f.write(data)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_ino, target.stat().st_size) == (st.st_ino, st.st_size)
+
+
+@pytest.mark.parametrize("damage", ["name", "kind", "torn-tail"])
+def test_bit_rot_that_keeps_the_files_stat_is_found_at_startup(sandbox, node, damage):
+    hub = node
+    assert hub.stop() == 0  # the index records each file's stat and checksum
+    rot(cached(hub, "p3"), damage)
+    restart_offline(sandbox, hub)
+    assert_refused(*kubelet_list(hub), "incomplete", "p3")  # not a pod under another name
+    assert_refused(*kubelet_get(hub, "p3"), "damaged")
+    assert kubelet_get(hub, "p5")[0] == 200
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default" / "p3").exists()
+
+
+@pytest.mark.parametrize("damage", ["name", "torn-tail"])
+def test_bit_rot_while_the_hub_runs_is_never_served(sandbox, node, damage):
+    hub = node
+    go_offline(sandbox, hub)
+    assert kubelet_list(hub)[0] == 200
+    rot(cached(hub, "p3"), damage)
+    # A list streaming when it meets the file is broken off (never ended short, never with
+    # the rotten item); a get is refused.
+    try:
+        status, doc = kubelet_list(hub)
+    except http_client.IncompleteRead:
+        pass  # broken off
+    else:
+        assert_refused(status, doc, "p3")
+    assert_refused(*kubelet_get(hub, "p3"))
+    wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                                resource=GVR) == 1, what="the view marked incomplete")
+    assert_refused(*kubelet_list(hub), "incomplete", "p3")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])

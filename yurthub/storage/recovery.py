@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from yurthub.storage import collection as coll_mod
 from yurthub.storage import files, history, journal
 from yurthub.storage.collection import Collection
 from yurthub.storage.history import History
-from yurthub.storage.index import Index, Key, Stat
+from yurthub.storage.index import NO_CRC, Index, Key, Stat, Vouch, vouch
 from yurthub.storage.keys import (
     CollectionKey,
     check_component,
@@ -220,7 +221,7 @@ class Recovery:
     # -- the index -------------------------------------------------------------------------
 
     def _index(self, coll_fd: int, key: CollectionKey) -> Index:
-        saved: dict[Key, tuple[Entry, Stat]] = {}
+        saved: dict[Key, tuple[Entry, Vouch]] = {}
         data = files.read_optional(coll_fd, "_index")
         if data is not None:
             try:
@@ -228,7 +229,7 @@ class Recovery:
             except (ValueError, TypeError, KeyError) as e:
                 log.warning("%s: the saved index is unusable (%s); rebuilding it", key, e)
         entries: dict[Key, Entry] = {}
-        stats: dict[Key, Stat] = {}
+        stats: dict[Key, Vouch] = {}
         ns_fds: list[int] = []
         self._lost = []
         self._lost_ns = {}
@@ -238,13 +239,19 @@ class Recovery:
             self._missing(key, saved, on_disk)
             for k, (dir_fd, st) in on_disk.items():
                 known = saved.get(k)
-                if known is not None and known[1] == st:
-                    entries[k], stats[k] = known
+                if known is not None and known[1][:3] == st:
+                    crc = self._checksum(dir_fd, key, k, known[1][3])
+                    if crc == known[1][3]:
+                        entries[k], stats[k] = known
+                        continue
+                    changed = True
+                    if crc is not None:  # an index without checksums vouched for the file
+                        entries[k], stats[k] = known[0], vouch(st, crc)
                     continue
                 changed = True
-                entry = self._reindex(dir_fd, key, k)
-                if entry is not None:
-                    entries[k], stats[k] = entry, st
+                got = self._reindex(dir_fd, key, k)
+                if got is not None:
+                    entries[k], stats[k] = got[0], vouch(st, got[1])
         finally:
             for fd in ns_fds:
                 os.close(fd)
@@ -264,7 +271,7 @@ class Recovery:
                 log.warning("%s: cannot write the index: %s", key, e)
         return index
 
-    def _missing(self, key: CollectionKey, saved: dict[Key, tuple[Entry, Stat]],
+    def _missing(self, key: CollectionKey, saved: dict[Key, tuple[Entry, Vouch]],
                  on_disk: dict[Key, tuple[int, Stat]]) -> None:
         """Objects the saved index lists whose files are gone (deleted, or their namespace
         directory set aside) are lost, like quarantined ones: a view that held one must not
@@ -277,18 +284,52 @@ class Recovery:
                 log.warning("%s/%s/%s: %s", key, ns or "-", name, why)
             self._lost.append((ns, name, why))
 
-    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> Entry | None:
+    def _checksum(self, dir_fd: int, key: CollectionKey, k: Key, want: int) -> int | None:
+        """The CRC-32 of a file the saved index vouches for by its stat, read to check that
+        its content is still what the store wrote (bit rot, a flipped byte or a torn tail
+        keep inode, size and mtime); None when it is not (the file is then lost).  Without a
+        recorded checksum (an index of version 1), the content is checked as on a reindex.
+        """
         ns, name = k
-        body = files.read_file(dir_fd, name)
+        try:
+            body = files.read_file(dir_fd, name)
+        except OSError as e:
+            self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+            return None
+        crc = zlib.crc32(body)
+        if want == NO_CRC:
+            return crc if self._valid_body(dir_fd, key, k, body) is not None else None
+        if crc != want:
+            self._lose(dir_fd, key, ns, name, "its content changed under an unchanged inode, "
+                       "size and mtime (bit rot?): it is not what the cache wrote")
+            return None
+        return crc
+
+    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> tuple[Entry, int] | None:
+        ns, name = k
+        try:
+            body = files.read_file(dir_fd, name)
+        except OSError as e:
+            self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+            return None
         self.report.reindexed += 1
+        meta = self._valid_body(dir_fd, key, k, body)
+        if meta is None:
+            return None
+        return Entry(meta, len(body)), zlib.crc32(body)
+
+    def _valid_body(self, dir_fd: int, key: CollectionKey, k: Key,
+                    body: bytes) -> dict[str, Any] | None:
+        """The index meta of a file's content, or None (and the file lost) when it is not
+        the object its path names."""
+        ns, name = k
         try:
             if not isinstance(json.loads(body), dict):
                 raise ValueError("not a JSON object")
-            meta = self.meta_loader(key, ns, name, body) if self.meta_loader is not None else {}
+            return self.meta_loader(key, ns, name, body) if self.meta_loader is not None else {}
         except Exception as e:  # a loader failing on one file costs that file, no more
             self._lose(dir_fd, key, ns, name, f"not a valid object: {type(e).__name__}: {e}")
             return None
-        return Entry(meta, len(body))
 
     def _scan(self, coll_fd: int, key: CollectionKey,
               ns_fds: list[int]) -> dict[Key, tuple[int, Stat]]:

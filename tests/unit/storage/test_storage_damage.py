@@ -133,3 +133,64 @@ def test_recovery_reports_the_objects_of_a_namespace_dir_set_aside_as_lost(tmp_p
     assert (tmp_path / "_quarantine" / "kubelet" / "pods.v1.core" / "default").is_symlink() \
         == (replacement == "symlink")
     store.close()
+
+
+def flip_keeping_stat(p, old: bytes, new: bytes) -> None:
+    """Bit rot: bytes change, the inode, size and mtime do not."""
+    st = p.stat()
+    data = p.read_bytes()
+    assert len(old) == len(new) and old in data
+    p.write_bytes(data.replace(old, new, 1))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) == (
+        st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("old, new", [(b'"b"', b'"c"'), (b'{"', b'{#'), (b"}", b"\x00")])
+def test_a_file_changed_under_an_unchanged_stat_is_damaged_when_read(tmp_path, old, new):
+    store = open_store(tmp_path)
+    fill(store)
+    flip_keeping_stat(path(tmp_path, "b"), old, new)
+    with pytest.raises(DamagedObject, match=r"default/b: .*bit rot"):
+        store.read_object(PODS, "default", "b")
+    assert store.read_object(PODS, "default", "a") == (body("a", "default"), True)
+    store.close()
+
+
+def test_a_file_changed_under_an_unchanged_stat_is_lost_at_startup(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()  # the index (with each file's checksum) is persisted
+    flip_keeping_stat(path(tmp_path, "b"), b'"Pod"', b'"Pox"')  # still valid JSON
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", "b")} and "bit rot" in lost[("default", "b")].why
+    assert lost[("default", "b")].meta == {"labels": {"app": "b"}}
+    assert set(store.entries(PODS)) == {("default", "a"), ("default", "c")}
+    assert (tmp_path / "_quarantine" / "kubelet" / "pods.v1.core" / "default" / "b").exists()
+    store.close()
+
+
+def test_an_index_without_checksums_is_upgraded_by_reading_each_file_once(tmp_path):
+    import json
+
+    from yurthub.storage import files
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()
+    idx = tmp_path / "kubelet" / "pods.v1.core" / "_index"
+    doc = files.unframe("yurthub-index", idx.read_bytes())
+    assert doc["v"] == 2
+    v1 = {"v": 1, "entries": [row[:6] for row in doc["entries"]]}  # as the last release
+    idx.write_bytes(files.frame("yurthub-index", v1))
+    path(tmp_path, "c").write_bytes(b'{"torn')  # found while upgrading
+    flip_keeping_stat(path(tmp_path, "a"), b'"metadata"', b'"metadatx"')  # so is this one
+    store, report = reopen(tmp_path)
+    assert {(o.namespace, o.name) for o in report.lost} == {("default", "a"), ("default", "c")}
+    assert store.read_object(PODS, "default", "b") == (body("b", "default"), True)
+    store.close()
+    doc = json.loads(idx.read_bytes().partition(b"\n")[2])
+    assert doc["v"] == 2 and [row[1] for row in doc["entries"]] == ["b"]
+    store, report = reopen(tmp_path)
+    assert report.lost == [] and report.reindexed == 0
+    store.close()
