@@ -239,6 +239,27 @@ def test_verify_names_indexed_objects_whose_files_are_gone(tree):
             "namespace directory") in out
 
 
+def test_a_state_the_hub_would_set_aside_is_named_by_verify_and_ls(tree):
+    """An empty state, and one whose view has a field this version does not know (as a
+    newer version would write): the hub's start sets both aside; verify says so, ls shows
+    the collection with the reason instead of a traceback."""
+    pods = tree / "kubelet/pods.v1.core/_state"
+    doc = json.loads(pods.read_text())
+    doc["views"][0]["checksum"] = "x"
+    pods.write_text(json.dumps(doc))
+    (tree / "kubelet/configmaps.v1.core/_state").write_bytes(b"")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert ("kubelet/pods.v1.core/_state: does not parse (a view has field(s) this yurthub "
+            "does not know: ['checksum']") in r.stdout
+    assert "the hub sets it aside at its start" in r.stdout
+    assert "kubelet/configmaps.v1.core/_state: does not parse" in r.stdout
+    r = cache(tree, "ls", "-o", "wide")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    row = next(line for line in r.stdout.splitlines() if " pods " in line)
+    assert "state unreadable: a view has field(s)" in row and " yes " in row
+
+
 def test_verify_shows_a_progress_bar_on_a_terminal_only(tree):
     master, slave = pty.openpty()
     try:

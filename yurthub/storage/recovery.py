@@ -46,6 +46,9 @@ NONRESOURCE = "_nonresource"
 # (collection, namespace, name, file content) -> the object's index meta.  Raises (anything)
 # when the content is not the object its path names: the file is then quarantined.
 MetaLoader = Callable[[CollectionKey, str, str, bytes], dict[str, Any]]
+# A collection's state document -> None; raises (anything) when this version cannot read it:
+# the state is then quarantined like one that is not JSON.
+StateCheck = Callable[[Any], None]
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Recovery:
     # When a list: the spare dirs found (collection fd, name), kept for the store to reuse;
     # otherwise they are swept like staging debris.
     spares: list[tuple[int, str]] | None = None
+    state_check: StateCheck | None = None
     # Objects of the collection being recovered that were quarantined: (ns, name, why).
     _lost: list[tuple[str, str, str]] = field(default_factory=list)
     # Namespace entries of that collection set aside whole (not a directory): ns -> why.
@@ -211,10 +215,16 @@ class Recovery:
         if data is None:
             return coll_mod.EMPTY_STATE
         try:
-            if isinstance(json.loads(data), dict):
-                return data
-        except ValueError:
-            pass
+            doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if self.state_check is not None:
+                self.state_check(doc)
+            return data
+        except Exception as e:  # a check failing on one state costs that state, no more
+            why = f"{type(e).__name__}: {e}"
+        log.warning("%s: its state cannot be read (%s): set aside; its lists are refused "
+                    "offline until the cloud's next list", key, why)
         self._quarantine(coll_fd, journal.STATE_FILE, [*key.path, journal.STATE_FILE])
         return coll_mod.EMPTY_STATE
 

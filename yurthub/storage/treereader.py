@@ -32,7 +32,7 @@ from yurthub.storage.keys import (
     is_bookkeeping,
 )
 from yurthub.storage.quarantine import QUARANTINE
-from yurthub.storage.recovery import NONRESOURCE
+from yurthub.storage.recovery import NONRESOURCE, StateCheck
 
 # (collection, namespace, name, body) -> why the body is not that object ("" when it is)
 BodyCheck = Callable[[CollectionKey, str, str, bytes], str]
@@ -52,6 +52,7 @@ class TreeReader:
     readable directory."""
 
     def __init__(self, root: str) -> None:
+        self._state_check: StateCheck | None = None
         self.root = os.path.abspath(root)
         try:
             # The root may be reached through a symlink (an operator's choice); nothing under it.
@@ -169,13 +170,15 @@ class TreeReader:
         """How many object files ``audit`` will read (for a progress bar)."""
         return sum(len(self.objects(ck)) for ck in self.collections())
 
-    def audit(self, check: BodyCheck, progress: Callable[[], None] = lambda: None
-              ) -> Iterator[str]:
+    def audit(self, check: BodyCheck, progress: Callable[[], None] = lambda: None,
+              state_check: StateCheck | None = None) -> Iterator[str]:
         """Every problem of the tree, one line each (paths relative to the root).
 
         While a hub owns the tree, its commits in progress (staging directories, journals,
-        temporary files) are not debris and are not reported.
+        temporary files) are not debris and are not reported.  ``state_check`` is the
+        hub's own test of a collection's state (what its start sets aside).
         """
+        self._state_check = state_check
         busy = self.in_use()
         st = os.fstat(self.fd)
         self._uid = st.st_uid
@@ -308,7 +311,7 @@ class TreeReader:
                 continue
             yield from self._mode(path, est, files.FILE_MODE)
             if stat.S_ISREG(est.st_mode):
-                yield from _parses(fd, name, path)
+                yield from _parses(fd, name, path, self._state_check)
 
     def _objects(self, fd: int, key: CollectionKey, ns: str, where: str, check: BodyCheck,
                  progress: Callable[[], None], busy: bool) -> Iterator[str]:
@@ -413,7 +416,8 @@ def _unfiled(coll_fd: int, key: CollectionKey, where: str) -> Iterator[str]:
                 os.close(ns_fd)
 
 
-def _parses(fd: int, name: str, path: str) -> Iterator[str]:
+def _parses(fd: int, name: str, path: str,
+            state_check: StateCheck | None = None) -> Iterator[str]:
     try:
         data = files.read_file(fd, name)
     except FileNotFoundError:
@@ -427,10 +431,19 @@ def _parses(fd: int, name: str, path: str) -> Iterator[str]:
         elif name == history.FILE:
             if History.load(fd, 1_000_000)[1]:
                 yield f"{path}: damaged (offline watch resumes from before it are refused)"
+        elif name == journal.STATE_FILE:
+            doc = json.loads(data)  # an empty state is set aside too
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if state_check is not None:
+                state_check(doc)
         elif data and not isinstance(json.loads(data), dict):
             raise ValueError("not a JSON object")
     except (ValueError, TypeError, KeyError) as e:
-        yield f"{path}: does not parse ({e})"
+        then = {journal.STATE_FILE: "; the hub sets it aside at its start: its lists are "
+                "refused offline until the cloud's next list",
+                INDEX_FILE: "; the hub rebuilds it at its start"}.get(name, "")
+        yield f"{path}: does not parse ({e}){then}"
 
 
 def _valid(check: Callable[[str], str], value: str) -> bool:
