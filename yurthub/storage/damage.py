@@ -35,6 +35,16 @@ class DamageChecks:
     _root_fd: int
     _check_open: Callable[[], None]
     _get: Callable[..., Collection | None]
+    _colls: dict[tuple[str, str], Collection]
+    _set_aside: dict[tuple[str, str], str]
+
+    def set_aside(self, ck: CollectionKey) -> str:
+        """Why startup quarantined the whole collection ``ck`` ("" when it did not, or the
+        collection was created again since): a get of one of its objects may not say 404,
+        the object may well be cached there and exist in the cloud."""
+        if ck.path in self._colls:
+            return ""
+        return self._set_aside.get(ck.path, "")
 
     def read_object(self, ck: CollectionKey, namespace: str, name: str
                     ) -> tuple[bytes | None, bool]:

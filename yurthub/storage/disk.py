@@ -86,6 +86,7 @@ class DiskStore(DamageChecks, Store):
         self._settings = Settings(durability, index_interval)
         self._shared = Shared()
         self._colls: dict[tuple[str, str], Collection] = {}   # replaced, never mutated
+        self._set_aside: dict[tuple[str, str], str] = {}       # see DamageChecks.set_aside
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
@@ -113,6 +114,7 @@ class DiskStore(DamageChecks, Store):
                            self._settings.durability == "syncfs", self.meta_loader, report,
                            spares, self.state_check)
             self._colls = rec.run()
+            self._set_aside = dict(report.set_aside)
         except OSError as e:
             self._close_fds()
             raise StorageError(f"cannot open the cache at {self.root}: {e}") from e

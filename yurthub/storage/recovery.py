@@ -29,6 +29,7 @@ from yurthub.storage import collection as coll_mod
 from yurthub.storage import files, history, journal
 from yurthub.storage.collection import Collection
 from yurthub.storage.history import History
+from yurthub.storage.index import FILE as INDEX_FILE
 from yurthub.storage.index import NO_CRC, Index, Key, Stat, Vouch, vouch
 from yurthub.storage.keys import (
     CollectionKey,
@@ -122,6 +123,8 @@ class Recovery:
                     # A cache can lose a collection; the gateway must still start.
                     log.error("cannot recover %s (%s): moving it to quarantine", where, e)
                     self._quarantine(comp_fd, name, [component, name + ".broken"])
+                    self.report.set_aside[(component, name)] = (
+                        f"its collection could not be recovered ({e}) and was set aside")
                     continue
                 if coll is not None:
                     found[coll.key.path] = coll
@@ -149,6 +152,7 @@ class Recovery:
 
     def _collection(self, coll_fd: int, component: str, dirname: str) -> Collection | None:
         where = f"{component}/{dirname}"
+        self._bookkeeping(coll_fd, component, dirname)
         key = coll_mod.read_key(coll_fd, component, dirname)
         if key is None:
             namespaced = self._infer_scope(coll_fd)
@@ -176,6 +180,23 @@ class Recovery:
         if self.spares is not None:
             self.spares += [(coll_fd, name) for name in kept]
         return Collection(key, coll_fd, index, hist, state)
+
+    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> None:
+        """Set aside a bookkeeping entry that is not a regular file (a directory, a symlink,
+        a FIFO), alone: reading it would fail, and the whole collection would be lost for
+        it (a get of its objects 404).  Each is then as if absent: a journal is a commit
+        that never happened, a state has no views (lists refused offline), an index and a
+        history are rebuilt or marked lost as when damaged."""
+        for name in (coll_mod.KEY_FILE, journal.FILE, journal.STATE_FILE, history.FILE,
+                     INDEX_FILE):
+            try:
+                st = os.stat(name, dir_fd=coll_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                log.warning("%s/%s/%s is not a regular file (%s): setting it aside",
+                            component, dirname, name, _file_type(st))
+                self._quarantine(coll_fd, name, [component, dirname, name])
 
     def _infer_scope(self, coll_fd: int) -> bool | None:
         kinds = {e.is_dir(follow_symlinks=False) for e in os.scandir(coll_fd)
@@ -232,7 +253,7 @@ class Recovery:
 
     def _index(self, coll_fd: int, key: CollectionKey) -> Index:
         saved: dict[Key, tuple[Entry, Vouch]] = {}
-        data = files.read_optional(coll_fd, "_index")
+        data = files.read_optional(coll_fd, INDEX_FILE)
         if data is not None:
             try:
                 saved = Index.decode(data)

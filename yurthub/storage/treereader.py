@@ -303,7 +303,10 @@ class TreeReader:
                 continue
             est = e.stat(follow_symlinks=False)
             if name == journal.FILE:
-                if not busy:
+                if not stat.S_ISREG(est.st_mode):
+                    yield (f"{path}: not a regular file ({_file_type(est)}); the hub sets it "
+                           "aside at its start")
+                elif not busy:
                     yield f"{path}: a commit a crash interrupted (the next start applies it)"
                 continue
             if name not in _BOOKKEEPING:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from storage_support import NODES, PODS, body, leftovers, open_store, reopen
 
+from yurthub.cache.reader import CacheReader
+from yurthub.errors import ServiceUnavailable
 from yurthub.storage import CollectionKey, files, journal
 
 
@@ -195,8 +198,36 @@ def test_a_collection_that_cannot_be_recovered_is_quarantined_not_fatal(tmp_path
     store, report = reopen(tmp_path / "c")
     assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core.broken"]
     assert store.collections() == [NODES] and len(store.entries(NODES)) == 5
+    # Its objects are unknown, not absent: a get of one must not say 404.
+    assert "could not be recovered" in store.set_aside(PODS) and not store.set_aside(NODES)
+    with pytest.raises(ServiceUnavailable, match="may well exist"):
+        CacheReader(store).get(PODS, "default", "pod-1")
     fill(store, n=2)  # the collection starts afresh
-    assert len(store.entries(PODS)) == 2
+    assert len(store.entries(PODS)) == 2 and store.set_aside(PODS) == ""
+    store.close()
+
+
+@pytest.mark.parametrize("entry", ["_index", "_state", "_journal", "_history", "_collection"])
+def test_a_bookkeeping_entry_that_is_not_a_file_is_set_aside_alone(tmp_path, entry):
+    """A directory where _index, _state or _journal belongs cost the whole collection (a get
+    of its objects 404); only the entry goes now, as if it were absent."""
+    store = open_store(tmp_path / "c")
+    fill(store)
+    with store.transaction(PODS) as txn:
+        txn.set_state({"views": ["kept unless _state is the damaged one"]})
+        txn.commit()
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    if (coll / entry).exists():
+        (coll / entry).unlink()
+    (coll / entry).mkdir()
+    (coll / entry / "inside").write_text("x")
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == [f"_quarantine/kubelet/pods.v1.core/{entry}"]
+    assert store.collections() == [PODS] and store.set_aside(PODS) == ""
+    assert set(store.entries(PODS)) == {("default", f"pod-{i}") for i in range(5)}
+    assert store.read(PODS, "default", "pod-1") == body("pod-1", "default", tx=1)
+    assert (store.state(PODS) == {}) == (entry == "_state")
     store.close()
 
 
