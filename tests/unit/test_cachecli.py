@@ -260,6 +260,32 @@ def test_a_state_the_hub_would_set_aside_is_named_by_verify_and_ls(tree):
     assert "state unreadable: a view has field(s)" in row and " yes " in row
 
 
+def test_verify_names_a_document_of_the_hub_it_cannot_use(tree):
+    """The filters' persisted inputs are garbage: the hub refuses filtered requests offline
+    and is not ready; verify must not say ok.  The cloud's own bodies are kept as they came
+    (not judged)."""
+    with DiskStore(str(tree)) as store:
+        store.write_nonresource("/_yurthub/filter-inputs", b'{"yurtHubCfg": {}}')
+        store.write_nonresource("/version", b"not json, as the cloud may answer")
+    assert cache(tree, "verify").returncode == 0
+    (tree / "_nonresource" / "%2F_yurthub%2Ffilter-inputs").write_bytes(b"\x00garbage{")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("_nonresource/%2F_yurthub%2Ffilter-inputs: does not parse")
+    assert "refused offline" in r.stdout and "version" not in r.stdout
+
+
+def test_verify_names_a_token_memory_the_hub_cannot_load(tree):
+    with DiskStore(str(tree)) as store:
+        store.write_bookkeeping("access", {"v": 1, "tokens": []})
+    assert cache(tree, "verify").returncode == 0
+    (tree / "_access").write_bytes(b"\x00garbage")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("_access: does not parse (not a access document); the hub "
+                               "starts without it: bearer tokens seen before are refused")
+
+
 def test_verify_shows_a_progress_bar_on_a_terminal_only(tree):
     master, slave = pty.openpty()
     try:

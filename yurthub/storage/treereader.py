@@ -30,6 +30,7 @@ from yurthub.storage.keys import (
     check_name,
     check_namespace,
     is_bookkeeping,
+    nonresource_path,
 )
 from yurthub.storage.quarantine import QUARANTINE
 from yurthub.storage.recovery import NONRESOURCE, StateCheck
@@ -195,6 +196,10 @@ class TreeReader:
                     yield f"{name}: not a directory"
                 elif name == NONRESOURCE:
                     yield from self._plain_dir(name, est, busy)
+            elif name in _FRAMED_AT_ROOT:
+                yield from self._mode(name, est, files.FILE_MODE)
+                if stat.S_ISREG(est.st_mode):
+                    yield from _framed(self.fd, name)
             elif is_bookkeeping(name):
                 continue
             elif not stat.S_ISDIR(est.st_mode) or not _valid(check_component, name):
@@ -235,8 +240,10 @@ class TreeReader:
                     if not busy:
                         yield f"{where}/{e.name}: debris (a crash's leftover)"
                     continue
-                yield from self._mode(f"{where}/{e.name}", e.stat(follow_symlinks=False),
-                                      files.FILE_MODE)
+                est = e.stat(follow_symlinks=False)
+                yield from self._mode(f"{where}/{e.name}", est, files.FILE_MODE)
+                if stat.S_ISREG(est.st_mode) and nonresource_path(e.name).startswith(OWN_DOCS):
+                    yield from _own_document(fd, e.name, f"{where}/{e.name}")
 
     def _component(self, comp: str, st: os.stat_result, check: BodyCheck,
                    progress: Callable[[], None], busy: bool) -> Iterator[str]:
@@ -417,6 +424,46 @@ def _unfiled(coll_fd: int, key: CollectionKey, where: str) -> Iterator[str]:
         finally:
             if ns_fd != coll_fd:
                 os.close(ns_fd)
+
+
+# The bookkeeping documents at the root (DiskStore.read_bookkeeping: framed JSON): the
+# offline token memory.
+_FRAMED_AT_ROOT = {"_access": "bearer tokens seen before are refused offline until the "
+                   "cloud accepts them again"}
+
+
+def _framed(fd: int, name: str) -> Iterator[str]:
+    try:
+        files.unframe(name[1:], files.read_file(fd, name))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield f"{name}: unreadable ({e.strerror or e})"
+    except ValueError as e:
+        yield (f"{name}: does not parse ({e}); the hub starts without it: "
+               f"{_FRAMED_AT_ROOT[name]}")
+
+
+# Non-resource paths under which the hub keeps documents of its own (the filters' inputs):
+# JSON objects, unlike the cloud's bodies, which are kept as they came.
+OWN_DOCS = "/_yurthub/"
+
+
+def _own_document(fd: int, name: str, path: str) -> Iterator[str]:
+    """A document the hub keeps for itself must parse: the hub cannot use one that does not
+    (it waits for the cloud to tell it again; the filters' inputs: filtered requests are
+    refused offline meanwhile)."""
+    try:
+        doc = json.loads(files.read_file(fd, name))
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield f"{path}: unreadable ({e.strerror or e})"
+    except ValueError as e:
+        yield (f"{path}: does not parse ({e}); the hub cannot use it and waits for the "
+               "cloud (what depends on it, e.g. filtered requests, is refused offline)")
 
 
 def _parses(fd: int, name: str, path: str,
