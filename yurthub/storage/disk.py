@@ -31,6 +31,7 @@ from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.janitor import Janitor
 from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_filename
+from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
@@ -149,6 +150,7 @@ class DiskStore(DamageChecks, Store):
         # The root itself may be reached through a symlink (an operator's choice); nothing
         # under it is.
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        set_aside_lock_dir(self._root_fd, LOCK_FILE)
         self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                                 files.FILE_MODE, dir_fd=self._root_fd)
         os.fchmod(self._lock_fd, files.FILE_MODE)
@@ -164,6 +166,8 @@ class DiskStore(DamageChecks, Store):
                     raise StorageError(f"the cache at {self.root} is in use by another "
                                        "process") from None
                 time.sleep(0.05)
+        self._shared.quarantined += len(ensure_root_dirs(self._root_fd,
+                                                         [QUARANTINE, NONRESOURCE]))
         self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)
 
     def flush(self) -> None:

@@ -193,7 +193,7 @@ class TreeReader:
                 yield from self._mode(name, est, files.FILE_MODE)
             elif name in (NONRESOURCE, QUARANTINE):
                 if not stat.S_ISDIR(est.st_mode):
-                    yield f"{name}: not a directory"
+                    yield f"{name}: not a directory; the hub sets it aside at its start"
                 elif name == NONRESOURCE:
                     yield from self._plain_dir(name, est, busy)
             elif name in _FRAMED_AT_ROOT:

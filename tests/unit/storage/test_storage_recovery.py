@@ -282,3 +282,45 @@ def test_a_file_the_meta_loader_fails_on_is_quarantined_alone(tmp_path):
     assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core/default/pod-1"]
     assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-2")}
     store.close()
+
+
+@pytest.mark.parametrize("damage", ["lock-dir", "quarantine-file", "nonresource-file"])
+def test_a_damaged_entry_of_the_root_is_set_aside_and_the_store_opens(tmp_path, damage):
+    """These made open() fail (the hub exited 3 at every start)."""
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.write_nonresource("/version", b'{"major": "1"}')
+    store.close()
+    if damage == "lock-dir":
+        (c / "_lock").unlink()
+        (c / "_lock").mkdir()
+        (c / "_lock" / "inside").write_text("x")
+    elif damage == "quarantine-file":
+        (c / "_quarantine").write_text("x")
+        (c / "kubelet" / "pods.v1.core" / "default" / "pod-1").write_bytes(b"{")  # to move
+    else:
+        import shutil
+        shutil.rmtree(c / "_nonresource")
+        (c / "_nonresource").write_text("x")
+    store, report = reopen(c)
+    try:
+        assert len(store.entries(PODS)) == (4 if damage == "quarantine-file" else 5)
+        assert (c / "_lock").is_file() and (c / "_quarantine").is_dir()
+        assert (c / "_nonresource").is_dir()
+        q = c / "_quarantine"
+        if damage == "lock-dir":
+            [moved] = list(q.iterdir())
+            assert moved.name.startswith("_lock.set-aside.") and (moved / "inside").exists()
+        elif damage == "quarantine-file":
+            assert (q / "_quarantine").read_text() == "x"
+            assert (q / "kubelet" / "pods.v1.core" / "default" / "pod-1").exists()
+        else:
+            assert (q / "_nonresource").read_text() == "x"
+            assert store.read_nonresource("/version") is None
+        assert store.stats().quarantined >= 1
+    finally:
+        store.close()
+    store, report = reopen(c)  # and the next start is quiet
+    assert report.quarantined == 0
+    store.close()
