@@ -286,6 +286,21 @@ def test_verify_names_a_token_memory_the_hub_cannot_load(tree):
                                "starts without it: bearer tokens seen before are refused")
 
 
+def test_verify_names_bit_rot_that_keeps_the_files_stat_and_its_key(tree):
+    """The hub's start compares each file with the checksum its index recorded; verify too,
+    so a flip that leaves valid JSON naming the right object is not called ok."""
+    p = tree / "kubelet/pods.v1.core/default/web-1"
+    st = p.stat()
+    data = p.read_bytes()
+    assert b'"spec"' in data
+    p.write_bytes(data.replace(b'"spec"', b'"spex"', 1))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("kubelet/pods.v1.core/default/web-1: its content changed under "
+                               "an unchanged inode, size and mtime (bit rot?)")
+
+
 def test_verify_shows_a_progress_bar_on_a_terminal_only(tree):
     master, slave = pty.openpty()
     try:

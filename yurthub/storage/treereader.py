@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from yurthub.storage import files, history, journal
 from yurthub.storage.disk import LOCK_FILE, root_in_use
 from yurthub.storage.history import History
 from yurthub.storage.index import FILE as INDEX_FILE
-from yurthub.storage.index import Index
+from yurthub.storage.index import NO_CRC, Index, Vouch
 from yurthub.storage.keys import (
     CollectionKey,
     check_component,
@@ -54,6 +55,7 @@ class TreeReader:
 
     def __init__(self, root: str) -> None:
         self._state_check: StateCheck | None = None
+        self._vouched: dict[tuple[str, str], Vouch] = {}
         self.root = os.path.abspath(root)
         try:
             # The root may be reached through a symlink (an operator's choice); nothing under it.
@@ -281,8 +283,9 @@ class TreeReader:
             if key is None:
                 return
         yield from self._bookkeeping(fd, where, busy)
-        if not busy:  # a running hub's index lags its commits: only a stopped one vouches
-            yield from _unfiled(fd, key, where)
+        # A running hub's index lags its commits: only a stopped one's vouches for files.
+        self._vouched = {} if busy else _saved_index(fd)
+        yield from _unfiled(fd, key, where, self._vouched)
         if not key.namespaced:
             yield from self._objects(fd, key, "", where, check, progress, busy)
             return
@@ -343,7 +346,13 @@ class TreeReader:
             problems = list(self._mode(path, est, files.FILE_MODE))
             if stat.S_ISREG(est.st_mode):
                 try:
-                    why = check(key, ns, name, files.read_file(fd, name))
+                    data, st = files.read_file_stat(fd, name)
+                    why = check(key, ns, name, data)
+                    vouched = self._vouched.get((ns, name))
+                    if (not why and vouched is not None and vouched[3] != NO_CRC
+                            and vouched[:3] == st and zlib.crc32(data) != vouched[3]):
+                        why = ("its content changed under an unchanged inode, size and mtime "
+                               "(bit rot?); the hub sets it aside at its start")
                 except FileNotFoundError:
                     why = ""
                 except OSError as err:
@@ -395,13 +404,18 @@ def _files(fd: int, ns: str) -> list[ObjectFile]:
     return out
 
 
-def _unfiled(coll_fd: int, key: CollectionKey, where: str) -> Iterator[str]:
+def _saved_index(coll_fd: int) -> dict[tuple[str, str], Vouch]:
+    """What a collection's saved index vouches for ({} when it is missing or unusable)."""
+    try:
+        return {k: v for k, (_, v) in Index.decode(files.read_file(coll_fd, INDEX_FILE)).items()}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _unfiled(coll_fd: int, key: CollectionKey, where: str,
+             saved: dict[tuple[str, str], Vouch]) -> Iterator[str]:
     """Objects the saved index lists whose files are gone: the hub reports them lost at
     its start (lists that need them are refused until the cloud's next list)."""
-    try:
-        saved = Index.decode(files.read_file(coll_fd, INDEX_FILE))
-    except (OSError, ValueError, TypeError, KeyError):
-        return  # no usable index: nothing vouches for what should be there
     by_ns: dict[str, list[str]] = {}
     for ns, name in saved:
         by_ns.setdefault(ns, []).append(name)
