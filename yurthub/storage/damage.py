@@ -44,7 +44,7 @@ class DamageChecks:
         the object may well be cached there and exist in the cloud."""
         if ck.path in self._colls:
             return ""
-        return self._set_aside.get(ck.path, "")
+        return self._set_aside.get(ck.path) or self._set_aside.get((ck.component, ""), "")
 
     def read_object(self, ck: CollectionKey, namespace: str, name: str
                     ) -> tuple[bytes | None, bool]:

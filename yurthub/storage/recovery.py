@@ -95,6 +95,15 @@ class Recovery:
                     os.close(fd)
             elif is_bookkeeping(name):
                 continue
+            elif _valid(check_component, name) and not entry.is_dir(follow_symlinks=False):
+                # A component's directory replaced (a symlink, a file): set aside, and gets of
+                # what it held are 503 (it may well be cached there), not 404.
+                why = _file_type(entry.stat(follow_symlinks=False))
+                log.warning("%s in the cache root is %s, not a directory: setting it aside",
+                            name, why)
+                self._quarantine(self.root_fd, name, [name])
+                self.report.set_aside[(name, "")] = (
+                    f"the component's directory was {why} and was set aside")
             elif not entry.is_dir(follow_symlinks=False) or not _valid(check_component, name):
                 log.warning("ignoring %r in the cache root: not a component directory", name)
             else:
@@ -115,7 +124,11 @@ class Recovery:
                         log.warning("ignoring %r: not a <resource>.<version>.<group> dir", where)
                     continue
                 if not entry.is_dir(follow_symlinks=False):
-                    log.warning("ignoring %r: not a directory", where)
+                    why = _file_type(entry.stat(follow_symlinks=False))
+                    log.warning("%s is %s, not a directory: setting it aside", where, why)
+                    self._quarantine(comp_fd, name, [component, name])
+                    self.report.set_aside[(component, name)] = (
+                        f"its collection's directory was {why} and was set aside")
                     continue
                 try:
                     coll = self.collection(comp_fd, component, name)

@@ -324,3 +324,28 @@ def test_a_damaged_entry_of_the_root_is_set_aside_and_the_store_opens(tmp_path, 
     store, report = reopen(c)  # and the next start is quiet
     assert report.quarantined == 0
     store.close()
+
+
+@pytest.mark.parametrize("what", ["collection", "component"])
+def test_a_directory_replaced_by_a_symlink_is_set_aside_and_its_gets_are_503(tmp_path, what):
+    """A collection's (or a whole component's) directory moved away and symlinked back:
+    never followed; set aside, its lists refused and its gets 503, not 404."""
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.close()
+    d = c / "kubelet" / "pods.v1.core" if what == "collection" else c / "kubelet"
+    d.rename(tmp_path / "moved")
+    d.symlink_to(tmp_path / "moved")
+    store, report = reopen(c)
+    try:
+        where = "kubelet/pods.v1.core" if what == "collection" else "kubelet"
+        assert report.quarantined_paths == [f"_quarantine/{where}"]
+        assert (c / "_quarantine" / where).is_symlink() and not d.exists()
+        assert store.collections() == [] and "a symlink" in store.set_aside(PODS)
+        with pytest.raises(ServiceUnavailable, match="may well exist"):
+            CacheReader(store).get(PODS, "default", "pod-1")
+        fill(store, n=1)  # the cloud's next list makes it anew
+        assert store.set_aside(PODS) == "" and len(store.entries(PODS)) == 1
+    finally:
+        store.close()
