@@ -232,6 +232,32 @@ def test_bit_rot_while_the_hub_runs_is_never_served(sandbox, node, damage):
     assert_refused(*kubelet_list(hub), "incomplete", "p3")
 
 
+@pytest.mark.parametrize("damage", ["newer-field", "wrong-types", "directory"])
+def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node, damage):
+    """A view with a field a newer version wrote (a downgrade), or wrong types, crashed the
+    worker on every request (pods 500); a directory as _state cost the whole collection
+    (gets 404).  The state is set aside: lists refused (no view vouches), the objects kept."""
+    hub = node
+    assert hub.stop() == 0
+    state = hub.cache_dir / "kubelet" / GVR / "_state"
+    doc = json.loads(state.read_bytes())
+    if damage == "newer-field":
+        doc["views"][0]["checksum"] = "x"
+        state.write_text(json.dumps(doc))
+    elif damage == "wrong-types":
+        state.write_text(json.dumps({**doc, "views": [{"key": {"namespace": 5}, "rv": "x"}]}))
+    else:
+        state.unlink()
+        state.mkdir()
+    restart_offline(sandbox, hub)
+    for _ in range(3):  # and again: nothing crashes in between
+        assert_refused(*kubelet_list(hub), "no complete list")
+        status, got = kubelet_get(hub, "p5")
+        assert status == 200 and got["metadata"]["name"] == "p5"
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
+    assert "Traceback" not in hub.log()
+
+
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])
 def test_a_file_damaged_while_the_hub_runs_is_never_served(sandbox, node, damage):
     hub = node
