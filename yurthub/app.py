@@ -21,7 +21,7 @@ from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
-from yurthub.cache.views import CollectionState
+from yurthub.cache.views import CollectionState, check_state
 from yurthub.config import Config
 from yurthub.connection import ConnectionInfo, Role, connection_of
 from yurthub.filters.manager import FilterManager
@@ -93,7 +93,7 @@ class Hub:
         self.upstream = up.Upstream(cfg, self.identity.source)
         # 4. the cache tree and its writer
         self.store = DiskStore(cfg.disk_cache_path, history_limit=cfg.watch_history_size,
-                               meta_loader=load_meta,
+                               meta_loader=load_meta, state_check=check_state,
                                quota=Quota(cfg.cache_quota, cfg.cache_component_quota,
                                            cfg.cache_max_collections))
         self.cache = CacheManager(cfg, self.store, self.metrics)

@@ -25,6 +25,7 @@ import yaml
 from yurthub import config
 from yurthub.cache.collection import load_meta
 from yurthub.cache.inventory import CollectionRow, age, body_checker, purge, summarize
+from yurthub.cache.views import check_state
 from yurthub.errors import ConfigError, InvalidKeyError, StorageError, YurthubError
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.storage.admintoken import read_admin_token
@@ -206,7 +207,8 @@ def _verify(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: Text
             err.write("a hub is running on this tree: its commits in progress are not "
                       "counted as debris\n")
         problems = []
-        for line in tree.audit(body_checker(tree), bar.step if bar else lambda: None):
+        for line in tree.audit(body_checker(tree), bar.step if bar else lambda: None,
+                               check_state):
             if bar is not None:
                 bar.clear()
             problems.append(line)
@@ -288,7 +290,8 @@ def _purge(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: TextI
 
 
 def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
-    store = DiskStore(cfg.disk_cache_path, meta_loader=load_meta, lock_timeout=0.0)
+    store = DiskStore(cfg.disk_cache_path, meta_loader=load_meta, state_check=check_state,
+                      lock_timeout=0.0)
     try:
         store.open()  # takes the lock; a hub that starts now waits for it
     except StorageError as e:

@@ -9,6 +9,7 @@ the incomplete view, and the cloud's next list heals it.
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import os
 import threading
@@ -149,6 +150,112 @@ def test_a_file_replaced_by_a_directory_or_a_fifo_is_set_aside_at_startup(
     assert_refused(*kubelet_get(hub, "p4"), "damaged")
     assert not target.exists()
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default" / "p4").exists()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "namespace-file", "namespace-symlink"])
+def test_an_indexed_file_gone_at_startup_refuses_the_list_not_shortens_it(
+        sandbox, node, tmp_path, damage):
+    """The saved index listed the pod; its file (or its whole namespace directory) is gone
+    or replaced when the hub starts: lost, like a quarantined one, never just absent."""
+    hub = node
+    assert hub.stop() == 0
+    target = cached(hub, "p4")
+    if damage == "deleted":
+        target.unlink()
+    else:
+        ns_dir = target.parent
+        ns_dir.rename(tmp_path / "moved")
+        if damage == "namespace-file":
+            ns_dir.write_text("x")
+        else:
+            ns_dir.symlink_to(tmp_path / "moved")
+    restart_offline(sandbox, hub)
+    status, doc = kubelet_list(hub)
+    # never 200 with 9 (or 0) items
+    assert_refused(status, doc, "incomplete", "p4" if damage == "deleted" else "default/p0")
+    assert_refused(*kubelet_get(hub, "p4"), "damaged")  # not 404: it may well exist
+    if damage != "deleted":
+        assert_refused(*kubelet_get(hub, "p0"), "namespace directory")
+    assert hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                      resource=GVR) == 1
+    status, _, body = http(hub.hub_url + "/v1/readyz")
+    assert status == 503 and b"incomplete" in body and GVR.encode() in body
+
+
+def rot(target: Path, damage: str) -> None:
+    """Bit rot: the bytes change, the inode, size and mtime the index recorded do not."""
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    if damage == "name":
+        i = data.index(b'"name":"p3"') + len(b'"name":"p')
+        data[i:i + 1] = b"9"
+    elif damage == "kind":
+        i = data.index(b'"kind":"Pod"') + len(b'"kind":"Po')
+        data[i:i + 1] = b"x"
+    else:  # a torn tail of the same size
+        data[-3:] = b"\x00\x00\x00"
+    with open(target, "r+b") as f:
+        f.write(data)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_ino, target.stat().st_size) == (st.st_ino, st.st_size)
+
+
+@pytest.mark.parametrize("damage", ["name", "kind", "torn-tail"])
+def test_bit_rot_that_keeps_the_files_stat_is_found_at_startup(sandbox, node, damage):
+    hub = node
+    assert hub.stop() == 0  # the index records each file's stat and checksum
+    rot(cached(hub, "p3"), damage)
+    restart_offline(sandbox, hub)
+    assert_refused(*kubelet_list(hub), "incomplete", "p3")  # not a pod under another name
+    assert_refused(*kubelet_get(hub, "p3"), "damaged")
+    assert kubelet_get(hub, "p5")[0] == 200
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default" / "p3").exists()
+
+
+@pytest.mark.parametrize("damage", ["name", "torn-tail"])
+def test_bit_rot_while_the_hub_runs_is_never_served(sandbox, node, damage):
+    hub = node
+    go_offline(sandbox, hub)
+    assert kubelet_list(hub)[0] == 200
+    rot(cached(hub, "p3"), damage)
+    # A list streaming when it meets the file is broken off (never ended short, never with
+    # the rotten item); a get is refused.
+    try:
+        status, doc = kubelet_list(hub)
+    except http_client.IncompleteRead:
+        pass  # broken off
+    else:
+        assert_refused(status, doc, "p3")
+    assert_refused(*kubelet_get(hub, "p3"))
+    wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
+                                resource=GVR) == 1, what="the view marked incomplete")
+    assert_refused(*kubelet_list(hub), "incomplete", "p3")
+
+
+@pytest.mark.parametrize("damage", ["newer-field", "wrong-types", "directory"])
+def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node, damage):
+    """A view with a field a newer version wrote (a downgrade), or wrong types, crashed the
+    worker on every request (pods 500); a directory as _state cost the whole collection
+    (gets 404).  The state is set aside: lists refused (no view vouches), the objects kept."""
+    hub = node
+    assert hub.stop() == 0
+    state = hub.cache_dir / "kubelet" / GVR / "_state"
+    doc = json.loads(state.read_bytes())
+    if damage == "newer-field":
+        doc["views"][0]["checksum"] = "x"
+        state.write_text(json.dumps(doc))
+    elif damage == "wrong-types":
+        state.write_text(json.dumps({**doc, "views": [{"key": {"namespace": 5}, "rv": "x"}]}))
+    else:
+        state.unlink()
+        state.mkdir()
+    restart_offline(sandbox, hub)
+    for _ in range(3):  # and again: nothing crashes in between
+        assert_refused(*kubelet_list(hub), "no complete list")
+        status, got = kubelet_get(hub, "p5")
+        assert status == 200 and got["metadata"]["name"] == "p5"
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
+    assert "Traceback" not in hub.log()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])

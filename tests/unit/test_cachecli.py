@@ -219,6 +219,88 @@ def test_verify_lists_every_problem_and_exits_1(tree):
     assert (pods / ".stage.7").is_dir() and (pods / "default/evil").is_symlink()
 
 
+def test_verify_names_indexed_objects_whose_files_are_gone(tree):
+    """What the hub's start reports lost (a deleted file, a namespace directory replaced by
+    a file) verify names too; it never says ok about them."""
+    pods = tree / "kubelet/pods.v1.core"
+    (pods / "default/web-1").unlink()
+    (tree / "kubelet/nodes.v1.core/node-a").unlink()
+    for f in (pods / "kube-system").iterdir():
+        f.unlink()
+    (pods / "kube-system").rmdir()
+    (pods / "kube-system").write_text("x")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    out = r.stdout
+    assert ("kubelet/pods.v1.core/default/web-1: listed in the index but its file is missing"
+            in out)
+    assert "kubelet/nodes.v1.core/node-a: listed in the index but its file is missing" in out
+    assert ("kubelet/pods.v1.core/kube-system: 1 object(s) listed in the index have no "
+            "namespace directory") in out
+
+
+def test_a_state_the_hub_would_set_aside_is_named_by_verify_and_ls(tree):
+    """An empty state, and one whose view has a field this version does not know (as a
+    newer version would write): the hub's start sets both aside; verify says so, ls shows
+    the collection with the reason instead of a traceback."""
+    pods = tree / "kubelet/pods.v1.core/_state"
+    doc = json.loads(pods.read_text())
+    doc["views"][0]["checksum"] = "x"
+    pods.write_text(json.dumps(doc))
+    (tree / "kubelet/configmaps.v1.core/_state").write_bytes(b"")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert ("kubelet/pods.v1.core/_state: does not parse (a view has field(s) this yurthub "
+            "does not know: ['checksum']") in r.stdout
+    assert "the hub sets it aside at its start" in r.stdout
+    assert "kubelet/configmaps.v1.core/_state: does not parse" in r.stdout
+    r = cache(tree, "ls", "-o", "wide")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    row = next(line for line in r.stdout.splitlines() if " pods " in line)
+    assert "state unreadable: a view has field(s)" in row and " yes " in row
+
+
+def test_verify_names_a_document_of_the_hub_it_cannot_use(tree):
+    """The filters' persisted inputs are garbage: the hub refuses filtered requests offline
+    and is not ready; verify must not say ok.  The cloud's own bodies are kept as they came
+    (not judged)."""
+    with DiskStore(str(tree)) as store:
+        store.write_nonresource("/_yurthub/filter-inputs", b'{"yurtHubCfg": {}}')
+        store.write_nonresource("/version", b"not json, as the cloud may answer")
+    assert cache(tree, "verify").returncode == 0
+    (tree / "_nonresource" / "%2F_yurthub%2Ffilter-inputs").write_bytes(b"\x00garbage{")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("_nonresource/%2F_yurthub%2Ffilter-inputs: does not parse")
+    assert "refused offline" in r.stdout and "version" not in r.stdout
+
+
+def test_verify_names_a_token_memory_the_hub_cannot_load(tree):
+    with DiskStore(str(tree)) as store:
+        store.write_bookkeeping("access", {"v": 1, "tokens": []})
+    assert cache(tree, "verify").returncode == 0
+    (tree / "_access").write_bytes(b"\x00garbage")
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("_access: does not parse (not a access document); the hub "
+                               "starts without it: bearer tokens seen before are refused")
+
+
+def test_verify_names_bit_rot_that_keeps_the_files_stat_and_its_key(tree):
+    """The hub's start compares each file with the checksum its index recorded; verify too,
+    so a flip that leaves valid JSON naming the right object is not called ok."""
+    p = tree / "kubelet/pods.v1.core/default/web-1"
+    st = p.stat()
+    data = p.read_bytes()
+    assert b'"spec"' in data
+    p.write_bytes(data.replace(b'"spec"', b'"spex"', 1))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = cache(tree, "verify")
+    assert r.returncode == 1, r.stdout
+    assert r.stdout.startswith("kubelet/pods.v1.core/default/web-1: its content changed under "
+                               "an unchanged inode, size and mtime (bit rot?)")
+
+
 def test_verify_shows_a_progress_bar_on_a_terminal_only(tree):
     master, slave = pty.openpty()
     try:

@@ -58,6 +58,7 @@ class CollectionRow:
     bytes: int
     views: list[ViewRow] = field(default_factory=list)
     lost: int = 0            # objects set aside as damaged, not yet healed
+    unreadable: str = ""     # why its state cannot be read (the hub's start sets it aside)
 
     @property
     def dirname(self) -> str:
@@ -75,6 +76,8 @@ class CollectionRow:
     @property
     def stale(self) -> str:
         """Why the collection cannot be trusted whole ("" when every view is fresh)."""
+        if self.unreadable:
+            return f"state unreadable: {self.unreadable}"
         for v in self.views:
             if v.incomplete:
                 return f"view {v.selector} incomplete: {v.incomplete}"
@@ -101,13 +104,17 @@ def summarize(tree: Tree, sizes: dict[CollectionKey, tuple[int, int]],
     for ck in tree.collections():
         if component is not None and ck.component != component:
             continue
-        state = CollectionState.from_json(tree.state(ck) or {})
+        unreadable = ""
+        try:
+            state = CollectionState.from_json(tree.state(ck) or {})
+        except ValueError as e:  # shown as it is; the hub's next start sets it aside
+            state, unreadable = CollectionState(), str(e)
         objects, size = sizes.get(ck, (0, 0))
         views = [ViewRow(str(v.key), v.rv, v.synced_at, v.updated_at, v.stale, v.incomplete)
                  for v in sorted(state.views.values(), key=lambda v: str(v.key))]
         rows.append(CollectionRow(ck.component, ck.resource, ck.group, ck.version,
                                   ck.namespaced, state.kind, objects, size, views,
-                                  len(state.lost)))
+                                  len(state.lost), unreadable))
     return sorted(rows, key=lambda r: (r.component, r.resource, r.group, r.version))
 
 

@@ -149,6 +149,12 @@ class CacheReader:
                     f"the cloud is unreachable and the cached {ck.resource} {what!r} of "
                     f"{ck.component!r} was set aside as damaged ({why}); it may well exist in "
                     "the cloud: retry when the cloud is back", details={"retryAfterSeconds": 5})
+            why = self.store.set_aside(ck)
+            if why:
+                raise ServiceUnavailable(
+                    f"the cloud is unreachable and the cached {ck.resource} of "
+                    f"{ck.component!r} cannot be read: {why}; {name!r} may well exist in the "
+                    "cloud: retry when the cloud is back", details={"retryAfterSeconds": 5})
             raise NotFound(not_found_message(ck.group, ck.resource, name),
                            details=resource_details(name, ck.group, ck.resource))
         updated = max((v.updated_at for v in state.views.values()), default=0.0)

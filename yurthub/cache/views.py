@@ -99,8 +99,39 @@ class View:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> View:
-        return cls(key=ViewKey(**d["key"]), **{k: v for k, v in d.items() if k != "key"})
+    def from_json(cls, d: Any) -> View:
+        """The view a state document records; ValueError for anything but what to_json
+        writes (a missing field takes its default: older versions wrote fewer).
+
+        design: a field this version does not know is refused, not ignored.  A newer
+        version may have added one that restricts what the view may answer, as
+        ``incomplete`` did: a version ignoring it would serve a list the newer one refused
+        (a shorter pod list).  The state is then set aside whole (storage.recovery), and
+        lists are refused until the cloud's next list rebuilds the views.
+        """
+        if not isinstance(d, dict):
+            raise ValueError("a view is not a JSON object")
+        unknown = sorted(set(d) - {"key", *_VIEW_FIELDS})
+        if unknown:
+            raise ValueError(f"a view has field(s) this yurthub does not know: {unknown} "
+                             "(written by a newer version?)")
+        key = d.get("key")
+        if (not isinstance(key, dict) or set(key) != {"namespace", "labels", "fields"}
+                or not all(isinstance(v, str) for v in key.values())):
+            raise ValueError("a view's key is not {namespace, labels, fields} strings")
+        for name, want in _VIEW_FIELDS.items():
+            value = d.get(name)
+            if name in d and (not isinstance(value, want) or isinstance(value, bool)):
+                raise ValueError(f"a view's {name} is {type(value).__name__}, "
+                                 f"not {_TYPE_NAMES[want]}")
+        return cls(key=ViewKey(**key), **{k: v for k, v in d.items() if k != "key"})
+
+
+# The fields of a persisted view besides its key, and the JSON types they hold.
+_VIEW_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "rv": int, "synced_rv": int, "from_rv": int, "synced_at": (int, float),
+    "updated_at": (int, float), "stale": str, "incomplete": str}
+_TYPE_NAMES = {int: "an integer", (int, float): "a number", str: "a string"}
 
 
 # Lines a watch of the apiserver's JSON encoding starts with, when they carry an object's
@@ -185,10 +216,38 @@ class CollectionState:
         return doc
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> CollectionState:
-        views = [View.from_json(v) for v in d.get("views", [])]
-        lost = {(str(ns), str(name)): str(why) for ns, name, why in d.get("lost", [])}
-        rewrite = {ViewKey(str(ns), str(lb), str(fs)) for ns, lb, fs in d.get("rewrite", [])}
+    def from_json(cls, d: Any) -> CollectionState:
+        """The state ``to_json`` wrote; ValueError for a document that is not one (unknown
+        fields included: see View.from_json).  Startup sets such a state aside
+        (``check_state``), so a running hub only meets what it wrote itself."""
+        if not isinstance(d, dict):
+            raise ValueError("the state is not a JSON object")
+        unknown = sorted(set(d) - {"kind", "apiVersion", "listKind", "views", "lost",
+                                   "rewrite"})
+        if unknown:
+            raise ValueError(f"the state has field(s) this yurthub does not know: {unknown} "
+                             "(written by a newer version?)")
+        for name in ("kind", "apiVersion", "listKind"):
+            if not isinstance(d.get(name, ""), str):
+                raise ValueError(f"the state's {name} is not a string")
+        raw_views, raw_lost = d.get("views", []), d.get("lost", [])
+        raw_rewrite = d.get("rewrite", [])
+        if not all(isinstance(x, list) for x in (raw_views, raw_lost, raw_rewrite)):
+            raise ValueError("the state's views, lost objects or rewrites are not lists")
+        views = [View.from_json(v) for v in raw_views]
+        lost: dict[tuple[str, str], str] = {}
+        for row in raw_lost:
+            if (not isinstance(row, list) or len(row) != 3
+                    or not all(isinstance(v, str) for v in row)):
+                raise ValueError("a lost object is not [namespace, name, why] strings")
+            lost[(row[0], row[1])] = row[2]
+        rewrite: set[ViewKey] = set()
+        for row in raw_rewrite:
+            if (not isinstance(row, list) or len(row) != 3
+                    or not all(isinstance(v, str) for v in row)):
+                raise ValueError("a view to rewrite is not [namespace, labels, fields] "
+                                 "strings")
+            rewrite.add(ViewKey(row[0], row[1], row[2]))
         return cls(kind=d.get("kind", ""), api_version=d.get("apiVersion", ""),
                    list_kind=d.get("listKind", ""), views={v.key: v for v in views},
                    lost=lost, rewrite=rewrite & {v.key for v in views})
@@ -235,3 +294,9 @@ class CollectionState:
         view = self.views.get(key)
         if view is not None and not view.incomplete:
             self.views[key] = replace(view, incomplete=why)
+
+
+def check_state(doc: Any) -> None:
+    """Raises ValueError when ``doc`` is not a state this version can read (for startup
+    recovery and ``cache verify``: such a state is set aside, never half-trusted)."""
+    CollectionState.from_json(doc)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 from collections.abc import Callable, Iterable
 
 from yurthub.errors import DamagedObject, StorageError
 from yurthub.storage import files
 from yurthub.storage.collection import Collection
+from yurthub.storage.index import NO_CRC
 from yurthub.storage.keys import CollectionKey
 from yurthub.storage.quarantine import move_to_quarantine
 from yurthub.storage.shared import Shared
@@ -33,15 +35,27 @@ class DamageChecks:
     _root_fd: int
     _check_open: Callable[[], None]
     _get: Callable[..., Collection | None]
+    _colls: dict[tuple[str, str], Collection]
+    _set_aside: dict[tuple[str, str], str]
+
+    def set_aside(self, ck: CollectionKey) -> str:
+        """Why startup quarantined the whole collection ``ck`` ("" when it did not, or the
+        collection was created again since): a get of one of its objects may not say 404,
+        the object may well be cached there and exist in the cloud."""
+        if ck.path in self._colls:
+            return ""
+        return self._set_aside.get(ck.path) or self._set_aside.get((ck.component, ""), "")
 
     def read_object(self, ck: CollectionKey, namespace: str, name: str
                     ) -> tuple[bytes | None, bool]:
         """(body, trusted) of one object, or (None, True) when the cache does not hold it.
 
-        ``trusted``: the file is the one the store wrote (its inode, size and mtime are the
-        index's); otherwise the caller must check the content before serving it.  Raises
-        DamagedObject when the index lists the object but its file is missing, is not a
-        regular file or cannot be read.
+        ``trusted``: the content is what the store wrote (its CRC-32 is the index's);
+        otherwise the caller must check the content before serving it (a file replaced
+        behind the store's back: a restore, an edit).  Raises DamagedObject when the index
+        lists the object but its file is missing, is not a regular file or cannot be read,
+        and when the file the store wrote (inode, size and mtime unchanged) no longer holds
+        what it wrote: bit rot is never served, whatever it turned the bytes into.
         """
         ck.check_object(namespace, name)
         self._check_open()
@@ -69,7 +83,18 @@ class DamageChecks:
                                 f"{e.strerror or e}") from e
         finally:
             self._shared.unpin(epoch)
-        return body, coll.index.stats.get(key) == st
+        vouched = coll.index.stats.get(key)  # one tuple: stat and checksum of one commit
+        if vouched is None:
+            return body, False
+        if vouched[3] == NO_CRC:
+            return body, vouched[:3] == st
+        if zlib.crc32(body) == vouched[3]:
+            return body, True
+        if vouched[:3] == st:
+            raise DamagedObject(f"{ck.object_relpath(namespace, name)}: its content changed "
+                                "under an unchanged inode, size and mtime (bit rot?): it is "
+                                "not what the cache wrote")
+        return body, False
 
     def suspects(self, ck: CollectionKey, keys: Iterable[tuple[str, str]]
                  ) -> dict[tuple[str, str], str]:
@@ -103,7 +128,7 @@ class DamageChecks:
                     continue
                 if not stat.S_ISREG(st.st_mode):
                     out[(ns, name)] = "not a regular file"
-                elif stats.get((ns, name)) != files.stat_key(st):
+                elif (stats.get((ns, name)) or ())[:3] != files.stat_key(st):
                     out[(ns, name)] = "changed"
         finally:
             for fd in dir_fds.values():

@@ -31,8 +31,9 @@ from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.janitor import Janitor
 from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_filename
+from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
-from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery
+from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
@@ -58,7 +59,8 @@ class DiskStore(DamageChecks, Store):
     ``meta_loader(ck, body)`` rebuilds an object's index metadata when startup finds a file
     the saved index does not vouch for (it runs in open(), before any reader); a body it
     raises for is quarantined like one that is not a JSON object.  Without it such entries
-    get ``{}``.  ``index_interval``
+    get ``{}``.  ``state_check(doc)`` raises for a collection's state document this version
+    cannot read: startup quarantines it like a state that is not JSON.  ``index_interval``
     bounds how long a changed index waits before it is written; ``lock_timeout`` how long
     open() waits for another process to release the root.  With a ``quota`` (storage.quota)
     a commit that would pass it evicts idle collections, least recently used first, or
@@ -66,7 +68,8 @@ class DiskStore(DamageChecks, Store):
     """
 
     def __init__(self, root: str, *, history_limit: int = 1024, durability: str = "syncfs",
-                 meta_loader: MetaLoader | None = None, index_interval: float = 5.0,
+                 meta_loader: MetaLoader | None = None, state_check: StateCheck | None = None,
+                 index_interval: float = 5.0,
                  lock_timeout: float = 10.0, quota: Quota | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         if durability not in DURABILITY:
@@ -79,10 +82,12 @@ class DiskStore(DamageChecks, Store):
         self.root = os.path.abspath(root)
         self.history_limit = history_limit
         self.meta_loader = meta_loader
+        self.state_check = state_check
         self.lock_timeout = lock_timeout
         self._settings = Settings(durability, index_interval)
         self._shared = Shared()
         self._colls: dict[tuple[str, str], Collection] = {}   # replaced, never mutated
+        self._set_aside: dict[tuple[str, str], str] = {}       # see DamageChecks.set_aside
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
@@ -108,8 +113,9 @@ class DiskStore(DamageChecks, Store):
             spares: list[tuple[int, str]] = []
             rec = Recovery(self._root_fd, self.history_limit,
                            self._settings.durability == "syncfs", self.meta_loader, report,
-                           spares)
+                           spares, self.state_check)
             self._colls = rec.run()
+            self._set_aside = dict(report.set_aside)
         except OSError as e:
             self._close_fds()
             raise StorageError(f"cannot open the cache at {self.root}: {e}") from e
@@ -144,6 +150,7 @@ class DiskStore(DamageChecks, Store):
         # The root itself may be reached through a symlink (an operator's choice); nothing
         # under it is.
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        set_aside_lock_dir(self._root_fd, LOCK_FILE)
         self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                                 files.FILE_MODE, dir_fd=self._root_fd)
         os.fchmod(self._lock_fd, files.FILE_MODE)
@@ -159,6 +166,8 @@ class DiskStore(DamageChecks, Store):
                     raise StorageError(f"the cache at {self.root} is in use by another "
                                        "process") from None
                 time.sleep(0.05)
+        self._shared.quarantined += len(ensure_root_dirs(self._root_fd,
+                                                         [QUARANTINE, NONRESOURCE]))
         self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)
 
     def flush(self) -> None:
@@ -443,7 +452,7 @@ class DiskStore(DamageChecks, Store):
         """Roll a collection forward after a failed rollback, and reload it."""
         report = RecoveryReport()
         rec = Recovery(self._root_fd, self.history_limit, self._settings.durability == "syncfs",
-                       self.meta_loader, report)
+                       self.meta_loader, report, state_check=self.state_check)
         try:
             comp_fd, _ = files.open_dir(coll.key.component, self._root_fd)
             try:

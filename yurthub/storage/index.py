@@ -2,8 +2,10 @@
 
 Readers take ``snapshot`` (a read-only mapping that is never mutated once published); the
 writer builds the next dict on commit and swaps it in.  The index is persisted lazily to
-``_index`` with each file's (inode, size, mtime_ns) so that startup can trust an entry
-without reading its file; it is never required to be current.
+``_index`` with each file's (inode, size, mtime_ns) and the CRC-32 of its content: a file
+whose stat matches is the one the store wrote, and a read checks the content is still what
+was written (bit rot, a torn tail or a flipped byte keep the stat; 1 us per 5 KB object).
+The index is never required to be current.
 """
 
 from __future__ import annotations
@@ -25,15 +27,24 @@ MAGIC = "yurthub-index"
 
 Key = tuple[str, str]
 Stat = tuple[int, int, int]  # (st_ino, st_size, st_mtime_ns) of the object file
+# What vouches for a file: its Stat and the CRC-32 of the content written (NO_CRC when not
+# known: an index of version 1).  One tuple, replaced whole: a reader never pairs one
+# commit's stat with another's checksum.
+Vouch = tuple[int, int, int, int]
+NO_CRC = -1
+
+
+def vouch(st: Stat, crc: int = NO_CRC) -> Vouch:
+    return st[0], st[1], st[2], crc
 
 
 class Index:
     """Writer-side index of one collection."""
 
     def __init__(self, entries: dict[Key, Entry] | None = None,
-                 stats: dict[Key, Stat] | None = None) -> None:
+                 stats: dict[Key, Vouch] | None = None) -> None:
         self._entries: dict[Key, Entry] = entries if entries is not None else {}
-        self.stats: dict[Key, Stat] = stats if stats is not None else {}
+        self.stats: dict[Key, Vouch] = stats if stats is not None else {}
         self.snapshot: Mapping[Key, Entry] = MappingProxyType(self._entries)
         self.bytes = sum(e.size for e in self._entries.values())
         self.unsaved = 0               # changes since the last persist
@@ -45,7 +56,7 @@ class Index:
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def update(self, puts: Iterable[tuple[Key, Entry, Stat]], deletes: Iterable[Key]) -> None:
+    def update(self, puts: Iterable[tuple[Key, Entry, Vouch]], deletes: Iterable[Key]) -> None:
         """Apply a committed transaction and publish the new snapshot."""
         new = dict(self._entries)
         size = self.bytes
@@ -75,19 +86,27 @@ class Index:
         rows = []
         for (ns, name), e in self._entries.items():
             pace()
-            ino, size, mtime = self.stats[(ns, name)]
-            rows.append([ns, name, size, ino, mtime, e.meta])
-        return files.frame_pieces(MAGIC, {"v": 1, "entries": rows}, rows="entries")
+            ino, size, mtime, crc = self.stats[(ns, name)]
+            rows.append([ns, name, size, ino, mtime, e.meta, crc])
+        return files.frame_pieces(MAGIC, {"v": 2, "entries": rows}, rows="entries")
 
     @staticmethod
-    def decode(data: bytes) -> dict[Key, tuple[Entry, Stat]]:
-        """Entries of a persisted index; ValueError when it is damaged or of another version."""
+    def decode(data: bytes) -> dict[Key, tuple[Entry, Vouch]]:
+        """Entries of a persisted index; ValueError when it is damaged or of another version.
+
+        Version 1 (no checksums) is read with NO_CRC: startup then reads those files once."""
         doc: Any = files.unframe(MAGIC, data)
-        if not isinstance(doc, dict) or doc.get("v") != 1:
+        if not isinstance(doc, dict) or doc.get("v") not in (1, 2):
             raise ValueError("unknown index version")
-        out: dict[Key, tuple[Entry, Stat]] = {}
-        for ns, name, size, ino, mtime, meta in doc["entries"]:
-            out[(ns, name)] = (Entry(meta, size), (ino, size, mtime))
+        out: dict[Key, tuple[Entry, Vouch]] = {}
+        if doc["v"] == 1:
+            for ns, name, size, ino, mtime, meta in doc["entries"]:
+                out[(ns, name)] = (Entry(meta, size), (ino, size, mtime, NO_CRC))
+            return out
+        for ns, name, size, ino, mtime, meta, crc in doc["entries"]:
+            if not isinstance(crc, int):
+                raise ValueError("a checksum is not a number")
+            out[(ns, name)] = (Entry(meta, size), (ino, size, mtime, crc))
         return out
 
     def persist(self, coll_fd: int) -> None:

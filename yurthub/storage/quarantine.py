@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
+import time
 
 from yurthub.storage import files
 
@@ -43,3 +45,68 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
     path = "/".join([*parts, dest])
     log.warning("quarantined %s", path)
     return path
+
+
+# -- the root's own entries ---------------------------------------------------------------------
+# design: a damaged entry of the root (``_lock`` a directory, ``_quarantine`` or
+# ``_nonresource`` a file) made open() fail and the hub exit 3 at every start.  It is set
+# aside instead, when that is safe: the lock's directory before the lock is taken (by a
+# rename that only a directory can make, so a racing start's fresh lock file is never
+# moved), the others once the lock is held (no other process touches the root then).
+# Anything else (a symlink or a FIFO as ``_lock``) keeps the clear error.
+
+SET_ASIDE = ".set-aside."
+
+
+def set_aside_lock_dir(root_fd: int, lock: str) -> bool:
+    """Before the lock is taken: move a directory standing where the lock file belongs to
+    ``<lock>.set-aside.<n>`` at the root (``quarantine_root_leftovers`` files it later);
+    True when one was moved.  Only a directory moves: the rename replaces an empty directory,
+    which fails (EISDIR/ENOTDIR) for a lock file another start has just created."""
+    try:
+        st = os.stat(lock, dir_fd=root_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    dest = f"{lock}{SET_ASIDE}{os.getpid()}.{time.time_ns()}"
+    os.mkdir(dest, files.DIR_MODE, dir_fd=root_fd)
+    try:
+        os.rename(lock, dest, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+    except OSError:
+        os.rmdir(dest, dir_fd=root_fd)  # gone, or a file now: the lock's open decides
+        return False
+    log.warning("%s was a directory, not the cache's lock file: set aside", lock)
+    return True
+
+
+def ensure_root_dirs(root_fd: int, names: list[str]) -> list[str]:
+    """With the lock held: each of ``names`` (QUARANTINE first) that exists as anything but
+    a directory is set aside into ``_quarantine/`` (and ``<lock>.set-aside.*`` directories
+    with them); returns the quarantine paths."""
+    moved = []
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if name == QUARANTINE:  # out of the way, then into the new directory
+            tmp = f"{QUARANTINE}{SET_ASIDE}{os.getpid()}.{time.time_ns()}"
+            os.rename(name, tmp, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+            fd, _ = files.open_dir(QUARANTINE, root_fd, create=True)
+            try:
+                os.rename(tmp, QUARANTINE, src_dir_fd=root_fd, dst_dir_fd=fd)
+            finally:
+                os.close(fd)
+            path = f"{QUARANTINE}/{QUARANTINE}"
+            log.warning("quarantined %s", path)
+        else:
+            path = move_to_quarantine(root_fd, root_fd, name, [name])
+        log.warning("%s was not a directory: set aside as %s", name, path)
+        moved.append(path)
+    for name in sorted(os.listdir(root_fd)):
+        if SET_ASIDE in name and not name.startswith(QUARANTINE):
+            moved.append(move_to_quarantine(root_fd, root_fd, name, [name]))
+    return moved

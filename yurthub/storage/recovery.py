@@ -5,7 +5,12 @@ For each collection: a valid ``_journal`` is applied (a torn one is discarded), 
 the directory: an entry whose file still has the recorded (inode, size, mtime_ns) is kept
 without reading the file; files that changed or appeared are re-read and re-indexed;
 files that are not valid JSON objects, symlinks and misplaced entries are moved to
-``<root>/_quarantine/`` and never served.
+``<root>/_quarantine/`` and never served.  An object the saved index lists whose file is
+gone (deleted, or its namespace directory replaced by a file or a symlink and set aside) is
+reported lost like a quarantined one: the views that held it become incomplete, never
+shorter.  design: after a crash the index may predate a commit that deleted an object (it
+is written lazily); that object is then reported lost too, which costs its views' offline
+answers until the next list from the cloud, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 import os
 import stat
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +29,8 @@ from yurthub.storage import collection as coll_mod
 from yurthub.storage import files, history, journal
 from yurthub.storage.collection import Collection
 from yurthub.storage.history import History
-from yurthub.storage.index import Index, Key, Stat
+from yurthub.storage.index import FILE as INDEX_FILE
+from yurthub.storage.index import NO_CRC, Index, Key, Stat, Vouch, vouch
 from yurthub.storage.keys import (
     CollectionKey,
     check_component,
@@ -40,6 +47,9 @@ NONRESOURCE = "_nonresource"
 # (collection, namespace, name, file content) -> the object's index meta.  Raises (anything)
 # when the content is not the object its path names: the file is then quarantined.
 MetaLoader = Callable[[CollectionKey, str, str, bytes], dict[str, Any]]
+# A collection's state document -> None; raises (anything) when this version cannot read it:
+# the state is then quarantined like one that is not JSON.
+StateCheck = Callable[[Any], None]
 
 
 @dataclass
@@ -52,8 +62,11 @@ class Recovery:
     # When a list: the spare dirs found (collection fd, name), kept for the store to reuse;
     # otherwise they are swept like staging debris.
     spares: list[tuple[int, str]] | None = None
+    state_check: StateCheck | None = None
     # Objects of the collection being recovered that were quarantined: (ns, name, why).
     _lost: list[tuple[str, str, str]] = field(default_factory=list)
+    # Namespace entries of that collection set aside whole (not a directory): ns -> why.
+    _lost_ns: dict[str, str] = field(default_factory=dict)
 
     # -- the root ---------------------------------------------------------------------------
 
@@ -82,6 +95,15 @@ class Recovery:
                     os.close(fd)
             elif is_bookkeeping(name):
                 continue
+            elif _valid(check_component, name) and not entry.is_dir(follow_symlinks=False):
+                # A component's directory replaced (a symlink, a file): set aside, and gets of
+                # what it held are 503 (it may well be cached there), not 404.
+                why = _file_type(entry.stat(follow_symlinks=False))
+                log.warning("%s in the cache root is %s, not a directory: setting it aside",
+                            name, why)
+                self._quarantine(self.root_fd, name, [name])
+                self.report.set_aside[(name, "")] = (
+                    f"the component's directory was {why} and was set aside")
             elif not entry.is_dir(follow_symlinks=False) or not _valid(check_component, name):
                 log.warning("ignoring %r in the cache root: not a component directory", name)
             else:
@@ -102,7 +124,11 @@ class Recovery:
                         log.warning("ignoring %r: not a <resource>.<version>.<group> dir", where)
                     continue
                 if not entry.is_dir(follow_symlinks=False):
-                    log.warning("ignoring %r: not a directory", where)
+                    why = _file_type(entry.stat(follow_symlinks=False))
+                    log.warning("%s is %s, not a directory: setting it aside", where, why)
+                    self._quarantine(comp_fd, name, [component, name])
+                    self.report.set_aside[(component, name)] = (
+                        f"its collection's directory was {why} and was set aside")
                     continue
                 try:
                     coll = self.collection(comp_fd, component, name)
@@ -110,6 +136,8 @@ class Recovery:
                     # A cache can lose a collection; the gateway must still start.
                     log.error("cannot recover %s (%s): moving it to quarantine", where, e)
                     self._quarantine(comp_fd, name, [component, name + ".broken"])
+                    self.report.set_aside[(component, name)] = (
+                        f"its collection could not be recovered ({e}) and was set aside")
                     continue
                 if coll is not None:
                     found[coll.key.path] = coll
@@ -137,6 +165,7 @@ class Recovery:
 
     def _collection(self, coll_fd: int, component: str, dirname: str) -> Collection | None:
         where = f"{component}/{dirname}"
+        self._bookkeeping(coll_fd, component, dirname)
         key = coll_mod.read_key(coll_fd, component, dirname)
         if key is None:
             namespaced = self._infer_scope(coll_fd)
@@ -164,6 +193,23 @@ class Recovery:
         if self.spares is not None:
             self.spares += [(coll_fd, name) for name in kept]
         return Collection(key, coll_fd, index, hist, state)
+
+    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> None:
+        """Set aside a bookkeeping entry that is not a regular file (a directory, a symlink,
+        a FIFO), alone: reading it would fail, and the whole collection would be lost for
+        it (a get of its objects 404).  Each is then as if absent: a journal is a commit
+        that never happened, a state has no views (lists refused offline), an index and a
+        history are rebuilt or marked lost as when damaged."""
+        for name in (coll_mod.KEY_FILE, journal.FILE, journal.STATE_FILE, history.FILE,
+                     INDEX_FILE):
+            try:
+                st = os.stat(name, dir_fd=coll_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                log.warning("%s/%s/%s is not a regular file (%s): setting it aside",
+                            component, dirname, name, _file_type(st))
+                self._quarantine(coll_fd, name, [component, dirname, name])
 
     def _infer_scope(self, coll_fd: int) -> bool | None:
         kinds = {e.is_dir(follow_symlinks=False) for e in os.scandir(coll_fd)
@@ -203,39 +249,53 @@ class Recovery:
         if data is None:
             return coll_mod.EMPTY_STATE
         try:
-            if isinstance(json.loads(data), dict):
-                return data
-        except ValueError:
-            pass
+            doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if self.state_check is not None:
+                self.state_check(doc)
+            return data
+        except Exception as e:  # a check failing on one state costs that state, no more
+            why = f"{type(e).__name__}: {e}"
+        log.warning("%s: its state cannot be read (%s): set aside; its lists are refused "
+                    "offline until the cloud's next list", key, why)
         self._quarantine(coll_fd, journal.STATE_FILE, [*key.path, journal.STATE_FILE])
         return coll_mod.EMPTY_STATE
 
     # -- the index -------------------------------------------------------------------------
 
     def _index(self, coll_fd: int, key: CollectionKey) -> Index:
-        saved: dict[Key, tuple[Entry, Stat]] = {}
-        data = files.read_optional(coll_fd, "_index")
+        saved: dict[Key, tuple[Entry, Vouch]] = {}
+        data = files.read_optional(coll_fd, INDEX_FILE)
         if data is not None:
             try:
                 saved = Index.decode(data)
             except (ValueError, TypeError, KeyError) as e:
                 log.warning("%s: the saved index is unusable (%s); rebuilding it", key, e)
         entries: dict[Key, Entry] = {}
-        stats: dict[Key, Stat] = {}
+        stats: dict[Key, Vouch] = {}
         ns_fds: list[int] = []
         self._lost = []
+        self._lost_ns = {}
         try:
             on_disk = self._scan(coll_fd, key, ns_fds)
             changed = data is None or len(saved) != len(on_disk)
+            self._missing(key, saved, on_disk)
             for k, (dir_fd, st) in on_disk.items():
                 known = saved.get(k)
-                if known is not None and known[1] == st:
-                    entries[k], stats[k] = known
+                if known is not None and known[1][:3] == st:
+                    crc = self._checksum(dir_fd, key, k, known[1][3])
+                    if crc == known[1][3]:
+                        entries[k], stats[k] = known
+                        continue
+                    changed = True
+                    if crc is not None:  # an index without checksums vouched for the file
+                        entries[k], stats[k] = known[0], vouch(st, crc)
                     continue
                 changed = True
-                entry = self._reindex(dir_fd, key, k)
-                if entry is not None:
-                    entries[k], stats[k] = entry, st
+                got = self._reindex(dir_fd, key, k)
+                if got is not None:
+                    entries[k], stats[k] = got[0], vouch(st, got[1])
         finally:
             for fd in ns_fds:
                 os.close(fd)
@@ -245,6 +305,7 @@ class Recovery:
                 known_meta = saved[(ns, name)][0].meta if (ns, name) in saved else None
                 self.report.lost.append(LostObject(key, ns, name, known_meta, why))
             self._lost = []
+            self._lost_ns = {}
         index = Index(entries, stats)
         if changed:
             index.unsaved = 1
@@ -254,18 +315,65 @@ class Recovery:
                 log.warning("%s: cannot write the index: %s", key, e)
         return index
 
-    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> Entry | None:
+    def _missing(self, key: CollectionKey, saved: dict[Key, tuple[Entry, Vouch]],
+                 on_disk: dict[Key, tuple[int, Stat]]) -> None:
+        """Objects the saved index lists whose files are gone (deleted, or their namespace
+        directory set aside) are lost, like quarantined ones: a view that held one must not
+        answer a list without it (kubelet takes a pod missing from its list as deleted)."""
+        already = {(ns, name) for ns, name, _ in self._lost}
+        for ns, name in sorted(saved.keys() - on_disk.keys() - already):
+            why = self._lost_ns.get(ns)
+            if why is None:
+                why = "its file is missing"
+                log.warning("%s/%s/%s: %s", key, ns or "-", name, why)
+            self._lost.append((ns, name, why))
+
+    def _checksum(self, dir_fd: int, key: CollectionKey, k: Key, want: int) -> int | None:
+        """The CRC-32 of a file the saved index vouches for by its stat, read to check that
+        its content is still what the store wrote (bit rot, a flipped byte or a torn tail
+        keep inode, size and mtime); None when it is not (the file is then lost).  Without a
+        recorded checksum (an index of version 1), the content is checked as on a reindex.
+        """
         ns, name = k
-        body = files.read_file(dir_fd, name)
+        try:
+            body = files.read_file(dir_fd, name)
+        except OSError as e:
+            self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+            return None
+        crc = zlib.crc32(body)
+        if want == NO_CRC:
+            return crc if self._valid_body(dir_fd, key, k, body) is not None else None
+        if crc != want:
+            self._lose(dir_fd, key, ns, name, "its content changed under an unchanged inode, "
+                       "size and mtime (bit rot?): it is not what the cache wrote")
+            return None
+        return crc
+
+    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> tuple[Entry, int] | None:
+        ns, name = k
+        try:
+            body = files.read_file(dir_fd, name)
+        except OSError as e:
+            self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+            return None
         self.report.reindexed += 1
+        meta = self._valid_body(dir_fd, key, k, body)
+        if meta is None:
+            return None
+        return Entry(meta, len(body)), zlib.crc32(body)
+
+    def _valid_body(self, dir_fd: int, key: CollectionKey, k: Key,
+                    body: bytes) -> dict[str, Any] | None:
+        """The index meta of a file's content, or None (and the file lost) when it is not
+        the object its path names."""
+        ns, name = k
         try:
             if not isinstance(json.loads(body), dict):
                 raise ValueError("not a JSON object")
-            meta = self.meta_loader(key, ns, name, body) if self.meta_loader is not None else {}
+            return self.meta_loader(key, ns, name, body) if self.meta_loader is not None else {}
         except Exception as e:  # a loader failing on one file costs that file, no more
             self._lose(dir_fd, key, ns, name, f"not a valid object: {type(e).__name__}: {e}")
             return None
-        return Entry(meta, len(body))
 
     def _scan(self, coll_fd: int, key: CollectionKey,
               ns_fds: list[int]) -> dict[Key, tuple[int, Stat]]:
@@ -281,7 +389,14 @@ class Recovery:
             if is_bookkeeping(e.name):
                 continue
             if not e.is_dir(follow_symlinks=False) or not _valid(check_namespace, e.name):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    why = "its namespace directory has an invalid name"
+                else:
+                    why = f"its namespace directory was not a directory ({_file_type(st)})"
+                log.warning("%s/%s set aside with its objects: %s", key, e.name, why)
                 self._quarantine(coll_fd, e.name, [*key.path, e.name])
+                self._lost_ns[e.name] = why
                 continue
             ns_fd, _ = files.open_dir(e.name, coll_fd)
             ns_fds.append(ns_fd)
@@ -349,8 +464,9 @@ def _valid(check: Callable[[str], str], value: str) -> bool:
 
 
 def _file_type(st: os.stat_result) -> str:
-    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket"),
+    for test, what in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISLNK, "a symlink"),
+                       (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
         if test(st.st_mode):
             return what

@@ -76,6 +76,9 @@ class RecoveryReport:
     quarantined_paths: list[str] = field(default_factory=list)
     # quarantined objects, per collection (not in the repr: logged one by one)
     lost: list[LostObject] = field(default_factory=list, repr=False)
+    # collections quarantined whole, (component, dirname) -> why: their objects are unknown
+    # ((component, "") for a whole component)
+    set_aside: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,16 +24,17 @@ from yurthub.storage import files, history, journal
 from yurthub.storage.disk import LOCK_FILE, root_in_use
 from yurthub.storage.history import History
 from yurthub.storage.index import FILE as INDEX_FILE
-from yurthub.storage.index import Index
+from yurthub.storage.index import NO_CRC, Index, Vouch
 from yurthub.storage.keys import (
     CollectionKey,
     check_component,
     check_name,
     check_namespace,
     is_bookkeeping,
+    nonresource_path,
 )
 from yurthub.storage.quarantine import QUARANTINE
-from yurthub.storage.recovery import NONRESOURCE
+from yurthub.storage.recovery import NONRESOURCE, StateCheck
 
 # (collection, namespace, name, body) -> why the body is not that object ("" when it is)
 BodyCheck = Callable[[CollectionKey, str, str, bytes], str]
@@ -52,6 +54,8 @@ class TreeReader:
     readable directory."""
 
     def __init__(self, root: str) -> None:
+        self._state_check: StateCheck | None = None
+        self._vouched: dict[tuple[str, str], Vouch] = {}
         self.root = os.path.abspath(root)
         try:
             # The root may be reached through a symlink (an operator's choice); nothing under it.
@@ -169,13 +173,15 @@ class TreeReader:
         """How many object files ``audit`` will read (for a progress bar)."""
         return sum(len(self.objects(ck)) for ck in self.collections())
 
-    def audit(self, check: BodyCheck, progress: Callable[[], None] = lambda: None
-              ) -> Iterator[str]:
+    def audit(self, check: BodyCheck, progress: Callable[[], None] = lambda: None,
+              state_check: StateCheck | None = None) -> Iterator[str]:
         """Every problem of the tree, one line each (paths relative to the root).
 
         While a hub owns the tree, its commits in progress (staging directories, journals,
-        temporary files) are not debris and are not reported.
+        temporary files) are not debris and are not reported.  ``state_check`` is the
+        hub's own test of a collection's state (what its start sets aside).
         """
+        self._state_check = state_check
         busy = self.in_use()
         st = os.fstat(self.fd)
         self._uid = st.st_uid
@@ -189,9 +195,13 @@ class TreeReader:
                 yield from self._mode(name, est, files.FILE_MODE)
             elif name in (NONRESOURCE, QUARANTINE):
                 if not stat.S_ISDIR(est.st_mode):
-                    yield f"{name}: not a directory"
+                    yield f"{name}: not a directory; the hub sets it aside at its start"
                 elif name == NONRESOURCE:
                     yield from self._plain_dir(name, est, busy)
+            elif name in _FRAMED_AT_ROOT:
+                yield from self._mode(name, est, files.FILE_MODE)
+                if stat.S_ISREG(est.st_mode):
+                    yield from _framed(self.fd, name)
             elif is_bookkeeping(name):
                 continue
             elif not stat.S_ISDIR(est.st_mode) or not _valid(check_component, name):
@@ -232,8 +242,10 @@ class TreeReader:
                     if not busy:
                         yield f"{where}/{e.name}: debris (a crash's leftover)"
                     continue
-                yield from self._mode(f"{where}/{e.name}", e.stat(follow_symlinks=False),
-                                      files.FILE_MODE)
+                est = e.stat(follow_symlinks=False)
+                yield from self._mode(f"{where}/{e.name}", est, files.FILE_MODE)
+                if stat.S_ISREG(est.st_mode) and nonresource_path(e.name).startswith(OWN_DOCS):
+                    yield from _own_document(fd, e.name, f"{where}/{e.name}")
 
     def _component(self, comp: str, st: os.stat_result, check: BodyCheck,
                    progress: Callable[[], None], busy: bool) -> Iterator[str]:
@@ -271,6 +283,9 @@ class TreeReader:
             if key is None:
                 return
         yield from self._bookkeeping(fd, where, busy)
+        # A running hub's index lags its commits: only a stopped one's vouches for files.
+        self._vouched = {} if busy else _saved_index(fd)
+        yield from _unfiled(fd, key, where, self._vouched)
         if not key.namespaced:
             yield from self._objects(fd, key, "", where, check, progress, busy)
             return
@@ -298,7 +313,10 @@ class TreeReader:
                 continue
             est = e.stat(follow_symlinks=False)
             if name == journal.FILE:
-                if not busy:
+                if not stat.S_ISREG(est.st_mode):
+                    yield (f"{path}: not a regular file ({_file_type(est)}); the hub sets it "
+                           "aside at its start")
+                elif not busy:
                     yield f"{path}: a commit a crash interrupted (the next start applies it)"
                 continue
             if name not in _BOOKKEEPING:
@@ -306,7 +324,7 @@ class TreeReader:
                 continue
             yield from self._mode(path, est, files.FILE_MODE)
             if stat.S_ISREG(est.st_mode):
-                yield from _parses(fd, name, path)
+                yield from _parses(fd, name, path, self._state_check)
 
     def _objects(self, fd: int, key: CollectionKey, ns: str, where: str, check: BodyCheck,
                  progress: Callable[[], None], busy: bool) -> Iterator[str]:
@@ -328,7 +346,13 @@ class TreeReader:
             problems = list(self._mode(path, est, files.FILE_MODE))
             if stat.S_ISREG(est.st_mode):
                 try:
-                    why = check(key, ns, name, files.read_file(fd, name))
+                    data, st = files.read_file_stat(fd, name)
+                    why = check(key, ns, name, data)
+                    vouched = self._vouched.get((ns, name))
+                    if (not why and vouched is not None and vouched[3] != NO_CRC
+                            and vouched[:3] == st and zlib.crc32(data) != vouched[3]):
+                        why = ("its content changed under an unchanged inode, size and mtime "
+                               "(bit rot?); the hub sets it aside at its start")
                 except FileNotFoundError:
                     why = ""
                 except OSError as err:
@@ -380,7 +404,84 @@ def _files(fd: int, ns: str) -> list[ObjectFile]:
     return out
 
 
-def _parses(fd: int, name: str, path: str) -> Iterator[str]:
+def _saved_index(coll_fd: int) -> dict[tuple[str, str], Vouch]:
+    """What a collection's saved index vouches for ({} when it is missing or unusable)."""
+    try:
+        return {k: v for k, (_, v) in Index.decode(files.read_file(coll_fd, INDEX_FILE)).items()}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def _unfiled(coll_fd: int, key: CollectionKey, where: str,
+             saved: dict[tuple[str, str], Vouch]) -> Iterator[str]:
+    """Objects the saved index lists whose files are gone: the hub reports them lost at
+    its start (lists that need them are refused until the cloud's next list)."""
+    by_ns: dict[str, list[str]] = {}
+    for ns, name in saved:
+        by_ns.setdefault(ns, []).append(name)
+    lost = "listed in the index but its file is missing (the hub sets it aside as lost)"
+    for ns, names in sorted(by_ns.items()):
+        ns_fd = coll_fd
+        if key.namespaced:
+            try:
+                ns_fd, _ = files.open_dir(ns, coll_fd)
+            except OSError:
+                yield (f"{where}/{ns}: {len(names)} object(s) listed in the index have no "
+                       "namespace directory (the hub sets them aside as lost)")
+                continue
+        try:
+            for name in sorted(names):
+                try:
+                    os.stat(name, dir_fd=ns_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    yield f"{where}/{ns}/{name}: {lost}" if ns else f"{where}/{name}: {lost}"
+        finally:
+            if ns_fd != coll_fd:
+                os.close(ns_fd)
+
+
+# The bookkeeping documents at the root (DiskStore.read_bookkeeping: framed JSON): the
+# offline token memory.
+_FRAMED_AT_ROOT = {"_access": "bearer tokens seen before are refused offline until the "
+                   "cloud accepts them again"}
+
+
+def _framed(fd: int, name: str) -> Iterator[str]:
+    try:
+        files.unframe(name[1:], files.read_file(fd, name))
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield f"{name}: unreadable ({e.strerror or e})"
+    except ValueError as e:
+        yield (f"{name}: does not parse ({e}); the hub starts without it: "
+               f"{_FRAMED_AT_ROOT[name]}")
+
+
+# Non-resource paths under which the hub keeps documents of its own (the filters' inputs):
+# JSON objects, unlike the cloud's bodies, which are kept as they came.
+OWN_DOCS = "/_yurthub/"
+
+
+def _own_document(fd: int, name: str, path: str) -> Iterator[str]:
+    """A document the hub keeps for itself must parse: the hub cannot use one that does not
+    (it waits for the cloud to tell it again; the filters' inputs: filtered requests are
+    refused offline meanwhile)."""
+    try:
+        doc = json.loads(files.read_file(fd, name))
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        yield f"{path}: unreadable ({e.strerror or e})"
+    except ValueError as e:
+        yield (f"{path}: does not parse ({e}); the hub cannot use it and waits for the "
+               "cloud (what depends on it, e.g. filtered requests, is refused offline)")
+
+
+def _parses(fd: int, name: str, path: str,
+            state_check: StateCheck | None = None) -> Iterator[str]:
     try:
         data = files.read_file(fd, name)
     except FileNotFoundError:
@@ -394,10 +495,19 @@ def _parses(fd: int, name: str, path: str) -> Iterator[str]:
         elif name == history.FILE:
             if History.load(fd, 1_000_000)[1]:
                 yield f"{path}: damaged (offline watch resumes from before it are refused)"
+        elif name == journal.STATE_FILE:
+            doc = json.loads(data)  # an empty state is set aside too
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if state_check is not None:
+                state_check(doc)
         elif data and not isinstance(json.loads(data), dict):
             raise ValueError("not a JSON object")
     except (ValueError, TypeError, KeyError) as e:
-        yield f"{path}: does not parse ({e})"
+        then = {journal.STATE_FILE: "; the hub sets it aside at its start: its lists are "
+                "refused offline until the cloud's next list",
+                INDEX_FILE: "; the hub rebuilds it at its start"}.get(name, "")
+        yield f"{path}: does not parse ({e}){then}"
 
 
 def _valid(check: Callable[[str], str], value: str) -> bool:

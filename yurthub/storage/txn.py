@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from yurthub.errors import StorageError
 from yurthub.storage import files, journal
 from yurthub.storage.collection import Collection
 from yurthub.storage.history import Plan, encode_record
-from yurthub.storage.index import Key, Stat
+from yurthub.storage.index import Key, Vouch
 from yurthub.storage.journal import Applier, Journal
 from yurthub.storage.shared import REUSE_AFTER, SPARE_PREFIXES, Shared, Trash
 from yurthub.storage.store import Entry, Transaction
@@ -97,7 +98,7 @@ class DiskTransaction(Transaction):
         self._stage = journal.STAGE_PREFIX + self._id
         self._stage_fd: int | None = None
         self._dirs: dict[str, int] = {}            # namespace -> dir fd, opened while staging
-        self._puts: dict[Key, tuple[str, Entry, Stat]] = {}
+        self._puts: dict[Key, tuple[str, Entry, Vouch]] = {}
         self._deletes: dict[Key, None] = {}        # ordered set
         self._state: bytes | None = None
         self._hist_fd: int | None = None
@@ -153,8 +154,10 @@ class DiskTransaction(Transaction):
         except OSError as e:
             raise self._staging_failed(f"{namespace}/{name}", e) from e
         self._deletes.pop(key, None)
-        self._puts[key] = (staged, Entry(meta, st.st_size), (st.st_ino, st.st_size,
-                                                               st.st_mtime_ns))
+        # The checksum reads must compare against (index.py): summed over the bytes given,
+        # outside the GIL for a big body.
+        self._puts[key] = (staged, Entry(meta, st.st_size),
+                           (st.st_ino, st.st_size, st.st_mtime_ns, zlib.crc32(body)))
 
     def _reuse(self, stage_fd: int, staged: str, body: bytes,
                fsync: bool) -> os.stat_result | None:

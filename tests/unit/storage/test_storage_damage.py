@@ -88,3 +88,109 @@ def test_recovery_reports_the_objects_it_set_aside_with_what_the_index_knew(tmp_
     assert "FIFO" in lost[("default", "c")].why
     assert set(store.entries(PODS)) == {("default", "b")}
     store.close()
+
+
+def test_recovery_reports_an_indexed_object_whose_file_is_missing_as_lost(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()  # the saved index lists a, b and c
+    path(tmp_path, "b").unlink()
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", "b")}
+    assert lost[("default", "b")].meta == {"labels": {"app": "b"}}
+    assert "missing" in lost[("default", "b")].why
+    assert set(store.entries(PODS)) == {("default", "a"), ("default", "c")}
+    store.close()
+    store, report = reopen(tmp_path)  # reported once: the rebuilt index no longer lists it
+    assert report.lost == []
+    store.close()
+
+
+@pytest.mark.parametrize("replacement", ["file", "symlink"])
+def test_recovery_reports_the_objects_of_a_namespace_dir_set_aside_as_lost(tmp_path,
+                                                                           replacement):
+    store = open_store(tmp_path)
+    fill(store)
+    with store.transaction(PODS) as txn:
+        txn.put("other", "d", body("d", "other"), {"labels": {"app": "d"}})
+        txn.commit()
+    store.close()
+    ns_dir = tmp_path / "kubelet" / "pods.v1.core" / "default"
+    moved = tmp_path.parent / f"moved-{replacement}"
+    ns_dir.rename(moved)
+    if replacement == "file":
+        ns_dir.write_text("x")
+    else:
+        ns_dir.symlink_to(moved)
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", n) for n in "abc"}
+    assert lost[("default", "a")].meta == {"labels": {"app": "a"}}
+    assert "namespace directory" in lost[("default", "a")].why
+    assert replacement in lost[("default", "a")].why
+    assert set(store.entries(PODS)) == {("other", "d")}
+    assert (tmp_path / "_quarantine" / "kubelet" / "pods.v1.core" / "default").is_symlink() \
+        == (replacement == "symlink")
+    store.close()
+
+
+def flip_keeping_stat(p, old: bytes, new: bytes) -> None:
+    """Bit rot: bytes change, the inode, size and mtime do not."""
+    st = p.stat()
+    data = p.read_bytes()
+    assert len(old) == len(new) and old in data
+    p.write_bytes(data.replace(old, new, 1))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns) == (
+        st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@pytest.mark.parametrize("old, new", [(b'"b"', b'"c"'), (b'{"', b'{#'), (b"}", b"\x00")])
+def test_a_file_changed_under_an_unchanged_stat_is_damaged_when_read(tmp_path, old, new):
+    store = open_store(tmp_path)
+    fill(store)
+    flip_keeping_stat(path(tmp_path, "b"), old, new)
+    with pytest.raises(DamagedObject, match=r"default/b: .*bit rot"):
+        store.read_object(PODS, "default", "b")
+    assert store.read_object(PODS, "default", "a") == (body("a", "default"), True)
+    store.close()
+
+
+def test_a_file_changed_under_an_unchanged_stat_is_lost_at_startup(tmp_path):
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()  # the index (with each file's checksum) is persisted
+    flip_keeping_stat(path(tmp_path, "b"), b'"Pod"', b'"Pox"')  # still valid JSON
+    store, report = reopen(tmp_path)
+    lost = {(o.namespace, o.name): o for o in report.lost}
+    assert set(lost) == {("default", "b")} and "bit rot" in lost[("default", "b")].why
+    assert lost[("default", "b")].meta == {"labels": {"app": "b"}}
+    assert set(store.entries(PODS)) == {("default", "a"), ("default", "c")}
+    assert (tmp_path / "_quarantine" / "kubelet" / "pods.v1.core" / "default" / "b").exists()
+    store.close()
+
+
+def test_an_index_without_checksums_is_upgraded_by_reading_each_file_once(tmp_path):
+    import json
+
+    from yurthub.storage import files
+    store = open_store(tmp_path)
+    fill(store)
+    store.close()
+    idx = tmp_path / "kubelet" / "pods.v1.core" / "_index"
+    doc = files.unframe("yurthub-index", idx.read_bytes())
+    assert doc["v"] == 2
+    v1 = {"v": 1, "entries": [row[:6] for row in doc["entries"]]}  # as the last release
+    idx.write_bytes(files.frame("yurthub-index", v1))
+    path(tmp_path, "c").write_bytes(b'{"torn')  # found while upgrading
+    flip_keeping_stat(path(tmp_path, "a"), b'"metadata"', b'"metadatx"')  # so is this one
+    store, report = reopen(tmp_path)
+    assert {(o.namespace, o.name) for o in report.lost} == {("default", "a"), ("default", "c")}
+    assert store.read_object(PODS, "default", "b") == (body("b", "default"), True)
+    store.close()
+    doc = json.loads(idx.read_bytes().partition(b"\n")[2])
+    assert doc["v"] == 2 and [row[1] for row in doc["entries"]] == ["b"]
+    store, report = reopen(tmp_path)
+    assert report.lost == [] and report.reindexed == 0
+    store.close()

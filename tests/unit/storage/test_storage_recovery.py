@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from storage_support import NODES, PODS, body, leftovers, open_store, reopen
 
+from yurthub.cache.reader import CacheReader
+from yurthub.errors import ServiceUnavailable
 from yurthub.storage import CollectionKey, files, journal
 
 
@@ -195,8 +198,36 @@ def test_a_collection_that_cannot_be_recovered_is_quarantined_not_fatal(tmp_path
     store, report = reopen(tmp_path / "c")
     assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core.broken"]
     assert store.collections() == [NODES] and len(store.entries(NODES)) == 5
+    # Its objects are unknown, not absent: a get of one must not say 404.
+    assert "could not be recovered" in store.set_aside(PODS) and not store.set_aside(NODES)
+    with pytest.raises(ServiceUnavailable, match="may well exist"):
+        CacheReader(store).get(PODS, "default", "pod-1")
     fill(store, n=2)  # the collection starts afresh
-    assert len(store.entries(PODS)) == 2
+    assert len(store.entries(PODS)) == 2 and store.set_aside(PODS) == ""
+    store.close()
+
+
+@pytest.mark.parametrize("entry", ["_index", "_state", "_journal", "_history", "_collection"])
+def test_a_bookkeeping_entry_that_is_not_a_file_is_set_aside_alone(tmp_path, entry):
+    """A directory where _index, _state or _journal belongs cost the whole collection (a get
+    of its objects 404); only the entry goes now, as if it were absent."""
+    store = open_store(tmp_path / "c")
+    fill(store)
+    with store.transaction(PODS) as txn:
+        txn.set_state({"views": ["kept unless _state is the damaged one"]})
+        txn.commit()
+    store.close()
+    coll = tmp_path / "c" / "kubelet" / "pods.v1.core"
+    if (coll / entry).exists():
+        (coll / entry).unlink()
+    (coll / entry).mkdir()
+    (coll / entry / "inside").write_text("x")
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == [f"_quarantine/kubelet/pods.v1.core/{entry}"]
+    assert store.collections() == [PODS] and store.set_aside(PODS) == ""
+    assert set(store.entries(PODS)) == {("default", f"pod-{i}") for i in range(5)}
+    assert store.read(PODS, "default", "pod-1") == body("pod-1", "default", tx=1)
+    assert (store.state(PODS) == {}) == (entry == "_state")
     store.close()
 
 
@@ -251,3 +282,70 @@ def test_a_file_the_meta_loader_fails_on_is_quarantined_alone(tmp_path):
     assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core/default/pod-1"]
     assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-2")}
     store.close()
+
+
+@pytest.mark.parametrize("damage", ["lock-dir", "quarantine-file", "nonresource-file"])
+def test_a_damaged_entry_of_the_root_is_set_aside_and_the_store_opens(tmp_path, damage):
+    """These made open() fail (the hub exited 3 at every start)."""
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.write_nonresource("/version", b'{"major": "1"}')
+    store.close()
+    if damage == "lock-dir":
+        (c / "_lock").unlink()
+        (c / "_lock").mkdir()
+        (c / "_lock" / "inside").write_text("x")
+    elif damage == "quarantine-file":
+        (c / "_quarantine").write_text("x")
+        (c / "kubelet" / "pods.v1.core" / "default" / "pod-1").write_bytes(b"{")  # to move
+    else:
+        import shutil
+        shutil.rmtree(c / "_nonresource")
+        (c / "_nonresource").write_text("x")
+    store, report = reopen(c)
+    try:
+        assert len(store.entries(PODS)) == (4 if damage == "quarantine-file" else 5)
+        assert (c / "_lock").is_file() and (c / "_quarantine").is_dir()
+        assert (c / "_nonresource").is_dir()
+        q = c / "_quarantine"
+        if damage == "lock-dir":
+            [moved] = list(q.iterdir())
+            assert moved.name.startswith("_lock.set-aside.") and (moved / "inside").exists()
+        elif damage == "quarantine-file":
+            assert (q / "_quarantine").read_text() == "x"
+            assert (q / "kubelet" / "pods.v1.core" / "default" / "pod-1").exists()
+        else:
+            assert (q / "_nonresource").read_text() == "x"
+            assert store.read_nonresource("/version") is None
+        assert store.stats().quarantined >= 1
+    finally:
+        store.close()
+    store, report = reopen(c)  # and the next start is quiet
+    assert report.quarantined == 0
+    store.close()
+
+
+@pytest.mark.parametrize("what", ["collection", "component"])
+def test_a_directory_replaced_by_a_symlink_is_set_aside_and_its_gets_are_503(tmp_path, what):
+    """A collection's (or a whole component's) directory moved away and symlinked back:
+    never followed; set aside, its lists refused and its gets 503, not 404."""
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.close()
+    d = c / "kubelet" / "pods.v1.core" if what == "collection" else c / "kubelet"
+    d.rename(tmp_path / "moved")
+    d.symlink_to(tmp_path / "moved")
+    store, report = reopen(c)
+    try:
+        where = "kubelet/pods.v1.core" if what == "collection" else "kubelet"
+        assert report.quarantined_paths == [f"_quarantine/{where}"]
+        assert (c / "_quarantine" / where).is_symlink() and not d.exists()
+        assert store.collections() == [] and "a symlink" in store.set_aside(PODS)
+        with pytest.raises(ServiceUnavailable, match="may well exist"):
+            CacheReader(store).get(PODS, "default", "pod-1")
+        fill(store, n=1)  # the cloud's next list makes it anew
+        assert store.set_aside(PODS) == "" and len(store.entries(PODS)) == 1
+    finally:
+        store.close()
