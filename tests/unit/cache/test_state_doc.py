@@ -25,6 +25,7 @@ def good() -> dict:
     state.synced(ViewKey("", "", "spec.nodeName=node-a"), 100, now=time.time())
     state.mark_incomplete(ViewKey("", "", "spec.nodeName=node-a"), "default/p1 was set aside")
     state.lost[("default", "p1")] = "torn"
+    state.rewrite.add(ViewKey("", "", "spec.nodeName=node-a"))  # after a filter change
     return state.to_json()
 
 
