@@ -99,3 +99,14 @@ class EndpointSliceInformer:
             except Exception as e:  # a broken stream: relist, as client-go does
                 self.errors.append(f"watch: {e}")
                 return
+
+
+def flip_discards(sandbox: Any) -> None:
+    """Three changes kube-proxy's filters see as ADDED, DELETED, MODIFIED: web-lb stops being
+    discarded, web-lb-kept starts being discarded, web-nodeport gets a new label."""
+    sandbox.patch("services", "web-lb", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "false"}}}, namespace="default")
+    sandbox.patch("services", "web-lb-kept", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "true"}}}, namespace="default")
+    sandbox.patch("services", "web-nodeport", {"metadata": {"labels": {"x": "y"}}},
+                  namespace="default")

@@ -19,6 +19,7 @@ import pytest
 from tests.fixtures.kubectl import Kubectl
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import read_watch_events
+from tests.integration.kubeproxylike import flip_discards
 from tests.integration.test_tables import cells, go_offline
 
 NODE = "node-0001"
@@ -34,14 +35,6 @@ ENDPOINTS = "/api/v1/endpoints"
 CONFIGMAPS = "/api/v1/namespaces/kube-system/configmaps"
 POOL_A = "10.128.0.206,10.128.4.206"
 MUX = "yurthub-multiplexer"
-
-
-@pytest.fixture
-def sandbox4():
-    from kubesandbox.server import Sandbox
-    sb = Sandbox(nodes=4, pods_per_node=1, bookmark_interval=0.3, control_port=0).start()
-    yield sb
-    sb.stop()
 
 
 @pytest.fixture
@@ -137,12 +130,7 @@ def test_kube_proxy_table_watches_are_filtered_online_and_offline(sandbox4, hub)
     wait_for(lambda: hub.metric("yurthub_open_watches") >= 1, what="the watch open")
     # web-lb (dropped by the list) starts passing: ADDED; web-lb-kept becomes discarded:
     # DELETED (the client had it); a change to web-nodeport: MODIFIED.
-    sandbox4.patch("services", "web-lb", {"metadata": {"annotations": {
-        "svc.openyurt.io/discard": "false"}}}, namespace="default")
-    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
-        "svc.openyurt.io/discard": "true"}}}, namespace="default")
-    sandbox4.patch("services", "web-nodeport", {"metadata": {"labels": {"x": "y"}}},
-                   namespace="default")
+    flip_discards(sandbox4)
     wait_for(lambda: len(events) >= 3, what="three events")
     sock.close()
     got = [(e["type"], [r["cells"][0] for r in e["object"]["rows"]]) for _, e in events]

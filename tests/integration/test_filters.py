@@ -19,21 +19,13 @@ from tests.fixtures.hub import Hub
 from tests.fixtures.kubectl import Kubectl
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http, read_watch_events
-from tests.integration.kubeproxylike import EndpointSliceInformer, api_client
+from tests.integration.kubeproxylike import EndpointSliceInformer, api_client, flip_discards
 
 NODE = "node-0001"
 KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 ALL_WEB_POOL = ["10.128.0.206", "10.128.4.206", "10.128.8.206", "10.128.12.206"]
 SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
-
-
-@pytest.fixture
-def sandbox4():
-    from kubesandbox.server import Sandbox
-    sb = Sandbox(nodes=4, pods_per_node=1, bookmark_interval=0.3, control_port=0).start()
-    yield sb
-    sb.stop()
 
 
 @pytest.fixture
@@ -259,12 +251,7 @@ def test_a_dropped_service_is_deleted_only_for_who_had_it(sandbox4, hub):
     threading.Thread(target=read_watch_events, args=(sock, events), daemon=True).start()
     ann = {"svc.openyurt.io/discard": "true", "touched": "1"}
     sandbox4.patch("services", "web-lb", {"metadata": {"annotations": ann}}, namespace="default")
-    sandbox4.patch("services", "web-lb", {"metadata": {"annotations": {
-        "svc.openyurt.io/discard": "false"}}}, namespace="default")
-    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
-        "svc.openyurt.io/discard": "true"}}}, namespace="default")
-    sandbox4.patch("services", "web-nodeport", {"metadata": {"labels": {"x": "y"}}},
-                   namespace="default")
+    flip_discards(sandbox4)
     wait_for(lambda: len(events) >= 3, what="three events")
     got = [(e["type"], e["object"]["metadata"]["name"]) for _, e in events]
     # web-lb changed while discarded: nothing; then it passes: ADDED; web-lb-kept becomes

@@ -26,14 +26,6 @@ POOL_A = ["10.128.0.206", "10.128.4.206"]
 
 
 @pytest.fixture
-def sandbox4():
-    from kubesandbox.server import Sandbox
-    sb = Sandbox(nodes=4, pods_per_node=1, bookmark_interval=0.3, control_port=0).start()
-    yield sb
-    sb.stop()
-
-
-@pytest.fixture
 def hub(sandbox4, hub_factory):
     return hub_factory(sandbox4.url, node=NODE, extra=["--watch-bookmark-interval", "1"])
 

@@ -335,10 +335,8 @@ class Recovery:
         recorded checksum (an index of version 1), the content is checked as on a reindex.
         """
         ns, name = k
-        try:
-            body = files.read_file(dir_fd, name)
-        except OSError as e:
-            self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+        body = self._read(dir_fd, key, k)
+        if body is None:
             return None
         crc = zlib.crc32(body)
         if want == NO_CRC:
@@ -349,12 +347,18 @@ class Recovery:
             return None
         return crc
 
-    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> tuple[Entry, int] | None:
+    def _read(self, dir_fd: int, key: CollectionKey, k: Key) -> bytes | None:
+        """An object file's bytes; None (and the object lost) when it cannot be read."""
         ns, name = k
         try:
-            body = files.read_file(dir_fd, name)
+            return files.read_file(dir_fd, name)
         except OSError as e:
             self._lose(dir_fd, key, ns, name, f"cannot be read: {e.strerror or e}")
+            return None
+
+    def _reindex(self, dir_fd: int, key: CollectionKey, k: Key) -> tuple[Entry, int] | None:
+        body = self._read(dir_fd, key, k)
+        if body is None:
             return None
         self.report.reindexed += 1
         meta = self._valid_body(dir_fd, key, k, body)

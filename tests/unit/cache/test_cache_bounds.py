@@ -81,9 +81,9 @@ def test_a_list_larger_than_the_quota_is_not_even_spooled(small):
     assert small.not_ready() is None and len(small.store.entries(PODS)) == 3
 
 
-def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
-    feed = Feeder(small)
-    real = files.write_new
+def fill_the_disk(monkeypatch) -> dict[str, int]:
+    """Every new file fails with ENOSPC and the free space reads 0 bytes (raise
+    ``free["bytes"]`` for room, and put ``files.write_new`` back)."""
     free = {"bytes": 0}
 
     def full(*args, **kw):
@@ -91,6 +91,13 @@ def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
 
     monkeypatch.setattr(files, "write_new", full)
     monkeypatch.setattr(space_mod.SpaceGuard, "_free_bytes", lambda self: free["bytes"])
+    return free
+
+
+def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
+    feed = Feeder(small)
+    real = files.write_new
+    free = fill_the_disk(monkeypatch)
     feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
     assert small.store.entries(PODS) == {}
     assert "caching stopped (no-space)" in (small.not_ready() or "")
@@ -215,13 +222,7 @@ def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkey
     assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
     assert not small.reader.list(PODS, rt, want, limit=None, continue_token="").freshness.stale
     real = files.write_new
-    free = {"bytes": 0}
-
-    def full(*args, **kw):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(files, "write_new", full)
-    monkeypatch.setattr(space_mod.SpaceGuard, "_free_bytes", lambda self: free["bytes"])
+    free = fill_the_disk(monkeypatch)
     feed.respond("/api/v1/configmaps", b'{"kind":"ConfigMapList","apiVersion":"v1",'
                  b'"metadata":{"resourceVersion":"9"},"items":[]}')
     assert "caching stopped (no-space)" in (small.not_ready() or "")
