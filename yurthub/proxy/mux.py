@@ -21,7 +21,6 @@ lists, ``continue`` pages, a watch of one named object, Table and metadata-only 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -48,9 +47,9 @@ from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.localwatch import bookmark_event
 from yurthub.proxy.muxfeed import Feed, Latest, WsgiApp
-from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
+from yurthub.proxy.muxstate import Obj, SharedState
+from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
 from yurthub.proxy.streams import Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -59,16 +58,7 @@ JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
 CONSISTENT_WAIT = 1.0     # a consistent read waits this long for the cloud's version
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
-
-
-def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _line(etype: str, raw: bytes) -> bytes:
-    return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
 
 
 class Shared:
@@ -249,14 +239,14 @@ class Multiplexer:
         if view is not None:
             view.served(str(rv))
         rt = state.rt
-        head = _dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
+        head = dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
                       "metadata": {"resourceVersion": str(rv)}})
         pieces = [head[:-1], b',"items":[']
         sep = b""
         for o in objs:
-            if not _selected(want, o):
+            if not selected(want, o):
                 continue
-            raw = o.item if chain is None else _filtered_item(chain, o)
+            raw = o.item if chain is None else filtered_item(chain, o)
             if raw is None:
                 continue
             pieces += (sep, raw)
@@ -296,10 +286,10 @@ class Multiplexer:
                 try:
                     self._wait_rv(state, _rv(rv_param))
                 except GatewayTimeout as e:
-                    line = _line("ERROR", _dump(status_object(e)))
+                    line = event_line("ERROR", dump(status_object(e)))
                     return Response([line], status=200, content_type=JSON)
             rv, objs, seq = state.snapshot()
-            first = [o for o in objs if _selected(want, o)]
+            first = [o for o in objs if selected(want, o)]
             start_rv = rv
         else:
             if view is not None and view.outdated(rv_param):
@@ -309,159 +299,14 @@ class Multiplexer:
             got = state.seq_after(start_rv)
             if got is None:
                 err = Gone(f"too old resource version: {start_rv} ({state.base_rv})")
-                line = _line("ERROR", _dump(status_object(err)))
+                line = event_line("ERROR", dump(status_object(err)))
                 return Response([line], status=200, content_type=JSON)
             seq = got
-        stream = SharedWatch(self, ctx, state, want, chain, view, seq=seq, initial=first,
-                             start_rv=start_rv, timeout=timeout,
+        stream = SharedWatch(self.streams, ctx, state, want, chain, view, seq=seq,
+                             initial=first, start_rv=start_rv, timeout=timeout,
+                             bookmark_interval=float(self.cfg.watch_bookmark_interval),
                              end_initial=bool(info.send_initial_events))
         return Response(stream, status=200, content_type=JSON, direct_passthrough=True)
-
-
-class SharedWatch:
-    """One client's watch of a shared resource; a stream of source ``shared`` (it is not
-    ended when the cloud goes or comes back: its events do not depend on where they came
-    from)."""
-
-    source = "shared"
-
-    def __init__(self, mux: Multiplexer, ctx: RequestContext, state: SharedState,
-                 want: Selectors, chain: Chain | None, view: ClientView | None, *, seq: int,
-                 initial: list[Obj], start_rv: int, timeout: int, end_initial: bool) -> None:
-        self.ctx = ctx
-        self.state = state
-        self.want = want
-        self.chain = chain
-        self.view = view
-        self.seq = seq
-        self.initial = initial
-        self.rv = start_rv
-        self.end_initial = end_initial
-        self.deadline = time.monotonic() + max(0, timeout)
-        info = ctx.info
-        self.bookmarks = info.allow_watch_bookmarks
-        self.bookmark_interval = float(mux.cfg.watch_bookmark_interval)
-        self.reason: Reason | None = None
-        # Objects the filters keep from this client.  A watch from a version starts with
-        # those they kept from it at that version (its list): one that starts passing
-        # later is new to the client (ADDED), one that stays dropped is never mentioned.
-        self.dropped: set[tuple[str, str]] = set()
-        if chain is not None and not initial:
-            self.dropped = {o.key for o in state.objects_at(seq)
-                            if _selected(want, o) and _filtered_item(chain, o) is None}
-        self._life = mux.streams.open(self, ctx.client_socket, long_lived=True, watch=True)
-
-    def interrupt(self, reason: Reason) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.state.wake()
-
-    def _bookmark(self, initial_end: bool = False) -> bytes:
-        rt = self.state.rt
-        if not initial_end:
-            return bookmark_event(rt.kind, rt.group_version, self.rv)
-        obj = {"kind": rt.kind, "apiVersion": rt.group_version,
-               "metadata": {"resourceVersion": str(self.rv),
-                            "annotations": {INITIAL_EVENTS_END: "true"}}}
-        return _line("BOOKMARK", _dump(obj))
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield b""  # the headers go out now, as kube-apiserver sends them
-        view = self.view
-        # Registered (in __init__) before this check: a change after it interrupts us.
-        if view is None or not view.changed():
-            yield from self._events()
-        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
-            yield filtering.outdated_event(str(self.rv))
-        elif view is not None:
-            view.served(str(self.rv))  # where the client may resume
-
-    def _events(self) -> Iterator[bytes]:
-        out = []
-        for o in self.initial:
-            line = self._out("ADDED", o.event, o)
-            if line is not None:
-                out.append(line)
-        self.initial = []
-        if self.end_initial:
-            out.append(self._bookmark(initial_end=True))
-        if out:
-            yield b"".join(out)
-        next_bookmark = time.monotonic() + self.bookmark_interval
-        stop = self._should_stop
-        while not stop():
-            now = time.monotonic()
-            wait = self.deadline - now
-            if self.bookmarks:
-                wait = min(wait, next_bookmark - now)
-            got = self.state.read(self.seq, max(0.0, min(wait, 5.0)), stop)
-            if got.lost:
-                log.info("%s watch of %s fell behind the shared history; ending it",
-                         self.ctx.component or "-", self.state.rt.resource)
-                return
-            self.seq = got.next_seq
-            lines = [line for c in got.changes if (line := self._change(c)) is not None]
-            if lines:
-                yield b"".join(lines)
-            if self.bookmarks and got.caught_up and time.monotonic() >= next_bookmark \
-                    and not stop():
-                self.rv = max(self.rv, got.rv)
-                yield self._bookmark()
-                next_bookmark = time.monotonic() + self.bookmark_interval
-
-    def _should_stop(self) -> bool:
-        return self.reason is not None or time.monotonic() >= self.deadline
-
-    def _change(self, c: Change) -> bytes | None:
-        """The line this client gets for one change of the shared state, or None."""
-        self.rv = c.rv
-        want = self.want
-        rt = self.state.rt
-        now = c.type != "DELETED" and _selected(want, c.obj)
-        was = _selected(want, c.prev) if c.prev is not None else False
-        if c.type == "DELETED":
-            # Without a previous state (never listed): the object itself decides.
-            if not (was if c.prev is not None else _selected(want, c.obj)):
-                return None
-            return self._out("DELETED", c.obj.event, c.obj)
-        if now:
-            return self._out("MODIFIED" if was else "ADDED", c.obj.event, c.obj)
-        if was and c.prev is not None:
-            # It left the selection: DELETED with its last content at this event's version.
-            return self._out("DELETED", at_version(c.prev, rt, c.rv).event, None)
-        return None
-
-    def _out(self, etype: str, raw: bytes, obj: Obj | None) -> bytes | None:
-        """The event as this client's filters make it (they never change shared objects)."""
-        chain = self.chain
-        if chain is None:
-            return _line(etype, raw)
-        if obj is not None and obj.key not in self.dropped:
-            done = chain.apply_bytes(raw)  # raw is obj.event
-            if done is not None:  # filtered on its bytes, or nothing in it would change
-                return _line(etype, done)
-        body = obj.body if obj is not None else json.loads(raw)
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        out = chain.apply(body)
-        if etype == "DELETED":
-            had = key not in self.dropped
-            self.dropped.discard(key)
-            if not had:
-                return None
-            return _line("DELETED", raw if out is None else _dump(out))
-        if out is None:
-            if key in self.dropped:
-                return None
-            self.dropped.add(key)
-            return _line("DELETED", raw) if etype == "MODIFIED" else None
-        if key in self.dropped:
-            self.dropped.discard(key)
-            etype = "ADDED"
-        return _line(etype, _dump(out))
-
-    def close(self) -> None:
-        self._life.close()
 
 
 def _feed_watch(key: str) -> Any:
@@ -471,23 +316,6 @@ def _feed_watch(key: str) -> Any:
         return (stream.source == "remote" and ctx is not None and ctx.agent == MULTIPLEXER_AGENT
                 and ctx.info.verb == "watch" and ctx.info.gvr_key == key)
     return match
-
-
-def _selected(want: Selectors, o: Obj) -> bool:
-    return want.matches(o.namespace, o.name, o.labels, o.fields)
-
-
-def _filtered_item(chain: Chain, o: Obj) -> bytes | None:
-    done = chain.apply_bytes(o.item)
-    if done is not None:
-        return done
-    body = o.body
-    out = chain.apply(body)
-    if out is None:
-        return None
-    if out is body:
-        return o.item
-    return _dump({k: v for k, v in out.items() if k not in ("kind", "apiVersion")})
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:

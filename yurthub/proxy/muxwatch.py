@@ -1,0 +1,198 @@
+"""One client's watch of a pool-scoped resource, answered from the multiplexer's shared
+state (proxy/mux.py): its selectors, its filters on the way out (never changing the shared
+objects), bookmarks, timeoutSeconds, and the end a filter change asks for (410 Expired).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from yurthub.cache.views import Selectors
+from yurthub.filters.chain import Chain
+from yurthub.filters.visibility import ClientView
+from yurthub.proxy import filtering
+from yurthub.proxy.context import RequestContext
+from yurthub.proxy.localwatch import bookmark_event
+from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
+from yurthub.proxy.streams import Reason, StreamRegistry
+
+log = logging.getLogger(__name__)
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+def dump(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_line(etype: str, raw: bytes) -> bytes:
+    """A watch event line."""
+    return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
+
+
+class SharedWatch:
+    """One client's watch of a shared resource; a stream of source ``shared`` (it is not
+    ended when the cloud goes or comes back: its events do not depend on where they came
+    from)."""
+
+    source = "shared"
+
+    def __init__(self, streams: StreamRegistry, ctx: RequestContext, state: SharedState,
+                 want: Selectors, chain: Chain | None, view: ClientView | None, *, seq: int,
+                 initial: list[Obj], start_rv: int, timeout: int, bookmark_interval: float,
+                 end_initial: bool) -> None:
+        self.ctx = ctx
+        self.state = state
+        self.want = want
+        self.chain = chain
+        self.view = view
+        self.seq = seq
+        self.initial = initial
+        self.rv = start_rv
+        self.end_initial = end_initial
+        self.deadline = time.monotonic() + max(0, timeout)
+        info = ctx.info
+        self.bookmarks = info.allow_watch_bookmarks
+        self.bookmark_interval = bookmark_interval
+        self.reason: Reason | None = None
+        # Objects the filters keep from this client.  A watch from a version starts with
+        # those they kept from it at that version (its list): one that starts passing
+        # later is new to the client (ADDED), one that stays dropped is never mentioned.
+        self.dropped: set[tuple[str, str]] = set()
+        if chain is not None and not initial:
+            self.dropped = {o.key for o in state.objects_at(seq)
+                            if selected(want, o) and filtered_item(chain, o) is None}
+        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True)
+
+    def interrupt(self, reason: Reason) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.state.wake()
+
+    def _bookmark(self, initial_end: bool = False) -> bytes:
+        rt = self.state.rt
+        if not initial_end:
+            return bookmark_event(rt.kind, rt.group_version, self.rv)
+        obj = {"kind": rt.kind, "apiVersion": rt.group_version,
+               "metadata": {"resourceVersion": str(self.rv),
+                            "annotations": {INITIAL_EVENTS_END: "true"}}}
+        return event_line("BOOKMARK", dump(obj))
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b""  # the headers go out now, as kube-apiserver sends them
+        view = self.view
+        # Registered (in __init__) before this check: a change after it interrupts us.
+        if view is None or not view.changed():
+            yield from self._events()
+        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
+            yield filtering.outdated_event(str(self.rv))
+        elif view is not None:
+            view.served(str(self.rv))  # where the client may resume
+
+    def _events(self) -> Iterator[bytes]:
+        out = []
+        for o in self.initial:
+            line = self._out("ADDED", o.event, o)
+            if line is not None:
+                out.append(line)
+        self.initial = []
+        if self.end_initial:
+            out.append(self._bookmark(initial_end=True))
+        if out:
+            yield b"".join(out)
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        stop = self._should_stop
+        while not stop():
+            now = time.monotonic()
+            wait = self.deadline - now
+            if self.bookmarks:
+                wait = min(wait, next_bookmark - now)
+            got = self.state.read(self.seq, max(0.0, min(wait, 5.0)), stop)
+            if got.lost:
+                log.info("%s watch of %s fell behind the shared history; ending it",
+                         self.ctx.component or "-", self.state.rt.resource)
+                return
+            self.seq = got.next_seq
+            lines = [line for c in got.changes if (line := self._change(c)) is not None]
+            if lines:
+                yield b"".join(lines)
+            if self.bookmarks and got.caught_up and time.monotonic() >= next_bookmark \
+                    and not stop():
+                self.rv = max(self.rv, got.rv)
+                yield self._bookmark()
+                next_bookmark = time.monotonic() + self.bookmark_interval
+
+    def _should_stop(self) -> bool:
+        return self.reason is not None or time.monotonic() >= self.deadline
+
+    def _change(self, c: Change) -> bytes | None:
+        """The line this client gets for one change of the shared state, or None."""
+        self.rv = c.rv
+        want = self.want
+        rt = self.state.rt
+        now = c.type != "DELETED" and selected(want, c.obj)
+        was = selected(want, c.prev) if c.prev is not None else False
+        if c.type == "DELETED":
+            # Without a previous state (never listed): the object itself decides.
+            if not (was if c.prev is not None else selected(want, c.obj)):
+                return None
+            return self._out("DELETED", c.obj.event, c.obj)
+        if now:
+            return self._out("MODIFIED" if was else "ADDED", c.obj.event, c.obj)
+        if was and c.prev is not None:
+            # It left the selection: DELETED with its last content at this event's version.
+            return self._out("DELETED", at_version(c.prev, rt, c.rv).event, None)
+        return None
+
+    def _out(self, etype: str, raw: bytes, obj: Obj | None) -> bytes | None:
+        """The event as this client's filters make it (they never change shared objects)."""
+        chain = self.chain
+        if chain is None:
+            return event_line(etype, raw)
+        if obj is not None and obj.key not in self.dropped:
+            done = chain.apply_bytes(raw)  # raw is obj.event
+            if done is not None:  # filtered on its bytes, or nothing in it would change
+                return event_line(etype, done)
+        body = obj.body if obj is not None else json.loads(raw)
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        out = chain.apply(body)
+        if etype == "DELETED":
+            had = key not in self.dropped
+            self.dropped.discard(key)
+            if not had:
+                return None
+            return event_line("DELETED", raw if out is None else dump(out))
+        if out is None:
+            if key in self.dropped:
+                return None
+            self.dropped.add(key)
+            return event_line("DELETED", raw) if etype == "MODIFIED" else None
+        if key in self.dropped:
+            self.dropped.discard(key)
+            etype = "ADDED"
+        return event_line(etype, dump(out))
+
+    def close(self) -> None:
+        self._life.close()
+
+
+def selected(want: Selectors, o: Obj) -> bool:
+    return want.matches(o.namespace, o.name, o.labels, o.fields)
+
+
+def filtered_item(chain: Chain, o: Obj) -> bytes | None:
+    done = chain.apply_bytes(o.item)
+    if done is not None:
+        return done
+    body = o.body
+    out = chain.apply(body)
+    if out is None:
+        return None
+    if out is body:
+        return o.item
+    return dump({k: v for k, v in out.items() if k not in ("kind", "apiVersion")})
