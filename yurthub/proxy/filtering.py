@@ -21,6 +21,8 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 
+from werkzeug.wrappers import Response
+
 from yurthub.errors import DecodeError, Gone, NotFound, UpstreamError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
@@ -200,6 +202,14 @@ def served_list_head(view: ClientView, first: bytes, headers: dict[str, str]) ->
     m = _LIST_RV.match(first)
     if m is not None:
         view.served(m.group(1).decode())
+
+
+def outdated_watch(view: ClientView | None, rv: str) -> Response | None:
+    """The answer to a watch from ``rv`` when that resume point was served to the client
+    under an older filter configuration (``outdated_event`` alone), else None: serve it."""
+    if view is None or not view.outdated(rv):
+        return None
+    return Response([outdated_event(rv)], status=200, content_type="application/json")
 
 
 def refilter_item(raw: bytes, chain: Chain) -> bytes | None:

@@ -277,9 +277,9 @@ class LocalProxy:
             # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
             timeout = int(self.cfg.min_request_timeout * (1 + random.random()))  # noqa: S311
         view = self._view(ctx)
-        if view is not None and view.outdated(info.resource_version):
-            return Response([filtering.outdated_event(info.resource_version)], status=200,
-                            content_type=JSON)
+        outdated = filtering.outdated_watch(view, info.resource_version)
+        if outdated is not None:
+            return outdated
         chain = self._chain(ctx)
         try:
             start = self.reader.watch_start(ck, rt, want, info.resource_version)

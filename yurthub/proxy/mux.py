@@ -292,9 +292,9 @@ class Multiplexer:
             first = [o for o in objs if selected(want, o)]
             start_rv = rv
         else:
-            if view is not None and view.outdated(rv_param):
-                return Response([filtering.outdated_event(rv_param)], status=200,
-                                content_type=JSON)
+            outdated = filtering.outdated_watch(view, rv_param)
+            if outdated is not None:
+                return outdated
             start_rv = _rv(rv_param) if rv_param not in ("", "0") else state.rv
             got = state.seq_after(start_rv)
             if got is None:

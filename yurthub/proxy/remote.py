@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from werkzeug.wrappers import Response
-
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.manager import CacheManager
@@ -87,9 +85,9 @@ class RemoteProxy:
                     info.label_selector or info.field_selector or info.limit
                     or info.continue_token):
                 view.covers = info.namespace  # every object there: the drops start afresh
-            if watch and view is not None and view.outdated(info.resource_version):
-                return Response([filtering.outdated_event(info.resource_version)],
-                                status=200, content_type="application/json")
+            outdated = filtering.outdated_watch(view, info.resource_version) if watch else None
+            if outdated is not None:
+                return outdated
             chain = self.filters.chain_for(ctx.agent, info.verb, info.api_group,
                                            info.api_version, info.resource)
         headers = ctx.forward_headers()
