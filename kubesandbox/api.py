@@ -13,7 +13,7 @@ from typing import Any
 from kubesandbox import certificates, discovery, openapi, protobuf
 from kubesandbox.auth import ADMIN, authorize
 from kubesandbox.discovery import Registry
-from kubesandbox.rest import Reader, Selection, resolve
+from kubesandbox.rest import Reader, Selection, check_options, resolve
 from kubesandbox.routing import NOT_ALLOWED, Route, route
 from kubesandbox.store import Store
 from kubesandbox.tables import Tables, table_request
@@ -110,6 +110,7 @@ class Api:
 
     def watch(self, rt: ResourceType, r: Route, req: Request,
               is_closed: Callable[[], bool]) -> Response:
+        check_options(req, watch=True)
         send_initial = req.param("sendInitialEvents")
         opts = WatchOptions(
             resource_version=req.param("resourceVersion") or "",

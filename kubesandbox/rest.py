@@ -88,11 +88,53 @@ def decode_continue(token: str) -> tuple[int, str]:
         raise BadRequest(f"continue key is not valid: {e}") from None
 
 
-def list_options_invalid(field: str, detail: str) -> Invalid:
-    return Invalid(f'ListOptions.meta.k8s.io "" is invalid: {field}: {detail}',
-                   details={"group": "meta.k8s.io", "kind": "ListOptions",
-                            "causes": [{"reason": "FieldValueForbidden",
-                                        "message": detail, "field": field}]})
+def check_options(req: Request, watch: bool) -> None:
+    """422 Invalid (kind ListOptions) with every problem apimachinery's ValidateListOptions
+    finds in a list's or watch's options (the WatchList feature on)."""
+    match = req.param("resourceVersionMatch") or ""
+    initial = req.param("sendInitialEvents")
+    rv, token = req.param("resourceVersion") or "", req.param("continue") or ""
+    problems: list[tuple[str, str, str]] = []
+
+    def forbid(detail: str, field: str = "resourceVersionMatch") -> None:
+        problems.append((field, "FieldValueForbidden", f"Forbidden: {detail}"))
+
+    def unsupported(values: str) -> None:
+        problems.append(("resourceVersionMatch", "FieldValueNotSupported",
+                         f'Unsupported value: "{match}": supported values: {values}'))
+
+    if watch:
+        if initial is not None and match != "NotOlderThan":
+            forbid("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
+        if match and initial is None:
+            forbid("resourceVersionMatch is forbidden for watch unless sendInitialEvents is "
+                   "provided")
+        if match and match != "NotOlderThan":
+            unsupported('"NotOlderThan"')
+        if match and token:
+            forbid("resourceVersionMatch is forbidden when continue is provided")
+    else:
+        if match and not rv:
+            forbid("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if match and token:
+            forbid("resourceVersionMatch is forbidden when continue is provided")
+        if match and match not in ("Exact", "NotOlderThan"):
+            unsupported('"Exact", "NotOlderThan", ""')
+        if match == "Exact" and rv == "0":
+            forbid('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+        if initial is not None:
+            forbid("sendInitialEvents is forbidden for list", "sendInitialEvents")
+    if not problems:
+        return
+    texts: list[str] = []
+    for field, _, detail in problems:
+        if f"{field}: {detail}" not in texts:
+            texts.append(f"{field}: {detail}")
+    said = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
+    raise Invalid(f'ListOptions.meta.k8s.io "" is invalid: {said}',
+                  details={"group": "meta.k8s.io", "kind": "ListOptions",
+                           "causes": [{"reason": reason, "message": detail, "field": field}
+                                      for field, reason, detail in problems]})
 
 
 @dataclass
@@ -162,20 +204,8 @@ class Reader:
             limit = 0
         token = req.param("continue") or ""
         rv_param = req.param("resourceVersion") or ""
+        check_options(req, watch=False)
         match = req.param("resourceVersionMatch") or ""
-        if match and match not in ("Exact", "NotOlderThan"):
-            raise list_options_invalid(
-                "resourceVersionMatch", f'Unsupported value: "{match}": supported values: '
-                '"Exact", "NotOlderThan"')
-        if match and not rv_param:
-            raise list_options_invalid("resourceVersionMatch", "Forbidden: resourceVersionMatch "
-                                       "is forbidden unless resourceVersion is provided")
-        if match and token:
-            raise list_options_invalid("resourceVersionMatch", "Forbidden: resourceVersionMatch "
-                                       "is forbidden when continue is provided")
-        if match == "Exact" and rv_param == "0":
-            raise list_options_invalid("resourceVersionMatch", 'Forbidden: resourceVersionMatch '
-                                       '"exact" is forbidden for resourceVersion "0"')
         if token and rv_param and rv_param != "0":
             raise BadRequest("specifying resource version is not allowed when using continue")
 

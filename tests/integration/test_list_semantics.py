@@ -21,7 +21,12 @@ from tests.integration.test_mux import SVC, service, watch_lines
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 PODS = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
 BAD_OPTIONS = ["resourceVersionMatch=NotOlderThan", "resourceVersionMatch=bogus",
-               "resourceVersion=0&resourceVersionMatch=Exact", "resourceVersion=abc"]
+               "resourceVersion=0&resourceVersionMatch=Exact", "resourceVersion=abc",
+               "sendInitialEvents=true"]
+BAD_WATCH_OPTIONS = ["watch=1&sendInitialEvents=true&allowWatchBookmarks=true",
+                     "watch=1&resourceVersion=5&resourceVersionMatch=NotOlderThan",
+                     "watch=1&sendInitialEvents=true&resourceVersionMatch=Exact",
+                     "watch=1&resourceVersion=abc"]
 
 
 def answer(base: Any, path: str, ua: str = KUBELET) -> tuple[int, dict[str, Any]]:
@@ -121,6 +126,27 @@ def test_list_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory)
         assert cloud[0] in (400, 422), (q, cloud)
         assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
         assert outcome(hub.url, f"{PODS}&{q}") == outcome(sandbox.url, f"{PODS}&{q}"), q
+
+
+def test_watch_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    for q in BAD_WATCH_OPTIONS:
+        cloud = outcome(sandbox.url, f"{SVC}?{q}")
+        assert cloud[0] in (400, 422), (q, cloud)
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
+
+
+def test_watch_options_are_checked_offline(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(PODS)[0] == 200
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    online = {q: outcome(sandbox.url, f"{PODS}&{q}") for q in BAD_WATCH_OPTIONS}
+    sandbox.offline()
+    healthy(hub, False)
+    for q in BAD_WATCH_OPTIONS:
+        assert outcome(hub.url, f"{PODS}&{q}") == online[q], q
+        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == online[q], q
 
 
 def test_list_options_are_checked_offline(sandbox, hub_factory):

@@ -1,12 +1,20 @@
-"""The checks kube-apiserver makes of a list's options before it reads anything.
+"""The checks kube-apiserver makes of a list's or a watch's options before it reads anything.
 
 kube-apiserver validates ``ListOptions`` (apimachinery's ``ValidateListOptions``) and answers
-422 Invalid, kind ``ListOptions`` of group ``meta.k8s.io``, when ``resourceVersionMatch`` is
-used without a ``resourceVersion``, with a ``continue`` token, with an unknown value, or as
-``Exact`` with ``resourceVersion=0``; a ``resourceVersion`` that is not a number is 400 (its
-storage cannot parse it).  Whatever answers a list in the hub's stead (the multiplexer, the
-cache while the cloud is away) asks these first, so a client gets the answer the cloud gives.
-``limit`` of zero or less means no limit, as there.  Pure.
+422 Invalid, kind ``ListOptions`` of group ``meta.k8s.io``, with every problem found (one
+cause each; the message lists them in brackets when there are several):
+
+- a list: ``resourceVersionMatch`` without a ``resourceVersion``, with a ``continue`` token,
+  with an unknown value, or as ``Exact`` with ``resourceVersion=0``; ``sendInitialEvents``
+  at all;
+- a watch: ``sendInitialEvents`` without ``resourceVersionMatch=NotOlderThan``;
+  ``resourceVersionMatch`` without ``sendInitialEvents``, other than ``NotOlderThan``, or
+  with a ``continue`` token.
+
+A ``resourceVersion`` that is not a number is 400 (its storage cannot parse it).  Whatever
+answers a list or a watch in the hub's stead (the multiplexer, the cache while the cloud is
+away) asks these first, so a client gets the answer the cloud gives.  ``limit`` of zero or
+less means no limit, as there.  Pure.
 """
 
 from __future__ import annotations
@@ -17,31 +25,72 @@ from yurthub.kube.requestinfo import RequestInfo
 
 EXACT = "Exact"
 NOT_OLDER_THAN = "NotOlderThan"
+_MATCH = "resourceVersionMatch"
+_INITIAL = "sendInitialEvents"
+
+Problem = tuple[str, str, str]  # (field, reason, what kube-apiserver says of it)
 
 
-def _invalid(detail: str, reason: str = "FieldValueForbidden") -> Invalid:
-    field = "resourceVersionMatch"
-    return Invalid(f'ListOptions.meta.k8s.io "" is invalid: {field}: {detail}',
-                   details={"group": "meta.k8s.io", "kind": "ListOptions",
-                            "causes": [{"reason": reason, "message": detail, "field": field}]})
+def _forbidden(field: str, detail: str) -> Problem:
+    return field, "FieldValueForbidden", f"Forbidden: {detail}"
+
+
+def _not_supported(value: str, supported: tuple[str, ...]) -> Problem:
+    listed = ", ".join(f'"{v}"' for v in supported)
+    return _MATCH, "FieldValueNotSupported", \
+        f'Unsupported value: "{value}": supported values: {listed}'
+
+
+def _list_problems(info: RequestInfo) -> list[Problem]:
+    found = []
+    match = info.resource_version_match
+    if match:
+        if not info.resource_version:
+            found.append(_forbidden(_MATCH, "resourceVersionMatch is forbidden unless "
+                                            "resourceVersion is provided"))
+        if info.continue_token:
+            found.append(_forbidden(_MATCH, "resourceVersionMatch is forbidden when continue "
+                                            "is provided"))
+        if match not in (EXACT, NOT_OLDER_THAN):
+            found.append(_not_supported(match, (EXACT, NOT_OLDER_THAN, "")))
+        if match == EXACT and info.resource_version == "0":
+            found.append(_forbidden(_MATCH, 'resourceVersionMatch "exact" is forbidden for '
+                                            'resourceVersion "0"'))
+    if info.send_initial_events is not None:
+        found.append(_forbidden(_INITIAL, "sendInitialEvents is forbidden for list"))
+    return found
+
+
+def _watch_problems(info: RequestInfo) -> list[Problem]:
+    found = []
+    match = info.resource_version_match
+    if info.send_initial_events is not None and match != NOT_OLDER_THAN:
+        found.append(_forbidden(_MATCH, "sendInitialEvents requires setting "
+                                        "resourceVersionMatch to NotOlderThan"))
+    if match:
+        if info.send_initial_events is None:
+            found.append(_forbidden(_MATCH, "resourceVersionMatch is forbidden for watch "
+                                            "unless sendInitialEvents is provided"))
+        if match != NOT_OLDER_THAN:
+            found.append(_not_supported(match, (NOT_OLDER_THAN,)))
+        if info.continue_token:
+            found.append(_forbidden(_MATCH, "resourceVersionMatch is forbidden when continue "
+                                            "is provided"))
+    return found
 
 
 def check_list_options(info: RequestInfo) -> None:
-    """Raise what kube-apiserver answers for a list whose options do not go together."""
-    match, rv = info.resource_version_match, info.resource_version
-    if match:
-        if match not in (EXACT, NOT_OLDER_THAN):
-            raise _invalid(f'Unsupported value: "{match}": supported values: "{EXACT}", '
-                           f'"{NOT_OLDER_THAN}"', "FieldValueNotSupported")
-        if not rv:
-            raise _invalid("Forbidden: resourceVersionMatch is forbidden unless "
-                           "resourceVersion is provided")
-        if info.continue_token:
-            raise _invalid("Forbidden: resourceVersionMatch is forbidden when continue is "
-                           "provided")
-        if match == EXACT and rv == "0":
-            raise _invalid('Forbidden: resourceVersionMatch "exact" is forbidden for '
-                           'resourceVersion "0"')
+    """Raise what kube-apiserver answers for a list or watch whose options do not go
+    together (422), or whose resourceVersion is no number (400)."""
+    found = _watch_problems(info) if info.verb == "watch" else _list_problems(info)
+    if found:
+        said = list(dict.fromkeys(f"{field}: {body}" for field, _, body in found))
+        message = said[0] if len(said) == 1 else f"[{', '.join(said)}]"
+        raise Invalid(f'ListOptions.meta.k8s.io "" is invalid: {message}',
+                      details={"group": "meta.k8s.io", "kind": "ListOptions",
+                               "causes": [{"reason": reason, "message": body, "field": field}
+                                          for field, reason, body in found]})
+    rv = info.resource_version
     if rv:
         parse_resource_version(rv)
 

@@ -269,6 +269,7 @@ class LocalProxy:
         return _json(body(), 200, page.freshness, content_type)
 
     def _watch(self, ctx: RequestContext) -> Response:
+        check_list_options(ctx.info)  # 422/400 as the cloud answers them
         ck, rt = self._target(ctx)
         info = ctx.info
         want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)

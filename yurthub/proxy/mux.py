@@ -161,8 +161,7 @@ class Multiplexer:
             # A token the cloud was never seen to allow this: the usual way decides (online
             # the cloud, whose answer the guard remembers; offline the guard refuses it).
             return None
-        if info.verb == "list":
-            check_list_options(info)  # 422/400 as the cloud answers, before any wait
+        check_list_options(info)  # 422/400 as the cloud answers, before any wait
         feed = shared.feed
         if not state.synced and not feed.refused:
             state.wait_for(lambda: state.synced or bool(feed.refused), SYNC_WAIT)

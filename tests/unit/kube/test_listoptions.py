@@ -45,3 +45,54 @@ def test_valid_options_pass(query):
 def test_limit_zero_or_less_is_no_limit():
     assert [effective_limit(x) for x in (None, 0, -1, 1, 500)] == [None, None, None, 1, 500]
 
+
+
+# Cases and messages from apimachinery's TestValidateListOptions
+# (pkg/apis/meta/internalversion/validation/validation_test.go, Apache-2.0), WatchList on.
+@pytest.mark.parametrize("query, said", [
+    ("resourceVersion=0&resourceVersionMatch=foo",
+     'resourceVersionMatch: Unsupported value: "foo": supported values: "Exact", '
+     '"NotOlderThan", ""'),
+    ("sendInitialEvents=true",
+     "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"),
+    ("watch=1&resourceVersionMatch=NotOlderThan",
+     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless "
+     "sendInitialEvents is provided"),
+    ("watch=1&sendInitialEvents=true",
+     "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+     "resourceVersionMatch to NotOlderThan"),
+    ("watch=1&sendInitialEvents=false",
+     "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+     "resourceVersionMatch to NotOlderThan"),
+    ("watch=1&sendInitialEvents=true&resourceVersionMatch=Exact&allowWatchBookmarks=true",
+     "[resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+     "resourceVersionMatch to NotOlderThan, resourceVersionMatch: Unsupported value: "
+     '"Exact": supported values: "NotOlderThan"]'),
+    ("watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"
+     "&allowWatchBookmarks=true&continue=123",
+     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is "
+     "provided"),
+])
+def test_what_kube_apiserver_says_of_bad_options(query, said):
+    with pytest.raises(Invalid) as got:
+        check_list_options(info(query))
+    assert got.value.message == f'ListOptions.meta.k8s.io "" is invalid: {said}'
+    causes = got.value.details["causes"]
+    assert len(causes) == said.count("Forbidden:") + said.count("Unsupported value:")
+    assert {c["field"] for c in causes} <= {"resourceVersionMatch", "sendInitialEvents"}
+
+
+@pytest.mark.parametrize("query", [
+    "watch=1", "watch=1&resourceVersion=12", "watch=1&resourceVersion=0",
+    "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+    "watch=1&sendInitialEvents=false&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=1",
+    # validating allowWatchBookmarks here would break old clients (apimachinery's note)
+    "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+])
+def test_valid_watch_options_pass(query):
+    check_list_options(info(query))
+
+
+def test_a_watch_from_a_version_that_is_no_number_is_400():
+    with pytest.raises(BadRequest, match="invalid resource version"):
+        check_list_options(info("watch=1&resourceVersion=x1"))

@@ -10,7 +10,7 @@ import pytest
 from sandbox_api_helpers import Client, make_api
 
 from kubesandbox.wire import Request
-from yurthub.errors import BadRequest
+from yurthub.errors import BadRequest, Invalid
 
 CMS = "/api/v1/namespaces/default/configmaps"
 MERGE = "application/merge-patch+json"
@@ -159,5 +159,9 @@ def test_a_watcher_the_history_left_behind_is_ended():
 def test_bad_watch_parameters_fail_before_the_stream(call):
     with pytest.raises(BadRequest):
         call.api.handle(Request("GET", CMS, {"watch": ["1"], "resourceVersion": ["x"]}, {}))
-    with pytest.raises(BadRequest):
+    with pytest.raises(Invalid, match="sendInitialEvents requires setting "
+                                      "resourceVersionMatch to NotOlderThan"):
         call.api.handle(Request("GET", CMS, {"watch": ["1"], "sendInitialEvents": ["true"]}, {}))
+    with pytest.raises(BadRequest, match="allowWatchBookmarks"):
+        call.api.handle(Request("GET", CMS, {"watch": ["1"], "sendInitialEvents": ["true"],
+                                             "resourceVersionMatch": ["NotOlderThan"]}, {}))
