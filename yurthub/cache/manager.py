@@ -72,7 +72,7 @@ class CacheManager:
             self.writer.max_list_bytes = min(store.quota.total, store.quota.per_component)
         self.damage = Damage(store, metrics, self._type_of)
         self.reader = CacheReader(store, on_damaged=self._damaged,
-                                  unsynced=self.writer.unsynced)
+                                  unsynced=self.writer.stale.unsynced)
         self.started_at = time.time()
         self.scopes = Scopes(metrics)
 
@@ -202,7 +202,7 @@ class CacheManager:
 
     def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str]) -> None:
         """A list or watch that would have been cached passed while caching is stopped for a
-        full disk: its collection's views become stale (``CacheWriter.missed``), so offline
+        full disk: its collection's views become stale (``StaleMarks.missed``), so offline
         answers never pass them off as current (the cloud may have deleted what they hold)."""
         if info.verb not in ("list", "watch") or not info.is_resource_request:
             return
@@ -215,12 +215,12 @@ class CacheManager:
         except (ApiError, InvalidKeyError):
             return
         ck = entry.ck
-        unsynced = self.writer.unsynced
+        unsynced = self.writer.stale.unsynced
         if ck is None or ck in unsynced or ck not in set(self.store.collections()):
             return
         why = "caching stopped (no-space) while the cloud's answers for it passed"
         unsynced[ck] = why
-        self.writer.call(lambda: self.writer.missed(entry, why))
+        self.writer.call(lambda: self.writer.stale.missed(entry, why))
 
     def _open(self, entry: Entry, big: bool) -> Tee | None:
         """The tee itself; without a pipe (no descriptors left) the response is not cached."""
@@ -283,7 +283,7 @@ class CacheManager:
     def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
         """Mark every cached view of these (component, group, resource) stale: what they
         hold was filtered under a configuration that no longer holds, so their next lists
-        rewrite every object (writer.mark_views_refiltered).  Called right after the
+        rewrite every object (StaleMarks.mark_views_refiltered).  Called right after the
         filters' snapshot changed: answers asked for before now may hold the old one's."""
         at = time.monotonic()
         entries = []
@@ -294,7 +294,8 @@ class CacheManager:
             if rt is not None:
                 entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
         if targets:
-            self.writer.call(lambda: self.writer.mark_views_refiltered(targets, entries, why, at))
+            self.writer.call(
+                lambda: self.writer.stale.mark_views_refiltered(targets, entries, why, at))
 
     def store_document(self, key: str, body: bytes) -> None:
         """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""
