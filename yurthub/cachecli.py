@@ -1,11 +1,12 @@
 """``yurthub cache ls|show|verify|purge``: the cache tree from the command line.
 
-Read-only commands read the tree with storage.treereader (no lock, no recovery), so they
-work on a stopped hub's tree and beside a running one.  ``purge`` changes it: with the
-tree's lock when no hub holds it (opening the store, so a crash's leftovers are recovered
-first), or through the running hub (``POST /v1/cache/purge`` on its hub server, with the
-admin token only a reader of the tree can present), never behind its back.  Output follows
-kubectl: aligned columns, ``-o json|yaml``, ages as ``5m`` and ``2d``.
+Read-only commands read the tree with storage.treereader (no lock, no recovery; ``verify``
+audits it with storage.treeaudit), so they work on a stopped hub's tree and beside a
+running one.  ``purge`` changes it: with the tree's lock when no hub holds it (opening the
+store, so a crash's leftovers are recovered first), or through the running hub
+(``POST /v1/cache/purge`` on its hub server, with the admin token only a reader of the tree
+can present), never behind its back.  Output follows kubectl: aligned columns,
+``-o json|yaml``, ages as ``5m`` and ``2d``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from yurthub.cache.views import check_state
 from yurthub.errors import ConfigError, InvalidKeyError, StorageError, YurthubError
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.storage.admintoken import read_admin_token
+from yurthub.storage.treeaudit import TreeAudit
 from yurthub.storage.treereader import TreeReader
 
 CONFIG_ENV = "YURTHUB_CONFIG"
@@ -207,8 +209,8 @@ def _verify(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: Text
             err.write("a hub is running on this tree: its commits in progress are not "
                       "counted as debris\n")
         problems = []
-        for line in tree.audit(body_checker(tree), bar.step if bar else lambda: None,
-                               check_state):
+        for line in TreeAudit(tree).problems(body_checker(tree),
+                                             bar.step if bar else lambda: None, check_state):
             if bar is not None:
                 bar.clear()
             problems.append(line)

@@ -150,7 +150,7 @@ class CollectionWriter:
         # memory only: after a restart each is written once more, which is merely slower.
         self._rewritten: set[tuple[str, str]] = set()
         # When (monotonic) and why the client's filters last changed in this process
-        # (writer.mark_views_refiltered): answers asked for before were filtered the old way.
+        # (StaleMarks.mark_views_refiltered): answers asked for before were filtered the old way.
         self.refiltered: tuple[float, str] = (0.0, "")
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 from typing import Any
 
+from yurthub.cache import discovery
 from yurthub.cache.collection import index_meta
 from yurthub.cache.damage import Damage
 from yurthub.cache.entry import Entry
@@ -37,7 +37,7 @@ from yurthub.errors import (
     NotFound,
     StorageError,
 )
-from yurthub.kube.accept import is_json_content_type, parse_accept, transform
+from yurthub.kube.accept import is_json_content_type, transform
 from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.patchlimits import MAX_REQUEST_BYTES, check_result
 from yurthub.kube.requestinfo import RequestInfo
@@ -50,9 +50,6 @@ log = logging.getLogger(__name__)
 
 _ENTRY_KIND = {"get": "object", "create": "object", "update": "object", "patch": "object",
                "list": "list", "watch": "watch"}
-# /version and the discovery documents that kubectl, coredns and informers need offline.
-_DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[a-z0-9.-]+|apis/[a-z0-9.-]+/[a-z0-9]+)$")
-_AGGREGATED = "APIGroupDiscoveryList"
 CRD_GROUP = "apiextensions.k8s.io"
 LOCAL_WRITE_TIMEOUT = 10.0
 LOCAL_WRITE_ATTEMPTS = 3
@@ -75,7 +72,7 @@ class CacheManager:
             self.writer.max_list_bytes = min(store.quota.total, store.quota.per_component)
         self.damage = Damage(store, metrics, self._type_of)
         self.reader = CacheReader(store, on_damaged=self._damaged,
-                                  unsynced=self.writer.unsynced)
+                                  unsynced=self.writer.stale.unsynced)
         self.started_at = time.time()
         self.scopes = Scopes(metrics)
 
@@ -86,8 +83,7 @@ class CacheManager:
             if builtin(ck.group, ck.version, ck.resource) is None:
                 self.scopes.learn(ck.group, ck.resource, ck.namespaced)
         self.damage.apply_recovery(lost or [])
-        for key in ("/api/v1", f"/api;{_AGGREGATED};v2", f"/apis;{_AGGREGATED};v2",
-                    f"/apis;{_AGGREGATED};v2beta1"):
+        for key in discovery.LEARNED_AT_START:
             body = self.store.read_nonresource(key)
             if body is not None:
                 try:
@@ -160,8 +156,8 @@ class CacheManager:
     def may_cache(self, info: RequestInfo, component: str, accept: str | None) -> bool:
         """Whether a 2xx JSON answer to this request would be cached (``tee_for`` opens a
         tee), from the request alone: a request that may not be cached needs no JSON."""
-        if not info.is_resource_request or _DISCOVERY.match(info.path):
-            return info.verb == "get" and bool(_DISCOVERY.match(info.path))
+        if not info.is_resource_request or discovery.is_discovery_path(info.path):
+            return info.verb == "get" and discovery.is_discovery_path(info.path)
         return cacheable(info, component, self.agents, accept).ok
 
     def tee_for(self, info: RequestInfo, component: str, accept: str, status: int,
@@ -178,7 +174,7 @@ class CacheManager:
             # it would have kept current no longer are.
             self._missed(info, component, headers)
             return None
-        if not info.is_resource_request or _DISCOVERY.match(info.path):
+        if not info.is_resource_request or discovery.is_discovery_path(info.path):
             return self._document_tee(info, status, headers)
         # What the server sent decides, not what the client asked for: a Table request
         # answered with a plain list is a plain list.
@@ -206,7 +202,7 @@ class CacheManager:
 
     def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str]) -> None:
         """A list or watch that would have been cached passed while caching is stopped for a
-        full disk: its collection's views become stale (``CacheWriter.missed``), so offline
+        full disk: its collection's views become stale (``StaleMarks.missed``), so offline
         answers never pass them off as current (the cloud may have deleted what they hold)."""
         if info.verb not in ("list", "watch") or not info.is_resource_request:
             return
@@ -219,12 +215,12 @@ class CacheManager:
         except (ApiError, InvalidKeyError):
             return
         ck = entry.ck
-        unsynced = self.writer.unsynced
+        unsynced = self.writer.stale.unsynced
         if ck is None or ck in unsynced or ck not in set(self.store.collections()):
             return
         why = "caching stopped (no-space) while the cloud's answers for it passed"
         unsynced[ck] = why
-        self.writer.call(lambda: self.writer.missed(entry, why))
+        self.writer.call(lambda: self.writer.stale.missed(entry, why))
 
     def _open(self, entry: Entry, big: bool) -> Tee | None:
         """The tee itself; without a pipe (no descriptors left) the response is not cached."""
@@ -262,76 +258,21 @@ class CacheManager:
 
     # -- discovery documents ----------------------------------------------------------------
 
-    def is_discovery_path(self, path: str) -> bool:
-        return bool(_DISCOVERY.match(path))
-
     def _document_tee(self, info: RequestInfo, status: int, headers: Mapping[str, str]
                       ) -> Tee | None:
-        if info.verb != "get" or not _DISCOVERY.match(info.path):
+        if info.verb != "get" or headers.get("Content-Encoding", "") not in ("", "identity"):
             return None
-        ctype = headers.get("Content-Type", "")
-        if not is_json_content_type(ctype) or headers.get("Content-Encoding", "") not in ("",
-                                                                                     "identity"):
+        key = discovery.document_key(info.path, headers.get("Content-Type", ""))
+        if key is None:
             return None
-        variant = _variant(ctype)
-        if variant is None:
-            return None
-        key = info.path + variant
         entry = Entry(kind="nonresource", ck=None, rt=ResourceType("", "", "", "", False),
                       describe=f"document {key}", doc_key=key)
         return self._open(entry, big=False)
 
-    def read_discovery(self, path: str, accept: str) -> tuple[bytes, str] | None:
-        """A cached discovery document for ``path`` in a form ``accept`` allows."""
-        wanted: list[str] = []
-        for mr in parse_accept(accept or "*/*"):
-            params = dict(mr.params)
-            if params.get("as") == _AGGREGATED and params.get("g") == "apidiscovery.k8s.io":
-                wanted.append(f";{_AGGREGATED};{params.get('v', 'v2')}")
-            elif mr.media_type in ("application/json", "application/*", "*/*") \
-                    and "as" not in params:
-                wanted.append("")
-        for variant in wanted or [""]:
-            try:
-                body = self.store.read_nonresource(path + variant)
-            except InvalidKeyError:
-                return None
-            if body is not None:
-                if variant:
-                    v = variant.rsplit(";", 1)[1]
-                    return body, (f"application/json;g=apidiscovery.k8s.io;v={v};"
-                                  f"as={_AGGREGATED}")
-                return body, "application/json"
-        return None
-
     def learn_discovery(self, key: str, doc: Any) -> None:
-        """Learn kinds and scopes of resources from discovery documents passing through.
-
-        Whatever the document's shape, this never raises: it runs on the writer thread.
-        """
-        if not isinstance(doc, dict):
-            return
-        if doc.get("kind") == "APIResourceList":
-            group, _, _version = str(doc.get("groupVersion", "")).rpartition("/")
-            for r in _dicts(doc.get("resources")):
-                name, kind = r.get("name"), r.get("kind")
-                if isinstance(name, str) and name and "/" not in name:
-                    self.learn_resource(group, name, kind if isinstance(kind, str) else "",
-                                        bool(r.get("namespaced")))
-        elif doc.get("kind") == _AGGREGATED:
-            for g in _dicts(doc.get("items")):
-                md = g.get("metadata")
-                gname = md.get("name") if isinstance(md, dict) else None
-                if not isinstance(gname, str):
-                    continue
-                for v in _dicts(g.get("versions")):
-                    for r in _dicts(v.get("resources")):
-                        name, rk = r.get("resource"), r.get("responseKind")
-                        kind = rk.get("kind") if isinstance(rk, dict) else None
-                        if isinstance(name, str) and name:
-                            self.learn_resource(gname, name,
-                                                kind if isinstance(kind, str) else "",
-                                                r.get("scope") == "Namespaced")
+        """Learn kinds and scopes of resources from discovery documents passing through
+        (the writer's callback for each one it stores).  Never raises."""
+        discovery.learn(doc, self.learn_resource)
 
     # -- what the response filters need of the cache ---------------------------------------
 
@@ -342,7 +283,7 @@ class CacheManager:
     def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
         """Mark every cached view of these (component, group, resource) stale: what they
         hold was filtered under a configuration that no longer holds, so their next lists
-        rewrite every object (writer.mark_views_refiltered).  Called right after the
+        rewrite every object (StaleMarks.mark_views_refiltered).  Called right after the
         filters' snapshot changed: answers asked for before now may hold the old one's."""
         at = time.monotonic()
         entries = []
@@ -353,7 +294,8 @@ class CacheManager:
             if rt is not None:
                 entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
         if targets:
-            self.writer.call(lambda: self.writer.mark_views_refiltered(targets, entries, why, at))
+            self.writer.call(
+                lambda: self.writer.stale.mark_views_refiltered(targets, entries, why, at))
 
     def store_document(self, key: str, body: bytes) -> None:
         """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""
@@ -503,30 +445,12 @@ def _collection_key(component: str, group: str, version: str, resource: str,
     return CollectionKey(component, group, version, resource, namespaced)
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON array; nothing for anything else."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
 def partial_metadata_base(group: str) -> str | None:
     """The group of the full objects behind a PartialObjectMetadata collection, else None."""
     head, sep, _tail = group.partition(".partialobjectmetadatas.")
     if not sep or not group.endswith(".meta.k8s.io"):
         return None
     return "" if head == "core" else head
-
-
-def _variant(content_type: str) -> str | None:
-    """"" for a plain JSON document, ";APIGroupDiscoveryList;<v>" for aggregated discovery."""
-    params = {}
-    for part in content_type.split(";")[1:]:
-        k, _, v = part.strip().partition("=")
-        params[k.lower()] = v.strip()
-    if "as" not in params:
-        return ""
-    if params.get("as") == _AGGREGATED and params.get("g") == "apidiscovery.k8s.io":
-        return f";{_AGGREGATED};{params.get('v', 'v2')}"
-    return None
 
 
 def _asks_table(accept: str) -> bool:

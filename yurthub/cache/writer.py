@@ -8,7 +8,8 @@ at its end, other bodies are fed to their handler as they come.  At end of file 
 tee's outcome (whole, broken, overflow) decides what may be committed.  After every round the
 collections' batched mutations are committed together (a group commit).  A handler that
 must wait for another one (a continue page, a watch that may follow the one before it)
-is parked: its pipe is left unread until the other handler finishes.
+is parked: its pipe is left unread until the other handler finishes.  Views that lose
+track of the cloud are marked stale by the writer's ``StaleMarks`` (staleness.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from yurthub import linux
 from yurthub.cache import inventory
-from yurthub.cache.collection import CollectionWriter, Mutation
+from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import (
     Handler,
@@ -36,6 +37,7 @@ from yurthub.cache.handlers import (
 )
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
 from yurthub.cache.space import SpaceGuard, is_no_space
+from yurthub.cache.staleness import StaleMarks
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import RecentEvents, ViewKey
 from yurthub.errors import InvalidKeyError, StorageError
@@ -83,13 +85,7 @@ class CacheWriter(BackgroundThread):
         # The largest list worth spooling (or inflating): one that could be committed.
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
-        self._stale_later: dict[CollectionKey, tuple[str, str]] = {}  # (why, op)
-        # (component, group, resource) -> when and why its response filters last changed
-        self._refiltered: dict[tuple[str, str, str], tuple[float, str]] = {}
-        # Collections whose views could not follow the cloud (a list or watch passed while a
-        # full disk stopped caching) and are not yet marked stale on disk: the offline reader
-        # takes their views as stale meanwhile.  Request threads add, this thread removes.
-        self.unsynced: dict[CollectionKey, str] = {}
+        self.stale = StaleMarks(self._collections, self.collection)
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -189,8 +185,7 @@ class CacheWriter(BackgroundThread):
         forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
         coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
                                                         forgotten)
-        coll.refiltered = self._refiltered.get((ck.component, ck.group, ck.resource),
-                                               coll.refiltered)
+        coll.refiltered = self.stale.refiltered(ck, coll.refiltered)
         return coll
 
     def busy(self, ck: CollectionKey) -> bool:
@@ -203,8 +198,7 @@ class CacheWriter(BackgroundThread):
     def _evicted(self, ck: CollectionKey, why: str) -> None:
         self._collections.pop(ck, None)
         self._forget_recent(ck)
-        self._stale_later.pop(ck, None)
-        self.unsynced.pop(ck, None)
+        self.stale.forget(ck)
         self.metrics.cache_evictions.labels("collection", why).inc()
 
     def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
@@ -261,23 +255,6 @@ class CacheWriter(BackgroundThread):
             self.storage_failed(e, entry.doc_key, growth=len(body))
             return
         self._on_document(entry.doc_key, doc)
-
-    def mark_views_refiltered(self, targets: set[tuple[str, str, str]], entries: list[Entry],
-                              why: str, at: float) -> None:
-        """Writer thread: the response filters of these (component, group, resource) changed
-        at ``at``; every view of their collections (``entries``: those on disk) becomes stale
-        and is rewritten by its next list (committed at once: the new filter inputs,
-        persisted after this, must never be on disk without the marks).  Answers asked for
-        before ``at`` were filtered the old way, also those of a collection's first list
-        still streaming in: what they make is marked too (``CollectionWriter.refiltered``)."""
-        for target in targets:
-            self._refiltered[target] = (at, why)
-        colls = {e.ck: self.collection(e) for e in entries if e.ck is not None}
-        colls.update((ck, c) for ck, c in self._collections.items()
-                     if (ck.component, ck.group, ck.resource) in targets)
-        for coll in colls.values():
-            coll.refiltered = max(coll.refiltered, (at, why))
-            self._mark_stale(coll, why, op="refilter")
 
     def run(self) -> None:
         housekeeping = time.monotonic()
@@ -381,39 +358,12 @@ class CacheWriter(BackgroundThread):
         except Exception:
             log.exception("reloading %s failed", ck)
             return
-        self._mark_stale(fresh, why)
+        self.stale.mark(fresh, why)
 
     def _forget_recent(self, ck: CollectionKey) -> None:
         """The twin-event keys of a collection whose applied events were lost or removed."""
         for key in [k for k in self._recent if k[0] == ck]:
             del self._recent[key]
-
-    def missed(self, entry: Entry, why: str) -> None:
-        """Writer thread: a list or watch of ``entry``'s collection passed uncached (the
-        disk is full), so its views no longer follow the cloud: stale, on disk when there is
-        room (``unsynced`` holds it in memory until then)."""
-        self._mark_stale(self.collection(entry), why)
-
-    def _mark_stale(self, coll: CollectionWriter, why: str, op: str = "stale") -> None:
-        """Mark every view of ``coll`` stale (``op``: "stale" or "refilter"), on disk before
-        anyone reads it; while that cannot be written (a full disk) it is tried again every
-        round."""
-        try:
-            for view in list(coll.state.views):
-                coll.apply(Mutation(op, view=view, why=why))
-            coll.flush()
-        except StorageError as e:
-            if coll.ck not in self._stale_later:
-                log.warning("cannot mark the views of %s stale yet (%s); trying again once "
-                            "there is room", coll.ck, e)
-            # A refilter waiting includes the plain marking; it is never downgraded.
-            if self._stale_later.get(coll.ck, ("", ""))[1] != "refilter":
-                self._stale_later[coll.ck] = (why, op)
-            return
-        except Exception:
-            log.exception("marking the views of %s stale failed", coll.ck)
-        self._stale_later.pop(coll.ck, None)
-        self.unsynced.pop(coll.ck, None)
 
     def _read(self, handler: Handler) -> None:
         if isinstance(handler, ListHandler):
@@ -484,12 +434,7 @@ class CacheWriter(BackgroundThread):
             self._recent.pop((handler.entry.ck, sel.key), None)  # the view's last watch
 
     def _flush(self) -> None:
-        for ck, (why, op) in list(self._stale_later.items() if self.space.accepting else ()):
-            later = self._collections.get(ck)
-            if later is None:
-                del self._stale_later[ck]  # evicted meanwhile: no view is left to trust
-            elif later.assembly is None:
-                self._mark_stale(later, why, op)
+        self.stale.retry(self.space.accepting)
         for ck, coll in list(self._collections.items()):
             if coll.pending():
                 try:

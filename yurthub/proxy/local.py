@@ -21,6 +21,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from yurthub.cache import discovery
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.reader import Freshness
 from yurthub.cache.views import CollectionState, parse_selectors
@@ -92,7 +93,7 @@ class LocalProxy:
     def can_serve(self, ctx: RequestContext) -> bool:
         info = ctx.info
         if not info.is_resource_request:
-            return ctx.method in ("GET", "HEAD") and self.cache.is_discovery_path(info.path)
+            return ctx.method in ("GET", "HEAD") and discovery.is_discovery_path(info.path)
         return info.verb in ("get", "list", "watch")
 
     def takes_write(self, ctx: RequestContext) -> bool:
@@ -309,7 +310,7 @@ class LocalProxy:
                         direct_passthrough=True)
 
     def _nonresource(self, ctx: RequestContext) -> Response:
-        body = self.cache.read_discovery(ctx.info.path, ctx.accept)
+        body = discovery.read(self.cache.store, ctx.info.path, ctx.accept)
         if body is None:
             raise NotFound(f"{ctx.info.path} is not cached and the cloud is unreachable")
         doc, content_type = body

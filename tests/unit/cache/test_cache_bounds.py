@@ -228,7 +228,7 @@ def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkey
     assert "caching stopped (no-space)" in (small.not_ready() or "")
     # The cloud deleted b; the relist passes uncached: the view no longer follows the cloud.
     assert not feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
-    assert PODS in small.writer.unsynced      # the disk cannot take the mark: memory holds it
+    assert PODS in small.writer.stale.unsynced  # the disk cannot take the mark: memory holds it
     page = small.reader.list(PODS, rt, want, limit=None, continue_token="")
     assert "caching stopped (no-space)" in page.freshness.stale
     # Room again: the stale mark reaches the disk (memory forgets it), until a list heals it.
@@ -236,7 +236,7 @@ def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkey
     free["bytes"] = 100 * MI
     small.writer.space.check()
     small.writer.wake()
-    wait_for(lambda: not small.writer.unsynced, what="the stale mark on disk")
+    wait_for(lambda: not small.writer.stale.unsynced, what="the stale mark on disk")
     page = small.reader.list(PODS, rt, want, limit=None, continue_token="")
     assert "caching stopped (no-space)" in page.freshness.stale
     assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
