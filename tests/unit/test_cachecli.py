@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import time
@@ -105,7 +106,9 @@ def test_ls_is_an_aligned_table_with_kubectl_ages(tree):
     pods = rows[("kubelet", "pods")]
     assert pods[2] == "4"
     assert int(pods[3]) == sum(p.stat().st_size for p in files_of(tree, PODS))
-    assert pods[4] == "2" and pods[5] == "5m30s" and pods[6] == "no"
+    assert pods[4] == "2" and pods[6] == "no"
+    # kubectl's form of 330 s, give or take the seconds a loaded machine takes to start it.
+    assert re.fullmatch(r"5m3[0-5]s", pods[5]), pods[5]
     assert rows[("kubelet", "configmaps")][5:] == ["3d", "yes"]
     assert rows[("kubelet", "nodes")][5] == "120m"
     # Aligned: every column starts at the same offset on every line.
