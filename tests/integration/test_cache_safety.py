@@ -230,3 +230,73 @@ def test_traversal_in_the_url_is_proxied_but_never_cached(sandbox, hub, path, tm
     assert http(hub.url + "/version")[0] == 200
     files = tree(hub.cache_dir) if hub.cache_dir.exists() else {}
     assert not any(".." in k or "etc" in k.split("/") for k in files)
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+class _Deep(BaseHTTPRequestHandler):
+    """An apiserver that serves objects nested deeper than Python's decoders recurse
+    (kube-apiserver keeps up to 10,000 levels in a custom resource that preserves unknown
+    fields): the hub's own ConfigMap list, and a list of custom resources."""
+
+    protocol_version = "HTTP/1.1"
+    widgets = b""
+
+    def do_GET(self) -> None:
+        if "watch=" in self.path:
+            body, status = b'{"kind":"Status","apiVersion":"v1","code":404}', 404
+        elif self.path.startswith("/api/v1/namespaces/kube-system/configmaps"):
+            body, status = (b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":'
+                            b'{"resourceVersion":"9"},"items":[{"metadata":{"name":'
+                            b'"yurt-hub-cfg","namespace":"kube-system","resourceVersion":"8"},'
+                            b'"data":{"x":' + _nested(4000).encode() + b'}}]}'), 200
+        elif self.path.startswith("/apis/example.com/v1/namespaces/default/widgets"):
+            body, status = self.widgets, 200
+        else:
+            body, status = b'{"kind":"Status","apiVersion":"v1","code":404}', 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("depth", [1500, 6000])
+def test_objects_nested_too_deep_to_decode_pass_through_and_crash_nothing(tmp_path,
+                                                                          hub_factory, depth):
+    def widget(name: str, rv: int, spec: str) -> str:
+        return ('{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"' + name
+                + '","namespace":"default","resourceVersion":"' + str(rv) + '"},"spec":'
+                + spec + "}")
+
+    _Deep.widgets = ('{"apiVersion":"example.com/v1","kind":"WidgetList","metadata":'
+                     '{"resourceVersion":"7"},"items":[' + widget("plain", 5, "{}") + ","
+                     + widget("deep", 6, _nested(depth)) + "]}").encode()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Deep)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hub = hub_factory(f"http://127.0.0.1:{server.server_port}", wait=False)
+    wait_for(lambda: "nests too deep" in hub.log(), timeout=20,
+             what="the hub reading its filter configuration")
+    wait_for(lambda: http(hub.hub_url + "/v1/healthz", timeout=2)[0] == 200, timeout=20,
+             what="the hub serving")
+    path = "/apis/example.com/v1/namespaces/default/widgets"
+    for _ in range(3):
+        status, _, body = hub.get(path)
+        assert status == 200 and body == _Deep.widgets  # untouched, whole
+    wait_for(lambda: hub.metric("yurthub_cache_entries_dropped_total", component="kubelet",
+                                resource="widgets", reason="undecodable") >= 3,
+             what="the list dropped from the cache, counted")
+    # The hub's own readers retried (the filters stay unknown: readyz says why) and nothing
+    # died: no background thread, no worker.
+    status, _, why = http(hub.hub_url + "/v1/readyz")
+    assert status == 503 and b"filter" in why.lower()
+    log = hub.log()
+    assert "crashed" not in log and "exited with code" not in log
+    assert "Traceback" not in log and "RecursionError" not in log
+    assert hub.proc is not None and hub.proc.poll() is None
+    server.shutdown()

@@ -314,8 +314,8 @@ def find_run(buf: bytes | str, pos: int, sep: bytes | str, finder: Finder, *,
     if exact and HAVE_MSGSPEC and isinstance(region, bytes):
         try:
             return cand + 1, len(_decode_raw_array(b"[" + region + b"]"))
-        except msgspec.DecodeError:
-            return cand + 1
+        except (msgspec.DecodeError, RecursionError):
+            return cand + 1  # item by item, which says what is wrong
     if isinstance(region, bytes):
         balanced = (region.count(b"{") == region.count(b"}")
                     and region.count(b"[") == region.count(b"]"))

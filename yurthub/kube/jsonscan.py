@@ -63,12 +63,24 @@ def skip_ws(text: str, pos: int) -> int:
     return _WS.match(text, pos).end()  # type: ignore[union-attr]  # always matches
 
 
+def too_deep_to_decode() -> DecodeError:
+    """What a value that nests deeper than the decoders recurse is (RecursionError there).
+
+    kube-apiserver serves objects up to 10,000 levels deep (a custom resource that keeps
+    unknown fields may nest that far); Python's decoders stop near the interpreter's
+    recursion limit, before that.  Such an object passes to the client untouched, but the
+    hub cannot read it: it is not cached, filtered or answered from, and nothing crashes."""
+    return DecodeError("a JSON value nests too deep to decode here (exceeded max depth)")
+
+
 def decode_object(raw: bytes) -> dict[str, Any]:
     """One complete JSON object (msgspec when available); DecodeError otherwise."""
     try:
         obj = msgspec.json.decode(raw) if HAVE_MSGSPEC else json.loads(raw)
     except ValueError as e:  # json.JSONDecodeError and msgspec.DecodeError both are
         raise DecodeError(f"invalid JSON object: {e}") from e
+    except RecursionError as e:
+        raise too_deep_to_decode() from e
     if not isinstance(obj, dict):
         raise DecodeError("expected a JSON object")
     return obj
@@ -103,7 +115,9 @@ def object_members(text: str, scan: Any = None) -> dict[str, tuple[Any, int, int
                 raise DecodeError("malformed JSON object")
         if text[pos:].strip():
             raise DecodeError("data after the JSON object")
-    except (StopIteration, RecursionError) as e:
+    except RecursionError as e:
+        raise too_deep_to_decode() from e
+    except StopIteration as e:
         raise DecodeError(f"invalid JSON: {e!r}") from e
     except ValueError as e:
         raise DecodeError(f"invalid JSON: {e}") from e
@@ -147,7 +161,9 @@ class TextBuffer:
             where, msg = e.value, "Expecting value"
         except json.JSONDecodeError as e:
             where, msg = e.pos, e.msg
-        except (ValueError, RecursionError) as e:
+        except RecursionError as e:
+            raise too_deep_to_decode() from e
+        except ValueError as e:
             raise DecodeError(f"invalid JSON: {e}") from e
         else:
             if end == len(buf) and not final and type(obj) in (int, float):
@@ -207,6 +223,8 @@ class BytesBuffer:
         buf = self.buf
         try:
             self._skip_value(memoryview(buf)[pos:])
+        except RecursionError as e:
+            raise too_deep_to_decode() from e
         except msgspec.DecodeError as e:
             msg = str(e)
             m = _TRAILING.search(msg)
@@ -231,7 +249,12 @@ class BytesBuffer:
 
     def value(self, pos: int, final: bool) -> tuple[Any, int] | None:
         end = self.end_of(pos, final)
-        return None if end is None else (msgspec.json.decode(self.buf[pos:end]), end)
+        if end is None:
+            return None
+        try:
+            return msgspec.json.decode(self.buf[pos:end]), end
+        except RecursionError as e:
+            raise too_deep_to_decode() from e
 
     def item(self, pos: int, final: bool) -> tuple[dict[str, Any] | None, int] | None:
         """(None, end) of the object at pos, left undecoded; None while it may be incomplete."""

@@ -72,7 +72,7 @@ def _decoder(paths: tuple[str, ...]) -> Callable[[bytes], dict[str, Any]]:
     def skeleton(raw: bytes) -> dict[str, Any]:
         try:
             out = to_builtins(decode(raw))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             return decode_object(raw)  # the reference: its value, or its DecodeError
         return out
 

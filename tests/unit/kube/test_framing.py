@@ -236,6 +236,24 @@ def test_invalid_bodies_are_refused(accelerate, body):
 
 
 @pytest.mark.parametrize("accelerate", BACKENDS)
+@pytest.mark.parametrize("depth", [3000, 20000])
+@pytest.mark.parametrize("size", [4096, 1 << 30])
+def test_an_item_nested_deeper_than_the_decoders_recurse_is_a_decode_error(accelerate, depth,
+                                                                           size):
+    """kube-apiserver serves custom resources nested up to 10,000 levels; the decoders
+    recurse and stop earlier: a DecodeError that says so (it was a RecursionError, which
+    killed the hub's own readers), never a crash, for the items before it too."""
+    deep = b'{"spec":' + b"[" * depth + b"]" * depth + b"}"
+    p = ListParser(accelerate=accelerate)
+    with pytest.raises(DecodeError, match="nests too deep"):
+        feed_all(p, body_of([compact({"a": 1}), deep]), size)
+        p.close()
+    w = WatchFramer(accelerate=accelerate)
+    with pytest.raises(DecodeError):
+        w.feed(b'{"type":"ADDED","object":' + deep + b"}\n")
+
+
+@pytest.mark.parametrize("accelerate", BACKENDS)
 def test_a_large_item_is_retried_geometrically(accelerate, monkeypatch):
     """A 1 MiB item in 64 KiB chunks is tried a handful of times, not once per chunk."""
     big = compact({"metadata": {"name": "big"}, "data": {"blob": "x" * (1 << 20)}})
