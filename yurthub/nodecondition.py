@@ -122,8 +122,14 @@ class AutonomyReporter(BackgroundThread):
         """The Node's lastTransitionTime of ``status``, or now when the status changes."""
         code, body = self._request("GET", path)
         if code == 200:
-            for c in (json.loads(body).get("status") or {}).get("conditions") or []:
-                if c.get("type") == CONDITION and c.get("status") == status:
+            node = json.loads(body)
+            if not isinstance(node, dict):
+                raise ValueError(f"GET {path}: the answer is not a Node object")
+            found = node.get("status")
+            conditions = found.get("conditions") if isinstance(found, dict) else None
+            for c in conditions if isinstance(conditions, list) else []:
+                if isinstance(c, dict) and c.get("type") == CONDITION \
+                        and c.get("status") == status:
                     return str(c.get("lastTransitionTime") or _now())
         elif code != 404:
             raise OSError(f"GET {path}: HTTP {code}")

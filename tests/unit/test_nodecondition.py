@@ -4,6 +4,8 @@ refused report costs (one log line and a pause, not a request and a warning ever
 from __future__ import annotations
 
 import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -75,3 +77,47 @@ def test_an_unchanged_verdict_is_not_resent_and_keeps_its_transition_time(sandbo
     others = [c for c in sandbox.get("nodes", NODE)["status"]["conditions"]
               if c["type"] != "Autonomy"]
     assert others == kubelet                                # kubelet's, untouched
+
+
+@pytest.mark.parametrize("answer", [b"[]", b'"x"', b"null", b'{"status":[]}',
+                                    b'{"status":{"conditions":[1,null,"x"]}}'])
+def test_a_node_answer_of_another_shape_is_a_report_error_not_a_crash(tmp_path, answer):
+    """A misbehaving apiserver (or a proxy before it) answering the Node's status with JSON
+    of another shape: the reporter's thread raised AttributeError, which ends the worker
+    (a background thread that dies takes the hub down), every heartbeat."""
+    class Odd(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_PATCH = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    cfg = config.load(None, {"server_addr": url, "node_name": NODE,
+                             "heartbeat_interval_seconds": "1"})
+    store = DiskStore(str(tmp_path / "cache"))
+    store.open()
+    try:
+        r = AutonomyReporter(cfg, store, Upstream(cfg, Credentials(servers=(url,))),
+                             cloud_healthy=lambda: True, ready=lambda: True)
+        r.tick()
+        status = r.status()
+        assert status is not None
+        if answer.startswith(b"{"):  # a Node without the condition: reported as new
+            assert status["reportedToNode"] is True, status
+        else:
+            assert "not a Node object" in status["reportError"]
+            assert status["reportedToNode"] is False
+    finally:
+        store.close()
+        server.shutdown()
