@@ -290,6 +290,7 @@ def _purge(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: TextI
 
 
 def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
+    _become_tree_owner(cfg.disk_cache_path)
     store = DiskStore(cfg.disk_cache_path, meta_loader=load_meta, state_check=check_state,
                       lock_timeout=0.0)
     try:
@@ -300,6 +301,27 @@ def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
         return purge(store, [k for k in keys if k in set(store.collections())])
     finally:
         store.close()
+
+
+def _become_tree_owner(root: str) -> None:
+    """Root purging a tree another user owns (the service's ``yurthub``) does it as that user.
+
+    Opening the store rewrites bookkeeping in every collection (indexes, histories, states),
+    not only in the purged ones: written by root, mode 0600, the hub could read none of them
+    at its next start and would set every collection aside.  ``sudo yurthub cache purge`` is
+    what an operator types, so this process becomes the tree's owner for the writes.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        raise CacheCommandError(f"cannot read the cache at {root}: {e.strerror}") from e
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
 
 
 def _purge_through_hub(cfg: config.Config, keys: list[CollectionKey]) -> int:

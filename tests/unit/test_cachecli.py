@@ -7,8 +7,10 @@ import fcntl
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,11 @@ def fill(store: DiskStore, ck: CollectionKey, objs: list[dict[str, Any]], *,
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "cache"
+    return make_tree(tmp_path)
+
+
+def make_tree(where: Path) -> Path:
+    root = where / "cache"
     with DiskStore(str(root), meta_loader=load_meta) as store:
         fill(store, PODS, [obj("core.v1.Pod.json", f"web-{i}", "default") for i in range(3)]
              + [obj("core.v1.Pod.json", "dns", "kube-system")], synced_ago=330,
@@ -381,3 +387,24 @@ def test_purge_refuses_while_another_process_holds_the_tree(tree):
     finally:
         os.close(fd)
     assert len(files_of(tree, PODS)) == 4
+
+
+def test_root_purging_the_service_users_tree_leaves_it_to_that_user():
+    # `sudo yurthub cache purge` on a stopped hub's tree, owned by the service's user:
+    # opening the store rewrites every collection's bookkeeping, and files of root's would
+    # be unreadable to the hub at its next start (it set every collection aside).
+    nobody = 65534
+    top = Path(tempfile.mkdtemp(prefix="yurthub-purge-"))  # in /tmp: nobody may reach it
+    try:
+        root = make_tree(top)
+        for p in [top, *top.rglob("*")]:
+            os.chown(p, nobody, nobody, follow_symlinks=False)
+        r = cache(root, "purge", "kubelet", "pods", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert "purged 4 object(s)" in r.stdout
+        assert [str(p) for p in top.rglob("*") if p.lstat().st_uid != nobody] == []
+        r = cache(root, "verify")
+        assert r.returncode == 0, r.stdout
+        assert len(files_of(root, CMS)) == 1 and files_of(root, PODS) == []
+    finally:
+        shutil.rmtree(top)
