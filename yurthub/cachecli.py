@@ -75,7 +75,15 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.s
     cfg = _config(args)
     commands: dict[str, Callable[[argparse.Namespace, config.Config, TextIO, TextIO], int]] = {
         "ls": _ls, "show": _show, "verify": _verify, "purge": _purge}
-    return commands[args.cache_command](args, cfg, out, err)
+    try:
+        return commands[args.cache_command](args, cfg, out, err)
+    except PermissionError as e:
+        # A part of the tree only its owner may read (0700/0600): saying "no resources" or
+        # "not in the cache" would be a wrong answer, and a traceback no answer.
+        where = f" ({e.filename})" if e.filename else ""
+        raise CacheCommandError(f"cannot read the cache at {cfg.disk_cache_path}: "
+                                f"{e.strerror}{where}; run this as the hub's user or root"
+                                ) from e
 
 
 def _config(args: argparse.Namespace) -> config.Config:
