@@ -194,6 +194,7 @@ def preflight(cfg: Config) -> None:
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
     check_settings(cfg)
+    _check_owners(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
     if cfg.secure_proxy_port:
@@ -204,6 +205,36 @@ def preflight(cfg: Config) -> None:
                           "another yurthub process")
     # Last: it may talk to the cloud (token discovery) and write the pinned CA.
     identity.preflight(cfg)
+
+
+def _check_owners(cfg: Config) -> None:
+    """Root does not serve from another user's directories (the service's ``yurthub``).
+
+    Every file the hub writes is 0600 and every directory 0700: a ``sudo yurthub serve``
+    would leave the admin token, indexes, new collections and certificates that the
+    service, run as its own user again, cannot read (it sets those collections aside).
+    """
+    if os.geteuid() != 0:
+        return  # the kernel's permissions already stop the other cases
+    import pwd
+
+    for name in ("disk_cache_path", "root_dir"):
+        path = getattr(cfg, name)
+        try:
+            uid = os.stat(path).st_uid
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ConfigError(f"{name} = {path!r}: {e.strerror}") from None
+        if uid == 0:
+            continue
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        raise ConfigError(f"{name} = {path!r}: it belongs to {user}, but yurthub runs as root "
+                          f"here; files root wrote there would be unreadable to {user}: run "
+                          f"yurthub as {user} (runuser -u {user} -- yurthub serve ...)")
 
 
 def _check_port(addr: str, port: int) -> None:

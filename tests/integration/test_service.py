@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,6 +40,31 @@ def test_serve_without_an_apiserver_says_what_is_missing(tmp_path):
               "--serve-port", str(free_port()))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "no apiserver" in r.stderr
+
+
+def test_root_does_not_serve_from_the_service_users_cache(sandbox, tmp_path):
+    # `sudo yurthub serve` on the package's tree (yurthub's, 0700): the admin token, indexes
+    # and collections root would write there are 0600 root's, and the service, started as
+    # yurthub again, could read none of them.  It stops before it writes anything.
+    nobody = 65534
+    for d in ("cache", "state"):
+        (tmp_path / d).mkdir(mode=0o700)
+        os.chown(tmp_path / d, nobody, nobody)
+    (tmp_path / "cache" / "kubelet").mkdir(mode=0o700)
+    os.chown(tmp_path / "cache" / "kubelet", nobody, nobody)
+    for flag, path in (("--root-dir", str(tmp_path / "fresh")),
+                       ("--disk-cache-path", str(tmp_path / "fresh-cache"))):
+        args = {"--disk-cache-path": str(tmp_path / "cache"),
+                "--root-dir": str(tmp_path / "state")}
+        args[flag] = path
+        r = serve("--server-addr", sandbox.url, "--proxy-port", str(free_port()),
+                  "--serve-port", str(free_port()), *(x for kv in args.items() for x in kv))
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        wrong = "root_dir" if flag == "--disk-cache-path" else "disk_cache_path"
+        assert f"{wrong} = " in r.stderr and "belongs to nobody" in r.stderr, r.stderr
+        assert "run yurthub as nobody" in r.stderr
+    assert [p for p in tmp_path.rglob("*") if p.lstat().st_uid != nobody] == []
 
 
 def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hub):
