@@ -27,7 +27,7 @@ from yurthub.config import Config
 from yurthub.errors import ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
-from yurthub.storage import root_in_use
+from yurthub.storage import not_a_cache, root_in_use
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def preflight(cfg: Config) -> None:
     if cfg.secure_proxy_port:
         for addr in cfg.secure_addresses:
             _listen(addr, cfg.secure_proxy_port, freebind=True).close()
+    foreign = not_a_cache(cfg.disk_cache_path)
+    if foreign:
+        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     if root_in_use(cfg.disk_cache_path):
         raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
                           "another yurthub process")

@@ -67,6 +67,25 @@ def test_root_does_not_serve_from_the_service_users_cache(sandbox, tmp_path):
     assert [p for p in tmp_path.rglob("*") if p.lstat().st_uid != nobody] == []
 
 
+def test_a_directory_that_is_no_cache_is_refused_and_left_alone(sandbox, tmp_path):
+    # disk_cache_path = /home by a slip: the hub's start would sweep every user's dotfiles.
+    home = tmp_path / "home"
+    (home / "alice" / ".ssh").mkdir(parents=True)
+    (home / "alice" / ".ssh" / "id_rsa").write_text("key")
+    (home / "alice" / ".bashrc").write_text("rc")
+    before = sorted(str(p) for p in home.rglob("*"))
+    r = serve("--server-addr", sandbox.url, "--proxy-port", str(free_port()),
+              "--serve-port", str(free_port()), "--disk-cache-path", str(home),
+              "--root-dir", str(tmp_path / "state"))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"yurthub: disk_cache_path = '{home}': {home} is not a yurthub cache (it has no _lock) "
+        "and is not empty (alice): opening it would remove or set aside what it holds; give "
+        "the cache an empty or new directory")
+    assert sorted(str(p) for p in home.rglob("*")) == before
+
+
 def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hub):
     """The gunicorn worker's descriptor table holds as many descriptors as it may open (its
     RLIMIT_NOFILE, at most 65536) from the start: grown later, each doubling would stall
