@@ -351,7 +351,8 @@ def _purge_through_hub(cfg: config.Config, keys: list[CollectionKey]) -> int:
     except (OSError, ValueError, KeyError) as e:
         raise CacheCommandError(
             f"a hub holds the cache at {cfg.disk_cache_path}, but its hub server at {url} "
-            f"did not answer ({e}); nothing purged") from e
+            f"did not answer ({e}); nothing purged (if that hub serves on another port, "
+            "give its --config or --serve-port)") from e
 
 
 __all__ = ["CacheCommandError", "ConfigError", "add_arguments", "main", "write_table"]

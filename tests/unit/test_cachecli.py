@@ -383,6 +383,7 @@ def test_purge_refuses_while_another_process_holds_the_tree(tree):
         os.chmod(tree / "_admin_token", 0o600)
         r = cache(tree, "--serve-port", "1", "purge", "--yes")
         one_line_error(r, "did not answer")
+        assert "give its --config or --serve-port" in r.stderr
         assert "nothing purged" in r.stderr
     finally:
         os.close(fd)
