@@ -22,7 +22,8 @@ from yurthub.kube import bootstraptoken as bt
 log = logging.getLogger(__name__)
 
 
-def _bounded_int(low: int, high: int) -> type[int]:
+def bounded_int(low: int, high: int) -> type[int]:
+    """An argparse type: an integer from ``low`` to ``high`` (a usage error otherwise)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -60,17 +61,17 @@ def _bootstrap_token(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    port = _bounded_int(0, 65535)
+    port = bounded_int(0, 65535)
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="address to listen on")
     p.add_argument("--port", type=port, default=16443, help="API port (0 picks a free one)")
     p.add_argument("--control-port", type=port, default=None, metavar="PORT",
                    help="separate port for /_sandbox/ controls that stays up while offline")
-    p.add_argument("--nodes", type=_bounded_int(0, seed.MAX_NODES), default=0,
+    p.add_argument("--nodes", type=bounded_int(0, seed.MAX_NODES), default=0,
                    help="nodes to seed (with their leases; in two node pools, pool-a and "
                         "pool-b, with Services of every type and their EndpointSlices)")
-    p.add_argument("--pods-per-node", type=_bounded_int(0, seed.MAX_PODS_PER_NODE), default=0,
+    p.add_argument("--pods-per-node", type=bounded_int(0, seed.MAX_PODS_PER_NODE), default=0,
                    metavar="M", help="pods to seed per node (about 5 KB each)")
-    p.add_argument("--history-size", type=_bounded_int(1, 10_000_000), default=10000,
+    p.add_argument("--history-size", type=bounded_int(1, 10_000_000), default=10000,
                    metavar="N", help="events kept for watch resumption and continue tokens")
     p.add_argument("--bookmark-interval", type=_positive_float, default=60.0, metavar="SECONDS",
                    help="seconds between watch bookmarks (when clients ask for them)")
@@ -134,6 +135,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         sandbox.start()
     except OSError as e:
+        if e.filename:  # the TLS material of --self-signed-dir, not the socket
+            raise YurthubError(f"cannot start the sandbox: {e.filename}: {e.strerror}") from e
         raise YurthubError(f"cannot listen on {options.host}:{options.port}: {e}") from e
     done = threading.Event()
 
@@ -144,7 +147,11 @@ def main(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if args.kubeconfig_out:
-            sandbox.write_kubeconfig(args.kubeconfig_out)
+            try:
+                sandbox.write_kubeconfig(args.kubeconfig_out)
+            except OSError as e:
+                raise YurthubError(f"--kubeconfig-out: cannot write {args.kubeconfig_out}: "
+                                   f"{e.strerror}") from e
         print(f"sandbox apiserver: {sandbox.url}", flush=True)
         if sandbox.control_port is not None:
             print(f"control plane: {sandbox.control_url}/_sandbox/state", flush=True)

@@ -22,20 +22,25 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from kubesandbox import seed
+from kubesandbox.cli import bounded_int
 from kubesandbox.server import Sandbox
-from yurthub.errors import YurthubError
+from yurthub.errors import ConfigError, YurthubError
 
 NODE = "node-0000"
 KUBECTL = shutil.which("kubectl") or ""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pods", type=int, default=12, help="pods to seed on the demo node")
+    p.add_argument("--pods", type=bounded_int(0, seed.MAX_PODS_PER_NODE), default=12,
+                   help="pods to seed on the demo node")
     p.add_argument("--dir", default="", help="directory for the cache, kubeconfig and logs "
                    "(default: a new temporary directory)")
-    p.add_argument("--proxy-port", type=int, default=10261, help="the gateway's API port")
-    p.add_argument("--serve-port", type=int, default=10267, help="the gateway's hub port")
-    p.add_argument("--sandbox-port", type=int, default=16443, help="the sandbox's API port")
+    port = bounded_int(1, 65535)
+    p.add_argument("--proxy-port", type=port, default=10261, help="the gateway's API port")
+    p.add_argument("--serve-port", type=port, default=10267, help="the gateway's hub port")
+    p.add_argument("--sandbox-port", type=bounded_int(0, 65535), default=16443,
+                   help="the sandbox's API port (0 picks a free one)")
     p.add_argument("--tour-only", action="store_true",
                    help="run the tour and exit instead of serving until Ctrl-C")
 
@@ -69,7 +74,12 @@ class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.dir = Path(args.dir or tempfile.mkdtemp(prefix="yurthub-demo-"))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "gateway.log").open("ab").close()
+        except OSError as e:
+            raise ConfigError(f"--dir {self.dir}: cannot write the demo's files there: "
+                              f"{e.strerror}") from None
         self.cache = self.dir / "cache"
         self.kubeconfig = self.dir / "kubeconfig"
         self.hub_url = f"http://127.0.0.1:{args.proxy_port}"
@@ -79,8 +89,12 @@ class Demo:
 
     def start(self) -> None:
         a = self.args
-        self.sandbox = Sandbox(port=a.sandbox_port, control_port=0, nodes=1,
-                               pods_per_node=a.pods, bookmark_interval=30).start()
+        try:
+            self.sandbox = Sandbox(port=a.sandbox_port, control_port=0, nodes=1,
+                                   pods_per_node=a.pods, bookmark_interval=30).start()
+        except OSError as e:
+            raise YurthubError(f"the sandbox cannot listen on 127.0.0.1:{a.sandbox_port}: "
+                               f"{e.strerror} (--sandbox-port)") from e
         _say(f"sandbox kube-apiserver  {self.sandbox.url}  ({a.pods} pods on {NODE})")
         log = open(self.dir / "gateway.log", "ab")  # the child keeps its own copy
         self.gateway = subprocess.Popen(

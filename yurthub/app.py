@@ -333,7 +333,13 @@ class Hub:
         by_path = {ck.path: ck for ck in self.store.collections()}
         keys = [by_path[p] for p in paths if p in by_path]
         removed = self.cache.writer.purge(keys).result(timeout=120)
-        log.warning("purged %d object(s) in %d collection(s) on request", removed, len(keys))
+        # Their clients list again, which fills the cache again: a watch would otherwise go
+        # on (and be resumed upstream) with nothing listed, and the purged collections would
+        # stay without a complete view, unusable offline, until the next list.
+        n = self.streams.interrupt_where(Reason.PURGED, filtering.watches_of(
+            {(ck.component, ck.group, ck.resource) for ck in keys}))
+        log.warning("purged %d object(s) in %d collection(s) on request; ended %d watch(es) "
+                    "so their clients list again", removed, len(keys), n)
         return removed
 
     def readiness(self) -> str | None:

@@ -77,7 +77,15 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.s
     cfg = _config(args)
     commands: dict[str, Callable[[argparse.Namespace, config.Config, TextIO, TextIO], int]] = {
         "ls": _ls, "show": _show, "verify": _verify, "purge": _purge}
-    return commands[args.cache_command](args, cfg, out, err)
+    try:
+        return commands[args.cache_command](args, cfg, out, err)
+    except PermissionError as e:
+        # A part of the tree only its owner may read (0700/0600): saying "no resources" or
+        # "not in the cache" would be a wrong answer, and a traceback no answer.
+        where = f" ({e.filename})" if e.filename else ""
+        raise CacheCommandError(f"cannot read the cache at {cfg.disk_cache_path}: "
+                                f"{e.strerror}{where}; run this as the hub's user or root"
+                                ) from e
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -292,6 +300,7 @@ def _purge(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: TextI
 
 
 def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
+    _become_tree_owner(cfg.disk_cache_path)
     store = DiskStore(cfg.disk_cache_path, meta_loader=load_meta, state_check=check_state,
                       lock_timeout=0.0)
     try:
@@ -302,6 +311,27 @@ def _purge_offline(cfg: config.Config, keys: list[CollectionKey]) -> int:
         return purge(store, [k for k in keys if k in set(store.collections())])
     finally:
         store.close()
+
+
+def _become_tree_owner(root: str) -> None:
+    """Root purging a tree another user owns (the service's ``yurthub``) does it as that user.
+
+    Opening the store rewrites bookkeeping in every collection (indexes, histories, states),
+    not only in the purged ones: written by root, mode 0600, the hub could read none of them
+    at its next start and would set every collection aside.  ``sudo yurthub cache purge`` is
+    what an operator types, so this process becomes the tree's owner for the writes.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        raise CacheCommandError(f"cannot read the cache at {root}: {e.strerror}") from e
+    if st.st_uid == 0:
+        return
+    os.setgroups([])
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
 
 
 def _purge_through_hub(cfg: config.Config, keys: list[CollectionKey]) -> int:
@@ -323,7 +353,8 @@ def _purge_through_hub(cfg: config.Config, keys: list[CollectionKey]) -> int:
     except (OSError, ValueError, KeyError) as e:
         raise CacheCommandError(
             f"a hub holds the cache at {cfg.disk_cache_path}, but its hub server at {url} "
-            f"did not answer ({e}); nothing purged") from e
+            f"did not answer ({e}); nothing purged (if that hub serves on another port, "
+            "give its --config or --serve-port)") from e
 
 
 __all__ = ["CacheCommandError", "ConfigError", "add_arguments", "main", "write_table"]

@@ -47,10 +47,13 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="INI file with a [yurthub] section; flags override it")
     for f in config.settings():
+        text = str(f.metadata["help"])
+        if "(default: " not in text:  # a help that says its default says it better
+            text += f" (default: {config.render_value(f, f.default) or 'unset'})"
+        if f.metadata["repeatable"]:
+            text += " (may be repeated)"
         p.add_argument("--" + config.flag_name(f), dest=f.name, metavar=f.metadata["metavar"],
-                       default=None, help=f"{f.metadata['help']} "
-                       f"(default: {config.render_value(f, f.default) or 'unset'})"
-                       + (" (may be repeated)" if f.metadata["repeatable"] else ""),
+                       default=None, help=text,
                        action="append" if f.metadata["repeatable"] else "store")
 
 

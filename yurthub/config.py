@@ -303,7 +303,7 @@ def parse_value(f: dataclasses.Field[Any], raw: str, source: str) -> Any:
     try:
         return f.metadata["parse"](raw)
     except ValueError as e:
-        shown = "(not shown)" if f.metadata["secret"] else repr(raw)
+        shown = "(not shown)" if f.metadata["secret"] else repr(v.redact_userinfo(raw))
         raise ConfigError(f"{source}: {f.name} = {shown}: {e}") from None
 
 

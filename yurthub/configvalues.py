@@ -111,19 +111,31 @@ def split(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
 
+_USERINFO = re.compile(r"(^|//|,)[^/?#,\s]*@")
+_QUERY = re.compile(r"\?[^#,\s]*")
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user info and the query of every URL in it hidden
+    (``user:password@``, ``?token=...``): an error message about a setting goes to the
+    journal, a password must not."""
+    return _QUERY.sub("?(query not shown)", _USERINFO.sub(r"\1(user info not shown)@", text))
+
+
 def server_addrs(value: str) -> tuple[str, ...]:
     out = []
     for item in split(value):
         url = item if "://" in item else "https://" + item
+        shown = repr(redact_userinfo(item))
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{item!r} is not an http(s) URL with a host")
+            raise ValueError(f"{shown} is not an http(s) URL with a host")
         if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError(f"{item!r} must not carry a query, fragment or user info")
+            raise ValueError(f"{shown} must not carry a query, fragment or user info")
         try:
             _ = parts.port
         except ValueError:
-            raise ValueError(f"{item!r} has a bad port") from None
+            raise ValueError(f"{shown} has a bad port") from None
         out.append(url.rstrip("/"))
     return tuple(out)
 

@@ -27,7 +27,7 @@ from yurthub.config import Config
 from yurthub.errors import ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
-from yurthub.storage import root_in_use
+from yurthub.storage import not_a_cache, root_in_use
 
 log = logging.getLogger(__name__)
 
@@ -194,16 +194,50 @@ def preflight(cfg: Config) -> None:
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
     check_settings(cfg)
+    _check_owners(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
     if cfg.secure_proxy_port:
         for addr in cfg.secure_addresses:
             _listen(addr, cfg.secure_proxy_port, freebind=True).close()
+    foreign = not_a_cache(cfg.disk_cache_path)
+    if foreign:
+        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     if root_in_use(cfg.disk_cache_path):
         raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
                           "another yurthub process")
     # Last: it may talk to the cloud (token discovery) and write the pinned CA.
     identity.preflight(cfg)
+
+
+def _check_owners(cfg: Config) -> None:
+    """Root does not serve from another user's directories (the service's ``yurthub``).
+
+    Every file the hub writes is 0600 and every directory 0700: a ``sudo yurthub serve``
+    would leave the admin token, indexes, new collections and certificates that the
+    service, run as its own user again, cannot read (it sets those collections aside).
+    """
+    if os.geteuid() != 0:
+        return  # the kernel's permissions already stop the other cases
+    import pwd
+
+    for name in ("disk_cache_path", "root_dir"):
+        path = getattr(cfg, name)
+        try:
+            uid = os.stat(path).st_uid
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise ConfigError(f"{name} = {path!r}: {e.strerror}") from None
+        if uid == 0:
+            continue
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        raise ConfigError(f"{name} = {path!r}: it belongs to {user}, but yurthub runs as root "
+                          f"here; files root wrote there would be unreadable to {user}: run "
+                          f"yurthub as {user} (runuser -u {user} -- yurthub serve ...)")
 
 
 def _check_port(addr: str, port: int) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from http.client import HTTPConnection
 
 import pytest
 from werkzeug.test import Client
@@ -56,6 +57,35 @@ def test_read_beside_a_running_hub_then_purge_through_it(sandbox, hub):
     assert hub.get("/api/v1/pods")[0] == 200
     wait_for(lambda: pods_cached(hub) == 6, what="pods cached again")
     assert "purged 6 object(s) in 1 collection(s) on request" in hub.log()
+
+
+def test_a_purge_ends_its_clients_watches_so_they_list_again(sandbox, hub):
+    # A purged collection has no complete list: without one its client's watch would go on
+    # (resumed upstream, never listing again) and the hub could answer nothing offline.
+    status, _, body = hub.get("/api/v1/pods")
+    assert status == 200
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    wait_for(lambda: pods_cached(hub) == 6, what="pods cached")
+    conn = HTTPConnection("127.0.0.1", hub.proxy_port, timeout=60)
+    try:
+        conn.request("GET", f"/api/v1/pods?watch=1&resourceVersion={rv}",
+                     headers={"User-Agent": "kubelet/v1.32.4"})
+        watch = conn.getresponse()
+        assert watch.status == 200
+        r = cache(hub, "purge", "kubelet", "pods", "--yes")
+        assert r.returncode == 0, r.stderr
+        event = json.loads(watch.readline())
+        assert event["type"] == "ERROR", event
+        assert (event["object"]["code"], event["object"]["reason"]) == (410, "Expired")
+        assert "cache of it was purged" in event["object"]["message"]
+        assert watch.readline() == b""  # the watch ended
+    finally:
+        conn.close()
+    # client-go lists again on a 410: the collection is whole again, served offline.
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: pods_cached(hub) == 6, what="pods cached again")
+    views = json.loads(cache(hub, "ls", "kubelet", "-o", "json").stdout)["items"][0]["views"]
+    assert [v["selector"] for v in views] == ["*"]
 
 
 def test_purge_endpoint_wants_the_token_and_this_hubs_tree(hub):

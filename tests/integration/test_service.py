@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,6 +40,50 @@ def test_serve_without_an_apiserver_says_what_is_missing(tmp_path):
               "--serve-port", str(free_port()))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "no apiserver" in r.stderr
+
+
+def test_root_does_not_serve_from_the_service_users_cache(sandbox, tmp_path):
+    # `sudo yurthub serve` on the package's tree (yurthub's, 0700): the admin token, indexes
+    # and collections root would write there are 0600 root's, and the service, started as
+    # yurthub again, could read none of them.  It stops before it writes anything.
+    nobody = 65534
+    for d in ("cache", "state"):
+        (tmp_path / d).mkdir(mode=0o700)
+        os.chown(tmp_path / d, nobody, nobody)
+    (tmp_path / "cache" / "kubelet").mkdir(mode=0o700)
+    os.chown(tmp_path / "cache" / "kubelet", nobody, nobody)
+    for flag, path in (("--root-dir", str(tmp_path / "fresh")),
+                       ("--disk-cache-path", str(tmp_path / "fresh-cache"))):
+        args = {"--disk-cache-path": str(tmp_path / "cache"),
+                "--root-dir": str(tmp_path / "state")}
+        args[flag] = path
+        r = serve("--server-addr", sandbox.url, "--proxy-port", str(free_port()),
+                  "--serve-port", str(free_port()), *(x for kv in args.items() for x in kv))
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr
+        wrong = "root_dir" if flag == "--disk-cache-path" else "disk_cache_path"
+        assert f"{wrong} = " in r.stderr and "belongs to nobody" in r.stderr, r.stderr
+        assert "run yurthub as nobody" in r.stderr
+    assert [p for p in tmp_path.rglob("*") if p.lstat().st_uid != nobody] == []
+
+
+def test_a_directory_that_is_no_cache_is_refused_and_left_alone(sandbox, tmp_path):
+    # disk_cache_path = /home by a slip: the hub's start would sweep every user's dotfiles.
+    home = tmp_path / "home"
+    (home / "alice" / ".ssh").mkdir(parents=True)
+    (home / "alice" / ".ssh" / "id_rsa").write_text("key")
+    (home / "alice" / ".bashrc").write_text("rc")
+    before = sorted(str(p) for p in home.rglob("*"))
+    r = serve("--server-addr", sandbox.url, "--proxy-port", str(free_port()),
+              "--serve-port", str(free_port()), "--disk-cache-path", str(home),
+              "--root-dir", str(tmp_path / "state"))
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"yurthub: disk_cache_path = '{home}': {home} is not a yurthub cache (it has no _lock) "
+        "and is not empty (alice): opening it would remove or set aside what it holds; give "
+        "the cache an empty or new directory")
+    assert sorted(str(p) for p in home.rglob("*")) == before
 
 
 def test_the_worker_sizes_its_descriptor_table_before_it_serves(sandbox, hub: Hub):

@@ -8,8 +8,10 @@ import json
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,11 @@ def fill(store: DiskStore, ck: CollectionKey, objs: list[dict[str, Any]], *,
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "cache"
+    return make_tree(tmp_path)
+
+
+def make_tree(where: Path) -> Path:
+    root = where / "cache"
     with DiskStore(str(root), meta_loader=load_meta) as store:
         fill(store, PODS, [obj("core.v1.Pod.json", f"web-{i}", "default") for i in range(3)]
              + [obj("core.v1.Pod.json", "dns", "kube-system")], synced_ago=330,
@@ -380,7 +386,56 @@ def test_purge_refuses_while_another_process_holds_the_tree(tree):
         os.chmod(tree / "_admin_token", 0o600)
         r = cache(tree, "--serve-port", "1", "purge", "--yes")
         one_line_error(r, "did not answer")
+        assert "give its --config or --serve-port" in r.stderr
         assert "nothing purged" in r.stderr
     finally:
         os.close(fd)
     assert len(files_of(tree, PODS)) == 4
+
+
+def test_root_purging_the_service_users_tree_leaves_it_to_that_user():
+    # `sudo yurthub cache purge` on a stopped hub's tree, owned by the service's user:
+    # opening the store rewrites every collection's bookkeeping, and files of root's would
+    # be unreadable to the hub at its next start (it set every collection aside).
+    nobody = 65534
+    top = Path(tempfile.mkdtemp(prefix="yurthub-purge-"))  # in /tmp: nobody may reach it
+    try:
+        root = make_tree(top)
+        for p in [top, *top.rglob("*")]:
+            os.chown(p, nobody, nobody, follow_symlinks=False)
+        r = cache(root, "purge", "kubelet", "pods", "--yes")
+        assert r.returncode == 0, r.stderr
+        assert "purged 4 object(s)" in r.stdout
+        assert [str(p) for p in top.rglob("*") if p.lstat().st_uid != nobody] == []
+        r = cache(root, "verify")
+        assert r.returncode == 0, r.stdout
+        assert len(files_of(root, CMS)) == 1 and files_of(root, PODS) == []
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("dirs_mode", [0o755, 0o700])
+def test_a_tree_this_user_may_not_read_is_one_line_not_an_empty_cache(dirs_mode):
+    # The root is readable to all (as an operator might leave it), the rest is not: each
+    # command says so, rather than "No resources found", "not in the cache", "nothing to
+    # purge" with exit 0, or a traceback.
+    top = Path(tempfile.mkdtemp(prefix="yurthub-denied-"))
+    try:
+        root = make_tree(top)
+        os.chmod(top, 0o755)
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir():
+                os.chmod(p, 0o755 if p == root else dirs_mode)
+        for args in (["ls"], ["ls", "kubelet"], ["show", "kubelet", "nodes", "node-a"],
+                     ["verify"], ["purge", "--yes"]):
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                sys.executable, "-m", "yurthub", "cache",
+                                "--disk-cache-path", str(root), *args],
+                               capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+            assert r.returncode == 1, (args, r.stdout, r.stderr)
+            assert "Traceback" not in r.stderr
+            assert r.stderr.splitlines()[-1].startswith(
+                f"yurthub: cannot read the cache at {root}: Permission denied"), (args, r.stderr)
+        assert len(files_of(root, PODS)) == 4
+    finally:
+        shutil.rmtree(top)

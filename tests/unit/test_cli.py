@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,13 @@ def test_help_lists_commands():
     assert r.returncode == 0
     for cmd in ("serve", "sandbox", "demo", "check-config"):
         assert cmd in r.stdout
+
+
+def test_each_flag_states_its_default_once():
+    text = " ".join(run("serve", "--help").stdout.split())
+    assert "--node-name NAME this node's name (default: the host name) --" in text
+    assert not re.search(r"\(default: [^)]*\) \(default: ", text), text
+    assert "(default: 10261)" in text
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -62,6 +62,22 @@ def test_bad_ini_names_file_key_and_value(tmp_path, text, fragment):
     assert path in str(e.value) or "serve_port" in str(e.value)
 
 
+@pytest.mark.parametrize("value, shown", [
+    ("https://admin:s3cret@10.0.0.1:6443", "'https://(user info not shown)@10.0.0.1:6443'"),
+    ("https://10.0.0.1:6443,admin:s3cret@10.0.0.2", "'(user info not shown)@10.0.0.2'"),
+    ("https://10.0.0.1:6443/?token=s3cret", "'https://10.0.0.1:6443/?(query not shown)'"),
+])
+def test_a_refused_server_addr_keeps_its_credentials_out_of_the_message(tmp_path, value,
+                                                                        shown):
+    # The message goes to stderr, which is the service's journal.
+    for source in ({"server_addr": value}, None):
+        path = None if source else write(tmp_path, f"[yurthub]\nserver_addr = {value}\n")
+        with pytest.raises(ConfigError) as e:
+            config.load(path, source)
+        assert "s3cret" not in str(e.value)
+        assert f"{shown} must not carry a query, fragment or user info" in str(e.value)
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(str(tmp_path / "nope.conf"))

@@ -230,6 +230,20 @@ def print_event(ev: dict[str, Any], wide: bool, now: float) -> Row:
                 message, first, count, as_str(meta.get("name"))])
 
 
+# kube-apiserver stores one Event for both APIs and prints events.k8s.io's with the core
+# printer, after its conversion (pkg/apis/events/v1): these are the core names of its fields.
+_EVENTS_API_FIELDS = {
+    "regarding": "involvedObject", "note": "message", "deprecatedSource": "source",
+    "deprecatedFirstTimestamp": "firstTimestamp", "deprecatedLastTimestamp": "lastTimestamp",
+    "deprecatedCount": "count", "reportingController": "reportingComponent",
+}
+
+
+def print_events_api_event(ev: dict[str, Any], wide: bool, now: float) -> Row:
+    """An ``events.k8s.io`` Event (v1 or v1beta1), printed as kube-apiserver prints it."""
+    return print_event({_EVENTS_API_FIELDS.get(k, k): v for k, v in ev.items()}, wide, now)
+
+
 # -- the simple ones --------------------------------------------------------------------------
 
 def _simple(*cells: Callable[[dict[str, Any]], Any]) -> RowFunc:
@@ -267,6 +281,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "endpoints"): Printer(C.ENDPOINTS, print_endpoints),
     ("discovery.k8s.io", "endpointslices"): Printer(C.ENDPOINT_SLICE, print_endpoint_slice),
     ("", "events"): Printer(C.EVENT, print_event),
+    ("events.k8s.io", "events"): Printer(C.EVENT, print_events_api_event),
     ("", "namespaces"): Printer(C.NAMESPACE, _simple(_path("status", "phase"))),
     ("", "secrets"): Printer(C.SECRET, _simple(_path("type"), _count("data"))),
     ("", "serviceaccounts"): Printer(C.SERVICE_ACCOUNT, _simple(_count("secrets"))),

@@ -35,7 +35,7 @@ from yurthub.kube.jsonscan import decode_object
 from yurthub.kube.status import status_object
 from yurthub.kube.table import TableWriter
 from yurthub.proxy import tables
-from yurthub.proxy.streams import Stream
+from yurthub.proxy.streams import RELIST, Reason, Stream
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +178,12 @@ def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: 
     return iter(()), body
 
 
-def outdated_event(rv: str) -> bytes:
+def outdated_event(rv: str, why: str = RELIST[Reason.FILTERS_CHANGED]) -> bytes:
     """The ERROR event (410 Expired) that ends a watch whose client holds data filtered
     under an older configuration (``rv``: where it watched from, or got to): client-go
     lists again, as after any expired resourceVersion.  A watch that merely ended would be
     resumed from its last resourceVersion, keeping what it had."""
-    err = Gone(f"too old resource version: {rv} (the response filters for this client "
-               "changed: list again)")
+    err = Gone(f"too old resource version: {rv} ({why}: list again)")
     return json.dumps({"type": "ERROR", "object": status_object(err)}).encode() + b"\n"
 
 
@@ -231,4 +230,14 @@ def streams_of(clients: set[tuple[str, str, str]]) -> Callable[[Stream], bool]:
         if ctx is None or info is None:
             return False
         return (ctx.component, info.api_group, info.resource) in clients
+    return match
+
+
+def watches_of(clients: set[tuple[str, str, str]]) -> Callable[[Stream], bool]:
+    """Like ``streams_of``, the watches alone (not a followed log of a pod, say)."""
+    streams = streams_of(clients)
+
+    def match(stream: Stream) -> bool:
+        info = getattr(getattr(stream, "ctx", None), "info", None)
+        return info is not None and info.verb == "watch" and streams(stream)
     return match

@@ -17,7 +17,7 @@ from yurthub.cache.reader import WatchStart
 from yurthub.filters.visibility import ClientView
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.filtering import outdated_event
-from yurthub.proxy.streams import Reason, StreamRegistry
+from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
 
 def bookmark_event(kind: str, api_version: str, resource_version: int) -> bytes:
@@ -63,7 +63,9 @@ class LocalWatch:
         if view is None or not view.changed():
             yield from self._events()
         rv = str(self.start.resource_version)
-        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
+        if self.reason in RELIST:
+            yield outdated_event(rv, RELIST[self.reason])
+        elif view is not None and view.changed():
             yield outdated_event(rv)
         elif view is not None:
             view.served(rv)  # where the client may resume (its last bookmark)

@@ -18,7 +18,7 @@ from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.localwatch import bookmark_event
 from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
-from yurthub.proxy.streams import Reason, StreamRegistry
+from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,9 @@ class SharedWatch:
         # Registered (in __init__) before this check: a change after it interrupts us.
         if view is None or not view.changed():
             yield from self._events()
-        if self.reason is Reason.FILTERS_CHANGED or (view is not None and view.changed()):
+        if self.reason in RELIST:
+            yield filtering.outdated_event(str(self.rv), RELIST[self.reason])
+        elif view is not None and view.changed():
             yield filtering.outdated_event(str(self.rv))
         elif view is not None:
             view.served(str(self.rv))  # where the client may resume

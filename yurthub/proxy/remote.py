@@ -42,7 +42,7 @@ from yurthub.metrics import Metrics
 from yurthub.proxy import filtering, tables
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
 from yurthub.proxy.responses import Answer, Passthrough
-from yurthub.proxy.streams import OpenStream, Reason, StreamRegistry
+from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +285,9 @@ class ProxiedStream:
                 why = self.reason.value if self.reason else f"upstream ended: {e}"
                 log.info("%s %s %s: ended (%s)", self.ctx.component or "-",
                          self.ctx.info.verb, self.ctx.path_qs, why)
-                if self.reason is Reason.FILTERS_CHANGED:
-                    yield filtering.outdated_event(self.ctx.info.resource_version)
+                if self.reason in RELIST:
+                    yield filtering.outdated_event(self.ctx.info.resource_version,
+                                                   RELIST[self.reason])
                 return
             if self.reason is not Reason.CLIENT_GONE:
                 log.warning("%s %s %s: upstream broke after %d bytes: %s",

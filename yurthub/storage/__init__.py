@@ -3,7 +3,7 @@
 ``DiskStore`` implements the ``Store`` protocol; the cache package gives it meaning.
 """
 
-from yurthub.storage.disk import DiskStore, root_in_use
+from yurthub.storage.disk import DiskStore, not_a_cache, root_in_use
 from yurthub.storage.history import HistorySlice
 from yurthub.storage.keys import CollectionKey, validate_name
 from yurthub.storage.quota import Quota, QuotaExceeded
@@ -32,6 +32,7 @@ __all__ = [
     "Store",
     "StoreStats",
     "Transaction",
+    "not_a_cache",
     "root_in_use",
     "validate_name",
 ]

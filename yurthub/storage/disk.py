@@ -150,6 +150,9 @@ class DiskStore(DamageChecks, Store):
         # The root itself may be reached through a symlink (an operator's choice); nothing
         # under it is.
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        foreign = not_a_cache(self.root, self._root_fd)
+        if foreign:
+            raise StorageError(foreign)
         set_aside_lock_dir(self._root_fd, LOCK_FILE)
         self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                                 files.FILE_MODE, dir_fd=self._root_fd)
@@ -482,6 +485,31 @@ def _bookkeeping_file(name: str) -> str:
     if not name.isidentifier() or not name.islower():
         raise ValueError(f"{name!r} is not a bookkeeping document name")
     return BOOKKEEPING_PREFIX + name
+
+
+def not_a_cache(root: str, root_fd: int | None = None) -> str:
+    """Why the directory ``root`` must not be opened as a cache ("" when it may).
+
+    Opening a tree sweeps names that begin with "." and sets aside what it does not
+    recognise: on a directory that is no cache (``/home``, ``/``, ``/var/lib`` by a slip of
+    the setting) that would remove everyone's dotfiles.  A tree has its ``_lock`` from its
+    first open on; a directory without one is used only when it holds nothing but names of
+    the hub's own (``_...``, which the start never removes) and a new file system's
+    ``lost+found``.  A directory that does not exist yet may be.
+    """
+    try:
+        names = sorted(os.listdir(root_fd if root_fd is not None else root))
+    except OSError:  # none yet, or unreadable: opening it says why
+        return ""
+    if LOCK_FILE in names:
+        return ""
+    foreign = [n for n in names if n != "lost+found" and not n.startswith(BOOKKEEPING_PREFIX)]
+    if not foreign:
+        return ""
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    return (f"{root} is not a yurthub cache (it has no {LOCK_FILE}) and is not empty "
+            f"({shown}): opening it would remove or set aside what it holds; give the cache "
+            "an empty or new directory")
 
 
 def root_in_use(root: str) -> bool:

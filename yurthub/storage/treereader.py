@@ -40,7 +40,7 @@ class ObjectFile:
 
 class TreeReader:
     """Read-only access to the cache tree at ``root``.  Raises StorageError when it is not a
-    readable directory."""
+    readable directory, and PermissionError from any part of it this user may not read."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
@@ -101,6 +101,8 @@ class TreeReader:
                          if not is_bookkeeping(e.name)}
                 if kinds:
                     key = CollectionKey.from_dirname(component, dirname, True in kinds)
+        except PermissionError:
+            raise  # a tree this user may not read is not an empty one
         except (InvalidKeyError, OSError):
             return None
         return key
@@ -111,6 +113,8 @@ class TreeReader:
             with self._coll(ck) as fd:
                 data = files.read_optional(fd, journal.STATE_FILE)
             value = json.loads(data) if data else {}
+        except PermissionError:
+            raise
         except (OSError, ValueError):
             return {}
         return value if isinstance(value, dict) else {}

@@ -34,6 +34,7 @@ FIXTURES = {
     ("", "configmaps"): "core.v1.ConfigMap",
     ("discovery.k8s.io", "endpointslices"): "discovery.k8s.io.v1.EndpointSlice",
     ("coordination.k8s.io", "leases"): "coordination.k8s.io.v1.Lease",
+    ("events.k8s.io", "events"): "events.k8s.io.v1.Event",
 }
 
 
@@ -140,6 +141,26 @@ def test_every_printer_prints_what_kubernetes_serializes(key):
         assert all(isinstance(c, (str, int)) for c in row.cells)
     table = json.loads(b"".join(TableWriter(p, include="Object", now=NOW).table([obj], {})))
     assert table["rows"][0]["object"] == obj
+
+
+@pytest.mark.parametrize("fixture", ["events.k8s.io.v1.Event", "events.k8s.io.v1beta1.Event"])
+def test_an_events_api_event_prints_as_kube_apiserver_prints_it(fixture):
+    # kube-apiserver converts it to its one Event (note -> message, regarding ->
+    # involvedObject, deprecatedSource -> source, ...) and uses the core printer: by hand
+    # from printEvent, at NOW.  Its series wins over deprecatedLastTimestamp and its count.
+    obj = json.loads((K8S_TESTDATA / f"{fixture}.json").read_text())
+    p = printer("events.k8s.io", "events", fixture.split(".")[2], None)
+    assert [c.name for c in p.columns] == ["Last Seen", "Type", "Reason", "Object",
+                                           "Subobject", "Source", "Message", "First Seen",
+                                           "Count", "Name"]
+    assert p.row(obj, True, NOW).cells == [
+        "23y", "typeValue", "reasonValue", "kindvalue/nameValue", "fieldPathValue",
+        "componentValue, hostValue", "noteValue", "12y", 1, "nameValue"]
+    del obj["series"], obj["deprecatedSource"]
+    assert p.row(obj, False, NOW).cells == [
+        "11y", "typeValue", "reasonValue", "kindvalue/nameValue", "noteValue"]
+    assert p.row(obj, True, NOW).cells[5] == "reportingControllerValue, reportingInstanceValue"
+    assert p.row(obj, True, NOW).cells[8] == 15
 
 
 @pytest.mark.parametrize("template,error", [

@@ -34,6 +34,19 @@ def test_bad_flags_exit_2_with_one_clear_line(args, fragment):
     assert "Traceback" not in r.stderr
 
 
+def test_unusable_files_exit_1_with_one_line_naming_them(tmp_path):
+    (tmp_path / "file").write_text("")
+    for args, fragment in (
+            (("--kubeconfig-out", str(tmp_path / "none" / "kc")),
+             f"--kubeconfig-out: cannot write {tmp_path / 'none' / 'kc'}"),
+            (("--self-signed-dir", str(tmp_path / "file")),
+             f"cannot start the sandbox: {tmp_path / 'file'}")):
+        r = run("--port", "0", *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.splitlines()[-1].startswith(f"yurthub: {fragment}"), r.stderr
+        assert "Traceback" not in r.stderr and "cannot listen" not in r.stderr
+
+
 def test_port_in_use_exits_1():
     import socket
     with socket.socket() as s:

@@ -9,7 +9,7 @@ import pytest
 from storage_support import NODES, PODS, body, leftovers, open_store, reopen
 
 from yurthub.cache.reader import CacheReader
-from yurthub.errors import ServiceUnavailable
+from yurthub.errors import ServiceUnavailable, StorageError
 from yurthub.storage import CollectionKey, files, journal
 
 
@@ -349,3 +349,27 @@ def test_a_directory_replaced_by_a_symlink_is_set_aside_and_its_gets_are_503(tmp
         assert store.set_aside(PODS) == "" and len(store.entries(PODS)) == 1
     finally:
         store.close()
+
+
+def test_a_directory_that_is_no_cache_is_refused_and_left_as_it_was(tmp_path):
+    # disk_cache_path = /home by a slip: recovery would sweep every dotfile it finds and
+    # set aside whatever looks like a collection.  Nothing there is touched.
+    home = tmp_path / "home"
+    (home / "alice" / ".ssh").mkdir(parents=True)
+    (home / "alice" / ".ssh" / "id_rsa").write_text("key")
+    (home / "alice" / ".bashrc").write_text("rc")
+    (home / "etc" / "ld.conf.d").mkdir(parents=True)
+    (home / "etc" / "ld.conf.d" / "libc.conf").write_text("/usr/lib")
+    (home / ".hidden").write_text("x")
+    before = sorted((str(p), p.is_file() and p.read_text()) for p in home.rglob("*"))
+    with pytest.raises(StorageError, match=r"is not a yurthub cache .* is not empty"):
+        open_store(home)
+    assert sorted((str(p), p.is_file() and p.read_text()) for p in home.rglob("*")) == before
+    # A new file system's lost+found is no one's data; a tree reopens (it has its _lock).
+    (tmp_path / "mnt" / "lost+found").mkdir(parents=True)
+    store = open_store(tmp_path / "mnt")
+    fill(store)
+    store.close()
+    store, _ = reopen(tmp_path / "mnt")
+    assert len(store.entries(PODS)) == 5
+    store.close()
