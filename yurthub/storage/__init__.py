@@ -3,10 +3,11 @@
 ``DiskStore`` implements the ``Store`` protocol; the cache package gives it meaning.
 """
 
-from yurthub.storage.disk import DiskStore, not_a_cache, root_in_use
+from yurthub.storage.disk import DiskStore
 from yurthub.storage.history import HistorySlice
 from yurthub.storage.keys import CollectionKey, validate_name
 from yurthub.storage.quota import Quota, QuotaExceeded
+from yurthub.storage.rootlock import not_a_cache, root_in_use
 from yurthub.storage.store import (
     CollectionStats,
     Entry,

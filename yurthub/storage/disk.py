@@ -34,6 +34,7 @@ from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_
 from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
+from yurthub.storage.rootlock import LOCK_FILE, not_a_cache
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
@@ -46,7 +47,6 @@ from yurthub.storage.txn import DiskTransaction, Settings
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "_lock"
 DURABILITY = ("syncfs", "fsync")
 # A collection read or written this recently is never evicted: a reader may be walking it.
 EVICT_MIN_IDLE = 30.0
@@ -485,43 +485,3 @@ def _bookkeeping_file(name: str) -> str:
     if not name.isidentifier() or not name.islower():
         raise ValueError(f"{name!r} is not a bookkeeping document name")
     return BOOKKEEPING_PREFIX + name
-
-
-def not_a_cache(root: str, root_fd: int | None = None) -> str:
-    """Why the directory ``root`` must not be opened as a cache ("" when it may).
-
-    Opening a tree sweeps names that begin with "." and sets aside what it does not
-    recognise: on a directory that is no cache (``/home``, ``/``, ``/var/lib`` by a slip of
-    the setting) that would remove everyone's dotfiles.  A tree has its ``_lock`` from its
-    first open on; a directory without one is used only when it holds nothing but names of
-    the hub's own (``_...``, which the start never removes) and a new file system's
-    ``lost+found``.  A directory that does not exist yet may be.
-    """
-    try:
-        names = sorted(os.listdir(root_fd if root_fd is not None else root))
-    except OSError:  # none yet, or unreadable: opening it says why
-        return ""
-    if LOCK_FILE in names:
-        return ""
-    foreign = [n for n in names if n != "lost+found" and not n.startswith(BOOKKEEPING_PREFIX)]
-    if not foreign:
-        return ""
-    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-    return (f"{root} is not a yurthub cache (it has no {LOCK_FILE}) and is not empty "
-            f"({shown}): opening it would remove or set aside what it holds; give the cache "
-            "an empty or new directory")
-
-
-def root_in_use(root: str) -> bool:
-    """True when another process holds the cache at ``root`` (for a start-up preflight)."""
-    try:
-        fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False  # no lock file yet: nobody has opened this cache
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as e:
-        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
-    finally:
-        os.close(fd)
-    return False

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from yurthub.errors import InvalidKeyError
 from yurthub.storage import collection as coll_mod
 from yurthub.storage import files, history, journal
-from yurthub.storage.disk import LOCK_FILE
 from yurthub.storage.history import History
 from yurthub.storage.index import FILE as INDEX_FILE
 from yurthub.storage.index import NO_CRC, Index, Vouch
@@ -32,6 +31,7 @@ from yurthub.storage.keys import (
 )
 from yurthub.storage.quarantine import QUARANTINE
 from yurthub.storage.recovery import NONRESOURCE, StateCheck
+from yurthub.storage.rootlock import LOCK_FILE
 from yurthub.storage.treereader import Dir, TreeReader, scan, valid
 
 # (collection, namespace, name, body) -> why the body is not that object ("" when it is)

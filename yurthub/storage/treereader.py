@@ -19,7 +19,6 @@ from typing import Any
 from yurthub.errors import InvalidKeyError, StorageError
 from yurthub.storage import collection as coll_mod
 from yurthub.storage import files, journal
-from yurthub.storage.disk import root_in_use
 from yurthub.storage.keys import (
     CollectionKey,
     check_component,
@@ -28,6 +27,7 @@ from yurthub.storage.keys import (
     is_bookkeeping,
 )
 from yurthub.storage.quarantine import QUARANTINE
+from yurthub.storage.rootlock import root_in_use
 
 
 @dataclass(frozen=True)

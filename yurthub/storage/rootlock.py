@@ -1,0 +1,58 @@
+"""The root of a cache tree: its lock, and whether a directory may be opened as one.
+
+A tree holds ``_lock`` from its first open on: the running hub keeps an exclusive flock on
+it (storage.disk), so tools beside it (``yurthub cache``, the start-up preflight) can tell a
+tree in use (``root_in_use``).  A directory without one is a cache only while it holds
+nothing else (``not_a_cache``): opening a tree sweeps and sets aside what it does not
+recognise, which must never happen to a directory given by mistake.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+from yurthub.storage.keys import BOOKKEEPING_PREFIX
+
+LOCK_FILE = "_lock"
+
+
+def not_a_cache(root: str, root_fd: int | None = None) -> str:
+    """Why the directory ``root`` must not be opened as a cache ("" when it may).
+
+    Opening a tree sweeps names that begin with "." and sets aside what it does not
+    recognise: on a directory that is no cache (``/home``, ``/``, ``/var/lib`` by a slip of
+    the setting) that would remove everyone's dotfiles.  A tree has its ``_lock`` from its
+    first open on; a directory without one is used only when it holds nothing but names of
+    the hub's own (``_...``, which the start never removes) and a new file system's
+    ``lost+found``.  A directory that does not exist yet may be.
+    """
+    try:
+        names = sorted(os.listdir(root_fd if root_fd is not None else root))
+    except OSError:  # none yet, or unreadable: opening it says why
+        return ""
+    if LOCK_FILE in names:
+        return ""
+    foreign = [n for n in names if n != "lost+found" and not n.startswith(BOOKKEEPING_PREFIX)]
+    if not foreign:
+        return ""
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    return (f"{root} is not a yurthub cache (it has no {LOCK_FILE}) and is not empty "
+            f"({shown}): opening it would remove or set aside what it holds; give the cache "
+            "an empty or new directory")
+
+
+def root_in_use(root: str) -> bool:
+    """True when another process holds the cache at ``root`` (for a start-up preflight)."""
+    try:
+        fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file yet: nobody has opened this cache
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+    return False
