@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import yaml
 
 from yurthub.config import Config
+from yurthub.configvalues import server_addrs
 from yurthub.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,12 @@ class CredentialStore:
         """
         cfg = self._cfg
         kc: dict[str, Any] = self._kubeconfig(cfg.kubeconfig) if cfg.kubeconfig else {}
-        servers = cfg.server_addr or tuple(s for s in [kc.get("server", "")] if s)
+        servers = cfg.server_addr
+        if not servers and kc.get("server"):
+            try:  # the same URLs as server_addr: no user info, query or fragment
+                servers = server_addrs(kc["server"])
+            except ValueError as e:
+                raise ConfigError(f"kubeconfig {cfg.kubeconfig}: its server {e}") from None
         if not servers:
             raise ConfigError("no apiserver: set server_addr (--server-addr or the config file) "
                               "or kubeconfig to a kubeconfig naming a server")

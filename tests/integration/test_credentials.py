@@ -81,3 +81,28 @@ def test_an_unusable_certificate_stops_serve_with_one_line(tmp_path):
     assert "Traceback" not in r.stderr
     assert f"ca_file = '{bad}'" in r.stderr and "not a usable CA bundle" in r.stderr
     assert http  # the module's helpers stay importable for the others
+
+
+@pytest.mark.parametrize("server", ["https://admin:s3cret@127.0.0.1:1",
+                                    "https://127.0.0.1:1/?token=s3cret"])
+def test_a_kubeconfig_server_with_credentials_in_its_url_is_refused_unshown(tmp_path, server):
+    """As server_addr: a URL carrying a password or a token would reach the journal and
+    /status on every line that names the server."""
+    import subprocess
+    import sys
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: '{server}'}}}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
+    r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--kubeconfig",
+                        str(kubeconfig), "--disk-cache-path", str(tmp_path / "cache"),
+                        "--root-dir", str(tmp_path / "root"), "--secure-proxy-port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert f"kubeconfig {kubeconfig}: its server" in r.stderr, r.stderr
+    assert "must not carry a query, fragment or user info" in r.stderr
+    assert "s3cret" not in r.stderr + r.stdout
