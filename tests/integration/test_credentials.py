@@ -9,6 +9,7 @@ import pytest
 
 from kubesandbox.server import Sandbox
 from kubesandbox.tls import make_self_signed
+from tests.fixtures import free_port
 from tests.fixtures.web import http
 
 TOKEN = "s3cret-token-never-logged"
@@ -75,7 +76,8 @@ def test_an_unusable_certificate_stops_serve_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
                         "https://127.0.0.1:1", "--ca-file", str(bad), "--disk-cache-path",
                         str(tmp_path / "cache"), "--root-dir", str(tmp_path / "root"),
-                        "--secure-proxy-port", "0"],
+                        "--secure-proxy-port", "0", "--proxy-port", str(free_port()),
+                        "--serve-port", str(free_port())],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
@@ -99,7 +101,8 @@ def test_a_kubeconfig_server_with_credentials_in_its_url_is_refused_unshown(tmp_
         "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
     r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--kubeconfig",
                         str(kubeconfig), "--disk-cache-path", str(tmp_path / "cache"),
-                        "--root-dir", str(tmp_path / "root"), "--secure-proxy-port", "0"],
+                        "--root-dir", str(tmp_path / "root"), "--secure-proxy-port", "0",
+                        "--proxy-port", str(free_port()), "--serve-port", str(free_port())],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
