@@ -57,6 +57,14 @@ def kubeconfig_text(server: str, ca_pem: bytes | None, *, token: str = "",
     return str(yaml.safe_dump(doc, default_flow_style=False, sort_keys=False))
 
 
+def canonical_token(token: str) -> str:
+    """``<id>.<secret>`` without the whitespace around it (a file's newline, ``jq
+    --rawfile``): what is stored and sent, since a bearer token with a newline is not a
+    valid header value.  ValueError (without the secret) when it is not a token."""
+    token_id, secret = bt.parse_token(token)
+    return f"{token_id}.{secret}"
+
+
 def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
     """Raises ConfigError naming ``source`` (never the token) when it is not usable."""
     try:
@@ -74,7 +82,7 @@ def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
         except OSError as e:
             raise ConfigError(f"{source}: cannot read its tokenFile: {e.strerror}") from None
     try:
-        bt.parse_token(token)
+        token = canonical_token(token)
     except ValueError as e:
         raise ConfigError(f"{source}: its user holds no bootstrap token: {e}") from None
     return BootstrapConfig(server, ca_pem, token)
@@ -110,7 +118,7 @@ class Bootstrap:
                 raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: cannot read: "
                                   f"{e.strerror}") from None
             try:
-                bt.parse_token(token)
+                token = canonical_token(token)
             except ValueError as e:
                 raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: {e}") from None
         return BootstrapConfig("", None, token) if token else None
@@ -144,7 +152,7 @@ class Bootstrap:
     def update_token(self, token: str) -> BootstrapConfig:
         """``POST /v1/token``: discovery with a new token, then store it."""
         try:
-            bt.parse_token(token)
+            token = canonical_token(token)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         with self._lock:
