@@ -136,8 +136,8 @@ class Bootstrap:
 
     def ensure(self) -> BootstrapConfig:
         """The stored bootstrap credential, after discovery with the configured token if
-        there is none yet.  Raises ConfigError (no token, DiscoveryRefused) or
-        UpstreamUnavailable."""
+        there is none yet.  Raises ConfigError (no token, DiscoveryRefused), IdentityError
+        (it cannot be stored) or UpstreamUnavailable."""
         with self._lock:
             stored = self.stored()
             if stored is not None and stored.ca_pem:
@@ -172,9 +172,13 @@ class Bootstrap:
             ca_pem = info.ca_pem
         conf = BootstrapConfig(servers[0], ca_pem, given.token)
         self.files.prepare()
-        self.files.write(self.files.ca, ca_pem)
-        self.files.write(self.files.bootstrap_conf, kubeconfig_text(
-            conf.server, ca_pem, token=given.token).encode())
+        try:
+            self.files.write(self.files.ca, ca_pem)
+            self.files.write(self.files.bootstrap_conf, kubeconfig_text(
+                conf.server, ca_pem, token=given.token).encode())
+        except OSError as e:
+            raise IdentityError(f"cannot store the bootstrap credential in "
+                                f"{self.files.root}: {e.strerror or e}") from None
         log.info("bootstrap credential stored in %s", self.files.bootstrap_conf)
         return conf
 

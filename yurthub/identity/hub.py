@@ -146,8 +146,15 @@ class HubIdentity:
         ca = self.files.read(self.files.ca)
         server = self.source.servers[0] if getattr(self, "source", None) else ""
         if server:
-            self.files.write(self.files.hub_conf, kubeconfig_text(
-                server, ca, pair_file=self.files.client_pair).encode())
+            text = kubeconfig_text(server, ca, pair_file=self.files.client_pair).encode()
+            try:
+                # The pair file's path is in it, not the pair: a start or a rotation
+                # normally finds it unchanged and writes nothing.
+                if self.files.read(self.files.hub_conf) != text:
+                    self.files.write(self.files.hub_conf, text)
+            except OSError as e:
+                # A convenience for operators: a full disk must not stop the hub.
+                log.warning("cannot write %s: %s", self.files.hub_conf, e.strerror or e)
         if self.serving_manager is not None and not self.serving_manager.valid():
             self.serving_manager.wake()  # it was waiting for this identity
 

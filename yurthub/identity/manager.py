@@ -148,7 +148,8 @@ class CertificateManager(BackgroundThread):
             backoff = min(MAX_BACKOFF, backoff * 2)
 
     def renew(self) -> certs.CertInfo:
-        """Request a certificate now, write it and install it."""
+        """Request a certificate now, write it and install it.  Raises IdentityError
+        (also when it cannot be written) or UpstreamUnavailable."""
         valid = self.valid()
         request = self.renewal.request()
         client = self.renewal.client(valid)
@@ -161,6 +162,11 @@ class CertificateManager(BackgroundThread):
             raise
         data = certs.pair_pem(pem, key)
         _, info = certs.load_pair(data)
-        self.files.write(self.path, data)
+        try:
+            self.files.write(self.path, data)
+        except OSError as e:
+            # A full or read-only disk: the certificate in use stays (TLS loads it from
+            # its file), and the renewal is tried again; the worker must not die of it.
+            raise IdentityError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._install(info)
         return info
