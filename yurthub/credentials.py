@@ -77,6 +77,21 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
     return ctx
 
 
+def read_bearer_token(path: str) -> str:
+    """The bearer token in ``path`` (surrounding whitespace dropped, as client-go does).
+
+    Raises OSError, or ValueError (never quoting the file) when it is not one token: bytes
+    other than printable ASCII inside it would make an invalid Authorization header.
+    """
+    with open(path, "rb") as fh:
+        token = fh.read().strip()
+    if not token:
+        raise ValueError("it is empty")
+    if any(b < 0x21 or b > 0x7E for b in token):
+        raise ValueError("not one bearer token (a single word of printable ASCII)")
+    return token.decode("ascii")
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Explicit credentials (flags or a kubeconfig): a CredentialSource that never changes."""
@@ -90,6 +105,8 @@ class Credentials:
     insecure: bool = False
     _contexts: dict[bool, ssl.SSLContext] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
+    # the token file's last good token, and the last problem logged (a request each)
+    _file: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def generation(self) -> int:
@@ -107,15 +124,25 @@ class Credentials:
         return None
 
     def bearer_token(self) -> str:
-        """The current bearer token; a token file is re-read so rotation needs no restart."""
-        if self.token_file:
-            try:
-                with open(self.token_file, encoding="utf-8") as fh:
-                    return fh.read().strip()
-            except OSError as e:
-                log.warning("cannot read token_file %s: %s", self.token_file, e.strerror)
-                return ""
-        return self.token
+        """The current bearer token; a token file is re-read so rotation needs no restart.
+
+        A file that cannot be read or holds no token keeps the last good one in use (as
+        client-go's cached token source does), with a WARNING when the problem appears."""
+        if not self.token_file:
+            return self.token
+        try:
+            token = read_bearer_token(self.token_file)
+        except (OSError, ValueError) as e:
+            problem = getattr(e, "strerror", None) or str(e)
+            last = self._file.get("token", "")
+            if self._file.get("problem") != problem:
+                self._file["problem"] = problem
+                log.warning("cannot use token_file %s: %s%s", self.token_file, problem,
+                            "; the last good token stays in use" if last else "")
+            return last
+        self._file.pop("problem", None)
+        self._file["token"] = token
+        return token
 
 
 class CredentialStore:
@@ -202,7 +229,7 @@ class CredentialStore:
         if user.get("tokenFile"):
             out["token_file"] = os.path.join(base, user["tokenFile"])
         elif user.get("token"):
-            out["token"] = str(user["token"])
+            out["token"] = str(user["token"]).strip()
         return out
 
 
@@ -236,6 +263,14 @@ def _check_tls_files(creds: Credentials) -> None:
             raise ConfigError(f"client_cert_file = {creds.client_cert_file!r}: not a usable "
                               f"certificate/key pair: {getattr(e, 'strerror', None) or e}"
                               ) from None
-    if creds.token_file and (not os.access(creds.token_file, os.R_OK)
-                             or os.path.isdir(creds.token_file)):
-        raise ConfigError(f"token_file = {creds.token_file!r}: not a readable file")
+    if creds.token_file:
+        try:
+            read_bearer_token(creds.token_file)
+        except OSError as e:
+            raise ConfigError(f"token_file = {creds.token_file!r}: not a readable file: "
+                              f"{e.strerror or e}") from None
+        except ValueError as e:
+            raise ConfigError(f"token_file = {creds.token_file!r}: {e}") from None
+    elif creds.token and any(not 0x21 <= ord(c) <= 0x7E for c in creds.token.strip()):
+        raise ConfigError("kubeconfig: the user's token is not one bearer token (a single "
+                          "word of printable ASCII)")

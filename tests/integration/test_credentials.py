@@ -9,6 +9,7 @@ import pytest
 
 from kubesandbox.server import Sandbox
 from kubesandbox.tls import make_self_signed
+from tests.fixtures import free_port
 from tests.fixtures.web import http
 
 TOKEN = "s3cret-token-never-logged"
@@ -81,3 +82,42 @@ def test_an_unusable_certificate_stops_serve_with_one_line(tmp_path):
     assert "Traceback" not in r.stderr
     assert f"ca_file = '{bad}'" in r.stderr and "not a usable CA bundle" in r.stderr
     assert http  # the module's helpers stay importable for the others
+
+
+def test_a_token_file_that_holds_no_token_stops_serve_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for content in (b"first-part\nsecond-part\n", b"\xff\xfe-not-text-\n", b"\n"):
+        bad = tmp_path / "token"
+        bad.write_bytes(content)
+        r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
+                            "https://127.0.0.1:1", "--token-file", str(bad),
+                            "--disk-cache-path", str(tmp_path / "cache"), "--root-dir",
+                            str(tmp_path / "root"), "--secure-proxy-port", "0",
+                            "--proxy-port", str(free_port()),
+                            "--serve-port", str(free_port())],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert f"token_file = '{bad}'" in r.stderr, r.stderr
+        assert "part" not in r.stderr and "not-text" not in r.stderr
+
+
+def test_a_token_file_garbled_while_serving_keeps_the_last_token(secure, hub_factory,
+                                                                 tmp_path):
+    # A token file rewritten with two lines (or bytes that are not text) made every request
+    # under the hub's identity raise: the background threads crashed the worker at each
+    # start, and each traceback printed the whole token.
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    hub = hub_factory(secure.url, extra=["--token-file", str(token_file),
+                                         "--ca-file", str(tmp_path / "pki" / "ca.crt")])
+    assert hub.get("/api/v1/nodes")[0] == 200
+    for garbled in (f"{TOKEN}\nsecond-line\n".encode(), b"\xff" + TOKEN.encode()):
+        token_file.write_bytes(garbled)
+        status, _, body = hub.get("/api/v1/nodes")
+        assert status == 200, body
+    log = hub.log()
+    assert "not one bearer token" in log
+    assert "Traceback" not in log and "exited with code" not in log
+    assert TOKEN not in log and "second-line" not in log
