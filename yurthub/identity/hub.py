@@ -17,7 +17,7 @@ from typing import Protocol
 
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource, CredentialStore, tls_context
-from yurthub.errors import ConfigError, UpstreamUnavailable
+from yurthub.errors import ConfigError, IdentityFileError, UpstreamUnavailable
 from yurthub.identity import certs
 from yurthub.identity.bootstrap import Bootstrap, ClientRenewal, kubeconfig_text
 from yurthub.identity.files import IdentityFiles
@@ -155,6 +155,8 @@ class HubIdentity:
             except OSError as e:
                 # A convenience for operators: a full disk must not stop the hub.
                 log.warning("cannot write %s: %s", self.files.hub_conf, e.strerror or e)
+            except IdentityFileError as e:
+                log.warning("%s", e)
         if self.serving_manager is not None and not self.serving_manager.valid():
             self.serving_manager.wake()  # it was waiting for this identity
 

@@ -142,3 +142,16 @@ def test_a_denied_csr_is_reported(cluster, joining_hub):
     readyz_saying(hub, "was denied: not this node")
     status, _, _ = http(hub.hub_url + "/v1/healthz")
     assert status == 200
+
+
+def test_a_certificate_file_the_hub_cannot_read_stops_it_with_one_line(cluster, tmp_path):
+    # A hub run by hand as root leaves root-owned 0600 files that the service's user cannot
+    # open; a directory in the file's place is the same failure to read for a test run as
+    # root.  It was a traceback.
+    pair = tmp_path / "root" / "pki" / "yurthub-current.pem"
+    pair.mkdir(parents=True)
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot read '{pair}'" in lines[0]
