@@ -21,6 +21,7 @@ from yurthub.config import Config
 from yurthub.errors import ConfigError, CredentialRejected, IdentityError
 from yurthub.identity import discovery
 from yurthub.identity.apiclient import ApiClient
+from yurthub.identity.certs import CertInfo
 from yurthub.identity.csr import CLIENT_SIGNER, CLIENT_USAGES, CertificateRequest
 from yurthub.identity.files import IdentityFiles
 from yurthub.kube import bootstraptoken as bt
@@ -218,6 +219,11 @@ class ClientRenewal:
         client = self.bootstrap.client()
         self._current_refused = False  # the certificate this brings is tried next time
         return client
+
+    def unsatisfied(self, cert: CertInfo) -> str | None:
+        """Always None: a client certificate of another node (a renamed node) is asked
+        for with a new join, not with this node's certificate."""
+        return None
 
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         if current_valid and not self._current_refused:

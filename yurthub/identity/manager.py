@@ -43,6 +43,12 @@ class Renewal(Protocol):
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         """The cloud refused the credential ``client`` gave (raise to wait, or return)."""
 
+    def unsatisfied(self, cert: certs.CertInfo) -> str | None:
+        """What a loaded certificate lacks of what the settings now ask for (None: nothing).
+
+        Known without the cloud; a certificate that lacks something is renewed at once
+        (client-go's ``certSatisfiesTemplate``), and used until the new one arrives."""
+
 
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
@@ -87,6 +93,12 @@ class CertificateManager(BackgroundThread):
         if info.expired(self.clock()):
             log.warning("the %s certificate %s expired at %s", self.label, self.path,
                         _when(info.not_after))
+        else:
+            lacking = self.renewal.unsatisfied(info)
+            if lacking is not None:
+                log.info("the %s certificate %s does not match the settings (%s); asking "
+                         "for a new one now", self.label, self.path, lacking)
+                self.deadline = self.clock()
         return info
 
     def valid(self) -> bool:
