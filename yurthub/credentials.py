@@ -151,6 +151,7 @@ class CredentialStore:
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
         self._tmpdir = ""
+        self._inline: dict[str, str] = {}  # private file -> what it came from, for messages
 
     def load(self) -> Credentials:
         """Read the kubeconfig (if any) and the settings; check that every file can be used.
@@ -172,7 +173,7 @@ class CredentialStore:
             token="" if cfg.token_file else kc.get("token", ""),
             insecure=cfg.insecure_skip_tls_verify or bool(kc.get("insecure", False)),
         )
-        _check_tls_files(creds)
+        _check_tls_files(creds, self._inline)
         return creds
 
     def close(self) -> None:
@@ -224,6 +225,7 @@ class CredentialStore:
                 except (binascii.Error, ValueError):
                     raise ConfigError(f"kubeconfig = {path!r}: {data_key} is not base64") from None
                 out[attr] = self._private_file(fname, raw)
+                self._inline[out[attr]] = f"kubeconfig = {path!r}: its {data_key}"
             elif src.get(key):
                 out[attr] = os.path.join(base, src[key])
         if user.get("tokenFile"):
@@ -235,34 +237,42 @@ class CredentialStore:
 
 def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The cluster and user of the kubeconfig's current context (or its only context)."""
-    contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+    try:
+        contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+        clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
+        users = {u["name"]: u.get("user") or {} for u in doc.get("users") or []}
+    except KeyError:
+        raise ValueError("a context, cluster or user has no name") from None
     name = doc.get("current-context") or (next(iter(contexts)) if len(contexts) == 1 else "")
     if name not in contexts:
         raise ValueError(f"current-context {name!r} not found")
     ctx = contexts[name]
-    clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
-    users = {u["name"]: u.get("user") or {} for u in doc.get("users") or []}
     if ctx.get("cluster") not in clusters:
         raise ValueError(f"cluster {ctx.get('cluster')!r} of context {name!r} not found")
     return clusters[ctx["cluster"]], users.get(ctx.get("user", ""), {})
 
 
-def _check_tls_files(creds: Credentials) -> None:
-    """Load the CA and key pair once, so a bad file stops the hub at start with its name."""
+def _check_tls_files(creds: Credentials, inline: dict[str, str]) -> None:
+    """Load the CA and key pair once, so a bad file stops the hub at start with its name
+    (or the kubeconfig field it came from, for ``inline`` data written to a private file)."""
     ctx = ssl.create_default_context()
     if creds.ca_file:
         try:
             ctx.load_verify_locations(cafile=creds.ca_file)
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"ca_file = {creds.ca_file!r}: not a usable CA bundle: "
+            where = inline.get(creds.ca_file, f"ca_file = {creds.ca_file!r}")
+            raise ConfigError(f"{where}: not a usable CA bundle: "
                               f"{getattr(e, 'strerror', None) or e}") from None
     if creds.client_cert_file:
         try:
             ctx.load_cert_chain(creds.client_cert_file, creds.client_key_file or None)
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"client_cert_file = {creds.client_cert_file!r}: not a usable "
-                              f"certificate/key pair: {getattr(e, 'strerror', None) or e}"
-                              ) from None
+            where = inline.get(creds.client_cert_file,
+                               f"client_cert_file = {creds.client_cert_file!r}")
+            if creds.client_key_file in inline and where.endswith("-data"):
+                where += " and client-key-data"
+            raise ConfigError(f"{where}: not a usable certificate/key pair: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
     if creds.token_file:
         try:
             read_bearer_token(creds.token_file)

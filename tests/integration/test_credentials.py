@@ -121,3 +121,27 @@ def test_a_token_file_garbled_while_serving_keeps_the_last_token(secure, hub_fac
     assert "not one bearer token" in log
     assert "Traceback" not in log and "exited with code" not in log
     assert TOKEN not in log and "second-line" not in log
+
+
+@pytest.mark.parametrize("user, context, words", [
+    ({"client-certificate-data": "aGVsbG8=", "client-key-data": "aGVsbG8="}, {"name": "c"},
+     "its client-certificate-data and client-key-data: not a usable certificate/key pair"),
+    ({}, {}, "a context, cluster or user has no name"),
+])
+def test_a_bad_kubeconfig_is_named_with_the_field_at_fault(tmp_path, user, context, words):
+    from yurthub import config
+    from yurthub.credentials import CredentialStore
+    from yurthub.errors import ConfigError
+
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{**context, "context": {"cluster": "c", "user": "u"}}]}))
+    store = CredentialStore(config.load(None, {"kubeconfig": str(path)}))
+    with pytest.raises(ConfigError) as e:
+        store.load()
+    store.close()
+    # was: "client_cert_file = '/tmp/yurthub-credentials-x/client.crt': ..." (a file the
+    # operator never wrote, gone by the time they look) and "kubeconfig = ...: 'name'"
+    assert str(e.value).startswith(f"kubeconfig = '{path}': {words}"), str(e.value)
