@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -66,8 +67,16 @@ def canonical_token(token: str) -> str:
     return f"{token_id}.{secret}"
 
 
-def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
-    """Raises ConfigError naming ``source`` (never the token) when it is not usable."""
+def _read_text(path: str) -> str:
+    """A file as text; bytes that are not UTF-8 become U+FFFD (then refused as no token)."""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def parse_bootstrap_kubeconfig(text: str, source: str, base: str = "") -> BootstrapConfig:
+    """Raises ConfigError naming ``source`` (never the token) when it is not usable.
+    A relative ``tokenFile`` is found beside the kubeconfig (in ``base``), as kubectl and
+    kubelet find it."""
     try:
         doc = yaml.safe_load(text)
         server, ca_pem = discovery.parse_cluster(text)
@@ -78,8 +87,7 @@ def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
     token = str(user.get("token") or "")
     if not token and user.get("tokenFile"):
         try:
-            with open(user["tokenFile"], encoding="utf-8") as f:
-                token = f.read().strip()
+            token = _read_text(os.path.join(base, str(user["tokenFile"]))).strip()
         except OSError as e:
             raise ConfigError(f"{source}: cannot read its tokenFile: {e.strerror}") from None
     try:
@@ -104,17 +112,17 @@ class Bootstrap:
         cfg = self.cfg
         if cfg.bootstrap_file:
             try:
-                with open(cfg.bootstrap_file, encoding="utf-8") as f:
-                    text = f.read()
+                text = _read_text(cfg.bootstrap_file)
             except OSError as e:
                 raise ConfigError(f"bootstrap_file = {cfg.bootstrap_file!r}: cannot read: "
                                   f"{e.strerror}") from None
-            return parse_bootstrap_kubeconfig(text, f"bootstrap_file = {cfg.bootstrap_file!r}")
+            return parse_bootstrap_kubeconfig(
+                text, f"bootstrap_file = {cfg.bootstrap_file!r}",
+                os.path.dirname(os.path.abspath(cfg.bootstrap_file)))
         token = cfg.join_token
         if cfg.join_token_file:
             try:
-                with open(cfg.join_token_file, encoding="utf-8") as f:
-                    token = f.read().strip()
+                token = _read_text(cfg.join_token_file).strip()
             except OSError as e:
                 raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: cannot read: "
                                   f"{e.strerror}") from None
