@@ -11,15 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime
 import logging
 import os
+import re
 import shutil
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
+from cryptography import x509
 
 from yurthub.config import Config
 from yurthub.errors import ConfigError
@@ -103,24 +107,39 @@ class Credentials:
     token_file: str = ""
     token: str = ""
     insecure: bool = False
+    # the end of the client certificate (epoch seconds; 0: none, or not readable): an
+    # expired one is no longer presented, so that the cloud is not taken to be down
+    cert_not_after: float = 0.0
+    cert_source: str = ""  # what to name it by (a flag's file, or the kubeconfig's data)
     _contexts: dict[bool, ssl.SSLContext] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
     # the token file's last good token, and the last problem logged (a request each)
     _file: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
+    def _cert_expired(self) -> bool:
+        return bool(self.cert_not_after) and time.time() >= self.cert_not_after
+
     @property
     def generation(self) -> int:
-        return 0
+        # 1 once the certificate has expired: upstream then builds pools without it
+        return int(self._cert_expired())
 
     def ssl_context(self, identity: bool) -> ssl.SSLContext:
-        ctx = self._contexts.get(identity)
+        present = identity and bool(self.client_cert_file) and not self._cert_expired()
+        ctx = self._contexts.get(present)
         if ctx is None:
-            ctx = tls_context(self.ca_file, self.client_cert_file if identity else "",
+            ctx = tls_context(self.ca_file, self.client_cert_file if present else "",
                               self.client_key_file, insecure=self.insecure)
-            self._contexts[identity] = ctx
+            self._contexts[present] = ctx
         return ctx
 
     def identity_problem(self) -> str | None:
+        """Why the hub cannot act as itself: its only credential, a client certificate,
+        has expired (a bearer token, when there is one, still serves)."""
+        if self._cert_expired() and not (self.token or self.token_file):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.cert_not_after))
+            return (f"the client certificate ({self.cert_source}) expired at {when}; give "
+                    "the hub a new one and restart it")
         return None
 
     def bearer_token(self) -> str:
@@ -174,6 +193,13 @@ class CredentialStore:
             insecure=cfg.insecure_skip_tls_verify or bool(kc.get("insecure", False)),
         )
         _check_tls_files(creds, self._inline)
+        if creds.client_cert_file:
+            source = self._inline.get(creds.client_cert_file,
+                                      f"client_cert_file = {creds.client_cert_file!r}")
+            creds = dataclasses.replace(creds, cert_source=source,
+                                        cert_not_after=_not_after(creds.client_cert_file))
+            if creds.identity_problem():
+                log.warning("%s", creds.identity_problem())
         return creds
 
     def close(self) -> None:
@@ -250,6 +276,22 @@ def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     if ctx.get("cluster") not in clusters:
         raise ValueError(f"cluster {ctx.get('cluster')!r} of context {name!r} not found")
     return clusters[ctx["cluster"]], users.get(ctx.get("user", ""), {})
+
+
+def _not_after(path: str) -> float:
+    """The end of the first certificate in ``path`` (0.0 when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            m = re.search(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+                          fh.read(), re.S)
+        if m is None:
+            return 0.0
+        cert = x509.load_pem_x509_certificate(m.group(0))
+    except (OSError, ValueError):
+        return 0.0
+    end = getattr(cert, "not_valid_after_utc", None) or \
+        cert.not_valid_after.replace(tzinfo=datetime.UTC)
+    return float(end.timestamp())
 
 
 def _check_tls_files(creds: Credentials, inline: dict[str, str]) -> None:

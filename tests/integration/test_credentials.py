@@ -10,6 +10,7 @@ import pytest
 from kubesandbox.server import Sandbox
 from kubesandbox.tls import make_self_signed
 from tests.fixtures import free_port
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
 TOKEN = "s3cret-token-never-logged"
@@ -145,3 +146,33 @@ def test_a_bad_kubeconfig_is_named_with_the_field_at_fault(tmp_path, user, conte
     # was: "client_cert_file = '/tmp/yurthub-credentials-x/client.crt': ..." (a file the
     # operator never wrote, gone by the time they look) and "kubeconfig = ...: 'name'"
     assert str(e.value).startswith(f"kubeconfig = '{path}': {words}"), str(e.value)
+
+
+def test_an_expired_client_certificate_is_the_reason_not_a_cloud_outage(secure, hub_factory,
+                                                                      tmp_path):
+    # An explicit client certificate that expired was still presented: the apiserver
+    # refused every handshake, the health checker took the cloud to be down and the hub
+    # served every client from its cache, while readyz blamed the filters.
+    from kubesandbox import pki as sandbox_pki
+    cert, key = secure.ca.issue_pair(
+        sandbox_pki.name("system:node:node-0000", ["system:nodes"]),
+        usages=["digital signature", "key encipherment", "client auth"], lifetime=-60)
+    (tmp_path / "old.crt").write_bytes(sandbox_pki.cert_pem(cert))
+    (tmp_path / "old.key").write_bytes(sandbox_pki.key_pem(key))
+    hub = hub_factory(secure.url, wait=False, extra=[
+        "--client-cert-file", str(tmp_path / "old.crt"), "--client-key-file",
+        str(tmp_path / "old.key"), "--ca-file", str(tmp_path / "pki" / "ca.crt")])
+
+    def readyz() -> str | None:
+        try:
+            status, _, body = http(hub.hub_url + "/v1/readyz", timeout=5)
+        except OSError:
+            return None
+        return body.decode() if status == 503 and "client certificate" in body.decode() \
+            else None
+    said = wait_for(readyz, 30, "readyz to name the expired certificate")
+    assert f"client_cert_file = '{tmp_path / 'old.crt'}'" in said and "expired" in said
+    # the cloud is up: a client's own credential is served by it
+    status, _, body = hub.get("/api/v1/nodes", Authorization=f"Bearer {TOKEN}")
+    assert status == 200 and json.loads(body)["items"], body
+    assert "is unhealthy" not in hub.log()
