@@ -130,6 +130,7 @@ class HubIdentity:
                 on_change=self._client_changed)
             self.client_manager = manager
             self.source = TokenCredentials(self.files, servers, manager)
+            check_ca(self.files)
             manager.load()
             self.threads.append(manager)
             self._ca = lambda: self.files.read(self.files.ca)
@@ -190,6 +191,17 @@ class HubIdentity:
         self.client_manager.wake()
 
 
+def check_ca(files: IdentityFiles) -> None:
+    """The pinned CA, when there is one, must be a certificate: TLS contexts are built from
+    it both ways (the cloud's and 10268's clients'), and could only fail with a traceback.
+
+    Raises ConfigError naming the file."""
+    ca = files.read(files.ca)
+    if ca is not None and not certs.ca_pins(ca):
+        raise ConfigError(f"root_dir: {files.ca!r} holds no CA certificate: put the cluster's "
+                          f"CA back there, or empty {files.root!r} to join again")
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -221,6 +233,7 @@ def preflight(cfg: Config) -> None:
     # Nothing is written before discovery has proven the CA: a refused token leaves no trace.
     bootstrap = Bootstrap(cfg, files, cfg.server_addr)
     bootstrap.servers = token_servers(cfg, bootstrap)
+    check_ca(files)
     pair = files.read(files.client_pair)
     if pair is not None:
         try:

@@ -184,3 +184,19 @@ def test_a_bootstrap_kubeconfigs_relative_token_file_is_found_beside_it(tmp_path
     cfg = config.load(None, {"bootstrap_file": str(conf), "root_dir": str(tmp_path / "root")})
     given = Bootstrap(cfg, IdentityFiles(cfg.root_dir), ()).configured_token()
     assert given is not None and given.token == TOKEN
+
+
+def test_a_pinned_ca_file_that_holds_no_certificate_stops_the_hub_with_one_line(
+        cluster, joining_hub, tmp_path):
+    # ca.crt replaced by hand with something else: with a valid certificate beside it the
+    # hub started and its worker died building TLS contexts (a traceback, then gunicorn's
+    # "Worker failed to boot")
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    assert hub.stop() == 0
+    (root / "pki" / "ca.crt").write_text("not a certificate\n")
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"'{root / 'pki' / 'ca.crt'}' holds no CA certificate" in lines[0]
