@@ -77,7 +77,8 @@ def test_an_unusable_certificate_stops_serve_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
                         "https://127.0.0.1:1", "--ca-file", str(bad), "--disk-cache-path",
                         str(tmp_path / "cache"), "--root-dir", str(tmp_path / "root"),
-                        "--secure-proxy-port", "0"],
+                        "--secure-proxy-port", "0", "--proxy-port", str(free_port()),
+                        "--serve-port", str(free_port())],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kubesandbox import pki
 from kubesandbox.server import Sandbox
+from tests.fixtures import free_port
 from tests.fixtures.peers import as_nobody
 from tests.fixtures.waiting import wait_for
 
@@ -71,7 +72,9 @@ def test_missing_kubelet_files_stop_serve_with_one_line(tmp_path):
                         "https://127.0.0.1:1", "--bootstrap-mode", "kubeletcertificate",
                         "--kubelet-conf", str(tmp_path / "nope.conf"), "--secure-proxy-port",
                         "0", "--root-dir", str(tmp_path / "r"), "--disk-cache-path",
-                        str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+                        str(tmp_path / "c"), "--proxy-port", str(free_port()),
+                        "--serve-port", str(free_port())],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"kubelet_conf = '{tmp_path / 'nope.conf'}': cannot read" in r.stderr
 
