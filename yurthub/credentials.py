@@ -11,15 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import datetime
 import logging
 import os
+import re
 import shutil
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
+from cryptography import x509
 
 from yurthub.config import Config
 from yurthub.configvalues import server_addrs
@@ -78,6 +82,21 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
     return ctx
 
 
+def read_bearer_token(path: str) -> str:
+    """The bearer token in ``path`` (surrounding whitespace dropped, as client-go does).
+
+    Raises OSError, or ValueError (never quoting the file) when it is not one token: bytes
+    other than printable ASCII inside it would make an invalid Authorization header.
+    """
+    with open(path, "rb") as fh:
+        token = fh.read().strip()
+    if not token:
+        raise ValueError("it is empty")
+    if any(b < 0x21 or b > 0x7E for b in token):
+        raise ValueError("not one bearer token (a single word of printable ASCII)")
+    return token.decode("ascii")
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Explicit credentials (flags or a kubeconfig): a CredentialSource that never changes."""
@@ -89,34 +108,61 @@ class Credentials:
     token_file: str = ""
     token: str = ""
     insecure: bool = False
+    # the end of the client certificate (epoch seconds; 0: none, or not readable): an
+    # expired one is no longer presented, so that the cloud is not taken to be down
+    cert_not_after: float = 0.0
+    cert_source: str = ""  # what to name it by (a flag's file, or the kubeconfig's data)
     _contexts: dict[bool, ssl.SSLContext] = dataclasses.field(
         default_factory=dict, compare=False, repr=False)
+    # the token file's last good token, and the last problem logged (a request each)
+    _file: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def _cert_expired(self) -> bool:
+        return bool(self.cert_not_after) and time.time() >= self.cert_not_after
 
     @property
     def generation(self) -> int:
-        return 0
+        # 1 once the certificate has expired: upstream then builds pools without it
+        return int(self._cert_expired())
 
     def ssl_context(self, identity: bool) -> ssl.SSLContext:
-        ctx = self._contexts.get(identity)
+        present = identity and bool(self.client_cert_file) and not self._cert_expired()
+        ctx = self._contexts.get(present)
         if ctx is None:
-            ctx = tls_context(self.ca_file, self.client_cert_file if identity else "",
+            ctx = tls_context(self.ca_file, self.client_cert_file if present else "",
                               self.client_key_file, insecure=self.insecure)
-            self._contexts[identity] = ctx
+            self._contexts[present] = ctx
         return ctx
 
     def identity_problem(self) -> str | None:
+        """Why the hub cannot act as itself: its only credential, a client certificate,
+        has expired (a bearer token, when there is one, still serves)."""
+        if self._cert_expired() and not (self.token or self.token_file):
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.cert_not_after))
+            return (f"the client certificate ({self.cert_source}) expired at {when}; give "
+                    "the hub a new one and restart it")
         return None
 
     def bearer_token(self) -> str:
-        """The current bearer token; a token file is re-read so rotation needs no restart."""
-        if self.token_file:
-            try:
-                with open(self.token_file, encoding="utf-8") as fh:
-                    return fh.read().strip()
-            except OSError as e:
-                log.warning("cannot read token_file %s: %s", self.token_file, e.strerror)
-                return ""
-        return self.token
+        """The current bearer token; a token file is re-read so rotation needs no restart.
+
+        A file that cannot be read or holds no token keeps the last good one in use (as
+        client-go's cached token source does), with a WARNING when the problem appears."""
+        if not self.token_file:
+            return self.token
+        try:
+            token = read_bearer_token(self.token_file)
+        except (OSError, ValueError) as e:
+            problem = getattr(e, "strerror", None) or str(e)
+            last = self._file.get("token", "")
+            if self._file.get("problem") != problem:
+                self._file["problem"] = problem
+                log.warning("cannot use token_file %s: %s%s", self.token_file, problem,
+                            "; the last good token stays in use" if last else "")
+            return last
+        self._file.pop("problem", None)
+        self._file["token"] = token
+        return token
 
 
 class CredentialStore:
@@ -125,6 +171,7 @@ class CredentialStore:
     def __init__(self, cfg: Config) -> None:
         self._cfg = cfg
         self._tmpdir = ""
+        self._inline: dict[str, str] = {}  # private file -> what it came from, for messages
 
     def load(self) -> Credentials:
         """Read the kubeconfig (if any) and the settings; check that every file can be used.
@@ -151,7 +198,14 @@ class CredentialStore:
             token="" if cfg.token_file else kc.get("token", ""),
             insecure=cfg.insecure_skip_tls_verify or bool(kc.get("insecure", False)),
         )
-        _check_tls_files(creds)
+        _check_tls_files(creds, self._inline)
+        if creds.client_cert_file:
+            source = self._inline.get(creds.client_cert_file,
+                                      f"client_cert_file = {creds.client_cert_file!r}")
+            creds = dataclasses.replace(creds, cert_source=source,
+                                        cert_not_after=_not_after(creds.client_cert_file))
+            if creds.identity_problem():
+                log.warning("%s", creds.identity_problem())
         return creds
 
     def close(self) -> None:
@@ -203,45 +257,78 @@ class CredentialStore:
                 except (binascii.Error, ValueError):
                     raise ConfigError(f"kubeconfig = {path!r}: {data_key} is not base64") from None
                 out[attr] = self._private_file(fname, raw)
+                self._inline[out[attr]] = f"kubeconfig = {path!r}: its {data_key}"
             elif src.get(key):
                 out[attr] = os.path.join(base, src[key])
         if user.get("tokenFile"):
             out["token_file"] = os.path.join(base, user["tokenFile"])
         elif user.get("token"):
-            out["token"] = str(user["token"])
+            out["token"] = str(user["token"]).strip()
         return out
 
 
 def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The cluster and user of the kubeconfig's current context (or its only context)."""
-    contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+    try:
+        contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+        clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
+        users = {u["name"]: u.get("user") or {} for u in doc.get("users") or []}
+    except KeyError:
+        raise ValueError("a context, cluster or user has no name") from None
     name = doc.get("current-context") or (next(iter(contexts)) if len(contexts) == 1 else "")
     if name not in contexts:
         raise ValueError(f"current-context {name!r} not found")
     ctx = contexts[name]
-    clusters = {c["name"]: c.get("cluster") or {} for c in doc.get("clusters") or []}
-    users = {u["name"]: u.get("user") or {} for u in doc.get("users") or []}
     if ctx.get("cluster") not in clusters:
         raise ValueError(f"cluster {ctx.get('cluster')!r} of context {name!r} not found")
     return clusters[ctx["cluster"]], users.get(ctx.get("user", ""), {})
 
 
-def _check_tls_files(creds: Credentials) -> None:
-    """Load the CA and key pair once, so a bad file stops the hub at start with its name."""
+def _not_after(path: str) -> float:
+    """The end of the first certificate in ``path`` (0.0 when it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            m = re.search(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+                          fh.read(), re.S)
+        if m is None:
+            return 0.0
+        cert = x509.load_pem_x509_certificate(m.group(0))
+    except (OSError, ValueError):
+        return 0.0
+    end = getattr(cert, "not_valid_after_utc", None) or \
+        cert.not_valid_after.replace(tzinfo=datetime.UTC)
+    return float(end.timestamp())
+
+
+def _check_tls_files(creds: Credentials, inline: dict[str, str]) -> None:
+    """Load the CA and key pair once, so a bad file stops the hub at start with its name
+    (or the kubeconfig field it came from, for ``inline`` data written to a private file)."""
     ctx = ssl.create_default_context()
     if creds.ca_file:
         try:
             ctx.load_verify_locations(cafile=creds.ca_file)
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"ca_file = {creds.ca_file!r}: not a usable CA bundle: "
+            where = inline.get(creds.ca_file, f"ca_file = {creds.ca_file!r}")
+            raise ConfigError(f"{where}: not a usable CA bundle: "
                               f"{getattr(e, 'strerror', None) or e}") from None
     if creds.client_cert_file:
         try:
             ctx.load_cert_chain(creds.client_cert_file, creds.client_key_file or None)
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"client_cert_file = {creds.client_cert_file!r}: not a usable "
-                              f"certificate/key pair: {getattr(e, 'strerror', None) or e}"
-                              ) from None
-    if creds.token_file and (not os.access(creds.token_file, os.R_OK)
-                             or os.path.isdir(creds.token_file)):
-        raise ConfigError(f"token_file = {creds.token_file!r}: not a readable file")
+            where = inline.get(creds.client_cert_file,
+                               f"client_cert_file = {creds.client_cert_file!r}")
+            if creds.client_key_file in inline and where.endswith("-data"):
+                where += " and client-key-data"
+            raise ConfigError(f"{where}: not a usable certificate/key pair: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+    if creds.token_file:
+        try:
+            read_bearer_token(creds.token_file)
+        except OSError as e:
+            raise ConfigError(f"token_file = {creds.token_file!r}: not a readable file: "
+                              f"{e.strerror or e}") from None
+        except ValueError as e:
+            raise ConfigError(f"token_file = {creds.token_file!r}: {e}") from None
+    elif creds.token and any(not 0x21 <= ord(c) <= 0x7E for c in creds.token.strip()):
+        raise ConfigError("kubeconfig: the user's token is not one bearer token (a single "
+                          "word of printable ASCII)")

@@ -54,6 +54,11 @@ class CertificateError(IdentityError, ValueError):
     """A PEM that is not the certificate or key it should be (the message says why)."""
 
 
+class IdentityFileError(ConfigError, IdentityError):
+    """A file of the hub's identity under root_dir exists but cannot be read (another
+    owner, a directory): one line at start, a retried failure in the certificate threads."""
+
+
 class BadSignature(YurthubError, ValueError):
     """A JWS that is not well formed, names another key, or does not verify."""
 

@@ -10,6 +10,7 @@ import pytest
 from kubesandbox.server import Sandbox
 from kubesandbox.tls import make_self_signed
 from tests.fixtures import free_port
+from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
 TOKEN = "s3cret-token-never-logged"
@@ -109,3 +110,96 @@ def test_a_kubeconfig_server_with_credentials_in_its_url_is_refused_unshown(tmp_
     assert f"kubeconfig {kubeconfig}: its server" in r.stderr, r.stderr
     assert "must not carry a query, fragment or user info" in r.stderr
     assert "s3cret" not in r.stderr + r.stdout
+
+
+def test_a_token_file_that_holds_no_token_stops_serve_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for content in (b"first-part\nsecond-part\n", b"\xff\xfe-not-text-\n", b"\n"):
+        bad = tmp_path / "token"
+        bad.write_bytes(content)
+        r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
+                            "https://127.0.0.1:1", "--token-file", str(bad),
+                            "--disk-cache-path", str(tmp_path / "cache"), "--root-dir",
+                            str(tmp_path / "root"), "--secure-proxy-port", "0",
+                            "--proxy-port", str(free_port()),
+                            "--serve-port", str(free_port())],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert f"token_file = '{bad}'" in r.stderr, r.stderr
+        assert "part" not in r.stderr and "not-text" not in r.stderr
+
+
+def test_a_token_file_garbled_while_serving_keeps_the_last_token(secure, hub_factory,
+                                                                 tmp_path):
+    # A token file rewritten with two lines (or bytes that are not text) made every request
+    # under the hub's identity raise: the background threads crashed the worker at each
+    # start, and each traceback printed the whole token.
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    hub = hub_factory(secure.url, extra=["--token-file", str(token_file),
+                                         "--ca-file", str(tmp_path / "pki" / "ca.crt")])
+    assert hub.get("/api/v1/nodes")[0] == 200
+    for garbled in (f"{TOKEN}\nsecond-line\n".encode(), b"\xff" + TOKEN.encode()):
+        token_file.write_bytes(garbled)
+        status, _, body = hub.get("/api/v1/nodes")
+        assert status == 200, body
+    log = hub.log()
+    assert "not one bearer token" in log
+    assert "Traceback" not in log and "exited with code" not in log
+    assert TOKEN not in log and "second-line" not in log
+
+
+@pytest.mark.parametrize("user, context, words", [
+    ({"client-certificate-data": "aGVsbG8=", "client-key-data": "aGVsbG8="}, {"name": "c"},
+     "its client-certificate-data and client-key-data: not a usable certificate/key pair"),
+    ({}, {}, "a context, cluster or user has no name"),
+])
+def test_a_bad_kubeconfig_is_named_with_the_field_at_fault(tmp_path, user, context, words):
+    from yurthub import config
+    from yurthub.credentials import CredentialStore
+    from yurthub.errors import ConfigError
+
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{**context, "context": {"cluster": "c", "user": "u"}}]}))
+    store = CredentialStore(config.load(None, {"kubeconfig": str(path)}))
+    with pytest.raises(ConfigError) as e:
+        store.load()
+    store.close()
+    # was: "client_cert_file = '/tmp/yurthub-credentials-x/client.crt': ..." (a file the
+    # operator never wrote, gone by the time they look) and "kubeconfig = ...: 'name'"
+    assert str(e.value).startswith(f"kubeconfig = '{path}': {words}"), str(e.value)
+
+
+def test_an_expired_client_certificate_is_the_reason_not_a_cloud_outage(secure, hub_factory,
+                                                                      tmp_path):
+    # An explicit client certificate that expired was still presented: the apiserver
+    # refused every handshake, the health checker took the cloud to be down and the hub
+    # served every client from its cache, while readyz blamed the filters.
+    from kubesandbox import pki as sandbox_pki
+    cert, key = secure.ca.issue_pair(
+        sandbox_pki.name("system:node:node-0000", ["system:nodes"]),
+        usages=["digital signature", "key encipherment", "client auth"], lifetime=-60)
+    (tmp_path / "old.crt").write_bytes(sandbox_pki.cert_pem(cert))
+    (tmp_path / "old.key").write_bytes(sandbox_pki.key_pem(key))
+    hub = hub_factory(secure.url, wait=False, extra=[
+        "--client-cert-file", str(tmp_path / "old.crt"), "--client-key-file",
+        str(tmp_path / "old.key"), "--ca-file", str(tmp_path / "pki" / "ca.crt")])
+
+    def readyz() -> str | None:
+        try:
+            status, _, body = http(hub.hub_url + "/v1/readyz", timeout=5)
+        except OSError:
+            return None
+        return body.decode() if status == 503 and "client certificate" in body.decode() \
+            else None
+    said = wait_for(readyz, 30, "readyz to name the expired certificate")
+    assert f"client_cert_file = '{tmp_path / 'old.crt'}'" in said and "expired" in said
+    # the cloud is up: a client's own credential is served by it
+    status, _, body = hub.get("/api/v1/nodes", Authorization=f"Bearer {TOKEN}")
+    assert status == 200 and json.loads(body)["items"], body
+    assert "is unhealthy" not in hub.log()

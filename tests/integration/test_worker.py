@@ -281,6 +281,37 @@ def test_a_tls_listener_handshakes_in_the_loop(worker_factory, tmp_path):
     assert get(w.proxy_port, "/whoami")[1]["tls"] is False
 
 
+def _client_hello() -> bytes:
+    out = ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname="hub")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return out.read()
+
+
+def test_a_client_of_the_wrong_scheme_is_told_so_at_once(worker_factory, tmp_path):
+    tls = make_self_signed(tmp_path / "tls")
+    # a head timeout longer than read_all waits: waiting it out is a failure
+    w = worker_factory(tls=(tls.server_cert, tls.server_key), header_timeout=60)
+    # http:// to the TLS port: Go's answer (kube-apiserver's, YurtHub's), in clear
+    plain = socket.create_connection(("127.0.0.1", w.tls_port))
+    plain.sendall(b"GET /api/v1/pods HTTP/1.1\r\nHost: hub\r\n\r\n")
+    head, _, body = read_all(plain).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["message"] == "Client sent an HTTP request to an HTTPS server."
+    # https:// to the plain port: an HTTP answer, which TLS clients report as such (Go's:
+    # "server gave HTTP response to HTTPS client"), not a wait for a head that never comes
+    hello = socket.create_connection(("127.0.0.1", w.proxy_port))
+    hello.sendall(_client_hello())
+    head, _, body = read_all(hello).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and "use http://" in json.loads(body)["message"]
+    # and both ports still serve their own scheme
+    ctx = ssl.create_default_context(cafile=tls.ca_cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", w.tls_port, timeout=20, context=ctx)
+    assert get(w.tls_port, "/whoami", conn=conn)[1]["tls"] is True
+    assert get(w.proxy_port, "/whoami")[1]["tls"] is False
+
+
 def test_the_owner_of_each_connection_reaches_the_app(worker_factory):
     w = worker_factory()
     status, body = request_as_nobody(f"http://127.0.0.1:{w.proxy_port}/whoami")

@@ -48,7 +48,9 @@ def unit_values(key: str) -> list[str]:
 
 def test_unit_binds_exactly_the_default_ports_and_limits_memory_and_tasks():
     cfg = config.Config()
-    assert unit_values("SocketBindAllow") == [f"tcp:{cfg.proxy_port}", f"tcp:{cfg.serve_port}"]
+    # 10268 too: where systemd enforces these, a port left out is EPERM and no start
+    assert unit_values("SocketBindAllow") == [f"tcp:{cfg.proxy_port}", f"tcp:{cfg.serve_port}",
+                                              f"tcp:{cfg.secure_proxy_port}"]
     assert unit_values("SocketBindDeny") == ["any"]
     service = unit_service_section()
     assert service["MemoryMax"] == "300M" and int(service["TasksMax"]) > cfg.threads + 16

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from yurthub.config import Config
 from yurthub.errors import ConfigError, CredentialRejected, IdentityError
 from yurthub.identity import discovery
 from yurthub.identity.apiclient import ApiClient
+from yurthub.identity.certs import CertInfo
 from yurthub.identity.csr import CLIENT_SIGNER, CLIENT_USAGES, CertificateRequest
 from yurthub.identity.files import IdentityFiles
 from yurthub.kube import bootstraptoken as bt
@@ -57,8 +59,24 @@ def kubeconfig_text(server: str, ca_pem: bytes | None, *, token: str = "",
     return str(yaml.safe_dump(doc, default_flow_style=False, sort_keys=False))
 
 
-def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
-    """Raises ConfigError naming ``source`` (never the token) when it is not usable."""
+def canonical_token(token: str) -> str:
+    """``<id>.<secret>`` without the whitespace around it (a file's newline, ``jq
+    --rawfile``): what is stored and sent, since a bearer token with a newline is not a
+    valid header value.  ValueError (without the secret) when it is not a token."""
+    token_id, secret = bt.parse_token(token)
+    return f"{token_id}.{secret}"
+
+
+def _read_text(path: str) -> str:
+    """A file as text; bytes that are not UTF-8 become U+FFFD (then refused as no token)."""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def parse_bootstrap_kubeconfig(text: str, source: str, base: str = "") -> BootstrapConfig:
+    """Raises ConfigError naming ``source`` (never the token) when it is not usable.
+    A relative ``tokenFile`` is found beside the kubeconfig (in ``base``), as kubectl and
+    kubelet find it."""
     try:
         doc = yaml.safe_load(text)
         server, ca_pem = discovery.parse_cluster(text)
@@ -69,12 +87,11 @@ def parse_bootstrap_kubeconfig(text: str, source: str) -> BootstrapConfig:
     token = str(user.get("token") or "")
     if not token and user.get("tokenFile"):
         try:
-            with open(user["tokenFile"], encoding="utf-8") as f:
-                token = f.read().strip()
+            token = _read_text(os.path.join(base, str(user["tokenFile"]))).strip()
         except OSError as e:
             raise ConfigError(f"{source}: cannot read its tokenFile: {e.strerror}") from None
     try:
-        bt.parse_token(token)
+        token = canonical_token(token)
     except ValueError as e:
         raise ConfigError(f"{source}: its user holds no bootstrap token: {e}") from None
     return BootstrapConfig(server, ca_pem, token)
@@ -95,22 +112,22 @@ class Bootstrap:
         cfg = self.cfg
         if cfg.bootstrap_file:
             try:
-                with open(cfg.bootstrap_file, encoding="utf-8") as f:
-                    text = f.read()
+                text = _read_text(cfg.bootstrap_file)
             except OSError as e:
                 raise ConfigError(f"bootstrap_file = {cfg.bootstrap_file!r}: cannot read: "
                                   f"{e.strerror}") from None
-            return parse_bootstrap_kubeconfig(text, f"bootstrap_file = {cfg.bootstrap_file!r}")
+            return parse_bootstrap_kubeconfig(
+                text, f"bootstrap_file = {cfg.bootstrap_file!r}",
+                os.path.dirname(os.path.abspath(cfg.bootstrap_file)))
         token = cfg.join_token
         if cfg.join_token_file:
             try:
-                with open(cfg.join_token_file, encoding="utf-8") as f:
-                    token = f.read().strip()
+                token = _read_text(cfg.join_token_file).strip()
             except OSError as e:
                 raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: cannot read: "
                                   f"{e.strerror}") from None
             try:
-                bt.parse_token(token)
+                token = canonical_token(token)
             except ValueError as e:
                 raise ConfigError(f"join_token_file = {cfg.join_token_file!r}: {e}") from None
         return BootstrapConfig("", None, token) if token else None
@@ -128,8 +145,8 @@ class Bootstrap:
 
     def ensure(self) -> BootstrapConfig:
         """The stored bootstrap credential, after discovery with the configured token if
-        there is none yet.  Raises ConfigError (no token, DiscoveryRefused) or
-        UpstreamUnavailable."""
+        there is none yet.  Raises ConfigError (no token, DiscoveryRefused), IdentityError
+        (it cannot be stored) or UpstreamUnavailable."""
         with self._lock:
             stored = self.stored()
             if stored is not None and stored.ca_pem:
@@ -144,7 +161,7 @@ class Bootstrap:
     def update_token(self, token: str) -> BootstrapConfig:
         """``POST /v1/token``: discovery with a new token, then store it."""
         try:
-            bt.parse_token(token)
+            token = canonical_token(token)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         with self._lock:
@@ -164,9 +181,13 @@ class Bootstrap:
             ca_pem = info.ca_pem
         conf = BootstrapConfig(servers[0], ca_pem, given.token)
         self.files.prepare()
-        self.files.write(self.files.ca, ca_pem)
-        self.files.write(self.files.bootstrap_conf, kubeconfig_text(
-            conf.server, ca_pem, token=given.token).encode())
+        try:
+            self.files.write(self.files.ca, ca_pem)
+            self.files.write(self.files.bootstrap_conf, kubeconfig_text(
+                conf.server, ca_pem, token=given.token).encode())
+        except OSError as e:
+            raise IdentityError(f"cannot store the bootstrap credential in "
+                                f"{self.files.root}: {e.strerror or e}") from None
         log.info("bootstrap credential stored in %s", self.files.bootstrap_conf)
         return conf
 
@@ -206,6 +227,11 @@ class ClientRenewal:
         client = self.bootstrap.client()
         self._current_refused = False  # the certificate this brings is tried next time
         return client
+
+    def unsatisfied(self, cert: CertInfo) -> str | None:
+        """Always None: a client certificate of another node (a renamed node) is asked
+        for with a new join, not with this node's certificate."""
+        return None
 
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         if current_valid and not self._current_refused:

@@ -16,10 +16,11 @@ Leftover temporary files are swept when the directory is opened.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
-from yurthub.errors import ConfigError
+from yurthub.errors import ConfigError, IdentityFileError
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,20 @@ class IdentityFiles:
                 raise ConfigError(f"root_dir: cannot prepare {d!r}: {e.strerror}") from None
 
     def read(self, path: str) -> bytes | None:
-        """A file's bytes, or None when it does not exist."""
+        """A file's bytes, or None when it does not exist.
+
+        Raises IdentityFileError when it exists and cannot be read: typically a file left
+        owned by root by a hub run by hand, which the service's user may not open."""
         try:
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            hint = " (owned by another user? root_dir must belong to the user the hub " \
+                   "runs as)" if e.errno == errno.EACCES else ""
+            raise IdentityFileError(f"root_dir: cannot read {path!r}: "
+                                    f"{e.strerror or e}{hint}") from None
 
     def write(self, path: str, data: bytes) -> None:
         """Replace ``path`` with ``data`` atomically, mode 0600 from the first byte."""

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource, CredentialStore, tls_context
-from yurthub.errors import ConfigError, UpstreamUnavailable
+from yurthub.errors import ConfigError, IdentityFileError, UpstreamUnavailable
 from yurthub.identity import certs
 from yurthub.identity.bootstrap import Bootstrap, ClientRenewal, kubeconfig_text
 from yurthub.identity.files import IdentityFiles
@@ -130,6 +130,7 @@ class HubIdentity:
                 on_change=self._client_changed)
             self.client_manager = manager
             self.source = TokenCredentials(self.files, servers, manager)
+            check_ca(self.files)
             manager.load()
             self.threads.append(manager)
             self._ca = lambda: self.files.read(self.files.ca)
@@ -146,8 +147,17 @@ class HubIdentity:
         ca = self.files.read(self.files.ca)
         server = self.source.servers[0] if getattr(self, "source", None) else ""
         if server:
-            self.files.write(self.files.hub_conf, kubeconfig_text(
-                server, ca, pair_file=self.files.client_pair).encode())
+            text = kubeconfig_text(server, ca, pair_file=self.files.client_pair).encode()
+            try:
+                # The pair file's path is in it, not the pair: a start or a rotation
+                # normally finds it unchanged and writes nothing.
+                if self.files.read(self.files.hub_conf) != text:
+                    self.files.write(self.files.hub_conf, text)
+            except OSError as e:
+                # A convenience for operators: a full disk must not stop the hub.
+                log.warning("cannot write %s: %s", self.files.hub_conf, e.strerror or e)
+            except IdentityFileError as e:
+                log.warning("%s", e)
         if self.serving_manager is not None and not self.serving_manager.valid():
             self.serving_manager.wake()  # it was waiting for this identity
 
@@ -181,6 +191,17 @@ class HubIdentity:
         self.client_manager.wake()
 
 
+def check_ca(files: IdentityFiles) -> None:
+    """The pinned CA, when there is one, must be a certificate: TLS contexts are built from
+    it both ways (the cloud's and 10268's clients'), and could only fail with a traceback.
+
+    Raises ConfigError naming the file."""
+    ca = files.read(files.ca)
+    if ca is not None and not certs.ca_pins(ca):
+        raise ConfigError(f"root_dir: {files.ca!r} holds no CA certificate: put the cluster's "
+                          f"CA back there, or empty {files.root!r} to join again")
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -212,6 +233,7 @@ def preflight(cfg: Config) -> None:
     # Nothing is written before discovery has proven the CA: a refused token leaves no trace.
     bootstrap = Bootstrap(cfg, files, cfg.server_addr)
     bootstrap.servers = token_servers(cfg, bootstrap)
+    check_ca(files)
     pair = files.read(files.client_pair)
     if pair is not None:
         try:

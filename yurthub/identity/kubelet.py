@@ -10,8 +10,10 @@ connections present it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pwd
 import ssl
 import threading
 import time
@@ -25,6 +27,19 @@ from yurthub.threads import BackgroundThread
 log = logging.getLogger(__name__)
 
 POLL = 2.0
+
+
+def _why(e: OSError) -> str:
+    """``e``'s reason, and what to do when it is kubelet's files being root's alone."""
+    reason = e.strerror or str(e)
+    if e.errno != errno.EACCES:
+        return reason
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    return (f"{reason}: kubelet's kubeconfig and certificates are root's (0600) and yurthub "
+            f"runs as {user}: give {user} read access to them (setfacl; see README.Debian)")
 
 
 def _stamp(path: str) -> tuple[str, int, int, int] | None:
@@ -48,7 +63,7 @@ class KubeletIdentity(BackgroundThread):
                 server, ca_pem = discovery.parse_cluster(f.read())
         except OSError as e:
             raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r}: cannot read: "
-                              f"{e.strerror}") from None
+                              f"{_why(e)}") from None
         except ValueError as e:
             raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r}: {e}") from None
         if ca_pem is None:
@@ -57,7 +72,7 @@ class KubeletIdentity(BackgroundThread):
                     ca_pem = f.read()
             except OSError as e:
                 raise ConfigError(f"kubelet_ca_file = {cfg.kubelet_ca_file!r}: cannot read: "
-                                  f"{e.strerror}") from None
+                                  f"{_why(e)}") from None
         self.ca_pem = ca_pem
         self._servers = cfg.server_addr or ((server,) if server else ())
         if not self._servers:
@@ -120,7 +135,8 @@ class KubeletIdentity(BackgroundThread):
             client = tls_context(cert_file=self.path, cadata=self.ca_pem.decode("ascii"))
             plain = tls_context(cadata=self.ca_pem.decode("ascii"))
         except (OSError, ValueError, ssl.SSLError) as e:
-            self._problem = f"cannot use kubelet's client certificate {self.path}: {e}"
+            why = _why(e) if isinstance(e, PermissionError) else str(e)
+            self._problem = f"cannot use kubelet's client certificate {self.path}: {why}"
             if stamp != self._stamp:
                 log.warning("%s", self._problem)
             self._stamp = stamp

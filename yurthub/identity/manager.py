@@ -43,6 +43,12 @@ class Renewal(Protocol):
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         """The cloud refused the credential ``client`` gave (raise to wait, or return)."""
 
+    def unsatisfied(self, cert: certs.CertInfo) -> str | None:
+        """What a loaded certificate lacks of what the settings now ask for (None: nothing).
+
+        Known without the cloud; a certificate that lacks something is renewed at once
+        (client-go's ``certSatisfiesTemplate``), and used until the new one arrives."""
+
 
 def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
@@ -87,6 +93,12 @@ class CertificateManager(BackgroundThread):
         if info.expired(self.clock()):
             log.warning("the %s certificate %s expired at %s", self.label, self.path,
                         _when(info.not_after))
+        else:
+            lacking = self.renewal.unsatisfied(info)
+            if lacking is not None:
+                log.info("the %s certificate %s does not match the settings (%s); asking "
+                         "for a new one now", self.label, self.path, lacking)
+                self.deadline = self.clock()
         return info
 
     def valid(self) -> bool:
@@ -148,7 +160,8 @@ class CertificateManager(BackgroundThread):
             backoff = min(MAX_BACKOFF, backoff * 2)
 
     def renew(self) -> certs.CertInfo:
-        """Request a certificate now, write it and install it."""
+        """Request a certificate now, write it and install it.  Raises IdentityError
+        (also when it cannot be written) or UpstreamUnavailable."""
         valid = self.valid()
         request = self.renewal.request()
         client = self.renewal.client(valid)
@@ -161,6 +174,11 @@ class CertificateManager(BackgroundThread):
             raise
         data = certs.pair_pem(pem, key)
         _, info = certs.load_pair(data)
-        self.files.write(self.path, data)
+        try:
+            self.files.write(self.path, data)
+        except OSError as e:
+            # A full or read-only disk: the certificate in use stays (TLS loads it from
+            # its file), and the renewal is tried again; the worker must not die of it.
+            raise IdentityError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._install(info)
         return info

@@ -27,6 +27,7 @@ from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityError, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient, status_message
+from yurthub.identity.certs import CertInfo
 from yurthub.identity.csr import SERVING_SIGNER, SERVING_USAGES, CertificateRequest
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,22 @@ class ServingRenewal:
 
     def client(self, current_valid: bool) -> ApiClient:
         return self._client()
+
+    def unsatisfied(self, cert: CertInfo) -> str | None:
+        """A changed ``hub_serving_address``, ``bind_address``, ``node_ip`` or node name
+        must reach the certificate pods check, not wait for its renewal (months away)."""
+        if cert.common_name != f"system:node:{self.cfg.node_name}":
+            return f"its subject is {cert.common_name}"
+        if set(cert.organizations) != {"system:nodes"}:
+            return f"its organizations are {', '.join(cert.organizations)}"
+        if set(cert.dns_sans) != set(KUBERNETES_DNS):
+            return f"its DNS names are {', '.join(cert.dns_sans)}"
+        # The addresses the settings name; not the ClusterIP (it needs the cloud) nor a
+        # detected node IP (a server's name may need DNS: this runs as the worker starts,
+        # maybe offline)
+        missing = [ip for ip in serving_ips(self.cfg, "", self.cfg.node_ip)
+                   if ip not in cert.ip_sans]
+        return f"it lacks {', '.join(missing)}" if missing else None
 
     def rejected(self, e: Exception, current_valid: bool) -> None:
         raise IdentityError(f"the cloud refused the hub's request for a serving "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import os
 import socket
 import ssl
 from typing import Any
@@ -37,6 +38,7 @@ class Read(enum.Enum):
     TOO_LARGE = "too-large"   # the head outgrew MAX_HEAD
     CROWDED = "crowded"       # the head outgrew SMALL_HEAD and the HeadBudget is spent
     WANT_WRITE = "want-write"  # TLS needs to write before it can read
+    TLS_HELLO = "tls-hello"   # a TLS handshake on a plain listener (an https:// client)
 
 
 class Conn:
@@ -91,6 +93,11 @@ class Conn:
             self.buf += data
             if self._searched == 0:
                 skip_empty_lines(self.buf)
+                # A TLS record of type handshake (0x16) cannot begin an HTTP request: the
+                # client wants https.  Saying so at once beats waiting out the head timeout
+                # for a blank line a ClientHello never holds.
+                if self.buf[:1] == b"\x16" and not isinstance(self.sock, ssl.SSLSocket):
+                    return Read.TLS_HELLO
             result = self._measure()
             if result is not Read.MORE:
                 return result
@@ -160,6 +167,24 @@ class Conn:
             self.sock.setblocking(False)
             self.sock.send(data)
         except (OSError, ValueError):
+            pass  # why: the client is gone or not reading; it gets the close instead
+
+    def send_plain_quietly(self, data: bytes) -> None:
+        """Like ``send_quietly``, in clear on a TLS socket whose handshake failed: the
+        answer to a client that spoke plain HTTP to the TLS port (Go's servers answer it
+        so too)."""
+        fd = self.sock.fileno()
+        try:
+            # OpenSSL read only the first record's header: the rest of the request, left
+            # unread, would make the close a reset that can destroy the answer in flight.
+            for _ in range(4):  # a bound: the loop thread must not spin on a sender
+                if not os.read(fd, _RECV):
+                    break
+        except OSError:
+            pass  # why: EAGAIN, nothing more has arrived (the socket is non-blocking)
+        try:
+            os.write(fd, data)
+        except OSError:
             pass  # why: the client is gone or not reading; it gets the close instead
 
     def close(self) -> None:

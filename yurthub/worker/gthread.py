@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 WORKER_BOOT_ERROR = 3    # gunicorn's arbiter stops when a worker exits with this
 ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
 WARN_EVERY = 10.0        # seconds between two warnings of the loop
+# OpenSSL's reasons for a plain GET, POST, HEAD, PUT or CONNECT where a ClientHello was due
+_PLAIN_HTTP = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
 
 
 class ConnectionStats:
@@ -287,6 +289,8 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             step = conn.handshake()
         except (ssl.SSLError, OSError) as e:
             log.debug("TLS handshake with %s failed: %s", conn.client, e)
+            if isinstance(e, ssl.SSLError) and e.reason in _PLAIN_HTTP:
+                conn.send_plain_quietly(limits.plain_http_on_tls())
             self._close(conn, "handshake-failed")
             return
         if step is Read.COMPLETE:
@@ -310,6 +314,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         elif result is Read.CROWDED:
             conn.send_quietly(limits.heads_crowded())
             self._close(conn, "large-heads")
+        elif result is Read.TLS_HELLO:
+            conn.send_quietly(limits.tls_on_plain_http())
+            self._close(conn, None)
         else:
             self._close(conn, None)
 

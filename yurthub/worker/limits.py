@@ -183,3 +183,14 @@ def heads_crowded() -> bytes:
 def head_timeout(seconds: float) -> bytes:
     return canned(BadRequest(f"yurthub: the request head did not arrive within {seconds:g}s",
                              code=408, reason="Timeout"))
+
+
+def plain_http_on_tls() -> bytes:
+    # Go's net/http answers a plain request on a TLS port with these words.
+    return canned(BadRequest("Client sent an HTTP request to an HTTPS server."))
+
+
+def tls_on_plain_http() -> bytes:
+    # A Go client reads this as "http: server gave HTTP response to HTTPS client".
+    return canned(BadRequest("yurthub: this port serves plain HTTP; use http://, not "
+                             "https://"))

@@ -10,6 +10,9 @@ from cryptography import x509
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.identity.conftest import TOKEN, readyz, readyz_saying, serve_once, token_args
+from yurthub import config
+from yurthub.identity.bootstrap import Bootstrap
+from yurthub.identity.files import IdentityFiles
 from yurthub.kube import bootstraptoken as bt
 
 CSR = "certificatesigningrequests.certificates.k8s.io"
@@ -142,3 +145,58 @@ def test_a_denied_csr_is_reported(cluster, joining_hub):
     readyz_saying(hub, "was denied: not this node")
     status, _, _ = http(hub.hub_url + "/v1/healthz")
     assert status == 200
+
+
+def test_a_certificate_file_the_hub_cannot_read_stops_it_with_one_line(cluster, tmp_path):
+    # A hub run by hand as root leaves root-owned 0600 files that the service's user cannot
+    # open; a directory in the file's place is the same failure to read for a test run as
+    # root.  It was a traceback.
+    pair = tmp_path / "root" / "pki" / "yurthub-current.pem"
+    pair.mkdir(parents=True)
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot read '{pair}'" in lines[0]
+
+
+def test_a_join_token_file_that_is_not_text_is_refused_with_one_line(cluster, tmp_path):
+    garbage = tmp_path / "join-token"
+    garbage.write_bytes(b"\xff\xfe0123456789abcdef")
+    args = ["--bootstrap-mode", "token", "--join-token-file", str(garbage),
+            "--discovery-token-ca-cert-hash", cluster.ca_hash]
+    line = _refused(serve_once(cluster, tmp_path, *args), tmp_path / "root")  # a traceback
+    assert f"join_token_file = '{garbage}': not a bootstrap token" in line
+
+
+def test_a_bootstrap_kubeconfigs_relative_token_file_is_found_beside_it(tmp_path,
+                                                                        monkeypatch):
+    # as kubectl and kubelet read a kubeconfig; the service's working directory is /
+    (tmp_path / "bootstrap").mkdir()
+    (tmp_path / "bootstrap" / "join-token").write_text(TOKEN + "\n")
+    conf = tmp_path / "bootstrap" / "bootstrap.conf"
+    conf.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"tokenFile": "join-token"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.chdir("/")
+    cfg = config.load(None, {"bootstrap_file": str(conf), "root_dir": str(tmp_path / "root")})
+    given = Bootstrap(cfg, IdentityFiles(cfg.root_dir), ()).configured_token()
+    assert given is not None and given.token == TOKEN
+
+
+def test_a_pinned_ca_file_that_holds_no_certificate_stops_the_hub_with_one_line(
+        cluster, joining_hub, tmp_path):
+    # ca.crt replaced by hand with something else: with a valid certificate beside it the
+    # hub started and its worker died building TLS contexts (a traceback, then gunicorn's
+    # "Worker failed to boot")
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    assert hub.stop() == 0
+    (root / "pki" / "ca.crt").write_text("not a certificate\n")
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"'{root / 'pki' / 'ca.crt'}' holds no CA certificate" in lines[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 from kubesandbox import pki
 from kubesandbox.server import Sandbox
 from tests.fixtures import free_port
+from tests.fixtures.peers import as_nobody
 from tests.fixtures.waiting import wait_for
 
 
@@ -70,8 +71,28 @@ def test_missing_kubelet_files_stop_serve_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yurthub", "serve", "--server-addr",
                         "https://127.0.0.1:1", "--bootstrap-mode", "kubeletcertificate",
                         "--kubelet-conf", str(tmp_path / "nope.conf"), "--secure-proxy-port",
-                        "0", "--proxy-port", str(free_port()), "--serve-port", str(free_port()),
-                        "--root-dir", str(tmp_path / "r"), "--disk-cache-path",
-                        str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+                        "0", "--root-dir", str(tmp_path / "r"), "--disk-cache-path",
+                        str(tmp_path / "c"), "--proxy-port", str(free_port()),
+                        "--serve-port", str(free_port())],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"kubelet_conf = '{tmp_path / 'nope.conf'}': cannot read" in r.stderr
+
+
+def test_kubelets_root_only_files_say_what_the_service_user_needs(tmp_path):
+    # kubeadm writes kubelet.conf 0600 and kubelet its certificates 0600, root's; the
+    # packaged service runs as user yurthub, which kubeletcertificate mode then cannot use
+    conf = tmp_path / "kubelet.conf"
+    conf.write_text("apiVersion: v1\nkind: Config\n")
+    conf.chmod(0o600)
+    r = as_nobody("import sys\n"
+                  "from yurthub import config\n"
+                  "from yurthub.errors import ConfigError\n"
+                  "from yurthub.identity.kubelet import KubeletIdentity\n"
+                  "try:\n"
+                  "    KubeletIdentity(config.load(None, {'kubelet_conf': sys.argv[1]}))\n"
+                  "except ConfigError as e:\n"
+                  "    print(e)\n", str(conf))
+    line = r.stdout.strip()
+    assert line.startswith(f"kubelet_conf = '{conf}': cannot read: Permission denied"), line
+    assert "yurthub runs as nobody: give nobody read access" in line

@@ -15,6 +15,7 @@ from kubernetes.config.incluster_config import InClusterConfigLoader
 from kubesandbox import pki
 from tests.fixtures.kubectl import KUBECTL
 from tests.fixtures.waiting import wait_for
+from yurthub.identity import certs
 
 AGENTS = ["--cache-agents", "kubectl,openapi-generator"]
 
@@ -61,6 +62,32 @@ def test_the_serving_certificate_verifies_for_the_kubernetes_service_names(clust
     assert len(csr) == 1 and csr[0]["spec"]["username"] == "system:node:node-0000"
     mode = (secure_hub.root_dir / "pki" / "yurthub-server-current.pem").stat().st_mode & 0o777
     assert mode == 0o600
+
+
+def test_a_new_hub_serving_address_reaches_the_certificate_without_waiting(cluster,
+                                                                          secure_hub):
+    # The serving certificate lives for months; a restart with a new hub_serving_address
+    # (or node_ip) kept the old one, without the address the pods now dial, until then.
+    pair = secure_hub.root_dir / "pki" / "yurthub-server-current.pem"
+    first = certs.load_pair(pair.read_bytes())[1]
+    assert "127.0.0.2" not in first.ip_sans
+    secure_hub.stop()
+    secure_hub.extra += ["--hub-serving-address", "127.0.0.2"]
+    secure_hub.start()
+
+    def renewed():
+        info = certs.load_pair(pair.read_bytes())[1]
+        return info if info.serial != first.serial else None
+    info = wait_for(renewed, 30, "a new serving certificate")
+    assert "127.0.0.2" in info.ip_sans and "10.96.0.1" in info.ip_sans
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)  # checks the IP SAN
+    with socket.create_connection(("127.0.0.2", secure_hub.secure_port), timeout=10) as s, \
+            ctx.wrap_socket(s, server_hostname="127.0.0.2") as tls:
+        assert tls.getpeercert()["serialNumber"].lower().lstrip("0") == info.serial
+    secure_hub.stop()
+    secure_hub.start()  # and a certificate that matches is kept
+    assert certs.load_pair(pair.read_bytes())[1].serial == info.serial
+    assert "does not match the settings" not in secure_hub.log().split("Booting")[-1]
 
 
 def test_kubectl_with_a_service_account_token_online_and_offline(cluster, secure_hub,
@@ -168,12 +195,11 @@ def test_who_a_request_on_10268_acts_as(cluster, secure_hub, tmp_path):
     assert status == 403
     assert not cluster.requests("/api/v1/nodes") or {
         r.user for r in cluster.requests("/api/v1/nodes")} == {"system:node:node-0000"}
-    # plain HTTP on 10268 gets no answer; 10261 stays plain HTTP
+    # plain HTTP on 10268 is served nothing, only told (as Go's servers tell it) to use
+    # TLS; 10261 stays plain HTTP
     with socket.create_connection(("127.0.0.1", secure_hub.secure_port), timeout=10) as s:
         s.sendall(b"GET /api/v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n")
-        try:
-            answer = s.recv(100)
-        except ConnectionResetError:
-            answer = b""  # the failed handshake closed it
-        assert not answer.startswith(b"HTTP/")
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"items" not in answer
+        assert b"Client sent an HTTP request to an HTTPS server." in answer
     assert secure_hub.get("/api/v1/nodes")[0] == 200

@@ -13,7 +13,10 @@ from kubesandbox.server import Sandbox
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.identity.conftest import TOKEN, readyz_saying, token_args
+from yurthub import config
 from yurthub.identity import certs
+from yurthub.identity.bootstrap import Bootstrap
+from yurthub.identity.files import IdentityFiles
 
 NEW_TOKEN = "ghijkl.0123456789ghijkl"
 
@@ -68,3 +71,22 @@ def test_a_new_join_token_posted_to_v1_token_re_bootstraps_the_hub(tmp_path, hub
         served = wait_for(lambda: sb.requests("/api/v1/nodes"), 10, "the request record")
         assert {r.user for r in served} == {"system:node:node-0000"}
         assert NEW_TOKEN[7:] not in hub.log()
+
+
+def test_a_posted_token_with_a_newline_is_stored_and_sent_without_it(cluster, tmp_path):
+    # `jq -n --rawfile t join-token '{jointoken: $t}'` keeps the file's newline.  Stored as
+    # given, it made the next bootstrap's "Bearer <token>\n" an invalid header: the worker
+    # died on a ValueError, printing the token, at every restart.
+    cfg = config.load(None, {"server_addr": cluster.url, "node_name": "node-0000",
+                             "root_dir": str(tmp_path / "root"), "bootstrap_mode": "token",
+                             "discovery_token_ca_cert_hash": cluster.ca_hash,
+                             "secure_proxy_port": "0"})
+    files = IdentityFiles(cfg.root_dir)
+    bootstrap = Bootstrap(cfg, files, cfg.server_addr)
+    bootstrap.update_token(f" {TOKEN}\n")
+    stored = files.read(files.bootstrap_conf)
+    assert stored is not None and f"token: {TOKEN}\n" in stored.decode()
+    # a later start reads it back and can ask for a certificate with it
+    status, _ = Bootstrap(cfg, files, cfg.server_addr).client().request(
+        "GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests")
+    assert status == 200
