@@ -1,13 +1,15 @@
 """The ``yurthub`` command: serve, cache, sandbox, demo, check-config and prepare-dir.
 
 Usage errors (unknown flags, bad values, bad config files) print one line and exit 2; a
-runtime failure prints one line and exits 1; nothing here prints a traceback.
+runtime failure prints one line and exits 1; output into a pipe whose reader has gone
+(`| head`) stops quietly with 141; nothing here prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pwd
 import sys
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from yurthub import __version__, cachecli, config, dirs
 from yurthub.errors import ConfigError, YurthubError
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 # The sandbox apiserver and the demo live in the separate package ``kubesandbox``, which the
 # Debian package does not ship to edge nodes.  They are found at run time, never imported by
 # the product's modules.
@@ -140,6 +143,21 @@ def _prepare_dir(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is an error handled below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`yurthub cache ls | head -1`): stop without a traceback, as
+        # a process that SIGPIPE ended would, and give Python's final flush of stdout a
+        # sink that cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), "")
     if command in _SANDBOX_COMMANDS and "-h" not in argv and "--help" not in argv \

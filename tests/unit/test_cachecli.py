@@ -439,3 +439,10 @@ def test_a_tree_this_user_may_not_read_is_one_line_not_an_empty_cache(dirs_mode)
         assert len(files_of(root, PODS)) == 4
     finally:
         shutil.rmtree(top)
+
+
+def test_ls_into_a_pipe_whose_reader_went_away(tree):
+    # `yurthub cache ls | head -1`: no BrokenPipeError traceback.
+    from tests.unit.test_cli import into_closed_pipe
+    p = into_closed_pipe("cache", "--disk-cache-path", str(tree), "ls", "-o", "wide")
+    assert (p.returncode, p.stderr) == (141, "")

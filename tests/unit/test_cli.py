@@ -104,3 +104,20 @@ def test_python_m_kubesandbox_rejects_a_bad_flag_with_exit_2():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "--nodes" in r.stderr and "Traceback" not in r.stderr
+
+
+def into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """`yurthub ... | head -3` once head has exited: the pipe has no reader."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "yurthub", *args], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w)
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    p = into_closed_pipe("check-config", "--print-defaults")
+    assert p.stderr == ""
+    assert p.returncode == 141  # as a process that SIGPIPE ended, for the shell's pipefail
