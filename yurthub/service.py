@@ -177,9 +177,10 @@ def load_config(path: str | None = None) -> Config:
 
 def check_settings(cfg: Config) -> None:
     """What ``check-config`` checks beyond the values, as the user running it: credentials
-    readable, the cache directory writable, kubelet_user a user here, and the peer lookup
-    usable (PeerLookupError: fail closed)."""
+    readable, a server and an identity to reach it with, the cache directory writable,
+    kubelet_user a user here, and the peer lookup usable (PeerLookupError: fail closed)."""
     config.check_files(cfg)
+    identity.check(cfg)
     kubelet_uid(cfg)
     lookup = open_lookup(cfg.peer_lookup)
     if lookup is not None:

@@ -55,7 +55,7 @@ def test_check_config_prints_effective_values(tmp_path):
     conf = tmp_path / "y.conf"
     conf.write_text("[yurthub]\nproxy_port = 20261\n")
     r = run("check-config", "--config", str(conf), "--node-name", "edge-7",
-            "--disk-cache-path", str(tmp_path / "cache"))
+            "--server-addr", "http://127.0.0.1:1", "--disk-cache-path", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr
     values = {k.strip(): v.strip() for k, v in
               (line.split(" = ", 1) for line in r.stdout.splitlines())}
@@ -70,6 +70,29 @@ def test_check_config_names_bad_key(tmp_path):
     r = run("check-config", "--config", str(conf))
     assert r.returncode == 2
     assert str(conf) in r.stderr and "colour" in r.stderr and "blue" in r.stderr
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    # A fresh install that nobody preseeded: the service would exit 78 at every start.
+    ("", "no apiserver: set server_addr"),
+    ("bootstrap_mode = credentials", "no apiserver: set server_addr"),
+    ("token_file = {tmp}/token", "no apiserver: set server_addr"),
+    ("join_token = abcdef.0123456789abcdef", "no apiserver: set server_addr"),
+    ("server_addr = https://127.0.0.1:1\nbootstrap_mode = token",
+     "the hub has no certificate and no join token"),
+    ("kubelet_conf = {tmp}/missing.conf\nbootstrap_mode = kubeletcertificate",
+     "missing.conf': cannot read"),
+])
+def test_check_config_refuses_what_the_service_would_refuse_to_start_with(
+        tmp_path, settings, fragment):
+    (tmp_path / "token").write_text("a-token\n")
+    conf = tmp_path / "y.conf"
+    conf.write_text(f"[yurthub]\nroot_dir = {tmp_path}\ndisk_cache_path = {tmp_path}/cache\n"
+                    + settings.format(tmp=tmp_path) + "\n")
+    r = run("check-config", "--config", str(conf))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1 and fragment in r.stderr, r.stderr
+    assert not (tmp_path / "pki").exists()  # nothing written, no discovery tried
 
 
 def test_check_config_refuses_a_token_file_that_is_a_directory(tmp_path):

@@ -29,6 +29,10 @@ from yurthub.kube import bootstraptoken as bt
 
 log = logging.getLogger(__name__)
 
+NO_IDENTITY = ("the hub has no certificate and no join token: set join_token_file (or "
+               'join_token, bootstrap_file), or POST {"jointoken": "..."} to /v1/token on '
+               "the serve port")
+
 
 @dataclass(frozen=True)
 class BootstrapConfig:
@@ -153,9 +157,7 @@ class Bootstrap:
                 return stored
             given = self.configured_token()
             if given is None:
-                raise ConfigError("the hub has no certificate and no join token: set "
-                                  "join_token_file (or join_token, bootstrap_file), or POST "
-                                  '{"jointoken": "..."} to /v1/token on the serve port')
+                raise ConfigError(NO_IDENTITY)
             return self._adopt(given)
 
     def update_token(self, token: str) -> BootstrapConfig:

@@ -19,7 +19,7 @@ from yurthub.config import Config
 from yurthub.credentials import CredentialSource, CredentialStore, tls_context
 from yurthub.errors import ConfigError, IdentityFileError, UpstreamUnavailable
 from yurthub.identity import certs
-from yurthub.identity.bootstrap import Bootstrap, ClientRenewal, kubeconfig_text
+from yurthub.identity.bootstrap import NO_IDENTITY, Bootstrap, ClientRenewal, kubeconfig_text
 from yurthub.identity.files import IdentityFiles
 from yurthub.identity.kubelet import KubeletIdentity
 from yurthub.identity.manager import CertificateManager
@@ -210,14 +210,12 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def preflight(cfg: Config) -> None:
-    """Before the ports open: credentials usable; in token mode, bootstrap if needed.
-
-    Raises ConfigError (one line, exit 78 under systemd) for a token or cluster-info that
-    cannot be trusted; an unreachable cloud only logs a WARNING (the worker keeps trying).
-    """
+def check(cfg: Config) -> None:
+    """What preflight refuses without the network and without writing anything: a server
+    to reach, and credentials to reach it with (in token mode a certificate of the hub's or
+    a join token).  ``check-config`` runs it, as the start does before preflight, so a
+    configuration the service would refuse is refused there too.  Raises ConfigError."""
     mode = cfg.effective_bootstrap_mode
-    files = IdentityFiles(cfg.root_dir)
     if mode == "credentials":
         store = CredentialStore(cfg)
         try:
@@ -226,6 +224,24 @@ def preflight(cfg: Config) -> None:
             store.close()
     elif mode == "kubeletcertificate":
         KubeletIdentity(cfg)
+    else:
+        files = IdentityFiles(cfg.root_dir)
+        bootstrap = Bootstrap(cfg, files, cfg.server_addr)
+        token_servers(cfg, bootstrap)
+        stored = bootstrap.stored()
+        if files.read(files.client_pair) is None and not (stored and stored.ca_pem) \
+                and bootstrap.configured_token() is None:
+            raise ConfigError(NO_IDENTITY)
+
+
+def preflight(cfg: Config) -> None:
+    """Before the ports open, after ``check``: in token mode, bootstrap if needed.
+
+    Raises ConfigError (one line, exit 78 under systemd) for a token or cluster-info that
+    cannot be trusted; an unreachable cloud only logs a WARNING (the worker keeps trying).
+    """
+    mode = cfg.effective_bootstrap_mode
+    files = IdentityFiles(cfg.root_dir)
     if mode != "token":
         if cfg.secure_proxy_port:
             files.prepare()

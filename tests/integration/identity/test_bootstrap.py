@@ -59,7 +59,8 @@ def test_check_config_does_not_print_the_token(cluster, tmp_path):
     import subprocess
     import sys
     r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", "--join-token", TOKEN,
-                        "--root-dir", str(tmp_path), "--disk-cache-path", str(tmp_path / "c")],
+                        "--server-addr", cluster.url, "--root-dir", str(tmp_path),
+                        "--disk-cache-path", str(tmp_path / "c")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and TOKEN not in r.stdout and "(set, not shown)" in r.stdout
 
