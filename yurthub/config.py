@@ -417,7 +417,19 @@ def check_files(cfg: Config) -> None:
         if not os.path.isdir(probe):
             raise ConfigError(f"{name} = {root!r}: {probe!r} is not a directory")
         if not os.access(probe, os.W_OK | os.X_OK):
-            raise ConfigError(f"{name} = {root!r}: {probe!r} is not writable")
+            raise ConfigError(f"{name} = {root!r}: {probe!r} {_unwritable(probe, root)}")
+
+
+def _unwritable(probe: str, root: str) -> str:
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if not read_only:
+        return "is not writable"
+    # Its owner and mode are right, and yet: the unit's ProtectSystem=strict.
+    return ("is on a read-only file system (yurthub.service may write only below "
+            f"/var/lib/yurthub: add ReadWritePaths={root} in a drop-in, see README.Debian)")
 
 
 def describe(cfg: Config) -> Iterable[tuple[str, str, str]]:

@@ -95,6 +95,22 @@ def test_check_config_refuses_what_the_service_would_refuse_to_start_with(
     assert not (tmp_path / "pki").exists()  # nothing written, no discovery tried
 
 
+def test_check_config_says_a_cache_on_a_read_only_mount_is_read_only(tmp_path):
+    # As under yurthub.service (ProtectSystem=strict) with disk_cache_path outside
+    # /var/lib/yurthub: the directory is the service user's, mode 0700, and still refused.
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    script = (f"mount --bind {cache} {cache} && mount -o remount,bind,ro {cache} && "
+              f"exec {sys.executable} -m yurthub check-config --server-addr http://127.0.0.1:1 "
+              f"--disk-cache-path {cache}")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert f"'{cache}' is on a read-only file system" in r.stderr
+    assert f"ReadWritePaths={cache}" in r.stderr
+
+
 def test_check_config_refuses_a_token_file_that_is_a_directory(tmp_path):
     r = run("check-config", "--server-addr", "http://127.0.0.1:1", "--token-file",
             str(tmp_path))
