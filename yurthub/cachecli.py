@@ -33,7 +33,7 @@ from yurthub.storage.admintoken import read_admin_token
 from yurthub.storage.treeaudit import TreeAudit
 from yurthub.storage.treereader import TreeReader
 
-CONFIG_ENV = "YURTHUB_CONFIG"
+CONFIG_ENV = config.CONFIG_ENV
 PURGE_PATH = "/v1/cache/purge"
 
 
@@ -89,9 +89,7 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.s
 
 
 def _config(args: argparse.Namespace) -> config.Config:
-    path = args.config or os.environ.get(CONFIG_ENV)
-    if path is None and os.path.exists(config.DEFAULT_CONFIG_FILE):
-        path = config.DEFAULT_CONFIG_FILE
+    path = args.config or config.service_file()
     overrides = {k: v for k, v in (("disk_cache_path", args.disk_cache_path),
                                    ("serve_port", args.serve_port)) if v is not None}
     return config.load(path, overrides)

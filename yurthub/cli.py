@@ -46,9 +46,9 @@ class _Parser(argparse.ArgumentParser):
                               f"Try '{self.prog} --help' for more information.\n")
 
 
-def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+def _add_setting_flags(p: argparse.ArgumentParser, config_help: str = "") -> None:
     p.add_argument("--config", metavar="FILE",
-                   help="INI file with a [yurthub] section; flags override it")
+                   help="INI file with a [yurthub] section; flags override it" + config_help)
     for f in config.settings():
         text = str(f.metadata["help"])
         if "(default: " not in text:  # a help that says its default says it better
@@ -73,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
 
     check = sub.add_parser("check-config", help="print the effective settings and check them",
-                           description="Print the effective settings; exit 2 naming the "
-                           "file, key and value of anything invalid.")
-    _add_setting_flags(check)
+                           description="Print the effective settings of the service's "
+                           "file (or --config FILE) and the flags; exit 2 naming the file, "
+                           "key and value of anything invalid.")
+    _add_setting_flags(check, f" (default: the service's: ${config.CONFIG_ENV}, else "
+                       f"{config.DEFAULT_CONFIG_FILE} when it exists)")
     check.add_argument("--print-defaults", action="store_true",
                        help="print the default INI file instead")
 
@@ -118,6 +120,8 @@ def _check_config(args: argparse.Namespace) -> int:
     if args.print_defaults:
         sys.stdout.write(config.default_ini())
         return 0
+    if args.config is None:
+        args.config = config.service_file()
     cfg = load_config(args)
     from yurthub import service
     service.check_settings(cfg)

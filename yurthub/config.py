@@ -23,6 +23,7 @@ from yurthub.errors import ConfigError
 
 SECTION = "yurthub"
 DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
+CONFIG_ENV = "YURTHUB_CONFIG"
 
 # YurtHub's built-in cache agents; the cache-agents setting extends them.
 DEFAULT_CACHE_AGENTS = (
@@ -335,6 +336,15 @@ def read_ini(path: str) -> dict[str, str]:
                 raise ConfigError(f"{path}: unknown key {key!r} (value {raw!r}) in [{SECTION}]")
             values[name] = raw
     return values
+
+
+def service_file() -> str | None:
+    """The file the service reads: ``$YURTHUB_CONFIG``, else the default one if it exists
+    (what ``check-config`` and ``cache`` read without ``--config``)."""
+    path = os.environ.get(CONFIG_ENV)
+    if path is None and os.path.exists(DEFAULT_CONFIG_FILE):
+        path = DEFAULT_CONFIG_FILE
+    return path
 
 
 def load(path: str | None = None, overrides: Mapping[str, str] | None = None) -> Config:

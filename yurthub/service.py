@@ -31,7 +31,7 @@ from yurthub.storage import not_a_cache, root_in_use
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "YURTHUB_CONFIG"
+CONFIG_ENV = config.CONFIG_ENV
 WORKER_BOOT_ERROR = 3  # gunicorn's arbiter stops when a worker exits with this
 # The worker's descriptor table is sized once, before its threads start, for as many
 # descriptors as it may open (RLIMIT_NOFILE; the unit sets 65536), at most this many: 512

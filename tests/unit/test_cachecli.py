@@ -80,7 +80,7 @@ def make_tree(where: Path) -> Path:
 
 def cache(root: Path, *args: str, stdin: Any = subprocess.DEVNULL,
           stderr: Any = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "YURTHUB_CONFIG"}
+    env = {**os.environ, "YURTHUB_CONFIG": os.devnull}  # not a package's /etc file
     return subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path",
                            str(root), *args], stdout=subprocess.PIPE, stderr=stderr,
                           stdin=stdin, text=True, timeout=60, env=env)

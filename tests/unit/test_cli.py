@@ -12,9 +12,12 @@ import pytest
 from yurthub import __version__
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, config: str = os.devnull) -> subprocess.CompletedProcess[str]:
+    # check-config reads $YURTHUB_CONFIG (else /etc/yurthub/yurthub.conf) without --config:
+    # an empty file, so that a package installed on this machine changes nothing here.
     return subprocess.run([sys.executable, "-m", "yurthub", *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "YURTHUB_CONFIG": config})
 
 
 def test_version():
@@ -62,6 +65,25 @@ def test_check_config_prints_effective_values(tmp_path):
     assert values["proxy_port"] == "20261"
     assert values["node_name"] == "edge-7"
     assert values["serve_port"] == "10267"
+
+
+def test_check_config_without_config_checks_the_services_file(tmp_path):
+    # On a node, `yurthub check-config` checks what yurthub.service reads
+    # ($YURTHUB_CONFIG, else /etc/yurthub/yurthub.conf), as `yurthub cache` does.
+    conf = tmp_path / "y.conf"
+    conf.write_text(f"[yurthub]\nserver_addr = https://10.0.0.1:6443\nproxy_port = 20261\n"
+                    f"disk_cache_path = {tmp_path}/cache\nroot_dir = {tmp_path}\n"
+                    "join_token = abcdef.0123456789abcdef\n")
+    r = run("check-config", "--node-name", "edge-7", config=str(conf))
+    assert r.returncode == 0, r.stderr
+    values = {k.strip(): v.strip() for k, v in
+              (line.split(" = ", 1) for line in r.stdout.splitlines())}
+    assert (values["server_addr"], values["proxy_port"]) == ("https://10.0.0.1:6443", "20261")
+    assert values["node_name"] == "edge-7"   # flags still override it
+    r = run("check-config", "--config", os.devnull, "--server-addr", "http://127.0.0.1:1",
+            "--disk-cache-path", str(tmp_path / "cache"), config=str(conf))
+    assert r.returncode == 0, r.stderr
+    assert "proxy_port                                  = 10261" in r.stdout.splitlines()
 
 
 def test_check_config_names_bad_key(tmp_path):

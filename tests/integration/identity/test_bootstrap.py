@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 from cryptography import x509
@@ -60,7 +61,7 @@ def test_check_config_does_not_print_the_token(cluster, tmp_path):
     import sys
     r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", "--join-token", TOKEN,
                         "--server-addr", cluster.url, "--root-dir", str(tmp_path),
-                        "--disk-cache-path", str(tmp_path / "c")],
+                        "--disk-cache-path", str(tmp_path / "c"), "--config", os.devnull],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and TOKEN not in r.stdout and "(set, not shown)" in r.stdout
 
