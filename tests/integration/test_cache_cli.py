@@ -19,7 +19,7 @@ from yurthub.metrics import Metrics
 
 
 def cache(hub, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "YURTHUB_CONFIG"}
+    env = {**os.environ, "YURTHUB_CONFIG": os.devnull}  # not a package's /etc file
     return subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path",
                            str(hub.cache_dir), "--serve-port", str(hub.serve_port), *args],
                           capture_output=True, text=True, timeout=120, env=env,
@@ -139,7 +139,8 @@ def test_a_hub_restarted_on_a_full_disk_takes_purges_once_there_is_room(sandbox,
             ["nsenter", "-t", str(hub.proc.pid), "-m", sys.executable, "-m", "yurthub",
              "cache", "--disk-cache-path", str(hub.cache_dir), "--serve-port",
              str(hub.serve_port), "purge", "--yes"],
-            capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+            capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
+            env={**os.environ, "YURTHUB_CONFIG": os.devnull})
     try:
         hub.start()
         assert hub.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000")[0] == 200
