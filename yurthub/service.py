@@ -54,14 +54,44 @@ def _escape(m: re.Match[str]) -> str:
                                                          else f"\\u{ord(c):04x}")
 
 
+def stderr_is_journal() -> bool:
+    """systemd connected stderr to the journal: ``$JOURNAL_STREAM`` names its device:inode
+    (a child whose stderr is something else inherits the variable, hence the check)."""
+    try:
+        dev, ino = (int(x) for x in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def journal_priority(levelno: int) -> str:
+    """sd-daemon(3)'s prefix: the journal files the line under syslog priority N, so
+    ``journalctl -p warning`` shows it (unprefixed, every line of stderr is info)."""
+    for level, n in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                     (logging.INFO, 6)):
+        if levelno >= level:
+            return f"<{n}>"
+    return "<7>"
+
+
+def error_line(e: YurthubError) -> str:
+    """The one line on stderr that stops the start (exit 78)."""
+    return (journal_priority(logging.ERROR) if stderr_is_journal() else "") + f"yurthub: {e}"
+
+
 class EscapingFormatter(logging.Formatter):
     """One record, one line: a message never carries a raw line break or control character,
     whatever a client put in a path, a User-Agent or a name that ends up in it (a forged log
-    line would otherwise be one ``%0A`` away).  Tracebacks keep their lines."""
+    line would otherwise be one ``%0A`` away).  Tracebacks keep their lines.  In the journal,
+    the line starts with its priority."""
+
+    journal = False
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = _UNSAFE.sub(_escape, record.message)
-        return super().formatMessage(record)
+        line = super().formatMessage(record)
+        return journal_priority(record.levelno) + line if self.journal else line
 
 
 def configure_logging(cfg: Config) -> None:
@@ -69,7 +99,9 @@ def configure_logging(cfg: Config) -> None:
     root = logging.getLogger()
     if not any(getattr(h, "_yurthub", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+        formatter = EscapingFormatter("%(levelname)s %(name)s: %(message)s")
+        formatter.journal = stderr_is_journal()
+        handler.setFormatter(formatter)
         handler._yurthub = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(cfg.log_level)
@@ -321,6 +353,6 @@ def serve(cfg: Config) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     except YurthubError as e:
-        print(f"yurthub: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 1
     return 0

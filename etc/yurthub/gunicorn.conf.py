@@ -7,7 +7,7 @@ default ``/etc/yurthub/yurthub.conf``), so change that file, not this one.
 
 A bad setting, unreadable credentials, an unusable cache directory or a port that another
 process holds stops the start here with one line on stderr and exit status 78
-(EX_CONFIG), before gunicorn forks its worker.
+(EX_CONFIG), before gunicorn forks its worker; in the journal, with priority err.
 """
 
 import sys
@@ -22,7 +22,7 @@ try:
     service.configure_logging(_cfg)
     service.preflight(_cfg)
 except YurthubError as _e:
-    print(f"yurthub: {_e}", file=sys.stderr)
+    print(service.error_line(_e), file=sys.stderr)
     sys.exit(_EX_CONFIG)
 
 # gthread, one worker, threads, graceful timeout, the worker hooks, stderr logging and
