@@ -119,7 +119,10 @@ def test_what_gunicorns_parser_refuses_is_a_status(worker_factory):
             # more fields than gunicorn's parser takes (32,768), well within 1 MiB
             (b"GET /whoami HTTP/1.1\r\n" + b"a:b\r\n" * 33000 + b"\r\n", 431),
             (b"GET /who ami HTTP/1.1\r\n\r\n", 400),
-            (b"GET /whoami HTTP/1.1\r\nBad Name: x\r\n\r\n", 400)]:
+            (b"GET /whoami HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+            # a length beside chunked: refused at once, not read as a body that never comes
+            (b"GET /whoami HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"
+             b"\r\n\r\n", 400)]:
         with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
             s.sendall(head)
             answer = read_all(s)
@@ -248,6 +251,78 @@ def test_keep_alive_pipelining_and_unread_bodies(worker_factory):
         s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
                   b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_all(s).count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_slow_bodies_hold_no_thread(worker_factory):
+    # Two threads per pool and a minute per body: before the loop read bodies, four
+    # connections sending theirs a byte at a time held every thread of the proxy and of the
+    # hub server (healthz) until they finished; answered or not, the rest was drained.
+    w = worker_factory(threads=2, body_timeout=60)
+    slow = []
+    for port, head in [(w.proxy_port, b"POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n"),
+                       (w.proxy_port, b"GET /whoami HTTP/1.1\r\nContent-Length: 60000\r\n"),
+                       (w.proxy_port, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"),
+                       (w.hub_port, b"GET /whoami HTTP/1.1\r\nContent-Length: 60000\r\n"),
+                       (w.hub_port, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n")]:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(head + b"Host: x\r\n\r\n" + (b"400\r\n" if b"chunked" in head
+                                                     else b"") + b"x" * 10)
+            slow.append(s)
+    try:
+        assert get(w.proxy_port, "/whoami")[0] == 200
+        assert get(w.hub_port, "/whoami")[0] == 200
+        assert get(w.proxy_port, LEASE, "PUT", b"{}")[0] == 200
+        # The slow ones are served whole once their bodies are in.
+        first = slow[0]
+        first.sendall(b"y" * 990)
+        assert status_of(read_response(first))[1]["read"] == 1000
+        chunked = slow[4]
+        chunked.sendall(b"z" * 1014 + b"\r\n0\r\n\r\n")
+        assert status_of(read_response(chunked))[1]["read"] == 1024
+    finally:
+        for s in slow:
+            s.close()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One answer with a Content-Length, the connection kept open."""
+    sock.settimeout(20)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_body_late_or_too_large_gets_a_status(worker_factory):
+    w = worker_factory(body_timeout=1)
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        status, body = status_of(read_all(s))
+    assert status == 408 and body["reason"] == "Timeout" and "body" in body["message"]
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3145729\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        status, body = status_of(read_all(s))
+    assert status == 413 and body["message"] == "Request entity too large: limit is 3145728"
+
+
+def test_expect_100_continue_is_answered_once(worker_factory):
+    w = worker_factory()
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\nConnection: close\r\n\r\n")
+        s.settimeout(20)
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"100 Continue") == 0
+    assert status_of(answer)[1]["read"] == 5
 
 
 def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(worker_factory):

@@ -12,9 +12,11 @@ response writing, the same on gunicorn 20.1 and 2x) and replaces the loop around
   per UID, with a reserve for kubelet's UID) or refuses it with a 429 Status, and reads
   request heads itself, non-blocking, under a deadline (``header_timeout``, 408 after it;
   431 past ``MAX_HEAD``, kube-apiserver's 1 MiB; heads beyond 32 KiB share one budget, 429
-  past it).  A TLS listener's sockets are wrapped here and their handshake
-  is driven by the same loop, non-blocking, under the same deadline.
-- Only a whole head goes to a thread, in one of three pools (``Lane``): the general one
+  past it), then the request's body (``bodies``: within ``body_timeout`` of its head, 408
+  after it; 413 past kube-apiserver's 3 MiB; ``Expect: 100-continue`` answered here), so a
+  client sending it slowly holds no thread.  A TLS listener's sockets are wrapped here and
+  their handshake is driven by the same loop, non-blocking, under the same deadline.
+- Only a whole request goes to a thread, in one of three pools (``Lane``): the general one
   (``threads``), kubelet's node-Lease requests, and the hub server, so neither a flood of
   requests nor every thread held by watches keeps the Lease or healthz waiting.
 - The thread (``serving.ThreadSide``, mixed in) parses the head with gunicorn's parser,
@@ -301,12 +303,20 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             self._unwatch(conn)
             self._submit(conn)
         elif result is Read.MORE:
+            if conn.in_body and not conn.body_timed:
+                # The body has its own deadline from the end of its head: a client sending
+                # it a byte at a time holds a descriptor in the loop for that long, no thread.
+                conn.body_timed = True
+                self._deadline(conn, time.monotonic() + self.settings.body_timeout)
             self._watch(conn, selectors.EVENT_READ)
         elif result is Read.WANT_WRITE:
             self._watch(conn, selectors.EVENT_WRITE)
         elif result is Read.TOO_LARGE:
             conn.send_quietly(limits.head_too_large())
             self._close(conn, "header-too-large")
+        elif result is Read.BODY_TOO_LARGE:
+            conn.send_quietly(limits.body_too_large())
+            self._close(conn, "body-too-large")
         elif result is Read.CROWDED:
             conn.send_quietly(limits.heads_crowded())
             self._close(conn, "large-heads")
@@ -323,7 +333,10 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             _, _, gen, conn = heapq.heappop(heap)
             if gen != conn.generation or conn.state in (State.BUSY, State.CLOSED):
                 continue
-            if conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
+            if conn.state is State.HEAD and conn.in_body:
+                conn.send_quietly(limits.body_timeout(self.settings.body_timeout))
+                self._close(conn, "body-timeout")
+            elif conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
                 conn.send_quietly(limits.head_timeout(self.settings.header_timeout))
                 self._close(conn, "header-timeout")
             elif conn.state is State.HANDSHAKE:

@@ -11,17 +11,19 @@ from enum import Enum
 from http import HTTPStatus
 
 from yurthub.connection import Role
-from yurthub.errors import ApiError, BadRequest, TooManyRequests
+from yurthub.errors import ApiError, BadRequest, RequestEntityTooLarge, TooManyRequests
 from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
+from yurthub.worker.bodies import MAX_BODY
 from yurthub.worker.settings import Limits
 
 # A request head longer than this is refused (431) before any thread sees it: kube-apiserver's
 # (Go's http.Server, MaxHeaderBytes 1 << 20), so a long label selector or a large OIDC token
 # passes here as it passes there.
 MAX_HEAD = 1024 * 1024
-# Every connection may hold a head this long; the bytes of longer heads come out of one
-# budget shared by all connections (``HeadBudget``), so a local process opening connections
-# with 1 MiB heads holds HEAD_BUDGET at most, not MAX_HEAD for each of thousands of slots.
+# Every connection may hold a request (head and body) this long; the bytes of longer ones
+# come out of one budget shared by all connections (``HeadBudget``), so a local process
+# opening connections with 1 MiB heads or 3 MiB bodies holds HEAD_BUDGET at most, not that
+# much for each of thousands of slots.
 SMALL_HEAD = 32 * 1024
 HEAD_BUDGET = 16 * 1024 * 1024
 # gunicorn's parser reads the head the loop accepted: it must not refuse what kube-apiserver
@@ -95,8 +97,8 @@ class Admission:
 
 
 class HeadBudget:
-    """The bytes of request heads beyond ``SMALL_HEAD``, summed over every connection that
-    holds one (read by the loop or parsed by a thread), bounded by ``limit``."""
+    """The bytes of requests (heads and bodies) beyond ``SMALL_HEAD``, summed over every
+    connection that holds one (read by the loop or served by a thread), bounded by ``limit``."""
 
     def __init__(self, limit: int = HEAD_BUDGET) -> None:
         self.limit = limit
@@ -178,6 +180,16 @@ def heads_crowded() -> bytes:
     return canned(TooManyRequests("yurthub: too many large request heads are being read; "
                                   "retry later", details={"retryAfterSeconds": 1}),
                   retry_after=1)
+
+
+def body_too_large() -> bytes:
+    """kube-apiserver's answer to a body over its limit (``MaxRequestBodyBytes``)."""
+    return canned(RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY}"))
+
+
+def body_timeout(seconds: float) -> bytes:
+    return canned(BadRequest(f"yurthub: the request body did not arrive within {seconds:g}s "
+                             "of its head", code=408, reason="Timeout"))
 
 
 def head_timeout(seconds: float) -> bytes:
