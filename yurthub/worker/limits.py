@@ -144,9 +144,24 @@ def lane_for(role: Role, head: bytes | bytearray, uid: int | None, identified: b
         return Lane.GENERAL
     line = bytes(head[:256]).split(b"\r\n", 1)[0]
     parts = line.split(b" ")
-    if len(parts) == 3 and parts[1].startswith(LEASE_PREFIX):
+    if len(parts) == 3 and _heartbeat(parts[0], parts[1]):
         return Lane.LEASE
     return Lane.GENERAL
+
+
+def _heartbeat(method: bytes, target: bytes) -> bool:
+    """A request for one named Lease in kube-node-lease, not a watch, or its creation:
+    kubelet's heartbeat.  A list or a watch of them (any root process's informer) could hold
+    the lane's few threads for as long as it streams, and kubelet's renewals would wait."""
+    if method == b"POST" and target.partition(b"?")[0] == LEASE_PREFIX:
+        return True
+    if not target.startswith(LEASE_PREFIX + b"/"):
+        return False
+    path, _, query = target.partition(b"?")
+    name = path[len(LEASE_PREFIX) + 1:]
+    if not name or b"/" in name:
+        return False
+    return not any(p.split(b"=", 1)[0] == b"watch" for p in query.split(b"&"))
 
 
 def canned(err: ApiError, *, retry_after: int | None = None) -> bytes:

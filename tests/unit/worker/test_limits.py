@@ -94,6 +94,18 @@ LEASE = b"PUT /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1?
     (Role.PROXY, b"GET /api/v1/pods HTTP/1.1\r\n\r\n", KUBELET, True, Lane.GENERAL),
     (Role.PROXY, b"GET /apis/coordination.k8s.io/v1/leases HTTP/1.1\r\n\r\n", KUBELET, True,
      Lane.GENERAL),
+    # Lists and watches of the node leases stream for minutes: they would hold the lane.
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"/n1?", b"?watch=true&"), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"?timeout=10s", b"?watch=1"), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"/n1?timeout=10s", b""), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"/n1?", b"/n1/status?"), KUBELET, True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"?timeout=10s", b""), KUBELET,
+     True, Lane.LEASE),
+    (Role.PROXY, LEASE.replace(b"PUT", b"POST").replace(b"/n1?timeout=10s", b""), KUBELET,
+     True, Lane.LEASE),                                   # kubelet creates its Lease
 ])
 def test_which_pool_serves_a_request(role, head, uid, identified, lane):
     assert limits.lane_for(role, head, uid, identified, KUBELET) is lane
