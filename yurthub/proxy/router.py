@@ -99,6 +99,8 @@ class ProxyApp:
         return response(environ, start_response)
 
     def route(self, ctx: RequestContext) -> Answer:
+        # Offline and shared watches hold a thread as remote ones do: one bound for all.
+        self.remote.check_room(ctx)
         if self.mux is not None:
             # Online and offline alike: the shared state answers, wherever it was fed from.
             shared = self.mux.takes(ctx)
