@@ -148,7 +148,7 @@ def test_large_heads_share_one_budget(worker_factory):
                 answers.append(b"")
         refused = [a for a in answers if a]
         assert refused and all(a.startswith(b"HTTP/1.1 429 ") for a in refused), answers
-        assert len(refused) <= 24 - 16
+        assert len(refused) <= 24 - 8        # one user holds half of the budget
         # Small heads are never refused for it, and the held ones still finish.
         assert get(w.proxy_port, "/whoami")[0] == 200
         waiting = [s for s, a in zip(held, answers, strict=True) if not a]
@@ -158,6 +158,43 @@ def test_large_heads_share_one_budget(worker_factory):
     finally:
         for s in held:
             s.close()
+
+
+_BIG_HEADS = r"""
+import socket, sys
+port = int(sys.argv[1])
+held = []
+for _ in range(18):   # 18 x 868 KiB past the small size: most of the 16 MiB budget
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /whoami HTTP/1.1\r\nX-Big: " + b"a" * (900 << 10))
+    held.append(s)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_one_user_sending_huge_requests_leaves_room_for_the_others(worker_factory):
+    w = worker_factory(header_timeout=120)    # nobody's heads stay for the whole test
+    nobody = spawn_as_nobody(_BIG_HEADS, str(w.proxy_port))
+    try:
+        assert nobody.stdout is not None and nobody.stdout.readline() == "held\n"
+        wait_for(lambda: b"429" not in _post_big(w.proxy_port)[:12], timeout=10,
+                 what="a 2 MiB body from root")
+        assert status_of(_post_big(w.proxy_port))[1]["read"] == 2 << 20
+    finally:
+        nobody.kill()
+        nobody.wait()
+
+
+def _post_big(port: int) -> bytes:
+    """A 2 MiB body; a refusal may reset the connection before the body is all sent."""
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (2 << 20) + b"b" * (2 << 20))
+            return read_all(s)
+    except ConnectionError:
+        return b"HTTP/1.1 429 (reset)"
 
 
 _HOLD = r"""

@@ -68,7 +68,9 @@ class Conn:
         self.lane: Lane | None = None
         self.registered = 0          # selector events registered for (0: none)
         self.heads = heads if heads is not None else HeadBudget()
-        self.charged = 0             # bytes of self.heads this connection's head holds
+        self.charged = 0             # bytes of self.heads this connection's request holds
+        # Whose share of self.heads it is charged to: its peer user (None: not known).
+        self.owner: object = ("uid", info.uid) if info.identified else None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -186,7 +188,7 @@ class Conn:
         return Read.MORE
 
     def _charge(self, size: int) -> bool:
-        charged = self.heads.charge(self.charged, size)
+        charged = self.heads.charge(self.charged, size, self.owner)
         if charged is None:
             return False
         self.charged = charged
@@ -194,7 +196,7 @@ class Conn:
 
     def release_head(self) -> None:
         """The request is served (or the connection closed): its bytes leave the budget."""
-        self.heads.release(self.charged)
+        self.heads.release(self.charged, self.owner)
         self.charged = 0
 
     # -- TLS (loop thread) ----------------------------------------------------------------------

@@ -98,25 +98,37 @@ class Admission:
 
 class HeadBudget:
     """The bytes of requests (heads and bodies) beyond ``SMALL_HEAD``, summed over every
-    connection that holds one (read by the loop or served by a thread), bounded by ``limit``."""
+    connection that holds one (read by the loop or served by a thread), bounded by ``limit``;
+    one peer user's connections together by half of it, so that a process sending huge
+    heads or bodies slowly leaves room for everyone else's (kubelet's node status)."""
 
     def __init__(self, limit: int = HEAD_BUDGET) -> None:
         self.limit = limit
         self.used = 0
+        self.per_owner: Counter[object] = Counter()
 
-    def charge(self, held: int, size: int) -> int | None:
-        """A connection charged ``held`` bytes now holds a head of ``size`` bytes: its new
-        charge, or None when the budget has no room for it (the charge stays ``held``)."""
+    def charge(self, held: int, size: int, owner: object = None) -> int | None:
+        """A connection of ``owner`` (None: not told apart) charged ``held`` bytes now holds
+        a request of ``size`` bytes: its new charge, or None when the budget (or the owner's
+        half) has no room for it (the charge stays ``held``)."""
         want = max(0, size - SMALL_HEAD)
         if want <= held:
             return held
         if self.used + want - held > self.limit:
             return None
+        if owner is not None:
+            if self.per_owner[owner] + want - held > self.limit // 2:
+                return None
+            self.per_owner[owner] += want - held
         self.used += want - held
         return want
 
-    def release(self, held: int) -> None:
+    def release(self, held: int, owner: object = None) -> None:
         self.used -= held
+        if owner is not None and held:
+            self.per_owner[owner] -= held
+            if self.per_owner[owner] <= 0:
+                del self.per_owner[owner]
 
 
 def head_end(buf: bytes | bytearray, searched: int) -> int:

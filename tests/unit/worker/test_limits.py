@@ -156,6 +156,20 @@ def test_heads_beyond_the_small_size_share_one_budget():
     assert budget.used == 0 and budget.charge(0, small + 50) == 50
 
 
+def test_one_user_holds_at_most_half_of_the_budget():
+    budget = limits.HeadBudget(limit=100)
+    small = limits.SMALL_HEAD
+    assert budget.charge(0, small + 40, "nobody") == 40
+    assert budget.charge(0, small + 20, "nobody") is None     # past its half
+    assert budget.charge(0, small + 50, "root") == 50          # the rest is everyone else's
+    budget.release(40, "nobody")
+    assert budget.charge(0, small + 50, "nobody") == 50
+    assert budget.charge(0, small + 10, None) is None          # the budget is full
+    budget.release(50, "root")
+    assert budget.charge(0, small + 50, None) == 50            # not told apart: no half
+    assert budget.per_owner == {"nobody": 50}
+
+
 def test_the_parser_limits_take_what_the_loop_takes():
     # 0 is "no limit" for the request line in gunicorn 20.1 and 2x; a field is given a size
     # (0 means 8190 in 2x), the field count is both versions' maximum.
