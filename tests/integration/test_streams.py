@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client as httpclient
 import json
 import socket
 import time
@@ -189,3 +190,26 @@ def watch_status(hub, path: str) -> bytes:
     with open_watch(hub.proxy_port, path) as sock:
         return first_line(sock)
 
+
+@pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.parametrize("method, upgrade", [("GET", "websocket"), ("POST", "SPDY/3.1")])
+def test_upgrade_requests_get_a_clear_status(sandbox, hub, offline, method, upgrade):
+    """kubectl exec, attach and port-forward ask for a connection upgrade (websocket first,
+    then SPDY).  The hub relays none: forwarded without the hop-by-hop Upgrade header they
+    got the cloud's "Upgrade request required" (the sandbox: 404/405), and offline "pods
+    ... not found"; now each says what is true."""
+    pod = json.loads(hub.get("/api/v1/pods?limit=1")[2])["items"][0]["metadata"]
+    if offline:
+        sandbox.offline()
+        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+                 what="the hub to notice the cloud is gone")
+    path = f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}/exec?command=ls&stdout=1"
+    conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
+    conn.request(method, path, headers={"User-Agent": "kubectl/v1.32.4",
+                                        "Connection": "Upgrade", "Upgrade": upgrade,
+                                        "Sec-WebSocket-Protocol": "v5.channel.k8s.io"})
+    answer = conn.getresponse()
+    doc = json.loads(answer.read())
+    conn.close()
+    assert answer.status == 400 and doc["kind"] == "Status" and doc["reason"] == "BadRequest"
+    assert "does not relay upgraded connections" in doc["message"]
