@@ -349,6 +349,21 @@ def test_a_body_late_or_too_large_gets_a_status(worker_factory):
     assert status == 413 and body["message"] == "Request entity too large: limit is 3145728"
 
 
+def test_a_client_sending_a_refused_body_reads_the_refusal_not_a_reset(worker_factory):
+    # A client (client-go, urllib) sends its whole body before it reads: closed at once,
+    # with its body unread, the socket would reset and the 413 or 429 be lost.
+    w = worker_factory()
+    for head in (b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (4 << 20),
+                 b"GET /whoami HTTP/1.1\r\nX-Big: " + b"a" * (2 << 20)):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        s.connect(("127.0.0.1", w.proxy_port))
+        s.sendall(head + b"b" * (4 << 20))
+        status, body = status_of(read_all(s))
+        s.close()
+        assert status in (413, 431) and body["kind"] == "Status"
+
+
 def test_expect_100_continue_is_answered_once(worker_factory):
     w = worker_factory()
     with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:

@@ -31,6 +31,7 @@ class State(enum.Enum):
     HEAD = "head"             # reading a request head
     IDLE = "idle"             # kept alive, waiting for the next request
     BUSY = "busy"             # a thread has it (queued in a pool, or serving)
+    LINGER = "linger"         # refused: what the client still sends is dropped, then close
     CLOSED = "closed"
 
 
@@ -69,6 +70,7 @@ class Conn:
         self.registered = 0          # selector events registered for (0: none)
         self.heads = heads if heads is not None else HeadBudget()
         self.charged = 0             # bytes of self.heads this connection's request holds
+        self.dropped = 0             # bytes read and dropped after a refusal (LINGER)
         # Whose share of self.heads it is charged to: its peer user (None: not known).
         self.owner: object = ("uid", info.uid) if info.identified else None
 
@@ -214,6 +216,22 @@ class Conn:
         except ssl.SSLWantWriteError:
             return Read.WANT_WRITE
         return Read.COMPLETE
+
+    def discard(self, limit: int) -> bool:
+        """Read and drop what the client still sends (State.LINGER); True once it is done:
+        closed, reset, or past ``limit`` bytes dropped in all."""
+        while True:
+            try:
+                data = self.sock.recv(_RECV)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            except OSError as e:
+                return e.errno not in _AGAIN
+            if not data:
+                return True
+            self.dropped += len(data)
+            if self.dropped > limit:
+                return True
 
     def send_quietly(self, data: bytes) -> None:
         """Best effort, never blocking: an answer sent before closing (a refusal, a 431)."""

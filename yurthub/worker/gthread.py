@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 WORKER_BOOT_ERROR = 3    # gunicorn's arbiter stops when a worker exits with this
 ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
 WARN_EVERY = 10.0        # seconds between two warnings of the loop
+LINGER_SECONDS = 5.0     # a refused client's request still arriving is dropped this long...
+LINGER_BYTES = 8 << 20   # ...and this much at most, before the connection closes
 
 
 class ConnectionStats:
@@ -277,6 +279,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         def event(_fileobj: Any, _mask: int) -> None:
             if conn.state is State.HANDSHAKE:
                 self._step_handshake(conn)
+            elif conn.state is State.LINGER:
+                if conn.discard(LINGER_BYTES):
+                    self._close(conn, None)
             elif conn.state in (State.HEAD, State.IDLE):
                 if conn.state is State.IDLE:
                     conn.state = State.HEAD
@@ -312,16 +317,31 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         elif result is Read.WANT_WRITE:
             self._watch(conn, selectors.EVENT_WRITE)
         elif result is Read.TOO_LARGE:
-            conn.send_quietly(limits.head_too_large())
-            self._close(conn, "header-too-large")
+            self._refuse(conn, limits.head_too_large(), "header-too-large")
         elif result is Read.BODY_TOO_LARGE:
-            conn.send_quietly(limits.body_too_large())
-            self._close(conn, "body-too-large")
+            self._refuse(conn, limits.body_too_large(), "body-too-large")
         elif result is Read.CROWDED:
-            conn.send_quietly(limits.heads_crowded())
-            self._close(conn, "large-heads")
+            self._refuse(conn, limits.heads_crowded(), "large-heads")
         else:
             self._close(conn, None)
+
+    def _refuse(self, conn: Conn, answer: bytes, reason: str) -> None:
+        """Answer a request refused while it still arrives, then close.  Closing a socket
+        with unread bytes sends a reset, which makes the client drop the answer (a client
+        sends its whole body before it reads): so its sending side is shut, and what it
+        still sends is read and dropped for a moment first (nginx's lingering close)."""
+        conn.send_quietly(answer)
+        self.stats.refused[reason] += 1
+        conn.buf.clear()
+        conn.release_head()
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn, None)
+            return
+        conn.state = State.LINGER
+        self._deadline(conn, time.monotonic() + LINGER_SECONDS)
+        self._watch(conn, selectors.EVENT_READ)
 
     def _deadline(self, conn: Conn, when: float) -> None:
         gen = conn.set_deadline(when)
@@ -333,7 +353,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             _, _, gen, conn = heapq.heappop(heap)
             if gen != conn.generation or conn.state in (State.BUSY, State.CLOSED):
                 continue
-            if conn.state is State.HEAD and conn.in_body:
+            if conn.state is State.LINGER:
+                self._close(conn, None)   # the refusal was sent; the client took too long
+            elif conn.state is State.HEAD and conn.in_body:
                 conn.send_quietly(limits.body_timeout(self.settings.body_timeout))
                 self._close(conn, "body-timeout")
             elif conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
