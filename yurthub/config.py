@@ -127,8 +127,8 @@ class Config:
         "connecting (or from the first byte of the next request on a kept-alive connection)",
         metavar="SECONDS")
     client_body_timeout: int = setting(
-        30, v.int_range(1, 3600), "seconds a client may stop sending a request body before it "
-        "is cut off", metavar="SECONDS")
+        30, v.int_range(1, 3600), "seconds a client has to send a whole request body, from "
+        "the end of its head; until then it holds no thread", metavar="SECONDS")
     max_connections: int = setting(
         4096, v.int_range(16, 1_000_000), "open connections to the proxy port; more are refused "
         "with 429 (kubelet's user has a reserve beyond it)", metavar="N")

@@ -10,7 +10,9 @@ web page a browser on the node loads cannot ask for it.
 ``POST`` (or ``PUT``) ``/v1/token`` with ``{"jointoken": "<id>.<secret>"}`` gives the hub a
 new bootstrap token, as YurtHub's does: used when its certificate expired while the old
 token expired too.  The token is checked against cluster-info (JWS and CA pin) before it is
-stored; it never reaches a log or an answer.
+stored; it never reaches a log or an answer.  One is checked at a time (a second gets a 429
+meanwhile): the check asks the cloud, which may take its full timeout when the cloud is
+away, and the port's few threads must stay free for healthz.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -58,6 +61,7 @@ class HubServer:
         self.cache_root = os.path.realpath(cache_root) if cache_root else ""
         self.admin_token = admin_token
         self.update_token = update_token
+        self._token_busy = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -149,6 +153,9 @@ class HubServer:
         if not isinstance(token, str) or not token:
             return Response('could not decode tokens: send {"jointoken": "<id>.<secret>"}\n',
                             status=400, mimetype="text/plain")
+        if not self._token_busy.acquire(blocking=False):
+            return Response("another join token is being checked; retry later\n", status=429,
+                            mimetype="text/plain", headers=[("Retry-After", "5")])
         try:
             self.update_token(token)
         except ConfigError as e:
@@ -160,6 +167,8 @@ class HubServer:
         except YurthubError as e:
             return Response(f"could not update bootstrap token: {e}\n", status=500,
                             mimetype="text/plain")
+        finally:
+            self._token_busy.release()
         log.info("POST /v1/token: a new join token was verified and stored")
         return Response("update bootstrap token successfully\n", mimetype="text/plain")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client as httpclient
 import json
 import socket
 import time
@@ -143,3 +144,72 @@ def test_open_watches_are_counted_by_source_and_released_when_clients_go(sandbox
     wait_for(lambda: hub.metric("yurthub_open_watches", source="local") == 0,
              what="no local watch left")
     assert hub.metric("yurthub_open_watches", source="remote") == 0
+
+
+def first_line(sock: socket.socket) -> bytes:
+    sock.settimeout(20)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/pods?watch=true&timeoutSeconds=600",
+                                  "/api/v1/services?watch=true&timeoutSeconds=600"])
+def test_watches_from_the_cache_and_the_shared_state_are_bounded_too(sandbox, hub_factory,
+                                                                     path):
+    """max_watches bounds every watch, wherever it is served from: offline, each watch from
+    the cache holds a request thread as one from the cloud does (kubelet alone watches one
+    ConfigMap or Secret per reference), and without the bound they took every thread and
+    the hub answered nothing else.  Services come from the multiplexer's shared state."""
+    hub = hub_factory(sandbox.url, extra=["--max-watches", "3"])
+    for listing in ("/api/v1/pods", "/api/v1/services"):
+        assert hub.get(listing)[0] == 200
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+             what="the hub to notice the cloud is gone")
+    for listing in ("/api/v1/pods", "/api/v1/services"):   # committed by the cache writer
+        wait_for(lambda listing=listing: hub.get(listing)[0] == 200, what=f"{listing} cached")
+    held = [open_watch(hub.proxy_port, path) for _ in range(3)]
+    try:
+        assert [first_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 3
+        with open_watch(hub.proxy_port, path) as extra:
+            assert first_line(extra).startswith(b"HTTP/1.1 429 ")
+        assert hub.get("/api/v1/pods")[0] == 200
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: watch_status(hub, path) == b"HTTP/1.1 200 OK",
+             what="room again once the watches ended")
+
+
+def watch_status(hub, path: str) -> bytes:
+    with open_watch(hub.proxy_port, path) as sock:
+        return first_line(sock)
+
+
+@pytest.mark.parametrize("offline", [False, True])
+@pytest.mark.parametrize("method, upgrade", [("GET", "websocket"), ("POST", "SPDY/3.1")])
+def test_upgrade_requests_get_a_clear_status(sandbox, hub, offline, method, upgrade):
+    """kubectl exec, attach and port-forward ask for a connection upgrade (websocket first,
+    then SPDY).  The hub relays none: forwarded without the hop-by-hop Upgrade header they
+    got the cloud's "Upgrade request required" (the sandbox: 404/405), and offline "pods
+    ... not found"; now each says what is true."""
+    pod = json.loads(hub.get("/api/v1/pods?limit=1")[2])["items"][0]["metadata"]
+    if offline:
+        sandbox.offline()
+        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
+                 what="the hub to notice the cloud is gone")
+    path = f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}/exec?command=ls&stdout=1"
+    conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
+    conn.request(method, path, headers={"User-Agent": "kubectl/v1.32.4",
+                                        "Connection": "Upgrade", "Upgrade": upgrade,
+                                        "Sec-WebSocket-Protocol": "v5.channel.k8s.io"})
+    answer = conn.getresponse()
+    doc = json.loads(answer.read())
+    conn.close()
+    assert answer.status == 400 and doc["kind"] == "Status" and doc["reason"] == "BadRequest"
+    assert "does not relay upgraded connections" in doc["message"]

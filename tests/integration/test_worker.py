@@ -119,7 +119,10 @@ def test_what_gunicorns_parser_refuses_is_a_status(worker_factory):
             # more fields than gunicorn's parser takes (32,768), well within 1 MiB
             (b"GET /whoami HTTP/1.1\r\n" + b"a:b\r\n" * 33000 + b"\r\n", 431),
             (b"GET /who ami HTTP/1.1\r\n\r\n", 400),
-            (b"GET /whoami HTTP/1.1\r\nBad Name: x\r\n\r\n", 400)]:
+            (b"GET /whoami HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
+            # a length beside chunked: refused at once, not read as a body that never comes
+            (b"GET /whoami HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"
+             b"\r\n\r\n", 400)]:
         with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
             s.sendall(head)
             answer = read_all(s)
@@ -145,7 +148,7 @@ def test_large_heads_share_one_budget(worker_factory):
                 answers.append(b"")
         refused = [a for a in answers if a]
         assert refused and all(a.startswith(b"HTTP/1.1 429 ") for a in refused), answers
-        assert len(refused) <= 24 - 16
+        assert len(refused) <= 24 - 8        # one user holds half of the budget
         # Small heads are never refused for it, and the held ones still finish.
         assert get(w.proxy_port, "/whoami")[0] == 200
         waiting = [s for s, a in zip(held, answers, strict=True) if not a]
@@ -155,6 +158,43 @@ def test_large_heads_share_one_budget(worker_factory):
     finally:
         for s in held:
             s.close()
+
+
+_BIG_HEADS = r"""
+import socket, sys
+port = int(sys.argv[1])
+held = []
+for _ in range(18):   # 18 x 868 KiB past the small size: most of the 16 MiB budget
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /whoami HTTP/1.1\r\nX-Big: " + b"a" * (900 << 10))
+    held.append(s)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_one_user_sending_huge_requests_leaves_room_for_the_others(worker_factory):
+    w = worker_factory(header_timeout=120)    # nobody's heads stay for the whole test
+    nobody = spawn_as_nobody(_BIG_HEADS, str(w.proxy_port))
+    try:
+        assert nobody.stdout is not None and nobody.stdout.readline() == "held\n"
+        wait_for(lambda: b"429" not in _post_big(w.proxy_port)[:12], timeout=10,
+                 what="a 2 MiB body from root")
+        assert status_of(_post_big(w.proxy_port))[1]["read"] == 2 << 20
+    finally:
+        nobody.kill()
+        nobody.wait()
+
+
+def _post_big(port: int) -> bytes:
+    """A 2 MiB body; a refusal may reset the connection before the body is all sent."""
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n" % (2 << 20) + b"b" * (2 << 20))
+            return read_all(s)
+    except ConnectionError:
+        return b"HTTP/1.1 429 (reset)"
 
 
 _HOLD = r"""
@@ -248,6 +288,93 @@ def test_keep_alive_pipelining_and_unread_bodies(worker_factory):
         s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
                   b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_all(s).count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_slow_bodies_hold_no_thread(worker_factory):
+    # Two threads per pool and a minute per body: before the loop read bodies, four
+    # connections sending theirs a byte at a time held every thread of the proxy and of the
+    # hub server (healthz) until they finished; answered or not, the rest was drained.
+    w = worker_factory(threads=2, body_timeout=60)
+    slow = []
+    for port, head in [(w.proxy_port, b"POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n"),
+                       (w.proxy_port, b"GET /whoami HTTP/1.1\r\nContent-Length: 60000\r\n"),
+                       (w.proxy_port, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"),
+                       (w.hub_port, b"GET /whoami HTTP/1.1\r\nContent-Length: 60000\r\n"),
+                       (w.hub_port, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n")]:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(head + b"Host: x\r\n\r\n" + (b"400\r\n" if b"chunked" in head
+                                                     else b"") + b"x" * 10)
+            slow.append(s)
+    try:
+        assert get(w.proxy_port, "/whoami")[0] == 200
+        assert get(w.hub_port, "/whoami")[0] == 200
+        assert get(w.proxy_port, LEASE, "PUT", b"{}")[0] == 200
+        # The slow ones are served whole once their bodies are in.
+        first = slow[0]
+        first.sendall(b"y" * 990)
+        assert status_of(read_response(first))[1]["read"] == 1000
+        chunked = slow[4]
+        chunked.sendall(b"z" * 1014 + b"\r\n0\r\n\r\n")
+        assert status_of(read_response(chunked))[1]["read"] == 1024
+    finally:
+        for s in slow:
+            s.close()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One answer with a Content-Length, the connection kept open."""
+    sock.settimeout(20)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_body_late_or_too_large_gets_a_status(worker_factory):
+    w = worker_factory(body_timeout=1)
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        status, body = status_of(read_all(s))
+    assert status == 408 and body["reason"] == "Timeout" and "body" in body["message"]
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3145729\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        status, body = status_of(read_all(s))
+    assert status == 413 and body["message"] == "Request entity too large: limit is 3145728"
+
+
+def test_a_client_sending_a_refused_body_reads_the_refusal_not_a_reset(worker_factory):
+    # A client (client-go, urllib) sends its whole body before it reads: closed at once,
+    # with its body unread, the socket would reset and the 413 or 429 be lost.
+    w = worker_factory()
+    for head in (b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (4 << 20),
+                 b"GET /whoami HTTP/1.1\r\nX-Big: " + b"a" * (2 << 20)):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        s.connect(("127.0.0.1", w.proxy_port))
+        s.sendall(head + b"b" * (4 << 20))
+        status, body = status_of(read_all(s))
+        s.close()
+        assert status in (413, 431) and body["kind"] == "Status"
+
+
+def test_expect_100_continue_is_answered_once(worker_factory):
+    w = worker_factory()
+    with socket.create_connection(("127.0.0.1", w.proxy_port)) as s:
+        s.sendall(b"PUT /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\nConnection: close\r\n\r\n")
+        s.settimeout(20)
+        assert s.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.count(b"100 Continue") == 0
+    assert status_of(answer)[1]["read"] == 5
 
 
 def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(worker_factory):

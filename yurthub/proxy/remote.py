@@ -63,14 +63,24 @@ class RemoteProxy:
         self.guard = guard
         self.on_transport_error = on_transport_error
 
+    def check_room(self, ctx: RequestContext) -> None:
+        """429 for a watch (or a followed log) while ``max_watches`` streams hold request
+        threads, from the cloud, the cache or the shared state alike: each holds one for as
+        long as it lasts, and the threads past the bound serve everything else."""
+        info = ctx.info
+        long_lived = info.verb == "watch" or (
+            info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1"))
+        # The hub's own in-process requests (the multiplexer's feed) hold no thread.
+        if long_lived and ctx.client_socket is not None \
+                and self.streams.threads_held() >= self.max_watches:
+            raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
+                                  details={"retryAfterSeconds": 1})
+
     def handle(self, ctx: RequestContext) -> Answer:
         info = ctx.info
         watch = info.verb == "watch"
         # Only pods/log streams with follow=true (parsing the query costs every request).
         follow = info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1")
-        if watch and self.streams.count() >= self.max_watches:
-            raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
-                                  details={"retryAfterSeconds": 1})
         if self.streams.shutting_down.is_set():
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
         # Before anything is sent: until the filter configuration is known, a request some

@@ -74,7 +74,7 @@ class OpenStream:
         if sock is not None:
             sock.settimeout(registry.send_timeout)
         if long_lived:
-            registry.add(stream)
+            registry.add(stream, holds_thread=sock is not None)
             if sock is not None:
                 self._token = registry.watchdog.watch(
                     sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
@@ -115,6 +115,9 @@ class StreamRegistry:
         self.metrics = metrics
         self.send_timeout = send_timeout
         self._streams: set[Stream] = set()
+        # Those serving a client's connection, each on a request thread (an in-process
+        # request, the multiplexer's own watch, holds none).
+        self._threaded: set[Stream] = set()
         self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
@@ -141,13 +144,21 @@ class StreamRegistry:
         with self._lock:
             return dict(self._watches)
 
-    def add(self, stream: Stream) -> None:
+    def add(self, stream: Stream, *, holds_thread: bool = False) -> None:
         with self._lock:
             self._streams.add(stream)
+            if holds_thread:
+                self._threaded.add(stream)
 
     def remove(self, stream: Stream) -> None:
         with self._lock:
             self._streams.discard(stream)
+            self._threaded.discard(stream)
+
+    def threads_held(self) -> int:
+        """Open streams that each hold a request thread (what ``max_watches`` bounds)."""
+        with self._lock:
+            return len(self._threaded)
 
     def count(self, source: str | None = None) -> int:
         with self._lock:

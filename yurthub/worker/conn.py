@@ -1,9 +1,10 @@
 """One client connection in the worker's loop: its state, its request head being read, its
 deadline, and the non-blocking TLS handshake of a wrapped listener.
 
-A connection takes a thread only once its whole request head has arrived.  Until then it
-lives here, read by the loop thread with non-blocking ``recv``: an idle or slow client costs
-a descriptor and a small buffer, never a thread.
+A connection takes a thread only once its whole request has arrived: its head, then its
+body (``bodies``: a length or chunked, at most kube-apiserver's 3 MiB).  Until then it lives
+here, read by the loop thread with non-blocking ``recv``: an idle or slow client costs a
+descriptor and a buffer (bytes beyond ``SMALL_HEAD`` charged to one budget), never a thread.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import ssl
 from typing import Any
 
 from yurthub.connection import ConnectionInfo
+from yurthub.worker import bodies
+from yurthub.worker.bodies import Framing
 from yurthub.worker.limits import MAX_HEAD, HeadBudget, Lane, head_end, skip_empty_lines
 from yurthub.worker.settings import ListenerSpec
 
 _RECV = 64 * 1024
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class State(enum.Enum):
@@ -28,15 +32,17 @@ class State(enum.Enum):
     HEAD = "head"             # reading a request head
     IDLE = "idle"             # kept alive, waiting for the next request
     BUSY = "busy"             # a thread has it (queued in a pool, or serving)
+    LINGER = "linger"         # refused: what the client still sends is dropped, then close
     CLOSED = "closed"
 
 
 class Read(enum.Enum):
     MORE = "more"             # wait for more bytes
-    COMPLETE = "complete"     # the head is whole: hand the connection to a thread
+    COMPLETE = "complete"     # the request is whole: hand the connection to a thread
     CLOSED = "closed"         # the client closed (or reset) the connection
     TOO_LARGE = "too-large"   # the head outgrew MAX_HEAD
-    CROWDED = "crowded"       # the head outgrew SMALL_HEAD and the HeadBudget is spent
+    CROWDED = "crowded"       # the request outgrew SMALL_HEAD and the HeadBudget is spent
+    BODY_TOO_LARGE = "body-too-large"  # the body is longer than bodies.MAX_BODY
     WANT_WRITE = "want-write"  # TLS needs to write before it can read
     TLS_HELLO = "tls-hello"   # a TLS handshake on a plain listener (an https:// client)
 
@@ -55,13 +61,20 @@ class Conn:
         self.state = State.HEAD
         self.buf = bytearray()
         self._searched = 0
-        self.head_len = 0
+        self.head_len = 0            # the head's length once it is whole (0: not yet)
+        self.framing = Framing()     # its body, once the head is whole
+        self._chunk_at = 0           # where the walk of a chunked body resumes
+        self.in_body = False         # the head is whole, the body still arriving
+        self.body_timed = False      # the body's deadline is set
         self.deadline = 0.0
         self.generation = 0          # bumped whenever the deadline changes
         self.lane: Lane | None = None
         self.registered = 0          # selector events registered for (0: none)
         self.heads = heads if heads is not None else HeadBudget()
-        self.charged = 0             # bytes of self.heads this connection's head holds
+        self.charged = 0             # bytes of self.heads this connection's request holds
+        self.dropped = 0             # bytes read and dropped after a refusal (LINGER)
+        # Whose share of self.heads it is charged to: its peer user (None: not known).
+        self.owner: object = ("uid", info.uid) if info.identified else None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -107,42 +120,92 @@ class Conn:
                 return Read.MORE
 
     def take_buffer(self) -> bytes:
-        """The bytes read so far (the head, and whatever followed it); the buffer empties."""
+        """The bytes read so far (the request, and whatever followed it); the buffer empties."""
         data = bytes(self.buf)
         self.buf.clear()
+        self._restart()
+        return data
+
+    def _restart(self) -> None:
         self._searched = 0
         self.head_len = 0
-        return data
+        self.framing = Framing()
+        self._chunk_at = 0
+        self.in_body = self.body_timed = False
 
     def refill(self, data: bytes) -> Read:
         """Bytes a thread read past the end of its request (a pipelined next request)."""
         self.buf[:] = data
-        self._searched = 0
+        self._restart()
         skip_empty_lines(self.buf)
         if not self.buf:
             return Read.MORE
         return self._measure()
 
     def _measure(self) -> Read:
-        """Where the head in ``buf`` stands: whole, too large, or more to come; its bytes
+        """Where the request in ``buf`` stands: whole, too large, or more to come; its bytes
         beyond SMALL_HEAD are charged to the shared budget (CROWDED when it has no room)."""
-        end = head_end(self.buf, self._searched)
-        size = end if end >= 0 else len(self.buf)
-        if size > MAX_HEAD:
-            return Read.TOO_LARGE
-        charged = self.heads.charge(self.charged, size)
-        if charged is None:
+        if not self.head_len:
+            end = head_end(self.buf, self._searched)
+            size = end if end >= 0 else len(self.buf)
+            if size > MAX_HEAD:
+                return Read.TOO_LARGE
+            if not self._charge(size):
+                return Read.CROWDED
+            if end < 0:
+                self._searched = len(self.buf)
+                return Read.MORE
+            self._head_done(end)
+        return self._measure_body()
+
+    def _head_done(self, end: int) -> None:
+        self.head_len = end
+        self.framing = bodies.framing(self.buf[:end])
+        self._chunk_at = end
+        if self.framing.expects:
+            # Answered here, so the client sends its body to the loop; gunicorn must not
+            # answer it again once the body is there.
+            head = bodies.without_expect(self.buf[:end])
+            self.buf[:end] = head
+            self.head_len = self._chunk_at = len(head)
+            if len(self.buf) == self.head_len and self.framing.length <= bodies.MAX_BODY:
+                self.send_quietly(CONTINUE)
+
+    def _measure_body(self) -> Read:
+        f = self.framing
+        if f.unknown or not f.has_body:
+            return Read.COMPLETE   # no body, or framing only gunicorn's parser may judge
+        if f.chunked:
+            end, self._chunk_at = bodies.chunked_end(self.buf, self._chunk_at)
+            if end == bodies.UNKNOWN:
+                return Read.COMPLETE   # gunicorn's parser answers the bad framing
+            reach = end if end >= 0 else max(len(self.buf),
+                                              bodies.chunked_declared(self.buf, self._chunk_at))
+            # Framing bytes, not the body's: a little more than the decoded body's limit.
+            if reach - self.head_len > 2 * bodies.MAX_BODY:
+                return Read.BODY_TOO_LARGE
+        else:
+            if f.length > bodies.MAX_BODY:
+                return Read.BODY_TOO_LARGE
+            end = self.head_len + f.length
+        if not self._charge(min(len(self.buf), end) if end >= 0 else len(self.buf)):
             return Read.CROWDED
-        self.charged = charged
-        if end >= 0:
-            self.head_len = end
+        if 0 <= end <= len(self.buf):
+            self.in_body = False
             return Read.COMPLETE
-        self._searched = len(self.buf)
+        self.in_body = True
         return Read.MORE
 
+    def _charge(self, size: int) -> bool:
+        charged = self.heads.charge(self.charged, size, self.owner)
+        if charged is None:
+            return False
+        self.charged = charged
+        return True
+
     def release_head(self) -> None:
-        """The head is served (or the connection closed): its bytes leave the budget."""
-        self.heads.release(self.charged)
+        """The request is served (or the connection closed): its bytes leave the budget."""
+        self.heads.release(self.charged, self.owner)
         self.charged = 0
 
     # -- TLS (loop thread) ----------------------------------------------------------------------
@@ -160,6 +223,22 @@ class Conn:
         except ssl.SSLWantWriteError:
             return Read.WANT_WRITE
         return Read.COMPLETE
+
+    def discard(self, limit: int) -> bool:
+        """Read and drop what the client still sends (State.LINGER); True once it is done:
+        closed, reset, or past ``limit`` bytes dropped in all."""
+        while True:
+            try:
+                data = self.sock.recv(_RECV)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            except OSError as e:
+                return e.errno not in _AGAIN
+            if not data:
+                return True
+            self.dropped += len(data)
+            if self.dropped > limit:
+                return True
 
     def send_quietly(self, data: bytes) -> None:
         """Best effort, never blocking: an answer sent before closing (a refusal, a 431)."""

@@ -12,9 +12,11 @@ response writing, the same on gunicorn 20.1 and 2x) and replaces the loop around
   per UID, with a reserve for kubelet's UID) or refuses it with a 429 Status, and reads
   request heads itself, non-blocking, under a deadline (``header_timeout``, 408 after it;
   431 past ``MAX_HEAD``, kube-apiserver's 1 MiB; heads beyond 32 KiB share one budget, 429
-  past it).  A TLS listener's sockets are wrapped here and their handshake
-  is driven by the same loop, non-blocking, under the same deadline.
-- Only a whole head goes to a thread, in one of three pools (``Lane``): the general one
+  past it), then the request's body (``bodies``: within ``body_timeout`` of its head, 408
+  after it; 413 past kube-apiserver's 3 MiB; ``Expect: 100-continue`` answered here), so a
+  client sending it slowly holds no thread.  A TLS listener's sockets are wrapped here and
+  their handshake is driven by the same loop, non-blocking, under the same deadline.
+- Only a whole request goes to a thread, in one of three pools (``Lane``): the general one
   (``threads``), kubelet's node-Lease requests, and the hub server, so neither a flood of
   requests nor every thread held by watches keeps the Lease or healthz waiting.
 - The thread (``serving.ThreadSide``, mixed in) parses the head with gunicorn's parser,
@@ -64,6 +66,8 @@ ACCEPT_BATCH = 64        # connections accepted per wake-up of a listener
 WARN_EVERY = 10.0        # seconds between two warnings of the loop
 # OpenSSL's reasons for a plain GET, POST, HEAD, PUT or CONNECT where a ClientHello was due
 _PLAIN_HTTP = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
+LINGER_SECONDS = 5.0     # a refused client's request still arriving is dropped this long...
+LINGER_BYTES = 8 << 20   # ...and this much at most, before the connection closes
 
 
 class ConnectionStats:
@@ -277,6 +281,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         def event(_fileobj: Any, _mask: int) -> None:
             if conn.state is State.HANDSHAKE:
                 self._step_handshake(conn)
+            elif conn.state is State.LINGER:
+                if conn.discard(LINGER_BYTES):
+                    self._close(conn, None)
             elif conn.state in (State.HEAD, State.IDLE):
                 if conn.state is State.IDLE:
                     conn.state = State.HEAD
@@ -305,20 +312,43 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             self._unwatch(conn)
             self._submit(conn)
         elif result is Read.MORE:
+            if conn.in_body and not conn.body_timed:
+                # The body has its own deadline from the end of its head: a client sending
+                # it a byte at a time holds a descriptor in the loop for that long, no thread.
+                conn.body_timed = True
+                self._deadline(conn, time.monotonic() + self.settings.body_timeout)
             self._watch(conn, selectors.EVENT_READ)
         elif result is Read.WANT_WRITE:
             self._watch(conn, selectors.EVENT_WRITE)
         elif result is Read.TOO_LARGE:
-            conn.send_quietly(limits.head_too_large())
-            self._close(conn, "header-too-large")
+            self._refuse(conn, limits.head_too_large(), "header-too-large")
+        elif result is Read.BODY_TOO_LARGE:
+            self._refuse(conn, limits.body_too_large(), "body-too-large")
         elif result is Read.CROWDED:
-            conn.send_quietly(limits.heads_crowded())
-            self._close(conn, "large-heads")
+            self._refuse(conn, limits.heads_crowded(), "large-heads")
         elif result is Read.TLS_HELLO:
             conn.send_quietly(limits.tls_on_plain_http())
             self._close(conn, None)
         else:
             self._close(conn, None)
+
+    def _refuse(self, conn: Conn, answer: bytes, reason: str) -> None:
+        """Answer a request refused while it still arrives, then close.  Closing a socket
+        with unread bytes sends a reset, which makes the client drop the answer (a client
+        sends its whole body before it reads): so its sending side is shut, and what it
+        still sends is read and dropped for a moment first (nginx's lingering close)."""
+        conn.send_quietly(answer)
+        self.stats.refused[reason] += 1
+        conn.buf.clear()
+        conn.release_head()
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn, None)
+            return
+        conn.state = State.LINGER
+        self._deadline(conn, time.monotonic() + LINGER_SECONDS)
+        self._watch(conn, selectors.EVENT_READ)
 
     def _deadline(self, conn: Conn, when: float) -> None:
         gen = conn.set_deadline(when)
@@ -330,7 +360,12 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             _, _, gen, conn = heapq.heappop(heap)
             if gen != conn.generation or conn.state in (State.BUSY, State.CLOSED):
                 continue
-            if conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
+            if conn.state is State.LINGER:
+                self._close(conn, None)   # the refusal was sent; the client took too long
+            elif conn.state is State.HEAD and conn.in_body:
+                conn.send_quietly(limits.body_timeout(self.settings.body_timeout))
+                self._close(conn, "body-timeout")
+            elif conn.state is State.HEAD and (conn.buf or conn.info.requests == 0):
                 conn.send_quietly(limits.head_timeout(self.settings.header_timeout))
                 self._close(conn, "header-timeout")
             elif conn.state is State.HANDSHAKE:

@@ -11,17 +11,19 @@ from enum import Enum
 from http import HTTPStatus
 
 from yurthub.connection import Role
-from yurthub.errors import ApiError, BadRequest, TooManyRequests
+from yurthub.errors import ApiError, BadRequest, RequestEntityTooLarge, TooManyRequests
 from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
+from yurthub.worker.bodies import MAX_BODY
 from yurthub.worker.settings import Limits
 
 # A request head longer than this is refused (431) before any thread sees it: kube-apiserver's
 # (Go's http.Server, MaxHeaderBytes 1 << 20), so a long label selector or a large OIDC token
 # passes here as it passes there.
 MAX_HEAD = 1024 * 1024
-# Every connection may hold a head this long; the bytes of longer heads come out of one
-# budget shared by all connections (``HeadBudget``), so a local process opening connections
-# with 1 MiB heads holds HEAD_BUDGET at most, not MAX_HEAD for each of thousands of slots.
+# Every connection may hold a request (head and body) this long; the bytes of longer ones
+# come out of one budget shared by all connections (``HeadBudget``), so a local process
+# opening connections with 1 MiB heads or 3 MiB bodies holds HEAD_BUDGET at most, not that
+# much for each of thousands of slots.
 SMALL_HEAD = 32 * 1024
 HEAD_BUDGET = 16 * 1024 * 1024
 # gunicorn's parser reads the head the loop accepted: it must not refuse what kube-apiserver
@@ -95,26 +97,38 @@ class Admission:
 
 
 class HeadBudget:
-    """The bytes of request heads beyond ``SMALL_HEAD``, summed over every connection that
-    holds one (read by the loop or parsed by a thread), bounded by ``limit``."""
+    """The bytes of requests (heads and bodies) beyond ``SMALL_HEAD``, summed over every
+    connection that holds one (read by the loop or served by a thread), bounded by ``limit``;
+    one peer user's connections together by half of it, so that a process sending huge
+    heads or bodies slowly leaves room for everyone else's (kubelet's node status)."""
 
     def __init__(self, limit: int = HEAD_BUDGET) -> None:
         self.limit = limit
         self.used = 0
+        self.per_owner: Counter[object] = Counter()
 
-    def charge(self, held: int, size: int) -> int | None:
-        """A connection charged ``held`` bytes now holds a head of ``size`` bytes: its new
-        charge, or None when the budget has no room for it (the charge stays ``held``)."""
+    def charge(self, held: int, size: int, owner: object = None) -> int | None:
+        """A connection of ``owner`` (None: not told apart) charged ``held`` bytes now holds
+        a request of ``size`` bytes: its new charge, or None when the budget (or the owner's
+        half) has no room for it (the charge stays ``held``)."""
         want = max(0, size - SMALL_HEAD)
         if want <= held:
             return held
         if self.used + want - held > self.limit:
             return None
+        if owner is not None:
+            if self.per_owner[owner] + want - held > self.limit // 2:
+                return None
+            self.per_owner[owner] += want - held
         self.used += want - held
         return want
 
-    def release(self, held: int) -> None:
+    def release(self, held: int, owner: object = None) -> None:
         self.used -= held
+        if owner is not None and held:
+            self.per_owner[owner] -= held
+            if self.per_owner[owner] <= 0:
+                del self.per_owner[owner]
 
 
 def head_end(buf: bytes | bytearray, searched: int) -> int:
@@ -142,9 +156,24 @@ def lane_for(role: Role, head: bytes | bytearray, uid: int | None, identified: b
         return Lane.GENERAL
     line = bytes(head[:256]).split(b"\r\n", 1)[0]
     parts = line.split(b" ")
-    if len(parts) == 3 and parts[1].startswith(LEASE_PREFIX):
+    if len(parts) == 3 and _heartbeat(parts[0], parts[1]):
         return Lane.LEASE
     return Lane.GENERAL
+
+
+def _heartbeat(method: bytes, target: bytes) -> bool:
+    """A request for one named Lease in kube-node-lease, not a watch, or its creation:
+    kubelet's heartbeat.  A list or a watch of them (any root process's informer) could hold
+    the lane's few threads for as long as it streams, and kubelet's renewals would wait."""
+    if method == b"POST" and target.partition(b"?")[0] == LEASE_PREFIX:
+        return True
+    if not target.startswith(LEASE_PREFIX + b"/"):
+        return False
+    path, _, query = target.partition(b"?")
+    name = path[len(LEASE_PREFIX) + 1:]
+    if not name or b"/" in name:
+        return False
+    return not any(p.split(b"=", 1)[0] == b"watch" for p in query.split(b"&"))
 
 
 def canned(err: ApiError, *, retry_after: int | None = None) -> bytes:
@@ -178,6 +207,16 @@ def heads_crowded() -> bytes:
     return canned(TooManyRequests("yurthub: too many large request heads are being read; "
                                   "retry later", details={"retryAfterSeconds": 1}),
                   retry_after=1)
+
+
+def body_too_large() -> bytes:
+    """kube-apiserver's answer to a body over its limit (``MaxRequestBodyBytes``)."""
+    return canned(RequestEntityTooLarge(f"Request entity too large: limit is {MAX_BODY}"))
+
+
+def body_timeout(seconds: float) -> bytes:
+    return canned(BadRequest(f"yurthub: the request body did not arrive within {seconds:g}s "
+                             "of its head", code=408, reason="Timeout"))
 
 
 def head_timeout(seconds: float) -> bytes:

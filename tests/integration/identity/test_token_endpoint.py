@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 from cryptography import x509
@@ -90,3 +91,26 @@ def test_a_posted_token_with_a_newline_is_stored_and_sent_without_it(cluster, tm
     status, _ = Bootstrap(cfg, files, cfg.server_addr).client().request(
         "GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests")
     assert status == 200
+
+
+def test_join_tokens_are_checked_one_at_a_time_and_healthz_stays_free(cluster, joining_hub):
+    """Checking a join token asks the cloud; with the cloud stalled each check took its full
+    timeout, one after another, and any local process posting a few tokens held every
+    thread of the hub server: healthz waited behind them.  A second token while one is being
+    checked gets a 429 at once."""
+    hub = joining_hub()
+    cluster.stall_next(20, match="cluster-info")
+    answers: list[int] = []
+    posts = [threading.Thread(target=lambda: answers.append(
+        _post_token(hub, {"jointoken": NEW_TOKEN})[0])) for _ in range(8)]
+    try:
+        for t in posts:
+            t.start()
+        wait_for(lambda: answers.count(429) == 7, 10, "the other tokens refused at once")
+        status, _, body = http(hub.hub_url + "/v1/healthz", timeout=5)
+        assert (status, body) == (200, b"OK")
+    finally:
+        cluster.release()
+        for t in posts:
+            t.join()
+    assert answers.count(429) == 7 and len(answers) == 8

@@ -94,6 +94,18 @@ LEASE = b"PUT /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1?
     (Role.PROXY, b"GET /api/v1/pods HTTP/1.1\r\n\r\n", KUBELET, True, Lane.GENERAL),
     (Role.PROXY, b"GET /apis/coordination.k8s.io/v1/leases HTTP/1.1\r\n\r\n", KUBELET, True,
      Lane.GENERAL),
+    # Lists and watches of the node leases stream for minutes: they would hold the lane.
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"/n1?", b"?watch=true&"), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"?timeout=10s", b"?watch=1"), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"/n1?timeout=10s", b""), KUBELET,
+     True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"/n1?", b"/n1/status?"), KUBELET, True, Lane.GENERAL),
+    (Role.PROXY, LEASE.replace(b"PUT", b"GET").replace(b"?timeout=10s", b""), KUBELET,
+     True, Lane.LEASE),
+    (Role.PROXY, LEASE.replace(b"PUT", b"POST").replace(b"/n1?timeout=10s", b""), KUBELET,
+     True, Lane.LEASE),                                   # kubelet creates its Lease
 ])
 def test_which_pool_serves_a_request(role, head, uid, identified, lane):
     assert limits.lane_for(role, head, uid, identified, KUBELET) is lane
@@ -142,6 +154,20 @@ def test_heads_beyond_the_small_size_share_one_budget():
     assert budget.charge(90, small + 10) == 90                          # never shrinks by itself
     budget.release(90)
     assert budget.used == 0 and budget.charge(0, small + 50) == 50
+
+
+def test_one_user_holds_at_most_half_of_the_budget():
+    budget = limits.HeadBudget(limit=100)
+    small = limits.SMALL_HEAD
+    assert budget.charge(0, small + 40, "nobody") == 40
+    assert budget.charge(0, small + 20, "nobody") is None     # past its half
+    assert budget.charge(0, small + 50, "root") == 50          # the rest is everyone else's
+    budget.release(40, "nobody")
+    assert budget.charge(0, small + 50, "nobody") == 50
+    assert budget.charge(0, small + 10, None) is None          # the budget is full
+    budget.release(50, "root")
+    assert budget.charge(0, small + 50, None) == 50            # not told apart: no half
+    assert budget.per_owner == {"nobody": 50}
 
 
 def test_the_parser_limits_take_what_the_loop_takes():
