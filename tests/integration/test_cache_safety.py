@@ -154,15 +154,23 @@ def test_kill_9_during_heavy_commits_leaves_no_torn_or_leftover_files(sandbox, h
     wait_for(lambda: len(objects(cache)) == 1506, timeout=30, what="a whole list after all")
 
 
+NOT_FOUND = b'{"kind":"Status","apiVersion":"v1","code":404}'
+
+
 class _Crafted(BaseHTTPRequestHandler):
     """A misbehaving apiserver: objects whose names try to leave the cache root."""
 
     protocol_version = "HTTP/1.1"
     bodies: dict[str, bytes] = {}
 
+    def answer(self) -> tuple[int, bytes]:
+        if self.path in self.bodies:
+            return 200, self.bodies[self.path]
+        return 404, NOT_FOUND
+
     def do_GET(self) -> None:
-        body = self.bodies.get(self.path, b'{"kind":"Status","apiVersion":"v1","code":404}')
-        self.send_response(200 if self.path in self.bodies else 404)
+        status, body = self.answer()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -236,34 +244,24 @@ def _nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-class _Deep(BaseHTTPRequestHandler):
+class _Deep(_Crafted):
     """An apiserver that serves objects nested deeper than Python's decoders recurse
     (kube-apiserver keeps up to 10,000 levels in a custom resource that preserves unknown
     fields): the hub's own ConfigMap list, and a list of custom resources."""
 
-    protocol_version = "HTTP/1.1"
     widgets = b""
 
-    def do_GET(self) -> None:
+    def answer(self) -> tuple[int, bytes]:
         if "watch=" in self.path:
-            body, status = b'{"kind":"Status","apiVersion":"v1","code":404}', 404
-        elif self.path.startswith("/api/v1/namespaces/kube-system/configmaps"):
-            body, status = (b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":'
-                            b'{"resourceVersion":"9"},"items":[{"metadata":{"name":'
-                            b'"yurt-hub-cfg","namespace":"kube-system","resourceVersion":"8"},'
-                            b'"data":{"x":' + _nested(4000).encode() + b'}}]}'), 200
-        elif self.path.startswith("/apis/example.com/v1/namespaces/default/widgets"):
-            body, status = self.widgets, 200
-        else:
-            body, status = b'{"kind":"Status","apiVersion":"v1","code":404}', 404
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+            return 404, NOT_FOUND
+        if self.path.startswith("/api/v1/namespaces/kube-system/configmaps"):
+            return 200, (b'{"kind":"ConfigMapList","apiVersion":"v1","metadata":'
+                         b'{"resourceVersion":"9"},"items":[{"metadata":{"name":'
+                         b'"yurt-hub-cfg","namespace":"kube-system","resourceVersion":"8"},'
+                         b'"data":{"x":' + _nested(4000).encode() + b'}}]}')
+        if self.path.startswith("/apis/example.com/v1/namespaces/default/widgets"):
+            return 200, self.widgets
+        return 404, NOT_FOUND
 
 
 @pytest.mark.parametrize("depth", [1500, 6000])

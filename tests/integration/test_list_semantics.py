@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.test_mux import SVC, service, watch_lines
@@ -118,35 +120,15 @@ def test_timeout_seconds_zero_is_unset_offline(sandbox, hub_factory):
     assert time.monotonic() - started > 1.5
 
 
-def test_list_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory):
+@pytest.mark.parametrize("queries", [BAD_OPTIONS, BAD_WATCH_OPTIONS], ids=["list", "watch"])
+def test_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory, queries):
     hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
     assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
-    for q in BAD_OPTIONS:
+    for q in queries:
         cloud = outcome(sandbox.url, f"{SVC}?{q}")
         assert cloud[0] in (400, 422), (q, cloud)
         assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
         assert outcome(hub.url, f"{PODS}&{q}") == outcome(sandbox.url, f"{PODS}&{q}"), q
-
-
-def test_watch_options_are_checked_as_the_cloud_checks_them(sandbox, hub_factory):
-    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
-    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
-    for q in BAD_WATCH_OPTIONS:
-        cloud = outcome(sandbox.url, f"{SVC}?{q}")
-        assert cloud[0] in (400, 422), (q, cloud)
-        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == cloud, q  # multiplexer
-
-
-def test_watch_options_are_checked_offline(sandbox, hub_factory):
-    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
-    assert hub.get(PODS)[0] == 200
-    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
-    online = {q: outcome(sandbox.url, f"{PODS}&{q}") for q in BAD_WATCH_OPTIONS}
-    sandbox.offline()
-    healthy(hub, False)
-    for q in BAD_WATCH_OPTIONS:
-        assert outcome(hub.url, f"{PODS}&{q}") == online[q], q
-        assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1") == online[q], q
 
 
 def test_list_options_are_checked_offline(sandbox, hub_factory):
