@@ -22,6 +22,7 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.policy import CACHED_SUBRESOURCES
 from yurthub.cache.reader import Freshness
 from yurthub.cache.views import CollectionState, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
@@ -93,7 +94,7 @@ class LocalProxy:
         info = ctx.info
         if not info.is_resource_request:
             return ctx.method in ("GET", "HEAD") and self.cache.is_discovery_path(info.path)
-        return info.verb in ("get", "list", "watch")
+        return info.verb in ("get", "list", "watch") and info.subresource in CACHED_SUBRESOURCES
 
     def takes_write(self, ctx: RequestContext) -> bool:
         """A write the cache applies while the cloud is away (this node's own truth, node
@@ -140,6 +141,13 @@ class LocalProxy:
         self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, verb), "cache",
                                      "-").inc()
         log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
+        if verb in ("get", "list", "watch") and info.subresource not in CACHED_SUBRESOURCES:
+            # A pod's log, a node's proxy, a scale: none is the object the cache holds, and
+            # its answer was never cached (kubectl would print the Pod as the log).
+            raise ServiceUnavailable(
+                f"the cloud is unreachable: {info.resource}/{info.subresource} is not served "
+                "from the yurthub cache; retry when the cloud is back",
+                details={"retryAfterSeconds": 5})
         if verb == "get":
             return self._get(ctx)
         if verb == "list":
