@@ -12,6 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.fixtures.kubectl import Kubectl
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 OPERATOR = "edge-operator/1.0"
 COLUMNS = ("custom-columns=NS:.metadata.namespace,NAME:.metadata.name,"
@@ -153,3 +154,30 @@ def test_discovery_and_version_are_served_offline(sandbox, edge_hub):
         status, headers, got = edge_hub.get(path, ua="coredns/1.11")
         assert status == 200 and json.loads(got) == json.loads(body), path
         assert "yurthub cache" in headers.get("Warning", "")
+
+
+def test_a_watch_list_offline_ends_its_initial_events_with_the_bookmark(sandbox, edge_hub):
+    """client-go's watch-list (sendInitialEvents=true) waits for the BOOKMARK annotated
+    ``k8s.io/initial-events-end`` before it counts as synced: offline, from the cache, it
+    comes right after the cached state, as kube-apiserver sends it."""
+    listing = api(edge_hub).list_pod_for_all_namespaces()
+    cached = {p.metadata.name for p in listing.items}
+    go_offline(sandbox, edge_hub)
+
+    def events(query: str) -> list[tuple[str, dict]]:
+        status, _, raw = http(f"{edge_hub.url}/api/v1/pods?watch=true&timeoutSeconds=1&"
+                              f"allowWatchBookmarks=true&{query}",
+                              headers={"User-Agent": OPERATOR})
+        assert status == 200, raw
+        return [(e["type"], e["object"]) for e in map(json.loads, raw.splitlines())]
+
+    for rv in ("", listing.metadata.resource_version):
+        got = events(f"sendInitialEvents=true&resourceVersionMatch=NotOlderThan&"
+                     f"resourceVersion={rv}")
+        assert {o["metadata"]["name"] for t, o in got if t == "ADDED"} == cached, rv
+        ends = [i for i, (t, o) in enumerate(got) if t == "BOOKMARK" and (
+            o["metadata"].get("annotations") or {}).get("k8s.io/initial-events-end") == "true"]
+        assert ends == [len(cached)], (rv, got[len(cached):])
+    # sendInitialEvents=false: only what happens from now on, no state.
+    got = events("sendInitialEvents=false&resourceVersionMatch=NotOlderThan")
+    assert [t for t, _ in got if t != "BOOKMARK"] == []

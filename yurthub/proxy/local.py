@@ -62,7 +62,7 @@ from yurthub.kube.status import not_found_message, resource_details, status_obje
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
-from yurthub.proxy.localwatch import LocalWatch, bookmark_event
+from yurthub.proxy.localwatch import LocalWatch, bookmark_event, watch_start
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.proxy.tables import LocalTables, requested_table
 
@@ -289,10 +289,13 @@ class LocalProxy:
         if outdated is not None:
             return outdated
         chain = self._chain(ctx)
+        initial = info.send_initial_events
+        if initial and not info.allow_watch_bookmarks:
+            raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
         try:
-            start = self.reader.watch_start(ck, rt, want, info.resource_version)
+            start = watch_start(self.reader, ck, rt, want, info.resource_version, initial)
         except ApiError as e:
-            if e.code != 410:
+            if e.code not in (410, 504):
                 raise
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
             return Response([line], status=200, content_type=JSON,
@@ -302,12 +305,16 @@ class LocalProxy:
                 (ctx.component, info.api_group, info.resource)) if self.filters else None)
             events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
             start.events = [e for e in events if e is not None]
-        bookmark = None
+        bookmark = end_initial = None
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
             bookmark = bookmark_event(kind, info.group_version, start.resource_version)
+            if initial:
+                end_initial = bookmark_event(kind, info.group_version, start.resource_version,
+                                             initial_end=True)
         stream: Any = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
-                                 bookmark_interval=self.bookmark_interval, view=view)
+                                 bookmark_interval=self.bookmark_interval, view=view,
+                                 end_initial=end_initial)
         table = requested_table(ctx.accept)
         if table is not None:
             stream = self.tables.watch(ctx, rt, table, stream)
