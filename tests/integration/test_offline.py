@@ -156,6 +156,23 @@ def test_discovery_and_version_are_served_offline(sandbox, edge_hub):
         assert "yurthub cache" in headers.get("Warning", "")
 
 
+def test_what_was_never_discovered_online_is_unavailable_offline_not_missing(sandbox,
+                                                                             edge_hub,
+                                                                             tmp_path):
+    """A discovery document or any other path never fetched online is a 503 offline: the
+    cloud may serve it (a 404 said it does not exist, and kubectl printed "the server could
+    not find the requested resource")."""
+    edge_hub.get("/version", ua=OPERATOR)  # something was cached, not the rest
+    go_offline(sandbox, edge_hub)
+    for path in ("/apis/apps/v1", "/openapi/v3", "/livez"):
+        status, _, raw = edge_hub.get(path, ua=OPERATOR)
+        doc = json.loads(raw)
+        assert (status, doc["reason"]) == (503, "ServiceUnavailable"), (path, doc)
+    r = Kubectl(tmp_path, edge_hub.url)("get", "pods", check=False)
+    assert r.returncode != 0 and "NotFound" not in r.stderr, r.stderr
+    assert "ServiceUnavailable" in r.stderr, r.stderr
+
+
 def test_a_watch_list_offline_ends_its_initial_events_with_the_bookmark(sandbox, edge_hub):
     """client-go's watch-list (sendInitialEvents=true) waits for the BOOKMARK annotated
     ``k8s.io/initial-events-end`` before it counts as synced: offline, from the cache, it

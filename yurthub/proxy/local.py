@@ -325,7 +325,12 @@ class LocalProxy:
     def _nonresource(self, ctx: RequestContext) -> Response:
         body = self.cache.read_discovery(ctx.info.path, ctx.accept)
         if body is None:
-            raise NotFound(f"{ctx.info.path} is not cached and the cloud is unreachable")
+            # Not "no such path" (404): the cloud may well serve it.  A 404 on discovery
+            # makes kubectl say the server "could not find the requested resource" and a
+            # RESTMapper conclude that a group does not exist.
+            raise ServiceUnavailable(f"the cloud is unreachable and {ctx.info.path} is not "
+                                     "cached; retry when the cloud is back",
+                                     details={"retryAfterSeconds": 5})
         doc, content_type = body
         return Response(doc, status=200, content_type=content_type,
                         headers=[("Warning", Freshness(self.cache.started_at).warning())])
