@@ -198,3 +198,29 @@ def test_a_watch_list_offline_ends_its_initial_events_with_the_bookmark(sandbox,
     # sendInitialEvents=false: only what happens from now on, no state.
     got = events("sendInitialEvents=false&resourceVersionMatch=NotOlderThan")
     assert [t for t, _ in got if t != "BOOKMARK"] == []
+
+
+def test_offline_not_found_only_where_a_list_would_show_it_missing(sandbox, edge_hub, tmp_path):
+    """An object the cache never held is NotFound offline only when a complete list of its
+    namespace (or of its name) says so; otherwise it may well exist: a 503, not a 404 that
+    kubectl prints as "not found" for a pod that is running."""
+    web = sorted(p["metadata"]["name"] for p in sandbox.list_objects("pods")
+                 if p["metadata"]["namespace"] == "default"
+                 and (p["metadata"].get("labels") or {}).get("app") == "web")
+    other = sorted(p["metadata"]["name"] for p in sandbox.list_objects("pods")
+                   if p["metadata"]["namespace"] == "default"
+                   and (p["metadata"].get("labels") or {}).get("app") != "web")
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    kubectl("get", "pods", "-n", "default", "-l", "app=web", "-o", "name")
+    v1 = api(edge_hub)
+    v1.list_node()  # every node
+    go_offline(sandbox, edge_hub)
+    assert kubectl("get", "pod", web[0], "-n", "default", "-o", "name").stdout.strip() == \
+        f"pod/{web[0]}"
+    r = kubectl("get", "pod", other[0], "-n", "default", "-o", "name", check=False)
+    assert r.returncode != 0 and "NotFound" not in r.stderr, r.stderr
+    assert "ServiceUnavailable" in r.stderr and "may well exist" in r.stderr, r.stderr
+    # The list of every node vouches: a node that is not there is not found.
+    with pytest.raises(ApiException) as e:
+        v1.read_node("no-such-node")
+    assert e.value.status == 404

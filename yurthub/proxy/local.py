@@ -211,7 +211,7 @@ class LocalProxy:
         missing = NotFound(not_found_message(info.api_group, info.resource, info.name),
                            details=resource_details(info.name, info.api_group, info.resource))
         try:
-            body, fresh = self.reader.get(ck, info.namespace, info.name)
+            body, fresh = self.reader.get(ck, info.namespace, info.name, rt)
         except InvalidKeyError:  # not a name the cache can hold: it holds no such object
             raise missing from None
         if chain is not None:
