@@ -224,3 +224,38 @@ def test_offline_not_found_only_where_a_list_would_show_it_missing(sandbox, edge
     with pytest.raises(ApiException) as e:
         v1.read_node("no-such-node")
     assert e.value.status == 404
+
+
+def test_an_offline_watch_never_vouches_for_what_the_hub_never_saw(sandbox, hub_factory):
+    """A watch resumed offline must not move the client past changes the hub never saw: a
+    bookmark at the version of an object cached later by a get (another namespace) made
+    the client re-watch the cloud from there, and it never learnt of a pod deleted in
+    between."""
+    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
+                                               "--watch-bookmark-interval", "1"])
+    v1 = api(edge_hub)
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
+                                                         "containers": [{"name": "c",
+                                                                         "image": "i"}]}}
+    sandbox.put({**pod, "metadata": {"name": "doomed", "namespace": "default"}})
+    listed = v1.list_namespaced_pod("default")  # no watch keeps this list current
+    rv = listed.metadata.resource_version
+    assert "doomed" in {p.metadata.name for p in listed.items}
+    sandbox.delete("pods", "doomed", namespace="default")  # the hub does not see this
+    sandbox.put({**pod, "metadata": {"name": "later", "namespace": "kube-system"}})
+    v1.read_namespaced_pod("later", "kube-system")  # cached, at a newer version
+    go_offline(sandbox, edge_hub)
+    status, _, raw = http(f"{edge_hub.url}/api/v1/namespaces/default/pods?watch=true&"
+                          f"resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3",
+                          headers={"User-Agent": OPERATOR})
+    assert status == 200
+    versions = [json.loads(line)["object"]["metadata"]["resourceVersion"]
+                for line in raw.splitlines()]
+    assert versions and all(int(v) <= int(rv) for v in versions), (rv, versions)
+    # Back online, the client re-watches from where it was left: the deletion reaches it.
+    sandbox.online()
+    wait_for(lambda: edge_hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud back")
+    seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+        v1.list_namespaced_pod, "default", resource_version=versions[-1], timeout_seconds=1)]
+    assert ("DELETED", "doomed") in seen

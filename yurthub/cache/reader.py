@@ -289,7 +289,11 @@ class CacheReader:
             rv = int(since)
         except ValueError:
             raise BadRequest(f"invalid resource version: {since!r}") from None
-        current = max(view.rv, self._max_rv(ck))
+        # The view vouches for what happened up to its own version, no further: objects of
+        # the collection cached since by other requests (a get, another view's watch) say
+        # nothing of the changes to this view's objects the hub never saw.  A bookmark
+        # past it would make the client re-watch the cloud from there and miss them.
+        current = view.rv
         if rv >= current:
             return WatchStart([], rv, freshness)
         if view.stale or rv < view.from_rv:
@@ -299,14 +303,12 @@ class CacheReader:
             if not history.complete:
                 raise Gone(f"too old resource version: {rv} ({view.from_rv})")
             for rec in history:
+                if int(rec.get("rv") or 0) > current:
+                    continue  # after what the view vouches for (see above)
                 ev = _event_for(rec, want)
                 if ev is not None:
                     events.append(ev)
         return WatchStart(events, current, freshness)
-
-    def _max_rv(self, ck: CollectionKey) -> int:
-        return max((int(e.meta.get("rv", 0)) for e in self.store.entries(ck).values()),
-                   default=0)
 
 
 def _event_for(rec: dict[str, Any], want: Selectors) -> tuple[str, bytes] | None:
