@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from kubesandbox.execws import is_exec_upgrade, serve_exec
 from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults, Rule, reason_for
 from kubesandbox.wire import GZIP_THRESHOLD, Headers, Request, Response, status_response
 from yurthub.errors import ApiError, BadRequest, InternalError, Unauthorized
@@ -287,6 +288,11 @@ class Handler(BaseHTTPRequestHandler):
                 req.user = self._authenticate(path)
                 if req.user is None:
                     raise Unauthorized("Unauthorized")
+                if is_exec_upgrade(self.command, path, headers):
+                    self.close_connection = True
+                    serve_exec(self.conn.sock, headers, req.query)
+                    self._record(req, 101, started, False)
+                    return
                 resp = self.host.handle_api(req, self._watch_closed)
         except ApiError as e:
             resp = status_response(e)

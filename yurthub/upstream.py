@@ -227,6 +227,30 @@ class Upstream:
             raise UpstreamBroken(f"{server.host}: {_short(e)}") from e
         return resp
 
+    def connect(self, server: Server, identity: bool) -> tuple[socket.socket, str]:
+        """A new connection of its own to ``server`` (TLS as the pool's, verified the same
+        way) for an upgraded session, and the hub's bearer token to send ("" with none or
+        when the client brings its own).  Raises IdentityUnavailable or
+        UpstreamUnavailable."""
+        token = ""
+        if identity:
+            problem = self._creds.identity_problem()
+            if problem is not None:
+                raise IdentityUnavailable(problem)
+            token = self._creds.bearer_token()
+        conn = self.pool(server, identity)._new_conn()
+        conn.timeout = CONNECT_TIMEOUT
+        try:
+            conn.connect()
+        except (HTTPError, OSError) as e:
+            conn.close()
+            raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(e)}") from e
+        sock = getattr(conn, "sock", None)
+        if not isinstance(sock, socket.socket):
+            conn.close()
+            raise UpstreamUnavailable(f"{server.host}: no socket for an upgraded connection")
+        return sock, token
+
     def own_request(self, server: Server, method: str, path: str, body: Any = None, *,
                     agent: str, content_type: str = "application/json",
                     timeout: float) -> tuple[int, bytes]:

@@ -118,6 +118,24 @@ def test_offline_writes_that_are_not_the_nodes_truth(sandbox, edge, method, path
     assert status == code and doc["kind"] == "Status" and doc["reason"] == reason, doc
 
 
+def test_offline_subresources_the_cache_does_not_hold_are_refused(sandbox, edge):
+    """A pod's log or a node's proxy is no cached object: offline it is a 503, never the Pod
+    or the Node itself (kubectl logs printed the Pod's JSON as the container's log)."""
+    pod = my_pods(sandbox)[0]
+    path = f"/api/v1/namespaces/{pod['metadata']['namespace']}/pods/{pod['metadata']['name']}"
+    offline(sandbox, edge)
+    for sub in ("log", "log?follow=true&container=c"):
+        status, _, raw = http(edge.url + f"{path}/{sub}", headers={"User-Agent": KUBELET})
+        doc = json.loads(raw)
+        assert status == 503 and doc["kind"] == "Status", (sub, raw[:200])
+        assert "pods/log" in doc["message"]
+    status, _, doc = call(edge, "GET", f"/api/v1/nodes/{NODE}/proxy/metrics")
+    assert status == 503 and doc["kind"] == "Status", doc
+    # The status subresource is the object itself, and cached: still served.
+    status, _, got = call(edge, "GET", f"{path}/status")
+    assert status == 200 and got["kind"] == "Pod"
+
+
 def test_offline_events_are_accepted(sandbox, edge):
     offline(sandbox, edge)
     event = {"apiVersion": "v1", "kind": "Event",

@@ -12,6 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.fixtures.kubectl import Kubectl
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 OPERATOR = "edge-operator/1.0"
 COLUMNS = ("custom-columns=NS:.metadata.namespace,NAME:.metadata.name,"
@@ -153,3 +154,108 @@ def test_discovery_and_version_are_served_offline(sandbox, edge_hub):
         status, headers, got = edge_hub.get(path, ua="coredns/1.11")
         assert status == 200 and json.loads(got) == json.loads(body), path
         assert "yurthub cache" in headers.get("Warning", "")
+
+
+def test_what_was_never_discovered_online_is_unavailable_offline_not_missing(sandbox,
+                                                                             edge_hub,
+                                                                             tmp_path):
+    """A discovery document or any other path never fetched online is a 503 offline: the
+    cloud may serve it (a 404 said it does not exist, and kubectl printed "the server could
+    not find the requested resource")."""
+    edge_hub.get("/version", ua=OPERATOR)  # something was cached, not the rest
+    go_offline(sandbox, edge_hub)
+    for path in ("/apis/apps/v1", "/openapi/v3", "/livez"):
+        status, _, raw = edge_hub.get(path, ua=OPERATOR)
+        doc = json.loads(raw)
+        assert (status, doc["reason"]) == (503, "ServiceUnavailable"), (path, doc)
+    r = Kubectl(tmp_path, edge_hub.url)("get", "pods", check=False)
+    assert r.returncode != 0 and "NotFound" not in r.stderr, r.stderr
+    assert "ServiceUnavailable" in r.stderr, r.stderr
+
+
+def test_a_watch_list_offline_ends_its_initial_events_with_the_bookmark(sandbox, edge_hub):
+    """client-go's watch-list (sendInitialEvents=true) waits for the BOOKMARK annotated
+    ``k8s.io/initial-events-end`` before it counts as synced: offline, from the cache, it
+    comes right after the cached state, as kube-apiserver sends it."""
+    listing = api(edge_hub).list_pod_for_all_namespaces()
+    cached = {p.metadata.name for p in listing.items}
+    go_offline(sandbox, edge_hub)
+
+    def events(query: str) -> list[tuple[str, dict]]:
+        status, _, raw = http(f"{edge_hub.url}/api/v1/pods?watch=true&timeoutSeconds=1&"
+                              f"allowWatchBookmarks=true&{query}",
+                              headers={"User-Agent": OPERATOR})
+        assert status == 200, raw
+        return [(e["type"], e["object"]) for e in map(json.loads, raw.splitlines())]
+
+    for rv in ("", listing.metadata.resource_version):
+        got = events(f"sendInitialEvents=true&resourceVersionMatch=NotOlderThan&"
+                     f"resourceVersion={rv}")
+        assert {o["metadata"]["name"] for t, o in got if t == "ADDED"} == cached, rv
+        ends = [i for i, (t, o) in enumerate(got) if t == "BOOKMARK" and (
+            o["metadata"].get("annotations") or {}).get("k8s.io/initial-events-end") == "true"]
+        assert ends == [len(cached)], (rv, got[len(cached):])
+    # sendInitialEvents=false: only what happens from now on, no state.
+    got = events("sendInitialEvents=false&resourceVersionMatch=NotOlderThan")
+    assert [t for t, _ in got if t != "BOOKMARK"] == []
+
+
+def test_offline_not_found_only_where_a_list_would_show_it_missing(sandbox, edge_hub, tmp_path):
+    """An object the cache never held is NotFound offline only when a complete list of its
+    namespace (or of its name) says so; otherwise it may well exist: a 503, not a 404 that
+    kubectl prints as "not found" for a pod that is running."""
+    web = sorted(p["metadata"]["name"] for p in sandbox.list_objects("pods")
+                 if p["metadata"]["namespace"] == "default"
+                 and (p["metadata"].get("labels") or {}).get("app") == "web")
+    other = sorted(p["metadata"]["name"] for p in sandbox.list_objects("pods")
+                   if p["metadata"]["namespace"] == "default"
+                   and (p["metadata"].get("labels") or {}).get("app") != "web")
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    kubectl("get", "pods", "-n", "default", "-l", "app=web", "-o", "name")
+    v1 = api(edge_hub)
+    v1.list_node()  # every node
+    go_offline(sandbox, edge_hub)
+    assert kubectl("get", "pod", web[0], "-n", "default", "-o", "name").stdout.strip() == \
+        f"pod/{web[0]}"
+    r = kubectl("get", "pod", other[0], "-n", "default", "-o", "name", check=False)
+    assert r.returncode != 0 and "NotFound" not in r.stderr, r.stderr
+    assert "ServiceUnavailable" in r.stderr and "may well exist" in r.stderr, r.stderr
+    # The list of every node vouches: a node that is not there is not found.
+    with pytest.raises(ApiException) as e:
+        v1.read_node("no-such-node")
+    assert e.value.status == 404
+
+
+def test_an_offline_watch_never_vouches_for_what_the_hub_never_saw(sandbox, hub_factory):
+    """A watch resumed offline must not move the client past changes the hub never saw: a
+    bookmark at the version of an object cached later by a get (another namespace) made
+    the client re-watch the cloud from there, and it never learnt of a pod deleted in
+    between."""
+    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
+                                               "--watch-bookmark-interval", "1"])
+    v1 = api(edge_hub)
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
+                                                         "containers": [{"name": "c",
+                                                                         "image": "i"}]}}
+    sandbox.put({**pod, "metadata": {"name": "doomed", "namespace": "default"}})
+    listed = v1.list_namespaced_pod("default")  # no watch keeps this list current
+    rv = listed.metadata.resource_version
+    assert "doomed" in {p.metadata.name for p in listed.items}
+    sandbox.delete("pods", "doomed", namespace="default")  # the hub does not see this
+    sandbox.put({**pod, "metadata": {"name": "later", "namespace": "kube-system"}})
+    v1.read_namespaced_pod("later", "kube-system")  # cached, at a newer version
+    go_offline(sandbox, edge_hub)
+    status, _, raw = http(f"{edge_hub.url}/api/v1/namespaces/default/pods?watch=true&"
+                          f"resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3",
+                          headers={"User-Agent": OPERATOR})
+    assert status == 200
+    versions = [json.loads(line)["object"]["metadata"]["resourceVersion"]
+                for line in raw.splitlines()]
+    assert versions and all(int(v) <= int(rv) for v in versions), (rv, versions)
+    # Back online, the client re-watches from where it was left: the deletion reaches it.
+    sandbox.online()
+    wait_for(lambda: edge_hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud back")
+    seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+        v1.list_namespaced_pod, "default", resource_version=versions[-1], timeout_seconds=1)]
+    assert ("DELETED", "doomed") in seen

@@ -138,7 +138,11 @@ class CacheReader:
 
     # -- get --------------------------------------------------------------------------------
 
-    def get(self, ck: CollectionKey, namespace: str, name: str) -> tuple[bytes, Freshness]:
+    def get(self, ck: CollectionKey, namespace: str, name: str,
+            rt: ResourceType | None = None) -> tuple[bytes, Freshness]:
+        """The cached object; NotFound only where a complete list vouches that it is gone
+        (with ``rt``: a list of its namespace, or of its name, that would have held it),
+        as a list from the cache would show it missing; otherwise ServiceUnavailable."""
         state = self._state(ck)
         body = self.read(ck, namespace, name, state.kind)
         if body is None:
@@ -155,10 +159,27 @@ class CacheReader:
                     f"the cloud is unreachable and the cached {ck.resource} of "
                     f"{ck.component!r} cannot be read: {why}; {name!r} may well exist in the "
                     "cloud: retry when the cloud is back", details={"retryAfterSeconds": 5})
+            if rt is not None and not self._vouched_missing(ck, rt, state, namespace, name):
+                what = f"{namespace}/{name}" if namespace else name
+                raise ServiceUnavailable(
+                    f"the cloud is unreachable and {ck.resource} {what!r} is not in the cache "
+                    f"of {ck.component!r}, which holds no complete list that would show it "
+                    "missing; it may well exist in the cloud: retry when the cloud is back",
+                    details={"retryAfterSeconds": 5})
             raise NotFound(not_found_message(ck.group, ck.resource, name),
                            details=resource_details(name, ck.group, ck.resource))
         updated = max((v.updated_at for v in state.views.values()), default=0.0)
         return body, Freshness(updated or _mtime_fallback())
+
+    def _vouched_missing(self, ck: CollectionKey, rt: ResourceType, state: CollectionState,
+                         namespace: str, name: str) -> bool:
+        """True when a complete view would have held ``namespace/name`` (its namespace or
+        everything, without a label selector; or its name): its absence is an answer."""
+        try:
+            want = parse_selectors(namespace, "", f"metadata.name={name}", rt)
+            return self.covering_view(ck, rt, want, state) is not None
+        except (BadRequest, ServiceUnavailable):  # an incomplete view vouches for nothing
+            return False
 
     # -- list -------------------------------------------------------------------------------
 
@@ -268,7 +289,11 @@ class CacheReader:
             rv = int(since)
         except ValueError:
             raise BadRequest(f"invalid resource version: {since!r}") from None
-        current = max(view.rv, self._max_rv(ck))
+        # The view vouches for what happened up to its own version, no further: objects of
+        # the collection cached since by other requests (a get, another view's watch) say
+        # nothing of the changes to this view's objects the hub never saw.  A bookmark
+        # past it would make the client re-watch the cloud from there and miss them.
+        current = view.rv
         if rv >= current:
             return WatchStart([], rv, freshness)
         if view.stale or rv < view.from_rv:
@@ -278,14 +303,12 @@ class CacheReader:
             if not history.complete:
                 raise Gone(f"too old resource version: {rv} ({view.from_rv})")
             for rec in history:
+                if int(rec.get("rv") or 0) > current:
+                    continue  # after what the view vouches for (see above)
                 ev = _event_for(rec, want)
                 if ev is not None:
                     events.append(ev)
         return WatchStart(events, current, freshness)
-
-    def _max_rv(self, ck: CollectionKey) -> int:
-        return max((int(e.meta.get("rv", 0)) for e in self.store.entries(ck).values()),
-                   default=0)
 
 
 def _event_for(rec: dict[str, Any], want: Selectors) -> tuple[str, bytes] | None:

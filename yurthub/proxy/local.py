@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from yurthub.cache import discovery
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.policy import CACHED_SUBRESOURCES
 from yurthub.cache.reader import Freshness
 from yurthub.cache.views import CollectionState, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
@@ -62,7 +63,7 @@ from yurthub.kube.status import not_found_message, resource_details, status_obje
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
-from yurthub.proxy.localwatch import LocalWatch, bookmark_event
+from yurthub.proxy.localwatch import LocalWatch, bookmark_event, watch_start
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.proxy.tables import LocalTables, requested_table
 
@@ -94,7 +95,7 @@ class LocalProxy:
         info = ctx.info
         if not info.is_resource_request:
             return ctx.method in ("GET", "HEAD") and discovery.is_discovery_path(info.path)
-        return info.verb in ("get", "list", "watch")
+        return info.verb in ("get", "list", "watch") and info.subresource in CACHED_SUBRESOURCES
 
     def takes_write(self, ctx: RequestContext) -> bool:
         """A write the cache applies while the cloud is away (this node's own truth, node
@@ -141,6 +142,13 @@ class LocalProxy:
         self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, verb), "cache",
                                      "-").inc()
         log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
+        if verb in ("get", "list", "watch") and info.subresource not in CACHED_SUBRESOURCES:
+            # A pod's log, a node's proxy, a scale: none is the object the cache holds, and
+            # its answer was never cached (kubectl would print the Pod as the log).
+            raise ServiceUnavailable(
+                f"the cloud is unreachable: {info.resource}/{info.subresource} is not served "
+                "from the yurthub cache; retry when the cloud is back",
+                details={"retryAfterSeconds": 5})
         if verb == "get":
             return self._get(ctx)
         if verb == "list":
@@ -204,7 +212,7 @@ class LocalProxy:
         missing = NotFound(not_found_message(info.api_group, info.resource, info.name),
                            details=resource_details(info.name, info.api_group, info.resource))
         try:
-            body, fresh = self.reader.get(ck, info.namespace, info.name)
+            body, fresh = self.reader.get(ck, info.namespace, info.name, rt)
         except InvalidKeyError:  # not a name the cache can hold: it holds no such object
             raise missing from None
         if chain is not None:
@@ -283,10 +291,13 @@ class LocalProxy:
         if outdated is not None:
             return outdated
         chain = self._chain(ctx)
+        initial = info.send_initial_events
+        if initial and not info.allow_watch_bookmarks:
+            raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
         try:
-            start = self.reader.watch_start(ck, rt, want, info.resource_version)
+            start = watch_start(self.reader, ck, rt, want, info.resource_version, initial)
         except ApiError as e:
-            if e.code != 410:
+            if e.code not in (410, 504):
                 raise
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
             return Response([line], status=200, content_type=JSON,
@@ -296,12 +307,16 @@ class LocalProxy:
                 (ctx.component, info.api_group, info.resource)) if self.filters else None)
             events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
             start.events = [e for e in events if e is not None]
-        bookmark = None
+        bookmark = end_initial = None
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
             bookmark = bookmark_event(kind, info.group_version, start.resource_version)
+            if initial:
+                end_initial = bookmark_event(kind, info.group_version, start.resource_version,
+                                             initial_end=True)
         stream: Any = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
-                                 bookmark_interval=self.bookmark_interval, view=view)
+                                 bookmark_interval=self.bookmark_interval, view=view,
+                                 end_initial=end_initial)
         table = requested_table(ctx.accept)
         if table is not None:
             stream = self.tables.watch(ctx, rt, table, stream)
@@ -312,7 +327,12 @@ class LocalProxy:
     def _nonresource(self, ctx: RequestContext) -> Response:
         body = discovery.read(self.cache.store, ctx.info.path, ctx.accept)
         if body is None:
-            raise NotFound(f"{ctx.info.path} is not cached and the cloud is unreachable")
+            # Not "no such path" (404): the cloud may well serve it.  A 404 on discovery
+            # makes kubectl say the server "could not find the requested resource" and a
+            # RESTMapper conclude that a group does not exist.
+            raise ServiceUnavailable(f"the cloud is unreachable and {ctx.info.path} is not "
+                                     "cached; retry when the cloud is back",
+                                     details={"retryAfterSeconds": 5})
         doc, content_type = body
         return Response(doc, status=200, content_type=content_type,
                         headers=[("Warning", Freshness(self.cache.started_at).warning())])

@@ -12,35 +12,75 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from yurthub.cache.reader import WatchStart
+from yurthub.cache.reader import CacheReader, WatchStart
+from yurthub.cache.views import Selectors
+from yurthub.errors import BadRequest, GatewayTimeout
 from yurthub.filters.visibility import ClientView
+from yurthub.kube.resources import ResourceType
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.filtering import outdated_event
 from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
-def bookmark_event(kind: str, api_version: str, resource_version: int) -> bytes:
-    """A BOOKMARK watch event line at ``resource_version``, as kube-apiserver sends it."""
-    obj = {"kind": kind, "apiVersion": api_version,
-           "metadata": {"resourceVersion": str(resource_version)}}
+
+def bookmark_event(kind: str, api_version: str, resource_version: int,
+                   initial_end: bool = False) -> bytes:
+    """A BOOKMARK watch event line at ``resource_version``, as kube-apiserver sends it;
+    ``initial_end`` marks the end of a watch-list's initial events (KEP 3157)."""
+    meta: dict[str, object] = {"resourceVersion": str(resource_version)}
+    if initial_end:
+        meta["annotations"] = {INITIAL_EVENTS_END: "true"}
+    obj = {"kind": kind, "apiVersion": api_version, "metadata": meta}
     return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() \
         + b"\n"
+
+
+def watch_start(reader: CacheReader, ck: Any, rt: ResourceType, want: Selectors, rv_param: str,
+                initial: bool | None) -> WatchStart:
+    """Where a watch starts; ``initial`` is its sendInitialEvents (None: not given).
+
+    A watch-list (sendInitialEvents=true, resourceVersionMatch=NotOlderThan) gets the
+    whole cached state whatever version it names, as kube-apiserver sends the state at
+    least that new (504 when the cache is older: it cannot catch up offline);
+    sendInitialEvents=false without a version starts from now, with no state."""
+    if not initial:
+        start = reader.watch_start(ck, rt, want, rv_param)
+        if initial is False and rv_param in ("", "0"):
+            start.events = []
+        return start
+    start = reader.watch_start(ck, rt, want, "")
+    if rv_param not in ("", "0"):
+        try:
+            rv = int(rv_param)
+        except ValueError:
+            raise BadRequest(f"invalid resource version: {rv_param!r}") from None
+        if rv > start.resource_version:
+            raise GatewayTimeout(
+                f"Too large resource version: {rv}, current: {start.resource_version}",
+                details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                     "message": "Too large resource version"}],
+                         "retryAfterSeconds": 1})
+    return start
 
 
 class LocalWatch:
     """The body of a local watch response; registered as a stream of source ``local``.
 
     ``bookmark`` is the event line sent every ``bookmark_interval`` seconds while nothing
-    else happens (None: the client did not allow bookmarks).
+    else happens (None: the client did not allow bookmarks); ``end_initial`` the line sent
+    right after the start's events (a watch-list's end of its initial events).
     """
 
     source = "local"
 
     def __init__(self, streams: StreamRegistry, ctx: RequestContext, start: WatchStart, *,
                  timeout: int, bookmark: bytes | None, bookmark_interval: float,
-                 view: ClientView | None = None) -> None:
+                 view: ClientView | None = None, end_initial: bytes | None = None) -> None:
         self.ctx = ctx
+        self.end_initial = end_initial
         self.view = view
         self.start = start
         self.deadline = time.monotonic() + max(0, timeout)
@@ -73,6 +113,8 @@ class LocalWatch:
     def _events(self) -> Iterator[bytes]:
         for etype, raw in self.start.events:
             yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
+        if self.end_initial is not None:
+            yield self.end_initial
         while self.reason is None:
             left = self.deadline - time.monotonic()
             if left <= 0:

@@ -39,7 +39,7 @@ from yurthub.kube.accept import JSON, upstream_accept
 from yurthub.kube.resources import builtin
 from yurthub.kube.table import TableWriter
 from yurthub.metrics import Metrics
-from yurthub.proxy import filtering, tables
+from yurthub.proxy import filtering, tables, tunnel
 from yurthub.proxy.context import HOP_BY_HOP, RequestContext
 from yurthub.proxy.responses import Answer, Passthrough
 from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
@@ -77,6 +77,8 @@ class RemoteProxy:
                                   details={"retryAfterSeconds": 1})
 
     def handle(self, ctx: RequestContext) -> Answer:
+        if tunnel.is_upgrade(ctx):  # exec, attach, port-forward: relayed as they are
+            return tunnel.serve(self.upstream, self.streams, ctx, self.guard)
         info = ctx.info
         watch = info.verb == "watch"
         # Only pods/log streams with follow=true (parsing the query costs every request).
