@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client as httpclient
 import json
 import socket
 import time
@@ -191,25 +190,30 @@ def watch_status(hub, path: str) -> bytes:
         return first_line(sock)
 
 
-@pytest.mark.parametrize("offline", [False, True])
-@pytest.mark.parametrize("method, upgrade", [("GET", "websocket"), ("POST", "SPDY/3.1")])
-def test_upgrade_requests_get_a_clear_status(sandbox, hub, offline, method, upgrade):
-    """kubectl exec, attach and port-forward ask for a connection upgrade (websocket first,
-    then SPDY).  The hub relays none: forwarded without the hop-by-hop Upgrade header they
-    got the cloud's "Upgrade request required" (the sandbox: 404/405), and offline "pods
-    ... not found"; now each says what is true."""
+def test_upgraded_sessions_count_among_the_watches(sandbox, hub_factory):
+    """An exec or port-forward session holds a request thread for as long as it lasts, as a
+    watch does: past ``max_watches`` it gets a 429, and once room is made it is relayed."""
+    hub = hub_factory(sandbox.url, extra=["--max-watches", "2"])
     pod = json.loads(hub.get("/api/v1/pods?limit=1")[2])["items"][0]["metadata"]
-    if offline:
-        sandbox.offline()
-        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
-                 what="the hub to notice the cloud is gone")
-    path = f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}/exec?command=ls&stdout=1"
-    conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
-    conn.request(method, path, headers={"User-Agent": "kubectl/v1.32.4",
-                                        "Connection": "Upgrade", "Upgrade": upgrade,
-                                        "Sec-WebSocket-Protocol": "v5.channel.k8s.io"})
-    answer = conn.getresponse()
-    doc = json.loads(answer.read())
-    conn.close()
-    assert answer.status == 400 and doc["kind"] == "Status" and doc["reason"] == "BadRequest"
-    assert "does not relay upgraded connections" in doc["message"]
+    path = "/api/v1/pods?watch=true&timeoutSeconds=600"
+    upgrade = (f"GET /api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}/exec?"
+               "command=echo&command=hi&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+               "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n"
+               "User-Agent: kubectl/v1.32.4\r\n\r\n").encode()
+
+    def exec_status() -> bytes:
+        with socket.create_connection(("127.0.0.1", hub.proxy_port), timeout=10) as s:
+            s.sendall(upgrade)
+            return first_line(s)
+
+    held = [open_watch(hub.proxy_port, path) for _ in range(2)]
+    try:
+        assert [first_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 2
+        assert exec_status().startswith(b"HTTP/1.1 429 ")
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: exec_status().startswith(b"HTTP/1.1 101 "),
+             what="the session relayed once the watches ended")

@@ -64,11 +64,12 @@ class RemoteProxy:
         self.on_transport_error = on_transport_error
 
     def check_room(self, ctx: RequestContext) -> None:
-        """429 for a watch (or a followed log) while ``max_watches`` streams hold request
-        threads, from the cloud, the cache or the shared state alike: each holds one for as
-        long as it lasts, and the threads past the bound serve everything else."""
+        """429 for a watch (or a followed log, or an upgraded session: exec, attach,
+        port-forward) while ``max_watches`` streams hold request threads, from the cloud,
+        the cache or the shared state alike: each holds one for as long as it lasts, and the
+        threads past the bound serve everything else."""
         info = ctx.info
-        long_lived = info.verb == "watch" or (
+        long_lived = info.verb == "watch" or tunnel.is_upgrade(ctx) or (
             info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1"))
         # The hub's own in-process requests (the multiplexer's feed) hold no thread.
         if long_lived and ctx.client_socket is not None \

@@ -19,7 +19,6 @@ from yurthub.cache.reader import CONTINUE_EXPIRED, is_local_continue
 from yurthub.errors import (
     ApiError,
     BadGateway,
-    BadRequest,
     Gone,
     IdentityUnavailable,
     ServiceUnavailable,
@@ -32,9 +31,6 @@ from yurthub.proxy.responses import Answer, internal_error, status_response
 from yurthub.recorder import FALLBACK, REFUSAL, Recorder
 
 log = logging.getLogger(__name__)
-
-_NO_UPGRADE = ("yurthub does not relay upgraded connections (kubectl exec, attach, "
-               "port-forward, cp): connect to the cloud's apiserver for them")
 
 # Statuses that mean "the hub would not do it", as opposed to an answer (404, 410, 400...).
 _REFUSALS = frozenset({401, 403, 405, 408, 413, 429, 500, 502, 503, 504})
@@ -103,11 +99,8 @@ class ProxyApp:
         return response(environ, start_response)
 
     def route(self, ctx: RequestContext) -> Answer:
-        if "upgrade" in ctx.header("Connection").lower() and ctx.header("Upgrade"):
-            # The Upgrade header is hop-by-hop: forwarded without it, the cloud answers
-            # "Upgrade request required", and the cache "not found"; say what is true.
-            raise BadRequest(_NO_UPGRADE)
-        # Offline and shared watches hold a thread as remote ones do: one bound for all.
+        # Offline and shared watches, and upgraded sessions (exec, port-forward), hold a
+        # thread as remote watches do: one bound for all.
         self.remote.check_room(ctx)
         if self.mux is not None:
             # Online and offline alike: the shared state answers, wherever it was fed from.
