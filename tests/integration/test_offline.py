@@ -259,3 +259,34 @@ def test_an_offline_watch_never_vouches_for_what_the_hub_never_saw(sandbox, hub_
     seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
         v1.list_namespaced_pod, "default", resource_version=versions[-1], timeout_seconds=1)]
     assert ("DELETED", "doomed") in seen
+
+
+def test_an_offline_list_never_vouches_for_what_the_hub_never_saw(sandbox, hub_factory):
+    """The same for a list from the cache: its resourceVersion was the newest of the objects
+    it returns, and a get (online, through the hub) of one of them after the list cached a
+    version past changes the hub never saw; a client listing offline, then watching the
+    cloud from that version, never learnt of a pod deleted in between (client-go's store
+    keeps it for good)."""
+    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
+                                               "--watch-bookmark-interval", "1"])
+    v1 = api(edge_hub)
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
+                                                         "containers": [{"name": "c",
+                                                                         "image": "i"}]}}
+    for name in ("doomed", "kept"):
+        sandbox.put({**pod, "metadata": {"name": name, "namespace": "default"}})
+    v1.list_namespaced_pod("default")  # no watch keeps this list current
+    sandbox.delete("pods", "doomed", namespace="default")  # the hub does not see this
+    sandbox.put({**pod, "metadata": {"name": "kept", "namespace": "default",
+                                     "labels": {"touched": "yes"}}})
+    v1.read_namespaced_pod("kept", "default")  # cached, at a version past the deletion
+    go_offline(sandbox, edge_hub)
+    listed = v1.list_namespaced_pod("default")  # from the cache: doomed is still there
+    assert "doomed" in {p.metadata.name for p in listed.items}
+    sandbox.online()
+    wait_for(lambda: edge_hub.metric("node_yurthub_server_healthy_status") == 1, timeout=15,
+             what="the cloud back")
+    seen = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
+        v1.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version,
+        timeout_seconds=1)]
+    assert ("DELETED", "doomed") in seen, (listed.metadata.resource_version, seen)

@@ -238,7 +238,12 @@ class CacheReader:
             meta = entry.meta
             if want.matches(ns, name, meta.get("labels") or {}, meta.get("fields") or {}):
                 keys.append((ns, name))
-                rv = max(rv, int(meta.get("rv", 0)))
+                if view is None:  # one object by name: its own version
+                    rv = max(rv, int(meta.get("rv", 0)))
+        # A view vouches for what happened up to its own version, no further: an object it
+        # holds may be newer (a get cached it since), but the changes to the others the hub
+        # never saw are not.  A client watching the cloud from a newer version would miss
+        # them for good; from this one, it is at most told again of what it has.
         keys.sort()
         start_after, token_rv = _decode_continue(continue_token)
         if token_rv:
