@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
@@ -226,17 +227,23 @@ def test_offline_not_found_only_where_a_list_would_show_it_missing(sandbox, edge
     assert e.value.status == 404
 
 
+def operator_hub(sandbox, hub_factory) -> tuple[Any, Any, dict]:
+    """A hub caching for an operator that lists without watching, its client, and a pod
+    template for this node."""
+    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
+                                               "--watch-bookmark-interval", "1"])
+    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
+                                                         "containers": [{"name": "c",
+                                                                         "image": "i"}]}}
+    return edge_hub, api(edge_hub), pod
+
+
 def test_an_offline_watch_never_vouches_for_what_the_hub_never_saw(sandbox, hub_factory):
     """A watch resumed offline must not move the client past changes the hub never saw: a
     bookmark at the version of an object cached later by a get (another namespace) made
     the client re-watch the cloud from there, and it never learnt of a pod deleted in
     between."""
-    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
-                                               "--watch-bookmark-interval", "1"])
-    v1 = api(edge_hub)
-    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
-                                                         "containers": [{"name": "c",
-                                                                         "image": "i"}]}}
+    edge_hub, v1, pod = operator_hub(sandbox, hub_factory)
     sandbox.put({**pod, "metadata": {"name": "doomed", "namespace": "default"}})
     listed = v1.list_namespaced_pod("default")  # no watch keeps this list current
     rv = listed.metadata.resource_version
@@ -267,12 +274,7 @@ def test_an_offline_list_never_vouches_for_what_the_hub_never_saw(sandbox, hub_f
     version past changes the hub never saw; a client listing offline, then watching the
     cloud from that version, never learnt of a pod deleted in between (client-go's store
     keeps it for good)."""
-    edge_hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator",
-                                               "--watch-bookmark-interval", "1"])
-    v1 = api(edge_hub)
-    pod = {"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "node-0000",
-                                                         "containers": [{"name": "c",
-                                                                         "image": "i"}]}}
+    edge_hub, v1, pod = operator_hub(sandbox, hub_factory)
     for name in ("doomed", "kept"):
         sandbox.put({**pod, "metadata": {"name": name, "namespace": "default"}})
     v1.list_namespaced_pod("default")  # no watch keeps this list current
