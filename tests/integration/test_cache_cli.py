@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from http.client import HTTPConnection
+from pathlib import Path
 
 import pytest
 from werkzeug.test import Client
 
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
+from tests.unit.test_cachecli import PODS, files_of, make_tree
 from yurthub.hubserver import HubServer
 from yurthub.metrics import Metrics
 
@@ -165,3 +169,31 @@ def test_a_hub_restarted_on_a_full_disk_takes_purges_once_there_is_room(sandbox,
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
+
+
+@pytest.mark.parametrize("dirs_mode", [0o755, 0o700])
+def test_a_tree_this_user_may_not_read_is_one_line_not_an_empty_cache(dirs_mode):
+    # The root is readable to all (as an operator might leave it), the rest is not: each
+    # command says so, rather than "No resources found", "not in the cache", "nothing to
+    # purge" with exit 0, or a traceback.  (An integration test: the command runs as nobody,
+    # who must be able to read the code, which a package build's private directory is not.)
+    top = Path(tempfile.mkdtemp(prefix="yurthub-denied-"))
+    try:
+        root = make_tree(top)
+        os.chmod(top, 0o755)
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir():
+                os.chmod(p, 0o755 if p == root else dirs_mode)
+        for args in (["ls"], ["ls", "kubelet"], ["show", "kubelet", "nodes", "node-a"],
+                     ["verify"], ["purge", "--yes"]):
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                sys.executable, "-m", "yurthub", "cache",
+                                "--disk-cache-path", str(root), *args],
+                               capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+            assert r.returncode == 1, (args, r.stdout, r.stderr)
+            assert "Traceback" not in r.stderr
+            assert r.stderr.splitlines()[-1].startswith(
+                f"yurthub: cannot read the cache at {root}: Permission denied"), (args, r.stderr)
+        assert len(files_of(root, PODS)) == 4
+    finally:
+        shutil.rmtree(top)
