@@ -4,10 +4,8 @@ Reads are answered as the apiserver would have answered them (see cache/reader.p
 with a ``Warning: 299`` header giving the age of the data; one that asks for a Table (as
 kubectl does) gets the Table kube-apiserver prints (see proxy/tables.py), of the objects
 the response filters leave the client, as a JSON answer would hold them.  Writes: this
-node's own truth (its Node and node status, its pods' status, its Lease) is applied to the
-cache and answered with the patched object, so the offline view follows the node; Events
-are accepted with 201; deletes get 403 (kubelet retries them after reconnect); any other
-write gets 503.  Nothing written here is claimed to have reached the cloud.
+node's own truth is applied to the cache (proxy/offlinewrites.py); deletes get 403 (kubelet
+retries them after reconnect).  Nothing written here is claimed to have reached the cloud.
 """
 
 from __future__ import annotations
@@ -32,45 +30,31 @@ from yurthub.errors import (
     BadRequest,
     Forbidden,
     InvalidKeyError,
-    LocalWriteError,
     MethodNotAllowed,
-    NestingTooDeep,
     NotAcceptable,
     NotFound,
     ServiceUnavailable,
-    UnsupportedMediaType,
 )
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
 from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
-from yurthub.kube import patch as kpatch
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
-from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.listoptions import check_list_options, effective_limit
-from yurthub.kube.naming import check_name, check_path_name, check_type, ensure_namespace
-from yurthub.kube.patchlimits import (
-    apply_json_patch,
-    check_json_patch,
-    check_merge_work,
-    decode_patch,
-)
-from yurthub.kube.requestinfo import RequestInfo
-from yurthub.kube.resources import known_kind
+from yurthub.kube.naming import check_path_name
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
-from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
+from yurthub.proxy.context import RequestContext
 from yurthub.proxy.localwatch import LocalWatch, bookmark_event, watch_start
+from yurthub.proxy.offlinewrites import JSON, OfflineWrites
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.proxy.tables import LocalTables, requested_table
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-_PATCH_TYPES = (kpatch.MERGE_PATCH, kpatch.STRATEGIC_MERGE_PATCH, kpatch.JSON_PATCH)
 
 
 class LocalProxy:
@@ -88,6 +72,7 @@ class LocalProxy:
         self.kubelet_seen = kubelet_seen or (lambda: None)
         self.tables = LocalTables(cache)
         self.filters = filters
+        self.writes = OfflineWrites(cfg, cache)
 
     # -- routing helpers --------------------------------------------------------------------
 
@@ -98,25 +83,8 @@ class LocalProxy:
         return info.verb in ("get", "list", "watch") and info.subresource in CACHED_SUBRESOURCES
 
     def takes_write(self, ctx: RequestContext) -> bool:
-        """A write the cache applies while the cloud is away (this node's own truth, node
-        events), whose body is at hand: after a connect failure nothing reached the cloud,
-        so it is answered as it would be a moment later, once the cloud is seen unhealthy."""
-        info = ctx.info
-        if not info.is_resource_request or (ctx.has_body() and not ctx.body_buffered):
-            return False
-        if info.verb in ("update", "patch"):
-            return self._owned(ctx)
-        if info.verb == "create":
-            return self.is_kubelet_lease(ctx) or (info.resource == "events"
-                                                  and not info.subresource)
-        return False
-
-    def is_kubelet_lease(self, ctx: RequestContext) -> bool:
-        info = ctx.info
-        return (ctx.caller.kubelet and info.is_resource_request
-                and info.api_group == "coordination.k8s.io" and info.resource == "leases"
-                and info.namespace == LEASE_NAMESPACE
-                and info.name in ("", self.cfg.node_name))
+        """A write the cache applies while the cloud is away (see ``OfflineWrites``)."""
+        return self.writes.takes(ctx)
 
     def serves_kubelet_lease(self, ctx: RequestContext) -> bool:
         """YurtHub's edge mode: kubelet's Lease is answered locally once the hub holds it.
@@ -124,9 +92,9 @@ class LocalProxy:
         A create names its Lease in the body: only this node's own is answered here, any
         other goes where any other write goes (the cloud decides, or 503 offline).
         """
-        if not self.is_kubelet_lease(ctx):
+        if not self.writes.is_kubelet_lease(ctx):
             return False
-        if ctx.info.verb == "create" and self._created_name(ctx) != self.cfg.node_name:
+        if ctx.info.verb == "create" and self.writes.created_name(ctx) != self.cfg.node_name:
             return False
         self.kubelet_seen()
         return self.cache.has_object("kubelet", "coordination.k8s.io", "v1", "leases",
@@ -159,9 +127,9 @@ class LocalProxy:
             raise Forbidden(f"{verb} is not supported while the cloud is unreachable "
                             "(yurthub local cache); retry when it is back")
         if verb == "create":
-            return self._create(ctx)
+            return self.writes.create(ctx)
         if verb in ("update", "patch"):
-            return self._write(ctx)
+            return self.writes.write(ctx)
         raise MethodNotAllowed(f"{verb} is not supported while the cloud is unreachable")
 
     # -- reads ------------------------------------------------------------------------------
@@ -337,119 +305,6 @@ class LocalProxy:
         return Response(doc, status=200, content_type=content_type,
                         headers=[("Warning", Freshness(self.cache.started_at).warning())])
 
-    # -- writes -----------------------------------------------------------------------------
-
-    def _created_name(self, ctx: RequestContext) -> str | None:
-        """The name a small create body gives its object (None: not readable as one)."""
-        length = ctx.content_length
-        if length is None or length > BUFFERED_BODY_LIMIT:
-            return None  # a Lease is small; a big or chunked body streams to the cloud
-        try:
-            md = json.loads(ctx.read_body(BUFFERED_BODY_LIMIT)).get("metadata") or {}
-            name = md.get("name")
-        except (ValueError, AttributeError, ApiError):
-            return None
-        return name if isinstance(name, str) else None
-
-    def _create(self, ctx: RequestContext) -> Response:
-        info = ctx.info
-        body = ctx.read_body()
-        if self.is_kubelet_lease(ctx):
-            obj = _decode(body)
-            _check_type(obj, info)
-            ensure_namespace(obj, info.namespace)
-            if obj.get("metadata", {}).get("name") != self.cfg.node_name:
-                raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
-            return self._commit(ctx, self.cfg.node_name, lambda _old: obj, status=201)
-        if info.resource == "events" and not info.subresource:
-            # Accepted and dropped: node events are advisory and the cloud is away.
-            return Response(body, status=201, content_type=JSON,
-                            headers=[("Warning", '299 - "yurthub: the cloud is unreachable; '
-                                      'this event was not recorded"')])
-        raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
-
-    def _write(self, ctx: RequestContext) -> Response:
-        info = ctx.info
-        check_path_name(info.name)
-        if not self._owned(ctx):
-            raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
-        body = ctx.read_body()
-        status_only = info.subresource == "status"
-        if info.verb == "update":
-            new = _decode(body)
-            _check_type(new, info)
-            check_name(new, info.name, info.namespace)
-            ensure_namespace(new, info.namespace)
-
-            def change(old: dict[str, Any] | None) -> dict[str, Any]:
-                assert old is not None  # write_local answers 404 for a missing object
-                if status_only:
-                    return {**old, "status": new.get("status", old.get("status"))}
-                out = dict(new)
-                out.setdefault("metadata", {})["resourceVersion"] = \
-                    (old.get("metadata") or {}).get("resourceVersion", "")
-                return out
-        else:
-            media = (ctx.request.mimetype or "").lower()
-            if media not in _PATCH_TYPES:
-                raise UnsupportedMediaType(
-                    f"the body of the request was in an unknown format - accepted media types "
-                    f"include: {', '.join(_PATCH_TYPES)}")
-            doc = decode_patch(body, media)  # 400 before any object is read
-            check_json_patch(doc if media == kpatch.JSON_PATCH else None)
-
-            def change(old: dict[str, Any] | None) -> dict[str, Any]:
-                assert old is not None
-                out = _patched(old, body, doc, media)
-                _check_type(out, info)
-                ensure_namespace(out, info.namespace)
-                check_name(out, info.name, info.namespace)
-                if status_only:
-                    out = {**old, "status": out.get("status", old.get("status"))}
-                out.setdefault("metadata", {})["resourceVersion"] = \
-                    (old.get("metadata") or {}).get("resourceVersion", "")
-                return out
-        return self._commit(ctx, info.name, change, status=200)
-
-    def _owned(self, ctx: RequestContext) -> bool:
-        """This node's own objects: its Node, its pods' status, its Lease."""
-        info = ctx.info
-        node = self.cfg.node_name
-        if info.api_group == "" and info.resource == "nodes":
-            return info.name == node
-        if info.api_group == "" and info.resource == "pods" and info.subresource == "status":
-            target = self.cache.read_target(info, ctx.component, ctx.accept)
-            if target is None:
-                return False
-            try:
-                raw, _ = self.reader.get(target[0], info.namespace, info.name)
-            except (NotFound, InvalidKeyError):
-                return False
-            return bool(_decode(raw).get("spec", {}).get("nodeName") == node)
-        return self.is_kubelet_lease(ctx) and info.name == node
-
-    def _commit(self, ctx: RequestContext, name: str, change: Any, status: int) -> Response:
-        info = ctx.info
-        try:
-            body = self.cache.write_local(info, ctx.component, ctx.accept, name, change)
-        except LocalWriteError as e:
-            raise ServiceUnavailable(f"cannot apply {info.verb} to the local cache: {e}",
-                                     details={"retryAfterSeconds": 5}) from e
-        if self.is_kubelet_lease(ctx):
-            warning = ('299 - "yurthub: kubelet\'s Lease is kept by the hub, which renews it in '
-                       'the cloud while kubelet is alive"')
-        else:
-            warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
-                       'only, not sent to the cloud"')
-        return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
-
-
-def _check_type(obj: dict[str, Any], info: RequestInfo) -> None:
-    """The body's (or patched object's) apiVersion and kind are the resource's (400)."""
-    known = known_kind(info.api_group, info.resource)
-    check_type(obj, info.group_version, known[0] if known else None)
-
-
 def _abort(ctx: RequestContext) -> None:
     """Make the client see a broken body (the connection is shut down mid-answer)."""
     sock = ctx.client_socket
@@ -458,18 +313,6 @@ def _abort(ctx: RequestContext) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # why: the client is already gone
-
-
-def _patched(old: dict[str, Any], body: bytes, doc: Any, media: str) -> dict[str, Any]:
-    """``old`` with the PATCH ``body`` (decoded: ``doc``) applied, within kube-apiserver's
-    bounds; what a patch means and how it fails is ``kube.patch.apply_patch``'s."""
-    if media == kpatch.JSON_PATCH:
-        out = apply_json_patch(old, doc)  # its copies measured before they are made
-        if isinstance(out, dict):
-            return out
-    elif media == kpatch.STRATEGIC_MERGE_PATCH:
-        check_merge_work(old, doc)
-    return kpatch.apply_patch(old, body, media, str(old.get("kind") or "") or None)
 
 
 def _json(body: Any, status: int, fresh: Freshness, content_type: str = JSON) -> Response:
@@ -498,22 +341,3 @@ def _plain(accept: str) -> bool:
     """Plain objects are served (not PartialObjectMetadata): the filters apply."""
     n = negotiate(accept)
     return n is None or n.transform is None
-
-
-def _decode(body: bytes) -> dict[str, Any]:
-    try:
-        check_depth(body)
-        obj = json.loads(body)
-    except NestingTooDeep as e:
-        raise BadRequest(str(e)) from None
-    except ValueError as e:
-        raise BadRequest(f"the request body is not JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise BadRequest("the request body is not a JSON object")
-    return obj
-
-
-def _no_writes(ctx: RequestContext) -> str:
-    what = ctx.info.resource + (f"/{ctx.info.subresource}" if ctx.info.subresource else "")
-    return (f"the cloud is unreachable: {ctx.info.verb} of {what} cannot be accepted by the "
-            "yurthub cache (only this node's own status is); retry when the cloud is back")
