@@ -28,7 +28,8 @@ BAD_OPTIONS = ["resourceVersionMatch=NotOlderThan", "resourceVersionMatch=bogus"
 BAD_WATCH_OPTIONS = ["watch=1&sendInitialEvents=true&allowWatchBookmarks=true",
                      "watch=1&resourceVersion=5&resourceVersionMatch=NotOlderThan",
                      "watch=1&sendInitialEvents=true&resourceVersionMatch=Exact",
-                     "watch=1&resourceVersion=abc"]
+                     "watch=1&resourceVersion=abc",
+                     "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan"]
 
 
 def answer(base: Any, path: str, ua: str = KUBELET) -> tuple[int, dict[str, Any]]:

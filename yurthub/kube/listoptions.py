@@ -11,7 +11,8 @@ cause each; the message lists them in brackets when there are several):
   ``resourceVersionMatch`` without ``sendInitialEvents``, other than ``NotOlderThan``, or
   with a ``continue`` token.
 
-A ``resourceVersion`` that is not a number is 400 (its storage cannot parse it).  Whatever
+A ``resourceVersion`` that is not a number is 400 (its storage cannot parse it), and so is a
+watch asking for initial events without bookmarks (its watch cache refuses it).  Whatever
 answers a list or a watch in the hub's stead (the multiplexer, the cache while the cloud is
 away) asks these first, so a client gets the answer the cloud gives.  ``limit`` of zero or
 less means no limit, as there.  Pure.
@@ -81,7 +82,8 @@ def _watch_problems(info: RequestInfo) -> list[Problem]:
 
 def check_list_options(info: RequestInfo) -> None:
     """Raise what kube-apiserver answers for a list or watch whose options do not go
-    together (422), or whose resourceVersion is no number (400)."""
+    together (422), whose resourceVersion is no number, or a watch-list without bookmarks
+    (400)."""
     found = _watch_problems(info) if info.verb == "watch" else _list_problems(info)
     if found:
         said = list(dict.fromkeys(f"{field}: {body}" for field, _, body in found))
@@ -93,6 +95,10 @@ def check_list_options(info: RequestInfo) -> None:
     rv = info.resource_version
     if rv:
         parse_resource_version(rv)
+    if info.verb == "watch" and info.send_initial_events and not info.allow_watch_bookmarks:
+        # Not ValidateListOptions' (old clients asked initial events by resourceVersion=0),
+        # but the watch cache's, before the stream starts.
+        raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
 
 
 def parse_resource_version(text: str) -> int:

@@ -27,7 +27,6 @@ from yurthub.cache.views import CollectionState, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
 from yurthub.errors import (
     ApiError,
-    BadRequest,
     Forbidden,
     InvalidKeyError,
     MethodNotAllowed,
@@ -260,8 +259,6 @@ class LocalProxy:
             return outdated
         chain = self._chain(ctx)
         initial = info.send_initial_events
-        if initial and not info.allow_watch_bookmarks:
-            raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
         try:
             start = watch_start(self.reader, ck, rt, want, info.resource_version, initial)
         except ApiError as e:

@@ -36,7 +36,7 @@ from yurthub.access.keys import access_key
 from yurthub.cache.policy import is_historical_list
 from yurthub.cache.views import Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
-from yurthub.errors import BadRequest, GatewayTimeout, Gone, TooManyRequests
+from yurthub.errors import GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
@@ -268,8 +268,6 @@ class Multiplexer:
         info = ctx.info
         rv_param = info.resource_version
         initial = info.send_initial_events
-        if initial and not info.allow_watch_bookmarks:
-            raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
         if initial is None:
             initial = rv_param in ("", "0")
         timeout = info.timeout_seconds

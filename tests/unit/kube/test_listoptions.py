@@ -86,11 +86,17 @@ def test_what_kube_apiserver_says_of_bad_options(query, said):
     "watch=1", "watch=1&resourceVersion=12", "watch=1&resourceVersion=0",
     "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
     "watch=1&sendInitialEvents=false&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=1",
-    # validating allowWatchBookmarks here would break old clients (apimachinery's note)
-    "watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
 ])
 def test_valid_watch_options_pass(query):
     check_list_options(info(query))
+
+
+def test_a_watch_list_without_bookmarks_is_400_not_422():
+    # Valid for ValidateListOptions (apimachinery's note: old clients), refused by the watch
+    # cache before the stream starts.
+    with pytest.raises(BadRequest, match="requires setting allowWatchBookmarks to true"):
+        check_list_options(info("watch=1&sendInitialEvents=true"
+                                "&resourceVersionMatch=NotOlderThan"))
 
 
 def test_a_watch_from_a_version_that_is_no_number_is_400():
