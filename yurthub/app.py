@@ -29,6 +29,7 @@ from yurthub.filtersource import PERSIST_KEY, FilterSource
 from yurthub.health import HealthChecker
 from yurthub.hubserver import HubServer
 from yurthub.identity.hub import HubIdentity
+from yurthub.kube.printers import join_host_port
 from yurthub.kube.resources import BUILTIN, ResourceType
 from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
 from yurthub.nodecondition import AutonomyReporter
@@ -191,13 +192,14 @@ class Hub:
         self._ready.set()
         if self.autonomy is not None:
             self.autonomy.start()
-        log.info("yurthub serving: proxy %s:%d -> %s, hub server %s:%d",
-                 self.cfg.plain_bind_address, self.cfg.proxy_port,
+        log.info("yurthub serving: proxy %s -> %s, hub server %s",
+                 join_host_port(self.cfg.plain_bind_address, self.cfg.proxy_port),
                  ", ".join(s.url for s in self.upstream.servers),
-                 self.cfg.plain_bind_address, self.cfg.serve_port)
+                 join_host_port(self.cfg.plain_bind_address, self.cfg.serve_port))
         if self.identity.serving_tls is not None:
-            log.info("yurthub serving HTTPS: secure proxy %s:%d (identity: %s)",
-                     ", ".join(self.cfg.secure_addresses), self.cfg.secure_proxy_port,
+            log.info("yurthub serving HTTPS: secure proxy %s (identity: %s)",
+                     ", ".join(join_host_port(a, self.cfg.secure_proxy_port)
+                               for a in self.cfg.secure_addresses),
                      self.identity.mode)
         elif self.cfg.secure_bind_address != self.cfg.plain_bind_address:
             log.warning("bind_address %s is for the TLS proxy port only, which is off "
