@@ -48,6 +48,25 @@ _cfg: Config | None = None
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Credentials a URL may carry: a query parameter that names one (``?access_token=``, as some
+# clients send a bearer token) and a password in the authority (``https://u:pw@host``).
+# Whatever logs a URL (a request's path at debug level, urllib3's retry warnings, an
+# exception's text), the line shows neither.
+_URL_SECRETS = re.compile(
+    r"(?i)(?P<key>[?&;](?:access_token|id_token|refresh_token|token|password|passwd|secret|"
+    r"client_secret|api_key|apikey)=)[^&;\s'\"#]+"
+    r"|(?P<auth>://[^/\s:@'\"]*:)[^@/\s'\"]+@")
+
+
+def _redact(m: re.Match[str]) -> str:
+    return f"{m.group('key')}<redacted>" if m.group("key") else f"{m.group('auth')}<redacted>@"
+
+
+def redact_url_secrets(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced by ``<redacted>``."""
+    return _URL_SECRETS.sub(_redact, text)
+
+
 def _escape(m: re.Match[str]) -> str:
     c = m.group()
     return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}" if ord(c) < 256
@@ -84,9 +103,13 @@ class EscapingFormatter(logging.Formatter):
     """One record, one line: a message never carries a raw line break or control character,
     whatever a client put in a path, a User-Agent or a name that ends up in it (a forged log
     line would otherwise be one ``%0A`` away).  Tracebacks keep their lines.  In the journal,
-    the line starts with its priority."""
+    the line starts with its priority.  No URL's credentials are printed, tracebacks
+    included."""
 
     journal = False
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_url_secrets(super().format(record))
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = _UNSAFE.sub(_escape, record.message)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.fixtures import free_port
+from tests.fixtures.waiting import wait_for
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +62,17 @@ def test_skipping_tls_verification_is_a_warning_and_a_metric(sandbox, hub_factor
     assert "without checking its certificate (insecure_skip_tls_verify)" in hub.log()
     assert hub.metric("yurthub_insecure_upstream", server=server,
                       reason="insecure-skip-tls-verify") == 1
+
+
+def test_a_token_in_a_query_string_never_reaches_the_log(sandbox, hub_factory):
+    """At debug level the hub logs each request's path; a client that puts its bearer token
+    in the query (``?access_token=``, as some do) must not find it in the journal, online
+    (the proxy's line) or offline (the cache's line)."""
+    hub = hub_factory(sandbox.url, extra=["--log-level", "DEBUG"])
+    path = "/api/v1/namespaces/default/pods?access_token=s3cr3t-t0ken&labelSelector=app%3Dweb"
+    assert hub.get(path)[0] == 200
+    sandbox.offline()
+    wait_for(lambda: hub.get(path)[0] == 200, 20, what="the list answered from the cache")
+    log = hub.log()
+    assert "s3cr3t-t0ken" not in log
+    assert log.count("access_token=<redacted>&labelSelector=app%3Dweb") >= 2, log[-3000:]
