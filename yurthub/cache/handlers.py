@@ -156,6 +156,8 @@ class ObjectHandler(Handler):
             raise DecodeError(f"object body is not JSON: {e}") from None
         if not isinstance(obj, dict):
             raise DecodeError("object body is not a JSON object")
+        if is_table(obj):
+            obj, raw = _table_object(obj)
         item = self.to_item(obj, raw, obj.get("kind", ""), obj.get("apiVersion", ""))
         if item is None:
             return
@@ -164,6 +166,23 @@ class ObjectHandler(Handler):
         ns, name, body, meta = item
         coll.apply(Mutation("upsert", namespace=ns, name=name, raw=body, meta=meta,
                             asked_at=self.entry.asked_at))
+
+
+def _row_object(row: object) -> tuple[dict, bytes] | None:
+    """A Table row's whole object and its JSON (kubectl's Tables are asked with
+    ``includeObject=Object`` for a cache agent: proxy/remote.py); None when the row holds
+    less (its metadata only, or nothing)."""
+    obj = row.get("object") if isinstance(row, dict) else None
+    if not isinstance(obj, dict) or obj.get("kind") in ("", None, "PartialObjectMetadata"):
+        return None
+    return obj, json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _table_object(table: dict) -> tuple[dict, bytes]:
+    """The object of a one-row Table (a ``get``); else the Table, which is nothing to store."""
+    rows = table.get("rows")
+    found = _row_object(rows[0]) if isinstance(rows, list) and len(rows) == 1 else None
+    return found if found is not None else (table, b"")
 
 
 class ListHandler(Handler):
@@ -181,7 +200,7 @@ class ListHandler(Handler):
         self._spool: IO[bytes] = tempfile.TemporaryFile(  # closed by finish or on_fail
             dir=writer.spool_dir, prefix=".spool-", buffering=0)
         self.spool_fd = self._spool.fileno()
-        self._parser = ListParser()
+        self._parser = ListParser(table_rows=True)
         # msgspec: build only what the index needs of each item (None: the stdlib path,
         # whose parser has built every item already).
         paths = read_paths(entry.rt) + (("spec.nodeName",) if entry.rt.kind == "Pod" else ())
@@ -283,15 +302,32 @@ class ListHandler(Handler):
         decode = self._skeleton
         for item in self._parser.feed(data):
             pace()
-            kind, api_version = self._item_type()
-            if decode is None or item.decoded:
+            if self._parser.kind == "Table" and is_table(self._parser.head()):
+                entry = self._row_item(item.obj)
+                if self.dead:
+                    return
+            elif decode is None or item.decoded:
+                kind, api_version = self._item_type()
                 entry = self.to_item(item.obj, item.raw, kind, api_version)
             else:
+                kind, api_version = self._item_type()
                 entry = self.to_item(decode(item.raw), item.raw, kind, api_version, whole=False)
             if entry is not None:
                 items.append(entry)
         if items and self.assembly is not None:
             self.collection().list_items(self.assembly, items)
+
+    def _row_item(self, row: dict) -> tuple[str, str, bytes, dict] | None:
+        """A Table row's whole object, stored as a list's item is."""
+        found = _row_object(row)
+        if found is None:
+            self.fail("a Table whose rows hold less than their whole objects", reason="table")
+            return None
+        obj, raw = found
+        kind, api_version = str(obj.get("kind")), str(obj.get("apiVersion", ""))
+        if not self._kind:
+            self._kind, self._api_version = kind, api_version
+        return self.to_item(obj, raw, kind, api_version)
 
     def _item_type(self) -> tuple[str, str]:
         if not self._kind:
@@ -310,17 +346,17 @@ class ListHandler(Handler):
             coll.abort_list(a, f"response {outcome.value}")
             self.writer.dropped(self.entry, outcome.value, "list did not end whole")
             return
-        if is_table(self._parser.head()):
-            # kube-apiserver sends a Table as plain application/json: not a list to store.
-            coll.abort_list(a, "the apiserver answered a Table")
-            self.writer.dropped(self.entry, "table", "a Table, not a list")
-            return
         info = self._parser.close()
         if info.is_status:
             coll.abort_list(a, "the apiserver answered a Status")
             return
-        kind, api_version = self._item_type()
-        coll.learn_type(kind, api_version)
+        table = is_table(self._parser.head())
+        if table and not info.item_count:
+            kind, api_version = "", ""  # an empty Table: an empty list, of no kind said
+        else:
+            kind, api_version = self._item_type()
+        if kind:
+            coll.learn_type(kind, api_version)
         if not a.list_rv:
             a.list_rv = info.resource_version_int
         if info.continue_token:

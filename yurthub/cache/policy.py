@@ -70,8 +70,9 @@ def cacheable(info: RequestInfo, component: str, agents: frozenset[str],
     request, no delete/deletecollection/proxy, no subresource other than ``status``, no
     CSRs or SubjectAccessReviews. Added here: HEAD (no body); other reviews, tokens, bindings
     and evictions;
-    dry runs (nothing was stored); ``as=Table`` responses (the offline side serves objects,
-    not tables); and lists of a historical snapshot (see ``is_historical_list``).
+    dry runs (nothing was stored); ``as=Table`` asked for (what the server sent decides:
+    the cache stores a Table's rows' whole objects, see cache/handlers.py); and lists of a
+    historical snapshot (see ``is_historical_list``).
     """
     if not component:
         return _no("no-component")

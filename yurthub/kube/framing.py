@@ -130,8 +130,11 @@ class ListParser:
     """
 
     def __init__(self, *, accelerate: bool | None = None, bulk: Interest | None = None,
-                 max_item: int = MAX_OBJECT_BYTES) -> None:
+                 max_item: int = MAX_OBJECT_BYTES, table_rows: bool = False) -> None:
         self._max_item = max_item
+        # A meta.k8s.io Table (kind read before its rows, as kube-apiserver encodes it): its
+        # rows come out as the items, one at a time, instead of one value at the end.
+        self._table_rows = table_rows
         self._exact = _use_msgspec(accelerate)
         self._b: TextBuffer | BytesBuffer = BytesBuffer() if self._exact else TextBuffer()
         # feed_pieces only: runs of items of no interest come out as one Bulk (kube.bulk)
@@ -350,9 +353,12 @@ class ListParser:
             elif state == _ITEMS:  # c == "["
                 self._members["items"], pos, state = None, pos + 1, _ITEM_FIRST
             elif state == _COLON and c == ":":
-                if self._key == "items" and "items" in self._members:
+                key = self._key
+                if key == "rows" and self._table_rows and self._members.get("kind") == "Table":
+                    key = self._key = "items"
+                if key == "items" and "items" in self._members:
                     raise DecodeError("list body has two items arrays")
-                pos, state = pos + 1, _ITEMS if self._key == "items" else _VALUE
+                pos, state = pos + 1, _ITEMS if key == "items" else _VALUE
             elif state == _ITEM_FIRST or (state == _AFTER_ITEM and c == "]"):
                 pos, state = pos + 1, _AFTER_MEMBER
             elif state == _AFTER_ITEM and c == ",":

@@ -106,6 +106,7 @@ class RemoteProxy:
         headers = ctx.forward_headers()
         accept = headers.get("Accept")
         table: TableWriter | None = None
+        path_qs = ctx.path_qs
         wants_table = tables.requested_table(accept) if chain is not None and accept else None
         if wants_table is not None:
             # The cloud's Table cannot be filtered (its rows hold no objects): the cloud is
@@ -113,6 +114,12 @@ class RemoteProxy:
             # writer is made first: a bad includeObject is a 400 before anything is sent.
             table = tables.table_writer(self.cache, ctx, wants_table)
             headers["Accept"] = JSON
+        elif accept and info.verb in ("get", "list") and chain is None \
+                and tables.requested_table(accept) is not None \
+                and self.cache.may_cache(info, ctx.component, JSON):
+            # kubectl's Table, by a cache agent: the rows' whole objects are asked for, so
+            # the cache stores them and prints the same columns offline.
+            path_qs = tables.whole_objects_path(path_qs) or path_qs
         elif accept and (watch or chain is not None
                          or self.cache.may_cache(info, ctx.component, accept)):
             # The cache and the filters read JSON only, and a watch is ended on an event
@@ -121,7 +128,7 @@ class RemoteProxy:
             headers["Accept"] = upstream_accept(accept)
         body = ctx.body_for_upstream()
         timeout = up.read_timeout_for(watch, info.timeout_seconds, follow)
-        resp = self._send(ctx, headers, body, timeout)
+        resp = self._send(ctx, headers, body, timeout, path_qs)
         if self.guard is not None:
             self.guard.record(ctx.caller, info, resp.status)
         chunks = up.stream(resp)
@@ -205,15 +212,15 @@ class RemoteProxy:
         return body, first, out
 
     def _send(self, ctx: RequestContext, headers: dict[str, str], body: Any,
-              timeout: float | None) -> up.UpstreamResponse:
+              timeout: float | None, path_qs: str | None = None) -> up.UpstreamResponse:
         servers = self.upstream.candidates()
         if not servers:
             raise UpstreamUnavailable("no healthy apiserver")
         last: UpstreamUnavailable | None = None
         for server in servers:
             try:
-                return self.upstream.send(server, ctx.method, ctx.path_qs, headers, body,
-                                          read_timeout=timeout)
+                return self.upstream.send(server, ctx.method, path_qs or ctx.path_qs, headers,
+                                          body, read_timeout=timeout)
             except IdentityUnavailable:
                 raise  # the hub itself is not ready: no server would do better
             except UpstreamUnavailable as e:

@@ -2,7 +2,8 @@
 kube-apiserver would have sent.
 
 kubectl asks ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io,...``.  Online the
-cloud's Table passes through untouched; offline the local proxy reads the same objects it
+cloud's Table passes through (for a cache agent asked with each row's whole object, which
+the cache stores: ``whole_objects_path``); offline the local proxy reads the same objects it
 would list and prints them with kube-apiserver's printers (``yurthub.kube.table``): the
 built-in printer of the resource, or the columns of the resource's CRD when the cache holds
 the CRD, or Name and Age.  Lists, gets and watches are printed; the ``Warning`` header
@@ -22,9 +23,10 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 from yurthub.cache.manager import CacheManager
-from yurthub.errors import DecodeError
+from yurthub.errors import BadRequest, DecodeError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
 from yurthub.kube import accept as kaccept
@@ -188,3 +190,21 @@ def one_table(body: bytes, writer: TableWriter) -> bytes:
     rv = (obj.get("metadata") or {}).get("resourceVersion")
     meta = {"resourceVersion": rv} if isinstance(rv, str) and rv else {}
     return b"".join(writer.table([obj], meta))
+
+
+def whole_objects_path(path_qs: str) -> str | None:
+    """The upstream path of a Table ``get``/``list`` by a cache agent, asking the cloud for
+    every row's whole object (``includeObject=Object``) so that the cache can store them
+    and print kubectl's columns offline (cache/handlers.py); None to send it as it came.
+
+    The client gets the cloud's own Table, cells and all; each row's ``object`` is a
+    superset of the metadata it asked for, which kubectl reads the same way.  An
+    ``includeObject`` kube-apiserver would refuse is left for the cloud to refuse.
+    """
+    path, _, qs = path_qs.partition("?")
+    try:
+        include_object(parse_query(qs))
+    except BadRequest:
+        return None
+    kept = [p for p in qs.split("&") if p and unquote_plus(p.partition("=")[0]) != "includeObject"]
+    return path + "?" + "&".join([*kept, "includeObject=Object"])

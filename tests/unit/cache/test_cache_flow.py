@@ -19,6 +19,7 @@ from yurthub.cache.views import parse_selectors
 from yurthub.errors import Gone, NotFound, ServiceUnavailable
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.kube.resources import builtin
+from yurthub.storage import CollectionKey
 
 POD_RT = builtin("", "v1", "pods")
 NODE_SEL = "fieldSelector=spec.nodeName%3Dnode-a"
@@ -215,6 +216,44 @@ def test_tables_that_kube_apiserver_labels_plain_json_are_never_stored(manager, 
     assert not feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
                             event_line("BOOKMARK", bookmark), accept=table_accept)
     assert listed(manager)[0].resource_version == 9
+
+
+def _table(objs: list[dict], rv: int, cont: str = "") -> bytes:
+    """A Table as kube-apiserver encodes it (kind first, rows last), with whole objects."""
+    meta = {"resourceVersion": str(rv), **({"continue": cont} if cont else {})}
+    return json.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                       "columnDefinitions": [{"name": "Name", "type": "string"}],
+                       "rows": [{"cells": [o["metadata"]["name"]], "object": o}
+                                for o in objs]}).encode()
+
+
+def test_a_tables_whole_objects_are_stored_as_its_list(manager, feed):
+    """kubectl's Tables, asked with ``includeObject=Object`` for a cache agent: the rows'
+    objects are the list's items, pages and all, so kubectl's columns print offline."""
+    table_accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    body = _table([pod("a", rv=5), pod("b", rv=6)], 12, cont="next")
+    half = len(body) // 2
+    assert feed.respond("/api/v1/pods?limit=2&includeObject=Object", [body[:half], body[half:]],
+                        accept=table_accept, ua="kubectl/v1.32")
+    assert feed.respond("/api/v1/pods?limit=2&continue=next&includeObject=Object",
+                        _table([pod("c", rv=7)], 12), accept=table_accept, ua="kubectl/v1.32")
+    kubectl = CollectionKey("kubectl", "", "v1", "pods", True)
+    want = parse_selectors("", "", "", POD_RT)
+    page = manager.reader.list(kubectl, POD_RT, want, limit=None, continue_token="")
+    assert page.keys == [("default", "a"), ("default", "b"), ("default", "c")]
+    assert page.resource_version == 12
+    stored_a = json.loads(manager.store.read(kubectl, "default", "a"))
+    assert stored_a == pod("a", rv=5)
+    # A get's one-row Table is its object.
+    assert feed.respond("/api/v1/namespaces/default/pods/d?includeObject=Object",
+                        _table([pod("d", rv=14)], 14), accept=table_accept, ua="kubectl/v1.32")
+    assert json.loads(manager.store.read(kubectl, "default", "d"))["metadata"]["name"] == "d"
+    # An empty Table is an empty list: the view exists, of no object.
+    assert feed.respond("/api/v1/namespaces/empty/pods?includeObject=Object", _table([], 15),
+                        accept=table_accept, ua="kubectl/v1.32")
+    page = manager.reader.list(kubectl, POD_RT, parse_selectors("empty", "", "", POD_RT),
+                               limit=None, continue_token="")
+    assert page.keys == []
 
 
 def test_single_objects_and_their_status_patches(manager, feed):
