@@ -136,6 +136,17 @@ class CertificateManager(BackgroundThread):
     def wake(self) -> None:
         self._wake.set()
 
+    def discard(self, why: str) -> None:
+        """Forget the installed certificate (its file is gone: the cluster's CA changed)
+        and ask for a new one now; users build new TLS contexts (``generation``)."""
+        with self._lock:
+            self.current = None
+            self.generation += 1
+            self.deadline = 0.0
+            self._status = f"no {self.label} certificate yet ({why})"
+        log.info("%s certificate dropped: %s", self.label, why)
+        self._wake.set()
+
     # -- the thread -------------------------------------------------------------------------
 
     def run(self) -> None:
