@@ -347,7 +347,7 @@ class ClientRenewal:
         self._current_refused = False  # the certificate this brings is tried next time
         return client
 
-    def unsatisfied(self, cert: CertInfo) -> str | None:
+    def unsatisfied(self, cert: CertInfo, resolve: bool = False) -> str | None:
         """Always None: a client certificate of another node (a renamed node) is asked
         for with a new join, not with this node's certificate."""
         return None

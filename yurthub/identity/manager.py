@@ -43,11 +43,12 @@ class Renewal(Protocol):
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         """The cloud refused the credential ``client`` gave (raise to wait, or return)."""
 
-    def unsatisfied(self, cert: certs.CertInfo) -> str | None:
+    def unsatisfied(self, cert: certs.CertInfo, resolve: bool = False) -> str | None:
         """What a loaded certificate lacks of what the settings now ask for (None: nothing).
 
-        Known without the cloud; a certificate that lacks something is renewed at once
-        (client-go's ``certSatisfiesTemplate``), and used until the new one arrives."""
+        Known without the cloud (``resolve``: names may be looked up in DNS, which may
+        block); a certificate that lacks something is renewed at once (client-go's
+        ``certSatisfiesTemplate``), and used until the new one arrives."""
 
 
 def _when(epoch: float) -> str:
@@ -150,6 +151,7 @@ class CertificateManager(BackgroundThread):
     # -- the thread -------------------------------------------------------------------------
 
     def run(self) -> None:
+        self._check_template()
         backoff = 1.0
         while not self.stopping.is_set():
             now = self.clock()
@@ -169,6 +171,18 @@ class CertificateManager(BackgroundThread):
             self._wake.wait(backoff)
             self._wake.clear()
             backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def _check_template(self) -> None:
+        """What ``load`` could not check without DNS (a node IP found through a server's
+        name), on this thread, before the first wait."""
+        cur = self.current
+        if cur is None or not self.valid() or self.deadline <= self.clock():
+            return
+        lacking = self.renewal.unsatisfied(cur, resolve=True)
+        if lacking is not None:
+            log.info("the %s certificate %s does not match the settings (%s); asking for a "
+                     "new one now", self.label, self.path, lacking)
+            self.deadline = self.clock()
 
     def renew(self) -> certs.CertInfo:
         """Request a certificate now, write it and install it.  Raises IdentityError
