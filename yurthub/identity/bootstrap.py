@@ -9,10 +9,12 @@ file with a CA and no pins is trusted as given (an operator wrote it, as kubelet
 
 The stored credential is reused only while it still answers the settings.  It is derived
 again (discovery with the configured token) when ``server_addr`` no longer names the server
-it was made for (the cloud moved: YurtHub's ``verifyServerAddrOrCleanup``), or when the
-configured token is not the one it came from (an operator re-ran the join with a fresh token;
-``bootstrap-hub.given`` records a hash of the configured token each store answered, so a
-token posted to ``/v1/token`` is not undone by the older one still in the settings).  If the
+it was made for (the cloud moved: YurtHub's ``verifyServerAddrOrCleanup``), when its CA
+matches none of the configured pins (the cluster's CA was replaced, and the operator gave the
+new pin), or when the configured token is not the one it came from (an operator re-ran the
+join with a fresh token; ``bootstrap-hub.given`` records a hash of the configured token each
+store answered, so a token posted to ``/v1/token`` is not undone by the older one still in
+the settings).  If the
 CA that discovery proves is not the stored one, the hub's certificates belong to another
 cluster: they are removed and asked for again.  With the same CA (the cluster moved, its
 CA did not) they are kept, so a move needs no new token.
@@ -187,6 +189,10 @@ class Bootstrap:
         if hosts and _host(stored.server) not in hosts:
             return (f"server_addr no longer names {stored.server}, the server the hub's "
                     "identity was made for")
+        pins = set(self.cfg.discovery_token_ca_cert_hash)
+        if pins and not pins & set(ca_pins(stored.ca_pem)):
+            # the cluster's CA was replaced and the operator gave its new pin
+            return "the stored cluster CA matches no discovery_token_ca_cert_hash"
         if given is not None and self._is_new(given, stored):
             return "the configured join token is not the one the hub's identity came from"
         return None

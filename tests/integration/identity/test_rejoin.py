@@ -143,3 +143,29 @@ def test_a_token_posted_to_v1_token_is_not_undone_by_the_older_one_in_the_settin
     assert NEW_TOKEN in (hub.root_dir / "bootstrap-hub.conf").read_text()
     assert "bootstrapping again" not in hub.log()
     assert hub.get("/api/v1/nodes")[0] == 200
+
+
+def test_a_replaced_cluster_ca_and_its_new_pin_join_again(tmp_path, hub_factory):
+    # The cloud's CA was replaced at the same address; the operator sets the new pin (as
+    # kubeadm prints it) and restarts.  The hub kept the old CA, could not verify the cloud
+    # any more, and never asked for a certificate of the new CA.
+    old = Sandbox(self_signed_dir=str(tmp_path / "pki-a"), bootstrap_tokens=(TOKEN,),
+                  nodes=1, pods_per_node=1).start()
+    port = old.port
+    path = token_file(tmp_path)
+    try:
+        hub = hub_factory(old.url, extra=_args(path, old.ca_hash))
+        first = _pair(hub)
+        assert hub.stop() == 0
+    finally:
+        old.stop()
+    with Sandbox(self_signed_dir=str(tmp_path / "pki-b"), bootstrap_tokens=(TOKEN,),
+                 nodes=1, pods_per_node=1, port=port) as new:
+        assert new.url == old.url and new.ca_hash != old.ca_hash
+        hub.extra = _args(path, new.ca_hash)
+        hub.start(wait=False)
+        wait_for(hub.ready, 30, f"the hub to join with the new CA (log: {hub.log()[-2000:]})")
+        assert (hub.root_dir / "pki" / "ca.crt").read_bytes() == \
+            open(new.tls.ca_cert, "rb").read()
+        assert _pair(hub).serial_number != first.serial_number
+        assert _user_of_nodes_get(hub, new) == {"system:node:node-0000"}
