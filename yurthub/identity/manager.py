@@ -160,9 +160,15 @@ class CertificateManager(BackgroundThread):
                 self._wake.clear()
                 continue
             try:
-                self.renew()
-                backoff = 1.0
-                continue
+                info = self.renew()
+                overdue = self._overdue(info)
+                if overdue is None:
+                    backoff = 1.0
+                    continue
+                # Asking again at once would get the same answer, as fast as the cloud
+                # signs: paced like a failure, and said, since only the operator can help
+                self.progress(f"{overdue}; asking again in {backoff:.0f}s")
+                log.warning("%s certificate: %s", self.label, overdue)
             except (IdentityError, UpstreamUnavailable) as e:
                 if self.stopping.is_set():
                     return
@@ -171,6 +177,19 @@ class CertificateManager(BackgroundThread):
             self._wake.wait(backoff)
             self._wake.clear()
             backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def _overdue(self, info: certs.CertInfo) -> str | None:
+        """Why a certificate just issued is already due again by this node's clock (None:
+        it is not): the clock is ahead of the cloud's, or the cluster's CA ends so soon that
+        it cut the certificate short."""
+        now = self.clock()
+        if now < self.deadline and not info.expired(now):
+            return None
+        state = "has already expired" if info.expired(now) else "is already due for renewal"
+        return (f"the certificate just issued (valid {_when(info.not_before)} to "
+                f"{_when(info.not_after)}) {state} by this node's clock "
+                f"({_when(now)}): is the clock ahead of the cloud's, or does the cluster's "
+                "CA end that soon?")
 
     def _check_template(self) -> None:
         """What ``load`` could not check without DNS (a node IP found through a server's
