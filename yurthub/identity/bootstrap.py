@@ -16,8 +16,9 @@ join with a fresh token; ``bootstrap-hub.given`` records a hash of the configure
 store answered, so a token posted to ``/v1/token`` is not undone by the older one still in
 the settings).  If the
 CA that discovery proves is not the stored one, the hub's certificates belong to another
-cluster: they are removed and asked for again.  With the same CA (the cluster moved, its
-CA did not) they are kept, so a move needs no new token.
+cluster: they are removed and asked for again.  A new server whose certificate verifies with
+the stored CA is the same cluster at a new address: the credential follows it without
+discovery, and the certificates are kept, so a move needs no new token.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from yurthub.config import Config
-from yurthub.errors import ConfigError, CredentialRejected, IdentityError
+from yurthub.errors import ConfigError, CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import discovery
 from yurthub.identity.apiclient import ApiClient
 from yurthub.identity.certs import CertInfo, ca_pins
@@ -185,8 +186,7 @@ class Bootstrap:
         """Why a stored credential no longer answers the settings (None: it does)."""
         if stored is None or not stored.ca_pem:
             return None
-        hosts = {_host(s) for s in self.servers}
-        if hosts and _host(stored.server) not in hosts:
+        if self._moved(stored):
             return (f"server_addr no longer names {stored.server}, the server the hub's "
                     "identity was made for")
         pins = set(self.cfg.discovery_token_ca_cert_hash)
@@ -196,6 +196,31 @@ class Bootstrap:
         if given is not None and self._is_new(given, stored):
             return "the configured join token is not the one the hub's identity came from"
         return None
+
+    def _moved(self, stored: BootstrapConfig) -> bool:
+        hosts = {_host(s) for s in self.servers}
+        return bool(hosts) and _host(stored.server) not in hosts
+
+    def _relocated(self, stored: BootstrapConfig) -> BootstrapConfig:
+        """A stored credential whose server moved, for the new server when that one's
+        certificate verifies with the stored CA (the same cluster at a new address: no
+        token needed, none spent); else as it was.  An unreachable server proves nothing."""
+        assert stored.ca_pem is not None
+        try:
+            ApiClient(self.servers, discovery.ca_context(stored.ca_pem)).request(
+                "GET", "/version")
+        except (IdentityError, UpstreamUnavailable):
+            return stored
+        moved = BootstrapConfig(self.servers[0], stored.ca_pem, stored.token)
+        try:
+            self.files.write(self.files.bootstrap_conf, kubeconfig_text(
+                moved.server, moved.ca_pem, token=moved.token).encode())
+        except OSError as e:
+            raise IdentityError(f"cannot store the bootstrap credential in "
+                                f"{self.files.root}: {e.strerror or e}") from None
+        log.info("the cluster moved from %s to %s (its certificate verifies with the hub's "
+                 "CA): the hub keeps its identity", stored.server, moved.server)
+        return moved
 
     def _is_new(self, given: BootstrapConfig, stored: BootstrapConfig) -> bool:
         recorded = self.files.read(self.files.bootstrap_given)
@@ -232,6 +257,8 @@ class Bootstrap:
         with self._lock:
             stored = self.stored()
             given = self._configured_beside(stored)
+            if stored is not None and stored.ca_pem and self._moved(stored):
+                stored = self._relocated(stored)
             reason = self.outdated(stored, given)
             if stored is not None and stored.ca_pem:
                 if reason is None:

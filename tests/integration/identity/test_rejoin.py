@@ -124,7 +124,10 @@ def test_a_cluster_that_moved_keeps_the_hubs_certificate_without_a_new_token(
         hub.start()
         assert _pair(hub).serial_number == first.serial_number
         assert _user_of_nodes_get(hub, sb) == {"system:node:node-0000"}
-        assert "the hub goes on with its certificate" in hub.log()
+        assert "the cluster moved from" in hub.log()
+        assert hub.server in (hub.root_dir / "bootstrap-hub.conf").read_text()
+        assert "cluster-info has no signature" not in hub.log()  # no token was needed
+        assert [c["spec"]["username"] for c in sb.csrs()] == ["system:bootstrap:abcdef"]
 
 
 def test_a_token_posted_to_v1_token_is_not_undone_by_the_older_one_in_the_settings(
