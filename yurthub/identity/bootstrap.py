@@ -14,11 +14,10 @@ matches none of the configured pins (the cluster's CA was replaced, and the oper
 new pin), or when the configured token is not the one it came from (an operator re-ran the
 join with a fresh token; ``bootstrap-hub.given`` records a hash of the configured token each
 store answered, so a token posted to ``/v1/token`` is not undone by the older one still in
-the settings).  If the
-CA that discovery proves is not the stored one, the hub's certificates belong to another
-cluster: they are removed and asked for again.  A new server whose certificate verifies with
-the stored CA is the same cluster at a new address: the credential follows it without
-discovery, and the certificates are kept, so a move needs no new token.
+the settings).  If the CA that discovery proves is not the stored one, the hub's certificates
+belong to another cluster: they are removed and asked for again.  A new server whose
+certificate verifies with the stored CA is the same cluster at a new address: the credential
+follows it without discovery, and the certificates are kept, so a move needs no new token.
 """
 
 from __future__ import annotations
