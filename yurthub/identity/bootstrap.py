@@ -6,23 +6,38 @@ proves the cluster CA with it; then ``pki/ca.crt`` and ``bootstrap-hub.conf`` (s
 and token, 0600) are written, and later starts reuse them, as YurtHub does.  A bootstrap
 file with a CA and no pins is trusted as given (an operator wrote it, as kubelet's
 ``--bootstrap-kubeconfig``); with pins, its token is used for discovery like any other.
+
+The stored credential is reused only while it still answers the settings.  It is derived
+again (discovery with the configured token) when ``server_addr`` no longer names the server
+it was made for (the cloud moved: YurtHub's ``verifyServerAddrOrCleanup``), when its CA
+matches none of the configured pins (the cluster's CA was replaced, and the operator gave the
+new pin), or when the configured token is not the one it came from (an operator re-ran the
+join with a fresh token; ``bootstrap-hub.given`` records a hash of the configured token each
+store answered, so a token posted to ``/v1/token`` is not undone by the older one still in
+the settings).  If the CA that discovery proves is not the stored one, the hub's certificates
+belong to another cluster: they are removed and asked for again.  A new server whose
+certificate verifies with the stored CA is the same cluster at a new address: the credential
+follows it without discovery, and the certificates are kept, so a move needs no new token.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import yaml
 
 from yurthub.config import Config
-from yurthub.errors import ConfigError, CredentialRejected, IdentityError
+from yurthub.errors import ConfigError, CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import discovery
 from yurthub.identity.apiclient import ApiClient
-from yurthub.identity.certs import CertInfo
+from yurthub.identity.certs import CertInfo, ca_pins
 from yurthub.identity.csr import CLIENT_SIGNER, CLIENT_USAGES, CertificateRequest
 from yurthub.identity.files import IdentityFiles
 from yurthub.kube import bootstraptoken as bt
@@ -101,6 +116,22 @@ def parse_bootstrap_kubeconfig(text: str, source: str, base: str = "") -> Bootst
     return BootstrapConfig(server, ca_pem, token)
 
 
+def _host(url: str) -> str:
+    """host:port of a server URL, as YurtHub compares them (``url.URL.Host``)."""
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return url
+
+
+def _fingerprint(given: BootstrapConfig) -> str:
+    """What ``bootstrap-hub.given`` holds of a configured token (never the token itself)."""
+    h = hashlib.sha256()
+    for part in (given.token.encode(), given.server.encode(), given.ca_pem or b""):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return h.hexdigest()
+
+
 class Bootstrap:
     """The bootstrap credential: discovery once, then ``bootstrap-hub.conf``."""
 
@@ -109,6 +140,8 @@ class Bootstrap:
         self.files = files
         self.servers = servers
         self.token_changed = threading.Event()
+        # called after a new CA replaced another: the hub's certificates were removed
+        self.on_ca_change: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
 
     def configured_token(self) -> BootstrapConfig | None:
@@ -147,18 +180,107 @@ class Bootstrap:
             log.warning("%s; bootstrapping again", e)
             return None
 
+    def outdated(self, stored: BootstrapConfig | None,
+                 given: BootstrapConfig | None) -> str | None:
+        """Why a stored credential no longer answers the settings (None: it does)."""
+        if stored is None or not stored.ca_pem:
+            return None
+        if self._moved(stored):
+            return (f"server_addr no longer names {stored.server}, the server the hub's "
+                    "identity was made for")
+        pins = set(self.cfg.discovery_token_ca_cert_hash)
+        if pins and not pins & set(ca_pins(stored.ca_pem)):
+            # the cluster's CA was replaced and the operator gave its new pin
+            return "the stored cluster CA matches no discovery_token_ca_cert_hash"
+        if given is not None and self._is_new(given, stored):
+            return "the configured join token is not the one the hub's identity came from"
+        return None
+
+    def _moved(self, stored: BootstrapConfig) -> bool:
+        hosts = {_host(s) for s in self.servers}
+        return bool(hosts) and _host(stored.server) not in hosts
+
+    def _relocated(self, stored: BootstrapConfig) -> BootstrapConfig:
+        """A stored credential whose server moved, for the new server when that one's
+        certificate verifies with the stored CA (the same cluster at a new address: no
+        token needed, none spent); else as it was.  An unreachable server proves nothing."""
+        assert stored.ca_pem is not None
+        try:
+            ApiClient(self.servers, discovery.ca_context(stored.ca_pem)).request(
+                "GET", "/version")
+        except (IdentityError, UpstreamUnavailable):
+            return stored
+        moved = BootstrapConfig(self.servers[0], stored.ca_pem, stored.token)
+        try:
+            self.files.write(self.files.bootstrap_conf, kubeconfig_text(
+                moved.server, moved.ca_pem, token=moved.token).encode())
+        except OSError as e:
+            raise IdentityError(f"cannot store the bootstrap credential in "
+                                f"{self.files.root}: {e.strerror or e}") from None
+        log.info("the cluster moved from %s to %s (its certificate verifies with the hub's "
+                 "CA): the hub keeps its identity", stored.server, moved.server)
+        return moved
+
+    def _is_new(self, given: BootstrapConfig, stored: BootstrapConfig) -> bool:
+        recorded = self.files.read(self.files.bootstrap_given)
+        if recorded is None:  # a store from before the record: judge by the token alone
+            return given.token != stored.token
+        return recorded.strip().decode("ascii", "replace") != _fingerprint(given)
+
+    def _record(self, given: BootstrapConfig | None) -> None:
+        """Remember which configured token the store answered (None: no token configured)."""
+        if given is None:
+            self.files.remove(self.files.bootstrap_given)
+        else:
+            self.files.write(self.files.bootstrap_given, _fingerprint(given).encode() + b"\n")
+
+    def configured_quietly(self) -> BootstrapConfig | None:
+        return self._configured_beside(self.stored())
+
+    def _configured_beside(self, stored: BootstrapConfig | None) -> BootstrapConfig | None:
+        """The configured token; with a usable store, a token file that cannot be read (one
+        removed after the join) is a WARNING and no token, not a refusal."""
+        if stored is None or not stored.ca_pem:
+            return self.configured_token()
+        try:
+            return self.configured_token()
+        except ConfigError as e:
+            log.warning("%s; the stored bootstrap credential is kept", e)
+            return None
+
     def ensure(self) -> BootstrapConfig:
         """The stored bootstrap credential, after discovery with the configured token if
-        there is none yet.  Raises ConfigError (no token, DiscoveryRefused), IdentityError
-        (it cannot be stored) or UpstreamUnavailable."""
+        there is none yet or it no longer answers the settings (``outdated``).  Raises
+        ConfigError (no token, DiscoveryRefused), IdentityError (it cannot be stored) or
+        UpstreamUnavailable."""
         with self._lock:
             stored = self.stored()
+            given = self._configured_beside(stored)
+            if stored is not None and stored.ca_pem and self._moved(stored):
+                stored = self._relocated(stored)
+            reason = self.outdated(stored, given)
             if stored is not None and stored.ca_pem:
-                return stored
-            given = self.configured_token()
+                if reason is None:
+                    return stored
+                if given is None:
+                    log.warning("%s, and no join token is configured: the hub keeps it (the "
+                                "cloud's certificate must verify with the CA it has); to join "
+                                "another cluster, set join_token_file or POST a join token to "
+                                "/v1/token", reason)
+                    return stored
+                log.info("%s: bootstrapping again with the configured join token", reason)
             if given is None:
                 raise ConfigError(NO_IDENTITY)
-            return self._adopt(given)
+            conf = self._adopt(given)
+            self._stored_given(given)
+            return conf
+
+    def _stored_given(self, given: BootstrapConfig | None) -> None:
+        try:
+            self._record(given)
+        except OSError as e:
+            raise IdentityError(f"cannot store the bootstrap credential in "
+                                f"{self.files.root}: {e.strerror or e}") from None
 
     def update_token(self, token: str) -> BootstrapConfig:
         """``POST /v1/token``: discovery with a new token, then store it."""
@@ -168,6 +290,12 @@ class Bootstrap:
             raise ConfigError(str(e)) from None
         with self._lock:
             conf = self._adopt(BootstrapConfig("", None, token), force_discovery=True)
+            # the token in the settings (if any) is older than this one: not new at a restart
+            try:
+                given = self.configured_token()
+            except ConfigError:
+                given = None
+            self._stored_given(given)
         self.token_changed.set()
         return conf
 
@@ -184,6 +312,7 @@ class Bootstrap:
         conf = BootstrapConfig(servers[0], ca_pem, given.token)
         self.files.prepare()
         try:
+            ca_changed = self._drop_certificates_of_another_ca(ca_pem)
             self.files.write(self.files.ca, ca_pem)
             self.files.write(self.files.bootstrap_conf, kubeconfig_text(
                 conf.server, ca_pem, token=given.token).encode())
@@ -191,7 +320,22 @@ class Bootstrap:
             raise IdentityError(f"cannot store the bootstrap credential in "
                                 f"{self.files.root}: {e.strerror or e}") from None
         log.info("bootstrap credential stored in %s", self.files.bootstrap_conf)
+        if ca_changed:
+            self.on_ca_change()
         return conf
+
+    def _drop_certificates_of_another_ca(self, ca_pem: bytes) -> bool:
+        """Remove the hub's certificates when ``ca_pem`` is not the CA they were issued
+        under (another cluster): the new cloud would refuse them, and pods would meet a
+        serving certificate their CA does not sign.  True when they were removed."""
+        old = self.files.read(self.files.ca)
+        if old is None or set(ca_pins(old)) == set(ca_pins(ca_pem)):
+            return False
+        log.warning("the cluster's CA is not the one the hub's certificates were issued "
+                    "under: they are removed and asked for again")
+        for path in (self.files.client_pair, self.files.serving_pair, self.files.hub_conf):
+            self.files.remove(path)
+        return True
 
     def client(self) -> ApiClient:
         """An apiserver client authenticated by the bootstrap token."""
@@ -226,11 +370,16 @@ class ClientRenewal:
             ctx.load_cert_chain(self.files.client_pair)
             return ApiClient(self.servers, ctx)
         self.bootstrap.token_changed.clear()
-        client = self.bootstrap.client()
+        try:
+            client = self.bootstrap.client()
+        except ConfigError as e:
+            # a configured token the cloud refuses (DiscoveryRefused) while the hub runs:
+            # readyz says it and the manager retries; it must not end the manager's thread
+            raise IdentityError(str(e)) from None
         self._current_refused = False  # the certificate this brings is tried next time
         return client
 
-    def unsatisfied(self, cert: CertInfo) -> str | None:
+    def unsatisfied(self, cert: CertInfo, resolve: bool = False) -> str | None:
         """Always None: a client certificate of another node (a renamed node) is asked
         for with a new join, not with this node's certificate."""
         return None

@@ -3,6 +3,7 @@
 Layout (YurtHub's names)::
 
     <root_dir>/bootstrap-hub.conf          kubeconfig with the bootstrap token (0600)
+    <root_dir>/bootstrap-hub.given         SHA-256 of the configured join token it came from
     <root_dir>/yurthub.conf                kubeconfig of the hub's own identity (0600)
     <root_dir>/pki/                        0700
     <root_dir>/pki/ca.crt                  the cluster CA, pinned at discovery
@@ -29,6 +30,7 @@ CA = "ca.crt"
 CLIENT_PAIR = "yurthub-current.pem"
 SERVING_PAIR = "yurthub-server-current.pem"
 BOOTSTRAP_CONF = "bootstrap-hub.conf"
+BOOTSTRAP_GIVEN = "bootstrap-hub.given"
 HUB_CONF = "yurthub.conf"
 _TMP = ".tmp-"
 
@@ -61,6 +63,10 @@ class IdentityFiles:
     @property
     def bootstrap_conf(self) -> str:
         return self.path(BOOTSTRAP_CONF)
+
+    @property
+    def bootstrap_given(self) -> str:
+        return self.path(BOOTSTRAP_GIVEN)
 
     @property
     def hub_conf(self) -> str:

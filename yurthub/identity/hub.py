@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from typing import Protocol
 
 from yurthub.config import Config
@@ -122,6 +123,7 @@ class HubIdentity:
             self._ca = lambda: kubelet.ca_pem
         else:
             self.bootstrap = Bootstrap(cfg, self.files, cfg.server_addr)
+            self.bootstrap.on_ca_change = self._ca_changed
             servers = token_servers(cfg, self.bootstrap)
             self.bootstrap.servers = servers
             manager = CertificateManager(
@@ -160,6 +162,12 @@ class HubIdentity:
                 log.warning("%s", e)
         if self.serving_manager is not None and not self.serving_manager.valid():
             self.serving_manager.wake()  # it was waiting for this identity
+
+    def _ca_changed(self) -> None:
+        """A join proved another cluster's CA: the certificates of the old one are gone."""
+        for manager in (self.client_manager, self.serving_manager):
+            if manager is not None:
+                manager.discard("the cluster's CA changed")
 
     def start(self) -> None:
         for t in self.threads:
@@ -251,13 +259,23 @@ def preflight(cfg: Config) -> None:
     bootstrap.servers = token_servers(cfg, bootstrap)
     check_ca(files)
     pair = files.read(files.client_pair)
+    valid = False
     if pair is not None:
         try:
-            certs.load_pair(pair)
-            return  # valid or expired: the worker starts with it (offline start)
+            valid = not certs.load_pair(pair)[1].expired(time.time())
+            # valid or expired, the worker starts with it (offline start), unless the
+            # bootstrap credential no longer answers the settings (a moved server, a new
+            # join token): then it is derived again now, while the operator watches
+            if bootstrap.outdated(bootstrap.stored(), bootstrap.configured_quietly()) is None:
+                return
         except certs.CertificateError as e:
             log.warning("%s: %s", files.client_pair, e)
     try:
         bootstrap.ensure()
     except UpstreamUnavailable as e:
         log.warning("cannot bootstrap now (%s); the hub starts and keeps trying", e)
+    except ConfigError as e:
+        if not valid or isinstance(e, IdentityFileError):
+            raise
+        # a node that works must not stop for a bad new token: it keeps its certificate
+        log.warning("%s; the hub goes on with its certificate, valid until it expires", e)

@@ -43,11 +43,12 @@ class Renewal(Protocol):
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         """The cloud refused the credential ``client`` gave (raise to wait, or return)."""
 
-    def unsatisfied(self, cert: certs.CertInfo) -> str | None:
+    def unsatisfied(self, cert: certs.CertInfo, resolve: bool = False) -> str | None:
         """What a loaded certificate lacks of what the settings now ask for (None: nothing).
 
-        Known without the cloud; a certificate that lacks something is renewed at once
-        (client-go's ``certSatisfiesTemplate``), and used until the new one arrives."""
+        Known without the cloud (``resolve``: names may be looked up in DNS, which may
+        block); a certificate that lacks something is renewed at once (client-go's
+        ``certSatisfiesTemplate``), and used until the new one arrives."""
 
 
 def _when(epoch: float) -> str:
@@ -136,9 +137,21 @@ class CertificateManager(BackgroundThread):
     def wake(self) -> None:
         self._wake.set()
 
+    def discard(self, why: str) -> None:
+        """Forget the installed certificate (its file is gone: the cluster's CA changed)
+        and ask for a new one now; users build new TLS contexts (``generation``)."""
+        with self._lock:
+            self.current = None
+            self.generation += 1
+            self.deadline = 0.0
+            self._status = f"no {self.label} certificate yet ({why})"
+        log.info("%s certificate dropped: %s", self.label, why)
+        self._wake.set()
+
     # -- the thread -------------------------------------------------------------------------
 
     def run(self) -> None:
+        self._check_template()
         backoff = 1.0
         while not self.stopping.is_set():
             now = self.clock()
@@ -147,9 +160,15 @@ class CertificateManager(BackgroundThread):
                 self._wake.clear()
                 continue
             try:
-                self.renew()
-                backoff = 1.0
-                continue
+                info = self.renew()
+                overdue = self._overdue(info)
+                if overdue is None:
+                    backoff = 1.0
+                    continue
+                # Asking again at once would get the same answer, as fast as the cloud
+                # signs: paced like a failure, and said, since only the operator can help
+                self.progress(f"{overdue}; asking again in {backoff:.0f}s")
+                log.warning("%s certificate: %s", self.label, overdue)
             except (IdentityError, UpstreamUnavailable) as e:
                 if self.stopping.is_set():
                     return
@@ -158,6 +177,31 @@ class CertificateManager(BackgroundThread):
             self._wake.wait(backoff)
             self._wake.clear()
             backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def _overdue(self, info: certs.CertInfo) -> str | None:
+        """Why a certificate just issued is already due again by this node's clock (None:
+        it is not): the clock is ahead of the cloud's, or the cluster's CA ends so soon that
+        it cut the certificate short."""
+        now = self.clock()
+        if now < self.deadline and not info.expired(now):
+            return None
+        state = "has already expired" if info.expired(now) else "is already due for renewal"
+        return (f"the certificate just issued (valid {_when(info.not_before)} to "
+                f"{_when(info.not_after)}) {state} by this node's clock "
+                f"({_when(now)}): is the clock ahead of the cloud's, or does the cluster's "
+                "CA end that soon?")
+
+    def _check_template(self) -> None:
+        """What ``load`` could not check without DNS (a node IP found through a server's
+        name), on this thread, before the first wait."""
+        cur = self.current
+        if cur is None or not self.valid() or self.deadline <= self.clock():
+            return
+        lacking = self.renewal.unsatisfied(cur, resolve=True)
+        if lacking is not None:
+            log.info("the %s certificate %s does not match the settings (%s); asking for a "
+                     "new one now", self.label, self.path, lacking)
+            self.deadline = self.clock()
 
     def renew(self) -> certs.CertInfo:
         """Request a certificate now, write it and install it.  Raises IdentityError

@@ -37,13 +37,20 @@ KUBERNETES_DNS = ("kubernetes", "kubernetes.default", "kubernetes.default.svc",
 KUBERNETES_SERVICE = "/api/v1/namespaces/default/services/kubernetes"
 
 
-def node_ip(cfg: Config, servers: tuple[str, ...]) -> str:
-    """``node_ip``, or the local address the kernel would use to reach the first server."""
+def node_ip(cfg: Config, servers: tuple[str, ...], resolve: bool = True) -> str:
+    """``node_ip``, or the local address the kernel would use to reach the first server
+    (without ``resolve``, "" when that needs DNS, which may block offline: the answer is
+    then unknown, never another server's)."""
     if cfg.node_ip:
         return cfg.node_ip
     for url in servers:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        if not resolve:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                return ""
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             with socket.socket(family, socket.SOCK_DGRAM) as s:
@@ -104,20 +111,21 @@ class ServingRenewal:
     def client(self, current_valid: bool) -> ApiClient:
         return self._client()
 
-    def unsatisfied(self, cert: CertInfo) -> str | None:
-        """A changed ``hub_serving_address``, ``bind_address``, ``node_ip`` or node name
-        must reach the certificate pods check, not wait for its renewal (months away)."""
+    def unsatisfied(self, cert: CertInfo, resolve: bool = False) -> str | None:
+        """A changed ``hub_serving_address``, ``bind_address``, node IP (``node_ip``, or the
+        one detected: a node that got another address) or node name must reach the
+        certificate pods check, not wait for its renewal (months away)."""
         if cert.common_name != f"system:node:{self.cfg.node_name}":
             return f"its subject is {cert.common_name}"
         if set(cert.organizations) != {"system:nodes"}:
             return f"its organizations are {', '.join(cert.organizations)}"
         if set(cert.dns_sans) != set(KUBERNETES_DNS):
             return f"its DNS names are {', '.join(cert.dns_sans)}"
-        # The addresses the settings name; not the ClusterIP (it needs the cloud) nor a
-        # detected node IP (a server's name may need DNS: this runs as the worker starts,
-        # maybe offline)
-        missing = [ip for ip in serving_ips(self.cfg, "", self.cfg.node_ip)
-                   if ip not in cert.ip_sans]
+        # The addresses the settings name and the node's; not the ClusterIP (it needs the
+        # cloud), and a server's name is resolved only when asked (the manager's thread):
+        # DNS may block, and this also runs as the worker starts, maybe offline
+        node = node_ip(self.cfg, self.source.servers, resolve)
+        missing = [ip for ip in serving_ips(self.cfg, "", node) if ip not in cert.ip_sans]
         return f"it lacks {', '.join(missing)}" if missing else None
 
     def rejected(self, e: Exception, current_valid: bool) -> None:

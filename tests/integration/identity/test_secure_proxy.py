@@ -81,13 +81,53 @@ def test_a_new_hub_serving_address_reaches_the_certificate_without_waiting(clust
     info = wait_for(renewed, 30, "a new serving certificate")
     assert "127.0.0.2" in info.ip_sans and "10.96.0.1" in info.ip_sans
     ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)  # checks the IP SAN
-    with socket.create_connection(("127.0.0.2", secure_hub.secure_port), timeout=10) as s, \
-            ctx.wrap_socket(s, server_hostname="127.0.0.2") as tls:
-        assert tls.getpeercert()["serialNumber"].lower().lstrip("0") == info.serial
+    # the file is written a moment before the listener takes it
+    wait_for(lambda: _serial_at(secure_hub, ctx) == info.serial, 30, "10268 to present it")
     secure_hub.stop()
     secure_hub.start()  # and a certificate that matches is kept
     assert certs.load_pair(pair.read_bytes())[1].serial == info.serial
     assert "does not match the settings" not in secure_hub.log().split("Booting")[-1]
+
+
+def test_a_node_that_got_another_address_gets_it_in_the_serving_certificate(
+        cluster, joining_hub):
+    # node_ip unset: the node's address is the one the kernel uses to reach the cloud.  A
+    # restart after the node got another one (DHCP) kept the old certificate, without the
+    # address pods now dial, until its renewal months later (YurtHub's certificate template
+    # takes the node IP of each start).  Here the node "had" 127.0.0.3 and now has 127.0.0.1;
+    # 10268 listens on every address, so pods may dial the node's.
+    wildcard = ["--hub-serving-address", "127.0.0.2", "--bind-address", "0.0.0.0",
+                "--allow-non-loopback-bind", "true"]
+    hub = joining_hub(secure=True, extra=[*wildcard, "--node-ip", "127.0.0.3"])
+    pair = hub.root_dir / "pki" / "yurthub-server-current.pem"
+    first = certs.load_pair(wait_for(lambda: pair.exists() and pair.read_bytes(), 30,
+                                     "the serving certificate"))[1]
+    assert "127.0.0.3" in first.ip_sans and "127.0.0.1" not in first.ip_sans
+    hub.stop()
+    hub.extra = hub.extra[:-2]  # without --node-ip
+    hub.start()
+
+    def renewed():
+        info = certs.load_pair(pair.read_bytes())[1]
+        return info if info.serial != first.serial else None
+    info = wait_for(renewed, 30, f"a new serving certificate (log: {hub.log()[-1500:]})")
+    assert "127.0.0.1" in info.ip_sans and "127.0.0.3" not in info.ip_sans
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)  # checks the IP SAN
+    wait_for(lambda: _serial_at(hub, ctx) == info.serial, 30, "10268 to present it")
+    hub.stop()
+    hub.start()  # and one that matches is kept
+    assert certs.load_pair(pair.read_bytes())[1].serial == info.serial
+
+
+def _serial_at(hub, ctx: ssl.SSLContext) -> str:
+    """The serial of the certificate 10268 presents at 127.0.0.2 ("" while it is one
+    without that address)."""
+    try:
+        with socket.create_connection(("127.0.0.2", hub.secure_port), timeout=10) as s, \
+                ctx.wrap_socket(s, server_hostname="127.0.0.2") as tls:
+            return str(tls.getpeercert()["serialNumber"]).lower().lstrip("0")
+    except ssl.SSLCertVerificationError:
+        return ""
 
 
 def test_kubectl_with_a_service_account_token_online_and_offline(cluster, secure_hub,
