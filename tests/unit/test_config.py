@@ -188,6 +188,26 @@ def test_the_tls_port_listens_on_the_serving_address_and_a_non_loopback_bind_add
     wildcard = config.load(None, {"node_name": "n", "bind_address": "::",
                                   "allow_non_loopback_bind": "true"})
     assert wildcard.secure_addresses == ("::",)  # the serving address is one of them
+
+
+def test_an_ipv6_serving_address_the_node_has_not_yet_is_listened_on():
+    # An IPv6 hub_serving_address (a dummy interface the operator adds, or adds later)
+    # binds with IP_FREEBIND as an IPv4 one does; the start did not refuse it.
+    import socket
+
+    from tests.fixtures import free_port
+    from yurthub.service import _settings
+    tls = free_port()
+    cfg = config.load(None, {"node_name": "n", "proxy_port": str(free_port()),
+                             "serve_port": str(free_port()), "secure_proxy_port": str(tls),
+                             "hub_serving_address": "2001:db8::10"})  # documentation prefix
+    socks = [socket.socket(fileno=int(b.removeprefix("fd://")))
+             for b in _settings(cfg)["bind"]]
+    try:
+        assert socks[-1].getsockname()[:2] == ("2001:db8::10", tls)
+    finally:
+        for s in socks:
+            s.close()
     assert config.load(None, {"node_name": "n"}).secure_addresses == ("169.254.2.1",)
 
 
