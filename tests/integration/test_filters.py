@@ -261,6 +261,40 @@ def test_a_dropped_service_is_deleted_only_for_who_had_it(sandbox4, hub):
     sock.close()
 
 
+def _watch(hub: Hub, path: str, events: list) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {KUBE_PROXY}\r\n\r\n".encode())
+    threading.Thread(target=read_watch_events, args=(sock, events), daemon=True).start()
+    return sock
+
+
+def test_a_watch_from_before_a_drop_another_watch_saw_gets_its_deleted(sandbox4,
+                                                                       hub_factory):
+    # Services the usual way (not shared): two kube-proxy watches, the second from a list
+    # taken before the first one saw web-lb-kept discarded.  The second client has
+    # web-lb-kept; it must get the DELETED too, or it keeps the discarded Service for good.
+    h = hub_factory(sandbox4.url, node=NODE, extra=["--pool-scope-resources", ""])
+    first = json.loads(h.get("/api/v1/services", ua=KUBE_PROXY)[2])
+    seen: list = []
+    a = _watch(h, "/api/v1/services?watch=true&resourceVersion="
+               f"{first['metadata']['resourceVersion']}&timeoutSeconds=60", seen)
+    second = json.loads(h.get("/api/v1/services", ua=KUBE_PROXY)[2])
+    assert "web-lb-kept" in {i["metadata"]["name"] for i in second["items"]}
+    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "true"}}}, namespace="default")
+    wait_for(lambda: seen, what="the first watch's event")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for _, e in seen] == [
+        ("DELETED", "web-lb-kept")]
+    got: list = []
+    b = _watch(h, "/api/v1/services?watch=true&resourceVersion="
+               f"{second['metadata']['resourceVersion']}&timeoutSeconds=3", got)
+    wait_for(lambda: got, what="the second watch's event")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for _, e in got] == [
+        ("DELETED", "web-lb-kept")]
+    a.close()
+    b.close()
+
+
 def test_not_ready_until_the_configuration_is_known_then_filtered(sandbox4, tmp_path):
     sandbox4.fail_next(10_000, 503, match="yurt-hub-cfg")
     h = Hub(tmp_path, sandbox4.url, node=NODE).start(wait=False)
