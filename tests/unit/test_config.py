@@ -46,6 +46,9 @@ def test_ini_accepts_dashed_keys_and_lists(tmp_path):
     ("[yurthub]\nlb_mode = random\n", "lb_mode = 'random': must be one of rr, priority"),
     ("[yurthub]\nserver_addr = ftp://x\n", "is not an http(s) URL"),
     ("[yurthub]\nbind_address = localhost\n", "not an IP address"),
+    # pods get it as KUBERNETES_SERVICE_HOST and the kubernetes Service's clusterIP
+    ("[yurthub]\nhub_serving_address = fe80::1%eth0\n", "with a zone pods cannot use"),
+    ("[yurthub]\nhub_serving_address = 0.0.0.0\n", "an address pods can reach"),
     ("[yurthub]\ndisk_cache_path = relative/dir\n", "must be an absolute path"),
     ("[other]\nx = 1\n", "unknown section [other]"),
     ("proxy_port = 1\n", "not a valid INI file"),
