@@ -14,7 +14,10 @@ would make it skip the DELETED its own client needs); its own decisions it keeps
 The change's resourceVersion is kept too: a watch that resumes from an older version
 (``ClientView.since``: its client knows nothing of that change, as when another watch of
 the same component, or a watch that broke before it sent the event, made it) reads the
-value before it.
+value before it.  And a list with selectors (kube-proxy's) marks what the record held as
+dropped from before it, and it did not drop again, as kept at its version: it showed
+those (or they are outside its selectors, and reach its watch as ADDED), whatever changed
+while no watch of the client was there to see it.
 
 It also records which answers a client was given under which filter configuration, so
 that no client keeps data filtered under an older one.  Each client's configuration has a
@@ -136,6 +139,20 @@ class Visibility:
                       and seq <= before and namespace in ("", k[1][0])]:
                 del self._dropped[k]
 
+    def shown(self, client: Client, namespace: str, before: int, rv: int) -> None:
+        """A list of some of the client's objects in ``namespace`` ("": all), with
+        selectors, began at sequence number ``before`` and went out at resourceVersion
+        ``rv``.  An object the record held as dropped from before it, that the list did
+        not drop again, was shown (or is outside the list's selectors: its events then
+        reach the client's watch of them as ADDED): kept as of ``rv``.  Marked, not
+        removed, so a watch that began earlier still reads what it knew."""
+        with self._lock:
+            for k, (dropped, seq, _, _) in list(self._dropped.items()):
+                if k[0] == client and dropped and seq <= before \
+                        and namespace in ("", k[1][0]):
+                    self._seq += 1
+                    self._dropped[k] = (False, self._seq, True, rv)
+
     def forget(self, clients: set[Client]) -> None:
         """Drop everything known of ``clients`` (their filters changed: they relist) and
         move their configurations to a new generation."""
@@ -162,6 +179,9 @@ class ClientView:
         # For a list of every object of a namespace ("": of all), without selectors or
         # pages: what the client was shown is then all that counts (``relisted``).
         self.covers: str | None = None
+        # For any other list (its first page) of a namespace: what it did not drop, it
+        # showed or cannot have shown (``shown``).
+        self.lists: str | None = None
         # For a watch from a resourceVersion: what its client knows is as of that version.
         self.since: int | None = None
 
@@ -175,6 +195,8 @@ class ClientView:
         self._v.served(self.client, rv, self.generation)
         if self.covers is not None:
             self._v.relisted(self.client, self.covers, self.start)
+        elif self.lists is not None:
+            self._v.shown(self.client, self.lists, self.start, resume_rv(rv) or 0)
 
     def outdated(self, rv: str) -> bool:
         return self._v.outdated(self.client, rv)
