@@ -228,8 +228,9 @@ class Config:
         "", v.ip_or_empty, "this node's IP, in the serving certificate (default: the local "
         "address that routes to the apiserver)", metavar="IP")
     hub_serving_address: str = setting(
-        "169.254.2.1", v.ip, "address pods reach the hub at; the filters point the kubernetes "
-        "Service, its EndpointSlice and pods' KUBERNETES_SERVICE_HOST there", metavar="IP")
+        "169.254.2.1", v.pod_reachable_ip, "address pods reach the hub at; the filters point "
+        "the kubernetes Service, its EndpointSlice and pods' KUBERNETES_SERVICE_HOST there",
+        metavar="IP")
     secure_proxy_port: int = setting(
         10268, v.int_range(0, 65535), "the hub's HTTPS proxy port (on hub_serving_address; 0 "
         "turns it off); the filters point the kubernetes Service's https port and "

@@ -107,6 +107,19 @@ def ip(value: str) -> str:
     return v
 
 
+def pod_reachable_ip(value: str) -> str:
+    """An address the filters hand to pods (the kubernetes Service's clusterIP, their
+    KUBERNETES_SERVICE_HOST): an IP without a zone (no URL or clusterIP takes one), not
+    the unspecified address (in a pod that is the pod itself)."""
+    v = ip(value)
+    addr = ipaddress.ip_address(v)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id:
+        raise ValueError("an IP address with a zone pods cannot use")
+    if addr.is_unspecified:
+        raise ValueError("not an address pods can reach")
+    return v
+
+
 def split(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 

@@ -185,9 +185,9 @@ def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if freebind:
             # hub_serving_address (169.254.2.1) may appear later, on a dummy interface the
-            # operator sets up: bind before it exists, as systemd's FreeBind= does.
-            level = socket.IPPROTO_IPV6 if family == socket.AF_INET6 else socket.IPPROTO_IP
-            s.setsockopt(level, _IP_FREEBIND, 1)
+            # operator sets up: bind before it exists, as systemd's FreeBind= does.  The
+            # IPv4 level's option serves IPv6 sockets too (IPV6_FREEBIND is 78, not 15).
+            s.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
         s.bind((addr, port))
     except OSError as e:
         s.close()

@@ -261,6 +261,71 @@ def test_a_dropped_service_is_deleted_only_for_who_had_it(sandbox4, hub):
     sock.close()
 
 
+def _watch(hub: Hub, path: str, events: list) -> tuple[socket.socket, threading.Thread]:
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: {KUBE_PROXY}\r\n\r\n".encode())
+    reader = threading.Thread(target=read_watch_events, args=(sock, events), daemon=True)
+    reader.start()
+    return sock, reader
+
+
+def test_a_watch_from_before_a_drop_another_watch_saw_gets_its_deleted(sandbox4,
+                                                                       hub_factory):
+    # Services the usual way (not shared): two kube-proxy watches, the second from a list
+    # taken before the first one saw web-lb-kept discarded.  The second client has
+    # web-lb-kept; it must get the DELETED too, or it keeps the discarded Service for good.
+    h = hub_factory(sandbox4.url, node=NODE, extra=["--pool-scope-resources", ""])
+    first = json.loads(h.get("/api/v1/services", ua=KUBE_PROXY)[2])
+    seen: list = []
+    a, _ = _watch(h, "/api/v1/services?watch=true&resourceVersion="
+               f"{first['metadata']['resourceVersion']}&timeoutSeconds=60", seen)
+    second = json.loads(h.get("/api/v1/services", ua=KUBE_PROXY)[2])
+    assert "web-lb-kept" in {i["metadata"]["name"] for i in second["items"]}
+    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "true"}}}, namespace="default")
+    wait_for(lambda: seen, what="the first watch's event")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for _, e in seen] == [
+        ("DELETED", "web-lb-kept")]
+    got: list = []
+    b, _ = _watch(h, "/api/v1/services?watch=true&resourceVersion="
+               f"{second['metadata']['resourceVersion']}&timeoutSeconds=3", got)
+    wait_for(lambda: got, what="the second watch's event")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for _, e in got] == [
+        ("DELETED", "web-lb-kept")]
+    a.close()
+    b.close()
+
+
+def test_a_relisting_kube_proxy_is_told_of_a_drop_after_one_it_never_saw(sandbox4,
+                                                                         hub_factory):
+    # kube-proxy's watch (services the usual way) sees web-lb-kept discarded, then ends
+    # (kube-proxy restarts).  web-lb-kept is kept again meanwhile; the new kube-proxy lists
+    # it, with kube-proxy's label selectors, and watches.  Discarded again, it must go.
+    h = hub_factory(sandbox4.url, node=NODE, extra=["--pool-scope-resources", ""])
+    path = "/api/v1/services?labelSelector=%21service.kubernetes.io%2Fheadless"
+    first = json.loads(h.get(path, ua=KUBE_PROXY)[2])
+    seen: list = []
+    a, reader = _watch(h, f"{path}&watch=true&resourceVersion="
+                       f"{first['metadata']['resourceVersion']}&timeoutSeconds=2", seen)
+    discard = {"metadata": {"annotations": {"svc.openyurt.io/discard": "true"}}}
+    sandbox4.patch("services", "web-lb-kept", discard, namespace="default")
+    wait_for(lambda: seen, what="the first watch's event")
+    wait_for(lambda: not reader.is_alive(), what="the first watch to end")
+    a.close()
+    sandbox4.patch("services", "web-lb-kept", {"metadata": {"annotations": {
+        "svc.openyurt.io/discard": "false"}}}, namespace="default")
+    second = json.loads(h.get(path, ua=KUBE_PROXY)[2])
+    assert "web-lb-kept" in {i["metadata"]["name"] for i in second["items"]}
+    got: list = []
+    b, _ = _watch(h, f"{path}&watch=true&resourceVersion="
+                  f"{second['metadata']['resourceVersion']}&timeoutSeconds=3", got)
+    sandbox4.patch("services", "web-lb-kept", discard, namespace="default")
+    wait_for(lambda: got, what="the second watch's event")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for _, e in got] == [
+        ("DELETED", "web-lb-kept")]
+    b.close()
+
+
 def test_not_ready_until_the_configuration_is_known_then_filtered(sandbox4, tmp_path):
     sandbox4.fail_next(10_000, 503, match="yurt-hub-cfg")
     h = Hub(tmp_path, sandbox4.url, node=NODE).start(wait=False)

@@ -46,6 +46,9 @@ def test_ini_accepts_dashed_keys_and_lists(tmp_path):
     ("[yurthub]\nlb_mode = random\n", "lb_mode = 'random': must be one of rr, priority"),
     ("[yurthub]\nserver_addr = ftp://x\n", "is not an http(s) URL"),
     ("[yurthub]\nbind_address = localhost\n", "not an IP address"),
+    # pods get it as KUBERNETES_SERVICE_HOST and the kubernetes Service's clusterIP
+    ("[yurthub]\nhub_serving_address = fe80::1%eth0\n", "with a zone pods cannot use"),
+    ("[yurthub]\nhub_serving_address = 0.0.0.0\n", "an address pods can reach"),
     ("[yurthub]\ndisk_cache_path = relative/dir\n", "must be an absolute path"),
     ("[other]\nx = 1\n", "unknown section [other]"),
     ("proxy_port = 1\n", "not a valid INI file"),
@@ -188,6 +191,26 @@ def test_the_tls_port_listens_on_the_serving_address_and_a_non_loopback_bind_add
     wildcard = config.load(None, {"node_name": "n", "bind_address": "::",
                                   "allow_non_loopback_bind": "true"})
     assert wildcard.secure_addresses == ("::",)  # the serving address is one of them
+
+
+def test_an_ipv6_serving_address_the_node_has_not_yet_is_listened_on():
+    # An IPv6 hub_serving_address (a dummy interface the operator adds, or adds later)
+    # binds with IP_FREEBIND as an IPv4 one does; the start did not refuse it.
+    import socket
+
+    from tests.fixtures import free_port
+    from yurthub.service import _settings
+    tls = free_port()
+    cfg = config.load(None, {"node_name": "n", "proxy_port": str(free_port()),
+                             "serve_port": str(free_port()), "secure_proxy_port": str(tls),
+                             "hub_serving_address": "2001:db8::10"})  # documentation prefix
+    socks = [socket.socket(fileno=int(b.removeprefix("fd://")))
+             for b in _settings(cfg)["bind"]]
+    try:
+        assert socks[-1].getsockname()[:2] == ("2001:db8::10", tls)
+    finally:
+        for s in socks:
+            s.close()
     assert config.load(None, {"node_name": "n"}).secure_addresses == ("169.254.2.1",)
 
 

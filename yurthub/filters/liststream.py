@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from yurthub.errors import DecodeError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
+from yurthub.filters.visibility import object_rv
 from yurthub.kube.bulk import TRUSTED_SEPARATOR
 from yurthub.kube.framing import Bulk, Item, ListInfo, ListParser
 
@@ -32,8 +33,8 @@ _NEXT_ITEM = TRUSTED_SEPARATOR[1:]
 # read has a nested "metadata" member; a string value is never followed by a colon).
 _METADATA = b'"metadata":'
 
-# Called with each dropped item's (namespace, name).
-OnDropped = Callable[[tuple[str, str]], None]
+# Called with each dropped item's (namespace, name) and resourceVersion (0: unreadable).
+OnDropped = Callable[[tuple[str, str], int], None]
 
 
 @dataclass
@@ -168,7 +169,7 @@ class ListFilter:
             key = namespace_name(item.obj)
             stats.dropped_keys.append(key)
             if self._on_dropped is not None:
-                self._on_dropped(key)
+                self._on_dropped(key, object_rv(item.obj))
         elif raw is not item.raw:
             stats.changed += 1
         return raw

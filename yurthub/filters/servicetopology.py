@@ -11,7 +11,8 @@ as it is, as YurtHub does.
 Beyond YurtHub: Endpoints (v1) are filtered too (YurtHub registers the filter for them but
 passes them through), address by address, a subset left empty being removed; and a node in
 no pool with a ``topology.kubernetes.io/zone`` label keeps, for ``kubernetes.io/zone``,
-the endpoints of its zone (the slice's per-endpoint ``zone``) instead of only its own.
+the endpoints of its zone (a v1 slice's per-endpoint ``zone``) instead of only its own.
+Endpoints' addresses carry no zone: for them it is only its own, as for a node in no zone.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ def _nodes_of(keep: Keep) -> frozenset[str] | None:
     return keep.nodes if isinstance(keep, _OnNodes) else None
 
 
-def keeper(topology: str, ctx: FilterContext, v1beta1: bool = False) -> Keep | None:
-    """Which endpoints to keep for a Service of ``topology``, or None to keep them all."""
+def keeper(topology: str, ctx: FilterContext, v1beta1: bool = False, zones: bool = True
+           ) -> Keep | None:
+    """Which endpoints to keep for a Service of ``topology``, or None to keep them all
+    (``zones``: the endpoints say their zone, as a v1 EndpointSlice's do)."""
     if topology == HOSTNAME:
         return _OnNodes(frozenset({ctx.node_name}) - {""}, v1beta1)
     if topology not in (NODEPOOL, ZONE):
@@ -72,7 +75,7 @@ def keeper(topology: str, ctx: FilterContext, v1beta1: bool = False) -> Keep | N
         if members is None:
             return None  # YurtHub: the pool's nodes cannot be read, the slice passes as is
         return _OnNodes(frozenset(members) - {""}, v1beta1)
-    if topology == ZONE and ctx.zone and not v1beta1:
+    if topology == ZONE and ctx.zone and zones and not v1beta1:
         zone = ctx.zone
         return lambda ep: _node_of_endpoint(ep, False) is not None and ep.get("zone") == zone
     return _OnNodes(frozenset({ctx.node_name}) - {""}, v1beta1)
@@ -116,7 +119,7 @@ class ServiceTopology:
 
     def _endpoints(self, obj: Obj, scope: Scope) -> Obj:
         namespace, name = namespace_name(obj)
-        keep = keeper(scope.ctx.topology_of(namespace, name), scope.ctx)
+        keep = keeper(scope.ctx.topology_of(namespace, name), scope.ctx, zones=False)
         subsets = obj.get("subsets")
         if keep is None or not isinstance(subsets, list):
             return obj

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from yurthub.errors import DecodeError
 from yurthub.filters.chain import Chain, encode
 from yurthub.filters.context import namespace_name
-from yurthub.filters.visibility import ClientView
+from yurthub.filters.visibility import ClientView, object_rv
 from yurthub.kube.framing import Event, WatchFramer
 
 PASS_TYPES = frozenset({"BOOKMARK", "ERROR"})
@@ -58,15 +58,16 @@ class WatchFilter:
         key = namespace_name(obj)
         had = self._had(key, etype)
         out = chain.apply(obj)
+        rv = object_rv(obj)
         if etype == "DELETED":
-            self._mark(key, False, gone=True)
+            self._mark(key, False, rv, gone=True)
             if not had:
                 return None
             return "DELETED", ev.raw if out is None or out is obj else encode(out)
         if out is None:
-            self._mark(key, True)
+            self._mark(key, True, rv)
             return ("DELETED", ev.raw) if had else None
-        self._mark(key, False)
+        self._mark(key, False, rv)
         return (etype if had else "ADDED"), (ev.raw if out is obj else encode(out))
 
     def _had(self, key: tuple[str, str], etype: str) -> bool:
@@ -78,13 +79,14 @@ class WatchFilter:
             return False
         return etype != "ADDED"
 
-    def _mark(self, key: tuple[str, str], dropped: bool, gone: bool = False) -> None:
+    def _mark(self, key: tuple[str, str], dropped: bool, rv: int, gone: bool = False
+              ) -> None:
         if gone:
             self._own.pop(key, None)  # a new object of that name starts afresh
         else:
             self._own[key] = dropped
         if self.visibility is not None:
-            self.visibility.mark(key, dropped)
+            self.visibility.mark(key, dropped, rv)
 
 
 def filter_watch(chunks: Iterable[bytes], chain: Chain,

@@ -150,12 +150,12 @@ def filter_stream(verb: str, chunks: Iterator[bytes], chain: Chain, *, gzipped: 
         out = _decode_errors(out, "watch stream")
         return (gzip(out, flush_each=True) if gzip_out else out), None
     if verb == "list":
-        on_dropped: Callable[[tuple[str, str]], None] | None = None
+        on_dropped: Callable[[tuple[str, str], int], None] | None = None
         if visibility is not None and chain.drops:
             view = visibility
 
-            def on_dropped(key: tuple[str, str]) -> None:
-                view.mark(key, True)
+            def on_dropped(key: tuple[str, str], rv: int) -> None:
+                view.mark(key, True, rv)
         if table is not None:
             out = tables.filtered_list(source, chain, table, item_type, on_dropped,
                                        served=visibility.served if visibility else None)

@@ -36,7 +36,7 @@ from yurthub.errors import (
 )
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
-from yurthub.filters.visibility import ClientView
+from yurthub.filters.visibility import ClientView, resume_rv
 from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube.accept import accepts_plain_json, negotiate
@@ -268,8 +268,13 @@ class LocalProxy:
             return Response([line], status=200, content_type=JSON,
                             headers=[("Warning", Freshness(0).warning())])
         if chain is not None:
-            wf = WatchFilter(chain, self.filters.visibility.view(
-                (ctx.component, info.api_group, info.resource)) if self.filters else None)
+            own = None
+            if self.filters is not None:
+                own = self.filters.visibility.view((ctx.component, info.api_group,
+                                                    info.resource))
+                if not initial:
+                    own.since = resume_rv(info.resource_version)  # its client knows that much
+            wf = WatchFilter(chain, own)
             events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
             start.events = [e for e in events if e is not None]
         bookmark = end_initial = None

@@ -34,7 +34,7 @@ from yurthub.errors import (
 )
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
-from yurthub.filters.visibility import ClientView
+from yurthub.filters.visibility import ClientView, resume_rv
 from yurthub.kube.accept import JSON, upstream_accept
 from yurthub.kube.resources import builtin
 from yurthub.kube.table import TableWriter
@@ -94,10 +94,13 @@ class RemoteProxy:
         if info.subresource in filtering.FILTERED_SUBRESOURCES:
             view = self.filters.client_view(ctx.component, info.verb, info.api_group,
                                             info.resource)
-            if view is not None and info.verb == "list" and not (
-                    info.label_selector or info.field_selector or info.limit
-                    or info.continue_token):
-                view.covers = info.namespace  # every object there: the drops start afresh
+            if view is not None and info.verb == "list" and not info.continue_token:
+                if not (info.label_selector or info.field_selector or info.limit):
+                    view.covers = info.namespace  # every object there: drops start afresh
+                else:
+                    view.lists = info.namespace  # what it did not drop, it showed
+            if view is not None and watch and not info.send_initial_events:
+                view.since = resume_rv(info.resource_version)  # its client knows that much
             outdated = filtering.outdated_watch(view, info.resource_version) if watch else None
             if outdated is not None:
                 return outdated

@@ -29,6 +29,7 @@ from yurthub.cache.manager import CacheManager
 from yurthub.errors import BadRequest, DecodeError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
+from yurthub.filters.visibility import object_rv
 from yurthub.kube import accept as kaccept
 from yurthub.kube.framing import ListParser
 from yurthub.kube.jsonscan import decode_object
@@ -148,7 +149,8 @@ def filtered_list(chunks: Iterable[bytes], chain: Chain, writer: TableWriter,
     a Table (the cloud's own Table cannot be filtered).
 
     Each item is filtered as the JSON list's would be (``Chain.apply``, never changing it)
-    and printed; ``on_dropped`` hears of each dropped item's (namespace, name).  An item
+    and printed; ``on_dropped`` hears of each dropped item's (namespace, name) and
+    resourceVersion (filters.liststream.OnDropped).  An item
     gets the ``kind`` and ``apiVersion`` of its list (``item_type``, else the list's own):
     an embedded object (``includeObject=Object``) carries them, as kube-apiserver's does.
     The rows are held (small: no objects unless asked for) until the body ended, because
@@ -165,7 +167,7 @@ def filtered_list(chunks: Iterable[bytes], chain: Chain, writer: TableWriter,
             out = chain.apply(typed)
             if out is None:
                 if on_dropped is not None:
-                    on_dropped(namespace_name(obj))
+                    on_dropped(namespace_name(obj), object_rv(obj))
                 continue
             rows.append(writer.row(out) if not rows else b"," + writer.row(out))
     info = parser.close()

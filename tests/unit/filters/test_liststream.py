@@ -125,7 +125,7 @@ def test_services_as_kubelet_and_kube_proxy():
     proxy = Chain([DiscardCloudService()], scope("", "v1", "services"))
     dropped: list = []
     doc = json.loads(b"".join(filter_list(chunked(body, 4096), proxy,
-                                          on_dropped=dropped.append)))
+                                          on_dropped=lambda k, rv: dropped.append(k))))
     assert "web-lb" not in {i["metadata"]["name"] for i in doc["items"]}
     assert "web-lb-kept" in {i["metadata"]["name"] for i in doc["items"]}
     assert dropped == [("default", "web-lb")]

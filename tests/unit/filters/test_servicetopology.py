@@ -101,6 +101,10 @@ ENDPOINTS = [
     ("no annotation", "web-plain", slice_ctx(),
      [["10.128.0.205", "10.128.4.205", "10.128.8.205", "10.128.12.205"]]),
     ("nothing left: the subset goes", "web-hostname", slice_ctx("node-0099", pool=""), []),
+    # Endpoints' addresses carry no zone: a node in no pool falls back to hostname for
+    # them (it emptied them all)
+    ("node in no pool but in a zone: zone falls back to hostname", "web-zone",
+     slice_ctx("node-0002", pool="", pool_nodes=None, zone="zone-b"), [["10.128.8.207"]]),
 ]
 
 

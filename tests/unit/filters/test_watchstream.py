@@ -69,7 +69,7 @@ def test_what_the_list_dropped_is_not_deleted_again():
     vis = Visibility()
     view = vis.view(KUBE_PROXY)
     body = list_body("/api/v1/services")
-    list(filter_list([body], discard_chain(), on_dropped=lambda k: view.mark(k, True)))
+    list(filter_list([body], discard_chain(), on_dropped=lambda k, rv: view.mark(k, True, rv)))
     # (each watch reads the record as it stood when it began: after the list)
     assert vis.view(KUBE_PROXY).is_dropped(("default", "web-lb"))
     # The seeded web-lb (discard=true) changes while still discarded: nothing for the client.
@@ -100,6 +100,46 @@ def test_two_watches_of_one_client_each_delete_what_they_had():
     assert third.decide(event) is None
     [event] = WatchFramer().feed(ev("MODIFIED", lb(False, 22)))
     assert third.decide(event)[0] == "ADDED"
+
+
+def test_a_watch_resuming_from_before_another_watchs_decision_still_deletes():
+    # kube-proxy listed web-lb (kept) at 19; before its watch from 19 begins, another
+    # kube-proxy watch (another process, or one that broke before sending the event) sees
+    # it discarded at 20.  The watch from 19 gets the same event: its client has web-lb.
+    from yurthub.filters.watchstream import WatchFilter
+    from yurthub.kube.framing import WatchFramer
+    vis = Visibility()
+    other = WatchFilter(discard_chain(), vis.view(KUBE_PROXY))
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(True, 20)))
+    assert other.decide(event)[0] == "DELETED"
+    view = vis.view(KUBE_PROXY)
+    view.since = 19
+    got = WatchFilter(discard_chain(), view).decide(event)
+    assert got is not None and got[0] == "DELETED"
+    # A watch from 20 on (its list already left web-lb out) is told nothing of it.
+    view = vis.view(KUBE_PROXY)
+    view.since = 20
+    [later] = WatchFramer().feed(ev("MODIFIED", lb(True, 21)))
+    assert WatchFilter(discard_chain(), view).decide(later) is None
+
+
+def test_a_list_with_selectors_that_showed_an_object_outdates_an_older_drop():
+    # A kube-proxy watch saw web-lb discarded at 20 and ended; web-lb was kept again at 21
+    # with no watch to see it.  A new kube-proxy lists (with its label selectors) at 21:
+    # web-lb is in it.  Discarded again at 22, it must go from that client too.
+    from yurthub.filters.watchstream import WatchFilter
+    from yurthub.kube.framing import WatchFramer
+    vis = Visibility()
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(True, 20)))
+    assert WatchFilter(discard_chain(), vis.view(KUBE_PROXY)).decide(event)[0] == "DELETED"
+    listing = vis.view(KUBE_PROXY)
+    listing.lists = ""  # a list of every namespace, with selectors: it did not drop web-lb
+    listing.served("21")
+    view = vis.view(KUBE_PROXY)
+    view.since = 21
+    [event] = WatchFramer().feed(ev("MODIFIED", lb(True, 22)))
+    got = WatchFilter(discard_chain(), view).decide(event)
+    assert got is not None and got[0] == "DELETED"
 
 
 def test_bookmark_and_error_pass_untouched_and_unchanged_events_keep_their_bytes():
