@@ -130,6 +130,9 @@ class WatchStream:
             return
         lines, seq = start
         yield from lines
+        # Only changes after the version asked (etcd watches from the next revision): one
+        # ahead of the store names changes the client already knows of.
+        after = self.sent_rv
         next_bookmark = started + self.bookmark_interval if self.opts.bookmarks else None
         while True:
             now = time.monotonic()
@@ -151,6 +154,8 @@ class WatchStream:
                 log.info("watch of %s fell behind the history; ending it", self.rt.resource)
                 return
             for ev in events:
+                if ev.rv <= after:
+                    continue
                 self.sent_rv = ev.rv
                 if ev.gr != self.gr:
                     continue

@@ -123,7 +123,7 @@ class Hub:
             self.local = LocalProxy(cfg, self.cache, self.streams, self.metrics,
                                     bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen,
-                                    filters=self.filters)
+                                    filters=self.filters, upstream_ready=self._upstream_ready)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.recorder = Recorder()
         # 8b. the multiplexer: one upstream list+watch per pool-scoped resource, fed through
@@ -205,6 +205,11 @@ class Hub:
             log.warning("bind_address %s is for the TLS proxy port only, which is off "
                         "(secure_proxy_port = 0); the plain-HTTP ports listen on %s",
                         self.cfg.secure_bind_address, self.cfg.plain_bind_address)
+
+    def _upstream_ready(self) -> bool:
+        """Requests go upstream again: a healthy cloud, and the hub's own identity to use."""
+        return self.health is not None and self.health.cloud_healthy() \
+            and self.upstream.identity_problem() is None
 
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""

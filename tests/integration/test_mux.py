@@ -302,6 +302,36 @@ def test_upstream_watch_breaks_local_watches_go_on(sandbox, mux_hub):
     assert again == got[:6]
 
 
+def test_a_watch_from_a_version_the_state_has_not_reached_gets_only_newer_changes(
+        sandbox, mux_hub):
+    # A component writes a Service (through the hub, to the cloud) and watches from the
+    # version the write answered, before the shared state has heard of it: it must get the
+    # changes after that version, not its own write again (kube-apiserver sends only the
+    # events newer than a watch's resourceVersion).
+    sandbox.put(service("a", app="web"))
+    assert mux_hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    sandbox.stall_next(1, match="services?watch=true")  # the feed's next watch hears nothing
+    sandbox.cut_connections()
+    status, _, body = http(f"{mux_hub.url}/api/v1/namespaces/default/services",
+                           method="POST", body=json.dumps(service("b", app="web")).encode(),
+                           headers={"User-Agent": "operator/1",
+                                    "Content-Type": "application/json"})
+    assert status == 201, body
+    written = json.loads(body)["metadata"]["resourceVersion"]
+    seen: list[tuple[str, str]] = []
+    with watch_lines(mux_hub.url, SVC, "operator/1", resourceVersion=written,
+                     timeoutSeconds="30") as lines:
+        wait_for(lambda: mux_hub.metric("yurthub_open_watches", source="shared") == 1, 10,
+                 what="the client's watch is open")
+        sandbox.release()
+        sandbox.put(service("c", app="web"))
+        for ev in lines:
+            seen.append((ev["type"], ev["object"]["metadata"]["name"]))
+            if ev["object"]["metadata"]["name"] == "c":
+                break
+    assert seen == [("ADDED", "c")]
+
+
 def test_offline_restart_answers_from_the_shared_cache(sandbox, hub_factory, tmp_path):
     sandbox.put(service("web-a", app="web"))
     sandbox.put(slice_("web-a"))

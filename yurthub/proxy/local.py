@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -61,8 +61,11 @@ class LocalProxy:
 
     def __init__(self, cfg: Config, cache: CacheManager, streams: StreamRegistry,
                  metrics: Metrics, *, bookmark_interval: float = 30.0,
-                 kubelet_seen: Any = None, filters: FilterManager | None = None) -> None:
+                 kubelet_seen: Any = None, filters: FilterManager | None = None,
+                 upstream_ready: Callable[[], bool] | None = None) -> None:
         self.cfg = cfg
+        # Whether requests go upstream again: a watch from here then ends (LocalWatch).
+        self.upstream_ready = upstream_ready
         self.cache = cache
         self.reader = cache.reader
         self.streams = streams
@@ -286,7 +289,7 @@ class LocalProxy:
                                              initial_end=True)
         stream: Any = LocalWatch(self.streams, ctx, start, timeout=timeout, bookmark=bookmark,
                                  bookmark_interval=self.bookmark_interval, view=view,
-                                 end_initial=end_initial)
+                                 end_initial=end_initial, upstream_ready=self.upstream_ready)
         table = requested_table(ctx.accept)
         if table is not None:
             stream = self.tables.watch(ctx, rt, table, stream)

@@ -2,16 +2,20 @@
 
 It ends at ``timeoutSeconds``, when the client goes away, on shutdown, and within a moment
 of the cloud turning healthy again (the health checker interrupts every local watch), so
-clients re-watch upstream from their last resourceVersion.  It takes only what it needs:
+clients re-watch upstream from their last resourceVersion.  A watch that came here while the
+cloud counted as healthy (its connection failed, and the probe that followed found the cloud
+well) sees no such turn: it looks every ``UPSTREAM_CHECK`` seconds whether requests go
+upstream again and ends then, as YurtHub's local watch does.  It takes only what it needs:
 the stream registry (its lifecycle), the request, where to start and the bookmark to send.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from yurthub.cache.reader import CacheReader, WatchStart
@@ -23,7 +27,10 @@ from yurthub.proxy.context import RequestContext
 from yurthub.proxy.filtering import outdated_event
 from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
+log = logging.getLogger(__name__)
+
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+UPSTREAM_CHECK = 2.0  # YurtHub's local watch looks at the cloud's health this often
 
 
 def bookmark_event(kind: str, api_version: str, resource_version: int,
@@ -71,15 +78,18 @@ class LocalWatch:
 
     ``bookmark`` is the event line sent every ``bookmark_interval`` seconds while nothing
     else happens (None: the client did not allow bookmarks); ``end_initial`` the line sent
-    right after the start's events (a watch-list's end of its initial events).
+    right after the start's events (a watch-list's end of its initial events);
+    ``upstream_ready`` says whether requests go upstream again (the watch then ends).
     """
 
     source = "local"
 
     def __init__(self, streams: StreamRegistry, ctx: RequestContext, start: WatchStart, *,
                  timeout: int, bookmark: bytes | None, bookmark_interval: float,
-                 view: ClientView | None = None, end_initial: bytes | None = None) -> None:
+                 view: ClientView | None = None, end_initial: bytes | None = None,
+                 upstream_ready: Callable[[], bool] | None = None) -> None:
         self.ctx = ctx
+        self.upstream_ready = upstream_ready
         self.end_initial = end_initial
         self.view = view
         self.start = start
@@ -115,15 +125,26 @@ class LocalWatch:
             yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
         if self.end_initial is not None:
             yield self.end_initial
+        next_bookmark = time.monotonic() + self.bookmark_interval
         while self.reason is None:
-            left = self.deadline - time.monotonic()
+            now = time.monotonic()
+            left = self.deadline - now
             if left <= 0:
                 return
-            wait = min(left, self.bookmark_interval) if self.bookmark is not None else left
-            if self._wake.wait(wait):
+            wait = min(left, next_bookmark - now) if self.bookmark is not None else left
+            if self.upstream_ready is not None:
+                wait = min(wait, UPSTREAM_CHECK)
+            if self._wake.wait(max(0.0, wait)):
                 return
-            if self.bookmark is not None and time.monotonic() < self.deadline:
+            if self.upstream_ready is not None and self.upstream_ready():
+                # Never at once: a watch that just came here would come straight back.
+                log.info("%s watch of %s from the cache: the cloud answers again; ending it",
+                         self.ctx.component or "-", self.ctx.info.resource)
+                return
+            now = time.monotonic()
+            if self.bookmark is not None and now >= next_bookmark and now < self.deadline:
                 yield self.bookmark
+                next_bookmark = now + self.bookmark_interval
 
     def close(self) -> None:
         self._life.close()

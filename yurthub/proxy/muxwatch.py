@@ -53,6 +53,10 @@ class SharedWatch:
         self.seq = seq
         self.initial = initial
         self.rv = start_rv
+        # Only changes newer than the watch's version are sent (kube-apiserver's cacheWatcher
+        # does the same): a client may know a version the state has not reached yet (its own
+        # write's, a list the cloud answered), and what it already saw must not come again.
+        self.after = start_rv
         self.end_initial = end_initial
         self.deadline = time.monotonic() + max(0, timeout)
         info = ctx.info
@@ -119,7 +123,8 @@ class SharedWatch:
                          self.ctx.component or "-", self.state.rt.resource)
                 return
             self.seq = got.next_seq
-            lines = [line for c in got.changes if (line := self._change(c)) is not None]
+            lines = [line for c in got.changes
+                     if c.rv > self.after and (line := self._change(c)) is not None]
             if lines:
                 yield b"".join(lines)
             if self.bookmarks and got.caught_up and time.monotonic() >= next_bookmark \

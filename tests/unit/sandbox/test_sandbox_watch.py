@@ -76,6 +76,16 @@ def test_resume_from_a_version_gets_exactly_what_came_after(call):
     assert events[0]["object"]["data"] == {"x": "1"}
 
 
+def test_a_version_ahead_of_the_store_gets_only_the_changes_after_it(call):
+    # kube-apiserver sends only changes newer than the version asked, even one it has not
+    # reached yet (a client may know it from another apiserver, or from a cache's answer).
+    rv = int(call("GET", CMS).body["metadata"]["resourceVersion"])
+    w = Watcher(call, CMS, resourceVersion=str(rv + 1), timeoutSeconds=5)
+    call("POST", CMS, cm("a"))     # at rv + 1: the client said it knows it
+    call("POST", CMS, cm("b"))
+    assert w.kinds(1) == [("ADDED", "b")]
+
+
 def test_too_old_version_is_an_error_event_with_410(api, call):
     rv = call("GET", CMS).body["metadata"]["resourceVersion"]
     call("POST", CMS, cm("a"))
