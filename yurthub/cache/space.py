@@ -6,7 +6,8 @@ hub keeps proxying, ``/v1/readyz`` says why and ``yurthub_cache_stopped{reason}`
 full disk stops new cache entries altogether (nothing would land); over the quota the
 entries go on, because a relist that shrank may fit and a delete frees room.  The writer
 asks ``check`` every round; at most once a second it looks whether what failed would fit
-now (the quota's room, or the file system's free bytes) and resumes by itself.  Other
+now (the quota's room, or the file system's free bytes and free inodes: ENOSPC also means
+no inode is left, when the disk still has bytes) and resumes by itself.  Other
 writes that wait for room (the hub's admin token) are retried from the same ``check``, at
 most once a second, until they succeed (``retry``).
 """
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 REASONS = ("quota", "collections", "no-space")
 RESUME_FREE_BYTES = 4 << 20   # free bytes a full disk needs again before caching resumes
+RESUME_FREE_INODES = 1024     # and free inodes, where the file system counts them
 CHECK_INTERVAL = 1.0
 
 
@@ -93,8 +95,8 @@ class SpaceGuard:
             return True
         if is_no_space(err):
             need = max(RESUME_FREE_BYTES, 2 * growth)
-            self._stop(Stop("no-space", f"the disk of {self.store.root} is full ({err})",
-                            lambda: self._free_bytes() >= need, ck))
+            self._stop(Stop("no-space", f"the disk of {self.store.root} is {self._lacks()} "
+                            f"({err})", lambda: self._has_room(need), ck))
             return True
         return False
 
@@ -159,6 +161,34 @@ class SpaceGuard:
             log.warning("caching stopped (%s): %s; the hub goes on proxying", stop.reason,
                         stop.message)
 
+    def _has_room(self, need: int) -> bool:
+        """Free bytes for ``need`` and free inodes for a commit's new files.
+
+        why: a file system out of inodes (tmpfs ``nr_inodes``, ext4 full of small objects)
+        fails every new file with ENOSPC while it still has bytes; resuming on bytes alone
+        stopped and resumed caching at every list, readyz saying all was well in between.
+        """
+        if self._free_bytes() < need:
+            return False
+        inodes = self._free_inodes()
+        return inodes is None or inodes >= RESUME_FREE_INODES
+
+    def _lacks(self) -> str:
+        """What the disk is short of, in the stop message's words."""
+        try:
+            inodes = self._free_inodes()
+        except OSError:
+            return "full"
+        if inodes is not None and inodes < RESUME_FREE_INODES:
+            return f"out of inodes ({inodes} free)"
+        return "full"
+
     def _free_bytes(self) -> int:
         st = os.statvfs(self.store.root)
         return st.f_bavail * st.f_frsize
+
+    def _free_inodes(self) -> int | None:
+        """Inodes free for the service's user; None where the file system counts none
+        (btrfs, some network file systems report 0 inodes in all)."""
+        st = os.statvfs(self.store.root)
+        return st.f_favail if st.f_files else None

@@ -114,6 +114,39 @@ def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
     assert ("default", "a") in small.store.entries(PODS)
 
 
+def test_a_disk_out_of_inodes_stays_stopped_while_it_has_bytes(small, monkeypatch):
+    """tmpfs ``nr_inodes`` or an ext4 full of small files: every new file is ENOSPC with
+    megabytes free.  Caching must stay stopped (and readyz say so) until inodes are back,
+    not resume a second later and fail again at every list."""
+    feed = Feeder(small)
+    real_write, real_statvfs = files.write_new, os.statvfs
+    inodes = {"free": 0}
+
+    def no_inode(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, 1 << 30, 1 << 30, 1 << 30,
+                                  100_000, inodes["free"], inodes["free"], st.f_flag,
+                                  st.f_namemax))
+
+    monkeypatch.setattr(files, "write_new", no_inode)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert small.store.entries(PODS) == {}
+    monkeypatch.setattr(files, "write_new", real_write)
+    small.writer.space.check()  # gigabytes free, no inode: still stopped
+    reason = small.not_ready() or ""
+    assert "caching stopped (no-space)" in reason and "out of inodes" in reason
+    assert sample(small, "yurthub_cache_stopped", reason="no-space") == 1
+    inodes["free"] = 50_000
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert ("default", "a") in small.store.entries(PODS)
+
+
 def test_idle_collections_make_room_for_new_ones(tmp_path):
     with running_manager(tmp_path, _only_collections(2), cache_agents="kubectl") as m:
         feed = Feeder(m)
