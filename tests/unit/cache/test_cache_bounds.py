@@ -276,3 +276,21 @@ def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkey
     wait_for(lambda: not small.reader.list(PODS, rt, want, limit=None,
                                            continue_token="").freshness.stale,
              what="the view healed by a list")
+
+
+def test_a_watch_event_that_finds_the_disk_full_is_no_write_error(small, monkeypatch, caplog):
+    """A watch event staged into a full disk: caching stops for no-space and the view is
+    stale because of the full disk -- not an ERROR about a finished transaction counted as
+    a write error, which is what the batch's commit used to find after the failed put."""
+    from tests.unit.cache.conftest import event_line
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    fill_the_disk(monkeypatch)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    assert "caching stopped (no-space)" in (small.not_ready() or "")
+    assert sample(small, "yurthub_cache_write_errors_total") == 0
+    assert "is finished" not in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
+    assert stale and all("No space left on device" in m for m in stale), stale
