@@ -34,7 +34,7 @@ from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_
 from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
-from yurthub.storage.rootlock import LOCK_FILE, not_a_cache
+from yurthub.storage.rootlock import LOCK_FILE, not_a_cache, private_root
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
@@ -169,6 +169,7 @@ class DiskStore(DamageChecks, Store):
                     raise StorageError(f"the cache at {self.root} is in use by another "
                                        "process") from None
                 time.sleep(0.05)
+        private_root(self.root, self._root_fd)
         self._shared.quarantined += len(ensure_root_dirs(self._root_fd,
                                                          [QUARANTINE, NONRESOURCE]))
         self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)

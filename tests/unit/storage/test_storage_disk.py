@@ -317,6 +317,30 @@ def test_root_is_created_0700_with_missing_parents(tmp_path):
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
 
 
+@pytest.mark.parametrize("made", ["empty, by hand", "restored with loose modes"])
+def test_a_root_open_to_other_users_is_made_private(tmp_path, made, caplog):
+    """``mkdir -p`` under umask 022 before the first start, or a backup restored with
+    loose modes: other users must not read the cached objects (Secrets among them)."""
+    root = tmp_path / "c"
+    if made == "restored with loose modes":
+        store = open_store(root)
+        with store.transaction(PODS) as txn:
+            txn.put("default", "a", body("a", "default"), {})
+            txn.commit()
+        store.close()
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    else:
+        root.mkdir(mode=0o755)
+        root.chmod(0o755)
+    open_store(root).close()
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert "open to other users: set to 0700" in caplog.text
+    caplog.clear()
+    open_store(root).close()
+    assert "open to other users" not in caplog.text  # said once, when it was so
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError):
         DiskStore("/tmp/x", durability="none")
