@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
+from yurthub.storage.collection import decode_state
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 NODE = "node-0000"
@@ -240,7 +241,7 @@ def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node
     hub = node
     assert hub.stop() == 0
     state = hub.cache_dir / "kubelet" / GVR / "_state"
-    doc = json.loads(state.read_bytes())
+    doc = json.loads(decode_state(state.read_bytes()))
     if damage == "newer-field":
         doc["views"][0]["checksum"] = "x"
         state.write_text(json.dumps(doc))
@@ -256,6 +257,27 @@ def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node
         assert status == 200 and got["metadata"]["name"] == "p5"
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
     assert "Traceback" not in hub.log()
+
+
+def test_one_flipped_bit_in_the_state_never_alters_the_offline_list(sandbox, node):
+    """The disk flips one bit of _state, in a digit of the view's resourceVersion: still
+    JSON, and it was served -- kubelet's offline list claimed a resourceVersion the cache
+    never saw (a client re-watching from it misses what happened in between).  The state
+    is framed with its CRC now: it is set aside and the list refused, the objects kept."""
+    hub = node
+    rv = kubelet_list(hub)[1]["metadata"]["resourceVersion"]
+    assert hub.stop() == 0
+    state = hub.cache_dir / "kubelet" / GVR / "_state"
+    data = state.read_bytes()
+    flipped = rv[:-1] + chr(ord(rv[-1]) ^ 1)  # one bit of the last digit
+    assert data.count(b'"rv":%s,' % rv.encode()) == 1
+    state.write_bytes(data.replace(b'"rv":%s,' % rv.encode(), b'"rv":%s,' % flipped.encode()))
+    restart_offline(sandbox, hub)
+    status, doc = kubelet_list(hub)
+    assert doc.get("metadata", {}).get("resourceVersion") != flipped, doc
+    assert_refused(status, doc, "no complete list")
+    assert kubelet_get(hub, "p5")[0] == 200
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])

@@ -318,7 +318,7 @@ def _parses(fd: int, name: str, path: str,
             if History.load(fd, 1_000_000)[1]:
                 yield f"{path}: damaged (offline watch resumes from before it are refused)"
         elif name == journal.STATE_FILE:
-            doc = json.loads(data)  # an empty state is set aside too
+            doc = json.loads(coll_mod.decode_state(data))  # an empty one is set aside too
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             if state_check is not None:
