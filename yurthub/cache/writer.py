@@ -36,7 +36,7 @@ from yurthub.cache.handlers import (
     WatchHandler,
 )
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
-from yurthub.cache.space import SpaceGuard, is_no_space
+from yurthub.cache.space import SpaceGuard, is_no_space, is_read_only
 from yurthub.cache.staleness import StaleMarks
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import RecentEvents, ViewKey
@@ -211,9 +211,9 @@ class CacheWriter(BackgroundThread):
 
     def space_problem(self, err: OSError) -> str:
         """The drop reason of an entry whose spool could not be written."""
-        if is_no_space(err):
+        if is_no_space(err) or is_read_only(err):
             self.space.failed(err)
-            return "no-space"
+            return "no-space" if is_no_space(err) else "read-only"
         return "undecodable"
 
     def other_open_watch(self, me: object, ck: CollectionKey | None, view: ViewKey) -> bool:

@@ -9,7 +9,14 @@ import os
 
 import pytest
 
-from tests.unit.cache.conftest import PODS, Feeder, list_body, pod, running_manager
+from tests.unit.cache.conftest import (
+    PODS,
+    Feeder,
+    event_line,
+    list_body,
+    pod,
+    running_manager,
+)
 from yurthub.cache import space as space_mod
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import MAX_VIEWS
@@ -294,3 +301,42 @@ def test_a_watch_event_that_finds_the_disk_full_is_no_write_error(small, monkeyp
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
     assert stale and all("No space left on device" in m for m in stale), stale
+
+
+def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, monkeypatch,
+                                                                          caplog):
+    """ext4's errors=remount-ro after an I/O error, or an operator's remount: every write is
+    EROFS.  It used to be an ERROR and a write error per request, readyz OK, and every
+    response teed again; now caching stops (read-only) once, and resumes by itself."""
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    real_write, real_statvfs = files.write_new, os.statvfs
+    ro = {"on": True}
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
+        return os.statvfs_result((*st[:8], flag, st.f_namemax))
+
+    monkeypatch.setattr(files, "write_new", read_only)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    reason = small.not_ready() or ""
+    assert "caching stopped (read-only)" in reason and "Read-only file system" in reason
+    assert sample(small, "yurthub_cache_stopped", reason="read-only") == 1
+    assert sample(small, "yurthub_cache_write_errors_total") == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    # Nothing would land: the next responses pass untouched, no entry is opened.
+    assert not feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
+    monkeypatch.setattr(files, "write_new", real_write)
+    small.writer.space.check()
+    assert small.not_ready() is not None  # still mounted read-only
+    ro["on"] = False
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=11)], 12))
+    assert ("default", "b") in small.store.entries(PODS)
