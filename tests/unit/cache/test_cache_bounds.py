@@ -340,3 +340,20 @@ def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, 
     assert small.not_ready() is None
     assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=11)], 12))
     assert ("default", "b") in small.store.entries(PODS)
+
+
+def test_a_write_error_in_a_watch_batch_is_reported_once(small, monkeypatch, caplog):
+    """An I/O error staging a watch event: one failure, one ERROR line, one write error --
+    not a second report when the batch's commit meets the same aborted transaction."""
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+
+    def eio(*args, **kw):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files, "write_new", eio)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Input/output error" in errors[0], errors
+    assert sample(small, "yurthub_cache_write_errors_total") == 1
