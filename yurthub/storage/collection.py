@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import zlib
 from typing import Any
 
 from yurthub.errors import InvalidKeyError
@@ -26,23 +25,19 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "_collection"
 EMPTY_STATE = b"{}"
-STATE_MAGIC = b"yurthub-state"
+STATE_MAGIC = "yurthub-state"
 
 
 def encode_state(state_json: bytes) -> bytes:
     """The ``_state`` file of a state's JSON: ``<magic> <length> <crc32>\\n<json>``."""
-    return b"%s %d %08x\n%s" % (STATE_MAGIC, len(state_json), zlib.crc32(state_json),
-                                  state_json)
+    return files.frame_head(STATE_MAGIC, state_json) + state_json
 
 
 def decode_state(data: bytes) -> bytes:
     """The state's JSON in a ``_state`` file; ValueError when the frame is torn or damaged.
     A file without the frame is one an earlier version wrote, taken as it is (its JSON is
     checked by the caller); the next commit frames it."""
-    if not data.startswith(STATE_MAGIC + b" "):
-        return data
-    files.unframe(STATE_MAGIC.decode(), data)  # raises unless length and CRC32 match
-    return data.partition(b"\n")[2]
+    return files.framed_or_legacy(STATE_MAGIC, data)
 
 
 class Collection:

@@ -275,6 +275,21 @@ def test_nonresource_documents(tmp_path):
     store.close()
 
 
+def test_a_damaged_document_reads_as_not_cached_and_is_named_once(tmp_path, caplog):
+    store = open_store(tmp_path / "c")
+    store.write_nonresource("/version", b'{"gitVersion": "v1.31.0"}')
+    doc = tmp_path / "c" / "_nonresource" / "%2Fversion"
+    doc.write_bytes(doc.read_bytes().replace(b"v1.31", b"v1.21"))  # one bit: '3' -> '2'
+    assert store.read_nonresource("/version") is None
+    assert store.read_nonresource("/version") is None
+    assert caplog.text.count("the cached /version is damaged") == 1
+    store.write_nonresource("/version", b'{"gitVersion": "v1.32.0"}')  # the cloud's again
+    assert store.read_nonresource("/version") == b'{"gitVersion": "v1.32.0"}'
+    doc.write_bytes(b'{"gitVersion": "v1.29.0"}')  # as an earlier version wrote it
+    assert store.read_nonresource("/version") == b'{"gitVersion": "v1.29.0"}'
+    store.close()
+
+
 def test_stats_count_objects_and_bytes(tmp_path):
     store = open_store(tmp_path / "c")
     with store.transaction(PODS) as txn:
