@@ -183,10 +183,16 @@ class SpaceGuard:
             log.warning("caching stopped (%s): %s; the hub goes on proxying", stop.reason,
                         stop.message)
 
-    @staticmethod
-    def _writable(path: str) -> bool:
-        """Whether ``path``'s file system is mounted read-write again."""
-        return not os.statvfs(path).f_flag & os.ST_RDONLY
+    def _writable(self, path: str) -> bool:
+        """Whether ``path``'s file system is mounted read-write again (the nearest existing
+        directory's: a collection whose directory could not be made has none)."""
+        while True:
+            try:
+                return not os.statvfs(path).f_flag & os.ST_RDONLY
+            except FileNotFoundError:
+                if len(path) <= len(self.store.root):
+                    raise
+                path = os.path.dirname(path)
 
     def _has_room(self, need: int) -> bool:
         """Free bytes for ``need`` and free inodes for a commit's new files.

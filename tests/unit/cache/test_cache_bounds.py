@@ -342,6 +342,35 @@ def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, 
     assert ("default", "b") in small.store.entries(PODS)
 
 
+def test_read_only_before_a_new_collection_had_its_directory_still_resumes(small,
+                                                                            monkeypatch):
+    """EROFS making the first directory of a collection: its path never existed, and the
+    look at whether the file system is writable again must not fail on it for ever."""
+    feed = Feeder(small)
+    real_statvfs = os.statvfs
+    ro = {"on": True}
+
+    def mkdir_ro(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
+        return os.statvfs_result((*st[:8], flag, st.f_namemax))
+
+    monkeypatch.setattr(files, "open_dir", mkdir_ro)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert "caching stopped (read-only)" in (small.not_ready() or "")
+    monkeypatch.undo()
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    ro["on"] = False
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert ("default", "a") in small.store.entries(PODS)
+
+
 def test_a_write_error_in_a_watch_batch_is_reported_once(small, monkeypatch, caplog):
     """An I/O error staging a watch event: one failure, one ERROR line, one write error --
     not a second report when the batch's commit meets the same aborted transaction."""
