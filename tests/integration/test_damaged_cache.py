@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
+from yurthub.storage.collection import decode_state
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 NODE = "node-0000"
@@ -240,7 +241,7 @@ def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node
     hub = node
     assert hub.stop() == 0
     state = hub.cache_dir / "kubelet" / GVR / "_state"
-    doc = json.loads(state.read_bytes())
+    doc = json.loads(decode_state(state.read_bytes()))
     if damage == "newer-field":
         doc["views"][0]["checksum"] = "x"
         state.write_text(json.dumps(doc))
@@ -256,6 +257,27 @@ def test_a_state_this_version_cannot_read_is_set_aside_not_a_crash(sandbox, node
         assert status == 200 and got["metadata"]["name"] == "p5"
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
     assert "Traceback" not in hub.log()
+
+
+def test_one_flipped_bit_in_the_state_never_alters_the_offline_list(sandbox, node):
+    """The disk flips one bit of _state, in a digit of the view's resourceVersion: still
+    JSON, and it was served -- kubelet's offline list claimed a resourceVersion the cache
+    never saw (a client re-watching from it misses what happened in between).  The state
+    is framed with its CRC now: it is set aside and the list refused, the objects kept."""
+    hub = node
+    rv = kubelet_list(hub)[1]["metadata"]["resourceVersion"]
+    assert hub.stop() == 0
+    state = hub.cache_dir / "kubelet" / GVR / "_state"
+    data = state.read_bytes()
+    flipped = rv[:-1] + chr(ord(rv[-1]) ^ 1)  # one bit of the last digit
+    assert data.count(b'"rv":%s,' % rv.encode()) == 1
+    state.write_bytes(data.replace(b'"rv":%s,' % rv.encode(), b'"rv":%s,' % flipped.encode()))
+    restart_offline(sandbox, hub)
+    status, doc = kubelet_list(hub)
+    assert doc.get("metadata", {}).get("resourceVersion") != flipped, doc
+    assert_refused(status, doc, "no complete list")
+    assert kubelet_get(hub, "p5")[0] == 200
+    assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])
@@ -323,3 +345,41 @@ def test_a_watch_resumes_over_an_incomplete_view_but_never_starts_from_it(sandbo
     status, _, body = http(hub.url + PODS + "&watch=true&timeoutSeconds=1",
                            headers={"User-Agent": KUBELET})
     assert_refused(status, json.loads(body), "incomplete")
+
+
+def test_one_flipped_bit_in_the_filters_inputs_never_refilters_the_offline_answer(
+        sandbox4, hub_factory):
+    """The filters' inputs are cached under _nonresource/ (the node's pool, the pools'
+    members).  One flipped bit there, "pool-a" -> "pool-c", is still JSON: the restarted
+    hub took it and gave kube-proxy, offline, the pool-scoped Service with every pool's
+    endpoints (online: its own pool's two).  The documents are framed with their CRC now:
+    a damaged one is not used, and filtered requests wait for the cloud (503), as before the
+    configuration was known."""
+    slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+    kube_proxy = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+    hub = hub_factory(sandbox4.url, node="node-0001")
+
+    def web_pool() -> tuple[int, list[str] | None]:
+        status, _, body = http(hub.url + slices, headers={"User-Agent": kube_proxy},
+                               timeout=10)
+        items = json.loads(body).get("items")
+        if items is None:
+            return status, None
+        return status, sorted(a for i in items if i["metadata"]["name"] == "web-pool-sbx01"
+                              for ep in i["endpoints"] for a in ep["addresses"])
+
+    assert web_pool() == (200, ["10.128.0.206", "10.128.4.206"])
+    inputs = hub.cache_dir / "_nonresource" / "%2F_yurthub%2Ffilter-inputs"
+    wait_for(lambda: inputs.exists() and b'"node":["pool-a"' in inputs.read_bytes(),
+             what="the filters' inputs on disk")
+    assert hub.stop() == 0
+    data = inputs.read_bytes()
+    assert data.count(b'"node":["pool-a"') == 1
+    inputs.write_bytes(data.replace(b'"node":["pool-a"', b'"node":["pool-c"'))  # 0x61 -> 0x63
+    restart_offline(sandbox4, hub)
+    status, addresses = web_pool()
+    assert addresses != ["10.128.0.206", "10.128.12.206", "10.128.4.206", "10.128.8.206"], \
+        "the pool-scoped Service offline got pool-b's endpoints too"
+    assert status == 503 and addresses is None
+    assert "filter configuration is not known" in http(hub.hub_url + "/v1/readyz")[2].decode()
+    assert "filter-inputs is damaged" in hub.log()

@@ -23,6 +23,7 @@ from yurthub.cache.collection import load_meta
 from yurthub.cache.inventory import age
 from yurthub.cache.views import CollectionState, ViewKey
 from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage.collection import decode_state
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "k8s-api-testdata"
 PODS = CollectionKey("kubelet", "", "v1", "pods", True)
@@ -253,7 +254,7 @@ def test_a_state_the_hub_would_set_aside_is_named_by_verify_and_ls(tree):
     newer version would write): the hub's start sets both aside; verify says so, ls shows
     the collection with the reason instead of a traceback."""
     pods = tree / "kubelet/pods.v1.core/_state"
-    doc = json.loads(pods.read_text())
+    doc = json.loads(decode_state(pods.read_bytes()))
     doc["views"][0]["checksum"] = "x"
     pods.write_text(json.dumps(doc))
     (tree / "kubelet/configmaps.v1.core/_state").write_bytes(b"")

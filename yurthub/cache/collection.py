@@ -139,6 +139,10 @@ class CollectionWriter:
         self.rt = rt
         self.state = CollectionState.from_json(store.state(ck) or {})
         self._txn: Transaction | None = None
+        # The error that aborted the batch's transaction mid-batch (a put or delete found
+        # the disk full, say): the batch's commit and later writes report it, not the
+        # "transaction is finished" that the aborted transaction would say.
+        self._txn_failed: StorageError | None = None
         self._overlay: dict[tuple[str, str], Meta | None] = {}
         self._history: list[dict[str, Any]] = []
         self._state_dirty = False
@@ -220,6 +224,23 @@ class CollectionWriter:
             self._txn = self.store.transaction(self.ck)
         return self._txn
 
+    def _stage(self, ns: str, name: str, put: tuple[bytes, Meta] | None) -> None:
+        """Put (or, with None, delete) an object in the batch's transaction.  A failure
+        other than a bad key aborts that transaction: it is remembered for flush()."""
+        if self._txn_failed is not None:
+            raise self._txn_failed
+        txn = self._txn_for_batch()
+        try:
+            if put is None:
+                txn.delete(ns, name)
+            else:
+                txn.put(ns, name, *put)
+        except InvalidKeyError:
+            raise
+        except StorageError as e:
+            self._txn_failed = e
+            raise
+
     def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False,
                 asked_at: float = 0.0) -> bool:
         old = self.stored_meta(ns, name)
@@ -229,7 +250,7 @@ class CollectionWriter:
             return False  # we hold something newer, or this very version already
         elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
             self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
-        self._txn_for_batch().put(ns, name, raw, meta)
+        self._stage(ns, name, (raw, meta))
         self._overlay[(ns, name)] = meta
         if self.state.lost.pop((ns, name), None) is not None:
             self._state_dirty = True  # cached whole again
@@ -255,7 +276,7 @@ class CollectionWriter:
         old = self.stored_meta(ns, name)
         if old is None or (rv and old.get("rv", 0) >= rv):
             return False  # gone already, or recreated/updated after this removal
-        self._txn_for_batch().delete(ns, name)
+        self._stage(ns, name, None)
         self._overlay[(ns, name)] = None
         return True
 
@@ -306,7 +327,7 @@ class CollectionWriter:
         for txn in (self._txn, self.assembly.txn if self.assembly is not None else None):
             if txn is not None:
                 txn.abort()
-        self._txn, self.assembly = None, None
+        self._txn, self.assembly, self._txn_failed = None, None, None
         self._overlay.clear()
         self._history = []
         self.deferred = []
@@ -321,6 +342,8 @@ class CollectionWriter:
         txn = self._txn_for_batch()
         n = len(self._overlay)
         try:
+            if self._txn_failed is not None:
+                raise self._txn_failed
             if self._history:
                 txn.append_history(self._history)
             if self._state_dirty:
@@ -333,7 +356,7 @@ class CollectionWriter:
             self._rewritten.clear()
             raise
         finally:
-            self._txn = None
+            self._txn, self._txn_failed = None, None
             self._overlay.clear()
             self._history = []
             self._state_dirty = False

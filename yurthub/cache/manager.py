@@ -170,8 +170,8 @@ class CacheManager:
         if not 200 <= status < 300:
             return None
         if not self.writer.space.accepting:
-            # A full disk: nothing would land; the response passes untouched, and the views
-            # it would have kept current no longer are.
+            # A full or read-only disk: nothing would land; the response passes untouched,
+            # and the views it would have kept current no longer are.
             self._missed(info, component, headers)
             return None
         if not info.is_resource_request or discovery.is_discovery_path(info.path):
@@ -202,8 +202,9 @@ class CacheManager:
 
     def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str]) -> None:
         """A list or watch that would have been cached passed while caching is stopped for a
-        full disk: its collection's views become stale (``StaleMarks.missed``), so offline
-        answers never pass them off as current (the cloud may have deleted what they hold)."""
+        full or read-only disk: its collection's views become stale (``StaleMarks.missed``),
+        so offline answers never pass them off as current (the cloud may have deleted what
+        they hold)."""
         if info.verb not in ("list", "watch") or not info.is_resource_request:
             return
         served = headers.get("Content-Type", "")
@@ -218,7 +219,9 @@ class CacheManager:
         unsynced = self.writer.stale.unsynced
         if ck is None or ck in unsynced or ck not in set(self.store.collections()):
             return
-        why = "caching stopped (no-space) while the cloud's answers for it passed"
+        stop = self.writer.space.stopped
+        why = (f"caching stopped ({stop.reason if stop else 'no-space'}) while the cloud's "
+               "answers for it passed")
         unsynced[ck] = why
         self.writer.call(lambda: self.writer.stale.missed(entry, why))
 

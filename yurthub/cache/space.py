@@ -6,7 +6,10 @@ hub keeps proxying, ``/v1/readyz`` says why and ``yurthub_cache_stopped{reason}`
 full disk stops new cache entries altogether (nothing would land); over the quota the
 entries go on, because a relist that shrank may fit and a delete frees room.  The writer
 asks ``check`` every round; at most once a second it looks whether what failed would fit
-now (the quota's room, or the file system's free bytes) and resumes by itself.  Other
+now (the quota's room, or the file system's free bytes and free inodes: ENOSPC also means
+no inode is left, when the disk still has bytes) and resumes by itself.  A file system that
+went read-only (EROFS: ext4's ``errors=remount-ro`` after an I/O error, an operator's
+remount) stops caching the same way, as ``read-only``, until it is writable again.  Other
 writes that wait for room (the hub's admin token) are retried from the same ``check``, at
 most once a second, until they succeed (``retry``).
 """
@@ -28,15 +31,28 @@ from yurthub.storage import CollectionKey, DiskStore, QuotaExceeded
 log = logging.getLogger(__name__)
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-REASONS = ("quota", "collections", "no-space")
+REASONS = ("quota", "collections", "no-space", "read-only")
+# Reasons for which nothing would land on the disk: no new cache entry is opened.
+NOTHING_LANDS = frozenset({"no-space", "read-only"})
 RESUME_FREE_BYTES = 4 << 20   # free bytes a full disk needs again before caching resumes
+RESUME_FREE_INODES = 1024     # and free inodes, where the file system counts them
 CHECK_INTERVAL = 1.0
 
 
 def is_no_space(err: BaseException | None) -> bool:
     """True for an error (or the OSError it was raised from) that says the disk is full."""
+    return _errno_of(err, NO_SPACE)
+
+
+def is_read_only(err: BaseException | None) -> bool:
+    """True for an error (or the OSError it was raised from) that says the file system is
+    read-only."""
+    return _errno_of(err, frozenset({errno.EROFS}))
+
+
+def _errno_of(err: BaseException | None, errnos: frozenset[int]) -> bool:
     while err is not None:
-        if isinstance(err, OSError) and err.errno in NO_SPACE:
+        if isinstance(err, OSError) and err.errno in errnos:
             return True
         err = err.__cause__
     return False
@@ -70,9 +86,9 @@ class SpaceGuard:
 
     @property
     def accepting(self) -> bool:
-        """False while the disk is full: no new cache entry is opened."""
+        """False while the disk is full or read-only: no new cache entry is opened."""
         stop = self.stopped
-        return stop is None or stop.reason != "no-space"
+        return stop is None or stop.reason not in NOTHING_LANDS
 
     def reason(self) -> str | None:
         stop = self.stopped
@@ -82,7 +98,8 @@ class SpaceGuard:
 
     def failed(self, err: BaseException, ck: CollectionKey | None = None,
                growth: int = 0) -> bool:
-        """Classify a storage failure; True (and caching stopped) when it was about room."""
+        """Classify a storage failure; True (and caching stopped) when it was about room, or
+        a file system that went read-only."""
         if isinstance(err, QuotaExceeded):
             if err.scope == "collections":
                 self._stop(Stop("collections", str(err), self.store.can_create))
@@ -93,8 +110,14 @@ class SpaceGuard:
             return True
         if is_no_space(err):
             need = max(RESUME_FREE_BYTES, 2 * growth)
-            self._stop(Stop("no-space", f"the disk of {self.store.root} is full ({err})",
-                            lambda: self._free_bytes() >= need, ck))
+            self._stop(Stop("no-space", f"the disk of {self.store.root} is {self._lacks()} "
+                            f"({err})", lambda: self._has_room(need), ck))
+            return True
+        if is_read_only(err):
+            where = self.store.root if ck is None else os.path.join(
+                self.store.root, ck.component, ck.dirname)
+            self._stop(Stop("read-only", f"the file system of {where} is read-only ({err})",
+                            lambda: self._writable(where), ck))
             return True
         return False
 
@@ -141,7 +164,8 @@ class SpaceGuard:
             log.debug("cannot tell whether the cache has room again: %s", e)
             return
         if fits:
-            self._resume(stop, "there is room again")
+            self._resume(stop, "the file system is writable again" if stop.reason == "read-only"
+                         else "there is room again")
 
     def _resume(self, stop: Stop, why: str) -> None:
         self.stopped = None
@@ -159,6 +183,45 @@ class SpaceGuard:
             log.warning("caching stopped (%s): %s; the hub goes on proxying", stop.reason,
                         stop.message)
 
+    def _writable(self, path: str) -> bool:
+        """Whether ``path``'s file system is mounted read-write again (the nearest existing
+        directory's: a collection whose directory could not be made has none)."""
+        while True:
+            try:
+                return not os.statvfs(path).f_flag & os.ST_RDONLY
+            except FileNotFoundError:
+                if len(path) <= len(self.store.root):
+                    raise
+                path = os.path.dirname(path)
+
+    def _has_room(self, need: int) -> bool:
+        """Free bytes for ``need`` and free inodes for a commit's new files.
+
+        why: a file system out of inodes (tmpfs ``nr_inodes``, ext4 full of small objects)
+        fails every new file with ENOSPC while it still has bytes; resuming on bytes alone
+        stopped and resumed caching at every list, readyz saying all was well in between.
+        """
+        if self._free_bytes() < need:
+            return False
+        inodes = self._free_inodes()
+        return inodes is None or inodes >= RESUME_FREE_INODES
+
+    def _lacks(self) -> str:
+        """What the disk is short of, in the stop message's words."""
+        try:
+            inodes = self._free_inodes()
+        except OSError:
+            return "full"
+        if inodes is not None and inodes < RESUME_FREE_INODES:
+            return f"out of inodes ({inodes} free)"
+        return "full"
+
     def _free_bytes(self) -> int:
         st = os.statvfs(self.store.root)
         return st.f_bavail * st.f_frsize
+
+    def _free_inodes(self) -> int | None:
+        """Inodes free for the service's user; None where the file system counts none
+        (btrfs, some network file systems report 0 inodes in all)."""
+        st = os.statvfs(self.store.root)
+        return st.f_favail if st.f_files else None

@@ -36,7 +36,7 @@ from yurthub.cache.handlers import (
     WatchHandler,
 )
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
-from yurthub.cache.space import SpaceGuard, is_no_space
+from yurthub.cache.space import SpaceGuard, is_no_space, is_read_only
 from yurthub.cache.staleness import StaleMarks
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import RecentEvents, ViewKey
@@ -86,6 +86,7 @@ class CacheWriter(BackgroundThread):
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
         self.stale = StaleMarks(self._collections, self.collection)
+        self._reported: StorageError | None = None  # the last failure storage_failed took
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -204,16 +205,20 @@ class CacheWriter(BackgroundThread):
     def storage_failed(self, err: StorageError, what: object, ck: CollectionKey | None = None,
                        growth: int = 0) -> None:
         """A write failed: a quota or a full disk stops caching (SpaceGuard), else it is an
-        error worth an ERROR line."""
+        error worth an ERROR line.  The same failure met again (a batch's commit finding
+        the transaction that an entry's write aborted) is not reported twice."""
+        if err is self._reported:
+            return
+        self._reported = err
         if not self.space.failed(err, ck, growth):  # a refusal for room is no write error
             self.metrics.cache_write_errors.inc()
             log.error("cache commit for %s failed: %s", what, err)
 
     def space_problem(self, err: OSError) -> str:
         """The drop reason of an entry whose spool could not be written."""
-        if is_no_space(err):
+        if is_no_space(err) or is_read_only(err):
             self.space.failed(err)
-            return "no-space"
+            return "no-space" if is_no_space(err) else "read-only"
         return "undecodable"
 
     def other_open_watch(self, me: object, ck: CollectionKey | None, view: ViewKey) -> bool:

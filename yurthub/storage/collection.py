@@ -3,7 +3,9 @@
 The writer replaces ``index.snapshot``, ``state_json`` and ``history.window`` wholesale on
 commit (single attribute assignments), so a reader never sees a half-updated value.  The
 ``_collection`` file records the key, so startup knows the scope of a collection even when
-it holds no objects.
+it holds no objects.  ``_state`` is framed with its length and CRC32 (``encode_state``), like
+the index and the journal: one flipped bit in it (a digit of a view's resourceVersion, a
+letter of its selector) would still be JSON, and would change what offline answers claim.
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "_collection"
 EMPTY_STATE = b"{}"
+STATE_MAGIC = "yurthub-state"
+
+
+def encode_state(state_json: bytes) -> bytes:
+    """The ``_state`` file of a state's JSON: ``<magic> <length> <crc32>\\n<json>``."""
+    return files.frame_head(STATE_MAGIC, state_json) + state_json
+
+
+def decode_state(data: bytes) -> bytes:
+    """The state's JSON in a ``_state`` file; ValueError when the frame is torn or damaged.
+    A file without the frame is one an earlier version wrote, taken as it is (its JSON is
+    checked by the caller); the next commit frames it."""
+    return files.framed_or_legacy(STATE_MAGIC, data)
 
 
 class Collection:

@@ -34,7 +34,7 @@ from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_
 from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
-from yurthub.storage.rootlock import LOCK_FILE, not_a_cache
+from yurthub.storage.rootlock import LOCK_FILE, not_a_cache, private_root
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
@@ -91,6 +91,7 @@ class DiskStore(DamageChecks, Store):
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
+        self._damaged_docs: set[str] = set()  # non-resource documents warned of as damaged
         self._open = False
         self._janitor: Janitor | None = None
         self.quota = quota
@@ -169,6 +170,7 @@ class DiskStore(DamageChecks, Store):
                     raise StorageError(f"the cache at {self.root} is in use by another "
                                        "process") from None
                 time.sleep(0.05)
+        private_root(self.root, self._root_fd)
         self._shared.quarantined += len(ensure_root_dirs(self._root_fd,
                                                          [QUARANTINE, NONRESOURCE]))
         self._nonres_fd, _ = files.open_dir(NONRESOURCE, self._root_fd, create=True)
@@ -317,12 +319,23 @@ class DiskStore(DamageChecks, Store):
         return [c.key for c in self._colls.values()]
 
     def read_nonresource(self, path: str) -> bytes | None:
+        """A stored document; None when there is none, or it is damaged (files.DOC_MAGIC)."""
         name = nonresource_filename(path)
         self._check_open()
         try:
-            return files.read_optional(self._nonres_fd, name)
+            data = files.read_optional(self._nonres_fd, name)
         except OSError as e:
             raise StorageError(f"cannot read the cached {path}: {e}") from e
+        if data is None:
+            return None
+        try:
+            return files.framed_or_legacy(files.DOC_MAGIC, data)
+        except ValueError as e:
+            if name not in self._damaged_docs:
+                self._damaged_docs.add(name)
+                log.warning("the cached %s is damaged (%s): not used until the cloud sends "
+                            "it again", path, e)
+            return None
 
     def stats(self) -> StoreStats:
         per = {c.key: CollectionStats(len(c.index), c.index.bytes, c.history.size)
@@ -337,7 +350,10 @@ class DiskStore(DamageChecks, Store):
         name = nonresource_filename(path)
         self._check_open()
         try:
-            files.replace_file(self._nonres_fd, name, bytes(body), fsync=True)
+            files.replace_file(self._nonres_fd, name,
+                               [files.frame_head(files.DOC_MAGIC, bytes(body)), bytes(body)],
+                               fsync=True)
+            self._damaged_docs.discard(name)
         except OSError as e:
             self._shared.write_errors += 1
             raise StorageError(f"cannot store {path}: {e}") from e

@@ -341,6 +341,24 @@ def _encode(doc: Any) -> bytes:
 
 def unframe(magic: str, data: bytes) -> Any:
     """Inverse of frame; ValueError when the document is torn, damaged or of another kind."""
+    return json.loads(unframe_bytes(magic, data))
+
+
+# Non-resource documents (discovery, the filters' inputs) are framed like the bookkeeping:
+# one flipped bit of the filters' inputs (a node of a pool) is still JSON and would change
+# what offline answers are filtered to.  A damaged one is read as not cached: offline, what
+# depends on it waits for the cloud.
+DOC_MAGIC = "yurthub-doc"
+
+
+def frame_head(magic: str, body: bytes) -> bytes:
+    """The header that frames ``body`` as it is (no JSON encoding): write it, then the body."""
+    return b"%s %d %08x\n" % (magic.encode(), len(body), zlib.crc32(body))
+
+
+def unframe_bytes(magic: str, data: bytes) -> bytes:
+    """The body of a framed document; ValueError when it is torn, damaged or of another
+    kind."""
     head, sep, body = data.partition(b"\n")
     parts = head.split(b" ")
     if not sep or len(parts) != 3 or parts[0] != magic.encode():
@@ -351,4 +369,13 @@ def unframe(magic: str, data: bytes) -> Any:
         raise ValueError(f"bad {magic} header") from None
     if length != len(body) or crc != zlib.crc32(body):
         raise ValueError(f"{magic} document is torn or damaged")
-    return json.loads(body)
+    return body
+
+
+def framed_or_legacy(magic: str, data: bytes) -> bytes:
+    """``unframe_bytes`` for a file that earlier versions wrote without the frame: such a
+    file (one that does not begin with ``magic``) is returned as it is, for the caller to
+    parse; a framed one must check out."""
+    if not data.startswith(magic.encode() + b" "):
+        return data
+    return unframe_bytes(magic, data)

@@ -249,6 +249,7 @@ class Recovery:
         if data is None:
             return coll_mod.EMPTY_STATE
         try:
+            data = coll_mod.decode_state(data)
             doc = json.loads(data)
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")

@@ -4,16 +4,22 @@ A tree holds ``_lock`` from its first open on: the running hub keeps an exclusiv
 it (storage.disk), so tools beside it (``yurthub cache``, the start-up preflight) can tell a
 tree in use (``root_in_use``).  A directory without one is a cache only while it holds
 nothing else (``not_a_cache``): opening a tree sweeps and sets aside what it does not
-recognise, which must never happen to a directory given by mistake.
+recognise, which must never happen to a directory given by mistake.  Once the lock is held,
+the root is made private (``private_root``).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import stat
 
+from yurthub.storage import files
 from yurthub.storage.keys import BOOKKEEPING_PREFIX
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "_lock"
 
@@ -56,3 +62,25 @@ def root_in_use(root: str) -> bool:
     finally:
         os.close(fd)
     return False
+
+def private_root(root: str, root_fd: int) -> None:
+    """With the lock held: the cache root is 0700, as every directory under it.
+
+    why: a root made by hand before the first start (``mkdir -p``, umask 022), or a tree
+    restored from a backup with loose modes, was served as it was: cached Secrets and
+    ConfigMaps readable by every user of the node while only ``yurthub cache verify`` said
+    so.  The root closes the whole tree; one the service does not own is left to the
+    operator, with a warning.
+    """
+    st = os.fstat(root_fd)
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & 0o077:
+        return
+    if st.st_uid == os.geteuid():
+        os.fchmod(root_fd, files.DIR_MODE)
+        log.warning("the cache root %s was mode %04o, open to other users: set to 0700",
+                    root, mode)
+    else:
+        log.warning("the cache root %s is mode %04o and owned by uid %d, not this service: "
+                    "other users may read what is cached; make it 0700 and the service's",
+                    root, mode, st.st_uid)

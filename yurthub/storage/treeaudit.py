@@ -107,8 +107,9 @@ class TreeAudit:
                     continue
                 est = e.stat(follow_symlinks=False)
                 yield from self._mode(f"{where}/{e.name}", est, files.FILE_MODE)
-                if stat.S_ISREG(est.st_mode) and nonresource_path(e.name).startswith(OWN_DOCS):
-                    yield from _own_document(fd, e.name, f"{where}/{e.name}")
+                if stat.S_ISREG(est.st_mode):
+                    own = nonresource_path(e.name).startswith(OWN_DOCS)
+                    yield from _document(fd, e.name, f"{where}/{e.name}", own)
 
     def _component(self, comp: str, st: os.stat_result, check: BodyCheck,
                    progress: Callable[[], None], busy: bool) -> Iterator[str]:
@@ -285,13 +286,14 @@ def _framed(fd: int, name: str) -> Iterator[str]:
 OWN_DOCS = "/_yurthub/"
 
 
-def _own_document(fd: int, name: str, path: str) -> Iterator[str]:
-    """A document the hub keeps for itself must parse: the hub cannot use one that does not
-    (it waits for the cloud to tell it again; the filters' inputs: filtered requests are
-    refused offline meanwhile)."""
+def _document(fd: int, name: str, path: str, own: bool) -> Iterator[str]:
+    """A stored document must check out against its frame (files.DOC_MAGIC); one the hub
+    keeps for itself (``own``) must parse too: the hub cannot use one that does not (it
+    waits for the cloud to tell it again; the filters' inputs: filtered requests are refused
+    offline meanwhile)."""
     try:
-        doc = json.loads(files.read_file(fd, name))
-        if not isinstance(doc, dict):
+        body = files.framed_or_legacy(files.DOC_MAGIC, files.read_file(fd, name))
+        if own and not isinstance(json.loads(body), dict):
             raise ValueError("not a JSON object")
     except FileNotFoundError:
         return
@@ -318,7 +320,7 @@ def _parses(fd: int, name: str, path: str,
             if History.load(fd, 1_000_000)[1]:
                 yield f"{path}: damaged (offline watch resumes from before it are refused)"
         elif name == journal.STATE_FILE:
-            doc = json.loads(data)  # an empty state is set aside too
+            doc = json.loads(coll_mod.decode_state(data))  # an empty one is set aside too
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             if state_check is not None:

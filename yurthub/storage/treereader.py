@@ -112,7 +112,7 @@ class TreeReader:
         try:
             with self._coll(ck) as fd:
                 data = files.read_optional(fd, journal.STATE_FILE)
-            value = json.loads(data) if data else {}
+            value = json.loads(coll_mod.decode_state(data)) if data else {}
         except PermissionError:
             raise
         except (OSError, ValueError):

@@ -32,7 +32,7 @@ from typing import Any
 
 from yurthub.errors import StorageError
 from yurthub.storage import files, journal
-from yurthub.storage.collection import Collection
+from yurthub.storage.collection import Collection, encode_state
 from yurthub.storage.history import Plan, encode_record
 from yurthub.storage.index import Key, Vouch
 from yurthub.storage.journal import Applier, Journal
@@ -314,7 +314,7 @@ class DiskTransaction(Transaction):
         stage_fd = self._stage_dir()
         inline_fsync = self._settings.durability == "fsync"
         if self._state is not None:
-            files.write_new(stage_fd, "s", [self._state], fsync=inline_fsync)
+            files.write_new(stage_fd, "s", [encode_state(self._state)], fsync=inline_fsync)
         plan = None
         hist: dict[str, Any] | None = None
         if self._hist_rvs or self._reset is not None:

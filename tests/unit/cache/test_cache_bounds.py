@@ -9,7 +9,14 @@ import os
 
 import pytest
 
-from tests.unit.cache.conftest import PODS, Feeder, list_body, pod, running_manager
+from tests.unit.cache.conftest import (
+    PODS,
+    Feeder,
+    event_line,
+    list_body,
+    pod,
+    running_manager,
+)
 from yurthub.cache import space as space_mod
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import MAX_VIEWS
@@ -108,6 +115,39 @@ def test_a_full_disk_stops_caching_and_room_resumes_it(small, monkeypatch):
     small.writer.space.check()
     assert small.not_ready() is not None  # the disk is still full
     free["bytes"] = 100 * MI
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert ("default", "a") in small.store.entries(PODS)
+
+
+def test_a_disk_out_of_inodes_stays_stopped_while_it_has_bytes(small, monkeypatch):
+    """tmpfs ``nr_inodes`` or an ext4 full of small files: every new file is ENOSPC with
+    megabytes free.  Caching must stay stopped (and readyz say so) until inodes are back,
+    not resume a second later and fail again at every list."""
+    feed = Feeder(small)
+    real_write, real_statvfs = files.write_new, os.statvfs
+    inodes = {"free": 0}
+
+    def no_inode(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        return os.statvfs_result((st.f_bsize, st.f_frsize, 1 << 30, 1 << 30, 1 << 30,
+                                  100_000, inodes["free"], inodes["free"], st.f_flag,
+                                  st.f_namemax))
+
+    monkeypatch.setattr(files, "write_new", no_inode)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert small.store.entries(PODS) == {}
+    monkeypatch.setattr(files, "write_new", real_write)
+    small.writer.space.check()  # gigabytes free, no inode: still stopped
+    reason = small.not_ready() or ""
+    assert "caching stopped (no-space)" in reason and "out of inodes" in reason
+    assert sample(small, "yurthub_cache_stopped", reason="no-space") == 1
+    inodes["free"] = 50_000
     small.writer.space.check()
     assert small.not_ready() is None
     assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
@@ -243,3 +283,106 @@ def test_views_a_full_disk_kept_from_following_the_cloud_are_stale(small, monkey
     wait_for(lambda: not small.reader.list(PODS, rt, want, limit=None,
                                            continue_token="").freshness.stale,
              what="the view healed by a list")
+
+
+def test_a_watch_event_that_finds_the_disk_full_is_no_write_error(small, monkeypatch, caplog):
+    """A watch event staged into a full disk: caching stops for no-space and the view is
+    stale because of the full disk -- not an ERROR about a finished transaction counted as
+    a write error, which is what the batch's commit used to find after the failed put."""
+    from tests.unit.cache.conftest import event_line
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    fill_the_disk(monkeypatch)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    assert "caching stopped (no-space)" in (small.not_ready() or "")
+    assert sample(small, "yurthub_cache_write_errors_total") == 0
+    assert "is finished" not in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
+    assert stale and all("No space left on device" in m for m in stale), stale
+
+
+def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, monkeypatch,
+                                                                          caplog):
+    """ext4's errors=remount-ro after an I/O error, or an operator's remount: every write is
+    EROFS.  It used to be an ERROR and a write error per request, readyz OK, and every
+    response teed again; now caching stops (read-only) once, and resumes by itself."""
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    real_write, real_statvfs = files.write_new, os.statvfs
+    ro = {"on": True}
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
+        return os.statvfs_result((*st[:8], flag, st.f_namemax))
+
+    monkeypatch.setattr(files, "write_new", read_only)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    reason = small.not_ready() or ""
+    assert "caching stopped (read-only)" in reason and "Read-only file system" in reason
+    assert sample(small, "yurthub_cache_stopped", reason="read-only") == 1
+    assert sample(small, "yurthub_cache_write_errors_total") == 0
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    # Nothing would land: the next responses pass untouched, no entry is opened.
+    assert not feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 12))
+    monkeypatch.setattr(files, "write_new", real_write)
+    small.writer.space.check()
+    assert small.not_ready() is not None  # still mounted read-only
+    ro["on"] = False
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=11)], 12))
+    assert ("default", "b") in small.store.entries(PODS)
+
+
+def test_read_only_before_a_new_collection_had_its_directory_still_resumes(small,
+                                                                            monkeypatch):
+    """EROFS making the first directory of a collection: its path never existed, and the
+    look at whether the file system is writable again must not fail on it for ever."""
+    feed = Feeder(small)
+    real_statvfs = os.statvfs
+    ro = {"on": True}
+
+    def mkdir_ro(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
+        return os.statvfs_result((*st[:8], flag, st.f_namemax))
+
+    monkeypatch.setattr(files, "open_dir", mkdir_ro)
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert "caching stopped (read-only)" in (small.not_ready() or "")
+    monkeypatch.undo()
+    monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
+    ro["on"] = False
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    assert ("default", "a") in small.store.entries(PODS)
+
+
+def test_a_write_error_in_a_watch_batch_is_reported_once(small, monkeypatch, caplog):
+    """An I/O error staging a watch event: one failure, one ERROR line, one write error --
+    not a second report when the batch's commit meets the same aborted transaction."""
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+
+    def eio(*args, **kw):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files, "write_new", eio)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Input/output error" in errors[0], errors
+    assert sample(small, "yurthub_cache_write_errors_total") == 1

@@ -275,6 +275,21 @@ def test_nonresource_documents(tmp_path):
     store.close()
 
 
+def test_a_damaged_document_reads_as_not_cached_and_is_named_once(tmp_path, caplog):
+    store = open_store(tmp_path / "c")
+    store.write_nonresource("/version", b'{"gitVersion": "v1.31.0"}')
+    doc = tmp_path / "c" / "_nonresource" / "%2Fversion"
+    doc.write_bytes(doc.read_bytes().replace(b"v1.31", b"v1.21"))  # one bit: '3' -> '2'
+    assert store.read_nonresource("/version") is None
+    assert store.read_nonresource("/version") is None
+    assert caplog.text.count("the cached /version is damaged") == 1
+    store.write_nonresource("/version", b'{"gitVersion": "v1.32.0"}')  # the cloud's again
+    assert store.read_nonresource("/version") == b'{"gitVersion": "v1.32.0"}'
+    doc.write_bytes(b'{"gitVersion": "v1.29.0"}')  # as an earlier version wrote it
+    assert store.read_nonresource("/version") == b'{"gitVersion": "v1.29.0"}'
+    store.close()
+
+
 def test_stats_count_objects_and_bytes(tmp_path):
     store = open_store(tmp_path / "c")
     with store.transaction(PODS) as txn:
@@ -315,6 +330,30 @@ def test_root_is_created_0700_with_missing_parents(tmp_path):
     with DiskStore(str(root)) as store:
         assert store.collections() == []
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+
+
+@pytest.mark.parametrize("made", ["empty, by hand", "restored with loose modes"])
+def test_a_root_open_to_other_users_is_made_private(tmp_path, made, caplog):
+    """``mkdir -p`` under umask 022 before the first start, or a backup restored with
+    loose modes: other users must not read the cached objects (Secrets among them)."""
+    root = tmp_path / "c"
+    if made == "restored with loose modes":
+        store = open_store(root)
+        with store.transaction(PODS) as txn:
+            txn.put("default", "a", body("a", "default"), {})
+            txn.commit()
+        store.close()
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    else:
+        root.mkdir(mode=0o755)
+        root.chmod(0o755)
+    open_store(root).close()
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    assert "open to other users: set to 0700" in caplog.text
+    caplog.clear()
+    open_store(root).close()
+    assert "open to other users" not in caplog.text  # said once, when it was so
 
 
 def test_bad_constructor_arguments():

@@ -231,6 +231,51 @@ def test_a_bookkeeping_entry_that_is_not_a_file_is_set_aside_alone(tmp_path, ent
     store.close()
 
 
+def _flip(data: bytes, old: bytes, new: bytes) -> bytes:
+    """One bit flipped: ``old`` and ``new`` differ in one bit, and the result is still JSON."""
+    assert bin(int.from_bytes(old, "big") ^ int.from_bytes(new, "big")).count("1") == 1
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+@pytest.mark.parametrize("old, new", [
+    (b'"rv":118', b'"rv":119'),                          # the resourceVersion lists claim
+    (b"spec.nodeName=node-0000", b"spec.nodeName=node-0001"),  # the view's selector
+])
+def test_one_flipped_bit_in_a_state_sets_it_aside_never_alters_it(tmp_path, old, new):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    with store.transaction(PODS) as txn:
+        txn.set_state({"views": [{"fields": "spec.nodeName=node-0000", "rv": 118}]})
+        txn.commit()
+    store.close()
+    state = tmp_path / "c" / "kubelet" / "pods.v1.core" / "_state"
+    state.write_bytes(_flip(state.read_bytes(), old, new))
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined_paths == ["_quarantine/kubelet/pods.v1.core/_state"]
+    assert store.state(PODS) == {}  # no view vouches for a list: refused, not altered
+    assert len(store.entries(PODS)) == 5  # the objects are kept
+    store.close()
+
+
+def test_a_state_an_earlier_version_wrote_is_read_and_framed_at_the_next_commit(tmp_path):
+    store = open_store(tmp_path / "c")
+    fill(store)
+    store.close()
+    state = tmp_path / "c" / "kubelet" / "pods.v1.core" / "_state"
+    state.write_bytes(b'{"views":[{"rv":7}]}')  # as written before states were framed
+    store, report = reopen(tmp_path / "c")
+    assert report.quarantined == 0 and store.state(PODS) == {"views": [{"rv": 7}]}
+    with store.transaction(PODS) as txn:
+        txn.set_state({"views": [{"rv": 8}]})
+        txn.commit()
+    store.close()
+    assert state.read_bytes().startswith(b"yurthub-state ")
+    store, _ = reopen(tmp_path / "c")
+    assert store.state(PODS) == {"views": [{"rv": 8}]}
+    store.close()
+
+
 def test_crafted_journal_is_rolled_forward(tmp_path):
     store = open_store(tmp_path / "c")
     fill(store, n=3)
