@@ -78,9 +78,18 @@ def test_a_list_reset_mid_body_leaves_the_previous_cache_intact(sandbox, hub):
     wait_for(lambda: len(objects(hub.cache_dir)) == 36, what="the next whole list")
 
 
+def _pods_view_committed(hub: Hub) -> bool:
+    """The list's view is published (its files are renamed in before it is)."""
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    return any(c["resource"] == "pods" and any(v["selector"] == "*" and not v["stale"]
+                                               for v in c["views"])
+               for c in doc["cache"]["collections"])
+
+
 def test_a_list_reset_before_its_first_bytes_is_answered_from_the_cache(sandbox, hub):
     assert hub.get("/api/v1/pods")[0] == 200
-    wait_for(lambda: len(objects(hub.cache_dir)) == 6, what="the first list in the cache")
+    wait_for(lambda: len(objects(hub.cache_dir)) == 6 and _pods_view_committed(hub),
+             what="the first list in the cache")
     sandbox.put(pod("late"))
     sandbox.reset_next(after_bytes=0, match="/api/v1/pods")
     status, headers, body = hub.get("/api/v1/pods")
