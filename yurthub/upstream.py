@@ -346,11 +346,15 @@ def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
 
 def _direct_chunked(resp: UpstreamResponse) -> Iterator[bytes] | None:
     """A reader of a chunked body straight from the socket (``chunkedbody``), or None
-    where that does not apply (no socket, already partly read)."""
+    where that does not apply (no socket, already partly read, an answer without a body:
+    to HEAD, 1xx, 204, 304)."""
     fp: Any = getattr(resp, "_fp", None)  # http.client's response (urllib3 1.26 and 2.x)
     sock = _sock_of(resp)
     started = getattr(resp, "_fp_bytes_read", 0) or getattr(fp, "chunk_left", 0) is not None
     if sock is None or not getattr(fp, "chunked", False) or fp.fp is None or started:
+        return None
+    if getattr(fp, "_method", "") == "HEAD" or fp.length == 0 or resp.status in (204, 304) \
+            or resp.status < 200:
         return None
     return chunkedbody.read_chunked(resp, fp, sock)
 

@@ -137,6 +137,18 @@ def test_small_chunks_that_arrived_come_as_one_piece_and_the_connection_is_reuse
     assert server.accepted == 1  # the connection went back to the pool each time
 
 
+def test_an_answer_to_head_is_not_read_for_a_body(material, pool_for):
+    """Transfer-Encoding: chunked on the answer to a HEAD, which has no body: nothing to
+    wait for."""
+    server = KeepAliveServer(material, [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", answer(b"{}")])
+    pool = pool_for(server)
+    resp = pool.urlopen("HEAD", "/", preload_content=False, release_conn=False,
+                        decode_content=False, timeout=urllib3.Timeout(connect=5, read=5))
+    assert b"".join(up.stream(resp, coalesce=True)) == b""
+    up.finish(resp, True)
+
+
 def test_without_coalescing_a_watch_keeps_one_piece_per_chunk(material, pool_for):
     events = [b'{"type":"ADDED","object":{"n":%d}}\n' % i for i in range(5)]
     server = KeepAliveServer(material, [chunked_answer(events)])
