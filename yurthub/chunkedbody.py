@@ -151,10 +151,10 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
                 except (ssl.SSLWantReadError, BlockingIOError):
                     if got:
                         break  # hand on what has arrived
-                    _wait(sock, select.POLLIN, timeout)
+                    wait_ready(sock, select.POLLIN, timeout)
                     continue
                 except ssl.SSLWantWriteError:  # a TLS 1.2 renegotiation
-                    _wait(sock, select.POLLOUT, timeout)
+                    wait_ready(sock, select.POLLOUT, timeout)
                     continue
                 if not n:
                     if got:
@@ -180,7 +180,7 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
             conn.close()  # why: the pool opens a new one; stray bytes are never an answer
 
 
-def _wait(sock: socket.socket, event: int, timeout: float | None) -> None:
+def wait_ready(sock: socket.socket, event: int, timeout: float | None) -> None:
     """Wait for ``sock`` to be ready, as a blocking read with ``timeout`` would."""
     poller = select.poll()
     poller.register(sock.fileno(), event)

@@ -431,12 +431,7 @@ def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
             conn.close()  # why: the pool opens a new one; stray bytes are never an answer
 
 
-def _wait(sock: socket.socket, event: int, timeout: float | None) -> None:
-    """Wait for ``sock`` to be ready, as a blocking read with ``timeout`` would."""
-    poller = select.poll()
-    poller.register(sock.fileno(), event)
-    if not poller.poll(None if timeout is None else timeout * 1000):
-        raise TimeoutError(f"read timed out after {timeout} s")
+_wait = chunkedbody.wait_ready
 
 
 def interrupt(resp: UpstreamResponse) -> None:
