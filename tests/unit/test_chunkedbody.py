@@ -260,3 +260,29 @@ def test_a_chunked_body_over_plain_http_is_read_the_same_way():
         pool.close()
         lsock.close()
         t.join(5)
+
+
+def test_a_chunked_read_blocked_mid_body_is_interrupted_from_another_thread(material,
+                                                                            pool_for):
+    release = threading.Event()
+
+    def stall(s: ssl.SSLSocket) -> None:
+        s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                  framed(go_chunks(os.urandom(100_000)))[:-5])
+        release.wait(30)
+
+    server = KeepAliveServer(material, [stall])
+    pool = pool_for(server)
+    resp = pool.urlopen("GET", "/", preload_content=False, release_conn=False,
+                        decode_content=False, timeout=urllib3.Timeout(connect=5, read=60))
+    pieces = up.stream(resp, coalesce=True)
+    got = bytearray(next(pieces))
+    threading.Timer(0.3, up.interrupt, args=(resp,)).start()
+    try:
+        with pytest.raises(up.UpstreamError):
+            for piece in pieces:
+                got += piece
+    finally:
+        release.set()
+        up.finish(resp, False)
+    assert 0 < len(got) <= 100_000
