@@ -1,11 +1,13 @@
-"""proxy_bench.py's TLS and protobuf sections: the big list from an HTTPS upstream, and
-protobuf passed through untouched."""
+"""proxy_bench.py's TLS, chunked and protobuf sections: the big list from an HTTPS upstream
+(with a length, and chunked as kube-apiserver sends it), and protobuf passed through
+untouched."""
 
 from __future__ import annotations
 
 import argparse
 import http.client
 import ssl
+import time
 from pathlib import Path
 
 from _common import (
@@ -115,6 +117,84 @@ def bench_tls_list(args: argparse.Namespace, work: Path, data_dir: Path, base: b
         print(f"  {key}: commit {spread(fig.commit_after[key], 1, '{:.2f}')} s after the "
               f"response, {spread(fig.objects_per_s[key], 1, '{:,.0f}')} objects/s")
     print("  [targets: caching <= 1.5x nginx, not cached <= 1.2x]")
+    for note in fig.notes:
+        print(f"  note: {note}")
+
+
+# -- the list sent chunked, as kube-apiserver sends it -------------------------------------
+
+CHUNK_SIZES = (2048, 16384)
+
+
+def bench_chunked_list(args: argparse.Namespace, work: Path, base: bytes) -> None:
+    """The list from an HTTPS upstream that sends it chunked in small chunks
+    (``_chunkedsource.py``), as kube-apiserver does: nginx proxying it, the hub as a plain
+    proxy and caching as kube-proxy (no filter on pods); with ``--baseline DIR`` also that
+    tree's hub.  Client-visible time and the worker's CPU per list."""
+    import subprocess
+    import sys
+
+    from kubesandbox import tls
+
+    print(f"\n== big list sent chunked by an HTTPS upstream (Go's chunks: "
+          f"{', '.join(str(c) for c in CHUNK_SIZES)} bytes), {len(base) / 1e6:.1f} MB ==")
+    pki = tls.make_self_signed(work / "pki-chunked")
+    body = work / "pods-chunked.json"
+    body.write_bytes(base)
+    roots = {"hub": ROOT, **({"baseline hub": args.baseline} if args.baseline else {})}
+    fig = ListFigures()
+    cpu: dict[str, list[float]] = {}
+    for size in CHUNK_SIZES:
+        src = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_chunkedsource.py"),
+                                pki.server_cert, pki.server_key, str(body), "--chunk",
+                                str(size)], stdout=subprocess.PIPE, text=True)
+        assert src.stdout is not None
+        up_port = int(src.stdout.readline().split()[1])
+        peer_port = free_port()
+        peer = Nginx(work, f"peer-chunked-{size}",
+                     proxy_server_block(peer_port, up_port, "chunked", "https", 256), workers=2)
+        hubs: dict[str, HubProcess] = {}
+        try:
+            peer.start()
+            for name, root in roots.items():
+                hubs[name] = HubProcess(work, f"https://127.0.0.1:{up_port}",
+                                        work / f"cache-chunked-{size}-{name}",
+                                        extra=["--threads", "256", "--ca-file", pki.ca_cert],
+                                        root=root).start()
+            cases = ["nginx"] + [f"{n}{k}" for n in hubs for k in (" not cached", " caching")]
+            for rep in range(2 * args.rounds):
+                k = rep % len(cases)
+                for case in cases[k:] + cases[:k]:
+                    name = case.removesuffix(" not cached").removesuffix(" caching")
+                    key = f"{size} B chunks, {case}"
+                    if case == "nginx":
+                        port, ua, worker = peer_port, KUBE_PROXY_UA, 0
+                    else:
+                        port, worker = hubs[name].proxy_port, hubs[name].worker
+                        ua = KUBE_PROXY_UA if case.endswith("caching") else "bench/1.0"
+                    cpu0 = cpu_seconds(worker) if worker else 0.0
+                    start, end, size_read, status = timed_get(
+                        port, "/api/v1/pods", {**PLAIN, "User-Agent": ua})
+                    if worker:
+                        cpu.setdefault(key, []).append(cpu_seconds(worker) - cpu0)
+                    if status != 200:
+                        fig.notes.append(f"{key}: HTTP {status}")
+                    fig.add(key, end - start, size_read)
+                    if case.endswith("caching"):
+                        time.sleep(1.5)  # the commit (not measured here) ends first
+        finally:
+            for hub in hubs.values():
+                hub.stop()
+            peer.stop()
+            src.kill()
+            src.wait()
+    print("client-visible time of the whole body; CPU of the hub's worker until the response "
+          "ended (10 ms ticks)")
+    for key, t in fig.times.items():
+        nginx = fig.times[key.split(", ")[0] + ", nginx"]
+        ratio = f"  {med(t) / med(nginx):5.2f}x nginx" if not key.endswith("nginx") else ""
+        extra = f"   CPU {spread(cpu[key], 1000, '{:.0f}')} ms" if key in cpu else ""
+        print(f"  {key:<46} {spread(t, 1000, '{:.0f}'):>24} ms{ratio}{extra}")
     for note in fig.notes:
         print(f"  note: {note}")
 

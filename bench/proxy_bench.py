@@ -22,14 +22,18 @@ Sections (``--only list,watch,get``):
 - tls: the same list from a TLS upstream (the cloud's apiserver always speaks TLS): nginx
   and the hub both proxy to an HTTPS nginx; the hub verifies it with its CA.  TLS hands
   a reader one 16 KiB record at a time, which plain TCP hides.
+- chunked: the same list from an HTTPS upstream that sends it chunked in Go's small
+  chunks (``_chunkedsource.py``), as kube-apiserver does (nginx sends files with a
+  length): nginx, the hub not caching and caching as kube-proxy, the worker's CPU.
 - watch: 200 concurrent watches, 10 events/s each (2,000 events/s): latency from the
   upstream's stamp to the client's read, p50/p99/max; worker RSS, threads and CPU.
 - get: a paced open-loop client, 200 req/s over 8 keep-alive connections, GETting one
   small ConfigMap; latency from the scheduled send time, p50/p99; the hub once as a cache
   agent (kubelet: each answer is also committed to the cache) and once as a plain proxy.
 
-Usage: python bench/proxy_bench.py [--only list,tls,proto,watch,get] [--rounds 3] [--watches 200]
-       [--watch-seconds 5] [--get-seconds 4] [--get-rate 200] [--py-spy DIR] [--keep]
+Usage: python bench/proxy_bench.py [--only list,tls,chunked,proto,watch,get] [--rounds 3]
+       [--watches 200] [--watch-seconds 5] [--get-seconds 4] [--get-rate 200] [--py-spy DIR]
+       [--keep]
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ from _proxydata import (
     upstream_server_block,
     with_new_rvs,
 )
-from _tlsbench import bench_proto, bench_tls_list
+from _tlsbench import bench_chunked_list, bench_proto, bench_tls_list
 from _watchbench import bench_watch
 
 
@@ -259,7 +263,7 @@ def bench_get(args: argparse.Namespace, work: Path, up_port: int, peer_port: int
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="list,tls,proto,watch,get")
+    p.add_argument("--only", default="list,tls,chunked,proto,watch,get")
     p.add_argument("--rounds", type=int, default=3, help="runs of each case")
     p.add_argument("--watches", type=int, default=200)
     p.add_argument("--watch-seconds", type=float, default=5.0)
@@ -270,7 +274,7 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, caches)")
     p.add_argument("--baseline", type=Path, default=None, metavar="SRC",
                    help="also run the hub of this source tree (e.g. an export of main) side "
-                        "by side, in the tls section")
+                        "by side, in the tls and chunked sections")
     p.add_argument("--dir", default="/var/tmp",
                    help="where the temp dir (and so the hub's caches) goes: the file system "
                         "the cache would live on (default /var/tmp)")
@@ -297,6 +301,8 @@ def main() -> int:
             bench_list(args, work, up_port, peer_port, data_dir, base)
         if "tls" in only:
             bench_tls_list(args, work, data_dir, base)
+        if "chunked" in only:
+            bench_chunked_list(args, work, base)
         if "proto" in only:
             bench_proto(args, work)
         if "watch" in only:

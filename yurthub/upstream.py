@@ -41,6 +41,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from yurthub import chunkedbody
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
@@ -292,25 +293,27 @@ def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = Fa
     return REQUEST_READ_TIMEOUT
 
 
-def stream(resp: UpstreamResponse) -> Iterator[bytes]:
+def stream(resp: UpstreamResponse, *, coalesce: bool = False) -> Iterator[bytes]:
     """The body as it arrives, compressed or not, never waiting to fill a buffer.
 
-    Chunked bodies (watches) come one item per upstream chunk.  Bodies with a length come
-    in pieces of up to STREAM_CHUNK, whatever has arrived: over TLS read from the socket
-    directly (``_direct``), otherwise through urllib3 2's ``read1`` or, on urllib3 1.26
-    (whose ``read`` waits for the whole amount), http.client's.
+    Chunked bodies come one item per upstream chunk (a watch's events), or with
+    ``coalesce`` (a list: the chunks' boundaries mean nothing) read from the socket
+    directly, the chunks that have arrived as one piece (``chunkedbody``).  Bodies with a
+    length come in pieces of up to STREAM_CHUNK, whatever has arrived: over TLS read from
+    the socket directly (``_direct``), otherwise through urllib3 2's ``read1`` or, on
+    urllib3 1.26 (whose ``read`` waits for the whole amount), http.client's.
     Raises UpstreamError when the connection breaks before the body ended.
     """
     try:
         chunked = bool(getattr(resp, "chunked", False))
         read1 = getattr(resp, "read1", None)
-        direct = None if chunked else _direct(resp)
-        if chunked:
+        direct = (_direct_chunked(resp) if coalesce else None) if chunked else _direct(resp)
+        if direct is not None:
+            yield from direct
+        elif chunked:
             for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
                 if chunk:
                     yield chunk
-        elif direct is not None:
-            yield from direct
         elif read1 is not None:
             yield from iter(lambda: read1(STREAM_CHUNK, decode_content=False), b"")
         else:
@@ -339,6 +342,21 @@ def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
     if getattr(fp, "length", None):  # bytes still announced: the body was cut short
         raise ProtocolError(f"body ended {fp.length} bytes short of its Content-Length")
     fp.close()
+
+
+def _direct_chunked(resp: UpstreamResponse) -> Iterator[bytes] | None:
+    """A reader of a chunked body straight from the socket (``chunkedbody``), or None
+    where that does not apply (no socket, already partly read, an answer without a body:
+    to HEAD, 1xx, 204, 304)."""
+    fp: Any = getattr(resp, "_fp", None)  # http.client's response (urllib3 1.26 and 2.x)
+    sock = _sock_of(resp)
+    started = getattr(resp, "_fp_bytes_read", 0) or getattr(fp, "chunk_left", 0) is not None
+    if sock is None or not getattr(fp, "chunked", False) or fp.fp is None or started:
+        return None
+    if getattr(fp, "_method", "") == "HEAD" or fp.length == 0 or resp.status in (204, 304) \
+            or resp.status < 200:
+        return None
+    return chunkedbody.read_chunked(resp, fp, sock)
 
 
 def _direct(resp: UpstreamResponse) -> Iterator[bytes] | None:
@@ -413,12 +431,7 @@ def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
             conn.close()  # why: the pool opens a new one; stray bytes are never an answer
 
 
-def _wait(sock: socket.socket, event: int, timeout: float | None) -> None:
-    """Wait for ``sock`` to be ready, as a blocking read with ``timeout`` would."""
-    poller = select.poll()
-    poller.register(sock.fileno(), event)
-    if not poller.poll(None if timeout is None else timeout * 1000):
-        raise TimeoutError(f"read timed out after {timeout} s")
+_wait = chunkedbody.wait_ready
 
 
 def interrupt(resp: UpstreamResponse) -> None:

@@ -24,7 +24,7 @@ from yurthub.errors import DecodeError
 from yurthub.filters.chain import Chain
 from yurthub.filters.context import namespace_name
 from yurthub.filters.visibility import object_rv
-from yurthub.kube.bulk import TRUSTED_SEPARATOR
+from yurthub.kube.bulk import TRUSTED_SEPARATOR, Finder
 from yurthub.kube.framing import Bulk, Item, ListInfo, ListParser
 
 # What follows an item when the next one is written as kube-apiserver writes it.
@@ -183,9 +183,11 @@ class ListFilter:
         servicetopology's EndpointSlices splices bytes instead of decoding
         (filters/slicebytes.py); runs of whole items holding nothing of interest (the
         slices of Services without a topology) go out as they came, unread; the item
-        running on waits for the next chunk.  Items not written as kube-apiserver writes
-        them (anything but ``,{"metadata":`` between two) hand the list back to the parser
-        for good."""
+        running on waits for the next chunk.  After an item of no interest, the next one
+        holding a pattern is found first (``Finder``: each byte searched once per pattern)
+        and the items before it go as one run, their separators unread.  Items not written
+        as kube-apiserver writes them (anything but ``,{"metadata":`` between two) that are
+        read hand the list back to the parser for good."""
         out: list[bytes] = []
         apply = self.chain.apply_raw
         of_interest = self._interest.in_item
@@ -201,7 +203,18 @@ class ListFilter:
 
         # Each item after the first begins with ``,{"metadata":`` by construction (below).
         ok = whole == 0 or data.startswith(_NEXT_ITEM)
+        finder = Finder(self._interest)  # each byte searched once per pattern in this call
+        skip = ok  # after an item of no interest: jump over the items holding no pattern
         while pos < whole:
+            if skip:
+                hit = finder.find(data, pos, whole)
+                if hit < 0:
+                    pos = whole  # nothing of interest up to the last whole item
+                    break
+                b = data.rfind(sep, pos, hit) + 1  # the boundary before the hit's item
+                if b > pos:
+                    pos = b
+                skip = False
             # The item ends where the next "metadata" key begins the next item: one item
             # that is not (another separator, spaced or not, went unseen; a label named
             # "metadata") hands the list to the parser, never two items to the filters.
@@ -212,6 +225,7 @@ class ListFilter:
                 return [b"".join(out), *self._parse(data[pos:])]
             if not of_interest(data, pos, nxt + 1):
                 pos = nxt + 1  # as it came, with the run it belongs to
+                skip = True
                 continue
             send_run()
             item = data[pos + 1:nxt + 1]

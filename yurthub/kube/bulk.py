@@ -27,6 +27,13 @@ _HIDING = r"\\(?:/|u00(?:2[2dDeEfF]|3[0-9aA]|[4-7][0-9a-fA-F]))"
 _HIDING_STR = re.compile(_HIDING)
 _HIDING_BYTES = re.compile(_HIDING.encode())
 
+# The characters of Kubernetes JSON, most frequent first (in a pod list and an
+# EndpointSlice list); those not here are rarer still.  A literal is looked for through
+# the rarest of its characters (see Literal).
+_COMMON = '"e:atn0s,irodcul-1fm{}p2b5.6P3hTyvg49k78/[]zNRSIwVZAMC\\DEx FOLjG_qUH@B\n'
+RARE_MIN = 64 << 10  # shorter regions: the substring search at once
+RARE_TRIES = 8       # candidates that were not the literal before the substring search
+
 
 def hides(raw: bytes | str) -> bool:
     """True when ``raw`` holds an escape that could hide an ASCII pattern."""
@@ -70,6 +77,50 @@ def keyed_regex(key: str) -> str:
     return re.escape(key) + WS + ":" + WS + r'"([^"\\]*)"'
 
 
+def _rank(ch: str) -> int:
+    """How common ``ch`` is in Kubernetes JSON: lower is rarer."""
+    return len(_COMMON) - _COMMON.index(ch) if ch in _COMMON else 0
+
+
+class Literal:
+    """A literal looked for in a big region through its rarest character.
+
+    ``bytes.find`` of a substring runs at a few GB/s; ``find`` of one character is
+    ``memchr``, many times faster.  In a large region, the literal is found by looking for
+    its rarest character (``_COMMON``) and checking each place it occurs: the first one
+    where the literal stands is its first occurrence (every occurrence has that character
+    at the same offset, and they are tried in order).  When that character turns out not
+    to be rare here (RARE_TRIES places without the literal), the rest is left to the
+    substring search, and so is every later search of this instance (an ``Interest`` is
+    built for one list).  The answer is always ``buf.find(literal, start, end)``'s.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = (text, text.encode())
+        self.k = min(range(len(text)), key=lambda i: _rank(text[i])) if text else 0
+        ch = text[self.k:self.k + 1]
+        self.ch = (ch, ch.encode())
+        self.rare = bool(text)  # False once its rarest character proved common
+
+    def find(self, buf: bytes | str, start: int, end: int) -> int:
+        b = isinstance(buf, bytes)
+        lit: Any = self.text[b]
+        if end - start < RARE_MIN or not self.rare:
+            return buf.find(lit, start, end)
+        k, ch = self.k, self.ch[b]
+        i = buf.find(ch, start + k, end)  # type: ignore[arg-type]
+        tries = RARE_TRIES
+        while i >= 0:
+            if buf.startswith(lit, i - k, end):
+                return i - k
+            tries -= 1
+            if not tries:
+                self.rare = False
+                return buf.find(lit, i - k + 1, end)
+            i = buf.find(ch, i + 1, end)  # type: ignore[arg-type]
+        return -1
+
+
 class _Searcher:
     """One thing to look for, in str and bytes buffers alike."""
 
@@ -81,12 +132,13 @@ class _Searcher:
             # a key, a value (a Kubernetes name: at most 253 bytes; a longer one is in no
             # ``values``) and short whitespace (_SPACING): a match may span that much
             self.width = 512
-            self._key = (what.key, what.key.encode())
+            self._key = Literal(what.key)
             self._re = (re.compile(what.regex), re.compile(what.regex.encode()))
             self._values = (what.values, frozenset(v.encode() for v in what.values))
         else:
             self.width = 6    # \u00XX
         self._lit = (what, what.encode()) if isinstance(what, str) else None
+        self._find = Literal(what) if isinstance(what, str) else None
         self.keyed = isinstance(what, Keyed)
 
     @property
@@ -107,8 +159,8 @@ class _Searcher:
 
     def search(self, buf: bytes | str, start: int, end: int) -> int:
         b = isinstance(buf, bytes)
-        if self._lit is not None:
-            return buf.find(self._lit[b], start, end)  # type: ignore[arg-type]
+        if self._find is not None:
+            return self._find.find(buf, start, end)
         if self.what is None:
             backslash: Any = b"\\" if b else "\\"
             if buf.find(backslash, start, end) < 0:  # escapes are rare: memchr first
@@ -117,12 +169,12 @@ class _Searcher:
             return m.start() if m is not None else -1
         # the key found by ``find`` (far faster than the regex engine's own scan), then
         # matched where it is
-        key = self._key[b]
-        i = buf.find(key, start, end)  # type: ignore[arg-type]
+        find = self._key.find
+        i = find(buf, start, end)
         while i >= 0:
             if self.at(buf, i, end):
                 return i
-            i = buf.find(key, i + 1, end)  # type: ignore[arg-type]
+            i = find(buf, i + 1, end)
         return -1
 
 
@@ -137,15 +189,15 @@ class _Shared:
         self.what = tuple(m.what for m in members)
         self.keyed = any(isinstance(m.what, Keyed) for m in members)
         self.width = max(m.width for m in members)
-        self._prefix = (prefix, prefix.encode())
+        self._prefix = Literal(prefix)
 
     def search(self, buf: bytes | str, start: int, end: int) -> int:
-        prefix = self._prefix[isinstance(buf, bytes)]
-        i = buf.find(prefix, start, end)  # type: ignore[arg-type]
+        find = self._prefix.find
+        i = find(buf, start, end)
         while i >= 0:
             if any(m.at(buf, i, end) for m in self.members):
                 return i
-            i = buf.find(prefix, i + 1, end)  # type: ignore[arg-type]
+            i = find(buf, i + 1, end)
         return -1
 
 

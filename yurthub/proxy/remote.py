@@ -134,7 +134,8 @@ class RemoteProxy:
         resp = self._send(ctx, headers, body, timeout, path_qs)
         if self.guard is not None:
             self.guard.record(ctx.caller, info, resp.status)
-        chunks = up.stream(resp)
+        # A list's chunks mean nothing: those that have arrived go on together.
+        chunks = up.stream(resp, coalesce=not (watch or follow))
         first = b""
         resp_headers = dict(resp.headers.items())
         if chain is not None and not (200 <= resp.status < 300 and filtering.filterable(

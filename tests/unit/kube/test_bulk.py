@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from yurthub.kube.bulk import Bulk, Finder, Interest, Keyed, find_run, hides, separator_of
+from yurthub.kube import bulk
+from yurthub.kube.bulk import (
+    Bulk,
+    Finder,
+    Interest,
+    Keyed,
+    Literal,
+    find_run,
+    hides,
+    separator_of,
+)
 from yurthub.kube.framing import HAVE_MSGSPEC, Item, ListParser
 
 EXACT = [False, True] if HAVE_MSGSPEC else [False]
@@ -30,6 +40,38 @@ def test_interest_finds_the_first_hit():
     assert i.find(b'{"k":"kubern\\u0065tes"}') == 12
     assert Interest(None).find(b"anything", 3) == 3 and Interest(None).everything
     assert Interest([]).nothing and Interest([]).find(b'"\\u0041"') == -1
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("rare_min", [0, 1 << 16])
+def test_a_literal_is_found_where_find_finds_it(seed, rare_min, monkeypatch):
+    """Through its rarest character or not, with that character frequent or absent, in
+    bytes and str, bounded: always the first occurrence ``find`` gives."""
+    import random
+    monkeypatch.setattr(bulk, "RARE_MIN", rare_min)
+    rng = random.Random(seed)
+    alphabet = rng.choice(["KU_", "KUBERNETES_SERVICE_", 'ab"k', "xyz"])
+    needle = rng.choice(["KUBERNETES_SERVICE_", "K", "UK", '"kub', "KUK_", "zz"])
+    lit = Literal(needle)
+    for _ in range(50):
+        if rng.random() < 0.3:
+            lit = Literal(needle)  # a fresh one now and then; mostly one used before
+        n = rng.choice([0, 5, 100, 70_000])
+        text = "".join(rng.choices(alphabet, k=n))
+        if rng.random() < 0.5 and n:
+            at = rng.randrange(n)
+            text = text[:at] + needle + text[at:]
+        start = rng.randrange(len(text) + 1)
+        end = rng.randrange(start, len(text) + 1)
+        for buf in (text, text.encode()):
+            want = buf.find(needle if isinstance(buf, str) else needle.encode(), start, end)
+            assert lit.find(buf, start, end) == want, (needle, start, end)
+
+
+def test_a_literal_is_looked_for_through_its_rarest_character():
+    assert Literal("KUBERNETES_SERVICE_").ch == ("K", b"K")
+    assert Literal('"LoadBalancer"').ch == ("B", b"B")
+    assert Literal('"e"').ch == ("e", b"e")
 
 
 def items(n: int, extra: dict | None = None, odd: str = "{[]}") -> list[bytes]:
