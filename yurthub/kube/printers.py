@@ -12,34 +12,29 @@ always prints wide rows (kubectl hides those columns unless ``-o wide``), so Tab
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from yurthub.kube import columns as C
 from yurthub.kube.humantime import since, timestamp
 from yurthub.kube.podprinter import print_pod
-from yurthub.kube.tablerow import Row, as_dict, as_int, as_list, as_str
+from yurthub.kube.printers_apps import APPS_PRINTERS
+from yurthub.kube.tablerow import (
+    Printer,
+    Row,
+    RowFunc,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    format_labels,
+)
 
-RowFunc = Callable[[dict[str, Any], bool, float], Row]
+__all__ = ["PRINTERS", "Printer", "RowFunc", "format_labels", "printer_for"]
+
 _MORE = 3  # lists of addresses and ports show three, then "+ N more..."
 LOAD_BALANCER_WIDTH = 16
 NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
 NODE_ROLE_LABEL = "kubernetes.io/role"
-
-
-@dataclass(frozen=True)
-class Printer:
-    """The columns a printer registers and the function that prints a row."""
-
-    columns: tuple[C.Column, ...]
-    row: RowFunc
-
-
-def format_labels(labels: Any) -> str:
-    """apimachinery's ``labels.FormatLabels``: ``k=v`` sorted by key, or ``<none>``."""
-    items = as_dict(labels)
-    text = ",".join(f"{k}={as_str(items[k])}" for k in sorted(items))
-    return text or "<none>"
 
 
 def go_trim_space(text: str) -> str:
@@ -287,6 +282,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "serviceaccounts"): Printer(C.SERVICE_ACCOUNT, _simple(_count("secrets"))),
     ("", "configmaps"): Printer(C.CONFIG_MAP, _simple(_count("data", "binaryData"))),
     ("coordination.k8s.io", "leases"): Printer(C.LEASE, _simple(_path("spec", "holderIdentity"))),
+    **APPS_PRINTERS,
 }
 
 

@@ -100,6 +100,21 @@ BUILTIN: tuple[ResourceType, ...] = (
                  subresources=("approval", "status"), fields=("spec.signerName",)),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                  "CustomResourceDefinition", False, ("crd", "crds"), subresources=("status",)),
+    # The workloads kube-apiserver prints columns for (yurthub.kube.printers_apps).  Their own
+    # field selectors (a job's status.successful, a replica set's status.replicas) are left
+    # out: kube-apiserver computes those values, they are not the text at a path.
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",),
+                 subresources=("status",), categories=("all",)),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",),
+                 subresources=("status",), categories=("all",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",),
+                 subresources=("status",), categories=("all",)),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",),
+                 subresources=("status",), categories=("all",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, subresources=("status",),
+                 categories=("all",)),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",),
+                 subresources=("status",), categories=("all",)),
 )
 
 _BY_GVR: dict[tuple[str, str, str], ResourceType] = {
@@ -121,12 +136,6 @@ _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("", "resourcequotas"): ("ResourceQuota", True),
     ("", "limitranges"): ("LimitRange", True),
     ("", "podtemplates"): ("PodTemplate", True),
-    ("apps", "deployments"): ("Deployment", True),
-    ("apps", "daemonsets"): ("DaemonSet", True),
-    ("apps", "replicasets"): ("ReplicaSet", True),
-    ("apps", "statefulsets"): ("StatefulSet", True),
-    ("batch", "jobs"): ("Job", True),
-    ("batch", "cronjobs"): ("CronJob", True),
     ("events.k8s.io", "events"): ("Event", True),
     ("node.k8s.io", "runtimeclasses"): ("RuntimeClass", False),
     ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),

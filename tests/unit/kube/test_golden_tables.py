@@ -10,7 +10,7 @@ import pytest
 
 from tests.golden.tables import at, resolve, table_golden
 from yurthub.errors import BadRequest, JSONPathError
-from yurthub.kube import columns
+from yurthub.kube import columns, columns_apps
 from yurthub.kube.accept import negotiate
 from yurthub.kube.humantime import human_duration, since
 from yurthub.kube.jsonpath import JSONPath
@@ -105,7 +105,7 @@ def test_crd_without_columns_prints_name_and_age():
 # -- column definitions ---------------------------------------------------------------------
 
 def test_descriptions_are_kubernetes_swagger_docs():
-    assert columns.DESCRIPTIONS == COLUMNS["swagger"]
+    assert {**columns.DESCRIPTIONS, **columns_apps.DESCRIPTIONS} == COLUMNS["swagger"]
 
 
 @pytest.mark.parametrize("resource", sorted(COLUMNS["resources"]))

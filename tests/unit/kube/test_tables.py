@@ -35,6 +35,9 @@ FIXTURES = {
     ("discovery.k8s.io", "endpointslices"): "discovery.k8s.io.v1.EndpointSlice",
     ("coordination.k8s.io", "leases"): "coordination.k8s.io.v1.Lease",
     ("events.k8s.io", "events"): "events.k8s.io.v1.Event",
+    ("apps", "deployments"): "apps.v1.Deployment", ("apps", "replicasets"): "apps.v1.ReplicaSet",
+    ("apps", "daemonsets"): "apps.v1.DaemonSet", ("apps", "statefulsets"): "apps.v1.StatefulSet",
+    ("batch", "jobs"): "batch.v1.Job", ("batch", "cronjobs"): "batch.v1.CronJob",
 }
 
 
@@ -122,8 +125,9 @@ def test_crd_string_columns_print_go_values():
 
 
 def test_resources_without_a_printer():
-    assert printer("apps", "deployments", "v1", None) is NAME_AGE
-    assert printer("apps", "deployments", "v1", None, fallback=DEFAULT) is DEFAULT
+    hooks = "mutatingwebhookconfigurations"
+    assert printer("admissionregistration.k8s.io", hooks, "v1", None) is NAME_AGE
+    assert printer("admissionregistration.k8s.io", hooks, "v1", None, fallback=DEFAULT) is DEFAULT
     row = DEFAULT.row({"metadata": {"name": "d",
                                     "creationTimestamp": "2025-06-15T17:06:40+02:00"}}, True, NOW)
     assert row.cells == ["d", "2025-06-15T15:06:40Z"]
