@@ -225,3 +225,80 @@ def test_a_watch_for_tables_offline_gets_one_table_per_event(sandbox, hub):
         "Name", "Ready", "Status"]
     assert all(e["object"]["columnDefinitions"] is None for e in events[1:])
     assert all(len(e["object"]["rows"]) == 1 for e in events)
+
+
+@pytest.fixture
+def workloads(sandbox, hub):
+    """What an edge node runs besides pods: a deployment, a daemon set, a finished job, a
+    bound claim."""
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"},
+                                        {"name": "log", "image": "busybox"}]}}
+    sandbox.put({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"replicas": 3, "template": template,
+                          "selector": {"matchLabels": {"app": "web"},
+                                       "matchExpressions": [{"key": "tier", "operator": "In",
+                                                             "values": ["front", "edge"]}]}},
+                 "status": {"replicas": 3, "readyReplicas": 2, "updatedReplicas": 3,
+                            "availableReplicas": 2}})
+    sandbox.put({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                 "metadata": {"name": "agent", "namespace": "default"},
+                 "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                          "template": {**template, "spec": {**template["spec"],
+                                                            "nodeSelector": {"edge": "true"}}}},
+                 "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                            "numberReady": 1, "updatedNumberScheduled": 2,
+                            "numberAvailable": 1}})
+    sandbox.put({"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": {"name": "backup", "namespace": "default"},
+                 "spec": {"completions": 1, "template": template,
+                          "selector": {"matchLabels": {"job": "backup"}}},
+                 "status": {"succeeded": 1, "startTime": ago(hours=2),
+                            "completionTime": ago(hours=1, minutes=30),
+                            "conditions": [{"type": "Complete", "status": "True"}]}})
+    sandbox.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                 "metadata": {"name": "data", "namespace": "default"},
+                 "spec": {"volumeName": "pv-data", "storageClassName": "local-path",
+                          "volumeMode": "Filesystem",
+                          "resources": {"requests": {"storage": "1Gi"}}},
+                 "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
+                            "capacity": {"storage": "1024Mi"}}})
+    return hub
+
+
+def test_kubectl_prints_the_workloads_columns_offline_as_online(sandbox, workloads, tmp_path):
+    kubectl = Kubectl(tmp_path, workloads.url)
+    kinds = "deployments,daemonsets,jobs,pvc"
+    kubectl("get", kinds, "-A", "-o", "json")  # what kubectl has cached
+    commands = [(kinds, "-A"), (kinds, "-A", "-o", "wide")]
+    started = time.monotonic()
+    online = [kubectl("get", *cmd).stdout for cmd in commands]
+    go_offline(sandbox, workloads)
+    offline = [kubectl("get", *cmd) for cmd in commands]
+    moved = time.monotonic() - started + 1
+    for cmd, before, after in zip(commands, online, offline, strict=True):
+        assert "served from the yurthub cache" in after.stderr, cmd
+        # kubectl prints one table per kind, separated by a blank line.
+        tables_on, tables_off = before.split("\n\n"), after.stdout.split("\n\n")
+        assert len(tables_off) == len(tables_on) == 4, (cmd, after.stdout)
+        for t_on, t_off in zip(tables_on, tables_off, strict=True):
+            assert_same_table(t_on, t_off, moved, cmd)
+    # kube-apiserver's columns, not NAME and AGE: the values come from the printers.
+    tables = [cells(t) for t in offline[1].stdout.split("\n\n")]
+    (dh, drows), (sh, srows), (jh, jrows), (ph, prows) = tables
+    assert dh == ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS",
+                  "IMAGES", "SELECTOR"]
+    assert drows[0][1:5] == ["deployment.apps/web", "2/3", "3", "2"]
+    assert drows[0][6:] == ["nginx,log", "nginx:1.27,busybox", "app=web,tier in (edge,front)"]
+    assert sh[2:8] == ["DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR"]
+    assert srows[0][1:8] == ["daemonset.apps/agent", "2", "2", "1", "2", "1",
+                             "edge=true"]
+    assert srows[0][-1] == "app=agent"
+    assert jh[2:5] == ["STATUS", "COMPLETIONS", "DURATION"]
+    assert jrows[0][1:5] == ["job.batch/backup", "Complete", "1/1", "30m"]
+    assert ph[2:9] == ["STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS",
+                       "VOLUMEATTRIBUTESCLASS", "AGE"]
+    assert prows[0][1:8] == ["persistentvolumeclaim/data", "Bound", "pv-data", "1Gi", "RWO",
+                             "local-path", "<unset>"]
+    assert prows[0][-1] == "Filesystem"

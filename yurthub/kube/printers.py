@@ -18,6 +18,7 @@ from yurthub.kube import columns as C
 from yurthub.kube.humantime import since, timestamp
 from yurthub.kube.podprinter import print_pod
 from yurthub.kube.printers_apps import APPS_PRINTERS
+from yurthub.kube.printers_storage import STORAGE_PRINTERS
 from yurthub.kube.tablerow import (
     Printer,
     Row,
@@ -283,6 +284,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "configmaps"): Printer(C.CONFIG_MAP, _simple(_count("data", "binaryData"))),
     ("coordination.k8s.io", "leases"): Printer(C.LEASE, _simple(_path("spec", "holderIdentity"))),
     **APPS_PRINTERS,
+    **STORAGE_PRINTERS,
 }
 
 

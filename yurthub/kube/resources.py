@@ -115,6 +115,12 @@ BUILTIN: tuple[ResourceType, ...] = (
                  categories=("all",)),
     ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",),
                  subresources=("status",), categories=("all",)),
+    # Storage, printed by yurthub.kube.printers_storage.
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",),
+                 subresources=("status",)),
+    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+                 subresources=("status",)),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
 )
 
 _BY_GVR: dict[tuple[str, str, str], ResourceType] = {
@@ -130,8 +136,6 @@ def builtin(group: str, version: str, resource: str) -> ResourceType | None:
 # Kinds of other well-known built-in resources that clients list through the gateway even
 # though the sandbox does not serve them; the offline reader needs their list kinds.
 _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("", "persistentvolumes"): ("PersistentVolume", False),
-    ("", "persistentvolumeclaims"): ("PersistentVolumeClaim", True),
     ("", "replicationcontrollers"): ("ReplicationController", True),
     ("", "resourcequotas"): ("ResourceQuota", True),
     ("", "limitranges"): ("LimitRange", True),
@@ -140,7 +144,6 @@ _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("node.k8s.io", "runtimeclasses"): ("RuntimeClass", False),
     ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),
     ("storage.k8s.io", "csinodes"): ("CSINode", False),
-    ("storage.k8s.io", "storageclasses"): ("StorageClass", False),
     ("storage.k8s.io", "volumeattachments"): ("VolumeAttachment", False),
     ("networking.k8s.io", "networkpolicies"): ("NetworkPolicy", True),
     ("networking.k8s.io", "ingresses"): ("Ingress", True),

@@ -32,7 +32,8 @@ def test_printer_rows(case):
     row = printer.row(resolve(case["object"], WHEN), case["wide"], NOW)
     if case["cells"] is None:  # the Go test asks for a row and no error
         visible = [c for c in printer.columns if c.priority == 0]
-        assert len(row.cells) == len(visible)
+        # Some printers (persistent volumes and claims) add their wide cells always.
+        assert len(row.cells) in (len(visible), len(printer.columns))
         return
     assert row.cells == case["cells"]
     assert row.conditions == case.get("conditions")
