@@ -302,3 +302,21 @@ def test_kubectl_prints_the_workloads_columns_offline_as_online(sandbox, workloa
     assert prows[0][1:8] == ["persistentvolumeclaim/data", "Bound", "pv-data", "1Gi", "RWO",
                              "local-path", "<unset>"]
     assert prows[0][-1] == "Filesystem"
+
+
+def test_resources_kube_apiserver_prints_by_default_keep_created_at_offline(sandbox, hub,
+                                                                            tmp_path):
+    # CustomResourceDefinitions (like roles, cluster roles and limit ranges) have no printer
+    # in kube-apiserver: it answers with rest.NewDefaultTableConvertor's NAME and CREATED AT.
+    golden, _ = table_golden("crd")
+    sandbox.create(golden["integration"][0]["crd"])
+    kubectl = Kubectl(tmp_path, hub.url)
+    kubectl("get", "crd", "-o", "json")
+    online = kubectl("get", "crd").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", "crd")
+    assert "served from the yurthub cache" in offline.stderr
+    assert offline.stdout == online
+    header, rows = cells(offline.stdout)
+    assert header == ["NAME", "CREATED AT"]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", rows[0][1]), rows

@@ -127,6 +127,14 @@ def test_crd_string_columns_print_go_values():
         ["x", "True", "<no value>", None, "2.5e+06"]
 
 
+@pytest.mark.parametrize("group,resource", [
+    ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "clusterroles"),
+    ("", "limitranges"), ("apiextensions.k8s.io", "customresourcedefinitions")])
+def test_built_ins_kube_apiserver_prints_with_its_default_convertor(group, resource):
+    # Their registries have no printer: NAME and CREATED AT, online as offline.
+    assert printer(group, resource, "v1", None) is DEFAULT
+
+
 def test_resources_without_a_printer():
     hooks = "mutatingwebhookconfigurations"
     assert printer("admissionregistration.k8s.io", hooks, "v1", None) is NAME_AGE
