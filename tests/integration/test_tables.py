@@ -320,3 +320,42 @@ def test_resources_kube_apiserver_prints_by_default_keep_created_at_offline(sand
     header, rows = cells(offline.stdout)
     assert header == ["NAME", "CREATED AT"]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", rows[0][1]), rows
+
+
+def test_kubectl_prints_the_policy_objects_offline_as_online(sandbox, hub, tmp_path):
+    sandbox.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "readers", "namespace": "default"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "view"},
+                 "subjects": [{"kind": "User", "name": "alice"},
+                              {"kind": "ServiceAccount", "name": "agent",
+                               "namespace": "kube-system"}]})
+    sandbox.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": "view"}, "rules": []})
+    sandbox.put({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                 "metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}},
+                 "status": {"disruptionsAllowed": 1}})
+    sandbox.put({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                 "metadata": {"name": "edge-critical"}, "value": 100000, "globalDefault": False,
+                 "preemptionPolicy": "Never"})
+    kubectl = Kubectl(tmp_path, hub.url)
+    kinds = "rolebindings,clusterroles,pdb,priorityclasses"
+    kubectl("get", kinds, "-A", "-o", "json")
+    started = time.monotonic()
+    online = kubectl("get", kinds, "-A", "-o", "wide").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", kinds, "-A", "-o", "wide")
+    assert "served from the yurthub cache" in offline.stderr
+    tables_on, tables_off = online.split("\n\n"), offline.stdout.split("\n\n")
+    assert len(tables_off) == len(tables_on) == 4, offline.stdout
+    for t_on, t_off in zip(tables_on, tables_off, strict=True):
+        assert_same_table(t_on, t_off, time.monotonic() - started + 1, (kinds,))
+    (bh, brows), (ch, crows), (ph, prows), (qh, qrows) = map(cells, tables_off)
+    assert bh[2:] == ["ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert brows[0][2] == "ClusterRole/view" and brows[0][4:] == ["alice", "",
+                                                                  "kube-system/agent"]
+    assert ch == ["NAMESPACE", "NAME", "CREATED AT"]
+    assert prows[0][1:5] == ["poddisruptionbudget.policy/web", "N/A", "25%", "1"]
+    assert qh[1:] == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    assert qrows[0][2:4] == ["100000", "false"] and qrows[0][5] == "Never"

@@ -19,6 +19,7 @@ from yurthub.kube import columns as C
 from yurthub.kube.humantime import NS, since, timestamp
 from yurthub.kube.podprinter import print_pod
 from yurthub.kube.printers_apps import APPS_PRINTERS
+from yurthub.kube.printers_cluster import CLUSTER_PRINTERS
 from yurthub.kube.printers_storage import STORAGE_PRINTERS
 from yurthub.kube.tablerow import (
     Printer,
@@ -308,6 +309,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("coordination.k8s.io", "leases"): Printer(C.LEASE, _simple(_path("spec", "holderIdentity"))),
     **APPS_PRINTERS,
     **STORAGE_PRINTERS,
+    **CLUSTER_PRINTERS,
 }
 
 

@@ -74,7 +74,7 @@ def format_label_selector(selector: Any) -> str:
     return text or "<none>"
 
 
-def _containers(template: Any) -> tuple[str, str]:
+def layout_containers(template: Any) -> tuple[str, str]:
     """``layoutContainerCells``: the template's container names and images, comma-joined."""
     containers = [as_dict(c) for c in as_list(as_dict(as_dict(template).get("spec"))
                                               .get("containers"))]
@@ -95,7 +95,7 @@ def print_deployment(obj: dict[str, Any], wide: bool, now: float) -> Row:
                         since(meta.get("creationTimestamp"), now)]
     if wide:
         selector = selector_string(spec.get("selector"))
-        cells += [*_containers(spec.get("template")),
+        cells += [*layout_containers(spec.get("template")),
                   "<invalid>" if selector is None else selector]
     return Row(cells)
 
@@ -106,7 +106,7 @@ def print_replica_set(obj: dict[str, Any], wide: bool, now: float) -> Row:
                         as_int(status.get("replicas")), as_int(status.get("readyReplicas")),
                         since(meta.get("creationTimestamp"), now)]
     if wide:
-        cells += [*_containers(spec.get("template")),
+        cells += [*layout_containers(spec.get("template")),
                   format_label_selector(spec.get("selector"))]
     return Row(cells)
 
@@ -121,7 +121,7 @@ def print_daemon_set(obj: dict[str, Any], wide: bool, now: float) -> Row:
                         format_labels(as_dict(template.get("spec")).get("nodeSelector")),
                         since(meta.get("creationTimestamp"), now)]
     if wide:
-        cells += [*_containers(template), format_label_selector(spec.get("selector"))]
+        cells += [*layout_containers(template), format_label_selector(spec.get("selector"))]
     return Row(cells)
 
 
@@ -131,7 +131,7 @@ def print_stateful_set(obj: dict[str, Any], wide: bool, now: float) -> Row:
                         f"{as_int(status.get('readyReplicas'))}/{as_int(spec.get('replicas'))}",
                         since(meta.get("creationTimestamp"), now)]
     if wide:
-        cells += [*_containers(spec.get("template"))]
+        cells += [*layout_containers(spec.get("template"))]
     return Row(cells)
 
 
@@ -180,7 +180,7 @@ def print_job(obj: dict[str, Any], wide: bool, now: float) -> Row:
     cells: list[Any] = [as_str(meta.get("name")), _job_status(meta, status), completions,
                         _job_duration(status, now), since(meta.get("creationTimestamp"), now)]
     if wide:
-        cells += [*_containers(spec.get("template")),
+        cells += [*layout_containers(spec.get("template")),
                   format_label_selector(spec.get("selector"))]
     return Row(cells)
 
@@ -203,7 +203,7 @@ def print_cron_job(obj: dict[str, Any], wide: bool, now: float) -> Row:
                         since(meta.get("creationTimestamp"), now)]
     if wide:
         job_spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
-        cells += [*_containers(job_spec.get("template")),
+        cells += [*layout_containers(job_spec.get("template")),
                   format_label_selector(job_spec.get("selector"))]
     return Row(cells)
 

@@ -121,6 +121,23 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
                  subresources=("status",)),
     ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+    # The cluster's policy objects (yurthub.kube.printers_cluster; roles, cluster roles and
+    # limit ranges print with kube-apiserver's default convertor).
+    ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+                 ("netpol",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
+                 "ClusterRoleBinding", False),
+    ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+    ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",),
+                 subresources=("status",), categories=("all",)),
+    ResourceType("", "v1", "limitranges", "LimitRange", True, ("limits",)),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
+                 ("pdb",), subresources=("status",)),
 )
 
 _BY_GVR: dict[tuple[str, str, str], ResourceType] = {
@@ -136,24 +153,14 @@ def builtin(group: str, version: str, resource: str) -> ResourceType | None:
 # Kinds of other well-known built-in resources that clients list through the gateway even
 # though the sandbox does not serve them; the offline reader needs their list kinds.
 _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("", "replicationcontrollers"): ("ReplicationController", True),
     ("", "resourcequotas"): ("ResourceQuota", True),
-    ("", "limitranges"): ("LimitRange", True),
     ("", "podtemplates"): ("PodTemplate", True),
     ("events.k8s.io", "events"): ("Event", True),
-    ("node.k8s.io", "runtimeclasses"): ("RuntimeClass", False),
     ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),
     ("storage.k8s.io", "csinodes"): ("CSINode", False),
     ("storage.k8s.io", "volumeattachments"): ("VolumeAttachment", False),
-    ("networking.k8s.io", "networkpolicies"): ("NetworkPolicy", True),
     ("networking.k8s.io", "ingresses"): ("Ingress", True),
     ("networking.k8s.io", "ingressclasses"): ("IngressClass", False),
-    ("rbac.authorization.k8s.io", "roles"): ("Role", True),
-    ("rbac.authorization.k8s.io", "rolebindings"): ("RoleBinding", True),
-    ("rbac.authorization.k8s.io", "clusterroles"): ("ClusterRole", False),
-    ("rbac.authorization.k8s.io", "clusterrolebindings"): ("ClusterRoleBinding", False),
-    ("scheduling.k8s.io", "priorityclasses"): ("PriorityClass", False),
-    ("policy", "poddisruptionbudgets"): ("PodDisruptionBudget", True),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         ("MutatingWebhookConfiguration", False),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
