@@ -272,10 +272,14 @@ def test_kubectl_prints_the_workloads_columns_offline_as_online(sandbox, workloa
     kinds = "deployments,daemonsets,jobs,pvc"
     kubectl("get", kinds, "-A", "-o", "json")  # what kubectl has cached
     commands = [(kinds, "-A"), (kinds, "-A", "-o", "wide")]
+    # kube-apiserver selects jobs on status.successful (their succeeded count, as text).
+    done = ("jobs", "-A", "--field-selector", "status.successful=1", "-o", "name")
     started = time.monotonic()
     online = [kubectl("get", *cmd).stdout for cmd in commands]
+    assert kubectl("get", *done).stdout == "job.batch/backup\n"
     go_offline(sandbox, workloads)
     offline = [kubectl("get", *cmd) for cmd in commands]
+    assert kubectl("get", *done).stdout == "job.batch/backup\n"
     moved = time.monotonic() - started + 1
     for cmd, before, after in zip(commands, online, offline, strict=True):
         assert "served from the yurthub cache" in after.stderr, cmd

@@ -100,19 +100,18 @@ BUILTIN: tuple[ResourceType, ...] = (
                  subresources=("approval", "status"), fields=("spec.signerName",)),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                  "CustomResourceDefinition", False, ("crd", "crds"), subresources=("status",)),
-    # The workloads kube-apiserver prints columns for (yurthub.kube.printers_apps).  Their own
-    # field selectors (a job's status.successful, a replica set's status.replicas) are left
-    # out: kube-apiserver computes those values, they are not the text at a path.
+    # The workloads kube-apiserver prints columns for (yurthub.kube.printers_apps); a job's
+    # status.successful and a replica set's status.replicas are computed (yurthub.kube.fields).
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",),
                  subresources=("status",), categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",),
-                 subresources=("status",), categories=("all",)),
+                 subresources=("status",), fields=("status.replicas",), categories=("all",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",),
                  subresources=("status",), categories=("all",)),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",),
                  subresources=("status",), categories=("all",)),
     ResourceType("batch", "v1", "jobs", "Job", True, subresources=("status",),
-                 categories=("all",)),
+                 fields=("status.successful",), categories=("all",)),
     ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",),
                  subresources=("status",), categories=("all",)),
     # Storage, printed by yurthub.kube.printers_storage.
@@ -134,7 +133,7 @@ BUILTIN: tuple[ResourceType, ...] = (
                  "ClusterRoleBinding", False),
     ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", True),
     ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",),
-                 subresources=("status",), categories=("all",)),
+                 subresources=("status",), fields=("status.replicas",), categories=("all",)),
     ResourceType("", "v1", "limitranges", "LimitRange", True, ("limits",)),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
                  ("pdb",), subresources=("status",)),
