@@ -1,6 +1,7 @@
 """The column definitions of kube-apiserver's Tables for the cluster's policy objects:
-certificate signing requests, runtime and priority classes, network policies, role
-bindings, controller revisions, replication controllers, pod disruption budgets.
+certificate signing requests, runtime and priority classes, network policies, ingresses and
+ingress classes, role bindings, controller revisions, replication controllers, pod
+disruption budgets.
 
 Data, like ``yurthub.kube.columns``: names, types and priorities as ``AddHandlers`` registers
 them (``pkg/printers/internalversion/printers.go``), descriptions the ``SwaggerDoc()`` strings
@@ -158,5 +159,22 @@ POD_DISRUPTION_BUDGET = (
     Column("Max Unavailable", description="The maximum number of pods that may be unavailable."),
     Column("Allowed Disruptions", "integer",
            "Calculated number of pods that may be disrupted at this time."),
+    AGE,
+)
+INGRESS = (
+    NAME,
+    Column("Class", description="The name of the IngressClass resource that should be used for "
+           "additional configuration"),
+    Column("Hosts", description="Hosts that incoming requests are matched against before the "
+           "ingress rule"),
+    Column("Address", description="Address is a list containing ingress points for the "
+           "load-balancer"),
+    Column("Ports", description="Ports of TLS configurations that open"),
+    AGE,
+)
+INGRESS_CLASS = (
+    NAME,
+    Column("Controller", description="Controller that is responsible for handling this class"),
+    Column("Parameters", description="A reference to a resource with additional parameters"),
     AGE,
 )

@@ -22,6 +22,7 @@ from yurthub.kube.printers_apps import APPS_PRINTERS
 from yurthub.kube.printers_cluster import CLUSTER_PRINTERS
 from yurthub.kube.printers_storage import STORAGE_PRINTERS
 from yurthub.kube.tablerow import (
+    LOAD_BALANCER_WIDTH,
     Printer,
     Row,
     RowFunc,
@@ -35,7 +36,6 @@ from yurthub.kube.tablerow import (
 __all__ = ["DEFAULT", "PRINTERS", "Printer", "RowFunc", "format_labels", "printer_for"]
 
 _MORE = 3  # lists of addresses and ports show three, then "+ N more..."
-LOAD_BALANCER_WIDTH = 16
 NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
 NODE_ROLE_LABEL = "kubernetes.io/role"
 

@@ -1,6 +1,6 @@
 """kube-apiserver's printers for the cluster's policy objects: certificate signing requests,
-runtime and priority classes, network policies, role bindings, controller revisions,
-replication controllers and pod disruption budgets.
+runtime and priority classes, network policies, ingresses and ingress classes, role bindings,
+controller revisions, replication controllers and pod disruption budgets.
 
 Each prints the cells of its counterpart in ``pkg/printers/internalversion/printers.go``
 (kubernetes/kubernetes v1.32).  A priority class adds its PREEMPTIONPOLICY cell only to wide
@@ -16,6 +16,7 @@ from yurthub.kube import columns_cluster as C
 from yurthub.kube.humantime import NS, human_duration, since
 from yurthub.kube.printers_apps import format_label_selector, layout_containers
 from yurthub.kube.tablerow import (
+    LOAD_BALANCER_WIDTH,
     Printer,
     Row,
     as_dict,
@@ -69,6 +70,60 @@ def print_network_policy(obj: dict[str, Any], wide: bool, now: float) -> Row:
     meta = _meta(obj)
     selector = as_dict(obj.get("spec")).get("podSelector")
     return Row([as_str(meta.get("name")), format_label_selector(as_dict(selector)),
+                since(meta.get("creationTimestamp"), now)])
+
+
+def _ingress_hosts(rules: list[Any]) -> str:
+    """``formatHosts``: the first three rules' hosts, ``*`` when none has one."""
+    hosts: list[str] = []
+    more = False
+    for rule in map(as_dict, rules):
+        if len(hosts) == 3:
+            more = True
+        if not more and as_str(rule.get("host")):
+            hosts.append(as_str(rule["host"]))
+    if not hosts:
+        return "*"
+    text = ",".join(hosts)
+    return f"{text} + {len(rules) - 3} more..." if more else text
+
+
+def _ingress_address(status: dict[str, Any]) -> str:
+    """``ingressLoadBalancerStatusStringer`` of a wide row (kube-apiserver prints wide): each
+    ingress point's IP, else its hostname, sorted and distinct."""
+    lb = as_dict(status.get("loadBalancer"))
+    found = set()
+    for ing in map(as_dict, as_list(lb.get("ingress"))):
+        if as_str(ing.get("ip")):
+            found.add(as_str(ing["ip"]))
+        elif as_str(ing.get("hostname")):
+            found.add(as_str(ing["hostname"]))
+    return ",".join(sorted(found))
+
+
+def print_ingress(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
+    klass = spec.get("ingressClassName")
+    address = _ingress_address(as_dict(obj.get("status")))
+    if not wide and len(address.encode()) > LOAD_BALANCER_WIDTH:
+        address = address.encode()[:LOAD_BALANCER_WIDTH - 3].decode(errors="ignore") + "..."
+    return Row([as_str(meta.get("name")), "<none>" if klass is None else as_str(klass),
+                _ingress_hosts(as_list(spec.get("rules"))), address,
+                "80, 443" if as_list(spec.get("tls")) else "80",
+                since(meta.get("creationTimestamp"), now)])
+
+
+def print_ingress_class(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
+    params = spec.get("parameters")
+    text = "<none>"
+    if params is not None:
+        p = as_dict(params)
+        text = as_str(p.get("kind"))
+        if p.get("apiGroup") is not None:
+            text += "." + as_str(p.get("apiGroup"))
+        text += "/" + as_str(p.get("name"))
+    return Row([as_str(meta.get("name")), as_str(spec.get("controller")), text,
                 since(meta.get("creationTimestamp"), now)])
 
 
@@ -148,6 +203,8 @@ CLUSTER_PRINTERS: dict[tuple[str, str], Printer] = {
     ("node.k8s.io", "runtimeclasses"): Printer(C.RUNTIME_CLASS, print_runtime_class),
     ("scheduling.k8s.io", "priorityclasses"): Printer(C.PRIORITY_CLASS, print_priority_class),
     ("networking.k8s.io", "networkpolicies"): Printer(C.NETWORK_POLICY, print_network_policy),
+    ("networking.k8s.io", "ingresses"): Printer(C.INGRESS, print_ingress),
+    ("networking.k8s.io", "ingressclasses"): Printer(C.INGRESS_CLASS, print_ingress_class),
     ("rbac.authorization.k8s.io", "rolebindings"): Printer(C.ROLE_BINDING, print_role_binding),
     ("rbac.authorization.k8s.io", "clusterrolebindings"):
         Printer(C.CLUSTER_ROLE_BINDING, print_role_binding),

@@ -126,6 +126,9 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
                  ("netpol",)),
+    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",),
+                 subresources=("status",)),
+    ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
@@ -158,8 +161,6 @@ _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),
     ("storage.k8s.io", "csinodes"): ("CSINode", False),
     ("storage.k8s.io", "volumeattachments"): ("VolumeAttachment", False),
-    ("networking.k8s.io", "ingresses"): ("Ingress", True),
-    ("networking.k8s.io", "ingressclasses"): ("IngressClass", False),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         ("MutatingWebhookConfiguration", False),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):

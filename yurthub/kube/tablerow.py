@@ -71,6 +71,8 @@ def as_int(value: Any) -> int:
 
 
 RowFunc = Callable[[dict[str, Any], bool, float], Row]
+# printers.go's loadBalancerWidth: a row that is not wide clips load-balancer addresses to it.
+LOAD_BALANCER_WIDTH = 16
 
 
 @dataclass(frozen=True)

