@@ -178,3 +178,11 @@ INGRESS_CLASS = (
     Column("Parameters", description="A reference to a resource with additional parameters"),
     AGE,
 )
+RESOURCE_QUOTA = (
+    NAME,
+    Column("Request", description="Request represents a minimum amount of cpu/memory that a "
+           "container may consume."),
+    Column("Limit", description="Limits control the maximum amount of cpu/memory that a "
+           "container may use independent of contention on the node."),
+    AGE,
+)

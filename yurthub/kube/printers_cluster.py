@@ -1,6 +1,6 @@
 """kube-apiserver's printers for the cluster's policy objects: certificate signing requests,
 runtime and priority classes, network policies, ingresses and ingress classes, role bindings,
-controller revisions, replication controllers and pod disruption budgets.
+controller revisions, replication controllers, pod disruption budgets and resource quotas.
 
 Each prints the cells of its counterpart in ``pkg/printers/internalversion/printers.go``
 (kubernetes/kubernetes v1.32).  A priority class adds its PREEMPTIONPOLICY cell only to wide
@@ -15,6 +15,7 @@ from typing import Any
 from yurthub.kube import columns_cluster as C
 from yurthub.kube.humantime import NS, human_duration, since
 from yurthub.kube.printers_apps import format_label_selector, layout_containers
+from yurthub.kube.quantity import canonical
 from yurthub.kube.tablerow import (
     LOAD_BALANCER_WIDTH,
     Printer,
@@ -197,6 +198,21 @@ def print_pod_disruption_budget(obj: dict[str, Any], wide: bool, now: float) -> 
                 since(meta.get("creationTimestamp"), now)])
 
 
+def print_resource_quota(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    """``printResourceQuota``: ``name: used/hard`` for each hard limit, sorted by name, the
+    ``limits.*`` ones in their own column."""
+    meta, status = _meta(obj), as_dict(obj.get("status"))
+    hard, used = as_dict(status.get("hard")), as_dict(status.get("used"))
+    requests: list[str] = []
+    limits: list[str] = []
+    for name in sorted(hard):
+        text = f"{name}: {canonical(used.get(name))}/{canonical(hard[name])}"
+        pieces = name.split(".")
+        (limits if len(pieces) > 1 and pieces[0] == "limits" else requests).append(text)
+    return Row([as_str(meta.get("name")), ", ".join(requests), ", ".join(limits),
+                since(meta.get("creationTimestamp"), now)])
+
+
 CLUSTER_PRINTERS: dict[tuple[str, str], Printer] = {
     ("certificates.k8s.io", "certificatesigningrequests"):
         Printer(C.CERTIFICATE_SIGNING_REQUEST, print_certificate_signing_request),
@@ -213,4 +229,5 @@ CLUSTER_PRINTERS: dict[tuple[str, str], Printer] = {
         Printer(C.REPLICATION_CONTROLLER, print_replication_controller),
     ("policy", "poddisruptionbudgets"):
         Printer(C.POD_DISRUPTION_BUDGET, print_pod_disruption_budget),
+    ("", "resourcequotas"): Printer(C.RESOURCE_QUOTA, print_resource_quota),
 }

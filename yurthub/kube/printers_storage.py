@@ -1,5 +1,5 @@
-"""kube-apiserver's printers for storage: persistent volumes, persistent volume claims and
-storage classes.
+"""kube-apiserver's printers for storage: persistent volumes, persistent volume claims,
+storage classes, and the CSI objects (drivers, nodes, volume attachments).
 
 The cells of ``printPersistentVolume``, ``printPersistentVolumeClaim`` and
 ``printStorageClass`` (``pkg/printers/internalversion/printers.go``, kubernetes/kubernetes
@@ -92,9 +92,46 @@ def print_storage_class(obj: dict[str, Any], wide: bool, now: float) -> Row:
                 since(meta.get("creationTimestamp"), now)])
 
 
+def _bool(value: Any, default: bool) -> bool:
+    """A ``*bool`` printed as its value, or the printer's default for nil."""
+    return default if value is None else value is True
+
+
+def print_csi_driver(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    tokens = spec.get("tokenRequests")
+    audiences = "<unset>" if tokens is None else \
+        ",".join(as_str(as_dict(t).get("audience")) for t in as_list(tokens))
+    modes = ",".join(as_str(m) for m in as_list(spec.get("volumeLifecycleModes")))
+    return Row([as_str(meta.get("name")), _bool(spec.get("attachRequired"), True),
+                _bool(spec.get("podInfoOnMount"), False),
+                _bool(spec.get("storageCapacity"), False), audiences,
+                _bool(spec.get("requiresRepublish"), False), modes or "<none>",
+                since(meta.get("creationTimestamp"), now)])
+
+
+def print_csi_node(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    meta = as_dict(obj.get("metadata"))
+    return Row([as_str(meta.get("name")), len(as_list(as_dict(obj.get("spec")).get("drivers"))),
+                since(meta.get("creationTimestamp"), now)])
+
+
+def print_volume_attachment(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    return Row([as_str(meta.get("name")), as_str(spec.get("attacher")),
+                as_str(as_dict(spec.get("source")).get("persistentVolumeName")),
+                as_str(spec.get("nodeName")),
+                as_dict(obj.get("status")).get("attached") is True,
+                since(meta.get("creationTimestamp"), now)])
+
+
 STORAGE_PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "persistentvolumes"): Printer(C.PERSISTENT_VOLUME, print_persistent_volume),
     ("", "persistentvolumeclaims"): Printer(C.PERSISTENT_VOLUME_CLAIM,
                                             print_persistent_volume_claim),
     ("storage.k8s.io", "storageclasses"): Printer(C.STORAGE_CLASS, print_storage_class),
+    ("storage.k8s.io", "csidrivers"): Printer(C.CSI_DRIVER, print_csi_driver),
+    ("storage.k8s.io", "csinodes"): Printer(C.CSI_NODE, print_csi_node),
+    ("storage.k8s.io", "volumeattachments"): Printer(C.VOLUME_ATTACHMENT,
+                                                     print_volume_attachment),
 }

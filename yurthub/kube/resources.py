@@ -120,6 +120,10 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
                  subresources=("status",)),
     ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+    ResourceType("storage.k8s.io", "v1", "csidrivers", "CSIDriver", False),
+    ResourceType("storage.k8s.io", "v1", "csinodes", "CSINode", False),
+    ResourceType("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False,
+                 subresources=("status",)),
     # The cluster's policy objects (yurthub.kube.printers_cluster; roles, cluster roles and
     # limit ranges print with kube-apiserver's default convertor).
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
@@ -138,6 +142,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",),
                  subresources=("status",), fields=("status.replicas",), categories=("all",)),
     ResourceType("", "v1", "limitranges", "LimitRange", True, ("limits",)),
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",),
+                 subresources=("status",)),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
                  ("pdb",), subresources=("status",)),
 )
@@ -155,12 +161,8 @@ def builtin(group: str, version: str, resource: str) -> ResourceType | None:
 # Kinds of other well-known built-in resources that clients list through the gateway even
 # though the sandbox does not serve them; the offline reader needs their list kinds.
 _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("", "resourcequotas"): ("ResourceQuota", True),
     ("", "podtemplates"): ("PodTemplate", True),
     ("events.k8s.io", "events"): ("Event", True),
-    ("storage.k8s.io", "csidrivers"): ("CSIDriver", False),
-    ("storage.k8s.io", "csinodes"): ("CSINode", False),
-    ("storage.k8s.io", "volumeattachments"): ("VolumeAttachment", False),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
         ("MutatingWebhookConfiguration", False),
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):

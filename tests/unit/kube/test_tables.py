@@ -54,6 +54,10 @@ FIXTURES = {
     ("apps", "controllerrevisions"): "apps.v1.ControllerRevision",
     ("", "replicationcontrollers"): "core.v1.ReplicationController",
     ("policy", "poddisruptionbudgets"): "policy.v1.PodDisruptionBudget",
+    ("", "resourcequotas"): "core.v1.ResourceQuota",
+    ("storage.k8s.io", "csidrivers"): "storage.k8s.io.v1.CSIDriver",
+    ("storage.k8s.io", "csinodes"): "storage.k8s.io.v1.CSINode",
+    ("storage.k8s.io", "volumeattachments"): "storage.k8s.io.v1.VolumeAttachment",
 }
 
 
