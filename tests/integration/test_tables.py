@@ -230,3 +230,139 @@ def test_a_watch_for_tables_offline_gets_one_table_per_event(sandbox, hub):
         "Name", "Ready", "Status"]
     assert all(e["object"]["columnDefinitions"] is None for e in events[1:])
     assert all(len(e["object"]["rows"]) == 1 for e in events)
+
+
+@pytest.fixture
+def workloads(sandbox, hub):
+    """What an edge node runs besides pods: a deployment, a daemon set, a finished job, a
+    bound claim."""
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"},
+                                        {"name": "log", "image": "busybox"}]}}
+    sandbox.put({"apiVersion": "apps/v1", "kind": "Deployment",
+                 "metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"replicas": 3, "template": template,
+                          "selector": {"matchLabels": {"app": "web"},
+                                       "matchExpressions": [{"key": "tier", "operator": "In",
+                                                             "values": ["front", "edge"]}]}},
+                 "status": {"replicas": 3, "readyReplicas": 2, "updatedReplicas": 3,
+                            "availableReplicas": 2}})
+    sandbox.put({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                 "metadata": {"name": "agent", "namespace": "default"},
+                 "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                          "template": {**template, "spec": {**template["spec"],
+                                                            "nodeSelector": {"edge": "true"}}}},
+                 "status": {"desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                            "numberReady": 1, "updatedNumberScheduled": 2,
+                            "numberAvailable": 1}})
+    sandbox.put({"apiVersion": "batch/v1", "kind": "Job",
+                 "metadata": {"name": "backup", "namespace": "default"},
+                 "spec": {"completions": 1, "template": template,
+                          "selector": {"matchLabels": {"job": "backup"}}},
+                 "status": {"succeeded": 1, "startTime": ago(hours=2),
+                            "completionTime": ago(hours=1, minutes=30),
+                            "conditions": [{"type": "Complete", "status": "True"}]}})
+    sandbox.put({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                 "metadata": {"name": "data", "namespace": "default"},
+                 "spec": {"volumeName": "pv-data", "storageClassName": "local-path",
+                          "volumeMode": "Filesystem",
+                          "resources": {"requests": {"storage": "1Gi"}}},
+                 "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
+                            "capacity": {"storage": "1024Mi"}}})
+    return hub
+
+
+def test_kubectl_prints_the_workloads_columns_offline_as_online(sandbox, workloads, tmp_path):
+    kubectl = Kubectl(tmp_path, workloads.url)
+    kinds = "deployments,daemonsets,jobs,pvc"  # kubectl's Tables alone fill its cache
+    commands = [(kinds, "-A"), (kinds, "-A", "-o", "wide")]
+    # kube-apiserver selects jobs on status.successful (their succeeded count, as text).
+    done = ("jobs", "-A", "--field-selector", "status.successful=1", "-o", "name")
+    started = time.monotonic()
+    online = [kubectl("get", *cmd).stdout for cmd in commands]
+    assert kubectl("get", *done).stdout == "job.batch/backup\n"
+    go_offline(sandbox, workloads)
+    offline = [kubectl("get", *cmd) for cmd in commands]
+    assert kubectl("get", *done).stdout == "job.batch/backup\n"
+    moved = time.monotonic() - started + 1
+    for cmd, before, after in zip(commands, online, offline, strict=True):
+        assert "served from the yurthub cache" in after.stderr, cmd
+        # kubectl prints one table per kind, separated by a blank line.
+        tables_on, tables_off = before.split("\n\n"), after.stdout.split("\n\n")
+        assert len(tables_off) == len(tables_on) == 4, (cmd, after.stdout)
+        for t_on, t_off in zip(tables_on, tables_off, strict=True):
+            assert_same_table(t_on, t_off, moved, cmd)
+    # kube-apiserver's columns, not NAME and AGE: the values come from the printers.
+    tables = [cells(t) for t in offline[1].stdout.split("\n\n")]
+    (dh, drows), (sh, srows), (jh, jrows), (ph, prows) = tables
+    assert dh == ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS",
+                  "IMAGES", "SELECTOR"]
+    assert drows[0][1:5] == ["deployment.apps/web", "2/3", "3", "2"]
+    assert drows[0][6:] == ["nginx,log", "nginx:1.27,busybox", "app=web,tier in (edge,front)"]
+    assert sh[2:8] == ["DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR"]
+    assert srows[0][1:8] == ["daemonset.apps/agent", "2", "2", "1", "2", "1",
+                             "edge=true"]
+    assert srows[0][-1] == "app=agent"
+    assert jh[2:5] == ["STATUS", "COMPLETIONS", "DURATION"]
+    assert jrows[0][1:5] == ["job.batch/backup", "Complete", "1/1", "30m"]
+    assert ph[2:9] == ["STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS",
+                       "VOLUMEATTRIBUTESCLASS", "AGE"]
+    assert prows[0][1:8] == ["persistentvolumeclaim/data", "Bound", "pv-data", "1Gi", "RWO",
+                             "local-path", "<unset>"]
+    assert prows[0][-1] == "Filesystem"
+
+
+def test_resources_kube_apiserver_prints_by_default_keep_created_at_offline(sandbox, hub,
+                                                                            tmp_path):
+    # CustomResourceDefinitions (like roles, cluster roles and limit ranges) have no printer
+    # in kube-apiserver: it answers with rest.NewDefaultTableConvertor's NAME and CREATED AT.
+    golden, _ = table_golden("crd")
+    sandbox.create(golden["integration"][0]["crd"])
+    kubectl = Kubectl(tmp_path, hub.url)
+    kubectl("get", "crd", "-o", "json")
+    online = kubectl("get", "crd").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", "crd")
+    assert "served from the yurthub cache" in offline.stderr
+    assert offline.stdout == online
+    header, rows = cells(offline.stdout)
+    assert header == ["NAME", "CREATED AT"]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", rows[0][1]), rows
+
+
+def test_kubectl_prints_the_policy_objects_offline_as_online(sandbox, hub, tmp_path):
+    sandbox.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "readers", "namespace": "default"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "view"},
+                 "subjects": [{"kind": "User", "name": "alice"},
+                              {"kind": "ServiceAccount", "name": "agent",
+                               "namespace": "kube-system"}]})
+    sandbox.put({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": "view"}, "rules": []})
+    sandbox.put({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                 "metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}},
+                 "status": {"disruptionsAllowed": 1}})
+    sandbox.put({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                 "metadata": {"name": "edge-critical"}, "value": 100000, "globalDefault": False,
+                 "preemptionPolicy": "Never"})
+    kubectl = Kubectl(tmp_path, hub.url)
+    kinds = "rolebindings,clusterroles,pdb,priorityclasses"
+    started = time.monotonic()
+    online = kubectl("get", kinds, "-A", "-o", "wide").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", kinds, "-A", "-o", "wide")
+    assert "served from the yurthub cache" in offline.stderr
+    tables_on, tables_off = online.split("\n\n"), offline.stdout.split("\n\n")
+    assert len(tables_off) == len(tables_on) == 4, offline.stdout
+    for t_on, t_off in zip(tables_on, tables_off, strict=True):
+        assert_same_table(t_on, t_off, time.monotonic() - started + 1, (kinds,))
+    (bh, brows), (ch, crows), (ph, prows), (qh, qrows) = map(cells, tables_off)
+    assert bh[2:] == ["ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert brows[0][2] == "ClusterRole/view" and brows[0][4:] == ["alice", "",
+                                                                  "kube-system/agent"]
+    assert ch == ["NAMESPACE", "NAME", "CREATED AT"]
+    assert prows[0][1:5] == ["poddisruptionbudget.policy/web", "N/A", "25%", "1"]
+    assert qh[1:] == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
+    assert qrows[0][2:4] == ["100000", "false"] and qrows[0][5] == "Never"

@@ -195,6 +195,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _int_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "0"
+    return str(int(value))
+
+
 def _pod_ip(obj: Mapping[str, Any]) -> str:
     status = obj.get("status")
     if not isinstance(status, Mapping):
@@ -220,7 +226,14 @@ _COMPUTED: dict[str, tuple[Any, tuple[str, ...]]] = {
                            ("spec.unschedulable",)),
     "status.podIP": (_pod_ip, ("status.podIP", "status.podIPs")),
     "source": (_event_source, ("source.component", "reportingComponent")),
+    # strconv.Itoa of an int32 status field: absent is "0", never "".
+    "status.successful": (lambda o: _int_text(_lookup(o, ("status", "succeeded"))),
+                          ("status.succeeded",)),
+    "status.replicas": (lambda o: _int_text(_lookup(o, ("status", "replicas"))),
+                        ("status.replicas",)),
 }
+# The kinds whose ToSelectableFields compute those values.
+_COMPUTING_KINDS = ("Pod", "Node", "Event", "Job", "ReplicaSet", "ReplicationController")
 
 # One step of a plan: (field, constant value or None, compute function or None, path).
 _Step = tuple[str, "str | None", Any, tuple[str, ...]]
@@ -234,7 +247,7 @@ def _plan(rt: ResourceType) -> tuple[_Step, ...]:
         computed = _COMPUTED.get(name)
         if name == "metadata.namespace" and not rt.namespaced:
             steps.append((name, "", None, ()))
-        elif computed is not None and rt.kind in ("Pod", "Node", "Event"):
+        elif computed is not None and rt.kind in _COMPUTING_KINDS:
             steps.append((name, None, computed[0], ()))
         else:
             steps.append((name, None, None, tuple(name.split("."))))

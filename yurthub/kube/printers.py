@@ -12,34 +12,32 @@ always prints wide rows (kubectl hides those columns unless ``-o wide``), so Tab
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from yurthub.kube import columns as C
-from yurthub.kube.humantime import since, timestamp
+from yurthub.kube.humantime import NS, since, timestamp
 from yurthub.kube.podprinter import print_pod
-from yurthub.kube.tablerow import Row, as_dict, as_int, as_list, as_str
+from yurthub.kube.printers_apps import APPS_PRINTERS
+from yurthub.kube.printers_cluster import CLUSTER_PRINTERS
+from yurthub.kube.printers_storage import STORAGE_PRINTERS
+from yurthub.kube.tablerow import (
+    LOAD_BALANCER_WIDTH,
+    Printer,
+    Row,
+    RowFunc,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    format_labels,
+)
 
-RowFunc = Callable[[dict[str, Any], bool, float], Row]
+__all__ = ["DEFAULT", "PRINTERS", "Printer", "RowFunc", "format_labels", "printer_for"]
+
 _MORE = 3  # lists of addresses and ports show three, then "+ N more..."
-LOAD_BALANCER_WIDTH = 16
 NODE_ROLE_PREFIX = "node-role.kubernetes.io/"
 NODE_ROLE_LABEL = "kubernetes.io/role"
-
-
-@dataclass(frozen=True)
-class Printer:
-    """The columns a printer registers and the function that prints a row."""
-
-    columns: tuple[C.Column, ...]
-    row: RowFunc
-
-
-def format_labels(labels: Any) -> str:
-    """apimachinery's ``labels.FormatLabels``: ``k=v`` sorted by key, or ``<none>``."""
-    items = as_dict(labels)
-    text = ",".join(f"{k}={as_str(items[k])}" for k in sorted(items))
-    return text or "<none>"
 
 
 def go_trim_space(text: str) -> str:
@@ -274,6 +272,28 @@ def _path(*keys: str) -> Callable[[dict[str, Any]], str]:
     return get
 
 
+def _created_at(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    """``rest.NewDefaultTableConvertor``'s row: the name and the creation time, RFC 3339."""
+    meta = as_dict(obj.get("metadata"))
+    ts = timestamp(meta.get("creationTimestamp"))
+    if ts is None:
+        text = "0001-01-01T00:00:00Z"
+    else:
+        text = datetime.fromtimestamp(ts // NS, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Row([as_str(meta.get("name")), text])
+
+
+# What kube-apiserver prints for a resource without a printer of its own.
+DEFAULT = Printer(C.DEFAULT, _created_at)
+
+# Built-in resources whose registries use that default convertor (roles' and cluster roles'
+# storage say so, with a TODO; limit ranges and CRDs have no printer either): offline they
+# must print NAME and CREATED AT too, not kubectl's NAME and AGE.
+DEFAULT_CONVERTOR = frozenset({
+    ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "clusterroles"),
+    ("", "limitranges"), ("apiextensions.k8s.io", "customresourcedefinitions"),
+})
+
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "pods"): Printer(C.POD, print_pod),
     ("", "nodes"): Printer(C.NODE, print_node),
@@ -287,9 +307,14 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "serviceaccounts"): Printer(C.SERVICE_ACCOUNT, _simple(_count("secrets"))),
     ("", "configmaps"): Printer(C.CONFIG_MAP, _simple(_count("data", "binaryData"))),
     ("coordination.k8s.io", "leases"): Printer(C.LEASE, _simple(_path("spec", "holderIdentity"))),
+    **APPS_PRINTERS,
+    **STORAGE_PRINTERS,
+    **CLUSTER_PRINTERS,
 }
 
 
 def printer_for(group: str, resource: str) -> Printer | None:
     """kube-apiserver's printer for a built-in resource (any version), or None."""
+    if (group, resource) in DEFAULT_CONVERTOR:
+        return DEFAULT
     return PRINTERS.get((group, resource))

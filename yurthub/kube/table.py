@@ -3,7 +3,8 @@
 A Table is written as a stream: the head (kind, metadata, column definitions), then one row
 per object as the objects are read, then the tail.  Which printer makes the rows:
 
-- a built-in printer (``yurthub.kube.printers``) for the resources it knows;
+- a built-in printer (``yurthub.kube.printers``) for the resources it knows, including
+  ``DEFAULT`` for the built-in resources kube-apiserver prints with its default convertor;
 - for a custom resource, its CRD's ``additionalPrinterColumns`` (Name first, then each
   column's JSONPath evaluated on the object; a CRD without columns gets Name and Age), as
   kube-apiserver's apiextensions table convertor does;
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from yurthub.errors import BadRequest, JSONPathError
@@ -27,16 +27,15 @@ from yurthub.kube import columns as C
 from yurthub.kube import gofmt
 from yurthub.kube.humantime import (
     INVALID,
-    NS,
     UNKNOWN,
     human_duration,
     now_ns,
     parse_rfc3339,
     since,
-    timestamp,
 )
 from yurthub.kube.jsonpath import JSONPath
 from yurthub.kube.labels import go_quote
+from yurthub.kube.printers import DEFAULT as DEFAULT  # re-exported: the sandbox's fallback
 from yurthub.kube.printers import Printer, printer_for
 from yurthub.kube.tablerow import Row, as_dict, as_list, as_str
 
@@ -68,21 +67,10 @@ def _name(obj: dict[str, Any]) -> str:
     return as_str(as_dict(obj.get("metadata")).get("name"))
 
 
-def _created_at(obj: dict[str, Any], wide: bool, now: float) -> Row:
-    ts = timestamp(as_dict(obj.get("metadata")).get("creationTimestamp"))
-    if ts is None:
-        text = "0001-01-01T00:00:00Z"
-    else:
-        when = datetime.fromtimestamp(ts // NS, tz=UTC)
-        text = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Row([_name(obj), text])
-
-
 def _name_age(obj: dict[str, Any], wide: bool, now: float) -> Row:
     return Row([_name(obj), since(as_dict(obj.get("metadata")).get("creationTimestamp"), now)])
 
 
-DEFAULT = Printer(C.DEFAULT, _created_at)
 NAME_AGE = Printer((C.NAME, C.Column("Age", "date", _AGE["description"])), _name_age)
 
 

