@@ -78,7 +78,9 @@ class ListPage:
 class WatchStart:
     """What a local watch sends first, and the version it then waits at."""
 
-    events: list[tuple[str, bytes]]   # (type, object JSON)
+    # (type, object JSON); iterate once.  Bodies may be read lazily: iterating raises
+    # ServiceUnavailable for a file damaged since it was checked (see ``bodies``).
+    events: Iterable[tuple[str, bytes]]
     resource_version: int
     freshness: Freshness
 
@@ -339,8 +341,10 @@ class CacheReader:
                 details={"retryAfterSeconds": 5})
         freshness = Freshness(view.updated_at or view.synced_at, view.stale)
         if since in ("", "0"):
+            # The current state as ADDED events, each body read as the client takes it:
+            # read up front, 20 such watches of 10,000 pods held a gigabyte.
             page = self.list(ck, rt, want, limit=None, continue_token="")
-            added = [("ADDED", b) for b in self.bodies(ck, page.keys, state.kind)]
+            added = (("ADDED", b) for b in self.bodies(ck, page.keys, state.kind))
             return WatchStart(added, page.resource_version, freshness)
         try:
             rv = int(since)

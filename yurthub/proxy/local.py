@@ -270,8 +270,8 @@ class LocalProxy:
         if chain is not None:
             wf = WatchFilter(chain, self.filters.visibility.view(
                 (ctx.component, info.api_group, info.resource)) if self.filters else None)
-            events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
-            start.events = [e for e in events if e is not None]
+            decided = (wf.decide(Event(etype, raw.strip())) for etype, raw in start.events)
+            start.events = (e for e in decided if e is not None)  # as the client reads
         bookmark = end_initial = None
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)
