@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SPOOL_BLOCK = 256 << 10
 PARK_LIMIT = 2.0  # seconds a watch waits for the one before it to catch its view up
+# Seconds a paged list may wait for its next page while another list of the collection
+# waits for it; then the newer list goes first (the pager's list is not cached).
+PAGE_GAP = 2.0
 
 
 class Handler:
@@ -232,7 +235,12 @@ class ListHandler(Handler):
             self.fail("a continue page whose earlier pages were not cached")
             return True
         if current is not None:
-            return False  # another list of this collection is being assembled
+            if not (current.expected_token and time.monotonic() - current.touched > PAGE_GAP):
+                return False  # another list of this collection is being assembled
+            # A pager that stopped after a page (a client that found what it wanted, or
+            # was restarted) would hold every list of the collection parked, its tee
+            # filling the memory limit, until the page timeout.  This list is newer.
+            coll.abort_list(current, "another list came while it waited for its next page")
         self.assembly = coll.begin_list(sel.key, sel, self.entry.asked_at)
         return True
 

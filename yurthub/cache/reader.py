@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +67,7 @@ class ListPage:
     kind: str
     api_version: str
     resource_version: int
-    keys: list[tuple[str, str]]
+    keys: Sequence[tuple[str, str]]
     continue_token: str
     remaining: int
     freshness: Freshness
@@ -76,9 +78,54 @@ class ListPage:
 class WatchStart:
     """What a local watch sends first, and the version it then waits at."""
 
-    events: list[tuple[str, bytes]]   # (type, object JSON)
+    # (type, object JSON); iterate once.  Bodies may be read lazily: iterating raises
+    # ServiceUnavailable for a file damaged since it was checked (see ``bodies``).
+    events: Iterable[tuple[str, bytes]]
     resource_version: int
     freshness: Freshness
+
+
+class KeyRange(Sequence[tuple[str, str]]):
+    """``order[lo:hi]`` without the copy: one page of a list over the shared order."""
+
+    __slots__ = ("_hi", "_lo", "_order")
+
+    def __init__(self, order: Sequence[tuple[str, str]], lo: int, hi: int) -> None:
+        self._order, self._lo, self._hi = order, lo, max(lo, hi)
+
+    @classmethod
+    def namespace(cls, order: Sequence[tuple[str, str]], namespace: str) -> KeyRange:
+        """Every key of ``namespace`` ("": all of them)."""
+        if not namespace:
+            return cls(order, 0, len(order))
+        return cls(order, bisect.bisect_left(order, namespace, key=_namespace),
+                   bisect.bisect_right(order, namespace, key=_namespace))
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    def __getitem__(self, i: Any) -> Any:
+        r = range(self._lo, self._hi)[i]
+        if isinstance(r, range):
+            if r.step == 1:
+                return KeyRange(self._order, r.start, r.stop)
+            return [self._order[j] for j in r]
+        return self._order[r]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return itertools.islice(self._order, self._lo, self._hi)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"KeyRange({list(self)!r})"
+
+
+def _namespace(key: tuple[str, str]) -> str:
+    return key[0]
 
 
 # (collection, namespace, name, why): a file that cannot be trusted was found.
@@ -117,7 +164,7 @@ class CacheReader:
                 raise self._damaged(ck, ns, name, problem)
         return body
 
-    def check_files(self, ck: CollectionKey, keys: list[tuple[str, str]],
+    def check_files(self, ck: CollectionKey, keys: Iterable[tuple[str, str]],
                     kind: str = "") -> None:
         """Before a list is answered: every file still the one the store wrote (one lstat
         each), or its content checked; ServiceUnavailable for the first damaged one."""
@@ -221,7 +268,7 @@ class CacheReader:
         """
         state = self._state(ck)
         view = self.covering_view(ck, rt, want, state)
-        entries = self.store.entries(ck)
+        entries, order = self.store.ordered(ck)
         if view is None:
             if not (pinned_name and (want.namespace, pinned_name) in entries):
                 raise ServiceUnavailable(
@@ -233,23 +280,30 @@ class CacheReader:
         else:
             freshness = Freshness(view.updated_at or view.synced_at, view.stale)
             rv = view.rv
-        keys = []
-        for (ns, name), entry in entries.items():
-            meta = entry.meta
-            if want.matches(ns, name, meta.get("labels") or {}, meta.get("fields") or {}):
-                keys.append((ns, name))
-                if view is None:  # one object by name: its own version
-                    rv = max(rv, int(meta.get("rv", 0)))
+        # ``order`` is the snapshot's keys, sorted once and shared by every list of it
+        # (storage/index.py): a list of a whole namespace (or of everything) is a range of
+        # it, never a copy; a selector's matches are the shared key objects, 8 bytes each.
+        keys: Sequence[tuple[str, str]]
+        if view is not None and want.key.unselected:
+            keys = KeyRange.namespace(order, want.namespace)
+        else:
+            keys = []
+            for key in order:
+                meta = entries[key].meta
+                if want.matches(key[0], key[1], meta.get("labels") or {},
+                                meta.get("fields") or {}):
+                    keys.append(key)
+                    if view is None:  # one object by name: its own version
+                        rv = max(rv, int(meta.get("rv", 0)))
         # A view vouches for what happened up to its own version, no further: an object it
         # holds may be newer (a get cached it since), but the changes to the others the hub
         # never saw are not.  A client watching the cloud from a newer version would miss
         # them for good; from this one, it is at most told again of what it has.
-        keys.sort()
         start_after, token_rv = _decode_continue(continue_token)
         if token_rv:
             rv = token_rv
         if start_after is not None:
-            keys = [k for k in keys if k > start_after]
+            keys = keys[bisect.bisect_right(keys, start_after):]
         remaining = 0
         token = ""
         if limit is not None and 0 < limit < len(keys):  # <= 0: no limit, as kube's
@@ -287,8 +341,10 @@ class CacheReader:
                 details={"retryAfterSeconds": 5})
         freshness = Freshness(view.updated_at or view.synced_at, view.stale)
         if since in ("", "0"):
+            # The current state as ADDED events, each body read as the client takes it:
+            # read up front, 20 such watches of 10,000 pods held a gigabyte.
             page = self.list(ck, rt, want, limit=None, continue_token="")
-            added = [("ADDED", b) for b in self.bodies(ck, page.keys, state.kind)]
+            added = (("ADDED", b) for b in self.bodies(ck, page.keys, state.kind))
             return WatchStart(added, page.resource_version, freshness)
         try:
             rv = int(since)

@@ -13,7 +13,8 @@ A tee's outcome is decided once, when the request thread closes it or it overflo
 Big bodies go into the pipe by reference, not by copy: vmsplice(2) puts the chunks' own
 pages into the pipe, so the request thread copies nothing.  A chunk is an immutable bytes
 object, held in ``_lent`` until the writer reports (``pump(taken)``) that it took those
-bytes out of the pipe; only then may its memory be freed and reused.  A list's chunks are
+bytes out of the pipe; only then may its memory be freed and reused, so until then it
+still counts in the ``Budget``.  A list's chunks are
 also gathered into batches of ``GATHER`` bytes first (one system call and one wake-up of
 the writer per batch, not per TLS record); that delays only the cache, which commits a
 list at its end anyway.  Where vmsplice is refused (seccomp, gVisor) chunks are copied
@@ -61,7 +62,8 @@ class Outcome(Enum):
 
 
 class Budget:
-    """The one bound on the bytes waiting in memory in all tees together.
+    """The one bound on the bytes waiting in memory in all tees together: queued, and lent
+    to a pipe the writer has not read yet (copied bytes are the kernel's).
 
     design: when a tee's backlog would pass the limit, the tee with the **largest** backlog
     is dropped (overflowed), not the oldest and not necessarily the one writing: one drop
@@ -149,7 +151,8 @@ class Tee:
         self.outcome = Outcome.OPEN
         self.bytes_in = 0
         self._lend = big and _vmsplice_ok
-        self._lent: deque[tuple[int, bytes]] = deque()  # (pipe offset of its end, chunk)
+        # (pipe offset of its end, chunk, bytes of it still counted in the budget)
+        self._lent: deque[tuple[int, bytes, int]] = deque()
         self._piped = 0      # bytes put into the pipe
         self._taken = 0      # bytes the writer took out of it
         self._iov: Any = None
@@ -164,13 +167,15 @@ class Tee:
             self.bytes_in += len(chunk)
             if self._lend and type(chunk) is not bytes:
                 chunk = bytes(chunk)  # why: only an immutable object may be lent
-            if self._queue or self._gather:
+            if self._queue or self._gather or (self._lend and len(chunk) >= LEND_MIN):
+                # Queued first, so it is counted: a lent chunk stays in our memory until
+                # the writer takes it, and the budget holds it until then.
                 if self._enqueue(chunk, 0) and self._queued >= self._gather:
                     self._pump_locked()
                 return
-            # Nothing waits (a watch event, mostly): straight into the pipe.
+            # Nothing waits (a watch event, mostly): copied straight into the pipe.
             try:
-                n = self._put([(chunk, 0)])
+                n, _ = self._put([(chunk, 0)])
             except BlockingIOError:
                 n = 0
             except OSError as e:
@@ -199,8 +204,11 @@ class Tee:
             if taken:
                 self._taken += taken
                 lent = self._lent
+                freed = 0
                 while lent and lent[0][0] <= self._taken:
-                    lent.popleft()
+                    freed += lent.popleft()[2]
+                if freed:
+                    self._budget.give(freed)
             if self._queue and (self._closing or self._queued >= self._gather):
                 self._pump_locked()
 
@@ -221,7 +229,10 @@ class Tee:
             os.close(self.read_fd)
             self.read_fd = -1
         with self._lock:
+            freed = sum(counted for _, _, counted in self._lent)
             self._lent.clear()  # nobody can read the pipe's pages any more
+            if freed:
+                self._budget.give(freed)
 
     # -- internals (lock held) --------------------------------------------------------------
 
@@ -267,14 +278,15 @@ class Tee:
         while queue:
             batch = [queue[i] for i in range(min(len(queue), linux.MAX_IOV))]
             try:
-                n = self._put(batch)
+                n, lent = self._put(batch)
             except BlockingIOError:
                 return
             except OSError as e:
                 self._broken_locked(e)
                 return
             self._queued -= n
-            self._budget.give(n, self, empty=not self._queued)
+            # Copied bytes are the kernel's now; lent ones stay counted until taken.
+            self._budget.give(n - lent, self, empty=not self._queued)
             while n:
                 chunk, start = queue[0]
                 left = len(chunk) - start
@@ -288,8 +300,9 @@ class Tee:
         if self._closing:
             self._finish_locked(Outcome.WHOLE)
 
-    def _put(self, batch: list[tuple[bytes, int]]) -> int:
-        """Put as much of ``batch`` into the pipe as fits; BlockingIOError when nothing."""
+    def _put(self, batch: list[tuple[bytes, int]]) -> tuple[int, int]:
+        """Put as much of ``batch`` into the pipe as fits: (bytes put, of which lent);
+        BlockingIOError when nothing."""
         size = sum(len(chunk) - start for chunk, start in batch)
         if not (self._lend and size >= LEND_MIN):
             if len(batch) == 1 and not batch[0][1]:
@@ -297,7 +310,7 @@ class Tee:
             else:
                 n = os.writev(self._write_fd, [memoryview(c)[s:] for c, s in batch])
             self._piped += n
-            return n
+            return n, 0
         if self._iov is None:
             self._iov = linux.iovecs()
         try:
@@ -317,9 +330,9 @@ class Tee:
             step = min(left, len(chunk) - start)
             offset += step
             left -= step
-            self._lent.append((offset, chunk))
+            self._lent.append((offset, chunk, step))
         self._piped += n
-        return n
+        return n, n
 
     def _broken_locked(self, e: OSError) -> None:
         if e.errno != errno.EPIPE:

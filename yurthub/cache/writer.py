@@ -326,6 +326,12 @@ class CacheWriter(BackgroundThread):
             return
         parked, self._parked = self._parked, []
         for handler in parked:
+            if isinstance(handler, ListHandler) and handler.tee.outcome in (
+                    Outcome.OVERFLOW, Outcome.BROKEN):
+                # It can never be committed (dropped past the memory limit, or its client
+                # went away): its pipe and spool go now, not when its turn would come.
+                self._safely(handler, self._end)
+                continue
             self._safely(handler, self._start)
 
     def _safely(self, handler: Handler, step: Callable[[Handler], None]) -> None:

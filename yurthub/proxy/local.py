@@ -278,8 +278,8 @@ class LocalProxy:
                 if not initial:
                     own.since = resume_rv(info.resource_version)  # its client knows that much
             wf = WatchFilter(chain, own)
-            events = [wf.decide(Event(etype, raw.strip())) for etype, raw in start.events]
-            start.events = [e for e in events if e is not None]
+            decided = (wf.decide(Event(etype, raw.strip())) for etype, raw in start.events)
+            start.events = (e for e in decided if e is not None)  # as the client reads
         bookmark = end_initial = None
         if info.allow_watch_bookmarks:
             kind = self.cache.kind_of(info, ctx.component, ctx.accept)

@@ -20,9 +20,10 @@ from typing import Any
 
 from yurthub.cache.reader import CacheReader, WatchStart
 from yurthub.cache.views import Selectors
-from yurthub.errors import BadRequest, GatewayTimeout
+from yurthub.errors import BadRequest, GatewayTimeout, ServiceUnavailable
 from yurthub.filters.visibility import ClientView
 from yurthub.kube.resources import ResourceType
+from yurthub.kube.status import status_object
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.filtering import outdated_event
 from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
@@ -121,8 +122,16 @@ class LocalWatch:
             view.served(rv)  # where the client may resume (its last bookmark)
 
     def _events(self) -> Iterator[bytes]:
-        for etype, raw in self.start.events:
-            yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
+        try:
+            for etype, raw in self.start.events:
+                yield b'{"type":"' + etype.encode() + b'","object":' + raw.strip() + b"}\n"
+        except ServiceUnavailable as e:
+            # A file damaged since the start was checked: the watch ends with the error
+            # (client-go relists), never as if the client had the whole state.
+            log.warning("%s watch %s: ended: %s", self.ctx.component or "-",
+                        self.ctx.path_qs, e.message)
+            yield json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
+            return
         if self.end_initial is not None:
             yield self.end_initial
         next_bookmark = time.monotonic() + self.bookmark_interval

@@ -299,6 +299,11 @@ class DiskStore(DamageChecks, Store):
         coll = self._get(ck)
         return coll.index.snapshot if coll is not None else _EMPTY
 
+    def ordered(self, ck: CollectionKey) -> tuple[Mapping[tuple[str, str], Entry],
+                                                  Sequence[tuple[str, str]]]:
+        coll = self._get(ck)
+        return coll.index.ordered() if coll is not None else (_EMPTY, ())
+
     def state(self, ck: CollectionKey) -> dict[str, Any]:
         coll = self._get(ck, use=False)
         return coll.state() if coll is not None else {}

@@ -46,6 +46,7 @@ class Index:
         self._entries: dict[Key, Entry] = entries if entries is not None else {}
         self.stats: dict[Key, Vouch] = stats if stats is not None else {}
         self.snapshot: Mapping[Key, Entry] = MappingProxyType(self._entries)
+        self._order: tuple[Mapping[Key, Entry], tuple[Key, ...]] | None = None
         self.bytes = sum(e.size for e in self._entries.values())
         self.unsaved = 0               # changes since the last persist
         self.saved_at = time.monotonic()
@@ -80,6 +81,24 @@ class Index:
         self.bytes = size
         self.unsaved += n
         self.snapshot = MappingProxyType(new)
+        self._order = None  # the old one's keys are not kept alive for nothing
+
+    def ordered(self) -> tuple[Mapping[Key, Entry], tuple[Key, ...]]:
+        """The snapshot and its keys in the apiserver's order (namespace, name).
+
+        Sorted once per snapshot, by the first reader that asks, then shared by every list
+        of that snapshot: a list holds no copy of its own (230 concurrent lists of 10,000
+        pods once took 160 MB in copies).  The pair is read and replaced whole, so a
+        reader racing a commit never pairs one snapshot with another's order.
+        """
+        snap = self.snapshot
+        cached = self._order
+        if cached is not None and cached[0] is snap:
+            return cached
+        pair = (snap, tuple(sorted(snap)))
+        if self.snapshot is snap:
+            self._order = pair
+        return pair
 
     def encode(self) -> list[bytes]:
         """The persisted index, in pieces (``files.frame_pieces``)."""

@@ -8,7 +8,7 @@ Threading contract: every read method may be called from any thread at any time 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -169,6 +169,11 @@ class Store(Protocol):
 
     def entries(self, ck: CollectionKey) -> Mapping[tuple[str, str], Entry]:
         """An immutable snapshot of the collection's index; empty if unknown.  Never raises."""
+
+    def ordered(self, ck: CollectionKey) -> tuple[Mapping[tuple[str, str], Entry],
+                                                  Sequence[tuple[str, str]]]:
+        """``entries()`` and its keys sorted by (namespace, name), one order shared by
+        every reader of that snapshot (never copy it per request).  Never raises."""
 
     def state(self, ck: CollectionKey) -> dict[str, Any]:
         """A fresh copy of the collection's state as last committed, ``{}`` if none.

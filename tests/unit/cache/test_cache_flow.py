@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod
+from yurthub.cache import handlers
 from yurthub.cache.views import parse_selectors
 from yurthub.errors import Gone, NotFound, ServiceUnavailable
 from yurthub.kube.requestinfo import parse_request_info
@@ -572,3 +573,19 @@ def test_a_limit_of_zero_or_less_is_no_limit(manager, feed):
         page, items = listed(manager, limit=limit)
         assert [i["metadata"]["name"] for i in items] == ["a", "b"], limit
         assert page.continue_token == ""
+
+
+def test_a_pager_that_stopped_after_one_page_does_not_hold_back_the_next_list(
+        manager, feed, monkeypatch):
+    """A client that read one page and went away must not park every later list of the
+    collection until the page timeout (a minute: their tees filling the memory limit)."""
+    monkeypatch.setattr(handlers, "PAGE_GAP", 0.0, raising=False)
+    pods = [pod(f"p{i}", rv=i + 1) for i in range(5)]
+    feed.respond("/api/v1/pods?limit=2", list_body(pods[:2], 30, cont="t1"))  # then nothing
+    assert feed.respond("/api/v1/pods", list_body(pods, 31))  # committed, not parked
+    assert sorted(n for _, n in stored(manager)) == ["p0", "p1", "p2", "p3", "p4"]
+    # The pager's late next page is not cached (its first page was set aside), and waits
+    # for nothing.
+    assert feed.respond("/api/v1/pods?limit=2&continue=t1", list_body(pods[2:4], 30,
+                                                                      cont="t2"))
+    assert listed(manager)[0].resource_version == 31

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod, running_manager
+from yurthub.cache import handlers
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import parse_selectors
@@ -191,3 +192,21 @@ def test_a_watch_that_started_later_or_broke_takes_nothing_from_its_twins(fresh_
     assert [(json.loads(o)["metadata"]["name"], json.loads(o)["metadata"]["resourceVersion"])
             for _, o in start.events] == [("a", str(rv)) for rv in range(10, 16)] + \
         [("b", "16"), ("b", "17")]
+
+
+def test_a_parked_list_whose_client_went_away_lets_its_pipe_go_at_once(fresh_manager,
+                                                                        monkeypatch):
+    """A list waiting for another list of its collection (here a pager that stopped after
+    its first page) holds a pipe and a spool; once its response broke it can never be
+    committed, and they go at once, not when its turn would come."""
+    monkeypatch.setattr(handlers, "PAGE_GAP", 600.0)  # the pager holds the collection
+    m = fresh_manager
+    first = open_tee(m, "/api/v1/pods?limit=1")
+    first.write(b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9",'
+                b'"continue":"t1"},"items":[]}')
+    first.close(True)
+    parked = open_tee(m, "/api/v1/pods")
+    parked.write(b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9"},')
+    parked.close(False)  # the client went away mid-list
+    assert m.writer.wait_idle(10)
+    assert parked.read_fd == -1

@@ -1,0 +1,50 @@
+"""A local watch's first events are read as the client takes them (proxy/localwatch.py):
+a file found damaged on the way ends the watch with an ERROR event, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from yurthub.cache.reader import Freshness, WatchStart
+from yurthub.errors import ServiceUnavailable
+from yurthub.metrics import Metrics
+from yurthub.proxy.localwatch import LocalWatch
+from yurthub.proxy.streams import StreamRegistry
+from yurthub.proxy.watchdog import Watchdog
+
+
+@pytest.fixture
+def registry() -> Iterator[StreamRegistry]:
+    watchdog = Watchdog()
+    watchdog.start()
+    yield StreamRegistry(watchdog, Metrics(), 7.5)
+    watchdog.stop()
+
+
+def test_a_file_damaged_after_the_start_was_checked_ends_the_watch_with_an_error(registry):
+    def events() -> Iterator[tuple[str, bytes]]:
+        yield "ADDED", b'{"metadata":{"name":"a"}}'
+        raise ServiceUnavailable("the cached pods 'default/b' cannot be trusted")
+
+    ours, theirs = socket.socketpair()
+    try:
+        ctx = SimpleNamespace(component="kubelet", path_qs="/api/v1/pods?watch=true",
+                              client_socket=ours)
+        watch = LocalWatch(registry, ctx, WatchStart(events(), 7, Freshness(0)), timeout=300,
+                           bookmark=None, bookmark_interval=30)
+        lines = list(watch)  # ends at once: no waiting for the timeout
+        watch.close()
+    finally:
+        ours.close()
+        theirs.close()
+    assert lines[0] == b""
+    assert json.loads(lines[1]) == {"type": "ADDED", "object": {"metadata": {"name": "a"}}}
+    error = json.loads(lines[2])
+    assert error["type"] == "ERROR" and error["object"]["code"] == 503
+    assert "cannot be trusted" in error["object"]["message"]
+    assert len(lines) == 3
