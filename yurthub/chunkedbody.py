@@ -29,7 +29,7 @@ from typing import Any
 
 from urllib3.exceptions import ProtocolError
 
-STREAM_CHUNK = 1 << 20
+STREAM_CHUNK = 1 << 18  # held per request until sent: 256 KiB keeps many slow readers cheap
 MAX_LINE = 64 << 10  # a chunk-size line or the trailers, as http.client's limit
 _SIZE = re.compile(rb"[ \t]*([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 _NEXT = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")  # a chunk's end, the next one's size

@@ -53,7 +53,7 @@ REQUEST_READ_TIMEOUT = 60.0
 WATCH_TIMEOUT_SLACK = 30.0
 # Reads of up to 1 MiB: a big list costs a quarter of the iterations (recv, send to the
 # client, tee) that 256 KiB did, and a read never waits for more than has arrived.
-STREAM_CHUNK = 1 << 20
+STREAM_CHUNK = 1 << 18  # held per request until sent: 256 KiB keeps many slow readers cheap
 JOIN_BELOW = 64 << 10  # TLS bodies longer than this are read from the socket directly
 LEGACY_CHUNK = 64 * 1024
 

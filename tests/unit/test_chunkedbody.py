@@ -137,6 +137,26 @@ def test_small_chunks_that_arrived_come_as_one_piece_and_the_connection_is_reuse
     assert server.accepted == 1  # the connection went back to the pool each time
 
 
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_slow_client_holds_at_most_256_kib_of_the_upstream_body_at_a_time(
+        material, pool_for, chunked):
+    """Each piece is held until the client took it: with a slow reader the kernel has
+    megabytes ready, and a request must not take them all at once (issue 17: 100 slow
+    readers of a list held 1 MiB each)."""
+    payload = os.urandom(6 * MiB)
+    body = chunked_answer(go_chunks(payload, 16384)) if chunked else answer(payload)
+    pool = pool_for(KeepAliveServer(material, [body]))
+    resp = pool.urlopen("GET", "/api/v1/pods", preload_content=False, release_conn=False,
+                        decode_content=False, timeout=urllib3.Timeout(connect=5, read=10))
+    pieces = []
+    for piece in up.stream(resp, coalesce=True):
+        pieces.append(len(piece))
+        time.sleep(0.05)  # the client reads slowly: the upstream's bytes pile up
+    up.finish(resp, True)
+    assert sum(pieces) == len(payload)
+    assert max(pieces) <= 256 << 10, pieces
+
+
 def test_an_answer_to_head_is_not_read_for_a_body(material, pool_for):
     """Transfer-Encoding: chunked on the answer to a HEAD, which has no body: nothing to
     wait for."""
