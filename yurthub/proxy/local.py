@@ -181,8 +181,11 @@ class LocalProxy:
         chain = self._chain(ctx)
         missing = NotFound(not_found_message(info.api_group, info.resource, info.name),
                            details=resource_details(info.name, info.api_group, info.resource))
+        # kube-apiserver's RequestInfo names a Namespace's own name as the namespace of
+        # /api/v1/namespaces/<name>; a cluster-scoped object is filed under none.
+        namespace = info.namespace if rt.namespaced else ""
         try:
-            body, fresh = self.reader.get(ck, info.namespace, info.name, rt)
+            body, fresh = self.reader.get(ck, namespace, info.name, rt)
         except InvalidKeyError:  # not a name the cache can hold: it holds no such object
             raise missing from None
         if chain is not None:
