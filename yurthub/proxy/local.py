@@ -119,6 +119,10 @@ class LocalProxy:
                 f"the cloud is unreachable: {info.resource}/{info.subresource} is not served "
                 "from the yurthub cache; retry when the cloud is back",
                 details={"retryAfterSeconds": 5})
+        if info.in_namespace and not self._namespaced(ctx):
+            # kube-apiserver serves no cluster-scoped resource under /namespaces/<ns>/: its
+            # answer is this 404, never a list of nothing or the object the name names.
+            raise NotFound("the server could not find the requested resource")
         if verb == "get":
             return self._get(ctx)
         if verb == "list":
@@ -153,6 +157,11 @@ class LocalProxy:
                 f"{ctx.component or 'clients without a User-Agent'}",
                 details={"retryAfterSeconds": 5})
         return target
+
+    def _namespaced(self, ctx: RequestContext) -> bool:
+        """False only for a resource known to be cluster-scoped."""
+        target = self.cache.read_target(ctx.info, ctx.component, ctx.accept)
+        return target is None or target[1].namespaced
 
     def _chain(self, ctx: RequestContext) -> Chain | None:
         """The filters for what the cache serves (it may hold what an older configuration
