@@ -227,6 +227,40 @@ def test_offline_not_found_only_where_a_list_would_show_it_missing(sandbox, edge
     assert e.value.status == 404
 
 
+def test_a_namespace_is_read_offline_by_its_name(sandbox, edge_hub, tmp_path):
+    """kube-apiserver's RequestInfo gives ``/api/v1/namespaces/<name>`` the namespace
+    <name>, yet a Namespace is cluster-scoped: offline it is read by its name, never a 404
+    for a namespace the cached list holds."""
+    v1 = api(edge_hub)
+    v1.list_namespace()
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    kubectl("get", "namespaces")
+    go_offline(sandbox, edge_hub)
+    assert v1.read_namespace("kube-system").metadata.name == "kube-system"
+    r = kubectl("get", "namespace", "default", check=False)
+    assert r.returncode == 0 and r.stdout.split()[3:5] == ["default", "Active"], r.stderr
+    with pytest.raises(ApiException) as e:  # the list vouches: one it lacks is not found
+        v1.read_namespace("no-such-namespace")
+    assert e.value.status == 404
+
+
+def test_no_cluster_scoped_resource_is_served_under_a_namespace_offline(sandbox, edge_hub):
+    """kube-apiserver answers a cluster-scoped resource under /namespaces/<ns>/ with 404:
+    offline too, never an empty list nor the object the name names."""
+    v1 = api(edge_hub)
+    v1.list_node()
+    v1.list_namespace()
+    paths = ["/api/v1/namespaces/default/nodes", "/api/v1/namespaces/default/nodes/node-0000",
+             "/api/v1/namespaces/default/namespaces"]
+    online = [edge_hub.get(p, ua=OPERATOR)[0] for p in paths]
+    go_offline(sandbox, edge_hub)
+    for path, before in zip(paths, online, strict=True):
+        status, _, body = edge_hub.get(path, ua=OPERATOR)
+        assert (status, before) == (404, 404), (path, body[:200])
+        assert json.loads(body)["reason"] == "NotFound", path
+    assert edge_hub.get("/api/v1/nodes/node-0000", ua=OPERATOR)[0] == 200
+
+
 def operator_hub(sandbox, hub_factory) -> tuple[Any, Any, dict]:
     """A hub caching for an operator that lists without watching, its client, and a pod
     template for this node."""

@@ -67,6 +67,11 @@ class RequestInfo:
     # The HTTP method, upper-cased. kube's RequestInfo does not keep it, but a HEAD has no
     # body to cache even though its verb is "get".
     method: str = ""
+    # The path scopes the resource to ``namespace`` (``/namespaces/<ns>/<resource>...``).
+    # kube's RequestInfo does not keep it: a Namespace's own path, ``/namespaces/<name>``,
+    # gets the namespace <name> too, and a cluster-scoped resource under a namespace is a
+    # path kube-apiserver does not serve.
+    in_namespace: bool = False
 
     @property
     def gvr(self) -> tuple[str, str, str]:
@@ -215,10 +220,12 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         verb = _METHOD_VERBS.get(method, "")
 
     namespace = ""
+    in_namespace = False
     if rest[0] == "namespaces" and len(rest) > 1:
         namespace = rest[1]
         if len(rest) > 2 and rest[2] not in _NAMESPACE_SUBRESOURCES:
             rest = rest[2:]
+            in_namespace = True
     parts = tuple(rest)
     resource = parts[0]
     name = parts[1] if len(parts) >= 2 else ""
@@ -251,5 +258,5 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         allow_watch_bookmarks=bool_option(q.get("allowWatchBookmarks")),
         send_initial_events=bool_option(send_initial) if send_initial else None,
         dry_run=tuple(v for v in q.get("dryRun", ()) if v),
-        method=method,
+        method=method, in_namespace=in_namespace,
     )

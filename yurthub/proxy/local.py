@@ -119,6 +119,10 @@ class LocalProxy:
                 f"the cloud is unreachable: {info.resource}/{info.subresource} is not served "
                 "from the yurthub cache; retry when the cloud is back",
                 details={"retryAfterSeconds": 5})
+        if info.in_namespace and not self._namespaced(ctx):
+            # kube-apiserver serves no cluster-scoped resource under /namespaces/<ns>/: its
+            # answer is this 404, never a list of nothing or the object the name names.
+            raise NotFound("the server could not find the requested resource")
         if verb == "get":
             return self._get(ctx)
         if verb == "list":
@@ -154,6 +158,11 @@ class LocalProxy:
                 details={"retryAfterSeconds": 5})
         return target
 
+    def _namespaced(self, ctx: RequestContext) -> bool:
+        """False only for a resource known to be cluster-scoped."""
+        target = self.cache.read_target(ctx.info, ctx.component, ctx.accept)
+        return target is None or target[1].namespaced
+
     def _chain(self, ctx: RequestContext) -> Chain | None:
         """The filters for what the cache serves (it may hold what an older configuration
         or an older hub cached); raises 503 while the configuration is unknown."""
@@ -181,8 +190,11 @@ class LocalProxy:
         chain = self._chain(ctx)
         missing = NotFound(not_found_message(info.api_group, info.resource, info.name),
                            details=resource_details(info.name, info.api_group, info.resource))
+        # kube-apiserver's RequestInfo names a Namespace's own name as the namespace of
+        # /api/v1/namespaces/<name>; a cluster-scoped object is filed under none.
+        namespace = info.namespace if rt.namespaced else ""
         try:
-            body, fresh = self.reader.get(ck, info.namespace, info.name, rt)
+            body, fresh = self.reader.get(ck, namespace, info.name, rt)
         except InvalidKeyError:  # not a name the cache can hold: it holds no such object
             raise missing from None
         if chain is not None:

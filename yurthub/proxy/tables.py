@@ -6,7 +6,8 @@ cloud's Table passes through (for a cache agent asked with each row's whole obje
 the cache stores: ``whole_objects_path``); offline the local proxy reads the same objects it
 would list and prints them with kube-apiserver's printers (``yurthub.kube.table``): the
 built-in printer of the resource, or the columns of the resource's CRD when the cache holds
-the CRD, or Name and Age.  Lists, gets and watches are printed; the ``Warning`` header
+the CRD, Name and Created At where kube-apiserver prints with its default convertor (the
+CRDs themselves), or Name and Age.  Lists, gets and watches are printed; the ``Warning`` header
 saying how old the data is stays.
 
 A client the response filters apply to gets its Table printed by the hub online too: the
@@ -36,7 +37,7 @@ from yurthub.kube.jsonscan import decode_object
 from yurthub.kube.printers import printer_for
 from yurthub.kube.requestinfo import parse_query
 from yurthub.kube.resources import ResourceType
-from yurthub.kube.table import NAME_AGE, TableWriter, crd_printer, include_object, list_meta
+from yurthub.kube.table import NAME_AGE, TableWriter, include_object, list_meta, printer
 from yurthub.proxy.context import RequestContext
 
 
@@ -64,12 +65,11 @@ def table_writer(cache: CacheManager, ctx: RequestContext,
     """
     include = include_object(parse_query(ctx.path_qs.partition("?")[2]))
     info = ctx.info
-    printer = printer_for(info.api_group, info.resource)
-    if printer is None:
-        crd = cache.crd(info.api_group, info.resource, ctx.component) \
-            if info.api_group else None
-        printer = crd_printer(crd, info.api_version) if crd is not None else NAME_AGE
-    return TableWriter(printer, include=include, api_version=table.api_version,
+    crd = None
+    if info.api_group and printer_for(info.api_group, info.resource) is None:
+        crd = cache.crd(info.api_group, info.resource, ctx.component)
+    chosen = printer(info.api_group, info.resource, info.api_version, crd, fallback=NAME_AGE)
+    return TableWriter(chosen, include=include, api_version=table.api_version,
                        now=time.time())
 
 

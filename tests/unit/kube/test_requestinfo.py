@@ -345,3 +345,16 @@ def test_request_info_is_frozen_and_hashable():
         info.verb = "watch"  # type: ignore[misc]
     assert info == parse_request_info("GET", "/api/v1/pods", "limit=5")
     assert hash(info) == hash(parse_request_info("GET", "/api/v1/pods", "limit=5"))
+
+
+@pytest.mark.parametrize("path,namespace,in_namespace", [
+    ("/api/v1/namespaces/kube-system", "kube-system", False),  # the Namespace itself
+    ("/api/v1/namespaces/kube-system/status", "kube-system", False),
+    ("/api/v1/namespaces/default/pods/web", "default", True),
+    ("/api/v1/namespaces/default/nodes", "default", True),  # kube serves no such path
+    ("/api/v1/namespaces/default/namespaces/default", "default", True),
+    ("/api/v1/nodes/node-1", "", False),
+])
+def test_whether_the_path_scopes_the_resource_to_a_namespace(path, namespace, in_namespace):
+    info = parse_request_info("GET", path, "")
+    assert (info.namespace, info.in_namespace) == (namespace, in_namespace)
