@@ -72,10 +72,6 @@ def _name_age(obj: dict[str, Any], wide: bool, now: float) -> Row:
 
 
 NAME_AGE = Printer((C.NAME, C.Column("Age", "date", _AGE["description"])), _name_age)
-# Resources kube-apiserver is known to print with ``rest.NewDefaultTableConvertor``: the
-# CustomResourceDefinitions themselves (apiextensions-apiserver's registry gives them no
-# printer of their own), so ``kubectl get crd`` shows NAME and CREATED AT.
-DEFAULT_PRINTED = frozenset({("apiextensions.k8s.io", "customresourcedefinitions")})
 
 
 # -- custom resources ---------------------------------------------------------------------
@@ -156,15 +152,14 @@ def crd_printer(crd: Mapping[str, Any], version: str) -> Printer:
 
 def printer(group: str, resource: str, version: str, crd: Mapping[str, Any] | None,
             fallback: Printer = NAME_AGE) -> Printer:
-    """The printer for a resource: built-in, from its CRD, the default convertor's where
-    kube-apiserver is known to use it (``DEFAULT_PRINTED``), or ``fallback``."""
+    """The printer for a resource: built-in (kube-apiserver's default convertor's for the
+    built-in resources it prints that way: ``printers.DEFAULT_CONVERTOR``), from its CRD,
+    or ``fallback``."""
     built_in = printer_for(group, resource)
     if built_in is not None:
         return built_in
     if crd is not None:
         return crd_printer(crd, version)
-    if (group, resource) in DEFAULT_PRINTED:
-        return DEFAULT
     return fallback
 
 
