@@ -305,6 +305,11 @@ def test_a_file_damaged_while_the_hub_runs_is_never_served(sandbox, node, damage
     wait_for(lambda: hub.metric("yurthub_cache_view_incomplete", component="kubelet",
                                 resource=GVR) == 1, what="the view marked incomplete")
     assert_refused(*kubelet_list(hub), "incomplete", "p6")
+    # Refused all along; once the file is set aside (a moment after the view is marked)
+    # the get says the object was damaged rather than what the file holds.
+    assert_refused(*kubelet_get(hub, "p6"))
+    wait_for(lambda: "damaged" in kubelet_get(hub, "p6")[1]["message"],
+             what="the get naming the damage")
     assert_refused(*kubelet_get(hub, "p6"), "damaged")
     assert kubelet_get(hub, "p2")[0] == 200
     wait_for(lambda: hub.metric("yurthub_cache_damaged_files_total", component="kubelet",
