@@ -131,7 +131,10 @@ def body_checker(tree: Tree) -> Any:
 
     def check(ck: CollectionKey, ns: str, name: str, body: bytes) -> str:
         if ck not in kinds:
-            kinds[ck] = str((tree.state(ck) or {}).get("kind") or "")
+            try:
+                kinds[ck] = str((tree.state(ck) or {}).get("kind") or "")
+            except ValueError:  # the state's own problem is reported on its own line
+                kinds[ck] = ""
         return body_problem(ck, ns, name, body, kinds[ck])
     return check
 
