@@ -156,7 +156,9 @@ class Hub:
                                    self.identity.source,
                                    ready=self._ready.is_set,
                                    autonomy=self.autonomy.status if self.autonomy else
-                                   lambda: None)
+                                   lambda: None,
+                                   readiness=self.readiness,
+                                   caching_stopped=self.cache.not_ready)
         self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,

@@ -43,6 +43,7 @@ def render(doc: dict[str, Any], refresh: int = 0) -> str:
         f'generated {_e(doc["time"])} · auto-refresh '
         + (f'every {refresh}s (<a href="?">off</a>)' if refresh
            else 'off (<a href="?refresh=10">every 10s</a>)') + "</p>",
+        _ready(doc.get("ready")),
         _autonomy(doc.get("autonomy")),
         _servers(cloud),
         _cache(doc["cache"]),
@@ -82,6 +83,17 @@ def _table(head: list[str], rows: list[list[str]], numeric: frozenset[int] = fro
         f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
         for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _ready(r: dict[str, Any] | None) -> str:
+    """What /v1/readyz says, so that a hub that stopped caching or waits for its identity
+    says so where the operator looks."""
+    if r is None:
+        return ""
+    if r["ready"]:
+        return "<p>" + _badge("ready", "ok") + "</p>"
+    return ("<p>" + _badge("NOT READY", "bad") +
+            f' <span class="why">{_e(r["reason"])}</span></p>')
 
 
 def _autonomy(a: dict[str, Any] | None) -> str:
@@ -142,8 +154,10 @@ def _cache(c: dict[str, Any]) -> str:
                      _e(_ago(r["ageSeconds"])) if r["views"] else "—", state, views])
     quarantined = (f' · <span class="why">{c["quarantined"]} file(s) quarantined</span>'
                    if c["quarantined"] else "")
+    stopped = (f'<p>{_badge("caching stopped", "bad")} <span class="why">'
+               f'{_e(c["stopped"])}</span></p>' if c.get("stopped") else "")
     return (f"<h2>Cache</h2><p><code>{_e(c['root'])}</code> · {c['objects']} objects, "
-            f"{_e(_size(c['bytes']))} · disk {free}{quarantined}</p>" +
+            f"{_e(_size(c['bytes']))} · disk {free}{quarantined}</p>" + stopped +
             (_table(["component", "resource", "objects", "size", "last sync", "state",
                      "views (selectors)"], rows, frozenset({2, 3}))
              if rows else '<p class="muted">nothing cached yet</p>'))
@@ -189,7 +203,9 @@ def _config(f: dict[str, Any], ident: dict[str, Any]) -> str:
     waiting = (f' <span class="why">{_e(f["notReady"])}</span>' if f.get("notReady") else "")
     rows = [["filters", _e(filters) + disabled + waiting],
             ["node pool", _e(f["pool"]) if f["pool"] else '<span class="muted">unknown</span>'],
-            ["identity", _e(ident["method"])], ["TLS", _e(ident["tls"])]]
+            ["identity", _e(ident["method"]) + (
+                f' <span class="why">{_e(ident["problem"])}</span>' if ident.get("problem")
+                else "")], ["TLS", _e(ident["tls"])]]
     for key, label in (("clientCertificate", "client certificate"), ("tokenFile", "token")):
         if key in ident:
             v = ident[key]

@@ -130,3 +130,37 @@ def test_status_is_for_loopback_clients_only(hub):
                           "/v1/healthz", environ_base={"REMOTE_ADDR": "10.0.0.9"}
                           ).status_code == 200
     assert http(hub.hub_url + "/v1/status")[0] == 200  # the real hub, from 127.0.0.1
+
+
+def test_a_full_disk_that_stopped_caching_is_on_the_page(sandbox, browser, tmp_path):
+    """The cache's file system full (as out of inodes or read-only): readyz and
+    yurthub_cache_stopped said so, while /status showed a hub at ease."""
+    from tests.fixtures.tmpfs import TmpfsHub, can_mount
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=15700)
+    try:
+        hub.start()
+        for i in range(8):
+            sandbox.create({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": f"fill-{i}", "namespace": "default"},
+                            "data": {"blob": "y" * (100 << 10)}})
+        assert hub.get("/api/v1/namespaces/default/configmaps")[0] == 200
+        wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
+        doc = status(hub)
+        assert doc["cache"]["stopped"].startswith("caching stopped (no-space): the disk of ")
+        assert doc["ready"] == {"ready": False, "reason": doc["cache"]["stopped"]}
+        browser.open(hub.hub_url + "/status")
+        text = browser.text()
+        assert "NOT READY caching stopped (no-space): the disk of" in text
+        assert re.search(r"\ncaching stopped caching stopped \(no-space\): the disk of "
+                         r".* is full .*; the hub goes on proxying\n", text), text
+        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
+        wait_for(lambda: status(hub)["ready"]["ready"], timeout=15, what="caching to resume")
+        assert status(hub)["cache"]["stopped"] is None
+        browser.open(hub.hub_url + "/status")
+        assert "caching stopped" not in browser.text()
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()
