@@ -354,8 +354,17 @@ class Hub:
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
-        return (self.identity.problem() or self.cache.not_ready() or self.filters.not_ready()
+        return (self.identity.problem() or self.cache.not_ready() or self._filters_not_ready()
                 or self._incomplete_views())
+
+    def _filters_not_ready(self) -> str | None:
+        """The filters' reason, and that their cached inputs were damaged when they were: a
+        hub restarted offline would otherwise seem to wait for a configuration never had."""
+        reason = self.filters.not_ready()
+        if reason and PERSIST_KEY in self.store.damaged_documents():
+            reason += (f"; the cached copy {PERSIST_KEY} was found damaged and is not "
+                       "used until the cloud sends it again")
+        return reason
 
     def _incomplete_views(self) -> str | None:
         """Views that lost a member: the hub could not answer their lists offline."""

@@ -105,6 +105,7 @@ class StatusSource:
                 "stopped": self.caching_stopped(),
                 "objects": sum(r.objects for r in rows), "bytes": sum(r.bytes for r in rows),
                 "quarantined": stats.quarantined if stats is not None else 0,
+                "damagedDocuments": self.store.damaged_documents() if self.ready() else [],
                 "collections": [r.to_json(now) for r in rows]}
 
     def _watches(self) -> list[dict[str, Any]]:

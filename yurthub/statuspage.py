@@ -154,6 +154,11 @@ def _cache(c: dict[str, Any]) -> str:
                      _e(_ago(r["ageSeconds"])) if r["views"] else "—", state, views])
     quarantined = (f' · <span class="why">{c["quarantined"]} file(s) quarantined</span>'
                    if c["quarantined"] else "")
+    damaged = c.get("damagedDocuments") or []
+    if damaged:
+        quarantined += (' · <span class="why">damaged, not used until the cloud sends them '
+                        "again: " + ", ".join(f"<code>{_e(d)}</code>" for d in damaged) +
+                        "</span>")
     stopped = (f'<p>{_badge("caching stopped", "bad")} <span class="why">'
                f'{_e(c["stopped"])}</span></p>' if c.get("stopped") else "")
     return (f"<h2>Cache</h2><p><code>{_e(c['root'])}</code> · {c['objects']} objects, "

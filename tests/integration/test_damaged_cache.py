@@ -381,5 +381,15 @@ def test_one_flipped_bit_in_the_filters_inputs_never_refilters_the_offline_answe
     assert addresses != ["10.128.0.206", "10.128.12.206", "10.128.4.206", "10.128.8.206"], \
         "the pool-scoped Service offline got pool-b's endpoints too"
     assert status == 503 and addresses is None
-    assert "filter configuration is not known" in http(hub.hub_url + "/v1/readyz")[2].decode()
+    readyz = http(hub.hub_url + "/v1/readyz")[2].decode()
+    assert "filter configuration is not known" in readyz
     assert "filter-inputs is damaged" in hub.log()
+    # Where the operator looks, the why: not a configuration never had, a damaged copy.
+    assert ("the cached copy /_yurthub/filter-inputs was found damaged and is not used until "
+            "the cloud sends it again") in readyz
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    assert doc["ready"]["reason"] == readyz.removeprefix("not ready: ").rstrip("\n")
+    assert doc["cache"]["damagedDocuments"] == ["/_yurthub/filter-inputs"]
+    page = http(hub.hub_url + "/status")[2].decode()
+    assert ("damaged, not used until the cloud sends them again: "
+            "<code>/_yurthub/filter-inputs</code>") in page

@@ -91,7 +91,8 @@ class DiskStore(DamageChecks, Store):
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
-        self._damaged_docs: set[str] = set()  # non-resource documents warned of as damaged
+        # non-resource documents found damaged and not used: file name -> path
+        self._damaged_docs: dict[str, str] = {}
         self._open = False
         self._janitor: Janitor | None = None
         self.quota = quota
@@ -332,10 +333,14 @@ class DiskStore(DamageChecks, Store):
             return files.framed_or_legacy(files.DOC_MAGIC, data)
         except ValueError as e:
             if name not in self._damaged_docs:
-                self._damaged_docs.add(name)
+                self._damaged_docs[name] = path
                 log.warning("the cached %s is damaged (%s): not used until the cloud sends "
                             "it again", path, e)
             return None
+
+    def damaged_documents(self) -> list[str]:
+        """The paths of the stored documents found damaged and not used, until rewritten."""
+        return sorted(self._damaged_docs.values())
 
     def stats(self) -> StoreStats:
         per = {c.key: CollectionStats(len(c.index), c.index.bytes, c.history.size)
@@ -353,7 +358,7 @@ class DiskStore(DamageChecks, Store):
             files.replace_file(self._nonres_fd, name,
                                [files.frame_head(files.DOC_MAGIC, bytes(body)), bytes(body)],
                                fsync=True)
-            self._damaged_docs.discard(name)
+            self._damaged_docs.pop(name, None)
         except OSError as e:
             self._shared.write_errors += 1
             raise StorageError(f"cannot store {path}: {e}") from e
