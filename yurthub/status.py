@@ -150,6 +150,10 @@ class StatusSource:
         problem = c.identity_problem()
         if problem:
             out["problem"] = problem
+        summary = getattr(c, "certificate_summary", None)  # a certificate the hub manages
+        cert = summary() if summary is not None else None
+        if cert is not None:
+            out["certificate"] = cert
         for key, path in (("clientCertificate", cert_file), ("tokenFile", token_file)):
             if path:
                 try:

@@ -211,6 +211,12 @@ def _config(f: dict[str, Any], ident: dict[str, Any]) -> str:
             ["identity", _e(ident["method"]) + (
                 f' <span class="why">{_e(ident["problem"])}</span>' if ident.get("problem")
                 else "")], ["TLS", _e(ident["tls"])]]
+    cert = ident.get("certificate")
+    if cert is not None:
+        cls = "why" if cert["due"] or cert["expired"] else "muted"
+        rows.append(["certificate", f'valid {_e(cert["notBefore"])} to {_e(cert["notAfter"])}'
+                     f', renewal at {_e(cert["renewalAt"])} <span class="{cls}">'
+                     f'{_e(cert["state"])}</span>'])
     for key, label in (("clientCertificate", "client certificate"), ("tokenFile", "token")):
         if key in ident:
             v = ident[key]

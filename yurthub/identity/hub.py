@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource, CredentialStore, tls_context
@@ -91,6 +91,9 @@ class TokenCredentials:
 
     def identity_problem(self) -> str | None:
         return self.manager.problem()
+
+    def certificate_summary(self) -> dict[str, Any] | None:
+        return self.manager.summary()
 
 
 class HubIdentity:
