@@ -133,7 +133,9 @@ def test_every_expression_names_metrics_the_hub_exports(scraped):
     for name in ("node_yurthub_server_healthy_status", "yurthub_cache_view_incomplete",
                  "yurthub_cache_view_stale", "yurthub_cache_disk_free_bytes",
                  "yurthub_cache_write_errors_total", "yurthub_requests_total",
-                 "yurthub_node_autonomy", "yurthub_cache_stopped"):
+                 "yurthub_node_autonomy", "yurthub_cache_stopped",
+                 "yurthub_certificate_renewal_timestamp_seconds",
+                 "yurthub_certificate_expiration_timestamp_seconds"):
         assert name in used
     # The check can fail: a misspelt metric is caught.
     assert metric_names("rate(yurthub_request_total[5m])") - scraped == {"yurthub_request_total"}

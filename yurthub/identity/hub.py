@@ -182,6 +182,17 @@ class HubIdentity:
         if self._store is not None:
             self._store.close()
 
+    def certificates(self) -> list[tuple[str, float, float | None]]:
+        """(which, expires at, renewal due at) of each certificate installed, epoch seconds;
+        the renewal of kubelet's certificate is kubelet's (None)."""
+        out: list[tuple[str, float, float | None]] = []
+        for manager in (self.client_manager, self.serving_manager):
+            if manager is not None and manager.current is not None:
+                out.append((manager.label, manager.current.not_after, manager.deadline))
+        if isinstance(self.source, KubeletIdentity) and self.source.certificate is not None:
+            out.append(("client", self.source.certificate.not_after, None))
+        return out
+
     def problem(self) -> str | None:
         """None when the hub can act as itself (and serve 10268), else what it waits for."""
         problem = self.source.identity_problem()
