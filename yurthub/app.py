@@ -277,7 +277,11 @@ class Hub:
         autonomy = GaugeMetricFamily("yurthub_node_autonomy", "1 while the node's Autonomy "
                                      "condition is True: everything its components need to run "
                                      "without the cloud is cached, fresh and complete")
-        out += [disk_free, disk_size, autonomy]
+        inodes_free = GaugeMetricFamily(
+            "yurthub_cache_disk_free_inodes", "inodes available to the hub on the cache's "
+            "file system (none on file systems that do not count them): with none left, "
+            "caching stops however many bytes are free")
+        out += [disk_free, disk_size, inodes_free, autonomy]
         verdict = self.autonomy.verdict if self.autonomy is not None else None
         if verdict is not None:
             autonomy.add_metric([], 1 if verdict.status == "True" else 0)
@@ -285,6 +289,8 @@ class Hub:
             st = os.statvfs(self.cfg.disk_cache_path)
             disk_free.add_metric([], st.f_bavail * st.f_frsize)
             disk_size.add_metric([], st.f_blocks * st.f_frsize)
+            if st.f_files:
+                inodes_free.add_metric([], st.f_favail)
         except OSError:
             pass  # no samples: an alert on the ratio stays silent, the status page says why
         if not self._ready.is_set():

@@ -99,6 +99,8 @@ class StatusSource:
                     "totalBytes": st.f_blocks * st.f_frsize}
             disk["freePercent"] = round(100 * disk["freeBytes"] / max(disk["totalBytes"], 1),
                                         1)
+            if st.f_files:  # a file system out of inodes is full whatever bytes it has left
+                disk.update(freeInodes=st.f_favail, totalInodes=st.f_files)
         except OSError as e:
             disk = {"error": e.strerror or str(e)}
         return {"root": self.cfg.disk_cache_path, "disk": disk,

@@ -138,6 +138,10 @@ def _cache(c: dict[str, Any]) -> str:
         cls = "why" if disk["freePercent"] < 10 else ""
         free = (f'<span class="{cls}">{_e(_size(disk["freeBytes"]))} free of '
                 f'{_e(_size(disk["totalBytes"]))} ({disk["freePercent"]}%)</span>')
+        if "freeInodes" in disk:
+            low = disk["freeInodes"] < max(disk["totalInodes"] // 10, 1024)
+            free += (f', <span class="{"why" if low else ""}">{disk["freeInodes"]} of '
+                     f'{disk["totalInodes"]} inodes free</span>')
     rows = []
     for r in c["collections"]:
         res = r["resource"] + (f".{r['group']}" if r["group"] else "")

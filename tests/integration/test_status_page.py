@@ -164,3 +164,32 @@ def test_a_full_disk_that_stopped_caching_is_on_the_page(sandbox, browser, tmp_p
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
+
+
+def test_a_disk_out_of_inodes_shows_its_inodes_not_only_its_free_bytes(sandbox, browser,
+                                                                      tmp_path):
+    """Out of inodes with megabytes free: the page said 'disk 15 MiB free (95%)' and /metrics
+    had only free bytes, so nothing hinted at why caching had stopped."""
+    from tests.fixtures.tmpfs import TmpfsHub, can_mount
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=0, inodes=40)
+    try:
+        hub.start()
+        for path in ("/api/v1/pods", "/api/v1/configmaps", "/api/v1/nodes",
+                     "/api/v1/services", "/api/v1/secrets", "/api/v1/endpoints"):
+            assert hub.get(path)[0] == 200
+        wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
+        doc = status(hub)
+        assert "is out of inodes" in doc["cache"]["stopped"]
+        disk = doc["cache"]["disk"]
+        assert disk["totalInodes"] == 40 and disk["freeInodes"] < 10
+        assert disk["freePercent"] > 50  # bytes alone say all is well
+        assert hub.metric("yurthub_cache_disk_free_inodes") == disk["freeInodes"]
+        browser.open(hub.hub_url + "/status")
+        assert re.search(r"disk [\d.]+ MiB free of 16.0 MiB \([\d.]+%\), \d of 40 inodes "
+                         r"free", browser.text()), browser.text()
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()

@@ -71,3 +71,13 @@ def test_a_hub_not_ready_says_why_on_the_page():
     assert "client certificate <span class=\"why\">the client certificate is due" in page
     fine = render(doc(ready={"ready": True, "reason": None}))
     assert "NOT READY" not in fine and "caching stopped" not in fine and ">ready<" in fine
+
+
+def test_the_disk_line_names_free_inodes_where_the_file_system_counts_them():
+    base = doc()
+    page = render(doc(cache={**base["cache"], "disk": {
+        "freeBytes": 15 << 20, "totalBytes": 16 << 20, "freePercent": 93.8,
+        "freeInodes": 3, "totalInodes": 40}}))
+    assert '15.0 MiB free of 16.0 MiB (93.8%)</span>, <span class="why">3 of 40 inodes free' \
+        in page
+    assert "inodes" not in render(doc())
