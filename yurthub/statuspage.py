@@ -151,7 +151,9 @@ def _cache(c: dict[str, Any]) -> str:
             + (f' <span class="why">stale: {_e(v["staleReason"])}</span>' if v["stale"] else "")
             + (f' <span class="why">incomplete: {_e(v["incompleteReason"])}</span>'
                if v["incomplete"] else "")
-            for v in r["views"]) or '<span class="muted">none (not served offline)</span>'
+            for v in r["views"]) or (
+                f'<span class="why">none: {_e(r["staleReason"])}</span>' if r["staleReason"]
+                else '<span class="muted">none (not served offline)</span>')
         state = (_badge("stale", "warn") if r["stale"] else
                  _badge("fresh", "ok") if r["views"] else _badge("no view", "warn"))
         rows.append([_e(r["component"]), _e(res), str(r["objects"]), _e(_size(r["bytes"])),

@@ -278,6 +278,25 @@ def test_one_flipped_bit_in_the_state_never_alters_the_offline_list(sandbox, nod
     assert_refused(status, doc, "no complete list")
     assert kubelet_get(hub, "p5")[0] == 200
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
+    # Where the operator looks: the collection says why it has no view (it was shown as
+    # 'no view, not stale', as if kubelet had never listed its pods).
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    pods = next(c for c in doc["cache"]["collections"] if c["resource"] == "pods")
+    assert pods["views"] == [] and pods["stale"] and pods["objects"] == 10
+    assert pods["staleReason"] == (
+        "state unreadable: set aside at the hub's start (ValueError: yurthub-state document "
+        "is torn or damaged): its lists are refused offline until the cloud's next list")
+    page = http(hub.hub_url + "/status")[2].decode()
+    assert "none: state unreadable: set aside at the hub&#x27;s start" in page
+    sandbox.online()  # the cloud's next list heals it, and the note goes
+
+    def healed() -> bool:
+        if kubelet_list(hub)[0] != 200:
+            return False
+        rows = json.loads(http(hub.hub_url + "/v1/status")[2])["cache"]["collections"]
+        row = next(c for c in rows if c["resource"] == "pods")
+        return bool(row["views"]) and not row["stale"]
+    wait_for(healed, timeout=20, what="the next list to heal the view")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])

@@ -88,6 +88,7 @@ class DiskStore(DamageChecks, Store):
         self._shared = Shared()
         self._colls: dict[tuple[str, str], Collection] = {}   # replaced, never mutated
         self._set_aside: dict[tuple[str, str], str] = {}       # see DamageChecks.set_aside
+        self._states_set_aside: dict[tuple[str, str], str] = {}  # see state_set_aside
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
@@ -118,6 +119,7 @@ class DiskStore(DamageChecks, Store):
                            spares, self.state_check)
             self._colls = rec.run()
             self._set_aside = dict(report.set_aside)
+            self._states_set_aside = dict(report.states_set_aside)
         except OSError as e:
             self._close_fds()
             raise StorageError(f"cannot open the cache at {self.root}: {e}") from e
@@ -337,6 +339,11 @@ class DiskStore(DamageChecks, Store):
                 log.warning("the cached %s is damaged (%s): not used until the cloud sends "
                             "it again", path, e)
             return None
+
+    def state_set_aside(self, ck: CollectionKey) -> str:
+        """Why the start set the collection's state aside ("" when it did not): its views
+        are gone until the cloud's next list."""
+        return self._states_set_aside.get(ck.path, "")
 
     def damaged_documents(self) -> list[str]:
         """The paths of the stored documents found damaged and not used, until rewritten."""
