@@ -220,9 +220,9 @@ def _config(f: dict[str, Any], ident: dict[str, Any]) -> str:
     cert = ident.get("certificate")
     if cert is not None:
         cls = "why" if cert["due"] or cert["expired"] else "muted"
+        renewal = f', renewal at {_e(cert["renewalAt"])}' if cert["renewalAt"] else ""
         rows.append(["certificate", f'valid {_e(cert["notBefore"])} to {_e(cert["notAfter"])}'
-                     f', renewal at {_e(cert["renewalAt"])} <span class="{cls}">'
-                     f'{_e(cert["state"])}</span>'])
+                     f'{renewal} <span class="{cls}">{_e(cert["state"])}</span>'])
     for key, label in (("clientCertificate", "client certificate"), ("tokenFile", "token")):
         if key in ident:
             v = ident[key]

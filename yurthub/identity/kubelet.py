@@ -17,6 +17,7 @@ import pwd
 import ssl
 import threading
 import time
+from typing import Any
 
 from yurthub.config import Config
 from yurthub.credentials import tls_context
@@ -120,6 +121,18 @@ class KubeletIdentity(BackgroundThread):
     @property
     def certificate(self) -> certs.CertInfo | None:
         return self._info
+
+    def certificate_summary(self) -> dict[str, Any] | None:
+        """kubelet's certificate for the status page (kubelet renews it, not the hub)."""
+        info = self._info
+        if info is None:
+            return None
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        return {"notBefore": time.strftime(iso, time.gmtime(info.not_before)),
+                "notAfter": time.strftime(iso, time.gmtime(info.not_after)),
+                "renewalAt": None, "due": False, "expired": info.expired(time.time()),
+                "state": self.identity_problem() or f"kubelet's, from {self.path}; kubelet "
+                                                    "renews it"}
 
     # -- following kubelet ------------------------------------------------------------------
 
