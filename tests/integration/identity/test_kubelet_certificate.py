@@ -74,6 +74,11 @@ def test_the_hub_uses_kubelets_certificate_and_its_replacement(tmp_path, hub_fac
         assert hub.metric("yurthub_certificate_renewal_timestamp_seconds") == 0  # kubelet's
         doc = json.loads(http(hub.hub_url + "/v1/status")[2])
         cert = doc["identity"]["certificate"]
+        # It said 'none (anonymous)', 'verified with the system's CAs': neither is so.
+        assert doc["identity"]["method"] == "client certificate"
+        assert doc["identity"]["clientCertificate"]["file"] == str(
+            kubelet / "kubelet-client-current.pem")
+        assert doc["identity"]["tls"] == f"verified with {kubelet / 'kubelet.conf'}"
         assert cert["notAfter"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                  time.gmtime(info.not_after))
         assert cert["renewalAt"] is None and "kubelet renews it" in cert["state"]
