@@ -143,6 +143,7 @@ class Hub:
             self.mux.attach(self.proxy_app)
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
+        self.metrics.add_collector(self._certificate_metrics)
         # 9. the hub server
         self.admin_token = AdminToken(cfg.disk_cache_path)
         self._ready = threading.Event()
@@ -156,7 +157,9 @@ class Hub:
                                    self.identity.source,
                                    ready=self._ready.is_set,
                                    autonomy=self.autonomy.status if self.autonomy else
-                                   lambda: None)
+                                   lambda: None,
+                                   readiness=self.readiness,
+                                   caching_stopped=self.cache.not_ready)
         self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
@@ -274,7 +277,11 @@ class Hub:
         autonomy = GaugeMetricFamily("yurthub_node_autonomy", "1 while the node's Autonomy "
                                      "condition is True: everything its components need to run "
                                      "without the cloud is cached, fresh and complete")
-        out += [disk_free, disk_size, autonomy]
+        inodes_free = GaugeMetricFamily(
+            "yurthub_cache_disk_free_inodes", "inodes available to the hub on the cache's "
+            "file system (none on file systems that do not count them): with none left, "
+            "caching stops however many bytes are free")
+        out += [disk_free, disk_size, inodes_free, autonomy]
         verdict = self.autonomy.verdict if self.autonomy is not None else None
         if verdict is not None:
             autonomy.add_metric([], 1 if verdict.status == "True" else 0)
@@ -282,6 +289,8 @@ class Hub:
             st = os.statvfs(self.cfg.disk_cache_path)
             disk_free.add_metric([], st.f_bavail * st.f_frsize)
             disk_size.add_metric([], st.f_blocks * st.f_frsize)
+            if st.f_files:
+                inodes_free.add_metric([], st.f_favail)
         except OSError:
             pass  # no samples: an alert on the ratio stays silent, the status page says why
         if not self._ready.is_set():
@@ -311,6 +320,24 @@ class Hub:
         collections.add_metric([], len(stats.collections))
         quarantined.add_metric([], stats.quarantined)
         return out
+
+    def _certificate_metrics(self) -> Iterable[GaugeMetricFamily]:
+        """When the hub's certificates end and are due for renewal, so that a renewal that
+        keeps failing (a CSR never approved, a clock ahead of the cloud's) can be alerted on
+        before the certificate expires and readyz says so."""
+        expires = GaugeMetricFamily(
+            "yurthub_certificate_expiration_timestamp_seconds", "when the hub's certificate "
+            "expires (client: its identity to the cloud; serving: port 10268)",
+            labels=["certificate"])
+        renewal = GaugeMetricFamily(
+            "yurthub_certificate_renewal_timestamp_seconds", "when the hub asks for a new "
+            "certificate (70-90% of its lifetime); past it, renewals are failing or due",
+            labels=["certificate"])
+        for which, not_after, due in self.identity.certificates():
+            expires.add_metric([which], not_after)
+            if due is not None:
+                renewal.add_metric([which], due)
+        return [expires, renewal]
 
     def attach_worker(self, stats: ConnectionStats) -> None:
         """The gunicorn worker's connection counts, for /metrics (called by the worker)."""
@@ -352,8 +379,17 @@ class Hub:
     def readiness(self) -> str | None:
         if not self._ready.is_set():
             return self._not_ready_reason
-        return (self.identity.problem() or self.cache.not_ready() or self.filters.not_ready()
+        return (self.identity.problem() or self.cache.not_ready() or self._filters_not_ready()
                 or self._incomplete_views())
+
+    def _filters_not_ready(self) -> str | None:
+        """The filters' reason, and that their cached inputs were damaged when they were: a
+        hub restarted offline would otherwise seem to wait for a configuration never had."""
+        reason = self.filters.not_ready()
+        if reason and PERSIST_KEY in self.store.damaged_documents():
+            reason += (f"; the cached copy {PERSIST_KEY} was found damaged and is not "
+                       "used until the cloud sends it again")
+        return reason
 
     def _incomplete_views(self) -> str | None:
         """Views that lost a member: the hub could not answer their lists offline."""

@@ -190,7 +190,10 @@ def _show(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: TextIO
             body = tree.read(ck, ns, name)
         except InvalidKeyError as e:
             raise CacheCommandError(f"{args.name!r}: {e}") from e
-        lost = tree.state(ck).get("lost") or []
+        try:
+            lost = tree.state(ck).get("lost") or []
+        except ValueError:  # set aside at the hub's start: nothing is known to be lost
+            lost = []
     where = f"{ns}/{name}" if ns else name
     if body is None:
         if any(entry[:2] == [ns, name] for entry in lost):

@@ -92,10 +92,11 @@ class Reflector(BackgroundThread):
 
     def run(self) -> None:
         failures = 0
+        said = ""  # the failure last logged above DEBUG
         while not self.stopping.is_set():
             try:
                 rv = self._list()
-                failures = 0
+                failures, said = 0, ""
                 if rv is None:  # the server does not serve the resource
                     self.stopping.wait(ABSENT_RELIST)
                     continue
@@ -109,8 +110,12 @@ class Reflector(BackgroundThread):
                     return
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
-                log.log(logging.INFO if failures > 1 else logging.WARNING,
-                        "%s: %s (again in %.1fs)", self.name, e, delay)
+                # why: the same failure every 15 s, per reflector, for as long as the cloud
+                # is away (the health checker says that once) buried the log offline
+                level = (logging.WARNING if failures == 1 else
+                         logging.INFO if str(e) != said else logging.DEBUG)
+                said = str(e)
+                log.log(level, "%s: %s (again in %.1fs)", self.name, e, delay)
                 self._retry_now.clear()
                 self._retry_now.wait(delay)
 

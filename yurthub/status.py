@@ -45,12 +45,15 @@ class StatusSource:
     credentials: CredentialSource
     ready: Callable[[], bool]
     autonomy: Callable[[], dict[str, Any] | None] = lambda: None
+    # why the hub is not ready (readyz's text), and why caching stopped (None: it goes on)
+    readiness: Callable[[], str | None] = lambda: None
+    caching_stopped: Callable[[], str | None] = lambda: None
 
     def document(self) -> dict[str, Any]:
         now = time.time()
         doc: dict[str, Any] = {
             "node": self.cfg.node_name, "version": __version__, "time": iso(now),
-            "mode": self.cfg.working_mode, "cloud": self._cloud(now),
+            "mode": self.cfg.working_mode, "ready": self._ready(), "cloud": self._cloud(now),
             "cache": self._cache(now), "watches": self._watches(),
             "events": [dict(e.to_json(), ageSeconds=round(max(0.0, now - e.time)))
                        for e in self.recorder.recent()],
@@ -62,6 +65,12 @@ class StatusSource:
         if autonomy is not None:
             doc["autonomy"] = autonomy
         return doc
+
+    def _ready(self) -> dict[str, Any]:
+        """What ``/v1/readyz`` says: a hub that stopped caching (a read-only or full disk) or
+        waits for its identity or its filters' configuration is not ready."""
+        reason = self.readiness()
+        return {"ready": reason is None, "reason": reason}
 
     def _cloud(self, now: float) -> dict[str, Any]:
         online = self.upstream.any_healthy()
@@ -90,11 +99,15 @@ class StatusSource:
                     "totalBytes": st.f_blocks * st.f_frsize}
             disk["freePercent"] = round(100 * disk["freeBytes"] / max(disk["totalBytes"], 1),
                                         1)
+            if st.f_files:  # a file system out of inodes is full whatever bytes it has left
+                disk.update(freeInodes=st.f_favail, totalInodes=st.f_files)
         except OSError as e:
             disk = {"error": e.strerror or str(e)}
         return {"root": self.cfg.disk_cache_path, "disk": disk,
+                "stopped": self.caching_stopped(),
                 "objects": sum(r.objects for r in rows), "bytes": sum(r.bytes for r in rows),
                 "quarantined": stats.quarantined if stats is not None else 0,
+                "damagedDocuments": self.store.damaged_documents() if self.ready() else [],
                 "collections": [r.to_json(now) for r in rows]}
 
     def _watches(self) -> list[dict[str, Any]]:
@@ -139,6 +152,10 @@ class StatusSource:
         problem = c.identity_problem()
         if problem:
             out["problem"] = problem
+        summary = getattr(c, "certificate_summary", None)  # a certificate the hub manages
+        cert = summary() if summary is not None else None
+        if cert is not None:
+            out["certificate"] = cert
         for key, path in (("clientCertificate", cert_file), ("tokenFile", token_file)):
             if path:
                 try:

@@ -43,6 +43,7 @@ def render(doc: dict[str, Any], refresh: int = 0) -> str:
         f'generated {_e(doc["time"])} · auto-refresh '
         + (f'every {refresh}s (<a href="?">off</a>)' if refresh
            else 'off (<a href="?refresh=10">every 10s</a>)') + "</p>",
+        _ready(doc.get("ready")),
         _autonomy(doc.get("autonomy")),
         _servers(cloud),
         _cache(doc["cache"]),
@@ -82,6 +83,17 @@ def _table(head: list[str], rows: list[list[str]], numeric: frozenset[int] = fro
         f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>"
         for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _ready(r: dict[str, Any] | None) -> str:
+    """What /v1/readyz says, so that a hub that stopped caching or waits for its identity
+    says so where the operator looks."""
+    if r is None:
+        return ""
+    if r["ready"]:
+        return "<p>" + _badge("ready", "ok") + "</p>"
+    return ("<p>" + _badge("NOT READY", "bad") +
+            f' <span class="why">{_e(r["reason"])}</span></p>')
 
 
 def _autonomy(a: dict[str, Any] | None) -> str:
@@ -126,6 +138,10 @@ def _cache(c: dict[str, Any]) -> str:
         cls = "why" if disk["freePercent"] < 10 else ""
         free = (f'<span class="{cls}">{_e(_size(disk["freeBytes"]))} free of '
                 f'{_e(_size(disk["totalBytes"]))} ({disk["freePercent"]}%)</span>')
+        if "freeInodes" in disk:
+            low = disk["freeInodes"] < max(disk["totalInodes"] // 10, 1024)
+            free += (f', <span class="{"why" if low else ""}">{disk["freeInodes"]} of '
+                     f'{disk["totalInodes"]} inodes free</span>')
     rows = []
     for r in c["collections"]:
         res = r["resource"] + (f".{r['group']}" if r["group"] else "")
@@ -135,15 +151,24 @@ def _cache(c: dict[str, Any]) -> str:
             + (f' <span class="why">stale: {_e(v["staleReason"])}</span>' if v["stale"] else "")
             + (f' <span class="why">incomplete: {_e(v["incompleteReason"])}</span>'
                if v["incomplete"] else "")
-            for v in r["views"]) or '<span class="muted">none (not served offline)</span>'
+            for v in r["views"]) or (
+                f'<span class="why">none: {_e(r["staleReason"])}</span>' if r["staleReason"]
+                else '<span class="muted">none (not served offline)</span>')
         state = (_badge("stale", "warn") if r["stale"] else
                  _badge("fresh", "ok") if r["views"] else _badge("no view", "warn"))
         rows.append([_e(r["component"]), _e(res), str(r["objects"]), _e(_size(r["bytes"])),
                      _e(_ago(r["ageSeconds"])) if r["views"] else "—", state, views])
     quarantined = (f' · <span class="why">{c["quarantined"]} file(s) quarantined</span>'
                    if c["quarantined"] else "")
+    damaged = c.get("damagedDocuments") or []
+    if damaged:
+        quarantined += (' · <span class="why">damaged, not used until the cloud sends them '
+                        "again: " + ", ".join(f"<code>{_e(d)}</code>" for d in damaged) +
+                        "</span>")
+    stopped = (f'<p>{_badge("caching stopped", "bad")} <span class="why">'
+               f'{_e(c["stopped"])}</span></p>' if c.get("stopped") else "")
     return (f"<h2>Cache</h2><p><code>{_e(c['root'])}</code> · {c['objects']} objects, "
-            f"{_e(_size(c['bytes']))} · disk {free}{quarantined}</p>" +
+            f"{_e(_size(c['bytes']))} · disk {free}{quarantined}</p>" + stopped +
             (_table(["component", "resource", "objects", "size", "last sync", "state",
                      "views (selectors)"], rows, frozenset({2, 3}))
              if rows else '<p class="muted">nothing cached yet</p>'))
@@ -189,7 +214,15 @@ def _config(f: dict[str, Any], ident: dict[str, Any]) -> str:
     waiting = (f' <span class="why">{_e(f["notReady"])}</span>' if f.get("notReady") else "")
     rows = [["filters", _e(filters) + disabled + waiting],
             ["node pool", _e(f["pool"]) if f["pool"] else '<span class="muted">unknown</span>'],
-            ["identity", _e(ident["method"])], ["TLS", _e(ident["tls"])]]
+            ["identity", _e(ident["method"]) + (
+                f' <span class="why">{_e(ident["problem"])}</span>' if ident.get("problem")
+                else "")], ["TLS", _e(ident["tls"])]]
+    cert = ident.get("certificate")
+    if cert is not None:
+        cls = "why" if cert["due"] or cert["expired"] else "muted"
+        renewal = f', renewal at {_e(cert["renewalAt"])}' if cert["renewalAt"] else ""
+        rows.append(["certificate", f'valid {_e(cert["notBefore"])} to {_e(cert["notAfter"])}'
+                     f'{renewal} <span class="{cls}">{_e(cert["state"])}</span>'])
     for key, label in (("clientCertificate", "client certificate"), ("tokenFile", "token")):
         if key in ident:
             v = ident[key]

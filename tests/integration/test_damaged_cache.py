@@ -278,6 +278,25 @@ def test_one_flipped_bit_in_the_state_never_alters_the_offline_list(sandbox, nod
     assert_refused(status, doc, "no complete list")
     assert kubelet_get(hub, "p5")[0] == 200
     assert (hub.cache_dir / "_quarantine" / "kubelet" / GVR / "_state").exists()
+    # Where the operator looks: the collection says why it has no view (it was shown as
+    # 'no view, not stale', as if kubelet had never listed its pods).
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    pods = next(c for c in doc["cache"]["collections"] if c["resource"] == "pods")
+    assert pods["views"] == [] and pods["stale"] and pods["objects"] == 10
+    assert pods["staleReason"] == (
+        "state unreadable: set aside at the hub's start (ValueError: yurthub-state document "
+        "is torn or damaged): its lists are refused offline until the cloud's next list")
+    page = http(hub.hub_url + "/status")[2].decode()
+    assert "none: state unreadable: set aside at the hub&#x27;s start" in page
+    sandbox.online()  # the cloud's next list heals it, and the note goes
+
+    def healed() -> bool:
+        if kubelet_list(hub)[0] != 200:
+            return False
+        rows = json.loads(http(hub.hub_url + "/v1/status")[2])["cache"]["collections"]
+        row = next(c for c in rows if c["resource"] == "pods")
+        return bool(row["views"]) and not row["stale"]
+    wait_for(healed, timeout=20, what="the next list to heal the view")
 
 
 @pytest.mark.parametrize("damage", ["truncated", "misnamed", "directory", "fifo", "deleted"])
@@ -386,5 +405,15 @@ def test_one_flipped_bit_in_the_filters_inputs_never_refilters_the_offline_answe
     assert addresses != ["10.128.0.206", "10.128.12.206", "10.128.4.206", "10.128.8.206"], \
         "the pool-scoped Service offline got pool-b's endpoints too"
     assert status == 503 and addresses is None
-    assert "filter configuration is not known" in http(hub.hub_url + "/v1/readyz")[2].decode()
+    readyz = http(hub.hub_url + "/v1/readyz")[2].decode()
+    assert "filter configuration is not known" in readyz
     assert "filter-inputs is damaged" in hub.log()
+    # Where the operator looks, the why: not a configuration never had, a damaged copy.
+    assert ("the cached copy /_yurthub/filter-inputs was found damaged and is not used until "
+            "the cloud sends it again") in readyz
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    assert doc["ready"]["reason"] == readyz.removeprefix("not ready: ").rstrip("\n")
+    assert doc["cache"]["damagedDocuments"] == ["/_yurthub/filter-inputs"]
+    page = http(hub.hub_url + "/status")[2].decode()
+    assert ("damaged, not used until the cloud sends them again: "
+            "<code>/_yurthub/filter-inputs</code>") in page

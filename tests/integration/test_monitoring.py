@@ -133,7 +133,28 @@ def test_every_expression_names_metrics_the_hub_exports(scraped):
     for name in ("node_yurthub_server_healthy_status", "yurthub_cache_view_incomplete",
                  "yurthub_cache_view_stale", "yurthub_cache_disk_free_bytes",
                  "yurthub_cache_write_errors_total", "yurthub_requests_total",
-                 "yurthub_node_autonomy"):
+                 "yurthub_node_autonomy", "yurthub_cache_stopped",
+                 "yurthub_certificate_renewal_timestamp_seconds",
+                 "yurthub_certificate_expiration_timestamp_seconds"):
         assert name in used
     # The check can fail: a misspelt metric is caught.
     assert metric_names("rate(yurthub_request_total[5m])") - scraped == {"yurthub_request_total"}
+
+
+def test_caching_stopped_for_any_reason_fires_an_alert_and_shows_on_the_dashboard():
+    """A full, out-of-inodes or read-only cache disk stops caching without a write error
+    (yurthub_cache_write_errors_total stays 0) while the disk may look mostly free: no rule
+    fired for a node whose cache had stopped ageing into uselessness."""
+    from yurthub.cache.space import REASONS
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]
+             if "yurthub_cache_stopped" in metric_names(r["expr"])]
+    assert rules, "no alert rule watches yurthub_cache_stopped"
+    for r in rules:
+        assert not re.search(r"yurthub_cache_stopped\s*\{[^}]*reason", r["expr"]), r["expr"]
+        assert "reason" in r["expr"] and "{{ $labels.reason }}" in r["annotations"]["summary"]
+        text = r["annotations"]["description"]
+        assert all(reason in text for reason in REASONS), (REASONS, text)
+    writes = next(r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]
+                  if r["alert"] == "YurthubCacheWriteErrors")
+    assert "not counted here" in writes["annotations"]["description"]
+    assert any("yurthub_cache_stopped" in metric_names(e) for _, e in dashboard_exprs())

@@ -130,3 +130,66 @@ def test_status_is_for_loopback_clients_only(hub):
                           "/v1/healthz", environ_base={"REMOTE_ADDR": "10.0.0.9"}
                           ).status_code == 200
     assert http(hub.hub_url + "/v1/status")[0] == 200  # the real hub, from 127.0.0.1
+
+
+def test_a_full_disk_that_stopped_caching_is_on_the_page(sandbox, browser, tmp_path):
+    """The cache's file system full (as out of inodes or read-only): readyz and
+    yurthub_cache_stopped said so, while /status showed a hub at ease."""
+    from tests.fixtures.tmpfs import TmpfsHub, can_mount
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=15700)
+    try:
+        hub.start()
+        for i in range(8):
+            sandbox.create({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": f"fill-{i}", "namespace": "default"},
+                            "data": {"blob": "y" * (100 << 10)}})
+        assert hub.get("/api/v1/namespaces/default/configmaps")[0] == 200
+        wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
+        doc = status(hub)
+        assert doc["cache"]["stopped"].startswith("caching stopped (no-space): the disk of ")
+        assert doc["ready"] == {"ready": False, "reason": doc["cache"]["stopped"]}
+        browser.open(hub.hub_url + "/status")
+        text = browser.text()
+        assert "NOT READY caching stopped (no-space): the disk of" in text
+        assert re.search(r"\ncaching stopped caching stopped \(no-space\): the disk of "
+                         r".* is full .*; the hub goes on proxying\n", text), text
+        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
+        wait_for(lambda: status(hub)["ready"]["ready"], timeout=15, what="caching to resume")
+        assert status(hub)["cache"]["stopped"] is None
+        browser.open(hub.hub_url + "/status")
+        assert "caching stopped" not in browser.text()
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()
+
+
+def test_a_disk_out_of_inodes_shows_its_inodes_not_only_its_free_bytes(sandbox, browser,
+                                                                      tmp_path):
+    """Out of inodes with megabytes free: the page said 'disk 15 MiB free (95%)' and /metrics
+    had only free bytes, so nothing hinted at why caching had stopped."""
+    from tests.fixtures.tmpfs import TmpfsHub, can_mount
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=0, inodes=40)
+    try:
+        hub.start()
+        for path in ("/api/v1/pods", "/api/v1/configmaps", "/api/v1/nodes",
+                     "/api/v1/services", "/api/v1/secrets", "/api/v1/endpoints"):
+            assert hub.get(path)[0] == 200
+        wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
+        doc = status(hub)
+        assert "is out of inodes" in doc["cache"]["stopped"]
+        disk = doc["cache"]["disk"]
+        assert disk["totalInodes"] == 40 and disk["freeInodes"] < 10
+        assert disk["freePercent"] > 50  # bytes alone say all is well
+        assert hub.metric("yurthub_cache_disk_free_inodes") == disk["freeInodes"]
+        browser.open(hub.hub_url + "/status")
+        assert re.search(r"disk [\d.]+ MiB free of 16.0 MiB \([\d.]+%\), \d of 40 inodes "
+                         r"free", browser.text()), browser.text()
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()

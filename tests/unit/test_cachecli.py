@@ -270,6 +270,46 @@ def test_a_state_the_hub_would_set_aside_is_named_by_verify_and_ls(tree):
     assert "state unreadable: a view has field(s)" in row and " yes " in row
 
 
+def test_ls_shows_a_damaged_or_torn_state_as_unreadable_not_as_fresh(tree):
+    """One flipped bit in a framed _state (a view's version 100 -> 101), a torn one and an
+    empty one: the hub's start sets each aside and refuses those lists offline, so ls must
+    not show them as collections with nothing stale; show and verify go on working."""
+    pods = tree / "kubelet/pods.v1.core/_state"
+    assert b'"rv":100' in pods.read_bytes()
+    pods.write_bytes(pods.read_bytes().replace(b'"rv":100', b'"rv":101', 1))
+    leases = tree / "kube-proxy/leases.v1.coordination.k8s.io/_state"
+    leases.write_bytes(leases.read_bytes()[:40])
+    (tree / "kubelet/nodes.v1.core/_state").write_bytes(b"")
+    r = cache(tree, "ls", "-o", "wide")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    rows = {line.split()[1]: line for line in r.stdout.splitlines()[1:]}
+    for resource, why in (("pods", "torn or damaged"),
+                          ("leases.coordination.k8s.io", "torn or damaged"),
+                          ("nodes", "the file is empty")):
+        assert " yes " in rows[resource] and "state unreadable: " in rows[resource], r.stdout
+        assert why in rows[resource], r.stdout
+    assert "unreadable" not in rows["configmaps"], r.stdout
+    doc = json.loads(cache(tree, "ls", "-o", "json").stdout)
+    pods_row = next(i for i in doc["items"] if i["resource"] == "pods")
+    assert pods_row["stale"] and "state unreadable" in pods_row["staleReason"]
+    r = cache(tree, "show", "kubelet", "pods", "default/web-1")
+    assert r.returncode == 0 and json.loads(r.stdout)["metadata"]["name"] == "web-1", r.stderr
+    r = cache(tree, "verify")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "kubelet/pods.v1.core/_state: does not parse" in r.stdout
+
+
+def test_ls_reads_a_state_written_before_states_were_framed(tree):
+    """A tree an earlier version wrote (plain JSON _state) is read as it is: not stale."""
+    pods = tree / "kubelet/pods.v1.core/_state"
+    pods.write_bytes(decode_state(pods.read_bytes()))
+    assert not pods.read_bytes().startswith(b"yurthub-state ")
+    r = cache(tree, "ls", "-o", "wide")
+    row = next(line for line in r.stdout.splitlines() if " pods " in line)
+    assert " no " in row and "unreadable" not in row and "*" in row, r.stdout
+    assert cache(tree, "verify").returncode == 0
+
+
 def test_verify_names_a_document_of_the_hub_it_cannot_use(tree):
     """The filters' persisted inputs are garbage: the hub refuses filtered requests offline
     and is not ready; verify must not say ok.  The cloud's own bodies are kept as they came

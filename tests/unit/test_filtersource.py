@@ -212,3 +212,24 @@ def test_a_start_with_other_settings_marks_and_persists_them_at_once(sandbox4):
     for src in (same, older, other):
         src.upstream.close()
         src.creds.close()
+
+
+def test_an_outage_is_logged_once_per_reflector_not_at_every_retry(sandbox4, monkeypatch,
+                                                                     caplog):
+    """Offline, each reflector logged the same failure at every backoff step, then every
+    15 s for as long as the cloud was away: four lines a quarter minute, for hours."""
+    import logging
+    monkeypatch.setattr("yurthub.filtersource.BACKOFF", (0.01,))
+    caplog.set_level(logging.DEBUG, "yurthub.filtersource")
+    sandbox4.offline()
+    with Source(sandbox4) as s:
+        names = [r.name for r in s.source.reflectors]
+
+        def failures(name: str) -> list[logging.LogRecord]:
+            return [r for r in caplog.records
+                    if r.getMessage().startswith(f"{name}: ") and "again in" in r.getMessage()]
+        wait_for(lambda: all(len(failures(n)) >= 10 for n in names),
+                 what="every reflector to retry ten times")
+    for name in names:
+        said = [r for r in failures(name) if r.levelno > logging.DEBUG]
+        assert [r.levelname for r in said] == ["WARNING"], [r.getMessage() for r in said]

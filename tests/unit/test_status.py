@@ -53,3 +53,31 @@ def test_every_value_is_escaped_and_refresh_is_off_unless_asked():
     assert 'http-equiv="refresh"' not in page
     assert '<meta http-equiv="refresh" content="30">' in render(doc(), refresh=30)
     assert "1 B free of 100 B (1.0%)" in page
+
+
+def test_a_hub_not_ready_says_why_on_the_page():
+    """Caching stopped on a read-only file system, an identity problem: readyz and the
+    metrics said so, the page showed a hub at ease."""
+    stopped = ("caching stopped (read-only): the file system of /c/kubelet/pods.v1.core is "
+               "read-only ([Errno 30] Read-only file system); the hub goes on proxying")
+    base = doc()
+    page = render(doc(
+        ready={"ready": False, "reason": stopped},
+        cache={**base["cache"], "stopped": stopped},
+        identity={"method": "client certificate", "tls": "verified",
+                  "problem": "the client certificate is due for renewal at issue"}))
+    assert f'NOT READY</span> <span class="why">{stopped}</span>' in page
+    assert f'caching stopped</span> <span class="why">{stopped}</span>' in page
+    assert "client certificate <span class=\"why\">the client certificate is due" in page
+    fine = render(doc(ready={"ready": True, "reason": None}))
+    assert "NOT READY" not in fine and "caching stopped" not in fine and ">ready<" in fine
+
+
+def test_the_disk_line_names_free_inodes_where_the_file_system_counts_them():
+    base = doc()
+    page = render(doc(cache={**base["cache"], "disk": {
+        "freeBytes": 15 << 20, "totalBytes": 16 << 20, "freePercent": 93.8,
+        "freeInodes": 3, "totalInodes": 40}}))
+    assert '15.0 MiB free of 16.0 MiB (93.8%)</span>, <span class="why">3 of 40 inodes free' \
+        in page
+    assert "inodes" not in render(doc())

@@ -11,7 +11,7 @@ store transactions, so a purge is as crash-safe as any commit.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,9 +97,11 @@ class CollectionRow:
 
 
 def summarize(tree: Tree, sizes: dict[CollectionKey, tuple[int, int]],
-              component: str | None = None) -> list[CollectionRow]:
+              component: str | None = None,
+              set_aside: Callable[[CollectionKey], str] = lambda ck: "") -> list[CollectionRow]:
     """Rows for every collection of ``tree`` (of ``component``); ``sizes`` holds
-    (objects, bytes) per collection."""
+    (objects, bytes) per collection; ``set_aside`` says why the hub's start set a
+    collection's state aside (shown until a list gives it a view again)."""
     rows = []
     for ck in tree.collections():
         if component is not None and ck.component != component:
@@ -109,6 +111,9 @@ def summarize(tree: Tree, sizes: dict[CollectionKey, tuple[int, int]],
             state = CollectionState.from_json(tree.state(ck) or {})
         except ValueError as e:  # shown as it is; the hub's next start sets it aside
             state, unreadable = CollectionState(), str(e)
+        if not state.views and set_aside(ck):
+            unreadable = (f"set aside at the hub's start ({set_aside(ck)}): its lists are "
+                          "refused offline until the cloud's next list")
         objects, size = sizes.get(ck, (0, 0))
         views = [ViewRow(str(v.key), v.rv, v.synced_at, v.updated_at, v.stale, v.incomplete)
                  for v in sorted(state.views.values(), key=lambda v: str(v.key))]
@@ -122,7 +127,7 @@ def store_rows(store: DiskStore) -> list[CollectionRow]:
     """``summarize`` of the hub's open store."""
     stats = store.stats()
     sizes = {ck: (cs.objects, cs.bytes) for ck, cs in stats.collections.items()}
-    return summarize(store, sizes)
+    return summarize(store, sizes, set_aside=store.state_set_aside)
 
 
 def body_checker(tree: Tree) -> Any:
@@ -131,7 +136,10 @@ def body_checker(tree: Tree) -> Any:
 
     def check(ck: CollectionKey, ns: str, name: str, body: bytes) -> str:
         if ck not in kinds:
-            kinds[ck] = str((tree.state(ck) or {}).get("kind") or "")
+            try:
+                kinds[ck] = str((tree.state(ck) or {}).get("kind") or "")
+            except ValueError:  # the state's own problem is reported on its own line
+                kinds[ck] = ""
         return body_problem(ck, ns, name, body, kinds[ck])
     return check
 

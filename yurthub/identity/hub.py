@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource, CredentialStore, tls_context
@@ -91,6 +91,9 @@ class TokenCredentials:
 
     def identity_problem(self) -> str | None:
         return self.manager.problem()
+
+    def certificate_summary(self) -> dict[str, Any] | None:
+        return self.manager.summary()
 
 
 class HubIdentity:
@@ -178,6 +181,17 @@ class HubIdentity:
             t.stop()
         if self._store is not None:
             self._store.close()
+
+    def certificates(self) -> list[tuple[str, float, float | None]]:
+        """(which, expires at, renewal due at) of each certificate installed, epoch seconds;
+        the renewal of kubelet's certificate is kubelet's (None)."""
+        out: list[tuple[str, float, float | None]] = []
+        for manager in (self.client_manager, self.serving_manager):
+            if manager is not None and manager.current is not None:
+                out.append((manager.label, manager.current.not_after, manager.deadline))
+        if isinstance(self.source, KubeletIdentity) and self.source.certificate is not None:
+            out.append(("client", self.source.certificate.not_after, None))
+        return out
 
     def problem(self) -> str | None:
         """None when the hub can act as itself (and serve 10268), else what it waits for."""

@@ -17,6 +17,7 @@ import pwd
 import ssl
 import threading
 import time
+from typing import Any
 
 from yurthub.config import Config
 from yurthub.credentials import tls_context
@@ -66,7 +67,9 @@ class KubeletIdentity(BackgroundThread):
                               f"{_why(e)}") from None
         except ValueError as e:
             raise ConfigError(f"kubelet_conf = {cfg.kubelet_conf!r}: {e}") from None
+        self.ca_file = cfg.kubelet_conf  # where the CA comes from (for the status page)
         if ca_pem is None:
+            self.ca_file = cfg.kubelet_ca_file
             try:
                 with open(cfg.kubelet_ca_file, "rb") as f:
                     ca_pem = f.read()
@@ -120,6 +123,23 @@ class KubeletIdentity(BackgroundThread):
     @property
     def certificate(self) -> certs.CertInfo | None:
         return self._info
+
+    @property
+    def client_cert_file(self) -> str:
+        """kubelet's certificate the hub acts with (for the status page)."""
+        return self.path if self._info is not None else ""
+
+    def certificate_summary(self) -> dict[str, Any] | None:
+        """kubelet's certificate for the status page (kubelet renews it, not the hub)."""
+        info = self._info
+        if info is None:
+            return None
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        return {"notBefore": time.strftime(iso, time.gmtime(info.not_before)),
+                "notAfter": time.strftime(iso, time.gmtime(info.not_after)),
+                "renewalAt": None, "due": False, "expired": info.expired(time.time()),
+                "state": self.identity_problem() or f"kubelet's, from {self.path}; kubelet "
+                                                    "renews it"}
 
     # -- following kubelet ------------------------------------------------------------------
 

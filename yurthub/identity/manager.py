@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from yurthub.errors import CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import certs
@@ -115,6 +115,20 @@ class CertificateManager(BackgroundThread):
             return f"the {self.label} certificate expired at {_when(cur.not_after)}; " \
                    f"{self._status}"
         return self._status
+
+    def summary(self) -> dict[str, Any] | None:
+        """The installed certificate for the status page: its validity, when it is renewed,
+        whether that is already due by this node's clock, and what the manager last said
+        (None before any certificate)."""
+        cur = self.current
+        if cur is None:
+            return None
+        now = self.clock()
+        with self._lock:
+            state, deadline = self._status, self.deadline
+        return {"notBefore": _when(cur.not_before), "notAfter": _when(cur.not_after),
+                "renewalAt": _when(deadline), "due": deadline <= now,
+                "expired": cur.expired(now), "state": state}
 
     def progress(self, message: str) -> None:
         with self._lock:

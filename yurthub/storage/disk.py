@@ -88,10 +88,12 @@ class DiskStore(DamageChecks, Store):
         self._shared = Shared()
         self._colls: dict[tuple[str, str], Collection] = {}   # replaced, never mutated
         self._set_aside: dict[tuple[str, str], str] = {}       # see DamageChecks.set_aside
+        self._states_set_aside: dict[tuple[str, str], str] = {}  # see state_set_aside
         self._root_fd = -1
         self._lock_fd = -1
         self._nonres_fd = -1
-        self._damaged_docs: set[str] = set()  # non-resource documents warned of as damaged
+        # non-resource documents found damaged and not used: file name -> path
+        self._damaged_docs: dict[str, str] = {}
         self._open = False
         self._janitor: Janitor | None = None
         self.quota = quota
@@ -117,6 +119,7 @@ class DiskStore(DamageChecks, Store):
                            spares, self.state_check)
             self._colls = rec.run()
             self._set_aside = dict(report.set_aside)
+            self._states_set_aside = dict(report.states_set_aside)
         except OSError as e:
             self._close_fds()
             raise StorageError(f"cannot open the cache at {self.root}: {e}") from e
@@ -337,10 +340,19 @@ class DiskStore(DamageChecks, Store):
             return files.framed_or_legacy(files.DOC_MAGIC, data)
         except ValueError as e:
             if name not in self._damaged_docs:
-                self._damaged_docs.add(name)
+                self._damaged_docs[name] = path
                 log.warning("the cached %s is damaged (%s): not used until the cloud sends "
                             "it again", path, e)
             return None
+
+    def state_set_aside(self, ck: CollectionKey) -> str:
+        """Why the start set the collection's state aside ("" when it did not): its views
+        are gone until the cloud's next list."""
+        return self._states_set_aside.get(ck.path, "")
+
+    def damaged_documents(self) -> list[str]:
+        """The paths of the stored documents found damaged and not used, until rewritten."""
+        return sorted(self._damaged_docs.values())
 
     def stats(self) -> StoreStats:
         per = {c.key: CollectionStats(len(c.index), c.index.bytes, c.history.size)
@@ -358,7 +370,7 @@ class DiskStore(DamageChecks, Store):
             files.replace_file(self._nonres_fd, name,
                                [files.frame_head(files.DOC_MAGIC, bytes(body)), bytes(body)],
                                fsync=True)
-            self._damaged_docs.discard(name)
+            self._damaged_docs.pop(name, None)
         except OSError as e:
             self._shared.write_errors += 1
             raise StorageError(f"cannot store {path}: {e}") from e

@@ -260,6 +260,7 @@ class Recovery:
             why = f"{type(e).__name__}: {e}"
         log.warning("%s: its state cannot be read (%s): set aside; its lists are refused "
                     "offline until the cloud's next list", key, why)
+        self.report.states_set_aside[key.path] = why
         self._quarantine(coll_fd, journal.STATE_FILE, [*key.path, journal.STATE_FILE])
         return coll_mod.EMPTY_STATE
 

@@ -79,6 +79,8 @@ class RecoveryReport:
     # collections quarantined whole, (component, dirname) -> why: their objects are unknown
     # ((component, "") for a whole component)
     set_aside: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    # collections whose state was set aside (damaged, unreadable): (component, dirname) -> why
+    states_set_aside: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
 
 

@@ -108,16 +108,34 @@ class TreeReader:
         return key
 
     def state(self, ck: CollectionKey) -> dict[str, Any]:
-        """The collection's committed state, ``{}`` when it has none or it does not parse."""
+        """The collection's committed state, ``{}`` when it has none or cannot be read.
+
+        Raises ValueError naming why when the file is there but the hub's start would set
+        it aside (empty, a torn or damaged frame, not a JSON object).
+
+        why: taken as ``{}``, such a state showed in ``cache ls`` as a collection with no
+        view and nothing stale, where the hub refuses its lists offline.
+        """
         try:
             with self._coll(ck) as fd:
                 data = files.read_optional(fd, journal.STATE_FILE)
-            value = json.loads(coll_mod.decode_state(data)) if data else {}
         except PermissionError:
             raise
-        except (OSError, ValueError):
+        except OSError:
             return {}
-        return value if isinstance(value, dict) else {}
+        if data is None:
+            return {}
+        if not data:
+            raise ValueError("the file is empty")
+        try:
+            value = json.loads(coll_mod.decode_state(data))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"not JSON ({e.reason})") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not JSON ({e.msg})") from None
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
 
     def objects(self, ck: CollectionKey) -> list[ObjectFile]:
         """The object files of ``ck`` (regular files with valid names), from the directory."""

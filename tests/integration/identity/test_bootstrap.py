@@ -202,3 +202,21 @@ def test_a_pinned_ca_file_that_holds_no_certificate_stops_the_hub_with_one_line(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"'{root / 'pki' / 'ca.crt'}' holds no CA certificate" in lines[0]
+
+
+def test_the_certificates_end_and_renewal_are_on_metrics_for_the_alert_rules(cluster,
+                                                                             joining_hub):
+    """A renewal that keeps failing (a CSR nobody approves, a clock ahead of the cloud's)
+    showed nowhere a fleet's Prometheus looks until the certificate had expired and readyz
+    went 503 on the node."""
+    hub = joining_hub()
+    wait_for(lambda: (hub.root_dir / "yurthub.conf").exists(), 10, "the certificate")
+    from yurthub.identity.certs import load_pair
+    _, cert = load_pair((hub.root_dir / "pki" / "yurthub-current.pem").read_bytes())
+    begins, ends = cert.not_before, cert.not_after
+    expires = hub.metric("yurthub_certificate_expiration_timestamp_seconds",
+                         certificate="client")
+    renewal = hub.metric("yurthub_certificate_renewal_timestamp_seconds",
+                         certificate="client")
+    assert expires == ends
+    assert begins + 0.7 * (ends - begins) - 1 <= renewal <= begins + 0.9 * (ends - begins) + 1

@@ -41,3 +41,43 @@ def test_a_clock_ahead_of_the_clouds_is_reported_and_paced(cluster, tmp_path):
     finally:
         manager.stop()
     assert TOKEN not in problem
+
+
+def test_a_certificate_due_at_issue_but_still_valid_shows_on_the_status_page(cluster,
+                                                                            tmp_path):
+    """Ahead by less than the lifetime but past the renewal point: the hub works (readyz OK,
+    no identity problem) and asks for a new certificate at every backoff, for ever.  Only
+    the log said why; /status showed the certificate's file and its mtime."""
+    from tests.unit.test_status import doc
+    from yurthub.identity.hub import TokenCredentials
+    from yurthub.status import StatusSource
+    from yurthub.statuspage import render
+    cluster.controllers.cert_lifetime = 3600.0
+    cfg = config.load(None, {
+        "server_addr": cluster.url, "node_name": "node-0000", "bootstrap_mode": "token",
+        "join_token_file": str(token_file(tmp_path)),
+        "discovery_token_ca_cert_hash": cluster.ca_hash, "root_dir": str(tmp_path / "root"),
+        "disk_cache_path": str(tmp_path / "cache")})
+    files = IdentityFiles(cfg.root_dir)
+    bootstrap = Bootstrap(cfg, files, cfg.server_addr)
+    manager = CertificateManager("client", files, files.client_pair,
+                                 ClientRenewal(cfg, files, bootstrap, cfg.server_addr),
+                                 clock=lambda: time.time() + 3300.0)  # due at 70-90 %
+    manager.start()
+    try:
+        wait_for(lambda: "clock" in (manager.summary() or {}).get("state", ""), 30,
+                 "the hub to name its clock")
+        assert manager.problem() is None  # valid: readyz stays OK
+        creds = TokenCredentials(files, cfg.server_addr, manager)
+        source = StatusSource(cfg, *[None] * 7, credentials=creds,  # type: ignore[arg-type]
+                              ready=lambda: True)
+        ident = source._identity()
+    finally:
+        manager.stop()
+    cert = ident["certificate"]
+    assert cert["due"] and not cert["expired"]
+    assert "is already due for renewal by this node's clock" in cert["state"]
+    page = render(doc(identity=ident))
+    assert (f'renewal at {cert["renewalAt"]} <span class="why">the certificate just issued'
+            in page)
+    assert "is the clock ahead of the cloud&#x27;s" in page

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import time
 from pathlib import Path
 
 from kubesandbox import pki
@@ -11,6 +13,8 @@ from kubesandbox.server import Sandbox
 from tests.fixtures import free_port
 from tests.fixtures.peers import as_nobody
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from yurthub.identity.certs import load_pair
 
 
 def _kubelet_pair(sb: Sandbox, path: Path) -> str:
@@ -63,6 +67,23 @@ def test_the_hub_uses_kubelets_certificate_and_its_replacement(tmp_path, hub_fac
         wait_for(uses_second, 15, "the hub to present kubelet's new certificate")
         assert hub.ready()
         assert "using kubelet's client certificate" in hub.log()
+        # Where the operator looks: the certificate in use, when it ends, who renews it.
+        _, info = load_pair((kubelet / "kubelet-client-2.pem").read_bytes())
+        assert hub.metric("yurthub_certificate_expiration_timestamp_seconds",
+                          certificate="client") == info.not_after
+        assert hub.metric("yurthub_certificate_renewal_timestamp_seconds") == 0  # kubelet's
+        doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+        cert = doc["identity"]["certificate"]
+        # It said 'none (anonymous)', 'verified with the system's CAs': neither is so.
+        assert doc["identity"]["method"] == "client certificate"
+        assert doc["identity"]["clientCertificate"]["file"] == str(
+            kubelet / "kubelet-client-current.pem")
+        assert doc["identity"]["tls"] == f"verified with {kubelet / 'kubelet.conf'}"
+        assert cert["notAfter"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                 time.gmtime(info.not_after))
+        assert cert["renewalAt"] is None and "kubelet renews it" in cert["state"]
+        page = http(hub.hub_url + "/status")[2].decode()
+        assert f"valid {cert['notBefore']} to {cert['notAfter']} <span" in page
 
 
 def test_missing_kubelet_files_stop_serve_with_one_line(tmp_path):
