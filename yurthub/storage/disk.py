@@ -26,11 +26,12 @@ from yurthub.storage import collection as coll_mod
 from yurthub.storage import files
 from yurthub.storage.collection import Collection
 from yurthub.storage.damage import DamageChecks, close_quietly
+from yurthub.storage.documents import Documents
 from yurthub.storage.evict import Evicted, Evictions
 from yurthub.storage.history import History, HistorySlice
 from yurthub.storage.index import Index
 from yurthub.storage.janitor import Janitor
-from yurthub.storage.keys import BOOKKEEPING_PREFIX, CollectionKey, nonresource_filename
+from yurthub.storage.keys import CollectionKey
 from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
@@ -53,7 +54,7 @@ EVICT_MIN_IDLE = 30.0
 _EMPTY: Mapping[tuple[str, str], Entry] = MappingProxyType({})
 
 
-class DiskStore(DamageChecks, Store):
+class DiskStore(DamageChecks, Documents, Store):
     """The crash-safe cache tree.  The contract of each method is in storage.store.Store.
 
     ``meta_loader(ck, body)`` rebuilds an object's index metadata when startup finds a file
@@ -326,33 +327,10 @@ class DiskStore(DamageChecks, Store):
     def collections(self) -> list[CollectionKey]:
         return [c.key for c in self._colls.values()]
 
-    def read_nonresource(self, path: str) -> bytes | None:
-        """A stored document; None when there is none, or it is damaged (files.DOC_MAGIC)."""
-        name = nonresource_filename(path)
-        self._check_open()
-        try:
-            data = files.read_optional(self._nonres_fd, name)
-        except OSError as e:
-            raise StorageError(f"cannot read the cached {path}: {e}") from e
-        if data is None:
-            return None
-        try:
-            return files.framed_or_legacy(files.DOC_MAGIC, data)
-        except ValueError as e:
-            if name not in self._damaged_docs:
-                self._damaged_docs[name] = path
-                log.warning("the cached %s is damaged (%s): not used until the cloud sends "
-                            "it again", path, e)
-            return None
-
     def state_set_aside(self, ck: CollectionKey) -> str:
         """Why the start set the collection's state aside ("" when it did not): its views
         are gone until the cloud's next list."""
         return self._states_set_aside.get(ck.path, "")
-
-    def damaged_documents(self) -> list[str]:
-        """The paths of the stored documents found damaged and not used, until rewritten."""
-        return sorted(self._damaged_docs.values())
 
     def stats(self) -> StoreStats:
         per = {c.key: CollectionStats(len(c.index), c.index.bytes, c.history.size)
@@ -362,41 +340,6 @@ class DiskStore(DamageChecks, Store):
                           self._shared.write_errors, self._shared.quarantined)
 
     # -- writes (the writer thread) --------------------------------------------------------------
-
-    def write_nonresource(self, path: str, body: bytes) -> None:
-        name = nonresource_filename(path)
-        self._check_open()
-        try:
-            files.replace_file(self._nonres_fd, name,
-                               [files.frame_head(files.DOC_MAGIC, bytes(body)), bytes(body)],
-                               fsync=True)
-            self._damaged_docs.pop(name, None)
-        except OSError as e:
-            self._shared.write_errors += 1
-            raise StorageError(f"cannot store {path}: {e}") from e
-
-    def read_bookkeeping(self, name: str) -> Any:
-        """The JSON document ``_<name>`` at the cache root, None when absent.
-
-        Raises StorageError when it cannot be read, ValueError when it is torn or damaged.
-        """
-        fname = _bookkeeping_file(name)
-        self._check_open()
-        try:
-            data = files.read_optional(self._root_fd, fname)
-        except OSError as e:
-            raise StorageError(f"cannot read {fname}: {e}") from e
-        return None if data is None else files.unframe(name, data)
-
-    def write_bookkeeping(self, name: str, doc: Any) -> None:
-        """Replace ``_<name>`` at the cache root with ``doc`` (framed, 0600, atomically)."""
-        fname = _bookkeeping_file(name)
-        self._check_open()
-        try:
-            files.replace_file(self._root_fd, fname, files.frame(name, doc), fsync=True)
-        except OSError as e:
-            self._shared.write_errors += 1
-            raise StorageError(f"cannot write {fname}: {e}") from e
 
     def transaction(self, ck: CollectionKey) -> DiskTransaction:
         self._check_open()
@@ -513,8 +456,3 @@ def _mtime(fd: int) -> float:
     except OSError:
         return 0.0
 
-
-def _bookkeeping_file(name: str) -> str:
-    if not name.isidentifier() or not name.islower():
-        raise ValueError(f"{name!r} is not a bookkeeping document name")
-    return BOOKKEEPING_PREFIX + name
