@@ -144,23 +144,9 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
     sock.settimeout(0.0)
     try:
         while not dec.done:
-            got = 0
-            while got < STREAM_CHUNK:
-                try:
-                    n = sock.recv_into(view[got:], STREAM_CHUNK - got)
-                except (ssl.SSLWantReadError, BlockingIOError):
-                    if got:
-                        break  # hand on what has arrived
-                    wait_ready(sock, select.POLLIN, timeout)
-                    continue
-                except ssl.SSLWantWriteError:  # a TLS 1.2 renegotiation
-                    wait_ready(sock, select.POLLOUT, timeout)
-                    continue
-                if not n:
-                    if got:
-                        break
-                    raise ProtocolError("the body ended before its last chunk")
-                got += n
+            got, ended = recv_arrived(sock, view, STREAM_CHUNK, timeout)
+            if ended and not got:
+                raise ProtocolError("the body ended before its last chunk")
             piece = dec.feed(buf, got)
             if piece:
                 yield b"".join(piece)
@@ -178,6 +164,30 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
         conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
         if conn is not None:
             conn.close()  # why: the pool opens a new one; stray bytes are never an answer
+
+
+def recv_arrived(sock: socket.socket, view: memoryview, size: int, timeout: float | None,
+                 *, wait: bool = True) -> tuple[int, bool]:
+    """Read into ``view[:size]`` from a non-blocking ``sock`` what has arrived: waits (up
+    to ``timeout``) only for the first byte, and not at all without ``wait`` (the caller
+    holds bytes to hand on already).  Returns (bytes read, whether the peer closed the
+    connection)."""
+    got = 0
+    while got < size:
+        try:
+            n = sock.recv_into(view[got:size], size - got)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            if got or not wait:
+                break  # hand on what has arrived
+            wait_ready(sock, select.POLLIN, timeout)
+            continue
+        except ssl.SSLWantWriteError:  # a TLS 1.2 renegotiation
+            wait_ready(sock, select.POLLOUT, timeout)
+            continue
+        if not n:
+            return got, True
+        got += n
+    return got, False
 
 
 def wait_ready(sock: socket.socket, event: int, timeout: float | None) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -400,21 +399,13 @@ def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
             if got:
                 view[:got] = pending
                 pending = b""
-            while got < size:
-                try:
-                    n = sock.recv_into(view[got:size], size - got)
-                except ssl.SSLWantReadError:
-                    if got:
-                        break  # hand on what has arrived
-                    _wait(sock, select.POLLIN, timeout)
-                    continue
-                except ssl.SSLWantWriteError:  # a TLS 1.2 renegotiation
-                    _wait(sock, select.POLLOUT, timeout)
-                    continue
-                if not n:
+            if got < size:
+                n, ended = chunkedbody.recv_arrived(sock, view[got:], size - got, timeout,
+                                                    wait=not got)
+                got += n
+                if ended:
                     raise ProtocolError(f"body ended {left - got} bytes short of its "
                                         "Content-Length")
-                got += n
             left -= got
             fp.length = left
             yield bytes(view[:got])
@@ -429,9 +420,6 @@ def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
         conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
         if conn is not None:
             conn.close()  # why: the pool opens a new one; stray bytes are never an answer
-
-
-_wait = chunkedbody.wait_ready
 
 
 def interrupt(resp: UpstreamResponse) -> None:
