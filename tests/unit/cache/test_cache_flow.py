@@ -572,3 +572,23 @@ def test_a_limit_of_zero_or_less_is_no_limit(manager, feed):
         page, items = listed(manager, limit=limit)
         assert [i["metadata"]["name"] for i in items] == ["a", "b"], limit
         assert page.continue_token == ""
+
+
+LEASES = CollectionKey("kubelet", "coordination.k8s.io", "v1", "leases", True)
+
+
+@pytest.mark.parametrize("body", [
+    b"<html>portal</html>",
+    b'{"metadata":{"name":"node-a","namespace":"kube-node-lease","labels":"x"}}',
+    b'{"metadata":{"name":"node-a","namespace":"kube-node-lease","labels":[1]}}',
+], ids=["html", "labels-string", "labels-list"])
+def test_a_renewed_lease_that_is_no_object_is_not_cached_and_raises_nothing(manager, body):
+    """The health thread hands the cloud's answer to its Lease PUT over as it came; an
+    exception there ended the hub (a background thread's crash exits the process)."""
+    good = b'{"kind":"Lease","metadata":{"name":"node-a","namespace":"kube-node-lease",' \
+           b'"resourceVersion":"3"}}'
+    manager.store_object("kubelet", "coordination.k8s.io", "v1", "leases", good)
+    manager.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
+    assert manager.writer.wait_idle(10)
+    stored, _ = manager.reader.get(LEASES, "kube-node-lease", "node-a")
+    assert json.loads(stored)["metadata"]["resourceVersion"] == "3"
