@@ -41,10 +41,10 @@ from urllib3.exceptions import (
 )
 from urllib3.util.retry import Retry
 
+from yurthub.cloudconn import final_answers
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
-from yurthub.interim import final_answers
 
 log = logging.getLogger(__name__)
 

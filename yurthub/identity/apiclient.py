@@ -17,8 +17,8 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
+from yurthub.cloudconn import final_answers
 from yurthub.errors import IdentityError, UpstreamUnavailable
-from yurthub.interim import final_answers
 
 log = logging.getLogger(__name__)
 

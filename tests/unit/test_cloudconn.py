@@ -1,4 +1,5 @@
-"""Interim (1xx) answers before the cloud's answer: read past, as client-go does.
+"""Connections to the cloud: interim (1xx) answers are read past, as client-go does, and
+stray bytes after an answer are never the next one.
 
 A load balancer in front of kube-apiserver may send ``103 Early Hints`` (or a server ``102
 Processing``) before the answer.  http.client took any 1xx but 100 for the answer itself: the
@@ -31,8 +32,11 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
 
 @contextmanager
-def server(answer: bytes, context: ssl.SSLContext | None = None) -> Iterator[str]:
-    """A cloud that answers every request on every connection with ``answer``."""
+def server(answer: bytes | list[bytes], context: ssl.SSLContext | None = None
+           ) -> Iterator[str]:
+    """A cloud that answers every request with ``answer`` (a list: the n-th request on a
+    connection with its n-th item, the last one after that)."""
+    answers = answer if isinstance(answer, list) else [answer]
     lsock = socket.create_server(("127.0.0.1", 0))
     lsock.settimeout(0.2)
     port = lsock.getsockname()[1]
@@ -41,6 +45,7 @@ def server(answer: bytes, context: ssl.SSLContext | None = None) -> Iterator[str
     def handle(conn: socket.socket) -> None:
         with conn:
             buf = b""
+            n = 0
             while True:
                 while b"\r\n\r\n" not in buf:
                     data = conn.recv(4096)
@@ -48,7 +53,8 @@ def server(answer: bytes, context: ssl.SSLContext | None = None) -> Iterator[str
                         return
                     buf += data
                 buf = buf.split(b"\r\n\r\n", 1)[1]
-                conn.sendall(answer)
+                conn.sendall(answers[min(n, len(answers) - 1)])
+                n += 1
 
     def serve() -> None:
         while not done.is_set():
@@ -138,5 +144,28 @@ def test_endless_interim_responses_are_a_broken_answer_not_a_hang():
         try:
             with pytest.raises(UpstreamBroken, match="interim"):
                 get(upstream)
+        finally:
+            upstream.close()
+
+
+def test_bytes_past_a_small_tls_answer_are_never_the_next_requests_answer(tmp_path):
+    """The answer ends 8 KiB into a TLS record (http.client's buffer) and the record goes on
+    with a whole stray "answer": it stays decrypted in the SSL object, the socket is not
+    readable, and urllib3 reused the connection — the next request got the stray answer."""
+    material = tls.make_self_signed(tmp_path / "pki")
+    ctx = tls.server_context(material.server_cert, material.server_key, None)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" \
+           b"X-Pad: " % len(BODY)
+    first = head + b"p" * (8192 - len(head) - 4 - len(BODY)) + b"\r\n\r\n" + BODY
+    stray = b'{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[],"stray":true}'
+    stray_answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(stray) + stray
+    assert len(first + stray_answer) < 16384  # one TLS record
+    with server([first + stray_answer, ANSWER], ctx) as url:
+        upstream = upstream_for(url, material.ca_cert)
+        try:
+            assert get(upstream) == (200, BODY)
+            status, body = get(upstream)
+            assert b"stray" not in body
+            assert (status, body) == (200, BODY)  # the first answer of a new connection
         finally:
             upstream.close()
