@@ -12,10 +12,17 @@ alive connection.  urllib3 reuses a connection when its socket is not readable, 
 the rest may already sit decrypted in the SSL object (``pending()``), not in the socket: the
 next request on the connection, maybe another client's, got those bytes as its answer.  Such
 a connection is closed and a new one made before a request is sent on it.
+
+Malformed header lines: http.client's parser stops at a line that is no header (``X Bad:
+v``, a bare CR) and silently drops every header after it, Content-Length and
+Transfer-Encoding included; the body was then read until the connection closed (the read
+timeout on a kept-alive one) and passed on with its chunk framing.  Go's net/http refuses
+such an answer ("malformed MIME header line"); so do these connections.
 """
 
 from __future__ import annotations
 
+import email.errors
 import http.client
 import logging
 import ssl
@@ -31,6 +38,13 @@ MAX_INTERIM = 5  # as Go's net/http: more 1xx answers than this are an error
 class FinalResponse(http.client.HTTPResponse):
     """An http.client response whose status line is the first one that is not an interim
     1xx answer (101 excepted); the interim answers' headers are read and dropped."""
+
+    def begin(self) -> None:
+        super().begin()
+        if any(isinstance(d, email.errors.MissingHeaderBodySeparatorDefect)
+               for d in self.msg.defects):
+            raise http.client.HTTPException("a malformed header line in the answer (the "
+                                            "header lines after it would be lost)")
 
     def _read_status(self) -> tuple[str, int, str]:
         seen = 0

@@ -86,9 +86,9 @@ def upstream_for(url: str, ca_file: str = "") -> up.Upstream:
     return up.Upstream(cfg, Credentials(servers=(url,), ca_file=ca_file))
 
 
-def get(upstream: up.Upstream) -> tuple[int, bytes]:
+def get(upstream: up.Upstream, timeout: float = 10) -> tuple[int, bytes]:
     resp = upstream.send(upstream.servers[0], "GET", "/api/v1/namespaces/default/pods",
-                         {"User-Agent": "kubelet/v1.32.4"}, None, read_timeout=10)
+                         {"User-Agent": "kubelet/v1.32.4"}, None, read_timeout=timeout)
     try:
         return resp.status, b"".join(up.stream(resp))
     finally:
@@ -167,5 +167,21 @@ def test_bytes_past_a_small_tls_answer_are_never_the_next_requests_answer(tmp_pa
             status, body = get(upstream)
             assert b"stray" not in body
             assert (status, body) == (200, BODY)  # the first answer of a new connection
+        finally:
+            upstream.close()
+
+
+@pytest.mark.parametrize("line", [b"X Bad Name: v\r\n", b"X-Cr: a\rb\r\n"],
+                         ids=["space-in-name", "bare-cr"])
+def test_a_malformed_header_line_is_a_broken_answer_not_a_body_read_to_the_timeout(line):
+    """http.client dropped the header lines after it, Content-Length included: the body was
+    read until the (kept-alive) connection's read timeout, then cut; kubectl, directly,
+    refuses the answer at once ("malformed MIME header line")."""
+    answer = ANSWER.replace(b"Content-Type:", line + b"Content-Type:")
+    with server(answer) as url:
+        upstream = upstream_for(url)
+        try:
+            with pytest.raises(UpstreamBroken, match="malformed header line"):
+                get(upstream, timeout=2)
         finally:
             upstream.close()
