@@ -592,3 +592,17 @@ def test_a_renewed_lease_that_is_no_object_is_not_cached_and_raises_nothing(mana
     assert manager.writer.wait_idle(10)
     stored, _ = manager.reader.get(LEASES, "kube-node-lease", "node-a")
     assert json.loads(stored)["metadata"]["resourceVersion"] == "3"
+
+
+def test_an_object_of_another_kind_is_never_filed_in_a_collection(manager, feed, tmp_path):
+    """A watch of pods that delivers an Endpoints (a misbehaving cloud or a proxy that mixed
+    two streams): filed under pods it was a file `yurthub cache verify` flags, and one a
+    restart quarantines, making the view incomplete.  It is refused; the view is stale."""
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    other = {"kind": "Endpoints", "apiVersion": "v1",
+             "metadata": {"name": "b", "namespace": "default", "resourceVersion": "10"}}
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9", event_line("ADDED", other))
+    assert stored(manager) == {("default", "a"): 5}
+    want = parse_selectors("", "", "", POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert "Endpoints" in page.freshness.stale
