@@ -39,6 +39,22 @@ def _now_micro() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _lease_of(data: bytes, path: str) -> dict[str, Any]:
+    """The Lease a 200 answer carries.  A body that is none (a proxy's or captive portal's
+    HTML page in front of the apiserver) is a failed probe: the apiserver did not answer,
+    and the thread that reads it must not die of it."""
+    try:
+        lease = json.loads(data)
+    except ValueError:
+        lease = None
+    if isinstance(lease, dict):
+        md, spec = lease.get("metadata") or {}, lease.get("spec") or {}
+        if isinstance(md, dict) and isinstance(spec, dict) \
+                and isinstance(md.get("annotations") or {}, dict):
+            return lease
+    raise ProbeFailed(f"GET {path}: HTTP 200 without a Lease: {data[:80]!r}")
+
+
 class HealthChecker(BackgroundThread):
     """Keeps ``Server.healthy`` current and renews the node Lease."""
 
@@ -176,14 +192,15 @@ class HealthChecker(BackgroundThread):
                 "leaseDurationSeconds": self.cfg.kubelet_health_grace_period,
                 "renewTime": _now_micro()}
         if status == 404:
-            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                     "metadata": {"name": node, "namespace": LEASE_NAMESPACE}, "spec": spec}
+            lease: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": node, "namespace": LEASE_NAMESPACE}, "spec": spec}
             status, data = self._request(
                 server, "POST",
                 f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases", lease)
         elif status == 200:
-            lease = json.loads(data)
-            lease.setdefault("spec", {}).update(spec)
+            lease = _lease_of(data, path)
+            lease["spec"] = {**(lease.get("spec") or {}), **spec}
             annotations = (lease.get("metadata") or {}).get("annotations") or {}
             annotations.pop("openyurt.io/delegate-heartbeat", None)
             status, data = self._request(server, "PUT", path, lease)

@@ -41,6 +41,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from yurthub import chunkedbody
+from yurthub.cloudconn import final_answers
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
@@ -180,7 +181,7 @@ class Upstream:
                 kw["assert_hostname"] = False
             else:
                 kw["cert_reqs"] = "CERT_REQUIRED"
-        return urllib3.connection_from_url(url, **kw)
+        return final_answers(urllib3.connection_from_url(url, **kw))
 
     def send(self, server: Server, method: str, path_qs: str, headers: Mapping[str, str],
              body: bytes | Iterable[bytes] | None, *, read_timeout: float | None,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
 from kubesandbox.server import Sandbox
 from yurthub import config
 from yurthub.credentials import Credentials
@@ -92,3 +97,46 @@ def test_server_errors_count_as_failures(sandbox):
     sandbox.fail_next(2, status=500, match="/readyz")
     hc.probe_all()
     assert not hc.cloud_healthy()
+
+
+class _Portal(BaseHTTPRequestHandler):
+    """Something in front of the apiserver answering the Lease's GET with 200 and no Lease
+    (a captive portal's page, a proxy's JSON of another shape); /readyz is fine."""
+
+    bodies: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        body = b"ok" if self.path == "/readyz" else self.bodies[self.server.server_port]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("body", [
+    b"<html><body>Please log in</body></html>",
+    b"[1, 2]",
+    b'{"kind":"Lease","spec":"renewed"}',
+    b'{"kind":"Lease","metadata":{"annotations":["a"]}}',
+], ids=["html", "array", "spec-string", "annotations-list"])
+def test_a_lease_get_answered_without_a_lease_is_a_failed_probe_not_a_dead_hub(body):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Portal)
+    _Portal.bodies[httpd.server_port] = body
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        cfg = config.load(None, {"server_addr": url, "node_name": NODE})
+        up = Upstream(cfg, Credentials(servers=(url,)))
+        leases: list[bytes] = []
+        hc = HealthChecker(cfg, up, Metrics(), on_lease=leases.append, clock=Clock())
+        hc.kubelet_lease_seen()
+        hc.probe_all()  # raised (JSONDecodeError, AttributeError): the hub exited with 70
+        assert not hc.cloud_healthy()
+        assert "without a Lease" in up.servers[0].last_error
+        assert leases == []
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -18,6 +18,7 @@ from typing import IO
 
 from yurthub.cache.collection import CollectionWriter, ListAssembly, Mutation, index_meta, rv_of
 from yurthub.cache.entry import Entry, Sink
+from yurthub.cache.integrity import expected_type
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError, StorageError
@@ -122,6 +123,13 @@ class Handler:
         if not isinstance(md, dict) or not isinstance(labels or {}, dict):
             # The apiserver validates metadata; this is not one of its objects.
             raise DecodeError("an object whose metadata or labels are not a JSON object")
+        if self.entry.ck is not None and obj.get("kind") and obj.get("apiVersion"):
+            want = expected_type(self.entry.ck)
+            have = (obj["kind"], obj["apiVersion"])
+            if want[0] and have != want:
+                # Filed here it would be a file `cache verify` flags and a restart quarantines.
+                raise DecodeError(f"an object of kind {have[0]!r} ({have[1]!r}) among "
+                                  f"{want[0]} ({want[1]})")
         ns, name = md.get("namespace") or "", md.get("name") or ""
         try:
             validate_name(ns, name)

@@ -423,14 +423,16 @@ class CacheManager:
             obj = json.loads(body)
             md = obj.get("metadata") or {}
             namespace, name = md.get("namespace", ""), md.get("name", "")
-        except (ValueError, AttributeError):
+            entry = self._object_entry(component, group, version, resource, bool(namespace),
+                                       f"hub {resource}")
+            if entry is None:
+                return
+            meta = index_meta(obj, entry.rt)
+        except (ValueError, AttributeError, TypeError) as e:
+            # why: the cloud's answer is no object (the caller's thread must not die of it)
+            log.warning("%s %s from the cloud not cached: %s", component, resource, e)
             return
-        entry = self._object_entry(component, group, version, resource, bool(namespace),
-                                   f"hub {resource}")
-        if entry is None:
-            return
-        self.writer.submit_local(entry, namespace, name, body, index_meta(obj, entry.rt),
-                                 local=False)
+        self.writer.submit_local(entry, namespace, name, body, meta, local=False)
 
     def _object_entry(self, component: str, group: str, version: str, resource: str,
                       namespaced_hint: bool, describe: str) -> Entry | None:

@@ -17,6 +17,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
+from yurthub.cloudconn import final_answers
 from yurthub.errors import IdentityError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class ApiClient:
                 if context is None or context.verify_mode == ssl.CERT_NONE:
                     kw["cert_reqs"] = "CERT_NONE"
                     kw["assert_hostname"] = False
-            pool = urllib3.connection_from_url(server, maxsize=1, **kw)
+            pool = final_answers(urllib3.connection_from_url(server, maxsize=1, **kw))
             try:
                 with warnings.catch_warnings():
                     # Discovery's first read is unverified on purpose: the JWS and the pin

@@ -40,8 +40,8 @@ from yurthub.kube.resources import builtin
 from yurthub.kube.table import TableWriter
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering, tables, tunnel
-from yurthub.proxy.context import HOP_BY_HOP, RequestContext
-from yurthub.proxy.responses import Answer, Passthrough
+from yurthub.proxy.context import RequestContext
+from yurthub.proxy.responses import Answer, Passthrough, upstream_headers
 from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,8 @@ class RemoteProxy:
         # A list's chunks mean nothing: those that have arrived go on together.
         chunks = up.stream(resp, coalesce=not (watch or follow))
         first = b""
-        resp_headers = dict(resp.headers.items())
+        sent = list(resp.headers.items())  # a repeated name (Warning) once per value
+        resp_headers = dict(sent)
         if chain is not None and not (200 <= resp.status < 300 and filtering.filterable(
                 resp_headers.get("Content-Type"), resp_headers.get("Content-Encoding"))):
             chain = table = None  # an error Status passes through as it is
@@ -165,7 +166,7 @@ class RemoteProxy:
             return self.cache.tee_for(info, ctx.component, ctx.accept, status, resp_headers,
                                       asked_at)
 
-        out_headers = [(k, v) for k, v in resp_headers.items() if k.lower() not in HOP_BY_HOP]
+        out_headers = upstream_headers(sent, resp_headers)
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
                                long_lived=watch or follow, view=view if watch else None)
         client, verb = self.metrics.request_labels(ctx.agent, info.verb)

@@ -4,7 +4,8 @@ the answer that passes an upstream response through as it is."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from werkzeug.http import HTTP_STATUS_CODES
@@ -12,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from yurthub.errors import ApiError, InternalError, TooManyRequests
 from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
+from yurthub.proxy.context import HOP_BY_HOP
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,48 @@ def internal_error(what: str) -> Response:
     """A bug: log it with its traceback, tell the client without leaking internals."""
     log.exception("internal error while %s", what)
     return status_response(InternalError(f"yurthub failed while {what}; see its log"))
+
+
+# What an HTTP server may send (RFC 9110 5.1, 5.5; gunicorn checks the same and refuses the
+# whole answer otherwise).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
+_LENGTH = re.compile(r"[ \t]*[0-9]+[ \t]*")
+
+
+def upstream_headers(sent: Iterable[tuple[str, str]], final: Mapping[str, str] | None = None
+                     ) -> list[tuple[str, str]]:
+    """The headers of an upstream answer, to send to its client.
+
+    ``sent``: each header line as the cloud sent it, a repeated name repeated (kube-apiserver
+    sends one ``Warning`` per warning, and kubectl prints each); ``final``: one value per
+    name, as the proxy changed them (a filtered body's length and encoding), None when it
+    changed none.  A name changed or added goes out once with its new value, one dropped not
+    at all, one unchanged with every value the cloud sent.  Hop-by-hop headers are dropped,
+    Content-Length goes out once, and so do header lines no HTTP server may send (a name that
+    is no token, a value with control characters, a length that is no number): gunicorn
+    refused the whole answer for one of them (a 500), Go's server (YurtHub's) drops them.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, value in sent:
+        groups.setdefault(name, []).append(value)
+    if final is None:
+        final = {name: values[-1] for name, values in groups.items()}
+    out = []
+    for name, value in final.items():
+        low = name.lower()
+        if low in HOP_BY_HOP:
+            continue
+        values = groups.get(name)
+        if not values or values[-1] != value or low == "content-length":
+            values = [value]
+        for v in values:
+            if _TOKEN.fullmatch(name) and _VALUE.fullmatch(v) and (
+                    low != "content-length" or _LENGTH.fullmatch(v)):
+                out.append((name, v))
+            else:
+                log.debug("a response header no server may send is dropped: %r", name)
+    return out
 
 
 class Passthrough:

@@ -25,7 +25,8 @@ from werkzeug.wrappers import Response
 
 from yurthub import upstream as up
 from yurthub.errors import BadGateway, UpstreamUnavailable
-from yurthub.proxy.context import BUFFERED_BODY_LIMIT, HOP_BY_HOP, RequestContext
+from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
+from yurthub.proxy.responses import upstream_headers
 from yurthub.proxy.streams import Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -212,8 +213,7 @@ def _refusal(sock: socket.socket, status: int, headers: list[tuple[str, str]],
             body = body[:want]
     except OSError as e:
         raise BadGateway(f"the cloud apiserver's answer to the upgrade broke: {e}") from e
-    out = [(k, v) for k, v in headers
-           if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"]
+    out = [(k, v) for k, v in upstream_headers(headers) if k.lower() != "content-length"]
     return Response(body, status=status, headers=out)
 
 

@@ -589,3 +589,37 @@ def test_a_pager_that_stopped_after_one_page_does_not_hold_back_the_next_list(
     assert feed.respond("/api/v1/pods?limit=2&continue=t1", list_body(pods[2:4], 30,
                                                                       cont="t2"))
     assert listed(manager)[0].resource_version == 31
+
+
+LEASES = CollectionKey("kubelet", "coordination.k8s.io", "v1", "leases", True)
+
+
+@pytest.mark.parametrize("body", [
+    b"<html>portal</html>",
+    b'{"metadata":{"name":"node-a","namespace":"kube-node-lease","labels":"x"}}',
+    b'{"metadata":{"name":"node-a","namespace":"kube-node-lease","labels":[1]}}',
+], ids=["html", "labels-string", "labels-list"])
+def test_a_renewed_lease_that_is_no_object_is_not_cached_and_raises_nothing(manager, body):
+    """The health thread hands the cloud's answer to its Lease PUT over as it came; an
+    exception there ended the hub (a background thread's crash exits the process)."""
+    good = b'{"kind":"Lease","metadata":{"name":"node-a","namespace":"kube-node-lease",' \
+           b'"resourceVersion":"3"}}'
+    manager.store_object("kubelet", "coordination.k8s.io", "v1", "leases", good)
+    manager.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
+    assert manager.writer.wait_idle(10)
+    stored, _ = manager.reader.get(LEASES, "kube-node-lease", "node-a")
+    assert json.loads(stored)["metadata"]["resourceVersion"] == "3"
+
+
+def test_an_object_of_another_kind_is_never_filed_in_a_collection(manager, feed, tmp_path):
+    """A watch of pods that delivers an Endpoints (a misbehaving cloud or a proxy that mixed
+    two streams): filed under pods it was a file `yurthub cache verify` flags, and one a
+    restart quarantines, making the view incomplete.  It is refused; the view is stale."""
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    other = {"kind": "Endpoints", "apiVersion": "v1",
+             "metadata": {"name": "b", "namespace": "default", "resourceVersion": "10"}}
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9", event_line("ADDED", other))
+    assert stored(manager) == {("default", "a"): 5}
+    want = parse_selectors("", "", "", POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
+    assert "Endpoints" in page.freshness.stale

@@ -1,0 +1,92 @@
+"""urllib3 connections to the cloud, with two corrections to http.client's reading.
+
+Interim answers: http.client skips ``100 Continue`` only, and any other 1xx before the answer
+(``103 Early Hints`` from a load balancer in front of kube-apiserver, ``102 Processing``) is
+taken as the final response, with no body, the real answer left unread on the connection.
+The hub then passed a 103 on, and its client waited for an answer that never came.
+client-go and kubectl (Go's net/http) read past up to five 1xx answers and fail after that;
+so do these connections.  ``101 Switching Protocols`` stays final (an upgrade).
+
+Stray bytes: a server that sends more than its Content-Length leaves the rest on the kept-
+alive connection.  urllib3 reuses a connection when its socket is not readable, but over TLS
+the rest may already sit decrypted in the SSL object (``pending()``), not in the socket: the
+next request on the connection, maybe another client's, got those bytes as its answer.  Such
+a connection is closed and a new one made before a request is sent on it.
+
+Malformed header lines: http.client's parser stops at a line that is no header (``X Bad:
+v``, a bare CR) and silently drops every header after it, Content-Length and
+Transfer-Encoding included; the body was then read until the connection closed (the read
+timeout on a kept-alive one) and passed on with its chunk framing.  Go's net/http refuses
+such an answer ("malformed MIME header line"); so do these connections.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import http.client
+import logging
+import ssl
+from typing import Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+log = logging.getLogger(__name__)
+
+MAX_INTERIM = 5  # as Go's net/http: more 1xx answers than this are an error
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """An http.client response whose status line is the first one that is not an interim
+    1xx answer (101 excepted); the interim answers' headers are read and dropped."""
+
+    def begin(self) -> None:
+        super().begin()
+        if any(isinstance(d, email.errors.MissingHeaderBodySeparatorDefect)
+               for d in self.msg.defects):
+            raise http.client.HTTPException("a malformed header line in the answer (the "
+                                            "header lines after it would be lost)")
+
+    def _read_status(self) -> tuple[str, int, str]:
+        seen = 0
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200 or status == 101:
+                return version, status, reason
+            seen += 1
+            if seen > MAX_INTERIM:
+                raise http.client.HTTPException(
+                    f"more than {MAX_INTERIM} interim (1xx) responses before the answer")
+            http.client.parse_headers(self.fp)
+
+
+class FinalHTTPConnection(HTTPConnection):
+    response_class = FinalResponse
+
+
+class FinalHTTPSConnection(HTTPSConnection):
+    response_class = FinalResponse
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._drop_stray_bytes()
+        return super().request(*args, **kwargs)
+
+    def request_chunked(self, *args: Any, **kwargs: Any) -> Any:  # urllib3 1.26
+        self._drop_stray_bytes()
+        return super().request_chunked(*args, **kwargs)
+
+    def _drop_stray_bytes(self) -> None:
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            # why: bytes past the last answer's end are never the next request's answer
+            log.debug("%s:%s sent %d bytes past its answer: new connection", self.host,
+                      self.port, sock.pending())
+            self.close()  # http.client connects again when the request is sent
+
+
+def final_answers(pool: Any) -> Any:
+    """``pool`` (urllib3's HTTP or HTTPS pool), its new connections the ones above."""
+    if issubclass(pool.ConnectionCls, HTTPSConnection):
+        pool.ConnectionCls = FinalHTTPSConnection
+    else:
+        pool.ConnectionCls = FinalHTTPConnection
+    return pool
