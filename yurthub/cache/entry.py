@@ -1,8 +1,9 @@
 """What a teed response becomes in the cache (``Entry``), and what its handler may ask of
 the writer thread that owns the cache tree (``Sink``).
 
-The handlers (cache/handlers.py) turn bytes into mutations; the writer (cache/writer.py)
-owns the collections and the pipes.  Both import this module, never each other.
+The handlers (cache/handlers.py, cache/list_handler.py) turn bytes into mutations; the
+writer (cache/writer.py) owns the collections and the pipes.  Both import this module,
+never each other.
 """
 
 from __future__ import annotations

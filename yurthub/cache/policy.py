@@ -71,7 +71,7 @@ def cacheable(info: RequestInfo, component: str, agents: frozenset[str],
     CSRs or SubjectAccessReviews. Added here: HEAD (no body); other reviews, tokens, bindings
     and evictions;
     dry runs (nothing was stored); ``as=Table`` asked for (what the server sent decides:
-    the cache stores a Table's rows' whole objects, see cache/handlers.py); and lists of a
+    the cache stores a Table's rows' whole objects, see cache/list_handler.py); and lists of a
     historical snapshot (see ``is_historical_list``).
     """
     if not component:

@@ -28,13 +28,8 @@ from yurthub import linux
 from yurthub.cache import inventory
 from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
-from yurthub.cache.handlers import (
-    Handler,
-    ListHandler,
-    NonResourceHandler,
-    ObjectHandler,
-    WatchHandler,
-)
+from yurthub.cache.handlers import Handler, NonResourceHandler, ObjectHandler, WatchHandler
+from yurthub.cache.list_handler import ListHandler
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
 from yurthub.cache.space import SpaceGuard, is_no_space, is_read_only
 from yurthub.cache.staleness import StaleMarks

@@ -221,3 +221,18 @@ def list_meta(resource_version: str, continue_token: str = "",
     if remaining is not None:
         meta["remainingItemCount"] = remaining
     return meta
+
+
+def row_object(row: object) -> tuple[dict[str, Any], bytes] | None:
+    """A Table row's whole object and its JSON (``includeObject=Object``); None when the row
+    holds less (its metadata only, or nothing)."""
+    obj = row.get("object") if isinstance(row, dict) else None
+    if not isinstance(obj, dict) or obj.get("kind") in ("", None, "PartialObjectMetadata"):
+        return None
+    return obj, json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def one_row_object(table: Mapping[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+    """The whole object of a one-row Table (a ``get``), or None."""
+    rows = table.get("rows")
+    return row_object(rows[0]) if isinstance(rows, list) and len(rows) == 1 else None

@@ -43,6 +43,8 @@ from yurthub.proxy.context import RequestContext
 
 def requested_table(accept: str) -> kaccept.Transform | None:
     """The Table this Accept header gets from kube-apiserver (as JSON), or None."""
+    if "Table" not in accept:
+        return None  # every request asks this: most need no parse to say so
     n = kaccept.negotiate(accept)
     if n is None or n.transform is None or not n.transform.is_table:
         return None
@@ -197,7 +199,7 @@ def one_table(body: bytes, writer: TableWriter) -> bytes:
 def whole_objects_path(path_qs: str) -> str | None:
     """The upstream path of a Table ``get``/``list`` by a cache agent, asking the cloud for
     every row's whole object (``includeObject=Object``) so that the cache can store them
-    and print kubectl's columns offline (cache/handlers.py); None to send it as it came.
+    and print kubectl's columns offline (cache/list_handler.py); None to send it as it came.
 
     The client gets the cloud's own Table, cells and all; each row's ``object`` is a
     superset of the metadata it asked for, which kubectl reads the same way.  An

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod
-from yurthub.cache import handlers
+from yurthub.cache import handlers, list_handler
 from yurthub.cache.views import parse_selectors
 from yurthub.errors import Gone, NotFound, ServiceUnavailable
 from yurthub.kube.requestinfo import parse_request_info
@@ -403,7 +403,6 @@ def test_odd_discovery_documents_and_kinds_never_stop_the_writer(manager, feed):
 def test_a_bug_on_one_entry_drops_that_entry_not_the_hub(manager, feed, monkeypatch, caplog):
     """A response that trips a bug must not crash-loop the hub (every relist would bring it
     back): the entry is dropped, its collection reloaded from disk, the writer goes on."""
-    from yurthub.cache import handlers
 
     real = handlers.index_meta
 
@@ -579,7 +578,7 @@ def test_a_pager_that_stopped_after_one_page_does_not_hold_back_the_next_list(
         manager, feed, monkeypatch):
     """A client that read one page and went away must not park every later list of the
     collection until the page timeout (a minute: their tees filling the memory limit)."""
-    monkeypatch.setattr(handlers, "PAGE_GAP", 0.0, raising=False)
+    monkeypatch.setattr(list_handler, "PAGE_GAP", 0.0, raising=False)
     pods = [pod(f"p{i}", rv=i + 1) for i in range(5)]
     feed.respond("/api/v1/pods?limit=2", list_body(pods[:2], 30, cont="t1"))  # then nothing
     assert feed.respond("/api/v1/pods", list_body(pods, 31))  # committed, not parked

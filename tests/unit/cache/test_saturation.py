@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.cache.conftest import PODS, event_line, list_body, pod, running_manager
-from yurthub.cache import handlers
+from yurthub.cache import list_handler
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import parse_selectors
@@ -199,7 +199,7 @@ def test_a_parked_list_whose_client_went_away_lets_its_pipe_go_at_once(fresh_man
     """A list waiting for another list of its collection (here a pager that stopped after
     its first page) holds a pipe and a spool; once its response broke it can never be
     committed, and they go at once, not when its turn would come."""
-    monkeypatch.setattr(handlers, "PAGE_GAP", 600.0)  # the pager holds the collection
+    monkeypatch.setattr(list_handler, "PAGE_GAP", 600.0)  # the pager holds the collection
     m = fresh_manager
     first = open_tee(m, "/api/v1/pods?limit=1")
     first.write(b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"9",'
