@@ -16,8 +16,11 @@ from yurthub.identity.manager import CertificateManager
 AHEAD = 2 * 3600.0  # the node's clock, against the cloud's
 
 
-def test_a_clock_ahead_of_the_clouds_is_reported_and_paced(cluster, tmp_path):
-    cluster.controllers.cert_lifetime = 3600.0  # every certificate ends before "now"
+def _manager(cluster, tmp_path, ahead: float) -> tuple[config.Config, IdentityFiles,
+                                                       CertificateManager]:
+    """The client certificate's manager of a node whose clock is ``ahead`` of the cloud's,
+    the cloud issuing certificates of an hour."""
+    cluster.controllers.cert_lifetime = 3600.0
     cfg = config.load(None, {
         "server_addr": cluster.url, "node_name": "node-0000", "bootstrap_mode": "token",
         "join_token_file": str(token_file(tmp_path)),
@@ -25,9 +28,14 @@ def test_a_clock_ahead_of_the_clouds_is_reported_and_paced(cluster, tmp_path):
         "disk_cache_path": str(tmp_path / "cache")})
     files = IdentityFiles(cfg.root_dir)
     bootstrap = Bootstrap(cfg, files, cfg.server_addr)
-    manager = CertificateManager("client", files, files.client_pair,
-                                 ClientRenewal(cfg, files, bootstrap, cfg.server_addr),
-                                 clock=lambda: time.time() + AHEAD)
+    return cfg, files, CertificateManager(
+        "client", files, files.client_pair,
+        ClientRenewal(cfg, files, bootstrap, cfg.server_addr),
+        clock=lambda: time.time() + ahead)
+
+
+def test_a_clock_ahead_of_the_clouds_is_reported_and_paced(cluster, tmp_path):
+    _, _, manager = _manager(cluster, tmp_path, AHEAD)  # every certificate ends before "now"
     manager.start()
     try:
         # the first certificate arrives and is already expired by this clock: it was asked
@@ -52,17 +60,7 @@ def test_a_certificate_due_at_issue_but_still_valid_shows_on_the_status_page(clu
     from yurthub.identity.hub import TokenCredentials
     from yurthub.status import StatusSource
     from yurthub.statuspage import render
-    cluster.controllers.cert_lifetime = 3600.0
-    cfg = config.load(None, {
-        "server_addr": cluster.url, "node_name": "node-0000", "bootstrap_mode": "token",
-        "join_token_file": str(token_file(tmp_path)),
-        "discovery_token_ca_cert_hash": cluster.ca_hash, "root_dir": str(tmp_path / "root"),
-        "disk_cache_path": str(tmp_path / "cache")})
-    files = IdentityFiles(cfg.root_dir)
-    bootstrap = Bootstrap(cfg, files, cfg.server_addr)
-    manager = CertificateManager("client", files, files.client_pair,
-                                 ClientRenewal(cfg, files, bootstrap, cfg.server_addr),
-                                 clock=lambda: time.time() + 3300.0)  # due at 70-90 %
+    cfg, files, manager = _manager(cluster, tmp_path, 3300.0)  # due at 70-90 %
     manager.start()
     try:
         wait_for(lambda: "clock" in (manager.summary() or {}).get("state", ""), 30,
