@@ -303,6 +303,21 @@ def test_a_watch_event_that_finds_the_disk_full_is_no_write_error(small, monkeyp
     assert stale and all("No space left on device" in m for m in stale), stale
 
 
+def _erofs(*args, **kw):
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+def _mounted(ro: dict[str, bool]):
+    """os.statvfs saying the file system is read-only while ``ro["on"]``."""
+    real_statvfs = os.statvfs
+
+    def statvfs(path):
+        st = real_statvfs(path)
+        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
+        return os.statvfs_result((*st[:8], flag, st.f_namemax))
+    return statvfs
+
+
 def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, monkeypatch,
                                                                           caplog):
     """ext4's errors=remount-ro after an I/O error, or an operator's remount: every write is
@@ -310,18 +325,10 @@ def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, 
     response teed again; now caching stops (read-only) once, and resumes by itself."""
     feed = Feeder(small)
     feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
-    real_write, real_statvfs = files.write_new, os.statvfs
+    real_write = files.write_new
     ro = {"on": True}
-
-    def read_only(*args, **kw):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    def statvfs(path):
-        st = real_statvfs(path)
-        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
-        return os.statvfs_result((*st[:8], flag, st.f_namemax))
-
-    monkeypatch.setattr(files, "write_new", read_only)
+    statvfs = _mounted(ro)
+    monkeypatch.setattr(files, "write_new", _erofs)
     monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
     feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
                  event_line("ADDED", pod("b", rv=11)))
@@ -347,18 +354,9 @@ def test_read_only_before_a_new_collection_had_its_directory_still_resumes(small
     """EROFS making the first directory of a collection: its path never existed, and the
     look at whether the file system is writable again must not fail on it for ever."""
     feed = Feeder(small)
-    real_statvfs = os.statvfs
     ro = {"on": True}
-
-    def mkdir_ro(*args, **kw):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    def statvfs(path):
-        st = real_statvfs(path)
-        flag = st.f_flag | os.ST_RDONLY if ro["on"] else st.f_flag & ~os.ST_RDONLY
-        return os.statvfs_result((*st[:8], flag, st.f_namemax))
-
-    monkeypatch.setattr(files, "open_dir", mkdir_ro)
+    statvfs = _mounted(ro)
+    monkeypatch.setattr(files, "open_dir", _erofs)
     monkeypatch.setattr(space_mod.os, "statvfs", statvfs)
     feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
     assert "caching stopped (read-only)" in (small.not_ready() or "")
