@@ -152,18 +152,29 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
                 yield b"".join(piece)
     finally:
         view.release()
-        try:
-            sock.settimeout(timeout)
-        except OSError:
-            pass  # why: the connection was closed meanwhile; it is not reused
+        restore_timeout(sock, timeout)
     fp.chunk_left = 0
-    fp.close()  # the body ended with its last chunk: the connection may be reused ...
+    body_ended(resp, fp, sock, stray=bool(dec.extra))
+
+
+def restore_timeout(sock: socket.socket, timeout: float | None) -> None:
+    """Give the socket back its blocking timeout after a direct read."""
+    try:
+        sock.settimeout(timeout)
+    except OSError:
+        pass  # why: the connection was closed meanwhile; it is not reused
+
+
+def body_ended(resp: Any, fp: Any, sock: socket.socket, *, stray: bool = False) -> None:
+    """The body was read whole, straight from the socket: the connection goes back to the
+    pool, unless the server sent more than the body (``stray``, or bytes the TLS layer
+    holds already): the pool then opens a new one, stray bytes are never an answer."""
+    fp.close()
     pending = getattr(sock, "pending", None)
-    if dec.extra or (pending is not None and pending()):
-        # ... unless the server sent more than the body
+    if stray or (pending is not None and pending()):
         conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
         if conn is not None:
-            conn.close()  # why: the pool opens a new one; stray bytes are never an answer
+            conn.close()
 
 
 def recv_arrived(sock: socket.socket, view: memoryview, size: int, timeout: float | None,

@@ -412,15 +412,8 @@ def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
             yield bytes(view[:got])
     finally:
         view.release()
-        try:
-            sock.settimeout(timeout)
-        except OSError:
-            pass  # why: the connection was closed meanwhile; it is not reused
-    fp.close()  # the body ended at its length: the connection may be reused ...
-    if sock.pending():  # ... unless the server sent more than it announced
-        conn = getattr(resp, "_connection", None) or getattr(resp, "connection", None)
-        if conn is not None:
-            conn.close()  # why: the pool opens a new one; stray bytes are never an answer
+        chunkedbody.restore_timeout(sock, timeout)
+    chunkedbody.body_ended(resp, fp, sock)
 
 
 def interrupt(resp: UpstreamResponse) -> None:
