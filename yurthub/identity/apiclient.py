@@ -12,7 +12,7 @@ import logging
 import ssl
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning
@@ -23,6 +23,14 @@ from yurthub.errors import IdentityError, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
+
+
+class JsonClient(Protocol):
+    """What the identity work asks the apiserver through (``ApiClient`` and clients that
+    pick their credential at each request)."""
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """``(status, decoded JSON or None)``; UpstreamUnavailable when no server answered."""
 
 
 class ApiClient:

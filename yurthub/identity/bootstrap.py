@@ -29,6 +29,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -36,7 +37,7 @@ import yaml
 from yurthub.config import Config
 from yurthub.errors import ConfigError, CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import discovery
-from yurthub.identity.apiclient import ApiClient
+from yurthub.identity.apiclient import ApiClient, JsonClient
 from yurthub.identity.certs import CertInfo, ca_pins
 from yurthub.identity.csr import CLIENT_SIGNER, CLIENT_USAGES, CertificateRequest
 from yurthub.identity.files import IdentityFiles
@@ -347,7 +348,7 @@ class Bootstrap:
 class ClientRenewal:
     """The hub's client certificate: CN ``system:node:<node>``, O ``openyurt:yurthub``,
     ``system:nodes`` and ``hub_cert_organizations``; asked with the current certificate
-    while it is valid, else with the bootstrap token."""
+    while it is valid, else with the bootstrap token (chosen at each request)."""
 
     def __init__(self, cfg: Config, files: IdentityFiles, bootstrap: Bootstrap,
                  servers: tuple[str, ...]) -> None:
@@ -356,6 +357,7 @@ class ClientRenewal:
         self.bootstrap = bootstrap
         self.servers = servers
         self._current_refused = False
+        self._asking: _RenewalClient | None = None
 
     def request(self) -> CertificateRequest:
         orgs = ["openyurt:yurthub", "system:nodes"]
@@ -363,21 +365,27 @@ class ClientRenewal:
         return CertificateRequest(f"system:node:{self.cfg.node_name}", tuple(orgs),
                                   CLIENT_SIGNER, CLIENT_USAGES)
 
-    def client(self, current_valid: bool) -> ApiClient:
-        if current_valid and not self._current_refused:
-            ca = self.files.read(self.files.ca) or b""
-            ctx = discovery.ca_context(ca)
-            ctx.load_cert_chain(self.files.client_pair)
-            return ApiClient(self.servers, ctx)
+    def client(self, current_valid: Callable[[], bool]) -> JsonClient:
+        # A certificate the cloud refused while valid is not offered again in this
+        # renewal; the one the renewal brings is tried at the next.
+        refused, self._current_refused = self._current_refused, False
+        self._asking = _RenewalClient(self, current_valid, refused)
+        return self._asking
+
+    def current_client(self) -> ApiClient:
+        ca = self.files.read(self.files.ca) or b""
+        ctx = discovery.ca_context(ca)
+        ctx.load_cert_chain(self.files.client_pair)
+        return ApiClient(self.servers, ctx)
+
+    def bootstrap_client(self) -> ApiClient:
         self.bootstrap.token_changed.clear()
         try:
-            client = self.bootstrap.client()
+            return self.bootstrap.client()
         except ConfigError as e:
             # a configured token the cloud refuses (DiscoveryRefused) while the hub runs:
             # readyz says it and the manager retries; it must not end the manager's thread
             raise IdentityError(str(e)) from None
-        self._current_refused = False  # the certificate this brings is tried next time
-        return client
 
     def unsatisfied(self, cert: CertInfo, resolve: bool = False) -> str | None:
         """Always None: a client certificate of another node (a renamed node) is asked
@@ -385,12 +393,36 @@ class ClientRenewal:
         return None
 
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
-        if current_valid and not self._current_refused:
+        if self._asking is not None and self._asking.used_current:
             self._current_refused = True  # next try: the bootstrap token
             log.warning("the cloud refused the hub's certificate (%s); bootstrapping again", e)
             return
-        self._current_refused = False
         raise IdentityError(f"the bootstrap token was refused ({e}): it has expired or was "
                             "deleted; POST {\"jointoken\": \"<new token>\"} to /v1/token on "
                             "the serve port") from e
 
+
+
+class _RenewalClient:
+    """One renewal's requests: with the hub's certificate while it is valid, then with the
+    bootstrap token, chosen at each request.  A request whose approval outlasts the
+    certificate is still polled, and its certificate collected, with the token: it is not
+    abandoned for a new one (the operator approved the one they saw pending)."""
+
+    def __init__(self, renewal: ClientRenewal, current_valid: Callable[[], bool],
+                 refused: bool) -> None:
+        self._renewal = renewal
+        self._valid = current_valid
+        self._refused = refused
+        self._clients: dict[bool, ApiClient] = {}
+        self.used_current = False
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        current = not self._refused and self._valid()
+        client = self._clients.get(current)
+        if client is None:
+            renewal = self._renewal
+            client = renewal.current_client() if current else renewal.bootstrap_client()
+            self._clients[current] = client
+        self.used_current = current
+        return client.request(method, path, body)

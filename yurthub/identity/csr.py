@@ -19,7 +19,7 @@ from typing import Any
 
 from yurthub.errors import CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import certs
-from yurthub.identity.apiclient import ApiClient, status_message
+from yurthub.identity.apiclient import JsonClient, status_message
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _check(status: int, body: Any, doing: str) -> None:
         raise UpstreamUnavailable(f"{doing}: {status_message(status, body)}")
 
 
-def request_certificate(client: ApiClient, req: CertificateRequest, key: certs.PrivateKey, *,
+def request_certificate(client: JsonClient, req: CertificateRequest, key: certs.PrivateKey, *,
                         progress: Progress, stopping: threading.Event,
                         deny_retry: Sequence[str] = ()) -> bytes:
     """The issued certificate (PEM) for ``key``; raises IdentityError, CredentialRejected,

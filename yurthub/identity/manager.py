@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from yurthub.errors import CredentialRejected, IdentityError, UpstreamUnavailable
 from yurthub.identity import certs
-from yurthub.identity.apiclient import ApiClient
+from yurthub.identity.apiclient import JsonClient
 from yurthub.identity.csr import CertificateRequest, request_certificate
 from yurthub.identity.files import IdentityFiles
 from yurthub.threads import BackgroundThread
@@ -37,8 +37,9 @@ class Renewal(Protocol):
     def request(self) -> CertificateRequest:
         """Subject, signer, usages and SANs of the next request."""
 
-    def client(self, current_valid: bool) -> ApiClient:
-        """The apiserver client to ask with (the current certificate while it is valid)."""
+    def client(self, current_valid: Callable[[], bool]) -> JsonClient:
+        """The apiserver client to ask with (the current certificate while it is valid:
+        ``current_valid`` says so at the moment of each request)."""
 
     def rejected(self, e: CredentialRejected, current_valid: bool) -> None:
         """The cloud refused the credential ``client`` gave (raise to wait, or return)."""
@@ -222,7 +223,7 @@ class CertificateManager(BackgroundThread):
         (also when it cannot be written) or UpstreamUnavailable."""
         valid = self.valid()
         request = self.renewal.request()
-        client = self.renewal.client(valid)
+        client = self.renewal.client(self.valid)
         key = certs.new_key()
         try:
             pem = request_certificate(client, request, key, progress=self.progress,

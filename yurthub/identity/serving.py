@@ -108,7 +108,7 @@ class ServingRenewal:
         return CertificateRequest(f"system:node:{self.cfg.node_name}", ("system:nodes",),
                                   SERVING_SIGNER, SERVING_USAGES, KUBERNETES_DNS, ips)
 
-    def client(self, current_valid: bool) -> ApiClient:
+    def client(self, current_valid: Callable[[], bool]) -> ApiClient:
         return self._client()
 
     def unsatisfied(self, cert: CertInfo, resolve: bool = False) -> str | None:

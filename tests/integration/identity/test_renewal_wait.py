@@ -1,0 +1,62 @@
+"""A renewal whose CertificateSigningRequest waits for approval longer than the current
+certificate lives: the hub must keep waiting for that request (asking with the bootstrap
+token once the certificate has expired) and install what it brings, not abandon it.
+
+Before, the first poll after the expiry was refused (an expired certificate authenticates
+nobody), the hub logged that the cloud "refused the hub's certificate" and created another
+request: the operator approving the one they saw pending got nothing for it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tests.fixtures.waiting import wait_for
+from tests.integration.identity.conftest import token_file
+from yurthub import config
+from yurthub.identity.bootstrap import Bootstrap, ClientRenewal
+from yurthub.identity.files import IdentityFiles
+from yurthub.identity.manager import CertificateManager
+
+LIFETIME = 4.0  # seconds: the renewal is asked for 2.8-3.6 s after the first issue
+
+
+def test_a_request_approved_after_the_certificate_expired_is_the_one_installed(
+        cluster, tmp_path, caplog):
+    cluster.controllers.cert_lifetime = LIFETIME
+    cfg = config.load(None, {
+        "server_addr": cluster.url, "node_name": "node-0000", "bootstrap_mode": "token",
+        "join_token_file": str(token_file(tmp_path)),
+        "discovery_token_ca_cert_hash": cluster.ca_hash, "root_dir": str(tmp_path / "root"),
+        "disk_cache_path": str(tmp_path / "cache")})
+    files = IdentityFiles(cfg.root_dir)
+    manager = CertificateManager("client", files, files.client_pair,
+                                 ClientRenewal(cfg, files, Bootstrap(cfg, files,
+                                                                     cfg.server_addr),
+                                               cfg.server_addr))
+    caplog.set_level(logging.INFO)
+    manager.start()
+    try:
+        first = wait_for(lambda: manager.current, 30, "the first certificate")
+        cluster.csr_auto_approve = False  # the operator approves renewals by hand
+        pending = wait_for(lambda: [c for c in cluster.csrs()
+                                    if not (c.get("status") or {}).get("certificate")],
+                           30, "the renewal's CertificateSigningRequest")
+        assert len(pending) == 1
+        # the certificate expires while its successor waits, and the hub keeps polling
+        wait_for(lambda: time.time() > first.not_after + 3 * 2.0, 30,
+                 "a few polls after the expiry")
+        cluster.controllers.cert_lifetime = 3600.0
+        cluster.approve_csr(pending[0]["metadata"]["name"])
+        name = pending[0]["metadata"]["name"]
+        installed = wait_for(lambda: manager.current if manager.current is not None
+                             and manager.current.serial != first.serial else None,
+                             30, "the approved certificate to be installed")
+    finally:
+        manager.stop()
+    issued = {c["metadata"]["name"]: c for c in cluster.csrs()}
+    assert len(issued) == 2, f"the hub asked again instead of waiting: {sorted(issued)}"
+    assert installed.not_after - installed.not_before > 1000  # the one approved by hand
+    assert (issued[name].get("status") or {}).get("certificate")
+    assert "refused the hub's certificate" not in caplog.text
+    assert manager.problem() is None
