@@ -175,7 +175,7 @@ class Hub:
                         server, "over plain HTTP" if why == "http" else
                         "without checking its certificate (insecure_skip_tls_verify)")
         report = self.store.open()
-        log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report)
+        log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report.summary())
         self.guard.start(self.store)
         self.identity.start()
         self.cache.start(report.lost)

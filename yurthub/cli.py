@@ -107,13 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(args: argparse.Namespace) -> config.Config:
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
     overrides = {}
     for f in config.settings():
         value = getattr(args, f.name, None)
         if value is not None:
             overrides[f.name] = ",".join(value) if isinstance(value, list) else value
-    return config.load(args.config, overrides)
+    return overrides
+
+
+def load_config(args: argparse.Namespace) -> config.Config:
+    return config.load(args.config, _overrides(args))
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -122,7 +126,14 @@ def _check_config(args: argparse.Namespace) -> int:
         return 0
     if args.config is None:
         args.config = config.service_file()
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except ConfigError as e:
+        # Every bad value at once, so a file is fixed in one pass, not one value a run.
+        problems = config.value_problems(args.config, _overrides(args)) or [str(e)]
+        for problem in problems if str(e) in problems else [str(e)]:
+            print(f"yurthub: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     from yurthub import service
     service.check_settings(cfg)
     width = max(len(f.name) for f in config.settings())

@@ -339,6 +339,29 @@ def read_ini(path: str) -> dict[str, str]:
     return values
 
 
+def value_problems(path: str | None, overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Every value of the file at ``path`` and of ``overrides`` that does not parse, one
+    message each, as ``load`` words the first (``check-config`` lists them all; the service
+    stops at the first).  A file that cannot be read or holds an unknown key is one problem.
+    """
+    by_name = {f.name: f for f in settings()}
+    raw: list[tuple[str, str, str]] = []
+    try:
+        if path:
+            raw += [(name, value, path) for name, value in read_ini(path).items()]
+    except ConfigError as e:
+        return [str(e)]
+    raw += [(name, value, "--" + flag_name(by_name[name]))
+            for name, value in (overrides or {}).items() if name in by_name]
+    problems = []
+    for name, value, source in raw:
+        try:
+            parse_value(by_name[name], value, source)
+        except ConfigError as e:
+            problems.append(str(e))
+    return problems
+
+
 def service_file() -> str | None:
     """The file the service reads: ``$YURTHUB_CONFIG``, else the default one if it exists
     (what ``check-config`` and ``cache`` read without ``--config``)."""

@@ -123,7 +123,13 @@ class HealthChecker(BackgroundThread):
         healthy = self.upstream.any_healthy()
         if healthy != self._was_healthy:
             self.cloud_since = time.time()
-            if self._was_healthy is not None:
+            if self._was_healthy is None:
+                # The state at start, so the journal says it even when it never changes.
+                if healthy:
+                    log.info("cloud is healthy at start")
+                else:
+                    log.warning("cloud is UNHEALTHY at start; serving from the cache")
+            else:
                 log.warning("cloud is now %s", "healthy" if healthy else "UNHEALTHY; serving "
                             "from the cache")
             self._was_healthy = healthy

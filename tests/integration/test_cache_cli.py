@@ -189,7 +189,8 @@ def test_a_tree_this_user_may_not_read_is_one_line_not_an_empty_cache(dirs_mode)
             r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                 sys.executable, "-m", "yurthub", "cache",
                                 "--disk-cache-path", str(root), *args],
-                               capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+                               capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
+                               env={**os.environ, "YURTHUB_CONFIG": os.devnull})
             assert r.returncode == 1, (args, r.stdout, r.stderr)
             assert "Traceback" not in r.stderr
             assert r.stderr.splitlines()[-1].startswith(

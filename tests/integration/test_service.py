@@ -113,3 +113,21 @@ def test_heads_kube_apiserver_takes_pass_through_the_hub(sandbox, hub: Hub):
                                  headers={"X-Big": "a" * (1 << 20)})
     assert status == 431 and headers["Content-Type"] == "application/json", headers
     assert b'"kind":"Status"' in body.replace(b" ", b"")
+
+
+def test_the_start_log_says_in_plain_lines_what_the_cache_and_the_cloud_are(tmp_path):
+    # What an operator reads in the journal of a hub started with the cloud already cut:
+    # the recovered cache in words (not an object dump), and that it serves from the cache.
+    from tests.fixtures.waiting import wait_for
+    h = Hub(tmp_path, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    h.start(wait=False)  # (not ready: the filters' configuration was never seen)
+    try:
+        wait_for(lambda: f"server {h.server} is unhealthy" in h.log(), 30,
+                 what="the first probe in the log")
+    finally:
+        h.stop()
+    log = h.log()
+    assert "RecoveryReport(" not in log
+    assert f"cache tree {h.cache_dir} ready: 0 collections, 0 objects; nothing to repair (" \
+        in log
+    assert "WARNING yurthub.health: cloud is UNHEALTHY at start; serving from the cache" in log

@@ -94,6 +94,23 @@ def test_check_config_names_bad_key(tmp_path):
     assert str(conf) in r.stderr and "colour" in r.stderr and "blue" in r.stderr
 
 
+def test_check_config_names_every_bad_value_at_once(tmp_path):
+    # A node installed with bad preseeded answers: the operator fixes the file in one pass,
+    # not one value per run (the service itself still stops with the first, on one line).
+    conf = tmp_path / "y.conf"
+    conf.write_text("[yurthub]\nserver_addr = ftp://cloud\nnode_name = Edge_7\n"
+                    "proxy_port = 10261\ncache_agents = calico node\n")
+    r = run("check-config", "--config", str(conf), "--serve-port", "0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(" = ")[0] for line in lines] == [
+        f"yurthub: {conf}: server_addr", f"yurthub: {conf}: node_name",
+        f"yurthub: {conf}: cache_agents", "yurthub: --serve-port: serve_port"]
+    assert "'ftp://cloud'" in lines[0] and "'Edge_7'" in lines[1]
+    serve = run("serve", "--config", str(conf))
+    assert serve.returncode == 2 and serve.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("settings, fragment", [
     # A fresh install that nobody preseeded: the service would exit 78 at every start.
     ("", "no apiserver: set server_addr"),

@@ -140,3 +140,25 @@ def test_a_lease_get_answered_without_a_lease_is_a_failed_probe_not_a_dead_hub(b
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_cloud_state_at_start_is_logged_even_when_it_never_changes(sandbox, caplog):
+    # An operator reading the journal of a hub started with the cloud already cut sees it.
+    sandbox.offline()
+    hc, _, changes, _ = checker(sandbox, Clock())
+    with caplog.at_level("INFO", logger="yurthub.health"):
+        hc.probe_all()
+        hc.probe_all()
+    assert changes == [False]
+    cloud = [r for r in caplog.records if r.getMessage().startswith("cloud is")]
+    assert [(r.levelname, r.getMessage()) for r in cloud] == \
+        [("WARNING", "cloud is UNHEALTHY at start; serving from the cache")]
+
+
+def test_a_healthy_cloud_at_start_is_logged_once(sandbox, caplog):
+    hc, _, _, _ = checker(sandbox, Clock())
+    with caplog.at_level("INFO", logger="yurthub.health"):
+        hc.probe_all()
+        hc.probe_all()
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("cloud is")] \
+        == ["cloud is healthy at start"]

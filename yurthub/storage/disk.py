@@ -137,10 +137,7 @@ class DiskStore(DamageChecks, Documents, Store):
             self._shared.adopt(coll_fd, name)
         self._empty_trash_in_background()  # spares beyond what is kept
         report.seconds = time.monotonic() - started
-        log.info("cache %s: %d collections, %d objects; rolled forward %d, swept %d, "
-                 "reindexed %d, quarantined %d (%.2fs)", self.root, report.collections,
-                 report.objects, report.rolled_forward, report.swept, report.reindexed,
-                 report.quarantined, report.seconds)
+        log.debug("cache %s opened: %s", self.root, report.summary())
         return report
 
     def _open_root(self) -> None:

@@ -83,6 +83,23 @@ class RecoveryReport:
     states_set_aside: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
 
+    def summary(self) -> str:
+        """One line for the log: what the tree holds, and only the repairs that happened."""
+        def n(count: int, what: str) -> str:
+            return f"{count} {what}{'' if count == 1 else 's'}"
+        done = [f"{label} {n(count, what)}" for label, count, what in (
+            ("rolled forward", self.rolled_forward, "committed journal"),
+            ("discarded", self.discarded, "torn journal"),
+            ("swept", self.swept, "leftover"),
+            ("re-read", self.reindexed, "object file"),
+            ("quarantined", self.quarantined, "damaged file"),
+        ) if count]
+        line = f"{n(self.collections, 'collection')}, {n(self.objects, 'object')}"
+        if self.quarantined:
+            done[-1] += " (in _quarantine/)"
+        return f"{line}; {', '.join(done) if done else 'nothing to repair'} " \
+               f"({self.seconds:.2f}s)"
+
 
 class Transaction(Protocol):
     """Changes to one collection that become visible, and durable, all at once on commit.

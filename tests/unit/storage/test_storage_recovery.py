@@ -62,6 +62,9 @@ def test_open_reports_what_it_did(tmp_path):
     assert (report.collections, report.objects) == (1, 4)
     assert (report.rolled_forward, report.discarded) == (0, 0)
     assert report.seconds >= 0
+    assert report.summary().startswith(
+        "1 collection, 4 objects; swept 2 leftovers, re-read 2 object files, quarantined 1 "
+        "damaged file (in _quarantine/) (")
     store.close()
 
 
