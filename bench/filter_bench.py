@@ -15,14 +15,15 @@ Sections (``--only list,watch``):
   slice is rewritten (the worst case).  Also the same list when no Service has a topology
   (the check alone), the worst case again from an upstream sending 125 MB/s (a 1 Gbit/s
   link; ``_pacedfile.py``), as a real apiserver or link does, where the filter's CPU
-  overlaps the wait for the next bytes, and kubelet's 10,000-pod list (48 MB;
-  serviceenvupdater scans it).
+  overlaps the wait for the next bytes, kubelet's 10,000-pod list (48 MB;
+  serviceenvupdater scans it), and the slices when every Service has hostname topology
+  (one node's endpoints kept: 1/16).
   Client-visible time (request sent -> last byte, 1 MiB reads, new connection), the
   cache's durable commit after the client's read, the worker's peak RSS (VmHWM reset
   before each list) and its CPU seconds (10 ms ticks) from the request to the last byte
   and to the commit, which a loaded machine disturbs far less than time.  ``--baseline
   SRC`` adds the filtering hub of another source tree (e.g. ``git archive main``)
-  interleaved in the same rounds; ``--cases 1,2,3,4`` picks the cases.  Every round moves
+  interleaved in the same rounds; ``--cases 1,2,3,4,5`` picks the cases.  Every round moves
   the resourceVersions up, so both hubs really rewrite every object.  nginx ``proxy_pass``
   is shown as a reference.
 - watch: 200 kube-proxy-like watches of EndpointSlices (one Service each, 20 endpoints),
@@ -30,7 +31,7 @@ Sections (``--only list,watch``):
   stamp to the client's read, p50/p99, and what the hub adds to a direct connection.
 
 Usage: python bench/filter_bench.py [--only list,watch] [--rounds 3] [--watches 200]
-       [--baseline SRC] [--cases 1,2,3,4]
+       [--baseline SRC] [--cases 1,2,3,4,5]
 """
 
 from __future__ import annotations
@@ -131,10 +132,12 @@ def inputs(static: Path, services: int) -> None:
                    "status": {"nodes": POOL_A}}]})
     put("/api/v1/services", {
         "kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
-        "items": [{"metadata": {"name": f"svc-{s:05d}", "namespace": "default",
+        "items": [{"metadata": {"name": f"{prefix}-{s:05d}", "namespace": "default",
                                 "resourceVersion": "10", "annotations": {
-                                    "openyurt.io/topologyKeys": "openyurt.io/nodepool"}},
-                   "spec": {"type": "ClusterIP"}} for s in range(services)]})
+                                    "openyurt.io/topologyKeys": topology}},
+                   "spec": {"type": "ClusterIP"}} for s in range(services)
+                  for prefix, topology in (("svc", "openyurt.io/nodepool"),
+                                           ("host", "kubernetes.io/hostname"))]})
 
 
 def upstream_block(port: int, data_dir: Path, src_port: int, paced_port: int) -> str:
@@ -207,6 +210,7 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
     inputs(static, SERVICES)
     topo = slice_list(SERVICES, ENDPOINTS, "svc")
     plain = slice_list(SERVICES, ENDPOINTS, "plain")
+    host = slice_list(SERVICES, ENDPOINTS, "host")
     pods = podlist_bytes()
     src, src_port = start_source(static, 1, "endpointslice")
     pacer = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_pacedfile.py"),
@@ -248,7 +252,8 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
                  ("slices, no Service with a topology", plain, SLICES, proxy),
                  (f"slices, every Service pool topology, upstream sending {LINK_RATE_MB} MB/s",
                   topo, SLICES, paced),
-                 ("kubelet's 10,000 pods", pods, PODS, kubelet)]
+                 ("kubelet's 10,000 pods", pods, PODS, kubelet),
+                 ("slices, every Service hostname topology", host, SLICES, proxy)]
         picked = {int(c) for c in args.cases.split(",")}
         generation = 0
         names = ["nginx", "unfiltered", "filtered", *(["baseline"] if "baseline" in hubs
@@ -384,9 +389,10 @@ def main() -> int:
     p.add_argument("--dir", default="/var/tmp")
     p.add_argument("--baseline", type=Path, default=None, metavar="SRC",
                    help="also run the filtering hub of this source tree side by side")
-    p.add_argument("--cases", default="1,2,3,4",
+    p.add_argument("--cases", default="1,2,3,4,5",
                    help="the list cases: 1 every Service pool topology, 2 none, 3 the first "
-                        "from an upstream at 125 MB/s, 4 kubelet's pods")
+                        "from an upstream at 125 MB/s, 4 kubelet's pods, 5 every Service "
+                        "hostname topology (one node's endpoints kept)")
     args = p.parse_args()
     only = set(args.only.split(","))
     started = time.monotonic()
