@@ -70,13 +70,40 @@ UNDECIDED = Undecided()
 Lookup = Callable[[str, str], "frozenset[str] | Undecided | None"]
 
 
+# Up to this many kept nodes, each one's ``"nodeName":"<node>"`` is found with bytes.find
+# (a skip search: about 4 GB/s for 23 bytes) instead of one regex for all (the regex engine
+# stops at every ``"``: 1.2-1.6 GB/s whatever the number of nodes).  65 MB of slices:
+# 1 node 15 ms against 40 ms, 2 nodes 30 against 45 (PyPI; Debian 12: 8 and 17 against 40
+# and 44); at 4 nodes the regex is ahead on PyPI (50 against 63).
+_LITERALS_MAX = 2
+
+
 @lru_cache(maxsize=16)
-def _kept_pattern(nodes: frozenset[str]) -> re.Pattern[bytes] | None:
-    """``"nodeName":"<one of nodes>"``, the whole string value (None for no nodes)."""
-    if not nodes:
-        return None
+def _kept_finder(nodes: frozenset[str]) -> re.Pattern[bytes] | tuple[bytes, ...]:
+    """What finds ``"nodeName":"<one of nodes>"`` (the whole string value): the literals
+    (none for no nodes) or one regex."""
+    if len(nodes) <= _LITERALS_MAX:
+        return tuple(b'"nodeName":"%s"' % n.encode() for n in sorted(nodes))
     names = b"|".join(re.escape(n.encode()) for n in sorted(nodes))
     return re.compile(rb'"nodeName":"(?:' + names + rb')"')
+
+
+def _kept_hits(raw: bytes, start: int, end: int, nodes: frozenset[str]) -> list[int]:
+    """Where each kept ``"nodeName"`` member in ``raw[start:end]`` begins, in order (no two
+    can overlap: a node name holds no ``"`` where there is no backslash)."""
+    finder = _kept_finder(nodes)
+    if not isinstance(finder, tuple):
+        return [m.start() for m in finder.finditer(raw, start, end)]
+    find = raw.find
+    hits: list[int] = []
+    for lit in finder:
+        at = find(lit, start, end)
+        while at >= 0:
+            hits.append(at)
+            at = find(lit, at + 1, end)
+    if len(finder) > 1:
+        hits.sort()
+    return hits
 
 
 def _string_at(raw: bytes, at: int) -> str:
@@ -141,13 +168,11 @@ def keep_endpoints(raw: bytes, start: int, end: int, nodes: frozenset[str]) -> b
     if find(b" ", start, end) >= 0 or find(b"\t", start, end) >= 0 \
             or find(b"\r", start, end) >= 0:
         return None  # a kept "nodeName": "x" would not be seen (memchr scans: cheap)
-    pattern = _kept_pattern(nodes)
     runs: list[list[int]] = []  # [begin, end, kept endpoints] of consecutive kept endpoints
-    if pattern is not None:
+    if nodes:
         rfind, count = raw.rfind, raw.count
         last = start  # the end of the last kept endpoint
-        for hit in pattern.finditer(raw, start, end):
-            at = hit.start()
+        for at in _kept_hits(raw, start, end, nodes):
             if at < last:
                 return None  # a second kept nodeName in one endpoint
             e = find(_SEPARATOR, at, end)

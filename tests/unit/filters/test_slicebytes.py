@@ -160,6 +160,18 @@ def test_kept_endpoints_are_spliced_by_hand():
     assert filter_slice(raw, pool_lookup(None)) is raw  # no topology: as it is
 
 
+@pytest.mark.parametrize("kept", [{"n1"}, {"n1", "n10"}, {"n10", "n2"}, {"n1", "n10", "n2"},
+                                  {"n1", "n10", "n2", "n3"}])
+def test_kept_endpoints_alike_for_one_node_and_for_many(kept):
+    # one or two kept nodes are found one literal at a time, more by one regex: the same
+    # endpoints either way, in the slice's order, a name that begins another no match
+    nodes = ["n1", "n10", "n2", "n1", "n3", "n10", "n2", "n1"]
+    raw = plain_slice([(f"10.0.0.{i}", n) for i, n in enumerate(nodes)])
+    got = filter_slice(raw, pool_lookup(frozenset(kept)))
+    assert [ep["addresses"] for ep in json.loads(got)["endpoints"]] == [
+        [f"10.0.0.{i}"] for i, n in enumerate(nodes) if n in kept]
+
+
 def test_what_it_cannot_read_goes_to_the_object_path():
     raw = plain_slice([("10.0.0.1", "n1"), ("10.0.0.2", "n2")])
     nodes = pool_lookup(frozenset({"n1"}))
