@@ -172,6 +172,28 @@ def test_kept_endpoints_alike_for_one_node_and_for_many(kept):
         [f"10.0.0.{i}"] for i, n in enumerate(nodes) if n in kept]
 
 
+def test_scattered_kept_endpoints_are_each_checked():
+    # kept endpoints one by one among dropped ones: what only the decoded object can read
+    # in the last of them still sends the slice to the object path
+    nodes = ["n1", "n2", "n1", "n2", "n1"]
+    raw = plain_slice([(f"10.0.0.{i}", n) for i, n in enumerate(nodes)])
+    keep = pool_lookup(frozenset({"n1"}))
+    assert [ep["addresses"] for ep in json.loads(filter_slice(raw, keep))["endpoints"]] == [
+        ["10.0.0.0"], ["10.0.0.2"], ["10.0.0.4"]]
+    last = raw.rindex(b'"nodeName":"n1"')
+    for extra in (b',"hints":{"forZones":[{"name":"a"}]}',
+                  b',"deprecatedTopology":{"nodeName":"n1"}',
+                  b',"x":[{"a":1},{"b":2}]', b',"nodeName":"n3"'):
+        odd = raw[:last] + raw[last:].replace(b'"n1"', b'"n1"' + extra, 1)
+        assert filter_slice(odd, keep) is None, extra
+    # the same in a dropped endpoint is never read
+    first_n2 = raw.index(b'"nodeName":"n2"')
+    odd = raw[:first_n2] + raw[first_n2:].replace(
+        b'"n2"', b'"n2","hints":{"forZones":[{"name":"a"}]}', 1)
+    assert [ep["addresses"] for ep in json.loads(filter_slice(odd, keep))["endpoints"]] == [
+        ["10.0.0.0"], ["10.0.0.2"], ["10.0.0.4"]]
+
+
 def test_what_it_cannot_read_goes_to_the_object_path():
     raw = plain_slice([("10.0.0.1", "n1"), ("10.0.0.2", "n2")])
     nodes = pool_lookup(frozenset({"n1"}))
