@@ -17,7 +17,8 @@ Sections (``--only list,watch``):
   link; ``_pacedfile.py``), as a real apiserver or link does, where the filter's CPU
   overlaps the wait for the next bytes, kubelet's 10,000-pod list (48 MB;
   serviceenvupdater scans it), and the slices when every Service has hostname topology
-  (one node's endpoints kept: 1/16).
+  (one node's endpoints kept: 1/16).  ``--pool-extra N`` gives pool-a N more members (on no
+  endpoint of the lists), as a site's pool of hundreds of nodes.
   Client-visible time (request sent -> last byte, 1 MiB reads, new connection), the
   cache's durable commit after the client's read, the worker's peak RSS (VmHWM reset
   before each list) and its CPU seconds (10 ms ticks) from the request to the last byte
@@ -111,7 +112,7 @@ def with_new_rvs(base: bytes, generation: int) -> bytes:
     return _RV.sub(lambda m: b'"resourceVersion":"%d"' % (int(m.group(1)) + shift), base)
 
 
-def inputs(static: Path, services: int) -> None:
+def inputs(static: Path, services: int, pool_extra: int = 0) -> None:
     """What the hubs' filters depend on, as the eventsource serves it."""
     def put(path: str, doc: dict) -> None:
         (static / path.replace("/", "_")).write_bytes(json.dumps(doc).encode())
@@ -129,7 +130,7 @@ def inputs(static: Path, services: int) -> None:
         "metadata": {"resourceVersion": "10"},
         "items": [{"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
                    "metadata": {"name": "pool-a", "resourceVersion": "10"},
-                   "status": {"nodes": POOL_A}}]})
+                   "status": {"nodes": POOL_A + [f"far-{i:04d}" for i in range(pool_extra)]}}]})
     put("/api/v1/services", {
         "kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
         "items": [{"metadata": {"name": f"{prefix}-{s:05d}", "namespace": "default",
@@ -207,7 +208,7 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
     data_dir.mkdir()
     static = work / "static"
     static.mkdir()
-    inputs(static, SERVICES)
+    inputs(static, SERVICES, args.pool_extra)
     topo = slice_list(SERVICES, ENDPOINTS, "svc")
     plain = slice_list(SERVICES, ENDPOINTS, "plain")
     host = slice_list(SERVICES, ENDPOINTS, "host")
@@ -389,6 +390,8 @@ def main() -> int:
     p.add_argument("--dir", default="/var/tmp")
     p.add_argument("--baseline", type=Path, default=None, metavar="SRC",
                    help="also run the filtering hub of this source tree side by side")
+    p.add_argument("--pool-extra", type=int, default=0, metavar="N",
+                   help="N more members of pool-a (on no endpoint of the lists): a big pool")
     p.add_argument("--cases", default="1,2,3,4,5",
                    help="the list cases: 1 every Service pool topology, 2 none, 3 the first "
                         "from an upstream at 125 MB/s, 4 kubelet's pods, 5 every Service "
