@@ -84,8 +84,32 @@ def _kept_finder(nodes: frozenset[str]) -> re.Pattern[bytes] | tuple[bytes, ...]
     (none for no nodes) or one regex."""
     if len(nodes) <= _LITERALS_MAX:
         return tuple(b'"nodeName":"%s"' % n.encode() for n in sorted(nodes))
-    names = b"|".join(re.escape(n.encode()) for n in sorted(nodes))
-    return re.compile(rb'"nodeName":"(?:' + names + rb')"')
+    # (253 nested groups, the longest a node's name can nest, compile fine)
+    return re.compile(rb'"nodeName":"' + _alternation([n.encode() for n in nodes]) + rb'"')
+
+
+def _alternation(names: list[bytes]) -> bytes:
+    """A regex matching exactly ``names``, written as their trie (``node-(?:1|2)``, not
+    ``node-1|node-2``): the regex engine tries the alternatives of a group one by one, so a
+    flat alternation costs each ``"nodeName"`` one try per name (a pool of 1,000 nodes:
+    1.2 s for 65 MB of slices instead of 0.05 s); the trie one per character."""
+    trie: dict[int, dict] = {}
+    for name in names:
+        node = trie
+        for ch in name:
+            node = node.setdefault(ch, {})
+        node[-1] = {}  # a name ends here
+
+    def emit(node: dict[int, dict]) -> bytes:
+        branches = [re.escape(bytes((ch,))) + emit(child)
+                    for ch, child in sorted(node.items()) if ch >= 0]
+        if not branches:
+            return b""
+        if len(branches) == 1 and -1 not in node:
+            return branches[0]
+        return b"(?:" + b"|".join(branches) + (b")?" if -1 in node else b")")
+
+    return emit(trie)
 
 
 def _kept_hits(raw: bytes, start: int, end: int, nodes: frozenset[str]) -> list[int]:

@@ -172,6 +172,20 @@ def test_kept_endpoints_alike_for_one_node_and_for_many(kept):
         [f"10.0.0.{i}"] for i, n in enumerate(nodes) if n in kept]
 
 
+def test_a_big_pool_keeps_exactly_its_nodes():
+    # hundreds of kept names, some the beginning of others or of names not kept, with
+    # characters a regex would read otherwise: the same endpoints as the object path
+    pool = {f"node-{i}" for i in range(300)} | {"edge.a", "edge.a.b", "nöde-ü", "x+y", "a" * 253}
+    present = ["node-1", "node-10", "node-100", "node-1000", "node-29", "node-299", "node-2999",
+               "edge.a", "edgeXa", "edge.a.b", "edge.a.bc", "nöde-ü", "nöde-üü", "x+y", "xxy",
+               "a" * 253, "a" * 252, "node-", "node-0"]
+    raw = plain_slice([(f"10.0.{i // 250}.{i % 250}", n) for i, n in enumerate(present * 3)])
+    got = filter_slice(raw, pool_lookup(frozenset(pool)))
+    assert got is not None
+    assert [ep["nodeName"] for ep in json.loads(got)["endpoints"]] == [
+        n for n in present * 3 if n in pool]
+
+
 def test_scattered_kept_endpoints_are_each_checked():
     # kept endpoints one by one among dropped ones: what only the decoded object can read
     # in the last of them still sends the slice to the object path
