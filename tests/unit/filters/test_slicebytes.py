@@ -184,6 +184,13 @@ def test_a_big_pool_keeps_exactly_its_nodes():
     assert got is not None
     assert [ep["nodeName"] for ep in json.loads(got)["endpoints"]] == [
         n for n in present * 3 if n in pool]
+    # a repeated topology in one scope is decided once: every slice still gets it right
+    sc = scope("discovery.k8s.io", "v1", "endpointslices", ctx(
+        pool="pool-a", pool_nodes=frozenset(pool),
+        service_topology={("default", "web"): "openyurt.io/nodepool"}))
+    flt = ServiceTopology().bytes_filter(sc)
+    for _ in range(3):
+        assert flt(raw) == got
 
 
 def test_scattered_kept_endpoints_are_each_checked():
