@@ -15,17 +15,24 @@ Sections (``--only list,watch``):
   slice is rewritten (the worst case).  Also the same list when no Service has a topology
   (the check alone), the worst case again from an upstream sending 125 MB/s (a 1 Gbit/s
   link; ``_pacedfile.py``), as a real apiserver or link does, where the filter's CPU
-  overlaps the wait for the next bytes, and kubelet's 10,000-pod list (48 MB;
-  serviceenvupdater scans it).
+  overlaps the wait for the next bytes, kubelet's 10,000-pod list (48 MB;
+  serviceenvupdater scans it), and the slices when every Service has hostname topology
+  (one node's endpoints kept: 1/16).  ``--pool-extra N`` gives pool-a N more members (on no
+  endpoint of the lists), as a site's pool of hundreds of nodes.
   Client-visible time (request sent -> last byte, 1 MiB reads, new connection), the
-  cache's durable commit after the client's read, and the worker's peak RSS (VmHWM reset
-  before each list).  Every round moves the resourceVersions up, so both hubs really
-  rewrite every object.  nginx ``proxy_pass`` is shown as a reference.
+  cache's durable commit after the client's read, the worker's peak RSS (VmHWM reset
+  before each list) and its CPU seconds (10 ms ticks) from the request to the last byte
+  and to the commit, which a loaded machine disturbs far less than time.  ``--baseline
+  SRC`` adds the filtering hub of another source tree (e.g. ``git archive main``)
+  interleaved in the same rounds; ``--cases 1,2,3,4,5`` picks the cases.  Every round moves
+  the resourceVersions up, so both hubs really rewrite every object.  nginx ``proxy_pass``
+  is shown as a reference.
 - watch: 200 kube-proxy-like watches of EndpointSlices (one Service each, 20 endpoints),
   10 events/s each = 2,000 events/s; latency from the event source's ``time.time()``
   stamp to the client's read, p50/p99, and what the hub adds to a direct connection.
 
 Usage: python bench/filter_bench.py [--only list,watch] [--rounds 3] [--watches 200]
+       [--baseline SRC] [--cases 1,2,3,4,5]
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from _common import (
     KUBELET_UA,
     HubProcess,
     Nginx,
+    cpu_seconds,
     ensure_nginx,
     free_port,
     mem_mb,
@@ -104,7 +112,7 @@ def with_new_rvs(base: bytes, generation: int) -> bytes:
     return _RV.sub(lambda m: b'"resourceVersion":"%d"' % (int(m.group(1)) + shift), base)
 
 
-def inputs(static: Path, services: int) -> None:
+def inputs(static: Path, services: int, pool_extra: int = 0) -> None:
     """What the hubs' filters depend on, as the eventsource serves it."""
     def put(path: str, doc: dict) -> None:
         (static / path.replace("/", "_")).write_bytes(json.dumps(doc).encode())
@@ -122,13 +130,15 @@ def inputs(static: Path, services: int) -> None:
         "metadata": {"resourceVersion": "10"},
         "items": [{"apiVersion": "apps.openyurt.io/v1beta2", "kind": "NodePool",
                    "metadata": {"name": "pool-a", "resourceVersion": "10"},
-                   "status": {"nodes": POOL_A}}]})
+                   "status": {"nodes": POOL_A + [f"far-{i:04d}" for i in range(pool_extra)]}}]})
     put("/api/v1/services", {
         "kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
-        "items": [{"metadata": {"name": f"svc-{s:05d}", "namespace": "default",
+        "items": [{"metadata": {"name": f"{prefix}-{s:05d}", "namespace": "default",
                                 "resourceVersion": "10", "annotations": {
-                                    "openyurt.io/topologyKeys": "openyurt.io/nodepool"}},
-                   "spec": {"type": "ClusterIP"}} for s in range(services)]})
+                                    "openyurt.io/topologyKeys": topology}},
+                   "spec": {"type": "ClusterIP"}} for s in range(services)
+                  for prefix, topology in (("svc", "openyurt.io/nodepool"),
+                                           ("host", "kubernetes.io/hostname"))]})
 
 
 def upstream_block(port: int, data_dir: Path, src_port: int, paced_port: int) -> str:
@@ -172,20 +182,25 @@ def start_source(static: Path | None, rate: int, kind: str) -> tuple[subprocess.
 # -- lists --------------------------------------------------------------------------------
 
 def one_list(hub: HubProcess, path: str, headers: dict[str, str]
-             ) -> tuple[float, int, float | None, float]:
-    """(client seconds, bytes, commit seconds after the read or None, peak RSS MB)."""
+             ) -> tuple[float, int, float | None, float, float, float]:
+    """(client seconds, bytes, commit seconds after the read or None, peak RSS MB, the
+    worker's CPU seconds to the last byte and to the commit)."""
     worker = hub.worker
     before = hub.metric("yurthub_cache_commits_total", kind="list")
     reset_hwm(worker)
+    cpu0 = cpu_seconds(worker)
     start, end, size, status = timed_get(hub.proxy_port, path, {
         **headers, "Accept": "application/json", "Accept-Encoding": "identity"})
+    cpu_sent = cpu_seconds(worker) - cpu0
     if status != 200:
         raise SystemExit(f"{path}: HTTP {status} (log {hub.log_path})")
     committed, why = wait_commit(hub, before)
+    cpu_all = cpu_seconds(worker) - cpu0
     peak = mem_mb(worker)[1]
     if committed is None:
         print(f"  note: not committed ({why})")
-    return end - start, size, (committed - end) if committed else None, peak
+    return end - start, size, (committed - end) if committed else None, peak, cpu_sent, \
+        cpu_all
 
 
 def bench_list(args: argparse.Namespace, work: Path) -> None:
@@ -193,9 +208,10 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
     data_dir.mkdir()
     static = work / "static"
     static.mkdir()
-    inputs(static, SERVICES)
+    inputs(static, SERVICES, args.pool_extra)
     topo = slice_list(SERVICES, ENDPOINTS, "svc")
     plain = slice_list(SERVICES, ENDPOINTS, "plain")
+    host = slice_list(SERVICES, ENDPOINTS, "host")
     pods = podlist_bytes()
     src, src_port = start_source(static, 1, "endpointslice")
     pacer = subprocess.Popen([sys.executable, str(Path(__file__).parent / "_pacedfile.py"),
@@ -221,6 +237,9 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
         hubs["unfiltered"] = HubProcess(work, server, work / "cache-u", node=NODE,
                                         extra=["--enable-resource-filter", "false", *no_mux]
                                         ).start()
+        if args.baseline is not None:
+            hubs["baseline"] = HubProcess(work, server, work / "cache-b", node=NODE,
+                                          extra=no_mux, root=args.baseline.resolve()).start()
         time.sleep(1.0)
         print(f"\n== lists as kube-proxy / kubelet, node {NODE} in pool-a "
               f"({len(topo) / 1e6:.1f} MB of EndpointSlices: {SERVICES} x {ENDPOINTS} "
@@ -234,37 +253,50 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
                  ("slices, no Service with a topology", plain, SLICES, proxy),
                  (f"slices, every Service pool topology, upstream sending {LINK_RATE_MB} MB/s",
                   topo, SLICES, paced),
-                 ("kubelet's 10,000 pods", pods, PODS, kubelet)]
+                 ("kubelet's 10,000 pods", pods, PODS, kubelet),
+                 ("slices, every Service hostname topology", host, SLICES, proxy)]
+        picked = {int(c) for c in args.cases.split(",")}
         generation = 0
-        for label, body, path, headers in cases:
+        names = ["nginx", "unfiltered", "filtered", *(["baseline"] if "baseline" in hubs
+                                                      else [])]
+        for number, (label, body, path, headers) in enumerate(cases, 1):
+            if number not in picked:
+                continue
             times: dict[str, list[float]] = {}
             commits: dict[str, list[float]] = {}
             peaks: dict[str, list[float]] = {}
+            cpus: dict[str, list[tuple[float, float]]] = {}
             sizes: dict[str, int] = {}
             for rnd in range(args.rounds):
                 generation += 1
                 publish(data_dir, "slices.json" if path == SLICES else "pods.json",
                         with_new_rvs(body, generation))
-                order = ["nginx", "unfiltered", "filtered"]
-                order = order[rnd % 3:] + order[:rnd % 3]
+                k = rnd % len(names)
+                order = names[k:] + names[:k]
                 for case in order:
                     if case == "nginx":
                         s, e, size, _ = timed_get(peer_port, path, headers)
                         times.setdefault(case, []).append(e - s)
                         sizes[case] = size
                         continue
-                    t, size, commit, peak = one_list(hubs[case], path, headers)
+                    t, size, commit, peak, cpu_sent, cpu_all = one_list(hubs[case], path,
+                                                                         headers)
+                    cpus.setdefault(case, []).append((cpu_sent, cpu_all))
                     times.setdefault(case, []).append(t)
                     sizes[case] = size
                     if commit is not None:
                         commits.setdefault(case, []).append(commit)
                     peaks.setdefault(case, []).append(peak)
             print(f"{label}:")
-            for case in ("nginx", "unfiltered", "filtered"):
+            for case in names:
                 extra = ""
                 if case != "nginx":
+                    sent = [c[0] for c in cpus[case]]
+                    total = [c[1] for c in cpus[case]]
                     extra = (f"; committed {spread(commits.get(case, []), 1, '{:.2f}')} s "
-                             f"after; peak RSS {spread(peaks[case], 1, '{:.0f}')} MB")
+                             f"after; peak RSS {spread(peaks[case], 1, '{:.0f}')} MB; "
+                             f"CPU {spread(sent, 1000, '{:.0f}')} ms to the last byte, "
+                             f"{spread(total, 1000, '{:.0f}')} ms to the commit")
                 print(f"  {case:<11} {spread(times[case], 1000, '{:.0f}')} ms, "
                       f"{sizes[case] / 1e6:.1f} MB{extra}")
             ratio = [f / u for f, u in zip(times["filtered"], times["unfiltered"],
@@ -273,6 +305,11 @@ def bench_list(args: argparse.Namespace, work: Path) -> None:
                 if label == cases[0][0] else ""
             print(f"  filtered / unfiltered, paired per round: {spread(ratio, 1, '{:.2f}')}x"
                   f"{target}")
+            if "baseline" in times:
+                ratio = [f / u for f, u in zip(times["baseline"], times["unfiltered"],
+                                               strict=True)]
+                print(f"  baseline / unfiltered, paired per round: "
+                      f"{spread(ratio, 1, '{:.2f}')}x")
     finally:
         for hub in hubs.values():
             hub.stop()
@@ -351,6 +388,14 @@ def main() -> int:
     p.add_argument("--watch-seconds", type=float, default=5.0)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--dir", default="/var/tmp")
+    p.add_argument("--baseline", type=Path, default=None, metavar="SRC",
+                   help="also run the filtering hub of this source tree side by side")
+    p.add_argument("--pool-extra", type=int, default=0, metavar="N",
+                   help="N more members of pool-a (on no endpoint of the lists): a big pool")
+    p.add_argument("--cases", default="1,2,3,4,5",
+                   help="the list cases: 1 every Service pool topology, 2 none, 3 the first "
+                        "from an upstream at 125 MB/s, 4 kubelet's pods, 5 every Service "
+                        "hostname topology (one node's endpoints kept)")
     args = p.parse_args()
     only = set(args.only.split(","))
     started = time.monotonic()

@@ -157,12 +157,21 @@ class ServiceTopology:
                 or not ctx.service_topology:
             return None
 
+        # topology -> what it keeps, decided once per scope: the kept set of a big pool is
+        # built (and hashed, for its pattern's cache) once, not once per slice
+        decided: dict[str, frozenset[str] | Undecided | None] = {}
+
         def lookup(namespace: str, service: str) -> frozenset[str] | Undecided | None:
-            keep = keeper(ctx.topology_of(namespace, service), ctx)
-            if keep is None:
-                return None
-            nodes = _nodes_of(keep)
-            return UNDECIDED if nodes is None else nodes
+            topology = ctx.topology_of(namespace, service)
+            try:
+                return decided[topology]
+            except KeyError:
+                pass
+            keep = keeper(topology, ctx)
+            nodes = None if keep is None else _nodes_of(keep)
+            decided[topology] = got = None if keep is None else (
+                UNDECIDED if nodes is None else nodes)
+            return got
 
         return lambda raw: filter_slice(raw, lookup)
 

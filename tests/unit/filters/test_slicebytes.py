@@ -160,6 +160,61 @@ def test_kept_endpoints_are_spliced_by_hand():
     assert filter_slice(raw, pool_lookup(None)) is raw  # no topology: as it is
 
 
+@pytest.mark.parametrize("kept", [{"n1"}, {"n1", "n10"}, {"n10", "n2"}, {"n1", "n10", "n2"},
+                                  {"n1", "n10", "n2", "n3"}])
+def test_kept_endpoints_alike_for_one_node_and_for_many(kept):
+    # one or two kept nodes are found one literal at a time, more by one regex: the same
+    # endpoints either way, in the slice's order, a name that begins another no match
+    nodes = ["n1", "n10", "n2", "n1", "n3", "n10", "n2", "n1"]
+    raw = plain_slice([(f"10.0.0.{i}", n) for i, n in enumerate(nodes)])
+    got = filter_slice(raw, pool_lookup(frozenset(kept)))
+    assert [ep["addresses"] for ep in json.loads(got)["endpoints"]] == [
+        [f"10.0.0.{i}"] for i, n in enumerate(nodes) if n in kept]
+
+
+def test_a_big_pool_keeps_exactly_its_nodes():
+    # hundreds of kept names, some the beginning of others or of names not kept, with
+    # characters a regex would read otherwise: the same endpoints as the object path
+    pool = {f"node-{i}" for i in range(300)} | {"edge.a", "edge.a.b", "nöde-ü", "x+y", "a" * 253}
+    present = ["node-1", "node-10", "node-100", "node-1000", "node-29", "node-299", "node-2999",
+               "edge.a", "edgeXa", "edge.a.b", "edge.a.bc", "nöde-ü", "nöde-üü", "x+y", "xxy",
+               "a" * 253, "a" * 252, "node-", "node-0"]
+    raw = plain_slice([(f"10.0.{i // 250}.{i % 250}", n) for i, n in enumerate(present * 3)])
+    got = filter_slice(raw, pool_lookup(frozenset(pool)))
+    assert got is not None
+    assert [ep["nodeName"] for ep in json.loads(got)["endpoints"]] == [
+        n for n in present * 3 if n in pool]
+    # a repeated topology in one scope is decided once: every slice still gets it right
+    sc = scope("discovery.k8s.io", "v1", "endpointslices", ctx(
+        pool="pool-a", pool_nodes=frozenset(pool),
+        service_topology={("default", "web"): "openyurt.io/nodepool"}))
+    flt = ServiceTopology().bytes_filter(sc)
+    for _ in range(3):
+        assert flt(raw) == got
+
+
+def test_scattered_kept_endpoints_are_each_checked():
+    # kept endpoints one by one among dropped ones: what only the decoded object can read
+    # in the last of them still sends the slice to the object path
+    nodes = ["n1", "n2", "n1", "n2", "n1"]
+    raw = plain_slice([(f"10.0.0.{i}", n) for i, n in enumerate(nodes)])
+    keep = pool_lookup(frozenset({"n1"}))
+    assert [ep["addresses"] for ep in json.loads(filter_slice(raw, keep))["endpoints"]] == [
+        ["10.0.0.0"], ["10.0.0.2"], ["10.0.0.4"]]
+    last = raw.rindex(b'"nodeName":"n1"')
+    for extra in (b',"hints":{"forZones":[{"name":"a"}]}',
+                  b',"deprecatedTopology":{"nodeName":"n1"}',
+                  b',"x":[{"a":1},{"b":2}]', b',"nodeName":"n3"'):
+        odd = raw[:last] + raw[last:].replace(b'"n1"', b'"n1"' + extra, 1)
+        assert filter_slice(odd, keep) is None, extra
+    # the same in a dropped endpoint is never read
+    first_n2 = raw.index(b'"nodeName":"n2"')
+    odd = raw[:first_n2] + raw[first_n2:].replace(
+        b'"n2"', b'"n2","hints":{"forZones":[{"name":"a"}]}', 1)
+    assert [ep["addresses"] for ep in json.loads(filter_slice(odd, keep))["endpoints"]] == [
+        ["10.0.0.0"], ["10.0.0.2"], ["10.0.0.4"]]
+
+
 def test_what_it_cannot_read_goes_to_the_object_path():
     raw = plain_slice([("10.0.0.1", "n1"), ("10.0.0.2", "n2")])
     nodes = pool_lookup(frozenset({"n1"}))
