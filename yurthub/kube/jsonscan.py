@@ -27,6 +27,8 @@ _AT_BYTE = re.compile(r"\(byte (\d+)\)")
 # json reports a truncated token at most this many characters before the end of the buffer
 # ("tru", "-Infinit", a cut "\u12" escape); an unterminated string says so in its message.
 _NEAR_END = 16
+# TextBuffer scans a value this close to the end of its buffer in a copy of the tail.
+_TAIL = 8192
 _NUMBER_START = frozenset(b"-0123456789")
 
 
@@ -154,7 +156,15 @@ class TextBuffer:
 
     def value(self, pos: int, final: bool) -> tuple[Any, int] | None:
         """(value, end) of the JSON value at pos; None while it may still be incomplete."""
-        buf = self.buf
+        if pos > _TAIL and len(self.buf) - pos <= _TAIL:
+            # Near the end, often an item the next chunk completes: json's error for it
+            # counts the newlines of everything before it (JSONDecodeError's lineno), a
+            # pass over the whole buffer, once per chunk.  A copy of the tail costs less.
+            got = self._value(self.buf[pos:], 0, final)
+            return None if got is None else (got[0], got[1] + pos)
+        return self._value(self.buf, pos, final)
+
+    def _value(self, buf: str, pos: int, final: bool) -> tuple[Any, int] | None:
         try:
             obj, end = self._scan(buf, pos)
         except StopIteration as e:
