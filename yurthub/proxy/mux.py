@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
-CONSISTENT_WAIT = 1.0     # a consistent read waits this long for the cloud's version
 GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
 
 
@@ -189,25 +188,28 @@ class Multiplexer:
                                       info.resource)
 
     def _consistent(self, shared: Shared) -> bool:
-        """Wait until the state holds what the cloud holds now: a consistent read.
+        """Whether the state holds what the cloud holds now: a consistent read.
 
         kube-apiserver's watch cache asks etcd for its current revision and waits for it
-        (etcd's progress notifications move it on when nothing changes).  Here a probe
-        (muxfeed.Latest, a list with limit=1) gives the cloud's current resourceVersion and
-        the state is waited for, briefly.  It gets there when the change is on its way, or
-        was made before the last bookmark; a quiet collection in a busy cluster (the version
-        moved with other resources) only reaches it at the apiserver's next bookmark: False
-        then, and the request goes the usual way (the cloud answers it, as kube-apiserver
-        answered every consistent list from etcd before it could do it from its cache).  A
-        feed whose watch has gone silent for longer than its bookmark cadence is stalled:
-        its watch is ended, and it watches again from the state's version.  While the cloud
-        is away (no probe answers) the state is the newest there is: True at once.
+        (etcd's progress notifications, asked for there and then, move it on when nothing
+        changed).  Here a probe (muxfeed.Latest, a list with limit=1) gives the cloud's
+        current resourceVersion, and the state answers when it has reached it: the change
+        came before the probe's answer, or the collection has not changed since the last
+        bookmark.  Nothing here can ask the apiserver for progress: a quiet collection in
+        a busy cluster (the version moved with other resources) reaches it only at the
+        next bookmark, about a minute away, so waiting for the state would only delay the
+        answer.  False at once then, and the request goes the usual way (the cloud answers
+        it, as kube-apiserver answered every consistent list from etcd before it could do
+        it from its cache).  A feed whose watch has gone silent for longer than its bookmark
+        cadence is stalled: its watch is ended, and it watches again from the state's
+        version.  While the cloud is away (no probe answers) the state is the newest there
+        is: True at once.
         """
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
         rv = shared.latest.get()
-        if rv is None or state.wait_rv(rv, CONSISTENT_WAIT):
+        if rv is None or state.wait_rv(rv, 0):
             return True
         if feed.stalled():
             n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
