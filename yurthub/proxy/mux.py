@@ -4,15 +4,16 @@ answered from one shared state, fed by one upstream list+watch (YurtHub's multip
 For each resource of ``pool_scope_resources`` the first client's request starts a Feed
 (proxy/muxfeed.py); until its first list arrives clients wait a moment, then get 429 with
 ``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
-label and field selectors; a list "not older than" a resourceVersion waits for it (504
-after 3 s, as the watch cache does) and ``limit`` is ignored (the whole list is one
-consistent page, as the watch cache serves it); a list without a resourceVersion (and a
-watch-list without one) is a consistent read: while the cloud answers, the state must first
-reach the cloud's current resourceVersion (see ``Multiplexer._consistent``); a watch
-without a resourceVersion starts
-with ADDED events of what exists, a watch from a version gets every change after it, or
-410 Expired as an ERROR event when the history no longer holds them; objects entering or
-leaving a selection arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
+label and field selectors; a list "not older than" a resourceVersion the state has not
+reached goes to the cloud while the cloud answers (``Multiplexer._reached``), and waits for
+it while it does not (504 after 3 s, as the watch cache does); ``limit`` is ignored (the
+whole list is one consistent page, as the watch cache serves it); a list without a
+resourceVersion (and a watch-list without one) is a consistent read: while the cloud
+answers, the state must first reach the cloud's current resourceVersion (see
+``Multiplexer._consistent``); a watch without a resourceVersion starts with ADDED events
+of what exists, a watch from a version gets every change after it, or 410 Expired as an
+ERROR event when the history no longer holds them; objects entering or leaving a selection
+arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
 Filters run per client on the way out and never change the shared objects.
 
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
@@ -173,6 +174,9 @@ class Multiplexer:
         if not info.resource_version and (info.verb == "list" or info.send_initial_events) \
                 and not self._consistent(shared):
             return None  # the state could not catch up: the cloud answers this one
+        if info.verb == "list" and info.resource_version not in ("", "0") \
+                and not self._reached(shared, _rv(info.resource_version)):
+            return None  # a version the cloud gave the client: the cloud answers at once
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
                                      "200").inc()
         view = self.filters.client_view(ctx.component, info.verb, info.api_group,
@@ -220,6 +224,20 @@ class Multiplexer:
             log.debug("shared %s: at %d, behind the cloud's %d; a consistent read goes to "
                       "the cloud", shared.key, state.rv, rv)
         return False
+
+    def _reached(self, shared: Shared, rv: int) -> bool:
+        """Whether the state answers a list "not older than" ``rv``: it holds that version,
+        or the cloud is away (then the list waits for it, 504 after the watch cache's wait).
+
+        A version the state has not seen while the cloud answers is mostly one the cloud
+        gave the client itself: a consistent list the cloud answered (see ``_consistent``),
+        its version past the state of a quiet collection until the apiserver's next
+        bookmark, about a minute away.  client-go relists at the last version it saw; the
+        cloud answers that at once, where waiting here ends in a 504 after 3 s.
+        """
+        if shared.state.rv >= rv or shared.latest is None or self.upstream is None:
+            return True
+        return not self.upstream.candidates()
 
     @staticmethod
     def _wait_rv(state: SharedState, rv: int) -> None:
