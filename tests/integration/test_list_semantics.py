@@ -337,3 +337,19 @@ def test_a_list_at_the_version_a_consistent_read_gave_is_answered(quiet_sandbox,
     healthy(hub, False)
     status, doc = answer(hub.url, f"{SVC}?resourceVersion={rv}", "proxy-agent/1")
     assert status == 504 and doc["reason"] == "Timeout", doc
+
+
+@pytest.mark.parametrize("refusal", [429, 500])
+def test_a_consistent_read_the_cloud_gave_no_version_for_is_the_clouds(sandbox, hub_factory,
+                                                                       refusal):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    stall_feed(sandbox, hub)  # the shared state lags the next write
+    sandbox.put(service("late", app="late"))
+    # The probe of the cloud's version is refused (priority and fairness' 429, a 5xx): the
+    # state cannot be shown to hold the write, so it does not answer (it answered an empty
+    # list: the write acknowledged before the list was not in it).
+    sandbox.fail_next(1, refusal, match="limit=1", retry_after=1)
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dlate", "proxy-agent/1")
+    assert status == 200 and names(doc) == ["late"], doc
+    sandbox.release()

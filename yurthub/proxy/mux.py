@@ -48,7 +48,7 @@ from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.muxfeed import Feed, Latest, WsgiApp
+from yurthub.proxy.muxfeed import UNKNOWN, Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Obj, SharedState
 from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -206,15 +206,20 @@ class Multiplexer:
         it, as kube-apiserver answered every consistent list from etcd before it could do
         it from its cache).  A feed whose watch has gone silent for longer than its bookmark
         cadence is stalled: its watch is ended, and it watches again from the state's
-        version.  While the cloud is away (no probe answers) the state is the newest there
-        is: True at once.
+        version.  While the cloud is away (no probe can be sent) the state is the newest
+        there is: True at once.  A cloud that answers the probe without its version (a 429
+        of its priority and fairness, a 5xx) shows nothing: False, and the cloud answers.
         """
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
         rv = shared.latest.get()
-        if rv is None or state.wait_rv(rv, 0):
+        if rv is None or (rv != UNKNOWN and state.wait_rv(rv, 0)):
             return True
+        if rv == UNKNOWN:
+            log.debug("shared %s: the cloud did not say its version; a consistent read goes "
+                      "to the cloud", shared.key)
+            return False
         if feed.stalled():
             n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
             log.warning("shared %s: at %d, behind the cloud's %d, and its upstream watch has "

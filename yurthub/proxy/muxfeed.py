@@ -16,7 +16,8 @@ state turns the difference into events.  Failures are retried with a capped back
 ``Latest`` learns the cloud's current resourceVersion for a consistent read (a list without
 a resourceVersion): a list with ``limit=1``, metadata only, straight to the cloud under the
 hub's identity (not through the proxy: it must not be cached), shared by the clients that
-ask at the same time.
+ask at the same time.  A probe that cannot be sent (no healthy cloud) leaves the state to
+answer; one the cloud answers without its version (``UNKNOWN``) leaves the read to the cloud.
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ PROBE_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
                 "application/json")
 PROBE_BYTES = 1 << 20
 PROBE_TIMEOUT = 5.0  # a cloud this slow to say its version: the state answers as it is
+UNKNOWN = -1  # the cloud answered the probe, not with its version: it answers the read itself
 
 
 class Latest:
@@ -242,7 +244,10 @@ class Latest:
         self.probes = 0  # sent, for tests and logs
 
     def get(self) -> int | None:
-        """The cloud's resourceVersion now; None when no healthy cloud answered it."""
+        """The cloud's resourceVersion now; None when no healthy cloud could be asked (then
+        the state is the newest there is); UNKNOWN when the cloud answered without it (an
+        error Status, such as the 429 of its priority and fairness, or a body that says no
+        version): the state cannot be shown current, so the cloud must answer the read."""
         asked = time.monotonic()
         with self._lock:
             if self._sent_at >= asked:
@@ -269,16 +274,18 @@ class Latest:
             for piece in up.stream(resp):
                 data += piece
                 if len(data) > PROBE_BYTES:
-                    return None
+                    return UNKNOWN
             whole = True
             if resp.status != 200:
                 log.debug("%s: limit=1 list answered %d", self.path, resp.status)
-                return None
+                return UNKNOWN
             meta = json.loads(data).get("metadata") or {}
-            return rv_int(str(meta.get("resourceVersion", "")))
+            rv = rv_int(str(meta.get("resourceVersion", "")))
+            return rv if rv > 0 else UNKNOWN
         except (YurthubError, ValueError, AttributeError) as e:
+            # The cloud was there (it answered, or began to): not the offline case.
             log.debug("%s: no current resourceVersion: %s", self.path, e)
-            return None
+            return UNKNOWN
         finally:
             up.finish(resp, whole)
 
