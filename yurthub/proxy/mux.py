@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
+CONSISTENT_WAIT = 1.0     # a consistent read waits this long for a bookmark that is due
 GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
 
 
@@ -201,20 +202,23 @@ class Multiplexer:
         came before the probe's answer, or the collection has not changed since the last
         bookmark.  Nothing here can ask the apiserver for progress: a quiet collection in
         a busy cluster (the version moved with other resources) reaches it only at the
-        next bookmark, about a minute away, so waiting for the state would only delay the
-        answer.  False at once then, and the request goes the usual way (the cloud answers
-        it, as kube-apiserver answered every consistent list from etcd before it could do
-        it from its cache).  A feed whose watch has gone silent for longer than its bookmark
-        cadence is stalled: its watch is ended, and it watches again from the state's
-        version.  While the cloud is away (no probe can be sent) the state is the newest
-        there is: True at once.  A cloud that answers the probe without its version (a 429
-        of its priority and fairness, a 5xx) shows nothing: False, and the cloud answers.
+        next bookmark.  The state is waited for (up to CONSISTENT_WAIT) only when that
+        bookmark is due by then (``Feed.bookmark_due``); kube-apiserver's come about once
+        a minute, and waiting for one would only delay the answer.  False then, and the
+        request goes the usual way (the cloud answers it, as kube-apiserver answered every
+        consistent list from etcd before it could do it from its cache).  A feed whose
+        watch has gone silent for longer than its bookmark cadence is stalled: its watch is
+        ended, and it watches again from the state's version.  While the cloud is away (no
+        probe can be sent) the state is the newest there is: True at once.  A cloud that
+        answers the probe without its version (a 429 of its priority and fairness, a 5xx)
+        shows nothing: False, and the cloud answers.
         """
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
         rv = shared.latest.get()
-        if rv is None or (rv != UNKNOWN and state.wait_rv(rv, 0)):
+        wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
+        if rv is None or (rv != UNKNOWN and state.wait_rv(rv, wait)):
             return True
         if rv == UNKNOWN:
             log.debug("shared %s: the cloud did not say its version; a consistent read goes "

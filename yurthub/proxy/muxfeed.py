@@ -90,6 +90,7 @@ class Feed(BackgroundThread):
         self.heard_at = time.monotonic()
         self.bookmark_gap = 0.0
         self._bookmark_at = 0.0
+        self._watch_at = 0.0
 
     def run(self) -> None:
         backoff = 0.5
@@ -126,6 +127,17 @@ class Feed(BackgroundThread):
             return False
         limit = 2 * self.bookmark_gap + 2.0 if self.bookmark_gap else STALL_SILENCE
         return time.monotonic() - self.heard_at > limit
+
+    def bookmark_due(self, within: float) -> bool:
+        """Whether the apiserver's next bookmark may come within ``within`` seconds (a
+        consistent read may wait for it then): its bookmarks come that often, or, their
+        cadence not known yet, the last one (or the watch's start) is that recent.
+        kube-apiserver's come about once a minute: then, mostly, not."""
+        if not self.watching:
+            return False
+        if self.bookmark_gap:
+            return self.bookmark_gap <= within
+        return time.monotonic() - (self._bookmark_at or self._watch_at) < within
 
     # -- one request through the proxy ------------------------------------------------------
 
@@ -188,7 +200,7 @@ class Feed(BackgroundThread):
                 raise _Expired(f"watch from {state.rv} answered 410")
             if status != 200:
                 raise _Failed(f"watch answered {status}: {_text(chunks)}")
-            self.heard_at = time.monotonic()
+            self.heard_at = self._watch_at = time.monotonic()
             self.watching = True
             for chunk in chunks:
                 for ev in framer.feed(chunk):
