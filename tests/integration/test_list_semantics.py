@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from kubesandbox.server import Sandbox
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.test_mux import SVC, service, watch_lines
@@ -270,3 +272,85 @@ def test_a_list_without_resource_version_is_a_consistent_read(sandbox, hub_facto
     healthy(hub, False)
     status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dryw", "proxy-agent/1")
     assert status == 200 and len(names(doc)) == 20
+
+
+@pytest.fixture
+def quiet_sandbox() -> Iterator[Sandbox]:
+    """kube-apiserver's bookmark cadence: no bookmark comes while a test runs, so a quiet
+    collection's shared state stays behind the cloud's version, which writes elsewhere
+    move on."""
+    sandbox = Sandbox(nodes=1, pods_per_node=1, bookmark_interval=60, control_port=0).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def configmap(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"}}
+
+
+def test_a_consistent_read_of_a_quiet_collection_is_answered_at_once(quiet_sandbox,
+                                                                      hub_factory):
+    sandbox = quiet_sandbox
+    hub = hub_factory(sandbox.url)
+    sandbox.put(service("quiet", app="quiet"))
+    assert "quiet" in names(answer(hub.url, SVC + "?resourceVersion=0", "proxy-agent/1")[1])
+    # A feed that has watched for a while: no bookmark is due any moment (at the start of
+    # its watch one might be, and a consistent read waits a moment for it).
+    time.sleep(1.5)
+    took = []
+    for i in range(5):
+        written = int(sandbox.put(configmap(f"cm-{i}"))["metadata"]["resourceVersion"])
+        started = time.monotonic()
+        status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dquiet", "proxy-agent/1")
+        took.append(time.monotonic() - started)
+        assert status == 200 and names(doc) == ["quiet"], doc
+        assert int(doc["metadata"]["resourceVersion"]) >= written
+        # Read-your-writes: a Service written just before the list is in it.
+        sandbox.put(service(f"new-{i}", app="new"))
+        status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dnew", "proxy-agent/1")
+        assert status == 200 and f"new-{i}" in names(doc), (i, doc)
+    # Answered at once, not after waiting for a bookmark that is a minute away (each
+    # of these lists took 1 s).
+    assert sorted(took)[len(took) // 2] < 0.5, took
+
+
+def test_a_list_at_the_version_a_consistent_read_gave_is_answered(quiet_sandbox,
+                                                                  hub_factory):
+    # client-go relists "not older than" the last version it saw; when that came from a
+    # consistent list the cloud answered, the quiet collection's state has not seen it.
+    sandbox = quiet_sandbox
+    hub = hub_factory(sandbox.url)
+    sandbox.put(service("quiet", app="quiet"))
+    assert "quiet" in names(answer(hub.url, SVC + "?resourceVersion=0", "proxy-agent/1")[1])
+    sandbox.put(configmap("moves-the-version"))
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dquiet", "proxy-agent/1")
+    assert status == 200 and names(doc) == ["quiet"]
+    rv = doc["metadata"]["resourceVersion"]
+    # (it was a 504 "Too large resource version" after 3 s)
+    status, doc = answer(hub.url, f"{SVC}?resourceVersion={rv}&labelSelector=app%3Dquiet",
+                         "proxy-agent/1")
+    assert status == 200 and names(doc) == ["quiet"], doc
+    assert int(doc["metadata"]["resourceVersion"]) >= int(rv)
+    # Offline the state answers what it has, as before: a version it never reached waits
+    # for it, then 504 (nothing newer can come).
+    sandbox.offline()
+    healthy(hub, False)
+    status, doc = answer(hub.url, f"{SVC}?resourceVersion={rv}", "proxy-agent/1")
+    assert status == 504 and doc["reason"] == "Timeout", doc
+
+
+@pytest.mark.parametrize("refusal", [429, 500])
+def test_a_consistent_read_the_cloud_gave_no_version_for_is_the_clouds(sandbox, hub_factory,
+                                                                       refusal):
+    hub = hub_factory(sandbox.url, extra=["--watch-bookmark-interval", "1"])
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    stall_feed(sandbox, hub)  # the shared state lags the next write
+    sandbox.put(service("late", app="late"))
+    # The probe of the cloud's version is refused (priority and fairness' 429, a 5xx): the
+    # state cannot be shown to hold the write, so it does not answer (it answered an empty
+    # list: the write acknowledged before the list was not in it).
+    sandbox.fail_next(1, refusal, match="limit=1", retry_after=1)
+    status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dlate", "proxy-agent/1")
+    assert status == 200 and names(doc) == ["late"], doc
+    sandbox.release()

@@ -4,15 +4,16 @@ answered from one shared state, fed by one upstream list+watch (YurtHub's multip
 For each resource of ``pool_scope_resources`` the first client's request starts a Feed
 (proxy/muxfeed.py); until its first list arrives clients wait a moment, then get 429 with
 ``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
-label and field selectors; a list "not older than" a resourceVersion waits for it (504
-after 3 s, as the watch cache does) and ``limit`` is ignored (the whole list is one
-consistent page, as the watch cache serves it); a list without a resourceVersion (and a
-watch-list without one) is a consistent read: while the cloud answers, the state must first
-reach the cloud's current resourceVersion (see ``Multiplexer._consistent``); a watch
-without a resourceVersion starts
-with ADDED events of what exists, a watch from a version gets every change after it, or
-410 Expired as an ERROR event when the history no longer holds them; objects entering or
-leaving a selection arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
+label and field selectors; a list "not older than" a resourceVersion the state has not
+reached goes to the cloud while the cloud answers (``Multiplexer._reached``), and waits for
+it while it does not (504 after 3 s, as the watch cache does); ``limit`` is ignored (the
+whole list is one consistent page, as the watch cache serves it); a list without a
+resourceVersion (and a watch-list without one) is a consistent read: while the cloud
+answers, the state must first reach the cloud's current resourceVersion (see
+``Multiplexer._consistent``); a watch without a resourceVersion starts with ADDED events
+of what exists, a watch from a version gets every change after it, or 410 Expired as an
+ERROR event when the history no longer holds them; objects entering or leaving a selection
+arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
 Filters run per client on the way out and never change the shared objects.
 
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
@@ -47,7 +48,7 @@ from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.muxfeed import Feed, Latest, WsgiApp
+from yurthub.proxy.muxfeed import UNKNOWN, Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Obj, SharedState
 from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 SYNC_WAIT = 10.0          # how long a first request waits for the first list
 TOO_LARGE_WAIT = 3.0      # kube's watch cache waits this long for a future resourceVersion
-CONSISTENT_WAIT = 1.0     # a consistent read waits this long for the cloud's version
+CONSISTENT_WAIT = 1.0     # a consistent read waits this long for a bookmark that is due
 GZIP_MIN = 128 * 1024     # kube-apiserver compresses answers from this size on
 
 
@@ -174,6 +175,9 @@ class Multiplexer:
         if not info.resource_version and (info.verb == "list" or info.send_initial_events) \
                 and not self._consistent(shared):
             return None  # the state could not catch up: the cloud answers this one
+        if info.verb == "list" and info.resource_version not in ("", "0") \
+                and not self._reached(shared, _rv(info.resource_version)):
+            return None  # a version the cloud gave the client: the cloud answers at once
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
                                      "200").inc()
         view = self.filters.client_view(ctx.component, info.verb, info.api_group,
@@ -189,26 +193,37 @@ class Multiplexer:
                                       info.resource)
 
     def _consistent(self, shared: Shared) -> bool:
-        """Wait until the state holds what the cloud holds now: a consistent read.
+        """Whether the state holds what the cloud holds now: a consistent read.
 
         kube-apiserver's watch cache asks etcd for its current revision and waits for it
-        (etcd's progress notifications move it on when nothing changes).  Here a probe
-        (muxfeed.Latest, a list with limit=1) gives the cloud's current resourceVersion and
-        the state is waited for, briefly.  It gets there when the change is on its way, or
-        was made before the last bookmark; a quiet collection in a busy cluster (the version
-        moved with other resources) only reaches it at the apiserver's next bookmark: False
-        then, and the request goes the usual way (the cloud answers it, as kube-apiserver
-        answered every consistent list from etcd before it could do it from its cache).  A
-        feed whose watch has gone silent for longer than its bookmark cadence is stalled:
-        its watch is ended, and it watches again from the state's version.  While the cloud
-        is away (no probe answers) the state is the newest there is: True at once.
+        (etcd's progress notifications, asked for there and then, move it on when nothing
+        changed).  Here a probe (muxfeed.Latest, a list with limit=1) gives the cloud's
+        current resourceVersion, and the state answers when it has reached it: the change
+        came before the probe's answer, or the collection has not changed since the last
+        bookmark.  Nothing here can ask the apiserver for progress: a quiet collection in
+        a busy cluster (the version moved with other resources) reaches it only at the
+        next bookmark.  The state is waited for (up to CONSISTENT_WAIT) only when that
+        bookmark is due by then (``Feed.bookmark_due``); kube-apiserver's come about once
+        a minute, and waiting for one would only delay the answer.  False then, and the
+        request goes the usual way (the cloud answers it, as kube-apiserver answered every
+        consistent list from etcd before it could do it from its cache).  A feed whose
+        watch has gone silent for longer than its bookmark cadence is stalled: its watch is
+        ended, and it watches again from the state's version.  While the cloud is away (no
+        probe can be sent) the state is the newest there is: True at once.  A cloud that
+        answers the probe without its version (a 429 of its priority and fairness, a 5xx)
+        shows nothing: False, and the cloud answers.
         """
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
         rv = shared.latest.get()
-        if rv is None or state.wait_rv(rv, CONSISTENT_WAIT):
+        wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
+        if rv is None or (rv != UNKNOWN and state.wait_rv(rv, wait)):
             return True
+        if rv == UNKNOWN:
+            log.debug("shared %s: the cloud did not say its version; a consistent read goes "
+                      "to the cloud", shared.key)
+            return False
         if feed.stalled():
             n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
             log.warning("shared %s: at %d, behind the cloud's %d, and its upstream watch has "
@@ -218,6 +233,20 @@ class Multiplexer:
             log.debug("shared %s: at %d, behind the cloud's %d; a consistent read goes to "
                       "the cloud", shared.key, state.rv, rv)
         return False
+
+    def _reached(self, shared: Shared, rv: int) -> bool:
+        """Whether the state answers a list "not older than" ``rv``: it holds that version,
+        or the cloud is away (then the list waits for it, 504 after the watch cache's wait).
+
+        A version the state has not seen while the cloud answers is mostly one the cloud
+        gave the client itself: a consistent list the cloud answered (see ``_consistent``),
+        its version past the state of a quiet collection until the apiserver's next
+        bookmark, about a minute away.  client-go relists at the last version it saw; the
+        cloud answers that at once, where waiting here ends in a 504 after 3 s.
+        """
+        if shared.state.rv >= rv or shared.latest is None or self.upstream is None:
+            return True
+        return not self.upstream.candidates()
 
     @staticmethod
     def _wait_rv(state: SharedState, rv: int) -> None:

@@ -16,7 +16,8 @@ state turns the difference into events.  Failures are retried with a capped back
 ``Latest`` learns the cloud's current resourceVersion for a consistent read (a list without
 a resourceVersion): a list with ``limit=1``, metadata only, straight to the cloud under the
 hub's identity (not through the proxy: it must not be cached), shared by the clients that
-ask at the same time.
+ask at the same time.  A probe that cannot be sent (no healthy cloud) leaves the state to
+answer; one the cloud answers without its version (``UNKNOWN``) leaves the read to the cloud.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Feed(BackgroundThread):
         self.heard_at = time.monotonic()
         self.bookmark_gap = 0.0
         self._bookmark_at = 0.0
+        self._watch_at = 0.0
 
     def run(self) -> None:
         backoff = 0.5
@@ -125,6 +127,17 @@ class Feed(BackgroundThread):
             return False
         limit = 2 * self.bookmark_gap + 2.0 if self.bookmark_gap else STALL_SILENCE
         return time.monotonic() - self.heard_at > limit
+
+    def bookmark_due(self, within: float) -> bool:
+        """Whether the apiserver's next bookmark may come within ``within`` seconds (a
+        consistent read may wait for it then): its bookmarks come that often, or, their
+        cadence not known yet, the last one (or the watch's start) is that recent.
+        kube-apiserver's come about once a minute: then, mostly, not."""
+        if not self.watching:
+            return False
+        if self.bookmark_gap:
+            return self.bookmark_gap <= within
+        return time.monotonic() - (self._bookmark_at or self._watch_at) < within
 
     # -- one request through the proxy ------------------------------------------------------
 
@@ -187,7 +200,7 @@ class Feed(BackgroundThread):
                 raise _Expired(f"watch from {state.rv} answered 410")
             if status != 200:
                 raise _Failed(f"watch answered {status}: {_text(chunks)}")
-            self.heard_at = time.monotonic()
+            self.heard_at = self._watch_at = time.monotonic()
             self.watching = True
             for chunk in chunks:
                 for ev in framer.feed(chunk):
@@ -222,6 +235,7 @@ PROBE_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
                 "application/json")
 PROBE_BYTES = 1 << 20
 PROBE_TIMEOUT = 5.0  # a cloud this slow to say its version: the state answers as it is
+UNKNOWN = -1  # the cloud answered the probe, not with its version: it answers the read itself
 
 
 class Latest:
@@ -242,7 +256,10 @@ class Latest:
         self.probes = 0  # sent, for tests and logs
 
     def get(self) -> int | None:
-        """The cloud's resourceVersion now; None when no healthy cloud answered it."""
+        """The cloud's resourceVersion now; None when no healthy cloud could be asked (then
+        the state is the newest there is); UNKNOWN when the cloud answered without it (an
+        error Status, such as the 429 of its priority and fairness, or a body that says no
+        version): the state cannot be shown current, so the cloud must answer the read."""
         asked = time.monotonic()
         with self._lock:
             if self._sent_at >= asked:
@@ -269,16 +286,18 @@ class Latest:
             for piece in up.stream(resp):
                 data += piece
                 if len(data) > PROBE_BYTES:
-                    return None
+                    return UNKNOWN
             whole = True
             if resp.status != 200:
                 log.debug("%s: limit=1 list answered %d", self.path, resp.status)
-                return None
+                return UNKNOWN
             meta = json.loads(data).get("metadata") or {}
-            return rv_int(str(meta.get("resourceVersion", "")))
+            rv = rv_int(str(meta.get("resourceVersion", "")))
+            return rv if rv > 0 else UNKNOWN
         except (YurthubError, ValueError, AttributeError) as e:
+            # The cloud was there (it answered, or began to): not the offline case.
             log.debug("%s: no current resourceVersion: %s", self.path, e)
-            return None
+            return UNKNOWN
         finally:
             up.finish(resp, whole)
 
