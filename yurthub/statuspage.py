@@ -92,8 +92,12 @@ def _ready(r: dict[str, Any] | None) -> str:
         return ""
     if r["ready"]:
         return "<p>" + _badge("ready", "ok") + "</p>"
-    return ("<p>" + _badge("NOT READY", "bad") +
-            f' <span class="why">{_e(r["reason"])}</span></p>')
+    reasons = r.get("reasons") or [r["reason"]]
+    if len(reasons) == 1:
+        return ("<p>" + _badge("NOT READY", "bad") +
+                f' <span class="why">{_e(reasons[0])}</span></p>')
+    items = "".join(f'<li class="why">{_e(why)}</li>' for why in reasons)
+    return "<p>" + _badge("NOT READY", "bad") + f"</p><ul>{items}</ul>"
 
 
 def _autonomy(a: dict[str, Any] | None) -> str:

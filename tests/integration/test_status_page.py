@@ -119,7 +119,7 @@ def test_status_is_for_loopback_clients_only(hub):
 
     from yurthub.hubserver import HubServer
     from yurthub.metrics import Metrics
-    server = HubServer(Metrics(), lambda: None, status=lambda: {"node": "n"})
+    server = HubServer(Metrics(), lambda: [], status=lambda: {"node": "n"})
     client = Client(server)
     for path in ("/status", "/v1/status"):
         r = client.get(path, environ_base={"REMOTE_ADDR": "10.0.0.9"})
@@ -150,7 +150,8 @@ def test_a_full_disk_that_stopped_caching_is_on_the_page(sandbox, browser, tmp_p
         wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
         doc = status(hub)
         assert doc["cache"]["stopped"].startswith("caching stopped (no-space): the disk of ")
-        assert doc["ready"] == {"ready": False, "reason": doc["cache"]["stopped"]}
+        assert doc["ready"]["ready"] is False
+        assert doc["ready"]["reasons"] == [doc["cache"]["stopped"]] == [doc["ready"]["reason"]]
         browser.open(hub.hub_url + "/status")
         text = browser.text()
         assert "NOT READY caching stopped (no-space): the disk of" in text
