@@ -117,7 +117,7 @@ class StatusSource:
     def _watches(self) -> list[dict[str, Any]]:
         per: dict[str, dict[str, int]] = {}
         for (component, source), n in self.streams.open_watches().items():
-            row = per.setdefault(component or "-", {"remote": 0, "local": 0})
+            row = per.setdefault(component or "-", {"remote": 0, "local": 0, "shared": 0})
             row[source] = row.get(source, 0) + n
         return [{"component": c, **v} for c, v in sorted(per.items())]
 

@@ -181,9 +181,11 @@ def _cache(c: dict[str, Any]) -> str:
 def _watches(w: list[dict[str, Any]]) -> str:
     if not w:
         return '<h2>Open watches</h2><p class="muted">none</p>'
-    rows = [[_e(x["component"]), str(x["remote"]), str(x["local"])] for x in w]
-    return "<h2>Open watches</h2>" + _table(["component", "remote (cloud)", "local (cache)"],
-                                            rows, frozenset({1, 2}))
+    rows = [[_e(x["component"]), str(x["remote"]), str(x["local"]), str(x.get("shared", 0))]
+            for x in w]
+    return "<h2>Open watches</h2>" + _table(
+        ["component", "remote (cloud)", "local (cache)", "shared (multiplexer)"], rows,
+        frozenset({1, 2, 3}))
 
 
 def _events(events: list[dict[str, Any]], counts: dict[str, int]) -> str:

@@ -46,7 +46,8 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
     watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
     try:
         wait_for(lambda: status(hub)["watches"] == [
-            {"component": "kubelet", "remote": 1, "local": 0}], what="the remote watch")
+            {"component": "kubelet", "remote": 1, "local": 0, "shared": 0}],
+            what="the remote watch")
         doc = status(hub)
         assert doc["cloud"]["online"] is True
         assert doc["cloud"]["servers"][0]["healthy"] is True
@@ -61,7 +62,7 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
     watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
     try:
         wait_for(lambda: status(hub)["watches"] == [
-            {"component": "kubelet", "remote": 0, "local": 1}], what="the local watch")
+            {"component": "kubelet", "remote": 0, "local": 1, "shared": 0}], what="the local watch")
     finally:
         watch.close()
 
@@ -194,3 +195,28 @@ def test_a_disk_out_of_inodes_shows_its_inodes_not_only_its_free_bytes(sandbox, 
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
+
+
+def test_watches_served_from_the_shared_state_show_under_their_component(hub, browser):
+    """kube-proxy's and coredns's watches of Services and EndpointSlices are answered by the
+    multiplexer: the page showed them as one row '- 0 0' (no component, and no column for
+    them), as if nothing watched."""
+    proxy = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+    socks = [open_watch(hub, "/api/v1/services?watch=1&resourceVersion=0", proxy),
+             open_watch(hub, "/apis/discovery.k8s.io/v1/endpointslices?watch=1"
+                        "&resourceVersion=0", proxy)]
+    try:
+        rows = wait_for(lambda: (w := {r["component"]: r for r in status(hub)["watches"]})
+                        .get("kube-proxy", {}).get("shared") == 2 and w,
+                        what="kube-proxy's two shared watches")
+        assert rows["kube-proxy"] == {"component": "kube-proxy", "remote": 0, "local": 0,
+                                      "shared": 2}
+        assert "-" not in rows
+        browser.open(hub.hub_url + "/status")
+        text = browser.text()
+        assert re.search(r"COMPONENT\s+REMOTE \(CLOUD\)\s+LOCAL \(CACHE\)\s+SHARED "
+                         r"\(MULTIPLEXER\)", text), text
+        assert re.search(r"\nkube-proxy\s+0\s+0\s+2\n", text), text
+    finally:
+        for s in socks:
+            s.close()
