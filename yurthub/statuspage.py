@@ -24,7 +24,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:.15em .6em;border-radius:.8em;font-weight:700;color:#fff}
 .ok{background:#1a7f37}.bad{background:#cf222e}.warn{background:#9a6700}
 .badge,.nw{white-space:nowrap}.muted{color:#57606a}.why{color:#cf222e}.small{font-size:.9em}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}code.req{overflow-wrap:anywhere}
 """
 
 
@@ -200,7 +200,7 @@ def _events(events: list[dict[str, Any]], counts: dict[str, int]) -> str:
             _badge("from cache", "warn")
         when = f'<span class="nw">{_e(e["time"].replace("T", " "))}</span>'
         rows.append([when, kind, str(e["code"]), _e(e["component"]),
-                     f"<code>{_e(e['request'])}</code>", _e(e["reason"])])
+                     f'<code class="req">{_e(e["request"])}</code>', _e(e["reason"])])
     return head + _table(["time", "what", "code", "component", "request", "reason"], rows)
 
 

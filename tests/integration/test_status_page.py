@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.browser import Browser
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http, read_watch_events
+from yurthub.statuspage import render
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 
@@ -220,3 +221,22 @@ def test_watches_served_from_the_shared_state_show_under_their_component(hub, br
     finally:
         for s in socks:
             s.close()
+
+
+def test_the_page_fits_a_1280_pixel_window_whatever_the_requests(browser, tmp_path):
+    """Long request URLs (a multiplexer's watch with its query, a field selector) could not
+    break, so the table of fallbacks grew past the window and its REASON column, the one
+    that says why, was cut off at the right edge."""
+    from tests.unit.test_status import doc
+    query = "&".join(f"resourceVersion{i}=1234567&allowWatchBookmarks=true" for i in range(4))
+    events = [{"kind": "fallback", "time": "2026-12-06T08:42:11Z", "code": 200,
+               "component": "yurthub-multiplexer",
+               "request": f"GET /apis/discovery.k8s.io/v1/endpointslices?watch=true&{query}",
+               "reason": "cloud unreachable: 127.0.0.1:6443: cannot connect: HTTPConnection("
+                         "host='127.0.0.1', port=6443): Failed to establish a new connection"}]
+    page = tmp_path / "status.html"
+    page.write_text(render(doc(events=events, eventCounts={"fallbacks": 1, "refusals": 0})))
+    browser.open(page.as_uri())
+    width = browser.script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width
+    assert "Failed to establish a new connection" in browser.text()
