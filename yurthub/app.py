@@ -158,9 +158,10 @@ class Hub:
                                    ready=self._ready.is_set,
                                    autonomy=self.autonomy.status if self.autonomy else
                                    lambda: None,
-                                   readiness=self.readiness,
+                                   readiness=self.readiness_checks,
                                    caching_stopped=self.cache.not_ready)
-        self.hub_app = HubServer(self.metrics, self.readiness, status=self.status.document,
+        self.hub_app = HubServer(self.metrics, self.readiness_checks,
+                                 status=self.status.document,
                                  purge=self.purge,
                                  cache_root=cfg.disk_cache_path,
                                  admin_token=lambda: self.admin_token.value,
@@ -377,10 +378,18 @@ class Hub:
         return removed
 
     def readiness(self) -> str | None:
+        """The first reason the hub is not ready (readyz's first line), or None."""
+        return next((why for _, why in self.readiness_checks() if why is not None), None)
+
+    def readiness_checks(self) -> list[tuple[str, str | None]]:
+        """Every readiness check in order, (name, None or why it fails): readyz shows each
+        failing one, so fixing the first does not hide the next (a full disk and unknown
+        filters and an expired certificate can all hold at once)."""
         if not self._ready.is_set():
-            return self._not_ready_reason
-        return (self.identity.problem() or self.cache.not_ready() or self._filters_not_ready()
-                or self._incomplete_views())
+            return [("started", self._not_ready_reason)]
+        return [*self.identity.checks(), ("caching", self.cache.not_ready()),
+                ("filters", self._filters_not_ready()),
+                ("cache-views", self._incomplete_views())]
 
     def _filters_not_ready(self) -> str | None:
         """The filters' reason, and that their cached inputs were damaged when they were: a

@@ -34,8 +34,8 @@ from yurthub.statuspage import render
 
 log = logging.getLogger(__name__)
 
-# Returns None when ready, else the reason the hub cannot serve yet.
-ReadinessCheck = Callable[[], "str | None"]
+# Every readiness check in order: (name, None when it passes, else why the hub cannot serve).
+ReadinessCheck = Callable[[], "list[tuple[str, str | None]]"]
 StatusSource = Callable[[], dict[str, Any]]
 # (component, collection directory) pairs -> objects removed; raises on failure
 Purger = Callable[[list[tuple[str, str]]], int]
@@ -80,10 +80,7 @@ class HubServer:
         if path == "/v1/healthz":
             return Response("OK", mimetype="text/plain")
         if path == "/v1/readyz":
-            reason = self.readiness()
-            if reason is None:
-                return Response("OK", mimetype="text/plain")
-            return Response(f"not ready: {reason}\n", status=503, mimetype="text/plain")
+            return readyz(self.readiness(), "verbose" in request.args)
         if path == "/metrics":
             return Response(self.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
         if path in ("/status", "/v1/status") and self.status is not None:
@@ -171,6 +168,22 @@ class HubServer:
             self._token_busy.release()
         log.info("POST /v1/token: a new join token was verified and stored")
         return Response("update bootstrap token successfully\n", mimetype="text/plain")
+
+
+def readyz(checks: list[tuple[str, str | None]], verbose: bool) -> Response:
+    """200 ``OK`` when every check passes; else 503 whose first line names the first failing
+    reason (what probes and scripts read), then every check as kube-apiserver lists them
+    (``[+]name ok``, ``[-]name failed: why``), so no reason hides behind another.
+    ``?verbose`` lists them on a 200 too, as kube-apiserver's ``/readyz?verbose``."""
+    failing = [why for _, why in checks if why is not None]
+    if not failing and not verbose:
+        return Response("OK", mimetype="text/plain")
+    lines = [f"not ready: {failing[0]}"] if failing else []
+    lines += [f"[+]{name} ok" if why is None else f"[-]{name} failed: {why}"
+              for name, why in checks]
+    lines.append("readyz check failed" if failing else "readyz check passed")
+    return Response("\n".join(lines) + "\n", status=503 if failing else 200,
+                    mimetype="text/plain")
 
 
 def _not_loopback(request: Request) -> Response | None:

@@ -46,7 +46,7 @@ class StatusSource:
     ready: Callable[[], bool]
     autonomy: Callable[[], dict[str, Any] | None] = lambda: None
     # why the hub is not ready (readyz's text), and why caching stopped (None: it goes on)
-    readiness: Callable[[], str | None] = lambda: None
+    readiness: Callable[[], list[tuple[str, str | None]]] = lambda: []
     caching_stopped: Callable[[], str | None] = lambda: None
 
     def document(self) -> dict[str, Any]:
@@ -69,8 +69,12 @@ class StatusSource:
     def _ready(self) -> dict[str, Any]:
         """What ``/v1/readyz`` says: a hub that stopped caching (a read-only or full disk) or
         waits for its identity or its filters' configuration is not ready."""
-        reason = self.readiness()
-        return {"ready": reason is None, "reason": reason}
+        checks = self.readiness()
+        failing = [why for _, why in checks if why is not None]
+        return {"ready": not failing, "reason": failing[0] if failing else None,
+                "reasons": failing,
+                "checks": [{"name": name, "ok": why is None, "reason": why}
+                           for name, why in checks]}
 
     def _cloud(self, now: float) -> dict[str, Any]:
         online = self.upstream.any_healthy()
@@ -113,7 +117,7 @@ class StatusSource:
     def _watches(self) -> list[dict[str, Any]]:
         per: dict[str, dict[str, int]] = {}
         for (component, source), n in self.streams.open_watches().items():
-            row = per.setdefault(component or "-", {"remote": 0, "local": 0})
+            row = per.setdefault(component or "-", {"remote": 0, "local": 0, "shared": 0})
             row[source] = row.get(source, 0) + n
         return [{"component": c, **v} for c, v in sorted(per.items())]
 

@@ -24,7 +24,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:.15em .6em;border-radius:.8em;font-weight:700;color:#fff}
 .ok{background:#1a7f37}.bad{background:#cf222e}.warn{background:#9a6700}
 .badge,.nw{white-space:nowrap}.muted{color:#57606a}.why{color:#cf222e}.small{font-size:.9em}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}code.req{overflow-wrap:anywhere}
 """
 
 
@@ -92,8 +92,12 @@ def _ready(r: dict[str, Any] | None) -> str:
         return ""
     if r["ready"]:
         return "<p>" + _badge("ready", "ok") + "</p>"
-    return ("<p>" + _badge("NOT READY", "bad") +
-            f' <span class="why">{_e(r["reason"])}</span></p>')
+    reasons = r.get("reasons") or [r["reason"]]
+    if len(reasons) == 1:
+        return ("<p>" + _badge("NOT READY", "bad") +
+                f' <span class="why">{_e(reasons[0])}</span></p>')
+    items = "".join(f'<li class="why">{_e(why)}</li>' for why in reasons)
+    return "<p>" + _badge("NOT READY", "bad") + f"</p><ul>{items}</ul>"
 
 
 def _autonomy(a: dict[str, Any] | None) -> str:
@@ -177,9 +181,11 @@ def _cache(c: dict[str, Any]) -> str:
 def _watches(w: list[dict[str, Any]]) -> str:
     if not w:
         return '<h2>Open watches</h2><p class="muted">none</p>'
-    rows = [[_e(x["component"]), str(x["remote"]), str(x["local"])] for x in w]
-    return "<h2>Open watches</h2>" + _table(["component", "remote (cloud)", "local (cache)"],
-                                            rows, frozenset({1, 2}))
+    rows = [[_e(x["component"]), str(x["remote"]), str(x["local"]), str(x.get("shared", 0))]
+            for x in w]
+    return "<h2>Open watches</h2>" + _table(
+        ["component", "remote (cloud)", "local (cache)", "shared (multiplexer)"], rows,
+        frozenset({1, 2, 3}))
 
 
 def _events(events: list[dict[str, Any]], counts: dict[str, int]) -> str:
@@ -194,7 +200,7 @@ def _events(events: list[dict[str, Any]], counts: dict[str, int]) -> str:
             _badge("from cache", "warn")
         when = f'<span class="nw">{_e(e["time"].replace("T", " "))}</span>'
         rows.append([when, kind, str(e["code"]), _e(e["component"]),
-                     f"<code>{_e(e['request'])}</code>", _e(e["reason"])])
+                     f'<code class="req">{_e(e["request"])}</code>', _e(e["reason"])])
     return head + _table(["time", "what", "code", "component", "request", "reason"], rows)
 
 

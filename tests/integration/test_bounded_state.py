@@ -4,6 +4,7 @@ User-Agents, the disk under a quota, and a full disk (issue 13, section 3)."""
 from __future__ import annotations
 
 import http.client as httpclient
+import json
 import random
 
 import pytest
@@ -130,3 +131,40 @@ def test_a_full_disk_stops_caching_keeps_proxying_and_resumes_when_space_returns
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
 
+
+
+def test_readyz_names_every_reason_when_several_hold(sandbox, hub_factory):
+    """Caching stopped on a full quota while the filters' configuration is unknown: readyz
+    named only the first, so an operator who freed the disk found the hub still not ready
+    for a reason it had never shown."""
+    sandbox.fail_next(10_000, 503, match="yurt-hub-cfg")
+    hub = hub_factory(sandbox.url, wait=False,
+                      extra=["--cache-agents", "kubectl", "--cache-quota", "1Mi",
+                             "--cache-component-quota", "1Mi"])
+    for i in range(15):
+        sandbox.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": {"name": f"big-{i}", "namespace": "default"},
+                        "stringData": {"blob": "x" * (100 << 10)}})
+
+    def listed() -> bool:
+        try:
+            return hub.get("/api/v1/namespaces/default/secrets", ua=KUBECTL)[0] == 200
+        except OSError:
+            return False  # not listening yet
+    wait_for(listed, what="the hub to proxy kubectl's list of secrets")
+    status, why = wait_for(lambda: (lambda r: r if "caching stopped" in r[1] else None)(
+        readyz(hub)), what="readyz to say caching stopped")
+    first, *rest = why.splitlines()
+    assert status == 503 and first.startswith("not ready: ")
+    assert any(line.startswith("[-]caching failed: caching stopped (quota)") for line in rest)
+    assert any(line.startswith("[-]filters failed: the filter configuration is not known")
+               and "yurt-hub-cfg" in line for line in rest)
+    assert "[+]identity ok" in rest and rest[-1] == "readyz check failed"
+    doc = json.loads(http(hub.hub_url + "/v1/status")[2])
+    assert doc["ready"]["reason"] == first.removeprefix("not ready: ")
+    assert len(doc["ready"]["reasons"]) == 2
+
+    sandbox.clear_faults()  # the configuration arrives: the quota alone holds
+    status, why = wait_for(lambda: (lambda r: r if "[+]filters ok" in r[1] else None)(
+        readyz(hub)), timeout=30, what="readyz to pass the filters' check")
+    assert status == 503 and why.startswith("not ready: caching stopped (quota)")

@@ -112,7 +112,7 @@ def test_purge_endpoint_wants_the_token_and_this_hubs_tree(hub):
 
 def test_purge_answers_loopback_clients_only():
     calls = []
-    server = HubServer(Metrics(), lambda: None, purge=lambda p: calls.append(p) or 0,
+    server = HubServer(Metrics(), lambda: [], purge=lambda p: calls.append(p) or 0,
                        cache_root="/tmp", admin_token=lambda: "secret")
     client = Client(server)
     for addr in ("10.1.2.3", "192.168.0.7", "::ffff:10.0.0.1", "fe80::1"):

@@ -10,6 +10,9 @@ def test_health_readiness_and_unknown_paths(hub):
     assert http(hub.hub_url + "/v1/healthz") == (200, http(hub.hub_url + "/v1/healthz")[1], b"OK")
     status, _, body = http(hub.hub_url + "/v1/readyz")
     assert (status, body) == (200, b"OK")
+    status, _, body = http(hub.hub_url + "/v1/readyz?verbose")  # as kube-apiserver's
+    assert status == 200 and body.splitlines()[-1] == b"readyz check passed"
+    assert {b"[+]identity ok", b"[+]caching ok", b"[+]filters ok"} <= set(body.splitlines())
     assert http(hub.hub_url + "/nope")[0] == 404
     assert http(hub.hub_url + "/v1/healthz", method="POST", body=b"")[0] == 405
     # The API port does not answer for the hub's endpoints, and vice versa.
@@ -29,3 +32,18 @@ def test_metrics_show_traffic_health_and_the_cache(sandbox, hub):
     assert hub.metric("yurthub_cache_view_stale", component="kubelet",
                       resource="pods.v1.core") == 0
     assert hub.metric("yurthub_requests_total", client="kubelet", source="remote") >= 1
+
+
+def test_readyz_lists_each_check_and_keeps_the_first_reason_on_its_first_line():
+    from werkzeug.test import Client
+
+    from yurthub.hubserver import HubServer
+    from yurthub.metrics import Metrics
+    checks = [("identity", None), ("caching", "caching stopped (quota): full"),
+              ("filters", "the filter configuration is not known yet")]
+    r = Client(HubServer(Metrics(), lambda: checks)).get("/v1/readyz")
+    assert r.status_code == 503
+    assert r.get_data(as_text=True).splitlines() == [
+        "not ready: caching stopped (quota): full", "[+]identity ok",
+        "[-]caching failed: caching stopped (quota): full",
+        "[-]filters failed: the filter configuration is not known yet", "readyz check failed"]

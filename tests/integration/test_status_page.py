@@ -14,6 +14,7 @@ import pytest
 from tests.fixtures.browser import Browser
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http, read_watch_events
+from yurthub.statuspage import render
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 
@@ -46,7 +47,8 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
     watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
     try:
         wait_for(lambda: status(hub)["watches"] == [
-            {"component": "kubelet", "remote": 1, "local": 0}], what="the remote watch")
+            {"component": "kubelet", "remote": 1, "local": 0, "shared": 0}],
+            what="the remote watch")
         doc = status(hub)
         assert doc["cloud"]["online"] is True
         assert doc["cloud"]["servers"][0]["healthy"] is True
@@ -61,7 +63,7 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
     watch = open_watch(hub, "/api/v1/pods?watch=1&resourceVersion=0", KUBELET)
     try:
         wait_for(lambda: status(hub)["watches"] == [
-            {"component": "kubelet", "remote": 0, "local": 1}], what="the local watch")
+            {"component": "kubelet", "remote": 0, "local": 1, "shared": 0}], what="the local watch")
     finally:
         watch.close()
 
@@ -119,7 +121,7 @@ def test_status_is_for_loopback_clients_only(hub):
 
     from yurthub.hubserver import HubServer
     from yurthub.metrics import Metrics
-    server = HubServer(Metrics(), lambda: None, status=lambda: {"node": "n"})
+    server = HubServer(Metrics(), lambda: [], status=lambda: {"node": "n"})
     client = Client(server)
     for path in ("/status", "/v1/status"):
         r = client.get(path, environ_base={"REMOTE_ADDR": "10.0.0.9"})
@@ -150,7 +152,8 @@ def test_a_full_disk_that_stopped_caching_is_on_the_page(sandbox, browser, tmp_p
         wait_for(lambda: status(hub)["cache"]["stopped"], what="caching to stop")
         doc = status(hub)
         assert doc["cache"]["stopped"].startswith("caching stopped (no-space): the disk of ")
-        assert doc["ready"] == {"ready": False, "reason": doc["cache"]["stopped"]}
+        assert doc["ready"]["ready"] is False
+        assert doc["ready"]["reasons"] == [doc["cache"]["stopped"]] == [doc["ready"]["reason"]]
         browser.open(hub.hub_url + "/status")
         text = browser.text()
         assert "NOT READY caching stopped (no-space): the disk of" in text
@@ -193,3 +196,47 @@ def test_a_disk_out_of_inodes_shows_its_inodes_not_only_its_free_bytes(sandbox, 
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
+
+
+def test_watches_served_from_the_shared_state_show_under_their_component(hub, browser):
+    """kube-proxy's and coredns's watches of Services and EndpointSlices are answered by the
+    multiplexer: the page showed them as one row '- 0 0' (no component, and no column for
+    them), as if nothing watched."""
+    proxy = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+    socks = [open_watch(hub, "/api/v1/services?watch=1&resourceVersion=0", proxy),
+             open_watch(hub, "/apis/discovery.k8s.io/v1/endpointslices?watch=1"
+                        "&resourceVersion=0", proxy)]
+    try:
+        rows = wait_for(lambda: (w := {r["component"]: r for r in status(hub)["watches"]})
+                        .get("kube-proxy", {}).get("shared") == 2 and w,
+                        what="kube-proxy's two shared watches")
+        assert rows["kube-proxy"] == {"component": "kube-proxy", "remote": 0, "local": 0,
+                                      "shared": 2}
+        assert "-" not in rows
+        browser.open(hub.hub_url + "/status")
+        text = browser.text()
+        assert re.search(r"COMPONENT\s+REMOTE \(CLOUD\)\s+LOCAL \(CACHE\)\s+SHARED "
+                         r"\(MULTIPLEXER\)", text), text
+        assert re.search(r"\nkube-proxy\s+0\s+0\s+2\n", text), text
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_the_page_fits_a_1280_pixel_window_whatever_the_requests(browser, tmp_path):
+    """Long request URLs (a multiplexer's watch with its query, a field selector) could not
+    break, so the table of fallbacks grew past the window and its REASON column, the one
+    that says why, was cut off at the right edge."""
+    from tests.unit.test_status import doc
+    query = "&".join(f"resourceVersion{i}=1234567&allowWatchBookmarks=true" for i in range(4))
+    events = [{"kind": "fallback", "time": "2026-12-06T08:42:11Z", "code": 200,
+               "component": "yurthub-multiplexer",
+               "request": f"GET /apis/discovery.k8s.io/v1/endpointslices?watch=true&{query}",
+               "reason": "cloud unreachable: 127.0.0.1:6443: cannot connect: HTTPConnection("
+                         "host='127.0.0.1', port=6443): Failed to establish a new connection"}]
+    page = tmp_path / "status.html"
+    page.write_text(render(doc(events=events, eventCounts={"fallbacks": 1, "refusals": 0})))
+    browser.open(page.as_uri())
+    width = browser.script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width
+    assert "Failed to establish a new connection" in browser.text()

@@ -365,3 +365,52 @@ def test_kubectl_prints_the_policy_objects_offline_as_online(sandbox, hub, tmp_p
     assert prows[0][1:5] == ["poddisruptionbudget.policy/web", "N/A", "25%", "1"]
     assert qh[1:] == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
     assert qrows[0][2:4] == ["100000", "false"] and qrows[0][5] == "Never"
+
+
+def test_kubectl_prints_autoscalers_templates_and_webhooks_offline_as_online(sandbox, hub,
+                                                                            tmp_path):
+    """kube-apiserver prints these with printers of their own; offline the hub printed NAME
+    and AGE (kubectl's fallback), so `kubectl get hpa` lost its TARGETS and REPLICAS."""
+    sandbox.put({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                 "metadata": {"name": "web", "namespace": "default"},
+                 "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "web"},
+                          "minReplicas": 2, "maxReplicas": 10, "metrics": [
+                              {"type": "Resource", "resource": {"name": "cpu", "target": {
+                                  "type": "Utilization", "averageUtilization": 80}}}]},
+                 "status": {"currentReplicas": 3, "desiredReplicas": 3, "currentMetrics": [
+                     {"type": "Resource", "resource": {"name": "cpu", "current": {
+                         "averageUtilization": 41, "averageValue": "120m"}}}]}})
+    sandbox.put({"apiVersion": "v1", "kind": "PodTemplate",
+                 "metadata": {"name": "probe", "namespace": "default"},
+                 "template": {"metadata": {"labels": {"app": "probe"}}, "spec": {
+                     "containers": [{"name": "p", "image": "busybox"}]}}})
+    for kind in ("Mutating", "Validating"):
+        sandbox.put({"apiVersion": "admissionregistration.k8s.io/v1",
+                     "kind": f"{kind}WebhookConfiguration",
+                     "metadata": {"name": f"{kind.lower()}-hooks"}, "webhooks": [
+                         {"name": f"{n}.example.com", "sideEffects": "None",
+                          "admissionReviewVersions": ["v1"],
+                          "clientConfig": {"url": "https://hooks.example.com"}}
+                         for n in ("a", "b")]})
+    kubectl = Kubectl(tmp_path, hub.url)
+    kinds = "hpa,podtemplates,mutatingwebhookconfigurations,validatingwebhookconfigurations"
+    started = time.monotonic()
+    online = kubectl("get", kinds, "-A").stdout
+    go_offline(sandbox, hub)
+    offline = kubectl("get", kinds, "-A")
+    assert "served from the yurthub cache" in offline.stderr
+    tables_on, tables_off = online.split("\n\n"), offline.stdout.split("\n\n")
+    assert len(tables_off) == len(tables_on) == 4, offline.stdout
+    for t_on, t_off in zip(tables_on, tables_off, strict=True):
+        assert_same_table(t_on, t_off, time.monotonic() - started + 1, (kinds,))
+    (hh, hrows), (th, trows), (mh, mrows), (vh, vrows) = map(cells, tables_off)
+    assert hh[1:] == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+    assert hrows[0][1:7] == ["horizontalpodautoscaler.autoscaling/web", "Deployment/web",
+                             "cpu: 41%/80%", "2", "10", "3"]
+    assert th[1:] == ["NAME", "CONTAINERS", "IMAGES", "POD LABELS"]
+    assert trows[0][1:] == ["podtemplate/probe", "p", "busybox", "app=probe"]
+    assert mh == vh == ["NAMESPACE", "NAME", "WEBHOOKS", "AGE"]
+    assert mrows[0][1:3] == ["mutatingwebhookconfiguration.admissionregistration.k8s.io/"
+                             "mutating-hooks", "2"]
+    assert vrows[0][2] == "2"

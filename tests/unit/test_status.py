@@ -81,3 +81,8 @@ def test_the_disk_line_names_free_inodes_where_the_file_system_counts_them():
     assert '15.0 MiB free of 16.0 MiB (93.8%)</span>, <span class="why">3 of 40 inodes free' \
         in page
     assert "inodes" not in render(doc())
+
+
+def test_a_page_names_every_reason_the_hub_is_not_ready():
+    page = render(doc(ready={"ready": False, "reason": "a", "reasons": ["a", "b <c>"]}))
+    assert '<li class="why">a</li><li class="why">b &lt;c&gt;</li>' in page

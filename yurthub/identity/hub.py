@@ -195,12 +195,15 @@ class HubIdentity:
 
     def problem(self) -> str | None:
         """None when the hub can act as itself (and serve 10268), else what it waits for."""
-        problem = self.source.identity_problem()
-        if problem is not None:
-            return problem
+        return next((why for _, why in self.checks() if why is not None), None)
+
+    def checks(self) -> list[tuple[str, str | None]]:
+        """readyz's identity checks, (name, None or what it waits for): both certificates
+        can be missing at once (an expired client one stops the serving one's renewal)."""
+        out = [("identity", self.source.identity_problem())]
         if self.serving_manager is not None:
-            return self.serving_manager.problem()
-        return None
+            out.append(("serving-certificate", self.serving_manager.problem()))
+        return out
 
     def update_token(self, token: str) -> None:
         """``POST /v1/token``: adopt a new join token and bootstrap with it now.

@@ -1,5 +1,6 @@
 """The column definitions of kube-apiserver's Tables for storage: persistent volumes, their
-claims, storage classes, and the CSI objects (drivers, nodes, volume attachments).
+claims, storage classes, and the CSI objects (drivers, nodes, volume attachments, storage
+capacities).
 
 Data, like ``yurthub.kube.columns``: names, types and priorities as ``AddHandlers`` registers
 them (``pkg/printers/internalversion/printers.go``), descriptions the ``SwaggerDoc()`` strings
@@ -12,6 +13,19 @@ from __future__ import annotations
 from yurthub.kube.columns import AGE, NAME, Column
 
 DESCRIPTIONS: dict[str, str] = {
+    "CSIStorageCapacity.storageClassName": (
+        "storageClassName represents the name of the StorageClass that the reported capacity "
+        "applies to. It must meet the same requirements as the name of a StorageClass object "
+        "(non-empty, DNS subdomain). If that object no longer exists, the CSIStorageCapacity "
+        "object is obsolete and should be removed by its creator. This field is immutable."
+    ),
+    "CSIStorageCapacity.capacity": (
+        "capacity is the value reported by the CSI driver in its GetCapacityResponse for a "
+        "GetCapacityRequest with topology and parameters that match the previous fields.  The "
+        "semantic is currently (CSI spec 1.2) defined as: The available capacity, in bytes, of "
+        "the storage that can be used to provision volumes. If not set, that information is "
+        "currently unavailable."
+    ),
     "PersistentVolumeSpec.capacity": (
         "capacity is the description of the persistent volume's resources and capacity. More "
         "info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity"
@@ -223,4 +237,9 @@ VOLUME_ATTACHMENT = (
     Column("Node", description=D["VolumeAttachmentSpec.nodeName"]),
     Column("Attached", "boolean", D["VolumeAttachmentStatus.attached"]),
     AGE,
+)
+CSI_STORAGE_CAPACITY = (
+    NAME,
+    Column("StorageClassName", description=D["CSIStorageCapacity.storageClassName"]),
+    Column("Capacity", description=D["CSIStorageCapacity.capacity"]),
 )

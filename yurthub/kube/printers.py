@@ -20,6 +20,7 @@ from yurthub.kube.humantime import NS, since, timestamp
 from yurthub.kube.podprinter import print_pod
 from yurthub.kube.printers_apps import APPS_PRINTERS
 from yurthub.kube.printers_cluster import CLUSTER_PRINTERS
+from yurthub.kube.printers_control import CONTROL_PRINTERS
 from yurthub.kube.printers_storage import STORAGE_PRINTERS
 from yurthub.kube.tablerow import (
     LOAD_BALANCER_WIDTH,
@@ -310,6 +311,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     **APPS_PRINTERS,
     **STORAGE_PRINTERS,
     **CLUSTER_PRINTERS,
+    **CONTROL_PRINTERS,
 }
 
 

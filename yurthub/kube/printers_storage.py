@@ -125,6 +125,14 @@ def print_volume_attachment(obj: dict[str, Any], wide: bool, now: float) -> Row:
                 since(meta.get("creationTimestamp"), now)])
 
 
+def print_csi_storage_capacity(obj: dict[str, Any], wide: bool, now: float) -> Row:
+    """``printCSIStorageCapacity``: no Age column; ``<unset>`` without a capacity."""
+    capacity = obj.get("capacity")
+    return Row([as_str(as_dict(obj.get("metadata")).get("name")),
+                as_str(obj.get("storageClassName")),
+                "<unset>" if capacity is None else canonical(capacity)])
+
+
 STORAGE_PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "persistentvolumes"): Printer(C.PERSISTENT_VOLUME, print_persistent_volume),
     ("", "persistentvolumeclaims"): Printer(C.PERSISTENT_VOLUME_CLAIM,
@@ -134,4 +142,6 @@ STORAGE_PRINTERS: dict[tuple[str, str], Printer] = {
     ("storage.k8s.io", "csinodes"): Printer(C.CSI_NODE, print_csi_node),
     ("storage.k8s.io", "volumeattachments"): Printer(C.VOLUME_ATTACHMENT,
                                                      print_volume_attachment),
+    ("storage.k8s.io", "csistoragecapacities"): Printer(C.CSI_STORAGE_CAPACITY,
+                                                        print_csi_storage_capacity),
 }

@@ -146,6 +146,19 @@ BUILTIN: tuple[ResourceType, ...] = (
                  subresources=("status",)),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
                  ("pdb",), subresources=("status",)),
+    # Autoscalers, pod templates and the admission configuration
+    # (yurthub.kube.printers_control), and CSI storage capacities.
+    ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+                 True, ("hpa",), subresources=("status",), categories=("all",)),
+    ResourceType("", "v1", "podtemplates", "PodTemplate", True),
+    ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                 "MutatingWebhookConfiguration", False, categories=("api-extensions",)),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                 "ValidatingWebhookConfiguration", False, categories=("api-extensions",)),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+                 "ValidatingAdmissionPolicy", False, subresources=("status",),
+                 categories=("api-extensions",)),
+    ResourceType("storage.k8s.io", "v1", "csistoragecapacities", "CSIStorageCapacity", True),
 )
 
 _BY_GVR: dict[tuple[str, str, str], ResourceType] = {
@@ -161,12 +174,7 @@ def builtin(group: str, version: str, resource: str) -> ResourceType | None:
 # Kinds of other well-known built-in resources that clients list through the gateway even
 # though the sandbox does not serve them; the offline reader needs their list kinds.
 _OTHER_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
-    ("", "podtemplates"): ("PodTemplate", True),
     ("events.k8s.io", "events"): ("Event", True),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"):
-        ("MutatingWebhookConfiguration", False),
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"):
-        ("ValidatingWebhookConfiguration", False),
 }
 
 

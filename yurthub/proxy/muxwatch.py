@@ -70,7 +70,8 @@ class SharedWatch:
         if chain is not None and not initial:
             self.dropped = {o.key for o in state.objects_at(seq)
                             if selected(want, o) and filtered_item(chain, o) is None}
-        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True)
+        self._life = streams.open(self, ctx.client_socket, long_lived=True, watch=True,
+                                  component=ctx.component)
 
     def interrupt(self, reason: Reason) -> None:
         if self.reason is None:

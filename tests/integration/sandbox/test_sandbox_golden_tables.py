@@ -57,14 +57,15 @@ def test_printer_golden_cases_over_http(sb):
     failures = []
     cases = [c for c in GOLDEN["cases"] if "object" in c]
     for i, case in enumerate(cases):
-        rt = sb.registry.lookup(case["group"], "v1", case["resource"])
+        version = str(case["object"].get("apiVersion") or "v1").rpartition("/")[2]
+        rt = sb.registry.lookup(case["group"], version, case["resource"])
         assert rt is not None
         obj = resolve(json.loads(json.dumps(case["object"])), WHEN)
         meta = obj.setdefault("metadata", {})
         if rt.namespaced:
             meta["namespace"] = NS
         entry = sb.store.put(rt, obj, None)
-        prefix = f"/apis/{rt.group}/v1" if rt.group else "/api/v1"
+        prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else "/api/v1"
         path = f"{prefix}/namespaces/{NS}/{rt.resource}" if rt.namespaced else \
             f"{prefix}/{rt.resource}"
         query = urllib.parse.urlencode({"fieldSelector": f"metadata.name={meta.get('name', '')}"})

@@ -10,7 +10,14 @@ import pytest
 
 from tests.golden.tables import at, resolve, table_golden
 from yurthub.errors import BadRequest, JSONPathError
-from yurthub.kube import columns, columns_apps, columns_cluster, columns_storage, quantity
+from yurthub.kube import (
+    columns,
+    columns_apps,
+    columns_cluster,
+    columns_control,
+    columns_storage,
+    quantity,
+)
 from yurthub.kube.accept import negotiate
 from yurthub.kube.humantime import human_duration, since
 from yurthub.kube.jsonpath import JSONPath
@@ -115,7 +122,8 @@ def test_quantity_string(case):
 
 def test_descriptions_are_kubernetes_swagger_docs():
     described = {**columns.DESCRIPTIONS, **columns_apps.DESCRIPTIONS,
-                 **columns_storage.DESCRIPTIONS, **columns_cluster.DESCRIPTIONS}
+                 **columns_storage.DESCRIPTIONS, **columns_cluster.DESCRIPTIONS,
+                 **columns_control.DESCRIPTIONS}
     assert described == COLUMNS["swagger"]
 
 
