@@ -230,3 +230,23 @@ def test_a_request_body_that_stops_arriving_gets_408(sandbox, hub_factory):
     status = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert status["reason"] == "Timeout" and "did not arrive" in status["message"]
     assert "Traceback" not in hub.log()
+
+
+def test_long_paths_the_cloud_answers_do_not_grow_the_token_memory(sandbox, hub_factory):
+    # The cloud answers a 60 KB path 404, which shows it authorized the token: remembered,
+    # each such request added 60 KB to the memory and to its file (67 MB after 600).
+    hub = hub_factory(sandbox.url, node=NODE)
+    with socket.create_connection(("127.0.0.1", hub.proxy_port)) as s:
+        f = s.makefile("rb")
+        for i in range(200):
+            s.sendall(f"GET /api/{i}{'x' * 60_000} HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+                      f"{KUBELET}\r\nAuthorization: Bearer its-own\r\n\r\n".encode())
+            status = f.readline().split()[1]
+            length = 0
+            while (line := f.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            f.read(length)
+            assert status == b"404"
+    hub.stop()   # the memory is written at stop
+    assert (hub.cache_dir / "_access").stat().st_size < 100_000

@@ -57,6 +57,12 @@ def accepted(status: int) -> bool:
     return 200 <= status < 300 or status in AUTHORIZED_CODES
 
 
+# The longest name Kubernetes gives an object, namespace, group or resource: a key with a
+# longer part (a 1 MiB path answered 404) names nothing the cache can hold, and is not
+# worth the memory and the persisted document it would take (see ``AccessKey.storable``).
+KEY_PART_MAX = 253
+
+
 class AccessKey(NamedTuple):
     """One authorization decision: ``verb`` is ``get``, ``list`` (also for watch, which
     serves the same objects), a write verb, or ``nonresource`` (then ``resource`` is the
@@ -68,6 +74,10 @@ class AccessKey(NamedTuple):
     subresource: str
     namespace: str
     name: str
+
+    def storable(self) -> bool:
+        """False when a part is longer than any name the cache can hold (KEY_PART_MAX)."""
+        return all(len(part) <= KEY_PART_MAX for part in self)
 
     def covering(self) -> tuple[AccessKey, ...]:
         """The keys whose acceptance also allows this one (this one first)."""
