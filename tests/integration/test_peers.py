@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from kubesandbox.server import Sandbox
-from tests.fixtures.peers import NOBODY, request_as_nobody, spawn_as_nobody
+from tests.fixtures.peers import NOBODY, as_nobody, request_as_nobody, spawn_as_nobody
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
@@ -250,3 +250,41 @@ def test_long_paths_the_cloud_answers_do_not_grow_the_token_memory(sandbox, hub_
             assert status == b"404"
     hub.stop()   # the memory is written at stop
     assert (hub.cache_dir / "_access").stat().st_size < 100_000
+
+
+_RAW = r"""
+import http.client, json, sys
+port, path, headers = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+conn.request("GET", path, headers=headers)
+r = conn.getresponse()
+print(json.dumps({"status": r.status, "body": r.read().decode("utf-8", "replace")}))
+"""
+
+
+def raw_as_nobody(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """One request with exactly these headers (urllib would set its own Connection)."""
+    out = json.loads(as_nobody(_RAW, str(port), path, json.dumps(headers)).stdout)
+    return out["status"], out["body"]
+
+
+def test_a_token_named_hop_by_hop_lends_no_one_the_hubs_credentials(
+        secure_sandbox, hub_factory, tmp_path):
+    # "Connection: Authorization" makes the client's token hop-by-hop: the proxy drops it
+    # (RFC 9110), and upstream added the hub's own credentials to what was left, while
+    # the guard had let the request through as one carrying its own token.
+    sandbox = secure_sandbox
+    sandbox.put(secret())
+    token_file = tmp_path / "hub-token"
+    token_file.write_text(TOKEN)
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--token-file", str(token_file)])
+    forged = {"User-Agent": KUBELET, "Authorization": "Bearer bogus",
+              "Connection": "Authorization"}
+    status, body = raw_as_nobody(hub.proxy_port, SECRET, forged)
+    assert status == 403 and "may not use the hub's credentials" in body, body
+    assert "aHVudGVyMg" not in body
+    # Nor did the cloud's answer teach the hub that "bogus" is a token it accepts.
+    offline(sandbox, hub)
+    status, body = raw_as_nobody(hub.proxy_port, SECRET, {
+        "User-Agent": KUBELET, "Authorization": "Bearer bogus"})
+    assert status == 401 and "aHVudGVyMg" not in body, body

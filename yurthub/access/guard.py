@@ -25,6 +25,7 @@ from yurthub.access.keys import (
     accepted,
     access_key,
     bearer_subject,
+    client_authorization,
     component_key,
     forbidden_message,
 )
@@ -149,7 +150,7 @@ class AccessGuard:
 
     def caller(self, environ: dict[str, Any], agent: str) -> Caller:
         conn = connection_of(environ)
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        authorization = client_authorization(environ)
         if conn is None or not conn.identified:
             if conn is None and self.identified and not self._warned_unidentified:
                 self._warned_unidentified = True

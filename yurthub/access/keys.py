@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from yurthub.kube.requestinfo import RequestInfo
 
@@ -50,6 +50,17 @@ def component_key(agent: str, uid: int | None, identified: bool,
     if uid is None:
         return ""
     return agent if uid in trusted else f"{agent}@{uid}"
+
+
+def client_authorization(environ: dict[str, Any]) -> str:
+    """The Authorization a request carries to the cloud: ``""`` when it has none, or when
+    its ``Connection`` header names it hop-by-hop (the proxy drops it then, as any HTTP
+    proxy must, and the request is one without a token of its own)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization and "authorization" in {
+            t.strip().lower() for t in environ.get("HTTP_CONNECTION", "").split(",")}:
+        return ""
+    return str(authorization)
 
 
 def accepted(status: int) -> bool:
