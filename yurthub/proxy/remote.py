@@ -63,19 +63,24 @@ class RemoteProxy:
         self.guard = guard
         self.on_transport_error = on_transport_error
 
-    def check_room(self, ctx: RequestContext) -> None:
+    def check_room(self, ctx: RequestContext) -> bool:
         """429 for a watch (or a followed log, or an upgraded session: exec, attach,
         port-forward) while ``max_watches`` streams hold request threads, from the cloud,
         the cache or the shared state alike: each holds one for as long as it lasts, and the
-        threads past the bound serve everything else."""
+        threads past the bound serve everything else.  True when a slot was claimed for
+        this request: the caller gives it back when the answer ends (``streams.unclaim``);
+        its stream, once open, holds it instead."""
         info = ctx.info
         long_lived = info.verb == "watch" or tunnel.is_upgrade(ctx) or (
             info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1"))
+        sock = ctx.client_socket
         # The hub's own in-process requests (the multiplexer's feed) hold no thread.
-        if long_lived and ctx.client_socket is not None \
-                and self.streams.threads_held() >= self.max_watches:
+        if not long_lived or sock is None:
+            return False
+        if not self.streams.claim(sock, self.max_watches):
             raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
                                   details={"retryAfterSeconds": 1})
+        return True
 
     def handle(self, ctx: RequestContext) -> Answer:
         if tunnel.is_upgrade(ctx):  # exec, attach, port-forward: relayed as they are

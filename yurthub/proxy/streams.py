@@ -74,7 +74,7 @@ class OpenStream:
         if sock is not None:
             sock.settimeout(registry.send_timeout)
         if long_lived:
-            registry.add(stream, holds_thread=sock is not None)
+            registry.add(stream, holds_thread=sock is not None, sock=sock)
             if sock is not None:
                 self._token = registry.watchdog.watch(
                     sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
@@ -118,6 +118,9 @@ class StreamRegistry:
         # Those serving a client's connection, each on a request thread (an in-process
         # request, the multiplexer's own watch, holds none).
         self._threaded: set[Stream] = set()
+        # The client sockets of long-lived requests admitted (``claim``) whose stream has not
+        # opened yet: counted with those above, so a burst cannot pass the bound together.
+        self._claims: set[socket.socket] = set()
         self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
@@ -144,11 +147,26 @@ class StreamRegistry:
         with self._lock:
             return dict(self._watches)
 
-    def add(self, stream: Stream, *, holds_thread: bool = False) -> None:
+    def add(self, stream: Stream, *, holds_thread: bool = False,
+            sock: socket.socket | None = None) -> None:
         with self._lock:
             self._streams.add(stream)
             if holds_thread:
                 self._threaded.add(stream)
+                self._claims.discard(sock)  # (its slot, claimed on arrival, is taken now)
+
+    def claim(self, sock: socket.socket, limit: int) -> bool:
+        """Take one of ``limit`` slots for a long-lived request on ``sock`` until its stream
+        opens (``add``) or it ends without one (``unclaim``); False when none is free."""
+        with self._lock:
+            if len(self._threaded) + len(self._claims) >= limit:
+                return False
+            self._claims.add(sock)
+            return True
+
+    def unclaim(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._claims.discard(sock)
 
     def remove(self, stream: Stream) -> None:
         with self._lock:
