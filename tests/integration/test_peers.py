@@ -288,3 +288,57 @@ def test_a_token_named_hop_by_hop_lends_no_one_the_hubs_credentials(
     status, body = raw_as_nobody(hub.proxy_port, SECRET, {
         "User-Agent": KUBELET, "Authorization": "Bearer bogus"})
     assert status == 401 and "aHVudGVyMg" not in body, body
+
+
+_WATCHES = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /api/v1/pods?watch=true&timeoutSeconds=600 HTTP/1.1\r\nHost: x\r\n"
+              b"User-Agent: myapp/1\r\nAuthorization: Bearer its-own\r\n\r\n")
+    s.settimeout(20)
+    data = b""
+    while b"\r\n" not in data:
+        data += s.recv(4096)
+    print(data.split(b"\r\n", 1)[0].decode(), flush=True)
+    held.append(s)
+sys.stdin.read()
+"""
+
+
+def test_another_user_holds_a_share_of_the_watches_not_all(sandbox, hub_factory):
+    # Watches hold request threads, max_watches of them; one user with a token the cloud
+    # accepts took them all, and kubelet's own watches (its pods, its node) got 429s.
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--max-watches", "8"])
+    flood = spawn_as_nobody(_WATCHES, str(hub.proxy_port), "8")
+    try:
+        assert flood.stdout is not None
+        answers = [flood.stdout.readline().strip() for _ in range(8)]
+        assert answers.count("HTTP/1.1 200 OK") == 2, answers
+        assert all(a.startswith("HTTP/1.1 429 ") for a in answers[2:]), answers
+        kubelets = [open_kubelet_watch(hub) for _ in range(6)]  # its informers find room
+        try:
+            assert [status_line(s) for s in kubelets] == [b"HTTP/1.1 200 OK"] * 6
+        finally:
+            for s in kubelets:
+                s.close()
+    finally:
+        flood.kill()
+        flood.wait()
+
+
+def open_kubelet_watch(hub) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    s.sendall(f"GET /api/v1/pods?watch=true&timeoutSeconds=600 HTTP/1.1\r\nHost: x\r\n"
+              f"User-Agent: {KUBELET}\r\n\r\n".encode())
+    return s
+
+
+def status_line(s: socket.socket) -> bytes:
+    s.settimeout(20)
+    data = b""
+    while b"\r\n" not in data:
+        data += s.recv(4096)
+    return data.split(b"\r\n", 1)[0]

@@ -47,6 +47,13 @@ from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
 log = logging.getLogger(__name__)
 
 
+# The part of max_watches that a user not allowed the hub's credentials may hold: each
+# other UID a quarter; the pods on 10268 (whose owner is unknown: kube-proxy and coredns
+# among them when in-cluster) together half.
+UNTRUSTED_WATCH_SHARE = 4
+PODS_WATCH_SHARE = 2
+
+
 class RemoteProxy:
     """Sends requests to the cloud; raises UpstreamUnavailable when no server can be reached."""
 
@@ -77,7 +84,19 @@ class RemoteProxy:
         # The hub's own in-process requests (the multiplexer's feed) hold no thread.
         if not long_lived or sock is None:
             return False
-        if not self.streams.claim(sock, self.max_watches):
+        caller = ctx.caller
+        # A user that may not use the hub's credentials (another UID, a pod on 10268) holds
+        # a share of the slots, never all: kubelet's informers must find room.
+        owner = None if caller.trusted else ("uid", caller.uid)
+        share = max(1, self.max_watches // (UNTRUSTED_WATCH_SHARE if caller.uid is not None
+                                            else PODS_WATCH_SHARE))
+        refused = self.streams.claim(sock, self.max_watches, owner, share)
+        if refused == "share":
+            who = "pods and unknown users" if caller.uid is None else f"user {caller.uid}"
+            raise TooManyRequests(f"too many open watches for {who} ({share} of "
+                                  f"{self.max_watches}); retry later",
+                                  details={"retryAfterSeconds": 1})
+        if refused:
             raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
                                   details={"retryAfterSeconds": 1})
         return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
@@ -119,8 +120,12 @@ class StreamRegistry:
         # request, the multiplexer's own watch, holds none).
         self._threaded: set[Stream] = set()
         # The client sockets of long-lived requests admitted (``claim``) whose stream has not
-        # opened yet: counted with those above, so a burst cannot pass the bound together.
-        self._claims: set[socket.socket] = set()
+        # opened yet, with their owner: counted with those above, so a burst cannot pass
+        # the bound together.
+        self._claims: dict[socket.socket, object] = {}
+        # Slots (claimed or held) per owner that has a share only (``claim``'s ``owner``).
+        self._owners: dict[Stream, object] = {}
+        self._per_owner: Counter[object] = Counter()
         self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
@@ -153,25 +158,44 @@ class StreamRegistry:
             self._streams.add(stream)
             if holds_thread:
                 self._threaded.add(stream)
-                self._claims.discard(sock)  # (its slot, claimed on arrival, is taken now)
+                # Its slot, claimed on arrival, is the stream's now (and its owner's).
+                owner = self._claims.pop(sock, None) if sock is not None else None
+                if owner is not None:
+                    self._owners[stream] = owner
 
-    def claim(self, sock: socket.socket, limit: int) -> bool:
+    def claim(self, sock: socket.socket, limit: int, owner: object = None,
+              share: int = 0) -> str | None:
         """Take one of ``limit`` slots for a long-lived request on ``sock`` until its stream
-        opens (``add``) or it ends without one (``unclaim``); False when none is free."""
+        opens (``add``) or it ends without one (``unclaim``).  An ``owner`` (a user that may
+        not use the hub's credentials) holds at most ``share`` of them.  None when taken,
+        else why not: ``all`` or ``share``."""
         with self._lock:
             if len(self._threaded) + len(self._claims) >= limit:
-                return False
-            self._claims.add(sock)
-            return True
+                return "all"
+            if owner is not None and self._per_owner[owner] >= share:
+                return "share"
+            self._claims[sock] = owner
+            if owner is not None:
+                self._per_owner[owner] += 1
+            return None
 
     def unclaim(self, sock: socket.socket) -> None:
         with self._lock:
-            self._claims.discard(sock)
+            if sock in self._claims:
+                self._release(self._claims.pop(sock))
+
+    def _release(self, owner: object) -> None:
+        if owner is not None:
+            self._per_owner[owner] -= 1
+            if self._per_owner[owner] <= 0:
+                del self._per_owner[owner]
 
     def remove(self, stream: Stream) -> None:
         with self._lock:
             self._streams.discard(stream)
             self._threaded.discard(stream)
+            if stream in self._owners:
+                self._release(self._owners.pop(stream))
 
     def threads_held(self) -> int:
         """Open streams that each hold a request thread (what ``max_watches`` bounds)."""
