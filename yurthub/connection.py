@@ -26,6 +26,9 @@ ENV_LISTENER = "yurthub.listener"
 # True on a secure-proxy request whose TLS client certificate is this node's own (set by the
 # app, ``proxy/secure.py``): the one peer of 10268 that may use the hub's credentials.
 ENV_NODE_CERTIFICATE = "yurthub.node_certificate"
+# A class attribute, True on the gunicorn worker that sets ``ENV_CONNECTION`` (yurthub.worker):
+# under any other worker the hub knows no connection's owner, and refuses to start.
+WORKER_SETS_CONNECTION = "sets_connection_facts"
 
 
 class Role(Enum):

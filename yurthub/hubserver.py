@@ -9,7 +9,9 @@ web page a browser on the node loads cannot ask for it.
 
 ``POST`` (or ``PUT``) ``/v1/token`` with ``{"jointoken": "<id>.<secret>"}`` gives the hub a
 new bootstrap token, as YurtHub's does: used when its certificate expired while the old
-token expired too.  The token is checked against cluster-info (JWS and CA pin) before it is
+token expired too.  Only loopback clients of root or the hub's own user may (the kernel names
+the connection's owner): the join token is the node's credential, which YurtHub takes from
+any local process.  The token is checked against cluster-info (JWS and CA pin) before it is
 stored; it never reaches a log or an answer.  One is checked at a time (a second gets a 429
 meanwhile): the check asks the cloud, which may take its full timeout when the cloud is
 away, and the port's few threads must stay free for healthz.
@@ -28,6 +30,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from yurthub.connection import connection_of
 from yurthub.errors import ConfigError, UpstreamUnavailable, YurthubError
 from yurthub.metrics import CONTENT_TYPE_LATEST, Metrics
 from yurthub.statuspage import render
@@ -141,6 +144,9 @@ class HubServer:
                             headers=[("Allow", "POST, PUT")])
         if self.update_token is None:
             return Response("this hub takes no join token\n", status=404, mimetype="text/plain")
+        refused = _not_loopback(request) or _not_admin(request)
+        if refused is not None:
+            return refused
         raw = request.stream.read(MAX_TOKEN_BODY + 1)
         try:
             body = json.loads(raw) if len(raw) <= MAX_TOKEN_BODY else None
@@ -198,6 +204,18 @@ def _not_loopback(request: Request) -> Response | None:
         pass
     return _text(403, f"{request.path} is served only to clients on this node's loopback "
                  f"interface (127.0.0.1 or ::1), not to {addr or 'an unknown address'}")
+
+
+def _not_admin(request: Request) -> Response | None:
+    """None when the client may replace the node's join token: root or the hub's own user
+    (who can write the token's file anyway), as the kernel names the connection's owner;
+    anyone when owners are not checked (``peer_lookup = off``, or not yurthub's worker)."""
+    conn = connection_of(request.environ)
+    if conn is None or not conn.identified or conn.uid in (0, os.geteuid()):
+        return None
+    who = "an unknown user" if conn.uid is None else f"user {conn.uid}"
+    return _text(403, f"{request.path}: only root or the hub's own user may give the hub a "
+                 f"join token, not {who}")
 
 
 def _refresh(value: str) -> int:

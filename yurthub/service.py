@@ -24,6 +24,7 @@ from yurthub import config, linux
 from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
+from yurthub.connection import WORKER_SETS_CONNECTION
 from yurthub.errors import ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
@@ -323,6 +324,14 @@ def post_worker_init(worker: Any) -> None:
     hub = _hub
     if hub is None:
         return
+    if hub.cfg.peer_lookup != "off" and not getattr(worker, WORKER_SETS_CONNECTION, False):
+        # Another worker class (``-k gthread`` on gunicorn's command line, GUNICORN_CMD_ARGS)
+        # tells the app no connection's owner: every local process would be trusted.
+        _boot_failed(ConfigError(
+            f"gunicorn runs the worker class {type(worker).__module__}."
+            f"{type(worker).__name__}, which cannot tell which user owns a connection; run "
+            "yurthub.worker.YurthubWorker (the shipped gunicorn.conf.py's), or set "
+            "peer_lookup = off to trust every local process"))
     _size_fd_table()
     try:
         hub.start()

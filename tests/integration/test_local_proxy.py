@@ -136,6 +136,22 @@ def test_offline_subresources_the_cache_does_not_hold_are_refused(sandbox, edge)
     assert status == 200 and got["kind"] == "Pod"
 
 
+def test_offline_a_status_the_resource_does_not_have_is_404_as_online(sandbox, edge):
+    """A ConfigMap (or a Secret, a Lease) has no status subresource: kube-apiserver answers
+    its /status 404 (no such path), and offline the cache answered the object itself."""
+    cm = "/api/v1/namespaces/default/configmaps/kube-root-ca.crt"
+    assert call(edge, "GET", "/api/v1/namespaces/default/configmaps")[0] == 200
+    online = call(edge, "GET", cm + "/status")
+    assert online[0] == 404
+    wait_for((edge.cache_dir / "kubelet/configmaps.v1.core/default/kube-root-ca.crt").exists,
+             what="the configmap in the cache")
+    offline(sandbox, edge)
+    status, _, doc = call(edge, "GET", cm + "/status")
+    assert (status, doc["reason"], doc["message"]) == (404, "NotFound",
+                                                       online[2]["message"]), doc
+    assert call(edge, "GET", cm)[0] == 200   # the object itself still is
+
+
 def test_offline_events_are_accepted(sandbox, edge):
     offline(sandbox, edge)
     event = {"apiVersion": "v1", "kind": "Event",

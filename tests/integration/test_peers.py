@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from kubesandbox.server import Sandbox
-from tests.fixtures.peers import NOBODY, request_as_nobody, spawn_as_nobody
+from tests.fixtures.peers import NOBODY, as_nobody, request_as_nobody, spawn_as_nobody
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
@@ -230,3 +230,115 @@ def test_a_request_body_that_stops_arriving_gets_408(sandbox, hub_factory):
     status = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert status["reason"] == "Timeout" and "did not arrive" in status["message"]
     assert "Traceback" not in hub.log()
+
+
+def test_long_paths_the_cloud_answers_do_not_grow_the_token_memory(sandbox, hub_factory):
+    # The cloud answers a 60 KB path 404, which shows it authorized the token: remembered,
+    # each such request added 60 KB to the memory and to its file (67 MB after 600).
+    hub = hub_factory(sandbox.url, node=NODE)
+    with socket.create_connection(("127.0.0.1", hub.proxy_port)) as s:
+        f = s.makefile("rb")
+        for i in range(200):
+            s.sendall(f"GET /api/{i}{'x' * 60_000} HTTP/1.1\r\nHost: x\r\nUser-Agent: "
+                      f"{KUBELET}\r\nAuthorization: Bearer its-own\r\n\r\n".encode())
+            status = f.readline().split()[1]
+            length = 0
+            while (line := f.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            f.read(length)
+            assert status == b"404"
+    hub.stop()   # the memory is written at stop
+    assert (hub.cache_dir / "_access").stat().st_size < 100_000
+
+
+_RAW = r"""
+import http.client, json, sys
+port, path, headers = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+conn.request("GET", path, headers=headers)
+r = conn.getresponse()
+print(json.dumps({"status": r.status, "body": r.read().decode("utf-8", "replace")}))
+"""
+
+
+def raw_as_nobody(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """One request with exactly these headers (urllib would set its own Connection)."""
+    out = json.loads(as_nobody(_RAW, str(port), path, json.dumps(headers)).stdout)
+    return out["status"], out["body"]
+
+
+def test_a_token_named_hop_by_hop_lends_no_one_the_hubs_credentials(
+        secure_sandbox, hub_factory, tmp_path):
+    # "Connection: Authorization" makes the client's token hop-by-hop: the proxy drops it
+    # (RFC 9110), and upstream added the hub's own credentials to what was left, while
+    # the guard had let the request through as one carrying its own token.
+    sandbox = secure_sandbox
+    sandbox.put(secret())
+    token_file = tmp_path / "hub-token"
+    token_file.write_text(TOKEN)
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--token-file", str(token_file)])
+    forged = {"User-Agent": KUBELET, "Authorization": "Bearer bogus",
+              "Connection": "Authorization"}
+    status, body = raw_as_nobody(hub.proxy_port, SECRET, forged)
+    assert status == 403 and "may not use the hub's credentials" in body, body
+    assert "aHVudGVyMg" not in body
+    # Nor did the cloud's answer teach the hub that "bogus" is a token it accepts.
+    offline(sandbox, hub)
+    status, body = raw_as_nobody(hub.proxy_port, SECRET, {
+        "User-Agent": KUBELET, "Authorization": "Bearer bogus"})
+    assert status == 401 and "aHVudGVyMg" not in body, body
+
+
+_WATCHES = r"""
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /api/v1/pods?watch=true&timeoutSeconds=600 HTTP/1.1\r\nHost: x\r\n"
+              b"User-Agent: myapp/1\r\nAuthorization: Bearer its-own\r\n\r\n")
+    s.settimeout(20)
+    data = b""
+    while b"\r\n" not in data:
+        data += s.recv(4096)
+    print(data.split(b"\r\n", 1)[0].decode(), flush=True)
+    held.append(s)
+sys.stdin.read()
+"""
+
+
+def test_another_user_holds_a_share_of_the_watches_not_all(sandbox, hub_factory):
+    # Watches hold request threads, max_watches of them; one user with a token the cloud
+    # accepts took them all, and kubelet's own watches (its pods, its node) got 429s.
+    hub = hub_factory(sandbox.url, node=NODE, extra=["--max-watches", "8"])
+    flood = spawn_as_nobody(_WATCHES, str(hub.proxy_port), "8")
+    try:
+        assert flood.stdout is not None
+        answers = [flood.stdout.readline().strip() for _ in range(8)]
+        assert answers.count("HTTP/1.1 200 OK") == 2, answers
+        assert all(a.startswith("HTTP/1.1 429 ") for a in answers[2:]), answers
+        kubelets = [open_kubelet_watch(hub) for _ in range(6)]  # its informers find room
+        try:
+            assert [status_line(s) for s in kubelets] == [b"HTTP/1.1 200 OK"] * 6
+        finally:
+            for s in kubelets:
+                s.close()
+    finally:
+        flood.kill()
+        flood.wait()
+
+
+def open_kubelet_watch(hub) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    s.sendall(f"GET /api/v1/pods?watch=true&timeoutSeconds=600 HTTP/1.1\r\nHost: x\r\n"
+              f"User-Agent: {KUBELET}\r\n\r\n".encode())
+    return s
+
+
+def status_line(s: socket.socket) -> bytes:
+    s.settimeout(20)
+    data = b""
+    while b"\r\n" not in data:
+        data += s.recv(4096)
+    return data.split(b"\r\n", 1)[0]

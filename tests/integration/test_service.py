@@ -8,7 +8,10 @@ import sys
 
 from tests.fixtures import free_port
 from tests.fixtures.hub import Hub
+from tests.fixtures.peers import request_as_nobody
 from tests.fixtures.procfs import fd_table_size
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,3 +134,42 @@ def test_the_start_log_says_in_plain_lines_what_the_cache_and_the_cloud_are(tmp_
     assert f"cache tree {h.cache_dir} ready: 0 collections, 0 objects; nothing to repair (" \
         in log
     assert "WARNING yurthub.health: cloud is UNHEALTHY at start; serving from the cache" in log
+
+
+def test_another_gunicorn_worker_class_stops_the_start_instead_of_trusting_everyone(
+        sandbox, tmp_path):
+    """``-k gthread`` on gunicorn's command line (or in GUNICORN_CMD_ARGS) overrides the
+    shipped gunicorn.conf.py's worker: that worker tells the app no connection's owner, and
+    every local process used the hub's credentials and read kubelet's cache (one WARNING)."""
+    proxy, hub_port = free_port(), free_port()
+    conf = tmp_path / "yurthub.conf"
+    conf.write_text(f"[yurthub]\nserver_addr = {sandbox.url}\nnode_name = node-0000\n"
+                    f"disk_cache_path = {tmp_path / 'cache'}\nroot_dir = {tmp_path / 'root'}\n"
+                    f"proxy_port = {proxy}\nserve_port = {hub_port}\n"
+                    "secure_proxy_port = 0\nbootstrap_mode = credentials\n")
+    shipped = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "yurthub",
+                           "gunicorn.conf.py")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", shipped,
+                             "-k", "gthread", "yurthub.wsgi:application"],
+                            env={**os.environ, "YURTHUB_CONFIG": str(conf)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def serving() -> bool:
+            try:
+                return http(f"http://127.0.0.1:{hub_port}/v1/healthz", timeout=2)[0] == 200
+            except OSError:   # nothing listens or answers (yet, or any more)
+                return False
+        # Either the start stops, or the hub serves: wait for one of them.
+        wait_for(lambda: proc.poll() is not None or serving(), 60,
+                 "the hub to stop, or to serve")
+        if proc.poll() is None:
+            status, _ = request_as_nobody(f"http://127.0.0.1:{proxy}/api/v1/pods",
+                                          headers={"User-Agent": "kubelet/1"})
+            raise AssertionError(f"the hub serves, and answered nobody {status}")
+        out = proc.stdout.read() if proc.stdout else ""
+        assert proc.returncode != 0 and "Traceback" not in out
+        assert "cannot tell which user owns a connection" in out, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -217,3 +217,28 @@ def test_upgraded_sessions_count_among_the_watches(sandbox, hub_factory):
             s.close()
     wait_for(lambda: exec_status().startswith(b"HTTP/1.1 101 "),
              what="the session relayed once the watches ended")
+
+
+def test_watches_that_arrive_together_are_bounded_too(sandbox, hub_factory):
+    """The bound was checked when a watch arrived and counted once its answer streamed: a
+    burst of watches (a restarted kubelet's informers, or another user's loop) all passed
+    the check while the cloud was answering the first, and every request thread ended up
+    held, the node's GETs queued behind them."""
+    hub = hub_factory(sandbox.url, extra=["--max-watches", "3"])
+    sandbox.set_latency(1000)   # every watch is still on its way while the others arrive
+    try:
+        burst = [open_watch(hub.proxy_port, "/api/v1/pods?watch=true&timeoutSeconds=600")
+                 for _ in range(10)]
+        answers = [first_line(s) for s in burst]
+    finally:
+        sandbox.set_latency(0)
+    try:
+        assert answers.count(b"HTTP/1.1 200 OK") == 3, answers
+        assert all(a == b"HTTP/1.1 200 OK" or a.startswith(b"HTTP/1.1 429 ") for a in answers)
+        assert hub.get("/api/v1/pods")[0] == 200
+    finally:
+        for s in burst:
+            s.close()
+    # The slots of the refused ones were given back: room again once the watches ended.
+    wait_for(lambda: watch_status(hub, "/api/v1/pods?watch=true&timeoutSeconds=1")
+             == b"HTTP/1.1 200 OK", what="room again once the watches ended")

@@ -25,13 +25,20 @@ from yurthub.access.keys import (
     accepted,
     access_key,
     bearer_subject,
+    client_authorization,
     component_key,
     forbidden_message,
 )
 from yurthub.access.memory import TokenMemory
 from yurthub.config import Config
 from yurthub.connection import ENV_NODE_CERTIFICATE, Role, connection_of
-from yurthub.errors import ConfigError, Forbidden, StorageError, Unauthorized
+from yurthub.errors import (
+    ConfigError,
+    Forbidden,
+    ServiceUnavailable,
+    StorageError,
+    Unauthorized,
+)
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.metrics import Metrics
 from yurthub.threads import BackgroundThread
@@ -143,7 +150,7 @@ class AccessGuard:
 
     def caller(self, environ: dict[str, Any], agent: str) -> Caller:
         conn = connection_of(environ)
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        authorization = client_authorization(environ)
         if conn is None or not conn.identified:
             if conn is None and self.identified and not self._warned_unidentified:
                 self._warned_unidentified = True
@@ -194,22 +201,30 @@ class AccessGuard:
     def check_offline(self, caller: Caller, info: RequestInfo) -> None:
         """Before the cache answers: raise Unauthorized or Forbidden as kube-apiserver would
         have, for what the cloud was never seen to allow this caller.  What it never allowed
-        anyone cannot be in the cache: that is left to the cache to say (503)."""
+        anyone is left to the cache to say (503) for the hub's own reads; a token's read of
+        it is a 503 here, never the cache's answer under another key."""
         key = access_key(info)
         auth = caller.authorization
         if auth and not self.memory.knows(auth):
             self._refused("token-unknown")
             raise Unauthorized("Unauthorized")
-        if auth and info.verb not in READ_VERBS and info.is_resource_request:
-            allowed = self.memory.allows(auth, caller.component, key)
-        elif not auth and info.verb not in READ_VERBS:
+        if not auth and info.verb not in READ_VERBS:
             return   # the node's own writes: the local proxy takes only those
-        elif not self.memory.anyone_allowed(caller.component, key):
+        if self.memory.allows(auth, caller.component, key):
             return
-        else:
-            allowed = self.memory.allows(auth, caller.component, key)
-        if allowed:
-            return
+        if info.verb in READ_VERBS and not self.memory.anyone_allowed(caller.component, key):
+            if not auth or not info.is_resource_request:
+                return   # the hub's own reads, and discovery: the cache says what it holds
+            # Nobody was seen allowed this key (a subresource, or a key the bounded memory
+            # let go), yet the cache may hold its object under another key (a Secret read
+            # by kubelet answers .../secrets/<name>/status): a token gets only what the
+            # cloud allowed it, so the cache is not asked.
+            self._refused("token-not-allowed")
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and yurthub never saw it allow this token "
+                f"{info.verb} {info.resource}"
+                + (f"/{info.subresource}" if info.subresource else "")
+                + "; retry when the cloud is back", details={"retryAfterSeconds": 5})
         if auth:
             self._refused("token-not-allowed")
             sub = bearer_subject(auth)

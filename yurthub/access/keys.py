@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from yurthub.kube.requestinfo import RequestInfo
 
@@ -52,9 +52,26 @@ def component_key(agent: str, uid: int | None, identified: bool,
     return agent if uid in trusted else f"{agent}@{uid}"
 
 
+def client_authorization(environ: dict[str, Any]) -> str:
+    """The Authorization a request carries to the cloud: ``""`` when it has none, or when
+    its ``Connection`` header names it hop-by-hop (the proxy drops it then, as any HTTP
+    proxy must, and the request is one without a token of its own)."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization and "authorization" in {
+            t.strip().lower() for t in environ.get("HTTP_CONNECTION", "").split(",")}:
+        return ""
+    return str(authorization)
+
+
 def accepted(status: int) -> bool:
     """True when an upstream answer shows the cloud allowed the request."""
     return 200 <= status < 300 or status in AUTHORIZED_CODES
+
+
+# The longest name Kubernetes gives an object, namespace, group or resource: a key with a
+# longer part (a 1 MiB path answered 404) names nothing the cache can hold, and is not
+# worth the memory and the persisted document it would take (see ``AccessKey.storable``).
+KEY_PART_MAX = 253
 
 
 class AccessKey(NamedTuple):
@@ -68,6 +85,10 @@ class AccessKey(NamedTuple):
     subresource: str
     namespace: str
     name: str
+
+    def storable(self) -> bool:
+        """False when a part is longer than any name the cache can hold (KEY_PART_MAX)."""
+        return all(len(part) <= KEY_PART_MAX for part in self)
 
     def covering(self) -> tuple[AccessKey, ...]:
         """The keys whose acceptance also allows this one (this one first)."""

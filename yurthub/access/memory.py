@@ -25,7 +25,7 @@ from typing import Any
 
 from cachetools import LRUCache, TLRUCache
 
-from yurthub.access.keys import AccessKey, bearer_expiry
+from yurthub.access.keys import KEY_PART_MAX, AccessKey, bearer_expiry
 
 FORMAT = 1
 Entry = tuple[str, AccessKey]     # (component, key)
@@ -71,16 +71,20 @@ class TokenMemory:
     # -- online: the cloud allowed something -------------------------------------------------
 
     def remember(self, authorization: str, component: str, key: AccessKey) -> None:
-        """The cloud allowed ``key`` to ``authorization`` ("" for the hub's own identity)."""
+        """The cloud allowed ``key`` to ``authorization`` ("" for the hub's own identity).
+
+        A key with a part longer than any name (``AccessKey.storable``) is not kept: it
+        names nothing the cache holds, and a client repeating 1 MiB paths the cloud answers
+        404 would otherwise fill the memory and its file.  The token is known all the same.
+        """
         entry = (component, key)
+        keep = key.storable() and len(component) <= KEY_PART_MAX
         with self._lock:
-            if entry not in self._any:
-                self.dirty = True
-            self._any[entry] = True
+            if keep:
+                self._keep(self._any, entry)
             if not authorization:
-                if entry not in self._hub:
-                    self.dirty = True
-                self._hub[entry] = True
+                if keep:
+                    self._keep(self._hub, entry)
                 self.hub_known = True
                 return
             now = self.clock()
@@ -96,10 +100,14 @@ class TokenMemory:
             elif exp is None and expires - grants.expires > self.ttl / 100:
                 self.dirty = True   # why: persist a moved expiry, not every request's
             grants.expires = max(grants.expires, expires) if exp is None else expires
-            if entry not in grants.keys:
-                self.dirty = True
-            grants.keys[entry] = True
+            if keep:
+                self._keep(grants.keys, entry)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
+
+    def _keep(self, seen: LRUCache[Entry, bool], entry: Entry) -> None:
+        if entry not in seen:
+            self.dirty = True
+        seen[entry] = True   # (again: its recency is renewed)
 
     # -- offline: may the cache answer? -------------------------------------------------------
 

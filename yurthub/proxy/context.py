@@ -13,7 +13,7 @@ from urllib.parse import quote
 from werkzeug.wrappers import Request
 
 from yurthub.access.guard import Caller
-from yurthub.access.keys import component_key
+from yurthub.access.keys import client_authorization, component_key
 from yurthub.errors import BadRequest
 from yurthub.kube.patchlimits import too_large
 from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
@@ -46,7 +46,7 @@ Identify = Callable[[dict[str, Any], str], Caller]
 
 def _anyone(environ: dict[str, Any], agent: str) -> Caller:
     """Without a guard (tests of single parts): a trusted caller known by its agent only."""
-    return Caller(None, False, environ.get("HTTP_AUTHORIZATION", ""), agent,
+    return Caller(None, False, client_authorization(environ), agent,
                   component_key(agent, None, False, frozenset()), True, agent == "kubelet")
 
 

@@ -43,6 +43,7 @@ from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
 from yurthub.kube.listoptions import check_list_options, effective_limit
 from yurthub.kube.naming import check_path_name
+from yurthub.kube.resources import builtin
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -119,6 +120,12 @@ class LocalProxy:
                 f"the cloud is unreachable: {info.resource}/{info.subresource} is not served "
                 "from the yurthub cache; retry when the cloud is back",
                 details={"retryAfterSeconds": 5})
+        rt = builtin(info.api_group, info.api_version, info.resource) \
+            if info.subresource == "status" else None
+        if rt is not None and "status" not in rt.subresources:
+            # A ConfigMap's or a Secret's .../status: no such path in kube-apiserver (404),
+            # never the object, which a status reader would take for its status.
+            raise NotFound("the server could not find the requested resource")
         if info.in_namespace and not self._namespaced(ctx):
             # kube-apiserver serves no cluster-scoped resource under /namespaces/<ns>/: its
             # answer is this 404, never a list of nothing or the object the name names.

@@ -47,6 +47,13 @@ from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
 log = logging.getLogger(__name__)
 
 
+# The part of max_watches that a user not allowed the hub's credentials may hold: each
+# other UID a quarter; the pods on 10268 (whose owner is unknown: kube-proxy and coredns
+# among them when in-cluster) together half.
+UNTRUSTED_WATCH_SHARE = 4
+PODS_WATCH_SHARE = 2
+
+
 class RemoteProxy:
     """Sends requests to the cloud; raises UpstreamUnavailable when no server can be reached."""
 
@@ -63,19 +70,36 @@ class RemoteProxy:
         self.guard = guard
         self.on_transport_error = on_transport_error
 
-    def check_room(self, ctx: RequestContext) -> None:
+    def check_room(self, ctx: RequestContext) -> bool:
         """429 for a watch (or a followed log, or an upgraded session: exec, attach,
         port-forward) while ``max_watches`` streams hold request threads, from the cloud,
         the cache or the shared state alike: each holds one for as long as it lasts, and the
-        threads past the bound serve everything else."""
+        threads past the bound serve everything else.  True when a slot was claimed for
+        this request: the caller gives it back when the answer ends (``streams.unclaim``);
+        its stream, once open, holds it instead."""
         info = ctx.info
         long_lived = info.verb == "watch" or tunnel.is_upgrade(ctx) or (
             info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1"))
+        sock = ctx.client_socket
         # The hub's own in-process requests (the multiplexer's feed) hold no thread.
-        if long_lived and ctx.client_socket is not None \
-                and self.streams.threads_held() >= self.max_watches:
+        if not long_lived or sock is None:
+            return False
+        caller = ctx.caller
+        # A user that may not use the hub's credentials (another UID, a pod on 10268) holds
+        # a share of the slots, never all: kubelet's informers must find room.
+        owner = None if caller.trusted else ("uid", caller.uid)
+        share = max(1, self.max_watches // (UNTRUSTED_WATCH_SHARE if caller.uid is not None
+                                            else PODS_WATCH_SHARE))
+        refused = self.streams.claim(sock, self.max_watches, owner, share)
+        if refused == "share":
+            who = "pods and unknown users" if caller.uid is None else f"user {caller.uid}"
+            raise TooManyRequests(f"too many open watches for {who} ({share} of "
+                                  f"{self.max_watches}); retry later",
+                                  details={"retryAfterSeconds": 1})
+        if refused:
             raise TooManyRequests(f"too many open watches ({self.max_watches}); retry later",
                                   details={"retryAfterSeconds": 1})
+        return True
 
     def handle(self, ctx: RequestContext) -> Answer:
         if tunnel.is_upgrade(ctx):  # exec, attach, port-forward: relayed as they are

@@ -9,7 +9,7 @@ failure becomes a ``metav1.Status`` here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
@@ -82,9 +82,13 @@ class ProxyApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         ctx: RequestContext | None = None
+        claimed = False
         try:
             ctx = build_context(request, self.guard.caller)
             self.guard.admit(ctx.caller, ctx.info)
+            # Offline and shared watches, and upgraded sessions (exec, port-forward), hold a
+            # thread as remote watches do: one bound for all, its slot claimed here.
+            claimed = self.remote.check_room(ctx)
             response = self.route(ctx)
         except ApiError as e:
             if e.code in _REFUSALS:
@@ -96,12 +100,12 @@ class ProxyApp:
             # The raw (still percent-encoded) target: a decoded one could carry a line break.
             target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
             response = internal_error(f"serving {request.method} {target!r}")
-        return response(environ, start_response)
+        body = response(environ, start_response)
+        if claimed and ctx is not None and ctx.client_socket is not None:
+            return _Claimed(body, self.remote.streams, ctx.client_socket)
+        return body
 
     def route(self, ctx: RequestContext) -> Answer:
-        # Offline and shared watches, and upgraded sessions (exec, port-forward), hold a
-        # thread as remote watches do: one bound for all.
-        self.remote.check_room(ctx)
         if self.mux is not None:
             # Online and offline alike: the shared state answers, wherever it was fed from.
             shared = self.mux.takes(ctx)
@@ -153,3 +157,26 @@ class ProxyApp:
         self.recorder.record(FALLBACK, ctx.component, f"{ctx.method} {ctx.path_qs}", why,
                              response.status_code)
         return response
+
+
+class _Claimed:
+    """The body of a request that claimed a watch slot: the server's ``close`` gives the
+    slot back, when no stream took it over (a refusal, an error, a short answer)."""
+
+    __slots__ = ("_body", "_sock", "_streams")
+
+    def __init__(self, body: Iterable[bytes], streams: Any, sock: Any) -> None:
+        self._body = body
+        self._streams = streams
+        self._sock = sock
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._streams.unclaim(self._sock)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from enum import Enum
 from typing import Protocol
@@ -74,7 +75,7 @@ class OpenStream:
         if sock is not None:
             sock.settimeout(registry.send_timeout)
         if long_lived:
-            registry.add(stream, holds_thread=sock is not None)
+            registry.add(stream, holds_thread=sock is not None, sock=sock)
             if sock is not None:
                 self._token = registry.watchdog.watch(
                     sock, lambda: stream.interrupt(Reason.CLIENT_GONE))
@@ -118,6 +119,13 @@ class StreamRegistry:
         # Those serving a client's connection, each on a request thread (an in-process
         # request, the multiplexer's own watch, holds none).
         self._threaded: set[Stream] = set()
+        # The client sockets of long-lived requests admitted (``claim``) whose stream has not
+        # opened yet, with their owner: counted with those above, so a burst cannot pass
+        # the bound together.
+        self._claims: dict[socket.socket, object] = {}
+        # Slots (claimed or held) per owner that has a share only (``claim``'s ``owner``).
+        self._owners: dict[Stream, object] = {}
+        self._per_owner: Counter[object] = Counter()
         self._watches: dict[tuple[str, str], int] = {}   # (component, source) -> open
         self._lock = threading.Lock()
         self.shutting_down = threading.Event()
@@ -144,16 +152,50 @@ class StreamRegistry:
         with self._lock:
             return dict(self._watches)
 
-    def add(self, stream: Stream, *, holds_thread: bool = False) -> None:
+    def add(self, stream: Stream, *, holds_thread: bool = False,
+            sock: socket.socket | None = None) -> None:
         with self._lock:
             self._streams.add(stream)
             if holds_thread:
                 self._threaded.add(stream)
+                # Its slot, claimed on arrival, is the stream's now (and its owner's).
+                owner = self._claims.pop(sock, None) if sock is not None else None
+                if owner is not None:
+                    self._owners[stream] = owner
+
+    def claim(self, sock: socket.socket, limit: int, owner: object = None,
+              share: int = 0) -> str | None:
+        """Take one of ``limit`` slots for a long-lived request on ``sock`` until its stream
+        opens (``add``) or it ends without one (``unclaim``).  An ``owner`` (a user that may
+        not use the hub's credentials) holds at most ``share`` of them.  None when taken,
+        else why not: ``all`` or ``share``."""
+        with self._lock:
+            if len(self._threaded) + len(self._claims) >= limit:
+                return "all"
+            if owner is not None and self._per_owner[owner] >= share:
+                return "share"
+            self._claims[sock] = owner
+            if owner is not None:
+                self._per_owner[owner] += 1
+            return None
+
+    def unclaim(self, sock: socket.socket) -> None:
+        with self._lock:
+            if sock in self._claims:
+                self._release(self._claims.pop(sock))
+
+    def _release(self, owner: object) -> None:
+        if owner is not None:
+            self._per_owner[owner] -= 1
+            if self._per_owner[owner] <= 0:
+                del self._per_owner[owner]
 
     def remove(self, stream: Stream) -> None:
         with self._lock:
             self._streams.discard(stream)
             self._threaded.discard(stream)
+            if stream in self._owners:
+                self._release(self._owners.pop(stream))
 
     def threads_held(self) -> int:
         """Open streams that each hold a request thread (what ``max_watches`` bounds)."""

@@ -131,7 +131,7 @@ def serve(upstream: up.Upstream, streams: StreamRegistry, ctx: RequestContext,
     if client is None:
         raise BadGateway("an upgraded connection needs the client's socket")
     body = ctx.read_body(BUFFERED_BODY_LIMIT) if ctx.has_body() else b""
-    identity = not ctx.header("Authorization")
+    identity = not ctx.caller.authorization  # (what forward_headers keeps of it)
     cloud, token, server = _connect(upstream, identity)
     try:
         cloud.settimeout(RESPONSE_TIMEOUT)

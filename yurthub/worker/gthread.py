@@ -82,6 +82,8 @@ class ConnectionStats:
 class YurthubWorker(ThreadSide, ThreadWorker):
     """gthread with a connection loop that idle clients cannot freeze (see the module doc)."""
 
+    sets_connection_facts = True   # connection.WORKER_SETS_CONNECTION: checked at boot
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = WorkerSettings()

@@ -243,3 +243,39 @@ def test_who_a_request_on_10268_acts_as(cluster, secure_hub, tmp_path):
         assert answer.startswith(b"HTTP/1.1 400 ") and b"items" not in answer
         assert b"Client sent an HTTP request to an HTTPS server." in answer
     assert secure_hub.get("/api/v1/nodes")[0] == 200
+
+
+def _as_pod(hub, path: str, token: str, ctx: ssl.SSLContext) -> tuple[int, bytes]:
+    """A pod's GET on 10268 with its own token, saying it is kubelet."""
+    import http.client
+    conn = http.client.HTTPSConnection("127.0.0.1", hub.secure_port, context=ctx, timeout=20)
+    try:
+        conn.request("GET", path, headers={"User-Agent": "kubelet/v1.32.4",
+                                           "Authorization": f"Bearer {token}"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_offline_a_pod_reads_none_of_kubelets_secrets_by_any_path(cluster, secure_hub):
+    # On 10268 a pod has no UID: saying kubelet/..., it reads kubelet's cache, and only the
+    # token memory decides.  Its ServiceAccount may read pods but no Secret (the sandbox's
+    # authorizer, as RBAC's defaults); kubelet, the node, reads the pod's Secret.
+    cluster.put({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": "db", "namespace": "default"},
+                 "data": {"password": "aHVudGVyMg=="}})
+    secret = "/api/v1/namespaces/default/secrets/db"
+    assert secure_hub.get(secret)[0] == 200
+    wait_for((secure_hub.cache_dir / "kubelet/secrets.v1.core/default/db").exists, 10,
+             "the Secret in kubelet's cache")
+    token = cluster.service_account_token("default", "default")
+    ctx = _context(cluster)
+    assert _as_pod(secure_hub, "/api/v1/namespaces/default/pods", token, ctx)[0] == 200
+    assert _as_pod(secure_hub, secret, token, ctx)[0] == 403   # the cloud says no
+    cluster.offline()
+    wait_for(lambda: secure_hub.metric("node_yurthub_server_healthy_status") == 0, 20,
+             "the hub to notice the cloud is gone")
+    for path in (secret, secret + "/status"):
+        status, body = _as_pod(secure_hub, path, token, ctx)
+        assert status in (403, 503) and b"aHVudGVyMg" not in body, (path, status, body)

@@ -11,6 +11,7 @@ import time
 from cryptography import x509
 
 from kubesandbox.server import Sandbox
+from tests.fixtures.peers import NOBODY, request_as_nobody
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.identity.conftest import TOKEN, readyz_saying, token_args
@@ -114,3 +115,21 @@ def test_join_tokens_are_checked_one_at_a_time_and_healthz_stays_free(cluster, j
         for t in posts:
             t.join()
     assert answers.count(429) == 7 and len(answers) == 8
+
+
+def test_only_root_and_the_hubs_user_may_post_a_join_token(cluster, joining_hub):
+    """The join token is the node's credential for joining the cluster: a process of any
+    other user may neither replace it nor keep root's post waiting (429) behind its own."""
+    hub = joining_hub()
+    cluster.add_bootstrap_token(NEW_TOKEN)
+    conf = hub.root_dir / "bootstrap-hub.conf"
+    before = conf.read_bytes()
+    cluster.clear_requests()
+    status, body = request_as_nobody(hub.hub_url + "/v1/token", method="POST",
+                                     headers={"Content-Type": "application/json"},
+                                     body=json.dumps({"jointoken": NEW_TOKEN}))
+    assert status == 403 and f"user {NOBODY}" in str(body), body
+    assert not cluster.requests("cluster-info")  # nothing was checked on its behalf
+    assert conf.read_bytes() == before and NEW_TOKEN[7:].encode() not in before
+    # root still may
+    assert _post_token(hub, {"jointoken": NEW_TOKEN})[0] == 200

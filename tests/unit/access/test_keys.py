@@ -8,7 +8,7 @@ import json
 import pytest
 
 from yurthub.access import keys
-from yurthub.access.keys import AccessKey
+from yurthub.access.keys import AccessKey, client_authorization
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.storage.keys import check_component
 
@@ -123,3 +123,16 @@ def test_jwt_subject():
 ])
 def test_refusals_are_worded_as_kube_apiserver_words_them(method, path, message):
     assert keys.forbidden_message(info(method, path), 'User "u"') == message
+
+
+@pytest.mark.parametrize("environ, want", [
+    ({"HTTP_AUTHORIZATION": "Bearer t"}, "Bearer t"),
+    ({"HTTP_AUTHORIZATION": "Bearer t", "HTTP_CONNECTION": "keep-alive"}, "Bearer t"),
+    ({"HTTP_AUTHORIZATION": "Bearer t", "HTTP_CONNECTION": "Authorization"}, ""),
+    ({"HTTP_AUTHORIZATION": "Bearer t", "HTTP_CONNECTION": "Upgrade, authorization "}, ""),
+    ({"HTTP_CONNECTION": "authorization"}, ""),
+    ({}, ""),
+])
+def test_a_token_named_hop_by_hop_is_no_token_of_the_request(environ, want):
+    # The proxy drops it (forward_headers), and the request then uses the hub's identity.
+    assert client_authorization(environ) == want

@@ -158,3 +158,18 @@ def test_only_news_makes_the_memory_dirty(clock):
     clock.now += 20
     m.remember(TOKEN, "c", SECRET)      # the expiry moved by more than ttl/100
     assert m.dirty
+
+
+def test_keys_longer_than_any_name_are_not_kept_but_the_token_is_known(clock):
+    # A client repeating 60 KB paths the cloud answers 404 (authorized, so remembered)
+    # grew the memory and its persisted file by 60 KB a request: 67 MB after 600 requests.
+    m = memory(clock)
+    for i in range(300):
+        long = AccessKey("nonresource", "", f"/api/{i}" + "x" * 60_000, "", "", "")
+        m.remember(TOKEN, "kubelet", long)
+        m.remember("", "kubelet", long._replace(name="n"))
+    assert len(json.dumps(m.to_doc())) < 10_000
+    assert m.knows(TOKEN) and m.hub_known
+    longest = AccessKey("get", "", "configmaps", "", "ns", "n" * 253)  # still kept
+    m.remember(TOKEN, "kubelet", longest)
+    assert m.allows(TOKEN, "kubelet", longest)
