@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client as httpclient
+import itertools
 import json
 import os
 import random
@@ -194,6 +195,26 @@ def evil_pod(ns: str, name: str) -> dict:
             "spec": {"nodeName": "node-0000"}}
 
 
+@pytest.fixture(scope="module")
+def crafted_hub(tmp_path_factory):
+    """A hub in front of ``_Crafted``, in a directory of its own (the test below checks that
+    nothing but the cache and the hub's own files is written there)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Crafted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tmp = tmp_path_factory.mktemp("crafted")
+    (tmp / "outside").mkdir()
+    hub = Hub(tmp, f"http://127.0.0.1:{server.server_port}", cache_dir=tmp / "deep" / "cache",
+              extra=["--working-mode", "cloud"])
+    try:
+        yield hub.start()
+    finally:
+        hub.kill()
+        server.shutdown()
+
+
+_LIST_VERSIONS = itertools.count(10)
+
+
 @pytest.mark.parametrize("ns, name", [
     ("default", "../../../../escape"),
     ("..", "passwd"),
@@ -205,31 +226,28 @@ def evil_pod(ns: str, name: str) -> dict:
     ("Default", "upper"),
     ("default", "x" * 300),
 ])
-def test_names_that_would_leave_or_confuse_the_cache_are_never_cached(tmp_path, hub_factory,
-                                                                      ns, name):
-    good = evil_pod("default", "fine")
+def test_names_that_would_leave_or_confuse_the_cache_are_never_cached(crafted_hub, ns, name):
+    # One hub for every name: each list has a valid pod of another name, at a newer version,
+    # so the cache holding exactly that one pod shows this list was committed without the bad.
+    hub = crafted_hub
+    rv = next(_LIST_VERSIONS)
+    good = evil_pod("default", f"fine-{rv}")
     bad = evil_pod(ns, name)
     _Crafted.bodies = {
         "/api/v1/pods": json.dumps({"kind": "PodList", "apiVersion": "v1",
-                                    "metadata": {"resourceVersion": "9"},
+                                    "metadata": {"resourceVersion": str(rv)},
                                     "items": [good, bad]}).encode(),
     }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Crafted)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    cache = tmp_path / "deep" / "cache"
-    hub = hub_factory(f"http://127.0.0.1:{server.server_port}", cache_dir=cache,
-                      extra=["--working-mode", "cloud"])
+    cache = hub.cache_dir
+    invalid = hub.metric("yurthub_cache_invalid_keys_total", component="kubelet")
     status, _, body = hub.get("/api/v1/pods")
     assert status == 200 and json.loads(body)["items"][1]["metadata"]["name"] == name
-    wait_for(lambda: objects(cache) == {"default/fine"}, what="only the valid pod cached")
-    assert hub.metric("yurthub_cache_invalid_keys_total", component="kubelet") >= 1
-    for dirpath, _dirs, files in os.walk(tmp_path):
+    wait_for(lambda: objects(cache) == {f"default/fine-{rv}"}, what="only the valid pod cached")
+    assert hub.metric("yurthub_cache_invalid_keys_total", component="kubelet") >= invalid + 1
+    for dirpath, _dirs, files in os.walk(hub.tmp):
         for f in files:
             p = Path(dirpath, f)
             assert p.is_relative_to(cache) or p.name.startswith(("hub-", "kubeconfig")), p
-    server.shutdown()
 
 
 @pytest.mark.parametrize("path", [
@@ -240,7 +258,9 @@ def test_names_that_would_leave_or_confuse_the_cache_are_never_cached(tmp_path, 
     "/api/v1/namespaces/default/pods/..",
     "/api/v1/nodes/%2e%2e",
 ])
-def test_traversal_in_the_url_is_proxied_but_never_cached(sandbox, hub, path, tmp_path):
+def test_traversal_in_the_url_is_proxied_but_never_cached(module_hub, path):
+    # One hub for every path: none of them may leave a file, so none can hide another's.
+    hub = module_hub
     status, _, body = hub.get(path)
     assert status in (400, 404, 422), body
     assert json.loads(body)["kind"] == "Status"

@@ -31,14 +31,27 @@ def call(hub, method: str, path: str, body=None, ctype: str = "application/json"
         return status, headers, raw
 
 
-@pytest.fixture
-def edge(sandbox, hub_factory):
+def _edge(sandbox, hub_factory):
     hub = hub_factory(sandbox.url, node=NODE)
     assert hub.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}")[0] == 200
     assert hub.get(f"/api/v1/nodes/{NODE}")[0] == 200
     assert hub.get(LEASE)[0] == 200
     wait_for(lambda: (hub.cache_dir / "kubelet/leases.v1.coordination.k8s.io/kube-node-lease"
                       / NODE).exists(), what="the lease in the cache")
+    return hub
+
+
+@pytest.fixture
+def edge(sandbox, hub_factory):
+    return _edge(sandbox, hub_factory)
+
+
+@pytest.fixture(scope="module")
+def offline_edge(module_sandbox, module_hub_factory):
+    """An edge hub whose cloud went away, shared by the tests whose offline requests are all
+    refused (nothing they send changes the cache, so none can change what the next sees)."""
+    hub = _edge(module_sandbox, module_hub_factory)
+    offline(module_sandbox, hub)
     return hub
 
 
@@ -123,9 +136,9 @@ def test_a_body_over_kube_apiservers_limit_is_413(edge):
     ("POST", LEASES, {"metadata": {"name": NODE, "namespace": "default"}}, "application/json",
      "the namespace of the provided object does not match the namespace sent on the request"),
 ])
-def test_offline_writes_whose_body_names_another_object_are_400(sandbox, edge, method, path,
+def test_offline_writes_whose_body_names_another_object_are_400(offline_edge, method, path,
                                                                  body, ctype, message):
-    offline(sandbox, edge)
+    edge = offline_edge
     node_before = (edge.cache_dir / "kubelet/nodes.v1.core" / NODE).read_bytes()
     status, _, doc = call(edge, method, path, body, ctype)
     assert status == 400 and doc["reason"] == "BadRequest" and doc["message"] == message, doc
@@ -174,9 +187,9 @@ def test_only_this_nodes_lease_is_created_by_the_hub(sandbox, edge):
      "application/json", 'Lease in version "v1" cannot be handled as a Node: no kind "Lease" '
      'is registered for version "v1"'),
 ])
-def test_offline_writes_of_another_kind_are_400(sandbox, edge, method, path, body, ctype,
+def test_offline_writes_of_another_kind_are_400(offline_edge, method, path, body, ctype,
                                                 message):
-    offline(sandbox, edge)
+    edge = offline_edge
     status, _, doc = call(edge, method, path, body, ctype)
     assert status == 400 and doc["reason"] == "BadRequest" and doc["message"] == message, doc
     status, _, lease = call(edge, "GET", LEASE)
@@ -201,9 +214,9 @@ def _nested(depth: int) -> bytes:
     ("PUT", LEASE, b'{"metadata":{"name":"node-0000"},"spec":' + _nested(5000) + b"}",
      "application/json"),
 ])
-def test_offline_writes_nested_too_deep_are_400_not_500(sandbox, edge, method, path, body,
+def test_offline_writes_nested_too_deep_are_400_not_500(offline_edge, method, path, body,
                                                         ctype):
-    offline(sandbox, edge)
+    edge = offline_edge
     status, _, doc = call(edge, method, path, body, ctype)
     assert status == 400 and doc["reason"] == "BadRequest", doc
     assert "exceeded max depth" in doc["message"]
@@ -222,8 +235,8 @@ def test_offline_writes_nested_too_deep_are_400_not_500(sandbox, edge, method, p
     ("/api/v1/nodes/%2E%2E", 400),
     ("/api/v1/namespaces/default/pods/Bad/status", 503),
 ])
-def test_offline_reads_of_invalid_names_are_a_status_not_a_500(sandbox, edge, path, code):
-    offline(sandbox, edge)
+def test_offline_reads_of_invalid_names_are_a_status_not_a_500(offline_edge, path, code):
+    edge = offline_edge
     method = "PATCH" if path.endswith("/status") else "GET"
     status, _, doc = call(edge, method, path, {"status": {}}, "application/merge-patch+json")
     assert status == code and doc["kind"] == "Status", doc
