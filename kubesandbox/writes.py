@@ -32,6 +32,7 @@ from kubesandbox.store import Store
 from kubesandbox.wire import Request, Response, json_response
 from yurthub.errors import AlreadyExists, BadRequest, Conflict, NotFound, UnsupportedMediaType
 from yurthub.kube import patch as kpatch
+from yurthub.kube.patchlimits import check_json_patch
 from yurthub.kube.resources import ResourceType
 
 # Types whose delete answers with the deleted object (ReturnDeletedObject in kube-apiserver);
@@ -139,6 +140,7 @@ class Writer:
                 # kube-apiserver checks the media type before it looks the object up
                 kpatch.apply_patch({}, b"{}", req.content_type, kind, schema=schema)
                 raise not_found(rt, route.name)
+            _check_operations(req)
             obj = kpatch.apply_patch(current.obj(), req.body, req.content_type, kind,
                                      schema=schema)
             self._check_identity(rt, route, obj)
@@ -358,3 +360,14 @@ class Writer:
             storage = self.store.collection(t).rt
             for entry in self.store.entries(storage, namespace):
                 self.store.remove(storage, entry)
+
+
+def _check_operations(req: Request) -> None:
+    """kube-apiserver applies at most 10,000 operations of a JSON patch (413 beyond)."""
+    if req.content_type.split(";", 1)[0].strip().lower() != kpatch.JSON_PATCH:
+        return
+    try:
+        ops = kpatch.decode(req.body)
+    except ValueError:
+        return  # apply_patch answers it
+    check_json_patch(ops)

@@ -201,6 +201,13 @@ def test_patch_types_and_errors(call):
     assert stale.status == 409
     renamed = call("PATCH", f"{CMS}/c", {"metadata": {"name": "d"}}, content_type=MERGE)
     assert renamed.status == 400
+    # kube-apiserver applies at most 10,000 operations of a JSON patch
+    ops = [{"op": "test", "path": "/data/a", "value": "1"}]
+    assert call("PATCH", f"{CMS}/c", ops * 10000, content_type=JSONPATCH).status == 200
+    big = call("PATCH", f"{CMS}/c", ops * 10001, content_type=JSONPATCH)
+    assert (big.status, big.body["reason"], big.body["message"]) == (
+        413, "RequestEntityTooLarge", "Request entity too large: The allowed maximum "
+        "operations in a JSON patch is 10000, got 10001")
 
 
 def test_delete_answers_and_finalizers(api, call):
