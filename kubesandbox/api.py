@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from kubesandbox import certificates, discovery, openapi, protobuf
+from kubesandbox import certificates, discovery, metadata, openapi, protobuf
 from kubesandbox.auth import ADMIN, authorize
 from kubesandbox.discovery import Registry
 from kubesandbox.rest import Reader, Selection, check_options, resolve
@@ -69,6 +69,16 @@ class Api:
                 assert resp.stream is not None
                 resp.stream = self.tables.watch(rt, req, table, resp.stream)
                 return resp
+            partial = metadata.metadata_request(req, r.verb)
+            if partial is not None:
+                if r.verb == "watch":
+                    resp = self.watch(rt, r, req, is_closed)
+                    assert resp.stream is not None
+                    resp.stream = metadata.watch(resp.stream, partial)
+                    return resp
+                read = self.reader.read_one if r.verb == "get" else None
+                return metadata.answer(read(rt, r) if read is not None
+                                       else self.reader.read_list(rt, r, req), partial)
         if r.verb == "get":
             return _as_asked(self.reader.read_one(rt, r), req)
         if r.verb == "list":

@@ -172,7 +172,7 @@ class CacheManager:
         if not self.writer.space.accepting:
             # A full or read-only disk: nothing would land; the response passes untouched,
             # and the views it would have kept current no longer are.
-            self._missed(info, component, headers)
+            self._missed(info, component, headers, accept)
             return None
         if not info.is_resource_request or discovery.is_discovery_path(info.path):
             return self._document_tee(info, status, headers)
@@ -191,7 +191,7 @@ class CacheManager:
         if encoding not in ("", "identity", "gzip"):
             return None
         try:
-            entry = self._entry(info, component, served, encoding == "gzip")
+            entry = self._entry(info, component, _filed_as(accept, served), encoding == "gzip")
             if asked_at is not None:
                 entry.asked_at = asked_at
         except (ApiError, InvalidKeyError) as e:
@@ -200,7 +200,8 @@ class CacheManager:
             return None
         return self._open(entry, big=entry.kind != "object")
 
-    def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str]) -> None:
+    def _missed(self, info: RequestInfo, component: str, headers: Mapping[str, str],
+                accept: str) -> None:
         """A list or watch that would have been cached passed while caching is stopped for a
         full or read-only disk: its collection's views become stale (``StaleMarks.missed``),
         so offline answers never pass them off as current (the cloud may have deleted what
@@ -212,7 +213,7 @@ class CacheManager:
                                                                served).ok:
             return
         try:
-            entry = self._entry(info, component, served, False)
+            entry = self._entry(info, component, _filed_as(accept, served), False)
         except (ApiError, InvalidKeyError):
             return
         ck = entry.ck
@@ -456,6 +457,15 @@ def partial_metadata_base(group: str) -> str | None:
     if not sep or not group.endswith(".meta.k8s.io"):
         return None
     return "" if head == "core" else head
+
+
+def _filed_as(accept: str | None, served: str) -> str:
+    """The media type a response is filed by: the request's when it asks for metadata only
+    (kube-apiserver labels a PartialObjectMetadata(List) plain ``application/json``, and the
+    reads offline look for it where the request's Accept says), else the served one.  A
+    server that ignored the ask sends whole objects, which the list's kind check refuses."""
+    t = transform(accept)
+    return accept or served if t is not None and t.is_partial_metadata else served
 
 
 def _asks_table(accept: str) -> bool:
