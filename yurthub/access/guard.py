@@ -8,8 +8,9 @@
   seen to accept that token for that component and resource (401 for a token never seen,
   403 for one never seen allowed this); a request without one only with what the hub's own
   identity was seen allowed to read.
-- Online, every answer that shows the cloud allowed a request is remembered (TokenMemory),
-  and persisted with the cache every few seconds by a background thread.
+- Online, every answer that shows the cloud allowed a request is remembered (TokenMemory);
+  a 401 to a token forgets the token, a 403 to a token's read forgets that grant; all is
+  persisted with the cache every few seconds by a background thread.
 """
 
 from __future__ import annotations
@@ -236,9 +237,15 @@ class AccessGuard:
                         "this, and the cloud is unreachable", details=_details(info))
 
     def record(self, caller: Caller, info: RequestInfo, status: int) -> None:
-        """An upstream answer arrived: remember what it shows the cloud allowed."""
+        """An upstream answer arrived: remember what it shows the cloud allowed, and forget
+        what it shows the cloud no longer allows (a token refused, a read forbidden)."""
         if accepted(status):
             self.memory.remember(caller.authorization, caller.component, access_key(info))
+        elif caller.authorization and status == 401:
+            self.memory.forget(caller.authorization)
+        elif caller.authorization and status == 403 and info.verb in READ_VERBS:
+            # only reads: a write's 403 may come from admission (a terminating namespace)
+            self.memory.revoke(caller.authorization, caller.component, access_key(info))
 
     def _refused(self, reason: str) -> None:
         self.metrics.requests_refused.labels(reason).inc()

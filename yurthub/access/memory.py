@@ -136,6 +136,26 @@ class TokenMemory:
         with self._lock:
             return any((component, k) in self._any for k in key.covering())
 
+    # -- online: the cloud refused something ------------------------------------------------
+
+    def forget(self, authorization: str) -> None:
+        """The cloud refused this token (401: its ServiceAccount or pod was deleted, it was
+        revoked): it is honoured offline no more, whatever it was allowed before."""
+        with self._lock:
+            if self._tokens.pop(self._hash(authorization), None) is not None:
+                self.dirty = True
+
+    def revoke(self, authorization: str, component: str, key: AccessKey) -> None:
+        """The cloud refused ``key`` to this token (403: a permission was taken away): neither
+        ``key`` nor a list covering it is honoured offline any more."""
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            if grants is None:
+                return
+            for k in key.covering():
+                if grants.keys.pop((component, k), None) is not None:
+                    self.dirty = True
+
     # -- persistence --------------------------------------------------------------------------
 
     def to_doc(self) -> dict[str, Any]:

@@ -176,6 +176,26 @@ def test_kubectl_with_a_service_account_token_online_and_offline(cluster, secure
     assert offline.stdout.split() == online.stdout.split()
 
 
+def test_a_token_the_cloud_stopped_accepting_is_refused_offline(cluster, secure_hub):
+    # A pod's token was accepted, then its ServiceAccount was deleted: the cloud says 401
+    # to it, and so must the hub offline; it served the cached objects to it until the
+    # token's expiry (a year for kube-apiserver's extended pod tokens).
+    ctx = _context(cluster)
+    token = cluster.service_account_token("default", "default")
+    path = "/api/v1/namespaces/default/configmaps"
+    status, body = _get(secure_hub, path, ctx, token)
+    assert status == 200 and body["items"]
+    wait_for(lambda: secure_hub.metric("yurthub_cache_objects", component="kubectl")
+             >= len(body["items"]), 20, "the list in the cache")
+    cluster.delete("serviceaccounts", "default", "default")
+    status, body = _get(secure_hub, path, ctx, token)
+    assert (status, body["reason"]) == (401, "Unauthorized")  # the cloud's, passed through
+    cluster.offline()
+    for asked in (path, path + "/kube-root-ca.crt"):
+        status, body = _get(secure_hub, asked, ctx, token)
+        assert (status, body.get("reason")) == (401, "Unauthorized"), body
+
+
 def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(cluster.service_account_token("default", "default"))

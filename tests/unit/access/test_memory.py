@@ -113,6 +113,29 @@ def test_what_anyone_was_allowed(clock):
     assert m.anyone_allowed("c", SECRET) and not m.anyone_allowed("d", SECRET)
 
 
+def test_a_token_the_cloud_refused_is_forgotten(clock):
+    # its ServiceAccount was deleted: the cloud says 401 to it from then on
+    m = memory(clock)
+    m.remember(TOKEN, "kubectl", SECRET)
+    m.remember("Bearer other", "kubectl", SECRET)
+    m.to_doc()
+    m.forget(TOKEN)
+    assert not m.knows(TOKEN) and not m.allows(TOKEN, "kubectl", SECRET)
+    assert m.allows("Bearer other", "kubectl", SECRET) and m.dirty
+
+
+def test_a_read_the_cloud_forbade_is_forgotten_with_the_lists_covering_it(clock):
+    # a RoleBinding was removed: the cloud says 403 to what it allowed before
+    m = memory(clock)
+    m.remember(TOKEN, "kube-proxy", PODS)
+    m.remember(TOKEN, "kube-proxy", SECRET)
+    pod = AccessKey("get", "", "pods", "", "default", "p")
+    m.revoke(TOKEN, "kube-proxy", pod)
+    assert not m.allows(TOKEN, "kube-proxy", pod)
+    assert not m.allows(TOKEN, "kube-proxy", PODS)
+    assert m.knows(TOKEN) and m.allows(TOKEN, "kube-proxy", SECRET)
+
+
 def test_the_document_holds_salted_hashes_never_tokens_and_survives_a_restart(clock):
     m = memory(clock)
     m.remember(TOKEN, "c", SECRET)
