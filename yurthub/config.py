@@ -239,6 +239,11 @@ class Config:
         ("/v1/services", "discovery.k8s.io/v1/endpointslices"), v.pool_resources,
         "resources whose lists and watches every local client gets from one shared upstream "
         "list+watch (group/version/resource; empty: none)", metavar="G/V/R[,...]")
+    shared_token_recheck_seconds: int = setting(
+        60, v.int_range(0, 3600), "a bearer token is served from the shared list+watch of "
+        "pool_scope_resources only if the cloud accepted it this recently; else the cloud is "
+        "asked again first (a token it refuses since, e.g. of a deleted ServiceAccount, gets "
+        "its 401)", metavar="SECONDS")
     log_level: str = setting("INFO", v.log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     @property

@@ -34,10 +34,11 @@ Entry = tuple[str, AccessKey]     # (component, key)
 class Grants:
     """The access keys one token was seen allowed, and until when it is honoured."""
 
-    __slots__ = ("expires", "keys")
+    __slots__ = ("accepted_at", "expires", "keys")
 
     def __init__(self, expires: float, max_keys: int) -> None:
         self.expires = expires
+        self.accepted_at = 0.0   # when the cloud last accepted it (0: not since a restart)
         self.keys: LRUCache[Entry, bool] = LRUCache(max_keys)
 
 
@@ -100,6 +101,7 @@ class TokenMemory:
             elif exp is None and expires - grants.expires > self.ttl / 100:
                 self.dirty = True   # why: persist a moved expiry, not every request's
             grants.expires = max(grants.expires, expires) if exp is None else expires
+            grants.accepted_at = now
             if keep:
                 self._keep(grants.keys, entry)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
@@ -129,6 +131,13 @@ class TokenMemory:
                     return True
                 seen = self._hub
             return any((component, k) in seen for k in key.covering())
+
+    def accepted_since(self, authorization: str, since: float) -> bool:
+        """True when the cloud accepted this token at ``since`` (the memory's clock) or later
+        (a memory loaded at start knows no such time)."""
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            return grants is not None and grants.accepted_at > 0 and grants.accepted_at >= since
 
     def anyone_allowed(self, component: str, key: AccessKey) -> bool:
         """True when some principal was seen allowed ``key`` (or a list covering it) for

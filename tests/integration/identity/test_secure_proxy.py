@@ -196,6 +196,24 @@ def test_a_token_the_cloud_stopped_accepting_is_refused_offline(cluster, secure_
         assert (status, body.get("reason")) == (401, "Unauthorized"), body
 
 
+def test_a_token_the_cloud_stopped_accepting_gets_no_shared_lists(cluster, joining_hub):
+    # Services and EndpointSlices are answered from one shared list+watch, without the
+    # cloud: a pod's token the cloud refused since (its ServiceAccount deleted) was still
+    # served them online, until the token's expiry.
+    hub = joining_hub(secure=True, extra=["--shared-token-recheck-seconds", "0"])
+    ctx = _context(cluster)
+    token = cluster.service_account_token("default", "default")
+    shared = ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices",
+              "/api/v1/namespaces/default/services")
+    for path in shared:
+        status, body = _get(hub, path, ctx, token)
+        assert status == 200 and body["items"], (path, body)
+    cluster.delete("serviceaccounts", "default", "default")
+    for path in shared:
+        status, body = _get(hub, path, ctx, token)
+        assert (status, body.get("reason")) == (401, "Unauthorized"), (path, body)
+
+
 def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(cluster.service_account_token("default", "default"))

@@ -136,6 +136,20 @@ def test_a_read_the_cloud_forbade_is_forgotten_with_the_lists_covering_it(clock)
     assert m.knows(TOKEN) and m.allows(TOKEN, "kube-proxy", SECRET)
 
 
+def test_when_the_cloud_last_accepted_a_token(clock):
+    m = memory(clock)
+    assert not m.accepted_since(TOKEN, 0)
+    m.remember(TOKEN, "kube-proxy", PODS)
+    accepted = clock.now
+    clock.now += 90
+    assert m.accepted_since(TOKEN, accepted) and not m.accepted_since(TOKEN, clock.now - 60)
+    m.remember(TOKEN, "kube-proxy", PODS)
+    assert m.accepted_since(TOKEN, clock.now - 60)
+    restarted = memory(clock)
+    restarted.load_doc(m.to_doc())  # known, but not when: the cloud is asked again
+    assert restarted.knows(TOKEN) and not restarted.accepted_since(TOKEN, 0)
+
+
 def test_the_document_holds_salted_hashes_never_tokens_and_survives_a_restart(clock):
     m = memory(clock)
     m.remember(TOKEN, "c", SECRET)
