@@ -193,6 +193,15 @@ class Hub:
             self.cache.writer.space.retry(self.admin_token.ensure)
         self.watchdog.start()
         if self.health is not None:
+            # YurtHub's initial probe: the cloud's state is known before the proxy serves.
+            # Servers count as healthy until probed, and a cloud that takes connections but
+            # answers none (after a reboot: a dead link, a load balancer without backends)
+            # held kubelet's first requests until the read timeout (60 s) instead of
+            # answering them from the cache.  A failed first probe is one attempt, so this
+            # waits at most heartbeat_timeout_seconds per server; meanwhile requests get 503
+            # with Retry-After.
+            self._not_ready_reason = "starting: probing the cloud's servers"
+            self.health.probe_all()
             self.health.start()
         self._ready.set()
         if self.autonomy is not None:

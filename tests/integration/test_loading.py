@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -97,3 +98,30 @@ def _healthz(hub: Hub) -> bool:
         return http(hub.hub_url + "/v1/healthz", timeout=10)[0] == 200
     except OSError:
         return False  # gunicorn is not listening yet, or (before) the worker never answered
+
+
+def test_a_restart_with_a_silent_cloud_answers_kubelet_from_the_cache_at_once(sandbox,
+                                                                              tmp_path):
+    """After a reboot the cloud may take connections and answer none (a dead link behind a
+    load balancer).  The hub knows that before it serves (YurtHub probes at construction):
+    kubelet's first list is answered from the cache, not held until the read timeout."""
+    # A long probe timeout: the old hub served before its first probe had decided.
+    hub = Hub(tmp_path, sandbox.url, extra=["--heartbeat-timeout-seconds", "10"]).start()
+    assert hub.get(PODS)[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") == 3, what="kubelet's pods cached")
+    assert hub.stop() == 0
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # takes connections, answers none
+    try:
+        hub.server = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        hub.start(wait=False)
+        wait_for(hub.started, 30, what="the restarted hub's start")
+        status, headers, raw = http(hub.url + PODS, headers={"User-Agent": KUBELET},
+                                    timeout=20)
+        assert status == 200 and len(json.loads(raw)["items"]) == 3, raw[:300]
+        assert "served from the yurthub cache" in headers.get("Warning", "")
+    finally:
+        hub.stop()
+        silent.close()
