@@ -167,7 +167,8 @@ def restart(work: Path, server: str, cache_dir: Path, node: str, nodes: list[str
     except BaseException:
         hub.stop(5)
         raise
-    m = re.findall(r"RecoveryReport\(.*seconds=([0-9.e-]+)\)", hub.log())
+    # "cache tree <dir> ready: <summary> (<seconds>s)" (RecoveryReport.summary)
+    m = re.findall(r"cache tree .* ready: .*\(([0-9.]+)s\)$", hub.log(), re.MULTILINE)
     return hub, ready, first, float(m[-1]) if m else float("nan")
 
 

@@ -24,6 +24,7 @@ from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import CollectionState, check_state
 from yurthub.config import Config
 from yurthub.connection import ConnectionInfo, Role, connection_of
+from yurthub.errors import ServiceUnavailable
 from yurthub.filters.manager import FilterManager
 from yurthub.filtersource import PERSIST_KEY, FilterSource
 from yurthub.health import HealthChecker
@@ -37,6 +38,7 @@ from yurthub.proxy import filtering
 from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.mux import Multiplexer
 from yurthub.proxy.remote import RemoteProxy
+from yurthub.proxy.responses import status_response
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.secure import secure_request_identity
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -192,6 +194,15 @@ class Hub:
             self.cache.writer.space.retry(self.admin_token.ensure)
         self.watchdog.start()
         if self.health is not None:
+            # YurtHub's initial probe: the cloud's state is known before the proxy serves.
+            # Servers count as healthy until probed, and a cloud that takes connections but
+            # answers none (after a reboot: a dead link, a load balancer without backends)
+            # held kubelet's first requests until the read timeout (60 s) instead of
+            # answering them from the cache.  A failed first probe is one attempt, so this
+            # waits at most heartbeat_timeout_seconds per server; meanwhile requests get 503
+            # with Retry-After.
+            self._not_ready_reason = "starting: probing the cloud's servers"
+            self.health.probe_all()
             self.health.start()
         self._ready.set()
         if self.autonomy is not None:
@@ -454,6 +465,12 @@ class Hub:
             hub_server = environ.get("SERVER_PORT") == str(self.cfg.serve_port)
         if hub_server:
             return self.hub_app(environ, start_response)
+        if not self._ready.is_set():
+            # The worker serves while start() recovers the cache (a big cache on a slow disk
+            # takes longer than gunicorn's timeout): a clear 503 clients retry, not a hang.
+            err = ServiceUnavailable(f"yurthub is {self._not_ready_reason}; retry shortly",
+                                     details={"retryAfterSeconds": 1})
+            return status_response(err, [("Retry-After", "1")])(environ, start_response)
         if conn is not None and conn.role is Role.SECURE_PROXY:
             secure_request_identity(environ, self.cfg.node_name)
         return self.proxy_app(environ, start_response)

@@ -104,8 +104,11 @@ class HealthChecker(BackgroundThread):
     # -- the thread -------------------------------------------------------------------------
 
     def run(self) -> None:
+        probe = self.probes == 0  # the hub probes once itself before it serves (app.Hub)
         while not self.stopping.is_set():
-            self.probe_all()
+            if probe:
+                self.probe_all()
+            probe = True
             self._wake.wait(self.cfg.heartbeat_interval_seconds)
             self._wake.clear()
 

@@ -18,6 +18,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from typing import Any, NoReturn
 
 from yurthub import config, linux
@@ -43,6 +44,7 @@ WORKER_BOOT_ERROR = 3  # gunicorn's arbiter stops when a worker exits with this
 FD_TABLE_MAX = 65536
 _hub: Hub | None = None
 _cfg: Config | None = None
+_starting: threading.Thread | None = None
 
 
 # Control characters (line breaks above all) and Unicode line separators in a message.
@@ -320,7 +322,15 @@ def _boot_failed(e: YurthubError) -> NoReturn:
 
 
 def post_worker_init(worker: Any) -> None:
-    """gunicorn hook, in the worker: open the cache, start threads, chain SIGTERM."""
+    """gunicorn hook, in the worker: start the hub in the background, chain SIGTERM.
+
+    design: the hub starts (opens the cache, starts its threads) on a thread of its own
+    while the worker's loop already serves: recovering a big cache on a slow disk can take
+    longer than gunicorn's ``timeout``, and a worker that does not reach its loop in time is
+    killed and booted again, forever (gunicorn 20.1).  Meanwhile healthz answers, readyz is
+    503 with the reason and the proxy answers a 503 Status with Retry-After (app.Hub).
+    """
+    global _starting
     hub = _hub
     if hub is None:
         return
@@ -333,13 +343,8 @@ def post_worker_init(worker: Any) -> None:
             "yurthub.worker.YurthubWorker (the shipped gunicorn.conf.py's), or set "
             "peer_lookup = off to trust every local process"))
     _size_fd_table()
-    try:
-        hub.start()
-    except YurthubError as e:
-        _boot_failed(e)
-    # Everything allocated so far lives as long as the worker: keep the cyclic collector
-    # from walking it again and again (full collections paused watches for ~30 ms).
-    gc.freeze()
+    _starting = threading.Thread(target=_start, args=(hub,), name="yurthub-start", daemon=True)
+    _starting.start()
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -348,6 +353,20 @@ def post_worker_init(worker: Any) -> None:
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _start(hub: Hub) -> None:
+    try:
+        hub.start()
+    except YurthubError as e:
+        _boot_failed(e)
+    except BaseException:
+        log.critical("cannot start", exc_info=True)
+        logging.shutdown()
+        os._exit(1)  # gunicorn boots another worker, as for a crash in the hook itself
+    # Everything allocated so far lives as long as the worker: keep the cyclic collector
+    # from walking it again and again (full collections paused watches for ~30 ms).
+    gc.freeze()
 
 
 def _size_fd_table() -> None:
@@ -361,6 +380,8 @@ def _size_fd_table() -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn hook, in the worker, after it stopped serving."""
+    if _starting is not None:
+        _starting.join()  # stop() must not race start(); a stuck start is gunicorn's to kill
     if _hub is not None:
         _hub.stop()
 

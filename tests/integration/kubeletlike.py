@@ -20,6 +20,8 @@ from tests.fixtures.web import http, read_watch_events
 
 UA = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+# client-go's maxRetries for answers that carry Retry-After
+RETRIES = 10
 
 
 def _now() -> str:
@@ -49,11 +51,18 @@ class KubeletLike:
         headers = {"User-Agent": UA, "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = content_type
-        try:
-            status, _, raw = http(self.base + path, method=method, headers=headers, body=data,
-                                  timeout=10)
-        except OSError as e:
-            return 0, str(e)
+        for _ in range(RETRIES + 1):
+            try:
+                status, answer, raw = http(self.base + path, method=method, headers=headers,
+                                           body=data, timeout=10)
+            except OSError as e:
+                return 0, str(e)
+            # client-go's checkWait: a 429 or 5xx with Retry-After is tried again (a hub
+            # still recovering its cache at start answers so).
+            wait = answer.get("Retry-After", "")
+            if not (status == 429 or status >= 500) or not wait.isdigit() \
+                    or self._stop.wait(int(wait)):
+                break
         if 200 <= status < 300:
             self.answered += 1
         try:
@@ -149,11 +158,16 @@ class KubeletLike:
             events: list[tuple[float, dict]] = []
             reader = threading.Thread(target=read_watch_events, args=(sock, events), daemon=True)
             reader.start()
+            watched = False
             while reader.is_alive() and not self._stop.is_set():
                 reader.join(0.2)
+                watched = watched or bool(events)
                 self._apply(events)
+            watched = watched or bool(events)
             self._apply(events)
             sock.close()
+            if not watched:
+                self._stop.wait(0.2)  # no watch (the hub still starting): back off, as kubelet
 
     def _apply(self, events: list[tuple[float, dict]]) -> None:
         while events:

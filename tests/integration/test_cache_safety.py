@@ -309,8 +309,7 @@ def test_objects_nested_too_deep_to_decode_pass_through_and_crash_nothing(tmp_pa
     hub = hub_factory(f"http://127.0.0.1:{server.server_port}", wait=False)
     wait_for(lambda: "nests too deep" in hub.log(), timeout=20,
              what="the hub reading its filter configuration")
-    wait_for(lambda: http(hub.hub_url + "/v1/healthz", timeout=2)[0] == 200, timeout=20,
-             what="the hub serving")
+    wait_for(hub.started, timeout=20, what="the hub serving")
     path = "/apis/example.com/v1/namespaces/default/widgets"
     for _ in range(3):
         status, _, body = hub.get(path)

@@ -75,6 +75,7 @@ def restart_offline(sandbox, hub) -> None:
     sandbox.offline()
     hub.start(wait=False)
     wait_for(lambda: _healthz(hub), timeout=20, what="the restarted hub's healthz")
+    wait_for(hub.started, timeout=20, what="the restarted hub to recover its cache")
     wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, timeout=10,
              what="the restarted hub to see the cloud gone")
 

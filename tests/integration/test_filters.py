@@ -330,7 +330,7 @@ def test_not_ready_until_the_configuration_is_known_then_filtered(sandbox4, tmp_
     sandbox4.fail_next(10_000, 503, match="yurt-hub-cfg")
     h = Hub(tmp_path, sandbox4.url, node=NODE).start(wait=False)
     try:
-        wait_for(lambda: _readyz(h) is not None, what="the hub to serve")
+        wait_for(h.started, what="the hub to serve")
         status, body = _readyz(h)
         assert status == 503 and "yurt-hub-cfg" in body
         status, _, raw = h.get(SLICES, ua=KUBE_PROXY)

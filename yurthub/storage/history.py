@@ -223,6 +223,30 @@ class History:
             os.close(fd)  # rewritten between our look at the window and the open: again
         raise StorageError("history is being rewritten too fast to read")
 
+    def deleted(self, coll_fd: int, wanted: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
+        """Which of ``wanted`` ((namespace, name) -> the resourceVersion last known of it)
+        a committed watch event deleted: its last record is DELETED, at or above that version.
+
+        Recovery asks for the objects a lazily saved index still lists but whose files are
+        gone: a delete commits its history record with it (one transaction), so a file
+        deleted by a commit is explained by its record, and is not a lost object.  A history
+        that cannot be read explains nothing."""
+        if not wanted:
+            return set()
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        try:
+            with self.slice_after(coll_fd, min(wanted.values()) - 1) as records:
+                for rec in records:
+                    key = (rec.get("ns", ""), rec.get("name", ""))
+                    if key in wanted:
+                        last[key] = rec
+        except (OSError, StorageError) as e:
+            log.warning("cannot read the history to explain missing files: %s", e)
+            return set()
+        return {k for k, rec in last.items()
+                if rec.get("type") == "DELETED" and isinstance(rec.get("rv"), int)
+                and rec["rv"] >= wanted[k]}
+
     # -- writing (the writer thread only) ---------------------------------------------------
 
     def plan(self, rvs: list[int], lengths: list[int], reset: int | None) -> Plan:

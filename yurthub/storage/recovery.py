@@ -9,8 +9,9 @@ files that are not valid JSON objects, symlinks and misplaced entries are moved 
 gone (deleted, or its namespace directory replaced by a file or a symlink and set aside) is
 reported lost like a quarantined one: the views that held it become incomplete, never
 shorter.  design: after a crash the index may predate a commit that deleted an object (it
-is written lazily); that object is then reported lost too, which costs its views' offline
-answers until the next list from the cloud, never a wrong answer.
+is written lazily).  A watch event's delete is explained by its history record (committed
+with it): that object is gone, not lost.  One a relist removed is reported lost, which
+costs its views' offline answers until the next list from the cloud, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ class Recovery:
         hist, damaged = History.load(coll_fd, self.history_limit)
         if damaged:
             self._quarantine(coll_fd, history.FILE, [*key.path, history.FILE])
-        index = self._index(coll_fd, key)
+        index = self._index(coll_fd, key, hist)
         self.report.collections += 1
         self.report.objects += len(index)
         if self.spares is not None:
@@ -266,7 +267,7 @@ class Recovery:
 
     # -- the index -------------------------------------------------------------------------
 
-    def _index(self, coll_fd: int, key: CollectionKey) -> Index:
+    def _index(self, coll_fd: int, key: CollectionKey, hist: History) -> Index:
         saved: dict[Key, tuple[Entry, Vouch]] = {}
         data = files.read_optional(coll_fd, INDEX_FILE)
         if data is not None:
@@ -282,7 +283,7 @@ class Recovery:
         try:
             on_disk = self._scan(coll_fd, key, ns_fds)
             changed = data is None or len(saved) != len(on_disk)
-            self._missing(key, saved, on_disk)
+            self._missing(coll_fd, key, hist, saved, on_disk)
             for k, (dir_fd, st) in on_disk.items():
                 known = saved.get(k)
                 if known is not None and known[1][:3] == st:
@@ -317,13 +318,22 @@ class Recovery:
                 log.warning("%s: cannot write the index: %s", key, e)
         return index
 
-    def _missing(self, key: CollectionKey, saved: dict[Key, tuple[Entry, Vouch]],
+    def _missing(self, coll_fd: int, key: CollectionKey, hist: History,
+                 saved: dict[Key, tuple[Entry, Vouch]],
                  on_disk: dict[Key, tuple[int, Stat]]) -> None:
         """Objects the saved index lists whose files are gone (deleted, or their namespace
         directory set aside) are lost, like quarantined ones: a view that held one must not
-        answer a list without it (kubelet takes a pod missing from its list as deleted)."""
+        answer a list without it (kubelet takes a pod missing from its list as deleted).
+        Not one a committed watch event deleted (the history says so): the index is saved
+        lazily, and a pod deleted shortly before a crash made kubelet's whole pod list
+        refused after the reboot."""
         already = {(ns, name) for ns, name, _ in self._lost}
-        for ns, name in sorted(saved.keys() - on_disk.keys() - already):
+        gone = sorted(saved.keys() - on_disk.keys() - already)
+        deleted = hist.deleted(coll_fd, {k: _rv(saved[k][0].meta) for k in gone
+                                         if k[0] not in self._lost_ns})
+        for ns, name in gone:
+            if (ns, name) in deleted:
+                continue
             why = self._lost_ns.get(ns)
             if why is None:
                 why = "its file is missing"
@@ -455,6 +465,11 @@ class Recovery:
         log.warning("%s/%s/%s cannot be trusted: %s", key, ns or "-", name, why)
         self._quarantine(dir_fd, name, _where(key, ns, name))
         self._lost.append((ns, name, why))
+
+
+def _rv(meta: dict[str, Any]) -> int:
+    rv = meta.get("rv", 0)
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
 
 def _where(key: CollectionKey, ns: str, name: str) -> list[str]:

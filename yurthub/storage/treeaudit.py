@@ -252,15 +252,29 @@ def _unfiled(coll_fd: int, key: CollectionKey, where: str,
                 yield (f"{where}/{ns}: {len(names)} object(s) listed in the index have no "
                        "namespace directory (the hub sets them aside as lost)")
                 continue
+        gone = []
         try:
             for name in sorted(names):
                 try:
                     os.stat(name, dir_fd=ns_fd, follow_symlinks=False)
                 except FileNotFoundError:
-                    yield f"{where}/{ns}/{name}: {lost}" if ns else f"{where}/{name}: {lost}"
+                    gone.append(name)
         finally:
             if ns_fd != coll_fd:
                 os.close(ns_fd)
+        # A file a committed watch event deleted is gone, not lost (recovery._missing).
+        deleted = _deleted(coll_fd, {(ns, n): 0 for n in gone}) if gone else set()
+        for name in gone:
+            if (ns, name) not in deleted:
+                yield f"{where}/{ns}/{name}: {lost}" if ns else f"{where}/{name}: {lost}"
+
+
+def _deleted(coll_fd: int, wanted: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
+    try:
+        hist, _ = History.load(coll_fd, 1 << 30)  # reads only; every record in the file
+    except OSError:
+        return set()
+    return hist.deleted(coll_fd, wanted)
 
 
 # The bookkeeping documents at the root (DiskStore.read_bookkeeping: framed JSON): the

@@ -130,6 +130,31 @@ def test_index_is_written_lazily_and_a_stale_one_is_not_trusted(tmp_path):
     store.close()
 
 
+@pytest.mark.parametrize("after", [[], [{"rv": 9, "type": "ADDED"}]])
+def test_a_file_a_committed_watch_event_deleted_is_not_lost_after_a_crash(tmp_path, after):
+    """The index is saved lazily: after a crash it may still list an object a watch event
+    deleted.  The event's history record (committed with the delete) explains the missing
+    file: the object is gone, not lost, and kubelet's views stay whole.  A file missing with
+    no such record (or re-created after it) is still lost."""
+    store = open_store(tmp_path / "c", index_interval=3600)
+    fill(store, n=3)
+    store.flush()
+    idx = tmp_path / "c" / "kubelet" / "pods.v1.core" / "_index"
+    stale = idx.read_bytes()  # lists pod-0, pod-1, pod-2
+    with store.transaction(PODS) as txn:
+        txn.delete("default", "pod-1")
+        txn.append_history([{"rv": 7, "type": "DELETED", "ns": "default", "name": "pod-1"},
+                            *({"ns": "default", "name": "pod-1", **r} for r in after)])
+        txn.commit()
+    store.close()
+    idx.write_bytes(stale)  # as after a crash: the saved index predates the delete
+    store, report = reopen(tmp_path / "c")
+    assert set(store.entries(PODS)) == {("default", "pod-0"), ("default", "pod-2")}
+    assert [(o.namespace, o.name) for o in report.lost] == ([] if not after else
+                                                            [("default", "pod-1")])
+    store.close()
+
+
 def test_debris_is_swept_and_misplaced_entries_quarantined(tmp_path):
     store = open_store(tmp_path / "c")
     fill(store)
