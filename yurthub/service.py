@@ -130,6 +130,21 @@ def configure_logging(cfg: Config) -> None:
         root.addHandler(handler)
     root.setLevel(cfg.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _NoRetryWarnings) for f in pool_log.filters):
+        pool_log.addFilter(_NoRetryWarnings())
+
+
+class _NoRetryWarnings(logging.Filter):
+    """Drops urllib3's "Retrying (Retry(total=0, ...)) after connection broken by ..." lines.
+
+    why: while the cloud was away every request tried the next server with one, naming
+    urllib3's internal connection class; the hub says what failed itself (the health line,
+    the Status answer, the watch's retry line), once per change.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Retrying ("))
 
 
 def _host(addr: str) -> str:
