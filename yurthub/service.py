@@ -25,7 +25,7 @@ from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
 from yurthub.connection import WORKER_SETS_CONNECTION
-from yurthub.errors import ConfigError, YurthubError
+from yurthub.errors import Busy, ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
 from yurthub.storage import not_a_cache, root_in_use
@@ -95,8 +95,17 @@ def journal_priority(levelno: int) -> str:
     return "<7>"
 
 
+EX_TEMPFAIL = 75  # held by another process now (Busy): systemd starts the hub again
+EX_CONFIG = 78    # a bad setting: the unit's RestartPreventExitStatus waits for the operator
+
+
+def exit_status(e: YurthubError) -> int:
+    """The exit status of a start that ``e`` stopped (the unit restarts 75, not 78)."""
+    return EX_TEMPFAIL if isinstance(e, Busy) else EX_CONFIG
+
+
 def error_line(e: YurthubError) -> str:
-    """The one line on stderr that stops the start (exit 78)."""
+    """The one line on stderr that stops the start (exit 75 or 78)."""
     return (journal_priority(logging.ERROR) if stderr_is_journal() else "") + f"yurthub: {e}"
 
 
@@ -207,8 +216,10 @@ def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
         s.bind((addr, port))
     except OSError as e:
         s.close()
-        hint = " (is another yurthub running?)" if e.errno == errno.EADDRINUSE else ""
-        raise ConfigError(f"cannot listen on {_host(addr)}:{port}: {e.strerror}{hint}") from None
+        where = f"cannot listen on {_host(addr)}:{port}: {e.strerror}"
+        if e.errno == errno.EADDRINUSE:
+            raise Busy(f"{where} (is another yurthub running?)") from None
+        raise ConfigError(where) from None
     return s
 
 
@@ -276,7 +287,7 @@ def preflight(cfg: Config) -> None:
     if foreign:
         raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     if root_in_use(cfg.disk_cache_path):
-        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
+        raise Busy(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
                           "another yurthub process")
     # Last: it may talk to the cloud (token discovery) and write the pinned CA.
     identity.preflight(cfg)
