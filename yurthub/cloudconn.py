@@ -109,7 +109,13 @@ def describe_error(e: BaseException) -> str:
           and not isinstance(args[0], (str, int))):  # (connection, message)
         text = args[1]
     elif len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], BaseException):
-        text = f"{args[0].rstrip('.')}: {describe_error(args[1])}"  # ProtocolError
+        # ProtocolError("Connection broken: InvalidChunkLength(...)", InvalidChunkLength(...))
+        head = args[0].replace(repr(args[1]), "").rstrip(":. ")
+        text = f"{head}: {describe_error(args[1])}"
+    elif type(e).__name__ == "InvalidChunkLength":
+        # why: what urllib3 2.x calls "Response ended prematurely", 1.26 called by its class
+        text = ("the answer ended before its last chunk" if not getattr(e, "length", b"")
+                else f"a chunk's length is not a number: {getattr(e, 'length', b'')!r}")
     else:
         text = str(e) or type(e).__name__
     text = _WHO.sub("", text)

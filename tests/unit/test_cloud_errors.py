@@ -121,3 +121,23 @@ def test_urllib3s_retry_warnings_are_not_logged(cloud_down, caplog, hub_logging)
         logging.getLogger("urllib3.connectionpool").warning("Connection pool is full")
     pool.close()
     assert [r.getMessage() for r in caplog.records] == ["Connection pool is full"]
+
+
+class _Answer:
+    """What urllib3's errors ask of the response they are raised for."""
+    length_remaining = 0
+
+    def tell(self) -> int:
+        return 120
+
+
+def test_a_watch_that_broke_off_says_so_in_words():
+    from urllib3.exceptions import InvalidChunkLength, ProtocolError
+
+    from yurthub.cloudconn import describe_error
+    # As urllib3 1.26 and 2.x raise it when the connection closes between chunks.
+    short = InvalidChunkLength(_Answer(), b"")
+    broken = ProtocolError(f"Connection broken: {short!r}", short)
+    assert describe_error(broken) == "Connection broken: the answer ended before its last chunk"
+    assert describe_error(ProtocolError("Response ended prematurely")) == (
+        "Response ended prematurely")
