@@ -259,9 +259,14 @@ def load_config(path: str | None = None) -> Config:
 
 def check_settings(cfg: Config) -> None:
     """What ``check-config`` checks beyond the values, as the user running it: credentials
-    readable, a server and an identity to reach it with, the cache directory writable,
-    kubelet_user a user here, and the peer lookup usable (PeerLookupError: fail closed)."""
+    readable, a server and an identity to reach it with, the cache directory writable and
+    no other directory (``not_a_cache``), kubelet_user a user here, and the peer lookup
+    usable (PeerLookupError: fail closed)."""
     config.check_files(cfg)
+    # why: only the start said so; check-config passed a cache set to /etc or /home
+    foreign = not_a_cache(cfg.disk_cache_path)
+    if foreign:
+        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     identity.check(cfg)
     kubelet_uid(cfg)
     lookup = open_lookup(cfg.peer_lookup)
@@ -276,19 +281,16 @@ def preflight(cfg: Config) -> None:
     directory, a port another process holds, a kubelet_user that is no user here; and
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
+    _check_owners(cfg)  # first: root on the service user's tree is told to be that user
     check_settings(cfg)
-    _check_owners(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
     if cfg.secure_proxy_port:
         for addr in cfg.secure_addresses:
             _listen(addr, cfg.secure_proxy_port, freebind=True).close()
-    foreign = not_a_cache(cfg.disk_cache_path)
-    if foreign:
-        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     if root_in_use(cfg.disk_cache_path):
         raise Busy(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
-                          "another yurthub process")
+                   "another yurthub process")
     # Last: it may talk to the cloud (token discovery) and write the pinned CA.
     identity.preflight(cfg)
 

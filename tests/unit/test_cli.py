@@ -134,6 +134,23 @@ def test_check_config_refuses_what_the_service_would_refuse_to_start_with(
     assert not (tmp_path / "pki").exists()  # nothing written, no discovery tried
 
 
+def test_check_config_refuses_a_cache_directory_that_holds_other_things(tmp_path):
+    # The start refuses it (it would sweep what it does not recognise): check-config, run
+    # to know whether the service will start, said the settings were fine.
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / ".profile").write_text("umask 022\n")
+    conf = tmp_path / "y.conf"
+    conf.write_text(f"[yurthub]\nserver_addr = http://127.0.0.1:1\n"
+                    f"bootstrap_mode = credentials\nroot_dir = {tmp_path}\n"
+                    f"disk_cache_path = {other}\n")
+    r = run("check-config", "--config", str(conf))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert f"disk_cache_path = '{other}': {other} is not a yurthub cache" in r.stderr
+    assert (other / ".profile").read_text() == "umask 022\n"
+
+
 def test_check_config_says_a_cache_on_a_read_only_mount_is_read_only(tmp_path):
     # As under yurthub.service (ProtectSystem=strict) with disk_cache_path outside
     # /var/lib/yurthub: the directory is the service user's, mode 0700, and still refused.
