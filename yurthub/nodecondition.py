@@ -27,7 +27,7 @@ from yurthub.cache.essentials import Verdict, evaluate
 from yurthub.config import Config
 from yurthub.storage import DiskStore
 from yurthub.threads import BackgroundThread
-from yurthub.upstream import Upstream
+from yurthub.upstream import Upstream, explain
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ class AutonomyReporter(BackgroundThread):
             if status != 200:
                 raise OSError(f"PATCH {path}: HTTP {status}: {body[:200]!r}")
         except (OSError, HTTPError, ValueError) as e:
-            error = str(e)[:300]
+            # why: urllib3 1.26 names the connection by its address ("<...FinalHTTPConnection
+            # object at 0x7f..>"), new at every retry: the same failure logged every pause
+            error = (explain(e) if isinstance(e, HTTPError) else str(e))[:300]
             if error != self.report_error:
                 log.warning("cannot report the Autonomy condition of node %s (retrying every "
                             "%.0fs): %s", node, self._pause, error)
