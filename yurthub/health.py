@@ -129,9 +129,11 @@ class HealthChecker(BackgroundThread):
                     log.info("cloud is healthy at start")
                 else:
                     log.warning("cloud is UNHEALTHY at start; serving from the cache")
+            elif healthy:
+                # why: at WARNING, the recovery fired the log-based alerts the outage did
+                log.info("cloud is now healthy")
             else:
-                log.warning("cloud is now %s", "healthy" if healthy else "UNHEALTHY; serving "
-                            "from the cache")
+                log.warning("cloud is now UNHEALTHY; serving from the cache")
             self._was_healthy = healthy
             self.on_change(healthy)
 
