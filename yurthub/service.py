@@ -109,6 +109,38 @@ def error_line(e: YurthubError) -> str:
     return (journal_priority(logging.ERROR) if stderr_is_journal() else "") + f"yurthub: {e}"
 
 
+def journal_logger_class() -> type:
+    """gunicorn's logger, its own lines (the master's "Worker (pid:N) was sent SIGKILL!
+    Perhaps out of memory?" at ERROR, "WORKER TIMEOUT" at CRITICAL) carrying their syslog
+    priority in the journal as the hub's lines do.
+
+    why: journald filed them as info, so an OOM kill of the worker under MemoryMax= was
+    invisible to ``journalctl -p warning`` and to alerts on priority.  (A function, so
+    gunicorn is imported only where it runs.)
+    """
+    from gunicorn import glogging
+
+    class JournalLogger(glogging.Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            if stderr_is_journal():
+                for h in self.error_log.handlers:
+                    h.setFormatter(_PriorityPrefix(h.formatter))
+
+    return JournalLogger
+
+
+class _PriorityPrefix(logging.Formatter):
+    """Another formatter's line, prefixed with the record's journal priority."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return journal_priority(record.levelno) + self.inner.format(record)
+
+
 class EscapingFormatter(logging.Formatter):
     """One record, one line: a message never carries a raw line break or control character,
     whatever a client put in a path, a User-Agent or a name that ends up in it (a forged log
@@ -192,6 +224,7 @@ def _settings(cfg: Config) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": cfg.log_level.lower(),
+        "logger_class": journal_logger_class,  # gunicorn calls it for the class
         "proc_name": "yurthub",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
