@@ -74,6 +74,9 @@ def test_an_unreachable_cloud_is_one_line_in_words_not_one_per_retry(tmp_path, c
     r = AutonomyReporter(cfg, store, up, cloud_healthy=lambda: True, ready=lambda: True)
     caplog.set_level(logging.WARNING, logger="yurthub.nodecondition")
     try:
+        r.tick()
+        # The first failure to connect is the health checker's to tell (it is about to).
+        assert [m for m in caplog.messages if "cannot report" in m] == []
         for _ in range(3):
             r._retry_at = 0.0  # the pause is over
             r.tick()
