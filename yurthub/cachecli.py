@@ -30,6 +30,7 @@ from yurthub.cache.views import check_state
 from yurthub.errors import ConfigError, InvalidKeyError, StorageError, YurthubError
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.storage.admintoken import read_admin_token
+from yurthub.storage.rootlock import LOCK_FILE, not_a_cache
 from yurthub.storage.treeaudit import TreeAudit
 from yurthub.storage.treereader import TreeReader
 
@@ -96,9 +97,25 @@ def _config(args: argparse.Namespace) -> config.Config:
 
 
 def _tree(cfg: config.Config) -> TreeReader:
-    if not os.path.isdir(cfg.disk_cache_path):
-        raise CacheCommandError(f"no cache at {cfg.disk_cache_path}")
-    return TreeReader(cfg.disk_cache_path)
+    root = cfg.disk_cache_path
+    if not os.path.isdir(root):
+        raise CacheCommandError(f"no cache at {root}")
+    if not_a_cache(root):
+        # why: read as a tree, /etc or a home directory listed as "components" and
+        # "resources" (or as "No resources found", exit 0): an operator with a slip in the
+        # path believed what the cache held.  A hub's tree has its _lock from the first
+        # start; an empty directory (the package's, before the first start) is an empty cache.
+        raise CacheCommandError(f"{root} is not a yurthub cache (no {LOCK_FILE}, which a hub "
+                                "writes when it first opens its cache, and it holds other "
+                                "files): check --disk-cache-path or disk_cache_path in "
+                                "the config")
+    return TreeReader(root)
+
+
+def _components(tree: TreeReader) -> str:
+    """What an operator may name instead: the components present, or that there are none."""
+    have = tree.components()
+    return f"it has: {', '.join(have)}" if have else "the cache is empty"
 
 
 def _rows(tree: TreeReader, component: str | None) -> list[CollectionRow]:
@@ -115,7 +132,7 @@ def _ls(args: argparse.Namespace, cfg: config.Config, out: TextIO, err: TextIO) 
     with _tree(cfg) as tree:
         if args.component is not None and args.component not in tree.components():
             raise CacheCommandError(f"component {args.component!r} is not in the cache at "
-                                    f"{tree.root} (it has: {', '.join(tree.components())})")
+                                    f"{tree.root} ({_components(tree)})")
         rows = _rows(tree, args.component)
     now = time.time()
     if args.output in ("json", "yaml"):
@@ -162,7 +179,8 @@ def resolve(tree: TreeReader, component: str, resource: str) -> list[CollectionK
     ``leases.coordination.k8s.io``, ``deployments.v1.apps``."""
     keys = tree.collections(component)
     if not keys:
-        raise CacheCommandError(f"component {component!r} is not in the cache at {tree.root}")
+        raise CacheCommandError(f"component {component!r} is not in the cache at {tree.root} "
+                                f"({_components(tree)})")
     found = [k for k in keys if resource in (k.dirname, k.resource if not k.group else "",
                                              f"{k.resource}.{k.group}",
                                              f"{k.resource}.{k.version}.{k.group}")]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import email.errors
 import http.client
 import logging
+import re
 import ssl
 from typing import Any
 
@@ -81,6 +82,44 @@ class FinalHTTPSConnection(HTTPSConnection):
             log.debug("%s:%s sent %d bytes past its answer: new connection", self.host,
                       self.port, sock.pending())
             self.close()  # http.client connects again when the request is sent
+
+
+# urllib3 names its connection or pool before the message: "<...HTTPConnection object at
+# 0x7f..>: " (1.26), "FinalHTTPConnection(host='10.0.0.1', port=6443): " (2.x),
+# "HTTPSConnectionPool(host='10.0.0.1', port=6443): ".
+_WHO = re.compile(r"(?:<[\w.]+ object at 0x[0-9a-fA-F]+>|\b\w+\(host=[^()]*\)): ")
+_FAILED = "Failed to establish a new connection: "
+
+
+def describe_error(e: BaseException) -> str:
+    """urllib3's error ``e`` in words an operator reads (a log line, /status, readyz).
+
+    why: its text names internal classes and addresses ("FinalHTTPConnection(host=...,
+    port=...)", "<yurthub.cloudconn.FinalHTTPConnection object at 0x7f..>") and, for a
+    connect timeout, is a tuple's repr; the caller names the server already.
+    """
+    reason = getattr(e, "reason", None)  # MaxRetryError, ProxyError: the cause
+    if isinstance(reason, BaseException) and reason is not e:
+        return describe_error(reason)
+    message = getattr(e, "_message", None)  # urllib3 2.x NewConnectionError
+    args = e.args
+    if isinstance(message, str):
+        text = message
+    elif (len(args) == 2 and isinstance(args[1], str)
+          and not isinstance(args[0], (str, int))):  # (connection, message)
+        text = args[1]
+    elif len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], BaseException):
+        # ProtocolError("Connection broken: InvalidChunkLength(...)", InvalidChunkLength(...))
+        head = args[0].replace(repr(args[1]), "").rstrip(":. ")
+        text = f"{head}: {describe_error(args[1])}"
+    elif type(e).__name__ == "InvalidChunkLength":
+        # why: what urllib3 2.x calls "Response ended prematurely", 1.26 called by its class
+        text = ("the answer ended before its last chunk" if not getattr(e, "length", b"")
+                else f"a chunk's length is not a number: {getattr(e, 'length', b'')!r}")
+    else:
+        text = str(e) or type(e).__name__
+    text = _WHO.sub("", text)
+    return text[len(_FAILED):] if text.startswith(_FAILED) else text
 
 
 def final_answers(pool: Any) -> Any:

@@ -18,6 +18,12 @@ class ConfigError(YurthubError):
     """A setting is unknown or has a bad value; the message names the source, key and value."""
 
 
+class Busy(ConfigError):
+    """What the hub needs is held by another process now (its port, the cache tree): this
+    may pass, unlike a bad setting, so the service exits 75 (EX_TEMPFAIL) and systemd
+    starts it again, where a bad setting (78, EX_CONFIG) waits for the operator."""
+
+
 class UpstreamError(YurthubError):
     """The cloud kube-apiserver could not be reached or broke the connection."""
 

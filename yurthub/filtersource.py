@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from yurthub import upstream as up
-from yurthub.errors import DecodeError, UpstreamError
+from yurthub.errors import DecodeError, UpstreamBroken, UpstreamError, UpstreamUnavailable
 from yurthub.filters.context import (
     namespace_name,
     node_pool_and_zone,
@@ -52,6 +52,16 @@ Objects = dict[Key, dict[str, Any]]
 
 class _Relist(Exception):
     """The watch's resourceVersion is too old (410): list again."""
+
+
+class _StreamBroken(UpstreamError):
+    """The answer's body broke off (the cloud went away, or a watch was cut on the way)."""
+
+
+# Failures of the way to the cloud, not of what the reflector asked: the health checker
+# says the cloud went away (once); a reflector says it only when they last while the cloud
+# still looks healthy to the checker (LASTING failures in a row, about 15 s of backoff).
+_TRANSPORT = (UpstreamUnavailable, UpstreamBroken, _StreamBroken, OSError)
 
 
 class Reflector(BackgroundThread):
@@ -111,10 +121,17 @@ class Reflector(BackgroundThread):
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
                 # why: the same failure every 15 s, per reflector, for as long as the cloud
-                # is away (the health checker says that once) buried the log offline
-                level = (logging.WARNING if failures == 1 else
-                         logging.INFO if str(e) != said else logging.DEBUG)
-                said = str(e)
+                # is away (the health checker says that once) buried the log offline; and
+                # each going away was twelve lines of four reflectors (the broken watch,
+                # the refused connection, "no healthy apiserver") around the checker's one
+                if isinstance(e, _TRANSPORT):
+                    lasting = failures >= len(BACKOFF) and self.upstream.any_healthy()
+                    level = logging.WARNING if lasting and not said else logging.DEBUG
+                else:
+                    level = (logging.WARNING if not said else
+                             logging.INFO if str(e) != said else logging.DEBUG)
+                if level > logging.DEBUG:
+                    said = str(e)
                 log.log(level, "%s: %s (again in %.1fs)", self.name, e, delay)
                 self._retry_now.clear()
                 self._retry_now.wait(delay)
@@ -124,7 +141,7 @@ class Reflector(BackgroundThread):
     def _open(self, query: str, timeout: float | None) -> Any:
         servers = self.upstream.candidates()
         if not servers:
-            raise UpstreamError("no healthy apiserver")
+            raise UpstreamUnavailable("no healthy apiserver")
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         resp = self.upstream.send(servers[0], "GET", f"{self.path}?{query}", headers, None,
                                   read_timeout=timeout)
@@ -192,10 +209,15 @@ class Reflector(BackgroundThread):
         return rv
 
     def _chunks(self, resp: Any) -> Iterator[bytes]:
-        for chunk in up.stream(resp):
+        try:
+            for chunk in up.stream(resp):
+                if self.stopping.is_set():
+                    raise UpstreamError("stopping")
+                yield chunk
+        except UpstreamError as e:
             if self.stopping.is_set():
-                raise UpstreamError("stopping")
-            yield chunk
+                raise
+            raise _StreamBroken(str(e)) from e
 
     def _event(self, etype: str, obj: dict[str, Any]) -> str:
         md = obj.get("metadata") if isinstance(obj, dict) else None

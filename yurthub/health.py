@@ -28,7 +28,7 @@ from yurthub.config import Config
 from yurthub.errors import ProbeFailed
 from yurthub.metrics import Metrics
 from yurthub.threads import BackgroundThread
-from yurthub.upstream import Server, Upstream
+from yurthub.upstream import Server, Upstream, explain
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,11 @@ class HealthChecker(BackgroundThread):
                     log.info("cloud is healthy at start")
                 else:
                     log.warning("cloud is UNHEALTHY at start; serving from the cache")
+            elif healthy:
+                # why: at WARNING, the recovery fired the log-based alerts the outage did
+                log.info("cloud is now healthy")
             else:
-                log.warning("cloud is now %s", "healthy" if healthy else "UNHEALTHY; serving "
-                            "from the cache")
+                log.warning("cloud is now UNHEALTHY; serving from the cache")
             self._was_healthy = healthy
             self.on_change(healthy)
 
@@ -152,7 +154,8 @@ class HealthChecker(BackgroundThread):
         else:
             self._successes[server.url] = 0
             if server.healthy or first:
-                log.warning("server %s is unhealthy", server.url)
+                log.warning("server %s is unhealthy: %s", server.url,
+                            server.last_error or "the probe failed")
             server.healthy = False
         if first or server.healthy != was:
             server.since = server.last_probe
@@ -183,7 +186,7 @@ class HealthChecker(BackgroundThread):
                 server, method, path, body, agent="yurthub/health",
                 timeout=self.cfg.heartbeat_timeout_seconds)
         except (HTTPError, OSError) as e:
-            raise ProbeFailed(str(e)) from e
+            raise ProbeFailed(explain(e)) from e
         if status >= 500 or status == 429:
             raise ProbeFailed(f"{method} {path}: HTTP {status}")
         return status, data

@@ -27,7 +27,7 @@ from yurthub.cache.essentials import Verdict, evaluate
 from yurthub.config import Config
 from yurthub.storage import DiskStore
 from yurthub.threads import BackgroundThread
-from yurthub.upstream import Upstream
+from yurthub.upstream import Upstream, explain
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class AutonomyReporter(BackgroundThread):
         self.reported: Verdict | None = None
         self.reported_at = 0.0          # wall time of the last successful patch
         self.report_error = ""
+        self._said = ""  # the report error last logged
         self._sent_at = 0.0             # monotonic
         self._transition = ""           # lastTransitionTime of the status on the Node
         self._retry_at = 0.0            # monotonic: no report before this after a failure
@@ -105,8 +106,14 @@ class AutonomyReporter(BackgroundThread):
             if status != 200:
                 raise OSError(f"PATCH {path}: HTTP {status}: {body[:200]!r}")
         except (OSError, HTTPError, ValueError) as e:
-            error = str(e)[:300]
-            if error != self.report_error:
+            # why: urllib3 1.26 names the connection by its address ("<...FinalHTTPConnection
+            # object at 0x7f..>"), new at every retry: the same failure logged every pause
+            error = (explain(e) if isinstance(e, HTTPError) else str(e))[:300]
+            # why: a report that raced the health checker to a cloud just gone said what
+            # the checker's line says; a failure to connect is told when it happens again
+            again = error == self.report_error
+            if error != self._said and (again or not isinstance(e, HTTPError)):
+                self._said = error
                 log.warning("cannot report the Autonomy condition of node %s (retrying every "
                             "%.0fs): %s", node, self._pause, error)
             self.report_error = error
@@ -115,7 +122,7 @@ class AutonomyReporter(BackgroundThread):
         if self.reported is None or self.reported.status != verdict.status:
             log.info("node %s: Autonomy=%s (%s): %s", node, verdict.status, verdict.reason,
                      verdict.message)
-        self.reported, self.report_error = verdict, ""
+        self.reported, self.report_error, self._said = verdict, "", ""
         self.reported_at, self._sent_at = time.time(), time.monotonic()
 
     def _current_transition(self, path: str, status: str) -> str:

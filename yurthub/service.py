@@ -26,7 +26,7 @@ from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
 from yurthub.connection import WORKER_SETS_CONNECTION
-from yurthub.errors import ConfigError, YurthubError
+from yurthub.errors import Busy, ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
 from yurthub.storage import not_a_cache, root_in_use
@@ -97,9 +97,50 @@ def journal_priority(levelno: int) -> str:
     return "<7>"
 
 
+EX_TEMPFAIL = 75  # held by another process now (Busy): systemd starts the hub again
+EX_CONFIG = 78    # a bad setting: the unit's RestartPreventExitStatus waits for the operator
+
+
+def exit_status(e: YurthubError) -> int:
+    """The exit status of a start that ``e`` stopped (the unit restarts 75, not 78)."""
+    return EX_TEMPFAIL if isinstance(e, Busy) else EX_CONFIG
+
+
 def error_line(e: YurthubError) -> str:
-    """The one line on stderr that stops the start (exit 78)."""
+    """The one line on stderr that stops the start (exit 75 or 78)."""
     return (journal_priority(logging.ERROR) if stderr_is_journal() else "") + f"yurthub: {e}"
+
+
+def journal_logger_class() -> type:
+    """gunicorn's logger, its own lines (the master's "Worker (pid:N) was sent SIGKILL!
+    Perhaps out of memory?" at ERROR, "WORKER TIMEOUT" at CRITICAL) carrying their syslog
+    priority in the journal as the hub's lines do.
+
+    why: journald filed them as info, so an OOM kill of the worker under MemoryMax= was
+    invisible to ``journalctl -p warning`` and to alerts on priority.  (A function, so
+    gunicorn is imported only where it runs.)
+    """
+    from gunicorn import glogging
+
+    class JournalLogger(glogging.Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            if stderr_is_journal():
+                for h in self.error_log.handlers:
+                    h.setFormatter(_PriorityPrefix(h.formatter))
+
+    return JournalLogger
+
+
+class _PriorityPrefix(logging.Formatter):
+    """Another formatter's line, prefixed with the record's journal priority."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return journal_priority(record.levelno) + self.inner.format(record)
 
 
 class EscapingFormatter(logging.Formatter):
@@ -132,6 +173,21 @@ def configure_logging(cfg: Config) -> None:
         root.addHandler(handler)
     root.setLevel(cfg.log_level)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _NoRetryWarnings) for f in pool_log.filters):
+        pool_log.addFilter(_NoRetryWarnings())
+
+
+class _NoRetryWarnings(logging.Filter):
+    """Drops urllib3's "Retrying (Retry(total=0, ...)) after connection broken by ..." lines.
+
+    why: while the cloud was away every request tried the next server with one, naming
+    urllib3's internal connection class; the hub says what failed itself (the health line,
+    the Status answer, the watch's retry line), once per change.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Retrying ("))
 
 
 def _host(addr: str) -> str:
@@ -170,6 +226,7 @@ def _settings(cfg: Config) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": cfg.log_level.lower(),
+        "logger_class": journal_logger_class,  # gunicorn calls it for the class
         "proc_name": "yurthub",
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
@@ -194,8 +251,10 @@ def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
         s.bind((addr, port))
     except OSError as e:
         s.close()
-        hint = " (is another yurthub running?)" if e.errno == errno.EADDRINUSE else ""
-        raise ConfigError(f"cannot listen on {_host(addr)}:{port}: {e.strerror}{hint}") from None
+        where = f"cannot listen on {_host(addr)}:{port}: {e.strerror}"
+        if e.errno == errno.EADDRINUSE:
+            raise Busy(f"{where} (is another yurthub running?)") from None
+        raise ConfigError(where) from None
     return s
 
 
@@ -235,9 +294,14 @@ def load_config(path: str | None = None) -> Config:
 
 def check_settings(cfg: Config) -> None:
     """What ``check-config`` checks beyond the values, as the user running it: credentials
-    readable, a server and an identity to reach it with, the cache directory writable,
-    kubelet_user a user here, and the peer lookup usable (PeerLookupError: fail closed)."""
+    readable, a server and an identity to reach it with, the cache directory writable and
+    no other directory (``not_a_cache``), kubelet_user a user here, and the peer lookup
+    usable (PeerLookupError: fail closed)."""
     config.check_files(cfg)
+    # why: only the start said so; check-config passed a cache set to /etc or /home
+    foreign = not_a_cache(cfg.disk_cache_path)
+    if foreign:
+        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     identity.check(cfg)
     kubelet_uid(cfg)
     lookup = open_lookup(cfg.peer_lookup)
@@ -252,19 +316,16 @@ def preflight(cfg: Config) -> None:
     directory, a port another process holds, a kubelet_user that is no user here; and
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
+    _check_owners(cfg)  # first: root on the service user's tree is told to be that user
     check_settings(cfg)
-    _check_owners(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
     if cfg.secure_proxy_port:
         for addr in cfg.secure_addresses:
             _listen(addr, cfg.secure_proxy_port, freebind=True).close()
-    foreign = not_a_cache(cfg.disk_cache_path)
-    if foreign:
-        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: {foreign}")
     if root_in_use(cfg.disk_cache_path):
-        raise ConfigError(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
-                          "another yurthub process")
+        raise Busy(f"disk_cache_path = {cfg.disk_cache_path!r}: the cache is in use by "
+                   "another yurthub process")
     # Last: it may talk to the cloud (token discovery) and write the pinned CA.
     identity.preflight(cfg)
 

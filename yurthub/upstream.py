@@ -41,7 +41,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from yurthub import chunkedbody
-from yurthub.cloudconn import final_answers
+from yurthub.cloudconn import describe_error, final_answers
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
@@ -216,16 +216,13 @@ class Upstream:
                 enforce_content_length=True)
         except MaxRetryError as e:
             reason: BaseException = e.reason or e
-            if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-                raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(reason)}"
-                                          ) from e
-            if isinstance(reason, SSLError):
-                raise UpstreamUnavailable(f"{server.host}: TLS failed: {_short(reason)}") from e
-            raise UpstreamBroken(f"{server.host}: {_short(reason)}") from e
+            if isinstance(reason, (NewConnectionError, ConnectTimeoutError, SSLError)):
+                raise UpstreamUnavailable(f"{server.host}: {explain(reason)}") from e
+            raise UpstreamBroken(f"{server.host}: {explain(reason)}") from e
         except (NewConnectionError, ConnectTimeoutError) as e:
-            raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(e)}") from e
+            raise UpstreamUnavailable(f"{server.host}: {explain(e)}") from e
         except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
-            raise UpstreamBroken(f"{server.host}: {_short(e)}") from e
+            raise UpstreamBroken(f"{server.host}: {explain(e)}") from e
         return resp
 
     def connect(self, server: Server, identity: bool) -> tuple[socket.socket, str]:
@@ -245,7 +242,7 @@ class Upstream:
             conn.connect()
         except (HTTPError, OSError) as e:
             conn.close()
-            raise UpstreamUnavailable(f"{server.host}: cannot connect: {_short(e)}") from e
+            raise UpstreamUnavailable(f"{server.host}: {explain(e)}") from e
         sock = getattr(conn, "sock", None)
         if not isinstance(sock, socket.socket):
             conn.close()
@@ -277,6 +274,17 @@ class Upstream:
                 pool.close()
             self._pools.clear()
             self._retired.clear()
+
+
+def explain(e: BaseException) -> str:
+    """What failed in a request to the cloud, in words (the caller names the server)."""
+    if isinstance(e, MaxRetryError) and e.reason is not None:
+        e = e.reason
+    if isinstance(e, (NewConnectionError, ConnectTimeoutError)):
+        return f"cannot connect: {describe_error(e)}"
+    if isinstance(e, SSLError):
+        return f"TLS failed: {describe_error(e)}"
+    return describe_error(e)
 
 
 def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = False
@@ -320,7 +328,7 @@ def stream(resp: UpstreamResponse, *, coalesce: bool = False) -> Iterator[bytes]
             yield from _legacy_read1(resp)
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
         # ValueError: reading from a (TLS) socket that another thread shut down.
-        raise UpstreamError(f"response broken: {_short(e)}") from e
+        raise UpstreamError(f"response broken: {describe_error(e)}") from e
 
 
 def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:
@@ -461,11 +469,3 @@ def finish(resp: UpstreamResponse, whole: bool) -> None:
         log.debug("closing an upstream response failed", exc_info=True)
 
 
-def _short(e: BaseException) -> str:
-    reason = getattr(e, "reason", None)
-    if isinstance(reason, BaseException) and reason is not e:
-        return _short(reason)
-    text = str(e) or type(e).__name__
-    if ">: " in text:  # urllib3's "<urllib3.connection.HTTPConnection object at 0x..>: msg"
-        text = text.split(">: ", 1)[1]
-    return text

@@ -167,6 +167,33 @@ def test_ls_of_an_empty_tree_says_so(tmp_path):
     assert "No resources found" in r.stderr
 
 
+@pytest.mark.parametrize("args", [("ls",), ("ls", "kubelet"), ("show", "kubelet", "pods", "a/b"),
+                                  ("verify",), ("purge", "--yes")])
+def test_a_directory_that_is_not_a_cache_is_refused_not_read_as_one(tmp_path, args):
+    # A slip in --disk-cache-path (/etc, a home): its directories are no components, and
+    # "No resources found" with exit 0 would tell the operator the cache is empty.
+    other = tmp_path / "etc"
+    (other / "apt" / "sources.d").mkdir(parents=True)
+    (other / "apt" / "sources.d" / "debian.list").write_text("deb http://deb.debian.org\n")
+    (other / "hosts").write_text("127.0.0.1 localhost\n")
+    one_line_error(cache(other, *args), f"{other} is not a yurthub cache")
+    assert (other / "hosts").read_text() == "127.0.0.1 localhost\n"
+    assert sorted(p.name for p in other.iterdir()) == ["apt", "hosts"]
+
+
+def test_an_empty_cache_a_hub_opened_is_an_empty_cache(tmp_path):
+    root = tmp_path / "cache"
+    with DiskStore(str(root), meta_loader=load_meta):
+        pass
+    r = cache(root, "ls")
+    assert r.returncode == 0 and r.stdout == "" and "No resources found" in r.stderr
+    assert json.loads(cache(root, "ls", "-o", "json").stdout)["items"] == []
+    one_line_error(cache(root, "ls", "kubelet"),
+                   f"component 'kubelet' is not in the cache at {root} (the cache is empty)")
+    one_line_error(cache(root, "show", "kubelet", "pods", "default/web"),
+                   "(the cache is empty)")
+
+
 # -- show -------------------------------------------------------------------------------------
 
 def test_show_prints_the_cached_object_as_json_or_yaml(tree):

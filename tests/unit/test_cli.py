@@ -134,6 +134,23 @@ def test_check_config_refuses_what_the_service_would_refuse_to_start_with(
     assert not (tmp_path / "pki").exists()  # nothing written, no discovery tried
 
 
+def test_check_config_refuses_a_cache_directory_that_holds_other_things(tmp_path):
+    # The start refuses it (it would sweep what it does not recognise): check-config, run
+    # to know whether the service will start, said the settings were fine.
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / ".profile").write_text("umask 022\n")
+    conf = tmp_path / "y.conf"
+    conf.write_text(f"[yurthub]\nserver_addr = http://127.0.0.1:1\n"
+                    f"bootstrap_mode = credentials\nroot_dir = {tmp_path}\n"
+                    f"disk_cache_path = {other}\n")
+    r = run("check-config", "--config", str(conf))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert f"disk_cache_path = '{other}': {other} is not a yurthub cache" in r.stderr
+    assert (other / ".profile").read_text() == "umask 022\n"
+
+
 def test_check_config_says_a_cache_on_a_read_only_mount_is_read_only(tmp_path):
     # As under yurthub.service (ProtectSystem=strict) with disk_cache_path outside
     # /var/lib/yurthub: the directory is the service user's, mode 0700, and still refused.
@@ -213,3 +230,32 @@ def test_the_hubs_own_commands_do_not_load_the_sandbox():
     r = subprocess.run([sys.executable, "-m", "yurthub", "sandbox", "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--nodes" in r.stdout, r.stderr
+
+
+def _options(parser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+
+def test_the_man_page_names_every_command_and_the_cache_and_check_config_options():
+    # What an operator reads on a node (man yurthub) against what the command takes.
+    import argparse
+    from pathlib import Path
+
+    from yurthub.cli import build_parser
+    man = (Path(__file__).resolve().parents[2] / "debian" / "yurthub.1").read_text()
+    man = man.replace("\\-", "-")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"serve", "check-config", "prepare-dir", "cache", "sandbox",
+                                "demo"}
+    for command in sub.choices:
+        assert f".B yurthub {command}" in man, command
+    synopsis = man.split(".SH DESCRIPTION")[0]
+    cache = sub.choices["cache"]
+    assert _options(cache) - {"--help"} <= set(re.findall(r"--[a-z-]+", synopsis)), \
+        _options(cache)
+    assert "--print-defaults" in synopsis
+    cache_sub = next(a for a in cache._actions if isinstance(a, argparse._SubParsersAction))
+    for name in cache_sub.choices:
+        assert f".B cache {name}" in man, name
+    # Not on an edge node: the package does not ship the sandbox.
+    assert "not in the Debian package" in man

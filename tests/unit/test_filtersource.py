@@ -126,7 +126,9 @@ def test_a_compacted_history_relists_and_an_outage_keeps_what_was_known(sandbox4
 def test_the_cloud_coming_back_ends_every_backoff_at_once(sandbox4, monkeypatch, caplog):
     """A hub started before its network (an edge node's boot) is ready as soon as the cloud
     answers, not after the reflectors' longest backoff."""
+    import logging
     monkeypatch.setattr("yurthub.filtersource.BACKOFF", (3600.0,))
+    caplog.set_level(logging.DEBUG, "yurthub.filtersource")
     sandbox4.offline()
     with Source(sandbox4) as s:
         waiting = lambda: {r.getMessage().split(":")[0] for r in caplog.records  # noqa: E731
@@ -233,3 +235,41 @@ def test_an_outage_is_logged_once_per_reflector_not_at_every_retry(sandbox4, mon
     for name in names:
         said = [r for r in failures(name) if r.levelno > logging.DEBUG]
         assert [r.levelname for r in said] == ["WARNING"], [r.getMessage() for r in said]
+
+
+def test_the_cloud_going_away_is_the_health_checkers_line_not_every_reflectors(
+        sandbox4, monkeypatch, caplog):
+    """Each outage was twelve lines of the four reflectors (the watch broken, the connection
+    refused, "no healthy apiserver") around the health checker's one; a watch cut on the
+    way while the cloud stays up was a WARNING too.  What only a reflector can see (its
+    request refused) is still said."""
+    import logging
+    monkeypatch.setattr("yurthub.filtersource.BACKOFF", (0.01, 0.01, 0.01, 0.01, 0.01, 0.5))
+    caplog.set_level(logging.DEBUG, "yurthub.filtersource")
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.name == "yurthub.filtersource" and r.levelno > logging.DEBUG]
+
+    def retries() -> int:
+        return sum("again in" in r.getMessage() for r in caplog.records)
+
+    with Source(sandbox4) as s:
+        wait_for(lambda: s.manager.not_ready() is None, what="the configuration")
+        sandbox4.cut_connections()  # every watch broken on the way; the cloud is up
+        wait_for(lambda: retries() >= len(s.source.reflectors), what="the watches' retries")
+        wait_for(lambda: sandbox4.open_watches >= len(s.source.reflectors),
+                 what="the watches resumed")
+        sandbox4.offline()
+        s.upstream.servers[0].healthy = False  # what the health checker decides
+        before = retries()
+        wait_for(lambda: retries() >= before + 4 * len(s.source.reflectors),
+                 what="the reflectors to retry through the outage")
+        assert said() == []
+        sandbox4.fail_next(50, status=403, match="yurt-hub-cfg")
+        s.upstream.servers[0].healthy = True
+        sandbox4.online()
+        s.source.cloud_healthy()
+        wait_for(lambda: any("HTTP 403" in m for m in said()),
+                 what="the refused request named")
+    assert all(m.startswith("yurthub-watch-yurt-hub-cfg: ") for m in said()), said()

@@ -162,3 +162,21 @@ def test_a_healthy_cloud_at_start_is_logged_once(sandbox, caplog):
         hc.probe_all()
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("cloud is")] \
         == ["cloud is healthy at start"]
+
+
+def test_an_outage_is_a_warning_and_the_recovery_is_not(sandbox, caplog):
+    # Alerts and `journalctl -p warning` key on the priority: the way back is news, not
+    # trouble, as "cloud is healthy at start" and "server ... is healthy" are.
+    hc, _, changes, _ = checker(sandbox, Clock(), heartbeat_healthy_threshold="1")
+    with caplog.at_level("INFO", logger="yurthub.health"):
+        hc.probe_all()
+        sandbox.offline()
+        hc.probe_all()
+        sandbox.online()
+        hc.probe_all()
+    assert changes == [True, False, True]
+    cloud = [(r.levelname, r.getMessage()) for r in caplog.records
+             if r.getMessage().startswith("cloud is")]
+    assert cloud == [("INFO", "cloud is healthy at start"),
+                     ("WARNING", "cloud is now UNHEALTHY; serving from the cache"),
+                     ("INFO", "cloud is now healthy")]

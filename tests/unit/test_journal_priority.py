@@ -5,6 +5,7 @@ alerts on priority see them; elsewhere the lines are unchanged."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,46 @@ def test_the_line_that_stops_the_start_is_an_error_in_the_journal(tmp_path):
     lines = run_to_file(tmp_path, argv, journal=True, env={"YURTHUB_CONFIG": str(conf)})
     assert len(lines) == 1 and lines[0].startswith("<3>yurthub: "), lines
     assert "unknown key 'colour'" in lines[0]
+
+
+KILLED = re.compile(r"was sent SIGKILL|was terminated due to signal 9")
+
+
+def test_gunicorns_own_error_lines_carry_their_priority_in_the_journal(tmp_path):
+    # The master's line for a worker the kernel killed (MemoryMax=) was filed as info:
+    # invisible to `journalctl -u yurthub -p warning` and to alerts on priority.
+    import signal
+
+    from tests.fixtures import free_port
+    from tests.fixtures.waiting import wait_for
+    err = tmp_path / "stderr"
+    with open(err, "wb") as fh:
+        st = os.fstat(fh.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}",
+               "YURTHUB_CONFIG": os.devnull}
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "yurthub", "serve", "--server-addr",
+             f"http://127.0.0.1:{free_port()}", "--node-name", "node-0000",
+             "--bootstrap-mode", "credentials", "--disk-cache-path", str(tmp_path / "cache"),
+             "--root-dir", str(tmp_path / "root"), "--proxy-port", str(free_port()),
+             "--serve-port", str(free_port()), "--secure-proxy-port", "0",
+             "--graceful-timeout", "2"], stdout=subprocess.DEVNULL, stderr=fh, env=env)
+        try:
+            def worker() -> int:
+                m = re.search(r"Booting worker with pid: (\d+)", err.read_text())
+                return int(m.group(1)) if m else 0
+            pid = wait_for(worker, 30, what="gunicorn's worker")
+            wait_for(lambda: "yurthub serving" in err.read_text(), 30, what="the hub serving")
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: KILLED.search(err.read_text()), 30,
+                     what="the master's line for the killed worker")
+        finally:
+            hub.terminate()
+            hub.wait(30)
+    lines = err.read_text().splitlines()
+    killed = next(line for line in lines if KILLED.search(line))
+    # gunicorn >= 21 says it at ERROR, Debian's 20.1 at WARNING
+    assert killed.startswith(("<3>[", "<4>[")), killed
+    assert ("[ERROR]" in killed) == killed.startswith("<3>"), killed
+    booting = next(line for line in lines if "Booting worker" in line)
+    assert booting.startswith("<6>["), booting

@@ -4,6 +4,7 @@ refused report costs (one log line and a pause, not a request and a warning ever
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -57,6 +58,35 @@ def test_a_refused_report_pauses_and_logs_once(sandbox, reporter, caplog):
     assert cond is not None and cond["status"] == "False"
     assert "kubelet: pods not cached" in cond["message"]
     assert reporter.status()["reportedToNode"] is True and reporter.status()["reportError"] == ""
+
+
+def test_an_unreachable_cloud_is_one_line_in_words_not_one_per_retry(tmp_path, caplog):
+    # Before the health checker notices: the report fails at every pause, the same way.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    s.close()
+    cfg = config.load(None, {"server_addr": url, "node_name": NODE,
+                             "heartbeat_interval_seconds": "1"})
+    store = DiskStore(str(tmp_path / "cache"))
+    store.open()
+    up = Upstream(cfg, Credentials(servers=(url,)))
+    r = AutonomyReporter(cfg, store, up, cloud_healthy=lambda: True, ready=lambda: True)
+    caplog.set_level(logging.WARNING, logger="yurthub.nodecondition")
+    try:
+        r.tick()
+        # The first failure to connect is the health checker's to tell (it is about to).
+        assert [m for m in caplog.messages if "cannot report" in m] == []
+        for _ in range(3):
+            r._retry_at = 0.0  # the pause is over
+            r.tick()
+    finally:
+        up.close()
+        store.close()
+    said = [m for m in caplog.messages if "cannot report" in m]
+    assert len(said) == 1, said
+    assert said[0].endswith("cannot connect: [Errno 111] Connection refused"), said[0]
+    assert r.status()["reportError"] == "cannot connect: [Errno 111] Connection refused"
 
 
 def test_an_unchanged_verdict_is_not_resent_and_keeps_its_transition_time(sandbox, reporter):

@@ -9,9 +9,11 @@ from the top of the repository with
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 
 from tests.fixtures import free_port
 from yurthub import config
+from yurthub.cache.collection import load_meta
+from yurthub.storage import DiskStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_INI = ROOT / "etc" / "yurthub" / "yurthub.conf"
@@ -153,6 +157,38 @@ def test_gunicorn_conf_stops_with_one_line_and_ex_config(tmp_path, ini, fragment
     assert r.returncode == 78
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("yurthub: "), r.stderr
     assert fragment in r.stderr
+
+
+@pytest.mark.parametrize("held", ["port", "cache"])
+def test_gunicorn_conf_exits_tempfail_when_another_process_holds_a_port_or_the_cache(
+        tmp_path, held):
+    # Not a bad setting: it may pass (a port briefly taken, an old instance still stopping),
+    # so systemd must start the hub again, which the unit does for 75 and not for 78.
+    port = free_port()
+    ini = (f"[yurthub]\nserver_addr = http://127.0.0.1:9\nproxy_port = {port}\n"
+           f"serve_port = {free_port()}\nsecure_proxy_port = 0\n"
+           f"disk_cache_path = {tmp_path / 'cache'}\nroot_dir = {tmp_path / 'root'}\n")
+    with contextlib.ExitStack() as stack:
+        if held == "port":
+            stack.enter_context(socket.create_server(("127.0.0.1", port)))
+            fragment = f"cannot listen on 127.0.0.1:{port}"
+        else:
+            stack.enter_context(DiskStore(str(tmp_path / "cache"), meta_loader=load_meta))
+            fragment = "the cache is in use by another yurthub process"
+        r = load_gunicorn_conf(tmp_path, ini)
+    assert r.returncode == 75, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("yurthub: "), r.stderr
+    assert fragment in r.stderr
+
+
+def test_unit_restarts_what_may_pass_but_not_a_bad_setting():
+    service = unit_service_section()
+    assert service["Restart"] == "always"
+    # A bad setting (78) is one line in the journal, not the same line every RestartSec.
+    assert service["RestartPreventExitStatus"].split() == ["78"]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(UNIT)],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
 def test_debian_maintainer_scripts_use_declared_settings_and_defaults():

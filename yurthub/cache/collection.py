@@ -125,6 +125,7 @@ class ListAssembly:
     touched: float = field(default_factory=time.monotonic)
     objects: int = 0
     rewritten: list[tuple[str, str]] = field(default_factory=list)  # at the version stored
+    written: int = 0             # objects new or changed on disk
     asked_at: float = 0.0        # when its (first page's) filters were chosen (Entry)
 
 
@@ -387,6 +388,7 @@ class CollectionWriter:
                     continue  # unchanged (or newer) on disk: nothing to write
                 a.rewritten.append((ns, name))  # the very version stored, filtered anew
             a.txn.put(ns, name, raw, meta)
+            a.written += 1
         a.touched = time.monotonic()
 
     def commit_list(self, a: ListAssembly) -> int:
@@ -407,6 +409,10 @@ class CollectionWriter:
             removed += 1
             if not a.view.unselected:
                 doubtful.update(self._other_views_holding(a, ns, name, meta))
+        before = self.state.views.get(a.view)
+        # Nothing to tell: the same objects again, into a view that was fresh already.
+        unchanged = (not a.written and not removed and before is not None
+                     and not before.stale and not before.incomplete)
         now = time.time()
         # A list asked for before the client's filters last changed: what it holds is
         # committed, but the views it would make fresh stay (or, new, become) marked.
@@ -447,9 +453,12 @@ class CollectionWriter:
             self._rewritten.update(a.rewritten)
         else:
             self._rewritten.clear()  # every view is rewritten: nothing is left to do twice
-        log.info("cached list %s %s: %d objects at resourceVersion %d (%d removed%s)",
-                 self.ck, a.view, a.objects, a.list_rv, removed,
-                 f", {len(a.rewritten)} rewritten" if a.rewritten else "")
+        # why: every relist (a client's restart, each return of the cloud) was a line per
+        # collection even when nothing had changed
+        log.log(logging.DEBUG if unchanged else logging.INFO,
+                "cached list %s %s: %d objects at resourceVersion %d (%d removed%s)",
+                self.ck, a.view, a.objects, a.list_rv, removed,
+                f", {len(a.rewritten)} rewritten" if a.rewritten else "")
         if forgotten:
             self._on_views_forgotten(len(forgotten))
         self._on_commit("list", a.objects)

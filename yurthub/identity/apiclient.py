@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
-from yurthub.cloudconn import final_answers
+from yurthub.cloudconn import describe_error, final_answers
 from yurthub.errors import IdentityError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ApiClient:
                                         timeout=urllib3.Timeout(total=self.timeout))
                     raw = resp.data
             except (HTTPError, OSError) as e:
-                reason = _reason(e)
+                reason = describe_error(e)
                 if "certificate verify failed" in reason.lower():
                     # Not a network failure: the server is not who the CA says it is.
                     raise IdentityError(f"{server}: TLS verification failed: {reason}") from e
@@ -95,14 +95,6 @@ def _unverified() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-def _reason(e: BaseException) -> str:
-    reason = getattr(e, "reason", None)
-    if isinstance(reason, BaseException) and reason is not e:
-        return _reason(reason)
-    text = str(e) or type(e).__name__
-    return text.split(">: ", 1)[1] if ">: " in text else text
 
 
 def status_message(status: int, body: Any) -> str:

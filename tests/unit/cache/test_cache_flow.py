@@ -622,3 +622,24 @@ def test_an_object_of_another_kind_is_never_filed_in_a_collection(manager, feed,
     want = parse_selectors("", "", "", POD_RT)
     page = manager.reader.list(PODS, POD_RT, want, limit=None, continue_token="")
     assert "Endpoints" in page.freshness.stale
+
+
+def test_a_relist_that_changes_nothing_is_not_a_line_of_the_log(manager, feed, caplog):
+    # Every relist (a client's restart, each return of the cloud) was an INFO line per
+    # collection; the log keeps one line per change.
+    import logging
+    caplog.set_level(logging.INFO, logger="yurthub.cache.collection")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.INFO and r.getMessage().startswith("cached list")]
+    pods = [pod("a", rv=5), pod("b", rv=6)]
+    feed.respond("/api/v1/pods", list_body(pods, 9))
+    assert len(lines()) == 1                       # new: said
+    feed.respond("/api/v1/pods", list_body(pods, 14))
+    feed.respond("/api/v1/pods", list_body(pods, 20))
+    assert len(lines()) == 1                       # the same objects again: not said
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 21))
+    assert lines()[-1].endswith("1 objects at resourceVersion 21 (1 removed)")
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=22, phase="Failed")], 23))
+    assert len(lines()) == 3                       # changed: said
