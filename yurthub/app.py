@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from yurthub import gil, linux
+from yurthub import cloudconn, gil, linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
@@ -222,6 +222,11 @@ class Hub:
             n = self.streams.interrupt_all(Reason.CLOUD_UP, source="local")
         else:
             n = self.streams.interrupt_all(Reason.CLOUD_DOWN, source="remote")
+            # Requests sent before the cloud went silent would wait out their read timeout
+            # (60 s for a get); cut, a read is answered from the cache now.
+            cut = cloudconn.cut_waiting()
+            if cut:
+                log.info("cut %d request(s) still waiting for the cloud's answer", cut)
         if n:
             log.info("ended %d watch(es) so their clients re-watch %s", n,
                      "upstream" if healthy else "from the cache")

@@ -18,6 +18,12 @@ v``, a bare CR) and silently drops every header after it, Content-Length and
 Transfer-Encoding included; the body was then read until the connection closed (the read
 timeout on a kept-alive one) and passed on with its chunk framing.  Go's net/http refuses
 such an answer ("malformed MIME header line"); so do these connections.
+
+Answers that will not come: a request sent before the cloud went silent (a link that drops
+packets, an apiserver that hangs) waited for its answer up to the read timeout, 60 s for a
+get or a list, while the health checker had long declared the cloud gone and every later
+request was answered from the cache.  ``cut_waiting`` ends the wait of every request still
+waiting for its answer's head: it breaks before any byte, so a read falls back to the cache.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from __future__ import annotations
 import email.errors
 import http.client
 import logging
+import socket
 import ssl
+import threading
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -59,11 +67,51 @@ class FinalResponse(http.client.HTTPResponse):
             http.client.parse_headers(self.fp)
 
 
-class FinalHTTPConnection(HTTPConnection):
+_waiting: set[Any] = set()  # connections waiting for their answer's head
+_waiting_lock = threading.Lock()
+
+
+class _Waits:
+    """The wait for an answer's head, which ``cut_waiting`` may end."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        with _waiting_lock:
+            _waiting.add(self)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            with _waiting_lock:
+                _waiting.discard(self)
+
+
+def cut_waiting() -> int:
+    """End the wait of every request sent to the cloud whose answer has not begun (its
+    connection is shut down: the request breaks before any byte); how many."""
+    with _waiting_lock:
+        conns = list(_waiting)
+        _waiting.clear()
+    n = 0
+    for conn in conns:
+        sock = getattr(conn, "sock", None)
+        if not isinstance(sock, socket.socket):
+            continue
+        try:
+            # socket.socket's own shutdown: an SSLSocket's would drop its SSL object under
+            # the thread reading it.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            n += 1
+        except OSError:
+            pass  # closed meanwhile: its wait is over anyway
+    return n
+
+
+class FinalHTTPConnection(_Waits, HTTPConnection):
     response_class = FinalResponse
 
 
-class FinalHTTPSConnection(HTTPSConnection):
+class FinalHTTPSConnection(_Waits, HTTPSConnection):
     response_class = FinalResponse
 
     def request(self, *args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 import pytest
 
 from kubesandbox import tls
-from yurthub import config
+from tests.fixtures.waiting import wait_for
+from yurthub import cloudconn, config
 from yurthub import upstream as up
 from yurthub.credentials import Credentials
 from yurthub.errors import UpstreamBroken
@@ -185,3 +186,36 @@ def test_a_malformed_header_line_is_a_broken_answer_not_a_body_read_to_the_timeo
                 get(upstream, timeout=2)
         finally:
             upstream.close()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_a_request_waiting_for_a_silent_cloud_is_cut_not_left_to_its_timeout(secure,
+                                                                             tmp_path):
+    # Sent just before the cloud went silent, a get waited 60 s for its answer while the
+    # health checker had declared the cloud gone: cut, it breaks before any byte (and the
+    # proxy answers it from the cache).
+    ca_file, ctx = "", None
+    if secure:
+        material = tls.make_self_signed(tmp_path / "pki")
+        ctx = tls.server_context(material.server_cert, material.server_key, None)
+        ca_file = material.ca_cert
+    with server(b"", ctx) as url:  # reads each request, answers none
+        upstream = upstream_for(url, ca_file)
+        outcome: list[BaseException | tuple[int, bytes]] = []
+
+        def ask() -> None:
+            try:
+                outcome.append(get(upstream, timeout=60))
+            except UpstreamBroken as e:
+                outcome.append(e)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        try:
+            wait_for(lambda: cloudconn.cut_waiting() == 1, 10, "a request waiting to be cut")
+            asker.join(10)
+            assert len(outcome) == 1 and isinstance(outcome[0], UpstreamBroken), outcome
+            assert cloudconn.cut_waiting() == 0  # nothing else was waiting
+        finally:
+            upstream.close()
+            asker.join(60)
