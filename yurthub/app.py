@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from yurthub import cloudconn, gil, linux
+from yurthub import gil, linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.collection import load_meta
@@ -105,7 +105,8 @@ class Hub:
         self.health: HealthChecker | None = None
         if cfg.working_mode == "edge":
             self.health = HealthChecker(cfg, self.upstream, self.metrics,
-                                        on_change=self._cloud_changed, on_lease=self._lease)
+                                        on_change=self._cloud_changed, on_lease=self._lease,
+                                        on_server_down=self._server_down)
         # 7. response filters: who gets which, and what they depend on (watched by the hub)
         self.filters = FilterManager(cfg)
         self.filters.on_change(self._filters_changed)
@@ -215,6 +216,13 @@ class Hub:
         return self.health is not None and self.health.cloud_healthy() \
             and self.upstream.identity_problem() is None
 
+    def _server_down(self, server: up.Server) -> None:
+        """Requests sent to a server before it went silent would wait out their read timeout
+        (60 s for a get): cut, a read goes to another server or to the cache now."""
+        cut = self.upstream.cut_waiting(server)
+        if cut:
+            log.info("cut %d request(s) still waiting for %s's answer", cut, server.url)
+
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""
         if healthy:
@@ -222,11 +230,6 @@ class Hub:
             n = self.streams.interrupt_all(Reason.CLOUD_UP, source="local")
         else:
             n = self.streams.interrupt_all(Reason.CLOUD_DOWN, source="remote")
-            # Requests sent before the cloud went silent would wait out their read timeout
-            # (60 s for a get); cut, a read is answered from the cache now.
-            cut = cloudconn.cut_waiting()
-            if cut:
-                log.info("cut %d request(s) still waiting for the cloud's answer", cut)
         if n:
             log.info("ended %d watch(es) so their clients re-watch %s", n,
                      "upstream" if healthy else "from the cache")

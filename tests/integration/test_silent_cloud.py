@@ -112,3 +112,43 @@ def test_requests_sent_as_the_cloud_went_silent_are_answered_from_the_cache(rela
     node = answers[node_path]
     assert isinstance(node, tuple) and node[0] == 200, node
     assert json.loads(node[1])["metadata"]["name"] == NODE
+
+
+def test_reads_sent_to_a_server_that_went_silent_are_answered_by_the_other(relay, sandbox,
+                                                                           hub_factory):
+    # Two servers, the silent one first: what was sent to it before the health checker
+    # declared it gone is asked again of the other, not left to wait 60 s (and then answered
+    # from the cache while a server could answer).
+    hub = hub_factory(f"{relay.url},{sandbox.url}", node=NODE,
+                      extra=["--lb-mode", "priority"])
+    node_path = f"/api/v1/nodes/{NODE}"
+    for path in (PODS, node_path):
+        assert hub.get(path, ua=KUBELET)[0] == 200
+    relay.silent.set()
+    sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "after-the-silence", "namespace": "default"},
+                 "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "i"}]}})
+    answers: dict[str, tuple[int, dict[str, str], bytes] | str] = {}
+
+    def ask(path: str) -> None:
+        try:
+            answers[path] = http(hub.url + path, headers={"User-Agent": KUBELET},
+                                 timeout=CLIENT_TIMEOUT)
+        except OSError as e:  # the client gave up waiting
+            answers[path] = repr(e)
+
+    askers = [threading.Thread(target=ask, args=(p,)) for p in (PODS, node_path)]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join(CLIENT_TIMEOUT + 5)
+    # one server declared gone (the silent one), the other healthy all along
+    assert hub.metric("node_yurthub_server_healthy_status") == 1
+
+    pods = answers[PODS]
+    assert isinstance(pods, tuple) and pods[0] == 200, pods
+    assert "yurthub cache" not in pods[1].get("Warning", ""), pods[1]  # the cloud's answer
+    assert "after-the-silence" in {p["metadata"]["name"] for p in json.loads(pods[2])["items"]}
+    node = answers[node_path]
+    assert isinstance(node, tuple) and node[0] == 200, node
+    assert json.loads(node[2])["metadata"]["name"] == NODE

@@ -17,13 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from urllib3.exceptions import MaxRetryError, ProtocolError, SSLError
 
 from kubesandbox import tls
 from tests.fixtures.waiting import wait_for
-from yurthub import cloudconn, config
+from yurthub import config
 from yurthub import upstream as up
+from yurthub.cloudconn import CutOff, was_cut
 from yurthub.credentials import Credentials
-from yurthub.errors import UpstreamBroken
+from yurthub.errors import UpstreamBroken, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient
 
 BODY = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}'
@@ -206,16 +208,37 @@ def test_a_request_waiting_for_a_silent_cloud_is_cut_not_left_to_its_timeout(sec
         def ask() -> None:
             try:
                 outcome.append(get(upstream, timeout=60))
-            except UpstreamBroken as e:
+            except (UpstreamBroken, UpstreamUnavailable) as e:
                 outcome.append(e)
 
         asker = threading.Thread(target=ask)
         asker.start()
         try:
-            wait_for(lambda: cloudconn.cut_waiting() == 1, 10, "a request waiting to be cut")
+            server_ = upstream.servers[0]
+            wait_for(lambda: upstream.cut_waiting(server_) == 1, 10,
+                     "a request waiting to be cut")
             asker.join(10)
-            assert len(outcome) == 1 and isinstance(outcome[0], UpstreamBroken), outcome
-            assert cloudconn.cut_waiting() == 0  # nothing else was waiting
+            # a read, which no answer will come to: another server (or the cache) may answer it
+            assert len(outcome) == 1 and isinstance(outcome[0], UpstreamUnavailable), outcome
+            assert upstream.cut_waiting(server_) == 0  # nothing else was waiting
         finally:
             upstream.close()
             asker.join(60)
+
+
+def _ssl_error() -> ssl.SSLError:
+    e = ssl.SSLError(1, "wrong version number")
+    e.reason = "WRONG_VERSION_NUMBER"  # a string, as the ssl module sets it
+    return e
+
+
+@pytest.mark.parametrize("error, cut", [
+    (MaxRetryError(None, "/", ProtocolError("Connection aborted.", CutOff("gone"))), True),
+    (MaxRetryError(None, "/", ProtocolError("Connection aborted.",
+                                            ConnectionResetError("reset"))), False),
+    (MaxRetryError(None, "/", SSLError(_ssl_error())), False),
+    (_ssl_error(), False),
+], ids=["cut", "reset", "tls", "bare-ssl"])
+def test_only_a_cut_request_counts_as_cut(error, cut):
+    # A TLS failure's reason is a string: reading it as a cause must not raise.
+    assert was_cut(error) is cut
