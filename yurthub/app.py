@@ -107,7 +107,8 @@ class Hub:
         self.health: HealthChecker | None = None
         if cfg.working_mode == "edge":
             self.health = HealthChecker(cfg, self.upstream, self.metrics,
-                                        on_change=self._cloud_changed, on_lease=self._lease)
+                                        on_change=self._cloud_changed, on_lease=self._lease,
+                                        on_server_down=self._server_down)
         # 7. response filters: who gets which, and what they depend on (watched by the hub)
         self.filters = FilterManager(cfg)
         self.filters.on_change(self._filters_changed)
@@ -225,6 +226,13 @@ class Hub:
         """Requests go upstream again: a healthy cloud, and the hub's own identity to use."""
         return self.health is not None and self.health.cloud_healthy() \
             and self.upstream.identity_problem() is None
+
+    def _server_down(self, server: up.Server) -> None:
+        """Requests sent to a server before it went silent would wait out their read timeout
+        (60 s for a get): cut, a read goes to another server or to the cache now."""
+        cut = self.upstream.cut_waiting(server)
+        if cut:
+            log.info("cut %d request(s) still waiting for %s's answer", cut, server.url)
 
     def _cloud_changed(self, healthy: bool) -> None:
         """Move open watches to where they should now be served."""

@@ -18,6 +18,13 @@ v``, a bare CR) and silently drops every header after it, Content-Length and
 Transfer-Encoding included; the body was then read until the connection closed (the read
 timeout on a kept-alive one) and passed on with its chunk framing.  Go's net/http refuses
 such an answer ("malformed MIME header line"); so do these connections.
+
+Answers that will not come: a request sent before a server went silent (a link that drops
+packets, an apiserver that hangs) waited for its answer up to the read timeout, 60 s for a
+get or a list, while the health checker had long declared the server gone and every later
+request went elsewhere.  ``cut_waiting`` ends the wait of every request still waiting for
+its answer's head from that server: it breaks before any byte (``CutOff``), so a read goes
+to another server or, with none, to the cache.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ import email.errors
 import http.client
 import logging
 import re
+import socket
 import ssl
+import threading
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -60,11 +69,80 @@ class FinalResponse(http.client.HTTPResponse):
             http.client.parse_headers(self.fp)
 
 
-class FinalHTTPConnection(HTTPConnection):
+_waiting: set[Any] = set()  # connections waiting for their answer's head
+_waiting_lock = threading.Lock()
+
+
+class CutOff(ConnectionAbortedError):
+    """The server was declared gone while this request waited for its answer."""
+
+
+class _Waits:
+    """The wait for an answer's head, which ``cut_waiting`` may end."""
+
+    host: Any
+    port: Any
+    sock: Any
+    _cut = False
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        self._cut = False
+        with _waiting_lock:
+            _waiting.add(self)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        except (OSError, http.client.HTTPException) as e:
+            if self._cut:
+                raise CutOff("the server was declared gone while the request waited for "
+                             "its answer") from e
+            raise
+        finally:
+            with _waiting_lock:
+                _waiting.discard(self)
+
+
+def cut_waiting(host: str, port: int | None) -> int:
+    """End the wait of every request sent to ``host``:``port`` whose answer has not begun
+    (its connection is shut down: the request breaks before any byte); how many."""
+    with _waiting_lock:
+        conns = [c for c in _waiting if (c.host, c.port) == (host, port)]
+        _waiting.difference_update(conns)
+    n = 0
+    for conn in conns:
+        sock = getattr(conn, "sock", None)
+        if not isinstance(sock, socket.socket):
+            continue
+        conn._cut = True
+        try:
+            # socket.socket's own shutdown: an SSLSocket's would drop its SSL object under
+            # the thread reading it.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            n += 1
+        except OSError:
+            pass  # closed meanwhile: its wait is over anyway
+    return n
+
+
+def was_cut(error: BaseException | None) -> bool:
+    """Whether ``error`` (urllib3's, wrapping what the connection raised) is a ``CutOff``."""
+    for _ in range(8):
+        if error is None:
+            return False
+        if isinstance(error, CutOff):
+            return True
+        # urllib3 keeps the cause in ``reason`` (MaxRetryError) or ``args`` (ProtocolError);
+        # an ssl.SSLError's ``reason`` is a string.
+        reason = getattr(error, "reason", None)
+        inner = [a for a in (reason, *error.args) if isinstance(a, BaseException)]
+        error = inner[0] if inner else (error.__cause__ or error.__context__)
+    return False
+
+
+class FinalHTTPConnection(_Waits, HTTPConnection):
     response_class = FinalResponse
 
 
-class FinalHTTPSConnection(HTTPSConnection):
+class FinalHTTPSConnection(_Waits, HTTPSConnection):
     response_class = FinalResponse
 
     def request(self, *args: Any, **kwargs: Any) -> Any:

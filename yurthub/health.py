@@ -62,6 +62,7 @@ class HealthChecker(BackgroundThread):
 
     def __init__(self, cfg: Config, upstream: Upstream, metrics: Metrics, *,
                  on_change: Callable[[bool], None] | None = None,
+                 on_server_down: Callable[[Server], None] | None = None,
                  on_lease: Callable[[bytes], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -69,6 +70,7 @@ class HealthChecker(BackgroundThread):
         self.upstream = upstream
         self.metrics = metrics
         self.on_change = on_change or (lambda healthy: None)
+        self.on_server_down = on_server_down or (lambda server: None)
         self.on_lease = on_lease or (lambda body: None)
         self.clock = clock
         self._wake = threading.Event()
@@ -157,6 +159,8 @@ class HealthChecker(BackgroundThread):
                 log.warning("server %s is unhealthy: %s", server.url,
                             server.last_error or "the probe failed")
             server.healthy = False
+            if was:
+                self.on_server_down(server)  # before the cloud's change: reads go elsewhere
         if first or server.healthy != was:
             server.since = server.last_probe
         self.metrics.server_healthy.labels(server.url).set(1 if server.healthy else 0)

@@ -41,7 +41,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from yurthub import chunkedbody
-from yurthub.cloudconn import describe_error, final_answers
+from yurthub.cloudconn import cut_waiting, describe_error, final_answers, was_cut
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
@@ -216,6 +216,10 @@ class Upstream:
                 enforce_content_length=True)
         except MaxRetryError as e:
             reason: BaseException = e.reason or e
+            if was_cut(e) and method in ("GET", "HEAD") and body is None:
+                # No answer will come from a server declared gone: a read may go elsewhere.
+                raise UpstreamUnavailable(f"{server.host}: declared gone while the request "
+                                          "waited for its answer") from e
             if isinstance(reason, (NewConnectionError, ConnectTimeoutError, SSLError)):
                 raise UpstreamUnavailable(f"{server.host}: {explain(reason)}") from e
             raise UpstreamBroken(f"{server.host}: {explain(reason)}") from e
@@ -224,6 +228,13 @@ class Upstream:
         except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
             raise UpstreamBroken(f"{server.host}: {explain(e)}") from e
         return resp
+
+    @staticmethod
+    def cut_waiting(server: Server) -> int:
+        """Cut the requests still waiting for ``server``'s answer (it was declared gone)."""
+        parts = urlsplit(server.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cut_waiting(parts.hostname or "", port)
 
     def connect(self, server: Server, identity: bool) -> tuple[socket.socket, str]:
         """A new connection of its own to ``server`` (TLS as the pool's, verified the same

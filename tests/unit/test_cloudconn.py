@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from urllib3.exceptions import MaxRetryError, ProtocolError, SSLError
 
 from kubesandbox import tls
+from tests.fixtures.waiting import wait_for
 from yurthub import config
 from yurthub import upstream as up
+from yurthub.cloudconn import CutOff, was_cut
 from yurthub.credentials import Credentials
-from yurthub.errors import UpstreamBroken
+from yurthub.errors import UpstreamBroken, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient
 
 BODY = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}'
@@ -185,3 +188,57 @@ def test_a_malformed_header_line_is_a_broken_answer_not_a_body_read_to_the_timeo
                 get(upstream, timeout=2)
         finally:
             upstream.close()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_a_request_waiting_for_a_silent_cloud_is_cut_not_left_to_its_timeout(secure,
+                                                                             tmp_path):
+    # Sent just before the cloud went silent, a get waited 60 s for its answer while the
+    # health checker had declared the cloud gone: cut, it breaks before any byte (and the
+    # proxy answers it from the cache).
+    ca_file, ctx = "", None
+    if secure:
+        material = tls.make_self_signed(tmp_path / "pki")
+        ctx = tls.server_context(material.server_cert, material.server_key, None)
+        ca_file = material.ca_cert
+    with server(b"", ctx) as url:  # reads each request, answers none
+        upstream = upstream_for(url, ca_file)
+        outcome: list[BaseException | tuple[int, bytes]] = []
+
+        def ask() -> None:
+            try:
+                outcome.append(get(upstream, timeout=60))
+            except (UpstreamBroken, UpstreamUnavailable) as e:
+                outcome.append(e)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        try:
+            server_ = upstream.servers[0]
+            wait_for(lambda: upstream.cut_waiting(server_) == 1, 10,
+                     "a request waiting to be cut")
+            asker.join(10)
+            # a read, which no answer will come to: another server (or the cache) may answer it
+            assert len(outcome) == 1 and isinstance(outcome[0], UpstreamUnavailable), outcome
+            assert upstream.cut_waiting(server_) == 0  # nothing else was waiting
+        finally:
+            upstream.close()
+            asker.join(60)
+
+
+def _ssl_error() -> ssl.SSLError:
+    e = ssl.SSLError(1, "wrong version number")
+    e.reason = "WRONG_VERSION_NUMBER"  # a string, as the ssl module sets it
+    return e
+
+
+@pytest.mark.parametrize("error, cut", [
+    (MaxRetryError(None, "/", ProtocolError("Connection aborted.", CutOff("gone"))), True),
+    (MaxRetryError(None, "/", ProtocolError("Connection aborted.",
+                                            ConnectionResetError("reset"))), False),
+    (MaxRetryError(None, "/", SSLError(_ssl_error())), False),
+    (_ssl_error(), False),
+], ids=["cut", "reset", "tls", "bare-ssl"])
+def test_only_a_cut_request_counts_as_cut(error, cut):
+    # A TLS failure's reason is a string: reading it as a cause must not raise.
+    assert was_cut(error) is cut

@@ -247,6 +247,8 @@ class RemoteProxy:
             raise UpstreamUnavailable("no healthy apiserver")
         last: UpstreamUnavailable | None = None
         for server in servers:
+            if last is not None and not server.healthy:
+                continue  # declared gone since this request began
             try:
                 return self.upstream.send(server, ctx.method, path_qs or ctx.path_qs, headers,
                                           body, read_timeout=timeout)
