@@ -151,6 +151,11 @@ class Config:
         86400, v.int_range(60, 31_536_000), "seconds after the cloud last accepted a bearer "
         "token that it is still honoured offline (a JWT with an expiry: until that expiry)",
         metavar="SECONDS")
+    token_recheck_interval: int = setting(
+        60, v.int_range(0, 86400), "online, a bearer token's grant older than this is "
+        "confirmed with the cloud (a limit=1 list with the token) before the shared state of "
+        "a pool-scoped resource answers it; 401/403 reach the client and drop the grant (0: "
+        "every request)", metavar="SECONDS")
     token_memory_size: int = setting(
         1024, v.int_range(1, 1_000_000), "bearer tokens remembered for offline checks (the "
         "least recently accepted are forgotten first)", metavar="N")

@@ -236,9 +236,17 @@ class AccessGuard:
                         "this, and the cloud is unreachable", details=_details(info))
 
     def record(self, caller: Caller, info: RequestInfo, status: int) -> None:
-        """An upstream answer arrived: remember what it shows the cloud allowed."""
+        """An upstream answer arrived: remember what it shows the cloud allowed, and forget
+        what it shows the cloud no longer allows: a token it does not accept any more (401:
+        a deleted pod's or ServiceAccount's), a read it refuses now (403: a removed
+        RoleBinding; a write's 403 may be an admission webhook's, which says nothing about
+        the grant)."""
         if accepted(status):
             self.memory.remember(caller.authorization, caller.component, access_key(info))
+        elif caller.authorization and status == 401:
+            self.memory.forget(caller.authorization)
+        elif caller.authorization and status == 403 and info.verb in READ_VERBS:
+            self.memory.forget_key(caller.authorization, caller.component, access_key(info))
 
     def _refused(self, reason: str) -> None:
         self.metrics.requests_refused.labels(reason).inc()

@@ -32,13 +32,15 @@ Entry = tuple[str, AccessKey]     # (component, key)
 
 
 class Grants:
-    """The access keys one token was seen allowed, and until when it is honoured."""
+    """The access keys one token was seen allowed, each with when the cloud last confirmed
+    it (``clock`` time; 0 for a grant loaded from the persisted memory), and until when the
+    token is honoured."""
 
     __slots__ = ("expires", "keys")
 
     def __init__(self, expires: float, max_keys: int) -> None:
         self.expires = expires
-        self.keys: LRUCache[Entry, bool] = LRUCache(max_keys)
+        self.keys: LRUCache[Entry, float] = LRUCache(max_keys)
 
 
 class TokenMemory:
@@ -101,13 +103,45 @@ class TokenMemory:
                 self.dirty = True   # why: persist a moved expiry, not every request's
             grants.expires = max(grants.expires, expires) if exp is None else expires
             if keep:
-                self._keep(grants.keys, entry)
+                self._keep(grants.keys, entry, now)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
 
-    def _keep(self, seen: LRUCache[Entry, bool], entry: Entry) -> None:
+    def _keep(self, seen: LRUCache[Entry, Any], entry: Entry, value: Any = True) -> None:
         if entry not in seen:
             self.dirty = True
-        seen[entry] = True   # (again: its recency is renewed)
+        seen[entry] = value   # (again: its recency is renewed)
+
+    def confirmed_at(self, authorization: str, component: str, key: AccessKey) -> float | None:
+        """When the cloud last confirmed ``key`` (or a list covering it) to this token: the
+        newest of those times, 0 for a grant only loaded from disk; None when it has none."""
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            if grants is None:
+                return None
+            times = [t for k in key.covering()
+                     if (t := grants.keys.get((component, k))) is not None]
+            return max(times) if times else None
+
+    # -- online: the cloud refused something it once allowed ------------------------------------
+
+    def forget(self, authorization: str) -> None:
+        """The cloud no longer accepts this token (401): it is honoured for nothing."""
+        with self._lock:
+            if self._tokens.pop(self._hash(authorization), None) is not None:
+                self.dirty = True
+
+    def forget_key(self, authorization: str, component: str, key: AccessKey) -> None:
+        """The cloud refused ``key`` to this token (403): neither that grant nor a list that
+        would cover it is honoured any more (a list of all namespaces allows a list of each
+        one; a list refused in one namespace is refused for all of them too)."""
+        drop = key.covering() if key.verb == "list" else (key,)
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            if grants is None:
+                return
+            for k in drop:
+                if grants.keys.pop((component, k), None) is not None:
+                    self.dirty = True
 
     # -- offline: may the cache answer? -------------------------------------------------------
 
@@ -171,7 +205,7 @@ class TokenMemory:
                     continue
                 grants = Grants(exp, self.max_keys)
                 for entry in entries:
-                    grants.keys[entry] = True
+                    grants.keys[entry] = 0.0   # (confirmed before this start: long ago)
                 self._tokens[h] = grants
             self._hub.clear()
             for entry in hub:

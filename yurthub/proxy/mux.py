@@ -48,6 +48,7 @@ from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
+from yurthub.proxy.grantcheck import GrantCheck
 from yurthub.proxy.muxfeed import UNKNOWN, Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Obj, SharedState
 from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
@@ -91,6 +92,10 @@ class Multiplexer:
         self._shared: dict[str, Shared] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        # Online, a token's grant is confirmed with the cloud at a bounded age before the
+        # shared state answers it (proxy/grantcheck.py).
+        self.grants = GrantCheck(guard, upstream, float(cfg.token_recheck_interval)) \
+            if guard is not None and upstream is not None else None
 
     def attach(self, app: WsgiApp) -> None:
         """The proxy app the feeds send their list and watch through."""
@@ -162,6 +167,12 @@ class Multiplexer:
             # A token the cloud was never seen to allow this: the usual way decides (online
             # the cloud, whose answer the guard remembers; offline the guard refuses it).
             return None
+        if self.grants is not None and caller.authorization:
+            confirmed = self.grants.confirm(ctx)
+            if confirmed is False:
+                return None
+            if isinstance(confirmed, Response):
+                return confirmed   # the cloud's 401/403: it no longer allows this token
         check_list_options(info)  # 422/400 as the cloud answers, before any wait
         feed = shared.feed
         if not state.synced and not feed.refused:
