@@ -28,6 +28,8 @@ from yurthub.access.keys import (
     client_authorization,
     component_key,
     forbidden_message,
+    legacy_component,
+    pod_component,
 )
 from yurthub.access.memory import TokenMemory
 from yurthub.config import Config
@@ -160,12 +162,14 @@ class AccessGuard:
                           component_key(agent, None, False, self.trusted), True,
                           agent == "kubelet")
         if conn.role is Role.SECURE_PROXY:
-            # A pod (no local UID): cached by its User-Agent as on 10261, offline only what
-            # the cloud allowed its token; the hub's credentials only for this node's own
-            # client certificate (proxy/secure.py).
+            # A pod (no local UID): cached under "<agent>@pod", never in a node component's
+            # place (a pod saying kubelet/1 is not kubelet), offline only what the cloud
+            # allowed its token; the hub's credentials only for this node's own client
+            # certificate (proxy/secure.py), which is the node itself: its bare name.
             node = bool(environ.get(ENV_NODE_CERTIFICATE))
-            return Caller(None, True, authorization, agent,
-                          component_key(agent, None, False, self.trusted), node, False)
+            component = component_key(agent, None, False, self.trusted) if node \
+                else pod_component(agent)
+            return Caller(None, True, authorization, agent, component, node, False)
         uid = conn.uid
         trusted = uid is not None and uid in self.trusted
         return Caller(uid, True, authorization, agent,
@@ -210,8 +214,10 @@ class AccessGuard:
             raise Unauthorized("Unauthorized")
         if not auth and info.verb not in READ_VERBS:
             return   # the node's own writes: the local proxy takes only those
-        if self.memory.allows(auth, caller.component, key):
-            return
+        legacy = legacy_component(caller.component)
+        if self.memory.allows(auth, caller.component, key) or (
+                legacy and auth and self.memory.allows(auth, legacy, key)):
+            return   # (a pod's grant a hub before "@pod" kept under its bare name: its own)
         if info.verb in READ_VERBS and not self.memory.anyone_allowed(caller.component, key):
             if not auth or not info.is_resource_request:
                 return   # the hub's own reads, and discovery: the cache says what it holds

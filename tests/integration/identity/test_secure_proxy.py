@@ -202,8 +202,8 @@ def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tm
                 w.stop()
         assert "from-the-cloud" in got
         v1.list_namespaced_config_map("default")  # the cache takes this list ...
-        wait_for(lambda: secure_hub.metric("yurthub_cache_objects",
-                                           component="openapi-generator") >= len(names) + 1,
+        wait_for(lambda: secure_hub.metric("yurthub_cache_objects",  # (a pod's own cache)
+                                           component="openapi-generator@pod") >= len(names) + 1,
                  20, "the list in the cache")  # ... a moment after it was answered
         cluster.offline()
         offline = v1.list_namespaced_config_map("default")
