@@ -5,12 +5,13 @@ The token memory (access/memory.py) says which access keys the cloud once allowe
 until the token expires (24 h, or a year for some ServiceAccount tokens) that is all the
 shared state asks.  A deleted pod's token, or a removed RoleBinding, would keep reading.  So
 while the cloud answers, a grant last confirmed more than ``token_recheck_interval`` seconds
-ago is asked again: a ``limit=1`` list of the same collection (namespace, or all of them)
-with the client's own token and User-Agent, which the apiserver authenticates and authorizes
-as it would the client's request, and answers from etcd with one object at most.  Its 200
-renews the grant; its 401 or 403 drops it (``AccessGuard.record``) and is the client's
-answer, as the cloud wrote it.  Any other answer, or none, leaves the grant as it is (the
-memory decides, as offline), and is not asked again before ``RETRY_AFTER``.
+ago is asked again: a ``limit=1`` list of the same collection (namespace, or all of them,
+and the client's selectors) with the client's own token and User-Agent, which the
+apiserver authenticates and authorizes as it would the client's request, and answers from
+etcd with one object at most.  Its 200 renews the grant; its 401 or 403 drops it
+(``AccessGuard.record``) and is the client's answer, as the cloud wrote it.  Any other
+answer, or none, leaves the grant as it is (the memory decides, as offline), and is not
+asked again before ``RETRY_AFTER``.
 
 One check per token and key at a time (the others wait for it) and per interval, never one
 per request.  Offline nothing is asked: the memory decides.
@@ -22,6 +23,7 @@ import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from cachetools import LRUCache
 from werkzeug.wrappers import Response
@@ -95,8 +97,12 @@ class GrantCheck:
         info = ctx.info
         prefix = f"/apis/{info.api_group}/{info.api_version}" if info.api_group \
             else f"/api/{info.api_version}"
-        path = prefix + (f"/namespaces/{info.namespace}" if info.namespace else "") + \
-            f"/{info.resource}?limit=1"
+        # The client's selectors too: an authorizer may allow a list only with them
+        # (kube-apiserver's AuthorizeWithSelectors).
+        query = {"labelSelector": info.label_selector, "fieldSelector": info.field_selector}
+        path = prefix + (f"/namespaces/{quote(info.namespace, safe='')}" if info.namespace
+                         else "") + f"/{info.resource}?" + urlencode(
+            {"limit": "1", **{k: v for k, v in query.items() if v}})
         headers = {"Accept": "application/json", "Authorization": ctx.caller.authorization,
                    "User-Agent": ctx.header("User-Agent") or "yurthub-grant-check"}
         self.sent += 1
