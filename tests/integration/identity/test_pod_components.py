@@ -11,6 +11,7 @@ import ssl
 
 from kubesandbox.server import Sandbox
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http as web_get
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
@@ -84,3 +85,17 @@ def test_a_pods_cache_from_before_the_upgrade_is_still_served_offline(cluster, j
     other = cluster.service_account_token("kube-system", "default")
     status, body = _pod_get(hub, cluster, CM, other, KUBE_PROXY)
     assert status == 401, body   # (a token never seen: nothing of the old cache)
+
+
+def test_in_cluster_kube_proxys_cache_counts_for_the_autonomy_condition(cluster, joining_hub):
+    hub = joining_hub(secure=True, extra=["--pool-scope-resources", ""])
+    token = cluster.service_account_token("default", "default")
+    status, body = _pod_get(hub, cluster, "/api/v1/services", token, KUBE_PROXY)
+    assert status == 200, body   # (its endpointslices never listed: not all it needs)
+
+    def verdict() -> dict | None:
+        doc = json.loads(web_get(hub.hub_url + "/v1/status")[2]).get("autonomy") or {}
+        return doc if any("kube-proxy@pod" in m for m in doc.get("missing", [])) else None
+    doc = wait_for(verdict, 20, "the Autonomy verdict to judge in-cluster kube-proxy's cache")
+    assert doc["status"] == "False"
+    assert "kube-proxy@pod: endpointslices.discovery.k8s.io not cached" in doc["missing"]
