@@ -151,6 +151,11 @@ class Config:
         86400, v.int_range(60, 31_536_000), "seconds after the cloud last accepted a bearer "
         "token that it is still honoured offline (a JWT with an expiry: until that expiry)",
         metavar="SECONDS")
+    token_recheck_interval: int = setting(
+        60, v.int_range(0, 86400), "online, a bearer token's grant older than this is "
+        "confirmed with the cloud (a limit=1 list with the token) before the shared state of "
+        "a pool-scoped resource answers it; 401/403 reach the client and drop the grant (0: "
+        "every request)", metavar="SECONDS")
     token_memory_size: int = setting(
         1024, v.int_range(1, 1_000_000), "bearer tokens remembered for offline checks (the "
         "least recently accepted are forgotten first)", metavar="N")
@@ -239,11 +244,6 @@ class Config:
         ("/v1/services", "discovery.k8s.io/v1/endpointslices"), v.pool_resources,
         "resources whose lists and watches every local client gets from one shared upstream "
         "list+watch (group/version/resource; empty: none)", metavar="G/V/R[,...]")
-    shared_token_recheck_seconds: int = setting(
-        60, v.int_range(0, 3600), "a bearer token is served from the shared list+watch of "
-        "pool_scope_resources only if the cloud accepted it this recently; else the cloud is "
-        "asked again first (a token it refuses since, e.g. of a deleted ServiceAccount, gets "
-        "its 401)", metavar="SECONDS")
     log_level: str = setting("INFO", v.log_level, "DEBUG, INFO, WARNING or ERROR", metavar="LEVEL")
 
     @property

@@ -29,13 +29,15 @@ KNOWN_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete",
 KNOWN_SUBRESOURCES = ("", "-", "status", "log", "exec", "attach", "portforward", "proxy",
                       "binding", "eviction", "scale", "token", "approval", "finalize",
                       "ephemeralcontainers", "resize")
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+# (with "@pod": a pod's component on 10268, as many as the names themselves; a local
+# user's "@<uid>" is folded, as UIDs are not bounded)
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}(@pod)?")
 
 
 class BoundedLabel:
     """Keeps one label's distinct values bounded: ``known`` values pass, then the first
-    ``extra`` other values that look like names (at most 63 characters of ``[a-z0-9._-]``),
-    and everything else becomes ``other``.  Safe from any thread."""
+    ``extra`` other values that look like names (at most 63 characters of ``[a-z0-9._-]``,
+    ``@pod`` after them), and everything else becomes ``other``.  Safe from any thread."""
 
     def __init__(self, name: str, known: Iterable[str] = (), extra: int = 0,
                  on_fold: Callable[[str], None] | None = None) -> None:

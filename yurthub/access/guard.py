@@ -8,9 +8,8 @@
   seen to accept that token for that component and resource (401 for a token never seen,
   403 for one never seen allowed this); a request without one only with what the hub's own
   identity was seen allowed to read.
-- Online, every answer that shows the cloud allowed a request is remembered (TokenMemory);
-  a 401 to a token forgets the token, a 403 to a token's read forgets that grant; all is
-  persisted with the cache every few seconds by a background thread.
+- Online, every answer that shows the cloud allowed a request is remembered (TokenMemory),
+  and persisted with the cache every few seconds by a background thread.
 """
 
 from __future__ import annotations
@@ -29,6 +28,8 @@ from yurthub.access.keys import (
     client_authorization,
     component_key,
     forbidden_message,
+    legacy_component,
+    pod_component,
 )
 from yurthub.access.memory import TokenMemory
 from yurthub.config import Config
@@ -161,12 +162,14 @@ class AccessGuard:
                           component_key(agent, None, False, self.trusted), True,
                           agent == "kubelet")
         if conn.role is Role.SECURE_PROXY:
-            # A pod (no local UID): cached by its User-Agent as on 10261, offline only what
-            # the cloud allowed its token; the hub's credentials only for this node's own
-            # client certificate (proxy/secure.py).
+            # A pod (no local UID): cached under "<agent>@pod", never in a node component's
+            # place (a pod saying kubelet/1 is not kubelet), offline only what the cloud
+            # allowed its token; the hub's credentials only for this node's own client
+            # certificate (proxy/secure.py), which is the node itself: its bare name.
             node = bool(environ.get(ENV_NODE_CERTIFICATE))
-            return Caller(None, True, authorization, agent,
-                          component_key(agent, None, False, self.trusted), node, False)
+            component = component_key(agent, None, False, self.trusted) if node \
+                else pod_component(agent)
+            return Caller(None, True, authorization, agent, component, node, False)
         uid = conn.uid
         trusted = uid is not None and uid in self.trusted
         return Caller(uid, True, authorization, agent,
@@ -211,8 +214,10 @@ class AccessGuard:
             raise Unauthorized("Unauthorized")
         if not auth and info.verb not in READ_VERBS:
             return   # the node's own writes: the local proxy takes only those
-        if self.memory.allows(auth, caller.component, key):
-            return
+        legacy = legacy_component(caller.component)
+        if self.memory.allows(auth, caller.component, key) or (
+                legacy and auth and self.memory.allows(auth, legacy, key)):
+            return   # (a pod's grant a hub before "@pod" kept under its bare name: its own)
         if info.verb in READ_VERBS and not self.memory.anyone_allowed(caller.component, key):
             if not auth or not info.is_resource_request:
                 return   # the hub's own reads, and discovery: the cache says what it holds
@@ -238,14 +243,16 @@ class AccessGuard:
 
     def record(self, caller: Caller, info: RequestInfo, status: int) -> None:
         """An upstream answer arrived: remember what it shows the cloud allowed, and forget
-        what it shows the cloud no longer allows (a token refused, a read forbidden)."""
+        what it shows the cloud no longer allows: a token it does not accept any more (401:
+        a deleted pod's or ServiceAccount's), a read it refuses now (403: a removed
+        RoleBinding; a write's 403 may be an admission webhook's, which says nothing about
+        the grant)."""
         if accepted(status):
             self.memory.remember(caller.authorization, caller.component, access_key(info))
         elif caller.authorization and status == 401:
             self.memory.forget(caller.authorization)
         elif caller.authorization and status == 403 and info.verb in READ_VERBS:
-            # only reads: a write's 403 may come from admission (a terminating namespace)
-            self.memory.revoke(caller.authorization, caller.component, access_key(info))
+            self.memory.forget_key(caller.authorization, caller.component, access_key(info))
 
     def _refused(self, reason: str) -> None:
         self.metrics.requests_refused.labels(reason).inc()

@@ -7,6 +7,12 @@ Pure: strings and RequestInfo in, values out.
   does (``kubelet``); any other user's under ``<name>@<uid>`` (``kubelet@1000``).  ``@`` is
   never part of a name taken from a User-Agent (those are ``[a-z0-9][a-z0-9._-]*``; anything
   else has no component and is never cached), so the two can never meet on disk.
+- A pod on the HTTPS port (10268; no local UID, its own ServiceAccount token) files what
+  it reads under ``<name>@pod`` (``kube-proxy@pod``): a pod saying ``kubelet/1`` must not
+  write into kubelet's cache nor spend its quota.  The filters key on the name alone, so
+  in-cluster kube-proxy and coredns still get theirs.  What a hub before this filed under
+  the bare name stays readable offline by the token the cloud allowed it to
+  (``legacy_component``).
 - An *access key* is what the cloud authorized: verb, group, resource, subresource,
   namespace and name, as kube-apiserver's authorizer sees them.  A list or watch of a
   namespace (or of all namespaces) covers gets and pinned lists inside it.
@@ -34,6 +40,21 @@ AUTHORIZED_CODES = frozenset({404, 409, 410, 422})
 def agent_name(component: str) -> str:
     """The name part of a component key (``kubelet@1000`` -> ``kubelet``)."""
     return component.partition("@")[0]
+
+
+POD_SUFFIX = "@pod"
+
+
+def pod_component(agent: str) -> str:
+    """The cache component of a pod on 10268 saying ``agent`` ("" when it has none)."""
+    component = component_key(agent, None, False, frozenset())
+    return component + POD_SUFFIX if component else ""
+
+
+def legacy_component(component: str) -> str:
+    """Where a hub that filed pods under their bare User-Agent name kept ``component``'s
+    objects and grants: the bare name for a pod's component, else ""."""
+    return component[:-len(POD_SUFFIX)] if component.endswith(POD_SUFFIX) else ""
 
 
 def component_key(agent: str, uid: int | None, identified: bool,

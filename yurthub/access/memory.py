@@ -32,14 +32,15 @@ Entry = tuple[str, AccessKey]     # (component, key)
 
 
 class Grants:
-    """The access keys one token was seen allowed, and until when it is honoured."""
+    """The access keys one token was seen allowed, each with when the cloud last confirmed
+    it (``clock`` time; 0 for a grant loaded from the persisted memory), and until when the
+    token is honoured."""
 
-    __slots__ = ("accepted_at", "expires", "keys")
+    __slots__ = ("expires", "keys")
 
     def __init__(self, expires: float, max_keys: int) -> None:
         self.expires = expires
-        self.accepted_at = 0.0   # when the cloud last accepted it (0: not since a restart)
-        self.keys: LRUCache[Entry, bool] = LRUCache(max_keys)
+        self.keys: LRUCache[Entry, float] = LRUCache(max_keys)
 
 
 class TokenMemory:
@@ -101,15 +102,47 @@ class TokenMemory:
             elif exp is None and expires - grants.expires > self.ttl / 100:
                 self.dirty = True   # why: persist a moved expiry, not every request's
             grants.expires = max(grants.expires, expires) if exp is None else expires
-            grants.accepted_at = now
             if keep:
-                self._keep(grants.keys, entry)
+                self._keep(grants.keys, entry, now)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
 
-    def _keep(self, seen: LRUCache[Entry, bool], entry: Entry) -> None:
+    def _keep(self, seen: LRUCache[Entry, Any], entry: Entry, value: Any = True) -> None:
         if entry not in seen:
             self.dirty = True
-        seen[entry] = True   # (again: its recency is renewed)
+        seen[entry] = value   # (again: its recency is renewed)
+
+    def confirmed_at(self, authorization: str, component: str, key: AccessKey) -> float | None:
+        """When the cloud last confirmed ``key`` (or a list covering it) to this token: the
+        newest of those times, 0 for a grant only loaded from disk; None when it has none."""
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            if grants is None:
+                return None
+            times = [t for k in key.covering()
+                     if (t := grants.keys.get((component, k))) is not None]
+            return max(times) if times else None
+
+    # -- online: the cloud refused something it once allowed ------------------------------------
+
+    def forget(self, authorization: str) -> None:
+        """The cloud no longer accepts this token (401): it is honoured for nothing."""
+        with self._lock:
+            if self._tokens.pop(self._hash(authorization), None) is not None:
+                self.dirty = True
+
+    def forget_key(self, authorization: str, component: str, key: AccessKey) -> None:
+        """The cloud refused ``key`` to this token (403): neither that grant nor a list that
+        would cover it is honoured any more (a list of all namespaces allows a list of each
+        one, a list allows a get offline: what the cloud refused now must not be answered
+        from the cache through a broader grant)."""
+        drop = key.covering()
+        with self._lock:
+            grants = self._tokens.get(self._hash(authorization))
+            if grants is None:
+                return
+            for k in drop:
+                if grants.keys.pop((component, k), None) is not None:
+                    self.dirty = True
 
     # -- offline: may the cache answer? -------------------------------------------------------
 
@@ -132,38 +165,11 @@ class TokenMemory:
                 seen = self._hub
             return any((component, k) in seen for k in key.covering())
 
-    def accepted_since(self, authorization: str, since: float) -> bool:
-        """True when the cloud accepted this token at ``since`` (the memory's clock) or later
-        (a memory loaded at start knows no such time)."""
-        with self._lock:
-            grants = self._tokens.get(self._hash(authorization))
-            return grants is not None and grants.accepted_at > 0 and grants.accepted_at >= since
-
     def anyone_allowed(self, component: str, key: AccessKey) -> bool:
         """True when some principal was seen allowed ``key`` (or a list covering it) for
         ``component``: only then can the cache hold an answer to refuse."""
         with self._lock:
             return any((component, k) in self._any for k in key.covering())
-
-    # -- online: the cloud refused something ------------------------------------------------
-
-    def forget(self, authorization: str) -> None:
-        """The cloud refused this token (401: its ServiceAccount or pod was deleted, it was
-        revoked): it is honoured offline no more, whatever it was allowed before."""
-        with self._lock:
-            if self._tokens.pop(self._hash(authorization), None) is not None:
-                self.dirty = True
-
-    def revoke(self, authorization: str, component: str, key: AccessKey) -> None:
-        """The cloud refused ``key`` to this token (403: a permission was taken away): neither
-        ``key`` nor a list covering it is honoured offline any more."""
-        with self._lock:
-            grants = self._tokens.get(self._hash(authorization))
-            if grants is None:
-                return
-            for k in key.covering():
-                if grants.keys.pop((component, k), None) is not None:
-                    self.dirty = True
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -200,7 +206,7 @@ class TokenMemory:
                     continue
                 grants = Grants(exp, self.max_keys)
                 for entry in entries:
-                    grants.keys[entry] = True
+                    grants.keys[entry] = 0.0   # (confirmed before this start: long ago)
                 self._tokens[h] = grants
             self._hub.clear()
             for entry in hub:

@@ -7,7 +7,8 @@ complete view on disk that is neither stale nor incomplete:
 
 - kubelet: the pods of this node, this node, services, and every ConfigMap and Secret its
   (non-terminal) pods use — volumes, projected sources, env and envFrom, unless optional;
-- kube-proxy and coredns: services and endpointslices.
+- kube-proxy and coredns: services and endpointslices (in-cluster ones, pods on 10268,
+  under ``kube-proxy@pod`` and ``coredns@pod``).
 
 kubelet is always essential (a node without its cache cannot restart a pod offline);
 kube-proxy and coredns are when they have something cached.  Pool-scoped resources (the
@@ -37,6 +38,10 @@ ESSENTIAL: dict[str, list[tuple[str, str, str]]] = {
     "coredns": [("", "services", _ALL), (_EP, "endpointslices", _ALL)],
 }
 _ALWAYS = frozenset({"kubelet"})
+# In-cluster kube-proxy and coredns (pods on 10268) cache under "<name>@pod" (access/keys.py)
+# and need the same; a pod saying kubelet/1 is not kubelet.
+_POD = "@pod"
+_IN_CLUSTER = ("kube-proxy", "coredns")
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ def evaluate(store: DiskStore, node: str, shared: frozenset[str] = frozenset()) 
     components = {ck.component for ck in keys}
     missing: list[str] = []
     checked = []
-    for component, needs in ESSENTIAL.items():
+    essential = [*ESSENTIAL.items(), *((c + _POD, ESSENTIAL[c]) for c in _IN_CLUSTER)]
+    for component, needs in essential:
         if component not in components and component not in _ALWAYS:
             continue
         checked.append(component)

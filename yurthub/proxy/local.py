@@ -19,6 +19,7 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
+from yurthub.access.keys import legacy_component
 from yurthub.cache import discovery
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.policy import CACHED_SUBRESOURCES
@@ -150,6 +151,14 @@ class LocalProxy:
     def _target(self, ctx: RequestContext) -> Any:
         info = ctx.info
         target = self.cache.read_target(info, ctx.component, ctx.accept)
+        legacy = legacy_component(ctx.component)
+        if legacy and target is not None and not self._holds(target):
+            # A pod's (``<agent>@pod``) collection that was never filled: a hub before
+            # "@pod" filed pods under their bare name, and the guard has checked that the
+            # cloud allowed this token the read (offline its answer is the cached one).
+            old = self.cache.read_target(info, legacy, ctx.accept)
+            if old is not None and self._holds(old):
+                target = old
         if target is not None and info.gvr_key in self.cfg.pool_scope_resources:
             # A pool-scoped resource: the one shared copy (the multiplexer's) answers, as it
             # answered online, gets and Tables too; a component's own copy only while no
@@ -164,6 +173,10 @@ class LocalProxy:
                 f"{ctx.component or 'clients without a User-Agent'}",
                 details={"retryAfterSeconds": 5})
         return target
+
+    def _holds(self, target: Any) -> bool:
+        """Whether the collection of ``target`` holds something the cache can answer."""
+        return bool(CollectionState.from_json(self.cache.store.state(target[0]) or {}).views)
 
     def _namespaced(self, ctx: RequestContext) -> bool:
         """False only for a resource known to be cluster-scoped."""

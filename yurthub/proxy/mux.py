@@ -15,9 +15,6 @@ of what exists, a watch from a version gets every change after it, or 410 Expire
 ERROR event when the history no longer holds them; objects entering or leaving a selection
 arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
 Filters run per client on the way out and never change the shared objects.
-A request with a bearer token is taken only when the cloud was seen to allow that token
-the collection, lately (``shared_token_recheck_seconds``; else it is asked with a one-item
-list first, see ``Multiplexer._token_current``).
 
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
 lists, ``continue`` pages, a watch of one named object, Table and metadata-only answers.
@@ -35,13 +32,12 @@ from typing import Any
 
 from werkzeug.wrappers import Response
 
-from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
-from yurthub.access.keys import accepted, access_key
+from yurthub.access.keys import access_key
 from yurthub.cache.policy import is_historical_list
 from yurthub.cache.views import Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
-from yurthub.errors import GatewayTimeout, Gone, TooManyRequests, YurthubError
+from yurthub.errors import GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
@@ -52,7 +48,8 @@ from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.muxfeed import PROBE_TIMEOUT, UNKNOWN, Feed, Latest, WsgiApp
+from yurthub.proxy.grantcheck import GrantCheck
+from yurthub.proxy.muxfeed import UNKNOWN, Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Obj, SharedState
 from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -95,6 +92,10 @@ class Multiplexer:
         self._shared: dict[str, Shared] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        # Online, a token's grant is confirmed with the cloud at a bounded age before the
+        # shared state answers it (proxy/grantcheck.py).
+        self.grants = GrantCheck(guard, upstream, float(cfg.token_recheck_interval)) \
+            if guard is not None and upstream is not None else None
 
     def attach(self, app: WsgiApp) -> None:
         """The proxy app the feeds send their list and watch through."""
@@ -166,8 +167,12 @@ class Multiplexer:
             # A token the cloud was never seen to allow this: the usual way decides (online
             # the cloud, whose answer the guard remembers; offline the guard refuses it).
             return None
-        if caller.authorization and not self._token_current(ctx):
-            return None  # the cloud refuses it now, or could not say: the usual way decides
+        if self.grants is not None and caller.authorization:
+            confirmed = self.grants.confirm(ctx)
+            if confirmed is False:
+                return None
+            if isinstance(confirmed, Response):
+                return confirmed   # the cloud's 401/403: it no longer allows this token
         check_list_options(info)  # 422/400 as the cloud answers, before any wait
         feed = shared.feed
         if not state.synced and not feed.refused:
@@ -192,42 +197,6 @@ class Multiplexer:
         if info.verb == "list":
             return self._list(ctx, state, want, chain, view)
         return self._watch(ctx, state, want, chain, view)
-
-    def _token_current(self, ctx: RequestContext) -> bool:
-        """True when the cloud accepted this request's token lately, or accepts it now.
-
-        The shared state answers without the cloud: a token it has refused since (its
-        ServiceAccount or pod deleted) would otherwise be served until its expiry, a year for
-        kube-apiserver's extended pod tokens.  A token not accepted within
-        ``shared_token_recheck_seconds`` is checked with a one-item list of the same
-        collection (whose answer the guard remembers, or forgets the token on a 401).
-        Offline the token memory alone decides, as it does for the cache.
-        """
-        guard, auth = self.guard, ctx.caller.authorization
-        if guard is None or self.upstream is None or guard.memory.accepted_since(
-                auth, guard.memory.clock() - self.cfg.shared_token_recheck_seconds):
-            return True
-        servers = self.upstream.candidates()
-        if not servers:
-            return True
-        path = ctx.path_qs.partition("?")[0] + "?limit=1"
-        headers = {"Accept": JSON, "User-Agent": ctx.header("User-Agent"),
-                   "Authorization": auth}
-        try:
-            resp = self.upstream.send(servers[0], "GET", path, headers, None,
-                                      read_timeout=PROBE_TIMEOUT)
-        except YurthubError as e:
-            log.debug("%s: token not checked: %s", path, e)
-            return False
-        try:
-            for _ in up.stream(resp):
-                pass  # a one-item list, or a Status
-            whole = True
-        except YurthubError:
-            whole = False
-        up.finish(resp, whole)
-        guard.record(ctx.caller, ctx.info, resp.status)
-        return accepted(resp.status)
 
     def _chain(self, ctx: RequestContext) -> Chain | None:
         info = ctx.info

@@ -28,9 +28,9 @@ BOOKKEEPING_PREFIX = "_"
 CORE_GROUP_DIR = "core"
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs)
 
-# A peer that is not a trusted user has "@<uid>" after its User-Agent's name
-# (access/keys.py): "@" is never part of a name, so the two cannot collide.
-_UID_SUFFIX = re.compile(r"@[0-9]{1,10}")
+# A peer that is not a trusted user has "@<uid>" after its User-Agent's name, a pod on
+# 10268 "@pod" (access/keys.py): "@" is never part of a name, so they cannot collide.
+_UID_SUFFIX = re.compile(r"@([0-9]{1,10}|pod)")
 _NONRESOURCE_MAX = 1024
 
 
@@ -48,7 +48,8 @@ def _check(kind: str, value: object, valid: Callable[[str], bool], max_len: int)
 
 def check_component(value: str) -> str:
     """A component: the User-Agent up to the first ``/`` (``[a-z0-9][a-z0-9._-]*``), with
-    ``@<uid>`` after it for a peer that is not a trusted user (``kubelet@1000``)."""
+    ``@<uid>`` after it for a peer that is not a trusted user (``kubelet@1000``), ``@pod``
+    for a pod on 10268 (``kube-proxy@pod``)."""
     return _check("component", value, _component_key, 253)
 
 

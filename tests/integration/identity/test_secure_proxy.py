@@ -185,7 +185,7 @@ def test_a_token_the_cloud_stopped_accepting_is_refused_offline(cluster, secure_
     path = "/api/v1/namespaces/default/configmaps"
     status, body = _get(secure_hub, path, ctx, token)
     assert status == 200 and body["items"]
-    wait_for(lambda: secure_hub.metric("yurthub_cache_objects", component="kubectl")
+    wait_for(lambda: secure_hub.metric("yurthub_cache_objects", component="kubectl@pod")
              >= len(body["items"]), 20, "the list in the cache")
     cluster.delete("serviceaccounts", "default", "default")
     status, body = _get(secure_hub, path, ctx, token)
@@ -200,7 +200,7 @@ def test_a_token_the_cloud_stopped_accepting_gets_no_shared_lists(cluster, joini
     # Services and EndpointSlices are answered from one shared list+watch, without the
     # cloud: a pod's token the cloud refused since (its ServiceAccount deleted) was still
     # served them online, until the token's expiry.
-    hub = joining_hub(secure=True, extra=["--shared-token-recheck-seconds", "0"])
+    hub = joining_hub(secure=True, extra=["--token-recheck-interval", "0"])
     ctx = _context(cluster)
     token = cluster.service_account_token("default", "default")
     shared = ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices",
@@ -240,8 +240,8 @@ def test_the_kubernetes_clients_in_cluster_configuration(cluster, secure_hub, tm
                 w.stop()
         assert "from-the-cloud" in got
         v1.list_namespaced_config_map("default")  # the cache takes this list ...
-        wait_for(lambda: secure_hub.metric("yurthub_cache_objects",
-                                           component="openapi-generator") >= len(names) + 1,
+        wait_for(lambda: secure_hub.metric("yurthub_cache_objects",  # (a pod's own cache)
+                                           component="openapi-generator@pod") >= len(names) + 1,
                  20, "the list in the cache")  # ... a moment after it was answered
         cluster.offline()
         offline = v1.list_namespaced_config_map("default")

@@ -34,7 +34,8 @@ def test_component_keys(agent, uid, identified, key):
         assert check_component(key) == key   # a valid, unambiguous path segment
 
 
-@pytest.mark.parametrize("bad", ["kubelet@", "kubelet@x", "@1", "kubelet@1@2", "kubelet@-1"])
+@pytest.mark.parametrize("bad", ["kubelet@", "kubelet@x", "@1", "kubelet@1@2", "kubelet@-1",
+                                 "kubelet@pods", "kubelet@pod@1", "@pod"])
 def test_component_keys_on_disk_are_checked(bad):
     with pytest.raises(Exception, match="not a valid name"):
         check_component(bad)
@@ -136,3 +137,12 @@ def test_refusals_are_worded_as_kube_apiserver_words_them(method, path, message)
 def test_a_token_named_hop_by_hop_is_no_token_of_the_request(environ, want):
     # The proxy drops it (forward_headers), and the request then uses the hub's identity.
     assert client_authorization(environ) == want
+
+
+def test_pods_on_the_https_port_have_components_of_their_own():
+    assert keys.pod_component("kubelet") == "kubelet@pod"
+    assert check_component("kubelet@pod") == "kubelet@pod"   # a valid path segment
+    assert keys.agent_name("kube-proxy@pod") == "kube-proxy"  # the filters' name
+    assert keys.pod_component("Mozilla 5.0") == ""
+    assert keys.legacy_component("kube-proxy@pod") == "kube-proxy"
+    assert keys.legacy_component("kubelet@1000") == "" == keys.legacy_component("kubelet")

@@ -130,24 +130,10 @@ def test_a_read_the_cloud_forbade_is_forgotten_with_the_lists_covering_it(clock)
     m.remember(TOKEN, "kube-proxy", PODS)
     m.remember(TOKEN, "kube-proxy", SECRET)
     pod = AccessKey("get", "", "pods", "", "default", "p")
-    m.revoke(TOKEN, "kube-proxy", pod)
+    m.forget_key(TOKEN, "kube-proxy", pod)
     assert not m.allows(TOKEN, "kube-proxy", pod)
     assert not m.allows(TOKEN, "kube-proxy", PODS)
     assert m.knows(TOKEN) and m.allows(TOKEN, "kube-proxy", SECRET)
-
-
-def test_when_the_cloud_last_accepted_a_token(clock):
-    m = memory(clock)
-    assert not m.accepted_since(TOKEN, 0)
-    m.remember(TOKEN, "kube-proxy", PODS)
-    accepted = clock.now
-    clock.now += 90
-    assert m.accepted_since(TOKEN, accepted) and not m.accepted_since(TOKEN, clock.now - 60)
-    m.remember(TOKEN, "kube-proxy", PODS)
-    assert m.accepted_since(TOKEN, clock.now - 60)
-    restarted = memory(clock)
-    restarted.load_doc(m.to_doc())  # known, but not when: the cloud is asked again
-    assert restarted.knows(TOKEN) and not restarted.accepted_since(TOKEN, 0)
 
 
 def test_the_document_holds_salted_hashes_never_tokens_and_survives_a_restart(clock):
@@ -210,3 +196,32 @@ def test_keys_longer_than_any_name_are_not_kept_but_the_token_is_known(clock):
     longest = AccessKey("get", "", "configmaps", "", "ns", "n" * 253)  # still kept
     m.remember(TOKEN, "kubelet", longest)
     assert m.allows(TOKEN, "kubelet", longest)
+
+
+def test_grants_know_when_the_cloud_last_confirmed_them(clock):
+    m = memory(clock)
+    assert m.confirmed_at(TOKEN, "kube-proxy", PODS) is None
+    m.remember(TOKEN, "kube-proxy", PODS)
+    clock.now += 10
+    ns_list = AccessKey("list", "", "pods", "", "default", "")
+    assert m.confirmed_at(TOKEN, "kube-proxy", ns_list) == clock.now - 10   # (covered)
+    m.remember(TOKEN, "kube-proxy", ns_list)
+    assert m.confirmed_at(TOKEN, "kube-proxy", ns_list) == clock.now        # the newest
+    assert m.confirmed_at(TOKEN, "coredns", ns_list) is None
+    restarted = memory(clock)
+    restarted.load_doc(m.to_doc())
+    assert restarted.confirmed_at(TOKEN, "kube-proxy", ns_list) == 0.0      # check again
+
+
+def test_what_the_cloud_refuses_online_is_forgotten(clock):
+    m = memory(clock)
+    ns_list = AccessKey("list", "", "pods", "", "default", "")
+    m.remember(TOKEN, "kube-proxy", PODS)
+    m.remember(TOKEN, "kube-proxy", SECRET)
+    m.dirty = False
+    m.forget_key(TOKEN, "kube-proxy", ns_list)   # 403: the list of all namespaces goes too
+    assert m.dirty
+    assert not m.allows(TOKEN, "kube-proxy", ns_list)
+    assert m.allows(TOKEN, "kube-proxy", SECRET) and m.knows(TOKEN)
+    m.forget(TOKEN)                              # 401: the token is honoured for nothing
+    assert not m.knows(TOKEN) and not m.allows(TOKEN, "kube-proxy", SECRET)

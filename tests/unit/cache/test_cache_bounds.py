@@ -215,6 +215,12 @@ def test_a_bounded_label_keeps_known_values_a_few_more_then_other():
     assert label.values == {"kubelet", "a", "b"}
 
 
+def test_a_pods_component_is_a_label_of_its_own_a_local_users_is_folded():
+    label = BoundedLabel("component", {"coredns"}, 2)
+    assert [label(v) for v in ["coredns@pod", "kubelet@1000", "coredns@pods"]] == [
+        "coredns@pod", OTHER, OTHER]
+
+
 def test_a_watch_that_would_need_a_collection_past_the_bound_is_dropped_not_a_bug(
         tmp_path, caplog):
     with running_manager(tmp_path, _only_collections(1), cache_agents="kubectl") as m:
