@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from yurthub.errors import BadRequest
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.proxy import tokens as t
+from yurthub.storage import DiskStore
 
 INFO = parse_request_info("POST", "/api/v1/namespaces/ns/serviceaccounts/sa/token", "")
 
@@ -127,3 +132,26 @@ def test_local_tokens_are_short_marked_and_unverifiable_by_anyone_else():
     one = t.KeptTokens()._local(INFO, req, now)["status"]["token"].split(".")
     two = t.KeptTokens()._local(INFO, req, now)["status"]["token"].split(".")
     assert one[:2] == two[:2] and one[2] != two[2]
+
+
+def cache(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YURTHUB_CONFIG": os.devnull}
+    return subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path",
+                           str(root), *args], capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_cache_verify_checks_the_kept_tokens_file(tmp_path):
+    """They are secrets: ``yurthub cache verify`` names a file others could read, and one
+    the hub cannot load."""
+    root = tmp_path / "cache"
+    with DiskStore(str(root)) as store:
+        store.write_bookkeeping(t.KEEP_FILE, {"tokens": {}})
+    assert cache(root, "verify").returncode == 0
+    (root / "_tokens").chmod(0o644)
+    r = cache(root, "verify")
+    assert r.returncode == 1 and r.stdout.startswith("_tokens: file mode 0644, not 0600"), r.stdout
+    (root / "_tokens").chmod(0o600)
+    (root / "_tokens").write_bytes(b"\x00garbage")
+    r = cache(root, "verify")
+    assert r.returncode == 1 and "offline, kubelet gets short-lived local" in r.stdout
