@@ -4,7 +4,8 @@ kube-apiserver's tokens carry ``iss``, ``sub`` = ``system:serviceaccount:<ns>:<n
 ``aud``, ``iat``/``nbf``/``exp`` and a ``kubernetes.io`` claim naming the namespace and the
 ServiceAccount; they verify against the apiserver's service-account key.  A token is valid
 while unexpired, meant for the apiserver (``aud`` holds the issuer) and while its
-ServiceAccount (same uid) exists.  Never logged.
+ServiceAccount (same uid) exists, and, for a token bound to a pod, that pod (same uid).
+Never logged.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class ServiceAccountClaims:
     namespace: str
     name: str
     uid: str
+    pod: tuple[str, str] | None = None   # (name, uid) of the pod a bound token names
 
 
 class TokenSigner:
@@ -106,4 +108,8 @@ class TokenSigner:
         sa = k8s.get("serviceaccount") or {}
         if not (isinstance(k8s.get("namespace"), str) and isinstance(sa.get("name"), str)):
             return None
-        return ServiceAccountClaims(k8s["namespace"], sa["name"], str(sa.get("uid") or ""))
+        pod = k8s.get("pod")
+        bound = (str(pod.get("name") or ""), str(pod.get("uid") or "")) \
+            if isinstance(pod, dict) else None
+        return ServiceAccountClaims(k8s["namespace"], sa["name"], str(sa.get("uid") or ""),
+                                    bound)

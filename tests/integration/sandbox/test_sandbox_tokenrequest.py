@@ -117,3 +117,13 @@ def test_a_node_gets_tokens_only_for_its_own_pods(cluster):
     sa_token = cluster.service_account_token()
     assert call(cluster, "POST", TOKEN_PATH.format("default"), token=sa_token,
                 body=request())[0] == 403
+
+
+def test_a_pod_bound_token_dies_with_its_pod(cluster):
+    status, out = call(cluster, "POST", TOKEN_PATH.format("default"), cert="client",
+                       body=request())
+    assert status == 201, out
+    token = out["status"]["token"]
+    assert call(cluster, "GET", "/api/v1/namespaces/default/pods", token=token)[0] == 200
+    cluster.delete("pods", "mine", "default")
+    assert call(cluster, "GET", "/api/v1/namespaces/default/pods", token=token)[0] == 401
