@@ -1,6 +1,7 @@
 """The TokenRequest API: ``POST .../serviceaccounts/<name>/token``, as kube-apiserver answers.
 
-The body is an ``authentication.k8s.io/v1`` TokenRequest; the answer (201) echoes it with
+The body is an ``authentication.k8s.io/v1`` TokenRequest (JSON, or protobuf as kubelet
+sends it); the answer (201) echoes it with
 ``status.token`` (a JWT of the sandbox's signer, satokens.py) and
 ``status.expirationTimestamp``.  kube-apiserver's rules, kept here:
 
@@ -23,6 +24,7 @@ import datetime
 import json
 from typing import Any
 
+from kubesandbox import protobuf
 from kubesandbox.auth import MASTERS, NODES, User
 from kubesandbox.routing import Route
 from kubesandbox.satokens import ISSUER, TokenSigner
@@ -47,7 +49,9 @@ def _stamp(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def _decode(body: bytes, content_type: str) -> dict[str, Any]:
+    if content_type.split(";", 1)[0].strip().lower() == protobuf.PROTOBUF:
+        return protobuf.decode_object(body)  # kubelet's own form (client-go's default)
     try:
         obj = json.loads(body or b"{}")
     except ValueError as e:
@@ -72,7 +76,7 @@ def create_token(store: Store, signer: TokenSigner, route: Route, req: Request,
                  user: User) -> Response:
     """Answer a TokenRequest for ``route.namespace``/``route.name`` (see the module doc)."""
     assert _SA is not None and _POD is not None
-    obj = _decode(req.body)
+    obj = _decode(req.body, req.headers.get("Content-Type") or "")
     spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
     seconds = spec.get("expirationSeconds", DEFAULT_SECONDS)
     if seconds is None:

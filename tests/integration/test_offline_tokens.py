@@ -11,6 +11,7 @@ import json
 import stat
 from typing import Any
 
+from kubesandbox import protobuf
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 
@@ -29,11 +30,18 @@ def token_request(pod: dict[str, Any]) -> bytes:
                                     "uid": pod["metadata"]["uid"]}}}).encode()
 
 
-def ask(hub, pod: dict[str, Any], ua: str = KUBELET) -> tuple[int, dict[str, str], Any]:
-    status, headers, body = http(hub.url + PATH, method="POST", body=token_request(pod),
-                                 headers={"User-Agent": ua,
-                                          "Content-Type": "application/json"})
-    return status, headers, json.loads(body)
+def ask(hub, pod: dict[str, Any], ua: str = KUBELET,
+        proto: bool = False) -> tuple[int, dict[str, str], Any]:
+    """kubelet's request; ``proto``: as kubelet sends it (client-go's protobuf)."""
+    body, media = token_request(pod), "application/json"
+    if proto:
+        obj = {**json.loads(body), "metadata": {}}
+        obj["spec"].pop("audiences")
+        body, media = protobuf.encode(obj), protobuf.PROTOBUF
+    status, headers, answer = http(hub.url + PATH, method="POST", body=body,
+                                   headers={"User-Agent": ua, "Content-Type": media,
+                                            "Accept": f"{media}, */*"})
+    return status, headers, json.loads(answer)
 
 
 def claims(token: str) -> dict[str, Any]:
@@ -50,7 +58,7 @@ def test_kubelet_gets_its_tokens_offline(sandbox, hub_factory):
     pods = [p for p in sandbox.list_objects("pods", "default")
             if p["spec"]["nodeName"] == "node-0000"]
     mine, other = pods[0], pods[1]
-    status, _, online = ask(hub, mine)
+    status, _, online = ask(hub, mine, proto=True)
     assert status == 201, online
     token = online["status"]["token"]
     assert claims(token)["kubernetes.io"]["pod"]["uid"] == mine["metadata"]["uid"]
@@ -66,6 +74,7 @@ def test_kubelet_gets_its_tokens_offline(sandbox, hub_factory):
     assert status == 201, offline
     assert offline["status"]["token"] == token
     assert offline["kind"] == "TokenRequest" and "cloud is unreachable" in headers["Warning"]
+    assert ask(hub, mine, proto=True)[2]["status"]["token"] == token
     # another pod's token was never issued: a short-lived local one, marked as such
     status, headers, local = ask(hub, other)
     assert status == 201, local

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubesandbox import protobuf
 from kubesandbox.satokens import ISSUER
 from kubesandbox.server import Sandbox
 from tests.integration.sandbox.test_sandbox_identity import call
@@ -127,3 +130,21 @@ def test_a_pod_bound_token_dies_with_its_pod(cluster):
     assert call(cluster, "GET", "/api/v1/namespaces/default/pods", token=token)[0] == 200
     cluster.delete("pods", "mine", "default")
     assert call(cluster, "GET", "/api/v1/namespaces/default/pods", token=token)[0] == 401
+
+
+def test_kubelets_protobuf_token_request(cluster):
+    """kubelet sends its TokenRequest as protobuf (client-go's default for it)."""
+    body = protobuf.encode({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                            "metadata": {}, "spec": {**request()["spec"], "audiences": ["a"]}})
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)
+    ctx.load_cert_chain(cluster.tls.client_cert, cluster.tls.client_key)
+    req = urllib.request.Request(cluster.url + TOKEN_PATH.format("default"), data=body,
+                                 method="POST",
+                                 headers={"Content-Type": protobuf.PROTOBUF,
+                                          "Accept": f"{protobuf.PROTOBUF}, */*"})
+    with urllib.request.urlopen(req, context=ctx, timeout=20) as r:
+        assert r.status == 201
+        out = json.loads(r.read())
+    c = claims(out["status"]["token"])
+    assert c["aud"] == ["a"] and c["kubernetes.io"]["pod"]["uid"] == uid_of(cluster)
+    assert out["spec"]["expirationSeconds"] == 3607
