@@ -188,6 +188,7 @@ class KeptTokens:
     def __init__(self, max_kept: int = MAX_KEPT) -> None:
         self.max_kept = max_kept
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._kept: dict[str, dict[str, Any]] = {}   # key -> {"exp": int, "answer": {...}}
         self._store: Bookkeeping | None = None
         self._key = os.urandom(32)   # signs local tokens; never stored nor shown
@@ -243,8 +244,7 @@ class KeptTokens:
         with self._lock:
             self._kept[key] = {"exp": exp, "answer": obj}
             self._prune()
-            doc = {"tokens": dict(self._kept)}
-        self._persist(doc)
+        self._persist()
         return True
 
     def _prune(self) -> None:
@@ -256,13 +256,18 @@ class KeptTokens:
                     :len(self._kept) - self.max_kept]:
                 del self._kept[key]
 
-    def _persist(self, doc: dict[str, Any]) -> None:
+    def _persist(self) -> None:
         if self._store is None:
             return
-        try:
-            self._store.write_bookkeeping(KEEP_FILE, doc)
-        except StorageError as e:
-            log.warning("kept ServiceAccount tokens not saved: %s", e)
+        # One writer at a time, each with the state of its own moment: two answers kept at
+        # once never leave the older document on disk.
+        with self._write_lock:
+            with self._lock:
+                doc = {"tokens": dict(self._kept)}
+            try:
+                self._store.write_bookkeeping(KEEP_FILE, doc)
+            except StorageError as e:
+                log.warning("kept ServiceAccount tokens not saved: %s", e)
 
     # -- offline -----------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.waiting import wait_for
 from yurthub.errors import BadRequest
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.proxy import tokens as t
@@ -155,3 +157,36 @@ def test_cache_verify_checks_the_kept_tokens_file(tmp_path):
     (root / "_tokens").write_bytes(b"\x00garbage")
     r = cache(root, "verify")
     assert r.returncode == 1 and "offline, kubelet gets short-lived local" in r.stdout
+
+
+class _SlowStore:
+    """Bookkeeping whose first write waits for ``release``; every document written kept."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.written: list[dict[str, Any]] = []
+
+    def read_bookkeeping(self, name: str) -> Any:
+        return None
+
+    def write_bookkeeping(self, name: str, doc: Any) -> None:
+        if not self.written and not self.release.is_set():
+            self.release.wait(30)
+        self.written.append(json.loads(json.dumps(doc)))
+
+
+def test_two_answers_kept_at_once_leave_both_on_disk():
+    store = _SlowStore()
+    kept = t.KeptTokens()
+    kept.start(store)  # type: ignore[arg-type]
+    exp = int(time.time()) + 3600
+    first = threading.Thread(target=kept.keep, args=("k1", answer(jwt(exp))))
+    first.start()
+    wait_for(lambda: "k1" in kept._kept, 10, "the first answer kept in memory")
+    second = threading.Thread(target=kept.keep, args=("k2", answer(jwt(exp))))
+    second.start()
+    second.join(1)  # the old code wrote its (newer) document here, before the first's
+    store.release.set()
+    first.join(30)
+    second.join(30)
+    assert sorted(store.written[-1]["tokens"]) == ["k1", "k2"]
