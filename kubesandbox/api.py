@@ -15,8 +15,10 @@ from kubesandbox.auth import ADMIN, authorize
 from kubesandbox.discovery import Registry
 from kubesandbox.rest import Reader, Selection, check_options, resolve
 from kubesandbox.routing import NOT_ALLOWED, Route, route
+from kubesandbox.satokens import TokenSigner
 from kubesandbox.store import Store
 from kubesandbox.tables import Tables, table_request
+from kubesandbox.tokenrequest import create_token
 from kubesandbox.watch import WatchOptions, WatchStream
 from kubesandbox.wire import Request, Response, json_response, negotiate, text_response
 from kubesandbox.writes import Writer
@@ -32,8 +34,10 @@ class Api:
 
     def __init__(self, store: Store, registry: Registry, *, bookmark_interval: float = 60.0,
                  watch_timeout: float = 1800.0,
-                 server_address: Callable[[], str] = lambda: "127.0.0.1:0") -> None:
+                 server_address: Callable[[], str] = lambda: "127.0.0.1:0",
+                 signer: TokenSigner | None = None) -> None:
         self.store = store
+        self.signer = signer or TokenSigner()
         self.registry = registry
         self.reader = Reader(store, registry)
         self.writer = Writer(store, registry, self.reader)
@@ -57,6 +61,10 @@ class Api:
             if req.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(NOT_ALLOWED)
             return self._discovery(r)
+        if r.group == "" and r.resource == "serviceaccounts" and r.subresource == "token":
+            if r.verb != "create":
+                raise MethodNotAllowed(NOT_ALLOWED)
+            return create_token(self.store, self.signer, r, req, user)
         rt = resolve(self.registry, r)
         if r.verb in ("get", "list", "watch") and not r.subresource:
             table = table_request(req)

@@ -121,6 +121,11 @@ class Authenticator:
         sa = self.lookup("serviceaccounts", claims.namespace, claims.name)
         if sa is None or (claims.uid and (sa.get("metadata") or {}).get("uid") != claims.uid):
             return None
+        if claims.pod is not None:
+            # a bound token dies with its pod (kube-apiserver checks it at every request)
+            pod = self.lookup("pods", claims.namespace, claims.pod[0])
+            if pod is None or (pod.get("metadata") or {}).get("uid") != claims.pod[1]:
+                return None
         return User(f"system:serviceaccount:{claims.namespace}:{claims.name}",
                     (SERVICE_ACCOUNTS, f"{SERVICE_ACCOUNTS}:{claims.namespace}", AUTHENTICATED),
                     uid=claims.uid, credential=f"token:serviceaccount:{claims.namespace}/"

@@ -1,7 +1,8 @@
 """Protobuf request bodies: decode what kubectl and kubelet send for the built-in kinds.
 
 client-go's typed clients (``kubectl create configmap|secret|namespace|serviceaccount|
-service``, ``kubectl run``, a kubelet's node, lease and event writes) send
+service``, ``kubectl run``, a kubelet's node, lease and event writes and its
+TokenRequests) send
 ``application/vnd.kubernetes.protobuf`` bodies and do not fall back to JSON.  This decoder
 turns them into the JSON objects kube-apiserver would see, from a table of the field numbers
 of k8s.io/api's generated.proto (checked against the Kubernetes project's fixture pairs).
@@ -228,12 +229,22 @@ CSR: Schema = {
         2: ("certificate", "b")}),
 }
 
+# authentication.k8s.io/v1 TokenRequest: kubelet's POST .../serviceaccounts/<sa>/token.
+TOKEN_REQUEST: Schema = {
+    1: ("metadata", "m", META),
+    2: ("spec", "m", {1: ("audiences", "s*"), 4: ("expirationSeconds", "?i"),
+                      3: ("boundObjectRef", "m", {1: ("kind", "s"), 2: ("apiVersion", "s"),
+                                                  3: ("name", "s"), 4: ("uid", "s")})}),
+    3: ("status", "m", {1: ("token", "s"), 2: ("expirationTimestamp", "t")}),
+}
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("v1", "ConfigMap"): CONFIG_MAP, ("v1", "Secret"): SECRET, ("v1", "Namespace"): NAMESPACE,
     ("v1", "ServiceAccount"): SERVICE_ACCOUNT, ("v1", "Service"): SERVICE,
     ("v1", "Event"): EVENT, ("v1", "Node"): NODE, ("v1", "Pod"): POD,
     ("coordination.k8s.io/v1", "Lease"): LEASE,
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): CSR,
+    ("authentication.k8s.io/v1", "TokenRequest"): TOKEN_REQUEST,
 }
 
 

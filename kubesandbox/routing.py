@@ -45,7 +45,9 @@ def _flag(query: Mapping[str, list[str]], name: str) -> bool:
     return bool(values) and values[-1].lower() in ("true", "1")
 
 
-def _verb(method: str, named: bool, watch: bool) -> str:
+def _verb(method: str, named: bool, watch: bool, subresource: str = "") -> str:
+    if method == "POST" and subresource and not watch:
+        return "create"  # a subresource one posts to: serviceaccounts/x/token, pods/x/eviction
     table = {
         ("GET", True): "get", ("GET", False): "watch" if watch else "list",
         ("HEAD", True): "get", ("HEAD", False): "list",
@@ -103,5 +105,5 @@ def route(method: str, path: str, query: Mapping[str, list[str]]) -> Route:
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
-    return Route(verb=_verb(method, bool(name), watch), group=group, version=version,
+    return Route(verb=_verb(method, bool(name), watch, subresource), group=group, version=version,
                  resource=resource, namespace=namespace, name=name, subresource=subresource)

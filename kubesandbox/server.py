@@ -109,14 +109,15 @@ class Sandbox(IdentityControls):
         o = self.options
         self.store = Store(o.history_size)
         self.registry = Registry()
+        self.token_signer = TokenSigner()
         self.api = Api(self.store, self.registry, bookmark_interval=o.bookmark_interval,
-                       watch_timeout=o.watch_timeout, server_address=lambda: self.address)
+                       watch_timeout=o.watch_timeout, server_address=lambda: self.address,
+                       signer=self.token_signer)
         self.faults = Faults()
         self.stopping = threading.Event()
         self.ssl_context: ssl.SSLContext | None = None
         self.tls: tls.TLSMaterial | None = None
         self.ca: Authority | None = None
-        self.token_signer = TokenSigner()
         self.authenticator = Authenticator(
             enabled=bool(o.token or o.client_ca_file or o.self_signed_dir or
                          o.bootstrap_tokens),

@@ -42,6 +42,7 @@ from yurthub.proxy.responses import status_response
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.secure import secure_request_identity
 from yurthub.proxy.streams import Reason, StreamRegistry
+from yurthub.proxy.tokens import KeptTokens
 from yurthub.proxy.watchdog import Watchdog
 from yurthub.recorder import Recorder
 from yurthub.status import StatusSource
@@ -122,11 +123,14 @@ class Hub:
             filters=self.filters, guard=self.guard,
             on_transport_error=self.health.suspect if self.health else None)
         self.local: LocalProxy | None = None
+        self.tokens: KeptTokens | None = None
         if self.health is not None:
+            self.tokens = KeptTokens()
             self.local = LocalProxy(cfg, self.cache, self.streams, self.metrics,
                                     bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen,
-                                    filters=self.filters, upstream_ready=self._upstream_ready)
+                                    filters=self.filters, upstream_ready=self._upstream_ready,
+                                    tokens=self.tokens)
         cloud = self.health if self.health is not None else _AlwaysHealthy(self.upstream)
         self.recorder = Recorder()
         # 8b. the multiplexer: one upstream list+watch per pool-scoped resource, fed through
@@ -141,7 +145,7 @@ class Hub:
                                    guard=self.guard, feed_environ=itself.environ(),
                                    upstream=self.upstream)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder,
-                                  self.mux)
+                                  self.mux, self.tokens)
         if self.mux is not None:
             self.mux.attach(self.proxy_app)
         self.metrics.add_collector(self._cache_metrics)
@@ -181,6 +185,8 @@ class Hub:
         report = self.store.open()
         log.info("cache tree %s ready: %s", self.cfg.disk_cache_path, report.summary())
         self.guard.start(self.store)
+        if self.tokens is not None:
+            self.tokens.start(self.store)
         self.identity.start()
         self.cache.start(report.lost)
         self.filter_source.load(self.cache.read_document(PERSIST_KEY))

@@ -53,6 +53,7 @@ from yurthub.proxy.localwatch import LocalWatch, bookmark_event, watch_start
 from yurthub.proxy.offlinewrites import JSON, OfflineWrites
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.proxy.tables import LocalTables, requested_table
+from yurthub.proxy.tokens import KeptTokens
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class LocalProxy:
     def __init__(self, cfg: Config, cache: CacheManager, streams: StreamRegistry,
                  metrics: Metrics, *, bookmark_interval: float = 30.0,
                  kubelet_seen: Any = None, filters: FilterManager | None = None,
-                 upstream_ready: Callable[[], bool] | None = None) -> None:
+                 upstream_ready: Callable[[], bool] | None = None,
+                 tokens: KeptTokens | None = None) -> None:
         self.cfg = cfg
         # Whether requests go upstream again: a watch from here then ends (LocalWatch).
         self.upstream_ready = upstream_ready
@@ -76,7 +78,7 @@ class LocalProxy:
         self.kubelet_seen = kubelet_seen or (lambda: None)
         self.tables = LocalTables(cache)
         self.filters = filters
-        self.writes = OfflineWrites(cfg, cache)
+        self.writes = OfflineWrites(cfg, cache, tokens)
 
     # -- routing helpers --------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 The Node and its status, this node's pods' status and kubelet's Lease are applied to the
 cache (updates and the three patch types, within kube-apiserver's bounds) and answered with
 the object as it now is, so the offline view follows the node; Events are accepted with 201
-and dropped; any other write gets 503.  Nothing written here is claimed to have reached the
+and dropped; kubelet's TokenRequests are answered by proxy/tokens.py; any other write gets
+503.  Nothing written here is claimed to have reached the
 cloud (a ``Warning: 299`` says so).  ``LocalProxy`` routes to it; the commit itself is the
 cache writer's (``CacheManager.write_local``).
 """
@@ -40,6 +41,7 @@ from yurthub.kube.patchlimits import (
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.kube.resources import known_kind
 from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
+from yurthub.proxy.tokens import KeptTokens
 
 JSON = "application/json"
 _PATCH_TYPES = (kpatch.MERGE_PATCH, kpatch.STRATEGIC_MERGE_PATCH, kpatch.JSON_PATCH)
@@ -48,10 +50,12 @@ _PATCH_TYPES = (kpatch.MERGE_PATCH, kpatch.STRATEGIC_MERGE_PATCH, kpatch.JSON_PA
 class OfflineWrites:
     """The writes the cache takes while the cloud is away, for ``LocalProxy``."""
 
-    def __init__(self, cfg: Config, cache: CacheManager) -> None:
+    def __init__(self, cfg: Config, cache: CacheManager,
+                 tokens: KeptTokens | None = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.reader = cache.reader
+        self.tokens = tokens
 
     def takes(self, ctx: RequestContext) -> bool:
         """A write the cache applies while the cloud is away (this node's own truth, node
@@ -64,7 +68,8 @@ class OfflineWrites:
             return self._owned(ctx)
         if info.verb == "create":
             return self.is_kubelet_lease(ctx) or (info.resource == "events"
-                                                  and not info.subresource)
+                                                  and not info.subresource) \
+                or (self.tokens is not None and self.tokens.applies(ctx))
         return False
 
     def is_kubelet_lease(self, ctx: RequestContext) -> bool:
@@ -88,6 +93,8 @@ class OfflineWrites:
 
     def create(self, ctx: RequestContext) -> Response:
         info = ctx.info
+        if self.tokens is not None and self.tokens.applies(ctx):
+            return self.tokens.answer(ctx)  # kubelet's ServiceAccount token (tokens.py)
         body = ctx.read_body()
         if self.is_kubelet_lease(ctx):
             obj = _decode(body)

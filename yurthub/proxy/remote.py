@@ -43,6 +43,7 @@ from yurthub.proxy import filtering, tables, tunnel
 from yurthub.proxy.context import RequestContext
 from yurthub.proxy.responses import Answer, Passthrough, upstream_headers
 from yurthub.proxy.streams import RELIST, OpenStream, Reason, StreamRegistry
+from yurthub.proxy.tokens import is_token_request
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,11 @@ class RemoteProxy:
             # kubectl's Table, by a cache agent: the rows' whole objects are asked for, so
             # the cache stores them and prints the same columns offline.
             path_qs = tables.whole_objects_path(path_qs) or path_qs
-        elif accept and (watch or chain is not None
+        elif accept and (watch or chain is not None or is_token_request(info)
                          or self.cache.may_cache(info, ctx.component, accept)):
             # The cache and the filters read JSON only, and a watch is ended on an event
-            # boundary found in JSON lines: those ask for JSON instead of protobuf.  Every
+            # boundary found in JSON lines, and kubelet's tokens are kept as JSON
+            # (proxy/tokens.py): those ask for JSON instead of protobuf.  Every
             # other request keeps the client's Accept (protobuf: a third of the bytes).
             headers["Accept"] = upstream_accept(accept)
         body = ctx.body_for_upstream()

@@ -28,6 +28,7 @@ from yurthub.errors import (
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import Answer, internal_error, status_response
+from yurthub.proxy.tokens import KeptTokens
 from yurthub.recorder import FALLBACK, REFUSAL, Recorder
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,15 @@ class ProxyApp:
 
     def __init__(self, remote: RemoteProxy, local: LocalHandler | None,
                  cloud: CloudState, guard: AccessGuard, recorder: Recorder | None = None,
-                 mux: SharedLists | None = None) -> None:
+                 mux: SharedLists | None = None, tokens: KeptTokens | None = None) -> None:
         self.remote = remote
         self.local = local
         self.cloud = cloud
         self.guard = guard
         self.recorder = recorder or Recorder()
         self.mux = mux
+        # kubelet's ServiceAccount tokens: the cloud's answers kept for an outage
+        self.tokens = tokens
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -125,7 +128,10 @@ class ProxyApp:
             # token (400).  410 makes client-go's pager and kubectl list again from the start.
             raise Gone(CONTINUE_EXPIRED)
         try:
-            return self.remote.handle(ctx)
+            remote = self.remote.handle(ctx)
+            if self.tokens is not None and self.tokens.applies(ctx):
+                remote = self.tokens.kept_answer(ctx, remote)
+            return remote
         except IdentityUnavailable as e:
             # The hub has no certificate to act with (bootstrapping, or expired): the cache
             # answers what it can; anything else waits for the identity.

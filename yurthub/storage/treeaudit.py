@@ -278,9 +278,11 @@ def _deleted(coll_fd: int, wanted: dict[tuple[str, str], int]) -> set[tuple[str,
 
 
 # The bookkeeping documents at the root (DiskStore.read_bookkeeping: framed JSON): the
-# offline token memory.
+# offline token memory, and kubelet's kept ServiceAccount tokens (secrets: 0600 checked).
 _FRAMED_AT_ROOT = {"_access": "bearer tokens seen before are refused offline until the "
-                   "cloud accepts them again"}
+                   "cloud accepts them again",
+                   "_tokens": "offline, kubelet gets short-lived local ServiceAccount "
+                   "tokens until the cloud answers again"}
 
 
 def _framed(fd: int, name: str) -> Iterator[str]:
