@@ -32,7 +32,7 @@ from yurthub.hubserver import HubServer
 from yurthub.identity.hub import HubIdentity
 from yurthub.kube.printers import join_host_port
 from yurthub.kube.resources import BUILTIN, ResourceType
-from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics
+from yurthub.metrics import EXTRA_RESOURCES, OTHER, Metrics, certificate_collector
 from yurthub.nodecondition import AutonomyReporter
 from yurthub.proxy import filtering
 from yurthub.proxy.local import LocalProxy
@@ -150,7 +150,7 @@ class Hub:
             self.mux.attach(self.proxy_app)
         self.metrics.add_collector(self._cache_metrics)
         self.metrics.add_collector(self._connection_metrics)
-        self.metrics.add_collector(self._certificate_metrics)
+        self.metrics.add_collector(certificate_collector(self.identity.certificates))
         # 9. the hub server
         self.admin_token = AdminToken(cfg.disk_cache_path)
         self._ready = threading.Event()
@@ -346,24 +346,6 @@ class Hub:
         collections.add_metric([], len(stats.collections))
         quarantined.add_metric([], stats.quarantined)
         return out
-
-    def _certificate_metrics(self) -> Iterable[GaugeMetricFamily]:
-        """When the hub's certificates end and are due for renewal, so that a renewal that
-        keeps failing (a CSR never approved, a clock ahead of the cloud's) can be alerted on
-        before the certificate expires and readyz says so."""
-        expires = GaugeMetricFamily(
-            "yurthub_certificate_expiration_timestamp_seconds", "when the hub's certificate "
-            "expires (client: its identity to the cloud; serving: port 10268)",
-            labels=["certificate"])
-        renewal = GaugeMetricFamily(
-            "yurthub_certificate_renewal_timestamp_seconds", "when the hub asks for a new "
-            "certificate (70-90% of its lifetime); past it, renewals are failing or due",
-            labels=["certificate"])
-        for which, not_after, due in self.identity.certificates():
-            expires.add_metric([which], not_after)
-            if due is not None:
-                renewal.add_metric([which], due)
-        return [expires, renewal]
 
     def attach_worker(self, stats: ConnectionStats) -> None:
         """The gunicorn worker's connection counts, for /metrics (called by the worker)."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "OTHER", "BoundedLabel", "Metrics"]
@@ -167,3 +167,28 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+Certificates = Callable[[], Iterable[tuple[str, float, float | None]]]
+
+
+def certificate_collector(certificates: Certificates) -> Callable[[], Iterable[Metric]]:
+    """When the hub's certificates end and are due for renewal (``certificates``: which,
+    expires at, renewal due at or None), so that a renewal that keeps failing (a CSR never
+    approved, a clock ahead of the cloud's) can be alerted on before the certificate expires
+    and readyz says so."""
+    def collect() -> Iterable[Metric]:
+        expires = GaugeMetricFamily(
+            "yurthub_certificate_expiration_timestamp_seconds", "when the hub's certificate "
+            "expires (client: its identity to the cloud; serving: port 10268)",
+            labels=["certificate"])
+        renewal = GaugeMetricFamily(
+            "yurthub_certificate_renewal_timestamp_seconds", "when the hub asks for a new "
+            "certificate (70-90% of its lifetime); past it, renewals are failing or due",
+            labels=["certificate"])
+        for which, not_after, due in certificates():
+            expires.add_metric([which], not_after)
+            if due is not None:
+                renewal.add_metric([which], due)
+        return [expires, renewal]
+    return collect

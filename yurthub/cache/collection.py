@@ -21,7 +21,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -492,11 +492,3 @@ class CollectionWriter:
         for m in deferred:
             self.apply(m)
 
-
-def split_key(meta_source: Mapping[str, Any]) -> tuple[str, str]:
-    """(namespace, name) of a decoded object; raises InvalidKeyError when it has no name."""
-    md = meta_source.get("metadata") or {}
-    name = md.get("name") or ""
-    if not name:
-        raise InvalidKeyError("object has no metadata.name")
-    return md.get("namespace") or "", name
