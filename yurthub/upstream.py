@@ -480,3 +480,18 @@ def finish(resp: UpstreamResponse, whole: bool) -> None:
         log.debug("closing an upstream response failed", exc_info=True)
 
 
+def read_small(resp: UpstreamResponse, limit: int) -> bytes | None:
+    """A small answer's whole body (a probe's, a check's), or None when it is longer than
+    ``limit`` bytes; the connection goes back to the pool only after a whole body.  Raises
+    UpstreamError when the connection breaks before the body ended."""
+    whole = False
+    try:
+        data = b""
+        for piece in stream(resp):
+            data += piece
+            if len(data) > limit:
+                return None
+        whole = True
+        return data
+    finally:
+        finish(resp, whole)

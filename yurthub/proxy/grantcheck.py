@@ -112,20 +112,11 @@ class GrantCheck:
         except YurthubError as e:
             log.debug("grant check of %s %s: %s", info.verb, info.resource, e)
             return self._failed_now(ident)
-        whole = False
         try:
-            data = b""
-            for piece in up.stream(resp):
-                data += piece
-                if len(data) > CHECK_BYTES:
-                    break
-            else:
-                whole = True
+            data = up.read_small(resp, CHECK_BYTES)
         except YurthubError as e:
             log.debug("grant check of %s %s: %s", info.verb, info.resource, e)
             return self._failed_now(ident)
-        finally:
-            up.finish(resp, whole)
         status = resp.status
         # A list the cloud answered with its verdict on the client's token: the guard
         # renews (2xx) or drops (401, 403) the grant as for any answer it proxies.
@@ -133,7 +124,7 @@ class GrantCheck:
         if status in (401, 403):
             log.info("grant check: the cloud refused %s %s to a token it once allowed (%d); "
                      "the shared state no longer answers it", info.verb, info.resource, status)
-            if not whole:   # (no Status is that long: say it in the cloud's words)
+            if data is None:   # (no Status is that long: say it in the cloud's words)
                 return status_response(Unauthorized("Unauthorized") if status == 401 else
                                        Forbidden(forbidden_message(info, "this token")))
             return Response(data, status=status, content_type=resp.headers.get(

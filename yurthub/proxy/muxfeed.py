@@ -280,14 +280,10 @@ class Latest:
         except YurthubError as e:
             log.debug("%s: no current resourceVersion: %s", self.path, e)
             return None
-        whole = False
         try:
-            data = b""
-            for piece in up.stream(resp):
-                data += piece
-                if len(data) > PROBE_BYTES:
-                    return UNKNOWN
-            whole = True
+            data = up.read_small(resp, PROBE_BYTES)
+            if data is None:
+                return UNKNOWN
             if resp.status != 200:
                 log.debug("%s: limit=1 list answered %d", self.path, resp.status)
                 return UNKNOWN
@@ -298,8 +294,6 @@ class Latest:
             # The cloud was there (it answered, or began to): not the offline case.
             log.debug("%s: no current resourceVersion: %s", self.path, e)
             return UNKNOWN
-        finally:
-            up.finish(resp, whole)
 
 
 def _text(chunks: Iterator[bytes]) -> str:
