@@ -12,28 +12,15 @@ import logging
 import time
 
 from tests.fixtures.waiting import wait_for
-from tests.integration.identity.conftest import token_file
-from yurthub import config
-from yurthub.identity.bootstrap import Bootstrap, ClientRenewal
-from yurthub.identity.files import IdentityFiles
-from yurthub.identity.manager import CertificateManager
+from tests.integration.identity.test_clock import _manager
 
 LIFETIME = 4.0  # seconds: the renewal is asked for 2.8-3.6 s after the first issue
 
 
 def test_a_request_approved_after_the_certificate_expired_is_the_one_installed(
         cluster, tmp_path, caplog):
+    _, _, manager = _manager(cluster, tmp_path, 0.0)  # the node's clock is the cloud's
     cluster.controllers.cert_lifetime = LIFETIME
-    cfg = config.load(None, {
-        "server_addr": cluster.url, "node_name": "node-0000", "bootstrap_mode": "token",
-        "join_token_file": str(token_file(tmp_path)),
-        "discovery_token_ca_cert_hash": cluster.ca_hash, "root_dir": str(tmp_path / "root"),
-        "disk_cache_path": str(tmp_path / "cache")})
-    files = IdentityFiles(cfg.root_dir)
-    manager = CertificateManager("client", files, files.client_pair,
-                                 ClientRenewal(cfg, files, Bootstrap(cfg, files,
-                                                                     cfg.server_addr),
-                                               cfg.server_addr))
     caplog.set_level(logging.INFO)
     manager.start()
     try:
