@@ -23,7 +23,7 @@ Answers that will not come: a request sent before a server went silent (a link t
 packets, an apiserver that hangs) waited for its answer up to the read timeout, 60 s for a
 get or a list, while the health checker had long declared the server gone and every later
 request went elsewhere.  ``cut_waiting`` ends the wait of every request still waiting for
-its answer's head from that server: it breaks before any byte (``CutOff``), so a read goes
+its answer's head from that server: it breaks before any byte (``_CutOff``), so a read goes
 to another server or, with none, to the cache.
 """
 
@@ -73,7 +73,7 @@ _waiting: set[Any] = set()  # connections waiting for their answer's head
 _waiting_lock = threading.Lock()
 
 
-class CutOff(ConnectionAbortedError):
+class _CutOff(ConnectionAbortedError):
     """The server was declared gone while this request waited for its answer."""
 
 
@@ -93,7 +93,7 @@ class _Waits:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         except (OSError, http.client.HTTPException) as e:
             if self._cut:
-                raise CutOff("the server was declared gone while the request waited for "
+                raise _CutOff("the server was declared gone while the request waited for "
                              "its answer") from e
             raise
         finally:
@@ -124,11 +124,11 @@ def cut_waiting(host: str, port: int | None) -> int:
 
 
 def was_cut(error: BaseException | None) -> bool:
-    """Whether ``error`` (urllib3's, wrapping what the connection raised) is a ``CutOff``."""
+    """Whether ``error`` (urllib3's, wrapping what the connection raised) is a ``_CutOff``."""
     for _ in range(8):
         if error is None:
             return False
-        if isinstance(error, CutOff):
+        if isinstance(error, _CutOff):
             return True
         # urllib3 keeps the cause in ``reason`` (MaxRetryError) or ``args`` (ProtocolError);
         # an ssl.SSLError's ``reason`` is a string.

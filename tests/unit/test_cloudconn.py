@@ -23,7 +23,7 @@ from kubesandbox import tls
 from tests.fixtures.waiting import wait_for
 from yurthub import config
 from yurthub import upstream as up
-from yurthub.cloudconn import CutOff, was_cut
+from yurthub.cloudconn import _CutOff, was_cut
 from yurthub.credentials import Credentials
 from yurthub.errors import UpstreamBroken, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient
@@ -233,7 +233,7 @@ def _ssl_error() -> ssl.SSLError:
 
 
 @pytest.mark.parametrize("error, cut", [
-    (MaxRetryError(None, "/", ProtocolError("Connection aborted.", CutOff("gone"))), True),
+    (MaxRetryError(None, "/", ProtocolError("Connection aborted.", _CutOff("gone"))), True),
     (MaxRetryError(None, "/", ProtocolError("Connection aborted.",
                                             ConnectionResetError("reset"))), False),
     (MaxRetryError(None, "/", SSLError(_ssl_error())), False),
