@@ -20,46 +20,20 @@ from typing import Any
 
 from kubesandbox.protoschemas import SCHEMAS, Schema
 from yurthub.errors import BadRequest, UnsupportedMediaType
+from yurthub.kube import protowire
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
-_MAGIC = b"k8s\x00"
+_MAGIC = protowire.MAGIC
 
 class _Unknown(Exception):
     """A field the table does not know."""
 
 
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if i >= len(b):
-            raise BadRequest("the protobuf body is truncated")
-        c = b[i]
-        i += 1
-        result |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return result, i
-
-
 def _fields(b: bytes) -> list[tuple[int, int, Any]]:
-    out, i = [], 0
-    while i < len(b):
-        key, i = _varint(b, i)
-        number, wire = key >> 3, key & 7
-        value: Any
-        if wire == 0:
-            value, i = _varint(b, i)
-        elif wire == 2:
-            n, i = _varint(b, i)
-            value, i = b[i:i + n], i + n
-        elif wire == 1:
-            value, i = b[i:i + 8], i + 8
-        elif wire == 5:
-            value, i = b[i:i + 4], i + 4
-        else:
-            raise BadRequest(f"unsupported protobuf wire type {wire}")
-        out.append((number, wire, value))
-    return out
+    try:
+        return protowire.fields(b)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
 
 
 def _signed(v: int) -> int:

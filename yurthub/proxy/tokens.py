@@ -44,6 +44,7 @@ from werkzeug.wrappers import Response
 
 from yurthub.access.guard import Bookkeeping
 from yurthub.errors import BadRequest, StorageError
+from yurthub.kube import protowire
 from yurthub.kube.requestinfo import RequestInfo
 from yurthub.proxy.context import RequestContext
 
@@ -56,7 +57,7 @@ MAX_ANSWER = 64 * 1024   # a TokenRequest answer is ~1.5 KiB
 MIN_LEFT = 60            # seconds a kept token must still be valid to be served
 LOCAL_TTL = 60           # seconds a local token lasts (YurtHub's minute)
 LOCAL_ISSUER = "yurthub-offline"
-PROTOBUF_MAGIC = b"k8s\x00"
+PROTOBUF_MAGIC = protowire.MAGIC
 _WARNING_KEPT = ('299 - "yurthub: the cloud is unreachable; this token is the one the cloud '
                  'issued for this request earlier"')
 _WARNING_LOCAL = ('299 - "yurthub: the cloud is unreachable; this is a short-lived local '
@@ -97,40 +98,9 @@ def _parse_stamp(text: Any) -> float | None:
 
 # -- kubelet's request -----------------------------------------------------------------------
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
+def _fields(data: bytes) -> list[tuple[int, Any]]:
     """(field number, value) of a protobuf message: varints as int, the rest as bytes."""
-    i = 0
-    while i < len(data):
-        tag, i = _varint(data, i)
-        number, kind = tag >> 3, tag & 7
-        if kind == 0:
-            value, i = _varint(data, i)
-            yield number, value
-        elif kind == 2:
-            size, i = _varint(data, i)
-            if i + size > len(data):
-                raise ValueError("truncated field")
-            yield number, data[i:i + size]
-            i += size
-        elif kind in (1, 5):
-            step = 8 if kind == 1 else 4
-            yield number, data[i:i + step]
-            i += step
-        else:
-            raise ValueError(f"wire type {kind}")
+    return [(n, v) for n, _wire, v in protowire.fields(data)]
 
 
 def _proto_request(body: bytes) -> dict[str, Any]:
