@@ -159,6 +159,7 @@ class KeptTokens:
         self.max_kept = max_kept
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._dirty = False   # kept answers not yet written (see _persist)
         self._kept: dict[str, dict[str, Any]] = {}   # key -> {"exp": int, "answer": {...}}
         self._store: Bookkeeping | None = None
         self._key = os.urandom(32)   # signs local tokens; never stored nor shown
@@ -227,17 +228,38 @@ class KeptTokens:
                 del self._kept[key]
 
     def _persist(self) -> None:
+        """Write the kept answers, or leave it to the thread writing them now.
+
+        One writer at a time, and it writes until the document holds every answer kept
+        meanwhile: two answers kept at once never leave the older document on disk, and a
+        burst of kubelet's TokenRequests (a node starting its pods) costs a few rewrites of
+        the document, not one each.  Each rewrite is the whole document (up to MAX_KEPT
+        answers) with an fsync: one per request queued every other request thread behind
+        the lock, and with them the proxy's answers.
+        """
         if self._store is None:
             return
-        # One writer at a time, each with the state of its own moment: two answers kept at
-        # once never leave the older document on disk.
-        with self._write_lock:
-            with self._lock:
-                doc = {"tokens": dict(self._kept)}
+        with self._lock:
+            self._dirty = True
+        while self._write_lock.acquire(blocking=False):
             try:
-                self._store.write_bookkeeping(KEEP_FILE, doc)
-            except StorageError as e:
-                log.warning("kept ServiceAccount tokens not saved: %s", e)
+                while True:
+                    with self._lock:
+                        if not self._dirty:
+                            break
+                        self._dirty = False
+                        doc = {"tokens": dict(self._kept)}
+                    try:
+                        self._store.write_bookkeeping(KEEP_FILE, doc)
+                    except StorageError as e:
+                        log.warning("kept ServiceAccount tokens not saved: %s", e)
+            finally:
+                self._write_lock.release()
+            # An answer kept between the last check and the release found the lock held
+            # and left its write to this thread.
+            with self._lock:
+                if not self._dirty:
+                    return
 
     # -- offline -----------------------------------------------------------------------------
 

@@ -190,3 +190,29 @@ def test_two_answers_kept_at_once_leave_both_on_disk():
     first.join(30)
     second.join(30)
     assert sorted(store.written[-1]["tokens"]) == ["k1", "k2"]
+
+
+def test_a_burst_of_answers_waits_for_one_write_not_one_each():
+    # A node starting its pods: kubelet's TokenRequests arrive together.  Each kept answer
+    # used to rewrite (and fsync) the whole document in turn, every request thread queued
+    # behind the one writing; now the writer takes the answers kept meanwhile with it.
+    store = _SlowStore()
+    kept = t.KeptTokens()
+    kept.start(store)  # type: ignore[arg-type]
+    exp = int(time.time()) + 3600
+    first = threading.Thread(target=kept.keep, args=("k0", answer(jwt(exp))))
+    first.start()
+    wait_for(lambda: kept._write_lock.locked(), 10, "the first answer being written")
+    burst = [threading.Thread(target=kept.keep, args=(f"k{i}", answer(jwt(exp))))
+             for i in range(1, 21)]
+    for thread in burst:
+        thread.start()
+    for thread in burst:
+        thread.join(10)
+    held = sum(thread.is_alive() for thread in burst)
+    store.release.set()
+    for thread in [first, *burst]:
+        thread.join(30)
+    assert held == 0, f"{held} request threads waited for another answer's write"
+    assert len(store.written) == 2
+    assert sorted(store.written[-1]["tokens"]) == sorted(f"k{i}" for i in range(21))
