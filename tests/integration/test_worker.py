@@ -408,6 +408,27 @@ def test_a_tls_listener_handshakes_in_the_loop(worker_factory, tmp_path):
     assert get(w.proxy_port, "/whoami")[1]["tls"] is False
 
 
+
+def test_a_tls_client_over_the_connection_cap_reads_a_429_over_tls(worker_factory, tmp_path):
+    # Pods on 10268 past the cap: client-go retries a 429 with Retry-After, but a 429 in
+    # clear on a TLS connection is a protocol error to it ("wrong version number" here).
+    tls = make_self_signed(tmp_path / "tls")
+    w = worker_factory(tls=(tls.server_cert, tls.server_key), header_timeout=60,
+                       limits={"max_connections": 2, "per_uid": 2, "kubelet_reserve": 0})
+    held = [socket.create_connection(("127.0.0.1", w.tls_port)) for _ in range(2)]
+    ctx = ssl.create_default_context(cafile=tls.ca_cert)
+    conn = http.client.HTTPSConnection("127.0.0.1", w.tls_port, timeout=20, context=ctx)
+    conn.request("GET", "/whoami")
+    r = conn.getresponse()
+    doc = json.loads(r.read())
+    assert r.status == 429 and r.getheader("Retry-After") == "1"
+    assert doc["kind"] == "Status" and "too many connections" in doc["message"]
+    for s in held:
+        s.close()
+    # and the refusal held no slot: once the held ones are closed, the next is served
+    wait_for(lambda: get(w.tls_port, "/whoami", conn=http.client.HTTPSConnection(
+        "127.0.0.1", w.tls_port, timeout=20, context=ctx))[0] == 200, 20, "a free slot")
+
 def _client_hello() -> bytes:
     out = ssl.MemoryBIO()
     tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname="hub")

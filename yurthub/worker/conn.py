@@ -73,6 +73,7 @@ class Conn:
         self.heads = heads if heads is not None else HeadBudget()
         self.charged = 0             # bytes of self.heads this connection's request holds
         self.dropped = 0             # bytes read and dropped after a refusal (LINGER)
+        self.refusal: bytes | None = None  # refused: the answer sent after the TLS handshake
         # Whose share of self.heads it is charged to: its peer user (None: not known).
         self.owner: object = ("uid", info.uid) if info.identified else None
 

@@ -68,6 +68,7 @@ WARN_EVERY = 10.0        # seconds between two warnings of the loop
 _PLAIN_HTTP = frozenset({"HTTP_REQUEST", "HTTPS_PROXY_REQUEST"})
 LINGER_SECONDS = 5.0     # a refused client's request still arriving is dropped this long...
 LINGER_BYTES = 8 << 20   # ...and this much at most, before the connection closes
+REFUSED_HANDSHAKES = 64  # refused TLS connections handshaken at once to be told so
 
 
 class ConnectionStats:
@@ -106,6 +107,7 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         self._listeners: list[tuple[Any, ListenerSpec]] = []
         self._warned = -WARN_EVERY
         self._heads = limits.HeadBudget()
+        self._refusing = 0   # refused TLS connections in their handshake (outside the slots)
         # gunicorn's parser must take every head the loop accepts (up to MAX_HEAD, like
         # kube-apiserver), whatever the gunicorn settings say; its own refusals are HTML.
         for name, value in limits.PARSER_LIMITS.items():
@@ -234,11 +236,20 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             self.stats.refused[refused] += 1
             log.debug("refusing a connection of user %s to %s: %s", uid, spec.role.value,
                       refused)
-            conn.send_quietly(limits.too_many_connections(refused, uid))
-            conn.close()
-            return
-        self.stats.open[spec.role.value] += 1
-        self._conns[id(conn)] = conn
+            answer = limits.too_many_connections(refused, uid)
+            if spec.wrap is None:
+                conn.send_quietly(answer)
+            if spec.wrap is None or self._refusing >= REFUSED_HANDSHAKES:
+                conn.close()   # (past the few handshakes: a close, which clients retry)
+                return
+            # The 429 in clear would reach a TLS client as a protocol error ("wrong version
+            # number"), which client-go does not retry, where it retries a 429: the refusal
+            # goes after the handshake, a few at a time, outside the slots.
+            conn.refusal = answer
+            self._refusing += 1
+        else:
+            self.stats.open[spec.role.value] += 1
+            self._conns[id(conn)] = conn
         self._deadline(conn, time.monotonic() + self.settings.header_timeout)
         if spec.wrap is not None:
             try:
@@ -302,7 +313,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
                 conn.send_plain_quietly(limits.plain_http_on_tls())
             self._close(conn, "handshake-failed")
             return
-        if step is Read.COMPLETE:
+        if step is Read.COMPLETE and conn.refusal is not None:
+            self._refuse(conn, conn.refusal, None)
+        elif step is Read.COMPLETE:
             conn.state = State.HEAD
             self._step_head(conn, conn.read_head())
         else:
@@ -334,13 +347,14 @@ class YurthubWorker(ThreadSide, ThreadWorker):
         else:
             self._close(conn, None)
 
-    def _refuse(self, conn: Conn, answer: bytes, reason: str) -> None:
+    def _refuse(self, conn: Conn, answer: bytes, reason: str | None) -> None:
         """Answer a request refused while it still arrives, then close.  Closing a socket
         with unread bytes sends a reset, which makes the client drop the answer (a client
         sends its whole body before it reads): so its sending side is shut, and what it
         still sends is read and dropped for a moment first (nginx's lingering close)."""
         conn.send_quietly(answer)
-        self.stats.refused[reason] += 1
+        if reason is not None:
+            self.stats.refused[reason] += 1
         conn.buf.clear()
         conn.release_head()
         try:
@@ -382,7 +396,9 @@ class YurthubWorker(ThreadSide, ThreadWorker):
             self.stats.refused[reason] += 1
         self._unwatch(conn)
         conn.close()
-        if self._conns.pop(id(conn), None) is not None:
+        if conn.refusal is not None:
+            self._refusing -= 1
+        elif self._conns.pop(id(conn), None) is not None:
             info = conn.info
             self.stats.open[info.role.value] -= 1
             self._admission.release(info.role, info.uid, info.identified)
