@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import array
 import errno
+import fcntl
 import os
 import sys
+import termios
 import threading
 import time
 
@@ -15,6 +18,7 @@ from yurthub.cache import tee as tee_mod
 from yurthub.cache.tee import GATHER, Budget, Outcome, Tee
 
 MiB = 1 << 20
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 def drain(tee: Tee) -> bytes:
@@ -113,7 +117,7 @@ def test_lent_chunks_stay_intact_until_the_writer_took_them():
     assert tee_mod._vmsplice_ok  # Linux: the lending path is the one under test
     tee = Tee("t", Budget(64 * MiB), 64 * MiB)
     want = bytearray()
-    for _ in range(12):  # 768 KiB: all of it sits in the 1 MiB pipe, none is read yet
+    for _ in range(12):  # 768 KiB, none of it read yet
         chunk = os.urandom(64 << 10)
         want += chunk
         tee.write(chunk)
@@ -150,10 +154,11 @@ def test_a_lent_chunk_is_let_go_once_read():
     baseline = sys.getrefcount(chunk)
     tee.write(chunk)
     assert sys.getrefcount(chunk) > baseline  # held while its pages are in the pipe
-    got = os.read(tee.read_fd, 1 << 20)
-    while len(got) < len(chunk):
-        got += os.read(tee.read_fd, 1 << 20)
-    tee.pump(len(got))
+    got = b""
+    while len(got) < len(chunk):  # read as the writer does: each read reported
+        part = os.read(tee.read_fd, 1 << 20)
+        got += part
+        tee.pump(len(part))
     assert got == chunk
     assert sys.getrefcount(chunk) == baseline
     tee.close(whole=True)
@@ -288,3 +293,33 @@ def test_a_victim_busy_writing_is_passed_over_and_no_writer_waits():
     assert writer.outcome is Outcome.OVERFLOW
     busy.close_read()
     writer.close_read()
+
+
+def _in_pipe(tee: Tee) -> int:
+    n = array.array("i", [0])
+    fcntl.ioctl(tee.read_fd, termios.FIONREAD, n)
+    return n[0]
+
+
+@pytest.mark.parametrize("lend", [True, False])
+def test_bytes_copied_into_a_pipe_beyond_the_budget_stay_few(monkeypatch, lend):
+    """A watch's events are copied into its pipe, where the Budget does not count them:
+    kernel memory per open watch, with the writer behind.  They stay within a default pipe
+    (64 KiB); the rest waits in the backlog, which the one limit bounds."""
+    monkeypatch.setattr(tee_mod, "_vmsplice_ok", lend)
+    budget = Budget(64 * MiB)
+    watch = Tee("watch", budget, 64 * MiB)
+    event = b'{"type":"MODIFIED","object":{}}' + b"x" * 1000 + b"\n"
+    for _ in range(2000):  # ~2 MiB of events; the writer reads nothing
+        watch.write(event)
+    held = _in_pipe(watch)
+    assert held + budget.used == 2000 * len(event)
+    assert held <= 64 << 10, f"{held} bytes in the pipe beside the budget"
+    watch.close(whole=True)
+    assert drain(watch) == event * 2000
+    watch.close_read()
+    # A list's tee lends its batches (counted until taken): it alone gets the big pipe;
+    # where vmsplice is refused it copies, and keeps the small one.
+    lst = Tee("list", budget, 64 * MiB, gather=GATHER)
+    assert fcntl.fcntl(lst.read_fd, F_GETPIPE_SZ) == (tee_mod.PIPE_SIZE if lend else 64 << 10)
+    lst.abandon()
