@@ -20,6 +20,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import stat
 
 from yurthub.errors import ConfigError, IdentityFileError
 
@@ -33,6 +35,19 @@ BOOTSTRAP_CONF = "bootstrap-hub.conf"
 BOOTSTRAP_GIVEN = "bootstrap-hub.given"
 HUB_CONF = "yurthub.conf"
 _TMP = ".tmp-"
+# What the hub, and the package around it, keep in root_dir and in pki/ (the cache is
+# root_dir/cache by default, the join token debconf asked for root_dir/join-token).
+_ROOT_NAMES = frozenset({PKI, BOOTSTRAP_CONF, BOOTSTRAP_GIVEN, HUB_CONF, "join-token",
+                         "cache", "lost+found"})
+_PKI_NAMES = frozenset({CA, CLIENT_PAIR, SERVING_PAIR})
+_TMP_NAMES = "|".join(re.escape(n) for n in sorted(
+    _PKI_NAMES | {BOOTSTRAP_CONF, BOOTSTRAP_GIVEN, HUB_CONF}))
+_TMP_RE = re.compile(rf"\.tmp-(?:{_TMP_NAMES})\.\d+")
+
+
+def _our_tmp(name: str) -> bool:
+    """A temporary file ``write`` leaves when the hub stops mid-write."""
+    return _TMP_RE.fullmatch(name) is not None
 
 
 class IdentityFiles:
@@ -75,16 +90,29 @@ class IdentityFiles:
     def prepare(self) -> None:
         """Create ``root_dir`` and ``pki/`` (0700), tighten them, sweep temporary files.
 
-        Raises ConfigError naming the directory when it cannot be made private.
+        A directory that holds names other than the hub's (``root_dir = /var/lib`` or
+        ``/tmp`` by a slip of the setting, ``/etc/kubernetes`` whose ``pki/`` is kubeadm's)
+        is not the hub's to change: its mode and its files are left alone (a WARNING says
+        so), as the cache leaves a directory that is no cache.  The hub's files in it are
+        0600 all the same.  Raises ConfigError naming the directory when it cannot be made.
         """
-        for d in (self.root, self.pki):
+        for d, own in ((self.root, _ROOT_NAMES), (self.pki, _PKI_NAMES)):
             try:
                 os.makedirs(d, mode=0o700, exist_ok=True)
                 if os.path.islink(d) or not os.path.isdir(d):
                     raise ConfigError(f"root_dir: {d!r} is not a directory")
+                names = os.listdir(d)
+                others = sorted(n for n in names if n not in own and not _our_tmp(n))
+                if others:
+                    if stat.S_IMODE(os.stat(d).st_mode) != 0o700:
+                        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+                        log.warning("root_dir: %s holds files not the hub's (%s): its mode "
+                                    "is left as it is; give the hub a directory of its own",
+                                    d, shown)
+                    continue
                 os.chmod(d, 0o700)
-                for name in os.listdir(d):
-                    if name.startswith(_TMP):
+                for name in names:
+                    if _our_tmp(name):
                         os.unlink(os.path.join(d, name))
             except OSError as e:
                 raise ConfigError(f"root_dir: cannot prepare {d!r}: {e.strerror}") from None

@@ -114,11 +114,20 @@ class KubeletIdentity(BackgroundThread):
         return ""
 
     def identity_problem(self) -> str | None:
+        """None while the loaded pair is valid, even when kubelet's file is not usable now
+        (a key of another pair, a file copied in place, permissions changed): the hub keeps
+        acting with the pair it loaded until that expires, as YurtHub's kubelet certificate
+        manager keeps its current one.  The file's problem is logged (WARNING) and shown
+        on the status page meanwhile."""
         info = self._info
-        if info is not None and info.expired(time.time()):
-            return f"kubelet's client certificate {self.path} has expired; waiting for " \
-                   "kubelet to rotate it"
-        return self._problem
+        if info is None:
+            return self._problem
+        if info.expired(time.time()):
+            expired = f"kubelet's client certificate {self.path} has expired"
+            if self._problem is not None:
+                return f"{expired}; {self._problem}"
+            return f"{expired}; waiting for kubelet to rotate it"
+        return None
 
     @property
     def certificate(self) -> certs.CertInfo | None:
@@ -135,11 +144,14 @@ class KubeletIdentity(BackgroundThread):
         if info is None:
             return None
         iso = "%Y-%m-%dT%H:%M:%SZ"
+        state = self.identity_problem()
+        if state is None and self._problem is not None:
+            state = (f"{self._problem}; the hub keeps the certificate it loaded (serial "
+                     f"{info.serial})")
         return {"notBefore": time.strftime(iso, time.gmtime(info.not_before)),
                 "notAfter": time.strftime(iso, time.gmtime(info.not_after)),
                 "renewalAt": None, "due": False, "expired": info.expired(time.time()),
-                "state": self.identity_problem() or f"kubelet's, from {self.path}; kubelet "
-                                                    "renews it"}
+                "state": state or f"kubelet's, from {self.path}; kubelet renews it"}
 
     # -- following kubelet ------------------------------------------------------------------
 
@@ -158,7 +170,14 @@ class KubeletIdentity(BackgroundThread):
             why = _why(e) if isinstance(e, PermissionError) else str(e)
             self._problem = f"cannot use kubelet's client certificate {self.path}: {why}"
             if stamp != self._stamp:
-                log.warning("%s", self._problem)
+                kept = self._info
+                if kept is not None and not kept.expired(time.time()):
+                    log.warning("%s; the hub keeps the certificate it loaded (serial %s, "
+                                "valid until %s)", self._problem, kept.serial,
+                                time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                              time.gmtime(kept.not_after)))
+                else:
+                    log.warning("%s", self._problem)
             self._stamp = stamp
             return False
         with self._lock:

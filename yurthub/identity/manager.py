@@ -29,6 +29,7 @@ from yurthub.threads import BackgroundThread
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+RETRYING = "; retrying in "   # what ``problem()`` ends with while a retry is scheduled
 
 
 class Renewal(Protocol):
@@ -187,7 +188,7 @@ class CertificateManager(BackgroundThread):
             except (IdentityError, UpstreamUnavailable) as e:
                 if self.stopping.is_set():
                     return
-                self.progress(f"{e}; retrying in {backoff:.0f}s")
+                self.progress(f"{e}{RETRYING}{backoff:.0f}s")
                 log.warning("%s certificate: %s", self.label, e)
             self._wake.wait(backoff)
             self._wake.clear()

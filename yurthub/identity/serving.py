@@ -29,6 +29,7 @@ from yurthub.errors import IdentityError, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient, status_message
 from yurthub.identity.certs import CertInfo
 from yurthub.identity.csr import SERVING_SIGNER, SERVING_USAGES, CertificateRequest
+from yurthub.identity.manager import RETRYING
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class ServingRenewal:
     def _client(self) -> ApiClient:
         problem = self.source.identity_problem()
         if problem is not None:
+            # The client certificate's own retry is its schedule, not this one's (which the
+            # manager adds): readyz said "...; retrying in 8s; retrying in 4s".
+            problem = problem.split(RETRYING)[0]
             raise IdentityError(f"waiting for the hub's client identity: {problem}")
         # The client certificate may rotate while a CSR waits: each request takes the
         # context of the moment, so the wait does not outlive the certificate it began with.

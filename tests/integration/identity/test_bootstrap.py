@@ -220,3 +220,17 @@ def test_the_certificates_end_and_renewal_are_on_metrics_for_the_alert_rules(clu
                          certificate="client")
     assert expires == ends
     assert begins + 0.7 * (ends - begins) - 1 <= renewal <= begins + 0.9 * (ends - begins) + 1
+
+
+def test_readyz_gives_the_serving_certificate_one_retry_schedule(cluster, joining_hub):
+    # The serving certificate waits for the client one; readyz quoted the client's whole
+    # state, its retry included, then added its own: "...: not this node; retrying in 1s;
+    # retrying in 2s".  The client's schedule is on its own line.
+    cluster.csr_auto_approve = False
+    hub = joining_hub(wait=False, secure=True)
+    name = wait_for(lambda: [c["metadata"]["name"] for c in cluster.csrs()], 30, "a CSR")[0]
+    cluster.deny_csr(name, "not this node")
+    _, text = readyz_saying(hub, "client identity: CertificateSigningRequest")
+    line = next(x for x in text.splitlines() if x.startswith("[-]serving-certificate"))
+    assert "was denied: not this node" in line
+    assert line.count("retrying in") == 1, line

@@ -117,3 +117,52 @@ def test_kubelets_root_only_files_say_what_the_service_user_needs(tmp_path):
     line = r.stdout.strip()
     assert line.startswith(f"kubelet_conf = '{conf}': cannot read: Permission denied"), line
     assert "yurthub runs as nobody: give nobody read access" in line
+
+
+def test_a_broken_new_kubelet_file_leaves_the_loaded_certificate_in_use(tmp_path,
+                                                                          hub_factory):
+    # kubelet's link pointed at a file the hub cannot use (a key of another pair, a file
+    # copied in place, permissions changed): the pair the hub loaded is still valid, so it
+    # keeps acting with it, as YurtHub's kubelet certificate manager keeps its current one
+    # until it expires.  It answered every request needing its identity with a 503 (the
+    # node's Lease too), and readyz failed, until the file was right again.
+    with Sandbox(self_signed_dir=str(tmp_path / "pki"), nodes=1, pods_per_node=1) as sb:
+        kubelet = tmp_path / "kubelet"
+        kubelet.mkdir()
+        ca = base64.b64encode(Path(sb.tls.ca_cert).read_bytes()).decode()
+        (kubelet / "kubelet.conf").write_text(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+            f"    server: {sb.url}\n    certificate-authority-data: {ca}\n"
+            "users:\n- name: u\n  user: {}\n"
+            "contexts:\n- name: k\n  context: {cluster: c, user: u}\ncurrent-context: k\n")
+        first = _kubelet_pair(sb, kubelet / "kubelet-client-1.pem")
+        _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-1.pem")
+        hub = hub_factory(sb.url, extra=[
+            "--bootstrap-mode", "kubeletcertificate",
+            "--kubelet-conf", str(kubelet / "kubelet.conf"),
+            "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
+        assert hub.get("/api/v1/nodes")[0] == 200
+
+        _kubelet_pair(sb, kubelet / "kubelet-client-2.pem")
+        good, other = (kubelet / "kubelet-client-1.pem").read_bytes(), \
+            (kubelet / "kubelet-client-2.pem").read_bytes()
+        # the first pair's certificate with the second pair's key
+        broken = kubelet / "kubelet-client-3.pem"
+        broken.write_bytes(good[:good.index(b"-----BEGIN", 1)] +
+                           other[other.index(b"-----BEGIN", 1):])
+        broken.chmod(0o600)
+        _point(kubelet / "kubelet-client-current.pem", broken)
+        wait_for(lambda: "the private key does not belong to the certificate" in hub.log(),
+                 15, "the hub to look at kubelet's new file")
+
+        sb.clear_requests()
+        # a read the cache cannot answer: it must reach the cloud, as kubelet's
+        status, _, body = hub.get("/api/v1/namespaces/default/services")
+        assert status == 200, body[:300]
+        assert {r.credential for r in wait_for(
+            lambda: sb.requests("/services"), 10,
+            "the request record")} == {first}
+        assert hub.ready()
+        # where the operator sees that kubelet's file is not usable
+        state = json.loads(http(hub.hub_url + "/v1/status")[2])["identity"]["certificate"]
+        assert "the private key does not belong to the certificate" in state["state"]
