@@ -220,3 +220,24 @@ def test_the_certificates_end_and_renewal_are_on_metrics_for_the_alert_rules(clu
                          certificate="client")
     assert expires == ends
     assert begins + 0.7 * (ends - begins) - 1 <= renewal <= begins + 0.9 * (ends - begins) + 1
+
+
+def test_an_identity_file_replaced_by_a_fifo_or_a_symlink_stops_the_hub_with_one_line(
+        cluster, joining_hub, tmp_path):
+    # A FIFO in ca.crt's place hung the start before its first log line (open() waits for
+    # a writer); a symlink in the key pair's place was followed out of root_dir.
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    assert hub.stop() == 0
+    ca, pair = root / "pki" / "ca.crt", root / "pki" / "yurthub-current.pem"
+    outside = tmp_path / "elsewhere.pem"
+    outside.write_bytes(pair.read_bytes())
+    for planted, plant in ((ca, lambda: os.mkfifo(ca, 0o600)),
+                           (pair, lambda: pair.symlink_to(outside))):
+        planted.unlink()
+        plant()
+        result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"cannot read '{planted}'" in lines[0]
