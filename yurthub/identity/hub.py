@@ -239,30 +239,32 @@ class HubIdentity:
 def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     """The pinned CA, when there is one, must be a certificate: TLS contexts are built from
     it both ways (the cloud's and 10268's clients'), and could only fail with a traceback.
-    Gone beside the hub's certificate (a power cut, a cleanup by hand), it is written again
-    from the bootstrap kubeconfig, which holds the same CA, pinned at the same discovery:
-    without it the cloud was verified against the system's CAs, failed, and the hub served
-    from its cache for good.
+    Damaged, or gone beside the hub's certificate (a power cut, a cleanup by hand), it is
+    written again from the bootstrap kubeconfig, which holds the same CA, pinned at the same
+    discovery: gone, the cloud was verified against the system's CAs, failed, and the hub
+    served from its cache for good; damaged, the hub did not start at all, offline too.
 
-    Raises ConfigError naming the file."""
+    Raises ConfigError naming the file when nothing holds the CA."""
     ca = files.read(files.ca)
-    if ca is None and files.read(files.client_pair) is not None:
-        stored = bootstrap.stored()
-        if stored is None or not stored.ca_pem or not certs.ca_pins(stored.ca_pem):
-            raise ConfigError(f"root_dir: {files.ca!r} is missing beside the hub's "
-                              f"certificate: put the cluster's CA back there, or empty "
-                              f"{files.root!r} to join again")
-        try:
-            files.write(files.ca, stored.ca_pem)
-        except OSError as e:
-            raise ConfigError(f"root_dir: {files.ca!r} is missing and cannot be written "
-                              f"again: {e.strerror or e}") from None
-        log.warning("%s was missing: written again from %s, which holds the CA pinned at "
-                    "the join", files.ca, files.bootstrap_conf)
-        ca = stored.ca_pem
-    if ca is not None and not certs.ca_pins(ca):
-        raise ConfigError(f"root_dir: {files.ca!r} holds no CA certificate: put the cluster's "
-                          f"CA back there, or empty {files.root!r} to join again")
+    if ca is None:
+        if files.read(files.client_pair) is None:
+            return  # nothing to verify yet: a join proves the CA and writes it
+        what = "is missing beside the hub's certificate"
+    elif not certs.ca_pins(ca):
+        what = "holds no CA certificate"
+    else:
+        return
+    stored = bootstrap.stored()
+    if stored is None or not stored.ca_pem or not certs.ca_pins(stored.ca_pem):
+        raise ConfigError(f"root_dir: {files.ca!r} {what}: put the cluster's CA back there, "
+                          f"or empty {files.root!r} to join again")
+    try:
+        files.write(files.ca, stored.ca_pem)
+    except OSError as e:
+        raise ConfigError(f"root_dir: {files.ca!r} {what} and cannot be written again: "
+                          f"{e.strerror or e}") from None
+    log.warning("%s %s: written again from %s, which holds the CA pinned at the join",
+                files.ca, what, files.bootstrap_conf)
 
 
 def _read(path: str) -> bytes | None:

@@ -190,15 +190,26 @@ def test_a_bootstrap_kubeconfigs_relative_token_file_is_found_beside_it(tmp_path
     assert given is not None and given.token == TOKEN
 
 
-def test_a_pinned_ca_file_that_holds_no_certificate_stops_the_hub_with_one_line(
+def test_a_pinned_ca_file_that_holds_no_certificate_is_written_again_or_stops_the_hub(
         cluster, joining_hub, tmp_path):
     # ca.crt replaced by hand with something else: with a valid certificate beside it the
     # hub started and its worker died building TLS contexts (a traceback, then gunicorn's
-    # "Worker failed to boot")
+    # "Worker failed to boot"); then it stopped the start, offline too, although
+    # bootstrap-hub.conf holds the same CA
     root = tmp_path / "root"
+    ca = root / "pki" / "ca.crt"
     hub = joining_hub(root_dir=root)
+    pinned = ca.read_bytes()
     assert hub.stop() == 0
-    (root / "pki" / "ca.crt").write_text("not a certificate\n")
+    ca.write_text("not a certificate\n")
+    cluster.offline()
+    hub.start()  # ready, offline
+    assert ca.read_bytes() == pinned
+    assert "ca.crt holds no CA certificate: written again from" in hub.log()
+    assert hub.stop() == 0
+    # nothing else holds the CA: one line
+    ca.write_text("not a certificate\n")
+    (root / "bootstrap-hub.conf").unlink()
     result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -260,7 +271,7 @@ def test_a_pinned_ca_gone_beside_the_certificate_is_written_again_and_the_cloud_
              "the cloud healthy")
     assert hub.get("/api/v1/nodes")[0] == 200
     assert ca.read_bytes() == pinned
-    assert "ca.crt was missing: written again" in hub.log()
+    assert "ca.crt is missing beside the hub's certificate: written again" in hub.log()
     # with the bootstrap kubeconfig gone too, nothing holds the pinned CA: one line
     assert hub.stop() == 0
     ca.unlink()
