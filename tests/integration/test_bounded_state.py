@@ -133,6 +133,41 @@ def test_a_full_disk_stops_caching_keeps_proxying_and_resumes_when_space_returns
 
 
 
+def test_a_disk_out_of_inodes_never_cuts_off_a_list_the_cloud_sends_whole(sandbox, tmp_path):
+    """The cache's disk ran out of inodes after kubelet's pods were cached: every later pod
+    list from a healthy cloud broke off mid-body (the list's spool file could not be made
+    on the request thread) while readyz said OK; kubelet's informer never got its pods."""
+    if not can_mount():
+        pytest.fail("this test mounts a tmpfs in a private mount namespace: run it as root "
+                    "(CI does)")
+    pods = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
+    hub = TmpfsHub(tmp_path, sandbox.url, size_kb=16384, filler_kb=0, inodes=2000)
+    try:
+        hub.start()
+        status, _, body = hub.get(pods)
+        online = sorted(p["metadata"]["name"] for p in json.loads(body)["items"])
+        assert status == 200 and online
+        wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                    resource="pods.v1.core") == len(online),
+                 what="kubelet's pods cached")
+        fill = hub.cache_dir / "_inodes"
+        hub.in_namespace("sh", "-c", f'mkdir "{fill}"; i=0; '
+                                     f'while touch "{fill}/$i" 2>/dev/null; do i=$((i+1)); done')
+        for _ in range(3):
+            status, _, body = hub.get(pods)  # was http.client.IncompleteRead
+            assert status == 200
+            assert sorted(p["metadata"]["name"] for p in json.loads(body)["items"]) == online
+        status, why = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readyz(hub)),
+                               what="readyz to say the disk is out of inodes")
+        assert "caching stopped (no-space)" in why and "out of inodes" in why
+        hub.in_namespace("rm", "-rf", str(fill))
+        wait_for(lambda: hub.get(pods)[0] == 200 and readyz(hub)[0] == 200, timeout=15,
+                 what="caching to resume")
+    finally:
+        if hub.proc is not None and hub.proc.poll() is None:
+            hub.kill()
+
+
 def test_readyz_names_every_reason_when_several_hold(sandbox, hub_factory):
     """Caching stopped on a full quota while the filters' configuration is unknown: readyz
     named only the first, so an operator who freed the disk found the hub still not ready

@@ -238,8 +238,7 @@ class CacheManager:
                                                       "no-pipe").inc()
             log.warning("%s: not cached, no pipe for its tee: %s", entry, e)
             return None
-        self.writer.submit(tee, entry)
-        return tee
+        return tee if self.writer.submit(tee, entry) else None
 
     def _entry(self, info: RequestInfo, component: str, accept: str, gzip: bool) -> Entry:
         group, version, resource = cache_resource(info, accept)

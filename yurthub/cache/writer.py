@@ -86,9 +86,28 @@ class CacheWriter(BackgroundThread):
 
     # -- any thread -------------------------------------------------------------------------
 
-    def submit(self, tee: Tee, entry: Entry) -> None:
-        """Hand a new tee to the writer thread."""
-        handler = _HANDLERS[entry.kind](self, tee, entry)
+    def submit(self, tee: Tee, entry: Entry) -> bool:
+        """Hand a new tee to the writer thread; False (the tee abandoned) when the entry
+        cannot be cached: a list's spool file could not be made."""
+        try:
+            handler = _HANDLERS[entry.kind](self, tee, entry)
+        except OSError as e:
+            # why: a list's spool (an unnamed file on the cache's disk) is made here, on the
+            # request thread; a read-only or full disk, or a cache root deleted by hand,
+            # refused it, and the client's answer from a healthy cloud broke off mid-body.
+            tee.abandon()
+            space = is_no_space(e) or is_read_only(e)
+            self.dropped(entry, ("no-space" if is_no_space(e) else "read-only") if space
+                         else "no-spool", str(e))
+            log.warning("%s: not cached, no spool file on the cache's disk: %s", entry, e)
+            if space:
+                err = e
+
+                def stop() -> None:
+                    self.space.failed(err)  # caching stops, readyz says why
+
+                self.call(stop)
+            return False
         with self._lock:
             self.idle.clear()
             # A wake-up is pending while earlier submissions wait: the writer takes every
@@ -97,6 +116,7 @@ class CacheWriter(BackgroundThread):
             self._incoming.append(handler)
         if not pending:
             self.wake()
+        return True
 
     def submit_local(self, entry: Entry, namespace: str, name: str, body: bytes,
                      meta: dict[str, Any], *, local: bool = True,

@@ -71,7 +71,15 @@ def parse_cluster(kubeconfig: str) -> tuple[str, bytes | None]:
 
 
 def ca_context(ca_pem: bytes) -> ssl.SSLContext:
-    """A context for urllib3 that trusts ``ca_pem`` (urllib3 checks the host name)."""
+    """A context for urllib3 that trusts ``ca_pem`` (urllib3 checks the host name).
+
+    No CA (a pinned ``ca.crt`` gone or emptied) trusts nothing, never the system's CAs: the
+    hub talks only to the cluster whose CA it pinned."""
+    if not ca_pem.strip():
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
     return tls_context(cadata=ca_pem.decode("ascii", "replace"))
 
 

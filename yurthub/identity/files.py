@@ -123,15 +123,26 @@ class IdentityFiles:
         Raises IdentityFileError when it exists and cannot be read: typically a file left
         owned by root by a hub run by hand, which the service's user may not open."""
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            # O_NONBLOCK: a FIFO in a file's place must not hang the start; O_NOFOLLOW: the
+            # hub writes these files itself, a symlink in their place is none of its own
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as e:
-            hint = " (owned by another user? root_dir must belong to the user the hub " \
-                   "runs as)" if e.errno == errno.EACCES else ""
-            raise IdentityFileError(f"root_dir: cannot read {path!r}: "
-                                    f"{e.strerror or e}{hint}") from None
+            raise IdentityFileError(f"root_dir: cannot read {path!r}: {_why(path, e)}") \
+                from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise IdentityFileError(f"root_dir: cannot read {path!r}: not a regular file")
+            with os.fdopen(fd, "rb") as f:
+                fd = -1
+                return f.read()
+        except OSError as e:
+            raise IdentityFileError(f"root_dir: cannot read {path!r}: {_why(path, e)}") \
+                from None
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def write(self, path: str, data: bytes) -> None:
         """Replace ``path`` with ``data`` atomically, mode 0600 from the first byte."""
@@ -161,3 +172,11 @@ class IdentityFiles:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _why(path: str, e: OSError) -> str:
+    if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and os.path.islink(path)):
+        return "a symlink; the hub keeps its own files there and follows no link"
+    hint = " (owned by another user? root_dir must belong to the user the hub runs as)" \
+        if e.errno == errno.EACCES else ""
+    return f"{e.strerror or e}{hint}"

@@ -17,9 +17,9 @@ import time
 from typing import Any, Protocol
 
 from yurthub.config import Config
-from yurthub.credentials import CredentialSource, CredentialStore, tls_context
+from yurthub.credentials import CredentialSource, CredentialStore
 from yurthub.errors import ConfigError, IdentityFileError, UpstreamUnavailable
-from yurthub.identity import certs
+from yurthub.identity import certs, discovery
 from yurthub.identity.bootstrap import NO_IDENTITY, Bootstrap, ClientRenewal, kubeconfig_text
 from yurthub.identity.files import IdentityFiles
 from yurthub.identity.kubelet import KubeletIdentity
@@ -53,6 +53,7 @@ class TokenCredentials:
         self.manager = manager
         self._lock = threading.Lock()
         self._contexts: dict[tuple[int, bool], ssl.SSLContext] = {}
+        self._ca_pem = b""
 
     @property
     def servers(self) -> tuple[str, ...]:
@@ -79,12 +80,31 @@ class TokenCredentials:
         with self._lock:
             ctx = self._contexts.get(key)
             if ctx is None:
-                ca = self.files.read(self.files.ca)
-                ctx = tls_context(cadata=ca.decode("ascii", "replace") if ca else "",
-                                  cert_file=self.files.client_pair if key[1] else "")
+                ctx = discovery.ca_context(self._pinned_ca())
+                if key[1]:
+                    ctx.load_cert_chain(self.files.client_pair)
                 self._contexts = {k: v for k, v in self._contexts.items() if k[0] == key[0]}
                 self._contexts[key] = ctx
             return ctx
+
+    def _pinned_ca(self) -> bytes:
+        """``pki/ca.crt``; the CA read before when it is gone or empty since (with a warning):
+        the cloud is verified against the pinned CA or not at all, never the system's CAs."""
+        try:
+            ca = self.files.read(self.files.ca)
+        except IdentityFileError as e:
+            log.warning("%s", e)
+            ca = None
+        if ca and ca.strip():
+            self._ca_pem = ca
+        elif self._ca_pem:
+            log.warning("%s is gone or empty: the cloud is still verified against the CA "
+                        "read from it before", self.files.ca)
+        else:
+            log.error("%s is gone or empty: the cloud cannot be verified (put the cluster's "
+                      "CA back there, or empty %s to join again)", self.files.ca,
+                      self.files.root)
+        return self._ca_pem
 
     def bearer_token(self) -> str:
         return ""
@@ -135,7 +155,7 @@ class HubIdentity:
                 on_change=self._client_changed)
             self.client_manager = manager
             self.source = TokenCredentials(self.files, servers, manager)
-            check_ca(self.files)
+            check_ca(self.files, self.bootstrap)
             manager.load()
             self.threads.append(manager)
             self._ca = lambda: self.files.read(self.files.ca)
@@ -216,15 +236,35 @@ class HubIdentity:
         self.client_manager.wake()
 
 
-def check_ca(files: IdentityFiles) -> None:
+def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     """The pinned CA, when there is one, must be a certificate: TLS contexts are built from
     it both ways (the cloud's and 10268's clients'), and could only fail with a traceback.
+    Damaged, or gone beside the hub's certificate (a power cut, a cleanup by hand), it is
+    written again from the bootstrap kubeconfig, which holds the same CA, pinned at the same
+    discovery: gone, the cloud was verified against the system's CAs, failed, and the hub
+    served from its cache for good; damaged, the hub did not start at all, offline too.
 
-    Raises ConfigError naming the file."""
+    Raises ConfigError naming the file when nothing holds the CA."""
     ca = files.read(files.ca)
-    if ca is not None and not certs.ca_pins(ca):
-        raise ConfigError(f"root_dir: {files.ca!r} holds no CA certificate: put the cluster's "
-                          f"CA back there, or empty {files.root!r} to join again")
+    if ca is None:
+        if files.read(files.client_pair) is None:
+            return  # nothing to verify yet: a join proves the CA and writes it
+        what = "is missing beside the hub's certificate"
+    elif not certs.ca_pins(ca):
+        what = "holds no CA certificate"
+    else:
+        return
+    stored = bootstrap.stored()
+    if stored is None or not stored.ca_pem or not certs.ca_pins(stored.ca_pem):
+        raise ConfigError(f"root_dir: {files.ca!r} {what}: put the cluster's CA back there, "
+                          f"or empty {files.root!r} to join again")
+    try:
+        files.write(files.ca, stored.ca_pem)
+    except OSError as e:
+        raise ConfigError(f"root_dir: {files.ca!r} {what} and cannot be written again: "
+                          f"{e.strerror or e}") from None
+    log.warning("%s %s: written again from %s, which holds the CA pinned at the join",
+                files.ca, what, files.bootstrap_conf)
 
 
 def _read(path: str) -> bytes | None:
@@ -274,7 +314,7 @@ def preflight(cfg: Config) -> None:
     # Nothing is written before discovery has proven the CA: a refused token leaves no trace.
     bootstrap = Bootstrap(cfg, files, cfg.server_addr)
     bootstrap.servers = token_servers(cfg, bootstrap)
-    check_ca(files)
+    check_ca(files, bootstrap)
     pair = files.read(files.client_pair)
     valid = False
     if pair is not None:

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import urllib3
 from cryptography import x509
 
 from tests.fixtures.waiting import wait_for
@@ -14,6 +15,7 @@ from tests.integration.identity.conftest import TOKEN, readyz, readyz_saying, se
 from yurthub import config
 from yurthub.identity.bootstrap import Bootstrap
 from yurthub.identity.files import IdentityFiles
+from yurthub.identity.hub import TokenCredentials
 from yurthub.kube import bootstraptoken as bt
 
 CSR = "certificatesigningrequests.certificates.k8s.io"
@@ -188,15 +190,26 @@ def test_a_bootstrap_kubeconfigs_relative_token_file_is_found_beside_it(tmp_path
     assert given is not None and given.token == TOKEN
 
 
-def test_a_pinned_ca_file_that_holds_no_certificate_stops_the_hub_with_one_line(
+def test_a_pinned_ca_file_that_holds_no_certificate_is_written_again_or_stops_the_hub(
         cluster, joining_hub, tmp_path):
     # ca.crt replaced by hand with something else: with a valid certificate beside it the
     # hub started and its worker died building TLS contexts (a traceback, then gunicorn's
-    # "Worker failed to boot")
+    # "Worker failed to boot"); then it stopped the start, offline too, although
+    # bootstrap-hub.conf holds the same CA
     root = tmp_path / "root"
+    ca = root / "pki" / "ca.crt"
     hub = joining_hub(root_dir=root)
+    pinned = ca.read_bytes()
     assert hub.stop() == 0
-    (root / "pki" / "ca.crt").write_text("not a certificate\n")
+    ca.write_text("not a certificate\n")
+    cluster.offline()
+    hub.start()  # ready, offline
+    assert ca.read_bytes() == pinned
+    assert "ca.crt holds no CA certificate: written again from" in hub.log()
+    assert hub.stop() == 0
+    # nothing else holds the CA: one line
+    ca.write_text("not a certificate\n")
+    (root / "bootstrap-hub.conf").unlink()
     result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -234,3 +247,77 @@ def test_readyz_gives_the_serving_certificate_one_retry_schedule(cluster, joinin
     line = next(x for x in text.splitlines() if x.startswith("[-]serving-certificate"))
     assert "was denied: not this node" in line
     assert line.count("retrying in") == 1, line
+
+
+def test_an_identity_file_replaced_by_a_fifo_or_a_symlink_stops_the_hub_with_one_line(
+        cluster, joining_hub, tmp_path):
+    # A FIFO in ca.crt's place hung the start before its first log line (open() waits for
+    # a writer); a symlink in the key pair's place was followed out of root_dir.
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    assert hub.stop() == 0
+    ca, pair = root / "pki" / "ca.crt", root / "pki" / "yurthub-current.pem"
+    outside = tmp_path / "elsewhere.pem"
+    outside.write_bytes(pair.read_bytes())
+    for planted, plant in ((ca, lambda: os.mkfifo(ca, 0o600)),
+                           (pair, lambda: pair.symlink_to(outside))):
+        planted.unlink()
+        plant()
+        result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"cannot read '{planted}'" in lines[0]
+
+
+def test_a_pinned_ca_gone_beside_the_certificate_is_written_again_and_the_cloud_reached(
+        cluster, joining_hub, tmp_path):
+    # ca.crt lost (a power cut, a cleanup by hand): the hub verified the cloud against the
+    # system's CAs, failed, called a healthy cloud unhealthy and served its cache for good
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    ca = root / "pki" / "ca.crt"
+    pinned = ca.read_bytes()
+    assert hub.stop() == 0
+    ca.unlink()
+    hub.start()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
+             "the cloud healthy")
+    assert hub.get("/api/v1/nodes")[0] == 200
+    assert ca.read_bytes() == pinned
+    assert "ca.crt is missing beside the hub's certificate: written again" in hub.log()
+    # with the bootstrap kubeconfig gone too, nothing holds the pinned CA: one line
+    assert hub.stop() == 0
+    ca.unlink()
+    (root / "bootstrap-hub.conf").unlink()
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"'{ca}' is missing beside the hub's certificate" in lines[0]
+
+
+def test_a_pinned_ca_gone_while_the_hub_runs_never_lets_the_systems_cas_in(cluster,
+                                                                          joining_hub):
+    # a new connection pool (a rotation) read ca.crt again: gone, the cloud was verified
+    # against the system's CAs, and every request to it failed
+    hub = joining_hub()
+    files = IdentityFiles(str(hub.root_dir))
+
+    class Manager:
+        generation, current = 1, object()
+
+        def valid(self) -> bool:
+            return True
+
+    manager = Manager()
+    creds = TokenCredentials(files, (cluster.url,), manager)  # type: ignore[arg-type]
+    pinned = creds.ssl_context(True).get_ca_certs()
+    assert len(pinned) == 1
+    os.unlink(files.ca)
+    manager.generation = 2
+    ctx = creds.ssl_context(True)
+    assert ctx.get_ca_certs() == pinned
+    pool = urllib3.connection_from_url(cluster.url, ssl_context=ctx, cert_reqs="CERT_REQUIRED",
+                                       retries=False)
+    assert pool.request("GET", "/api/v1/nodes/node-0000").status == 200
