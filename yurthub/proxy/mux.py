@@ -4,9 +4,10 @@ answered from one shared state, fed by one upstream list+watch (YurtHub's multip
 For each resource of ``pool_scope_resources`` the first client's request starts a Feed
 (proxy/muxfeed.py); until its first list arrives clients wait a moment, then get 429 with
 ``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
-label and field selectors; a list "not older than" a resourceVersion the state has not
-reached goes to the cloud while the cloud answers (``Multiplexer._reached``), and waits for
-it while it does not (504 after 3 s, as the watch cache does); ``limit`` is ignored (the
+label and field selectors; a list or a watch-list (``sendInitialEvents``) "not older than" a
+resourceVersion the state has not reached goes to the cloud while the cloud answers
+(``Multiplexer._reached``), and waits for it while it does not (504 after 3 s, as the watch
+cache does); ``limit`` is ignored (the
 whole list is one consistent page, as the watch cache serves it); a list without a
 resourceVersion (and a watch-list without one) is a consistent read: while the cloud
 answers, the state must first reach the cloud's current resourceVersion (see
@@ -186,7 +187,8 @@ class Multiplexer:
         if not info.resource_version and (info.verb == "list" or info.send_initial_events) \
                 and not self._consistent(shared):
             return None  # the state could not catch up: the cloud answers this one
-        if info.verb == "list" and info.resource_version not in ("", "0") \
+        if (info.verb == "list" or info.send_initial_events) \
+                and info.resource_version not in ("", "0") \
                 and not self._reached(shared, _rv(info.resource_version)):
             return None  # a version the cloud gave the client: the cloud answers at once
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
@@ -246,14 +248,17 @@ class Multiplexer:
         return False
 
     def _reached(self, shared: Shared, rv: int) -> bool:
-        """Whether the state answers a list "not older than" ``rv``: it holds that version,
-        or the cloud is away (then the list waits for it, 504 after the watch cache's wait).
+        """Whether the state answers a list or a watch-list "not older than" ``rv``: it holds
+        that version, or the cloud is away (then the request waits for it, 504 after the
+        watch cache's wait).
 
         A version the state has not seen while the cloud answers is mostly one the cloud
         gave the client itself: a consistent list the cloud answered (see ``_consistent``),
         its version past the state of a quiet collection until the apiserver's next
         bookmark, about a minute away.  client-go relists at the last version it saw; the
-        cloud answers that at once, where waiting here ends in a 504 after 3 s.
+        cloud answers that at once, where waiting here ends in a 504 after 3 s.  A
+        watch-list's reflector retries at that version too (client-go's ``watchList``), and
+        kube-apiserver's cache waits until it reaches it: the cloud answers it here.
         """
         if shared.state.rv >= rv or shared.latest is None or self.upstream is None:
             return True
@@ -318,8 +323,9 @@ class Multiplexer:
         if initial:
             if rv_param not in ("", "0"):  # (a watch-list, resourceVersionMatch=NotOlderThan)
                 # Initial events "not older than" a version: the state must reach it first,
-                # as a list at that version waits for it; kube-apiserver's watch cache ends
-                # such a watch with an ERROR event (504 Too large resource version).
+                # as a list at that version waits for it (only while the cloud is away: see
+                # handle); kube-apiserver's watch cache ends such a watch with an ERROR
+                # event (504 Too large resource version).
                 try:
                     self._wait_rv(state, _rv(rv_param))
                 except GatewayTimeout as e:
