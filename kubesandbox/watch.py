@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from kubesandbox import rest
 from kubesandbox.history import Event
 from kubesandbox.objects import Entry, render
 from kubesandbox.rest import Reader, Selection, parse_rv
@@ -102,6 +103,16 @@ class WatchStream:
         initial = self.opts.send_initial_events
         if initial is None:
             initial = rv_param in ("", "0")
+        if self.opts.send_initial_events and rv_param not in ("", "0"):
+            # A watch-list "not older than" a version: kube-apiserver's cacher waits for its
+            # cache to reach it (waitUntilWatchCacheFreshAndForceAllEvents), and a version it
+            # does not reach in time ends the watch with an ERROR event (504, too large).
+            wanted = parse_rv(rv_param)
+            store = self.store
+            if wanted > store.rv and not store.wait_for_rv(wanted, rest.TOO_LARGE_WAIT):
+                late = rest.too_large(wanted, store.rv)
+                return _line(ERROR, json.dumps(status_object(late),
+                                               separators=(",", ":")).encode())
         with self.store.lock:
             if not initial:
                 rv = parse_rv(rv_param) if rv_param not in ("", "0") else self.store.rv
