@@ -3,12 +3,15 @@ watch cache, answered by the multiplexer: each compared with the sandbox's own a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from kubesandbox.server import Sandbox
 from tests.fixtures.hub import Hub
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 from tests.integration.test_mux import HUB_ARGS, SVC, direct, service, watch_lines
 
 
@@ -19,6 +22,11 @@ def slow_sandbox() -> Iterator[Sandbox]:
     sb = Sandbox(nodes=1, pods_per_node=1, bookmark_interval=60.0, control_port=0).start()
     yield sb
     sb.stop()
+
+
+@pytest.fixture
+def mux_hub(sandbox: Sandbox, hub_factory: Callable[..., Hub]) -> Hub:
+    return hub_factory(sandbox.url, extra=HUB_ARGS)
 
 
 @pytest.fixture
@@ -55,3 +63,37 @@ def test_a_watch_list_at_a_version_the_state_has_not_reached_is_answered(
     meta = second["object"]["metadata"]
     assert meta["annotations"] == {"k8s.io/initial-events-end": "true"}
     assert int(meta["resourceVersion"]) >= int(rv)
+
+
+def test_offline_an_exact_list_is_the_state_at_that_version_or_410(sandbox, mux_hub):
+    # resourceVersionMatch=Exact (or a version with a limit, its legacy form) asks for the
+    # list as it was at that version.  Online the cloud answers; offline the hub must not
+    # answer the current list in its place (issue 15: online and offline answer the same).
+    sb, hub = sandbox, mux_hub
+    assert hub.get(SVC, ua="proxy-agent/1")[0] == 200
+    x = sb.put(service("x", app="web"))["metadata"]["resourceVersion"]
+    y = sb.put(service("y", app="web"))["metadata"]["resourceVersion"]
+    wait_for(lambda: int(json.loads(hub.get(f"{SVC}?resourceVersion=0", ua="proxy-agent/1")[2])
+                         ["metadata"]["resourceVersion"]) >= int(y), 10, what="the state at y")
+    queries = {"exact": f"resourceVersion={x}&resourceVersionMatch=Exact&labelSelector=app",
+               "legacy": f"resourceVersion={x}&limit=500&labelSelector=app",
+               "too old": "resourceVersion=1&resourceVersionMatch=Exact"}
+    online = {}
+    for what, q in queries.items():
+        status, _, body = http(f"{sb.url}{SVC}?{q}", headers={"User-Agent": "test/1"})
+        online[what] = status, json.loads(body)
+    sb.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, 20,
+             what="the hub sees the cloud gone")
+    for what, q in queries.items():
+        status, _, body = hub.get(f"{SVC}?{q}", ua="proxy-agent/1")
+        want_status, want = online[what]
+        got = json.loads(body)
+        assert status == want_status, (what, body)
+        if status == 200:
+            assert got["metadata"]["resourceVersion"] == x, what
+            assert [o["metadata"]["name"] for o in got["items"]] == \
+                [o["metadata"]["name"] for o in want["items"]], what
+            assert "y" not in [o["metadata"]["name"] for o in got["items"]]
+        else:
+            assert (got["reason"], got["message"]) == (want["reason"], want["message"])

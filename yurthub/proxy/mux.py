@@ -18,7 +18,9 @@ arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
 Filters run per client on the way out and never change the shared objects.
 
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
-lists, ``continue`` pages, a watch of one named object, Table and metadata-only answers.
+lists while the cloud answers (offline the shared history answers them: the list at that
+version, 410 when the history no longer holds it, as kube-apiserver's), ``continue`` pages,
+a watch of one named object, Table and metadata-only answers.
 """
 
 from __future__ import annotations
@@ -125,8 +127,10 @@ class Multiplexer:
         key = info.gvr_key
         if key not in self.resources or ctx.agent == MULTIPLEXER_AGENT:
             return None
-        if info.verb == "list" and (info.continue_token or is_historical_list(info)):
+        if info.verb == "list" and info.continue_token:
             return None
+        if info.verb == "list" and is_historical_list(info) and self._cloud_answers():
+            return None  # (offline, the shared history answers an exact list: _list)
         if transform(ctx.accept) is not None:
             return None  # Tables and metadata-only answers go upstream as before
         return self._get(key)
@@ -274,12 +278,24 @@ class Multiplexer:
                                      "message": "Too large resource version"}],
                          "retryAfterSeconds": 1})
 
+    def _cloud_answers(self) -> bool:
+        return self.upstream is None or bool(self.upstream.candidates())
+
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
               chain: Chain | None, view: ClientView | None) -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
             self._wait_rv(state, _rv(rv_param))
-        rv, objs, _ = state.snapshot()
+        if is_historical_list(ctx.info):
+            # Exact (or a version with a limit): the list as it was at that version, from
+            # the history, as the cloud answers it; 410 when the history no longer has it.
+            rv = _rv(rv_param)
+            at = state.snapshot_at(rv)
+            if at is None:
+                raise Gone("The resourceVersion for the provided list is too old.")
+            objs = at
+        else:
+            rv, objs, _ = state.snapshot()
         if view is not None:
             view.served(str(rv))
         rt = state.rt
