@@ -97,3 +97,18 @@ def test_offline_an_exact_list_is_the_state_at_that_version_or_410(sandbox, mux_
             assert "y" not in [o["metadata"]["name"] for o in got["items"]]
         else:
             assert (got["reason"], got["message"]) == (want["reason"], want["message"])
+
+
+def test_a_bookmark_comes_right_before_the_watch_ends(sandbox, hub_factory):
+    # kube-apiserver sends a watch that allows bookmarks one 2 s before its timeout (besides
+    # one a minute), so that the client renews it from the newest version.
+    hub = hub_factory(sandbox.url)  # bookmarks once a minute
+    sandbox.put(service("a", app="web"))
+    _, _, body = hub.get(SVC, ua="proxy-agent/1")
+    rv = json.loads(body)["metadata"]["resourceVersion"]
+    sandbox.put(configmap("other"))  # (the state's version moves past rv with the bookmark)
+    with watch_lines(hub.url, SVC, "proxy-agent/1", resourceVersion=rv,
+                     allowWatchBookmarks="true", timeoutSeconds="4") as lines:
+        got = list(lines)
+    assert [e["type"] for e in got] == ["BOOKMARK"], got
+    assert int(got[0]["object"]["metadata"]["resourceVersion"]) >= int(rv)
