@@ -203,3 +203,14 @@ def test_a_watch_list_waits_for_a_version_then_ends_504_too_large(api, call, mon
     assert first[-1]["type"] == "BOOKMARK"
     assert "a" in [e["object"]["metadata"]["name"] for e in first[:-1]]
     assert int(first[-1]["object"]["metadata"]["resourceVersion"]) >= rv + 1
+
+
+def test_a_bookmark_comes_right_before_the_watch_ends(api, call):
+    # kube-apiserver's cacheWatcher sends one 2 s before the deadline besides one a minute.
+    api.bookmark_interval = 60.0
+    rv = call("GET", CMS).body["metadata"]["resourceVersion"]
+    w = Watcher(call, CMS, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=3)
+    assert w.done.wait(10)
+    got = [w.events.get_nowait() for _ in range(w.events.qsize())]
+    assert [e["type"] for e in got] == ["BOOKMARK"], got
+    assert got[0]["object"]["metadata"]["resourceVersion"] == rv
