@@ -23,6 +23,7 @@ from kubesandbox.wire import Request, Response
 from yurthub.errors import BadRequest, GatewayTimeout, Gone, Invalid, MethodNotAllowed, NotFound
 from yurthub.kube import fields as kfields
 from yurthub.kube import labels as klabels
+from yurthub.kube.listoptions import parse_resource_version
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message
 
@@ -51,14 +52,9 @@ def not_found(rt: ResourceType, name: str) -> NotFound:
 
 
 def parse_rv(value: str) -> int:
-    try:
-        rv = int(value)
-        if rv < 0:
-            raise ValueError(value)
-        return rv
-    except ValueError:
-        raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{value}": '
-                         "invalid syntax") from None
+    """A resourceVersion as kube-apiserver's storage reads it (strconv.ParseUint): decimal
+    digits only (no sign, no space) within uint64; else 400."""
+    return parse_resource_version(value)
 
 
 def too_large(rv: int, current: int) -> GatewayTimeout:

@@ -120,6 +120,11 @@ def test_resource_version_rules(api, call, monkeypatch):
     ({"resourceVersionMatch": "Bogus", "resourceVersion": "1"}, 422, 'Unsupported value: "Bogus"'),
     ({"resourceVersionMatch": "Exact", "resourceVersion": "0"}, 422, '"exact" is forbidden'),
     ({"resourceVersion": "abc"}, 400, "invalid resource version"),
+    # strconv.ParseUint, as kube-apiserver's storage parses it: no sign, no space, uint64
+    ({"resourceVersion": " 5"}, 400, 'parsing " 5": invalid syntax'),
+    ({"resourceVersion": "+5"}, 400, 'parsing "+5": invalid syntax'),
+    ({"resourceVersion": "18446744073709551616"}, 400,
+     'parsing "18446744073709551616": value out of range'),
     ({"limit": "x"}, 400, 'parsing "x": invalid syntax'),
     ({"continue": "e30", "resourceVersion": "5"}, 400, "specifying resource version"),
 ])
