@@ -23,6 +23,7 @@ from kubesandbox.wire import Request, Response
 from yurthub.errors import BadRequest, GatewayTimeout, Gone, Invalid, MethodNotAllowed, NotFound
 from yurthub.kube import fields as kfields
 from yurthub.kube import labels as klabels
+from yurthub.kube.listoptions import parse_resource_version
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message
 
@@ -32,6 +33,7 @@ CONTINUE_EXPIRED = (
     "response to retrieve the remainder of the results. Continuing with the provided token "
     "results in an inconsistent list - objects that were created, modified, or deleted between "
     "the time the first chunk was returned and now may show up in the list.")
+LATEST = -1  # a continue token's resourceVersion (any < 0): "at the newest" (inconsistent)
 TOO_LARGE_WAIT = 3.0  # kube-apiserver waits this long for a future resourceVersion
 
 
@@ -50,14 +52,9 @@ def not_found(rt: ResourceType, name: str) -> NotFound:
 
 
 def parse_rv(value: str) -> int:
-    try:
-        rv = int(value)
-        if rv < 0:
-            raise ValueError(value)
-        return rv
-    except ValueError:
-        raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{value}": '
-                         "invalid syntax") from None
+    """A resourceVersion as kube-apiserver's storage reads it (strconv.ParseUint): decimal
+    digits only (no sign, no space) within uint64; else 400."""
+    return parse_resource_version(value)
 
 
 def too_large(rv: int, current: int) -> GatewayTimeout:
@@ -81,8 +78,8 @@ def decode_continue(token: str) -> tuple[int, str]:
         if data.get("v") != "meta.k8s.io/v1":
             raise ValueError("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
         rv, start = int(data["rv"]), str(data["start"])
-        if rv <= 0:
-            raise ValueError("invalid resource version")
+        if rv == 0:
+            raise ValueError("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
         return rv, start
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise BadRequest(f"continue key is not valid: {e}") from None
@@ -213,6 +210,8 @@ class Reader:
         start = ""
         if token:
             at, start = decode_continue(token)
+            if at < 0:
+                at = None  # the inconsistent token of an expired one: go on at the newest
         elif rv_param == "0":
             limit = 0  # served from the watch cache, which ignores limit
         elif rv_param:
@@ -224,7 +223,10 @@ class Reader:
         with self.store.lock:
             if at is not None and not self.store.can_serve(at):
                 if token:
-                    raise Gone(CONTINUE_EXPIRED)
+                    # As etcd3's store: the rest of the list at the newest version, should
+                    # the client accept an inconsistent list (client-go lists again instead).
+                    raise Gone(CONTINUE_EXPIRED,
+                               list_meta={"continue": encode_continue(LATEST, start)})
                 raise Gone("The resourceVersion for the provided list is too old.")
             page = self.store.page(rt, rv=at, namespace=sel.namespace or None,
                                    match=sel.matcher(), start=start, limit=limit)

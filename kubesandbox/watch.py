@@ -5,8 +5,9 @@ object that matches, then the changes; with a resourceVersion it gets every chan
 or one ERROR event carrying ``410 Expired`` when that version is older than the history.
 Selectors apply to both the old and the new object: one leaving the selection arrives as
 DELETED, one entering it as ADDED.  Bookmarks (when asked) come every ``bookmark_interval``
-seconds; ``timeoutSeconds`` ends the stream cleanly.  A watcher that falls so far behind that
-the history moved past it is ended, as kube-apiserver ends slow watchers.
+seconds and once 2 s before the end; ``timeoutSeconds`` ends the stream cleanly.  A watcher
+that falls so far behind that the history moved past it is ended, as kube-apiserver ends slow
+watchers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from kubesandbox import rest
 from kubesandbox.history import Event
 from kubesandbox.objects import Entry, render
 from kubesandbox.rest import Reader, Selection, parse_rv
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BOOKMARK, ERROR = "BOOKMARK", "ERROR"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+PRE_TIMEOUT_BOOKMARK = 2.0  # the last bookmark comes this long before the watch's end
 LIVENESS_CHECK = 1.0  # how often an idle watch looks whether its client went away
 
 
@@ -102,6 +105,16 @@ class WatchStream:
         initial = self.opts.send_initial_events
         if initial is None:
             initial = rv_param in ("", "0")
+        if self.opts.send_initial_events and rv_param not in ("", "0"):
+            # A watch-list "not older than" a version: kube-apiserver's cacher waits for its
+            # cache to reach it (waitUntilWatchCacheFreshAndForceAllEvents), and a version it
+            # does not reach in time ends the watch with an ERROR event (504, too large).
+            wanted = parse_rv(rv_param)
+            store = self.store
+            if wanted > store.rv and not store.wait_for_rv(wanted, rest.TOO_LARGE_WAIT):
+                late = rest.too_large(wanted, store.rv)
+                return _line(ERROR, json.dumps(status_object(late),
+                                               separators=(",", ":")).encode())
         with self.store.lock:
             if not initial:
                 rv = parse_rv(rv_param) if rv_param not in ("", "0") else self.store.rv
@@ -133,7 +146,7 @@ class WatchStream:
         # Only changes after the version asked (etcd watches from the next revision): one
         # ahead of the store names changes the client already knows of.
         after = self.sent_rv
-        next_bookmark = started + self.bookmark_interval if self.opts.bookmarks else None
+        next_bookmark = self._next_bookmark(started, deadline) if self.opts.bookmarks else None
         while True:
             now = time.monotonic()
             if now >= deadline or self.is_closed():
@@ -168,4 +181,11 @@ class WatchStream:
                 # Every event up to current_rv has been read, so the bookmark may claim it.
                 self.sent_rv = max(self.sent_rv, current_rv)
                 yield self._bookmark(self.sent_rv)
-                next_bookmark = time.monotonic() + self.bookmark_interval
+                next_bookmark = self._next_bookmark(time.monotonic(), deadline)
+
+    def _next_bookmark(self, now: float, deadline: float) -> float:
+        """Every ``bookmark_interval``, and once 2 s before the deadline, as kube-apiserver's
+        cacheWatcher.nextBookmarkTime schedules them."""
+        due = now + self.bookmark_interval
+        last = deadline - PRE_TIMEOUT_BOOKMARK
+        return last if now <= last < due else due

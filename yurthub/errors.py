@@ -106,17 +106,21 @@ class JSONPathError(YurthubError):
 class ApiError(YurthubError):
     """An error that is answered to the client as a ``metav1.Status``.
 
-    ``details`` follows ``metav1.StatusDetails`` (name, group, kind, causes, retryAfterSeconds).
+    ``details`` follows ``metav1.StatusDetails`` (name, group, kind, causes, retryAfterSeconds);
+    ``list_meta`` is the Status's own ``metadata`` (a ListMeta: the inconsistent ``continue``
+    token of an expired one).
     """
 
     code = 500
     reason = "InternalError"
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None,
-                 code: int | None = None, reason: str | None = None) -> None:
+                 code: int | None = None, reason: str | None = None,
+                 list_meta: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.list_meta = list_meta or {}
         if code is not None:
             self.code = code
         if reason is not None:

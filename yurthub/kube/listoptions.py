@@ -107,8 +107,9 @@ def parse_resource_version(text: str) -> int:
         return rv_int(text)
     except DecodeError:
         pass
-    raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{text}": '
-                     "invalid syntax")
+    # Go's strconv.ParseUint: digits past uint64 are out of range, anything else bad syntax.
+    why = "value out of range" if text.isascii() and text.isdigit() else "invalid syntax"
+    raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{text}": {why}')
 
 
 def effective_limit(limit: int | None) -> int | None:

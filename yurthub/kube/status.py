@@ -15,7 +15,7 @@ def status_object(err: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
-        "metadata": {},
+        "metadata": dict(err.list_meta),
         "status": "Failure",
         "message": err.message,
     }

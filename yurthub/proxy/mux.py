@@ -4,9 +4,10 @@ answered from one shared state, fed by one upstream list+watch (YurtHub's multip
 For each resource of ``pool_scope_resources`` the first client's request starts a Feed
 (proxy/muxfeed.py); until its first list arrives clients wait a moment, then get 429 with
 ``Retry-After``.  Each answer follows kube-apiserver's watch cache: the client's namespace,
-label and field selectors; a list "not older than" a resourceVersion the state has not
-reached goes to the cloud while the cloud answers (``Multiplexer._reached``), and waits for
-it while it does not (504 after 3 s, as the watch cache does); ``limit`` is ignored (the
+label and field selectors; a list or a watch-list (``sendInitialEvents``) "not older than" a
+resourceVersion the state has not reached goes to the cloud while the cloud answers
+(``Multiplexer._reached``), and waits for it while it does not (504 after 3 s, as the watch
+cache does); ``limit`` is ignored (the
 whole list is one consistent page, as the watch cache serves it); a list without a
 resourceVersion (and a watch-list without one) is a consistent read: while the cloud
 answers, the state must first reach the cloud's current resourceVersion (see
@@ -17,7 +18,9 @@ arrive as ADDED / DELETED; BOOKMARKs when allowed; timeoutSeconds.
 Filters run per client on the way out and never change the shared objects.
 
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
-lists, ``continue`` pages, a watch of one named object, Table and metadata-only answers.
+lists while the cloud answers (offline the shared history answers them: the list at that
+version, 410 when the history no longer holds it, as kube-apiserver's), ``continue`` pages,
+a watch of one named object, Table and metadata-only answers.
 """
 
 from __future__ import annotations
@@ -124,8 +127,10 @@ class Multiplexer:
         key = info.gvr_key
         if key not in self.resources or ctx.agent == MULTIPLEXER_AGENT:
             return None
-        if info.verb == "list" and (info.continue_token or is_historical_list(info)):
+        if info.verb == "list" and info.continue_token:
             return None
+        if info.verb == "list" and is_historical_list(info) and self._cloud_answers():
+            return None  # (offline, the shared history answers an exact list: _list)
         if transform(ctx.accept) is not None:
             return None  # Tables and metadata-only answers go upstream as before
         return self._get(key)
@@ -186,7 +191,8 @@ class Multiplexer:
         if not info.resource_version and (info.verb == "list" or info.send_initial_events) \
                 and not self._consistent(shared):
             return None  # the state could not catch up: the cloud answers this one
-        if info.verb == "list" and info.resource_version not in ("", "0") \
+        if (info.verb == "list" or info.send_initial_events) \
+                and info.resource_version not in ("", "0") \
                 and not self._reached(shared, _rv(info.resource_version)):
             return None  # a version the cloud gave the client: the cloud answers at once
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
@@ -246,14 +252,17 @@ class Multiplexer:
         return False
 
     def _reached(self, shared: Shared, rv: int) -> bool:
-        """Whether the state answers a list "not older than" ``rv``: it holds that version,
-        or the cloud is away (then the list waits for it, 504 after the watch cache's wait).
+        """Whether the state answers a list or a watch-list "not older than" ``rv``: it holds
+        that version, or the cloud is away (then the request waits for it, 504 after the
+        watch cache's wait).
 
         A version the state has not seen while the cloud answers is mostly one the cloud
         gave the client itself: a consistent list the cloud answered (see ``_consistent``),
         its version past the state of a quiet collection until the apiserver's next
         bookmark, about a minute away.  client-go relists at the last version it saw; the
-        cloud answers that at once, where waiting here ends in a 504 after 3 s.
+        cloud answers that at once, where waiting here ends in a 504 after 3 s.  A
+        watch-list's reflector retries at that version too (client-go's ``watchList``), and
+        kube-apiserver's cache waits until it reaches it: the cloud answers it here.
         """
         if shared.state.rv >= rv or shared.latest is None or self.upstream is None:
             return True
@@ -269,12 +278,24 @@ class Multiplexer:
                                      "message": "Too large resource version"}],
                          "retryAfterSeconds": 1})
 
+    def _cloud_answers(self) -> bool:
+        return self.upstream is None or bool(self.upstream.candidates())
+
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
               chain: Chain | None, view: ClientView | None) -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
             self._wait_rv(state, _rv(rv_param))
-        rv, objs, _ = state.snapshot()
+        if is_historical_list(ctx.info):
+            # Exact (or a version with a limit): the list as it was at that version, from
+            # the history, as the cloud answers it; 410 when the history no longer has it.
+            rv = _rv(rv_param)
+            at = state.snapshot_at(rv)
+            if at is None:
+                raise Gone("The resourceVersion for the provided list is too old.")
+            objs = at
+        else:
+            rv, objs, _ = state.snapshot()
         if view is not None:
             view.served(str(rv))
         rt = state.rt
@@ -318,8 +339,9 @@ class Multiplexer:
         if initial:
             if rv_param not in ("", "0"):  # (a watch-list, resourceVersionMatch=NotOlderThan)
                 # Initial events "not older than" a version: the state must reach it first,
-                # as a list at that version waits for it; kube-apiserver's watch cache ends
-                # such a watch with an ERROR event (504 Too large resource version).
+                # as a list at that version waits for it (only while the cloud is away: see
+                # handle); kube-apiserver's watch cache ends such a watch with an ERROR
+                # event (504 Too large resource version).
                 try:
                     self._wait_rv(state, _rv(rv_param))
                 except GatewayTimeout as e:

@@ -279,6 +279,21 @@ class SharedState:
             objects = self.objects
             return self.rv, [objects[k] for k in self._sorted], self._next_seq
 
+    def snapshot_at(self, rv: int) -> list[Obj] | None:
+        """Every object as it was at ``rv`` (an exact list), in key order; None when changes
+        after ``rv`` are no longer held (or it is past the state: callers wait for it)."""
+        with self.cond:
+            if rv < self.base_rv or rv > self.rv:
+                return None
+            seq = self._first_seq + bisect.bisect_right(self._rvs, rv)
+            objects = dict(self.objects)
+            for c in reversed(self._changes[seq - self._first_seq:]):
+                if c.prev is None:
+                    objects.pop(c.obj.key, None)
+                else:
+                    objects[c.obj.key] = c.prev
+        return [objects[k] for k in sorted(objects)]
+
     def seq_after(self, rv: int) -> int | None:
         """The seq of the first change after ``rv``; None when changes after it are gone."""
         with self.cond:

@@ -23,6 +23,7 @@ from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 log = logging.getLogger(__name__)
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+PRE_TIMEOUT_BOOKMARK = 2.0  # kube-apiserver's last bookmark comes this long before the end
 
 
 def dump(obj: Any) -> bytes:
@@ -111,7 +112,7 @@ class SharedWatch:
             out.append(self._bookmark(initial_end=True))
         if out:
             yield b"".join(out)
-        next_bookmark = time.monotonic() + self.bookmark_interval
+        next_bookmark = self._next_bookmark()
         stop = self._should_stop
         while not stop():
             now = time.monotonic()
@@ -132,7 +133,17 @@ class SharedWatch:
                     and not stop():
                 self.rv = max(self.rv, got.rv)
                 yield self._bookmark()
-                next_bookmark = time.monotonic() + self.bookmark_interval
+                next_bookmark = self._next_bookmark()
+
+    def _next_bookmark(self) -> float:
+        """When the next bookmark is due: every ``bookmark_interval``, and, as kube-apiserver's
+        cacheWatcher does, once right before the watch's deadline, so that a client renewing
+        its watch at the timeout resumes from the newest version (not one up to an interval
+        old, which the shared history may no longer hold: a 410 and a relist)."""
+        now = time.monotonic()
+        due = now + self.bookmark_interval
+        last = self.deadline - PRE_TIMEOUT_BOOKMARK
+        return last if now <= last < due else due
 
     def _should_stop(self) -> bool:
         return self.reason is not None or time.monotonic() >= self.deadline

@@ -99,6 +99,11 @@ def test_a_watch_list_without_bookmarks_is_400_not_422():
                                 "&resourceVersionMatch=NotOlderThan"))
 
 
+def test_a_resource_version_past_uint64_is_out_of_range_as_go_says():
+    with pytest.raises(BadRequest, match='parsing "18446744073709551616": value out of range'):
+        check_list_options(info("resourceVersion=18446744073709551616"))
+
+
 def test_a_watch_from_a_version_that_is_no_number_is_400():
     with pytest.raises(BadRequest, match="invalid resource version"):
         check_list_options(info("watch=1&resourceVersion=x1"))

@@ -99,6 +99,28 @@ def test_objects_at_a_past_version():
     assert sorted(o.name for o in state.objects_at(later)) == ["a", "b", "c"]
 
 
+
+def test_the_list_at_an_exact_version():
+    state = SharedState(RT, 16)
+    state.replace([svc("a", 5, app="web"), svc("b", 6)], 10)
+    state.apply("MODIFIED", svc("a", 11, app="db"))
+    state.apply("ADDED", svc("c", 12))
+    state.apply("DELETED", svc("b", 13))
+    state.bookmark(20)
+
+    def at(rv: int) -> list[tuple[str, int]] | None:
+        got = state.snapshot_at(rv)
+        return None if got is None else [(o.name, o.rv) for o in got]
+    assert at(10) == [("a", 5), ("b", 6)]
+    assert at(11) == [("a", 11), ("b", 6)]
+    assert at(12) == [("a", 11), ("b", 6), ("c", 12)]
+    assert at(13) == at(20) == [("a", 11), ("c", 12)]
+    assert at(9) is None and at(21) is None     # before the history; not reached yet
+    for i in range(40):
+        state.apply("ADDED", svc(f"s{i:02d}", 21 + i))
+    assert at(12) is None                       # the history moved on: 410
+
+
 SLICES = builtin("discovery.k8s.io", "v1", "endpointslices")
 assert SLICES is not None
 

@@ -72,6 +72,15 @@ def test_expired_continue_is_410_with_kube_apiservers_message(api, call):
     r = call("GET", PODS, limit=2, **{"continue": first.body["metadata"]["continue"]})
     assert r.status == 410
     assert (r.body["reason"], r.body["code"], r.body["message"]) == ("Expired", 410, EXPIRED)
+    # The Status carries the token its message speaks of (etcd3's store makes one, at "the
+    # newest version"): the rest of the list as it is now, from where the page would start.
+    token = r.body["metadata"]["continue"]
+    rest_ = call("GET", PODS, limit=100, **{"continue": token})
+    assert rest_.status == 200, rest_.body
+    now = names(call("GET", PODS))
+    assert names(rest_) == now[now.index(names(first)[-1]) + 1:]
+    assert "later" in names(first) + names(rest_)
+    assert rest_.body["metadata"]["resourceVersion"] == str(api.store.rv)
 
 
 @pytest.mark.parametrize("token", ["nope", "eyJ2IjoieCJ9", rest.encode_continue(0, "x")])
@@ -111,6 +120,11 @@ def test_resource_version_rules(api, call, monkeypatch):
     ({"resourceVersionMatch": "Bogus", "resourceVersion": "1"}, 422, 'Unsupported value: "Bogus"'),
     ({"resourceVersionMatch": "Exact", "resourceVersion": "0"}, 422, '"exact" is forbidden'),
     ({"resourceVersion": "abc"}, 400, "invalid resource version"),
+    # strconv.ParseUint, as kube-apiserver's storage parses it: no sign, no space, uint64
+    ({"resourceVersion": " 5"}, 400, 'parsing " 5": invalid syntax'),
+    ({"resourceVersion": "+5"}, 400, 'parsing "+5": invalid syntax'),
+    ({"resourceVersion": "18446744073709551616"}, 400,
+     'parsing "18446744073709551616": value out of range'),
     ({"limit": "x"}, 400, 'parsing "x": invalid syntax'),
     ({"continue": "e30", "resourceVersion": "5"}, 400, "specifying resource version"),
 ])

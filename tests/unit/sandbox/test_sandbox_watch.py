@@ -9,6 +9,7 @@ import threading
 import pytest
 from sandbox_api_helpers import Client, make_api
 
+from kubesandbox import rest
 from kubesandbox.wire import Request
 from yurthub.errors import BadRequest, Invalid
 
@@ -175,3 +176,41 @@ def test_bad_watch_parameters_fail_before_the_stream(call):
     with pytest.raises(BadRequest, match="allowWatchBookmarks"):
         call.api.handle(Request("GET", CMS, {"watch": ["1"], "sendInitialEvents": ["true"],
                                              "resourceVersionMatch": ["NotOlderThan"]}, {}))
+
+
+def test_a_watch_list_waits_for_a_version_then_ends_504_too_large(api, call, monkeypatch):
+    # kube-apiserver's cacher waits for a watch-list's version "not older than" it, and
+    # ends the watch with an ERROR event when it does not reach it in time; it never sends
+    # initial events older than the version asked.
+    monkeypatch.setattr(rest, "TOO_LARGE_WAIT", 0.05)
+    rv = api.store.rv
+    w = Watcher(call, CMS, sendInitialEvents="true", allowWatchBookmarks="true",
+                resourceVersionMatch="NotOlderThan", resourceVersion=str(rv + 100))
+    ev = w.next()
+    assert ev["type"] == "ERROR", ev
+    assert ev["object"]["code"] == 504 and ev["object"]["reason"] == "Timeout"
+    assert ev["object"]["message"] == f"Too large resource version: {rv + 100}, current: {rv}"
+    assert ev["object"]["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert w.done.wait(2) and w.events.empty()
+    # A version the store reaches meanwhile: the initial events at it.
+    monkeypatch.setattr(rest, "TOO_LARGE_WAIT", 5.0)
+    w = Watcher(call, CMS, sendInitialEvents="true", allowWatchBookmarks="true",
+                resourceVersionMatch="NotOlderThan", resourceVersion=str(rv + 1))
+    call("POST", CMS, cm("a"))
+    first = [w.next()]
+    while first[-1]["type"] == "ADDED":
+        first.append(w.next())
+    assert first[-1]["type"] == "BOOKMARK"
+    assert "a" in [e["object"]["metadata"]["name"] for e in first[:-1]]
+    assert int(first[-1]["object"]["metadata"]["resourceVersion"]) >= rv + 1
+
+
+def test_a_bookmark_comes_right_before_the_watch_ends(api, call):
+    # kube-apiserver's cacheWatcher sends one 2 s before the deadline besides one a minute.
+    api.bookmark_interval = 60.0
+    rv = call("GET", CMS).body["metadata"]["resourceVersion"]
+    w = Watcher(call, CMS, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=3)
+    assert w.done.wait(10)
+    got = [w.events.get_nowait() for _ in range(w.events.qsize())]
+    assert [e["type"] for e in got] == ["BOOKMARK"], got
+    assert got[0]["object"]["metadata"]["resourceVersion"] == rv
