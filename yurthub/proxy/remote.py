@@ -161,7 +161,8 @@ class RemoteProxy:
         if self.guard is not None:
             self.guard.record(ctx.caller, info, resp.status)
         # A list's chunks mean nothing: those that have arrived go on together.
-        chunks = up.stream(resp, coalesce=not (watch or follow))
+        # A get or a list whose body stalls is cut once the cloud is declared gone.
+        chunks = up.stream(resp, coalesce=not (watch or follow), cut_first=not (watch or follow))
         first = b""
         sent = list(resp.headers.items())  # a repeated name (Warning) once per value
         resp_headers = dict(sent)
