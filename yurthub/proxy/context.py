@@ -34,6 +34,12 @@ HOP_BY_HOP = frozenset({
 _DROPPED = HOP_BY_HOP | {"host", "content-length"}
 
 
+def connection_tokens(*values: str) -> set[str]:
+    """The names a ``Connection`` header lists (RFC 9110 7.6.1: a comma-separated list,
+    any case, spaces around), lowercased: hop-by-hop headers, ``close``, ``upgrade``."""
+    return {t.strip(" \t").lower() for v in values for t in v.split(",") if t.strip(" \t")}
+
+
 @lru_cache(maxsize=512)
 def _header_name(environ_key: str) -> str:
     """``X_REMOTE_USER`` -> ``X-Remote-User``, as werkzeug's EnvironHeaders names it."""
@@ -115,7 +121,7 @@ class RequestContext:
         drop = _DROPPED
         conn = self.environ.get("HTTP_CONNECTION")
         if conn:
-            drop = drop | {t.strip().lower() for t in conn.split(",") if t.strip()}
+            drop = drop | connection_tokens(conn)
         out = {}
         for key, value in self.environ.items():
             if key.startswith("HTTP_"):
