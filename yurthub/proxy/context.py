@@ -16,7 +16,13 @@ from yurthub.access.guard import Caller
 from yurthub.access.keys import client_authorization, component_key
 from yurthub.errors import BadRequest
 from yurthub.kube.patchlimits import too_large
-from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
+from yurthub.kube.requestinfo import (
+    RequestInfo,
+    bool_option,
+    component_from_user_agent,
+    parse_query,
+    parse_request_info,
+)
 
 # Bodies up to this size are read before forwarding, so a connect failure can be retried on
 # another server and the local proxy can apply them; bigger ones stream through.
@@ -106,6 +112,14 @@ class RequestContext:
         except ValueError:
             return None
         return n if n >= 0 else None
+
+    @property
+    def follows(self) -> bool:
+        """A pod's log asked with ``follow``, read as kube-apiserver reads it: ``True``
+        (the Python client on urllib3 1.26 sends that), ``yes`` or no value follow too."""
+        if self.info.subresource != "log":
+            return False   # (only then is the query parsed again)
+        return bool_option(parse_query(self.path_qs.partition("?")[2]).get("follow"))
 
     @property
     def client_socket(self) -> socket.socket | None:
