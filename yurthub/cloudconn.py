@@ -24,7 +24,10 @@ packets, an apiserver that hangs) waited for its answer up to the read timeout, 
 get or a list, while the health checker had long declared the server gone and every later
 request went elsewhere.  ``cut_waiting`` ends the wait of every request still waiting for
 its answer's head from that server: it breaks before any byte (``_CutOff``), so a read goes
-to another server or, with none, to the cache.
+to another server or, with none, to the cache.  A get's or a list's body that stalls before
+its first byte (the head came, then silence) is cut the same way (``awaiting_body``): it
+breaks, and the read is answered from the cache.  Only once the server is declared gone: a
+list the apiserver is still computing is not cut, and a watch's body is never waited on so.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import re
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -101,9 +106,27 @@ class _Waits:
                 _waiting.discard(self)
 
 
+@contextmanager
+def awaiting_body(conn: Any) -> Iterator[None]:
+    """While inside, ``conn`` (a response's connection) waits for its body's first byte,
+    which ``cut_waiting`` may end as it ends the wait for a head."""
+    if not isinstance(conn, _Waits):
+        yield  # no connection of ours (already released, or a test's double)
+        return
+    conn._cut = False
+    with _waiting_lock:
+        _waiting.add(conn)
+    try:
+        yield
+    finally:
+        with _waiting_lock:
+            _waiting.discard(conn)
+
+
 def cut_waiting(host: str, port: int | None) -> int:
-    """End the wait of every request sent to ``host``:``port`` whose answer has not begun
-    (its connection is shut down: the request breaks before any byte); how many."""
+    """End the wait of every request sent to ``host``:``port`` whose answer (or the body
+    after its head, in ``awaiting_body``) has not begun: its connection is shut down, the
+    request breaks before any byte; how many."""
     with _waiting_lock:
         conns = [c for c in _waiting if (c.host, c.port) == (host, port)]
         _waiting.difference_update(conns)

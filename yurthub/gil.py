@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from yurthub import linux
-from yurthub.kube.requestinfo import bool_option
+from yurthub.kube.requestinfo import bool_option, parse_query
 
 PACE_EVERY = 0.001
 PACE_PAUSE = 0.00005          # a real sleep: time.sleep(0) hands the GIL to no one
@@ -104,13 +104,10 @@ def streams(environ: dict[str, Any]) -> bool:
     if environ.get("HTTP_UPGRADE") or "/watch/" in environ.get("PATH_INFO", ""):
         return True
     query = environ.get("QUERY_STRING", "")
-    if "watch" not in query and "follow" not in query:  # most requests: no parsing
-        return False
-    for part in query.split("&"):
-        key, _, value = part.partition("=")
-        if key in ("watch", "follow") and bool_option([value]):
-            return True
-    return False
+    if "watch" not in query and "follow" not in query and "%" not in query:
+        return False  # most requests: no parsing
+    q = parse_query(query)  # as kube-apiserver reads it: ?wat%63h=1 is a watch too
+    return bool_option(q.get("watch")) or bool_option(q.get("follow"))
 
 
 def counted(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -41,7 +41,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from yurthub import chunkedbody
-from yurthub.cloudconn import cut_waiting, describe_error, final_answers, was_cut
+from yurthub.cloudconn import awaiting_body, cut_waiting, describe_error, final_answers, was_cut
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
 from yurthub.errors import IdentityUnavailable, UpstreamBroken, UpstreamError, UpstreamUnavailable
@@ -312,7 +312,8 @@ def read_timeout_for(watch: bool, timeout_seconds: int | None, follow: bool = Fa
     return REQUEST_READ_TIMEOUT
 
 
-def stream(resp: UpstreamResponse, *, coalesce: bool = False) -> Iterator[bytes]:
+def stream(resp: UpstreamResponse, *, coalesce: bool = False, cut_first: bool = False
+           ) -> Iterator[bytes]:
     """The body as it arrives, compressed or not, never waiting to fill a buffer.
 
     Chunked bodies come one item per upstream chunk (a watch's events), or with
@@ -321,25 +322,38 @@ def stream(resp: UpstreamResponse, *, coalesce: bool = False) -> Iterator[bytes]
     length come in pieces of up to STREAM_CHUNK, whatever has arrived: over TLS read from
     the socket directly (``_direct``), otherwise through urllib3 2's ``read1`` or, on
     urllib3 1.26 (whose ``read`` waits for the whole amount), http.client's.
+    With ``cut_first`` (a get's or a list's, never a watch's), the wait for the first byte
+    ends when the server is declared gone (``cut_waiting``), as the wait for the head does.
     Raises UpstreamError when the connection breaks before the body ended.
     """
     try:
-        chunked = bool(getattr(resp, "chunked", False))
-        read1 = getattr(resp, "read1", None)
-        direct = (_direct_chunked(resp) if coalesce else None) if chunked else _direct(resp)
-        if direct is not None:
-            yield from direct
-        elif chunked:
-            for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
-                if chunk:
-                    yield chunk
-        elif read1 is not None:
-            yield from iter(lambda: read1(STREAM_CHUNK, decode_content=False), b"")
-        else:
-            yield from _legacy_read1(resp)
+        pieces = _pieces(resp, coalesce)
+        if cut_first:
+            with awaiting_body(getattr(resp, "_connection", None)):
+                first = next(pieces, b"")
+            if not first:
+                return
+            yield first
+        yield from pieces
     except (ProtocolError, ReadTimeoutError, HTTPError, OSError, ValueError) as e:
         # ValueError: reading from a (TLS) socket that another thread shut down.
         raise UpstreamError(f"response broken: {describe_error(e)}") from e
+
+
+def _pieces(resp: UpstreamResponse, coalesce: bool) -> Iterator[bytes]:
+    chunked = bool(getattr(resp, "chunked", False))
+    read1 = getattr(resp, "read1", None)
+    direct = (_direct_chunked(resp) if coalesce else None) if chunked else _direct(resp)
+    if direct is not None:
+        yield from direct
+    elif chunked:
+        for chunk in resp.stream(STREAM_CHUNK, decode_content=False):
+            if chunk:
+                yield chunk
+    elif read1 is not None:
+        yield from iter(lambda: read1(STREAM_CHUNK, decode_content=False), b"")
+    else:
+        yield from _legacy_read1(resp)
 
 
 def _legacy_read1(resp: UpstreamResponse) -> Iterator[bytes]:

@@ -138,6 +138,31 @@ def test_tokens_offline_only_for_what_the_cloud_accepted_even_after_a_restart(
     check()
 
 
+def test_one_401_the_cloud_gives_by_mistake_does_not_refuse_the_token_offline(
+        secure_sandbox, hub_factory, tmp_path):
+    # The cloud's token webhook was down for a moment: kube-apiserver answered 401 to a
+    # token it had accepted before (longer ago than it keeps a webhook's verdict: here,
+    # before the hub's restart).  The cloud then went away: the pod still reads the cache.
+    sandbox = secure_sandbox
+    sandbox.put(secret())
+    token_file = tmp_path / "hub-token"
+    token_file.write_text(TOKEN)
+    hub = hub_factory(sandbox.url, node=NODE,
+                      extra=["--token-file", str(token_file), "--cache-agents", "calico-node"])
+    mine = {"User-Agent": CALICO, "Authorization": f"Bearer {TOKEN}"}
+    assert http(hub.url + SECRET, headers=mine)[0] == 200
+    wait_for((hub.cache_dir / "calico-node/secrets.v1.core").is_dir, what="secrets")
+    hub.stop()
+    hub.start()
+    sandbox.fail_next(status=401, match="/secrets/node-secret")
+    status, _, body = http(hub.url + SECRET, headers=mine)
+    assert status == 401 and json.loads(body)["reason"] == "Unauthorized"  # the cloud's word
+    offline(sandbox, hub)
+    status, headers, body = http(hub.url + SECRET, headers=mine)
+    assert status == 200 and "yurthub" in headers.get("Warning", ""), body
+    assert json.loads(body)["metadata"]["name"] == "node-secret"
+
+
 def lease_renewed(sandbox) -> str:
     return sandbox.get("leases", NODE, "kube-node-lease")["spec"]["renewTime"]
 

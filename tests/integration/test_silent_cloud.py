@@ -152,3 +152,36 @@ def test_reads_sent_to_a_server_that_went_silent_are_answered_by_the_other(relay
     node = answers[node_path]
     assert isinstance(node, tuple) and node[0] == 200, node
     assert json.loads(node[2])["metadata"]["name"] == NODE
+
+
+def test_a_list_whose_body_stalls_before_its_first_byte_is_cut_with_the_cloud(relay, sandbox,
+                                                                             hub_factory):
+    # The cloud sent the list's headers, then nothing (an apiserver that hung mid-answer, a
+    # link that began dropping packets): once the hub has declared the cloud gone, the list
+    # is answered from the cache, not after the hub's 60 s read timeout.
+    hub = hub_factory(relay.url, node=NODE)
+    assert hub.get(PODS, ua=KUBELET)[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet") >= 3, 20,
+             "kubelet's pods in the cache")
+    sandbox.stall_next(match="/api/v1/pods?fieldSelector")  # headers go out, then silence
+    answer: list[tuple[int, bytes] | str] = []
+
+    def ask() -> None:
+        try:
+            status, _, body = http(hub.url + PODS, headers={"User-Agent": KUBELET},
+                                   timeout=CLIENT_TIMEOUT)
+            answer.append((status, body))
+        except OSError as e:  # the client gave up waiting
+            answer.append(repr(e))
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    wait_for(lambda: not sandbox.state()["faults"]["rules"], 10, "the list to reach the cloud")
+    relay.silent.set()  # the health checker's probes go unanswered too
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, 30,
+             "the hub to see the cloud gone")
+    asker.join(CLIENT_TIMEOUT + 5)
+    sandbox.release()
+
+    assert answer and isinstance(answer[0], tuple) and answer[0][0] == 200, answer
+    assert {p["spec"]["nodeName"] for p in json.loads(answer[0][1])["items"]} == {NODE}

@@ -242,3 +242,26 @@ def test_watches_that_arrive_together_are_bounded_too(sandbox, hub_factory):
     # The slots of the refused ones were given back: room again once the watches ended.
     wait_for(lambda: watch_status(hub, "/api/v1/pods?watch=true&timeoutSeconds=1")
              == b"HTTP/1.1 200 OK", what="room again once the watches ended")
+
+
+@pytest.mark.parametrize("follow", ["True", "1", ""])
+def test_a_followed_log_asked_as_the_python_client_asks_streams_at_once(sandbox, hub, follow):
+    # Debian 12's python3-kubernetes (on urllib3 1.26) sends follow=True, which
+    # kube-apiserver reads as true, as it reads "1" or no value: the hub took it for a
+    # short answer, kept the head back until the log's first byte and cut a quiet log
+    # after its 60 s read timeout.  The cloud's head here, then nothing (a quiet log).
+    sandbox.stall_next(match="/log")
+    sock = socket.create_connection(("127.0.0.1", hub.proxy_port))
+    try:
+        sock.settimeout(20)
+        sock.sendall(f"GET /api/v1/namespaces/default/pods/p/log?follow={follow} HTTP/1.1\r\n"
+                     "Host: x\r\nUser-Agent: OpenAPI-Generator/22.6.0/python\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = sock.recv(4096)   # (before the fix: nothing until the hub gave up)
+            assert data, head
+            head += data
+        assert head.startswith(b"HTTP/1.1 ")
+    finally:
+        sandbox.release()
+        sock.close()

@@ -25,7 +25,7 @@ from yurthub import config
 from yurthub import upstream as up
 from yurthub.cloudconn import _CutOff, was_cut
 from yurthub.credentials import Credentials
-from yurthub.errors import UpstreamBroken, UpstreamUnavailable
+from yurthub.errors import UpstreamBroken, UpstreamError, UpstreamUnavailable
 from yurthub.identity.apiclient import ApiClient
 
 BODY = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}'
@@ -224,6 +224,46 @@ def test_a_request_waiting_for_a_silent_cloud_is_cut_not_left_to_its_timeout(sec
         finally:
             upstream.close()
             asker.join(60)
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n",
+], ids=["length", "chunked"])
+def test_a_body_stalled_before_its_first_byte_is_cut_as_a_head_is(secure, head, tmp_path):
+    # The head came, then silence: a get's body waited out the 60 s read timeout although
+    # the server had been declared gone; cut, it breaks (and the proxy answers from the cache).
+    ca_file, ctx = "", None
+    if secure:
+        material = tls.make_self_signed(tmp_path / "pki")
+        ctx = tls.server_context(material.server_cert, material.server_key, None)
+        ca_file = material.ca_cert
+    with server(head, ctx) as url:
+        upstream = upstream_for(url, ca_file)
+        resp = upstream.send(upstream.servers[0], "GET", "/api/v1/pods",
+                             {"User-Agent": "kubelet/v1.32.4"}, None, read_timeout=60)
+        outcome: list[BaseException | bytes] = []
+
+        def read() -> None:
+            try:
+                outcome.append(b"".join(up.stream(resp, coalesce=True, cut_first=True)))
+            except UpstreamError as e:
+                outcome.append(e)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            server_ = upstream.servers[0]
+            wait_for(lambda: upstream.cut_waiting(server_) == 1, 10, "a body waiting to be cut")
+            reader.join(10)
+            assert len(outcome) == 1 and isinstance(outcome[0], UpstreamError), outcome
+            assert upstream.cut_waiting(server_) == 0
+        finally:
+            up.finish(resp, False)
+            upstream.close()
+            reader.join(60)
 
 
 def _ssl_error() -> ssl.SSLError:

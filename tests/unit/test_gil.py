@@ -31,6 +31,13 @@ from yurthub import gil
     ("/api/v1/namespaces/a/pods/p/log", "follow=false", "", False),
     ("/api/v1/namespaces/a/pods/p/exec", "command=sh", "SPDY/3.1", True),
     ("/v1/readyz", "", "", False),
+    # read as kube-apiserver reads the query (Go's ParseQuery): keys decoded, the first
+    # value, pairs with ";" dropped
+    ("/api/v1/pods", "wat%63h=1", "", True),
+    ("/api/v1/pods", "%77atch=true&resourceVersion=5", "", True),
+    ("/api/v1/namespaces/a/pods/p/log", "fo%6Clow=true", "", True),
+    ("/api/v1/pods", "watch=0&watch=1", "", False),
+    ("/api/v1/pods", "watch=1;x=y", "", False),
 ])
 def test_only_short_requests_count_as_foreground(path, query, upgrade, streaming):
     environ = {"PATH_INFO": path, "QUERY_STRING": query}

@@ -244,13 +244,17 @@ class AccessGuard:
     def record(self, caller: Caller, info: RequestInfo, status: int) -> None:
         """An upstream answer arrived: remember what it shows the cloud allowed, and forget
         what it shows the cloud no longer allows: a token it does not accept any more (401:
-        a deleted pod's or ServiceAccount's), a read it refuses now (403: a removed
-        RoleBinding; a write's 403 may be an admission webhook's, which says nothing about
-        the grant)."""
+        a deleted pod's or ServiceAccount's; but for a token not accepted for minutes, one
+        401 may be the cloud failing to authenticate, see access/memory.py), a read it
+        refuses now (403:
+        a removed RoleBinding; a write's 403 may be an admission webhook's, which says
+        nothing about the grant)."""
         if accepted(status):
             self.memory.remember(caller.authorization, caller.component, access_key(info))
         elif caller.authorization and status == 401:
-            self.memory.forget(caller.authorization)
+            if self.memory.refused(caller.authorization):
+                log.info("%s: the cloud refuses a token it once accepted: it is honoured for "
+                         "nothing offline any more", caller.component or "-")
         elif caller.authorization and status == 403 and info.verb in READ_VERBS:
             self.memory.forget_key(caller.authorization, caller.component, access_key(info))
 

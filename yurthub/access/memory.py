@@ -9,6 +9,15 @@ most ``max_tokens`` of them, least recently accepted forgotten first (``cachetoo
 ``max_keys`` access keys each.  The hub's own identity is remembered without an age bound
 (its credentials are the node's and renew themselves) but with a count bound.
 
+A 401 forgets a token the cloud accepted less than ``VERDICT_KEPT`` seconds ago at once.
+kube-apiserver also answers 401 when it could not authenticate (its token webhook down or
+timing out), but it keeps a webhook's verdict that long (``--authentication-token-webhook-
+cache-ttl``, 2 min by default), so a token it accepted since cannot meet that outage: the 401
+is a refusal (a deleted pod's or ServiceAccount's token, which its in-process authenticator
+refuses at once).  An older token's 401 only puts it in doubt: a 2xx clears the doubt, a 401
+``REFUSAL_WINDOW`` seconds or more after the first forgets it (a revoked token's client keeps
+retrying: it is forgotten within a minute or two).  The doubt is kept in memory only.
+
 The memory is a JSON document (``to_doc``/``load_doc``); the guard persists it with the
 cache so that an offline restart keeps it.
 """
@@ -28,18 +37,23 @@ from cachetools import LRUCache, TLRUCache
 from yurthub.access.keys import KEY_PART_MAX, AccessKey, bearer_expiry
 
 FORMAT = 1
+VERDICT_KEPT = 120.0    # kube-apiserver's default webhook token cache TTL
+# A token refused (401) again this long after its first refusal, with no 2xx between, is
+# forgotten: longer than a token webhook's restart, shorter than kube-apiserver's own cache.
+REFUSAL_WINDOW = 60.0
 Entry = tuple[str, AccessKey]     # (component, key)
 
 
 class Grants:
     """The access keys one token was seen allowed, each with when the cloud last confirmed
-    it (``clock`` time; 0 for a grant loaded from the persisted memory), and until when the
-    token is honoured."""
+    it (``clock`` time; 0 for a grant loaded from the persisted memory), until when the
+    token is honoured, and when the cloud last accepted it (0: before this start)."""
 
-    __slots__ = ("expires", "keys")
+    __slots__ = ("accepted", "expires", "keys")
 
     def __init__(self, expires: float, max_keys: int) -> None:
         self.expires = expires
+        self.accepted = 0.0
         self.keys: LRUCache[Entry, float] = LRUCache(max_keys)
 
 
@@ -56,6 +70,7 @@ class TokenMemory:
         self._tokens: TLRUCache[str, Grants] = TLRUCache(
             maxsize=max_tokens, ttu=lambda _k, g, _now: g.expires, timer=clock)
         self._hub: LRUCache[Entry, bool] = LRUCache(max_hub_keys)
+        self._doubted: LRUCache[str, float] = LRUCache(max_tokens)  # hash: first 401
         # Everything any principal was seen allowed: the cache can hold only that, so a key
         # nobody was ever allowed is "not cached", not "forbidden".
         self._any: LRUCache[Entry, bool] = LRUCache(2 * max_hub_keys)
@@ -95,6 +110,7 @@ class TokenMemory:
             if expires <= now:
                 return
             h = self._hash(authorization)
+            self._doubted.pop(h, None)   # accepted: an earlier 401 was the cloud's blip
             grants = self._tokens.get(h)
             if grants is None:
                 grants = Grants(expires, self.max_keys)
@@ -102,6 +118,7 @@ class TokenMemory:
             elif exp is None and expires - grants.expires > self.ttl / 100:
                 self.dirty = True   # why: persist a moved expiry, not every request's
             grants.expires = max(grants.expires, expires) if exp is None else expires
+            grants.accepted = now
             if keep:
                 self._keep(grants.keys, entry, now)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
@@ -124,10 +141,33 @@ class TokenMemory:
 
     # -- online: the cloud refused something it once allowed ------------------------------------
 
-    def forget(self, authorization: str) -> None:
-        """The cloud no longer accepts this token (401): it is honoured for nothing."""
+    def refused(self, authorization: str) -> bool:
+        """The cloud answered 401 to this token: True when it is now forgotten (accepted less
+        than ``VERDICT_KEPT`` ago, or refused ``REFUSAL_WINDOW`` or more after a first 401
+        with no 2xx between), False while it is only in doubt."""
+        h = self._hash(authorization)
         with self._lock:
-            if self._tokens.pop(self._hash(authorization), None) is not None:
+            grants = self._tokens.get(h)
+            if grants is None:
+                self._doubted.pop(h, None)
+                return False
+            now = self.clock()
+            first = self._doubted.get(h)
+            if now - grants.accepted >= VERDICT_KEPT:
+                if first is None:
+                    self._doubted[h] = now
+                    return False
+                if now - first < REFUSAL_WINDOW:
+                    return False
+        self.forget(authorization)
+        return True
+
+    def forget(self, authorization: str) -> None:
+        """The cloud no longer accepts this token: it is honoured for nothing."""
+        h = self._hash(authorization)
+        with self._lock:
+            self._doubted.pop(h, None)
+            if self._tokens.pop(h, None) is not None:
                 self.dirty = True
 
     def forget_key(self, authorization: str, component: str, key: AccessKey) -> None:

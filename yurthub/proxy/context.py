@@ -16,7 +16,13 @@ from yurthub.access.guard import Caller
 from yurthub.access.keys import client_authorization, component_key
 from yurthub.errors import BadRequest
 from yurthub.kube.patchlimits import too_large
-from yurthub.kube.requestinfo import RequestInfo, component_from_user_agent, parse_request_info
+from yurthub.kube.requestinfo import (
+    RequestInfo,
+    bool_option,
+    component_from_user_agent,
+    parse_query,
+    parse_request_info,
+)
 
 # Bodies up to this size are read before forwarding, so a connect failure can be retried on
 # another server and the local proxy can apply them; bigger ones stream through.
@@ -32,6 +38,12 @@ HOP_BY_HOP = frozenset({
 
 
 _DROPPED = HOP_BY_HOP | {"host", "content-length"}
+
+
+def connection_tokens(*values: str) -> set[str]:
+    """The names a ``Connection`` header lists (RFC 9110 7.6.1: a comma-separated list,
+    any case, spaces around), lowercased: hop-by-hop headers, ``close``, ``upgrade``."""
+    return {t.strip(" \t").lower() for v in values for t in v.split(",") if t.strip(" \t")}
 
 
 @lru_cache(maxsize=512)
@@ -102,6 +114,14 @@ class RequestContext:
         return n if n >= 0 else None
 
     @property
+    def follows(self) -> bool:
+        """A pod's log asked with ``follow``, read as kube-apiserver reads it: ``True``
+        (the Python client on urllib3 1.26 sends that), ``yes`` or no value follow too."""
+        if self.info.subresource != "log":
+            return False   # (only then is the query parsed again)
+        return bool_option(parse_query(self.path_qs.partition("?")[2]).get("follow"))
+
+    @property
     def client_socket(self) -> socket.socket | None:
         sock = self.environ.get("gunicorn.socket")
         return sock if isinstance(sock, socket.socket) else None
@@ -115,7 +135,7 @@ class RequestContext:
         drop = _DROPPED
         conn = self.environ.get("HTTP_CONNECTION")
         if conn:
-            drop = drop | {t.strip().lower() for t in conn.split(",") if t.strip()}
+            drop = drop | connection_tokens(conn)
         out = {}
         for key, value in self.environ.items():
             if key.startswith("HTTP_"):

@@ -79,8 +79,7 @@ class RemoteProxy:
         this request: the caller gives it back when the answer ends (``streams.unclaim``);
         its stream, once open, holds it instead."""
         info = ctx.info
-        long_lived = info.verb == "watch" or tunnel.is_upgrade(ctx) or (
-            info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1"))
+        long_lived = info.verb == "watch" or tunnel.is_upgrade(ctx) or ctx.follows
         sock = ctx.client_socket
         # The hub's own in-process requests (the multiplexer's feed) hold no thread.
         if not long_lived or sock is None:
@@ -107,8 +106,7 @@ class RemoteProxy:
             return tunnel.serve(self.upstream, self.streams, ctx, self.guard)
         info = ctx.info
         watch = info.verb == "watch"
-        # Only pods/log streams with follow=true (parsing the query costs every request).
-        follow = info.subresource == "log" and ctx.request.args.get("follow") in ("true", "1")
+        follow = ctx.follows
         if self.streams.shutting_down.is_set():
             raise ServiceUnavailable("yurthub is shutting down", details={"retryAfterSeconds": 1})
         # Before anything is sent: until the filter configuration is known, a request some
@@ -161,7 +159,8 @@ class RemoteProxy:
         if self.guard is not None:
             self.guard.record(ctx.caller, info, resp.status)
         # A list's chunks mean nothing: those that have arrived go on together.
-        chunks = up.stream(resp, coalesce=not (watch or follow))
+        # A get or a list whose body stalls is cut once the cloud is declared gone.
+        chunks = up.stream(resp, coalesce=not (watch or follow), cut_first=not (watch or follow))
         first = b""
         sent = list(resp.headers.items())  # a repeated name (Warning) once per value
         resp_headers = dict(sent)

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from yurthub.errors import ApiError, InternalError, TooManyRequests
 from yurthub.kube.status import STATUS_CONTENT_TYPE, status_bytes
-from yurthub.proxy.context import HOP_BY_HOP
+from yurthub.proxy.context import HOP_BY_HOP, connection_tokens
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def upstream_headers(sent: Iterable[tuple[str, str]], final: Mapping[str, str] |
     name, as the proxy changed them (a filtered body's length and encoding), None when it
     changed none.  A name changed or added goes out once with its new value, one dropped not
     at all, one unchanged with every value the cloud sent.  Hop-by-hop headers are dropped,
+    those the cloud's ``Connection`` names too (RFC 9110 7.6.1, as Go's ReverseProxy does),
     Content-Length goes out once, and so do header lines no HTTP server may send (a name that
     is no token, a value with control characters, a length that is no number): gunicorn
     refused the whole answer for one of them (a 500), Go's server (YurtHub's) drops them.
@@ -62,10 +63,12 @@ def upstream_headers(sent: Iterable[tuple[str, str]], final: Mapping[str, str] |
         groups.setdefault(name, []).append(value)
     if final is None:
         final = {name: values[-1] for name, values in groups.items()}
+    hop = HOP_BY_HOP | connection_tokens(*(v for n, vs in groups.items()
+                                           if n.lower() == "connection" for v in vs))
     out = []
     for name, value in final.items():
         low = name.lower()
-        if low in HOP_BY_HOP:
+        if low in hop:
             continue
         values = groups.get(name)
         if not values or values[-1] != value or low == "content-length":

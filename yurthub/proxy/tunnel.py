@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from yurthub import upstream as up
 from yurthub.errors import BadGateway, UpstreamUnavailable
-from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext
+from yurthub.proxy.context import BUFFERED_BODY_LIMIT, RequestContext, connection_tokens
 from yurthub.proxy.responses import upstream_headers
 from yurthub.proxy.streams import Reason, StreamRegistry
 
@@ -39,7 +39,7 @@ PIECE = 64 * 1024
 
 def is_upgrade(ctx: RequestContext) -> bool:
     """A request asking to switch protocols (RFC 9110 7.8): exec, attach, port-forward."""
-    return bool(ctx.header("Upgrade")) and "upgrade" in ctx.header("Connection").lower()
+    return bool(ctx.header("Upgrade")) and "upgrade" in connection_tokens(ctx.header("Connection"))
 
 
 def request_head(ctx: RequestContext, host: str, token: str, length: int) -> bytes:

@@ -225,3 +225,51 @@ def test_what_the_cloud_refuses_online_is_forgotten(clock):
     assert m.allows(TOKEN, "kube-proxy", SECRET) and m.knows(TOKEN)
     m.forget(TOKEN)                              # 401: the token is honoured for nothing
     assert not m.knows(TOKEN) and not m.allows(TOKEN, "kube-proxy", SECRET)
+
+
+
+def test_a_token_accepted_within_two_minutes_is_forgotten_at_its_first_401(clock):
+    # kube-apiserver keeps a webhook's verdict 2 min: a 401 since is a real refusal (a
+    # deleted ServiceAccount's token, refused at once by its in-process authenticator)
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    clock.now += 119
+    assert m.refused(TOKEN)
+    assert not m.knows(TOKEN) and not m.allows(TOKEN, "calico-node", SECRET)
+
+
+def test_an_older_tokens_401_leaves_it_in_doubt_a_second_a_minute_on_forgets_it(clock):
+    # not accepted for 2 min: its 401 may be kube-apiserver's token webhook being down
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    clock.now += 300
+    assert not m.refused(TOKEN)                  # the webhook's blip, maybe
+    clock.now += 30
+    assert not m.refused(TOKEN)                  # a retry soon after: still in doubt
+    assert m.knows(TOKEN) and m.allows(TOKEN, "calico-node", SECRET)
+    clock.now += 30
+    assert m.refused(TOKEN)                      # refused a minute on: revoked
+    assert not m.knows(TOKEN) and not m.allows(TOKEN, "calico-node", SECRET)
+
+
+def test_an_accepted_answer_between_two_401s_clears_the_doubt(clock):
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    clock.now += 300
+    assert not m.refused(TOKEN)
+    clock.now += 50
+    m.remember(TOKEN, "calico-node", SECRET)     # the webhook is back
+    clock.now += 300
+    assert not m.refused(TOKEN)                  # a new blip, a new doubt
+    assert m.knows(TOKEN)
+    clock.now += 60
+    assert m.refused(TOKEN) and not m.knows(TOKEN)
+    assert not m.refused(TOKEN)                  # a token never accepted: nothing to forget
+
+
+def test_a_token_loaded_from_disk_was_accepted_before_this_start(clock):
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    again = memory(clock)
+    again.load_doc(m.to_doc())
+    assert not again.refused(TOKEN) and again.knows(TOKEN)

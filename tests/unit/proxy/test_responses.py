@@ -28,3 +28,13 @@ def test_lines_no_server_may_send_are_dropped():
     sent = [("X-Ok", "fine \x80"), ("X-Ctl", "a\x00b"), ("X Bad", "v"), ("X-Cr", "a\r\n b"),
             ("Content-Length", "abc"), ("Content-Length", "7")]
     assert upstream_headers(sent) == [("X-Ok", "fine \x80"), ("Content-Length", "7")]
+
+
+def test_headers_the_clouds_connection_header_names_are_hop_by_hop_too():
+    # an HTTP proxy in front of kube-apiserver: its per-connection headers are not the
+    # client's (RFC 9110 7.6.1; Go's ReverseProxy, YurtHub's, drops them)
+    sent = [("Content-Type", "application/json"), ("Connection", "keep-alive, X-Lb-Conn"),
+            ("connection", " X-Lb-Trace ,Upgrade"), ("X-LB-CONN", "7"), ("x-lb-trace", "a1"),
+            ("Content-Length", "2")]
+    assert upstream_headers(sent) == [("Content-Type", "application/json"),
+                                      ("Content-Length", "2")]
