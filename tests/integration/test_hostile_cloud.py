@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.hostile import Hostile, chunked_head, response
+from tests.fixtures.hostile import Hostile, chunk, chunked_head, response
 from tests.fixtures.waiting import wait_for
 
 KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
@@ -56,3 +56,43 @@ def test_the_multiplexer_never_shows_other_objects_as_services(hostile, hub_fact
         status, _, got = hub.get("/api/v1/services", ua=KUBE_PROXY)
         assert status == 200 and got == raw  # what the cloud said, as a proxy passes it on
     assert "Traceback" not in hub.log()
+
+
+def _service(name: str, rv: int) -> dict:
+    return {"metadata": {"name": name, "namespace": "default", "resourceVersion": str(rv)},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 53}]}}
+
+
+def _event(etype: str, obj: object) -> bytes:
+    return chunk(json.dumps({"type": etype, "object": obj}).encode() + b"\n")
+
+
+@pytest.mark.parametrize("metadata", ["x", [1]])
+def test_a_bookmark_whose_metadata_is_no_object_crashes_nothing(hostile, hub_factory,
+                                                                metadata):
+    # The shared services feed read the bookmark's metadata as a dict: its thread crashed
+    # and took the worker (every client's connections and watches) with it, again at every
+    # such bookmark.
+    hostile.routes["/api/v1/services"] = response(
+        {"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": "100"},
+         "items": [_service("listed", 90)]})
+
+    def watch(_head: str) -> Iterator[bytes]:
+        yield chunked_head()
+        yield _event("BOOKMARK", {"kind": "Service", "apiVersion": "v1", "metadata": metadata})
+        yield _event("ADDED", _service("after-the-bookmark", 101))
+        hostile.released.wait(60)
+
+    hostile.routes["/api/v1/services?watch"] = watch
+    hub = hub_factory(hostile.url, extra=["--enable-resource-filter", "false"])
+
+    def names() -> set[str]:
+        status, _, body = hub.get("/api/v1/services", ua=KUBE_PROXY)
+        assert status == 200, body
+        return {i["metadata"]["name"] for i in json.loads(body)["items"]}
+
+    wait_for(lambda: "after-the-bookmark" in names() or "exited with code" in hub.log(),
+             timeout=20, what="the event after the bookmark")
+    log = hub.log()
+    assert "exited with code" not in log and "Traceback" not in log
+    assert names() == {"listed", "after-the-bookmark"}

@@ -227,8 +227,9 @@ class Feed(BackgroundThread):
             if self._bookmark_at:
                 self.bookmark_gap = now - self._bookmark_at
             self._bookmark_at = now
-            meta = obj.get("metadata") or {}
-            state.bookmark(rv_int(str(meta.get("resourceVersion", ""))))
+            meta = obj.get("metadata")
+            rv = meta.get("resourceVersion", "") if isinstance(meta, dict) else ""
+            state.bookmark(rv_int(str(rv)))  # one without a version says nothing
             return
         if etype == "ERROR":
             if obj.get("code") == 410:
