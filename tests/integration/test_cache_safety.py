@@ -277,6 +277,30 @@ def test_a_pods_list_of_another_kind_is_passed_on_but_never_filed_as_pods(crafte
     assert f"{ns}/not-a-pod" not in objects(hub.cache_dir)
 
 
+def test_pages_of_two_snapshots_are_never_cached_as_one_list(crafted_hub):
+    # A cloud whose second page comes from another resourceVersion (kube-apiserver serves
+    # every page of a list from the snapshot its continue token names): offline, the union
+    # was served as the complete list at the first page's version.
+    hub = crafted_hub
+    ns = f"paged-{next(_LIST_VERSIONS)}"
+    path = f"/api/v1/namespaces/{ns}/pods"
+
+    def page(rv: int, name: str, token: str) -> bytes:
+        md = {"resourceVersion": str(rv), **({"continue": token} if token else {})}
+        return json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": md,
+                           "items": [evil_pod(ns, name)]}).encode()
+
+    _Crafted.bodies = {path + "?limit=1": page(20, "first", "next-page"),
+                       path + "?limit=1&continue=next-page": page(10, "second", "")}
+    for query in ("?limit=1", "?limit=1&continue=next-page"):
+        status, _, body = hub.get(path + query)
+        assert status == 200 and body == _Crafted.bodies[path + query]
+    wait_for(lambda: f"list of kubelet/pods.v1.core {ns}" in hub.log()
+             or f"cached list kubelet/pods.v1.core {ns}:" in hub.log(),
+             what="the pages handled by the cache writer")
+    assert not {f"{ns}/first", f"{ns}/second"} & objects(hub.cache_dir)
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/namespaces/%2e%2e/pods/x",
     "/api/v1/namespaces/default/pods/%2e%2e%2f%2e%2e%2fetc",
