@@ -28,6 +28,14 @@ to another server or, with none, to the cache.  A get's or a list's body that st
 its first byte (the head came, then silence) is cut the same way (``awaiting_body``): it
 breaks, and the read is answered from the cache.  Only once the server is declared gone: a
 list the apiserver is still computing is not cut, and a watch's body is never waited on so.
+
+Idle connections closed: a server (or a load balancer) closes a kept-alive connection it
+finds idle, and a request sent on it at that moment gets no answer (a reset, an end).
+urllib3 checks a connection before it reuses it, but not against a close still on its way;
+the read failed as if the cloud had broken (a 502, or the cache answering for a reachable
+cloud).  Go's net/http sends such a request again on another connection when it may
+(nothing was answered on it, the request is replayable); so do these pools, once, for a
+GET or HEAD without a body (``ClosedIdle``).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import HTTPError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,12 @@ class _CutOff(ConnectionAbortedError):
     """The server was declared gone while this request waited for its answer."""
 
 
+class ClosedIdle(ConnectionResetError):
+    """A kept-alive connection that had answered before was closed by the server with no
+    answer to the next request: the server closed it as idle while the request was on its
+    way (or closes every connection after one answer).  The request never reached it."""
+
+
 class _Waits:
     """The wait for an answer's head, which ``cut_waiting`` may end."""
 
@@ -89,17 +104,26 @@ class _Waits:
     port: Any
     sock: Any
     _cut = False
+    _answers = 0  # answers begun on this connection since it was made
+
+    def connect(self) -> None:
+        self._answers = 0
+        super().connect()  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         self._cut = False
         with _waiting_lock:
             _waiting.add(self)
         try:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            resp = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            self._answers += 1
+            return resp
         except (OSError, http.client.HTTPException) as e:
             if self._cut:
                 raise _CutOff("the server was declared gone while the request waited for "
                              "its answer") from e
+            if self._answers and isinstance(e, (ConnectionResetError, BrokenPipeError)):
+                raise ClosedIdle(f"the server closed a kept-alive connection: {e}") from e
             raise
         finally:
             with _waiting_lock:
@@ -148,10 +172,15 @@ def cut_waiting(host: str, port: int | None) -> int:
 
 def was_cut(error: BaseException | None) -> bool:
     """Whether ``error`` (urllib3's, wrapping what the connection raised) is a ``_CutOff``."""
+    return caused_by(error, _CutOff)
+
+
+def caused_by(error: BaseException | None, cls: type[BaseException]) -> bool:
+    """Whether ``error`` (urllib3's, wrapping what the connection raised) is a ``cls``."""
     for _ in range(8):
         if error is None:
             return False
-        if isinstance(error, _CutOff):
+        if isinstance(error, cls):
             return True
         # urllib3 keeps the cause in ``reason`` (MaxRetryError) or ``args`` (ProtocolError);
         # an ssl.SSLError's ``reason`` is a string.
@@ -229,4 +258,21 @@ def final_answers(pool: Any) -> Any:
         pool.ConnectionCls = FinalHTTPSConnection
     else:
         pool.ConnectionCls = FinalHTTPConnection
+    pool.urlopen = _replaying(pool.urlopen)
     return pool
+
+
+def _replaying(urlopen: Any) -> Any:
+    """``urlopen`` sending a read again, once, when it met a ``ClosedIdle`` connection."""
+
+    def call(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        body = kwargs["body"] if "body" in kwargs else args[0] if args else None
+        try:
+            return urlopen(method, url, *args, **kwargs)
+        except (HTTPError, OSError) as e:
+            if method not in ("GET", "HEAD") or body or not caused_by(e, ClosedIdle):
+                raise
+            log.debug("%s %s: %s; sending it again", method, url, describe_error(e))
+        return urlopen(method, url, *args, **kwargs)
+
+    return call

@@ -251,6 +251,56 @@ def test_names_that_would_leave_or_confuse_the_cache_are_never_cached(crafted_hu
             assert p.is_relative_to(cache) or p.name.startswith(("hub-", "kubeconfig")), p
 
 
+@pytest.mark.parametrize("list_kind, api_version", [
+    ("ServiceList", "v1"), ("PodList", "apps/v1"), ("SecretList", "")])
+def test_a_pods_list_of_another_kind_is_passed_on_but_never_filed_as_pods(crafted_hub,
+                                                                          list_kind,
+                                                                          api_version):
+    # Built-in lists carry no kind in their items: the list's own kind is what would be
+    # written into each file (and served offline as the PodList kubelet asked for).
+    hub = crafted_hub
+    ns = f"other-{next(_LIST_VERSIONS)}"
+    path = f"/api/v1/namespaces/{ns}/pods"
+    head = {"kind": list_kind, "metadata": {"resourceVersion": "9"}}
+    if api_version:
+        head["apiVersion"] = api_version
+    item = evil_pod(ns, "not-a-pod")
+    _Crafted.bodies = {path: json.dumps({**head, "items": [item]}).encode()}
+    dropped = hub.metric("yurthub_cache_entries_dropped_total", component="kubelet",
+                         resource="pods", reason="undecodable")
+    status, _, body = hub.get(path)
+    assert status == 200 and body == _Crafted.bodies[path]  # passed on untouched
+    wait_for(lambda: f"{ns}/not-a-pod" in objects(hub.cache_dir)
+             or hub.metric("yurthub_cache_entries_dropped_total", component="kubelet",
+                           resource="pods", reason="undecodable") > dropped,
+             what="the list handled by the cache writer")
+    assert f"{ns}/not-a-pod" not in objects(hub.cache_dir)
+
+
+def test_pages_of_two_snapshots_are_never_cached_as_one_list(crafted_hub):
+    # A cloud whose second page comes from another resourceVersion (kube-apiserver serves
+    # every page of a list from the snapshot its continue token names): offline, the union
+    # was served as the complete list at the first page's version.
+    hub = crafted_hub
+    ns = f"paged-{next(_LIST_VERSIONS)}"
+    path = f"/api/v1/namespaces/{ns}/pods"
+
+    def page(rv: int, name: str, token: str) -> bytes:
+        md = {"resourceVersion": str(rv), **({"continue": token} if token else {})}
+        return json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": md,
+                           "items": [evil_pod(ns, name)]}).encode()
+
+    _Crafted.bodies = {path + "?limit=1": page(20, "first", "next-page"),
+                       path + "?limit=1&continue=next-page": page(10, "second", "")}
+    for query in ("?limit=1", "?limit=1&continue=next-page"):
+        status, _, body = hub.get(path + query)
+        assert status == 200 and body == _Crafted.bodies[path + query]
+    wait_for(lambda: f"list of kubelet/pods.v1.core {ns}" in hub.log()
+             or f"cached list kubelet/pods.v1.core {ns}:" in hub.log(),
+             what="the pages handled by the cache writer")
+    assert not {f"{ns}/first", f"{ns}/second"} & objects(hub.cache_dir)
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/namespaces/%2e%2e/pods/x",
     "/api/v1/namespaces/default/pods/%2e%2e%2f%2e%2e%2fetc",

@@ -30,6 +30,7 @@ from yurthub.identity.apiclient import ApiClient
 
 BODY = b'{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}'
 HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+CLOSE = b"<closed without an answer>"
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
           b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY)
 
@@ -38,7 +39,8 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 def server(answer: bytes | list[bytes], context: ssl.SSLContext | None = None
            ) -> Iterator[str]:
     """A cloud that answers every request with ``answer`` (a list: the n-th request on a
-    connection with its n-th item, the last one after that)."""
+    connection with its n-th item, the last one after that; CLOSE: the connection closed
+    instead of an answer)."""
     answers = answer if isinstance(answer, list) else [answer]
     lsock = socket.create_server(("127.0.0.1", 0))
     lsock.settimeout(0.2)
@@ -56,6 +58,8 @@ def server(answer: bytes | list[bytes], context: ssl.SSLContext | None = None
                         return
                     buf += data
                 buf = buf.split(b"\r\n\r\n", 1)[1]
+                if answers[min(n, len(answers) - 1)] is CLOSE:
+                    return
                 conn.sendall(answers[min(n, len(answers) - 1)])
                 n += 1
 
@@ -146,6 +150,47 @@ def test_endless_interim_responses_are_a_broken_answer_not_a_hang():
         upstream = upstream_for(url)
         try:
             with pytest.raises(UpstreamBroken, match="interim"):
+                get(upstream)
+        finally:
+            upstream.close()
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_a_read_on_a_connection_the_server_closed_as_idle_is_sent_again(tmp_path, secure):
+    """The server closes a kept-alive connection as the next request arrives on it (its idle
+    timeout, a load balancer's): Go's net/http sends the read again on a new connection.
+    The hub answered a 502, or from the cache, for a cloud that was there all along."""
+    ctx, ca = None, ""
+    if secure:
+        material = tls.make_self_signed(tmp_path / "pki")
+        ctx = tls.server_context(material.server_cert, material.server_key, None)
+        ca = material.ca_cert
+    with server([ANSWER, CLOSE], ctx) as url:
+        upstream = upstream_for(url, ca)
+        try:
+            for _ in range(3):
+                assert get(upstream) == (200, BODY)
+            ok = upstream.own_request(upstream.servers[0], "GET", "/readyz", agent="yurthub",
+                                      timeout=5)
+            assert ok[0] == 200  # the health probe too
+        finally:
+            upstream.close()
+
+
+def test_a_write_or_a_first_request_is_never_sent_again():
+    with server([ANSWER, CLOSE]) as url:
+        upstream = upstream_for(url)
+        try:
+            assert get(upstream) == (200, BODY)
+            with pytest.raises(UpstreamBroken):  # it may have arrived: never twice
+                upstream.send(upstream.servers[0], "POST", "/api/v1/namespaces/default/pods",
+                              {"Content-Type": "application/json"}, b"{}", read_timeout=5)
+        finally:
+            upstream.close()
+    with server(CLOSE) as url:  # no answer at all on a new connection: a broken cloud
+        upstream = upstream_for(url)
+        try:
+            with pytest.raises(UpstreamBroken):
                 get(upstream)
         finally:
             upstream.close()

@@ -112,9 +112,10 @@ class Handler:
         if not isinstance(md, dict) or not isinstance(labels or {}, dict):
             # The apiserver validates metadata; this is not one of its objects.
             raise DecodeError("an object whose metadata or labels are not a JSON object")
-        if self.entry.ck is not None and obj.get("kind") and obj.get("apiVersion"):
+        # An item without its own type has the one its list says (what would be filed).
+        have = (obj.get("kind") or kind, obj.get("apiVersion") or api_version)
+        if self.entry.ck is not None and (have[0] or have[1]):
             want = expected_type(self.entry.ck)
-            have = (obj["kind"], obj["apiVersion"])
             if want[0] and have != want:
                 # Filed here it would be a file `cache verify` flags and a restart quarantines.
                 raise DecodeError(f"an object of kind {have[0]!r} ({have[1]!r}) among "

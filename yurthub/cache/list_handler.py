@@ -210,8 +210,13 @@ class ListHandler(Handler):
             kind, api_version = self._item_type()
         if kind:
             coll.learn_type(kind, api_version)
-        if not a.list_rv:
-            a.list_rv = info.resource_version_int
+        rv = info.resource_version_int
+        if a.list_rv and rv != a.list_rv:
+            # The pages of one list are one snapshot (the continue token carries its
+            # version): pages of two are no list that ever was.
+            coll.abort_list(a, f"a page at resourceVersion {rv} after pages at {a.list_rv}")
+            return
+        a.list_rv = rv
         if info.continue_token:
             a.expected_token = info.continue_token  # more pages follow
             return

@@ -38,6 +38,7 @@ from yurthub.config import MULTIPLEXER_AGENT
 from yurthub.errors import DecodeError, YurthubError
 from yurthub.kube.framing import ListParser, WatchFramer
 from yurthub.kube.meta import rv_int
+from yurthub.kube.resources import ResourceType
 from yurthub.proxy.muxstate import SharedState, make_obj
 from yurthub.threads import BackgroundThread
 
@@ -170,10 +171,15 @@ class Feed(BackgroundThread):
                 raise _Failed(f"list answered {status}: {_text(chunks)}", status)
             for chunk in chunks:
                 # Each item is kept as its bytes only: the decoded objects go as they come.
-                objs += [make_obj(rt, it.obj, item=it.raw) for it in parser.feed(chunk)]
+                objs += [make_obj(rt, _of_type(rt, it.obj), item=it.raw)
+                         for it in parser.feed(chunk)]
             info = parser.close()
             if info.is_status:
                 raise _Failed(f"list answered a Status: {info.status}")
+            if (info.kind, info.api_version) != (rt.kind + "List", rt.group_version):
+                version = info.api_version or "no apiVersion"
+                raise DecodeError(f"a {info.kind or 'list'} ({version}) answered for "
+                                  f"{rt.resource}")
             list_rv = info.resource_version_int
         except DecodeError as e:
             raise _Failed(f"unusable list: {e}") from e
@@ -221,14 +227,24 @@ class Feed(BackgroundThread):
             if self._bookmark_at:
                 self.bookmark_gap = now - self._bookmark_at
             self._bookmark_at = now
-            meta = obj.get("metadata") or {}
-            state.bookmark(rv_int(str(meta.get("resourceVersion", ""))))
+            meta = obj.get("metadata")
+            rv = meta.get("resourceVersion", "") if isinstance(meta, dict) else ""
+            state.bookmark(rv_int(str(rv)))  # one without a version says nothing
             return
         if etype == "ERROR":
             if obj.get("code") == 410:
                 raise _Expired(f"watch from {state.rv}: {obj.get('message', 'expired')}")
             raise _Failed(f"watch error: {obj.get('message', obj)}")
-        state.apply(etype, make_obj(state.rt, obj, event=raw))
+        state.apply(etype, make_obj(state.rt, _of_type(state.rt, obj), event=raw))
+
+
+def _of_type(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj``, when its type (if it says one) is ``rt``'s; else a DecodeError: the state
+    would show it to every client as one of ``rt``'s objects."""
+    kind, api_version = obj.get("kind", rt.kind), obj.get("apiVersion", rt.group_version)
+    if (kind, api_version) != (rt.kind, rt.group_version):
+        raise DecodeError(f"an object of kind {kind!r} ({api_version!r}) among {rt.kind}")
+    return obj
 
 
 PROBE_ACCEPT = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, "

@@ -244,7 +244,7 @@ def test_events_held_back_by_a_list_the_quota_refuses_are_still_applied(small):
     late = pod("late", rv=55)
     feed.respond("/api/v1/pods?watch=true&resourceVersion=50", event_line("ADDED", late))
     # ~900 KB more: under the quota as a list, over it with the other collection.
-    feed.respond("/api/v1/pods?limit=2&continue=tok", list_body(big_pods(27, 1000), 51))
+    feed.respond("/api/v1/pods?limit=2&continue=tok", list_body(big_pods(27, 1000), 50))
     assert "caching stopped (quota)" in (small.not_ready() or "")
     assert ("default", "late") in small.store.entries(PODS)  # the event was not lost
 
