@@ -153,6 +153,9 @@ def test_gunicorn_conf_takes_every_setting_from_yurthub_conf(tmp_path, secure):
      "ca_file = '/nonexistent/ca.crt': file does not exist"),
 ])
 def test_gunicorn_conf_stops_with_one_line_and_ex_config(tmp_path, ini, fragment):
+    # the cache and root under tmp_path: the defaults' directories may exist on this machine
+    # (the package test installs the package), owned by another user, an error of their own
+    ini += f"disk_cache_path = {tmp_path / 'cache'}\nroot_dir = {tmp_path / 'root'}\n"
     r = load_gunicorn_conf(tmp_path, ini)
     assert r.returncode == 78
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("yurthub: "), r.stderr
