@@ -419,6 +419,19 @@ class _RenewalClient:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         current = not self._refused and self._valid()
+        status, doc = self._send(current, method, path, body)
+        if current and status == 401:
+            # Valid by the node's clock, refused by the cloud's: a request in the
+            # certificate's last moment, or a node clock behind the cloud's.  The same
+            # request again with the token (a 401 changed nothing), so a request already
+            # pending is still the one polled; the token's own refusal is final.
+            log.info("the hub's certificate is over by the cloud's clock; asking with the "
+                     "bootstrap token")
+            self._refused = True
+            status, doc = self._send(False, method, path, body)
+        return status, doc
+
+    def _send(self, current: bool, method: str, path: str, body: Any) -> tuple[int, Any]:
         client = self._clients.get(current)
         if client is None:
             renewal = self._renewal
