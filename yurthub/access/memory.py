@@ -14,7 +14,8 @@ kube-apiserver also answers 401 when it could not authenticate (its token webhoo
 timing out), but it keeps a webhook's verdict that long (``--authentication-token-webhook-
 cache-ttl``, 2 min by default), so a token it accepted since cannot meet that outage: the 401
 is a refusal (a deleted pod's or ServiceAccount's token, which its in-process authenticator
-refuses at once).  An older token's 401 only puts it in doubt: a 2xx clears the doubt, a 401
+refuses at once).  So is any 401 to a ServiceAccount's token, which no webhook checks.  An
+older token's 401 only puts it in doubt: a 2xx clears the doubt, a 401
 ``REFUSAL_WINDOW`` seconds or more after the first forgets it (a revoked token's client keeps
 retrying: it is forgotten within a minute or two).  The doubt is kept in memory only.
 
@@ -34,7 +35,7 @@ from typing import Any
 
 from cachetools import LRUCache, TLRUCache
 
-from yurthub.access.keys import KEY_PART_MAX, AccessKey, bearer_expiry
+from yurthub.access.keys import KEY_PART_MAX, AccessKey, bearer_expiry, bearer_subject
 
 FORMAT = 1
 VERDICT_KEPT = 120.0    # kube-apiserver's default webhook token cache TTL
@@ -153,7 +154,7 @@ class TokenMemory:
                 return False
             now = self.clock()
             first = self._doubted.get(h)
-            if now - grants.accepted >= VERDICT_KEPT:
+            if now - grants.accepted >= VERDICT_KEPT and not _in_process(authorization):
                 if first is None:
                     self._doubted[h] = now
                     return False
@@ -263,3 +264,10 @@ def _entry(raw: Any) -> Entry:
     if not isinstance(raw, list) or len(raw) != 7 or not all(isinstance(x, str) for x in raw):
         raise ValueError("bad access key")
     return raw[0], AccessKey(*raw[1:])
+
+
+def _in_process(authorization: str) -> bool:
+    """A ServiceAccount's token (its ``sub``, read unverified): kube-apiserver checks it
+    itself, before any webhook, so its 401 is a verdict whatever the token's age.  A forged
+    claim can only make its own token forgotten sooner."""
+    return bearer_subject(authorization).startswith("system:serviceaccount:")

@@ -273,3 +273,19 @@ def test_a_token_loaded_from_disk_was_accepted_before_this_start(clock):
     again = memory(clock)
     again.load_doc(m.to_doc())
     assert not again.refused(TOKEN) and again.knows(TOKEN)
+
+
+def test_a_service_accounts_token_is_forgotten_at_its_first_401_whatever_its_age(clock):
+    # kube-apiserver checks a ServiceAccount's token itself, before any webhook: its 401 is
+    # the token's deletion or its pod's, never an outage; a token of another issuer that
+    # old is only in doubt
+    claims = {"exp": clock.now + 86400, "sub": "system:serviceaccount:kube-system:coredns"}
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    sa_token = f"Bearer eyJhbGciOiJSUzI1NiJ9.{payload}.c2ln"
+    oidc = jwt(clock.now + 86400)
+    m = memory(clock)
+    for token in (sa_token, oidc):
+        m.remember(token, "coredns", SECRET)
+    clock.now += 300
+    assert m.refused(sa_token) and not m.knows(sa_token)
+    assert not m.refused(oidc) and m.knows(oidc)
