@@ -1,5 +1,6 @@
-"""A chunked upstream body read straight from the socket: HTTP chunks that have arrived are
-handed on together, not one by one.
+"""An upstream body read straight from the socket: HTTP chunks that have arrived are handed
+on together, not one by one; a TLS body with a length is decrypted into one reused buffer
+(``read_length``).
 
 design: kube-apiserver sends a big list with ``Transfer-Encoding: chunked`` (its length is
 not known up front) in small chunks: Go's server writes each ``Write`` of the encoder as a
@@ -155,6 +156,42 @@ def read_chunked(resp: Any, fp: Any, sock: socket.socket) -> Iterator[bytes]:
         restore_timeout(sock, timeout)
     fp.chunk_left = 0
     body_ended(resp, fp, sock, stray=bool(dec.extra))
+
+
+def read_length(resp: Any, fp: Any, sock: ssl.SSLSocket, left: int) -> Iterator[bytes]:
+    """The ``left`` bytes of a TLS body with a length, straight from the socket: records
+    decrypted into one reused buffer, as many as have arrived, each piece a new ``bytes``
+    (upstream._direct says when this applies)."""
+    timeout = sock.gettimeout()
+    # First what the buffered reader holds (after read1 of at least that much it is
+    # empty), or one record when it holds nothing.
+    pending = fp.fp.read1(min(left, STREAM_CHUNK))
+    if not pending:
+        raise ProtocolError(f"body ended {left} bytes short of its Content-Length")
+    buf = bytearray(min(left, STREAM_CHUNK))
+    view = memoryview(buf)
+    sock.settimeout(0.0)
+    try:
+        while left:
+            size = min(left, STREAM_CHUNK)
+            got = len(pending)
+            if got:
+                view[:got] = pending
+                pending = b""
+            if got < size:
+                n, ended = recv_arrived(sock, view[got:], size - got, timeout,
+                                                    wait=not got)
+                got += n
+                if ended:
+                    raise ProtocolError(f"body ended {left - got} bytes short of its "
+                                        "Content-Length")
+            left -= got
+            fp.length = left
+            yield bytes(view[:got])
+    finally:
+        view.release()
+        restore_timeout(sock, timeout)
+    body_ended(resp, fp, sock)
 
 
 def restore_timeout(sock: socket.socket, timeout: float | None) -> None:

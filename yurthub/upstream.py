@@ -412,41 +412,7 @@ def _direct(resp: UpstreamResponse) -> Iterator[bytes] | None:
             or left <= JOIN_BELOW or getattr(fp, "chunked", True)
             or getattr(fp, "fp", None) is None or getattr(resp, "_fp_bytes_read", 0)):
         return None
-    return _read_direct(resp, fp, sock, left)
-
-
-def _read_direct(resp: UpstreamResponse, fp: Any, sock: ssl.SSLSocket, left: int
-                 ) -> Iterator[bytes]:
-    timeout = sock.gettimeout()
-    # First what the buffered reader holds (after read1 of at least that much it is
-    # empty), or one record when it holds nothing.
-    pending = fp.fp.read1(min(left, STREAM_CHUNK))
-    if not pending:
-        raise ProtocolError(f"body ended {left} bytes short of its Content-Length")
-    buf = bytearray(min(left, STREAM_CHUNK))
-    view = memoryview(buf)
-    sock.settimeout(0.0)
-    try:
-        while left:
-            size = min(left, STREAM_CHUNK)
-            got = len(pending)
-            if got:
-                view[:got] = pending
-                pending = b""
-            if got < size:
-                n, ended = chunkedbody.recv_arrived(sock, view[got:], size - got, timeout,
-                                                    wait=not got)
-                got += n
-                if ended:
-                    raise ProtocolError(f"body ended {left - got} bytes short of its "
-                                        "Content-Length")
-            left -= got
-            fp.length = left
-            yield bytes(view[:got])
-    finally:
-        view.release()
-        chunkedbody.restore_timeout(sock, timeout)
-    chunkedbody.body_ended(resp, fp, sock)
+    return chunkedbody.read_length(resp, fp, sock, left)
 
 
 def interrupt(resp: UpstreamResponse) -> None:
