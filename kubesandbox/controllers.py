@@ -60,7 +60,7 @@ class Controllers:
                 self.sync()
             except Exception:
                 log.exception("sandbox controllers: sync failed")
-            self.store.wait_for_rv(max(rv, self.store.rv) + 1, RESYNC)
+            self.store.wait_for_rv(max(rv, self.store.rv) + 1, RESYNC, stop=self._stop)
             rv = self.store.rv
 
     # -- one pass ---------------------------------------------------------------------------

@@ -198,9 +198,14 @@ class Store:
             self.log.compact(self.rv if rv is None else min(rv, self.rv))
             return self.log.floor
 
-    def wait_for_rv(self, rv: int, timeout: float) -> bool:
+    def wait_for_rv(self, rv: int, timeout: float,
+                    stop: threading.Event | None = None) -> bool:
+        """Wait until the store reaches ``rv`` (or closes, or ``stop`` is set and a ``wake``
+        follows it)."""
         with self.changed:
-            return self.changed.wait_for(lambda: self.rv >= rv or self.closed, timeout)
+            return self.changed.wait_for(
+                lambda: self.rv >= rv or self.closed or (stop is not None and stop.is_set()),
+                timeout)
 
     def close(self) -> None:
         """Wake every waiter for good (the server is stopping)."""

@@ -100,13 +100,18 @@ def _healthz(hub: Hub) -> bool:
         return False  # gunicorn is not listening yet, or (before) the worker never answered
 
 
+PROBE_TIMEOUT = 6  # seconds; the restarted hub waits that long for its first probe
+
+
 def test_a_restart_with_a_silent_cloud_answers_kubelet_from_the_cache_at_once(sandbox,
                                                                               tmp_path):
     """After a reboot the cloud may take connections and answer none (a dead link behind a
     load balancer).  The hub knows that before it serves (YurtHub probes at construction):
     kubelet's first list is answered from the cache, not held until the read timeout."""
-    # A long probe timeout: the old hub served before its first probe had decided.
-    hub = Hub(tmp_path, sandbox.url, extra=["--heartbeat-timeout-seconds", "10"]).start()
+    # A probe timeout longer than kubelet waits: the old hub served before its first probe
+    # had decided, and held the list it sent upstream until the probe failed.
+    hub = Hub(tmp_path, sandbox.url,
+              extra=["--heartbeat-timeout-seconds", str(PROBE_TIMEOUT)]).start()
     assert hub.get(PODS)[0] == 200
     wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
                                 resource="pods.v1.core") == 3, what="kubelet's pods cached")
@@ -119,7 +124,7 @@ def test_a_restart_with_a_silent_cloud_answers_kubelet_from_the_cache_at_once(sa
         hub.start(wait=False)
         wait_for(hub.started, 30, what="the restarted hub's start")
         status, headers, raw = http(hub.url + PODS, headers={"User-Agent": KUBELET},
-                                    timeout=20)
+                                    timeout=PROBE_TIMEOUT - 2)
         assert status == 200 and len(json.loads(raw)["items"]) == 3, raw[:300]
         assert "served from the yurthub cache" in headers.get("Warning", "")
     finally:

@@ -106,3 +106,21 @@ def test_event_log_read_reports_lost_positions():
         EventLog(size=0)
     assert log.read(0) == ([], 0, False)
     assert log.read(-1)[2] is True
+
+
+def test_the_controllers_stop_at_once_between_two_resyncs(monkeypatch):
+    """Stopping the controllers ends their thread even while it waits out a resync: it
+    once waited for the next one (a second), in every test's teardown of a sandbox."""
+    from kubesandbox import controllers
+    from kubesandbox.server import Sandbox
+
+    monkeypatch.setattr(controllers, "RESYNC", 3600.0)
+    sb = Sandbox(nodes=1, pods_per_node=0).start()
+    try:
+        ctl = sb.controllers
+        assert ctl is not None
+        ctl.store.wait_for_rv(sb.store.rv, 10)  # seeded; the thread now waits for changes
+        ctl.stop()
+        assert not ctl._thread.is_alive()
+    finally:
+        sb.stop()
