@@ -162,7 +162,7 @@ def test_a_list_whose_body_stalls_before_its_first_byte_is_cut_with_the_cloud(re
     # The cloud sent the list's headers, then nothing (an apiserver that hung mid-answer, a
     # link that began dropping packets): once the hub has declared the cloud gone, the list
     # is answered from the cache, not after the hub's 60 s read timeout.
-    hub = hub_factory(relay.url, node=NODE)
+    hub = hub_factory(relay.url, node=NODE, extra=PROBES)
     assert hub.get(PODS, ua=KUBELET)[0] == 200
     wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet") >= 3, 20,
              "kubelet's pods in the cache")
