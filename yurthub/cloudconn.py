@@ -35,7 +35,7 @@ urllib3 checks a connection before it reuses it, but not against a close still o
 the read failed as if the cloud had broken (a 502, or the cache answering for a reachable
 cloud).  Go's net/http sends such a request again on another connection when it may
 (nothing was answered on it, the request is replayable); so do these pools, once, for a
-GET or HEAD without a body (``ClosedIdle``).
+GET or HEAD without a body (``_ClosedIdle``).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class _CutOff(ConnectionAbortedError):
     """The server was declared gone while this request waited for its answer."""
 
 
-class ClosedIdle(ConnectionResetError):
+class _ClosedIdle(ConnectionResetError):
     """A kept-alive connection that had answered before was closed by the server with no
     answer to the next request: the server closed it as idle while the request was on its
     way (or closes every connection after one answer).  The request never reached it."""
@@ -123,7 +123,7 @@ class _Waits:
                 raise _CutOff("the server was declared gone while the request waited for "
                              "its answer") from e
             if self._answers and isinstance(e, (ConnectionResetError, BrokenPipeError)):
-                raise ClosedIdle(f"the server closed a kept-alive connection: {e}") from e
+                raise _ClosedIdle(f"the server closed a kept-alive connection: {e}") from e
             raise
         finally:
             with _waiting_lock:
@@ -263,14 +263,14 @@ def final_answers(pool: Any) -> Any:
 
 
 def _replaying(urlopen: Any) -> Any:
-    """``urlopen`` sending a read again, once, when it met a ``ClosedIdle`` connection."""
+    """``urlopen`` sending a read again, once, when it met a ``_ClosedIdle`` connection."""
 
     def call(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         body = kwargs["body"] if "body" in kwargs else args[0] if args else None
         try:
             return urlopen(method, url, *args, **kwargs)
         except (HTTPError, OSError) as e:
-            if method not in ("GET", "HEAD") or body or not caused_by(e, ClosedIdle):
+            if method not in ("GET", "HEAD") or body or not caused_by(e, _ClosedIdle):
                 raise
             log.debug("%s %s: %s; sending it again", method, url, describe_error(e))
         return urlopen(method, url, *args, **kwargs)

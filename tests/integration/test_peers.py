@@ -138,18 +138,32 @@ def test_tokens_offline_only_for_what_the_cloud_accepted_even_after_a_restart(
     check()
 
 
+# A token a webhook checks (opaque, no ServiceAccount's claims): the cloud may answer it 401
+# while the webhook is down.  (A ServiceAccount's token is checked by kube-apiserver
+# itself: its 401 is always a verdict, see tests/unit/access/test_memory.py.)
+WEBHOOK_TOKEN = "webhook-3f1c0d9e8b7a6f5e4d3c2b1a09f8e7d6"
+
+
+@pytest.fixture
+def webhook_sandbox():
+    sb = Sandbox(nodes=1, pods_per_node=2, token=WEBHOOK_TOKEN, bookmark_interval=0.3,
+                 control_port=0).start()
+    yield sb
+    sb.stop()
+
+
 def test_one_401_the_cloud_gives_by_mistake_does_not_refuse_the_token_offline(
-        secure_sandbox, hub_factory, tmp_path):
+        webhook_sandbox, hub_factory, tmp_path):
     # The cloud's token webhook was down for a moment: kube-apiserver answered 401 to a
     # token it had accepted before (longer ago than it keeps a webhook's verdict: here,
     # before the hub's restart).  The cloud then went away: the pod still reads the cache.
-    sandbox = secure_sandbox
+    sandbox = webhook_sandbox
     sandbox.put(secret())
     token_file = tmp_path / "hub-token"
-    token_file.write_text(TOKEN)
+    token_file.write_text(WEBHOOK_TOKEN)
     hub = hub_factory(sandbox.url, node=NODE,
                       extra=["--token-file", str(token_file), "--cache-agents", "calico-node"])
-    mine = {"User-Agent": CALICO, "Authorization": f"Bearer {TOKEN}"}
+    mine = {"User-Agent": CALICO, "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
     assert http(hub.url + SECRET, headers=mine)[0] == 200
     wait_for((hub.cache_dir / "calico-node/secrets.v1.core").is_dir, what="secrets")
     hub.stop()
