@@ -73,6 +73,12 @@ def checks(out: TextIO) -> None:
     limits = (show("MemoryMax"), show("TasksMax"))
     check(limits == (str(300 * 2**20), "512"), f"MemoryMax, TasksMax: {limits}")
     ok(f"MemoryMax={limits[0]} (300 MiB), TasksMax={limits[1]}")
+    with open(f"/proc/{pid}/limits") as fh:
+        core = next(line.split()[4:6] for line in fh if line.startswith("Max core file size"))
+    check(core == ["0", "0"], f"the main process's core file size limit: {core}")
+    ok("no core dumps (LimitCORE=0): its memory holds keys and tokens")
+    path_unit = run("systemctl", "is-active", "yurthub-config.path").stdout.strip()
+    check(path_unit == "active", f"yurthub-config.path is {path_unit}")
 
     # The package does not ship the sandbox: .ci/package-test copied the checkout's
     # kubesandbox to /root, and it runs on the installed yurthub's pure modules.
@@ -142,15 +148,19 @@ def checks(out: TextIO) -> None:
         check(run("systemctl", "start", "yurthub").returncode != 0,
               "systemctl start fails with a bad setting")
         code, main_pid = show("ExecMainStatus"), show("ExecMainPID")
-        run("systemctl", "stop", "yurthub")
         log = run("journalctl", f"_PID={main_pid}", "-o", "cat").stdout
         lines = log.splitlines()
         check(code == "78" and len(lines) == 1 and lines[0].startswith("yurthub: ")
               and "colour" in lines[0], f"exit {code}, journal of pid {main_pid}:\n{log}")
         ok(f"a bad setting: exit 78 and one line in the journal: {lines[0]}")
+        check(show("ActiveState") == "failed", f"after exit 78: {show('ActiveState')}")
     finally:
         os.replace(CONF + ".orig", CONF)
-        run("systemctl", "reset-failed", "yurthub")
+    # The fix alone brings it back: yurthub-config.path saw the file change.
+    state = poll("yurthub.service started again by the fixed file", lambda: show(
+        "ActiveState") == "active" and show("ActiveState"), 60)
+    check(state == "active", f"yurthub.service is {state} after the fix")
+    ok("the fixed yurthub.conf started it again (yurthub-config.path), no systemctl needed")
 
 
 def main() -> int:
