@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 import time
@@ -141,7 +140,8 @@ def checks(out: TextIO) -> None:
     check(result == ("success", "0"), f"Result, ExecMainStatus after stop: {result}")
     ok(f"systemctl stop: clean exit 0 after {took:.1f} s")
 
-    shutil.copy(CONF, CONF + ".orig")
+    with open(CONF, "rb") as fh:
+        original = fh.read()
     try:
         with open(CONF, "a") as fh:
             fh.write("colour = blue\n")
@@ -155,11 +155,16 @@ def checks(out: TextIO) -> None:
         ok(f"a bad setting: exit 78 and one line in the journal: {lines[0]}")
         check(show("ActiveState") == "failed", f"after exit 78: {show('ActiveState')}")
     finally:
-        os.replace(CONF + ".orig", CONF)
+        with open(CONF, "wb") as fh:  # in place: its owner, group and mode stay
+            fh.write(original)
     # The fix alone brings it back: yurthub-config.path saw the file change.
-    state = poll("yurthub.service started again by the fixed file", lambda: show(
-        "ActiveState") == "active" and show("ActiveState"), 60)
-    check(state == "active", f"yurthub.service is {state} after the fix")
+    try:
+        poll("yurthub.service started again by the fixed file",
+             lambda: show("ActiveState") == "active", 60)
+    except CheckFailed as e:
+        raise CheckFailed(f"{e}: {show('ActiveState')}\n" + run(
+            "journalctl", "-u", "yurthub", "-u", "yurthub-config.path", "-u",
+            "yurthub-config.service", "-o", "short-monotonic").stdout[-4000:]) from None
     ok("the fixed yurthub.conf started it again (yurthub-config.path), no systemctl needed")
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -210,9 +211,16 @@ def test_fixing_the_config_file_starts_a_hub_a_bad_setting_stopped():
     assert path["Install"]["WantedBy"] == "paths.target"
     starter = unit_file("yurthub-config.service")["Service"]
     assert starter["Type"] == "oneshot"
-    # Not a hub that runs (it applies a change at its restart), nor one the operator stopped.
-    assert starter["ExecCondition"] == "/bin/systemctl --quiet is-failed yurthub.service"
-    assert starter["ExecStart"] == "/bin/systemctl --no-block start yurthub.service"
+    # Not a hub that runs (it applies a change at its restart), nor one the operator
+    # stopped: one that failed, or is starting (it may have read the file before the fix).
+    condition = shlex.split(starter["ExecCondition"])
+    assert condition[:2] == ["/bin/sh", "-c"]
+    for state, code in (("failed", 0), ("activating", 0), ("active", 1), ("inactive", 1),
+                        ("deactivating", 1)):
+        script = condition[2].replace("$$(systemctl show -P ActiveState yurthub.service)",
+                                      state)
+        assert subprocess.run(["/bin/sh", "-c", script], timeout=10).returncode == code, state
+    assert starter["ExecStart"] == "/bin/systemctl --no-block restart yurthub.service"
     installed = (ROOT / "debian" / "yurthub.install").read_text().splitlines()
     for name in ("yurthub-config.path", "yurthub-config.service"):
         assert f"etc/systemd/{name} lib/systemd/system/" in installed
