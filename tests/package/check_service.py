@@ -377,7 +377,8 @@ def check_service(unit: Unit, workdir: str, node: str) -> None:
               f"READY=1 came from pid {pid}, not the main pid {run.proc.pid} "
               f"(NotifyAccess={unit.notify_access})")
         ok(f"READY=1 sent by the main process (NotifyAccess={unit.notify_access})")
-        cores = {p: core_limit(p) for p in (pid, *children(pid))}
+        worker = poll("gunicorn's worker", lambda: children(pid), 20)  # it may lag READY=1
+        cores = {p: core_limit(p) for p in (pid, *worker)}
         check(len(cores) > 1 and set(cores.values()) == {"0 0"},
               f"no core dumps (LimitCORE=0) in the master and its worker: {cores}")
         ok(f"core file size 0 in the master and its worker ({len(cores)} processes)")
