@@ -45,7 +45,7 @@ from yurthub.proxy.streams import Reason, StreamRegistry
 from yurthub.proxy.tokens import KeptTokens
 from yurthub.proxy.watchdog import Watchdog
 from yurthub.recorder import Recorder
-from yurthub.status import StatusSource
+from yurthub.status import StatusSource, quarantined_files
 from yurthub.storage import DiskStore, Quota
 from yurthub.storage.admintoken import AdminToken
 from yurthub.worker import ConnectionStats, Limits, ListenerSpec, WorkerSettings
@@ -283,7 +283,8 @@ class Hub:
             "file set aside): offline lists it would answer are refused until its next list",
             labels=[*labels, "view"])
         quarantined = GaugeMetricFamily("yurthub_cache_quarantined_files",
-                                        "files moved aside because they could not be trusted")
+                                        "files in the cache's _quarantine/, moved aside "
+                                        "because they could not be trusted")
         quota = GaugeMetricFamily("yurthub_cache_quota_bytes", "the cache's quota",
                                   labels=["scope"])
         used = GaugeMetricFamily("yurthub_cache_used_bytes", "bytes the cache holds against "
@@ -344,7 +345,7 @@ class Hub:
         used.add_metric([], sum(cs.bytes + cs.history_bytes
                                 for cs in stats.collections.values()))
         collections.add_metric([], len(stats.collections))
-        quarantined.add_metric([], stats.quarantined)
+        quarantined.add_metric([], quarantined_files(self.cfg.disk_cache_path))
         return out
 
     def attach_worker(self, stats: ConnectionStats) -> None:

@@ -27,7 +27,15 @@ from yurthub.metrics import Metrics
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.recorder import FALLBACK, REFUSAL, Recorder
 from yurthub.storage import DiskStore
+from yurthub.storage.quarantine import QUARANTINE
 from yurthub.upstream import Upstream
+
+
+def quarantined_files(root: str) -> int:
+    """The files in the cache's ``_quarantine/`` now: set aside by this run or an earlier
+    one, until the operator removes them (``yurthub cache verify`` lists them).  The store
+    counts only what this run set aside, which a restart would hide."""
+    return sum(len(names) for _dir, _dirs, names in os.walk(os.path.join(root, QUARANTINE)))
 
 
 @dataclass
@@ -95,7 +103,6 @@ class StatusSource:
 
     def _cache(self, now: float) -> dict[str, Any]:
         rows = store_rows(self.store) if self.ready() else []
-        stats = self.store.stats() if self.ready() else None
         disk: dict[str, Any] = {}
         try:
             st = os.statvfs(self.cfg.disk_cache_path)
@@ -110,7 +117,7 @@ class StatusSource:
         return {"root": self.cfg.disk_cache_path, "disk": disk,
                 "stopped": self.caching_stopped(),
                 "objects": sum(r.objects for r in rows), "bytes": sum(r.bytes for r in rows),
-                "quarantined": stats.quarantined if stats is not None else 0,
+                "quarantined": quarantined_files(self.cfg.disk_cache_path),
                 "damagedDocuments": self.store.damaged_documents() if self.ready() else [],
                 "collections": [r.to_json(now) for r in rows]}
 

@@ -418,3 +418,25 @@ def test_one_flipped_bit_in_the_filters_inputs_never_refilters_the_offline_answe
     page = http(hub.hub_url + "/status")[2].decode()
     assert ("damaged, not used until the cloud sends them again: "
             "<code>/_yurthub/filter-inputs</code>") in page
+
+
+def test_a_restart_does_not_hide_the_files_in_quarantine(sandbox, node):
+    """An operator in an outage restarts the hub: /metrics, /v1/status and the status page
+    still count the files set aside before (`yurthub cache verify` lists them), until they
+    remove them."""
+    hub = node
+    assert hub.stop() == 0
+    cached(hub, "p3").write_bytes(b'{"kind": "Pod", "metad')
+    restart_offline(sandbox, hub)
+    assert hub.metric("yurthub_cache_quarantined_files") == 1
+    assert hub.stop() == 0
+    restart_offline(sandbox, hub)
+    assert hub.metric("yurthub_cache_quarantined_files") == 1
+    status, _, body = http(hub.hub_url + "/v1/status")
+    assert status == 200 and json.loads(body)["cache"]["quarantined"] == 1
+    status, _, body = http(hub.hub_url + "/status")
+    assert status == 200 and b"1 file(s) quarantined" in body
+    quarantine = hub.cache_dir / "_quarantine" / "kubelet" / GVR / "default"
+    (quarantine / "p3").unlink()  # inspected and removed, as `yurthub cache verify` says
+    assert hub.metric("yurthub_cache_quarantined_files") == 0
+    assert json.loads(http(hub.hub_url + "/v1/status")[2])["cache"]["quarantined"] == 0

@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
 import time
@@ -73,6 +72,12 @@ def checks(out: TextIO) -> None:
     limits = (show("MemoryMax"), show("TasksMax"))
     check(limits == (str(300 * 2**20), "512"), f"MemoryMax, TasksMax: {limits}")
     ok(f"MemoryMax={limits[0]} (300 MiB), TasksMax={limits[1]}")
+    with open(f"/proc/{pid}/limits") as fh:
+        core = next(line.split()[4:6] for line in fh if line.startswith("Max core file size"))
+    check(core == ["0", "0"], f"the main process's core file size limit: {core}")
+    ok("no core dumps (LimitCORE=0): its memory holds keys and tokens")
+    path_unit = run("systemctl", "is-active", "yurthub-config.path").stdout.strip()
+    check(path_unit == "active", f"yurthub-config.path is {path_unit}")
 
     # The package does not ship the sandbox: .ci/package-test copied the checkout's
     # kubesandbox to /root, and it runs on the installed yurthub's pure modules.
@@ -135,22 +140,32 @@ def checks(out: TextIO) -> None:
     check(result == ("success", "0"), f"Result, ExecMainStatus after stop: {result}")
     ok(f"systemctl stop: clean exit 0 after {took:.1f} s")
 
-    shutil.copy(CONF, CONF + ".orig")
+    with open(CONF, "rb") as fh:
+        original = fh.read()
     try:
         with open(CONF, "a") as fh:
             fh.write("colour = blue\n")
         check(run("systemctl", "start", "yurthub").returncode != 0,
               "systemctl start fails with a bad setting")
         code, main_pid = show("ExecMainStatus"), show("ExecMainPID")
-        run("systemctl", "stop", "yurthub")
         log = run("journalctl", f"_PID={main_pid}", "-o", "cat").stdout
         lines = log.splitlines()
         check(code == "78" and len(lines) == 1 and lines[0].startswith("yurthub: ")
               and "colour" in lines[0], f"exit {code}, journal of pid {main_pid}:\n{log}")
         ok(f"a bad setting: exit 78 and one line in the journal: {lines[0]}")
+        check(show("ActiveState") == "failed", f"after exit 78: {show('ActiveState')}")
     finally:
-        os.replace(CONF + ".orig", CONF)
-        run("systemctl", "reset-failed", "yurthub")
+        with open(CONF, "wb") as fh:  # in place: its owner, group and mode stay
+            fh.write(original)
+    # The fix alone brings it back: yurthub-config.path saw the file change.
+    try:
+        poll("yurthub.service started again by the fixed file",
+             lambda: show("ActiveState") == "active", 60)
+    except CheckFailed as e:
+        raise CheckFailed(f"{e}: {show('ActiveState')}\n" + run(
+            "journalctl", "-u", "yurthub", "-u", "yurthub-config.path", "-u",
+            "yurthub-config.service", "-o", "short-monotonic").stdout[-4000:]) from None
+    ok("the fixed yurthub.conf started it again (yurthub-config.path), no systemctl needed")
 
 
 def main() -> int:

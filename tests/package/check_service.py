@@ -62,6 +62,7 @@ class Unit:
     env: dict[str, str]
     umask: int
     nofile: int
+    core: int
     stop_timeout: float
     notify_access: str
 
@@ -84,6 +85,7 @@ def read_unit(path: str = UNIT) -> Unit:
     env = dict(item.split("=", 1) for item in shlex.split(s.get("Environment", "")))
     return Unit(argv=argv, user=s["User"], group=s["Group"], env=env,
                 umask=int(s.get("UMask", "0022"), 8), nofile=int(s.get("LimitNOFILE", "1024")),
+                core=int(s.get("LimitCORE", "-1")),
                 stop_timeout=float(s.get("TimeoutStopSec", "90")),
                 notify_access=s.get("NotifyAccess", "none"))
 
@@ -140,7 +142,8 @@ _warned: list[bool] = []
 
 def run_unit(unit: Unit, workdir: str, env: dict[str, str] | None = None) -> Run:
     """Start ExecStart as systemd would: user, group, no supplementary groups, UMask,
-    LimitNOFILE, the unit's Environment= on systemd's base environment, NOTIFY_SOCKET."""
+    LimitNOFILE, LimitCORE, the unit's Environment= on systemd's base environment,
+    NOTIFY_SOCKET."""
     pw = pwd.getpwnam(unit.user)
     sock_path = os.path.join(workdir, f"notify-{next(_runs)}")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -151,6 +154,8 @@ def run_unit(unit: Unit, workdir: str, env: dict[str, str] | None = None) -> Run
                 "LOGNAME": unit.user, "SHELL": pw.pw_shell, "STATE_DIRECTORY": STATE,
                 "NOTIFY_SOCKET": sock_path, **unit.env, **(env or {})}
     set_nofile(unit.nofile)
+    if unit.core >= 0:  # lowering needs no privilege; this checker needs no cores
+        resource.setrlimit(resource.RLIMIT_CORE, (unit.core, unit.core))
     proc = subprocess.Popen(unit.argv, user=unit.user, group=unit.group, extra_groups=[],
                             umask=unit.umask, env=full_env, cwd="/",
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -165,6 +170,19 @@ def run_unit(unit: Unit, workdir: str, env: dict[str, str] | None = None) -> Run
     run._reader = threading.Thread(target=drain, daemon=True)
     run._reader.start()
     return run
+
+
+def core_limit(pid: int) -> str:
+    """The soft and hard "Max core file size" of a process, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits", encoding="ascii") as fh:
+        line = next(x for x in fh if x.startswith("Max core file size"))
+    return " ".join(line.split()[4:6])
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of pid (gunicorn's worker)."""
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+        return [int(x) for x in fh.read().split()]
 
 
 def stop(run: Run, timeout: float) -> tuple[int, float]:
@@ -359,6 +377,11 @@ def check_service(unit: Unit, workdir: str, node: str) -> None:
               f"READY=1 came from pid {pid}, not the main pid {run.proc.pid} "
               f"(NotifyAccess={unit.notify_access})")
         ok(f"READY=1 sent by the main process (NotifyAccess={unit.notify_access})")
+        worker = poll("gunicorn's worker", lambda: children(pid), 20)  # it may lag READY=1
+        cores = {p: core_limit(p) for p in (pid, *worker)}
+        check(len(cores) > 1 and set(cores.values()) == {"0 0"},
+              f"no core dumps (LimitCORE=0) in the master and its worker: {cores}")
+        ok(f"core file size 0 in the master and its worker ({len(cores)} processes)")
         check(get(HUB, "/v1/healthz") == (200, b"OK"), "GET /v1/healthz is 200 OK")
         ok("GET :10267/v1/healthz -> 200 OK")
         poll("GET /v1/readyz -> 200", lambda: get(HUB, "/v1/readyz")[0] == 200, 20)

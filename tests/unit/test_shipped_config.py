@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -184,14 +185,53 @@ def test_gunicorn_conf_exits_tempfail_when_another_process_holds_a_port_or_the_c
     assert fragment in r.stderr
 
 
+def unit_file(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string((UNIT.parent / name).read_text())
+    return parser
+
+
 def test_unit_restarts_what_may_pass_but_not_a_bad_setting():
     service = unit_service_section()
     assert service["Restart"] == "always"
     # A bad setting (78) is one line in the journal, not the same line every RestartSec.
     assert service["RestartPreventExitStatus"].split() == ["78"]
-    r = subprocess.run(["systemd-analyze", "verify", "--man=no", str(UNIT)],
+    units = [str(UNIT.parent / n) for n in ("yurthub.service", "yurthub-config.path",
+                                            "yurthub-config.service")]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *units],
                        capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+def test_fixing_the_config_file_starts_a_hub_a_bad_setting_stopped():
+    """Exit 78 is not retried, but the operator's fix is enough: a path unit watches the
+    file the service reads and starts yurthub again if (and only if) it failed."""
+    env = dict(e.split("=", 1) for e in unit_service_section()["Environment"].split())
+    path = unit_file("yurthub-config.path")
+    assert path["Path"]["PathChanged"] == env["YURTHUB_CONFIG"]
+    assert path["Path"]["Unit"] == "yurthub-config.service"
+    assert path["Install"]["WantedBy"] == "paths.target"
+    starter = unit_file("yurthub-config.service")["Service"]
+    assert starter["Type"] == "oneshot"
+    # Not a hub that runs (it applies a change at its restart), nor one the operator
+    # stopped: one that failed, or is starting (it may have read the file before the fix).
+    condition = shlex.split(starter["ExecCondition"])
+    assert condition[:2] == ["/bin/sh", "-c"]
+    for state, code in (("failed", 0), ("activating", 0), ("active", 1), ("inactive", 1),
+                        ("deactivating", 1)):
+        script = condition[2].replace("$$(systemctl show -P ActiveState yurthub.service)",
+                                      state)
+        assert subprocess.run(["/bin/sh", "-c", script], timeout=10).returncode == code, state
+    assert starter["ExecStart"] == "/bin/systemctl --no-block restart yurthub.service"
+    installed = (ROOT / "debian" / "yurthub.install").read_text().splitlines()
+    for name in ("yurthub-config.path", "yurthub-config.service"):
+        assert f"etc/systemd/{name} lib/systemd/system/" in installed
+
+
+def test_unit_dumps_no_core():
+    # A core of the hub would hold its client key, the tokens it saw and cached Secrets.
+    assert unit_service_section()["LimitCORE"] == "0"
 
 
 def test_debian_maintainer_scripts_use_declared_settings_and_defaults():

@@ -21,6 +21,7 @@ from yurthub.kube.podprinter import print_pod
 from yurthub.kube.printers_apps import APPS_PRINTERS
 from yurthub.kube.printers_cluster import CLUSTER_PRINTERS
 from yurthub.kube.printers_control import CONTROL_PRINTERS
+from yurthub.kube.printers_platform import PLATFORM_PRINTERS
 from yurthub.kube.printers_storage import STORAGE_PRINTERS
 from yurthub.kube.tablerow import (
     LOAD_BALANCER_WIDTH,
@@ -312,6 +313,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     **STORAGE_PRINTERS,
     **CLUSTER_PRINTERS,
     **CONTROL_PRINTERS,
+    **PLATFORM_PRINTERS,
 }
 
 

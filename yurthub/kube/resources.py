@@ -159,6 +159,13 @@ BUILTIN: tuple[ResourceType, ...] = (
                  "ValidatingAdmissionPolicy", False, subresources=("status",),
                  categories=("api-extensions",)),
     ResourceType("storage.k8s.io", "v1", "csistoragecapacities", "CSIStorageCapacity", True),
+    # The platform's objects kube-apiserver v1.32 serves as GA (yurthub.kube.printers_platform).
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+                 "ValidatingAdmissionPolicyBinding", False, categories=("api-extensions",)),
+    ResourceType("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", False,
+                 subresources=("status",)),
+    ResourceType("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations",
+                 "PriorityLevelConfiguration", False, subresources=("status",)),
 )
 
 _BY_GVR: dict[tuple[str, str, str], ResourceType] = {

@@ -193,8 +193,11 @@ class TableWriter:
 
     def table(self, objects: Iterable[dict[str, Any]], meta: Mapping[str, Any], *,
               headers: bool = True) -> Iterator[bytes]:
-        """The whole Table, in pieces: its head, each row as its object comes, its tail."""
+        """The whole Table, in pieces: its head, each row as its object comes (in the
+        printer's order when it has one, as kube-apiserver's list printer sorts), its tail."""
         yield self.head(meta, headers=headers)
+        if self.printer.order is not None:
+            objects = sorted(objects, key=self.printer.order)
         for i, obj in enumerate(objects):
             yield self.row(obj) if i == 0 else b"," + self.row(obj)
         yield b"]}"

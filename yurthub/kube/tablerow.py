@@ -71,6 +71,8 @@ def as_int(value: Any) -> int:
 
 
 RowFunc = Callable[[dict[str, Any], bool, float], Row]
+# A list printer's order: its sort key for the objects of one list (most print them as listed).
+OrderFunc = Callable[[dict[str, Any]], Any]
 # printers.go's loadBalancerWidth: a row that is not wide clips load-balancer addresses to it.
 LOAD_BALANCER_WIDTH = 16
 
@@ -81,6 +83,7 @@ class Printer:
 
     columns: tuple[Column, ...]
     row: RowFunc
+    order: OrderFunc | None = None
 
 
 def format_labels(labels: Any) -> str:

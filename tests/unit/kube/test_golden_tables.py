@@ -15,6 +15,7 @@ from yurthub.kube import (
     columns_apps,
     columns_cluster,
     columns_control,
+    columns_platform,
     columns_storage,
     quantity,
 )
@@ -123,7 +124,7 @@ def test_quantity_string(case):
 def test_descriptions_are_kubernetes_swagger_docs():
     described = {**columns.DESCRIPTIONS, **columns_apps.DESCRIPTIONS,
                  **columns_storage.DESCRIPTIONS, **columns_cluster.DESCRIPTIONS,
-                 **columns_control.DESCRIPTIONS}
+                 **columns_control.DESCRIPTIONS, **columns_platform.DESCRIPTIONS}
     assert described == COLUMNS["swagger"]
 
 

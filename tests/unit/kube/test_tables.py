@@ -153,9 +153,9 @@ def test_built_ins_kube_apiserver_prints_with_its_default_convertor(group, resou
 
 
 def test_resources_without_a_printer():
-    group = "flowcontrol.apiserver.k8s.io"  # kube-apiserver prints it; yurthub does not
-    assert printer(group, "flowschemas", "v1", None) is NAME_AGE
-    assert printer(group, "flowschemas", "v1", None, fallback=DEFAULT) is DEFAULT
+    group = "example.com"  # neither a built-in printer nor a CRD in the cache
+    assert printer(group, "widgets", "v1", None) is NAME_AGE
+    assert printer(group, "widgets", "v1", None, fallback=DEFAULT) is DEFAULT
     row = DEFAULT.row({"metadata": {"name": "d",
                                     "creationTimestamp": "2025-06-15T17:06:40+02:00"}}, True, NOW)
     assert row.cells == ["d", "2025-06-15T15:06:40Z"]
