@@ -106,7 +106,9 @@ def test_torn_and_misnamed_files_found_at_startup_refuse_the_list_not_shorten_it
 
     status, doc = kubelet_list(hub)
     assert_refused(status, doc, "incomplete", "damaged")  # never 200 with 8 or 9 items
-    assert_refused(*kubelet_get(hub, "p3"), "damaged")      # not 404: it may well exist
+    status, doc = kubelet_get(hub, "p3")
+    assert_refused(status, doc, "default/p3", "damaged")    # not 404: it may well exist
+    assert doc["message"].count("set aside as damaged") == 1, doc["message"]  # said once
     assert_refused(*kubelet_get(hub, "p7"), "damaged")
     status, good = kubelet_get(hub, "p5")
     assert status == 200 and good["metadata"]["name"] == "p5"

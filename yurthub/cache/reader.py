@@ -194,12 +194,11 @@ class CacheReader:
         body = self.read(ck, namespace, name, state.kind)
         if body is None:
             why = state.lost.get((namespace, name))
-            if why:
-                what = f"{namespace}/{name}" if namespace else name
+            if why:  # "<ns>/<name> was set aside as damaged: <problem>"
                 raise ServiceUnavailable(
-                    f"the cloud is unreachable and the cached {ck.resource} {what!r} of "
-                    f"{ck.component!r} was set aside as damaged ({why}); it may well exist in "
-                    "the cloud: retry when the cloud is back", details={"retryAfterSeconds": 5})
+                    f"the cloud is unreachable and of the cached {ck.resource} of "
+                    f"{ck.component!r}, {why}; it may well exist in the cloud: retry when the "
+                    "cloud is back", details={"retryAfterSeconds": 5})
             why = self.store.set_aside(ck)
             if why:
                 raise ServiceUnavailable(
