@@ -16,14 +16,13 @@ from yurthub.filters.chain import Chain
 from yurthub.filters.visibility import ClientView
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.localwatch import bookmark_event
+from yurthub.proxy.localwatch import PRE_TIMEOUT_BOOKMARK, bookmark_event
 from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
 from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-PRE_TIMEOUT_BOOKMARK = 2.0  # kube-apiserver's last bookmark comes this long before the end
 # The most object bytes one write to a client carries: a watch behind the shared state (a
 # slow reader, one that reads nothing, a watch from an old version) takes its events in
 # batches this big, never all it missed joined into one bytes object (41 watches of a 20 KB
