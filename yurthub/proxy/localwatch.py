@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 UPSTREAM_CHECK = 2.0  # YurtHub's local watch looks at the cloud's health this often
+PRE_TIMEOUT_BOOKMARK = 2.0  # kube-apiserver's last bookmark comes this long before the end
 
 
 def bookmark_event(kind: str, api_version: str, resource_version: int,
@@ -134,7 +135,7 @@ class LocalWatch:
             return
         if self.end_initial is not None:
             yield self.end_initial
-        next_bookmark = time.monotonic() + self.bookmark_interval
+        next_bookmark = self._next_bookmark()
         while self.reason is None:
             now = time.monotonic()
             left = self.deadline - now
@@ -153,7 +154,17 @@ class LocalWatch:
             now = time.monotonic()
             if self.bookmark is not None and now >= next_bookmark and now < self.deadline:
                 yield self.bookmark
-                next_bookmark = now + self.bookmark_interval
+                next_bookmark = self._next_bookmark()
+
+    def _next_bookmark(self) -> float:
+        """When the next bookmark is due: every ``bookmark_interval``, and, as kube-apiserver's
+        cacheWatcher does, once right before the watch's deadline, so that a client renewing
+        its watch at the timeout resumes from the newest version it may (not from its last
+        event, which may be older than what the cache still holds for a resume)."""
+        now = time.monotonic()
+        due = now + self.bookmark_interval
+        last = self.deadline - PRE_TIMEOUT_BOOKMARK
+        return last if now <= last < due else due
 
     def close(self) -> None:
         self._life.close()

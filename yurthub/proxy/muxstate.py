@@ -314,10 +314,14 @@ class SharedState:
                     objects[c.obj.key] = c.prev
         return list(objects.values())
 
-    def read(self, seq: int, timeout: float, stop: Any = None) -> Read:
+    def read(self, seq: int, timeout: float, stop: Any = None,
+             max_bytes: int | None = None) -> Read:
         """Changes from ``seq`` on, waiting up to ``timeout`` seconds when there are none.
 
-        ``stop`` is a callable that ends the wait early when it turns true.
+        ``stop`` is a callable that ends the wait early when it turns true.  ``max_bytes``
+        bounds one read: changes are taken until their objects hold that many bytes (at
+        least one change), so that a watch far behind takes the history in batches, never
+        a copy of all of it at once; ``caught_up`` says whether the read reached the end.
         """
         with self.cond:
             if seq >= self._next_seq and timeout > 0:
@@ -325,5 +329,17 @@ class SharedState:
                     lambda: seq < self._next_seq or (stop is not None and stop()), timeout)
             if seq < self._first_seq:
                 return Read([], seq, self.rv, True, False)
-            out = self._changes[seq - self._first_seq:]
+            start = seq - self._first_seq
+            end = len(self._changes)
+            if max_bytes is not None:
+                held = 0
+                for i in range(start, end):
+                    held += len(self._changes[i].obj.item)
+                    if held >= max_bytes:
+                        end = i + 1
+                        break
+            out = self._changes[start:end]
+            if end < len(self._changes):
+                # Only part of what is held: the version stops at the last change taken.
+                return Read(out, self._first_seq + end, out[-1].rv, False, False)
             return Read(out, self._next_seq, self.rv, False, True)
