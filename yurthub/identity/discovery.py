@@ -7,8 +7,12 @@
    ``discovery_token_unsafe_skip_ca_verification``, which logs a WARNING).
 4. cluster-info is read again over TLS verified against that CA, and must not have changed.
 
-Any failure of 2-4 (and an unknown token id) is a ``DiscoveryRefused`` (a ConfigError: one
-line, exit 78 under systemd); an unreachable cloud is an ``UpstreamUnavailable`` (retried).
+Any failure of 2-4 is a ``DiscoveryRefused`` (a ConfigError: one line, exit 78 under
+systemd); an unreachable cloud is an ``UpstreamUnavailable`` (retried).  A cluster-info that
+cannot be read yet, or has no signature for the token id yet, is ``NotSignedYet``: the
+bootstrap signer adds ``jws-kubeconfig-<id>`` a moment after the token's Secret appears, so
+the start asks again for ``discovery_timeout`` seconds, as kubeadm's join does (an unknown
+token id looks the same, and is refused when that time is up).
 The token's secret never reaches a log or an error message.
 """
 
@@ -32,6 +36,11 @@ from yurthub.kube import bootstraptoken as bt
 log = logging.getLogger(__name__)
 
 
+class NotSignedYet(DiscoveryRefused):
+    """cluster-info is not readable yet or not signed yet for this token id: worth asking
+    again for a while (kubeadm's discovery does), unlike a signature that does not verify."""
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     """What discovery proved: the cluster's CA (PEM) and the server cluster-info names."""
@@ -45,7 +54,7 @@ def _fetch(client: ApiClient) -> dict[str, Any]:
     if status >= 500 or status == 429:
         raise UpstreamUnavailable(f"reading cluster-info: {status_message(status, body)}")
     if status != 200 or not isinstance(body, dict):
-        raise DiscoveryRefused(f"cannot read {bt.CLUSTER_INFO_NAMESPACE}/{bt.CLUSTER_INFO_NAME} "
+        raise NotSignedYet(f"cannot read {bt.CLUSTER_INFO_NAMESPACE}/{bt.CLUSTER_INFO_NAME} "
                                f"anonymously ({status_message(status, body)}): is this a "
                                "kubeadm-style cluster that publishes it?")
     data = body.get("data")
@@ -91,7 +100,7 @@ def discover(servers: tuple[str, ...], token: str, pins: tuple[str, ...],
     kubeconfig = data[bt.KUBECONFIG_KEY]
     jws = data.get(bt.JWS_KEY_PREFIX + token_id)
     if not isinstance(jws, str):
-        raise DiscoveryRefused(f"cluster-info has no signature for token id {token_id!r}: "
+        raise NotSignedYet(f"cluster-info has no signature for token id {token_id!r}: "
                                "the token is unknown or has expired")
     try:
         bt.verify_detached(jws, kubeconfig, token_id, secret)
@@ -121,6 +130,8 @@ def discover(servers: tuple[str, ...], token: str, pins: tuple[str, ...],
                                "discovery_token_unsafe_skip_ca_verification")
     try:
         again = _fetch(ApiClient(servers, ca_context(ca_pem)))
+    except NotSignedYet as e:  # readable a moment ago: not a race, a different answer
+        raise DiscoveryRefused(str(e)) from None
     except IdentityError as e:
         raise DiscoveryRefused(f"the apiserver's certificate is not signed by the pinned CA: "
                                f"{e}") from None

@@ -11,6 +11,8 @@ can; the worker's ``HubIdentity`` then only loads, waits and renews.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
 import threading
 import time
@@ -328,7 +330,8 @@ def preflight(cfg: Config) -> None:
         except certs.CertificateError as e:
             log.warning("%s: %s", files.client_pair, e)
     try:
-        bootstrap.ensure()
+        # a working node does not wait for a new token's signature: it goes on (below)
+        _ensure_waiting(bootstrap, 0 if valid else cfg.discovery_timeout)
     except UpstreamUnavailable as e:
         log.warning("cannot bootstrap now (%s); the hub starts and keeps trying", e)
     except ConfigError as e:
@@ -336,3 +339,48 @@ def preflight(cfg: Config) -> None:
             raise
         # a node that works must not stop for a bad new token: it keeps its certificate
         log.warning("%s; the hub goes on with its certificate, valid until it expires", e)
+
+
+DISCOVERY_INTERVAL = 5.0  # kubeadm's discovery retry interval
+_TELL_EVERY = 30.0
+
+
+def _ensure_waiting(bootstrap: Bootstrap, timeout: int) -> None:
+    """``bootstrap.ensure()``, asked again every 5 s for ``timeout`` seconds while
+    cluster-info is not readable or not signed for the token id yet (kubeadm's join does:
+    the bootstrap signer patches the signature in after the token's Secret appears).  A
+    signature that does not verify or a CA pin that does not match is refused at once."""
+    deadline = time.monotonic() + timeout
+    told = -_TELL_EVERY
+    while True:
+        try:
+            bootstrap.ensure()
+            return
+        except discovery.NotSignedYet as e:
+            now = time.monotonic()
+            if now >= deadline:
+                if timeout <= 0:
+                    raise
+                raise discovery.DiscoveryRefused(
+                    f"{e} (asked for {timeout} s: discovery_timeout)") from None
+            if now - told >= _TELL_EVERY:
+                log.warning("%s; asking again for up to %d s more (discovery_timeout)",
+                            e, int(deadline - now + 0.5))
+                told = now
+            _extend_start_timeout(DISCOVERY_INTERVAL + 60)
+            time.sleep(min(DISCOVERY_INTERVAL, max(deadline - now, 0.0)))
+
+
+def _extend_start_timeout(seconds: float) -> None:
+    """Under systemd (Type=notify), tell it the start is still under way, so the wait is
+    not cut by TimeoutStartSec (90 s by default): EXTEND_TIMEOUT_USEC."""
+    addr = os.environ.get("NOTIFY_SOCKET", "")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}".encode(), addr)
+    except OSError as e:
+        log.debug("cannot notify systemd: %s", e)

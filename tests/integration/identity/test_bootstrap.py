@@ -96,10 +96,30 @@ def test_a_tampered_cluster_info_is_refused(cluster, tmp_path):
     assert "cluster-info's signature for token id 'abcdef' does not verify" in line
 
 
-def test_an_unknown_token_id_is_refused(cluster, tmp_path):
+def test_an_unknown_token_id_is_refused_at_once_with_no_discovery_timeout(cluster, tmp_path):
+    # no signature may only be not yet: it is asked for again for discovery_timeout seconds
     line = _refused(serve_once(cluster, tmp_path, *token_args(
-        cluster, tmp_path, token="zzzzzz.0123456789abcdef")), tmp_path / "root")
+        cluster, tmp_path, token="zzzzzz.0123456789abcdef"), "--discovery-timeout", "0"),
+        tmp_path / "root")
     assert "cluster-info has no signature for token id 'zzzzzz'" in line
+
+
+def test_a_signature_patched_in_after_the_start_is_waited_for(cluster, joining_hub):
+    # kubeadm's discovery: "Even if the ConfigMap is available the JWS signature is
+    # patched-in a bit later" (the signer runs after the token's Secret is created)
+    cluster.controllers.sign_cluster_info = False
+    cm = cluster.get("configmaps", bt.CLUSTER_INFO_NAME, bt.CLUSTER_INFO_NAMESPACE)
+    del cm["data"][bt.JWS_KEY_PREFIX + "abcdef"]
+    cluster.put(cm)
+    hub = joining_hub(wait=False)
+    wait_for(lambda: "asking again" in hub.log() or hub.proc.poll() is not None, 30,
+             "the hub to wait for the signature")
+    assert hub.proc.poll() is None, hub.log()
+    assert "no signature for token id 'abcdef'" in hub.log()
+    assert "0123456789abcdef" not in hub.log()
+    cluster.controllers.sign_cluster_info = True
+    wait_for(hub.ready, 30, "the hub ready once cluster-info is signed")
+    wait_for(lambda: (hub.root_dir / "yurthub.conf").exists(), 10, "the hub's certificate")
 
 
 def test_a_wrong_token_secret_is_refused(cluster, tmp_path):
