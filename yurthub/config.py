@@ -28,8 +28,7 @@ CONFIG_ENV = "YURTHUB_CONFIG"
 # YurtHub's built-in cache agents; the cache-agents setting extends them.
 DEFAULT_CACHE_AGENTS = (
     "kubelet", "kube-proxy", "flanneld", "coredns", "raven-agent-ds", "yurttunnel-agent", "yurthub",
-    "yurthub-multiplexer",
-)
+    "yurthub-multiplexer")
 # The component (User-Agent name) of the multiplexer's own list+watch through the proxy: its
 # objects are cached once, under this name, and never filtered (it starts with "yurthub").
 MULTIPLEXER_AGENT = "yurthub-multiplexer"
@@ -216,10 +215,9 @@ class Config:
         "that cluster-info must match", metavar="sha256:HEX[,...]", repeatable=True)
     discovery_token_unsafe_skip_ca_verification: bool = setting(
         False, v.boolean, "trust cluster-info's CA without a pin (unsafe)", metavar="true|false")
-    discovery_timeout: int = setting(
-        300, v.int_range(0, 86400), "seconds the start keeps asking for a cluster-info signed "
-        "for the join token (the signer adds it just after the token appears), as kubeadm "
-        "join's discovery timeout; 0: refuse at once", metavar="SECONDS")
+    discovery_timeout: int = setting(300, v.int_range(0, 86400), "seconds the start asks "
+        "for a cluster-info signed for the join token, as kubeadm join; 0: refuse at once",
+        metavar="SECONDS")
     hub_cert_organizations: tuple[str, ...] = setting(
         (), v.organizations, "extra organizations (O) of the hub's client certificate",
         metavar="O[,O...]")
