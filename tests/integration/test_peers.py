@@ -84,7 +84,11 @@ def test_offline_a_forged_user_agent_from_another_user_reads_no_secret(sandbox, 
 
 @pytest.fixture
 def secure_sandbox():
-    sb = Sandbox(nodes=1, pods_per_node=2, token=TOKEN, bookmark_interval=0.3,
+    yield from _sandbox_taking(TOKEN)
+
+
+def _sandbox_taking(token: str):
+    sb = Sandbox(nodes=1, pods_per_node=2, token=token, bookmark_interval=0.3,
                  control_port=0).start()
     yield sb
     sb.stop()
@@ -146,10 +150,7 @@ WEBHOOK_TOKEN = "webhook-3f1c0d9e8b7a6f5e4d3c2b1a09f8e7d6"
 
 @pytest.fixture
 def webhook_sandbox():
-    sb = Sandbox(nodes=1, pods_per_node=2, token=WEBHOOK_TOKEN, bookmark_interval=0.3,
-                 control_port=0).start()
-    yield sb
-    sb.stop()
+    yield from _sandbox_taking(WEBHOOK_TOKEN)
 
 
 def test_one_401_the_cloud_gives_by_mistake_does_not_refuse_the_token_offline(

@@ -25,6 +25,15 @@ def _mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def refused_start(cluster, tmp_path) -> str:
+    """A joining start that must be refused with one line (no traceback): that line."""
+    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
 def test_a_join_token_with_the_right_pin_gives_the_hub_its_identity(cluster, joining_hub):
     hub = joining_hub()
     root = hub.root_dir
@@ -177,11 +186,7 @@ def test_a_certificate_file_the_hub_cannot_read_stops_it_with_one_line(cluster, 
     # root.  It was a traceback.
     pair = tmp_path / "root" / "pki" / "yurthub-current.pem"
     pair.mkdir(parents=True)
-    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"cannot read '{pair}'" in lines[0]
+    assert f"cannot read '{pair}'" in refused_start(cluster, tmp_path)
 
 
 def test_a_join_token_file_that_is_not_text_is_refused_with_one_line(cluster, tmp_path):
@@ -230,11 +235,8 @@ def test_a_pinned_ca_file_that_holds_no_certificate_is_written_again_or_stops_th
     # nothing else holds the CA: one line
     ca.write_text("not a certificate\n")
     (root / "bootstrap-hub.conf").unlink()
-    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"'{root / 'pki' / 'ca.crt'}' holds no CA certificate" in lines[0]
+    assert f"'{root / 'pki' / 'ca.crt'}' holds no CA certificate" in refused_start(
+        cluster, tmp_path)
 
 
 def test_the_certificates_end_and_renewal_are_on_metrics_for_the_alert_rules(cluster,
@@ -283,11 +285,7 @@ def test_an_identity_file_replaced_by_a_fifo_or_a_symlink_stops_the_hub_with_one
                            (pair, lambda: pair.symlink_to(outside))):
         planted.unlink()
         plant()
-        result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
-        assert result.returncode != 0
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-        assert f"cannot read '{planted}'" in lines[0]
+        assert f"cannot read '{planted}'" in refused_start(cluster, tmp_path)
 
 
 def test_a_pinned_ca_gone_beside_the_certificate_is_written_again_and_the_cloud_reached(
@@ -310,11 +308,7 @@ def test_a_pinned_ca_gone_beside_the_certificate_is_written_again_and_the_cloud_
     assert hub.stop() == 0
     ca.unlink()
     (root / "bootstrap-hub.conf").unlink()
-    result = serve_once(cluster, tmp_path, *token_args(cluster, tmp_path))
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"'{ca}' is missing beside the hub's certificate" in lines[0]
+    assert f"'{ca}' is missing beside the hub's certificate" in refused_start(cluster, tmp_path)
 
 
 def test_a_pinned_ca_gone_while_the_hub_runs_never_lets_the_systems_cas_in(cluster,

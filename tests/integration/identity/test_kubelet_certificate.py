@@ -33,24 +33,31 @@ def _point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def _kubelet_hub(sb: Sandbox, kubelet: Path, hub_factory, user: str):
+    """kubelet's files (its kubeconfig with ``user``'s YAML, its first pair behind the
+    ``-current`` link) and a hub using them: (the first pair's credential, the hub)."""
+    kubelet.mkdir()
+    ca = base64.b64encode(Path(sb.tls.ca_cert).read_bytes()).decode()
+    (kubelet / "kubelet.conf").write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+        f"    server: {sb.url}\n    certificate-authority-data: {ca}\n"
+        f"users:\n- name: u\n  user:{user}"
+        "contexts:\n- name: k\n  context: {cluster: c, user: u}\ncurrent-context: k\n")
+    first = _kubelet_pair(sb, kubelet / "kubelet-client-1.pem")
+    _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-1.pem")
+    hub = hub_factory(sb.url, extra=[
+        "--bootstrap-mode", "kubeletcertificate",
+        "--kubelet-conf", str(kubelet / "kubelet.conf"),
+        "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
+    return first, hub
+
+
 def test_the_hub_uses_kubelets_certificate_and_its_replacement(tmp_path, hub_factory):
     with Sandbox(self_signed_dir=str(tmp_path / "pki"), nodes=1, pods_per_node=1) as sb:
         kubelet = tmp_path / "kubelet"
-        kubelet.mkdir()
-        ca = base64.b64encode(Path(sb.tls.ca_cert).read_bytes()).decode()
-        (kubelet / "kubelet.conf").write_text(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-            f"    server: {sb.url}\n    certificate-authority-data: {ca}\n"
-            "users:\n- name: u\n  user:\n"
-            f"    client-certificate: {kubelet}/kubelet-client-current.pem\n"
-            f"    client-key: {kubelet}/kubelet-client-current.pem\n"
-            "contexts:\n- name: k\n  context: {cluster: c, user: u}\ncurrent-context: k\n")
-        first = _kubelet_pair(sb, kubelet / "kubelet-client-1.pem")
-        _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-1.pem")
-        hub = hub_factory(sb.url, extra=[
-            "--bootstrap-mode", "kubeletcertificate",
-            "--kubelet-conf", str(kubelet / "kubelet.conf"),
-            "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
+        first, hub = _kubelet_hub(sb, kubelet, hub_factory, user=(
+            f"\n    client-certificate: {kubelet}/kubelet-client-current.pem\n"
+            f"    client-key: {kubelet}/kubelet-client-current.pem\n"))
         sb.clear_requests()
         assert hub.get("/api/v1/nodes")[0] == 200
         assert {r.credential for r in wait_for(lambda: sb.requests("/api/v1/nodes"), 10,
@@ -128,19 +135,7 @@ def test_a_broken_new_kubelet_file_leaves_the_loaded_certificate_in_use(tmp_path
     # node's Lease too), and readyz failed, until the file was right again.
     with Sandbox(self_signed_dir=str(tmp_path / "pki"), nodes=1, pods_per_node=1) as sb:
         kubelet = tmp_path / "kubelet"
-        kubelet.mkdir()
-        ca = base64.b64encode(Path(sb.tls.ca_cert).read_bytes()).decode()
-        (kubelet / "kubelet.conf").write_text(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-            f"    server: {sb.url}\n    certificate-authority-data: {ca}\n"
-            "users:\n- name: u\n  user: {}\n"
-            "contexts:\n- name: k\n  context: {cluster: c, user: u}\ncurrent-context: k\n")
-        first = _kubelet_pair(sb, kubelet / "kubelet-client-1.pem")
-        _point(kubelet / "kubelet-client-current.pem", kubelet / "kubelet-client-1.pem")
-        hub = hub_factory(sb.url, extra=[
-            "--bootstrap-mode", "kubeletcertificate",
-            "--kubelet-conf", str(kubelet / "kubelet.conf"),
-            "--kubelet-client-certificate", str(kubelet / "kubelet-client-current.pem")])
+        first, hub = _kubelet_hub(sb, kubelet, hub_factory, user=" {}\n")
         assert hub.get("/api/v1/nodes")[0] == 200
 
         _kubelet_pair(sb, kubelet / "kubelet-client-2.pem")
