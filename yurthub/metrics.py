@@ -130,7 +130,7 @@ class Metrics:
             ["what", "reason"], registry=r)
         self.cache_stopped = Gauge(
             "yurthub_cache_stopped", "1 while caching is stopped (quota, collections, "
-            "no-space, read-only); the hub goes on proxying", ["reason"], registry=r)
+            "no-space, read-only, root-gone); the hub goes on proxying", ["reason"], registry=r)
         self.insecure_upstream = Gauge(
             "yurthub_insecure_upstream", "1 for a cloud server reached without a verified "
             "TLS connection", ["server", "reason"], registry=r)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client as httpclient
 import json
 import random
+import shutil
 
 import pytest
 
@@ -166,6 +167,35 @@ def test_a_disk_out_of_inodes_never_cuts_off_a_list_the_cloud_sends_whole(sandbo
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
+
+
+def test_a_cache_root_deleted_while_the_hub_runs_is_said_and_made_again_at_restart(
+        sandbox, hub_factory):
+    """``rm -rf`` of the cache directory while the hub ran: lists from a healthy cloud stay
+    whole, but every commit failed ("cannot recover ...: No such file or directory", one
+    ERROR line each), nothing was cached again until a restart, and readyz said OK."""
+    pods = "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000"
+    hub = hub_factory(sandbox.url)
+    status, _, body = hub.get(pods)
+    online = sorted(p["metadata"]["name"] for p in json.loads(body)["items"])
+    assert status == 200 and online
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") == len(online), what="pods cached")
+    shutil.rmtree(hub.cache_dir)
+    for _ in range(3):
+        status, _, body = hub.get(pods)
+        assert status == 200
+        assert sorted(p["metadata"]["name"] for p in json.loads(body)["items"]) == online
+    status, why = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(readyz(hub)),
+                           what="readyz to say the cache directory is gone")
+    assert "caching stopped (root-gone)" in why and "deleted while the hub ran" in why, why
+    assert hub.metric("yurthub_cache_stopped", reason="root-gone") == 1
+    assert hub.stop() == 0
+    hub.start()  # the restart makes the directory again and caches into it
+    assert hub.get(pods)[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") == len(online), what="pods cached again")
+    assert readyz(hub)[0] == 200
 
 
 def test_readyz_names_every_reason_when_several_hold(sandbox, hub_factory):

@@ -31,9 +31,9 @@ from yurthub.storage import CollectionKey, DiskStore, QuotaExceeded
 log = logging.getLogger(__name__)
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-REASONS = ("quota", "collections", "no-space", "read-only")
+REASONS = ("quota", "collections", "no-space", "read-only", "root-gone")
 # Reasons for which nothing would land on the disk: no new cache entry is opened.
-NOTHING_LANDS = frozenset({"no-space", "read-only"})
+NOTHING_LANDS = frozenset({"no-space", "read-only", "root-gone"})
 RESUME_FREE_BYTES = 4 << 20   # free bytes a full disk needs again before caching resumes
 RESUME_FREE_INODES = 1024     # and free inodes, where the file system counts them
 CHECK_INTERVAL = 1.0
@@ -113,6 +113,11 @@ class SpaceGuard:
             self._stop(Stop("no-space", f"the disk of {self.store.root} is {self._lacks()} "
                             f"({err})", lambda: self._has_room(need), ck))
             return True
+        if self.root_gone(err):
+            self._stop(Stop("root-gone", f"the cache directory {self.store.root} was deleted "
+                            "while the hub ran; restart the hub to make it again (what it "
+                            "held is lost)", lambda: False, ck))
+            return True
         if is_read_only(err):
             where = self.store.root if ck is None else os.path.join(
                 self.store.root, ck.component, ck.dirname)
@@ -120,6 +125,10 @@ class SpaceGuard:
                             lambda: self._writable(where), ck))
             return True
         return False
+
+    def root_gone(self, err: BaseException | None) -> bool:
+        """Whether ``err`` (a file not found) comes of the cache root's deletion."""
+        return _errno_of(err, frozenset({errno.ENOENT})) and self.store.root_gone()
 
     def committed(self, ck: CollectionKey) -> None:
         """A list of ``ck`` was committed: if the quota had refused ``ck``, it fits now."""

@@ -96,7 +96,7 @@ class CacheWriter(BackgroundThread):
             # request thread; a read-only or full disk, or a cache root deleted by hand,
             # refused it, and the client's answer from a healthy cloud broke off mid-body.
             tee.abandon()
-            space = is_no_space(e) or is_read_only(e)
+            space = is_no_space(e) or is_read_only(e) or self.space.root_gone(e)
             self.dropped(entry, ("no-space" if is_no_space(e) else "read-only") if space
                          else "no-spool", str(e))
             log.warning("%s: not cached, no spool file on the cache's disk: %s", entry, e)

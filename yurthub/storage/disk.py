@@ -388,6 +388,16 @@ class DiskStore(DamageChecks, Documents, Store):
         mine = sum(n for comp, n in use if comp == component)
         return min(self.quota.total - total, self.quota.per_component - mine)
 
+    def root_gone(self) -> bool:
+        """True when the cache root this store opened was deleted (or replaced) since: an
+        unlinked directory takes no new entry, so nothing can be cached in it any more."""
+        try:
+            opened = os.fstat(self._root_fd)
+            now = os.stat(self.root)
+        except OSError:
+            return True
+        return opened.st_nlink == 0 or (opened.st_dev, opened.st_ino) != (now.st_dev, now.st_ino)
+
     def can_create(self) -> bool:
         """True when one more collection fits the quota, evicting an idle one if need be."""
         if self.quota is None or len(self._colls) < self.quota.max_collections:
