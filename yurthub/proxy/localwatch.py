@@ -35,6 +35,17 @@ UPSTREAM_CHECK = 2.0  # YurtHub's local watch looks at the cloud's health this o
 PRE_TIMEOUT_BOOKMARK = 2.0  # kube-apiserver's last bookmark comes this long before the end
 
 
+def next_bookmark_at(interval: float, deadline: float) -> float:
+    """When a watch's next bookmark is due (``time.monotonic``): every ``interval`` and, as
+    kube-apiserver's cacheWatcher does, once right before the watch's ``deadline``, so that
+    a client renewing its watch at the timeout resumes from the newest version (not one up
+    to an interval old, which the history may no longer hold: a 410 and a relist)."""
+    now = time.monotonic()
+    due = now + interval
+    last = deadline - PRE_TIMEOUT_BOOKMARK
+    return last if now <= last < due else due
+
+
 def bookmark_event(kind: str, api_version: str, resource_version: int,
                    initial_end: bool = False) -> bytes:
     """A BOOKMARK watch event line at ``resource_version``, as kube-apiserver sends it;
@@ -135,7 +146,7 @@ class LocalWatch:
             return
         if self.end_initial is not None:
             yield self.end_initial
-        next_bookmark = self._next_bookmark()
+        next_bookmark = next_bookmark_at(self.bookmark_interval, self.deadline)
         while self.reason is None:
             now = time.monotonic()
             left = self.deadline - now
@@ -154,17 +165,8 @@ class LocalWatch:
             now = time.monotonic()
             if self.bookmark is not None and now >= next_bookmark and now < self.deadline:
                 yield self.bookmark
-                next_bookmark = self._next_bookmark()
+                next_bookmark = next_bookmark_at(self.bookmark_interval, self.deadline)
 
-    def _next_bookmark(self) -> float:
-        """When the next bookmark is due: every ``bookmark_interval``, and, as kube-apiserver's
-        cacheWatcher does, once right before the watch's deadline, so that a client renewing
-        its watch at the timeout resumes from the newest version it may (not from its last
-        event, which may be older than what the cache still holds for a resume)."""
-        now = time.monotonic()
-        due = now + self.bookmark_interval
-        last = self.deadline - PRE_TIMEOUT_BOOKMARK
-        return last if now <= last < due else due
 
     def close(self) -> None:
         self._life.close()

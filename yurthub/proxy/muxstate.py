@@ -285,13 +285,7 @@ class SharedState:
         with self.cond:
             if rv < self.base_rv or rv > self.rv:
                 return None
-            seq = self._first_seq + bisect.bisect_right(self._rvs, rv)
-            objects = dict(self.objects)
-            for c in reversed(self._changes[seq - self._first_seq:]):
-                if c.prev is None:
-                    objects.pop(c.obj.key, None)
-                else:
-                    objects[c.obj.key] = c.prev
+            objects = self._undone(self._first_seq + bisect.bisect_right(self._rvs, rv))
         return [objects[k] for k in sorted(objects)]
 
     def seq_after(self, rv: int) -> int | None:
@@ -306,13 +300,18 @@ class SharedState:
         """The objects as they were before change ``seq`` (a watch's starting point): the
         current ones with the held changes from ``seq`` on undone, newest first."""
         with self.cond:
-            objects = dict(self.objects)
-            for c in reversed(self._changes[max(0, seq - self._first_seq):]):
-                if c.prev is None:
-                    objects.pop(c.obj.key, None)
-                else:
-                    objects[c.obj.key] = c.prev
-        return list(objects.values())
+            return list(self._undone(seq).values())
+
+    def _undone(self, seq: int) -> dict[tuple[str, str], Obj]:
+        """The objects by key with the held changes from ``seq`` on undone, newest first
+        (the caller holds the lock)."""
+        objects = dict(self.objects)
+        for c in reversed(self._changes[max(0, seq - self._first_seq):]):
+            if c.prev is None:
+                objects.pop(c.obj.key, None)
+            else:
+                objects[c.obj.key] = c.prev
+        return objects
 
     def read(self, seq: int, timeout: float, stop: Any = None,
              max_bytes: int | None = None) -> Read:

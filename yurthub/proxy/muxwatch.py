@@ -16,7 +16,7 @@ from yurthub.filters.chain import Chain
 from yurthub.filters.visibility import ClientView
 from yurthub.proxy import filtering
 from yurthub.proxy.context import RequestContext
-from yurthub.proxy.localwatch import PRE_TIMEOUT_BOOKMARK, bookmark_event
+from yurthub.proxy.localwatch import bookmark_event, next_bookmark_at
 from yurthub.proxy.muxstate import Change, Obj, SharedState, at_version
 from yurthub.proxy.streams import RELIST, Reason, StreamRegistry
 
@@ -123,7 +123,7 @@ class SharedWatch:
         if out:
             yield b"".join(out)
         del out
-        next_bookmark = self._next_bookmark()
+        next_bookmark = next_bookmark_at(self.bookmark_interval, self.deadline)
         stop = self._should_stop
         while not stop():
             now = time.monotonic()
@@ -148,17 +148,7 @@ class SharedWatch:
                     and not stop():
                 self.rv = max(self.rv, got.rv)
                 yield self._bookmark()
-                next_bookmark = self._next_bookmark()
-
-    def _next_bookmark(self) -> float:
-        """When the next bookmark is due: every ``bookmark_interval``, and, as kube-apiserver's
-        cacheWatcher does, once right before the watch's deadline, so that a client renewing
-        its watch at the timeout resumes from the newest version (not one up to an interval
-        old, which the shared history may no longer hold: a 410 and a relist)."""
-        now = time.monotonic()
-        due = now + self.bookmark_interval
-        last = self.deadline - PRE_TIMEOUT_BOOKMARK
-        return last if now <= last < due else due
+                next_bookmark = next_bookmark_at(self.bookmark_interval, self.deadline)
 
     def _should_stop(self) -> bool:
         return self.reason is not None or time.monotonic() >= self.deadline
