@@ -15,7 +15,7 @@ import pytest
 from kubesandbox.server import Sandbox
 from tests.fixtures.peers import NOBODY, as_nobody, request_as_nobody, spawn_as_nobody
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.web import http
+from tests.fixtures.web import http, status_line
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 CALICO = "calico-node/v3.27.0 (linux/amd64) kubernetes/abc"
@@ -374,11 +374,3 @@ def open_kubelet_watch(hub) -> socket.socket:
     s.sendall(f"GET /api/v1/pods?watch=true&timeoutSeconds=600 HTTP/1.1\r\nHost: x\r\n"
               f"User-Agent: {KUBELET}\r\n\r\n".encode())
     return s
-
-
-def status_line(s: socket.socket) -> bytes:
-    s.settimeout(20)
-    data = b""
-    while b"\r\n" not in data:
-        data += s.recv(4096)
-    return data.split(b"\r\n", 1)[0]

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.fixtures.waiting import wait_for
-from tests.fixtures.web import http
+from tests.fixtures.web import http, recv_until, status_line
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 
@@ -145,17 +145,6 @@ def test_open_watches_are_counted_by_source_and_released_when_clients_go(sandbox
     assert hub.metric("yurthub_open_watches", source="remote") == 0
 
 
-def first_line(sock: socket.socket) -> bytes:
-    sock.settimeout(20)
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b"\r\n", 1)[0]
-
-
 @pytest.mark.parametrize("path", ["/api/v1/pods?watch=true&timeoutSeconds=600",
                                   "/api/v1/services?watch=true&timeoutSeconds=600"])
 def test_watches_from_the_cache_and_the_shared_state_are_bounded_too(sandbox, hub_factory,
@@ -174,9 +163,9 @@ def test_watches_from_the_cache_and_the_shared_state_are_bounded_too(sandbox, hu
         wait_for(lambda listing=listing: hub.get(listing)[0] == 200, what=f"{listing} cached")
     held = [open_watch(hub.proxy_port, path) for _ in range(3)]
     try:
-        assert [first_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 3
+        assert [status_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 3
         with open_watch(hub.proxy_port, path) as extra:
-            assert first_line(extra).startswith(b"HTTP/1.1 429 ")
+            assert status_line(extra).startswith(b"HTTP/1.1 429 ")
         assert hub.get("/api/v1/pods")[0] == 200
     finally:
         for s in held:
@@ -187,7 +176,7 @@ def test_watches_from_the_cache_and_the_shared_state_are_bounded_too(sandbox, hu
 
 def watch_status(hub, path: str) -> bytes:
     with open_watch(hub.proxy_port, path) as sock:
-        return first_line(sock)
+        return status_line(sock)
 
 
 def test_upgraded_sessions_count_among_the_watches(sandbox, hub_factory):
@@ -206,11 +195,11 @@ def test_upgraded_sessions_count_among_the_watches(sandbox, hub_factory):
     def exec_status() -> bytes:
         with socket.create_connection(("127.0.0.1", hub.proxy_port), timeout=10) as s:
             s.sendall(upgrade)
-            return first_line(s)
+            return status_line(s)
 
     held = [open_watch(hub.proxy_port, path) for _ in range(2)]
     try:
-        assert [first_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 2
+        assert [status_line(s) for s in held] == [b"HTTP/1.1 200 OK"] * 2
         assert exec_status().startswith(b"HTTP/1.1 429 ")
     finally:
         for s in held:
@@ -229,7 +218,7 @@ def test_watches_that_arrive_together_are_bounded_too(sandbox, hub_factory):
     try:
         burst = [open_watch(hub.proxy_port, "/api/v1/pods?watch=true&timeoutSeconds=600")
                  for _ in range(10)]
-        answers = [first_line(s) for s in burst]
+        answers = [status_line(s) for s in burst]
     finally:
         sandbox.set_latency(0)
     try:
@@ -256,11 +245,8 @@ def test_a_followed_log_asked_as_the_python_client_asks_streams_at_once(sandbox,
         sock.settimeout(20)
         sock.sendall(f"GET /api/v1/namespaces/default/pods/p/log?follow={follow} HTTP/1.1\r\n"
                      "Host: x\r\nUser-Agent: OpenAPI-Generator/22.6.0/python\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)   # (before the fix: nothing until the hub gave up)
-            assert data, head
-            head += data
+        head = recv_until(sock, b"\r\n\r\n")  # (before the fix: nothing until the hub gave up)
+        assert b"\r\n\r\n" in head, head
         assert head.startswith(b"HTTP/1.1 ")
     finally:
         sandbox.release()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fixtures.kubectl import Kubectl
-from tests.fixtures.web import http
+from tests.fixtures.web import http, recv_until
 
 
 class HeaderRelay:
@@ -38,24 +38,18 @@ class HeaderRelay:
 
     def _relay(self, conn: socket.socket) -> None:
         with conn, socket.create_connection(self.upstream) as up:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                head += data
+            head = recv_until(conn, b"\r\n\r\n")
+            if b"\r\n\r\n" not in head:
+                return
             first = head.split(b"\r\n", 1)[0]
             lines = [ln for ln in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
                      if not ln.lower().startswith(b"connection:")]
             up.sendall(b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n"
                        + head.split(b"\r\n\r\n", 1)[1])
             threading.Thread(target=self._pipe, args=(conn, up), daemon=True).start()
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                data = up.recv(65536)
-                if not data:
-                    return
-                answer += data
+            answer = recv_until(up, b"\r\n\r\n")
+            if b"\r\n\r\n" not in answer:
+                return
             if self.match in first:
                 status, rest = answer.split(b"\r\n", 1)
                 answer = status + b"\r\n" + self.extra + rest
