@@ -9,22 +9,9 @@ import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 
-import pytest
-
 from yurthub.cache.reader import Freshness, WatchStart
 from yurthub.errors import ServiceUnavailable
-from yurthub.metrics import Metrics
 from yurthub.proxy.localwatch import LocalWatch
-from yurthub.proxy.streams import StreamRegistry
-from yurthub.proxy.watchdog import Watchdog
-
-
-@pytest.fixture
-def registry() -> Iterator[StreamRegistry]:
-    watchdog = Watchdog()
-    watchdog.start()
-    yield StreamRegistry(watchdog, Metrics(), 7.5)
-    watchdog.stop()
 
 
 def test_a_file_damaged_after_the_start_was_checked_ends_the_watch_with_an_error(registry):

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from types import SimpleNamespace
-
-import pytest
 
 from yurthub.cache.views import parse_selectors
 from yurthub.kube.resources import builtin
-from yurthub.metrics import Metrics
 from yurthub.proxy.muxstate import SharedState, make_obj
 from yurthub.proxy.muxwatch import SharedWatch
-from yurthub.proxy.streams import StreamRegistry
-from yurthub.proxy.watchdog import Watchdog
 
 RT = builtin("", "v1", "services")
 assert RT is not None
@@ -28,14 +22,6 @@ def svc(rv: int) -> object:
                          "metadata": {"name": "big", "namespace": "default",
                                       "resourceVersion": str(rv),
                                       "annotations": {"x": f"{rv}{PAD}"}}})
-
-
-@pytest.fixture
-def registry() -> Iterator[StreamRegistry]:
-    watchdog = Watchdog()
-    watchdog.start()
-    yield StreamRegistry(watchdog, Metrics(), 7.5)
-    watchdog.stop()
 
 
 def test_a_read_takes_at_most_its_bytes_and_the_next_one_goes_on_from_there():

@@ -9,9 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from yurthub.metrics import Metrics
 from yurthub.proxy.streams import Reason, StreamRegistry
-from yurthub.proxy.watchdog import Watchdog
 
 SEND_TIMEOUT = 7.5
 
@@ -27,14 +25,6 @@ class Body:
     def interrupt(self, reason: Reason) -> None:
         self.reasons.append(reason)
         self.interrupted.set()
-
-
-@pytest.fixture
-def registry() -> Iterator[StreamRegistry]:
-    watchdog = Watchdog()
-    watchdog.start()
-    yield StreamRegistry(watchdog, Metrics(), SEND_TIMEOUT)
-    watchdog.stop()
 
 
 @pytest.fixture
