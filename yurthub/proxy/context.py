@@ -6,7 +6,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -113,12 +113,12 @@ class RequestContext:
             return None
         return n if n >= 0 else None
 
-    @property
+    @cached_property
     def follows(self) -> bool:
         """A pod's log asked with ``follow``, read as kube-apiserver reads it: ``True``
         (the Python client on urllib3 1.26 sends that), ``yes`` or no value follow too."""
         if self.info.subresource != "log":
-            return False   # (only then is the query parsed again)
+            return False   # (only then is the query parsed again, once per request)
         return bool_option(parse_query(self.path_qs.partition("?")[2]).get("follow"))
 
     @property
