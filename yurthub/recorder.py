@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from yurthub.redact import redact_url_secrets
+
 LIMIT = 50
 _TEXT_MAX = 300
 
@@ -45,10 +47,12 @@ class Recorder:
 
     def record(self, kind: str, component: str, request: str, reason: str,
                code: int = 200) -> None:
-        event = Event(time.time(), kind, _cut(component or "-"), _cut(request), _cut(reason),
-                      code)
-        with self._lock:
-            self._events.append(event)
+        # The page is any local user's to read: a credential in the target (``?access_token=``)
+        # or in a reason quoting it is its sender's only, as in the log.
+        texts = (_cut(component or "-"), _cut(redact_url_secrets(request)),
+                 _cut(redact_url_secrets(reason)))
+        with self._lock:  # the time read under the lock: the events stay in time order
+            self._events.append(Event(time.time(), kind, *texts, code))
             self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def recent(self) -> list[Event]:

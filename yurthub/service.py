@@ -29,6 +29,7 @@ from yurthub.connection import WORKER_SETS_CONNECTION
 from yurthub.errors import Busy, ConfigError, YurthubError
 from yurthub.identity import hub as identity
 from yurthub.peercred import open_lookup
+from yurthub.redact import redact_url_secrets
 from yurthub.storage import not_a_cache, root_in_use
 
 log = logging.getLogger(__name__)
@@ -49,25 +50,6 @@ _starting: threading.Thread | None = None
 
 # Control characters (line breaks above all) and Unicode line separators in a message.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-# Credentials a URL may carry: a query parameter that names one (``?access_token=``, as some
-# clients send a bearer token) and a password in the authority (``https://u:pw@host``).
-# Whatever logs a URL (a request's path at debug level, urllib3's retry warnings, an
-# exception's text), the line shows neither.
-_URL_SECRETS = re.compile(
-    r"(?i)(?P<key>[?&;](?:access_token|id_token|refresh_token|token|password|passwd|secret|"
-    r"client_secret|api_key|apikey)=)[^&;\s'\"#]+"
-    r"|(?P<auth>://[^/\s:@'\"]*:)[^@/\s'\"]+@")
-
-
-def _redact(m: re.Match[str]) -> str:
-    return f"{m.group('key')}<redacted>" if m.group("key") else f"{m.group('auth')}<redacted>@"
-
-
-def redact_url_secrets(text: str) -> str:
-    """``text`` with the credentials of any URL in it replaced by ``<redacted>``."""
-    return _URL_SECRETS.sub(_redact, text)
 
 
 def _escape(m: re.Match[str]) -> str:

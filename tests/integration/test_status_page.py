@@ -116,6 +116,22 @@ def test_status_with_the_cloud_cut_in_a_real_browser(sandbox, hub, browser, tmp_
     assert "auto-refresh every 5s" in browser.text()
 
 
+def test_a_credential_in_a_request_target_is_not_on_the_page(sandbox, hub):
+    """/v1/status and /status answer every local user (nobody included): a token a client
+    put in its query was shown there to all of them while the log redacted it."""
+    secret = "s3cr3t-query-token"
+    sandbox.offline()
+    wait_for(lambda: not status(hub)["cloud"]["online"], what="the hub to see the cut")
+    assert hub.get(f"/api/v1/namespaces/default/configmaps?access_token={secret}&limit=5"
+                   )[0] == 503
+    doc = status(hub)
+    assert any(e["request"] == "GET /api/v1/namespaces/default/configmaps"
+               "?access_token=<redacted>&limit=5" for e in doc["events"])
+    for path in ("/v1/status", "/status"):
+        assert secret.encode() not in http(hub.hub_url + path)[2]
+    assert secret not in hub.log()
+
+
 def test_status_is_for_loopback_clients_only(hub):
     from werkzeug.test import Client
 

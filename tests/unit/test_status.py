@@ -24,6 +24,15 @@ def test_recorder_keeps_the_last_50_newest_first_and_bounds_text():
     assert r.counts == {FALLBACK: 200, REFUSAL: 200}
 
 
+def test_recorder_keeps_no_credential_of_a_url():
+    r = Recorder()
+    r.record(REFUSAL, "kubelet", "GET /api/v1/pods?token=abc&limit=1",
+             "cannot reach https://u:hunter2@cloud:6443/api/v1/pods?access_token=abc", 503)
+    e = r.recent()[0]
+    assert e.request == "GET /api/v1/pods?token=<redacted>&limit=1"
+    assert "abc" not in e.reason and "hunter2" not in e.reason
+
+
 def doc(**over):
     base = {
         "node": "edge-1", "version": "0", "time": "2026-01-01T00:00:00Z", "mode": "edge",
