@@ -76,6 +76,11 @@ class KubeletIdentity(BackgroundThread):
             except OSError as e:
                 raise ConfigError(f"kubelet_ca_file = {cfg.kubelet_ca_file!r}: cannot read: "
                                   f"{_why(e)}") from None
+            if not ca_pem.strip():
+                # why: an empty CA (a truncated file) made a context of the system's CAs,
+                # so the hub trusted any public CA for the cloud; kubelet refuses it too.
+                raise ConfigError(f"kubelet_ca_file = {cfg.kubelet_ca_file!r}: is empty: "
+                                  "the cloud's certificate could not be verified")
         self.ca_pem = ca_pem
         self._servers = cfg.server_addr or ((server,) if server else ())
         if not self._servers:

@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from kubesandbox import pki
 from kubesandbox.server import Sandbox
 from tests.fixtures import free_port
@@ -105,6 +107,32 @@ def test_missing_kubelet_files_stop_serve_with_one_line(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"kubelet_conf = '{tmp_path / 'nope.conf'}': cannot read" in r.stderr
+
+
+def test_an_empty_kubelet_ca_file_stops_serve_not_trusts_the_systems_cas(tmp_path):
+    """kubelet.conf naming no CA data, and the CA file empty (truncated): the hub built a
+    context of the system's CAs, trusting any public CA for the cloud; kubelet refuses."""
+    from yurthub import config
+    from yurthub.errors import ConfigError
+    from yurthub.identity.kubelet import KubeletIdentity
+    ca = pki.Authority.create()
+    cert, key = ca.issue_pair(pki.name("system:node:node-0000", ["system:nodes"]),
+                              usages=["digital signature", "key encipherment", "client auth"],
+                              lifetime=3600)
+    pair = tmp_path / "kubelet-client-current.pem"
+    pair.write_bytes(pki.cert_pem(cert) + pki.key_pem(key))
+    conf = tmp_path / "kubelet.conf"
+    conf.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                    "    server: https://127.0.0.1:6443\n"
+                    "    certificate-authority: /etc/kubernetes/pki/ca.crt\n")
+    empty = tmp_path / "ca.crt"
+    empty.write_bytes(b"")
+    cfg = config.load(None, {"kubelet_conf": str(conf), "kubelet_ca_file": str(empty),
+                             "kubelet_client_certificate": str(pair)})
+    with pytest.raises(ConfigError) as e:
+        KubeletIdentity(cfg)
+    assert str(e.value) == (f"kubelet_ca_file = {str(empty)!r}: is empty: the cloud's "
+                            "certificate could not be verified")
 
 
 def test_kubelets_root_only_files_say_what_the_service_user_needs(tmp_path):
