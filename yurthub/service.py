@@ -79,6 +79,7 @@ def journal_priority(levelno: int) -> str:
     return "<7>"
 
 
+PRIVATE_UMASK = 0o077  # as the unit's UMask=: nothing the hub makes is for other users
 EX_TEMPFAIL = 75  # held by another process now (Busy): systemd starts the hub again
 EX_CONFIG = 78    # a bad setting: the unit's RestartPreventExitStatus waits for the operator
 
@@ -298,6 +299,11 @@ def preflight(cfg: Config) -> None:
     directory, a port another process holds, a kubelet_user that is no user here; and
     PeerLookupError when the owner of a connection cannot be learnt (fail closed).
     """
+    # why: the unit's UMask=0077 whatever started the hub.  Under a shell's umask 000, the
+    # missing parents of disk_cache_path and root_dir were made 0777: any local user could
+    # then swap the cache (or the identity directory) for one of their own.  Every file and
+    # directory of the hub has its own mode already; the umask only reaches what they don't.
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     _check_owners(cfg)  # first: root on the service user's tree is told to be that user
     check_settings(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):

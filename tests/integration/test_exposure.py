@@ -3,6 +3,7 @@ ways to the cloud said aloud at start and in /metrics (issue 13, section 3)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -76,3 +77,22 @@ def test_a_token_in_a_query_string_never_reaches_the_log(sandbox, hub_factory):
     log = hub.log()
     assert "s3cr3t-t0ken" not in log
     assert log.count("access_token=<redacted>&labelSelector=app%3Dweb") >= 2, log[-3000:]
+
+
+def test_no_directory_the_hub_makes_is_open_to_other_users_under_umask_000(sandbox,
+                                                                         hub_factory,
+                                                                         tmp_path):
+    """Started from a shell with umask 000 (not the unit, whose UMask=0077 hid it), the hub
+    made the missing parents of its cache and identity directories 0777: any local user
+    could swap the cache for a directory of their own."""
+    made = tmp_path / "var"
+    old = os.umask(0)
+    try:
+        hub = hub_factory(sandbox.url, cache_dir=made / "lib" / "cache")
+    finally:
+        os.umask(old)
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: (made / "lib" / "cache" / "kubelet").is_dir(), what="pods cached")
+    open_to_others = [f"{oct(p.stat().st_mode & 0o777)} {p}" for p in [made, *made.rglob("*")]
+                      if p.stat().st_mode & 0o022]
+    assert open_to_others == []
