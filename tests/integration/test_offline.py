@@ -174,6 +174,19 @@ def test_what_was_never_discovered_online_is_unavailable_offline_not_missing(san
     assert "ServiceUnavailable" in r.stderr, r.stderr
 
 
+def test_the_hubs_own_documents_are_no_answer_offline(sandbox, edge_hub):
+    """The hub keeps its filters' inputs under the non-resource path /_yurthub/filter-inputs.
+    Offline that path answered 200 with them (every node pool's members, the services'
+    topology) to any client, a pod's token included, where the cloud says 404."""
+    assert edge_hub.get("/_yurthub/filter-inputs", ua=OPERATOR)[0] == 404
+    kept = edge_hub.cache_dir / "_nonresource" / "%2F_yurthub%2Ffilter-inputs"
+    wait_for(kept.exists, what="the filters' inputs kept in the cache")
+    go_offline(sandbox, edge_hub)
+    status, _, raw = edge_hub.get("/_yurthub/filter-inputs", ua=OPERATOR)
+    assert status == 503 and b"nodepools" not in raw, raw
+    assert json.loads(raw)["reason"] == "ServiceUnavailable"
+
+
 def test_a_watch_list_offline_ends_its_initial_events_with_the_bookmark(sandbox, edge_hub):
     """client-go's watch-list (sendInitialEvents=true) waits for the BOOKMARK annotated
     ``k8s.io/initial-events-end`` before it counts as synced: offline, from the cache, it

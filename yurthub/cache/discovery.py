@@ -46,6 +46,11 @@ def document_key(path: str, content_type: str) -> str | None:
 
 def read(store: DiskStore, path: str, accept: str) -> tuple[bytes, str] | None:
     """A cached discovery document for ``path`` in a form ``accept`` allows."""
+    if not is_discovery_path(path):
+        # why: the hub keeps documents of its own among the non-resource paths (the
+        # filters' inputs, /_yurthub/...): offline they were a client's 200 answer (node
+        # pools' members to a pod's token), where the cloud says 404.
+        return None
     wanted: list[str] = []
     for mr in parse_accept(accept or "*/*"):
         params = dict(mr.params)
