@@ -304,7 +304,7 @@ def preflight(cfg: Config) -> None:
     # then swap the cache (or the identity directory) for one of their own.  Every file and
     # directory of the hub has its own mode already; the umask only reaches what they don't.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
-    _check_owners(cfg)  # first: root on the service user's tree is told to be that user
+    _check_owners(cfg)  # first: before anything is written under either directory
     check_settings(cfg)
     for port in (cfg.proxy_port, cfg.serve_port):
         _check_port(cfg.plain_bind_address, port)
@@ -319,33 +319,55 @@ def preflight(cfg: Config) -> None:
 
 
 def _check_owners(cfg: Config) -> None:
-    """Root does not serve from another user's directories (the service's ``yurthub``).
+    """The cache root and the identity directory are the service user's (or root's).
 
-    Every file the hub writes is 0600 and every directory 0700: a ``sudo yurthub serve``
-    would leave the admin token, indexes, new collections and certificates that the
-    service, run as its own user again, cannot read (it sets those collections aside).
+    Root does not serve from another user's directories (the service's ``yurthub``): every
+    file the hub writes is 0600 and every directory 0700, so a ``sudo yurthub serve`` would
+    leave the admin token, indexes, new collections and certificates that the service, run
+    as its own user again, cannot read (it sets those collections aside).
+
+    why (a hub run as a user): a directory another user owns, or any local user may write,
+    lets that user swap the collections or the certificates for their own, and the hub
+    would serve them to kubelet offline.  The permissions the hub sets on what it writes
+    cannot close a directory it does not own.
     """
-    if os.geteuid() != 0:
-        return  # the kernel's permissions already stop the other cases
     import pwd
+
+    me = os.geteuid()
+
+    def user_of(uid: int) -> str:
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
 
     for name in ("disk_cache_path", "root_dir"):
         path = getattr(cfg, name)
         try:
-            uid = os.stat(path).st_uid
+            st = os.stat(path)
         except FileNotFoundError:
             continue
         except OSError as e:
             raise ConfigError(f"{name} = {path!r}: {e.strerror}") from None
-        if uid == 0:
+        uid = st.st_uid
+        if uid == me:
             continue
-        try:
-            user = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            user = f"uid {uid}"
-        raise ConfigError(f"{name} = {path!r}: it belongs to {user}, but yurthub runs as root "
-                          f"here; files root wrote there would be unreadable to {user}: run "
-                          f"yurthub as {user} (runuser -u {user} -- yurthub serve ...)")
+        if me == 0:
+            if uid == 0:
+                continue
+            user = user_of(uid)
+            raise ConfigError(f"{name} = {path!r}: it belongs to {user}, but yurthub runs as "
+                              f"root here; files root wrote there would be unreadable to "
+                              f"{user}: run yurthub as {user} (runuser -u {user} -- yurthub "
+                              "serve ...)")
+        if uid != 0:
+            raise ConfigError(f"{name} = {path!r}: it belongs to {user_of(uid)}, not to "
+                              f"{user_of(me)} that runs yurthub; its owner could replace "
+                              f"what the hub serves: chown it to {user_of(me)}")
+        if st.st_mode & 0o002:
+            raise ConfigError(f"{name} = {path!r}: every local user may write there, and it "
+                              f"belongs to root, not to {user_of(me)} that runs yurthub: "
+                              f"chown it to {user_of(me)} and make it 0700")
 
 
 def _check_port(addr: str, port: int) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from tests.fixtures import free_port
 from tests.fixtures.hub import Hub
-from tests.fixtures.peers import request_as_nobody
+from tests.fixtures.peers import NOBODY, request_as_nobody
 from tests.fixtures.procfs import fd_table_size
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
@@ -173,3 +176,37 @@ def test_another_gunicorn_worker_class_stops_the_start_instead_of_trusting_every
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_a_hub_run_as_a_user_refuses_directories_others_control(sandbox):
+    # The hub as the service user (nobody here) with its cache root owned by another user, or
+    # its identity directory root's and writable by everyone: either other user could swap
+    # the collections or the certificates, and kubelet would be served them offline.
+    top = Path(tempfile.mkdtemp(prefix="yurthub-owners-"))  # (pytest's tmp is root's only)
+    try:
+        os.chmod(top, 0o755)
+        cases = {"--disk-cache-path": (4321, "belongs to uid 4321, not to nobody"),
+                 "--root-dir": (0, "every local user may write there")}
+        for flag, (owner, said) in cases.items():
+            paths = {"--disk-cache-path": top / f"cache-{owner}",
+                     "--root-dir": top / f"state-{owner}"}
+            for d in paths.values():
+                d.mkdir(mode=0o700, exist_ok=True)
+                os.chown(d, NOBODY, NOBODY)
+            paths[flag].chmod(0o777)
+            os.chown(paths[flag], owner, owner)
+            r = subprocess.run(
+                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                 sys.executable, "-m", "yurthub", "serve", "--bootstrap-mode", "credentials",
+                 "--secure-proxy-port", "0", "--server-addr", sandbox.url,
+                 "--proxy-port", str(free_port()), "--serve-port", str(free_port()),
+                 *(x for kv in paths.items() for x in (kv[0], str(kv[1])))],
+                capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
+                env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+            assert r.returncode == 2, r.stderr
+            assert "Traceback" not in r.stderr
+            assert f"{flag[2:].replace('-', '_')} = '{paths[flag]}'" in r.stderr, r.stderr
+            assert said in r.stderr, r.stderr
+            assert list(paths[flag].iterdir()) == []
+    finally:
+        shutil.rmtree(top)
