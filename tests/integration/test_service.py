@@ -18,9 +18,12 @@ from tests.fixtures.web import http
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "yurthub", "serve", "--bootstrap-mode",
-                           "credentials", "--secure-proxy-port", "0", *args],
-                          capture_output=True, text=True, timeout=60)
+    # hermetic: never the default /var/lib/yurthub (an installed package's, yurthub's own)
+    with tempfile.TemporaryDirectory(prefix="yurthub-root-") as root:
+        own = () if "--root-dir" in args else ("--root-dir", root)
+        return subprocess.run([sys.executable, "-m", "yurthub", "serve", "--bootstrap-mode",
+                               "credentials", "--secure-proxy-port", "0", *own, *args],
+                              capture_output=True, text=True, timeout=60)
 
 
 def test_a_second_instance_on_the_same_port_stops_with_one_line(sandbox, hub, tmp_path):
