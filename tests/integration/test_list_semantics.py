@@ -358,3 +358,40 @@ def test_a_consistent_read_the_cloud_gave_no_version_for_is_the_clouds(sandbox, 
     status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dlate", "proxy-agent/1")
     assert status == 200 and names(doc) == ["late"], doc
     sandbox.release()
+
+
+def test_a_list_at_a_version_the_cache_cannot_answer_says_so_offline(sandbox, hub_factory):
+    """Offline, a list "not older than" a version past the cached one, or at exactly a
+    version the cache does not hold, was answered with the cached state (another version):
+    kube-apiserver answers 504 "Too large resource version" (client-go then lists from
+    any version) and 410 Expired for an Exact version it no longer holds."""
+    hub = hub_factory(sandbox.url)
+    status, doc = answer(hub.url, PODS)
+    full, rv = names(doc), int(doc["metadata"]["resourceVersion"])
+    assert status == 200 and full and rv > 2
+    exact_old = "resourceVersion=1&resourceVersionMatch=Exact"
+    cloud_old = outcome(sandbox.url, f"{PODS}&{exact_old}")  # compacted away
+    sandbox.offline()
+    healthy(hub, False)
+    for q in (f"resourceVersion={rv}", f"resourceVersion={rv}&resourceVersionMatch=Exact",
+              f"resourceVersion={rv - 1}", "resourceVersion=1&resourceVersionMatch=NotOlderThan",
+              "resourceVersion=0"):
+        status, doc = answer(hub.url, f"{PODS}&{q}")
+        assert status == 200 and names(doc) == full, (q, doc)
+    # A continue token carries its own version.
+    status, page = answer(hub.url, f"{PODS}&resourceVersion={rv}&limit=1")
+    status, rest = answer(hub.url, f"{PODS}&limit=50&continue={page['metadata']['continue']}")
+    assert status == 200 and names(page) + names(rest) == full
+    for q in (f"resourceVersion={rv + 50}", f"resourceVersion={rv + 50}&limit=1",
+              f"resourceVersion={rv + 50}&resourceVersionMatch=NotOlderThan",
+              f"resourceVersion={rv + 50}&resourceVersionMatch=Exact"):
+        status, doc = answer(hub.url, f"{PODS}&{q}")
+        assert (status, doc["reason"]) == (504, "Timeout"), (q, doc)
+        assert doc["message"] == f"Timeout: Too large resource version: {rv + 50}, current: {rv}"
+        assert doc["details"]["causes"] == [{"reason": "ResourceVersionTooLarge",
+                                             "message": "Too large resource version"}]
+    assert cloud_old[:2] == (410, "Expired")
+    assert outcome(hub.url, f"{PODS}&{exact_old}") == cloud_old
+    # The cache holds no state but its own: at an older version, as if compacted away.
+    exact = f"resourceVersion={rv - 1}&resourceVersionMatch=Exact"
+    assert outcome(hub.url, f"{PODS}&{exact}") == cloud_old

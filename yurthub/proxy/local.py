@@ -42,7 +42,7 @@ from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
-from yurthub.kube.listoptions import check_list_options, effective_limit
+from yurthub.kube.listoptions import check_list_options, check_list_version, effective_limit
 from yurthub.kube.naming import check_path_name
 from yurthub.kube.resources import builtin
 from yurthub.kube.status import not_found_message, resource_details, status_object
@@ -238,6 +238,8 @@ class LocalProxy:
         view = self._view(ctx)
         page = self.reader.list(ck, rt, want, limit=effective_limit(info.limit),
                                 continue_token=info.continue_token, pinned_name=info.name)
+        # The cache holds one state, at the page's version: a list at another says so.
+        check_list_version(info, page.resource_version)
         if view is not None:
             view.served(str(page.resource_version))
         chain = self._chain(ctx)
