@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -326,3 +327,17 @@ def test_an_offline_list_never_vouches_for_what_the_hub_never_saw(sandbox, hub_f
         v1.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version,
         timeout_seconds=1)]
     assert ("DELETED", "doomed") in seen, (listed.metadata.resource_version, seen)
+
+
+def test_a_watch_too_old_for_the_history_says_how_old_the_cache_is(sandbox, edge_hub):
+    """The 410 of an offline watch said "served from the yurthub cache, age 499047h" (the
+    age of the epoch), which client-go logs with every Warning it is sent."""
+    pods = f"{edge_hub.url}/api/v1/pods"
+    ua = {"User-Agent": OPERATOR}
+    assert http(pods, headers=ua)[0] == 200
+    go_offline(sandbox, edge_hub)
+    status, headers, raw = http(f"{pods}?watch=true&resourceVersion=1&timeoutSeconds=2",
+                                headers=ua)
+    assert status == 200 and json.loads(raw)["object"]["code"] == 410
+    # The cache's age, as its lists say it: seconds (the list above is a moment old).
+    assert re.fullmatch(r'299 - "served from the yurthub cache, age \d+s"', headers["Warning"])

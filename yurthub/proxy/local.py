@@ -304,8 +304,9 @@ class LocalProxy:
             if e.code not in (410, 504):
                 raise
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
+            fresh = self.reader.freshness(ck, rt, want)
             return Response([line], status=200, content_type=JSON,
-                            headers=[("Warning", Freshness(0).warning())])
+                            headers=[("Warning", fresh.warning())])
         if chain is not None:
             own = None
             if self.filters is not None:
