@@ -341,3 +341,22 @@ def test_a_watch_too_old_for_the_history_says_how_old_the_cache_is(sandbox, edge
     assert status == 200 and json.loads(raw)["object"]["code"] == 410
     # The cache's age, as its lists say it: seconds (the list above is a moment old).
     assert re.fullmatch(r'299 - "served from the yurthub cache, age \d+s"', headers["Warning"])
+
+
+def test_pods_no_node_was_assigned_are_listed_offline_as_online(sandbox, edge_hub, tmp_path):
+    """A pod waiting for the scheduler was never cached (YurtHub skips them: not this
+    node's), so offline `kubectl get pods -A` left it out and `--field-selector
+    spec.nodeName=` (how one finds such pods) said "No resources found", a made-up answer
+    from a list that looked complete.  kubelet's own lists select its node: unchanged."""
+    sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "unscheduled", "namespace": "default"},
+                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    commands = [("get", "pods", "-A", "-o", COLUMNS),
+                ("get", "pods", "-A", "--field-selector", "spec.nodeName=", "-o", COLUMNS),
+                ("get", "pods", "-n", "default", "--field-selector", "status.phase=Pending",
+                 "-o", "name")]
+    online = [kubectl(*c).stdout for c in commands]
+    assert all("unscheduled" in out for out in online), online
+    go_offline(sandbox, edge_hub)
+    assert [kubectl(*c).stdout for c in commands] == online
