@@ -10,6 +10,7 @@ retries them after reconnect).  Nothing written here is claimed to have reached 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -21,13 +22,14 @@ from werkzeug.wrappers import Response
 
 from yurthub.access.keys import legacy_component
 from yurthub.cache import discovery
-from yurthub.cache.manager import CacheManager
+from yurthub.cache.manager import CacheManager, partial_metadata_base
 from yurthub.cache.policy import CACHED_SUBRESOURCES
 from yurthub.cache.reader import Freshness
-from yurthub.cache.views import CollectionState, parse_selectors
+from yurthub.cache.views import CollectionState, Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
 from yurthub.errors import (
     ApiError,
+    BadRequest,
     Forbidden,
     InvalidKeyError,
     MethodNotAllowed,
@@ -44,7 +46,8 @@ from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
 from yurthub.kube.listoptions import check_list_options, check_list_version, effective_limit
 from yurthub.kube.naming import check_path_name
-from yurthub.kube.resources import builtin
+from yurthub.kube.requestinfo import RequestInfo
+from yurthub.kube.resources import ResourceType, builtin
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -203,6 +206,30 @@ class LocalProxy:
         return self.filters.client_view(ctx.component, info.verb, info.api_group,
                                         info.resource)
 
+    def _selectors(self, info: RequestInfo, rt: ResourceType) -> Selectors:
+        """The request's selectors, refused (400) as kube-apiserver refuses them.
+
+        A metadata-only collection (PartialObjectMetadata) indexes the objects' metadata
+        alone: a field selector on the full objects' own fields (a pod's spec.nodeName) is
+        one the cloud answers and the cache cannot evaluate, so 503, never a 400 that
+        tells the client its request is wrong.
+        """
+        base = partial_metadata_base(rt.group)
+        full = None if base is None else self.cache.resource_type(base, rt.version,
+                                                                   rt.resource)
+        if full is None:
+            return parse_selectors(info.namespace, info.label_selector, info.field_selector,
+                                   rt)
+        parse_selectors(info.namespace, info.label_selector, info.field_selector, full)
+        try:
+            return parse_selectors(info.namespace, info.label_selector, info.field_selector,
+                                   dataclasses.replace(rt, meta_fields=full.meta_fields))
+        except BadRequest:
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and the cache holds only the metadata of "
+                f"{rt.resource}, which cannot select them by {info.field_selector!r}; retry "
+                "when the cloud is back", details={"retryAfterSeconds": 5}) from None
+
     def _get(self, ctx: RequestContext) -> Response:
         info = ctx.info
         check_path_name(info.name)
@@ -234,7 +261,7 @@ class LocalProxy:
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=True)
         info = ctx.info
-        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        want = self._selectors(info, rt)
         view = self._view(ctx)
         page = self.reader.list(ck, rt, want, limit=effective_limit(info.limit),
                                 continue_token=info.continue_token, pinned_name=info.name)
@@ -287,7 +314,7 @@ class LocalProxy:
         check_list_options(ctx.info)  # 422/400 as the cloud answers them
         ck, rt = self._target(ctx)
         info = ctx.info
-        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        want = self._selectors(info, rt)
         timeout = info.timeout_seconds
         if not timeout:
             # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
