@@ -395,3 +395,20 @@ def test_a_list_at_a_version_the_cache_cannot_answer_says_so_offline(sandbox, hu
     # The cache holds no state but its own: at an older version, as if compacted away.
     exact = f"resourceVersion={rv - 1}&resourceVersionMatch=Exact"
     assert outcome(hub.url, f"{PODS}&{exact}") == cloud_old
+
+
+def test_a_continue_with_a_resource_version_is_refused_offline_as_online(sandbox,
+                                                                        hub_factory):
+    hub = hub_factory(sandbox.url)
+    assert answer(hub.url, PODS)[0] == 200  # the whole list, for the cache
+    token = answer(hub.url, PODS + "&limit=1")[1]["metadata"]["continue"]
+    cloud = outcome(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=5")
+    assert cloud == (400, "BadRequest",
+                     "specifying resource version is not allowed when using continue")
+    sandbox.offline()
+    healthy(hub, False)
+    token = answer(hub.url, PODS + "&limit=1")[1]["metadata"]["continue"]
+    assert outcome(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=5") == cloud
+    # "0" is no version: the page is served, as the cloud serves it.
+    status, doc = answer(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=0")
+    assert status == 200 and doc["items"]

@@ -128,11 +128,14 @@ def check_list_version(info: RequestInfo, current: int) -> None:
     ``""`` and ``"0"`` take any state; ``N`` (NotOlderThan) one at ``N`` or later, else
     504 "Too large resource version"; ``N`` with ``Exact`` the state at ``N`` exactly: an
     older one is 410 Expired, as kube-apiserver answers a version compacted away.  A
-    continue token carries its own version.  Checked after ``check_list_options``.
+    continue token carries its own version: another is 400, as its storage refuses it.
+    Checked after ``check_list_options``.
     """
     text = info.resource_version
-    if not text or text == "0" or info.continue_token:
+    if not text or text == "0":
         return
+    if info.continue_token:
+        raise BadRequest("specifying resource version is not allowed when using continue")
     rv = parse_resource_version(text)
     if rv > current:
         raise too_large_resource_version(rv, current)
