@@ -412,3 +412,21 @@ def test_a_continue_with_a_resource_version_is_refused_offline_as_online(sandbox
     # "0" is no version: the page is served, as the cloud serves it.
     status, doc = answer(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=0")
     assert status == 200 and doc["items"]
+
+
+def test_what_remains_of_a_selected_list_is_not_counted_offline_as_online(sandbox,
+                                                                          hub_factory):
+    """kube-apiserver sets remainingItemCount only for a list without selectors."""
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator"])
+    ua = "edge-operator/1"
+    every, labelled = "/api/v1/pods", "/api/v1/pods?labelSelector=app"
+    assert answer(hub.url, every, ua)[0] == 200
+    online = [answer(hub.url, f"{p}{'&' if '?' in p else '?'}limit=1", ua)[1]["metadata"]
+              for p in (every, labelled)]
+    assert "remainingItemCount" in online[0] and "remainingItemCount" not in online[1]
+    sandbox.offline()
+    healthy(hub, False)
+    offline = [answer(hub.url, f"{p}{'&' if '?' in p else '?'}limit=1", ua)[1]["metadata"]
+               for p in (every, labelled)]
+    assert [set(m) for m in offline] == [set(m) for m in online]
+    assert offline[0]["remainingItemCount"] == online[0]["remainingItemCount"]

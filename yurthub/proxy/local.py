@@ -270,6 +270,9 @@ class LocalProxy:
         if view is not None:
             view.served(str(page.resource_version))
         chain = self._chain(ctx)
+        # kube-apiserver counts what is left only of a list without selectors: with them
+        # the count is unknown, and left out.
+        remaining = page.remaining if page.continue_token and want.key.unselected else None
         if table is not None:
             bodies = self.reader.bodies(ck, page.keys)
             if chain is not None:  # the rows of what the JSON list would hold
@@ -277,13 +280,14 @@ class LocalProxy:
                           if (out := filtering.refilter_item(b, chain)) is not None)
             rows = self.tables.rows(ctx, rt, table, str(page.resource_version),
                                     page.continue_token,
-                                    page.remaining if page.continue_token else None,
+                                    remaining,
                                     bodies)
             return _json(rows, 200, page.freshness, content_type)
         meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             meta["continue"] = page.continue_token
-            meta["remainingItemCount"] = page.remaining
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
         head = json.dumps({"kind": page.kind, "apiVersion": page.api_version,
                            "metadata": meta}, separators=(",", ":"))
         prefix = head[:-1].encode() + b',"items":['
