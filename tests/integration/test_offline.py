@@ -360,3 +360,28 @@ def test_pods_no_node_was_assigned_are_listed_offline_as_online(sandbox, edge_hu
     assert all("unscheduled" in out for out in online), online
     go_offline(sandbox, edge_hub)
     assert [kubectl(*c).stdout for c in commands] == online
+
+
+def test_a_watch_of_one_object_by_its_path_watches_that_object_offline(sandbox, edge_hub):
+    """``/api/v1/watch/namespaces/<ns>/pods/<name>`` (the legacy watch path) watches that
+    pod, as kube-apiserver adds ``metadata.name=<name>``; offline the name was dropped and
+    the client was sent every pod of the namespace."""
+    pods = [p["metadata"]["name"] for p in sandbox.list_objects("pods", "default")]
+    assert len(pods) >= 2
+    ua = {"User-Agent": OPERATOR}
+    assert http(f"{edge_hub.url}/api/v1/pods", headers=ua)[0] == 200
+    path = f"{edge_hub.url}/api/v1/watch/namespaces/default/pods/{pods[0]}?timeoutSeconds=1"
+
+    def watched(url: str) -> list[tuple[str, str]]:
+        status, _, raw = http(url, headers=ua)
+        assert status == 200, raw
+        return [(e["type"], e["object"]["metadata"]["name"])
+                for e in map(json.loads, raw.splitlines())]
+    online = watched(path)
+    assert online == [("ADDED", pods[0])]
+    go_offline(sandbox, edge_hub)
+    assert watched(path) == online
+    assert watched(path + f"&fieldSelector=metadata.name%3D{pods[0]}") == online
+    status, _, raw = http(path + f"&fieldSelector=metadata.name%3D{pods[1]}", headers=ua)
+    assert (status, json.loads(raw)["message"]) == (
+        400, "fieldSelector metadata.name doesn't match requested name")

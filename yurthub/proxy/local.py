@@ -42,6 +42,7 @@ from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView, resume_rv
 from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
+from yurthub.kube import fields as kfields
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
 from yurthub.kube.listoptions import check_list_options, check_list_version, effective_limit
@@ -209,26 +210,34 @@ class LocalProxy:
     def _selectors(self, info: RequestInfo, rt: ResourceType) -> Selectors:
         """The request's selectors, refused (400) as kube-apiserver refuses them.
 
-        A metadata-only collection (PartialObjectMetadata) indexes the objects' metadata
-        alone: a field selector on the full objects' own fields (a pod's spec.nodeName) is
-        one the cloud answers and the cache cannot evaluate, so 503, never a 400 that
-        tells the client its request is wrong.
+        A watch of one object by its path (``/api/v1/watch/namespaces/<ns>/pods/<name>``)
+        selects that name, as kube-apiserver adds ``metadata.name=<name>`` (a field
+        selector that pins no name or another one is 400 there).  A metadata-only
+        collection (PartialObjectMetadata) indexes the objects' metadata alone: a field
+        selector on the full objects' own fields (a pod's spec.nodeName) is one the cloud
+        answers and the cache cannot evaluate, so 503, never a 400 that tells the client
+        its request is wrong.
         """
         base = partial_metadata_base(rt.group)
         full = None if base is None else self.cache.resource_type(base, rt.version,
                                                                    rt.resource)
+        fields = info.field_selector
+        want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
+        if info.name and want.fields.exact("metadata.name") != info.name:
+            if not want.fields.empty:
+                raise BadRequest("fieldSelector metadata.name doesn't match requested name")
+            fields = f"metadata.name={kfields.escape_value(info.name)}"
+            want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
         if full is None:
-            return parse_selectors(info.namespace, info.label_selector, info.field_selector,
-                                   rt)
-        parse_selectors(info.namespace, info.label_selector, info.field_selector, full)
+            return want
         try:
-            return parse_selectors(info.namespace, info.label_selector, info.field_selector,
+            return parse_selectors(info.namespace, info.label_selector, fields,
                                    dataclasses.replace(rt, meta_fields=full.meta_fields))
         except BadRequest:
             raise ServiceUnavailable(
                 f"the cloud is unreachable and the cache holds only the metadata of "
-                f"{rt.resource}, which cannot select them by {info.field_selector!r}; retry "
-                "when the cloud is back", details={"retryAfterSeconds": 5}) from None
+                f"{rt.resource}, which cannot select them by {fields!r}; retry when the "
+                "cloud is back", details={"retryAfterSeconds": 5}) from None
 
     def _get(self, ctx: RequestContext) -> Response:
         info = ctx.info
