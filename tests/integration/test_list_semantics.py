@@ -358,3 +358,75 @@ def test_a_consistent_read_the_cloud_gave_no_version_for_is_the_clouds(sandbox, 
     status, doc = answer(hub.url, SVC + "?labelSelector=app%3Dlate", "proxy-agent/1")
     assert status == 200 and names(doc) == ["late"], doc
     sandbox.release()
+
+
+def test_a_list_at_a_version_the_cache_cannot_answer_says_so_offline(sandbox, hub_factory):
+    """Offline, a list "not older than" a version past the cached one, or at exactly a
+    version the cache does not hold, was answered with the cached state (another version):
+    kube-apiserver answers 504 "Too large resource version" (client-go then lists from
+    any version) and 410 Expired for an Exact version it no longer holds."""
+    hub = hub_factory(sandbox.url)
+    status, doc = answer(hub.url, PODS)
+    full, rv = names(doc), int(doc["metadata"]["resourceVersion"])
+    assert status == 200 and full and rv > 2
+    exact_old = "resourceVersion=1&resourceVersionMatch=Exact"
+    cloud_old = outcome(sandbox.url, f"{PODS}&{exact_old}")  # compacted away
+    sandbox.offline()
+    healthy(hub, False)
+    for q in (f"resourceVersion={rv}", f"resourceVersion={rv}&resourceVersionMatch=Exact",
+              f"resourceVersion={rv - 1}", "resourceVersion=1&resourceVersionMatch=NotOlderThan",
+              "resourceVersion=0"):
+        status, doc = answer(hub.url, f"{PODS}&{q}")
+        assert status == 200 and names(doc) == full, (q, doc)
+    # A continue token carries its own version.
+    status, page = answer(hub.url, f"{PODS}&resourceVersion={rv}&limit=1")
+    status, rest = answer(hub.url, f"{PODS}&limit=50&continue={page['metadata']['continue']}")
+    assert status == 200 and names(page) + names(rest) == full
+    for q in (f"resourceVersion={rv + 50}", f"resourceVersion={rv + 50}&limit=1",
+              f"resourceVersion={rv + 50}&resourceVersionMatch=NotOlderThan",
+              f"resourceVersion={rv + 50}&resourceVersionMatch=Exact"):
+        status, doc = answer(hub.url, f"{PODS}&{q}")
+        assert (status, doc["reason"]) == (504, "Timeout"), (q, doc)
+        assert doc["message"] == f"Timeout: Too large resource version: {rv + 50}, current: {rv}"
+        assert doc["details"]["causes"] == [{"reason": "ResourceVersionTooLarge",
+                                             "message": "Too large resource version"}]
+    assert cloud_old[:2] == (410, "Expired")
+    assert outcome(hub.url, f"{PODS}&{exact_old}") == cloud_old
+    # The cache holds no state but its own: at an older version, as if compacted away.
+    exact = f"resourceVersion={rv - 1}&resourceVersionMatch=Exact"
+    assert outcome(hub.url, f"{PODS}&{exact}") == cloud_old
+
+
+def test_a_continue_with_a_resource_version_is_refused_offline_as_online(sandbox,
+                                                                        hub_factory):
+    hub = hub_factory(sandbox.url)
+    assert answer(hub.url, PODS)[0] == 200  # the whole list, for the cache
+    token = answer(hub.url, PODS + "&limit=1")[1]["metadata"]["continue"]
+    cloud = outcome(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=5")
+    assert cloud == (400, "BadRequest",
+                     "specifying resource version is not allowed when using continue")
+    sandbox.offline()
+    healthy(hub, False)
+    token = answer(hub.url, PODS + "&limit=1")[1]["metadata"]["continue"]
+    assert outcome(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=5") == cloud
+    # "0" is no version: the page is served, as the cloud serves it.
+    status, doc = answer(hub.url, f"{PODS}&limit=1&continue={token}&resourceVersion=0")
+    assert status == 200 and doc["items"]
+
+
+def test_what_remains_of_a_selected_list_is_not_counted_offline_as_online(sandbox,
+                                                                          hub_factory):
+    """kube-apiserver sets remainingItemCount only for a list without selectors."""
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator"])
+    ua = "edge-operator/1"
+    every, labelled = "/api/v1/pods", "/api/v1/pods?labelSelector=app"
+    assert answer(hub.url, every, ua)[0] == 200
+    online = [answer(hub.url, f"{p}{'&' if '?' in p else '?'}limit=1", ua)[1]["metadata"]
+              for p in (every, labelled)]
+    assert "remainingItemCount" in online[0] and "remainingItemCount" not in online[1]
+    sandbox.offline()
+    healthy(hub, False)
+    offline = [answer(hub.url, f"{p}{'&' if '?' in p else '?'}limit=1", ua)[1]["metadata"]
+               for p in (every, labelled)]
+    assert [set(m) for m in offline] == [set(m) for m in online]
+    assert offline[0]["remainingItemCount"] == online[0]["remainingItemCount"]

@@ -73,3 +73,35 @@ def test_a_metadata_only_list_is_answered_offline_as_online(sandbox, hub_factory
     # the full objects were never listed: the metadata-only copy does not stand in for them
     status, full = _get(hub, PODS + "?labelSelector=app%3Dweb", "application/json")
     assert status == 503, full
+
+
+def test_a_metadata_only_list_by_a_field_of_the_objects_is_not_refused_as_bad(sandbox,
+                                                                              hub_factory):
+    """Offline, a metadata-only list or watch of pods by ``spec.nodeName`` (a node agent's
+    metadata informer) was answered 400 "field label not supported", which the cloud never
+    says of it: the metadata-only cache cannot select by the objects' fields, so it says
+    that (503), and still refuses a field the objects lack as the cloud does."""
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator"])
+    node_pods = f"{PODS}?fieldSelector=spec.nodeName%3Dnode-0000"
+    bad = f"{PODS}?fieldSelector=spec.bogus%3D1"
+    nodes_by_ns = "/api/v1/nodes?fieldSelector=metadata.namespace%3D"
+    status, online = _get(hub, node_pods, LIST)
+    assert status == 200 and online["items"], online
+    assert _get(hub, PODS, LIST)[0] == 200
+    cloud_bad = _get(hub, bad, LIST)
+    assert cloud_bad[0] == 400
+    assert _get(hub, "/api/v1/nodes", LIST)[0] == 200
+    cloud_nodes_by_ns = _get(hub, nodes_by_ns, LIST)
+    assert cloud_nodes_by_ns[0] == 400
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, 10,
+             "the hub to notice the cloud is gone")
+    for path in (node_pods, node_pods + "&watch=true&resourceVersion=0&timeoutSeconds=1"):
+        status, doc = _get(hub, path, LIST)
+        assert (status, doc["reason"]) == (503, "ServiceUnavailable"), (path, doc)
+        assert "metadata" in doc["message"] and "spec.nodeName" in doc["message"], doc
+    assert _get(hub, bad, LIST) == cloud_bad
+    assert _get(hub, nodes_by_ns, LIST) == cloud_nodes_by_ns
+    # What the metadata does hold still selects.
+    status, doc = _get(hub, f"{PODS}?fieldSelector=metadata.name%3Dnope", LIST)
+    assert status == 200 and doc["items"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -339,3 +340,61 @@ def test_an_offline_list_never_vouches_for_what_the_hub_never_saw(sandbox, hub_f
         v1.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version,
         timeout_seconds=1)]
     assert ("DELETED", "doomed") in seen, (listed.metadata.resource_version, seen)
+
+
+def test_a_watch_too_old_for_the_history_says_how_old_the_cache_is(sandbox, edge_hub):
+    """The 410 of an offline watch said "served from the yurthub cache, age 499047h" (the
+    age of the epoch), which client-go logs with every Warning it is sent."""
+    pods = f"{edge_hub.url}/api/v1/pods"
+    ua = {"User-Agent": OPERATOR}
+    assert http(pods, headers=ua)[0] == 200
+    go_offline(sandbox, edge_hub)
+    status, headers, raw = http(f"{pods}?watch=true&resourceVersion=1&timeoutSeconds=2",
+                                headers=ua)
+    assert status == 200 and json.loads(raw)["object"]["code"] == 410
+    # The cache's age, as its lists say it: seconds (the list above is a moment old).
+    assert re.fullmatch(r'299 - "served from the yurthub cache, age \d+s"', headers["Warning"])
+
+
+def test_pods_no_node_was_assigned_are_listed_offline_as_online(sandbox, edge_hub, tmp_path):
+    """A pod waiting for the scheduler was never cached (YurtHub skips them: not this
+    node's), so offline `kubectl get pods -A` left it out and `--field-selector
+    spec.nodeName=` (how one finds such pods) said "No resources found", a made-up answer
+    from a list that looked complete.  kubelet's own lists select its node: unchanged."""
+    sandbox.put({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "unscheduled", "namespace": "default"},
+                 "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
+    kubectl = Kubectl(tmp_path, edge_hub.url)
+    commands = [("get", "pods", "-A", "-o", COLUMNS),
+                ("get", "pods", "-A", "--field-selector", "spec.nodeName=", "-o", COLUMNS),
+                ("get", "pods", "-n", "default", "--field-selector", "status.phase=Pending",
+                 "-o", "name")]
+    online = [kubectl(*c).stdout for c in commands]
+    assert all("unscheduled" in out for out in online), online
+    go_offline(sandbox, edge_hub)
+    assert [kubectl(*c).stdout for c in commands] == online
+
+
+def test_a_watch_of_one_object_by_its_path_watches_that_object_offline(sandbox, edge_hub):
+    """``/api/v1/watch/namespaces/<ns>/pods/<name>`` (the legacy watch path) watches that
+    pod, as kube-apiserver adds ``metadata.name=<name>``; offline the name was dropped and
+    the client was sent every pod of the namespace."""
+    pods = [p["metadata"]["name"] for p in sandbox.list_objects("pods", "default")]
+    assert len(pods) >= 2
+    ua = {"User-Agent": OPERATOR}
+    assert http(f"{edge_hub.url}/api/v1/pods", headers=ua)[0] == 200
+    path = f"{edge_hub.url}/api/v1/watch/namespaces/default/pods/{pods[0]}?timeoutSeconds=1"
+
+    def watched(url: str) -> list[tuple[str, str]]:
+        status, _, raw = http(url, headers=ua)
+        assert status == 200, raw
+        return [(e["type"], e["object"]["metadata"]["name"])
+                for e in map(json.loads, raw.splitlines())]
+    online = watched(path)
+    assert online == [("ADDED", pods[0])]
+    go_offline(sandbox, edge_hub)
+    assert watched(path) == online
+    assert watched(path + f"&fieldSelector=metadata.name%3D{pods[0]}") == online
+    status, _, raw = http(path + f"&fieldSelector=metadata.name%3D{pods[1]}", headers=ua)
+    assert (status, json.loads(raw)["message"]) == (
+        400, "fieldSelector metadata.name doesn't match requested name")

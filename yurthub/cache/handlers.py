@@ -21,7 +21,7 @@ from yurthub.errors import DecodeError, InvalidKeyError, StorageError
 from yurthub.kube.framing import MAX_OBJECT_BYTES, Event, WatchFramer
 from yurthub.kube.gunzip import Decompressor
 from yurthub.kube.jsondepth import check_depth
-from yurthub.kube.meta import is_unassigned_pod, with_type_meta
+from yurthub.kube.meta import with_type_meta
 from yurthub.kube.status import is_status
 from yurthub.kube.table import is_table, one_row_object
 from yurthub.storage import validate_name
@@ -105,8 +105,6 @@ class Handler:
         """
         if is_status(obj) or is_table(obj):
             return None  # a Table is what kubectl asked to see, not an object to store
-        if self.entry.resource == "pods" and is_unassigned_pod(obj, kind or None):
-            return None
         md = obj.get("metadata") or {}
         labels = md.get("labels") if isinstance(md, dict) else None
         if not isinstance(md, dict) or not isinstance(labels or {}, dict):

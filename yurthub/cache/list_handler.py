@@ -48,8 +48,7 @@ class ListHandler(Handler):
         self._parser = ListParser(table_rows=True)
         # msgspec: build only what the index needs of each item (None: the stdlib path,
         # whose parser has built every item already).
-        paths = read_paths(entry.rt) + (("spec.nodeName",) if entry.rt.kind == "Pod" else ())
-        self._skeleton = skeleton.decoder(paths)
+        self._skeleton = skeleton.decoder(read_paths(entry.rt))
         self.assembly: ListAssembly | None = None
         self._kind = ""
         self._api_version = ""

@@ -326,6 +326,17 @@ class CacheReader:
             if body is not None:
                 yield body
 
+    def freshness(self, ck: CollectionKey, rt: ResourceType, want: Selectors) -> Freshness:
+        """How old the cached answer to ``want`` is (a refusal's Warning: the 410 of a
+        watch too old for the history); now when no view answers it."""
+        try:
+            view = self.covering_view(ck, rt, want, self._state(ck), resume=True)
+        except ServiceUnavailable:
+            view = None
+        if view is None:
+            return Freshness(_mtime_fallback())
+        return Freshness(view.updated_at or view.synced_at, view.stale)
+
     # -- watch ------------------------------------------------------------------------------
 
     def watch_start(self, ck: CollectionKey, rt: ResourceType, want: Selectors,

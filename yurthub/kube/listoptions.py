@@ -20,7 +20,7 @@ less means no limit, as there.  Pure.
 
 from __future__ import annotations
 
-from yurthub.errors import BadRequest, DecodeError, Invalid
+from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, Invalid
 from yurthub.kube.meta import rv_int
 from yurthub.kube.requestinfo import RequestInfo
 
@@ -112,10 +112,41 @@ def parse_resource_version(text: str) -> int:
     raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{text}": {why}')
 
 
+def too_large_resource_version(rv: int, current: int) -> GatewayTimeout:
+    """What kube-apiserver answers a read "not older than" ``rv`` when what it holds is at
+    ``current`` (storage.NewTooLargeResourceVersionError): client-go's reflector then
+    lists again from any version, which the cache answers."""
+    return GatewayTimeout(f"Timeout: Too large resource version: {rv}, current: {current}",
+                          details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                               "message": "Too large resource version"}],
+                                   "retryAfterSeconds": 1})
+
+
+def check_list_version(info: RequestInfo, current: int) -> None:
+    """Raise unless a list of the state at ``current`` answers ``info``'s resourceVersion.
+
+    ``""`` and ``"0"`` take any state; ``N`` (NotOlderThan) one at ``N`` or later, else
+    504 "Too large resource version"; ``N`` with ``Exact`` the state at ``N`` exactly: an
+    older one is 410 Expired, as kube-apiserver answers a version compacted away.  A
+    continue token carries its own version: another is 400, as its storage refuses it.
+    Checked after ``check_list_options``.
+    """
+    text = info.resource_version
+    if not text or text == "0":
+        return
+    if info.continue_token:
+        raise BadRequest("specifying resource version is not allowed when using continue")
+    rv = parse_resource_version(text)
+    if rv > current:
+        raise too_large_resource_version(rv, current)
+    if rv < current and info.resource_version_match == EXACT:
+        raise Gone("The resourceVersion for the provided list is too old.")
+
+
 def effective_limit(limit: int | None) -> int | None:
     """``limit`` as kube-apiserver applies it: zero or less is no limit (None)."""
     return limit if limit is not None and limit > 0 else None
 
 
-__all__ = ["EXACT", "NOT_OLDER_THAN", "check_list_options", "effective_limit",
-           "parse_resource_version"]
+__all__ = ["EXACT", "NOT_OLDER_THAN", "check_list_options", "check_list_version",
+           "effective_limit", "parse_resource_version", "too_large_resource_version"]

@@ -129,15 +129,3 @@ def with_type_meta(raw: bytes, kind: str, api_version: str,
         return head + b"}"
     body = json.dumps(others, separators=(",", ":"), ensure_ascii=False).encode()
     return head + b"," + body[1:]
-
-
-def is_unassigned_pod(obj: Mapping[str, Any], kind: str | None = None) -> bool:
-    """True for a core/v1 Pod that no node has been assigned yet (``spec.nodeName`` empty).
-
-    YurtHub never caches such pods: they are not this node's. ``kind`` is the kind of a list
-    item, whose own ``kind`` key is absent.
-    """
-    if (obj.get("kind") or kind) != "Pod" or obj.get("apiVersion", "v1") != "v1":
-        return False
-    spec = obj.get("spec")
-    return not (isinstance(spec, Mapping) and spec.get("nodeName"))

@@ -7,6 +7,7 @@ few places where it deliberately differs are listed in ``parse_request_info``'s 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -158,7 +159,10 @@ def _int_option(query: dict[str, list[str]], key: str, strict: bool) -> int | No
     if _INT64.fullmatch(raw) and -_INT64_MAX - 1 <= int(raw) <= _INT64_MAX:
         return int(raw)
     if strict:
-        raise BadRequest(f"invalid value for {key}: {raw!r} is not an integer")
+        # kube-apiserver's words: its query decoding's strconv.ParseInt error.
+        why = "value out of range" if _INT64.fullmatch(raw) else "invalid syntax"
+        raise BadRequest(f"strconv.ParseInt: parsing {json.dumps(raw, ensure_ascii=False)}: "
+                         f"{why}")
     return None
 
 

@@ -10,6 +10,7 @@ retries them after reconnect).  Nothing written here is claimed to have reached 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -21,13 +22,14 @@ from werkzeug.wrappers import Response
 
 from yurthub.access.keys import legacy_component
 from yurthub.cache import discovery
-from yurthub.cache.manager import CacheManager
+from yurthub.cache.manager import CacheManager, partial_metadata_base
 from yurthub.cache.policy import CACHED_SUBRESOURCES
 from yurthub.cache.reader import Freshness
-from yurthub.cache.views import CollectionState, parse_selectors
+from yurthub.cache.views import CollectionState, Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
 from yurthub.errors import (
     ApiError,
+    BadRequest,
     Forbidden,
     InvalidKeyError,
     MethodNotAllowed,
@@ -40,11 +42,13 @@ from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView, resume_rv
 from yurthub.filters.watchstream import WatchFilter
 from yurthub.health import LEASE_NAMESPACE
+from yurthub.kube import fields as kfields
 from yurthub.kube.accept import accepts_plain_json, negotiate
 from yurthub.kube.framing import Event
-from yurthub.kube.listoptions import check_list_options, effective_limit
+from yurthub.kube.listoptions import check_list_options, check_list_version, effective_limit
 from yurthub.kube.naming import check_path_name
-from yurthub.kube.resources import builtin
+from yurthub.kube.requestinfo import RequestInfo
+from yurthub.kube.resources import ResourceType, builtin
 from yurthub.kube.status import not_found_message, resource_details, status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -203,6 +207,38 @@ class LocalProxy:
         return self.filters.client_view(ctx.component, info.verb, info.api_group,
                                         info.resource)
 
+    def _selectors(self, info: RequestInfo, rt: ResourceType) -> Selectors:
+        """The request's selectors, refused (400) as kube-apiserver refuses them.
+
+        A watch of one object by its path (``/api/v1/watch/namespaces/<ns>/pods/<name>``)
+        selects that name, as kube-apiserver adds ``metadata.name=<name>`` (a field
+        selector that pins no name or another one is 400 there).  A metadata-only
+        collection (PartialObjectMetadata) indexes the objects' metadata alone: a field
+        selector on the full objects' own fields (a pod's spec.nodeName) is one the cloud
+        answers and the cache cannot evaluate, so 503, never a 400 that tells the client
+        its request is wrong.
+        """
+        base = partial_metadata_base(rt.group)
+        full = None if base is None else self.cache.resource_type(base, rt.version,
+                                                                   rt.resource)
+        fields = info.field_selector
+        want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
+        if info.name and want.fields.exact("metadata.name") != info.name:
+            if not want.fields.empty:
+                raise BadRequest("fieldSelector metadata.name doesn't match requested name")
+            fields = f"metadata.name={kfields.escape_value(info.name)}"
+            want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
+        if full is None:
+            return want
+        try:
+            return parse_selectors(info.namespace, info.label_selector, fields,
+                                   dataclasses.replace(rt, meta_fields=full.meta_fields))
+        except BadRequest:
+            raise ServiceUnavailable(
+                f"the cloud is unreachable and the cache holds only the metadata of "
+                f"{rt.resource}, which cannot select them by {fields!r}; retry when the "
+                "cloud is back", details={"retryAfterSeconds": 5}) from None
+
     def _get(self, ctx: RequestContext) -> Response:
         info = ctx.info
         check_path_name(info.name)
@@ -234,13 +270,18 @@ class LocalProxy:
         table = requested_table(ctx.accept)
         content_type = JSON if table else _content_type(ctx.accept, listing=True)
         info = ctx.info
-        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        want = self._selectors(info, rt)
         view = self._view(ctx)
         page = self.reader.list(ck, rt, want, limit=effective_limit(info.limit),
                                 continue_token=info.continue_token, pinned_name=info.name)
+        # The cache holds one state, at the page's version: a list at another says so.
+        check_list_version(info, page.resource_version)
         if view is not None:
             view.served(str(page.resource_version))
         chain = self._chain(ctx)
+        # kube-apiserver counts what is left only of a list without selectors: with them
+        # the count is unknown, and left out.
+        remaining = page.remaining if page.continue_token and want.key.unselected else None
         if table is not None:
             bodies = self.reader.bodies(ck, page.keys)
             if chain is not None:  # the rows of what the JSON list would hold
@@ -248,13 +289,14 @@ class LocalProxy:
                           if (out := filtering.refilter_item(b, chain)) is not None)
             rows = self.tables.rows(ctx, rt, table, str(page.resource_version),
                                     page.continue_token,
-                                    page.remaining if page.continue_token else None,
+                                    remaining,
                                     bodies)
             return _json(rows, 200, page.freshness, content_type)
         meta: dict[str, Any] = {"resourceVersion": str(page.resource_version)}
         if page.continue_token:
             meta["continue"] = page.continue_token
-            meta["remainingItemCount"] = page.remaining
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
         head = json.dumps({"kind": page.kind, "apiVersion": page.api_version,
                            "metadata": meta}, separators=(",", ":"))
         prefix = head[:-1].encode() + b',"items":['
@@ -285,7 +327,7 @@ class LocalProxy:
         check_list_options(ctx.info)  # 422/400 as the cloud answers them
         ck, rt = self._target(ctx)
         info = ctx.info
-        want = parse_selectors(info.namespace, info.label_selector, info.field_selector, rt)
+        want = self._selectors(info, rt)
         timeout = info.timeout_seconds
         if not timeout:
             # Unset or 0: kube-apiserver picks minRequestTimeout * [1, 2) for both.
@@ -302,8 +344,9 @@ class LocalProxy:
             if e.code not in (410, 504):
                 raise
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
+            fresh = self.reader.freshness(ck, rt, want)
             return Response([line], status=200, content_type=JSON,
-                            headers=[("Warning", Freshness(0).warning())])
+                            headers=[("Warning", fresh.warning())])
         if chain is not None:
             own = None
             if self.filters is not None:

@@ -20,8 +20,9 @@ from typing import Any
 
 from yurthub.cache.reader import CacheReader, WatchStart
 from yurthub.cache.views import Selectors
-from yurthub.errors import BadRequest, GatewayTimeout, ServiceUnavailable
+from yurthub.errors import BadRequest, ServiceUnavailable
 from yurthub.filters.visibility import ClientView
+from yurthub.kube.listoptions import too_large_resource_version
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import status_object
 from yurthub.proxy.context import RequestContext
@@ -78,11 +79,7 @@ def watch_start(reader: CacheReader, ck: Any, rt: ResourceType, want: Selectors,
         except ValueError:
             raise BadRequest(f"invalid resource version: {rv_param!r}") from None
         if rv > start.resource_version:
-            raise GatewayTimeout(
-                f"Too large resource version: {rv}, current: {start.resource_version}",
-                details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                     "message": "Too large resource version"}],
-                         "retryAfterSeconds": 1})
+            raise too_large_resource_version(rv, start.resource_version)
     return start
 
 

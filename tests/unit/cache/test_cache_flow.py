@@ -177,10 +177,8 @@ def test_a_watch_error_or_torn_frame_marks_the_view_stale(manager, feed):
 
 
 def test_what_must_never_be_cached(manager, feed):
-    unassigned = pod("pending", node="")
-    del unassigned["spec"]["nodeName"]
     status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
-    feed.respond("/api/v1/pods", list_body([pod("ok"), unassigned], 9))
+    feed.respond("/api/v1/pods", list_body([pod("ok")], 9))
     assert {n for _, n in stored(manager)} == {"ok"}
     feed.respond("/api/v1/namespaces/default/pods/x", json.dumps(status).encode())
     bad = pod("Not_A_Name")
@@ -324,15 +322,17 @@ def test_offline_field_selectors_see_every_selectable_field_of_list_items(manage
     b = pod("b", node="node-b", phase="Running")
     b["spec"].pop("hostNetwork", None)
     b["status"] = None
-    c = pod("c")
-    c["spec"]["nodeName"] = ""  # unassigned: never cached
+    c = pod("c")  # waiting for the scheduler: listed online, so offline too
+    c["spec"] = {"containers": c["spec"]["containers"], "nodeName": ""}
+    c["status"] = {"phase": "Pending"}
     feed.respond("/api/v1/pods", list_body([a, b, c], 40))
-    assert set(stored(manager)) == {("default", "a"), ("default", "b")}
+    assert set(stored(manager)) == {("default", "a"), ("default", "b"), ("default", "c")}
     for selector, names in [
-        ("spec.hostNetwork=true", ["a"]), ("spec.hostNetwork=false", ["b"]),
-        ("status.podIP=10.0.0.7", ["a"]), ("status.phase=Pending", ["a"]),
+        ("spec.hostNetwork=true", ["a"]), ("spec.hostNetwork=false", ["b", "c"]),
+        ("status.podIP=10.0.0.7", ["a"]), ("status.phase=Pending", ["a", "c"]),
         ("status.phase=", ["b"]), ("spec.restartPolicy=Never", ["a"]),
         ("spec.nodeName=node-b", ["b"]), ("metadata.name=b", ["b"]),
+        ("spec.nodeName=", ["c"]),
     ]:
         _, items = listed(manager, fields=selector)
         assert [i["metadata"]["name"] for i in items] == names, selector
@@ -350,10 +350,8 @@ def test_a_misshapen_item_drops_its_list_and_the_writer_goes_on(manager, feed, b
     odd.update(breakage)
     feed.respond("/api/v1/pods", list_body([pod("new"), odd], 51))
     want = {"old"}  # bad metadata: the list is not cached at all
-    if "status" in breakage:
-        want = {"new", "odd"}  # an odd status: cached, its status fields select as empty
-    elif "spec" in breakage:
-        want = {"new"}  # no spec.nodeName: an unassigned pod, never cached
+    if "status" in breakage or "spec" in breakage:
+        want = {"new", "odd"}  # an odd status or spec: cached, its fields select as empty
     assert {n for _, n in stored(manager)} == want
     feed.respond("/api/v1/pods", list_body([pod("later")], 52))  # the writer is alive
     assert {n for _, n in stored(manager)} == {"later"}

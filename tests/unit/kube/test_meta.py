@@ -8,7 +8,7 @@ import pytest
 
 from tests.fixtures import K8S_TESTDATA
 from yurthub.errors import DecodeError
-from yurthub.kube.meta import is_unassigned_pod, object_meta, rv_int, with_type_meta
+from yurthub.kube.meta import object_meta, rv_int, with_type_meta
 
 TESTDATA = K8S_TESTDATA
 FIXTURES = sorted(TESTDATA.glob("*.json"))
@@ -132,22 +132,3 @@ def test_object_meta_refuses_mistyped_objects(obj):
     with pytest.raises(DecodeError):
         object_meta(obj)
 
-
-POD = json.loads((TESTDATA / "core.v1.Pod.json").read_bytes())
-
-
-@pytest.mark.parametrize("obj,kind,expected", [
-    (POD, None, False),
-    ({**POD, "spec": {**POD["spec"], "nodeName": ""}}, None, True),
-    ({**POD, "spec": {k: v for k, v in POD["spec"].items() if k != "nodeName"}}, None, True),
-    ({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}}, None, True),
-    ({"metadata": {"name": "p"}, "spec": {}}, "Pod", True),
-    ({"metadata": {"name": "p"}, "spec": {"nodeName": "edge-1"}}, "Pod", False),
-    ({"metadata": {"name": "p"}, "spec": {}}, None, False),
-    ({"kind": "Node", "apiVersion": "v1", "spec": {}}, None, False),
-    ({"kind": "Pod", "apiVersion": "example.com/v1", "spec": {}}, None, False),
-    ({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1"}, "Pod", False),
-    ({"kind": "Pod", "apiVersion": "v1", "spec": None}, None, True),
-])
-def test_is_unassigned_pod(obj, kind, expected):
-    assert is_unassigned_pod(obj, kind) is expected

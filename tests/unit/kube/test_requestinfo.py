@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from yurthub.errors import BadRequest
@@ -253,8 +255,12 @@ def test_integer_options(query, limit, timeout):
     ("DELETE", "/api/v1/namespaces/a/pods", ""),
 ])
 def test_bad_integer_options_refuse_lists_and_watches(query, method, path, extra):
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest) as e:
         parse_request_info(method, path, query + extra)
+    # As kube-apiserver says it (its query decoding's strconv.ParseInt error), not ours.
+    raw = urllib.parse.unquote(query.split("=", 1)[1])
+    why = "value out of range" if raw.isdigit() else "invalid syntax"
+    assert e.value.message == f'strconv.ParseInt: parsing "{raw}": {why}'
 
 
 @pytest.mark.parametrize("method,path", [
