@@ -147,6 +147,25 @@ def test_list_options_are_checked_offline(sandbox, hub_factory):
         assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1")[:2] == (status, reason), q
 
 
+@pytest.mark.parametrize("query, message", [
+    ("limit=abc", 'strconv.ParseInt: parsing "abc": invalid syntax'),
+    ("limit=", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("watch=1&timeoutSeconds=", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("limit=99999999999999999999",
+     'strconv.ParseInt: parsing "99999999999999999999": value out of range'),
+])
+def test_malformed_integer_options_offline_are_the_clouds_400(sandbox, hub_factory, query,
+                                                             message):
+    """kube-apiserver converts a present ``limit``/``timeoutSeconds`` with strconv.ParseInt,
+    an empty one too: 400 with strconv's words (the hub said "is not an integer", and served
+    ``limit=`` as a whole list)."""
+    hub = hub_factory(sandbox.url)
+    assert hub.get(PODS)[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    assert outcome(hub.url, f"{PODS}&{query}") == (400, "BadRequest", message)
+
+
 def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
     hub = hub_factory(sandbox.url)
     full = names(answer(hub.url, PODS)[1])

@@ -21,6 +21,7 @@ less means no limit, as there.  Pure.
 from __future__ import annotations
 
 from yurthub.errors import BadRequest, DecodeError, Invalid
+from yurthub.kube.gofmt import quote
 from yurthub.kube.meta import rv_int
 from yurthub.kube.requestinfo import RequestInfo
 
@@ -109,7 +110,8 @@ def parse_resource_version(text: str) -> int:
         pass
     # Go's strconv.ParseUint: digits past uint64 are out of range, anything else bad syntax.
     why = "value out of range" if text.isascii() and text.isdigit() else "invalid syntax"
-    raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{text}": {why}')
+    raise BadRequest(f"invalid resource version: strconv.ParseUint: parsing {quote(text)}: "
+                     f"{why}")
 
 
 def effective_limit(limit: int | None) -> int | None:

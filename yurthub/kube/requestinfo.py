@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from yurthub.errors import BadRequest
 from yurthub.kube import fields
+from yurthub.kube.gofmt import quote
 
 API_PREFIXES = frozenset({"api", "apis"})
 GROUPLESS_API_PREFIXES = frozenset({"api"})
@@ -150,16 +151,31 @@ def bool_option(values: list[str] | None) -> bool:
     return values[0] != "0" and values[0].lower() != "false"
 
 
+def parse_int64(text: str) -> int:
+    """Go's ``strconv.ParseInt(text, 10, 64)``, as kube-apiserver reads an integer option
+    (``limit``, ``timeoutSeconds``): BadRequest worded as its 400 words it."""
+    if _INT64.fullmatch(text):
+        value = int(text)
+        if -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return value
+        why = "value out of range"
+    else:
+        why = "invalid syntax"
+    raise BadRequest(f"strconv.ParseInt: parsing {quote(text)}: {why}")
+
+
 def _int_option(query: dict[str, list[str]], key: str, strict: bool) -> int | None:
+    # kube-apiserver converts the first value whenever the key is there at all, so an
+    # empty one ("limit=") is a 400 too, not "no limit".
     values = query.get(key)
-    if not values or values[0] == "":
+    if not values:
         return None
-    raw = values[0]
-    if _INT64.fullmatch(raw) and -_INT64_MAX - 1 <= int(raw) <= _INT64_MAX:
-        return int(raw)
-    if strict:
-        raise BadRequest(f"invalid value for {key}: {raw!r} is not an integer")
-    return None
+    try:
+        return parse_int64(values[0])
+    except BadRequest:
+        if strict:
+            raise
+        return None
 
 
 def exact_name_from_field_selector(selector: str) -> str | None:
@@ -193,7 +209,7 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
       nothing after it raises ``BadRequest``;
     - a malformed ``limit`` or ``timeoutSeconds`` raises ``BadRequest`` for list, watch and
       deletecollection, where kube-apiserver rejects it too. Elsewhere it is ignored, as
-      kube-apiserver ignores it. An empty value counts as unset;
+      kube-apiserver ignores it. An empty value is malformed there too;
     - ``labelSelector`` is not validated here. kube-apiserver would then skip the
       ``metadata.name`` field selector below, but it also rejects the whole request with
       400, and nothing is cached from a 400.
