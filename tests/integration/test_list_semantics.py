@@ -166,6 +166,26 @@ def test_malformed_integer_options_offline_are_the_clouds_400(sandbox, hub_facto
     assert outcome(hub.url, f"{PODS}&{query}") == (400, "BadRequest", message)
 
 
+def test_a_get_of_one_object_with_watch_is_the_object_online_and_offline(sandbox,
+                                                                         hub_factory):
+    """kube-apiserver reads ?watch on a GET of a collection only (one object's GET decodes
+    GetOptions): ``.../pods/x?watch=1`` is the pod.  The sandbox streamed it as a watch, and
+    the hub, teeing what it took for a get, never answered."""
+    hub = hub_factory(sandbox.url)
+    pod = answer(hub.url, PODS)[1]["items"][0]["metadata"]
+    path = f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}?watch=1"
+
+    def got() -> tuple[int, str, str]:
+        status, _, body = http(hub.url + path, headers={"User-Agent": KUBELET}, timeout=10)
+        doc = json.loads(body)
+        return status, doc["kind"], doc["metadata"]["name"]
+
+    assert got() == (200, "Pod", pod["name"])
+    sandbox.offline()
+    healthy(hub, False)
+    assert got() == (200, "Pod", pod["name"])
+
+
 def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
     hub = hub_factory(sandbox.url)
     full = names(answer(hub.url, PODS)[1])
