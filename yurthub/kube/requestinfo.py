@@ -259,6 +259,9 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         verb = "deletecollection"
 
     strict = verb in _LIST_VERBS
+    # in ListOptions' order: the first that does not decode is the one the 400 names
+    timeout_seconds = _int_option(q, "timeoutSeconds", strict)
+    limit = _int_option(q, "limit", strict)
     send_initial = q.get("sendInitialEvents")
     return RequestInfo(
         is_resource_request=True, path=path, verb=verb, api_prefix=prefix, api_group=group,
@@ -268,9 +271,9 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         field_selector=field_selector,
         resource_version=(q.get("resourceVersion") or [""])[0],
         resource_version_match=(q.get("resourceVersionMatch") or [""])[0],
-        limit=_int_option(q, "limit", strict),
+        limit=limit,
         continue_token=(q.get("continue") or [""])[0],
-        timeout_seconds=_int_option(q, "timeoutSeconds", strict),
+        timeout_seconds=timeout_seconds,
         allow_watch_bookmarks=bool_option(q.get("allowWatchBookmarks")),
         send_initial_events=bool_option(send_initial) if send_initial else None,
         dry_run=tuple(v for v in q.get("dryRun", ()) if v),

@@ -203,3 +203,8 @@ def test_the_query_is_read_as_kube_apiserver_reads_it(sandbox):
         (200, ["a"])
     assert listed("watch=0&watch=1") == (200, ["a", "b"])
     assert listed("limit=") == (400, 'strconv.ParseInt: parsing "": invalid syntax')
+    # all of ListOptions is decoded, for a list and a watch alike, timeoutSeconds first
+    bad = 'strconv.ParseInt: parsing "{}": invalid syntax'.format
+    assert listed("timeoutSeconds=abc") == (400, bad("abc"))
+    assert listed("watch=1&limit=abc") == (400, bad("abc"))
+    assert listed("limit=x&timeoutSeconds=y") == (400, bad("y"))

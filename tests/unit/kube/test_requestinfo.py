@@ -266,6 +266,8 @@ def test_bad_integer_options_refuse_lists_and_watches(query, method, path, extra
     ("limit=-9223372036854775809",
      'strconv.ParseInt: parsing "-9223372036854775809": value out of range'),
     ("timeoutSeconds=%22%0A", 'strconv.ParseInt: parsing "\\"\\n": invalid syntax'),
+    # ListOptions' order: timeoutSeconds is decoded before limit
+    ("limit=x&timeoutSeconds=y", 'strconv.ParseInt: parsing "y": invalid syntax'),
 ])
 def test_bad_integer_options_are_worded_as_kube_apiserver_words_them(query, message):
     with pytest.raises(BadRequest) as e:
