@@ -153,7 +153,9 @@ class Selection:
     @classmethod
     def of(cls, route: Route, req: Request, rt: ResourceType) -> Selection:
         fsel = kfields.parse(req.param("fieldSelector"), rt)
-        if route.name:  # a watch of one object
+        if route.name:  # a watch of one object: its selector may pin that name only
+            if not fsel.empty and fsel.exact("metadata.name") != route.name:
+                raise BadRequest("fieldSelector metadata.name doesn't match requested name")
             fsel = kfields.Selector(fsel.requirements | {
                 kfields.Requirement("metadata.name", kfields.EQUALS, route.name)})
         return cls(route.namespace, klabels.parse(req.param("labelSelector")), fsel)

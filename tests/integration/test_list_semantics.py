@@ -186,6 +186,21 @@ def test_a_get_of_one_object_with_watch_is_the_object_online_and_offline(sandbox
     assert got() == (200, "Pod", pod["name"])
 
 
+def test_a_watch_of_one_object_may_pin_only_its_name_online_and_offline(sandbox,
+                                                                         hub_factory):
+    """``/watch/.../pods/<name>`` with a field selector that pins anything but that name is
+    kube-apiserver's 400 (ListResource); the sandbox and the hub offline streamed it."""
+    hub = hub_factory(sandbox.url)
+    pod = answer(hub.url, PODS)[1]["items"][0]["metadata"]
+    path = (f"/api/v1/watch/namespaces/{pod['namespace']}/pods/{pod['name']}"
+            "?timeoutSeconds=1&fieldSelector=spec.nodeName%3Dnode-0000")
+    refused = (400, "BadRequest", "fieldSelector metadata.name doesn't match requested name")
+    assert outcome(hub.url, path) == refused
+    sandbox.offline()
+    healthy(hub, False)
+    assert outcome(hub.url, path) == refused
+
+
 def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
     hub = hub_factory(sandbox.url)
     full = names(answer(hub.url, PODS)[1])

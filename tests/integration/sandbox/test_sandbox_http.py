@@ -204,6 +204,10 @@ def test_the_query_is_read_as_kube_apiserver_reads_it(sandbox):
     assert listed("watch=0&watch=1") == (200, ["a", "b"])
     assert listed("limit=") == (400, 'strconv.ParseInt: parsing "": invalid syntax')
     # all of ListOptions is decoded, for a list and a watch alike, timeoutSeconds first
+    # a watch of one object by its path: its field selector may pin that name only
+    r = request(sandbox.url, "GET", f"/api/v1/watch{CMS[7:]}/a?fieldSelector=metadata.name%3Db")
+    assert (r.status, r.json()["message"]) == (
+        400, "fieldSelector metadata.name doesn't match requested name")
     bad = 'strconv.ParseInt: parsing "{}": invalid syntax'.format
     assert listed("timeoutSeconds=abc") == (400, bad("abc"))
     assert listed("watch=1&limit=abc") == (400, bad("abc"))
