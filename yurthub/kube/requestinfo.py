@@ -276,6 +276,6 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         timeout_seconds=timeout_seconds,
         allow_watch_bookmarks=bool_option(q.get("allowWatchBookmarks")),
         send_initial_events=bool_option(send_initial) if send_initial else None,
-        dry_run=tuple(v for v in q.get("dryRun", ()) if v),
+        dry_run=tuple(q.get("dryRun", ())),  # every value, "" too (kube refuses it: 422)
         method=method, in_namespace=in_namespace,
     )
