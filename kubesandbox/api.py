@@ -13,7 +13,7 @@ from typing import Any
 from kubesandbox import certificates, discovery, metadata, openapi, protobuf
 from kubesandbox.auth import ADMIN, authorize
 from kubesandbox.discovery import Registry
-from kubesandbox.rest import Reader, Selection, check_options, resolve
+from kubesandbox.rest import Reader, Selection, check_options, decode_options, resolve
 from kubesandbox.routing import NOT_ALLOWED, Route, route
 from kubesandbox.satokens import TokenSigner
 from kubesandbox.store import Store
@@ -128,13 +128,15 @@ class Api:
 
     def watch(self, rt: ResourceType, r: Route, req: Request,
               is_closed: Callable[[], bool]) -> Response:
+        decode_options(req)
         check_options(req, watch=True)
-        send_initial = req.param("sendInitialEvents")
+        send_initial = req.flag("sendInitialEvents") \
+            if req.param("sendInitialEvents") is not None else None
         opts = WatchOptions(
             resource_version=req.param("resourceVersion") or "",
             bookmarks=req.flag("allowWatchBookmarks"),
             timeout=float(req.int_param("timeoutSeconds") or 0),
-            send_initial_events=None if send_initial is None else send_initial == "true",
+            send_initial_events=send_initial,
         )
         stream = WatchStream(self.store, self.reader, rt, Selection.of(r, req, rt), opts,
                              bookmark_interval=self.bookmark_interval,

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
-from urllib.parse import parse_qs
 
 from kubesandbox.execws import is_exec_upgrade, serve_exec
 from kubesandbox.faults import DROP, FAIL, RESET, STALL, Faults, Rule, reason_for
 from kubesandbox.wire import GZIP_THRESHOLD, Headers, Request, Response, status_response
 from yurthub.errors import ApiError, BadRequest, InternalError, Unauthorized
+from yurthub.kube.requestinfo import parse_query
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         path, _, qs = self.path.partition("?")
         headers = self.headers
-        req = Request(self.command, path, parse_qs(qs, keep_blank_values=True), headers,
+        req = Request(self.command, path, parse_query(qs), headers,
                       user_agent=headers.get("User-Agent") or "")
         rule: Rule | None = None
         try:

@@ -85,6 +85,14 @@ def decode_continue(token: str) -> tuple[int, str]:
         raise BadRequest(f"continue key is not valid: {e}") from None
 
 
+def decode_options(req: Request) -> None:
+    """The 400 of an integer option that does not decode: kube-apiserver decodes all of
+    ListOptions for a list and a watch alike (timeoutSeconds before limit), before it
+    parses the selectors or validates the options."""
+    req.int_param("timeoutSeconds")
+    req.int_param("limit")
+
+
 def check_options(req: Request, watch: bool) -> None:
     """422 Invalid (kind ListOptions) with every problem apimachinery's ValidateListOptions
     finds in a list's or watch's options (the WatchList feature on)."""
@@ -145,7 +153,9 @@ class Selection:
     @classmethod
     def of(cls, route: Route, req: Request, rt: ResourceType) -> Selection:
         fsel = kfields.parse(req.param("fieldSelector"), rt)
-        if route.name:  # a watch of one object
+        if route.name:  # a watch of one object: its selector may pin that name only
+            if not fsel.empty and fsel.exact("metadata.name") != route.name:
+                raise BadRequest("fieldSelector metadata.name doesn't match requested name")
             fsel = kfields.Selector(fsel.requirements | {
                 kfields.Requirement("metadata.name", kfields.EQUALS, route.name)})
         return cls(route.namespace, klabels.parse(req.param("labelSelector")), fsel)
@@ -195,6 +205,7 @@ class Reader:
     def list_page(self, rt: ResourceType, route: Route, req: Request
                   ) -> tuple[Page, Selection, str]:
         """The page a list request selects, its selection, and the continue token to send."""
+        decode_options(req)
         sel = Selection.of(route, req, rt)
         limit = req.int_param("limit") or 0
         if limit < 0:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from yurthub.errors import MethodNotAllowed, NotFound
+from yurthub.kube.requestinfo import bool_option
 
 NOT_FOUND = "the server could not find the requested resource"
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
@@ -40,12 +41,10 @@ class Route:
         return bool(self.doc)
 
 
-def _flag(query: Mapping[str, list[str]], name: str) -> bool:
-    values = query.get(name) or []
-    return bool(values) and values[-1].lower() in ("true", "1")
-
-
 def _verb(method: str, named: bool, watch: bool, subresource: str = "") -> str:
+    """``watch`` is the /watch/ path prefix, or ``?watch`` on a GET of a collection: only
+    there does kube-apiserver read the parameter (its RequestInfo looks at it for a list
+    only, and a GET of one object decodes GetOptions, which has no watch)."""
     if method == "POST" and subresource and not watch:
         return "create"  # a subresource one posts to: serviceaccounts/x/token, pods/x/eviction
     table = {
@@ -61,7 +60,7 @@ def _verb(method: str, named: bool, watch: bool, subresource: str = "") -> str:
         raise MethodNotAllowed(NOT_ALLOWED)
     if watch and verb != "watch":
         if method == "GET" and named:
-            return "watch"  # a watch of one object: GET .../pods/x?watch=1
+            return "watch"  # a watch of one object: GET .../watch/.../pods/x
         raise MethodNotAllowed(NOT_ALLOWED)
     return verb
 
@@ -89,7 +88,7 @@ def route(method: str, path: str, query: Mapping[str, list[str]]) -> Route:
         group, version, rest = parts[1], parts[2], parts[3:]
     if not rest:
         return Route(doc="resources", group=group, version=version)
-    watch = _flag(query, "watch")
+    watch = False
     if rest[0] == "watch":  # the deprecated /watch/ prefix
         watch, rest = True, rest[1:]
         if not rest:
@@ -105,5 +104,8 @@ def route(method: str, path: str, query: Mapping[str, list[str]]) -> Route:
     resource = rest[0]
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
+    if method == "GET" and not name:
+        # anything but "0" or "false", even "" (the first value, as Go's url.Values.Get)
+        watch = watch or bool_option(query.get("watch"))
     return Route(verb=_verb(method, bool(name), watch, subresource), group=group, version=version,
                  resource=resource, namespace=namespace, name=name, subresource=subresource)

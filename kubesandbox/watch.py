@@ -60,8 +60,9 @@ class WatchStream:
         self.opts = opts
         self.bookmark_interval = bookmark_interval
         self.is_closed = is_closed
-        # Without timeoutSeconds kube-apiserver picks minRequestTimeout * [1, 2).
-        self.timeout = opts.timeout if opts.timeout > 0 else \
+        # Without timeoutSeconds (or 0) kube-apiserver picks minRequestTimeout * [1, 2); a
+        # negative one is a deadline already past: the watch ends at once.
+        self.timeout = opts.timeout if opts.timeout != 0 else \
             max_timeout * (1 + random.random())  # noqa: S311
         self.gr = (store.collection(rt).rt.group, rt.resource)
         self.sent_rv = 0

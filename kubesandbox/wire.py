@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from yurthub.errors import ApiError, BadRequest, NotAcceptable
+from yurthub.errors import ApiError, NotAcceptable
+from yurthub.kube.requestinfo import bool_option, parse_int64
 from yurthub.kube.status import status_bytes
 
 JSON = "application/json"
@@ -39,22 +40,19 @@ class Request:
     user_agent: str = ""
     user: Any = None  # kubesandbox.auth.User, set once the request is authenticated
 
+    # kube-apiserver's conversions of url.Values read a parameter's first value.
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
-        return values[-1] if values else None
+        return values[0] if values else None
 
     def flag(self, name: str) -> bool:
-        value = self.param(name)
-        return value is not None and value.lower() in ("true", "1")
+        """Anything but "0" or "false" is true, even an empty value."""
+        return bool_option(self.query.get(name))
 
     def int_param(self, name: str) -> int | None:
+        """strconv.ParseInt of the value (an empty one is a 400 too), None when absent."""
         value = self.param(name)
-        if value is None or value == "":
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise BadRequest(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+        return None if value is None else parse_int64(value)
 
     @property
     def content_type(self) -> str:

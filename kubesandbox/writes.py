@@ -21,6 +21,7 @@ from kubesandbox.objects import (
     Entry,
     apply_create_defaults,
     generate_name,
+    make_entry,
     new_uid,
     now_rfc3339,
     reset_status_on_create,
@@ -230,8 +231,11 @@ class Writer:
         validate_metadata(rt, new)
         if rt.resource == "customresourcedefinitions" and rt.group == crds.GROUP:
             crds.validate(rt, new)
-        if kpatch.json_equal(new, old) or dry_run:
+        if kpatch.json_equal(new, old):
             return current
+        if dry_run:  # the object as the update would leave it, stored nowhere
+            new.setdefault("metadata", {})["resourceVersion"] = str(current.rv)
+            return make_entry(new, self.store.collection(rt).rt, current.rv)
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self.store.put(rt, new, current)

@@ -147,6 +147,60 @@ def test_list_options_are_checked_offline(sandbox, hub_factory):
         assert outcome(hub.url, f"{SVC}?{q}", "proxy-agent/1")[:2] == (status, reason), q
 
 
+@pytest.mark.parametrize("query, message", [
+    ("limit=abc", 'strconv.ParseInt: parsing "abc": invalid syntax'),
+    ("limit=", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("watch=1&timeoutSeconds=", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("limit=99999999999999999999",
+     'strconv.ParseInt: parsing "99999999999999999999": value out of range'),
+])
+def test_malformed_integer_options_offline_are_the_clouds_400(sandbox, hub_factory, query,
+                                                             message):
+    """kube-apiserver converts a present ``limit``/``timeoutSeconds`` with strconv.ParseInt,
+    an empty one too: 400 with strconv's words (the hub said "is not an integer", and served
+    ``limit=`` as a whole list)."""
+    hub = hub_factory(sandbox.url)
+    assert hub.get(PODS)[0] == 200
+    sandbox.offline()
+    healthy(hub, False)
+    assert outcome(hub.url, f"{PODS}&{query}") == (400, "BadRequest", message)
+
+
+def test_a_get_of_one_object_with_watch_is_the_object_online_and_offline(sandbox,
+                                                                         hub_factory):
+    """kube-apiserver reads ?watch on a GET of a collection only (one object's GET decodes
+    GetOptions): ``.../pods/x?watch=1`` is the pod.  The sandbox streamed it as a watch, and
+    the hub, teeing what it took for a get, never answered."""
+    hub = hub_factory(sandbox.url)
+    pod = answer(hub.url, PODS)[1]["items"][0]["metadata"]
+    path = f"/api/v1/namespaces/{pod['namespace']}/pods/{pod['name']}?watch=1"
+
+    def got() -> tuple[int, str, str]:
+        status, _, body = http(hub.url + path, headers={"User-Agent": KUBELET}, timeout=10)
+        doc = json.loads(body)
+        return status, doc["kind"], doc["metadata"]["name"]
+
+    assert got() == (200, "Pod", pod["name"])
+    sandbox.offline()
+    healthy(hub, False)
+    assert got() == (200, "Pod", pod["name"])
+
+
+def test_a_watch_of_one_object_may_pin_only_its_name_online_and_offline(sandbox,
+                                                                         hub_factory):
+    """``/watch/.../pods/<name>`` with a field selector that pins anything but that name is
+    kube-apiserver's 400 (ListResource); the sandbox and the hub offline streamed it."""
+    hub = hub_factory(sandbox.url)
+    pod = answer(hub.url, PODS)[1]["items"][0]["metadata"]
+    path = (f"/api/v1/watch/namespaces/{pod['namespace']}/pods/{pod['name']}"
+            "?timeoutSeconds=1&fieldSelector=spec.nodeName%3Dnode-0000")
+    refused = (400, "BadRequest", "fieldSelector metadata.name doesn't match requested name")
+    assert outcome(hub.url, path) == refused
+    sandbox.offline()
+    healthy(hub, False)
+    assert outcome(hub.url, path) == refused
+
+
 def test_a_negative_limit_is_no_limit_offline(sandbox, hub_factory):
     hub = hub_factory(sandbox.url)
     full = names(answer(hub.url, PODS)[1])

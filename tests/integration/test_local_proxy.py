@@ -215,3 +215,28 @@ def test_the_nodes_writes_that_find_the_cloud_gone_are_applied_at_once(sandbox, 
     status, _, got = call(hub, "PATCH", f"/api/v1/namespaces/{ns}/pods/{name}",
                           {"metadata": {"labels": {"x": "y"}}}, "application/merge-patch+json")
     assert status == 503 and got["kind"] == "Status"
+
+
+def test_a_dry_run_of_kubelets_lease_goes_to_the_cloud(sandbox, edge):
+    """kubelet's Lease is answered locally, but a dry run (which must change nothing, and
+    which only the cloud can answer) was applied to the cached Lease."""
+    lease = call(edge, "GET", LEASE)[2]
+    lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+    sandbox.clear_requests()
+    status, _, doc = call(edge, "PUT", f"{LEASE}?dryRun=All", lease)
+    assert (status, doc["spec"]["renewTime"]) == (200, "2030-01-01T00:00:00.000000Z")
+    assert [r.query for r in sandbox.requests(f"PUT {LEASE}")
+            if r.user_agent.startswith("kubelet")] == ["dryRun=All"]
+    assert call(edge, "GET", LEASE)[2]["spec"]["renewTime"] != "2030-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize("dry_run", ["All", ""])
+def test_offline_a_dry_run_never_changes_the_cache(sandbox, edge, dry_run):
+    """kube-apiserver persists nothing of a dryRun=All write (and refuses any other value,
+    "" too); offline the hub applied it to the cached Node as a real patch."""
+    offline(sandbox, edge)
+    status, _, doc = call(edge, "PATCH", f"/api/v1/nodes/{NODE}?dryRun={dry_run}",
+                          {"metadata": {"labels": {"dry": "run"}}}, "application/merge-patch+json")
+    assert (status, doc["reason"]) == (503, "ServiceUnavailable"), doc
+    assert "dry run" in doc["message"]
+    assert "dry" not in call(edge, "GET", f"/api/v1/nodes/{NODE}")[2]["metadata"]["labels"]

@@ -11,8 +11,10 @@ cause each; the message lists them in brackets when there are several):
   ``resourceVersionMatch`` without ``sendInitialEvents``, other than ``NotOlderThan``, or
   with a ``continue`` token.
 
-A ``resourceVersion`` that is not a number is 400 (its storage cannot parse it), and so is a
-watch asking for initial events without bookmarks (its watch cache refuses it).  Whatever
+A watch of one object by its path (``/watch/.../pods/<name>``) whose field selector pins
+anything but that name is 400.  A ``resourceVersion`` that is not a number is 400 (its
+storage cannot parse it), and so is a watch asking for initial events without bookmarks
+(its watch cache refuses it).  Whatever
 answers a list or a watch in the hub's stead (the multiplexer, the cache while the cloud is
 away) asks these first, so a client gets the answer the cloud gives.  ``limit`` of zero or
 less means no limit, as there.  Pure.
@@ -21,6 +23,8 @@ less means no limit, as there.  Pure.
 from __future__ import annotations
 
 from yurthub.errors import BadRequest, DecodeError, GatewayTimeout, Gone, Invalid
+from yurthub.kube import fields
+from yurthub.kube.gofmt import quote
 from yurthub.kube.meta import rv_int
 from yurthub.kube.requestinfo import RequestInfo
 
@@ -92,6 +96,10 @@ def check_list_options(info: RequestInfo) -> None:
                       details={"group": "meta.k8s.io", "kind": "ListOptions",
                                "causes": [{"reason": reason, "message": body, "field": field}
                                           for field, reason, body in found]})
+    if info.name and _names_another(info):
+        # ListResource's check of a watch of one object (/watch/.../pods/<name>): its field
+        # selector may pin that name and nothing else.
+        raise BadRequest("fieldSelector metadata.name doesn't match requested name")
     rv = info.resource_version
     if rv:
         parse_resource_version(rv)
@@ -99,6 +107,14 @@ def check_list_options(info: RequestInfo) -> None:
         # Not ValidateListOptions' (old clients asked initial events by resourceVersion=0),
         # but the watch cache's, before the stream starts.
         raise BadRequest("sendInitialEvents requires setting allowWatchBookmarks to true")
+
+
+def _names_another(info: RequestInfo) -> bool:
+    try:
+        selector = fields.parse(info.field_selector)
+    except BadRequest:
+        return False  # a selector that does not parse is refused as such, later
+    return not selector.empty and selector.exact("metadata.name") != info.name
 
 
 def parse_resource_version(text: str) -> int:
@@ -109,7 +125,8 @@ def parse_resource_version(text: str) -> int:
         pass
     # Go's strconv.ParseUint: digits past uint64 are out of range, anything else bad syntax.
     why = "value out of range" if text.isascii() and text.isdigit() else "invalid syntax"
-    raise BadRequest(f'invalid resource version: strconv.ParseUint: parsing "{text}": {why}')
+    raise BadRequest(f"invalid resource version: strconv.ParseUint: parsing {quote(text)}: "
+                     f"{why}")
 
 
 def too_large_resource_version(rv: int, current: int) -> GatewayTimeout:

@@ -7,13 +7,13 @@ few places where it deliberately differs are listed in ``parse_request_info``'s 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from yurthub.errors import BadRequest
 from yurthub.kube import fields
+from yurthub.kube.gofmt import quote
 
 API_PREFIXES = frozenset({"api", "apis"})
 GROUPLESS_API_PREFIXES = frozenset({"api"})
@@ -151,19 +151,31 @@ def bool_option(values: list[str] | None) -> bool:
     return values[0] != "0" and values[0].lower() != "false"
 
 
+def parse_int64(text: str) -> int:
+    """Go's ``strconv.ParseInt(text, 10, 64)``, as kube-apiserver reads an integer option
+    (``limit``, ``timeoutSeconds``): BadRequest worded as its 400 words it."""
+    if _INT64.fullmatch(text):
+        value = int(text)
+        if -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return value
+        why = "value out of range"
+    else:
+        why = "invalid syntax"
+    raise BadRequest(f"strconv.ParseInt: parsing {quote(text)}: {why}")
+
+
 def _int_option(query: dict[str, list[str]], key: str, strict: bool) -> int | None:
+    # kube-apiserver converts the first value whenever the key is there at all, so an
+    # empty one ("limit=") is a 400 too, not "no limit".
     values = query.get(key)
-    if not values or values[0] == "":
+    if not values:
         return None
-    raw = values[0]
-    if _INT64.fullmatch(raw) and -_INT64_MAX - 1 <= int(raw) <= _INT64_MAX:
-        return int(raw)
-    if strict:
-        # kube-apiserver's words: its query decoding's strconv.ParseInt error.
-        why = "value out of range" if _INT64.fullmatch(raw) else "invalid syntax"
-        raise BadRequest(f"strconv.ParseInt: parsing {json.dumps(raw, ensure_ascii=False)}: "
-                         f"{why}")
-    return None
+    try:
+        return parse_int64(values[0])
+    except BadRequest:
+        if strict:
+            raise
+        return None
 
 
 def exact_name_from_field_selector(selector: str) -> str | None:
@@ -197,7 +209,7 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
       nothing after it raises ``BadRequest``;
     - a malformed ``limit`` or ``timeoutSeconds`` raises ``BadRequest`` for list, watch and
       deletecollection, where kube-apiserver rejects it too. Elsewhere it is ignored, as
-      kube-apiserver ignores it. An empty value counts as unset;
+      kube-apiserver ignores it. An empty value is malformed there too;
     - ``labelSelector`` is not validated here. kube-apiserver would then skip the
       ``metadata.name`` field selector below, but it also rejects the whole request with
       400, and nothing is cached from a 400.
@@ -247,6 +259,9 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         verb = "deletecollection"
 
     strict = verb in _LIST_VERBS
+    # in ListOptions' order: the first that does not decode is the one the 400 names
+    timeout_seconds = _int_option(q, "timeoutSeconds", strict)
+    limit = _int_option(q, "limit", strict)
     send_initial = q.get("sendInitialEvents")
     return RequestInfo(
         is_resource_request=True, path=path, verb=verb, api_prefix=prefix, api_group=group,
@@ -256,11 +271,11 @@ def parse_request_info(method: str, path: str, query: str) -> RequestInfo:
         field_selector=field_selector,
         resource_version=(q.get("resourceVersion") or [""])[0],
         resource_version_match=(q.get("resourceVersionMatch") or [""])[0],
-        limit=_int_option(q, "limit", strict),
+        limit=limit,
         continue_token=(q.get("continue") or [""])[0],
-        timeout_seconds=_int_option(q, "timeoutSeconds", strict),
+        timeout_seconds=timeout_seconds,
         allow_watch_bookmarks=bool_option(q.get("allowWatchBookmarks")),
         send_initial_events=bool_option(send_initial) if send_initial else None,
-        dry_run=tuple(v for v in q.get("dryRun", ()) if v),
+        dry_run=tuple(q.get("dryRun", ())),  # every value, "" too (kube refuses it: 422)
         method=method, in_namespace=in_namespace,
     )

@@ -102,8 +102,8 @@ class LocalProxy:
         A create names its Lease in the body: only this node's own is answered here, any
         other goes where any other write goes (the cloud decides, or 503 offline).
         """
-        if not self.writes.is_kubelet_lease(ctx):
-            return False
+        if not self.writes.is_kubelet_lease(ctx) or ctx.info.dry_run:
+            return False  # a dry run goes to the cloud, which alone can answer it
         if ctx.info.verb == "create" and self.writes.created_name(ctx) != self.cfg.node_name:
             return False
         self.kubelet_seen()

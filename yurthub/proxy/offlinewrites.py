@@ -64,6 +64,8 @@ class OfflineWrites:
         info = ctx.info
         if not info.is_resource_request or (ctx.has_body() and not ctx.body_buffered):
             return False
+        if info.dry_run and info.verb != "create":
+            return False  # _refuse_dry_run
         if info.verb in ("update", "patch"):
             return self._owned(ctx)
         if info.verb == "create":
@@ -97,6 +99,7 @@ class OfflineWrites:
             return self.tokens.answer(ctx)  # kubelet's ServiceAccount token (tokens.py)
         body = ctx.read_body()
         if self.is_kubelet_lease(ctx):
+            _refuse_dry_run(ctx)
             obj = _decode(body)
             _check_type(obj, info)
             ensure_namespace(obj, info.namespace)
@@ -113,6 +116,7 @@ class OfflineWrites:
     def write(self, ctx: RequestContext) -> Response:
         info = ctx.info
         check_path_name(info.name)
+        _refuse_dry_run(ctx)
         if not self._owned(ctx):
             raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
         body = ctx.read_body()
@@ -215,6 +219,16 @@ def _decode(body: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest("the request body is not a JSON object")
     return obj
+
+
+def _refuse_dry_run(ctx: RequestContext) -> None:
+    """A dry run (``dryRun=All``) must change nothing, and what the cloud would answer it
+    (its admission, its validation, a 422 for another value) is not the cache's to say:
+    503, never the write applied to the cache as if it were real."""
+    if ctx.info.dry_run:
+        raise ServiceUnavailable(
+            f"the cloud is unreachable: a dry run of {ctx.info.verb} cannot be answered by "
+            "the yurthub cache; retry when the cloud is back", details={"retryAfterSeconds": 5})
 
 
 def _no_writes(ctx: RequestContext) -> str:

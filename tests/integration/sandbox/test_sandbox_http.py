@@ -177,3 +177,38 @@ def test_writes_from_python_are_visible_on_the_wire(sandbox):
     assert sandbox.delete("configmaps", "py", "default")["data"] == {"a": "2"}
     assert request(sandbox.url, "GET", f"{CMS}/py").status == 404
     assert sandbox.delete("configmaps", "py", "default") is None
+
+
+def test_the_query_is_read_as_kube_apiserver_reads_it(sandbox):
+    """Go's url.ParseQuery drops a pair holding ";" or a bad escape, and the conversions take
+    a parameter's first value; ?watch on one object's GET is no watch (GetOptions has none)."""
+    for name in ("a", "b"):
+        sandbox.put({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": name, "namespace": "default",
+                                  "labels": {"q": "1"}}})
+    # the object, whole, not a stream that never ends
+    r = request(sandbox.url, "GET", f"{CMS}/a?watch=1")
+    assert r.status == 200 and r.complete
+    assert (r.json()["kind"], r.json()["metadata"]["name"]) == ("ConfigMap", "a")
+
+    def listed(query):
+        r = request(sandbox.url, "GET", f"{CMS}?labelSelector=q&{query}")
+        doc = r.json()
+        return r.status, doc.get("message") or sorted(i["metadata"]["name"] for i in doc["items"])
+
+    assert listed("fieldSelector=metadata.name%3Da;") == (200, ["a", "b"])
+    assert listed("limit=1;x") == (200, ["a", "b"])
+    assert listed("limit=%zz") == (200, ["a", "b"])
+    assert listed("fieldSelector=metadata.name%3Da&fieldSelector=metadata.name%3Db") == \
+        (200, ["a"])
+    assert listed("watch=0&watch=1") == (200, ["a", "b"])
+    assert listed("limit=") == (400, 'strconv.ParseInt: parsing "": invalid syntax')
+    # all of ListOptions is decoded, for a list and a watch alike, timeoutSeconds first
+    # a watch of one object by its path: its field selector may pin that name only
+    r = request(sandbox.url, "GET", f"/api/v1/watch{CMS[7:]}/a?fieldSelector=metadata.name%3Db")
+    assert (r.status, r.json()["message"]) == (
+        400, "fieldSelector metadata.name doesn't match requested name")
+    bad = 'strconv.ParseInt: parsing "{}": invalid syntax'.format
+    assert listed("timeoutSeconds=abc") == (400, bad("abc"))
+    assert listed("watch=1&limit=abc") == (400, bad("abc"))
+    assert listed("limit=x&timeoutSeconds=y") == (400, bad("y"))

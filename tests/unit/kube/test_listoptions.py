@@ -107,3 +107,28 @@ def test_a_resource_version_past_uint64_is_out_of_range_as_go_says():
 def test_a_watch_from_a_version_that_is_no_number_is_400():
     with pytest.raises(BadRequest, match="invalid resource version"):
         check_list_options(info("watch=1&resourceVersion=x1"))
+
+
+@pytest.mark.parametrize("query, refused", [
+    ("", False),
+    ("fieldSelector=", False),
+    ("fieldSelector=metadata.name%3Dp", False),
+    ("fieldSelector=metadata.name%3D%3Dp,spec.nodeName%3Dn", False),
+    ("fieldSelector=metadata.name%3Dq", True),
+    ("fieldSelector=spec.nodeName%3Dn", True),
+    ("fieldSelector=metadata.name!%3Dq", True),
+])
+def test_a_watch_of_one_object_may_pin_its_own_name_only(query, refused):
+    # kube-apiserver's ListResource: a named watch's field selector must require that name
+    info = parse_request_info("GET", "/api/v1/watch/namespaces/a/pods/p", query)
+    if not refused:
+        check_list_options(info)
+        return
+    with pytest.raises(BadRequest) as e:
+        check_list_options(info)
+    assert e.value.message == "fieldSelector metadata.name doesn't match requested name"
+
+
+def test_a_list_pinned_by_its_field_selector_passes():
+    check_list_options(parse_request_info(
+        "GET", "/api/v1/pods", "watch=1&fieldSelector=metadata.name%3Dp,spec.nodeName%3Dn"))

@@ -235,7 +235,6 @@ def test_query_options_default_to_unset():
     ("limit=0", 0, None),
     ("limit=-1", -1, None),
     ("limit=%2B7", 7, None),
-    ("limit=", None, None),
     ("timeoutSeconds=300", None, 300),
     ("limit=9223372036854775807", 2**63 - 1, None),
     ("limit=1&limit=x", 1, None),
@@ -247,7 +246,7 @@ def test_integer_options(query, limit, timeout):
 
 @pytest.mark.parametrize("query", [
     "limit=ten", "limit=1.5", "limit=1_000", "limit=%201", "limit=9223372036854775808",
-    "timeoutSeconds=30s", "timeoutSeconds=x",
+    "timeoutSeconds=30s", "timeoutSeconds=x", "limit=", "timeoutSeconds=",
 ])
 @pytest.mark.parametrize("method,path,extra", [
     ("GET", "/api/v1/pods", ""),
@@ -263,13 +262,32 @@ def test_bad_integer_options_refuse_lists_and_watches(query, method, path, extra
     assert e.value.message == f'strconv.ParseInt: parsing "{raw}": {why}'
 
 
+@pytest.mark.parametrize("query,message", [
+    # kube-apiserver converts the first value of a present key with strconv.ParseInt
+    ("limit=ten", 'strconv.ParseInt: parsing "ten": invalid syntax'),
+    ("limit=", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("timeoutSeconds=&limit=5", 'strconv.ParseInt: parsing "": invalid syntax'),
+    ("limit=9223372036854775808",
+     'strconv.ParseInt: parsing "9223372036854775808": value out of range'),
+    ("limit=-9223372036854775809",
+     'strconv.ParseInt: parsing "-9223372036854775809": value out of range'),
+    ("timeoutSeconds=%22%0A", 'strconv.ParseInt: parsing "\\"\\n": invalid syntax'),
+    # ListOptions' order: timeoutSeconds is decoded before limit
+    ("limit=x&timeoutSeconds=y", 'strconv.ParseInt: parsing "y": invalid syntax'),
+])
+def test_bad_integer_options_are_worded_as_kube_apiserver_words_them(query, message):
+    with pytest.raises(BadRequest) as e:
+        parse_request_info("GET", "/api/v1/pods", query)
+    assert e.value.message == message
+
+
 @pytest.mark.parametrize("method,path", [
     ("GET", "/api/v1/namespaces/a/pods/p"),
     ("PUT", "/api/v1/namespaces/a/pods/p"),
     ("POST", "/api/v1/namespaces/a/pods"),
 ])
 def test_bad_integer_options_are_ignored_where_kube_ignores_them(method, path):
-    info = parse_request_info(method, path, "limit=ten&timeoutSeconds=x")
+    info = parse_request_info(method, path, "limit=ten&timeoutSeconds=")
     assert (info.limit, info.timeout_seconds) == (None, None)
 
 

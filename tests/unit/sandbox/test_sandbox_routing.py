@@ -26,8 +26,20 @@ from yurthub.errors import MethodNotAllowed, NotFound
      dict(verb="watch", resource="pods", namespace="ns")),
     ("GET", "/api/v1/namespaces/ns/pods/p", {},
      dict(verb="get", resource="pods", namespace="ns", name="p")),
+    # kube-apiserver reads ?watch on a GET of a collection only (a GET of one object
+    # decodes GetOptions, which has no watch): the object, not a stream
     ("GET", "/api/v1/namespaces/ns/pods/p", {"watch": ["1"]},
+     dict(verb="get", resource="pods", namespace="ns", name="p")),
+    ("GET", "/api/v1/watch/namespaces/ns/pods/p", {},
      dict(verb="watch", resource="pods", namespace="ns", name="p")),
+    # the first value, and anything but "0" or "false" is true, even ""
+    ("GET", "/api/v1/pods", {"watch": ["0", "1"]}, dict(verb="list")),
+    ("GET", "/api/v1/pods", {"watch": ["1", "0"]}, dict(verb="watch")),
+    ("GET", "/api/v1/pods", {"watch": [""]}, dict(verb="watch")),
+    ("GET", "/api/v1/pods", {"watch": ["FALSE"]}, dict(verb="list")),
+    ("POST", "/api/v1/namespaces/ns/configmaps", {"watch": ["1"]}, dict(verb="create")),
+    ("DELETE", "/api/v1/namespaces/ns/configmaps", {"watch": ["1"]},
+     dict(verb="deletecollection")),
     ("PUT", "/api/v1/namespaces/ns/pods/p/status", {},
      dict(verb="update", resource="pods", namespace="ns", name="p", subresource="status")),
     ("PATCH", "/api/v1/nodes/n1/status", {},

@@ -119,8 +119,19 @@ def test_bookmarks_when_asked_and_only_then(call):
     assert quiet.done.wait(3) and quiet.events.empty()
 
 
-def test_send_initial_events_ends_with_an_annotated_bookmark(call):
-    w = Watcher(call, "/api/v1/nodes", sendInitialEvents="true", allowWatchBookmarks="true",
+def test_a_negative_timeout_ends_the_watch_at_once():
+    # kube-apiserver keeps a negative timeoutSeconds (only 0 is "unset"): its deadline has
+    # passed, and the watch ends rather than living for minRequestTimeout (an hour here)
+    api = make_api()
+    api.watch_timeout = 3600
+    w = Watcher(Client(api), CMS, timeoutSeconds=-5)
+    assert w.done.wait(20)
+
+
+@pytest.mark.parametrize("yes", ["true", "1", "True"])
+def test_send_initial_events_ends_with_an_annotated_bookmark(call, yes):
+    # a boolean option as kube-apiserver converts it: anything but "0" or "false" is true
+    w = Watcher(call, "/api/v1/nodes", sendInitialEvents=yes, allowWatchBookmarks=yes,
                 resourceVersionMatch="NotOlderThan", timeoutSeconds=5)
     first = w.take(3)
     assert [e["type"] for e in first] == ["ADDED", "ADDED", "BOOKMARK"]

@@ -261,6 +261,20 @@ def test_dry_run_writes_nothing(api, call):
     assert call("GET", f"{CMS}/dry").status == 404
 
 
+def test_a_dry_run_update_answers_the_object_as_it_would_be(api, call):
+    # kube-apiserver answers a dry run with the result, at the current resourceVersion
+    call("POST", CMS, {"metadata": {"name": "dry"}, "data": {"a": "1"}})
+    rv = api.store.rv
+    put = call("PUT", f"{CMS}/dry", {"metadata": {"name": "dry"}, "data": {"a": "2"}},
+               dryRun="All")
+    patched = call("PATCH", f"{CMS}/dry", {"data": {"a": "3"}}, dryRun="All",
+                   content_type=MERGE)
+    assert (put.status, put.body["data"]) == (200, {"a": "2"})
+    assert (patched.status, patched.body["data"]) == (200, {"a": "3"})
+    assert put.body["metadata"]["resourceVersion"] == str(rv) and api.store.rv == rv
+    assert call("GET", f"{CMS}/dry").body["data"] == {"a": "1"}
+
+
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.example.com"},
