@@ -185,7 +185,12 @@ class Feed(BackgroundThread):
             raise _Failed(f"unusable list: {e}") from e
         finally:
             close()
+        before = self.state.rv if self.state.synced else 0
         made = self.state.replace(objs, list_rv)
+        if list_rv < before:
+            log.warning("shared %s: the cloud's resourceVersions went back from %d to %d "
+                        "(etcd restored?): local watches end with 410 and list again",
+                        self.state.rt.resource, before, list_rv)
         self.refused = ""
         self.lists += 1
         log.info("shared %s: listed %d object(s) at %d%s", self.state.rt.resource, len(objs),

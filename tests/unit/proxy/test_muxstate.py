@@ -158,3 +158,24 @@ def test_the_state_holds_objects_as_their_bytes_not_decoded():
     assert o.body == typed and {k: v for k, v in typed.items()
                                 if k not in ("kind", "apiVersion")} == json.loads(raws[7])
     assert len(o.body["endpoints"]) == 40 and o.labels == base["metadata"].get("labels", {})
+
+
+def test_a_relist_below_the_state_starts_it_again_at_the_list():
+    # etcd restored from a backup: the cloud's versions went back from 30 to 12.
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5), svc("b", 6)], 10)
+    state.apply("MODIFIED", svc("a", 20))
+    state.apply("ADDED", svc("c", 30))
+    open_watch = state.seq_after(30)
+    assert state.replace([svc("a", 5), svc("d", 11)], 12) == 0
+    assert state.rv == 12 and sorted(n for _, n in state.objects) == ["a", "d"]
+    assert state.objects[("default", "a")].rv == 5
+    # The cloud's new changes are taken, not ignored as older than the lost versions.
+    assert state.apply("MODIFIED", svc("d", 13))
+    assert state.rv == 13
+    # A watch open across it is left behind (it must list again); one from the list is not.
+    assert open_watch is not None and state.read(open_watch, 0).lost
+    assert open_watch < state.rewound_seq
+    assert state.seq_after(11) is None
+    fresh = state.seq_after(12)
+    assert fresh is not None and changes(state, fresh) == [("MODIFIED", "d", 13)]
