@@ -206,11 +206,16 @@ class SharedState:
                 return 0
             changed: list[tuple[int, int, str, Obj, Obj | None]] = []
             for key, o in new.items():
+                # A change the state should have had by its own version (an object of an
+                # etcd backup, restored with bumped versions: older than the one held, or
+                # back after its deletion) is told at the list's version: a watch at the
+                # state's version has not seen it.
+                at = o.rv if o.rv > self.rv else list_rv
                 old = self.objects.get(key)
                 if old is None:
-                    changed.append((o.rv, 0, "ADDED", o, None))
+                    changed.append((at, 0, "ADDED", o, None))
                 elif old.rv != o.rv:
-                    changed.append((o.rv, 0, "MODIFIED", o, old))
+                    changed.append((at, 0, "MODIFIED", o, old))
             for key, old in self.objects.items():
                 if key not in new:
                     changed.append((list_rv, 1, "DELETED", at_version(old, self.rt, list_rv),

@@ -179,3 +179,20 @@ def test_a_relist_below_the_state_starts_it_again_at_the_list():
     assert state.seq_after(11) is None
     fresh = state.seq_after(12)
     assert fresh is not None and changes(state, fresh) == [("MODIFIED", "d", 13)]
+
+
+def test_a_relist_of_restored_objects_reaches_watches_at_the_states_version():
+    # etcd restored from a backup with --bump-revision: the cloud's versions go on upwards,
+    # but its objects are the backup's (a older than held, b back after its deletion).
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5), svc("b", 6)], 10)
+    state.apply("MODIFIED", svc("a", 20))
+    state.apply("DELETED", svc("b", 25))
+    watch_at = state.seq_after(30)
+    state.bookmark(30)
+    state.replace([svc("a", 5), svc("b", 6)], 1000)
+    assert watch_at is not None
+    got = [(c.type, c.obj.name, c.obj.rv) for c in state.read(watch_at, 0).changes
+           if c.rv > 30]  # what a watch from 30 is sent (SharedWatch: after its version)
+    assert sorted(got) == [("ADDED", "b", 6), ("MODIFIED", "a", 5)]
+    assert state.rv == 1000
