@@ -485,6 +485,11 @@ class CollectionWriter:
             # longer has, and the history's versions will be used again for other changes.
             self._went_back(a.list_rv, f"a list of {a.view} at {a.list_rv}")
             a.txn.reset_history(a.list_rv)
+        elif whole and 0 < a.list_rv < self._newest[0]:
+            # A watch cache behind what was seen: objects went back to its version, and its
+            # watch will bring their changes again.  Recorded twice, they would be replayed
+            # twice: the history starts again, resumes from before the newest are 410.
+            a.txn.reset_history(self._newest[0])
         self.state.synced(a.view, a.list_rv, now)
         for ns, name in list(self.state.lost):
             # Listed again (and so written), or gone from the cloud: no longer lost.

@@ -105,3 +105,19 @@ def test_a_watch_caches_lagging_list_is_no_restore(manager, feed):
                  list_body([pod("a", rv=101)], 103))
     assert offline(manager, fields="spec.nodeName=node-a") == (103, "", {"a": "Running"})
     assert offline(manager, labels="app=db")[1] == ""
+
+
+def test_a_lagging_list_never_makes_a_resume_replay_a_change_twice(manager, feed):
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=100)], 100))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=100&" + NODE_SEL,
+                 event_line("MODIFIED", pod("a", rv=104, phase="Failed")))
+    # A reflector's relist answered by a watch cache at 102; its watch brings 104 again.
+    feed.respond("/api/v1/pods?resourceVersion=0&" + NODE_SEL, list_body([pod("a", rv=100)],
+                                                                         102))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=102&" + NODE_SEL,
+                 event_line("MODIFIED", pod("a", rv=104, phase="Failed")))
+    assert offline(manager, fields="spec.nodeName=node-a") == (104, "", {"a": "Failed"})
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    with pytest.raises(Gone):  # not MODIFIED a@104 twice
+        manager.reader.watch_start(PODS, POD_RT, want, "102")
+    assert manager.reader.watch_start(PODS, POD_RT, want, "104").events == []
