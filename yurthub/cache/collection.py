@@ -295,6 +295,7 @@ class CollectionWriter:
                     and self.after_newest(asked_at)):
                 return False  # we hold something newer, or this very version already
             self._went_back(meta["rv"], f"{ns}/{name} at {meta['rv']} after {old.get('rv')}")
+            self._restart_history(meta["rv"])
         elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
             self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
         self._stage(ns, name, (raw, meta))
@@ -304,6 +305,18 @@ class CollectionWriter:
         if self.state.lost.pop((ns, name), None) is not None:
             self._state_dirty = True  # cached whole again
         return True
+
+    def _restart_history(self, rv: int) -> None:
+        """The history's versions are of a past the cloud lost: it starts again at ``rv``
+        (the batch's records go too), so no lost change is replayed to a watch."""
+        if self._txn_failed is not None:
+            raise self._txn_failed
+        self._history = []
+        try:
+            self._txn_for_batch().reset_history(rv)
+        except StorageError as e:
+            self._txn_failed = e
+            raise
 
     def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
         """An object's file was quarantined: every view that held it is incomplete (those

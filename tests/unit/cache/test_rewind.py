@@ -121,3 +121,22 @@ def test_a_lagging_list_never_makes_a_resume_replay_a_change_twice(manager, feed
     with pytest.raises(Gone):  # not MODIFIED a@104 twice
         manager.reader.watch_start(PODS, POD_RT, want, "102")
     assert manager.reader.watch_start(PODS, POD_RT, want, "104").events == []
+
+
+def test_after_a_get_showed_the_restore_no_lost_change_is_replayed(manager, feed):
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 10))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=10",
+                 event_line("MODIFIED", pod("a", rv=12, phase="Failed"))
+                 + event_line("ADDED", pod("b", rv=14)))
+    # etcd restored at 8: a get shows it first, then a reflector lists and watches again.
+    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(pod("a", rv=5)).encode())
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("c", rv=11)], 11))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=11",
+                 event_line("ADDED", pod("d", rv=13)))
+    assert offline(manager) == (13, "", {"a": "Running", "c": "Running", "d": "Running"})
+    want = parse_selectors("", "", "", POD_RT)
+    # Not MODIFIED a@12, a change the restore lost: the history restarted, a resume from
+    # before the lost versions is refused (the client lists again), from now on it goes on.
+    with pytest.raises(Gone):
+        manager.reader.watch_start(PODS, POD_RT, want, "11")
+    assert manager.reader.watch_start(PODS, POD_RT, want, "13").events == []
