@@ -6,7 +6,14 @@ at the end of each round (a group commit).  A list is assembled into its own tra
 page by page; while it is open, every other mutation of the collection is deferred and
 applied after it, so the list's snapshot never overwrites something newer and rules stay
 simple: an object is upserted only when its resourceVersion is newer than the stored
-one, and removed only when the stored copy is older than the removal.  The cache holds
+one, and removed only when the stored copy is older than the removal.  Those rules guard
+against answers that cross (a list asked for before a watch event arrived, answered
+after it); an answer to a request sent after the newest version the collection holds was
+seen cannot be older than what the cache holds, so a list or a get asked for then is the
+whole truth for what it selects, whatever the versions say ("Replace", as client-go's
+reflector does).  Lower versions in such an answer mean the cloud's went backwards (etcd
+restored from a backup): the list's view equals the list, the collection's other views
+are stale until listed again, and the watch history starts again at the list.  The cache holds
 *filtered* objects, so a change of a client's response filters changes bytes without
 changing versions: it marks the collection's views stale and to be rewritten ("refilter"),
 and until those views are listed again each object is written once more at the version
@@ -110,6 +117,7 @@ class Mutation:
     why: str = ""
     local: bool = False          # an offline write: same resourceVersion, new content
     asked_at: float = 0.0        # upsert/event: when its filters were chosen (Entry)
+    consistent: bool = False     # upsert: the cloud's state when it answered (Entry)
 
 
 @dataclass
@@ -127,6 +135,7 @@ class ListAssembly:
     rewritten: list[tuple[str, str]] = field(default_factory=list)  # at the version stored
     written: int = 0             # objects new or changed on disk
     asked_at: float = 0.0        # when its (first page's) filters were chosen (Entry)
+    consistent: bool = False     # its first page was a quorum read (Entry)
 
 
 class CollectionWriter:
@@ -159,6 +168,10 @@ class CollectionWriter:
         self.refiltered: tuple[float, str] = (0.0, "")
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)
+        # The newest resourceVersion the collection holds and when (monotonic) it was seen:
+        # a request sent after that moment is answered with everything the cache holds or
+        # newer (see after_newest).  At start, everything stored was seen before now.
+        self._newest = (max((v.rv for v in self.state.views.values()), default=0), 0.0)
 
     # -- reading what is stored -------------------------------------------------------------
 
@@ -178,6 +191,31 @@ class CollectionWriter:
             return True
         return (bool(self.state.rewrite) and rv == int(stored.get("rv", 0))
                 and asked_at >= self.refiltered[0] and (ns, name) not in self._rewritten)
+
+    def after_newest(self, asked_at: float) -> bool:
+        """Was a request sent after the newest version this collection holds was seen?
+
+        Then the cloud answered it (a list, a get: not a watch, which replays from the
+        version asked) from a state at least as new as any the cache holds, etcd's
+        revisions being one order: an object older there than here, or missing, is the
+        cloud's truth, not a late answer.
+        """
+        return asked_at > self._newest[1]
+
+    def _saw(self, rv: int) -> None:
+        if rv > self._newest[0]:
+            self._newest = (rv, time.monotonic())
+
+    def _went_back(self, rv: int, why: str) -> None:
+        """The cloud answered with a version older than one it showed before: every view
+        holds state the cloud may no longer have (the listed one is then synced again)."""
+        log.warning("cache %s: the cloud's resourceVersions went back from %d to %d (%s); "
+                    "its views are stale until listed again", self.ck, self._newest[0], rv,
+                    why)
+        for key in list(self.state.views):
+            self._mark_stale(key, f"the cloud's resourceVersions went back from "
+                                  f"{self._newest[0]} to {rv} (etcd restored?)")
+        self._newest = (rv, time.monotonic())
 
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
@@ -204,12 +242,14 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at)
+            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at,
+                         answer=m.consistent)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
             self._event(m)
         elif m.op == "bookmark":
+            self._saw(m.rv)
             if m.view is not None and self._extends(m.view, m.rv):
                 self.state.advance(m.view, m.rv)
                 self._state_dirty = True
@@ -243,19 +283,40 @@ class CollectionWriter:
             raise
 
     def _upsert(self, ns: str, name: str, raw: bytes, meta: Meta, local: bool = False,
-                asked_at: float = 0.0) -> bool:
+                asked_at: float = 0.0, answer: bool = False) -> bool:
+        """``answer``: the object is the cloud's state when it answered a get without a
+        resourceVersion or a write, not a watch event (replayed from the version the watch
+        asked) nor a watch cache's copy (which may lag)."""
         old = self.stored_meta(ns, name)
         if local:
             meta = {**meta, "local": True}
         elif old is not None and not self.replaces(ns, name, old, meta["rv"], asked_at):
-            return False  # we hold something newer, or this very version already
+            if not (answer and 0 < meta["rv"] < int(old.get("rv", 0))
+                    and self.after_newest(asked_at)):
+                return False  # we hold something newer, or this very version already
+            self._went_back(meta["rv"], f"{ns}/{name} at {meta['rv']} after {old.get('rv')}")
+            self._restart_history(meta["rv"])
         elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
             self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
         self._stage(ns, name, (raw, meta))
         self._overlay[(ns, name)] = meta
+        if not local:
+            self._saw(meta["rv"])
         if self.state.lost.pop((ns, name), None) is not None:
             self._state_dirty = True  # cached whole again
         return True
+
+    def _restart_history(self, rv: int) -> None:
+        """The history's versions are of a past the cloud lost: it starts again at ``rv``
+        (the batch's records go too), so no lost change is replayed to a watch."""
+        if self._txn_failed is not None:
+            raise self._txn_failed
+        self._history = []
+        try:
+            self._txn_for_batch().reset_history(rv)
+        except StorageError as e:
+            self._txn_failed = e
+            raise
 
     def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
         """An object's file was quarantined: every view that held it is incomplete (those
@@ -291,6 +352,7 @@ class CollectionWriter:
             changed = self._delete(m.namespace, m.name, m.rv)
         else:
             changed = self._upsert(m.namespace, m.name, m.raw, m.meta, asked_at=m.asked_at)
+        self._saw(m.rv)
         if m.view is not None and self._extends(m.view, m.rv):
             self.state.advance(m.view, m.rv)
             self._state_dirty = True
@@ -367,26 +429,32 @@ class CollectionWriter:
     # -- lists ------------------------------------------------------------------------------
 
     def begin_list(self, view: ViewKey, selectors: Selectors,
-                   asked_at: float | None = None) -> ListAssembly:
+                   asked_at: float | None = None, consistent: bool = True) -> ListAssembly:
         """Start assembling a list (the batch is flushed first, so the snapshot is current);
-        ``asked_at`` as Entry's (None: now)."""
+        ``asked_at`` and ``consistent`` as Entry's (None: now)."""
         self.flush()
         self.assembly = ListAssembly(view, selectors, self.store.transaction(self.ck),
-                                     asked_at=time.monotonic() if asked_at is None else asked_at)
+                                     asked_at=time.monotonic() if asked_at is None else asked_at,
+                                     consistent=consistent)
         return self.assembly
 
     def list_items(self, a: ListAssembly, items: list[tuple[str, str, bytes, Meta]]) -> None:
         entries = self.store.entries(self.ck)
         rewriting = bool(self.state.rewrite)  # (the common relist asks no more than before)
+        whole = self.after_newest(a.asked_at)
         for ns, name, raw, meta in items:
             pace()
             a.seen.add((ns, name))
             a.objects += 1
             old = entries.get((ns, name))
             if old is not None and not is_current(old.meta, meta["rv"]):
-                if not (rewriting and self.replaces(ns, name, old.meta, meta["rv"], a.asked_at)):
+                if whole and 0 < meta["rv"] < int(old.meta.get("rv", 0)):
+                    pass  # older in the cloud than here: the cloud went back
+                elif not (rewriting
+                          and self.replaces(ns, name, old.meta, meta["rv"], a.asked_at)):
                     continue  # unchanged (or newer) on disk: nothing to write
-                a.rewritten.append((ns, name))  # the very version stored, filtered anew
+                else:
+                    a.rewritten.append((ns, name))  # the very version stored, filtered anew
             a.txn.put(ns, name, raw, meta)
             a.written += 1
         a.touched = time.monotonic()
@@ -396,6 +464,12 @@ class CollectionWriter:
         entries = self.store.entries(self.ck)
         removed = 0
         doubtful: set[ViewKey] = set()
+        # Asked for after the newest version held was seen: the list is the whole truth.
+        whole = self.after_newest(a.asked_at)
+        # Older than what was seen, by a quorum read: the cloud's versions went back.  (A
+        # watch cache may lag behind a write's answer: its list is the truth as of its
+        # version, and its watch carries it on.)
+        back = whole and a.consistent and 0 < a.list_rv < self._newest[0]
         for (ns, name), entry in entries.items():
             pace()
             if (ns, name) in a.seen:
@@ -403,7 +477,7 @@ class CollectionWriter:
             meta = entry.meta
             if not a.selectors.matches(ns, name, meta.get("labels", {}), meta.get("fields", {})):
                 continue
-            if meta.get("rv", 0) >= a.list_rv > 0:
+            if meta.get("rv", 0) >= a.list_rv > 0 and not whole:
                 continue  # written after this snapshot
             a.txn.delete(ns, name)
             removed += 1
@@ -419,6 +493,16 @@ class CollectionWriter:
         keep: dict[ViewKey, str] = {} if a.asked_at >= self.refiltered[0] else {
             a.view: self.refiltered[1], **{k: self.state.views[k].stale
                                            for k in self.state.rewrite}}
+        if back:
+            # An etcd restore: whatever the other views hold is of a past the cloud no
+            # longer has, and the history's versions will be used again for other changes.
+            self._went_back(a.list_rv, f"a list of {a.view} at {a.list_rv}")
+            a.txn.reset_history(a.list_rv)
+        elif whole and 0 < a.list_rv < self._newest[0]:
+            # A watch cache behind what was seen: objects went back to its version, and its
+            # watch will bring their changes again.  Recorded twice, they would be replayed
+            # twice: the history starts again, resumes from before the newest are 410.
+            a.txn.reset_history(self._newest[0])
         self.state.synced(a.view, a.list_rv, now)
         for ns, name in list(self.state.lost):
             # Listed again (and so written), or gone from the cloud: no longer lost.
@@ -426,7 +510,7 @@ class CollectionWriter:
                 del self.state.lost[(ns, name)]
         for key, view in list(self.state.views.items()):
             sel = self.view_selectors(key)
-            if key != a.view and sel is not None and view.rv < a.list_rv \
+            if key != a.view and sel is not None and (view.rv < a.list_rv or back) \
                     and covers(self.state.views[a.view], sel, a.selectors):
                 self.state.synced(key, a.list_rv, now)  # a subset of a fresh list is fresh
         for key, why in keep.items():
@@ -449,6 +533,7 @@ class CollectionWriter:
             raise
         finally:
             self.assembly = None
+        self._saw(a.list_rv)
         if self.state.rewrite:
             self._rewritten.update(a.rewritten)
         else:

@@ -30,6 +30,9 @@ class Entry:
     gzip: bool = False
     continue_token: str = ""     # list: the request's continue parameter
     start_rv: int = 0            # watch: the request's resourceVersion
+    # get/list without a resourceVersion, and writes: the cloud's state when it answered
+    # (a quorum read), not a watch cache's, which may lag behind what the hub saw already.
+    consistent: bool = False
     describe: str = ""
     doc_key: str = ""            # nonresource: where the document is stored
     # When the request's response filters were chosen (monotonic): an answer asked for

@@ -165,7 +165,7 @@ class ObjectHandler(Handler):
         coll.learn_type(obj.get("kind", ""), obj.get("apiVersion", ""))
         ns, name, body, meta = item
         coll.apply(Mutation("upsert", namespace=ns, name=name, raw=body, meta=meta,
-                            asked_at=self.entry.asked_at))
+                            asked_at=self.entry.asked_at, consistent=self.entry.consistent))
 
 
 class WatchHandler(Handler):

@@ -83,7 +83,8 @@ class ListHandler(Handler):
             # was restarted) would hold every list of the collection parked, its tee
             # filling the memory limit, until the page timeout.  This list is newer.
             coll.abort_list(current, "another list came while it waited for its next page")
-        self.assembly = coll.begin_list(sel.key, sel, self.entry.asked_at)
+        self.assembly = coll.begin_list(sel.key, sel, self.entry.asked_at,
+                                        consistent=self.entry.consistent)
         return True
 
     def feed(self, data: bytes) -> None:

@@ -256,6 +256,8 @@ class CacheManager:
             kind=kind, ck=ck, rt=rt, selectors=selectors, gzip=gzip,
             continue_token=info.continue_token,
             start_rv=_int(info.resource_version),
+            consistent=kind in ("object", "list") and (
+                info.verb not in ("get", "list") or not info.resource_version),
             describe=f"{component} {info.verb} {info.path}",
         )
 

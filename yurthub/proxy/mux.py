@@ -234,6 +234,15 @@ class Multiplexer:
             return True
         state, feed = shared.state, shared.feed
         rv = shared.latest.get()
+        if rv is not None and 0 < rv < state.rv:
+            # The cloud's versions went back (etcd restored from a backup): what the state
+            # holds may be gone, and its watch waits for versions the cloud will reuse.
+            feed.went_back()
+            n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
+            log.warning("shared %s: at %d, past the cloud's %d (etcd restored?); listing "
+                        "again (%d watch ended), the cloud answers meanwhile", shared.key,
+                        state.rv, rv, n)
+            return False
         wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
         if rv is None or (rv != UNKNOWN and state.wait_rv(rv, wait)):
             return True

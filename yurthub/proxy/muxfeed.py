@@ -92,13 +92,17 @@ class Feed(BackgroundThread):
         self.bookmark_gap = 0.0
         self._bookmark_at = 0.0
         self._watch_at = 0.0
+        # The cloud's version was seen below the state's (``went_back``): list again once
+        # the watch (from a version the cloud no longer reaches) has been ended.
+        self.relist_asked = False
 
     def run(self) -> None:
         backoff = 0.5
         relist = True
         while not self.stopping.is_set():
             try:
-                if relist or not self.state.synced:
+                if relist or self.relist_asked or not self.state.synced:
+                    self.relist_asked = False
                     self._list()
                     relist = False
                 self._watch()
@@ -119,6 +123,12 @@ class Feed(BackgroundThread):
 
     def wake(self) -> None:
         self.state.wake()
+
+    def went_back(self) -> None:
+        """The cloud's current version is below the state's (etcd restored from a backup):
+        its watch from the state's version waits, silent, for versions the cloud will give
+        other changes.  The caller ends that watch; the feed then lists again."""
+        self.relist_asked = True
 
     def stalled(self) -> bool:
         """The watch has been silent for over twice the apiserver's bookmark cadence (it
@@ -185,7 +195,12 @@ class Feed(BackgroundThread):
             raise _Failed(f"unusable list: {e}") from e
         finally:
             close()
+        before = self.state.rv if self.state.synced else 0
         made = self.state.replace(objs, list_rv)
+        if list_rv < before:
+            log.warning("shared %s: the cloud's resourceVersions went back from %d to %d "
+                        "(etcd restored?): local watches end with 410 and list again",
+                        self.state.rt.resource, before, list_rv)
         self.refused = ""
         self.lists += 1
         log.info("shared %s: listed %d object(s) at %d%s", self.state.rt.resource, len(objs),

@@ -11,7 +11,11 @@ after it is still held.
 A relist (after the upstream watch broke with 410) does not reset anything: the difference
 between the held objects and the new list becomes events (ADDED, MODIFIED, DELETED at the
 list's version), so local watches go on without a gap or a duplicate and the history stays
-contiguous.  Nothing here does I/O; the lock is one Condition that watches wait on.
+contiguous.  Unless the list's version is below the state's: the cloud's versions went back
+(etcd restored from a backup), and no event can carry a watch from versions the cloud lost
+to its present, so the state starts again at the list and every open watch is left behind
+(``rewound_seq``: it ends with 410 Expired and its client lists again).  Nothing here
+does I/O; the lock is one Condition that watches wait on.
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ class SharedState:
         self._first_seq = 0
         self._next_seq = 0
         self._sorted: list[Key] | None = None
+        self.rewound_seq = 0  # a watch reading before this seq began before a rewind
 
     # -- the feed's side --------------------------------------------------------------------
 
@@ -196,13 +201,21 @@ class SharedState:
                 self.synced_at = time.time()
                 self.cond.notify_all()
                 return 0
+            if list_rv < self.rv:
+                self._rewind(new, list_rv)
+                return 0
             changed: list[tuple[int, int, str, Obj, Obj | None]] = []
             for key, o in new.items():
+                # A change the state should have had by its own version (an object of an
+                # etcd backup, restored with bumped versions: older than the one held, or
+                # back after its deletion) is told at the list's version: a watch at the
+                # state's version has not seen it.
+                at = o.rv if o.rv > self.rv else list_rv
                 old = self.objects.get(key)
                 if old is None:
-                    changed.append((o.rv, 0, "ADDED", o, None))
+                    changed.append((at, 0, "ADDED", o, None))
                 elif old.rv != o.rv:
-                    changed.append((o.rv, 0, "MODIFIED", o, old))
+                    changed.append((at, 0, "MODIFIED", o, old))
             for key, old in self.objects.items():
                 if key not in new:
                     changed.append((list_rv, 1, "DELETED", at_version(old, self.rt, list_rv),
@@ -216,6 +229,24 @@ class SharedState:
             self.synced_at = time.time()
             self.cond.notify_all()
             return len(changed)
+
+    def _rewind(self, new: dict[Key, Obj], list_rv: int) -> None:
+        """Start again at a list older than the state (the caller holds the lock).
+
+        A version the state went past names another change in the cloud now: the history
+        goes, and every open watch's position is left before what is held (its read is
+        ``lost``), so none of them is carried silently across the gap.  A watch from before
+        the list gets 410; one from a version past it (the lost ones) waits for the cloud.
+        """
+        self.objects = new
+        self._sorted = None
+        self._changes.clear()
+        self._rvs.clear()
+        self._next_seq += 1  # past every open watch's position
+        self._first_seq = self.rewound_seq = self._next_seq
+        self.rv = self.base_rv = list_rv
+        self.synced_at = time.time()
+        self.cond.notify_all()
 
     def apply(self, etype: str, obj: Obj) -> bool:
         """One upstream watch event; False when it is not newer than the state (ignored)."""

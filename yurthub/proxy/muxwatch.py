@@ -28,6 +28,7 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # batches this big, never all it missed joined into one bytes object (41 watches of a 20 KB
 # Service patched 450 times/s held ~1,000 events each, a 250 MB worker).
 BATCH_BYTES = 256 * 1024
+REWOUND = "the cloud's resourceVersions went back (etcd restored?)"
 
 
 def dump(obj: Any) -> bytes:
@@ -68,6 +69,7 @@ class SharedWatch:
         self.bookmarks = info.allow_watch_bookmarks
         self.bookmark_interval = bookmark_interval
         self.reason: Reason | None = None
+        self.rewound = False  # the cloud's versions went back under it (SharedState._rewind)
         # Objects the filters keep from this client.  A watch from a version starts with
         # those they kept from it at that version (its list): one that starts passing
         # later is new to the client (ADDED), one that stays dropped is never mentioned.
@@ -98,7 +100,9 @@ class SharedWatch:
         # Registered (in __init__) before this check: a change after it interrupts us.
         if view is None or not view.changed():
             yield from self._events()
-        if self.reason in RELIST:
+        if self.rewound:
+            yield filtering.outdated_event(str(self.rv), REWOUND)
+        elif self.reason in RELIST:
             yield filtering.outdated_event(str(self.rv), RELIST[self.reason])
         elif view is not None and view.changed():
             yield filtering.outdated_event(str(self.rv))
@@ -132,6 +136,15 @@ class SharedWatch:
                 wait = min(wait, next_bookmark - now)
             got = self.state.read(self.seq, max(0.0, min(wait, 5.0)), stop, BATCH_BYTES)
             if got.lost:
+                if self.seq < self.state.rewound_seq:
+                    # The cloud's versions went back: what this client holds may be gone
+                    # from the cloud, and resuming would skip the cloud's new changes up to
+                    # its version.  It must list again, as after a compaction.
+                    log.warning("%s watch of %s ends with 410: the cloud's resourceVersions "
+                                "went back", self.ctx.component or "-",
+                                self.state.rt.resource)
+                    self.rewound = True
+                    return
                 log.info("%s watch of %s fell behind the shared history; ending it",
                          self.ctx.component or "-", self.state.rt.resource)
                 return

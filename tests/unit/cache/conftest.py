@@ -67,7 +67,9 @@ class Feeder:
     def respond(self, path: str, body: bytes | list[bytes], *, method: str = "GET",
                 ua: str = "kubelet/v1.32.0", whole: bool = True, gz: bool = False,
                 status: int = 200, accept: str = "application/json",
-                content_type: str = "application/json") -> bool:
+                content_type: str = "application/json",
+                asked_at: float | None = None) -> bool:
+        """``asked_at``: when the request was sent (``time.monotonic``; None: now)."""
         p, _, q = path.partition("?")
         info = parse_request_info(method, p, q)
         headers = {"Content-Type": content_type}
@@ -75,7 +77,7 @@ class Feeder:
         if gz:
             chunks = [gzip.compress(b"".join(chunks))]
             headers["Content-Encoding"] = "gzip"
-        tee = self.manager.tee_for(info, ua.split("/")[0], accept, status, headers)
+        tee = self.manager.tee_for(info, ua.split("/")[0], accept, status, headers, asked_at)
         if tee is None:
             return False
         for c in chunks:

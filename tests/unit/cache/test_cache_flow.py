@@ -62,10 +62,12 @@ def test_files_and_directories_are_private(manager, feed, tmp_path):
 
 def test_relist_removes_what_is_gone_and_keeps_what_is_newer(manager, feed):
     feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=6)], 9))
-    # A watch event (rv 12) lands before a relist snapshot taken at rv 11.
+    # A watch event (rv 12) lands before a relist snapshot taken at rv 11: the relist was
+    # asked for before the event arrived, its answer came after it.
+    asked = time.monotonic()
     feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
                  event_line("MODIFIED", pod("a", rv=12, phase="Failed")))
-    feed.respond("/api/v1/pods", list_body([pod("a", rv=8)], 11))
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=8)], 11), asked_at=asked)
     assert stored(manager) == {("default", "a"): 12}
     assert json.loads(manager.store.read(PODS, "default", "a"))["status"]["phase"] == "Failed"
 
@@ -257,11 +259,13 @@ def test_a_tables_whole_objects_are_stored_as_its_list(manager, feed):
 
 def test_single_objects_and_their_status_patches(manager, feed):
     feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(pod("a", rv=5)).encode())
+    asked = time.monotonic()  # a get sent before the patch's answer, answered after it
     newer = pod("a", rv=7, phase="Succeeded")
     feed.respond("/api/v1/namespaces/default/pods/a/status", json.dumps(newer).encode(),
                  method="PATCH")
     older = pod("a", rv=6, phase="Pending")
-    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(older).encode())
+    feed.respond("/api/v1/namespaces/default/pods/a", json.dumps(older).encode(),
+                 asked_at=asked)
     body, _ = manager.reader.get(PODS, "default", "a")
     assert json.loads(body)["status"]["phase"] == "Succeeded"
     with pytest.raises(NotFound) as e:

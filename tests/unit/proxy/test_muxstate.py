@@ -158,3 +158,41 @@ def test_the_state_holds_objects_as_their_bytes_not_decoded():
     assert o.body == typed and {k: v for k, v in typed.items()
                                 if k not in ("kind", "apiVersion")} == json.loads(raws[7])
     assert len(o.body["endpoints"]) == 40 and o.labels == base["metadata"].get("labels", {})
+
+
+def test_a_relist_below_the_state_starts_it_again_at_the_list():
+    # etcd restored from a backup: the cloud's versions went back from 30 to 12.
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5), svc("b", 6)], 10)
+    state.apply("MODIFIED", svc("a", 20))
+    state.apply("ADDED", svc("c", 30))
+    open_watch = state.seq_after(30)
+    assert state.replace([svc("a", 5), svc("d", 11)], 12) == 0
+    assert state.rv == 12 and sorted(n for _, n in state.objects) == ["a", "d"]
+    assert state.objects[("default", "a")].rv == 5
+    # The cloud's new changes are taken, not ignored as older than the lost versions.
+    assert state.apply("MODIFIED", svc("d", 13))
+    assert state.rv == 13
+    # A watch open across it is left behind (it must list again); one from the list is not.
+    assert open_watch is not None and state.read(open_watch, 0).lost
+    assert open_watch < state.rewound_seq
+    assert state.seq_after(11) is None
+    fresh = state.seq_after(12)
+    assert fresh is not None and changes(state, fresh) == [("MODIFIED", "d", 13)]
+
+
+def test_a_relist_of_restored_objects_reaches_watches_at_the_states_version():
+    # etcd restored from a backup with --bump-revision: the cloud's versions go on upwards,
+    # but its objects are the backup's (a older than held, b back after its deletion).
+    state = SharedState(RT, 100)
+    state.replace([svc("a", 5), svc("b", 6)], 10)
+    state.apply("MODIFIED", svc("a", 20))
+    state.apply("DELETED", svc("b", 25))
+    watch_at = state.seq_after(30)
+    state.bookmark(30)
+    state.replace([svc("a", 5), svc("b", 6)], 1000)
+    assert watch_at is not None
+    got = [(c.type, c.obj.name, c.obj.rv) for c in state.read(watch_at, 0).changes
+           if c.rv > 30]  # what a watch from 30 is sent (SharedWatch: after its version)
+    assert sorted(got) == [("ADDED", "b", 6), ("MODIFIED", "a", 5)]
+    assert state.rv == 1000

@@ -76,3 +76,29 @@ def test_a_watch_far_behind_gets_every_event_in_batches_of_bounded_size(registry
     assert rvs == list(range(11, 511))
     # One write holds at most a batch (256 KiB and the event that passed it), not all 10 MB.
     assert biggest < 300_000
+
+
+def test_a_watch_open_when_the_cloud_went_back_ends_with_410(registry):
+    state = SharedState(RT, 1024)
+    state.replace([svc(10)], 10)
+    state.apply("MODIFIED", svc(30))
+    ours, theirs = socket.socketpair()
+    ctx = SimpleNamespace(component="kube-proxy", client_socket=ours,
+                          info=SimpleNamespace(allow_watch_bookmarks=False))
+    watch = SharedWatch(registry, ctx, state, parse_selectors("", "", "", RT), None, None,
+                        seq=state.seq_after(30), initial=[], start_rv=30, timeout=5,
+                        bookmark_interval=60, end_initial=False)
+    body = iter(watch)
+    try:
+        assert next(body) == b""
+        state.replace([svc(8)], 12)  # etcd restored: the relist is older than the state
+        state.apply("MODIFIED", svc(13))
+        event = json.loads(next(body))
+        assert event["type"] == "ERROR" and event["object"]["code"] == 410
+        assert "went back" in event["object"]["message"]
+        assert next(body, None) is None
+    finally:
+        body.close()  # type: ignore[attr-defined]
+        watch.close()
+        ours.close()
+        theirs.close()

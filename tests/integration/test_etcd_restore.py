@@ -1,0 +1,124 @@
+"""The cloud restored from an etcd backup (its resourceVersions go back): the hub's offline
+answers follow what the cloud says after the restore, not what it said before.
+
+The restore is a new sandbox on the same port, whose versions start again from 1.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from tests.fixtures.sandboxes import Sandbox
+from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
+from tests.integration.test_mux import HUB_ARGS, SVC, service, watch_lines
+
+NODE = "node-0000"
+KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
+PODS = f"/api/v1/pods?fieldSelector=spec.nodeName%3D{NODE}"
+
+
+def pod(name: str, image: str = "nginx:1") -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": image}]}}
+
+
+def kubelet_pods(hub) -> tuple[int, dict[str, str], str]:
+    """kubelet's list of its pods through the hub: (status, {name: image}, its version)."""
+    status, _, body = http(hub.url + PODS, headers={"User-Agent": KUBELET}, timeout=10)
+    doc = json.loads(body)
+    items = {p["metadata"]["name"]: p["spec"]["containers"][0]["image"]
+             for p in doc.get("items", [])}
+    return status, items, doc.get("metadata", {}).get("resourceVersion", "")
+
+
+def healthy(hub, value: int):
+    return lambda: hub.metric("node_yurthub_server_healthy_status") == value
+
+
+def test_offline_pods_are_the_restored_clouds_not_the_lost_ones(hub_factory):
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):  # a busy cloud: its versions well past the backup's
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        for name in ("a", "b", "c"):
+            before.create(pod(name, image="nginx:2"))
+        hub = hub_factory(before.url)
+        status, items, _ = kubelet_pods(hub)
+        assert status == 200 and items == {"a": "nginx:2", "b": "nginx:2", "c": "nginx:2"}
+        port = before.port
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    # The backup held pod a (an older spec) and not b or c; d was made after the restore.
+    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    try:
+        after.create(pod("a", image="nginx:1"))
+        after.create(pod("d"))
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        status, items, rv = kubelet_pods(hub)
+        assert status == 200 and items == {"a": "nginx:1", "d": "nginx:1"}
+        after.offline()
+        wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+        status, offline, offline_rv = kubelet_pods(hub)
+        assert status == 200
+        assert offline == items  # not b and c, nor a's lost spec
+        assert int(offline_rv) <= int(rv)
+    finally:
+        after.stop()
+
+
+def services(hub) -> tuple[set[str], str]:
+    """kube-proxy's list of Services (a consistent read, from the shared state)."""
+    status, _, body = http(hub.url + SVC, headers={"User-Agent": KUBE_PROXY}, timeout=10)
+    assert status == 200, body
+    doc = json.loads(body)
+    names = {s["metadata"]["name"] for s in doc["items"]} - {"kubernetes"}  # every cloud's
+    return names, doc["metadata"]["resourceVersion"]
+
+
+def test_shared_services_follow_the_restored_cloud(hub_factory):
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        before.create(service("lost-1"))
+        before.create(service("lost-2"))
+        hub = hub_factory(before.url, extra=HUB_ARGS)
+        names, rv = services(hub)
+        assert names == {"lost-1", "lost-2"}
+        port = before.port
+        ended: list[dict] = []
+
+        def watch() -> None:  # kube-proxy's watch, open across the restore
+            with watch_lines(hub.url, SVC, KUBE_PROXY, resourceVersion=rv,
+                             timeoutSeconds="60") as lines:
+                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    try:
+        after.create(service("restored"))
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        # kube-proxy restarted: its list is the cloud's, not the lost Services.
+        names, _ = services(hub)
+        assert names == {"restored"}
+        # The watch open across the restore is told to list again (410), not left silent.
+        watcher.join(30)
+        assert not watcher.is_alive()
+        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+        # The shared state follows the restored cloud from then on.
+        after.create(service("later"))
+        wait_for(lambda: services(hub)[0] == {"restored", "later"}, timeout=15,
+                 what="the shared state to follow the restored cloud")
+    finally:
+        after.stop()
