@@ -143,7 +143,7 @@ class Hub:
                                     identified=False, accepted_at=time.monotonic())
             self.mux = Multiplexer(cfg, self.streams, self.filters, self.metrics,
                                    guard=self.guard, feed_environ=itself.environ(),
-                                   upstream=self.upstream)
+                                   upstream=self.upstream, cache=self.cache)
         self.proxy_app = ProxyApp(self.remote, self.local, cloud, self.guard, self.recorder,
                                   self.mux, self.tokens)
         if self.mux is not None:

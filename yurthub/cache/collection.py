@@ -38,7 +38,7 @@ from yurthub.errors import BadRequest, InvalidKeyError, StorageError
 from yurthub.gil import pace
 from yurthub.kube import fields as kfields
 from yurthub.kube.resources import ResourceType, builtin
-from yurthub.storage import CollectionKey, DiskStore, Transaction
+from yurthub.storage import CollectionKey, DiskStore, Transaction, removed_record
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ class CollectionWriter:
     def commit_list(self, a: ListAssembly) -> int:
         """The terminal page arrived whole: swap the list in atomically."""
         entries = self.store.entries(self.ck)
-        removed = 0
+        removed: list[tuple[str, str]] = []
         doubtful: set[ViewKey] = set()
         # Asked for after the newest version held was seen: the list is the whole truth.
         whole = self.after_newest(a.asked_at)
@@ -480,7 +480,7 @@ class CollectionWriter:
             if meta.get("rv", 0) >= a.list_rv > 0 and not whole:
                 continue  # written after this snapshot
             a.txn.delete(ns, name)
-            removed += 1
+            removed.append((ns, name))
             if not a.view.unselected:
                 doubtful.update(self._other_views_holding(a, ns, name, meta))
         before = self.state.views.get(a.view)
@@ -521,6 +521,8 @@ class CollectionWriter:
         for key in forgotten:
             self._view_selectors.pop(key, None)
         try:
+            if removed:  # committed with the deletes: after a crash they are gone, not lost
+                a.txn.append_history([removed_record(a.list_rv, removed)])
             a.txn.set_state(self.state.to_json())
             a.txn.commit()
         except StorageError:
@@ -542,7 +544,7 @@ class CollectionWriter:
         # collection even when nothing had changed
         log.log(logging.DEBUG if unchanged else logging.INFO,
                 "cached list %s %s: %d objects at resourceVersion %d (%d removed%s)",
-                self.ck, a.view, a.objects, a.list_rv, removed,
+                self.ck, a.view, a.objects, a.list_rv, len(removed),
                 f", {len(a.rewritten)} rewritten" if a.rewritten else "")
         if forgotten:
             self._on_views_forgotten(len(forgotten))

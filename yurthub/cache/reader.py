@@ -36,7 +36,7 @@ from yurthub.cache.views import CollectionState, Selectors, View, covers, parse_
 from yurthub.errors import BadRequest, DamagedObject, Gone, NotFound, ServiceUnavailable
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message, resource_details
-from yurthub.storage import CollectionKey, DiskStore
+from yurthub.storage import REMOVED, CollectionKey, DiskStore
 
 
 @dataclass
@@ -384,6 +384,8 @@ class CacheReader:
 
 def _event_for(rec: dict[str, Any], want: Selectors) -> tuple[str, bytes] | None:
     """The event a watcher with ``want`` sees for one history record, if any."""
+    if rec.get("type") == REMOVED:
+        return None  # a list's removals: no event (the views it could matter to were marked)
     obj = (rec.get("object") or "").encode()
     ns, name = rec.get("ns", ""), rec.get("name", "")
     prev, cur = rec.get("prev"), rec.get("meta") or {}

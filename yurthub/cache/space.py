@@ -77,6 +77,7 @@ class SpaceGuard:
         self.metrics = metrics
         self.clock = clock
         self.stopped: Stop | None = None
+        self.stops = 0  # writes refused for want of room (or a writable disk), ever
         self._checked = 0.0
         self._retries: list[Callable[[], bool]] = []
         self._retried = 0.0
@@ -182,6 +183,7 @@ class SpaceGuard:
         log.warning("caching resumed (%s): %s", stop.reason, why)
 
     def _stop(self, stop: Stop) -> None:
+        self.stops += 1
         first = self.stopped is None or self.stopped.reason != stop.reason
         if self.stopped is not None and first:
             self.metrics.cache_stopped.labels(self.stopped.reason).set(0)

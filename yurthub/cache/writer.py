@@ -77,6 +77,7 @@ class CacheWriter(BackgroundThread):
         self._event_counters: dict[str, Any] = {}
         self.idle = threading.Event()
         self.idle.set()
+        self.drops = 0  # responses not cached (dropped, refused), ever
         # The largest list worth spooling (or inflating): one that could be committed.
         self.max_list_bytes = 1 << 40
         self.space = SpaceGuard(store, metrics)
@@ -243,6 +244,7 @@ class CacheWriter(BackgroundThread):
                    for h in self._handlers)
 
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
+        self.drops += 1
         m = self.metrics
         m.cache_entries_dropped.labels(m.component(entry.component), m.resource(entry.resource),
                                        reason).inc()

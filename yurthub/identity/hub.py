@@ -246,8 +246,15 @@ def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     discovery: gone, the cloud was verified against the system's CAs, failed, and the hub
     served from its cache for good; damaged, the hub did not start at all, offline too.
 
+    Altered but still a certificate (a CA copied there by hand, another cluster's), it is
+    no longer the CA the join proved (bootstrap-hub.conf keeps that one, written with it):
+    the cloud was verified against it and called unhealthy for good, or a server of that
+    CA's trusted.  It is written again the same way; whether the joined CA still answers
+    the configured pins is the bootstrap's question (a replaced cluster CA joins again).
+
     Raises ConfigError naming the file when nothing holds the CA."""
     ca = files.read(files.ca)
+    stored = None
     if ca is None:
         if files.read(files.client_pair) is None:
             return  # nothing to verify yet: a join proves the CA and writes it
@@ -255,8 +262,12 @@ def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     elif not certs.ca_pins(ca):
         what = "holds no CA certificate"
     else:
-        return
-    stored = bootstrap.stored()
+        stored = bootstrap.stored()
+        joined = set(certs.ca_pins(stored.ca_pem)) if stored and stored.ca_pem else set()
+        if not joined or set(certs.ca_pins(ca)) == joined:
+            return
+        what = "holds another CA than the one the join proved"
+    stored = stored or bootstrap.stored()
     if stored is None or not stored.ca_pem or not certs.ca_pins(stored.ca_pem):
         raise ConfigError(f"root_dir: {files.ca!r} {what}: put the cluster's CA back there, "
                           f"or empty {files.root!r} to join again")

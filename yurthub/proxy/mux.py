@@ -25,6 +25,7 @@ a watch of one named object, Table and metadata-only answers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -37,6 +38,7 @@ from werkzeug.wrappers import Response
 
 from yurthub.access.guard import AccessGuard
 from yurthub.access.keys import access_key
+from yurthub.cache.manager import CacheManager
 from yurthub.cache.policy import is_historical_list
 from yurthub.cache.views import Selectors, parse_selectors
 from yurthub.config import MULTIPLEXER_AGENT, Config
@@ -46,7 +48,7 @@ from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import transform
 from yurthub.kube.listoptions import check_list_options, parse_resource_version
-from yurthub.kube.resources import builtin
+from yurthub.kube.resources import ResourceType, builtin
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
 from yurthub.proxy import filtering
@@ -82,8 +84,10 @@ class Multiplexer:
 
     def __init__(self, cfg: Config, streams: StreamRegistry, filters: FilterManager,
                  metrics: Metrics, *, guard: AccessGuard | None = None,
-                 feed_environ: dict[str, Any] | None = None, upstream: Any = None) -> None:
+                 feed_environ: dict[str, Any] | None = None, upstream: Any = None,
+                 cache: CacheManager | None = None) -> None:
         self.cfg = cfg
+        self.cache = cache  # whose copy of each shared state a feed keeps complete
         self.upstream = upstream  # for the cloud's current resourceVersion (muxfeed.Latest)
         self.streams = streams
         self.filters = filters
@@ -147,7 +151,7 @@ class Multiplexer:
             prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
             state = SharedState(rt, self.cfg.watch_history_size)
             feed = Feed(self.app, state, f"{prefix}/{resource}", self.cfg.node_name,
-                        self.feed_environ)
+                        self.feed_environ, functools.partial(self._copy_problem, rt))
             latest = None
             if self.upstream is not None:
                 latest = Latest(self.upstream, f"{prefix}/{resource}", feed.user_agent)
@@ -286,6 +290,24 @@ class Multiplexer:
                 details={"causes": [{"reason": "ResourceVersionTooLarge",
                                      "message": "Too large resource version"}],
                          "retryAfterSeconds": 1})
+
+    def _copy_problem(self, rt: ResourceType, mark: int | None) -> tuple[str, int]:
+        """Why the cached copy of ``rt``'s shared state is no whole list, when a list now
+        would make one (the cloud answers, caching works), else ""; and the cache's
+        setbacks so far (a feed passes them back as ``mark`` after its next list).  A copy
+        with no list at all since a list that the cache has not refused is left alone: that
+        list's commit may still be on its way."""
+        cache = self.cache
+        if cache is None:
+            return "", 0
+        setbacks = cache.setbacks()
+        if (self.upstream is None or not self.upstream.candidates()
+                or cache.not_ready() is not None):
+            return "", setbacks
+        why, missing = cache.whole_list_problem(MULTIPLEXER_AGENT, rt)
+        if missing and setbacks == mark:
+            return "", setbacks
+        return why, setbacks
 
     def _cloud_answers(self) -> bool:
         return self.upstream is None or bool(self.upstream.candidates())

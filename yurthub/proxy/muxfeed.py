@@ -68,8 +68,15 @@ class Feed(BackgroundThread):
     """Keeps one SharedState current with one list+watch of ``path`` (the collection URL)."""
 
     def __init__(self, app: WsgiApp, state: SharedState, path: str, node: str,
-                 environ: dict[str, Any] | None = None) -> None:
+                 environ: dict[str, Any] | None = None,
+                 copy_problem: Callable[[int | None], tuple[str, int]] | None = None
+                 ) -> None:
         super().__init__()
+        # Why the state's copy in the cache is no whole list that a list now would mend
+        # ("" when it is, or when none would), asked before a watch (_mend), with the mark
+        # it gave at the last list (proxy/mux.py).
+        self.copy_problem = copy_problem
+        self._mark: int | None = None
         self.environ = dict(environ or {})  # what the worker would say of a connection
         self.app = app
         self.state = state
@@ -105,6 +112,8 @@ class Feed(BackgroundThread):
                     self.relist_asked = False
                     self._list()
                     relist = False
+                else:
+                    self._mend()
                 self._watch()
                 backoff = 0.5
             except _Expired as e:
@@ -129,6 +138,23 @@ class Feed(BackgroundThread):
         its watch from the state's version waits, silent, for versions the cloud will give
         other changes.  The caller ends that watch; the feed then lists again."""
         self.relist_asked = True
+
+    def _mend(self) -> None:
+        """Before a watch that does not follow a list: a list for the cache's sake when its
+        copy is not whole.  The watch keeps the state current, not that copy: a list the
+        cache could not take (a full disk, with room again since) was never taken again,
+        and a restart without the cloud found nothing to serve.  The state is whole, so a
+        failure (the cloud just went away) is left to the next time, and the watch goes on."""
+        if self.copy_problem is None:
+            return
+        why, _ = self.copy_problem(self._mark)
+        if not why:
+            return
+        log.info("shared %s: %s; listing again", self.state.rt.resource, why)
+        try:
+            self._list()
+        except (_Failed, YurthubError) as e:
+            log.info("shared %s: cannot list now (%s); watching on", self.state.rt.resource, e)
 
     def stalled(self) -> bool:
         """The watch has been silent for over twice the apiserver's bookmark cadence (it
@@ -172,6 +198,8 @@ class Feed(BackgroundThread):
     # -- list -------------------------------------------------------------------------------
 
     def _list(self) -> None:
+        if self.copy_problem is not None:
+            self._mark = self.copy_problem(None)[1]  # setbacks from here on may be this list's
         status, chunks, close = self._call({})
         parser = ListParser()
         rt = self.state.rt

@@ -4,7 +4,7 @@
 """
 
 from yurthub.storage.disk import DiskStore
-from yurthub.storage.history import HistorySlice
+from yurthub.storage.history import REMOVED, HistorySlice, removed_record
 from yurthub.storage.keys import CollectionKey, validate_name
 from yurthub.storage.quota import Quota, QuotaExceeded
 from yurthub.storage.rootlock import not_a_cache, root_in_use
@@ -20,6 +20,7 @@ from yurthub.storage.store import (
 from yurthub.storage.txn import DiskTransaction
 
 __all__ = [
+    "REMOVED",
     "CollectionKey",
     "CollectionStats",
     "DiskStore",
@@ -34,6 +35,7 @@ __all__ = [
     "StoreStats",
     "Transaction",
     "not_a_cache",
+    "removed_record",
     "root_in_use",
     "validate_name",
 ]

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 FILE = "_history"
 MAGIC = b"yurthub-history"
 _NONE, _LOST = b"none", b"lost"
+# A record that is no watch event: the objects a complete list removed, committed with their
+# deletes so that recovery can tell them from lost files (``deleted``).  Watches skip it.
+REMOVED = "REMOVED"
+
+
+def removed_record(rv: int, keys: list[tuple[str, str]]) -> dict[str, Any]:
+    """The record of the objects a list at ``rv`` removed."""
+    return {"rv": rv, "type": REMOVED, "keys": [list(k) for k in keys]}
 
 
 def encode_record(record: dict[str, Any]) -> tuple[int, bytes]:
@@ -225,7 +233,8 @@ class History:
 
     def deleted(self, coll_fd: int, wanted: dict[tuple[str, str], int]) -> set[tuple[str, str]]:
         """Which of ``wanted`` ((namespace, name) -> the resourceVersion last known of it)
-        a committed watch event deleted: its last record is DELETED, at or above that version.
+        a commit deleted: its last record is a watch event's DELETED or a list's REMOVED
+        (``removed_record``), at or above that version.
 
         Recovery asks for the objects a lazily saved index still lists but whose files are
         gone: a delete commits its history record with it (one transaction), so a file
@@ -237,14 +246,19 @@ class History:
         try:
             with self.slice_after(coll_fd, min(wanted.values()) - 1) as records:
                 for rec in records:
-                    key = (rec.get("ns", ""), rec.get("name", ""))
-                    if key in wanted:
-                        last[key] = rec
+                    if rec.get("type") == REMOVED:
+                        keys = [tuple(k) for k in rec.get("keys") or ()
+                                if isinstance(k, list) and len(k) == 2]
+                    else:
+                        keys = [(rec.get("ns", ""), rec.get("name", ""))]
+                    for key in keys:
+                        if key in wanted:
+                            last[key] = rec
         except (OSError, StorageError) as e:
             log.warning("cannot read the history to explain missing files: %s", e)
             return set()
         return {k for k, rec in last.items()
-                if rec.get("type") == "DELETED" and isinstance(rec.get("rv"), int)
+                if rec.get("type") in ("DELETED", REMOVED) and isinstance(rec.get("rv"), int)
                 and rec["rv"] >= wanted[k]}
 
     # -- writing (the writer thread only) ---------------------------------------------------

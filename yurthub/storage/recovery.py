@@ -9,9 +9,9 @@ files that are not valid JSON objects, symlinks and misplaced entries are moved 
 gone (deleted, or its namespace directory replaced by a file or a symlink and set aside) is
 reported lost like a quarantined one: the views that held it become incomplete, never
 shorter.  design: after a crash the index may predate a commit that deleted an object (it
-is written lazily).  A watch event's delete is explained by its history record (committed
-with it): that object is gone, not lost.  One a relist removed is reported lost, which
-costs its views' offline answers until the next list from the cloud, never a wrong answer.
+is written lazily).  A watch event's delete is explained by its history record, and a
+list's removals by the REMOVED record committed with them: those objects are gone, not
+lost.  A file missing with no such record (deleted behind the store's back) is lost.
 """
 
 from __future__ import annotations
@@ -324,9 +324,9 @@ class Recovery:
         """Objects the saved index lists whose files are gone (deleted, or their namespace
         directory set aside) are lost, like quarantined ones: a view that held one must not
         answer a list without it (kubelet takes a pod missing from its list as deleted).
-        Not one a committed watch event deleted (the history says so): the index is saved
-        lazily, and a pod deleted shortly before a crash made kubelet's whole pod list
-        refused after the reboot."""
+        Not one a committed watch event or list removed (the history says so): the index
+        is saved lazily, and a pod deleted shortly before a crash made kubelet's whole pod
+        list refused after the reboot."""
         already = {(ns, name) for ns, name, _ in self._lost}
         gone = sorted(saved.keys() - on_disk.keys() - already)
         deleted = hist.deleted(coll_fd, {k: _rv(saved[k][0].meta) for k in gone

@@ -9,6 +9,7 @@ import stat
 import urllib3
 from cryptography import x509
 
+from kubesandbox import pki
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.integration.identity.conftest import TOKEN, readyz, readyz_saying, serve_once, token_args
@@ -309,6 +310,25 @@ def test_a_pinned_ca_gone_beside_the_certificate_is_written_again_and_the_cloud_
     ca.unlink()
     (root / "bootstrap-hub.conf").unlink()
     assert f"'{ca}' is missing beside the hub's certificate" in refused_start(cluster, tmp_path)
+
+
+def test_a_pinned_ca_replaced_by_another_ca_is_written_again_and_the_cloud_reached(
+        cluster, joining_hub, tmp_path):
+    # ca.crt replaced by another CA's certificate (copied there by hand, another cluster's):
+    # it parsed, so the hub trusted it: the cloud's certificate failed to verify, the hub
+    # called a healthy cloud unhealthy and served its cache for good
+    root = tmp_path / "root"
+    hub = joining_hub(root_dir=root)
+    ca = root / "pki" / "ca.crt"
+    pinned = ca.read_bytes()
+    assert hub.stop() == 0
+    ca.write_bytes(pki.cert_pem(pki.Authority.create().cert))
+    hub.start()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
+             "the cloud healthy")
+    assert hub.get("/api/v1/nodes")[0] == 200
+    assert ca.read_bytes() == pinned
+    assert "ca.crt holds another CA than the one the join proved: written again" in hub.log()
 
 
 def test_a_pinned_ca_gone_while_the_hub_runs_never_lets_the_systems_cas_in(cluster,
