@@ -78,6 +78,10 @@ class Hub:
         # Hundreds of threads (one per watch) would each get a malloc arena of their own,
         # and each arena keeps what was freed in it: a backlog once held stays as RSS.
         linux.limit_malloc_arenas(2)
+        # Big bodies stream in pieces that are freed as fast as new ones are made: from
+        # the arenas, not faulted in anew each time (the housekeeping's malloc_trim gives
+        # back what stays free).
+        linux.keep_freed_memory()
         # 1. metrics (labels that clients choose are bounded: the known values and a few),
         # and who may use the hub (raises ConfigError for an unknown kubelet_user)
         self.metrics = Metrics(components=cfg.effective_cache_agents - {"*"},

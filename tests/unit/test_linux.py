@@ -109,6 +109,31 @@ def test_malloc_arenas_are_bounded_and_freed_memory_goes_back_to_the_kernel():
     assert int(out) > 20_000_000  # about 40 MB were free inside the heap
 
 
+def test_pieces_of_a_streamed_body_reuse_freed_memory_instead_of_faulting_it_in():
+    """In a child (malloc's thresholds are process-wide): 100 MiB in pieces of 256 KiB,
+    freed a pipe's worth (8) at a time as a cache tee frees what the writer took.  With
+    glibc's defaults each freed batch is given back and every page of the next faulted in
+    again (~24,000 page faults here); after ``keep_freed_memory`` (as the hub's worker
+    calls it) none is."""
+    code = (
+        "import resource\n"
+        "from yurthub import linux\n"
+        "assert linux.limit_malloc_arenas(2) and linux.keep_freed_memory()\n"
+        "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "piece = memoryview(bytes(256 << 10))\n"
+        "held = [bytes(piece) for _ in range(8)]\n"
+        "held.clear()\n"
+        "before = faults()\n"
+        "for i in range(400):\n"
+        "    held.append(bytes(piece))\n"
+        "    if len(held) == 8:\n"
+        "        held.clear()\n"
+        "print(faults() - before)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True).stdout
+    assert int(out) < (100 << 20) // os.sysconf("SC_PAGESIZE") // 100
+
+
 def test_the_descriptor_table_is_grown_once_and_no_descriptor_in_use_is_touched():
     """In a child (the table is process-wide and never shrinks): FDSize holds n after the
     call; a descriptor already open at n - 1 stays what it was; more than RLIMIT_NOFILE is

@@ -37,7 +37,10 @@ from yurthub import linux
 log = logging.getLogger(__name__)
 
 PIPE_SIZE = 1 << 20  # asked for; unprivileged users get 64 KiB once past their pipe quota
-GATHER = 256 << 10   # a list's chunks are piped in batches of at least this much
+# A list's chunks are piped in batches of at least this much: each batch is one system
+# call and one wake-up of the writer.  Three of the body's 256 KiB pieces (each takes one
+# page more than its size, being unaligned) go into PIPE_SIZE in one vmsplice.
+GATHER = 768 << 10
 LEND_MIN = 32 << 10  # smaller batches (watch events, objects) are copied into the pipe
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -29,6 +30,67 @@ EXACT = [False, True] if HAVE_MSGSPEC else [False]
 ])
 def test_hides_only_escapes_of_what_a_pattern_may_hold(text, hidden):
     assert hides(text) is hidden and hides(text.encode()) is hidden
+
+
+HIDING = re.compile(rb"\\(?:/|u00(?:2[2dDeEfF]|3[0-9aA]|[4-7][0-9a-fA-F]))")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_an_escape_that_may_hide_is_found_where_the_regex_finds_it(seed):
+    """Backslashes sparse and dense (past DENSE, the regex's own scan takes over), clusters
+    of harmless escapes, \\\\ before / and u, escapes cut by ``end``: in bytes and str,
+    always the regex's first match."""
+    import random
+    rng = random.Random(seed)
+    pieces = ['\\"', "\\\\", "\\/", "\\u0041", "\\u0026", "\\u00e9", "\\u004", "\\n",
+              "\\u", "u0041", "x" * rng.choice([1, 40, 200, 3000]), "/", "\\"]
+    weights = [30, 2, 1, 1, 3, 2, 1, 3, 1, 2, 40, 2, 1]
+    if rng.random() < 0.5:
+        weights[2] = weights[3] = 0  # nothing hides: the whole region is read
+    for _ in range(20):
+        text = "".join(rng.choices(pieces, weights, k=rng.choice([0, 3, 50, 400])))
+        start = rng.randrange(len(text) + 1)
+        end = rng.randrange(start, len(text) + 1)
+        for buf in (text, text.encode()):
+            m = HIDING.search(text.encode(), start, end)
+            assert bulk.find_hiding(buf, start, end) == (m.start() if m else -1), \
+                (text[start:end][:200], start, end)
+        assert hides(text[start:end]) is (HIDING.search(text[start:end].encode()) is not None)
+
+
+def test_a_pod_list_is_searched_for_escapes_at_memchr_speed(monkeypatch):
+    """managedFields' keys put a backslash every few hundred bytes into a pod list; the
+    regex engine, which looks for one a byte at a time, is not run over the list: each
+    cluster of \\" is passed in one match."""
+    searched = []
+
+    class Spy:
+        def __init__(self, rx):
+            self.rx = rx
+
+        def search(self, buf, start, end):
+            searched.append(end - start)
+            return self.rx.search(buf, start, end)
+
+        def match(self, buf, start, end):
+            return self.rx.match(buf, start, end)
+
+    monkeypatch.setattr(bulk, "_HIDING_RE", tuple(Spy(r) for r in bulk._HIDING_RE))
+    pod = {"metadata": {"name": "web-1", "managedFields": [{"fieldsV1": {
+        "f:metadata": {"f:ownerReferences": {'k:{"uid":"19a59bf5-00c3-5a75"}': {}}},
+        "f:spec": {"f:containers": {'k:{"name":"app"}': {"f:env": {
+            'k:{"name":"A"}': {".": {}, "f:name": {}, "f:value": {}},
+            'k:{"name":"B"}': {".": {}, "f:name": {}, "f:value": {}}}}}},
+        "f:status": {"f:conditions": {'k:{"type":"Ready"}': {".": {}, "f:status": {}},
+                                      'k:{"type":"PodScheduled"}': {".": {}}}}}}]},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.27" + "x" * 2000}]}}
+    body = b",".join([json.dumps(pod, separators=(",", ":")).encode()] * 500)
+    assert body.count(b"\\") >= 500 * 20
+    assert bulk.find_hiding(body, 0, len(body)) == -1
+    assert Interest(["KUBERNETES_SERVICE_"]).find(body) == -1
+    assert sum(searched) < len(body) // 100
+    hidden = body + b',{"env":[{"name":"KUBERNETES\\u005fSERVICE_HOST"}]}'
+    assert bulk.find_hiding(hidden, 0, len(hidden)) == hidden.index(b"\\u005f")
 
 
 def test_interest_finds_the_first_hit():
