@@ -20,8 +20,8 @@ from _common import ROOT, spread, stack_banner
 
 sys.path.insert(0, str(ROOT))
 from kubesandbox.seed import pod_entries
-from yurthub.cache.collection import load_meta
 from yurthub.cache.inventory import store_rows
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.views import CollectionState, ViewKey
 from yurthub.storage import CollectionKey, DiskStore
 

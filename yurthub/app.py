@@ -19,8 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from yurthub import gil, linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
-from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.views import CollectionState, check_state
 from yurthub.config import Config
 from yurthub.connection import ConnectionInfo, Role, connection_of

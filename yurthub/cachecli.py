@@ -24,8 +24,8 @@ from typing import Any, TextIO
 import yaml
 
 from yurthub import config
-from yurthub.cache.collection import load_meta
 from yurthub.cache.inventory import CollectionRow, age, body_checker, purge, summarize
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.views import check_state
 from yurthub.errors import ConfigError, InvalidKeyError, StorageError, YurthubError
 from yurthub.storage import CollectionKey, DiskStore

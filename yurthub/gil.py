@@ -8,7 +8,7 @@ C calls that hold the GIL.  A thread serving a small GET needs the GIL back some
 commit.  So, while a long job runs (``long_job``):
 
 - no full collection starts (the young generations are still collected; the caller
-  freezes what survives, see cache.collection.freeze_long_lived);
+  freezes what survives, see cache.mutation.freeze_long_lived);
 - the switch interval is 0.5 ms, so a waiting thread gets the GIL sooner;
 - between its small steps the job calls ``pace()``, which sleeps 50 us every 1 ms while
   short requests are being served (``foreground``: one is in the app, or one left it less

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from yurthub.cache.collection import load_meta
 from yurthub.cache.inventory import age
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.views import CollectionState, ViewKey
 from yurthub.storage import CollectionKey, DiskStore
 from yurthub.storage.collection import decode_state

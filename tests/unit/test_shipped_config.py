@@ -23,7 +23,7 @@ import pytest
 
 from tests.fixtures import free_port
 from yurthub import config
-from yurthub.cache.collection import load_meta
+from yurthub.cache.mutation import load_meta
 from yurthub.storage import DiskStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from yurthub.cache.collection import CollectionWriter, Mutation
+from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
 from yurthub.cache.integrity import body_problem
+from yurthub.cache.mutation import Mutation
 from yurthub.errors import DamagedObject, InvalidKeyError, StorageError
 from yurthub.kube.resources import ResourceType
 from yurthub.metrics import Metrics

@@ -12,9 +12,10 @@ import json
 import logging
 import time
 
-from yurthub.cache.collection import CollectionWriter, Mutation, index_meta, rv_of
+from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.integrity import expected_type
+from yurthub.cache.mutation import Mutation, index_meta, rv_of
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.cache.views import Selectors
 from yurthub.errors import DecodeError, InvalidKeyError, StorageError

@@ -13,9 +13,9 @@ import tempfile
 import time
 from typing import IO
 
-from yurthub.cache.collection import ListAssembly
 from yurthub.cache.entry import Entry, Sink
 from yurthub.cache.handlers import Handler
+from yurthub.cache.mutation import ListAssembly
 from yurthub.cache.tee import Outcome, Tee
 from yurthub.gil import long_job, pace
 from yurthub.kube import skeleton

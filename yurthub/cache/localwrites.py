@@ -8,8 +8,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from yurthub.cache.collection import CollectionWriter, Mutation
+from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
+from yurthub.cache.mutation import Mutation
 from yurthub.cache.space import SpaceGuard
 from yurthub.errors import StorageError, YurthubError
 from yurthub.storage import DiskStore

@@ -16,16 +16,16 @@ from functools import lru_cache
 from typing import Any
 
 from yurthub.cache import discovery
-from yurthub.cache.collection import index_meta
 from yurthub.cache.damage import Damage
 from yurthub.cache.entry import Entry
 from yurthub.cache.integrity import body_problem
 from yurthub.cache.localwrites import StaleLocalWrite
+from yurthub.cache.mutation import index_meta
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
 from yurthub.cache.scopes import Scopes
 from yurthub.cache.tee import GATHER, Budget, Tee
-from yurthub.cache.views import CollectionState, ViewKey, parse_selectors
+from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
 from yurthub.config import Config
 from yurthub.errors import (
@@ -100,22 +100,6 @@ class CacheManager:
     def setbacks(self) -> int:
         """Responses the cache did not take so far (dropped, or refused for want of room)."""
         return self.writer.drops + self.writer.space.stops
-
-    def whole_list_problem(self, component: str, rt: ResourceType) -> tuple[str, bool]:
-        """Why ``component``'s cached ``rt`` holds no whole list of every object (a shared
-        state's copy: proxy/mux.py), "" when it does; and whether it holds none at all.  A
-        stale one is whole: it is served offline, marked so (a broken watch marks it)."""
-        ck = CollectionKey(component, rt.group, rt.version, rt.resource, rt.namespaced)
-        try:
-            view = CollectionState.from_json(self.store.state(ck) or {}).views.get(
-                ViewKey("", "", ""))
-        except ValueError as e:
-            return f"its cached state cannot be read ({e})", False
-        if view is None:
-            return "its cached copy holds no complete list", True
-        if view.incomplete:
-            return f"its cached copy is not whole ({view.incomplete})", False
-        return "", False
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until the writer has done what it was handed (False: not within ``timeout``)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yurthub.cache.integrity import body_problem
-from yurthub.cache.views import CollectionState, Selectors, View, covers, parse_selectors
+from yurthub.cache.views import CollectionState, Selectors, View, ViewKey, covers, parse_selectors
 from yurthub.errors import BadRequest, DamagedObject, Gone, NotFound, ServiceUnavailable
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message, resource_details
@@ -141,6 +141,22 @@ class CacheReader:
         self.on_damaged = on_damaged or (lambda ck, ns, name, why: None)
         # collections whose views are stale but not yet marked so on disk (a full disk)
         self.unsynced: Mapping[CollectionKey, str] = unsynced if unsynced is not None else {}
+
+    def whole_list_problem(self, component: str, rt: ResourceType) -> tuple[str, bool]:
+        """Why ``component``'s cached ``rt`` holds no whole list of every object (a shared
+        state's copy: proxy/mux.py), "" when it does; and whether it holds none at all.  A
+        stale one is whole: it is served offline, marked so (a broken watch marks it)."""
+        ck = CollectionKey(component, rt.group, rt.version, rt.resource, rt.namespaced)
+        try:
+            view = CollectionState.from_json(self.store.state(ck) or {}).views.get(
+                ViewKey("", "", ""))
+        except ValueError as e:
+            return f"its cached state cannot be read ({e})", False
+        if view is None:
+            return "its cached copy holds no complete list", True
+        if view.incomplete:
+            return f"its cached copy is not whole ({view.incomplete})", False
+        return "", False
 
     def _damaged(self, ck: CollectionKey, ns: str, name: str, why: str) -> ServiceUnavailable:
         """Report a damaged file; the 503 the request gets instead of a wrong answer."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from yurthub.cache.collection import CollectionWriter, Mutation
+from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
+from yurthub.cache.mutation import Mutation
 from yurthub.errors import StorageError
 from yurthub.storage import CollectionKey
 

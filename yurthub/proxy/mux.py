@@ -304,7 +304,7 @@ class Multiplexer:
         if (self.upstream is None or not self.upstream.candidates()
                 or cache.not_ready() is not None):
             return "", setbacks
-        why, missing = cache.whole_list_problem(MULTIPLEXER_AGENT, rt)
+        why, missing = cache.reader.whole_list_problem(MULTIPLEXER_AGENT, rt)
         if missing and setbacks == mark:
             return "", setbacks
         return why, setbacks

@@ -14,8 +14,8 @@ import pytest
 
 from tests.fixtures import K8S_TESTDATA
 from yurthub import config
-from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.mutation import load_meta
 from yurthub.kube.requestinfo import parse_request_info
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore, Quota

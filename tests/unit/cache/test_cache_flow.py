@@ -506,7 +506,7 @@ def test_a_big_list_commits_without_a_full_collection_and_restores_the_collector
     as before afterwards, for a list that committed and for one that broke off."""
     import gc
 
-    from yurthub.cache.collection import FREEZE_ABOVE
+    from yurthub.cache.mutation import FREEZE_ABOVE
 
     before = (gc.get_threshold(), sys.getswitchinterval())
     full: list[int] = []
@@ -543,7 +543,7 @@ def test_a_big_list_leaves_the_collectors_generations_and_reopens_intact(manager
     collection walks it), and the index, encoded in pieces, reads back whole."""
     import gc
 
-    from yurthub.cache.collection import FREEZE_ABOVE
+    from yurthub.cache.mutation import FREEZE_ABOVE
     from yurthub.storage import DiskStore
 
     pods = [pod(f"p-{i}", rv=100 + i, ns=f"ns-{i % 7}") for i in range(FREEZE_ABOVE + 300)]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tests.unit.cache.conftest import PODS, Feeder, list_body, pod
 from yurthub import config
-from yurthub.cache.collection import load_meta
 from yurthub.cache.manager import CacheManager
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.reader import _event_for
 from yurthub.cache.views import parse_selectors
 from yurthub.kube.resources import builtin

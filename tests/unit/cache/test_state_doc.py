@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from yurthub.cache.collection import load_meta
+from yurthub.cache.mutation import load_meta
 from yurthub.cache.views import CollectionState, ViewKey, check_state
 from yurthub.storage import CollectionKey, DiskStore
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.fixtures import K8S_TESTDATA
-from yurthub.cache.collection import index_meta
+from yurthub.cache.mutation import index_meta
 from yurthub.errors import DecodeError
 from yurthub.kube import skeleton
 from yurthub.kube.fields import read_paths
