@@ -233,6 +233,9 @@ class CredentialStore:
                 doc = yaml.safe_load(fh)
         except OSError as e:
             raise ConfigError(f"kubeconfig = {path!r}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig (not UTF-8 text)") \
+                from None
         except yaml.YAMLError as e:
             first = str(e).splitlines()[0]
             raise ConfigError(f"kubeconfig = {path!r}: not valid YAML: {first}") from None

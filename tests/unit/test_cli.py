@@ -174,6 +174,19 @@ def test_check_config_refuses_a_token_file_that_is_a_directory(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("content", [b"\x00\x01\xff\xfe", b"apiVersion: v1\nkind: \xff\n"],
+                         ids=["binary", "latin-1-inside-yaml"])
+def test_check_config_refuses_a_kubeconfig_that_is_not_text_in_one_line(tmp_path, content):
+    # was: a UnicodeDecodeError traceback from the YAML reader and exit 1
+    kubeconfig = tmp_path / "hub.kubeconfig"
+    kubeconfig.write_bytes(content)
+    r = run("check-config", "--kubeconfig", str(kubeconfig),
+            "--disk-cache-path", str(tmp_path / "cache"))
+    assert r.returncode == 2, r
+    assert r.stderr == f"yurthub: kubeconfig = '{kubeconfig}': not a kubeconfig " \
+                       "(not UTF-8 text)\n"
+
+
 @pytest.mark.parametrize("command", ["sandbox", "demo"])
 def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
     """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.
