@@ -246,8 +246,11 @@ class CredentialStore:
             cluster, user = _current(doc)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"kubeconfig = {path!r}: {e}") from None
+        problem = _mistyped(cluster, user)
+        if problem:
+            raise ConfigError(f"kubeconfig = {path!r}: {problem}")
         out: dict[str, Any] = {"server": cluster.get("server", "")}
-        out["insecure"] = bool(cluster.get("insecure-skip-tls-verify", False))
+        out["insecure"] = cluster.get("insecure-skip-tls-verify", False) is True
         for key, data_key, attr, fname in (
             ("certificate-authority", "certificate-authority-data", "ca_file", "ca.crt"),
             ("client-certificate", "client-certificate-data", "client_cert_file", "client.crt"),
@@ -268,6 +271,28 @@ class CredentialStore:
         elif user.get("token"):
             out["token"] = str(user["token"]).strip()
         return out
+
+
+_CLUSTER_TEXT = ("server", "certificate-authority", "certificate-authority-data")
+_USER_TEXT = ("client-certificate", "client-certificate-data", "client-key",
+              "client-key-data", "token", "tokenFile")
+
+
+def _mistyped(cluster: dict[str, Any], user: dict[str, Any]) -> str:
+    """What client-go would refuse to decode in the fields the hub uses ("" when none).
+
+    A quoted ``insecure-skip-tls-verify: "false"`` is a string, which kubectl refuses; taken
+    for its truth value it would turn TLS verification off."""
+    if not isinstance(cluster, dict) or not isinstance(user, dict):
+        return "its current context's cluster or user is not a mapping"
+    flag = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(flag, bool):
+        return f"insecure-skip-tls-verify = {flag!r} is not a boolean (true or false, unquoted)"
+    for where, src, keys in (("cluster", cluster, _CLUSTER_TEXT), ("user", user, _USER_TEXT)):
+        for key in keys:
+            if src.get(key) is not None and not isinstance(src[key], str):
+                return f"its {where}'s {key} is not a string"
+    return ""
 
 
 def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -203,3 +203,50 @@ def test_an_expired_client_certificate_is_the_reason_not_a_cloud_outage(secure, 
     status, _, body = hub.get("/api/v1/nodes", Authorization=f"Bearer {TOKEN}")
     assert status == 200 and json.loads(body)["items"], body
     assert "is unhealthy" not in hub.log()
+
+
+def _load_kubeconfig(path):
+    from yurthub import config
+    from yurthub.credentials import CredentialStore
+
+    store = CredentialStore(config.load(None, {"kubeconfig": str(path)}))
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("cluster, user, words", [
+    # kubectl: "cannot unmarshal string into ... insecure-skip-tls-verify of type bool"; was
+    # taken for its truth value, so a quoted "false" turned TLS verification off
+    ({"insecure-skip-tls-verify": "false"}, {"token": "t"},
+     "insecure-skip-tls-verify = 'false' is not a boolean"),
+    ({"server": 6443}, {"token": "t"}, "its cluster's server is not a string"),  # was a traceback
+    ({"certificate-authority": 5}, {"token": "t"},
+     "its cluster's certificate-authority is not a string"),
+    ({}, {"tokenFile": ["a"]}, "its user's tokenFile is not a string"),
+])
+def test_a_kubeconfig_field_of_the_wrong_type_is_refused_as_kubectl_refuses_it(
+        tmp_path, cluster, user, words):
+    from yurthub.errors import ConfigError
+
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", **cluster}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x"}))
+    with pytest.raises(ConfigError) as e:
+        _load_kubeconfig(path)
+    assert str(e.value).startswith(f"kubeconfig = '{path}': {words}"), str(e.value)
+
+
+def test_a_kubeconfig_saying_insecure_true_is_still_insecure(tmp_path):
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    assert _load_kubeconfig(path).insecure
+
