@@ -236,6 +236,9 @@ class CredentialStore:
         except UnicodeDecodeError:
             raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig (not UTF-8 text)") \
                 from None
+        except RecursionError:
+            raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig (nested too deeply)") \
+                from None
         except yaml.YAMLError as e:
             first = str(e).splitlines()[0]
             raise ConfigError(f"kubeconfig = {path!r}: not valid YAML: {first}") from None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,3 +253,21 @@ def test_a_kubeconfig_saying_insecure_true_is_still_insecure(tmp_path):
         "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
     assert _load_kubeconfig(path).insecure
 
+
+@pytest.mark.parametrize("flag, words", [
+    ("--kubeconfig", "kubeconfig = '{}': not a kubeconfig (nested too deeply)"),
+    ("--bootstrap-file", "bootstrap_file = '{}': not a bootstrap kubeconfig"),
+    ("--kubelet-conf", "kubelet_conf = '{}': not a kubeconfig with a cluster"),
+])
+def test_a_kubeconfig_nested_too_deeply_is_one_line_not_a_traceback(tmp_path, flag, words):
+    path = tmp_path / "deep.kubeconfig"
+    path.write_text("[" * 20000 + "\n")  # was: RecursionError from the YAML composer, exit 1
+    extra = ["--bootstrap-mode", "kubeletcertificate"] if flag == "--kubelet-conf" else []
+    r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", flag, str(path),
+                        *extra, "--server-addr", "https://127.0.0.1:1",
+                        "--disk-cache-path", str(tmp_path / "cache"),
+                        "--root-dir", str(tmp_path / "root")],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+    assert r.returncode == 2, r
+    assert r.stderr == f"yurthub: {words.format(path)}\n", r.stderr
