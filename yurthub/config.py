@@ -397,6 +397,22 @@ def load(path: str | None = None, overrides: Mapping[str, str] | None = None) ->
     return cfg
 
 
+def _overlap(cache: str, root: str) -> str:
+    """Why the cache tree and the identity's directory would mix ("" when they do not).
+
+    The cache refuses a directory with files not its own, and its sweep and ``yurthub cache
+    purge`` would take the hub's certificates for cached objects; the cache below root_dir
+    (root_dir/cache, the default) is the layout that keeps them apart."""
+    cache, root = os.path.normpath(cache), os.path.normpath(root)
+    if cache == root:
+        return "the cache and the hub's identity cannot share a directory"
+    if os.path.commonpath([cache, root]) == cache:
+        return "root_dir is inside the cache"
+    if os.path.commonpath([cache, os.path.join(root, "pki")]) == os.path.join(root, "pki"):
+        return "the cache is inside root_dir's pki"
+    return ""
+
+
 def _default_node_name() -> str:
     return socket.gethostname().split(".")[0].lower()
 
@@ -429,6 +445,10 @@ def _check(cfg: Config, source: str) -> None:
     if cfg.discovery_token_ca_cert_hash and cfg.discovery_token_unsafe_skip_ca_verification:
         raise ConfigError(f"{source}: discovery_token_ca_cert_hash and "
                           "discovery_token_unsafe_skip_ca_verification exclude each other")
+    overlap = _overlap(cfg.disk_cache_path, cfg.root_dir)
+    if overlap:
+        raise ConfigError(f"{source}: disk_cache_path = {cfg.disk_cache_path!r} and root_dir = "
+                          f"{cfg.root_dir!r}: {overlap}")
 
 
 def check_files(cfg: Config) -> None:
