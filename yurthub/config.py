@@ -320,13 +320,19 @@ def render_value(f: dataclasses.Field[Any], value: Any) -> str:
     return str(f.metadata["render"](value))
 
 
+MAX_INI_BYTES = 1 << 20
+
+
 def read_ini(path: str) -> dict[str, str]:
     """The raw ``[yurthub]`` key/values of an INI file; unknown sections or keys are errors."""
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
-        with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INI_BYTES + 1)  # bounded: /dev/zero or a FIFO is no file
+        if len(data) > MAX_INI_BYTES:
+            raise ConfigError(f"{path}: not a config file: larger than {MAX_INI_BYTES} bytes")
+        parser.read_string(data.decode("utf-8"), source=path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
     except (configparser.Error, UnicodeDecodeError) as e:

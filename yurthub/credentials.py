@@ -82,6 +82,9 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
     return ctx
 
 
+MAX_TOKEN_BYTES = 64 << 10
+
+
 def read_bearer_token(path: str) -> str:
     """The bearer token in ``path`` (surrounding whitespace dropped, as client-go does).
 
@@ -89,7 +92,10 @@ def read_bearer_token(path: str) -> str:
     other than printable ASCII inside it would make an invalid Authorization header.
     """
     with open(path, "rb") as fh:
-        token = fh.read().strip()
+        token = fh.read(MAX_TOKEN_BYTES + 1)  # bounded: a device or a log is not a token
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ValueError(f"larger than {MAX_TOKEN_BYTES} bytes, not one bearer token")
+    token = token.strip()
     if not token:
         raise ValueError("it is empty")
     if any(b < 0x21 or b > 0x7E for b in token):

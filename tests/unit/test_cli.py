@@ -187,6 +187,26 @@ def test_check_config_refuses_a_kubeconfig_that_is_not_text_in_one_line(tmp_path
                        "(not UTF-8 text)\n"
 
 
+def _capped_memory() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize("args, line", [
+    (("--config", "/dev/zero"), "yurthub: /dev/zero: not a config file: larger than 1048576 bytes"),
+    (("--server-addr", "http://127.0.0.1:1", "--token-file", "/dev/zero"),
+     "yurthub: token_file = '/dev/zero': larger than 65536 bytes, not one bearer token"),
+])
+def test_check_config_reads_a_bounded_amount_of_a_file_that_never_ends(tmp_path, args, line):
+    # was: read to the end, which /dev/zero (or a FIFO, a log given by mistake) never
+    # reaches: all the memory there is, then a MemoryError traceback
+    r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", *args,
+                        "--disk-cache-path", str(tmp_path / "cache")],
+                       capture_output=True, text=True, timeout=60, preexec_fn=_capped_memory,
+                       env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+    assert (r.returncode, r.stderr) == (2, line + "\n"), r
+
+
 @pytest.mark.parametrize("command", ["sandbox", "demo"])
 def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
     """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.
