@@ -343,12 +343,16 @@ def read_ini(path: str) -> dict[str, str]:
         if section != SECTION:
             raise ConfigError(f"{path}: unknown section [{section}] (expected [{SECTION}])")
     values: dict[str, str] = {}
+    spelled: dict[str, str] = {}
     if parser.has_section(SECTION):
         for key, raw in parser.items(SECTION):
             name = key.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"{path}: unknown key {key!r} (value {raw!r}) in [{SECTION}]")
-            values[name] = raw
+            if name in values:  # configparser refuses a key twice, not two spellings of it
+                raise ConfigError(f"{path}: {name} is set twice in [{SECTION}] (as "
+                                  f"{spelled[name]!r} and {key!r})")
+            values[name], spelled[name] = raw, key
     return values
 
 

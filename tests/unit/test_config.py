@@ -108,6 +108,15 @@ def test_node_name_defaults_to_host_name():
     assert config.load().node_name
 
 
+def test_a_key_set_twice_under_both_spellings_is_refused(tmp_path):
+    # was: the last one silently won, while the same spelling twice is refused
+    path = write(tmp_path, "[yurthub]\nproxy-port = 20261\nproxy_port = 30261\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == (f"{path}: proxy_port is set twice in [yurthub] (as 'proxy-port' "
+                            "and 'proxy_port')")
+
+
 def test_check_files_reports_unreadable_credentials(tmp_path):
     cfg = config.load(None, {"ca_file": str(tmp_path / "missing.crt"),
                              "disk_cache_path": str(tmp_path / "cache")})
