@@ -207,6 +207,20 @@ def test_check_config_reads_a_bounded_amount_of_a_file_that_never_ends(tmp_path,
     assert (r.returncode, r.stderr) == (2, line + "\n"), r
 
 
+@pytest.mark.parametrize("args", [
+    ("cache", "ls", "--disk-cache-path", "{dir}"),
+    ("cache", "verify", "--disk-cache-path", "{dir}"),
+    ("cache", "--disk-cache-path", "{dir}", "ls", "--serve-port", "10267"),
+])
+def test_cache_takes_its_tree_options_after_the_subcommand_too(tmp_path, args):
+    # was: "unrecognized arguments: --disk-cache-path" (exit 2), kubectl's habit of flags
+    # after the verb; and an option after the verb must not undo one given before it
+    (tmp_path / "empty").mkdir(mode=0o700)
+    r = run(*(a.format(dir=tmp_path / "empty") for a in args))
+    assert r.returncode == 0, r
+    assert f"the cache at {tmp_path / 'empty'}" in r.stdout + r.stderr, r
+
+
 @pytest.mark.parametrize("command", ["sandbox", "demo"])
 def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
     """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.
