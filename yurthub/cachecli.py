@@ -42,31 +42,44 @@ class CacheCommandError(YurthubError):
     """A ``yurthub cache`` command cannot do what was asked (one line, exit 1)."""
 
 
-def add_arguments(p: argparse.ArgumentParser, parser_class: Any) -> None:
-    p.add_argument("--config", metavar="FILE",
+def _tree_options(p: argparse.ArgumentParser, default: Any = None) -> None:
+    p.add_argument("--config", metavar="FILE", default=default,
                    help=f"the hub's INI file (default: ${CONFIG_ENV}, else "
                    f"{config.DEFAULT_CONFIG_FILE} when it exists)")
-    p.add_argument("--disk-cache-path", metavar="DIR", help="root of the cache tree")
-    p.add_argument("--serve-port", metavar="PORT", help="the running hub's hub server port")
+    p.add_argument("--disk-cache-path", metavar="DIR", default=default,
+                   help="root of the cache tree")
+    p.add_argument("--serve-port", metavar="PORT", default=default,
+                   help="the running hub's hub server port")
+
+
+def add_arguments(p: argparse.ArgumentParser, parser_class: Any) -> None:
+    _tree_options(p)
+    # The same options after the subcommand too (`yurthub cache ls --disk-cache-path DIR`,
+    # as kubectl takes its flags anywhere); SUPPRESS keeps a value given before it.
+    tree = argparse.ArgumentParser(add_help=False)
+    _tree_options(tree, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND",
                            parser_class=parser_class)
     sub.required = True
-    ls = sub.add_parser("ls", help="a table of components and resources in the cache",
+    ls = sub.add_parser("ls", parents=[tree],
+                        help="a table of components and resources in the cache",
                         description="Components, resources, objects, bytes, views, the age "
                         "of the last complete list and whether the resource is stale.")
     ls.add_argument("component", nargs="?", metavar="COMPONENT")
     ls.add_argument("-o", "--output", choices=("wide", "json", "yaml"))
-    show = sub.add_parser("show", help="one cached object",
+    show = sub.add_parser("show", parents=[tree], help="one cached object",
                           description="Print one cached object as JSON (default) or YAML.")
     show.add_argument("component", metavar="COMPONENT")
     show.add_argument("resource", metavar="RESOURCE",
                       help="pods, leases.coordination.k8s.io or pods.v1.core")
     show.add_argument("name", metavar="[NAMESPACE/]NAME")
     show.add_argument("-o", "--output", choices=("json", "yaml"), default="json")
-    sub.add_parser("verify", help="check every file of the tree; exit 1 listing problems",
+    sub.add_parser("verify", parents=[tree],
+                   help="check every file of the tree; exit 1 listing problems",
                    description="Every object file parses and holds the object its path "
                    "names, modes are 0700/0600, nothing is left over from a crash.")
-    pg = sub.add_parser("purge", help="empty the cache, a component or one resource",
+    pg = sub.add_parser("purge", parents=[tree],
+                        help="empty the cache, a component or one resource",
                         description="Remove cached objects and their views (asks first). "
                         "While a hub runs, the purge is done by the hub.")
     pg.add_argument("component", nargs="?", metavar="COMPONENT")

@@ -320,13 +320,19 @@ def render_value(f: dataclasses.Field[Any], value: Any) -> str:
     return str(f.metadata["render"](value))
 
 
+MAX_INI_BYTES = 1 << 20
+
+
 def read_ini(path: str) -> dict[str, str]:
     """The raw ``[yurthub]`` key/values of an INI file; unknown sections or keys are errors."""
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
-        with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INI_BYTES + 1)  # bounded: /dev/zero or a FIFO is no file
+        if len(data) > MAX_INI_BYTES:
+            raise ConfigError(f"{path}: not a config file: larger than {MAX_INI_BYTES} bytes")
+        parser.read_string(data.decode("utf-8"), source=path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config file: {e.strerror or e}") from None
     except (configparser.Error, UnicodeDecodeError) as e:
@@ -337,12 +343,16 @@ def read_ini(path: str) -> dict[str, str]:
         if section != SECTION:
             raise ConfigError(f"{path}: unknown section [{section}] (expected [{SECTION}])")
     values: dict[str, str] = {}
+    spelled: dict[str, str] = {}
     if parser.has_section(SECTION):
         for key, raw in parser.items(SECTION):
             name = key.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"{path}: unknown key {key!r} (value {raw!r}) in [{SECTION}]")
-            values[name] = raw
+            if name in values:  # configparser refuses a key twice, not two spellings of it
+                raise ConfigError(f"{path}: {name} is set twice in [{SECTION}] (as "
+                                  f"{spelled[name]!r} and {key!r})")
+            values[name], spelled[name] = raw, key
     return values
 
 
@@ -397,6 +407,22 @@ def load(path: str | None = None, overrides: Mapping[str, str] | None = None) ->
     return cfg
 
 
+def _overlap(cache: str, root: str) -> str:
+    """Why the cache tree and the identity's directory would mix ("" when they do not).
+
+    The cache refuses a directory with files not its own, and its sweep and ``yurthub cache
+    purge`` would take the hub's certificates for cached objects; the cache below root_dir
+    (root_dir/cache, the default) is the layout that keeps them apart."""
+    cache, root = os.path.normpath(cache), os.path.normpath(root)
+    if cache == root:
+        return "the cache and the hub's identity cannot share a directory"
+    if os.path.commonpath([cache, root]) == cache:
+        return "root_dir is inside the cache"
+    if os.path.commonpath([cache, os.path.join(root, "pki")]) == os.path.join(root, "pki"):
+        return "the cache is inside root_dir's pki"
+    return ""
+
+
 def _default_node_name() -> str:
     return socket.gethostname().split(".")[0].lower()
 
@@ -429,6 +455,10 @@ def _check(cfg: Config, source: str) -> None:
     if cfg.discovery_token_ca_cert_hash and cfg.discovery_token_unsafe_skip_ca_verification:
         raise ConfigError(f"{source}: discovery_token_ca_cert_hash and "
                           "discovery_token_unsafe_skip_ca_verification exclude each other")
+    overlap = _overlap(cfg.disk_cache_path, cfg.root_dir)
+    if overlap:
+        raise ConfigError(f"{source}: disk_cache_path = {cfg.disk_cache_path!r} and root_dir = "
+                          f"{cfg.root_dir!r}: {overlap}")
 
 
 def check_files(cfg: Config) -> None:

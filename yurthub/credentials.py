@@ -82,6 +82,9 @@ def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "", *,
     return ctx
 
 
+MAX_TOKEN_BYTES = 64 << 10
+
+
 def read_bearer_token(path: str) -> str:
     """The bearer token in ``path`` (surrounding whitespace dropped, as client-go does).
 
@@ -89,7 +92,10 @@ def read_bearer_token(path: str) -> str:
     other than printable ASCII inside it would make an invalid Authorization header.
     """
     with open(path, "rb") as fh:
-        token = fh.read().strip()
+        token = fh.read(MAX_TOKEN_BYTES + 1)  # bounded: a device or a log is not a token
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ValueError(f"larger than {MAX_TOKEN_BYTES} bytes, not one bearer token")
+    token = token.strip()
     if not token:
         raise ValueError("it is empty")
     if any(b < 0x21 or b > 0x7E for b in token):
@@ -233,6 +239,12 @@ class CredentialStore:
                 doc = yaml.safe_load(fh)
         except OSError as e:
             raise ConfigError(f"kubeconfig = {path!r}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig (not UTF-8 text)") \
+                from None
+        except RecursionError:
+            raise ConfigError(f"kubeconfig = {path!r}: not a kubeconfig (nested too deeply)") \
+                from None
         except yaml.YAMLError as e:
             first = str(e).splitlines()[0]
             raise ConfigError(f"kubeconfig = {path!r}: not valid YAML: {first}") from None
@@ -243,8 +255,11 @@ class CredentialStore:
             cluster, user = _current(doc)
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"kubeconfig = {path!r}: {e}") from None
+        problem = _mistyped(cluster, user)
+        if problem:
+            raise ConfigError(f"kubeconfig = {path!r}: {problem}")
         out: dict[str, Any] = {"server": cluster.get("server", "")}
-        out["insecure"] = bool(cluster.get("insecure-skip-tls-verify", False))
+        out["insecure"] = cluster.get("insecure-skip-tls-verify", False) is True
         for key, data_key, attr, fname in (
             ("certificate-authority", "certificate-authority-data", "ca_file", "ca.crt"),
             ("client-certificate", "client-certificate-data", "client_cert_file", "client.crt"),
@@ -265,6 +280,28 @@ class CredentialStore:
         elif user.get("token"):
             out["token"] = str(user["token"]).strip()
         return out
+
+
+_CLUSTER_TEXT = ("server", "certificate-authority", "certificate-authority-data")
+_USER_TEXT = ("client-certificate", "client-certificate-data", "client-key",
+              "client-key-data", "token", "tokenFile")
+
+
+def _mistyped(cluster: dict[str, Any], user: dict[str, Any]) -> str:
+    """What client-go would refuse to decode in the fields the hub uses ("" when none).
+
+    A quoted ``insecure-skip-tls-verify: "false"`` is a string, which kubectl refuses; taken
+    for its truth value it would turn TLS verification off."""
+    if not isinstance(cluster, dict) or not isinstance(user, dict):
+        return "its current context's cluster or user is not a mapping"
+    flag = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(flag, bool):
+        return f"insecure-skip-tls-verify = {flag!r} is not a boolean (true or false, unquoted)"
+    for where, src, keys in (("cluster", cluster, _CLUSTER_TEXT), ("user", user, _USER_TEXT)):
+        for key in keys:
+            if src.get(key) is not None and not isinstance(src[key], str):
+                return f"its {where}'s {key} is not a string"
+    return ""
 
 
 def _current(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +206,68 @@ def test_an_expired_client_certificate_is_the_reason_not_a_cloud_outage(secure, 
     status, _, body = hub.get("/api/v1/nodes", Authorization=f"Bearer {TOKEN}")
     assert status == 200 and json.loads(body)["items"], body
     assert "is unhealthy" not in hub.log()
+
+
+def _load_kubeconfig(path):
+    from yurthub import config
+    from yurthub.credentials import CredentialStore
+
+    store = CredentialStore(config.load(None, {"kubeconfig": str(path)}))
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("cluster, user, words", [
+    # kubectl: "cannot unmarshal string into ... insecure-skip-tls-verify of type bool"; was
+    # taken for its truth value, so a quoted "false" turned TLS verification off
+    ({"insecure-skip-tls-verify": "false"}, {"token": "t"},
+     "insecure-skip-tls-verify = 'false' is not a boolean"),
+    ({"server": 6443}, {"token": "t"}, "its cluster's server is not a string"),  # was a traceback
+    ({"certificate-authority": 5}, {"token": "t"},
+     "its cluster's certificate-authority is not a string"),
+    ({}, {"tokenFile": ["a"]}, "its user's tokenFile is not a string"),
+])
+def test_a_kubeconfig_field_of_the_wrong_type_is_refused_as_kubectl_refuses_it(
+        tmp_path, cluster, user, words):
+    from yurthub.errors import ConfigError
+
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", **cluster}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x"}))
+    with pytest.raises(ConfigError) as e:
+        _load_kubeconfig(path)
+    assert str(e.value).startswith(f"kubeconfig = '{path}': {words}"), str(e.value)
+
+
+def test_a_kubeconfig_saying_insecure_true_is_still_insecure(tmp_path):
+    path = tmp_path / "hub.kubeconfig"
+    path.write_text(json.dumps({
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1",
+                                               "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    assert _load_kubeconfig(path).insecure
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--kubeconfig", "kubeconfig = '{}': not a kubeconfig (nested too deeply)"),
+    ("--bootstrap-file", "bootstrap_file = '{}': not a bootstrap kubeconfig"),
+    ("--kubelet-conf", "kubelet_conf = '{}': not a kubeconfig with a cluster"),
+])
+def test_a_kubeconfig_nested_too_deeply_is_one_line_not_a_traceback(tmp_path, flag, words):
+    path = tmp_path / "deep.kubeconfig"
+    path.write_text("[" * 20000 + "\n")  # was: RecursionError from the YAML composer, exit 1
+    extra = ["--bootstrap-mode", "kubeletcertificate"] if flag == "--kubelet-conf" else []
+    r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", flag, str(path),
+                        *extra, "--server-addr", "https://127.0.0.1:1",
+                        "--disk-cache-path", str(tmp_path / "cache"),
+                        "--root-dir", str(tmp_path / "root")],
+                       capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+    assert r.returncode == 2, r
+    assert r.stderr == f"yurthub: {words.format(path)}\n", r.stderr

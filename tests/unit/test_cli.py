@@ -174,6 +174,53 @@ def test_check_config_refuses_a_token_file_that_is_a_directory(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("content", [b"\x00\x01\xff\xfe", b"apiVersion: v1\nkind: \xff\n"],
+                         ids=["binary", "latin-1-inside-yaml"])
+def test_check_config_refuses_a_kubeconfig_that_is_not_text_in_one_line(tmp_path, content):
+    # was: a UnicodeDecodeError traceback from the YAML reader and exit 1
+    kubeconfig = tmp_path / "hub.kubeconfig"
+    kubeconfig.write_bytes(content)
+    r = run("check-config", "--kubeconfig", str(kubeconfig),
+            "--disk-cache-path", str(tmp_path / "cache"))
+    assert r.returncode == 2, r
+    assert r.stderr == f"yurthub: kubeconfig = '{kubeconfig}': not a kubeconfig " \
+                       "(not UTF-8 text)\n"
+
+
+def _capped_memory() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize("args, line", [
+    (("--config", "/dev/zero"), "yurthub: /dev/zero: not a config file: larger than 1048576 bytes"),
+    (("--server-addr", "http://127.0.0.1:1", "--token-file", "/dev/zero"),
+     "yurthub: token_file = '/dev/zero': larger than 65536 bytes, not one bearer token"),
+])
+def test_check_config_reads_a_bounded_amount_of_a_file_that_never_ends(tmp_path, args, line):
+    # was: read to the end, which /dev/zero (or a FIFO, a log given by mistake) never
+    # reaches: all the memory there is, then a MemoryError traceback
+    r = subprocess.run([sys.executable, "-m", "yurthub", "check-config", *args,
+                        "--disk-cache-path", str(tmp_path / "cache")],
+                       capture_output=True, text=True, timeout=60, preexec_fn=_capped_memory,
+                       env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+    assert (r.returncode, r.stderr) == (2, line + "\n"), r
+
+
+@pytest.mark.parametrize("args", [
+    ("cache", "ls", "--disk-cache-path", "{dir}"),
+    ("cache", "verify", "--disk-cache-path", "{dir}"),
+    ("cache", "--disk-cache-path", "{dir}", "ls", "--serve-port", "10267"),
+])
+def test_cache_takes_its_tree_options_after_the_subcommand_too(tmp_path, args):
+    # was: "unrecognized arguments: --disk-cache-path" (exit 2), kubectl's habit of flags
+    # after the verb; and an option after the verb must not undo one given before it
+    (tmp_path / "empty").mkdir(mode=0o700)
+    r = run(*(a.format(dir=tmp_path / "empty") for a in args))
+    assert r.returncode == 0, r
+    assert f"the cache at {tmp_path / 'empty'}" in r.stdout + r.stderr, r
+
+
 @pytest.mark.parametrize("command", ["sandbox", "demo"])
 def test_sandbox_commands_without_the_sandbox_package_say_how_to_get_it(command, tmp_path):
     """An edge node's package ships no kubesandbox: one line says where it comes from, exit 2.

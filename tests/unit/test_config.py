@@ -108,6 +108,15 @@ def test_node_name_defaults_to_host_name():
     assert config.load().node_name
 
 
+def test_a_key_set_twice_under_both_spellings_is_refused(tmp_path):
+    # was: the last one silently won, while the same spelling twice is refused
+    path = write(tmp_path, "[yurthub]\nproxy-port = 20261\nproxy_port = 30261\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == (f"{path}: proxy_port is set twice in [yurthub] (as 'proxy-port' "
+                            "and 'proxy_port')")
+
+
 def test_check_files_reports_unreadable_credentials(tmp_path):
     cfg = config.load(None, {"ca_file": str(tmp_path / "missing.crt"),
                              "disk_cache_path": str(tmp_path / "cache")})
@@ -221,3 +230,29 @@ def test_quota_settings():
         2 << 30, 100 << 20, 50)
     with pytest.raises(ConfigError, match="at least 1Mi"):
         config.load(None, {"node_name": "n", "cache_quota": "1000"})
+
+
+@pytest.mark.parametrize("cache, root, words", [
+    ("/srv/hub", "/srv/hub", "the cache and the hub's identity cannot share a directory"),
+    ("/srv/hub/", "/srv/hub", "the cache and the hub's identity cannot share a directory"),
+    ("/srv/cache", "/srv/cache/id", "root_dir is inside the cache"),
+    ("/srv/hub/pki/cache", "/srv/hub", "the cache is inside root_dir's pki"),
+])
+def test_a_cache_mixed_with_the_hubs_identity_is_refused_at_once(cache, root, words):
+    # was: accepted by check-config; the hub then wrote its bootstrap files and pki/ there,
+    # the cache refused the directory it no longer found empty, and the worker exited 3
+    # (not 78), which systemd restarts forever
+    with pytest.raises(ConfigError) as e:
+        config.load(None, {"disk_cache_path": cache, "root_dir": root})
+    assert str(e.value) == (f"command line: disk_cache_path = {cache.rstrip('/')!r} and "
+                            f"root_dir = {root!r}: {words}")
+
+
+@pytest.mark.parametrize("cache, root", [
+    ("/var/lib/yurthub/cache", "/var/lib/yurthub"),   # the default layout
+    ("/var/cache/yurthub", "/var/lib/yurthub"),
+    ("/srv/hub-cache", "/srv/hub"),
+])
+def test_a_cache_beside_or_below_root_dir_is_accepted(cache, root):
+    cfg = config.load(None, {"disk_cache_path": cache, "root_dir": root})
+    assert (cfg.disk_cache_path, cfg.root_dir) == (cache, root)

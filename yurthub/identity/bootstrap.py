@@ -102,7 +102,7 @@ def parse_bootstrap_kubeconfig(text: str, source: str, base: str = "") -> Bootst
         server, ca_pem = discovery.parse_cluster(text)
         users = doc.get("users") or []
         user = (users[0].get("user") or {}) if users else {}
-    except (ValueError, AttributeError, TypeError, yaml.YAMLError):
+    except (ValueError, AttributeError, TypeError, yaml.YAMLError, RecursionError):
         raise ConfigError(f"{source}: not a bootstrap kubeconfig") from None
     token = str(user.get("token") or "")
     if not token and user.get("tokenFile"):

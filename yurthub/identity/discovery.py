@@ -68,7 +68,7 @@ def parse_cluster(kubeconfig: str) -> tuple[str, bytes | None]:
     try:
         doc = yaml.safe_load(kubeconfig)
         cluster = (doc.get("clusters") or [])[0]["cluster"]
-    except (yaml.YAMLError, AttributeError, IndexError, KeyError, TypeError):
+    except (yaml.YAMLError, AttributeError, IndexError, KeyError, TypeError, RecursionError):
         raise ValueError("not a kubeconfig with a cluster") from None
     ca = cluster.get("certificate-authority-data")
     if not ca:
