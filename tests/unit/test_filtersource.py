@@ -267,8 +267,8 @@ def test_the_cloud_going_away_is_the_health_checkers_line_not_every_reflectors(
                  what="the reflectors to retry through the outage")
         assert said() == []
         sandbox4.fail_next(50, status=403, match="yurt-hub-cfg")
+        sandbox4.online()  # first: a reflector told healthy before would say "cannot connect"
         s.upstream.servers[0].healthy = True
-        sandbox4.online()
         s.source.cloud_healthy()
         wait_for(lambda: any("HTTP 403" in m for m in said()),
                  what="the refused request named")
