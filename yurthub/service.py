@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from yurthub import config, linux
+from yurthub import config, configfiles, linux
 from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
@@ -280,7 +280,7 @@ def check_settings(cfg: Config) -> None:
     readable, a server and an identity to reach it with, the cache directory writable and
     no other directory (``not_a_cache``), kubelet_user a user here, and the peer lookup
     usable (PeerLookupError: fail closed)."""
-    config.check_files(cfg)
+    configfiles.check_files(cfg)
     # why: only the start said so; check-config passed a cache set to /etc or /home
     foreign = not_a_cache(cfg.disk_cache_path)
     if foreign:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yurthub import config
+from yurthub import config, configfiles
 from yurthub.errors import ConfigError
 
 
@@ -121,7 +121,7 @@ def test_check_files_reports_unreadable_credentials(tmp_path):
     cfg = config.load(None, {"ca_file": str(tmp_path / "missing.crt"),
                              "disk_cache_path": str(tmp_path / "cache")})
     with pytest.raises(ConfigError, match=r"ca_file = .*does not exist"):
-        config.check_files(cfg)
+        configfiles.check_files(cfg)
 
 
 @pytest.mark.parametrize("name", ["token_file", "ca_file", "kubeconfig"])
@@ -129,7 +129,7 @@ def test_check_files_reports_a_directory_given_as_a_file(tmp_path, name):
     # A directory is readable, but serve would run without the credentials it names.
     cfg = config.load(None, {name: str(tmp_path), "disk_cache_path": str(tmp_path / "cache")})
     with pytest.raises(ConfigError, match=f"{name} = .*: is a directory, not a file"):
-        config.check_files(cfg)
+        configfiles.check_files(cfg)
 
 
 def test_check_files_reports_cache_path_under_a_file(tmp_path):
@@ -137,7 +137,7 @@ def test_check_files_reports_cache_path_under_a_file(tmp_path):
     f.write_text("")
     cfg = config.load(None, {"disk_cache_path": str(f / "cache")})
     with pytest.raises(ConfigError, match="is not a directory"):
-        config.check_files(cfg)
+        configfiles.check_files(cfg)
 
 
 def test_default_ini_loads_back_to_the_defaults(tmp_path):
