@@ -20,10 +20,11 @@ from kubesandbox.objects import Entry, render
 from kubesandbox.routing import NOT_ALLOWED, NOT_FOUND, Route
 from kubesandbox.store import Page, Store
 from kubesandbox.wire import Request, Response
-from yurthub.errors import BadRequest, GatewayTimeout, Gone, Invalid, MethodNotAllowed, NotFound
+from yurthub.errors import BadRequest, Gone, Invalid, MethodNotAllowed, NotFound
 from yurthub.kube import fields as kfields
 from yurthub.kube import labels as klabels
 from yurthub.kube.listoptions import parse_resource_version
+from yurthub.kube.listoptions import too_large_resource_version as too_large
 from yurthub.kube.resources import ResourceType
 from yurthub.kube.status import not_found_message
 
@@ -55,14 +56,6 @@ def parse_rv(value: str) -> int:
     """A resourceVersion as kube-apiserver's storage reads it (strconv.ParseUint): decimal
     digits only (no sign, no space) within uint64; else 400."""
     return parse_resource_version(value)
-
-
-def too_large(rv: int, current: int) -> GatewayTimeout:
-    return GatewayTimeout(
-        f"Too large resource version: {rv}, current: {current}",
-        details={"causes": [{"reason": "ResourceVersionTooLarge",
-                             "message": "Too large resource version"}],
-                 "retryAfterSeconds": 1})
 
 
 def encode_continue(rv: int, start: str) -> str:

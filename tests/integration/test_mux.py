@@ -203,6 +203,8 @@ def test_list_and_watch_options(sandbox, mux_hub):
     assert status == 200
     status, _, body = mux_hub.get(f"{SVC}?resourceVersion={rv + 1000}", ua="proxy-agent/1")
     assert status == 504 and json.loads(body)["reason"] == "Timeout"
+    assert json.loads(body)["message"].startswith(  # kube's NewTimeoutError words it so
+        f"Timeout: Too large resource version: {rv + 1000}, current: "), body
     status, _, body = mux_hub.get(SVC + "?labelSelector=a%3D%3D%3Db", ua="proxy-agent/1")
     assert status == 400, body
     # A watch from a version older than the shared history: an ERROR event with 410.

@@ -47,7 +47,11 @@ from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
 from yurthub.kube.accept import transform
-from yurthub.kube.listoptions import check_list_options, parse_resource_version
+from yurthub.kube.listoptions import (
+    check_list_options,
+    parse_resource_version,
+    too_large_resource_version,
+)
 from yurthub.kube.resources import ResourceType, builtin
 from yurthub.kube.status import status_object
 from yurthub.metrics import Metrics
@@ -285,11 +289,7 @@ class Multiplexer:
     def _wait_rv(state: SharedState, rv: int) -> None:
         """Wait for the state to reach ``rv``; 504 after the watch cache's wait."""
         if not state.wait_rv(rv, TOO_LARGE_WAIT):
-            raise GatewayTimeout(
-                f"Too large resource version: {rv}, current: {state.rv}",
-                details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                     "message": "Too large resource version"}],
-                         "retryAfterSeconds": 1})
+            raise too_large_resource_version(rv, state.rv)
 
     def _copy_problem(self, rt: ResourceType, mark: int | None) -> tuple[str, int]:
         """Why the cached copy of ``rt``'s shared state is no whole list, when a list now

@@ -200,7 +200,8 @@ def test_a_watch_list_waits_for_a_version_then_ends_504_too_large(api, call, mon
     ev = w.next()
     assert ev["type"] == "ERROR", ev
     assert ev["object"]["code"] == 504 and ev["object"]["reason"] == "Timeout"
-    assert ev["object"]["message"] == f"Too large resource version: {rv + 100}, current: {rv}"
+    assert ev["object"]["message"] == (
+        f"Timeout: Too large resource version: {rv + 100}, current: {rv}")
     assert ev["object"]["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
     assert w.done.wait(2) and w.events.empty()
     # A version the store reaches meanwhile: the initial events at it.
