@@ -256,8 +256,13 @@ class Hub:
                      "upstream" if healthy else "from the cache")
 
     def _filters_changed(self, clients: set[tuple[str, str, str]], why: str) -> None:
-        """What some clients should see changed: they relist, their cached views are stale."""
-        n = self.streams.interrupt_where(Reason.FILTERS_CHANGED, filtering.streams_of(clients))
+        """What some clients should see changed: they relist, their cached views are stale.
+
+        ``clients`` are (agent, group, resource): the filters go by the User-Agent's name,
+        so every component of that name is touched (in-cluster ``kube-proxy@pod`` on 10268,
+        another user's ``coredns@1000``), not only the one filed under the bare name."""
+        n = self.streams.interrupt_where(Reason.FILTERS_CHANGED,
+                                         filtering.streams_of(clients, by_agent=True))
         if n:
             log.info("ended %d watch(es) whose filters changed (%s)", n, why)
         self.cache.mark_stale(clients, f"the response filters changed ({why})")

@@ -24,6 +24,7 @@ from yurthub.cache.mutation import index_meta
 from yurthub.cache.policy import cache_resource, cacheable
 from yurthub.cache.reader import CacheReader
 from yurthub.cache.scopes import Scopes
+from yurthub.cache.staleness import agent_target
 from yurthub.cache.tee import GATHER, Budget, Tee
 from yurthub.cache.views import parse_selectors
 from yurthub.cache.writer import CacheWriter
@@ -290,14 +291,16 @@ class CacheManager:
         self.agents = self.cfg.effective_cache_agents | agents
 
     def mark_stale(self, targets: set[tuple[str, str, str]], why: str) -> None:
-        """Mark every cached view of these (component, group, resource) stale: what they
-        hold was filtered under a configuration that no longer holds, so their next lists
-        rewrite every object (StaleMarks.mark_views_refiltered).  Called right after the
-        filters' snapshot changed: answers asked for before now may hold the old one's."""
+        """Mark every cached view of these (agent, group, resource) stale, of each component
+        of the agent (``kube-proxy``, ``kube-proxy@pod``...: the filters go by the name):
+        what they hold was filtered under a configuration that no longer holds, so their
+        next lists rewrite every object (StaleMarks.mark_views_refiltered).  Called right
+        after the filters' snapshot changed: answers asked for before now may hold the old
+        one's."""
         at = time.monotonic()
         entries = []
         for ck in self.store.collections():
-            if (ck.component, ck.group, ck.resource) not in targets:
+            if agent_target(ck) not in targets:
                 continue
             rt = self.resource_type(ck.group, ck.version, ck.resource, ck.namespaced)
             if rt is not None:

@@ -2,7 +2,7 @@
 
 A view becomes stale when events for it were lost (a bug, a failed commit), when a list or
 watch of its collection passed uncached (a full disk stopped caching), or when the response
-filters of its (component, group, resource) changed (then it is also rewritten by its next
+filters of its (agent, group, resource) changed (then it is also rewritten by its next
 list).  The mark goes to disk before anyone reads the view; while it cannot be written (a
 full disk) it is held here and tried again every round of the writer.
 
@@ -26,6 +26,13 @@ from yurthub.storage import CollectionKey
 log = logging.getLogger(__name__)
 
 
+def agent_target(ck: CollectionKey) -> tuple[str, str, str]:
+    """(agent, group, resource) of a collection: the response filters go by the User-Agent's
+    name, and a component is that name or ``name@...`` (``kube-proxy@pod``; cache/policy.py
+    reads agents the same way), so a change of filters is one of every component of it."""
+    return ck.component.partition("@")[0], ck.group, ck.resource
+
+
 class StaleMarks:
     """The stale marks of the writer's collections: made, retried, forgotten."""
 
@@ -34,7 +41,7 @@ class StaleMarks:
         self._collections = collections  # the writer's: read here, never changed
         self._collection = collection
         self._later: dict[CollectionKey, tuple[str, str]] = {}  # (why, op)
-        # (component, group, resource) -> when and why its response filters last changed
+        # (agent, group, resource) -> when and why its response filters last changed
         self._refiltered: dict[tuple[str, str, str], tuple[float, str]] = {}
         # Collections whose views could not follow the cloud (a list or watch passed while a
         # full disk stopped caching) and are not yet marked stale on disk: the offline reader
@@ -43,11 +50,11 @@ class StaleMarks:
 
     def refiltered(self, ck: CollectionKey, default: tuple[float, str]) -> tuple[float, str]:
         """When and why the response filters of ``ck`` last changed (``default``: never)."""
-        return self._refiltered.get((ck.component, ck.group, ck.resource), default)
+        return self._refiltered.get(agent_target(ck), default)
 
     def mark_views_refiltered(self, targets: set[tuple[str, str, str]], entries: list[Entry],
                               why: str, at: float) -> None:
-        """Writer thread: the response filters of these (component, group, resource) changed
+        """Writer thread: the response filters of these (agent, group, resource) changed
         at ``at``; every view of their collections (``entries``: those on disk) becomes stale
         and is rewritten by its next list (committed at once: the new filter inputs,
         persisted after this, must never be on disk without the marks).  Answers asked for
@@ -57,7 +64,7 @@ class StaleMarks:
             self._refiltered[target] = (at, why)
         colls = {e.ck: self._collection(e) for e in entries if e.ck is not None}
         colls.update((ck, c) for ck, c in self._collections.items()
-                     if (ck.component, ck.group, ck.resource) in targets)
+                     if agent_target(ck) in targets)
         for coll in colls.values():
             coll.refiltered = max(coll.refiltered, (at, why))
             self.mark(coll, why, op="refilter")

@@ -7,7 +7,8 @@ filters were built from (``Own``: a start with others tells who they touch, as a
 the cluster's pieces does).  Each piece replaces its part of ``Inputs``;
 the manager rebuilds the immutable ``FilterSettings`` and ``FilterContext`` from them and
 swaps both in at once, so a request sees one consistent pair.  It then works out which
-clients' answers may differ — (component, group, resource) triples — and tells the
+clients' answers may differ — (agent, group, resource) triples, each agent's every cache
+component — and tells the
 listener, which ends those clients' open watches and marks their cached views stale.
 Until every piece the active filters need is known, ``chain_for`` refuses requests that
 some filter could apply to (503): a client gets filtered data or none, never unfiltered.
@@ -38,7 +39,9 @@ from yurthub.filters.visibility import ClientView, Visibility
 log = logging.getLogger(__name__)
 
 HUB_AGENTS = ("yurthub",)
-Client = tuple[str, str, str]  # (component, group, resource)
+# (agent, group, resource): the User-Agent's name, as the filters are chosen by it; a change
+# touches every cache component of that agent (``kube-proxy``, ``kube-proxy@pod``, ...)
+Client = tuple[str, str, str]
 ServiceKey = tuple[str, str]
 
 

@@ -45,6 +45,15 @@ from yurthub.kube.meta import rv_int
 Client = tuple[str, str, str]            # (component, group, resource)
 ObjectKey = tuple[str, str]              # (namespace, name)
 
+
+def agent_client(client: Client) -> Client:
+    """(agent, group, resource) of a client: the filters are chosen by the User-Agent's name
+    alone, and a component key is that name or ``name@...`` (``kube-proxy@pod``, in-cluster
+    on 10268; ``edge-x@1000``, another user: access.keys), so a change of filters is one of
+    the agent's, for each of its components."""
+    component, group, resource = client
+    return component.partition("@")[0], group, resource
+
 DEFAULT_SIZE = 100_000
 RESUME_POINTS = 20_000
 
@@ -92,7 +101,7 @@ class Visibility:
         return ClientView(self, client, self.generation(client), seq)
 
     def generation(self, client: Client) -> int:
-        return self._generation.get(client, 0)
+        return self._generation.get(agent_client(client), 0)
 
     def served(self, client: Client, rv: str, generation: int) -> None:
         """The client may watch from ``rv`` next, with data filtered at ``generation``."""
@@ -104,7 +113,7 @@ class Visibility:
         """Whether ``rv`` was served to the client under an older configuration."""
         with self._lock:
             got = self._served.get((client, rv))
-            return got is not None and got != self._generation.get(client, 0)
+            return got is not None and got != self._generation.get(agent_client(client), 0)
 
     def is_dropped(self, client: Client, key: ObjectKey, as_of: int | None = None,
                    since: int | None = None) -> bool:
@@ -154,10 +163,11 @@ class Visibility:
                     self._dropped[k] = (False, self._seq, True, rv)
 
     def forget(self, clients: set[Client]) -> None:
-        """Drop everything known of ``clients`` (their filters changed: they relist) and
-        move their configurations to a new generation."""
+        """Drop everything known of ``clients`` ((agent, group, resource): every component
+        of those agents; their filters changed: they relist) and move their configurations
+        to a new generation."""
         with self._lock:
-            for k in [k for k in self._dropped if k[0] in clients]:
+            for k in [k for k in self._dropped if agent_client(k[0]) in clients]:
                 del self._dropped[k]
             for c in clients:
                 self._generation[c] = self._generation.get(c, 0) + 1

@@ -221,15 +221,18 @@ def refilter_item(raw: bytes, chain: Chain) -> bytes | None:
         return raw
 
 
-def streams_of(clients: set[tuple[str, str, str]]) -> Callable[[Stream], bool]:
+def streams_of(clients: set[tuple[str, str, str]], *, by_agent: bool = False
+               ) -> Callable[[Stream], bool]:
     """A predicate for StreamRegistry: the open streams of these (component, group,
-    resource)."""
+    resource); with ``by_agent``, of these (agent, group, resource), whatever the component
+    (the filters' clients: ``kube-proxy@pod`` is kube-proxy to them, as to ``chain_for``)."""
     def match(stream: Stream) -> bool:
         ctx = getattr(stream, "ctx", None)
         info = getattr(ctx, "info", None)
         if ctx is None or info is None:
             return False
-        return (ctx.component, info.api_group, info.resource) in clients
+        who = ctx.agent if by_agent else ctx.component
+        return (who, info.api_group, info.resource) in clients
     return match
 
 

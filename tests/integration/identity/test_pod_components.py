@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
+
+import pytest
 
 from kubesandbox.server import Sandbox
 from tests.fixtures.waiting import wait_for
@@ -30,6 +33,11 @@ def _pod_get(hub, cluster: Sandbox, path: str, token: str, ua: str) -> tuple[int
         return r.status, r.read()
     finally:
         conn.close()
+
+
+def _web_plain(doc: dict) -> list[str]:
+    return [a for i in doc["items"] if i["metadata"]["name"].startswith("web-plain")
+            for ep in i["endpoints"] for a in ep["addresses"]]
 
 
 def _configmap(cluster: Sandbox) -> None:
@@ -99,3 +107,57 @@ def test_in_cluster_kube_proxys_cache_counts_for_the_autonomy_condition(cluster,
     doc = wait_for(verdict, 20, "the Autonomy verdict to judge in-cluster kube-proxy's cache")
     assert doc["status"] == "False"
     assert "kube-proxy@pod: endpointslices.discovery.k8s.io not cached" in doc["missing"]
+
+
+def _pod_watch(hub, cluster: Sandbox, path: str, token: str, ua: str) -> ssl.SSLSocket:
+    """A watch over 10268 as a pod, its response read by the caller."""
+    ctx = ssl.create_default_context(cafile=cluster.tls.ca_cert)
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", hub.secure_port)),
+                           server_hostname="kubernetes.default.svc")
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: kubernetes.default.svc\r\nUser-Agent: {ua}\r\n"
+                 f"Authorization: Bearer {token}\r\nAccept: application/json\r\n\r\n".encode())
+    return sock
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_in_cluster_kube_proxys_watch_ends_when_its_filters_change(cluster, joining_hub,
+                                                                   shared):
+    # kube-proxy in a pod (InClusterConfig: the hub's 10268, cached as kube-proxy@pod)
+    # lists and watches EndpointSlices; web-plain then gets a hostname topology.  Its
+    # watch must end (410: it lists again) and its cached view be marked stale, as for
+    # kube-proxy on the node: the filters go by the name, and so must their changes.
+    # Before, the watch went on and kube-proxy kept web-plain's every endpoint.
+    hub = joining_hub(secure=True, extra=[] if shared else ["--pool-scope-resources", ""])
+    token = cluster.service_account_token("default", "default")
+    slices = "/apis/discovery.k8s.io/v1/endpointslices"
+    status, body = _pod_get(hub, cluster, slices, token, KUBE_PROXY)
+    assert status == 200, body
+    listed = json.loads(body)
+    assert len(_web_plain(listed)) == 1  # one node: its one endpoint, no topology yet
+    cached = {"component": "kube-proxy@pod", "resource": "endpointslices.v1.discovery.k8s.io"}
+    wait_for(lambda: hub.metric("yurthub_cache_objects", **cached) > 0, 20,
+             "kube-proxy@pod's list cached")
+    assert hub.metric("yurthub_cache_view_stale", **cached) == 0
+    rv = listed["metadata"]["resourceVersion"]
+    sock = _pod_watch(hub, cluster, f"{slices}?watch=true&resourceVersion={rv}"
+                      "&timeoutSeconds=300", token, KUBE_PROXY)
+    sock.settimeout(60)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    cluster.patch("services", "web-plain", {"metadata": {"annotations": {
+        "openyurt.io/topologyKeys": "kubernetes.io/hostname"}}}, namespace="default")
+    data = head
+    try:
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, f"the watch was cut instead of ended: {data[-300:]!r}"
+            data += chunk
+    except TimeoutError:
+        pytest.fail(f"kube-proxy@pod's watch went on after its filters changed: {data!r}")
+    finally:
+        sock.close()
+    assert b'"code": 410' in data or b'"code":410' in data, data
+    wait_for(lambda: hub.metric("yurthub_cache_view_stale", **cached) == 1, 20,
+             "kube-proxy@pod's cached view marked stale")

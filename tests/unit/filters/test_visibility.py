@@ -50,3 +50,22 @@ def test_the_newest_list_at_a_version_decides_and_old_points_fall_out():
     v.view(PROXY).served("102")
     v.view(PROXY).served("103")             # "100" and "101" fell out of the LRU
     assert not v.outdated(PROXY, "101")
+
+
+def test_a_change_of_an_agents_filters_reaches_each_of_its_components():
+    # The filters go by the User-Agent's name: in-cluster kube-proxy (cached as
+    # kube-proxy@pod) and one run by another user (kube-proxy@1000) get kube-proxy's; a
+    # change of them (told as kube-proxy's) must outdate what each of them was served.
+    v = Visibility()
+    pod = ("kube-proxy@pod", "discovery.k8s.io", "endpointslices")
+    other_user = ("kube-proxy@1000", "discovery.k8s.io", "endpointslices")
+    pod_view = v.view(pod)
+    pod_view.served("100")
+    v.view(other_user).served("100")
+    v.view(DNS).served("100")
+    pod_view.mark(("default", "web-lb"), True, 90)
+    v.forget({PROXY})
+    assert v.outdated(pod, "100") and v.outdated(other_user, "100")
+    assert pod_view.changed()
+    assert not v.outdated(DNS, "100")
+    assert not v.view(pod).is_dropped(("default", "web-lb"))  # it relists: starts afresh
