@@ -204,7 +204,9 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at)
+            if m.local or not self._seen_gone(m.namespace, m.name, m.meta):
+                self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local,
+                             asked_at=m.asked_at)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
@@ -256,6 +258,23 @@ class CollectionWriter:
         if self.state.lost.pop((ns, name), None) is not None:
             self._state_dirty = True  # cached whole again
         return True
+
+    def _seen_gone(self, ns: str, name: str, meta: Meta) -> bool:
+        """Is a single object's answer (a get, create, update or patch) older than its
+        removal?  Its response can reach the writer after the watch's DELETED (a pod's
+        last status patch, then its deletion): a fresh view that holds the object's
+        selectors, complete at or past its version and without it, saw it go."""
+        rv = int(meta.get("rv", 0))
+        if rv <= 0 or self.stored_meta(ns, name) is not None:
+            return False
+        for key, view in self.state.views.items():
+            if view.stale or view.rv < rv:
+                continue
+            sel = self.view_selectors(key)
+            if sel is not None and sel.matches(ns, name, meta.get("labels") or {},
+                                               meta.get("fields") or {}):
+                return True
+        return False
 
     def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
         """An object's file was quarantined: every view that held it is incomplete (those
