@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -131,6 +132,19 @@ def test_watch_resumes_offline_with_exactly_the_missed_events(sandbox, edge_hub)
     names = {p.metadata.name for p in relist.items}
     assert {"late-1", "late-2"} <= names and "late-0" not in names
     assert int(relist.metadata.resource_version) >= int(seen[-1][2])
+
+
+def test_a_410_offline_says_how_old_the_cache_is_not_fifty_years(sandbox, edge_hub):
+    # client-go's reflectors and kubectl print a response's Warning: the ERROR event of a
+    # watch too old for the cache said "age 499047h" (counted from 1970).
+    v1 = api(edge_hub)
+    v1.list_pod_for_all_namespaces()
+    go_offline(sandbox, edge_hub)
+    status, headers, body = http(edge_hub.url + "/api/v1/pods?watch=true&resourceVersion=1",
+                                 headers={"User-Agent": OPERATOR})
+    assert status == 200 and json.loads(body)["object"]["code"] == 410
+    assert re.fullmatch(r'299 - "served from the yurthub cache, age \d+[sm]"',
+                        headers["Warning"]), headers["Warning"]
 
 
 def test_list_with_limit_and_continue_offline(sandbox, edge_hub):

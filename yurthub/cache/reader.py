@@ -328,6 +328,15 @@ class CacheReader:
 
     # -- watch ------------------------------------------------------------------------------
 
+    def watch_freshness(self, ck: CollectionKey, rt: ResourceType, want: Selectors
+                        ) -> Freshness:
+        """How old the view is that a watch of ``want`` was judged by: the age of an ERROR
+        event (410, 504) answered instead of its events."""
+        view = self.covering_view(ck, rt, want, self._state(ck), resume=True)
+        if view is None:
+            return Freshness(time.time())
+        return Freshness(view.updated_at or view.synced_at, view.stale)
+
     def watch_start(self, ck: CollectionKey, rt: ResourceType, want: Selectors,
                     since: str) -> WatchStart:
         """Events a watch from ``since`` must see first (410 Expired when they are gone)."""

@@ -303,7 +303,8 @@ class LocalProxy:
                 raise
             line = json.dumps({"type": "ERROR", "object": status_object(e)}).encode() + b"\n"
             return Response([line], status=200, content_type=JSON,
-                            headers=[("Warning", Freshness(0).warning())])
+                            headers=[("Warning", self.reader.watch_freshness(
+                                ck, rt, want).warning())])
         if chain is not None:
             own = None
             if self.filters is not None:
