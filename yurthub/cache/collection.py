@@ -265,10 +265,10 @@ class CollectionWriter:
         last status patch, then its deletion): a fresh view that holds the object's
         selectors, complete at or past its version and without it, saw it go."""
         rv = int(meta.get("rv", 0))
-        if rv <= 0 or self.stored_meta(ns, name) is not None:
-            return False
+        if rv <= 0 or self.stored_meta(ns, name) is not None or (ns, name) in self.state.lost:
+            return False  # a quarantined file is missing, not gone: this answer heals it
         for key, view in self.state.views.items():
-            if view.stale or view.rv < rv:
+            if view.stale or view.incomplete or view.rv < rv:
                 continue
             sel = self.view_selectors(key)
             if sel is not None and sel.matches(ns, name, meta.get("labels") or {},
