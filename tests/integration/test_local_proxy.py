@@ -35,6 +35,10 @@ def edge(sandbox, hub_factory):
     assert hub.get(LEASE)[0] == 200
     wait_for(lambda: (hub.cache_dir / "kubelet/leases.v1.coordination.k8s.io/kube-node-lease"
                       / NODE).exists(), what="the lease in the cache")
+    # The sandbox records a request after its answer went out: a test clearing the record
+    # before that would find this GET of kubelet's lease among its own requests.
+    wait_for(lambda: any(r.user_agent.startswith("kubelet") and r.path.endswith(LEASE)
+                         for r in sandbox.requests()), what="the sandbox to record the GET")
     return hub
 
 

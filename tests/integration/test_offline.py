@@ -398,3 +398,39 @@ def test_a_watch_of_one_object_by_its_path_watches_that_object_offline(sandbox, 
     status, _, raw = http(path + f"&fieldSelector=metadata.name%3D{pods[1]}", headers=ua)
     assert (status, json.loads(raw)["message"]) == (
         400, "fieldSelector metadata.name doesn't match requested name")
+
+
+def test_an_object_patched_then_deleted_stays_deleted_offline(sandbox, edge_hub):
+    # A client that watches what it writes (lightkube, @kubernetes/client-node and this one
+    # alike): the answer to its patch reached the cache after the watch's DELETED and put
+    # the object back, so the next offline list showed every ConfigMap it had deleted.
+    v1 = api(edge_hub)
+    listing = v1.list_namespaced_config_map("default")
+    before = sorted(c.metadata.name for c in listing.items)
+    seen: list = []
+
+    def follow() -> None:
+        for ev in watch.Watch().stream(v1.list_namespaced_config_map, "default",
+                                       resource_version=listing.metadata.resource_version,
+                                       timeout_seconds=20):
+            seen.append(ev["type"])
+            if seen.count("DELETED") == 3:
+                return
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    for i in range(3):
+        name = f"written-{i}"
+        v1.create_namespaced_config_map("default", {"metadata": {"name": name},
+                                                    "data": {"a": "1"}})
+        v1.patch_namespaced_config_map(name, "default", {"data": {"b": "2"}})
+        v1.delete_namespaced_config_map(name, "default")
+    t.join(20)
+    assert seen.count("DELETED") == 3, seen
+    time.sleep(1)  # the cache writer commits what it was sent
+    go_offline(sandbox, edge_hub)
+    offline = v1.list_namespaced_config_map("default")
+    assert sorted(c.metadata.name for c in offline.items) == before
+    with pytest.raises(ApiException) as e:
+        v1.read_namespaced_config_map("written-0", "default")
+    assert e.value.status == 404

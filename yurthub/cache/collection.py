@@ -150,8 +150,12 @@ class CollectionWriter:
             self.deferred.append(m)
             return
         if m.op == "upsert":
-            self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local, asked_at=m.asked_at,
-                         answer=m.consistent)
+            # (an answer asked after the newest version seen is the cloud's truth, even of
+            # an object a view saw go: etcd restored from a backup brings it back)
+            truth = m.consistent and self.after_newest(m.asked_at)
+            if m.local or truth or not self._seen_gone(m.namespace, m.name, m.meta):
+                self._upsert(m.namespace, m.name, m.raw, m.meta, local=m.local,
+                             asked_at=m.asked_at, answer=m.consistent)
         elif m.op == "delete":
             self._delete(m.namespace, m.name, m.rv)
         elif m.op == "event":
@@ -225,6 +229,23 @@ class CollectionWriter:
         except StorageError as e:
             self._txn_failed = e
             raise
+
+    def _seen_gone(self, ns: str, name: str, meta: Meta) -> bool:
+        """Is a single object's answer (a get, create, update or patch) older than its
+        removal?  Its response can reach the writer after the watch's DELETED (a pod's
+        last status patch, then its deletion): a fresh view that holds the object's
+        selectors, complete at or past its version and without it, saw it go."""
+        rv = int(meta.get("rv", 0))
+        if rv <= 0 or self.stored_meta(ns, name) is not None or (ns, name) in self.state.lost:
+            return False  # a quarantined file is missing, not gone: this answer heals it
+        for key, view in self.state.views.items():
+            if view.stale or view.incomplete or view.rv < rv:
+                continue
+            sel = self.view_selectors(key)
+            if sel is not None and sel.matches(ns, name, meta.get("labels") or {},
+                                               meta.get("fields") or {}):
+                return True
+        return False
 
     def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
         """An object's file was quarantined: every view that held it is incomplete (those
