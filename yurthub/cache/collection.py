@@ -238,14 +238,9 @@ class CollectionWriter:
         rv = int(meta.get("rv", 0))
         if rv <= 0 or self.stored_meta(ns, name) is not None or (ns, name) in self.state.lost:
             return False  # a quarantined file is missing, not gone: this answer heals it
-        for key, view in self.state.views.items():
-            if view.stale or view.incomplete or view.rv < rv:
-                continue
-            sel = self.view_selectors(key)
-            if sel is not None and sel.matches(ns, name, meta.get("labels") or {},
-                                               meta.get("fields") or {}):
-                return True
-        return False
+        views = self.state.views
+        return any(not (views[key].stale or views[key].incomplete or views[key].rv < rv)
+                   for key, _ in self._views_of(ns, name, meta))
 
     def _lost(self, ns: str, name: str, meta: Meta | None, why: str) -> None:
         """An object's file was quarantined: every view that held it is incomplete (those
@@ -490,18 +485,18 @@ class CollectionWriter:
             log.info("list of %s %s not cached: %s", self.ck, a.view, why)
             self._replay_deferred()
 
+    def _views_of(self, ns: str, name: str, meta: Meta) -> list[tuple[ViewKey, Selectors]]:
+        """The views whose selectors the object (its index ``meta``) matches."""
+        labels, fields = meta.get("labels") or {}, meta.get("fields") or {}
+        return [(key, sel) for key in self.state.views
+                if (sel := self.view_selectors(key)) is not None
+                and sel.matches(ns, name, labels, fields)]
+
     def _other_views_holding(self, a: ListAssembly, ns: str, name: str, meta: Meta
                              ) -> list[ViewKey]:
-        out = []
-        for key in self.state.views:
-            sel = self.view_selectors(key)
-            if key == a.view or sel is None:
-                continue
-            if covers(View(key=a.view), sel, a.selectors):
-                continue  # a subset of the listed view: the object left it too
-            if sel.matches(ns, name, meta.get("labels", {}), meta.get("fields", {})):
-                out.append(key)
-        return out
+        listed = View(key=a.view)  # a subset of the listed view: the object left it too
+        return [key for key, sel in self._views_of(ns, name, meta)
+                if key != a.view and not covers(listed, sel, a.selectors)]
 
     def _replay_deferred(self) -> None:
         deferred, self.deferred = self.deferred, []
