@@ -262,7 +262,7 @@ class Hub:
         so every component of that name is touched (in-cluster ``kube-proxy@pod`` on 10268,
         another user's ``coredns@1000``), not only the one filed under the bare name."""
         n = self.streams.interrupt_where(Reason.FILTERS_CHANGED,
-                                         filtering.streams_of(clients, by_agent=True))
+                                         filtering.watches_of(clients, by_agent=True))
         if n:
             log.info("ended %d watch(es) whose filters changed (%s)", n, why)
         self.cache.mark_stale(clients, f"the response filters changed ({why})")

@@ -221,26 +221,17 @@ def refilter_item(raw: bytes, chain: Chain) -> bytes | None:
         return raw
 
 
-def streams_of(clients: set[tuple[str, str, str]], *, by_agent: bool = False
+def watches_of(clients: set[tuple[str, str, str]], *, by_agent: bool = False
                ) -> Callable[[Stream], bool]:
-    """A predicate for StreamRegistry: the open streams of these (component, group,
+    """A predicate for StreamRegistry: the open watches of these (component, group,
     resource); with ``by_agent``, of these (agent, group, resource), whatever the component
-    (the filters' clients: ``kube-proxy@pod`` is kube-proxy to them, as to ``chain_for``)."""
+    (the filters' clients: ``kube-proxy@pod`` is kube-proxy to them, as to ``chain_for``).
+    Watches alone: a followed log, an exec or a port-forward of a pod is no view to relist."""
     def match(stream: Stream) -> bool:
         ctx = getattr(stream, "ctx", None)
         info = getattr(ctx, "info", None)
-        if ctx is None or info is None:
+        if ctx is None or info is None or info.verb != "watch":
             return False
         who = ctx.agent if by_agent else ctx.component
         return (who, info.api_group, info.resource) in clients
-    return match
-
-
-def watches_of(clients: set[tuple[str, str, str]]) -> Callable[[Stream], bool]:
-    """Like ``streams_of``, the watches alone (not a followed log of a pod, say)."""
-    streams = streams_of(clients)
-
-    def match(stream: Stream) -> bool:
-        info = getattr(getattr(stream, "ctx", None), "info", None)
-        return info is not None and info.verb == "watch" and streams(stream)
     return match

@@ -141,3 +141,36 @@ def test_a_stream_opened_after_shutdown_began_ends_itself(registry):
     late = Body("remote")
     registry.open(late, None, long_lived=True, watch=True)
     assert late.reasons == [Reason.SHUTDOWN]
+
+
+def test_a_filter_change_ends_its_clients_watches_not_their_logs_or_execs(registry):
+    """A change of kube-proxy's filters (yurt-hub-cfg, a pool, a topology) ends its watches of
+    the resource, in-cluster ``kube-proxy@pod``'s too, so they relist; a followed log or an
+    exec of a pod by a client whose pods filter changed is no view, and went on."""
+    from types import SimpleNamespace
+
+    from yurthub.proxy.filtering import watches_of
+
+    def stream(component: str, verb: str, resource: str, sub: str = "") -> Body:
+        body = Body("remote")
+        info = SimpleNamespace(verb=verb, api_group="", resource=resource, subresource=sub)
+        body.ctx = SimpleNamespace(component=component,  # type: ignore[attr-defined]
+                                   agent=component.split("@")[0], info=info)
+        return body
+
+    ended = [stream("kube-proxy", "watch", "services"),
+             stream("kube-proxy@pod", "watch", "services"),
+             stream("kubectl", "watch", "pods")]
+    kept = [stream("kube-proxy", "watch", "endpoints"),
+            stream("coredns", "watch", "services"),
+            stream("kubectl", "get", "pods", "log"),
+            stream("kubectl@1000", "create", "pods", "exec")]
+    lives = [registry.open(b, None, long_lived=True, watch=b.ctx.info.verb == "watch")
+             for b in ended + kept]
+    clients = {("kube-proxy", "", "services"), ("kubectl", "", "pods")}
+    assert registry.interrupt_where(Reason.FILTERS_CHANGED,
+                                    watches_of(clients, by_agent=True)) == len(ended)
+    assert [b.reasons for b in ended] == [[Reason.FILTERS_CHANGED]] * len(ended)
+    assert [b.reasons for b in kept] == [[]] * len(kept)
+    for life in lives:
+        life.close()
