@@ -241,8 +241,13 @@ class Multiplexer:
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
+        # The version the state had before the probe was sent: an event may reach the
+        # state while the probe is out (a write in a busy cluster), and a probe's answer
+        # below the state's version now proves nothing; below this one, that the cloud's
+        # versions went back (etcd's revisions only grow).
+        before = state.rv
         rv = shared.latest.get()
-        if rv is not None and 0 < rv < state.rv:
+        if rv is not None and 0 < rv < before:
             # The cloud's versions went back (etcd restored from a backup): what the state
             # holds may be gone, and its watch waits for versions the cloud will reuse.
             feed.went_back()
