@@ -31,16 +31,26 @@ _NONE, _LOST = b"none", b"lost"
 # A record that is no watch event: the objects a complete list removed, committed with their
 # deletes so that recovery can tell them from lost files (``deleted``).  Watches skip it.
 REMOVED = "REMOVED"
+# The "rv" in a REMOVED record's JSON: above any version, so that a release that does not
+# know the type (a downgrade) skips it as newer than what its views vouch for; it took any
+# other record for a watch event and sent clients an ADDED with an empty object, which is
+# no JSON.  The record's place in the history (its line's version) is its "at".
+NEWER_THAN_ANY = 2**63 - 1
 
 
 def removed_record(rv: int, keys: list[tuple[str, str]]) -> dict[str, Any]:
     """The record of the objects a list at ``rv`` removed."""
-    return {"rv": rv, "type": REMOVED, "keys": [list(k) for k in keys]}
+    return {"rv": NEWER_THAN_ANY, "at": rv, "type": REMOVED, "keys": [list(k) for k in keys]}
+
+
+def record_rv(record: dict[str, Any]) -> Any:
+    """The version a record is filed at: its "at" when it has one (``removed_record``)."""
+    return record.get("at", record.get("rv"))
 
 
 def encode_record(record: dict[str, Any]) -> tuple[int, bytes]:
     """(rv, line) for one record; ValueError without an int rv, TypeError if not JSON-able."""
-    rv = record.get("rv") if isinstance(record, dict) else None
+    rv = record_rv(record) if isinstance(record, dict) else None
     if not isinstance(rv, int) or isinstance(rv, bool):
         raise ValueError("every history record needs an int 'rv'")
     if not -(2**63) <= rv < 2**63:
@@ -258,8 +268,8 @@ class History:
             log.warning("cannot read the history to explain missing files: %s", e)
             return set()
         return {k for k, rec in last.items()
-                if rec.get("type") in ("DELETED", REMOVED) and isinstance(rec.get("rv"), int)
-                and rec["rv"] >= wanted[k]}
+                if rec.get("type") in ("DELETED", REMOVED) and isinstance(record_rv(rec), int)
+                and record_rv(rec) >= wanted[k]}
 
     # -- writing (the writer thread only) ---------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.unit.cache.conftest import PODS, Feeder, list_body, pod
+from tests.unit.cache.conftest import PODS, Feeder, event_line, list_body, pod
 from yurthub import config
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.mutation import load_meta
@@ -83,3 +83,24 @@ def test_the_record_of_a_lists_removals_is_no_watch_event():
     """A watch resumed from the history skips it (it names objects, not one object)."""
     rec = removed_record(12, [("default", "b")])
     assert _event_for(rec, parse_selectors("", "", "", POD_RT)) is None
+
+
+def test_a_release_that_does_not_know_the_record_sends_no_event_for_it(tmp_path, monkeypatch):
+    """A downgrade: 7dd5470's reader is this one without the REMOVED skip.  It took the
+    record for a watch event and sent a watch of unassigned pods resumed across a kubelet
+    relist ``{"type":"ADDED","object":}``, which no client can decode."""
+    unassigned = "/api/v1/pods?fieldSelector=spec.nodeName%3D"
+    m, store, _ = _run(tmp_path, [list_body([pod("a", rv=5), pod("b", rv=6)], 9)])
+    try:
+        feed = Feeder(m)
+        assert feed.respond(unassigned, list_body([pod("u", node="", rv=7)], 9))
+        assert feed.respond(MINE, list_body([pod("a", rv=5)], 12))  # b went: REMOVED at 12
+        assert feed.respond(unassigned + "&watch=true&resourceVersion=9",
+                            [event_line("MODIFIED", pod("u", node="", rv=15))])
+        monkeypatch.setattr("yurthub.cache.reader.REMOVED", "a type this release lacks")
+        want = parse_selectors("", "", "spec.nodeName=", POD_RT)
+        start = m.reader.watch_start(PODS, POD_RT, want, "10")
+        events = [(t, json.loads(b)["metadata"]["name"]) for t, b in start.events]
+        assert events == [("MODIFIED", "u")] and start.resource_version == 15
+    finally:
+        _stop(m, store)
