@@ -83,6 +83,9 @@ class CacheWriter(BackgroundThread):
         self.space = SpaceGuard(store, metrics)
         self.stale = StaleMarks(self._collections, self.collection)
         self._reported: StorageError | None = None  # the last failure storage_failed took
+        # Called on this thread when a collection sees the cloud's versions go back
+        # (CollectionWriter's on_went_back): must not block.
+        self.on_went_back: Callable[[CollectionKey, int, float], None] | None = None
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -201,9 +204,13 @@ class CacheWriter(BackgroundThread):
 
         forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
         coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
-                                                        forgotten)
+                                                        forgotten, self._went_back)
         coll.refiltered = self.stale.refiltered(ck, coll.refiltered)
         return coll
+
+    def _went_back(self, ck: CollectionKey, rv: int, asked_at: float) -> None:
+        if self.on_went_back is not None:
+            self.on_went_back(ck, rv, asked_at)
 
     def busy(self, ck: CollectionKey) -> bool:
         """The store may not evict ``ck``: something is being written to it or streams in."""
