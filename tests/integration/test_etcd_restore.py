@@ -214,3 +214,48 @@ def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory)
         assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
     finally:
         after.stop()
+
+
+def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_factory):
+    """kube-proxy's shared watch open across the restore, and no consistent list to probe
+    the cloud: the Lease renewed lower ends the feed's watch from the lost version, the
+    feed lists again, and the shared watch gets its 410."""
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        before.create(service("lost"))
+        hub = hub_factory(before.url, extra=HUB_ARGS)
+        http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
+        wait_for(lambda: before.get("leases", NODE, "kube-node-lease") is not None,
+                 timeout=15, what="the hub to renew the node Lease for kubelet")
+        _, rv = services(hub)
+        port = before.port
+        ended: list[dict] = []
+
+        def watch() -> None:
+            with watch_lines(hub.url, SVC, KUBE_PROXY, resourceVersion=rv,
+                             allowWatchBookmarks="true", timeoutSeconds="90") as lines:
+                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    after = Sandbox(port=port, bookmark_interval=0.3)
+    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
+    after.start()
+    try:
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        # (the feed's watch, from the version the restored cloud lost, is the only one
+        # proxied: kube-proxy's is the multiplexer's)
+        wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") >= 1,
+                 timeout=15, what="the feed to watch the restored cloud")
+        after.clear_faults()
+        watcher.join(30)
+        assert not watcher.is_alive()
+        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+    finally:
+        after.stop()
