@@ -40,7 +40,7 @@ from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.mux import Multiplexer
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import status_response
-from yurthub.proxy.rewinds import Rewinds
+from yurthub.proxy.rewinds import Rewinds, is_events
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.secure import secure_request_identity
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -280,7 +280,12 @@ class Hub:
             rv = int(json.loads(body)["metadata"]["resourceVersion"])
         except (ValueError, KeyError, TypeError):
             return  # health.py checked it is a Lease; one without a version proves nothing
-        self.rewinds.lease_renewed(rv)
+        # (answered now: the renewal was sent a moment ago)
+        asked_at = time.monotonic()
+        if self.rewinds.lease_renewed(rv, asked_at):
+            # Every cached collection of kube-apiserver's etcd holds a past the cloud lost.
+            self.cache.writer.went_back(rv, asked_at, f"the node Lease renewed at {rv}",
+                                        lambda ck: is_events(ck.group, ck.resource))
 
     def _cache_metrics(self) -> Iterable[GaugeMetricFamily]:
         """The cache's size and freshness, computed at scrape time from the store.

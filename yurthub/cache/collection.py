@@ -132,6 +132,14 @@ class CollectionWriter:
         self._newest = (rv, time.monotonic())
         self._on_went_back(self.ck, rv, asked_at)
 
+    def _cloud_was_at(self, rv: int, asked_at: float, why: str) -> None:
+        """Proof from elsewhere (the node Lease): the cloud was at ``rv`` when it answered
+        a request sent at ``asked_at``.  Versions above it seen before then are of a past
+        the cloud lost: the views are stale, the history starts again at ``rv``."""
+        if 0 < rv < self._newest[0] and self._newest[1] < asked_at:
+            self._went_back(rv, why, asked_at)
+            self._restart_history(rv)
+
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
         if sel is None:
@@ -178,6 +186,8 @@ class CollectionWriter:
             self._mark_refiltered(m.view, m.why)
         elif m.op == "lost":
             self._lost(m.namespace, m.name, m.meta or None, m.why)
+        elif m.op == "went-back":
+            self._cloud_was_at(m.rv, m.asked_at, m.why)
 
     def _txn_for_batch(self) -> Transaction:
         if self._txn is None:

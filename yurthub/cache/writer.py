@@ -31,6 +31,7 @@ from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import Handler, NonResourceHandler, ObjectHandler, WatchHandler
 from yurthub.cache.list_handler import ListHandler
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
+from yurthub.cache.mutation import Mutation
 from yurthub.cache.space import SpaceGuard, is_no_space, is_read_only
 from yurthub.cache.staleness import StaleMarks
 from yurthub.cache.tee import Outcome, Tee
@@ -170,6 +171,21 @@ class CacheWriter(BackgroundThread):
                 future.set_exception(e)
         self.call(run)
         return future
+
+    def went_back(self, rv: int, asked_at: float, why: str,
+                  skip: Callable[[CollectionKey], bool]) -> None:
+        """The cloud's versions went back to ``rv`` (it answered a request sent at
+        ``asked_at`` so: the node Lease's renewal): every collection written since the
+        start but those ``skip`` names (another etcd's) takes it as its own proof."""
+        def run() -> None:
+            for coll in list(self._collections.values()):
+                if skip(coll.ck):
+                    continue
+                try:
+                    coll.apply(Mutation("went-back", rv=rv, asked_at=asked_at, why=why))
+                except StorageError as e:  # (the batch's commit reports it again)
+                    self.storage_failed(e, coll.ck, coll.ck)
+        self.call(run)
 
     def wake(self) -> None:
         try:

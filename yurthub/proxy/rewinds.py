@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from yurthub.cache.manager import partial_metadata_base
@@ -32,6 +31,11 @@ log = logging.getLogger(__name__)
 
 LEASES = ("coordination.k8s.io", "leases")
 EVENTS = {("", "events"), ("events.k8s.io", "events")}
+
+
+def is_events(group: str, resource: str) -> bool:
+    """Events: often kept in an etcd of their own, whose versions say nothing of the rest."""
+    return (group, resource) in EVENTS
 
 
 def watches_past(rv: int, asked_at: float, resource: tuple[str, str] | None
@@ -45,7 +49,7 @@ def watches_past(rv: int, asked_at: float, resource: tuple[str, str] | None
         if stream.source != "remote" or ctx is None or info is None or info.verb != "watch":
             return False
         key = (info.api_group, info.resource)
-        if (key != resource) if resource is not None else key in EVENTS:
+        if (key != resource) if resource is not None else is_events(*key):
             return False
         try:
             since = int(info.resource_version or 0)
@@ -71,13 +75,15 @@ class Rewinds:
         group = group if base is None else ("" if base == "core" else base)
         self._end(rv, asked_at, (group, resource), f"{resource} answered at {rv}")
 
-    def lease_renewed(self, rv: int) -> None:
-        """The health checker renewed the node Lease; the answer is at ``rv``."""
-        asked_at = time.monotonic()
+    def lease_renewed(self, rv: int, asked_at: float) -> bool:
+        """The health checker renewed the node Lease; the answer is at ``rv``, to a request
+        sent at ``asked_at`` or later.  True when it proves the cloud went back."""
         with self._lock:
             before, self._lease_rv = self._lease_rv, rv
-        if 0 < rv < before:
-            self._end(rv, asked_at, None, f"the node Lease renewed at {rv} after {before}")
+        if not 0 < rv < before:
+            return False
+        self._end(rv, asked_at, None, f"the node Lease renewed at {rv} after {before}")
+        return True
 
     def _end(self, rv: int, asked_at: float, resource: tuple[str, str] | None,
              why: str) -> None:

@@ -37,15 +37,15 @@ def watch(registry: StreamRegistry, path: str, rv: str, source: str = "remote") 
 
 def test_a_lease_renewed_at_a_lower_version_ends_the_watches_from_the_lost_past(registry):
     rewinds = Rewinds(registry)
-    rewinds.lease_renewed(5000)  # the heartbeat before the restore
+    assert not rewinds.lease_renewed(5000, time.monotonic())  # the heartbeat before the restore
     pods = watch(registry, "/api/v1/pods", "4990")           # kubelet's, resumed
     cms = watch(registry, "/api/v1/namespaces/a/configmaps", "4000")
     low = watch(registry, "/api/v1/pods", "90")              # from the restored cloud
     events = watch(registry, "/api/v1/events", "4990")       # another etcd, maybe
     shared = watch(registry, "/api/v1/services", "4990", source="shared")
-    rewinds.lease_renewed(5010)  # versions that grow prove nothing
+    assert not rewinds.lease_renewed(5010, time.monotonic())  # versions that grow prove nothing
     assert pods.ended is None
-    rewinds.lease_renewed(100)   # after the restore: the versions went back
+    assert rewinds.lease_renewed(100, time.monotonic())  # after the restore: the versions went back
     assert pods.ended is cms.ended is Reason.WENT_BACK
     assert low.ended is events.ended is shared.ended is None
 
