@@ -7,6 +7,7 @@ cleanly, ``stop`` stops the threads.  Nothing imports this module but the entry 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -39,6 +40,7 @@ from yurthub.proxy.local import LocalProxy
 from yurthub.proxy.mux import Multiplexer
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import status_response
+from yurthub.proxy.rewinds import Rewinds, is_events
 from yurthub.proxy.router import ProxyApp
 from yurthub.proxy.secure import secure_request_identity
 from yurthub.proxy.streams import Reason, StreamRegistry
@@ -108,6 +110,10 @@ class Hub:
         # 5. streams, watchdog
         self.watchdog = Watchdog()
         self.streams = StreamRegistry(self.watchdog, self.metrics, cfg.client_send_timeout)
+        # proxied watches from versions the cloud lost (etcd restored) end with 410
+        self.rewinds = Rewinds(self.streams)
+        self.cache.writer.on_went_back = lambda ck, rv, asked_at: \
+            self.rewinds.collection_went_back(ck.group, ck.resource, rv, asked_at)
         # 6. health checking (edge mode): which servers to use, and the node Lease
         self.health: HealthChecker | None = None
         if cfg.working_mode == "edge":
@@ -270,6 +276,16 @@ class Hub:
     def _lease(self, body: bytes) -> None:
         """The node Lease the health checker renewed: kubelet's lease requests get it."""
         self.cache.store_object("kubelet", "coordination.k8s.io", "v1", "leases", body)
+        try:
+            rv = int(json.loads(body)["metadata"]["resourceVersion"])
+        except (ValueError, KeyError, TypeError):
+            return  # health.py checked it is a Lease; one without a version proves nothing
+        # (answered now: the renewal was sent a moment ago)
+        asked_at = time.monotonic()
+        if self.rewinds.lease_renewed(rv, asked_at):
+            # Every cached collection of kube-apiserver's etcd holds a past the cloud lost.
+            self.cache.writer.went_back(rv, asked_at, f"the node Lease renewed at {rv}",
+                                        lambda ck: is_events(ck.group, ck.resource))
 
     def _cache_metrics(self) -> Iterable[GaugeMetricFamily]:
         """The cache's size and freshness, computed at scrape time from the store.

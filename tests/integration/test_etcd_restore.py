@@ -122,3 +122,140 @@ def test_shared_services_follow_the_restored_cloud(hub_factory):
                  what="the shared state to follow the restored cloud")
     finally:
         after.stop()
+
+
+def test_kubelets_watch_from_a_lost_version_ends_with_410(hub_factory):
+    """kubelet's pods watch, resumed after the restore from a version the cloud lost, waits
+    (as against kube-apiserver) for versions the cloud gives other changes; the hub's proof
+    that the versions went back (a quorum get older than the copy cached) ends it with 410
+    so that kubelet lists again, as etcd's --bump-revision --mark-compacted would."""
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        before.create(pod("a", image="nginx:2"))
+        hub = hub_factory(before.url)
+        status, _, rv = kubelet_pods(hub)
+        assert status == 200
+        port = before.port
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    try:
+        after.create(pod("a", image="nginx:1"))
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        opened, ended = threading.Event(), []
+
+        def watch() -> None:  # kubelet re-watching from where it was
+            with watch_lines(hub.url, "/api/v1/pods", KUBELET, resourceVersion=rv,
+                             fieldSelector=f"spec.nodeName={NODE}",
+                             timeoutSeconds="60") as lines:
+                opened.set()
+                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert opened.wait(15)
+        status, _, body = http(hub.url + "/api/v1/namespaces/default/pods/a",
+                               headers={"User-Agent": KUBELET}, timeout=10)
+        assert status == 200 and int(json.loads(body)["metadata"]["resourceVersion"]) < int(rv)
+        watcher.join(25)
+        assert not watcher.is_alive()
+        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+        assert "went back" in ended[-1]["object"]["message"]
+    finally:
+        after.stop()
+
+
+LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+
+
+def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory):
+    """No client of the node asks anything that shows the restore: the node Lease the hub
+    renews for kubelet every heartbeat, answered at a lower version than before, does."""
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        before.create(pod("a"))
+        hub = hub_factory(before.url)
+        http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
+        wait_for(lambda: before.get("leases", NODE, "kube-node-lease") is not None,
+                 timeout=15, what="the hub to renew the node Lease for kubelet")
+        status, _, rv = kubelet_pods(hub)
+        assert status == 200
+        port = before.port
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    after = Sandbox(port=port, bookmark_interval=0.3)
+    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
+    after.start()
+    try:
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        opened, ended = threading.Event(), []
+
+        def watch() -> None:
+            with watch_lines(hub.url, "/api/v1/pods", KUBELET, resourceVersion=rv,
+                             fieldSelector=f"spec.nodeName={NODE}",
+                             timeoutSeconds="60") as lines:
+                opened.set()
+                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert opened.wait(15)
+        after.clear_faults()  # the next heartbeat renews the Lease (created anew: lower)
+        watcher.join(25)
+        assert not watcher.is_alive()
+        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+    finally:
+        after.stop()
+
+
+def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_factory):
+    """kube-proxy's shared watch open across the restore, and no consistent list to probe
+    the cloud: the Lease renewed lower ends the feed's watch from the lost version, the
+    feed lists again, and the shared watch gets its 410."""
+    before = Sandbox(bookmark_interval=0.3).start()
+    try:
+        for i in range(30):
+            before.create({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        before.create(service("lost"))
+        hub = hub_factory(before.url, extra=HUB_ARGS)
+        http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
+        wait_for(lambda: before.get("leases", NODE, "kube-node-lease") is not None,
+                 timeout=15, what="the hub to renew the node Lease for kubelet")
+        _, rv = services(hub)
+        port = before.port
+        ended: list[dict] = []
+
+        def watch() -> None:
+            with watch_lines(hub.url, SVC, KUBE_PROXY, resourceVersion=rv,
+                             allowWatchBookmarks="true", timeoutSeconds="90") as lines:
+                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+    finally:
+        before.stop()
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    after = Sandbox(port=port, bookmark_interval=0.3)
+    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
+    after.start()
+    try:
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
+        # (the feed's watch, from the version the restored cloud lost, is the only one
+        # proxied: kube-proxy's is the multiplexer's)
+        wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") >= 1,
+                 timeout=15, what="the feed to watch the restored cloud")
+        after.clear_faults()
+        watcher.join(30)
+        assert not watcher.is_alive()
+        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+    finally:
+        after.stop()

@@ -51,7 +51,9 @@ class CollectionWriter:
 
     def __init__(self, store: DiskStore, ck: CollectionKey, rt: ResourceType,
                  on_commit: Callable[[str, int], None] | None = None,
-                 on_views_forgotten: Callable[[int], None] | None = None) -> None:
+                 on_views_forgotten: Callable[[int], None] | None = None,
+                 on_went_back: Callable[[CollectionKey, int, float], None] | None = None
+                 ) -> None:
         self.store = store
         self.ck = ck
         self.rt = rt
@@ -76,6 +78,9 @@ class CollectionWriter:
         self.refiltered: tuple[float, str] = (0.0, "")
         self._on_commit = on_commit or (lambda kind, n: None)
         self._on_views_forgotten = on_views_forgotten or (lambda n: None)
+        # Told (collection, the cloud's version now, when the request that showed it was
+        # sent) when a quorum answer proves the cloud's versions went back.
+        self._on_went_back = on_went_back or (lambda ck, rv, asked_at: None)
         # The newest resourceVersion the collection holds and when (monotonic) it was seen:
         # a request sent after that moment is answered with everything the cache holds or
         # newer (see after_newest).  At start, everything stored was seen before now.
@@ -114,9 +119,10 @@ class CollectionWriter:
         if rv > self._newest[0]:
             self._newest = (rv, time.monotonic())
 
-    def _went_back(self, rv: int, why: str) -> None:
+    def _went_back(self, rv: int, why: str, asked_at: float) -> None:
         """The cloud answered with a version older than one it showed before: every view
-        holds state the cloud may no longer have (the listed one is then synced again)."""
+        holds state the cloud may no longer have (the listed one is then synced again), and
+        the watches resumed from its lost versions are told (``on_went_back``)."""
         log.warning("cache %s: the cloud's resourceVersions went back from %d to %d (%s); "
                     "its views are stale until listed again", self.ck, self._newest[0], rv,
                     why)
@@ -124,6 +130,15 @@ class CollectionWriter:
             self._mark_stale(key, f"the cloud's resourceVersions went back from "
                                   f"{self._newest[0]} to {rv} (etcd restored?)")
         self._newest = (rv, time.monotonic())
+        self._on_went_back(self.ck, rv, asked_at)
+
+    def _cloud_was_at(self, rv: int, asked_at: float, why: str) -> None:
+        """Proof from elsewhere (the node Lease): the cloud was at ``rv`` when it answered
+        a request sent at ``asked_at``.  Versions above it seen before then are of a past
+        the cloud lost: the views are stale, the history starts again at ``rv``."""
+        if 0 < rv < self._newest[0] and self._newest[1] < asked_at:
+            self._went_back(rv, why, asked_at)
+            self._restart_history(rv)
 
     def view_selectors(self, key: ViewKey) -> Selectors | None:
         sel = self._view_selectors.get(key)
@@ -171,6 +186,8 @@ class CollectionWriter:
             self._mark_refiltered(m.view, m.why)
         elif m.op == "lost":
             self._lost(m.namespace, m.name, m.meta or None, m.why)
+        elif m.op == "went-back":
+            self._cloud_was_at(m.rv, m.asked_at, m.why)
 
     def _txn_for_batch(self) -> Transaction:
         if self._txn is None:
@@ -206,7 +223,8 @@ class CollectionWriter:
             if not (answer and 0 < meta["rv"] < int(old.get("rv", 0))
                     and self.after_newest(asked_at)):
                 return False  # we hold something newer, or this very version already
-            self._went_back(meta["rv"], f"{ns}/{name} at {meta['rv']} after {old.get('rv')}")
+            self._went_back(meta["rv"], f"{ns}/{name} at {meta['rv']} after {old.get('rv')}",
+                            asked_at)
             self._restart_history(meta["rv"])
         elif self.state.rewrite and old is not None and old.get("rv") == meta["rv"]:
             self._rewritten.add((ns, name))  # forgotten if the batch fails (discard)
@@ -420,7 +438,7 @@ class CollectionWriter:
         if back:
             # An etcd restore: whatever the other views hold is of a past the cloud no
             # longer has, and the history's versions will be used again for other changes.
-            self._went_back(a.list_rv, f"a list of {a.view} at {a.list_rv}")
+            self._went_back(a.list_rv, f"a list of {a.view} at {a.list_rv}", a.asked_at)
             a.txn.reset_history(a.list_rv)
         elif whole and 0 < a.list_rv < self._newest[0]:
             # A watch cache behind what was seen: objects went back to its version, and its

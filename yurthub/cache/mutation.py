@@ -80,7 +80,7 @@ def freeze_long_lived() -> None:
 class Mutation:
     """A change decided by a handler, applied by ``CollectionWriter.apply``."""
 
-    op: str  # "upsert", "delete", "event", "bookmark", "stale", "refilter", "lost"
+    op: str  # "upsert", "delete", "event", "bookmark", "stale", "refilter", "lost", "went-back"
     view: ViewKey | None = None
     namespace: str = ""
     name: str = ""

@@ -31,6 +31,7 @@ from yurthub.cache.entry import Entry
 from yurthub.cache.handlers import Handler, NonResourceHandler, ObjectHandler, WatchHandler
 from yurthub.cache.list_handler import ListHandler
 from yurthub.cache.localwrites import ANY, LocalWrite, commit_local
+from yurthub.cache.mutation import Mutation
 from yurthub.cache.space import SpaceGuard, is_no_space, is_read_only
 from yurthub.cache.staleness import StaleMarks
 from yurthub.cache.tee import Outcome, Tee
@@ -83,6 +84,9 @@ class CacheWriter(BackgroundThread):
         self.space = SpaceGuard(store, metrics)
         self.stale = StaleMarks(self._collections, self.collection)
         self._reported: StorageError | None = None  # the last failure storage_failed took
+        # Called on this thread when a collection sees the cloud's versions go back
+        # (CollectionWriter's on_went_back): must not block.
+        self.on_went_back: Callable[[CollectionKey, int, float], None] | None = None
         store.set_eviction_hooks(self.busy, self._evicted)
 
     # -- any thread -------------------------------------------------------------------------
@@ -168,6 +172,21 @@ class CacheWriter(BackgroundThread):
         self.call(run)
         return future
 
+    def went_back(self, rv: int, asked_at: float, why: str,
+                  skip: Callable[[CollectionKey], bool]) -> None:
+        """The cloud's versions went back to ``rv`` (it answered a request sent at
+        ``asked_at`` so: the node Lease's renewal): every collection written since the
+        start but those ``skip`` names (another etcd's) takes it as its own proof."""
+        def run() -> None:
+            for coll in list(self._collections.values()):
+                if skip(coll.ck):
+                    continue
+                try:
+                    coll.apply(Mutation("went-back", rv=rv, asked_at=asked_at, why=why))
+                except StorageError as e:  # (the batch's commit reports it again)
+                    self.storage_failed(e, coll.ck, coll.ck)
+        self.call(run)
+
     def wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -201,9 +220,13 @@ class CacheWriter(BackgroundThread):
 
         forgotten = self.metrics.cache_evictions.labels("view", "lru").inc
         coll = self._collections[ck] = CollectionWriter(self.store, ck, rt, committed,
-                                                        forgotten)
+                                                        forgotten, self._went_back)
         coll.refiltered = self.stale.refiltered(ck, coll.refiltered)
         return coll
+
+    def _went_back(self, ck: CollectionKey, rv: int, asked_at: float) -> None:
+        if self.on_went_back is not None:
+            self.on_went_back(ck, rv, asked_at)
 
     def busy(self, ck: CollectionKey) -> bool:
         """The store may not evict ``ck``: something is being written to it or streams in."""

@@ -250,11 +250,13 @@ class Multiplexer:
         if rv is not None and 0 < rv < before:
             # The cloud's versions went back (etcd restored from a backup): what the state
             # holds may be gone, and its watch waits for versions the cloud will reuse.
-            feed.went_back()
+            first = feed.went_back()
             n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
-            log.warning("shared %s: at %d, past the cloud's %d (etcd restored?); listing "
-                        "again (%d watch ended), the cloud answers meanwhile", shared.key,
-                        state.rv, rv, n)
+            # (said once until the relist succeeds: every consistent read finds it so)
+            log.log(logging.WARNING if first else logging.DEBUG,
+                    "shared %s: at %d, past the cloud's %d (etcd restored?); listing again "
+                    "(%d watch ended), the cloud answers meanwhile", shared.key, state.rv,
+                    rv, n)
             return False
         wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
         if rv is None or (rv != UNKNOWN and state.wait_rv(rv, wait)):

@@ -102,6 +102,8 @@ class Feed(BackgroundThread):
         # The cloud's version was seen below the state's (``went_back``): list again once
         # the watch (from a version the cloud no longer reaches) has been ended.
         self.relist_asked = False
+        # A relist asked for by went_back has not succeeded yet (the cloud is told once).
+        self.relist_due = False
 
     def run(self) -> None:
         backoff = 0.5
@@ -109,9 +111,13 @@ class Feed(BackgroundThread):
         while not self.stopping.is_set():
             try:
                 if relist or self.relist_asked or not self.state.synced:
+                    # (a list that fails is tried again: after a went_back the watch from the
+                    # state's version would wait, silent, for versions the cloud lost)
+                    relist = relist or self.relist_asked
                     self.relist_asked = False
                     self._list()
                     relist = False
+                    self.relist_due = self.relist_asked
                 else:
                     self._mend()
                 self._watch()
@@ -133,11 +139,14 @@ class Feed(BackgroundThread):
     def wake(self) -> None:
         self.state.wake()
 
-    def went_back(self) -> None:
+    def went_back(self) -> bool:
         """The cloud's current version is below the state's (etcd restored from a backup):
         its watch from the state's version waits, silent, for versions the cloud will give
-        other changes.  The caller ends that watch; the feed then lists again."""
-        self.relist_asked = True
+        other changes.  The caller ends that watch; the feed then lists again.  False when
+        that relist was asked for already and has not succeeded yet."""
+        first = not self.relist_due
+        self.relist_due = self.relist_asked = True
+        return first
 
     def _mend(self) -> None:
         """Before a watch that does not follow a list: a list for the cache's sake when its

@@ -30,13 +30,15 @@ class Reason(Enum):
     FILTERS_CHANGED = "response filters changed"  # the client relists what it should see
     STATE_BEHIND = "shared state behind the cloud"  # the multiplexer's feed lists again
     PURGED = "its cache was purged"    # the client relists, which fills the cache again
+    WENT_BACK = "the cloud's versions went back"  # watch from a lost past (proxy/rewinds.py)
 
 
 # The reasons that end a watch with 410 Expired, and why, as the client is told: client-go
 # lists again.  A watch that merely ended is resumed from its last resourceVersion, and the
 # client keeps what it had (and a purged cache would stay empty).
 RELIST = {Reason.FILTERS_CHANGED: "the response filters for this client changed",
-          Reason.PURGED: "the hub's cache of it was purged"}
+          Reason.PURGED: "the hub's cache of it was purged",
+          Reason.WENT_BACK: "the cloud's resourceVersions went back (etcd restored?)"}
 
 
 # Where a stream is served from, which decides the health change that ends it: "remote"

@@ -140,3 +140,31 @@ def test_after_a_get_showed_the_restore_no_lost_change_is_replayed(manager, feed
     with pytest.raises(Gone):
         manager.reader.watch_start(PODS, POD_RT, want, "11")
     assert manager.reader.watch_start(PODS, POD_RT, want, "13").events == []
+
+
+def test_the_node_lease_going_back_is_a_proof_for_every_collection(manager, feed):
+    """The hub's Lease renewal answered at 500 after versions above 1000 were seen: the
+    cached pods, which no answer of their own showed going back, hold a lost past."""
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=900)], 1000))
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=1000&" + NODE_SEL,
+                 event_line("MODIFIED", pod("a", rv=1001, phase="Failed")))
+    manager.writer.went_back(500, time.monotonic(), "the node Lease renewed at 500",
+                             lambda ck: False)
+    assert manager.writer.wait_idle(10)
+    _, stale, items = offline(manager, fields="spec.nodeName=node-a")
+    assert "went back from 1001 to 500" in stale and items == {"a": "Failed"}
+    want = parse_selectors("", "", "spec.nodeName=node-a", POD_RT)
+    with pytest.raises(Gone):  # the lost MODIFIED a@1001 is never replayed
+        manager.reader.watch_start(PODS, POD_RT, want, "1000")
+    # The restored cloud's list makes the view fresh again, and whole: Replace.
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=450)], 520))
+    rv, stale, items = offline(manager, fields="spec.nodeName=node-a")
+    assert (rv, stale, items) == (520, "", {"a": "Running"})
+
+
+def test_the_node_lease_leaves_a_collection_newer_than_it_alone(manager, feed):
+    feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=400)], 450))
+    manager.writer.went_back(500, time.monotonic(), "the node Lease renewed at 500",
+                             lambda ck: False)
+    assert manager.writer.wait_idle(10)
+    assert offline(manager, fields="spec.nodeName=node-a")[:2] == (450, "")
