@@ -135,6 +135,14 @@ class AnyInformer(Informer):
                      "namespaces": core.list_namespace, "nodes": core.list_node,
                      "configmaps": core.list_config_map_for_all_namespaces}[what]
         self.name = f"{ua.split('/')[0]}:{what}"
+        self.errors = _Stamped()
+
+
+class _Stamped(list):  # type: ignore[type-arg]
+    """A list of errors whose entries say when they happened (to match them with flaps)."""
+
+    def append(self, item: Any) -> None:
+        super().append(f"{time.strftime('%H:%M:%S')} {item}")
 
 
 def view(store: dict[Any, dict[str, Any]]) -> dict[Any, str]:
@@ -474,7 +482,7 @@ def main() -> int:
             return None
 
     def restart_hub(why: str) -> None:
-        print(f"  restart hub ({why})", flush=True)
+        print(f"  {time.strftime('%H:%M:%S')} restart hub ({why})", flush=True)
         if args.restarts == "kill":
             hub.kill()
         else:
@@ -494,7 +502,8 @@ def main() -> int:
         if flap == 2 and args.silent_restart:
             mode = "silent"
         cut = rng.uniform(*cut_range)
-        print(f"  [{time.monotonic() - t0:6.0f}s] flap {flap}: cut ({mode}) {cut:.0f}s",
+        print(f"  [{time.monotonic() - t0:6.0f}s] {time.strftime('%H:%M:%S')} flap {flap}: "
+              f"cut ({mode}) {cut:.0f}s",
               flush=True)
         still = flap % 2 == 1  # every other cut: the cloud holds still, offline views checked
         if still:
@@ -512,10 +521,11 @@ def main() -> int:
             driver.go.set()
             cut = max(0.0, cut - 6)
         if not restarted_offline and flap == 2:
+            cut_ends = time.monotonic() + cut
             time.sleep(min(cut / 2, 10))
             restart_hub("offline")
             restarted_offline = True
-            time.sleep(max(0, cut / 2 - 10))
+            time.sleep(max(0.0, cut_ends - time.monotonic()))
         else:
             time.sleep(cut)
         if cut > 15:  # the hub should know by now
@@ -548,6 +558,9 @@ def main() -> int:
     checkpoint("end")
     extras.halt.set()
     kubelet.stop()
+    # before stopping them: kubernetes' Watch.stop() shuts the client's own socket down,
+    # and the informer would record that as a broken watch
+    errors = {inf.name: list(inf.errors) for inf in informers}
     for inf in informers:
         inf.stop()
 
@@ -591,11 +604,14 @@ def main() -> int:
     print(f"odd answers ({len(extras.odd)}): {extras.odd[:10]}")
     for inf in informers:
         kinds: dict[str, int] = {}
-        for e in inf.errors:
-            k = "hub down (refused)" if "Connection refused" in e else e[:160]
+        for e in errors[inf.name]:
+            k = "hub down (refused)" if "Connection refused" in e else e[9:160]
             kinds[k] = kinds.get(k, 0) + 1
         print(f"{inf.name}: lists {len(inf.list_rvs)} events {len(inf.events)} "
-              f"errors {len(inf.errors)} {kinds}")
+              f"errors {len(errors[inf.name])} {kinds}")
+        odd = [e for e in errors[inf.name] if "refused" not in e and "502" not in e]
+        if odd:
+            print(f"    other errors at: {[e[:60] for e in odd]}")
     print(f"node status: last acknowledged {extras.last_ok_heartbeat} cloud {cloud_hb}")
     print(f"lease renewTime in the cloud {renew} (now {datetime.now(UTC).isoformat()})")
     print(f"health metric lies: {health_lies}")
