@@ -23,6 +23,7 @@ from gunicorn.http import errors as http_errors
 
 from yurthub.errors import ApiError, BadRequest, Forbidden, InternalError
 from yurthub.worker import limits
+from yurthub.worker.chunked import ChunkedWrites, writes_chunks
 from yurthub.worker.conn import Conn
 from yurthub.worker.settings import WorkerSettings
 
@@ -122,6 +123,13 @@ class ThreadSide:
                 conn.sock.settimeout(self.settings.send_timeout)
             except OSError:
                 pass  # why: the client is gone; the first write will say so
+        # gunicorn's Response (start_response is its method) would copy each chunk to
+        # frame it: pieces of a chunked answer go out by sendmsg instead (worker.chunked).
+        resp = getattr(start_response, "__self__", None)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if resp is not None and writes_chunks(resp) and not (
+                isinstance(file_wrapper, type) and isinstance(result, file_wrapper)):
+            return ChunkedWrites(result, resp)
         return result
 
 
