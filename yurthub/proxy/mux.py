@@ -241,15 +241,19 @@ class Multiplexer:
         if shared.latest is None:
             return True
         state, feed = shared.state, shared.feed
+        # The state's version before the probe is sent: the cloud had reached it then.  The
+        # state may pass the probe's answer while the probe is on its way (its watch goes
+        # on meanwhile); only a version below this one says the cloud went back.
+        held = state.rv
         rv = shared.latest.get()
-        if rv is not None and 0 < rv < state.rv:
+        if rv is not None and 0 < rv < held:
             # The cloud's versions went back (etcd restored from a backup): what the state
             # holds may be gone, and its watch waits for versions the cloud will reuse.
             feed.went_back()
             n = self.streams.interrupt_where(Reason.STATE_BEHIND, _feed_watch(shared.key))
             log.warning("shared %s: at %d, past the cloud's %d (etcd restored?); listing "
                         "again (%d watch ended), the cloud answers meanwhile", shared.key,
-                        state.rv, rv, n)
+                        held, rv, n)
             return False
         wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
         if rv is None or (rv != UNKNOWN and state.wait_rv(rv, wait)):
