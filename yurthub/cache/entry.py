@@ -65,6 +65,10 @@ class Sink(Protocol):
     def other_open_watch(self, me: object, ck: CollectionKey | None, view: ViewKey) -> bool:
         """True when a live watch other than ``me`` is open on collection ``ck``, ``view``."""
 
+    def open_list(self, ck: CollectionKey | None, view: ViewKey) -> bool:
+        """True when a list of collection ``ck``, ``view`` is still on its way (its body not
+        all read, or not yet committed)."""
+
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
         """Count and log an entry that will not be committed."""
 

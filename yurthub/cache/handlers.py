@@ -195,8 +195,12 @@ class WatchHandler(Handler):
             if self._parked_at is None:
                 self._parked_at = now
             if now - self._parked_at < PARK_LIMIT \
-                    and self.writer.other_open_watch(self, self.entry.ck, sel.key):
-                return False  # the watch before may still carry the missing events
+                    and (self.writer.other_open_watch(self, self.entry.ck, sel.key)
+                         or self.writer.open_list(self.entry.ck, sel.key)):
+                # The watch before may still carry the missing events, or the list this
+                # watch follows (a client lists, then watches from the list's version at
+                # once) is not committed yet: its commit brings the view to the start.
+                return False
             coll.apply(Mutation("stale", view=sel.key,
                                 why=f"watch resumed at {start} after {view.rv}"))
         elif view is not None and start == 0:

@@ -266,6 +266,12 @@ class CacheWriter(BackgroundThread):
                    and h.entry.ck == ck
                    for h in self._handlers)
 
+    def open_list(self, ck: CollectionKey | None, view: ViewKey) -> bool:
+        return any(isinstance(h, ListHandler) and not h.dead and h.entry.ck == ck
+                   and h.entry.selectors is not None and h.entry.selectors.key == view
+                   and h.tee.outcome not in (Outcome.OVERFLOW, Outcome.BROKEN)
+                   for h in self._handlers)
+
     def dropped(self, entry: Entry, reason: str, why: str) -> None:
         self.drops += 1
         m = self.metrics

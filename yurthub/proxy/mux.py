@@ -20,7 +20,8 @@ Filters run per client on the way out and never change the shared objects.
 Requests it does not take go the ordinary way: the multiplexer's own, exact historical
 lists while the cloud answers (offline the shared history answers them: the list at that
 version, 410 when the history no longer holds it, as kube-apiserver's), ``continue`` pages,
-a watch of one named object, Table and metadata-only answers.
+a watch of one named object, Table and metadata-only answers (offline the shared state
+answers metadata-only lists and watches, as PartialObjectMetadata).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from yurthub.errors import GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
-from yurthub.kube.accept import transform
+from yurthub.kube.accept import Transform, transform
 from yurthub.kube.listoptions import (
     check_list_options,
     parse_resource_version,
@@ -60,7 +61,14 @@ from yurthub.proxy.context import RequestContext
 from yurthub.proxy.grantcheck import GrantCheck
 from yurthub.proxy.muxfeed import UNKNOWN, Feed, Latest, WsgiApp
 from yurthub.proxy.muxstate import Obj, SharedState
-from yurthub.proxy.muxwatch import SharedWatch, dump, event_line, filtered_item, selected
+from yurthub.proxy.muxwatch import (
+    SharedWatch,
+    dump,
+    event_line,
+    filtered_item,
+    partial,
+    selected,
+)
 from yurthub.proxy.streams import Reason, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -139,9 +147,20 @@ class Multiplexer:
             return None
         if info.verb == "list" and is_historical_list(info) and self._cloud_answers():
             return None  # (offline, the shared history answers an exact list: _list)
-        if transform(ctx.accept) is not None:
-            return None  # Tables and metadata-only answers go upstream as before
+        t = transform(ctx.accept)
+        if t is not None and not (self._partial(t, info.verb) and not self._cloud_answers()):
+            # Tables and metadata-only answers go upstream as before; offline the shared
+            # state answers the metadata-only ones (the cache holds no copy of them but a
+            # component's own, and only if it asked for them online).
+            return None
         return self._get(key)
+
+    @staticmethod
+    def _partial(t: Transform, verb: str) -> bool:
+        """A metadata-only list or watch (a list asks the list kind, a watch the object's;
+        the other is 406 the usual way, as kube-apiserver's)."""
+        want = "PartialObjectMetadataList" if verb == "list" else "PartialObjectMetadata"
+        return t.kind == want and t.group == "meta.k8s.io"
 
     def _get(self, key: str) -> Shared | None:
         with self._lock:
@@ -205,12 +224,14 @@ class Multiplexer:
             return None  # a version the cloud gave the client: the cloud answers at once
         self.metrics.requests.labels(ctx.component or "unknown", info.verb, "shared",
                                      "200").inc()
-        view = self.filters.client_view(ctx.component, info.verb, info.api_group,
-                                        info.resource)
-        chain = self._chain(ctx)
+        t = transform(ctx.accept)
+        meta = t.api_version if t is not None else ""
+        view = None if meta else self.filters.client_view(ctx.component, info.verb,
+                                                          info.api_group, info.resource)
+        chain = None if meta else self._chain(ctx)  # filters change plain objects only
         if info.verb == "list":
-            return self._list(ctx, state, want, chain, view)
-        return self._watch(ctx, state, want, chain, view)
+            return self._list(ctx, state, want, chain, view, meta)
+        return self._watch(ctx, state, want, chain, view, meta)
 
     def _chain(self, ctx: RequestContext) -> Chain | None:
         info = ctx.info
@@ -255,7 +276,7 @@ class Multiplexer:
             # (said once until the relist succeeds: every consistent read finds it so)
             log.log(logging.WARNING if first else logging.DEBUG,
                     "shared %s: at %d, past the cloud's %d (etcd restored?); listing again "
-                    "(%d watch ended), the cloud answers meanwhile", shared.key, state.rv,
+                    "(%d watch ended), the cloud answers meanwhile", shared.key, before,
                     rv, n)
             return False
         wait = CONSISTENT_WAIT if feed.bookmark_due(CONSISTENT_WAIT) else 0.0
@@ -320,7 +341,7 @@ class Multiplexer:
         return self.upstream is None or bool(self.upstream.candidates())
 
     def _list(self, ctx: RequestContext, state: SharedState, want: Selectors,
-              chain: Chain | None, view: ClientView | None) -> Response:
+              chain: Chain | None, view: ClientView | None, meta: str = "") -> Response:
         rv_param = ctx.info.resource_version
         if rv_param not in ("", "0"):
             self._wait_rv(state, _rv(rv_param))
@@ -337,14 +358,16 @@ class Multiplexer:
         if view is not None:
             view.served(str(rv))
         rt = state.rt
-        head = dump({"kind": rt.list_kind, "apiVersion": rt.group_version,
-                      "metadata": {"resourceVersion": str(rv)}})
+        head = dump({"kind": "PartialObjectMetadataList" if meta else rt.list_kind,
+                     "apiVersion": meta or rt.group_version,
+                     "metadata": {"resourceVersion": str(rv)}})
         pieces = [head[:-1], b',"items":[']
         sep = b""
         for o in objs:
             if not selected(want, o):
                 continue
-            raw = o.item if chain is None else filtered_item(chain, o)
+            raw = partial(o.body, meta) if meta else \
+                o.item if chain is None else filtered_item(chain, o)
             if raw is None:
                 continue
             pieces += (sep, raw)
@@ -359,11 +382,15 @@ class Multiplexer:
             body = _gzipped(pieces)
         else:
             body = (b"".join(pieces[i:i + 512]) for i in range(0, len(pieces), 512))
-        return Response(body, status=200, content_type=JSON, headers=headers,
+        content_type = JSON
+        if meta:
+            group, _, version = meta.partition("/")
+            content_type = f"{JSON};as=PartialObjectMetadataList;g={group};v={version}"
+        return Response(body, status=200, content_type=content_type, headers=headers,
                         direct_passthrough=True)
 
     def _watch(self, ctx: RequestContext, state: SharedState, want: Selectors,
-               chain: Chain | None, view: ClientView | None) -> Response:
+               chain: Chain | None, view: ClientView | None, meta: str = "") -> Response:
         info = ctx.info
         rv_param = info.resource_version
         initial = info.send_initial_events
@@ -402,7 +429,7 @@ class Multiplexer:
         stream = SharedWatch(self.streams, ctx, state, want, chain, view, seq=seq,
                              initial=first, start_rv=start_rv, timeout=timeout,
                              bookmark_interval=float(self.cfg.watch_bookmark_interval),
-                             end_initial=bool(info.send_initial_events))
+                             end_initial=bool(info.send_initial_events), meta=meta)
         return Response(stream, status=200, content_type=JSON, direct_passthrough=True)
 
 

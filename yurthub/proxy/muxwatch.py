@@ -50,8 +50,9 @@ class SharedWatch:
     def __init__(self, streams: StreamRegistry, ctx: RequestContext, state: SharedState,
                  want: Selectors, chain: Chain | None, view: ClientView | None, *, seq: int,
                  initial: list[Obj], start_rv: int, timeout: int, bookmark_interval: float,
-                 end_initial: bool) -> None:
+                 end_initial: bool, meta: str = "") -> None:
         self.ctx = ctx
+        self.meta = meta  # the apiVersion of a metadata-only watch's objects, or ""
         self.state = state
         self.want = want
         self.chain = chain
@@ -87,9 +88,11 @@ class SharedWatch:
 
     def _bookmark(self, initial_end: bool = False) -> bytes:
         rt = self.state.rt
+        kind, api_version = ("PartialObjectMetadata", self.meta) if self.meta \
+            else (rt.kind, rt.group_version)
         if not initial_end:
-            return bookmark_event(rt.kind, rt.group_version, self.rv)
-        obj = {"kind": rt.kind, "apiVersion": rt.group_version,
+            return bookmark_event(kind, api_version, self.rv)
+        obj = {"kind": kind, "apiVersion": api_version,
                "metadata": {"resourceVersion": str(self.rv),
                             "annotations": {INITIAL_EVENTS_END: "true"}}}
         return event_line("BOOKMARK", dump(obj))
@@ -188,6 +191,9 @@ class SharedWatch:
     def _out(self, etype: str, raw: bytes, obj: Obj | None) -> bytes | None:
         """The event as this client's filters make it (they never change shared objects)."""
         chain = self.chain
+        if self.meta:
+            return event_line(etype, partial(obj.body if obj is not None else json.loads(raw),
+                                             self.meta))
         if chain is None:
             return event_line(etype, raw)
         if obj is not None and obj.key not in self.dropped:
@@ -220,6 +226,13 @@ class SharedWatch:
 
 def selected(want: Selectors, o: Obj) -> bool:
     return want.matches(o.namespace, o.name, o.labels, o.fields)
+
+
+def partial(body: dict[str, Any], api_version: str) -> bytes:
+    """An object as a metadata-only answer carries it (kube-apiserver's
+    PartialObjectMetadata: its metadata alone)."""
+    return dump({"kind": "PartialObjectMetadata", "apiVersion": api_version,
+                 "metadata": body.get("metadata") or {}})
 
 
 def filtered_item(chain: Chain, o: Obj) -> bytes | None:
