@@ -37,11 +37,6 @@ READ_VERBS = frozenset({"get", "list", "watch"})
 AUTHORIZED_CODES = frozenset({404, 409, 410, 422})
 
 
-def agent_name(component: str) -> str:
-    """The name part of a component key (``kubelet@1000`` -> ``kubelet``)."""
-    return component.partition("@")[0]
-
-
 POD_SUFFIX = "@pod"
 
 

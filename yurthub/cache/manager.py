@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -76,6 +77,10 @@ class CacheManager:
                                   unsynced=self.writer.stale.unsynced)
         self.started_at = time.time()
         self.scopes = Scopes(metrics)
+        # Responses that would have been cached and passed untouched (caching stopped, no
+        # pipe for a tee): request threads count them, under the lock.
+        self._passed = 0
+        self._passed_lock = threading.Lock()
 
     def start(self, lost: list[LostObject] | None = None) -> None:
         """After the store has been opened: learn scopes from disk, mark the views that lost
@@ -99,8 +104,13 @@ class CacheManager:
         return self.writer.space.reason()
 
     def setbacks(self) -> int:
-        """Responses the cache did not take so far (dropped, or refused for want of room)."""
-        return self.writer.drops + self.writer.space.stops
+        """Responses the cache did not take so far (dropped, refused for want of room, or
+        passed untouched while caching was stopped)."""
+        return self.writer.drops + self.writer.space.stops + self._passed
+
+    def _passed_by(self) -> None:
+        with self._passed_lock:
+            self._passed += 1
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until the writer has done what it was handed (False: not within ``timeout``)."""
@@ -221,6 +231,10 @@ class CacheManager:
             entry = self._entry(info, component, _filed_as(accept, served), False)
         except (ApiError, InvalidKeyError):
             return
+        # why: a list that passed while caching was stopped is one the cache did not take
+        # (setbacks): the multiplexer's copy that holds no list is listed again for it,
+        # not taken for one whose commit is on its way.
+        self._passed_by()
         ck = entry.ck
         unsynced = self.writer.stale.unsynced
         if ck is None or ck in unsynced or ck not in set(self.store.collections()):
@@ -238,6 +252,7 @@ class CacheManager:
                       big=big,
                       gather=GATHER if entry.kind == "list" else 0)
         except OSError as e:
+            self._passed_by()
             self.metrics.cache_entries_dropped.labels(self.metrics.component(entry.component),
                                                       self.metrics.resource(entry.resource),
                                                       "no-pipe").inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yurthub.kube.accept import META_GROUP, transform
-from yurthub.kube.requestinfo import RequestInfo
+from yurthub.kube.requestinfo import RequestInfo, agent_name
 
 CACHED_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch"})
 CACHED_SUBRESOURCES = frozenset({"", "status"})
@@ -77,7 +77,7 @@ def cacheable(info: RequestInfo, component: str, agents: frozenset[str],
     if not component:
         return _no("no-component")
     # "kubelet@1000" is kubelet's name said by user 1000: the agent list names the agent.
-    if component.partition("@")[0] not in agents and "*" not in agents:
+    if agent_name(component) not in agents and "*" not in agents:
         return _no("not-a-cache-agent")
     if not info.is_resource_request:
         return _no("non-resource")

@@ -21,6 +21,7 @@ from yurthub.cache.collection import CollectionWriter
 from yurthub.cache.entry import Entry
 from yurthub.cache.mutation import Mutation
 from yurthub.errors import StorageError
+from yurthub.kube.requestinfo import agent_name
 from yurthub.storage import CollectionKey
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def agent_target(ck: CollectionKey) -> tuple[str, str, str]:
     """(agent, group, resource) of a collection: the response filters go by the User-Agent's
     name, and a component is that name or ``name@...`` (``kube-proxy@pod``; cache/policy.py
     reads agents the same way), so a change of filters is one of every component of it."""
-    return ck.component.partition("@")[0], ck.group, ck.resource
+    return agent_name(ck.component), ck.group, ck.resource
 
 
 class StaleMarks:

@@ -41,6 +41,7 @@ from cachetools import LRUCache
 
 from yurthub.errors import DecodeError
 from yurthub.kube.meta import rv_int
+from yurthub.kube.requestinfo import agent_name
 
 Client = tuple[str, str, str]            # (component, group, resource)
 ObjectKey = tuple[str, str]              # (namespace, name)
@@ -52,7 +53,7 @@ def agent_client(client: Client) -> Client:
     on 10268; ``edge-x@1000``, another user: access.keys), so a change of filters is one of
     the agent's, for each of its components."""
     component, group, resource = client
-    return component.partition("@")[0], group, resource
+    return agent_name(component), group, resource
 
 DEFAULT_SIZE = 100_000
 RESUME_POINTS = 20_000

@@ -101,6 +101,12 @@ def component_from_user_agent(user_agent: str | None) -> str:
     return user_agent.lower().split("/", 1)[0]
 
 
+def agent_name(component: str) -> str:
+    """The User-Agent's name in a component key (``kubelet@1000``, ``kube-proxy@pod`` ->
+    ``kubelet``, ``kube-proxy``): what cache agents and the response filters go by."""
+    return component.partition("@")[0]
+
+
 def parse_query(query: str) -> dict[str, list[str]]:
     """Parse a query string the way Go's ``url.ParseQuery`` does for kube-apiserver.
 

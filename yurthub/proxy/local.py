@@ -212,7 +212,8 @@ class LocalProxy:
 
         A watch of one object by its path (``/api/v1/watch/namespaces/<ns>/pods/<name>``)
         selects that name, as kube-apiserver adds ``metadata.name=<name>`` (a field
-        selector that pins no name or another one is 400 there).  A metadata-only
+        selector that pins another name or more is refused by ``check_list_options``,
+        which the callers ask first).  A metadata-only
         collection (PartialObjectMetadata) indexes the objects' metadata alone: a field
         selector on the full objects' own fields (a pod's spec.nodeName) is one the cloud
         answers and the cache cannot evaluate, so 503, never a 400 that tells the client
@@ -223,9 +224,7 @@ class LocalProxy:
                                                                    rt.resource)
         fields = info.field_selector
         want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
-        if info.name and want.fields.exact("metadata.name") != info.name:
-            if not want.fields.empty:
-                raise BadRequest("fieldSelector metadata.name doesn't match requested name")
+        if info.name and want.fields.empty:
             fields = f"metadata.name={kfields.escape_value(info.name)}"
             want = parse_selectors(info.namespace, info.label_selector, fields, full or rt)
         if full is None:

@@ -9,7 +9,7 @@ import pytest
 
 from yurthub.access import keys
 from yurthub.access.keys import AccessKey, client_authorization
-from yurthub.kube.requestinfo import parse_request_info
+from yurthub.kube.requestinfo import agent_name, parse_request_info
 from yurthub.storage.keys import check_component
 
 TRUSTED = frozenset({0, 998})
@@ -42,7 +42,7 @@ def test_component_keys_on_disk_are_checked(bad):
 
 
 def test_agent_name():
-    assert keys.agent_name("kubelet@1000") == "kubelet" == keys.agent_name("kubelet")
+    assert agent_name("kubelet@1000") == "kubelet" == agent_name("kubelet")
 
 
 def info(method: str, path: str, query: str = ""):
@@ -142,7 +142,7 @@ def test_a_token_named_hop_by_hop_is_no_token_of_the_request(environ, want):
 def test_pods_on_the_https_port_have_components_of_their_own():
     assert keys.pod_component("kubelet") == "kubelet@pod"
     assert check_component("kubelet@pod") == "kubelet@pod"   # a valid path segment
-    assert keys.agent_name("kube-proxy@pod") == "kube-proxy"  # the filters' name
+    assert agent_name("kube-proxy@pod") == "kube-proxy"  # the filters' name
     assert keys.pod_component("Mozilla 5.0") == ""
     assert keys.legacy_component("kube-proxy@pod") == "kube-proxy"
     assert keys.legacy_component("kubelet@1000") == "" == keys.legacy_component("kubelet")
