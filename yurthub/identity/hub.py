@@ -246,11 +246,13 @@ def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     discovery: gone, the cloud was verified against the system's CAs, failed, and the hub
     served from its cache for good; damaged, the hub did not start at all, offline too.
 
-    Altered but still a certificate (a CA copied there by hand, another cluster's), it is
-    no longer the CA the join proved (bootstrap-hub.conf keeps that one, written with it):
-    the cloud was verified against it and called unhealthy for good, or a server of that
-    CA's trusted.  It is written again the same way; whether the joined CA still answers
-    the configured pins is the bootstrap's question (a replaced cluster CA joins again).
+    Altered but still a certificate (a CA copied there by hand, another cluster's) and
+    without the joined CA among its certificates, it is no longer the CA the join proved
+    (bootstrap-hub.conf keeps that one, written with it): the cloud was verified against
+    it and called unhealthy for good, or a server of that CA's trusted.  It is written
+    again the same way; whether the joined CA still answers the configured pins is the
+    bootstrap's question (a replaced cluster CA joins again).  A bundle that holds the
+    joined CA and others (a CA rotation the operator began) is left as it is.
 
     Raises ConfigError naming the file when nothing holds the CA."""
     ca = files.read(files.ca)
@@ -264,8 +266,8 @@ def check_ca(files: IdentityFiles, bootstrap: Bootstrap) -> None:
     else:
         stored = bootstrap.stored()
         joined = set(certs.ca_pins(stored.ca_pem)) if stored and stored.ca_pem else set()
-        if not joined or set(certs.ca_pins(ca)) == joined:
-            return
+        if not joined or joined <= set(certs.ca_pins(ca)):
+            return  # (a bundle with it: a CA rotation the operator began is kept)
         what = "holds another CA than the one the join proved"
     stored = stored or bootstrap.stored()
     if stored is None or not stored.ca_pem or not certs.ca_pins(stored.ca_pem):

@@ -329,6 +329,15 @@ def test_a_pinned_ca_replaced_by_another_ca_is_written_again_and_the_cloud_reach
     assert hub.get("/api/v1/nodes")[0] == 200
     assert ca.read_bytes() == pinned
     assert "ca.crt holds another CA than the one the join proved: written again" in hub.log()
+    # A bundle of the joined CA and a new one (a CA rotation begun by the operator) is theirs
+    assert hub.stop() == 0
+    bundle = pinned + pki.cert_pem(pki.Authority.create().cert)
+    ca.write_bytes(bundle)
+    hub.start()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
+             "the cloud healthy")
+    assert hub.get("/api/v1/nodes")[0] == 200
+    assert ca.read_bytes() == bundle
 
 
 def test_a_pinned_ca_gone_while_the_hub_runs_never_lets_the_systems_cas_in(cluster,
