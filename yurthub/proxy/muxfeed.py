@@ -50,6 +50,10 @@ WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 WATCH_TIMEOUT = 300
 MAX_BACKOFF = 10.0
 STALL_SILENCE = 150.0  # silence that means a stalled watch before a bookmark cadence is known
+# A cached copy still not whole after a list for its sake (the cache drops that list: one
+# past max_list_bytes, say) is listed again after these many seconds, doubled each time
+# up to the last: the cloud traffic the multiplexer saves is not spent on it every watch.
+MEND_BACKOFF = (300.0, 3600.0)
 
 
 class _Expired(Exception):
@@ -77,6 +81,8 @@ class Feed(BackgroundThread):
         # it gave at the last list (proxy/mux.py).
         self.copy_problem = copy_problem
         self._mark: int | None = None
+        self._mend_at = 0.0   # no list for the copy's sake before (monotonic)
+        self._mend_gap = 0.0  # the wait after the next one (MEND_BACKOFF)
         self.environ = dict(environ or {})  # what the worker would say of a connection
         self.app = app
         self.state = state
@@ -158,8 +164,16 @@ class Feed(BackgroundThread):
             return
         why, _ = self.copy_problem(self._mark)
         if not why:
+            self._mend_at = self._mend_gap = 0.0
             return
-        log.info("shared %s: %s; listing again", self.state.rt.resource, why)
+        now = time.monotonic()
+        if now < self._mend_at:
+            return
+        first, most = MEND_BACKOFF
+        self._mend_gap = min(most, max(first, 2 * self._mend_gap))
+        self._mend_at = now + self._mend_gap
+        log.info("shared %s: %s; listing again (then not before %.0f s)",
+                 self.state.rt.resource, why, self._mend_gap)
         try:
             self._list()
         except (_Failed, YurthubError) as e:

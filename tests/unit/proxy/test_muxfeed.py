@@ -74,3 +74,25 @@ def test_a_relist_after_the_cloud_went_back_is_tried_again_when_it_fails():
     finally:
         cloud.closed.set()
         feed.stop()
+
+
+def test_a_copy_the_cache_keeps_dropping_is_not_listed_again_at_every_watch():
+    # The cache drops every list of the shared Services (one past max_list_bytes): the
+    # feed listed the whole collection again before each of its watches, every few
+    # minutes for ever - the cloud traffic the multiplexer exists to save.
+    cloud = Cloud([("200 OK", service_list(30, "a", "b"))])
+    state = SharedState(RT, 100)
+    feed = Feed(cloud, state, "/api/v1/services", "node-1",
+                copy_problem=lambda mark: ("its cached copy holds no complete list", 0))
+    feed.start()
+    try:
+        for n in (2, 4, 5, 6):  # watches, one after the other
+            wait_for(lambda n=n: len(cloud.requests) == n, what=f"request {n}")
+            cloud.end_watch.set()
+        wait_for(lambda: len(cloud.requests) == 7, what="the feed's next watch")
+        lists = ["watch=true" not in q for q in cloud.requests]
+        # the first list, then one for the copy's sake; after that only watches for now
+        assert lists == [True, False, True, False, False, False, False], cloud.requests
+    finally:
+        cloud.closed.set()
+        feed.stop()
