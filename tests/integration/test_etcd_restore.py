@@ -39,14 +39,49 @@ def healthy(hub, value: int):
     return lambda: hub.metric("node_yurthub_server_healthy_status") == value
 
 
-def test_offline_pods_are_the_restored_clouds_not_the_lost_ones(hub_factory):
-    before = Sandbox(bookmark_interval=0.3).start()
+def busy_cloud(*objects: dict) -> Sandbox:
+    """A cloud busy before its backup (its versions well past the restored ones), holding
+    ``objects`` too."""
+    cloud = Sandbox(bookmark_interval=0.3).start()
     try:
-        for i in range(30):  # a busy cloud: its versions well past the backup's
-            before.create({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
-        for name in ("a", "b", "c"):
-            before.create(pod(name, image="nginx:2"))
+        for i in range(30):
+            cloud.create({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": f"cm-{i}", "namespace": "default"}})
+        for obj in objects:
+            cloud.create(obj)
+    except BaseException:
+        cloud.stop()
+        raise
+    return cloud
+
+
+def watching(hub, path: str, ua: str, **params: str) -> tuple[threading.Thread, list[dict]]:
+    """A watch through the hub in the background, open when this returns: its thread and
+    its events but bookmarks, as they come."""
+    opened, events = threading.Event(), []
+
+    def watch() -> None:
+        with watch_lines(hub.url, path, ua, **params) as lines:
+            opened.set()
+            events.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert opened.wait(15)
+    return watcher, events
+
+
+def ends_with_410(watcher: threading.Thread, events: list[dict]) -> dict:
+    """The watch ended (within 30 s) with an ERROR 410; that event's Status."""
+    watcher.join(30)
+    assert not watcher.is_alive()
+    assert events and events[-1]["type"] == "ERROR" and events[-1]["object"]["code"] == 410
+    return events[-1]["object"]
+
+
+def test_offline_pods_are_the_restored_clouds_not_the_lost_ones(hub_factory):
+    before = busy_cloud(*(pod(name, image="nginx:2") for name in ("a", "b", "c")))
+    try:
         hub = hub_factory(before.url)
         status, items, _ = kubelet_pods(hub)
         assert status == 200 and items == {"a": "nginx:2", "b": "nginx:2", "c": "nginx:2"}
@@ -82,26 +117,15 @@ def services(hub) -> tuple[set[str], str]:
 
 
 def test_shared_services_follow_the_restored_cloud(hub_factory):
-    before = Sandbox(bookmark_interval=0.3).start()
+    before = busy_cloud(service("lost-1"), service("lost-2"))
     try:
-        for i in range(30):
-            before.create({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
-        before.create(service("lost-1"))
-        before.create(service("lost-2"))
         hub = hub_factory(before.url, extra=HUB_ARGS)
         names, rv = services(hub)
         assert names == {"lost-1", "lost-2"}
         port = before.port
-        ended: list[dict] = []
-
-        def watch() -> None:  # kube-proxy's watch, open across the restore
-            with watch_lines(hub.url, SVC, KUBE_PROXY, resourceVersion=rv,
-                             timeoutSeconds="60") as lines:
-                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        # kube-proxy's watch, open across the restore
+        watcher, events = watching(hub, SVC, KUBE_PROXY, resourceVersion=rv,
+                                   timeoutSeconds="60")
     finally:
         before.stop()
     wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
@@ -113,9 +137,7 @@ def test_shared_services_follow_the_restored_cloud(hub_factory):
         names, _ = services(hub)
         assert names == {"restored"}
         # The watch open across the restore is told to list again (410), not left silent.
-        watcher.join(30)
-        assert not watcher.is_alive()
-        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+        ends_with_410(watcher, events)
         # The shared state follows the restored cloud from then on.
         after.create(service("later"))
         wait_for(lambda: services(hub)[0] == {"restored", "later"}, timeout=15,
@@ -129,12 +151,8 @@ def test_kubelets_watch_from_a_lost_version_ends_with_410(hub_factory):
     (as against kube-apiserver) for versions the cloud gives other changes; the hub's proof
     that the versions went back (a quorum get older than the copy cached) ends it with 410
     so that kubelet lists again, as etcd's --bump-revision --mark-compacted would."""
-    before = Sandbox(bookmark_interval=0.3).start()
+    before = busy_cloud(pod("a", image="nginx:2"))
     try:
-        for i in range(30):
-            before.create({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
-        before.create(pod("a", image="nginx:2"))
         hub = hub_factory(before.url)
         status, _, rv = kubelet_pods(hub)
         assert status == 200
@@ -146,25 +164,13 @@ def test_kubelets_watch_from_a_lost_version_ends_with_410(hub_factory):
     try:
         after.create(pod("a", image="nginx:1"))
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
-        opened, ended = threading.Event(), []
-
-        def watch() -> None:  # kubelet re-watching from where it was
-            with watch_lines(hub.url, "/api/v1/pods", KUBELET, resourceVersion=rv,
-                             fieldSelector=f"spec.nodeName={NODE}",
-                             timeoutSeconds="60") as lines:
-                opened.set()
-                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        assert opened.wait(15)
+        # kubelet re-watching from where it was
+        watcher, events = watching(hub, "/api/v1/pods", KUBELET, resourceVersion=rv,
+                                   fieldSelector=f"spec.nodeName={NODE}", timeoutSeconds="60")
         status, _, body = http(hub.url + "/api/v1/namespaces/default/pods/a",
                                headers={"User-Agent": KUBELET}, timeout=10)
         assert status == 200 and int(json.loads(body)["metadata"]["resourceVersion"]) < int(rv)
-        watcher.join(25)
-        assert not watcher.is_alive()
-        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
-        assert "went back" in ended[-1]["object"]["message"]
+        assert "went back" in ends_with_410(watcher, events)["message"]
     finally:
         after.stop()
 
@@ -175,12 +181,8 @@ LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
 def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory):
     """No client of the node asks anything that shows the restore: the node Lease the hub
     renews for kubelet every heartbeat, answered at a lower version than before, does."""
-    before = Sandbox(bookmark_interval=0.3).start()
+    before = busy_cloud(pod("a"))
     try:
-        for i in range(30):
-            before.create({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
-        before.create(pod("a"))
         hub = hub_factory(before.url)
         http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
         wait_for(lambda: before.get("leases", NODE, "kube-node-lease") is not None,
@@ -196,22 +198,10 @@ def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory)
     after.start()
     try:
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
-        opened, ended = threading.Event(), []
-
-        def watch() -> None:
-            with watch_lines(hub.url, "/api/v1/pods", KUBELET, resourceVersion=rv,
-                             fieldSelector=f"spec.nodeName={NODE}",
-                             timeoutSeconds="60") as lines:
-                opened.set()
-                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        assert opened.wait(15)
+        watcher, events = watching(hub, "/api/v1/pods", KUBELET, resourceVersion=rv,
+                                   fieldSelector=f"spec.nodeName={NODE}", timeoutSeconds="60")
         after.clear_faults()  # the next heartbeat renews the Lease (created anew: lower)
-        watcher.join(25)
-        assert not watcher.is_alive()
-        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+        ends_with_410(watcher, events)
     finally:
         after.stop()
 
@@ -220,27 +210,16 @@ def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_fa
     """kube-proxy's shared watch open across the restore, and no consistent list to probe
     the cloud: the Lease renewed lower ends the feed's watch from the lost version, the
     feed lists again, and the shared watch gets its 410."""
-    before = Sandbox(bookmark_interval=0.3).start()
+    before = busy_cloud(service("lost"))
     try:
-        for i in range(30):
-            before.create({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": f"cm-{i}", "namespace": "default"}})
-        before.create(service("lost"))
         hub = hub_factory(before.url, extra=HUB_ARGS)
         http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
         wait_for(lambda: before.get("leases", NODE, "kube-node-lease") is not None,
                  timeout=15, what="the hub to renew the node Lease for kubelet")
         _, rv = services(hub)
         port = before.port
-        ended: list[dict] = []
-
-        def watch() -> None:
-            with watch_lines(hub.url, SVC, KUBE_PROXY, resourceVersion=rv,
-                             allowWatchBookmarks="true", timeoutSeconds="90") as lines:
-                ended.extend(ev for ev in lines if ev["type"] != "BOOKMARK")
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        watcher, events = watching(hub, SVC, KUBE_PROXY, resourceVersion=rv,
+                                   allowWatchBookmarks="true", timeoutSeconds="90")
     finally:
         before.stop()
     wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
@@ -254,8 +233,6 @@ def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_fa
         wait_for(lambda: hub.metric("yurthub_open_watches", source="remote") >= 1,
                  timeout=15, what="the feed to watch the restored cloud")
         after.clear_faults()
-        watcher.join(30)
-        assert not watcher.is_alive()
-        assert ended and ended[-1]["type"] == "ERROR" and ended[-1]["object"]["code"] == 410
+        ends_with_410(watcher, events)
     finally:
         after.stop()

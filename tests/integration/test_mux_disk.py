@@ -39,19 +39,24 @@ def test_a_shared_list_the_full_disk_refused_is_cached_once_there_is_room(sandbo
         assert status == 200 and body.count(b'"svc-') == 600  # answered from the state
         wait_for(lambda: hub.metric("yurthub_cache_stopped", reason="no-space") == 1,
                  what="caching to stop on the full disk")
-        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
-        wait_for(lambda: http(hub.hub_url + "/v1/readyz")[0] == 200, timeout=15,
-                 what="caching to resume")
-        # The upstream watch breaks (as it does every few minutes): the feed watches again,
-        # and its copy, which holds no list, is listed again first.
-        sandbox.cut_connections()
-        wait_for(lambda: hub.metric("yurthub_cache_objects", component=MUX,
-                                    resource="services.v1.core") >= 600, timeout=20,
-                 what="the shared list cached once there is room")
+        _room_again_then_cached(hub, sandbox)
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()
 
+
+
+def _room_again_then_cached(hub, sandbox) -> None:
+    """Room again on the full disk; the upstream watch breaks (as it does every few
+    minutes): the feed watches again, and its copy, which holds no list, is listed again
+    first and cached."""
+    hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
+    wait_for(lambda: http(hub.hub_url + "/v1/readyz")[0] == 200, timeout=15,
+             what="caching to resume")
+    sandbox.cut_connections()
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component=MUX,
+                                resource="services.v1.core") >= 600, timeout=20,
+             what="the shared list cached once there is room")
 
 def _pod(i: int) -> dict:
     return {"apiVersion": "v1", "kind": "Pod",
@@ -82,13 +87,7 @@ def test_a_shared_list_that_passed_while_caching_was_stopped_is_cached_once_ther
                  what="caching to stop on the full disk")
         status, _, body = hub.get("/api/v1/services", ua="kube-proxy/v1.32.0")
         assert status == 200 and body.count(b'"svc-') == 600  # answered from the state
-        hub.in_namespace("rm", "-f", str(hub.cache_dir / "_filler"))
-        wait_for(lambda: http(hub.hub_url + "/v1/readyz")[0] == 200, timeout=15,
-                 what="caching to resume")
-        sandbox.cut_connections()
-        wait_for(lambda: hub.metric("yurthub_cache_objects", component=MUX,
-                                    resource="services.v1.core") >= 600, timeout=20,
-                 what="the shared list cached once there is room")
+        _room_again_then_cached(hub, sandbox)
     finally:
         if hub.proc is not None and hub.proc.poll() is None:
             hub.kill()

@@ -321,23 +321,22 @@ def test_a_pinned_ca_replaced_by_another_ca_is_written_again_and_the_cloud_reach
     hub = joining_hub(root_dir=root)
     ca = root / "pki" / "ca.crt"
     pinned = ca.read_bytes()
-    assert hub.stop() == 0
-    ca.write_bytes(pki.cert_pem(pki.Authority.create().cert))
-    hub.start()
-    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
-             "the cloud healthy")
-    assert hub.get("/api/v1/nodes")[0] == 200
-    assert ca.read_bytes() == pinned
+
+    def restarted_with(pem: bytes) -> bytes:
+        """ca.crt once the hub, restarted on ``pem``, reaches the cloud."""
+        assert hub.stop() == 0
+        ca.write_bytes(pem)
+        hub.start()
+        wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
+                 "the cloud healthy")
+        assert hub.get("/api/v1/nodes")[0] == 200
+        return ca.read_bytes()
+
+    assert restarted_with(pki.cert_pem(pki.Authority.create().cert)) == pinned
     assert "ca.crt holds another CA than the one the join proved: written again" in hub.log()
     # A bundle of the joined CA and a new one (a CA rotation begun by the operator) is theirs
-    assert hub.stop() == 0
     bundle = pinned + pki.cert_pem(pki.Authority.create().cert)
-    ca.write_bytes(bundle)
-    hub.start()
-    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 1, 15,
-             "the cloud healthy")
-    assert hub.get("/api/v1/nodes")[0] == 200
-    assert ca.read_bytes() == bundle
+    assert restarted_with(bundle) == bundle
 
 
 def test_a_pinned_ca_gone_while_the_hub_runs_never_lets_the_systems_cas_in(cluster,
