@@ -229,8 +229,13 @@ def test_a_dry_run_of_kubelets_lease_goes_to_the_cloud(sandbox, edge):
     sandbox.clear_requests()
     status, _, doc = call(edge, "PUT", f"{LEASE}?dryRun=All", lease)
     assert (status, doc["spec"]["renewTime"]) == (200, "2030-01-01T00:00:00.000000Z")
-    assert [r.query for r in sandbox.requests(f"PUT {LEASE}")
-            if r.user_agent.startswith("kubelet")] == ["dryRun=All"]
+
+    def sent() -> list[str]:  # (the sandbox records a request once its answer is written)
+        return [r.query for r in sandbox.requests(f"PUT {LEASE}")
+                if r.user_agent.startswith("kubelet")]
+
+    wait_for(sent, 5, "the sandbox to record the dry run")
+    assert sent() == ["dryRun=All"]
     assert call(edge, "GET", LEASE)[2]["spec"]["renewTime"] != "2030-01-01T00:00:00.000000Z"
 
 
