@@ -55,6 +55,16 @@ def busy_cloud(*objects: dict) -> Sandbox:
     return cloud
 
 
+def restored(hub, port: int, lease_refused: bool = False) -> Sandbox:
+    """The cloud, gone from the hub, back on ``port`` restored: a new sandbox whose versions
+    start again from 1 (``lease_refused``: the node Lease refused until cleared)."""
+    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+    cloud = Sandbox(port=port, bookmark_interval=0.3)
+    if lease_refused:
+        cloud.fail_next(1_000_000, 403, match="kube-node-lease")
+    return cloud.start()
+
+
 def watching(hub, path: str, ua: str, **params: str) -> tuple[threading.Thread, list[dict]]:
     """A watch through the hub in the background, open when this returns: its thread and
     its events but bookmarks, as they come."""
@@ -88,9 +98,8 @@ def test_offline_pods_are_the_restored_clouds_not_the_lost_ones(hub_factory):
         port = before.port
     finally:
         before.stop()
-    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
     # The backup held pod a (an older spec) and not b or c; d was made after the restore.
-    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    after = restored(hub, port)
     try:
         after.create(pod("a", image="nginx:1"))
         after.create(pod("d"))
@@ -128,8 +137,7 @@ def test_shared_services_follow_the_restored_cloud(hub_factory):
                                    timeoutSeconds="60")
     finally:
         before.stop()
-    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
-    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    after = restored(hub, port)
     try:
         after.create(service("restored"))
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
@@ -159,8 +167,7 @@ def test_kubelets_watch_from_a_lost_version_ends_with_410(hub_factory):
         port = before.port
     finally:
         before.stop()
-    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
-    after = Sandbox(port=port, bookmark_interval=0.3).start()
+    after = restored(hub, port)
     try:
         after.create(pod("a", image="nginx:1"))
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
@@ -192,10 +199,7 @@ def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory)
         port = before.port
     finally:
         before.stop()
-    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
-    after = Sandbox(port=port, bookmark_interval=0.3)
-    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
-    after.start()
+    after = restored(hub, port, lease_refused=True)  # no renewal until watched
     try:
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
         watcher, events = watching(hub, "/api/v1/pods", KUBELET, resourceVersion=rv,
@@ -222,10 +226,7 @@ def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_fa
                                    allowWatchBookmarks="true", timeoutSeconds="90")
     finally:
         before.stop()
-    wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
-    after = Sandbox(port=port, bookmark_interval=0.3)
-    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
-    after.start()
+    after = restored(hub, port, lease_refused=True)  # no renewal until watched
     try:
         wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud back")
         # (the feed's watch, from the version the restored cloud lost, is the only one
