@@ -28,7 +28,7 @@ from yurthub.connection import ConnectionInfo, Role, connection_of
 from yurthub.errors import ServiceUnavailable
 from yurthub.filters.manager import FilterManager
 from yurthub.filtersource import PERSIST_KEY, FilterSource
-from yurthub.health import HealthChecker
+from yurthub.health import LEASE_NAMESPACE, HealthChecker
 from yurthub.hubserver import HubServer
 from yurthub.identity.hub import HubIdentity
 from yurthub.kube.printers import join_host_port
@@ -219,6 +219,9 @@ class Hub:
             # waits at most heartbeat_timeout_seconds per server; meanwhile requests get 503
             # with Retry-After.
             self._not_ready_reason = "starting: probing the cloud's servers"
+            self.rewinds.lease_cached(self.cache.object_version(
+                "kubelet", "coordination.k8s.io", "v1", "leases", LEASE_NAMESPACE,
+                self.cfg.node_name))
             self.health.probe_all()
             self.health.start()
         self._ready.set()

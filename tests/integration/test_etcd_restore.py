@@ -210,6 +210,37 @@ def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory)
         after.stop()
 
 
+def test_a_restore_while_the_hub_was_down_ends_watches_at_the_first_renewal(hub_factory):
+    """The cloud restored while the hub was stopped (a node rebooted during the outage):
+    after the restart, the first renewal of the node Lease is compared with the Lease the
+    cache kept, so kubelet's watch resumed from a lost version ends with 410."""
+    before = busy_cloud(pod("a"))
+    try:
+        hub = hub_factory(before.url)
+        http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
+        lease_file = hub.cache_dir / f"kubelet/leases.v1.coordination.k8s.io/kube-node-lease/{NODE}"
+        wait_for(lease_file.exists, timeout=15, what="the hub to cache its Lease renewal")
+        status, _, rv = kubelet_pods(hub)
+        assert status == 200
+        port = before.port
+        hub.stop()
+    finally:
+        before.stop()
+    after = Sandbox(port=port, bookmark_interval=0.3)
+    after.fail_next(1_000_000, 403, match="kube-node-lease")  # no renewal until watched
+    after.start()
+    try:
+        hub.start()
+        wait_for(healthy(hub, 1), timeout=15, what="the hub to see the cloud")
+        http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
+        watcher, events = watching(hub, "/api/v1/pods", KUBELET, resourceVersion=rv,
+                                   fieldSelector=f"spec.nodeName={NODE}", timeoutSeconds="60")
+        after.clear_faults()  # the next heartbeat renews the Lease (created anew: lower)
+        ends_with_410(watcher, events)
+    finally:
+        after.stop()
+
+
 def test_the_node_lease_going_back_ends_shared_watches_with_no_list_asked(hub_factory):
     """kube-proxy's shared watch open across the restore, and no consistent list to probe
     the cloud: the Lease renewed lower ends the feed's watch from the lost version, the

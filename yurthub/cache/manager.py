@@ -389,6 +389,16 @@ class CacheManager:
         target = self._collection(component, group, version, resource, bool(namespace))
         return target is not None and (namespace, name) in self.store.entries(target[0])
 
+    def object_version(self, component: str, group: str, version: str, resource: str,
+                       namespace: str, name: str) -> int:
+        """The resourceVersion the index holds for one cached object; 0 when not cached."""
+        target = self._collection(component, group, version, resource, bool(namespace))
+        entry = None if target is None else self.store.entries(target[0]).get((namespace, name))
+        try:
+            return int(entry.meta.get("rv") or 0) if entry is not None else 0
+        except (TypeError, ValueError):
+            return 0
+
     def write_local(self, info: RequestInfo, component: str, accept: str, name: str,
                     change: Callable[[dict[str, Any] | None], dict[str, Any]], *,
                     max_bytes: int = MAX_LOCAL_OBJECT_BYTES) -> bytes:

@@ -9,7 +9,8 @@ clients list again; here the hub does the same when it has proof that the versio
 back: a quorum answer older than one seen before (a collection of the cache,
 ``CollectionWriter.on_went_back``), or the node Lease the health checker renews every
 heartbeat answered at a lower version than its previous renewal (each renewal is a write:
-its version is etcd's revision then, which only grows).  Only watches that are certainly
+its version is etcd's revision then, which only grows; after a restart the first
+renewal is compared with the Lease the cache kept).  Only watches that are certainly
 from the future end: proxied (source ``remote``), opened before the proof was asked for,
 from a version above the cloud's at the proof.  A collection's proof speaks for its own
 resource (another API server, an aggregated one, has versions of its own); the Lease's for
@@ -74,6 +75,14 @@ class Rewinds:
         base = partial_metadata_base(group)
         group = group if base is None else ("" if base == "core" else base)
         self._end(rv, asked_at, (group, resource), f"{resource} answered at {rv}")
+
+    def lease_cached(self, rv: int) -> None:
+        """The node Lease the cache kept from before this start is at ``rv``: the first
+        renewal is compared with it (a restore while the hub was down, and kubelet's
+        watches resumed after the restart from versions the cloud lost)."""
+        with self._lock:
+            if self._lease_rv == 0 and rv > 0:
+                self._lease_rv = rv
 
     def lease_renewed(self, rv: int, asked_at: float) -> bool:
         """The health checker renewed the node Lease; the answer is at ``rv``, to a request

@@ -50,6 +50,18 @@ def test_a_lease_renewed_at_a_lower_version_ends_the_watches_from_the_lost_past(
     assert low.ended is events.ended is shared.ended is None
 
 
+def test_the_lease_the_cache_kept_is_the_first_renewals_baseline(registry):
+    """After a restart, the Lease cached before it speaks for the past; a renewal already
+    seen in this run is not replaced by it."""
+    rewinds = Rewinds(registry)
+    rewinds.lease_cached(5000)
+    pods = watch(registry, "/api/v1/pods", "4990")
+    assert rewinds.lease_renewed(100, time.monotonic())
+    assert pods.ended is Reason.WENT_BACK
+    rewinds.lease_cached(9000)  # too late: the renewal at 100 is the baseline now
+    assert not rewinds.lease_renewed(120, time.monotonic())
+
+
 def test_a_collections_proof_ends_its_own_resources_watches(registry):
     rewinds = Rewinds(registry)
     pods = watch(registry, "/api/v1/pods", "4990")
