@@ -287,8 +287,11 @@ class Hub:
         asked_at = time.monotonic()
         if self.rewinds.lease_renewed(rv, asked_at):
             # Every cached collection of kube-apiserver's etcd holds a past the cloud lost.
-            self.cache.writer.went_back(rv, asked_at, f"the node Lease renewed at {rv}",
-                                        lambda ck: is_events(ck.group, ck.resource))
+            # (also those kept from before this start, the Lease's baseline being older)
+            why = f"the node Lease renewed at {rv}"
+            self.cache.writer.went_back(
+                rv, asked_at, why, lambda ck: is_events(ck.group, ck.resource),
+                self.cache.on_disk(lambda ck: not is_events(ck.group, ck.resource), why))
 
     def _cache_metrics(self) -> Iterable[GaugeMetricFamily]:
         """The cache's size and freshness, computed at scrape time from the store.

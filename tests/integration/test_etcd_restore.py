@@ -183,6 +183,7 @@ def test_kubelets_watch_from_a_lost_version_ends_with_410(hub_factory):
 
 
 LEASE = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
 
 def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory):
@@ -213,10 +214,13 @@ def test_the_node_lease_going_back_ends_watches_from_a_lost_version(hub_factory)
 def test_a_restore_while_the_hub_was_down_ends_watches_at_the_first_renewal(hub_factory):
     """The cloud restored while the hub was stopped (a node rebooted during the outage):
     after the restart, the first renewal of the node Lease is compared with the Lease the
-    cache kept, so kubelet's watch resumed from a lost version ends with 410."""
+    cache kept, so kubelet's watch resumed from a lost version ends with 410, and what the
+    cache kept from before the restart is served offline as what it is (the lost past)."""
     before = busy_cloud(pod("a"))
     try:
         hub = hub_factory(before.url)
+        status, _, _ = http(hub.url + CONFIGMAPS, headers={"User-Agent": KUBELET}, timeout=10)
+        assert status == 200
         http(hub.url + LEASE, headers={"User-Agent": KUBELET}, timeout=10)  # kubelet lives
         lease_file = hub.cache_dir / f"kubelet/leases.v1.coordination.k8s.io/kube-node-lease/{NODE}"
         wait_for(lease_file.exists, timeout=15, what="the hub to cache its Lease renewal")
@@ -237,6 +241,13 @@ def test_a_restore_while_the_hub_was_down_ends_watches_at_the_first_renewal(hub_
                                    fieldSelector=f"spec.nodeName={NODE}", timeoutSeconds="60")
         after.clear_faults()  # the next heartbeat renews the Lease (created anew: lower)
         ends_with_410(watcher, events)
+        after.offline()
+        wait_for(healthy(hub, 0), timeout=15, what="the hub to see the cloud gone")
+        status, headers, body = http(hub.url + CONFIGMAPS, headers={"User-Agent": KUBELET},
+                                     timeout=10)
+        assert status == 200
+        assert {"cm-0", "cm-29"} <= {c["metadata"]["name"] for c in json.loads(body)["items"]}
+        assert "went back" in headers.get("Warning", ""), headers
     finally:
         after.stop()
 

@@ -313,16 +313,22 @@ class CacheManager:
         after the filters' snapshot changed: answers asked for before now may hold the old
         one's."""
         at = time.monotonic()
+        entries = self.on_disk(lambda ck: agent_target(ck) in targets, why)
+        if targets:
+            self.writer.call(
+                lambda: self.writer.stale.mark_views_refiltered(targets, entries, why, at))
+
+    def on_disk(self, which: Callable[[CollectionKey], bool], why: str) -> list[Entry]:
+        """The writer's entries of the collections on disk that ``which`` takes (those of
+        a resource the hub no longer knows are left out)."""
         entries = []
         for ck in self.store.collections():
-            if agent_target(ck) not in targets:
+            if not which(ck):
                 continue
             rt = self.resource_type(ck.group, ck.version, ck.resource, ck.namespaced)
             if rt is not None:
                 entries.append(Entry(kind="object", ck=ck, rt=rt, describe=f"{ck} ({why})"))
-        if targets:
-            self.writer.call(
-                lambda: self.writer.stale.mark_views_refiltered(targets, entries, why, at))
+        return entries
 
     def store_document(self, key: str, body: bytes) -> None:
         """Persist one of the hub's own documents (under ``_nonresource/``), off this thread."""

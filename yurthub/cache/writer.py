@@ -173,12 +173,18 @@ class CacheWriter(BackgroundThread):
         return future
 
     def went_back(self, rv: int, asked_at: float, why: str,
-                  skip: Callable[[CollectionKey], bool]) -> None:
+                  skip: Callable[[CollectionKey], bool], on_disk: Iterable[Entry] = ()
+                  ) -> None:
         """The cloud's versions went back to ``rv`` (it answered a request sent at
         ``asked_at`` so: the node Lease's renewal): every collection written since the
-        start but those ``skip`` names (another etcd's) takes it as its own proof."""
+        start and every one of ``on_disk`` (those kept from before it), but those ``skip``
+        names (another etcd's), takes it as its own proof."""
         def run() -> None:
-            for coll in list(self._collections.values()):
+            colls = dict(self._collections)
+            for entry in on_disk:
+                if entry.ck is not None and entry.ck not in colls and not skip(entry.ck):
+                    colls[entry.ck] = self.collection(entry)
+            for coll in colls.values():
                 if skip(coll.ck):
                     continue
                 try:
