@@ -186,7 +186,7 @@ class TokenMemory:
             now = self.clock()
             first = self._doubted.get(h)
             if now - grants.accepted >= VERDICT_KEPT and not _in_process(authorization):
-                if first is None:
+                if first is None or first > now:   # (later: the clock was set back)
                     self._doubted[h] = now
                     return False
                 if now - first < REFUSAL_WINDOW:

@@ -307,3 +307,16 @@ def test_a_rotated_token_inherits_what_the_one_it_replaced_was_allowed(clock):
     m2 = memory(clock)
     m2.load_doc(m.to_doc())
     assert m2.allows(new, "coredns@pod", SECRET)
+
+
+def test_a_clock_set_back_does_not_keep_a_refused_token_in_doubt(clock):
+    """The first 401 seen before the node's clock was set back a day: every later 401 came
+    "before" it, so a revoked token stayed in doubt, and honoured offline, for a day."""
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    m.load_doc(m.to_doc())                       # a restart: accepted before this start
+    assert not m.refused(TOKEN)                  # in doubt
+    clock.now -= 86400
+    assert not m.refused(TOKEN)                  # the doubt starts again by the new clock
+    clock.now += 60
+    assert m.refused(TOKEN) and not m.knows(TOKEN)
