@@ -135,7 +135,7 @@ class Hub:
         self.local: LocalProxy | None = None
         self.tokens: KeptTokens | None = None
         if self.health is not None:
-            self.tokens = KeptTokens()
+            self.tokens = KeptTokens(rotated=self.guard.memory.inherit)
             self.local = LocalProxy(cfg, self.cache, self.streams, self.metrics,
                                     bookmark_interval=cfg.watch_bookmark_interval,
                                     kubelet_seen=self.health.kubelet_lease_seen,

@@ -109,3 +109,42 @@ def test_kubelet_gets_its_tokens_offline(sandbox, hub_factory):
 
     wait_for(lambda: asked() > before, 5, "the sandbox to record the request")
     assert asked() == before + 1
+
+
+def test_a_token_kubelet_rotated_is_honoured_offline_as_the_one_it_replaced(sandbox,
+                                                                              hub_factory):
+    """kubelet rewrites a pod's projected token about hourly and the pod's client reads the
+    file again within a minute.  A pod whose token was rotated through the hub shortly
+    before the cloud went away presents, offline, a token the cloud issued to this node
+    for the same pod, ServiceAccount and audiences as the one it had been reading with:
+    it got 401 Unauthorized from the cache (the new token had not yet reached the cloud),
+    so its informers failed for the whole outage."""
+    hub = hub_factory(sandbox.url)
+    mine = next(p for p in sandbox.list_objects("pods", "default")
+                if p["spec"]["nodeName"] == "node-0000")
+    old = ask(hub, mine)[2]["status"]["token"]
+    path = "/api/v1/namespaces/kube-system/configmaps"
+    agent = {"User-Agent": "coredns/v1.11.1"}
+    status, _, _ = http(hub.url + path, headers={**agent, "Authorization": f"Bearer {old}"})
+    assert status == 200
+    status, _, rotated = ask(hub, mine)   # kubelet's refresh: a new token for the same pod
+    assert status == 201
+    new = rotated["status"]["token"]
+    assert new != old
+
+    sandbox.offline()
+    wait_for(lambda: healthy(hub) == 0, 10, "the hub to notice the cloud is gone")
+    for token in (old, new):
+        status, headers, body = http(hub.url + path,
+                                     headers={**agent, "Authorization": f"Bearer {token}"})
+        assert status == 200, body
+        assert "yurthub cache" in headers["Warning"]
+    # what the old token was never allowed, the new one is not either
+    status, _, _ = http(hub.url + "/api/v1/namespaces/kube-system/secrets",
+                        headers={**agent, "Authorization": f"Bearer {new}"})
+    assert status in (403, 503)
+    # and the inheritance survives an offline restart of the hub
+    hub.stop()
+    hub.start()
+    status, _, body = http(hub.url + path, headers={**agent, "Authorization": f"Bearer {new}"})
+    assert status == 200, body

@@ -124,6 +124,37 @@ class TokenMemory:
                 self._keep(grants.keys, entry, now)
             self._tokens[h] = grants   # re-inserted: its expiry and recency are renewed
 
+    def inherit(self, old: str, new: str) -> bool:
+        """``new`` replaces ``old``: the cloud issued both for the same pod, ServiceAccount
+        and audiences (kubelet's TokenRequests, proxy/tokens.py), so it allows ``new``
+        what it allowed ``old`` (kube-apiserver authorizes the ServiceAccount, not the
+        token).  kubelet rotates a pod's token about hourly: without this the pod's next
+        request offline, with a token the cloud had no occasion to accept yet, is a 401.
+        The grants come as confirmed long ago (0: the shared state asks the cloud again
+        before it relies on them) and until ``new``'s own expiry.  True when there was
+        anything to inherit."""
+        if not old or not new or old == new:
+            return False
+        with self._lock:
+            was = self._tokens.get(self._hash(old))
+            if was is None:
+                return False
+            now = self.clock()
+            exp = bearer_expiry(new)
+            expires = exp if exp is not None else now + self.ttl
+            if expires <= now:
+                return False
+            h = self._hash(new)
+            grants = self._tokens.get(h)
+            if grants is None:
+                grants = Grants(expires, self.max_keys)
+            for entry in list(was.keys.keys()):
+                if entry not in grants.keys:
+                    grants.keys[entry] = 0.0
+            self._tokens[h] = grants
+            self.dirty = True
+            return True
+
     def _keep(self, seen: LRUCache[Entry, Any], entry: Entry, value: Any = True) -> None:
         if entry not in seen:
             self.dirty = True
@@ -155,7 +186,7 @@ class TokenMemory:
             now = self.clock()
             first = self._doubted.get(h)
             if now - grants.accepted >= VERDICT_KEPT and not _in_process(authorization):
-                if first is None:
+                if first is None or first > now:   # (later: the clock was set back)
                     self._doubted[h] = now
                     return False
                 if now - first < REFUSAL_WINDOW:

@@ -47,11 +47,24 @@ class Freshness:
     stale: str = ""
 
     def warning(self, now: float | None = None) -> str:
-        age = max(0, int((time.time() if now is None else now) - self.updated_at))
+        now = time.time() if now is None else now
+        age = max(0, int(now - self.updated_at))
         text = f"served from the yurthub cache, age {_human(age)}"
+        if now < self.updated_at - CLOCK_SLACK:
+            # A node without a real-time clock rebooted offline: "age 0s" would call an
+            # answer days old fresh.
+            text = (f"served from the yurthub cache, age unknown: current at "
+                    f"{_iso(self.updated_at)}, after this node's clock ({_iso(now)})")
         if self.stale:
             text += f"; may be incomplete: {self.stale}"
         return f'299 - "{text}"'
+
+
+CLOCK_SLACK = 5.0   # seconds a cached time may be ahead of the clock that reads it
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _human(seconds: int) -> str:

@@ -22,6 +22,7 @@ import base64
 import binascii
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,13 @@ def ca_context(ca_pem: bytes) -> ssl.SSLContext:
     return tls_context(cadata=ca_pem.decode("ascii", "replace"))
 
 
+def _out_of_dates(reason: str) -> bool:
+    """OpenSSL's verdict on a certificate's validity period (X509_V_ERR_CERT_NOT_YET_VALID,
+    X509_V_ERR_CERT_HAS_EXPIRED), which says nothing of who signed it."""
+    reason = reason.lower()
+    return "certificate is not yet valid" in reason or "certificate has expired" in reason
+
+
 def discover(servers: tuple[str, ...], token: str, pins: tuple[str, ...],
              unsafe_skip_ca_verification: bool) -> ClusterInfo:
     """Prove the cluster's CA with ``token``; raises DiscoveryRefused or UpstreamUnavailable."""
@@ -133,6 +141,14 @@ def discover(servers: tuple[str, ...], token: str, pins: tuple[str, ...],
     except NotSignedYet as e:  # readable a moment ago: not a race, a different answer
         raise DiscoveryRefused(str(e)) from None
     except IdentityError as e:
+        if _out_of_dates(str(e)):
+            # Signed by the pinned CA for all TLS can say, but not valid by this node's
+            # clock: an edge node without a real-time clock joining before NTP synced.
+            # Not a bad setting (exit 78, never restarted): the hub starts and tries again.
+            raise UpstreamUnavailable(
+                f"{e}: by this node's clock ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+                "); is the clock behind (NTP not synced yet), or has the cluster's "
+                "certificate expired?") from None
         raise DiscoveryRefused(f"the apiserver's certificate is not signed by the pinned CA: "
                                f"{e}") from None
     if again.get(bt.KUBECONFIG_KEY) != kubeconfig:

@@ -88,7 +88,10 @@ class GrantCheck:
             return self._check(ctx, ident)
 
     def _due(self, confirmed: float) -> bool:
-        return self.guard.memory.clock() - confirmed >= self.interval
+        # The memory's times are wall-clock (a token's exp is): a grant confirmed "in the
+        # future" was confirmed before the clock was set back, by an unknown amount.
+        elapsed = self.guard.memory.clock() - confirmed
+        return elapsed >= self.interval or elapsed < 0
 
     def _check(self, ctx: RequestContext, ident: tuple[str, str, Any]) -> Response | bool:
         servers = self.upstream.candidates()

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -155,8 +155,12 @@ def token_key(info: RequestInfo, request: dict[str, Any]) -> str:
 class KeptTokens:
     """The cloud's answers to kubelet's TokenRequests, and the offline answers built on them."""
 
-    def __init__(self, max_kept: int = MAX_KEPT) -> None:
+    def __init__(self, max_kept: int = MAX_KEPT,
+                 rotated: Callable[[str, str], object] | None = None) -> None:
         self.max_kept = max_kept
+        # (old, new): the Authorization of the token an answer replaces, and of the new
+        # one, both issued by the cloud for the same key (the token memory's ``inherit``)
+        self.rotated = rotated
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._dirty = False   # kept answers not yet written (see _persist)
@@ -213,8 +217,13 @@ class KeptTokens:
         if not isinstance(exp, int) or exp <= time.time() + MIN_LEFT:
             return False
         with self._lock:
+            before = self._kept.get(key)
             self._kept[key] = {"exp": exp, "answer": obj}
             self._prune()
+        previous = ((before or {}).get("answer") or {}).get("status") or {}
+        if self.rotated is not None and isinstance(previous.get("token"), str) \
+                and previous["token"] != token:
+            self.rotated(f"Bearer {previous['token']}", f"Bearer {token}")
         self._persist()
         return True
 

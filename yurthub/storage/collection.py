@@ -52,6 +52,7 @@ class Collection:
         self.state_json = state_json
         self.needs_recovery = False    # a rollback failed: roll forward before the next one
         self.last_used = 0.0           # wall time of the last read or commit (the LRU order)
+        self.touched = float("-inf")   # monotonic time of the same, in this process
 
     @property
     def used_bytes(self) -> int:

@@ -65,14 +65,17 @@ class DiskStore(DamageChecks, Documents, Store):
     bounds how long a changed index waits before it is written; ``lock_timeout`` how long
     open() waits for another process to release the root.  With a ``quota`` (storage.quota)
     a commit that would pass it evicts idle collections, least recently used first, or
-    fails with QuotaExceeded; ``clock`` (wall time) orders the collections by last use.
+    fails with QuotaExceeded; ``clock`` (wall time, persisted as the collections' mtimes)
+    orders the collections by last use, never going back when the clock is set back;
+    ``monotonic`` says how long ago one was used (``EVICT_MIN_IDLE``).
     """
 
     def __init__(self, root: str, *, history_limit: int = 1024, durability: str = "syncfs",
                  meta_loader: MetaLoader | None = None, state_check: StateCheck | None = None,
                  index_interval: float = 5.0,
                  lock_timeout: float = 10.0, quota: Quota | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {DURABILITY}, not {durability!r}")
         if history_limit < 1:
@@ -99,6 +102,8 @@ class DiskStore(DamageChecks, Documents, Store):
         self._janitor: Janitor | None = None
         self.quota = quota
         self.clock = clock
+        self.monotonic = monotonic
+        self._newest = 0.0   # the latest last_used stamped (see _use)
         self._evictions = Evictions(self._shared)
         self._busy: Callable[[CollectionKey], bool] = lambda ck: False
         self._on_evict: Callable[[CollectionKey, str], None] = lambda ck, why: None
@@ -133,6 +138,7 @@ class DiskStore(DamageChecks, Documents, Store):
         self._janitor.start()
         for coll in self._colls.values():
             coll.last_used = _mtime(coll.fd)
+            self._newest = max(self._newest, coll.last_used)
         for coll_fd, name in spares:
             self._shared.adopt(coll_fd, name)
         self._empty_trash_in_background()  # spares beyond what is kept
@@ -265,8 +271,18 @@ class DiskStore(DamageChecks, Documents, Store):
         if coll is None or coll.key.namespaced != ck.namespaced:
             return None
         if use:
-            coll.last_used = self.clock()
+            self._use(coll)
         return coll
+
+    def _use(self, coll: Collection) -> None:
+        """Mark ``coll`` used now: the newest of all, whatever the wall clock says (set
+        back, it would put what is used now behind what was used before it, and evict it
+        first)."""
+        now = self.clock()
+        if now <= self._newest:
+            now = self._newest + 0.001
+        self._newest = coll.last_used = now
+        coll.touched = self.monotonic()
 
     def _check_open(self) -> None:
         if not self._open:
@@ -343,7 +359,7 @@ class DiskStore(DamageChecks, Documents, Store):
         coll = self._colls.get(ck.path)
         if coll is None:
             coll = self._create(ck)
-        coll.last_used = self.clock()
+        self._use(coll)
         if coll.key.namespaced != ck.namespaced:
             raise StorageError(f"{ck} exists with namespaced={coll.key.namespaced}")
         if coll.needs_recovery:
@@ -408,7 +424,7 @@ class DiskStore(DamageChecks, Documents, Store):
         coll = self._colls.get(ck.path)
         if coll is None or self._shared.open_txns.get(ck.path) or self._busy(ck):
             return False
-        if self.clock() - coll.last_used < EVICT_MIN_IDLE:
+        if self.monotonic() - coll.touched < EVICT_MIN_IDLE:
             return False
         return not any(t.claimed and t.coll_fd == coll.fd for t in self._shared.trash)
 

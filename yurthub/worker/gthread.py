@@ -53,7 +53,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from yurthub.connection import ConnectionInfo
 from yurthub.errors import PeerLookupError
 from yurthub.peercred import PeerLookup, open_lookup, owner_of
-from yurthub.worker import limits
+from yurthub.worker import heartbeat, limits
 from yurthub.worker.conn import Conn, Read, State
 from yurthub.worker.limits import Admission, Lane
 from yurthub.worker.serving import ThreadSide
@@ -87,6 +87,7 @@ class YurthubWorker(ThreadSide, ThreadWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.tmp: Any = heartbeat.jump_proof(self.tmp)   # a clock jump is no hang
         self.settings = WorkerSettings()
         self.stats = ConnectionStats()
         self.lookup: PeerLookup | None = None

@@ -79,3 +79,42 @@ def test_a_certificate_due_at_issue_but_still_valid_shows_on_the_status_page(clu
     assert (f'renewal at {cert["renewalAt"]} <span class="why">the certificate just issued'
             in page)
     assert "is the clock ahead of the cloud&#x27;s" in page
+
+
+def _serving_from_tomorrow(cluster, tmp_path):
+    """The cloud's serving certificate as a node whose clock is a day behind sees it: not
+    valid yet.  (The node's own clock cannot be set back in a test; this is the same TLS
+    verdict.)"""
+    import ssl
+
+    from kubesandbox import pki, tls
+    key = pki.new_key()
+    cert = cluster.ca.issue(
+        key.public_key(), pki.name("yurthub-sandbox"),
+        usages=("digital signature", "key encipherment", "server auth"),
+        lifetime=10 * 86400, alt_names=pki.sans(["localhost"], ["127.0.0.1"]),
+        backdate=-86400)
+    d = tmp_path / "tomorrow"
+    d.mkdir()
+    (d / "server.crt").write_bytes(pki.cert_pem(cert))
+    pki.write_private(d / "server.key", pki.key_pem(key))
+    ctx: ssl.SSLContext = tls.server_context(str(d / "server.crt"), str(d / "server.key"),
+                                             cluster.tls.ca_cert)
+    return ctx
+
+
+def test_a_join_while_the_nodes_clock_is_behind_waits_for_the_clock(cluster, joining_hub,
+                                                                    tmp_path):
+    """An edge node without a real-time clock boots at 1970 and joins before NTP syncs.
+    The cloud's certificate is then "not yet valid": the hub said "the apiserver's
+    certificate is not signed by the pinned CA" and exited 78 (a bad setting), so systemd
+    never started it again, even once the clock was right."""
+    from tests.integration.identity.conftest import readyz_saying
+    right = cluster.ssl_context
+    cluster.ssl_context = _serving_from_tomorrow(cluster, tmp_path)
+    hub = joining_hub(wait=False)
+    status, text = readyz_saying(hub, "clock", 40)
+    assert status == 503 and "not signed by the pinned CA" not in text
+    assert "not yet valid" in text and "this node's clock" in text, text
+    cluster.ssl_context = right            # NTP synced: the same CA, now valid
+    wait_for(hub.ready, 60, "the hub to join once the clock is right")

@@ -289,3 +289,34 @@ def test_a_service_accounts_token_is_forgotten_at_its_first_401_whatever_its_age
     clock.now += 300
     assert m.refused(sa_token) and not m.knows(sa_token)
     assert not m.refused(oidc) and m.knows(oidc)
+
+
+def test_a_rotated_token_inherits_what_the_one_it_replaced_was_allowed(clock):
+    m = memory(clock)
+    old, new = jwt(clock.now + 3600), jwt(clock.now + 7200)
+    m.remember(old, "coredns@pod", SECRET)
+    assert m.inherit(old, new)
+    assert m.allows(new, "coredns@pod", SECRET) and not m.allows(new, "coredns@pod", OTHER)
+    assert m.confirmed_at(new, "coredns@pod", SECRET) == 0.0   # the shared state asks again
+    assert m.allows(old, "coredns@pod", SECRET)                 # still valid in the cloud
+    clock.now += 3601                                          # by its own expiry, not old's
+    assert not m.knows(old) and m.allows(new, "coredns@pod", SECRET)
+    # a token never seen accepted passes on nothing, nor does an expired new one
+    assert not m.inherit("Bearer never-seen", jwt(clock.now + 60))
+    assert not m.inherit(new, jwt(clock.now - 1))
+    m2 = memory(clock)
+    m2.load_doc(m.to_doc())
+    assert m2.allows(new, "coredns@pod", SECRET)
+
+
+def test_a_clock_set_back_does_not_keep_a_refused_token_in_doubt(clock):
+    """The first 401 seen before the node's clock was set back a day: every later 401 came
+    "before" it, so a revoked token stayed in doubt, and honoured offline, for a day."""
+    m = memory(clock)
+    m.remember(TOKEN, "calico-node", SECRET)
+    m.load_doc(m.to_doc())                       # a restart: accepted before this start
+    assert not m.refused(TOKEN)                  # in doubt
+    clock.now -= 86400
+    assert not m.refused(TOKEN)                  # the doubt starts again by the new clock
+    clock.now += 60
+    assert m.refused(TOKEN) and not m.knows(TOKEN)

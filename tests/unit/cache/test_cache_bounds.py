@@ -158,7 +158,7 @@ def test_idle_collections_make_room_for_new_ones(tmp_path):
     with running_manager(tmp_path, _only_collections(2), cache_agents="kubectl") as m:
         feed = Feeder(m)
         now = [1_000_000.0]
-        m.store.clock = lambda: now[0]
+        m.store.clock = m.store.monotonic = lambda: now[0]
         feed.respond("/api/v1/namespaces/default/configmaps", b'{"kind":"ConfigMapList",'
                      b'"apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[]}',
                      ua="kubectl/1")

@@ -109,3 +109,19 @@ def test_concurrent_requests_share_one_check(monkeypatch):
     for t in threads:
         t.join(10)
     assert got == [True] * 4 and len(cloud.sent) == 1
+
+
+def test_a_clock_stepped_back_does_not_put_off_the_check(monkeypatch):
+    """A node's clock set back an hour (NTP correcting a clock that ran ahead): a grant
+    confirmed "in the future" was honoured, unchecked, for an hour and a minute, where
+    docs/SECURITY.md promises at most ``token_recheck_interval``: a deleted pod's token
+    kept reading the shared state."""
+    check, cloud, ctx, now = checking(monkeypatch, status=401)
+    now[0] -= 3600
+    resp = check.confirm(ctx)
+    assert len(cloud.sent) == 1 and getattr(resp, "status_code", None) == 401
+    # once confirmed again by the new clock, the interval counts from there
+    check, cloud, ctx, now = checking(monkeypatch)
+    now[0] -= 3600
+    assert check.confirm(ctx) is True and len(cloud.sent) == 1
+    assert check.confirm(ctx) is True and len(cloud.sent) == 1

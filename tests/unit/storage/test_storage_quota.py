@@ -86,7 +86,7 @@ def fill(store, ck: CollectionKey, n: int, size: int = KB) -> None:
 
 def test_a_store_over_its_quota_evicts_idle_collections_least_recently_used_first(tmp_path):
     clock = Clock()
-    store = open_store(tmp_path, quota=Quota(40 * KB, 40 * KB, 100), clock=clock)
+    store = open_store(tmp_path, quota=Quota(40 * KB, 40 * KB, 100), clock=clock, monotonic=clock)
     fill(store, A, 10)
     clock.now += 100
     fill(store, B, 10)
@@ -113,7 +113,7 @@ def test_a_store_over_its_quota_evicts_idle_collections_least_recently_used_firs
 
 def test_a_collection_in_use_or_just_used_is_never_evicted(tmp_path):
     clock = Clock()
-    store = open_store(tmp_path, quota=Quota(25 * KB, 25 * KB, 100), clock=clock)
+    store = open_store(tmp_path, quota=Quota(25 * KB, 25 * KB, 100), clock=clock, monotonic=clock)
     fill(store, A, 10)
     fill(store, B, 10)
     with pytest.raises(QuotaExceeded):  # both were used a moment ago
@@ -158,7 +158,7 @@ def test_shrinking_commits_always_pass(tmp_path):
 
 def test_the_collection_count_is_bounded(tmp_path):
     clock = Clock()
-    store = open_store(tmp_path, quota=Quota(1 << 30, 1 << 30, 2), clock=clock)
+    store = open_store(tmp_path, quota=Quota(1 << 30, 1 << 30, 2), clock=clock, monotonic=clock)
     fill(store, A, 1)
     fill(store, B, 1)
     with pytest.raises(QuotaExceeded) as e:
@@ -173,7 +173,7 @@ def test_the_collection_count_is_bounded(tmp_path):
 
 def test_a_reader_in_an_evicted_collection_keeps_its_descriptor_until_it_is_done(tmp_path):
     clock = Clock()
-    store = open_store(tmp_path, quota=Quota(1 << 30, 1 << 30, 100), clock=clock)
+    store = open_store(tmp_path, quota=Quota(1 << 30, 1 << 30, 100), clock=clock, monotonic=clock)
     fill(store, A, 3)
     coll_fd = store._colls[A.path].fd
     epoch = store._shared.pin()  # a read in progress, as DiskStore.read pins
@@ -186,4 +186,28 @@ def test_a_reader_in_an_evicted_collection_keeps_its_descriptor_until_it_is_done
     with pytest.raises(OSError):
         os.fstat(coll_fd)
     assert not any(p.startswith("a/.evicted.") for p in tree(tmp_path))
+    store.close()
+
+
+def test_a_clock_set_back_neither_stops_eviction_nor_evicts_what_is_used_now(tmp_path,
+                                                                            monkeypatch):
+    """The node's clock set back a day (NTP correcting a clock that ran ahead): every
+    collection looked used "in the future", none idle, so a full quota stopped caching
+    for a day; and what was used after the step looked the oldest, evicted first."""
+    from yurthub.storage import disk
+    monkeypatch.setattr(disk, "EVICT_MIN_IDLE", 0.0)   # (real monotonic time: idle at once)
+    clock = Clock()
+    store = open_store(tmp_path, quota=Quota(40 * KB, 40 * KB, 100), clock=clock)
+    fill(store, A, 10)
+    clock.now += 100
+    fill(store, B, 10)
+    clock.now += 100
+    fill(store, C, 10)
+    clock.now -= 86400
+    assert store.read(A, "default", "o1") is not None  # A is used again: B is the oldest
+    evicted = []
+    store.set_eviction_hooks(lambda ck: False, lambda ck, why: evicted.append((ck, why)))
+    fill(store, D, 12)
+    assert evicted == [(B, "quota")]
+    assert {A, C, D} <= set(store.collections())
     store.close()
