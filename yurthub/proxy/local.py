@@ -411,6 +411,9 @@ def _content_type(accept: str, listing: bool) -> str:
     t = n.transform if n is not None else None
     if t is not None and t.is_partial_metadata:
         kind = "PartialObjectMetadataList" if listing else "PartialObjectMetadata"
+        if t.kind != kind:  # kube-apiserver's transformObject: no fallback to another entry
+            raise NotAcceptable(f"you requested {t.kind}, but the requested object is "
+                                f"{'a list' if listing else 'not a list'}")
         return f"{JSON};as={kind};g={t.group};v={t.version}"
     if (n is None or t is not None) and not accepts_plain_json(accept):
         raise NotAcceptable("only application/json is served from the yurthub cache while "
