@@ -56,10 +56,19 @@ def signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _time(b: bytes, micro: bool) -> str:
+# Go's zero time.Time (0001-01-01T00:00:00Z), which Go's protobuf always writes for a
+# metav1.Time that is not a pointer (a new object's creationTimestamp) and its JSON says null.
+_ZERO_TIME = -62135596800
+
+
+def _time(b: bytes, micro: bool) -> str | None:
     parts = {n: v for n, _, v in protowire.fields(b)}
     seconds, nanos = signed(parts.get(1, 0)), parts.get(2, 0)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if seconds == _ZERO_TIME and not nanos:
+        return None
+    t = time.gmtime(seconds)
+    text = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
+            f"{t.tm_sec:02d}")
     return f"{text}.{nanos // 1000:06d}Z" if micro else text + "Z"
 
 
