@@ -20,13 +20,10 @@ from typing import Any
 
 from kubesandbox.protoschemas import SCHEMAS, Schema
 from yurthub.errors import BadRequest, UnsupportedMediaType
-from yurthub.kube import protowire
+from yurthub.kube import protoobjects, protowire
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 _MAGIC = protowire.MAGIC
-
-class _Unknown(Exception):
-    """A field the table does not know."""
 
 
 def _fields(b: bytes) -> list[tuple[int, int, Any]]:
@@ -34,74 +31,6 @@ def _fields(b: bytes) -> list[tuple[int, int, Any]]:
         return protowire.fields(b)
     except ValueError as e:
         raise BadRequest(str(e)) from None
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _time(b: bytes, micro: bool) -> str:
-    parts = {n: v for n, _, v in _fields(b)}
-    seconds, nanos = _signed(parts.get(1, 0)), parts.get(2, 0)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{text}.{nanos // 1000:06d}Z" if micro else text + "Z"
-
-
-def _scalar(kind: str, value: Any, sub: Schema | None, strict: bool) -> Any:
-    if kind == "s":
-        return bytes(value).decode()
-    if kind == "b":
-        return base64.b64encode(bytes(value)).decode()
-    if kind == "i":
-        return _signed(value)
-    if kind == "bool":
-        return bool(value)
-    if kind in ("t", "mt"):
-        return _time(value, kind == "mt")
-    if kind == "q":
-        return _decode(value, {1: ("string", "s")}, strict).get("string", "")
-    if kind == "raw":  # a RawExtension-like {Raw: JSON bytes}
-        return json.loads({n: v for n, _, v in _fields(value)}.get(1, b"{}"))
-    if kind == "ios":
-        parts = {n: v for n, _, v in _fields(value)}
-        return bytes(parts.get(3, b"")).decode() if parts.get(1) == 1 else \
-            _signed(parts.get(2, 0))
-    if kind == "m":
-        return _decode(value, sub or {}, strict)
-    raise _Unknown(kind)
-
-
-def _decode(b: bytes, schema: Schema, strict: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    keep: set[str] = set()
-    for number, _wire, value in _fields(b):
-        spec = schema.get(number)
-        if spec is None:
-            if strict:
-                raise _Unknown(number)
-            continue
-        name, kind = spec[0], spec[1]
-        sub = spec[2] if len(spec) > 2 else None
-        pointer = kind.startswith("?")
-        kind = kind.lstrip("?")
-        if kind == "inline":
-            out.update(_decode(value, sub or {}, strict))
-            continue
-        if kind.startswith("map:"):
-            entry = {n: v for n, _, v in _fields(value)}
-            key = bytes(entry.get(1, b"")).decode()
-            out.setdefault(name, {})[key] = _scalar(kind[4:], entry.get(2, b""), None, strict)
-            keep.add(name)
-            continue
-        if kind.endswith("*"):
-            out.setdefault(name, []).append(_scalar(kind[:-1], value, sub, strict))
-            continue
-        out[name] = _scalar(kind, value, sub, strict)
-        if pointer:
-            keep.add(name)
-    # Go's JSON omits the empty values of non-pointer fields (omitempty)
-    return {k: v for k, v in out.items() if k in keep or v not in ("", 0, False, [], {})
-            or isinstance(v, dict)}
 
 
 def decode_object(body: bytes, *, strict: bool = True) -> dict[str, Any]:
@@ -121,8 +50,8 @@ def decode_object(body: bytes, *, strict: bool = True) -> dict[str, Any]:
     if schema is None:
         raise refuse
     try:
-        obj = _decode(envelope.get(2, b""), schema, strict)
-    except _Unknown:
+        obj = protoobjects.decode_message(envelope.get(2, b""), schema, strict)
+    except protoobjects.Unknown:
         raise refuse from None
     except (UnicodeDecodeError, ValueError) as e:
         raise BadRequest(f"the protobuf body does not decode: {e}") from None

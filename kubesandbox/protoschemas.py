@@ -4,32 +4,14 @@ fixture pairs (tests/unit/sandbox/test_sandbox_protobuf.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from yurthub.kube.protoobjects import LEASE, META, Schema
 
-# A field: (json name, kind[, sub-schema]).  Kinds: s string, b bytes (base64), i int,
-# bool, t Time, mt MicroTime, q Quantity, ios IntOrString, m message, inline (a message whose
-# fields JSON puts in the parent), map:<s|b|q> (string keys).  A trailing "*" marks a
-# repeated field; a leading "?" a pointer, whose zero value is kept.
-Schema = dict[int, tuple[Any, ...]]
+# The field kinds are kube/protoobjects.py's.
 
 TIME: Schema = {}
 REF: Schema = {1: ("kind", "s"), 2: ("namespace", "s"), 3: ("name", "s"), 4: ("uid", "s"),
                5: ("apiVersion", "s"), 6: ("resourceVersion", "s"), 7: ("fieldPath", "s")}
 LOCAL_REF: Schema = {1: ("name", "s")}
-OWNER_REF: Schema = {1: ("kind", "s"), 3: ("name", "s"), 4: ("uid", "s"),
-                     5: ("apiVersion", "s"), 6: ("controller", "?bool"),
-                     7: ("blockOwnerDeletion", "?bool")}
-MANAGED: Schema = {1: ("manager", "s"), 2: ("operation", "s"), 3: ("apiVersion", "s"),
-                   4: ("time", "t"), 6: ("fieldsType", "s"), 7: ("fieldsV1", "raw"),
-                   8: ("subresource", "s")}
-META: Schema = {
-    1: ("name", "s"), 2: ("generateName", "s"), 3: ("namespace", "s"), 4: ("selfLink", "s"),
-    5: ("uid", "s"), 6: ("resourceVersion", "s"), 7: ("generation", "i"),
-    8: ("creationTimestamp", "t"), 9: ("deletionTimestamp", "t"),
-    10: ("deletionGracePeriodSeconds", "?i"), 11: ("labels", "map:s"),
-    12: ("annotations", "map:s"), 13: ("ownerReferences", "m*", OWNER_REF),
-    14: ("finalizers", "s*"), 17: ("managedFields", "m*", MANAGED),
-}
 CONDITION: Schema = {1: ("type", "s"), 2: ("status", "s"), 3: ("lastProbeTime", "t"),
                      4: ("lastTransitionTime", "t"), 5: ("reason", "s"), 6: ("message", "s")}
 METAV1_CONDITION: Schema = {1: ("type", "s"), 2: ("status", "s"), 3: ("observedGeneration", "i"),
@@ -65,13 +47,6 @@ SERVICE: Schema = {
         22: ("internalTrafficPolicy", "?s"), 23: ("trafficDistribution", "?s")}),
     3: ("status", "m", {1: ("loadBalancer", "m", {}),
                         2: ("conditions", "m*", METAV1_CONDITION)}),
-}
-LEASE: Schema = {
-    1: ("metadata", "m", META),
-    2: ("spec", "m", {1: ("holderIdentity", "?s"), 2: ("leaseDurationSeconds", "?i"),
-                      3: ("acquireTime", "mt"), 4: ("renewTime", "mt"),
-                      5: ("leaseTransitions", "?i"), 6: ("strategy", "?s"),
-                      7: ("preferredHolder", "?s")}),
 }
 EVENT: Schema = {
     1: ("metadata", "m", META), 2: ("involvedObject", "m", REF), 3: ("reason", "s"),

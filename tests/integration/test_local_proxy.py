@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from kubesandbox import protobuf
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http, read_watch_events
 
@@ -249,3 +250,37 @@ def test_offline_a_dry_run_never_changes_the_cache(sandbox, edge, dry_run):
     assert (status, doc["reason"]) == (503, "ServiceUnavailable"), doc
     assert "dry run" in doc["message"]
     assert "dry" not in call(edge, "GET", f"/api/v1/nodes/{NODE}")[2]["metadata"]["labels"]
+
+
+def pb_call(hub, method: str, path: str, obj: dict):
+    """As kubelet writes (client-go's default): a protobuf body, protobuf or JSON accepted."""
+    return http(hub.url + path, method=method, body=protobuf.encode(obj),
+                headers={"User-Agent": KUBELET, "Content-Type": protobuf.PROTOBUF,
+                         "Accept": "application/vnd.kubernetes.protobuf, application/json"})
+
+
+@pytest.mark.parametrize("cloud", ["online", "offline"])
+def test_kubelets_protobuf_lease_renewal_is_answered(sandbox, edge, cloud):
+    """kubelet renews its Lease with a protobuf PUT: the hub, which answers it itself, read
+    the body as JSON and answered 400, online and offline, at every renewal."""
+    lease = call(edge, "GET", LEASE)[2]
+    if cloud == "offline":
+        offline(sandbox, edge)
+    lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+    status, headers, raw = pb_call(edge, "PUT", LEASE, lease)
+    assert status == 200, raw
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(raw)["spec"]["renewTime"] == "2030-01-01T00:00:00.000000Z"
+    assert call(edge, "GET", LEASE)[2]["spec"]["renewTime"] == "2030-01-01T00:00:00.000000Z"
+
+
+def test_offline_a_protobuf_event_is_answered_as_protobuf(sandbox, edge):
+    """The accepted event is echoed; a protobuf one was labelled application/json, which
+    client-go fails to decode (and retries the event)."""
+    offline(sandbox, edge)
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "Started",
+             "metadata": {"name": "e2.abc", "namespace": "default"}}
+    status, headers, raw = pb_call(edge, "POST", "/api/v1/namespaces/default/events", event)
+    assert status == 201
+    assert headers["Content-Type"] == protobuf.PROTOBUF
+    assert protobuf.decode_object(raw)["metadata"]["name"] == "e2.abc"

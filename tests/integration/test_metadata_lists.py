@@ -105,3 +105,26 @@ def test_a_metadata_only_list_by_a_field_of_the_objects_is_not_refused_as_bad(sa
     # What the metadata does hold still selects.
     status, doc = _get(hub, f"{PODS}?fieldSelector=metadata.name%3Dnope", LIST)
     assert status == 200 and doc["items"] == []
+
+
+def test_the_other_metadata_kind_is_406_offline_as_online(sandbox, hub_factory):
+    """A list asked ``as=PartialObjectMetadata`` (or a get ``as=...List``) is 406 from
+    kube-apiserver, the plain JSON entry after it notwithstanding; offline the cache
+    answered it 200 with a list (or the object)."""
+    hub = hub_factory(sandbox.url, extra=["--cache-agents", "edge-operator"])
+    status, online = _get(hub, PODS, LIST)
+    assert status == 200
+    name = online["items"][0]["metadata"]["name"]
+    assert _get(hub, f"{PODS}/{name}", ONE)[0] == 200
+    wrong = [(PODS, ONE), (f"{PODS}/{name}", LIST)]
+    cloud = [_get(hub, path, accept) for path, accept in wrong]
+    assert [status for status, _ in cloud] == [406, 406], cloud
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, 10,
+             "the hub to notice the cloud is gone")
+    assert _get(hub, PODS, LIST)[0] == 200  # the right kinds still are served
+    assert _get(hub, f"{PODS}/{name}", ONE)[0] == 200
+    for (path, accept), (_, want) in zip(wrong, cloud, strict=True):
+        status, doc = _get(hub, path, accept)
+        assert (status, doc["reason"], doc["message"]) == (406, "NotAcceptable",
+                                                           want["message"]), (path, doc)

@@ -324,6 +324,9 @@ class LocalProxy:
 
     def _watch(self, ctx: RequestContext) -> Response:
         check_list_options(ctx.info)  # 422/400 as the cloud answers them
+        # A Table or metadata-only watch is printed or read below; an Accept kube-apiserver
+        # would not serve at all is its 406, never a stream of JSON events.
+        _check_acceptable(ctx.accept, negotiate(ctx.accept) is not None)
         ck, rt = self._target(ctx)
         info = ctx.info
         want = self._selectors(info, rt)
@@ -411,11 +414,22 @@ def _content_type(accept: str, listing: bool) -> str:
     t = n.transform if n is not None else None
     if t is not None and t.is_partial_metadata:
         kind = "PartialObjectMetadataList" if listing else "PartialObjectMetadata"
+        if t.kind != kind:  # kube-apiserver's transformObject: no fallback to another entry
+            raise NotAcceptable(f"you requested {t.kind}, but the requested object is "
+                                f"{'a list' if listing else 'not a list'}")
         return f"{JSON};as={kind};g={t.group};v={t.version}"
-    if (n is None or t is not None) and not accepts_plain_json(accept):
+    # The plain objects (what kube-apiserver would serve for no transform), or plain JSON
+    # that the client also takes.
+    _check_acceptable(accept, n is not None and t is None)
+    return JSON
+
+
+def _check_acceptable(accept: str, served: bool) -> None:
+    """NotAcceptable unless ``served`` (kube-apiserver would serve what the cache answers)
+    or the client also takes plain JSON."""
+    if not served and not accepts_plain_json(accept):
         raise NotAcceptable("only application/json is served from the yurthub cache while "
                             "the cloud is unreachable")
-    return JSON
 
 
 def _plain(accept: str) -> bool:

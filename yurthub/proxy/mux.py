@@ -47,7 +47,7 @@ from yurthub.errors import GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
-from yurthub.kube.accept import Transform, transform
+from yurthub.kube.accept import Transform, negotiate, transform
 from yurthub.kube.listoptions import (
     check_list_options,
     parse_resource_version,
@@ -147,6 +147,8 @@ class Multiplexer:
             return None
         if info.verb == "list" and is_historical_list(info) and self._cloud_answers():
             return None  # (offline, the shared history answers an exact list: _list)
+        if negotiate(ctx.accept) is None:
+            return None  # 406: the cloud's, or offline the cache's (proxy/local.py)
         t = transform(ctx.accept)
         if t is not None and not (self._partial(t, info.verb) and not self._cloud_answers()):
             # Tables and metadata-only answers go upstream as before; offline the shared

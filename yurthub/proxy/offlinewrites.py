@@ -30,6 +30,8 @@ from yurthub.errors import (
 )
 from yurthub.health import LEASE_NAMESPACE
 from yurthub.kube import patch as kpatch
+from yurthub.kube import protoobjects
+from yurthub.kube.accept import PROTOBUF
 from yurthub.kube.jsondepth import check_depth
 from yurthub.kube.naming import check_name, check_path_name, check_type, ensure_namespace
 from yurthub.kube.patchlimits import (
@@ -87,7 +89,7 @@ class OfflineWrites:
         if length is None or length > BUFFERED_BODY_LIMIT:
             return None  # a Lease is small; a big or chunked body streams to the cloud
         try:
-            md = json.loads(ctx.read_body(BUFFERED_BODY_LIMIT)).get("metadata") or {}
+            md = _decode(ctx.read_body(BUFFERED_BODY_LIMIT), ctx).get("metadata") or {}
             name = md.get("name")
         except (ValueError, AttributeError, ApiError):
             return None
@@ -100,15 +102,17 @@ class OfflineWrites:
         body = ctx.read_body()
         if self.is_kubelet_lease(ctx):
             _refuse_dry_run(ctx)
-            obj = _decode(body)
+            obj = _decode(body, ctx)
             _check_type(obj, info)
             ensure_namespace(obj, info.namespace)
             if obj.get("metadata", {}).get("name") != self.cfg.node_name:
                 raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
             return self._commit(ctx, self.cfg.node_name, lambda _old: obj, status=201)
         if info.resource == "events" and not info.subresource:
-            # Accepted and dropped: node events are advisory and the cloud is away.
-            return Response(body, status=201, content_type=JSON,
+            # Accepted and dropped: node events are advisory and the cloud is away.  The
+            # answer is the event as sent, labelled as it came (client-go sends protobuf).
+            media = PROTOBUF if _is_protobuf(ctx) else JSON
+            return Response(body, status=201, content_type=media,
                             headers=[("Warning", '299 - "yurthub: the cloud is unreachable; '
                                       'this event was not recorded"')])
         raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
@@ -122,7 +126,7 @@ class OfflineWrites:
         body = ctx.read_body()
         status_only = info.subresource == "status"
         if info.verb == "update":
-            new = _decode(body)
+            new = _decode(body, ctx)
             _check_type(new, info)
             check_name(new, info.name, info.namespace)
             ensure_namespace(new, info.namespace)
@@ -208,7 +212,23 @@ def _patched(old: dict[str, Any], body: bytes, doc: Any, media: str) -> dict[str
     return kpatch.apply_patch(old, body, media, str(old.get("kind") or "") or None)
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def _is_protobuf(ctx: RequestContext) -> bool:
+    return (ctx.request.mimetype or "").lower() == PROTOBUF
+
+
+def _decode(body: bytes, ctx: RequestContext | None = None) -> dict[str, Any]:
+    """The object a write's body holds: JSON, or protobuf (client-go's default, as kubelet
+    sends its Lease) of the kinds ``kube.protoobjects`` reads (415 for the others)."""
+    if ctx is not None and _is_protobuf(ctx):
+        try:
+            return protoobjects.decode_object(body)
+        except protoobjects.Unknown:
+            raise UnsupportedMediaType(
+                f"the yurthub cache reads protobuf {ctx.info.resource} bodies only of "
+                f"{', '.join(f'{v} {k}' for v, k in protoobjects.HUB_SCHEMAS)}; send "
+                "application/json") from None
+        except ValueError as e:
+            raise BadRequest(f"the protobuf body does not decode: {e}") from None
     try:
         check_depth(body)
         obj = json.loads(body)
