@@ -38,3 +38,22 @@ def test_kubectl_cordon_offline_fails_and_nothing_shows_cordoned(sandbox, hub_fa
     node = kubectl("get", "node", NODE, "-o", "jsonpath={.spec}").stdout
     assert "unschedulable" not in node and "taints" not in node, node
     assert not sandbox.get("nodes", NODE).get("spec", {}).get("unschedulable")
+
+
+def test_kubectl_offline_services_say_they_come_from_the_cache(sandbox, hub_factory, tmp_path):
+    """Services (a pool-scoped resource, answered by the multiplexer's shared state) came
+    offline to `kubectl get svc -o name` / `-o yaml` with no word that they were the hub's
+    last copy, while pods, and services as a Table, said "served from the yurthub cache"."""
+    hub = hub_factory(sandbox.url, node=NODE)
+    kubectl = Kubectl(tmp_path, hub.url)
+    online = kubectl("get", "svc", "-A", "-o", "name")
+    assert "service/kubernetes" in online.stdout
+    assert "yurthub cache" not in online.stderr  # online: the cloud's answer, no warning
+    go_offline(sandbox, hub)
+
+    for args in (("get", "svc", "-A", "-o", "name"),
+                 ("get", "svc", "-n", "default", "-o", "yaml"),
+                 ("get", "svc", "-A", "-w", "-o", "name", "--request-timeout", "2s")):
+        r = kubectl(*args)
+        assert "service/kubernetes" in r.stdout or "name: kubernetes" in r.stdout, r.stdout
+        assert "Warning: served from the yurthub cache, age" in r.stderr, (args, r.stderr)
