@@ -232,8 +232,19 @@ class Multiplexer:
                                                           info.api_group, info.resource)
         chain = None if meta else self._chain(ctx)  # filters change plain objects only
         if info.verb == "list":
-            return self._list(ctx, state, want, chain, view, meta)
-        return self._watch(ctx, state, want, chain, view, meta)
+            resp = self._list(ctx, state, want, chain, view, meta)
+        else:
+            resp = self._watch(ctx, state, want, chain, view, meta)
+        if not self._cloud_answers() and self.cache is not None:
+            # The cloud is away: the state is the cache's copy, and the answer says so and
+            # how old it is, as the local proxy's do.  The copy's view knows its age (the
+            # feed's own clock does not: offline its watch hears the hub's bookmarks, and
+            # after a restart its first list came from the cache).
+            target = self.cache.read_target(info, MULTIPLEXER_AGENT, "")
+            if target is not None:
+                fresh = self.cache.reader.freshness(target[0], target[1], want)
+                resp.headers.add("Warning", fresh.warning())
+        return resp
 
     def _chain(self, ctx: RequestContext) -> Chain | None:
         info = ctx.info

@@ -12,6 +12,7 @@ cache writer's (``CacheManager.write_local``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -159,7 +160,8 @@ class OfflineWrites:
                 out.setdefault("metadata", {})["resourceVersion"] = \
                     (old.get("metadata") or {}).get("resourceVersion", "")
                 return out
-        return self._commit(ctx, info.name, change, status=200)
+        kept = _spec_kept(change) if info.resource == "nodes" and not status_only else change
+        return self._commit(ctx, info.name, kept, status=200)
 
     def _owned(self, ctx: RequestContext) -> bool:
         """This node's own objects: its Node, its pods' status, its Lease."""
@@ -192,6 +194,25 @@ class OfflineWrites:
             warning = ('299 - "yurthub: the cloud is unreachable; applied to the local cache '
                        'only, not sent to the cloud"')
         return Response(body, status=status, content_type=JSON, headers=[("Warning", warning)])
+
+
+def _spec_kept(change: Callable[[dict[str, Any] | None], dict[str, Any]]
+               ) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+    """``change`` of the Node, refused (503) if it changes the Node's spec.
+
+    The spec (unschedulable, taints, podCIDR) is the cloud's decision, not the node's truth:
+    kubelet writes it only when it registers, never as a status.  Applied to the cache
+    alone, ``kubectl cordon`` printed "cordoned" and exited 0 while the cloud went on
+    scheduling to the node, and the cordon vanished at the next list from the cloud."""
+    def guarded(old: dict[str, Any] | None) -> dict[str, Any]:
+        out = change(old)
+        if out.get("spec") != (old or {}).get("spec"):
+            raise ServiceUnavailable(
+                "the cloud is unreachable: a change of the Node's spec (cordon, taints) is "
+                "the cloud's to make and cannot be accepted by the yurthub cache; retry when "
+                "the cloud is back", details={"retryAfterSeconds": 5})
+        return out
+    return guarded
 
 
 def _check_type(obj: dict[str, Any], info: RequestInfo) -> None:
