@@ -47,3 +47,23 @@ def test_readyz_lists_each_check_and_keeps_the_first_reason_on_its_first_line():
         "not ready: caching stopped (quota): full", "[+]identity ok",
         "[-]caching failed: caching stopped (quota): full",
         "[-]filters failed: the filter configuration is not known yet", "readyz check failed"]
+
+
+def test_requests_refused_offline_are_counted_with_their_5xx(sandbox, hub):
+    """The 503s a node's components get while the cloud is away are what the
+    YurthubRefusingRequests alert (code=~"5..") is for: the cache's answers are counted with
+    their status, and the ones the hub makes itself (no cloud, nothing cached) too."""
+    assert hub.get("/api/v1/pods")[0] == 200
+    wait_for(lambda: hub.metric("yurthub_cache_objects", component="kubelet",
+                                resource="pods.v1.core") == 6, what="pods cached")
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, what="offline")
+    assert hub.get("/api/v1/pods")[0] == 200
+    assert hub.get("/api/v1/namespaces/default/secrets")[0] == 503  # never listed online
+    agent = "some-operator/v1.0"  # not a cache agent: nothing of it is cached
+    assert hub.get("/apis/apps/v1/deployments", ua=agent)[0] == 503
+    assert hub.metric("yurthub_requests_total", client="kubelet", source="cache",
+                      code="200") >= 1
+    assert hub.metric("yurthub_requests_total", client="kubelet", source="cache",
+                      code="503") == 1
+    assert hub.metric("yurthub_requests_total", client="some-operator", code="503") == 1

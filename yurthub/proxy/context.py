@@ -76,6 +76,8 @@ class RequestContext:
     path_qs: str
     started: float = field(default_factory=time.monotonic)
     _body: bytes | None = None
+    # Where yurthub_requests_total counts this request ("remote", "cache"); "" until then.
+    counted: str = ""
 
     @property
     def component(self) -> str:

@@ -196,6 +196,7 @@ class RemoteProxy:
                                long_lived=watch or follow, view=view if watch else None)
         client, verb = self.metrics.request_labels(ctx.agent, info.verb)
         self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
+        ctx.counted = "remote"
         return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],

@@ -25,6 +25,7 @@ from yurthub.errors import (
     UpstreamBroken,
     UpstreamUnavailable,
 )
+from yurthub.metrics import OTHER
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import Answer, internal_error, status_response
@@ -98,15 +99,28 @@ class ProxyApp:
                 target = environ.get("RAW_URI") or request.full_path.rstrip("?")
                 self.recorder.record(REFUSAL, ctx.component if ctx else "",
                                      f"{request.method} {target}", str(e), e.code)
+            self._count(ctx, e.code)
             response = status_response(e)
         except Exception:
             # The raw (still percent-encoded) target: a decoded one could carry a line break.
             target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
             response = internal_error(f"serving {request.method} {target!r}")
+            self._count(ctx, response.status_code)
         body = response(environ, start_response)
         if claimed and ctx is not None and ctx.client_socket is not None:
             return _Claimed(body, self.remote.streams, ctx.client_socket)
         return body
+
+    def _count(self, ctx: RequestContext | None, code: int) -> None:
+        """An error answer in yurthub_requests_total: the cache's under "cache", any other
+        the hub made itself (a refusal, no cloud and no cache, a bug) under "hub"; an answer
+        the cloud sent was counted where it arrived."""
+        if ctx is not None and ctx.counted == "remote":
+            return
+        source = "cache" if ctx is not None and ctx.counted == "cache" else "hub"
+        self.remote.metrics.requests.labels(ctx.agent if ctx else "unknown",
+                                            ctx.info.verb if ctx else OTHER, source,
+                                            str(code)).inc()
 
     def route(self, ctx: RequestContext) -> Answer:
         if self.mux is not None:
