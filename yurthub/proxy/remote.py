@@ -335,8 +335,10 @@ class ProxiedStream:
                 # End on an event boundary, as the apiserver ends a watch: client-go simply
                 # re-watches from the last resourceVersion it saw (from the cache if the
                 # cloud is gone).
+                # DEBUG: a cut ends every watch at once, and the change of state is logged
+                # once (the health checker's, or the summary of whoever ended them).
                 why = self.reason.value if self.reason else f"upstream ended: {e}"
-                log.info("%s %s %s: ended (%s)", self.ctx.component or "-",
+                log.debug("%s %s %s: ended (%s)", self.ctx.component or "-",
                          self.ctx.info.verb, self.ctx.path_qs, why)
                 if self.reason in RELIST:
                     yield filtering.outdated_event(self.ctx.info.resource_version,
