@@ -105,7 +105,8 @@ class Metrics:
             "node_yurthub_server_healthy_status", "1 when the cloud server is healthy",
             ["server"], registry=r)
         self.in_flight = Gauge(
-            "node_yurthub_in_flight_requests_total", "requests being served right now",
+            "node_yurthub_in_flight_requests_total", "requests of the API proxy being "
+            "served right now (from the cloud, the cache or the shared lists)",
             registry=r)
         self.traffic = Bounded(Counter(
             "node_yurthub_proxy_traffic_collector", "response bytes sent to clients by the "

@@ -311,7 +311,6 @@ class ProxiedStream:
                                              watch=self.ctx.info.verb == "watch",
                                              component=self.ctx.component)
         metrics = self.proxy.metrics
-        metrics.in_flight.inc()
         aligned = True
         try:
             if self.long_lived:
@@ -350,7 +349,6 @@ class ProxiedStream:
                             self.sent, e)
             self._abort_client()
         finally:
-            metrics.in_flight.dec()
             metrics.traffic.labels(*self._labels).inc(self.sent)
 
     def close(self) -> None:

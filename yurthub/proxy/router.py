@@ -84,6 +84,18 @@ class ProxyApp:
         self.tokens = tokens
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # Every request, from the cloud, the cache or the shared lists, until its body is
+        # closed: offline, the watches the cache serves are as much in flight as any.
+        in_flight = self.remote.metrics.in_flight
+        in_flight.inc()
+        try:
+            body = self._serve(environ, start_response)
+        except BaseException:
+            in_flight.dec()
+            raise
+        return _InFlight(body, in_flight)
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         ctx: RequestContext | None = None
         claimed = False
@@ -177,6 +189,30 @@ class ProxyApp:
         self.recorder.record(FALLBACK, ctx.component, f"{ctx.method} {ctx.path_qs}", why,
                              response.status_code)
         return response
+
+
+class _InFlight:
+    """A body that counts as a request in flight until the server closes it."""
+
+    __slots__ = ("_body", "_gauge", "_open")
+
+    def __init__(self, body: Iterable[bytes], gauge: Any) -> None:
+        self._body = body
+        self._gauge = gauge
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self._open:
+                self._open = False
+                self._gauge.dec()
 
 
 class _Claimed:
