@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "OTHER", "BoundedLabel", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "OTHER", "Bounded", "BoundedLabel", "Metrics"]
 
 OTHER = "other"
 # How many values beyond the known ones each client-chosen label may take.
@@ -49,8 +49,8 @@ class BoundedLabel:
         self._on_fold = on_fold or (lambda name: None)
 
     def __call__(self, value: str) -> str:
-        if value in self._known or value in self._seen:
-            return value
+        if value in self._known or value in self._seen or value == OTHER:
+            return value  # (OTHER: a value already folded, bounded twice, takes no slot)
         if _NAME.fullmatch(value):
             with self._lock:
                 if value in self._seen:
@@ -66,6 +66,20 @@ class BoundedLabel:
         """Every value that passes as itself."""
         with self._lock:
             return self._known | frozenset(self._seen)
+
+
+class Bounded:
+    """A labelled counter whose first label values pass their ``BoundedLabel`` at every
+    ``labels()`` call, whoever the caller: a proxy path that forgets to bound what a client
+    chose cannot grow ``/metrics``."""
+
+    def __init__(self, counter: Counter, *bounds: BoundedLabel) -> None:
+        self.counter = counter
+        self._bounds = bounds
+
+    def labels(self, *values: str) -> Counter:
+        bounded = [b(v) for b, v in zip(self._bounds, values, strict=False)]
+        return self.counter.labels(*bounded, *values[len(bounded):])
 
 
 class Metrics:
@@ -91,14 +105,16 @@ class Metrics:
             "node_yurthub_server_healthy_status", "1 when the cloud server is healthy",
             ["server"], registry=r)
         self.in_flight = Gauge(
-            "node_yurthub_in_flight_requests_total", "requests being served right now",
+            "node_yurthub_in_flight_requests_total", "requests of the API proxy being "
+            "served right now (from the cloud, the cache or the shared lists)",
             registry=r)
-        self.traffic = Counter(
+        self.traffic = Bounded(Counter(
             "node_yurthub_proxy_traffic_collector", "response bytes sent to clients by the "
-            "remote proxy", ["client", "verb", "resource", "subresources"], registry=r)
-        self.requests = Counter(
+            "remote proxy", ["client", "verb", "resource", "subresources"], registry=r),
+            self.component, self.verb, self.resource, self.subresource)
+        self.requests = Bounded(Counter(
             "yurthub_requests", "requests answered, by where the answer came from",
-            ["client", "verb", "source", "code"], registry=r)
+            ["client", "verb", "source", "code"], registry=r), self.component, self.verb)
         self.open_watches = Gauge(
             "yurthub_open_watches", "watches open right now", ["source"], registry=r)
         self.cache_entries_dropped = Counter(

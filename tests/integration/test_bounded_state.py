@@ -43,14 +43,18 @@ def user_agents(n: int, rng: random.Random) -> list[str]:
     return out
 
 
-def burst(hub: Hub, agents: list[str]) -> None:
-    """One request per agent on a kept-alive connection: mostly discovery, some lists."""
+def burst(hub: Hub, agents: list[str], paths: list[str] | None = None) -> None:
+    """One request per agent on a kept-alive connection: mostly discovery, some lists
+    (or each of ``paths`` in turn)."""
     conn = httpclient.HTTPConnection("127.0.0.1", hub.proxy_port, timeout=30)
     try:
         for i, ua in enumerate(agents):
-            path = "/api/v1/namespaces/default/configmaps" if i % 10 == 0 else "/version"
-            conn.request("GET", path + ("?limit=5" if i % 20 == 0 else ""),
-                         headers={"User-Agent": ua})
+            if paths:
+                path = paths[i % len(paths)]
+            else:
+                path = "/api/v1/namespaces/default/configmaps" if i % 10 == 0 else "/version"
+                path += "?limit=5" if i % 20 == 0 else ""
+            conn.request("GET", path, headers={"User-Agent": ua})
             r = conn.getresponse()
             r.read()
             assert r.status == 200
@@ -73,6 +77,25 @@ def test_metrics_stay_bounded_whatever_user_agents_clients_send(sandbox, hub_fac
     assert hub.metric("yurthub_cache_collections") <= 64
     assert hub.metric("yurthub_requests_total", client="other") > 1000
     assert hub.get("/version", ua=KUBECTL)[0] == 200
+
+
+def test_lists_the_multiplexer_answers_keep_metrics_bounded_too(sandbox, hub_factory):
+    """Services and EndpointSlices are answered from the one shared list (source "shared"):
+    a thousand User-Agents listing them add no more series than forty do."""
+    hub = hub_factory(sandbox.url)
+    rng = random.Random(29)
+    paths = ["/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices"]
+    burst(hub, user_agents(40, rng), paths)
+    after_40 = metrics_size(hub)
+    burst(hub, user_agents(1000, rng), paths)
+    after_1040 = metrics_size(hub)
+    assert hub.metric("yurthub_requests_total", source="shared") >= 1040
+    assert after_1040 - after_40 < 4 << 10, f"/metrics grew {after_40} -> {after_1040} bytes"
+    _, _, body = http(hub.hub_url + "/metrics")
+    shared = [line for line in body.decode().splitlines()
+              if line.startswith("yurthub_requests_total{") and 'source="shared"' in line]
+    assert len(shared) < 40, f"{len(shared)} series of shared answers"
+    assert hub.metric("yurthub_requests_total", client="other", source="shared") > 500
 
 
 def test_a_full_quota_stops_caching_keeps_proxying_and_resumes(sandbox, hub_factory):

@@ -10,6 +10,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, ParseException
 from werkzeug.wrappers import Request
 
 from yurthub.access.guard import Caller
@@ -30,6 +31,10 @@ BUFFERED_BODY_LIMIT = 1 << 20
 # kube-apiserver refuses request bodies over 3 MiB; so does the local proxy.
 MAX_LOCAL_BODY = 3 << 20
 _CHUNK = 64 * 1024
+# What gunicorn raises for a body it cannot parse (ParseException on gunicorn 22+, where the
+# chunk errors are ParseExceptions; OSErrors on Debian 12's 20.1).
+_MALFORMED: tuple[type[Exception], ...] = (ParseException, InvalidChunkSize,
+                                           ChunkMissingTerminator)
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -76,6 +81,8 @@ class RequestContext:
     path_qs: str
     started: float = field(default_factory=time.monotonic)
     _body: bytes | None = None
+    # Where yurthub_requests_total counts this request ("remote", "cache"); "" until then.
+    counted: str = ""
 
     @property
     def component(self) -> str:
@@ -169,7 +176,7 @@ class RequestContext:
 
         def chunks() -> Iterator[bytes]:
             while True:
-                data = stream.read(_CHUNK)
+                data = _read(stream, _CHUNK)
                 if not data:
                     return
                 yield data
@@ -183,16 +190,25 @@ class RequestContext:
     def read_body(self, limit: int = MAX_LOCAL_BODY) -> bytes:
         """The whole request body (at most ``limit`` bytes, else 413 RequestEntityTooLarge)."""
         if self._body is None:
-            try:
-                data = self.request.stream.read(limit + 1) if self.has_body() else b""
-            except OSError as e:
-                # The worker's client_body_timeout (or the client went away mid-body).
-                raise BadRequest(f"the request body did not arrive: {e or 'timed out'}",
-                                 code=408, reason="Timeout") from None
+            data = _read(self.request.stream, limit + 1) if self.has_body() else b""
             if len(data) > limit:
                 raise too_large(f"limit is {limit}")  # kube-apiserver's words
             self._body = data
         return self._body
+
+
+def _read(stream: Any, size: int) -> bytes:
+    """Read the request body, its errors the client's: raised as ApiErrors, which no
+    upstream library takes for the cloud's connection breaking."""
+    try:
+        data: bytes = stream.read(size)
+    except _MALFORMED as e:
+        raise BadRequest(f"the request body is malformed: {e}") from None
+    except OSError as e:
+        # The worker's client_body_timeout (or the client went away mid-body).
+        raise BadRequest(f"the request body did not arrive: {e or 'timed out'}",
+                         code=408, reason="Timeout") from None
+    return data
 
 
 def build_context(request: Request, identify: Identify = _anyone) -> RequestContext:

@@ -116,10 +116,18 @@ class LocalProxy:
         info = ctx.info
         if not info.is_resource_request:
             return self._nonresource(ctx)
+        # Counted with its status: here, or where its error becomes a Status (the router).
+        ctx.counted = "cache"
+        log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", info.verb,
+                  ctx.path_qs, why)
+        response = self._resource(ctx)
+        self.metrics.requests.labels(ctx.agent, info.verb, "cache",
+                                     str(response.status_code)).inc()
+        return response
+
+    def _resource(self, ctx: RequestContext) -> Response:
+        info = ctx.info
         verb = info.verb
-        self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, verb), "cache",
-                                     "-").inc()
-        log.debug("%s %s %s: from the cache (%s)", ctx.component or "-", verb, ctx.path_qs, why)
         if verb in ("get", "list", "watch") and info.subresource not in CACHED_SUBRESOURCES:
             # A pod's log, a node's proxy, a scale: none is the object the cache holds, and
             # its answer was never cached (kubectl would print the Pod as the log).

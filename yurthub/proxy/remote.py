@@ -196,6 +196,7 @@ class RemoteProxy:
                                long_lived=watch or follow, view=view if watch else None)
         client, verb = self.metrics.request_labels(ctx.agent, info.verb)
         self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
+        ctx.counted = "remote"
         return Passthrough(stream, resp.status, out_headers)
 
     def _filtered(self, ctx: RequestContext, resp: up.UpstreamResponse, chunks: Iterator[bytes],
@@ -310,7 +311,6 @@ class ProxiedStream:
                                              watch=self.ctx.info.verb == "watch",
                                              component=self.ctx.component)
         metrics = self.proxy.metrics
-        metrics.in_flight.inc()
         aligned = True
         try:
             if self.long_lived:
@@ -334,8 +334,10 @@ class ProxiedStream:
                 # End on an event boundary, as the apiserver ends a watch: client-go simply
                 # re-watches from the last resourceVersion it saw (from the cache if the
                 # cloud is gone).
+                # DEBUG: a cut ends every watch at once, and the change of state is logged
+                # once (the health checker's, or the summary of whoever ended them).
                 why = self.reason.value if self.reason else f"upstream ended: {e}"
-                log.info("%s %s %s: ended (%s)", self.ctx.component or "-",
+                log.debug("%s %s %s: ended (%s)", self.ctx.component or "-",
                          self.ctx.info.verb, self.ctx.path_qs, why)
                 if self.reason in RELIST:
                     yield filtering.outdated_event(self.ctx.info.resource_version,
@@ -347,7 +349,6 @@ class ProxiedStream:
                             self.sent, e)
             self._abort_client()
         finally:
-            metrics.in_flight.dec()
             metrics.traffic.labels(*self._labels).inc(self.sent)
 
     def close(self) -> None:

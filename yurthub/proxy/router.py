@@ -25,6 +25,7 @@ from yurthub.errors import (
     UpstreamBroken,
     UpstreamUnavailable,
 )
+from yurthub.metrics import OTHER
 from yurthub.proxy.context import RequestContext, build_context
 from yurthub.proxy.remote import RemoteProxy
 from yurthub.proxy.responses import Answer, internal_error, status_response
@@ -83,6 +84,18 @@ class ProxyApp:
         self.tokens = tokens
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        # Every request, from the cloud, the cache or the shared lists, until its body is
+        # closed: offline, the watches the cache serves are as much in flight as any.
+        in_flight = self.remote.metrics.in_flight
+        in_flight.inc()
+        try:
+            body = self._serve(environ, start_response)
+        except BaseException:
+            in_flight.dec()
+            raise
+        return _InFlight(body, in_flight)
+
+    def _serve(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         ctx: RequestContext | None = None
         claimed = False
@@ -98,15 +111,28 @@ class ProxyApp:
                 target = environ.get("RAW_URI") or request.full_path.rstrip("?")
                 self.recorder.record(REFUSAL, ctx.component if ctx else "",
                                      f"{request.method} {target}", str(e), e.code)
+            self._count(ctx, e.code)
             response = status_response(e)
         except Exception:
             # The raw (still percent-encoded) target: a decoded one could carry a line break.
             target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
             response = internal_error(f"serving {request.method} {target!r}")
+            self._count(ctx, response.status_code)
         body = response(environ, start_response)
         if claimed and ctx is not None and ctx.client_socket is not None:
             return _Claimed(body, self.remote.streams, ctx.client_socket)
         return body
+
+    def _count(self, ctx: RequestContext | None, code: int) -> None:
+        """An error answer in yurthub_requests_total: the cache's under "cache", any other
+        the hub made itself (a refusal, no cloud and no cache, a bug) under "hub"; an answer
+        the cloud sent was counted where it arrived."""
+        if ctx is not None and ctx.counted == "remote":
+            return
+        source = "cache" if ctx is not None and ctx.counted == "cache" else "hub"
+        self.remote.metrics.requests.labels(ctx.agent if ctx else "unknown",
+                                            ctx.info.verb if ctx else OTHER, source,
+                                            str(code)).inc()
 
     def route(self, ctx: RequestContext) -> Answer:
         if self.mux is not None:
@@ -163,6 +189,30 @@ class ProxyApp:
         self.recorder.record(FALLBACK, ctx.component, f"{ctx.method} {ctx.path_qs}", why,
                              response.status_code)
         return response
+
+
+class _InFlight:
+    """A body that counts as a request in flight until the server closes it."""
+
+    __slots__ = ("_body", "_gauge", "_open")
+
+    def __init__(self, body: Iterable[bytes], gauge: Any) -> None:
+        self._body = body
+        self._gauge = gauge
+        self._open = True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self._open:
+                self._open = False
+                self._gauge.dec()
 
 
 class _Claimed:

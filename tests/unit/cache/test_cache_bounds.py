@@ -20,7 +20,7 @@ from tests.unit.cache.conftest import (
 from yurthub.cache import space as space_mod
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import MAX_VIEWS
-from yurthub.metrics import OTHER, BoundedLabel
+from yurthub.metrics import EXTRA_COMPONENTS, OTHER, BoundedLabel, Metrics
 from yurthub.storage import Quota, files
 
 MI = 1 << 20
@@ -213,6 +213,18 @@ def test_a_bounded_label_keeps_known_values_a_few_more_then_other():
                                               OTHER, OTHER]
     assert folded == ["component"] * 3
     assert label.values == {"kubelet", "a", "b"}
+
+
+def test_a_value_bounded_twice_takes_no_slot_and_every_caller_is_bounded():
+    m = Metrics()
+    assert m.component(OTHER) == OTHER and m.component.values == {"unknown"}
+    for i in range(100):  # a proxy path that passes the User-Agent's component unbounded
+        m.requests.labels(f"agent-{i}", "list", "shared", "200").inc()
+        m.traffic.labels(f"agent-{i}", "frob", f"res{i}", "sub{i}").inc(10)
+    text = m.exposition().decode()
+    assert text.count("yurthub_requests_total{") == EXTRA_COMPONENTS + 1
+    assert 'verb="other"' in text
+    assert text.count("node_yurthub_proxy_traffic_collector_total{") == EXTRA_COMPONENTS + 1
 
 
 def test_a_pods_component_is_a_label_of_its_own_a_local_users_is_folded():
