@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from yurthub import config, configfiles, linux
+from yurthub import cloudproxy, config, configfiles, linux
 from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
@@ -293,6 +293,7 @@ def check_settings(cfg: Config) -> None:
     no other directory (``not_a_cache``), kubelet_user a user here, and the peer lookup
     usable (PeerLookupError: fail closed)."""
     configfiles.check_files(cfg)
+    cloudproxy.check()  # an HTTPS_PROXY the hub cannot use is no reason to go around it
     # why: only the start said so; check-config passed a cache set to /etc or /home
     foreign = not_a_cache(cfg.disk_cache_path)
     if foreign:
