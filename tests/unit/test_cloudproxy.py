@@ -100,3 +100,28 @@ def test_a_request_waiting_through_the_proxy_is_cut_as_a_direct_one(tmp_path, mo
             upstream.close()
             asker.join(60)
             proxy.close()
+
+
+@pytest.mark.parametrize("refusal", ["no proxy listening", "CONNECT refused"])
+def test_a_proxy_that_cannot_tunnel_is_a_server_unavailable(tmp_path, monkeypatch, refusal):
+    # Nothing reached the cloud: a write may go to another server, a read to the cache.
+    import socket
+
+    if refusal == "no proxy listening":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # closed again: nothing listens there
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        proxy = None
+    else:
+        proxy = ConnectProxy(("127.0.0.1", 9))  # the discard port: the CONNECT gets a 502
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    upstream = upstream_for("https://[2001:db8::10]:6443")
+    try:
+        with pytest.raises(UpstreamUnavailable):
+            upstream.send(upstream.servers[0], "POST", "/api/v1/namespaces/default/pods",
+                          {"User-Agent": "kubelet/v1.32.4"}, b"{}", read_timeout=5)
+    finally:
+        upstream.close()
+        if proxy is not None:
+            proxy.close()
