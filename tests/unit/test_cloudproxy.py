@@ -125,3 +125,28 @@ def test_a_proxy_that_cannot_tunnel_is_a_server_unavailable(tmp_path, monkeypatc
         upstream.close()
         if proxy is not None:
             proxy.close()
+
+
+def test_a_kubeconfigs_proxy_url_is_not_gone_around_unsaid(tmp_path, caplog):
+    # client-go goes through a cluster's proxy-url; the hub does not (HTTPS_PROXY is its
+    # way), and its start said nothing of it.
+    from yurthub import config
+    from yurthub.credentials import CredentialStore
+
+    kubeconfig = tmp_path / "hub.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443\n"
+        "    proxy-url: http://edge:secret@proxy.site:3128\n"
+        "users:\n- name: u\n  user:\n    token: t0k3n\n"
+        "contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n")
+    cfg = config.load(None, {"node_name": "n", "kubeconfig": str(kubeconfig)})
+    store = CredentialStore(cfg)
+    try:
+        store.load()
+    finally:
+        store.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("proxy-url" in m and "proxy.site:3128" in m and "HTTPS_PROXY" in m
+               for m in warned), warned
+    assert not any("secret" in m for m in warned)
