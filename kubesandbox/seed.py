@@ -263,13 +263,16 @@ def base_objects(host: str, port: int) -> list[dict[str, Any]]:
                      "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\nsandbox\n"
                                         "-----END CERTIFICATE-----\n"}})
     address = host if host not in ("", "0.0.0.0", "::", "localhost") else "127.0.0.1"
+    # An apiserver on an IPv6 address is an IPv6 cluster's: the kubernetes Service and its
+    # EndpointSlice are of that family (an IPv4 slice holding "::1" is no valid object).
+    family, cluster_ip = ("IPv6", "fd00:10:96::1") if ":" in address else ("IPv4", "10.96.0.1")
     objs.append({"kind": "Service", "apiVersion": "v1", "metadata": {
         "name": "kubernetes", "namespace": "default",
         "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"ports": [{"name": "https", "protocol": "TCP", "port": 443,
                             "targetPort": port}],
-                 "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "type": "ClusterIP",
-                 "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                 "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "type": "ClusterIP",
+                 "sessionAffinity": "None", "ipFamilies": [family],
                  "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
         "status": {"loadBalancer": {}}})
     objs.append({"kind": "Endpoints", "apiVersion": "v1", "metadata": {
@@ -281,7 +284,7 @@ def base_objects(host: str, port: int) -> list[dict[str, Any]]:
         "name": "kubernetes", "namespace": "default",
         "labels": {"kubernetes.io/service-name": "kubernetes",
                    "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-        "addressType": "IPv4",
+        "addressType": family,
         "endpoints": [{"addresses": [address], "conditions": {
             "ready": True, "serving": True, "terminating": False}}],
         "ports": [{"name": "https", "protocol": "TCP", "port": port}]})

@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from yurthub import gil, linux
+from yurthub import cloudproxy, gil, linux
 from yurthub import upstream as up
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.manager import CacheManager
@@ -229,7 +229,7 @@ class Hub:
             self.autonomy.start()
         log.info("yurthub serving: proxy %s -> %s, hub server %s",
                  join_host_port(self.cfg.plain_bind_address, self.cfg.proxy_port),
-                 ", ".join(s.url for s in self.upstream.servers),
+                 ", ".join(cloudproxy.route(s.url).describe() for s in self.upstream.servers),
                  join_host_port(self.cfg.plain_bind_address, self.cfg.serve_port))
         if self.identity.serving_tls is not None:
             log.info("yurthub serving HTTPS: secure proxy %s (identity: %s)",

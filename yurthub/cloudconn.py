@@ -110,6 +110,13 @@ class _Waits:
         self._answers = 0
         super().connect()  # type: ignore[misc]
 
+    def server(self) -> tuple[Any, Any]:
+        """The server's host and port (through a proxy, the tunnel's end, not the proxy)."""
+        tunnel = getattr(self, "_tunnel_host", None)
+        if tunnel:  # urllib3 1.26 keeps an IPv6 address's brackets there
+            return tunnel.strip("[]"), getattr(self, "_tunnel_port", None)
+        return self.host, self.port
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         self._cut = False
         with _waiting_lock:
@@ -152,7 +159,7 @@ def cut_waiting(host: str, port: int | None) -> int:
     after its head, in ``awaiting_body``) has not begun: its connection is shut down, the
     request breaks before any byte; how many."""
     with _waiting_lock:
-        conns = [c for c in _waiting if (c.host, c.port) == (host, port)]
+        conns = [c for c in _waiting if c.server() == (host, port)]
         _waiting.difference_update(conns)
     n = 0
     for conn in conns:

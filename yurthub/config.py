@@ -66,7 +66,7 @@ class Config:
         "edge serves from the cache when the cloud is unreachable; cloud only proxies",
         metavar="edge|cloud")
     bind_address: str = setting(
-        "127.0.0.1", v.ip, "address the ports listen on; a loopback address unless "
+        "127.0.0.1", v.listen_ip, "address the ports listen on; a loopback address unless "
         "allow_non_loopback_bind", metavar="IP")
     allow_non_loopback_bind: bool = setting(
         False, v.boolean, "accept a bind_address beyond loopback, for the TLS proxy port only: "

@@ -107,6 +107,16 @@ def ip(value: str) -> str:
     return v
 
 
+def listen_ip(value: str) -> str:
+    """An address to listen on: an IPv6 link-local one with its zone (``fe80::1%eth0``),
+    which the kernel refuses to bind without (the same address is on every link)."""
+    v = ip(value)
+    addr = ipaddress.ip_address(v)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.is_link_local and not addr.scope_id:
+        raise ValueError("a link-local address needs its interface, as in fe80::1%eth0")
+    return v
+
+
 def pod_reachable_ip(value: str) -> str:
     """An address the filters hand to pods (the kubernetes Service's clusterIP, their
     KUBERNETES_SERVICE_HOST): an IP without a zone (no URL or clusterIP takes one), not

@@ -26,7 +26,7 @@ import yaml
 from cryptography import x509
 
 from yurthub.config import Config
-from yurthub.configvalues import server_addrs
+from yurthub.configvalues import redact_userinfo, server_addrs
 from yurthub.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -259,6 +259,12 @@ class CredentialStore:
         if problem:
             raise ConfigError(f"kubeconfig = {path!r}: {problem}")
         out: dict[str, Any] = {"server": cluster.get("server", "")}
+        if cluster.get("proxy-url"):
+            # why: client-go would go through it; going around it unsaid left a node behind
+            # a proxy with a cloud that never answered and nothing in the log.
+            log.warning("kubeconfig = %r: its proxy-url %s is not used: yurthub reaches the "
+                        "cloud through HTTPS_PROXY and NO_PROXY from its environment",
+                        path, redact_userinfo(str(cluster["proxy-url"])))
         out["insecure"] = cluster.get("insecure-skip-tls-verify", False) is True
         for key, data_key, attr, fname in (
             ("certificate-authority", "certificate-authority-data", "ca_file", "ca.crt"),

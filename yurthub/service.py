@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from yurthub import config, configfiles, linux
+from yurthub import cloudproxy, config, configfiles, linux
 from yurthub.access.guard import kubelet_uid
 from yurthub.app import Hub
 from yurthub.config import Config
@@ -231,7 +231,7 @@ def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
             # operator sets up: bind before it exists, as systemd's FreeBind= does.  The
             # IPv4 level's option serves IPv6 sockets too (IPV6_FREEBIND is 78, not 15).
             s.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
-        s.bind((addr, port))
+        s.bind(_sockaddr(addr, port, family))
     except OSError as e:
         s.close()
         where = f"cannot listen on {_host(addr)}:{port}: {e.strerror}"
@@ -242,6 +242,18 @@ def _listen(addr: str, port: int, *, freebind: bool) -> socket.socket:
 
 
 _IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def _sockaddr(addr: str, port: int, family: int) -> Any:
+    """The address ``bind`` takes, an IPv6 zone (``fe80::1%eth0``) kept as the scope id.
+
+    why: ``bind((host, port))`` drops the zone (a 2-tuple's scope id is 0), and the kernel
+    refuses a link-local address without its interface: the hub stopped with "Invalid
+    argument" on the address the settings had accepted."""
+    if family != socket.AF_INET6:
+        return (addr, port)
+    return socket.getaddrinfo(addr, port, family, socket.SOCK_STREAM, 0,
+                              socket.AI_NUMERICHOST)[0][4]
 
 
 def listener_fds(cfg: Config) -> list[int]:
@@ -281,6 +293,7 @@ def check_settings(cfg: Config) -> None:
     no other directory (``not_a_cache``), kubelet_user a user here, and the peer lookup
     usable (PeerLookupError: fail closed)."""
     configfiles.check_files(cfg)
+    cloudproxy.check()  # an HTTPS_PROXY the hub cannot use is no reason to go around it
     # why: only the start said so; check-config passed a cache set to /etc or /home
     foreign = not_a_cache(cfg.disk_cache_path)
     if foreign:

@@ -35,12 +35,13 @@ from urllib3.exceptions import (
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
+    ProxyError,
     ReadTimeoutError,
     SSLError,
 )
 from urllib3.util.retry import Retry
 
-from yurthub import chunkedbody
+from yurthub import chunkedbody, cloudproxy
 from yurthub.cloudconn import awaiting_body, cut_waiting, describe_error, final_answers, was_cut
 from yurthub.config import Config
 from yurthub.credentials import CredentialSource
@@ -181,7 +182,7 @@ class Upstream:
                 kw["assert_hostname"] = False
             else:
                 kw["cert_reqs"] = "CERT_REQUIRED"
-        return final_answers(urllib3.connection_from_url(url, **kw))
+        return final_answers(cloudproxy.connection_from_url(url, **kw))
 
     def send(self, server: Server, method: str, path_qs: str, headers: Mapping[str, str],
              body: bytes | Iterable[bytes] | None, *, read_timeout: float | None,
@@ -220,10 +221,12 @@ class Upstream:
                 # No answer will come from a server declared gone: a read may go elsewhere.
                 raise UpstreamUnavailable(f"{server.host}: declared gone while the request "
                                           "waited for its answer") from e
-            if isinstance(reason, (NewConnectionError, ConnectTimeoutError, SSLError)):
+            # ProxyError: the proxy was not reached or refused the CONNECT; nothing left.
+            if isinstance(reason, (NewConnectionError, ConnectTimeoutError, SSLError,
+                                   ProxyError)):
                 raise UpstreamUnavailable(f"{server.host}: {explain(reason)}") from e
             raise UpstreamBroken(f"{server.host}: {explain(reason)}") from e
-        except (NewConnectionError, ConnectTimeoutError) as e:
+        except (NewConnectionError, ConnectTimeoutError, ProxyError) as e:
             raise UpstreamUnavailable(f"{server.host}: {explain(e)}") from e
         except (ProtocolError, ReadTimeoutError, HTTPError, OSError) as e:
             raise UpstreamBroken(f"{server.host}: {explain(e)}") from e
@@ -247,10 +250,11 @@ class Upstream:
             if problem is not None:
                 raise IdentityUnavailable(problem)
             token = self._creds.bearer_token()
-        conn = self.pool(server, identity)._new_conn()
+        pool = self.pool(server, identity)
+        conn = pool._new_conn()
         conn.timeout = CONNECT_TIMEOUT
         try:
-            conn.connect()
+            cloudproxy.open_tunnel(pool, conn)
         except (HTTPError, OSError) as e:
             conn.close()
             raise UpstreamUnavailable(f"{server.host}: {explain(e)}") from e

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
+from tests.fixtures.connectproxy import ConnectProxy
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http
 from tests.unit.test_cachecli import PODS, files_of, make_tree
@@ -22,8 +23,9 @@ from yurthub.hubserver import HubServer
 from yurthub.metrics import Metrics
 
 
-def cache(hub, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "YURTHUB_CONFIG": os.devnull}  # not a package's /etc file
+def cache(hub, *args: str, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "YURTHUB_CONFIG": os.devnull, **(env or {})}  # not /etc's file
     return subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path",
                            str(hub.cache_dir), "--serve-port", str(hub.serve_port), *args],
                           capture_output=True, text=True, timeout=120, env=env,
@@ -61,6 +63,22 @@ def test_read_beside_a_running_hub_then_purge_through_it(sandbox, hub):
     assert hub.get("/api/v1/pods")[0] == 200
     wait_for(lambda: pods_cached(hub) == 6, what="pods cached again")
     assert "purged 6 object(s) in 1 collection(s) on request" in hub.log()
+
+
+def test_a_purge_goes_to_the_hub_not_to_the_shells_http_proxy(sandbox, hub):
+    # An operator's shell on a proxied site has http_proxy set: urllib sent the purge, the
+    # admin token in its Authorization, to the proxy (which answered 502).
+    proxy = ConnectProxy(("127.0.0.1", 9))  # records what it is sent; tunnels nowhere
+    try:
+        assert hub.get("/api/v1/pods")[0] == 200
+        wait_for(lambda: pods_cached(hub) == 6, what="pods cached")
+        r = cache(hub, "purge", "kubelet", "pods", "--yes",
+                  env={"http_proxy": proxy.url, "HTTP_PROXY": proxy.url, "no_proxy": ""})
+        assert r.returncode == 0, r.stderr
+        assert pods_cached(hub) == 0
+        assert proxy.connects == []
+    finally:
+        proxy.close()
 
 
 def test_a_purge_ends_its_clients_watches_so_they_list_again(sandbox, hub):

@@ -24,6 +24,7 @@ from tests.fixtures.peers import request_as_nobody
 from tests.fixtures.waiting import wait_for
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
+KUBE_PROXY = "kube-proxy/v1.32.4 (linux/amd64) kubernetes/abc"
 
 
 def _status(hub: Hub) -> dict[str, Any]:
@@ -74,3 +75,39 @@ def test_a_hub_on_ipv6_loopback_serves_guards_and_answers_offline(
     finally:
         sb.stop()
 
+
+
+def test_an_ipv6_cluster_finds_the_hub_at_its_ipv6_serving_address(
+        hub_factory: Callable[..., Hub]) -> None:
+    # An IPv6 cluster (its apiserver at ::1): the kubernetes Service and EndpointSlice are
+    # IPv6 ones, and the hub's serving address an IPv6 one.  kube-proxy's slice, kubelet's
+    # Service and a pod's KUBERNETES_SERVICE_HOST all lead to it.  The host is the bare
+    # address: client-go's InClusterConfig joins it with the port (net.JoinHostPort).
+    serving = "fd00:2::1"
+    sb = Sandbox(host="::1", nodes=1, pods_per_node=1, control_port=0).start()
+    try:
+        hub = hub_factory(sb.url, host="::1", extra=["--hub-serving-address", serving])
+        path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+        slices = json.loads(hub.get(path, ua=KUBE_PROXY)[2])["items"]
+        k = next(s for s in slices if s["metadata"]["name"] == "kubernetes")
+        assert k["addressType"] == "IPv6"
+        assert [a for ep in k["endpoints"] for a in ep["addresses"]] == [serving]
+        assert [(p["name"], p["port"]) for p in k["ports"]] == [("https", 10268)]
+
+        services = json.loads(hub.get("/api/v1/services", ua=KUBELET)[2])["items"]
+        spec = next(s["spec"] for s in services if s["metadata"]["name"] == "kubernetes")
+        assert (spec["clusterIP"], spec["clusterIPs"]) == (serving, [serving])
+
+        sb.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "agent", "namespace": "kube-system"}, "spec": {
+            "nodeName": "node-0000", "containers": [{"name": "agent", "image": "agent", "env": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "fd00:10:96::1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": "443"}]}]}})
+        pods = json.loads(hub.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000",
+                                  ua=KUBELET)[2])["items"]
+        agent = next(p for p in pods if p["metadata"]["name"] == "agent")
+        assert agent["spec"]["containers"][0]["env"] == [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": serving},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "10268"}]
+    finally:
+        sb.stop()

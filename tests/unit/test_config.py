@@ -49,6 +49,9 @@ def test_ini_accepts_dashed_keys_and_lists(tmp_path):
     # pods get it as KUBERNETES_SERVICE_HOST and the kubernetes Service's clusterIP
     ("[yurthub]\nhub_serving_address = fe80::1%eth0\n", "with a zone pods cannot use"),
     ("[yurthub]\nhub_serving_address = 0.0.0.0\n", "an address pods can reach"),
+    # the same link-local address is on every link: the kernel binds none without its zone
+    ("[yurthub]\nbind_address = fe80::1\nallow_non_loopback_bind = true\n",
+     "a link-local address needs its interface, as in fe80::1%eth0"),
     ("[yurthub]\ndisk_cache_path = relative/dir\n", "must be an absolute path"),
     ("[other]\nx = 1\n", "unknown section [other]"),
     ("proxy_port = 1\n", "not a valid INI file"),
@@ -200,6 +203,27 @@ def test_the_tls_port_listens_on_the_serving_address_and_a_non_loopback_bind_add
     wildcard = config.load(None, {"node_name": "n", "bind_address": "::",
                                   "allow_non_loopback_bind": "true"})
     assert wildcard.secure_addresses == ("::",)  # the serving address is one of them
+
+
+def test_a_link_local_bind_address_with_its_zone_is_listened_on_that_link():
+    # The settings took fe80::1%lo, then the start stopped with "cannot listen on
+    # [fe80::1%lo]:...: Invalid argument": bind((host, port)) dropped the zone.
+    import socket
+
+    from tests.fixtures import free_port
+    from yurthub.service import _settings
+    tls = free_port()
+    cfg = config.load(None, {"node_name": "n", "bind_address": "fe80::1%lo",
+                             "allow_non_loopback_bind": "true", "proxy_port": str(free_port()),
+                             "serve_port": str(free_port()), "secure_proxy_port": str(tls),
+                             "hub_serving_address": "127.0.0.1"})
+    socks = [socket.socket(fileno=int(b.removeprefix("fd://")))
+             for b in _settings(cfg)["bind"]]
+    try:
+        assert socks[-1].getsockname() == ("fe80::1", tls, 0, socket.if_nametoindex("lo"))
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_an_ipv6_serving_address_the_node_has_not_yet_is_listened_on():

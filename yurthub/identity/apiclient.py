@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import urllib3
 from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
+from yurthub import cloudproxy
 from yurthub.cloudconn import describe_error, final_answers
 from yurthub.errors import IdentityError, UpstreamUnavailable
 
@@ -64,7 +65,7 @@ class ApiClient:
                 if context is None or context.verify_mode == ssl.CERT_NONE:
                     kw["cert_reqs"] = "CERT_NONE"
                     kw["assert_hostname"] = False
-            pool = final_answers(urllib3.connection_from_url(server, maxsize=1, **kw))
+            pool = final_answers(cloudproxy.connection_from_url(server, maxsize=1, **kw))
             try:
                 with warnings.catch_warnings():
                     # Discovery's first read is unverified on purpose: the JWS and the pin

@@ -71,8 +71,11 @@ def serving_ips(cfg: Config, cluster_ip: str, node: str) -> tuple[str, ...]:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             continue
-        if not addr.is_unspecified and str(addr) not in out:
-            out.append(str(addr))
+        # A certificate names an address without its zone (fe80::1%eth0 is fe80::1 there):
+        # with the zone, a loaded certificate never matched and each start asked anew.
+        shown = str(addr).partition("%")[0]
+        if not addr.is_unspecified and shown not in out:
+            out.append(shown)
     return tuple(out)
 
 
