@@ -53,7 +53,8 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
 # aside instead, when that is safe: the lock's directory before the lock is taken (by a
 # rename that only a directory can make, so a racing start's fresh lock file is never
 # moved), the others once the lock is held (no other process touches the root then).
-# Anything else (a symlink or a FIFO as ``_lock``) keeps the clear error.
+# A symlink as ``_lock`` keeps the clear error; a FIFO or a hard link there still locks
+# and is left unchanged (rootlock.open_lock).
 
 SET_ASIDE = ".set-aside."
 
