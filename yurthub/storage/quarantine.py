@@ -47,6 +47,40 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
     return path
 
 
+def quarantined_paths(root_fd: int) -> list[str]:
+    """The entries in ``_quarantine/`` (files, and the symlinks and FIFOs set aside there),
+    as paths relative to the cache root, found without following a symlink.
+
+    why: ``os.walk(<root>/_quarantine)`` followed the top: with ``_quarantine`` a symlink
+    to ``/usr`` (planted while the hub ran, or in a stopped hub's tree), ``yurthub cache
+    verify`` counted the files of ``/usr`` as set aside, and every ``/metrics`` scrape and
+    status page walked that directory tree outside the cache root.
+    """
+    try:
+        top, _ = files.open_dir(QUARANTINE, root_fd)
+    except OSError:  # none, or not a directory (the next start sets it aside)
+        return []
+    out: list[str] = []
+    stack = [(top, QUARANTINE)]
+    while stack:
+        fd, rel = stack.pop()
+        try:
+            for e in os.scandir(fd):
+                if not e.is_dir(follow_symlinks=False):
+                    out.append(f"{rel}/{e.name}")
+                    continue
+                try:
+                    sub, _ = files.open_dir(e.name, fd)
+                except OSError:
+                    continue  # gone meanwhile
+                stack.append((sub, f"{rel}/{e.name}"))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return sorted(out)
+
+
 # -- the root's own entries ---------------------------------------------------------------------
 # design: a damaged entry of the root (``_lock`` a directory, ``_quarantine`` or
 # ``_nonresource`` a file) made open() fail and the hub exit 3 at every start.  It is set
