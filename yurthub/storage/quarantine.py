@@ -47,6 +47,40 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
     return path
 
 
+UNREADABLE = "_unreadable."
+
+
+def set_aside_dir(root_fd: int, dir_fd: int, name: str, where: list[str]) -> str:
+    """Move directory ``name`` (in ``dir_fd``) to ``_quarantine/<where...>``, or, when the
+    service may not write it, to ``_unreadable.<name>`` beside it; returns the path moved to
+    (relative to ``dir_fd`` in the second case).  Raises OSError.
+
+    why: moving a directory to another parent needs write permission on it (its ``..``
+    changes).  A component's or collection's directory the service may not enter (root's
+    0700, restored from a backup as root) could be neither recovered nor quarantined, and
+    the start failed: the hub exited at every restart, online proxying included.  A rename
+    within the same parent needs no permission on the directory itself; the ``_`` name is
+    bookkeeping, which recovery leaves alone at every later start.
+    """
+    try:
+        return move_to_quarantine(root_fd, dir_fd, name, where)
+    except PermissionError:
+        pass
+    dest, n = f"{UNREADABLE}{name}", 0
+    while True:
+        try:
+            os.stat(dest, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            break
+        n += 1
+        dest = f"{UNREADABLE}{name}.{n}"
+    os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    log.error("%s cannot be moved to %s/ (the service may not write it): set aside as %s "
+              "beside it; make it the service's and move it there, or remove it",
+              "/".join(where), QUARANTINE, dest)
+    return dest
+
+
 def quarantined_paths(root_fd: int) -> list[str]:
     """The entries in ``_quarantine/`` (files, and the symlinks and FIFOs set aside there),
     as paths relative to the cache root, found without following a symlink.

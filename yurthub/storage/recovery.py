@@ -39,7 +39,7 @@ from yurthub.storage.keys import (
     check_namespace,
     is_bookkeeping,
 )
-from yurthub.storage.quarantine import move_to_quarantine
+from yurthub.storage.quarantine import move_to_quarantine, set_aside_dir
 from yurthub.storage.store import Entry, LostObject, RecoveryReport
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,17 @@ class Recovery:
                 self._component(name, found)
 
     def _component(self, component: str, found: dict[tuple[str, str], Collection]) -> None:
-        comp_fd, _ = files.open_dir(component, self.root_fd)
+        try:
+            comp_fd, _ = files.open_dir(component, self.root_fd)
+        except PermissionError as e:
+            log.error("cannot read the component directory %s (%s): setting it aside",
+                      component, e.strerror)
+            self.report.quarantined_paths.append(
+                set_aside_dir(self.root_fd, self.root_fd, component, [component]))
+            self.report.quarantined += 1
+            self.report.set_aside[(component, "")] = (
+                f"the component's directory could not be read ({e.strerror}) and was set aside")
+            return
         try:
             for entry in sorted(os.scandir(comp_fd), key=lambda e: e.name):
                 name, where = entry.name, f"{component}/{entry.name}"
@@ -136,7 +146,9 @@ class Recovery:
                 except OSError as e:
                     # A cache can lose a collection; the gateway must still start.
                     log.error("cannot recover %s (%s): moving it to quarantine", where, e)
-                    self._quarantine(comp_fd, name, [component, name + ".broken"])
+                    self.report.quarantined_paths.append(set_aside_dir(
+                        self.root_fd, comp_fd, name, [component, name + ".broken"]))
+                    self.report.quarantined += 1
                     self.report.set_aside[(component, name)] = (
                         f"its collection could not be recovered ({e}) and was set aside")
                     continue
