@@ -70,20 +70,28 @@ def open_dir():
     shutil.rmtree(d)
 
 
-@pytest.mark.parametrize("what", ["collection", "component"])
+WHERE = {"collection": "kubelet/pods.v1.core", "component": "kubelet",
+         "quarantine": "_quarantine", "nonresource": "_nonresource"}
+
+
+@pytest.mark.parametrize("what", list(WHERE))
 def test_a_directory_the_service_cannot_read_costs_it_alone_not_the_start(open_dir, what):
     """A component's or collection's directory owned by root (0700: restored from a backup
     as root) could be neither recovered nor moved to _quarantine (moving a directory to
     another parent needs write permission on it): the start failed, and the hub exited at
-    every restart, online proxying included."""
+    every restart, online proxying included.  So did a root-owned _nonresource, and a
+    root-owned _quarantine at the first damaged file recovery set aside."""
     c = open_dir / "c"
     store = DiskStore(str(c))
     store.open()
     for ck in (PODS, LEASES, NODES_OF):
         fill(store, ck)
     store.close()
+    (c / "_quarantine").mkdir(mode=0o700, exist_ok=True)
+    torn = c / "kubelet" / "leases.v1.coordination.k8s.io" / "default" / "b"
+    torn.write_bytes(torn.read_bytes()[:20])  # one file recovery must set aside
     chown_tree(c, 65534, 65534)
-    locked = c / "kubelet" / "pods.v1.core" if what == "collection" else c / "kubelet"
+    locked = c / WHERE[what]
     os.chown(locked, 0, 0)
     os.chmod(locked, 0o700)
     r = subprocess.run([*NOBODY, sys.executable, "-c", _OPEN, str(c)], capture_output=True,
@@ -92,15 +100,18 @@ def test_a_directory_the_service_cannot_read_costs_it_alone_not_the_start(open_d
     seen = json.loads(r.stdout)
     assert "error" not in seen, seen
     # What could not be read is set aside (gets 503, lists refused); the rest is served.
-    assert seen["set_aside"]["pods"] and seen["entries"]["nodes"] == 2
-    if what == "collection":
-        assert seen["entries"]["leases"] == 2 and not seen["set_aside"]["leases"]
-        assert (c / "kubelet" / "_unreadable.pods.v1.core").is_dir()
-    else:
-        assert seen["set_aside"]["leases"]
-        assert (c / "_unreadable.kubelet").is_dir()
-    assert not locked.exists()
-    assert "cannot be moved to _quarantine/" in r.stderr
+    assert seen["entries"]["nodes"] == 2 and not seen["set_aside"]["nodes"]
+    assert (seen["entries"]["leases"] == 1) is (what != "component")
+    assert bool(seen["set_aside"]["pods"]) is (what in ("collection", "component"))
+    moved = {"collection": "kubelet/_unreadable.pods.v1.core",
+             "component": "_unreadable.kubelet", "quarantine": "_unreadable._quarantine",
+             "nonresource": "_unreadable._nonresource"}[what]
+    assert (c / moved).stat().st_uid == 0  # and a new one, the service's, where it was
+    assert not locked.exists() or locked.stat().st_uid == 65534
+    assert f"set aside as {moved.rsplit('/', 1)[-1]} beside it" in r.stderr
+    if what != "component":
+        assert (c / "_quarantine" / "kubelet" / "leases.v1.coordination.k8s.io" / "default"
+                / "b").exists()
     # The next start is quiet: what was set aside beside it is left alone.
     r = subprocess.run([*NOBODY, sys.executable, "-c", _OPEN, str(c)], capture_output=True,
                        text=True, timeout=120, cwd=os.getcwd())
@@ -109,5 +120,4 @@ def test_a_directory_the_service_cannot_read_costs_it_alone_not_the_start(open_d
     v = subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path", str(c),
                         "verify"], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "YURTHUB_CONFIG": os.devnull})
-    moved = "kubelet/_unreadable.pods.v1.core" if what == "collection" else "_unreadable.kubelet"
     assert v.returncode == 1 and f"{moved}: set aside by the hub" in v.stdout, v.stdout

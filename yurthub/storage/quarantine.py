@@ -64,8 +64,14 @@ def set_aside_dir(root_fd: int, dir_fd: int, name: str, where: list[str]) -> str
     """
     try:
         return move_to_quarantine(root_fd, dir_fd, name, where)
-    except PermissionError:
-        pass
+    except PermissionError as e:
+        return rename_beside(dir_fd, name, f"{'/'.join(where)} cannot be moved to "
+                             f"{QUARANTINE}/ ({e.strerror})")
+
+
+def rename_beside(dir_fd: int, name: str, why: str) -> str:
+    """Rename ``name`` to ``_unreadable.<name>`` (``.<n>`` appended when taken) in the same
+    directory, logging ``why`` as an ERROR; the new name.  Raises OSError."""
     dest, n = f"{UNREADABLE}{name}", 0
     while True:
         try:
@@ -75,9 +81,8 @@ def set_aside_dir(root_fd: int, dir_fd: int, name: str, where: list[str]) -> str
         n += 1
         dest = f"{UNREADABLE}{name}.{n}"
     os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    log.error("%s cannot be moved to %s/ (the service may not write it): set aside as %s "
-              "beside it; make it the service's and move it there, or remove it",
-              "/".join(where), QUARANTINE, dest)
+    log.error("%s: set aside as %s beside it; make it the service's and move it to %s/, or "
+              "remove it", why, dest, QUARANTINE)
     return dest
 
 
@@ -152,7 +157,8 @@ def set_aside_lock_dir(root_fd: int, lock: str) -> bool:
 def ensure_root_dirs(root_fd: int, names: list[str]) -> list[str]:
     """With the lock held: each of ``names`` (QUARANTINE first) that exists as anything but
     a directory is set aside into ``_quarantine/`` (and ``<lock>.set-aside.*`` directories
-    with them); returns the quarantine paths."""
+    with them), and one the service may not write is renamed ``_unreadable.<name>``;
+    returns the paths moved to."""
     moved = []
     for name in names:
         try:
@@ -160,6 +166,13 @@ def ensure_root_dirs(root_fd: int, names: list[str]) -> list[str]:
         except FileNotFoundError:
             continue
         if stat.S_ISDIR(st.st_mode):
+            # why: one the service may not write (root's 0700) failed the start, when the
+            # store opened it (_nonresource) or at the first file recovery set aside into it
+            # (_quarantine).
+            if not os.access(name, os.R_OK | os.W_OK | os.X_OK, dir_fd=root_fd,
+                             effective_ids=True):
+                moved.append(rename_beside(root_fd, name, f"{name} is a directory the "
+                                           "service may not write"))
             continue
         if name == QUARANTINE:  # out of the way, then into the new directory
             tmp = f"{QUARANTINE}{SET_ASIDE}{os.getpid()}.{time.time_ns()}"
@@ -176,6 +189,6 @@ def ensure_root_dirs(root_fd: int, names: list[str]) -> list[str]:
         log.warning("%s was not a directory: set aside as %s", name, path)
         moved.append(path)
     for name in sorted(os.listdir(root_fd)):
-        if SET_ASIDE in name and not name.startswith(QUARANTINE):
-            moved.append(move_to_quarantine(root_fd, root_fd, name, [name]))
+        if SET_ASIDE in name and not name.startswith((QUARANTINE, UNREADABLE)):
+            moved.append(set_aside_dir(root_fd, root_fd, name, [name]))
     return moved
