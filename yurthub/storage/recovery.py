@@ -178,7 +178,7 @@ class Recovery:
 
     def _collection(self, coll_fd: int, component: str, dirname: str) -> Collection | None:
         where = f"{component}/{dirname}"
-        self._bookkeeping(coll_fd, component, dirname)
+        aside = self._bookkeeping(coll_fd, component, dirname)
         key = coll_mod.read_key(coll_fd, component, dirname)
         if key is None:
             namespaced = self._infer_scope(coll_fd)
@@ -200,6 +200,10 @@ class Recovery:
         hist, damaged = History.load(coll_fd, self.history_limit)
         if damaged:
             self._quarantine(coll_fd, history.FILE, [*key.path, history.FILE])
+        elif history.FILE in aside:
+            # why: taken as no history at all, it made an offline watch resumed from a
+            # version before the last event end quietly with no events (kubelet missed them)
+            hist = History.lost_one(self.history_limit)
         index = self._index(coll_fd, key, hist)
         self.report.collections += 1
         self.report.objects += len(index)
@@ -207,12 +211,13 @@ class Recovery:
             self.spares += [(coll_fd, name) for name in kept]
         return Collection(key, coll_fd, index, hist, state)
 
-    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> None:
+    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> set[str]:
         """Set aside a bookkeeping entry that is not a regular file (a directory, a symlink,
         a FIFO), alone: reading it would fail, and the whole collection would be lost for
         it (a get of its objects 404).  Each is then as if absent: a journal is a commit
         that never happened, a state has no views (lists refused offline), an index and a
-        history are rebuilt or marked lost as when damaged."""
+        history are rebuilt or marked lost as when damaged.  Returns the names set aside."""
+        aside = set()
         for name in (coll_mod.KEY_FILE, journal.FILE, journal.STATE_FILE, history.FILE,
                      INDEX_FILE):
             try:
@@ -223,6 +228,8 @@ class Recovery:
                 log.warning("%s/%s/%s is not a regular file (%s): setting it aside",
                             component, dirname, name, _file_type(st))
                 self._quarantine(coll_fd, name, [component, dirname, name])
+                aside.add(name)
+        return aside
 
     def _infer_scope(self, coll_fd: int) -> bool | None:
         kinds = {e.is_dir(follow_symlinks=False) for e in os.scandir(coll_fd)
