@@ -27,7 +27,7 @@ from yurthub.metrics import Metrics
 from yurthub.proxy.streams import StreamRegistry
 from yurthub.recorder import FALLBACK, REFUSAL, Recorder
 from yurthub.storage import DiskStore
-from yurthub.storage.quarantine import QUARANTINE
+from yurthub.storage.quarantine import quarantined_paths
 from yurthub.upstream import Upstream
 
 
@@ -35,7 +35,15 @@ def quarantined_files(root: str) -> int:
     """The files in the cache's ``_quarantine/`` now: set aside by this run or an earlier
     one, until the operator removes them (``yurthub cache verify`` lists them).  The store
     counts only what this run set aside, which a restart would hide."""
-    return sum(len(names) for _dir, _dirs, names in os.walk(os.path.join(root, QUARANTINE)))
+    try:
+        # The root itself may be reached through a symlink (an operator's choice).
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return len(quarantined_paths(fd))
+    finally:
+        os.close(fd)
 
 
 @dataclass

@@ -199,11 +199,32 @@ class SpaceGuard:
         directory's: a collection whose directory could not be made has none)."""
         while True:
             try:
-                return not os.statvfs(path).f_flag & os.ST_RDONLY
+                if os.statvfs(path).f_flag & os.ST_RDONLY:
+                    return False
+                break
             except FileNotFoundError:
                 if len(path) <= len(self.store.root):
                     raise
                 path = os.path.dirname(path)
+        return self._can_create()
+
+    def _can_create(self) -> bool:
+        """Whether a file can be made in the cache root: False only for EROFS.
+
+        why: ext4's ``errors=remount-ro`` on newer kernels turns the file system read-only
+        without the mount's read-only flag (``emergency_ro``): statvfs said writable, so
+        caching resumed within a second of every stop, readyz said OK and each response
+        stopped it again with another WARNING.
+        """
+        probe = os.path.join(self.store.root, f".rw-probe.{os.getpid()}")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            return e.errno != errno.EROFS  # full, or left by a crash: not read-only
+        os.close(fd)
+        os.unlink(probe)
+        return True
 
     def _has_room(self, need: int) -> bool:
         """Free bytes for ``need`` and free inodes for a commit's new files.

@@ -35,7 +35,7 @@ from yurthub.storage.keys import CollectionKey
 from yurthub.storage.quarantine import QUARANTINE, ensure_root_dirs, set_aside_lock_dir
 from yurthub.storage.quota import Quota, Use, plan, plan_new_collection
 from yurthub.storage.recovery import NONRESOURCE, MetaLoader, Recovery, StateCheck
-from yurthub.storage.rootlock import LOCK_FILE, not_a_cache, private_root
+from yurthub.storage.rootlock import LOCK_FILE, not_a_cache, open_lock, private_root
 from yurthub.storage.shared import SPARE_PREFIXES, Aged, Shared, Trash
 from yurthub.storage.store import (
     CollectionStats,
@@ -162,9 +162,7 @@ class DiskStore(DamageChecks, Documents, Store):
         if foreign:
             raise StorageError(foreign)
         set_aside_lock_dir(self._root_fd, LOCK_FILE)
-        self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                files.FILE_MODE, dir_fd=self._root_fd)
-        os.fchmod(self._lock_fd, files.FILE_MODE)
+        self._lock_fd = open_lock(self.root, self._root_fd)
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:

@@ -184,20 +184,35 @@ class History:
         """The history in ``_history``; (history, damaged).  Damage marks it lost."""
         h = cls(limit)
         data = files.read_optional(coll_fd, FILE)
+        try:
+            # why: the file is appended to in place (journal.Applier): a hard link planted
+            # there had the hub write into a file outside the cache.
+            if data is not None and os.stat(FILE, dir_fd=coll_fd,
+                                            follow_symlinks=False).st_nlink != 1:
+                raise ValueError("a hard link to another file")
+        except ValueError as e:
+            log.warning("history is damaged (%s); resumes from before now will be refused", e)
+            return cls.lost_one(limit), True
         if not data:
             h.publish()
             return h, False
         try:
             h._parse(data)
             h.ino = os.stat(FILE, dir_fd=coll_fd, follow_symlinks=False).st_ino
-            damaged = False
         except ValueError as e:
             log.warning("history is damaged (%s); resumes from before now will be refused", e)
-            h = cls(limit)
-            h.lost = True
-            damaged = True
+            return cls.lost_one(limit), True
         h.publish()
-        return h, damaged
+        return h, False
+
+    @classmethod
+    def lost_one(cls, limit: int) -> History:
+        """An empty history that refuses every resume from before now (its events are gone:
+        a damaged file, or one set aside)."""
+        h = cls(limit)
+        h.lost = True
+        h.publish()
+        return h
 
     def _parse(self, data: bytes) -> None:
         head, sep, _ = data.partition(b"\n")

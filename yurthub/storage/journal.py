@@ -10,8 +10,10 @@ into the staging directory) so that an I/O error after the commit point can be u
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +102,7 @@ class Applier:
         self.touched: set[str] = set()
         self.undo: list[tuple[Any, ...]] = []
         self.history_fd: int | None = None
+        self.history_refused = False  # _history was no file of ours: see _append_history
 
     def _dir(self, ns: str, create: bool) -> int | None:
         if ns == "":
@@ -169,8 +172,22 @@ class Applier:
             return
         # O_CREAT: should the file be gone, what gets written is unreadable, so the next
         # load marks the history lost, the safe answer.
-        fd = os.open(history.FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     files.FILE_MODE, dir_fd=self.coll_fd)
+        # why (O_NONBLOCK and the check): a FIFO put in its place while the hub ran hung the
+        # writer thread in this open for good, and a hard link had it write into a file
+        # outside the cache.  Refused, the commit rolls back; the collection is recovered
+        # (the entry set aside, the history marked lost) before its next commit.
+        try:
+            fd = os.open(history.FILE, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, files.FILE_MODE, dir_fd=self.coll_fd)
+        except OSError as e:
+            self.history_refused = e.errno in (errno.ENXIO, errno.ELOOP)  # FIFO/socket, symlink
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            self.history_refused = True
+            raise OSError(errno.EINVAL, "not the collection's own file (a FIFO, a socket or "
+                          "a hard link)", history.FILE)
         self.history_fd = fd
         self.undo.append(("hist", base))
         os.ftruncate(fd, base)  # a roll-forward may find part of it written already

@@ -39,7 +39,7 @@ from yurthub.storage.keys import (
     check_namespace,
     is_bookkeeping,
 )
-from yurthub.storage.quarantine import move_to_quarantine
+from yurthub.storage.quarantine import move_to_quarantine, set_aside_dir
 from yurthub.storage.store import Entry, LostObject, RecoveryReport
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,17 @@ class Recovery:
                 self._component(name, found)
 
     def _component(self, component: str, found: dict[tuple[str, str], Collection]) -> None:
-        comp_fd, _ = files.open_dir(component, self.root_fd)
+        try:
+            comp_fd, _ = files.open_dir(component, self.root_fd)
+        except PermissionError as e:
+            log.error("cannot read the component directory %s (%s): setting it aside",
+                      component, e.strerror)
+            self.report.quarantined_paths.append(
+                set_aside_dir(self.root_fd, self.root_fd, component, [component]))
+            self.report.quarantined += 1
+            self.report.set_aside[(component, "")] = (
+                f"the component's directory could not be read ({e.strerror}) and was set aside")
+            return
         try:
             for entry in sorted(os.scandir(comp_fd), key=lambda e: e.name):
                 name, where = entry.name, f"{component}/{entry.name}"
@@ -136,7 +146,9 @@ class Recovery:
                 except OSError as e:
                     # A cache can lose a collection; the gateway must still start.
                     log.error("cannot recover %s (%s): moving it to quarantine", where, e)
-                    self._quarantine(comp_fd, name, [component, name + ".broken"])
+                    self.report.quarantined_paths.append(set_aside_dir(
+                        self.root_fd, comp_fd, name, [component, name + ".broken"]))
+                    self.report.quarantined += 1
                     self.report.set_aside[(component, name)] = (
                         f"its collection could not be recovered ({e}) and was set aside")
                     continue
@@ -166,7 +178,7 @@ class Recovery:
 
     def _collection(self, coll_fd: int, component: str, dirname: str) -> Collection | None:
         where = f"{component}/{dirname}"
-        self._bookkeeping(coll_fd, component, dirname)
+        aside = self._bookkeeping(coll_fd, component, dirname)
         key = coll_mod.read_key(coll_fd, component, dirname)
         if key is None:
             namespaced = self._infer_scope(coll_fd)
@@ -188,6 +200,10 @@ class Recovery:
         hist, damaged = History.load(coll_fd, self.history_limit)
         if damaged:
             self._quarantine(coll_fd, history.FILE, [*key.path, history.FILE])
+        elif history.FILE in aside:
+            # why: taken as no history at all, it made an offline watch resumed from a
+            # version before the last event end quietly with no events (kubelet missed them)
+            hist = History.lost_one(self.history_limit)
         index = self._index(coll_fd, key, hist)
         self.report.collections += 1
         self.report.objects += len(index)
@@ -195,12 +211,13 @@ class Recovery:
             self.spares += [(coll_fd, name) for name in kept]
         return Collection(key, coll_fd, index, hist, state)
 
-    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> None:
+    def _bookkeeping(self, coll_fd: int, component: str, dirname: str) -> set[str]:
         """Set aside a bookkeeping entry that is not a regular file (a directory, a symlink,
         a FIFO), alone: reading it would fail, and the whole collection would be lost for
         it (a get of its objects 404).  Each is then as if absent: a journal is a commit
         that never happened, a state has no views (lists refused offline), an index and a
-        history are rebuilt or marked lost as when damaged."""
+        history are rebuilt or marked lost as when damaged.  Returns the names set aside."""
+        aside = set()
         for name in (coll_mod.KEY_FILE, journal.FILE, journal.STATE_FILE, history.FILE,
                      INDEX_FILE):
             try:
@@ -211,6 +228,8 @@ class Recovery:
                 log.warning("%s/%s/%s is not a regular file (%s): setting it aside",
                             component, dirname, name, _file_type(st))
                 self._quarantine(coll_fd, name, [component, dirname, name])
+                aside.add(name)
+        return aside
 
     def _infer_scope(self, coll_fd: int) -> bool | None:
         kinds = {e.is_dir(follow_symlinks=False) for e in os.scandir(coll_fd)

@@ -49,10 +49,40 @@ def not_a_cache(root: str, root_fd: int | None = None) -> str:
             "an empty or new directory")
 
 
+# O_NONBLOCK: a FIFO in the lock's place must not hang the opener.  why: root_in_use's
+# read-only open of one waited for a writer forever, hanging the next ``yurthub serve``
+# preflight and ``yurthub cache verify`` on a stopped hub's tree.
+_O_LOCK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_lock(root: str, root_fd: int) -> int:
+    """The root's lock file, opened (created when missing) for ``flock``; raises OSError.
+
+    why: the start made whatever stood there 0600: a hard link to a file outside the root
+    changed that file's mode.  Only the tree's own file (a regular file with one link) is
+    changed; anything else still locks (flock takes any inode) and is named in a WARNING.
+    """
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT | _O_LOCK, files.FILE_MODE, dir_fd=root_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.fchmod(fd, files.FILE_MODE)
+        else:
+            what = ("not a regular file" if not stat.S_ISREG(st.st_mode)
+                    else f"a file with {st.st_nlink} links (a hard link to another file)")
+            log.warning("%s is %s: used as the cache's lock and left as it is; replace it "
+                        "with an empty file of the service's while no hub runs",
+                        os.path.join(root, LOCK_FILE), what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def root_in_use(root: str) -> bool:
     """True when another process holds the cache at ``root`` (for a start-up preflight)."""
     try:
-        fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDONLY | _O_LOCK)
     except OSError:
         return False  # no lock file yet: nobody has opened this cache
     try:

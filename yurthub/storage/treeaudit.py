@@ -29,7 +29,7 @@ from yurthub.storage.keys import (
     is_bookkeeping,
     nonresource_path,
 )
-from yurthub.storage.quarantine import QUARANTINE
+from yurthub.storage.quarantine import QUARANTINE, UNREADABLE
 from yurthub.storage.recovery import NONRESOURCE, StateCheck
 from yurthub.storage.rootlock import LOCK_FILE
 from yurthub.storage.treereader import Dir, TreeReader, scan, valid
@@ -76,6 +76,8 @@ class TreeAudit:
                 yield from self._mode(name, est, files.FILE_MODE)
                 if stat.S_ISREG(est.st_mode):
                     yield from _framed(self.tree.fd, name)
+            elif name.startswith(UNREADABLE):
+                yield _unreadable(name)
             elif is_bookkeeping(name):
                 continue
             elif not stat.S_ISDIR(est.st_mode) or not valid(check_component, name):
@@ -120,6 +122,9 @@ class TreeAudit:
                 if e.name.startswith("."):
                     if not busy:
                         yield f"{where}: debris (a crash's leftover; the next start removes it)"
+                    continue
+                if e.name.startswith(UNREADABLE):
+                    yield _unreadable(where)
                     continue
                 if is_bookkeeping(e.name):
                     continue
@@ -348,6 +353,11 @@ def _parses(fd: int, name: str, path: str,
                 "refused offline until the cloud's next list",
                 INDEX_FILE: "; the hub rebuilds it at its start"}.get(name, "")
         yield f"{path}: does not parse ({e}){then}"
+
+
+def _unreadable(where: str) -> str:
+    return (f"{where}: set aside by the hub, which may not write it (another user's); make it "
+            "the service's and move it to _quarantine/, or remove it")
 
 
 def _file_type(st: os.stat_result) -> str:

@@ -26,7 +26,7 @@ from yurthub.storage.keys import (
     check_namespace,
     is_bookkeeping,
 )
-from yurthub.storage.quarantine import QUARANTINE
+from yurthub.storage.quarantine import quarantined_paths
 from yurthub.storage.rootlock import root_in_use
 
 
@@ -185,14 +185,7 @@ class TreeReader:
 
     def quarantined(self) -> list[str]:
         """Paths of the files startup set aside in ``_quarantine/`` (relative to the root)."""
-        out: list[str] = []
-        try:
-            top = os.path.join(self.root, QUARANTINE)
-            for dirpath, _dirs, names in os.walk(top):
-                out += [os.path.relpath(os.path.join(dirpath, n), self.root) for n in names]
-        except OSError:
-            pass
-        return sorted(out)
+        return quarantined_paths(self.fd)
 
 
 class Dir:

@@ -278,6 +278,8 @@ class DiskTransaction(Transaction):
         except OSError as e:
             self._shared.write_errors += 1
             self._undo(applier)
+            if applier.history_refused:
+                coll.needs_recovery = True  # sets the entry aside before the next commit
             raise StorageError(f"commit to {coll.key} failed and was rolled back: {e}") from e
         finally:
             applier.close()

@@ -367,6 +367,38 @@ def test_a_file_system_gone_read_only_stops_caching_until_it_is_writable(small, 
     assert ("default", "b") in small.store.entries(PODS)
 
 
+def test_read_only_without_the_mount_flag_stays_stopped_until_writable(small, monkeypatch,
+                                                                       caplog):
+    """ext4's errors=remount-ro on newer kernels (``emergency_ro``): every write is EROFS
+    while statvfs still says read-write.  Caching resumed within a second of each stop,
+    readyz said OK, and the next response stopped it again with another WARNING."""
+    feed = Feeder(small)
+    feed.respond("/api/v1/pods", list_body([pod("a", rv=5)], 9))
+    ro = {"on": True}
+    real_open, real_write = os.open, files.write_new
+
+    def open_(path, flags, *args, **kw):  # the disk, at the process edge
+        if ro["on"] and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args, **kw)
+    monkeypatch.setattr(files, "write_new", _erofs)
+    monkeypatch.setattr(space_mod.os, "open", open_)
+    feed.respond("/api/v1/pods?watch=true&resourceVersion=9",
+                 event_line("ADDED", pod("b", rv=11)))
+    assert "caching stopped (read-only)" in (small.not_ready() or "")
+    for _ in range(3):
+        small.writer.space.check()
+        assert "caching stopped (read-only)" in (small.not_ready() or "")
+    assert not [r for r in caplog.records if "caching resumed" in r.getMessage()]
+    ro["on"] = False
+    monkeypatch.setattr(files, "write_new", real_write)
+    small.writer.space.check()
+    assert small.not_ready() is None
+    assert feed.respond("/api/v1/pods", list_body([pod("a", rv=5), pod("b", rv=11)], 12))
+    assert ("default", "b") in small.store.entries(PODS)
+    assert not [n for n in os.listdir(small.store.root) if n.startswith(".rw-probe")]
+
+
 def test_read_only_before_a_new_collection_had_its_directory_still_resumes(small,
                                                                             monkeypatch):
     """EROFS making the first directory of a collection: its path never existed, and the

@@ -194,3 +194,43 @@ def test_an_index_without_checksums_is_upgraded_by_reading_each_file_once(tmp_pa
     store, report = reopen(tmp_path)
     assert report.lost == [] and report.reindexed == 0
     store.close()
+
+
+def test_the_quarantine_count_never_follows_a_symlink_out_of_the_root(tmp_path):
+    """``_quarantine`` a symlink to a directory outside the root (planted while the hub runs,
+    or in a stopped hub's tree): ``yurthub cache verify`` counted that directory's files as
+    set aside, and each /metrics scrape walked it.  Only what is in the root counts."""
+    import subprocess
+    import sys
+
+    from yurthub.status import quarantined_files
+    from yurthub.storage.treereader import TreeReader
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.close()
+    path(c, "a").write_bytes(b"{")  # torn: the next start sets it aside
+    store, _ = reopen(c)
+    store.close()
+    assert quarantined_files(str(c)) == 1
+    outside = tmp_path / "elsewhere"
+    (outside / "deep").mkdir(parents=True)
+    for n in ("x", "y", "deep/z"):
+        (outside / n).write_text("not the hub's")
+    os.rename(c / "_quarantine", tmp_path / "q")
+    os.symlink(outside, c / "_quarantine")
+    assert quarantined_files(str(c)) == 0
+    with TreeReader(str(c)) as tree:
+        assert tree.quarantined() == []
+    r = subprocess.run([sys.executable, "-m", "yurthub", "cache", "--disk-cache-path", str(c),
+                        "verify"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "YURTHUB_CONFIG": os.devnull})
+    assert "_quarantine: not a directory" in r.stdout and "in _quarantine/" not in r.stdout
+    # A symlink set aside inside the quarantine is counted, and not followed either.
+    os.unlink(c / "_quarantine")
+    os.rename(tmp_path / "q", c / "_quarantine")
+    os.symlink(outside, c / "_quarantine" / "kubelet" / "moved")
+    with TreeReader(str(c)) as tree:
+        assert tree.quarantined() == ["_quarantine/kubelet/moved",
+                                      "_quarantine/kubelet/pods.v1.core/default/a"]
+    assert quarantined_files(str(c)) == 2

@@ -134,3 +134,53 @@ def test_history_with_objects_in_the_same_transaction(tmp_path, ck):
     assert rvs(store, 0, ck) == ([7], True)
     assert store.state(ck) == {"rv": 7}
     store.close()
+
+
+@pytest.mark.parametrize("damage", ["hard link at rest", "fifo at rest", "fifo while running"])
+def test_a_history_that_is_no_file_of_ours_is_never_written_and_refuses_resumes(tmp_path,
+                                                                                damage):
+    """``_history`` is appended to in place.  A hard link there had the hub write into a
+    file outside the cache; a FIFO put there while the hub ran hung the writer thread in
+    its open for good; one set aside at a start was taken as no history at all, so a watch
+    resumed from before its last event ended quietly with no events."""
+    import threading
+
+    from yurthub.errors import StorageError
+    root = tmp_path / "c"
+    store = open_store(root)
+    append(store, [{"rv": 3, "type": "ADDED"}])
+    h = root / "kubelet" / "pods.v1.core" / "_history"
+    outside = tmp_path / "outside"
+    if damage == "hard link at rest":
+        store.close()
+        outside.write_bytes(h.read_bytes())
+        h.unlink()
+        os.link(outside, h)
+        store = open_store(root)
+    elif damage == "fifo at rest":
+        store.close()
+        h.unlink()
+        os.mkfifo(h)
+        store = open_store(root)
+    else:
+        h.unlink()
+        os.mkfifo(h)
+        failed: list[Exception] = []
+
+        def commit():
+            try:
+                append(store, [{"rv": 4, "type": "ADDED"}])
+            except StorageError as e:
+                failed.append(e)
+        t = threading.Thread(target=commit, daemon=True)
+        t.start()
+        t.join(60)
+        assert len(failed) == 1 and "rolled back" in str(failed[0])
+    before = outside.read_bytes() if outside.exists() else b""
+    append(store, [{"rv": 5, "type": "ADDED"}])
+    assert rvs(store, 2) == ([5], False)  # rv 3's event is gone: a resume from 2 is refused
+    assert h.is_file() and h.stat().st_nlink == 1
+    assert (root / "_quarantine" / "kubelet" / "pods.v1.core" / "_history").exists()
+    if outside.exists():
+        assert outside.read_bytes() == before
+    store.close()

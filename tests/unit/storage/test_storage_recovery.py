@@ -446,3 +446,44 @@ def test_a_directory_that_is_no_cache_is_refused_and_left_as_it_was(tmp_path):
     store, _ = reopen(tmp_path / "mnt")
     assert len(store.entries(PODS)) == 5
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["hard link", "fifo"])
+def test_a_lock_that_is_no_file_of_the_tree_is_left_as_it_is_and_still_locks(tmp_path, kind):
+    """A hard link in the lock's place had the file outside the root made 0600 by the start;
+    a FIFO there made the preflight of the next start (root_in_use) and ``yurthub cache
+    verify`` wait for a writer forever."""
+    import stat
+    import threading
+
+    from yurthub.storage import root_in_use
+    c = tmp_path / "c"
+    store = open_store(c)
+    fill(store)
+    store.close()
+    (c / "_lock").unlink()
+    outside = tmp_path / "outside"
+    if kind == "hard link":
+        outside.write_text("someone's file")
+        outside.chmod(0o644)
+        os.link(outside, c / "_lock")
+    else:
+        os.mkfifo(c / "_lock")
+
+    def in_use() -> list[bool]:
+        answer: list[bool] = []
+        t = threading.Thread(target=lambda: answer.append(root_in_use(str(c))), daemon=True)
+        t.start()
+        t.join(60)
+        return answer
+
+    assert in_use() == [False]
+    store, _ = reopen(c)
+    try:
+        assert len(store.entries(PODS)) == 5
+        assert in_use() == [True]  # it still keeps a second hub out
+    finally:
+        store.close()
+    if kind == "hard link":
+        assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+        assert outside.read_text() == "someone's file"
