@@ -517,6 +517,6 @@ def worker_settings(cfg: Config, kubelet_uid: int, wrap: Wrapper | None = None
         listeners=tuple(listeners),
         peer_lookup=cfg.peer_lookup, kubelet_uid=kubelet_uid,
         header_timeout=cfg.client_header_timeout, body_timeout=cfg.client_body_timeout,
-        send_timeout=cfg.client_send_timeout,
+        send_timeout=cfg.client_send_timeout, request_timeout=cfg.request_timeout,
         limits=Limits(max_connections=cfg.max_connections,
                       per_uid=cfg.max_connections_per_uid))

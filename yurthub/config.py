@@ -128,6 +128,11 @@ class Config:
     client_body_timeout: int = setting(
         30, v.int_range(1, 3600), "seconds a client has to send a whole request body, from "
         "the end of its head; until then it holds no thread", metavar="SECONDS")
+    request_timeout: int = setting(
+        60, v.int_range(1, 3600), "seconds the answer to a request that is not long-running (a "
+        "watch, a log, exec, attach, port-forward) may take to send, first byte to last, as "
+        "kube-apiserver's --request-timeout; past it the connection is closed",
+        metavar="SECONDS")
     max_connections: int = setting(
         4096, v.int_range(16, 1_000_000), "open connections to the proxy port; more are refused "
         "with 429 (kubelet's user has a reserve beyond it)", metavar="N")

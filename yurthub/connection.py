@@ -12,6 +12,9 @@ environ keys:
 - ``yurthub.peer_uid``: ``ConnectionInfo.uid``, for code that wants only the number.
 - ``yurthub.listener``: ``ConnectionInfo.role.value`` (``proxy``, ``secure-proxy``,
   ``hub-server``).
+- ``yurthub.long_running`` (set by the app): True on a request whose answer may last (a
+  watch, a log, an upgraded session); the worker bounds every other one by its
+  ``request_timeout``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 ENV_CONNECTION = "yurthub.connection"
 ENV_PEER_UID = "yurthub.peer_uid"
 ENV_LISTENER = "yurthub.listener"
+ENV_LONG_RUNNING = "yurthub.long_running"
 # True on a secure-proxy request whose TLS client certificate is this node's own (set by the
 # app, ``proxy/secure.py``): the one peer of 10268 that may use the hub's credentials.
 ENV_NODE_CERTIFICATE = "yurthub.node_certificate"

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 from tests.fixtures.hub import _children
 from tests.fixtures.waiting import wait_for
+from tests.fixtures.web import http
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 
@@ -90,3 +93,90 @@ def test_vanished_clients_leave_no_tee_pipe_nor_busy_thread(sandbox, hub):
     wait_for(lambda: pipes(worker) == idle, what="every tee pipe closed")
     wait_for(lambda: sandbox.open_watches <= own, what="every upstream watch ended")
     assert hub.get("/api/v1/namespaces/default/pods/more-29")[0] == 200
+
+
+def configmap(i: int, size: int) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"big-{i}", "namespace": "default"},
+            "data": {"blob": "x" * size}}
+
+
+class Trickle:
+    """Clients that read a little of their answer now and then, always before the send
+    timeout: each one's connection is open until the hub closes it."""
+
+    def __init__(self, port: int, path: str, n: int) -> None:
+        self.socks = []
+        for _ in range(n):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle/1.0\r\n\r\n"
+                      .encode())
+            s.setblocking(False)
+            self.socks.append(s)
+        self.got = [0] * n
+        self.closed = [False] * n
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.2):
+            for i, s in enumerate(self.socks):
+                if self.closed[i]:
+                    continue
+                try:
+                    data = s.recv(1024)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    self.got[i] += len(data)
+                else:
+                    self.closed[i] = True
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def test_clients_reading_lists_slowly_cannot_hold_every_thread(sandbox, hub_factory):
+    # What a user saw: a few local processes reading big lists a kilobyte at a time (always
+    # within the send timeout) held every request thread for as long as they liked, and
+    # every other request (kubelet's pod status, a kubectl get) waited behind them, for
+    # hours.  kube-apiserver sends a list within its --request-timeout or cuts it.
+    for i in range(40):
+        sandbox.put(configmap(i, 200_000))  # an 8 MB list: far more than socket buffers
+    # A send timeout far longer than the test: only request_timeout may cut the readers.
+    hub = hub_factory(sandbox.url, extra=["--threads", "8", "--request-timeout", "2",
+                                          "--client-send-timeout", "600"])
+    readers = Trickle(hub.proxy_port, "/api/v1/configmaps", 8)
+    try:
+        wait_for(lambda: all(readers.got), what="every slow reader got the start of its list")
+        status, _, body = http(hub.url + "/api/v1/namespaces/default/pods", timeout=60,
+                               headers={"User-Agent": KUBELET})
+        assert status == 200 and b'"PodList"' in body
+        wait_for(lambda: all(readers.closed), 30, what="the hub to cut every slow reader")
+        assert max(readers.got) < 8_000_000  # cut before the end, never told it was whole
+    finally:
+        readers.close()
+    assert "; connection reset" in hub.log()
+
+
+def test_watches_outlast_the_request_timeout(sandbox, hub_factory):
+    hub = hub_factory(sandbox.url, extra=["--request-timeout", "1"])
+    rv = sandbox.resource_version
+    sock = open_watch(hub.proxy_port,
+                      f"/api/v1/pods?watch=true&timeoutSeconds=600&resourceVersion={rv}")
+    try:
+        sandbox.put(pod("early", 0))
+        read_events(sock, 1)
+        time.sleep(2.5)  # why: past the request timeout, which must not end a watch
+        sandbox.put(pod("late", 1))
+        read_events(sock, 1)
+    finally:
+        sock.close()

@@ -35,6 +35,9 @@ _CHUNK = 64 * 1024
 # chunk errors are ParseExceptions; OSErrors on Debian 12's 20.1).
 _MALFORMED: tuple[type[Exception], ...] = (ParseException, InvalidChunkSize,
                                            ChunkMissingTerminator)
+# kube-apiserver's long-running requests (its --request-timeout does not bound them).
+LONG_RUNNING_VERBS = frozenset({"watch", "proxy"})
+LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "log", "portforward", "proxy"})
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -127,6 +130,15 @@ class RequestContext:
         if self.info.subresource != "log":
             return False   # (only then is the query parsed again, once per request)
         return bool_option(parse_query(self.path_qs.partition("?")[2]).get("follow"))
+
+    @property
+    def long_running(self) -> bool:
+        """kube-apiserver's long-running requests (``BasicLongRunningRequestCheck``): a watch,
+        an upgraded session, a log, exec, attach, port-forward or proxy subresource, or the
+        proxy verb.  Every other answer must be sent within the worker's request_timeout."""
+        info = self.info
+        return (info.verb in LONG_RUNNING_VERBS or info.subresource in LONG_RUNNING_SUBRESOURCES
+                or bool(self.header("Upgrade")))
 
     @property
     def client_socket(self) -> socket.socket | None:

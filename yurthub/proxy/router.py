@@ -16,6 +16,7 @@ from werkzeug.wrappers import Request, Response
 
 from yurthub.access.guard import AccessGuard
 from yurthub.cache.reader import CONTINUE_EXPIRED, is_local_continue
+from yurthub.connection import ENV_LONG_RUNNING
 from yurthub.errors import (
     ApiError,
     BadGateway,
@@ -101,6 +102,7 @@ class ProxyApp:
         claimed = False
         try:
             ctx = build_context(request, self.guard.caller)
+            environ[ENV_LONG_RUNNING] = ctx.long_running  # else request_timeout bounds it
             self.guard.admit(ctx.caller, ctx.info)
             # Offline and shared watches, and upgraded sessions (exec, port-forward), hold a
             # thread as remote watches do: one bound for all, its slot claimed here.

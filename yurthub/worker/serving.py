@@ -14,13 +14,16 @@ import errno
 import logging
 import socket
 import ssl
+import struct
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gunicorn import http
 from gunicorn.http import errors as http_errors
 
+from yurthub.connection import ENV_LONG_RUNNING
 from yurthub.errors import ApiError, BadRequest, Forbidden, InternalError
 from yurthub.worker import limits
 from yurthub.worker.chunked import ChunkedWrites, writes_chunks
@@ -68,8 +71,11 @@ class ThreadSide:
             log.debug("TLS error from %s: %s", conn.client, e)
         except OSError as e:
             if isinstance(e, TimeoutError):
-                log.info("%s %s: client stopped sending or reading; connection closed",
-                         conn.info.role.value, request_line(req))
+                log.info("%s %s: %s; connection reset", conn.info.role.value,
+                         request_line(req), "its answer was not sent within request_timeout"
+                         if isinstance(e, RequestTimeout) else "client stopped sending or "
+                         "reading")
+                reset_on_close(sock)
             elif e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
                 log.warning("socket error serving %s: %s", request_line(req), e)
         except Exception as e:
@@ -123,14 +129,70 @@ class ThreadSide:
                 conn.sock.settimeout(self.settings.send_timeout)
             except OSError:
                 pass  # why: the client is gone; the first write will say so
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            return result   # gunicorn sends it with sendfile
+        if conn is not None and not environ.get(ENV_LONG_RUNNING):
+            # The whole answer within request_timeout, as kube-apiserver sends it: a client
+            # reading a little before each send_timeout would hold the thread for as long as
+            # it likes, and enough of them starve every other request.
+            result = Deadline(result, conn.sock, self.settings.request_timeout,
+                              self.settings.send_timeout)
         # gunicorn's Response (start_response is its method) would copy each chunk to
         # frame it: pieces of a chunked answer go out by sendmsg instead (worker.chunked).
         resp = getattr(start_response, "__self__", None)
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if resp is not None and writes_chunks(resp) and not (
-                isinstance(file_wrapper, type) and isinstance(result, file_wrapper)):
+        if resp is not None and writes_chunks(resp):
             return ChunkedWrites(result, resp)
         return result
+
+
+class RequestTimeout(TimeoutError):
+    """An answer's time (``request_timeout``) ran out between two of its pieces."""
+
+
+def reset_on_close(sock: socket.socket) -> None:
+    """Make the close of a cut connection a reset: a FIN would wait behind the megabytes
+    already in the socket's send buffer, which a client reading slowly takes minutes to
+    drain, and the kernel would hold them until it did; the client would not learn it
+    was cut until then."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass  # why: already closed; nothing is left to send
+
+
+class Deadline:
+    """The app's body, each piece handed on with the socket's timeout cut to what is left
+    of ``timeout`` seconds from its first piece (TimeoutError once none is left: the thread
+    closes the connection, as kube-apiserver aborts an answer past its --request-timeout).
+    The clock starts at the first piece, so the head and its Status always go out; the time
+    the cloud takes to begin is bounded by the upstream's own timeouts."""
+
+    __slots__ = ("_body", "_send_timeout", "_sock", "_timeout")
+
+    def __init__(self, body: Iterable[bytes], sock: socket.socket, timeout: float,
+                 send_timeout: float) -> None:
+        self._body = body
+        self._sock = sock
+        self._timeout = timeout
+        self._send_timeout = send_timeout
+
+    def __iter__(self) -> Iterator[bytes]:
+        deadline = None
+        for piece in self._body:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._timeout
+            left = deadline - now
+            if left <= 0:
+                raise RequestTimeout("request_timeout")
+            self._sock.settimeout(min(self._send_timeout, left))
+            yield piece
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 # gunicorn's parse errors (some only in 2x) and the codes it answers them with.
@@ -163,4 +225,4 @@ def request_line(req: Any) -> str:
     return f"{getattr(req, 'method', '?')} {getattr(req, 'uri', '?')}"
 
 
-__all__ = ["DRAIN_MAX", "ThreadSide", "parse_error", "request_line"]
+__all__ = ["DRAIN_MAX", "Deadline", "ThreadSide", "parse_error", "request_line"]

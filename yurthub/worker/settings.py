@@ -53,6 +53,9 @@ class WorkerSettings:
     connection's next request) until the whole request head must have arrived.
     ``body_timeout``: seconds one read of a request body may wait.  ``send_timeout``:
     seconds one write of an answer may wait (a client that stops reading is cut off).
+    ``request_timeout``: seconds from the first to the last byte of an answer the app did not
+    mark long-running (``ENV_LONG_RUNNING``), so a client reading a list a little at a time
+    cannot hold a thread for hours.
     ``kubelet_uid``: requests for the node Lease from this UID get threads of their own.
     """
 
@@ -62,6 +65,7 @@ class WorkerSettings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     send_timeout: float = 30.0
+    request_timeout: float = 60.0
     limits: Limits = field(default_factory=Limits)
     lease_threads: int = 4
     hub_threads: int = 4

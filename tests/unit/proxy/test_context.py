@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
@@ -50,3 +51,20 @@ def test_no_body_no_length_and_odd_lengths_mean_none():
     env["CONTENT_LENGTH"] = ""
     env["HTTP_TRANSFER_ENCODING"] = "chunked"
     assert build_context(Request(env)).has_body()
+
+
+@pytest.mark.parametrize(("target", "headers", "long_running"), [
+    ("/api/v1/pods?watch=true", {}, True),
+    ("/api/v1/watch/namespaces/default/pods", {}, True),
+    ("/api/v1/namespaces/default/pods/p/log", {}, True),   # follow or not, as kube-apiserver
+    ("/api/v1/namespaces/default/pods/p/exec?command=sh", {}, True),
+    ("/api/v1/namespaces/default/pods/p/portforward", {"Upgrade": "SPDY/3.1"}, True),
+    ("/api/v1/namespaces/default/services/s/proxy/x", {}, True),
+    ("/api/v1/pods", {}, False),
+    ("/api/v1/namespaces/default/pods/p", {}, False),
+    ("/api/v1/namespaces/default/pods/p/status", {}, False),
+    ("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n", {}, False),
+])
+def test_long_running_requests_are_kube_apiservers(target, headers, long_running):
+    env = EnvironBuilder(path=target, headers=headers).get_environ()
+    assert build_context(Request(env)).long_running is long_running
