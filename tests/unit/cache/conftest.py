@@ -16,13 +16,30 @@ from tests.fixtures import K8S_TESTDATA
 from yurthub import config
 from yurthub.cache.manager import CacheManager
 from yurthub.cache.mutation import load_meta
+from yurthub.cache.views import parse_selectors
 from yurthub.kube.requestinfo import parse_request_info
+from yurthub.kube.resources import builtin
 from yurthub.metrics import Metrics
 from yurthub.storage import CollectionKey, DiskStore, Quota
 
 FIXTURES = K8S_TESTDATA
 
 PODS = CollectionKey("kubelet", "", "v1", "pods", True)
+POD_RT = builtin("", "v1", "pods")
+NODE_SEL = "fieldSelector=spec.nodeName%3Dnode-a"
+
+
+def stored(manager: CacheManager) -> dict[tuple[str, str], int]:
+    """The cached pods' versions, by (namespace, name)."""
+    return {k: e.meta["rv"] for k, e in manager.store.entries(PODS).items()}
+
+
+def listed(manager: CacheManager, ns: str = "", labels: str = "", fields: str = "",
+           limit: int | None = None, cont: str = "") -> tuple[Any, list[dict[str, Any]]]:
+    """An offline list of the cached pods: (its page, the decoded items)."""
+    want = parse_selectors(ns, labels, fields, POD_RT)
+    page = manager.reader.list(PODS, POD_RT, want, limit=limit, continue_token=cont)
+    return page, [json.loads(b) for b in manager.reader.bodies(PODS, page.keys)]
 
 
 def pod(name: str, node: str = "node-a", rv: int = 10, ns: str = "default",
