@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+from yurthub.errors import DecodeError
 from yurthub.kube import protowire
 
 # A field: (json name, kind[, sub-schema]).  Kinds: s string, b bytes (base64), i int,
@@ -48,8 +49,9 @@ LEASE: Schema = {
 HUB_SCHEMAS: dict[tuple[str, str], Schema] = {("coordination.k8s.io/v1", "Lease"): LEASE}
 
 
-class Unknown(Exception):
-    """A field (or a kind) the table does not know."""
+class Unknown(DecodeError):
+    """A field (or a kind) the table does not know (no ValueError: a body that does not
+    decode is one)."""
 
 
 def signed(v: int) -> int:

@@ -24,7 +24,7 @@ from gunicorn import http
 from gunicorn.http import errors as http_errors
 
 from yurthub.connection import ENV_LONG_RUNNING
-from yurthub.errors import ApiError, BadRequest, Forbidden, InternalError
+from yurthub.errors import ApiError, BadRequest, Forbidden, InternalError, YurthubError
 from yurthub.worker import limits
 from yurthub.worker.chunked import ChunkedWrites, writes_chunks
 from yurthub.worker.conn import Conn
@@ -146,7 +146,7 @@ class ThreadSide:
         return result
 
 
-class RequestTimeout(TimeoutError):
+class RequestTimeout(YurthubError, TimeoutError):
     """An answer's time (``request_timeout``) ran out between two of its pieces."""
 
 
