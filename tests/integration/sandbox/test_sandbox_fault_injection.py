@@ -69,7 +69,11 @@ def test_cut_connections_ends_watches_but_stays_online(sandbox):
     wait_for(lambda: sandbox.open_watches == 1)
     assert sandbox.cut_connections() >= 1
     watch.settimeout(5)
-    assert not read_response(watch).complete
+    try:
+        whole = read_response(watch).complete
+    except ConnectionError:  # cut before its head went out (a watch counts from its start)
+        whole = False
+    assert not whole
     assert sandbox.is_online and request(sandbox.url, "GET", "/version").status == 200
 
 
