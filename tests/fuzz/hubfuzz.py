@@ -337,7 +337,11 @@ def main() -> int:
     sb.url = f"http://127.0.0.1:{a.port}"
     hub = Hub(tmp, sb.url)
     hub.proxy_port, hub.serve_port = a.port + 2, a.port + 3
-    hub.start()
+    try:
+        hub.start()
+    except BaseException:
+        sb.stop()
+        raise
     findings: list[dict[str, Any]] = []
     def report(phase: str, req: dict[str, Any], bad: list[str], extra: str) -> None:
         rec = {"phase": phase, "req": {**req, "body": (req["body"] or b"").decode("latin-1")},
