@@ -156,7 +156,7 @@ class Writer:
             if current is None:
                 raise not_found(rt, route.name)
             self._check_preconditions(rt, current, options.get("preconditions") or {})
-            if req.param("dryRun") == "All":
+            if _dry_run(req, options):
                 return Response(200, [self.reader.view(current, rt)])
             entry, gone = self.delete_object(rt, current)
         if not gone:
@@ -169,11 +169,12 @@ class Writer:
 
     def deletecollection(self, rt: ResourceType, route: Route, req: Request) -> Response:
         sel = Selection.of(route, req, rt)
+        dry_run = _dry_run(req, self._delete_options(req.body))
         results: list[Entry] = []
         with self.store.lock:
             for entry in self.store.page(rt, rv=None, namespace=sel.namespace or None,
                                          match=sel.matcher()).items:
-                results.append(self.delete_object(rt, entry)[0])
+                results.append(entry if dry_run else self.delete_object(rt, entry)[0])
             rv = self.store.rv
         return self.reader.render_list(rt, rv, results, None)
 
@@ -375,3 +376,10 @@ def _check_operations(req: Request) -> None:
     except ValueError:
         return  # apply_patch answers it
     check_json_patch(ops)
+
+
+def _dry_run(req: Request, options: dict[str, Any]) -> bool:
+    """A delete asked to change nothing: ``?dryRun=All``, or DeleteOptions' ``dryRun`` in
+    the body, which is where kubectl's ``delete --dry-run=server`` puts it."""
+    body = options.get("dryRun")
+    return req.param("dryRun") == "All" or (isinstance(body, list) and "All" in body)

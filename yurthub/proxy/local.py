@@ -158,7 +158,8 @@ class LocalProxy:
             return self.writes.create(ctx)
         if verb in ("update", "patch"):
             return self.writes.write(ctx)
-        raise MethodNotAllowed(f"{verb} is not supported while the cloud is unreachable")
+        raise MethodNotAllowed(f"{verb or ctx.method} is not supported while the cloud is "
+                               "unreachable")
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -261,6 +261,25 @@ def test_dry_run_writes_nothing(api, call):
     assert call("GET", f"{CMS}/dry").status == 404
 
 
+def test_a_dry_run_delete_deletes_nothing(api, call):
+    # kubectl delete --dry-run=server sends DeleteOptions{dryRun: [All]} in the body; a
+    # deletecollection honours ?dryRun=All too (both deleted everything before)
+    for i in range(2):
+        call("POST", CMS, {"metadata": {"name": f"keep{i}"}})
+    rv = api.store.rv
+    before = [c["metadata"]["name"] for c in call("GET", CMS).body["items"]]
+    assert {"keep0", "keep1"} <= set(before)
+    one = call("DELETE", f"{CMS}/keep0", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                          "dryRun": ["All"]})
+    listed = call("DELETE", CMS, dryRun="All")
+    bodied = call("DELETE", CMS, {"dryRun": ["All"]})
+    assert one.status == 200 and one.body["metadata"]["name"] == "keep0"
+    for r in (listed, bodied):
+        assert r.status == 200 and [c["metadata"]["name"] for c in r.body["items"]] == before
+    assert api.store.rv == rv
+    assert [c["metadata"]["name"] for c in call("GET", CMS).body["items"]] == before
+
+
 def test_a_dry_run_update_answers_the_object_as_it_would_be(api, call):
     # kube-apiserver answers a dry run with the result, at the current resourceVersion
     call("POST", CMS, {"metadata": {"name": "dry"}, "data": {"a": "1"}})
