@@ -107,6 +107,7 @@ class Hub:
                                quota=Quota(cfg.cache_quota, cfg.cache_component_quota,
                                            cfg.cache_max_collections))
         self.cache = CacheManager(cfg, self.store, self.metrics)
+        self.cache.scopes.ask = self.upstream.discovery
         # 5. streams, watchdog
         self.watchdog = Watchdog()
         self.streams = StreamRegistry(self.watchdog, self.metrics, cfg.client_send_timeout)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection
@@ -104,6 +104,7 @@ class Upstream:
         self._generation = creds.generation
         self._retired: list[tuple[float, urllib3.HTTPConnectionPool]] = []
         self._maxsize = cfg.threads
+        self._own_timeout = float(cfg.heartbeat_timeout_seconds)
 
     # -- server selection -------------------------------------------------------------------
 
@@ -282,6 +283,25 @@ class Upstream:
             method, path, body=data, headers=headers, retries=False, redirect=False,
             timeout=urllib3.Timeout(total=timeout), assert_same_host=False)
         return resp.status, resp.data
+
+    def discovery(self, group: str, version: str) -> bytes | None:
+        """The cloud's discovery of ``/apis/<group>/<version>``, asked with the hub's own
+        identity (cache.scopes: the scope of a custom resource no request showed); None
+        when no healthy server answered it 200."""
+        servers = self.candidates()
+        if not servers:
+            return None
+        path = f"/apis/{quote(group, safe='')}/{quote(version, safe='')}"
+        try:
+            status, body = self.own_request(servers[0], "GET", path, agent="yurthub/discovery",
+                                            timeout=self._own_timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            log.info("GET %s (to learn a resource's scope): %s", path, e)
+            return None
+        if status != 200:
+            log.info("GET %s (to learn a resource's scope): HTTP %d", path, status)
+            return None
+        return body
 
     def close(self) -> None:
         with self._lock:

@@ -265,6 +265,8 @@ class CacheManager:
         kind = _ENTRY_KIND[info.verb]
         hint = bool(info.namespace) if info.namespace or kind == "object" else None
         rt = self.resource_type(group, version, resource, hint, learn=True)
+        if rt is None and self.scopes.discover(partial_metadata_base(group) or group, version):
+            rt = self.resource_type(group, version, resource, hint, learn=True)
         if rt is None:
             raise InvalidKeyError(f"the scope of {resource}.{group} is not known yet")
         ck = _collection_key(component, group, version, resource, rt.namespaced)
