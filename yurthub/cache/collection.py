@@ -45,6 +45,11 @@ from yurthub.storage import CollectionKey, DiskStore, Transaction, removed_recor
 
 log = logging.getLogger(__name__)
 
+# Seconds a view's advance by a bookmark alone may wait to be written: a crash loses at most
+# this much of it, and an older resourceVersion is still true of the view (a watch resumed
+# from past it is answered from there, with no events).
+ADVANCED_STATE_DELAY = 10.0
+
 
 class CollectionWriter:
     """Applies mutations to one collection; only the writer thread calls it."""
@@ -66,6 +71,10 @@ class CollectionWriter:
         self._overlay: dict[tuple[str, str], Meta | None] = {}
         self._history: list[dict[str, Any]] = []
         self._state_dirty = False
+        # Views only a bookmark advanced since the state was last written: written with the
+        # next commit, or once ADVANCED_STATE_DELAY passed (see pending).
+        self._advanced = False
+        self._state_written = time.monotonic()
         self.assembly: ListAssembly | None = None
         self.deferred: list[Mutation] = []
         self._view_selectors: dict[ViewKey, Selectors] = {}
@@ -179,7 +188,7 @@ class CollectionWriter:
             self._saw(m.rv)
             if m.view is not None and self._extends(m.view, m.rv):
                 self.state.advance(m.view, m.rv)
-                self._state_dirty = True
+                self._advanced = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
         elif m.op == "refilter" and m.view is not None:
@@ -325,7 +334,16 @@ class CollectionWriter:
             self._state_dirty = True
 
     def pending(self) -> bool:
-        return self._txn is not None or self._state_dirty or bool(self._history)
+        """Anything to commit?  A view only a bookmark advanced waits ADVANCED_STATE_DELAY
+        (or ``persist_advances``): kubelet's hundreds of per-object watches each get one a
+        minute, and each commit rewrites the collection's whole state document."""
+        advanced = self._advanced and (
+            time.monotonic() - self._state_written >= ADVANCED_STATE_DELAY)
+        return self._txn is not None or self._state_dirty or bool(self._history) or advanced
+
+    def persist_advances(self) -> None:
+        """The next flush writes what bookmarks advanced, however recent (at shutdown)."""
+        self._state_written = float("-inf")
 
     def discard(self) -> None:
         """Throw away everything not committed (after a bug): the disk is the truth again."""
@@ -336,7 +354,7 @@ class CollectionWriter:
         self._overlay.clear()
         self._history = []
         self.deferred = []
-        self._state_dirty = False
+        self._state_dirty = self._advanced = False
         self._rewritten.clear()
         self.state = CollectionState.from_json(self.store.state(self.ck) or {})
 
@@ -351,9 +369,12 @@ class CollectionWriter:
                 raise self._txn_failed
             if self._history:
                 txn.append_history(self._history)
-            if self._state_dirty:
+            state = self._state_dirty or self._advanced
+            if state:
                 txn.set_state(self.state.to_json())
             txn.commit()
+            if state:
+                self._advanced, self._state_written = False, time.monotonic()
         except StorageError:
             txn.abort()
             # What is on disk is the truth again: forget the batch, reload the state.

@@ -266,6 +266,8 @@ class CacheReader:
         best: View | None = None
         incomplete: View | None = None
         for view in state.views.values():
+            if view.key.namespace and view.key.namespace != want.namespace:
+                continue  # covers() would say so; hundreds of kubelet's views, unparsed
             try:
                 sel = parse_selectors(view.key.namespace, view.key.labels, view.key.fields, rt)
             except BadRequest:

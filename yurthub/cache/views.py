@@ -23,6 +23,12 @@ from yurthub.kube.resources import ResourceType
 # Views one collection keeps: every distinct selector a client lists with makes one, so the
 # least recently synced or advanced are forgotten past this many.
 MAX_VIEWS = 32
+# Views of one object by its name (``metadata.name=X``, nothing else) are bounded apart:
+# kubelet's ConfigMap and Secret managers list and watch each object its pods reference
+# that way, one reflector per object, so a full node (110 pods, a few references each,
+# kube-root-ca.crt per namespace) holds hundreds of them in one collection.  Forgotten,
+# the watch of each would be refused offline (no complete list to resume from).
+MAX_NAMED_VIEWS = 1024
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,13 @@ class ViewKey:
         if self.fields:
             parts.append(f"f:{self.fields}")
         return "/".join(parts)
+
+    @property
+    def named(self) -> bool:
+        """True for a view of one object by name (what kubelet's per-object reflectors
+        list): bounded apart from the others (``MAX_NAMED_VIEWS``)."""
+        return (not self.labels and self.fields.startswith("metadata.name=")
+                and "," not in self.fields)
 
     @property
     def unselected(self) -> bool:
@@ -260,13 +273,18 @@ class CollectionState:
         self.rewrite.discard(key)  # every object it holds was just written
         return view
 
-    def bound(self, keep: ViewKey, limit: int = MAX_VIEWS) -> list[ViewKey]:
-        """Forget the least recently used views beyond ``limit`` (never ``keep``)."""
-        if len(self.views) <= limit:
-            return []
-        order = sorted((v for k, v in self.views.items() if k != keep),
-                       key=lambda v: max(v.synced_at, v.updated_at))
-        gone = [v.key for v in order[:len(self.views) - limit]]
+    def bound(self, keep: ViewKey, limit: int = MAX_VIEWS,
+              named_limit: int = MAX_NAMED_VIEWS) -> list[ViewKey]:
+        """Forget the least recently used views beyond ``limit``, and views of one object
+        by name beyond ``named_limit`` (never ``keep``)."""
+        gone: list[ViewKey] = []
+        for named, bound in ((False, limit), (True, named_limit)):
+            kind = [v for v in self.views.values() if v.key.named == named]
+            if len(kind) <= bound:
+                continue
+            order = sorted((v for v in kind if v.key != keep),
+                           key=lambda v: max(v.synced_at, v.updated_at))
+            gone += [v.key for v in order[:len(kind) - bound]]
         for key in gone:
             del self.views[key]
             self.rewrite.discard(key)

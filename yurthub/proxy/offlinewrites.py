@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from yurthub.cache.manager import CacheManager
 from yurthub.config import Config
 from yurthub.errors import (
+    AlreadyExists,
     ApiError,
     BadRequest,
     InvalidKeyError,
@@ -48,6 +49,9 @@ from yurthub.proxy.tokens import KeptTokens
 
 JSON = "application/json"
 _PATCH_TYPES = (kpatch.MERGE_PATCH, kpatch.STRATEGIC_MERGE_PATCH, kpatch.JSON_PATCH)
+# What kubelet's registration is read for: a Node's metadata (its spec and status skipped).
+_NODE_NAME: dict[tuple[str, str], protoobjects.Schema] = {
+    ("v1", "Node"): {1: ("metadata", "m", protoobjects.META)}}
 
 
 class OfflineWrites:
@@ -74,8 +78,15 @@ class OfflineWrites:
         if info.verb == "create":
             return self.is_kubelet_lease(ctx) or (info.resource == "events"
                                                   and not info.subresource) \
-                or (self.tokens is not None and self.tokens.applies(ctx))
+                or (self.tokens is not None and self.tokens.applies(ctx)) \
+                or self.is_kubelet_registration(ctx)
         return False
+
+    def is_kubelet_registration(self, ctx: RequestContext) -> bool:
+        """kubelet creating a Node (its registration: create, on 409 get and patch)."""
+        info = ctx.info
+        return (ctx.caller.kubelet and info.verb == "create" and info.api_group == ""
+                and info.resource == "nodes" and not info.subresource)
 
     def is_kubelet_lease(self, ctx: RequestContext) -> bool:
         info = ctx.info
@@ -109,6 +120,8 @@ class OfflineWrites:
             if obj.get("metadata", {}).get("name") != self.cfg.node_name:
                 raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
             return self._commit(ctx, self.cfg.node_name, lambda _old: obj, status=201)
+        if self.is_kubelet_registration(ctx):
+            self._registered(ctx, body)
         if info.resource == "events" and not info.subresource:
             # Accepted and dropped: node events are advisory and the cloud is away.  The
             # answer is the event as sent, labelled as it came (client-go sends protobuf).
@@ -117,6 +130,31 @@ class OfflineWrites:
                             headers=[("Warning", '299 - "yurthub: the cloud is unreachable; '
                                       'this event was not recorded"')])
         raise ServiceUnavailable(_no_writes(ctx), details={"retryAfterSeconds": 5})
+
+    def _registered(self, ctx: RequestContext, body: bytes) -> None:
+        """Raise the cloud's 409 for kubelet's registration of this node when its Node is
+        cached: only the cloud put it there, so the cloud has it (kubelet then gets it and
+        patches its status, both answered here).  Else return: 503 like any write."""
+        if _is_protobuf(ctx):  # kubelet's default: only the Node's name is read
+            try:
+                obj = protoobjects.decode_object(body, _NODE_NAME, strict=False)
+            except (protoobjects.Unknown, ValueError):
+                return
+        else:
+            obj = _decode(body, ctx)
+            _check_type(obj, ctx.info)
+        node = self.cfg.node_name
+        if (obj.get("metadata") or {}).get("name") != node:
+            return
+        target = self.cache.read_target(ctx.info, ctx.component, ctx.accept)
+        if target is None:
+            return
+        try:
+            self.reader.get(target[0], "", node)
+        except (ApiError, InvalidKeyError):
+            return  # not cached (or not readable): the cloud's answer is not known
+        raise AlreadyExists(f'nodes "{node}" already exists',
+                            details={"name": node, "kind": "nodes"})
 
     def write(self, ctx: RequestContext) -> Response:
         info = ctx.info

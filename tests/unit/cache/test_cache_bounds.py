@@ -19,9 +19,10 @@ from tests.unit.cache.conftest import (
 )
 from yurthub.cache import space as space_mod
 from yurthub.cache.manager import CacheManager
-from yurthub.cache.views import MAX_VIEWS
+from yurthub.cache.views import MAX_NAMED_VIEWS, MAX_VIEWS, parse_selectors
+from yurthub.kube.resources import builtin
 from yurthub.metrics import EXTRA_COMPONENTS, OTHER, BoundedLabel, Metrics
-from yurthub.storage import Quota, files
+from yurthub.storage import CollectionKey, DiskStore, Quota, files
 
 MI = 1 << 20
 
@@ -182,6 +183,83 @@ def test_views_of_a_collection_are_bounded_least_recently_used_first(tmp_path):
         kept = {v["key"]["labels"] for v in views}
         assert "app=v0" not in kept and f"app=v{MAX_VIEWS + 4}" in kept
         assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 5
+
+
+def _configmap_list(ns: str, name: str, rv: int) -> bytes:
+    item = {"metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
+                         "uid": f"uid-{ns}-{name}"}, "data": {"k": "v"}}
+    return json.dumps({"kind": "ConfigMapList", "apiVersion": "v1",
+                       "metadata": {"resourceVersion": str(rv)}, "items": [item]}).encode()
+
+
+def test_kubelets_per_object_views_of_a_full_node_all_resume_offline(tmp_path):
+    """kubelet's ConfigMap manager lists and watches each referenced object by name: 110
+    pods with 2 ConfigMaps each and kube-root-ca.crt in each of their 10 namespaces make
+    230 views of one collection.  Each must still be there offline, or its watch (a
+    resume from the list's version) is refused with 503 and kubelet lists again."""
+    with running_manager(tmp_path) as m:
+        feed = Feeder(m)
+        names = [(f"ns-{p % 10}", f"cm-{p}-{k}") for p in range(110) for k in "ab"]
+        names += [(f"ns-{n}", "kube-root-ca.crt") for n in range(10)]
+        for rv, (ns, name) in enumerate(names, start=100):
+            assert feed.respond(f"/api/v1/namespaces/{ns}/configmaps?fieldSelector="
+                                f"metadata.name%3D{name}&limit=500&resourceVersion=0",
+                                _configmap_list(ns, name, rv))
+        # A list with a label selector does not push one of them out either.
+        feed.respond("/api/v1/namespaces/ns-0/configmaps?labelSelector=app%3Dx",
+                     list_body([], 999))
+        ck = CollectionKey("kubelet", "", "v1", "configmaps", True)
+        rt = builtin("", "v1", "configmaps")
+        assert rt is not None
+        for rv, (ns, name) in enumerate(names, start=100):
+            want = parse_selectors(ns, "", f"metadata.name={name}", rt)
+            start = m.reader.watch_start(ck, rt, want, str(rv))  # 503 once forgotten
+            assert start.resource_version == rv and list(start.events) == []
+        assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 0
+
+
+def test_bookmarks_of_kubelets_per_object_watches_do_not_each_rewrite_the_state(
+        tmp_path, monkeypatch):
+    """Each of kubelet's per-object watches gets a bookmark a minute: hundreds a minute on a
+    full node.  Each advances its view; committed one by one, each rewrote the collection's
+    whole state document (hundreds of views) with a syncfs.  They wait, and a clean stop
+    writes them."""
+    monkeypatch.setattr("yurthub.cache.collection.ADVANCED_STATE_DELAY", 1e9, raising=False)
+    names = [f"cm-{i}" for i in range(40)]
+    ck = CollectionKey("kubelet", "", "v1", "configmaps", True)
+    path = "/api/v1/namespaces/ns-0/configmaps?fieldSelector=metadata.name%3D"
+    with running_manager(tmp_path) as m:
+        feed = Feeder(m)
+        for rv, name in enumerate(names, start=100):
+            assert feed.respond(f"{path}{name}", _configmap_list("ns-0", name, rv))
+        before = sample(m, "yurthub_cache_commits_total", kind="batch")
+        for rv, name in enumerate(names, start=1000):
+            bookmark = {"kind": "ConfigMap", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": str(rv)}}
+            assert feed.respond(f"{path}{name}&watch=true&resourceVersion={rv - 900}"
+                                "&allowWatchBookmarks=true", event_line("BOOKMARK", bookmark))
+        assert sample(m, "yurthub_cache_commits_total", kind="batch") == before
+    store = DiskStore(str(tmp_path / "c"))
+    store.open()
+    try:
+        views = {v["key"]["fields"]: v["rv"] for v in store.state(ck)["views"]}
+    finally:
+        store.close()
+    assert views == {f"metadata.name={n}": rv for rv, n in enumerate(names, start=1000)}
+
+
+def test_views_of_one_object_by_name_are_bounded_too(tmp_path):
+    with running_manager(tmp_path, cache_agents="kubectl") as m:
+        feed = Feeder(m)
+        feed.respond("/api/v1/pods?labelSelector=app%3Dv", list_body([], 9))
+        for i in range(MAX_NAMED_VIEWS + 3):
+            feed.respond(f"/api/v1/pods?fieldSelector=metadata.name%3Dp{i}",
+                         list_body([], 10 + i))
+        views = json.loads(json.dumps(m.store.state(PODS)))["views"]
+        fields = {v["key"]["fields"] for v in views}
+        assert len(views) == MAX_NAMED_VIEWS + 1 and "metadata.name=p0" not in fields
+        assert {v["key"]["labels"] for v in views} == {"", "app=v"}  # the other one stays
+        assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 3
 
 
 def test_learned_scopes_are_bounded_and_only_what_the_cloud_answered(tmp_path, monkeypatch):
