@@ -111,7 +111,8 @@ class Config:
         False, v.boolean, "do not verify the apiserver's certificate (testing only)",
         metavar="true|false")
     threads: int = setting(
-        256, v.int_range(4, 4096), "request threads; every open watch holds one", metavar="N")
+        256, v.int_range(4, 4096), "request threads; every open watch holds one (kubelet "
+        "keeps one per ConfigMap and Secret its pods use: about 4 per pod)", metavar="N")
     max_watches: int = setting(
         0, v.int_range(0, 4096),
         "open watches allowed before new ones get 429 (0: threads minus 16)", metavar="N")
