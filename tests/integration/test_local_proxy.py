@@ -12,6 +12,7 @@ import pytest
 from kubesandbox import protobuf
 from tests.fixtures.waiting import wait_for
 from tests.fixtures.web import http, read_watch_events
+from yurthub.kube import protowire
 
 KUBELET = "kubelet/v1.32.4 (linux/amd64) kubernetes/abc"
 NODE = "node-0000"
@@ -284,3 +285,35 @@ def test_offline_a_protobuf_event_is_answered_as_protobuf(sandbox, edge):
     assert status == 201
     assert headers["Content-Type"] == protobuf.PROTOBUF
     assert protobuf.decode_object(raw)["metadata"]["name"] == "e2.abc"
+
+
+def _pb_field(number: int, wire: int, payload: bytes) -> bytes:
+    return bytes([number << 3 | wire]) + payload
+
+
+def _pb_bytes(number: int, data: bytes) -> bytes:
+    return _pb_field(number, 2, bytes([len(data)]) + data)
+
+
+def _pb_lease(metadata_field: bytes) -> bytes:
+    """A Lease envelope whose metadata holds one field (every length here is below 128)."""
+    type_meta = _pb_bytes(1, b"coordination.k8s.io/v1") + _pb_bytes(2, b"Lease")
+    return protowire.MAGIC + _pb_bytes(1, type_meta) + _pb_bytes(
+        2, _pb_bytes(1, metadata_field))
+
+
+@pytest.mark.parametrize("metadata_field", [
+    _pb_bytes(7, b"ab"),                                    # generation as bytes
+    _pb_bytes(8, _pb_field(1, 0, b"\xff" * 8 + b"\x3f")),   # creationTimestamp in year 10^11
+    _pb_field(1, 0, b"\x80\x80\x80\x80\x80\x80\x01"),      # the name as a 2^42 varint
+], ids=["bytes-for-an-int", "time-out-of-range", "varint-for-a-string"])
+def test_a_malformed_protobuf_lease_is_a_400_not_a_500(sandbox, edge, metadata_field):
+    """A protobuf body whose fields have the wrong wire type or an impossible time: the
+    hub's reader raised TypeError, OSError or MemoryError (a 2^42-byte name was allocated
+    for a varint), a 500 InternalError; kube-apiserver answers 400 for a body that does
+    not decode."""
+    status, _, raw = http(edge.url + LEASE, method="PUT", body=_pb_lease(metadata_field),
+                          headers={"User-Agent": KUBELET, "Content-Type": protobuf.PROTOBUF})
+    doc = json.loads(raw)
+    assert (status, doc["reason"]) == (400, "BadRequest"), doc
+    assert "does not decode" in doc["message"]

@@ -63,11 +63,46 @@ def signed(v: int) -> int:
 _ZERO_TIME = -62135596800
 
 
+# The last second JSON can write (9999-12-31T23:59:59Z): Go's MarshalJSON refuses later ones.
+_MAX_TIME = 253402300799
+
+
+def _parts(b: bytes, ints: tuple[int, ...] = (), blobs: tuple[int, ...] = ()) -> dict[int, Any]:
+    """The fields of a small message read without a table: those numbered in ``ints`` must
+    be varints, those in ``blobs`` length-delimited (ValueError otherwise)."""
+    parts = {n: v for n, _, v in protowire.fields(_blob(b))}
+    for n in ints:
+        if n in parts and not isinstance(parts[n], int):
+            raise ValueError(f"field {n} is not a varint")
+    for n in blobs:
+        if n in parts and isinstance(parts[n], int):
+            raise ValueError(f"field {n} is a varint, not bytes")
+    return parts
+
+
+def _blob(value: Any) -> bytes:
+    """A length-delimited field's bytes (ValueError for a varint in its place).
+
+    why: ``bytes(n)`` of a varint is n zero bytes: a 10-byte body made the hub allocate
+    terabytes (MemoryError, a 500), or a gigabyte it then decoded."""
+    if isinstance(value, int):
+        raise ValueError("a varint where bytes belong")
+    return bytes(value)
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int):
+        raise ValueError("bytes where a varint belongs")
+    return value
+
+
 def _time(b: bytes, micro: bool) -> str | None:
-    parts = {n: v for n, _, v in protowire.fields(b)}
+    parts = _parts(b, ints=(1, 2))
     seconds, nanos = signed(parts.get(1, 0)), parts.get(2, 0)
     if seconds == _ZERO_TIME and not nanos:
         return None
+    if not _ZERO_TIME <= seconds <= _MAX_TIME or not 0 <= nanos < 10**9:
+        raise ValueError(f"a time out of range ({seconds} s, {nanos} ns)")
     t = time.gmtime(seconds)
     text = (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:"
             f"{t.tm_sec:02d}")
@@ -76,25 +111,25 @@ def _time(b: bytes, micro: bool) -> str | None:
 
 def _scalar(kind: str, value: Any, sub: Schema | None, strict: bool) -> Any:
     if kind == "s":
-        return bytes(value).decode()
+        return _blob(value).decode()
     if kind == "b":
-        return base64.b64encode(bytes(value)).decode()
+        return base64.b64encode(_blob(value)).decode()
     if kind == "i":
-        return signed(value)
+        return signed(_int(value))
     if kind == "bool":
-        return bool(value)
+        return bool(_int(value))
     if kind in ("t", "mt"):
         return _time(value, kind == "mt")
     if kind == "q":
-        return decode_message(value, {1: ("string", "s")}, strict).get("string", "")
+        return decode_message(_blob(value), {1: ("string", "s")}, strict).get("string", "")
     if kind == "raw":  # a RawExtension-like {Raw: JSON bytes}
-        return json.loads({n: v for n, _, v in protowire.fields(value)}.get(1, b"{}"))
+        return json.loads(_parts(value, blobs=(1,)).get(1, b"{}"))
     if kind == "ios":
-        parts = {n: v for n, _, v in protowire.fields(value)}
+        parts = _parts(value, ints=(1, 2), blobs=(3,))
         return bytes(parts.get(3, b"")).decode() if parts.get(1) == 1 else \
             signed(parts.get(2, 0))
     if kind == "m":
-        return decode_message(value, sub or {}, strict)
+        return decode_message(_blob(value), sub or {}, strict)
     raise Unknown(kind)
 
 
@@ -114,10 +149,10 @@ def decode_message(b: bytes, schema: Schema, strict: bool = True) -> dict[str, A
         pointer = kind.startswith("?")
         kind = kind.lstrip("?")
         if kind == "inline":
-            out.update(decode_message(value, sub or {}, strict))
+            out.update(decode_message(_blob(value), sub or {}, strict))
             continue
         if kind.startswith("map:"):
-            entry = {n: v for n, _, v in protowire.fields(value)}
+            entry = _parts(value, blobs=(1, 2))
             key = bytes(entry.get(1, b"")).decode()
             out.setdefault(name, {})[key] = _scalar(kind[4:], entry.get(2, b""), None, strict)
             keep.add(name)
@@ -138,8 +173,9 @@ def type_of(body: bytes) -> tuple[str, str, bytes]:
     ValueError when ``body`` is not one."""
     if not body.startswith(protowire.MAGIC):
         raise ValueError("the protobuf body lacks the k8s envelope")
-    envelope = {n: v for n, _, v in protowire.fields(body[len(protowire.MAGIC):])}
-    type_meta = {n: bytes(v).decode() for n, _, v in protowire.fields(envelope.get(1, b""))}
+    envelope = _parts(body[len(protowire.MAGIC):], blobs=(1, 2))
+    type_meta = {n: bytes(v).decode() for n, v in
+                 _parts(envelope.get(1, b""), blobs=(1, 2)).items() if n in (1, 2)}
     return type_meta.get(1, ""), type_meta.get(2, ""), bytes(envelope.get(2, b""))
 
 
