@@ -50,7 +50,7 @@ def test_the_cloud_is_reached_through_https_proxy_with_tls_verified(
         assert r.stdout == "hi\n", r.stderr
         assert (f"[{CLOUD}]:{sb.port}", basic) in proxy.connects
         log = hub.log()
-        assert f"through http://edge:<redacted>@127.0.0.1:{proxy.port} (HTTPS_PROXY)" in log
+        assert f"through http://(user info not shown)@127.0.0.1:{proxy.port} (HTTPS_PROXY)" in log
         assert "p%40ss" not in log and "p@ss" not in log
 
         # The proxy leads to a server whose certificate does not name this address: no

@@ -54,10 +54,13 @@ def test_the_upper_case_variable_first_and_lower_case_too():
     assert route("https://10.0.0.1", {}).proxy == ""
 
 
-def test_the_start_says_how_each_server_is_reached_without_the_proxy_password():
+def test_the_start_says_how_each_server_is_reached_without_the_proxy_credentials():
     env = {"HTTPS_PROXY": "http://u:secret@proxy:3128", "HTTP_PROXY": "http://proxy:3128"}
     assert route("https://10.0.0.1:6443", env).describe() == (
-        "https://10.0.0.1:6443 through http://u:<redacted>@proxy:3128 (HTTPS_PROXY)")
+        "https://10.0.0.1:6443 through http://(user info not shown)@proxy:3128 (HTTPS_PROXY)")
+    # a user name alone is a credential too (sent as Basic): an API key, say
+    assert "APIKEY" not in route("https://10.0.0.1:6443",
+                                 {"HTTPS_PROXY": "http://APIKEY@proxy:3128"}).describe()
     assert "directly: HTTP_PROXY is not used" in route("http://10.0.0.1:8080", env).describe()
 
 
