@@ -45,9 +45,10 @@ from yurthub.storage import CollectionKey, DiskStore, Transaction, removed_recor
 
 log = logging.getLogger(__name__)
 
-# Seconds a view's advance by a bookmark alone may wait to be written: a crash loses at most
-# this much of it, and an older resourceVersion is still true of the view (a watch resumed
-# from past it is answered from there, with no events).
+# Seconds the advance by a bookmark alone of a view of one object by name may wait to be
+# written: a crash loses at most this much of it; an older resourceVersion is still true of
+# the view (offline, a watch resumed from past it is answered from there with no events;
+# online, the view is marked stale and kubelet's per-object watch lists it again).
 ADVANCED_STATE_DELAY = 10.0
 
 
@@ -188,7 +189,15 @@ class CollectionWriter:
             self._saw(m.rv)
             if m.view is not None and self._extends(m.view, m.rv):
                 self.state.advance(m.view, m.rv)
-                self._advanced = True
+                # Only views of one object by name wait (kubelet's hundreds of per-object
+                # watches); any other view's advance is written at once: after a crash, a
+                # watch resumed online from the bookmark's version past the view on disk
+                # is a gap the hub cannot tell from a real one (it marks the view stale,
+                # and kubelet's pods view would stay stale until a relist).
+                if m.view.named:
+                    self._advanced = True
+                else:
+                    self._state_dirty = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
         elif m.op == "refilter" and m.view is not None:
