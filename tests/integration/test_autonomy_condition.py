@@ -126,9 +126,9 @@ def _watch(hub, rv: str) -> list[dict]:
 def test_kubelets_pods_view_survives_a_kill_right_after_a_bookmark(sandbox, hub_factory):
     """kill -9 (a power cut) right after a bookmark advanced kubelet's pods view, then
     kubelet resumes its watch from that bookmark online: the view is not stale, offline
-    answers are not called incomplete.  The bookmark's advance was held back to be written
-    10 s later: the resume was a gap the hub took for lost events, and the Autonomy
-    condition stayed False until a relist."""
+    answers are not called incomplete.  Held back to be written 10 s later (for a while
+    this session), the bookmark's advance was lost: the resume was a gap the hub took for
+    lost events, and the Autonomy condition stayed False until a relist."""
     hub = hub_factory(sandbox.url)
     status, _, body = http(hub.url + "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-0000",
                            headers={"User-Agent": KUBELET}, timeout=10)

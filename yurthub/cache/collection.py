@@ -45,12 +45,6 @@ from yurthub.storage import CollectionKey, DiskStore, Transaction, removed_recor
 
 log = logging.getLogger(__name__)
 
-# Seconds the advance by a bookmark alone of a view of one object by name may wait to be
-# written: a crash loses at most this much of it; an older resourceVersion is still true of
-# the view (offline, a watch resumed from past it is answered from there with no events;
-# online, the view is marked stale and kubelet's per-object watch lists it again).
-ADVANCED_STATE_DELAY = 10.0
-
 
 class CollectionWriter:
     """Applies mutations to one collection; only the writer thread calls it."""
@@ -72,10 +66,6 @@ class CollectionWriter:
         self._overlay: dict[tuple[str, str], Meta | None] = {}
         self._history: list[dict[str, Any]] = []
         self._state_dirty = False
-        # Views only a bookmark advanced since the state was last written: written with the
-        # next commit, or once ADVANCED_STATE_DELAY passed (see pending).
-        self._advanced = False
-        self._state_written = time.monotonic()
         self.assembly: ListAssembly | None = None
         self.deferred: list[Mutation] = []
         self._view_selectors: dict[ViewKey, Selectors] = {}
@@ -189,15 +179,7 @@ class CollectionWriter:
             self._saw(m.rv)
             if m.view is not None and self._extends(m.view, m.rv):
                 self.state.advance(m.view, m.rv)
-                # Only views of one object by name wait (kubelet's hundreds of per-object
-                # watches); any other view's advance is written at once: after a crash, a
-                # watch resumed online from the bookmark's version past the view on disk
-                # is a gap the hub cannot tell from a real one (it marks the view stale,
-                # and kubelet's pods view would stay stale until a relist).
-                if m.view.named:
-                    self._advanced = True
-                else:
-                    self._state_dirty = True
+                self._state_dirty = True
         elif m.op == "stale" and m.view is not None:
             self._mark_stale(m.view, m.why)
         elif m.op == "refilter" and m.view is not None:
@@ -343,16 +325,7 @@ class CollectionWriter:
             self._state_dirty = True
 
     def pending(self) -> bool:
-        """Anything to commit?  A view only a bookmark advanced waits ADVANCED_STATE_DELAY
-        (or ``persist_advances``): kubelet's hundreds of per-object watches each get one a
-        minute, and each commit rewrites the collection's whole state document."""
-        advanced = self._advanced and (
-            time.monotonic() - self._state_written >= ADVANCED_STATE_DELAY)
-        return self._txn is not None or self._state_dirty or bool(self._history) or advanced
-
-    def persist_advances(self) -> None:
-        """The next flush writes what bookmarks advanced, however recent (at shutdown)."""
-        self._state_written = float("-inf")
+        return self._txn is not None or self._state_dirty or bool(self._history)
 
     def discard(self) -> None:
         """Throw away everything not committed (after a bug): the disk is the truth again."""
@@ -363,7 +336,7 @@ class CollectionWriter:
         self._overlay.clear()
         self._history = []
         self.deferred = []
-        self._state_dirty = self._advanced = False
+        self._state_dirty = False
         self._rewritten.clear()
         self.state = CollectionState.from_json(self.store.state(self.ck) or {})
 
@@ -378,12 +351,9 @@ class CollectionWriter:
                 raise self._txn_failed
             if self._history:
                 txn.append_history(self._history)
-            state = self._state_dirty or self._advanced
-            if state:
+            if self._state_dirty:
                 txn.set_state(self.state.to_json())
             txn.commit()
-            if state:
-                self._advanced, self._state_written = False, time.monotonic()
         except StorageError:
             txn.abort()
             # What is on disk is the truth again: forget the batch, reload the state.

@@ -523,8 +523,6 @@ class CacheWriter(BackgroundThread):
     def _shutdown(self) -> None:
         for handler in list(self._handlers) + self._parked:
             handler.tee.abandon()
-        for coll in self._collections.values():
-            coll.persist_advances()
         self._flush()
         self._selector.close()
         os.close(self._wake_r)

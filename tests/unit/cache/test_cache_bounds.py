@@ -22,7 +22,7 @@ from yurthub.cache.manager import CacheManager
 from yurthub.cache.views import MAX_NAMED_VIEWS, MAX_VIEWS, parse_selectors
 from yurthub.kube.resources import builtin
 from yurthub.metrics import EXTRA_COMPONENTS, OTHER, BoundedLabel, Metrics
-from yurthub.storage import CollectionKey, DiskStore, Quota, files
+from yurthub.storage import CollectionKey, Quota, files
 
 MI = 1 << 20
 
@@ -216,36 +216,6 @@ def test_kubelets_per_object_views_of_a_full_node_all_resume_offline(tmp_path):
             start = m.reader.watch_start(ck, rt, want, str(rv))  # 503 once forgotten
             assert start.resource_version == rv and list(start.events) == []
         assert sample(m, "yurthub_cache_evictions_total", what="view", reason="lru") == 0
-
-
-def test_bookmarks_of_kubelets_per_object_watches_do_not_each_rewrite_the_state(
-        tmp_path, monkeypatch):
-    """Each of kubelet's per-object watches gets a bookmark a minute: hundreds a minute on a
-    full node.  Each advances its view; committed one by one, each rewrote the collection's
-    whole state document (hundreds of views) with a syncfs.  They wait, and a clean stop
-    writes them."""
-    monkeypatch.setattr("yurthub.cache.collection.ADVANCED_STATE_DELAY", 1e9, raising=False)
-    names = [f"cm-{i}" for i in range(40)]
-    ck = CollectionKey("kubelet", "", "v1", "configmaps", True)
-    path = "/api/v1/namespaces/ns-0/configmaps?fieldSelector=metadata.name%3D"
-    with running_manager(tmp_path) as m:
-        feed = Feeder(m)
-        for rv, name in enumerate(names, start=100):
-            assert feed.respond(f"{path}{name}", _configmap_list("ns-0", name, rv))
-        before = sample(m, "yurthub_cache_commits_total", kind="batch")
-        for rv, name in enumerate(names, start=1000):
-            bookmark = {"kind": "ConfigMap", "apiVersion": "v1",
-                        "metadata": {"resourceVersion": str(rv)}}
-            assert feed.respond(f"{path}{name}&watch=true&resourceVersion={rv - 900}"
-                                "&allowWatchBookmarks=true", event_line("BOOKMARK", bookmark))
-        assert sample(m, "yurthub_cache_commits_total", kind="batch") == before
-    store = DiskStore(str(tmp_path / "c"))
-    store.open()
-    try:
-        views = {v["key"]["fields"]: v["rv"] for v in store.state(ck)["views"]}
-    finally:
-        store.close()
-    assert views == {f"metadata.name={n}": rv for rv, n in enumerate(names, start=1000)}
 
 
 def test_views_of_one_object_by_name_are_bounded_too(tmp_path):

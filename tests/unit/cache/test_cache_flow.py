@@ -336,13 +336,11 @@ def test_offline_field_selectors_see_every_selectable_field_of_list_items(manage
     assert json.loads(manager.store.read(PODS, "default", "a"))["spec"] == a["spec"]
 
 
-def test_a_bookmark_advancing_kubelets_pods_view_is_on_disk_at_once(manager, feed,
-                                                                    monkeypatch):
+def test_a_bookmark_advancing_kubelets_pods_view_is_on_disk_at_once(manager, feed):
     """A crash right after a bookmark must not leave kubelet's pods view behind the version
     kubelet resumes from: online, that gap is one the hub cannot tell from a real one, and
     the view stayed stale (the Autonomy condition False) until a relist, which a healthy
     reflector never does."""
-    monkeypatch.setattr("yurthub.cache.collection.ADVANCED_STATE_DELAY", 1e9)
     assert feed.respond("/api/v1/pods?" + NODE_SEL, list_body([pod("a", rv=5)], 9))
     bookmark = {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "40"}}
     assert feed.respond("/api/v1/pods?watch=1&resourceVersion=9&allowWatchBookmarks=true&"
