@@ -16,7 +16,8 @@
 // brings it back.  Exit 0 when every check passed, 1 otherwise; each check prints a line.
 //
 // It checks: get, list with label and field selectors, limit/continue, create/patch/delete
-// of a ConfigMap while an informer (makeInformer: list, then watch) follows them; offline:
+// of a ConfigMap while an informer (makeInformer: list, then watch) follows them, an informer
+// of a custom resource (NodePool) online and, started anew, offline; offline:
 // the same lists from the cache, without an object the client deleted (a patch answered
 // before its delete once brought it back), Status errors with kind, code and reason (404,
 // 503 for writes, 403 for deletes), the informer re-watching without relisting in a loop;
@@ -95,6 +96,17 @@ for (let i = 0; i < 3; i++) {
 check(await until(() => seen.filter(([t]) => t === 'delete').length === 3),
   'the informer saw the three deletes', JSON.stringify(seen));
 const onlineCms = names(await core.listNamespacedConfigMap({ namespace: NS }));
+// A custom resource (the cluster-scoped NodePool), listed and watched by an informer: the
+// hub learns its scope from the cloud's discovery itself (no client asked for discovery).
+const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+const POOLS = { group: 'apps.openyurt.io', version: 'v1beta2', plural: 'nodepools' };
+const poolInformer = () => k8s.makeInformer(kc, '/apis/apps.openyurt.io/v1beta2/nodepools',
+  () => custom.listClusterCustomObject(POOLS));
+const pools = poolInformer();
+await pools.start();
+const onlinePools = pools.list().map((o) => o.metadata.name).sort();
+check(onlinePools.length > 0, 'a NodePool informer lists the pools', JSON.stringify(onlinePools));
+await pools.stop();
 await sleep(1000); // the hub's cache writer commits what it was sent
 
 // -- offline -----------------------------------------------------------------------------
@@ -116,6 +128,15 @@ const write = await status(() => core.createNamespacedConfigMap({ namespace: NS,
 check(write?.kind === 'Status' && write.code === 503, 'a write offline is a 503 Status', JSON.stringify(write));
 const del = await status(() => core.deleteNamespacedConfigMap({ namespace: NS, name: onlineCms[0] }));
 check(del?.kind === 'Status' && del.code === 403, 'a delete offline is a 403 Status', JSON.stringify(del));
+const poolsOff = poolInformer(); // an operator started while the cloud is away
+let poolErrors = 0;
+poolsOff.on('error', () => poolErrors++);
+await poolsOff.start();
+await sleep(1500);
+check(JSON.stringify(poolsOff.list().map((o) => o.metadata.name).sort()) === JSON.stringify(onlinePools)
+  && poolErrors === 0, 'a NodePool informer started offline has the pools (its watch open)',
+`${JSON.stringify(poolsOff.list().map((o) => o.metadata.name))}, ${poolErrors} error(s)`);
+await poolsOff.stop();
 const listsOffline = lists;
 await sleep(3000);
 check(lists === listsOffline, 'the informer does not relist in a loop offline', `${lists - listsOffline} lists`);

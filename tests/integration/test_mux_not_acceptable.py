@@ -50,3 +50,26 @@ def test_an_accept_the_cloud_refuses_is_406_online_and_offline(sandbox: Sandbox,
         status, ctype, doc = ask(hub.url, path, ua, accept)
         assert (status, ctype) == (406, "application/json"), (path, doc)
         assert doc is not None and doc["reason"] == "NotAcceptable", (path, doc)
+
+
+def test_a_yaml_watch_is_406_online_and_offline(sandbox: Sandbox, hub_factory):
+    # kube-apiserver serves YAML only whole (it has no YAML stream serializer): a watch that
+    # takes only YAML is its 406.  The shared state and the cache sent a JSON stream instead.
+    sandbox.put(service("web-a", app="web"))
+    hub = hub_factory(sandbox.url, extra=HUB_ARGS)
+    for ua, path in (("proxy-agent/1", SVC), (KUBELET, PODS)):
+        assert ask(hub.url, path, ua, "application/json")[0] == 200
+    yaml = "application/yaml"
+    svc_watch = ("proxy-agent/1", f"{SVC}?watch=true&timeoutSeconds=1")
+    pods_watch = (KUBELET, f"{PODS}?watch=true&timeoutSeconds=1")
+    assert ask(sandbox.url, svc_watch[1], "test/1", yaml)[0] == 406
+    assert ask(hub.url, svc_watch[1], svc_watch[0], yaml)[:2] == (406, "application/json")
+    sandbox.offline()
+    wait_for(lambda: hub.metric("node_yurthub_server_healthy_status") == 0, 10,
+             "the hub to notice the cloud is gone")
+    for ua, path in (svc_watch, pods_watch):
+        status, ctype, doc = ask(hub.url, path, ua, yaml)
+        assert (status, ctype) == (406, "application/json"), (path, doc)
+        assert doc is not None and doc["reason"] == "NotAcceptable", (path, doc)
+        # A watch that also takes JSON still gets its JSON stream.
+        assert ask(hub.url, path, ua, f"{yaml}, application/json")[0] == 200, path

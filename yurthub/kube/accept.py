@@ -123,17 +123,20 @@ def _acceptable(params: tuple[tuple[str, str], ...], served: str) -> tuple[bool,
     return t.is_partial_metadata, t
 
 
-def negotiate(accept: str | None) -> Negotiation | None:
+def negotiate(accept: str | None, *, stream: bool = False) -> Negotiation | None:
     """What kube-apiserver serves for this Accept header, or None when it would answer 406.
 
     No header (or an empty one) gets JSON without a transform. Otherwise it is the first
     entry, in ``parse_accept`` order, that matches a served media type with parameters the
-    endpoint accepts.
+    endpoint accepts.  A watch (``stream``) is served only in the media types that have a
+    stream serializer (``NegotiateOutputMediaTypeStream``): YAML-only is 406 there.
     """
     if not accept:
         return Negotiation(JSON, None)
     for clause in parse_accept(accept):
         for served in _SERVED:
+            if stream and served not in _STREAMING:
+                continue
             type_, subtype = served.split("/")
             if clause.type == "*" or (clause.type == type_ and clause.subtype in (subtype, "*")):
                 ok, t = _acceptable(clause.params, served)

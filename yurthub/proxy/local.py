@@ -335,7 +335,7 @@ class LocalProxy:
         check_list_options(ctx.info)  # 422/400 as the cloud answers them
         # A Table or metadata-only watch is printed or read below; an Accept kube-apiserver
         # would not serve at all is its 406, never a stream of JSON events.
-        _check_acceptable(ctx.accept, negotiate(ctx.accept) is not None)
+        _check_acceptable(ctx.accept, negotiate(ctx.accept, stream=True) is not None)
         ck, rt = self._target(ctx)
         info = ctx.info
         want = self._selectors(info, rt)

@@ -47,7 +47,7 @@ from yurthub.errors import GatewayTimeout, Gone, TooManyRequests
 from yurthub.filters.chain import Chain
 from yurthub.filters.manager import FilterManager
 from yurthub.filters.visibility import ClientView
-from yurthub.kube.accept import Transform, negotiate, transform
+from yurthub.kube.accept import Transform, negotiate
 from yurthub.kube.listoptions import (
     check_list_options,
     parse_resource_version,
@@ -147,9 +147,10 @@ class Multiplexer:
             return None
         if info.verb == "list" and is_historical_list(info) and self._cloud_answers():
             return None  # (offline, the shared history answers an exact list: _list)
-        if negotiate(ctx.accept) is None:
+        n = negotiate(ctx.accept, stream=info.verb == "watch")
+        if n is None:
             return None  # 406: the cloud's, or offline the cache's (proxy/local.py)
-        t = transform(ctx.accept)
+        t = n.transform
         if t is not None and not (self._partial(t, info.verb) and not self._cloud_answers()):
             # Tables and metadata-only answers go upstream as before; offline the shared
             # state answers the metadata-only ones (the cache holds no copy of them but a
@@ -227,7 +228,8 @@ class Multiplexer:
         # The client's name is its to choose: bounded, as the remote and local proxies do.
         self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, info.verb),
                                      "shared", "200").inc()
-        t = transform(ctx.accept)
+        n = negotiate(ctx.accept, stream=info.verb == "watch")
+        t = n.transform if n is not None else None
         meta = t.api_version if t is not None else ""
         view = None if meta else self.filters.client_view(ctx.component, info.verb,
                                                           info.api_group, info.resource)

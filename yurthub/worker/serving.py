@@ -71,10 +71,13 @@ class ThreadSide:
             log.debug("TLS error from %s: %s", conn.client, e)
         except OSError as e:
             if isinstance(e, TimeoutError):
+                # A write cut short by the Deadline times out as any write does.
+                deadline = getattr(self._local, "deadline", None)
+                late = isinstance(e, RequestTimeout) or (deadline is not None
+                                                         and deadline.cut_short)
                 log.info("%s %s: %s; connection reset", conn.info.role.value,
                          request_line(req), "its answer was not sent within request_timeout"
-                         if isinstance(e, RequestTimeout) else "client stopped sending or "
-                         "reading")
+                         if late else "client stopped sending or reading")
                 reset_on_close(sock)
             elif e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
                 log.warning("socket error serving %s: %s", request_line(req), e)
@@ -82,6 +85,7 @@ class ThreadSide:
             self.handle_error(req, sock, conn.client, e)
         finally:
             self._local.conn = None
+            self._local.deadline = None
         return False, b""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
@@ -136,8 +140,8 @@ class ThreadSide:
             # The whole answer within request_timeout, as kube-apiserver sends it: a client
             # reading a little before each send_timeout would hold the thread for as long as
             # it likes, and enough of them starve every other request.
-            result = Deadline(result, conn.sock, self.settings.request_timeout,
-                              self.settings.send_timeout)
+            result = self._local.deadline = Deadline(
+                result, conn.sock, self.settings.request_timeout, self.settings.send_timeout)
         # gunicorn's Response (start_response is its method) would copy each chunk to
         # frame it: pieces of a chunked answer go out by sendmsg instead (worker.chunked).
         resp = getattr(start_response, "__self__", None)
@@ -166,9 +170,11 @@ class Deadline:
     of ``timeout`` seconds from its first piece (TimeoutError once none is left: the thread
     closes the connection, as kube-apiserver aborts an answer past its --request-timeout).
     The clock starts at the first piece, so the head and its Status always go out; the time
-    the cloud takes to begin is bounded by the upstream's own timeouts."""
+    the cloud takes to begin is bounded by the upstream's own timeouts.  ``cut_short``: the
+    socket's timeout is what is left of ``timeout``, not the whole send timeout (a write
+    that times out then ran into the deadline; the client may be reading all along)."""
 
-    __slots__ = ("_body", "_send_timeout", "_sock", "_timeout")
+    __slots__ = ("_body", "_send_timeout", "_sock", "_timeout", "cut_short")
 
     def __init__(self, body: Iterable[bytes], sock: socket.socket, timeout: float,
                  send_timeout: float) -> None:
@@ -176,6 +182,7 @@ class Deadline:
         self._sock = sock
         self._timeout = timeout
         self._send_timeout = send_timeout
+        self.cut_short = False
 
     def __iter__(self) -> Iterator[bytes]:
         deadline = None
@@ -186,6 +193,7 @@ class Deadline:
             left = deadline - now
             if left <= 0:
                 raise RequestTimeout("request_timeout")
+            self.cut_short = left < self._send_timeout
             self._sock.settimeout(min(self._send_timeout, left))
             yield piece
 

@@ -112,6 +112,19 @@ def test_negotiate_like_kube_apiserver(accept, media_type, t):
     assert transform(accept) == t
 
 
+@pytest.mark.parametrize("accept,media_type", [
+    ("application/yaml", None),     # kube-apiserver has no YAML stream serializer: 406
+    ("application/yaml, application/json", "application/json"),
+    (f"application/yaml;{TABLE}, application/json", "application/json"),
+    ("*/*", "application/json"),
+    (f"{PB}, application/json", PB),
+])
+def test_a_watch_negotiates_among_stream_serializers(accept, media_type):
+    n = negotiate(accept, stream=True)
+    assert (n.media_type if n else None) == media_type
+    assert negotiate(accept) is not None  # a list of the same Accept is served
+
+
 def test_transform_properties():
     table = transform(f"application/json;{TABLE}")
     assert table is not None and table.is_table and not table.is_partial_metadata
