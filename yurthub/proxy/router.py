@@ -9,7 +9,7 @@ failure becomes a ``metav1.Status`` here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
@@ -94,7 +94,7 @@ class ProxyApp:
         except BaseException:
             in_flight.dec()
             raise
-        return _InFlight(body, in_flight)
+        return _OnClose(body, in_flight.dec)
 
     def _serve(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -122,7 +122,8 @@ class ProxyApp:
             self._count(ctx, response.status_code)
         body = response(environ, start_response)
         if claimed and ctx is not None and ctx.client_socket is not None:
-            return _Claimed(body, self.remote.streams, ctx.client_socket)
+            streams, sock = self.remote.streams, ctx.client_socket
+            return _OnClose(body, lambda: streams.unclaim(sock))
         return body
 
     def _count(self, ctx: RequestContext | None, code: int) -> None:
@@ -193,15 +194,16 @@ class ProxyApp:
         return response
 
 
-class _InFlight:
-    """A body that counts as a request in flight until the server closes it."""
+class _OnClose:
+    """A body whose server ``close`` also runs ``then``, once: a request in flight is
+    counted until then; a watch slot claimed is given back then, when no stream took it
+    over (a refusal, an error, a short answer)."""
 
-    __slots__ = ("_body", "_gauge", "_open")
+    __slots__ = ("_body", "_then")
 
-    def __init__(self, body: Iterable[bytes], gauge: Any) -> None:
+    def __init__(self, body: Iterable[bytes], then: Callable[[], None]) -> None:
         self._body = body
-        self._gauge = gauge
-        self._open = True
+        self._then: Callable[[], None] | None = then
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
@@ -212,29 +214,6 @@ class _InFlight:
             if close is not None:
                 close()
         finally:
-            if self._open:
-                self._open = False
-                self._gauge.dec()
-
-
-class _Claimed:
-    """The body of a request that claimed a watch slot: the server's ``close`` gives the
-    slot back, when no stream took it over (a refusal, an error, a short answer)."""
-
-    __slots__ = ("_body", "_sock", "_streams")
-
-    def __init__(self, body: Iterable[bytes], streams: Any, sock: Any) -> None:
-        self._body = body
-        self._streams = streams
-        self._sock = sock
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._streams.unclaim(self._sock)
+            then, self._then = self._then, None
+            if then is not None:
+                then()
