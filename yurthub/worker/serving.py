@@ -194,7 +194,9 @@ class Deadline:
             if left <= 0:
                 raise RequestTimeout("request_timeout")
             self.cut_short = left < self._send_timeout
-            self._sock.settimeout(min(self._send_timeout, left))
+            # (a settimeout is a syscall: made for each piece only once the deadline is near)
+            if self.cut_short or self._sock.gettimeout() != self._send_timeout:
+                self._sock.settimeout(min(self._send_timeout, left))
             yield piece
 
     def close(self) -> None:
