@@ -1,3 +1,3 @@
 """yurthub: an edge-autonomy gateway for Kubernetes, a caching reverse proxy for node components."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -306,3 +306,15 @@ def test_the_man_page_names_every_command_and_the_cache_and_check_config_options
         assert f".B cache {name}" in man, name
     # Not on an edge node: the package does not ship the sandbox.
     assert "not in the Debian package" in man
+
+
+def test_the_package_the_command_and_the_man_page_name_one_version():
+    # apt offers an upgrade by the changelog's version; `yurthub --version` and `man yurthub`
+    # must name the same one.
+    import re
+    from pathlib import Path
+
+    debian = Path(__file__).resolve().parents[2] / "debian"
+    top = (debian / "changelog").read_text().splitlines()[0]
+    assert re.match(rf"yurthub \({re.escape(__version__)}\) ", top), top
+    assert f'"yurthub {__version__}"' in (debian / "yurthub.1").read_text()
