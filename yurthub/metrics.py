@@ -73,7 +73,7 @@ class Bounded:
     ``labels()`` call, whoever the caller: a proxy path that forgets to bound what a client
     chose cannot grow ``/metrics``."""
 
-    def __init__(self, counter: Counter, *bounds: BoundedLabel) -> None:
+    def __init__(self, counter: Counter, *bounds: Callable[[str], str]) -> None:
         self.counter = counter
         self._bounds = bounds
 
@@ -111,10 +111,10 @@ class Metrics:
         self.traffic = Bounded(Counter(
             "node_yurthub_proxy_traffic_collector", "response bytes sent to clients by the "
             "remote proxy", ["client", "verb", "resource", "subresources"], registry=r),
-            self.component, self.verb, self.resource, self.subresource)
+            self._client, self.verb, self.resource, self.subresource)
         self.requests = Bounded(Counter(
             "yurthub_requests", "requests answered, by where the answer came from",
-            ["client", "verb", "source", "code"], registry=r), self.component, self.verb)
+            ["client", "verb", "source", "code"], registry=r), self._client, self.verb)
         self.open_watches = Gauge(
             "yurthub_open_watches", "watches open right now", ["source"], registry=r)
         self.cache_entries_dropped = Counter(
@@ -165,9 +165,9 @@ class Metrics:
         """Another bounded label whose folds are counted with the others."""
         return BoundedLabel(name, known, extra, self._folded)
 
-    def request_labels(self, component: str, verb: str) -> tuple[str, str]:
-        """(client, verb) label values of a request, bounded."""
-        return self.component(component or "unknown"), self.verb(verb)
+    def _client(self, component: str) -> str:
+        """The client label of a request (its component, bounded; "unknown" when none)."""
+        return self.component(component or "unknown")
 
     def add_collector(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Metrics computed at scrape time (cache sizes, sync ages) from a callback."""

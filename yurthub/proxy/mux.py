@@ -225,9 +225,8 @@ class Multiplexer:
                 and info.resource_version not in ("", "0") \
                 and not self._reached(shared, _rv(info.resource_version)):
             return None  # a version the cloud gave the client: the cloud answers at once
-        # The client's name is its to choose: bounded, as the remote and local proxies do.
-        self.metrics.requests.labels(*self.metrics.request_labels(ctx.agent, info.verb),
-                                     "shared", "200").inc()
+        # (the client's name is its to choose: Metrics.requests bounds it)
+        self.metrics.requests.labels(ctx.agent, info.verb, "shared", "200").inc()
         n = negotiate(ctx.accept, stream=info.verb == "watch")
         t = n.transform if n is not None else None
         meta = t.api_version if t is not None else ""

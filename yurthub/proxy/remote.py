@@ -195,8 +195,7 @@ class RemoteProxy:
         out_headers = upstream_headers(sent, resp_headers)
         stream = ProxiedStream(self, ctx, resp, open_tee, chunks, first,
                                long_lived=watch or follow, view=view if watch else None)
-        client, verb = self.metrics.request_labels(ctx.agent, info.verb)
-        self.metrics.requests.labels(client, verb, "remote", str(resp.status)).inc()
+        self.metrics.requests.labels(ctx.agent, info.verb, "remote", str(resp.status)).inc()
         ctx.counted = "remote"
         return Passthrough(stream, resp.status, out_headers)
 
@@ -295,9 +294,8 @@ class ProxiedStream:
         self._closed = False
         self._lock = threading.Lock()
         self._life: OpenStream | None = None
-        m = proxy.metrics
-        self._labels = (*m.request_labels(ctx.agent, ctx.info.verb),
-                        m.resource(ctx.info.resource), m.subresource(ctx.info.subresource))
+        # (bounded by Metrics.traffic when counted)
+        self._labels = (ctx.agent, ctx.info.verb, ctx.info.resource, ctx.info.subresource)
 
     def interrupt(self, reason: Reason) -> None:
         with self._lock:
