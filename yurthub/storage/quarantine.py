@@ -30,14 +30,7 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
         for p in parts:
             fd, _ = files.open_dir(p, fd, create=True)
             fds.append(fd)
-        dest, n = target, 0
-        while True:
-            try:
-                os.stat(dest, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                break
-            n += 1
-            dest = f"{target}.{n}"
+        dest = _free_name(fd, target)
         os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=fd)
     finally:
         for f in fds:
@@ -48,6 +41,18 @@ def move_to_quarantine(root_fd: int, dir_fd: int, name: str, where: list[str]) -
 
 
 UNREADABLE = "_unreadable."
+
+
+def _free_name(dir_fd: int, base: str) -> str:
+    """``base``, or ``base.<n>`` for the first n that names nothing in ``dir_fd`` yet."""
+    dest, n = base, 0
+    while True:
+        try:
+            os.stat(dest, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return dest
+        n += 1
+        dest = f"{base}.{n}"
 
 
 def set_aside_dir(root_fd: int, dir_fd: int, name: str, where: list[str]) -> str:
@@ -72,14 +77,7 @@ def set_aside_dir(root_fd: int, dir_fd: int, name: str, where: list[str]) -> str
 def rename_beside(dir_fd: int, name: str, why: str) -> str:
     """Rename ``name`` to ``_unreadable.<name>`` (``.<n>`` appended when taken) in the same
     directory, logging ``why`` as an ERROR; the new name.  Raises OSError."""
-    dest, n = f"{UNREADABLE}{name}", 0
-    while True:
-        try:
-            os.stat(dest, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            break
-        n += 1
-        dest = f"{UNREADABLE}{name}.{n}"
+    dest = _free_name(dir_fd, f"{UNREADABLE}{name}")
     os.rename(name, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     log.error("%s: set aside as %s beside it; make it the service's and move it to %s/, or "
               "remove it", why, dest, QUARANTINE)
