@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +29,9 @@ import urllib3
 from urllib3.util import make_headers
 
 from yurthub.errors import ConfigError
+from yurthub.redact import redact_userinfo
 
 _HTTPS_VARS = ("HTTPS_PROXY", "https_proxy")
-# The user info of a URL (up to its last "@" before the path): a user name alone is a
-# credential too (sent as Basic: an API key, say), so none of it is shown.
-_USERINFO = re.compile(r"://[^/?#\s]*@")
 _NO_VARS = ("NO_PROXY", "no_proxy")
 _HTTP_VARS = ("HTTP_PROXY", "http_proxy")
 
@@ -54,7 +51,7 @@ class Route:
 
     def describe(self) -> str:
         if self.proxy:
-            return f"{self.server} through {_shown(self.proxy)} ({self.variable})"
+            return f"{self.server} through {redact_userinfo(self.proxy)} ({self.variable})"
         return f"{self.server} ({self.note})" if self.note else self.server
 
 
@@ -71,12 +68,12 @@ def _proxy_url(name: str, value: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProxySettingError(
-            f"{name}={_shown(value)!r}: yurthub tunnels through http:// or "
+            f"{name}={redact_userinfo(value)!r}: yurthub tunnels through http:// or "
             "https:// proxies only")
     try:
         _ = parts.port
     except ValueError:
-        raise ProxySettingError(f"{name}={_shown(value)!r}: bad port") from None
+        raise ProxySettingError(f"{name}={redact_userinfo(value)!r}: bad port") from None
     return url
 
 
@@ -185,8 +182,3 @@ def open_tunnel(pool: Any, conn: Any) -> None:
         pool._prepare_proxy(conn)  # sets the tunnel up and connects, in 1.26 and 2.x
     else:
         conn.connect()
-
-
-def _shown(text: str) -> str:
-    """``text`` (a proxy's URL, an error naming it) with no URL's user info in it."""
-    return _USERINFO.sub("://(user info not shown)@", text)

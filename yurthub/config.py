@@ -20,6 +20,7 @@ from typing import Any
 from yurthub import configvalues as v
 from yurthub.configvalues import FILTER_NAMES as FILTER_NAMES  # the filters' names, re-exported
 from yurthub.errors import ConfigError
+from yurthub.redact import redact_userinfo
 
 SECTION = "yurthub"
 DEFAULT_CONFIG_FILE = "/etc/yurthub/yurthub.conf"
@@ -318,7 +319,7 @@ def parse_value(f: dataclasses.Field[Any], raw: str, source: str) -> Any:
     try:
         return f.metadata["parse"](raw)
     except ValueError as e:
-        shown = "(not shown)" if f.metadata["secret"] else repr(v.redact_userinfo(raw))
+        shown = "(not shown)" if f.metadata["secret"] else repr(redact_userinfo(raw))
         raise ConfigError(f"{source}: {f.name} = {shown}: {e}") from None
 
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from yurthub.kube import bootstraptoken
 from yurthub.kube.resources import builtin
 from yurthub.kube.validation import is_component, is_dns1123_subdomain
+from yurthub.redact import redact_userinfo
 
 # YurtHub's response filters, in its order (yurthub.filters.settings registers them).
 FILTER_NAMES = ("servicetopology", "masterservice", "discardcloudservice", "inclusterconfig",
@@ -132,17 +133,6 @@ def pod_reachable_ip(value: str) -> str:
 
 def split(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
-
-
-_USERINFO = re.compile(r"(^|//|,)[^/?#,\s]*@")
-_QUERY = re.compile(r"\?[^#,\s]*")
-
-
-def redact_userinfo(text: str) -> str:
-    """``text`` with the user info and the query of every URL in it hidden
-    (``user:password@``, ``?token=...``): an error message about a setting goes to the
-    journal, a password must not."""
-    return _QUERY.sub("?(query not shown)", _USERINFO.sub(r"\1(user info not shown)@", text))
 
 
 def server_addrs(value: str) -> tuple[str, ...]:

@@ -26,8 +26,9 @@ import yaml
 from cryptography import x509
 
 from yurthub.config import Config
-from yurthub.configvalues import redact_userinfo, server_addrs
+from yurthub.configvalues import server_addrs
 from yurthub.errors import ConfigError
+from yurthub.redact import redact_userinfo
 
 log = logging.getLogger(__name__)
 

@@ -26,3 +26,15 @@ def _redact(m: re.Match[str]) -> str:
 def redact_url_secrets(text: str) -> str:
     """``text`` with the credentials of any URL in it replaced by ``<redacted>``."""
     return _URL_SECRETS.sub(_redact, text)
+
+
+_USERINFO = re.compile(r"(^|//|,)[^/?#,\s]*@")
+_QUERY = re.compile(r"\?[^#,\s]*")
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user info and the query of every URL in it hidden
+    (``user:password@``, ``?token=...``): an error message about a setting, or the proxy the
+    cloud is reached through, goes to the journal; a password must not, nor a user name
+    alone (a proxy's API key, sent as Basic)."""
+    return _QUERY.sub("?(query not shown)", _USERINFO.sub(r"\1(user info not shown)@", text))
