@@ -140,6 +140,10 @@ class CertificateManager(BackgroundThread):
             log.info("%s certificate: %s", self.label, message)
 
     def _install(self, info: certs.CertInfo, announce: bool = True) -> None:
+        # Its users first (the serving port's TLS context), then it counts as installed:
+        # readyz said ready while 10268 still refused handshakes (no context yet), and a
+        # pod's first connection was reset.
+        self.on_change()
         with self._lock:
             self.current = info
             self.deadline = certs.rotation_deadline(info, self.rand)
@@ -148,7 +152,6 @@ class CertificateManager(BackgroundThread):
         log.info("%s certificate %s (serial %s) valid until %s; renewal at %s", self.label,
                  "installed" if announce else "loaded", info.serial, _when(info.not_after),
                  _when(self.deadline))
-        self.on_change()
 
     def wake(self) -> None:
         self._wake.set()

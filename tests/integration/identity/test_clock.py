@@ -118,3 +118,21 @@ def test_a_join_while_the_nodes_clock_is_behind_waits_for_the_clock(cluster, joi
     assert "not yet valid" in text and "this node's clock" in text, text
     cluster.ssl_context = right            # NTP synced: the same CA, now valid
     wait_for(hub.ready, 60, "the hub to join once the clock is right")
+
+
+def test_a_certificates_users_have_it_before_readyz_counts_it(cluster, tmp_path):
+    """The serving port's TLS context is built (``on_change``) before the certificate counts
+    as installed: readyz said ready while 10268 still had no context, and a pod's first
+    handshake was reset (seen twice in loaded suites)."""
+    cfg, files, _ = _manager(cluster, tmp_path, 0.0)
+    bootstrap = Bootstrap(cfg, files, cfg.server_addr)
+    seen: list[str | None] = []
+    manager = CertificateManager(
+        "client", files, files.client_pair, ClientRenewal(cfg, files, bootstrap, cfg.server_addr),
+        on_change=lambda: seen.append(manager.problem()))
+    manager.start()
+    try:
+        wait_for(lambda: manager.problem() is None, 30, "the certificate to be installed")
+    finally:
+        manager.stop()
+    assert seen and seen[0] is not None  # not yet "installed" while its users caught up
